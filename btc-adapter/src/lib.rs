@@ -1,0 +1,1 @@
+//! xswap btc-adapter (skeleton; filled by its own issue).

@@ -1,0 +1,4 @@
+//! The `xswap` command-line tool.
+fn main() {
+    println!("xswap: not yet available");
+}

@@ -1,0 +1,1 @@
+//! xswap eth-adapter (skeleton; filled by its own issue).

@@ -1,0 +1,13 @@
+//! swap-core: the chain-agnostic atomic swap protocol.
+//!
+//! - [`types`]: domain newtypes (secrets, hashlocks, heights, amounts that cannot be mixed).
+//! - [`params`]: per-chain parameters the expiry rules are computed from.
+//! - [`chain`]: the traits chain adapters implement.
+
+pub mod chain;
+pub mod params;
+pub mod types;
+
+pub use chain::{Chain, ChainError, ErrorKind, HtlcParams, HtlcStatus, ObservedLock};
+pub use params::{ChainFamily, ChainId, ChainParams, ChainTip, ExpiryKind, Network, Pace};
+pub use types::*;

@@ -1,0 +1,1 @@
+//! Shared harness for xswap integration tests (real nodes).
