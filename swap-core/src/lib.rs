@@ -11,3 +11,10 @@ pub mod types;
 pub use chain::{Chain, ChainError, ErrorKind, HtlcParams, HtlcStatus, ObservedLock};
 pub use params::{ChainFamily, ChainId, ChainParams, ChainTip, ExpiryKind, Network, Pace};
 pub use types::*;
+pub mod machine;
+pub mod terms;
+
+pub use machine::{initiator, responder, Action, GiveUpReason, LegView, Outcome, Snapshot, Step};
+pub use terms::{
+    ExpiryMatch, Leg, LegTerms, LockMismatch, SafetyPolicy, SwapTerms, TermsError, Tips,
+};

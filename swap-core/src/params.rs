@@ -334,7 +334,10 @@ mod tests {
             height: Height(100),
             time: Timestamp(0),
         };
-        assert_eq!(p.secs_until(Expiry::Height(Height(90)), tip, Pace::Fast), -3000);
+        assert_eq!(
+            p.secs_until(Expiry::Height(Height(90)), tip, Pace::Fast),
+            -3000
+        );
         assert_eq!(
             p.claim_deadline(Expiry::Height(Height(200))),
             Expiry::Height(Height(194))

@@ -1,0 +1,584 @@
+//! The initiator and responder state machines: pure functions, no I/O.
+//!
+//! `next(terms, state, snapshot) -> Step { state, actions }`. The snapshot is what the chains
+//! say now about both HTLCs (level-triggered: the machines never depend on having seen an
+//! event, so a crash, a missed poll or a reorg only means the next snapshot tells the truth
+//! again). The driver persists `Step::state` BEFORE it performs `Step::actions`, and every
+//! action is idempotent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::HtlcStatus;
+use crate::params::ChainTip;
+use crate::terms::{ExpiryMatch, Leg, LockMismatch, SwapTerms, Tips};
+use crate::types::{Preimage, TxRef};
+
+/// One chain's part of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegView {
+    /// The chain's tip when the HTLC status was read.
+    pub tip: ChainTip,
+    /// The HTLC of this leg.
+    pub htlc: HtlcStatus,
+}
+
+/// What both chains say now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The initiator's HTLC and chain.
+    pub x: LegView,
+    /// The responder's HTLC and chain.
+    pub y: LegView,
+}
+
+impl Snapshot {
+    /// Both tips.
+    pub fn tips(&self) -> Tips {
+        Tips {
+            x: self.x.tip,
+            y: self.y.tip,
+        }
+    }
+}
+
+/// Something the driver must do on a chain. Idempotent by contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Fund our own HTLC on this leg.
+    Lock {
+        /// Which leg.
+        leg: Leg,
+    },
+    /// Claim the counterparty's HTLC on this leg with the secret.
+    Claim {
+        /// Which leg.
+        leg: Leg,
+        /// The secret.
+        preimage: Preimage,
+    },
+    /// Refund our own HTLC on this leg.
+    Refund {
+        /// Which leg.
+        leg: Leg,
+    },
+}
+
+/// Why a party gave up on swapping and went for its refund (or never locked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum GiveUpReason {
+    /// Too little time left to start (or go on) safely; nothing was locked by us.
+    TooLate,
+    /// The counterparty's lock differs from the terms.
+    CounterLockInvalid {
+        /// How.
+        mismatch: LockMismatch,
+    },
+    /// Our own lock, as found on chain, differs from the terms.
+    OwnLockInvalid {
+        /// How.
+        mismatch: LockMismatch,
+    },
+    /// The counterparty did not lock (or its lock did not confirm) in time.
+    CounterLockMissing,
+    /// The counterparty refunded its lock.
+    CounterRefunded,
+}
+
+/// How a swap ended for this party.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// We got the counterparty's asset.
+    Swapped,
+    /// We got our own asset back.
+    Refunded,
+    /// Nothing of ours was ever locked.
+    Aborted {
+        /// Why.
+        reason: GiveUpReason,
+    },
+    /// Our lock was taken without us getting the other asset. Only possible when the chains
+    /// broke the assumptions in their parameters (pace, reorg depth) for longer than the
+    /// margins.
+    Lost,
+}
+
+/// A transition: the new state and what to do, in order, after persisting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step<S> {
+    /// The state to persist.
+    pub state: S,
+    /// The actions to perform after persisting.
+    pub actions: Vec<Action>,
+}
+
+impl<S> Step<S> {
+    fn to(state: S) -> Self {
+        Self {
+            state,
+            actions: Vec::new(),
+        }
+    }
+
+    fn act(state: S, action: Action) -> Self {
+        Self {
+            state,
+            actions: vec![action],
+        }
+    }
+}
+
+fn confirmed(status: &HtlcStatus, depth: u32) -> bool {
+    match status {
+        HtlcStatus::Absent => false,
+        HtlcStatus::Funded { confirmations, .. }
+        | HtlcStatus::Claimed { confirmations, .. }
+        | HtlcStatus::Refunded { confirmations, .. } => *confirmations >= depth,
+    }
+}
+
+/// A valid secret revealed by a claim of this HTLC, if any.
+fn revealed<'a>(terms: &SwapTerms, status: &'a HtlcStatus) -> Option<&'a Preimage> {
+    match status {
+        HtlcStatus::Claimed { preimage, .. } if terms.hashlock.matches(preimage) => Some(preimage),
+        _ => None,
+    }
+}
+
+/// The initiator: makes the secret, locks first on X, claims on Y.
+pub mod initiator {
+    use super::*;
+
+    /// The initiator's states (protocol.md). Stored as JSON with these exact tags: renaming a
+    /// variant needs a migration.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "state", rename_all = "snake_case")]
+    pub enum State {
+        /// Terms agreed and the secret persisted; nothing on chain yet.
+        Negotiated,
+        /// The lock on X has been (or is being) sent.
+        Locking,
+        /// Our lock is on chain, not yet deep enough.
+        Locked {
+            /// Funding transaction.
+            txref: TxRef,
+        },
+        /// Our lock is confirmed; waiting for the responder's.
+        LockConfirmed,
+        /// The responder's lock is seen and matches; waiting for its confirmations.
+        CounterLockSeen {
+            /// The responder's funding.
+            txref: TxRef,
+        },
+        /// The responder's lock is confirmed and valid, and we are inside our claim window.
+        CounterLockValid,
+        /// Our claim on Y has been (or is being) sent: the secret may now be public.
+        Claiming,
+        /// Our claim is on chain, not yet final.
+        Claimed,
+        /// Waiting until our lock on X can be refunded.
+        AwaitRefund {
+            /// Why we gave up.
+            reason: GiveUpReason,
+        },
+        /// Our refund has been (or is being) sent.
+        Refunding {
+            /// Why we gave up.
+            reason: GiveUpReason,
+        },
+        /// Finished.
+        Done {
+            /// How.
+            outcome: Outcome,
+        },
+    }
+
+    impl State {
+        /// True once the swap has finished for us.
+        pub fn is_final(&self) -> bool {
+            matches!(self, State::Done { .. })
+        }
+    }
+
+    fn give_up(reason: GiveUpReason) -> Step<State> {
+        Step::to(State::AwaitRefund { reason })
+    }
+
+    /// Rule 1 from now, before locking: the whole schedule still fits.
+    fn may_start(terms: &SwapTerms, tips: Tips) -> bool {
+        terms.check_schedule(tips).is_ok() && terms.check_rule2(tips).is_ok()
+    }
+
+    /// The initiator's transition function.
+    pub fn next(
+        terms: &SwapTerms,
+        secret: &Preimage,
+        state: &State,
+        snap: &Snapshot,
+    ) -> Step<State> {
+        use State::*;
+        if state.is_final() {
+            return Step::to(state.clone());
+        }
+        let own = &snap.x.htlc;
+        let counter = &snap.y.htlc;
+        let depth_x = terms.x.params.lock_confirmations;
+        let depth_y = terms.y.params.lock_confirmations;
+
+        // Once our claim may have been broadcast, or the secret is public for any reason, the
+        // only way forward is to get our claim on Y mined.
+        let secret_out = matches!(state, Claiming | Claimed)
+            || revealed(terms, own).is_some()
+            || revealed(terms, counter).is_some();
+        if secret_out {
+            return match counter {
+                HtlcStatus::Claimed { .. } if confirmed(counter, depth_y) => Step::to(Done {
+                    outcome: Outcome::Swapped,
+                }),
+                HtlcStatus::Claimed { .. } => Step::to(Claimed),
+                HtlcStatus::Funded { .. } => Step::act(
+                    Claiming,
+                    Action::Claim {
+                        leg: Leg::Y,
+                        preimage: secret.clone(),
+                    },
+                ),
+                // Reorged out under our claim: wait for it to come back.
+                HtlcStatus::Absent => Step::to(Claiming),
+                // We lost the race on Y: all that is left is our own lock.
+                HtlcStatus::Refunded { .. } => {
+                    refund_path(terms, GiveUpReason::CounterRefunded, snap)
+                }
+            };
+        }
+
+        match state {
+            AwaitRefund { reason } | Refunding { reason } => {
+                refund_path(terms, reason.clone(), snap)
+            }
+            _ => {
+                // Before the secret is out: our own lock first.
+                match own {
+                    HtlcStatus::Absent => {
+                        if may_start(terms, snap.tips()) {
+                            Step::act(Locking, Action::Lock { leg: Leg::X })
+                        } else if matches!(state, Negotiated) {
+                            Step::to(Done {
+                                outcome: Outcome::Aborted {
+                                    reason: GiveUpReason::TooLate,
+                                },
+                            })
+                        } else {
+                            // A lock may still be in flight (or come back after a reorg):
+                            // watch X until its expiry before calling it off.
+                            give_up(GiveUpReason::TooLate)
+                        }
+                    }
+                    HtlcStatus::Refunded { .. } => refund_path(terms, GiveUpReason::TooLate, snap),
+                    HtlcStatus::Claimed { .. } => {
+                        // A claim with a wrong preimage cannot exist on a correct chain; treat
+                        // as still locked and go for the refund.
+                        give_up(GiveUpReason::TooLate)
+                    }
+                    HtlcStatus::Funded {
+                        lock,
+                        confirmations,
+                    } => {
+                        if let Err(mismatch) =
+                            terms.x.verify(&terms.hashlock, lock, ExpiryMatch::Exact)
+                        {
+                            return give_up(GiveUpReason::OwnLockInvalid { mismatch });
+                        }
+                        if !terms.initiator_may_claim(snap.y.tip) {
+                            return give_up(GiveUpReason::CounterLockMissing);
+                        }
+                        if *confirmations < depth_x {
+                            return Step::to(Locked {
+                                txref: lock.txref.clone(),
+                            });
+                        }
+                        counter_lock(terms, secret, state, snap)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Our lock is confirmed and our claim window is open: look at the responder's lock.
+    fn counter_lock(
+        terms: &SwapTerms,
+        secret: &Preimage,
+        state: &State,
+        snap: &Snapshot,
+    ) -> Step<State> {
+        use State::*;
+        let depth_y = terms.y.params.lock_confirmations;
+        match &snap.y.htlc {
+            HtlcStatus::Absent => Step::to(LockConfirmed),
+            HtlcStatus::Refunded { .. } => give_up(GiveUpReason::CounterRefunded),
+            // Handled by the caller (secret out).
+            HtlcStatus::Claimed { .. } => give_up(GiveUpReason::CounterLockMissing),
+            HtlcStatus::Funded {
+                lock,
+                confirmations,
+            } => {
+                // Rule 4: amount, asset, recipient = us, H, and E_Y at least as agreed.
+                if let Err(mismatch) = terms.y.verify(&terms.hashlock, lock, ExpiryMatch::AtLeast) {
+                    return give_up(GiveUpReason::CounterLockInvalid { mismatch });
+                }
+                if *confirmations < depth_y {
+                    return Step::to(CounterLockSeen {
+                        txref: lock.txref.clone(),
+                    });
+                }
+                if matches!(state, CounterLockValid) {
+                    Step::act(
+                        Claiming,
+                        Action::Claim {
+                            leg: Leg::Y,
+                            preimage: secret.clone(),
+                        },
+                    )
+                } else {
+                    Step::to(CounterLockValid)
+                }
+            }
+        }
+    }
+
+    /// Getting our own asset back from X.
+    fn refund_path(terms: &SwapTerms, reason: GiveUpReason, snap: &Snapshot) -> Step<State> {
+        use State::*;
+        let depth_x = terms.x.params.lock_confirmations;
+        match &snap.x.htlc {
+            HtlcStatus::Absent => {
+                // Nothing of ours on chain. Once X's expiry has passed (and the budget to mine
+                // anything still in flight) nothing can appear that we would need to refund.
+                let settled = terms.x.params.reached(
+                    terms.x.params.claims_final_after(terms.x.expiry),
+                    snap.x.tip,
+                );
+                if settled {
+                    Step::to(Done {
+                        outcome: Outcome::Aborted { reason },
+                    })
+                } else {
+                    Step::to(AwaitRefund { reason })
+                }
+            }
+            HtlcStatus::Funded { .. } => {
+                if terms.x_refundable(snap.x.tip) {
+                    Step::act(Refunding { reason }, Action::Refund { leg: Leg::X })
+                } else {
+                    Step::to(AwaitRefund { reason })
+                }
+            }
+            HtlcStatus::Refunded { .. } if confirmed(&snap.x.htlc, depth_x) => Step::to(Done {
+                outcome: Outcome::Refunded,
+            }),
+            HtlcStatus::Refunded { .. } => Step::to(Refunding { reason }),
+            HtlcStatus::Claimed { .. } => {
+                // The responder took X. If we also got Y we swapped, otherwise we lost.
+                if matches!(snap.y.htlc, HtlcStatus::Claimed { .. }) {
+                    Step::to(Claimed)
+                } else {
+                    Step::to(Done {
+                        outcome: Outcome::Lost,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// The responder: locks second on Y, learns the secret from the initiator's claim, claims X.
+pub mod responder {
+    use super::*;
+
+    /// The responder's states (protocol.md). Stored as JSON with these exact tags.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "state", rename_all = "snake_case")]
+    pub enum State {
+        /// Terms agreed.
+        Negotiated,
+        /// Waiting for the initiator's lock on X.
+        AwaitCounterLock,
+        /// The initiator's lock is confirmed and matches the terms exactly.
+        CounterLockValid,
+        /// Our lock on Y has been (or is being) sent.
+        Locking,
+        /// Our lock is on chain.
+        Locked {
+            /// Our funding.
+            txref: TxRef,
+        },
+        /// The initiator claimed Y; we persisted the secret and claim X next.
+        SecretLearned {
+            /// The secret.
+            preimage: Preimage,
+        },
+        /// Our claim on X has been (or is being) sent.
+        Claiming {
+            /// The secret.
+            preimage: Preimage,
+        },
+        /// Our refund of Y has been (or is being) sent.
+        Refunding,
+        /// Finished.
+        Done {
+            /// How.
+            outcome: Outcome,
+        },
+    }
+
+    impl State {
+        /// True once the swap has finished for us.
+        pub fn is_final(&self) -> bool {
+            matches!(self, State::Done { .. })
+        }
+    }
+
+    fn abort(reason: GiveUpReason) -> Step<State> {
+        Step::to(State::Done {
+            outcome: Outcome::Aborted { reason },
+        })
+    }
+
+    /// The responder's transition function.
+    pub fn next(terms: &SwapTerms, state: &State, snap: &Snapshot) -> Step<State> {
+        use State::*;
+        if state.is_final() {
+            return Step::to(state.clone());
+        }
+        let depth_x = terms.x.params.lock_confirmations;
+
+        // 1. Once we know the secret: persist it, then claim X.
+        let known = match state {
+            SecretLearned { preimage } | Claiming { preimage } => Some(preimage.clone()),
+            _ => revealed(terms, &snap.y.htlc)
+                .or_else(|| revealed(terms, &snap.x.htlc))
+                .cloned(),
+        };
+        if let Some(preimage) = known {
+            return match (state, &snap.x.htlc) {
+                (SecretLearned { .. } | Claiming { .. }, HtlcStatus::Funded { .. }) => Step::act(
+                    Claiming {
+                        preimage: preimage.clone(),
+                    },
+                    Action::Claim {
+                        leg: Leg::X,
+                        preimage,
+                    },
+                ),
+                (SecretLearned { .. } | Claiming { .. }, HtlcStatus::Claimed { .. }) => {
+                    if confirmed(&snap.x.htlc, depth_x) {
+                        Step::to(Done {
+                            outcome: Outcome::Swapped,
+                        })
+                    } else {
+                        Step::to(Claiming { preimage })
+                    }
+                }
+                (SecretLearned { .. } | Claiming { .. }, HtlcStatus::Refunded { .. }) => {
+                    if confirmed(&snap.x.htlc, depth_x) {
+                        Step::to(Done {
+                            outcome: Outcome::Lost,
+                        })
+                    } else {
+                        // A refund in the mempool or shallow: our claim may still win.
+                        Step::to(Claiming { preimage })
+                    }
+                }
+                // X reorged out: wait for it to come back.
+                (SecretLearned { .. } | Claiming { .. }, HtlcStatus::Absent) => {
+                    Step::to(Claiming { preimage })
+                }
+                // Learned just now: persist before acting.
+                _ => Step::to(SecretLearned { preimage }),
+            };
+        }
+
+        match state {
+            Negotiated => Step::to(AwaitCounterLock),
+            AwaitCounterLock | CounterLockValid => {
+                if !matches!(snap.y.htlc, HtlcStatus::Absent) {
+                    // Our lock exists (we crashed after sending it): track it.
+                    return own_lock(terms, &Locking, snap);
+                }
+                let tips = snap.tips();
+                if let Err(_too_late) = terms.check_responder_may_lock(tips) {
+                    return abort(match snap.x.htlc {
+                        HtlcStatus::Absent => GiveUpReason::CounterLockMissing,
+                        _ => GiveUpReason::TooLate,
+                    });
+                }
+                match &snap.x.htlc {
+                    HtlcStatus::Absent => Step::to(AwaitCounterLock),
+                    HtlcStatus::Refunded { .. } | HtlcStatus::Claimed { .. } => {
+                        abort(GiveUpReason::CounterRefunded)
+                    }
+                    HtlcStatus::Funded {
+                        lock,
+                        confirmations,
+                    } => {
+                        if let Err(mismatch) =
+                            terms.x.verify(&terms.hashlock, lock, ExpiryMatch::Exact)
+                        {
+                            return abort(GiveUpReason::CounterLockInvalid { mismatch });
+                        }
+                        if *confirmations < depth_x {
+                            Step::to(AwaitCounterLock)
+                        } else if matches!(state, CounterLockValid) {
+                            Step::act(Locking, Action::Lock { leg: Leg::Y })
+                        } else {
+                            Step::to(CounterLockValid)
+                        }
+                    }
+                }
+            }
+            _ => own_lock(terms, state, snap),
+        }
+    }
+
+    /// Tracking our own lock on Y until it is claimed (handled above) or refunded.
+    fn own_lock(terms: &SwapTerms, state: &State, snap: &Snapshot) -> Step<State> {
+        use State::*;
+        let depth_y = terms.y.params.lock_confirmations;
+        match &snap.y.htlc {
+            HtlcStatus::Absent => {
+                if terms.check_responder_may_lock(snap.tips()).is_ok()
+                    && matches!(state, Locking | Locked { .. })
+                {
+                    return Step::act(Locking, Action::Lock { leg: Leg::Y });
+                }
+                // Too late to (re)lock. Wait until nothing we sent can still be mined.
+                let settled = terms.y.params.reached(
+                    terms.y.params.claims_final_after(terms.y.expiry),
+                    snap.y.tip,
+                );
+                if settled {
+                    abort(GiveUpReason::TooLate)
+                } else {
+                    Step::to(state.clone())
+                }
+            }
+            HtlcStatus::Funded { lock, .. } => {
+                if terms.y_refundable(snap.y.tip) {
+                    Step::act(Refunding, Action::Refund { leg: Leg::Y })
+                } else {
+                    Step::to(Locked {
+                        txref: lock.txref.clone(),
+                    })
+                }
+            }
+            HtlcStatus::Refunded { .. } if confirmed(&snap.y.htlc, depth_y) => Step::to(Done {
+                outcome: Outcome::Refunded,
+            }),
+            HtlcStatus::Refunded { .. } => Step::to(Refunding),
+            // A claim with a preimage that does not match H: not possible on a correct chain.
+            HtlcStatus::Claimed { .. } => Step::to(state.clone()),
+        }
+    }
+}

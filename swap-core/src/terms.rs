@@ -1,0 +1,677 @@
+//! Swap terms and the expiry rules that keep funds safe (protocol.md rules 1-3).
+//!
+//! Leg X is the initiator's lock (longer expiry `E_X`), leg Y the responder's (shorter `E_Y`).
+//! Every rule is evaluated "from now": each chain's tip is the reference point, heights convert
+//! to seconds pessimistically (a height on X as early as the fast pace allows, one on Y as late
+//! as the slow pace allows), timestamps convert with the clock drift against us.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{HtlcParams, ObservedLock};
+use crate::params::{ChainParams, ChainTip, Pace};
+use crate::types::{Account, Amount, Asset, Expiry, Hashlock, Height, SwapId};
+
+/// Which HTLC of a swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Leg {
+    /// The initiator's lock (made first, longer expiry).
+    X,
+    /// The responder's lock (made second, shorter expiry).
+    Y,
+}
+
+/// One side of a swap: who locks what for whom on which chain, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegTerms {
+    /// The chain and the parameters both parties agreed to compute expiries with.
+    pub params: ChainParams,
+    /// What is locked.
+    pub asset: Asset,
+    /// Exactly how much.
+    pub amount: Amount,
+    /// Who locks and can refund.
+    pub sender: Account,
+    /// Who can claim.
+    pub recipient: Account,
+    /// When the sender can refund.
+    pub expiry: Expiry,
+}
+
+/// Policy knobs of the rules that are not chain parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetyPolicy {
+    /// Minimum seconds the initiator must still have to claim after the responder's lock is
+    /// confirmed (rule 3).
+    pub min_claim_window: u64,
+    /// Extra seconds required on top of rule 2's worst case.
+    pub margin: u64,
+}
+
+impl Default for SafetyPolicy {
+    fn default() -> Self {
+        Self {
+            min_claim_window: 3600,
+            margin: 1800,
+        }
+    }
+}
+
+/// Everything both parties agreed to. Constructed only through [`SwapTerms::new`] (or
+/// deserialized from the store), which checks rules 1-3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapTerms {
+    /// The swap.
+    pub id: SwapId,
+    /// `SHA256(s)`.
+    pub hashlock: Hashlock,
+    /// The initiator's lock.
+    pub x: LegTerms,
+    /// The responder's lock.
+    pub y: LegTerms,
+    /// The rule policy both agreed to.
+    pub policy: SafetyPolicy,
+}
+
+/// Both chains' tips, seen at (about) the same moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Tips {
+    /// Tip of the initiator's chain.
+    pub x: ChainTip,
+    /// Tip of the responder's chain.
+    pub y: ChainTip,
+}
+
+/// Why terms were refused. Each rule violation names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TermsError {
+    /// Rule 1: the initiator could not get its claim mined in time.
+    #[error(
+        "rule 1 violated: the initiator's claim deadline on {chain} is {available}s away, \
+         but locking, confirming and claiming need {needed}s"
+    )]
+    Rule1ClaimWindow {
+        /// Chain Y.
+        chain: String,
+        /// Seconds (pessimistic) until the initiator's claim deadline.
+        available: i128,
+        /// Seconds the schedule needs before it.
+        needed: i128,
+    },
+    /// Rule 2: the responder might not be able to claim after learning the secret.
+    #[error(
+        "rule 2 violated: the responder must be able to claim on {chain} {needed}s from now \
+         (after the latest claim on the other chain and the time to notice it), but the \
+         initiator may refund after {available}s"
+    )]
+    Rule2ResponderCannotReact {
+        /// Chain X.
+        chain: String,
+        /// Seconds (pessimistic) until the responder's last chance to claim on X.
+        available: i128,
+        /// Seconds until the latest moment the responder can learn the secret, plus lag and
+        /// margin.
+        needed: i128,
+    },
+    /// Rule 3: the responder would lock with too little time left for the initiator to claim.
+    #[error(
+        "rule 3 violated: after the responder's lock confirms, the initiator would have \
+         {available}s to claim; at least {needed}s are required"
+    )]
+    Rule3TooLateToLock {
+        /// Seconds the initiator would have.
+        available: i128,
+        /// The configured minimum.
+        needed: i128,
+    },
+    /// An amount of zero, or an amount in another asset's unit.
+    #[error("leg {leg:?}: amount {amount} does not fit asset {asset:?} or is zero")]
+    BadAmount {
+        /// Which leg.
+        leg: Leg,
+        /// The amount.
+        amount: Amount,
+        /// The asset.
+        asset: Asset,
+    },
+    /// An expiry not in the chain's unit (a timestamp for a height chain or vice versa).
+    #[error("leg {leg:?}: expiry {expiry} is not a valid expiry on {chain}")]
+    BadExpiryKind {
+        /// Which leg.
+        leg: Leg,
+        /// The expiry.
+        expiry: Expiry,
+        /// The chain.
+        chain: String,
+    },
+    /// An account that cannot exist on that chain, or the same account on both sides.
+    #[error("leg {leg:?}: {reason}")]
+    BadAccount {
+        /// Which leg.
+        leg: Leg,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Chain parameters that make no sense, or that differ from ours.
+    #[error("leg {leg:?}: chain parameters rejected: {reason}")]
+    BadParams {
+        /// Which leg.
+        leg: Leg,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// How a found lock differs from the agreed one (rule 4: an over- or under-funded lock is not
+/// the agreed lock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "mismatch", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LockMismatch {
+    /// Wrong amount.
+    #[error("amount is {found}, agreed {expected}")]
+    Amount {
+        /// Agreed.
+        expected: Amount,
+        /// On chain.
+        found: Amount,
+    },
+    /// Wrong asset or token.
+    #[error("asset is {found:?}, agreed {expected:?}")]
+    Asset {
+        /// Agreed.
+        expected: Asset,
+        /// On chain.
+        found: Asset,
+    },
+    /// Pays someone else.
+    #[error("recipient is {found}, agreed {expected}")]
+    Recipient {
+        /// Agreed.
+        expected: Account,
+        /// On chain.
+        found: Account,
+    },
+    /// Refunds to someone else.
+    #[error("sender is {found}, agreed {expected}")]
+    Sender {
+        /// Agreed.
+        expected: Account,
+        /// On chain.
+        found: Account,
+    },
+    /// Another hashlock.
+    #[error("hashlock is {found}, agreed {expected}")]
+    Hashlock {
+        /// Agreed.
+        expected: Hashlock,
+        /// On chain.
+        found: Hashlock,
+    },
+    /// An expiry other than agreed (or earlier than agreed, where later is acceptable).
+    #[error("expiry is {found}, agreed {expected}")]
+    Expiry {
+        /// Agreed.
+        expected: Expiry,
+        /// On chain.
+        found: Expiry,
+    },
+}
+
+/// How strictly a lock's expiry must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryMatch {
+    /// Exactly the agreed expiry.
+    Exact,
+    /// The agreed expiry or later (only ever more time for the party checking).
+    AtLeast,
+}
+
+impl LegTerms {
+    /// Compares a lock found on chain with these terms.
+    pub fn verify(
+        &self,
+        hashlock: &Hashlock,
+        lock: &ObservedLock,
+        expiry: ExpiryMatch,
+    ) -> Result<(), LockMismatch> {
+        if lock.asset != self.asset {
+            return Err(LockMismatch::Asset {
+                expected: self.asset.clone(),
+                found: lock.asset.clone(),
+            });
+        }
+        if lock.amount != self.amount {
+            return Err(LockMismatch::Amount {
+                expected: self.amount,
+                found: lock.amount,
+            });
+        }
+        if lock.recipient != self.recipient {
+            return Err(LockMismatch::Recipient {
+                expected: self.recipient,
+                found: lock.recipient,
+            });
+        }
+        if lock.sender != self.sender {
+            return Err(LockMismatch::Sender {
+                expected: self.sender,
+                found: lock.sender,
+            });
+        }
+        if lock.hashlock != *hashlock {
+            return Err(LockMismatch::Hashlock {
+                expected: *hashlock,
+                found: lock.hashlock,
+            });
+        }
+        let expiry_ok = match (expiry, self.expiry, lock.expiry) {
+            (ExpiryMatch::Exact, a, b) => a == b,
+            (ExpiryMatch::AtLeast, Expiry::Height(a), Expiry::Height(b)) => b >= a,
+            (ExpiryMatch::AtLeast, Expiry::Time(a), Expiry::Time(b)) => b >= a,
+            _ => false,
+        };
+        if !expiry_ok {
+            return Err(LockMismatch::Expiry {
+                expected: self.expiry,
+                found: lock.expiry,
+            });
+        }
+        Ok(())
+    }
+
+    /// The adapter-facing description of this leg's HTLC.
+    pub fn htlc(
+        &self,
+        swap_id: SwapId,
+        hashlock: Hashlock,
+        key_index: u32,
+        watch_from: Height,
+    ) -> HtlcParams {
+        HtlcParams {
+            swap_id,
+            key_index,
+            hashlock,
+            asset: self.asset.clone(),
+            amount: self.amount,
+            sender: self.sender,
+            recipient: self.recipient,
+            expiry: self.expiry,
+            watch_from,
+        }
+    }
+
+    fn check_shape(&self, leg: Leg) -> Result<(), TermsError> {
+        self.params
+            .validate()
+            .map_err(|reason| TermsError::BadParams { leg, reason })?;
+        if self.amount.is_zero() || !self.asset.fits(&self.amount) {
+            return Err(TermsError::BadAmount {
+                leg,
+                amount: self.amount,
+                asset: self.asset.clone(),
+            });
+        }
+        if !self.params.expiry_fits(self.expiry) {
+            return Err(TermsError::BadExpiryKind {
+                leg,
+                expiry: self.expiry,
+                chain: self.params.chain.to_string(),
+            });
+        }
+        let account_fits = |a: &Account| match (self.params.expiry_kind(), a) {
+            (crate::params::ExpiryKind::Height, Account::PublicKey(_)) => true,
+            (crate::params::ExpiryKind::Time, Account::Evm(_)) => true,
+            _ => false,
+        };
+        if !account_fits(&self.sender) || !account_fits(&self.recipient) {
+            return Err(TermsError::BadAccount {
+                leg,
+                reason: format!("accounts do not belong on {}", self.params.chain),
+            });
+        }
+        if self.sender == self.recipient {
+            return Err(TermsError::BadAccount {
+                leg,
+                reason: "sender and recipient are the same account".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl SwapTerms {
+    /// Checks the terms' shape and rules 1-3 at the given tips, and returns them.
+    pub fn new(
+        id: SwapId,
+        hashlock: Hashlock,
+        x: LegTerms,
+        y: LegTerms,
+        policy: SafetyPolicy,
+        tips: Tips,
+    ) -> Result<Self, TermsError> {
+        let terms = Self {
+            id,
+            hashlock,
+            x,
+            y,
+            policy,
+        };
+        terms.x.check_shape(Leg::X)?;
+        terms.y.check_shape(Leg::Y)?;
+        terms.check_schedule(tips)?;
+        terms.check_rule2(tips)?;
+        Ok(terms)
+    }
+
+    /// Builds terms with default expiries: the responder's about 12 hours out, the initiator's
+    /// about 24 hours out or later when rule 2 needs more (never tighter than the rules allow).
+    /// The `expiry` fields of `x` and `y` are overwritten.
+    pub fn with_default_expiries(
+        id: SwapId,
+        hashlock: Hashlock,
+        mut x: LegTerms,
+        mut y: LegTerms,
+        policy: SafetyPolicy,
+        tips: Tips,
+    ) -> Result<Self, TermsError> {
+        y.expiry = y.params.expiry_after(tips.y, 12 * 3600);
+        // The least E_X that satisfies rule 2 with the margin.
+        let needed = Self::rule2_needed(&y, tips.y, &policy);
+        let min_x = match x.params.expiry_kind() {
+            crate::params::ExpiryKind::Height => {
+                let per_block = x.params.blocks_secs(1, Pace::Fast).max(1);
+                let blocks = (needed.max(0) + per_block - 1) / per_block;
+                Expiry::Height(Height(
+                    tips.x.height.0 + x.params.claim_blocks as u64 + blocks as u64 + 1,
+                ))
+            }
+            crate::params::ExpiryKind::Time => {
+                let budget = x
+                    .params
+                    .blocks_secs(x.params.claim_blocks as i128, Pace::Slow)
+                    as u64;
+                Expiry::Time(crate::types::Timestamp(
+                    tips.x.time.0 + 2 * x.params.clock_drift + budget + needed.max(0) as u64 + 1,
+                ))
+            }
+        };
+        let default_x = x.params.expiry_after(tips.x, 24 * 3600);
+        x.expiry = match (min_x, default_x) {
+            (Expiry::Height(a), Expiry::Height(b)) => Expiry::Height(a.max(b)),
+            (Expiry::Time(a), Expiry::Time(b)) => Expiry::Time(a.max(b)),
+            (a, _) => a,
+        };
+        Self::new(id, hashlock, x, y, policy, tips)
+    }
+
+    /// The terms of one leg.
+    pub fn leg(&self, leg: Leg) -> &LegTerms {
+        match leg {
+            Leg::X => &self.x,
+            Leg::Y => &self.y,
+        }
+    }
+
+    /// Seconds from now until the latest moment a claim can still land on Y, plus the time to
+    /// notice it and the margin: the responder must still be able to claim on X after that.
+    fn rule2_needed(y: &LegTerms, tip_y: ChainTip, policy: &SafetyPolicy) -> i128 {
+        let last_y = y.params.claims_final_after(y.expiry);
+        y.params.secs_until(last_y, tip_y, Pace::Slow)
+            + y.params.observe_lag as i128
+            + policy.margin as i128
+    }
+
+    /// Seconds from now until the responder's last chance to broadcast its claim on X (the
+    /// initiator refunds after `E_X`; the claim needs `claim_blocks` to get mined).
+    fn rule2_available(&self, tips: Tips) -> i128 {
+        let deadline_x = self.x.params.claim_deadline(self.x.expiry);
+        self.x.params.secs_until(deadline_x, tips.x, Pace::Fast)
+    }
+
+    /// Rule 2: the responder can always react to the initiator's claim, however the chains'
+    /// paces vary within their bounds.
+    pub fn check_rule2(&self, tips: Tips) -> Result<(), TermsError> {
+        let needed = Self::rule2_needed(&self.y, tips.y, &self.policy);
+        let available = self.rule2_available(tips);
+        if available < needed {
+            return Err(TermsError::Rule2ResponderCannotReact {
+                chain: self.x.params.chain.to_string(),
+                available,
+                needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Seconds (pessimistic: reached early) until the initiator's claim deadline on Y.
+    pub fn secs_to_initiator_deadline(&self, tip_y: ChainTip) -> i128 {
+        let deadline = self.y.params.claim_deadline(self.y.expiry);
+        self.y.params.secs_until(deadline, tip_y, Pace::Fast)
+    }
+
+    /// Rule 1 at agreement time: the whole schedule (initiator's lock confirmed and noticed,
+    /// responder's lock confirmed and noticed, the minimum claim window) fits before the
+    /// initiator's claim deadline.
+    pub fn check_schedule(&self, tips: Tips) -> Result<(), TermsError> {
+        let available = self.secs_to_initiator_deadline(tips.y);
+        let needed = self.x.params.confirm_secs(self.x.params.lock_confirmations)
+            + self.x.params.observe_lag as i128
+            + self.responder_lock_secs()
+            + self.policy.min_claim_window as i128;
+        if available < needed {
+            return Err(TermsError::Rule1ClaimWindow {
+                chain: self.y.params.chain.to_string(),
+                available,
+                needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Seconds (slow) for the responder's lock to confirm and be noticed by the initiator.
+    fn responder_lock_secs(&self) -> i128 {
+        self.y.params.confirm_secs(self.y.params.lock_confirmations)
+            + self.y.params.observe_lag as i128
+    }
+
+    /// Rule 3, checked by the responder right before it locks: the initiator still has the
+    /// minimum claim window after the responder's lock confirms, and rule 2 still holds.
+    pub fn check_responder_may_lock(&self, tips: Tips) -> Result<(), TermsError> {
+        let available = self.secs_to_initiator_deadline(tips.y) - self.responder_lock_secs();
+        let needed = self.policy.min_claim_window as i128;
+        if available < needed {
+            return Err(TermsError::Rule3TooLateToLock { available, needed });
+        }
+        self.check_rule2(tips)
+    }
+
+    /// Rule 1, checked by the initiator before it reveals the secret: its claim on Y can still
+    /// be mined before the responder can refund.
+    pub fn initiator_may_claim(&self, tip_y: ChainTip) -> bool {
+        let deadline = self.y.params.claim_deadline(self.y.expiry);
+        !self.y.params.reached(deadline, tip_y)
+    }
+
+    /// True once the initiator can refund its lock.
+    pub fn x_refundable(&self, tip_x: ChainTip) -> bool {
+        self.x.params.refundable(self.x.expiry, tip_x)
+    }
+
+    /// True once the responder can refund its lock.
+    pub fn y_refundable(&self, tip_y: ChainTip) -> bool {
+        self.y.params.refundable(self.y.expiry, tip_y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{ChainFamily, ChainId, Network};
+    use crate::types::*;
+
+    pub(crate) fn btc_eth_legs() -> (LegTerms, LegTerms) {
+        let btc = ChainParams::for_chain(ChainId::new(ChainFamily::Bitcoin, Network::Mainnet));
+        let eth = ChainParams::for_chain(ChainId::new(ChainFamily::Ethereum, Network::Mainnet));
+        let x = LegTerms {
+            params: btc,
+            asset: Asset::Btc,
+            amount: Amount::Sats(Sats(100_000)),
+            sender: Account::PublicKey(PublicKeyBytes([2; 33])),
+            recipient: Account::PublicKey(PublicKeyBytes([3; 33])),
+            expiry: Expiry::Height(Height(0)),
+        };
+        let y = LegTerms {
+            params: eth,
+            asset: Asset::Eth,
+            amount: Amount::Wei(Wei(10u128.pow(18))),
+            sender: Account::Evm(EvmAddress([4; 20])),
+            recipient: Account::Evm(EvmAddress([5; 20])),
+            expiry: Expiry::Time(Timestamp(0)),
+        };
+        (x, y)
+    }
+
+    fn tips() -> Tips {
+        Tips {
+            x: ChainTip {
+                height: Height(800_000),
+                time: Timestamp(1_700_000_000),
+            },
+            y: ChainTip {
+                height: Height(18_000_000),
+                time: Timestamp(1_700_000_000),
+            },
+        }
+    }
+
+    #[test]
+    fn default_expiries_satisfy_the_rules_both_directions() {
+        let (x, y) = btc_eth_legs();
+        let h = Preimage::from_bytes([7; 32]).hashlock();
+        let id = SwapId([1; 16]);
+        let t = SwapTerms::with_default_expiries(
+            id,
+            h,
+            x.clone(),
+            y.clone(),
+            SafetyPolicy::default(),
+            tips(),
+        )
+        .expect("btc->eth defaults");
+        // BTC leg at least 24 h of blocks.
+        assert!(matches!(t.x.expiry, Expiry::Height(Height(e)) if e >= 800_000 + 144));
+        // ETH -> BTC: the initiator locks ETH.
+        let rev_tips = Tips {
+            x: tips().y,
+            y: tips().x,
+        };
+        let t2 = SwapTerms::with_default_expiries(id, h, y, x, SafetyPolicy::default(), rev_tips)
+            .expect("eth->btc defaults");
+        t2.check_rule2(rev_tips).expect("rule 2");
+    }
+
+    #[test]
+    fn equal_expiries_violate_rule_2() {
+        let (mut x, mut y) = btc_eth_legs();
+        let tips = tips();
+        x.expiry = x.params.expiry_after(tips.x, 12 * 3600);
+        y.expiry = y.params.expiry_after(tips.y, 12 * 3600);
+        let err = SwapTerms::new(
+            SwapId([1; 16]),
+            Hashlock([0; 32]),
+            x,
+            y,
+            SafetyPolicy::default(),
+            tips,
+        )
+        .expect_err("must be refused");
+        assert!(
+            matches!(err, TermsError::Rule2ResponderCannotReact { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("rule 2"));
+    }
+
+    #[test]
+    fn too_short_responder_expiry_violates_rule_1() {
+        let (mut x, mut y) = btc_eth_legs();
+        let tips = tips();
+        x.expiry = x.params.expiry_after(tips.x, 48 * 3600);
+        y.expiry = y.params.expiry_after(tips.y, 1800);
+        let err = SwapTerms::new(
+            SwapId([1; 16]),
+            Hashlock([0; 32]),
+            x,
+            y,
+            SafetyPolicy::default(),
+            tips,
+        )
+        .expect_err("must be refused");
+        assert!(matches!(err, TermsError::Rule1ClaimWindow { .. }), "{err}");
+    }
+
+    #[test]
+    fn shape_errors_are_typed() {
+        let (x, mut y) = btc_eth_legs();
+        y.amount = Amount::Sats(Sats(5));
+        let err = SwapTerms::with_default_expiries(
+            SwapId([1; 16]),
+            Hashlock([0; 32]),
+            x.clone(),
+            y,
+            SafetyPolicy::default(),
+            tips(),
+        )
+        .expect_err("wrong unit");
+        assert!(matches!(err, TermsError::BadAmount { leg: Leg::Y, .. }));
+        let (_, mut y) = btc_eth_legs();
+        y.recipient = y.sender;
+        let err = SwapTerms::with_default_expiries(
+            SwapId([1; 16]),
+            Hashlock([0; 32]),
+            x,
+            y,
+            SafetyPolicy::default(),
+            tips(),
+        )
+        .expect_err("same account");
+        assert!(matches!(err, TermsError::BadAccount { leg: Leg::Y, .. }));
+    }
+
+    #[test]
+    fn lock_verification_names_the_difference() {
+        let (x, _) = btc_eth_legs();
+        let h = Hashlock([9; 32]);
+        let good = ObservedLock {
+            txref: TxRef("aa".into()),
+            asset: x.asset.clone(),
+            amount: x.amount,
+            sender: x.sender,
+            recipient: x.recipient,
+            hashlock: h,
+            expiry: x.expiry,
+        };
+        assert_eq!(x.verify(&h, &good, ExpiryMatch::Exact), Ok(()));
+        let mut more = good.clone();
+        more.amount = Amount::Sats(Sats(100_001));
+        assert!(matches!(
+            x.verify(&h, &more, ExpiryMatch::Exact),
+            Err(LockMismatch::Amount { .. })
+        ));
+        let mut later = good.clone();
+        later.expiry = Expiry::Height(Height(5));
+        assert!(x.verify(&h, &later, ExpiryMatch::AtLeast).is_ok());
+        assert!(matches!(
+            x.verify(&h, &later, ExpiryMatch::Exact),
+            Err(LockMismatch::Expiry { .. })
+        ));
+        let mut other = good;
+        other.recipient = x.sender;
+        assert!(matches!(
+            x.verify(&h, &other, ExpiryMatch::Exact),
+            Err(LockMismatch::Recipient { .. })
+        ));
+    }
+}
