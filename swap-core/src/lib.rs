@@ -12,9 +12,11 @@ pub use chain::{Chain, ChainError, ErrorKind, HtlcParams, HtlcStatus, ObservedLo
 pub use params::{ChainFamily, ChainId, ChainParams, ChainTip, ExpiryKind, Network, Pace};
 pub use types::*;
 pub mod machine;
+pub mod store;
 pub mod terms;
 
 pub use machine::{initiator, responder, Action, GiveUpReason, LegView, Outcome, Snapshot, Step};
+pub use store::{Role, StoreError, SwapRecord, SwapState, SwapStore};
 pub use terms::{
     ExpiryMatch, Leg, LegTerms, LockMismatch, SafetyPolicy, SwapTerms, TermsError, Tips,
 };

@@ -166,13 +166,29 @@ pub struct Sats(pub u64);
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
 )]
-pub struct Wei(pub u128);
+pub struct Wei(#[serde(with = "u128_decimal")] pub u128);
+
+/// u128 as a decimal string in serialized forms: JSON numbers lose precision past 2^53 in many
+/// readers, and serde's buffered (tagged-enum) formats do not support u128 at all.
+mod u128_decimal {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(D::Error::custom)
+    }
+}
 
 /// An amount of an ERC-20 token in its base units, with the token's decimals so that two tokens'
 /// amounts are never compared without them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TokenUnits {
     /// Base units (the integer the contract sees).
+    #[serde(with = "u128_decimal")]
     pub units: u128,
     /// The token's `decimals()`.
     pub decimals: u8,

@@ -1,0 +1,203 @@
+//! The conformance suite every [`SwapStore`] implementation must pass.
+//!
+//! Call [`run`] with an empty store from the implementation's own tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::{Role, StoreError, SwapRecord, SwapState, SwapStore};
+use crate::machine::{initiator, responder, Outcome};
+use crate::params::{ChainFamily, ChainId, ChainParams, ChainTip, Network};
+use crate::terms::{LegTerms, SafetyPolicy, SwapTerms, Tips};
+use crate::types::*;
+
+/// A valid swap record, distinct for each `n`.
+pub fn sample_record(n: u8, role: Role) -> SwapRecord {
+    let secret = Preimage::from_bytes([n; 32]);
+    let btc = ChainParams::for_chain(ChainId::new(ChainFamily::Bitcoin, Network::Regtest));
+    let eth = ChainParams::for_chain(ChainId::new(ChainFamily::Ethereum, Network::Regtest));
+    let tips = Tips {
+        x: ChainTip {
+            height: Height(1000),
+            time: Timestamp(1_700_000_000),
+        },
+        y: ChainTip {
+            height: Height(10),
+            time: Timestamp(1_700_000_000),
+        },
+    };
+    let x = LegTerms {
+        params: btc,
+        asset: Asset::Btc,
+        amount: Amount::Sats(Sats(50_000 + n as u64)),
+        sender: Account::PublicKey(PublicKeyBytes([2; 33])),
+        recipient: Account::PublicKey(PublicKeyBytes([3; 33])),
+        expiry: Expiry::Height(Height(0)),
+    };
+    let y = LegTerms {
+        params: eth,
+        asset: Asset::Eth,
+        amount: Amount::Wei(Wei(10u128.pow(17))),
+        sender: Account::Evm(EvmAddress([4; 20])),
+        recipient: Account::Evm(EvmAddress([5; 20])),
+        expiry: Expiry::Time(Timestamp(0)),
+    };
+    let terms = SwapTerms::with_default_expiries(
+        SwapId([n; 16]),
+        secret.hashlock(),
+        x,
+        y,
+        SafetyPolicy::default(),
+        tips,
+    )
+    .expect("sample terms are valid");
+    SwapRecord {
+        terms,
+        role,
+        secret: (role == Role::Initiator).then_some(secret),
+        key_index: n as u32,
+        watch_from: tips,
+    }
+}
+
+/// Runs every check against `store`, which must start empty.
+pub async fn run(store: &dyn SwapStore) {
+    assert!(
+        store.list().await.unwrap().is_empty(),
+        "store must start empty"
+    );
+    assert!(store.unfinished().await.unwrap().is_empty());
+
+    // Create and load, secret included.
+    let a = sample_record(1, Role::Initiator);
+    let b = sample_record(2, Role::Responder);
+    store
+        .create(&a, &SwapState::initial(Role::Initiator))
+        .await
+        .unwrap();
+    store
+        .create(&b, &SwapState::initial(Role::Responder))
+        .await
+        .unwrap();
+    let (ra, sa) = store.load(&a.id()).await.unwrap();
+    assert_eq!(ra, a);
+    assert_eq!(ra.secret, a.secret, "the secret is stored with the swap");
+    assert_eq!(sa, SwapState::Initiator(initiator::State::Negotiated));
+
+    // Duplicates are refused and change nothing.
+    assert!(matches!(
+        store.create(&a, &SwapState::initial(Role::Initiator)).await,
+        Err(StoreError::Duplicate(_))
+    ));
+
+    // An initiator without its secret, or with a wrong one, is refused.
+    let mut no_secret = sample_record(3, Role::Initiator);
+    no_secret.secret = None;
+    assert!(matches!(
+        store
+            .create(&no_secret, &SwapState::initial(Role::Initiator))
+            .await,
+        Err(StoreError::Invalid { .. })
+    ));
+    let mut wrong_secret = sample_record(4, Role::Initiator);
+    wrong_secret.secret = Some(Preimage::from_bytes([0xee; 32]));
+    assert!(matches!(
+        store
+            .create(&wrong_secret, &SwapState::initial(Role::Initiator))
+            .await,
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(matches!(
+        store.load(&no_secret.id()).await,
+        Err(StoreError::UnknownSwap(_))
+    ));
+
+    // Append-only history, latest wins.
+    let states = [
+        initiator::State::Locking,
+        initiator::State::Locked {
+            txref: TxRef("ab".into()),
+        },
+        initiator::State::LockConfirmed,
+    ];
+    for s in &states {
+        store
+            .append_state(&a.id(), &SwapState::Initiator(s.clone()))
+            .await
+            .unwrap();
+    }
+    let history = store.history(&a.id()).await.unwrap();
+    assert_eq!(history.len(), 4);
+    assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        history.last().unwrap().state,
+        SwapState::Initiator(initiator::State::LockConfirmed)
+    );
+    assert_eq!(
+        store.load(&a.id()).await.unwrap().1,
+        SwapState::Initiator(initiator::State::LockConfirmed)
+    );
+
+    // A responder's learned secret is stored in its state.
+    let learned = SwapState::Responder(responder::State::SecretLearned {
+        preimage: Preimage::from_bytes([2; 32]),
+    });
+    store.append_state(&b.id(), &learned).await.unwrap();
+    assert_eq!(store.load(&b.id()).await.unwrap().1, learned);
+
+    // A state for the wrong role, or an unknown swap, is refused.
+    assert!(matches!(
+        store
+            .append_state(&a.id(), &SwapState::initial(Role::Responder))
+            .await,
+        Err(StoreError::Invalid { .. })
+    ));
+    let unknown = SwapId([0xff; 16]);
+    assert!(matches!(
+        store
+            .append_state(&unknown, &SwapState::initial(Role::Initiator))
+            .await,
+        Err(StoreError::UnknownSwap(_))
+    ));
+    assert!(matches!(
+        store.load(&unknown).await,
+        Err(StoreError::UnknownSwap(_))
+    ));
+    assert!(matches!(
+        store.history(&unknown).await,
+        Err(StoreError::UnknownSwap(_))
+    ));
+
+    // Finished swaps leave the unfinished list, and stay listed.
+    store
+        .append_state(
+            &b.id(),
+            &SwapState::Responder(responder::State::Done {
+                outcome: Outcome::Swapped,
+            }),
+        )
+        .await
+        .unwrap();
+    let unfinished: Vec<SwapId> = store
+        .unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().0.id())
+        .collect();
+    assert_eq!(unfinished, vec![a.id()]);
+    let listed = store.list().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&a.id()) && listed.contains(&b.id()));
+
+    // Key indexes are never handed out twice.
+    let k1 = store.allocate_key_index().await.unwrap();
+    let k2 = store.allocate_key_index().await.unwrap();
+    assert_ne!(k1, k2);
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_passes_conformance() {
+        super::run(&super::super::MemoryStore::new()).await;
+    }
+}

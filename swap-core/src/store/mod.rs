@@ -1,0 +1,251 @@
+//! The swap store: every swap's terms, its secret, and the append-only history of its states.
+//!
+//! The secret is written together with the swap's first state, before any lock can be made.
+//! What is stored are versioned records with stable tags (see [`StoredRecord`]), so renaming
+//! code never breaks an existing database.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{initiator, responder};
+use crate::terms::{SwapTerms, Tips};
+use crate::types::{Preimage, SwapId, Timestamp};
+
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// Which side of the protocol we play in a swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Made the secret, locks first.
+    Initiator,
+    /// Locks second.
+    Responder,
+}
+
+/// A swap's state, for either role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", content = "state", rename_all = "snake_case")]
+pub enum SwapState {
+    /// An initiator's state.
+    Initiator(initiator::State),
+    /// A responder's state.
+    Responder(responder::State),
+}
+
+impl SwapState {
+    /// The role this state belongs to.
+    pub fn role(&self) -> Role {
+        match self {
+            SwapState::Initiator(_) => Role::Initiator,
+            SwapState::Responder(_) => Role::Responder,
+        }
+    }
+
+    /// True once the swap has finished.
+    pub fn is_final(&self) -> bool {
+        match self {
+            SwapState::Initiator(s) => s.is_final(),
+            SwapState::Responder(s) => s.is_final(),
+        }
+    }
+
+    /// The first state of a swap in this role.
+    pub fn initial(role: Role) -> Self {
+        match role {
+            Role::Initiator => SwapState::Initiator(initiator::State::Negotiated),
+            Role::Responder => SwapState::Responder(responder::State::Negotiated),
+        }
+    }
+}
+
+/// Everything about a swap that does not change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapRecord {
+    /// The agreed terms.
+    pub terms: SwapTerms,
+    /// Our role.
+    pub role: Role,
+    /// The secret (the initiator's; `None` for a responder).
+    pub secret: Option<Preimage>,
+    /// Index of this swap's keys in the installation's key tree.
+    pub key_index: u32,
+    /// Both tips when the swap was agreed: where to start watching.
+    pub watch_from: Tips,
+}
+
+impl SwapRecord {
+    /// The swap's id.
+    pub fn id(&self) -> SwapId {
+        self.terms.id
+    }
+}
+
+/// The stored form of a record (without its secret, which has a column of its own). Versioned:
+/// a new layout gets a new variant, old ones keep deserializing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum StoredRecord {
+    /// Layout 1.
+    #[serde(rename = "1")]
+    V1 {
+        /// The agreed terms.
+        terms: SwapTerms,
+        /// Our role.
+        role: Role,
+        /// Key index.
+        key_index: u32,
+        /// Tips at agreement.
+        watch_from: Tips,
+    },
+}
+
+impl StoredRecord {
+    /// The stored form of a record.
+    pub fn from_record(r: &SwapRecord) -> Self {
+        StoredRecord::V1 {
+            terms: r.terms.clone(),
+            role: r.role,
+            key_index: r.key_index,
+            watch_from: r.watch_from,
+        }
+    }
+
+    /// Back to a record, with the secret from its own column.
+    pub fn into_record(self, secret: Option<Preimage>) -> SwapRecord {
+        match self {
+            StoredRecord::V1 {
+                terms,
+                role,
+                key_index,
+                watch_from,
+            } => SwapRecord {
+                terms,
+                role,
+                secret,
+                key_index,
+                watch_from,
+            },
+        }
+    }
+}
+
+/// One entry of a swap's state history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    /// Position in the history (increasing).
+    pub seq: u64,
+    /// When the state was entered (local clock).
+    pub entered_at: Timestamp,
+    /// The state.
+    pub state: SwapState,
+}
+
+/// Store errors. A corrupt row of one swap never hides the others.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No swap with this id.
+    #[error("unknown swap {0}")]
+    UnknownSwap(SwapId),
+    /// A swap with this id exists already.
+    #[error("swap {0} already exists")]
+    Duplicate(SwapId),
+    /// A row that cannot be read back (damaged file, foreign writes, a newer program's data).
+    #[error("corrupt data for swap {swap}: {detail}")]
+    Corrupt {
+        /// The swap's id, as stored (hex), or "?" when even that is unreadable.
+        swap: String,
+        /// What is wrong (never includes secret material).
+        detail: String,
+    },
+    /// The record is inconsistent (for example an initiator without a secret).
+    #[error("invalid record for swap {swap}: {detail}")]
+    Invalid {
+        /// The swap.
+        swap: SwapId,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The database was written by a newer version of xswap.
+    #[error("database schema version {found} is newer than this program supports ({supported})")]
+    UnsupportedVersion {
+        /// In the file.
+        found: i64,
+        /// The newest this program knows.
+        supported: i64,
+    },
+    /// The database itself failed (I/O, locked, not a database).
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// Where swaps live. Implementations must pass [`conformance`]'s suite.
+#[async_trait]
+pub trait SwapStore: Send + Sync {
+    /// Stores a new swap with its secret and first state, atomically. Fails with
+    /// [`StoreError::Duplicate`] when the id is taken.
+    async fn create(&self, record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError>;
+
+    /// Appends a new state to a swap's history.
+    async fn append_state(&self, id: &SwapId, state: &SwapState) -> Result<(), StoreError>;
+
+    /// The swap's record and its latest state.
+    async fn load(&self, id: &SwapId) -> Result<(SwapRecord, SwapState), StoreError>;
+
+    /// The swap's whole state history, oldest first.
+    async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError>;
+
+    /// Every swap that has not finished, each loaded on its own: one corrupt swap is one `Err`
+    /// in the list, the others still load.
+    async fn unfinished(
+        &self,
+    ) -> Result<Vec<Result<(SwapRecord, SwapState), StoreError>>, StoreError>;
+
+    /// Every swap's id, newest first.
+    async fn list(&self) -> Result<Vec<SwapId>, StoreError>;
+
+    /// A fresh key index, never handed out before by this store.
+    async fn allocate_key_index(&self) -> Result<u32, StoreError>;
+}
+
+pub(crate) fn check_record(record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {
+    let id = record.id();
+    if initial.role() != record.role {
+        return Err(StoreError::Invalid {
+            swap: id,
+            detail: "initial state is for the other role".into(),
+        });
+    }
+    match (record.role, &record.secret) {
+        (Role::Initiator, None) => Err(StoreError::Invalid {
+            swap: id,
+            detail: "an initiator's swap must be stored with its secret".into(),
+        }),
+        (Role::Initiator, Some(s)) if !record.terms.hashlock.matches(s) => {
+            Err(StoreError::Invalid {
+                swap: id,
+                detail: "the secret does not match the hashlock".into(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    )
+}

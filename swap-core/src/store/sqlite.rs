@@ -1,0 +1,455 @@
+//! The default store: one SQLite file, WAL, full sync, versioned migrations.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{
+    check_record, now, Role, StateEntry, StoreError, StoredRecord, SwapRecord, SwapState, SwapStore,
+};
+use crate::types::{Preimage, SwapId, Timestamp};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
+/// Never edit one that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: swaps, their append-only state history, counters.
+    "CREATE TABLE swaps (
+        id          BLOB PRIMARY KEY NOT NULL,
+        role        TEXT NOT NULL,
+        record_json TEXT NOT NULL,
+        secret      BLOB,
+        created_at  INTEGER NOT NULL,
+        finished    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE swap_states (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        swap_id    BLOB NOT NULL REFERENCES swaps(id),
+        entered_at INTEGER NOT NULL,
+        state_json TEXT NOT NULL
+    );
+    CREATE INDEX swap_states_by_swap ON swap_states(swap_id, seq);
+    CREATE INDEX swaps_unfinished ON swaps(finished, created_at);
+    CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+    INSERT INTO counters(name, value) VALUES ('key_index', 0);",
+];
+
+/// A [`SwapStore`] in a SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn corrupt(swap: impl std::fmt::Display, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        swap: swap.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and applies pending migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::init(conn)
+    }
+
+    /// A store in memory (for tests).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        // WAL for concurrent readers; FULL sync so a committed state survives power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(backend)?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::UnsupportedVersion {
+                found: version,
+                supported,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute_batch(sql).map_err(backend)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let conn = self.conn.lock().map_err(|_| backend("poisoned"))?;
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(backend)
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| backend("store mutex poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn role_str(role: Role) -> &'static str {
+    match role {
+        Role::Initiator => "initiator",
+        Role::Responder => "responder",
+    }
+}
+
+fn state_json(state: &SwapState) -> Result<String, StoreError> {
+    serde_json::to_string(state).map_err(backend)
+}
+
+fn read_state(swap: &str, json: &str) -> Result<SwapState, StoreError> {
+    // serde_json's message names the field, never echoes values of other rows.
+    serde_json::from_str(json).map_err(|e| corrupt(swap, format!("state: {e}")))
+}
+
+fn load_one(conn: &Connection, id_bytes: &[u8]) -> Result<(SwapRecord, SwapState), StoreError> {
+    let shown = hex::encode(id_bytes);
+    let row: Option<(String, String, Option<Vec<u8>>)> = conn
+        .query_row(
+            "SELECT role, record_json, secret FROM swaps WHERE id = ?1",
+            params![id_bytes],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    let (role, record_json, secret) = match row {
+        Some(row) => row,
+        None => {
+            let id = <[u8; 16]>::try_from(id_bytes).map_err(|_| corrupt(&shown, "bad id"))?;
+            return Err(StoreError::UnknownSwap(SwapId(id)));
+        }
+    };
+    let stored: StoredRecord =
+        serde_json::from_str(&record_json).map_err(|e| corrupt(&shown, format!("record: {e}")))?;
+    let secret = match secret {
+        None => None,
+        Some(bytes) => Some(
+            Preimage::from_slice(&bytes).map_err(|_| corrupt(&shown, "secret is not 32 bytes"))?,
+        ),
+    };
+    let record = stored.into_record(secret);
+    if record.id().0.as_slice() != id_bytes {
+        return Err(corrupt(&shown, "record belongs to another swap id"));
+    }
+    if role_str(record.role) != role {
+        return Err(corrupt(&shown, "role column disagrees with the record"));
+    }
+    if record.role == Role::Initiator {
+        match &record.secret {
+            Some(s) if record.terms.hashlock.matches(s) => {}
+            _ => return Err(corrupt(&shown, "initiator secret missing or wrong")),
+        }
+    }
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT state_json FROM swap_states WHERE swap_id = ?1 ORDER BY seq DESC LIMIT 1",
+            params![id_bytes],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    let json = json.ok_or_else(|| corrupt(&shown, "no state"))?;
+    let state = read_state(&shown, &json)?;
+    if state.role() != record.role {
+        return Err(corrupt(&shown, "state is for the other role"));
+    }
+    Ok((record, state))
+}
+
+#[async_trait]
+impl SwapStore for SqliteStore {
+    async fn create(&self, record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {
+        check_record(record, initial)?;
+        let id = record.id();
+        let record_json =
+            serde_json::to_string(&StoredRecord::from_record(record)).map_err(backend)?;
+        let secret = record.secret.as_ref().map(|s| s.as_bytes().to_vec());
+        let role = role_str(record.role);
+        let state = state_json(initial)?;
+        let finished = initial.is_final();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let exists: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM swaps WHERE id = ?1",
+                    params![&id.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if exists.is_some() {
+                return Err(StoreError::Duplicate(id));
+            }
+            let t = now().0 as i64;
+            tx.execute(
+                "INSERT INTO swaps(id, role, record_json, secret, created_at, finished)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![&id.0[..], role, record_json, secret, t, finished],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
+                params![&id.0[..], t, state],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_state(&self, id: &SwapId, state: &SwapState) -> Result<(), StoreError> {
+        let id = *id;
+        let json = state_json(state)?;
+        let role = role_str(state.role());
+        let finished = state.is_final();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let stored_role: Option<String> = tx
+                .query_row(
+                    "SELECT role FROM swaps WHERE id = ?1",
+                    params![&id.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match stored_role {
+                None => return Err(StoreError::UnknownSwap(id)),
+                Some(r) if r != role => {
+                    return Err(StoreError::Invalid {
+                        swap: id,
+                        detail: "state is for the other role".into(),
+                    })
+                }
+                Some(_) => {}
+            }
+            tx.execute(
+                "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
+                params![&id.0[..], now().0 as i64, json],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "UPDATE swaps SET finished = ?2 WHERE id = ?1",
+                params![&id.0[..], finished],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn load(&self, id: &SwapId) -> Result<(SwapRecord, SwapState), StoreError> {
+        let id = *id;
+        self.with(move |conn| load_one(conn, &id.0)).await
+    }
+
+    async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {
+        let id = *id;
+        self.with(move |conn| {
+            let shown = id.to_string();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT seq, entered_at, state_json FROM swap_states
+                     WHERE swap_id = ?1 ORDER BY seq",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![&id.0[..]], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, at, json) = row.map_err(backend)?;
+                out.push(StateEntry {
+                    seq: seq as u64,
+                    entered_at: Timestamp(at.max(0) as u64),
+                    state: read_state(&shown, &json)?,
+                });
+            }
+            if out.is_empty() {
+                return Err(StoreError::UnknownSwap(id));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn unfinished(
+        &self,
+    ) -> Result<Vec<Result<(SwapRecord, SwapState), StoreError>>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id FROM swaps WHERE finished = 0 ORDER BY created_at, rowid")
+                .map_err(backend)?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(ids.iter().map(|id| load_one(conn, id)).collect())
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<SwapId>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id FROM swaps ORDER BY created_at DESC, rowid DESC")
+                .map_err(backend)?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            ids.into_iter()
+                .map(|b| {
+                    <[u8; 16]>::try_from(b.as_slice())
+                        .map(SwapId)
+                        .map_err(|_| corrupt(hex::encode(&b), "id is not 16 bytes"))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn allocate_key_index(&self) -> Result<u32, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let k: i64 = tx
+                .query_row(
+                    "UPDATE counters SET value = value + 1 WHERE name = 'key_index'
+                     RETURNING value - 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            u32::try_from(k).map_err(|_| corrupt("-", "key index out of range"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    #[tokio::test]
+    async fn sqlite_store_passes_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swaps.sqlite");
+        conformance::run(&SqliteStore::open(&path).unwrap()).await;
+        // Everything survives reopening the file.
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(reopened.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert!(!reopened.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn corrupt_rows_are_typed_errors_and_hide_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swaps.sqlite");
+        let store = SqliteStore::open(&path).unwrap();
+        let good = conformance::sample_record(1, Role::Initiator);
+        let bad = conformance::sample_record(2, Role::Responder);
+        let bad2 = conformance::sample_record(3, Role::Responder);
+        for r in [&good, &bad, &bad2] {
+            store.create(r, &SwapState::initial(r.role)).await.unwrap();
+        }
+        // Damage two swaps behind the store's back: garbage state, garbage record.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, 0, '{\"role\":\"responder\",\"state\":{\"state\":\"no_such_state\"}}')",
+                params![&bad.id().0[..]],
+            )
+            .unwrap();
+            conn.execute(
+                "UPDATE swaps SET record_json = 'not json' WHERE id = ?1",
+                params![&bad2.id().0[..]],
+            )
+            .unwrap();
+        }
+        let all = store.unfinished().await.unwrap();
+        assert_eq!(all.len(), 3);
+        let ok: Vec<_> = all.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].0.id(), good.id());
+        for err in all.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        }
+        assert!(matches!(
+            store.load(&bad.id()).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        // The good swap still loads and takes new states.
+        store
+            .append_state(&good.id(), &SwapState::initial(Role::Initiator))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swaps.sqlite");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        match SqliteStore::open(&path) {
+            Err(StoreError::UnsupportedVersion { found: 99, .. }) => {}
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a newer schema must be refused"),
+        }
+    }
+
+    #[tokio::test]
+    async fn not_a_database_is_a_backend_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swaps.sqlite");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::Backend(_))
+        ));
+    }
+}
