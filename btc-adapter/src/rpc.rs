@@ -1,0 +1,591 @@
+//! A small JSON-RPC client for the subset of Bitcoin Core's API that both 0.21 (litecoind) and
+//! 28+ answer. Wallet calls go to `/wallet/<name>`.
+//!
+//! Error classes: connection failures, timeouts, HTTP 503 (work queue full), a missing cookie
+//! file (node starting) and `-28` (warming up) are transient; everything else is permanent.
+//! [`RpcClient::send_raw_transaction`] treats "already in the chain / mempool" as success.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::{BlockHash, ScriptBuf, Transaction, Txid};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use swap_core::ChainError;
+
+/// `RPC_IN_WARMUP`: the node is starting.
+pub const RPC_IN_WARMUP: i64 = -28;
+/// `RPC_VERIFY_ERROR`: general error during transaction or block submission.
+pub const RPC_VERIFY_ERROR: i64 = -25;
+/// `RPC_VERIFY_REJECTED`: transaction or block rejected by network rules.
+pub const RPC_VERIFY_REJECTED: i64 = -26;
+/// `RPC_VERIFY_ALREADY_IN_CHAIN`: transaction already in the chain (or its outputs in the UTXO set).
+pub const RPC_VERIFY_ALREADY_IN_CHAIN: i64 = -27;
+/// `RPC_WALLET_ALREADY_LOADED` (wallet already loaded, Core 0.21+).
+pub const RPC_WALLET_ALREADY_LOADED: i64 = -35;
+/// `RPC_WALLET_NOT_FOUND`.
+pub const RPC_WALLET_NOT_FOUND: i64 = -18;
+/// `RPC_WALLET_ERROR` (also used for "Database already exists").
+pub const RPC_WALLET_ERROR: i64 = -4;
+
+/// How to authenticate.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// Read `user:password` from the node's `.cookie` file on every request (it changes on restart).
+    Cookie(PathBuf),
+    /// `-rpcuser`/`-rpcpassword`.
+    UserPass(String, String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Cookie(p) => write!(f, "Cookie({})", p.display()),
+            Auth::UserPass(u, _) => write!(f, "UserPass({u}, <redacted>)"),
+        }
+    }
+}
+
+/// Where the node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcConfig {
+    /// `http://127.0.0.1:18443`.
+    pub url: String,
+    /// Credentials.
+    pub auth: Auth,
+    /// Wallet name for wallet calls (`None`: the node's default wallet).
+    pub wallet: Option<String>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// An RPC failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// Could not reach the node, or it did not answer in time.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The cookie file could not be read (node not started yet).
+    #[error("cookie: {0}")]
+    Cookie(String),
+    /// An HTTP error without a JSON-RPC body.
+    #[error("http {status}: {body}")]
+    Http {
+        /// HTTP status.
+        status: u16,
+        /// Response body (truncated).
+        body: String,
+    },
+    /// The node answered with a JSON-RPC error.
+    #[error("rpc error {code}: {message}")]
+    Rpc {
+        /// Bitcoin Core's error code.
+        code: i64,
+        /// Its message.
+        message: String,
+    },
+    /// The answer did not have the expected shape.
+    #[error("unexpected answer to {method}: {detail}")]
+    Decode {
+        /// The method called.
+        method: String,
+        /// What did not fit.
+        detail: String,
+    },
+}
+
+impl RpcError {
+    /// Whether retrying later may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RpcError::Transport(_) | RpcError::Cookie(_) => true,
+            RpcError::Http { status, .. } => *status == 503,
+            RpcError::Rpc { code, .. } => *code == RPC_IN_WARMUP,
+            RpcError::Decode { .. } => false,
+        }
+    }
+
+    /// The JSON-RPC error code, if the node sent one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            RpcError::Rpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// True when a submitted transaction is already in the mempool or the chain.
+    pub fn is_already_known(&self) -> bool {
+        match self {
+            RpcError::Rpc { code, message } => {
+                *code == RPC_VERIFY_ALREADY_IN_CHAIN
+                    || ((*code == RPC_VERIFY_REJECTED || *code == RPC_VERIFY_ERROR)
+                        && (message.contains("already") || message.contains("txn-already")))
+            }
+            _ => false,
+        }
+    }
+
+    /// True when a transaction was rejected for being non-final (timelock not reached yet).
+    pub fn is_non_final(&self) -> bool {
+        matches!(self, RpcError::Rpc { message, .. } if message.contains("non-final"))
+    }
+}
+
+impl From<RpcError> for ChainError {
+    fn from(e: RpcError) -> Self {
+        if e.is_transient() {
+            ChainError::transient(e)
+        } else {
+            ChainError::permanent(e)
+        }
+    }
+}
+
+/// A transaction as `getblock <hash> 2` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerboseTx {
+    /// Its txid.
+    pub txid: String,
+    /// The serialized transaction.
+    pub hex: String,
+}
+
+/// A block as `getblock <hash> 2` returns it (the fields this adapter reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerboseBlock {
+    /// Block hash.
+    pub hash: BlockHash,
+    /// Height.
+    pub height: u64,
+    /// Block timestamp.
+    pub time: u64,
+    /// The parent (absent for genesis).
+    pub previousblockhash: Option<BlockHash>,
+    /// Transactions, in block order.
+    pub tx: Vec<VerboseTx>,
+}
+
+/// One entry of `testmempoolaccept`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MempoolAccept {
+    /// The txid.
+    pub txid: String,
+    /// Whether the mempool would take it.
+    pub allowed: bool,
+    /// Why not.
+    #[serde(rename = "reject-reason")]
+    pub reject_reason: Option<String>,
+}
+
+/// A JSON-RPC client for one node (and optionally one of its wallets).
+#[derive(Debug)]
+pub struct RpcClient {
+    http: reqwest::Client,
+    config: RpcConfig,
+    next_id: AtomicU64,
+}
+
+/// Formats satoshis as a decimal coin amount string (`"0.00100000"`), which Core accepts
+/// wherever it takes an amount, without any floating point.
+pub fn sats_to_coin_string(sats: u64) -> String {
+    format!("{}.{:08}", sats / 100_000_000, sats % 100_000_000)
+}
+
+/// Converts a coin amount as a JSON number into satoshis (exact for all real amounts).
+pub fn coin_value_to_sats(v: &Value) -> Option<u64> {
+    let f = v.as_f64()?;
+    if !(0.0..=21e8).contains(&f) {
+        return None;
+    }
+    Some((f * 1e8).round() as u64)
+}
+
+impl RpcClient {
+    /// A client for `config`. Does not contact the node.
+    pub fn new(config: RpcConfig) -> Result<Self, RpcError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| RpcError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            config,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The same node, talking to another wallet.
+    pub fn with_wallet(&self, wallet: &str) -> Result<Self, RpcError> {
+        let mut config = self.config.clone();
+        config.wallet = Some(wallet.to_owned());
+        Self::new(config)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RpcConfig {
+        &self.config
+    }
+
+    fn credentials(&self) -> Result<(String, String), RpcError> {
+        match &self.config.auth {
+            Auth::UserPass(u, p) => Ok((u.clone(), p.clone())),
+            Auth::Cookie(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| RpcError::Cookie(format!("{}: {e}", path.display())))?;
+                let (u, p) = text
+                    .trim()
+                    .split_once(':')
+                    .ok_or_else(|| RpcError::Cookie("malformed cookie file".into()))?;
+                Ok((u.to_owned(), p.to_owned()))
+            }
+        }
+    }
+
+    async fn call_at<T: DeserializeOwned>(
+        &self,
+        wallet: bool,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<T, RpcError> {
+        let url = match (&self.config.wallet, wallet) {
+            (Some(w), true) => format!("{}/wallet/{w}", self.config.url.trim_end_matches('/')),
+            _ => self.config.url.clone(),
+        };
+        let (user, pass) = self.credentials()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "1.0", "id": id, "method": method, "params": params});
+        let resp = self
+            .http
+            .post(url)
+            .basic_auth(user, Some(pass))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| RpcError::Transport(format!("{method}: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| RpcError::Transport(format!("{method}: {e}")))?;
+        let parsed: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(_) => {
+                return Err(RpcError::Http {
+                    status,
+                    body: text.chars().take(200).collect(),
+                })
+            }
+        };
+        if let Some(err) = parsed.get("error").filter(|e| !e.is_null()) {
+            return Err(RpcError::Rpc {
+                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            });
+        }
+        if status != 200 {
+            return Err(RpcError::Http {
+                status,
+                body: text.chars().take(200).collect(),
+            });
+        }
+        let result = parsed.get("result").cloned().unwrap_or(Value::Null);
+        serde_json::from_value(result).map_err(|e| RpcError::Decode {
+            method: method.to_owned(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Calls a node-level method.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<T, RpcError> {
+        self.call_at(false, method, params).await
+    }
+
+    /// Calls a wallet method (on `/wallet/<name>` when a wallet is configured).
+    pub async fn wallet_call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<T, RpcError> {
+        self.call_at(true, method, params).await
+    }
+
+    /// `getblockchaininfo`.
+    pub async fn get_blockchain_info(&self) -> Result<Value, RpcError> {
+        self.call("getblockchaininfo", vec![]).await
+    }
+
+    /// `getblockcount`.
+    pub async fn get_block_count(&self) -> Result<u64, RpcError> {
+        self.call("getblockcount", vec![]).await
+    }
+
+    /// `getblockhash <height>`.
+    pub async fn get_block_hash(&self, height: u64) -> Result<BlockHash, RpcError> {
+        self.call("getblockhash", vec![json!(height)]).await
+    }
+
+    /// `getbestblockhash`.
+    pub async fn get_best_block_hash(&self) -> Result<BlockHash, RpcError> {
+        self.call("getbestblockhash", vec![]).await
+    }
+
+    /// `getblockheader <hash>` (verbose).
+    pub async fn get_block_header(&self, hash: &BlockHash) -> Result<Value, RpcError> {
+        self.call("getblockheader", vec![json!(hash)]).await
+    }
+
+    /// `getblock <hash> 2`: every transaction with its hex.
+    pub async fn get_block_verbose(&self, hash: &BlockHash) -> Result<VerboseBlock, RpcError> {
+        self.call("getblock", vec![json!(hash), json!(2)]).await
+    }
+
+    /// `getrawtransaction <txid> false [blockhash]`: works without `-txindex` for mempool
+    /// transactions and, with the block hash, for confirmed ones.
+    pub async fn get_raw_transaction(
+        &self,
+        txid: &Txid,
+        block: Option<&BlockHash>,
+    ) -> Result<Transaction, RpcError> {
+        let mut params = vec![json!(txid), json!(false)];
+        if let Some(b) = block {
+            params.push(json!(b));
+        }
+        let hex: String = self.call("getrawtransaction", params).await?;
+        deserialize_hex(&hex).map_err(|e| RpcError::Decode {
+            method: "getrawtransaction".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `sendrawtransaction`, strictly: "already known" is an error here.
+    pub async fn send_raw_transaction_strict(&self, tx: &Transaction) -> Result<Txid, RpcError> {
+        self.call("sendrawtransaction", vec![json!(serialize_hex(tx))])
+            .await
+    }
+
+    /// `sendrawtransaction`, idempotent: a transaction already in the mempool or the chain counts
+    /// as sent.
+    pub async fn send_raw_transaction(&self, tx: &Transaction) -> Result<Txid, RpcError> {
+        match self.send_raw_transaction_strict(tx).await {
+            Err(e) if e.is_already_known() => Ok(tx.compute_txid()),
+            other => other,
+        }
+    }
+
+    /// `testmempoolaccept [tx]`.
+    pub async fn test_mempool_accept(&self, tx: &Transaction) -> Result<MempoolAccept, RpcError> {
+        let mut v: Vec<MempoolAccept> = self
+            .call("testmempoolaccept", vec![json!([serialize_hex(tx)])])
+            .await?;
+        v.pop().ok_or_else(|| RpcError::Decode {
+            method: "testmempoolaccept".into(),
+            detail: "empty answer".into(),
+        })
+    }
+
+    /// `getrawmempool`.
+    pub async fn get_raw_mempool(&self) -> Result<Vec<Txid>, RpcError> {
+        self.call("getrawmempool", vec![]).await
+    }
+
+    /// `estimatesmartfee <target>` in sat/vB, rounded up; `None` when the node has no estimate.
+    pub async fn estimate_smart_fee(&self, target: u32) -> Result<Option<u64>, RpcError> {
+        let v: Value = self.call("estimatesmartfee", vec![json!(target)]).await?;
+        Ok(v.get("feerate")
+            .and_then(coin_value_to_sats)
+            .map(|per_kvb| per_kvb.div_ceil(1000)))
+    }
+
+    /// `walletcreatefundedpsbt [] [{address: amount}] 0 {fee_rate, replaceable}`; returns the PSBT.
+    pub async fn wallet_create_funded_psbt(
+        &self,
+        address: &str,
+        sats: u64,
+        feerate_sat_vb: u64,
+    ) -> Result<String, RpcError> {
+        let v: Value = self
+            .wallet_call(
+                "walletcreatefundedpsbt",
+                vec![
+                    json!([]),
+                    json!([{ address: sats_to_coin_string(sats) }]),
+                    json!(0),
+                    json!({"fee_rate": feerate_sat_vb, "replaceable": true}),
+                ],
+            )
+            .await?;
+        str_field(&v, "psbt", "walletcreatefundedpsbt")
+    }
+
+    /// `walletprocesspsbt <psbt>` (signs); returns the PSBT.
+    pub async fn wallet_process_psbt(&self, psbt: &str) -> Result<String, RpcError> {
+        let v: Value = self
+            .wallet_call("walletprocesspsbt", vec![json!(psbt)])
+            .await?;
+        str_field(&v, "psbt", "walletprocesspsbt")
+    }
+
+    /// `finalizepsbt <psbt>`; returns the transaction when complete.
+    pub async fn finalize_psbt(&self, psbt: &str) -> Result<Transaction, RpcError> {
+        let v: Value = self.call("finalizepsbt", vec![json!(psbt)]).await?;
+        if v.get("complete").and_then(Value::as_bool) != Some(true) {
+            return Err(RpcError::Decode {
+                method: "finalizepsbt".into(),
+                detail: "PSBT not complete (wallet could not sign)".into(),
+            });
+        }
+        let hex = str_field(&v, "hex", "finalizepsbt")?;
+        deserialize_hex(&hex).map_err(|e| RpcError::Decode {
+            method: "finalizepsbt".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `getnewaddress "" <type>` (`bech32`, `mweb` on Litecoin, ...).
+    pub async fn get_new_address(&self, address_type: &str) -> Result<String, RpcError> {
+        self.wallet_call("getnewaddress", vec![json!(""), json!(address_type)])
+            .await
+    }
+
+    /// The output script of a wallet address (`getaddressinfo`), which works for any network's
+    /// address format.
+    pub async fn address_script_pubkey(&self, address: &str) -> Result<ScriptBuf, RpcError> {
+        let v: Value = self
+            .wallet_call("getaddressinfo", vec![json!(address)])
+            .await?;
+        let hex = str_field(&v, "scriptPubKey", "getaddressinfo")?;
+        ScriptBuf::from_hex(&hex).map_err(|e| RpcError::Decode {
+            method: "getaddressinfo".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `generatetoaddress <n> <address>`.
+    pub async fn generate_to_address(
+        &self,
+        n: u64,
+        address: &str,
+    ) -> Result<Vec<BlockHash>, RpcError> {
+        self.call("generatetoaddress", vec![json!(n), json!(address)])
+            .await
+    }
+
+    /// `invalidateblock <hash>`.
+    pub async fn invalidate_block(&self, hash: &BlockHash) -> Result<(), RpcError> {
+        let _: Value = self.call("invalidateblock", vec![json!(hash)]).await?;
+        Ok(())
+    }
+
+    /// `createwallet <name>`; an existing wallet is loaded instead.
+    pub async fn create_or_load_wallet(&self, name: &str) -> Result<(), RpcError> {
+        match self.call::<Value>("createwallet", vec![json!(name)]).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.code() == Some(RPC_WALLET_ERROR)
+                    || e.code() == Some(RPC_WALLET_ALREADY_LOADED) =>
+            {
+                match self.call::<Value>("loadwallet", vec![json!(name)]).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.code() == Some(RPC_WALLET_ALREADY_LOADED) => Ok(()),
+                    Err(e) if e.to_string().contains("already loaded") => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `getbalance` of the wallet, in satoshis (confirmed, trusted).
+    pub async fn get_balance(&self) -> Result<u64, RpcError> {
+        let v: Value = self.wallet_call("getbalance", vec![]).await?;
+        coin_value_to_sats(&v).ok_or_else(|| RpcError::Decode {
+            method: "getbalance".into(),
+            detail: v.to_string(),
+        })
+    }
+
+    /// `sendtoaddress <address> <amount>`; returns the txid.
+    pub async fn send_to_address(&self, address: &str, sats: u64) -> Result<Txid, RpcError> {
+        self.wallet_call(
+            "sendtoaddress",
+            vec![json!(address), json!(sats_to_coin_string(sats))],
+        )
+        .await
+    }
+
+    /// `stop`.
+    pub async fn stop(&self) -> Result<(), RpcError> {
+        let _: Value = self.call("stop", vec![]).await?;
+        Ok(())
+    }
+}
+
+fn str_field(v: &Value, field: &str, method: &str) -> Result<String, RpcError> {
+    v.get(field)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| RpcError::Decode {
+            method: method.to_owned(),
+            detail: format!("no `{field}` in {v}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_exact() {
+        assert_eq!(sats_to_coin_string(100_000), "0.00100000");
+        assert_eq!(
+            sats_to_coin_string(2_100_000_000_000_001),
+            "21000000.00000001"
+        );
+        assert_eq!(coin_value_to_sats(&json!(0.00100000)), Some(100_000));
+        assert_eq!(
+            coin_value_to_sats(&json!(20999999.99999999)),
+            Some(2_099_999_999_999_999)
+        );
+        assert_eq!(coin_value_to_sats(&json!(-1)), None);
+    }
+
+    #[test]
+    fn error_classes() {
+        let rpc = |code, m: &str| RpcError::Rpc {
+            code,
+            message: m.into(),
+        };
+        assert!(RpcError::Transport("refused".into()).is_transient());
+        assert!(rpc(RPC_IN_WARMUP, "Loading block index").is_transient());
+        assert!(!rpc(-26, "non-mandatory-script-verify-flag").is_transient());
+        assert!(rpc(-26, "non-final").is_non_final());
+        assert!(rpc(-27, "Transaction already in block chain").is_already_known());
+        assert!(rpc(-27, "Transaction outputs already in utxo set").is_already_known());
+        assert!(rpc(-26, "txn-already-known").is_already_known());
+        assert!(rpc(-26, "txn-already-in-mempool").is_already_known());
+        assert!(!rpc(-26, "txn-mempool-conflict").is_already_known());
+        assert!(!rpc(-25, "bad-txns-inputs-missingorspent").is_already_known());
+        let ce: ChainError = rpc(-26, "bad").into();
+        assert!(!ce.is_transient());
+        let ce: ChainError = RpcError::Http {
+            status: 503,
+            body: String::new(),
+        }
+        .into();
+        assert!(ce.is_transient());
+        assert!(!format!("{:?}", Auth::UserPass("u".into(), "secret".into())).contains("secret"));
+    }
+}
