@@ -205,6 +205,12 @@ impl ChainParams {
         self.blocks_secs(confs.max(1) as i128, Pace::Slow)
     }
 
+    /// Seconds (slow pace) for a lock broadcast now to get mined (within the same budget as a
+    /// claim: `claim_blocks`) and then reach `lock_confirmations`.
+    pub fn lock_secs(&self) -> i128 {
+        self.confirm_secs(self.claim_blocks + self.lock_confirmations - 1)
+    }
+
     /// The budget, in this chain's expiry units, for getting a claim or refund mined.
     fn claim_budget(&self) -> u64 {
         match self.expiry_kind() {

@@ -361,7 +361,7 @@ impl SwapTerms {
         terms.x.check_shape(Leg::X)?;
         terms.y.check_shape(Leg::Y)?;
         terms.check_schedule(tips)?;
-        terms.check_rule2(tips)?;
+        terms.check_rule2_with(tips, terms.agreement_slack())?;
         Ok(terms)
     }
 
@@ -377,8 +377,10 @@ impl SwapTerms {
         tips: Tips,
     ) -> Result<Self, TermsError> {
         y.expiry = y.params.expiry_after(tips.y, 12 * 3600);
-        // The least E_X that satisfies rule 2 with the margin.
-        let needed = Self::rule2_needed(&y, tips.y, &policy);
+        // The least E_X that satisfies rule 2 with the margin and the agreement slack.
+        let needed = Self::rule2_needed(&y, tips.y, &policy)
+            + x.params.blocks_secs(1, Pace::Slow)
+            + y.params.blocks_secs(1, Pace::Slow);
         let min_x = match x.params.expiry_kind() {
             crate::params::ExpiryKind::Height => {
                 let per_block = x.params.blocks_secs(1, Pace::Fast).max(1);
@@ -430,10 +432,22 @@ impl SwapTerms {
         self.x.params.secs_until(deadline_x, tips.x, Pace::Fast)
     }
 
+    /// Extra seconds rule 2 must hold by when terms are agreed, so that it still holds when the
+    /// responder re-checks it before locking. Between blocks the rules' view of a chain stands
+    /// still while real time passes: the re-check can find up to one slow block of each chain
+    /// less slack than the agreement did.
+    pub fn agreement_slack(&self) -> i128 {
+        self.x.params.blocks_secs(1, Pace::Slow) + self.y.params.blocks_secs(1, Pace::Slow)
+    }
+
     /// Rule 2: the responder can always react to the initiator's claim, however the chains'
     /// paces vary within their bounds.
     pub fn check_rule2(&self, tips: Tips) -> Result<(), TermsError> {
-        let needed = Self::rule2_needed(&self.y, tips.y, &self.policy);
+        self.check_rule2_with(tips, 0)
+    }
+
+    fn check_rule2_with(&self, tips: Tips, extra: i128) -> Result<(), TermsError> {
+        let needed = Self::rule2_needed(&self.y, tips.y, &self.policy) + extra;
         let available = self.rule2_available(tips);
         if available < needed {
             return Err(TermsError::Rule2ResponderCannotReact {
@@ -456,7 +470,7 @@ impl SwapTerms {
     /// initiator's claim deadline.
     pub fn check_schedule(&self, tips: Tips) -> Result<(), TermsError> {
         let available = self.secs_to_initiator_deadline(tips.y);
-        let needed = self.x.params.confirm_secs(self.x.params.lock_confirmations)
+        let needed = self.x.params.lock_secs()
             + self.x.params.observe_lag as i128
             + self.responder_lock_secs()
             + self.policy.min_claim_window as i128;

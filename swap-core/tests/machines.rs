@@ -1,0 +1,563 @@
+//! The state machines against every counterparty we can think of, over many chain paces and
+//! inclusion delays, in the simulated two-chain model (a test double: see `sim/mod.rs`).
+//!
+//! For each run: an honest party runs its real state machine; the counterparty is honest or
+//! deviates (never locks, locks wrong amount/recipient/hash/expiry, locks late, never claims,
+//! claims at the last allowed block, claims too late, goes silent mid-swap). The honest party
+//! must finish with either the other asset or its own back, with balances that agree.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod sim;
+
+use sim::*;
+use swap_core::*;
+
+const POLL: u64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrong {
+    Amount,
+    Recipient,
+    Hash,
+    Expiry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deviant {
+    Honest,
+    NeverLocks,
+    LocksWrong(Wrong),
+    LocksLate,
+    /// Locks, then never does anything again (no claim, no refund).
+    SilentAfterLock,
+    /// Initiator only: locks, never claims (refunds as usual).
+    NeverClaims,
+    /// Initiator only: claims exactly at its deadline with the slowest inclusion.
+    ClaimsAtDeadline,
+    /// Initiator only: claims after its deadline, `n` units late (racing the refund).
+    ClaimsLate(u64),
+}
+
+const R_DEVIANTS: &[Deviant] = &[
+    Deviant::Honest,
+    Deviant::NeverLocks,
+    Deviant::LocksWrong(Wrong::Amount),
+    Deviant::LocksWrong(Wrong::Recipient),
+    Deviant::LocksWrong(Wrong::Hash),
+    Deviant::LocksWrong(Wrong::Expiry),
+    Deviant::LocksLate,
+    Deviant::SilentAfterLock,
+];
+
+const I_DEVIANTS: &[Deviant] = &[
+    Deviant::Honest,
+    Deviant::NeverLocks,
+    Deviant::LocksWrong(Wrong::Amount),
+    Deviant::LocksWrong(Wrong::Recipient),
+    Deviant::LocksWrong(Wrong::Hash),
+    Deviant::LocksWrong(Wrong::Expiry),
+    Deviant::LocksLate,
+    Deviant::SilentAfterLock,
+    Deviant::NeverClaims,
+    Deviant::ClaimsAtDeadline,
+    Deviant::ClaimsLate(1),
+    Deviant::ClaimsLate(6),
+    Deviant::ClaimsLate(20),
+];
+
+fn paces() -> Vec<(Mining, Mining)> {
+    let mut v = vec![
+        (Mining::Fast, Mining::Slow),
+        (Mining::Slow, Mining::Fast),
+        (Mining::Nominal, Mining::Nominal),
+        (Mining::Fast, Mining::Fast),
+        (Mining::Slow, Mining::Slow),
+    ];
+    for seed in [3u64, 77, 1234] {
+        v.push((Mining::Random(seed), Mining::Random(seed * 31 + 7)));
+    }
+    v
+}
+
+fn bump(e: Expiry, by: i64) -> Expiry {
+    match e {
+        Expiry::Height(h) => Expiry::Height(Height((h.0 as i64 + by) as u64)),
+        Expiry::Time(t) => Expiry::Time(Timestamp((t.0 as i64 + by * 60) as u64)),
+    }
+}
+
+fn wrong_lock(w: &World, leg: Leg, how: Wrong) -> ObservedLock {
+    let mut lock = w.agreed_lock(leg);
+    match how {
+        Wrong::Amount => {
+            lock.amount = match lock.amount {
+                Amount::Sats(s) => Amount::Sats(Sats(s.0 - 1)),
+                Amount::Wei(v) => Amount::Wei(Wei(v.0 + 1)),
+                Amount::Token(t) => Amount::Token(TokenUnits {
+                    units: t.units + 1,
+                    decimals: t.decimals,
+                }),
+            }
+        }
+        Wrong::Recipient => lock.recipient = lock.sender,
+        Wrong::Hash => lock.hashlock = Preimage::from_bytes([0x5a; 32]).hashlock(),
+        // Shorter than agreed: less time for the victim.
+        Wrong::Expiry => lock.expiry = bump(lock.expiry, -3),
+    }
+    lock
+}
+
+/// Where a late claim of the initiator is sent: `n` units past its deadline.
+fn claim_point(w: &World, n: u64) -> Expiry {
+    let deadline = w.terms.y.params.claim_deadline(w.terms.y.expiry);
+    bump(deadline, n as i64)
+}
+
+fn trace() -> bool {
+    std::env::var_os("SIM_TRACE").is_some()
+}
+
+struct Run {
+    honest_outcome: Outcome,
+    other_outcome: Option<Outcome>,
+    steps: u64,
+}
+
+/// Runs one swap. `honest` is the role under test; the other role behaves as `dev`.
+/// `delay` is the inclusion delay (blocks) for every transaction of the run.
+fn run(dir: Direction, pace: (Mining, Mining), honest: Role, dev: Deviant, delay_max: bool) -> Run {
+    let secret = Preimage::from_bytes([0x42; 32]);
+    let mut w = World::new(dir, pace.0, pace.1, secret.clone());
+    let delay_x = if delay_max {
+        w.terms.x.params.claim_blocks as u64
+    } else {
+        1
+    };
+    let delay_y = if delay_max {
+        w.terms.y.params.claim_blocks as u64
+    } else {
+        1
+    };
+    w.x.inclusion_delay = delay_x;
+    w.y.inclusion_delay = delay_y;
+    let bx0 = w.x.balances.get(&w.parties.i_x).copied().unwrap_or(0);
+    let by0 = w.y.balances.get(&w.parties.r_y).copied().unwrap_or(0);
+    let horizon = w.t + w.horizon();
+
+    let mut i_state = initiator::State::Negotiated;
+    let mut r_state = responder::State::Negotiated;
+    let mut deviant_locked = false;
+    let mut deviant_claimed = false;
+    let mut steps = 0u64;
+    let terms = w.terms.clone();
+
+    loop {
+        steps += 1;
+        assert!(
+            w.t <= horizon,
+            "{dir:?} {pace:?} honest {honest:?} vs {dev:?} (delay_max {delay_max}): no end by the horizon; \
+             initiator {i_state:?}, responder {r_state:?}"
+        );
+        // --- initiator ---
+        let snap = w.snapshot();
+        let i_honest = honest == Role::Initiator || dev == Deviant::Honest;
+        if i_honest {
+            let step = initiator::next(&terms, &secret, &i_state, &snap);
+            if trace() && step.state != i_state {
+                eprintln!(
+                    "t+{} x {:?} y {:?}: I {:?} -> {:?} {:?}",
+                    w.t - T0,
+                    snap.x.tip,
+                    snap.y.tip,
+                    i_state,
+                    step.state,
+                    step.actions
+                );
+            }
+            i_state = step.state;
+            for a in &step.actions {
+                let _ = w.perform(a);
+            }
+        } else {
+            deviant_initiator(
+                &mut w,
+                &terms,
+                &secret,
+                dev,
+                &mut i_state,
+                &mut deviant_locked,
+                &mut deviant_claimed,
+            );
+        }
+        // --- responder ---
+        let snap = w.snapshot();
+        let r_honest = honest == Role::Responder || dev == Deviant::Honest;
+        if r_honest {
+            let step = responder::next(&terms, &r_state, &snap);
+            if trace() && step.state != r_state {
+                eprintln!(
+                    "t+{} x {:?} y {:?}: R {:?} -> {:?} {:?}",
+                    w.t - T0,
+                    snap.x.tip,
+                    snap.y.tip,
+                    r_state,
+                    step.state,
+                    step.actions
+                );
+            }
+            r_state = step.state;
+            for a in &step.actions {
+                let _ = w.perform(a);
+            }
+        } else {
+            deviant_responder(&mut w, &terms, dev, &mut r_state, &mut deviant_locked);
+        }
+
+        let done = match honest {
+            Role::Initiator => i_state.is_final() && (!r_honest || r_state.is_final()),
+            Role::Responder => r_state.is_final() && (!i_honest || i_state.is_final()),
+        };
+        if done {
+            break;
+        }
+        w.advance(POLL);
+    }
+
+    let outcome_of_i = match &i_state {
+        initiator::State::Done { outcome } => Some(outcome.clone()),
+        _ => None,
+    };
+    let outcome_of_r = match &r_state {
+        responder::State::Done { outcome } => Some(outcome.clone()),
+        _ => None,
+    };
+    let (honest_outcome, other_outcome) = match honest {
+        Role::Initiator => (outcome_of_i.unwrap(), outcome_of_r),
+        Role::Responder => (outcome_of_r.unwrap(), outcome_of_i),
+    };
+
+    // Balances must agree with the outcome: the other asset, or our own back.
+    let ax = amount_value(&terms.x.amount);
+    let ay = amount_value(&terms.y.amount);
+    let ctx = format!(
+        "{dir:?} {pace:?} honest {honest:?} vs {dev:?} delay_max {delay_max}: {honest_outcome:?}"
+    );
+    match honest {
+        Role::Initiator => {
+            let bx = w.x.balances.get(&w.parties.i_x).copied().unwrap_or(0);
+            let by = w.y.balances.get(&w.parties.i_y).copied().unwrap_or(0);
+            match honest_outcome {
+                Outcome::Swapped => assert!(bx == bx0 - ax && by == ay, "{ctx}: {bx} {by}"),
+                Outcome::Refunded | Outcome::Aborted { .. } => {
+                    assert!(bx == bx0 && by == 0, "{ctx}: {bx} {by}")
+                }
+                Outcome::Lost => panic!("{ctx}: the honest initiator lost its funds"),
+            }
+        }
+        Role::Responder => {
+            let bx = w.x.balances.get(&w.parties.r_x).copied().unwrap_or(0);
+            let by = w.y.balances.get(&w.parties.r_y).copied().unwrap_or(0);
+            match honest_outcome {
+                Outcome::Swapped => assert!(bx == ax && by == by0 - ay, "{ctx}: {bx} {by}"),
+                Outcome::Refunded | Outcome::Aborted { .. } => {
+                    assert!(bx == 0 && by == by0, "{ctx}: {bx} {by}")
+                }
+                Outcome::Lost => panic!("{ctx}: the honest responder lost its funds"),
+            }
+        }
+    }
+    Run {
+        honest_outcome,
+        other_outcome,
+        steps,
+    }
+}
+
+fn try_refund(w: &mut World, leg: Leg) {
+    let h = w.terms.hashlock;
+    let _ = w.chain_mut(leg).submit_refund(&h);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn deviant_initiator(
+    w: &mut World,
+    terms: &SwapTerms,
+    secret: &Preimage,
+    dev: Deviant,
+    state: &mut initiator::State,
+    locked: &mut bool,
+    claimed: &mut bool,
+) {
+    let snap = w.snapshot();
+    match dev {
+        Deviant::Honest => unreachable!(),
+        Deviant::NeverLocks => {}
+        Deviant::LocksWrong(how) => {
+            if !*locked {
+                let lock = wrong_lock(w, Leg::X, how);
+                w.x.submit_lock(lock).unwrap();
+                *locked = true;
+            }
+            try_refund(w, Leg::X);
+        }
+        Deviant::LocksLate => {
+            // Locks only once the responder may no longer lock (rule 3).
+            if !*locked && terms.check_responder_may_lock(snap.tips()).is_err() {
+                let lock = w.agreed_lock(Leg::X);
+                w.x.submit_lock(lock).unwrap();
+                *locked = true;
+            }
+            if *locked {
+                try_refund(w, Leg::X);
+            }
+        }
+        Deviant::SilentAfterLock => {
+            if !matches!(
+                state,
+                initiator::State::LockConfirmed | initiator::State::CounterLockSeen { .. }
+            ) {
+                let step = initiator::next(terms, secret, state, &snap);
+                *state = step.state;
+                for a in step
+                    .actions
+                    .iter()
+                    .filter(|a| !matches!(a, Action::Claim { .. }))
+                {
+                    let _ = w.perform(a);
+                }
+            }
+        }
+        Deviant::NeverClaims => {
+            let step = initiator::next(terms, secret, state, &snap);
+            *state = step.state;
+            for a in step
+                .actions
+                .iter()
+                .filter(|a| !matches!(a, Action::Claim { .. }))
+            {
+                let _ = w.perform(a);
+            }
+            // Without a claim the machine waits in CounterLockValid/Claiming: refund by hand.
+            try_refund(w, Leg::X);
+        }
+        Deviant::ClaimsAtDeadline | Deviant::ClaimsLate(_) => {
+            // Runs the honest machine for everything but the claim, which it sends itself at
+            // the chosen point, with the slowest inclusion the budget allows.
+            let step = initiator::next(terms, secret, state, &snap);
+            *state = step.state;
+            for a in step
+                .actions
+                .iter()
+                .filter(|a| !matches!(a, Action::Claim { .. }))
+            {
+                let _ = w.perform(a);
+            }
+            let point = match dev {
+                Deviant::ClaimsLate(n) => claim_point(w, n),
+                _ => claim_point(w, 0),
+            };
+            let y_params = terms.y.params;
+            if !*claimed
+                && matches!(snap.y.htlc, HtlcStatus::Funded { .. })
+                && y_params.reached(point, snap.y.tip)
+            {
+                let old = w.y.inclusion_delay;
+                w.y.inclusion_delay = y_params.claim_blocks as u64;
+                if w.y.submit_claim(&terms.hashlock, secret).is_ok() {
+                    *claimed = true;
+                }
+                w.y.inclusion_delay = old;
+            }
+            try_refund(w, Leg::X);
+        }
+    }
+}
+
+fn deviant_responder(
+    w: &mut World,
+    terms: &SwapTerms,
+    dev: Deviant,
+    state: &mut responder::State,
+    locked: &mut bool,
+) {
+    let snap = w.snapshot();
+    let x_confirmed = matches!(snap.x.htlc, HtlcStatus::Funded { confirmations, .. }
+        if confirmations >= terms.x.params.lock_confirmations);
+    match dev {
+        Deviant::Honest => unreachable!(),
+        Deviant::NeverLocks => {}
+        Deviant::LocksWrong(how) => {
+            if !*locked && x_confirmed {
+                let lock = wrong_lock(w, Leg::Y, how);
+                w.y.submit_lock(lock).unwrap();
+                *locked = true;
+            }
+            if *locked {
+                try_refund(w, Leg::Y);
+            }
+        }
+        Deviant::LocksLate => {
+            // Locks when the initiator's claim window has (almost) closed.
+            let deadline = terms.y.params.claim_deadline(terms.y.expiry);
+            if !*locked && terms.y.params.reached(bump(deadline, -1), snap.y.tip) {
+                let lock = w.agreed_lock(Leg::Y);
+                w.y.submit_lock(lock).unwrap();
+                *locked = true;
+            }
+            if *locked {
+                try_refund(w, Leg::Y);
+            }
+        }
+        Deviant::SilentAfterLock => {
+            if !matches!(state, responder::State::Locked { .. }) {
+                let step = responder::next(terms, state, &snap);
+                *state = step.state;
+                for a in &step.actions {
+                    let _ = w.perform(a);
+                }
+            }
+        }
+        _ => unreachable!("initiator-only deviation"),
+    }
+}
+
+fn expected_for_honest_initiator(dev: Deviant) -> &'static [&'static str] {
+    match dev {
+        Deviant::Honest | Deviant::SilentAfterLock => &["swapped"],
+        Deviant::NeverLocks | Deviant::LocksWrong(_) | Deviant::LocksLate => &["refunded"],
+        _ => unreachable!(),
+    }
+}
+
+fn expected_for_honest_responder(dev: Deviant) -> &'static [&'static str] {
+    match dev {
+        Deviant::Honest | Deviant::ClaimsAtDeadline => &["swapped"],
+        Deviant::NeverLocks | Deviant::LocksWrong(_) | Deviant::LocksLate => &["aborted"],
+        Deviant::SilentAfterLock | Deviant::NeverClaims => &["refunded"],
+        // A late claim races the refund: either end is fine, losing is not.
+        Deviant::ClaimsLate(_) => &["swapped", "refunded"],
+    }
+}
+
+fn label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Swapped => "swapped",
+        Outcome::Refunded => "refunded",
+        Outcome::Aborted { .. } => "aborted",
+        Outcome::Lost => "lost",
+    }
+}
+
+#[test]
+fn honest_parties_never_lose_against_any_counterparty() {
+    let mut runs = 0u64;
+    let mut steps = 0u64;
+    let mut tally = std::collections::BTreeMap::<String, u64>::new();
+    for dir in ALL_DIRECTIONS {
+        for pace in paces() {
+            for delay_max in [false, true] {
+                for &dev in R_DEVIANTS {
+                    let r = run(dir, pace, Role::Initiator, dev, delay_max);
+                    let got = label(&r.honest_outcome);
+                    assert!(
+                        expected_for_honest_initiator(dev).contains(&got),
+                        "{dir:?} {pace:?} delay_max {delay_max}: honest initiator vs {dev:?} ended {:?}",
+                        r.honest_outcome
+                    );
+                    if dev == Deviant::Honest {
+                        assert_eq!(r.other_outcome, Some(Outcome::Swapped));
+                    }
+                    *tally
+                        .entry(format!("initiator vs {dev:?}: {got}"))
+                        .or_default() += 1;
+                    runs += 1;
+                    steps += r.steps;
+                }
+                for &dev in I_DEVIANTS {
+                    let r = run(dir, pace, Role::Responder, dev, delay_max);
+                    let got = label(&r.honest_outcome);
+                    assert!(
+                        expected_for_honest_responder(dev).contains(&got),
+                        "{dir:?} {pace:?} delay_max {delay_max}: honest responder vs {dev:?} ended {:?}",
+                        r.honest_outcome
+                    );
+                    *tally
+                        .entry(format!("responder vs {dev:?}: {got}"))
+                        .or_default() += 1;
+                    runs += 1;
+                    steps += r.steps;
+                }
+            }
+        }
+    }
+    println!("explored {runs} interleavings ({steps} machine steps)");
+    for (k, v) in &tally {
+        println!("  {v:4}  {k}");
+    }
+    assert_eq!(
+        runs,
+        (ALL_DIRECTIONS.len() * paces().len() * 2 * (R_DEVIANTS.len() + I_DEVIANTS.len())) as u64
+    );
+}
+
+#[test]
+fn initiator_never_reveals_the_secret_after_its_deadline() {
+    // Whatever the counterparty's lock looks like, past the deadline no Claim is ever emitted
+    // by a machine that has not already claimed.
+    let secret = Preimage::from_bytes([1; 32]);
+    for dir in ALL_DIRECTIONS {
+        let w = World::new(dir, Mining::Nominal, Mining::Nominal, secret.clone());
+        let terms = w.terms.clone();
+        let deadline = terms.y.params.claim_deadline(terms.y.expiry);
+        let lock_x = w.agreed_lock(Leg::X);
+        let lock_y = w.agreed_lock(Leg::Y);
+        for past in 0..50i64 {
+            let tip_y = match bump(deadline, past) {
+                Expiry::Height(h) => ChainTip {
+                    height: h,
+                    time: Timestamp(0),
+                },
+                Expiry::Time(t) => ChainTip {
+                    height: Height(1),
+                    time: t,
+                },
+            };
+            let snap = Snapshot {
+                x: LegView {
+                    tip: w.x.tip(),
+                    htlc: HtlcStatus::Funded {
+                        lock: lock_x.clone(),
+                        confirmations: 100,
+                    },
+                },
+                y: LegView {
+                    tip: tip_y,
+                    htlc: HtlcStatus::Funded {
+                        lock: lock_y.clone(),
+                        confirmations: 100,
+                    },
+                },
+            };
+            for state in [
+                initiator::State::LockConfirmed,
+                initiator::State::CounterLockSeen {
+                    txref: TxRef("t".into()),
+                },
+                initiator::State::CounterLockValid,
+                initiator::State::Locked {
+                    txref: TxRef("t".into()),
+                },
+            ] {
+                let step = initiator::next(&terms, &secret, &state, &snap);
+                assert!(
+                    !step
+                        .actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Claim { .. })),
+                    "{dir:?}: claim {past} units past the deadline from {state:?}"
+                );
+                assert!(matches!(step.state, initiator::State::AwaitRefund { .. }));
+            }
+        }
+    }
+}
