@@ -215,8 +215,12 @@ impl ChainParams {
     fn claim_budget(&self) -> u64 {
         match self.expiry_kind() {
             ExpiryKind::Height => self.claim_blocks as u64,
+            // A claim must be mined in a block whose timestamp is strictly before the expiry,
+            // and a block's timestamp may run `clock_drift` ahead of real time.
             ExpiryKind::Time => {
-                self.blocks_secs(self.claim_blocks as i128, Pace::Slow) as u64 + self.clock_drift
+                self.blocks_secs(self.claim_blocks as i128, Pace::Slow) as u64
+                    + self.clock_drift
+                    + 1
             }
         }
     }
@@ -365,7 +369,7 @@ mod tests {
         // 20 blocks * 12 s * 1.5 + 15 s drift
         assert_eq!(
             p.claim_deadline(e),
-            Expiry::Time(Timestamp(2_000 - 360 - 15))
+            Expiry::Time(Timestamp(2_000 - 360 - 15 - 1))
         );
         assert_eq!(p.claims_final_after(e), e);
     }

@@ -383,8 +383,10 @@ impl SwapTerms {
             + y.params.blocks_secs(1, Pace::Slow);
         let min_x = match x.params.expiry_kind() {
             crate::params::ExpiryKind::Height => {
-                let per_block = x.params.blocks_secs(1, Pace::Fast).max(1);
-                let blocks = (needed.max(0) + per_block - 1) / per_block;
+                // blocks * interval * fast / 100 >= needed
+                let per_100 =
+                    (x.params.block_interval as i128 * x.params.fast_factor_pct as i128).max(1);
+                let blocks = (needed.max(0) * 100 + per_100 - 1) / per_100;
                 Expiry::Height(Height(
                     tips.x.height.0 + x.params.claim_blocks as u64 + blocks as u64 + 1,
                 ))
