@@ -1,1 +1,24 @@
-//! xswap eth-adapter (skeleton; filled by its own issue).
+//! Ethereum adapter for xswap: the HTLC contract (`contracts/HTLC.sol`), typed alloy bindings
+//! generated from its committed artifact, and [`EthChain`], the [`swap_core::chain::Chain`]
+//! implementation the swap engine drives.
+//!
+//! One deployed contract serves every swap. A swap is one storage slot keyed by
+//! [`EthHtlc::id`], `keccak256(abi.encode(hashlock, amount, token, sender, recipient, expiry))`,
+//! which holds 1 while the swap is locked. Claimed and refunded swaps are told apart by the
+//! contract's `Claimed` / `Refunded` events, which [`EthChain`] reads with one log filter for
+//! every watched swap.
+//!
+//! [`devnet`] starts a real anvil for tests (used by this crate's and the workspace's tests).
+
+pub mod bindings;
+mod chain;
+pub mod devnet;
+mod error;
+mod htlc;
+mod nonce;
+mod scan;
+
+pub use chain::{deploy_htlc, revert_reason, EthChain, EthConfig};
+pub use error::EthError;
+pub use htlc::EthHtlc;
+pub use nonce::NonceManager;

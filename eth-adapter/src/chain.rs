@@ -1,0 +1,767 @@
+//! [`EthChain`]: the swap engine's view of Ethereum.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::signers::Signer;
+use alloy::sol_types::{SolCall, SolStruct};
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use swap_core::chain::{Chain, ChainError, HtlcParams, HtlcStatus, ObservedLock};
+use swap_core::params::{ChainParams, ChainTip};
+use swap_core::types::{Account, Expiry, Height, Preimage, Timestamp, TxRef};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::bindings::{IERC20Permit, Permit, HTLC};
+use crate::error::{rpc_err, EthError};
+use crate::htlc::{core_addr, decode_revert, EthHtlc};
+use crate::nonce::NonceManager;
+use crate::scan::{self, EventKind, ScanTip, Scanner};
+
+/// How to reach the node and which contract to use.
+#[derive(Debug, Clone)]
+pub struct EthConfig {
+    /// HTTP JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// The deployed HTLC contract.
+    pub htlc: Address,
+    /// The chain parameters the engine's expiry rules use.
+    pub params: ChainParams,
+    /// Never pay more than this per gas (wei). Sending fails transiently while the base fee is
+    /// above it.
+    pub max_fee_per_gas: u128,
+    /// Upper bound for the priority fee (wei per gas).
+    pub max_priority_fee_per_gas: u128,
+    /// How long to wait for a receipt before reporting a (transient) timeout.
+    pub receipt_timeout: Duration,
+    /// How often to poll for receipts.
+    pub poll_interval: Duration,
+    /// Largest block range per `eth_getLogs` request.
+    pub log_chunk: u64,
+}
+
+impl EthConfig {
+    /// A configuration with defaults: fee cap 500 gwei, priority fee cap 3 gwei, receipt timeout
+    /// 10 minutes, 1 s polling, 10,000-block log ranges.
+    pub fn new(rpc_url: impl Into<String>, htlc: Address, params: ChainParams) -> Self {
+        Self {
+            rpc_url: rpc_url.into(),
+            htlc,
+            params,
+            max_fee_per_gas: 500_000_000_000,
+            max_priority_fee_per_gas: 3_000_000_000,
+            receipt_timeout: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(1),
+            log_chunk: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Op {
+    Lock,
+    Claim,
+    Refund,
+}
+
+/// What the chain says about one swap, with the transactions involved.
+#[derive(Debug, Clone)]
+struct Found {
+    status: HtlcStatus,
+    lock_tx: Option<B256>,
+    tip: ScanTip,
+}
+
+/// The Ethereum adapter: one account, one HTLC contract, many concurrent swaps.
+#[derive(Debug)]
+pub struct EthChain {
+    cfg: EthConfig,
+    provider: DynProvider,
+    signer: PrivateKeySigner,
+    nonces: NonceManager,
+    chain_id: OnceCell<u64>,
+    scanner: Mutex<Scanner>,
+    inflight: Mutex<HashMap<(B256, Op), B256>>,
+    token_flow: Mutex<()>,
+}
+
+fn txref(h: B256) -> TxRef {
+    TxRef(format!("{h:#x}"))
+}
+
+fn connect_url(url: &str) -> Result<alloy::transports::http::reqwest::Url, EthError> {
+    url.parse()
+        .map_err(|e| EthError::InvalidParams(format!("bad rpc url {url:?}: {e}")))
+}
+
+/// Deploys the HTLC contract from `signer`'s account and returns its address (after checking
+/// the receipt and the deployed code).
+pub async fn deploy_htlc(rpc_url: &str, signer: PrivateKeySigner) -> Result<Address, EthError> {
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(connect_url(rpc_url)?);
+    let contract = HTLC::deploy(&provider)
+        .await
+        .map_err(|e| EthError::Rejected(format!("deploy failed: {e}")))?;
+    let addr = *contract.address();
+    let code = provider.get_code_at(addr).await.map_err(rpc_err)?;
+    if code.as_ref() != HTLC::DEPLOYED_BYTECODE.as_ref() {
+        return Err(EthError::Rejected("deployed code differs from the artifact".into()));
+    }
+    Ok(addr)
+}
+
+impl EthChain {
+    /// An adapter sending from `signer`'s account.
+    pub fn new(cfg: EthConfig, signer: PrivateKeySigner) -> Result<Self, EthError> {
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .wallet(EthereumWallet::from(signer.clone()))
+            .connect_http(connect_url(&cfg.rpc_url)?)
+            .erased();
+        Ok(Self {
+            nonces: NonceManager::new(signer.address()),
+            cfg,
+            provider,
+            signer,
+            chain_id: OnceCell::new(),
+            scanner: Mutex::new(Scanner::default()),
+            inflight: Mutex::new(HashMap::new()),
+            token_flow: Mutex::new(()),
+        })
+    }
+
+    /// Deploys the HTLC contract (see [`deploy_htlc`]).
+    pub async fn deploy(rpc_url: &str, signer: PrivateKeySigner) -> Result<Address, EthError> {
+        deploy_htlc(rpc_url, signer).await
+    }
+
+    /// This adapter's account (the sender of its locks, the payer of its gas).
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// The account as the engine's [`Account`].
+    pub fn account(&self) -> Account {
+        Account::Evm(core_addr(self.address()))
+    }
+
+    /// The provider (with this account's wallet).
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EthConfig {
+        &self.cfg
+    }
+
+    /// True while swap `id` is locked in the contract (its storage slot is 1).
+    pub async fn is_locked(&self, id: B256) -> Result<bool, EthError> {
+        let v = self
+            .provider
+            .get_storage_at(self.cfg.htlc, id.into())
+            .await
+            .map_err(rpc_err)?;
+        Ok(v == U256::from(1))
+    }
+
+    async fn chain_id(&self) -> Result<u64, EthError> {
+        self.chain_id
+            .get_or_try_init(|| async { self.provider.get_chain_id().await.map_err(rpc_err) })
+            .await
+            .copied()
+    }
+
+    /// Estimates gas and fees, takes a nonce and sends. Returns the transaction hash.
+    async fn send(&self, to: Address, input: Bytes, value: U256) -> Result<B256, EthError> {
+        let chain_id = self.chain_id().await?;
+        let base = TransactionRequest::default()
+            .with_from(self.address())
+            .with_to(to)
+            .with_input(input)
+            .with_value(value);
+        let gas = self.provider.estimate_gas(base.clone()).await.map_err(rpc_err)?;
+        let latest = scan::latest(&self.provider).await?;
+        let block = self
+            .provider
+            .get_block_by_number(latest.number.into())
+            .await
+            .map_err(rpc_err)?;
+        let base_fee = block
+            .and_then(|b| b.header.base_fee_per_gas)
+            .unwrap_or_default() as u128;
+        let cap = self.cfg.max_fee_per_gas;
+        if base_fee > cap {
+            return Err(EthError::FeeCap { base_fee, cap });
+        }
+        let est = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(rpc_err)?;
+        let max_fee = est.max_fee_per_gas.min(cap).max(base_fee);
+        let prio = est
+            .max_priority_fee_per_gas
+            .min(self.cfg.max_priority_fee_per_gas)
+            .min(max_fee);
+        let tx = base
+            .with_chain_id(chain_id)
+            .with_gas_limit(gas + gas / 5 + 10_000)
+            .with_max_fee_per_gas(max_fee)
+            .with_max_priority_fee_per_gas(prio);
+        self.nonces
+            .send_with(&self.provider, |nonce| async move {
+                let pending = self
+                    .provider
+                    .send_transaction(tx.with_nonce(nonce))
+                    .await
+                    .map_err(rpc_err)?;
+                Ok(*pending.tx_hash())
+            })
+            .await
+    }
+
+    /// Waits for the receipt; a reverted transaction is an error.
+    async fn wait(&self, tx: B256) -> Result<TransactionReceipt, EthError> {
+        let deadline = tokio::time::Instant::now() + self.cfg.receipt_timeout;
+        loop {
+            if let Some(r) = self
+                .provider
+                .get_transaction_receipt(tx)
+                .await
+                .map_err(rpc_err)?
+            {
+                if r.status() {
+                    return Ok(r);
+                }
+                return Err(EthError::Reverted {
+                    tx: format!("{tx:#x}"),
+                    reason: None,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EthError::Timeout(format!("{tx:#x}")));
+            }
+            tokio::time::sleep(self.cfg.poll_interval).await;
+        }
+    }
+
+    /// Sends and waits for a successful receipt.
+    async fn send_and_wait(&self, to: Address, input: Bytes, value: U256) -> Result<B256, EthError> {
+        let tx = self.send(to, input, value).await?;
+        self.wait(tx).await?;
+        Ok(tx)
+    }
+
+    /// A previous transaction for (id, op) that the node still knows, waited for.
+    async fn resume_inflight(&self, id: B256, op: Op) -> Result<Option<B256>, EthError> {
+        let known = self.inflight.lock().await.get(&(id, op)).copied();
+        let Some(tx) = known else { return Ok(None) };
+        let seen = self
+            .provider
+            .get_transaction_by_hash(tx)
+            .await
+            .map_err(rpc_err)?;
+        if seen.is_none() {
+            // Dropped (evicted or reorged out): forget it and the nonce counter.
+            self.inflight.lock().await.remove(&(id, op));
+            self.nonces.reset().await;
+            return Ok(None);
+        }
+        match self.wait(tx).await {
+            Ok(_) => Ok(Some(tx)),
+            Err(e @ EthError::Reverted { .. }) => {
+                self.inflight.lock().await.remove(&(id, op));
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Brings the shared scan up to date (watching `h`) and reads the swap's state.
+    async fn find(&self, h: &EthHtlc, p: &HtlcParams) -> Result<Found, EthError> {
+        let id = h.id();
+        let (tip, events) = {
+            let mut scanner = self.scanner.lock().await;
+            scanner.watch(id, p.watch_from.0);
+            let (tip, reorged) = scanner
+                .refresh(&self.provider, self.cfg.htlc, self.cfg.log_chunk)
+                .await?;
+            if reorged {
+                self.nonces.reset().await;
+            }
+            (tip, scanner.events(id))
+        };
+        let slot = self
+            .provider
+            .get_storage_at(self.cfg.htlc, id.into())
+            .block_id(tip.hash.into())
+            .await
+            .map_err(rpc_err)?;
+        let locked = slot == U256::from(1);
+        let confs = |block: u64| (tip.number.saturating_sub(block) + 1) as u32;
+        let last_lock = events
+            .iter()
+            .rposition(|e| matches!(e.kind, EventKind::Locked(_)));
+        let lock_event = match last_lock {
+            Some(i) => Some(events[i].clone()),
+            None if locked => {
+                // Locked before the watch window: look it up once, over the whole chain.
+                let found = scan::logs_for(
+                    &self.provider,
+                    self.cfg.htlc,
+                    &[id],
+                    0,
+                    tip.number,
+                    u64::MAX,
+                )
+                .await?;
+                found
+                    .into_iter()
+                    .filter(|e| matches!(e.kind, EventKind::Locked(_)))
+                    .max_by_key(|e| (e.block, e.log_index))
+            }
+            None => None,
+        };
+        let after: Vec<_> = match last_lock {
+            Some(i) => events[i + 1..].to_vec(),
+            None => Vec::new(),
+        };
+        let status = match (&lock_event, locked) {
+            (None, false) => HtlcStatus::Absent,
+            (None, true) => {
+                return Err(EthError::Inconsistent(format!(
+                    "swap {id:#x} is locked but no Locked event was found"
+                )))
+            }
+            (Some(lock), true) => {
+                if !after.is_empty() {
+                    return Err(EthError::Inconsistent(format!(
+                        "swap {id:#x} is locked but was spent after its last lock"
+                    )));
+                }
+                let EventKind::Locked(onchain) = &lock.kind else {
+                    return Err(EthError::Inconsistent("not a lock event".into()));
+                };
+                HtlcStatus::Funded {
+                    lock: ObservedLock {
+                        txref: txref(lock.tx),
+                        asset: p.asset.clone(),
+                        amount: onchain.core_amount(&p.asset),
+                        sender: Account::Evm(core_addr(onchain.sender)),
+                        recipient: Account::Evm(core_addr(onchain.recipient)),
+                        hashlock: onchain.core_hashlock(),
+                        expiry: Expiry::Time(Timestamp(onchain.expiry)),
+                    },
+                    confirmations: confs(lock.block),
+                }
+            }
+            (Some(_), false) => match after.first() {
+                Some(e) => match &e.kind {
+                    EventKind::Claimed(pre) => {
+                        let preimage = Preimage::from_bytes(pre.0);
+                        if Sha256::digest(pre.0).as_slice() != h.hashlock.as_slice() {
+                            return Err(EthError::Inconsistent(
+                                "claim preimage does not match the hashlock".into(),
+                            ));
+                        }
+                        HtlcStatus::Claimed {
+                            preimage,
+                            txref: txref(e.tx),
+                            confirmations: confs(e.block),
+                        }
+                    }
+                    EventKind::Refunded => HtlcStatus::Refunded {
+                        txref: txref(e.tx),
+                        confirmations: confs(e.block),
+                    },
+                    EventKind::Locked(_) => {
+                        return Err(EthError::Inconsistent("lock after lock".into()))
+                    }
+                },
+                None => {
+                    return Err(EthError::Inconsistent(format!(
+                        "swap {id:#x} has a lock event but its slot is empty"
+                    )))
+                }
+            },
+        };
+        Ok(Found {
+            status,
+            lock_tx: lock_event.map(|e| e.tx),
+            tip,
+        })
+    }
+
+    async fn find_retrying(&self, h: &EthHtlc, p: &HtlcParams) -> Result<Found, EthError> {
+        let mut last = None;
+        for _ in 0..3 {
+            match self.find(h, p).await {
+                Err(e @ EthError::Inconsistent(_)) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| EthError::Inconsistent("no answer".into())))
+    }
+
+    /// The swap's state (the engine's [`Chain::htlc_status`] with this crate's error type).
+    pub async fn status(&self, p: &HtlcParams) -> Result<HtlcStatus, EthError> {
+        let h = EthHtlc::from_params(p)?;
+        Ok(self.find_retrying(&h, p).await?.status)
+    }
+
+    /// Locks the swap (idempotent; see [`Chain::lock`]). Returns the lock transaction.
+    pub async fn lock_htlc(&self, p: &HtlcParams) -> Result<B256, EthError> {
+        let h = EthHtlc::from_params(p)?;
+        if h.sender != self.address() {
+            return Err(EthError::InvalidParams(format!(
+                "sender {} is not this adapter's account {}",
+                h.sender,
+                self.address()
+            )));
+        }
+        let id = h.id();
+        // Held for the whole ERC-20 flow so allowances of concurrent swaps never clash.
+        let _token_guard = if h.is_eth() {
+            None
+        } else {
+            Some(self.token_flow.lock().await)
+        };
+        let found = self.find_retrying(&h, p).await?;
+        if let Some(tx) = found.lock_tx {
+            // Funded, or already claimed or refunded: never lock the same parameters twice.
+            return Ok(tx);
+        }
+        if let Some(tx) = self.resume_inflight(id, Op::Lock).await? {
+            return Ok(tx);
+        }
+        let hashlock = h.hashlock;
+        let expiry = U256::from(h.expiry);
+        let (input, value) = if h.is_eth() {
+            let call = HTLC::lockCall {
+                hashlock,
+                recipient: h.recipient,
+                expiry,
+            };
+            (call.abi_encode(), h.amount)
+        } else {
+            (self.token_lock_input(&h).await?, U256::ZERO)
+        };
+        let tx = self.send(self.cfg.htlc, input.into(), value).await?;
+        self.inflight.lock().await.insert((id, Op::Lock), tx);
+        tracing::info!(chain = "eth", swap_id = %p.swap_id, tx = %tx, "htlc lock sent");
+        self.wait(tx).await?;
+        Ok(tx)
+    }
+
+    /// The call data for an ERC-20 lock: with a permit when the token supports EIP-2612,
+    /// otherwise after an `approve` of exactly the amount (when the allowance is short).
+    async fn token_lock_input(&self, h: &EthHtlc) -> Result<Vec<u8>, EthError> {
+        let token = IERC20Permit::new(h.token, &self.provider);
+        let me = self.address();
+        let allowance = token
+            .allowance(me, self.cfg.htlc)
+            .call()
+            .await
+            .map_err(|e| EthError::Rejected(format!("allowance(): {e}")))?;
+        let plain = HTLC::lockTokenCall {
+            hashlock: h.hashlock,
+            token: h.token,
+            amount: h.amount,
+            recipient: h.recipient,
+            expiry: U256::from(h.expiry),
+        };
+        if allowance >= h.amount {
+            return Ok(plain.abi_encode());
+        }
+        let permit = match (
+            token.nonces(me).call().await,
+            token.DOMAIN_SEPARATOR().call().await,
+        ) {
+            (Ok(nonce), Ok(domain)) => Some((nonce, domain)),
+            _ => None,
+        };
+        if let Some((nonce, domain)) = permit {
+            let now = scan::latest(&self.provider).await?.timestamp;
+            let deadline = U256::from(now + 3600);
+            let msg = Permit {
+                owner: me,
+                spender: self.cfg.htlc,
+                value: h.amount,
+                nonce,
+                deadline,
+            };
+            let mut buf = Vec::with_capacity(66);
+            buf.extend_from_slice(b"\x19\x01");
+            buf.extend_from_slice(domain.as_slice());
+            buf.extend_from_slice(msg.eip712_hash_struct().as_slice());
+            let digest = keccak256(&buf);
+            let sig = self
+                .signer
+                .sign_hash(&digest)
+                .await
+                .map_err(|e| EthError::Rejected(format!("signing permit: {e}")))?;
+            let call = HTLC::lockTokenWithPermitCall {
+                hashlock: h.hashlock,
+                token: h.token,
+                amount: h.amount,
+                recipient: h.recipient,
+                expiry: U256::from(h.expiry),
+                deadline,
+                v: 27 + u8::from(sig.v()),
+                r: sig.r().into(),
+                s: sig.s().into(),
+            };
+            return Ok(call.abi_encode());
+        }
+        let approve = IERC20Permit::approveCall {
+            spender: self.cfg.htlc,
+            value: h.amount,
+        };
+        self.send_and_wait(h.token, approve.abi_encode().into(), U256::ZERO)
+            .await?;
+        Ok(plain.abi_encode())
+    }
+
+    /// Claims the swap with `preimage` (idempotent; see [`Chain::claim`]).
+    pub async fn claim_htlc(&self, p: &HtlcParams, preimage: &Preimage) -> Result<B256, EthError> {
+        let h = EthHtlc::from_params(p)?;
+        if !p.hashlock.matches(preimage) {
+            return Err(EthError::InvalidParams(
+                "preimage does not match the hashlock".into(),
+            ));
+        }
+        let id = h.id();
+        let found = self.find_retrying(&h, p).await?;
+        match &found.status {
+            HtlcStatus::Claimed { txref, .. } => return parse_txref(txref),
+            HtlcStatus::Refunded { .. } => {
+                return Err(EthError::Impossible("swap was refunded".into()))
+            }
+            HtlcStatus::Absent => return Err(EthError::NotReady("swap is not locked".into())),
+            HtlcStatus::Funded { .. } => {}
+        }
+        if found.tip.timestamp >= h.expiry {
+            return Err(EthError::Impossible("swap expired: cannot claim".into()));
+        }
+        if let Some(tx) = self.resume_inflight(id, Op::Claim).await? {
+            return Ok(tx);
+        }
+        let pre = B256::from(*preimage.as_bytes());
+        let input = if h.is_eth() {
+            HTLC::claimCall {
+                preimage: pre,
+                amount: h.amount,
+                sender: h.sender,
+                recipient: h.recipient,
+                expiry: U256::from(h.expiry),
+            }
+            .abi_encode()
+        } else {
+            HTLC::claimTokenCall {
+                preimage: pre,
+                token: h.token,
+                amount: h.amount,
+                sender: h.sender,
+                recipient: h.recipient,
+                expiry: U256::from(h.expiry),
+            }
+            .abi_encode()
+        };
+        let sent = self.send(self.cfg.htlc, input.into(), U256::ZERO).await;
+        let tx = match sent {
+            Ok(tx) => tx,
+            Err(e) => return self.after_failure(&h, p, e, true).await,
+        };
+        self.inflight.lock().await.insert((id, Op::Claim), tx);
+        tracing::info!(chain = "eth", swap_id = %p.swap_id, tx = %tx, "htlc claim sent");
+        match self.wait(tx).await {
+            Ok(_) => Ok(tx),
+            Err(e) => self.after_failure(&h, p, e, true).await,
+        }
+    }
+
+    /// Refunds the swap to its sender (idempotent; see [`Chain::refund`]).
+    pub async fn refund_htlc(&self, p: &HtlcParams) -> Result<B256, EthError> {
+        let h = EthHtlc::from_params(p)?;
+        let id = h.id();
+        let found = self.find_retrying(&h, p).await?;
+        match &found.status {
+            HtlcStatus::Refunded { txref, .. } => return parse_txref(txref),
+            HtlcStatus::Claimed { .. } => {
+                return Err(EthError::Impossible(
+                    "swap was claimed: read the preimage from htlc_status".into(),
+                ))
+            }
+            HtlcStatus::Absent => return Err(EthError::NotReady("swap is not locked".into())),
+            HtlcStatus::Funded { .. } => {}
+        }
+        if let Some(tx) = self.resume_inflight(id, Op::Refund).await? {
+            return Ok(tx);
+        }
+        let input = if h.is_eth() {
+            HTLC::refundCall {
+                hashlock: h.hashlock,
+                amount: h.amount,
+                sender: h.sender,
+                recipient: h.recipient,
+                expiry: U256::from(h.expiry),
+            }
+            .abi_encode()
+        } else {
+            HTLC::refundTokenCall {
+                hashlock: h.hashlock,
+                token: h.token,
+                amount: h.amount,
+                sender: h.sender,
+                recipient: h.recipient,
+                expiry: U256::from(h.expiry),
+            }
+            .abi_encode()
+        };
+        let tx = match self.send(self.cfg.htlc, input.into(), U256::ZERO).await {
+            Ok(tx) => tx,
+            Err(EthError::WouldRevert(m)) if m.contains("NotExpired") => {
+                return Err(EthError::NotReady(format!(
+                    "swap not refundable before {}",
+                    h.expiry
+                )))
+            }
+            Err(e) => return self.after_failure(&h, p, e, false).await,
+        };
+        self.inflight.lock().await.insert((id, Op::Refund), tx);
+        tracing::info!(chain = "eth", swap_id = %p.swap_id, tx = %tx, "htlc refund sent");
+        match self.wait(tx).await {
+            Ok(_) => Ok(tx),
+            Err(e) => self.after_failure(&h, p, e, false).await,
+        }
+    }
+
+    /// After a failed claim or refund: if someone else did the same thing first, that is
+    /// success; otherwise the original error.
+    async fn after_failure(
+        &self,
+        h: &EthHtlc,
+        p: &HtlcParams,
+        err: EthError,
+        claim: bool,
+    ) -> Result<B256, EthError> {
+        if let Ok(found) = self.find_retrying(h, p).await {
+            match (&found.status, claim) {
+                (HtlcStatus::Claimed { txref, .. }, true)
+                | (HtlcStatus::Refunded { txref, .. }, false) => return parse_txref(txref),
+                _ => {}
+            }
+        }
+        Err(err)
+    }
+
+    /// Claims several swaps in one transaction (all or nothing). Every swap must be funded and
+    /// unexpired and every preimage must match; nothing is sent otherwise.
+    pub async fn claim_batch(&self, items: &[(HtlcParams, Preimage)]) -> Result<B256, EthError> {
+        let mut preimages = Vec::with_capacity(items.len());
+        let mut swaps = Vec::with_capacity(items.len());
+        for (p, pre) in items {
+            let h = EthHtlc::from_params(p)?;
+            if !p.hashlock.matches(pre) {
+                return Err(EthError::InvalidParams(format!(
+                    "swap {}: preimage does not match",
+                    p.swap_id
+                )));
+            }
+            let found = self.find_retrying(&h, p).await?;
+            if !matches!(found.status, HtlcStatus::Funded { .. }) {
+                return Err(EthError::NotReady(format!("swap {} is not funded", p.swap_id)));
+            }
+            preimages.push(B256::from(*pre.as_bytes()));
+            swaps.push(h.as_batch_entry());
+        }
+        // Group payouts: sort by (token, recipient) so each pair is paid once.
+        let mut order: Vec<usize> = (0..swaps.len()).collect();
+        order.sort_by_key(|&i| (swaps[i].token, swaps[i].recipient));
+        let call = HTLC::claimBatchCall {
+            preimages: order.iter().map(|&i| preimages[i]).collect(),
+            swaps: order.iter().map(|&i| swaps[i].clone()).collect(),
+        };
+        self.send_and_wait(self.cfg.htlc, call.abi_encode().into(), U256::ZERO)
+            .await
+    }
+
+    /// Refunds several expired swaps in one transaction (all or nothing).
+    pub async fn refund_batch(&self, items: &[HtlcParams]) -> Result<B256, EthError> {
+        let mut hashlocks = Vec::with_capacity(items.len());
+        let mut swaps = Vec::with_capacity(items.len());
+        for p in items {
+            let h = EthHtlc::from_params(p)?;
+            hashlocks.push(h.hashlock);
+            swaps.push(h.as_batch_entry());
+        }
+        let mut order: Vec<usize> = (0..swaps.len()).collect();
+        order.sort_by_key(|&i| (swaps[i].token, swaps[i].sender));
+        let call = HTLC::refundBatchCall {
+            hashlocks: order.iter().map(|&i| hashlocks[i]).collect(),
+            swaps: order.iter().map(|&i| swaps[i].clone()).collect(),
+        };
+        self.send_and_wait(self.cfg.htlc, call.abi_encode().into(), U256::ZERO)
+            .await
+    }
+}
+
+fn parse_txref(t: &TxRef) -> Result<B256, EthError> {
+    t.0.parse()
+        .map_err(|_| EthError::Inconsistent(format!("bad tx hash {}", t.0)))
+}
+
+/// Decodes the revert reason of a failed call, for messages.
+pub fn revert_reason(data: &[u8]) -> String {
+    decode_revert(data)
+}
+
+#[async_trait]
+impl Chain for EthChain {
+    fn params(&self) -> &ChainParams {
+        &self.cfg.params
+    }
+
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        let t = scan::latest(&self.provider).await?;
+        Ok(ChainTip {
+            height: Height(t.number),
+            time: Timestamp(t.timestamp),
+        })
+    }
+
+    async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
+        let h = EthHtlc::from_params(htlc)?;
+        self.scanner
+            .lock()
+            .await
+            .watch(h.id(), htlc.watch_from.0);
+        Ok(())
+    }
+
+    async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
+        Ok(self.status(htlc).await?)
+    }
+
+    async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        Ok(txref(self.lock_htlc(htlc).await?))
+    }
+
+    async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError> {
+        Ok(txref(self.claim_htlc(htlc, preimage).await?))
+    }
+
+    async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        Ok(txref(self.refund_htlc(htlc).await?))
+    }
+}
