@@ -5,6 +5,7 @@
 //! - [`chain`]: the traits chain adapters implement.
 
 pub mod chain;
+pub mod driver;
 pub mod params;
 pub mod types;
 
@@ -15,6 +16,7 @@ pub mod machine;
 pub mod store;
 pub mod terms;
 
+pub use driver::{Advanced, Driver, DriverConfig, DriverError, StepReport, SwapTasks};
 pub use machine::{initiator, responder, Action, GiveUpReason, LegView, Outcome, Snapshot, Step};
 pub use store::{Role, StoreError, SwapRecord, SwapState, SwapStore};
 pub use terms::{

@@ -320,10 +320,12 @@ impl LegTerms {
                 chain: self.params.chain.to_string(),
             });
         }
-        let account_fits = |a: &Account| match (self.params.expiry_kind(), a) {
-            (crate::params::ExpiryKind::Height, Account::PublicKey(_)) => true,
-            (crate::params::ExpiryKind::Time, Account::Evm(_)) => true,
-            _ => false,
+        let account_fits = |a: &Account| {
+            matches!(
+                (self.params.expiry_kind(), a),
+                (crate::params::ExpiryKind::Height, Account::PublicKey(_))
+                    | (crate::params::ExpiryKind::Time, Account::Evm(_))
+            )
         };
         if !account_fits(&self.sender) || !account_fits(&self.recipient) {
             return Err(TermsError::BadAccount {

@@ -1,0 +1,369 @@
+//! The driver: runs many swaps at once on tokio, persists each new state before acting, and
+//! resumes every unfinished swap from the store at start.
+//!
+//! One step of a swap is: load its latest state, ask both chains for a [`Snapshot`], compute
+//! the next state, persist it if it changed, then perform the actions. A crash anywhere in
+//! between is harmless: the state on disk is never ahead of what the chains can confirm, and
+//! every action is idempotent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use crate::chain::{Chain, ChainError, HtlcParams};
+use crate::machine::{initiator, responder, Action, LegView, Outcome, Snapshot};
+use crate::params::ChainId;
+use crate::store::{StoreError, SwapRecord, SwapState, SwapStore};
+use crate::terms::Leg;
+use crate::types::{SwapId, TxRef};
+
+/// Driver errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The store failed or holds bad data.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No adapter was given for a chain the swap uses.
+    #[error("no adapter for chain {0}")]
+    NoChain(ChainId),
+    /// A chain could not be read (the step changed nothing; retry later).
+    #[error("chain {chain}: {source}")]
+    Chain {
+        /// Which chain.
+        chain: ChainId,
+        /// What happened.
+        source: ChainError,
+    },
+    /// A swap whose secret is missing (an initiator's record without it).
+    #[error("swap {0} has no secret")]
+    MissingSecret(SwapId),
+}
+
+impl DriverError {
+    /// True when retrying later can help (node down, timeouts).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DriverError::Chain { source, .. } => source.is_transient(),
+            DriverError::Store(StoreError::Backend(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Driver settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverConfig {
+    /// Time between two steps of a swap.
+    pub poll_interval: Duration,
+    /// Longest wait after repeated transient errors.
+    pub max_backoff: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(15),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The result of [`Driver::advance`]: the persisted state and the actions still to perform.
+#[derive(Debug, Clone)]
+pub struct Advanced {
+    /// The swap's record.
+    pub record: SwapRecord,
+    /// The swap's state, already persisted.
+    pub state: SwapState,
+    /// Whether the state changed.
+    pub changed: bool,
+    /// What to do next, in order.
+    pub actions: Vec<Action>,
+}
+
+/// What one step did.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    /// The swap's state after the step (already persisted).
+    pub state: SwapState,
+    /// Whether the state changed.
+    pub changed: bool,
+    /// The actions computed, with what each one returned.
+    pub actions: Vec<(Action, Result<TxRef, ChainError>)>,
+}
+
+/// Running swap tasks: each yields its id and how it ended. Dropping the set aborts them all.
+pub type SwapTasks = JoinSet<(SwapId, Result<Outcome, DriverError>)>;
+
+/// Runs swaps. Cheap to share behind an `Arc`.
+pub struct Driver {
+    store: Arc<dyn SwapStore>,
+    chains: HashMap<ChainId, Arc<dyn Chain>>,
+    config: DriverConfig,
+}
+
+impl Driver {
+    /// A driver over `store`, with one adapter per chain.
+    pub fn new(
+        store: Arc<dyn SwapStore>,
+        chains: impl IntoIterator<Item = Arc<dyn Chain>>,
+        config: DriverConfig,
+    ) -> Self {
+        let chains = chains.into_iter().map(|c| (c.params().chain, c)).collect();
+        Self {
+            store,
+            chains,
+            config,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SwapStore> {
+        &self.store
+    }
+
+    fn chain(&self, id: ChainId) -> Result<&Arc<dyn Chain>, DriverError> {
+        self.chains.get(&id).ok_or(DriverError::NoChain(id))
+    }
+
+    /// Stores a new swap (with its secret, before anything can be locked).
+    pub async fn create(&self, record: &SwapRecord) -> Result<(), DriverError> {
+        // Refuse swaps on chains we cannot reach before they are stored.
+        self.chain(record.terms.x.params.chain)?;
+        self.chain(record.terms.y.params.chain)?;
+        self.store
+            .create(record, &SwapState::initial(record.role))
+            .await?;
+        info!(swap_id = %record.id(), role = ?record.role, "swap created");
+        Ok(())
+    }
+
+    /// The adapter-facing description of one leg's HTLC.
+    pub fn htlc(record: &SwapRecord, leg: Leg) -> HtlcParams {
+        let watch_from = match leg {
+            Leg::X => record.watch_from.x.height,
+            Leg::Y => record.watch_from.y.height,
+        };
+        record.terms.leg(leg).htlc(
+            record.id(),
+            record.terms.hashlock,
+            record.key_index,
+            watch_from,
+        )
+    }
+
+    async fn view(&self, record: &SwapRecord, leg: Leg) -> Result<LegView, DriverError> {
+        let chain_id = record.terms.leg(leg).params.chain;
+        let chain = self.chain(chain_id)?;
+        let wrap = |source| DriverError::Chain {
+            chain: chain_id,
+            source,
+        };
+        let htlc = Self::htlc(record, leg);
+        chain.watch(&htlc).await.map_err(wrap)?;
+        let tip = chain.tip().await.map_err(wrap)?;
+        let status = chain.htlc_status(&htlc).await.map_err(wrap)?;
+        Ok(LegView { tip, htlc: status })
+    }
+
+    /// What both chains say now about a swap.
+    pub async fn observe(&self, record: &SwapRecord) -> Result<Snapshot, DriverError> {
+        let (x, y) = tokio::join!(self.view(record, Leg::X), self.view(record, Leg::Y));
+        Ok(Snapshot { x: x?, y: y? })
+    }
+
+    /// Computes and persists the swap's next state; returns it with the actions still to do.
+    /// Nothing is sent to any chain here.
+    pub async fn advance(&self, id: &SwapId) -> Result<Advanced, DriverError> {
+        let (record, state) = self.store.load(id).await?;
+        if state.is_final() {
+            return Ok(Advanced {
+                record,
+                state,
+                changed: false,
+                actions: Vec::new(),
+            });
+        }
+        let snap = self.observe(&record).await?;
+        let (next, actions) = match &state {
+            SwapState::Initiator(s) => {
+                let secret = record
+                    .secret
+                    .as_ref()
+                    .ok_or(DriverError::MissingSecret(*id))?;
+                let step = initiator::next(&record.terms, secret, s, &snap);
+                (SwapState::Initiator(step.state), step.actions)
+            }
+            SwapState::Responder(s) => {
+                let step = responder::next(&record.terms, s, &snap);
+                (SwapState::Responder(step.state), step.actions)
+            }
+        };
+        let changed = next != state;
+        if changed {
+            // Persist BEFORE acting: after a crash we resume from here and redo the actions.
+            self.store.append_state(id, &next).await?;
+            info!(swap_id = %id, from = state_name(&state), to = state_name(&next), "state");
+        }
+        Ok(Advanced {
+            record,
+            state: next,
+            changed,
+            actions,
+        })
+    }
+
+    /// Performs actions (each idempotent). Errors are returned, not raised: the next step sees
+    /// the chains as they are and decides again.
+    pub async fn perform(
+        &self,
+        record: &SwapRecord,
+        actions: &[Action],
+    ) -> Vec<(Action, Result<TxRef, ChainError>)> {
+        let mut out = Vec::with_capacity(actions.len());
+        for action in actions {
+            let (leg, kind) = match action {
+                Action::Lock { leg } => (*leg, "lock"),
+                Action::Claim { leg, .. } => (*leg, "claim"),
+                Action::Refund { leg } => (*leg, "refund"),
+            };
+            let chain_id = record.terms.leg(leg).params.chain;
+            let result = match self.chain(chain_id) {
+                Err(_) => Err(ChainError::permanent(format!("no adapter for {chain_id}"))),
+                Ok(chain) => {
+                    let htlc = Self::htlc(record, leg);
+                    match action {
+                        Action::Lock { .. } => chain.lock(&htlc).await,
+                        Action::Claim { preimage, .. } => chain.claim(&htlc, preimage).await,
+                        Action::Refund { .. } => chain.refund(&htlc).await,
+                    }
+                }
+            };
+            match &result {
+                Ok(txref) => {
+                    info!(swap_id = %record.id(), chain = %chain_id, action = kind, %txref, "sent")
+                }
+                Err(e) if e.is_transient() => {
+                    warn!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "will retry")
+                }
+                Err(e) => {
+                    error!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "failed")
+                }
+            }
+            out.push((action.clone(), result));
+        }
+        out
+    }
+
+    /// One full step: advance (persisting) then perform.
+    pub async fn step(&self, id: &SwapId) -> Result<StepReport, DriverError> {
+        let adv = self.advance(id).await?;
+        let actions = self.perform(&adv.record, &adv.actions).await;
+        Ok(StepReport {
+            state: adv.state,
+            changed: adv.changed,
+            actions,
+        })
+    }
+
+    /// Steps a swap until it finishes. Transient errors back off and retry; a swap whose data
+    /// is corrupt stops with an error (and stays in the store as it is).
+    pub async fn run_swap(&self, id: SwapId) -> Result<Outcome, DriverError> {
+        let mut backoff = self.config.poll_interval;
+        loop {
+            match self.step(&id).await {
+                Ok(report) => {
+                    if let Some(outcome) = final_outcome(&report.state) {
+                        info!(swap_id = %id, ?outcome, "swap finished");
+                        return Ok(outcome);
+                    }
+                    backoff = self.config.poll_interval;
+                    // A state change may unlock the next step at once.
+                    if !report.changed {
+                        tokio::time::sleep(self.config.poll_interval).await;
+                    }
+                }
+                Err(e) if e.is_transient() => {
+                    warn!(swap_id = %id, error = %e, "step failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+                Err(e) => {
+                    error!(swap_id = %id, error = %e, "swap stopped");
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Spawns a task running `id` to its end.
+    pub fn spawn(self: &Arc<Self>, set: &mut SwapTasks, id: SwapId) {
+        let me = self.clone();
+        set.spawn(async move { (id, me.run_swap(id).await) });
+    }
+
+    /// Resumes every unfinished swap in the store, each in its own task. Swaps that cannot be
+    /// loaded are reported (not dropped, not touched) and the others run.
+    pub async fn resume_all(self: &Arc<Self>) -> Result<(SwapTasks, Vec<StoreError>), DriverError> {
+        let mut set = JoinSet::new();
+        let mut bad = Vec::new();
+        for entry in self.store.unfinished().await? {
+            match entry {
+                Ok((record, _)) => {
+                    debug!(swap_id = %record.id(), "resuming");
+                    self.spawn(&mut set, record.id());
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot resume a swap");
+                    bad.push(e);
+                }
+            }
+        }
+        Ok((set, bad))
+    }
+}
+
+/// The outcome, if the swap has finished.
+pub fn final_outcome(state: &SwapState) -> Option<Outcome> {
+    match state {
+        SwapState::Initiator(initiator::State::Done { outcome })
+        | SwapState::Responder(responder::State::Done { outcome }) => Some(outcome.clone()),
+        _ => None,
+    }
+}
+
+/// A short name for logs (never includes secrets).
+pub fn state_name(state: &SwapState) -> &'static str {
+    use initiator::State as I;
+    use responder::State as R;
+    match state {
+        SwapState::Initiator(s) => match s {
+            I::Negotiated => "negotiated",
+            I::Locking => "locking",
+            I::Locked { .. } => "locked",
+            I::LockConfirmed => "lock_confirmed",
+            I::CounterLockSeen { .. } => "counter_lock_seen",
+            I::CounterLockValid => "counter_lock_valid",
+            I::Claiming => "claiming",
+            I::Claimed => "claimed",
+            I::AwaitRefund { .. } => "await_refund",
+            I::Refunding { .. } => "refunding",
+            I::Done { .. } => "done",
+        },
+        SwapState::Responder(s) => match s {
+            R::Negotiated => "negotiated",
+            R::AwaitCounterLock => "await_counter_lock",
+            R::CounterLockValid => "counter_lock_valid",
+            R::Locking => "locking",
+            R::Locked { .. } => "locked",
+            R::SecretLearned { .. } => "secret_learned",
+            R::Claiming { .. } => "claiming",
+            R::Refunding => "refunding",
+            R::Done { .. } => "done",
+        },
+    }
+}

@@ -1,0 +1,389 @@
+//! The driver against the simulated two-chain model (a test double, see `sim/mod.rs`), with
+//! real SQLite stores on disk:
+//! - each party is killed (driver and store dropped) at every protocol step, right after the
+//!   new state was persisted and before its action was sent, then restarted from the same file;
+//!   every swap still completes or refunds, with balances that agree;
+//! - a node that is down for a while only delays the swap;
+//! - many swaps run concurrently between two engines.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod sim;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sim::*;
+use swap_core::store::SqliteStore;
+use swap_core::*;
+
+const POLL: u64 = 30;
+
+fn records(w: &World) -> (SwapRecord, SwapRecord) {
+    let i = SwapRecord {
+        terms: w.terms.clone(),
+        role: Role::Initiator,
+        secret: Some(w.secret.clone()),
+        key_index: 0,
+        watch_from: w.watch_from,
+    };
+    let r = SwapRecord {
+        terms: w.terms.clone(),
+        role: Role::Responder,
+        secret: None,
+        key_index: 0,
+        watch_from: w.watch_from,
+    };
+    (i, r)
+}
+
+fn driver(world: &Arc<Mutex<World>>, db: &Path) -> Driver {
+    let store = Arc::new(SqliteStore::open(db).unwrap());
+    Driver::new(
+        store,
+        [
+            Arc::new(SimHandle::new(world.clone(), Leg::X)) as Arc<dyn Chain>,
+            Arc::new(SimHandle::new(world.clone(), Leg::Y)) as Arc<dyn Chain>,
+        ],
+        DriverConfig::default(),
+    )
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Crash {
+    /// Kill right after the k-th persisted state change, before its actions are sent.
+    AfterPersist(usize),
+    /// Kill right after the k-th state change's actions were sent.
+    AfterActions(usize),
+}
+
+struct Party {
+    role: Role,
+    id: SwapId,
+    db: PathBuf,
+    driver: Option<Driver>,
+    changes: usize,
+    crash: Option<Crash>,
+    crashed: bool,
+    outcome: Option<Outcome>,
+}
+
+impl Party {
+    async fn tick(&mut self, world: &Arc<Mutex<World>>) {
+        if self.outcome.is_some() {
+            return;
+        }
+        let drv = match &self.driver {
+            Some(d) => d,
+            None => {
+                // Restart from the same database file.
+                self.driver = Some(driver(world, &self.db));
+                self.driver.as_ref().unwrap()
+            }
+        };
+        let adv = match drv.advance(&self.id).await {
+            Ok(a) => a,
+            Err(e) if e.is_transient() => return,
+            Err(e) => panic!("{:?}: {e}", self.role),
+        };
+        if adv.changed {
+            self.changes += 1;
+            if !self.crashed && self.crash == Some(Crash::AfterPersist(self.changes)) {
+                self.crashed = true;
+                self.driver = None; // killed: actions never sent
+                return;
+            }
+        }
+        drv.perform(&adv.record, &adv.actions).await;
+        if adv.changed && !self.crashed && self.crash == Some(Crash::AfterActions(self.changes)) {
+            self.crashed = true;
+            self.driver = None;
+            return;
+        }
+        self.outcome = swap_core::driver::final_outcome(&adv.state);
+    }
+}
+
+struct Result2 {
+    i: Outcome,
+    r: Outcome,
+    i_changes: usize,
+    r_changes: usize,
+    crashed: bool,
+}
+
+async fn run_pair(
+    dir: Direction,
+    crash_i: Option<Crash>,
+    crash_r: Option<Crash>,
+    node_down: Option<(Leg, u64, u64)>,
+) -> Result2 {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new(
+        dir,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([0x77; 32]),
+    );
+    let (ri, rr) = records(&w);
+    let ax = amount_value(&w.terms.x.amount);
+    let ay = amount_value(&w.terms.y.amount);
+    let horizon = w.t + w.horizon();
+    let (bx0, by0) = (w.x.balances[&w.parties.i_x], w.y.balances[&w.parties.r_y]);
+    let world = Arc::new(Mutex::new(w));
+    let mut parties = Vec::new();
+    for (rec, crash, name) in [(ri, crash_i, "i.sqlite"), (rr, crash_r, "r.sqlite")] {
+        let db = tmp.path().join(name);
+        let d = driver(&world, &db);
+        d.create(&rec).await.unwrap();
+        parties.push(Party {
+            role: rec.role,
+            id: rec.id(),
+            db,
+            driver: Some(d),
+            changes: 0,
+            crash,
+            crashed: false,
+            outcome: None,
+        });
+    }
+    let mut ticks = 0u64;
+    while parties.iter().any(|p| p.outcome.is_none()) {
+        {
+            let mut w = world.lock().unwrap();
+            assert!(
+                w.t <= horizon,
+                "{dir:?} crash {crash_i:?}/{crash_r:?}: no end by the horizon"
+            );
+            if let Some((leg, from, to)) = node_down {
+                w.chain_mut(leg).down = (from..to).contains(&ticks);
+            }
+        }
+        for p in parties.iter_mut() {
+            p.tick(&world).await;
+        }
+        world.lock().unwrap().advance(POLL);
+        ticks += 1;
+    }
+    let w = world.lock().unwrap();
+    let i = parties[0].outcome.clone().unwrap();
+    let r = parties[1].outcome.clone().unwrap();
+    let ctx = format!("{dir:?} crash {crash_i:?}/{crash_r:?} down {node_down:?}: {i:?} {r:?}");
+    // Balances agree with each party's outcome.
+    let (ix, iy) = (
+        w.x.balances[&w.parties.i_x],
+        w.y.balances.get(&w.parties.i_y).copied().unwrap_or(0),
+    );
+    let (rx, ry) = (
+        w.x.balances.get(&w.parties.r_x).copied().unwrap_or(0),
+        w.y.balances[&w.parties.r_y],
+    );
+    match i {
+        Outcome::Swapped => assert!(ix == bx0 - ax && iy == ay, "{ctx}"),
+        Outcome::Refunded | Outcome::Aborted { .. } => assert!(ix == bx0 && iy == 0, "{ctx}"),
+        Outcome::Lost => panic!("{ctx}: initiator lost"),
+    }
+    match r {
+        Outcome::Swapped => assert!(rx == ax && ry == by0 - ay, "{ctx}"),
+        Outcome::Refunded | Outcome::Aborted { .. } => assert!(rx == 0 && ry == by0, "{ctx}"),
+        Outcome::Lost => panic!("{ctx}: responder lost"),
+    }
+    Result2 {
+        i,
+        r,
+        i_changes: parties[0].changes,
+        r_changes: parties[1].changes,
+        crashed: parties.iter().any(|p| p.crashed),
+    }
+}
+
+#[tokio::test]
+async fn killed_at_every_step_and_restarted_every_swap_completes() {
+    let mut runs = 0;
+    for dir in ALL_DIRECTIONS {
+        // A clean run tells how many state changes each role goes through.
+        let clean = run_pair(dir, None, None, None).await;
+        assert_eq!((&clean.i, &clean.r), (&Outcome::Swapped, &Outcome::Swapped));
+        for k in 1..=clean.i_changes {
+            for crash in [Crash::AfterPersist(k), Crash::AfterActions(k)] {
+                let res = run_pair(dir, Some(crash), None, None).await;
+                assert!(res.crashed || k > res.i_changes);
+                // A restart costs one poll at most: the swap still goes through.
+                assert_eq!(
+                    (&res.i, &res.r),
+                    (&Outcome::Swapped, &Outcome::Swapped),
+                    "{dir:?} initiator {crash:?}"
+                );
+                runs += 1;
+            }
+        }
+        for k in 1..=clean.r_changes {
+            for crash in [Crash::AfterPersist(k), Crash::AfterActions(k)] {
+                let res = run_pair(dir, None, Some(crash), None).await;
+                assert_eq!(
+                    (&res.i, &res.r),
+                    (&Outcome::Swapped, &Outcome::Swapped),
+                    "{dir:?} responder {crash:?}"
+                );
+                runs += 1;
+            }
+        }
+        // Both killed at once, at each step.
+        for k in 1..=clean.i_changes.min(clean.r_changes) {
+            let res = run_pair(
+                dir,
+                Some(Crash::AfterPersist(k)),
+                Some(Crash::AfterPersist(k)),
+                None,
+            )
+            .await;
+            assert_eq!(
+                (&res.i, &res.r),
+                (&Outcome::Swapped, &Outcome::Swapped),
+                "{dir:?} both at {k}"
+            );
+            runs += 1;
+        }
+    }
+    println!("{runs} crash-and-restart runs, all swapped");
+    assert!(runs > 50);
+}
+
+#[tokio::test]
+async fn a_node_down_for_a_while_only_delays_the_swap() {
+    for dir in ALL_DIRECTIONS {
+        for leg in [Leg::X, Leg::Y] {
+            // Down for 20 minutes early on, while locks are being made.
+            let res = run_pair(dir, None, None, Some((leg, 2, 42))).await;
+            assert_eq!(
+                (&res.i, &res.r),
+                (&Outcome::Swapped, &Outcome::Swapped),
+                "{dir:?} {leg:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_swaps_run_concurrently_and_resume_from_the_store() {
+    const N: usize = 40;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = World::new(
+        Direction::BtcToEth,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([1; 32]),
+    );
+    let base = w.terms.clone();
+    let mut recs = Vec::new();
+    for n in 0..N {
+        let secret = Preimage::from_bytes([n as u8 + 1; 32]);
+        // Default (12 h / 24 h) expiries: the engines race a clock that runs on its own here,
+        // and the defaults leave hours of slack where the tight test terms leave minutes.
+        let terms = SwapTerms::with_default_expiries(
+            SwapId([n as u8 + 1; 16]),
+            secret.hashlock(),
+            base.x.clone(),
+            base.y.clone(),
+            base.policy,
+            w.watch_from,
+        )
+        .unwrap();
+        let i = SwapRecord {
+            terms: terms.clone(),
+            role: Role::Initiator,
+            secret: Some(secret),
+            key_index: n as u32,
+            watch_from: w.watch_from,
+        };
+        let r = SwapRecord {
+            terms,
+            role: Role::Responder,
+            secret: None,
+            key_index: n as u32,
+            watch_from: w.watch_from,
+        };
+        recs.push((i, r));
+    }
+    let (ax, ay) = (amount_value(&base.x.amount), amount_value(&base.y.amount));
+    w.x.balances.insert(w.parties.i_x, ax * N as u128);
+    w.y.balances.insert(w.parties.r_y, ay * N as u128);
+    let (i_x, i_y, r_x, r_y) = (w.parties.i_x, w.parties.i_y, w.parties.r_x, w.parties.r_y);
+    let world = Arc::new(Mutex::new(w));
+    let fast = DriverConfig {
+        poll_interval: Duration::from_millis(2),
+        max_backoff: Duration::from_millis(20),
+    };
+    let mk = |db: &Path| {
+        Arc::new(Driver::new(
+            Arc::new(SqliteStore::open(db).unwrap()),
+            [
+                Arc::new(SimHandle::new(world.clone(), Leg::X)) as Arc<dyn Chain>,
+                Arc::new(SimHandle::new(world.clone(), Leg::Y)) as Arc<dyn Chain>,
+            ],
+            fast,
+        ))
+    };
+    let (db_i, db_r) = (tmp.path().join("i.sqlite"), tmp.path().join("r.sqlite"));
+    {
+        let (di, dr) = (mk(&db_i), mk(&db_r));
+        for (i, r) in &recs {
+            di.create(i).await.unwrap();
+            dr.create(r).await.unwrap();
+        }
+    }
+    // Time moves on its own.
+    let clock = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                world.lock().unwrap().advance(POLL);
+            }
+        })
+    };
+    // Start both engines from their stores, let them run a little, kill them, start again.
+    for _ in 0..2 {
+        let (di, dr) = (mk(&db_i), mk(&db_r));
+        let (ti, bad_i) = di.resume_all().await.unwrap();
+        let (tr, bad_r) = dr.resume_all().await.unwrap();
+        assert!(bad_i.is_empty() && bad_r.is_empty());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        drop((ti, tr)); // killed mid-swap
+    }
+    let (di, dr) = (mk(&db_i), mk(&db_r));
+    let (mut ti, _) = di.resume_all().await.unwrap();
+    let (mut tr, _) = dr.resume_all().await.unwrap();
+    let mut outcomes = Vec::new();
+    let all = async {
+        while let Some(done) = ti.join_next().await {
+            outcomes.push(done.unwrap().1.unwrap());
+        }
+        while let Some(done) = tr.join_next().await {
+            outcomes.push(done.unwrap().1.unwrap());
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .expect("all swaps finish");
+    clock.abort();
+    // Some swaps may have finished before the last restart; count from the stores.
+    let mut swapped = 0;
+    for d in [&di, &dr] {
+        for id in d.store().list().await.unwrap() {
+            let (_, state) = d.store().load(&id).await.unwrap();
+            assert_eq!(
+                swap_core::driver::final_outcome(&state),
+                Some(Outcome::Swapped),
+                "{id}"
+            );
+            swapped += 1;
+        }
+    }
+    assert_eq!(swapped, 2 * N);
+    let w = world.lock().unwrap();
+    assert_eq!(w.x.balances.get(&r_x).copied().unwrap_or(0), ax * N as u128);
+    assert_eq!(w.y.balances.get(&i_y).copied().unwrap_or(0), ay * N as u128);
+    assert_eq!(w.x.balances[&i_x], 0);
+    assert_eq!(w.y.balances[&r_y], 0);
+}
