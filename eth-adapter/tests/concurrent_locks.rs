@@ -1,0 +1,68 @@
+//! Many swaps locked at once from one account (nonce manager), ETH and ERC-20 mixed.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::U256;
+use alloy::providers::ProviderBuilder;
+use eth_adapter::bindings::test_contracts::TestToken;
+use swap_core::chain::{Chain, HtlcStatus};
+
+#[tokio::test]
+async fn concurrent_locks_from_one_account() {
+    let e = common::env().await;
+    let p0 = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(e.net.signer(0)))
+        .connect_http(e.net.url().parse().unwrap());
+    let token = TestToken::deploy(&p0, "Test".into(), 6).await.unwrap();
+    token
+        .mint(e.net.address(0), U256::from(10u64.pow(12)))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let alice = Arc::new(e.alice);
+    let mut swaps = Vec::new();
+    for i in 0..16 {
+        if i % 4 == 0 {
+            swaps.push(common::token_swap(&e.net, *token.address(), 6, 0, 1, 1_000 + i, 3600).await);
+        } else {
+            swaps.push(common::eth_swap(&e.net, 0, 1, 10u128.pow(15) + i, 3600).await);
+        }
+    }
+    let mut tasks = Vec::new();
+    for (p, _) in &swaps {
+        let (a, p) = (alice.clone(), p.clone());
+        tasks.push(tokio::spawn(async move { a.lock(&p).await }));
+    }
+    let mut txs = Vec::new();
+    for t in tasks {
+        txs.push(t.await.unwrap().unwrap());
+    }
+    txs.sort_by(|a, b| a.0.cmp(&b.0));
+    txs.dedup();
+    assert_eq!(txs.len(), swaps.len(), "one transaction per swap");
+    for (p, _) in &swaps {
+        assert!(matches!(
+            e.bob.htlc_status(p).await.unwrap(),
+            HtlcStatus::Funded { .. }
+        ));
+    }
+    // Concurrent claims by the recipient too.
+    let bob = Arc::new(e.bob);
+    let mut tasks = Vec::new();
+    for (p, pre) in &swaps {
+        let (b, p, pre) = (bob.clone(), p.clone(), pre.clone());
+        tasks.push(tokio::spawn(async move { b.claim(&p, &pre).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let bal = token.balanceOf(common::evm_addr(&e.net, 1)).call().await.unwrap();
+    assert_eq!(bal, U256::from(1_000 + 1_004 + 1_008 + 1_012));
+}
