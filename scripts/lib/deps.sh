@@ -1,0 +1,30 @@
+# Shared by scripts/test, scripts/demo and .ci/run: install what the nodes and contracts need.
+# shellcheck shell=bash
+
+ensure_npm() {
+  if [ ! -x node_modules/.bin/anvil ] || [ ! -d node_modules/solc ]; then
+    command -v npm >/dev/null || { echo "npm is missing: install Node.js 20+ (apt-get install -y nodejs npm)" >&2; exit 1; }
+    echo "==> npm ci (anvil, solc)"
+    npm ci --no-audit --no-fund
+  fi
+}
+
+ensure_litecoind() {
+  if [ -n "${LITECOIND_EXE:-}" ]; then return; fi
+  if ! command -v litecoind >/dev/null; then
+    echo "==> apt-get install -y litecoind"
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq litecoind
+    elif command -v sudo >/dev/null; then
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq litecoind
+    else
+      echo "litecoind is missing: run 'apt-get install -y litecoind' as root, or set LITECOIND_EXE" >&2
+      exit 1
+    fi
+  fi
+}
+
+ensure_deps() {
+  ensure_npm
+  ensure_litecoind
+}
