@@ -15,23 +15,36 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{json, Value};
 
-/// Where the anvil binary is: `ANVIL_EXE`, else `<workspace>/node_modules/.bin/anvil`.
+/// Where the anvil binary is: `ANVIL_EXE`, else the native binary that `npm ci` put under
+/// `<workspace>/node_modules/@foundry-rs/anvil-<platform>/bin/anvil`. (The
+/// `node_modules/.bin/anvil` wrapper is a node script that would outlive a killed child, so the
+/// native binary is started directly.)
 ///
 /// # Panics
 /// When the binary does not exist, with a message naming `npm ci`.
 pub fn anvil_path() -> PathBuf {
-    let path = match std::env::var_os("ANVIL_EXE") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node_modules/.bin/anvil"),
-    };
-    if !path.exists() {
-        panic!(
-            "anvil not found at {}: run `npm ci` at the workspace root (installs the pinned \
-             @foundry-rs/anvil) or set ANVIL_EXE",
-            path.display()
-        );
+    if let Some(p) = std::env::var_os("ANVIL_EXE") {
+        let path = PathBuf::from(p);
+        if !path.exists() {
+            panic!("ANVIL_EXE={} does not exist", path.display());
+        }
+        return path;
     }
-    path
+    let scope = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node_modules/@foundry-rs");
+    let native = std::fs::read_dir(&scope).ok().and_then(|dir| {
+        dir.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("anvil-"))
+            .map(|e| e.path().join("bin/anvil"))
+            .find(|p| p.exists())
+    });
+    match native {
+        Some(p) => p,
+        None => panic!(
+            "anvil not found under {}: run `npm ci` at the workspace root (installs the pinned \
+             @foundry-rs/anvil) or set ANVIL_EXE",
+            scope.display()
+        ),
+    }
 }
 
 /// A running anvil with its funded dev accounts.
@@ -214,15 +227,28 @@ impl Devnet {
         }
     }
 
-    /// Stops the node for `down` and starts it again on the same port with the same chain
-    /// (state dumped with `anvil_dumpState` and loaded back with `anvil_loadState`).
+    /// Stops the node for `down` and starts it again on the same port with the same chain.
     ///
     /// # Panics
     /// When the node cannot be restarted.
     pub async fn restart(&mut self, down: Duration) {
+        let state = self.stop_keeping_state().await;
+        tokio::time::sleep(down).await;
+        self.resume(state).await;
+    }
+
+    /// Dumps the chain (`anvil_dumpState`) and stops the node; [`Devnet::resume`] brings it back.
+    pub async fn stop_keeping_state(&mut self) -> Value {
         let state = self.rpc("anvil_dumpState", json!([])).await;
         self.stop();
-        tokio::time::sleep(down).await;
+        state
+    }
+
+    /// Starts the node again on the same port and loads `state` (`anvil_loadState`).
+    ///
+    /// # Panics
+    /// When the node cannot be started.
+    pub async fn resume(&mut self, state: Value) {
         let mut last_err = String::new();
         for _ in 0..50 {
             match spawn(self.port, &self.args) {

@@ -1,0 +1,35 @@
+//! A lock whose block is reorged out is Absent again; the adapter then locks again.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use swap_core::chain::{Chain, HtlcStatus};
+
+#[tokio::test]
+async fn reorged_lock_is_absent_and_can_be_redone() {
+    let e = common::env().await;
+    let (p, pre) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    let first = e.alice.lock(&p).await.unwrap();
+    e.net.mine(1).await;
+    match e.bob.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Funded { confirmations, .. } => assert_eq!(confirmations, 2),
+        other => panic!("expected funded, got {other:?}"),
+    }
+    // Replace the lock's block and the one after it with empty blocks.
+    e.net.reorg(2).await;
+    assert_eq!(e.bob.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
+    assert_eq!(e.alice.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
+
+    // The sender's adapter notices its lock is gone and sends a new one (nonce resynced).
+    let second = e.alice.lock(&p).await.unwrap();
+    assert_ne!(first, second);
+    assert!(matches!(
+        e.bob.htlc_status(&p).await.unwrap(),
+        HtlcStatus::Funded { .. }
+    ));
+    e.bob.claim(&p, &pre).await.unwrap();
+    assert!(matches!(
+        e.alice.htlc_status(&p).await.unwrap(),
+        HtlcStatus::Claimed { .. }
+    ));
+}
