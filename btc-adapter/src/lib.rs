@@ -4,14 +4,21 @@
 //! - [`tx`]: claim and refund builders (RBF, fee cap, miniscript-computed witness sizes).
 //! - [`keys`]: per-swap keys from the installation seed (BIP-32).
 //! - [`network`]: bech32 prefixes for Bitcoin and Litecoin networks.
+//! - [`rpc`]: JSON-RPC client (Bitcoin Core 0.21 and 28+ subset).
+//! - [`scanner`]: one block/mempool scan for every watched HTLC, reorg-aware.
+//! - [`chain`]: [`BtcChain`], the `swap_core::Chain` implementation.
+//! - [`regtest`]: a real regtest node for tests (litecoind or bitcoind).
 
+pub mod chain;
 pub mod htlc;
 pub mod keys;
 pub mod network;
 pub mod regtest;
 pub mod rpc;
+pub mod scanner;
 pub mod tx;
 
+pub use chain::{BtcChain, BtcConfig, FeeConfig, Payout};
 pub use htlc::{Htlc, HtlcError};
 pub use keys::{KeySource, SwapKey};
 pub use tx::{build_claim, build_refund, FeePolicy, HtlcOutput, SignedSpend, TxError};

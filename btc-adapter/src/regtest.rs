@@ -258,7 +258,12 @@ impl RegtestNode {
                 self.rpc
                     .generate_to_address(step, &self.mining_address)
                     .await
-                    .expect("generatetoaddress"),
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "generatetoaddress: {e}; debug.log tail:\n{}",
+                            self.log_tail()
+                        )
+                    }),
             );
             left -= step;
         }
@@ -285,10 +290,32 @@ impl RegtestNode {
             .expect("invalidateblock");
     }
 
-    /// Replaces the top `n` blocks with `n` new ones.
+    /// Replaces the top `n` blocks with `n` new ones (mined to fresh addresses, so that they
+    /// differ from the invalidated ones even with the same timestamp).
     pub async fn reorg(&self, n: u64) -> Vec<BlockHash> {
         self.invalidate(n).await;
-        self.mine(n).await
+        self.mine_fresh(n).await
+    }
+
+    /// Mines `n` blocks, each to a fresh wallet address: after [`RegtestNode::invalidate`] use
+    /// this, not [`RegtestNode::mine`], which could recreate an invalidated block byte for byte.
+    pub async fn mine_fresh(&self, n: u64) -> Vec<BlockHash> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let addr = self.rpc.get_new_address("bech32").await.expect("address");
+            out.extend(
+                self.rpc
+                    .generate_to_address(1, &addr)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "generatetoaddress: {e}; debug.log tail:\n{}",
+                            self.log_tail()
+                        )
+                    }),
+            );
+        }
+        out
     }
 
     /// Sends `sats` from the harness wallet to `address`.

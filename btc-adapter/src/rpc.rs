@@ -370,6 +370,25 @@ impl RpcClient {
         })
     }
 
+    /// `getrawtransaction <txid> false` for a mempool transaction: its hex, unparsed.
+    pub async fn get_raw_transaction_hex(&self, txid: &Txid) -> Result<String, RpcError> {
+        self.call("getrawtransaction", vec![json!(txid), json!(false)])
+            .await
+    }
+
+    /// The node's incremental relay feerate (the minimum feerate step of a BIP-125
+    /// replacement) and its minimum relay feerate, in sat/vB, rounded up.
+    pub async fn relay_feerates(&self) -> Result<(u64, u64), RpcError> {
+        let v: Value = self.call("getnetworkinfo", vec![]).await?;
+        let rate = |field: &str| {
+            v.get(field)
+                .and_then(coin_value_to_sats)
+                .map(|per_kvb| per_kvb.div_ceil(1000).max(1))
+                .unwrap_or(1)
+        };
+        Ok((rate("incrementalfee"), rate("relayfee")))
+    }
+
     /// `sendrawtransaction`, strictly: "already known" is an error here.
     pub async fn send_raw_transaction_strict(&self, tx: &Transaction) -> Result<Txid, RpcError> {
         self.call("sendrawtransaction", vec![json!(serialize_hex(tx))])

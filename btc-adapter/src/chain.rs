@@ -1,0 +1,766 @@
+//! [`BtcChain`]: `swap_core::Chain` for Bitcoin and Litecoin over a node's JSON-RPC.
+//!
+//! One [`Scanner`] serves every watched HTLC: each call syncs it (reorg check, new blocks via
+//! `getblock <hash> 2`, mempool) and answers from it. Actions hold the state lock for their
+//! whole duration, check the chain first and are idempotent:
+//! - `lock` funds from the node wallet only when no funding is on chain, in the mempool, or
+//!   already sent by this process; it never funds twice.
+//! - `claim` / `refund` return the existing spend when there is one. When that spend is still
+//!   unconfirmed `bump_after_blocks` blocks after it was sent, they replace it with a higher
+//!   fee (BIP-125); [`BtcChain::bump_fees`] does the same for every pending spend.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
+use swap_core::{
+    Account, Amount, Asset, Chain, ChainError, ChainFamily, ChainId, ChainParams, ChainTip, Height,
+    HtlcParams, HtlcStatus, ObservedLock, Preimage, PublicKeyBytes, Sats, Timestamp, TxRef,
+};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::htlc::{extract_preimage, Htlc};
+use crate::keys::{KeySource, SwapKey};
+use crate::rpc::{RpcClient, RpcConfig, RpcError};
+use crate::scanner::{is_mweb_serialization, parse_block_txs, Funding, ScanError, Scanner, Spend};
+use crate::tx::{build_claim, build_refund, FeePolicy, HtlcOutput, SignedSpend, TxError};
+
+/// RPC error code for "no such mempool transaction".
+const RPC_INVALID_ADDRESS_OR_KEY: i64 = -5;
+
+/// Fee settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeConfig {
+    /// Feerate (sat/vB) when `estimatesmartfee` has no estimate (fresh regtest, new node).
+    pub fallback_sat_vb: u64,
+    /// Lowest feerate used.
+    pub min_sat_vb: u64,
+    /// Highest feerate used, fee bumps included.
+    pub max_sat_vb: u64,
+    /// Largest fee of a claim or refund, in basis points of the HTLC amount.
+    pub max_fee_bps: u32,
+    /// Confirmation target for `estimatesmartfee`.
+    pub conf_target: u32,
+    /// Replace an unconfirmed claim or refund after this many blocks.
+    pub bump_after_blocks: u32,
+}
+
+impl Default for FeeConfig {
+    fn default() -> Self {
+        Self {
+            fallback_sat_vb: 10,
+            min_sat_vb: 1,
+            max_sat_vb: 1_000,
+            max_fee_bps: 500,
+            conf_target: 3,
+            bump_after_blocks: 2,
+        }
+    }
+}
+
+/// Where claims and refunds pay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payout {
+    /// A fresh `bech32` (P2WPKH) address of the node's wallet per HTLC.
+    NodeWallet,
+    /// A fixed output script.
+    Script(ScriptBuf),
+}
+
+/// Everything [`BtcChain::new`] needs besides the seed.
+#[derive(Debug, Clone)]
+pub struct BtcConfig {
+    /// The expiry-rule parameters (use `ChainParams::for_chain`).
+    pub params: ChainParams,
+    /// The node (with the wallet that funds locks).
+    pub rpc: RpcConfig,
+    /// Fees.
+    pub fees: FeeConfig,
+    /// Where claims and refunds pay.
+    pub payout: Payout,
+}
+
+impl BtcConfig {
+    /// Default parameters, fees and payout for `chain`.
+    pub fn new(chain: ChainId, rpc: RpcConfig) -> Self {
+        Self {
+            params: ChainParams::for_chain(chain),
+            rpc,
+            fees: FeeConfig::default(),
+            payout: Payout::NodeWallet,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SpendKind {
+    Claim,
+    Refund,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    kind: SpendKind,
+    txid: Txid,
+    feerate: u64,
+    broadcast_height: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Watched {
+    params: HtlcParams,
+    htlc: Htlc,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    scanner: Scanner,
+    swaps: HashMap<ScriptBuf, Watched>,
+    pending: HashMap<ScriptBuf, Pending>,
+    locks_sent: HashMap<ScriptBuf, Transaction>,
+    payout: HashMap<ScriptBuf, ScriptBuf>,
+    /// Mempool transactions fetched so far (`None`: an MWEB transaction, not parseable).
+    mempool: HashMap<Txid, Option<Transaction>>,
+    tip: u64,
+}
+
+/// `swap_core::Chain` for Bitcoin or Litecoin.
+#[derive(Debug)]
+pub struct BtcChain {
+    params: ChainParams,
+    rpc: RpcClient,
+    keys: KeySource,
+    fees: FeeConfig,
+    payout: Payout,
+    state: Mutex<State>,
+}
+
+fn permanent(e: impl std::fmt::Display) -> ChainError {
+    ChainError::permanent(e)
+}
+
+fn scan_error(e: ScanError) -> ChainError {
+    ChainError::permanent(e)
+}
+
+fn tx_error(e: TxError) -> ChainError {
+    ChainError::permanent(e)
+}
+
+impl BtcChain {
+    /// An adapter for `config.params.chain`, with per-swap keys derived from `seed`.
+    pub fn new(config: BtcConfig, seed: &[u8]) -> Result<Self, ChainError> {
+        let chain = config.params.chain;
+        if !matches!(chain.family, ChainFamily::Bitcoin | ChainFamily::Litecoin) {
+            return Err(permanent(format!("{chain} is not a Bitcoin-family chain")));
+        }
+        let keys = KeySource::from_seed(seed, chain).map_err(permanent)?;
+        Ok(Self {
+            params: config.params,
+            rpc: RpcClient::new(config.rpc)?,
+            keys,
+            fees: config.fees,
+            payout: config.payout,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// The node client.
+    pub fn rpc(&self) -> &RpcClient {
+        &self.rpc
+    }
+
+    /// This installation's key for swap `key_index` (put its public key in the swap terms).
+    pub fn swap_key(&self, key_index: u32) -> Result<SwapKey, ChainError> {
+        self.keys.swap_key(key_index).map_err(permanent)
+    }
+
+    /// This installation's public key for swap `key_index`, as swap terms carry it.
+    pub fn swap_public_key(&self, key_index: u32) -> Result<PublicKeyBytes, ChainError> {
+        Ok(self.swap_key(key_index)?.public_key_bytes())
+    }
+
+    /// The asset this chain moves.
+    pub fn asset(&self) -> Asset {
+        match self.params.chain.family {
+            ChainFamily::Litecoin => Asset::Ltc,
+            _ => Asset::Btc,
+        }
+    }
+
+    /// The HTLC of `params` (checks asset, amount unit and expiry kind).
+    pub fn htlc(&self, params: &HtlcParams) -> Result<Htlc, ChainError> {
+        if params.asset != self.asset() {
+            return Err(permanent(format!(
+                "asset {:?} is not {:?}",
+                params.asset,
+                self.asset()
+            )));
+        }
+        sats(params)?;
+        Htlc::from_params(params).map_err(permanent)
+    }
+
+    /// The HTLC's address on this chain.
+    pub fn htlc_address(&self, params: &HtlcParams) -> Result<String, ChainError> {
+        self.htlc(params)?
+            .address(self.params.chain)
+            .map_err(permanent)
+    }
+
+    fn register(
+        &self,
+        st: &mut State,
+        params: &HtlcParams,
+    ) -> Result<(Watched, ScriptBuf), ChainError> {
+        let htlc = self.htlc(params)?;
+        let script = htlc.script_pubkey();
+        st.scanner.watch(script.clone(), params.watch_from.0);
+        let w = Watched {
+            params: params.clone(),
+            htlc,
+        };
+        st.swaps.insert(script.clone(), w.clone());
+        Ok((w, script))
+    }
+
+    async fn sync(&self, st: &mut State) -> Result<(), ChainError> {
+        let tip = self.rpc.get_block_count().await?;
+        // Roll back to the last block still on the node's best chain.
+        while let Some(h) = st.scanner.last_height() {
+            if h > tip {
+                st.scanner.rollback_to(tip);
+                continue;
+            }
+            let node_hash = self.rpc.get_block_hash(h).await?;
+            if st.scanner.hash_at(h) == Some(node_hash) {
+                break;
+            }
+            info!(chain = %self.params.chain, height = h, "reorg: rolling back");
+            match h.checked_sub(1) {
+                Some(prev) => st.scanner.rollback_to(prev),
+                None => break,
+            }
+        }
+        // Scan forward.
+        let mut retries = 0;
+        while let Some(next) = st.scanner.next_height() {
+            if next > tip {
+                break;
+            }
+            let hash = self.rpc.get_block_hash(next).await?;
+            let block = self.rpc.get_block_verbose(&hash).await?;
+            let txs = parse_block_txs(
+                &hash.to_string(),
+                block.tx.iter().map(|t| (t.txid.as_str(), t.hex.as_str())),
+            )
+            .map_err(scan_error)?;
+            match st
+                .scanner
+                .apply_block(next, hash, block.previousblockhash, &txs)
+            {
+                Ok(()) => {}
+                Err(ScanError::Disconnected { .. }) if retries < 100 => {
+                    // The chain changed under us: step back and re-check.
+                    retries += 1;
+                    st.scanner.rollback_to(next.saturating_sub(2));
+                }
+                Err(e) => return Err(scan_error(e)),
+            }
+        }
+        st.tip = tip;
+        // Mempool.
+        let txids = self.rpc.get_raw_mempool().await?;
+        let current: std::collections::HashSet<Txid> = txids.iter().copied().collect();
+        st.mempool.retain(|t, _| current.contains(t));
+        for txid in txids {
+            if st.mempool.contains_key(&txid) {
+                continue;
+            }
+            let hex = match self.rpc.get_raw_transaction_hex(&txid).await {
+                Ok(h) => h,
+                // Left the mempool since getrawmempool.
+                Err(e) if e.code() == Some(RPC_INVALID_ADDRESS_OR_KEY) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let raw = hex::decode(&hex).map_err(permanent)?;
+            match bitcoin::consensus::encode::deserialize::<Transaction>(&raw) {
+                Ok(tx) => {
+                    st.mempool.insert(txid, Some(tx));
+                }
+                Err(_) if is_mweb_serialization(&raw) => {
+                    // A Litecoin MWEB transaction: its canonical part reaches the chain in a
+                    // block, where it is scanned; only 0-conf visibility is lost.
+                    warn!(%txid, "skipping unparseable MWEB mempool transaction");
+                    st.mempool.insert(txid, None);
+                }
+                Err(e) => {
+                    return Err(scan_error(ScanError::Parse {
+                        txid: txid.to_string(),
+                        block: "mempool".into(),
+                        detail: e.to_string(),
+                    }))
+                }
+            }
+        }
+        let txs: Vec<&Transaction> = st.mempool.values().flatten().collect();
+        st.scanner.set_mempool(txs);
+        Ok(())
+    }
+
+    fn confirmations(st: &State, height: Option<u64>) -> u32 {
+        match height {
+            Some(h) if st.tip >= h => u32::try_from(st.tip - h + 1).unwrap_or(u32::MAX),
+            _ => 0,
+        }
+    }
+
+    /// The status, the funding it is about and the spend of that funding, if any.
+    fn status(
+        &self,
+        st: &State,
+        w: &Watched,
+        script: &ScriptBuf,
+    ) -> (HtlcStatus, Option<Funding>, Option<Spend>) {
+        let view = st.scanner.view(script);
+        let agreed = sats(&w.params).unwrap_or(0);
+        let primary = view
+            .fundings
+            .iter()
+            .find(|(f, _)| f.value == agreed)
+            .or_else(|| view.fundings.first());
+        let Some((funding, spend)) = primary else {
+            return (HtlcStatus::Absent, None, None);
+        };
+        let status = match spend {
+            Some(spend) => {
+                let confirmations = Self::confirmations(st, spend.height);
+                let txref = TxRef(spend.txid.to_string());
+                match extract_preimage(w.htlc.hashlock(), spend.witness.iter().map(Vec::as_slice)) {
+                    Some(p) => HtlcStatus::Claimed {
+                        preimage: Preimage::from_bytes(p),
+                        txref,
+                        confirmations,
+                    },
+                    None => HtlcStatus::Refunded {
+                        txref,
+                        confirmations,
+                    },
+                }
+            }
+            None => HtlcStatus::Funded {
+                lock: ObservedLock {
+                    txref: TxRef(funding.outpoint.txid.to_string()),
+                    asset: self.asset(),
+                    amount: Amount::Sats(Sats(funding.value)),
+                    sender: w.params.sender,
+                    recipient: w.params.recipient,
+                    hashlock: w.params.hashlock,
+                    expiry: w.params.expiry,
+                },
+                confirmations: Self::confirmations(st, funding.height),
+            },
+        };
+        (status, Some(funding.clone()), spend.clone())
+    }
+
+    async fn feerate(&self) -> Result<u64, ChainError> {
+        let estimate = self.rpc.estimate_smart_fee(self.fees.conf_target).await?;
+        Ok(estimate.unwrap_or(self.fees.fallback_sat_vb).clamp(
+            self.fees.min_sat_vb,
+            self.fees.max_sat_vb.max(self.fees.min_sat_vb),
+        ))
+    }
+
+    async fn payout_script(
+        &self,
+        st: &mut State,
+        script: &ScriptBuf,
+    ) -> Result<ScriptBuf, ChainError> {
+        if let Some(s) = st.payout.get(script) {
+            return Ok(s.clone());
+        }
+        let s = match &self.payout {
+            Payout::Script(s) => s.clone(),
+            Payout::NodeWallet => {
+                let addr = self.rpc.get_new_address("bech32").await?;
+                self.rpc.address_script_pubkey(&addr).await?
+            }
+        };
+        st.payout.insert(script.clone(), s.clone());
+        Ok(s)
+    }
+
+    fn our_key(&self, params: &HtlcParams, role: SpendKind) -> Result<SwapKey, ChainError> {
+        let key = self.swap_key(params.key_index)?;
+        let expected = match role {
+            SpendKind::Claim => params.recipient,
+            SpendKind::Refund => params.sender,
+        };
+        if expected != Account::PublicKey(key.public_key_bytes()) {
+            return Err(permanent(format!(
+                "our key {} (index {}) is not the HTLC's {} key",
+                key.public_key(),
+                params.key_index,
+                match role {
+                    SpendKind::Claim => "claim",
+                    SpendKind::Refund => "refund",
+                }
+            )));
+        }
+        Ok(key)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        w: &Watched,
+        kind: SpendKind,
+        key: &SwapKey,
+        preimage: Option<&Preimage>,
+        funding: &Funding,
+        destination: &ScriptBuf,
+        feerate: u64,
+    ) -> Result<SignedSpend, ChainError> {
+        let out = HtlcOutput {
+            outpoint: funding.outpoint,
+            value: funding.value,
+        };
+        let fee = FeePolicy {
+            feerate_sat_vb: feerate,
+            max_fee_bps: self.fees.max_fee_bps,
+        };
+        match (kind, preimage) {
+            (SpendKind::Claim, Some(p)) => build_claim(&w.htlc, out, destination, fee, key, p),
+            (SpendKind::Refund, _) => build_refund(&w.htlc, out, destination, fee, key),
+            (SpendKind::Claim, None) => Err(TxError::WrongPreimage),
+        }
+        .map_err(tx_error)
+    }
+
+    async fn broadcast(&self, tx: &Transaction) -> Result<Txid, ChainError> {
+        match self.rpc.send_raw_transaction(tx).await {
+            Ok(txid) => Ok(txid),
+            Err(e) if e.is_non_final() => Err(ChainError::transient(format!(
+                "not final yet (timelock): {e}"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends a first claim or refund for `funding`.
+    #[allow(clippy::too_many_arguments)]
+    async fn spend(
+        &self,
+        st: &mut State,
+        w: &Watched,
+        script: &ScriptBuf,
+        kind: SpendKind,
+        key: &SwapKey,
+        preimage: Option<&Preimage>,
+        funding: &Funding,
+    ) -> Result<TxRef, ChainError> {
+        let destination = self.payout_script(st, script).await?;
+        let feerate = self.feerate().await?;
+        let signed = self.build(w, kind, key, preimage, funding, &destination, feerate)?;
+        let txid = self.broadcast(&signed.tx).await?;
+        info!(chain = %self.params.chain, swap_id = %w.params.swap_id, %txid, vsize = signed.vsize, fee = signed.fee, ?kind, "htlc spend sent");
+        st.pending.insert(
+            script.clone(),
+            Pending {
+                kind,
+                txid,
+                feerate,
+                broadcast_height: st.tip,
+            },
+        );
+        Ok(TxRef(txid.to_string()))
+    }
+
+    /// Replaces an unconfirmed spend with a higher fee when it has waited long enough.
+    #[allow(clippy::too_many_arguments)]
+    async fn maybe_bump(
+        &self,
+        st: &mut State,
+        w: &Watched,
+        script: &ScriptBuf,
+        kind: SpendKind,
+        key: &SwapKey,
+        preimage: Option<&Preimage>,
+        funding: &Funding,
+        current: &Spend,
+    ) -> Result<TxRef, ChainError> {
+        let pending = match st.pending.get(script) {
+            Some(p) if p.txid == current.txid => p.clone(),
+            _ => {
+                // Sent before a restart (or by another instance): start the clock now.
+                let out: u64 = current.tx.output.iter().map(|o| o.value.to_sat()).sum();
+                let vsize = current.tx.vsize() as u64;
+                let p = Pending {
+                    kind,
+                    txid: current.txid,
+                    feerate: funding.value.saturating_sub(out) / vsize.max(1),
+                    broadcast_height: st.tip,
+                };
+                st.pending.insert(script.clone(), p.clone());
+                p
+            }
+        };
+        let current_ref = TxRef(current.txid.to_string());
+        if st.tip < pending.broadcast_height + u64::from(self.fees.bump_after_blocks) {
+            return Ok(current_ref);
+        }
+        let (incremental, _) = self.rpc.relay_feerates().await?;
+        let estimate = self.feerate().await?;
+        let feerate = estimate
+            .max(pending.feerate + pending.feerate / 4)
+            .max(pending.feerate + incremental)
+            .min(self.fees.max_sat_vb);
+        if feerate <= pending.feerate {
+            warn!(swap_id = %w.params.swap_id, "spend stuck at the maximum feerate");
+            return Ok(current_ref);
+        }
+        // Pay the same destination as the spend being replaced.
+        let destination = match current.tx.output.first() {
+            Some(o) => o.script_pubkey.clone(),
+            None => self.payout_script(st, script).await?,
+        };
+        let signed = match self.build(w, kind, key, preimage, funding, &destination, feerate) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(swap_id = %w.params.swap_id, error = %e, "fee bump refused");
+                return Ok(current_ref);
+            }
+        };
+        let txid = self.broadcast(&signed.tx).await?;
+        info!(chain = %self.params.chain, swap_id = %w.params.swap_id, old = %current.txid, %txid, feerate, "fee bump sent");
+        st.pending.insert(
+            script.clone(),
+            Pending {
+                kind,
+                txid,
+                feerate,
+                broadcast_height: st.tip,
+            },
+        );
+        // Make the replacement visible right away.
+        st.mempool.remove(&current.txid);
+        st.mempool.insert(txid, Some(signed.tx));
+        let txs: Vec<&Transaction> = st.mempool.values().flatten().collect();
+        st.scanner.set_mempool(txs);
+        Ok(TxRef(txid.to_string()))
+    }
+
+    /// Replaces every claim or refund of this process that has waited `bump_after_blocks`
+    /// unconfirmed, with a higher fee. Returns the replacements.
+    pub async fn bump_fees(
+        &self,
+        preimages: &HashMap<swap_core::SwapId, Preimage>,
+    ) -> Result<Vec<TxRef>, ChainError> {
+        let mut st = self.state.lock().await;
+        self.sync(&mut st).await?;
+        let mut out = Vec::new();
+        let pending: Vec<(ScriptBuf, Pending)> = st
+            .pending
+            .iter()
+            .map(|(s, p)| (s.clone(), p.clone()))
+            .collect();
+        for (script, p) in pending {
+            let Some(w) = st.swaps.get(&script).cloned() else {
+                continue;
+            };
+            let (_, funding, spend) = self.status(&st, &w, &script);
+            let (Some(funding), Some(spend)) = (funding, spend) else {
+                continue;
+            };
+            if spend.height.is_some() {
+                continue;
+            }
+            let key = self.our_key(&w.params, p.kind)?;
+            let preimage = preimages.get(&w.params.swap_id);
+            if p.kind == SpendKind::Claim && preimage.is_none() {
+                continue;
+            }
+            let r = self
+                .maybe_bump(
+                    &mut st, &w, &script, p.kind, &key, preimage, &funding, &spend,
+                )
+                .await?;
+            if r.0 != spend.txid.to_string() {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn spend_or_bump(
+        &self,
+        params: &HtlcParams,
+        kind: SpendKind,
+        preimage: Option<&Preimage>,
+    ) -> Result<TxRef, ChainError> {
+        let key = self.our_key(params, kind)?;
+        let mut st = self.state.lock().await;
+        let (w, script) = self.register(&mut st, params)?;
+        self.sync(&mut st).await?;
+        let (status, funding, spend) = self.status(&st, &w, &script);
+        match (status, funding, spend) {
+            (HtlcStatus::Absent, ..) | (_, None, _) => Err(ChainError::transient(
+                "HTLC not funded (or funding not seen yet)",
+            )),
+            (HtlcStatus::Claimed { .. }, _, _) if kind == SpendKind::Refund => Err(permanent(
+                "HTLC already claimed: the secret is in htlc_status",
+            )),
+            (HtlcStatus::Refunded { .. }, _, _) if kind == SpendKind::Claim => {
+                Err(permanent("HTLC already refunded"))
+            }
+            (_, Some(funding), Some(spend)) => {
+                if spend.height.is_some() {
+                    return Ok(TxRef(spend.txid.to_string()));
+                }
+                self.maybe_bump(&mut st, &w, &script, kind, &key, preimage, &funding, &spend)
+                    .await
+            }
+            (_, Some(funding), None) => {
+                if kind == SpendKind::Refund && st.tip < u64::from(w.htlc.expiry_height()) {
+                    return Err(ChainError::transient(format!(
+                        "not refundable before height {} (tip {})",
+                        w.htlc.expiry_height(),
+                        st.tip
+                    )));
+                }
+                self.spend(&mut st, &w, &script, kind, &key, preimage, &funding)
+                    .await
+            }
+        }
+    }
+}
+
+fn sats(params: &HtlcParams) -> Result<u64, ChainError> {
+    match params.amount {
+        Amount::Sats(Sats(s)) if s > 0 => Ok(s),
+        other => Err(permanent(format!(
+            "amount {other} is not a positive sat amount"
+        ))),
+    }
+}
+
+#[async_trait]
+impl Chain for BtcChain {
+    fn params(&self) -> &ChainParams {
+        &self.params
+    }
+
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        let hash = self.rpc.get_best_block_hash().await?;
+        let header = self.rpc.get_block_header(&hash).await?;
+        let field = |f: &str| {
+            header
+                .get(f)
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| {
+                    ChainError::from(RpcError::Decode {
+                        method: "getblockheader".into(),
+                        detail: format!("no {f}"),
+                    })
+                })
+        };
+        Ok(ChainTip {
+            height: Height(field("height")?),
+            time: Timestamp(field("time")?),
+        })
+    }
+
+    async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
+        let mut st = self.state.lock().await;
+        self.register(&mut st, htlc)?;
+        Ok(())
+    }
+
+    async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
+        let mut st = self.state.lock().await;
+        let (w, script) = self.register(&mut st, htlc)?;
+        self.sync(&mut st).await?;
+        Ok(self.status(&st, &w, &script).0)
+    }
+
+    async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        let amount = sats(htlc)?;
+        let mut st = self.state.lock().await;
+        let (w, script) = self.register(&mut st, htlc)?;
+        self.sync(&mut st).await?;
+        if let (_, Some(funding), _) = self.status(&st, &w, &script) {
+            return Ok(TxRef(funding.outpoint.txid.to_string()));
+        }
+        if let Some(tx) = st.locks_sent.get(&script).cloned() {
+            // Sent by us but not visible (node restarted, or reorged out): rebroadcast it,
+            // never fund a second time.
+            let txid = self.rpc.send_raw_transaction(&tx).await.map_err(|e| {
+                if e.is_transient() {
+                    ChainError::from(e)
+                } else {
+                    permanent(format!(
+                        "our funding {} is no longer valid ({e}); not funding twice",
+                        tx.compute_txid()
+                    ))
+                }
+            })?;
+            return Ok(TxRef(txid.to_string()));
+        }
+        let address = w.htlc.address(self.params.chain).map_err(permanent)?;
+        let feerate = self.feerate().await?;
+        let psbt = self
+            .rpc
+            .wallet_create_funded_psbt(&address, amount, feerate)
+            .await?;
+        let psbt = self.rpc.wallet_process_psbt(&psbt).await?;
+        let tx = self.rpc.finalize_psbt(&psbt).await?;
+        let paying = tx
+            .output
+            .iter()
+            .filter(|o| o.script_pubkey == script && o.value.to_sat() == amount)
+            .count();
+        if paying != 1 {
+            return Err(permanent(
+                "wallet built a funding that does not pay the HTLC exactly once",
+            ));
+        }
+        st.locks_sent.insert(script.clone(), tx.clone());
+        match self.rpc.send_raw_transaction(&tx).await {
+            Ok(txid) => {
+                info!(chain = %self.params.chain, swap_id = %htlc.swap_id, %txid, amount, "htlc funded");
+                Ok(TxRef(txid.to_string()))
+            }
+            Err(e) => {
+                if !e.is_transient() {
+                    // Rejected: nothing was sent, a retry may build a new one.
+                    st.locks_sent.remove(&script);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError> {
+        if !htlc.hashlock.matches(preimage) {
+            return Err(permanent("preimage does not match the hashlock"));
+        }
+        self.spend_or_bump(htlc, SpendKind::Claim, Some(preimage))
+            .await
+    }
+
+    async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.spend_or_bump(htlc, SpendKind::Refund, None).await
+    }
+}
+
+/// The txid of a transaction reference produced by this adapter.
+pub fn txid_of(txref: &TxRef) -> Result<Txid, ChainError> {
+    txref.0.parse().map_err(permanent)
+}
+
+/// An outpoint's txid as a [`TxRef`].
+pub fn txref_of(outpoint: &OutPoint) -> TxRef {
+    TxRef(outpoint.txid.to_string())
+}
