@@ -1,0 +1,335 @@
+//! Messages between the two parties: versioned, size-limited JSON. Messages are hints, the
+//! chains are the truth: nothing a message says about a lock is acted on before it is checked
+//! on chain. Malformed input is a typed error, never a panic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::params::ChainParams;
+use crate::terms::{Leg, SwapTerms, TermsError, Tips};
+use crate::types::{Account, SwapId, TxRef};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The largest encoded message accepted.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// The longest free-text reason carried (longer ones are cut).
+pub const MAX_REASON_CHARS: usize = 256;
+
+/// One message, with its version and swap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Protocol version of the sender.
+    pub version: u16,
+    /// The swap it is about.
+    pub swap_id: SwapId,
+    /// The message.
+    pub body: Message,
+}
+
+/// What the parties tell each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// The initiator proposes terms (assets, amounts, `H`, both parties' accounts, expiries,
+    /// chain parameters).
+    Proposal {
+        /// The proposed terms.
+        terms: SwapTerms,
+    },
+    /// The responder accepts the proposal as sent.
+    Accept,
+    /// The responder refuses.
+    Reject {
+        /// Why, for people.
+        reason: String,
+    },
+    /// "I have locked": a hint to look at the chain now.
+    LockNotice {
+        /// Which leg.
+        leg: Leg,
+        /// The funding transaction.
+        txref: TxRef,
+    },
+    /// The sender gives up before locking anything.
+    Abort {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// Larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message of {size} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not a message of this protocol.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A version this build does not speak.
+    #[error("unsupported protocol version {got} (this build speaks {supported})")]
+    UnsupportedVersion {
+        /// The message's version.
+        got: u16,
+        /// Ours.
+        supported: u16,
+    },
+    /// The message is well formed but its swap id is not the one it claims (proposal id
+    /// differs from the envelope's).
+    #[error("message is about swap {envelope} but carries swap {inner}")]
+    IdMismatch {
+        /// Envelope id.
+        envelope: SwapId,
+        /// Id inside.
+        inner: SwapId,
+    },
+}
+
+fn cut(reason: &str) -> String {
+    reason.chars().take(MAX_REASON_CHARS).collect()
+}
+
+impl Envelope {
+    /// A message of the current version.
+    pub fn new(swap_id: SwapId, body: Message) -> Self {
+        let body = match body {
+            Message::Reject { reason } => Message::Reject {
+                reason: cut(&reason),
+            },
+            Message::Abort { reason } => Message::Abort {
+                reason: cut(&reason),
+            },
+            other => other,
+        };
+        Self {
+            version: PROTOCOL_VERSION,
+            swap_id,
+            body,
+        }
+    }
+
+    /// Encodes the message; fails if it would exceed the size limit.
+    pub fn encode(&self) -> Result<Vec<u8>, MessageError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| MessageError::Malformed(e.to_string()))?;
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge {
+                size: bytes.len(),
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes and checks a received message (size first, before parsing anything).
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge {
+                size: bytes.len(),
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u16,
+        }
+        let v: VersionOnly =
+            serde_json::from_slice(bytes).map_err(|e| MessageError::Malformed(e.to_string()))?;
+        if v.version != PROTOCOL_VERSION {
+            return Err(MessageError::UnsupportedVersion {
+                got: v.version,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        let env: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| MessageError::Malformed(e.to_string()))?;
+        match &env.body {
+            Message::Proposal { terms } if terms.id != env.swap_id => {
+                return Err(MessageError::IdMismatch {
+                    envelope: env.swap_id,
+                    inner: terms.id,
+                })
+            }
+            Message::Reject { reason } | Message::Abort { reason }
+                if reason.chars().count() > MAX_REASON_CHARS =>
+            {
+                return Err(MessageError::Malformed("reason too long".into()))
+            }
+            _ => {}
+        }
+        Ok(env)
+    }
+}
+
+/// Why a responder refuses a proposal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProposalError {
+    /// The terms break a rule or are malformed.
+    #[error(transparent)]
+    Terms(#[from] TermsError),
+    /// The proposal uses chain parameters other than ours for a leg.
+    #[error("leg {leg:?}: proposed chain parameters differ from ours")]
+    ParamsDiffer {
+        /// Which leg.
+        leg: Leg,
+    },
+    /// The proposal does not pay us on X, or does not take our lock on Y.
+    #[error("leg {leg:?}: account {found} is not ours (expected {expected})")]
+    NotOurAccount {
+        /// Which leg.
+        leg: Leg,
+        /// Ours.
+        expected: Account,
+        /// In the proposal.
+        found: Account,
+    },
+}
+
+/// The responder's check of a received proposal: its chain parameters are exactly ours, it
+/// pays our account on X and locks from our account on Y, and rules 1-3 hold at our tips.
+/// Deserialized terms bypass [`SwapTerms::new`]: this re-runs all of its checks.
+pub fn check_proposal(
+    terms: &SwapTerms,
+    ours_x: &ChainParams,
+    ours_y: &ChainParams,
+    our_x_account: &Account,
+    our_y_account: &Account,
+    tips: Tips,
+) -> Result<SwapTerms, ProposalError> {
+    if terms.x.params != *ours_x {
+        return Err(ProposalError::ParamsDiffer { leg: Leg::X });
+    }
+    if terms.y.params != *ours_y {
+        return Err(ProposalError::ParamsDiffer { leg: Leg::Y });
+    }
+    if terms.x.recipient != *our_x_account {
+        return Err(ProposalError::NotOurAccount {
+            leg: Leg::X,
+            expected: *our_x_account,
+            found: terms.x.recipient,
+        });
+    }
+    if terms.y.sender != *our_y_account {
+        return Err(ProposalError::NotOurAccount {
+            leg: Leg::Y,
+            expected: *our_y_account,
+            found: terms.y.sender,
+        });
+    }
+    Ok(SwapTerms::new(
+        terms.id,
+        terms.hashlock,
+        terms.x.clone(),
+        terms.y.clone(),
+        terms.policy,
+        tips,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::sample_record;
+    use crate::store::Role;
+
+    #[test]
+    fn roundtrip_and_limits() {
+        let rec = sample_record(5, Role::Initiator);
+        let env = Envelope::new(
+            rec.id(),
+            Message::Proposal {
+                terms: rec.terms.clone(),
+            },
+        );
+        let bytes = env.encode().unwrap();
+        assert_eq!(Envelope::decode(&bytes).unwrap(), env);
+
+        assert!(matches!(
+            Envelope::decode(&vec![b' '; MAX_MESSAGE_BYTES + 1]),
+            Err(MessageError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            Envelope::decode(b"{\"version\":1,"),
+            Err(MessageError::Malformed(_))
+        ));
+        let newer =
+            String::from_utf8(bytes.clone())
+                .unwrap()
+                .replacen("\"version\":1", "\"version\":9", 1);
+        assert!(matches!(
+            Envelope::decode(newer.as_bytes()),
+            Err(MessageError::UnsupportedVersion { got: 9, .. })
+        ));
+        let mut other = env.clone();
+        other.swap_id = SwapId([0xaa; 16]);
+        let bytes = serde_json::to_vec(&other).unwrap();
+        assert!(matches!(
+            Envelope::decode(&bytes),
+            Err(MessageError::IdMismatch { .. })
+        ));
+        let long = Envelope::new(
+            rec.id(),
+            Message::Reject {
+                reason: "x".repeat(10_000),
+            },
+        );
+        match Envelope::decode(&long.encode().unwrap()).unwrap().body {
+            Message::Reject { reason } => assert_eq!(reason.len(), MAX_REASON_CHARS),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn proposals_are_checked_against_our_params_accounts_and_rules() {
+        let rec = sample_record(6, Role::Responder);
+        let t = &rec.terms;
+        let tips = rec.watch_from;
+        let ok = check_proposal(
+            t,
+            &t.x.params,
+            &t.y.params,
+            &t.x.recipient,
+            &t.y.sender,
+            tips,
+        );
+        assert_eq!(ok.as_ref(), Ok(t));
+
+        let mut looser = t.y.params;
+        looser.lock_confirmations = 0;
+        assert!(matches!(
+            check_proposal(t, &t.x.params, &looser, &t.x.recipient, &t.y.sender, tips),
+            Err(ProposalError::ParamsDiffer { leg: Leg::Y })
+        ));
+        assert!(matches!(
+            check_proposal(t, &t.x.params, &t.y.params, &t.x.sender, &t.y.sender, tips),
+            Err(ProposalError::NotOurAccount { leg: Leg::X, .. })
+        ));
+        // Tampered expiries (bypassing SwapTerms::new through serde) are caught.
+        let mut bad = t.clone();
+        bad.x.expiry = bad.y.params.expiry_after(tips.y, 0);
+        bad.x.expiry = match t.x.expiry {
+            crate::types::Expiry::Height(_) => crate::types::Expiry::Height(tips.x.height),
+            e => e,
+        };
+        assert!(matches!(
+            check_proposal(
+                &bad,
+                &t.x.params,
+                &t.y.params,
+                &t.x.recipient,
+                &t.y.sender,
+                tips
+            ),
+            Err(ProposalError::Terms(_))
+        ));
+    }
+}
