@@ -37,7 +37,7 @@ pub enum Message {
     /// chain parameters).
     Proposal {
         /// The proposed terms.
-        terms: SwapTerms,
+        terms: Box<SwapTerms>,
     },
     /// The responder accepts the proposal as sent.
     Accept,
@@ -247,7 +247,7 @@ mod tests {
         let env = Envelope::new(
             rec.id(),
             Message::Proposal {
-                terms: rec.terms.clone(),
+                terms: Box::new(rec.terms.clone()),
             },
         );
         let bytes = env.encode().unwrap();
