@@ -379,7 +379,8 @@ mod tests {
         let other = OutPoint::new(Txid::from_byte_array([9; 32]), 0);
         let fund = tx(&[other], &[(script(2), 5), (script(1), 1000)], &[]);
         let op = OutPoint::new(fund.compute_txid(), 1);
-        s.apply_block(10, bh(10), None, std::slice::from_ref(&fund)).unwrap();
+        s.apply_block(10, bh(10), None, std::slice::from_ref(&fund))
+            .unwrap();
         let v = s.view(&script(1));
         assert_eq!(v.fundings.len(), 1);
         assert_eq!(v.fundings[0].0.outpoint, op);
@@ -412,7 +413,8 @@ mod tests {
         assert!(s.view(&script(1)).fundings.is_empty());
         assert_eq!(s.last_height(), None);
         // Rescan finds it again, once.
-        s.apply_block(10, bh(10), None, std::slice::from_ref(&fund)).unwrap();
+        s.apply_block(10, bh(10), None, std::slice::from_ref(&fund))
+            .unwrap();
         assert_eq!(s.view(&script(1)).fundings.len(), 1);
     }
 

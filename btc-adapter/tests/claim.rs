@@ -1,0 +1,97 @@
+//! Happy path: Alice locks, Bob claims with the right preimage; balances, idempotency, the
+//! secret visible to Alice.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use btc_adapter::chain::txid_of;
+use swap_core::{Amount, Chain, HtlcStatus, Preimage, Sats};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_with_right_preimage() {
+    let env = common::env().await;
+    let s = Preimage::random().unwrap();
+    let amount = 25_000_000;
+    let p = env.params(amount, 50, &s).await;
+
+    assert_eq!(env.bob.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
+    let alice_before = env.alice_wallet.get_balance().await.unwrap();
+    let bob_before = env.bob_wallet.get_balance().await.unwrap();
+
+    let funding = env.alice.lock(&p).await.unwrap();
+    // Mempool: 0 confirmations, and lock() again does not fund twice.
+    match env.bob.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Funded {
+            lock,
+            confirmations,
+        } => {
+            assert_eq!(confirmations, 0);
+            assert_eq!(lock.txref, funding);
+            assert_eq!(lock.amount, Amount::Sats(Sats(amount)));
+            assert_eq!(lock.hashlock, p.hashlock);
+            assert_eq!(lock.expiry, p.expiry);
+        }
+        other => panic!("expected funded, got {other:?}"),
+    }
+    assert_eq!(env.alice.lock(&p).await.unwrap(), funding);
+    env.node.mine(1).await;
+    assert_eq!(env.alice.lock(&p).await.unwrap(), funding);
+    let st = env.bob.htlc_status(&p).await.unwrap();
+    assert_eq!(common::confirmations(&st), Some(1));
+
+    // Alice paid the amount plus a small fee, once.
+    let alice_after = env.alice_wallet.get_balance().await.unwrap();
+    let spent = alice_before - alice_after;
+    assert!(
+        spent > amount && spent < amount + 10_000,
+        "alice spent {spent}"
+    );
+
+    // Bob claims.
+    let claim = env.bob.claim(&p, &s).await.unwrap();
+    match env.alice.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Claimed {
+            preimage,
+            txref,
+            confirmations,
+        } => {
+            assert_eq!(preimage, s);
+            assert_eq!(txref, claim);
+            assert_eq!(confirmations, 0);
+        }
+        other => panic!("expected claimed, got {other:?}"),
+    }
+    // Idempotent.
+    assert_eq!(env.bob.claim(&p, &s).await.unwrap(), claim);
+    env.node.mine(1).await;
+    match env.bob.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Claimed { confirmations, .. } => assert_eq!(confirmations, 1),
+        other => panic!("expected claimed, got {other:?}"),
+    }
+    assert_eq!(env.bob.claim(&p, &s).await.unwrap(), claim);
+
+    // Bob received the amount minus the claim fee.
+    let tx = env
+        .bob_wallet
+        .get_raw_transaction(
+            &txid_of(&claim).unwrap(),
+            Some(&env.node.rpc().get_best_block_hash().await.unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(tx.output.len(), 1);
+    let received = tx.output[0].value.to_sat();
+    let fee = amount - received;
+    let vsize = tx.vsize() as u64;
+    assert!(vsize <= 140, "claim vsize {vsize}");
+    assert!(
+        fee >= vsize * 5 && fee <= (vsize + 1) * 5,
+        "fee {fee} vsize {vsize}"
+    );
+    let bob_after = env.bob_wallet.get_balance().await.unwrap();
+    assert_eq!(bob_after - bob_before, received);
+    // Alice cannot refund a claimed HTLC.
+    let err = env.alice.refund(&p).await.unwrap_err();
+    assert!(!err.is_transient());
+    eprintln!("claim vsize {vsize}, fee {fee}");
+}

@@ -1,0 +1,100 @@
+//! Shared setup for the integration tests: one real regtest node per test, two parties.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use btc_adapter::regtest::RegtestNode;
+use btc_adapter::rpc::{RpcClient, RpcConfig};
+use btc_adapter::{BtcChain, BtcConfig, FeeConfig};
+use swap_core::{
+    Account, Amount, Chain, Expiry, Height, HtlcParams, HtlcStatus, Preimage, Sats, SwapId,
+};
+
+/// Two parties on one node: Alice locks (sender), Bob claims (recipient). Each has its own
+/// seed and its own node wallet, so balances can be checked.
+pub struct Env {
+    pub node: RegtestNode,
+    pub alice: BtcChain,
+    pub bob: BtcChain,
+    pub alice_wallet: RpcClient,
+    pub bob_wallet: RpcClient,
+}
+
+pub const KEY_INDEX: u32 = 7;
+
+pub fn fees() -> FeeConfig {
+    FeeConfig {
+        fallback_sat_vb: 5,
+        ..FeeConfig::default()
+    }
+}
+
+pub async fn wallet(node: &RegtestNode, name: &str) -> RpcClient {
+    let rpc = RpcClient::new(node.rpc_config(Some(name))).unwrap();
+    rpc.create_or_load_wallet(name).await.unwrap();
+    rpc
+}
+
+pub fn chain_for(node: &RegtestNode, wallet: &str, seed: u8, fees: FeeConfig) -> BtcChain {
+    let mut rpc: RpcConfig = node.rpc_config(Some(wallet));
+    rpc.timeout = Duration::from_secs(10);
+    let mut config = BtcConfig::new(node.chain_id(), rpc);
+    config.fees = fees;
+    BtcChain::new(config, &[seed; 32]).unwrap()
+}
+
+pub async fn env() -> Env {
+    env_with(fees()).await
+}
+
+pub async fn env_with(fees: FeeConfig) -> Env {
+    let node = RegtestNode::start().await;
+    let alice_wallet = wallet(&node, "alice").await;
+    let bob_wallet = wallet(&node, "bob").await;
+    let addr = alice_wallet.get_new_address("bech32").await.unwrap();
+    node.send(&addr, 10_0000_0000).await;
+    node.mine(1).await;
+    let alice = chain_for(&node, "alice", 1, fees);
+    let bob = chain_for(&node, "bob", 2, fees);
+    Env {
+        node,
+        alice,
+        bob,
+        alice_wallet,
+        bob_wallet,
+    }
+}
+
+impl Env {
+    /// Terms of an HTLC Alice funds for Bob, expiring `blocks` after the current tip.
+    pub async fn params(&self, sats: u64, blocks: u64, preimage: &Preimage) -> HtlcParams {
+        let tip = self.node.height().await;
+        HtlcParams {
+            swap_id: SwapId::random().unwrap(),
+            key_index: KEY_INDEX,
+            hashlock: preimage.hashlock(),
+            asset: self.alice.asset(),
+            amount: Amount::Sats(Sats(sats)),
+            sender: Account::PublicKey(self.alice.swap_public_key(KEY_INDEX).unwrap()),
+            recipient: Account::PublicKey(self.bob.swap_public_key(KEY_INDEX).unwrap()),
+            expiry: Expiry::Height(Height(tip + blocks)),
+            watch_from: Height(tip),
+        }
+    }
+}
+
+pub fn confirmations(status: &HtlcStatus) -> Option<u32> {
+    match status {
+        HtlcStatus::Absent => None,
+        HtlcStatus::Funded { confirmations, .. }
+        | HtlcStatus::Claimed { confirmations, .. }
+        | HtlcStatus::Refunded { confirmations, .. } => Some(*confirmations),
+    }
+}
+
+/// Funds `params` from Alice and mines one block; returns the funding txid.
+pub async fn fund(env: &Env, params: &HtlcParams) -> swap_core::TxRef {
+    let txref = env.alice.lock(params).await.unwrap();
+    env.node.mine(1).await;
+    txref
+}
