@@ -233,3 +233,57 @@ fn rule2_property_exercises_accepted_terms() {
     println!("rule 2 property: {a} of {t} random term sets accepted and checked");
     assert!(a * 20 >= t, "only {a} of {t} cases accepted");
 }
+
+fn agreed(terms: &SwapTerms, leg: Leg) -> ObservedLock {
+    let l = terms.leg(leg);
+    ObservedLock {
+        txref: TxRef("f0".into()),
+        asset: l.asset.clone(),
+        amount: l.amount,
+        sender: l.sender,
+        recipient: l.recipient,
+        hashlock: terms.hashlock,
+        expiry: l.expiry,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// The initiator never reveals the secret once its deadline has passed, from any state
+    /// before claiming, even facing a perfect, deeply confirmed counter-lock.
+    #[test]
+    fn initiator_never_claims_after_its_deadline(
+        px in any::<bool>().prop_flat_map(chain_params),
+        py in any::<bool>().prop_flat_map(chain_params),
+        hx in 0u64..=1_000_000,
+        hy in 0u64..=1_000_000,
+        now in 1_600_000_000u64..=1_800_000_000,
+        past in 0u64..=10_000,
+        state_pick in 0usize..5,
+    ) {
+        let secret = Preimage::from_bytes([0x3c; 32]);
+        let tips = Tips { x: tip(hx, now), y: tip(hy, now) };
+        let Ok(terms) = SwapTerms::with_default_expiries(SwapId([1; 16]), secret.hashlock(), leg(px, 1, 2), leg(py, 3, 4), SafetyPolicy::default(), tips) else {
+            return Ok(());
+        };
+        let tip_y = match py.claim_deadline(terms.y.expiry) {
+            Expiry::Height(h) => tip(h.0 + past, now),
+            Expiry::Time(t) => tip(hy + 1, t.0 + past),
+        };
+        prop_assert!(!terms.initiator_may_claim(tip_y));
+        let snap = Snapshot {
+            x: LegView { tip: tips.x, htlc: HtlcStatus::Funded { lock: agreed(&terms, Leg::X), confirmations: 1000 } },
+            y: LegView { tip: tip_y, htlc: HtlcStatus::Funded { lock: agreed(&terms, Leg::Y), confirmations: 1000 } },
+        };
+        let state = [
+            initiator::State::Locked { txref: TxRef("a".into()) },
+            initiator::State::LockConfirmed,
+            initiator::State::CounterLockSeen { txref: TxRef("b".into()) },
+            initiator::State::CounterLockValid,
+            initiator::State::AwaitRefund { reason: GiveUpReason::CounterLockMissing },
+        ][state_pick].clone();
+        let step = initiator::next(&terms, &secret, &state, &snap);
+        prop_assert!(!step.actions.iter().any(|a| matches!(a, Action::Claim { .. })), "claimed from {:?}", state);
+    }
+}
