@@ -98,3 +98,90 @@ pub async fn fund(env: &Env, params: &HtlcParams) -> swap_core::TxRef {
     env.node.mine(1).await;
     txref
 }
+
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::{Message, Secp256k1, SecretKey};
+use bitcoin::sighash::{EcdsaSighashType, SighashCache};
+use bitcoin::{
+    absolute::LockTime, transaction::Version, Amount as BtcAmount, OutPoint, Script, ScriptBuf,
+    Sequence, Transaction, TxIn, TxOut, Witness,
+};
+
+/// The HTLC output of `params` in the funding transaction `funding` (searched in the mempool,
+/// then in the last 10 blocks).
+pub async fn htlc_outpoint(
+    env: &Env,
+    chain: &BtcChain,
+    params: &HtlcParams,
+    funding: &swap_core::TxRef,
+) -> (OutPoint, u64) {
+    let script = chain.htlc(params).unwrap().script_pubkey();
+    let txid = btc_adapter::chain::txid_of(funding).unwrap();
+    let rpc = env.node.rpc();
+    let mut tx = rpc.get_raw_transaction(&txid, None).await.ok();
+    if tx.is_none() {
+        let tip = rpc.get_block_count().await.unwrap();
+        for h in (tip - 10..=tip).rev() {
+            let hash = rpc.get_block_hash(h).await.unwrap();
+            if let Ok(t) = rpc.get_raw_transaction(&txid, Some(&hash)).await {
+                tx = Some(t);
+                break;
+            }
+        }
+    }
+    let tx = tx.expect("funding transaction");
+    let (vout, out) = tx
+        .output
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.script_pubkey == script)
+        .expect("htlc output");
+    (OutPoint::new(txid, vout as u32), out.value.to_sat())
+}
+
+/// A claim assembled by hand from the raw witness script, without the adapter's builder:
+/// witness `[preimage, signature, witness_script]`, RBF sequence, nLockTime 0.
+pub fn hand_claim(
+    witness_script: &Script,
+    outpoint: OutPoint,
+    value: u64,
+    destination: &ScriptBuf,
+    fee: u64,
+    key: &SecretKey,
+    preimage: &[u8],
+) -> Transaction {
+    let mut tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: outpoint,
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence(0xffff_fffd),
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: BtcAmount::from_sat(value - fee),
+            script_pubkey: destination.clone(),
+        }],
+    };
+    let sighash = SighashCache::new(&tx)
+        .p2wsh_signature_hash(
+            0,
+            witness_script,
+            BtcAmount::from_sat(value),
+            EcdsaSighashType::All,
+        )
+        .unwrap();
+    let secp = Secp256k1::new();
+    let sig = secp.sign_ecdsa(&Message::from_digest(sighash.to_byte_array()), key);
+    let mut sig = sig.serialize_der().to_vec();
+    sig.push(EcdsaSighashType::All as u8);
+    tx.input[0].witness = Witness::from_slice(&[preimage, &sig, witness_script.as_bytes()]);
+    tx
+}
+
+/// A fresh P2WPKH script of a wallet.
+pub async fn wallet_script(wallet: &RpcClient) -> ScriptBuf {
+    let addr = wallet.get_new_address("bech32").await.unwrap();
+    wallet.address_script_pubkey(&addr).await.unwrap()
+}
