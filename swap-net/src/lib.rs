@@ -1,0 +1,550 @@
+//! The wire between two xswap engines: Noise XX (X25519, ChaCha20-Poly1305, SHA-256) over TCP,
+//! length-prefixed frames, one [`swap_core::Envelope`] per frame; and the shareable [`Offer`]
+//! string a maker publishes.
+//!
+//! Both ends are authenticated by their static Noise keys: a taker knows the maker's key from
+//! the offer and refuses any other peer. Every frame is size-limited before it is decrypted
+//! and every message is checked by [`swap_core::Envelope::decode`]: hostile input ends one
+//! connection with a typed error, never the engine.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use swap_core::{Amount, Asset, ChainId, Envelope, Message, MessageError, SwapId, Timestamp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+/// The Noise protocol in use.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+/// Bound into the handshake: peers of another protocol or version fail it.
+pub const PROLOGUE: &[u8] = b"xswap/1";
+/// The largest frame (a Noise message) on the wire.
+pub const MAX_FRAME: usize = 65_535;
+const TAG: usize = 16;
+/// How long a handshake or a read may take before the connection is dropped.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Transport errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The socket failed (connection refused, reset): usually worth retrying.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer did not answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The Noise handshake failed (wrong protocol, tampering, bad key).
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The peer is not the one we meant to talk to.
+    #[error("unexpected peer {got} (expected {expected})")]
+    UnexpectedPeer {
+        /// The key we expected.
+        expected: PeerKey,
+        /// The key the peer proved.
+        got: PeerKey,
+    },
+    /// A frame failed to decrypt (tampered or out of order).
+    #[error("frame failed to decrypt")]
+    Decrypt,
+    /// A frame or message larger than allowed.
+    #[error("frame of {0} bytes is too large")]
+    TooLarge(usize),
+    /// A decrypted frame that is not a valid message.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// The peer closed the connection.
+    #[error("connection closed")]
+    Closed,
+}
+
+/// A peer's static public key (its identity).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PeerKey(#[serde(with = "hex::serde")] pub [u8; 32]);
+
+impl fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerKey({self})")
+    }
+}
+
+fn params() -> snow::params::NoiseParams {
+    // A constant that always parses.
+    NOISE_PARAMS
+        .parse()
+        .unwrap_or_else(|_| unreachable!("constant noise params"))
+}
+
+/// Our static keypair. `Debug` never shows the private key.
+#[derive(Clone)]
+pub struct Identity {
+    private: Zeroizing<Vec<u8>>,
+    public: PeerKey,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identity({}, <private key redacted>)", self.public)
+    }
+}
+
+impl Identity {
+    /// A fresh identity from the OS RNG.
+    pub fn generate() -> Result<Self, NetError> {
+        let kp = snow::Builder::new(params())
+            .generate_keypair()
+            .map_err(|e| NetError::Handshake(e.to_string()))?;
+        Self::from_private(&kp.private)
+    }
+
+    /// The identity with this 32-byte private key (e.g. stored in the keystore).
+    pub fn from_private(private: &[u8]) -> Result<Self, NetError> {
+        let private: [u8; 32] = private
+            .try_into()
+            .map_err(|_| NetError::Handshake("private key must be 32 bytes".into()))?;
+        // X25519 public key = scalar mult of the base point; snow derives it for us through a
+        // one-message dummy handshake would be wasteful, so use its DH directly.
+        let public = x25519_public(&private);
+        Ok(Self {
+            private: Zeroizing::new(private.to_vec()),
+            public: PeerKey(public),
+        })
+    }
+
+    /// The private key bytes, for the keystore. Never log them.
+    pub fn private_bytes(&self) -> &[u8] {
+        &self.private
+    }
+
+    /// Our public identity.
+    pub fn public(&self) -> PeerKey {
+        self.public
+    }
+}
+
+fn x25519_public(private: &[u8; 32]) -> [u8; 32] {
+    // The resolver's DH computes the public key from the private one.
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
+    let resolver = DefaultResolver;
+    match resolver.resolve_dh(&snow::params::DHChoice::Curve25519) {
+        Some(mut dh) => {
+            dh.set(private);
+            let mut out = [0u8; 32];
+            out.copy_from_slice(dh.pubkey());
+            out
+        }
+        None => [0u8; 32],
+    }
+}
+
+async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), NetError> {
+    let mut len = [0u8; 2];
+    match stream.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(NetError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let n = u16::from_be_bytes(len) as usize;
+    buf.resize(n, 0);
+    stream.read_exact(buf).await?;
+    Ok(())
+}
+
+async fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> Result<(), NetError> {
+    let n = u16::try_from(frame.len()).map_err(|_| NetError::TooLarge(frame.len()))?;
+    let mut out = Vec::with_capacity(frame.len() + 2);
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(frame);
+    stream.write_all(&out).await?;
+    Ok(())
+}
+
+async fn timed<T>(
+    f: impl std::future::Future<Output = Result<T, NetError>>,
+) -> Result<T, NetError> {
+    tokio::time::timeout(IO_TIMEOUT, f)
+        .await
+        .map_err(|_| NetError::Timeout)?
+}
+
+/// An authenticated, encrypted connection carrying [`Envelope`]s.
+pub struct Connection {
+    stream: TcpStream,
+    noise: snow::TransportState,
+    remote: PeerKey,
+    buf: Vec<u8>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Connection({})", self.remote)
+    }
+}
+
+fn hs_err(e: snow::Error) -> NetError {
+    NetError::Handshake(e.to_string())
+}
+
+fn remote_key(hs: &snow::HandshakeState) -> Result<PeerKey, NetError> {
+    let rs = hs
+        .get_remote_static()
+        .ok_or_else(|| NetError::Handshake("no remote static key".into()))?;
+    let key: [u8; 32] = rs
+        .try_into()
+        .map_err(|_| NetError::Handshake("bad remote key length".into()))?;
+    Ok(PeerKey(key))
+}
+
+impl Connection {
+    /// Connects to a peer and runs the handshake; with `expected`, refuses any other peer.
+    pub async fn connect(
+        addr: impl ToSocketAddrs,
+        me: &Identity,
+        expected: Option<PeerKey>,
+    ) -> Result<Self, NetError> {
+        let mut stream = timed(async { Ok(TcpStream::connect(addr).await?) }).await?;
+        let mut hs = snow::Builder::new(params())
+            .local_private_key(&me.private)
+            .and_then(|b| b.prologue(PROLOGUE))
+            .and_then(|b| b.build_initiator())
+            .map_err(hs_err)?;
+        let mut buf = vec![0u8; MAX_FRAME];
+        let mut payload = vec![0u8; MAX_FRAME];
+        // -> e
+        let n = hs.write_message(&[], &mut buf).map_err(hs_err)?;
+        timed(write_frame(&mut stream, &buf[..n])).await?;
+        // <- e, ee, s, es
+        let mut frame = Vec::new();
+        timed(read_frame(&mut stream, &mut frame)).await?;
+        hs.read_message(&frame, &mut payload).map_err(hs_err)?;
+        let remote = remote_key(&hs)?;
+        if let Some(expected) = expected {
+            if expected != remote {
+                return Err(NetError::UnexpectedPeer {
+                    expected,
+                    got: remote,
+                });
+            }
+        }
+        // -> s, se
+        let n = hs.write_message(&[], &mut buf).map_err(hs_err)?;
+        timed(write_frame(&mut stream, &buf[..n])).await?;
+        let noise = hs.into_transport_mode().map_err(hs_err)?;
+        Ok(Self {
+            stream,
+            noise,
+            remote,
+            buf,
+        })
+    }
+
+    /// Runs the responder's side of the handshake on an accepted socket.
+    pub async fn accept(mut stream: TcpStream, me: &Identity) -> Result<Self, NetError> {
+        let mut hs = snow::Builder::new(params())
+            .local_private_key(&me.private)
+            .and_then(|b| b.prologue(PROLOGUE))
+            .and_then(|b| b.build_responder())
+            .map_err(hs_err)?;
+        let mut buf = vec![0u8; MAX_FRAME];
+        let mut payload = vec![0u8; MAX_FRAME];
+        let mut frame = Vec::new();
+        timed(read_frame(&mut stream, &mut frame)).await?;
+        hs.read_message(&frame, &mut payload).map_err(hs_err)?;
+        let n = hs.write_message(&[], &mut buf).map_err(hs_err)?;
+        timed(write_frame(&mut stream, &buf[..n])).await?;
+        timed(read_frame(&mut stream, &mut frame)).await?;
+        hs.read_message(&frame, &mut payload).map_err(hs_err)?;
+        let remote = remote_key(&hs)?;
+        let noise = hs.into_transport_mode().map_err(hs_err)?;
+        Ok(Self {
+            stream,
+            noise,
+            remote,
+            buf,
+        })
+    }
+
+    /// The peer's proven identity.
+    pub fn remote(&self) -> PeerKey {
+        self.remote
+    }
+
+    /// Sends raw bytes as one encrypted frame (used by tests to send garbage through a valid
+    /// channel).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        if bytes.len() + TAG > MAX_FRAME {
+            return Err(NetError::TooLarge(bytes.len()));
+        }
+        let n = self
+            .noise
+            .write_message(bytes, &mut self.buf)
+            .map_err(|_| NetError::Decrypt)?;
+        let frame = self.buf[..n].to_vec();
+        timed(write_frame(&mut self.stream, &frame)).await
+    }
+
+    /// Sends a message.
+    pub async fn send(&mut self, env: &Envelope) -> Result<(), NetError> {
+        let bytes = env.encode()?;
+        self.send_bytes(&bytes).await
+    }
+
+    /// Receives the next frame's plaintext (no message parsing).
+    pub async fn recv_bytes(&mut self) -> Result<Vec<u8>, NetError> {
+        let mut frame = Vec::new();
+        timed(read_frame(&mut self.stream, &mut frame)).await?;
+        let mut out = vec![0u8; frame.len()];
+        let n = self
+            .noise
+            .read_message(&frame, &mut out)
+            .map_err(|_| NetError::Decrypt)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Receives and checks the next message.
+    pub async fn recv(&mut self) -> Result<Envelope, NetError> {
+        let bytes = self.recv_bytes().await?;
+        Ok(Envelope::decode(&bytes)?)
+    }
+
+    /// Sends a request and waits for the answer.
+    pub async fn request(&mut self, env: &Envelope) -> Result<Envelope, NetError> {
+        self.send(env).await?;
+        self.recv().await
+    }
+}
+
+/// What a server does with each valid message from an authenticated peer.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one message; returns the reply, if any.
+    async fn handle(&self, peer: PeerKey, msg: Envelope) -> Option<Envelope>;
+}
+
+/// Accepts connections until the listener fails; each connection runs in its own task, so a
+/// hostile or broken peer only ever ends its own connection.
+pub async fn serve(listener: TcpListener, me: Identity, handler: Arc<dyn Handler>) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let me = me.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            match serve_one(stream, &me, handler).await {
+                Ok(()) | Err(NetError::Closed) => debug!(%addr, "peer disconnected"),
+                Err(e) => info!(%addr, error = %e, "connection dropped"),
+            }
+        });
+    }
+}
+
+async fn serve_one(
+    stream: TcpStream,
+    me: &Identity,
+    handler: Arc<dyn Handler>,
+) -> Result<(), NetError> {
+    let mut conn = Connection::accept(stream, me).await?;
+    let peer = conn.remote();
+    loop {
+        let bytes = conn.recv_bytes().await?;
+        match Envelope::decode(&bytes) {
+            Ok(env) => {
+                if let Some(reply) = handler.handle(peer, env).await {
+                    conn.send(&reply).await?;
+                }
+            }
+            Err(e) => {
+                // A valid channel with a bad message: say why, keep the connection.
+                warn!(%peer, error = %e, "malformed message");
+                let reply = Envelope::new(
+                    SwapId([0; 16]),
+                    Message::Reject {
+                        reason: format!("malformed message: {e}"),
+                    },
+                );
+                conn.send(&reply).await?;
+            }
+        }
+    }
+}
+
+/// One side of an offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferLeg {
+    /// The chain.
+    pub chain: ChainId,
+    /// The asset.
+    pub asset: Asset,
+    /// The most the maker will trade in one swap.
+    pub max: Amount,
+    /// The least.
+    pub min: Amount,
+}
+
+/// What a maker publishes: where to reach it, who it is, what it sells and wants, at what rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offer {
+    /// Format version.
+    pub v: u8,
+    /// Where the maker listens (`host:port`).
+    pub addr: String,
+    /// The maker's identity key.
+    pub maker: PeerKey,
+    /// What the maker gives.
+    pub sell: OfferLeg,
+    /// What the maker wants.
+    pub buy: OfferLeg,
+    /// Price: units of `buy` per unit of `sell`, as a ratio `rate_num / rate_den` of base units.
+    pub rate_num: u128,
+    /// See `rate_num`.
+    pub rate_den: u128,
+    /// The offer is void after this time.
+    pub expires: Timestamp,
+}
+
+/// Why an offer string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferError {
+    /// Does not start with `xswap1`.
+    #[error("not an xswap offer (it must start with \"xswap1\")")]
+    Prefix,
+    /// Longer than an offer can be.
+    #[error("offer string too long")]
+    TooLong,
+    /// Not base58, or a damaged checksum (a typo or a cut-off copy).
+    #[error("offer is damaged (bad encoding or checksum)")]
+    Damaged,
+    /// Well encoded, but not a valid offer.
+    #[error("invalid offer: {0}")]
+    Invalid(String),
+}
+
+const OFFER_PREFIX: &str = "xswap1";
+const MAX_OFFER_CHARS: usize = 4096;
+
+impl Offer {
+    /// The shareable string: `xswap1` + base58(JSON + 4-byte SHA-256 checksum).
+    pub fn encode(&self) -> String {
+        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
+        let sum = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&sum[..4]);
+        format!("{OFFER_PREFIX}{}", bs58::encode(bytes).into_string())
+    }
+
+    /// Parses and checks an offer string.
+    pub fn decode(s: &str) -> Result<Self, OfferError> {
+        let s = s.trim();
+        if s.len() > MAX_OFFER_CHARS {
+            return Err(OfferError::TooLong);
+        }
+        let body = s.strip_prefix(OFFER_PREFIX).ok_or(OfferError::Prefix)?;
+        let bytes = bs58::decode(body)
+            .into_vec()
+            .map_err(|_| OfferError::Damaged)?;
+        if bytes.len() < 5 {
+            return Err(OfferError::Damaged);
+        }
+        let (json, sum) = bytes.split_at(bytes.len() - 4);
+        if Sha256::digest(json)[..4] != *sum {
+            return Err(OfferError::Damaged);
+        }
+        let offer: Offer =
+            serde_json::from_slice(json).map_err(|e| OfferError::Invalid(e.to_string()))?;
+        if offer.v != 1 {
+            return Err(OfferError::Invalid(format!(
+                "unknown offer version {}",
+                offer.v
+            )));
+        }
+        if offer.rate_num == 0 || offer.rate_den == 0 {
+            return Err(OfferError::Invalid("zero rate".into()));
+        }
+        for leg in [&offer.sell, &offer.buy] {
+            if !leg.asset.fits(&leg.max) || !leg.asset.fits(&leg.min) || leg.max.is_zero() {
+                return Err(OfferError::Invalid("amount does not fit its asset".into()));
+            }
+        }
+        Ok(offer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use swap_core::{ChainFamily, Network, Sats, Wei};
+
+    fn offer(maker: PeerKey) -> Offer {
+        Offer {
+            v: 1,
+            addr: "127.0.0.1:9000".into(),
+            maker,
+            sell: OfferLeg {
+                chain: ChainId::new(ChainFamily::Ethereum, Network::Regtest),
+                asset: Asset::Eth,
+                max: Amount::Wei(Wei(10u128.pow(18))),
+                min: Amount::Wei(Wei(10u128.pow(15))),
+            },
+            buy: OfferLeg {
+                chain: ChainId::new(ChainFamily::Bitcoin, Network::Regtest),
+                asset: Asset::Btc,
+                max: Amount::Sats(Sats(5_000_000)),
+                min: Amount::Sats(Sats(5_000)),
+            },
+            rate_num: 5,
+            rate_den: 1_000_000_000_000,
+            expires: Timestamp(2_000_000_000),
+        }
+    }
+
+    #[test]
+    fn offers_roundtrip_and_typos_are_caught() {
+        let id = Identity::generate().unwrap();
+        let o = offer(id.public());
+        let s = o.encode();
+        assert!(s.starts_with("xswap1"));
+        assert_eq!(Offer::decode(&s), Ok(o));
+        // Every single-character change is detected.
+        let chars: Vec<char> = s.chars().collect();
+        for i in (6..chars.len()).step_by(7) {
+            let mut c = chars.clone();
+            c[i] = if c[i] == '2' { '3' } else { '2' };
+            let t: String = c.into_iter().collect();
+            assert!(Offer::decode(&t).is_err(), "typo at {i} not caught");
+        }
+        assert_eq!(Offer::decode("btc1qqq"), Err(OfferError::Prefix));
+        assert_eq!(Offer::decode(&s[..s.len() - 3]), Err(OfferError::Damaged));
+        assert_eq!(Offer::decode(&"x".repeat(5000)), Err(OfferError::TooLong));
+    }
+
+    #[test]
+    fn identity_debug_hides_the_private_key() {
+        let id = Identity::generate().unwrap();
+        let shown = format!("{id:?}");
+        assert!(!shown.contains(&hex::encode(id.private_bytes())));
+        assert!(shown.contains("redacted"));
+        let again = Identity::from_private(id.private_bytes()).unwrap();
+        assert_eq!(again.public(), id.public());
+    }
+}
