@@ -111,7 +111,9 @@ pub async fn deploy_htlc(rpc_url: &str, signer: PrivateKeySigner) -> Result<Addr
     let addr = *contract.address();
     let code = provider.get_code_at(addr).await.map_err(rpc_err)?;
     if code.as_ref() != HTLC::DEPLOYED_BYTECODE.as_ref() {
-        return Err(EthError::Rejected("deployed code differs from the artifact".into()));
+        return Err(EthError::Rejected(
+            "deployed code differs from the artifact".into(),
+        ));
     }
     Ok(addr)
 }
@@ -186,7 +188,11 @@ impl EthChain {
             .with_to(to)
             .with_input(input)
             .with_value(value);
-        let gas = self.provider.estimate_gas(base.clone()).await.map_err(rpc_err)?;
+        let gas = self
+            .provider
+            .estimate_gas(base.clone())
+            .await
+            .map_err(rpc_err)?;
         let latest = scan::latest(&self.provider).await?;
         let block = self
             .provider
@@ -253,7 +259,12 @@ impl EthChain {
     }
 
     /// Sends and waits for a successful receipt.
-    async fn send_and_wait(&self, to: Address, input: Bytes, value: U256) -> Result<B256, EthError> {
+    async fn send_and_wait(
+        &self,
+        to: Address,
+        input: Bytes,
+        value: U256,
+    ) -> Result<B256, EthError> {
         let tx = self.send(to, input, value).await?;
         self.wait(tx).await?;
         Ok(tx)
@@ -680,7 +691,10 @@ impl EthChain {
             }
             let found = self.find_retrying(&h, p).await?;
             if !matches!(found.status, HtlcStatus::Funded { .. }) {
-                return Err(EthError::NotReady(format!("swap {} is not funded", p.swap_id)));
+                return Err(EthError::NotReady(format!(
+                    "swap {} is not funded",
+                    p.swap_id
+                )));
             }
             preimages.push(B256::from(*pre.as_bytes()));
             swaps.push(h.as_batch_entry());
@@ -742,10 +756,7 @@ impl Chain for EthChain {
 
     async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
         let h = EthHtlc::from_params(htlc)?;
-        self.scanner
-            .lock()
-            .await
-            .watch(h.id(), htlc.watch_from.0);
+        self.scanner.lock().await.watch(h.id(), htlc.watch_from.0);
         Ok(())
     }
 

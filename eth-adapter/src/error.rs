@@ -84,7 +84,9 @@ pub(crate) fn rpc_err(e: alloy::transports::TransportError) -> EthError {
             } else {
                 let msg = payload.message.to_lowercase();
                 // Nonce races and "already known" are retryable.
-                if msg.contains("nonce") || msg.contains("already known") || msg.contains("underpriced")
+                if msg.contains("nonce")
+                    || msg.contains("already known")
+                    || msg.contains("underpriced")
                 {
                     EthError::Rpc(payload.to_string())
                 } else {

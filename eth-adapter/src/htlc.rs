@@ -69,7 +69,11 @@ impl EthHtlc {
                 }
                 Address::from(token.0)
             }
-            _ => return Err(bad("asset is not ETH or an ERC-20, or amount unit does not fit")),
+            _ => {
+                return Err(bad(
+                    "asset is not ETH or an ERC-20, or amount unit does not fit",
+                ))
+            }
         };
         let amount = match p.amount {
             Amount::Wei(w) => U256::from(w.0),

@@ -198,7 +198,11 @@ impl Scanner {
             // History of newly watched swaps, up to where the others were scanned.
             if let Some(done) = self.scanned_to {
                 let ids = std::mem::take(&mut self.backfill);
-                let from = ids.iter().filter_map(|id| self.watched.get(id)).min().copied();
+                let from = ids
+                    .iter()
+                    .filter_map(|id| self.watched.get(id))
+                    .min()
+                    .copied();
                 if let Some(from) = from {
                     match logs_for(p, contract, &ids, from, done, chunk).await {
                         Ok(ev) => self.add(ev),
@@ -237,6 +241,8 @@ impl Scanner {
             }
             return Ok((tip, reorged));
         }
-        Err(EthError::Inconsistent("chain tip kept changing during the log scan".into()))
+        Err(EthError::Inconsistent(
+            "chain tip kept changing during the log scan".into(),
+        ))
     }
 }

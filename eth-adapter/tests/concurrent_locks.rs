@@ -30,7 +30,8 @@ async fn concurrent_locks_from_one_account() {
     let mut swaps = Vec::new();
     for i in 0..16 {
         if i % 4 == 0 {
-            swaps.push(common::token_swap(&e.net, *token.address(), 6, 0, 1, 1_000 + i, 3600).await);
+            swaps
+                .push(common::token_swap(&e.net, *token.address(), 6, 0, 1, 1_000 + i, 3600).await);
         } else {
             swaps.push(common::eth_swap(&e.net, 0, 1, 10u128.pow(15) + i, 3600).await);
         }
@@ -63,6 +64,10 @@ async fn concurrent_locks_from_one_account() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let bal = token.balanceOf(common::evm_addr(&e.net, 1)).call().await.unwrap();
+    let bal = token
+        .balanceOf(common::evm_addr(&e.net, 1))
+        .call()
+        .await
+        .unwrap();
     assert_eq!(bal, U256::from(1_000 + 1_004 + 1_008 + 1_012));
 }

@@ -7,7 +7,9 @@ mod common;
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use eth_adapter::bindings::test_contracts::{FalseToken, FeeToken, NoBoolToken, Reentrant, TestToken};
+use eth_adapter::bindings::test_contracts::{
+    FalseToken, FeeToken, NoBoolToken, Reentrant, TestToken,
+};
 use eth_adapter::bindings::HTLC::{self, HTLCErrors, HTLCInstance};
 use eth_adapter::devnet::Devnet;
 use sha2::{Digest, Sha256};
@@ -55,7 +57,10 @@ fn secret(n: u8) -> (B256, B256) {
 
 macro_rules! reverts_with {
     ($call:expr, $variant:ident) => {{
-        let err = $call.call().await.expect_err(concat!("expected revert ", stringify!($variant)));
+        let err = $call
+            .call()
+            .await
+            .expect_err(concat!("expected revert ", stringify!($variant)));
         match err.as_decoded_interface_error::<HTLCErrors>() {
             Some(HTLCErrors::$variant(_)) => {}
             other => panic!("expected {}, got {other:?} ({err})", stringify!($variant)),
@@ -91,11 +96,20 @@ async fn eth_revert_paths() {
     reverts_with!(t.a.lock(hl, t.bob, exp).value(amt), AlreadyLocked);
     // Wrong preimage, wrong amount, wrong parties, wrong expiry: no such swap.
     reverts_with!(t.b.claim(secret(2).0, amt, t.alice, t.bob, exp), NotLocked);
-    reverts_with!(t.b.claim(pre, amt + U256::from(1), t.alice, t.bob, exp), NotLocked);
+    reverts_with!(
+        t.b.claim(pre, amt + U256::from(1), t.alice, t.bob, exp),
+        NotLocked
+    );
     reverts_with!(t.b.claim(pre, amt, t.bob, t.bob, exp), NotLocked);
-    reverts_with!(t.b.claim(pre, amt, t.alice, t.bob, exp + U256::from(1)), NotLocked);
+    reverts_with!(
+        t.b.claim(pre, amt, t.alice, t.bob, exp + U256::from(1)),
+        NotLocked
+    );
     // An ERC-20 claim with token 0 is refused.
-    reverts_with!(t.b.claimToken(pre, Address::ZERO, amt, t.alice, t.bob, exp), ZeroToken);
+    reverts_with!(
+        t.b.claimToken(pre, Address::ZERO, amt, t.alice, t.bob, exp),
+        ZeroToken
+    );
     // Refund before expiry.
     reverts_with!(t.a.refund(hl, amt, t.alice, t.bob, exp), NotExpired);
 
@@ -106,7 +120,10 @@ async fn eth_revert_paths() {
     assert_eq!(after - before, amt);
     // Double claim.
     reverts_with!(t.b.claim(pre, amt, t.alice, t.bob, exp), NotLocked);
-    assert_eq!(t.net.provider().get_balance(*t.a.address()).await.unwrap(), U256::ZERO);
+    assert_eq!(
+        t.net.provider().get_balance(*t.a.address()).await.unwrap(),
+        U256::ZERO
+    );
 
     // Refund path: lock another, expire it, refund twice, claim after refund.
     let (pre2, hl2) = secret(3);
@@ -134,16 +151,15 @@ async fn claim_exactly_at_expiry_fails_and_refund_succeeds() {
     t.net
         .rpc("evm_setNextBlockTimestamp", serde_json::json!([exp]))
         .await;
-    let r = t
-        .b
-        .claim(pre, amt, t.alice, t.bob, U256::from(exp))
-        .gas(200_000)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let r =
+        t.b.claim(pre, amt, t.alice, t.bob, U256::from(exp))
+            .gas(200_000)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
     assert!(!r.status(), "claim at expiry must revert");
     t.net
         .rpc("evm_setNextBlockTimestamp", serde_json::json!([exp + 1]))
@@ -171,32 +187,55 @@ async fn batch_paths() {
     mined!(t.a.lock(h1, t.bob, exp).value(amt));
     mined!(t.a.lock(h2, t.bob, exp).value(amt));
     mined!(t.a.lock(h3, t.alice, exp).value(amt));
-    reverts_with!(t.c.claimBatch(vec![p1], vec![swap(t.bob), swap(t.bob)]), LengthMismatch);
+    reverts_with!(
+        t.c.claimBatch(vec![p1], vec![swap(t.bob), swap(t.bob)]),
+        LengthMismatch
+    );
     // One bad entry (wrong preimage) reverts the whole batch.
     reverts_with!(
         t.c.claimBatch(vec![p1, secret(99).0], vec![swap(t.bob), swap(t.bob)]),
         NotLocked
     );
     // The same swap twice in one batch.
-    reverts_with!(t.c.claimBatch(vec![p1, p1], vec![swap(t.bob), swap(t.bob)]), NotLocked);
+    reverts_with!(
+        t.c.claimBatch(vec![p1, p1], vec![swap(t.bob), swap(t.bob)]),
+        NotLocked
+    );
     let bob_before = t.net.provider().get_balance(t.bob).await.unwrap();
     let alice_before = t.net.provider().get_balance(t.alice).await.unwrap();
     // Mixed recipients: bob, bob, alice.
-    mined!(t.c.claimBatch(vec![p1, p2, p3], vec![swap(t.bob), swap(t.bob), swap(t.alice)]));
-    assert_eq!(t.net.provider().get_balance(t.bob).await.unwrap() - bob_before, amt * U256::from(2));
-    assert_eq!(t.net.provider().get_balance(t.alice).await.unwrap() - alice_before, amt);
+    mined!(t.c.claimBatch(
+        vec![p1, p2, p3],
+        vec![swap(t.bob), swap(t.bob), swap(t.alice)]
+    ));
+    assert_eq!(
+        t.net.provider().get_balance(t.bob).await.unwrap() - bob_before,
+        amt * U256::from(2)
+    );
+    assert_eq!(
+        t.net.provider().get_balance(t.alice).await.unwrap() - alice_before,
+        amt
+    );
 
     // Refund batch.
     let (_, h4) = secret(13);
     let (_, h5) = secret(14);
     mined!(t.a.lock(h4, t.bob, exp).value(amt));
     mined!(t.a.lock(h5, t.bob, exp).value(amt));
-    reverts_with!(t.c.refundBatch(vec![h4, h5], vec![swap(t.bob), swap(t.bob)]), NotExpired);
+    reverts_with!(
+        t.c.refundBatch(vec![h4, h5], vec![swap(t.bob), swap(t.bob)]),
+        NotExpired
+    );
     reverts_with!(t.c.refundBatch(vec![h4], vec![]), LengthMismatch);
     t.net.advance_time(3601).await;
-    mined!(t.c.refundBatch(vec![h4, h5], vec![swap(t.bob), swap(t.bob)]));
+    mined!(t
+        .c
+        .refundBatch(vec![h4, h5], vec![swap(t.bob), swap(t.bob)]));
     reverts_with!(t.c.refundBatch(vec![h4], vec![swap(t.bob)]), NotLocked);
-    assert_eq!(t.net.provider().get_balance(*t.a.address()).await.unwrap(), U256::ZERO);
+    assert_eq!(
+        t.net.provider().get_balance(*t.a.address()).await.unwrap(),
+        U256::ZERO
+    );
 }
 
 #[tokio::test]
@@ -214,16 +253,32 @@ async fn erc20_paths() {
     let (pre, hl) = secret(20);
     reverts_with!(t.a.lockToken(hl, Address::ZERO, amt, t.bob, exp), ZeroToken);
     // No allowance: the token's transferFrom reverts.
-    assert!(t.a.lockToken(hl, *tok.address(), amt, t.bob, exp).call().await.is_err());
+    assert!(t
+        .a
+        .lockToken(hl, *tok.address(), amt, t.bob, exp)
+        .call()
+        .await
+        .is_err());
     mined!(tok.approve(htlc, amt * U256::from(10)));
-    reverts_with!(t.a.lockToken(hl, *tok.address(), U256::ZERO, t.bob, exp), ZeroAmount);
+    reverts_with!(
+        t.a.lockToken(hl, *tok.address(), U256::ZERO, t.bob, exp),
+        ZeroAmount
+    );
     mined!(t.a.lockToken(hl, *tok.address(), amt, t.bob, exp));
-    reverts_with!(t.a.lockToken(hl, *tok.address(), amt, t.bob, exp), AlreadyLocked);
+    reverts_with!(
+        t.a.lockToken(hl, *tok.address(), amt, t.bob, exp),
+        AlreadyLocked
+    );
     // ETH claim of a token swap: no such swap.
     reverts_with!(t.b.claim(pre, amt, t.alice, t.bob, exp), NotLocked);
-    mined!(t.c.claimToken(pre, *tok.address(), amt, t.alice, t.bob, exp));
+    mined!(t
+        .c
+        .claimToken(pre, *tok.address(), amt, t.alice, t.bob, exp));
     assert_eq!(tok.balanceOf(t.bob).call().await.unwrap(), amt);
-    reverts_with!(t.b.claimToken(pre, *tok.address(), amt, t.alice, t.bob, exp), NotLocked);
+    reverts_with!(
+        t.b.claimToken(pre, *tok.address(), amt, t.alice, t.bob, exp),
+        NotLocked
+    );
 
     // USDT-style token (no return value): lock, claim and refund work.
     let nb = NoBoolToken::deploy(pa.clone()).await.unwrap();
@@ -234,26 +289,44 @@ async fn erc20_paths() {
     mined!(t.b.claimToken(pre, *nb.address(), amt, t.alice, t.bob, exp));
     assert_eq!(nb.balanceOf(t.bob).call().await.unwrap(), amt);
     let (_, hl_r) = secret(22);
-    mined!(t.a.lockToken(hl_r, *nb.address(), amt, t.bob, U256::from(now + 10)));
+    mined!(t
+        .a
+        .lockToken(hl_r, *nb.address(), amt, t.bob, U256::from(now + 10)));
 
     // Fee-on-transfer token: rejected by the balance check.
     let fee = FeeToken::deploy(pa.clone()).await.unwrap();
     mined!(fee.mint(t.alice, amt * U256::from(10)));
     mined!(fee.approve(htlc, amt * U256::from(10)));
-    reverts_with!(t.a.lockToken(secret(23).1, *fee.address(), amt, t.bob, exp), BalanceMismatch);
+    reverts_with!(
+        t.a.lockToken(secret(23).1, *fee.address(), amt, t.bob, exp),
+        BalanceMismatch
+    );
 
     // Token returning false: rejected.
     let f = FalseToken::deploy(pa.clone()).await.unwrap();
     mined!(f.mint(t.alice, amt));
-    reverts_with!(t.a.lockToken(secret(24).1, *f.address(), amt, t.bob, exp), TransferFailed);
+    reverts_with!(
+        t.a.lockToken(secret(24).1, *f.address(), amt, t.bob, exp),
+        TransferFailed
+    );
 
     // Not a token at all (an EOA).
-    reverts_with!(t.a.lockToken(secret(25).1, t.bob, amt, t.bob, exp), TransferFailed);
+    reverts_with!(
+        t.a.lockToken(secret(25).1, t.bob, amt, t.bob, exp),
+        TransferFailed
+    );
 
     // Refund of the no-bool swap after expiry.
     t.net.advance_time(20).await;
     let before = nb.balanceOf(t.alice).call().await.unwrap();
-    mined!(t.c.refundToken(hl_r, *nb.address(), amt, t.alice, t.bob, U256::from(now + 10)));
+    mined!(t.c.refundToken(
+        hl_r,
+        *nb.address(),
+        amt,
+        t.alice,
+        t.bob,
+        U256::from(now + 10)
+    ));
     assert_eq!(nb.balanceOf(t.alice).call().await.unwrap() - before, amt);
 }
 
@@ -262,16 +335,35 @@ async fn permit_lock() {
     let t = setup().await;
     // The adapter uses permit for EIP-2612 tokens: no approve transaction is sent.
     let pa = t.pa.clone();
-    let tok = TestToken::deploy(pa.clone(), "Permit Token".into(), 18).await.unwrap();
+    let tok = TestToken::deploy(pa.clone(), "Permit Token".into(), 18)
+        .await
+        .unwrap();
     mined!(tok.mint(t.alice, U256::from(ONE)));
     let chain = common::chain_for(&t.net, *t.a.address(), 0);
     let (p, _) = common::token_swap(&t.net, *tok.address(), 18, 0, 1, ONE / 2, 3600).await;
-    let nonce_before = t.net.provider().get_transaction_count(t.alice).await.unwrap();
+    let nonce_before = t
+        .net
+        .provider()
+        .get_transaction_count(t.alice)
+        .await
+        .unwrap();
     swap_core::chain::Chain::lock(&chain, &p).await.unwrap();
-    let nonce_after = t.net.provider().get_transaction_count(t.alice).await.unwrap();
-    assert_eq!(nonce_after, nonce_before + 1, "one transaction: lock with permit");
+    let nonce_after = t
+        .net
+        .provider()
+        .get_transaction_count(t.alice)
+        .await
+        .unwrap();
+    assert_eq!(
+        nonce_after,
+        nonce_before + 1,
+        "one transaction: lock with permit"
+    );
     assert_eq!(tok.nonces(t.alice).call().await.unwrap(), U256::from(1));
-    assert_eq!(tok.balanceOf(*t.a.address()).call().await.unwrap(), U256::from(ONE / 2));
+    assert_eq!(
+        tok.balanceOf(*t.a.address()).call().await.unwrap(),
+        U256::from(ONE / 2)
+    );
 }
 
 #[tokio::test]
@@ -294,7 +386,10 @@ async fn reentrancy_cannot_double_spend() {
     mined!(t.c.claim(pre, amt, t.alice, evil, exp));
     assert_eq!(attacker.received().call().await.unwrap(), amt);
     assert_eq!(attacker.attempts().call().await.unwrap(), U256::from(1));
-    assert_eq!(attacker.reentrySucceeded().call().await.unwrap(), U256::ZERO);
+    assert_eq!(
+        attacker.reentrySucceeded().call().await.unwrap(),
+        U256::ZERO
+    );
     assert_eq!(t.net.provider().get_balance(htlc).await.unwrap(), amt);
 
     // Refund re-entrancy: the attacker is the sender and re-refunds while being paid.
@@ -307,6 +402,9 @@ async fn reentrancy_cannot_double_spend() {
     t.net.advance_time(61).await;
     mined!(t.c.refund(hl2, amt, evil2, t.bob, exp2));
     assert_eq!(attacker2.received().call().await.unwrap(), amt);
-    assert_eq!(attacker2.reentrySucceeded().call().await.unwrap(), U256::ZERO);
+    assert_eq!(
+        attacker2.reentrySucceeded().call().await.unwrap(),
+        U256::ZERO
+    );
     assert_eq!(t.net.provider().get_balance(htlc).await.unwrap(), amt);
 }

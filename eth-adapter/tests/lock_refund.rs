@@ -13,7 +13,10 @@ async fn eth_lock_then_refund_after_expiry() {
     e.alice.lock(&p).await.unwrap();
 
     let early = e.alice.refund(&p).await.unwrap_err();
-    assert!(early.is_transient(), "early refund must be retryable: {early}");
+    assert!(
+        early.is_transient(),
+        "early refund must be retryable: {early}"
+    );
 
     e.net.advance_time(601).await;
     // Expired: claiming is impossible now, permanently.
@@ -41,5 +44,8 @@ async fn anyone_can_refund_and_it_pays_the_sender() {
     // Bob (not the sender) sends the refund: Alice gets the money.
     e.bob.refund(&p).await.unwrap();
     let after = common::balance(&e.net, alice).await;
-    assert_eq!(after - before, alloy::primitives::U256::from(10u128.pow(17)));
+    assert_eq!(
+        after - before,
+        alloy::primitives::U256::from(10u128.pow(17))
+    );
 }

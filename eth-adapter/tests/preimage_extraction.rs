@@ -40,7 +40,11 @@ async fn sender_learns_preimage_from_third_party_claim() {
         .unwrap();
     assert!(receipt.status());
     let bob_after = common::balance(&e.net, e.net.address(1)).await;
-    assert_eq!(bob_after - bob_before, h.amount, "claim pays the recipient, not the caller");
+    assert_eq!(
+        bob_after - bob_before,
+        h.amount,
+        "claim pays the recipient, not the caller"
+    );
 
     match e.alice.htlc_status(&p).await.unwrap() {
         HtlcStatus::Claimed {

@@ -1,5 +1,11 @@
 //! Shared setup for the integration tests: an anvil, a deployed HTLC, two adapters.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
 
 use std::time::Duration;
 
@@ -40,7 +46,9 @@ pub async fn env() -> Env {
 
 pub async fn env_with(args: &[&str]) -> Env {
     let net = Devnet::start_with(args).await;
-    let htlc = EthChain::deploy(&net.url(), net.signer(0)).await.expect("deploy");
+    let htlc = EthChain::deploy(&net.url(), net.signer(0))
+        .await
+        .expect("deploy");
     let alice = chain_for(&net, htlc, 0);
     let bob = chain_for(&net, htlc, 1);
     Env {
