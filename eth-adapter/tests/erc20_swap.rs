@@ -1,0 +1,65 @@
+//! ERC-20 swaps through the adapter: a USDT-style token (approve path) claimed, and an EIP-2612
+//! token (permit path) refunded.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::U256;
+use alloy::providers::ProviderBuilder;
+use eth_adapter::bindings::test_contracts::{NoBoolToken, TestToken};
+use swap_core::chain::{Chain, HtlcStatus};
+
+#[tokio::test]
+async fn erc20_claim_and_refund_through_the_adapter() {
+    let e = common::env().await;
+    // Account 2 deploys and mints (its provider caches nonces; account 0 is the adapter's).
+    let p0 = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(e.net.signer(2)))
+        .connect_http(e.net.url().parse().unwrap());
+    let usdt = NoBoolToken::deploy(&p0).await.unwrap();
+    usdt.mint(e.net.address(0), U256::from(5_000_000u64))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let (p, pre) = common::token_swap(&e.net, *usdt.address(), 6, 0, 1, 1_234_567, 3600).await;
+    let lock_tx = e.alice.lock(&p).await.unwrap();
+    assert_eq!(e.alice.lock(&p).await.unwrap(), lock_tx);
+    match e.bob.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Funded { lock, .. } => assert_eq!(lock.amount, p.amount),
+        other => panic!("expected funded, got {other:?}"),
+    }
+    e.bob.claim(&p, &pre).await.unwrap();
+    assert_eq!(
+        usdt.balanceOf(e.net.address(1)).call().await.unwrap(),
+        U256::from(1_234_567u64)
+    );
+    match e.alice.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Claimed { preimage, .. } => assert_eq!(preimage, pre),
+        other => panic!("expected claimed, got {other:?}"),
+    }
+
+    let tok = TestToken::deploy(&p0, "Permit".into(), 18).await.unwrap();
+    tok.mint(e.net.address(0), U256::from(10u64.pow(18)))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let (p, _) = common::token_swap(&e.net, *tok.address(), 18, 0, 1, 10u128.pow(17), 100).await;
+    e.alice.lock(&p).await.unwrap();
+    let early = e.alice.refund(&p).await.unwrap_err();
+    assert!(early.is_transient(), "{early}");
+    e.net.advance_time(101).await;
+    let before = tok.balanceOf(e.net.address(0)).call().await.unwrap();
+    let tx = e.alice.refund(&p).await.unwrap();
+    assert_eq!(e.alice.refund(&p).await.unwrap(), tx);
+    assert_eq!(
+        tok.balanceOf(e.net.address(0)).call().await.unwrap() - before,
+        U256::from(10u64.pow(17))
+    );
+}
