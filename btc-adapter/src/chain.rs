@@ -533,7 +533,16 @@ impl BtcChain {
                 return Ok(current_ref);
             }
         };
-        let txid = self.broadcast(&signed.tx).await?;
+        let txid = match self.broadcast(&signed.tx).await {
+            Ok(txid) => txid,
+            Err(e) if !e.is_transient() => {
+                // E.g. a Litecoin node without -mempoolreplacement ("txn-mempool-conflict"):
+                // the original spend stays valid and pending.
+                warn!(swap_id = %w.params.swap_id, error = %e, "fee bump rejected by the node");
+                return Ok(current_ref);
+            }
+            Err(e) => return Err(e),
+        };
         info!(chain = %self.params.chain, swap_id = %w.params.swap_id, old = %current.txid, %txid, feerate, "fee bump sent");
         st.pending.insert(
             script.clone(),

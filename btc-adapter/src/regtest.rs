@@ -52,6 +52,7 @@ pub struct RegtestNode {
     rpc_port: u16,
     rpc: RpcClient,
     mining_address: String,
+    wallets: Vec<String>,
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -119,6 +120,7 @@ impl RegtestNode {
             rpc_port,
             rpc,
             mining_address: String::new(),
+            wallets: Vec::new(),
         };
         node.spawn().await;
         node.rpc
@@ -148,6 +150,10 @@ impl RegtestNode {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if self.kind == NodeKind::Litecoind {
+            // Litecoin Core relays BIP-125 replacements only with this flag (fee-bump tests).
+            cmd.arg("-mempoolreplacement=1");
+        }
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start {} ({e}); install it with `apt-get install -y litecoind`",
@@ -326,9 +332,9 @@ impl RegtestNode {
             .expect("sendtoaddress")
     }
 
-    /// Replaces an unconfirmed wallet transaction by one spending the same inputs back to the
-    /// wallet with a higher fee (BIP-125), so it will never confirm.
-    pub async fn double_spend(&self, txid: &Txid) -> Txid {
+    /// Replaces an unconfirmed transaction of `wallet` by one spending the same inputs back to
+    /// that wallet with a higher fee (BIP-125), so it will never confirm.
+    pub async fn double_spend(&self, wallet: &RpcClient, txid: &Txid) -> Txid {
         let tx: Transaction = self
             .rpc
             .get_raw_transaction(txid, None)
@@ -337,8 +343,7 @@ impl RegtestNode {
         let mut total_in = 0u64;
         let mut inputs = Vec::new();
         for input in &tx.input {
-            let prev: Value = self
-                .rpc
+            let prev: Value = wallet
                 .wallet_call("gettransaction", vec![json!(input.previous_output.txid)])
                 .await
                 .expect("gettransaction");
@@ -354,7 +359,7 @@ impl RegtestNode {
         }
         let total_out: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
         let fee = total_in - total_out + 20_000;
-        let addr = self.rpc.get_new_address("bech32").await.expect("address");
+        let addr = wallet.get_new_address("bech32").await.expect("address");
         let raw: String = self
             .rpc
             .call(
@@ -368,8 +373,7 @@ impl RegtestNode {
             )
             .await
             .expect("createrawtransaction");
-        let signed: Value = self
-            .rpc
+        let signed: Value = wallet
             .wallet_call("signrawtransactionwithwallet", vec![json!(raw)])
             .await
             .expect("sign");
@@ -380,8 +384,12 @@ impl RegtestNode {
             .expect("replacement accepted")
     }
 
-    /// Stops the node (RPC `stop`) and waits for the process to exit. The data directory stays.
+    /// Stops the node (RPC `stop`) and waits for the process to exit. The data directory stays;
+    /// the wallets loaded now are loaded again by [`RegtestNode::start_again`].
     pub async fn stop(&mut self) {
+        if let Ok(w) = self.rpc.call::<Vec<String>>("listwallets", vec![]).await {
+            self.wallets = w;
+        }
         let _ = self.rpc.stop().await;
         if let Some(mut child) = self.child.take() {
             let started = Instant::now();
@@ -399,23 +407,26 @@ impl RegtestNode {
         }
     }
 
-    /// Starts the node again on the same data directory and port, and reloads the wallet.
+    /// Starts the node again on the same data directory and port, and reloads the wallets.
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.spawn().await;
-        self.rpc
-            .create_or_load_wallet(WALLET)
-            .await
-            .expect("loadwallet");
+        self.start_again().await;
     }
 
-    /// Starts a stopped node again (after [`RegtestNode::stop`]).
+    /// Starts a stopped node again (after [`RegtestNode::stop`]) and reloads the wallets that
+    /// were loaded when it stopped.
     pub async fn start_again(&mut self) {
         self.spawn().await;
-        self.rpc
-            .create_or_load_wallet(WALLET)
-            .await
-            .expect("loadwallet");
+        let mut wallets = self.wallets.clone();
+        if !wallets.iter().any(|w| w == WALLET) {
+            wallets.push(WALLET.to_owned());
+        }
+        for w in wallets {
+            self.rpc
+                .create_or_load_wallet(&w)
+                .await
+                .expect("loadwallet");
+        }
     }
 
     /// Whether the process is running.

@@ -1,0 +1,69 @@
+//! A reorg that removes the funding block: the lock goes back to the mempool (0 conf), and once
+//! the funding is double-spent it is Absent again. lock() then refuses to fund a second time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use btc_adapter::chain::txid_of;
+use swap_core::{Chain, HtlcStatus, Preimage};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reorg_of_funding_block_makes_lock_absent() {
+    let env = common::env().await;
+    let s = Preimage::random().unwrap();
+    let p = env.params(5_000_000, 60, &s).await;
+    let funding = common::fund(&env, &p).await;
+    env.node.mine(1).await;
+    assert_eq!(
+        common::confirmations(&env.bob.htlc_status(&p).await.unwrap()),
+        Some(2)
+    );
+
+    // Disconnect both blocks: the funding returns to the mempool.
+    env.node.invalidate(2).await;
+    match env.bob.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Funded {
+            lock,
+            confirmations,
+        } => {
+            assert_eq!(lock.txref, funding);
+            assert_eq!(confirmations, 0);
+        }
+        other => panic!("expected funded in mempool, got {other:?}"),
+    }
+    // Double-spend it and build a longer chain without it.
+    env.node
+        .double_spend(&env.alice_wallet, &txid_of(&funding).unwrap())
+        .await;
+    env.node.mine_fresh(3).await;
+    assert_eq!(env.bob.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
+    assert_eq!(env.alice.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
+    // Alice's adapter remembers its funding: it does not fund again.
+    let before = env.alice_wallet.get_balance().await.unwrap();
+    let err = env.alice.lock(&p).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.message.contains("not funding twice"), "{err}");
+    env.node.mine(1).await;
+    assert_eq!(env.alice_wallet.get_balance().await.unwrap(), before);
+    assert_eq!(env.bob.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
+
+    // A new lock (a new adapter instance, e.g. after the operator decided to re-fund) is seen,
+    // and a reorg that keeps the funding in the new chain keeps it funded.
+    let fresh = common::chain_for(&env.node, "alice", 1, common::fees());
+    let again = fresh.lock(&p).await.unwrap();
+    assert_ne!(again, funding);
+    env.node.mine(1).await;
+    env.node.reorg(1).await;
+    // The reorged-out block's funding is back in the mempool, then mined again.
+    env.node.mine(1).await;
+    match env.bob.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Funded {
+            lock,
+            confirmations,
+        } => {
+            assert_eq!(lock.txref, again);
+            assert!(confirmations >= 1);
+        }
+        other => panic!("expected funded, got {other:?}"),
+    }
+}
