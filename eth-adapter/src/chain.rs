@@ -1,6 +1,7 @@
 //! [`EthChain`]: the swap engine's view of Ethereum.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
@@ -43,11 +44,14 @@ pub struct EthConfig {
     pub poll_interval: Duration,
     /// Largest block range per `eth_getLogs` request.
     pub log_chunk: u64,
+    /// Look for pending claims in the node's mempool (`txpool_content`) to learn a preimage
+    /// before the claim is mined (reported as `Claimed` with 0 confirmations).
+    pub mempool_preimages: bool,
 }
 
 impl EthConfig {
     /// A configuration with defaults: fee cap 500 gwei, priority fee cap 3 gwei, receipt timeout
-    /// 10 minutes, 1 s polling, 10,000-block log ranges.
+    /// 10 minutes, 1 s polling, 10,000-block log ranges, mempool preimage extraction on.
     pub fn new(rpc_url: impl Into<String>, htlc: Address, params: ChainParams) -> Self {
         Self {
             rpc_url: rpc_url.into(),
@@ -58,6 +62,7 @@ impl EthConfig {
             receipt_timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(1),
             log_chunk: 10_000,
+            mempool_preimages: true,
         }
     }
 }
@@ -88,6 +93,7 @@ pub struct EthChain {
     scanner: Mutex<Scanner>,
     inflight: Mutex<HashMap<(B256, Op), B256>>,
     token_flow: Mutex<()>,
+    per_swap: std::sync::Mutex<HashMap<B256, Arc<Mutex<()>>>>,
 }
 
 fn txref(h: B256) -> TxRef {
@@ -135,6 +141,7 @@ impl EthChain {
             scanner: Mutex::new(Scanner::default()),
             inflight: Mutex::new(HashMap::new()),
             token_flow: Mutex::new(()),
+            per_swap: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -188,12 +195,16 @@ impl EthChain {
             .with_to(to)
             .with_input(input)
             .with_value(value);
+        // Against the latest block (by number: some nodes read an omitted tag as `pending`),
+        // not the pending one: a competing transaction in the mempool (say, someone else's
+        // claim that may never be mined) must not stop ours.
+        let latest = scan::latest(&self.provider).await?;
         let gas = self
             .provider
             .estimate_gas(base.clone())
+            .block(alloy::eips::BlockId::number(latest.number))
             .await
             .map_err(rpc_err)?;
-        let latest = scan::latest(&self.provider).await?;
         let block = self
             .provider
             .get_block_by_number(latest.number.into())
@@ -296,7 +307,7 @@ impl EthChain {
     }
 
     /// Brings the shared scan up to date (watching `h`) and reads the swap's state.
-    async fn find(&self, h: &EthHtlc, p: &HtlcParams) -> Result<Found, EthError> {
+    async fn find(&self, h: &EthHtlc, p: &HtlcParams, mempool: bool) -> Result<Found, EthError> {
         let id = h.id();
         let (tip, events) = {
             let mut scanner = self.scanner.lock().await;
@@ -403,6 +414,23 @@ impl EthChain {
                 }
             },
         };
+        let status = match status {
+            HtlcStatus::Funded {
+                lock,
+                confirmations,
+            } if mempool => match self.pending_claim(h).await {
+                Some((preimage, tx)) => HtlcStatus::Claimed {
+                    preimage,
+                    txref: txref(tx),
+                    confirmations: 0,
+                },
+                None => HtlcStatus::Funded {
+                    lock,
+                    confirmations,
+                },
+            },
+            other => other,
+        };
         Ok(Found {
             status,
             lock_tx: lock_event.map(|e| e.tx),
@@ -410,10 +438,59 @@ impl EthChain {
         })
     }
 
+    /// A claim of `h` waiting in the node's mempool (`txpool_content`), with its preimage.
+    /// Nodes that do not expose the txpool simply yield nothing.
+    async fn pending_claim(&self, h: &EthHtlc) -> Option<(Preimage, B256)> {
+        let pool: serde_json::Value = self
+            .provider
+            .raw_request("txpool_content".into(), ())
+            .await
+            .ok()?;
+        let pending = pool.get("pending")?.as_object()?;
+        for by_nonce in pending.values() {
+            for tx in by_nonce.as_object()?.values() {
+                let to = tx.get("to").and_then(|v| v.as_str()).unwrap_or_default();
+                if to.parse::<Address>().ok() != Some(self.cfg.htlc) {
+                    continue;
+                }
+                let input = tx
+                    .get("input")
+                    .or_else(|| tx.get("data"))
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| hex::decode(s.trim_start_matches("0x")).ok());
+                let hash = tx
+                    .get("hash")
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| s.parse::<B256>().ok());
+                let (Some(input), Some(hash)) = (input, hash) else {
+                    continue;
+                };
+                for pre in claim_preimages(&input) {
+                    if Sha256::digest(pre.0).as_slice() == h.hashlock.as_slice() {
+                        return Some((Preimage::from_bytes(pre.0), hash));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// [`Self::find`] for actions: mined state only. A claim still in the mempool is never
+    /// taken as done: it may never be mined (a counterparty could broadcast a low-fee claim
+    /// precisely to stop us from claiming or refunding in time).
     async fn find_retrying(&self, h: &EthHtlc, p: &HtlcParams) -> Result<Found, EthError> {
+        self.find_retrying_with(h, p, false).await
+    }
+
+    async fn find_retrying_with(
+        &self,
+        h: &EthHtlc,
+        p: &HtlcParams,
+        mempool: bool,
+    ) -> Result<Found, EthError> {
         let mut last = None;
         for _ in 0..3 {
-            match self.find(h, p).await {
+            match self.find(h, p, mempool).await {
                 Err(e @ EthError::Inconsistent(_)) => {
                     last = Some(e);
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -424,10 +501,30 @@ impl EthChain {
         Err(last.unwrap_or_else(|| EthError::Inconsistent("no answer".into())))
     }
 
+    /// Serializes actions on one swap (two concurrent `lock` calls for the same swap must not
+    /// both send).
+    async fn swap_guard(&self, id: B256) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = match self.per_swap.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            map.entry(id).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+
     /// The swap's state (the engine's [`Chain::htlc_status`] with this crate's error type).
+    ///
+    /// With [`EthConfig::mempool_preimages`], a claim still in the node's mempool is reported
+    /// as `Claimed` with 0 confirmations (the preimage is public from then on). `lock`, `claim`
+    /// and `refund` never rely on it: they act on mined state only.
     pub async fn status(&self, p: &HtlcParams) -> Result<HtlcStatus, EthError> {
         let h = EthHtlc::from_params(p)?;
-        Ok(self.find_retrying(&h, p).await?.status)
+        Ok(self
+            .find_retrying_with(&h, p, self.cfg.mempool_preimages)
+            .await?
+            .status)
     }
 
     /// Locks the swap (idempotent; see [`Chain::lock`]). Returns the lock transaction.
@@ -441,6 +538,7 @@ impl EthChain {
             )));
         }
         let id = h.id();
+        let _swap_guard = self.swap_guard(id).await;
         // Held for the whole ERC-20 flow so allowances of concurrent swaps never clash.
         let _token_guard = if h.is_eth() {
             None
@@ -470,8 +568,20 @@ impl EthChain {
         let tx = self.send(self.cfg.htlc, input.into(), value).await?;
         self.inflight.lock().await.insert((id, Op::Lock), tx);
         tracing::info!(chain = "eth", swap_id = %p.swap_id, tx = %tx, "htlc lock sent");
-        self.wait(tx).await?;
-        Ok(tx)
+        match self.wait(tx).await {
+            Ok(_) => Ok(tx),
+            Err(e @ EthError::Reverted { .. }) => {
+                // Reverted: if the swap is locked anyway (an earlier send of ours won the race),
+                // that lock is the answer; otherwise the revert is the error.
+                match self.find_retrying(&h, p).await {
+                    Ok(Found {
+                        lock_tx: Some(t), ..
+                    }) => Ok(t),
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The call data for an ERC-20 lock: with a permit when the token supports EIP-2612,
@@ -552,6 +662,7 @@ impl EthChain {
             ));
         }
         let id = h.id();
+        let _swap_guard = self.swap_guard(id).await;
         let found = self.find_retrying(&h, p).await?;
         match &found.status {
             HtlcStatus::Claimed { txref, .. } => return parse_txref(txref),
@@ -605,6 +716,7 @@ impl EthChain {
     pub async fn refund_htlc(&self, p: &HtlcParams) -> Result<B256, EthError> {
         let h = EthHtlc::from_params(p)?;
         let id = h.id();
+        let _swap_guard = self.swap_guard(id).await;
         let found = self.find_retrying(&h, p).await?;
         match &found.status {
             HtlcStatus::Refunded { txref, .. } => return parse_txref(txref),
@@ -728,6 +840,20 @@ impl EthChain {
         self.send_and_wait(self.cfg.htlc, call.abi_encode().into(), U256::ZERO)
             .await
     }
+}
+
+/// The preimages a call to the HTLC reveals (claim, claimToken, claimBatch).
+fn claim_preimages(input: &[u8]) -> Vec<B256> {
+    if let Ok(c) = HTLC::claimCall::abi_decode(input) {
+        return vec![c.preimage];
+    }
+    if let Ok(c) = HTLC::claimTokenCall::abi_decode(input) {
+        return vec![c.preimage];
+    }
+    if let Ok(c) = HTLC::claimBatchCall::abi_decode(input) {
+        return c.preimages;
+    }
+    Vec::new()
 }
 
 fn parse_txref(t: &TxRef) -> Result<B256, EthError> {

@@ -33,3 +33,28 @@ async fn reorged_lock_is_absent_and_can_be_redone() {
         HtlcStatus::Claimed { .. }
     ));
 }
+
+#[tokio::test]
+async fn reorged_claim_makes_the_swap_funded_again() {
+    let e = common::env().await;
+    let (p, pre) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    e.alice.lock(&p).await.unwrap();
+    e.net.mine(2).await;
+    e.bob.claim(&p, &pre).await.unwrap();
+    assert!(matches!(
+        e.alice.htlc_status(&p).await.unwrap(),
+        HtlcStatus::Claimed { .. }
+    ));
+    // Only the claim's block is replaced: the lock stays, the claim is gone.
+    e.net.reorg(1).await;
+    match e.alice.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Funded { confirmations, .. } => assert_eq!(confirmations, 4),
+        other => panic!("expected funded again, got {other:?}"),
+    }
+    // Bob claims again (his adapter forgets the dropped claim).
+    e.bob.claim(&p, &pre).await.unwrap();
+    assert!(matches!(
+        e.alice.htlc_status(&p).await.unwrap(),
+        HtlcStatus::Claimed { .. }
+    ));
+}
