@@ -550,6 +550,12 @@ impl EthChain {
             // Funded, or already claimed or refunded: never lock the same parameters twice.
             return Ok(tx);
         }
+        if found.tip.timestamp >= h.expiry {
+            return Err(EthError::InvalidParams(format!(
+                "expiry {} is not after the chain's time {}: refusing to lock",
+                h.expiry, found.tip.timestamp
+            )));
+        }
         if let Some(tx) = self.resume_inflight(id, Op::Lock).await? {
             return Ok(tx);
         }
@@ -788,9 +794,13 @@ impl EthChain {
         Err(err)
     }
 
-    /// Claims several swaps in one transaction (all or nothing). Every swap must be funded and
-    /// unexpired and every preimage must match; nothing is sent otherwise.
-    pub async fn claim_batch(&self, items: &[(HtlcParams, Preimage)]) -> Result<B256, EthError> {
+    /// Claims several swaps in one transaction (all or nothing on chain). Swaps already claimed
+    /// (mined) are skipped; every other swap must be funded and every preimage must match, or
+    /// nothing is sent. Returns `None` when every swap was already claimed.
+    pub async fn claim_batch(
+        &self,
+        items: &[(HtlcParams, Preimage)],
+    ) -> Result<Option<B256>, EthError> {
         let mut preimages = Vec::with_capacity(items.len());
         let mut swaps = Vec::with_capacity(items.len());
         for (p, pre) in items {
@@ -801,15 +811,27 @@ impl EthChain {
                     p.swap_id
                 )));
             }
-            let found = self.find_retrying(&h, p).await?;
-            if !matches!(found.status, HtlcStatus::Funded { .. }) {
-                return Err(EthError::NotReady(format!(
-                    "swap {} is not funded",
-                    p.swap_id
-                )));
+            match self.find_retrying(&h, p).await?.status {
+                HtlcStatus::Funded { .. } => {}
+                HtlcStatus::Claimed { .. } => continue,
+                HtlcStatus::Refunded { .. } => {
+                    return Err(EthError::Impossible(format!(
+                        "swap {} was refunded",
+                        p.swap_id
+                    )))
+                }
+                HtlcStatus::Absent => {
+                    return Err(EthError::NotReady(format!(
+                        "swap {} is not locked",
+                        p.swap_id
+                    )))
+                }
             }
             preimages.push(B256::from(*pre.as_bytes()));
             swaps.push(h.as_batch_entry());
+        }
+        if swaps.is_empty() {
+            return Ok(None);
         }
         // Group payouts: sort by (token, recipient) so each pair is paid once.
         let mut order: Vec<usize> = (0..swaps.len()).collect();
@@ -820,6 +842,7 @@ impl EthChain {
         };
         self.send_and_wait(self.cfg.htlc, call.abi_encode().into(), U256::ZERO)
             .await
+            .map(Some)
     }
 
     /// Refunds several expired swaps in one transaction (all or nothing).

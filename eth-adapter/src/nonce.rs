@@ -8,13 +8,18 @@ use tokio::sync::Mutex;
 
 use crate::error::{rpc_err, EthError};
 
+const LAG_POLLS: u32 = 10;
+const LAG_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Hands out nonces for one account.
 ///
 /// [`NonceManager::send_with`] holds a lock from choosing the nonce until the node has accepted
 /// (or rejected) the transaction, so sends from many tasks are serialized while waiting for
-/// receipts stays concurrent. The next nonce is the larger of the node's pending count and the
-/// local counter (which covers nodes that are slow to count a just-sent transaction); after a
-/// rejection or a reorg ([`NonceManager::reset`]) the node's count is trusted again.
+/// receipts stays concurrent. The nonce is the node's pending transaction count. The local
+/// counter only detects a node that has not yet counted our previous transaction (a load
+/// balancer behind the URL): then the manager waits briefly for the node to catch up, and if it
+/// does not, trusts the node (our transaction was dropped; reusing its nonce fills the gap
+/// instead of leaving every later transaction stuck behind it).
 #[derive(Debug)]
 pub struct NonceManager {
     account: Address,
@@ -42,15 +47,20 @@ impl NonceManager {
         Fut: Future<Output = Result<T, EthError>>,
     {
         let mut guard = self.next.lock().await;
-        let pending = provider
-            .get_transaction_count(self.account)
-            .pending()
-            .await
-            .map_err(rpc_err)?;
-        let nonce = match *guard {
-            Some(local) => local.max(pending),
-            None => pending,
-        };
+        let mut nonce = 0;
+        for attempt in 0..LAG_POLLS {
+            nonce = provider
+                .get_transaction_count(self.account)
+                .pending()
+                .await
+                .map_err(rpc_err)?;
+            match *guard {
+                Some(local) if nonce < local && attempt + 1 < LAG_POLLS => {
+                    tokio::time::sleep(LAG_POLL_INTERVAL).await;
+                }
+                _ => break,
+            }
+        }
         match send(nonce).await {
             Ok(v) => {
                 *guard = Some(nonce + 1);

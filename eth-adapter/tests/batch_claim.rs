@@ -26,7 +26,7 @@ async fn batch_claim_of_twenty_swaps() {
     }
     let bob_addr = e.net.address(1);
     let before = common::balance(&e.net, bob_addr).await;
-    let tx = e.bob.claim_batch(&swaps).await.unwrap();
+    let tx = e.bob.claim_batch(&swaps).await.unwrap().expect("sent");
     let receipt = e
         .net
         .provider()
@@ -47,5 +47,7 @@ async fn batch_claim_of_twenty_swaps() {
             other => panic!("expected claimed, got {other:?}"),
         }
     }
+    // Idempotent: everything already claimed, nothing sent.
+    assert_eq!(e.bob.claim_batch(&swaps).await.unwrap(), None);
     println!("batch claim of 20: {} gas", receipt.gas_used);
 }

@@ -60,3 +60,33 @@ async fn eth_lock_then_claim() {
     let err = e.alice.refund(&p).await.unwrap_err();
     assert!(!err.is_transient(), "{err}");
 }
+
+#[tokio::test]
+async fn lock_refuses_bad_parameters() {
+    let e = common::env().await;
+    // Sender is not the adapter's account.
+    let (p, _) = common::eth_swap(&e.net, 1, 0, 10u128.pow(17), 3600).await;
+    let err = e.alice.lock(&p).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    // Expiry already reached.
+    let (mut p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    p.expiry = swap_core::types::Expiry::Time(swap_core::types::Timestamp(1));
+    let err = e.alice.lock(&p).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    // Height expiry on Ethereum.
+    let (mut p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    p.expiry = swap_core::types::Expiry::Height(swap_core::types::Height(1_000));
+    assert!(!e.alice.lock(&p).await.unwrap_err().is_transient());
+    // Zero amount.
+    let (mut p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    p.amount = swap_core::types::Amount::Wei(swap_core::types::Wei(0));
+    assert!(!e.alice.lock(&p).await.unwrap_err().is_transient());
+    // Nothing was sent.
+    assert_eq!(
+        alloy::providers::Provider::get_transaction_count(e.net.provider(), e.net.address(0))
+            .await
+            .unwrap(),
+        1,
+        "only the deployment"
+    );
+}
