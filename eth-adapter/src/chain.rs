@@ -865,6 +865,67 @@ impl EthChain {
     }
 }
 
+/// A lock found by hashlock: its parameters as the chain has them, whether it is still locked,
+/// and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundLock {
+    /// The lock's parameters (compare them with the agreed terms).
+    pub htlc: EthHtlc,
+    /// The swap id of those parameters.
+    pub id: B256,
+    /// True while it is locked (neither claimed nor refunded).
+    pub locked: bool,
+    /// The lock transaction.
+    pub tx: B256,
+    /// Depth of the lock transaction.
+    pub confirmations: u32,
+}
+
+impl EthChain {
+    /// Every lock with this hashlock since block `from`, whatever its other parameters.
+    ///
+    /// [`Chain::htlc_status`] only ever reports the lock whose parameters are exactly the agreed
+    /// ones (the swap id commits to all of them), so a lock with, say, the wrong amount shows up
+    /// there as `Absent`. This tells the engine what is on chain instead, so it can refuse a
+    /// wrong lock and say why.
+    pub async fn locks_with_hashlock(
+        &self,
+        hashlock: B256,
+        from: u64,
+    ) -> Result<Vec<FoundLock>, EthError> {
+        let tip = scan::latest(&self.provider).await?;
+        let events = scan::locks_with_hashlock(
+            &self.provider,
+            self.cfg.htlc,
+            hashlock,
+            from,
+            tip.number,
+            self.cfg.log_chunk,
+        )
+        .await?;
+        let mut out = Vec::new();
+        for e in events {
+            let EventKind::Locked(htlc) = e.kind else {
+                continue;
+            };
+            let slot = self
+                .provider
+                .get_storage_at(self.cfg.htlc, e.id.into())
+                .block_id(tip.hash.into())
+                .await
+                .map_err(rpc_err)?;
+            out.push(FoundLock {
+                htlc,
+                id: e.id,
+                locked: slot == U256::from(1),
+                tx: e.tx,
+                confirmations: (tip.number.saturating_sub(e.block) + 1) as u32,
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// The preimages a call to the HTLC reveals (claim, claimToken, claimBatch).
 fn claim_preimages(input: &[u8]) -> Vec<B256> {
     if let Ok(c) = HTLC::claimCall::abi_decode(input) {

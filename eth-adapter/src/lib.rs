@@ -18,7 +18,7 @@ mod htlc;
 mod nonce;
 mod scan;
 
-pub use chain::{deploy_htlc, revert_reason, EthChain, EthConfig};
+pub use chain::{deploy_htlc, revert_reason, EthChain, EthConfig, FoundLock};
 pub use error::EthError;
 pub use htlc::EthHtlc;
 pub use nonce::NonceManager;

@@ -96,6 +96,35 @@ pub(crate) async fn latest(p: &DynProvider) -> Result<ScanTip, EthError> {
         .ok_or_else(|| EthError::Rpc("node has no latest block".into()))
 }
 
+/// `Locked` events with this hashlock in `[from, to]` (any parameters), in chunks.
+pub(crate) async fn locks_with_hashlock(
+    p: &DynProvider,
+    contract: Address,
+    hashlock: B256,
+    from: u64,
+    to: u64,
+    chunk: u64,
+) -> Result<Vec<Event>, EthError> {
+    let mut out = Vec::new();
+    let mut start = from;
+    while start <= to {
+        let end = to.min(start.saturating_add(chunk.max(1) - 1));
+        let filter = Filter::new()
+            .address(contract)
+            .event_signature(HTLC::Locked::SIGNATURE_HASH)
+            .topic2(hashlock)
+            .from_block(start)
+            .to_block(end);
+        let logs = p.get_logs(&filter).await.map_err(rpc_err)?;
+        out.extend(logs.iter().filter(|l| !l.removed).filter_map(parse_log));
+        if end == u64::MAX {
+            break;
+        }
+        start = end + 1;
+    }
+    Ok(out)
+}
+
 /// All contract logs for `ids` in `[from, to]`, in chunks of `chunk` blocks.
 pub(crate) async fn logs_for(
     p: &DynProvider,

@@ -90,3 +90,37 @@ async fn lock_refuses_bad_parameters() {
         "only the deployment"
     );
 }
+
+#[tokio::test]
+async fn wrong_lock_is_absent_but_visible_by_hashlock() {
+    let e = common::env().await;
+    let (agreed, _pre) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    // The sender locks one wei too much.
+    let mut wrong = agreed.clone();
+    wrong.amount = swap_core::types::Amount::Wei(swap_core::types::Wei(10u128.pow(17) + 1));
+    e.alice.lock(&wrong).await.unwrap();
+    // Against the agreed terms, nothing is locked.
+    assert_eq!(
+        e.bob.htlc_status(&agreed).await.unwrap(),
+        HtlcStatus::Absent
+    );
+    // But the engine can see what was locked instead, and refuse it with a reason.
+    let found = e
+        .bob
+        .locks_with_hashlock(
+            alloy::primitives::B256::from(agreed.hashlock.0),
+            agreed.watch_from.0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(found[0].locked);
+    assert_eq!(
+        found[0].htlc.amount,
+        alloy::primitives::U256::from(10u128.pow(17) + 1)
+    );
+    assert_eq!(
+        found[0].htlc,
+        eth_adapter::EthHtlc::from_params(&wrong).unwrap()
+    );
+}
