@@ -210,6 +210,9 @@ impl RpcClient {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            // No idle keep-alive connections: Bitcoin Core's shutdown waits for open HTTP
+            // connections, so a pooled one would delay a node restart by ~30 s.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| RpcError::Transport(e.to_string()))?;
         Ok(Self {

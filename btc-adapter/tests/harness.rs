@@ -28,7 +28,12 @@ async fn harness_starts_mines_reorgs_and_restarts() {
             bitcoin::consensus::encode::deserialize_hex(&tx.hex);
         eprintln!("tx {i} {} parse ok: {}", tx.txid, parsed.is_ok());
     }
-    node.restart().await;
+    let t = std::time::Instant::now();
+    node.stop().await;
+    eprintln!("TIMING stop {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    node.start_again().await;
+    eprintln!("TIMING start {:?}", t.elapsed());
     assert_eq!(node.height().await, h + 3);
     node.mine(1).await;
     assert_eq!(node.height().await, h + 4);
