@@ -68,5 +68,6 @@ sol! {
         function allowance(address owner, address spender) external view returns (uint256);
         function balanceOf(address owner) external view returns (uint256);
         function approve(address spender, uint256 value) external returns (bool);
+        function decimals() external view returns (uint8);
     }
 }

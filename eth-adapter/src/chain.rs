@@ -94,6 +94,7 @@ pub struct EthChain {
     inflight: Mutex<HashMap<(B256, Op), B256>>,
     token_flow: Mutex<()>,
     per_swap: std::sync::Mutex<HashMap<B256, Arc<Mutex<()>>>>,
+    decimals: Mutex<HashMap<Address, Option<u8>>>,
 }
 
 fn txref(h: B256) -> TxRef {
@@ -142,6 +143,7 @@ impl EthChain {
             inflight: Mutex::new(HashMap::new()),
             token_flow: Mutex::new(()),
             per_swap: std::sync::Mutex::new(HashMap::new()),
+            decimals: Mutex::new(HashMap::new()),
         })
     }
 
@@ -501,6 +503,41 @@ impl EthChain {
         Err(last.unwrap_or_else(|| EthError::Inconsistent("no answer".into())))
     }
 
+    /// For an ERC-20 swap: the token's `decimals()` must be the one the terms state (amounts in
+    /// the terms are only meaningful with the right decimals). Tokens without `decimals()`
+    /// (it is optional in ERC-20) cannot be checked and are accepted.
+    async fn check_decimals(&self, p: &HtlcParams) -> Result<(), EthError> {
+        let swap_core::types::Asset::Erc20 { token, decimals } = &p.asset else {
+            return Ok(());
+        };
+        let token = Address::from(token.0);
+        let cached = self.decimals.lock().await.get(&token).copied();
+        let onchain = match cached {
+            Some(d) => d,
+            None => {
+                let d = match IERC20Permit::new(token, &self.provider)
+                    .decimals()
+                    .call()
+                    .await
+                {
+                    Ok(d) => Some(d),
+                    Err(alloy::contract::Error::TransportError(e)) if !e.is_error_resp() => {
+                        return Err(EthError::Rpc(e.to_string()))
+                    }
+                    Err(_) => None,
+                };
+                self.decimals.lock().await.insert(token, d);
+                d
+            }
+        };
+        match onchain {
+            Some(d) if d != *decimals => Err(EthError::InvalidParams(format!(
+                "token {token} has {d} decimals, the terms say {decimals}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Serializes actions on one swap (two concurrent `lock` calls for the same swap must not
     /// both send).
     async fn swap_guard(&self, id: B256) -> tokio::sync::OwnedMutexGuard<()> {
@@ -521,6 +558,7 @@ impl EthChain {
     /// and `refund` never rely on it: they act on mined state only.
     pub async fn status(&self, p: &HtlcParams) -> Result<HtlcStatus, EthError> {
         let h = EthHtlc::from_params(p)?;
+        self.check_decimals(p).await?;
         Ok(self
             .find_retrying_with(&h, p, self.cfg.mempool_preimages)
             .await?
@@ -530,6 +568,7 @@ impl EthChain {
     /// Locks the swap (idempotent; see [`Chain::lock`]). Returns the lock transaction.
     pub async fn lock_htlc(&self, p: &HtlcParams) -> Result<B256, EthError> {
         let h = EthHtlc::from_params(p)?;
+        self.check_decimals(p).await?;
         if h.sender != self.address() {
             return Err(EthError::InvalidParams(format!(
                 "sender {} is not this adapter's account {}",

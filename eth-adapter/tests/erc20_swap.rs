@@ -63,3 +63,19 @@ async fn erc20_claim_and_refund_through_the_adapter() {
         U256::from(10u64.pow(17))
     );
 }
+
+#[tokio::test]
+async fn wrong_decimals_are_refused() {
+    let e = common::env().await;
+    let p2 = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(e.net.signer(2)))
+        .connect_http(e.net.url().parse().unwrap());
+    let tok = TestToken::deploy(&p2, "Six".into(), 6).await.unwrap();
+    // Terms that claim 18 decimals for a 6-decimals token: 10^12 times off.
+    let (p, _) = common::token_swap(&e.net, *tok.address(), 18, 0, 1, 1_000, 3600).await;
+    let err = e.alice.lock(&p).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.message.contains("decimals"), "{err}");
+    let err = e.bob.htlc_status(&p).await.unwrap_err();
+    assert!(err.message.contains("decimals"), "{err}");
+}
