@@ -14,6 +14,7 @@ pub mod bindings;
 mod chain;
 pub mod devnet;
 mod error;
+pub mod gas;
 mod htlc;
 mod nonce;
 mod scan;
