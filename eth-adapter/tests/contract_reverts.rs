@@ -408,3 +408,57 @@ async fn reentrancy_cannot_double_spend() {
     );
     assert_eq!(t.net.provider().get_balance(htlc).await.unwrap(), amt);
 }
+
+#[tokio::test]
+async fn permit_front_run_does_not_block_the_lock() {
+    use alloy::primitives::keccak256;
+    use alloy::signers::SignerSync;
+    use alloy::sol_types::SolStruct;
+    use eth_adapter::bindings::Permit;
+
+    let t = setup().await;
+    let htlc = *t.a.address();
+    let tok = TestToken::deploy(t.pa.clone(), "P".into(), 18)
+        .await
+        .unwrap();
+    let amt = U256::from(ONE);
+    mined!(tok.mint(t.alice, amt));
+    let now = common::now(&t.net).await;
+    let exp = U256::from(now + 3600);
+    let deadline = U256::from(now + 600);
+    let domain = tok.DOMAIN_SEPARATOR().call().await.unwrap();
+    let msg = Permit {
+        owner: t.alice,
+        spender: htlc,
+        value: amt,
+        nonce: U256::ZERO,
+        deadline,
+    };
+    let mut buf = b"\x19\x01".to_vec();
+    buf.extend_from_slice(domain.as_slice());
+    buf.extend_from_slice(msg.eip712_hash_struct().as_slice());
+    let sig = t.net.signer(0).sign_hash_sync(&keccak256(&buf)).unwrap();
+    let (v, r, s) = (
+        27 + u8::from(sig.v()),
+        B256::from(sig.r()),
+        B256::from(sig.s()),
+    );
+    let (_, hl) = secret(40);
+
+    // A bad signature and no allowance: the lock fails.
+    assert!(t
+        .a
+        .lockTokenWithPermit(hl, *tok.address(), amt, t.bob, exp, deadline, v, s, r)
+        .call()
+        .await
+        .is_err());
+
+    // Carol front-runs the permit with Alice's signature.
+    let tok_c = TestToken::new(*tok.address(), wallet_provider(&t.net, 2));
+    mined!(tok_c.permit(t.alice, htlc, amt, deadline, v, r, s));
+    // Alice's lock still goes through: the failed permit is ignored, the allowance is there.
+    mined!(t
+        .a
+        .lockTokenWithPermit(hl, *tok.address(), amt, t.bob, exp, deadline, v, r, s));
+    assert_eq!(tok.balanceOf(htlc).call().await.unwrap(), amt);
+}
