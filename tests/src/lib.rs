@@ -14,6 +14,8 @@ use eth_adapter::{EthChain, EthConfig};
 use swap_core::store::SqliteStore;
 use swap_core::*;
 
+pub use alloy;
+
 /// Both regtest chains, the HTLC contract deployed.
 pub struct Nodes {
     pub btc: RegtestNode,
@@ -81,13 +83,10 @@ impl Party {
             )
             .unwrap(),
         );
-        let eth = Arc::new(
-            EthChain::new(
-                EthConfig::new(nodes.eth.url(), nodes.htlc, nodes.eth_params()),
-                nodes.eth.signer(eth_account),
-            )
-            .unwrap(),
-        );
+        let mut cfg = EthConfig::new(nodes.eth.url(), nodes.htlc, nodes.eth_params());
+        cfg.poll_interval = std::time::Duration::from_millis(20);
+        cfg.receipt_timeout = std::time::Duration::from_secs(60);
+        let eth = Arc::new(EthChain::new(cfg, nodes.eth.signer(eth_account)).unwrap());
         let db = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite")).unwrap());
         let driver = Arc::new(Driver::new(
@@ -182,4 +181,164 @@ pub fn records(
             watch_from,
         },
     )
+}
+
+/// What the initiator sells and buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deal {
+    /// Initiator sells BTC for ETH.
+    BtcForEth,
+    /// Initiator sells ETH for BTC.
+    EthForBtc,
+    /// Initiator sells an ERC-20 token for BTC.
+    TokenForBtc(Address),
+    /// Initiator sells BTC for an ERC-20 token.
+    BtcForToken(Address),
+}
+
+pub const SATS: u64 = 1_000_000;
+pub const WEI: u128 = 250_000_000_000_000_000;
+pub const TOKEN_UNITS: u128 = 5_000_000_000; // 5,000 units of a 6-decimals token
+
+/// A swap both parties have stored, ready to run.
+pub struct Agreed {
+    pub id: SwapId,
+    pub terms: SwapTerms,
+}
+
+fn leg_btc(nodes: &Nodes, sender: Account, recipient: Account) -> LegTerms {
+    LegTerms {
+        params: nodes.btc_params(),
+        asset: btc_asset(nodes),
+        amount: Amount::Sats(Sats(SATS)),
+        sender,
+        recipient,
+        expiry: Expiry::Height(Height(0)),
+    }
+}
+
+fn leg_eth(nodes: &Nodes, sender: Account, recipient: Account, token: Option<Address>) -> LegTerms {
+    let (asset, amount) = match token {
+        None => (Asset::Eth, Amount::Wei(Wei(WEI))),
+        Some(t) => (
+            Asset::Erc20 {
+                token: EvmAddress(t.into_array()),
+                decimals: 6,
+            },
+            Amount::Token(TokenUnits {
+                units: TOKEN_UNITS,
+                decimals: 6,
+            }),
+        ),
+    };
+    LegTerms {
+        params: nodes.eth_params(),
+        asset,
+        amount,
+        sender,
+        recipient,
+        expiry: Expiry::Time(Timestamp(0)),
+    }
+}
+
+/// Agrees default-expiry terms for `deal` between initiator `i` and responder `r` and stores
+/// them on both sides.
+pub async fn agree(nodes: &Nodes, i: &Party, r: &Party, deal: Deal) -> Agreed {
+    let secret = Preimage::random().unwrap();
+    let (x, y) = match deal {
+        Deal::BtcForEth => (
+            leg_btc(nodes, i.btc_account(0), r.btc_account(0)),
+            leg_eth(nodes, r.eth_account(), i.eth_account(), None),
+        ),
+        Deal::BtcForToken(t) => (
+            leg_btc(nodes, i.btc_account(0), r.btc_account(0)),
+            leg_eth(nodes, r.eth_account(), i.eth_account(), Some(t)),
+        ),
+        Deal::EthForBtc => (
+            leg_eth(nodes, i.eth_account(), r.eth_account(), None),
+            leg_btc(nodes, r.btc_account(0), i.btc_account(0)),
+        ),
+        Deal::TokenForBtc(t) => (
+            leg_eth(nodes, i.eth_account(), r.eth_account(), Some(t)),
+            leg_btc(nodes, r.btc_account(0), i.btc_account(0)),
+        ),
+    };
+    let (cx, cy): (&dyn Chain, &dyn Chain) = match deal {
+        Deal::BtcForEth | Deal::BtcForToken(_) => (i.btc.as_ref(), i.eth.as_ref()),
+        _ => (i.eth.as_ref(), i.btc.as_ref()),
+    };
+    let tips = tips(cx, cy).await;
+    let terms = SwapTerms::with_default_expiries(
+        SwapId::random().unwrap(),
+        secret.hashlock(),
+        x,
+        y,
+        SafetyPolicy::default(),
+        tips,
+    )
+    .unwrap();
+    let (ri, rr) = records(terms.clone(), secret, 0, 0, tips);
+    i.driver.create(&ri).await.unwrap();
+    r.driver.create(&rr).await.unwrap();
+    Agreed {
+        id: terms.id,
+        terms,
+    }
+}
+
+/// Deploys a 6-decimals test token and mints `units` to `to`.
+pub async fn token_for(nodes: &Nodes, to: Address, units: u128) -> Address {
+    use alloy::network::EthereumWallet;
+    use alloy::providers::ProviderBuilder;
+    use eth_adapter::bindings::test_contracts::TestToken;
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(nodes.eth.signer(0)))
+        .connect_http(nodes.eth.url().parse().unwrap());
+    let token = TestToken::deploy(&provider, "Test USD".to_string(), 6u8)
+        .await
+        .unwrap();
+    token
+        .mint(to, U256::from(units))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    *token.address()
+}
+
+/// The token balance of `who`.
+pub async fn token_balance(nodes: &Nodes, token: Address, who: Address) -> U256 {
+    use eth_adapter::bindings::IERC20Permit;
+    IERC20Permit::new(token, nodes.eth.provider())
+        .balanceOf(who)
+        .call()
+        .await
+        .unwrap()
+}
+
+/// Steps each listed party once per round, letting one Bitcoin block interval pass between
+/// rounds, until every listed party is done or `rounds` run out. `advance_by` blocks pass
+/// per round (more makes waiting for an expiry quicker).
+pub async fn run(
+    nodes: &Nodes,
+    parties: &[&Party],
+    id: &SwapId,
+    rounds: usize,
+    advance_by: u64,
+) -> Vec<Option<Outcome>> {
+    let mut out = vec![None; parties.len()];
+    for _ in 0..rounds {
+        for (k, p) in parties.iter().enumerate() {
+            if out[k].is_none() {
+                out[k] = p.step(id).await;
+            }
+        }
+        if out.iter().all(Option::is_some) {
+            break;
+        }
+        nodes.advance(advance_by).await;
+    }
+    out
 }
