@@ -123,6 +123,16 @@ struct State {
     /// Mempool transactions fetched so far (`None`: an MWEB transaction, not parseable).
     mempool: HashMap<Txid, Option<Transaction>>,
     tip: u64,
+    compiled: HashMap<HtlcTerms, Htlc>,
+}
+
+/// What an HTLC script is made of (the cache key of compiled HTLCs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct HtlcTerms {
+    sender: Account,
+    recipient: Account,
+    hashlock: swap_core::Hashlock,
+    expiry: swap_core::Expiry,
 }
 
 /// `swap_core::Chain` for Bitcoin or Litecoin.
@@ -214,7 +224,29 @@ impl BtcChain {
         st: &mut State,
         params: &HtlcParams,
     ) -> Result<(Watched, ScriptBuf), ChainError> {
-        let htlc = self.htlc(params)?;
+        // Compiling the policy takes milliseconds: compile each HTLC once.
+        let terms = HtlcTerms {
+            sender: params.sender,
+            recipient: params.recipient,
+            hashlock: params.hashlock,
+            expiry: params.expiry,
+        };
+        let htlc = match st.compiled.get(&terms) {
+            Some(h) => h.clone(),
+            None => {
+                let h = self.htlc(params)?;
+                st.compiled.insert(terms, h.clone());
+                h
+            }
+        };
+        if params.asset != self.asset() {
+            return Err(permanent(format!(
+                "asset {:?} is not {:?}",
+                params.asset,
+                self.asset()
+            )));
+        }
+        sats(params)?;
         let script = htlc.script_pubkey();
         st.scanner.watch(script.clone(), params.watch_from.0);
         let w = Watched {

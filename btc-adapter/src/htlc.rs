@@ -225,6 +225,18 @@ mod tests {
     }
 
     #[test]
+    fn compiler_output_is_the_expected_miniscript() {
+        // The compiled policy equals this hand-written miniscript: claim is `pk(C)` + `sha256`,
+        // refund `v:pk(R)` + `after(E)`.
+        let (c, r) = (key(1), key(2));
+        let h = sha256::Hash::hash(&[9; 32]);
+        let htlc = Htlc::new(c, r, h.to_byte_array(), 1500).unwrap();
+        let expected = format!("wsh(andor(pk({c}),sha256({h}),and_v(v:pk({r}),after(1500))))");
+        let expected = Descriptor::<PublicKey>::from_str(&expected).unwrap();
+        assert_eq!(htlc.descriptor(), &expected);
+    }
+
+    #[test]
     fn refuses_bad_inputs() {
         let h = [0; 32];
         assert_eq!(Htlc::new(key(1), key(1), h, 10), Err(HtlcError::SameKeys));

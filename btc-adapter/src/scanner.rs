@@ -139,8 +139,14 @@ impl Scanner {
     /// Watches `script` from `from_height` on. When that is below what was already scanned,
     /// the scanner rolls back so that the next scan covers it.
     pub fn watch(&mut self, script: ScriptBuf, from_height: u64) {
-        let entry = self.watched.entry(script).or_insert(from_height);
-        *entry = (*entry).min(from_height);
+        match self.watched.get_mut(&script) {
+            // Already covered from there on: nothing to do.
+            Some(start) if *start <= from_height => return,
+            Some(start) => *start = from_height,
+            None => {
+                self.watched.insert(script, from_height);
+            }
+        }
         match self.next {
             None => self.next = Some(from_height),
             Some(next) if from_height < next => {
@@ -448,6 +454,14 @@ mod tests {
         assert_eq!(s.last_height(), Some(10));
         s.watch(script(3), 20);
         assert_eq!(s.next_height(), Some(11));
+        s.apply_block(11, bh(11), Some(bh(10)), &[]).unwrap();
+        // Watching again from the same (or a later) height does not rescan.
+        s.watch(script(1), 10);
+        s.watch(script(2), 11);
+        assert_eq!(s.next_height(), Some(12));
+        // From an earlier height it does.
+        s.watch(script(2), 10);
+        assert_eq!(s.next_height(), Some(10));
     }
 
     #[test]
