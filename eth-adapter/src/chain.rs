@@ -259,15 +259,42 @@ impl EthChain {
                 if r.status() {
                     return Ok(r);
                 }
+                let reason = self.revert_reason_of(tx, r.block_number).await;
+                tracing::warn!(chain = "eth", %tx, reason = ?reason, "transaction reverted");
                 return Err(EthError::Reverted {
                     tx: format!("{tx:#x}"),
-                    reason: None,
+                    reason,
                 });
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(EthError::Timeout(format!("{tx:#x}")));
             }
             tokio::time::sleep(self.cfg.poll_interval).await;
+        }
+    }
+
+    /// Why a mined transaction reverted, by replaying it as a call against the state and
+    /// environment of its own block (best effort: the state is the one after the block).
+    async fn revert_reason_of(&self, tx: B256, block: Option<u64>) -> Option<String> {
+        use alloy::consensus::Transaction as _;
+        let sent = self.provider.get_transaction_by_hash(tx).await.ok()??;
+        let block = block?;
+        let req = TransactionRequest::default()
+            .with_from(sent.inner.signer())
+            .with_to(sent.inner.to()?)
+            .with_input(sent.inner.input().clone())
+            .with_value(sent.inner.value());
+        match self
+            .provider
+            .call(req)
+            .block(alloy::eips::BlockId::number(block))
+            .await
+        {
+            Ok(_) => Some("unknown (a replay succeeds)".into()),
+            Err(e) => Some(match rpc_err(e) {
+                EthError::WouldRevert(m) => m,
+                other => other.to_string(),
+            }),
         }
     }
 
