@@ -155,7 +155,11 @@ fn scan_error(e: ScanError) -> ChainError {
 }
 
 fn tx_error(e: TxError) -> ChainError {
-    ChainError::permanent(e)
+    match e {
+        // Feerates fall again: worth retrying (the engine's deadlines bound the retries).
+        TxError::FeeTooHigh { .. } => ChainError::transient(e),
+        _ => ChainError::permanent(e),
+    }
 }
 
 impl BtcChain {
