@@ -809,3 +809,39 @@ pub fn txid_of(txref: &TxRef) -> Result<Txid, ChainError> {
 pub fn txref_of(outpoint: &OutPoint) -> TxRef {
     TxRef(outpoint.txid.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usable_as_a_shared_chain_object() {
+        fn assert_dyn(_: std::sync::Arc<dyn Chain>) {}
+        let rpc = RpcConfig {
+            url: "http://127.0.0.1:1".into(),
+            auth: crate::rpc::Auth::UserPass("u".into(), "p".into()),
+            wallet: None,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let chain_id = ChainId::new(ChainFamily::Litecoin, swap_core::Network::Regtest);
+        let chain = BtcChain::new(BtcConfig::new(chain_id, rpc.clone()), &[3; 32]).unwrap();
+        assert_eq!(chain.asset(), Asset::Ltc);
+        assert!(format!("{chain:?}").contains("redacted"));
+        assert_dyn(std::sync::Arc::new(chain));
+        let eth = ChainId::new(ChainFamily::Ethereum, swap_core::Network::Mainnet);
+        assert!(BtcChain::new(BtcConfig::new(eth, rpc), &[3; 32]).is_err());
+    }
+
+    #[tokio::test]
+    async fn unreachable_node_is_transient() {
+        let rpc = RpcConfig {
+            url: "http://127.0.0.1:1".into(),
+            auth: crate::rpc::Auth::UserPass("u".into(), "p".into()),
+            wallet: None,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let chain_id = ChainId::new(ChainFamily::Bitcoin, swap_core::Network::Regtest);
+        let chain = BtcChain::new(BtcConfig::new(chain_id, rpc), &[3; 32]).unwrap();
+        assert!(chain.tip().await.unwrap_err().is_transient());
+    }
+}

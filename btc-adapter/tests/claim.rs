@@ -34,6 +34,11 @@ async fn claim_with_right_preimage() {
         other => panic!("expected funded, got {other:?}"),
     }
     assert_eq!(env.alice.lock(&p).await.unwrap(), funding);
+    // A fresh adapter (after a crash) sees the mempool funding and does not fund again.
+    let fresh = common::chain_for(&env.node, "alice", 1, common::fees());
+    assert_eq!(fresh.lock(&p).await.unwrap(), funding);
+    let mempool = env.node.rpc().get_raw_mempool().await.unwrap();
+    assert_eq!(mempool.len(), 1);
     env.node.mine(1).await;
     assert_eq!(env.alice.lock(&p).await.unwrap(), funding);
     let st = env.bob.htlc_status(&p).await.unwrap();
