@@ -25,7 +25,9 @@ use crate::nonce::NonceManager;
 use crate::scan::{self, EventKind, ScanTip, Scanner};
 
 /// How to reach the node and which contract to use.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows only the scheme and host of `rpc_url` (provider URLs often carry an API key).
+#[derive(Clone)]
 pub struct EthConfig {
     /// HTTP JSON-RPC endpoint.
     pub rpc_url: String,
@@ -47,6 +49,39 @@ pub struct EthConfig {
     /// Look for pending claims in the node's mempool (`txpool_content`) to learn a preimage
     /// before the claim is mined (reported as `Claimed` with 0 confirmations).
     pub mempool_preimages: bool,
+    /// The numeric chain id the node must report (checked by [`EthChain::connect`]); `None`
+    /// accepts any.
+    pub expected_chain_id: Option<u64>,
+}
+
+/// `scheme://host[:port]` of a URL, without path, query or credentials.
+fn redact_url(url: &str) -> String {
+    match url.parse::<alloy::transports::http::reqwest::Url>() {
+        Ok(u) => format!(
+            "{}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "<unparsable url>".into(),
+    }
+}
+
+impl std::fmt::Debug for EthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EthConfig")
+            .field("rpc_url", &redact_url(&self.rpc_url))
+            .field("htlc", &self.htlc)
+            .field("params", &self.params)
+            .field("max_fee_per_gas", &self.max_fee_per_gas)
+            .field("max_priority_fee_per_gas", &self.max_priority_fee_per_gas)
+            .field("receipt_timeout", &self.receipt_timeout)
+            .field("poll_interval", &self.poll_interval)
+            .field("log_chunk", &self.log_chunk)
+            .field("mempool_preimages", &self.mempool_preimages)
+            .field("expected_chain_id", &self.expected_chain_id)
+            .finish()
+    }
 }
 
 impl EthConfig {
@@ -63,6 +98,7 @@ impl EthConfig {
             poll_interval: Duration::from_secs(1),
             log_chunk: 10_000,
             mempool_preimages: true,
+            expected_chain_id: None,
         }
     }
 }
@@ -83,7 +119,8 @@ struct Found {
 }
 
 /// The Ethereum adapter: one account, one HTLC contract, many concurrent swaps.
-#[derive(Debug)]
+///
+/// `Debug` shows the account and the configuration, never the key.
 pub struct EthChain {
     cfg: EthConfig,
     provider: DynProvider,
@@ -112,9 +149,9 @@ pub async fn deploy_htlc(rpc_url: &str, signer: PrivateKeySigner) -> Result<Addr
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer))
         .connect_http(connect_url(rpc_url)?);
-    let contract = HTLC::deploy(&provider)
-        .await
-        .map_err(|e| EthError::Rejected(format!("deploy failed: {e}")))?;
+    let contract = HTLC::deploy(&provider).await.map_err(|e| {
+        EthError::Rejected(crate::error::scrub_urls(&format!("deploy failed: {e}")))
+    })?;
     let addr = *contract.address();
     let code = provider.get_code_at(addr).await.map_err(rpc_err)?;
     if code.as_ref() != HTLC::DEPLOYED_BYTECODE.as_ref() {
@@ -125,8 +162,52 @@ pub async fn deploy_htlc(rpc_url: &str, signer: PrivateKeySigner) -> Result<Addr
     Ok(addr)
 }
 
+impl std::fmt::Debug for EthChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EthChain")
+            .field("account", &self.signer.address())
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EthChain {
-    /// An adapter sending from `signer`'s account.
+    /// An adapter sending from `signer`'s account, after checking that the node answers, is on
+    /// the expected chain (when [`EthConfig::expected_chain_id`] is set) and that the code at
+    /// [`EthConfig::htlc`] is exactly this crate's HTLC contract. Use this, not
+    /// [`EthChain::new`], for real funds.
+    pub async fn connect(cfg: EthConfig, signer: PrivateKeySigner) -> Result<Self, EthError> {
+        let chain = Self::new(cfg, signer)?;
+        chain.verify().await?;
+        Ok(chain)
+    }
+
+    /// Checks the node's chain id (if configured) and the contract code at the HTLC address.
+    pub async fn verify(&self) -> Result<(), EthError> {
+        let id = self.chain_id().await?;
+        if let Some(want) = self.cfg.expected_chain_id {
+            if id != want {
+                return Err(EthError::InvalidParams(format!(
+                    "node is on chain {id}, expected {want}"
+                )));
+            }
+        }
+        let code = self
+            .provider
+            .get_code_at(self.cfg.htlc)
+            .await
+            .map_err(rpc_err)?;
+        if code.as_ref() != HTLC::DEPLOYED_BYTECODE.as_ref() {
+            return Err(EthError::InvalidParams(format!(
+                "the code at {} is not the xswap HTLC contract",
+                self.cfg.htlc
+            )));
+        }
+        Ok(())
+    }
+
+    /// An adapter sending from `signer`'s account, without checking the node or the contract
+    /// (see [`EthChain::connect`]).
     pub fn new(cfg: EthConfig, signer: PrivateKeySigner) -> Result<Self, EthError> {
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
@@ -549,7 +630,7 @@ impl EthChain {
                 {
                     Ok(d) => Some(d),
                     Err(alloy::contract::Error::TransportError(e)) if !e.is_error_resp() => {
-                        return Err(EthError::Rpc(e.to_string()))
+                        return Err(EthError::Rpc(crate::error::scrub_urls(&e.to_string())))
                     }
                     Err(_) => None,
                 };
@@ -665,7 +746,9 @@ impl EthChain {
             .allowance(me, self.cfg.htlc)
             .call()
             .await
-            .map_err(|e| EthError::Rejected(format!("allowance(): {e}")))?;
+            .map_err(|e| {
+                EthError::Rejected(crate::error::scrub_urls(&format!("allowance(): {e}")))
+            })?;
         let plain = HTLC::lockTokenCall {
             hashlock: h.hashlock,
             token: h.token,

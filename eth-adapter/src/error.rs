@@ -88,12 +88,63 @@ pub(crate) fn rpc_err(e: alloy::transports::TransportError) -> EthError {
                     || msg.contains("already known")
                     || msg.contains("underpriced")
                 {
-                    EthError::Rpc(payload.to_string())
+                    EthError::Rpc(scrub_urls(&payload.to_string()))
                 } else {
-                    EthError::Rejected(payload.to_string())
+                    EthError::Rejected(scrub_urls(&payload.to_string()))
                 }
             }
         }
-        _ => EthError::Rpc(e.to_string()),
+        _ => EthError::Rpc(scrub_urls(&e.to_string())),
+    }
+}
+
+/// Replaces every URL in `s` by its scheme and host: transport errors quote the request URL,
+/// whose path or query often carries an API key.
+pub(crate) fn scrub_urls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = ["http://", "https://", "ws://", "wss://"]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+    {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == ')' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let url = &tail[..end];
+        let shown = match url.split_once("://") {
+            Some((scheme, after)) => {
+                let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
+                let host = authority.rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://{host}")
+            }
+            None => "<url>".to_string(),
+        };
+        out.push_str(&shown);
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_urls;
+
+    #[test]
+    fn urls_lose_path_query_and_credentials() {
+        assert_eq!(
+            scrub_urls(
+                "error sending request for url (https://user:pw@mainnet.example.io/v3/KEY?x=1)"
+            ),
+            "error sending request for url (https://mainnet.example.io)"
+        );
+        assert_eq!(scrub_urls("no url here"), "no url here");
+        assert_eq!(
+            scrub_urls("a http://h:8545/k b ws://x/y"),
+            "a http://h:8545 b ws://x"
+        );
     }
 }

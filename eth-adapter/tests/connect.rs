@@ -1,0 +1,71 @@
+//! `EthChain::connect` refuses a wrong contract address or chain, and `Debug` never shows the
+//! key or the RPC URL's path.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use eth_adapter::{EthChain, EthConfig};
+
+#[tokio::test]
+async fn connect_checks_contract_and_chain() {
+    let e = common::env().await;
+    let good = EthConfig::new(e.net.url(), e.htlc, common::eth_params());
+    EthChain::connect(good.clone(), e.net.signer(0))
+        .await
+        .unwrap();
+
+    let mut wrong_addr = good.clone();
+    wrong_addr.htlc = e.net.address(3);
+    let err = EthChain::connect(wrong_addr, e.net.signer(0))
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+
+    let mut wrong_chain = good.clone();
+    wrong_chain.expected_chain_id = Some(1);
+    assert!(EthChain::connect(wrong_chain, e.net.signer(0))
+        .await
+        .is_err());
+
+    let mut right_chain = good;
+    right_chain.expected_chain_id = Some(31337);
+    EthChain::connect(right_chain, e.net.signer(0))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn debug_redacts_key_and_url() {
+    let e = common::env().await;
+    let mut cfg = EthConfig::new(
+        format!("{}/v3/secret-api-key", e.net.url()),
+        e.htlc,
+        common::eth_params(),
+    );
+    cfg.poll_interval = std::time::Duration::from_millis(20);
+    let signer = e.net.signer(0);
+    let key_hex = hex::encode(signer.to_bytes());
+    let chain = EthChain::new(cfg, signer).unwrap();
+    let shown = format!("{chain:?}");
+    assert!(!shown.contains(&key_hex), "{shown}");
+    assert!(!shown.contains("secret-api-key"), "{shown}");
+    assert!(shown.contains("127.0.0.1"), "{shown}");
+}
+
+#[tokio::test]
+async fn errors_do_not_quote_the_rpc_url_path() {
+    let mut e = common::env().await;
+    let (p, _) = common::eth_swap(&e.net, 0, 1, 1, 3600).await;
+    let cfg = EthConfig::new(
+        format!("{}/v3/secret-api-key", e.net.url()),
+        e.htlc,
+        common::eth_params(),
+    );
+    let chain = EthChain::new(cfg, e.net.signer(0)).unwrap();
+    e.net.stop();
+    let err = swap_core::chain::Chain::htlc_status(&chain, &p)
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(!err.message.contains("secret-api-key"), "{err}");
+}
