@@ -490,4 +490,129 @@ mod tests {
             Err(ScanError::Hex { .. })
         ));
     }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One step: append a block built from `(kind, a, b)` instructions, or roll back.
+        #[derive(Debug, Clone)]
+        enum Step {
+            Block(Vec<(u8, u8, u8)>),
+            Rollback(u8),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                4 => prop::collection::vec((0u8..2, any::<u8>(), any::<u8>()), 0..4)
+                    .prop_map(Step::Block),
+                1 => (1u8..4).prop_map(Step::Rollback),
+            ]
+        }
+
+        proptest! {
+            /// After any sequence of blocks and reorgs, the scanner's view of every watched
+            /// script equals a from-scratch computation over the current chain.
+            #[test]
+            fn scanner_matches_naive_model(steps in prop::collection::vec(step(), 1..40)) {
+                let watched: Vec<ScriptBuf> = (1..=3).map(script).collect();
+                let mut s = Scanner::new();
+                for w in &watched {
+                    s.watch(w.clone(), 0);
+                }
+                let mut chain: Vec<Vec<Transaction>> = Vec::new();
+                let mut nonce = 0u32;
+                for st in steps {
+                    match st {
+                        Step::Rollback(n) => {
+                            let keep = chain.len().saturating_sub(n as usize);
+                            chain.truncate(keep);
+                            match keep.checked_sub(1) {
+                                Some(h) => s.rollback_to(h as u64),
+                                None => {
+                                    s = Scanner::new();
+                                    for w in &watched {
+                                        s.watch(w.clone(), 0);
+                                    }
+                                }
+                            }
+                        }
+                        Step::Block(instrs) => {
+                            // A valid chain: only unspent outputs can be spent.
+                            let spent: HashSet<OutPoint> = chain
+                                .iter()
+                                .flatten()
+                                .flat_map(|t| t.input.iter().map(|i| i.previous_output))
+                                .collect();
+                            let mut all_outs: Vec<OutPoint> = chain
+                                .iter()
+                                .flatten()
+                                .flat_map(|t| {
+                                    let id = t.compute_txid();
+                                    (0..t.output.len() as u32).map(move |v| OutPoint::new(id, v))
+                                })
+                                .filter(|o| !spent.contains(o))
+                                .collect();
+                            let mut txs = Vec::new();
+                            for (kind, a, b) in instrs {
+                                nonce += 1;
+                                let mut filler = [0u8; 32];
+                                filler[..4].copy_from_slice(&nonce.to_be_bytes());
+                                let input = if kind == 1 && !all_outs.is_empty() {
+                                    let i = a as usize % all_outs.len();
+                                    all_outs.swap_remove(i)
+                                } else {
+                                    OutPoint::new(Txid::from_byte_array(filler), 0)
+                                };
+                                let out_script = script(1 + a % 4); // 4 = unwatched
+                                txs.push(tx(&[input], &[(out_script, 1 + b as u64)], &[&[b; 32]]));
+                            }
+                            let h = chain.len() as u64;
+                            let prev = h.checked_sub(1).and_then(|p| s.hash_at(p));
+                            let mut hb = [0u8; 32];
+                            hb[..4].copy_from_slice(&nonce.to_be_bytes());
+                            hb[4..12].copy_from_slice(&h.to_be_bytes());
+                            s.apply_block(h, BlockHash::from_byte_array(hb), prev, &txs).unwrap();
+                            chain.push(txs);
+                        }
+                    }
+                    // Naive model.
+                    for w in &watched {
+                        let mut expected = Vec::new();
+                        for (h, block) in chain.iter().enumerate() {
+                            for t in block {
+                                for (v, o) in t.output.iter().enumerate() {
+                                    if &o.script_pubkey != w {
+                                        continue;
+                                    }
+                                    let op = OutPoint::new(t.compute_txid(), v as u32);
+                                    let spend = chain
+                                        .iter()
+                                        .enumerate()
+                                        .flat_map(|(sh, b)| b.iter().map(move |t| (sh, t)))
+                                        .find(|(_, t)| t.input.iter().any(|i| i.previous_output == op))
+                                        .map(|(sh, t)| (t.compute_txid(), sh as u64));
+                                    expected.push((op, o.value.to_sat(), h as u64, spend));
+                                }
+                            }
+                        }
+                        let got: Vec<_> = s
+                            .view(w)
+                            .fundings
+                            .into_iter()
+                            .map(|(f, sp)| {
+                                (
+                                    f.outpoint,
+                                    f.value,
+                                    f.height.unwrap(),
+                                    sp.map(|sp| (sp.txid, sp.height.unwrap())),
+                                )
+                            })
+                            .collect();
+                        prop_assert_eq!(got, expected);
+                    }
+                }
+            }
+        }
+    }
 }
