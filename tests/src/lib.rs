@@ -127,7 +127,10 @@ impl Party {
     pub async fn step(&self, id: &SwapId) -> Option<Outcome> {
         match self.driver.step(id).await {
             Ok(r) => swap_core::driver::final_outcome(&r.state),
-            Err(e) if e.is_transient() => None,
+            Err(e) if e.is_transient() => {
+                eprintln!("{}: transient error (retrying next round): {e}", self.name);
+                None
+            }
             Err(e) => panic!("{}: {e}", self.name),
         }
     }
