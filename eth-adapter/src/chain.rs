@@ -443,27 +443,32 @@ impl EthChain {
             .rposition(|e| matches!(e.kind, EventKind::Locked(_)));
         let lock_event = match last_lock {
             Some(i) => Some(events[i].clone()),
-            None if locked => {
-                // Locked before the watch window: look it up once, over the whole chain.
-                let found = scan::logs_for(
-                    &self.provider,
-                    self.cfg.htlc,
-                    &[id],
-                    0,
-                    tip.number,
-                    u64::MAX,
-                )
-                .await?;
-                found
-                    .into_iter()
-                    .filter(|e| matches!(e.kind, EventKind::Locked(_)))
-                    .max_by_key(|e| (e.block, e.log_index))
+            None if locked || !events.is_empty() => {
+                // Locked before the watch window (watch_from was too late; the slot is set, or
+                // a claim or refund was seen): search backwards
+                // from watch_from, one log chunk at a time, for the newest lock.
+                let chunk = self.cfg.log_chunk.max(1);
+                let mut hi = p.watch_from.0.min(tip.number);
+                loop {
+                    let lo = hi.saturating_sub(chunk - 1);
+                    let found =
+                        scan::logs_for(&self.provider, self.cfg.htlc, &[id], lo, hi, chunk).await?;
+                    let newest = found
+                        .into_iter()
+                        .filter(|e| matches!(e.kind, EventKind::Locked(_)))
+                        .max_by_key(|e| (e.block, e.log_index));
+                    if newest.is_some() || lo == 0 {
+                        break newest;
+                    }
+                    hi = lo - 1;
+                }
             }
             None => None,
         };
         let after: Vec<_> = match last_lock {
             Some(i) => events[i + 1..].to_vec(),
-            None => Vec::new(),
+            // The lock (if found) predates every scanned event.
+            None => events.clone(),
         };
         let status = match (&lock_event, locked) {
             (None, false) => HtlcStatus::Absent,

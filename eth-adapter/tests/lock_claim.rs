@@ -124,3 +124,31 @@ async fn wrong_lock_is_absent_but_visible_by_hashlock() {
         eth_adapter::EthHtlc::from_params(&wrong).unwrap()
     );
 }
+
+#[tokio::test]
+async fn lock_before_watch_from_is_still_found() {
+    let e = common::env().await;
+    let (p, pre) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    let lock_tx = e.alice.lock(&p).await.unwrap();
+    e.net.mine(30).await;
+    // Bob's adapter is told to watch from after the lock (a too-late watch_from).
+    let mut late = p.clone();
+    late.watch_from = swap_core::types::Height(common::height(&e.net).await - 2);
+    let mut cfg = eth_adapter::EthConfig::new(e.net.url(), e.htlc, common::eth_params());
+    cfg.log_chunk = 4; // force several backward steps
+    let bob = eth_adapter::EthChain::new(cfg, e.net.signer(1)).unwrap();
+    match bob.htlc_status(&late).await.unwrap() {
+        HtlcStatus::Funded { lock, .. } => assert_eq!(lock.txref, lock_tx),
+        other => panic!("expected funded, got {other:?}"),
+    }
+    let claim_tx = bob.claim(&late, &pre).await.unwrap();
+    match bob.htlc_status(&late).await.unwrap() {
+        HtlcStatus::Claimed {
+            txref, preimage, ..
+        } => {
+            assert_eq!(txref, claim_tx);
+            assert_eq!(preimage, pre);
+        }
+        other => panic!("expected claimed, got {other:?}"),
+    }
+}
