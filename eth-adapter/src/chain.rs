@@ -47,7 +47,9 @@ pub struct EthConfig {
     /// Largest block range per `eth_getLogs` request.
     pub log_chunk: u64,
     /// Look for pending claims in the node's mempool (`txpool_content`) to learn a preimage
-    /// before the claim is mined (reported as `Claimed` with 0 confirmations).
+    /// before the claim is mined (reported as `Claimed` with 0 confirmations). Off by default:
+    /// on a mainnet node the whole txpool is megabytes per status poll; turn it on for a node
+    /// with a small pool (or a private one) when learning the secret one block earlier matters.
     pub mempool_preimages: bool,
     /// The numeric chain id the node must report (checked by [`EthChain::connect`]); `None`
     /// accepts any.
@@ -86,7 +88,7 @@ impl std::fmt::Debug for EthConfig {
 
 impl EthConfig {
     /// A configuration with defaults: fee cap 500 gwei, priority fee cap 3 gwei, receipt timeout
-    /// 10 minutes, 1 s polling, 10,000-block log ranges, mempool preimage extraction on.
+    /// 10 minutes, 1 s polling, 10,000-block log ranges, mempool preimage extraction off.
     pub fn new(rpc_url: impl Into<String>, htlc: Address, params: ChainParams) -> Self {
         Self {
             rpc_url: rpc_url.into(),
@@ -97,7 +99,7 @@ impl EthConfig {
             receipt_timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(1),
             log_chunk: 10_000,
-            mempool_preimages: true,
+            mempool_preimages: false,
             expected_chain_id: None,
         }
     }

@@ -37,6 +37,7 @@ pub fn chain_for(net: &Devnet, htlc: Address, account: usize) -> EthChain {
     let mut cfg = EthConfig::new(net.url(), htlc, eth_params());
     cfg.poll_interval = Duration::from_millis(20);
     cfg.receipt_timeout = Duration::from_secs(30);
+    cfg.mempool_preimages = true;
     EthChain::new(cfg, net.signer(account)).expect("adapter")
 }
 
