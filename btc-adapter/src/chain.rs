@@ -28,6 +28,8 @@ use crate::tx::{build_claim, build_refund, FeePolicy, HtlcOutput, SignedSpend, T
 
 /// RPC error code for "no such mempool transaction".
 const RPC_INVALID_ADDRESS_OR_KEY: i64 = -5;
+/// RPC error code for an invalid parameter (e.g. a block height above the tip).
+const RPC_INVALID_PARAMETER: i64 = -8;
 
 /// Fee settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,8 +263,35 @@ impl BtcChain {
         Ok((w, script))
     }
 
+    /// Brings the scanner up to date with the node: blocks (with reorg handling), then the
+    /// mempool. Repeated when the best block changed meanwhile, so that a transaction mined
+    /// between the block scan and the mempool read is never missed by both (which would make a
+    /// funding look absent to `lock`).
     async fn sync(&self, st: &mut State) -> Result<(), ChainError> {
-        let tip = self.rpc.get_block_count().await?;
+        for _ in 0..5 {
+            let info = self.rpc.get_blockchain_info().await?;
+            let (Some(tip), Some(best)) = (
+                info.get("blocks").and_then(serde_json::Value::as_u64),
+                info.get("bestblockhash")
+                    .and_then(serde_json::Value::as_str),
+            ) else {
+                return Err(permanent(format!(
+                    "unexpected getblockchaininfo answer: {info}"
+                )));
+            };
+            let best = best.to_owned();
+            self.sync_once(st, tip).await?;
+            let after = self.rpc.get_best_block_hash().await?;
+            if after.to_string() == best {
+                return Ok(());
+            }
+        }
+        Err(ChainError::transient(
+            "the best block kept changing during the scan",
+        ))
+    }
+
+    async fn sync_once(&self, st: &mut State, tip: u64) -> Result<(), ChainError> {
         // Roll back to the last block still on the node's best chain.
         while let Some(h) = st.scanner.last_height() {
             if h > tip {
@@ -285,7 +314,12 @@ impl BtcChain {
             if next > tip {
                 break;
             }
-            let hash = self.rpc.get_block_hash(next).await?;
+            let hash = match self.rpc.get_block_hash(next).await {
+                Ok(h) => h,
+                // The chain got shorter since `tip` was read: the caller retries.
+                Err(e) if e.code() == Some(RPC_INVALID_PARAMETER) => break,
+                Err(e) => return Err(e.into()),
+            };
             let block = self.rpc.get_block_verbose(&hash).await?;
             let txs = parse_block_txs(
                 &hash.to_string(),
@@ -305,7 +339,11 @@ impl BtcChain {
                 Err(e) => return Err(scan_error(e)),
             }
         }
-        st.tip = tip;
+        // Confirmations count only up to what was scanned.
+        st.tip = match st.scanner.last_height() {
+            Some(h) => h.min(tip),
+            None => tip,
+        };
         // Mempool.
         let txids = self.rpc.get_raw_mempool().await?;
         let current: std::collections::HashSet<Txid> = txids.iter().copied().collect();
