@@ -37,8 +37,12 @@ pub fn anvil_path() -> PathBuf {
             .map(|e| e.path().join("bin/anvil"))
             .find(|p| p.exists())
     });
+    let wrapper = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node_modules/.bin/anvil");
     match native {
         Some(p) => p,
+        // Unknown platform package layout: the npm wrapper works too (but a killed wrapper
+        // may leave its anvil child running).
+        None if wrapper.exists() => wrapper,
         None => panic!(
             "anvil not found under {}: run `npm ci` at the workspace root (installs the pinned \
              @foundry-rs/anvil) or set ANVIL_EXE",
