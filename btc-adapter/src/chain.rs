@@ -23,7 +23,9 @@ use tracing::{info, warn};
 use crate::htlc::{extract_preimage, Htlc};
 use crate::keys::{KeySource, SwapKey};
 use crate::rpc::{RpcClient, RpcConfig, RpcError};
-use crate::scanner::{is_mweb_serialization, parse_block_txs, Funding, ScanError, Scanner, Spend};
+use crate::scanner::{
+    is_mweb_serialization, parse_block_txs, Funding, ScanError, Scanner, ScriptView, Spend,
+};
 use crate::tx::{build_claim, build_refund, FeePolicy, HtlcOutput, SignedSpend, TxError};
 
 /// RPC error code for "no such mempool transaction".
@@ -383,13 +385,6 @@ impl BtcChain {
         Ok(())
     }
 
-    fn confirmations(st: &State, height: Option<u64>) -> u32 {
-        match height {
-            Some(h) if st.tip >= h => u32::try_from(st.tip - h + 1).unwrap_or(u32::MAX),
-            _ => 0,
-        }
-    }
-
     /// The status, the funding it is about and the spend of that funding, if any.
     fn status(
         &self,
@@ -397,46 +392,13 @@ impl BtcChain {
         w: &Watched,
         script: &ScriptBuf,
     ) -> (HtlcStatus, Option<Funding>, Option<Spend>) {
-        let view = st.scanner.view(script);
-        let agreed = sats(&w.params).unwrap_or(0);
-        let primary = view
-            .fundings
-            .iter()
-            .find(|(f, _)| f.value == agreed)
-            .or_else(|| view.fundings.first());
-        let Some((funding, spend)) = primary else {
-            return (HtlcStatus::Absent, None, None);
-        };
-        let status = match spend {
-            Some(spend) => {
-                let confirmations = Self::confirmations(st, spend.height);
-                let txref = TxRef(spend.txid.to_string());
-                match extract_preimage(w.htlc.hashlock(), spend.witness.iter().map(Vec::as_slice)) {
-                    Some(p) => HtlcStatus::Claimed {
-                        preimage: Preimage::from_bytes(p),
-                        txref,
-                        confirmations,
-                    },
-                    None => HtlcStatus::Refunded {
-                        txref,
-                        confirmations,
-                    },
-                }
-            }
-            None => HtlcStatus::Funded {
-                lock: ObservedLock {
-                    txref: TxRef(funding.outpoint.txid.to_string()),
-                    asset: self.asset(),
-                    amount: Amount::Sats(Sats(funding.value)),
-                    sender: w.params.sender,
-                    recipient: w.params.recipient,
-                    hashlock: w.params.hashlock,
-                    expiry: w.params.expiry,
-                },
-                confirmations: Self::confirmations(st, funding.height),
-            },
-        };
-        (status, Some(funding.clone()), spend.clone())
+        derive_status(
+            &st.scanner.view(script),
+            &w.params,
+            &w.htlc,
+            st.tip,
+            self.asset(),
+        )
     }
 
     async fn feerate(&self) -> Result<u64, ChainError> {
@@ -687,25 +649,29 @@ impl BtcChain {
         let mut st = self.state.lock().await;
         let (w, script) = self.register(&mut st, params)?;
         self.sync(&mut st).await?;
-        let (status, funding, spend) = self.status(&st, &w, &script);
-        match (status, funding, spend) {
-            (HtlcStatus::Absent, ..) | (_, None, _) => Err(ChainError::transient(
+        let (_, funding, spend) = self.status(&st, &w, &script);
+        let Some(funding) = funding else {
+            return Err(ChainError::transient(
                 "HTLC not funded (or funding not seen yet)",
-            )),
-            (HtlcStatus::Claimed { .. }, _, _) if kind == SpendKind::Refund => Err(permanent(
-                "HTLC already claimed: the secret is in htlc_status",
-            )),
-            (HtlcStatus::Refunded { .. }, _, _) if kind == SpendKind::Claim => {
-                Err(permanent("HTLC already refunded"))
-            }
-            (_, Some(funding), Some(spend)) => {
-                if spend.height.is_some() {
-                    return Ok(TxRef(spend.txid.to_string()));
+            ));
+        };
+        match spend {
+            // The funding we act on is spent: by us (idempotent answer, maybe a fee bump) or
+            // through the other branch.
+            Some(spend) => match (classify(&w.htlc, &spend, st.tip), kind) {
+                (HtlcStatus::Claimed { .. }, SpendKind::Refund) => Err(permanent(
+                    "HTLC already claimed: the secret is in htlc_status",
+                )),
+                (HtlcStatus::Refunded { .. }, SpendKind::Claim) => {
+                    Err(permanent("HTLC already refunded"))
                 }
-                self.maybe_bump(&mut st, &w, &script, kind, &key, preimage, &funding, &spend)
-                    .await
-            }
-            (_, Some(funding), None) => {
+                _ if spend.height.is_some() => Ok(TxRef(spend.txid.to_string())),
+                _ => {
+                    self.maybe_bump(&mut st, &w, &script, kind, &key, preimage, &funding, &spend)
+                        .await
+                }
+            },
+            None => {
                 if kind == SpendKind::Refund && st.tip < u64::from(w.htlc.expiry_height()) {
                     return Err(ChainError::transient(format!(
                         "not refundable before height {} (tip {})",
@@ -718,6 +684,82 @@ impl BtcChain {
             }
         }
     }
+}
+
+fn confirmations(tip: u64, height: Option<u64>) -> u32 {
+    match height {
+        Some(h) if tip >= h => u32::try_from(tip - h + 1).unwrap_or(u32::MAX),
+        _ => 0,
+    }
+}
+
+/// What a spend of the HTLC is: a claim (with the preimage) or a refund.
+fn classify(htlc: &Htlc, spend: &Spend, tip: u64) -> HtlcStatus {
+    let confirmations = confirmations(tip, spend.height);
+    let txref = TxRef(spend.txid.to_string());
+    match extract_preimage(htlc.hashlock(), spend.witness.iter().map(Vec::as_slice)) {
+        Some(p) => HtlcStatus::Claimed {
+            preimage: Preimage::from_bytes(p),
+            txref,
+            confirmations,
+        },
+        None => HtlcStatus::Refunded {
+            txref,
+            confirmations,
+        },
+    }
+}
+
+/// The status of an HTLC from what the scanner knows about its script.
+///
+/// - The *primary* funding is the first output with exactly the agreed amount, else the first
+///   one (confirmed before mempool): it is what `claim`/`refund` spend and what `Funded`
+///   reports, with the amount found on chain.
+/// - If the primary is spent, its spend decides: `Claimed` (the witness holds a 32-byte
+///   preimage of the hashlock) or `Refunded`.
+/// - If the primary is unspent but another output of the same script was claimed, the secret
+///   is out: `Claimed` with that spend, so that the other party learns it. (`claim`/`refund`
+///   still act on the unspent primary.)
+fn derive_status(
+    view: &ScriptView,
+    params: &HtlcParams,
+    htlc: &Htlc,
+    tip: u64,
+    asset: Asset,
+) -> (HtlcStatus, Option<Funding>, Option<Spend>) {
+    let agreed = sats(params).unwrap_or(0);
+    let primary = view
+        .fundings
+        .iter()
+        .find(|(f, _)| f.value == agreed)
+        .or_else(|| view.fundings.first());
+    let Some((funding, spend)) = primary else {
+        return (HtlcStatus::Absent, None, None);
+    };
+    let status = match spend {
+        Some(spend) => classify(htlc, spend, tip),
+        None => {
+            let revealed = view
+                .fundings
+                .iter()
+                .filter_map(|(_, s)| s.as_ref())
+                .map(|s| classify(htlc, s, tip))
+                .find(|st| matches!(st, HtlcStatus::Claimed { .. }));
+            revealed.unwrap_or_else(|| HtlcStatus::Funded {
+                lock: ObservedLock {
+                    txref: TxRef(funding.outpoint.txid.to_string()),
+                    asset,
+                    amount: Amount::Sats(Sats(funding.value)),
+                    sender: params.sender,
+                    recipient: params.recipient,
+                    hashlock: params.hashlock,
+                    expiry: params.expiry,
+                },
+                confirmations: confirmations(tip, funding.height),
+            })
+        }
+    };
+    (status, Some(funding.clone()), spend.clone())
 }
 
 fn sats(params: &HtlcParams) -> Result<u64, ChainError> {
@@ -868,6 +910,130 @@ mod tests {
         assert_dyn(std::sync::Arc::new(chain));
         let eth = ChainId::new(ChainFamily::Ethereum, swap_core::Network::Mainnet);
         assert!(BtcChain::new(BtcConfig::new(eth, rpc), &[3; 32]).is_err());
+    }
+
+    fn fixture() -> (HtlcParams, Htlc, Preimage) {
+        let s = Preimage::from_bytes([7; 32]);
+        let c = SwapKey::from_secret(bitcoin::secp256k1::SecretKey::from_slice(&[1; 32]).unwrap());
+        let r = SwapKey::from_secret(bitcoin::secp256k1::SecretKey::from_slice(&[2; 32]).unwrap());
+        let params = HtlcParams {
+            swap_id: swap_core::SwapId([1; 16]),
+            key_index: 0,
+            hashlock: s.hashlock(),
+            asset: Asset::Btc,
+            amount: Amount::Sats(Sats(1_000)),
+            sender: Account::PublicKey(r.public_key_bytes()),
+            recipient: Account::PublicKey(c.public_key_bytes()),
+            expiry: swap_core::Expiry::Height(Height(500)),
+            watch_from: Height(100),
+        };
+        let htlc = Htlc::from_params(&params).unwrap();
+        (params, htlc, s)
+    }
+
+    fn funding(b: u8, value: u64, height: Option<u64>) -> Funding {
+        Funding {
+            outpoint: OutPoint::new(bitcoin::hashes::Hash::from_byte_array([b; 32]), 0),
+            value,
+            height,
+        }
+    }
+
+    fn spend(b: u8, height: Option<u64>, witness: Vec<Vec<u8>>) -> Spend {
+        let tx = Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::from_consensus(b as u32),
+            input: vec![],
+            output: vec![],
+        };
+        Spend {
+            txid: tx.compute_txid(),
+            height,
+            witness,
+            tx,
+        }
+    }
+
+    #[test]
+    fn status_rules() {
+        let (p, htlc, s) = fixture();
+        let st = |view: ScriptView| derive_status(&view, &p, &htlc, 110, Asset::Btc);
+        assert_eq!(st(ScriptView::default()).0, HtlcStatus::Absent);
+
+        // Wrong amount reported as found; confirmations from the tip.
+        let (status, f, _) = st(ScriptView {
+            fundings: vec![(funding(1, 999, Some(105)), None)],
+        });
+        match status {
+            HtlcStatus::Funded {
+                lock,
+                confirmations,
+            } => {
+                assert_eq!(lock.amount, Amount::Sats(Sats(999)));
+                assert_eq!(confirmations, 6);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.unwrap().value, 999);
+
+        // The exact-amount output is the primary even when it comes later.
+        let (status, f, _) = st(ScriptView {
+            fundings: vec![
+                (funding(1, 999, Some(105)), None),
+                (funding(2, 1_000, None), None),
+            ],
+        });
+        assert!(matches!(
+            status,
+            HtlcStatus::Funded {
+                confirmations: 0,
+                ..
+            }
+        ));
+        assert_eq!(f.unwrap().value, 1_000);
+
+        // Claim: preimage extracted. Refund: no preimage.
+        let claim = spend(3, Some(110), vec![s.as_bytes().to_vec(), vec![1; 71]]);
+        let (status, _, sp) = st(ScriptView {
+            fundings: vec![(funding(1, 1_000, Some(105)), Some(claim.clone()))],
+        });
+        assert_eq!(
+            status,
+            HtlcStatus::Claimed {
+                preimage: s.clone(),
+                txref: TxRef(claim.txid.to_string()),
+                confirmations: 1
+            }
+        );
+        assert!(sp.is_some());
+        let refund = spend(4, None, vec![vec![1; 71], vec![], vec![0x51]]);
+        let (status, _, _) = st(ScriptView {
+            fundings: vec![(funding(1, 1_000, Some(105)), Some(refund))],
+        });
+        assert!(matches!(
+            status,
+            HtlcStatus::Refunded {
+                confirmations: 0,
+                ..
+            }
+        ));
+        // A 32-byte item that is not the preimage is not a claim.
+        let fake = spend(5, None, vec![vec![9; 32]]);
+        let (status, _, _) = st(ScriptView {
+            fundings: vec![(funding(1, 1_000, Some(105)), Some(fake))],
+        });
+        assert!(matches!(status, HtlcStatus::Refunded { .. }));
+
+        // Secret revealed by a claim of another output: reported, primary stays unspent.
+        let (status, f, sp) = st(ScriptView {
+            fundings: vec![
+                (funding(1, 500, Some(104)), Some(claim.clone())),
+                (funding(2, 1_000, Some(105)), None),
+            ],
+        });
+        assert!(matches!(status, HtlcStatus::Claimed { .. }));
+        assert_eq!(f.unwrap().value, 1_000);
+        assert!(sp.is_none());
     }
 
     #[tokio::test]
