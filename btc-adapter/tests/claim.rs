@@ -18,7 +18,10 @@ async fn claim_with_right_preimage() {
     let alice_before = env.alice_wallet.get_balance().await.unwrap();
     let bob_before = env.bob_wallet.get_balance().await.unwrap();
 
-    let funding = env.alice.lock(&p).await.unwrap();
+    // Two concurrent lock() calls fund once.
+    let (a, b) = tokio::join!(env.alice.lock(&p), env.alice.lock(&p));
+    let funding = a.unwrap();
+    assert_eq!(b.unwrap(), funding);
     // Mempool: 0 confirmations, and lock() again does not fund twice.
     match env.bob.htlc_status(&p).await.unwrap() {
         HtlcStatus::Funded {

@@ -82,6 +82,23 @@ async fn harness_starts_mines_reorgs_and_restarts() {
         }
         Err(e) => panic!("{e}"),
     }
+    // Wrong credentials: a permanent error, not a retry loop.
+    let mut bad = node.rpc_config(None);
+    bad.auth = btc_adapter::rpc::Auth::UserPass("nobody".into(), "wrong".into());
+    let err = btc_adapter::rpc::RpcClient::new(bad)
+        .unwrap()
+        .get_block_count()
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    // A user/password client works where the cookie's credentials are given explicitly.
+    let cookie = std::fs::read_to_string(node.datadir().join("regtest/.cookie")).unwrap();
+    let (user, pass) = cookie.trim().split_once(':').unwrap();
+    let mut good = node.rpc_config(None);
+    good.auth = btc_adapter::rpc::Auth::UserPass(user.into(), pass.into());
+    let client = btc_adapter::rpc::RpcClient::new(good).unwrap();
+    assert_eq!(client.get_block_count().await.unwrap(), h + 3);
+
     node.restart().await;
     assert_eq!(node.height().await, h + 3);
     node.mine(1).await;
