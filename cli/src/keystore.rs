@@ -207,7 +207,7 @@ impl Keystore {
         let mut h = Sha256::new();
         h.update(b"xswap/purpose/");
         h.update(purpose.as_bytes());
-        h.update(seed.as_ref());
+        h.update(&seed[..]);
         Ok(Zeroizing::new(h.finalize().into()))
     }
 }
@@ -234,10 +234,10 @@ mod tests {
         for w in words.split_whitespace().take(5) {
             assert!(!raw.contains(&format!("\"{w}\"")));
         }
-        assert!(!raw.contains(&hex::encode(ks.seed().unwrap().as_ref())));
+        assert!(!raw.contains(&hex::encode(&ks.seed().unwrap()[..])));
 
         let opened = Keystore::open(&path, "hunter2").unwrap();
-        assert_eq!(opened.seed().unwrap().as_ref(), ks.seed().unwrap().as_ref());
+        assert_eq!(opened.seed().unwrap()[..], ks.seed().unwrap()[..]);
         assert!(matches!(
             Keystore::open(&path, "wrong"),
             Err(KeystoreError::WrongPassword)
@@ -250,13 +250,10 @@ mod tests {
 
         let path2 = dir.path().join("restored.json");
         let restored = Keystore::restore(&path2, &words, "other").unwrap();
-        assert_eq!(
-            restored.seed().unwrap().as_ref(),
-            ks.seed().unwrap().as_ref()
-        );
+        assert_eq!(restored.seed().unwrap()[..], ks.seed().unwrap()[..]);
         assert_ne!(
-            ks.purpose_key("noise").unwrap().as_ref(),
-            ks.purpose_key("other").unwrap().as_ref()
+            ks.purpose_key("noise").unwrap()[..],
+            ks.purpose_key("other").unwrap()[..]
         );
         assert!(matches!(
             Keystore::restore(&dir.path().join("bad.json"), "not twenty four words", "x"),

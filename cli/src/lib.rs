@@ -1,3 +1,6 @@
 //! The pieces of the `xswap` tool that other programs and tests can use.
 
+pub mod demo;
+pub mod engine;
 pub mod keystore;
+pub mod regtest;

@@ -12,20 +12,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a real swap between two local engines on regtest nodes (not yet available).
+    /// Run two engines that swap BTC for ETH and an ERC-20 for BTC over the encrypted
+    /// transport, on regtest nodes started for the occasion (litecoind or bitcoind, anvil).
     Demo,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,swap_core::driver=info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .compact()
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
-        Command::Demo => {
-            println!(
-                "xswap demo: not yet available. The protocol engine (swap-core) and the chain \
-                 adapters are being built first; see README.md for what works today and \
-                 `scripts/test` to run it against real nodes."
-            );
-            Ok(())
-        }
+        Command::Demo => rt.block_on(xswap_cli::demo::run()),
     }
 }

@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::params::ChainParams;
+use crate::params::{ChainId, ChainParams};
 use crate::terms::{Leg, SwapTerms, TermsError, Tips};
-use crate::types::{Account, SwapId, TxRef};
+use crate::types::{Account, Amount, Asset, SwapId, TxRef};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -33,6 +33,29 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
+    /// A taker asks a maker to quote a swap: the taker gives `give` on `give_chain` and wants
+    /// `want` on `want_chain`.
+    QuoteRequest {
+        /// The taker's (initiator's) chain X.
+        give_chain: ChainId,
+        /// What the taker locks on X.
+        give_asset: Asset,
+        /// How much.
+        give: Amount,
+        /// The maker's chain Y.
+        want_chain: ChainId,
+        /// What the maker locks on Y.
+        want_asset: Asset,
+        /// How much.
+        want: Amount,
+    },
+    /// The maker's answer: the accounts it uses for this swap.
+    Quote {
+        /// The maker's account on chain X (where it claims).
+        maker_x: Account,
+        /// The maker's account on chain Y (where it locks and refunds).
+        maker_y: Account,
+    },
     /// The initiator proposes terms (assets, amounts, `H`, both parties' accounts, expiries,
     /// chain parameters).
     Proposal {

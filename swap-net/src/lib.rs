@@ -414,7 +414,8 @@ pub struct Offer {
     pub sell: OfferLeg,
     /// What the maker wants.
     pub buy: OfferLeg,
-    /// Price: units of `buy` per unit of `sell`, as a ratio `rate_num / rate_den` of base units.
+    /// Price: base units of `sell` the maker gives per base unit of `buy` it receives, as the
+    /// ratio `rate_num / rate_den`.
     pub rate_num: u128,
     /// See `rate_num`.
     pub rate_den: u128,
@@ -444,6 +445,12 @@ const OFFER_PREFIX: &str = "xswap1";
 const MAX_OFFER_CHARS: usize = 4096;
 
 impl Offer {
+    /// What the maker gives for `give` base units of `buy` at this offer's rate (rounded down),
+    /// or `None` on overflow.
+    pub fn quote(&self, give: u128) -> Option<u128> {
+        give.checked_mul(self.rate_num).map(|v| v / self.rate_den)
+    }
+
     /// The shareable string: `xswap1` + base58(JSON + 4-byte SHA-256 checksum).
     pub fn encode(&self) -> String {
         let mut bytes = serde_json::to_vec(self).unwrap_or_default();

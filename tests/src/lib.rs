@@ -6,59 +6,24 @@
 use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
-use alloy::providers::Provider;
-use btc_adapter::regtest::RegtestNode;
 use btc_adapter::{BtcChain, BtcConfig};
-use eth_adapter::devnet::Devnet;
 use eth_adapter::{EthChain, EthConfig};
 use swap_core::store::SqliteStore;
 use swap_core::*;
 
 pub use alloy;
 
-/// Both regtest chains, the HTLC contract deployed.
-pub struct Nodes {
-    pub btc: RegtestNode,
-    pub eth: Devnet,
-    pub htlc: Address,
-}
+pub use xswap_cli::regtest::Nodes;
 
-impl Nodes {
-    pub async fn start() -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let (btc, eth) = tokio::join!(RegtestNode::start(), Devnet::start());
-        let htlc = eth_adapter::deploy_htlc(&eth.url(), eth.signer(0))
-            .await
-            .expect("deploy htlc");
-        Self { btc, eth, htlc }
-    }
-
-    pub fn btc_params(&self) -> ChainParams {
-        ChainParams::for_chain(self.btc.chain_id())
-    }
-
-    pub fn eth_params(&self) -> ChainParams {
-        ChainParams::for_chain(ChainId::new(ChainFamily::Ethereum, Network::Regtest))
-    }
-
-    /// Lets `n` Bitcoin-family block intervals pass on both chains: `n` blocks there, the same
-    /// time (and a block) on Ethereum, so both chains' clocks move together as on mainnet.
-    pub async fn advance(&self, n: u64) {
-        self.btc.mine(n).await;
-        self.eth
-            .advance_time(n * self.btc_params().block_interval)
-            .await;
-    }
-
-    pub async fn eth_balance(&self, who: Address) -> U256 {
-        self.eth.provider().get_balance(who).await.unwrap()
-    }
+/// Starts both nodes, with test logging.
+pub async fn start_nodes() -> Nodes {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    Nodes::start().await.expect("regtest nodes")
 }
 
 /// One party: its keys, wallets, store and driver.
@@ -146,10 +111,7 @@ pub async fn fund_btc(nodes: &Nodes, party: &Party, sats: u64) {
 
 /// The asset of the Bitcoin-family regtest chain.
 pub fn btc_asset(nodes: &Nodes) -> Asset {
-    match nodes.btc.chain_id().family {
-        ChainFamily::Litecoin => Asset::Ltc,
-        _ => Asset::Btc,
-    }
+    nodes.btc_asset()
 }
 
 /// Both tips now.
@@ -344,4 +306,16 @@ pub async fn run(
         nodes.advance(advance_by).await;
     }
     out
+}
+
+/// Ether balance (panics on RPC failure).
+pub trait EthBal {
+    /// The balance.
+    fn eth_bal(&self, who: Address) -> impl std::future::Future<Output = U256>;
+}
+
+impl EthBal for Nodes {
+    async fn eth_bal(&self, who: Address) -> U256 {
+        self.eth_balance(who).await.unwrap()
+    }
 }

@@ -22,7 +22,7 @@ async fn eth_time(nodes: &Nodes) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_in_the_last_allowed_moments_still_lets_the_responder_claim() {
-    let nodes = Nodes::start().await;
+    let nodes = start_nodes().await;
     let alice = Party::new(&nodes, "alice", 0xa1, 1).await;
     let bob = Party::new(&nodes, "bob", 0xb0, 2).await;
     fund_btc(&nodes, &alice, 2 * SATS).await;
@@ -75,7 +75,7 @@ async fn claim_in_the_last_allowed_moments_still_lets_the_responder_claim() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_deadline_the_initiator_keeps_its_secret_and_refunds() {
-    let nodes = Nodes::start().await;
+    let nodes = start_nodes().await;
     let alice = Party::new(&nodes, "alice", 0xa1, 1).await;
     let bob = Party::new(&nodes, "bob", 0xb0, 2).await;
     fund_btc(&nodes, &alice, 2 * SATS).await;

@@ -8,7 +8,7 @@ use xswap_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn btc_for_eth_both_parties_swap() {
-    let nodes = Nodes::start().await;
+    let nodes = start_nodes().await;
     let alice = Party::new(&nodes, "alice", 0xa1, 1).await; // initiator: sells BTC
     let bob = Party::new(&nodes, "bob", 0xb0, 2).await; // responder: sells ETH
     fund_btc(&nodes, &alice, 2_000_000).await;
@@ -47,7 +47,7 @@ async fn btc_for_eth_both_parties_swap() {
     alice.driver.create(&ri).await.unwrap();
     bob.driver.create(&rr).await.unwrap();
 
-    let alice_eth0 = nodes.eth_balance(alice.eth.address()).await;
+    let alice_eth0 = nodes.eth_bal(alice.eth.address()).await;
     let bob_btc0 = bob.btc_balance(&nodes).await;
     assert_eq!(bob_btc0, 0);
 
@@ -74,7 +74,7 @@ async fn btc_for_eth_both_parties_swap() {
         bob_btc < sats && bob_btc > sats - 10_000,
         "bob has {bob_btc} sat"
     );
-    let alice_eth = nodes.eth_balance(alice.eth.address()).await;
+    let alice_eth = nodes.eth_bal(alice.eth.address()).await;
     let gained = alice_eth - alice_eth0;
     assert!(
         gained < U256::from(wei) && gained > U256::from(wei - 10u128.pow(16)),

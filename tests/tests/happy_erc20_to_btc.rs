@@ -7,7 +7,7 @@ use xswap_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_for_btc_both_parties_swap() {
-    let nodes = Nodes::start().await;
+    let nodes = start_nodes().await;
     let erin = Party::new(&nodes, "erin", 0xe0, 5).await; // initiator: sells tokens
     let frank = Party::new(&nodes, "frank", 0xf0, 6).await; // responder: sells BTC
     let token = token_for(&nodes, erin.eth.address(), 2 * TOKEN_UNITS).await;

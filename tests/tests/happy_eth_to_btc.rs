@@ -8,11 +8,11 @@ use xswap_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eth_for_btc_both_parties_swap() {
-    let nodes = Nodes::start().await;
+    let nodes = start_nodes().await;
     let carol = Party::new(&nodes, "carol", 0xc0, 3).await; // initiator: sells ETH
     let dave = Party::new(&nodes, "dave", 0xd0, 4).await; // responder: sells BTC
     fund_btc(&nodes, &dave, 2 * SATS).await;
-    let dave_eth0 = nodes.eth_balance(dave.eth.address()).await;
+    let dave_eth0 = nodes.eth_bal(dave.eth.address()).await;
     let carol_btc0 = carol.btc_balance(&nodes).await;
     let dave_btc0 = dave.btc_balance(&nodes).await;
 
@@ -31,6 +31,6 @@ async fn eth_for_btc_both_parties_swap() {
         dave_btc_spent > SATS && dave_btc_spent < SATS + 10_000,
         "dave spent {dave_btc_spent}"
     );
-    let dave_gain = nodes.eth_balance(dave.eth.address()).await - dave_eth0;
+    let dave_gain = nodes.eth_bal(dave.eth.address()).await - dave_eth0;
     assert!(dave_gain < U256::from(WEI) && dave_gain > U256::from(WEI - 10u128.pow(16)));
 }

@@ -9,12 +9,12 @@ use xswap_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_refund_when_the_initiator_never_claims() {
-    let nodes = Nodes::start().await;
+    let nodes = start_nodes().await;
     let alice = Party::new(&nodes, "alice", 0xa1, 1).await;
     let bob = Party::new(&nodes, "bob", 0xb0, 2).await;
     fund_btc(&nodes, &alice, 2 * SATS).await;
     let alice_btc0 = alice.btc_balance(&nodes).await;
-    let bob_eth0 = nodes.eth_balance(bob.eth.address()).await;
+    let bob_eth0 = nodes.eth_bal(bob.eth.address()).await;
     let deal = agree(&nodes, &alice, &bob, Deal::BtcForEth).await;
 
     let mut done = (None, None);
@@ -45,7 +45,7 @@ async fn both_refund_when_the_initiator_never_claims() {
     }
     assert!(claims_dropped > 0, "Alice's engine did try to claim");
     assert_eq!(done.1, Some(Outcome::Refunded), "bob refunds his ETH");
-    let bob_eth = nodes.eth_balance(bob.eth.address()).await;
+    let bob_eth = nodes.eth_bal(bob.eth.address()).await;
     assert!(
         bob_eth0 - bob_eth < U256::from(10u128.pow(16)),
         "bob lost only gas"

@@ -7,7 +7,7 @@ use xswap_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn underfunded_counter_lock_is_refused_and_refunded() {
-    let nodes = Nodes::start().await;
+    let nodes = start_nodes().await;
     let alice = Party::new(&nodes, "alice", 0xa1, 1).await;
     let bob = Party::new(&nodes, "bob", 0xb0, 2).await;
     fund_btc(&nodes, &alice, 2 * SATS).await;

@@ -1,0 +1,341 @@
+//! `xswap demo`: two engines, a maker and a taker, each with its own keys, wallet, store and
+//! driver, agree swaps over the encrypted transport on loopback and run them to the end on
+//! regtest nodes started for the occasion: BTC for ETH, then an ERC-20 token for BTC.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, U256};
+use alloy::providers::ProviderBuilder;
+use anyhow::Context;
+use btc_adapter::{BtcChain, BtcConfig};
+use eth_adapter::bindings::test_contracts::TestToken;
+use eth_adapter::bindings::IERC20Permit;
+use eth_adapter::{EthChain, EthConfig};
+use swap_core::store::SqliteStore;
+use swap_core::*;
+use swap_net::{Identity, OfferLeg};
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+use crate::regtest::Nodes;
+
+const BTC_SWAP: u64 = 1_000_000; // 0.01 coin
+const ETH_PER_SAT: u128 = 250_000_000_000; // 0.01 coin -> 0.25 ETH
+const TOKEN_SWAP: u128 = 5_000_000_000; // 5,000.000000 tokens (6 decimals)
+const SATS_PER_TOKEN_UNIT_DEN: u128 = 5_000; // 5,000,000,000 units -> 1,000,000 sat
+
+struct Side {
+    engine: Arc<Engine>,
+    wallet: String,
+    eth: Address,
+}
+
+async fn side(
+    nodes: &Nodes,
+    dir: &std::path::Path,
+    name: &str,
+    eth_account: usize,
+) -> anyhow::Result<Side> {
+    nodes
+        .btc
+        .rpc()
+        .create_or_load_wallet(name)
+        .await
+        .with_context(|| format!("creating the {name} wallet"))?;
+    let mut seed = [0u8; 64];
+    getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let btc = Arc::new(
+        BtcChain::new(
+            BtcConfig::new(nodes.btc.chain_id(), nodes.btc.rpc_config(Some(name))),
+            &seed,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let mut cfg = EthConfig::new(nodes.eth.url(), nodes.htlc, nodes.eth_params());
+    cfg.poll_interval = Duration::from_millis(50);
+    let signer = nodes.eth.signer(eth_account);
+    let eth_addr = signer.address();
+    let eth = Arc::new(EthChain::new(cfg, signer).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let store = Arc::new(SqliteStore::open(dir.join(format!("{name}.sqlite")))?);
+    let engine = Engine::new(
+        name,
+        store,
+        btc,
+        eth,
+        Identity::generate()?,
+        DriverConfig {
+            poll_interval: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
+        },
+    );
+    Ok(Side {
+        engine,
+        wallet: name.to_owned(),
+        eth: eth_addr,
+    })
+}
+
+async fn btc_balance(nodes: &Nodes, wallet: &str) -> anyhow::Result<u64> {
+    Ok(nodes.btc.rpc().with_wallet(wallet)?.get_balance().await?)
+}
+
+async fn token_balance(nodes: &Nodes, token: Address, who: Address) -> anyhow::Result<U256> {
+    Ok(IERC20Permit::new(token, nodes.eth.provider())
+        .balanceOf(who)
+        .call()
+        .await?)
+}
+
+fn coin(sats: i128) -> String {
+    format!(
+        "{}{}.{:08}",
+        if sats < 0 { "-" } else { "+" },
+        sats.abs() / 100_000_000,
+        sats.abs() % 100_000_000
+    )
+}
+
+fn ether(wei: i128) -> String {
+    format!(
+        "{}{}.{:06}",
+        if wei < 0 { "-" } else { "+" },
+        wei.abs() / 10i128.pow(18),
+        (wei.abs() % 10i128.pow(18)) / 10i128.pow(12)
+    )
+}
+
+async fn timeline(e: &Engine, id: &SwapId, t0: Instant) -> anyhow::Result<()> {
+    let _ = t0;
+    for entry in e.driver.store().history(id).await? {
+        let extra = match &entry.state {
+            SwapState::Initiator(initiator::State::Locked { txref })
+            | SwapState::Initiator(initiator::State::CounterLockSeen { txref })
+            | SwapState::Responder(responder::State::Locked { txref }) => format!(" tx {txref}"),
+            SwapState::Initiator(initiator::State::Done { outcome })
+            | SwapState::Responder(responder::State::Done { outcome }) => format!(" {outcome:?}"),
+            _ => String::new(),
+        };
+        println!(
+            "    {:>6} #{:<3} {}{}",
+            e.name,
+            entry.seq,
+            swap_core::driver::state_name(&entry.state),
+            extra
+        );
+    }
+    Ok(())
+}
+
+/// Runs the demo; returns once both swaps are done and the nodes are stopped.
+pub async fn run() -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    println!("xswap demo: two engines, real regtest nodes, the encrypted transport on loopback");
+    println!("==> starting a Bitcoin-family regtest node and anvil");
+    let nodes = Nodes::start().await?;
+    let tmp = tempfile::tempdir()?;
+    println!(
+        "    {} regtest at height {}, anvil at {}, HTLC contract {}",
+        nodes.btc.chain_id(),
+        nodes.btc.height().await,
+        nodes.eth.url(),
+        nodes.htlc
+    );
+    let maker = side(&nodes, tmp.path(), "maker", 2).await?;
+    let taker = side(&nodes, tmp.path(), "taker", 1).await?;
+
+    // Funds: the taker has coins to sell, the maker coins to buy tokens with; tokens to the taker.
+    for (wallet, sats) in [(&taker.wallet, 3 * BTC_SWAP), (&maker.wallet, 3 * BTC_SWAP)] {
+        let addr = nodes
+            .btc
+            .rpc()
+            .with_wallet(wallet)?
+            .get_new_address("bech32")
+            .await?;
+        nodes.btc.send(&addr, sats).await;
+    }
+    nodes.btc.mine(1).await;
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(nodes.eth.signer(0)))
+        .connect_http(nodes.eth.url().parse()?);
+    let token = TestToken::deploy(&provider, "Demo USD".to_string(), 6u8).await?;
+    token
+        .mint(taker.eth, U256::from(2 * TOKEN_SWAP))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let token = *token.address();
+
+    // The maker listens and publishes two offers.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let btc_chain = nodes.btc.chain_id();
+    let eth_chain = nodes.eth_params().chain;
+    let coin_asset = nodes.btc_asset();
+    let token_asset = Asset::Erc20 {
+        token: EvmAddress(token.into_array()),
+        decimals: 6,
+    };
+    let expires = Timestamp(u64::MAX / 2);
+    let sell_eth = maker.engine.offer(
+        addr.clone(),
+        OfferLeg {
+            chain: eth_chain,
+            asset: Asset::Eth,
+            max: Amount::Wei(Wei(10u128.pow(19))),
+            min: Amount::Wei(Wei(10u128.pow(15))),
+        },
+        OfferLeg {
+            chain: btc_chain,
+            asset: coin_asset.clone(),
+            max: Amount::Sats(Sats(10 * BTC_SWAP)),
+            min: Amount::Sats(Sats(10_000)),
+        },
+        (ETH_PER_SAT, 1),
+        expires,
+    );
+    let buy_tokens = maker.engine.offer(
+        addr.clone(),
+        OfferLeg {
+            chain: btc_chain,
+            asset: coin_asset.clone(),
+            max: Amount::Sats(Sats(10 * BTC_SWAP)),
+            min: Amount::Sats(Sats(10_000)),
+        },
+        OfferLeg {
+            chain: eth_chain,
+            asset: token_asset.clone(),
+            max: Amount::Token(TokenUnits {
+                units: 10 * TOKEN_SWAP,
+                decimals: 6,
+            }),
+            min: Amount::Token(TokenUnits {
+                units: 1_000_000,
+                decimals: 6,
+            }),
+        },
+        (1, SATS_PER_TOKEN_UNIT_DEN),
+        expires,
+    );
+    println!(
+        "==> maker listening on {addr}, identity {}",
+        maker.engine.identity.public()
+    );
+    println!("    offer 1 (sells ETH for coins):   {}", sell_eth.encode());
+    println!(
+        "    offer 2 (sells coins for tokens): {}",
+        buy_tokens.encode()
+    );
+    let server = tokio::spawn(
+        maker
+            .engine
+            .clone()
+            .serve(listener, vec![sell_eth.clone(), buy_tokens.clone()]),
+    );
+
+    // Blocks: one Bitcoin-family block every 200 ms, Ethereum time moving along with it.
+    let miner = {
+        let btc_rpc = btc_adapter::rpc::RpcClient::new(nodes.btc.rpc_config(None))?;
+        let mining_addr = nodes.btc.mining_address().to_owned();
+        let eth_url = nodes.eth.url();
+        let secs = nodes.btc_params().block_interval;
+        tokio::spawn(async move {
+            let eth = ProviderBuilder::new().connect_http(eth_url.parse().expect("url"));
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = btc_rpc.generate_to_address(1, &mining_addr).await;
+                use alloy::providers::Provider;
+                let _: Result<serde_json::Value, _> =
+                    eth.raw_request("evm_increaseTime".into(), (secs,)).await;
+                let _: Result<serde_json::Value, _> = eth.raw_request("evm_mine".into(), ()).await;
+            }
+        })
+    };
+
+    let before = (
+        btc_balance(&nodes, &taker.wallet).await?,
+        btc_balance(&nodes, &maker.wallet).await?,
+        nodes.eth_balance(taker.eth).await?,
+        nodes.eth_balance(maker.eth).await?,
+        token_balance(&nodes, token, taker.eth).await?,
+        token_balance(&nodes, token, maker.eth).await?,
+    );
+
+    let swaps = [
+        (
+            "swap 1: taker sells 0.01 coin for 0.25 ETH",
+            &sell_eth,
+            BTC_SWAP as u128,
+        ),
+        (
+            "swap 2: taker sells 5,000 tokens for 0.01 coin",
+            &buy_tokens,
+            TOKEN_SWAP,
+        ),
+    ];
+    for (title, offer, give) in swaps {
+        let started = Instant::now();
+        println!("==> {title}");
+        let id = taker
+            .engine
+            .take(offer, give)
+            .await
+            .context("taking the offer")?;
+        println!("    agreed over Noise XX: swap {id}; the taker locks first");
+        let both = async {
+            let a = taker.engine.wait(&id).await?;
+            let b = maker.engine.wait(&id).await?;
+            anyhow::Ok((a, b))
+        };
+        let (a, b) = tokio::time::timeout(Duration::from_secs(90), both)
+            .await
+            .context("swap did not finish in 90 s")??;
+        timeline(&taker.engine, &id, t0).await?;
+        timeline(&maker.engine, &id, t0).await?;
+        println!(
+            "    done in {:.1} s: taker {a:?}, maker {b:?}",
+            started.elapsed().as_secs_f64()
+        );
+        anyhow::ensure!(
+            a == Outcome::Swapped && b == Outcome::Swapped,
+            "swap did not complete"
+        );
+    }
+    miner.abort();
+    server.abort();
+    nodes.btc.mine(1).await;
+
+    let after = (
+        btc_balance(&nodes, &taker.wallet).await?,
+        btc_balance(&nodes, &maker.wallet).await?,
+        nodes.eth_balance(taker.eth).await?,
+        nodes.eth_balance(maker.eth).await?,
+        token_balance(&nodes, token, taker.eth).await?,
+        token_balance(&nodes, token, maker.eth).await?,
+    );
+    let d = |a: U256, b: U256| -> i128 {
+        let (a, b) = (a.to::<u128>() as i128, b.to::<u128>() as i128);
+        b - a
+    };
+    println!("==> final balances (change; fees included)");
+    println!(
+        "    taker: coins {}  ETH {}  tokens {}",
+        coin(after.0 as i128 - before.0 as i128),
+        ether(d(before.2, after.2)),
+        d(before.4, after.4) / 1_000_000
+    );
+    println!(
+        "    maker: coins {}  ETH {}  tokens {}",
+        coin(after.1 as i128 - before.1 as i128),
+        ether(d(before.3, after.3)),
+        d(before.5, after.5) / 1_000_000
+    );
+    println!(
+        "==> stopping the nodes; demo finished in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    drop(nodes);
+    Ok(())
+}
