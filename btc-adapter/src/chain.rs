@@ -30,6 +30,8 @@ use crate::tx::{build_claim, build_refund, FeePolicy, HtlcOutput, SignedSpend, T
 
 /// RPC error code for "no such mempool transaction".
 const RPC_INVALID_ADDRESS_OR_KEY: i64 = -5;
+/// Mempool transactions fetched per JSON-RPC batch.
+const MEMPOOL_BATCH: usize = 500;
 /// RPC error code for an invalid parameter (e.g. a block height above the tip).
 const RPC_INVALID_PARAMETER: i64 = -8;
 
@@ -350,33 +352,37 @@ impl BtcChain {
         let txids = self.rpc.get_raw_mempool().await?;
         let current: std::collections::HashSet<Txid> = txids.iter().copied().collect();
         st.mempool.retain(|t, _| current.contains(t));
-        for txid in txids {
-            if st.mempool.contains_key(&txid) {
-                continue;
-            }
-            let hex = match self.rpc.get_raw_transaction_hex(&txid).await {
-                Ok(h) => h,
-                // Left the mempool since getrawmempool.
-                Err(e) if e.code() == Some(RPC_INVALID_ADDRESS_OR_KEY) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let raw = hex::decode(&hex).map_err(permanent)?;
-            match bitcoin::consensus::encode::deserialize::<Transaction>(&raw) {
-                Ok(tx) => {
-                    st.mempool.insert(txid, Some(tx));
-                }
-                Err(_) if is_mweb_serialization(&raw) => {
-                    // A Litecoin MWEB transaction: its canonical part reaches the chain in a
-                    // block, where it is scanned; only 0-conf visibility is lost.
-                    warn!(%txid, "skipping unparseable MWEB mempool transaction");
-                    st.mempool.insert(txid, None);
-                }
-                Err(e) => {
-                    return Err(scan_error(ScanError::Parse {
-                        txid: txid.to_string(),
-                        block: "mempool".into(),
-                        detail: e.to_string(),
-                    }))
+        let missing: Vec<Txid> = txids
+            .into_iter()
+            .filter(|t| !st.mempool.contains_key(t))
+            .collect();
+        for chunk in missing.chunks(MEMPOOL_BATCH) {
+            let answers = self.rpc.get_raw_transactions_hex(chunk).await?;
+            for (txid, answer) in chunk.iter().zip(answers) {
+                let hex = match answer {
+                    Ok(h) => h,
+                    // Left the mempool since getrawmempool.
+                    Err(e) if e.code() == Some(RPC_INVALID_ADDRESS_OR_KEY) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let raw = hex::decode(&hex).map_err(permanent)?;
+                match bitcoin::consensus::encode::deserialize::<Transaction>(&raw) {
+                    Ok(tx) => {
+                        st.mempool.insert(*txid, Some(tx));
+                    }
+                    Err(_) if is_mweb_serialization(&raw) => {
+                        // A Litecoin MWEB transaction: its canonical part reaches the chain in
+                        // a block, where it is scanned; only 0-conf visibility is lost.
+                        warn!(%txid, "skipping unparseable MWEB mempool transaction");
+                        st.mempool.insert(*txid, None);
+                    }
+                    Err(e) => {
+                        return Err(scan_error(ScanError::Parse {
+                            txid: txid.to_string(),
+                            block: "mempool".into(),
+                            detail: e.to_string(),
+                        }))
+                    }
                 }
             }
         }

@@ -285,14 +285,7 @@ impl RpcClient {
             }
         };
         if let Some(err) = parsed.get("error").filter(|e| !e.is_null()) {
-            return Err(RpcError::Rpc {
-                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
-            });
+            return Err(rpc_error(err));
         }
         if status != 200 {
             return Err(RpcError::Http {
@@ -305,6 +298,101 @@ impl RpcClient {
             method: method.to_owned(),
             detail: e.to_string(),
         })
+    }
+
+    /// Calls one node-level method many times in one JSON-RPC batch request. The outer error is
+    /// the request's; each inner result is one call's answer, in the order of `params`.
+    pub async fn batch(
+        &self,
+        method: &str,
+        params: Vec<Vec<Value>>,
+    ) -> Result<Vec<Result<Value, RpcError>>, RpcError> {
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (user, pass) = self.credentials()?;
+        let n = params.len();
+        let body: Vec<Value> = params
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| json!({"jsonrpc": "1.0", "id": i, "method": method, "params": p}))
+            .collect();
+        let resp = self
+            .http
+            .post(self.config.url.clone())
+            .basic_auth(user, Some(pass))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| RpcError::Transport(format!("{method} batch: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| RpcError::Transport(format!("{method} batch: {e}")))?;
+        let answers: Vec<Value> = match serde_json::from_str(&text) {
+            Ok(Value::Array(a)) => a,
+            Ok(v) => {
+                // A whole-request error (e.g. warming up) comes as one object.
+                if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+                    return Err(rpc_error(err));
+                }
+                return Err(RpcError::Http {
+                    status,
+                    body: text.chars().take(200).collect(),
+                });
+            }
+            Err(_) => {
+                return Err(RpcError::Http {
+                    status,
+                    body: text.chars().take(200).collect(),
+                })
+            }
+        };
+        let mut out: Vec<Option<Result<Value, RpcError>>> = (0..n).map(|_| None).collect();
+        for a in answers {
+            let Some(i) = a.get("id").and_then(Value::as_u64).map(|i| i as usize) else {
+                continue;
+            };
+            let r = match a.get("error").filter(|e| !e.is_null()) {
+                Some(err) => Err(rpc_error(err)),
+                None => Ok(a.get("result").cloned().unwrap_or(Value::Null)),
+            };
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.ok_or_else(|| RpcError::Decode {
+                    method: method.to_owned(),
+                    detail: "batch answer missing an id".into(),
+                })
+            })
+            .collect()
+    }
+
+    /// `getrawtransaction <txid> false` for many mempool transactions in one batch: the hex of
+    /// each, or the node's error for it (e.g. `-5` when it left the mempool).
+    pub async fn get_raw_transactions_hex(
+        &self,
+        txids: &[Txid],
+    ) -> Result<Vec<Result<String, RpcError>>, RpcError> {
+        let params = txids.iter().map(|t| vec![json!(t), json!(false)]).collect();
+        Ok(self
+            .batch("getrawtransaction", params)
+            .await?
+            .into_iter()
+            .map(|r| {
+                r.and_then(|v| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(RpcError::Decode {
+                        method: "getrawtransaction".into(),
+                        detail: other.to_string(),
+                    }),
+                })
+            })
+            .collect())
     }
 
     /// Calls a node-level method.
@@ -552,6 +640,17 @@ impl RpcClient {
     pub async fn stop(&self) -> Result<(), RpcError> {
         let _: Value = self.call("stop", vec![]).await?;
         Ok(())
+    }
+}
+
+fn rpc_error(err: &Value) -> RpcError {
+    RpcError::Rpc {
+        code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+        message: err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
     }
 }
 

@@ -82,6 +82,22 @@ async fn harness_starts_mines_reorgs_and_restarts() {
         }
         Err(e) => panic!("{e}"),
     }
+    // Batched mempool reads: one answer per txid, errors per item.
+    let addr = node.rpc().get_new_address("bech32").await.unwrap();
+    let sent = node.send(&addr, 1_000_000).await;
+    let bogus: bitcoin::Txid = bitcoin::hashes::Hash::from_byte_array([7; 32]);
+    let answers = node
+        .rpc()
+        .get_raw_transactions_hex(&[sent, bogus])
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 2);
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize_hex(answers[0].as_ref().unwrap()).unwrap();
+    assert_eq!(tx.compute_txid(), sent);
+    assert_eq!(answers[1].as_ref().unwrap_err().code(), Some(-5));
+    node.mine(1).await;
+
     // Wrong credentials: a permanent error, not a retry loop.
     let mut bad = node.rpc_config(None);
     bad.auth = btc_adapter::rpc::Auth::UserPass("nobody".into(), "wrong".into());
@@ -97,10 +113,10 @@ async fn harness_starts_mines_reorgs_and_restarts() {
     let mut good = node.rpc_config(None);
     good.auth = btc_adapter::rpc::Auth::UserPass(user.into(), pass.into());
     let client = btc_adapter::rpc::RpcClient::new(good).unwrap();
-    assert_eq!(client.get_block_count().await.unwrap(), h + 3);
+    assert_eq!(client.get_block_count().await.unwrap(), h + 4);
 
     node.restart().await;
-    assert_eq!(node.height().await, h + 3);
-    node.mine(1).await;
     assert_eq!(node.height().await, h + 4);
+    node.mine(1).await;
+    assert_eq!(node.height().await, h + 5);
 }
