@@ -85,6 +85,10 @@ pub struct BtcConfig {
     pub fees: FeeConfig,
     /// Where claims and refunds pay.
     pub payout: Payout,
+    /// `htlc_status` answers from the last scan when it is younger than this (and no new HTLC
+    /// was registered since). Zero (the default): every call scans. Actions always scan.
+    /// With many swaps on a busy node, a few seconds saves re-reading the mempool per swap.
+    pub status_max_age: std::time::Duration,
 }
 
 impl BtcConfig {
@@ -95,6 +99,7 @@ impl BtcConfig {
             rpc,
             fees: FeeConfig::default(),
             payout: Payout::NodeWallet,
+            status_max_age: std::time::Duration::ZERO,
         }
     }
 }
@@ -130,6 +135,10 @@ struct State {
     mempool: HashMap<Txid, Option<Transaction>>,
     tip: u64,
     compiled: HashMap<HtlcTerms, Htlc>,
+    /// When the last full sync finished.
+    synced_at: Option<std::time::Instant>,
+    /// A watch changed what must be scanned since the last sync.
+    dirty: bool,
 }
 
 /// What an HTLC script is made of (the cache key of compiled HTLCs).
@@ -149,6 +158,7 @@ pub struct BtcChain {
     keys: KeySource,
     fees: FeeConfig,
     payout: Payout,
+    status_max_age: std::time::Duration,
     state: Mutex<State>,
 }
 
@@ -182,6 +192,7 @@ impl BtcChain {
             keys,
             fees: config.fees,
             payout: config.payout,
+            status_max_age: config.status_max_age,
             state: Mutex::new(State::default()),
         })
     }
@@ -258,7 +269,11 @@ impl BtcChain {
         }
         sats(params)?;
         let script = htlc.script_pubkey();
+        let before = (st.scanner.watched_len(), st.scanner.next_height());
         st.scanner.watch(script.clone(), params.watch_from.0);
+        if before != (st.scanner.watched_len(), st.scanner.next_height()) {
+            st.dirty = true;
+        }
         let w = Watched {
             params: params.clone(),
             htlc,
@@ -287,6 +302,8 @@ impl BtcChain {
             self.sync_once(st, tip).await?;
             let after = self.rpc.get_best_block_hash().await?;
             if after.to_string() == best {
+                st.synced_at = Some(std::time::Instant::now());
+                st.dirty = false;
                 return Ok(());
             }
         }
@@ -812,7 +829,13 @@ impl Chain for BtcChain {
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
         let mut st = self.state.lock().await;
         let (w, script) = self.register(&mut st, htlc)?;
-        self.sync(&mut st).await?;
+        let fresh = !st.dirty
+            && st
+                .synced_at
+                .is_some_and(|t| t.elapsed() < self.status_max_age);
+        if !fresh {
+            self.sync(&mut st).await?;
+        }
         Ok(self.status(&st, &w, &script).0)
     }
 

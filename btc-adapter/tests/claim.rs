@@ -102,4 +102,20 @@ async fn claim_with_right_preimage() {
     let err = env.alice.refund(&p).await.unwrap_err();
     assert!(!err.is_transient());
     eprintln!("claim vsize {vsize}, fee {fee}");
+
+    // status_max_age: answers from the last scan until it is stale or a new HTLC is watched.
+    let mut config =
+        btc_adapter::BtcConfig::new(env.node.chain_id(), env.node.rpc_config(Some("bob")));
+    config.status_max_age = std::time::Duration::from_secs(3600);
+    let cached = btc_adapter::BtcChain::new(config, &[2; 32]).unwrap();
+    let confs = |st: HtlcStatus| common::confirmations(&st).unwrap();
+    assert_eq!(confs(cached.htlc_status(&p).await.unwrap()), 1);
+    env.node.mine(1).await;
+    assert_eq!(confs(cached.htlc_status(&p).await.unwrap()), 1);
+    let other = env.params(amount, 50, &Preimage::random().unwrap()).await;
+    assert_eq!(
+        cached.htlc_status(&other).await.unwrap(),
+        HtlcStatus::Absent
+    );
+    assert_eq!(confs(cached.htlc_status(&p).await.unwrap()), 2);
 }
