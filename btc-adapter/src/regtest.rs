@@ -7,8 +7,6 @@
 //! litecoind quirks handled at start (see the project's nodes.md): the MWEB peg-in at height 431
 //! (mining fails from height 432 without one) and CLTV, which activates only at height 1351.
 
-#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +17,29 @@ use serde_json::{json, Value};
 use swap_core::{ChainFamily, ChainId, Network};
 
 use crate::rpc::{Auth, RpcClient, RpcConfig, RpcError};
+
+/// Test-harness failures are loud panics with context (never silent skips).
+trait Must<T> {
+    fn must(self, what: &str) -> T;
+}
+
+impl<T, E: std::fmt::Display> Must<T> for Result<T, E> {
+    fn must(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => panic!("regtest harness: {what}: {e}"),
+        }
+    }
+}
+
+impl<T> Must<T> for Option<T> {
+    fn must(self, what: &str) -> T {
+        match self {
+            Some(v) => v,
+            None => panic!("regtest harness: {what}: missing"),
+        }
+    }
+}
 
 /// The wallet the harness creates and funds.
 pub const WALLET: &str = "xswap";
@@ -88,7 +109,7 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("no free port")
+        .must("no free port")
 }
 
 impl RegtestNode {
@@ -103,7 +124,7 @@ impl RegtestNode {
         let datadir = tempfile::Builder::new()
             .prefix("xswap-regtest-")
             .tempdir()
-            .expect("tempdir");
+            .must("tempdir");
         let rpc_port = free_port();
         let rpc = RpcClient::new(RpcConfig {
             url: format!("http://127.0.0.1:{rpc_port}"),
@@ -111,7 +132,7 @@ impl RegtestNode {
             wallet: Some(WALLET.to_owned()),
             timeout: Duration::from_secs(60),
         })
-        .expect("rpc client");
+        .must("rpc client");
         let mut node = Self {
             kind,
             exe,
@@ -126,8 +147,8 @@ impl RegtestNode {
         node.rpc
             .create_or_load_wallet(WALLET)
             .await
-            .expect("createwallet");
-        node.mining_address = node.rpc.get_new_address("bech32").await.expect("address");
+            .must("createwallet");
+        node.mining_address = node.rpc.get_new_address("bech32").await.must("address");
         node.prepare_chain().await;
         node
     }
@@ -192,23 +213,19 @@ impl RegtestNode {
     }
 
     async fn prepare_chain(&self) {
-        let height = self.rpc.get_block_count().await.expect("getblockcount");
+        let height = self.rpc.get_block_count().await.must("getblockcount");
         match self.kind {
             NodeKind::Litecoind => {
                 if height < 431 {
                     self.mine(431 - height).await;
                     // MWEB activates at 432: without a peg-in, mining fails from there on.
-                    let mweb = self
-                        .rpc
-                        .get_new_address("mweb")
-                        .await
-                        .expect("mweb address");
+                    let mweb = self.rpc.get_new_address("mweb").await.must("mweb address");
                     self.rpc
                         .send_to_address(&mweb, 100_000_000)
                         .await
-                        .expect("mweb peg-in");
+                        .must("mweb peg-in");
                 }
-                let height = self.rpc.get_block_count().await.expect("getblockcount");
+                let height = self.rpc.get_block_count().await.must("getblockcount");
                 // CLTV (BIP65) activates at 1351 on litecoind regtest.
                 if height < 1400 {
                     self.mine(1400 - height).await;
@@ -278,7 +295,7 @@ impl RegtestNode {
 
     /// Current height.
     pub async fn height(&self) -> u64 {
-        self.rpc.get_block_count().await.expect("getblockcount")
+        self.rpc.get_block_count().await.must("getblockcount")
     }
 
     /// Disconnects the top `n` blocks (`invalidateblock`); their transactions go back to the
@@ -289,11 +306,11 @@ impl RegtestNode {
             .rpc
             .get_block_hash(tip + 1 - n)
             .await
-            .expect("getblockhash");
+            .must("getblockhash");
         self.rpc
             .invalidate_block(&hash)
             .await
-            .expect("invalidateblock");
+            .must("invalidateblock");
     }
 
     /// Replaces the top `n` blocks with `n` new ones (mined to fresh addresses, so that they
@@ -308,7 +325,7 @@ impl RegtestNode {
     pub async fn mine_fresh(&self, n: u64) -> Vec<BlockHash> {
         let mut out = Vec::new();
         for _ in 0..n {
-            let addr = self.rpc.get_new_address("bech32").await.expect("address");
+            let addr = self.rpc.get_new_address("bech32").await.must("address");
             out.extend(
                 self.rpc
                     .generate_to_address(1, &addr)
@@ -329,7 +346,7 @@ impl RegtestNode {
         self.rpc
             .send_to_address(address, sats)
             .await
-            .expect("sendtoaddress")
+            .must("sendtoaddress")
     }
 
     /// Replaces an unconfirmed transaction of `wallet` by one spending the same inputs back to
@@ -339,17 +356,17 @@ impl RegtestNode {
             .rpc
             .get_raw_transaction(txid, None)
             .await
-            .expect("tx in mempool");
+            .must("tx in mempool");
         let mut total_in = 0u64;
         let mut inputs = Vec::new();
         for input in &tx.input {
             let prev: Value = wallet
                 .wallet_call("gettransaction", vec![json!(input.previous_output.txid)])
                 .await
-                .expect("gettransaction");
-            let hex = prev["hex"].as_str().expect("hex");
+                .must("gettransaction");
+            let hex = prev["hex"].as_str().must("hex");
             let prev_tx: Transaction =
-                bitcoin::consensus::encode::deserialize_hex(hex).expect("prev tx");
+                bitcoin::consensus::encode::deserialize_hex(hex).must("prev tx");
             total_in += prev_tx.output[input.previous_output.vout as usize]
                 .value
                 .to_sat();
@@ -359,7 +376,7 @@ impl RegtestNode {
         }
         let total_out: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
         let fee = total_in - total_out + 20_000;
-        let addr = wallet.get_new_address("bech32").await.expect("address");
+        let addr = wallet.get_new_address("bech32").await.must("address");
         let raw: String = self
             .rpc
             .call(
@@ -372,16 +389,16 @@ impl RegtestNode {
                 ],
             )
             .await
-            .expect("createrawtransaction");
+            .must("createrawtransaction");
         let signed: Value = wallet
             .wallet_call("signrawtransactionwithwallet", vec![json!(raw)])
             .await
-            .expect("sign");
-        let hex = signed["hex"].as_str().expect("hex");
+            .must("sign");
+        let hex = signed["hex"].as_str().must("hex");
         self.rpc
             .call("sendrawtransaction", vec![json!(hex)])
             .await
-            .expect("replacement accepted")
+            .must("replacement accepted")
     }
 
     /// Stops the node (RPC `stop`) and waits for the process to exit. The data directory stays;
@@ -422,10 +439,7 @@ impl RegtestNode {
             wallets.push(WALLET.to_owned());
         }
         for w in wallets {
-            self.rpc
-                .create_or_load_wallet(&w)
-                .await
-                .expect("loadwallet");
+            self.rpc.create_or_load_wallet(&w).await.must("loadwallet");
         }
     }
 
