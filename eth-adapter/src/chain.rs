@@ -1127,7 +1127,51 @@ impl Chain for EthChain {
     }
 
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
-        Ok(self.status(htlc).await?)
+        let status = self.status(htlc).await?;
+        if status != HtlcStatus::Absent {
+            return Ok(status);
+        }
+        // Not the agreed lock, but perhaps a lock by the agreed sender under the same hashlock
+        // with other parameters: report it as found so the engine refuses it and says why
+        // (protocol rule 4). Only the agreed sender can have made it (the contract's sender is
+        // msg.sender), so nobody else can make a swap look wrong.
+        let h = EthHtlc::from_params(htlc)?;
+        let found = self
+            .locks_with_hashlock(h.hashlock, htlc.watch_from.0)
+            .await?;
+        let Some(other) = found
+            .into_iter()
+            .find(|f| f.locked && f.htlc.sender == h.sender)
+        else {
+            return Ok(HtlcStatus::Absent);
+        };
+        let asset = if other.htlc.token == Address::ZERO {
+            swap_core::Asset::Eth
+        } else {
+            swap_core::Asset::Erc20 {
+                token: core_addr(other.htlc.token),
+                decimals: match &htlc.asset {
+                    swap_core::Asset::Erc20 { token, decimals }
+                        if *token == core_addr(other.htlc.token) =>
+                    {
+                        *decimals
+                    }
+                    _ => 0,
+                },
+            }
+        };
+        Ok(HtlcStatus::Funded {
+            lock: ObservedLock {
+                txref: txref(other.tx),
+                amount: other.htlc.core_amount(&asset),
+                asset,
+                sender: Account::Evm(core_addr(other.htlc.sender)),
+                recipient: Account::Evm(core_addr(other.htlc.recipient)),
+                hashlock: other.htlc.core_hashlock(),
+                expiry: Expiry::Time(Timestamp(other.htlc.expiry)),
+            },
+            confirmations: other.confirmations,
+        })
     }
 
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {

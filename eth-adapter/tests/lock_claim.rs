@@ -92,19 +92,34 @@ async fn lock_refuses_bad_parameters() {
 }
 
 #[tokio::test]
-async fn wrong_lock_is_absent_but_visible_by_hashlock() {
+async fn wrong_lock_by_the_agreed_sender_is_reported_with_its_real_parameters() {
     let e = common::env().await;
     let (agreed, _pre) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
     // The sender locks one wei too much.
     let mut wrong = agreed.clone();
     wrong.amount = swap_core::types::Amount::Wei(swap_core::types::Wei(10u128.pow(17) + 1));
     e.alice.lock(&wrong).await.unwrap();
-    // Against the agreed terms, nothing is locked.
+    // Asked about the agreed terms, the adapter reports the lock the sender made instead,
+    // with its real amount, so the engine refuses it and says why (rule 4).
+    match e.bob.htlc_status(&agreed).await.unwrap() {
+        HtlcStatus::Funded { lock, .. } => {
+            assert_eq!(
+                lock.amount,
+                swap_core::types::Amount::Wei(swap_core::types::Wei(10u128.pow(17) + 1))
+            );
+            assert_eq!(lock.sender, agreed.sender);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A lock under the same hashlock by anyone else is not reported for these terms.
+    let mut other_sender = agreed.clone();
+    other_sender.sender = agreed.recipient;
+    other_sender.recipient = agreed.sender;
     assert_eq!(
-        e.bob.htlc_status(&agreed).await.unwrap(),
+        e.alice.htlc_status(&other_sender).await.unwrap(),
         HtlcStatus::Absent
     );
-    // But the engine can see what was locked instead, and refuse it with a reason.
+    // The inherent method lists every lock under the hashlock.
     let found = e
         .bob
         .locks_with_hashlock(

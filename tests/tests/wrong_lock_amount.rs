@@ -60,7 +60,16 @@ async fn underfunded_counter_lock_is_refused_and_refunded() {
         _ => None,
     });
     println!("alice gave up: {reason:?}");
-    assert!(reason.is_some());
+    // She says why: the amount differs from the agreed one.
+    assert!(
+        matches!(
+            reason,
+            Some(GiveUpReason::CounterLockInvalid {
+                mismatch: LockMismatch::Amount { .. }
+            })
+        ),
+        "{reason:?}"
+    );
     // Nothing revealed on Bob's chain: his short lock is still his to refund, and he does.
     assert!(matches!(
         bob.eth.htlc_status(&short).await.unwrap(),
