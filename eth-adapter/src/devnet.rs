@@ -15,13 +15,13 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{json, Value};
 
-/// Where the anvil binary is: `ANVIL_EXE`, else the native binary that `npm ci` put under
+/// Where the anvil binary is: `ANVIL_EXE`, else the native binary that `npm install` (run by `scripts/test`) put under
 /// `<workspace>/node_modules/@foundry-rs/anvil-<platform>/bin/anvil`. (The
 /// `node_modules/.bin/anvil` wrapper is a node script that would outlive a killed child, so the
 /// native binary is started directly.)
 ///
 /// # Panics
-/// When the binary does not exist, with a message naming `npm ci`.
+/// When the binary does not exist, with a message naming the install command.
 pub fn anvil_path() -> PathBuf {
     if let Some(p) = std::env::var_os("ANVIL_EXE") {
         let path = PathBuf::from(p);
@@ -44,7 +44,7 @@ pub fn anvil_path() -> PathBuf {
         // may leave its anvil child running).
         None if wrapper.exists() => wrapper,
         None => panic!(
-            "anvil not found under {}: run `npm ci` at the workspace root (installs the pinned \
+            "anvil not found under {}: run `npm install` at the workspace root (installs the pinned \
              @foundry-rs/anvil) or set ANVIL_EXE",
             scope.display()
         ),

@@ -4,8 +4,11 @@
 ensure_npm() {
   if [ ! -x node_modules/.bin/anvil ] || [ ! -d node_modules/solc ]; then
     command -v npm >/dev/null || { echo "npm is missing: install Node.js 20+ (apt-get install -y nodejs npm)" >&2; exit 1; }
-    echo "==> npm ci (anvil, solc)"
-    npm ci --no-audit --no-fund
+    # `npm install` with the committed lock (exact versions) rather than `npm ci`: the registry
+    # reachable here serves only anvil's linux-amd64 platform package, so the lock cannot list
+    # the other platforms' optional packages and `npm ci` refuses it as out of sync.
+    echo "==> npm install (anvil, solc; versions pinned by package-lock.json)"
+    npm install --no-audit --no-fund
   fi
 }
 
