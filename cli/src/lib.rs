@@ -1,6 +1,9 @@
 //! The pieces of the `xswap` tool that other programs and tests can use.
 
+pub mod config;
+pub mod crashpoint;
 pub mod demo;
 pub mod engine;
 pub mod keystore;
 pub mod regtest;
+pub mod status;

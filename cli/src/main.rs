@@ -1,20 +1,214 @@
 //! The `xswap` command-line tool.
 
-use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// Atomic swaps between Bitcoin and Ethereum, peer to peer, no custodian.
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand};
+use swap_core::store::SqliteStore;
+use swap_core::*;
+use swap_net::{Offer, OfferLeg};
+use xswap_cli::config::{self, Config};
+use xswap_cli::keystore::Keystore;
+use xswap_cli::status;
+
+/// Atomic swaps between Bitcoin-family chains and Ethereum, peer to peer, no custodian.
 #[derive(Parser)]
 #[command(name = "xswap", version, about)]
 struct Cli {
+    /// Where the keystore, config.toml, offers and the swap database live.
+    #[arg(long, global = true, env = "XSWAP_DATA_DIR", default_value_os_t = default_dir())]
+    data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
+fn default_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".xswap")
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Create this installation's seed (24 words, shown once) and a config.toml to edit.
+    Init {
+        /// Restore the seed from recovery words (read from standard input) instead.
+        #[arg(long)]
+        restore: bool,
+    },
+    /// Publish an offer (saved for `xswap maker`): prints the offer string and a QR code.
+    Offer {
+        /// What you sell: btc, ltc, eth or erc20:0xTOKEN:DECIMALS.
+        #[arg(long)]
+        sell: String,
+        /// What you buy, same forms.
+        #[arg(long)]
+        buy: String,
+        /// Base units of `sell` given per base unit of `buy`, as NUM/DEN.
+        #[arg(long)]
+        rate: String,
+        /// Smallest amount of `buy` a taker may give, in base units.
+        #[arg(long)]
+        min: u128,
+        /// Largest amount of `buy` a taker may give, in base units.
+        #[arg(long)]
+        max: u128,
+        /// Hours until the offer lapses.
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
+    },
+    /// Run as a maker: resume stored swaps and serve the saved offers until stopped.
+    Maker,
+    /// Take an offer: give `--give` base units of what the maker buys.
+    Take {
+        /// The offer string (xswap1...).
+        offer: String,
+        /// Base units you give.
+        #[arg(long)]
+        give: u128,
+    },
+    /// List swaps.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one swap: state, transactions, expiries, and what happens next.
+    Show {
+        /// The swap id.
+        id: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume every unfinished swap and run them to their end (also done by `maker`).
+    Resume,
+    /// Refund your own lock of a swap now (only when its expiry allows it).
+    Refund {
+        /// The swap id.
+        id: String,
+    },
     /// Run two engines that swap BTC for ETH and an ERC-20 for BTC over the encrypted
     /// transport, on regtest nodes started for the occasion (litecoind or bitcoind, anvil).
     Demo,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    let path = data_dir.join("swaps.sqlite");
+    if !path.exists() {
+        bail!(
+            "no swap database at {}: run `xswap init` (or pass --data-dir)",
+            path.display()
+        );
+    }
+    Ok(SqliteStore::open(path)?)
+}
+
+fn parse_id(s: &str) -> anyhow::Result<SwapId> {
+    SwapId::from_hex(s).map_err(|e| anyhow!("{s:?} is not a swap id: {e}"))
+}
+
+fn parse_asset(s: &str, cfg: &Config) -> anyhow::Result<(ChainId, Asset)> {
+    let btc = cfg.btc_chain()?;
+    let eth = cfg.eth_chain()?;
+    let parts: Vec<&str> = s.split(':').collect();
+    Ok(match parts.as_slice() {
+        ["btc"] if btc.family == ChainFamily::Bitcoin => (btc, Asset::Btc),
+        ["ltc"] if btc.family == ChainFamily::Litecoin => (btc, Asset::Ltc),
+        ["eth"] => (eth, Asset::Eth),
+        ["erc20", token, decimals] => (
+            eth,
+            Asset::Erc20 {
+                token: EvmAddress::from_hex(token)?,
+                decimals: decimals.parse().context("decimals")?,
+            },
+        ),
+        _ => bail!(
+            "asset {s:?}: use {} , eth or erc20:0xTOKEN:DECIMALS (config chain is {btc})",
+            if btc.family == ChainFamily::Litecoin {
+                "ltc"
+            } else {
+                "btc"
+            }
+        ),
+    })
+}
+
+fn amount(asset: &Asset, units: u128) -> anyhow::Result<Amount> {
+    Ok(match asset {
+        Asset::Btc | Asset::Ltc => Amount::Sats(Sats(u64::try_from(units)?)),
+        Asset::Eth => Amount::Wei(Wei(units)),
+        Asset::Erc20 { decimals, .. } => Amount::Token(TokenUnits {
+            units,
+            decimals: *decimals,
+        }),
+    })
+}
+
+fn offers_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("offers.json")
+}
+
+fn load_offers(data_dir: &Path) -> anyhow::Result<Vec<Offer>> {
+    match std::fs::read_to_string(offers_path(data_dir)) {
+        Ok(t) => Ok(serde_json::from_str(&t).context("offers.json is damaged")?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn driver_config() -> DriverConfig {
+    DriverConfig {
+        poll_interval: Duration::from_millis(
+            std::env::var("XSWAP_POLL_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5_000),
+        ),
+        max_backoff: Duration::from_secs(60),
+    }
+}
+
+/// Prints each state change of `ids` until all are done.
+async fn follow(store: &dyn SwapStore, ids: &[SwapId]) -> anyhow::Result<()> {
+    let mut seen = vec![0u64; ids.len()];
+    loop {
+        let mut all_done = true;
+        for (k, id) in ids.iter().enumerate() {
+            let (record, state) = store.load(id).await?;
+            for entry in store.history(id).await? {
+                if entry.seq > seen[k] {
+                    seen[k] = entry.seq;
+                    println!(
+                        "{} {:<20} {}",
+                        &id.to_string()[..8],
+                        swap_core::driver::state_name(&entry.state),
+                        status::next_step(&record, &entry.state)
+                    );
+                }
+            }
+            all_done &= state.is_final();
+        }
+        if all_done {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,10 +222,233 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .compact()
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let dir = cli.data_dir.clone();
     match cli.command {
-        Command::Demo => rt.block_on(xswap_cli::demo::run()),
+        Command::Demo => runtime()?.block_on(xswap_cli::demo::run()),
+        Command::Init { restore } => {
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join("keystore.json");
+            let pw = config::password("new keystore password: ")?;
+            if restore {
+                let mut words = String::new();
+                std::io::stdin().read_line(&mut words)?;
+                Keystore::restore(&path, &words, &pw)?;
+                println!("seed restored into {}", path.display());
+            } else {
+                let (_, words) = Keystore::create(&path, &pw)?;
+                println!("Your recovery words (write them down; they are shown only now):\n");
+                println!("  {}\n", words.as_str());
+                println!("keystore: {} (mode 0600)", path.display());
+            }
+            Config::default().write_new(&dir)?;
+            SqliteStore::open(dir.join("swaps.sqlite"))?;
+            println!(
+                "config:   {} (edit it to point at your nodes)",
+                Config::path(&dir).display()
+            );
+            Ok(())
+        }
+        Command::Offer {
+            sell,
+            buy,
+            rate,
+            min,
+            max,
+            hours,
+        } => {
+            let cfg = Config::load(&dir)?;
+            let ks = config::open_keystore(&dir)?;
+            let identity = swap_net::Identity::from_private(&ks.purpose_key("noise")?[..])?;
+            let (sc, sa) = parse_asset(&sell, &cfg)?;
+            let (bc, ba) = parse_asset(&buy, &cfg)?;
+            let (num, den) = rate
+                .split_once('/')
+                .ok_or_else(|| anyhow!("--rate must be NUM/DEN"))?;
+            let rate_num: u128 = num.trim().parse().context("rate numerator")?;
+            let rate_den: u128 = den.trim().parse().context("rate denominator")?;
+            if rate_num == 0 || rate_den == 0 {
+                bail!("--rate must be two positive numbers NUM/DEN");
+            }
+            let offer = Offer {
+                v: 1,
+                addr: cfg.net.listen.clone(),
+                maker: identity.public(),
+                sell: OfferLeg {
+                    chain: sc,
+                    asset: sa.clone(),
+                    max: amount(&sa, max.saturating_mul(rate_num) / rate_den)?,
+                    min: amount(&sa, min.saturating_mul(rate_num) / rate_den)?,
+                },
+                buy: OfferLeg {
+                    chain: bc,
+                    asset: ba.clone(),
+                    max: amount(&ba, max)?,
+                    min: amount(&ba, min)?,
+                },
+                rate_num,
+                rate_den,
+                expires: Timestamp(now() + hours * 3600),
+            };
+            let text = offer.encode();
+            Offer::decode(&text).map_err(|e| anyhow!("{e}"))?;
+            let mut offers = load_offers(&dir)?;
+            offers.push(offer);
+            std::fs::write(offers_path(&dir), serde_json::to_vec_pretty(&offers)?)?;
+            let qr = qrcode::QrCode::new(text.as_bytes())?
+                .render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build();
+            println!("{qr}\n{text}\n\nsaved; run `xswap maker` to serve it");
+            Ok(())
+        }
+        Command::Maker => runtime()?.block_on(async {
+            let offers = load_offers(&dir)?;
+            if offers.is_empty() {
+                bail!("no offers: publish one with `xswap offer` first");
+            }
+            let engine = config::engine(&dir, driver_config())?;
+            let resumed = engine.resume().await?;
+            let listen = Config::load(&dir)?.net.listen;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            println!(
+                "maker {} listening on {listen}, {} offer(s), {resumed} swap(s) resumed",
+                engine.identity.public(),
+                offers.len()
+            );
+            engine.serve(listener, offers).await;
+            Ok(())
+        }),
+        Command::Take { offer, give } => runtime()?.block_on(async {
+            let offer = Offer::decode(&offer).map_err(|e| anyhow!("{e}"))?;
+            if offer.expires.0 < now() {
+                bail!("this offer has expired: ask the maker for a new one");
+            }
+            let engine = config::engine(&dir, driver_config())?;
+            engine.resume().await?;
+            let id = engine.take(&offer, give).await?;
+            println!("swap {id} agreed; running it (Ctrl-C is safe: `xswap resume` goes on)");
+            follow(engine.driver.store().as_ref(), &[id]).await?;
+            let (_, state) = engine.driver.store().load(&id).await?;
+            println!("{:?}", swap_core::driver::final_outcome(&state));
+            Ok(())
+        }),
+        Command::Resume => runtime()?.block_on(async {
+            let engine = config::engine(&dir, driver_config())?;
+            let ids: Vec<SwapId> = engine
+                .driver
+                .store()
+                .unfinished()
+                .await?
+                .into_iter()
+                .filter_map(|r| r.ok().map(|(rec, _)| rec.id()))
+                .collect();
+            let n = engine.resume().await?;
+            println!("{n} unfinished swap(s) resumed");
+            follow(engine.driver.store().as_ref(), &ids).await
+        }),
+        Command::List { json } => runtime()?.block_on(async {
+            let store = open_store(&dir)?;
+            let mut rows = Vec::new();
+            for id in store.list().await? {
+                rows.push(match store.load(&id).await {
+                    Ok((record, state)) => status::summary(&record, &state),
+                    Err(e) => serde_json::json!({ "id": id.to_string(), "error": e.to_string() }),
+                });
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in rows {
+                    println!(
+                        "{}  {:<9} {:<20} {} -> {}",
+                        r["id"].as_str().unwrap_or("?"),
+                        r["role"].as_str().unwrap_or("?"),
+                        r["state"]
+                            .as_str()
+                            .unwrap_or(r["error"].as_str().unwrap_or("?")),
+                        r["gives"].as_str().unwrap_or(""),
+                        r["gets"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }),
+        Command::Show { id, json } => runtime()?.block_on(async {
+            let store = open_store(&dir)?;
+            let id = parse_id(&id)?;
+            let (record, state) = store.load(&id).await?;
+            let history = store.history(&id).await?;
+            let mut v = status::summary(&record, &state);
+            v["next"] = status::next_step(&record, &state).into();
+            v["history"] = history
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "seq": e.seq,
+                        "at": e.entered_at.0,
+                        "state": swap_core::driver::state_name(&e.state),
+                        "detail": status::detail(&e.state),
+                    })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "swap     {id}\nrole     {}\nstate    {}",
+                    v["role"], v["state"]
+                );
+                println!("gives    {}\ngets     {}", v["gives"], v["gets"]);
+                println!(
+                    "expiries ours {}, theirs {}",
+                    v["our_expiry"], v["their_expiry"]
+                );
+                println!("next     {}", v["next"]);
+                for h in v["history"].as_array().into_iter().flatten() {
+                    println!(
+                        "  #{:<3} {:<20} {}",
+                        h["seq"],
+                        h["state"].as_str().unwrap_or(""),
+                        h["detail"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }),
+        Command::Refund { id } => runtime()?.block_on(async {
+            let id = parse_id(&id)?;
+            let engine = config::engine(&dir, driver_config())?;
+            let (record, _) = engine.driver.store().load(&id).await?;
+            let leg = match record.role {
+                Role::Initiator => Leg::X,
+                Role::Responder => Leg::Y,
+            };
+            let htlc = Driver::htlc(&record, leg);
+            let params = record.terms.leg(leg).params;
+            let chain: &dyn Chain = match params.chain.family {
+                ChainFamily::Ethereum => engine.eth.as_ref(),
+                _ => engine.btc.as_ref(),
+            };
+            let tip = chain.tip().await?;
+            if !params.refundable(htlc.expiry, tip) {
+                bail!(
+                    "not refundable yet: our lock expires at {}, the chain is at {}/{}; \
+                     the engine refunds by itself then (`xswap resume`)",
+                    htlc.expiry,
+                    tip.height,
+                    tip.time
+                );
+            }
+            match chain.htlc_status(&htlc).await? {
+                HtlcStatus::Funded { .. } => {
+                    let tx = chain.refund(&htlc).await?;
+                    println!("refund sent: {tx}");
+                    Ok(())
+                }
+                other => bail!("nothing to refund: our lock is {other:?}"),
+            }
+        }),
     }
 }

@@ -79,6 +79,37 @@ impl fmt::Display for ChainId {
     }
 }
 
+impl std::str::FromStr for ChainId {
+    type Err = String;
+
+    /// Parses `btc-mainnet`, `ltc-regtest`, `eth-sepolia`, ... (what `Display` prints).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (fam, net) = s
+            .trim()
+            .split_once('-')
+            .ok_or_else(|| format!("chain {s:?}: expected FAMILY-NETWORK, e.g. btc-mainnet"))?;
+        let family = match fam {
+            "btc" => ChainFamily::Bitcoin,
+            "ltc" => ChainFamily::Litecoin,
+            "eth" => ChainFamily::Ethereum,
+            other => return Err(format!("unknown chain family {other:?} (btc, ltc, eth)")),
+        };
+        let network = match net {
+            "mainnet" => Network::Mainnet,
+            "testnet" => Network::Testnet,
+            "signet" => Network::Signet,
+            "sepolia" => Network::Sepolia,
+            "regtest" => Network::Regtest,
+            other => {
+                return Err(format!(
+                    "unknown network {other:?} (mainnet, testnet, signet, sepolia, regtest)"
+                ))
+            }
+        };
+        Ok(Self { family, network })
+    }
+}
+
 /// How a chain expresses an expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -323,6 +354,22 @@ mod tests {
                 assert!(p.observe_lag > p.block_interval);
             }
         }
+    }
+
+    #[test]
+    fn chain_ids_roundtrip_through_text() {
+        for s in [
+            "btc-mainnet",
+            "ltc-regtest",
+            "eth-sepolia",
+            "btc-signet",
+            "ltc-testnet",
+        ] {
+            let id: ChainId = s.parse().expect(s);
+            assert_eq!(id.to_string(), s);
+        }
+        assert!("doge-mainnet".parse::<ChainId>().is_err());
+        assert!("btc".parse::<ChainId>().is_err());
     }
 
     #[test]

@@ -1,0 +1,253 @@
+//! `config.toml` in the data directory, with environment overrides, and building an engine
+//! from it.
+//!
+//! ```toml
+//! [btc]
+//! chain = "ltc-regtest"            # btc-mainnet, btc-testnet, btc-signet, btc-regtest, ltc-...
+//! rpc_url = "http://127.0.0.1:19443"
+//! cookie = "/home/me/.litecoin/regtest/.cookie"   # or user = "..." / password = "..."
+//! wallet = "xswap"                 # the node wallet that funds locks and receives claims
+//!
+//! [eth]
+//! chain = "eth-regtest"            # eth-mainnet, eth-sepolia, eth-regtest
+//! rpc_url = "http://127.0.0.1:8545"
+//! htlc = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+//! account = 0                      # BIP-44 index of the seed's Ethereum account
+//!
+//! [net]
+//! listen = "127.0.0.1:7700"        # where `xswap maker` accepts takers
+//! ```
+//!
+//! Every value can be overridden by an environment variable: `XSWAP_BTC_CHAIN`,
+//! `XSWAP_BTC_RPC_URL`, `XSWAP_BTC_COOKIE`, `XSWAP_BTC_USER`, `XSWAP_BTC_PASSWORD`,
+//! `XSWAP_BTC_WALLET`, `XSWAP_ETH_CHAIN`, `XSWAP_ETH_RPC_URL`, `XSWAP_ETH_HTLC`,
+//! `XSWAP_ETH_ACCOUNT`, `XSWAP_LISTEN`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{anyhow, Context};
+use btc_adapter::rpc::{Auth, RpcConfig};
+use btc_adapter::{BtcChain, BtcConfig};
+use eth_adapter::{EthChain, EthConfig};
+use serde::{Deserialize, Serialize};
+use swap_core::store::SqliteStore;
+use swap_core::{ChainId, ChainParams, DriverConfig};
+use swap_net::Identity;
+
+use crate::engine::Engine;
+use crate::keystore::Keystore;
+
+/// The Bitcoin-family node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BtcSection {
+    /// Which chain (`btc-mainnet`, `ltc-regtest`, ...).
+    pub chain: String,
+    /// The node's JSON-RPC URL.
+    pub rpc_url: String,
+    /// The node's cookie file (preferred over user/password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<PathBuf>,
+    /// RPC user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// RPC password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The wallet that funds locks and receives claims and refunds.
+    pub wallet: String,
+}
+
+/// The Ethereum node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EthSection {
+    /// Which chain (`eth-mainnet`, `eth-sepolia`, `eth-regtest`).
+    pub chain: String,
+    /// The node's JSON-RPC URL.
+    pub rpc_url: String,
+    /// The deployed HTLC contract.
+    pub htlc: String,
+    /// BIP-44 index of the seed's Ethereum account.
+    #[serde(default)]
+    pub account: u32,
+}
+
+/// The transport.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetSection {
+    /// Where `xswap maker` listens.
+    pub listen: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Config {
+    /// Bitcoin-family node.
+    pub btc: BtcSection,
+    /// Ethereum node.
+    pub eth: EthSection,
+    /// Transport.
+    pub net: NetSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            btc: BtcSection {
+                chain: "btc-mainnet".into(),
+                rpc_url: "http://127.0.0.1:8332".into(),
+                cookie: None,
+                user: None,
+                password: None,
+                wallet: "xswap".into(),
+            },
+            eth: EthSection {
+                chain: "eth-mainnet".into(),
+                rpc_url: "http://127.0.0.1:8545".into(),
+                htlc: "0x0000000000000000000000000000000000000000".into(),
+                account: 0,
+            },
+            net: NetSection {
+                listen: "127.0.0.1:7700".into(),
+            },
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// The config file of a data directory.
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join("config.toml")
+    }
+
+    /// Reads `config.toml` (defaults when absent) and applies environment overrides.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = Self::path(data_dir);
+        let mut c = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("reading {}: fix or delete it", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let set = |slot: &mut String, var: &str| {
+            if let Some(v) = env(var) {
+                *slot = v;
+            }
+        };
+        set(&mut c.btc.chain, "XSWAP_BTC_CHAIN");
+        set(&mut c.btc.rpc_url, "XSWAP_BTC_RPC_URL");
+        set(&mut c.btc.wallet, "XSWAP_BTC_WALLET");
+        set(&mut c.eth.chain, "XSWAP_ETH_CHAIN");
+        set(&mut c.eth.rpc_url, "XSWAP_ETH_RPC_URL");
+        set(&mut c.eth.htlc, "XSWAP_ETH_HTLC");
+        set(&mut c.net.listen, "XSWAP_LISTEN");
+        if let Some(v) = env("XSWAP_BTC_COOKIE") {
+            c.btc.cookie = Some(v.into());
+        }
+        if let Some(v) = env("XSWAP_BTC_USER") {
+            c.btc.user = Some(v);
+        }
+        if let Some(v) = env("XSWAP_BTC_PASSWORD") {
+            c.btc.password = Some(v);
+        }
+        if let Some(v) = env("XSWAP_ETH_ACCOUNT") {
+            c.eth.account = v.parse().context("XSWAP_ETH_ACCOUNT must be a number")?;
+        }
+        Ok(c)
+    }
+
+    /// Writes the config file (refusing to overwrite one).
+    pub fn write_new(&self, data_dir: &Path) -> anyhow::Result<()> {
+        let path = Self::path(data_dir);
+        if path.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(data_dir)?;
+        std::fs::write(&path, toml::to_string_pretty(self)?)?;
+        Ok(())
+    }
+
+    /// The Bitcoin-family chain.
+    pub fn btc_chain(&self) -> anyhow::Result<ChainId> {
+        self.btc.chain.parse().map_err(|e: String| anyhow!(e))
+    }
+
+    /// The Ethereum chain.
+    pub fn eth_chain(&self) -> anyhow::Result<ChainId> {
+        self.eth.chain.parse().map_err(|e: String| anyhow!(e))
+    }
+}
+
+/// The Ethereum account `index` of the seed (BIP-44 `m/44'/60'/0'/0/index`, as wallets
+/// derive it).
+pub fn eth_signer(ks: &Keystore, index: u32) -> anyhow::Result<PrivateKeySigner> {
+    use bitcoin::bip32::{DerivationPath, Xpriv};
+    use bitcoin::secp256k1::Secp256k1;
+    let seed = ks.seed()?;
+    let master = Xpriv::new_master(bitcoin::NetworkKind::Main, &seed[..])?;
+    let path: DerivationPath = format!("m/44'/60'/0'/0/{index}").parse()?;
+    let key = master.derive_priv(&Secp256k1::new(), &path)?;
+    Ok(PrivateKeySigner::from_slice(
+        &key.private_key.secret_bytes(),
+    )?)
+}
+
+/// Opens the keystore (password from `XSWAP_PASSWORD`, or asked on the terminal).
+pub fn open_keystore(data_dir: &Path) -> anyhow::Result<Keystore> {
+    let password = password("keystore password: ")?;
+    Ok(Keystore::open(&data_dir.join("keystore.json"), &password)?)
+}
+
+/// The password from `XSWAP_PASSWORD`, or asked on the terminal.
+pub fn password(prompt: &str) -> anyhow::Result<String> {
+    match env("XSWAP_PASSWORD") {
+        Some(p) => Ok(p),
+        None => Ok(rpassword::prompt_password(prompt)?),
+    }
+}
+
+/// Builds the engine of a data directory: keystore, store, both adapters, identity.
+pub fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc<Engine>> {
+    let cfg = Config::load(data_dir)?;
+    let ks = open_keystore(data_dir)?;
+    let auth = match (&cfg.btc.cookie, &cfg.btc.user, &cfg.btc.password) {
+        (Some(c), _, _) => Auth::Cookie(c.clone()),
+        (None, Some(u), Some(p)) => Auth::UserPass(u.clone(), p.clone()),
+        _ => anyhow::bail!("[btc] needs `cookie` or `user` and `password` in config.toml"),
+    };
+    let rpc = RpcConfig {
+        url: cfg.btc.rpc_url.clone(),
+        auth,
+        wallet: Some(cfg.btc.wallet.clone()),
+        timeout: Duration::from_secs(30),
+    };
+    let btc = Arc::new(
+        BtcChain::new(BtcConfig::new(cfg.btc_chain()?, rpc), &ks.seed()?[..])
+            .map_err(|e| anyhow!("bitcoin adapter: {e}"))?,
+    );
+    let htlc = cfg
+        .eth
+        .htlc
+        .parse()
+        .with_context(|| format!("[eth] htlc {:?} is not an address", cfg.eth.htlc))?;
+    let eth_cfg = EthConfig::new(
+        cfg.eth.rpc_url.clone(),
+        htlc,
+        ChainParams::for_chain(cfg.eth_chain()?),
+    );
+    let eth = Arc::new(
+        EthChain::new(eth_cfg, eth_signer(&ks, cfg.eth.account)?)
+            .map_err(|e| anyhow!("ethereum adapter: {e}"))?,
+    );
+    let store = crate::crashpoint::AbortAfter::from_env(Arc::new(SqliteStore::open(
+        data_dir.join("swaps.sqlite"),
+    )?));
+    let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
+    Ok(Engine::new("xswap", store, btc, eth, identity, driver))
+}

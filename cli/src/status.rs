@@ -1,0 +1,109 @@
+//! What `xswap list` and `xswap show` print: a swap's summary and what happens next.
+
+use serde_json::{json, Value};
+use swap_core::driver::state_name;
+use swap_core::*;
+
+fn leg_text(l: &LegTerms) -> String {
+    format!(
+        "{} {} on {}",
+        l.amount,
+        asset_text(&l.asset),
+        l.params.chain
+    )
+}
+
+fn asset_text(a: &Asset) -> String {
+    match a {
+        Asset::Btc => "BTC".into(),
+        Asset::Ltc => "LTC".into(),
+        Asset::Eth => "ETH".into(),
+        Asset::Erc20 { token, .. } => format!("token {token}"),
+    }
+}
+
+/// One swap as JSON (never includes the secret).
+pub fn summary(record: &SwapRecord, state: &SwapState) -> Value {
+    let t = &record.terms;
+    let (ours, theirs) = match record.role {
+        Role::Initiator => (&t.x, &t.y),
+        Role::Responder => (&t.y, &t.x),
+    };
+    json!({
+        "id": record.id().to_string(),
+        "role": match record.role { Role::Initiator => "initiator", Role::Responder => "responder" },
+        "state": state_name(state),
+        "outcome": swap_core::driver::final_outcome(state).map(|o| format!("{o:?}")),
+        "gives": leg_text(ours),
+        "gets": leg_text(theirs),
+        "hashlock": t.hashlock.to_string(),
+        "our_expiry": ours.expiry.to_string(),
+        "their_expiry": theirs.expiry.to_string(),
+    })
+}
+
+/// The transaction or reason a state carries.
+pub fn detail(state: &SwapState) -> String {
+    use initiator::State as I;
+    use responder::State as R;
+    match state {
+        SwapState::Initiator(I::Locked { txref } | I::CounterLockSeen { txref })
+        | SwapState::Responder(R::Locked { txref }) => format!("tx {txref}"),
+        SwapState::Initiator(I::AwaitRefund { reason } | I::Refunding { reason }) => {
+            format!("{reason:?}")
+        }
+        SwapState::Initiator(I::Done { outcome }) | SwapState::Responder(R::Done { outcome }) => {
+            format!("{outcome:?}")
+        }
+        _ => String::new(),
+    }
+}
+
+/// What the engine does next in this state, and until when.
+pub fn next_step(record: &SwapRecord, state: &SwapState) -> String {
+    use initiator::State as I;
+    use responder::State as R;
+    let t = &record.terms;
+    let deadline = t.y.params.claim_deadline(t.y.expiry);
+    match state {
+        SwapState::Initiator(s) => match s {
+            I::Negotiated | I::Locking => format!(
+                "locking {} (needs {} confirmations)",
+                leg_text(&t.x),
+                t.x.params.lock_confirmations
+            ),
+            I::Locked { .. } => format!(
+                "waiting for our lock to reach {} confirmations",
+                t.x.params.lock_confirmations
+            ),
+            I::LockConfirmed | I::CounterLockSeen { .. } | I::CounterLockValid => format!(
+                "waiting for their lock of {} ({} confirmations); we claim only before {deadline}, \
+                 else we refund at {}",
+                leg_text(&t.y),
+                t.y.params.lock_confirmations,
+                t.x.expiry
+            ),
+            I::Claiming | I::Claimed => "claiming their lock (this reveals the secret)".into(),
+            I::AwaitRefund { .. } => format!("refunding our lock once {} passes", t.x.expiry),
+            I::Refunding { .. } => "refund sent, waiting for confirmations".into(),
+            I::Done { .. } => "finished".into(),
+        },
+        SwapState::Responder(s) => match s {
+            R::Negotiated | R::AwaitCounterLock | R::CounterLockValid => format!(
+                "waiting for their lock of {} ({} confirmations), then we lock {}",
+                leg_text(&t.x),
+                t.x.params.lock_confirmations,
+                leg_text(&t.y)
+            ),
+            R::Locking | R::Locked { .. } => format!(
+                "waiting for them to claim (reveals the secret); else we refund at {}",
+                t.y.expiry
+            ),
+            R::SecretLearned { .. } | R::Claiming { .. } => {
+                format!("claiming {} with the secret", leg_text(&t.x))
+            }
+            R::Refunding => "refund sent, waiting for confirmations".into(),
+            R::Done { .. } => "finished".into(),
+        },
+    }
+}
