@@ -139,6 +139,21 @@ fn confirmed(status: &HtlcStatus, depth: u32) -> bool {
     }
 }
 
+/// True while a spend is only in the mempool: the action that made it is sent again on every
+/// step, so that an adapter can bump its fee (an unchanged spend is "already known": success).
+fn in_mempool(status: &HtlcStatus) -> bool {
+    matches!(
+        status,
+        HtlcStatus::Claimed {
+            confirmations: 0,
+            ..
+        } | HtlcStatus::Refunded {
+            confirmations: 0,
+            ..
+        }
+    )
+}
+
 /// A valid secret revealed by a claim of this HTLC, if any.
 fn revealed<'a>(terms: &SwapTerms, status: &'a HtlcStatus) -> Option<&'a Preimage> {
     match status {
@@ -237,6 +252,13 @@ pub mod initiator {
                 HtlcStatus::Claimed { .. } if confirmed(counter, depth_y) => Step::to(Done {
                     outcome: Outcome::Swapped,
                 }),
+                HtlcStatus::Claimed { .. } if in_mempool(counter) => Step::act(
+                    Claimed,
+                    Action::Claim {
+                        leg: Leg::Y,
+                        preimage: secret.clone(),
+                    },
+                ),
                 HtlcStatus::Claimed { .. } => Step::to(Claimed),
                 HtlcStatus::Funded { .. } => Step::act(
                     Claiming,
@@ -378,6 +400,9 @@ pub mod initiator {
             HtlcStatus::Refunded { .. } if confirmed(&snap.x.htlc, depth_x) => Step::to(Done {
                 outcome: Outcome::Refunded,
             }),
+            HtlcStatus::Refunded { .. } if in_mempool(&snap.x.htlc) => {
+                Step::act(Refunding { reason }, Action::Refund { leg: Leg::X })
+            }
             HtlcStatus::Refunded { .. } => Step::to(Refunding { reason }),
             HtlcStatus::Claimed { .. } => {
                 // The responder took X. If we also got Y we swapped, otherwise we lost.
@@ -477,6 +502,16 @@ pub mod responder {
                         Step::to(Done {
                             outcome: Outcome::Swapped,
                         })
+                    } else if in_mempool(&snap.x.htlc) {
+                        Step::act(
+                            Claiming {
+                                preimage: preimage.clone(),
+                            },
+                            Action::Claim {
+                                leg: Leg::X,
+                                preimage,
+                            },
+                        )
                     } else {
                         Step::to(Claiming { preimage })
                     }
@@ -576,6 +611,9 @@ pub mod responder {
             HtlcStatus::Refunded { .. } if confirmed(&snap.y.htlc, depth_y) => Step::to(Done {
                 outcome: Outcome::Refunded,
             }),
+            HtlcStatus::Refunded { .. } if in_mempool(&snap.y.htlc) => {
+                Step::act(Refunding, Action::Refund { leg: Leg::Y })
+            }
             HtlcStatus::Refunded { .. } => Step::to(Refunding),
             // A claim with a preimage that does not match H: not possible on a correct chain.
             HtlcStatus::Claimed { .. } => Step::to(state.clone()),

@@ -561,3 +561,83 @@ fn initiator_never_reveals_the_secret_after_its_deadline() {
         }
     }
 }
+
+#[test]
+fn spends_stuck_in_the_mempool_are_sent_again_for_fee_bumps() {
+    let secret = Preimage::from_bytes([2; 32]);
+    let w = World::new(
+        Direction::EthToBtc,
+        Mining::Nominal,
+        Mining::Nominal,
+        secret.clone(),
+    );
+    let t = w.terms.clone();
+    let funded = |leg| HtlcStatus::Funded {
+        lock: w.agreed_lock(leg),
+        confirmations: 10,
+    };
+    let claimed = |confirmations| HtlcStatus::Claimed {
+        preimage: secret.clone(),
+        txref: TxRef("c".into()),
+        confirmations,
+    };
+    let refunded = |confirmations| HtlcStatus::Refunded {
+        txref: TxRef("r".into()),
+        confirmations,
+    };
+    let snap = |x: HtlcStatus, y: HtlcStatus| Snapshot {
+        x: LegView {
+            tip: w.x.tip(),
+            htlc: x,
+        },
+        y: LegView {
+            tip: w.y.tip(),
+            htlc: y,
+        },
+    };
+    // Initiator: its claim on Y is pending -> claim again; once mined -> wait quietly.
+    let s = initiator::next(
+        &t,
+        &secret,
+        &initiator::State::Claimed,
+        &snap(funded(Leg::X), claimed(0)),
+    );
+    assert!(matches!(
+        s.actions.as_slice(),
+        [Action::Claim { leg: Leg::Y, .. }]
+    ));
+    let s = initiator::next(
+        &t,
+        &secret,
+        &initiator::State::Claimed,
+        &snap(funded(Leg::X), claimed(1)),
+    );
+    assert!(t.y.params.lock_confirmations > 1 && s.actions.is_empty());
+    // Responder: its claim on X is pending -> claim again.
+    let st = responder::State::Claiming {
+        preimage: secret.clone(),
+    };
+    let s = responder::next(&t, &st, &snap(claimed(0), claimed(5)));
+    assert!(matches!(
+        s.actions.as_slice(),
+        [Action::Claim { leg: Leg::X, .. }]
+    ));
+    // Refunds likewise.
+    let s = responder::next(
+        &t,
+        &responder::State::Refunding,
+        &snap(funded(Leg::X), refunded(0)),
+    );
+    assert!(matches!(
+        s.actions.as_slice(),
+        [Action::Refund { leg: Leg::Y }]
+    ));
+    let st = initiator::State::Refunding {
+        reason: GiveUpReason::CounterLockMissing,
+    };
+    let s = initiator::next(&t, &secret, &st, &snap(refunded(0), HtlcStatus::Absent));
+    assert!(matches!(
+        s.actions.as_slice(),
+        [Action::Refund { leg: Leg::X }]
+    ));
+}
