@@ -65,6 +65,17 @@ impl Default for FeeConfig {
     }
 }
 
+/// What to pay, for funding an HTLC from an external wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    /// The HTLC's P2WSH address.
+    pub address: String,
+    /// The exact amount, in satoshis (litoshis).
+    pub sats: u64,
+    /// A BIP-21 URI with address and amount.
+    pub uri: String,
+}
+
 /// Where claims and refunds pay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payout {
@@ -238,6 +249,29 @@ impl BtcChain {
         self.htlc(params)?
             .address(self.params.chain)
             .map_err(permanent)
+    }
+
+    /// For a lock paid from an external wallet: the HTLC address, the exact amount, and a
+    /// BIP-21 URI (`bitcoin:` or `litecoin:`) a wallet can scan. The payment is detected by the
+    /// block scan like any other funding ([`Chain::htlc_status`]); an amount other than the
+    /// exact one is reported as found with its real amount, which the engine refuses.
+    pub fn payment_request(&self, params: &HtlcParams) -> Result<PaymentRequest, ChainError> {
+        let address = self.htlc_address(params)?;
+        let sats = match params.amount {
+            Amount::Sats(s) => s.0,
+            other => return Err(permanent(format!("{other} is not a Bitcoin-family amount"))),
+        };
+        let scheme = match self.params.chain.family {
+            ChainFamily::Litecoin => "litecoin",
+            _ => "bitcoin",
+        };
+        let uri = format!(
+            "{scheme}:{address}?amount={}.{:08}&label=xswap%20{}",
+            sats / 100_000_000,
+            sats % 100_000_000,
+            params.swap_id
+        );
+        Ok(PaymentRequest { address, sats, uri })
     }
 
     fn register(

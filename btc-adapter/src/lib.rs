@@ -18,7 +18,7 @@ pub mod rpc;
 pub mod scanner;
 pub mod tx;
 
-pub use chain::{BtcChain, BtcConfig, FeeConfig, Payout};
+pub use chain::{BtcChain, BtcConfig, FeeConfig, PaymentRequest, Payout};
 pub use htlc::{Htlc, HtlcError};
 pub use keys::{KeySource, SwapKey};
 pub use tx::{build_claim, build_refund, FeePolicy, HtlcOutput, SignedSpend, TxError};
