@@ -1,0 +1,2 @@
+//! Placeholder: see the benchmark issue.
+fn main() {}
