@@ -2,80 +2,25 @@
 //! driver, agree swaps over the encrypted transport on loopback and run them to the end on
 //! regtest nodes started for the occasion: BTC for ETH, then an ERC-20 token for BTC.
 
-use std::sync::Arc;
+use crate::engine::Engine;
 use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, U256};
 use alloy::providers::ProviderBuilder;
 use anyhow::Context;
-use btc_adapter::{BtcChain, BtcConfig};
 use eth_adapter::bindings::test_contracts::TestToken;
 use eth_adapter::bindings::IERC20Permit;
-use eth_adapter::{EthChain, EthConfig};
-use swap_core::store::SqliteStore;
 use swap_core::*;
-use swap_net::{Identity, OfferLeg};
+use swap_net::OfferLeg;
 use tokio::net::TcpListener;
 
-use crate::engine::Engine;
-use crate::regtest::Nodes;
+use crate::regtest::{party, Nodes};
 
 const BTC_SWAP: u64 = 1_000_000; // 0.01 coin
 const ETH_PER_SAT: u128 = 250_000_000_000; // 0.01 coin -> 0.25 ETH
 const TOKEN_SWAP: u128 = 5_000_000_000; // 5,000.000000 tokens (6 decimals)
 const SATS_PER_TOKEN_UNIT_DEN: u128 = 5_000; // 5,000,000,000 units -> 1,000,000 sat
-
-struct Side {
-    engine: Arc<Engine>,
-    wallet: String,
-    eth: Address,
-}
-
-async fn side(
-    nodes: &Nodes,
-    dir: &std::path::Path,
-    name: &str,
-    eth_account: usize,
-) -> anyhow::Result<Side> {
-    nodes
-        .btc
-        .rpc()
-        .create_or_load_wallet(name)
-        .await
-        .with_context(|| format!("creating the {name} wallet"))?;
-    let mut seed = [0u8; 64];
-    getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let btc = Arc::new(
-        BtcChain::new(
-            BtcConfig::new(nodes.btc.chain_id(), nodes.btc.rpc_config(Some(name))),
-            &seed,
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
-    let mut cfg = EthConfig::new(nodes.eth.url(), nodes.htlc, nodes.eth_params());
-    cfg.poll_interval = Duration::from_millis(50);
-    let signer = nodes.eth.signer(eth_account);
-    let eth_addr = signer.address();
-    let eth = Arc::new(EthChain::new(cfg, signer).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let store = Arc::new(SqliteStore::open(dir.join(format!("{name}.sqlite")))?);
-    let engine = Engine::new(
-        name,
-        store,
-        btc,
-        eth,
-        Identity::generate()?,
-        DriverConfig {
-            poll_interval: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(2),
-        },
-    );
-    Ok(Side {
-        engine,
-        wallet: name.to_owned(),
-        eth: eth_addr,
-    })
-}
 
 async fn btc_balance(nodes: &Nodes, wallet: &str) -> anyhow::Result<u64> {
     Ok(nodes.btc.rpc().with_wallet(wallet)?.get_balance().await?)
@@ -142,8 +87,12 @@ pub async fn run() -> anyhow::Result<()> {
         nodes.eth.url(),
         nodes.htlc
     );
-    let maker = side(&nodes, tmp.path(), "maker", 2).await?;
-    let taker = side(&nodes, tmp.path(), "taker", 1).await?;
+    let fast = DriverConfig {
+        poll_interval: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(2),
+    };
+    let maker = party(&nodes, tmp.path(), "maker", 2, fast).await?;
+    let taker = party(&nodes, tmp.path(), "taker", 1, fast).await?;
 
     // Funds: the taker has coins to sell, the maker coins to buy tokens with; tokens to the taker.
     for (wallet, sats) in [(&taker.wallet, 3 * BTC_SWAP), (&maker.wallet, 3 * BTC_SWAP)] {
@@ -236,23 +185,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     // Blocks: one Bitcoin-family block every 200 ms, Ethereum time moving along with it.
-    let miner = {
-        let btc_rpc = btc_adapter::rpc::RpcClient::new(nodes.btc.rpc_config(None))?;
-        let mining_addr = nodes.btc.mining_address().to_owned();
-        let eth_url = nodes.eth.url();
-        let secs = nodes.btc_params().block_interval;
-        tokio::spawn(async move {
-            let eth = ProviderBuilder::new().connect_http(eth_url.parse().expect("url"));
-            loop {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let _ = btc_rpc.generate_to_address(1, &mining_addr).await;
-                use alloy::providers::Provider;
-                let _: Result<serde_json::Value, _> =
-                    eth.raw_request("evm_increaseTime".into(), (secs,)).await;
-                let _: Result<serde_json::Value, _> = eth.raw_request("evm_mine".into(), ()).await;
-            }
-        })
-    };
+    let miner = nodes.spawn_miner(Duration::from_millis(200))?;
 
     let before = (
         btc_balance(&nodes, &taker.wallet).await?,

@@ -60,3 +60,87 @@ impl Nodes {
         Ok(self.eth.provider().get_balance(who).await?)
     }
 }
+
+/// One engine on these nodes, as a demo or test party: its own random seed, its own node
+/// wallet named `name`, anvil dev account `eth_account`, a store in `dir`.
+pub struct Party {
+    /// The engine.
+    pub engine: std::sync::Arc<crate::engine::Engine>,
+    /// Its node wallet.
+    pub wallet: String,
+    /// Its Ethereum address.
+    pub eth: Address,
+}
+
+/// Builds a [`Party`].
+pub async fn party(
+    nodes: &Nodes,
+    dir: &std::path::Path,
+    name: &str,
+    eth_account: usize,
+    driver: swap_core::DriverConfig,
+) -> anyhow::Result<Party> {
+    use anyhow::Context;
+    use std::sync::Arc;
+    nodes
+        .btc
+        .rpc()
+        .create_or_load_wallet(name)
+        .await
+        .with_context(|| format!("creating the {name} wallet"))?;
+    let mut seed = [0u8; 64];
+    getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let btc = Arc::new(
+        btc_adapter::BtcChain::new(
+            btc_adapter::BtcConfig::new(nodes.btc.chain_id(), nodes.btc.rpc_config(Some(name))),
+            &seed,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let mut cfg = eth_adapter::EthConfig::new(nodes.eth.url(), nodes.htlc, nodes.eth_params());
+    cfg.poll_interval = std::time::Duration::from_millis(50);
+    let signer = nodes.eth.signer(eth_account);
+    let eth_addr = signer.address();
+    let eth =
+        Arc::new(eth_adapter::EthChain::new(cfg, signer).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let store = Arc::new(swap_core::store::SqliteStore::open(
+        dir.join(format!("{name}.sqlite")),
+    )?);
+    let engine = crate::engine::Engine::new(
+        name,
+        store,
+        btc,
+        eth,
+        swap_net::Identity::generate()?,
+        driver,
+    );
+    Ok(Party {
+        engine,
+        wallet: name.to_owned(),
+        eth: eth_addr,
+    })
+}
+
+impl Nodes {
+    /// Mines one Bitcoin-family block every `every`, moving Ethereum time along by one block
+    /// interval each time (as [`Nodes::advance`] does), until the task is aborted.
+    pub fn spawn_miner(
+        &self,
+        every: std::time::Duration,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        use alloy::providers::ProviderBuilder;
+        let rpc = btc_adapter::rpc::RpcClient::new(self.btc.rpc_config(None))?;
+        let to = self.btc.mining_address().to_owned();
+        let eth = ProviderBuilder::new().connect_http(self.eth.url().parse()?);
+        let secs = self.btc_params().block_interval;
+        Ok(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let _ = rpc.generate_to_address(1, &to).await;
+                let _: Result<serde_json::Value, _> =
+                    eth.raw_request("evm_increaseTime".into(), (secs,)).await;
+                let _: Result<serde_json::Value, _> = eth.raw_request("evm_mine".into(), ()).await;
+            }
+        }))
+    }
+}
