@@ -463,6 +463,41 @@ impl RegtestNode {
     }
 }
 
+/// A node left running by [`RegtestNode::detach`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detached {
+    /// Its process id.
+    pub pid: u32,
+    /// Its data directory (no longer deleted).
+    pub datadir: PathBuf,
+    /// Its RPC port.
+    pub rpc_port: u16,
+    /// Its RPC cookie file.
+    pub cookie: PathBuf,
+    /// Where mined coins go (in wallet [`WALLET`]).
+    pub mining_address: String,
+}
+
+impl RegtestNode {
+    /// Leaves the node running after this value is gone (for `xswap regtest up`): its data
+    /// directory is kept, and it must be stopped by RPC `stop` (or its pid).
+    pub fn detach(mut self) -> Detached {
+        let pid = self.child.take().map(|c| c.id()).unwrap_or(0);
+        let datadir = std::mem::replace(
+            &mut self.datadir,
+            tempfile::tempdir().expect("tempdir"),
+        )
+        .keep();
+        Detached {
+            pid,
+            cookie: datadir.join("regtest").join(".cookie"),
+            datadir,
+            rpc_port: self.rpc_port,
+            mining_address: self.mining_address.clone(),
+        }
+    }
+}
+
 impl Drop for RegtestNode {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -6,4 +6,5 @@ pub mod demo;
 pub mod engine;
 pub mod keystore;
 pub mod regtest;
+pub mod regtest_cmd;
 pub mod status;

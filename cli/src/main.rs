@@ -90,9 +90,34 @@ enum Command {
         /// The swap id.
         id: String,
     },
+    /// Local regtest nodes for trying xswap by hand (litecoind or bitcoind, and anvil).
+    Regtest {
+        #[command(subcommand)]
+        action: RegtestAction,
+    },
     /// Run two engines that swap BTC for ETH and an ERC-20 for BTC over the encrypted
     /// transport, on regtest nodes started for the occasion (litecoind or bitcoind, anvil).
     Demo,
+}
+
+#[derive(Subcommand)]
+enum RegtestAction {
+    /// Start both nodes in the background, deploy the HTLC contract, configure and fund this
+    /// installation.
+    Up,
+    /// Use the nodes another installation started (give its data directory).
+    Join {
+        /// The other installation's data directory.
+        other: PathBuf,
+    },
+    /// Mine blocks (and move Ethereum time by as long).
+    Mine {
+        /// How many blocks.
+        #[arg(default_value_t = 1)]
+        blocks: u64,
+    },
+    /// Stop both nodes.
+    Down,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -225,6 +250,15 @@ fn main() -> anyhow::Result<()> {
     let dir = cli.data_dir.clone();
     match cli.command {
         Command::Demo => runtime()?.block_on(xswap_cli::demo::run()),
+        Command::Regtest { action } => runtime()?.block_on(async {
+            use xswap_cli::regtest_cmd as r;
+            match action {
+                RegtestAction::Up => r::up(&dir).await,
+                RegtestAction::Join { other } => r::join(&dir, &other).await,
+                RegtestAction::Mine { blocks } => r::mine(&dir, blocks).await,
+                RegtestAction::Down => r::down(&dir).await,
+            }
+        }),
         Command::Init { restore } => {
             std::fs::create_dir_all(&dir)?;
             let path = dir.join("keystore.json");
@@ -396,16 +430,19 @@ fn main() -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
+                let f = |k: &str| v[k].as_str().unwrap_or("").to_owned();
                 println!(
                     "swap     {id}\nrole     {}\nstate    {}",
-                    v["role"], v["state"]
+                    f("role"),
+                    f("state")
                 );
-                println!("gives    {}\ngets     {}", v["gives"], v["gets"]);
+                println!("gives    {}\ngets     {}", f("gives"), f("gets"));
                 println!(
                     "expiries ours {}, theirs {}",
-                    v["our_expiry"], v["their_expiry"]
+                    f("our_expiry"),
+                    f("their_expiry")
                 );
-                println!("next     {}", v["next"]);
+                println!("next     {}", f("next"));
                 for h in v["history"].as_array().into_iter().flatten() {
                     println!(
                         "  #{:<3} {:<20} {}",

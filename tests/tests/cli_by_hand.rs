@@ -1,0 +1,160 @@
+//! The CLI as a person uses it: `xswap init` twice, `regtest up` / `join`, `offer`, `maker`,
+//! `take`, `list --json`, `show --json`, `regtest mine`, `regtest down`, all as real
+//! processes against the nodes `regtest up` started.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn xswap_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("xswap");
+    assert!(
+        bin.exists(),
+        "{} missing: `cargo build -p xswap-cli`",
+        bin.display()
+    );
+    bin
+}
+
+fn cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(xswap_bin());
+    c.arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("XSWAP_PASSWORD", "pw")
+        .env("XSWAP_POLL_MS", "200")
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null());
+    c
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out: Output = cmd(dir, args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "xswap {args:?} failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn two_installations_swap_through_the_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("maker"), root.path().join("taker"));
+    ok(&a, &["init"]);
+    ok(&b, &["init"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    std::fs::write(
+        a.join("config.toml"),
+        cfg.replace("127.0.0.1:7700", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+
+    let up = ok(&a, &["regtest", "up"]);
+    assert!(up.contains("regtest up"), "{up}");
+    let guard = Down(a.clone());
+    ok(&b, &["regtest", "join", a.to_str().unwrap()]);
+    let coin = if up.contains("ltc-regtest") {
+        "ltc"
+    } else {
+        "btc"
+    };
+    let offer = ok(
+        &a,
+        &[
+            "offer",
+            "--sell",
+            "eth",
+            "--buy",
+            coin,
+            "--rate",
+            "250000000000/1",
+            "--min",
+            "10000",
+            "--max",
+            "10000000",
+        ],
+    );
+    let offer = offer
+        .lines()
+        .find(|l| l.starts_with("xswap1"))
+        .unwrap()
+        .to_owned();
+
+    let mut maker = cmd(&a, &["maker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut taker = cmd(&b, &["take", &offer, "--give", "1000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while taker.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "take did not finish"
+        );
+        ok(&a, &["regtest", "mine", "1"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(taker.wait().unwrap().success());
+    // The maker finishes too.
+    let id = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "maker did not finish"
+        );
+        let list: serde_json::Value = serde_json::from_str(&ok(&a, &["list", "--json"])).unwrap();
+        if list[0]["state"] == "done" {
+            assert_eq!(list[0]["outcome"], "Swapped");
+            assert_eq!(list[0]["role"], "responder");
+            break list[0]["id"].as_str().unwrap().to_owned();
+        }
+        ok(&a, &["regtest", "mine", "1"]);
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = maker.kill();
+    let _ = maker.wait();
+    let show: serde_json::Value = serde_json::from_str(&ok(&b, &["show", &id, "--json"])).unwrap();
+    assert_eq!(show["outcome"], "Swapped");
+    assert_eq!(show["role"], "initiator");
+    let states: Vec<&str> = show["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.first(), Some(&"negotiated"));
+    assert!(states.contains(&"claiming"), "{states:?}");
+    // Errors say what to do.
+    let out = cmd(&b, &["show", "00ff"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a swap id"));
+    drop(guard);
+    // After `down` the nodes are gone.
+    let out = cmd(&a, &["regtest", "mine", "1"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+/// Stops the nodes even when the test fails.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = cmd(&self.0, &["regtest", "down"]).output();
+    }
+}
