@@ -209,22 +209,37 @@ fn driver_config() -> DriverConfig {
     }
 }
 
-/// Prints each state change of `ids` until all are done.
-async fn follow(store: &dyn SwapStore, ids: &[SwapId]) -> anyhow::Result<()> {
+/// Prints each state change of `ids`, and with an engine the locks' confirmations and the
+/// time left to our refund, until all are done.
+async fn follow(
+    engine: Option<&xswap_cli::engine::Engine>,
+    store: &dyn SwapStore,
+    ids: &[SwapId],
+) -> anyhow::Result<()> {
     let mut seen = vec![0u64; ids.len()];
+    let mut last = vec![String::new(); ids.len()];
     loop {
         let mut all_done = true;
         for (k, id) in ids.iter().enumerate() {
             let (record, state) = store.load(id).await?;
+            let short = &id.to_string()[..8];
             for entry in store.history(id).await? {
                 if entry.seq > seen[k] {
                     seen[k] = entry.seq;
                     println!(
-                        "{} {:<20} {}",
-                        &id.to_string()[..8],
+                        "{short} {:<20} {}",
                         swap_core::driver::state_name(&entry.state),
                         status::next_step(&record, &entry.state)
                     );
+                }
+            }
+            if let (Some(e), false) = (engine, state.is_final()) {
+                if let Ok(snap) = e.driver.observe(&record).await {
+                    let line = status::progress(&record, &snap);
+                    if line != last[k] {
+                        println!("{short} {:<20} {line}", "");
+                        last[k] = line;
+                    }
                 }
             }
             all_done &= state.is_final();
@@ -363,7 +378,7 @@ fn main() -> anyhow::Result<()> {
             engine.resume().await?;
             let id = engine.take(&offer, give).await?;
             println!("swap {id} agreed; running it (Ctrl-C is safe: `xswap resume` goes on)");
-            follow(engine.driver.store().as_ref(), &[id]).await?;
+            follow(Some(&engine), engine.driver.store().as_ref(), &[id]).await?;
             let (_, state) = engine.driver.store().load(&id).await?;
             println!("{:?}", swap_core::driver::final_outcome(&state));
             Ok(())
@@ -380,7 +395,7 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             let n = engine.resume().await?;
             println!("{n} unfinished swap(s) resumed");
-            follow(engine.driver.store().as_ref(), &ids).await
+            follow(Some(&engine), engine.driver.store().as_ref(), &ids).await
         }),
         Command::List { json } => runtime()?.block_on(async {
             let store = open_store(&dir)?;

@@ -107,3 +107,37 @@ pub fn next_step(record: &SwapRecord, state: &SwapState) -> String {
         },
     }
 }
+
+fn htlc_text(h: &HtlcStatus) -> String {
+    match h {
+        HtlcStatus::Absent => "not locked".into(),
+        HtlcStatus::Funded { confirmations, .. } => format!("locked, {confirmations} conf"),
+        HtlcStatus::Claimed { confirmations, .. } => format!("claimed, {confirmations} conf"),
+        HtlcStatus::Refunded { confirmations, .. } => format!("refunded, {confirmations} conf"),
+    }
+}
+
+/// A progress line: both locks with their confirmations and the time left until our own lock
+/// can be refunded.
+pub fn progress(record: &SwapRecord, snap: &Snapshot) -> String {
+    let (ours, theirs, our_leg, our_tip) = match record.role {
+        Role::Initiator => (&snap.x.htlc, &snap.y.htlc, &record.terms.x, snap.x.tip),
+        Role::Responder => (&snap.y.htlc, &snap.x.htlc, &record.terms.y, snap.y.tip),
+    };
+    let secs = match our_leg.expiry {
+        Expiry::Height(h) => {
+            (h.0 as i128 - our_tip.height.0 as i128) * our_leg.params.block_interval as i128
+        }
+        Expiry::Time(t) => t.0 as i128 - our_tip.time.0 as i128,
+    };
+    let left = if secs > 0 {
+        format!("our refund possible in ~{} min", secs / 60)
+    } else {
+        "our refund possible now".into()
+    };
+    format!(
+        "ours: {}; theirs: {}; {left}",
+        htlc_text(ours),
+        htlc_text(theirs)
+    )
+}

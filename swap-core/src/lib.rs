@@ -8,6 +8,54 @@
 //! - [`messages`]: versioned, size-limited messages between the parties.
 //! - [`store`]: the swap store trait, SQLite and in-memory implementations.
 //! - [`driver`]: runs and resumes swaps: persist each state, then act.
+//!
+//! # Example: terms that keep both parties safe, and the first step of the initiator
+//!
+//! ```
+//! use swap_core::*;
+//!
+//! let btc = ChainParams::for_chain(ChainId::new(ChainFamily::Bitcoin, Network::Mainnet));
+//! let eth = ChainParams::for_chain(ChainId::new(ChainFamily::Ethereum, Network::Mainnet));
+//! let tips = Tips {
+//!     x: ChainTip { height: Height(850_000), time: Timestamp(1_750_000_000) },
+//!     y: ChainTip { height: Height(22_000_000), time: Timestamp(1_750_000_000) },
+//! };
+//! let secret = Preimage::random().unwrap();
+//! // The initiator sells 0.01 BTC for 0.25 ETH; expiries are derived so rules 1-3 hold.
+//! let terms = SwapTerms::with_default_expiries(
+//!     SwapId::random().unwrap(),
+//!     secret.hashlock(),
+//!     LegTerms {
+//!         params: btc,
+//!         asset: Asset::Btc,
+//!         amount: Amount::Sats(Sats(1_000_000)),
+//!         sender: Account::PublicKey(PublicKeyBytes([2; 33])),
+//!         recipient: Account::PublicKey(PublicKeyBytes([3; 33])),
+//!         expiry: Expiry::Height(Height(0)),
+//!     },
+//!     LegTerms {
+//!         params: eth,
+//!         asset: Asset::Eth,
+//!         amount: Amount::Wei(Wei(250_000_000_000_000_000)),
+//!         sender: Account::Evm(EvmAddress([4; 20])),
+//!         recipient: Account::Evm(EvmAddress([5; 20])),
+//!         expiry: Expiry::Time(Timestamp(0)),
+//!     },
+//!     SafetyPolicy::default(),
+//!     tips,
+//! )
+//! .expect("default expiries satisfy the rules");
+//! assert!(terms.check_rule2(tips).is_ok());
+//!
+//! // Nothing on chain yet: the initiator's machine says "lock on X" (after persisting).
+//! let snapshot = Snapshot {
+//!     x: LegView { tip: tips.x, htlc: HtlcStatus::Absent },
+//!     y: LegView { tip: tips.y, htlc: HtlcStatus::Absent },
+//! };
+//! let step = initiator::next(&terms, &secret, &initiator::State::Negotiated, &snapshot);
+//! assert_eq!(step.state, initiator::State::Locking);
+//! assert_eq!(step.actions, vec![Action::Lock { leg: Leg::X }]);
+//! ```
 
 pub mod chain;
 pub mod driver;
