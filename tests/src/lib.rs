@@ -319,3 +319,16 @@ impl EthBal for Nodes {
         self.eth_balance(who).await.unwrap()
     }
 }
+
+/// The `xswap` binary built next to the running test (`cargo test --workspace` builds it).
+pub fn xswap_bin() -> std::path::PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/xswap
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("xswap");
+    assert!(
+        bin.exists(),
+        "{} missing: build it with `cargo build -p xswap-cli` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}

@@ -7,16 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn xswap_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("xswap");
-    assert!(
-        bin.exists(),
-        "{} missing: `cargo build -p xswap-cli`",
-        bin.display()
-    );
-    bin
-}
+use xswap_tests::xswap_bin;
 
 fn cmd(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(xswap_bin());

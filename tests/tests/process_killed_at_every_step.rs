@@ -6,7 +6,7 @@
 //! taker with SIGKILL from outside at an arbitrary moment.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,18 +14,6 @@ use alloy::primitives::U256;
 use swap_core::store::SqliteStore;
 use swap_core::*;
 use xswap_tests::*;
-
-fn xswap_bin() -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/xswap
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("xswap");
-    assert!(
-        bin.exists(),
-        "{} missing: build it with `cargo build -p xswap-cli` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
 
 struct Install {
     dir: tempfile::TempDir,
