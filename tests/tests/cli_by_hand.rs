@@ -131,6 +131,14 @@ fn two_installations_swap_through_the_cli() {
         .collect();
     assert_eq!(states.first(), Some(&"negotiated"));
     assert!(states.contains(&"claiming"), "{states:?}");
+    // A manual refund is refused: the taker's lock was claimed (or is not yet refundable).
+    let out = cmd(&b, &["refund", &id]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not refundable yet") || err.contains("nothing to refund"),
+        "{err}"
+    );
     // Errors say what to do.
     let out = cmd(&b, &["show", "00ff"]).output().unwrap();
     assert!(!out.status.success());
