@@ -157,3 +157,115 @@ impl Drop for Down {
         let _ = cmd(&self.0, &["regtest", "down"]).output();
     }
 }
+
+#[test]
+fn manual_refund_after_the_maker_vanishes() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("maker"), root.path().join("taker"));
+    ok(&a, &["init"]);
+    ok(&b, &["init"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    std::fs::write(
+        a.join("config.toml"),
+        cfg.replace("127.0.0.1:7700", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let up = ok(&a, &["regtest", "up"]);
+    let _guard = Down(a.clone());
+    ok(&b, &["regtest", "join", a.to_str().unwrap()]);
+    let coin = if up.contains("ltc-regtest") {
+        "ltc"
+    } else {
+        "btc"
+    };
+    let offer = ok(
+        &a,
+        &[
+            "offer",
+            "--sell",
+            "eth",
+            "--buy",
+            coin,
+            "--rate",
+            "250000000000/1",
+            "--min",
+            "10000",
+            "--max",
+            "10000000",
+        ],
+    );
+    let offer = offer
+        .lines()
+        .find(|l| l.starts_with("xswap1"))
+        .unwrap()
+        .to_owned();
+
+    // The maker accepts, then dies at its first state change and never comes back.
+    let mut maker = cmd(&a, &["maker"])
+        .env("XSWAP_TEST_ABORT_AFTER_STATES", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // The taker locks and then stops too (killed after its lock is sent and seen).
+    let mut taker = cmd(&b, &["take", &offer, "--give", "1000000"])
+        .env("XSWAP_TEST_ABORT_AFTER_STATES", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while taker.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "taker did not stop"
+        );
+        ok(&a, &["regtest", "mine", "1"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = maker.kill();
+    let _ = maker.wait();
+    let list: serde_json::Value = serde_json::from_str(&ok(&b, &["list", "--json"])).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    // Too early: refused, saying when.
+    let out = cmd(&b, &["refund", &id]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not refundable yet"));
+    // Past our expiry the refund goes through.
+    let expiry: u64 = list[0]["our_expiry"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("height ")
+        .parse()
+        .unwrap();
+    ok(&a, &["regtest", "mine", &(expiry + 1).to_string()]);
+    let sent = ok(&b, &["refund", &id]);
+    assert!(sent.contains("refund sent"), "{sent}");
+    ok(&a, &["regtest", "mine", "1"]);
+    // And the engine, resumed, records the swap as refunded.
+    let mut resume = cmd(&b, &["resume"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "resume did not finish"
+        );
+        if resume.try_wait().unwrap().is_some() {
+            break;
+        }
+        ok(&a, &["regtest", "mine", "1"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let show: serde_json::Value = serde_json::from_str(&ok(&b, &["show", &id, "--json"])).unwrap();
+    assert_eq!(show["outcome"], "Refunded", "{show}");
+}
