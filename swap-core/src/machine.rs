@@ -267,8 +267,20 @@ pub mod initiator {
                         preimage: secret.clone(),
                     },
                 ),
-                // Reorged out under our claim: wait for it to come back.
+                // Reorged out under our claim: wait for it to come back, but once our own
+                // lock can be refunded, take it back.
+                HtlcStatus::Absent if terms.x_refundable(snap.x.tip) => {
+                    refund_path(terms, GiveUpReason::CounterLockMissing, snap)
+                }
                 HtlcStatus::Absent => Step::to(Claiming),
+                // Their refund is only in the mempool: our claim may still win.
+                HtlcStatus::Refunded { .. } if in_mempool(counter) => Step::act(
+                    Claiming,
+                    Action::Claim {
+                        leg: Leg::Y,
+                        preimage: secret.clone(),
+                    },
+                ),
                 // We lost the race on Y: all that is left is our own lock.
                 HtlcStatus::Refunded { .. } => {
                     refund_path(terms, GiveUpReason::CounterRefunded, snap)
@@ -521,14 +533,36 @@ pub mod responder {
                         Step::to(Done {
                             outcome: Outcome::Lost,
                         })
+                    } else if in_mempool(&snap.x.htlc) {
+                        // A refund only in the mempool: our claim may still win; keep sending
+                        // it (with a higher fee, where the chain allows replacing).
+                        Step::act(
+                            Claiming {
+                                preimage: preimage.clone(),
+                            },
+                            Action::Claim {
+                                leg: Leg::X,
+                                preimage,
+                            },
+                        )
                     } else {
-                        // A refund in the mempool or shallow: our claim may still win.
                         Step::to(Claiming { preimage })
                     }
                 }
-                // X reorged out: wait for it to come back.
+                // X reorged out (or never there): wait for it to come back, until nothing
+                // can land on X any more.
                 (SecretLearned { .. } | Claiming { .. }, HtlcStatus::Absent) => {
-                    Step::to(Claiming { preimage })
+                    let settled = terms.x.params.reached(
+                        terms.x.params.claims_final_after(terms.x.expiry),
+                        snap.x.tip,
+                    );
+                    if settled {
+                        Step::to(Done {
+                            outcome: Outcome::Lost,
+                        })
+                    } else {
+                        Step::to(Claiming { preimage })
+                    }
                 }
                 // Learned just now: persist before acting.
                 _ => Step::to(SecretLearned { preimage }),
@@ -538,10 +572,9 @@ pub mod responder {
         match state {
             Negotiated => Step::to(AwaitCounterLock),
             AwaitCounterLock | CounterLockValid => {
-                if !matches!(snap.y.htlc, HtlcStatus::Absent) {
-                    // Our lock exists (we crashed after sending it): track it.
-                    return own_lock(terms, &Locking, snap);
-                }
+                // Whatever pays our Y script now is not ours: `Locking` is persisted before a
+                // lock is ever sent. (Anyone can pay a P2WSH address; that must never make us
+                // believe we locked.)
                 let tips = snap.tips();
                 if let Err(_too_late) = terms.check_responder_may_lock(tips) {
                     return abort(match snap.x.htlc {
@@ -577,15 +610,33 @@ pub mod responder {
         }
     }
 
+    /// Rule 3 with the initiator's lock: funded exactly as agreed, confirmed, time left.
+    fn may_lock(terms: &SwapTerms, snap: &Snapshot) -> bool {
+        let x_ok = match &snap.x.htlc {
+            HtlcStatus::Funded {
+                lock,
+                confirmations,
+            } => {
+                *confirmations >= terms.x.params.lock_confirmations
+                    && terms
+                        .x
+                        .verify(&terms.hashlock, lock, ExpiryMatch::Exact)
+                        .is_ok()
+            }
+            _ => false,
+        };
+        x_ok && terms.check_responder_may_lock(snap.tips()).is_ok()
+    }
+
     /// Tracking our own lock on Y until it is claimed (handled above) or refunded.
     fn own_lock(terms: &SwapTerms, state: &State, snap: &Snapshot) -> Step<State> {
         use State::*;
         let depth_y = terms.y.params.lock_confirmations;
         match &snap.y.htlc {
             HtlcStatus::Absent => {
-                if terms.check_responder_may_lock(snap.tips()).is_ok()
-                    && matches!(state, Locking | Locked { .. })
-                {
+                // (Re)lock only with every pre-lock check passing again (rule 3): the
+                // initiator's lock funded, exactly as agreed, confirmed, and time left.
+                if may_lock(terms, snap) && matches!(state, Locking | Locked { .. }) {
                     return Step::act(Locking, Action::Lock { leg: Leg::Y });
                 }
                 // Too late to (re)lock. Wait until nothing we sent can still be mined.
@@ -601,11 +652,20 @@ pub mod responder {
             }
             HtlcStatus::Funded { lock, .. } => {
                 if terms.y_refundable(snap.y.tip) {
+                    // Ours or not, whatever sits at our script is refundable to us.
                     Step::act(Refunding, Action::Refund { leg: Leg::Y })
-                } else {
+                } else if terms
+                    .y
+                    .verify(&terms.hashlock, lock, ExpiryMatch::Exact)
+                    .is_ok()
+                {
                     Step::to(Locked {
                         txref: lock.txref.clone(),
                     })
+                } else {
+                    // Not the agreed lock (a stranger's payment to our script): it is not
+                    // ours and it does not replace ours.
+                    Step::to(state.clone())
                 }
             }
             HtlcStatus::Refunded { .. } if confirmed(&snap.y.htlc, depth_y) => Step::to(Done {

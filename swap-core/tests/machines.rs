@@ -641,3 +641,72 @@ fn spends_stuck_in_the_mempool_are_sent_again_for_fee_bumps() {
         [Action::Refund { leg: Leg::X }]
     ));
 }
+
+#[test]
+fn a_stranger_paying_our_script_never_makes_the_responder_lock() {
+    let secret = Preimage::from_bytes([3; 32]);
+    for dir in ALL_DIRECTIONS {
+        let w = World::new(dir, Mining::Nominal, Mining::Nominal, secret.clone());
+        let t = w.terms.clone();
+        let mut dust = w.agreed_lock(Leg::Y);
+        dust.amount = match dust.amount {
+            Amount::Sats(_) => Amount::Sats(Sats(330)),
+            Amount::Wei(_) => Amount::Wei(Wei(1)),
+            a => a,
+        };
+        let snap = |y: HtlcStatus| Snapshot {
+            x: LegView {
+                tip: w.x.tip(),
+                htlc: HtlcStatus::Absent,
+            },
+            y: LegView {
+                tip: w.y.tip(),
+                htlc: y,
+            },
+        };
+        let paid = HtlcStatus::Funded {
+            lock: dust.clone(),
+            confirmations: 0,
+        };
+        let exact = HtlcStatus::Funded {
+            lock: w.agreed_lock(Leg::Y),
+            confirmations: 3,
+        };
+        // Someone pays (dust or even the exact amount) to our Y script before we locked, then
+        // double-spends it away: we keep waiting for the initiator and never lock.
+        let mut state = responder::State::AwaitCounterLock;
+        for y in [
+            paid.clone(),
+            exact.clone(),
+            HtlcStatus::Absent,
+            paid,
+            HtlcStatus::Absent,
+        ] {
+            let step = responder::next(&t, &state, &snap(y));
+            assert!(step.actions.is_empty(), "{dir:?}: {step:?}");
+            assert_eq!(step.state, responder::State::AwaitCounterLock, "{dir:?}");
+            state = step.state;
+        }
+        // Even after we did send a lock that then vanished, no re-lock without the
+        // initiator's confirmed, exact lock.
+        for state in [
+            responder::State::Locking,
+            responder::State::Locked {
+                txref: TxRef("l".into()),
+            },
+        ] {
+            let step = responder::next(&t, &state, &snap(HtlcStatus::Absent));
+            assert!(step.actions.is_empty(), "{dir:?}: {step:?}");
+        }
+        // A stranger's dust at our script after we locked does not count as our lock.
+        let step = responder::next(
+            &t,
+            &responder::State::Locking,
+            &snap(HtlcStatus::Funded {
+                lock: dust.clone(),
+                confirmations: 2,
+            }),
+        );
+        assert_eq!(step.state, responder::State::Locking, "{dir:?}");
+    }
+}
