@@ -130,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         &terms.x.recipient,
         &ex_eth.account(),
         tips,
+        &AcceptPolicy::default(),
     )?;
     // 3. Each side stores the swap (the customer with its secret) and lets its driver run it.
     let id = terms.id;

@@ -69,4 +69,8 @@ impl SwapStore for AbortAfter {
     async fn allocate_key_index(&self) -> Result<u32, StoreError> {
         self.inner.allocate_key_index().await
     }
+
+    async fn hashlock_in_use(&self, hashlock: &swap_core::Hashlock) -> Result<bool, StoreError> {
+        self.inner.hashlock_in_use(hashlock).await
+    }
 }

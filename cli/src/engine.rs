@@ -66,7 +66,13 @@ struct Pending {
     give: (ChainId, Asset, Amount),
     want: (ChainId, Asset, Amount),
     peer: PeerKey,
+    at: std::time::Instant,
 }
+
+/// How long a quote waits for its proposal.
+const QUOTE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// How many quotes may wait at once.
+const MAX_PENDING_QUOTES: usize = 1_000;
 
 impl Engine {
     /// An engine over these adapters and store.
@@ -354,9 +360,22 @@ impl Maker {
             _ => return reject(id, "asks for more than the offer's rate gives"),
         }
         let engine = &self.engine;
+        // Quotes are cheap to ask for: bound how many wait for a proposal, and for how long.
+        if let Ok(mut p) = engine.pending.lock() {
+            p.retain(|_, q| q.at.elapsed() < QUOTE_TTL);
+            if p.len() >= MAX_PENDING_QUOTES {
+                return reject(id, "too many open quotes, try again later");
+            }
+            if p.contains_key(&id) {
+                return reject(id, "swap id already quoted");
+            }
+        }
         let key_index = match engine.driver.store().allocate_key_index().await {
             Ok(k) => k,
-            Err(e) => return reject(id, format!("maker store error: {e}")),
+            Err(e) => {
+                warn!(engine = %engine.name, error = %e, "store error while quoting");
+                return reject(id, "maker cannot take swaps right now");
+            }
         };
         let (maker_x, maker_y) = match (
             engine.account(give_chain, key_index),
@@ -373,6 +392,7 @@ impl Maker {
                     give: (give_chain, give_asset, give),
                     want: (want_chain, want_asset, want),
                     peer,
+                    at: std::time::Instant::now(),
                 },
             );
         }
@@ -407,12 +427,25 @@ impl Maker {
         };
         let tips = match engine.tips(p.give.0, p.want.0).await {
             Ok(t) => t,
-            Err(e) => return reject(id, format!("maker cannot read the chains now: {e}")),
+            Err(e) => {
+                warn!(engine = %engine.name, error = %e, "cannot read the chains for a proposal");
+                return reject(id, "maker cannot read the chains now, try again later");
+            }
         };
-        let terms = match check_proposal(&terms, &px, &py, &ax, &ay, tips) {
+        let terms = match check_proposal(&terms, &px, &py, &ax, &ay, tips, &AcceptPolicy::default())
+        {
             Ok(t) => t,
             Err(e) => return reject(id, e),
         };
+        // A hashlock we already have would let one counter-lock serve two of our swaps.
+        match engine.driver.store().hashlock_in_use(&terms.hashlock).await {
+            Ok(false) => {}
+            Ok(true) => return reject(id, "hashlock already used"),
+            Err(e) => {
+                warn!(engine = %engine.name, error = %e, "store error while checking a proposal");
+                return reject(id, "maker cannot take swaps right now");
+            }
+        }
         let record = SwapRecord {
             terms,
             role: Role::Responder,
@@ -421,7 +454,8 @@ impl Maker {
             watch_from: tips,
         };
         if let Err(e) = engine.driver.create(&record).await {
-            return reject(id, format!("maker store error: {e}"));
+            warn!(engine = %engine.name, error = %e, "store error while accepting");
+            return reject(id, "maker cannot take swaps right now");
         }
         info!(engine = %engine.name, swap_id = %id, "proposal accepted: waiting for the taker's lock");
         engine.start(id);

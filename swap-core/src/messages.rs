@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::params::{ChainId, ChainParams};
-use crate::terms::{Leg, SwapTerms, TermsError, Tips};
+use crate::terms::{Leg, SafetyPolicy, SwapTerms, TermsError, Tips};
 use crate::types::{Account, Amount, Asset, SwapId, TxRef};
 
 /// The protocol version this build speaks.
@@ -205,6 +205,15 @@ pub enum ProposalError {
         /// Which leg.
         leg: Leg,
     },
+    /// The proposal's margin or claim window is below ours.
+    #[error("the proposed safety margin or claim window is below ours")]
+    PolicyTooWeak,
+    /// An expiry further out than we accept (our funds, or the swap, would be tied up too long).
+    #[error("leg {leg:?}: expiry too far in the future")]
+    ExpiryTooFar {
+        /// Which leg.
+        leg: Leg,
+    },
     /// The proposal does not pay us on X, or does not take our lock on Y.
     #[error("leg {leg:?}: account {found} is not ours (expected {expected})")]
     NotOurAccount {
@@ -217,9 +226,32 @@ pub enum ProposalError {
     },
 }
 
+/// What a responder requires of proposals beyond the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptPolicy {
+    /// The least margin and claim window the proposal's policy may use (a proposer must not
+    /// choose the responder's safety margin for it).
+    pub min: SafetyPolicy,
+    /// The longest our own lock (Y) may stay locked, in seconds at the expected pace.
+    pub max_responder_lock_secs: u64,
+    /// The longest the initiator's lock (X) may run, in seconds at the expected pace.
+    pub max_initiator_lock_secs: u64,
+}
+
+impl Default for AcceptPolicy {
+    fn default() -> Self {
+        Self {
+            min: SafetyPolicy::default(),
+            max_responder_lock_secs: 24 * 3600,
+            max_initiator_lock_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
 /// The responder's check of a received proposal: its chain parameters are exactly ours, it
-/// pays our account on X and locks from our account on Y, and rules 1-3 hold at our tips.
-/// Deserialized terms bypass [`SwapTerms::new`]: this re-runs all of its checks.
+/// pays our account on X and locks from our account on Y, its safety policy is at least ours,
+/// its expiries are not absurdly far, and rules 1-3 hold at our tips. Deserialized terms
+/// bypass [`SwapTerms::new`]: this re-runs all of its checks.
 pub fn check_proposal(
     terms: &SwapTerms,
     ours_x: &ChainParams,
@@ -227,7 +259,22 @@ pub fn check_proposal(
     our_x_account: &Account,
     our_y_account: &Account,
     tips: Tips,
+    accept: &AcceptPolicy,
 ) -> Result<SwapTerms, ProposalError> {
+    if terms.policy.margin < accept.min.margin
+        || terms.policy.min_claim_window < accept.min.min_claim_window
+    {
+        return Err(ProposalError::PolicyTooWeak);
+    }
+    let nominal = |p: &ChainParams, e, tip| {
+        p.secs_until(e, tip, crate::params::Pace::Slow) * 100 / p.slow_factor_pct as i128
+    };
+    if nominal(ours_y, terms.y.expiry, tips.y) > accept.max_responder_lock_secs as i128 {
+        return Err(ProposalError::ExpiryTooFar { leg: Leg::Y });
+    }
+    if nominal(ours_x, terms.x.expiry, tips.x) > accept.max_initiator_lock_secs as i128 {
+        return Err(ProposalError::ExpiryTooFar { leg: Leg::X });
+    }
     if terms.x.params != *ours_x {
         return Err(ProposalError::ParamsDiffer { leg: Leg::X });
     }
@@ -316,43 +363,52 @@ mod tests {
         let rec = sample_record(6, Role::Responder);
         let t = &rec.terms;
         let tips = rec.watch_from;
-        let ok = check_proposal(
-            t,
-            &t.x.params,
-            &t.y.params,
-            &t.x.recipient,
-            &t.y.sender,
-            tips,
+        let acc = AcceptPolicy::default();
+        let check = |terms: &SwapTerms, px: &ChainParams, py: &ChainParams, ax: &Account| {
+            check_proposal(terms, px, py, ax, &t.y.sender, tips, &acc)
+        };
+        assert_eq!(
+            check(t, &t.x.params, &t.y.params, &t.x.recipient).as_ref(),
+            Ok(t)
         );
-        assert_eq!(ok.as_ref(), Ok(t));
 
         let mut looser = t.y.params;
         looser.lock_confirmations = 0;
         assert!(matches!(
-            check_proposal(t, &t.x.params, &looser, &t.x.recipient, &t.y.sender, tips),
+            check(t, &t.x.params, &looser, &t.x.recipient),
             Err(ProposalError::ParamsDiffer { leg: Leg::Y })
         ));
         assert!(matches!(
-            check_proposal(t, &t.x.params, &t.y.params, &t.x.sender, &t.y.sender, tips),
+            check(t, &t.x.params, &t.y.params, &t.x.sender),
             Err(ProposalError::NotOurAccount { leg: Leg::X, .. })
         ));
         // Tampered expiries (bypassing SwapTerms::new through serde) are caught.
         let mut bad = t.clone();
-        bad.x.expiry = bad.y.params.expiry_after(tips.y, 0);
         bad.x.expiry = match t.x.expiry {
             crate::types::Expiry::Height(_) => crate::types::Expiry::Height(tips.x.height),
             e => e,
         };
         assert!(matches!(
-            check_proposal(
-                &bad,
-                &t.x.params,
-                &t.y.params,
-                &t.x.recipient,
-                &t.y.sender,
-                tips
-            ),
+            check(&bad, &t.x.params, &t.y.params, &t.x.recipient),
             Err(ProposalError::Terms(_))
         ));
+        // The proposer cannot pick our margin for us.
+        let mut weak = t.clone();
+        weak.policy.margin = 0;
+        assert!(matches!(
+            check(&weak, &t.x.params, &t.y.params, &t.x.recipient),
+            Err(ProposalError::PolicyTooWeak)
+        ));
+        // Nor tie our funds up for a year.
+        let mut long = t.clone();
+        long.y.expiry = long.y.params.expiry_after(tips.y, 365 * 24 * 3600);
+        assert!(matches!(
+            check(&long, &t.x.params, &t.y.params, &t.x.recipient),
+            Err(ProposalError::ExpiryTooFar { leg: Leg::Y })
+        ));
+        // Heights that are really timestamps are refused.
+        let mut huge = t.clone();
+        huge.x.expiry = crate::types::Expiry::Height(crate::types::Height(600_000_000));
+        assert!(check(&huge, &t.x.params, &t.y.params, &t.x.recipient).is_err());
     }
 }

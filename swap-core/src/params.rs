@@ -273,7 +273,9 @@ impl ChainParams {
     /// budgeted `claim_blocks` to get mined: a late claim can land until `expiry + claim_blocks`.
     pub fn claims_final_after(&self, expiry: Expiry) -> Expiry {
         match expiry {
-            Expiry::Height(h) => Expiry::Height(Height(h.0 + self.claim_blocks as u64)),
+            Expiry::Height(h) => {
+                Expiry::Height(Height(h.0.saturating_add(self.claim_blocks as u64)))
+            }
             Expiry::Time(t) => Expiry::Time(t),
         }
     }

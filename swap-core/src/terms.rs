@@ -313,6 +313,16 @@ impl LegTerms {
                 asset: self.asset.clone(),
             });
         }
+        // nLockTime/CLTV values from 500,000,000 on are timestamps, not heights.
+        if matches!(self.expiry, Expiry::Height(h) if h.0 >= 500_000_000)
+            || matches!(self.expiry, Expiry::Time(t) if t.0 >= u64::MAX / 4)
+        {
+            return Err(TermsError::BadExpiryKind {
+                leg,
+                expiry: self.expiry,
+                chain: self.params.chain.to_string(),
+            });
+        }
         if !self.params.expiry_fits(self.expiry) {
             return Err(TermsError::BadExpiryKind {
                 leg,
@@ -381,7 +391,7 @@ impl SwapTerms {
         y.expiry = y.params.expiry_after(tips.y, 12 * 3600);
         // The least E_X that satisfies rule 2 with the margin and the agreement slack.
         let needed = Self::rule2_needed(&y, tips.y, &policy)
-            + x.params.blocks_secs(1, Pace::Slow)
+            + 2 * x.params.blocks_secs(1, Pace::Slow)
             + y.params.blocks_secs(1, Pace::Slow);
         let min_x = match x.params.expiry_kind() {
             crate::params::ExpiryKind::Height => {
@@ -424,7 +434,14 @@ impl SwapTerms {
     /// notice it and the margin: the responder must still be able to claim on X after that.
     fn rule2_needed(y: &LegTerms, tip_y: ChainTip, policy: &SafetyPolicy) -> i128 {
         let last_y = y.params.claims_final_after(y.expiry);
+        // On a Bitcoin-family Y a late claim can land until the responder's refund is mined,
+        // and the responder sends that refund only after it notices E_Y: one more lag.
+        let refund_noticed = match y.expiry {
+            Expiry::Height(_) => y.params.observe_lag as i128,
+            Expiry::Time(_) => 0,
+        };
         y.params.secs_until(last_y, tip_y, Pace::Slow)
+            + refund_noticed
             + y.params.observe_lag as i128
             + policy.margin as i128
     }
@@ -441,7 +458,15 @@ impl SwapTerms {
     /// still while real time passes: the re-check can find up to one slow block of each chain
     /// less slack than the agreement did.
     pub fn agreement_slack(&self) -> i128 {
-        self.x.params.blocks_secs(1, Pace::Slow) + self.y.params.blocks_secs(1, Pace::Slow)
+        self.recheck_slack()
+            + self.x.params.blocks_secs(1, Pace::Slow)
+            + self.y.params.blocks_secs(1, Pace::Slow)
+    }
+
+    /// Extra seconds the responder's re-check before locking requires: the X tip it reads may
+    /// be up to one slow block old, so "now" on X may be that much later.
+    fn recheck_slack(&self) -> i128 {
+        self.x.params.blocks_secs(1, Pace::Slow)
     }
 
     /// Rule 2: the responder can always react to the initiator's claim, however the chains'
@@ -502,7 +527,7 @@ impl SwapTerms {
         if available < needed {
             return Err(TermsError::Rule3TooLateToLock { available, needed });
         }
-        self.check_rule2(tips)
+        self.check_rule2_with(tips, self.recheck_slack())
     }
 
     /// Rule 1, checked by the initiator before it reveals the secret: its claim on Y can still

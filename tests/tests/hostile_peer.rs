@@ -140,6 +140,26 @@ async fn hostile_peer_cannot_disturb_a_running_swap() {
     );
     let why = reason(&conn.request(&env).await.unwrap());
     assert!(why.contains("rule"), "{why}");
+    // A valid proposal that reuses the running swap's hashlock: one ETH lock could then back
+    // two of the maker's locks. Refused.
+    let req = q(SATS, 250_000_000_000_000_000);
+    let id2 = req.swap_id;
+    let (maker_x, maker_y) = match conn.request(&req).await.unwrap().body {
+        Message::Quote { maker_x, maker_y } => (maker_x, maker_y),
+        other => panic!("{other:?}"),
+    };
+    let mut twin = honest_terms.clone();
+    twin.id = id2;
+    twin.x.recipient = maker_x;
+    twin.y.sender = maker_y;
+    let env = Envelope::new(
+        id2,
+        Message::Proposal {
+            terms: Box::new(twin),
+        },
+    );
+    let why = reason(&conn.request(&env).await.unwrap());
+    assert!(why.contains("hashlock already used"), "{why}");
     // The channel still works, and the maker is still answering after all that.
     assert!(reason(&conn.request(&q(1, 1)).await.unwrap()).contains("limits"));
 

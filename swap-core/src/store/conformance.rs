@@ -188,6 +188,14 @@ pub async fn run(store: &dyn SwapStore) {
     assert_eq!(listed.len(), 2);
     assert!(listed.contains(&a.id()) && listed.contains(&b.id()));
 
+    // Hashlocks in use are found.
+    assert!(store.hashlock_in_use(&a.terms.hashlock).await.unwrap());
+    assert!(store.hashlock_in_use(&b.terms.hashlock).await.unwrap());
+    assert!(!store
+        .hashlock_in_use(&Preimage::from_bytes([0xcc; 32]).hashlock())
+        .await
+        .unwrap());
+
     // Key indexes are never handed out twice.
     let k1 = store.allocate_key_index().await.unwrap();
     let k2 = store.allocate_key_index().await.unwrap();

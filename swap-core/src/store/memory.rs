@@ -113,6 +113,14 @@ impl SwapStore for MemoryStore {
         Ok(inner.order.iter().rev().copied().collect())
     }
 
+    async fn hashlock_in_use(&self, hashlock: &crate::types::Hashlock) -> Result<bool, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .swaps
+            .values()
+            .any(|(r, _)| r.terms.hashlock == *hashlock))
+    }
+
     async fn allocate_key_index(&self) -> Result<u32, StoreError> {
         let mut inner = self.lock()?;
         let k = inner.next_key;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::machine::{initiator, responder};
 use crate::terms::{SwapTerms, Tips};
-use crate::types::{Preimage, SwapId, Timestamp};
+use crate::types::{Hashlock, Preimage, SwapId, Timestamp};
 
 pub mod memory;
 #[cfg(feature = "sqlite")]
@@ -216,6 +216,10 @@ pub trait SwapStore: Send + Sync {
 
     /// A fresh key index, never handed out before by this store.
     async fn allocate_key_index(&self) -> Result<u32, StoreError>;
+
+    /// Whether any stored swap uses this hashlock. A responder must refuse a proposal whose
+    /// hashlock it already has: two swaps sharing a hashlock can share one counter-lock.
+    async fn hashlock_in_use(&self, hashlock: &Hashlock) -> Result<bool, StoreError>;
 }
 
 pub(crate) fn check_record(record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {

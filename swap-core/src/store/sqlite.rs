@@ -33,6 +33,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX swaps_unfinished ON swaps(finished, created_at);
     CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
     INSERT INTO counters(name, value) VALUES ('key_index', 0);",
+    // 2: the hashlock of each swap, indexed (a responder refuses a hashlock it already has).
+    "ALTER TABLE swaps ADD COLUMN hashlock TEXT;
+    UPDATE swaps SET hashlock = json_extract(record_json, '$.terms.hashlock');
+    CREATE INDEX swaps_by_hashlock ON swaps(hashlock);",
 ];
 
 /// A [`SwapStore`] in a SQLite file.
@@ -199,6 +203,7 @@ impl SwapStore for SqliteStore {
         let role = role_str(record.role);
         let state = state_json(initial)?;
         let finished = initial.is_final();
+        let hashlock = record.terms.hashlock.to_string();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
             let exists: Option<i64> = tx
@@ -214,9 +219,9 @@ impl SwapStore for SqliteStore {
             }
             let t = now().0 as i64;
             tx.execute(
-                "INSERT INTO swaps(id, role, record_json, secret, created_at, finished)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![&id.0[..], role, record_json, secret, t, finished],
+                "INSERT INTO swaps(id, role, record_json, secret, created_at, finished, hashlock)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![&id.0[..], role, record_json, secret, t, finished, hashlock],
             )
             .map_err(backend)?;
             tx.execute(
@@ -348,6 +353,21 @@ impl SwapStore for SqliteStore {
         .await
     }
 
+    async fn hashlock_in_use(&self, hashlock: &crate::types::Hashlock) -> Result<bool, StoreError> {
+        let h = hashlock.to_string();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT 1 FROM swaps WHERE hashlock = ?1 LIMIT 1",
+                params![h],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn allocate_key_index(&self) -> Result<u32, StoreError> {
         self.with(|conn| {
             let tx = conn.transaction().map_err(backend)?;
@@ -424,6 +444,35 @@ mod tests {
             .append_state(&good.id(), &SwapState::initial(Role::Initiator))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated_with_its_swaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swaps.sqlite");
+        let rec = conformance::sample_record(7, Role::Initiator);
+        {
+            // What version 1 of this program wrote.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            let json = serde_json::to_string(&StoredRecord::from_record(&rec)).unwrap();
+            conn.execute(
+                "INSERT INTO swaps(id, role, record_json, secret, created_at) VALUES (?1, 'initiator', ?2, ?3, 0)",
+                params![&rec.id().0[..], json, rec.secret.as_ref().unwrap().as_bytes().to_vec()],
+            )
+            .unwrap();
+            let state = serde_json::to_string(&SwapState::initial(Role::Initiator)).unwrap();
+            conn.execute(
+                "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, 0, ?2)",
+                params![&rec.id().0[..], state],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(store.load(&rec.id()).await.unwrap().0, rec);
+        assert!(store.hashlock_in_use(&rec.terms.hashlock).await.unwrap());
     }
 
     #[tokio::test]
