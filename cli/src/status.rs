@@ -83,7 +83,9 @@ pub fn next_step(record: &SwapRecord, state: &SwapState) -> String {
                 t.y.params.lock_confirmations,
                 t.x.expiry
             ),
-            I::Claiming | I::Claimed => "claiming their lock (this reveals the secret)".into(),
+            I::Claiming | I::ClaimSent | I::Claimed => {
+                "claiming their lock (this reveals the secret)".into()
+            }
             I::AwaitRefund { .. } => format!("refunding our lock once {} passes", t.x.expiry),
             I::Refunding { .. } => "refund sent, waiting for confirmations".into(),
             I::Done { .. } => "finished".into(),

@@ -245,7 +245,8 @@ impl Driver {
             };
             match &result {
                 Ok(txref) => {
-                    info!(swap_id = %record.id(), chain = %chain_id, action = kind, %txref, "sent")
+                    info!(swap_id = %record.id(), chain = %chain_id, action = kind, %txref, "sent");
+                    self.record_sent(record, action).await;
                 }
                 Err(e) if e.is_transient() => {
                     warn!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "will retry")
@@ -257,6 +258,21 @@ impl Driver {
             out.push((action.clone(), result));
         }
         out
+    }
+
+    /// Persists what a sent action changes (a claim that reached the node makes the secret
+    /// public). A failure here is logged: the state machine stays on the safe side without it.
+    async fn record_sent(&self, record: &SwapRecord, action: &Action) {
+        let id = record.id();
+        let Ok((_, state)) = self.store.load(&id).await else {
+            return;
+        };
+        if let Some(next) = state.after_sent(action) {
+            match self.store.append_state(&id, &next).await {
+                Ok(()) => info!(swap_id = %id, to = state_name(&next), "state"),
+                Err(e) => warn!(swap_id = %id, error = %e, "could not record a sent action"),
+            }
+        }
     }
 
     /// One full step: advance (persisting) then perform.
@@ -291,6 +307,12 @@ impl Driver {
                     warn!(swap_id = %id, error = %e, "step failed, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+                // A chain error that looks permanent must not abandon a swap with funds at
+                // stake (its refund depends on us): keep trying, slowly, and say so loudly.
+                Err(e @ DriverError::Chain { .. }) => {
+                    error!(swap_id = %id, error = %e, "chain error; retrying at the slowest pace");
+                    tokio::time::sleep(self.config.max_backoff).await;
                 }
                 Err(e) => {
                     error!(swap_id = %id, error = %e, "swap stopped");
@@ -349,6 +371,7 @@ pub fn state_name(state: &SwapState) -> &'static str {
             I::CounterLockSeen { .. } => "counter_lock_seen",
             I::CounterLockValid => "counter_lock_valid",
             I::Claiming => "claiming",
+            I::ClaimSent => "claim_sent",
             I::Claimed => "claimed",
             I::AwaitRefund { .. } => "await_refund",
             I::Refunding { .. } => "refunding",

@@ -189,8 +189,11 @@ pub mod initiator {
         },
         /// The responder's lock is confirmed and valid, and we are inside our claim window.
         CounterLockValid,
-        /// Our claim on Y has been (or is being) sent: the secret may now be public.
+        /// We decided to claim Y (persisted before the claim is sent). Until the claim is known
+        /// to have reached the node, a restart past the deadline gives up instead of sending.
         Claiming,
+        /// Our claim was handed to the node: the secret is public from now on.
+        ClaimSent,
         /// Our claim is on chain, not yet final.
         Claimed,
         /// Waiting until our lock on X can be refunded.
@@ -226,6 +229,15 @@ pub mod initiator {
         terms.check_schedule(tips).is_ok() && terms.check_rule2(tips).is_ok()
     }
 
+    /// The state to persist once `action`, computed in `state`, was accepted by the node:
+    /// a claim that reached the node makes the secret public.
+    pub fn after_sent(state: &State, action: &Action) -> Option<State> {
+        match (state, action) {
+            (State::Claiming, Action::Claim { .. }) => Some(State::ClaimSent),
+            _ => None,
+        }
+    }
+
     /// The initiator's transition function.
     pub fn next(
         terms: &SwapTerms,
@@ -244,7 +256,7 @@ pub mod initiator {
 
         // Once our claim may have been broadcast, or the secret is public for any reason, the
         // only way forward is to get our claim on Y mined.
-        let secret_out = matches!(state, Claiming | Claimed)
+        let secret_out = matches!(state, ClaimSent | Claimed)
             || revealed(terms, own).is_some()
             || revealed(terms, counter).is_some();
         if secret_out {
@@ -358,8 +370,10 @@ pub mod initiator {
                 lock,
                 confirmations,
             } => {
-                // Rule 4: amount, asset, recipient = us, H, and E_Y at least as agreed.
-                if let Err(mismatch) = terms.y.verify(&terms.hashlock, lock, ExpiryMatch::AtLeast) {
+                // Rule 4: amount, asset, recipient = us, H and E_Y exactly as agreed (our
+                // claim is built from the agreed terms; a claim of another lock could fail on
+                // chain after revealing the secret).
+                if let Err(mismatch) = terms.y.verify(&terms.hashlock, lock, ExpiryMatch::Exact) {
                     return give_up(GiveUpReason::CounterLockInvalid { mismatch });
                 }
                 if *confirmations < depth_y {
@@ -367,7 +381,7 @@ pub mod initiator {
                         txref: lock.txref.clone(),
                     });
                 }
-                if matches!(state, CounterLockValid) {
+                if matches!(state, CounterLockValid | Claiming) {
                     Step::act(
                         Claiming,
                         Action::Claim {

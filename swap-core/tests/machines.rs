@@ -176,7 +176,11 @@ fn run(dir: Direction, pace: (Mining, Mining), honest: Role, dev: Deviant, delay
             }
             i_state = step.state;
             for a in &step.actions {
-                let _ = w.perform(a);
+                if w.perform(a).is_ok() {
+                    if let Some(sent) = initiator::after_sent(&i_state, a) {
+                        i_state = sent;
+                    }
+                }
             }
         } else {
             deviant_initiator(
@@ -708,5 +712,64 @@ fn a_stranger_paying_our_script_never_makes_the_responder_lock() {
             }),
         );
         assert_eq!(step.state, responder::State::Locking, "{dir:?}");
+    }
+}
+
+#[test]
+fn a_claim_decided_but_never_sent_is_not_sent_after_the_deadline() {
+    // The initiator persisted Claiming, crashed before sending, and restarts past its deadline:
+    // it must keep its secret and go for its refund. Once a claim did reach the node
+    // (ClaimSent), the secret is public and it keeps claiming whatever the time.
+    let secret = Preimage::from_bytes([4; 32]);
+    for dir in ALL_DIRECTIONS {
+        let w = World::new(dir, Mining::Nominal, Mining::Nominal, secret.clone());
+        let t = w.terms.clone();
+        let deadline = t.y.params.claim_deadline(t.y.expiry);
+        let tip_y = match bump(deadline, 1) {
+            Expiry::Height(h) => ChainTip {
+                height: h,
+                time: Timestamp(0),
+            },
+            Expiry::Time(ts) => ChainTip {
+                height: Height(1),
+                time: ts,
+            },
+        };
+        let snap = Snapshot {
+            x: LegView {
+                tip: w.x.tip(),
+                htlc: HtlcStatus::Funded {
+                    lock: w.agreed_lock(Leg::X),
+                    confirmations: 50,
+                },
+            },
+            y: LegView {
+                tip: tip_y,
+                htlc: HtlcStatus::Funded {
+                    lock: w.agreed_lock(Leg::Y),
+                    confirmations: 50,
+                },
+            },
+        };
+        let step = initiator::next(&t, &secret, &initiator::State::Claiming, &snap);
+        assert!(step.actions.is_empty(), "{dir:?}: {step:?}");
+        assert!(
+            matches!(step.state, initiator::State::AwaitRefund { .. }),
+            "{dir:?}"
+        );
+        let step = initiator::next(&t, &secret, &initiator::State::ClaimSent, &snap);
+        assert!(
+            matches!(step.actions.as_slice(), [Action::Claim { leg: Leg::Y, .. }]),
+            "{dir:?}"
+        );
+        // And a claim sent in time moves Claiming to ClaimSent.
+        let claim = Action::Claim {
+            leg: Leg::Y,
+            preimage: secret.clone(),
+        };
+        assert_eq!(
+            initiator::after_sent(&initiator::State::Claiming, &claim),
+            Some(initiator::State::ClaimSent)
+        );
     }
 }

@@ -260,7 +260,7 @@ proptest! {
         hy in 0u64..=1_000_000,
         now in 1_600_000_000u64..=1_800_000_000,
         past in 0u64..=10_000,
-        state_pick in 0usize..5,
+        state_pick in 0usize..6,
     ) {
         let secret = Preimage::from_bytes([0x3c; 32]);
         let tips = Tips { x: tip(hx, now), y: tip(hy, now) };
@@ -282,6 +282,7 @@ proptest! {
             initiator::State::CounterLockSeen { txref: TxRef("b".into()) },
             initiator::State::CounterLockValid,
             initiator::State::AwaitRefund { reason: GiveUpReason::CounterLockMissing },
+            initiator::State::Claiming,
         ][state_pick].clone();
         let step = initiator::next(&terms, &secret, &state, &snap);
         prop_assert!(!step.actions.iter().any(|a| matches!(a, Action::Claim { .. })), "claimed from {:?}", state);

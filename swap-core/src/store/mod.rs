@@ -59,6 +59,14 @@ impl SwapState {
         }
     }
 
+    /// The state to persist after `action` (computed in this state) was accepted by a node.
+    pub fn after_sent(&self, action: &crate::machine::Action) -> Option<SwapState> {
+        match self {
+            SwapState::Initiator(s) => initiator::after_sent(s, action).map(SwapState::Initiator),
+            SwapState::Responder(_) => None,
+        }
+    }
+
     /// The first state of a swap in this role.
     pub fn initial(role: Role) -> Self {
         match role {
