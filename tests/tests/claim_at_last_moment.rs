@@ -65,8 +65,9 @@ async fn claim_in_the_last_allowed_moments_still_lets_the_responder_claim() {
     // Alice claims now; Bob must still be able to claim after seeing it.
     assert_eq!(alice.step(&deal.id).await, None);
     let (_, state) = alice.driver.store().load(&deal.id).await.unwrap();
+    // The claim reached the node (recorded: the secret is public from here on).
     assert!(
-        matches!(state, SwapState::Initiator(initiator::State::Claiming)),
+        matches!(state, SwapState::Initiator(initiator::State::ClaimSent)),
         "{state:?}"
     );
     let out = run(&nodes, &[&alice, &bob], &deal.id, 30, 1).await;
