@@ -1,2 +1,529 @@
-//! Placeholder: see the benchmark issue.
-fn main() {}
+//! `xswap-bench`: runs N concurrent BTC->ETH swaps (litecoind regtest -> anvil) between two
+//! engines in this process and prints, per N: how many Bitcoin-family blocks and seconds pass
+//! until every swap of both engines is done, the engines' CPU time per swap, the process's
+//! peak RSS, and the JSON-RPC calls per block the engines send to each chain.
+//!
+//! The two engines are two [`Driver`]s with their own keys, node wallet, anvil account and
+//! SQLite store, as `tests/src/lib.rs` sets them up; swaps are agreed directly (no network
+//! negotiation) and run with [`Driver::spawn`]. A miner task lets one block interval pass every
+//! `--block-secs` seconds ([`Nodes::advance`]: one Bitcoin-family block, the same span of time
+//! and one block on anvil).
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=/work/target-bench cargo run --release -p xswap-bench -- --swaps 1,100,1000
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod nodes;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use btc_adapter::{BtcChain, BtcConfig};
+use eth_adapter::{EthChain, EthConfig};
+use serde_json::{json, Value};
+use swap_core::store::SqliteStore;
+use swap_core::*;
+
+use crate::nodes::Nodes;
+
+/// Satoshis (litoshis) each swap's Bitcoin-family leg moves.
+const SATS: u64 = 1_000_000;
+/// Wei each swap's Ethereum leg moves (0.01 ETH).
+const WEI: u128 = 10_000_000_000_000_000;
+
+/// Command-line settings.
+#[derive(Debug, Clone)]
+struct Opts {
+    swaps: Vec<usize>,
+    block_secs: f64,
+    poll_ms: u64,
+    max_blocks: u64,
+}
+
+fn parse_args() -> Result<Opts> {
+    let mut o = Opts {
+        swaps: vec![1, 100, 1000],
+        block_secs: 2.0,
+        poll_ms: 500,
+        max_blocks: 400,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or_else(|| anyhow!("{a} needs a value"));
+        match a.as_str() {
+            "--swaps" => {
+                o.swaps = val()?
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--swaps takes a comma-separated list of counts")?;
+            }
+            "--block-secs" => o.block_secs = val()?.parse()?,
+            "--poll-ms" => o.poll_ms = val()?.parse()?,
+            "--max-blocks" => o.max_blocks = val()?.parse()?,
+            "-h" | "--help" => {
+                println!(
+                    "xswap-bench [--swaps 1,100,1000] [--block-secs 2] [--poll-ms 500] [--max-blocks 400]\n\
+                     --swaps       concurrent swap counts to run, each on fresh regtest nodes\n\
+                     --block-secs  wall time between two Bitcoin-family blocks\n\
+                     --poll-ms     the drivers' poll interval (also the adapters' cache age)\n\
+                     --max-blocks  give up on a run after this many blocks"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    if o.swaps.is_empty() || o.swaps.contains(&0) {
+        bail!("--swaps needs positive counts");
+    }
+    Ok(o)
+}
+
+/// One engine: keys, node wallet, anvil account, store and driver.
+struct Engine {
+    btc: Arc<BtcChain>,
+    eth: Arc<EthChain>,
+    driver: Arc<Driver>,
+    _db: tempfile::TempDir,
+}
+
+impl Engine {
+    async fn new(
+        nodes: &Nodes,
+        wallet: &str,
+        seed: u8,
+        eth_account: usize,
+        o: &Opts,
+    ) -> Result<Self> {
+        nodes.btc.rpc().create_or_load_wallet(wallet).await?;
+        let poll = Duration::from_millis(o.poll_ms);
+        // Adapter caches: at most one scan / tip read per chain per half poll interval.
+        let cache = poll / 2;
+        let mut bcfg = BtcConfig::new(nodes.btc.chain_id(), nodes.btc.rpc_config(Some(wallet)));
+        bcfg.status_max_age = cache;
+        bcfg.tip_max_age = cache;
+        let btc = Arc::new(BtcChain::new(bcfg, &[seed; 64])?);
+        let mut ecfg = EthConfig::new(nodes.eth.url(), nodes.htlc, nodes.eth_params());
+        ecfg.poll_interval = Duration::from_millis(50);
+        ecfg.receipt_timeout = Duration::from_secs(120);
+        ecfg.status_max_age = cache;
+        ecfg.tip_max_age = cache;
+        // The wrong-lock lookup of swaps still waiting for their counter-lock: once per block.
+        ecfg.foreign_lock_max_age = Duration::from_secs_f64(o.block_secs);
+        let eth = Arc::new(EthChain::new(ecfg, nodes.eth.signer(eth_account))?);
+        let db = tempfile::tempdir()?;
+        let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
+        let driver = Arc::new(Driver::new(
+            store,
+            [btc.clone() as Arc<dyn Chain>, eth.clone() as Arc<dyn Chain>],
+            DriverConfig {
+                poll_interval: poll,
+                max_backoff: poll * 8,
+            },
+        ));
+        Ok(Self {
+            btc,
+            eth,
+            driver,
+            _db: db,
+        })
+    }
+
+    fn by_method(&self) -> (Counts, Counts) {
+        (
+            self.btc.rpc().counts_by_method(),
+            self.eth.rpc_calls_by_method(),
+        )
+    }
+
+    fn rpc_counts(&self) -> (u64, u64) {
+        (self.btc.rpc().counts().calls, self.eth.rpc_calls())
+    }
+}
+
+/// How many swap sides are in each state.
+async fn census(engines: &[&Engine], ids: &[SwapId]) -> String {
+    let mut m: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    for e in engines {
+        for id in ids {
+            if let Ok((_, st)) = e.driver.store().load(id).await {
+                *m.entry(swap_core::driver::state_name(&st)).or_default() += 1;
+            }
+        }
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+type Counts = std::collections::BTreeMap<String, u64>;
+
+/// Calls per method of both engines during the run, per block, busiest first.
+fn breakdown(before: [&Counts; 2], after: [&Counts; 2], blocks: u64) -> String {
+    let mut m: Counts = Counts::new();
+    for c in after {
+        for (k, v) in c {
+            *m.entry(k.clone()).or_default() += v;
+        }
+    }
+    for c in before {
+        for (k, v) in c {
+            if let Some(e) = m.get_mut(k) {
+                *e -= v;
+            }
+        }
+    }
+    let mut v: Vec<(String, u64)> = m.into_iter().filter(|(_, n)| *n > 0).collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
+    v.iter()
+        .map(|(k, n)| format!("{k} {:.1}", *n as f64 / blocks.max(1) as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Process CPU time (user + system) so far, from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    // Fields are 1-based in proc(5) and `rest` starts at field 3.
+    let total = ticks(14 - 3) + ticks(15 - 3);
+    // USER_HZ is 100 on every Linux platform Rust targets in practice (`getconf CLK_TCK`).
+    Duration::from_millis(total * 10)
+}
+
+/// A `/proc/self/status` field in kB.
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)
+                .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets the peak RSS (VmHWM) to the current RSS (`clear_refs` 5, Linux 4.0+).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// One run's figures.
+#[derive(Debug, Clone)]
+struct Row {
+    n: usize,
+    swapped: usize,
+    failed: usize,
+    blocks: u64,
+    secs: f64,
+    cpu_per_swap_ms: f64,
+    peak_rss_mb: f64,
+    rss_before_mb: f64,
+    btc_calls_per_block: f64,
+    eth_calls_per_block: f64,
+    setup_secs: f64,
+}
+
+async fn run(n: usize, o: &Opts) -> Result<Row> {
+    let setup = Instant::now();
+    let nodes = Nodes::start().await?;
+    let alice = Engine::new(&nodes, "alice", 0xa1, 1, o).await?; // initiator: sells LTC
+    let bob = Engine::new(&nodes, "bob", 0xb0, 2, o).await?; // responder: sells ETH
+
+    // Pre-split: one confirmed UTXO per swap (and a spare) in alice's wallet, so concurrent
+    // locks never chain unconfirmed change (the 25-descendant limit).
+    let awallet = nodes.btc.rpc().with_wallet("alice")?;
+    let mut outputs = serde_json::Map::new();
+    for _ in 0..=n {
+        let addr = awallet.get_new_address("bech32").await?;
+        outputs.insert(
+            addr,
+            Value::String(btc_adapter::rpc::sats_to_coin_string(2 * SATS)),
+        );
+    }
+    let miner_wallet = nodes.btc.rpc();
+    for chunk in outputs
+        .into_iter()
+        .collect::<Vec<_>>()
+        .chunks(500)
+        .map(|c| c.iter().cloned().collect::<serde_json::Map<_, _>>())
+    {
+        let _: Value = miner_wallet
+            .wallet_call("sendmany", vec![json!(""), Value::Object(chunk)])
+            .await
+            .context("sendmany (splitting the funding)")?;
+    }
+    nodes.btc.mine(1).await;
+    // Enough ether for every lock and its gas.
+    let need = alloy::primitives::U256::from(WEI * (n as u128 + 10) * 2);
+    nodes.eth.set_balance(bob.eth.address(), need).await;
+
+    // Agree n swaps, as tests/src/lib.rs `agree` does (default expiries, both records stored).
+    let tips = Tips {
+        x: alice.btc.tip().await?,
+        y: alice.eth.tip().await?,
+    };
+    let mut ids = Vec::with_capacity(n);
+    for k in 0..n {
+        let key = u32::try_from(k)?;
+        let secret = Preimage::random()?;
+        let x = LegTerms {
+            params: nodes.btc_params(),
+            asset: nodes.btc_asset(),
+            amount: Amount::Sats(Sats(SATS)),
+            sender: Account::PublicKey(alice.btc.swap_public_key(key)?),
+            recipient: Account::PublicKey(bob.btc.swap_public_key(key)?),
+            expiry: Expiry::Height(Height(0)),
+        };
+        let y = LegTerms {
+            params: nodes.eth_params(),
+            asset: Asset::Eth,
+            amount: Amount::Wei(Wei(WEI)),
+            sender: bob.eth.account(),
+            recipient: alice.eth.account(),
+            expiry: Expiry::Time(Timestamp(0)),
+        };
+        let terms = SwapTerms::with_default_expiries(
+            SwapId::random()?,
+            secret.hashlock(),
+            x,
+            y,
+            SafetyPolicy::default(),
+            tips,
+        )?;
+        let id = terms.id;
+        alice
+            .driver
+            .create(&SwapRecord {
+                terms: terms.clone(),
+                role: Role::Initiator,
+                secret: Some(secret),
+                key_index: key,
+                watch_from: tips,
+            })
+            .await?;
+        bob.driver
+            .create(&SwapRecord {
+                terms,
+                role: Role::Responder,
+                secret: None,
+                key_index: key,
+                watch_from: tips,
+            })
+            .await?;
+        ids.push(id);
+    }
+    let setup_secs = setup.elapsed().as_secs_f64();
+
+    // Measure from here: the swaps start.
+    let peak_reset = reset_peak_rss();
+    let rss_before_mb = status_kb("VmRSS:") as f64 / 1024.0;
+    let cpu0 = cpu_time();
+    let (ab0, ae0) = alice.rpc_counts();
+    let (bb0, be0) = bob.rpc_counts();
+    let (am0, bm0) = (alice.by_method(), bob.by_method());
+    let h0 = nodes.btc.height().await;
+    let t0 = Instant::now();
+
+    let mut tasks = SwapTasks::new();
+    for id in &ids {
+        alice.driver.spawn(&mut tasks, *id);
+        bob.driver.spawn(&mut tasks, *id);
+    }
+    let nodes = Arc::new(nodes);
+    let miner = {
+        let nodes = nodes.clone();
+        let every = Duration::from_secs_f64(o.block_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                nodes.advance(1).await;
+            }
+        })
+    };
+
+    let (mut swapped, mut failed, mut done) = (0usize, 0usize, 0usize);
+    let mut last_report = Instant::now();
+    let gave_up = loop {
+        let next = tokio::time::timeout(Duration::from_secs(1), tasks.join_next()).await;
+        match next {
+            Ok(None) => break false,
+            Ok(Some(joined)) => {
+                done += 1;
+                match joined {
+                    Ok((_, Ok(Outcome::Swapped))) => swapped += 1,
+                    Ok((id, other)) => {
+                        failed += 1;
+                        eprintln!("swap {id}: {other:?}");
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("task: {e}");
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        let blocks = nodes.btc.height().await - h0;
+        if last_report.elapsed() > Duration::from_secs(10) {
+            last_report = Instant::now();
+            eprintln!(
+                "  n={n}: {done}/{} swap sides done after {blocks} blocks, {:.0} s; states: {}",
+                2 * n,
+                t0.elapsed().as_secs_f64(),
+                census(&[&alice, &bob], &ids).await
+            );
+        }
+        if blocks >= o.max_blocks {
+            break true;
+        }
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    // The block count when the last swap finished (no block is mined between the last
+    // join and this read that the swaps waited for).
+    let blocks = nodes.btc.height().await - h0;
+    let cpu = cpu_time() - cpu0;
+    let peak_kb = status_kb("VmHWM:");
+    let (ab1, ae1) = alice.rpc_counts();
+    let (bb1, be1) = bob.rpc_counts();
+    let (am1, bm1) = (alice.by_method(), bob.by_method());
+    eprintln!(
+        "n={n} BTC calls/block by method: {}",
+        breakdown([&am0.0, &bm0.0], [&am1.0, &bm1.0], blocks)
+    );
+    eprintln!(
+        "n={n} ETH calls/block by method: {}",
+        breakdown([&am0.1, &bm0.1], [&am1.1, &bm1.1], blocks)
+    );
+    miner.abort();
+    let _ = miner.await;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    // The last owner: dropping it stops both nodes.
+    drop(nodes);
+    if gave_up {
+        eprintln!(
+            "n={n}: gave up after {blocks} blocks ({done}/{} sides done)",
+            2 * n
+        );
+    }
+    if !peak_reset {
+        eprintln!("note: could not reset VmHWM; peak RSS includes earlier runs");
+    }
+    let per_block = |c: u64| c as f64 / blocks.max(1) as f64;
+    Ok(Row {
+        n,
+        swapped: swapped / 2,
+        failed,
+        blocks,
+        secs,
+        cpu_per_swap_ms: cpu.as_secs_f64() * 1000.0 / n as f64,
+        peak_rss_mb: peak_kb as f64 / 1024.0,
+        rss_before_mb,
+        btc_calls_per_block: per_block((ab1 - ab0) + (bb1 - bb0)),
+        eth_calls_per_block: per_block((ae1 - ae0) + (be1 - be0)),
+        setup_secs,
+    })
+}
+
+fn main() -> Result<()> {
+    let o = parse_args()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut rows = Vec::new();
+    for &n in &o.swaps {
+        eprintln!("running {n} concurrent swaps ...");
+        let row = rt.block_on(run(n, &o))?;
+        eprintln!("{row:?}");
+        rows.push(row);
+    }
+    print_table(&rows, &o);
+    Ok(())
+}
+
+fn print_table(rows: &[Row], o: &Opts) {
+    println!();
+    println!(
+        "xswap-bench: BTC(litecoind regtest)->ETH(anvil) swaps, 2 engines in one process; \
+         1 block every {} s, poll {} ms",
+        o.block_secs, o.poll_ms
+    );
+    println!(
+        "{:>6} {:>8} {:>7} {:>8} {:>9} {:>10} {:>13} {:>13} {:>11}",
+        "N",
+        "swapped",
+        "blocks",
+        "seconds",
+        "CPU/swap",
+        "peak RSS",
+        "BTC calls/blk",
+        "ETH calls/blk",
+        "setup (s)"
+    );
+    for r in rows {
+        println!(
+            "{:>6} {:>8} {:>7} {:>8.1} {:>7.1}ms {:>7.1} MB {:>13.1} {:>13.1} {:>11.1}",
+            r.n,
+            r.swapped,
+            r.blocks,
+            r.secs,
+            r.cpu_per_swap_ms,
+            r.peak_rss_mb,
+            r.btc_calls_per_block,
+            r.eth_calls_per_block,
+            r.setup_secs
+        );
+    }
+    let one = rows.iter().find(|r| r.n == 1).map(|r| r.blocks);
+    println!();
+    for r in rows {
+        let blocks = match one {
+            Some(b) if r.n > 1 => format!(
+                "{} blocks = {:.2}x one swap's {} (target <= 1.2x): {}",
+                r.blocks,
+                r.blocks as f64 / b.max(1) as f64,
+                b,
+                if (r.blocks as f64) <= 1.2 * b as f64 {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            ),
+            _ => format!("{} blocks", r.blocks),
+        };
+        println!(
+            "N={}: {}/{} swapped, {} failed sides; {}; peak RSS {:.1} MB for both engines \
+             (RSS {:.1} MB at start; target < 200 MB per engine: {})",
+            r.n,
+            r.swapped,
+            r.n,
+            r.failed,
+            blocks,
+            r.peak_rss_mb,
+            r.rss_before_mb,
+            if r.peak_rss_mb < 200.0 {
+                "met"
+            } else {
+                "NOT met (for both together)"
+            }
+        );
+    }
+}

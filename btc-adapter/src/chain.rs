@@ -100,6 +100,10 @@ pub struct BtcConfig {
     /// was registered since). Zero (the default): every call scans. Actions always scan.
     /// With many swaps on a busy node, a few seconds saves re-reading the mempool per swap.
     pub status_max_age: std::time::Duration,
+    /// `tip` answers from the last tip read when it is younger than this. Zero (the default):
+    /// every call asks the node. With many swaps, each step asks for the tip; a poll interval
+    /// or less keeps that to a few node calls per interval instead of two per swap.
+    pub tip_max_age: std::time::Duration,
 }
 
 impl BtcConfig {
@@ -111,6 +115,7 @@ impl BtcConfig {
             fees: FeeConfig::default(),
             payout: Payout::NodeWallet,
             status_max_age: std::time::Duration::ZERO,
+            tip_max_age: std::time::Duration::ZERO,
         }
     }
 }
@@ -127,6 +132,8 @@ struct Pending {
     txid: Txid,
     feerate: u64,
     broadcast_height: u64,
+    /// When it was sent (or first seen by this process).
+    sent_at: std::time::Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -140,7 +147,7 @@ struct State {
     scanner: Scanner,
     swaps: HashMap<ScriptBuf, Watched>,
     pending: HashMap<ScriptBuf, Pending>,
-    locks_sent: HashMap<ScriptBuf, Transaction>,
+    locks_sent: HashMap<ScriptBuf, (Transaction, std::time::Instant)>,
     payout: HashMap<ScriptBuf, ScriptBuf>,
     /// Mempool transactions fetched so far (`None`: an MWEB transaction, not parseable).
     mempool: HashMap<Txid, Option<Transaction>>,
@@ -170,6 +177,9 @@ pub struct BtcChain {
     fees: FeeConfig,
     payout: Payout,
     status_max_age: std::time::Duration,
+    tip_max_age: std::time::Duration,
+    /// The last tip read; held while reading, so concurrent callers wait for one read.
+    tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
     state: Mutex<State>,
 }
 
@@ -204,6 +214,8 @@ impl BtcChain {
             fees: config.fees,
             payout: config.payout,
             status_max_age: config.status_max_age,
+            tip_max_age: config.tip_max_age,
+            tip_cache: Mutex::new(None),
             state: Mutex::new(State::default()),
         })
     }
@@ -442,6 +454,15 @@ impl BtcChain {
         Ok(())
     }
 
+    /// When the last full sync finished, if it is younger than `status_max_age` and nothing
+    /// was registered since (never with the default zero age).
+    fn recent_sync(&self, st: &State) -> Option<std::time::Instant> {
+        if st.dirty || self.status_max_age.is_zero() {
+            return None;
+        }
+        st.synced_at.filter(|t| t.elapsed() < self.status_max_age)
+    }
+
     /// The status, the funding it is about and the spend of that funding, if any.
     fn status(
         &self,
@@ -566,6 +587,7 @@ impl BtcChain {
                 txid,
                 feerate,
                 broadcast_height: st.tip,
+                sent_at: std::time::Instant::now(),
             },
         );
         Ok(TxRef(txid.to_string()))
@@ -595,6 +617,7 @@ impl BtcChain {
                     txid: current.txid,
                     feerate: funding.value.saturating_sub(out) / vsize.max(1),
                     broadcast_height: st.tip,
+                    sent_at: std::time::Instant::now(),
                 };
                 st.pending.insert(script.clone(), p.clone());
                 p
@@ -644,6 +667,7 @@ impl BtcChain {
                 txid,
                 feerate,
                 broadcast_height: st.tip,
+                sent_at: std::time::Instant::now(),
             },
         );
         // Make the replacement visible right away.
@@ -696,6 +720,27 @@ impl BtcChain {
         Ok(out)
     }
 
+    /// Reads the best block's height and time from the node.
+    async fn read_tip(&self) -> Result<ChainTip, ChainError> {
+        let hash = self.rpc.get_best_block_hash().await?;
+        let header = self.rpc.get_block_header(&hash).await?;
+        let field = |f: &str| {
+            header
+                .get(f)
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| {
+                    ChainError::from(RpcError::Decode {
+                        method: "getblockheader".into(),
+                        detail: format!("no {f}"),
+                    })
+                })
+        };
+        Ok(ChainTip {
+            height: Height(field("height")?),
+            time: Timestamp(field("time")?),
+        })
+    }
+
     async fn spend_or_bump(
         &self,
         params: &HtlcParams,
@@ -705,6 +750,19 @@ impl BtcChain {
         let key = self.our_key(params, kind)?;
         let mut st = self.state.lock().await;
         let (w, script) = self.register(&mut st, params)?;
+        if let Some(synced) = self.recent_sync(&st) {
+            // Our spend of this kind is pending and no fee bump is due yet: it is either in
+            // the recent scan or was sent after it. (Anything else takes the full path.)
+            if let Some(p) = st.pending.get(&script).filter(|p| p.kind == kind) {
+                let (_, _, spend) = self.status(&st, &w, &script);
+                let seen = spend.as_ref().is_some_and(|s| s.txid == p.txid);
+                let bump_due =
+                    st.tip >= p.broadcast_height + u64::from(self.fees.bump_after_blocks);
+                if (seen || p.sent_at >= synced) && !bump_due {
+                    return Ok(TxRef(p.txid.to_string()));
+                }
+            }
+        }
         self.sync(&mut st).await?;
         let (_, funding, spend) = self.status(&st, &w, &script);
         let Some(funding) = funding else {
@@ -835,23 +893,18 @@ impl Chain for BtcChain {
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {
-        let hash = self.rpc.get_best_block_hash().await?;
-        let header = self.rpc.get_block_header(&hash).await?;
-        let field = |f: &str| {
-            header
-                .get(f)
-                .and_then(serde_json::Value::as_u64)
-                .ok_or_else(|| {
-                    ChainError::from(RpcError::Decode {
-                        method: "getblockheader".into(),
-                        detail: format!("no {f}"),
-                    })
-                })
-        };
-        Ok(ChainTip {
-            height: Height(field("height")?),
-            time: Timestamp(field("time")?),
-        })
+        if self.tip_max_age.is_zero() {
+            return self.read_tip().await;
+        }
+        let mut cache = self.tip_cache.lock().await;
+        if let Some((at, tip)) = *cache {
+            if at.elapsed() < self.tip_max_age {
+                return Ok(tip);
+            }
+        }
+        let tip = self.read_tip().await?;
+        *cache = Some((std::time::Instant::now(), tip));
+        Ok(tip)
     }
 
     async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
@@ -877,11 +930,23 @@ impl Chain for BtcChain {
         let amount = sats(htlc)?;
         let mut st = self.state.lock().await;
         let (w, script) = self.register(&mut st, htlc)?;
+        if let Some(synced) = self.recent_sync(&st) {
+            // Answers that a fresh scan could not change: the funding is in the recent scan,
+            // or we sent it after that scan. (Funding is only ever sent after a fresh scan.)
+            if let (_, Some(funding), _) = self.status(&st, &w, &script) {
+                return Ok(TxRef(funding.outpoint.txid.to_string()));
+            }
+            if let Some((tx, sent_at)) = st.locks_sent.get(&script) {
+                if *sent_at >= synced {
+                    return Ok(TxRef(tx.compute_txid().to_string()));
+                }
+            }
+        }
         self.sync(&mut st).await?;
         if let (_, Some(funding), _) = self.status(&st, &w, &script) {
             return Ok(TxRef(funding.outpoint.txid.to_string()));
         }
-        if let Some(tx) = st.locks_sent.get(&script).cloned() {
+        if let Some((tx, _)) = st.locks_sent.get(&script).cloned() {
             // Sent by us but not visible (node restarted, or reorged out): rebroadcast it,
             // never fund a second time.
             let txid = self.rpc.send_raw_transaction(&tx).await.map_err(|e| {
@@ -914,7 +979,8 @@ impl Chain for BtcChain {
                 "wallet built a funding that does not pay the HTLC exactly once",
             ));
         }
-        st.locks_sent.insert(script.clone(), tx.clone());
+        st.locks_sent
+            .insert(script.clone(), (tx.clone(), std::time::Instant::now()));
         match self.rpc.send_raw_transaction(&tx).await {
             Ok(txid) => {
                 info!(chain = %self.params.chain, swap_id = %htlc.swap_id, %txid, amount, "htlc funded");

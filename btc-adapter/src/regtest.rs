@@ -483,11 +483,8 @@ impl RegtestNode {
     /// directory is kept, and it must be stopped by RPC `stop` (or its pid).
     pub fn detach(mut self) -> Detached {
         let pid = self.child.take().map(|c| c.id()).unwrap_or(0);
-        let datadir = std::mem::replace(
-            &mut self.datadir,
-            tempfile::tempdir().expect("tempdir"),
-        )
-        .keep();
+        let datadir =
+            std::mem::replace(&mut self.datadir, tempfile::tempdir().expect("tempdir")).keep();
         Detached {
             pid,
             cookie: datadir.join("regtest").join(".cookie"),

@@ -103,7 +103,10 @@ impl RpcError {
     pub fn is_transient(&self) -> bool {
         match self {
             RpcError::Transport(_) | RpcError::Cookie(_) => true,
-            RpcError::Http { status, .. } => *status == 503,
+            // A full work queue is 503 on recent Core and 500 on 0.21 (litecoind): both pass.
+            RpcError::Http { status, body } => {
+                *status == 503 || (*status == 500 && body.contains("Work queue depth exceeded"))
+            }
             RpcError::Rpc { code, .. } => *code == RPC_IN_WARMUP,
             RpcError::Decode { .. } => false,
         }
@@ -187,6 +190,27 @@ pub struct RpcClient {
     http: reqwest::Client,
     config: RpcConfig,
     next_id: AtomicU64,
+    /// JSON-RPC calls made by this client (a batch counts each call in it).
+    calls: std::sync::Arc<AtomicU64>,
+    /// HTTP requests made (a batch is one).
+    requests: std::sync::Arc<AtomicU64>,
+    /// Calls per method.
+    by_method: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+    /// Bounds the requests in flight, so that many concurrent swaps queue here rather than
+    /// overflow the node's RPC work queue (`-rpcworkqueue`, 16 by default).
+    in_flight: tokio::sync::Semaphore,
+}
+
+/// Requests one [`RpcClient`] has in flight at most.
+pub const MAX_IN_FLIGHT: usize = 4;
+
+/// Counts of what a [`RpcClient`] sent to its node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RpcCounts {
+    /// JSON-RPC calls (each call of a batch counts).
+    pub calls: u64,
+    /// HTTP requests (a batch is one).
+    pub requests: u64,
 }
 
 /// Formats satoshis as a decimal coin amount string (`"0.00100000"`), which Core accepts
@@ -219,7 +243,39 @@ impl RpcClient {
             http,
             config,
             next_id: AtomicU64::new(1),
+            calls: Default::default(),
+            requests: Default::default(),
+            by_method: Default::default(),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         })
+    }
+
+    /// [`RpcCounts::calls`] per JSON-RPC method.
+    pub fn counts_by_method(&self) -> std::collections::BTreeMap<String, u64> {
+        self.by_method
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn count(&self, method: &str, n: u64) {
+        self.calls.fetch_add(n, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        *self
+            .by_method
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(method.to_owned())
+            .or_default() += n;
+    }
+
+    /// How many JSON-RPC calls and HTTP requests this client has sent so far (attempts,
+    /// failed ones included).
+    pub fn counts(&self) -> RpcCounts {
+        RpcCounts {
+            calls: self.calls.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+        }
     }
 
     /// The same node, talking to another wallet.
@@ -261,6 +317,12 @@ impl RpcClient {
         };
         let (user, pass) = self.credentials()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.count(method, 1);
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|e| RpcError::Transport(e.to_string()))?;
         let body = json!({"jsonrpc": "1.0", "id": id, "method": method, "params": params});
         let resp = self
             .http
@@ -312,6 +374,12 @@ impl RpcClient {
         }
         let (user, pass) = self.credentials()?;
         let n = params.len();
+        self.count(method, n as u64);
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|e| RpcError::Transport(e.to_string()))?;
         let body: Vec<Value> = params
             .into_iter()
             .enumerate()
@@ -690,6 +758,19 @@ mod tests {
             message: m.into(),
         };
         assert!(RpcError::Transport("refused".into()).is_transient());
+        // A full RPC work queue (many concurrent requests): retry, on old and new Core.
+        for status in [500, 503] {
+            assert!(RpcError::Http {
+                status,
+                body: "Work queue depth exceeded".into()
+            }
+            .is_transient());
+        }
+        assert!(!RpcError::Http {
+            status: 500,
+            body: "other".into()
+        }
+        .is_transient());
         assert!(rpc(RPC_IN_WARMUP, "Loading block index").is_transient());
         assert!(!rpc(-26, "non-mandatory-script-verify-flag").is_transient());
         assert!(rpc(-26, "non-final").is_non_final());

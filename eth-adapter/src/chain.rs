@@ -54,6 +54,21 @@ pub struct EthConfig {
     /// The numeric chain id the node must report (checked by [`EthChain::connect`]); `None`
     /// accepts any.
     pub expected_chain_id: Option<u64>,
+    /// `htlc_status` reuses the last log scan of the shared scanner when it is younger than
+    /// this and no newly watched swap needs a backfill. Zero (the default): every call scans.
+    /// `lock`, `claim` and `refund` always scan. With many swaps, a fraction of the poll
+    /// interval turns one scan per swap into one scan per interval.
+    pub status_max_age: Duration,
+    /// `tip` answers from the last tip read when it is younger than this. Zero (the default):
+    /// every call asks the node.
+    pub tip_max_age: Duration,
+    /// When `htlc_status` finds no lock with the agreed parameters, it looks for a lock by
+    /// the agreed sender under the same hashlock with other parameters (one `eth_getLogs` per
+    /// swap). That answer is reused for this long. Zero (the default): looked up on every call.
+    /// With many swaps waiting for their counter-lock, a block interval keeps this to one
+    /// lookup per waiting swap per interval; a wrong lock is then reported that much later
+    /// (the agreed lock itself is seen by the shared scan, without this delay).
+    pub foreign_lock_max_age: Duration,
 }
 
 /// `scheme://host[:port]` of a URL, without path, query or credentials.
@@ -82,6 +97,9 @@ impl std::fmt::Debug for EthConfig {
             .field("log_chunk", &self.log_chunk)
             .field("mempool_preimages", &self.mempool_preimages)
             .field("expected_chain_id", &self.expected_chain_id)
+            .field("status_max_age", &self.status_max_age)
+            .field("tip_max_age", &self.tip_max_age)
+            .field("foreign_lock_max_age", &self.foreign_lock_max_age)
             .finish()
     }
 }
@@ -101,6 +119,9 @@ impl EthConfig {
             log_chunk: 10_000,
             mempool_preimages: false,
             expected_chain_id: None,
+            status_max_age: Duration::ZERO,
+            tip_max_age: Duration::ZERO,
+            foreign_lock_max_age: Duration::ZERO,
         }
     }
 }
@@ -134,6 +155,44 @@ pub struct EthChain {
     token_flow: Mutex<()>,
     per_swap: std::sync::Mutex<HashMap<B256, Arc<Mutex<()>>>>,
     decimals: Mutex<HashMap<Address, Option<u8>>>,
+    /// JSON-RPC calls sent through `provider`.
+    calls: Arc<std::sync::atomic::AtomicU64>,
+    /// The same, per JSON-RPC method.
+    calls_by_method: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+    /// When the shared scan last completed, and the block it reached.
+    refreshed: std::sync::Mutex<Option<(std::time::Instant, ScanTip)>>,
+    /// The last tip read, and when.
+    /// Held while reading, so concurrent callers wait for one read.
+    tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
+    /// Answers that cannot change for a given block (keyed by its hash): storage slots of the
+    /// HTLC contract and locks found by hashlock. Only the newest block's are kept.
+    at_block: std::sync::Mutex<AtBlock>,
+    /// Recent answers of the foreign-lock lookup, by (hashlock, from).
+    foreign: std::sync::Mutex<HashMap<(B256, u64), ForeignEntry>>,
+}
+
+/// A foreign-lock lookup's answer and when it was read.
+type ForeignEntry = (std::time::Instant, Vec<FoundLock>);
+
+/// See `EthChain::at_block`.
+#[derive(Debug, Default)]
+struct AtBlock {
+    hash: B256,
+    slots: HashMap<B256, U256>,
+    locks: HashMap<(B256, u64), Vec<FoundLock>>,
+}
+
+impl AtBlock {
+    /// The cache for block `hash` (emptied when the block changed).
+    fn at(&mut self, hash: B256) -> &mut Self {
+        if self.hash != hash {
+            *self = AtBlock {
+                hash,
+                ..AtBlock::default()
+            };
+        }
+        self
+    }
 }
 
 fn txref(h: B256) -> TxRef {
@@ -211,12 +270,24 @@ impl EthChain {
     /// An adapter sending from `signer`'s account, without checking the node or the contract
     /// (see [`EthChain::connect`]).
     pub fn new(cfg: EthConfig, signer: PrivateKeySigner) -> Result<Self, EthError> {
+        let counting = crate::counting::CountingLayer::default();
+        let calls = counting.calls.clone();
+        let calls_by_method = counting.by_method.clone();
+        let client = alloy::rpc::client::ClientBuilder::default()
+            .layer(counting)
+            .http(connect_url(&cfg.rpc_url)?);
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
             .wallet(EthereumWallet::from(signer.clone()))
-            .connect_http(connect_url(&cfg.rpc_url)?)
+            .connect_client(client)
             .erased();
         Ok(Self {
+            calls,
+            calls_by_method,
+            refreshed: std::sync::Mutex::new(None),
+            tip_cache: Mutex::new(None),
+            at_block: std::sync::Mutex::new(AtBlock::default()),
+            foreign: std::sync::Mutex::new(HashMap::new()),
             nonces: NonceManager::new(signer.address()),
             cfg,
             provider,
@@ -243,6 +314,21 @@ impl EthChain {
     /// The account as the engine's [`Account`].
     pub fn account(&self) -> Account {
         Account::Evm(core_addr(self.address()))
+    }
+
+    /// How many JSON-RPC calls this adapter has sent to its node through its provider so far
+    /// (every request, failed ones included; calls made by others through [`Self::provider`]
+    /// count too).
+    pub fn rpc_calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// [`Self::rpc_calls`] per JSON-RPC method.
+    pub fn rpc_calls_by_method(&self) -> std::collections::BTreeMap<String, u64> {
+        self.calls_by_method
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The provider (with this account's wallet).
@@ -419,25 +505,48 @@ impl EthChain {
     }
 
     /// Brings the shared scan up to date (watching `h`) and reads the swap's state.
-    async fn find(&self, h: &EthHtlc, p: &HtlcParams, mempool: bool) -> Result<Found, EthError> {
+    async fn find(
+        &self,
+        h: &EthHtlc,
+        p: &HtlcParams,
+        mempool: bool,
+        cached: bool,
+    ) -> Result<Found, EthError> {
         let id = h.id();
         let (tip, events) = {
             let mut scanner = self.scanner.lock().await;
             scanner.watch(id, p.watch_from.0);
-            let (tip, reorged) = scanner
-                .refresh(&self.provider, self.cfg.htlc, self.cfg.log_chunk)
-                .await?;
+            let recent = if cached && !self.cfg.status_max_age.is_zero() && !scanner.has_backfill()
+            {
+                let last = *self
+                    .refreshed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                last.filter(|(at, _)| at.elapsed() < self.cfg.status_max_age)
+                    .map(|(_, tip)| tip)
+            } else {
+                None
+            };
+            let (tip, reorged) = match recent {
+                Some(tip) => (tip, false),
+                None => {
+                    let r = scanner
+                        .refresh(&self.provider, self.cfg.htlc, self.cfg.log_chunk)
+                        .await?;
+                    *self
+                        .refreshed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((std::time::Instant::now(), r.0));
+                    r
+                }
+            };
             if reorged {
                 self.nonces.reset().await;
             }
             (tip, scanner.events(id))
         };
-        let slot = self
-            .provider
-            .get_storage_at(self.cfg.htlc, id.into())
-            .block_id(tip.hash.into())
-            .await
-            .map_err(rpc_err)?;
+        let slot = self.slot_at(id, tip.hash).await?;
         let locked = slot == U256::from(1);
         let confs = |block: u64| (tip.number.saturating_sub(block) + 1) as u32;
         let last_lock = events
@@ -596,7 +705,7 @@ impl EthChain {
     /// taken as done: it may never be mined (a counterparty could broadcast a low-fee claim
     /// precisely to stop us from claiming or refunding in time).
     async fn find_retrying(&self, h: &EthHtlc, p: &HtlcParams) -> Result<Found, EthError> {
-        self.find_retrying_with(h, p, false).await
+        self.find_retrying_with(h, p, false, false).await
     }
 
     async fn find_retrying_with(
@@ -604,10 +713,12 @@ impl EthChain {
         h: &EthHtlc,
         p: &HtlcParams,
         mempool: bool,
+        cached: bool,
     ) -> Result<Found, EthError> {
         let mut last = None;
-        for _ in 0..3 {
-            match self.find(h, p, mempool).await {
+        for attempt in 0..3 {
+            // A retry after an inconsistent answer always scans afresh.
+            match self.find(h, p, mempool, cached && attempt == 0).await {
                 Err(e @ EthError::Inconsistent(_)) => {
                     last = Some(e);
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -675,7 +786,7 @@ impl EthChain {
         let h = EthHtlc::from_params(p)?;
         self.check_decimals(p).await?;
         Ok(self
-            .find_retrying_with(&h, p, self.cfg.mempool_preimages)
+            .find_retrying_with(&h, p, self.cfg.mempool_preimages, true)
             .await?
             .status)
     }
@@ -1050,6 +1161,155 @@ impl EthChain {
         from: u64,
     ) -> Result<Vec<FoundLock>, EthError> {
         let tip = scan::latest(&self.provider).await?;
+        self.locks_with_hashlock_at(hashlock, from, tip).await
+    }
+
+    /// Locks under `h`'s hashlock since the swap's watch start (see
+    /// [`EthConfig::foreign_lock_max_age`]).
+    async fn foreign_locks(
+        &self,
+        h: &EthHtlc,
+        htlc: &HtlcParams,
+    ) -> Result<Vec<FoundLock>, EthError> {
+        let key = (h.hashlock, htlc.watch_from.0);
+        let max_age = self.cfg.foreign_lock_max_age;
+        if !max_age.is_zero() {
+            let cached = self
+                .foreign
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < max_age)
+                .map(|(_, v)| v.clone());
+            if let Some(v) = cached {
+                return Ok(v);
+            }
+        }
+        let recent = if self.cfg.status_max_age.is_zero() {
+            None
+        } else {
+            let last = *self
+                .refreshed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            last.filter(|(at, _)| at.elapsed() < self.cfg.status_max_age)
+                .map(|(_, tip)| tip)
+        };
+        let tip = match recent {
+            Some(t) => t,
+            None => scan::latest(&self.provider).await?,
+        };
+        let found = self
+            .locks_with_hashlock_at(h.hashlock, htlc.watch_from.0, tip)
+            .await?;
+        if !max_age.is_zero() {
+            let mut cache = self
+                .foreign
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.retain(|_, (at, _)| at.elapsed() < max_age);
+            cache.insert(key, (std::time::Instant::now(), found.clone()));
+        }
+        Ok(found)
+    }
+
+    /// How `htlc_status` reports a lock by the agreed sender with other parameters.
+    fn foreign_lock_status(
+        &self,
+        htlc: &HtlcParams,
+        other: FoundLock,
+    ) -> Result<HtlcStatus, ChainError> {
+        let asset = if other.htlc.token == Address::ZERO {
+            swap_core::Asset::Eth
+        } else {
+            swap_core::Asset::Erc20 {
+                token: core_addr(other.htlc.token),
+                decimals: match &htlc.asset {
+                    swap_core::Asset::Erc20 { token, decimals }
+                        if *token == core_addr(other.htlc.token) =>
+                    {
+                        *decimals
+                    }
+                    _ => 0,
+                },
+            }
+        };
+        Ok(HtlcStatus::Funded {
+            lock: ObservedLock {
+                txref: txref(other.tx),
+                amount: other.htlc.core_amount(&asset),
+                asset,
+                sender: Account::Evm(core_addr(other.htlc.sender)),
+                recipient: Account::Evm(core_addr(other.htlc.recipient)),
+                hashlock: other.htlc.core_hashlock(),
+                expiry: Expiry::Time(Timestamp(other.htlc.expiry)),
+            },
+            confirmations: other.confirmations,
+        })
+    }
+
+    /// The HTLC contract's storage slot `id` in block `hash` (each read once per block).
+    async fn slot_at(&self, id: B256, hash: B256) -> Result<U256, EthError> {
+        let cached = self
+            .at_block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .at(hash)
+            .slots
+            .get(&id)
+            .copied();
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let v = self
+            .provider
+            .get_storage_at(self.cfg.htlc, id.into())
+            .block_id(hash.into())
+            .await
+            .map_err(rpc_err)?;
+        self.at_block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .at(hash)
+            .slots
+            .insert(id, v);
+        Ok(v)
+    }
+
+    /// [`Self::locks_with_hashlock`] as of block `tip` (each answered once per block).
+    async fn locks_with_hashlock_at(
+        &self,
+        hashlock: B256,
+        from: u64,
+        tip: ScanTip,
+    ) -> Result<Vec<FoundLock>, EthError> {
+        let cached = self
+            .at_block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .at(tip.hash)
+            .locks
+            .get(&(hashlock, from))
+            .cloned();
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let out = self.read_locks_with_hashlock(hashlock, from, tip).await?;
+        self.at_block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .at(tip.hash)
+            .locks
+            .insert((hashlock, from), out.clone());
+        Ok(out)
+    }
+
+    async fn read_locks_with_hashlock(
+        &self,
+        hashlock: B256,
+        from: u64,
+        tip: ScanTip,
+    ) -> Result<Vec<FoundLock>, EthError> {
         let events = scan::locks_with_hashlock(
             &self.provider,
             self.cfg.htlc,
@@ -1064,12 +1324,7 @@ impl EthChain {
             let EventKind::Locked(htlc) = e.kind else {
                 continue;
             };
-            let slot = self
-                .provider
-                .get_storage_at(self.cfg.htlc, e.id.into())
-                .block_id(tip.hash.into())
-                .await
-                .map_err(rpc_err)?;
+            let slot = self.slot_at(e.id, tip.hash).await?;
             out.push(FoundLock {
                 htlc,
                 id: e.id,
@@ -1113,11 +1368,24 @@ impl Chain for EthChain {
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {
-        let t = scan::latest(&self.provider).await?;
-        Ok(ChainTip {
-            height: Height(t.number),
-            time: Timestamp(t.timestamp),
-        })
+        let max_age = self.cfg.tip_max_age;
+        let read = || async {
+            let t = scan::latest(&self.provider).await?;
+            Ok::<_, ChainError>(ChainTip {
+                height: Height(t.number),
+                time: Timestamp(t.timestamp),
+            })
+        };
+        if max_age.is_zero() {
+            return read().await;
+        }
+        let mut cache = self.tip_cache.lock().await;
+        if let Some((_, tip)) = cache.filter(|(at, _)| at.elapsed() < max_age) {
+            return Ok(tip);
+        }
+        let tip = read().await?;
+        *cache = Some((std::time::Instant::now(), tip));
+        Ok(tip)
     }
 
     async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
@@ -1136,42 +1404,14 @@ impl Chain for EthChain {
         // (protocol rule 4). Only the agreed sender can have made it (the contract's sender is
         // msg.sender), so nobody else can make a swap look wrong.
         let h = EthHtlc::from_params(htlc)?;
-        let found = self
-            .locks_with_hashlock(h.hashlock, htlc.watch_from.0)
-            .await?;
+        let found = self.foreign_locks(&h, htlc).await?;
         let Some(other) = found
             .into_iter()
             .find(|f| f.locked && f.htlc.sender == h.sender)
         else {
             return Ok(HtlcStatus::Absent);
         };
-        let asset = if other.htlc.token == Address::ZERO {
-            swap_core::Asset::Eth
-        } else {
-            swap_core::Asset::Erc20 {
-                token: core_addr(other.htlc.token),
-                decimals: match &htlc.asset {
-                    swap_core::Asset::Erc20 { token, decimals }
-                        if *token == core_addr(other.htlc.token) =>
-                    {
-                        *decimals
-                    }
-                    _ => 0,
-                },
-            }
-        };
-        Ok(HtlcStatus::Funded {
-            lock: ObservedLock {
-                txref: txref(other.tx),
-                amount: other.htlc.core_amount(&asset),
-                asset,
-                sender: Account::Evm(core_addr(other.htlc.sender)),
-                recipient: Account::Evm(core_addr(other.htlc.recipient)),
-                hashlock: other.htlc.core_hashlock(),
-                expiry: Expiry::Time(Timestamp(other.htlc.expiry)),
-            },
-            confirmations: other.confirmations,
-        })
+        self.foreign_lock_status(htlc, other)
     }
 
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {

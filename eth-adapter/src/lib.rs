@@ -12,6 +12,7 @@
 
 pub mod bindings;
 mod chain;
+mod counting;
 pub mod devnet;
 mod error;
 pub mod gas;

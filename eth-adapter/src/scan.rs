@@ -175,6 +175,11 @@ impl Scanner {
         }
     }
 
+    /// Whether newly watched swaps wait for their history to be scanned.
+    pub(crate) fn has_backfill(&self) -> bool {
+        !self.backfill.is_empty()
+    }
+
     /// Events for one id, in chain order.
     pub(crate) fn events(&self, id: B256) -> Vec<Event> {
         let mut v: Vec<Event> = self.events.iter().filter(|e| e.id == id).cloned().collect();
