@@ -14,8 +14,6 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod nodes;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +24,7 @@ use serde_json::{json, Value};
 use swap_core::store::SqliteStore;
 use swap_core::*;
 
-use crate::nodes::Nodes;
+use xswap_cli::regtest::Nodes;
 
 /// Satoshis (litoshis) each swap's Bitcoin-family leg moves.
 const SATS: u64 = 1_000_000;
