@@ -523,33 +523,20 @@ pub mod responder {
                         preimage,
                     },
                 ),
-                (SecretLearned { .. } | Claiming { .. }, HtlcStatus::Claimed { .. }) => {
+                // Our claim (or their refund) is on X: final once deep enough; while only in
+                // the mempool keep sending our claim (a fee bump, or a replacement of their
+                // refund where the chain allows it); otherwise wait for depth.
+                (
+                    SecretLearned { .. } | Claiming { .. },
+                    HtlcStatus::Claimed { .. } | HtlcStatus::Refunded { .. },
+                ) => {
                     if confirmed(&snap.x.htlc, depth_x) {
-                        Step::to(Done {
-                            outcome: Outcome::Swapped,
-                        })
+                        let outcome = match snap.x.htlc {
+                            HtlcStatus::Claimed { .. } => Outcome::Swapped,
+                            _ => Outcome::Lost,
+                        };
+                        Step::to(Done { outcome })
                     } else if in_mempool(&snap.x.htlc) {
-                        Step::act(
-                            Claiming {
-                                preimage: preimage.clone(),
-                            },
-                            Action::Claim {
-                                leg: Leg::X,
-                                preimage,
-                            },
-                        )
-                    } else {
-                        Step::to(Claiming { preimage })
-                    }
-                }
-                (SecretLearned { .. } | Claiming { .. }, HtlcStatus::Refunded { .. }) => {
-                    if confirmed(&snap.x.htlc, depth_x) {
-                        Step::to(Done {
-                            outcome: Outcome::Lost,
-                        })
-                    } else if in_mempool(&snap.x.htlc) {
-                        // A refund only in the mempool: our claim may still win; keep sending
-                        // it (with a higher fee, where the chain allows replacing).
                         Step::act(
                             Claiming {
                                 preimage: preimage.clone(),

@@ -33,8 +33,16 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     text
 }
 
-#[test]
-fn two_installations_swap_through_the_cli() {
+/// Two installations (maker, taker) on nodes the maker started, and the maker's offer.
+struct Setup {
+    _root: tempfile::TempDir,
+    a: PathBuf,
+    b: PathBuf,
+    offer: String,
+    _down: Down,
+}
+
+fn setup() -> Setup {
     let root = tempfile::tempdir().unwrap();
     let (a, b) = (root.path().join("maker"), root.path().join("taker"));
     ok(&a, &["init"]);
@@ -53,7 +61,7 @@ fn two_installations_swap_through_the_cli() {
 
     let up = ok(&a, &["regtest", "up"]);
     assert!(up.contains("regtest up"), "{up}");
-    let guard = Down(a.clone());
+    let down = Down(a.clone());
     ok(&b, &["regtest", "join", a.to_str().unwrap()]);
     let coin = if up.contains("ltc-regtest") {
         "ltc"
@@ -81,6 +89,24 @@ fn two_installations_swap_through_the_cli() {
         .find(|l| l.starts_with("xswap1"))
         .unwrap()
         .to_owned();
+    Setup {
+        _root: root,
+        a,
+        b,
+        offer,
+        _down: down,
+    }
+}
+
+#[test]
+fn two_installations_swap_through_the_cli() {
+    let Setup {
+        _root,
+        a,
+        b,
+        offer,
+        _down: guard,
+    } = setup();
 
     let mut maker = cmd(&a, &["maker"])
         .stdout(Stdio::null())
@@ -160,50 +186,13 @@ impl Drop for Down {
 
 #[test]
 fn manual_refund_after_the_maker_vanishes() {
-    let root = tempfile::tempdir().unwrap();
-    let (a, b) = (root.path().join("maker"), root.path().join("taker"));
-    ok(&a, &["init"]);
-    ok(&b, &["init"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
-    std::fs::write(
-        a.join("config.toml"),
-        cfg.replace("127.0.0.1:7700", &format!("127.0.0.1:{port}")),
-    )
-    .unwrap();
-    let up = ok(&a, &["regtest", "up"]);
-    let _guard = Down(a.clone());
-    ok(&b, &["regtest", "join", a.to_str().unwrap()]);
-    let coin = if up.contains("ltc-regtest") {
-        "ltc"
-    } else {
-        "btc"
-    };
-    let offer = ok(
-        &a,
-        &[
-            "offer",
-            "--sell",
-            "eth",
-            "--buy",
-            coin,
-            "--rate",
-            "250000000000/1",
-            "--min",
-            "10000",
-            "--max",
-            "10000000",
-        ],
-    );
-    let offer = offer
-        .lines()
-        .find(|l| l.starts_with("xswap1"))
-        .unwrap()
-        .to_owned();
+    let Setup {
+        _root,
+        a,
+        b,
+        offer,
+        _down,
+    } = setup();
 
     // The maker accepts, then dies at its first state change and never comes back.
     let mut maker = cmd(&a, &["maker"])
