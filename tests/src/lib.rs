@@ -325,9 +325,21 @@ pub fn xswap_bin() -> std::path::PathBuf {
     // target/<profile>/deps/<this test> -> target/<profile>/xswap
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("xswap");
+    if !bin.exists() {
+        // `cargo test` builds no binary of another package: build it (scripts/test does too).
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "xswap-cli", "--bin", "xswap"])
+            .status()
+            .expect("running cargo");
+        assert!(
+            status.success(),
+            "cargo build -p xswap-cli --bin xswap failed"
+        );
+    }
     assert!(
         bin.exists(),
-        "{} missing: build it with `cargo build -p xswap-cli` (cargo test --workspace does)",
+        "{} missing: build it with `cargo build -p xswap-cli --bin xswap`",
         bin.display()
     );
     bin
