@@ -282,7 +282,8 @@ impl Engine {
     }
 }
 
-fn with_units(asset: &Asset, units: u128) -> Result<Amount, EngineError> {
+/// `units` base units of `asset` as the engine's amount type.
+pub fn with_units(asset: &Asset, units: u128) -> Result<Amount, EngineError> {
     match asset {
         Asset::Btc | Asset::Ltc => u64::try_from(units)
             .map(|s| Amount::Sats(Sats(s)))

@@ -168,14 +168,7 @@ fn parse_asset(s: &str, cfg: &Config) -> anyhow::Result<(ChainId, Asset)> {
 }
 
 fn amount(asset: &Asset, units: u128) -> anyhow::Result<Amount> {
-    Ok(match asset {
-        Asset::Btc | Asset::Ltc => Amount::Sats(Sats(u64::try_from(units)?)),
-        Asset::Eth => Amount::Wei(Wei(units)),
-        Asset::Erc20 { decimals, .. } => Amount::Token(TokenUnits {
-            units,
-            decimals: *decimals,
-        }),
-    })
+    Ok(xswap_cli::engine::with_units(asset, units)?)
 }
 
 fn offers_path(data_dir: &Path) -> PathBuf {

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use xswap_tests::xswap_bin;
@@ -31,6 +31,16 @@ fn ok(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
+}
+
+/// Mines a block every 300 ms until `child` exits (or `secs` pass: a failure naming `what`).
+fn mine_until_exit(a: &Path, child: &mut Child, secs: u64, what: &str) {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}");
+        ok(a, &["regtest", "mine", "1"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// Two installations (maker, taker) on nodes the maker started, and the maker's offer.
@@ -120,14 +130,7 @@ fn two_installations_swap_through_the_cli() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while taker.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "take did not finish"
-        );
-        ok(&a, &["regtest", "mine", "1"]);
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    mine_until_exit(&a, &mut taker, 90, "take did not finish");
     assert!(taker.wait().unwrap().success());
     // The maker finishes too.
     let id = loop {
@@ -209,15 +212,7 @@ fn manual_refund_after_the_maker_vanishes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while taker.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "taker did not stop"
-        );
-        ok(&a, &["regtest", "mine", "1"]);
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    mine_until_exit(&a, &mut taker, 60, "taker did not stop");
     let _ = maker.kill();
     let _ = maker.wait();
     let list: serde_json::Value = serde_json::from_str(&ok(&b, &["list", "--json"])).unwrap();
@@ -243,18 +238,7 @@ fn manual_refund_after_the_maker_vanishes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "resume did not finish"
-        );
-        if resume.try_wait().unwrap().is_some() {
-            break;
-        }
-        ok(&a, &["regtest", "mine", "1"]);
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    mine_until_exit(&a, &mut resume, 60, "resume did not finish");
     let show: serde_json::Value = serde_json::from_str(&ok(&b, &["show", &id, "--json"])).unwrap();
     assert_eq!(show["outcome"], "Refunded", "{show}");
 }
