@@ -109,8 +109,6 @@ impl Engine {
         ecfg.receipt_timeout = Duration::from_secs(120);
         ecfg.status_max_age = cache;
         ecfg.tip_max_age = cache;
-        // The wrong-lock lookup of swaps still waiting for their counter-lock: once per block.
-        ecfg.foreign_lock_max_age = Duration::from_secs_f64(o.block_secs);
         let eth = Arc::new(EthChain::new(ecfg, nodes.eth.signer(eth_account))?);
         let db = tempfile::tempdir()?;
         let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);

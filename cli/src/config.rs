@@ -227,20 +227,28 @@ pub fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc<Engin
         wallet: Some(cfg.btc.wallet.clone()),
         timeout: Duration::from_secs(30),
     };
+    // Every swap asks both chains for its state once per poll: half a poll interval of
+    // reuse turns that into one shared scan per chain per interval, whatever the number of
+    // swaps. Actions (lock, claim, refund) always read the chain afresh.
+    let shared_scan_age = driver.poll_interval / 2;
+    let mut btc_cfg = BtcConfig::new(cfg.btc_chain()?, rpc);
+    btc_cfg.status_max_age = shared_scan_age;
+    btc_cfg.tip_max_age = shared_scan_age;
     let btc = Arc::new(
-        BtcChain::new(BtcConfig::new(cfg.btc_chain()?, rpc), &ks.seed()?[..])
-            .map_err(|e| anyhow!("bitcoin adapter: {e}"))?,
+        BtcChain::new(btc_cfg, &ks.seed()?[..]).map_err(|e| anyhow!("bitcoin adapter: {e}"))?,
     );
     let htlc = cfg
         .eth
         .htlc
         .parse()
         .with_context(|| format!("[eth] htlc {:?} is not an address", cfg.eth.htlc))?;
-    let eth_cfg = EthConfig::new(
+    let mut eth_cfg = EthConfig::new(
         cfg.eth.rpc_url.clone(),
         htlc,
         ChainParams::for_chain(cfg.eth_chain()?),
     );
+    eth_cfg.status_max_age = shared_scan_age;
+    eth_cfg.tip_max_age = shared_scan_age;
     let eth = Arc::new(
         EthChain::new(eth_cfg, eth_signer(&ks, cfg.eth.account)?)
             .map_err(|e| anyhow!("ethereum adapter: {e}"))?,

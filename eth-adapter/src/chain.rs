@@ -56,19 +56,13 @@ pub struct EthConfig {
     pub expected_chain_id: Option<u64>,
     /// `htlc_status` reuses the last log scan of the shared scanner when it is younger than
     /// this and no newly watched swap needs a backfill. Zero (the default): every call scans.
-    /// `lock`, `claim` and `refund` always scan. With many swaps, a fraction of the poll
-    /// interval turns one scan per swap into one scan per interval.
+    /// With many swaps, a fraction of the poll interval turns one scan per swap into one scan
+    /// per interval. `lock`, `claim` and `refund` always act on a scan that started after they
+    /// were called (concurrent actions share one).
     pub status_max_age: Duration,
     /// `tip` answers from the last tip read when it is younger than this. Zero (the default):
     /// every call asks the node.
     pub tip_max_age: Duration,
-    /// When `htlc_status` finds no lock with the agreed parameters, it looks for a lock by
-    /// the agreed sender under the same hashlock with other parameters (one `eth_getLogs` per
-    /// swap). That answer is reused for this long. Zero (the default): looked up on every call.
-    /// With many swaps waiting for their counter-lock, a block interval keeps this to one
-    /// lookup per waiting swap per interval; a wrong lock is then reported that much later
-    /// (the agreed lock itself is seen by the shared scan, without this delay).
-    pub foreign_lock_max_age: Duration,
 }
 
 /// `scheme://host[:port]` of a URL, without path, query or credentials.
@@ -99,7 +93,6 @@ impl std::fmt::Debug for EthConfig {
             .field("expected_chain_id", &self.expected_chain_id)
             .field("status_max_age", &self.status_max_age)
             .field("tip_max_age", &self.tip_max_age)
-            .field("foreign_lock_max_age", &self.foreign_lock_max_age)
             .finish()
     }
 }
@@ -121,7 +114,6 @@ impl EthConfig {
             expected_chain_id: None,
             status_max_age: Duration::ZERO,
             tip_max_age: Duration::ZERO,
-            foreign_lock_max_age: Duration::ZERO,
         }
     }
 }
@@ -159,20 +151,32 @@ pub struct EthChain {
     calls: Arc<std::sync::atomic::AtomicU64>,
     /// The same, per JSON-RPC method.
     calls_by_method: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
-    /// When the shared scan last completed, and the block it reached.
-    refreshed: std::sync::Mutex<Option<(std::time::Instant, ScanTip)>>,
+    /// The last completed shared scan.
+    refreshed: std::sync::Mutex<Option<Refreshed>>,
     /// The last tip read, and when.
     /// Held while reading, so concurrent callers wait for one read.
     tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
     /// Answers that cannot change for a given block (keyed by its hash): storage slots of the
     /// HTLC contract and locks found by hashlock. Only the newest block's are kept.
     at_block: std::sync::Mutex<AtBlock>,
-    /// Recent answers of the foreign-lock lookup, by (hashlock, from).
-    foreign: std::sync::Mutex<HashMap<(B256, u64), ForeignEntry>>,
 }
 
-/// A foreign-lock lookup's answer and when it was read.
-type ForeignEntry = (std::time::Instant, Vec<FoundLock>);
+/// When a shared scan started and finished, and the block it reached.
+#[derive(Debug, Clone, Copy)]
+struct Refreshed {
+    started: std::time::Instant,
+    finished: std::time::Instant,
+    tip: ScanTip,
+}
+
+/// How fresh a scan a question needs.
+#[derive(Debug, Clone, Copy)]
+enum Freshness {
+    /// Younger than [`EthConfig::status_max_age`] (status polls).
+    Recent,
+    /// Started at or after this instant (actions: what the chain said when they were asked).
+    Since(std::time::Instant),
+}
 
 /// See `EthChain::at_block`.
 #[derive(Debug, Default)]
@@ -287,7 +291,6 @@ impl EthChain {
             refreshed: std::sync::Mutex::new(None),
             tip_cache: Mutex::new(None),
             at_block: std::sync::Mutex::new(AtBlock::default()),
-            foreign: std::sync::Mutex::new(HashMap::new()),
             nonces: NonceManager::new(signer.address()),
             cfg,
             provider,
@@ -504,57 +507,83 @@ impl EthChain {
         }
     }
 
-    /// Brings the shared scan up to date (watching `h`) and reads the swap's state.
+    /// Brings the shared scan up to date (watching `h`) as `fresh` asks, and reads the swap's
+    /// state from the scanned events. With `verify_slot` (actions), the contract's storage
+    /// slot of the swap is read too and must agree with the events.
     async fn find(
         &self,
         h: &EthHtlc,
         p: &HtlcParams,
         mempool: bool,
-        cached: bool,
+        fresh: Freshness,
+        verify_slot: bool,
     ) -> Result<Found, EthError> {
         let id = h.id();
-        let (tip, events) = {
+        let (tip, events, pending, read_slot) = {
             let mut scanner = self.scanner.lock().await;
-            scanner.watch(id, p.watch_from.0);
-            let recent = if cached && !self.cfg.status_max_age.is_zero() && !scanner.has_backfill()
-            {
-                let last = *self
-                    .refreshed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                last.filter(|(at, _)| at.elapsed() < self.cfg.status_max_age)
-                    .map(|(_, tip)| tip)
-            } else {
-                None
-            };
-            let (tip, reorged) = match recent {
+            scanner.watch(id, h.hashlock, p.watch_from.0);
+            let last = *self
+                .refreshed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let reuse = last
+                .filter(|_| !scanner.has_backfill())
+                .filter(|r| match fresh {
+                    Freshness::Recent => {
+                        !self.cfg.status_max_age.is_zero()
+                            && r.finished.elapsed() < self.cfg.status_max_age
+                    }
+                    Freshness::Since(asked) => r.started >= asked,
+                })
+                .map(|r| r.tip);
+            let (tip, reorged) = match reuse {
                 Some(tip) => (tip, false),
                 None => {
+                    let started = std::time::Instant::now();
                     let r = scanner
                         .refresh(&self.provider, self.cfg.htlc, self.cfg.log_chunk)
                         .await?;
+                    if self.cfg.mempool_preimages {
+                        scanner.set_pending_claims(self.pending_claims().await);
+                    }
                     *self
                         .refreshed
                         .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some((std::time::Instant::now(), r.0));
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Refreshed {
+                        started,
+                        finished: std::time::Instant::now(),
+                        tip: r.0,
+                    });
                     r
                 }
             };
             if reorged {
                 self.nonces.reset().await;
             }
-            (tip, scanner.events(id))
+            let pending = if mempool {
+                scanner.pending_claim(h.hashlock)
+            } else {
+                None
+            };
+            // The first look at a swap reads its slot too: that is how a lock made before
+            // the watch window is found (the scan sees everything after it).
+            let read_slot = verify_slot || !scanner.slot_seen(id);
+            (tip, scanner.events(id), pending, read_slot)
         };
-        let slot = self.slot_at(id, tip.hash).await?;
-        let locked = slot == U256::from(1);
+        let slot_locked = if read_slot {
+            let locked = self.slot_at(id, tip.hash).await? == U256::from(1);
+            self.scanner.lock().await.set_slot_seen(id);
+            Some(locked)
+        } else {
+            None
+        };
         let confs = |block: u64| (tip.number.saturating_sub(block) + 1) as u32;
         let last_lock = events
             .iter()
             .rposition(|e| matches!(e.kind, EventKind::Locked(_)));
         let lock_event = match last_lock {
             Some(i) => Some(events[i].clone()),
-            None if locked || !events.is_empty() => {
+            None if slot_locked == Some(true) || !events.is_empty() => {
                 // Locked before the watch window (watch_from was too late; the slot is set, or
                 // a claim or refund was seen): search backwards
                 // from watch_from, one log chunk at a time, for the newest lock.
@@ -581,6 +610,8 @@ impl EthChain {
             // The lock (if found) predates every scanned event.
             None => events.clone(),
         };
+        // Without the slot, the events decide: locked while nothing followed the last lock.
+        let locked = slot_locked.unwrap_or(lock_event.is_some() && after.is_empty());
         let status = match (&lock_event, locked) {
             (None, false) => HtlcStatus::Absent,
             (None, true) => {
@@ -640,22 +671,17 @@ impl EthChain {
                 }
             },
         };
-        let status = match status {
-            HtlcStatus::Funded {
-                lock,
-                confirmations,
-            } if mempool => match self.pending_claim(h).await {
-                Some((preimage, tx)) => HtlcStatus::Claimed {
-                    preimage,
+        let status = match (status, pending) {
+            (HtlcStatus::Funded { .. }, Some((pre, tx)))
+                if Sha256::digest(pre.0).as_slice() == h.hashlock.as_slice() =>
+            {
+                HtlcStatus::Claimed {
+                    preimage: Preimage::from_bytes(pre.0),
                     txref: txref(tx),
                     confirmations: 0,
-                },
-                None => HtlcStatus::Funded {
-                    lock,
-                    confirmations,
-                },
-            },
-            other => other,
+                }
+            }
+            (other, _) => other,
         };
         Ok(Found {
             status,
@@ -664,48 +690,58 @@ impl EthChain {
         })
     }
 
-    /// A claim of `h` waiting in the node's mempool (`txpool_content`), with its preimage.
-    /// Nodes that do not expose the txpool simply yield nothing.
-    async fn pending_claim(&self, h: &EthHtlc) -> Option<(Preimage, B256)> {
-        let pool: serde_json::Value = self
+    /// Claims waiting in the node's mempool (`txpool_content`), by hashlock: the preimage and
+    /// the transaction. Read once per shared scan; nodes that do not expose the txpool simply
+    /// yield nothing.
+    async fn pending_claims(&self) -> HashMap<B256, (B256, B256)> {
+        let mut out = HashMap::new();
+        let Ok(pool) = self
             .provider
-            .raw_request("txpool_content".into(), ())
+            .raw_request::<_, serde_json::Value>("txpool_content".into(), ())
             .await
-            .ok()?;
-        let pending = pool.get("pending")?.as_object()?;
-        for by_nonce in pending.values() {
-            for tx in by_nonce.as_object()?.values() {
-                let to = tx.get("to").and_then(|v| v.as_str()).unwrap_or_default();
-                if to.parse::<Address>().ok() != Some(self.cfg.htlc) {
-                    continue;
-                }
-                let input = tx
-                    .get("input")
-                    .or_else(|| tx.get("data"))
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| hex::decode(s.trim_start_matches("0x")).ok());
-                let hash = tx
-                    .get("hash")
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| s.parse::<B256>().ok());
-                let (Some(input), Some(hash)) = (input, hash) else {
-                    continue;
-                };
-                for pre in claim_preimages(&input) {
-                    if Sha256::digest(pre.0).as_slice() == h.hashlock.as_slice() {
-                        return Some((Preimage::from_bytes(pre.0), hash));
-                    }
-                }
+        else {
+            return out;
+        };
+        let Some(pending) = pool.get("pending").and_then(|v| v.as_object()) else {
+            return out;
+        };
+        for tx in pending
+            .values()
+            .filter_map(|by_nonce| by_nonce.as_object())
+            .flat_map(|m| m.values())
+        {
+            let to = tx.get("to").and_then(|v| v.as_str()).unwrap_or_default();
+            if to.parse::<Address>().ok() != Some(self.cfg.htlc) {
+                continue;
+            }
+            let input = tx
+                .get("input")
+                .or_else(|| tx.get("data"))
+                .and_then(|v| v.as_str())
+                .and_then(|s| hex::decode(s.trim_start_matches("0x")).ok());
+            let hash = tx
+                .get("hash")
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<B256>().ok());
+            let (Some(input), Some(hash)) = (input, hash) else {
+                continue;
+            };
+            for pre in claim_preimages(&input) {
+                let hashlock = B256::from_slice(&Sha256::digest(pre.0));
+                out.insert(hashlock, (pre, hash));
             }
         }
-        None
+        out
     }
 
-    /// [`Self::find`] for actions: mined state only. A claim still in the mempool is never
-    /// taken as done: it may never be mined (a counterparty could broadcast a low-fee claim
-    /// precisely to stop us from claiming or refunding in time).
+    /// [`Self::find`] for actions: mined state only, from a scan that started after the call,
+    /// checked against the contract's storage. A claim still in the mempool is never taken as
+    /// done: it may never be mined (a counterparty could broadcast a low-fee claim precisely
+    /// to stop us from claiming or refunding in time).
     async fn find_retrying(&self, h: &EthHtlc, p: &HtlcParams) -> Result<Found, EthError> {
-        self.find_retrying_with(h, p, false, false).await
+        let asked = std::time::Instant::now();
+        self.find_retrying_with(h, p, false, Freshness::Since(asked), true)
+            .await
     }
 
     async fn find_retrying_with(
@@ -713,12 +749,18 @@ impl EthChain {
         h: &EthHtlc,
         p: &HtlcParams,
         mempool: bool,
-        cached: bool,
+        fresh: Freshness,
+        verify_slot: bool,
     ) -> Result<Found, EthError> {
         let mut last = None;
         for attempt in 0..3 {
             // A retry after an inconsistent answer always scans afresh.
-            match self.find(h, p, mempool, cached && attempt == 0).await {
+            let fresh = if attempt == 0 {
+                fresh
+            } else {
+                Freshness::Since(std::time::Instant::now())
+            };
+            match self.find(h, p, mempool, fresh, verify_slot).await {
                 Err(e @ EthError::Inconsistent(_)) => {
                     last = Some(e);
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -783,12 +825,14 @@ impl EthChain {
     /// as `Claimed` with 0 confirmations (the preimage is public from then on). `lock`, `claim`
     /// and `refund` never rely on it: they act on mined state only.
     pub async fn status(&self, p: &HtlcParams) -> Result<HtlcStatus, EthError> {
+        Ok(self.status_found(p).await?.status)
+    }
+
+    async fn status_found(&self, p: &HtlcParams) -> Result<Found, EthError> {
         let h = EthHtlc::from_params(p)?;
         self.check_decimals(p).await?;
-        Ok(self
-            .find_retrying_with(&h, p, self.cfg.mempool_preimages, true)
-            .await?
-            .status)
+        self.find_retrying_with(&h, p, self.cfg.mempool_preimages, Freshness::Recent, false)
+            .await
     }
 
     /// Locks the swap (idempotent; see [`Chain::lock`]). Returns the lock transaction.
@@ -1164,53 +1208,20 @@ impl EthChain {
         self.locks_with_hashlock_at(hashlock, from, tip).await
     }
 
-    /// Locks under `h`'s hashlock since the swap's watch start (see
-    /// [`EthConfig::foreign_lock_max_age`]).
-    async fn foreign_locks(
-        &self,
-        h: &EthHtlc,
-        htlc: &HtlcParams,
-    ) -> Result<Vec<FoundLock>, EthError> {
-        let key = (h.hashlock, htlc.watch_from.0);
-        let max_age = self.cfg.foreign_lock_max_age;
-        if !max_age.is_zero() {
-            let cached = self
-                .foreign
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(&key)
-                .filter(|(at, _)| at.elapsed() < max_age)
-                .map(|(_, v)| v.clone());
-            if let Some(v) = cached {
-                return Ok(v);
-            }
-        }
-        let recent = if self.cfg.status_max_age.is_zero() {
-            None
-        } else {
-            let last = *self
-                .refreshed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            last.filter(|(at, _)| at.elapsed() < self.cfg.status_max_age)
-                .map(|(_, tip)| tip)
-        };
-        let tip = match recent {
-            Some(t) => t,
-            None => scan::latest(&self.provider).await?,
-        };
-        let found = self
-            .locks_with_hashlock_at(h.hashlock, htlc.watch_from.0, tip)
-            .await?;
-        if !max_age.is_zero() {
-            let mut cache = self
-                .foreign
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            cache.retain(|_, (at, _)| at.elapsed() < max_age);
-            cache.insert(key, (std::time::Instant::now(), found.clone()));
-        }
-        Ok(found)
+    /// Locks under `h`'s hashlock that the shared scan found (any parameters), as of `tip`.
+    async fn scanned_locks_with_hashlock(&self, h: &EthHtlc, tip: ScanTip) -> Vec<FoundLock> {
+        let scanner = self.scanner.lock().await;
+        scanner
+            .locks_with_hashlock(h.hashlock)
+            .into_iter()
+            .map(|l| FoundLock {
+                htlc: l.htlc,
+                id: l.id,
+                locked: l.locked,
+                tx: l.tx,
+                confirmations: (tip.number.saturating_sub(l.block) + 1) as u32,
+            })
+            .collect()
     }
 
     /// How `htlc_status` reports a lock by the agreed sender with other parameters.
@@ -1390,22 +1401,27 @@ impl Chain for EthChain {
 
     async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
         let h = EthHtlc::from_params(htlc)?;
-        self.scanner.lock().await.watch(h.id(), htlc.watch_from.0);
+        self.scanner
+            .lock()
+            .await
+            .watch(h.id(), h.hashlock, htlc.watch_from.0);
         Ok(())
     }
 
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
-        let status = self.status(htlc).await?;
-        if status != HtlcStatus::Absent {
-            return Ok(status);
+        let found = self.status_found(htlc).await?;
+        if found.status != HtlcStatus::Absent {
+            return Ok(found.status);
         }
         // Not the agreed lock, but perhaps a lock by the agreed sender under the same hashlock
         // with other parameters: report it as found so the engine refuses it and says why
         // (protocol rule 4). Only the agreed sender can have made it (the contract's sender is
         // msg.sender), so nobody else can make a swap look wrong.
+        // The shared scan keeps every lock under a watched hashlock: no lookup per swap.
         let h = EthHtlc::from_params(htlc)?;
-        let found = self.foreign_locks(&h, htlc).await?;
-        let Some(other) = found
+        let Some(other) = self
+            .scanned_locks_with_hashlock(&h, found.tip)
+            .await
             .into_iter()
             .find(|f| f.locked && f.htlc.sender == h.sender)
         else {

@@ -1,6 +1,6 @@
 //! One shared log scan over the HTLC contract for every watched swap, with reorg detection.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
@@ -39,14 +39,32 @@ pub(crate) struct ScanTip {
 
 const CHECKPOINTS: usize = 256;
 
-/// The scan state: watched swap ids, events found so far and recent block hashes.
+/// The scan state: watched swap ids and hashlocks, the events found for them, and recent block
+/// hashes.
+///
+/// The forward scan asks for every event of the contract in the new blocks (one `eth_getLogs`
+/// per refresh, whatever the number of watched swaps) and keeps those that concern a watched
+/// swap: its own events, and any lock under a watched hashlock with other parameters (with
+/// that lock's later claim or refund), which is how a wrong lock by a counterparty is found
+/// without a lookup per swap.
 #[derive(Debug, Default)]
 pub(crate) struct Scanner {
     watched: HashMap<B256, u64>,
-    backfill: Vec<B256>,
+    hashlocks: HashMap<B256, u64>,
+    /// Ids of locks found under a watched hashlock (their claims and refunds are kept too).
+    foreign: HashSet<B256>,
+    backfill: Vec<(B256, B256)>,
     scanned_to: Option<u64>,
     checkpoints: VecDeque<(u64, B256)>,
-    events: Vec<Event>,
+    /// Events by swap id, in chain order.
+    by_id: HashMap<B256, Vec<Event>>,
+    /// Ids of locks by hashlock.
+    by_hashlock: HashMap<B256, Vec<B256>>,
+    /// Claims waiting in the node's mempool, by hashlock: the preimage and the transaction.
+    pending_claims: HashMap<B256, (B256, B256)>,
+    /// Watched ids whose storage slot was read once (a lock made before the watch window is
+    /// invisible to the scan but sets the slot; anything later is in the scanned events).
+    slot_seen: HashSet<B256>,
 }
 
 /// Parses a contract log into an event (None for other logs).
@@ -161,18 +179,80 @@ pub(crate) async fn logs_for(
     Ok(out)
 }
 
+/// Every `Locked`, `Claimed` and `Refunded` log of the contract in `[from, to]`, in chunks.
+pub(crate) async fn all_logs(
+    p: &DynProvider,
+    contract: Address,
+    from: u64,
+    to: u64,
+    chunk: u64,
+) -> Result<Vec<Event>, EthError> {
+    let mut out = Vec::new();
+    let mut start = from;
+    while start <= to {
+        let end = to.min(start.saturating_add(chunk.max(1) - 1));
+        let filter = Filter::new()
+            .address(contract)
+            .event_signature(vec![
+                HTLC::Locked::SIGNATURE_HASH,
+                HTLC::Claimed::SIGNATURE_HASH,
+                HTLC::Refunded::SIGNATURE_HASH,
+            ])
+            .from_block(start)
+            .to_block(end);
+        let logs = p.get_logs(&filter).await.map_err(rpc_err)?;
+        out.extend(logs.iter().filter(|l| !l.removed).filter_map(parse_log));
+        if end == u64::MAX {
+            break;
+        }
+        start = end + 1;
+    }
+    out.sort_by_key(|e| (e.block, e.log_index));
+    Ok(out)
+}
+
+/// A lock found under a watched hashlock, as the scan knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScannedLock {
+    pub(crate) id: B256,
+    pub(crate) htlc: EthHtlc,
+    pub(crate) tx: B256,
+    pub(crate) block: u64,
+    /// Neither claimed nor refunded since (as far as the scan reached).
+    pub(crate) locked: bool,
+}
+
 impl Scanner {
-    /// Registers a swap id; its history from `from` is fetched on the next refresh.
-    pub(crate) fn watch(&mut self, id: B256, from: u64) {
-        match self.watched.get(&id) {
-            Some(&old) if old <= from => {}
+    /// Registers a swap (its id and hashlock); its history from `from` is fetched on the next
+    /// refresh.
+    pub(crate) fn watch(&mut self, id: B256, hashlock: B256, from: u64) {
+        let new_id = match self.watched.get(&id) {
+            Some(&old) if old <= from => false,
             _ => {
                 self.watched.insert(id, from);
-                if !self.backfill.contains(&id) {
-                    self.backfill.push(id);
-                }
+                true
             }
+        };
+        let new_hashlock = match self.hashlocks.get(&hashlock) {
+            Some(&old) if old <= from => false,
+            _ => {
+                self.hashlocks.insert(hashlock, from);
+                true
+            }
+        };
+        if (new_id || new_hashlock) && !self.backfill.contains(&(id, hashlock)) {
+            self.backfill.push((id, hashlock));
         }
+    }
+
+    /// Whether the swap's storage slot was read since it was first watched.
+    pub(crate) fn slot_seen(&self, id: B256) -> bool {
+        self.slot_seen.contains(&id)
+    }
+
+    /// Records that the swap's storage slot was read.
+    pub(crate) fn set_slot_seen(&mut self, id: B256) {
+        self.slot_seen.insert(id);
     }
 
     /// Whether newly watched swaps wait for their history to be scanned.
@@ -182,20 +262,92 @@ impl Scanner {
 
     /// Events for one id, in chain order.
     pub(crate) fn events(&self, id: B256) -> Vec<Event> {
-        let mut v: Vec<Event> = self.events.iter().filter(|e| e.id == id).cloned().collect();
-        v.sort_by_key(|e| (e.block, e.log_index));
-        v
+        self.by_id.get(&id).cloned().unwrap_or_default()
     }
 
+    /// Every lock under `hashlock` the scan found, oldest first.
+    pub(crate) fn locks_with_hashlock(&self, hashlock: B256) -> Vec<ScannedLock> {
+        let mut out = Vec::new();
+        for id in self.by_hashlock.get(&hashlock).into_iter().flatten() {
+            let events = self.by_id.get(id).map(Vec::as_slice).unwrap_or_default();
+            // Each lock of this id, and whether something spent it afterwards.
+            for (k, e) in events.iter().enumerate() {
+                if let EventKind::Locked(htlc) = &e.kind {
+                    let spent = events[k + 1..]
+                        .iter()
+                        .any(|a| !matches!(a.kind, EventKind::Locked(_)));
+                    out.push(ScannedLock {
+                        id: *id,
+                        htlc: *htlc,
+                        tx: e.tx,
+                        block: e.block,
+                        locked: !spent,
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|l| l.block);
+        out
+    }
+
+    /// A claim of a swap under `hashlock` seen in the node's mempool at the last refresh
+    /// (only with mempool reading on): the preimage and the transaction.
+    pub(crate) fn pending_claim(&self, hashlock: B256) -> Option<(B256, B256)> {
+        self.pending_claims.get(&hashlock).copied()
+    }
+
+    /// Replaces the mempool claims (by hashlock).
+    pub(crate) fn set_pending_claims(&mut self, claims: HashMap<B256, (B256, B256)>) {
+        self.pending_claims = claims;
+    }
+
+    /// Keeps the events (in chain order) that concern what is watched: events of watched
+    /// ids, locks under watched hashlocks, and later events of those locks.
     fn add(&mut self, events: Vec<Event>) {
         for e in events {
-            if !self.events.contains(&e) {
-                self.events.push(e);
+            let keep = self.watched.contains_key(&e.id)
+                || self.foreign.contains(&e.id)
+                || matches!(&e.kind, EventKind::Locked(h) if self.hashlocks.contains_key(&h.hashlock));
+            if !keep {
+                continue;
             }
+            let list = self.by_id.entry(e.id).or_default();
+            if list.contains(&e) {
+                continue;
+            }
+            if let EventKind::Locked(h) = &e.kind {
+                if self.hashlocks.contains_key(&h.hashlock) {
+                    self.foreign.insert(e.id);
+                    let ids = self.by_hashlock.entry(h.hashlock).or_default();
+                    if !ids.contains(&e.id) {
+                        ids.push(e.id);
+                    }
+                }
+            }
+            list.push(e);
+            list.sort_by_key(|e| (e.block, e.log_index));
         }
     }
 
+    /// Forgets every event after block `fork` (a reorg), or all of them.
+    fn rollback(&mut self, fork: Option<u64>) {
+        for list in self.by_id.values_mut() {
+            list.retain(|e| fork.is_some_and(|f| e.block <= f));
+        }
+        self.by_id.retain(|_, l| !l.is_empty());
+        let by_id = &self.by_id;
+        for ids in self.by_hashlock.values_mut() {
+            ids.retain(|id| by_id.contains_key(id));
+        }
+        self.by_hashlock.retain(|_, ids| !ids.is_empty());
+        self.foreign.retain(|id| by_id.contains_key(id));
+        self.scanned_to = fork;
+    }
+
     /// Brings the scan up to the node's tip. Returns the tip and whether a reorg was detected.
+    ///
+    /// Calls per refresh, whatever the number of watched swaps: the tip, one block hash per
+    /// checkpoint re-checked (one without a reorg), the new blocks' logs, and the tip again.
     pub(crate) async fn refresh(
         &mut self,
         p: &DynProvider,
@@ -208,7 +360,11 @@ impl Scanner {
             // Reorg detection: the newest checkpoint still on the chain is the fork point.
             let mut dropped = false;
             while let Some(&(h, hash)) = self.checkpoints.back() {
-                let now = block_at(p, BlockNumberOrTag::Number(h)).await?;
+                let now = if h == tip.number {
+                    Some(tip)
+                } else {
+                    block_at(p, BlockNumberOrTag::Number(h)).await?
+                };
                 if now.map(|b| b.hash) == Some(hash) {
                     break;
                 }
@@ -217,31 +373,26 @@ impl Scanner {
             }
             if dropped {
                 reorged = true;
-                match self.checkpoints.back() {
-                    Some(&(fork, _)) => {
-                        self.events.retain(|e| e.block <= fork);
-                        self.scanned_to = Some(fork);
-                    }
-                    None => {
-                        self.events.clear();
-                        self.scanned_to = None;
-                    }
-                }
+                let fork = self.checkpoints.back().map(|&(f, _)| f);
+                self.rollback(fork);
                 tracing::warn!(chain = "eth", fork = ?self.scanned_to, "reorg detected, rescanning");
             }
             // History of newly watched swaps, up to where the others were scanned.
             if let Some(done) = self.scanned_to {
-                let ids = std::mem::take(&mut self.backfill);
-                let from = ids
+                let new = std::mem::take(&mut self.backfill);
+                let from = new
                     .iter()
-                    .filter_map(|id| self.watched.get(id))
-                    .min()
-                    .copied();
-                if let Some(from) = from {
-                    match logs_for(p, contract, &ids, from, done, chunk).await {
+                    .filter_map(|(id, hashlock)| {
+                        let a = self.watched.get(id).copied().unwrap_or(u64::MAX);
+                        let b = self.hashlocks.get(hashlock).copied().unwrap_or(u64::MAX);
+                        Some(a.min(b)).filter(|&m| m != u64::MAX)
+                    })
+                    .min();
+                if let Some(from) = from.filter(|&f| f <= done) {
+                    match all_logs(p, contract, from, done, chunk).await {
                         Ok(ev) => self.add(ev),
                         Err(e) => {
-                            self.backfill = ids;
+                            self.backfill = new;
                             return Err(e);
                         }
                     }
@@ -249,17 +400,21 @@ impl Scanner {
             } else {
                 self.backfill.clear();
             }
-            let ids: Vec<B256> = self.watched.keys().copied().collect();
             let start = match self.scanned_to {
                 Some(s) => s + 1,
                 None => self.watched.values().min().copied().unwrap_or(tip.number),
             };
-            let ev = logs_for(p, contract, &ids, start, tip.number, chunk).await?;
+            let ev = if start <= tip.number {
+                all_logs(p, contract, start, tip.number, chunk).await?
+            } else {
+                Vec::new()
+            };
             // The logs must come from the chain whose tip we saw; otherwise start over.
-            if block_at(p, BlockNumberOrTag::Number(tip.number))
-                .await?
-                .map(|b| b.hash)
-                != Some(tip.hash)
+            if !ev.is_empty()
+                && block_at(p, BlockNumberOrTag::Number(tip.number))
+                    .await?
+                    .map(|b| b.hash)
+                    != Some(tip.hash)
             {
                 continue;
             }
