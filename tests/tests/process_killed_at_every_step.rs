@@ -3,7 +3,8 @@
 //! k-th state change is committed, before that state's actions are sent; it is restarted from
 //! its data directory (`xswap resume` or `xswap maker`), and the swap must still complete with
 //! exact balances. k runs over every protocol step of both roles; one more run kills the
-//! taker with SIGKILL from outside at an arbitrary moment.
+//! taker with SIGKILL from outside in the middle of the swap (once it has stored three
+//! states, wherever its actions are at that moment).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::Path;
@@ -103,7 +104,9 @@ fn alive(c: &mut Child) -> bool {
 enum Victim {
     Taker(u64),
     Maker(u64),
-    TakerSigkillAfter(Duration),
+    /// SIGKILL from outside once the taker has stored this many states (mid-swap, wherever
+    /// its actions happen to be at that moment).
+    TakerSigkillAtStates(usize),
 }
 
 /// Runs one swap with one kill; returns whether the victim died before the swap ended.
@@ -117,7 +120,7 @@ async fn one_run(
     let (mk, tk) = match victim {
         Victim::Maker(k) => (Some(k), None),
         Victim::Taker(k) => (None, Some(k)),
-        Victim::TakerSigkillAfter(_) => (None, None),
+        Victim::TakerSigkillAtStates(_) => (None, None),
     };
     let maker_db = maker.dir.path().join("swaps.sqlite");
     let taker_db = taker.dir.path().join("swaps.sqlite");
@@ -141,8 +144,9 @@ async fn one_run(
         if id.is_none() {
             id = newest_swap(&taker_db).await.filter(|n| Some(*n) != before);
         }
-        if let (Victim::TakerSigkillAfter(d), false) = (victim, sigkilled) {
-            if start.elapsed() > d {
+        if let (Victim::TakerSigkillAtStates(n), false, Some(id)) = (victim, sigkilled, id) {
+            if history_len(&taker_db, &id).await >= n && outcome(&taker_db, &id).await.is_none()
+            {
                 taker_p.kill().unwrap(); // SIGKILL
                 let _ = taker_p.wait();
                 sigkilled = true;
@@ -285,7 +289,7 @@ async fn each_party_killed_at_every_step_still_swaps() {
             &maker,
             &taker,
             &offer,
-            Victim::TakerSigkillAfter(Duration::from_millis(1500))
+            Victim::TakerSigkillAtStates(3)
         )
         .await
     );
