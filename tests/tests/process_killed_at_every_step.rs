@@ -145,8 +145,7 @@ async fn one_run(
             id = newest_swap(&taker_db).await.filter(|n| Some(*n) != before);
         }
         if let (Victim::TakerSigkillAtStates(n), false, Some(id)) = (victim, sigkilled, id) {
-            if history_len(&taker_db, &id).await >= n && outcome(&taker_db, &id).await.is_none()
-            {
+            if history_len(&taker_db, &id).await >= n && outcome(&taker_db, &id).await.is_none() {
                 taker_p.kill().unwrap(); // SIGKILL
                 let _ = taker_p.wait();
                 sigkilled = true;
