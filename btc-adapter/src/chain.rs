@@ -1,10 +1,11 @@
 //! [`BtcChain`]: `swap_core::Chain` for Bitcoin and Litecoin over a node's JSON-RPC.
 //!
 //! One [`Scanner`] serves every watched HTLC: each call syncs it (reorg check, new blocks via
-//! `getblock <hash> 2`, mempool) and answers from it. Actions hold the state lock for their
-//! whole duration, check the chain first and are idempotent:
+//! `getblock <hash> 2`, mempool) and answers from it. Actions check the chain first, hold the
+//! state lock from that check to their broadcast, and are idempotent:
 //! - `lock` funds from the node wallet only when no funding is on chain, in the mempool, or
-//!   already sent by this process; it never funds twice.
+//!   already sent by this process; it never funds twice. Concurrent locks are funded together:
+//!   one wallet transaction with one output per HTLC (see `lock` in the `Chain` impl).
 //! - `claim` / `refund` return the existing spend when there is one. When that spend is still
 //!   unconfirmed `bump_after_blocks` blocks after it was sent, they replace it with a higher
 //!   fee (BIP-125); [`BtcChain::bump_fees`] does the same for every pending spend.
@@ -17,7 +18,7 @@ use swap_core::{
     Account, Amount, Asset, Chain, ChainError, ChainFamily, ChainId, ChainParams, ChainTip, Height,
     HtlcParams, HtlcStatus, ObservedLock, Preimage, PublicKeyBytes, Sats, Timestamp, TxRef,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{oneshot, Mutex};
 use tracing::{info, warn};
 
 use crate::htlc::{extract_preimage, Htlc};
@@ -34,6 +35,9 @@ const RPC_INVALID_ADDRESS_OR_KEY: i64 = -5;
 const MEMPOOL_BATCH: usize = 500;
 /// RPC error code for an invalid parameter (e.g. a block height above the tip).
 const RPC_INVALID_PARAMETER: i64 = -8;
+/// HTLC outputs one funding transaction pays at most (~11 kvB of outputs); a larger batch is
+/// funded by several transactions, one after the other.
+const MAX_FUNDING_OUTPUTS: usize = 250;
 
 /// Fee settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,12 +146,58 @@ struct Watched {
     htlc: Htlc,
 }
 
+/// A lock whose HTLC was found unfunded, waiting in [`State::lock_queue`] for the next funding
+/// batch.
+#[derive(Debug)]
+struct LockRequest {
+    w: Watched,
+    script: ScriptBuf,
+    address: String,
+    amount: u64,
+    /// [`State::sync_gen`] of the scan that found the HTLC unfunded.
+    checked_gen: u64,
+    /// Where the funding's txid (or the error) goes; closed when the caller gave up.
+    reply: oneshot::Sender<Result<TxRef, ChainError>>,
+}
+
+/// One HTLC output of a funding batch: the first request for its script decides address and
+/// amount; later requests for the same script (the same HTLC) are answered from the same output.
+#[derive(Debug)]
+struct FundingOutput {
+    requests: Vec<LockRequest>,
+}
+
+impl FundingOutput {
+    fn first(&self) -> &LockRequest {
+        // Never empty: made with one request, only ever added to.
+        &self.requests[0]
+    }
+}
+
+/// Why a funding transaction was not sent.
+#[derive(Debug)]
+enum FundingFailure {
+    /// The wallet could not build it: funding the same HTLCs separately may still work (one
+    /// output the wallet refuses or cannot afford, or a too large transaction, fails a batch).
+    WalletRefused(ChainError),
+    /// Anything else (transient errors, a funding that does not pay what was asked, the node
+    /// rejecting the broadcast): the error is every request's answer.
+    Final(ChainError),
+}
+
 #[derive(Debug, Default)]
 struct State {
     scanner: Scanner,
     swaps: HashMap<ScriptBuf, Watched>,
     pending: HashMap<ScriptBuf, Pending>,
+    /// Fundings this process built, by HTLC script (a batch's scripts share one transaction),
+    /// recorded before they are broadcast.
     locks_sent: HashMap<ScriptBuf, (Transaction, std::time::Instant)>,
+    /// Locks waiting for a funding batch (see `lock` in the `Chain` impl).
+    lock_queue: Vec<LockRequest>,
+    /// Counts the syncs started: a request checked at the current value was checked against
+    /// the latest scan, with no sync (complete or failed) since.
+    sync_gen: u64,
     payout: HashMap<ScriptBuf, ScriptBuf>,
     /// Mempool transactions fetched so far (`None`: an MWEB transaction, not parseable).
     mempool: HashMap<Txid, Option<Transaction>>,
@@ -155,6 +205,9 @@ struct State {
     compiled: HashMap<HtlcTerms, Htlc>,
     /// When the last full sync finished.
     synced_at: Option<std::time::Instant>,
+    /// When the last full sync that completed had started: it reflects the node as of then
+    /// or later, so an action asked before that needs no sync of its own.
+    synced_from: Option<std::time::Instant>,
     /// A watch changed what must be scanned since the last sync.
     dirty: bool,
 }
@@ -181,6 +234,11 @@ pub struct BtcChain {
     /// The last tip read; held while reading, so concurrent callers wait for one read.
     tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
     state: Mutex<State>,
+    /// Held by the lock call that funds the queued locks (the batch leader). Taken without
+    /// the state lock held, and before it (never the other way round).
+    funder: Mutex<()>,
+    /// The last feerate estimate and when it was read (see `feerate`).
+    fee_cache: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 fn permanent(e: impl std::fmt::Display) -> ChainError {
@@ -217,6 +275,8 @@ impl BtcChain {
             tip_max_age: config.tip_max_age,
             tip_cache: Mutex::new(None),
             state: Mutex::new(State::default()),
+            funder: Mutex::new(()),
+            fee_cache: std::sync::Mutex::new(None),
         })
     }
 
@@ -333,6 +393,10 @@ impl BtcChain {
     /// between the block scan and the mempool read is never missed by both (which would make a
     /// funding look absent to `lock`).
     async fn sync(&self, st: &mut State) -> Result<(), ChainError> {
+        // Even a sync that fails may have changed the scan (e.g. rolled back a reorged block):
+        // what was checked before it is stale.
+        st.sync_gen = st.sync_gen.wrapping_add(1);
+        let started = std::time::Instant::now();
         for _ in 0..5 {
             let info = self.rpc.get_blockchain_info().await?;
             let (Some(tip), Some(best)) = (
@@ -349,6 +413,7 @@ impl BtcChain {
             let after = self.rpc.get_best_block_hash().await?;
             if after.to_string() == best {
                 st.synced_at = Some(std::time::Instant::now());
+                st.synced_from = Some(started);
                 st.dirty = false;
                 return Ok(());
             }
@@ -454,6 +519,21 @@ impl BtcChain {
         Ok(())
     }
 
+    /// Syncs unless a sync that started at or after `asked` has completed since and nothing
+    /// was registered since: concurrent actions (hundreds of claims when a batch of swaps
+    /// completes) then share one scan instead of one each, and each still acts on what the
+    /// node said after it was asked.
+    async fn sync_since(
+        &self,
+        st: &mut State,
+        asked: std::time::Instant,
+    ) -> Result<(), ChainError> {
+        if !st.dirty && st.synced_from.is_some_and(|from| from >= asked) {
+            return Ok(());
+        }
+        self.sync(st).await
+    }
+
     /// When the last full sync finished, if it is younger than `status_max_age` and nothing
     /// was registered since (never with the default zero age).
     fn recent_sync(&self, st: &State) -> Option<std::time::Instant> {
@@ -479,12 +559,30 @@ impl BtcChain {
         )
     }
 
+    /// The feerate to pay (sat/vB): the node's estimate within the configured bounds. Reused
+    /// for `status_max_age` (one estimate for a burst of claims, not one each).
     async fn feerate(&self) -> Result<u64, ChainError> {
+        let max_age = self.status_max_age;
+        if !max_age.is_zero() {
+            let cached = *self
+                .fee_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, rate)) = cached.filter(|(at, _)| at.elapsed() < max_age) {
+                return Ok(rate);
+            }
+        }
         let estimate = self.rpc.estimate_smart_fee(self.fees.conf_target).await?;
-        Ok(estimate.unwrap_or(self.fees.fallback_sat_vb).clamp(
+        let rate = estimate.unwrap_or(self.fees.fallback_sat_vb).clamp(
             self.fees.min_sat_vb,
             self.fees.max_sat_vb.max(self.fees.min_sat_vb),
-        ))
+        );
+        *self
+            .fee_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), rate));
+        Ok(rate)
     }
 
     async fn payout_script(
@@ -720,6 +818,179 @@ impl BtcChain {
         Ok(out)
     }
 
+    /// Rebroadcasts a funding this process sent that the node no longer shows.
+    async fn rebroadcast_lock(&self, tx: &Transaction) -> Result<TxRef, ChainError> {
+        match self.rpc.send_raw_transaction(tx).await {
+            Ok(txid) => Ok(TxRef(txid.to_string())),
+            Err(e) if e.is_transient() => Err(e.into()),
+            Err(e) => Err(permanent(format!(
+                "our funding {} is no longer valid ({e}); not funding twice",
+                tx.compute_txid()
+            ))),
+        }
+    }
+
+    /// The batch leader's work (called with `funder` held): takes every queued lock request,
+    /// answers those whose HTLC got funded since they were checked, and funds the others with
+    /// as few transactions as [`MAX_FUNDING_OUTPUTS`] allows. Every request taken is answered
+    /// (or dropped with this future, which its caller sees as a transient error).
+    async fn fund_queued(&self) {
+        let mut st = self.state.lock().await;
+        let mut queue = std::mem::take(&mut st.lock_queue);
+        // A caller that gave up does not get funded (it may never want to be again).
+        queue.retain(|r| !r.reply.is_closed());
+        if queue.is_empty() {
+            return;
+        }
+        // Each request was checked against a fresh scan, but the leader may have waited since:
+        // scan again, unless no sync started since every request was checked (a lone lock).
+        if queue.iter().any(|r| r.checked_gen != st.sync_gen) {
+            if let Err(e) = self.sync(&mut st).await {
+                for r in queue {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        }
+        let mut outputs: Vec<FundingOutput> = Vec::new();
+        let mut by_script: HashMap<ScriptBuf, usize> = HashMap::new();
+        let mut sent: HashMap<Txid, (Transaction, Vec<LockRequest>)> = HashMap::new();
+        for r in queue {
+            if let (_, Some(funding), _) = self.status(&st, &r.w, &r.script) {
+                let _ = r.reply.send(Ok(TxRef(funding.outpoint.txid.to_string())));
+            } else if let Some((tx, _)) = st.locks_sent.get(&r.script) {
+                // Funded by us after this request was checked (e.g. a concurrent call for the
+                // same HTLC): make sure it is out, never fund again.
+                sent.entry(tx.compute_txid())
+                    .or_insert_with(|| (tx.clone(), Vec::new()))
+                    .1
+                    .push(r);
+            } else if let Some(&i) = by_script.get(&r.script) {
+                outputs[i].requests.push(r);
+            } else {
+                by_script.insert(r.script.clone(), outputs.len());
+                outputs.push(FundingOutput { requests: vec![r] });
+            }
+        }
+        for (tx, requests) in sent.into_values() {
+            let answer = self.rebroadcast_lock(&tx).await;
+            for r in requests {
+                let _ = r.reply.send(answer.clone());
+            }
+        }
+        let mut outputs = outputs.into_iter();
+        loop {
+            let batch: Vec<FundingOutput> = outputs.by_ref().take(MAX_FUNDING_OUTPUTS).collect();
+            if batch.is_empty() {
+                break;
+            }
+            self.fund_batch(&mut st, batch).await;
+        }
+    }
+
+    /// Funds `batch` with one transaction and answers its requests. When the wallet cannot
+    /// build that transaction, funds each output on its own, so that one output the wallet
+    /// refuses or cannot afford does not fail the others.
+    async fn fund_batch(&self, st: &mut State, batch: Vec<FundingOutput>) {
+        let failure = match self.send_funding(st, &batch).await {
+            Ok(txid) => {
+                info!(chain = %self.params.chain, count = batch.len(), %txid, "funding batch sent");
+                for output in batch {
+                    self.answer_funded(output, txid);
+                }
+                return;
+            }
+            Err(FundingFailure::WalletRefused(e)) if batch.len() > 1 => {
+                warn!(chain = %self.params.chain, count = batch.len(), error = %e, "funding batch refused; funding its HTLCs one by one");
+                for output in batch {
+                    match self.send_funding(st, std::slice::from_ref(&output)).await {
+                        Ok(txid) => self.answer_funded(output, txid),
+                        Err(FundingFailure::WalletRefused(e) | FundingFailure::Final(e)) => {
+                            for r in output.requests {
+                                let _ = r.reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+                return;
+            }
+            Err(FundingFailure::WalletRefused(e) | FundingFailure::Final(e)) => e,
+        };
+        for output in batch {
+            for r in output.requests {
+                let _ = r.reply.send(Err(failure.clone()));
+            }
+        }
+    }
+
+    fn answer_funded(&self, output: FundingOutput, txid: Txid) {
+        let first = output.first();
+        info!(chain = %self.params.chain, swap_id = %first.w.params.swap_id, %txid, amount = first.amount, "htlc funded");
+        for r in output.requests {
+            let _ = r.reply.send(Ok(TxRef(txid.to_string())));
+        }
+    }
+
+    /// Builds, signs and broadcasts one wallet transaction paying every output of `batch`
+    /// (recorded in `locks_sent` before the broadcast).
+    async fn send_funding(
+        &self,
+        st: &mut State,
+        batch: &[FundingOutput],
+    ) -> Result<Txid, FundingFailure> {
+        let built = |e: RpcError| {
+            if e.is_transient() {
+                FundingFailure::Final(e.into())
+            } else {
+                FundingFailure::WalletRefused(e.into())
+            }
+        };
+        let feerate = self.feerate().await.map_err(FundingFailure::Final)?;
+        let pay: Vec<(&str, u64)> = batch
+            .iter()
+            .map(|o| (o.first().address.as_str(), o.first().amount))
+            .collect();
+        let psbt = self
+            .rpc
+            .wallet_create_funded_psbt(&pay, feerate)
+            .await
+            .map_err(built)?;
+        let psbt = self.rpc.wallet_process_psbt(&psbt).await.map_err(built)?;
+        let tx = self.rpc.finalize_psbt(&psbt).await.map_err(built)?;
+        for o in batch {
+            let paying = tx
+                .output
+                .iter()
+                .filter(|out| {
+                    out.script_pubkey == o.first().script && out.value.to_sat() == o.first().amount
+                })
+                .count();
+            if paying != 1 {
+                return Err(FundingFailure::Final(permanent(
+                    "wallet built a funding that does not pay each HTLC exactly once",
+                )));
+            }
+        }
+        let now = std::time::Instant::now();
+        for o in batch {
+            st.locks_sent
+                .insert(o.first().script.clone(), (tx.clone(), now));
+        }
+        match self.rpc.send_raw_transaction(&tx).await {
+            Ok(txid) => Ok(txid),
+            Err(e) if e.is_transient() => Err(FundingFailure::Final(e.into())),
+            Err(e) => {
+                // Rejected: nothing was sent, a retry may build a new one. (Not split up: the
+                // node's reasons, such as a too long chain of unconfirmed transactions or a low
+                // feerate, would reject each part as well.)
+                for o in batch {
+                    st.locks_sent.remove(&o.first().script);
+                }
+                Err(FundingFailure::Final(e.into()))
+            }
+        }
+    }
+
     /// Reads the best block's height and time from the node.
     async fn read_tip(&self) -> Result<ChainTip, ChainError> {
         let hash = self.rpc.get_best_block_hash().await?;
@@ -747,6 +1018,7 @@ impl BtcChain {
         kind: SpendKind,
         preimage: Option<&Preimage>,
     ) -> Result<TxRef, ChainError> {
+        let asked = std::time::Instant::now();
         let key = self.our_key(params, kind)?;
         let mut st = self.state.lock().await;
         let (w, script) = self.register(&mut st, params)?;
@@ -763,7 +1035,7 @@ impl BtcChain {
                 }
             }
         }
-        self.sync(&mut st).await?;
+        self.sync_since(&mut st, asked).await?;
         let (_, funding, spend) = self.status(&st, &w, &script);
         let Some(funding) = funding else {
             return Err(ChainError::transient(
@@ -926,74 +1198,80 @@ impl Chain for BtcChain {
         Ok(self.status(&st, &w, &script).0)
     }
 
+    /// Funds the HTLC unless a funding is on chain, in the mempool or already sent by this
+    /// process (then answers its txid; one we sent that is no longer visible is rebroadcast).
+    ///
+    /// Concurrent calls are funded together by one wallet transaction with one output per HTLC:
+    /// a call that finds its HTLC unfunded queues a request and takes the `funder` lock; the
+    /// holder (the leader) funds every queued request, and the others get its txid. While a
+    /// leader funds, new requests queue up for the next one, so under load most calls share a
+    /// transaction, and a lone call funds at once, with the same node calls as unbatched.
+    ///
+    /// The leader re-checks every request against a fresh scan (unless none was started since
+    /// they were checked) and `locks_sent`, and holds the state lock from that check until the
+    /// broadcast, so nothing is funded twice. A caller that gives up (its future dropped) before
+    /// the leader takes its request is not funded; if a leader is dropped mid-batch, the
+    /// requests it took are answered with a transient error: the retry sees the funding if it
+    /// was sent (it is in `locks_sent` from before the broadcast) and funds only if not.
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        let asked = std::time::Instant::now();
         let amount = sats(htlc)?;
-        let mut st = self.state.lock().await;
-        let (w, script) = self.register(&mut st, htlc)?;
-        if let Some(synced) = self.recent_sync(&st) {
-            // Answers that a fresh scan could not change: the funding is in the recent scan,
-            // or we sent it after that scan. (Funding is only ever sent after a fresh scan.)
+        let mut reply = {
+            let mut st = self.state.lock().await;
+            let (w, script) = self.register(&mut st, htlc)?;
+            if let Some(synced) = self.recent_sync(&st) {
+                // Answers that a fresh scan could not change: the funding is in the recent
+                // scan, or we sent it after that scan. (Funding is only ever sent after a
+                // fresh scan.)
+                if let (_, Some(funding), _) = self.status(&st, &w, &script) {
+                    return Ok(TxRef(funding.outpoint.txid.to_string()));
+                }
+                if let Some((tx, sent_at)) = st.locks_sent.get(&script) {
+                    if *sent_at >= synced {
+                        return Ok(TxRef(tx.compute_txid().to_string()));
+                    }
+                }
+            }
+            self.sync_since(&mut st, asked).await?;
             if let (_, Some(funding), _) = self.status(&st, &w, &script) {
                 return Ok(TxRef(funding.outpoint.txid.to_string()));
             }
-            if let Some((tx, sent_at)) = st.locks_sent.get(&script) {
-                if *sent_at >= synced {
-                    return Ok(TxRef(tx.compute_txid().to_string()));
+            if let Some((tx, _)) = st.locks_sent.get(&script).cloned() {
+                // Sent by us but not visible (node restarted, or reorged out): rebroadcast
+                // it, never fund a second time.
+                return self.rebroadcast_lock(&tx).await;
+            }
+            let address = w.htlc.address(self.params.chain).map_err(permanent)?;
+            let (tx, rx) = oneshot::channel();
+            let checked_gen = st.sync_gen;
+            st.lock_queue.push(LockRequest {
+                w,
+                script,
+                address,
+                amount,
+                checked_gen,
+                reply: tx,
+            });
+            rx
+        };
+        let interrupted = || {
+            ChainError::transient(
+                "the funding batch of this lock was interrupted; retry (it checks for the funding first)",
+            )
+        };
+        tokio::select! {
+            answer = &mut reply => return answer.unwrap_or_else(|_| Err(interrupted())),
+            funder = self.funder.lock() => {
+                match reply.try_recv() {
+                    Ok(answer) => return answer,
+                    Err(oneshot::error::TryRecvError::Closed) => return Err(interrupted()),
+                    // Still queued (only `funder` holders take requests): fund the queue.
+                    Err(oneshot::error::TryRecvError::Empty) => self.fund_queued().await,
                 }
+                drop(funder);
             }
         }
-        self.sync(&mut st).await?;
-        if let (_, Some(funding), _) = self.status(&st, &w, &script) {
-            return Ok(TxRef(funding.outpoint.txid.to_string()));
-        }
-        if let Some((tx, _)) = st.locks_sent.get(&script).cloned() {
-            // Sent by us but not visible (node restarted, or reorged out): rebroadcast it,
-            // never fund a second time.
-            let txid = self.rpc.send_raw_transaction(&tx).await.map_err(|e| {
-                if e.is_transient() {
-                    ChainError::from(e)
-                } else {
-                    permanent(format!(
-                        "our funding {} is no longer valid ({e}); not funding twice",
-                        tx.compute_txid()
-                    ))
-                }
-            })?;
-            return Ok(TxRef(txid.to_string()));
-        }
-        let address = w.htlc.address(self.params.chain).map_err(permanent)?;
-        let feerate = self.feerate().await?;
-        let psbt = self
-            .rpc
-            .wallet_create_funded_psbt(&address, amount, feerate)
-            .await?;
-        let psbt = self.rpc.wallet_process_psbt(&psbt).await?;
-        let tx = self.rpc.finalize_psbt(&psbt).await?;
-        let paying = tx
-            .output
-            .iter()
-            .filter(|o| o.script_pubkey == script && o.value.to_sat() == amount)
-            .count();
-        if paying != 1 {
-            return Err(permanent(
-                "wallet built a funding that does not pay the HTLC exactly once",
-            ));
-        }
-        st.locks_sent
-            .insert(script.clone(), (tx.clone(), std::time::Instant::now()));
-        match self.rpc.send_raw_transaction(&tx).await {
-            Ok(txid) => {
-                info!(chain = %self.params.chain, swap_id = %htlc.swap_id, %txid, amount, "htlc funded");
-                Ok(TxRef(txid.to_string()))
-            }
-            Err(e) => {
-                if !e.is_transient() {
-                    // Rejected: nothing was sent, a retry may build a new one.
-                    st.locks_sent.remove(&script);
-                }
-                Err(e.into())
-            }
-        }
+        reply.await.unwrap_or_else(|_| Err(interrupted()))
     }
 
     async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError> {

@@ -587,19 +587,31 @@ impl RpcClient {
             .map(|per_kvb| per_kvb.div_ceil(1000)))
     }
 
-    /// `walletcreatefundedpsbt [] [{address: amount}] 0 {fee_rate, replaceable}`; returns the PSBT.
+    /// `walletcreatefundedpsbt [] [{address: amount}, ...] 0 {fee_rate, replaceable}`: one
+    /// transaction paying every `(address, sats)` of `outputs` (in that order, plus the
+    /// wallet's change), funded from the wallet; returns the PSBT. Addresses must be distinct
+    /// (the node refuses a duplicate) and `outputs` not empty.
     pub async fn wallet_create_funded_psbt(
         &self,
-        address: &str,
-        sats: u64,
+        outputs: &[(&str, u64)],
         feerate_sat_vb: u64,
     ) -> Result<String, RpcError> {
+        if outputs.is_empty() {
+            return Err(RpcError::Decode {
+                method: "walletcreatefundedpsbt".into(),
+                detail: "no outputs to pay".into(),
+            });
+        }
+        let outputs: Vec<Value> = outputs
+            .iter()
+            .map(|(address, sats)| json!({ *address: sats_to_coin_string(*sats) }))
+            .collect();
         let v: Value = self
             .wallet_call(
                 "walletcreatefundedpsbt",
                 vec![
                     json!([]),
-                    json!([{ address: sats_to_coin_string(sats) }]),
+                    Value::Array(outputs),
                     json!(0),
                     json!({"fee_rate": feerate_sat_vb, "replaceable": true}),
                 ],

@@ -156,6 +156,8 @@ pub struct EthChain {
     /// The last tip read, and when.
     /// Held while reading, so concurrent callers wait for one read.
     tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
+    /// The last EIP-1559 fee estimate and the block it was made on.
+    fee_estimate: std::sync::Mutex<Option<(B256, alloy::eips::eip1559::Eip1559Estimation)>>,
     /// Answers that cannot change for a given block (keyed by its hash): storage slots of the
     /// HTLC contract and locks found by hashlock. Only the newest block's are kept.
     at_block: std::sync::Mutex<AtBlock>,
@@ -291,6 +293,7 @@ impl EthChain {
             refreshed: std::sync::Mutex::new(None),
             tip_cache: Mutex::new(None),
             at_block: std::sync::Mutex::new(AtBlock::default()),
+            fee_estimate: std::sync::Mutex::new(None),
             nonces: NonceManager::new(signer.address()),
             cfg,
             provider,
@@ -379,23 +382,33 @@ impl EthChain {
             .block(alloy::eips::BlockId::number(latest.number))
             .await
             .map_err(rpc_err)?;
-        let block = self
-            .provider
-            .get_block_by_number(latest.number.into())
-            .await
-            .map_err(rpc_err)?;
-        let base_fee = block
-            .and_then(|b| b.header.base_fee_per_gas)
-            .unwrap_or_default() as u128;
+        let base_fee = latest.base_fee.unwrap_or_default();
         let cap = self.cfg.max_fee_per_gas;
         if base_fee > cap {
             return Err(EthError::FeeCap { base_fee, cap });
         }
-        let est = self
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(rpc_err)?;
+        // One fee estimate per block, shared by every transaction sent on top of it.
+        let cached = self
+            .fee_estimate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .filter(|(block, _)| *block == latest.hash)
+            .map(|(_, est)| est);
+        let est = match cached {
+            Some(est) => est,
+            None => {
+                let est = self
+                    .provider
+                    .estimate_eip1559_fees()
+                    .await
+                    .map_err(rpc_err)?;
+                *self
+                    .fee_estimate
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((latest.hash, est));
+                est
+            }
+        };
         let max_fee = est.max_fee_per_gas.min(cap).max(base_fee);
         let prio = est
             .max_priority_fee_per_gas
@@ -419,15 +432,30 @@ impl EthChain {
     }
 
     /// Waits for the receipt; a reverted transaction is an error.
+    ///
+    /// The receipt is asked for again only when the chain has a new block (the tip is read
+    /// through [`Chain::tip`], shared by every waiter for [`EthConfig::tip_max_age`]): a
+    /// thousand swaps waiting for their transactions cost a thousand receipt reads per block,
+    /// not per poll interval.
     async fn wait(&self, tx: B256) -> Result<TransactionReceipt, EthError> {
         let deadline = tokio::time::Instant::now() + self.cfg.receipt_timeout;
+        let mut checked_at: Option<Height> = None;
         loop {
-            if let Some(r) = self
-                .provider
-                .get_transaction_receipt(tx)
-                .await
-                .map_err(rpc_err)?
-            {
+            let tip = match Chain::tip(self).await {
+                Ok(t) => Some(t.height),
+                Err(e) if e.is_transient() => None,
+                Err(e) => return Err(EthError::Rpc(e.to_string())),
+            };
+            let receipt = if tip.is_none() || tip != checked_at {
+                checked_at = tip;
+                self.provider
+                    .get_transaction_receipt(tx)
+                    .await
+                    .map_err(rpc_err)?
+            } else {
+                None
+            };
+            if let Some(r) = receipt {
                 if r.status() {
                     return Ok(r);
                 }

@@ -35,6 +35,8 @@ pub(crate) struct ScanTip {
     pub(crate) number: u64,
     pub(crate) hash: B256,
     pub(crate) timestamp: u64,
+    /// The block's base fee (EIP-1559), if it has one.
+    pub(crate) base_fee: Option<u128>,
 }
 
 const CHECKPOINTS: usize = 256;
@@ -104,6 +106,7 @@ async fn block_at(p: &DynProvider, tag: BlockNumberOrTag) -> Result<Option<ScanT
         number: b.header.number,
         hash: b.header.hash,
         timestamp: b.header.timestamp,
+        base_fee: b.header.base_fee_per_gas.map(u128::from),
     }))
 }
 
