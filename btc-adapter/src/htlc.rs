@@ -53,8 +53,67 @@ pub struct Htlc {
     descriptor: Descriptor<PublicKey>,
 }
 
+/// Compiles the HTLC policy with miniscript's policy compiler.
+fn compile(
+    claim_key: &PublicKey,
+    refund_key: &PublicKey,
+    hashlock: &sha256::Hash,
+    expiry_height: u64,
+) -> Result<Descriptor<PublicKey>, HtlcError> {
+    let policy = format!(
+        "or(and(pk({claim_key}),sha256({hashlock})),and(pk({refund_key}),after({expiry_height})))"
+    );
+    let policy = Concrete::<PublicKey>::from_str(&policy)
+        .map_err(|e| HtlcError::Miniscript(e.to_string()))?;
+    let ms = policy
+        .compile::<Segwitv0>()
+        .map_err(|e| HtlcError::Miniscript(e.to_string()))?;
+    Descriptor::new_wsh(ms).map_err(|e| HtlcError::Miniscript(e.to_string()))
+}
+
+/// The miniscript the compiler makes of the policy: claim `pk(C)` + `sha256(H)`, refund
+/// `v:pk(R)` + `after(E)`. Parsing it costs microseconds; compiling costs milliseconds, which an
+/// engine watching thousands of swaps pays for each one at start.
+fn template(
+    claim_key: &PublicKey,
+    refund_key: &PublicKey,
+    hashlock: &sha256::Hash,
+    expiry_height: u64,
+) -> Result<Descriptor<PublicKey>, HtlcError> {
+    Descriptor::<PublicKey>::from_str(&format!(
+        "wsh(andor(pk({claim_key}),sha256({hashlock}),and_v(v:pk({refund_key}),after({expiry_height}))))"
+    ))
+    .map_err(|e| HtlcError::Miniscript(e.to_string()))
+}
+
+/// Whether this miniscript version compiles the policy to [`template`] (checked once per
+/// process on a sample). The compiler's choice depends only on the policy's shape: every
+/// candidate holds the same two 33-byte keys, one hash and one `after(E)`, so neither the keys,
+/// the hash nor the size of E can tip it. If a miniscript upgrade ever compiles differently,
+/// every HTLC is compiled again (the tests compare both over random inputs).
+fn compiled_shape_is_template() -> bool {
+    static SAME: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SAME.get_or_init(|| {
+        let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+        let key = |b: u8| {
+            bitcoin::secp256k1::SecretKey::from_slice(&[b; 32]).map(|sk| {
+                PublicKey::new(bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk))
+            })
+        };
+        let (Ok(c), Ok(r)) = (key(1), key(2)) else {
+            return false;
+        };
+        let h = sha256::Hash::hash(&[9; 32]);
+        matches!(
+            (compile(&c, &r, &h, 1500), template(&c, &r, &h, 1500)),
+            (Ok(a), Ok(b)) if a == b
+        )
+    })
+}
+
 impl Htlc {
-    /// Compiles the HTLC policy for these keys, hashlock and expiry height.
+    /// The HTLC for these keys, hashlock and expiry height: the miniscript compiler's output
+    /// for the policy above.
     pub fn new(
         claim_key: PublicKey,
         refund_key: PublicKey,
@@ -73,16 +132,11 @@ impl Htlc {
             return Err(HtlcError::SameKeys);
         }
         let hashlock = sha256::Hash::from_byte_array(hashlock);
-        let policy = format!(
-            "or(and(pk({claim_key}),sha256({hashlock})),and(pk({refund_key}),after({expiry_height})))"
-        );
-        let policy = Concrete::<PublicKey>::from_str(&policy)
-            .map_err(|e| HtlcError::Miniscript(e.to_string()))?;
-        let ms = policy
-            .compile::<Segwitv0>()
-            .map_err(|e| HtlcError::Miniscript(e.to_string()))?;
-        let descriptor =
-            Descriptor::new_wsh(ms).map_err(|e| HtlcError::Miniscript(e.to_string()))?;
+        let descriptor = if compiled_shape_is_template() {
+            template(&claim_key, &refund_key, &hashlock, expiry_height)?
+        } else {
+            compile(&claim_key, &refund_key, &hashlock, expiry_height)?
+        };
         descriptor
             .sanity_check()
             .map_err(|e| HtlcError::Miniscript(e.to_string()))?;
@@ -234,6 +288,34 @@ mod tests {
         let expected = format!("wsh(andor(pk({c}),sha256({h}),and_v(v:pk({r}),after(1500))))");
         let expected = Descriptor::<PublicKey>::from_str(&expected).unwrap();
         assert_eq!(htlc.descriptor(), &expected);
+    }
+
+    #[test]
+    fn template_is_what_the_compiler_makes_for_any_keys_hash_and_expiry() {
+        assert!(compiled_shape_is_template());
+        let expiries = [
+            1,
+            16,
+            17,
+            127,
+            128,
+            255,
+            256,
+            32_767,
+            32_768,
+            8_388_608,
+            499_999_999,
+        ];
+        for i in 0..60u8 {
+            let (c, r) = (key(i.wrapping_mul(3) + 1), key(i.wrapping_mul(3) + 2));
+            let h = sha256::Hash::hash(&[i; 32]);
+            let e = expiries[usize::from(i) % expiries.len()];
+            assert_eq!(
+                Htlc::new(c, r, h.to_byte_array(), e).unwrap().descriptor(),
+                &compile(&c, &r, &h, e).unwrap(),
+                "keys {c} {r}, expiry {e}"
+            );
+        }
     }
 
     #[test]
