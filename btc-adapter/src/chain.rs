@@ -9,6 +9,10 @@
 //! - `claim` / `refund` return the existing spend when there is one. When that spend is still
 //!   unconfirmed `bump_after_blocks` blocks after it was sent, they replace it with a higher
 //!   fee (BIP-125); [`BtcChain::bump_fees`] does the same for every pending spend.
+//! - `claim` when the funding is spent by the counterparty's *unconfirmed* refund replaces that
+//!   refund (BIP-125: the claim branch has no timelock, so it stays valid after the expiry).
+//!   Never the other way round: a refund does not replace the counterparty's claim (the claim
+//!   reveals the secret, and our side goes on with it).
 
 use std::collections::HashMap;
 
@@ -27,7 +31,10 @@ use crate::rpc::{RpcClient, RpcConfig, RpcError};
 use crate::scanner::{
     is_mweb_serialization, parse_block_txs, Funding, ScanError, Scanner, ScriptView, Spend,
 };
-use crate::tx::{build_claim, build_refund, FeePolicy, HtlcOutput, SignedSpend, TxError};
+use crate::tx::{
+    build_claim, build_refund, build_replacement_claim, FeePolicy, HtlcOutput, Replaced,
+    ReplacementPolicy, SignedSpend, TxError,
+};
 
 /// RPC error code for "no such mempool transaction".
 const RPC_INVALID_ADDRESS_OR_KEY: i64 = -5;
@@ -252,7 +259,7 @@ fn scan_error(e: ScanError) -> ChainError {
 fn tx_error(e: TxError) -> ChainError {
     match e {
         // Feerates fall again: worth retrying (the engine's deadlines bound the retries).
-        TxError::FeeTooHigh { .. } => ChainError::transient(e),
+        TxError::FeeTooHigh { .. } | TxError::FeerateTooHigh { .. } => ChainError::transient(e),
         _ => ChainError::permanent(e),
     }
 }
@@ -776,6 +783,79 @@ impl BtcChain {
         Ok(TxRef(txid.to_string()))
     }
 
+    /// Claims `funding` by replacing `refund`, the counterparty's unconfirmed refund of it
+    /// (BIP-125; our claims and refunds signal RBF). The claim pays the least fee the node
+    /// accepts for the replacement (the refund's fee plus the incremental relay feerate times
+    /// the claim's vsize, at a feerate strictly above the refund's), or our usual feerate if
+    /// that is more, within `max_sat_vb` and `max_fee_bps` (else the transient fee-too-high
+    /// error). A rejection by the node (e.g. the refund was bumped meanwhile, or mined) is
+    /// transient: the retry acts on a fresh scan.
+    #[allow(clippy::too_many_arguments)]
+    async fn replace_refund(
+        &self,
+        st: &mut State,
+        w: &Watched,
+        script: &ScriptBuf,
+        key: &SwapKey,
+        preimage: Option<&Preimage>,
+        funding: &Funding,
+        refund: &Spend,
+    ) -> Result<TxRef, ChainError> {
+        let Some(preimage) = preimage else {
+            return Err(tx_error(TxError::WrongPreimage));
+        };
+        // What the refund pays: the funding minus its outputs. (Ours have no other input; a
+        // refund with more inputs, or with children in the mempool, needs more than this: the
+        // node rejects the claim, a transient error, until the refund is mined.)
+        let out: u64 = refund.tx.output.iter().map(|o| o.value.to_sat()).sum();
+        let replaced = Replaced {
+            fee: funding.value.saturating_sub(out),
+            vsize: refund.tx.vsize() as u64,
+        };
+        let (incremental, _) = self.rpc.relay_feerates().await?;
+        let policy = ReplacementPolicy {
+            feerate_sat_vb: self.feerate().await?,
+            incremental_sat_vb: incremental,
+            max_sat_vb: self.fees.max_sat_vb,
+            max_fee_bps: self.fees.max_fee_bps,
+            replaced,
+        };
+        let destination = self.payout_script(st, script).await?;
+        let output = HtlcOutput {
+            outpoint: funding.outpoint,
+            value: funding.value,
+        };
+        let signed = build_replacement_claim(&w.htlc, output, &destination, policy, key, preimage)
+            .map_err(tx_error)?;
+        let txid = match self.rpc.send_raw_transaction(&signed.tx).await {
+            Ok(txid) => txid,
+            Err(e) => {
+                warn!(chain = %self.params.chain, swap_id = %w.params.swap_id, replaced = %refund.txid, error = %e, "claim replacing the refund rejected");
+                return Err(ChainError::transient(format!(
+                    "claim replacing refund {} rejected: {e}",
+                    refund.txid
+                )));
+            }
+        };
+        info!(chain = %self.params.chain, swap_id = %w.params.swap_id, replaced = %refund.txid, %txid, fee = signed.fee, refund_fee = replaced.fee, vsize = signed.vsize, "claim sent, replacing the counterparty's refund");
+        st.pending.insert(
+            script.clone(),
+            Pending {
+                kind: SpendKind::Claim,
+                txid,
+                feerate: signed.feerate_sat_vb,
+                broadcast_height: st.tip,
+                sent_at: std::time::Instant::now(),
+            },
+        );
+        // Make the replacement visible right away.
+        st.mempool.remove(&refund.txid);
+        st.mempool.insert(txid, Some(signed.tx));
+        let txs: Vec<&Transaction> = st.mempool.values().flatten().collect();
+        st.scanner.set_mempool(txs);
+        Ok(TxRef(txid.to_string()))
+    }
+
     /// Replaces every claim or refund of this process that has waited `bump_after_blocks`
     /// unconfirmed, with a higher fee. Returns the replacements.
     pub async fn bump_fees(
@@ -799,6 +879,16 @@ impl BtcChain {
                 continue;
             };
             if spend.height.is_some() {
+                continue;
+            }
+            // Our refund was replaced by the counterparty's claim (or the other way round):
+            // that spend is theirs, not ours to bump. (A refund never replaces a claim: the
+            // claim reveals the secret.)
+            let spent_as = match classify(&w.htlc, &spend, st.tip) {
+                HtlcStatus::Claimed { .. } => SpendKind::Claim,
+                _ => SpendKind::Refund,
+            };
+            if spent_as != p.kind {
                 continue;
             }
             let key = self.our_key(&w.params, p.kind)?;
@@ -1049,6 +1139,11 @@ impl BtcChain {
                 (HtlcStatus::Claimed { .. }, SpendKind::Refund) => Err(permanent(
                     "HTLC already claimed: the secret is in htlc_status",
                 )),
+                // Their refund is only in the mempool: our claim replaces it (BIP-125).
+                (HtlcStatus::Refunded { .. }, SpendKind::Claim) if spend.height.is_none() => {
+                    self.replace_refund(&mut st, &w, &script, &key, preimage, &funding, &spend)
+                        .await
+                }
                 (HtlcStatus::Refunded { .. }, SpendKind::Claim) => {
                     Err(permanent("HTLC already refunded"))
                 }

@@ -3,6 +3,8 @@
 //! The fee is `vsize * feerate`, where the vsize is that of the transaction with the witness
 //! miniscript produces for the chosen branch, using a maximum-size (72-byte) signature: the
 //! signed transaction (low-R signature, 71 bytes) is never smaller than what the fee paid for.
+//! A claim that replaces the counterparty's unconfirmed refund pays instead the least fee
+//! BIP-125 accepts for it ([`replacement_fee`]), or its own feerate if that is more.
 
 use bitcoin::absolute::LockTime;
 use bitcoin::ecdsa;
@@ -50,6 +52,14 @@ pub enum TxError {
     /// The signing key is not the HTLC's claim (or refund) key.
     #[error("signing key is not the HTLC's {0} key")]
     WrongKey(&'static str),
+    /// A BIP-125 replacement would need a feerate above the configured maximum.
+    #[error("replacement needs {needed} sat/vB, above the {max} sat/vB maximum")]
+    FeerateTooHigh {
+        /// The feerate the replacement needs (its fee over its vsize, rounded up).
+        needed: u64,
+        /// The configured maximum.
+        max: u64,
+    },
     /// The feerate is zero.
     #[error("feerate must be at least 1 sat/vB")]
     ZeroFeerate,
@@ -70,6 +80,96 @@ pub struct FeePolicy {
     pub max_fee_bps: u32,
 }
 
+/// What a BIP-125 replacement must outbid: the transaction it replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replaced {
+    /// Its absolute fee, in satoshis.
+    pub fee: u64,
+    /// Its virtual size.
+    pub vsize: u64,
+}
+
+/// Fee settings for a spend that replaces another spend of the same output (BIP-125).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplacementPolicy {
+    /// The feerate (sat/vB) the spend would pay on its own: it pays at least that.
+    pub feerate_sat_vb: u64,
+    /// The node's incremental relay feerate (sat/vB): the least extra fee per vbyte of the
+    /// replacement.
+    pub incremental_sat_vb: u64,
+    /// The highest feerate (sat/vB) accepted: a replacement that needs more is refused
+    /// ([`TxError::FeerateTooHigh`]).
+    pub max_sat_vb: u64,
+    /// The largest fee accepted, in basis points (1/10000) of the HTLC amount.
+    pub max_fee_bps: u32,
+    /// The transaction replaced.
+    pub replaced: Replaced,
+}
+
+/// The least fee (sat) a replacement of `vsize` vbytes pays under `policy`: the most of
+/// - its own feerate: `vsize * feerate_sat_vb`;
+/// - BIP-125 rules 3 and 4: the replaced fee plus `incremental_sat_vb * vsize`;
+/// - a feerate strictly higher than the replaced one's, as the node compares them (sat/kvB,
+///   rounded down): `fee * 1000 / vsize > replaced.fee * 1000 / replaced.vsize`.
+///
+/// A real transaction no larger than `vsize` paying this fee meets all three.
+pub fn replacement_fee(vsize: u64, policy: &ReplacementPolicy) -> u64 {
+    let own = vsize.saturating_mul(policy.feerate_sat_vb);
+    let rules_3_4 = policy
+        .replaced
+        .fee
+        .saturating_add(policy.incremental_sat_vb.saturating_mul(vsize));
+    let old_sat_kvb = policy.replaced.fee.saturating_mul(1000) / policy.replaced.vsize.max(1);
+    let higher_rate = old_sat_kvb
+        .saturating_add(1)
+        .saturating_mul(vsize)
+        .div_ceil(1000);
+    own.max(rules_3_4).max(higher_rate)
+}
+
+/// How a spend's fee is set.
+#[derive(Debug, Clone, Copy)]
+enum Fee {
+    /// `vsize * feerate`.
+    Rate(FeePolicy),
+    /// A BIP-125 replacement ([`replacement_fee`]).
+    Replace(ReplacementPolicy),
+}
+
+impl Fee {
+    fn feerate(&self) -> u64 {
+        match self {
+            Fee::Rate(p) => p.feerate_sat_vb,
+            Fee::Replace(p) => p.feerate_sat_vb,
+        }
+    }
+
+    fn max_fee_bps(&self) -> u32 {
+        match self {
+            Fee::Rate(p) => p.max_fee_bps,
+            Fee::Replace(p) => p.max_fee_bps,
+        }
+    }
+
+    /// The fee for an (estimated) `vsize`, and the feerate it amounts to (rounded up).
+    fn for_vsize(&self, vsize: u64) -> Result<(u64, u64), TxError> {
+        match self {
+            Fee::Rate(p) => Ok((vsize.saturating_mul(p.feerate_sat_vb), p.feerate_sat_vb)),
+            Fee::Replace(p) => {
+                let fee = replacement_fee(vsize, p);
+                let rate = fee.div_ceil(vsize.max(1));
+                if fee > vsize.saturating_mul(p.max_sat_vb) {
+                    return Err(TxError::FeerateTooHigh {
+                        needed: rate,
+                        max: p.max_sat_vb,
+                    });
+                }
+                Ok((fee, rate))
+            }
+        }
+    }
+}
+
 /// The HTLC output being spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HtlcOutput {
@@ -88,7 +188,8 @@ pub struct SignedSpend {
     pub fee: u64,
     /// Its virtual size.
     pub vsize: u64,
-    /// The feerate asked for.
+    /// The feerate asked for (for a replacement: its fee over the estimated vsize, rounded
+    /// up).
     pub feerate_sat_vb: u64,
 }
 
@@ -160,11 +261,11 @@ fn build(
     htlc: &Htlc,
     out: HtlcOutput,
     destination: &ScriptBuf,
-    fee: FeePolicy,
+    fee: Fee,
     key: &SwapKey,
     preimage: Option<&Preimage>,
 ) -> Result<SignedSpend, TxError> {
-    if fee.feerate_sat_vb == 0 {
+    if fee.feerate() == 0 {
         return Err(TxError::ZeroFeerate);
     }
     let (lock_time, hashlock) = match preimage {
@@ -206,12 +307,12 @@ fn build(
         .map_err(|e| TxError::Satisfy(e.to_string()))?;
     tx.input[0] = input;
     let vsize = tx.weight().to_vbytes_ceil();
-    let fee_sat = vsize.saturating_mul(fee.feerate_sat_vb);
-    if u128::from(fee_sat) * 10_000 > u128::from(out.value) * u128::from(fee.max_fee_bps) {
+    let (fee_sat, feerate_sat_vb) = fee.for_vsize(vsize)?;
+    if u128::from(fee_sat) * 10_000 > u128::from(out.value) * u128::from(fee.max_fee_bps()) {
         return Err(TxError::FeeTooHigh {
             fee: fee_sat,
             amount: out.value,
-            max_bps: fee.max_fee_bps,
+            max_bps: fee.max_fee_bps(),
         });
     }
     let value = out.value.saturating_sub(fee_sat);
@@ -245,7 +346,7 @@ fn build(
         tx,
         fee: fee_sat,
         vsize,
-        feerate_sat_vb: fee.feerate_sat_vb,
+        feerate_sat_vb,
     })
 }
 
@@ -259,7 +360,37 @@ pub fn build_claim(
     claim_key: &SwapKey,
     preimage: &Preimage,
 ) -> Result<SignedSpend, TxError> {
-    build(htlc, out, destination, fee, claim_key, Some(preimage))
+    build(
+        htlc,
+        out,
+        destination,
+        Fee::Rate(fee),
+        claim_key,
+        Some(preimage),
+    )
+}
+
+/// Builds and signs a claim that replaces `policy.replaced`, an unconfirmed spend of the same
+/// output (the counterparty's refund), under BIP-125: it pays [`replacement_fee`] for its
+/// estimated vsize. Refused when that exceeds `policy.max_sat_vb`
+/// ([`TxError::FeerateTooHigh`]) or `policy.max_fee_bps` of the amount
+/// ([`TxError::FeeTooHigh`]). Otherwise like [`build_claim`].
+pub fn build_replacement_claim(
+    htlc: &Htlc,
+    out: HtlcOutput,
+    destination: &ScriptBuf,
+    policy: ReplacementPolicy,
+    claim_key: &SwapKey,
+    preimage: &Preimage,
+) -> Result<SignedSpend, TxError> {
+    build(
+        htlc,
+        out,
+        destination,
+        Fee::Replace(policy),
+        claim_key,
+        Some(preimage),
+    )
 }
 
 /// Builds and signs the refund: spends `out` through the timelock branch, paying
@@ -272,7 +403,7 @@ pub fn build_refund(
     fee: FeePolicy,
     refund_key: &SwapKey,
 ) -> Result<SignedSpend, TxError> {
-    build(htlc, out, destination, fee, refund_key, None)
+    build(htlc, out, destination, Fee::Rate(fee), refund_key, None)
 }
 
 #[cfg(test)]
@@ -390,6 +521,69 @@ mod tests {
             build_refund(&htlc, out, &dest, zero, &r),
             Err(TxError::ZeroFeerate)
         );
+    }
+
+    #[test]
+    fn replacement_fee_meets_bip125() {
+        let policy = |feerate_sat_vb, fee, vsize| ReplacementPolicy {
+            feerate_sat_vb,
+            incremental_sat_vb: 1,
+            max_sat_vb: 1_000,
+            max_fee_bps: 500,
+            replaced: Replaced { fee, vsize },
+        };
+        // Rules 3 and 4: the refund's fee plus 1 sat/vB of the claim.
+        assert_eq!(replacement_fee(139, &policy(5, 655, 131)), 655 + 139);
+        // Our own feerate when it is more.
+        assert_eq!(replacement_fee(139, &policy(20, 655, 131)), 139 * 20);
+        // A high-feerate refund smaller than the claim: the feerate must still be higher
+        // (100 sat/vB over 131 vB is 13,100 sat; 13,100 + 139 over 139 vB is < 100 sat/vB).
+        let fee = replacement_fee(139, &policy(1, 13_100, 131));
+        assert_eq!(fee, 13_901);
+        assert!(fee * 1000 / 139 > 13_100 * 1000 / 131);
+        assert!((fee - 1) * 1000 / 139 <= 13_100 * 1000 / 131);
+        for (rate, old_fee, old_vsize, vsize) in [(1, 131, 131, 139), (3, 7_777, 131, 140)] {
+            let p = policy(rate, old_fee, old_vsize);
+            let fee = replacement_fee(vsize, &p);
+            assert!(fee >= old_fee + vsize);
+            assert!(fee * 1000 / vsize > old_fee * 1000 / old_vsize);
+            assert!(fee >= rate * vsize);
+        }
+    }
+
+    #[test]
+    fn replacement_claim_outbids_the_refund_within_the_caps() {
+        let (htlc, c, r, s, out, dest) = setup();
+        let refund = build_refund(&htlc, out, &dest, FEE, &r).unwrap();
+        let mut policy = ReplacementPolicy {
+            feerate_sat_vb: 5,
+            incremental_sat_vb: 1,
+            max_sat_vb: 1_000,
+            max_fee_bps: 500,
+            replaced: Replaced {
+                fee: refund.fee,
+                vsize: refund.vsize,
+            },
+        };
+        let claim = build_replacement_claim(&htlc, out, &dest, policy, &c, &s).unwrap();
+        assert_eq!(claim.tx.input[0].previous_output, out.outpoint);
+        assert_eq!(claim.tx.input[0].sequence, RBF_SEQUENCE);
+        assert_eq!(claim.tx.output[0].value.to_sat(), out.value - claim.fee);
+        assert!(claim.fee >= refund.fee + claim.vsize);
+        assert!(claim.fee * 1000 / claim.vsize > refund.fee * 1000 / refund.vsize);
+        assert_eq!(claim.feerate_sat_vb, claim.fee.div_ceil(claim.vsize));
+        // The same feerate as the refund is not enough: refused, not capped silently.
+        policy.max_sat_vb = 10;
+        assert!(matches!(
+            build_replacement_claim(&htlc, out, &dest, policy, &c, &s),
+            Err(TxError::FeerateTooHigh { max: 10, .. })
+        ));
+        policy.max_sat_vb = 1_000;
+        policy.max_fee_bps = 10;
+        assert!(matches!(
+            build_replacement_claim(&htlc, out, &dest, policy, &c, &s),
+            Err(TxError::FeeTooHigh { max_bps: 10, .. })
+        ));
     }
 
     #[test]

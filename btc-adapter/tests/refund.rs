@@ -64,9 +64,9 @@ async fn refund_only_after_expiry() {
         }
         other => panic!("expected refunded, got {other:?}"),
     }
-    // Bob can no longer claim.
-    assert!(!env.bob.claim(&p, &s).await.unwrap_err().is_transient());
     env.node.mine(1).await;
+    // Bob can no longer claim (an unconfirmed refund he would replace: claim_replaces_refund.rs).
+    assert!(!env.bob.claim(&p, &s).await.unwrap_err().is_transient());
     assert!(matches!(
         env.alice.htlc_status(&p).await.unwrap(),
         HtlcStatus::Refunded {
