@@ -45,6 +45,8 @@ const RPC_INVALID_PARAMETER: i64 = -8;
 /// HTLC outputs one funding transaction pays at most (~11 kvB of outputs); a larger batch is
 /// funded by several transactions, one after the other.
 const MAX_FUNDING_OUTPUTS: usize = 250;
+/// Node wallet addresses fetched at most in one batch for payouts (see `payout_script`).
+const PAYOUT_PREFETCH: usize = 64;
 
 /// Fee settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +208,8 @@ struct State {
     /// the latest scan, with no sync (complete or failed) since.
     sync_gen: u64,
     payout: HashMap<ScriptBuf, ScriptBuf>,
+    /// Node wallet output scripts fetched ahead, each for one future payout.
+    payout_pool: Vec<ScriptBuf>,
     /// Mempool transactions fetched so far (`None`: an MWEB transaction, not parseable).
     mempool: HashMap<Txid, Option<Transaction>>,
     tip: u64,
@@ -602,10 +606,27 @@ impl BtcChain {
         }
         let s = match &self.payout {
             Payout::Script(s) => s.clone(),
-            Payout::NodeWallet => {
-                let addr = self.rpc.get_new_address("bech32").await?;
-                self.rpc.address_script_pubkey(&addr).await?
-            }
+            Payout::NodeWallet => match st.payout_pool.pop() {
+                Some(s) => s,
+                None => {
+                    // New wallet addresses for this and the other watched swaps that will
+                    // want one (one batch request instead of two calls per claim or refund;
+                    // each swap still gets its own address).
+                    let waiting = st.swaps.len().saturating_sub(st.payout.len());
+                    let n = waiting.clamp(1, PAYOUT_PREFETCH);
+                    let addrs = self.rpc.get_new_addresses(n, "bech32").await?;
+                    let mut pool = addrs
+                        .iter()
+                        .map(|a| crate::network::address_script(self.params.chain, a))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| permanent(format!("node wallet address: {e}")))?;
+                    let s = pool
+                        .pop()
+                        .ok_or_else(|| permanent("node gave no address"))?;
+                    st.payout_pool = pool;
+                    s
+                }
+            },
         };
         st.payout.insert(script.clone(), s.clone());
         Ok(s)

@@ -369,9 +369,31 @@ impl RpcClient {
         method: &str,
         params: Vec<Vec<Value>>,
     ) -> Result<Vec<Result<Value, RpcError>>, RpcError> {
+        self.batch_at(false, method, params).await
+    }
+
+    /// [`Self::batch`] for a wallet method (on `/wallet/<name>` when a wallet is configured).
+    pub async fn wallet_batch(
+        &self,
+        method: &str,
+        params: Vec<Vec<Value>>,
+    ) -> Result<Vec<Result<Value, RpcError>>, RpcError> {
+        self.batch_at(true, method, params).await
+    }
+
+    async fn batch_at(
+        &self,
+        wallet: bool,
+        method: &str,
+        params: Vec<Vec<Value>>,
+    ) -> Result<Vec<Result<Value, RpcError>>, RpcError> {
         if params.is_empty() {
             return Ok(Vec::new());
         }
+        let url = match (&self.config.wallet, wallet) {
+            (Some(w), true) => format!("{}/wallet/{w}", self.config.url.trim_end_matches('/')),
+            _ => self.config.url.clone(),
+        };
         let (user, pass) = self.credentials()?;
         let n = params.len();
         self.count(method, n as u64);
@@ -387,7 +409,7 @@ impl RpcClient {
             .collect();
         let resp = self
             .http
-            .post(self.config.url.clone())
+            .post(url)
             .basic_auth(user, Some(pass))
             .json(&body)
             .send()
@@ -648,6 +670,30 @@ impl RpcClient {
     pub async fn get_new_address(&self, address_type: &str) -> Result<String, RpcError> {
         self.wallet_call("getnewaddress", vec![json!(""), json!(address_type)])
             .await
+    }
+
+    /// `n` new wallet addresses in one batch request (`getnewaddress "" <type>` each).
+    pub async fn get_new_addresses(
+        &self,
+        n: usize,
+        address_type: &str,
+    ) -> Result<Vec<String>, RpcError> {
+        let params = (0..n)
+            .map(|_| vec![json!(""), json!(address_type)])
+            .collect();
+        self.wallet_batch("getnewaddress", params)
+            .await?
+            .into_iter()
+            .map(|r| {
+                r.and_then(|v| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(RpcError::Decode {
+                        method: "getnewaddress".into(),
+                        detail: other.to_string(),
+                    }),
+                })
+            })
+            .collect()
     }
 
     /// The output script of a wallet address (`getaddressinfo`), which works for any network's
