@@ -117,6 +117,40 @@ pub(crate) async fn latest(p: &DynProvider) -> Result<ScanTip, EthError> {
         .ok_or_else(|| EthError::Rpc("node has no latest block".into()))
 }
 
+/// The events matching `filter` (address and topics; its block range is set here) in
+/// `[from, to]`, one `eth_getLogs` per `chunk` blocks, in chain order.
+async fn chunked_logs(
+    p: &DynProvider,
+    filter: Filter,
+    from: u64,
+    to: u64,
+    chunk: u64,
+) -> Result<Vec<Event>, EthError> {
+    let mut out = Vec::new();
+    let mut start = from;
+    while start <= to {
+        let end = to.min(start.saturating_add(chunk.max(1) - 1));
+        let f = filter.clone().from_block(start).to_block(end);
+        let logs = p.get_logs(&f).await.map_err(rpc_err)?;
+        out.extend(logs.iter().filter(|l| !l.removed).filter_map(parse_log));
+        if end == u64::MAX {
+            break;
+        }
+        start = end + 1;
+    }
+    out.sort_by_key(|e| (e.block, e.log_index));
+    Ok(out)
+}
+
+/// The contract's `Locked`, `Claimed` and `Refunded` events.
+fn htlc_events(contract: Address) -> Filter {
+    Filter::new().address(contract).event_signature(vec![
+        HTLC::Locked::SIGNATURE_HASH,
+        HTLC::Claimed::SIGNATURE_HASH,
+        HTLC::Refunded::SIGNATURE_HASH,
+    ])
+}
+
 /// `Locked` events with this hashlock in `[from, to]` (any parameters), in chunks.
 pub(crate) async fn locks_with_hashlock(
     p: &DynProvider,
@@ -126,27 +160,14 @@ pub(crate) async fn locks_with_hashlock(
     to: u64,
     chunk: u64,
 ) -> Result<Vec<Event>, EthError> {
-    let mut out = Vec::new();
-    let mut start = from;
-    while start <= to {
-        let end = to.min(start.saturating_add(chunk.max(1) - 1));
-        let filter = Filter::new()
-            .address(contract)
-            .event_signature(HTLC::Locked::SIGNATURE_HASH)
-            .topic2(hashlock)
-            .from_block(start)
-            .to_block(end);
-        let logs = p.get_logs(&filter).await.map_err(rpc_err)?;
-        out.extend(logs.iter().filter(|l| !l.removed).filter_map(parse_log));
-        if end == u64::MAX {
-            break;
-        }
-        start = end + 1;
-    }
-    Ok(out)
+    let filter = Filter::new()
+        .address(contract)
+        .event_signature(HTLC::Locked::SIGNATURE_HASH)
+        .topic2(hashlock);
+    chunked_logs(p, filter, from, to, chunk).await
 }
 
-/// All contract logs for `ids` in `[from, to]`, in chunks of `chunk` blocks.
+/// All contract events for `ids` in `[from, to]`, in chunks of `chunk` blocks.
 pub(crate) async fn logs_for(
     p: &DynProvider,
     contract: Address,
@@ -155,34 +176,14 @@ pub(crate) async fn logs_for(
     to: u64,
     chunk: u64,
 ) -> Result<Vec<Event>, EthError> {
-    let mut out = Vec::new();
     if ids.is_empty() || from > to {
-        return Ok(out);
+        return Ok(Vec::new());
     }
-    let mut start = from;
-    while start <= to {
-        let end = to.min(start.saturating_add(chunk.max(1) - 1));
-        let filter = Filter::new()
-            .address(contract)
-            .event_signature(vec![
-                HTLC::Locked::SIGNATURE_HASH,
-                HTLC::Claimed::SIGNATURE_HASH,
-                HTLC::Refunded::SIGNATURE_HASH,
-            ])
-            .topic1(ids.to_vec())
-            .from_block(start)
-            .to_block(end);
-        let logs = p.get_logs(&filter).await.map_err(rpc_err)?;
-        out.extend(logs.iter().filter(|l| !l.removed).filter_map(parse_log));
-        if end == u64::MAX {
-            break;
-        }
-        start = end + 1;
-    }
-    Ok(out)
+    let filter = htlc_events(contract).topic1(ids.to_vec());
+    chunked_logs(p, filter, from, to, chunk).await
 }
 
-/// Every `Locked`, `Claimed` and `Refunded` log of the contract in `[from, to]`, in chunks.
+/// Every `Locked`, `Claimed` and `Refunded` event of the contract in `[from, to]`, in chunks.
 pub(crate) async fn all_logs(
     p: &DynProvider,
     contract: Address,
@@ -190,28 +191,7 @@ pub(crate) async fn all_logs(
     to: u64,
     chunk: u64,
 ) -> Result<Vec<Event>, EthError> {
-    let mut out = Vec::new();
-    let mut start = from;
-    while start <= to {
-        let end = to.min(start.saturating_add(chunk.max(1) - 1));
-        let filter = Filter::new()
-            .address(contract)
-            .event_signature(vec![
-                HTLC::Locked::SIGNATURE_HASH,
-                HTLC::Claimed::SIGNATURE_HASH,
-                HTLC::Refunded::SIGNATURE_HASH,
-            ])
-            .from_block(start)
-            .to_block(end);
-        let logs = p.get_logs(&filter).await.map_err(rpc_err)?;
-        out.extend(logs.iter().filter(|l| !l.removed).filter_map(parse_log));
-        if end == u64::MAX {
-            break;
-        }
-        start = end + 1;
-    }
-    out.sort_by_key(|e| (e.block, e.log_index));
-    Ok(out)
+    chunked_logs(p, htlc_events(contract), from, to, chunk).await
 }
 
 /// A lock found under a watched hashlock, as the scan knows it.
