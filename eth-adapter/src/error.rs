@@ -3,7 +3,7 @@
 use swap_core::chain::ChainError;
 
 /// What can go wrong in the Ethereum adapter.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum EthError {
     /// The node could not be reached or answered with a transport error (retry).

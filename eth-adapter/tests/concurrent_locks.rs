@@ -61,8 +61,34 @@ async fn concurrent_locks_from_one_account() {
         let (b, p, pre) = (bob.clone(), p.clone(), pre.clone());
         tasks.push(tokio::spawn(async move { b.claim(&p, &pre).await }));
     }
+    let mut claims = Vec::new();
     for t in tasks {
-        t.await.unwrap().unwrap();
+        claims.push(t.await.unwrap().unwrap());
+    }
+    // Concurrent claims share claimBatch transactions.
+    let mut distinct = claims.clone();
+    distinct.sort_by(|a, b| a.0.cmp(&b.0));
+    distinct.dedup();
+    println!(
+        "{} concurrent claims sent in {} transaction(s)",
+        claims.len(),
+        distinct.len()
+    );
+    assert!(
+        distinct.len() < swaps.len(),
+        "concurrent claims were not batched: {} transactions",
+        distinct.len()
+    );
+    for ((p, pre), tx) in swaps.iter().zip(&claims) {
+        match alice.htlc_status(p).await.unwrap() {
+            HtlcStatus::Claimed {
+                preimage, txref, ..
+            } => {
+                assert_eq!(&preimage, pre);
+                assert_eq!(&txref, tx);
+            }
+            other => panic!("expected claimed, got {other:?}"),
+        }
     }
     let bal = token
         .balanceOf(common::evm_addr(&e.net, 1))
