@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use btc_adapter::{BtcChain, BtcConfig};
-use eth_adapter::{EthChain, EthConfig};
+use btc_adapter::BtcChain;
+use eth_adapter::EthChain;
 use serde_json::{json, Value};
 use swap_core::store::SqliteStore;
 use swap_core::*;
@@ -96,16 +96,15 @@ impl Engine {
         eth_account: usize,
         o: &Opts,
     ) -> Result<Self> {
-        nodes.btc.rpc().create_or_load_wallet(wallet).await?;
+        let (mut bcfg, mut ecfg) = nodes
+            .adapter_configs(wallet, Duration::from_millis(50))
+            .await?;
         let poll = Duration::from_millis(o.poll_ms);
         // Adapter caches: at most one scan / tip read per chain per half poll interval.
         let cache = poll / 2;
-        let mut bcfg = BtcConfig::new(nodes.btc.chain_id(), nodes.btc.rpc_config(Some(wallet)));
         bcfg.status_max_age = cache;
         bcfg.tip_max_age = cache;
         let btc = Arc::new(BtcChain::new(bcfg, &[seed; 64])?);
-        let mut ecfg = EthConfig::new(nodes.eth.url(), nodes.htlc, nodes.eth_params());
-        ecfg.poll_interval = Duration::from_millis(50);
         ecfg.receipt_timeout = Duration::from_secs(120);
         ecfg.status_max_age = cache;
         ecfg.tip_max_age = cache;

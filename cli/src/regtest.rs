@@ -55,6 +55,27 @@ impl Nodes {
             .await;
     }
 
+    /// The adapter settings of one party on these nodes, its node wallet `wallet` created or
+    /// loaded; the Ethereum adapter polls receipts every `receipt_poll`. Adjust them, then
+    /// build the adapters with the party's seed and anvil account.
+    pub async fn adapter_configs(
+        &self,
+        wallet: &str,
+        receipt_poll: std::time::Duration,
+    ) -> anyhow::Result<(btc_adapter::BtcConfig, eth_adapter::EthConfig)> {
+        use anyhow::Context;
+        self.btc
+            .rpc()
+            .create_or_load_wallet(wallet)
+            .await
+            .with_context(|| format!("creating the {wallet} wallet"))?;
+        let btc =
+            btc_adapter::BtcConfig::new(self.btc.chain_id(), self.btc.rpc_config(Some(wallet)));
+        let mut eth = eth_adapter::EthConfig::new(self.eth.url(), self.htlc, self.eth_params());
+        eth.poll_interval = receipt_poll;
+        Ok((btc, eth))
+    }
+
     /// Ether balance of an address.
     pub async fn eth_balance(&self, who: Address) -> anyhow::Result<U256> {
         Ok(self.eth.provider().get_balance(who).await?)
@@ -80,29 +101,18 @@ pub async fn party(
     eth_account: usize,
     driver: swap_core::DriverConfig,
 ) -> anyhow::Result<Party> {
-    use anyhow::Context;
     use std::sync::Arc;
-    nodes
-        .btc
-        .rpc()
-        .create_or_load_wallet(name)
-        .await
-        .with_context(|| format!("creating the {name} wallet"))?;
+    let (btc_cfg, eth_cfg) = nodes
+        .adapter_configs(name, std::time::Duration::from_millis(50))
+        .await?;
     let mut seed = [0u8; 64];
     getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let btc = Arc::new(
-        btc_adapter::BtcChain::new(
-            btc_adapter::BtcConfig::new(nodes.btc.chain_id(), nodes.btc.rpc_config(Some(name))),
-            &seed,
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
-    let mut cfg = eth_adapter::EthConfig::new(nodes.eth.url(), nodes.htlc, nodes.eth_params());
-    cfg.poll_interval = std::time::Duration::from_millis(50);
+    let btc =
+        Arc::new(btc_adapter::BtcChain::new(btc_cfg, &seed).map_err(|e| anyhow::anyhow!("{e}"))?);
     let signer = nodes.eth.signer(eth_account);
     let eth_addr = signer.address();
     let eth =
-        Arc::new(eth_adapter::EthChain::new(cfg, signer).map_err(|e| anyhow::anyhow!("{e}"))?);
+        Arc::new(eth_adapter::EthChain::new(eth_cfg, signer).map_err(|e| anyhow::anyhow!("{e}"))?);
     let store = Arc::new(swap_core::store::SqliteStore::open(
         dir.join(format!("{name}.sqlite")),
     )?);

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
-use btc_adapter::{BtcChain, BtcConfig};
-use eth_adapter::{EthChain, EthConfig};
+use btc_adapter::BtcChain;
+use eth_adapter::EthChain;
 use swap_core::store::SqliteStore;
 use swap_core::*;
 
@@ -40,18 +40,13 @@ impl Party {
     /// A party with its own seed, its own node wallet named `name`, and anvil account
     /// `eth_account`.
     pub async fn new(nodes: &Nodes, name: &'static str, seed_byte: u8, eth_account: usize) -> Self {
-        nodes.btc.rpc().create_or_load_wallet(name).await.unwrap();
-        let btc = Arc::new(
-            BtcChain::new(
-                BtcConfig::new(nodes.btc.chain_id(), nodes.btc.rpc_config(Some(name))),
-                &[seed_byte; 64],
-            )
-            .unwrap(),
-        );
-        let mut cfg = EthConfig::new(nodes.eth.url(), nodes.htlc, nodes.eth_params());
-        cfg.poll_interval = std::time::Duration::from_millis(20);
-        cfg.receipt_timeout = std::time::Duration::from_secs(60);
-        let eth = Arc::new(EthChain::new(cfg, nodes.eth.signer(eth_account)).unwrap());
+        let (btc_cfg, mut eth_cfg) = nodes
+            .adapter_configs(name, std::time::Duration::from_millis(20))
+            .await
+            .unwrap();
+        let btc = Arc::new(BtcChain::new(btc_cfg, &[seed_byte; 64]).unwrap());
+        eth_cfg.receipt_timeout = std::time::Duration::from_secs(60);
+        let eth = Arc::new(EthChain::new(eth_cfg, nodes.eth.signer(eth_account)).unwrap());
         let db = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite")).unwrap());
         let driver = Arc::new(Driver::new(

@@ -205,9 +205,11 @@ fn manual_refund_after_the_maker_vanishes() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    // The taker locks and then stops too (killed after its lock is sent and seen).
+    // The taker locks and then stops too: killed at its second state change after the
+    // agreement (Locking, then Locked or, when the lock confirmed before the next poll,
+    // LockConfirmed), so after its lock is sent and seen.
     let mut taker = cmd(&b, &["take", &offer, "--give", "1000000"])
-        .env("XSWAP_TEST_ABORT_AFTER_STATES", "3")
+        .env("XSWAP_TEST_ABORT_AFTER_STATES", "2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
