@@ -408,6 +408,11 @@ impl BtcChain {
         // what was checked before it is stale.
         st.sync_gen = st.sync_gen.wrapping_add(1);
         let started = std::time::Instant::now();
+        // Until this sync completes, no earlier one counts as fresh: a sync that fails half
+        // way (after rolling back a reorged block, before reading the mempool again) leaves
+        // a scan that must not be answered from.
+        st.synced_at = None;
+        st.synced_from = None;
         for _ in 0..5 {
             let info = self.rpc.get_blockchain_info().await?;
             let (Some(tip), Some(best)) = (

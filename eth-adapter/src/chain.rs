@@ -208,13 +208,25 @@ impl AtBlock {
 /// Claims one transaction carries at most (~7,000 gas each: well within a block).
 const MAX_CLAIM_BATCH: usize = 100;
 
-/// A claim waiting in [`EthChain::claim_queue`] for the next claim transaction.
-#[derive(Debug)]
+/// Claims this close to their expiry (seconds of chain time) are never batched.
+const CLAIM_ALONE_WITHIN_SECS: u64 = 600;
+
+/// A claim waiting in [`EthChain::claim_queue`] for the next claim transaction. `Debug` leaves
+/// the preimage out.
 struct ClaimRequest {
     h: EthHtlc,
     preimage: B256,
     /// The transaction carrying it and how many claims that transaction has, or the error.
     reply: oneshot::Sender<Result<(B256, usize), EthError>>,
+}
+
+impl std::fmt::Debug for ClaimRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimRequest")
+            .field("id", &self.h.id())
+            .field("preimage", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The call data of a single claim of `h`.
@@ -612,6 +624,12 @@ impl EthChain {
                 Some(tip) => (tip, false),
                 None => {
                     let started = std::time::Instant::now();
+                    // A refresh that fails half way (after rolling back a reorg) leaves a scan
+                    // nobody may answer from until one completes.
+                    *self
+                        .refreshed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                     let r = scanner
                         .refresh(&self.provider, self.cfg.htlc, self.cfg.log_chunk)
                         .await?;
@@ -1068,7 +1086,16 @@ impl EthChain {
             return Ok(tx);
         }
         let pre = B256::from(*preimage.as_bytes());
-        let (tx, batched) = match self.send_claim_batched(h, pre).await {
+        // A batch is all or nothing: a claim close to its expiry goes alone, so that nothing
+        // in someone else's batch (an entry claimed or expired meanwhile) can delay it.
+        let sent = if h.expiry.saturating_sub(found.tip.timestamp) < CLAIM_ALONE_WITHIN_SECS {
+            self.send(self.cfg.htlc, claim_input(&h, pre), U256::ZERO)
+                .await
+                .map(|tx| (tx, 1))
+        } else {
+            self.send_claim_batched(h, pre).await
+        };
+        let (tx, batched) = match sent {
             Ok(sent) => sent,
             Err(e) => return self.after_failure(&h, p, e, true).await,
         };

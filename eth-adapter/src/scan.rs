@@ -49,7 +49,7 @@ const CHECKPOINTS: usize = 256;
 /// swap: its own events, and any lock under a watched hashlock with other parameters (with
 /// that lock's later claim or refund), which is how a wrong lock by a counterparty is found
 /// without a lookup per swap.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Scanner {
     watched: HashMap<B256, u64>,
     hashlocks: HashMap<B256, u64>,
@@ -203,6 +203,19 @@ pub(crate) struct ScannedLock {
     pub(crate) block: u64,
     /// Neither claimed nor refunded since (as far as the scan reached).
     pub(crate) locked: bool,
+}
+
+/// Counts only: the mempool claims hold preimages.
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("watched", &self.watched.len())
+            .field("hashlocks", &self.hashlocks.len())
+            .field("scanned_to", &self.scanned_to)
+            .field("swaps_with_events", &self.by_id.len())
+            .field("pending_claims", &self.pending_claims.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Scanner {
@@ -392,12 +405,12 @@ impl Scanner {
             } else {
                 Vec::new()
             };
-            // The logs must come from the chain whose tip we saw; otherwise start over.
-            if !ev.is_empty()
-                && block_at(p, BlockNumberOrTag::Number(tip.number))
-                    .await?
-                    .map(|b| b.hash)
-                    != Some(tip.hash)
+            // The logs (even none) must come from the chain whose tip we saw; otherwise start
+            // over.
+            if block_at(p, BlockNumberOrTag::Number(tip.number))
+                .await?
+                .map(|b| b.hash)
+                != Some(tip.hash)
             {
                 continue;
             }
