@@ -791,21 +791,7 @@ impl BtcChain {
             Err(e) => return Err(e),
         };
         info!(chain = %self.params.chain, swap_id = %w.params.swap_id, old = %current.txid, %txid, feerate, "fee bump sent");
-        st.pending.insert(
-            script.clone(),
-            Pending {
-                kind,
-                txid,
-                feerate,
-                broadcast_height: st.tip,
-                sent_at: std::time::Instant::now(),
-            },
-        );
-        // Make the replacement visible right away.
-        st.mempool.remove(&current.txid);
-        st.mempool.insert(txid, Some(signed.tx));
-        let txs: Vec<&Transaction> = st.mempool.values().flatten().collect();
-        st.scanner.set_mempool(txs);
+        record_replacement(st, script, kind, feerate, current.txid, signed.tx);
         Ok(TxRef(txid.to_string()))
     }
 
@@ -864,21 +850,14 @@ impl BtcChain {
             }
         };
         info!(chain = %self.params.chain, swap_id = %w.params.swap_id, replaced = %refund.txid, %txid, fee = signed.fee, refund_fee = replaced.fee, vsize = signed.vsize, "claim sent, replacing the counterparty's refund");
-        st.pending.insert(
-            script.clone(),
-            Pending {
-                kind: SpendKind::Claim,
-                txid,
-                feerate: signed.feerate_sat_vb,
-                broadcast_height: st.tip,
-                sent_at: std::time::Instant::now(),
-            },
+        record_replacement(
+            st,
+            script,
+            SpendKind::Claim,
+            signed.feerate_sat_vb,
+            refund.txid,
+            signed.tx,
         );
-        // Make the replacement visible right away.
-        st.mempool.remove(&refund.txid);
-        st.mempool.insert(txid, Some(signed.tx));
-        let txs: Vec<&Transaction> = st.mempool.values().flatten().collect();
-        st.scanner.set_mempool(txs);
         Ok(TxRef(txid.to_string()))
     }
 
@@ -1192,6 +1171,33 @@ impl BtcChain {
             }
         }
     }
+}
+
+/// Records `tx`, our broadcast replacement of the unconfirmed spend `replaced`, as the pending
+/// spend of `script`, and shows it in the mempool view right away.
+fn record_replacement(
+    st: &mut State,
+    script: &ScriptBuf,
+    kind: SpendKind,
+    feerate: u64,
+    replaced: Txid,
+    tx: Transaction,
+) {
+    let txid = tx.compute_txid();
+    st.pending.insert(
+        script.clone(),
+        Pending {
+            kind,
+            txid,
+            feerate,
+            broadcast_height: st.tip,
+            sent_at: std::time::Instant::now(),
+        },
+    );
+    st.mempool.remove(&replaced);
+    st.mempool.insert(txid, Some(tx));
+    let txs: Vec<&Transaction> = st.mempool.values().flatten().collect();
+    st.scanner.set_mempool(txs);
 }
 
 fn confirmations(tip: u64, height: Option<u64>) -> u32 {

@@ -305,38 +305,51 @@ impl RpcClient {
         }
     }
 
+    /// Posts one JSON-RPC body (a call or a batch) to the node, or to the configured wallet's
+    /// endpoint when `wallet`, within the in-flight limit. Returns the HTTP status and the
+    /// body; `what` names the request in transport errors.
+    async fn post(
+        &self,
+        wallet: bool,
+        what: &str,
+        body: &Value,
+    ) -> Result<(u16, String), RpcError> {
+        let url = match (&self.config.wallet, wallet) {
+            (Some(w), true) => format!("{}/wallet/{w}", self.config.url.trim_end_matches('/')),
+            _ => self.config.url.clone(),
+        };
+        let (user, pass) = self.credentials()?;
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|e| RpcError::Transport(e.to_string()))?;
+        let resp = self
+            .http
+            .post(url)
+            .basic_auth(user, Some(pass))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| RpcError::Transport(format!("{what}: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| RpcError::Transport(format!("{what}: {e}")))?;
+        Ok((status, text))
+    }
+
     async fn call_at<T: DeserializeOwned>(
         &self,
         wallet: bool,
         method: &str,
         params: Vec<Value>,
     ) -> Result<T, RpcError> {
-        let url = match (&self.config.wallet, wallet) {
-            (Some(w), true) => format!("{}/wallet/{w}", self.config.url.trim_end_matches('/')),
-            _ => self.config.url.clone(),
-        };
-        let (user, pass) = self.credentials()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.count(method, 1);
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|e| RpcError::Transport(e.to_string()))?;
         let body = json!({"jsonrpc": "1.0", "id": id, "method": method, "params": params});
-        let resp = self
-            .http
-            .post(url)
-            .basic_auth(user, Some(pass))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| RpcError::Transport(format!("{method}: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| RpcError::Transport(format!("{method}: {e}")))?;
+        let (status, text) = self.post(wallet, method, &body).await?;
         let parsed: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(_) => {
@@ -390,36 +403,16 @@ impl RpcClient {
         if params.is_empty() {
             return Ok(Vec::new());
         }
-        let url = match (&self.config.wallet, wallet) {
-            (Some(w), true) => format!("{}/wallet/{w}", self.config.url.trim_end_matches('/')),
-            _ => self.config.url.clone(),
-        };
-        let (user, pass) = self.credentials()?;
         let n = params.len();
         self.count(method, n as u64);
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|e| RpcError::Transport(e.to_string()))?;
         let body: Vec<Value> = params
             .into_iter()
             .enumerate()
             .map(|(i, p)| json!({"jsonrpc": "1.0", "id": i, "method": method, "params": p}))
             .collect();
-        let resp = self
-            .http
-            .post(url)
-            .basic_auth(user, Some(pass))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| RpcError::Transport(format!("{method} batch: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| RpcError::Transport(format!("{method} batch: {e}")))?;
+        let (status, text) = self
+            .post(wallet, &format!("{method} batch"), &Value::Array(body))
+            .await?;
         let answers: Vec<Value> = match serde_json::from_str(&text) {
             Ok(Value::Array(a)) => a,
             Ok(v) => {

@@ -255,6 +255,18 @@ fn claim_input(h: &EthHtlc, preimage: B256) -> Bytes {
     }
 }
 
+/// The call data of `claimBatch` for these swaps and preimages, grouped by (token, recipient)
+/// so that each pair is paid once.
+fn claim_batch_input(mut claims: Vec<(EthHtlc, B256)>) -> Bytes {
+    claims.sort_by_key(|(h, _)| (h.token, h.recipient));
+    HTLC::claimBatchCall {
+        preimages: claims.iter().map(|(_, pre)| *pre).collect(),
+        swaps: claims.iter().map(|(h, _)| h.as_batch_entry()).collect(),
+    }
+    .abi_encode()
+    .into()
+}
+
 fn txref(h: B256) -> TxRef {
     TxRef(format!("{h:#x}"))
 }
@@ -489,18 +501,23 @@ impl EthChain {
 
     /// Waits for the receipt; a reverted transaction is an error.
     ///
-    /// The receipt is asked for again only when the chain has a new block (the tip is read
-    /// through [`Chain::tip`], shared by every waiter for [`EthConfig::tip_max_age`]): a
+    /// With a shared tip ([`EthConfig::tip_max_age`] above zero, read through [`Chain::tip`]
+    /// by every waiter), the receipt is asked for again only when the chain has a new block: a
     /// thousand swaps waiting for their transactions cost a thousand receipt reads per block,
-    /// not per poll interval.
+    /// not per poll interval. Without one, a tip read would cost as much as the receipt read it
+    /// saves, so the receipt is read every poll.
     async fn wait(&self, tx: B256) -> Result<TransactionReceipt, EthError> {
         let deadline = tokio::time::Instant::now() + self.cfg.receipt_timeout;
         let mut checked_at: Option<Height> = None;
         loop {
-            let tip = match Chain::tip(self).await {
-                Ok(t) => Some(t.height),
-                Err(e) if e.is_transient() => None,
-                Err(e) => return Err(EthError::Rpc(e.to_string())),
+            let tip = if self.cfg.tip_max_age.is_zero() {
+                None
+            } else {
+                match Chain::tip(self).await {
+                    Ok(t) => Some(t.height),
+                    Err(e) if e.is_transient() => None,
+                    Err(e) => return Err(EthError::Rpc(e.to_string())),
+                }
             };
             let receipt = if tip.is_none() || tip != checked_at {
                 checked_at = tip;
@@ -1183,18 +1200,9 @@ impl EthChain {
                 }
                 continue;
             }
-            // Group payouts: sort by (token, recipient) so each pair is paid once.
-            let mut batch = batch;
-            batch.sort_by_key(|r| (r.h.token, r.h.recipient));
-            let call = HTLC::claimBatchCall {
-                preimages: batch.iter().map(|r| r.preimage).collect(),
-                swaps: batch.iter().map(|r| r.h.as_batch_entry()).collect(),
-            };
+            let input = claim_batch_input(batch.iter().map(|r| (r.h, r.preimage)).collect());
             let n = batch.len();
-            match self
-                .send(self.cfg.htlc, call.abi_encode().into(), U256::ZERO)
-                .await
-            {
+            match self.send(self.cfg.htlc, input, U256::ZERO).await {
                 Ok(tx) => {
                     tracing::info!(chain = "eth", tx = %tx, claims = n, "claim batch sent");
                     for r in batch {
@@ -1299,8 +1307,7 @@ impl EthChain {
         &self,
         items: &[(HtlcParams, Preimage)],
     ) -> Result<Option<B256>, EthError> {
-        let mut preimages = Vec::with_capacity(items.len());
-        let mut swaps = Vec::with_capacity(items.len());
+        let mut claims = Vec::with_capacity(items.len());
         for (p, pre) in items {
             let h = EthHtlc::from_params(p)?;
             if !p.hashlock.matches(pre) {
@@ -1325,20 +1332,12 @@ impl EthChain {
                     )))
                 }
             }
-            preimages.push(B256::from(*pre.as_bytes()));
-            swaps.push(h.as_batch_entry());
+            claims.push((h, B256::from(*pre.as_bytes())));
         }
-        if swaps.is_empty() {
+        if claims.is_empty() {
             return Ok(None);
         }
-        // Group payouts: sort by (token, recipient) so each pair is paid once.
-        let mut order: Vec<usize> = (0..swaps.len()).collect();
-        order.sort_by_key(|&i| (swaps[i].token, swaps[i].recipient));
-        let call = HTLC::claimBatchCall {
-            preimages: order.iter().map(|&i| preimages[i]).collect(),
-            swaps: order.iter().map(|&i| swaps[i].clone()).collect(),
-        };
-        self.send_and_wait(self.cfg.htlc, call.abi_encode().into(), U256::ZERO)
+        self.send_and_wait(self.cfg.htlc, claim_batch_input(claims), U256::ZERO)
             .await
             .map(Some)
     }
