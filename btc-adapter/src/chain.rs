@@ -291,6 +291,15 @@ impl BtcChain {
         })
     }
 
+    /// What the node wallet can spend now (confirmed and trusted, in satoshis) and what one
+    /// lock's funding may cost in fees (300 vB at the fallback feerate): checked before a swap is
+    /// agreed, so a party that cannot fund its lock says so before the other side locks.
+    pub async fn funds(&self) -> Result<(u64, u64), ChainError> {
+        let balance = self.rpc.get_balance().await?;
+        let rate = self.fees.fallback_sat_vb.max(self.fees.min_sat_vb);
+        Ok((balance, rate.saturating_mul(300)))
+    }
+
     /// The node client.
     pub fn rpc(&self) -> &RpcClient {
         &self.rpc
@@ -711,16 +720,9 @@ impl BtcChain {
         let signed = self.build(w, kind, key, preimage, funding, &destination, feerate)?;
         let txid = self.broadcast(&signed.tx).await?;
         info!(chain = %self.params.chain, swap_id = %w.params.swap_id, %txid, vsize = signed.vsize, fee = signed.fee, ?kind, "htlc spend sent");
-        st.pending.insert(
-            script.clone(),
-            Pending {
-                kind,
-                txid,
-                feerate,
-                broadcast_height: st.tip,
-                sent_at: std::time::Instant::now(),
-            },
-        );
+        // Shown in the mempool view at once: a status read from the scan made before this
+        // broadcast would otherwise still say "funded" and ask for the claim again.
+        record_spend(st, script, kind, feerate, None, signed.tx);
         Ok(TxRef(txid.to_string()))
     }
 
@@ -791,7 +793,7 @@ impl BtcChain {
             Err(e) => return Err(e),
         };
         info!(chain = %self.params.chain, swap_id = %w.params.swap_id, old = %current.txid, %txid, feerate, "fee bump sent");
-        record_replacement(st, script, kind, feerate, current.txid, signed.tx);
+        record_spend(st, script, kind, feerate, Some(current.txid), signed.tx);
         Ok(TxRef(txid.to_string()))
     }
 
@@ -850,12 +852,12 @@ impl BtcChain {
             }
         };
         info!(chain = %self.params.chain, swap_id = %w.params.swap_id, replaced = %refund.txid, %txid, fee = signed.fee, refund_fee = replaced.fee, vsize = signed.vsize, "claim sent, replacing the counterparty's refund");
-        record_replacement(
+        record_spend(
             st,
             script,
             SpendKind::Claim,
             signed.feerate_sat_vb,
-            refund.txid,
+            Some(refund.txid),
             signed.tx,
         );
         Ok(TxRef(txid.to_string()))
@@ -1173,14 +1175,14 @@ impl BtcChain {
     }
 }
 
-/// Records `tx`, our broadcast replacement of the unconfirmed spend `replaced`, as the pending
-/// spend of `script`, and shows it in the mempool view right away.
-fn record_replacement(
+/// Records `tx`, our broadcast spend of `script` (replacing the unconfirmed spend `replaced`,
+/// if any), as its pending spend, and shows it in the mempool view right away.
+fn record_spend(
     st: &mut State,
     script: &ScriptBuf,
     kind: SpendKind,
     feerate: u64,
-    replaced: Txid,
+    replaced: Option<Txid>,
     tx: Transaction,
 ) {
     let txid = tx.compute_txid();
@@ -1194,7 +1196,9 @@ fn record_replacement(
             sent_at: std::time::Instant::now(),
         },
     );
-    st.mempool.remove(&replaced);
+    if let Some(replaced) = replaced {
+        st.mempool.remove(&replaced);
+    }
     st.mempool.insert(txid, Some(tx));
     let txs: Vec<&Transaction> = st.mempool.values().flatten().collect();
     st.scanner.set_mempool(txs);

@@ -62,7 +62,7 @@ async fn timeline(e: &Engine, id: &SwapId, t0: Instant) -> anyhow::Result<()> {
             | SwapState::Responder(responder::State::Done { outcome }) => format!(" {outcome:?}"),
             _ => String::new(),
         };
-        println!(
+        crate::say!(
             "    {:>6} #{:<3} {}{}",
             e.name,
             entry.seq,
@@ -76,11 +76,11 @@ async fn timeline(e: &Engine, id: &SwapId, t0: Instant) -> anyhow::Result<()> {
 /// Runs the demo; returns once both swaps are done and the nodes are stopped.
 pub async fn run() -> anyhow::Result<()> {
     let t0 = Instant::now();
-    println!("xswap demo: two engines, real regtest nodes, the encrypted transport on loopback");
-    println!("==> starting a Bitcoin-family regtest node and anvil");
+    crate::say!("xswap demo: two engines, real regtest nodes, the encrypted transport on loopback");
+    crate::say!("==> starting a Bitcoin-family regtest node and anvil");
     let nodes = Nodes::start().await?;
     let tmp = tempfile::tempdir()?;
-    println!(
+    crate::say!(
         "    {} regtest at height {}, anvil at {}, HTLC contract {}",
         nodes.btc.chain_id(),
         nodes.btc.height().await,
@@ -168,12 +168,12 @@ pub async fn run() -> anyhow::Result<()> {
         (1, SATS_PER_TOKEN_UNIT_DEN),
         expires,
     );
-    println!(
+    crate::say!(
         "==> maker listening on {addr}, identity {}",
         maker.engine.identity.public()
     );
-    println!("    offer 1 (sells ETH for coins):   {}", sell_eth.encode());
-    println!(
+    crate::say!("    offer 1 (sells ETH for coins):   {}", sell_eth.encode());
+    crate::say!(
         "    offer 2 (sells coins for tokens): {}",
         buy_tokens.encode()
     );
@@ -210,13 +210,13 @@ pub async fn run() -> anyhow::Result<()> {
     ];
     for (title, offer, give) in swaps {
         let started = Instant::now();
-        println!("==> {title}");
+        crate::say!("==> {title}");
         let id = taker
             .engine
             .take(offer, give)
             .await
             .context("taking the offer")?;
-        println!("    agreed over Noise XX: swap {id}; the taker locks first");
+        crate::say!("    agreed over Noise XX: swap {id}; the taker locks first");
         let both = async {
             let a = taker.engine.wait(&id).await?;
             let b = maker.engine.wait(&id).await?;
@@ -227,7 +227,7 @@ pub async fn run() -> anyhow::Result<()> {
             .context("swap did not finish in 90 s")??;
         timeline(&taker.engine, &id, t0).await?;
         timeline(&maker.engine, &id, t0).await?;
-        println!(
+        crate::say!(
             "    done in {:.1} s: taker {a:?}, maker {b:?}",
             started.elapsed().as_secs_f64()
         );
@@ -252,20 +252,20 @@ pub async fn run() -> anyhow::Result<()> {
         let (a, b) = (a.to::<u128>() as i128, b.to::<u128>() as i128);
         b - a
     };
-    println!("==> final balances (change; fees included)");
-    println!(
+    crate::say!("==> final balances (change; fees included)");
+    crate::say!(
         "    taker: coins {}  ETH {}  tokens {}",
         coin(after.0 as i128 - before.0 as i128),
         ether(d(before.2, after.2)),
         d(before.4, after.4) / 1_000_000
     );
-    println!(
+    crate::say!(
         "    maker: coins {}  ETH {}  tokens {}",
         coin(after.1 as i128 - before.1 as i128),
         ether(d(before.3, after.3)),
         d(before.5, after.5) / 1_000_000
     );
-    println!(
+    crate::say!(
         "==> stopping the nodes; demo finished in {:.1} s",
         t0.elapsed().as_secs_f64()
     );

@@ -42,6 +42,21 @@ pub enum EngineError {
     /// A chain failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// Our wallet cannot fund this lock (with what unfinished swaps already promised).
+    #[error(
+        "not enough funds on {chain}: this swap needs {need} base units plus fees, {reserved} are \
+         promised to unfinished swaps, the wallet has {have}; fund the wallet first"
+    )]
+    InsufficientFunds {
+        /// The chain.
+        chain: ChainId,
+        /// What the wallet holds of the asset.
+        have: u128,
+        /// What this swap locks.
+        need: u128,
+        /// What unfinished swaps that have not locked yet will still lock.
+        reserved: u128,
+    },
 }
 
 /// One installation: its adapters, store, driver and identity.
@@ -58,6 +73,9 @@ pub struct Engine {
     pub identity: Identity,
     tasks: Mutex<SwapTasks>,
     pending: Mutex<HashMap<SwapId, Pending>>,
+    /// Held from a proposal's funds check until its swap is stored, so two proposals cannot
+    /// both count the same liquidity.
+    accepting: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +115,7 @@ impl Engine {
             identity,
             tasks: Mutex::new(SwapTasks::new()),
             pending: Mutex::new(HashMap::new()),
+            accepting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -135,6 +154,91 @@ impl Engine {
             x: cx.tip().await?,
             y: cy.tip().await?,
         })
+    }
+
+    /// Checks that every rail can move funds safely: the Ethereum node is on the expected chain
+    /// and the configured HTLC address holds the xswap contract (funds sent anywhere else are
+    /// lost). The adapter checks this before its first transaction anyway; asking here makes a
+    /// wrong configuration fail before a swap is agreed.
+    pub async fn verify_rails(&self) -> Result<(), EngineError> {
+        self.eth
+            .verify()
+            .await
+            .map_err(|e| EngineError::Chain(e.into()))
+    }
+
+    /// What unfinished swaps will still lock of `asset` on `chain`: our leg of every swap that
+    /// has not locked yet. A maker reserves its liquidity this way, so two takers whose total
+    /// exceeds its balance are not both accepted.
+    async fn reserved(&self, chain: ChainId, asset: &Asset) -> Result<u128, EngineError> {
+        use swap_core::initiator::State as I;
+        use swap_core::responder::State as R;
+        let mut sum = 0u128;
+        for (record, state) in self
+            .driver
+            .store()
+            .unfinished()
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            let leg = match (&state, record.role) {
+                (SwapState::Initiator(I::Negotiated | I::Locking), Role::Initiator) => {
+                    &record.terms.x
+                }
+                (
+                    SwapState::Responder(
+                        R::Negotiated | R::AwaitCounterLock | R::CounterLockValid | R::Locking,
+                    ),
+                    Role::Responder,
+                ) => &record.terms.y,
+                _ => continue,
+            };
+            if leg.params.chain == chain && leg.asset == *asset {
+                sum = sum.saturating_add(leg.amount.base_units());
+            }
+        }
+        Ok(sum)
+    }
+
+    /// Checks that our wallet on `chain` can lock `amount` of `asset` (plus fees) beyond what
+    /// unfinished swaps will still lock.
+    pub async fn check_funds(
+        &self,
+        chain: ChainId,
+        asset: &Asset,
+        amount: &Amount,
+    ) -> Result<(), EngineError> {
+        let need = amount.base_units();
+        let reserved = self.reserved(chain, asset).await?;
+        let (have, covered) = match chain.family {
+            ChainFamily::Ethereum => {
+                let f = self
+                    .eth
+                    .funds(asset)
+                    .await
+                    .map_err(|e| EngineError::Chain(e.into()))?;
+                (f.asset, f.covers(*asset == Asset::Eth, need, reserved))
+            }
+            _ => {
+                let (balance, fee) = self.btc.funds().await?;
+                let have = u128::from(balance);
+                let want = need
+                    .saturating_add(reserved)
+                    .saturating_add(u128::from(fee));
+                (have, have >= want)
+            }
+        };
+        if covered {
+            Ok(())
+        } else {
+            Err(EngineError::InsufficientFunds {
+                chain,
+                have,
+                need,
+                reserved,
+            })
+        }
     }
 
     /// Runs a stored swap in the background until it ends.
@@ -191,9 +295,15 @@ impl Engine {
 
     /// Serves `offers` on `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, offers: Vec<Offer>) {
+        self.serve_book(listener, Arc::new(offers)).await
+    }
+
+    /// Serves the offers of `book` (read again for every quote) on `listener` until the task
+    /// is dropped.
+    pub async fn serve_book(self: Arc<Self>, listener: TcpListener, book: Arc<dyn OfferBook>) {
         let handler = Arc::new(Maker {
             engine: self.clone(),
-            offers,
+            offers: book,
         });
         swap_net::serve(listener, self.identity.clone(), handler).await;
     }
@@ -207,6 +317,8 @@ impl Engine {
             .ok_or_else(|| EngineError::Offer("amount too large".into()))?;
         let want_amount = with_units(&offer.sell.asset, want)?;
         let (x, y) = (offer.buy.chain, offer.sell.chain);
+        self.verify_rails().await?;
+        self.check_funds(x, &offer.buy.asset, &give_amount).await?;
         let id = SwapId::random().map_err(|e| EngineError::Offer(e.to_string()))?;
         let mut conn =
             Connection::connect(offer.addr.as_str(), &self.identity, Some(offer.maker)).await?;
@@ -296,18 +408,73 @@ pub fn with_units(asset: &Asset, units: u128) -> Result<Amount, EngineError> {
     }
 }
 
-fn units(a: &Amount) -> u128 {
-    match a {
-        Amount::Sats(s) => s.0 as u128,
-        Amount::Wei(w) => w.0,
-        Amount::Token(t) => t.units,
+/// Where a maker's offers come from: read again for every quote, so offers published or
+/// removed while the maker runs take effect without a restart.
+pub trait OfferBook: Send + Sync {
+    /// The offers now (expired ones included: matching skips them).
+    fn offers(&self) -> Vec<Offer>;
+}
+
+impl OfferBook for Vec<Offer> {
+    fn offers(&self) -> Vec<Offer> {
+        self.clone()
     }
+}
+
+/// Why no offer fits a quote request, for the taker to read; `Ok` when one does. Of the
+/// offers for the asked pair, any that is live, whose limits include `give` and whose rate
+/// gives at least `want` serves: an expired offer never hides a newer one.
+#[allow(clippy::too_many_arguments)]
+pub fn match_offer(
+    offers: &[Offer],
+    now: u64,
+    give_chain: ChainId,
+    give_asset: &Asset,
+    give: &Amount,
+    want_chain: ChainId,
+    want_asset: &Asset,
+    want: &Amount,
+) -> Result<(), String> {
+    let (g, w) = (give.base_units(), want.base_units());
+    let pair: Vec<&Offer> = offers
+        .iter()
+        .filter(|o| {
+            (o.buy.chain, &o.buy.asset, o.sell.chain, &o.sell.asset)
+                == (give_chain, give_asset, want_chain, want_asset)
+        })
+        .collect();
+    if pair.is_empty() {
+        return Err("no offer for this pair of assets".into());
+    }
+    let live: Vec<&Offer> = pair.into_iter().filter(|o| o.expires.0 >= now).collect();
+    if live.is_empty() {
+        return Err("offer expired: ask the maker for a new one".into());
+    }
+    let in_limits: Vec<&Offer> = live
+        .iter()
+        .copied()
+        .filter(|o| (o.buy.min.base_units()..=o.buy.max.base_units()).contains(&g))
+        .collect();
+    if in_limits.is_empty() {
+        let limits: Vec<String> = live
+            .iter()
+            .map(|o| format!("{} to {}", o.buy.min, o.buy.max))
+            .collect();
+        return Err(format!(
+            "amount {give} outside the offer's limits ({})",
+            limits.join("; ")
+        ));
+    }
+    if w == 0 || !in_limits.iter().any(|o| o.quote(g).is_some_and(|q| w <= q)) {
+        return Err("asks for more than the offer's rate gives".into());
+    }
+    Ok(())
 }
 
 /// The maker's side of a negotiation.
 struct Maker {
     engine: Arc<Engine>,
-    offers: Vec<Offer>,
+    offers: Arc<dyn OfferBook>,
 }
 
 fn reject(id: SwapId, reason: impl std::fmt::Display) -> Option<Envelope> {
@@ -320,10 +487,26 @@ fn reject(id: SwapId, reason: impl std::fmt::Display) -> Option<Envelope> {
 }
 
 impl Maker {
-    fn matching_offer(&self, x: ChainId, xa: &Asset, y: ChainId, ya: &Asset) -> Option<&Offer> {
-        self.offers.iter().find(|o| {
-            o.buy.chain == x && o.buy.asset == *xa && o.sell.chain == y && o.sell.asset == *ya
-        })
+    /// A rejection when our wallet cannot lock `amount` beyond what our unfinished swaps will
+    /// still lock (the taker learns why, and has locked nothing yet).
+    async fn refuse_unfundable(
+        &self,
+        id: SwapId,
+        chain: ChainId,
+        asset: &Asset,
+        amount: &Amount,
+    ) -> Option<Envelope> {
+        match self.engine.check_funds(chain, asset, amount).await {
+            Ok(()) => None,
+            Err(EngineError::InsufficientFunds { .. }) => {
+                warn!(engine = %self.engine.name, swap_id = %id, %chain, "refused: not enough liquidity for this amount");
+                reject(id, "the maker has not enough liquidity for this amount now")
+            }
+            Err(e) => {
+                warn!(engine = %self.engine.name, error = %e, "cannot read our funds");
+                reject(id, "maker cannot take swaps right now")
+            }
+        }
     }
 
     async fn quote(&self, peer: PeerKey, id: SwapId, msg: Message) -> Option<Envelope> {
@@ -338,29 +521,37 @@ impl Maker {
         else {
             return reject(id, "expected a quote request");
         };
-        let Some(offer) = self.matching_offer(give_chain, &give_asset, want_chain, &want_asset)
-        else {
-            return reject(id, "no such offer");
-        };
+        if !give_asset.fits(&give) || !want_asset.fits(&want) {
+            return reject(id, "amounts do not fit their assets");
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        if now > offer.expires.0 {
-            return reject(id, "offer expired");
-        }
-        if !give_asset.fits(&give) || !want_asset.fits(&want) {
-            return reject(id, "amounts do not fit their assets");
-        }
-        let (g, w) = (units(&give), units(&want));
-        if g < units(&offer.buy.min) || g > units(&offer.buy.max) {
-            return reject(id, "amount outside the offer's limits");
-        }
-        match offer.quote(g) {
-            Some(q) if w <= q && w > 0 => {}
-            _ => return reject(id, "asks for more than the offer's rate gives"),
+        let offers = self.offers.offers();
+        if let Err(why) = match_offer(
+            &offers,
+            now,
+            give_chain,
+            &give_asset,
+            &give,
+            want_chain,
+            &want_asset,
+            &want,
+        ) {
+            return reject(id, why);
         }
         let engine = &self.engine;
+        if let Err(e) = engine.verify_rails().await {
+            warn!(engine = %engine.name, error = %e, "cannot trade: a rail failed its check");
+            return reject(id, "maker cannot take swaps right now");
+        }
+        if let Some(r) = self
+            .refuse_unfundable(id, want_chain, &want_asset, &want)
+            .await
+        {
+            return Some(r);
+        }
         // Quotes are cheap to ask for: bound how many wait for a proposal, and for how long.
         if let Ok(mut p) = engine.pending.lock() {
             p.retain(|_, q| q.at.elapsed() < QUOTE_TTL);
@@ -454,6 +645,13 @@ impl Maker {
             key_index: p.key_index,
             watch_from: tips,
         };
+        let _gate = engine.accepting.lock().await;
+        if let Some(r) = self
+            .refuse_unfundable(id, p.want.0, &p.want.1, &p.want.2)
+            .await
+        {
+            return Some(r);
+        }
         if let Err(e) = engine.driver.create(&record).await {
             warn!(engine = %engine.name, error = %e, "store error while accepting");
             return reject(id, "maker cannot take swaps right now");
@@ -475,5 +673,87 @@ impl swap_net::Handler for Maker {
             Message::LockNotice { .. } | Message::Abort { .. } => None,
             _ => reject(id, "unexpected message"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn offer(expires: u64, min: u64, max: u64, rate: u128) -> Offer {
+        let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
+        let eth = ChainId::new(ChainFamily::Ethereum, Network::Regtest);
+        Offer {
+            v: 1,
+            addr: "127.0.0.1:7700".into(),
+            maker: Identity::generate().unwrap().public(),
+            sell: OfferLeg {
+                chain: eth,
+                asset: Asset::Eth,
+                max: Amount::Wei(Wei(u128::from(max) * rate)),
+                min: Amount::Wei(Wei(u128::from(min) * rate)),
+            },
+            buy: OfferLeg {
+                chain: btc,
+                asset: Asset::Btc,
+                max: Amount::Sats(Sats(max)),
+                min: Amount::Sats(Sats(min)),
+            },
+            rate_num: rate,
+            rate_den: 1,
+            expires: Timestamp(expires),
+        }
+    }
+
+    fn ask(offers: &[Offer], now: u64, sats: u64, wei: u128) -> Result<(), String> {
+        let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
+        let eth = ChainId::new(ChainFamily::Ethereum, Network::Regtest);
+        match_offer(
+            offers,
+            now,
+            btc,
+            &Asset::Btc,
+            &Amount::Sats(Sats(sats)),
+            eth,
+            &Asset::Eth,
+            &Amount::Wei(Wei(wei)),
+        )
+    }
+
+    #[test]
+    fn an_expired_offer_never_hides_a_newer_one() {
+        let old = offer(100, 1_000, 10_000, 10);
+        let new = offer(1_000, 1_000, 10_000, 10);
+        assert_eq!(
+            ask(&[old.clone()], 500, 2_000, 20_000),
+            Err("offer expired: ask the maker for a new one".into())
+        );
+        assert_eq!(ask(&[old, new], 500, 2_000, 20_000), Ok(()));
+    }
+
+    #[test]
+    fn every_live_offer_of_the_pair_is_tried_and_refusals_state_the_limits() {
+        let small = offer(1_000, 1_000, 10_000, 10);
+        let large = offer(1_000, 50_000, 90_000, 9);
+        let both = [small, large];
+        assert_eq!(ask(&both, 0, 60_000, 540_000), Ok(()));
+        assert_eq!(ask(&both, 0, 5_000, 50_000), Ok(()));
+        // The large offer's rate gives 9 per sat, not 10.
+        assert_eq!(
+            ask(&both, 0, 60_000, 600_000),
+            Err("asks for more than the offer's rate gives".into())
+        );
+        let err = ask(&both, 0, 20_000, 1).unwrap_err();
+        assert!(err.contains("1000 sat to 10000 sat"), "{err}");
+        assert!(err.contains("50000 sat to 90000 sat"), "{err}");
+        assert_eq!(
+            ask(&both, 0, 5_000, 0),
+            Err("asks for more than the offer's rate gives".into())
+        );
+        assert_eq!(
+            ask(&[], 0, 5_000, 1),
+            Err("no offer for this pair of assets".into())
+        );
     }
 }

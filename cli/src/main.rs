@@ -137,8 +137,32 @@ fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
     Ok(SqliteStore::open(path)?)
 }
 
-fn parse_id(s: &str) -> anyhow::Result<SwapId> {
-    SwapId::from_hex(s).map_err(|e| anyhow!("{s:?} is not a swap id: {e}"))
+/// The exit code of a `take` that ended without swapping (refunded or aborted).
+const EXIT_NOT_SWAPPED: i32 = 3;
+
+/// A swap id, or a unique prefix of one (as progress lines print them).
+async fn find_id(store: &dyn SwapStore, s: &str) -> anyhow::Result<SwapId> {
+    if let Ok(id) = SwapId::from_hex(s) {
+        return Ok(id);
+    }
+    let prefix = s.trim().to_ascii_lowercase();
+    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("{s:?} is not a swap id (give the whole id or at least its first 4 hex digits)");
+    }
+    let found: Vec<SwapId> = store
+        .list()
+        .await?
+        .into_iter()
+        .filter(|id| id.to_string().starts_with(&prefix))
+        .collect();
+    match found.as_slice() {
+        [id] => Ok(*id),
+        [] => bail!("no swap id starts with {prefix:?} (see `xswap list`)"),
+        _ => bail!(
+            "{} swaps start with {prefix:?}: give more of the id",
+            found.len()
+        ),
+    }
 }
 
 fn parse_asset(s: &str, cfg: &Config) -> anyhow::Result<(ChainId, Asset)> {
@@ -219,7 +243,7 @@ async fn follow(
             for entry in store.history(id).await? {
                 if entry.seq > seen[k] {
                     seen[k] = entry.seq;
-                    println!(
+                    xswap_cli::say!(
                         "{short} {:<20} {}",
                         swap_core::driver::state_name(&entry.state),
                         status::next_step(&record, &entry.state)
@@ -230,7 +254,7 @@ async fn follow(
                 if let Ok(snap) = e.driver.observe(&record).await {
                     let line = status::progress(&record, &snap);
                     if line != last[k] {
-                        println!("{short} {:<20} {line}", "");
+                        xswap_cli::say!("{short} {:<20} {line}", "");
                         last[k] = line;
                     }
                 }
@@ -252,7 +276,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "warn,swap_core::driver=info".into()),
         )
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .compact()
         .init();
     let dir = cli.data_dir.clone();
@@ -275,16 +300,18 @@ fn main() -> anyhow::Result<()> {
                 let mut words = String::new();
                 std::io::stdin().read_line(&mut words)?;
                 Keystore::restore(&path, &words, &pw)?;
-                println!("seed restored into {}", path.display());
+                xswap_cli::say!("seed restored into {}", path.display());
             } else {
                 let (_, words) = Keystore::create(&path, &pw)?;
-                println!("Your recovery words (write them down; they are shown only now):\n");
-                println!("  {}\n", words.as_str());
-                println!("keystore: {} (mode 0600)", path.display());
+                xswap_cli::say!(
+                    "Your recovery words (write them down; they are shown only now):\n"
+                );
+                xswap_cli::say!("  {}\n", words.as_str());
+                xswap_cli::say!("keystore: {} (mode 0600)", path.display());
             }
             Config::default().write_new(&dir)?;
             SqliteStore::open(dir.join("swaps.sqlite"))?;
-            println!(
+            xswap_cli::say!(
                 "config:   {} (edit it to point at your nodes)",
                 Config::path(&dir).display()
             );
@@ -340,7 +367,7 @@ fn main() -> anyhow::Result<()> {
                 .render::<qrcode::render::unicode::Dense1x2>()
                 .quiet_zone(true)
                 .build();
-            println!("{qr}\n{text}\n\nsaved; run `xswap maker` to serve it");
+            xswap_cli::say!("{qr}\n{text}\n\nsaved; run `xswap maker` to serve it");
             Ok(())
         }
         Command::Maker => runtime()?.block_on(async {
@@ -349,12 +376,16 @@ fn main() -> anyhow::Result<()> {
                 bail!("no offers: publish one with `xswap offer` first");
             }
             let engine = config::engine(&dir, driver_config())?;
+            engine
+                .verify_rails()
+                .await
+                .context("refusing to serve offers")?;
             let resumed = engine.resume().await?;
             let listen = Config::load(&dir)?.net.listen;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
-            println!(
+            xswap_cli::say!(
                 "maker {} listening on {listen}, {} offer(s), {resumed} swap(s) resumed",
                 engine.identity.public(),
                 offers.len()
@@ -368,13 +399,29 @@ fn main() -> anyhow::Result<()> {
                 bail!("this offer has expired: ask the maker for a new one");
             }
             let engine = config::engine(&dir, driver_config())?;
+            engine
+                .verify_rails()
+                .await
+                .context("refusing to take the offer")?;
             engine.resume().await?;
             let id = engine.take(&offer, give).await?;
-            println!("swap {id} agreed; running it (Ctrl-C is safe: `xswap resume` goes on)");
+            xswap_cli::say!(
+                "swap {id} agreed; running it (Ctrl-C is safe: `xswap resume` goes on)"
+            );
             follow(Some(&engine), engine.driver.store().as_ref(), &[id]).await?;
             let (_, state) = engine.driver.store().load(&id).await?;
-            println!("{:?}", swap_core::driver::final_outcome(&state));
-            Ok(())
+            match swap_core::driver::final_outcome(&state) {
+                Some(Outcome::Swapped) => {
+                    xswap_cli::say!("swap {id}: {}", Outcome::Swapped);
+                    Ok(())
+                }
+                Some(other) => {
+                    // Not what the user asked for: a script must see it.
+                    xswap_cli::say!("swap {id}: {other}");
+                    std::process::exit(EXIT_NOT_SWAPPED)
+                }
+                None => bail!("swap {id} stopped before it finished: `xswap resume` goes on"),
+            }
         }),
         Command::Resume => runtime()?.block_on(async {
             let engine = config::engine(&dir, driver_config())?;
@@ -387,7 +434,7 @@ fn main() -> anyhow::Result<()> {
                 .filter_map(|r| r.ok().map(|(rec, _)| rec.id()))
                 .collect();
             let n = engine.resume().await?;
-            println!("{n} unfinished swap(s) resumed");
+            xswap_cli::say!("{n} unfinished swap(s) resumed");
             follow(Some(&engine), engine.driver.store().as_ref(), &ids).await
         }),
         Command::List { json } => runtime()?.block_on(async {
@@ -400,10 +447,10 @@ fn main() -> anyhow::Result<()> {
                 });
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                xswap_cli::say!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for r in rows {
-                    println!(
+                    xswap_cli::say!(
                         "{}  {:<9} {:<20} {} -> {}",
                         r["id"].as_str().unwrap_or("?"),
                         r["role"].as_str().unwrap_or("?"),
@@ -419,7 +466,7 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Show { id, json } => runtime()?.block_on(async {
             let store = open_store(&dir)?;
-            let id = parse_id(&id)?;
+            let id = find_id(&store, &id).await?;
             let (record, state) = store.load(&id).await?;
             let history = store.history(&id).await?;
             let mut v = status::summary(&record, &state);
@@ -436,23 +483,26 @@ fn main() -> anyhow::Result<()> {
                 })
                 .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                xswap_cli::say!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let f = |k: &str| v[k].as_str().unwrap_or("").to_owned();
-                println!(
+                xswap_cli::say!(
                     "swap     {id}\nrole     {}\nstate    {}",
                     f("role"),
                     f("state")
                 );
-                println!("gives    {}\ngets     {}", f("gives"), f("gets"));
-                println!(
+                xswap_cli::say!("gives    {}\ngets     {}", f("gives"), f("gets"));
+                xswap_cli::say!(
                     "expiries ours {}, theirs {}",
-                    f("our_expiry"),
-                    f("their_expiry")
+                    f("our_expiry_text"),
+                    f("their_expiry_text")
                 );
-                println!("next     {}", f("next"));
+                if let Some(o) = v["outcome_text"].as_str() {
+                    xswap_cli::say!("outcome  {o}");
+                }
+                xswap_cli::say!("next     {}", f("next"));
                 for h in v["history"].as_array().into_iter().flatten() {
-                    println!(
+                    xswap_cli::say!(
                         "  #{:<3} {:<20} {}",
                         h["seq"],
                         h["state"].as_str().unwrap_or(""),
@@ -463,8 +513,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Refund { id } => runtime()?.block_on(async {
-            let id = parse_id(&id)?;
             let engine = config::engine(&dir, driver_config())?;
+            let id = find_id(engine.driver.store().as_ref(), &id).await?;
             let (record, _) = engine.driver.store().load(&id).await?;
             let leg = match record.role {
                 Role::Initiator => Leg::X,
@@ -489,7 +539,7 @@ fn main() -> anyhow::Result<()> {
             match chain.htlc_status(&htlc).await? {
                 HtlcStatus::Funded { .. } => {
                     let tx = chain.refund(&htlc).await?;
-                    println!("refund sent: {tx}");
+                    xswap_cli::say!("refund sent: {tx}");
                     Ok(())
                 }
                 other => bail!("nothing to refund: our lock is {other:?}"),

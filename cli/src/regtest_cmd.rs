@@ -86,21 +86,22 @@ fn free_port() -> anyhow::Result<u16> {
 pub async fn up(data_dir: &Path) -> anyhow::Result<()> {
     if let Ok(s) = load(data_dir) {
         if rpc(&s, None)?.get_block_count().await.is_ok() {
-            println!(
+            crate::say!(
                 "regtest nodes already up ({}, {})",
-                s.btc_rpc_url, s.eth_url
+                s.btc_rpc_url,
+                s.eth_url
             );
             return configure(data_dir, &s, WALLET).await;
         }
     }
     std::fs::create_dir_all(data_dir)?;
-    println!("starting the Bitcoin-family node (mining past CLTV activation)...");
+    crate::say!("starting the Bitcoin-family node (mining past CLTV activation)...");
     let node = RegtestNode::start().await;
     let btc_chain = node.chain_id();
     let rpc_url = node.rpc_config(None).url;
     let d = node.detach();
 
-    println!("starting anvil...");
+    crate::say!("starting anvil...");
     let port = free_port()?;
     let log = std::fs::File::create(data_dir.join("anvil.log"))?;
     let child = Command::new(eth_adapter::devnet::anvil_path())
@@ -144,9 +145,12 @@ pub async fn up(data_dir: &Path) -> anyhow::Result<()> {
     };
     std::fs::write(state_path(data_dir), serde_json::to_vec_pretty(&state)?)?;
     configure(data_dir, &state, WALLET).await?;
-    println!(
+    crate::say!(
         "regtest up: {} at {}, anvil at {}, HTLC {}",
-        state.btc_chain, state.btc_rpc_url, state.eth_url, state.htlc
+        state.btc_chain,
+        state.btc_rpc_url,
+        state.eth_url,
+        state.htlc
     );
     Ok(())
 }
@@ -161,7 +165,7 @@ pub async fn join(data_dir: &Path, other: &Path) -> anyhow::Result<()> {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "joined".into());
     configure(data_dir, &state, &format!("xswap-{name}")).await?;
-    println!("joined the regtest nodes of {}", other.display());
+    crate::say!("joined the regtest nodes of {}", other.display());
     Ok(())
 }
 
@@ -207,9 +211,9 @@ async fn configure(data_dir: &Path, state: &RegtestState, wallet: &str) -> anyho
             json!([who, format!("{:#x}", U256::from(100u128 * 10u128.pow(18)))]),
         )
         .await?;
-        println!("funded {who} with 100 ETH");
+        crate::say!("funded {who} with 100 ETH");
     }
-    println!("config: {}", Config::path(data_dir).display());
+    crate::say!("config: {}", Config::path(data_dir).display());
     Ok(())
 }
 
@@ -225,7 +229,7 @@ pub async fn mine(data_dir: &Path, n: u64) -> anyhow::Result<()> {
     let secs = n * ChainParams::for_chain(chain).block_interval;
     eth_rpc(&state.eth_url, "evm_increaseTime", json!([secs])).await?;
     eth_rpc(&state.eth_url, "evm_mine", json!([])).await?;
-    println!(
+    crate::say!(
         "mined {n} block(s); Ethereum time +{secs} s; height {}",
         node.get_block_count().await?
     );
@@ -238,7 +242,7 @@ pub async fn down(data_dir: &Path) -> anyhow::Result<()> {
     let _ = rpc(&state, None)?.stop().await;
     let _ = Command::new("kill").arg(state.eth_pid.to_string()).status();
     std::fs::remove_file(state_path(data_dir))?;
-    println!(
+    crate::say!(
         "regtest nodes stopped (node data left in {})",
         state.btc_datadir.display()
     );

@@ -33,13 +33,38 @@ pub fn summary(record: &SwapRecord, state: &SwapState) -> Value {
         "id": record.id().to_string(),
         "role": match record.role { Role::Initiator => "initiator", Role::Responder => "responder" },
         "state": state_name(state),
-        "outcome": swap_core::driver::final_outcome(state).map(|o| format!("{o:?}")),
+        "outcome": swap_core::driver::final_outcome(state).map(|o| o.name()),
+        "outcome_text": swap_core::driver::final_outcome(state).map(|o| o.to_string()),
         "gives": leg_text(ours),
         "gets": leg_text(theirs),
         "hashlock": t.hashlock.to_string(),
         "our_expiry": ours.expiry.to_string(),
         "their_expiry": theirs.expiry.to_string(),
+        "our_expiry_text": expiry_text(ours),
+        "their_expiry_text": expiry_text(theirs),
     })
+}
+
+/// An expiry as people read it: a block height with its rough time, or a UTC date.
+pub fn expiry_text(leg: &LegTerms) -> String {
+    match leg.expiry {
+        Expiry::Height(h) => format!(
+            "block {} on {} (~{} min per block)",
+            h.0,
+            leg.params.chain,
+            leg.params.block_interval / 60
+        ),
+        Expiry::Time(t) => format!("{} on {}", utc_text(t.0), leg.params.chain),
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc_text(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| format!("unix time {unix}"))
 }
 
 /// The transaction or reason a state carries.
@@ -50,10 +75,10 @@ pub fn detail(state: &SwapState) -> String {
         SwapState::Initiator(I::Locked { txref } | I::CounterLockSeen { txref })
         | SwapState::Responder(R::Locked { txref }) => format!("tx {txref}"),
         SwapState::Initiator(I::AwaitRefund { reason } | I::Refunding { reason }) => {
-            format!("{reason:?}")
+            reason.to_string()
         }
         SwapState::Initiator(I::Done { outcome }) | SwapState::Responder(R::Done { outcome }) => {
-            format!("{outcome:?}")
+            outcome.to_string()
         }
         _ => String::new(),
     }
@@ -142,4 +167,17 @@ pub fn progress(record: &SwapRecord, snap: &Snapshot) -> String {
         htlc_text(ours),
         htlc_text(theirs)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_text;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_text(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_text(1_798_761_599), "2026-12-31 23:59:59 UTC");
+        assert_eq!(utc_text(4_107_542_400), "2100-03-01 00:00:00 UTC");
+    }
 }

@@ -97,9 +97,18 @@ impl std::fmt::Debug for EthConfig {
     }
 }
 
+/// The EIP-155 chain id of a public network (`None` for a local chain, whose id varies).
+pub fn known_chain_id(network: swap_core::Network) -> Option<u64> {
+    match network {
+        swap_core::Network::Mainnet => Some(1),
+        swap_core::Network::Sepolia => Some(11_155_111),
+        _ => None,
+    }
+}
+
 impl EthConfig {
-    /// A configuration with defaults: fee cap 500 gwei, priority fee cap 3 gwei, receipt timeout
-    /// 10 minutes, 1 s polling, 10,000-block log ranges, mempool preimage extraction off.
+    /// A configuration with defaults: the chain id of a public network expected of the node,
+    /// fee cap 500 gwei, priority fee cap 3 gwei, receipt timeout 10 minutes, 1 s polling, 10,000-block log ranges, mempool preimage extraction off.
     pub fn new(rpc_url: impl Into<String>, htlc: Address, params: ChainParams) -> Self {
         Self {
             rpc_url: rpc_url.into(),
@@ -111,7 +120,7 @@ impl EthConfig {
             poll_interval: Duration::from_secs(1),
             log_chunk: 10_000,
             mempool_preimages: false,
-            expected_chain_id: None,
+            expected_chain_id: known_chain_id(params.chain.network),
             status_max_age: Duration::ZERO,
             tip_max_age: Duration::ZERO,
         }
@@ -142,6 +151,8 @@ pub struct EthChain {
     signer: PrivateKeySigner,
     nonces: NonceManager,
     chain_id: OnceCell<u64>,
+    /// Set once [`EthChain::verify`] passed; every send waits for it.
+    verified: OnceCell<()>,
     scanner: Mutex<Scanner>,
     inflight: Mutex<HashMap<(B256, Op), B256>>,
     token_flow: Mutex<()>,
@@ -316,13 +327,24 @@ impl EthChain {
     }
 
     /// Checks the node's chain id (if configured) and the contract code at the HTLC address.
+    /// Every transaction this adapter sends waits for this check to have passed once (see
+    /// `send`), so an adapter made by [`EthChain::new`] never sends funds to a wrong address
+    /// either; calling it early only makes the refusal come before anything is agreed.
     pub async fn verify(&self) -> Result<(), EthError> {
+        self.verified
+            .get_or_try_init(|| self.verify_now())
+            .await
+            .copied()
+    }
+
+    async fn verify_now(&self) -> Result<(), EthError> {
         let id = self.chain_id().await?;
         if let Some(want) = self.cfg.expected_chain_id {
             if id != want {
-                return Err(EthError::InvalidParams(format!(
-                    "node is on chain {id}, expected {want}"
-                )));
+                return Err(EthError::WrongChain {
+                    node: id,
+                    expected: want,
+                });
             }
         }
         let code = self
@@ -331,16 +353,15 @@ impl EthChain {
             .await
             .map_err(rpc_err)?;
         if code.as_ref() != HTLC::DEPLOYED_BYTECODE.as_ref() {
-            return Err(EthError::InvalidParams(format!(
-                "the code at {} is not the xswap HTLC contract",
-                self.cfg.htlc
-            )));
+            return Err(EthError::NotHtlcContract {
+                address: self.cfg.htlc.to_string(),
+            });
         }
         Ok(())
     }
 
     /// An adapter sending from `signer`'s account, without checking the node or the contract
-    /// (see [`EthChain::connect`]).
+    /// yet (see [`EthChain::connect`]): the check runs before its first transaction.
     pub fn new(cfg: EthConfig, signer: PrivateKeySigner) -> Result<Self, EthError> {
         let counting = crate::counting::CountingLayer::default();
         let calls = counting.calls.clone();
@@ -367,6 +388,7 @@ impl EthChain {
             provider,
             signer,
             chain_id: OnceCell::new(),
+            verified: OnceCell::new(),
             scanner: Mutex::new(Scanner::default()),
             inflight: Mutex::new(HashMap::new()),
             token_flow: Mutex::new(()),
@@ -433,7 +455,10 @@ impl EthChain {
     }
 
     /// Estimates gas and fees, takes a nonce and sends. Returns the transaction hash.
+    /// Nothing is sent before [`EthChain::verify`] has passed: funds sent to an address that
+    /// holds no HTLC contract (a typo in a config) would be lost.
     async fn send(&self, to: Address, input: Bytes, value: U256) -> Result<B256, EthError> {
+        self.verify().await?;
         let chain_id = self.chain_id().await?;
         let base = TransactionRequest::default()
             .with_from(self.address())

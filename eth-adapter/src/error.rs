@@ -46,6 +46,24 @@ pub enum EthError {
     /// The chain answered something inconsistent (e.g. a reorg between two reads); retry.
     #[error("inconsistent chain view: {0}")]
     Inconsistent(String),
+    /// The configured HTLC address does not hold this crate's HTLC contract: nothing is sent
+    /// there (funds sent to it could not be claimed or refunded).
+    #[error(
+        "the code at {address} is not the xswap HTLC contract: refusing to send anything to it \
+         (check the configured HTLC address)"
+    )]
+    NotHtlcContract {
+        /// The configured address.
+        address: String,
+    },
+    /// The node is on another chain than the configuration expects.
+    #[error("the node is on chain {node}, expected {expected}: refusing to send anything")]
+    WrongChain {
+        /// What the node reports.
+        node: u64,
+        /// What the configuration expects.
+        expected: u64,
+    },
 }
 
 impl EthError {

@@ -15,12 +15,13 @@ mod chain;
 mod counting;
 pub mod devnet;
 mod error;
+pub mod funds;
 pub mod gas;
 mod htlc;
 mod nonce;
 mod scan;
 
-pub use chain::{deploy_htlc, revert_reason, EthChain, EthConfig, FoundLock};
+pub use chain::{deploy_htlc, known_chain_id, revert_reason, EthChain, EthConfig, FoundLock};
 pub use error::EthError;
 pub use htlc::EthHtlc;
 pub use nonce::NonceManager;

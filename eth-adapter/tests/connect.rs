@@ -69,3 +69,46 @@ async fn errors_do_not_quote_the_rpc_url_path() {
     assert!(err.is_transient(), "{err}");
     assert!(!err.message.contains("secret-api-key"), "{err}");
 }
+
+/// An adapter made without `connect` whose HTLC address holds no contract (a typo in a config)
+/// refuses to lock, claim or refund: nothing reaches that address, no nonce is used, and the
+/// error says what is wrong.
+#[tokio::test]
+async fn a_wrong_contract_address_never_receives_funds() {
+    use alloy::providers::Provider;
+    use swap_core::chain::Chain;
+    let e = common::env().await;
+    let stranger = e.net.address(3);
+    let wrong = common::chain_for(&e.net, stranger, 0);
+    let (p, pre) = common::eth_swap(&e.net, 0, 1, 1_000_000, 3600).await;
+    let before = common::balance(&e.net, stranger).await;
+    let nonce = e
+        .net
+        .provider()
+        .get_transaction_count(e.net.address(0))
+        .await
+        .unwrap();
+
+    let err = wrong.lock(&p).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.message.contains("not the xswap HTLC contract"), "{err}");
+    assert!(wrong.claim(&p, &pre).await.is_err());
+    assert!(wrong.refund(&p).await.is_err());
+    assert!(matches!(
+        wrong.verify().await,
+        Err(eth_adapter::EthError::NotHtlcContract { .. })
+    ));
+
+    assert_eq!(common::balance(&e.net, stranger).await, before);
+    assert_eq!(
+        e.net
+            .provider()
+            .get_transaction_count(e.net.address(0))
+            .await
+            .unwrap(),
+        nonce,
+        "no transaction was sent"
+    );
+    // The right address still works through the same kind of adapter.
+    e.alice.lock(&p).await.unwrap();
+}

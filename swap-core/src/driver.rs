@@ -85,6 +85,9 @@ pub struct Advanced {
     pub actions: Vec<Action>,
 }
 
+/// How many state changes in a row a swap may step through without waiting a poll.
+const MAX_QUICK_STEPS: u32 = 4;
+
 /// What one step did.
 #[derive(Debug, Clone)]
 pub struct StepReport {
@@ -290,6 +293,7 @@ impl Driver {
     /// is corrupt stops with an error (and stays in the store as it is).
     pub async fn run_swap(&self, id: SwapId) -> Result<Outcome, DriverError> {
         let mut backoff = self.config.poll_interval;
+        let mut quick = 0u32;
         loop {
             match self.step(&id).await {
                 Ok(report) => {
@@ -298,8 +302,13 @@ impl Driver {
                         return Ok(outcome);
                     }
                     backoff = self.config.poll_interval;
-                    // A state change may unlock the next step at once.
-                    if !report.changed {
+                    // A state change that sent nothing may unlock the next step at once (a
+                    // valid counter-lock, a learned secret); a step that sent something waits
+                    // for the chain to show it, and a few quick steps in a row at most.
+                    if report.changed && report.actions.is_empty() && quick < MAX_QUICK_STEPS {
+                        quick += 1;
+                    } else {
+                        quick = 0;
                         tokio::time::sleep(self.config.poll_interval).await;
                     }
                 }

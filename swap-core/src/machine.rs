@@ -105,6 +105,55 @@ pub enum Outcome {
     Lost,
 }
 
+impl std::fmt::Display for GiveUpReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GiveUpReason::TooLate => f.write_str("too little time was left to go on safely"),
+            GiveUpReason::CounterLockInvalid { mismatch } => {
+                write!(
+                    f,
+                    "the counterparty's lock differs from the terms: {mismatch}"
+                )
+            }
+            GiveUpReason::OwnLockInvalid { mismatch } => {
+                write!(f, "our own lock differs from the terms: {mismatch}")
+            }
+            GiveUpReason::CounterLockMissing => {
+                f.write_str("the counterparty did not lock (or its lock did not confirm) in time")
+            }
+            GiveUpReason::CounterRefunded => f.write_str("the counterparty refunded its lock"),
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Swapped => f.write_str("swapped: we received the counterparty's asset"),
+            Outcome::Refunded => f.write_str("refunded: we got our own asset back"),
+            Outcome::Aborted { reason } => {
+                write!(f, "aborted, nothing of ours was locked: {reason}")
+            }
+            Outcome::Lost => f.write_str(
+                "lost: our lock was taken without us getting the other asset (the chains broke \
+                 their pace or reorg bounds)",
+            ),
+        }
+    }
+}
+
+impl Outcome {
+    /// A one-word name: `swapped`, `refunded`, `aborted` or `lost`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Swapped => "swapped",
+            Outcome::Refunded => "refunded",
+            Outcome::Aborted { .. } => "aborted",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
 /// A transition: the new state and what to do, in order, after persisting it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step<S> {
@@ -260,6 +309,15 @@ pub mod initiator {
             || revealed(terms, own).is_some()
             || revealed(terms, counter).is_some();
         if secret_out {
+            // Once our claim reached the node we never go back to `Claiming` (a claim decided
+            // but not known to be sent): sending it again (a fee bump, a replacement, a status
+            // view that lags our own broadcast) is an action, not a state change, so it writes
+            // no history row and the driver waits a poll before the next send.
+            let sending = if matches!(state, ClaimSent | Claimed) {
+                ClaimSent
+            } else {
+                Claiming
+            };
             return match counter {
                 HtlcStatus::Claimed { .. } if confirmed(counter, depth_y) => Step::to(Done {
                     outcome: Outcome::Swapped,
@@ -273,7 +331,7 @@ pub mod initiator {
                 ),
                 HtlcStatus::Claimed { .. } => Step::to(Claimed),
                 HtlcStatus::Funded { .. } => Step::act(
-                    Claiming,
+                    sending,
                     Action::Claim {
                         leg: Leg::Y,
                         preimage: secret.clone(),
@@ -284,10 +342,10 @@ pub mod initiator {
                 HtlcStatus::Absent if terms.x_refundable(snap.x.tip) => {
                     refund_path(terms, GiveUpReason::CounterLockMissing, snap)
                 }
-                HtlcStatus::Absent => Step::to(Claiming),
+                HtlcStatus::Absent => Step::to(sending),
                 // Their refund is only in the mempool: our claim may still win.
                 HtlcStatus::Refunded { .. } if in_mempool(counter) => Step::act(
-                    Claiming,
+                    sending,
                     Action::Claim {
                         leg: Leg::Y,
                         preimage: secret.clone(),

@@ -1,6 +1,6 @@
 //! Per-network chain parameters: one table, no scattered literals.
 //!
-//! See `shared/design/protocol.md`, "Expiries". All durations are seconds; pace factors are
+//! See `docs/protocol.md`, "Expiries". All durations are seconds; pace factors are
 //! percentages of `block_interval` (50 = blocks arrive twice as fast as expected).
 
 use std::fmt;

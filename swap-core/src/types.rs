@@ -216,6 +216,15 @@ impl Amount {
             Amount::Token(t) => t.units == 0,
         }
     }
+
+    /// The amount in its asset's base units (satoshis, wei, token units).
+    pub fn base_units(&self) -> u128 {
+        match self {
+            Amount::Sats(s) => u128::from(s.0),
+            Amount::Wei(w) => w.0,
+            Amount::Token(t) => t.units,
+        }
+    }
 }
 
 impl fmt::Display for Amount {

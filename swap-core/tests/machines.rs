@@ -762,6 +762,8 @@ fn a_claim_decided_but_never_sent_is_not_sent_after_the_deadline() {
             matches!(step.actions.as_slice(), [Action::Claim { leg: Leg::Y, .. }]),
             "{dir:?}"
         );
+        // Sending it again is an action, not a way back to "decided but not sent".
+        assert_eq!(step.state, initiator::State::ClaimSent, "{dir:?}");
         // And a claim sent in time moves Claiming to ClaimSent.
         let claim = Action::Claim {
             leg: Leg::Y,
@@ -771,5 +773,82 @@ fn a_claim_decided_but_never_sent_is_not_sent_after_the_deadline() {
             initiator::after_sent(&initiator::State::Claiming, &claim),
             Some(initiator::State::ClaimSent)
         );
+    }
+}
+
+/// Issue 9, item 2: on a snapshot that does not change (a claim stuck at 0 confirmations, or a
+/// status view that lags our own broadcast), the initiator settles after a few history rows
+/// instead of going claiming <-> claim_sent for ever. Counts rows the way the driver writes
+/// them: one per changed state, one per `after_sent` state.
+#[test]
+fn the_claim_phase_settles_on_an_unchanging_snapshot() {
+    let secret = Preimage::from_bytes([6; 32]);
+    for dir in ALL_DIRECTIONS {
+        let w = World::new(dir, Mining::Nominal, Mining::Nominal, secret.clone());
+        let t = w.terms.clone();
+        let lock_y = w.agreed_lock(Leg::Y);
+        let ys = [
+            HtlcStatus::Funded {
+                lock: lock_y,
+                confirmations: 50,
+            },
+            HtlcStatus::Claimed {
+                preimage: secret.clone(),
+                txref: TxRef("claim".into()),
+                confirmations: 0,
+            },
+            HtlcStatus::Absent,
+            HtlcStatus::Refunded {
+                txref: TxRef("refund".into()),
+                confirmations: 0,
+            },
+        ];
+        let starts = [
+            initiator::State::CounterLockValid,
+            initiator::State::Claiming,
+            initiator::State::ClaimSent,
+            initiator::State::Claimed,
+        ];
+        for y in &ys {
+            for start in &starts {
+                let snap = Snapshot {
+                    x: LegView {
+                        tip: w.x.tip(),
+                        htlc: HtlcStatus::Funded {
+                            lock: w.agreed_lock(Leg::X),
+                            confirmations: 50,
+                        },
+                    },
+                    y: LegView {
+                        tip: w.y.tip(),
+                        htlc: y.clone(),
+                    },
+                };
+                let mut state = start.clone();
+                let mut rows = 0;
+                let mut settled = false;
+                for _ in 0..10 {
+                    let step = initiator::next(&t, &secret, &state, &snap);
+                    let mut wrote = 0;
+                    if step.state != state {
+                        wrote += 1;
+                    }
+                    state = step.state;
+                    for a in &step.actions {
+                        if let Some(s) = initiator::after_sent(&state, a) {
+                            wrote += 1;
+                            state = s;
+                        }
+                    }
+                    rows += wrote;
+                    if wrote == 0 {
+                        settled = true;
+                        break;
+                    }
+                }
+                assert!(settled, "{dir:?} {start:?} on {y:?}: never settles");
+                assert!(rows <= 3, "{dir:?} {start:?} on {y:?}: {rows} rows");
+            }
+        }
     }
 }

@@ -434,7 +434,10 @@ pub enum OfferError {
     #[error("offer string too long")]
     TooLong,
     /// Not base58, or a damaged checksum (a typo or a cut-off copy).
-    #[error("offer is damaged (bad encoding or checksum)")]
+    #[error(
+        "offer is damaged (bad encoding or checksum): copy the whole string, from \"xswap1\" to \
+         its last character"
+    )]
     Damaged,
     /// Well encoded, but not a valid offer.
     #[error("invalid offer: {0}")]
@@ -459,9 +462,49 @@ impl Offer {
         format!("{OFFER_PREFIX}{}", bs58::encode(bytes).into_string())
     }
 
-    /// Parses and checks an offer string.
+    /// Checks what an offer says, as [`Offer::decode`] does and as a maker must before
+    /// publishing: a known version, a rate, amounts that fit their assets with `0 < min <= max`,
+    /// two different assets, and a reachable address (not an unspecified one like `0.0.0.0`).
+    pub fn check(&self) -> Result<(), OfferError> {
+        if self.v != 1 {
+            return Err(OfferError::Invalid(format!(
+                "unknown offer version {}",
+                self.v
+            )));
+        }
+        if self.rate_num == 0 || self.rate_den == 0 {
+            return Err(OfferError::Invalid("zero rate".into()));
+        }
+        for leg in [&self.sell, &self.buy] {
+            if !leg.asset.fits(&leg.max) || !leg.asset.fits(&leg.min) {
+                return Err(OfferError::Invalid("amount does not fit its asset".into()));
+            }
+            if leg.min.is_zero() || leg.min.base_units() > leg.max.base_units() {
+                return Err(OfferError::Invalid("limits must be 0 < min <= max".into()));
+            }
+        }
+        if (self.sell.chain, &self.sell.asset) == (self.buy.chain, &self.buy.asset) {
+            return Err(OfferError::Invalid("sells and buys the same asset".into()));
+        }
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']))
+            .unwrap_or("");
+        if host.is_empty() || host == "0.0.0.0" || host == "::" {
+            return Err(OfferError::Invalid(format!(
+                "address {:?} is not one a taker can reach (set the public address)",
+                self.addr
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parses and checks an offer string. White space inside it (a line-wrapped copy) is
+    /// ignored.
     pub fn decode(s: &str) -> Result<Self, OfferError> {
-        let s = s.trim();
+        let s: String = s.split_whitespace().collect();
+        let s = s.as_str();
         if s.len() > MAX_OFFER_CHARS {
             return Err(OfferError::TooLong);
         }
@@ -478,20 +521,7 @@ impl Offer {
         }
         let offer: Offer =
             serde_json::from_slice(json).map_err(|e| OfferError::Invalid(e.to_string()))?;
-        if offer.v != 1 {
-            return Err(OfferError::Invalid(format!(
-                "unknown offer version {}",
-                offer.v
-            )));
-        }
-        if offer.rate_num == 0 || offer.rate_den == 0 {
-            return Err(OfferError::Invalid("zero rate".into()));
-        }
-        for leg in [&offer.sell, &offer.buy] {
-            if !leg.asset.fits(&leg.max) || !leg.asset.fits(&leg.min) || leg.max.is_zero() {
-                return Err(OfferError::Invalid("amount does not fit its asset".into()));
-            }
-        }
+        offer.check()?;
         Ok(offer)
     }
 }

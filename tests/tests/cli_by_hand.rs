@@ -49,6 +49,8 @@ struct Setup {
     a: PathBuf,
     b: PathBuf,
     offer: String,
+    /// `ltc` or `btc`: the Bitcoin-family asset of the nodes.
+    coin: &'static str,
     _down: Down,
 }
 
@@ -104,6 +106,7 @@ fn setup() -> Setup {
         a,
         b,
         offer,
+        coin,
         _down: down,
     }
 }
@@ -116,6 +119,7 @@ fn two_installations_swap_through_the_cli() {
         b,
         offer,
         _down: guard,
+        ..
     } = setup();
 
     let mut maker = cmd(&a, &["maker"])
@@ -129,6 +133,9 @@ fn two_installations_swap_through_the_cli() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // The reader goes away at once (as `xswap take ... | head -1` would): the taker must not
+    // panic on the closed pipe but run its swap to the end and exit 0.
+    drop(taker.stdout.take());
     let start = Instant::now();
     mine_until_exit(&a, &mut taker, 90, "take did not finish");
     assert!(taker.wait().unwrap().success());
@@ -140,7 +147,7 @@ fn two_installations_swap_through_the_cli() {
         );
         let list: serde_json::Value = serde_json::from_str(&ok(&a, &["list", "--json"])).unwrap();
         if list[0]["state"] == "done" {
-            assert_eq!(list[0]["outcome"], "Swapped");
+            assert_eq!(list[0]["outcome"], "swapped");
             assert_eq!(list[0]["role"], "responder");
             break list[0]["id"].as_str().unwrap().to_owned();
         }
@@ -150,7 +157,7 @@ fn two_installations_swap_through_the_cli() {
     let _ = maker.kill();
     let _ = maker.wait();
     let show: serde_json::Value = serde_json::from_str(&ok(&b, &["show", &id, "--json"])).unwrap();
-    assert_eq!(show["outcome"], "Swapped");
+    assert_eq!(show["outcome"], "swapped");
     assert_eq!(show["role"], "initiator");
     let states: Vec<&str> = show["history"]
         .as_array()
@@ -168,10 +175,24 @@ fn two_installations_swap_through_the_cli() {
         err.contains("not refundable yet") || err.contains("nothing to refund"),
         "{err}"
     );
-    // Errors say what to do.
-    let out = cmd(&b, &["show", "00ff"]).output().unwrap();
+    // The short id that progress lines print finds the swap; errors say what to do.
+    let short: serde_json::Value =
+        serde_json::from_str(&ok(&b, &["show", &id[..8], "--json"])).unwrap();
+    assert_eq!(short["id"], id.as_str());
+    let human = ok(&b, &["show", &id[..8]]);
+    assert!(human.contains("outcome  swapped"), "{human}");
+    assert!(!human.contains("Some("), "{human}");
+    let out = cmd(&b, &["show", "zz"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a swap id"));
+    let unknown = if id.starts_with("0000") {
+        "ffff"
+    } else {
+        "0000"
+    };
+    let out = cmd(&b, &["show", unknown]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no swap id starts with"));
     drop(guard);
     // After `down` the nodes are gone.
     let out = cmd(&a, &["regtest", "mine", "1"]).output().unwrap();
@@ -195,6 +216,7 @@ fn manual_refund_after_the_maker_vanishes() {
         b,
         offer,
         _down,
+        ..
     } = setup();
 
     // The maker accepts, then dies at its first state change and never comes back.
@@ -242,5 +264,164 @@ fn manual_refund_after_the_maker_vanishes() {
         .unwrap();
     mine_until_exit(&a, &mut resume, 60, "resume did not finish");
     let show: serde_json::Value = serde_json::from_str(&ok(&b, &["show", &id, "--json"])).unwrap();
-    assert_eq!(show["outcome"], "Refunded", "{show}");
+    assert_eq!(show["outcome"], "refunded", "{show}");
+}
+
+/// Issue 9, item 1: with an HTLC address that holds no contract (a typo, a wrong
+/// `XSWAP_ETH_HTLC`), neither side agrees to anything or sends anything: `take` and `maker`
+/// refuse at once, saying why, and the taker's store holds no swap.
+#[test]
+fn a_wrong_contract_address_is_refused_before_anything_moves() {
+    let Setup {
+        _root,
+        a,
+        b,
+        offer: _,
+        coin,
+        _down,
+    } = setup();
+    // The taker gives ETH here: the path that lost funds.
+    let offer = ok(
+        &a,
+        &[
+            "offer",
+            "--sell",
+            coin,
+            "--buy",
+            "eth",
+            "--rate",
+            "1/250000000000",
+            "--min",
+            "2500000000000000",
+            "--max",
+            "2500000000000000000",
+        ],
+    );
+    let offer = offer
+        .lines()
+        .find(|l| l.starts_with("xswap1"))
+        .unwrap()
+        .to_owned();
+    let mut maker = cmd(&a, &["maker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let wrong = "0x000000000000000000000000000000000000dEaD";
+    let out = cmd(&b, &["take", &offer, "--give", "2500000000000000"])
+        .env("XSWAP_ETH_HTLC", wrong)
+        .output()
+        .unwrap();
+    let _ = maker.kill();
+    let _ = maker.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "take went ahead: {err}");
+    assert!(err.contains("not the xswap HTLC contract"), "{err}");
+    let list: serde_json::Value = serde_json::from_str(&ok(&b, &["list", "--json"])).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+
+    // A maker so configured does not serve offers at all.
+    let out = cmd(&a, &["maker"])
+        .env("XSWAP_ETH_HTLC", wrong)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("not the xswap HTLC contract"), "{err}");
+}
+
+/// Issue 9, items 4 and 7: a maker reserves the liquidity of every swap it accepted, so a
+/// second taker whose amount it could no longer fund is refused (and told why) before it
+/// locks anything; a taker whose own wallet cannot fund its lock, or is missing, is refused
+/// before anything is agreed.
+#[test]
+fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
+    let Setup {
+        _root,
+        a,
+        b,
+        coin,
+        _down,
+        ..
+    } = setup();
+    let c = _root.path().join("taker2");
+    ok(&c, &["init"]);
+    ok(&c, &["regtest", "join", a.to_str().unwrap()]);
+    // 1 sat buys 10^13 wei: 6,000,000 sats buy 60 ETH of the maker's 100.
+    let offer = ok(
+        &a,
+        &[
+            "offer",
+            "--sell",
+            "eth",
+            "--buy",
+            coin,
+            "--rate",
+            "10000000000000/1",
+            "--min",
+            "10000",
+            "--max",
+            "2000000000",
+        ],
+    );
+    let offer = offer
+        .lines()
+        .find(|l| l.starts_with("xswap1"))
+        .unwrap()
+        .to_owned();
+    let mut maker = cmd(&a, &["maker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut first = cmd(&b, &["take", &offer, "--give", "6000000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let list: serde_json::Value = serde_json::from_str(&ok(&b, &["list", "--json"])).unwrap();
+        if list.as_array().map(Vec::len) == Some(1) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the first take was not agreed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // 60 more ETH: the maker has promised 60 of its 100 already.
+    let out = cmd(&c, &["take", &offer, "--give", "6000000"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    // Beyond its own wallet (10 coins): refused before the maker is asked.
+    let poor = cmd(&c, &["take", &offer, "--give", "1100000000"])
+        .output()
+        .unwrap();
+    let missing = cmd(&c, &["take", &offer, "--give", "10000"])
+        .env("XSWAP_BTC_WALLET", "no-such-wallet")
+        .output()
+        .unwrap();
+    let _ = first.kill();
+    let _ = first.wait();
+    let _ = maker.kill();
+    let _ = maker.wait();
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("not enough liquidity"), "{err}");
+    let poor_err = String::from_utf8_lossy(&poor.stderr);
+    assert!(!poor.status.success(), "{poor_err}");
+    assert!(poor_err.contains("not enough funds"), "{poor_err}");
+    let missing_err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success(), "{missing_err}");
+    assert!(missing_err.contains("wallet"), "{missing_err}");
+    let list: serde_json::Value = serde_json::from_str(&ok(&c, &["list", "--json"])).unwrap();
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(0),
+        "nothing agreed: {list}"
+    );
 }
