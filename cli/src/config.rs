@@ -16,12 +16,13 @@
 //!
 //! [net]
 //! listen = "127.0.0.1:7700"        # where `xswap maker` accepts takers
+//! public = "maker.example.org:7700" # what offers tell takers (default: `listen`)
 //! ```
 //!
 //! Every value can be overridden by an environment variable: `XSWAP_BTC_CHAIN`,
 //! `XSWAP_BTC_RPC_URL`, `XSWAP_BTC_COOKIE`, `XSWAP_BTC_USER`, `XSWAP_BTC_PASSWORD`,
 //! `XSWAP_BTC_WALLET`, `XSWAP_ETH_CHAIN`, `XSWAP_ETH_RPC_URL`, `XSWAP_ETH_HTLC`,
-//! `XSWAP_ETH_ACCOUNT`, `XSWAP_LISTEN`.
+//! `XSWAP_ETH_ACCOUNT`, `XSWAP_LISTEN`, `XSWAP_PUBLIC`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,6 +80,17 @@ pub struct EthSection {
 pub struct NetSection {
     /// Where `xswap maker` listens.
     pub listen: String,
+    /// The address offers tell takers to connect to (`host:port`), when it is not `listen`
+    /// (a listener on 0.0.0.0, behind NAT or a proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<String>,
+}
+
+impl NetSection {
+    /// The address offers carry: `public`, else `listen`.
+    pub fn offer_address(&self) -> &str {
+        self.public.as_deref().unwrap_or(&self.listen)
+    }
 }
 
 /// The whole configuration.
@@ -111,6 +123,7 @@ impl Default for Config {
             },
             net: NetSection {
                 listen: "127.0.0.1:7700".into(),
+                public: None,
             },
         }
     }
@@ -147,6 +160,9 @@ impl Config {
         set(&mut c.eth.rpc_url, "XSWAP_ETH_RPC_URL");
         set(&mut c.eth.htlc, "XSWAP_ETH_HTLC");
         set(&mut c.net.listen, "XSWAP_LISTEN");
+        if let Some(v) = env("XSWAP_PUBLIC") {
+            c.net.public = Some(v);
+        }
         if let Some(v) = env("XSWAP_BTC_COOKIE") {
             c.btc.cookie = Some(v.into());
         }

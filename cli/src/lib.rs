@@ -5,6 +5,7 @@ pub mod crashpoint;
 pub mod demo;
 pub mod engine;
 pub mod keystore;
+pub mod offers;
 pub mod out;
 pub mod regtest;
 pub mod regtest_cmd;

@@ -38,24 +38,28 @@ enum Command {
         #[arg(long)]
         restore: bool,
     },
-    /// Publish an offer (saved for `xswap maker`): prints the offer string and a QR code.
+    /// Publish an offer (saved for `xswap maker`, which picks it up without a restart): prints
+    /// the offer string and a QR code. `xswap offer list|remove|show` manage and inspect offers.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Offer {
+        #[command(subcommand)]
+        action: Option<OfferAction>,
         /// What you sell: btc, ltc, eth or erc20:0xTOKEN:DECIMALS.
-        #[arg(long)]
-        sell: String,
+        #[arg(long, required = true)]
+        sell: Option<String>,
         /// What you buy, same forms.
-        #[arg(long)]
-        buy: String,
+        #[arg(long, required = true)]
+        buy: Option<String>,
         /// Base units of `sell` given per base unit of `buy`, as NUM/DEN.
-        #[arg(long)]
-        rate: String,
-        /// Smallest amount of `buy` a taker may give, in base units.
-        #[arg(long)]
-        min: u128,
+        #[arg(long, required = true)]
+        rate: Option<String>,
+        /// Smallest amount of `buy` a taker may give, in base units (at least 1).
+        #[arg(long, required = true)]
+        min: Option<u128>,
         /// Largest amount of `buy` a taker may give, in base units.
-        #[arg(long)]
-        max: u128,
-        /// Hours until the offer lapses.
+        #[arg(long, required = true)]
+        max: Option<u128>,
+        /// Hours until the offer lapses (at least 1).
         #[arg(long, default_value_t = 24)]
         hours: u64,
     },
@@ -98,6 +102,26 @@ enum Command {
     /// Run two engines that swap BTC for ETH and an ERC-20 for BTC over the encrypted
     /// transport, on regtest nodes started for the occasion (litecoind or bitcoind, anvil).
     Demo,
+}
+
+#[derive(Subcommand)]
+enum OfferAction {
+    /// List the saved offers (numbered, with their state).
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove saved offers: by number (from `list`), `expired`, or `all`.
+    Remove {
+        /// A number from `xswap offer list`, `expired` or `all`.
+        which: String,
+    },
+    /// Show what an offer string says (anyone's), without taking it.
+    Show {
+        /// The offer string (xswap1...); line breaks inside it are ignored.
+        offer: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,16 +219,55 @@ fn amount(asset: &Asset, units: u128) -> anyhow::Result<Amount> {
     Ok(xswap_cli::engine::with_units(asset, units)?)
 }
 
-fn offers_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("offers.json")
+/// One offer as JSON, for `offer list|show`.
+fn offer_json(o: &Offer) -> serde_json::Value {
+    serde_json::json!({
+        "maker": o.maker.to_string(),
+        "address": o.addr,
+        "sells": format!("{} on {}", status::asset_text(&o.sell.asset), o.sell.chain),
+        "buys": format!("{} on {}", status::asset_text(&o.buy.asset), o.buy.chain),
+        "rate": format!("{}/{}", o.rate_num, o.rate_den),
+        "buy_min": o.buy.min.to_string(),
+        "buy_max": o.buy.max.to_string(),
+        "sell_min": o.sell.min.to_string(),
+        "sell_max": o.sell.max.to_string(),
+        "expires": status::utc_text(o.expires.0),
+        "expired": o.expires.0 < now(),
+        "offer": o.encode(),
+    })
 }
 
-fn load_offers(data_dir: &Path) -> anyhow::Result<Vec<Offer>> {
-    match std::fs::read_to_string(offers_path(data_dir)) {
-        Ok(t) => Ok(serde_json::from_str(&t).context("offers.json is damaged")?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e.into()),
+fn print_offer(k: Option<usize>, o: &Offer) {
+    let v = offer_json(o);
+    let f = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    if let Some(k) = k {
+        xswap_cli::say!(
+            "#{k}{}",
+            if o.expires.0 < now() {
+                " (expired)"
+            } else {
+                ""
+            }
+        );
     }
+    xswap_cli::say!(
+        "  sells    {} (per swap {} to {})",
+        f("sells"),
+        f("sell_min"),
+        f("sell_max")
+    );
+    xswap_cli::say!(
+        "  buys     {} (per swap {} to {})",
+        f("buys"),
+        f("buy_min"),
+        f("buy_max")
+    );
+    xswap_cli::say!(
+        "  rate     {} base units sold per base unit bought",
+        f("rate")
+    );
+    xswap_cli::say!("  maker    {} at {}", f("maker"), f("address"));
+    xswap_cli::say!("  expires  {}", f("expires"));
 }
 
 fn now() -> u64 {
@@ -318,6 +381,60 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Offer {
+            action: Some(action),
+            ..
+        } => match action {
+            OfferAction::List { json } => {
+                let offers = xswap_cli::offers::load(&dir)?;
+                if json {
+                    let rows: Vec<_> = offers.iter().map(offer_json).collect();
+                    xswap_cli::say!("{}", serde_json::to_string_pretty(&rows)?);
+                } else if offers.is_empty() {
+                    xswap_cli::say!("no saved offers: publish one with `xswap offer --sell ...`");
+                } else {
+                    for (k, o) in offers.iter().enumerate() {
+                        print_offer(Some(k + 1), o);
+                    }
+                }
+                Ok(())
+            }
+            OfferAction::Remove { which } => {
+                let mut offers = xswap_cli::offers::load(&dir)?;
+                let before = offers.len();
+                match which.as_str() {
+                    "all" => offers.clear(),
+                    "expired" => offers.retain(|o| o.expires.0 >= now()),
+                    n => {
+                        let k: usize = n
+                            .parse()
+                            .ok()
+                            .filter(|k| (1..=offers.len()).contains(k))
+                            .ok_or_else(|| {
+                                anyhow!(
+                                    "{n:?}: give a number from 1 to {} (see `xswap offer list`), \
+                                     `expired` or `all`",
+                                    offers.len()
+                                )
+                            })?;
+                        offers.remove(k - 1);
+                    }
+                }
+                xswap_cli::offers::save(&dir, &offers)?;
+                xswap_cli::say!(
+                    "removed {} offer(s), {} left (a running maker stops serving them now)",
+                    before - offers.len(),
+                    offers.len()
+                );
+                Ok(())
+            }
+            OfferAction::Show { offer } => {
+                let o = Offer::decode(&offer)?;
+                print_offer(None, &o);
+                Ok(())
+            }
+        },
+        Command::Offer {
+            action: None,
             sell,
             buy,
             rate,
@@ -325,6 +442,17 @@ fn main() -> anyhow::Result<()> {
             max,
             hours,
         } => {
+            let (Some(sell), Some(buy), Some(rate), Some(min), Some(max)) =
+                (sell, buy, rate, min, max)
+            else {
+                bail!("an offer needs --sell, --buy, --rate, --min and --max");
+            };
+            if hours == 0 {
+                bail!("--hours must be at least 1");
+            }
+            if min == 0 || min > max {
+                bail!("--min must be at least 1 and at most --max ({min} > {max}?)");
+            }
             let cfg = Config::load(&dir)?;
             let ks = config::open_keystore(&dir)?;
             let identity = swap_net::Identity::from_private(&ks.purpose_key("noise")?[..])?;
@@ -340,7 +468,7 @@ fn main() -> anyhow::Result<()> {
             }
             let offer = Offer {
                 v: 1,
-                addr: cfg.net.listen.clone(),
+                addr: cfg.net.offer_address().to_owned(),
                 maker: identity.public(),
                 sell: OfferLeg {
                     chain: sc,
@@ -356,22 +484,27 @@ fn main() -> anyhow::Result<()> {
                 },
                 rate_num,
                 rate_den,
-                expires: Timestamp(now() + hours * 3600),
+                expires: Timestamp(now() + hours.saturating_mul(3600)),
             };
+            offer.check().map_err(|e| {
+                anyhow!("{e} (`[net] public` in config.toml, or XSWAP_PUBLIC, sets the address offers carry)")
+            })?;
             let text = offer.encode();
-            Offer::decode(&text).map_err(|e| anyhow!("{e}"))?;
-            let mut offers = load_offers(&dir)?;
+            Offer::decode(&text)?;
+            let mut offers = xswap_cli::offers::load(&dir)?;
             offers.push(offer);
-            std::fs::write(offers_path(&dir), serde_json::to_vec_pretty(&offers)?)?;
+            xswap_cli::offers::save(&dir, &offers)?;
             let qr = qrcode::QrCode::new(text.as_bytes())?
                 .render::<qrcode::render::unicode::Dense1x2>()
                 .quiet_zone(true)
                 .build();
-            xswap_cli::say!("{qr}\n{text}\n\nsaved; run `xswap maker` to serve it");
+            xswap_cli::say!(
+                "{qr}\n{text}\n\nsaved; `xswap maker` serves it (a running maker picks it up)"
+            );
             Ok(())
         }
         Command::Maker => runtime()?.block_on(async {
-            let offers = load_offers(&dir)?;
+            let offers = xswap_cli::offers::load(&dir)?;
             if offers.is_empty() {
                 bail!("no offers: publish one with `xswap offer` first");
             }
@@ -390,7 +523,12 @@ fn main() -> anyhow::Result<()> {
                 engine.identity.public(),
                 offers.len()
             );
-            engine.serve(listener, offers).await;
+            engine
+                .serve_book(
+                    listener,
+                    std::sync::Arc::new(xswap_cli::offers::FileOffers::new(&dir)),
+                )
+                .await;
             Ok(())
         }),
         Command::Take { offer, give } => runtime()?.block_on(async {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use swap_core::{ChainId, ChainParams};
 
-use crate::config::{BtcSection, Config, EthSection, NetSection};
+use crate::config::{BtcSection, Config, EthSection};
 
 /// What `up` started.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,9 +172,9 @@ pub async fn join(data_dir: &Path, other: &Path) -> anyhow::Result<()> {
 /// Writes config.toml for the nodes, makes sure `wallet` exists and has coins, and gives the
 /// installation's Ethereum account 100 ETH (when it has a keystore).
 async fn configure(data_dir: &Path, state: &RegtestState, wallet: &str) -> anyhow::Result<()> {
-    let listen = Config::load(data_dir)
-        .map(|c| c.net.listen)
-        .unwrap_or_else(|_| "127.0.0.1:7700".into());
+    let net = Config::load(data_dir)
+        .map(|c| c.net)
+        .unwrap_or_else(|_| Config::default().net);
     let cfg = Config {
         btc: BtcSection {
             chain: state.btc_chain.clone(),
@@ -190,7 +190,7 @@ async fn configure(data_dir: &Path, state: &RegtestState, wallet: &str) -> anyho
             htlc: state.htlc.clone(),
             account: 0,
         },
-        net: NetSection { listen },
+        net,
     };
     std::fs::write(Config::path(data_dir), toml::to_string_pretty(&cfg)?)?;
     let node = rpc(state, None)?;

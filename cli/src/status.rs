@@ -13,7 +13,8 @@ fn leg_text(l: &LegTerms) -> String {
     )
 }
 
-fn asset_text(a: &Asset) -> String {
+/// An asset as people name it.
+pub fn asset_text(a: &Asset) -> String {
     match a {
         Asset::Btc => "BTC".into(),
         Asset::Ltc => "LTC".into(),

@@ -348,6 +348,13 @@ fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
     let c = _root.path().join("taker2");
     ok(&c, &["init"]);
     ok(&c, &["regtest", "join", a.to_str().unwrap()]);
+    let mut maker = cmd(&a, &["maker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // Published while the maker runs: served without a restart.
     // 1 sat buys 10^13 wei: 6,000,000 sats buy 60 ETH of the maker's 100.
     let offer = ok(
         &a,
@@ -370,12 +377,6 @@ fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
         .find(|l| l.starts_with("xswap1"))
         .unwrap()
         .to_owned();
-    let mut maker = cmd(&a, &["maker"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
     let mut first = cmd(&b, &["take", &offer, "--give", "6000000"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -424,4 +425,107 @@ fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
         Some(0),
         "nothing agreed: {list}"
     );
+}
+
+fn fails(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let mut c = cmd(dir, args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "xswap {args:?} should fail: {err}");
+    err
+}
+
+/// Issue 9, item 5: offers are checked before they are published, listed, shown and removed;
+/// an unreachable listen address needs a public one; a line-wrapped offer string still reads.
+/// (No nodes needed: offers are made offline.)
+#[test]
+fn offers_are_checked_listed_shown_and_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let a = root.path().join("maker");
+    ok(&a, &["init"]);
+    let offer = |extra: &[&str]| {
+        let mut args = vec![
+            "offer",
+            "--sell",
+            "eth",
+            "--buy",
+            "btc",
+            "--rate",
+            "250000000000/1",
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str], envs: &[(&str, &str)]| {
+        let args = offer(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&a, &args, envs)
+    };
+    assert!(run(&["--min", "0", "--max", "10"], &[]).contains("--min must be at least 1"));
+    assert!(run(&["--min", "20", "--max", "10"], &[]).contains("at most --max"));
+    assert!(run(&["--min", "1", "--max", "10", "--hours", "0"], &[]).contains("--hours"));
+    let same = fails(
+        &a,
+        &[
+            "offer", "--sell", "eth", "--buy", "eth", "--rate", "1/1", "--min", "1", "--max", "2",
+        ],
+        &[],
+    );
+    assert!(same.contains("same asset"), "{same}");
+    let unreachable = run(
+        &["--min", "1", "--max", "10"],
+        &[("XSWAP_LISTEN", "0.0.0.0:7700")],
+    );
+    assert!(unreachable.contains("public"), "{unreachable}");
+
+    let mut c = cmd(
+        &a,
+        &offer(&["--min", "1000", "--max", "100000"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    c.env("XSWAP_LISTEN", "0.0.0.0:7700")
+        .env("XSWAP_PUBLIC", "maker.example:7700");
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let offer_string = text
+        .lines()
+        .find(|l| l.starts_with("xswap1"))
+        .unwrap()
+        .to_owned();
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&a, &["offer", "list", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["address"], "maker.example:7700");
+    assert_eq!(list[0]["expired"], false);
+
+    // Cut into lines, as a mail or chat client would.
+    let wrapped: String = offer_string
+        .as_bytes()
+        .chunks(60)
+        .map(|c| format!("{}\n", String::from_utf8_lossy(c)))
+        .collect();
+    let shown = ok(&a, &["offer", "show", &wrapped]);
+    assert!(shown.contains("maker.example:7700"), "{shown}");
+    assert!(shown.contains("1000 sat"), "{shown}");
+    let damaged = fails(
+        &a,
+        &["offer", "show", &offer_string[..offer_string.len() - 3]],
+        &[],
+    );
+    assert!(damaged.contains("copy the whole string"), "{damaged}");
+
+    assert!(fails(&a, &["offer", "remove", "7"], &[]).contains("from 1 to 1"));
+    assert!(ok(&a, &["offer", "remove", "1"]).contains("removed 1 offer(s), 0 left"));
+    assert!(ok(&a, &["offer", "list"]).contains("no saved offers"));
 }
