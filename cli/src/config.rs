@@ -34,7 +34,6 @@ use btc_adapter::rpc::{Auth, RpcConfig};
 use btc_adapter::{BtcChain, BtcConfig};
 use eth_adapter::{EthChain, EthConfig};
 use serde::{Deserialize, Serialize};
-use swap_core::store::SqliteStore;
 use swap_core::{ChainId, ChainParams, DriverConfig};
 use swap_net::Identity;
 
@@ -228,8 +227,9 @@ pub fn password(prompt: &str) -> anyhow::Result<String> {
     }
 }
 
-/// Builds the engine of a data directory: keystore, store, both adapters, identity.
-pub fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc<Engine>> {
+/// Builds the engine of a data directory: keystore, store (guarded against loss, see
+/// [`crate::guard`]), both adapters, identity.
+pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc<Engine>> {
     let cfg = Config::load(data_dir)?;
     let ks = open_keystore(data_dir)?;
     let auth = match (&cfg.btc.cookie, &cfg.btc.user, &cfg.btc.password) {
@@ -269,9 +269,7 @@ pub fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc<Engin
         EthChain::new(eth_cfg, eth_signer(&ks, cfg.eth.account)?)
             .map_err(|e| anyhow!("ethereum adapter: {e}"))?,
     );
-    let store = crate::crashpoint::AbortAfter::from_env(Arc::new(SqliteStore::open(
-        data_dir.join("swaps.sqlite"),
-    )?));
+    let store = crate::crashpoint::AbortAfter::from_env(crate::guard::open(data_dir).await?);
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     Ok(Engine::new("xswap", store, btc, eth, identity, driver))
 }

@@ -94,6 +94,16 @@ enum Command {
         /// The swap id.
         id: String,
     },
+    /// After losing the swap database: restore the newest backup (or `--backup FILE`) and
+    /// refund every expired Ethereum lock of this installation found on chain.
+    Recover {
+        /// The backup to restore (default: the newest in `backups/`).
+        #[arg(long)]
+        backup: Option<PathBuf>,
+        /// Search the Ethereum contract's events from this block.
+        #[arg(long, default_value_t = 0)]
+        eth_from_block: u64,
+    },
     /// Local regtest nodes for trying xswap by hand (litecoind or bitcoind, and anvil).
     Regtest {
         #[command(subcommand)]
@@ -150,15 +160,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
-    let path = data_dir.join("swaps.sqlite");
-    if !path.exists() {
-        bail!(
-            "no swap database at {}: run `xswap init` (or pass --data-dir)",
-            path.display()
-        );
-    }
-    Ok(SqliteStore::open(path)?)
+async fn open_store(
+    data_dir: &Path,
+) -> anyhow::Result<std::sync::Arc<xswap_cli::guard::GuardedStore>> {
+    xswap_cli::guard::open(data_dir).await
 }
 
 /// The exit code of a `take` that ended without swapping (refunded or aborted).
@@ -508,7 +513,7 @@ fn main() -> anyhow::Result<()> {
             if offers.is_empty() {
                 bail!("no offers: publish one with `xswap offer` first");
             }
-            let engine = config::engine(&dir, driver_config())?;
+            let engine = config::engine(&dir, driver_config()).await?;
             engine
                 .verify_rails()
                 .await
@@ -536,7 +541,7 @@ fn main() -> anyhow::Result<()> {
             if offer.expires.0 < now() {
                 bail!("this offer has expired: ask the maker for a new one");
             }
-            let engine = config::engine(&dir, driver_config())?;
+            let engine = config::engine(&dir, driver_config()).await?;
             engine
                 .verify_rails()
                 .await
@@ -561,8 +566,25 @@ fn main() -> anyhow::Result<()> {
                 None => bail!("swap {id} stopped before it finished: `xswap resume` goes on"),
             }
         }),
+        Command::Recover {
+            backup,
+            eth_from_block,
+        } => runtime()?.block_on(async {
+            let done = xswap_cli::recover::run(&dir, backup, eth_from_block).await?;
+            xswap_cli::say!(
+                "recover: {} refund(s) sent, {} lock(s) not expired yet{}",
+                done.refunds.len(),
+                done.waiting.len(),
+                if done.restored.is_some() {
+                    "; run `xswap resume` for the restored swaps"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }),
         Command::Resume => runtime()?.block_on(async {
-            let engine = config::engine(&dir, driver_config())?;
+            let engine = config::engine(&dir, driver_config()).await?;
             let ids: Vec<SwapId> = engine
                 .driver
                 .store()
@@ -576,7 +598,7 @@ fn main() -> anyhow::Result<()> {
             follow(Some(&engine), engine.driver.store().as_ref(), &ids).await
         }),
         Command::List { json } => runtime()?.block_on(async {
-            let store = open_store(&dir)?;
+            let store = open_store(&dir).await?;
             let mut rows = Vec::new();
             for id in store.list().await? {
                 rows.push(match store.load(&id).await {
@@ -603,8 +625,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Show { id, json } => runtime()?.block_on(async {
-            let store = open_store(&dir)?;
-            let id = find_id(&store, &id).await?;
+            let store = open_store(&dir).await?;
+            let id = find_id(store.as_ref(), &id).await?;
             let (record, state) = store.load(&id).await?;
             let history = store.history(&id).await?;
             let mut v = status::summary(&record, &state);
@@ -651,7 +673,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Refund { id } => runtime()?.block_on(async {
-            let engine = config::engine(&dir, driver_config())?;
+            let engine = config::engine(&dir, driver_config()).await?;
             let id = find_id(engine.driver.store().as_ref(), &id).await?;
             let (record, _) = engine.driver.store().load(&id).await?;
             let leg = match record.role {

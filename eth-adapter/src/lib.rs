@@ -19,6 +19,7 @@ pub mod funds;
 pub mod gas;
 mod htlc;
 mod nonce;
+pub mod recover;
 mod scan;
 
 pub use chain::{deploy_htlc, known_chain_id, revert_reason, EthChain, EthConfig, FoundLock};

@@ -529,3 +529,95 @@ fn offers_are_checked_listed_shown_and_removed() {
     assert!(ok(&a, &["offer", "remove", "1"]).contains("removed 1 offer(s), 0 left"));
     assert!(ok(&a, &["offer", "list"]).contains("no saved offers"));
 }
+
+/// Issue 9, item 6: with its swap database deleted while its Ether is locked, an installation
+/// refuses to start (naming `xswap recover`) instead of resuming "0 swaps"; `recover` restores
+/// the automatic backup, and with no backup at all still finds the lock on chain and refunds
+/// it once it expires.
+#[test]
+fn a_lost_store_is_refused_loudly_and_recover_refunds_from_the_chain() {
+    let Setup {
+        _root,
+        a,
+        b,
+        coin,
+        _down,
+        ..
+    } = setup();
+    let offer = ok(
+        &a,
+        &[
+            "offer",
+            "--sell",
+            coin,
+            "--buy",
+            "eth",
+            "--rate",
+            "1/250000000000",
+            "--min",
+            "2500000000000000",
+            "--max",
+            "2500000000000000000",
+        ],
+    );
+    let offer = offer
+        .lines()
+        .find(|l| l.starts_with("xswap1"))
+        .unwrap()
+        .to_owned();
+    // The maker accepts and dies; the taker locks its Ether and dies.
+    let mut maker = cmd(&a, &["maker"])
+        .env("XSWAP_TEST_ABORT_AFTER_STATES", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut taker = cmd(&b, &["take", &offer, "--give", "2500000000000000"])
+        .env("XSWAP_TEST_ABORT_AFTER_STATES", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    mine_until_exit(&a, &mut taker, 60, "taker did not stop");
+    let _ = maker.kill();
+    let _ = maker.wait();
+
+    let delete_store = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(b.join(format!("swaps.sqlite{suffix}")));
+        }
+    };
+    delete_store();
+    for args in [&["list"][..], &["resume"][..]] {
+        let err = fails(&b, args, &[]);
+        assert!(err.contains("xswap recover"), "{args:?}: {err}");
+    }
+    let out = ok(&b, &["recover"]);
+    assert!(out.contains("restored"), "{out}");
+    assert!(out.contains("1 Ethereum lock(s)"), "{out}");
+    assert!(out.contains("locked until"), "{out}");
+    let list: serde_json::Value = serde_json::from_str(&ok(&b, &["list", "--json"])).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+
+    // No database and no backup: the chain alone.
+    delete_store();
+    std::fs::remove_dir_all(b.join("backups")).unwrap();
+    let out = ok(&b, &["recover"]);
+    assert!(out.contains("no backup to restore"), "{out}");
+    assert!(out.contains("locked until"), "{out}");
+    let mut refunded = false;
+    for _ in 0..40 {
+        ok(&a, &["regtest", "mine", "100"]);
+        let out = ok(&b, &["recover"]);
+        if out.contains("refund sent") {
+            refunded = true;
+            break;
+        }
+        assert!(out.contains("locked until"), "{out}");
+    }
+    assert!(refunded, "the lock never became refundable");
+    ok(&a, &["regtest", "mine", "1"]);
+    let out = ok(&b, &["recover"]);
+    assert!(out.contains("0 Ethereum lock(s)"), "{out}");
+}

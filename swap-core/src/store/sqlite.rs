@@ -57,10 +57,28 @@ fn corrupt(swap: impl std::fmt::Display, detail: impl std::fmt::Display) -> Stor
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path` and applies pending migrations.
+    /// Opens (creating if needed, readable by its owner only) the store at `path` and applies
+    /// pending migrations.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        create_private(path).map_err(backend)?;
         let conn = Connection::open(path).map_err(backend)?;
         Self::init(conn)
+    }
+
+    /// Writes a consistent copy of the whole database to `dest` (which must not exist), while
+    /// the store stays in use (`VACUUM INTO`); the copy is readable by its owner only.
+    pub async fn backup_to(&self, dest: impl AsRef<Path>) -> Result<(), StoreError> {
+        let dest = dest.as_ref().to_path_buf();
+        self.with(move |conn| {
+            let text = dest
+                .to_str()
+                .ok_or_else(|| backend("backup path is not UTF-8"))?
+                .to_owned();
+            conn.execute("VACUUM INTO ?1", [text]).map_err(backend)?;
+            restrict(&dest).map_err(backend)
+        })
+        .await
     }
 
     /// A store in memory (for tests).
@@ -120,6 +138,33 @@ impl SqliteStore {
         .await
         .map_err(backend)?
     }
+}
+
+/// Creates an empty file at `path`, readable and writable by its owner only, unless one
+/// exists (SQLite takes an empty file as an empty database; its `-wal` and `-shm` files get
+/// the same mode).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes `path` readable and writable by its owner only.
+fn restrict(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn role_str(role: Role) -> &'static str {
@@ -400,6 +445,21 @@ mod tests {
         let reopened = SqliteStore::open(&path).unwrap();
         assert_eq!(reopened.schema_version().unwrap(), MIGRATIONS.len() as i64);
         assert!(!reopened.list().await.unwrap().is_empty());
+        // A backup is a whole, readable copy, private to its owner, like the store itself.
+        let copy = dir.path().join("backup.sqlite");
+        reopened.backup_to(&copy).await.unwrap();
+        let restored = SqliteStore::open(&copy).unwrap();
+        assert_eq!(
+            restored.list().await.unwrap(),
+            reopened.list().await.unwrap()
+        );
+        #[cfg(unix)]
+        for file in [&path, &copy] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        assert!(reopened.backup_to(&copy).await.is_err(), "never overwrites");
     }
 
     #[tokio::test]
