@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use btc_adapter::BtcChain;
 use eth_adapter::EthChain;
 use swap_core::*;
-use swap_net::{Connection, Identity, NetError, Offer, OfferLeg, PeerKey};
+use swap_net::{Connection, Identity, NetError, Offer, OfferLeg, Peer};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -83,14 +83,40 @@ struct Pending {
     key_index: u32,
     give: (ChainId, Asset, Amount),
     want: (ChainId, Asset, Amount),
-    peer: PeerKey,
+    peer: Peer,
     at: std::time::Instant,
 }
 
-/// How long a quote waits for its proposal.
-const QUOTE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long a quote waits for its proposal (a taker proposes right after its quote).
+const QUOTE_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 /// How many quotes may wait at once.
 const MAX_PENDING_QUOTES: usize = 1_000;
+/// How many quotes one peer key may hold open at once.
+const MAX_QUOTES_PER_KEY: usize = 4;
+/// How many quotes one IP address may hold open at once (keys are free to make).
+const MAX_QUOTES_PER_IP: usize = 16;
+
+/// Why a new quote for `peer` cannot be held now, if it cannot: per-key, per-address and
+/// global bounds, so one stranger cannot fill the table for everyone else.
+fn quote_room(
+    pending: &mut HashMap<SwapId, Pending>,
+    id: &SwapId,
+    peer: &Peer,
+) -> Option<&'static str> {
+    pending.retain(|_, q| q.at.elapsed() < QUOTE_TTL);
+    if pending.contains_key(id) {
+        return Some("swap id already quoted");
+    }
+    let by_key = pending.values().filter(|q| q.peer.key == peer.key).count();
+    let by_ip = pending.values().filter(|q| q.peer.ip == peer.ip).count();
+    if by_key >= MAX_QUOTES_PER_KEY || by_ip >= MAX_QUOTES_PER_IP {
+        return Some("too many open quotes from you: propose or wait for them to lapse");
+    }
+    if pending.len() >= MAX_PENDING_QUOTES {
+        return Some("too many open quotes, try again later");
+    }
+    None
+}
 
 impl Engine {
     /// An engine over these adapters and store.
@@ -509,7 +535,7 @@ impl Maker {
         }
     }
 
-    async fn quote(&self, peer: PeerKey, id: SwapId, msg: Message) -> Option<Envelope> {
+    async fn quote(&self, peer: Peer, id: SwapId, msg: Message) -> Option<Envelope> {
         let Message::QuoteRequest {
             give_chain,
             give_asset,
@@ -553,14 +579,13 @@ impl Maker {
             return Some(r);
         }
         // Quotes are cheap to ask for: bound how many wait for a proposal, and for how long.
-        if let Ok(mut p) = engine.pending.lock() {
-            p.retain(|_, q| q.at.elapsed() < QUOTE_TTL);
-            if p.len() >= MAX_PENDING_QUOTES {
-                return reject(id, "too many open quotes, try again later");
-            }
-            if p.contains_key(&id) {
-                return reject(id, "swap id already quoted");
-            }
+        if let Some(why) = engine
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| quote_room(&mut p, &id, &peer))
+        {
+            return reject(id, why);
         }
         let key_index = match engine.driver.store().allocate_key_index().await {
             Ok(k) => k,
@@ -577,6 +602,10 @@ impl Maker {
             _ => return reject(id, "maker cannot serve these chains"),
         };
         if let Ok(mut p) = engine.pending.lock() {
+            // Checked again: other quotes may have come in while this one was prepared.
+            if let Some(why) = quote_room(&mut p, &id, &peer) {
+                return reject(id, why);
+            }
             p.insert(
                 id,
                 Pending {
@@ -591,13 +620,13 @@ impl Maker {
         Some(Envelope::new(id, Message::Quote { maker_x, maker_y }))
     }
 
-    async fn proposal(&self, peer: PeerKey, id: SwapId, terms: SwapTerms) -> Option<Envelope> {
+    async fn proposal(&self, peer: Peer, id: SwapId, terms: SwapTerms) -> Option<Envelope> {
         let engine = &self.engine;
         let pending = engine.pending.lock().ok().and_then(|mut p| p.remove(&id));
         let Some(p) = pending else {
             return reject(id, "no quote for this swap");
         };
-        if p.peer != peer {
+        if p.peer.key != peer.key {
             return reject(id, "quote was for another peer");
         }
         let (x, y) = (&terms.x, &terms.y);
@@ -664,7 +693,7 @@ impl Maker {
 
 #[async_trait::async_trait]
 impl swap_net::Handler for Maker {
-    async fn handle(&self, peer: PeerKey, msg: Envelope) -> Option<Envelope> {
+    async fn handle(&self, peer: Peer, msg: Envelope) -> Option<Envelope> {
         let id = msg.swap_id;
         match msg.body {
             m @ Message::QuoteRequest { .. } => self.quote(peer, id, m).await,
@@ -719,6 +748,62 @@ mod tests {
             &Asset::Eth,
             &Amount::Wei(Wei(wei)),
         )
+    }
+
+    fn pending(peer: Peer) -> Pending {
+        let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
+        Pending {
+            key_index: 0,
+            give: (btc, Asset::Btc, Amount::Sats(Sats(1))),
+            want: (btc, Asset::Btc, Amount::Sats(Sats(1))),
+            peer,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Issue 9, item 3a: one key, or many keys from one address, cannot fill the quote table.
+    #[test]
+    fn quotes_are_bounded_per_key_per_address_and_in_total() {
+        let mut table = HashMap::new();
+        let ip = |n: u8| std::net::IpAddr::from([127, 0, 0, n]);
+        let key = || Identity::generate().unwrap().public();
+        let evil = Peer {
+            key: key(),
+            ip: ip(2),
+        };
+        let mut held = 0;
+        for _ in 0..10 {
+            let id = SwapId::random().unwrap();
+            if quote_room(&mut table, &id, &evil).is_none() {
+                table.insert(id, pending(evil));
+                held += 1;
+            }
+        }
+        assert_eq!(held, MAX_QUOTES_PER_KEY);
+        // Fresh keys from the same address.
+        for _ in 0..100 {
+            let id = SwapId::random().unwrap();
+            let p = Peer {
+                key: key(),
+                ip: ip(2),
+            };
+            if quote_room(&mut table, &id, &p).is_none() {
+                table.insert(id, pending(p));
+            }
+        }
+        assert_eq!(table.len(), MAX_QUOTES_PER_IP);
+        // Someone else is served.
+        let honest = Peer {
+            key: key(),
+            ip: ip(1),
+        };
+        let id = SwapId::random().unwrap();
+        assert_eq!(quote_room(&mut table, &id, &honest), None);
+        table.insert(id, pending(honest));
+        assert_eq!(
+            quote_room(&mut table, &id, &honest),
+            Some("swap id already quoted")
+        );
     }
 
     #[test]

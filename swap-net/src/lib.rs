@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use swap_core::{Amount, Asset, ChainId, Envelope, Message, MessageError, SwapId, Timestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
 /// The Noise protocol in use.
@@ -62,6 +62,12 @@ pub enum NetError {
     /// The peer closed the connection.
     #[error("connection closed")]
     Closed,
+    /// The peer sent messages faster than the server's limit.
+    #[error("peer sends messages too fast")]
+    TooFast,
+    /// The peer sent too many malformed messages.
+    #[error("too many malformed messages")]
+    TooManyBadMessages,
 }
 
 /// A peer's static public key (its identity).
@@ -214,7 +220,17 @@ impl Connection {
         me: &Identity,
         expected: Option<PeerKey>,
     ) -> Result<Self, NetError> {
-        let mut stream = timed(async { Ok(TcpStream::connect(addr).await?) }).await?;
+        let stream = timed(async { Ok(TcpStream::connect(addr).await?) }).await?;
+        Self::initiate(stream, me, expected).await
+    }
+
+    /// Runs the initiator's side of the handshake on a connected socket (one made from a
+    /// chosen local address, say); with `expected`, refuses any other peer.
+    pub async fn initiate(
+        mut stream: TcpStream,
+        me: &Identity,
+        expected: Option<PeerKey>,
+    ) -> Result<Self, NetError> {
         let mut hs = snow::Builder::new(params())
             .local_private_key(&me.private)
             .and_then(|b| b.prologue(PROLOGUE))
@@ -327,31 +343,174 @@ impl Connection {
     }
 }
 
+/// Who sent a message: its proven key and the address it connects from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The peer's static key, proven in the handshake.
+    pub key: PeerKey,
+    /// The IP address of its connection (keys are free to make; addresses are not).
+    pub ip: std::net::IpAddr,
+}
+
 /// What a server does with each valid message from an authenticated peer.
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
     /// Handles one message; returns the reply, if any.
-    async fn handle(&self, peer: PeerKey, msg: Envelope) -> Option<Envelope>;
+    async fn handle(&self, peer: Peer, msg: Envelope) -> Option<Envelope>;
 }
 
-/// Accepts connections until the listener fails; each connection runs in its own task, so a
-/// hostile or broken peer only ever ends its own connection.
+/// Bounds that keep one stranger from locking everyone else out of a server: connections
+/// beyond them are closed at once, before any handshake work.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once, all peers together (well below the process's file
+    /// descriptor limit, so the engine's own node connections always have room).
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_per_ip: usize,
+    /// A connection idle (no complete frame) this long is closed.
+    pub idle_timeout: Duration,
+    /// Malformed messages one connection may send before it is closed.
+    pub max_bad_messages: u32,
+    /// Messages one connection may send per second (averaged over a burst of as many).
+    pub max_messages_per_sec: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_per_ip: 16,
+            idle_timeout: IO_TIMEOUT,
+            max_bad_messages: 8,
+            max_messages_per_sec: 50,
+        }
+    }
+}
+
+/// Lets a few warnings per period through and counts the rest, so a flood of bad input
+/// cannot fill the log.
+#[derive(Debug, Default)]
+struct LogLimiter {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u32, u64)>,
+}
+
+impl LogLimiter {
+    const PER_PERIOD: u32 = 10;
+    const PERIOD: Duration = Duration::from_secs(10);
+
+    /// Whether to log this event; when a period with suppressed events ends, how many were.
+    fn allow(&self) -> (bool, u64) {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let mut suppressed = 0;
+        if s.0.is_none_or(|t| now.duration_since(t) >= Self::PERIOD) {
+            suppressed = s.2;
+            *s = (Some(now), 0, 0);
+        }
+        if s.1 < Self::PER_PERIOD {
+            s.1 += 1;
+            (true, suppressed)
+        } else {
+            s.2 += 1;
+            (false, suppressed)
+        }
+    }
+}
+
+/// Open connections, in total and per IP address.
+#[derive(Debug, Default)]
+struct Slots {
+    by_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A connection's place in [`Slots`], given back on drop.
+struct Slot {
+    slots: Arc<Slots>,
+    ip: std::net::IpAddr,
+}
+
+impl Slots {
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, limits: &Limits) -> Option<Slot> {
+        let mut m = self
+            .by_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let total: usize = m.values().sum();
+        let here = m.get(&ip).copied().unwrap_or(0);
+        if total >= limits.max_connections || here >= limits.max_per_ip {
+            return None;
+        }
+        m.insert(ip, here + 1);
+        Some(Slot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut m = self
+            .slots
+            .by_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts connections with the default [`Limits`] (see [`serve_with`]).
 pub async fn serve(listener: TcpListener, me: Identity, handler: Arc<dyn Handler>) {
+    serve_with(listener, me, handler, Limits::default()).await
+}
+
+/// Accepts connections until the task is dropped; each connection runs in its own task, so a
+/// hostile or broken peer only ever ends its own connection, and [`Limits`] bound what one
+/// peer can take.
+pub async fn serve_with(
+    listener: TcpListener,
+    me: Identity,
+    handler: Arc<dyn Handler>,
+    limits: Limits,
+) {
+    let slots = Arc::new(Slots::default());
+    let log = Arc::new(LogLimiter::default());
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                warn!(error = %e, "accept failed");
+                // Out of file descriptors, most likely: wait for connections to close.
+                if let (true, _) = log.allow() {
+                    warn!(error = %e, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        let Some(slot) = slots.take(addr.ip(), &limits) else {
+            if let (true, suppressed) = log.allow() {
+                warn!(%addr, suppressed, "connection refused: too many open connections");
+            }
+            drop(stream);
+            continue;
+        };
         let me = me.clone();
         let handler = handler.clone();
+        let log = log.clone();
         tokio::spawn(async move {
-            match serve_one(stream, &me, handler).await {
+            let _slot = slot;
+            match serve_one(stream, addr.ip(), &me, handler, &limits, &log).await {
                 Ok(()) | Err(NetError::Closed) => debug!(%addr, "peer disconnected"),
-                Err(e) => info!(%addr, error = %e, "connection dropped"),
+                Err(e) => debug!(%addr, error = %e, "connection dropped"),
             }
         });
     }
@@ -359,13 +518,35 @@ pub async fn serve(listener: TcpListener, me: Identity, handler: Arc<dyn Handler
 
 async fn serve_one(
     stream: TcpStream,
+    ip: std::net::IpAddr,
     me: &Identity,
     handler: Arc<dyn Handler>,
+    limits: &Limits,
+    log: &LogLimiter,
 ) -> Result<(), NetError> {
     let mut conn = Connection::accept(stream, me).await?;
-    let peer = conn.remote();
+    let peer = Peer {
+        key: conn.remote(),
+        ip,
+    };
+    let mut bad = 0u32;
+    // A token bucket: a burst of `max_messages_per_sec`, refilled at that rate.
+    let rate = f64::from(limits.max_messages_per_sec.max(1));
+    let (mut tokens, mut last) = (rate, std::time::Instant::now());
     loop {
-        let bytes = conn.recv_bytes().await?;
+        let bytes = tokio::time::timeout(limits.idle_timeout, conn.recv_bytes())
+            .await
+            .map_err(|_| NetError::Timeout)??;
+        let now = std::time::Instant::now();
+        tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
+        last = now;
+        if tokens < 1.0 {
+            if let (true, suppressed) = log.allow() {
+                warn!(peer = %peer.key, %ip, suppressed, "peer sends too fast: connection closed");
+            }
+            return Err(NetError::TooFast);
+        }
+        tokens -= 1.0;
         match Envelope::decode(&bytes) {
             Ok(env) => {
                 if let Some(reply) = handler.handle(peer, env).await {
@@ -373,8 +554,12 @@ async fn serve_one(
                 }
             }
             Err(e) => {
-                // A valid channel with a bad message: say why, keep the connection.
-                warn!(%peer, error = %e, "malformed message");
+                // A valid channel with a bad message: say why, keep the connection (up to a
+                // bound).
+                bad += 1;
+                if let (true, suppressed) = log.allow() {
+                    warn!(peer = %peer.key, %ip, error = %e, suppressed, "malformed message");
+                }
                 let reply = Envelope::new(
                     SwapId([0; 16]),
                     Message::Reject {
@@ -382,6 +567,9 @@ async fn serve_one(
                     },
                 );
                 conn.send(&reply).await?;
+                if bad >= limits.max_bad_messages {
+                    return Err(NetError::TooManyBadMessages);
+                }
             }
         }
     }
@@ -531,6 +719,13 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use swap_core::{ChainFamily, Network, Sats, Wei};
+
+    #[test]
+    fn a_flood_of_warnings_is_cut_to_a_few_per_period() {
+        let log = LogLimiter::default();
+        let allowed = (0..10_000).filter(|_| log.allow().0).count();
+        assert_eq!(allowed, LogLimiter::PER_PERIOD as usize);
+    }
 
     fn offer(maker: PeerKey) -> Offer {
         Offer {

@@ -128,8 +128,11 @@ async fn hostile_peer_cannot_disturb_a_running_swap() {
     bad.id = id;
     bad.x.recipient = maker_x;
     bad.y.sender = maker_y;
+    // Half the agreed window: too short for the responder to react (rule 2). Relative to the
+    // tip, so it holds on a chain that starts at any height.
+    let tip = nodes.btc.rpc().get_block_count().await.unwrap();
     bad.x.expiry = match bad.x.expiry {
-        Expiry::Height(h) => Expiry::Height(Height(h.0 - 600)),
+        Expiry::Height(h) => Expiry::Height(Height(tip + h.0.saturating_sub(tip) / 2)),
         e => e,
     };
     let env = Envelope::new(
@@ -163,7 +166,57 @@ async fn hostile_peer_cannot_disturb_a_running_swap() {
     // The channel still works, and the maker is still answering after all that.
     assert!(reason(&conn.request(&q(1, 1)).await.unwrap()).contains("limits"));
 
-    // The honest swap completes for both.
+    // 4. Lock-out attempts (issue 9, item 3): one key asks for many quotes; throwaway keys
+    //    from another address do the same; idle connections from that address pile up. The
+    //    maker bounds each, and still serves a new honest taker.
+    let mut refused = 0;
+    for _ in 0..10 {
+        match conn.request(&q(SATS, 1)).await.unwrap().body {
+            Message::Quote { .. } => {}
+            Message::Reject { reason } => {
+                assert!(reason.contains("too many open quotes"), "{reason}");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(refused, 6, "4 open quotes per key");
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        idle.push(socket.connect(maker_addr.parse().unwrap()).await.unwrap());
+    }
+    for _ in 0..10 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        let stream = socket.connect(maker_addr.parse().unwrap()).await.unwrap();
+        let mut c = Connection::initiate(stream, &Identity::generate().unwrap(), Some(offer.maker))
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            let _ = c.request(&q(SATS, 1)).await.unwrap();
+        }
+    }
+    let second = tokio::time::timeout(
+        Duration::from_secs(60),
+        taker.engine.take(&offer, SATS as u128),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    drop(idle);
+
+    // The honest swaps complete for both.
+    let both = async {
+        let a = taker.engine.wait(&second).await.unwrap();
+        let b = maker.engine.wait(&second).await.unwrap();
+        (a, b)
+    };
+    let (a, b) = tokio::time::timeout(Duration::from_secs(90), both)
+        .await
+        .unwrap();
+    assert_eq!((a, b), (Outcome::Swapped, Outcome::Swapped));
     let both = async {
         let a = taker.engine.wait(&honest).await.unwrap();
         let b = maker.engine.wait(&honest).await.unwrap();
@@ -174,10 +227,11 @@ async fn hostile_peer_cannot_disturb_a_running_swap() {
         .unwrap();
     assert_eq!((a, b), (Outcome::Swapped, Outcome::Swapped));
     // Nothing hostile was stored.
-    assert_eq!(
-        maker.engine.driver.store().list().await.unwrap(),
-        vec![honest]
-    );
+    let mut stored = maker.engine.driver.store().list().await.unwrap();
+    stored.sort();
+    let mut expected = vec![honest, second];
+    expected.sort();
+    assert_eq!(stored, expected);
     miner.abort();
     server.abort();
 }
