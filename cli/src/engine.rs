@@ -811,7 +811,7 @@ mod tests {
         let old = offer(100, 1_000, 10_000, 10);
         let new = offer(1_000, 1_000, 10_000, 10);
         assert_eq!(
-            ask(&[old.clone()], 500, 2_000, 20_000),
+            ask(std::slice::from_ref(&old), 500, 2_000, 20_000),
             Err("offer expired: ask the maker for a new one".into())
         );
         assert_eq!(ask(&[old, new], 500, 2_000, 20_000), Ok(()));
