@@ -219,6 +219,29 @@ pub fn open_keystore(data_dir: &Path) -> anyhow::Result<Keystore> {
     Ok(Keystore::open(&data_dir.join("keystore.json"), &password)?)
 }
 
+/// A new keystore password: `XSWAP_PASSWORD`, or asked twice on the terminal. Empty is
+/// refused (the keystore holds the seed of every swap key).
+pub fn new_password() -> anyhow::Result<String> {
+    let pw = match env("XSWAP_PASSWORD") {
+        Some(p) => p,
+        None => {
+            let first = rpassword::prompt_password("new keystore password: ")?;
+            if first.is_empty() {
+                anyhow::bail!("an empty password is refused: the keystore holds your seed");
+            }
+            let again = rpassword::prompt_password("the same password again: ")?;
+            if again != first {
+                anyhow::bail!("the two passwords differ: nothing was created");
+            }
+            first
+        }
+    };
+    if pw.is_empty() {
+        anyhow::bail!("an empty password is refused: the keystore holds your seed");
+    }
+    Ok(pw)
+}
+
 /// The password from `XSWAP_PASSWORD`, or asked on the terminal.
 pub fn password(prompt: &str) -> anyhow::Result<String> {
     match env("XSWAP_PASSWORD") {

@@ -21,6 +21,16 @@ pub enum EngineError {
     /// The transport failed.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The maker could not be reached at the offer's address.
+    #[error(
+        "cannot reach the maker at {addr}: {cause} (is its `xswap maker` running and reachable?)"
+    )]
+    Unreachable {
+        /// The offer's address.
+        addr: String,
+        /// Why.
+        cause: NetError,
+    },
     /// The peer refused.
     #[error("the maker refused: {0}")]
     Rejected(String),
@@ -57,6 +67,19 @@ pub enum EngineError {
         /// What unfinished swaps that have not locked yet will still lock.
         reserved: u128,
     },
+}
+
+/// What a wallet holds of one asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    /// The chain.
+    pub chain: ChainId,
+    /// The asset.
+    pub asset: Asset,
+    /// Base units held.
+    pub balance: u128,
+    /// Base units unfinished swaps will still lock.
+    pub reserved: u128,
 }
 
 /// One installation: its adapters, store, driver and identity.
@@ -227,6 +250,35 @@ impl Engine {
         Ok(sum)
     }
 
+    /// What our wallets hold of each chain's native asset, and what unfinished swaps will
+    /// still lock of it.
+    pub async fn balances(&self) -> Result<Vec<Balance>, EngineError> {
+        let btc_chain = self.btc.params().chain;
+        let btc_asset = self.btc.asset();
+        let (sats, _) = self.btc.funds().await?;
+        let eth_chain = self.eth.params().chain;
+        let wei = self
+            .eth
+            .funds(&Asset::Eth)
+            .await
+            .map_err(|e| EngineError::Chain(e.into()))?
+            .asset;
+        Ok(vec![
+            Balance {
+                chain: btc_chain,
+                reserved: self.reserved(btc_chain, &btc_asset).await?,
+                asset: btc_asset,
+                balance: u128::from(sats),
+            },
+            Balance {
+                chain: eth_chain,
+                asset: Asset::Eth,
+                balance: wei,
+                reserved: self.reserved(eth_chain, &Asset::Eth).await?,
+            },
+        ])
+    }
+
     /// Checks that our wallet on `chain` can lock `amount` of `asset` (plus fees) beyond what
     /// unfinished swaps will still lock.
     pub async fn check_funds(
@@ -346,8 +398,12 @@ impl Engine {
         self.verify_rails().await?;
         self.check_funds(x, &offer.buy.asset, &give_amount).await?;
         let id = SwapId::random().map_err(|e| EngineError::Offer(e.to_string()))?;
-        let mut conn =
-            Connection::connect(offer.addr.as_str(), &self.identity, Some(offer.maker)).await?;
+        let mut conn = Connection::connect(offer.addr.as_str(), &self.identity, Some(offer.maker))
+            .await
+            .map_err(|e| EngineError::Unreachable {
+                addr: offer.addr.clone(),
+                cause: e,
+            })?;
         let quote = conn
             .request(&Envelope::new(
                 id,

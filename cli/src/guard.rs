@@ -212,4 +212,16 @@ impl SwapStore for GuardedStore {
     async fn hashlock_in_use(&self, hashlock: &Hashlock) -> Result<bool, StoreError> {
         self.inner.hashlock_in_use(hashlock).await
     }
+
+    async fn record_tx(
+        &self,
+        id: &SwapId,
+        tx: &swap_core::store::SentTx,
+    ) -> Result<(), StoreError> {
+        self.inner.record_tx(id, tx).await
+    }
+
+    async fn txs(&self, id: &SwapId) -> Result<Vec<swap_core::store::SentTx>, StoreError> {
+        self.inner.txs(id).await
+    }
 }

@@ -1,5 +1,6 @@
 //! The pieces of the `xswap` tool that other programs and tests can use.
 
+pub mod amounts;
 pub mod config;
 pub mod crashpoint;
 pub mod demo;

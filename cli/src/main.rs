@@ -51,27 +51,41 @@ enum Command {
         #[arg(long, required = true)]
         buy: Option<String>,
         /// Base units of `sell` given per base unit of `buy`, as NUM/DEN.
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "price", conflicts_with = "price")]
         rate: Option<String>,
-        /// Smallest amount of `buy` a taker may give, in base units (at least 1).
+        /// Or: whole units of `sell` given per whole unit of `buy` (`--price 25` for 25 ETH
+        /// per BTC).
+        #[arg(long)]
+        price: Option<String>,
+        /// Smallest amount of `buy` a taker may give: `0.001btc`, `0.5eth`, or base units.
         #[arg(long, required = true)]
-        min: Option<u128>,
-        /// Largest amount of `buy` a taker may give, in base units.
+        min: Option<String>,
+        /// Largest amount of `buy` a taker may give, same forms.
         #[arg(long, required = true)]
-        max: Option<u128>,
+        max: Option<String>,
         /// Hours until the offer lapses (at least 1).
         #[arg(long, default_value_t = 24)]
         hours: u64,
     },
     /// Run as a maker: resume stored swaps and serve the saved offers until stopped.
     Maker,
-    /// Take an offer: give `--give` base units of what the maker buys.
+    /// Take an offer: give `--give` of what the maker buys. Shows what will be locked and
+    /// received and asks before going on (`--yes` for scripts).
     Take {
         /// The offer string (xswap1...).
         offer: String,
-        /// Base units you give.
+        /// What you give: `0.01btc`, `0.5eth`, `12.5` (whole units), or base units.
         #[arg(long)]
-        give: u128,
+        give: String,
+        /// Go on without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// What this installation's wallets hold, and what unfinished swaps will still lock.
+    Balance {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// List swaps.
     List {
@@ -220,6 +234,8 @@ fn parse_asset(s: &str, cfg: &Config) -> anyhow::Result<(ChainId, Asset)> {
     })
 }
 
+use xswap_cli::amounts::{format_amount, parse_amount};
+
 fn amount(asset: &Asset, units: u128) -> anyhow::Result<Amount> {
     Ok(xswap_cli::engine::with_units(asset, units)?)
 }
@@ -363,7 +379,7 @@ fn main() -> anyhow::Result<()> {
         Command::Init { restore } => {
             std::fs::create_dir_all(&dir)?;
             let path = dir.join("keystore.json");
-            let pw = config::password("new keystore password: ")?;
+            let pw = config::new_password()?;
             if restore {
                 let mut words = String::new();
                 std::io::stdin().read_line(&mut words)?;
@@ -443,34 +459,42 @@ fn main() -> anyhow::Result<()> {
             sell,
             buy,
             rate,
+            price,
             min,
             max,
             hours,
         } => {
-            let (Some(sell), Some(buy), Some(rate), Some(min), Some(max)) =
-                (sell, buy, rate, min, max)
-            else {
-                bail!("an offer needs --sell, --buy, --rate, --min and --max");
+            let (Some(sell), Some(buy), Some(min), Some(max)) = (sell, buy, min, max) else {
+                bail!("an offer needs --sell, --buy, --rate (or --price), --min and --max");
             };
             if hours == 0 {
                 bail!("--hours must be at least 1");
             }
-            if min == 0 || min > max {
-                bail!("--min must be at least 1 and at most --max ({min} > {max}?)");
-            }
             let cfg = Config::load(&dir)?;
-            let ks = config::open_keystore(&dir)?;
-            let identity = swap_net::Identity::from_private(&ks.purpose_key("noise")?[..])?;
             let (sc, sa) = parse_asset(&sell, &cfg)?;
             let (bc, ba) = parse_asset(&buy, &cfg)?;
-            let (num, den) = rate
-                .split_once('/')
-                .ok_or_else(|| anyhow!("--rate must be NUM/DEN"))?;
-            let rate_num: u128 = num.trim().parse().context("rate numerator")?;
-            let rate_den: u128 = den.trim().parse().context("rate denominator")?;
-            if rate_num == 0 || rate_den == 0 {
-                bail!("--rate must be two positive numbers NUM/DEN");
+            let min = parse_amount(&min, &ba).context("--min")?;
+            let max = parse_amount(&max, &ba).context("--max")?;
+            if min > max {
+                bail!("--min must be at most --max");
             }
+            let (rate_num, rate_den) = match (rate, price) {
+                (_, Some(p)) => xswap_cli::amounts::rate_from_price(&p, &sa, &ba)?,
+                (Some(rate), None) => {
+                    let (num, den) = rate
+                        .split_once('/')
+                        .ok_or_else(|| anyhow!("--rate must be NUM/DEN"))?;
+                    let num: u128 = num.trim().parse().context("rate numerator")?;
+                    let den: u128 = den.trim().parse().context("rate denominator")?;
+                    if num == 0 || den == 0 {
+                        bail!("--rate must be two positive numbers NUM/DEN");
+                    }
+                    (num, den)
+                }
+                (None, None) => bail!("give --rate NUM/DEN or --price"),
+            };
+            let ks = config::open_keystore(&dir)?;
+            let identity = swap_net::Identity::from_private(&ks.purpose_key("noise")?[..])?;
             let offer = Offer {
                 v: 1,
                 addr: cfg.net.offer_address().to_owned(),
@@ -536,10 +560,45 @@ fn main() -> anyhow::Result<()> {
                 .await;
             Ok(())
         }),
-        Command::Take { offer, give } => runtime()?.block_on(async {
+        Command::Take { offer, give, yes } => runtime()?.block_on(async {
             let offer = Offer::decode(&offer).map_err(|e| anyhow!("{e}"))?;
             if offer.expires.0 < now() {
                 bail!("this offer has expired: ask the maker for a new one");
+            }
+            let give = parse_amount(&give, &offer.buy.asset).context("--give")?;
+            let (lo, hi) = (offer.buy.min.base_units(), offer.buy.max.base_units());
+            if !(lo..=hi).contains(&give) {
+                bail!(
+                    "this offer takes {} to {} per swap",
+                    format_amount(lo, &offer.buy.asset),
+                    format_amount(hi, &offer.buy.asset)
+                );
+            }
+            let get = offer
+                .quote(give)
+                .ok_or_else(|| anyhow!("amount too large"))?;
+            xswap_cli::say!(
+                "you lock    {} on {} (first; it comes back to you after its expiry if the \
+                 maker never locks)",
+                format_amount(give, &offer.buy.asset),
+                offer.buy.chain
+            );
+            xswap_cli::say!(
+                "you receive {} on {}",
+                format_amount(get, &offer.sell.asset),
+                offer.sell.chain
+            );
+            xswap_cli::say!("maker       {} at {}", offer.maker, offer.addr);
+            if !yes {
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    bail!("add --yes to take the offer without being asked");
+                }
+                eprint!("go on? [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    bail!("not taken");
+                }
             }
             let engine = config::engine(&dir, driver_config()).await?;
             engine
@@ -565,6 +624,34 @@ fn main() -> anyhow::Result<()> {
                 }
                 None => bail!("swap {id} stopped before it finished: `xswap resume` goes on"),
             }
+        }),
+        Command::Balance { json } => runtime()?.block_on(async {
+            let engine = config::engine(&dir, driver_config()).await?;
+            let rows = engine.balances().await?;
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|b| {
+                        serde_json::json!({
+                            "chain": b.chain.to_string(),
+                            "asset": status::asset_text(&b.asset),
+                            "balance": b.balance.to_string(),
+                            "reserved": b.reserved.to_string(),
+                        })
+                    })
+                    .collect();
+                xswap_cli::say!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for b in rows {
+                    xswap_cli::say!(
+                        "{:<14} {}  ({} promised to unfinished swaps)",
+                        b.chain.to_string(),
+                        format_amount(b.balance, &b.asset),
+                        format_amount(b.reserved, &b.asset)
+                    );
+                }
+            }
+            Ok(())
         }),
         Command::Recover {
             backup,
@@ -629,6 +716,7 @@ fn main() -> anyhow::Result<()> {
             let id = find_id(store.as_ref(), &id).await?;
             let (record, state) = store.load(&id).await?;
             let history = store.history(&id).await?;
+            let txs = store.txs(&id).await?;
             let mut v = status::summary(&record, &state);
             v["next"] = status::next_step(&record, &state).into();
             v["history"] = history
@@ -639,6 +727,17 @@ fn main() -> anyhow::Result<()> {
                         "at": e.entered_at.0,
                         "state": swap_core::driver::state_name(&e.state),
                         "detail": status::detail(&e.state),
+                    })
+                })
+                .collect();
+            v["transactions"] = txs
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "kind": t.kind.as_str(),
+                        "chain": record.terms.leg(t.leg).params.chain.to_string(),
+                        "txref": t.txref.0,
+                        "at": status::utc_text(t.at.0),
                     })
                 })
                 .collect();
@@ -659,6 +758,14 @@ fn main() -> anyhow::Result<()> {
                 );
                 if let Some(o) = v["outcome_text"].as_str() {
                     xswap_cli::say!("outcome  {o}");
+                }
+                for t in &txs {
+                    xswap_cli::say!(
+                        "sent     {:<6} on {}: {}",
+                        t.kind.as_str(),
+                        record.terms.leg(t.leg).params.chain,
+                        t.txref
+                    );
                 }
                 xswap_cli::say!("next     {}", f("next"));
                 for h in v["history"].as_array().into_iter().flatten() {

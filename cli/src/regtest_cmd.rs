@@ -41,6 +41,10 @@ pub struct RegtestState {
     pub eth_url: String,
     /// Deployed HTLC contract.
     pub htlc: String,
+    /// Set in an installation that joined another's nodes (`regtest join`): its `down` only
+    /// detaches, the nodes belong to the installation that started them.
+    #[serde(default)]
+    pub joined_from: Option<PathBuf>,
 }
 
 fn state_path(data_dir: &Path) -> PathBuf {
@@ -142,6 +146,7 @@ pub async fn up(data_dir: &Path) -> anyhow::Result<()> {
         eth_pid: child.id(),
         eth_url,
         htlc: htlc.to_string(),
+        joined_from: None,
     };
     std::fs::write(state_path(data_dir), serde_json::to_vec_pretty(&state)?)?;
     configure(data_dir, &state, WALLET).await?;
@@ -157,7 +162,8 @@ pub async fn up(data_dir: &Path) -> anyhow::Result<()> {
 
 /// Points this installation at the nodes another installation started.
 pub async fn join(data_dir: &Path, other: &Path) -> anyhow::Result<()> {
-    let state = load(other)?;
+    let mut state = load(other)?;
+    state.joined_from = Some(other.to_owned());
     std::fs::create_dir_all(data_dir)?;
     std::fs::write(state_path(data_dir), serde_json::to_vec_pretty(&state)?)?;
     let name = data_dir
@@ -239,6 +245,16 @@ pub async fn mine(data_dir: &Path, n: u64) -> anyhow::Result<()> {
 /// Stops both nodes.
 pub async fn down(data_dir: &Path) -> anyhow::Result<()> {
     let state = load(data_dir)?;
+    if let Some(owner) = &state.joined_from {
+        std::fs::remove_file(state_path(data_dir))?;
+        crate::say!(
+            "detached from the regtest nodes of {} (they keep running: `xswap --data-dir {} \
+             regtest down` stops them)",
+            owner.display(),
+            owner.display()
+        );
+        return Ok(());
+    }
     let _ = rpc(&state, None)?.stop().await;
     let _ = Command::new("kill").arg(state.eth_pid.to_string()).status();
     std::fs::remove_file(state_path(data_dir))?;

@@ -16,7 +16,8 @@ use alloy::signers::local::PrivateKeySigner;
 use serde_json::{json, Value};
 
 /// Where the anvil binary is: `ANVIL_EXE`, else the native binary that `npm install` (run by `scripts/test`) put under
-/// `<workspace>/node_modules/@foundry-rs/anvil-<platform>/bin/anvil`. (The
+/// `<workspace>/node_modules/@foundry-rs/anvil-<platform>/bin/anvil`, else `anvil` on the
+/// `PATH` (an installed `xswap` away from its source tree). (The
 /// `node_modules/.bin/anvil` wrapper is a node script that would outlive a killed child, so the
 /// native binary is started directly.)
 ///
@@ -43,11 +44,20 @@ pub fn anvil_path() -> PathBuf {
         // Unknown platform package layout: the npm wrapper works too (but a killed wrapper
         // may leave its anvil child running).
         None if wrapper.exists() => wrapper,
-        None => panic!(
-            "anvil not found under {}: run `npm install` at the workspace root (installs the pinned \
-             @foundry-rs/anvil) or set ANVIL_EXE",
-            scope.display()
-        ),
+        // An installed `xswap` far from its source tree: anvil on the PATH.
+        None => std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join("anvil"))
+                    .find(|p| p.is_file())
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "anvil not found (not under {}, not on PATH): run `npm install` at the \
+                     workspace root, or `npm install -g @foundry-rs/anvil@1.7.1`, or set ANVIL_EXE",
+                    scope.display()
+                )
+            }),
     }
 }
 

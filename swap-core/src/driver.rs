@@ -229,11 +229,13 @@ impl Driver {
     ) -> Vec<(Action, Result<TxRef, ChainError>)> {
         let mut out = Vec::with_capacity(actions.len());
         for action in actions {
-            let (leg, kind) = match action {
-                Action::Lock { leg } => (*leg, "lock"),
-                Action::Claim { leg, .. } => (*leg, "claim"),
-                Action::Refund { leg } => (*leg, "refund"),
+            use crate::store::TxKind;
+            let (leg, tx_kind) = match action {
+                Action::Lock { leg } => (*leg, TxKind::Lock),
+                Action::Claim { leg, .. } => (*leg, TxKind::Claim),
+                Action::Refund { leg } => (*leg, TxKind::Refund),
             };
+            let kind = tx_kind.as_str();
             let chain_id = record.terms.leg(leg).params.chain;
             let result = match self.chain(chain_id) {
                 Err(_) => Err(ChainError::permanent(format!("no adapter for {chain_id}"))),
@@ -249,6 +251,15 @@ impl Driver {
             match &result {
                 Ok(txref) => {
                     info!(swap_id = %record.id(), chain = %chain_id, action = kind, %txref, "sent");
+                    let tx = crate::store::SentTx {
+                        leg,
+                        kind: tx_kind,
+                        txref: txref.clone(),
+                        at: crate::store::now(),
+                    };
+                    if let Err(e) = self.store.record_tx(&record.id(), &tx).await {
+                        warn!(swap_id = %record.id(), error = %e, "could not record a sent transaction");
+                    }
                     self.record_sent(record, action).await;
                 }
                 Err(e) if e.is_transient() => {

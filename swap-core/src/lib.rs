@@ -73,7 +73,7 @@ pub mod terms;
 pub use driver::{Advanced, Driver, DriverConfig, DriverError, StepReport, SwapTasks};
 pub use machine::{initiator, responder, Action, GiveUpReason, LegView, Outcome, Snapshot, Step};
 pub use messages::{check_proposal, AcceptPolicy, Envelope, Message, MessageError, ProposalError};
-pub use store::{Role, StoreError, SwapRecord, SwapState, SwapStore};
+pub use store::{Role, SentTx, StoreError, SwapRecord, SwapState, SwapStore, TxKind};
 pub use terms::{
     ExpiryMatch, Leg, LegTerms, LockMismatch, SafetyPolicy, SwapTerms, TermsError, Tips,
 };

@@ -128,7 +128,8 @@ fn two_installations_swap_through_the_cli() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    let mut taker = cmd(&b, &["take", &offer, "--give", "1000000"])
+    // 0.01 coins, written as people do (1,000,000 base units).
+    let mut taker = cmd(&b, &["take", &offer, "--give", "0.01", "--yes"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -167,6 +168,23 @@ fn two_installations_swap_through_the_cli() {
         .collect();
     assert_eq!(states.first(), Some(&"negotiated"));
     assert!(states.contains(&"claiming"), "{states:?}");
+    // The claim phase writes its four rows once (no claiming <-> claim_sent loop).
+    let claim_rows = states
+        .iter()
+        .filter(|s| ["claiming", "claim_sent", "claimed"].contains(s))
+        .count();
+    assert!(claim_rows <= 3, "{states:?}");
+    // The taker's lock and claim transactions are listed.
+    let kinds: Vec<&str> = show["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"lock") && kinds.contains(&"claim"),
+        "{show}"
+    );
     // A manual refund is refused: the taker's lock was claimed (or is not yet refundable).
     let out = cmd(&b, &["refund", &id]).output().unwrap();
     assert!(!out.status.success());
@@ -181,6 +199,7 @@ fn two_installations_swap_through_the_cli() {
     assert_eq!(short["id"], id.as_str());
     let human = ok(&b, &["show", &id[..8]]);
     assert!(human.contains("outcome  swapped"), "{human}");
+    assert!(human.contains("sent     claim"), "{human}");
     assert!(!human.contains("Some("), "{human}");
     let out = cmd(&b, &["show", "zz"]).output().unwrap();
     assert!(!out.status.success());
@@ -230,7 +249,7 @@ fn manual_refund_after_the_maker_vanishes() {
     // The taker locks and then stops too: killed at its second state change after the
     // agreement (Locking, then Locked or, when the lock confirmed before the next poll,
     // LockConfirmed), so after its lock is sent and seen.
-    let mut taker = cmd(&b, &["take", &offer, "--give", "1000000"])
+    let mut taker = cmd(&b, &["take", &offer, "--give", "1000000", "--yes"])
         .env("XSWAP_TEST_ABORT_AFTER_STATES", "2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -309,7 +328,7 @@ fn a_wrong_contract_address_is_refused_before_anything_moves() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     let wrong = "0x000000000000000000000000000000000000dEaD";
-    let out = cmd(&b, &["take", &offer, "--give", "2500000000000000"])
+    let out = cmd(&b, &["take", &offer, "--give", "2500000000000000", "--yes"])
         .env("XSWAP_ETH_HTLC", wrong)
         .output()
         .unwrap();
@@ -377,7 +396,7 @@ fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
         .find(|l| l.starts_with("xswap1"))
         .unwrap()
         .to_owned();
-    let mut first = cmd(&b, &["take", &offer, "--give", "6000000"])
+    let mut first = cmd(&b, &["take", &offer, "--give", "6000000", "--yes"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -395,15 +414,15 @@ fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // 60 more ETH: the maker has promised 60 of its 100 already.
-    let out = cmd(&c, &["take", &offer, "--give", "6000000"])
+    let out = cmd(&c, &["take", &offer, "--give", "6000000", "--yes"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     // Beyond its own wallet (10 coins): refused before the maker is asked.
-    let poor = cmd(&c, &["take", &offer, "--give", "1100000000"])
+    let poor = cmd(&c, &["take", &offer, "--give", "1100000000", "--yes"])
         .output()
         .unwrap();
-    let missing = cmd(&c, &["take", &offer, "--give", "10000"])
+    let missing = cmd(&c, &["take", &offer, "--give", "10000", "--yes"])
         .env("XSWAP_BTC_WALLET", "no-such-wallet")
         .output()
         .unwrap();
@@ -464,7 +483,8 @@ fn offers_are_checked_listed_shown_and_removed() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         fails(&a, &args, envs)
     };
-    assert!(run(&["--min", "0", "--max", "10"], &[]).contains("--min must be at least 1"));
+    let zero = run(&["--min", "0", "--max", "10"], &[]);
+    assert!(zero.contains("--min") && zero.contains("zero"), "{zero}");
     assert!(run(&["--min", "20", "--max", "10"], &[]).contains("at most --max"));
     assert!(run(&["--min", "1", "--max", "10", "--hours", "0"], &[]).contains("--hours"));
     let same = fails(
@@ -525,6 +545,21 @@ fn offers_are_checked_listed_shown_and_removed() {
     );
     assert!(damaged.contains("copy the whole string"), "{damaged}");
 
+    // Taking asks first; a script must say --yes. Amounts outside the limits are refused
+    // with the limits, before anyone is contacted.
+    let b = root.path().join("taker");
+    ok(&b, &["init"]);
+    let err = fails(&b, &["take", &offer_string, "--give", "0.00001btc"], &[]);
+    assert!(err.contains("--yes"), "{err}");
+    let err = fails(&b, &["take", &offer_string, "--give", "1btc", "--yes"], &[]);
+    assert!(err.contains("0.00001 BTC to 0.001 BTC"), "{err}");
+    let err = fails(
+        &b,
+        &["take", &offer_string, "--give", "0.5eth", "--yes"],
+        &[],
+    );
+    assert!(err.contains("does not fit"), "{err}");
+
     assert!(fails(&a, &["offer", "remove", "7"], &[]).contains("from 1 to 1"));
     assert!(ok(&a, &["offer", "remove", "1"]).contains("removed 1 offer(s), 0 left"));
     assert!(ok(&a, &["offer", "list"]).contains("no saved offers"));
@@ -573,7 +608,7 @@ fn a_lost_store_is_refused_loudly_and_recover_refunds_from_the_chain() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    let mut taker = cmd(&b, &["take", &offer, "--give", "2500000000000000"])
+    let mut taker = cmd(&b, &["take", &offer, "--give", "2500000000000000", "--yes"])
         .env("XSWAP_TEST_ABORT_AFTER_STATES", "2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -620,4 +655,49 @@ fn a_lost_store_is_refused_loudly_and_recover_refunds_from_the_chain() {
     ok(&a, &["regtest", "mine", "1"]);
     let out = ok(&b, &["recover"]);
     assert!(out.contains("0 Ethereum lock(s)"), "{out}");
+}
+
+/// Issue 9, item 8: a `take` whose maker accepted and vanished ends refunded, and says so with
+/// a non-zero exit code (3), not 0.
+#[test]
+fn take_exits_non_zero_when_the_swap_is_refunded() {
+    let Setup {
+        _root,
+        a,
+        b,
+        offer,
+        _down,
+        ..
+    } = setup();
+    let mut maker = cmd(&a, &["maker"])
+        .env("XSWAP_TEST_ABORT_AFTER_STATES", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut taker = cmd(&b, &["take", &offer, "--give", "1000000", "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while taker.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "take never ended"
+        );
+        ok(&a, &["regtest", "mine", "20"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = maker.kill();
+    let _ = maker.wait();
+    let out = taker.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("refunded: we got our own asset back"),
+        "{text}"
+    );
+    assert!(!text.contains("Some("), "{text}");
 }

@@ -127,9 +127,13 @@ async fn one_run(
     let before = newest_swap(&taker_db).await;
     let mut maker_p = xswap(maker.dir.path(), &["maker"], mk).spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await; // listening
-    let mut taker_p = xswap(taker.dir.path(), &["take", offer, "--give", "1000000"], tk)
-        .spawn()
-        .unwrap();
+    let mut taker_p = xswap(
+        taker.dir.path(),
+        &["take", offer, "--give", "1000000", "--yes"],
+        tk,
+    )
+    .spawn()
+    .unwrap();
     let start = Instant::now();
     let mut died = false;
     let mut id = None;
@@ -172,7 +176,7 @@ async fn one_run(
                 died |= matches!(victim, Victim::Taker(_));
                 taker_p = xswap(
                     taker.dir.path(),
-                    &["take", offer, "--give", "1000000"],
+                    &["take", offer, "--give", "1000000", "--yes"],
                     None,
                 )
                 .spawn()

@@ -77,6 +77,59 @@ pub async fn run(store: &dyn SwapStore) {
         .create(&b, &SwapState::initial(Role::Responder))
         .await
         .unwrap();
+    // Sent transactions: in order, each (leg, kind, txref) once, per swap; unknown swap typed.
+    use super::{SentTx, TxKind};
+    use crate::terms::Leg;
+    let tx = |kind, r: &str| SentTx {
+        leg: Leg::X,
+        kind,
+        txref: TxRef(r.into()),
+        at: Timestamp(1),
+    };
+    assert!(store.txs(&a.id()).await.unwrap().is_empty());
+    store
+        .record_tx(&a.id(), &tx(TxKind::Lock, "l1"))
+        .await
+        .unwrap();
+    store
+        .record_tx(&a.id(), &tx(TxKind::Claim, "c1"))
+        .await
+        .unwrap();
+    store
+        .record_tx(&a.id(), &tx(TxKind::Lock, "l1"))
+        .await
+        .unwrap();
+    store
+        .record_tx(&a.id(), &tx(TxKind::Claim, "c2"))
+        .await
+        .unwrap();
+    let kinds: Vec<(TxKind, String)> = store
+        .txs(&a.id())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.kind, t.txref.0))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (TxKind::Lock, "l1".into()),
+            (TxKind::Claim, "c1".into()),
+            (TxKind::Claim, "c2".into())
+        ]
+    );
+    assert!(store.txs(&b.id()).await.unwrap().is_empty());
+    assert!(matches!(
+        store
+            .record_tx(&SwapId([99; 16]), &tx(TxKind::Lock, "x"))
+            .await,
+        Err(StoreError::UnknownSwap(_))
+    ));
+    assert!(matches!(
+        store.txs(&SwapId([99; 16])).await,
+        Err(StoreError::UnknownSwap(_))
+    ));
+
     let (ra, sa) = store.load(&a.id()).await.unwrap();
     assert_eq!(ra, a);
     assert_eq!(ra.secret, a.secret, "the secret is stored with the swap");

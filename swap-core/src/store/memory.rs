@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{check_record, now, StateEntry, StoreError, SwapRecord, SwapState, SwapStore};
+use super::{check_record, now, SentTx, StateEntry, StoreError, SwapRecord, SwapState, SwapStore};
 use crate::types::SwapId;
 
 #[derive(Default)]
@@ -14,6 +14,7 @@ struct Inner {
     order: Vec<SwapId>,
     seq: u64,
     next_key: u32,
+    txs: HashMap<SwapId, Vec<SentTx>>,
 }
 
 /// A [`SwapStore`] in memory. Loses everything when dropped.
@@ -128,5 +129,28 @@ impl SwapStore for MemoryStore {
             .checked_add(1)
             .ok_or_else(|| StoreError::Backend("key indexes exhausted".into()))?;
         Ok(k)
+    }
+
+    async fn record_tx(&self, id: &SwapId, tx: &SentTx) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if !inner.swaps.contains_key(id) {
+            return Err(StoreError::UnknownSwap(*id));
+        }
+        let list = inner.txs.entry(*id).or_default();
+        if !list
+            .iter()
+            .any(|t| (t.leg, t.kind, &t.txref) == (tx.leg, tx.kind, &tx.txref))
+        {
+            list.push(tx.clone());
+        }
+        Ok(())
+    }
+
+    async fn txs(&self, id: &SwapId) -> Result<Vec<SentTx>, StoreError> {
+        let inner = self.lock()?;
+        if !inner.swaps.contains_key(id) {
+            return Err(StoreError::UnknownSwap(*id));
+        }
+        Ok(inner.txs.get(id).cloned().unwrap_or_default())
     }
 }

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{initiator, responder};
-use crate::terms::{SwapTerms, Tips};
-use crate::types::{Hashlock, Preimage, SwapId, Timestamp};
+use crate::terms::{Leg, SwapTerms, Tips};
+use crate::types::{Hashlock, Preimage, SwapId, Timestamp, TxRef};
 
 pub mod memory;
 #[cfg(feature = "sqlite")]
@@ -158,6 +158,43 @@ pub struct StateEntry {
     pub state: SwapState,
 }
 
+/// What a sent transaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxKind {
+    /// Funded an HTLC.
+    Lock,
+    /// Claimed one (revealing or using the secret).
+    Claim,
+    /// Refunded one to its sender.
+    Refund,
+}
+
+impl TxKind {
+    /// `lock`, `claim` or `refund`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TxKind::Lock => "lock",
+            TxKind::Claim => "claim",
+            TxKind::Refund => "refund",
+        }
+    }
+}
+
+/// A transaction this installation handed to a node for a swap (a fee bump or replacement is
+/// another entry with its own reference).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SentTx {
+    /// Which HTLC.
+    pub leg: Leg,
+    /// What it did.
+    pub kind: TxKind,
+    /// The transaction.
+    pub txref: TxRef,
+    /// When it was first recorded (local clock).
+    pub at: Timestamp,
+}
+
 /// Store errors. A corrupt row of one swap never hides the others.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -228,6 +265,13 @@ pub trait SwapStore: Send + Sync {
     /// Whether any stored swap uses this hashlock. A responder must refuse a proposal whose
     /// hashlock it already has: two swaps sharing a hashlock can share one counter-lock.
     async fn hashlock_in_use(&self, hashlock: &Hashlock) -> Result<bool, StoreError>;
+
+    /// Records a transaction sent for a swap; the same (leg, kind, txref) again is a no-op
+    /// (an idempotent re-send returns the transaction it sent before).
+    async fn record_tx(&self, id: &SwapId, tx: &SentTx) -> Result<(), StoreError>;
+
+    /// The transactions sent for a swap, in the order first recorded.
+    async fn txs(&self, id: &SwapId) -> Result<Vec<SentTx>, StoreError>;
 }
 
 pub(crate) fn check_record(record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {

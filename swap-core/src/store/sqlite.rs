@@ -37,6 +37,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE swaps ADD COLUMN hashlock TEXT;
     UPDATE swaps SET hashlock = json_extract(record_json, '$.terms.hashlock');
     CREATE INDEX swaps_by_hashlock ON swaps(hashlock);",
+    // 3: the transactions sent for each swap (what `xswap show` lists).
+    "CREATE TABLE swap_txs (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        swap_id BLOB NOT NULL REFERENCES swaps(id),
+        tx_json TEXT NOT NULL,
+        leg     TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        txref   TEXT NOT NULL,
+        UNIQUE (swap_id, leg, kind, txref)
+    );",
 ];
 
 /// A [`SwapStore`] in a SQLite file.
@@ -394,6 +404,68 @@ impl SwapStore for SqliteStore {
                         .map_err(|_| corrupt(hex::encode(&b), "id is not 16 bytes"))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn record_tx(&self, id: &SwapId, tx: &super::SentTx) -> Result<(), StoreError> {
+        let id = *id;
+        let json = serde_json::to_string(tx).map_err(backend)?;
+        let leg = format!("{:?}", tx.leg);
+        let kind = tx.kind.as_str();
+        let txref = tx.txref.0.clone();
+        self.with(move |conn| {
+            let known: Option<i64> = conn
+                .query_row(
+                    "SELECT 1 FROM swaps WHERE id = ?1",
+                    params![&id.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if known.is_none() {
+                return Err(StoreError::UnknownSwap(id));
+            }
+            conn.execute(
+                "INSERT OR IGNORE INTO swap_txs(swap_id, tx_json, leg, kind, txref)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![&id.0[..], json, leg, kind, txref],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn txs(&self, id: &SwapId) -> Result<Vec<super::SentTx>, StoreError> {
+        let id = *id;
+        self.with(move |conn| {
+            let known: Option<i64> = conn
+                .query_row(
+                    "SELECT 1 FROM swaps WHERE id = ?1",
+                    params![&id.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if known.is_none() {
+                return Err(StoreError::UnknownSwap(id));
+            }
+            let mut stmt = conn
+                .prepare("SELECT tx_json FROM swap_txs WHERE swap_id = ?1 ORDER BY seq")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![&id.0[..]], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let json = row.map_err(backend)?;
+                out.push(
+                    serde_json::from_str(&json)
+                        .map_err(|e| corrupt(id, format!("transaction row: {e}")))?,
+                );
+            }
+            Ok(out)
         })
         .await
     }
