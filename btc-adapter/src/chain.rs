@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
 use swap_core::{
-    Account, Amount, Asset, Chain, ChainError, ChainFamily, ChainId, ChainParams, ChainTip, Height,
-    HtlcParams, HtlcStatus, ObservedLock, Preimage, PublicKeyBytes, Sats, Timestamp, TxRef,
+    Account, Amount, Asset, Cause, Chain, ChainError, ChainFamily, ChainId, ChainParams, ChainTip,
+    Height, HtlcParams, HtlcStatus, ObservedLock, Preimage, PublicKeyBytes, Sats, Timestamp, TxRef,
 };
 use tokio::sync::{oneshot, Mutex};
 use tracing::{info, warn};
@@ -252,8 +252,9 @@ pub struct BtcChain {
     fee_cache: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
 
+/// A request this adapter cannot serve (wrong chain, amount or key).
 fn permanent(e: impl std::fmt::Display) -> ChainError {
-    ChainError::permanent(e)
+    ChainError::new(Cause::Invalid, e)
 }
 
 fn scan_error(e: ScanError) -> ChainError {
@@ -263,8 +264,10 @@ fn scan_error(e: ScanError) -> ChainError {
 fn tx_error(e: TxError) -> ChainError {
     match e {
         // Feerates fall again: worth retrying (the engine's deadlines bound the retries).
-        TxError::FeeTooHigh { .. } | TxError::FeerateTooHigh { .. } => ChainError::transient(e),
-        _ => ChainError::permanent(e),
+        TxError::FeeTooHigh { .. } | TxError::FeerateTooHigh { .. } => {
+            ChainError::new(Cause::FeeCapped, e)
+        }
+        _ => ChainError::new(Cause::Invalid, e),
     }
 }
 
@@ -443,7 +446,8 @@ impl BtcChain {
                 return Ok(());
             }
         }
-        Err(ChainError::transient(
+        Err(ChainError::new(
+            Cause::Inconsistent,
             "the best block kept changing during the scan",
         ))
     }
@@ -696,9 +700,10 @@ impl BtcChain {
     async fn broadcast(&self, tx: &Transaction) -> Result<Txid, ChainError> {
         match self.rpc.send_raw_transaction(tx).await {
             Ok(txid) => Ok(txid),
-            Err(e) if e.is_non_final() => Err(ChainError::transient(format!(
-                "not final yet (timelock): {e}"
-            ))),
+            Err(e) if e.is_non_final() => Err(ChainError::new(
+                Cause::NotReady { until: None },
+                format!("not final yet (timelock): {e}"),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -1135,7 +1140,8 @@ impl BtcChain {
         self.sync_since(&mut st, asked).await?;
         let (_, funding, spend) = self.status(&st, &w, &script);
         let Some(funding) = funding else {
-            return Err(ChainError::transient(
+            return Err(ChainError::new(
+                Cause::NotReady { until: None },
                 "HTLC not funded (or funding not seen yet)",
             ));
         };
@@ -1151,9 +1157,10 @@ impl BtcChain {
                     self.replace_refund(&mut st, &w, &script, &key, preimage, &funding, &spend)
                         .await
                 }
-                (HtlcStatus::Refunded { .. }, SpendKind::Claim) => {
-                    Err(permanent("HTLC already refunded"))
-                }
+                (HtlcStatus::Refunded { .. }, SpendKind::Claim) => Err(ChainError::new(
+                    Cause::AlreadySpent,
+                    "HTLC already refunded",
+                )),
                 _ if spend.height.is_some() => Ok(TxRef(spend.txid.to_string())),
                 _ => {
                     self.maybe_bump(&mut st, &w, &script, kind, &key, preimage, &funding, &spend)
@@ -1162,11 +1169,18 @@ impl BtcChain {
             },
             None => {
                 if kind == SpendKind::Refund && st.tip < u64::from(w.htlc.expiry_height()) {
-                    return Err(ChainError::transient(format!(
-                        "not refundable before height {} (tip {})",
-                        w.htlc.expiry_height(),
-                        st.tip
-                    )));
+                    return Err(ChainError::new(
+                        Cause::NotReady {
+                            until: Some(swap_core::Expiry::Height(Height(u64::from(
+                                w.htlc.expiry_height(),
+                            )))),
+                        },
+                        format!(
+                            "not refundable before height {} (tip {})",
+                            w.htlc.expiry_height(),
+                            st.tip
+                        ),
+                    ));
                 }
                 self.spend(&mut st, &w, &script, kind, &key, preimage, &funding)
                     .await

@@ -14,7 +14,7 @@ use bitcoin::{BlockHash, ScriptBuf, Transaction, Txid};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use swap_core::ChainError;
+use swap_core::{Cause, ChainError};
 
 /// `RPC_IN_WARMUP`: the node is starting.
 pub const RPC_IN_WARMUP: i64 = -28;
@@ -138,13 +138,26 @@ impl RpcError {
     }
 }
 
+impl RpcError {
+    /// The chain-independent cause (which decides whether to retry). Node texts are read only
+    /// here and in the `is_*` checks above, where Bitcoin Core gives no specific code.
+    pub fn cause(&self) -> Cause {
+        match self {
+            RpcError::Rpc { .. } if self.is_non_final() => Cause::NotReady { until: None },
+            _ if self.is_transient() => Cause::Unavailable,
+            RpcError::Rpc { code, .. } => Cause::Rejected { code: Some(*code) },
+            RpcError::Http { .. } => Cause::Rejected { code: None },
+            RpcError::Transport(_) | RpcError::Cookie(_) => Cause::Unavailable,
+            RpcError::Decode { .. } => Cause::Other {
+                kind: swap_core::ErrorKind::Permanent,
+            },
+        }
+    }
+}
+
 impl From<RpcError> for ChainError {
     fn from(e: RpcError) -> Self {
-        if e.is_transient() {
-            ChainError::transient(e)
-        } else {
-            ChainError::permanent(e)
-        }
+        ChainError::new(e.cause(), e)
     }
 }
 

@@ -48,6 +48,13 @@ async fn refund_only_after_expiry() {
     // The adapter does not even try yet.
     let err = env.alice.refund(&p).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
+    assert_eq!(
+        err.cause,
+        swap_core::Cause::NotReady {
+            until: Some(swap_core::Expiry::Height(swap_core::Height(expiry)))
+        },
+        "{err:?}"
+    );
     // Bob's key cannot refund.
     assert!(!env.bob.refund(&p).await.unwrap_err().is_transient());
 

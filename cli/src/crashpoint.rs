@@ -39,17 +39,22 @@ impl SwapStore for AbortAfter {
         self.inner.create(record, initial).await
     }
 
-    async fn append_state(&self, id: &SwapId, state: &SwapState) -> Result<(), StoreError> {
-        self.inner.append_state(id, state).await?;
+    async fn append_state(
+        &self,
+        id: &SwapId,
+        expected: u64,
+        state: &SwapState,
+    ) -> Result<u64, StoreError> {
+        let seq = self.inner.append_state(id, expected, state).await?;
         if self.count.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
             eprintln!("XSWAP_TEST_ABORT_AFTER_STATES reached: aborting");
             std::process::abort();
         }
-        Ok(())
+        Ok(seq)
     }
 
-    async fn load(&self, id: &SwapId) -> Result<(SwapRecord, SwapState), StoreError> {
-        self.inner.load(id).await
+    async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError> {
+        self.inner.load_entry(id).await
     }
 
     async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {

@@ -183,12 +183,17 @@ impl SwapStore for GuardedStore {
         Ok(())
     }
 
-    async fn append_state(&self, id: &SwapId, state: &SwapState) -> Result<(), StoreError> {
-        self.inner.append_state(id, state).await
+    async fn append_state(
+        &self,
+        id: &SwapId,
+        expected: u64,
+        state: &SwapState,
+    ) -> Result<u64, StoreError> {
+        self.inner.append_state(id, expected, state).await
     }
 
-    async fn load(&self, id: &SwapId) -> Result<(SwapRecord, SwapState), StoreError> {
-        self.inner.load(id).await
+    async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError> {
+        self.inner.load_entry(id).await
     }
 
     async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {

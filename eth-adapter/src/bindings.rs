@@ -42,6 +42,12 @@ pub mod test_contracts {
         "contracts/out/test/FalseToken.json"
     );
     sol!(
+        /// DAI-style token: `nonces()` and `DOMAIN_SEPARATOR()`, but not EIP-2612's `permit`.
+        #[sol(rpc)]
+        DaiStyleToken,
+        "contracts/out/test/DaiStyleToken.json"
+    );
+    sol!(
         /// Re-entrancy attacker.
         #[sol(rpc)]
         Reentrant,
@@ -69,5 +75,6 @@ sol! {
         function balanceOf(address owner) external view returns (uint256);
         function approve(address spender, uint256 value) external returns (bool);
         function decimals() external view returns (uint8);
+        function permit(address owner, address spender, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external;
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::{oneshot, Mutex, OnceCell};
 
 use crate::bindings::{IERC20Permit, Permit, HTLC};
 use crate::error::{rpc_err, EthError};
-use crate::htlc::{core_addr, decode_revert, EthHtlc};
+use crate::htlc::{core_addr, decode_revert, EthHtlc, Revert};
 use crate::nonce::NonceManager;
 use crate::scan::{self, EventKind, ScanTip, Scanner};
 
@@ -590,7 +590,7 @@ impl EthChain {
         {
             Ok(_) => Some("unknown (a replay succeeds)".into()),
             Err(e) => Some(match rpc_err(e) {
-                EthError::WouldRevert(m) => m,
+                EthError::WouldRevert(m) => m.to_string(),
                 other => other.to_string(),
             }),
         }
@@ -1031,8 +1031,9 @@ impl EthChain {
         }
     }
 
-    /// The call data for an ERC-20 lock: with a permit when the token supports EIP-2612,
-    /// otherwise after an `approve` of exactly the amount (when the allowance is short).
+    /// The call data for an ERC-20 lock: with a permit when the token accepts an EIP-2612
+    /// permit (checked by calling it), otherwise after an `approve` of exactly the amount (when
+    /// the allowance is short).
     async fn token_lock_input(&self, h: &EthHtlc) -> Result<Vec<u8>, EthError> {
         let token = IERC20Permit::new(h.token, &self.provider);
         let me = self.address();
@@ -1080,18 +1081,30 @@ impl EthChain {
                 .sign_hash(&digest)
                 .await
                 .map_err(|e| EthError::Rejected(format!("signing permit: {e}")))?;
-            let call = HTLC::lockTokenWithPermitCall {
-                hashlock: h.hashlock,
-                token: h.token,
-                amount: h.amount,
-                recipient: h.recipient,
-                expiry: U256::from(h.expiry),
-                deadline,
-                v: 27 + u8::from(sig.v()),
-                r: sig.r().into(),
-                s: sig.s().into(),
-            };
-            return Ok(call.abi_encode());
+            let (v, r, s) = (27 + u8::from(sig.v()), sig.r().into(), sig.s().into());
+            // Having `nonces()` and `DOMAIN_SEPARATOR()` does not make a token EIP-2612 (DAI's
+            // `permit` takes other arguments): the contract ignores a failed permit, so try this
+            // one first (anyone may call `permit`; nothing is sent) and fall back to `approve`.
+            let works = token
+                .permit(me, self.cfg.htlc, h.amount, deadline, v, r, s)
+                .call()
+                .await
+                .is_ok();
+            if works {
+                let call = HTLC::lockTokenWithPermitCall {
+                    hashlock: h.hashlock,
+                    token: h.token,
+                    amount: h.amount,
+                    recipient: h.recipient,
+                    expiry: U256::from(h.expiry),
+                    deadline,
+                    v,
+                    r,
+                    s,
+                };
+                return Ok(call.abi_encode());
+            }
+            tracing::info!(chain = "eth", token = %h.token, "token has no EIP-2612 permit: using approve");
         }
         let approve = IERC20Permit::approveCall {
             spender: self.cfg.htlc,
@@ -1290,7 +1303,7 @@ impl EthChain {
         };
         let tx = match self.send(self.cfg.htlc, input.into(), U256::ZERO).await {
             Ok(tx) => tx,
-            Err(EthError::WouldRevert(m)) if m.contains("NotExpired") => {
+            Err(EthError::WouldRevert(Revert::Htlc(HTLC::HTLCErrors::NotExpired(_)))) => {
                 return Err(EthError::NotReady(format!(
                     "swap not refundable before {}",
                     h.expiry
@@ -1580,7 +1593,7 @@ fn parse_txref(t: &TxRef) -> Result<B256, EthError> {
 
 /// Decodes the revert reason of a failed call, for messages.
 pub fn revert_reason(data: &[u8]) -> String {
-    decode_revert(data)
+    decode_revert(data).to_string()
 }
 
 #[async_trait]

@@ -1,6 +1,6 @@
 //! The adapter's error type and its mapping onto [`swap_core::chain::ChainError`].
 
-use swap_core::chain::ChainError;
+use swap_core::chain::{Cause, ChainError};
 
 /// What can go wrong in the Ethereum adapter.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -12,6 +12,14 @@ pub enum EthError {
     /// The node rejected the request (bad transaction, not enough funds, ...).
     #[error("node rejected request: {0}")]
     Rejected(String),
+    /// The node answered a request with a JSON-RPC error (its code kept).
+    #[error("node rejected request (code {code}): {message}")]
+    RejectedWithCode {
+        /// The JSON-RPC error code.
+        code: i64,
+        /// The node's message (URLs scrubbed).
+        message: String,
+    },
     /// A transaction was mined but reverted.
     #[error("transaction {tx} reverted{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Reverted {
@@ -22,7 +30,7 @@ pub enum EthError {
     },
     /// A call would revert (found while estimating gas), with the decoded reason.
     #[error("would revert: {0}")]
-    WouldRevert(String),
+    WouldRevert(crate::htlc::Revert),
     /// No receipt within the configured timeout (the transaction may still be mined).
     #[error("transaction {0} not mined in time")]
     Timeout(String),
@@ -69,24 +77,38 @@ pub enum EthError {
 impl EthError {
     /// True when retrying later may help.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            EthError::Rpc(_)
-                | EthError::Timeout(_)
-                | EthError::FeeCap { .. }
-                | EthError::NotReady(_)
-                | EthError::Inconsistent(_)
-        )
+        self.cause().kind() == swap_core::ErrorKind::Transient
+    }
+}
+
+impl EthError {
+    /// The chain-independent cause (which decides whether to retry).
+    pub fn cause(&self) -> Cause {
+        use crate::bindings::HTLC::HTLCErrors as H;
+        use crate::htlc::Revert;
+        match self {
+            EthError::Rpc(_) | EthError::Timeout(_) => Cause::Unavailable,
+            EthError::FeeCap { .. } => Cause::FeeCapped,
+            EthError::NotReady(_) => Cause::NotReady { until: None },
+            EthError::Inconsistent(_) => Cause::Inconsistent,
+            EthError::Impossible(_) => Cause::AlreadySpent,
+            EthError::InvalidParams(_)
+            | EthError::NotHtlcContract { .. }
+            | EthError::WrongChain { .. } => Cause::Invalid,
+            EthError::WouldRevert(Revert::Htlc(H::NotExpired(_))) => {
+                Cause::NotReady { until: None }
+            }
+            EthError::RejectedWithCode { code, .. } => Cause::Rejected { code: Some(*code) },
+            EthError::Rejected(_) | EthError::Reverted { .. } | EthError::WouldRevert(_) => {
+                Cause::Rejected { code: None }
+            }
+        }
     }
 }
 
 impl From<EthError> for ChainError {
     fn from(e: EthError) -> Self {
-        if e.is_transient() {
-            ChainError::transient(e)
-        } else {
-            ChainError::permanent(e)
-        }
+        ChainError::new(e.cause(), e)
     }
 }
 
@@ -100,15 +122,20 @@ pub(crate) fn rpc_err(e: alloy::transports::TransportError) -> EthError {
             if let Some(data) = payload.as_revert_data() {
                 EthError::WouldRevert(crate::htlc::decode_revert(&data))
             } else {
+                // Ethereum nodes give no stable code for nonce races, "already known" or an
+                // underpriced replacement: this is the one place their text is read. All three
+                // are retryable.
                 let msg = payload.message.to_lowercase();
-                // Nonce races and "already known" are retryable.
                 if msg.contains("nonce")
                     || msg.contains("already known")
                     || msg.contains("underpriced")
                 {
                     EthError::Rpc(scrub_urls(&payload.to_string()))
                 } else {
-                    EthError::Rejected(scrub_urls(&payload.to_string()))
+                    EthError::RejectedWithCode {
+                        code: payload.code,
+                        message: scrub_urls(&payload.message),
+                    }
                 }
             }
         }

@@ -131,10 +131,31 @@ pub(crate) fn core_addr(a: Address) -> EvmAddress {
 }
 
 /// Decodes revert data into the contract's custom error name, or hex when unknown.
-pub(crate) fn decode_revert(data: &[u8]) -> String {
+/// Why a call reverts: one of the HTLC contract's typed errors, decoded with its ABI, or other
+/// revert data (a token's error, a panic, a reason string). Code branches on the typed errors,
+/// never on text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revert {
+    /// A custom error of `HTLC.sol`.
+    Htlc(HTLC::HTLCErrors),
+    /// Any other revert data.
+    Other(Vec<u8>),
+}
+
+impl std::fmt::Display for Revert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Revert::Htlc(e) => write!(f, "{e:?}"),
+            Revert::Other(data) => write!(f, "revert data 0x{}", hex::encode(data)),
+        }
+    }
+}
+
+/// Decodes revert data into [`Revert`].
+pub fn decode_revert(data: &[u8]) -> Revert {
     match HTLC::HTLCErrors::abi_decode(data) {
-        Ok(e) => format!("{e:?}"),
-        Err(_) => format!("revert data 0x{}", hex::encode(data)),
+        Ok(e) => Revert::Htlc(e),
+        Err(_) => Revert::Other(data.to_vec()),
     }
 }
 

@@ -24,5 +24,5 @@ mod scan;
 
 pub use chain::{deploy_htlc, known_chain_id, revert_reason, EthChain, EthConfig, FoundLock};
 pub use error::EthError;
-pub use htlc::EthHtlc;
+pub use htlc::{decode_revert, EthHtlc, Revert};
 pub use nonce::NonceManager;

@@ -1,5 +1,5 @@
-//! ERC-20 swaps through the adapter: a USDT-style token (approve path) claimed, and an EIP-2612
-//! token (permit path) refunded.
+//! ERC-20 swaps through the adapter: a USDT-style token (approve path) claimed, an EIP-2612
+//! token (permit path) refunded, and a DAI-style token (its own `permit`) locked by `approve`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -7,7 +7,7 @@ mod common;
 use alloy::network::EthereumWallet;
 use alloy::primitives::U256;
 use alloy::providers::ProviderBuilder;
-use eth_adapter::bindings::test_contracts::{NoBoolToken, TestToken};
+use eth_adapter::bindings::test_contracts::{DaiStyleToken, NoBoolToken, TestToken};
 use swap_core::chain::{Chain, HtlcStatus};
 
 #[tokio::test]
@@ -54,6 +54,10 @@ async fn erc20_claim_and_refund_through_the_adapter() {
     e.alice.lock(&p).await.unwrap();
     let early = e.alice.refund(&p).await.unwrap_err();
     assert!(early.is_transient(), "{early}");
+    assert!(
+        matches!(early.cause, swap_core::Cause::NotReady { .. }),
+        "{early:?}"
+    );
     e.net.advance_time(101).await;
     let before = tok.balanceOf(e.net.address(0)).call().await.unwrap();
     let tx = e.alice.refund(&p).await.unwrap();
@@ -78,4 +82,35 @@ async fn wrong_decimals_are_refused() {
     assert!(err.message.contains("decimals"), "{err}");
     let err = e.bob.htlc_status(&p).await.unwrap_err();
     assert!(err.message.contains("decimals"), "{err}");
+}
+
+/// Rails issue, 7a: a token with `nonces()` and `DOMAIN_SEPARATOR()` but DAI's `permit`
+/// signature used to fail to lock (the permit failed silently, then the transfer). The adapter
+/// now tries the permit first and falls back to `approve`; the swap locks and is claimed.
+#[tokio::test]
+async fn a_dai_style_permit_falls_back_to_approve() {
+    let e = common::env().await;
+    let p2 = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(e.net.signer(2)))
+        .connect_http(e.net.url().parse().unwrap());
+    let dai = DaiStyleToken::deploy(&p2).await.unwrap();
+    dai.mint(e.net.address(0), U256::from(10u64.pow(18)))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let (p, pre) = common::token_swap(&e.net, *dai.address(), 18, 0, 1, 10u128.pow(17), 3600).await;
+    let tx = e.alice.lock(&p).await.unwrap();
+    assert_eq!(e.alice.lock(&p).await.unwrap(), tx, "never locked twice");
+    match e.bob.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Funded { lock, .. } => assert_eq!(lock.amount, p.amount),
+        other => panic!("expected funded, got {other:?}"),
+    }
+    e.bob.claim(&p, &pre).await.unwrap();
+    assert_eq!(
+        dai.balanceOf(e.net.address(1)).call().await.unwrap(),
+        U256::from(10u64.pow(17))
+    );
 }

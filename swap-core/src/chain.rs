@@ -23,31 +23,95 @@ pub enum ErrorKind {
     Permanent,
 }
 
-/// An error from a chain adapter. Its message never contains a secret or a private key.
+/// What went wrong on a chain, as callers branch on it. Whether to retry follows from it
+/// ([`Cause::kind`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Cause {
+    /// Not possible yet (a refund before its expiry, a spend before its lock confirms); possible
+    /// from `until` when known.
+    NotReady {
+        /// The height or time from which it may succeed.
+        until: Option<Expiry>,
+    },
+    /// Already spent: the HTLC was claimed or refunded (by us or the counterparty).
+    AlreadySpent,
+    /// The fee it needs is above the configured cap now; fees fall again.
+    FeeCapped,
+    /// The node refused the request; `code` is the node's error code when it gave one.
+    Rejected {
+        /// The node's (JSON-RPC) error code.
+        code: Option<i64>,
+    },
+    /// The node could not be reached or did not answer in time.
+    Unavailable,
+    /// The node's answers disagree with each other (a reorg between two reads).
+    Inconsistent,
+    /// The request is wrong for this chain or adapter (bad parameters, wrong contract or chain).
+    Invalid,
+    /// Anything else, with its retry policy stated by the adapter.
+    Other {
+        /// Whether to retry.
+        kind: ErrorKind,
+    },
+}
+
+impl Cause {
+    /// Whether retrying can help.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Cause::NotReady { .. }
+            | Cause::FeeCapped
+            | Cause::Unavailable
+            | Cause::Inconsistent => ErrorKind::Transient,
+            Cause::AlreadySpent | Cause::Rejected { .. } | Cause::Invalid => ErrorKind::Permanent,
+            Cause::Other { kind } => *kind,
+        }
+    }
+}
+
+/// An error from a chain adapter: its cause (which decides whether to retry) and a message for
+/// people, which never contains a secret or a private key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind:?} chain error: {message}")]
 pub struct ChainError {
-    /// Whether to retry.
+    /// Whether to retry (follows from `cause`).
     pub kind: ErrorKind,
+    /// What went wrong.
+    pub cause: Cause,
     /// What went wrong, for people.
     pub message: String,
 }
 
 impl ChainError {
-    /// A transient error: retrying later may succeed.
-    pub fn transient(message: impl fmt::Display) -> Self {
+    /// An error with this cause.
+    pub fn new(cause: Cause, message: impl fmt::Display) -> Self {
         Self {
-            kind: ErrorKind::Transient,
+            kind: cause.kind(),
+            cause,
             message: message.to_string(),
         }
     }
 
-    /// A permanent error: retrying the same request will not help.
+    /// A transient error of no more specific cause: retrying later may succeed.
+    pub fn transient(message: impl fmt::Display) -> Self {
+        Self::new(
+            Cause::Other {
+                kind: ErrorKind::Transient,
+            },
+            message,
+        )
+    }
+
+    /// A permanent error of no more specific cause: retrying the same request will not help.
     pub fn permanent(message: impl fmt::Display) -> Self {
-        Self {
-            kind: ErrorKind::Permanent,
-            message: message.to_string(),
-        }
+        Self::new(
+            Cause::Other {
+                kind: ErrorKind::Permanent,
+            },
+            message,
+        )
     }
 
     /// True for transient errors.
@@ -160,4 +224,32 @@ pub trait Chain: Send + Sync {
 
     /// Refunds the HTLC to the sender (only valid once its expiry allows).
     async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_policy_follows_from_the_cause() {
+        let transient = [
+            Cause::NotReady { until: None },
+            Cause::FeeCapped,
+            Cause::Unavailable,
+            Cause::Inconsistent,
+        ];
+        for c in transient {
+            assert!(ChainError::new(c.clone(), "x").is_transient(), "{c:?}");
+        }
+        let permanent = [
+            Cause::AlreadySpent,
+            Cause::Rejected { code: Some(-26) },
+            Cause::Invalid,
+        ];
+        for c in permanent {
+            assert!(!ChainError::new(c.clone(), "x").is_transient(), "{c:?}");
+        }
+        assert!(ChainError::transient("x").is_transient());
+        assert!(!ChainError::permanent("x").is_transient());
+    }
 }

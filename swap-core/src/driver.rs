@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::chain::{Chain, ChainError, HtlcParams};
+use crate::chain::{Cause, Chain, ChainError, HtlcParams};
 use crate::machine::{initiator, responder, Action, LegView, Outcome, Snapshot};
 use crate::params::ChainId;
 use crate::store::{StoreError, SwapRecord, SwapState, SwapStore};
@@ -48,7 +48,8 @@ impl DriverError {
     pub fn is_transient(&self) -> bool {
         match self {
             DriverError::Chain { source, .. } => source.is_transient(),
-            DriverError::Store(StoreError::Backend(_)) => true,
+            // Another writer moved the swap on: step again from what it wrote.
+            DriverError::Store(StoreError::Backend(_) | StoreError::Conflict { .. }) => true,
             _ => false,
         }
     }
@@ -182,7 +183,8 @@ impl Driver {
     /// Computes and persists the swap's next state; returns it with the actions still to do.
     /// Nothing is sent to any chain here.
     pub async fn advance(&self, id: &SwapId) -> Result<Advanced, DriverError> {
-        let (record, state) = self.store.load(id).await?;
+        let (record, entry) = self.store.load_entry(id).await?;
+        let state = entry.state;
         if state.is_final() {
             return Ok(Advanced {
                 record,
@@ -209,7 +211,7 @@ impl Driver {
         let changed = next != state;
         if changed {
             // Persist BEFORE acting: after a crash we resume from here and redo the actions.
-            self.store.append_state(id, &next).await?;
+            self.store.append_state(id, entry.seq, &next).await?;
             info!(swap_id = %id, from = state_name(&state), to = state_name(&next), "state");
         }
         Ok(Advanced {
@@ -262,6 +264,12 @@ impl Driver {
                     }
                     self.record_sent(record, action).await;
                 }
+                // What to do follows from the cause: a race lost to a spend or a timelock not
+                // reached yet is normal (the next observation decides); the rest is retried or
+                // reported.
+                Err(e) if matches!(e.cause, Cause::AlreadySpent | Cause::NotReady { .. }) => {
+                    info!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "not sent")
+                }
                 Err(e) if e.is_transient() => {
                     warn!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "will retry")
                 }
@@ -278,12 +286,13 @@ impl Driver {
     /// public). A failure here is logged: the state machine stays on the safe side without it.
     async fn record_sent(&self, record: &SwapRecord, action: &Action) {
         let id = record.id();
-        let Ok((_, state)) = self.store.load(&id).await else {
+        let Ok((_, entry)) = self.store.load_entry(&id).await else {
             return;
         };
+        let state = entry.state;
         if let Some(next) = state.after_sent(action) {
-            match self.store.append_state(&id, &next).await {
-                Ok(()) => info!(swap_id = %id, to = state_name(&next), "state"),
+            match self.store.append_state(&id, entry.seq, &next).await {
+                Ok(_) => info!(swap_id = %id, to = state_name(&next), "state"),
                 Err(e) => warn!(swap_id = %id, error = %e, "could not record a sent action"),
             }
         }

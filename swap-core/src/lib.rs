@@ -62,7 +62,7 @@ pub mod driver;
 pub mod params;
 pub mod types;
 
-pub use chain::{Chain, ChainError, ErrorKind, HtlcParams, HtlcStatus, ObservedLock};
+pub use chain::{Cause, Chain, ChainError, ErrorKind, HtlcParams, HtlcStatus, ObservedLock};
 pub use params::{ChainFamily, ChainId, ChainParams, ChainTip, ExpiryKind, Network, Pace};
 pub use types::*;
 pub mod machine;

@@ -172,13 +172,44 @@ pub async fn run(store: &dyn SwapStore) {
         initiator::State::LockConfirmed,
     ];
     for s in &states {
-        store
-            .append_state(&a.id(), &SwapState::Initiator(s.clone()))
+        let latest = store.load_entry(&a.id()).await.unwrap().1.seq;
+        let seq = store
+            .append_state(&a.id(), latest, &SwapState::Initiator(s.clone()))
             .await
             .unwrap();
+        assert!(seq > latest);
+        assert_eq!(store.load_entry(&a.id()).await.unwrap().1.seq, seq);
     }
+    // A writer that read an older state is refused, and writes nothing.
+    let stale = store.history(&a.id()).await.unwrap()[0].seq;
+    let latest = store.load_entry(&a.id()).await.unwrap().1.seq;
+    assert!(matches!(
+        store
+            .append_state(&a.id(), stale, &SwapState::Initiator(initiator::State::Claiming))
+            .await,
+        Err(StoreError::Conflict { expected, found, .. }) if expected == stale && found == latest
+    ));
+    // Two writers that read the same state: exactly one of them wins.
+    let a_id = a.id();
+    let (one, two) = tokio::join!(
+        store.append_state(
+            &a_id,
+            latest,
+            &SwapState::Initiator(initiator::State::LockConfirmed),
+        ),
+        store.append_state(
+            &a_id,
+            latest,
+            &SwapState::Initiator(initiator::State::LockConfirmed),
+        ),
+    );
+    assert_eq!(
+        [one.is_ok(), two.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "{one:?} {two:?}"
+    );
     let history = store.history(&a.id()).await.unwrap();
-    assert_eq!(history.len(), 4);
+    assert_eq!(history.len(), 5);
     assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(
         history.last().unwrap().state,
@@ -193,20 +224,24 @@ pub async fn run(store: &dyn SwapStore) {
     let learned = SwapState::Responder(responder::State::SecretLearned {
         preimage: Preimage::from_bytes([2; 32]),
     });
-    store.append_state(&b.id(), &learned).await.unwrap();
+    let latest_b = store.load_entry(&b.id()).await.unwrap().1.seq;
+    store
+        .append_state(&b.id(), latest_b, &learned)
+        .await
+        .unwrap();
     assert_eq!(store.load(&b.id()).await.unwrap().1, learned);
 
     // A state for the wrong role, or an unknown swap, is refused.
     assert!(matches!(
         store
-            .append_state(&a.id(), &SwapState::initial(Role::Responder))
+            .append_state(&a.id(), u64::MAX, &SwapState::initial(Role::Responder))
             .await,
         Err(StoreError::Invalid { .. })
     ));
     let unknown = SwapId([0xff; 16]);
     assert!(matches!(
         store
-            .append_state(&unknown, &SwapState::initial(Role::Initiator))
+            .append_state(&unknown, 0, &SwapState::initial(Role::Initiator))
             .await,
         Err(StoreError::UnknownSwap(_))
     ));
@@ -220,9 +255,11 @@ pub async fn run(store: &dyn SwapStore) {
     ));
 
     // Finished swaps leave the unfinished list, and stay listed.
+    let latest_b = store.load_entry(&b.id()).await.unwrap().1.seq;
     store
         .append_state(
             &b.id(),
+            latest_b,
             &SwapState::Responder(responder::State::Done {
                 outcome: Outcome::Swapped,
             }),

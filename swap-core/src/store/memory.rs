@@ -56,10 +56,14 @@ impl SwapStore for MemoryStore {
         Ok(())
     }
 
-    async fn append_state(&self, id: &SwapId, state: &SwapState) -> Result<(), StoreError> {
+    async fn append_state(
+        &self,
+        id: &SwapId,
+        expected: u64,
+        state: &SwapState,
+    ) -> Result<u64, StoreError> {
         let mut inner = self.lock()?;
-        inner.seq += 1;
-        let seq = inner.seq;
+        let seq = inner.seq + 1;
         let (record, history) = inner
             .swaps
             .get_mut(id)
@@ -70,22 +74,31 @@ impl SwapStore for MemoryStore {
                 detail: "state is for the other role".into(),
             });
         }
+        let found = history.last().map_or(0, |e| e.seq);
+        if found != expected {
+            return Err(StoreError::Conflict {
+                swap: *id,
+                expected,
+                found,
+            });
+        }
         history.push(StateEntry {
             seq,
             entered_at: now(),
             state: state.clone(),
         });
-        Ok(())
+        inner.seq = seq;
+        Ok(seq)
     }
 
-    async fn load(&self, id: &SwapId) -> Result<(SwapRecord, SwapState), StoreError> {
+    async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError> {
         let inner = self.lock()?;
         let (record, history) = inner.swaps.get(id).ok_or(StoreError::UnknownSwap(*id))?;
         let last = history.last().ok_or_else(|| StoreError::Corrupt {
             swap: id.to_string(),
             detail: "no state".into(),
         })?;
-        Ok((record.clone(), last.state.clone()))
+        Ok((record.clone(), last.clone()))
     }
 
     async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {

@@ -229,6 +229,16 @@ pub enum StoreError {
         /// The newest this program knows.
         supported: i64,
     },
+    /// Another writer appended a state since the one this write expected.
+    #[error("swap {swap} changed meanwhile: expected state #{expected}, the latest is #{found}")]
+    Conflict {
+        /// The swap.
+        swap: SwapId,
+        /// The sequence number the writer expected to be the latest.
+        expected: u64,
+        /// The latest in the store.
+        found: u64,
+    },
     /// The database itself failed (I/O, locked, not a database).
     #[error("database error: {0}")]
     Backend(String),
@@ -241,11 +251,24 @@ pub trait SwapStore: Send + Sync {
     /// [`StoreError::Duplicate`] when the id is taken.
     async fn create(&self, record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError>;
 
-    /// Appends a new state to a swap's history.
-    async fn append_state(&self, id: &SwapId, state: &SwapState) -> Result<(), StoreError>;
+    /// Appends a new state to a swap's history, after the state whose sequence number is
+    /// `expected` (from [`SwapStore::load_entry`]); returns the new state's sequence number.
+    /// When another writer appended since, nothing is written and the answer is
+    /// [`StoreError::Conflict`]: two processes on one store never both act on one state.
+    async fn append_state(
+        &self,
+        id: &SwapId,
+        expected: u64,
+        state: &SwapState,
+    ) -> Result<u64, StoreError>;
+
+    /// The swap's record and its latest state with its sequence number.
+    async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError>;
 
     /// The swap's record and its latest state.
-    async fn load(&self, id: &SwapId) -> Result<(SwapRecord, SwapState), StoreError>;
+    async fn load(&self, id: &SwapId) -> Result<(SwapRecord, SwapState), StoreError> {
+        self.load_entry(id).await.map(|(r, e)| (r, e.state))
+    }
 
     /// The swap's whole state history, oldest first.
     async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError>;

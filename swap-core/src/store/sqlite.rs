@@ -194,6 +194,13 @@ fn read_state(swap: &str, json: &str) -> Result<SwapState, StoreError> {
 }
 
 fn load_one(conn: &Connection, id_bytes: &[u8]) -> Result<(SwapRecord, SwapState), StoreError> {
+    load_entry_one(conn, id_bytes).map(|(r, e)| (r, e.state))
+}
+
+fn load_entry_one(
+    conn: &Connection,
+    id_bytes: &[u8],
+) -> Result<(SwapRecord, StateEntry), StoreError> {
     let shown = hex::encode(id_bytes);
     let row: Option<(String, String, Option<Vec<u8>>)> = conn
         .query_row(
@@ -231,20 +238,28 @@ fn load_one(conn: &Connection, id_bytes: &[u8]) -> Result<(SwapRecord, SwapState
             _ => return Err(corrupt(&shown, "initiator secret missing or wrong")),
         }
     }
-    let json: Option<String> = conn
+    let row: Option<(i64, i64, String)> = conn
         .query_row(
-            "SELECT state_json FROM swap_states WHERE swap_id = ?1 ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, entered_at, state_json FROM swap_states WHERE swap_id = ?1
+             ORDER BY seq DESC LIMIT 1",
             params![id_bytes],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
         .map_err(backend)?;
-    let json = json.ok_or_else(|| corrupt(&shown, "no state"))?;
+    let (seq, at, json) = row.ok_or_else(|| corrupt(&shown, "no state"))?;
     let state = read_state(&shown, &json)?;
     if state.role() != record.role {
         return Err(corrupt(&shown, "state is for the other role"));
     }
-    Ok((record, state))
+    Ok((
+        record,
+        StateEntry {
+            seq: seq as u64,
+            entered_at: Timestamp(at.max(0) as u64),
+            state,
+        },
+    ))
 }
 
 #[async_trait]
@@ -289,13 +304,22 @@ impl SwapStore for SqliteStore {
         .await
     }
 
-    async fn append_state(&self, id: &SwapId, state: &SwapState) -> Result<(), StoreError> {
+    async fn append_state(
+        &self,
+        id: &SwapId,
+        expected: u64,
+        state: &SwapState,
+    ) -> Result<u64, StoreError> {
         let id = *id;
         let json = state_json(state)?;
         let role = role_str(state.role());
         let finished = state.is_final();
         self.with(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
+            // IMMEDIATE: the write lock is taken before the check, so two processes cannot
+            // both see the same latest state and both append after it.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let stored_role: Option<String> = tx
                 .query_row(
                     "SELECT role FROM swaps WHERE id = ?1",
@@ -314,24 +338,40 @@ impl SwapStore for SqliteStore {
                 }
                 Some(_) => {}
             }
+            let latest: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM swap_states WHERE swap_id = ?1",
+                    params![&id.0[..]],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if latest as u64 != expected {
+                return Err(StoreError::Conflict {
+                    swap: id,
+                    expected,
+                    found: latest as u64,
+                });
+            }
             tx.execute(
                 "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
                 params![&id.0[..], now().0 as i64, json],
             )
             .map_err(backend)?;
+            let seq = tx.last_insert_rowid() as u64;
             tx.execute(
                 "UPDATE swaps SET finished = ?2 WHERE id = ?1",
                 params![&id.0[..], finished],
             )
             .map_err(backend)?;
-            tx.commit().map_err(backend)
+            tx.commit().map_err(backend)?;
+            Ok(seq)
         })
         .await
     }
 
-    async fn load(&self, id: &SwapId) -> Result<(SwapRecord, SwapState), StoreError> {
+    async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError> {
         let id = *id;
-        self.with(move |conn| load_one(conn, &id.0)).await
+        self.with(move |conn| load_entry_one(conn, &id.0)).await
     }
 
     async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {
@@ -573,7 +613,11 @@ mod tests {
         ));
         // The good swap still loads and takes new states.
         store
-            .append_state(&good.id(), &SwapState::initial(Role::Initiator))
+            .append_state(
+                &good.id(),
+                store.load_entry(&good.id()).await.unwrap().1.seq,
+                &SwapState::initial(Role::Initiator),
+            )
             .await
             .unwrap();
     }
