@@ -237,7 +237,8 @@ struct HtlcTerms {
 pub struct BtcChain {
     params: ChainParams,
     rpc: RpcClient,
-    keys: KeySource,
+    /// `None` for a watch-only adapter (it observes; it never locks, claims or refunds).
+    keys: Option<KeySource>,
     fees: FeeConfig,
     payout: Payout,
     status_max_age: std::time::Duration,
@@ -250,6 +251,13 @@ pub struct BtcChain {
     funder: Mutex<()>,
     /// The last feerate estimate and when it was read (see `feerate`).
     fee_cache: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+fn watch_only() -> ChainError {
+    ChainError::new(
+        Cause::Invalid,
+        "this adapter is watch-only: it holds no keys and sends nothing",
+    )
 }
 
 /// A request this adapter cannot serve (wrong chain, amount or key).
@@ -274,11 +282,23 @@ fn tx_error(e: TxError) -> ChainError {
 impl BtcChain {
     /// An adapter for `config.params.chain`, with per-swap keys derived from `seed`.
     pub fn new(config: BtcConfig, seed: &[u8]) -> Result<Self, ChainError> {
+        let mut adapter = Self::with_keys(config, None)?;
+        adapter.keys = Some(KeySource::from_seed(seed, adapter.params.chain).map_err(permanent)?);
+        Ok(adapter)
+    }
+
+    /// An adapter that only observes (statuses, tips, secrets revealed by claims): it holds no
+    /// key and needs no node wallet; every lock, claim or refund is refused with
+    /// [`Cause::Invalid`] before anything is sent. For services that watch swaps.
+    pub fn watch_only(config: BtcConfig) -> Result<Self, ChainError> {
+        Self::with_keys(config, None)
+    }
+
+    fn with_keys(config: BtcConfig, keys: Option<KeySource>) -> Result<Self, ChainError> {
         let chain = config.params.chain;
         if !matches!(chain.family, ChainFamily::Bitcoin | ChainFamily::Litecoin) {
             return Err(permanent(format!("{chain} is not a Bitcoin-family chain")));
         }
-        let keys = KeySource::from_seed(seed, chain).map_err(permanent)?;
         Ok(Self {
             params: config.params,
             rpc: RpcClient::new(config.rpc)?,
@@ -310,7 +330,16 @@ impl BtcChain {
 
     /// This installation's key for swap `key_index` (put its public key in the swap terms).
     pub fn swap_key(&self, key_index: u32) -> Result<SwapKey, ChainError> {
-        self.keys.swap_key(key_index).map_err(permanent)
+        self.keys
+            .as_ref()
+            .ok_or_else(watch_only)?
+            .swap_key(key_index)
+            .map_err(permanent)
+    }
+
+    /// True for an adapter made by [`BtcChain::watch_only`].
+    pub fn is_watch_only(&self) -> bool {
+        self.keys.is_none()
     }
 
     /// This installation's public key for swap `key_index`, as swap terms carry it.
@@ -1359,6 +1388,9 @@ impl Chain for BtcChain {
     /// requests it took are answered with a transient error: the retry sees the funding if it
     /// was sent (it is in `locks_sent` from before the broadcast) and funds only if not.
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        if self.is_watch_only() {
+            return Err(watch_only());
+        }
         let asked = std::time::Instant::now();
         let amount = sats(htlc)?;
         let mut reply = {
@@ -1420,6 +1452,9 @@ impl Chain for BtcChain {
     }
 
     async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError> {
+        if self.is_watch_only() {
+            return Err(watch_only());
+        }
         if !htlc.hashlock.matches(preimage) {
             return Err(permanent("preimage does not match the hashlock"));
         }
@@ -1428,6 +1463,9 @@ impl Chain for BtcChain {
     }
 
     async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        if self.is_watch_only() {
+            return Err(watch_only());
+        }
         self.spend_or_bump(htlc, SpendKind::Refund, None).await
     }
 }

@@ -118,4 +118,28 @@ async fn claim_with_right_preimage() {
         HtlcStatus::Absent
     );
     assert_eq!(confs(cached.htlc_status(&p).await.unwrap()), 2);
+
+    // Rails issue, 7b: a watch-only adapter (no seed, no wallet) sees the claim and its secret,
+    // and refuses to send anything.
+    let watcher = btc_adapter::BtcChain::watch_only(btc_adapter::BtcConfig::new(
+        env.node.chain_id(),
+        env.node.rpc_config(None),
+    ))
+    .unwrap();
+    assert!(watcher.is_watch_only());
+    match watcher.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Claimed { preimage, .. } => assert_eq!(preimage, s),
+        other => panic!("expected claimed, got {other:?}"),
+    }
+    let mempool = env.node.rpc().get_raw_mempool().await.unwrap();
+    for err in [
+        watcher.lock(&other).await.unwrap_err(),
+        watcher.claim(&p, &s).await.unwrap_err(),
+        watcher.refund(&p).await.unwrap_err(),
+        watcher.swap_key(1).unwrap_err(),
+    ] {
+        assert_eq!(err.cause, swap_core::Cause::Invalid, "{err}");
+        assert!(err.message.contains("watch-only"), "{err}");
+    }
+    assert_eq!(env.node.rpc().get_raw_mempool().await.unwrap(), mempool);
 }

@@ -148,7 +148,10 @@ struct Found {
 pub struct EthChain {
     cfg: EthConfig,
     provider: DynProvider,
-    signer: PrivateKeySigner,
+    /// `None` for a watch-only adapter (see [`EthChain::watch_only`]).
+    signer: Option<PrivateKeySigner>,
+    /// The account: the signer's, or the one a watch-only adapter observes for.
+    account: Address,
     nonces: NonceManager,
     chain_id: OnceCell<u64>,
     /// Set once [`EthChain::verify`] passed; every send waits for it.
@@ -309,7 +312,8 @@ pub async fn deploy_htlc(rpc_url: &str, signer: PrivateKeySigner) -> Result<Addr
 impl std::fmt::Debug for EthChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EthChain")
-            .field("account", &self.signer.address())
+            .field("account", &self.account)
+            .field("watch_only", &self.signer.is_none())
             .field("cfg", &self.cfg)
             .finish_non_exhaustive()
     }
@@ -363,17 +367,48 @@ impl EthChain {
     /// An adapter sending from `signer`'s account, without checking the node or the contract
     /// yet (see [`EthChain::connect`]): the check runs before its first transaction.
     pub fn new(cfg: EthConfig, signer: PrivateKeySigner) -> Result<Self, EthError> {
+        Self::build(cfg, signer.address(), Some(signer))
+    }
+
+    /// An adapter that only observes, for `account` (statuses, tips, secrets revealed by
+    /// claims): it holds no key; every lock, claim or refund is refused before anything is
+    /// sent. For services that watch swaps.
+    pub fn watch_only(cfg: EthConfig, account: Address) -> Result<Self, EthError> {
+        Self::build(cfg, account, None)
+    }
+
+    /// True for an adapter made by [`EthChain::watch_only`].
+    pub fn is_watch_only(&self) -> bool {
+        self.signer.is_none()
+    }
+
+    fn signer(&self) -> Result<&PrivateKeySigner, EthError> {
+        self.signer.as_ref().ok_or_else(|| {
+            EthError::InvalidParams(
+                "this adapter is watch-only: it holds no key and sends nothing".into(),
+            )
+        })
+    }
+
+    fn build(
+        cfg: EthConfig,
+        account: Address,
+        signer: Option<PrivateKeySigner>,
+    ) -> Result<Self, EthError> {
         let counting = crate::counting::CountingLayer::default();
         let calls = counting.calls.clone();
         let calls_by_method = counting.by_method.clone();
         let client = alloy::rpc::client::ClientBuilder::default()
             .layer(counting)
             .http(connect_url(&cfg.rpc_url)?);
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .wallet(EthereumWallet::from(signer.clone()))
-            .connect_client(client)
-            .erased();
+        let builder = ProviderBuilder::new().disable_recommended_fillers();
+        let provider = match &signer {
+            Some(s) => builder
+                .wallet(EthereumWallet::from(s.clone()))
+                .connect_client(client)
+                .erased(),
+            None => builder.connect_client(client).erased(),
+        };
         Ok(Self {
             calls,
             calls_by_method,
@@ -383,7 +418,8 @@ impl EthChain {
             fee_estimate: std::sync::Mutex::new(None),
             claim_queue: std::sync::Mutex::new(Vec::new()),
             claimer: Mutex::new(()),
-            nonces: NonceManager::new(signer.address()),
+            nonces: NonceManager::new(account),
+            account,
             cfg,
             provider,
             signer,
@@ -404,7 +440,7 @@ impl EthChain {
 
     /// This adapter's account (the sender of its locks, the payer of its gas).
     pub fn address(&self) -> Address {
-        self.signer.address()
+        self.account
     }
 
     /// The account as the engine's [`Account`].
@@ -458,6 +494,7 @@ impl EthChain {
     /// Nothing is sent before [`EthChain::verify`] has passed: funds sent to an address that
     /// holds no HTLC contract (a typo in a config) would be lost.
     async fn send(&self, to: Address, input: Bytes, value: U256) -> Result<B256, EthError> {
+        self.signer()?;
         self.verify().await?;
         let chain_id = self.chain_id().await?;
         let base = TransactionRequest::default()
@@ -1077,7 +1114,7 @@ impl EthChain {
             buf.extend_from_slice(msg.eip712_hash_struct().as_slice());
             let digest = keccak256(&buf);
             let sig = self
-                .signer
+                .signer()?
                 .sign_hash(&digest)
                 .await
                 .map_err(|e| EthError::Rejected(format!("signing permit: {e}")))?;
@@ -1655,14 +1692,17 @@ impl Chain for EthChain {
     }
 
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.signer()?;
         Ok(txref(self.lock_htlc(htlc).await?))
     }
 
     async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError> {
+        self.signer()?;
         Ok(txref(self.claim_htlc(htlc, preimage).await?))
     }
 
     async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.signer()?;
         Ok(txref(self.refund_htlc(htlc).await?))
     }
 }

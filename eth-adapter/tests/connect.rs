@@ -112,3 +112,55 @@ async fn a_wrong_contract_address_never_receives_funds() {
     // The right address still works through the same kind of adapter.
     e.alice.lock(&p).await.unwrap();
 }
+
+/// Rails issue, 7b: watching needs no private key. A watch-only adapter sees a lock and the
+/// secret of its claim, and refuses to lock, claim or refund before anything is sent.
+#[tokio::test]
+async fn a_watch_only_adapter_observes_and_never_sends() {
+    use alloy::providers::Provider;
+    use swap_core::chain::{Chain, HtlcStatus};
+    let e = common::env().await;
+    let watched = e.net.address(5);
+    let watcher = EthChain::watch_only(
+        EthConfig::new(e.net.url(), e.htlc, common::eth_params()),
+        watched,
+    )
+    .unwrap();
+    assert!(watcher.is_watch_only());
+    assert_eq!(watcher.address(), watched);
+    let (p, pre) = common::eth_swap(&e.net, 0, 1, 1_000_000, 3600).await;
+    e.alice.lock(&p).await.unwrap();
+    assert!(matches!(
+        watcher.htlc_status(&p).await.unwrap(),
+        HtlcStatus::Funded { .. }
+    ));
+    e.bob.claim(&p, &pre).await.unwrap();
+    match watcher.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Claimed { preimage, .. } => assert_eq!(preimage, pre),
+        other => panic!("expected claimed, got {other:?}"),
+    }
+    let (mine, _) = common::eth_swap(&e.net, 5, 1, 1_000, 3600).await;
+    let nonce = e
+        .net
+        .provider()
+        .get_transaction_count(watched)
+        .await
+        .unwrap();
+    for err in [
+        watcher.lock(&mine).await.unwrap_err(),
+        watcher.claim(&p, &pre).await.unwrap_err(),
+        watcher.refund(&p).await.unwrap_err(),
+    ] {
+        assert!(!err.is_transient(), "{err}");
+        assert_eq!(err.cause, swap_core::Cause::Invalid, "{err}");
+    }
+    assert_eq!(
+        e.net
+            .provider()
+            .get_transaction_count(watched)
+            .await
+            .unwrap(),
+        nonce
+    );
+    assert!(format!("{watcher:?}").contains("watch_only: true"));
+}
