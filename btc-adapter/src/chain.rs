@@ -337,6 +337,12 @@ impl BtcChain {
             .map_err(permanent)
     }
 
+    /// How many HTLC scripts the shared scan watches (finished swaps are forgotten by the
+    /// engine).
+    pub async fn watched_htlcs(&self) -> usize {
+        self.state.lock().await.scanner.watched_len()
+    }
+
     /// True for an adapter made by [`BtcChain::watch_only`].
     pub fn is_watch_only(&self) -> bool {
         self.keys.is_none()
@@ -1387,6 +1393,25 @@ impl Chain for BtcChain {
     /// the leader takes its request is not funded; if a leader is dropped mid-batch, the
     /// requests it took are answered with a transient error: the retry sees the funding if it
     /// was sent (it is in `locks_sent` from before the broadcast) and funds only if not.
+    async fn forget(&self, htlc: &HtlcParams) {
+        let Ok(h) = self.htlc(htlc) else {
+            return;
+        };
+        let script = h.script_pubkey();
+        let mut st = self.state.lock().await;
+        st.scanner.unwatch(&script);
+        st.swaps.remove(&script);
+        st.pending.remove(&script);
+        st.locks_sent.remove(&script);
+        st.payout.remove(&script);
+        st.compiled.remove(&HtlcTerms {
+            sender: htlc.sender,
+            recipient: htlc.recipient,
+            hashlock: htlc.hashlock,
+            expiry: htlc.expiry,
+        });
+    }
+
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
         if self.is_watch_only() {
             return Err(watch_only());

@@ -158,6 +158,19 @@ impl Scanner {
         }
     }
 
+    /// Stops watching `script` and forgets its fundings and their spends (watching it again
+    /// from an earlier height rescans from there).
+    pub fn unwatch(&mut self, script: &ScriptBuf) {
+        self.watched.remove(script);
+        for f in self.fundings.remove(script).unwrap_or_default() {
+            self.outpoints.remove(&f.outpoint);
+            self.spends.remove(&f.outpoint);
+        }
+        for f in self.mempool.fundings.remove(script).unwrap_or_default() {
+            self.mempool.spends.remove(&f.outpoint);
+        }
+    }
+
     /// Whether `script` is watched.
     pub fn is_watched(&self, script: &ScriptBuf) -> bool {
         self.watched.contains_key(script)

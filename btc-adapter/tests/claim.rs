@@ -142,4 +142,12 @@ async fn claim_with_right_preimage() {
         assert!(err.message.contains("watch-only"), "{err}");
     }
     assert_eq!(env.node.rpc().get_raw_mempool().await.unwrap(), mempool);
+    // Forgotten, the HTLC is no longer watched; asked again, it is found afresh.
+    assert_eq!(watcher.watched_htlcs().await, 1);
+    watcher.forget(&p).await;
+    assert_eq!(watcher.watched_htlcs().await, 0);
+    match watcher.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Claimed { preimage, .. } => assert_eq!(preimage, s),
+        other => panic!("expected claimed after a re-watch, got {other:?}"),
+    }
 }

@@ -377,6 +377,11 @@ impl EthChain {
         Self::build(cfg, account, None)
     }
 
+    /// How many swaps the shared scan watches (finished swaps are forgotten by the engine).
+    pub async fn watched_swaps(&self) -> usize {
+        self.scanner.lock().await.watched_len()
+    }
+
     /// True for an adapter made by [`EthChain::watch_only`].
     pub fn is_watch_only(&self) -> bool {
         self.signer.is_none()
@@ -1667,6 +1672,19 @@ impl Chain for EthChain {
             .await
             .watch(h.id(), h.hashlock, htlc.watch_from.0);
         Ok(())
+    }
+
+    async fn forget(&self, htlc: &HtlcParams) {
+        let Ok(h) = EthHtlc::from_params(htlc) else {
+            return;
+        };
+        let id = h.id();
+        self.scanner.lock().await.unwatch(id, h.hashlock);
+        self.inflight.lock().await.retain(|(i, _), _| *i != id);
+        self.per_swap
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
     }
 
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {

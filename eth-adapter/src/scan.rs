@@ -52,6 +52,8 @@ const CHECKPOINTS: usize = 256;
 #[derive(Default)]
 pub(crate) struct Scanner {
     watched: HashMap<B256, u64>,
+    /// The hashlock of each watched swap.
+    watched_hashlock: HashMap<B256, B256>,
     hashlocks: HashMap<B256, u64>,
     /// Ids of locks found under a watched hashlock (their claims and refunds are kept too).
     foreign: HashSet<B256>,
@@ -222,6 +224,7 @@ impl Scanner {
     /// Registers a swap (its id and hashlock); its history from `from` is fetched on the next
     /// refresh.
     pub(crate) fn watch(&mut self, id: B256, hashlock: B256, from: u64) {
+        self.watched_hashlock.insert(id, hashlock);
         let new_id = match self.watched.get(&id) {
             Some(&old) if old <= from => false,
             _ => {
@@ -239,6 +242,33 @@ impl Scanner {
         if (new_id || new_hashlock) && !self.backfill.contains(&(id, hashlock)) {
             self.backfill.push((id, hashlock));
         }
+    }
+
+    /// Stops watching a swap and forgets its events (and its hashlock, when no other watched
+    /// swap has it).
+    pub(crate) fn unwatch(&mut self, id: B256, hashlock: B256) {
+        self.watched.remove(&id);
+        self.watched_hashlock.remove(&id);
+        self.by_id.remove(&id);
+        self.slot_seen.remove(&id);
+        self.backfill.retain(|(i, _)| *i != id);
+        let others = self.watched_hashlock.values().any(|h| *h == hashlock);
+        if let Some(ids) = self.by_hashlock.get_mut(&hashlock) {
+            ids.retain(|i| *i != id);
+        }
+        if !others {
+            self.hashlocks.remove(&hashlock);
+            for foreign in self.by_hashlock.remove(&hashlock).unwrap_or_default() {
+                self.foreign.remove(&foreign);
+                self.by_id.remove(&foreign);
+            }
+            self.pending_claims.remove(&hashlock);
+        }
+    }
+
+    /// How many swaps are watched.
+    pub(crate) fn watched_len(&self) -> usize {
+        self.watched.len()
     }
 
     /// Whether the swap's storage slot was read since it was first watched.

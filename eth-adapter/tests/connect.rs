@@ -163,4 +163,12 @@ async fn a_watch_only_adapter_observes_and_never_sends() {
         nonce
     );
     assert!(format!("{watcher:?}").contains("watch_only: true"));
+    // Forgotten, the swap is no longer watched; asked again, it is found afresh.
+    assert_eq!(watcher.watched_swaps().await, 1);
+    watcher.forget(&p).await;
+    assert_eq!(watcher.watched_swaps().await, 0);
+    match watcher.htlc_status(&p).await.unwrap() {
+        HtlcStatus::Claimed { preimage, .. } => assert_eq!(preimage, pre),
+        other => panic!("expected claimed after a re-watch, got {other:?}"),
+    }
 }

@@ -212,6 +212,14 @@ pub trait Chain: Send + Sync {
         Ok(())
     }
 
+    /// Stops watching an HTLC whose swap has finished and drops what the adapter kept for it,
+    /// so a long-running engine does not grow with every swap it ever ran. Idempotent; an
+    /// adapter that keeps nothing per HTLC has nothing to do. Watching it again later (a
+    /// resumed swap) finds it afresh.
+    async fn forget(&self, htlc: &HtlcParams) {
+        let _ = htlc;
+    }
+
     /// Finds the HTLC and reports its state, with the secret when it has been claimed.
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError>;
 

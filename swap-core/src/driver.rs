@@ -309,6 +309,18 @@ impl Driver {
         })
     }
 
+    /// Tells both legs' adapters that a finished swap needs no more watching.
+    pub async fn forget(&self, id: &SwapId) {
+        let Ok((record, _)) = self.store.load(id).await else {
+            return;
+        };
+        for leg in [Leg::X, Leg::Y] {
+            if let Ok(chain) = self.chain(record.terms.leg(leg).params.chain) {
+                chain.forget(&Self::htlc(&record, leg)).await;
+            }
+        }
+    }
+
     /// Steps a swap until it finishes. Transient errors back off and retry; a swap whose data
     /// is corrupt stops with an error (and stays in the store as it is).
     pub async fn run_swap(&self, id: SwapId) -> Result<Outcome, DriverError> {
@@ -319,6 +331,7 @@ impl Driver {
                 Ok(report) => {
                     if let Some(outcome) = final_outcome(&report.state) {
                         info!(swap_id = %id, ?outcome, "swap finished");
+                        self.forget(&id).await;
                         return Ok(outcome);
                     }
                     backoff = self.config.poll_interval;

@@ -387,3 +387,96 @@ async fn many_swaps_run_concurrently_and_resume_from_the_store() {
     assert_eq!(w.x.balances[&i_x], 0);
     assert_eq!(w.y.balances[&r_y], 0);
 }
+
+/// The simulated chain, counting the HTLCs it is told to forget.
+struct Forgetful {
+    inner: SimHandle,
+    forgotten: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Chain for Forgetful {
+    fn params(&self) -> &ChainParams {
+        self.inner.params()
+    }
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        self.inner.tip().await
+    }
+    async fn forget(&self, _htlc: &HtlcParams) {
+        self.forgotten
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    async fn htlc_status(&self, h: &HtlcParams) -> Result<HtlcStatus, ChainError> {
+        self.inner.htlc_status(h).await
+    }
+    async fn lock(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.inner.lock(h).await
+    }
+    async fn claim(&self, h: &HtlcParams, p: &Preimage) -> Result<TxRef, ChainError> {
+        self.inner.claim(h, p).await
+    }
+    async fn refund(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.inner.refund(h).await
+    }
+}
+
+/// Rails: a finished swap's legs are forgotten by their adapters (a long-running engine does
+/// not keep watching every swap it ever ran).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_swaps_are_forgotten_on_both_legs() {
+    let w = World::new(
+        Direction::BtcToEth,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([9; 32]),
+    );
+    let (ri, rr) = records(&w);
+    let world = Arc::new(Mutex::new(w));
+    let fast = DriverConfig {
+        poll_interval: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+    };
+    let mk = || {
+        let x = Arc::new(Forgetful {
+            inner: SimHandle::new(world.clone(), Leg::X),
+            forgotten: Default::default(),
+        });
+        let y = Arc::new(Forgetful {
+            inner: SimHandle::new(world.clone(), Leg::Y),
+            forgotten: Default::default(),
+        });
+        let d = Arc::new(Driver::new(
+            Arc::new(swap_core::store::MemoryStore::new()),
+            [x.clone() as Arc<dyn Chain>, y.clone() as Arc<dyn Chain>],
+            fast,
+        ));
+        (d, x, y)
+    };
+    let (di, ix, iy) = mk();
+    let (dr, rx, ry) = mk();
+    di.create(&ri).await.unwrap();
+    dr.create(&rr).await.unwrap();
+    let clock = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                world.lock().unwrap().advance(POLL);
+            }
+        })
+    };
+    let (a, b) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(di.run_swap(ri.id()), dr.run_swap(rr.id()))
+    })
+    .await
+    .unwrap();
+    clock.abort();
+    assert_eq!(
+        (a.unwrap(), b.unwrap()),
+        (Outcome::Swapped, Outcome::Swapped)
+    );
+    use std::sync::atomic::Ordering::SeqCst;
+    for chain in [&ix, &iy, &rx, &ry] {
+        assert_eq!(chain.forgotten.load(SeqCst), 1);
+    }
+}
