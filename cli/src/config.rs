@@ -222,7 +222,7 @@ pub fn open_keystore(data_dir: &Path) -> anyhow::Result<Keystore> {
 /// A new keystore password: `XSWAP_PASSWORD`, or asked twice on the terminal. Empty is
 /// refused (the keystore holds the seed of every swap key).
 pub fn new_password() -> anyhow::Result<String> {
-    let pw = match env("XSWAP_PASSWORD") {
+    let pw = match std::env::var("XSWAP_PASSWORD").ok() {
         Some(p) => p,
         None => {
             let first = rpassword::prompt_password("new keystore password: ")?;

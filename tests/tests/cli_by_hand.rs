@@ -157,6 +157,16 @@ fn two_installations_swap_through_the_cli() {
     };
     let _ = maker.kill();
     let _ = maker.wait();
+    // With the maker gone, a take says where it could not reach it.
+    let out = cmd(&b, &["take", &offer, "--give", "0.01", "--yes"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot reach the maker at 127.0.0.1:"),
+        "{err}"
+    );
     let show: serde_json::Value = serde_json::from_str(&ok(&b, &["show", &id, "--json"])).unwrap();
     assert_eq!(show["outcome"], "swapped");
     assert_eq!(show["role"], "initiator");
@@ -212,6 +222,9 @@ fn two_installations_swap_through_the_cli() {
     let out = cmd(&b, &["show", unknown]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no swap id starts with"));
+    // A joined installation's `down` only detaches: the nodes keep running for the other.
+    assert!(ok(&b, &["regtest", "down"]).contains("detached"));
+    ok(&a, &["regtest", "mine", "1"]);
     drop(guard);
     // After `down` the nodes are gone.
     let out = cmd(&a, &["regtest", "mine", "1"]).output().unwrap();
@@ -548,6 +561,8 @@ fn offers_are_checked_listed_shown_and_removed() {
     // Taking asks first; a script must say --yes. Amounts outside the limits are refused
     // with the limits, before anyone is contacted.
     let b = root.path().join("taker");
+    let err = fails(&b, &["init"], &[("XSWAP_PASSWORD", "")]);
+    assert!(err.contains("empty password is refused"), "{err}");
     ok(&b, &["init"]);
     let err = fails(&b, &["take", &offer_string, "--give", "0.00001btc"], &[]);
     assert!(err.contains("--yes"), "{err}");

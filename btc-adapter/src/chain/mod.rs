@@ -1,0 +1,539 @@
+//! [`BtcChain`]: `swap_core::Chain` for Bitcoin and Litecoin over a node's JSON-RPC.
+//!
+//! One [`Scanner`] serves every watched HTLC: each call syncs it (reorg check, new blocks via
+//! `getblock <hash> 2`, mempool) and answers from it. Actions check the chain first, hold the
+//! state lock from that check to their broadcast, and are idempotent:
+//! - `lock` funds from the node wallet only when no funding is on chain, in the mempool, or
+//!   already sent by this process; it never funds twice. Concurrent locks are funded together:
+//!   one wallet transaction with one output per HTLC (see `lock` in the `Chain` impl).
+//! - `claim` / `refund` return the existing spend when there is one. When that spend is still
+//!   unconfirmed `bump_after_blocks` blocks after it was sent, they replace it with a higher
+//!   fee (BIP-125); [`BtcChain::bump_fees`] does the same for every pending spend.
+//! - `claim` when the funding is spent by the counterparty's *unconfirmed* refund replaces that
+//!   refund (BIP-125: the claim branch has no timelock, so it stays valid after the expiry).
+//!   Never the other way round: a refund does not replace the counterparty's claim (the claim
+//!   reveals the secret, and our side goes on with it).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
+use swap_core::{
+    Account, Amount, Asset, Cause, Chain, ChainError, ChainFamily, ChainId, ChainParams, ChainTip,
+    Height, HtlcParams, HtlcStatus, ObservedLock, Preimage, PublicKeyBytes, Sats, Timestamp, TxRef,
+};
+use tokio::sync::{oneshot, Mutex};
+use tracing::{info, warn};
+
+use crate::htlc::{extract_preimage, Htlc};
+use crate::keys::{KeySource, SwapKey};
+use crate::rpc::{RpcClient, RpcConfig, RpcError};
+use crate::scanner::{
+    is_mweb_serialization, parse_block_txs, Funding, ScanError, Scanner, ScriptView, Spend,
+};
+use crate::tx::{
+    build_claim, build_refund, build_replacement_claim, FeePolicy, HtlcOutput, Replaced,
+    ReplacementPolicy, SignedSpend, TxError,
+};
+
+/// RPC error code for "no such mempool transaction".
+const RPC_INVALID_ADDRESS_OR_KEY: i64 = -5;
+/// Mempool transactions fetched per JSON-RPC batch.
+const MEMPOOL_BATCH: usize = 500;
+/// RPC error code for an invalid parameter (e.g. a block height above the tip).
+const RPC_INVALID_PARAMETER: i64 = -8;
+/// HTLC outputs one funding transaction pays at most (~11 kvB of outputs); a larger batch is
+/// funded by several transactions, one after the other.
+const MAX_FUNDING_OUTPUTS: usize = 250;
+/// Node wallet addresses fetched at most in one batch for payouts (see `payout_script`).
+const PAYOUT_PREFETCH: usize = 64;
+
+mod config;
+mod funding;
+mod spend;
+mod status;
+mod sync;
+
+pub use config::{BtcConfig, FeeConfig, PaymentRequest, Payout};
+use status::sats;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SpendKind {
+    Claim,
+    Refund,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    kind: SpendKind,
+    txid: Txid,
+    feerate: u64,
+    broadcast_height: u64,
+    /// When it was sent (or first seen by this process).
+    sent_at: std::time::Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Watched {
+    params: HtlcParams,
+    htlc: Htlc,
+}
+
+/// A lock whose HTLC was found unfunded, waiting in [`State::lock_queue`] for the next funding
+/// batch.
+#[derive(Debug)]
+struct LockRequest {
+    w: Watched,
+    script: ScriptBuf,
+    address: String,
+    amount: u64,
+    /// [`State::sync_gen`] of the scan that found the HTLC unfunded.
+    checked_gen: u64,
+    /// Where the funding's txid (or the error) goes; closed when the caller gave up.
+    reply: oneshot::Sender<Result<TxRef, ChainError>>,
+}
+
+/// One HTLC output of a funding batch: the first request for its script decides address and
+/// amount; later requests for the same script (the same HTLC) are answered from the same output.
+#[derive(Debug)]
+struct FundingOutput {
+    requests: Vec<LockRequest>,
+}
+
+impl FundingOutput {
+    fn first(&self) -> &LockRequest {
+        // Never empty: made with one request, only ever added to.
+        &self.requests[0]
+    }
+}
+
+/// Why a funding transaction was not sent.
+#[derive(Debug)]
+enum FundingFailure {
+    /// The wallet could not build it: funding the same HTLCs separately may still work (one
+    /// output the wallet refuses or cannot afford, or a too large transaction, fails a batch).
+    WalletRefused(ChainError),
+    /// Anything else (transient errors, a funding that does not pay what was asked, the node
+    /// rejecting the broadcast): the error is every request's answer.
+    Final(ChainError),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    scanner: Scanner,
+    swaps: HashMap<ScriptBuf, Watched>,
+    pending: HashMap<ScriptBuf, Pending>,
+    /// Fundings this process built, by HTLC script (a batch's scripts share one transaction),
+    /// recorded before they are broadcast.
+    locks_sent: HashMap<ScriptBuf, (Transaction, std::time::Instant)>,
+    /// Locks waiting for a funding batch (see `lock` in the `Chain` impl).
+    lock_queue: Vec<LockRequest>,
+    /// Counts the syncs started: a request checked at the current value was checked against
+    /// the latest scan, with no sync (complete or failed) since.
+    sync_gen: u64,
+    payout: HashMap<ScriptBuf, ScriptBuf>,
+    /// Node wallet output scripts fetched ahead, each for one future payout.
+    payout_pool: Vec<ScriptBuf>,
+    /// Mempool transactions fetched so far (`None`: an MWEB transaction, not parseable).
+    mempool: HashMap<Txid, Option<Transaction>>,
+    tip: u64,
+    compiled: HashMap<HtlcTerms, Htlc>,
+    /// When the last full sync finished.
+    synced_at: Option<std::time::Instant>,
+    /// When the last full sync that completed had started: it reflects the node as of then
+    /// or later, so an action asked before that needs no sync of its own.
+    synced_from: Option<std::time::Instant>,
+    /// A watch changed what must be scanned since the last sync.
+    dirty: bool,
+}
+
+/// What an HTLC script is made of (the cache key of compiled HTLCs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct HtlcTerms {
+    sender: Account,
+    recipient: Account,
+    hashlock: swap_core::Hashlock,
+    expiry: swap_core::Expiry,
+}
+
+/// `swap_core::Chain` for Bitcoin or Litecoin.
+#[derive(Debug)]
+pub struct BtcChain {
+    params: ChainParams,
+    rpc: RpcClient,
+    /// `None` for a watch-only adapter (it observes; it never locks, claims or refunds).
+    keys: Option<KeySource>,
+    fees: FeeConfig,
+    payout: Payout,
+    status_max_age: std::time::Duration,
+    tip_max_age: std::time::Duration,
+    /// The last tip read; held while reading, so concurrent callers wait for one read.
+    tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
+    state: Mutex<State>,
+    /// Held by the lock call that funds the queued locks (the batch leader). Taken without
+    /// the state lock held, and before it (never the other way round).
+    funder: Mutex<()>,
+    /// The last feerate estimate and when it was read (see `feerate`).
+    fee_cache: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+fn watch_only() -> ChainError {
+    ChainError::new(
+        Cause::Invalid,
+        "this adapter is watch-only: it holds no keys and sends nothing",
+    )
+}
+
+/// A request this adapter cannot serve (wrong chain, amount or key).
+fn permanent(e: impl std::fmt::Display) -> ChainError {
+    ChainError::new(Cause::Invalid, e)
+}
+
+fn scan_error(e: ScanError) -> ChainError {
+    ChainError::permanent(e)
+}
+
+fn tx_error(e: TxError) -> ChainError {
+    match e {
+        // Feerates fall again: worth retrying (the engine's deadlines bound the retries).
+        TxError::FeeTooHigh { .. } | TxError::FeerateTooHigh { .. } => {
+            ChainError::new(Cause::FeeCapped, e)
+        }
+        _ => ChainError::new(Cause::Invalid, e),
+    }
+}
+
+impl BtcChain {
+    /// An adapter for `config.params.chain`, with per-swap keys derived from `seed`.
+    pub fn new(config: BtcConfig, seed: &[u8]) -> Result<Self, ChainError> {
+        let mut adapter = Self::with_keys(config, None)?;
+        adapter.keys = Some(KeySource::from_seed(seed, adapter.params.chain).map_err(permanent)?);
+        Ok(adapter)
+    }
+
+    /// An adapter that only observes (statuses, tips, secrets revealed by claims): it holds no
+    /// key and needs no node wallet; every lock, claim or refund is refused with
+    /// [`Cause::Invalid`] before anything is sent. For services that watch swaps.
+    pub fn watch_only(config: BtcConfig) -> Result<Self, ChainError> {
+        Self::with_keys(config, None)
+    }
+
+    fn with_keys(config: BtcConfig, keys: Option<KeySource>) -> Result<Self, ChainError> {
+        let chain = config.params.chain;
+        if !matches!(chain.family, ChainFamily::Bitcoin | ChainFamily::Litecoin) {
+            return Err(permanent(format!("{chain} is not a Bitcoin-family chain")));
+        }
+        Ok(Self {
+            params: config.params,
+            rpc: RpcClient::new(config.rpc)?,
+            keys,
+            fees: config.fees,
+            payout: config.payout,
+            status_max_age: config.status_max_age,
+            tip_max_age: config.tip_max_age,
+            tip_cache: Mutex::new(None),
+            state: Mutex::new(State::default()),
+            funder: Mutex::new(()),
+            fee_cache: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// What the node wallet can spend now (confirmed and trusted, in satoshis) and what one
+    /// lock's funding may cost in fees (300 vB at the fallback feerate): checked before a swap is
+    /// agreed, so a party that cannot fund its lock says so before the other side locks.
+    pub async fn funds(&self) -> Result<(u64, u64), ChainError> {
+        let balance = self.rpc.get_balance().await?;
+        let rate = self.fees.fallback_sat_vb.max(self.fees.min_sat_vb);
+        Ok((balance, rate.saturating_mul(300)))
+    }
+
+    /// The node client.
+    pub fn rpc(&self) -> &RpcClient {
+        &self.rpc
+    }
+
+    /// This installation's key for swap `key_index` (put its public key in the swap terms).
+    pub fn swap_key(&self, key_index: u32) -> Result<SwapKey, ChainError> {
+        self.keys
+            .as_ref()
+            .ok_or_else(watch_only)?
+            .swap_key(key_index)
+            .map_err(permanent)
+    }
+
+    /// How many HTLC scripts the shared scan watches (finished swaps are forgotten by the
+    /// engine).
+    pub async fn watched_htlcs(&self) -> usize {
+        self.state.lock().await.scanner.watched_len()
+    }
+
+    /// True for an adapter made by [`BtcChain::watch_only`].
+    pub fn is_watch_only(&self) -> bool {
+        self.keys.is_none()
+    }
+
+    /// This installation's public key for swap `key_index`, as swap terms carry it.
+    pub fn swap_public_key(&self, key_index: u32) -> Result<PublicKeyBytes, ChainError> {
+        Ok(self.swap_key(key_index)?.public_key_bytes())
+    }
+
+    /// The asset this chain moves.
+    pub fn asset(&self) -> Asset {
+        match self.params.chain.family {
+            ChainFamily::Litecoin => Asset::Ltc,
+            _ => Asset::Btc,
+        }
+    }
+
+    /// The HTLC of `params` (checks asset, amount unit and expiry kind).
+    pub fn htlc(&self, params: &HtlcParams) -> Result<Htlc, ChainError> {
+        if params.asset != self.asset() {
+            return Err(permanent(format!(
+                "asset {:?} is not {:?}",
+                params.asset,
+                self.asset()
+            )));
+        }
+        sats(params)?;
+        Htlc::from_params(params).map_err(permanent)
+    }
+
+    /// The HTLC's address on this chain.
+    pub fn htlc_address(&self, params: &HtlcParams) -> Result<String, ChainError> {
+        self.htlc(params)?
+            .address(self.params.chain)
+            .map_err(permanent)
+    }
+
+    /// For a lock paid from an external wallet: the HTLC address, the exact amount, and a
+    /// BIP-21 URI (`bitcoin:` or `litecoin:`) a wallet can scan. The payment is detected by the
+    /// block scan like any other funding ([`Chain::htlc_status`]); an amount other than the
+    /// exact one is reported as found with its real amount, which the engine refuses.
+    pub fn payment_request(&self, params: &HtlcParams) -> Result<PaymentRequest, ChainError> {
+        let address = self.htlc_address(params)?;
+        let sats = match params.amount {
+            Amount::Sats(s) => s.0,
+            other => return Err(permanent(format!("{other} is not a Bitcoin-family amount"))),
+        };
+        let scheme = match self.params.chain.family {
+            ChainFamily::Litecoin => "litecoin",
+            _ => "bitcoin",
+        };
+        let uri = format!(
+            "{scheme}:{address}?amount={}.{:08}&label=xswap%20{}",
+            sats / 100_000_000,
+            sats % 100_000_000,
+            params.swap_id
+        );
+        Ok(PaymentRequest { address, sats, uri })
+    }
+
+    fn register(
+        &self,
+        st: &mut State,
+        params: &HtlcParams,
+    ) -> Result<(Watched, ScriptBuf), ChainError> {
+        // Compiling the policy takes milliseconds: compile each HTLC once.
+        let terms = HtlcTerms {
+            sender: params.sender,
+            recipient: params.recipient,
+            hashlock: params.hashlock,
+            expiry: params.expiry,
+        };
+        let htlc = match st.compiled.get(&terms) {
+            Some(h) => h.clone(),
+            None => {
+                let h = self.htlc(params)?;
+                st.compiled.insert(terms, h.clone());
+                h
+            }
+        };
+        if params.asset != self.asset() {
+            return Err(permanent(format!(
+                "asset {:?} is not {:?}",
+                params.asset,
+                self.asset()
+            )));
+        }
+        sats(params)?;
+        let script = htlc.script_pubkey();
+        let before = (st.scanner.watched_len(), st.scanner.next_height());
+        st.scanner.watch(script.clone(), params.watch_from.0);
+        if before != (st.scanner.watched_len(), st.scanner.next_height()) {
+            st.dirty = true;
+        }
+        let w = Watched {
+            params: params.clone(),
+            htlc,
+        };
+        st.swaps.insert(script.clone(), w.clone());
+        Ok((w, script))
+    }
+}
+
+#[async_trait]
+impl Chain for BtcChain {
+    fn params(&self) -> &ChainParams {
+        &self.params
+    }
+
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        if self.tip_max_age.is_zero() {
+            return self.read_tip().await;
+        }
+        let mut cache = self.tip_cache.lock().await;
+        if let Some((at, tip)) = *cache {
+            if at.elapsed() < self.tip_max_age {
+                return Ok(tip);
+            }
+        }
+        let tip = self.read_tip().await?;
+        *cache = Some((std::time::Instant::now(), tip));
+        Ok(tip)
+    }
+
+    async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
+        let mut st = self.state.lock().await;
+        self.register(&mut st, htlc)?;
+        Ok(())
+    }
+
+    async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
+        let mut st = self.state.lock().await;
+        let (w, script) = self.register(&mut st, htlc)?;
+        let fresh = !st.dirty
+            && st
+                .synced_at
+                .is_some_and(|t| t.elapsed() < self.status_max_age);
+        if !fresh {
+            self.sync(&mut st).await?;
+        }
+        Ok(self.status(&st, &w, &script).0)
+    }
+
+    /// Funds the HTLC unless a funding is on chain, in the mempool or already sent by this
+    /// process (then answers its txid; one we sent that is no longer visible is rebroadcast).
+    ///
+    /// Concurrent calls are funded together by one wallet transaction with one output per HTLC:
+    /// a call that finds its HTLC unfunded queues a request and takes the `funder` lock; the
+    /// holder (the leader) funds every queued request, and the others get its txid. While a
+    /// leader funds, new requests queue up for the next one, so under load most calls share a
+    /// transaction, and a lone call funds at once, with the same node calls as unbatched.
+    ///
+    /// The leader re-checks every request against a fresh scan (unless none was started since
+    /// they were checked) and `locks_sent`, and holds the state lock from that check until the
+    /// broadcast, so nothing is funded twice. A caller that gives up (its future dropped) before
+    /// the leader takes its request is not funded; if a leader is dropped mid-batch, the
+    /// requests it took are answered with a transient error: the retry sees the funding if it
+    /// was sent (it is in `locks_sent` from before the broadcast) and funds only if not.
+    async fn forget(&self, htlc: &HtlcParams) {
+        let Ok(h) = self.htlc(htlc) else {
+            return;
+        };
+        let script = h.script_pubkey();
+        let mut st = self.state.lock().await;
+        st.scanner.unwatch(&script);
+        st.swaps.remove(&script);
+        st.pending.remove(&script);
+        st.locks_sent.remove(&script);
+        st.payout.remove(&script);
+        st.compiled.remove(&HtlcTerms {
+            sender: htlc.sender,
+            recipient: htlc.recipient,
+            hashlock: htlc.hashlock,
+            expiry: htlc.expiry,
+        });
+    }
+
+    async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        if self.is_watch_only() {
+            return Err(watch_only());
+        }
+        let asked = std::time::Instant::now();
+        let amount = sats(htlc)?;
+        let mut reply = {
+            let mut st = self.state.lock().await;
+            let (w, script) = self.register(&mut st, htlc)?;
+            if let Some(synced) = self.recent_sync(&st) {
+                // Answers that a fresh scan could not change: the funding is in the recent
+                // scan, or we sent it after that scan. (Funding is only ever sent after a
+                // fresh scan.)
+                if let (_, Some(funding), _) = self.status(&st, &w, &script) {
+                    return Ok(TxRef(funding.outpoint.txid.to_string()));
+                }
+                if let Some((tx, sent_at)) = st.locks_sent.get(&script) {
+                    if *sent_at >= synced {
+                        return Ok(TxRef(tx.compute_txid().to_string()));
+                    }
+                }
+            }
+            self.sync_since(&mut st, asked).await?;
+            if let (_, Some(funding), _) = self.status(&st, &w, &script) {
+                return Ok(TxRef(funding.outpoint.txid.to_string()));
+            }
+            if let Some((tx, _)) = st.locks_sent.get(&script).cloned() {
+                // Sent by us but not visible (node restarted, or reorged out): rebroadcast
+                // it, never fund a second time.
+                return self.rebroadcast_lock(&tx).await;
+            }
+            let address = w.htlc.address(self.params.chain).map_err(permanent)?;
+            let (tx, rx) = oneshot::channel();
+            let checked_gen = st.sync_gen;
+            st.lock_queue.push(LockRequest {
+                w,
+                script,
+                address,
+                amount,
+                checked_gen,
+                reply: tx,
+            });
+            rx
+        };
+        let interrupted = || {
+            ChainError::transient(
+                "the funding batch of this lock was interrupted; retry (it checks for the funding first)",
+            )
+        };
+        tokio::select! {
+            answer = &mut reply => return answer.unwrap_or_else(|_| Err(interrupted())),
+            funder = self.funder.lock() => {
+                match reply.try_recv() {
+                    Ok(answer) => return answer,
+                    Err(oneshot::error::TryRecvError::Closed) => return Err(interrupted()),
+                    // Still queued (only `funder` holders take requests): fund the queue.
+                    Err(oneshot::error::TryRecvError::Empty) => self.fund_queued().await,
+                }
+                drop(funder);
+            }
+        }
+        reply.await.unwrap_or_else(|_| Err(interrupted()))
+    }
+
+    async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError> {
+        if self.is_watch_only() {
+            return Err(watch_only());
+        }
+        if !htlc.hashlock.matches(preimage) {
+            return Err(permanent("preimage does not match the hashlock"));
+        }
+        self.spend_or_bump(htlc, SpendKind::Claim, Some(preimage))
+            .await
+    }
+
+    async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        if self.is_watch_only() {
+            return Err(watch_only());
+        }
+        self.spend_or_bump(htlc, SpendKind::Refund, None).await
+    }
+}
+
+/// The txid of a transaction reference produced by this adapter.
+pub fn txid_of(txref: &TxRef) -> Result<Txid, ChainError> {
+    txref.0.parse().map_err(permanent)
+}
+
+/// An outpoint's txid as a [`TxRef`].
+pub fn txref_of(outpoint: &OutPoint) -> TxRef {
+    TxRef(outpoint.txid.to_string())
+}

@@ -1,0 +1,197 @@
+//! Sending transactions: fees, nonces, receipts, reverts, and sends resumed after a restart.
+
+use super::*;
+
+impl EthChain {
+    pub(super) async fn chain_id(&self) -> Result<u64, EthError> {
+        self.chain_id
+            .get_or_try_init(|| async { self.provider.get_chain_id().await.map_err(rpc_err) })
+            .await
+            .copied()
+    }
+
+    /// Estimates gas and fees, takes a nonce and sends. Returns the transaction hash.
+    /// Nothing is sent before [`EthChain::verify`] has passed: funds sent to an address that
+    /// holds no HTLC contract (a typo in a config) would be lost.
+    pub(super) async fn send(
+        &self,
+        to: Address,
+        input: Bytes,
+        value: U256,
+    ) -> Result<B256, EthError> {
+        self.signer()?;
+        self.verify().await?;
+        let chain_id = self.chain_id().await?;
+        let base = TransactionRequest::default()
+            .with_from(self.address())
+            .with_to(to)
+            .with_input(input)
+            .with_value(value);
+        // Against the latest block (by number: some nodes read an omitted tag as `pending`),
+        // not the pending one: a competing transaction in the mempool (say, someone else's
+        // claim that may never be mined) must not stop ours.
+        let latest = scan::latest(&self.provider).await?;
+        let gas = self
+            .provider
+            .estimate_gas(base.clone())
+            .block(alloy::eips::BlockId::number(latest.number))
+            .await
+            .map_err(rpc_err)?;
+        let base_fee = latest.base_fee.unwrap_or_default();
+        let cap = self.cfg.max_fee_per_gas;
+        if base_fee > cap {
+            return Err(EthError::FeeCap { base_fee, cap });
+        }
+        // One fee estimate per block, shared by every transaction sent on top of it.
+        let cached = self
+            .fee_estimate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .filter(|(block, _)| *block == latest.hash)
+            .map(|(_, est)| est);
+        let est = match cached {
+            Some(est) => est,
+            None => {
+                let est = self
+                    .provider
+                    .estimate_eip1559_fees()
+                    .await
+                    .map_err(rpc_err)?;
+                *self
+                    .fee_estimate
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((latest.hash, est));
+                est
+            }
+        };
+        let max_fee = est.max_fee_per_gas.min(cap).max(base_fee);
+        let prio = est
+            .max_priority_fee_per_gas
+            .min(self.cfg.max_priority_fee_per_gas)
+            .min(max_fee);
+        let tx = base
+            .with_chain_id(chain_id)
+            .with_gas_limit(gas + gas / 5 + 10_000)
+            .with_max_fee_per_gas(max_fee)
+            .with_max_priority_fee_per_gas(prio);
+        self.nonces
+            .send_with(&self.provider, |nonce| async move {
+                let pending = self
+                    .provider
+                    .send_transaction(tx.with_nonce(nonce))
+                    .await
+                    .map_err(rpc_err)?;
+                Ok(*pending.tx_hash())
+            })
+            .await
+    }
+
+    /// Waits for the receipt; a reverted transaction is an error.
+    ///
+    /// With a shared tip ([`EthConfig::tip_max_age`] above zero, read through [`Chain::tip`]
+    /// by every waiter), the receipt is asked for again only when the chain has a new block: a
+    /// thousand swaps waiting for their transactions cost a thousand receipt reads per block,
+    /// not per poll interval. Without one, a tip read would cost as much as the receipt read it
+    /// saves, so the receipt is read every poll.
+    pub(super) async fn wait(&self, tx: B256) -> Result<TransactionReceipt, EthError> {
+        let deadline = tokio::time::Instant::now() + self.cfg.receipt_timeout;
+        let mut checked_at: Option<Height> = None;
+        loop {
+            let tip = if self.cfg.tip_max_age.is_zero() {
+                None
+            } else {
+                match Chain::tip(self).await {
+                    Ok(t) => Some(t.height),
+                    Err(e) if e.is_transient() => None,
+                    Err(e) => return Err(EthError::Rpc(e.to_string())),
+                }
+            };
+            let receipt = if tip.is_none() || tip != checked_at {
+                checked_at = tip;
+                self.provider
+                    .get_transaction_receipt(tx)
+                    .await
+                    .map_err(rpc_err)?
+            } else {
+                None
+            };
+            if let Some(r) = receipt {
+                if r.status() {
+                    return Ok(r);
+                }
+                let reason = self.revert_reason_of(tx, r.block_number).await;
+                tracing::warn!(chain = "eth", %tx, reason = ?reason, "transaction reverted");
+                return Err(EthError::Reverted {
+                    tx: format!("{tx:#x}"),
+                    reason,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EthError::Timeout(format!("{tx:#x}")));
+            }
+            tokio::time::sleep(self.cfg.poll_interval).await;
+        }
+    }
+
+    /// Why a mined transaction reverted, by replaying it as a call against the state and
+    /// environment of its own block (best effort: the state is the one after the block).
+    pub(super) async fn revert_reason_of(&self, tx: B256, block: Option<u64>) -> Option<String> {
+        use alloy::consensus::Transaction as _;
+        let sent = self.provider.get_transaction_by_hash(tx).await.ok()??;
+        let block = block?;
+        let req = TransactionRequest::default()
+            .with_from(sent.inner.signer())
+            .with_to(sent.inner.to()?)
+            .with_input(sent.inner.input().clone())
+            .with_value(sent.inner.value());
+        match self
+            .provider
+            .call(req)
+            .block(alloy::eips::BlockId::number(block))
+            .await
+        {
+            Ok(_) => Some("unknown (a replay succeeds)".into()),
+            Err(e) => Some(match rpc_err(e) {
+                EthError::WouldRevert(m) => m.to_string(),
+                other => other.to_string(),
+            }),
+        }
+    }
+
+    /// Sends and waits for a successful receipt.
+    pub(super) async fn send_and_wait(
+        &self,
+        to: Address,
+        input: Bytes,
+        value: U256,
+    ) -> Result<B256, EthError> {
+        let tx = self.send(to, input, value).await?;
+        self.wait(tx).await?;
+        Ok(tx)
+    }
+
+    /// A previous transaction for (id, op) that the node still knows, waited for.
+    pub(super) async fn resume_inflight(&self, id: B256, op: Op) -> Result<Option<B256>, EthError> {
+        let known = self.inflight.lock().await.get(&(id, op)).copied();
+        let Some(tx) = known else { return Ok(None) };
+        let seen = self
+            .provider
+            .get_transaction_by_hash(tx)
+            .await
+            .map_err(rpc_err)?;
+        if seen.is_none() {
+            // Dropped (evicted or reorged out): forget it and the nonce counter.
+            self.inflight.lock().await.remove(&(id, op));
+            self.nonces.reset().await;
+            return Ok(None);
+        }
+        match self.wait(tx).await {
+            Ok(_) => Ok(Some(tx)),
+            Err(e @ EthError::Reverted { .. }) => {
+                self.inflight.lock().await.remove(&(id, op));
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
