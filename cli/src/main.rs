@@ -240,57 +240,6 @@ fn amount(asset: &Asset, units: u128) -> anyhow::Result<Amount> {
     Ok(xswap_cli::engine::with_units(asset, units)?)
 }
 
-/// One offer as JSON, for `offer list|show`.
-fn offer_json(o: &Offer) -> serde_json::Value {
-    serde_json::json!({
-        "maker": o.maker.to_string(),
-        "address": o.addr,
-        "sells": format!("{} on {}", status::asset_text(&o.sell.asset), o.sell.chain),
-        "buys": format!("{} on {}", status::asset_text(&o.buy.asset), o.buy.chain),
-        "rate": format!("{}/{}", o.rate_num, o.rate_den),
-        "buy_min": o.buy.min.to_string(),
-        "buy_max": o.buy.max.to_string(),
-        "sell_min": o.sell.min.to_string(),
-        "sell_max": o.sell.max.to_string(),
-        "expires": status::utc_text(o.expires.0),
-        "expired": o.expires.0 < now(),
-        "offer": o.encode(),
-    })
-}
-
-fn print_offer(k: Option<usize>, o: &Offer) {
-    let v = offer_json(o);
-    let f = |k: &str| v[k].as_str().unwrap_or("").to_owned();
-    if let Some(k) = k {
-        xswap_cli::say!(
-            "#{k}{}",
-            if o.expires.0 < now() {
-                " (expired)"
-            } else {
-                ""
-            }
-        );
-    }
-    xswap_cli::say!(
-        "  sells    {} (per swap {} to {})",
-        f("sells"),
-        f("sell_min"),
-        f("sell_max")
-    );
-    xswap_cli::say!(
-        "  buys     {} (per swap {} to {})",
-        f("buys"),
-        f("buy_min"),
-        f("buy_max")
-    );
-    xswap_cli::say!(
-        "  rate     {} base units sold per base unit bought",
-        f("rate")
-    );
-    xswap_cli::say!("  maker    {} at {}", f("maker"), f("address"));
-    xswap_cli::say!("  expires  {}", f("expires"));
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -405,52 +354,10 @@ fn main() -> anyhow::Result<()> {
             action: Some(action),
             ..
         } => match action {
-            OfferAction::List { json } => {
-                let offers = xswap_cli::offers::load(&dir)?;
-                if json {
-                    let rows: Vec<_> = offers.iter().map(offer_json).collect();
-                    xswap_cli::say!("{}", serde_json::to_string_pretty(&rows)?);
-                } else if offers.is_empty() {
-                    xswap_cli::say!("no saved offers: publish one with `xswap offer --sell ...`");
-                } else {
-                    for (k, o) in offers.iter().enumerate() {
-                        print_offer(Some(k + 1), o);
-                    }
-                }
-                Ok(())
-            }
-            OfferAction::Remove { which } => {
-                let mut offers = xswap_cli::offers::load(&dir)?;
-                let before = offers.len();
-                match which.as_str() {
-                    "all" => offers.clear(),
-                    "expired" => offers.retain(|o| o.expires.0 >= now()),
-                    n => {
-                        let k: usize = n
-                            .parse()
-                            .ok()
-                            .filter(|k| (1..=offers.len()).contains(k))
-                            .ok_or_else(|| {
-                                anyhow!(
-                                    "{n:?}: give a number from 1 to {} (see `xswap offer list`), \
-                                     `expired` or `all`",
-                                    offers.len()
-                                )
-                            })?;
-                        offers.remove(k - 1);
-                    }
-                }
-                xswap_cli::offers::save(&dir, &offers)?;
-                xswap_cli::say!(
-                    "removed {} offer(s), {} left (a running maker stops serving them now)",
-                    before - offers.len(),
-                    offers.len()
-                );
-                Ok(())
-            }
+            OfferAction::List { json } => xswap_cli::offers::list(&dir, json),
+            OfferAction::Remove { which } => xswap_cli::offers::remove(&dir, &which),
             OfferAction::Show { offer } => {
-                let o = Offer::decode(&offer)?;
-                print_offer(None, &o);
+                xswap_cli::offers::print(None, &Offer::decode(&offer)?);
                 Ok(())
             }
         },

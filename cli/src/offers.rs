@@ -84,3 +84,110 @@ impl OfferBook for FileOffers {
         cached.1.clone()
     }
 }
+
+/// One offer as JSON, for `offer list|show`.
+pub fn to_json(o: &Offer) -> serde_json::Value {
+    serde_json::json!({
+        "maker": o.maker.to_string(),
+        "address": o.addr,
+        "sells": format!("{} on {}", crate::status::asset_text(&o.sell.asset), o.sell.chain),
+        "buys": format!("{} on {}", crate::status::asset_text(&o.buy.asset), o.buy.chain),
+        "rate": format!("{}/{}", o.rate_num, o.rate_den),
+        "buy_min": o.buy.min.to_string(),
+        "buy_max": o.buy.max.to_string(),
+        "sell_min": o.sell.min.to_string(),
+        "sell_max": o.sell.max.to_string(),
+        "expires": crate::status::utc_text(o.expires.0),
+        "expired": o.expires.0 < now_secs(),
+        "offer": o.encode(),
+    })
+}
+
+/// Prints what an offer says, numbered when `k` is given.
+pub fn print(k: Option<usize>, o: &Offer) {
+    let v = to_json(o);
+    let f = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    if let Some(k) = k {
+        crate::say!(
+            "#{k}{}",
+            if o.expires.0 < now_secs() {
+                " (expired)"
+            } else {
+                ""
+            }
+        );
+    }
+    crate::say!(
+        "  sells    {} (per swap {} to {})",
+        f("sells"),
+        f("sell_min"),
+        f("sell_max")
+    );
+    crate::say!(
+        "  buys     {} (per swap {} to {})",
+        f("buys"),
+        f("buy_min"),
+        f("buy_max")
+    );
+    crate::say!(
+        "  rate     {} base units sold per base unit bought",
+        f("rate")
+    );
+    crate::say!("  maker    {} at {}", f("maker"), f("address"));
+    crate::say!("  expires  {}", f("expires"));
+}
+
+/// Now, in unix seconds.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `xswap offer list`: the saved offers, numbered, or as JSON.
+pub fn list(data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let offers = load(data_dir)?;
+    if json {
+        let rows: Vec<_> = offers.iter().map(to_json).collect();
+        crate::say!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if offers.is_empty() {
+        crate::say!("no saved offers: publish one with `xswap offer --sell ...`");
+    } else {
+        for (k, o) in offers.iter().enumerate() {
+            print(Some(k + 1), o);
+        }
+    }
+    Ok(())
+}
+
+/// `xswap offer remove N|expired|all`.
+pub fn remove(data_dir: &Path, which: &str) -> anyhow::Result<()> {
+    let mut offers = load(data_dir)?;
+    let before = offers.len();
+    match which {
+        "all" => offers.clear(),
+        "expired" => offers.retain(|o| o.expires.0 >= now_secs()),
+        n => {
+            let k: usize = n
+                .parse()
+                .ok()
+                .filter(|k| (1..=offers.len()).contains(k))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{n:?}: give a number from 1 to {} (see `xswap offer list`), `expired` or \
+                         `all`",
+                        offers.len()
+                    )
+                })?;
+            offers.remove(k - 1);
+        }
+    }
+    save(data_dir, &offers)?;
+    crate::say!(
+        "removed {} offer(s), {} left (a running maker stops serving them now)",
+        before - offers.len(),
+        offers.len()
+    );
+    Ok(())
+}

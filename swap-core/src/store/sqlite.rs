@@ -177,6 +177,18 @@ fn restrict(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `UnknownSwap` unless the swap is stored.
+fn require_swap(conn: &Connection, id: SwapId) -> Result<(), StoreError> {
+    conn.query_row(
+        "SELECT 1 FROM swaps WHERE id = ?1",
+        params![&id.0[..]],
+        |_| Ok(()),
+    )
+    .optional()
+    .map_err(backend)?
+    .ok_or(StoreError::UnknownSwap(id))
+}
+
 fn role_str(role: Role) -> &'static str {
     match role {
         Role::Initiator => "initiator",
@@ -455,17 +467,7 @@ impl SwapStore for SqliteStore {
         let kind = tx.kind.as_str();
         let txref = tx.txref.0.clone();
         self.with(move |conn| {
-            let known: Option<i64> = conn
-                .query_row(
-                    "SELECT 1 FROM swaps WHERE id = ?1",
-                    params![&id.0[..]],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            if known.is_none() {
-                return Err(StoreError::UnknownSwap(id));
-            }
+            require_swap(conn, id)?;
             conn.execute(
                 "INSERT OR IGNORE INTO swap_txs(swap_id, tx_json, leg, kind, txref)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -480,17 +482,7 @@ impl SwapStore for SqliteStore {
     async fn txs(&self, id: &SwapId) -> Result<Vec<super::SentTx>, StoreError> {
         let id = *id;
         self.with(move |conn| {
-            let known: Option<i64> = conn
-                .query_row(
-                    "SELECT 1 FROM swaps WHERE id = ?1",
-                    params![&id.0[..]],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            if known.is_none() {
-                return Err(StoreError::UnknownSwap(id));
-            }
+            require_swap(conn, id)?;
             let mut stmt = conn
                 .prepare("SELECT tx_json FROM swap_txs WHERE swap_id = ?1 ORDER BY seq")
                 .map_err(backend)?;
