@@ -426,6 +426,20 @@ fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // `balance` shows what the accepted swap will still lock (until the maker locks it).
+    let bal: serde_json::Value = serde_json::from_str(&ok(&a, &["balance", "--json"])).unwrap();
+    let eth = bal
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["asset"] == "ETH")
+        .unwrap()
+        .clone();
+    let reserved: u128 = eth["reserved"].as_str().unwrap().parse().unwrap();
+    assert!(
+        reserved == 0 || reserved == 60 * 10u128.pow(18),
+        "{bal}"
+    );
     // 60 more ETH: the maker has promised 60 of its 100 already.
     let out = cmd(&c, &["take", &offer, "--give", "6000000", "--yes"])
         .output()
