@@ -120,6 +120,11 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<Arc<GuardedStore>> {
         inner,
         dir: data_dir.to_owned(),
         swaps: std::sync::Mutex::new((found, None)),
+        abort_after: std::env::var("XSWAP_TEST_ABORT_AFTER_STATES")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|n| *n > 0),
+        appended: std::sync::atomic::AtomicU64::new(0),
     });
     if found > 0 {
         store.backup().await?;
@@ -128,11 +133,17 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<Arc<GuardedStore>> {
 }
 
 /// A [`SqliteStore`] that counts the swaps it stores in the guard file and backs itself up.
+///
+/// A test hook for crash tests with real processes: with `XSWAP_TEST_ABORT_AFTER_STATES=k`,
+/// the process aborts right after the k-th state change is committed, before the driver sends
+/// that state's actions: the harshest moment for a crash.
 pub struct GuardedStore {
     inner: SqliteStore,
     dir: PathBuf,
     /// Swaps stored, and when the last backup was taken.
     swaps: std::sync::Mutex<(u64, Option<Instant>)>,
+    abort_after: Option<u64>,
+    appended: std::sync::atomic::AtomicU64,
 }
 
 impl GuardedStore {
@@ -189,7 +200,16 @@ impl SwapStore for GuardedStore {
         expected: u64,
         state: &SwapState,
     ) -> Result<u64, StoreError> {
-        self.inner.append_state(id, expected, state).await
+        let seq = self.inner.append_state(id, expected, state).await?;
+        let n = self
+            .appended
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if self.abort_after == Some(n) {
+            eprintln!("XSWAP_TEST_ABORT_AFTER_STATES reached: aborting");
+            std::process::abort();
+        }
+        Ok(seq)
     }
 
     async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError> {

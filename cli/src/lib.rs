@@ -2,7 +2,6 @@
 
 pub mod amounts;
 pub mod config;
-pub mod crashpoint;
 pub mod demo;
 pub mod engine;
 pub mod guard;

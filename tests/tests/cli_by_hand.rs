@@ -33,6 +33,33 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// Publishes an offer (`xswap offer ARGS`) and returns its string.
+fn publish(dir: &Path, args: &[&str]) -> String {
+    let mut all = vec!["offer"];
+    all.extend_from_slice(args);
+    ok(dir, &all)
+        .lines()
+        .find(|l| l.starts_with("xswap1"))
+        .unwrap()
+        .to_owned()
+}
+
+/// Starts `xswap maker` (aborting after `abort_after` state changes, when given) and gives it
+/// time to listen.
+fn start_maker(dir: &Path, abort_after: Option<&str>) -> Child {
+    let mut c = cmd(dir, &["maker"]);
+    if let Some(k) = abort_after {
+        c.env("XSWAP_TEST_ABORT_AFTER_STATES", k);
+    }
+    let child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    child
+}
+
 /// Mines a block every 300 ms until `child` exits (or `secs` pass: a failure naming `what`).
 fn mine_until_exit(a: &Path, child: &mut Child, secs: u64, what: &str) {
     let start = Instant::now();
@@ -80,10 +107,9 @@ fn setup() -> Setup {
     } else {
         "btc"
     };
-    let offer = ok(
+    let offer = publish(
         &a,
         &[
-            "offer",
             "--sell",
             "eth",
             "--buy",
@@ -96,11 +122,6 @@ fn setup() -> Setup {
             "10000000",
         ],
     );
-    let offer = offer
-        .lines()
-        .find(|l| l.starts_with("xswap1"))
-        .unwrap()
-        .to_owned();
     Setup {
         _root: root,
         a,
@@ -122,12 +143,7 @@ fn two_installations_swap_through_the_cli() {
         ..
     } = setup();
 
-    let mut maker = cmd(&a, &["maker"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let mut maker = start_maker(&a, None);
     // 0.01 coins, written as people do (1,000,000 base units).
     let mut taker = cmd(&b, &["take", &offer, "--give", "0.01", "--yes"])
         .stdout(Stdio::piped())
@@ -252,13 +268,7 @@ fn manual_refund_after_the_maker_vanishes() {
     } = setup();
 
     // The maker accepts, then dies at its first state change and never comes back.
-    let mut maker = cmd(&a, &["maker"])
-        .env("XSWAP_TEST_ABORT_AFTER_STATES", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let mut maker = start_maker(&a, Some("1"));
     // The taker locks and then stops too: killed at its second state change after the
     // agreement (Locking, then Locked or, when the lock confirmed before the next poll,
     // LockConfirmed), so after its lock is sent and seen.
@@ -313,10 +323,9 @@ fn a_wrong_contract_address_is_refused_before_anything_moves() {
         _down,
     } = setup();
     // The taker gives ETH here: the path that lost funds.
-    let offer = ok(
+    let offer = publish(
         &a,
         &[
-            "offer",
             "--sell",
             coin,
             "--buy",
@@ -329,17 +338,7 @@ fn a_wrong_contract_address_is_refused_before_anything_moves() {
             "2500000000000000000",
         ],
     );
-    let offer = offer
-        .lines()
-        .find(|l| l.starts_with("xswap1"))
-        .unwrap()
-        .to_owned();
-    let mut maker = cmd(&a, &["maker"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let mut maker = start_maker(&a, None);
     let wrong = "0x000000000000000000000000000000000000dEaD";
     let out = cmd(&b, &["take", &offer, "--give", "2500000000000000", "--yes"])
         .env("XSWAP_ETH_HTLC", wrong)
@@ -380,18 +379,12 @@ fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
     let c = _root.path().join("taker2");
     ok(&c, &["init"]);
     ok(&c, &["regtest", "join", a.to_str().unwrap()]);
-    let mut maker = cmd(&a, &["maker"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let mut maker = start_maker(&a, None);
     // Published while the maker runs: served without a restart.
     // 1 sat buys 10^13 wei: 6,000,000 sats buy 60 ETH of the maker's 100.
-    let offer = ok(
+    let offer = publish(
         &a,
         &[
-            "offer",
             "--sell",
             "eth",
             "--buy",
@@ -404,11 +397,6 @@ fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
             "2000000000",
         ],
     );
-    let offer = offer
-        .lines()
-        .find(|l| l.starts_with("xswap1"))
-        .unwrap()
-        .to_owned();
     let mut first = cmd(&b, &["take", &offer, "--give", "6000000", "--yes"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -436,10 +424,7 @@ fn the_maker_reserves_liquidity_and_takers_check_their_funds() {
         .unwrap()
         .clone();
     let reserved: u128 = eth["reserved"].as_str().unwrap().parse().unwrap();
-    assert!(
-        reserved == 0 || reserved == 60 * 10u128.pow(18),
-        "{bal}"
-    );
+    assert!(reserved == 0 || reserved == 60 * 10u128.pow(18), "{bal}");
     // 60 more ETH: the maker has promised 60 of its 100 already.
     let out = cmd(&c, &["take", &offer, "--give", "6000000", "--yes"])
         .output()
@@ -608,10 +593,9 @@ fn a_lost_store_is_refused_loudly_and_recover_refunds_from_the_chain() {
         _down,
         ..
     } = setup();
-    let offer = ok(
+    let offer = publish(
         &a,
         &[
-            "offer",
             "--sell",
             coin,
             "--buy",
@@ -624,19 +608,8 @@ fn a_lost_store_is_refused_loudly_and_recover_refunds_from_the_chain() {
             "2500000000000000000",
         ],
     );
-    let offer = offer
-        .lines()
-        .find(|l| l.starts_with("xswap1"))
-        .unwrap()
-        .to_owned();
     // The maker accepts and dies; the taker locks its Ether and dies.
-    let mut maker = cmd(&a, &["maker"])
-        .env("XSWAP_TEST_ABORT_AFTER_STATES", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let mut maker = start_maker(&a, Some("1"));
     let mut taker = cmd(&b, &["take", &offer, "--give", "2500000000000000", "--yes"])
         .env("XSWAP_TEST_ABORT_AFTER_STATES", "2")
         .stdout(Stdio::null())
@@ -698,13 +671,7 @@ fn take_exits_non_zero_when_the_swap_is_refunded() {
         _down,
         ..
     } = setup();
-    let mut maker = cmd(&a, &["maker"])
-        .env("XSWAP_TEST_ABORT_AFTER_STATES", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let mut maker = start_maker(&a, Some("1"));
     let mut taker = cmd(&b, &["take", &offer, "--give", "1000000", "--yes"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
