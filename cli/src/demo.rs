@@ -59,7 +59,7 @@ async fn timeline(e: &Engine, id: &SwapId, t0: Instant) -> anyhow::Result<()> {
             | SwapState::Initiator(initiator::State::CounterLockSeen { txref })
             | SwapState::Responder(responder::State::Locked { txref }) => format!(" tx {txref}"),
             SwapState::Initiator(initiator::State::Done { outcome })
-            | SwapState::Responder(responder::State::Done { outcome }) => format!(" {outcome:?}"),
+            | SwapState::Responder(responder::State::Done { outcome }) => format!(" {}", outcome.name()),
             _ => String::new(),
         };
         crate::say!(
@@ -228,8 +228,10 @@ pub async fn run() -> anyhow::Result<()> {
         timeline(&taker.engine, &id, t0).await?;
         timeline(&maker.engine, &id, t0).await?;
         crate::say!(
-            "    done in {:.1} s: taker {a:?}, maker {b:?}",
-            started.elapsed().as_secs_f64()
+            "    done in {:.1} s: taker {}, maker {}",
+            started.elapsed().as_secs_f64(),
+            a.name(),
+            b.name()
         );
         anyhow::ensure!(
             a == Outcome::Swapped && b == Outcome::Swapped,
