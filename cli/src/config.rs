@@ -292,7 +292,7 @@ pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc
         EthChain::new(eth_cfg, eth_signer(&ks, cfg.eth.account)?)
             .map_err(|e| anyhow!("ethereum adapter: {e}"))?,
     );
-    let store = crate::guard::open(data_dir).await?;
+    let store = crate::guard::open(data_dir, true).await?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     Ok(Engine::new("xswap", store, btc, eth, identity, driver))
 }

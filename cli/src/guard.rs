@@ -4,8 +4,8 @@
 //! database is backed up automatically.
 //!
 //! `store-guard.json` beside the database records how many swaps the installation has made;
-//! `backups/` keeps the newest [`KEEP_BACKUPS`] copies (taken when the store is opened with
-//! swaps in it, and after a new swap at most every [`BACKUP_EVERY`]).
+//! `backups/` keeps the newest [`KEEP_BACKUPS`] copies (taken when a command that runs swaps
+//! opens a store with swaps in it, and after a new swap at most every [`BACKUP_EVERY`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,8 +80,8 @@ pub fn reset(data_dir: &Path, swaps: u64) -> std::io::Result<()> {
 }
 
 /// The store of `data_dir`, refusing a database that holds fewer swaps than the installation
-/// has made.
-pub async fn open(data_dir: &Path) -> anyhow::Result<Arc<GuardedStore>> {
+/// has made. With `backup` (commands that run swaps), a backup is taken now when it holds any.
+pub async fn open(data_dir: &Path, backup: bool) -> anyhow::Result<Arc<GuardedStore>> {
     let guard = read_guard(data_dir)?;
     let path = db_path(data_dir);
     if !path.exists() && guard.swaps == 0 {
@@ -126,7 +126,7 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<Arc<GuardedStore>> {
             .filter(|n| *n > 0),
         appended: std::sync::atomic::AtomicU64::new(0),
     });
-    if found > 0 {
+    if backup && found > 0 {
         store.backup().await?;
     }
     Ok(store)

@@ -177,7 +177,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn open_store(
     data_dir: &Path,
 ) -> anyhow::Result<std::sync::Arc<xswap_cli::guard::GuardedStore>> {
-    xswap_cli::guard::open(data_dir).await
+    xswap_cli::guard::open(data_dir, false).await
 }
 
 /// The exit code of a `take` that ended without swapping (refunded or aborted).

@@ -51,7 +51,7 @@ pub async fn run(
     eth_from_block: u64,
 ) -> anyhow::Result<Recovered> {
     let mut out = Recovered::default();
-    if let Err(lost) = guard::open(data_dir).await {
+    if let Err(lost) = guard::open(data_dir, false).await {
         say!("{lost:#}");
         let db = guard::db_path(data_dir);
         let chosen = backup.or_else(|| guard::backups(data_dir).into_iter().next());
