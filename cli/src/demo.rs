@@ -59,7 +59,9 @@ async fn timeline(e: &Engine, id: &SwapId, t0: Instant) -> anyhow::Result<()> {
             | SwapState::Initiator(initiator::State::CounterLockSeen { txref })
             | SwapState::Responder(responder::State::Locked { txref }) => format!(" tx {txref}"),
             SwapState::Initiator(initiator::State::Done { outcome })
-            | SwapState::Responder(responder::State::Done { outcome }) => format!(" {}", outcome.name()),
+            | SwapState::Responder(responder::State::Done { outcome }) => {
+                format!(" {}", outcome.name())
+            }
             _ => String::new(),
         };
         crate::say!(
