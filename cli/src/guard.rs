@@ -53,10 +53,18 @@ fn read_guard(data_dir: &Path) -> anyhow::Result<Guard> {
 }
 
 fn write_guard(data_dir: &Path, guard: Guard) -> std::io::Result<()> {
-    let path = guard_path(data_dir);
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&guard).unwrap_or_default())?;
-    std::fs::rename(&tmp, &path)
+    write_atomic(
+        &guard_path(data_dir),
+        &serde_json::to_vec(&guard).unwrap_or_default(),
+    )
+}
+
+/// Replaces `path` with `bytes` through a temporary file and a rename: a reader never sees
+/// half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Backups, newest first.

@@ -241,10 +241,7 @@ fn amount(asset: &Asset, units: u128) -> anyhow::Result<Amount> {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    Timestamp::now().0
 }
 
 fn driver_config() -> DriverConfig {

@@ -38,10 +38,7 @@ fn read(file: &Path) -> anyhow::Result<Vec<Offer>> {
 /// Replaces the saved offers (written to a temporary file, then renamed: a reader never sees
 /// half a file).
 pub fn save(data_dir: &Path, offers: &[Offer]) -> anyhow::Result<()> {
-    let file = path(data_dir);
-    let tmp = file.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(offers)?)?;
-    std::fs::rename(&tmp, &file)?;
+    crate::guard::write_atomic(&path(data_dir), &serde_json::to_vec_pretty(offers)?)?;
     Ok(())
 }
 
@@ -139,10 +136,7 @@ pub fn print(k: Option<usize>, o: &Offer) {
 
 /// Now, in unix seconds.
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    swap_core::Timestamp::now().0
 }
 
 /// `xswap offer list`: the saved offers, numbered, or as JSON.

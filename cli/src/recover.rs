@@ -30,10 +30,7 @@ fn move_aside(db: &Path) -> anyhow::Result<Option<PathBuf>> {
     if !db.exists() {
         return Ok(None);
     }
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let stamp = swap_core::Timestamp::now().0;
     let aside = db.with_extension(format!("sqlite.lost-{stamp}"));
     for suffix in ["", "-wal", "-shm"] {
         let from = PathBuf::from(format!("{}{suffix}", db.display()));

@@ -124,6 +124,18 @@ pub struct Height(pub u64);
 )]
 pub struct Timestamp(pub u64);
 
+impl Timestamp {
+    /// The local clock now (0 if it is set before 1970).
+    pub fn now() -> Self {
+        Self(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        )
+    }
+}
+
 impl fmt::Display for Height {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "height {}", self.0)

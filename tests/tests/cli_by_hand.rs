@@ -44,6 +44,26 @@ fn publish(dir: &Path, args: &[&str]) -> String {
         .to_owned()
 }
 
+/// An offer selling the Bitcoin-family `coin` for ETH (the taker gives ETH): 0.0025 to 2.5 ETH
+/// per swap, 250,000,000,000 wei per sat.
+fn sell_coin_for_eth(dir: &Path, coin: &str) -> String {
+    publish(
+        dir,
+        &[
+            "--sell",
+            coin,
+            "--buy",
+            "eth",
+            "--rate",
+            "1/250000000000",
+            "--min",
+            "2500000000000000",
+            "--max",
+            "2500000000000000000",
+        ],
+    )
+}
+
 /// Starts `xswap maker` (aborting after `abort_after` state changes, when given) and gives it
 /// time to listen.
 fn start_maker(dir: &Path, abort_after: Option<&str>) -> Child {
@@ -323,21 +343,7 @@ fn a_wrong_contract_address_is_refused_before_anything_moves() {
         _down,
     } = setup();
     // The taker gives ETH here: the path that lost funds.
-    let offer = publish(
-        &a,
-        &[
-            "--sell",
-            coin,
-            "--buy",
-            "eth",
-            "--rate",
-            "1/250000000000",
-            "--min",
-            "2500000000000000",
-            "--max",
-            "2500000000000000000",
-        ],
-    );
+    let offer = sell_coin_for_eth(&a, coin);
     let mut maker = start_maker(&a, None);
     let wrong = "0x000000000000000000000000000000000000dEaD";
     let out = cmd(&b, &["take", &offer, "--give", "2500000000000000", "--yes"])
@@ -593,21 +599,7 @@ fn a_lost_store_is_refused_loudly_and_recover_refunds_from_the_chain() {
         _down,
         ..
     } = setup();
-    let offer = publish(
-        &a,
-        &[
-            "--sell",
-            coin,
-            "--buy",
-            "eth",
-            "--rate",
-            "1/250000000000",
-            "--min",
-            "2500000000000000",
-            "--max",
-            "2500000000000000000",
-        ],
-    );
+    let offer = sell_coin_for_eth(&a, coin);
     // The maker accepts and dies; the taker locks its Ether and dies.
     let mut maker = start_maker(&a, Some("1"));
     let mut taker = cmd(&b, &["take", &offer, "--give", "2500000000000000", "--yes"])

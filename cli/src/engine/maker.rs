@@ -159,10 +159,7 @@ impl Maker {
         if !give_asset.fits(&give) || !want_asset.fits(&want) {
             return reject(id, "amounts do not fit their assets");
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = Timestamp::now().0;
         let offers = self.offers.offers();
         if let Err(why) = match_offer(
             &offers,

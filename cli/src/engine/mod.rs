@@ -69,6 +69,12 @@ pub enum EngineError {
     },
 }
 
+impl From<eth_adapter::EthError> for EngineError {
+    fn from(e: eth_adapter::EthError) -> Self {
+        EngineError::Chain(e.into())
+    }
+}
+
 /// What a wallet holds of one asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Balance {
@@ -175,10 +181,7 @@ impl Engine {
     /// lost). The adapter checks this before its first transaction anyway; asking here makes a
     /// wrong configuration fail before a swap is agreed.
     pub async fn verify_rails(&self) -> Result<(), EngineError> {
-        self.eth
-            .verify()
-            .await
-            .map_err(|e| EngineError::Chain(e.into()))
+        Ok(self.eth.verify().await?)
     }
 
     /// What unfinished swaps will still lock of `asset` on `chain`: our leg of every swap that
@@ -222,12 +225,7 @@ impl Engine {
         let btc_asset = self.btc.asset();
         let (sats, _) = self.btc.funds().await?;
         let eth_chain = self.eth.params().chain;
-        let wei = self
-            .eth
-            .funds(&Asset::Eth)
-            .await
-            .map_err(|e| EngineError::Chain(e.into()))?
-            .asset;
+        let wei = self.eth.funds(&Asset::Eth).await?.asset;
         Ok(vec![
             Balance {
                 chain: btc_chain,
@@ -256,11 +254,7 @@ impl Engine {
         let reserved = self.reserved(chain, asset).await?;
         let (have, covered) = match chain.family {
             ChainFamily::Ethereum => {
-                let f = self
-                    .eth
-                    .funds(asset)
-                    .await
-                    .map_err(|e| EngineError::Chain(e.into()))?;
+                let f = self.eth.funds(asset).await?;
                 (f.asset, f.covers(*asset == Asset::Eth, need, reserved))
             }
             _ => {

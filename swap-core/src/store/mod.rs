@@ -321,10 +321,5 @@ pub(crate) fn check_record(record: &SwapRecord, initial: &SwapState) -> Result<(
 }
 
 pub(crate) fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    )
+    Timestamp::now()
 }
