@@ -113,7 +113,7 @@ impl Engine {
         let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
         let driver = Arc::new(Driver::new(
             store,
-            [btc.clone() as Arc<dyn Chain>, eth.clone() as Arc<dyn Chain>],
+            [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],
             DriverConfig {
                 poll_interval: poll,
                 max_backoff: poll * 8,
@@ -276,6 +276,7 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
             sender: Account::PublicKey(alice.btc.swap_public_key(key)?),
             recipient: Account::PublicKey(bob.btc.swap_public_key(key)?),
             expiry: Expiry::Height(Height(0)),
+            rail_data: None,
         };
         let y = LegTerms {
             params: nodes.eth_params(),
@@ -284,6 +285,7 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
             sender: bob.eth.account(),
             recipient: alice.eth.account(),
             expiry: Expiry::Time(Timestamp(0)),
+            rail_data: None,
         };
         let terms = SwapTerms::with_default_expiries(
             SwapId::random()?,

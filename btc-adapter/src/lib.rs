@@ -6,7 +6,7 @@
 //! - [`network`]: bech32 prefixes for Bitcoin and Litecoin networks.
 //! - [`rpc`]: JSON-RPC client (Bitcoin Core 0.21 and 28+ subset).
 //! - [`scanner`]: one block/mempool scan for every watched HTLC, reorg-aware.
-//! - [`chain`]: [`BtcChain`], the `swap_core::Chain` implementation.
+//! - [`chain`]: [`BtcChain`], the `swap_core::Rail` implementation.
 //! - [`regtest`]: a real regtest node for tests (litecoind or bitcoind).
 
 pub mod chain;

@@ -6,13 +6,14 @@
 
 mod common;
 
+use swap_core::Finality;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitcoin::{ScriptBuf, Transaction, Txid};
 use btc_adapter::BtcChain;
-use swap_core::{Amount, Chain, ChainError, HtlcParams, HtlcStatus, Preimage, Sats, TxRef};
+use swap_core::{Amount, Rail, ChainError, HtlcParams, HtlcStatus, Preimage, Sats, TxRef};
 
 /// `lock` on every params at once (each in its own task, as the driver runs swaps); the
 /// answers in the order of `params`.
@@ -147,11 +148,11 @@ async fn concurrent_locks_share_a_few_funding_transactions() {
         match env.bob.htlc_status(p).await.unwrap() {
             HtlcStatus::Funded {
                 lock,
-                confirmations,
+                finality,
             } => {
                 assert_eq!(lock.amount, p.amount);
                 assert_eq!(&lock.txref, txref);
-                assert_eq!(confirmations, 1);
+                assert_eq!(finality, Finality::confirmations(1));
             }
             other => panic!("expected funded, got {other:?}"),
         }

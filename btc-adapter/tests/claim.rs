@@ -4,8 +4,9 @@
 
 mod common;
 
+use swap_core::Finality;
 use btc_adapter::chain::txid_of;
-use swap_core::{Amount, Chain, HtlcStatus, Preimage, Sats};
+use swap_core::{Amount, Rail, HtlcStatus, Preimage, Sats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_with_right_preimage() {
@@ -26,9 +27,9 @@ async fn claim_with_right_preimage() {
     match env.bob.htlc_status(&p).await.unwrap() {
         HtlcStatus::Funded {
             lock,
-            confirmations,
+            finality,
         } => {
-            assert_eq!(confirmations, 0);
+            assert_eq!(finality, Finality::confirmations(0));
             assert_eq!(lock.txref, funding);
             assert_eq!(lock.amount, Amount::Sats(Sats(amount)));
             assert_eq!(lock.hashlock, p.hashlock);
@@ -61,11 +62,11 @@ async fn claim_with_right_preimage() {
         HtlcStatus::Claimed {
             preimage,
             txref,
-            confirmations,
+            finality,
         } => {
             assert_eq!(preimage, s);
             assert_eq!(txref, claim);
-            assert_eq!(confirmations, 0);
+            assert_eq!(finality, Finality::confirmations(0));
         }
         other => panic!("expected claimed, got {other:?}"),
     }
@@ -73,7 +74,7 @@ async fn claim_with_right_preimage() {
     assert_eq!(env.bob.claim(&p, &s).await.unwrap(), claim);
     env.node.mine(1).await;
     match env.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Claimed { confirmations, .. } => assert_eq!(confirmations, 1),
+        HtlcStatus::Claimed { finality, .. } => assert_eq!(finality, Finality::confirmations(1)),
         other => panic!("expected claimed, got {other:?}"),
     }
     assert_eq!(env.bob.claim(&p, &s).await.unwrap(), claim);

@@ -6,6 +6,7 @@
 
 mod common;
 
+use swap_core::Finality;
 use std::collections::HashMap;
 
 use bitcoin::Transaction;
@@ -13,7 +14,7 @@ use btc_adapter::chain::txid_of;
 use btc_adapter::tx::{replacement_fee, Replaced, ReplacementPolicy};
 use btc_adapter::FeeConfig;
 use serde_json::json;
-use swap_core::{Chain, Expiry, HtlcParams, HtlcStatus, Preimage, TxRef};
+use swap_core::{Rail, Expiry, HtlcParams, HtlcStatus, Preimage, TxRef};
 
 async fn mine_to_expiry(env: &common::Env, p: &HtlcParams) {
     let Expiry::Height(expiry) = p.expiry else {
@@ -82,7 +83,7 @@ async fn late_claim_replaces_the_unconfirmed_refund() {
     assert!(matches!(
         env.bob.htlc_status(&p).await.unwrap(),
         HtlcStatus::Refunded {
-            confirmations: 0,
+            finality: Finality::confirmations(0),
             ..
         }
     ));
@@ -160,10 +161,10 @@ async fn late_claim_replaces_the_unconfirmed_refund() {
 
     // Alice sees the claim and the secret; she cannot refund, and her fee bumps leave the
     // claim alone.
-    let claimed = |confirmations| HtlcStatus::Claimed {
+    let claimed = |confirmations: u32| HtlcStatus::Claimed {
         preimage: s.clone(),
         txref: claim.clone(),
-        confirmations,
+        finality: Finality::confirmations(confirmations),
     };
     assert_eq!(alice.htlc_status(&p).await.unwrap(), claimed(0));
     assert!(!alice.refund(&p).await.unwrap_err().is_transient());
@@ -189,7 +190,7 @@ async fn late_claim_replaces_the_unconfirmed_refund() {
         env.bob.htlc_status(&p2).await.unwrap(),
         HtlcStatus::Refunded {
             txref: refund2.clone(),
-            confirmations: 1
+            finality: Finality::confirmations(1)
         }
     );
     let err = env.bob.claim(&p2, &s2).await.unwrap_err();

@@ -4,7 +4,8 @@
 
 mod common;
 
-use swap_core::{Amount, Chain, HtlcStatus, Preimage, Sats};
+use swap_core::Finality;
+use swap_core::{Amount, Rail, HtlcStatus, Preimage, Sats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_from_any_wallet_is_detected() {
@@ -33,10 +34,10 @@ async fn payment_from_any_wallet_is_detected() {
     match env.bob.htlc_status(&p).await.unwrap() {
         HtlcStatus::Funded {
             lock,
-            confirmations,
+            finality,
         } => {
             assert_eq!(lock.amount, Amount::Sats(Sats(amount)));
-            assert!(confirmations >= 1);
+            assert!(finality.reaches(Finality::Depth(1)));
         }
         other => panic!("{other:?}"),
     }

@@ -4,10 +4,11 @@
 
 mod common;
 
+use swap_core::Finality;
 use bitcoin::blockdata::opcodes::all::*;
 use bitcoin::script::Builder;
 use bitcoin::ScriptBuf;
-use swap_core::{Account, Chain, Expiry, HtlcStatus, Preimage};
+use swap_core::{Account, Rail, Expiry, HtlcStatus, Preimage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_extracted_from_hand_built_claim() {
@@ -66,11 +67,11 @@ async fn secret_extracted_from_hand_built_claim() {
         HtlcStatus::Claimed {
             preimage,
             txref,
-            confirmations,
+            finality,
         } => {
             assert_eq!(preimage, s);
             assert_eq!(txref.0, txid.to_string());
-            assert_eq!(confirmations, 0);
+            assert_eq!(finality, Finality::confirmations(0));
         }
         other => panic!("expected claimed, got {other:?}"),
     }
@@ -80,11 +81,11 @@ async fn secret_extracted_from_hand_built_claim() {
     match fresh.htlc_status(&p).await.unwrap() {
         HtlcStatus::Claimed {
             preimage,
-            confirmations,
+            finality,
             ..
         } => {
             assert_eq!(preimage, s);
-            assert_eq!(confirmations, 1);
+            assert_eq!(finality, Finality::confirmations(1));
         }
         other => panic!("expected claimed, got {other:?}"),
     }

@@ -4,9 +4,10 @@
 
 mod common;
 
+use swap_core::Finality;
 use btc_adapter::chain::txid_of;
 use serde_json::json;
-use swap_core::{Chain, HtlcStatus, Preimage};
+use swap_core::{Rail, HtlcStatus, Preimage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stuck_claim_is_replaced() {
@@ -38,7 +39,7 @@ async fn stuck_claim_is_replaced() {
         HtlcStatus::Claimed {
             preimage: s.clone(),
             txref: first.clone(),
-            confirmations: 0
+            finality: Finality::confirmations(0)
         }
     );
     // One block: not yet.
@@ -63,11 +64,11 @@ async fn stuck_claim_is_replaced() {
         HtlcStatus::Claimed {
             preimage,
             txref,
-            confirmations,
+            finality,
         } => {
             assert_eq!(preimage, s);
             assert_eq!(txref, second);
-            assert_eq!(confirmations, 1);
+            assert_eq!(finality, Finality::confirmations(1));
         }
         other => panic!("expected claimed, got {other:?}"),
     }

@@ -6,7 +6,8 @@
 
 mod common;
 
-use swap_core::{Account, Amount, Chain, Expiry, Height, HtlcStatus, Preimage, Sats};
+use swap_core::Finality;
+use swap_core::{Account, Amount, Rail, Expiry, Height, HtlcStatus, Preimage, Sats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_locks_are_reported_as_what_they_are() {
@@ -42,11 +43,11 @@ async fn wrong_locks_are_reported_as_what_they_are() {
     match env.bob.htlc_status(&p1).await.unwrap() {
         HtlcStatus::Funded {
             lock,
-            confirmations,
+            finality,
         } => {
             assert_eq!(lock.amount, Amount::Sats(Sats(amount - 1_000)));
             assert_ne!(lock.amount, p1.amount);
-            assert_eq!(confirmations, 1);
+            assert_eq!(finality, Finality::confirmations(1));
         }
         other => panic!("expected funded with the wrong amount, got {other:?}"),
     }

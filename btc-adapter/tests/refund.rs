@@ -4,8 +4,9 @@
 
 mod common;
 
+use swap_core::Finality;
 use btc_adapter::{build_refund, FeePolicy, HtlcOutput};
-use swap_core::{Chain, HtlcStatus, Preimage};
+use swap_core::{Rail, HtlcStatus, Preimage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refund_only_after_expiry() {
@@ -64,10 +65,10 @@ async fn refund_only_after_expiry() {
     match env.bob.htlc_status(&p).await.unwrap() {
         HtlcStatus::Refunded {
             txref: t,
-            confirmations,
+            finality,
         } => {
             assert_eq!(t, txref);
-            assert_eq!(confirmations, 0);
+            assert_eq!(finality, Finality::confirmations(0));
         }
         other => panic!("expected refunded, got {other:?}"),
     }
@@ -77,7 +78,7 @@ async fn refund_only_after_expiry() {
     assert!(matches!(
         env.alice.htlc_status(&p).await.unwrap(),
         HtlcStatus::Refunded {
-            confirmations: 1,
+            finality: Finality::confirmations(1),
             ..
         }
     ));

@@ -4,11 +4,12 @@
 
 mod common;
 
+use swap_core::Finality;
 use std::collections::HashMap;
 
 use btc_adapter::chain::txid_of;
 use serde_json::json;
-use swap_core::{Chain, HtlcStatus, Preimage};
+use swap_core::{Rail, HtlcStatus, Preimage};
 
 async fn deprioritise(rpc: &btc_adapter::rpc::RpcClient, txid: &str) {
     let _: serde_json::Value = rpc
@@ -55,10 +56,10 @@ async fn stuck_refund_is_replaced() {
     match env.bob.htlc_status(&p).await.unwrap() {
         HtlcStatus::Refunded {
             txref,
-            confirmations,
+            finality,
         } => {
             assert_eq!(txref, third);
-            assert_eq!(confirmations, 1);
+            assert_eq!(finality, Finality::confirmations(1));
         }
         other => panic!("expected refunded, got {other:?}"),
     }

@@ -4,8 +4,9 @@
 
 mod common;
 
+use swap_core::Finality;
 use btc_adapter::chain::txid_of;
-use swap_core::{Chain, HtlcStatus, Preimage};
+use swap_core::{Rail, HtlcStatus, Preimage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reorg_of_funding_block_makes_lock_absent() {
@@ -24,10 +25,10 @@ async fn reorg_of_funding_block_makes_lock_absent() {
     match env.bob.htlc_status(&p).await.unwrap() {
         HtlcStatus::Funded {
             lock,
-            confirmations,
+            finality,
         } => {
             assert_eq!(lock.txref, funding);
-            assert_eq!(confirmations, 0);
+            assert_eq!(finality, Finality::confirmations(0));
         }
         other => panic!("expected funded in mempool, got {other:?}"),
     }
@@ -59,10 +60,10 @@ async fn reorg_of_funding_block_makes_lock_absent() {
     match env.bob.htlc_status(&p).await.unwrap() {
         HtlcStatus::Funded {
             lock,
-            confirmations,
+            finality,
         } => {
             assert_eq!(lock.txref, again);
-            assert!(confirmations >= 1);
+            assert!(finality.reaches(Finality::Depth(1)));
         }
         other => panic!("expected funded, got {other:?}"),
     }

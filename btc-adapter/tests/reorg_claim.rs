@@ -4,7 +4,8 @@
 
 mod common;
 
-use swap_core::{Chain, HtlcStatus, Preimage};
+use swap_core::Finality;
+use swap_core::{Rail, HtlcStatus, Preimage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reorg_of_claim_block() {
@@ -14,10 +15,10 @@ async fn reorg_of_claim_block() {
     common::fund(&env, &p).await;
     let claim = env.bob.claim(&p, &s).await.unwrap();
     env.node.mine(1).await;
-    let claimed = |confirmations| HtlcStatus::Claimed {
+    let claimed = |confirmations: u32| HtlcStatus::Claimed {
         preimage: s.clone(),
         txref: claim.clone(),
-        confirmations,
+        finality: Finality::confirmations(confirmations),
     };
     assert_eq!(env.alice.htlc_status(&p).await.unwrap(), claimed(1));
     env.node.invalidate(1).await;

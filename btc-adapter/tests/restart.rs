@@ -4,7 +4,8 @@
 
 mod common;
 
-use swap_core::{Chain, HtlcStatus, Preimage};
+use swap_core::Finality;
+use swap_core::{Rail, HtlcStatus, Preimage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_restart_mid_watch() {
@@ -38,11 +39,11 @@ async fn node_restart_mid_watch() {
         HtlcStatus::Claimed {
             preimage,
             txref,
-            confirmations,
+            finality,
         } => {
             assert_eq!(preimage, s);
             assert_eq!(txref, claim);
-            assert_eq!(confirmations, 1);
+            assert_eq!(finality, Finality::confirmations(1));
         }
         other => panic!("expected claimed, got {other:?}"),
     }

@@ -49,7 +49,7 @@ async fn side(
     let store = Arc::new(SqliteStore::open(db).unwrap());
     let driver = Arc::new(Driver::new(
         store,
-        [btc.clone() as Arc<dyn Chain>, eth.clone() as Arc<dyn Chain>],
+        [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],
         DriverConfig {
             poll_interval: Duration::from_millis(200),
             max_backoff: Duration::from_secs(2),
@@ -109,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
             sender: Account::PublicKey(cu_btc.swap_public_key(key)?),
             recipient: Account::PublicKey(ex_btc.swap_public_key(key)?),
             expiry: Expiry::Height(Height(0)),
+            rail_data: None,
         },
         LegTerms {
             params: *cu_eth.params(),
@@ -117,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
             sender: ex_eth.account(),
             recipient: cu_eth.account(),
             expiry: Expiry::Time(Timestamp(0)),
+            rail_data: None,
         },
         SafetyPolicy::default(),
         tips,

@@ -693,7 +693,7 @@ fn main() -> anyhow::Result<()> {
             };
             let htlc = Driver::htlc(&record, leg);
             let params = record.terms.leg(leg).params;
-            let chain: &dyn Chain = match params.chain.family {
+            let chain: &dyn Rail = match params.chain.family {
                 ChainFamily::Ethereum => engine.eth.as_ref(),
                 _ => engine.btc.as_ref(),
             };

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use swap_core::chain::Chain;
+use swap_core::rail::Rail;
 
 use crate::guard;
 use crate::say;

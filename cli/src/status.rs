@@ -139,9 +139,9 @@ pub fn next_step(record: &SwapRecord, state: &SwapState) -> String {
 fn htlc_text(h: &HtlcStatus) -> String {
     match h {
         HtlcStatus::Absent => "not locked".into(),
-        HtlcStatus::Funded { confirmations, .. } => format!("locked, {confirmations} conf"),
-        HtlcStatus::Claimed { confirmations, .. } => format!("claimed, {confirmations} conf"),
-        HtlcStatus::Refunded { confirmations, .. } => format!("refunded, {confirmations} conf"),
+        HtlcStatus::Funded { finality, .. } => format!("locked, {finality}"),
+        HtlcStatus::Claimed { finality, .. } => format!("claimed, {finality}"),
+        HtlcStatus::Refunded { finality, .. } => format!("refunded, {finality}"),
     }
 }
 

@@ -1,6 +1,6 @@
-//! The adapter's error type and its mapping onto [`swap_core::chain::ChainError`].
+//! The adapter's error type and its mapping onto [`swap_core::rail::ChainError`].
 
-use swap_core::chain::{Cause, ChainError};
+use swap_core::rail::{Cause, ChainError};
 
 /// What can go wrong in the Ethereum adapter.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use alloy::primitives::{keccak256, Address, B256, U256};
 use alloy::sol_types::{SolInterface, SolValue};
-use swap_core::chain::HtlcParams;
+use swap_core::rail::HtlcParams;
 use swap_core::types::{Account, Amount, Asset, EvmAddress, Expiry, Hashlock, TokenUnits, Wei};
 
 use crate::bindings::HTLC;

@@ -1,5 +1,5 @@
 //! Ethereum adapter for xswap: the HTLC contract (`contracts/HTLC.sol`), typed alloy bindings
-//! generated from its committed artifact, and [`EthChain`], the [`swap_core::chain::Chain`]
+//! generated from its committed artifact, and [`EthChain`], the [`swap_core::rail::Rail`]
 //! implementation the swap engine drives.
 //!
 //! One deployed contract serves every swap. A swap is one storage slot keyed by

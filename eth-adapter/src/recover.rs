@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use alloy::primitives::{Address, B256};
-use swap_core::chain::HtlcParams;
+use swap_core::rail::HtlcParams;
 use swap_core::types::{Account, Amount, Asset, EvmAddress, Expiry, Height, SwapId, Timestamp};
 use swap_core::types::{TokenUnits, Wei};
 
@@ -56,6 +56,7 @@ impl OpenLock {
             recipient: Account::Evm(core_addr(h.recipient)),
             expiry: Expiry::Time(Timestamp(h.expiry)),
             watch_from: Height(self.block),
+            rail_data: None,
         }
     }
 }

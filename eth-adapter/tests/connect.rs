@@ -63,7 +63,7 @@ async fn errors_do_not_quote_the_rpc_url_path() {
     );
     let chain = EthChain::new(cfg, e.net.signer(0)).unwrap();
     e.net.stop();
-    let err = swap_core::chain::Chain::htlc_status(&chain, &p)
+    let err = swap_core::rail::Rail::htlc_status(&chain, &p)
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
@@ -76,7 +76,7 @@ async fn errors_do_not_quote_the_rpc_url_path() {
 #[tokio::test]
 async fn a_wrong_contract_address_never_receives_funds() {
     use alloy::providers::Provider;
-    use swap_core::chain::Chain;
+    use swap_core::rail::Rail;
     let e = common::env().await;
     let stranger = e.net.address(3);
     let wrong = common::chain_for(&e.net, stranger, 0);
@@ -118,7 +118,7 @@ async fn a_wrong_contract_address_never_receives_funds() {
 #[tokio::test]
 async fn a_watch_only_adapter_observes_and_never_sends() {
     use alloy::providers::Provider;
-    use swap_core::chain::{Chain, HtlcStatus};
+    use swap_core::rail::{Rail, HtlcStatus};
     let e = common::env().await;
     let watched = e.net.address(5);
     let watcher = EthChain::watch_only(

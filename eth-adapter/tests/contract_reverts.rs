@@ -347,7 +347,7 @@ async fn permit_lock() {
         .get_transaction_count(t.alice)
         .await
         .unwrap();
-    swap_core::chain::Chain::lock(&chain, &p).await.unwrap();
+    swap_core::rail::Rail::lock(&chain, &p).await.unwrap();
     let nonce_after = t
         .net
         .provider()

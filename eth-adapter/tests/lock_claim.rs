@@ -3,7 +3,8 @@
 
 mod common;
 
-use swap_core::chain::{Chain, HtlcStatus};
+use swap_core::Finality;
+use swap_core::rail::{Rail, HtlcStatus};
 
 #[tokio::test]
 async fn eth_lock_then_claim() {
@@ -18,7 +19,7 @@ async fn eth_lock_then_claim() {
     match e.bob.htlc_status(&p).await.unwrap() {
         HtlcStatus::Funded {
             lock,
-            confirmations,
+            finality,
         } => {
             assert_eq!(lock.txref, lock_tx);
             assert_eq!(lock.amount, p.amount);
@@ -26,13 +27,13 @@ async fn eth_lock_then_claim() {
             assert_eq!(lock.expiry, p.expiry);
             assert_eq!(lock.sender, p.sender);
             assert_eq!(lock.recipient, p.recipient);
-            assert_eq!(confirmations, 1);
+            assert_eq!(finality, Finality::confirmations(1));
         }
         other => panic!("expected funded, got {other:?}"),
     }
     e.net.mine(2).await;
     match e.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Funded { confirmations, .. } => assert_eq!(confirmations, 3),
+        HtlcStatus::Funded { finality, .. } => assert_eq!(finality, Finality::confirmations(3)),
         other => panic!("expected funded, got {other:?}"),
     }
 

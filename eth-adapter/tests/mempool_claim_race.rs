@@ -6,6 +6,7 @@
 
 mod common;
 
+use swap_core::Finality;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use alloy::sol_types::SolCall;
 use eth_adapter::bindings::HTLC;
 use eth_adapter::EthHtlc;
 use serde_json::json;
-use swap_core::chain::{Chain, HtlcStatus};
+use swap_core::rail::{Rail, HtlcStatus};
 
 #[tokio::test]
 async fn pending_claim_reveals_preimage_and_race_resolves() {
@@ -50,11 +51,11 @@ async fn pending_claim_reveals_preimage_and_race_resolves() {
         HtlcStatus::Claimed {
             preimage,
             txref,
-            confirmations,
+            finality,
         } => {
             assert_eq!(preimage, pre);
             assert_eq!(txref.0, format!("{carol_tx:#x}"));
-            assert_eq!(confirmations, 0);
+            assert_eq!(finality, Finality::confirmations(0));
         }
         other => panic!("expected a pending claim, got {other:?}"),
     }
@@ -98,11 +99,11 @@ async fn pending_claim_reveals_preimage_and_race_resolves() {
     match e.alice.htlc_status(&p).await.unwrap() {
         HtlcStatus::Claimed {
             preimage,
-            confirmations,
+            finality,
             ..
         } => {
             assert_eq!(preimage, pre);
-            assert_eq!(confirmations, 1);
+            assert_eq!(finality, Finality::confirmations(1));
         }
         other => panic!("expected claimed, got {other:?}"),
     }

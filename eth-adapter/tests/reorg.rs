@@ -3,7 +3,8 @@
 
 mod common;
 
-use swap_core::chain::{Chain, HtlcStatus};
+use swap_core::Finality;
+use swap_core::rail::{Rail, HtlcStatus};
 
 #[tokio::test]
 async fn reorged_lock_is_absent_and_can_be_redone() {
@@ -12,7 +13,7 @@ async fn reorged_lock_is_absent_and_can_be_redone() {
     let first = e.alice.lock(&p).await.unwrap();
     e.net.mine(1).await;
     match e.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Funded { confirmations, .. } => assert_eq!(confirmations, 2),
+        HtlcStatus::Funded { finality, .. } => assert_eq!(finality, Finality::confirmations(2)),
         other => panic!("expected funded, got {other:?}"),
     }
     // Replace the lock's block and the one after it with empty blocks.
@@ -48,7 +49,7 @@ async fn reorged_claim_makes_the_swap_funded_again() {
     // Only the claim's block is replaced: the lock stays, the claim is gone.
     e.net.reorg(1).await;
     match e.alice.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Funded { confirmations, .. } => assert_eq!(confirmations, 4),
+        HtlcStatus::Funded { finality, .. } => assert_eq!(finality, Finality::confirmations(4)),
         other => panic!("expected funded again, got {other:?}"),
     }
     // Bob claims again (his adapter forgets the dropped claim).

@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::chain::{Cause, Chain, ChainError, HtlcParams};
+use crate::rail::{Cause, ChainError, HtlcParams, Rail};
 use crate::machine::{initiator, responder, Action, LegView, Outcome, Snapshot};
-use crate::params::ChainId;
+use crate::params::RailId;
 use crate::store::{StoreError, SwapRecord, SwapState, SwapStore};
 use crate::terms::Leg;
 use crate::types::{SwapId, TxRef};
@@ -27,14 +27,14 @@ pub enum DriverError {
     /// The store failed or holds bad data.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// No adapter was given for a chain the swap uses.
-    #[error("no adapter for chain {0}")]
-    NoChain(ChainId),
-    /// A chain could not be read (the step changed nothing; retry later).
-    #[error("chain {chain}: {source}")]
+    /// No adapter was given for a rail the swap uses.
+    #[error("no adapter for rail {0}")]
+    NoRail(RailId),
+    /// A rail could not be read (the step changed nothing; retry later).
+    #[error("rail {rail}: {source}")]
     Chain {
-        /// Which chain.
-        chain: ChainId,
+        /// Which rail.
+        rail: RailId,
         /// What happened.
         source: ChainError,
     },
@@ -106,23 +106,29 @@ pub type SwapTasks = JoinSet<(SwapId, Result<Outcome, DriverError>)>;
 /// Runs swaps. Cheap to share behind an `Arc`.
 pub struct Driver {
     store: Arc<dyn SwapStore>,
-    chains: HashMap<ChainId, Arc<dyn Chain>>,
+    rails: HashMap<RailId, Arc<dyn Rail>>,
     config: DriverConfig,
 }
 
 impl Driver {
-    /// A driver over `store`, with one adapter per chain.
+    /// A driver over `store`, with one adapter per rail (the rail registry: any number of
+    /// chains and kinds, e.g. BTC and LTC on chain, Lightning and ETH).
     pub fn new(
         store: Arc<dyn SwapStore>,
-        chains: impl IntoIterator<Item = Arc<dyn Chain>>,
+        rails: impl IntoIterator<Item = Arc<dyn Rail>>,
         config: DriverConfig,
     ) -> Self {
-        let chains = chains.into_iter().map(|c| (c.params().chain, c)).collect();
+        let rails = rails.into_iter().map(|r| (r.id(), r)).collect();
         Self {
             store,
-            chains,
+            rails,
             config,
         }
+    }
+
+    /// The adapter of a rail, if this driver has one.
+    pub fn rail(&self, id: RailId) -> Option<&Arc<dyn Rail>> {
+        self.rails.get(&id)
     }
 
     /// The store.
@@ -130,15 +136,15 @@ impl Driver {
         &self.store
     }
 
-    fn chain(&self, id: ChainId) -> Result<&Arc<dyn Chain>, DriverError> {
-        self.chains.get(&id).ok_or(DriverError::NoChain(id))
+    fn chain(&self, id: RailId) -> Result<&Arc<dyn Rail>, DriverError> {
+        self.rails.get(&id).ok_or(DriverError::NoRail(id))
     }
 
     /// Stores a new swap (with its secret, before anything can be locked).
     pub async fn create(&self, record: &SwapRecord) -> Result<(), DriverError> {
         // Refuse swaps on chains we cannot reach before they are stored.
-        self.chain(record.terms.x.params.chain)?;
-        self.chain(record.terms.y.params.chain)?;
+        self.chain(record.terms.x.params.rail())?;
+        self.chain(record.terms.y.params.rail())?;
         self.store
             .create(record, &SwapState::initial(record.role))
             .await?;
@@ -161,10 +167,10 @@ impl Driver {
     }
 
     async fn view(&self, record: &SwapRecord, leg: Leg) -> Result<LegView, DriverError> {
-        let chain_id = record.terms.leg(leg).params.chain;
+        let chain_id = record.terms.leg(leg).params.rail();
         let chain = self.chain(chain_id)?;
         let wrap = |source| DriverError::Chain {
-            chain: chain_id,
+            rail: chain_id,
             source,
         };
         let htlc = Self::htlc(record, leg);
@@ -238,7 +244,7 @@ impl Driver {
                 Action::Refund { leg } => (*leg, TxKind::Refund),
             };
             let kind = tx_kind.as_str();
-            let chain_id = record.terms.leg(leg).params.chain;
+            let chain_id = record.terms.leg(leg).params.rail();
             let result = match self.chain(chain_id) {
                 Err(_) => Err(ChainError::permanent(format!("no adapter for {chain_id}"))),
                 Ok(chain) => {
@@ -315,7 +321,7 @@ impl Driver {
             return;
         };
         for leg in [Leg::X, Leg::Y] {
-            if let Ok(chain) = self.chain(record.terms.leg(leg).params.chain) {
+            if let Ok(chain) = self.chain(record.terms.leg(leg).params.rail()) {
                 chain.forget(&Self::htlc(&record, leg)).await;
             }
         }

@@ -1,8 +1,8 @@
 //! swap-core: the chain-agnostic atomic swap protocol.
 //!
 //! - [`types`]: domain newtypes (secrets, hashlocks, heights, amounts that cannot be mixed).
-//! - [`params`]: per-chain parameters the expiry rules are computed from.
-//! - [`chain`]: the traits chain adapters implement.
+//! - [`params`]: per-rail parameters the expiry rules are computed from ([`RailId`], [`Finality`]).
+//! - [`rail`]: the seam every rail (on-chain HTLC, channel HTLC) implements.
 //! - [`terms`]: swap terms and the expiry rules 1-3 of protocol.md.
 //! - [`machine`]: the initiator and responder state machines (pure functions).
 //! - [`messages`]: versioned, size-limited messages between the parties.
@@ -32,6 +32,7 @@
 //!         sender: Account::PublicKey(PublicKeyBytes([2; 33])),
 //!         recipient: Account::PublicKey(PublicKeyBytes([3; 33])),
 //!         expiry: Expiry::Height(Height(0)),
+//!         rail_data: None,
 //!     },
 //!     LegTerms {
 //!         params: eth,
@@ -40,6 +41,7 @@
 //!         sender: Account::Evm(EvmAddress([4; 20])),
 //!         recipient: Account::Evm(EvmAddress([5; 20])),
 //!         expiry: Expiry::Time(Timestamp(0)),
+//!         rail_data: None,
 //!     },
 //!     SafetyPolicy::default(),
 //!     tips,
@@ -57,13 +59,19 @@
 //! assert_eq!(step.actions, vec![Action::Lock { leg: Leg::X }]);
 //! ```
 
-pub mod chain;
+pub mod rail;
 pub mod driver;
 pub mod params;
 pub mod types;
 
-pub use chain::{Cause, Chain, ChainError, ErrorKind, HtlcParams, HtlcStatus, ObservedLock};
-pub use params::{ChainFamily, ChainId, ChainParams, ChainTip, ExpiryKind, Network, Pace};
+pub use params::{
+    ChainFamily, ChainId, ChainParams, ChainTip, ExpiryKind, Finality, Network, Pace, RailId,
+    RailKind, RefundMode,
+};
+pub use rail::{
+    Cause, ChainError, ErrorKind, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail, RailBody,
+    RailData, RailOp,
+};
 pub use types::*;
 pub mod machine;
 pub mod messages;

@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::HtlcStatus;
-use crate::params::ChainTip;
+use crate::params::{ChainTip, Finality, RefundMode};
+use crate::rail::HtlcStatus;
 use crate::terms::{ExpiryMatch, Leg, LockMismatch, SwapTerms, Tips};
 use crate::types::{Preimage, TxRef};
 
@@ -179,13 +179,10 @@ impl<S> Step<S> {
     }
 }
 
-fn confirmed(status: &HtlcStatus, depth: u32) -> bool {
-    match status {
-        HtlcStatus::Absent => false,
-        HtlcStatus::Funded { confirmations, .. }
-        | HtlcStatus::Claimed { confirmations, .. }
-        | HtlcStatus::Refunded { confirmations, .. } => *confirmations >= depth,
-    }
+/// True when the lock, claim or refund is at least as final as `required` (the rail's
+/// [`crate::ChainParams::required_finality`]: n blocks deep on chain, irrevocable in a channel).
+fn confirmed(status: &HtlcStatus, required: Finality) -> bool {
+    status.finality().is_some_and(|f| f.reaches(required))
 }
 
 /// True while a spend is only in the mempool: the action that made it is sent again on every
@@ -193,14 +190,18 @@ fn confirmed(status: &HtlcStatus, depth: u32) -> bool {
 fn in_mempool(status: &HtlcStatus) -> bool {
     matches!(
         status,
-        HtlcStatus::Claimed {
-            confirmations: 0,
-            ..
-        } | HtlcStatus::Refunded {
-            confirmations: 0,
-            ..
-        }
+        HtlcStatus::Claimed { finality, .. } | HtlcStatus::Refunded { finality, .. }
+            if finality.is_pending()
     )
+}
+
+/// The step to `state` that refunds our lock on `leg`: an explicit refund where the rail needs
+/// one, nothing where the rail fails the lock back by itself (the next observation shows it).
+fn refund_step<S>(terms: &SwapTerms, state: S, leg: Leg) -> Step<S> {
+    match terms.leg(leg).params.refunds() {
+        RefundMode::Explicit => Step::act(state, Action::Refund { leg }),
+        RefundMode::Automatic => Step::to(state),
+    }
 }
 
 /// A valid secret revealed by a claim of this HTLC, if any.
@@ -231,7 +232,7 @@ pub mod initiator {
         },
         /// Our lock is confirmed; waiting for the responder's.
         LockConfirmed,
-        /// The responder's lock is seen and matches; waiting for its confirmations.
+        /// The responder's lock is seen and matches; waiting for it to be final.
         CounterLockSeen {
             /// The responder's funding.
             txref: TxRef,
@@ -300,8 +301,8 @@ pub mod initiator {
         }
         let own = &snap.x.htlc;
         let counter = &snap.y.htlc;
-        let depth_x = terms.x.params.lock_confirmations;
-        let depth_y = terms.y.params.lock_confirmations;
+        let depth_x = terms.x.params.required_finality();
+        let depth_y = terms.y.params.required_finality();
 
         // Once our claim may have been broadcast, or the secret is public for any reason, the
         // only way forward is to get our claim on Y mined.
@@ -388,7 +389,7 @@ pub mod initiator {
                     }
                     HtlcStatus::Funded {
                         lock,
-                        confirmations,
+                        finality,
                     } => {
                         if let Err(mismatch) =
                             terms.x.verify(&terms.hashlock, lock, ExpiryMatch::Exact)
@@ -398,7 +399,7 @@ pub mod initiator {
                         if !terms.initiator_may_claim(snap.y.tip) {
                             return give_up(GiveUpReason::CounterLockMissing);
                         }
-                        if *confirmations < depth_x {
+                        if !finality.reaches(depth_x) {
                             return Step::to(Locked {
                                 txref: lock.txref.clone(),
                             });
@@ -418,7 +419,7 @@ pub mod initiator {
         snap: &Snapshot,
     ) -> Step<State> {
         use State::*;
-        let depth_y = terms.y.params.lock_confirmations;
+        let depth_y = terms.y.params.required_finality();
         match &snap.y.htlc {
             HtlcStatus::Absent => Step::to(LockConfirmed),
             HtlcStatus::Refunded { .. } => give_up(GiveUpReason::CounterRefunded),
@@ -426,7 +427,7 @@ pub mod initiator {
             HtlcStatus::Claimed { .. } => give_up(GiveUpReason::CounterLockMissing),
             HtlcStatus::Funded {
                 lock,
-                confirmations,
+                finality,
             } => {
                 // Rule 4: amount, asset, recipient = us, H and E_Y exactly as agreed (our
                 // claim is built from the agreed terms; a claim of another lock could fail on
@@ -434,7 +435,7 @@ pub mod initiator {
                 if let Err(mismatch) = terms.y.verify(&terms.hashlock, lock, ExpiryMatch::Exact) {
                     return give_up(GiveUpReason::CounterLockInvalid { mismatch });
                 }
-                if *confirmations < depth_y {
+                if !finality.reaches(depth_y) {
                     return Step::to(CounterLockSeen {
                         txref: lock.txref.clone(),
                     });
@@ -457,7 +458,7 @@ pub mod initiator {
     /// Getting our own asset back from X.
     fn refund_path(terms: &SwapTerms, reason: GiveUpReason, snap: &Snapshot) -> Step<State> {
         use State::*;
-        let depth_x = terms.x.params.lock_confirmations;
+        let depth_x = terms.x.params.required_finality();
         match &snap.x.htlc {
             HtlcStatus::Absent => {
                 // Nothing of ours on chain. Once X's expiry has passed (and the budget to mine
@@ -476,7 +477,7 @@ pub mod initiator {
             }
             HtlcStatus::Funded { .. } => {
                 if terms.x_refundable(snap.x.tip) {
-                    Step::act(Refunding { reason }, Action::Refund { leg: Leg::X })
+                    refund_step(terms, Refunding { reason }, Leg::X)
                 } else {
                     Step::to(AwaitRefund { reason })
                 }
@@ -485,7 +486,7 @@ pub mod initiator {
                 outcome: Outcome::Refunded,
             }),
             HtlcStatus::Refunded { .. } if in_mempool(&snap.x.htlc) => {
-                Step::act(Refunding { reason }, Action::Refund { leg: Leg::X })
+                refund_step(terms, Refunding { reason }, Leg::X)
             }
             HtlcStatus::Refunded { .. } => Step::to(Refunding { reason }),
             HtlcStatus::Claimed { .. } => {
@@ -561,7 +562,7 @@ pub mod responder {
         if state.is_final() {
             return Step::to(state.clone());
         }
-        let depth_x = terms.x.params.lock_confirmations;
+        let depth_x = terms.x.params.required_finality();
 
         // 1. Once we know the secret: persist it, then claim X.
         let known = match state {
@@ -648,14 +649,14 @@ pub mod responder {
                     }
                     HtlcStatus::Funded {
                         lock,
-                        confirmations,
+                        finality,
                     } => {
                         if let Err(mismatch) =
                             terms.x.verify(&terms.hashlock, lock, ExpiryMatch::Exact)
                         {
                             return abort(GiveUpReason::CounterLockInvalid { mismatch });
                         }
-                        if *confirmations < depth_x {
+                        if !finality.reaches(depth_x) {
                             Step::to(AwaitCounterLock)
                         } else if matches!(state, CounterLockValid) {
                             Step::act(Locking, Action::Lock { leg: Leg::Y })
@@ -674,9 +675,9 @@ pub mod responder {
         let x_ok = match &snap.x.htlc {
             HtlcStatus::Funded {
                 lock,
-                confirmations,
+                finality,
             } => {
-                *confirmations >= terms.x.params.lock_confirmations
+                finality.reaches(terms.x.params.required_finality())
                     && terms
                         .x
                         .verify(&terms.hashlock, lock, ExpiryMatch::Exact)
@@ -690,7 +691,7 @@ pub mod responder {
     /// Tracking our own lock on Y until it is claimed (handled above) or refunded.
     fn own_lock(terms: &SwapTerms, state: &State, snap: &Snapshot) -> Step<State> {
         use State::*;
-        let depth_y = terms.y.params.lock_confirmations;
+        let depth_y = terms.y.params.required_finality();
         match &snap.y.htlc {
             HtlcStatus::Absent => {
                 // (Re)lock only with every pre-lock check passing again (rule 3): the
@@ -712,7 +713,7 @@ pub mod responder {
             HtlcStatus::Funded { lock, .. } => {
                 if terms.y_refundable(snap.y.tip) {
                     // Ours or not, whatever sits at our script is refundable to us.
-                    Step::act(Refunding, Action::Refund { leg: Leg::Y })
+                    refund_step(terms, Refunding, Leg::Y)
                 } else if terms
                     .y
                     .verify(&terms.hashlock, lock, ExpiryMatch::Exact)
@@ -731,7 +732,7 @@ pub mod responder {
                 outcome: Outcome::Refunded,
             }),
             HtlcStatus::Refunded { .. } if in_mempool(&snap.y.htlc) => {
-                Step::act(Refunding, Action::Refund { leg: Leg::Y })
+                refund_step(terms, Refunding, Leg::Y)
             }
             HtlcStatus::Refunded { .. } => Step::to(Refunding),
             // A claim with a preimage that does not match H: not possible on a correct chain.

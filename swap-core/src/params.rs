@@ -1,6 +1,10 @@
-//! Per-network chain parameters: one table, no scattered literals.
+//! Per-rail parameters: one table, no scattered literals.
 //!
-//! See `docs/protocol.md`, "Expiries". All durations are seconds; pace factors are
+//! A *rail* is a place an HTLC can live: on chain (a script or a contract), in a Lightning
+//! channel, or in an Ethereum payment channel ([`RailId`]). Every rail sits on a chain, whose
+//! blocks and clock its expiries are measured in.
+//!
+//! See `docs/protocol.md`, "Expiries" and "Rails". All durations are seconds; pace factors are
 //! percentages of `block_interval` (50 = blocks arrive twice as fast as expected).
 
 use std::fmt;
@@ -110,6 +114,116 @@ impl std::str::FromStr for ChainId {
     }
 }
 
+/// Where on a chain an HTLC lives.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RailKind {
+    /// An HTLC on chain: a P2WSH script (Bitcoin family) or the HTLC contract (Ethereum).
+    #[default]
+    OnChain,
+    /// An HTLC in a Lightning channel (Bitcoin family).
+    Lightning,
+    /// A hashlocked transfer in a two-party Ethereum payment channel.
+    EvmChannel,
+}
+
+/// How a lock that was never claimed goes back to its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundMode {
+    /// The sender must send a refund after the expiry (an on-chain HTLC, a channel lock that
+    /// the sender removes).
+    Explicit,
+    /// The rail fails the lock back by itself at its deadline (a Lightning HTLC): the engine
+    /// waits for it and never sends a refund.
+    Automatic,
+}
+
+impl RailKind {
+    /// How an unclaimed lock on this rail returns to its sender.
+    pub fn refunds(self) -> RefundMode {
+        match self {
+            RailKind::Lightning => RefundMode::Automatic,
+            RailKind::OnChain | RailKind::EvmChannel => RefundMode::Explicit,
+        }
+    }
+
+    /// True for payment-channel rails (locks are co-signed channel states, not transactions).
+    pub fn is_channel(self) -> bool {
+        !matches!(self, RailKind::OnChain)
+    }
+
+    /// Whether this kind of rail exists on `family`.
+    pub fn fits(self, family: ChainFamily) -> bool {
+        match self {
+            RailKind::OnChain => true,
+            RailKind::Lightning => family != ChainFamily::Ethereum,
+            RailKind::EvmChannel => family == ChainFamily::Ethereum,
+        }
+    }
+
+    fn suffix(self) -> Option<&'static str> {
+        match self {
+            RailKind::OnChain => None,
+            RailKind::Lightning => Some("ln"),
+            RailKind::EvmChannel => Some("channel"),
+        }
+    }
+}
+
+/// A rail: a chain and the kind of place on it an HTLC lives. Bitcoin on chain and Lightning on
+/// Bitcoin are different rails with different adapters. Printed `btc-mainnet` (on chain),
+/// `btc-mainnet/ln`, `eth-mainnet/channel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RailId {
+    /// The chain under the rail (whose blocks and clock measure its expiries).
+    pub chain: ChainId,
+    /// Where on it.
+    pub kind: RailKind,
+}
+
+impl RailId {
+    /// Builds a rail id.
+    pub const fn new(chain: ChainId, kind: RailKind) -> Self {
+        Self { chain, kind }
+    }
+
+    /// The on-chain rail of a chain.
+    pub const fn on_chain(chain: ChainId) -> Self {
+        Self::new(chain, RailKind::OnChain)
+    }
+}
+
+impl fmt::Display for RailId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind.suffix() {
+            None => write!(f, "{}", self.chain),
+            Some(k) => write!(f, "{}/{k}", self.chain),
+        }
+    }
+}
+
+impl std::str::FromStr for RailId {
+    type Err = String;
+
+    /// Parses what `Display` prints.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (chain, kind) = match s.trim().split_once('/') {
+            None => (s, RailKind::OnChain),
+            Some((c, "ln")) => (c, RailKind::Lightning),
+            Some((c, "channel")) => (c, RailKind::EvmChannel),
+            Some((_, k)) => return Err(format!("unknown rail kind {k:?} (ln, channel)")),
+        };
+        let chain: ChainId = chain.parse()?;
+        if !kind.fits(chain.family) {
+            return Err(format!("there is no {kind:?} rail on {chain}"));
+        }
+        Ok(Self { chain, kind })
+    }
+}
+
 /// How a chain expresses an expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -139,11 +253,22 @@ pub struct ChainTip {
     pub time: Timestamp,
 }
 
-/// The parameters the expiry rules are computed from. See protocol.md for their meaning.
+/// The parameters the expiry rules are computed from, for one rail. See protocol.md for their
+/// meaning. (Named for the chain whose blocks they describe; the rail kind and its enforcement
+/// delay are part of them, so both parties agree on them in the terms.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChainParams {
     /// Which chain.
     pub chain: ChainId,
+    /// Where on the chain the HTLC lives (absent in records written before rails: on chain).
+    #[serde(default)]
+    pub kind: RailKind,
+    /// The enforcement delay, in blocks of the chain: what a channel rail needs to turn an
+    /// off-chain claim into an on-chain one when the peer vanishes (force-close, then the
+    /// claim, before the lock's expiry). Zero on chain. Claims must be made this much earlier
+    /// (rule 1 and the claim cutoff).
+    #[serde(default)]
+    pub enforcement_blocks: u32,
     /// Expected seconds per block.
     pub block_interval: u64,
     /// Fastest real block pace over a window, in percent of `block_interval`.
@@ -163,8 +288,101 @@ pub struct ChainParams {
 
 const POLL_SECS: u64 = 30;
 
+/// Seconds budgeted for a channel update (a lock or a claim co-signed by both peers, retries
+/// included): what a confirmation is on chain.
+pub const CHANNEL_UPDATE_SECS: u64 = 60;
+
+/// Blocks a Lightning node needs to enforce an HTLC on chain when its peer vanishes: LDK fails
+/// a held HTLC back about 39 blocks before its CLTV, and the force-close and the claim must be
+/// mined before it. See channels.md.
+pub const LIGHTNING_ENFORCEMENT_BLOCKS: u32 = 40;
+
+/// Required depth, or irrevocability, of a lock before the other party acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "finality", content = "depth", rename_all = "snake_case")]
+pub enum Finality {
+    /// Seen (in a mempool, or a channel update in flight), not yet committed.
+    Mempool,
+    /// In a block this many deep (1 = in the tip block). Never 0.
+    Depth(u32),
+    /// Cannot be undone: a co-signed channel state, an irrevocably committed channel HTLC.
+    Irrevocable,
+}
+
+impl Finality {
+    /// The finality of a transaction `confirmations` deep (0 = in the mempool).
+    pub fn confirmations(confirmations: u32) -> Self {
+        match confirmations {
+            0 => Finality::Mempool,
+            n => Finality::Depth(n),
+        }
+    }
+
+    /// True when this is at least as final as `required`.
+    pub fn reaches(self, required: Finality) -> bool {
+        self >= required
+    }
+
+    /// True while only seen, not committed (a spend still to be mined: its fee may need a bump).
+    pub fn is_pending(self) -> bool {
+        self == Finality::Mempool
+    }
+
+    /// The depth in blocks, for on-chain statuses.
+    pub fn depth(self) -> Option<u32> {
+        match self {
+            Finality::Depth(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Finality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finality::Mempool => f.write_str("in the mempool"),
+            Finality::Depth(n) => write!(f, "{n} deep"),
+            Finality::Irrevocable => f.write_str("irrevocable"),
+        }
+    }
+}
+
 impl ChainParams {
-    /// The built-in parameters for a chain.
+    /// The built-in parameters for a rail: the chain's, with the rail's enforcement delay.
+    pub fn for_rail(rail: RailId) -> Self {
+        let mut params = Self::for_chain(rail.chain);
+        params.kind = rail.kind;
+        params.enforcement_blocks = match rail.kind {
+            RailKind::OnChain => 0,
+            RailKind::Lightning => LIGHTNING_ENFORCEMENT_BLOCKS,
+            // Our channel contract settles each lock on its own secret registry: a claim on
+            // chain is one `reveal` transaction, budgeted by `claim_blocks` like any claim.
+            RailKind::EvmChannel => 0,
+        };
+        params
+    }
+
+    /// This rail.
+    pub fn rail(&self) -> RailId {
+        RailId::new(self.chain, self.kind)
+    }
+
+    /// How an unclaimed lock on this rail goes back to its sender.
+    pub fn refunds(&self) -> RefundMode {
+        self.kind.refunds()
+    }
+
+    /// How final a lock must be before the other party acts on it: `lock_confirmations` deep
+    /// on chain; irrevocable in a channel.
+    pub fn required_finality(&self) -> Finality {
+        if self.kind.is_channel() {
+            Finality::Irrevocable
+        } else {
+            Finality::confirmations(self.lock_confirmations)
+        }
+    }
+
+    /// The built-in parameters for a chain's on-chain rail.
     pub fn for_chain(chain: ChainId) -> Self {
         use ChainFamily::*;
         use Network::*;
@@ -184,6 +402,8 @@ impl ChainParams {
             };
         let mut params = Self {
             chain,
+            kind: RailKind::OnChain,
+            enforcement_blocks: 0,
             block_interval,
             fast_factor_pct: fast,
             slow_factor_pct: slow,
@@ -236,28 +456,55 @@ impl ChainParams {
         self.blocks_secs(confs.max(1) as i128, Pace::Slow)
     }
 
-    /// Seconds (slow pace) for a lock broadcast now to get mined (within the same budget as a
-    /// claim: `claim_blocks`) and then reach `lock_confirmations`.
+    /// Seconds (slow pace) until a lock made now is final enough for the other party to act
+    /// on it: on chain, mined (within the same budget as a claim: `claim_blocks`) and then
+    /// `lock_confirmations` deep; in a channel, one co-signed update.
     pub fn lock_secs(&self) -> i128 {
-        self.confirm_secs(self.claim_blocks + self.lock_confirmations - 1)
+        if self.kind.is_channel() {
+            CHANNEL_UPDATE_SECS as i128
+        } else {
+            self.confirm_secs(self.claim_blocks + self.lock_confirmations - 1)
+        }
     }
 
-    /// The budget, in this chain's expiry units, for getting a claim or refund mined.
+    /// Seconds (slow pace) from sending a lock until it is final enough to act on, when it
+    /// is sent without delay: `lock_confirmations` blocks on chain, one update in a channel.
+    pub fn finality_secs(&self) -> i128 {
+        if self.kind.is_channel() {
+            CHANNEL_UPDATE_SECS as i128
+        } else {
+            self.confirm_secs(self.lock_confirmations)
+        }
+    }
+
+    /// Blocks budgeted from the claim cutoff to the expiry: getting the claim mined, plus the
+    /// rail's enforcement delay.
+    pub fn cutoff_blocks(&self) -> u32 {
+        self.claim_blocks.saturating_add(self.enforcement_blocks)
+    }
+
+    /// The budget, in this rail's expiry units, between the claim cutoff and the expiry.
     fn claim_budget(&self) -> u64 {
+        let blocks = self.cutoff_blocks();
         match self.expiry_kind() {
-            ExpiryKind::Height => self.claim_blocks as u64,
+            ExpiryKind::Height => blocks as u64,
             // A claim must be mined in a block whose timestamp is strictly before the expiry,
             // and a block's timestamp may run `clock_drift` ahead of real time.
             ExpiryKind::Time => {
-                self.blocks_secs(self.claim_blocks as i128, Pace::Slow) as u64
-                    + self.clock_drift
-                    + 1
+                self.blocks_secs(blocks as i128, Pace::Slow) as u64 + self.clock_drift + 1
             }
         }
     }
 
-    /// The last point at which a claim of an HTLC expiring at `expiry` may be broadcast so that
-    /// it is mined before the sender can refund (rule 1: `E - claim_blocks`).
+    /// The claim cutoff C: the last point at which a claim of an HTLC expiring at `expiry` may
+    /// be started so that it lands before the sender can take the value back, whatever the
+    /// peer does (rule 1). On chain `E - claim_blocks`; on a channel rail the enforcement delay
+    /// comes off too (`E - claim_blocks - enforcement_blocks`).
+    pub fn claim_cutoff(&self, expiry: Expiry) -> Expiry {
+        self.claim_deadline(expiry)
+    }
+
+    /// The same point as [`ChainParams::claim_cutoff`] (its name before rails).
     pub fn claim_deadline(&self, expiry: Expiry) -> Expiry {
         let budget = self.claim_budget();
         match expiry {
@@ -266,11 +513,14 @@ impl ChainParams {
         }
     }
 
-    /// The point after which no claim of an HTLC expiring at `expiry` can land any more.
+    /// The point after which no claim of an HTLC expiring at `expiry` can land any more: with
+    /// the time to notice a claim (`observe_lag`), this is the visibility bound V, the latest
+    /// moment the other side can learn the secret from this leg.
     ///
-    /// On a time-expiry chain the contract refuses claims from `expiry` on. On a Bitcoin-family
-    /// chain a claim stays valid after the expiry until the refund is mined, and the refund is
-    /// budgeted `claim_blocks` to get mined: a late claim can land until `expiry + claim_blocks`.
+    /// On a time-expiry chain the contract (or the channel's secret registry) refuses claims
+    /// from `expiry` on. On a Bitcoin-family chain a claim stays valid after the expiry until
+    /// the refund (or, in a Lightning channel, the HTLC-timeout) is mined, and that is budgeted
+    /// `claim_blocks` to get mined: a late claim can land until `expiry + claim_blocks`.
     pub fn claims_final_after(&self, expiry: Expiry) -> Expiry {
         match expiry {
             Expiry::Height(h) => {
@@ -326,6 +576,19 @@ impl ChainParams {
         if self.lock_confirmations == 0 {
             return Err("lock_confirmations must be at least 1".into());
         }
+        if !self.kind.fits(self.chain.family) {
+            return Err(format!("there is no {:?} rail on {}", self.kind, self.chain));
+        }
+        if self.kind == RailKind::OnChain && self.enforcement_blocks != 0 {
+            return Err("an on-chain rail has no enforcement delay".into());
+        }
+        if self.kind == RailKind::Lightning && self.enforcement_blocks < LIGHTNING_ENFORCEMENT_BLOCKS
+        {
+            return Err(format!(
+                "a Lightning rail needs an enforcement delay of at least \
+                 {LIGHTNING_ENFORCEMENT_BLOCKS} blocks"
+            ));
+        }
         if self.claim_blocks == 0 {
             return Err("claim_blocks must be at least 1".into());
         }
@@ -356,6 +619,58 @@ mod tests {
                 assert!(p.observe_lag > p.block_interval);
             }
         }
+    }
+
+    #[test]
+    fn rail_params_are_valid_and_channel_cutoffs_come_earlier() {
+        for rail in ["btc-mainnet", "btc-mainnet/ln", "ltc-regtest/ln", "eth-mainnet/channel"] {
+            let id: RailId = rail.parse().expect(rail);
+            assert_eq!(id.to_string(), rail);
+            let p = ChainParams::for_rail(id);
+            p.validate().unwrap_or_else(|e| panic!("{rail}: {e}"));
+            assert_eq!(p.rail(), id);
+        }
+        assert!("eth-mainnet/ln".parse::<RailId>().is_err());
+        assert!("btc-mainnet/channel".parse::<RailId>().is_err());
+        assert!("btc-mainnet/x".parse::<RailId>().is_err());
+        let on_chain = ChainParams::for_chain(ChainId::new(ChainFamily::Bitcoin, Network::Mainnet));
+        let ln = ChainParams::for_rail(RailId::new(on_chain.chain, RailKind::Lightning));
+        let e = Expiry::Height(Height(1_000));
+        assert_eq!(on_chain.claim_cutoff(e), Expiry::Height(Height(994)));
+        assert_eq!(ln.claim_cutoff(e), Expiry::Height(Height(954)));
+        assert_eq!(ln.refunds(), RefundMode::Automatic);
+        assert_eq!(on_chain.refunds(), RefundMode::Explicit);
+        assert_eq!(ln.required_finality(), Finality::Irrevocable);
+        assert_eq!(on_chain.required_finality(), Finality::Depth(3));
+        let mut bad = ln;
+        bad.enforcement_blocks = 5;
+        assert!(bad.validate().is_err());
+        let mut bad = on_chain;
+        bad.enforcement_blocks = 5;
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn finality_orders_mempool_depth_irrevocable() {
+        assert!(Finality::Irrevocable.reaches(Finality::Depth(100)));
+        assert!(Finality::Depth(3).reaches(Finality::Depth(3)));
+        assert!(!Finality::Depth(2).reaches(Finality::Depth(3)));
+        assert!(!Finality::Mempool.reaches(Finality::Depth(1)));
+        assert!(!Finality::Depth(1_000).reaches(Finality::Irrevocable));
+        assert_eq!(Finality::confirmations(0), Finality::Mempool);
+        assert!(Finality::confirmations(0).is_pending());
+        assert_eq!(Finality::confirmations(2).depth(), Some(2));
+    }
+
+    #[test]
+    fn records_from_before_rails_read_as_on_chain() {
+        let p = ChainParams::for_chain(ChainId::new(ChainFamily::Litecoin, Network::Regtest));
+        let mut v = serde_json::to_value(p).expect("json");
+        let obj = v.as_object_mut().expect("object");
+        obj.remove("kind");
+        obj.remove("enforcement_blocks");
+        let back: ChainParams = serde_json::from_value(v).expect("old record");
+        assert_eq!(back, p);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{HtlcParams, ObservedLock};
+use crate::rail::{HtlcParams, ObservedLock, RailData, RAIL_DATA_VERSION};
 use crate::params::{ChainParams, ChainTip, Pace};
 use crate::types::{Account, Amount, Asset, Expiry, Hashlock, Height, SwapId};
 
@@ -36,6 +36,9 @@ pub struct LegTerms {
     pub recipient: Account,
     /// When the sender can refund.
     pub expiry: Expiry,
+    /// What the leg's rail needs besides (required on a channel rail, absent on chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rail_data: Option<RailData>,
 }
 
 /// Policy knobs of the rules that are not chain parameters.
@@ -148,6 +151,15 @@ pub enum TermsError {
     /// An account that cannot exist on that chain, or the same account on both sides.
     #[error("leg {leg:?}: {reason}")]
     BadAccount {
+        /// Which leg.
+        leg: Leg,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Rail data missing on a channel leg, present on an on-chain one, of another rail or of
+    /// an unknown version.
+    #[error("leg {leg:?}: rail data rejected: {reason}")]
+    BadRailData {
         /// Which leg.
         leg: Leg,
         /// What is wrong.
@@ -299,6 +311,7 @@ impl LegTerms {
             recipient: self.recipient,
             expiry: self.expiry,
             watch_from,
+            rail_data: self.rail_data.clone(),
         }
     }
 
@@ -349,7 +362,29 @@ impl LegTerms {
                 reason: "sender and recipient are the same account".into(),
             });
         }
-        Ok(())
+        let kind = self.params.kind;
+        match &self.rail_data {
+            None if kind.is_channel() => Err(TermsError::BadRailData {
+                leg,
+                reason: format!("a {kind:?} leg needs its rail data"),
+            }),
+            Some(_) if !kind.is_channel() => Err(TermsError::BadRailData {
+                leg,
+                reason: "an on-chain leg carries no rail data".into(),
+            }),
+            Some(d) if d.version != RAIL_DATA_VERSION => Err(TermsError::BadRailData {
+                leg,
+                reason: format!(
+                    "rail data version {} (this build knows {RAIL_DATA_VERSION})",
+                    d.version
+                ),
+            }),
+            Some(d) if d.kind() != kind => Err(TermsError::BadRailData {
+                leg,
+                reason: format!("{:?} data on a {kind:?} leg", d.kind()),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -400,13 +435,13 @@ impl SwapTerms {
                     (x.params.block_interval as i128 * x.params.fast_factor_pct as i128).max(1);
                 let blocks = (needed.max(0) * 100 + per_100 - 1) / per_100;
                 Expiry::Height(Height(
-                    tips.x.height.0 + x.params.claim_blocks as u64 + blocks as u64 + 1,
+                    tips.x.height.0 + x.params.cutoff_blocks() as u64 + blocks as u64 + 1,
                 ))
             }
             crate::params::ExpiryKind::Time => {
                 let budget = x
                     .params
-                    .blocks_secs(x.params.claim_blocks as i128, Pace::Slow)
+                    .blocks_secs(x.params.cutoff_blocks() as i128, Pace::Slow)
                     as u64;
                 Expiry::Time(crate::types::Timestamp(
                     tips.x.time.0 + 2 * x.params.clock_drift + budget + needed.max(0) as u64 + 1,
@@ -430,8 +465,9 @@ impl SwapTerms {
         }
     }
 
-    /// Seconds from now until the latest moment a claim can still land on Y, plus the time to
-    /// notice it and the margin: the responder must still be able to claim on X after that.
+    /// Seconds from now until the visibility bound `V_Y` at its latest (the last moment a claim
+    /// can still land on Y, plus the time to notice it), plus the margin: the responder must
+    /// still be able to claim on X after that. Rule 2 is `C_X >= V_Y + margin`.
     fn rule2_needed(y: &LegTerms, tip_y: ChainTip, policy: &SafetyPolicy) -> i128 {
         let last_y = y.params.claims_final_after(y.expiry);
         // On a Bitcoin-family Y a late claim can land until the responder's refund is mined,
@@ -446,8 +482,9 @@ impl SwapTerms {
             + policy.margin as i128
     }
 
-    /// Seconds from now until the responder's last chance to broadcast its claim on X (the
-    /// initiator refunds after `E_X`; the claim needs `claim_blocks` to get mined).
+    /// Seconds from now until the responder's claim cutoff on X, `C_X` at its earliest (the
+    /// initiator refunds after `E_X`; the claim needs `claim_blocks` to get mined, and on a
+    /// channel rail the enforcement delay before that).
     fn rule2_available(&self, tips: Tips) -> i128 {
         let deadline_x = self.x.params.claim_deadline(self.x.expiry);
         self.x.params.secs_until(deadline_x, tips.x, Pace::Fast)
@@ -513,10 +550,10 @@ impl SwapTerms {
         Ok(())
     }
 
-    /// Seconds (slow) for the responder's lock to confirm and be noticed by the initiator.
+    /// Seconds (slow) for the responder's lock to become final and be noticed by the
+    /// initiator.
     fn responder_lock_secs(&self) -> i128 {
-        self.y.params.confirm_secs(self.y.params.lock_confirmations)
-            + self.y.params.observe_lag as i128
+        self.y.params.finality_secs() + self.y.params.observe_lag as i128
     }
 
     /// Rule 3, checked by the responder right before it locks: the initiator still has the
@@ -564,6 +601,7 @@ mod tests {
             sender: Account::PublicKey(PublicKeyBytes([2; 33])),
             recipient: Account::PublicKey(PublicKeyBytes([3; 33])),
             expiry: Expiry::Height(Height(0)),
+            rail_data: None,
         };
         let y = LegTerms {
             params: eth,
@@ -572,6 +610,7 @@ mod tests {
             sender: Account::Evm(EvmAddress([4; 20])),
             recipient: Account::Evm(EvmAddress([5; 20])),
             expiry: Expiry::Time(Timestamp(0)),
+            rail_data: None,
         };
         (x, y)
     }

@@ -42,8 +42,8 @@ fn driver(world: &Arc<Mutex<World>>, db: &Path) -> Driver {
     Driver::new(
         store,
         [
-            Arc::new(SimHandle::new(world.clone(), Leg::X)) as Arc<dyn Chain>,
-            Arc::new(SimHandle::new(world.clone(), Leg::Y)) as Arc<dyn Chain>,
+            Arc::new(SimHandle::new(world.clone(), Leg::X)) as Arc<dyn Rail>,
+            Arc::new(SimHandle::new(world.clone(), Leg::Y)) as Arc<dyn Rail>,
         ],
         DriverConfig::default(),
     )
@@ -269,7 +269,7 @@ async fn many_swaps_run_concurrently_and_resume_from_the_store() {
     const N: usize = 40;
     let tmp = tempfile::tempdir().unwrap();
     let mut w = World::new(
-        Direction::BtcToEth,
+        Direction::BTC_TO_ETH,
         Mining::Nominal,
         Mining::Nominal,
         Preimage::from_bytes([1; 32]),
@@ -318,8 +318,8 @@ async fn many_swaps_run_concurrently_and_resume_from_the_store() {
         Arc::new(Driver::new(
             Arc::new(SqliteStore::open(db).unwrap()),
             [
-                Arc::new(SimHandle::new(world.clone(), Leg::X)) as Arc<dyn Chain>,
-                Arc::new(SimHandle::new(world.clone(), Leg::Y)) as Arc<dyn Chain>,
+                Arc::new(SimHandle::new(world.clone(), Leg::X)) as Arc<dyn Rail>,
+                Arc::new(SimHandle::new(world.clone(), Leg::Y)) as Arc<dyn Rail>,
             ],
             fast,
         ))
@@ -395,9 +395,12 @@ struct Forgetful {
 }
 
 #[async_trait::async_trait]
-impl Chain for Forgetful {
+impl Rail for Forgetful {
     fn params(&self) -> &ChainParams {
         self.inner.params()
+    }
+    async fn account(&self, key_index: u32) -> Result<Account, ChainError> {
+        self.inner.account(key_index).await
     }
     async fn tip(&self) -> Result<ChainTip, ChainError> {
         self.inner.tip().await
@@ -425,7 +428,7 @@ impl Chain for Forgetful {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_swaps_are_forgotten_on_both_legs() {
     let w = World::new(
-        Direction::BtcToEth,
+        Direction::BTC_TO_ETH,
         Mining::Nominal,
         Mining::Nominal,
         Preimage::from_bytes([9; 32]),
@@ -447,7 +450,7 @@ async fn finished_swaps_are_forgotten_on_both_legs() {
         });
         let d = Arc::new(Driver::new(
             Arc::new(swap_core::store::MemoryStore::new()),
-            [x.clone() as Arc<dyn Chain>, y.clone() as Arc<dyn Chain>],
+            [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
             fast,
         ));
         (d, x, y)

@@ -128,13 +128,15 @@ struct Run {
 fn run(dir: Direction, pace: (Mining, Mining), honest: Role, dev: Deviant, delay_max: bool) -> Run {
     let secret = Preimage::from_bytes([0x42; 32]);
     let mut w = World::new(dir, pace.0, pace.1, secret.clone());
+    // The longest a claim or refund may take to land: `claim_blocks` on chain; on a channel
+    // rail whose peer does not answer, the enforcement delay on top.
     let delay_x = if delay_max {
-        w.terms.x.params.claim_blocks as u64
+        w.terms.x.params.cutoff_blocks() as u64
     } else {
         1
     };
     let delay_y = if delay_max {
-        w.terms.y.params.claim_blocks as u64
+        w.terms.y.params.cutoff_blocks() as u64
     } else {
         1
     };
@@ -385,8 +387,8 @@ fn deviant_responder(
     locked: &mut bool,
 ) {
     let snap = w.snapshot();
-    let x_confirmed = matches!(snap.x.htlc, HtlcStatus::Funded { confirmations, .. }
-        if confirmations >= terms.x.params.lock_confirmations);
+    let x_confirmed = matches!(snap.x.htlc, HtlcStatus::Funded { finality, .. }
+        if finality.reaches(terms.x.params.required_finality()));
     match dev {
         Deviant::Honest => unreachable!(),
         Deviant::NeverLocks => {}
@@ -425,9 +427,13 @@ fn deviant_responder(
     }
 }
 
-fn expected_for_honest_initiator(dev: Deviant) -> &'static [&'static str] {
+fn expected_for_honest_initiator(dir: Direction, dev: Deviant) -> &'static [&'static str] {
     match dev {
         Deviant::Honest | Deviant::SilentAfterLock => &["swapped"],
+        // A channel lock is irrevocable the moment it is made: one made just before the
+        // initiator's claim cutoff still leaves it time to claim (its claim budget covers the
+        // enforcement delay), so a late lock may end in a swap there.
+        Deviant::LocksLate if dir.y.kind.is_channel() => &["swapped", "refunded"],
         Deviant::NeverLocks | Deviant::LocksWrong(_) | Deviant::LocksLate => &["refunded"],
         _ => unreachable!(),
     }
@@ -457,14 +463,16 @@ fn honest_parties_never_lose_against_any_counterparty() {
     let mut runs = 0u64;
     let mut steps = 0u64;
     let mut tally = std::collections::BTreeMap::<String, u64>::new();
+    let mut by_class = std::collections::BTreeMap::<&str, u64>::new();
     for dir in ALL_DIRECTIONS {
+        let before = runs;
         for pace in paces() {
             for delay_max in [false, true] {
                 for &dev in R_DEVIANTS {
                     let r = run(dir, pace, Role::Initiator, dev, delay_max);
                     let got = label(&r.honest_outcome);
                     assert!(
-                        expected_for_honest_initiator(dev).contains(&got),
+                        expected_for_honest_initiator(dir, dev).contains(&got),
                         "{dir:?} {pace:?} delay_max {delay_max}: honest initiator vs {dev:?} ended {:?}",
                         r.honest_outcome
                     );
@@ -493,8 +501,15 @@ fn honest_parties_never_lose_against_any_counterparty() {
                 }
             }
         }
+        *by_class.entry(dir.class()).or_default() += runs - before;
     }
     println!("explored {runs} interleavings ({steps} machine steps)");
+    for (class, n) in &by_class {
+        println!("  {n:5}  {class} legs");
+    }
+    for class in ["on-chain x on-chain", "on-chain x channel", "channel x channel"] {
+        assert!(by_class.get(class).copied().unwrap_or(0) > 0, "no {class} runs");
+    }
     for (k, v) in &tally {
         println!("  {v:4}  {k}");
     }
@@ -531,14 +546,14 @@ fn initiator_never_reveals_the_secret_after_its_deadline() {
                     tip: w.x.tip(),
                     htlc: HtlcStatus::Funded {
                         lock: lock_x.clone(),
-                        confirmations: 100,
+                        finality: Finality::confirmations(100),
                     },
                 },
                 y: LegView {
                     tip: tip_y,
                     htlc: HtlcStatus::Funded {
                         lock: lock_y.clone(),
-                        confirmations: 100,
+                        finality: Finality::confirmations(100),
                     },
                 },
             };
@@ -570,7 +585,7 @@ fn initiator_never_reveals_the_secret_after_its_deadline() {
 fn spends_stuck_in_the_mempool_are_sent_again_for_fee_bumps() {
     let secret = Preimage::from_bytes([2; 32]);
     let w = World::new(
-        Direction::EthToBtc,
+        Direction::ETH_TO_BTC,
         Mining::Nominal,
         Mining::Nominal,
         secret.clone(),
@@ -578,16 +593,16 @@ fn spends_stuck_in_the_mempool_are_sent_again_for_fee_bumps() {
     let t = w.terms.clone();
     let funded = |leg| HtlcStatus::Funded {
         lock: w.agreed_lock(leg),
-        confirmations: 10,
+        finality: Finality::confirmations(10),
     };
-    let claimed = |confirmations| HtlcStatus::Claimed {
+    let claimed = |confirmations: u32| HtlcStatus::Claimed {
         preimage: secret.clone(),
         txref: TxRef("c".into()),
-        confirmations,
+        finality: Finality::confirmations(confirmations),
     };
-    let refunded = |confirmations| HtlcStatus::Refunded {
+    let refunded = |confirmations: u32| HtlcStatus::Refunded {
         txref: TxRef("r".into()),
-        confirmations,
+        finality: Finality::confirmations(confirmations),
     };
     let snap = |x: HtlcStatus, y: HtlcStatus| Snapshot {
         x: LegView {
@@ -670,11 +685,11 @@ fn a_stranger_paying_our_script_never_makes_the_responder_lock() {
         };
         let paid = HtlcStatus::Funded {
             lock: dust.clone(),
-            confirmations: 0,
+            finality: Finality::confirmations(0),
         };
         let exact = HtlcStatus::Funded {
             lock: w.agreed_lock(Leg::Y),
-            confirmations: 3,
+            finality: Finality::confirmations(3),
         };
         // Someone pays (dust or even the exact amount) to our Y script before we locked, then
         // double-spends it away: we keep waiting for the initiator and never lock.
@@ -708,7 +723,7 @@ fn a_stranger_paying_our_script_never_makes_the_responder_lock() {
             &responder::State::Locking,
             &snap(HtlcStatus::Funded {
                 lock: dust.clone(),
-                confirmations: 2,
+                finality: Finality::confirmations(2),
             }),
         );
         assert_eq!(step.state, responder::State::Locking, "{dir:?}");
@@ -740,14 +755,14 @@ fn a_claim_decided_but_never_sent_is_not_sent_after_the_deadline() {
                 tip: w.x.tip(),
                 htlc: HtlcStatus::Funded {
                     lock: w.agreed_lock(Leg::X),
-                    confirmations: 50,
+                    finality: Finality::confirmations(50),
                 },
             },
             y: LegView {
                 tip: tip_y,
                 htlc: HtlcStatus::Funded {
                     lock: w.agreed_lock(Leg::Y),
-                    confirmations: 50,
+                    finality: Finality::confirmations(50),
                 },
             },
         };
@@ -790,17 +805,17 @@ fn the_claim_phase_settles_on_an_unchanging_snapshot() {
         let ys = [
             HtlcStatus::Funded {
                 lock: lock_y,
-                confirmations: 50,
+                finality: Finality::confirmations(50),
             },
             HtlcStatus::Claimed {
                 preimage: secret.clone(),
                 txref: TxRef("claim".into()),
-                confirmations: 0,
+                finality: Finality::confirmations(0),
             },
             HtlcStatus::Absent,
             HtlcStatus::Refunded {
                 txref: TxRef("refund".into()),
-                confirmations: 0,
+                finality: Finality::confirmations(0),
             },
         ];
         let starts = [
@@ -816,7 +831,7 @@ fn the_claim_phase_settles_on_an_unchanging_snapshot() {
                         tip: w.x.tip(),
                         htlc: HtlcStatus::Funded {
                             lock: w.agreed_lock(Leg::X),
-                            confirmations: 50,
+                            finality: Finality::confirmations(50),
                         },
                     },
                     y: LegView {

@@ -63,6 +63,7 @@ fn leg(p: ChainParams, sender: u8, recipient: u8) -> LegTerms {
         sender: s,
         recipient: r,
         expiry: Expiry::Height(Height(0)),
+        rail_data: None,
     }
 }
 
@@ -273,8 +274,8 @@ proptest! {
         };
         prop_assert!(!terms.initiator_may_claim(tip_y));
         let snap = Snapshot {
-            x: LegView { tip: tips.x, htlc: HtlcStatus::Funded { lock: agreed(&terms, Leg::X), confirmations: 1000 } },
-            y: LegView { tip: tip_y, htlc: HtlcStatus::Funded { lock: agreed(&terms, Leg::Y), confirmations: 1000 } },
+            x: LegView { tip: tips.x, htlc: HtlcStatus::Funded { lock: agreed(&terms, Leg::X), finality: Finality::confirmations(1000) } },
+            y: LegView { tip: tip_y, htlc: HtlcStatus::Funded { lock: agreed(&terms, Leg::Y), finality: Finality::confirmations(1000) } },
         };
         let state = [
             initiator::State::Locked { txref: TxRef("a".into()) },

@@ -51,7 +51,7 @@ impl Party {
         let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite")).unwrap());
         let driver = Arc::new(Driver::new(
             store,
-            [btc.clone() as Arc<dyn Chain>, eth.clone() as Arc<dyn Chain>],
+            [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],
             DriverConfig::default(),
         ));
         Self {
@@ -110,7 +110,7 @@ pub fn btc_asset(nodes: &Nodes) -> Asset {
 }
 
 /// Both tips now.
-pub async fn tips(x: &dyn Chain, y: &dyn Chain) -> Tips {
+pub async fn tips(x: &dyn Rail, y: &dyn Rail) -> Tips {
     Tips {
         x: x.tip().await.unwrap(),
         y: y.tip().await.unwrap(),
@@ -174,6 +174,7 @@ fn leg_btc(nodes: &Nodes, sender: Account, recipient: Account) -> LegTerms {
         sender,
         recipient,
         expiry: Expiry::Height(Height(0)),
+        rail_data: None,
     }
 }
 
@@ -198,6 +199,7 @@ fn leg_eth(nodes: &Nodes, sender: Account, recipient: Account, token: Option<Add
         sender,
         recipient,
         expiry: Expiry::Time(Timestamp(0)),
+        rail_data: None,
     }
 }
 
@@ -223,7 +225,7 @@ pub async fn agree(nodes: &Nodes, i: &Party, r: &Party, deal: Deal) -> Agreed {
             leg_btc(nodes, r.btc_account(0), i.btc_account(0)),
         ),
     };
-    let (cx, cy): (&dyn Chain, &dyn Chain) = match deal {
+    let (cx, cy): (&dyn Rail, &dyn Rail) = match deal {
         Deal::BtcForEth | Deal::BtcForToken(_) => (i.btc.as_ref(), i.eth.as_ref()),
         _ => (i.eth.as_ref(), i.btc.as_ref()),
     };

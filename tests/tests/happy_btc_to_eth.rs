@@ -23,6 +23,7 @@ async fn btc_for_eth_both_parties_swap() {
         sender: alice.btc_account(0),
         recipient: bob.btc_account(0),
         expiry: Expiry::Height(Height(0)),
+        rail_data: None,
     };
     let y = LegTerms {
         params: nodes.eth_params(),
@@ -31,6 +32,7 @@ async fn btc_for_eth_both_parties_swap() {
         sender: bob.eth_account(),
         recipient: alice.eth_account(),
         expiry: Expiry::Time(Timestamp(0)),
+        rail_data: None,
     };
     let tips = tips(alice.btc.as_ref(), alice.eth.as_ref()).await;
     let terms = SwapTerms::with_default_expiries(

@@ -32,7 +32,7 @@ async fn underfunded_counter_lock_is_refused_and_refunded() {
             .await
             .unwrap();
         if !bob_locked
-            && matches!(own, HtlcStatus::Funded { confirmations, .. } if confirmations >= 1)
+            && matches!(own, HtlcStatus::Funded { finality, .. } if finality.depth() >= Some(1))
         {
             bob.eth.lock(&short).await.unwrap();
             bob_locked = true;

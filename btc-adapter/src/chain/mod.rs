@@ -1,11 +1,11 @@
-//! [`BtcChain`]: `swap_core::Chain` for Bitcoin and Litecoin over a node's JSON-RPC.
+//! [`BtcChain`]: `swap_core::Rail` for Bitcoin and Litecoin over a node's JSON-RPC.
 //!
 //! One [`Scanner`] serves every watched HTLC: each call syncs it (reorg check, new blocks via
 //! `getblock <hash> 2`, mempool) and answers from it. Actions check the chain first, hold the
 //! state lock from that check to their broadcast, and are idempotent:
 //! - `lock` funds from the node wallet only when no funding is on chain, in the mempool, or
 //!   already sent by this process; it never funds twice. Concurrent locks are funded together:
-//!   one wallet transaction with one output per HTLC (see `lock` in the `Chain` impl).
+//!   one wallet transaction with one output per HTLC (see `lock` in the `Rail` impl).
 //! - `claim` / `refund` return the existing spend when there is one. When that spend is still
 //!   unconfirmed `bump_after_blocks` blocks after it was sent, they replace it with a higher
 //!   fee (BIP-125); [`BtcChain::bump_fees`] does the same for every pending spend.
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
 use swap_core::{
-    Account, Amount, Asset, Cause, Chain, ChainError, ChainFamily, ChainId, ChainParams, ChainTip,
+    Account, Amount, Asset, Cause, Rail, ChainError, ChainFamily, ChainId, ChainParams, ChainTip,
     Height, HtlcParams, HtlcStatus, ObservedLock, Preimage, PublicKeyBytes, Sats, Timestamp, TxRef,
 };
 use tokio::sync::{oneshot, Mutex};
@@ -126,7 +126,7 @@ struct State {
     /// Fundings this process built, by HTLC script (a batch's scripts share one transaction),
     /// recorded before they are broadcast.
     locks_sent: HashMap<ScriptBuf, (Transaction, std::time::Instant)>,
-    /// Locks waiting for a funding batch (see `lock` in the `Chain` impl).
+    /// Locks waiting for a funding batch (see `lock` in the `Rail` impl).
     lock_queue: Vec<LockRequest>,
     /// Counts the syncs started: a request checked at the current value was checked against
     /// the latest scan, with no sync (complete or failed) since.
@@ -156,7 +156,7 @@ struct HtlcTerms {
     expiry: swap_core::Expiry,
 }
 
-/// `swap_core::Chain` for Bitcoin or Litecoin.
+/// `swap_core::Rail` for Bitcoin or Litecoin.
 #[derive(Debug)]
 pub struct BtcChain {
     params: ChainParams,
@@ -307,7 +307,7 @@ impl BtcChain {
 
     /// For a lock paid from an external wallet: the HTLC address, the exact amount, and a
     /// BIP-21 URI (`bitcoin:` or `litecoin:`) a wallet can scan. The payment is detected by the
-    /// block scan like any other funding ([`Chain::htlc_status`]); an amount other than the
+    /// block scan like any other funding ([`Rail::htlc_status`]); an amount other than the
     /// exact one is reported as found with its real amount, which the engine refuses.
     pub fn payment_request(&self, params: &HtlcParams) -> Result<PaymentRequest, ChainError> {
         let address = self.htlc_address(params)?;
@@ -372,9 +372,14 @@ impl BtcChain {
 }
 
 #[async_trait]
-impl Chain for BtcChain {
+impl Rail for BtcChain {
     fn params(&self) -> &ChainParams {
         &self.params
+    }
+
+    /// The swap public key at `key_index` (an error on a watch-only adapter).
+    async fn account(&self, key_index: u32) -> Result<Account, ChainError> {
+        Ok(Account::PublicKey(self.swap_public_key(key_index)?))
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {

@@ -1,6 +1,7 @@
 //! Pure status derivation: an HTLC's state from what the scanner knows of its script.
 
 use super::*;
+use swap_core::Finality;
 
 pub(super) fn confirmations(tip: u64, height: Option<u64>) -> u32 {
     match height {
@@ -11,17 +12,17 @@ pub(super) fn confirmations(tip: u64, height: Option<u64>) -> u32 {
 
 /// What a spend of the HTLC is: a claim (with the preimage) or a refund.
 pub(super) fn classify(htlc: &Htlc, spend: &Spend, tip: u64) -> HtlcStatus {
-    let confirmations = confirmations(tip, spend.height);
+    let finality = Finality::confirmations(confirmations(tip, spend.height));
     let txref = TxRef(spend.txid.to_string());
     match extract_preimage(htlc.hashlock(), spend.witness.iter().map(Vec::as_slice)) {
         Some(p) => HtlcStatus::Claimed {
             preimage: Preimage::from_bytes(p),
             txref,
-            confirmations,
+            finality,
         },
         None => HtlcStatus::Refunded {
             txref,
-            confirmations,
+            finality,
         },
     }
 }
@@ -71,7 +72,7 @@ pub(super) fn derive_status(
                     hashlock: params.hashlock,
                     expiry: params.expiry,
                 },
-                confirmations: confirmations(tip, funding.height),
+                finality: Finality::confirmations(confirmations(tip, funding.height)),
             })
         }
     };
@@ -93,7 +94,7 @@ mod tests {
 
     #[test]
     fn usable_as_a_shared_chain_object() {
-        fn assert_dyn(_: std::sync::Arc<dyn Chain>) {}
+        fn assert_dyn(_: std::sync::Arc<dyn Rail>) {}
         let rpc = RpcConfig {
             url: "http://127.0.0.1:1".into(),
             auth: crate::rpc::Auth::UserPass("u".into(), "p".into()),
@@ -123,6 +124,7 @@ mod tests {
             recipient: Account::PublicKey(c.public_key_bytes()),
             expiry: swap_core::Expiry::Height(Height(500)),
             watch_from: Height(100),
+            rail_data: None,
         };
         let htlc = Htlc::from_params(&params).unwrap();
         (params, htlc, s)
@@ -164,7 +166,7 @@ mod tests {
         match status {
             HtlcStatus::Funded {
                 lock,
-                confirmations,
+                finality,
             } => {
                 assert_eq!(lock.amount, Amount::Sats(Sats(999)));
                 assert_eq!(confirmations, 6);

@@ -7,7 +7,7 @@ use btc_adapter::regtest::RegtestNode;
 use btc_adapter::rpc::{RpcClient, RpcConfig};
 use btc_adapter::{BtcChain, BtcConfig, FeeConfig};
 use swap_core::{
-    Account, Amount, Chain, Expiry, Height, HtlcParams, HtlcStatus, Preimage, Sats, SwapId,
+    Account, Amount, Rail, Expiry, Height, HtlcParams, HtlcStatus, Preimage, Sats, SwapId,
 };
 
 /// Two parties on one node: Alice locks (sender), Bob claims (recipient). Each has its own
@@ -79,17 +79,14 @@ impl Env {
             recipient: Account::PublicKey(self.bob.swap_public_key(KEY_INDEX).unwrap()),
             expiry: Expiry::Height(Height(tip + blocks)),
             watch_from: Height(tip),
+            rail_data: None,
         }
     }
 }
 
+/// The depth of a status (0 in the mempool), `None` when absent.
 pub fn confirmations(status: &HtlcStatus) -> Option<u32> {
-    match status {
-        HtlcStatus::Absent => None,
-        HtlcStatus::Funded { confirmations, .. }
-        | HtlcStatus::Claimed { confirmations, .. }
-        | HtlcStatus::Refunded { confirmations, .. } => Some(*confirmations),
-    }
+    status.finality().map(|f| f.depth().unwrap_or(0))
 }
 
 /// Funds `params` from Alice and mines one block; returns the funding txid.

@@ -124,7 +124,7 @@ impl Engine {
     ) -> Arc<Self> {
         let driver = Arc::new(Driver::new(
             store,
-            [btc.clone() as Arc<dyn Chain>, eth.clone() as Arc<dyn Chain>],
+            [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],
             config,
         ));
         Arc::new(Self {
@@ -139,7 +139,7 @@ impl Engine {
         })
     }
 
-    fn chain(&self, id: ChainId) -> Option<Arc<dyn Chain>> {
+    fn chain(&self, id: ChainId) -> Option<Arc<dyn Rail>> {
         if self.btc.params().chain == id {
             Some(self.btc.clone())
         } else if self.eth.params().chain == id {
@@ -394,6 +394,7 @@ impl Engine {
                 sender: self.account(x, key_index)?,
                 recipient: maker_x,
                 expiry: Expiry::Height(Height(0)),
+                rail_data: None,
             },
             LegTerms {
                 params: self.params(y)?,
@@ -402,6 +403,7 @@ impl Engine {
                 sender: maker_y,
                 recipient: self.account(y, key_index)?,
                 expiry: Expiry::Height(Height(0)),
+                rail_data: None,
             },
             SafetyPolicy::default(),
             tips,

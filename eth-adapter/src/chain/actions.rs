@@ -65,7 +65,7 @@ pub(super) fn claim_batch_input(mut claims: Vec<(EthHtlc, B256)>) -> Bytes {
 }
 
 impl EthChain {
-    /// Locks the swap (idempotent; see [`Chain::lock`]). Returns the lock transaction.
+    /// Locks the swap (idempotent; see [`Rail::lock`]). Returns the lock transaction.
     pub async fn lock_htlc(&self, p: &HtlcParams) -> Result<B256, EthError> {
         let h = EthHtlc::from_params(p)?;
         self.check_decimals(p).await?;
@@ -213,7 +213,7 @@ impl EthChain {
         Ok(plain.abi_encode())
     }
 
-    /// Claims the swap with `preimage` (idempotent; see [`Chain::claim`]).
+    /// Claims the swap with `preimage` (idempotent; see [`Rail::claim`]).
     pub async fn claim_htlc(&self, p: &HtlcParams, preimage: &Preimage) -> Result<B256, EthError> {
         let h = EthHtlc::from_params(p)?;
         if !p.hashlock.matches(preimage) {
@@ -364,7 +364,7 @@ impl EthChain {
         }
     }
 
-    /// Refunds the swap to its sender (idempotent; see [`Chain::refund`]).
+    /// Refunds the swap to its sender (idempotent; see [`Rail::refund`]).
     pub async fn refund_htlc(&self, p: &HtlcParams) -> Result<B256, EthError> {
         let h = EthHtlc::from_params(p)?;
         let id = h.id();

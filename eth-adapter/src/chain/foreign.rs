@@ -1,6 +1,7 @@
 //! Locks found by hashlock whatever their other parameters: how a wrong lock is told apart.
 
 use super::*;
+use swap_core::Finality;
 
 /// A lock found by hashlock: its parameters as the chain has them, whether it is still locked,
 /// and where it is.
@@ -21,7 +22,7 @@ pub struct FoundLock {
 impl EthChain {
     /// Every lock with this hashlock since block `from`, whatever its other parameters.
     ///
-    /// [`Chain::htlc_status`] only ever reports the lock whose parameters are exactly the agreed
+    /// [`Rail::htlc_status`] only ever reports the lock whose parameters are exactly the agreed
     /// ones (the swap id commits to all of them), so a lock with, say, the wrong amount shows up
     /// there as `Absent`. This tells the engine what is on chain instead, so it can refuse a
     /// wrong lock and say why.
@@ -85,7 +86,7 @@ impl EthChain {
                 hashlock: other.htlc.core_hashlock(),
                 expiry: Expiry::Time(Timestamp(other.htlc.expiry)),
             },
-            confirmations: other.confirmations,
+            finality: Finality::confirmations(other.confirmations),
         })
     }
 

@@ -13,7 +13,7 @@ use alloy::signers::Signer;
 use alloy::sol_types::{SolCall, SolStruct};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use swap_core::chain::{Chain, ChainError, HtlcParams, HtlcStatus, ObservedLock};
+use swap_core::rail::{Rail, ChainError, HtlcParams, HtlcStatus, ObservedLock};
 use swap_core::params::{ChainParams, ChainTip};
 use swap_core::types::{Account, Expiry, Height, Preimage, Timestamp, TxRef};
 use tokio::sync::{oneshot, Mutex, OnceCell};
@@ -359,9 +359,14 @@ pub fn revert_reason(data: &[u8]) -> String {
 }
 
 #[async_trait]
-impl Chain for EthChain {
+impl Rail for EthChain {
     fn params(&self) -> &ChainParams {
         &self.cfg.params
+    }
+
+    /// One account for every swap: the adapter's (or the watched) address.
+    async fn account(&self, _key_index: u32) -> Result<Account, ChainError> {
+        Ok(EthChain::account(self))
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {

@@ -88,7 +88,7 @@ impl EthChain {
 
     /// Waits for the receipt; a reverted transaction is an error.
     ///
-    /// With a shared tip ([`EthConfig::tip_max_age`] above zero, read through [`Chain::tip`]
+    /// With a shared tip ([`EthConfig::tip_max_age`] above zero, read through [`Rail::tip`]
     /// by every waiter), the receipt is asked for again only when the chain has a new block: a
     /// thousand swaps waiting for their transactions cost a thousand receipt reads per block,
     /// not per poll interval. Without one, a tip read would cost as much as the receipt read it
@@ -100,7 +100,7 @@ impl EthChain {
             let tip = if self.cfg.tip_max_age.is_zero() {
                 None
             } else {
-                match Chain::tip(self).await {
+                match Rail::tip(self).await {
                     Ok(t) => Some(t.height),
                     Err(e) if e.is_transient() => None,
                     Err(e) => return Err(EthError::Rpc(e.to_string())),

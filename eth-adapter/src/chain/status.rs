@@ -1,6 +1,7 @@
 //! Status derivation: a swap's state from the shared log scan, the storage slot and the mempool.
 
 use super::*;
+use swap_core::Finality;
 
 impl EthChain {
     /// Brings the shared scan up to date (watching `h`) as `fresh` asks, and reads the swap's
@@ -140,7 +141,7 @@ impl EthChain {
                         hashlock: onchain.core_hashlock(),
                         expiry: Expiry::Time(Timestamp(onchain.expiry)),
                     },
-                    confirmations: confs(lock.block),
+                    finality: Finality::confirmations(confs(lock.block)),
                 }
             }
             (Some(_), false) => match after.first() {
@@ -155,12 +156,12 @@ impl EthChain {
                         HtlcStatus::Claimed {
                             preimage,
                             txref: txref(e.tx),
-                            confirmations: confs(e.block),
+                            finality: Finality::confirmations(confs(e.block)),
                         }
                     }
                     EventKind::Refunded => HtlcStatus::Refunded {
                         txref: txref(e.tx),
-                        confirmations: confs(e.block),
+                        finality: Finality::confirmations(confs(e.block)),
                     },
                     EventKind::Locked(_) => {
                         return Err(EthError::Inconsistent("lock after lock".into()))
@@ -180,7 +181,7 @@ impl EthChain {
                 HtlcStatus::Claimed {
                     preimage: Preimage::from_bytes(pre.0),
                     txref: txref(tx),
-                    confirmations: 0,
+                    finality: Finality::Mempool,
                 }
             }
             (other, _) => other,
@@ -325,7 +326,7 @@ impl EthChain {
         m.lock_owned().await
     }
 
-    /// The swap's state (the engine's [`Chain::htlc_status`] with this crate's error type).
+    /// The swap's state (the engine's [`Rail::htlc_status`] with this crate's error type).
     ///
     /// With [`EthConfig::mempool_preimages`], a claim still in the node's mempool is reported
     /// as `Claimed` with 0 confirmations (the preimage is public from then on). `lock`, `claim`

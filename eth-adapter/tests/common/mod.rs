@@ -13,7 +13,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use eth_adapter::devnet::Devnet;
 use eth_adapter::{EthChain, EthConfig};
-use swap_core::chain::HtlcParams;
+use swap_core::rail::HtlcParams;
 use swap_core::params::{ChainFamily, ChainId, ChainParams, Network};
 use swap_core::types::{
     Account, Amount, Asset, EvmAddress, Expiry, Height, Preimage, SwapId, Timestamp, TokenUnits,
@@ -97,6 +97,7 @@ pub async fn eth_swap(
         recipient: evm(net.address(to)),
         expiry: Expiry::Time(Timestamp(now(net).await + secs)),
         watch_from: Height(height(net).await),
+        rail_data: None,
     };
     (p, pre)
 }

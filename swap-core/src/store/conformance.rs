@@ -31,6 +31,7 @@ pub fn sample_record(n: u8, role: Role) -> SwapRecord {
         sender: Account::PublicKey(PublicKeyBytes([2; 33])),
         recipient: Account::PublicKey(PublicKeyBytes([3; 33])),
         expiry: Expiry::Height(Height(0)),
+        rail_data: None,
     };
     let y = LegTerms {
         params: eth,
@@ -39,6 +40,7 @@ pub fn sample_record(n: u8, role: Role) -> SwapRecord {
         sender: Account::Evm(EvmAddress([4; 20])),
         recipient: Account::Evm(EvmAddress([5; 20])),
         expiry: Expiry::Time(Timestamp(0)),
+        rail_data: None,
     };
     let terms = SwapTerms::with_default_expiries(
         SwapId([n; 16]),

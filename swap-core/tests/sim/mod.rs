@@ -6,6 +6,13 @@
 //! holds HTLCs, a mempool with per-transaction inclusion delays, and balances. Validity follows
 //! the real chains: a claim needs the preimage (and, on a time-expiry chain, a block before the
 //! expiry); a refund needs a block past the expiry (height > E, or time >= E).
+//!
+//! A simulated chain can also be a *channel-like rail* (its parameters' kind is Lightning or
+//! EVM channel): a lock is a co-signed update, irrevocable at once (no mempool, no depth); a
+//! claim or refund is applied at once while the peer answers (an inclusion delay of at most
+//! one block) and otherwise enforced on chain, visible while in flight and landing after the
+//! delay; on a rail with automatic refunds (Lightning) an unclaimed lock fails back by itself
+//! in the first block past its expiry, and nobody can send a refund.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -151,6 +158,37 @@ impl SimChain {
         TxRef(format!("{}-{tag}-{}", self.params.chain, self.next_tx))
     }
 
+    fn is_channel(&self) -> bool {
+        self.params.kind.is_channel()
+    }
+
+    /// How final a lock, claim or refund included at `height` is.
+    fn finality(&self, height: u64) -> Finality {
+        if self.is_channel() {
+            Finality::Irrevocable
+        } else {
+            Finality::confirmations((self.height + 1 - height) as u32)
+        }
+    }
+
+    /// Applies a transaction now (a channel update the peer co-signs at once) or queues it
+    /// (on chain, or a channel claim enforced on chain because the peer does not answer).
+    fn submit(&mut self, kind: TxKind, tag: &str) -> TxRef {
+        let txref = self.txref(tag);
+        let tx = PendingTx {
+            kind,
+            txref: txref.clone(),
+            include_at: self.height + self.inclusion_delay,
+        };
+        if self.is_channel() && (matches!(tx.kind, TxKind::Lock(_)) || self.inclusion_delay <= 1)
+        {
+            self.include(tx);
+        } else {
+            self.mempool.push(tx);
+        }
+        txref
+    }
+
     /// Mines every block due by `t`.
     pub fn advance_to(&mut self, t: u64) {
         while self.next_block_at <= t {
@@ -169,6 +207,28 @@ impl SimChain {
         self.mempool = rest;
         for tx in due {
             self.include(tx);
+        }
+        if self.params.refunds() == RefundMode::Automatic {
+            // The rail fails every expired, unclaimed lock back by itself.
+            let expired: Vec<usize> = (0..self.htlcs.len())
+                .filter(|&i| self.htlcs[i].spend.is_none() && self.expired(i))
+                .collect();
+            for htlc in expired {
+                let txref = self.txref("failed-back");
+                self.include(PendingTx {
+                    kind: TxKind::Refund { htlc },
+                    txref,
+                    include_at: self.height,
+                });
+            }
+        }
+    }
+
+    /// True when the lock `i` can be refunded in the current block.
+    fn expired(&self, i: usize) -> bool {
+        match self.htlcs[i].lock.expiry {
+            Expiry::Time(e) => self.time >= e.0,
+            Expiry::Height(e) => self.height > e.0,
         }
     }
 
@@ -206,12 +266,8 @@ impl SimChain {
                 *self.balances.entry(to).or_insert(0) += v;
             }
             TxKind::Refund { htlc } => {
-                let (height, time) = (self.height, self.time);
+                let expired = self.expired(htlc);
                 let h = &mut self.htlcs[htlc];
-                let expired = match h.lock.expiry {
-                    Expiry::Time(e) => time >= e.0,
-                    Expiry::Height(e) => height > e.0,
-                };
                 if h.spend.is_some() || !expired {
                     return;
                 }
@@ -233,7 +289,7 @@ impl SimChain {
 
     /// What an adapter would report for the HTLC with this hashlock.
     pub fn status(&self, hashlock: &Hashlock) -> HtlcStatus {
-        let confs = |h: u64| (self.height + 1 - h) as u32;
+        let confs = |h: u64| self.finality(h);
         match self.find(hashlock) {
             None => {
                 for tx in &self.mempool {
@@ -241,7 +297,7 @@ impl SimChain {
                         if lock.hashlock == *hashlock {
                             return HtlcStatus::Funded {
                                 lock: lock.clone(),
-                                confirmations: 0,
+                                finality: Finality::Mempool,
                             };
                         }
                     }
@@ -258,7 +314,7 @@ impl SimChain {
                     }) => HtlcStatus::Claimed {
                         preimage: p.clone(),
                         txref: txref.clone(),
-                        confirmations: confs(*height),
+                        finality: confs(*height),
                     },
                     Some(Spend {
                         claim: None,
@@ -266,7 +322,7 @@ impl SimChain {
                         height,
                     }) => HtlcStatus::Refunded {
                         txref: txref.clone(),
-                        confirmations: confs(*height),
+                        finality: confs(*height),
                     },
                     None => {
                         // Mempool spends are visible (a claim first: it reveals the secret).
@@ -279,7 +335,7 @@ impl SimChain {
                                     return HtlcStatus::Claimed {
                                         preimage: preimage.clone(),
                                         txref: tx.txref.clone(),
-                                        confirmations: 0,
+                                        finality: Finality::Mempool,
                                     }
                                 }
                                 TxKind::Refund { htlc } if *htlc == i => {
@@ -291,11 +347,11 @@ impl SimChain {
                         match refund {
                             Some(txref) => HtlcStatus::Refunded {
                                 txref,
-                                confirmations: 0,
+                                finality: Finality::Mempool,
                             },
                             None => HtlcStatus::Funded {
                                 lock: h.lock.clone(),
-                                confirmations: confs(h.funded_height),
+                                finality: confs(h.funded_height),
                             },
                         }
                     }
@@ -318,15 +374,9 @@ impl SimChain {
                 }
             }
         }
-        let txref = self.txref("lock");
         let mut lock = lock;
-        lock.txref = txref.clone();
-        self.mempool.push(PendingTx {
-            kind: TxKind::Lock(lock),
-            txref: txref.clone(),
-            include_at: self.height + self.inclusion_delay,
-        });
-        Ok(txref)
+        lock.txref = TxRef(format!("{}-lock-{}", self.params.chain, self.next_tx + 1));
+        Ok(self.submit(TxKind::Lock(lock), "lock"))
     }
 
     pub fn submit_claim(
@@ -351,19 +401,22 @@ impl SimChain {
                 return Err(ChainError::permanent("claim after expiry reverts"));
             }
         }
-        let txref = self.txref("claim");
-        self.mempool.push(PendingTx {
-            kind: TxKind::Claim {
+        Ok(self.submit(
+            TxKind::Claim {
                 htlc: i,
                 preimage: preimage.clone(),
             },
-            txref: txref.clone(),
-            include_at: self.height + self.inclusion_delay,
-        });
-        Ok(txref)
+            "claim",
+        ))
     }
 
     pub fn submit_refund(&mut self, hashlock: &Hashlock) -> Result<TxRef, ChainError> {
+        if self.params.refunds() == RefundMode::Automatic {
+            return Err(ChainError::new(
+                Cause::Invalid,
+                "refunds on this rail are automatic",
+            ));
+        }
         let i = self
             .find(hashlock)
             .ok_or_else(|| ChainError::transient("no confirmed htlc to refund"))?;
@@ -380,29 +433,68 @@ impl SimChain {
         if !ok {
             return Err(ChainError::permanent("non-final"));
         }
-        let txref = self.txref("refund");
-        self.mempool.push(PendingTx {
-            kind: TxKind::Refund { htlc: i },
-            txref: txref.clone(),
-            include_at: self.height + self.inclusion_delay,
-        });
-        Ok(txref)
+        Ok(self.submit(TxKind::Refund { htlc: i }, "refund"))
     }
 }
 
-/// Swap direction: which chain families X and Y are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    BtcToEth,
-    EthToBtc,
-    BtcToLtc,
+/// Swap direction: the rails of X and Y.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Direction {
+    pub x: RailId,
+    pub y: RailId,
 }
 
-pub const ALL_DIRECTIONS: [Direction; 3] = [
-    Direction::BtcToEth,
-    Direction::EthToBtc,
-    Direction::BtcToLtc,
+impl std::fmt::Debug for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}->{}", self.x, self.y)
+    }
+}
+
+const fn rail(family: ChainFamily, kind: RailKind) -> RailId {
+    RailId::new(ChainId::new(family, Network::Mainnet), kind)
+}
+const BTC: RailId = rail(ChainFamily::Bitcoin, RailKind::OnChain);
+const LTC: RailId = rail(ChainFamily::Litecoin, RailKind::OnChain);
+const ETH: RailId = rail(ChainFamily::Ethereum, RailKind::OnChain);
+const BTC_LN: RailId = rail(ChainFamily::Bitcoin, RailKind::Lightning);
+const LTC_LN: RailId = rail(ChainFamily::Litecoin, RailKind::Lightning);
+const ETH_CHANNEL: RailId = rail(ChainFamily::Ethereum, RailKind::EvmChannel);
+
+const fn dir(x: RailId, y: RailId) -> Direction {
+    Direction { x, y }
+}
+
+impl Direction {
+    pub const BTC_TO_ETH: Direction = dir(BTC, ETH);
+    pub const ETH_TO_BTC: Direction = dir(ETH, BTC);
+
+    /// Which kinds of legs: "on-chain x on-chain", "on-chain x channel", ...
+    pub fn class(&self) -> &'static str {
+        match (self.x.kind.is_channel(), self.y.kind.is_channel()) {
+            (false, false) => "on-chain x on-chain",
+            (false, true) | (true, false) => "on-chain x channel",
+            (true, true) => "channel x channel",
+        }
+    }
+}
+
+/// Every pairing of rails the interleavings run over: on chain x on chain (as before rails),
+/// on chain x channel-like in both orders, and channel-like x channel-like.
+pub const ALL_DIRECTIONS: [Direction; 10] = [
+    dir(BTC, ETH),
+    dir(ETH, BTC),
+    dir(BTC, LTC),
+    dir(BTC, ETH_CHANNEL),
+    dir(ETH, BTC_LN),
+    dir(BTC_LN, ETH),
+    dir(ETH_CHANNEL, BTC),
+    dir(BTC_LN, ETH_CHANNEL),
+    dir(ETH_CHANNEL, BTC_LN),
+    dir(BTC_LN, LTC_LN),
 ];
+
+/// The on-chain pairs only (for the slower driver tests, which exercise the store, not rails).
+pub const ON_CHAIN_DIRECTIONS: [Direction; 3] = [dir(BTC, ETH), dir(ETH, BTC), dir(BTC, LTC)];
 
 /// The accounts of both parties.
 pub struct Parties {
@@ -414,8 +506,19 @@ pub struct Parties {
     pub r_y: Account,
 }
 
-fn params(family: ChainFamily) -> ChainParams {
-    ChainParams::for_chain(ChainId::new(family, Network::Mainnet))
+fn rail_data(rail: RailId, tag: u8) -> Option<RailData> {
+    let body = match rail.kind {
+        RailKind::OnChain => return None,
+        RailKind::Lightning => RailBody::Lightning {
+            node_id: PublicKeyBytes([tag; 33]),
+            payment_secret: [tag; 32],
+            min_final_cltv_delta: 42,
+        },
+        RailKind::EvmChannel => RailBody::EvmChannel {
+            channel_id: [tag; 32],
+        },
+    };
+    Some(RailData::new(body))
 }
 
 fn account(p: &ChainParams, tag: u8) -> Account {
@@ -450,12 +553,7 @@ impl World {
     /// Both chains at their start, terms agreed with `policy` and tight expiries `slack`
     /// seconds above the minimum the rules allow (so that runs stay short).
     pub fn new(dir: Direction, pace_x: Mining, pace_y: Mining, secret: Preimage) -> Self {
-        let (fx, fy) = match dir {
-            Direction::BtcToEth => (ChainFamily::Bitcoin, ChainFamily::Ethereum),
-            Direction::EthToBtc => (ChainFamily::Ethereum, ChainFamily::Bitcoin),
-            Direction::BtcToLtc => (ChainFamily::Bitcoin, ChainFamily::Litecoin),
-        };
-        let (px, py) = (params(fx), params(fy));
+        let (px, py) = (ChainParams::for_rail(dir.x), ChainParams::for_rail(dir.y));
         let x_chain = SimChain::new(px, 800_000, T0, pace_x);
         let y_chain = SimChain::new(py, 2_000_000, T0, pace_y);
         let parties = Parties {
@@ -482,6 +580,7 @@ impl World {
             sender: parties.i_x,
             recipient: parties.r_x,
             expiry: Expiry::Height(Height(0)),
+            rail_data: rail_data(dir.x, 0x31),
         };
         let y = LegTerms {
             params: py,
@@ -490,6 +589,7 @@ impl World {
             sender: parties.r_y,
             recipient: parties.i_y,
             expiry: Expiry::Height(Height(0)),
+            rail_data: rail_data(dir.y, 0x32),
         };
         let terms = tight_terms(SwapId([9; 16]), secret.hashlock(), x, y, policy, tips);
         let mut w = Self {
@@ -672,9 +772,18 @@ fn lock_from_params(p: &HtlcParams) -> ObservedLock {
 }
 
 #[async_trait]
-impl Chain for SimHandle {
+impl Rail for SimHandle {
     fn params(&self) -> &ChainParams {
         &self.params
+    }
+
+    /// One simulated rail serves both parties, so it has no account of its own: the scenario
+    /// names the parties' accounts.
+    async fn account(&self, _key_index: u32) -> Result<Account, ChainError> {
+        Err(ChainError::new(
+            Cause::Invalid,
+            "the simulated rail serves both parties; accounts come from the scenario",
+        ))
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {

@@ -1,16 +1,23 @@
-//! The traits chain adapters implement. swap-core never talks to a node itself.
+//! The rail seam: what every place an HTLC can live (on chain, in a Lightning channel, in an
+//! Ethereum payment channel) implements. swap-core never talks to a node or a peer itself.
 //!
-//! An adapter answers questions about one HTLC at a time ([`Chain::htlc_status`]) but is
-//! expected to serve all of them from one shared view of the chain (one block scan or one log
-//! filter for every watched swap), registered through [`Chain::watch`].
+//! A rail reports each leg's [`HtlcStatus`] with its [`Finality`] (in the mempool, n blocks
+//! deep, or irrevocable), says how refunds happen ([`crate::RefundMode`]) and how long it needs
+//! to enforce a claim on chain (`enforcement_blocks` in its [`ChainParams`]), and carries
+//! rail-specific data ([`RailData`]) in the terms. The engine asks a rail about all its active
+//! legs at once ([`Rail::observe`]) and hands it all the operations of a round at once
+//! ([`Rail::execute`]), so an adapter serves every swap from one view of its chain or channel
+//! and packs N operations into one transaction where it can.
 
 use std::fmt;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::params::{ChainParams, ChainTip};
-use crate::types::{Account, Amount, Asset, Expiry, Hashlock, Height, Preimage, SwapId, TxRef};
+use crate::params::{ChainParams, ChainTip, Finality, RailId};
+use crate::types::{
+    Account, Amount, Asset, Expiry, Hashlock, Height, Preimage, PublicKeyBytes, SwapId, TxRef,
+};
 
 /// Whether retrying can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +148,65 @@ pub struct HtlcParams {
     pub expiry: Expiry,
     /// Where to start looking for the lock (the tip when the swap was agreed).
     pub watch_from: Height,
+    /// What a channel rail needs to find or make this leg's lock (a node id, a channel id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rail_data: Option<RailData>,
+}
+
+/// The version of [`RailData`] this build writes and reads.
+pub const RAIL_DATA_VERSION: u16 = 1;
+
+/// Rail-specific data of one leg, agreed in the terms, carried in the messages and stored with
+/// the swap. Versioned: a party refuses a version it does not know rather than guess.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RailData {
+    /// The format version ([`RAIL_DATA_VERSION`]).
+    pub version: u16,
+    /// The data.
+    #[serde(flatten)]
+    pub body: RailBody,
+}
+
+/// The data each kind of channel rail needs. None is secret: a Lightning payment secret is
+/// shared with the payer by design (it is in every invoice), and keeps intermediaries from
+/// probing the payee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rail", rename_all = "snake_case")]
+pub enum RailBody {
+    /// A Lightning leg: where to pay and what proves the payer knows the invoice.
+    Lightning {
+        /// The recipient's node id.
+        node_id: PublicKeyBytes,
+        /// The payment secret the recipient's node expects with the HTLC.
+        #[serde(with = "hex::serde")]
+        payment_secret: [u8; 32],
+        /// The final CLTV delta the recipient requires (pinned: no router may add to it).
+        min_final_cltv_delta: u16,
+    },
+    /// A leg in a two-party Ethereum payment channel.
+    EvmChannel {
+        /// The channel's id in the channel contract.
+        #[serde(with = "hex::serde")]
+        channel_id: [u8; 32],
+    },
+}
+
+impl RailData {
+    /// Data of the current version.
+    pub fn new(body: RailBody) -> Self {
+        Self {
+            version: RAIL_DATA_VERSION,
+            body,
+        }
+    }
+
+    /// The kind of rail this data is for.
+    pub fn kind(&self) -> crate::params::RailKind {
+        match self.body {
+            RailBody::Lightning { .. } => crate::params::RailKind::Lightning,
+            RailBody::EvmChannel { .. } => crate::params::RailKind::EvmChannel,
+        }
+    }
 }
 
 /// A lock as found on chain: what the chain says, to be compared with the agreed terms.
@@ -162,46 +228,98 @@ pub struct ObservedLock {
     pub expiry: Expiry,
 }
 
-/// The state of one HTLC on chain. Zero confirmations means seen in the mempool only.
+/// The state of one leg's HTLC on its rail, with how final it is. A `txref` names the
+/// transaction on chain, or the channel update on a channel rail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum HtlcStatus {
     /// No lock found (never made, still unpropagated, or reorged out).
     Absent,
-    /// Locked and unspent.
+    /// Locked (offered) and neither claimed nor cancelled.
     Funded {
-        /// What the chain holds.
+        /// What the rail holds.
         lock: ObservedLock,
-        /// Depth of the funding transaction (0 = mempool).
-        confirmations: u32,
+        /// How final the lock is.
+        finality: Finality,
     },
-    /// Claimed with a preimage that hashes to the lock's hashlock.
+    /// Claimed (settled) with a preimage that hashes to the lock's hashlock.
     Claimed {
         /// The revealed secret, extracted from the claim.
         preimage: Preimage,
-        /// The claim transaction.
+        /// The claim.
         txref: TxRef,
-        /// Depth of the claim (0 = mempool).
-        confirmations: u32,
+        /// How final the claim is.
+        finality: Finality,
     },
-    /// Refunded to the sender.
+    /// Back with the sender (cancelled): refunded on chain, or failed back in a channel.
     Refunded {
-        /// The refund transaction.
+        /// The refund.
         txref: TxRef,
-        /// Depth of the refund (0 = mempool).
-        confirmations: u32,
+        /// How final the refund is.
+        finality: Finality,
     },
 }
 
-/// One chain, as the swap engine sees it. Implemented by btc-adapter and eth-adapter.
+impl HtlcStatus {
+    /// How final the lock, claim or refund is (`None` when absent).
+    pub fn finality(&self) -> Option<Finality> {
+        match self {
+            HtlcStatus::Absent => None,
+            HtlcStatus::Funded { finality, .. }
+            | HtlcStatus::Claimed { finality, .. }
+            | HtlcStatus::Refunded { finality, .. } => Some(*finality),
+        }
+    }
+}
+
+/// One operation for a rail to perform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RailOp {
+    /// Fund this HTLC.
+    Lock(HtlcParams),
+    /// Claim this HTLC with the secret.
+    Claim(HtlcParams, Preimage),
+    /// Refund this HTLC.
+    Refund(HtlcParams),
+}
+
+impl RailOp {
+    /// The HTLC the operation is about.
+    pub fn htlc(&self) -> &HtlcParams {
+        match self {
+            RailOp::Lock(h) | RailOp::Claim(h, _) | RailOp::Refund(h) => h,
+        }
+    }
+}
+
+/// What one look at a rail found: its tip and the status of every leg asked about, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// The tip of the chain under the rail.
+    pub tip: ChainTip,
+    /// One status (or error) per leg asked about.
+    pub statuses: Vec<Result<HtlcStatus, ChainError>>,
+}
+
+/// One rail, as the swap engine sees it. Implemented by btc-adapter and eth-adapter (on
+/// chain) and by channel rails.
 ///
 /// Every action is idempotent: before sending anything the adapter checks the chain (and its
-/// mempool and wallet), so an HTLC already funded is not funded twice and a claim or refund
-/// already known to the node counts as success.
+/// mempool and wallet, or the channel state), so an HTLC already funded is not funded twice and
+/// a claim or refund already known counts as success.
 #[async_trait]
-pub trait Chain: Send + Sync {
-    /// The parameters the expiry rules use for this chain.
+pub trait Rail: Send + Sync {
+    /// The parameters the expiry rules use for this rail (its chain, kind and delays).
     fn params(&self) -> &ChainParams;
+
+    /// Which rail this is.
+    fn id(&self) -> RailId {
+        self.params().rail()
+    }
+
+    /// Our account on this rail for the swap keys at `key_index` (a public key on a Bitcoin
+    /// rail, an address on Ethereum), so the engine never matches on chain families.
+    async fn account(&self, key_index: u32) -> Result<Account, ChainError>;
 
     /// The current best block.
     async fn tip(&self) -> Result<ChainTip, ChainError>;
@@ -230,8 +348,39 @@ pub trait Chain: Send + Sync {
     /// Claims the HTLC with the preimage, paying the recipient.
     async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError>;
 
-    /// Refunds the HTLC to the sender (only valid once its expiry allows).
+    /// Refunds the HTLC to the sender (only valid once its expiry allows). Never called for
+    /// a rail whose refunds are automatic.
     async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError>;
+
+    /// One look at the rail for all the given legs: the tip and each leg's status. The default
+    /// asks leg by leg; an adapter that can answer from one scan overrides it.
+    async fn observe(&self, htlcs: &[HtlcParams]) -> Result<Observation, ChainError> {
+        let tip = self.tip().await?;
+        let mut statuses = Vec::with_capacity(htlcs.len());
+        for htlc in htlcs {
+            let status = match self.watch(htlc).await {
+                Ok(()) => self.htlc_status(htlc).await,
+                Err(e) => Err(e),
+            };
+            statuses.push(status);
+        }
+        Ok(Observation { tip, statuses })
+    }
+
+    /// Performs a round of operations, one result per operation in order. The default sends
+    /// them one by one; an adapter packs them (N locks into one funding transaction, N claims
+    /// into one contract call) by overriding it.
+    async fn execute(&self, ops: &[RailOp]) -> Vec<Result<TxRef, ChainError>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(match op {
+                RailOp::Lock(h) => self.lock(h).await,
+                RailOp::Claim(h, p) => self.claim(h, p).await,
+                RailOp::Refund(h) => self.refund(h).await,
+            });
+        }
+        out
+    }
 }
 
 #[cfg(test)]
