@@ -119,11 +119,14 @@ async fn run_pair(
     node_down: Option<(Leg, u64, u64)>,
 ) -> Result2 {
     let tmp = tempfile::tempdir().unwrap();
-    let w = World::new(
+    let w = World::with_slack(
         dir,
         Mining::Nominal,
         Mining::Nominal,
         Preimage::from_bytes([0x77; 32]),
+        // A restart costs a poll or two of the schedule, the node outage below 20 minutes:
+        // half an hour of room so that they delay the swap rather than call it off.
+        1800,
     );
     let (ri, rr) = records(&w);
     let ax = amount_value(&w.terms.x.amount);

@@ -2,6 +2,10 @@
 //! parameters, clocks and block paces: whenever terms are accepted,
 //! - the responder can always claim after the initiator's claim, however late that claim lands;
 //! - an initiator claim sent before the deadline is mined before the responder can refund.
+//!
+//! Each leg may be on chain or on a channel rail (Lightning on a height chain, an EVM channel
+//! on a time chain) with a random enforcement delay: a claim on a channel rail whose peer does
+//! not answer lands only after the enforcement delay plus the claim budget.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +45,24 @@ fn chain_params(time_based: bool) -> impl Strategy<Value = ChainParams> {
         })
 }
 
+/// `p` on its chain's channel rail (when `channel`), with `extra` more blocks of enforcement
+/// delay than the rail's minimum.
+fn on_rail(mut p: ChainParams, channel: bool, extra: u32) -> ChainParams {
+    if channel {
+        let kind = match p.expiry_kind() {
+            ExpiryKind::Height => RailKind::Lightning,
+            ExpiryKind::Time => RailKind::EvmChannel,
+        };
+        let base = ChainParams::for_rail(RailId::new(p.chain, kind)).enforcement_blocks;
+        p.kind = kind;
+        p.enforcement_blocks = base + extra;
+    } else {
+        p.kind = RailKind::OnChain;
+        p.enforcement_blocks = 0;
+    }
+    p
+}
+
 fn leg(p: ChainParams, sender: u8, recipient: u8) -> LegTerms {
     let (asset, amount, s, r) = match p.expiry_kind() {
         ExpiryKind::Height => (
@@ -63,7 +85,17 @@ fn leg(p: ChainParams, sender: u8, recipient: u8) -> LegTerms {
         sender: s,
         recipient: r,
         expiry: Expiry::Height(Height(0)),
-        rail_data: None,
+        rail_data: match p.kind {
+            RailKind::OnChain => None,
+            RailKind::Lightning => Some(RailData::new(RailBody::Lightning {
+                node_id: PublicKeyBytes([recipient; 33]),
+                payment_secret: [sender; 32],
+                min_final_cltv_delta: 42,
+            })),
+            RailKind::EvmChannel => Some(RailData::new(RailBody::EvmChannel {
+                channel_id: [sender; 32],
+            })),
+        },
     }
 }
 
@@ -120,6 +152,8 @@ proptest! {
         now in 1_600_000_000u64..=1_800_000_000,
         seeds_x in prop::collection::vec(any::<u64>(), 1..16),
         seeds_y in prop::collection::vec(any::<u64>(), 1..16),
+        (x_channel, y_channel) in (any::<bool>(), any::<bool>()),
+        (x_extra, y_extra) in (0u32..=60, 0u32..=60),
     ) {
         // Re-make the params with the drawn kinds.
         let mut px = px;
@@ -128,6 +162,8 @@ proptest! {
         py.chain = ChainId::new(if y_time { ChainFamily::Ethereum } else { ChainFamily::Litecoin }, Network::Mainnet);
         if !x_time { px.clock_drift = 0; }
         if !y_time { py.clock_drift = 0; }
+        let px = on_rail(px, x_channel, x_extra);
+        let py = on_rail(py, y_channel, y_extra);
         let tips = Tips { x: tip(hx, now), y: tip(hy, now) };
         let mut x = leg(px, 1, 2);
         let mut y = leg(py, 3, 4);
@@ -145,12 +181,13 @@ proptest! {
             // Block timestamps run up to `drift` behind real time.
             Expiry::Time(t) => t.0 - now + py.clock_drift,
         };
-        // The responder notices it, then broadcasts its claim on X.
+        // The responder notices it, then starts its claim on X (on a channel rail whose peer
+        // does not answer: the enforcement delay, then the claim budget).
         let broadcast = last_y + py.observe_lag;
         match terms.x.expiry {
             Expiry::Height(e) => {
                 let h_then = hx + height_at(&px, broadcast, &seeds_x);
-                let lands_at = h_then + px.claim_blocks as u64;
+                let lands_at = h_then + px.cutoff_blocks() as u64;
                 // The initiator's refund is valid from height E+1 on.
                 prop_assert!(lands_at <= e.0, "claim lands at {} > expiry {}", lands_at, e.0);
             }
@@ -158,7 +195,7 @@ proptest! {
                 // Mined within claim_blocks blocks after the broadcast (the first of them comes
                 // at most one slow gap later), its timestamp up to `drift` ahead of real time.
                 let n = height_at(&px, broadcast, &seeds_x);
-                let lands_real = block_time(&px, n + px.claim_blocks as u64, &seeds_x);
+                let lands_real = block_time(&px, n + px.cutoff_blocks() as u64, &seeds_x);
                 prop_assert!(now + lands_real + px.clock_drift < e.0,
                     "claim lands at {} >= expiry {}", now + lands_real + px.clock_drift, e.0);
             }
@@ -176,10 +213,13 @@ proptest! {
         now in 1_600_000_000u64..=1_800_000_000,
         later in 0u64..=100_000,
         seeds_y in prop::collection::vec(any::<u64>(), 1..16),
+        y_channel in any::<bool>(),
+        y_extra in 0u32..=60,
     ) {
         let mut py = py;
         py.chain = ChainId::new(if y_time { ChainFamily::Ethereum } else { ChainFamily::Bitcoin }, Network::Mainnet);
         if !y_time { py.clock_drift = 0; }
+        let py = on_rail(py, y_channel, y_extra);
         let expiry = py.expiry_after(tip(hy, now), ey_secs);
         // The chain some time later: its tip block and that block's real time.
         let n = height_at(&py, later, &seeds_y);
@@ -189,9 +229,10 @@ proptest! {
         if py.reached(deadline, tip_now) {
             return Ok(()); // the initiator does not claim
         }
-        // Mined within claim_blocks blocks after the tip block.
-        let landing_height = hy + n + py.claim_blocks as u64;
-        let landing_real = now + block_time(&py, n + py.claim_blocks as u64, &seeds_y);
+        // Mined within claim_blocks blocks after the tip block (after the enforcement delay on
+        // a channel rail whose peer does not answer).
+        let landing_height = hy + n + py.cutoff_blocks() as u64;
+        let landing_real = now + block_time(&py, n + py.cutoff_blocks() as u64, &seeds_y);
         match expiry {
             Expiry::Height(e) => prop_assert!(landing_height <= e.0),
             Expiry::Time(e) => prop_assert!(landing_real + py.clock_drift < e.0),

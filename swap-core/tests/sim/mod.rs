@@ -553,6 +553,19 @@ impl World {
     /// Both chains at their start, terms agreed with `policy` and tight expiries `slack`
     /// seconds above the minimum the rules allow (so that runs stay short).
     pub fn new(dir: Direction, pace_x: Mining, pace_y: Mining, secret: Preimage) -> Self {
+        Self::with_slack(dir, pace_x, pace_y, secret, 0)
+    }
+
+    /// As [`World::new`], with the responder's expiry at least `slack` seconds later than the
+    /// least the rules allow (room for a party that restarts and loses a poll or two; a
+    /// channel rail's schedule has no block granularity to give it that room by chance).
+    pub fn with_slack(
+        dir: Direction,
+        pace_x: Mining,
+        pace_y: Mining,
+        secret: Preimage,
+        slack: u64,
+    ) -> Self {
         let (px, py) = (ChainParams::for_rail(dir.x), ChainParams::for_rail(dir.y));
         let x_chain = SimChain::new(px, 800_000, T0, pace_x);
         let y_chain = SimChain::new(py, 2_000_000, T0, pace_y);
@@ -591,7 +604,7 @@ impl World {
             expiry: Expiry::Height(Height(0)),
             rail_data: rail_data(dir.y, 0x32),
         };
-        let terms = tight_terms(SwapId([9; 16]), secret.hashlock(), x, y, policy, tips);
+        let terms = tight_terms(SwapId([9; 16]), secret.hashlock(), x, y, policy, tips, slack);
         let mut w = Self {
             x: x_chain,
             y: y_chain,
@@ -688,6 +701,7 @@ pub fn tight_terms(
     mut y: LegTerms,
     policy: SafetyPolicy,
     tips: Tips,
+    slack: u64,
 ) -> SwapTerms {
     // Grow E_Y until the schedule (rule 1) holds, then E_X until rule 2 holds.
     let step_y = match y.params.expiry_kind() {
@@ -717,6 +731,11 @@ pub fn tight_terms(
         }
         y.expiry = bump(y.expiry, step_y);
     }
+    let slack_units = match y.params.expiry_kind() {
+        ExpiryKind::Height => slack.div_ceil(y.params.block_interval),
+        ExpiryKind::Time => slack,
+    };
+    y.expiry = bump(y.expiry, slack_units);
     loop {
         match SwapTerms::new(id, h, x.clone(), y.clone(), policy, tips) {
             Ok(t) => return t,
