@@ -6,14 +6,14 @@
 
 mod common;
 
-use swap_core::Finality;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use swap_core::Finality;
 
 use bitcoin::{ScriptBuf, Transaction, Txid};
 use btc_adapter::BtcChain;
-use swap_core::{Amount, Rail, ChainError, HtlcParams, HtlcStatus, Preimage, Sats, TxRef};
+use swap_core::{Amount, ChainError, HtlcParams, HtlcStatus, Preimage, Rail, Sats, TxRef};
 
 /// `lock` on every params at once (each in its own task, as the driver runs swaps); the
 /// answers in the order of `params`.
@@ -146,10 +146,7 @@ async fn concurrent_locks_share_a_few_funding_transactions() {
     env.node.mine(1).await;
     for (p, txref) in params.iter().zip(&txrefs) {
         match env.bob.htlc_status(p).await.unwrap() {
-            HtlcStatus::Funded {
-                lock,
-                finality,
-            } => {
+            HtlcStatus::Funded { lock, finality } => {
                 assert_eq!(lock.amount, p.amount);
                 assert_eq!(&lock.txref, txref);
                 assert_eq!(finality, Finality::confirmations(1));

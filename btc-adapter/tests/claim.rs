@@ -4,9 +4,9 @@
 
 mod common;
 
-use swap_core::Finality;
 use btc_adapter::chain::txid_of;
-use swap_core::{Amount, Rail, HtlcStatus, Preimage, Sats};
+use swap_core::Finality;
+use swap_core::{Amount, HtlcStatus, Preimage, Rail, Sats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_with_right_preimage() {
@@ -25,10 +25,7 @@ async fn claim_with_right_preimage() {
     assert_eq!(b.unwrap(), funding);
     // Mempool: 0 confirmations, and lock() again does not fund twice.
     match env.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Funded {
-            lock,
-            finality,
-        } => {
+        HtlcStatus::Funded { lock, finality } => {
             assert_eq!(finality, Finality::confirmations(0));
             assert_eq!(lock.txref, funding);
             assert_eq!(lock.amount, Amount::Sats(Sats(amount)));

@@ -6,15 +6,15 @@
 
 mod common;
 
-use swap_core::Finality;
 use std::collections::HashMap;
+use swap_core::Finality;
 
 use bitcoin::Transaction;
 use btc_adapter::chain::txid_of;
 use btc_adapter::tx::{replacement_fee, Replaced, ReplacementPolicy};
 use btc_adapter::FeeConfig;
 use serde_json::json;
-use swap_core::{Rail, Expiry, HtlcParams, HtlcStatus, Preimage, TxRef};
+use swap_core::{Expiry, HtlcParams, HtlcStatus, Preimage, Rail, TxRef};
 
 async fn mine_to_expiry(env: &common::Env, p: &HtlcParams) {
     let Expiry::Height(expiry) = p.expiry else {
@@ -83,7 +83,7 @@ async fn late_claim_replaces_the_unconfirmed_refund() {
     assert!(matches!(
         env.bob.htlc_status(&p).await.unwrap(),
         HtlcStatus::Refunded {
-            finality: Finality::confirmations(0),
+            finality: Finality::Mempool,
             ..
         }
     ));
@@ -190,7 +190,7 @@ async fn late_claim_replaces_the_unconfirmed_refund() {
         env.bob.htlc_status(&p2).await.unwrap(),
         HtlcStatus::Refunded {
             txref: refund2.clone(),
-            finality: Finality::confirmations(1)
+            finality: Finality::Depth(1)
         }
     );
     let err = env.bob.claim(&p2, &s2).await.unwrap_err();

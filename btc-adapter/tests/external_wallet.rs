@@ -5,7 +5,7 @@
 mod common;
 
 use swap_core::Finality;
-use swap_core::{Amount, Rail, HtlcStatus, Preimage, Sats};
+use swap_core::{Amount, HtlcStatus, Preimage, Rail, Sats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_from_any_wallet_is_detected() {
@@ -32,10 +32,7 @@ async fn payment_from_any_wallet_is_detected() {
     env.node.send(&req.address, req.sats).await;
     env.node.mine(1).await;
     match env.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Funded {
-            lock,
-            finality,
-        } => {
+        HtlcStatus::Funded { lock, finality } => {
             assert_eq!(lock.amount, Amount::Sats(Sats(amount)));
             assert!(finality.reaches(Finality::Depth(1)));
         }

@@ -4,11 +4,11 @@
 
 mod common;
 
-use swap_core::Finality;
 use bitcoin::blockdata::opcodes::all::*;
 use bitcoin::script::Builder;
 use bitcoin::ScriptBuf;
-use swap_core::{Account, Rail, Expiry, HtlcStatus, Preimage};
+use swap_core::Finality;
+use swap_core::{Account, Expiry, HtlcStatus, Preimage, Rail};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_extracted_from_hand_built_claim() {
@@ -80,9 +80,7 @@ async fn secret_extracted_from_hand_built_claim() {
     let fresh = common::chain_for(&env.node, "alice", 1, common::fees());
     match fresh.htlc_status(&p).await.unwrap() {
         HtlcStatus::Claimed {
-            preimage,
-            finality,
-            ..
+            preimage, finality, ..
         } => {
             assert_eq!(preimage, s);
             assert_eq!(finality, Finality::confirmations(1));

@@ -4,10 +4,10 @@
 
 mod common;
 
-use swap_core::Finality;
 use btc_adapter::chain::txid_of;
 use serde_json::json;
-use swap_core::{Rail, HtlcStatus, Preimage};
+use swap_core::Finality;
+use swap_core::{HtlcStatus, Preimage, Rail};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stuck_claim_is_replaced() {
@@ -39,7 +39,7 @@ async fn stuck_claim_is_replaced() {
         HtlcStatus::Claimed {
             preimage: s.clone(),
             txref: first.clone(),
-            finality: Finality::confirmations(0)
+            finality: Finality::Mempool
         }
     );
     // One block: not yet.

@@ -7,7 +7,7 @@
 mod common;
 
 use swap_core::Finality;
-use swap_core::{Account, Amount, Rail, Expiry, Height, HtlcStatus, Preimage, Sats};
+use swap_core::{Account, Amount, Expiry, Height, HtlcStatus, Preimage, Rail, Sats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_locks_are_reported_as_what_they_are() {
@@ -41,10 +41,7 @@ async fn wrong_locks_are_reported_as_what_they_are() {
     env.node.mine(1).await;
 
     match env.bob.htlc_status(&p1).await.unwrap() {
-        HtlcStatus::Funded {
-            lock,
-            finality,
-        } => {
+        HtlcStatus::Funded { lock, finality } => {
             assert_eq!(lock.amount, Amount::Sats(Sats(amount - 1_000)));
             assert_ne!(lock.amount, p1.amount);
             assert_eq!(finality, Finality::confirmations(1));

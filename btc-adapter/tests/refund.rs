@@ -4,9 +4,9 @@
 
 mod common;
 
-use swap_core::Finality;
 use btc_adapter::{build_refund, FeePolicy, HtlcOutput};
-use swap_core::{Rail, HtlcStatus, Preimage};
+use swap_core::Finality;
+use swap_core::{HtlcStatus, Preimage, Rail};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refund_only_after_expiry() {
@@ -63,10 +63,7 @@ async fn refund_only_after_expiry() {
     let txref = env.alice.refund(&p).await.unwrap();
     assert_eq!(env.alice.refund(&p).await.unwrap(), txref);
     match env.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Refunded {
-            txref: t,
-            finality,
-        } => {
+        HtlcStatus::Refunded { txref: t, finality } => {
             assert_eq!(t, txref);
             assert_eq!(finality, Finality::confirmations(0));
         }
@@ -78,7 +75,7 @@ async fn refund_only_after_expiry() {
     assert!(matches!(
         env.alice.htlc_status(&p).await.unwrap(),
         HtlcStatus::Refunded {
-            finality: Finality::confirmations(1),
+            finality: Finality::Depth(1),
             ..
         }
     ));

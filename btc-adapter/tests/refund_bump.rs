@@ -4,12 +4,12 @@
 
 mod common;
 
-use swap_core::Finality;
 use std::collections::HashMap;
+use swap_core::Finality;
 
 use btc_adapter::chain::txid_of;
 use serde_json::json;
-use swap_core::{Rail, HtlcStatus, Preimage};
+use swap_core::{HtlcStatus, Preimage, Rail};
 
 async fn deprioritise(rpc: &btc_adapter::rpc::RpcClient, txid: &str) {
     let _: serde_json::Value = rpc
@@ -54,10 +54,7 @@ async fn stuck_refund_is_replaced() {
     assert!(fee(&t3) > t3.vsize() as u64 * 2);
     env.node.mine(1).await;
     match env.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Refunded {
-            txref,
-            finality,
-        } => {
+        HtlcStatus::Refunded { txref, finality } => {
             assert_eq!(txref, third);
             assert_eq!(finality, Finality::confirmations(1));
         }

@@ -4,9 +4,9 @@
 
 mod common;
 
-use swap_core::Finality;
 use btc_adapter::chain::txid_of;
-use swap_core::{Rail, HtlcStatus, Preimage};
+use swap_core::Finality;
+use swap_core::{HtlcStatus, Preimage, Rail};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reorg_of_funding_block_makes_lock_absent() {
@@ -23,10 +23,7 @@ async fn reorg_of_funding_block_makes_lock_absent() {
     // Disconnect both blocks: the funding returns to the mempool.
     env.node.invalidate(2).await;
     match env.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Funded {
-            lock,
-            finality,
-        } => {
+        HtlcStatus::Funded { lock, finality } => {
             assert_eq!(lock.txref, funding);
             assert_eq!(finality, Finality::confirmations(0));
         }
@@ -58,10 +55,7 @@ async fn reorg_of_funding_block_makes_lock_absent() {
     // The reorged-out block's funding is back in the mempool, then mined again.
     env.node.mine(1).await;
     match env.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Funded {
-            lock,
-            finality,
-        } => {
+        HtlcStatus::Funded { lock, finality } => {
             assert_eq!(lock.txref, again);
             assert!(finality.reaches(Finality::Depth(1)));
         }

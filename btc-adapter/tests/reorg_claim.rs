@@ -5,7 +5,7 @@
 mod common;
 
 use swap_core::Finality;
-use swap_core::{Rail, HtlcStatus, Preimage};
+use swap_core::{HtlcStatus, Preimage, Rail};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reorg_of_claim_block() {

@@ -6,7 +6,7 @@
 mod common;
 
 use bitcoin::hashes::{sha256, Hash};
-use swap_core::{Rail, Hashlock, HtlcStatus, Preimage};
+use swap_core::{Hashlock, HtlcStatus, Preimage, Rail};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_and_oversized_preimages_are_rejected() {

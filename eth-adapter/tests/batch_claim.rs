@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use alloy::providers::Provider;
-use swap_core::rail::{Rail, HtlcStatus};
+use swap_core::rail::{HtlcStatus, Rail};
 
 #[tokio::test]
 async fn batch_claim_of_twenty_swaps() {

@@ -9,7 +9,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::U256;
 use alloy::providers::ProviderBuilder;
 use eth_adapter::bindings::test_contracts::TestToken;
-use swap_core::rail::{Rail, HtlcStatus};
+use swap_core::rail::{HtlcStatus, Rail};
 
 #[tokio::test]
 async fn concurrent_locks_from_one_account() {

@@ -118,7 +118,7 @@ async fn a_wrong_contract_address_never_receives_funds() {
 #[tokio::test]
 async fn a_watch_only_adapter_observes_and_never_sends() {
     use alloy::providers::Provider;
-    use swap_core::rail::{Rail, HtlcStatus};
+    use swap_core::rail::{HtlcStatus, Rail};
     let e = common::env().await;
     let watched = e.net.address(5);
     let watcher = EthChain::watch_only(

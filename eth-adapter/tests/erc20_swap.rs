@@ -8,7 +8,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::U256;
 use alloy::providers::ProviderBuilder;
 use eth_adapter::bindings::test_contracts::{DaiStyleToken, NoBoolToken, TestToken};
-use swap_core::rail::{Rail, HtlcStatus};
+use swap_core::rail::{HtlcStatus, Rail};
 
 #[tokio::test]
 async fn erc20_claim_and_refund_through_the_adapter() {

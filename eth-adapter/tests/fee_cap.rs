@@ -10,7 +10,7 @@ use alloy::consensus::Transaction;
 use alloy::primitives::B256;
 use alloy::providers::Provider;
 use eth_adapter::{EthChain, EthConfig};
-use swap_core::rail::{Rail, HtlcStatus};
+use swap_core::rail::{HtlcStatus, Rail};
 
 #[tokio::test]
 async fn fee_cap_is_respected() {

@@ -3,8 +3,8 @@
 
 mod common;
 
+use swap_core::rail::{HtlcStatus, Rail};
 use swap_core::Finality;
-use swap_core::rail::{Rail, HtlcStatus};
 
 #[tokio::test]
 async fn eth_lock_then_claim() {
@@ -17,10 +17,7 @@ async fn eth_lock_then_claim() {
     assert_eq!(e.alice.lock(&p).await.unwrap(), lock_tx);
 
     match e.bob.htlc_status(&p).await.unwrap() {
-        HtlcStatus::Funded {
-            lock,
-            finality,
-        } => {
+        HtlcStatus::Funded { lock, finality } => {
             assert_eq!(lock.txref, lock_tx);
             assert_eq!(lock.amount, p.amount);
             assert_eq!(lock.hashlock, p.hashlock);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use swap_core::rail::{Rail, HtlcStatus};
+use swap_core::rail::{HtlcStatus, Rail};
 
 #[tokio::test]
 async fn eth_lock_then_refund_after_expiry() {

@@ -6,9 +6,9 @@
 
 mod common;
 
-use swap_core::Finality;
 use std::sync::Arc;
 use std::time::Duration;
+use swap_core::Finality;
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{B256, U256};
@@ -18,7 +18,7 @@ use alloy::sol_types::SolCall;
 use eth_adapter::bindings::HTLC;
 use eth_adapter::EthHtlc;
 use serde_json::json;
-use swap_core::rail::{Rail, HtlcStatus};
+use swap_core::rail::{HtlcStatus, Rail};
 
 #[tokio::test]
 async fn pending_claim_reveals_preimage_and_race_resolves() {
@@ -98,9 +98,7 @@ async fn pending_claim_reveals_preimage_and_race_resolves() {
     );
     match e.alice.htlc_status(&p).await.unwrap() {
         HtlcStatus::Claimed {
-            preimage,
-            finality,
-            ..
+            preimage, finality, ..
         } => {
             assert_eq!(preimage, pre);
             assert_eq!(finality, Finality::confirmations(1));

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use swap_core::rail::{Rail, HtlcStatus};
+use swap_core::rail::{HtlcStatus, Rail};
 
 #[tokio::test]
 async fn adapter_survives_node_restart() {

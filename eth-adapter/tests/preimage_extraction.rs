@@ -9,7 +9,7 @@ use alloy::primitives::{B256, U256};
 use alloy::providers::ProviderBuilder;
 use eth_adapter::bindings::HTLC;
 use eth_adapter::EthHtlc;
-use swap_core::rail::{Rail, HtlcStatus};
+use swap_core::rail::{HtlcStatus, Rail};
 
 #[tokio::test]
 async fn sender_learns_preimage_from_third_party_claim() {

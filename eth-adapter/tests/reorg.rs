@@ -3,8 +3,8 @@
 
 mod common;
 
+use swap_core::rail::{HtlcStatus, Rail};
 use swap_core::Finality;
-use swap_core::rail::{Rail, HtlcStatus};
 
 #[tokio::test]
 async fn reorged_lock_is_absent_and_can_be_redone() {

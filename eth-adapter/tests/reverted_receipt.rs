@@ -4,7 +4,7 @@
 
 mod common;
 
-use swap_core::rail::{Rail, HtlcStatus};
+use swap_core::rail::{HtlcStatus, Rail};
 use swap_core::types::Expiry;
 
 #[tokio::test]

@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::rail::{Cause, ChainError, HtlcParams, Rail};
 use crate::machine::{initiator, responder, Action, LegView, Outcome, Snapshot};
 use crate::params::RailId;
+use crate::rail::{Cause, ChainError, HtlcParams, Rail};
 use crate::store::{StoreError, SwapRecord, SwapState, SwapStore};
 use crate::terms::Leg;
 use crate::types::{SwapId, TxRef};

@@ -3,7 +3,7 @@
 //! - [`types`]: domain newtypes (secrets, hashlocks, heights, amounts that cannot be mixed).
 //! - [`params`]: per-rail parameters the expiry rules are computed from ([`RailId`], [`Finality`]).
 //! - [`rail`]: the seam every rail (on-chain HTLC, channel HTLC) implements.
-//! - [`terms`]: swap terms and the expiry rules 1-3 of protocol.md.
+//! - [`terms`]: swap terms and the expiry rules 1-3 of `docs/protocol.md`.
 //! - [`machine`]: the initiator and responder state machines (pure functions).
 //! - [`messages`]: versioned, size-limited messages between the parties.
 //! - [`store`]: the swap store trait, SQLite and in-memory implementations.
@@ -59,9 +59,9 @@
 //! assert_eq!(step.actions, vec![Action::Lock { leg: Leg::X }]);
 //! ```
 
-pub mod rail;
 pub mod driver;
 pub mod params;
+pub mod rail;
 pub mod types;
 
 pub use params::{
@@ -69,8 +69,8 @@ pub use params::{
     RailKind, RefundMode,
 };
 pub use rail::{
-    Cause, ChainError, ErrorKind, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail, RailBody,
-    RailData, RailOp,
+    Cause, ChainError, ErrorKind, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail,
+    RailBody, RailData, RailOp,
 };
 pub use types::*;
 pub mod machine;

@@ -216,7 +216,7 @@ fn revealed<'a>(terms: &SwapTerms, status: &'a HtlcStatus) -> Option<&'a Preimag
 pub mod initiator {
     use super::*;
 
-    /// The initiator's states (protocol.md). Stored as JSON with these exact tags: renaming a
+    /// The initiator's states (`docs/protocol.md`). Stored as JSON with these exact tags: renaming a
     /// variant needs a migration.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(tag = "state", rename_all = "snake_case")]
@@ -387,10 +387,7 @@ pub mod initiator {
                         // as still locked and go for the refund.
                         give_up(GiveUpReason::TooLate)
                     }
-                    HtlcStatus::Funded {
-                        lock,
-                        finality,
-                    } => {
+                    HtlcStatus::Funded { lock, finality } => {
                         if let Err(mismatch) =
                             terms.x.verify(&terms.hashlock, lock, ExpiryMatch::Exact)
                         {
@@ -425,10 +422,7 @@ pub mod initiator {
             HtlcStatus::Refunded { .. } => give_up(GiveUpReason::CounterRefunded),
             // Handled by the caller (secret out).
             HtlcStatus::Claimed { .. } => give_up(GiveUpReason::CounterLockMissing),
-            HtlcStatus::Funded {
-                lock,
-                finality,
-            } => {
+            HtlcStatus::Funded { lock, finality } => {
                 // Rule 4: amount, asset, recipient = us, H and E_Y exactly as agreed (our
                 // claim is built from the agreed terms; a claim of another lock could fail on
                 // chain after revealing the secret).
@@ -507,7 +501,7 @@ pub mod initiator {
 pub mod responder {
     use super::*;
 
-    /// The responder's states (protocol.md). Stored as JSON with these exact tags.
+    /// The responder's states (`docs/protocol.md`). Stored as JSON with these exact tags.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(tag = "state", rename_all = "snake_case")]
     pub enum State {
@@ -647,10 +641,7 @@ pub mod responder {
                     HtlcStatus::Refunded { .. } | HtlcStatus::Claimed { .. } => {
                         abort(GiveUpReason::CounterRefunded)
                     }
-                    HtlcStatus::Funded {
-                        lock,
-                        finality,
-                    } => {
+                    HtlcStatus::Funded { lock, finality } => {
                         if let Err(mismatch) =
                             terms.x.verify(&terms.hashlock, lock, ExpiryMatch::Exact)
                         {
@@ -673,10 +664,7 @@ pub mod responder {
     /// Rule 3 with the initiator's lock: funded exactly as agreed, confirmed, time left.
     fn may_lock(terms: &SwapTerms, snap: &Snapshot) -> bool {
         let x_ok = match &snap.x.htlc {
-            HtlcStatus::Funded {
-                lock,
-                finality,
-            } => {
+            HtlcStatus::Funded { lock, finality } => {
                 finality.reaches(terms.x.params.required_finality())
                     && terms
                         .x

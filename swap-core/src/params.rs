@@ -253,7 +253,7 @@ pub struct ChainTip {
     pub time: Timestamp,
 }
 
-/// The parameters the expiry rules are computed from, for one rail. See protocol.md for their
+/// The parameters the expiry rules are computed from, for one rail. See `docs/protocol.md` for their
 /// meaning. (Named for the chain whose blocks they describe; the rail kind and its enforcement
 /// delay are part of them, so both parties agree on them in the terms.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -577,12 +577,16 @@ impl ChainParams {
             return Err("lock_confirmations must be at least 1".into());
         }
         if !self.kind.fits(self.chain.family) {
-            return Err(format!("there is no {:?} rail on {}", self.kind, self.chain));
+            return Err(format!(
+                "there is no {:?} rail on {}",
+                self.kind, self.chain
+            ));
         }
         if self.kind == RailKind::OnChain && self.enforcement_blocks != 0 {
             return Err("an on-chain rail has no enforcement delay".into());
         }
-        if self.kind == RailKind::Lightning && self.enforcement_blocks < LIGHTNING_ENFORCEMENT_BLOCKS
+        if self.kind == RailKind::Lightning
+            && self.enforcement_blocks < LIGHTNING_ENFORCEMENT_BLOCKS
         {
             return Err(format!(
                 "a Lightning rail needs an enforcement delay of at least \
@@ -623,7 +627,12 @@ mod tests {
 
     #[test]
     fn rail_params_are_valid_and_channel_cutoffs_come_earlier() {
-        for rail in ["btc-mainnet", "btc-mainnet/ln", "ltc-regtest/ln", "eth-mainnet/channel"] {
+        for rail in [
+            "btc-mainnet",
+            "btc-mainnet/ln",
+            "ltc-regtest/ln",
+            "eth-mainnet/channel",
+        ] {
             let id: RailId = rail.parse().expect(rail);
             assert_eq!(id.to_string(), rail);
             let p = ChainParams::for_rail(id);

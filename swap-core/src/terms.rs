@@ -1,4 +1,4 @@
-//! Swap terms and the expiry rules that keep funds safe (protocol.md rules 1-3).
+//! Swap terms and the expiry rules that keep funds safe (`docs/protocol.md` rules 1-3).
 //!
 //! Leg X is the initiator's lock (longer expiry `E_X`), leg Y the responder's (shorter `E_Y`).
 //! Every rule is evaluated "from now": each chain's tip is the reference point, heights convert
@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rail::{HtlcParams, ObservedLock, RailData, RAIL_DATA_VERSION};
 use crate::params::{ChainParams, ChainTip, Pace};
+use crate::rail::{HtlcParams, ObservedLock, RailData, RAIL_DATA_VERSION};
 use crate::types::{Account, Amount, Asset, Expiry, Hashlock, Height, SwapId};
 
 /// Which HTLC of a swap.

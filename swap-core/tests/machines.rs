@@ -507,8 +507,15 @@ fn honest_parties_never_lose_against_any_counterparty() {
     for (class, n) in &by_class {
         println!("  {n:5}  {class} legs");
     }
-    for class in ["on-chain x on-chain", "on-chain x channel", "channel x channel"] {
-        assert!(by_class.get(class).copied().unwrap_or(0) > 0, "no {class} runs");
+    for class in [
+        "on-chain x on-chain",
+        "on-chain x channel",
+        "channel x channel",
+    ] {
+        assert!(
+            by_class.get(class).copied().unwrap_or(0) > 0,
+            "no {class} runs"
+        );
     }
     for (k, v) in &tally {
         println!("  {v:4}  {k}");

@@ -1,4 +1,4 @@
-//! Property tests of the expiry rules (protocol.md rules 1 and 2) over random chain
+//! Property tests of the expiry rules (`docs/protocol.md` rules 1 and 2) over random chain
 //! parameters, clocks and block paces: whenever terms are accepted,
 //! - the responder can always claim after the initiator's claim, however late that claim lands;
 //! - an initiator claim sent before the deadline is mined before the responder can refund.

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
 use swap_core::{
-    Account, Amount, Asset, Cause, Rail, ChainError, ChainFamily, ChainId, ChainParams, ChainTip,
-    Height, HtlcParams, HtlcStatus, ObservedLock, Preimage, PublicKeyBytes, Sats, Timestamp, TxRef,
+    Account, Amount, Asset, Cause, ChainError, ChainFamily, ChainId, ChainParams, ChainTip, Height,
+    HtlcParams, HtlcStatus, ObservedLock, Preimage, PublicKeyBytes, Rail, Sats, Timestamp, TxRef,
 };
 use tokio::sync::{oneshot, Mutex};
 use tracing::{info, warn};

@@ -20,10 +20,7 @@ pub(super) fn classify(htlc: &Htlc, spend: &Spend, tip: u64) -> HtlcStatus {
             txref,
             finality,
         },
-        None => HtlcStatus::Refunded {
-            txref,
-            finality,
-        },
+        None => HtlcStatus::Refunded { txref, finality },
     }
 }
 
@@ -164,12 +161,9 @@ mod tests {
             fundings: vec![(funding(1, 999, Some(105)), None)],
         });
         match status {
-            HtlcStatus::Funded {
-                lock,
-                finality,
-            } => {
+            HtlcStatus::Funded { lock, finality } => {
                 assert_eq!(lock.amount, Amount::Sats(Sats(999)));
-                assert_eq!(confirmations, 6);
+                assert_eq!(finality, Finality::Depth(6));
             }
             other => panic!("{other:?}"),
         }
@@ -185,7 +179,7 @@ mod tests {
         assert!(matches!(
             status,
             HtlcStatus::Funded {
-                confirmations: 0,
+                finality: Finality::Mempool,
                 ..
             }
         ));
@@ -201,7 +195,7 @@ mod tests {
             HtlcStatus::Claimed {
                 preimage: s.clone(),
                 txref: TxRef(claim.txid.to_string()),
-                confirmations: 1
+                finality: Finality::Depth(1)
             }
         );
         assert!(sp.is_some());
@@ -212,7 +206,7 @@ mod tests {
         assert!(matches!(
             status,
             HtlcStatus::Refunded {
-                confirmations: 0,
+                finality: Finality::Mempool,
                 ..
             }
         ));

@@ -7,7 +7,7 @@ use btc_adapter::regtest::RegtestNode;
 use btc_adapter::rpc::{RpcClient, RpcConfig};
 use btc_adapter::{BtcChain, BtcConfig, FeeConfig};
 use swap_core::{
-    Account, Amount, Rail, Expiry, Height, HtlcParams, HtlcStatus, Preimage, Sats, SwapId,
+    Account, Amount, Expiry, Height, HtlcParams, HtlcStatus, Preimage, Rail, Sats, SwapId,
 };
 
 /// Two parties on one node: Alice locks (sender), Bob claims (recipient). Each has its own

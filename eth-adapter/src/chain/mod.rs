@@ -13,8 +13,8 @@ use alloy::signers::Signer;
 use alloy::sol_types::{SolCall, SolStruct};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use swap_core::rail::{Rail, ChainError, HtlcParams, HtlcStatus, ObservedLock};
 use swap_core::params::{ChainParams, ChainTip};
+use swap_core::rail::{ChainError, HtlcParams, HtlcStatus, ObservedLock, Rail};
 use swap_core::types::{Account, Expiry, Height, Preimage, Timestamp, TxRef};
 use tokio::sync::{oneshot, Mutex, OnceCell};
 

@@ -13,8 +13,8 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use eth_adapter::devnet::Devnet;
 use eth_adapter::{EthChain, EthConfig};
-use swap_core::rail::HtlcParams;
 use swap_core::params::{ChainFamily, ChainId, ChainParams, Network};
+use swap_core::rail::HtlcParams;
 use swap_core::types::{
     Account, Amount, Asset, EvmAddress, Expiry, Height, Preimage, SwapId, Timestamp, TokenUnits,
     Wei,

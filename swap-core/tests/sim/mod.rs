@@ -180,8 +180,7 @@ impl SimChain {
             txref: txref.clone(),
             include_at: self.height + self.inclusion_delay,
         };
-        if self.is_channel() && (matches!(tx.kind, TxKind::Lock(_)) || self.inclusion_delay <= 1)
-        {
+        if self.is_channel() && (matches!(tx.kind, TxKind::Lock(_)) || self.inclusion_delay <= 1) {
             self.include(tx);
         } else {
             self.mempool.push(tx);
@@ -604,7 +603,15 @@ impl World {
             expiry: Expiry::Height(Height(0)),
             rail_data: rail_data(dir.y, 0x32),
         };
-        let terms = tight_terms(SwapId([9; 16]), secret.hashlock(), x, y, policy, tips, slack);
+        let terms = tight_terms(
+            SwapId([9; 16]),
+            secret.hashlock(),
+            x,
+            y,
+            policy,
+            tips,
+            slack,
+        );
         let mut w = Self {
             x: x_chain,
             y: y_chain,
