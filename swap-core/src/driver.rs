@@ -41,6 +41,12 @@ pub enum DriverError {
     /// A swap whose secret is missing (an initiator's record without it).
     #[error("swap {0} has no secret")]
     MissingSecret(SwapId),
+    /// A rail answered without one of the swap's legs (retry).
+    #[error("swap {0}: a rail did not report one of its legs")]
+    MissingView(SwapId),
+    /// The swap stopped with an error reported to another caller waiting for it.
+    #[error("swap {0} stopped with an error")]
+    Stopped(SwapId),
 }
 
 impl DriverError {
@@ -48,6 +54,7 @@ impl DriverError {
     pub fn is_transient(&self) -> bool {
         match self {
             DriverError::Chain { source, .. } => source.is_transient(),
+            DriverError::MissingView(_) => true,
             // Another writer moved the swap on: step again from what it wrote.
             DriverError::Store(StoreError::Backend(_) | StoreError::Conflict { .. }) => true,
             _ => false,
@@ -86,9 +93,6 @@ pub struct Advanced {
     pub actions: Vec<Action>,
 }
 
-/// How many state changes in a row a swap may step through without waiting a poll.
-const MAX_QUICK_STEPS: u32 = 4;
-
 /// What one step did.
 #[derive(Debug, Clone)]
 pub struct StepReport {
@@ -108,6 +112,8 @@ pub struct Driver {
     store: Arc<dyn SwapStore>,
     rails: HashMap<RailId, Arc<dyn Rail>>,
     config: DriverConfig,
+    pub(crate) runtime_tx:
+        std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::runtime::Registration>>,
 }
 
 impl Driver {
@@ -123,7 +129,13 @@ impl Driver {
             store,
             rails,
             config,
+            runtime_tx: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The driver's settings.
+    pub fn config(&self) -> DriverConfig {
+        self.config
     }
 
     /// The adapter of a rail, if this driver has one.
@@ -200,20 +212,7 @@ impl Driver {
             });
         }
         let snap = self.observe(&record).await?;
-        let (next, actions) = match &state {
-            SwapState::Initiator(s) => {
-                let secret = record
-                    .secret
-                    .as_ref()
-                    .ok_or(DriverError::MissingSecret(*id))?;
-                let step = initiator::next(&record.terms, secret, s, &snap);
-                (SwapState::Initiator(step.state), step.actions)
-            }
-            SwapState::Responder(s) => {
-                let step = responder::next(&record.terms, s, &snap);
-                (SwapState::Responder(step.state), step.actions)
-            }
-        };
+        let (next, actions) = self.decide(&record, &state, &snap)?;
         let changed = next != state;
         if changed {
             // Persist BEFORE acting: after a crash we resume from here and redo the actions.
@@ -228,6 +227,29 @@ impl Driver {
         })
     }
 
+    /// The machine's next state and actions for a swap, from what the rails show.
+    pub(crate) fn decide(
+        &self,
+        record: &SwapRecord,
+        state: &SwapState,
+        snap: &Snapshot,
+    ) -> Result<(SwapState, Vec<Action>), DriverError> {
+        Ok(match state {
+            SwapState::Initiator(s) => {
+                let secret = record
+                    .secret
+                    .as_ref()
+                    .ok_or(DriverError::MissingSecret(record.id()))?;
+                let step = initiator::next(&record.terms, secret, s, snap);
+                (SwapState::Initiator(step.state), step.actions)
+            }
+            SwapState::Responder(s) => {
+                let step = responder::next(&record.terms, s, snap);
+                (SwapState::Responder(step.state), step.actions)
+            }
+        })
+    }
+
     /// Performs actions (each idempotent). Errors are returned, not raised: the next step sees
     /// the chains as they are and decides again.
     pub async fn perform(
@@ -237,13 +259,7 @@ impl Driver {
     ) -> Vec<(Action, Result<TxRef, ChainError>)> {
         let mut out = Vec::with_capacity(actions.len());
         for action in actions {
-            use crate::store::TxKind;
-            let (leg, tx_kind) = match action {
-                Action::Lock { leg } => (*leg, TxKind::Lock),
-                Action::Claim { leg, .. } => (*leg, TxKind::Claim),
-                Action::Refund { leg } => (*leg, TxKind::Refund),
-            };
-            let kind = tx_kind.as_str();
+            let leg = action.leg();
             let chain_id = record.terms.leg(leg).params.rail();
             let result = match self.chain(chain_id) {
                 Err(_) => Err(ChainError::permanent(format!("no adapter for {chain_id}"))),
@@ -256,36 +272,54 @@ impl Driver {
                     }
                 }
             };
-            match &result {
-                Ok(txref) => {
-                    info!(swap_id = %record.id(), chain = %chain_id, action = kind, %txref, "sent");
-                    let tx = crate::store::SentTx {
-                        leg,
-                        kind: tx_kind,
-                        txref: txref.clone(),
-                        at: crate::store::now(),
-                    };
-                    if let Err(e) = self.store.record_tx(&record.id(), &tx).await {
-                        warn!(swap_id = %record.id(), error = %e, "could not record a sent transaction");
-                    }
-                    self.record_sent(record, action).await;
-                }
-                // What to do follows from the cause: a race lost to a spend or a timelock not
-                // reached yet is normal (the next observation decides); the rest is retried or
-                // reported.
-                Err(e) if matches!(e.cause, Cause::AlreadySpent | Cause::NotReady { .. }) => {
-                    info!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "not sent")
-                }
-                Err(e) if e.is_transient() => {
-                    warn!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "will retry")
-                }
-                Err(e) => {
-                    error!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "failed")
-                }
-            }
+            self.after_action(record, action, &result).await;
             out.push((action.clone(), result));
         }
         out
+    }
+
+    /// Logs an action's result by its cause and records what it sent.
+    pub(crate) async fn after_action(
+        &self,
+        record: &SwapRecord,
+        action: &Action,
+        result: &Result<TxRef, ChainError>,
+    ) {
+        use crate::store::TxKind;
+        let (leg, tx_kind) = match action {
+            Action::Lock { leg } => (*leg, TxKind::Lock),
+            Action::Claim { leg, .. } => (*leg, TxKind::Claim),
+            Action::Refund { leg } => (*leg, TxKind::Refund),
+        };
+        let kind = tx_kind.as_str();
+        let chain_id = record.terms.leg(leg).params.rail();
+        match result {
+            Ok(txref) => {
+                info!(swap_id = %record.id(), chain = %chain_id, action = kind, %txref, "sent");
+                let tx = crate::store::SentTx {
+                    leg,
+                    kind: tx_kind,
+                    txref: txref.clone(),
+                    at: crate::store::now(),
+                };
+                if let Err(e) = self.store.record_tx(&record.id(), &tx).await {
+                    warn!(swap_id = %record.id(), error = %e, "could not record a sent transaction");
+                }
+                self.record_sent(record, action).await;
+            }
+            // What to do follows from the cause: a race lost to a spend or a timelock not
+            // reached yet is normal (the next observation decides); the rest is retried or
+            // reported.
+            Err(e) if matches!(e.cause, Cause::AlreadySpent | Cause::NotReady { .. }) => {
+                info!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "not sent")
+            }
+            Err(e) if e.is_transient() => {
+                warn!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "will retry")
+            }
+            Err(e) => {
+                error!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "failed")
+            }
+        }
     }
 
     /// Persists what a sent action changes (a claim that reached the node makes the secret
@@ -327,47 +361,20 @@ impl Driver {
         }
     }
 
-    /// Steps a swap until it finishes. Transient errors back off and retry; a swap whose data
-    /// is corrupt stops with an error (and stays in the store as it is).
-    pub async fn run_swap(&self, id: SwapId) -> Result<Outcome, DriverError> {
-        let mut backoff = self.config.poll_interval;
-        let mut quick = 0u32;
-        loop {
-            match self.step(&id).await {
-                Ok(report) => {
-                    if let Some(outcome) = final_outcome(&report.state) {
-                        info!(swap_id = %id, ?outcome, "swap finished");
-                        self.forget(&id).await;
-                        return Ok(outcome);
-                    }
-                    backoff = self.config.poll_interval;
-                    // A state change that sent nothing may unlock the next step at once (a
-                    // valid counter-lock, a learned secret); a step that sent something waits
-                    // for the chain to show it, and a few quick steps in a row at most.
-                    if report.changed && report.actions.is_empty() && quick < MAX_QUICK_STEPS {
-                        quick += 1;
-                    } else {
-                        quick = 0;
-                        tokio::time::sleep(self.config.poll_interval).await;
-                    }
-                }
-                Err(e) if e.is_transient() => {
-                    warn!(swap_id = %id, error = %e, "step failed, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.config.max_backoff);
-                }
-                // A chain error that looks permanent must not abandon a swap with funds at
-                // stake (its refund depends on us): keep trying, slowly, and say so loudly.
-                Err(e @ DriverError::Chain { .. }) => {
-                    error!(swap_id = %id, error = %e, "chain error; retrying at the slowest pace");
-                    tokio::time::sleep(self.config.max_backoff).await;
-                }
-                Err(e) => {
-                    error!(swap_id = %id, error = %e, "swap stopped");
-                    return Err(e);
-                }
-            }
+    /// Runs a swap until it finishes, in the driver's ticked runtime (with every other swap
+    /// of this driver: one observation per rail per tick, actions grouped per rail). Transient
+    /// errors back off and retry; a swap whose data is corrupt stops with an error (and stays
+    /// in the store as it is). Dropping the future stops running the swap (once no one else
+    /// waits for it).
+    pub async fn run_swap(self: &Arc<Self>, id: SwapId) -> Result<Outcome, DriverError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let registered = self
+            .runtime()
+            .send(crate::runtime::Registration { id, done });
+        if registered.is_err() {
+            return Err(DriverError::Stopped(id));
         }
+        wait.await.unwrap_or(Err(DriverError::Stopped(id)))
     }
 
     /// Spawns a task running `id` to its end.

@@ -8,6 +8,7 @@
 //! - [`messages`]: versioned, size-limited messages between the parties.
 //! - [`store`]: the swap store trait, SQLite and in-memory implementations.
 //! - [`driver`]: runs and resumes swaps: persist each state, then act.
+//! - [`runtime`]: the ticked runtime: per tick one observation per rail, actions grouped per rail.
 //!
 //! # Example: terms that keep both parties safe, and the first step of the initiator
 //!
@@ -62,6 +63,7 @@
 pub mod driver;
 pub mod params;
 pub mod rail;
+pub mod runtime;
 pub mod types;
 
 pub use params::{

@@ -64,6 +64,15 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The leg the action is on.
+    pub fn leg(&self) -> Leg {
+        match self {
+            Action::Lock { leg } | Action::Claim { leg, .. } | Action::Refund { leg } => *leg,
+        }
+    }
+}
+
 /// Why a party gave up on swapping and went for its refund (or never locked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]

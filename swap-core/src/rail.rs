@@ -358,11 +358,7 @@ pub trait Rail: Send + Sync {
         let tip = self.tip().await?;
         let mut statuses = Vec::with_capacity(htlcs.len());
         for htlc in htlcs {
-            let status = match self.watch(htlc).await {
-                Ok(()) => self.htlc_status(htlc).await,
-                Err(e) => Err(e),
-            };
-            statuses.push(status);
+            statuses.push(status_of(self, htlc).await);
         }
         Ok(Observation { tip, statuses })
     }
@@ -373,14 +369,47 @@ pub trait Rail: Send + Sync {
     async fn execute(&self, ops: &[RailOp]) -> Vec<Result<TxRef, ChainError>> {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
-            out.push(match op {
-                RailOp::Lock(h) => self.lock(h).await,
-                RailOp::Claim(h, p) => self.claim(h, p).await,
-                RailOp::Refund(h) => self.refund(h).await,
-            });
+            out.push(perform(self, op).await);
         }
         out
     }
+}
+
+async fn status_of<R: Rail + ?Sized>(
+    rail: &R,
+    htlc: &HtlcParams,
+) -> Result<HtlcStatus, ChainError> {
+    rail.watch(htlc).await?;
+    rail.htlc_status(htlc).await
+}
+
+/// One look at every leg with the rail's single-leg methods, all at once: for an adapter whose
+/// status reads share one scan or log query among concurrent callers.
+pub async fn observe_concurrently<R: Rail + ?Sized>(
+    rail: &R,
+    htlcs: &[HtlcParams],
+) -> Result<Observation, ChainError> {
+    let tip = rail.tip().await?;
+    let statuses = futures::future::join_all(htlcs.iter().map(|htlc| status_of(rail, htlc))).await;
+    Ok(Observation { tip, statuses })
+}
+
+/// Performs one operation with the rail's single-operation methods.
+pub async fn perform<R: Rail + ?Sized>(rail: &R, op: &RailOp) -> Result<TxRef, ChainError> {
+    match op {
+        RailOp::Lock(h) => rail.lock(h).await,
+        RailOp::Claim(h, p) => rail.claim(h, p).await,
+        RailOp::Refund(h) => rail.refund(h).await,
+    }
+}
+
+/// Performs a round of operations all at once: for an adapter whose single-operation methods
+/// already pack concurrent calls into one transaction (one funding for N locks).
+pub async fn execute_concurrently<R: Rail + ?Sized>(
+    rail: &R,
+    ops: &[RailOp],
+) -> Vec<Result<TxRef, ChainError>> {
+    futures::future::join_all(ops.iter().map(|op| perform(rail, op))).await
 }
 
 #[cfg(test)]

@@ -486,3 +486,165 @@ async fn finished_swaps_are_forgotten_on_both_legs() {
         assert_eq!(chain.forgotten.load(SeqCst), 1);
     }
 }
+
+/// The simulated rail, counting what the runtime asks of it.
+struct Counting {
+    inner: SimHandle,
+    observes: std::sync::atomic::AtomicUsize,
+    legs_observed: std::sync::atomic::AtomicUsize,
+    executes: std::sync::atomic::AtomicUsize,
+    single_reads: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn new(inner: SimHandle) -> Self {
+        Self {
+            inner,
+            observes: Default::default(),
+            legs_observed: Default::default(),
+            executes: Default::default(),
+            single_reads: Default::default(),
+        }
+    }
+    fn get(n: &std::sync::atomic::AtomicUsize) -> usize {
+        n.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Rail for Counting {
+    fn params(&self) -> &ChainParams {
+        self.inner.params()
+    }
+    async fn account(&self, key_index: u32) -> Result<Account, ChainError> {
+        self.inner.account(key_index).await
+    }
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        self.inner.tip().await
+    }
+    async fn htlc_status(&self, h: &HtlcParams) -> Result<HtlcStatus, ChainError> {
+        self.single_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.htlc_status(h).await
+    }
+    async fn observe(&self, htlcs: &[HtlcParams]) -> Result<Observation, ChainError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.observes.fetch_add(1, SeqCst);
+        self.legs_observed.fetch_add(htlcs.len(), SeqCst);
+        // One read of the world for every leg (what an adapter's one scan is).
+        let w = self.inner.world.lock().unwrap();
+        let c = match self.inner.leg {
+            Leg::X => &w.x,
+            Leg::Y => &w.y,
+        };
+        Ok(Observation {
+            tip: c.tip(),
+            statuses: htlcs.iter().map(|h| Ok(c.status(&h.hashlock))).collect(),
+        })
+    }
+    async fn execute(&self, ops: &[RailOp]) -> Vec<Result<TxRef, ChainError>> {
+        self.executes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut out = Vec::new();
+        for op in ops {
+            out.push(swap_core::rail::perform(&self.inner, op).await);
+        }
+        out
+    }
+    async fn lock(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.inner.lock(h).await
+    }
+    async fn claim(&self, h: &HtlcParams, p: &Preimage) -> Result<TxRef, ChainError> {
+        self.inner.claim(h, p).await
+    }
+    async fn refund(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.inner.refund(h).await
+    }
+}
+
+/// Rails, the ticked runtime: one tick over N swaps asks each rail once for all their legs
+/// (never leg by leg) and hands it all the round's operations at once; N swaps run to their
+/// end through the runtime with a number of observations that does not grow with N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tick_observes_each_rail_once_and_executes_grouped() {
+    const N: usize = 12;
+    let mut w = World::new(
+        Direction::BTC_TO_ETH,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([3; 32]),
+    );
+    let base = w.terms.clone();
+    let mut ids = Vec::new();
+    let mut recs = Vec::new();
+    for n in 0..N {
+        let secret = Preimage::from_bytes([n as u8 + 100; 32]);
+        let terms = SwapTerms::with_default_expiries(
+            SwapId([n as u8 + 100; 16]),
+            secret.hashlock(),
+            base.x.clone(),
+            base.y.clone(),
+            base.policy,
+            w.watch_from,
+        )
+        .unwrap();
+        ids.push(terms.id);
+        recs.push(SwapRecord {
+            terms,
+            role: Role::Initiator,
+            secret: Some(secret),
+            key_index: n as u32,
+            watch_from: w.watch_from,
+        });
+    }
+    let ax = amount_value(&base.x.amount);
+    w.x.balances.insert(w.parties.i_x, ax * N as u128);
+    let world = Arc::new(Mutex::new(w));
+    let x = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::X)));
+    let y = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::Y)));
+    let d = Arc::new(Driver::new(
+        Arc::new(swap_core::store::MemoryStore::new()),
+        [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
+        DriverConfig::default(),
+    ));
+    for r in &recs {
+        d.create(r).await.unwrap();
+    }
+    let reports = d.tick(&ids).await;
+    assert_eq!(reports.len(), N);
+    for (id, r) in &reports {
+        let r = r.as_ref().unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!(
+            r.changed,
+            "{id}: the first tick moves every swap to locking"
+        );
+        assert_eq!(r.actions.len(), 1);
+        assert!(r.actions[0].1.is_ok(), "{id}: {:?}", r.actions[0]);
+    }
+    // One observation per rail covering every swap's leg, one grouped execute (the locks, on
+    // X only), and no leg-by-leg reads.
+    assert_eq!(Counting::get(&x.observes), 1);
+    assert_eq!(Counting::get(&y.observes), 1);
+    assert_eq!(Counting::get(&x.legs_observed), N);
+    assert_eq!(Counting::get(&y.legs_observed), N);
+    assert_eq!(Counting::get(&x.executes), 1);
+    assert_eq!(Counting::get(&y.executes), 0);
+    assert_eq!(
+        Counting::get(&x.single_reads) + Counting::get(&y.single_reads),
+        0
+    );
+    assert_eq!(world.lock().unwrap().x.mempool.len(), N, "N locks sent");
+    // A second tick at once: the locks are in the mempool, nothing new is sent, the states
+    // stand (they were persisted before sending).
+    let again = d.tick(&ids).await;
+    assert!(again.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| !r
+        .actions
+        .iter()
+        .any(|(a, _)| matches!(a, Action::Claim { .. })))));
+    assert_eq!(Counting::get(&x.observes), 2);
+    assert_eq!(
+        world.lock().unwrap().x.mempool.len(),
+        N,
+        "no lock sent twice"
+    );
+}

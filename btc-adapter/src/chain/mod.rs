@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
 use swap_core::{
     Account, Amount, Asset, Cause, ChainError, ChainFamily, ChainId, ChainParams, ChainTip, Height,
-    HtlcParams, HtlcStatus, ObservedLock, Preimage, PublicKeyBytes, Rail, Sats, Timestamp, TxRef,
+    HtlcParams, HtlcStatus, Observation, ObservedLock, Preimage, PublicKeyBytes, Rail, RailOp,
+    Sats, Timestamp, TxRef,
 };
 use tokio::sync::{oneshot, Mutex};
 use tracing::{info, warn};
@@ -401,6 +402,31 @@ impl Rail for BtcChain {
         let mut st = self.state.lock().await;
         self.register(&mut st, htlc)?;
         Ok(())
+    }
+
+    /// One look for every leg: the tip, then at most one scan of the node (none when a scan
+    /// is still fresh), and every status derived from it.
+    async fn observe(&self, htlcs: &[HtlcParams]) -> Result<Observation, ChainError> {
+        let tip = self.tip().await?;
+        let mut st = self.state.lock().await;
+        let registered: Vec<_> = htlcs.iter().map(|h| self.register(&mut st, h)).collect();
+        let fresh = !st.dirty
+            && st
+                .synced_at
+                .is_some_and(|t| t.elapsed() < self.status_max_age);
+        if !fresh {
+            self.sync(&mut st).await?;
+        }
+        let statuses = registered
+            .into_iter()
+            .map(|r| r.map(|(w, script)| self.status(&st, &w, &script).0))
+            .collect();
+        Ok(Observation { tip, statuses })
+    }
+
+    /// All at once: concurrent locks are funded by one wallet transaction (see `lock`).
+    async fn execute(&self, ops: &[RailOp]) -> Vec<Result<TxRef, ChainError>> {
+        swap_core::rail::execute_concurrently(self, ops).await
     }
 
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {

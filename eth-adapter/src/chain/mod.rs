@@ -14,7 +14,9 @@ use alloy::sol_types::{SolCall, SolStruct};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use swap_core::params::{ChainParams, ChainTip};
-use swap_core::rail::{ChainError, HtlcParams, HtlcStatus, ObservedLock, Rail};
+use swap_core::rail::{
+    ChainError, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail, RailOp,
+};
 use swap_core::types::{Account, Expiry, Height, Preimage, Timestamp, TxRef};
 use tokio::sync::{oneshot, Mutex, OnceCell};
 
@@ -432,6 +434,16 @@ impl Rail for EthChain {
             return Ok(HtlcStatus::Absent);
         };
         self.foreign_lock_status(htlc, other)
+    }
+
+    /// All legs at once: concurrent status reads share one log scan per block.
+    async fn observe(&self, htlcs: &[HtlcParams]) -> Result<Observation, ChainError> {
+        swap_core::rail::observe_concurrently(self, htlcs).await
+    }
+
+    /// All at once: concurrent sends share the adapter's nonce and batching queues.
+    async fn execute(&self, ops: &[RailOp]) -> Vec<Result<TxRef, ChainError>> {
+        swap_core::rail::execute_concurrently(self, ops).await
     }
 
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
