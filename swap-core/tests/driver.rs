@@ -267,6 +267,23 @@ async fn a_node_down_for_a_while_only_delays_the_swap() {
     }
 }
 
+/// Swap number `tag` between the world's parties, with its own secret and id and default
+/// (12 h / 24 h) expiries: engines that race a clock running on its own need the hours of slack
+/// the defaults leave (the tight test terms leave minutes).
+fn nth_swap(w: &World, tag: u8) -> (Preimage, SwapTerms) {
+    let secret = Preimage::from_bytes([tag; 32]);
+    let terms = SwapTerms::with_default_expiries(
+        SwapId([tag; 16]),
+        secret.hashlock(),
+        w.terms.x.clone(),
+        w.terms.y.clone(),
+        w.terms.policy,
+        w.watch_from,
+    )
+    .unwrap();
+    (secret, terms)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_swaps_run_concurrently_and_resume_from_the_store() {
     const N: usize = 40;
@@ -280,18 +297,7 @@ async fn many_swaps_run_concurrently_and_resume_from_the_store() {
     let base = w.terms.clone();
     let mut recs = Vec::new();
     for n in 0..N {
-        let secret = Preimage::from_bytes([n as u8 + 1; 32]);
-        // Default (12 h / 24 h) expiries: the engines race a clock that runs on its own here,
-        // and the defaults leave hours of slack where the tight test terms leave minutes.
-        let terms = SwapTerms::with_default_expiries(
-            SwapId([n as u8 + 1; 16]),
-            secret.hashlock(),
-            base.x.clone(),
-            base.y.clone(),
-            base.policy,
-            w.watch_from,
-        )
-        .unwrap();
+        let (secret, terms) = nth_swap(&w, n as u8 + 1);
         let i = SwapRecord {
             terms: terms.clone(),
             role: Role::Initiator,
@@ -578,16 +584,7 @@ async fn one_tick_observes_each_rail_once_and_executes_grouped() {
     let mut ids = Vec::new();
     let mut recs = Vec::new();
     for n in 0..N {
-        let secret = Preimage::from_bytes([n as u8 + 100; 32]);
-        let terms = SwapTerms::with_default_expiries(
-            SwapId([n as u8 + 100; 16]),
-            secret.hashlock(),
-            base.x.clone(),
-            base.y.clone(),
-            base.policy,
-            w.watch_from,
-        )
-        .unwrap();
+        let (secret, terms) = nth_swap(&w, n as u8 + 100);
         ids.push(terms.id);
         recs.push(SwapRecord {
             terms,

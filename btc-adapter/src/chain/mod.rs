@@ -410,13 +410,7 @@ impl Rail for BtcChain {
         let tip = self.tip().await?;
         let mut st = self.state.lock().await;
         let registered: Vec<_> = htlcs.iter().map(|h| self.register(&mut st, h)).collect();
-        let fresh = !st.dirty
-            && st
-                .synced_at
-                .is_some_and(|t| t.elapsed() < self.status_max_age);
-        if !fresh {
-            self.sync(&mut st).await?;
-        }
+        self.sync_if_stale(&mut st).await?;
         let statuses = registered
             .into_iter()
             .map(|r| r.map(|(w, script)| self.status(&st, &w, &script).0))
@@ -432,13 +426,7 @@ impl Rail for BtcChain {
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
         let mut st = self.state.lock().await;
         let (w, script) = self.register(&mut st, htlc)?;
-        let fresh = !st.dirty
-            && st
-                .synced_at
-                .is_some_and(|t| t.elapsed() < self.status_max_age);
-        if !fresh {
-            self.sync(&mut st).await?;
-        }
+        self.sync_if_stale(&mut st).await?;
         Ok(self.status(&st, &w, &script).0)
     }
 

@@ -156,6 +156,14 @@ impl BtcChain {
         self.sync(st).await
     }
 
+    /// Scans the node unless the last scan is recent ([`BtcChain::recent_sync`]).
+    pub(super) async fn sync_if_stale(&self, st: &mut State) -> Result<(), ChainError> {
+        if self.recent_sync(st).is_none() {
+            self.sync(st).await?;
+        }
+        Ok(())
+    }
+
     /// When the last full sync finished, if it is younger than `status_max_age` and nothing
     /// was registered since (never with the default zero age).
     pub(super) fn recent_sync(&self, st: &State) -> Option<std::time::Instant> {

@@ -28,6 +28,7 @@ use crate::scan::{self, EventKind, ScanTip, Scanner};
 
 mod actions;
 mod config;
+mod derive;
 mod foreign;
 mod send;
 mod status;

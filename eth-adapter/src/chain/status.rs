@@ -1,7 +1,6 @@
 //! Status derivation: a swap's state from the shared log scan, the storage slot and the mempool.
 
 use super::*;
-use swap_core::Finality;
 
 impl EthChain {
     /// Brings the shared scan up to date (watching `h`) as `fresh` asks, and reads the swap's
@@ -80,7 +79,6 @@ impl EthChain {
         } else {
             None
         };
-        let confs = |block: u64| (tip.number.saturating_sub(block) + 1) as u32;
         let last_lock = events
             .iter()
             .rposition(|e| matches!(e.kind, EventKind::Locked(_)));
@@ -115,77 +113,18 @@ impl EthChain {
         };
         // Without the slot, the events decide: locked while nothing followed the last lock.
         let locked = slot_locked.unwrap_or(lock_event.is_some() && after.is_empty());
-        let status = match (&lock_event, locked) {
-            (None, false) => HtlcStatus::Absent,
-            (None, true) => {
-                return Err(EthError::Inconsistent(format!(
-                    "swap {id:#x} is locked but no Locked event was found"
-                )))
-            }
-            (Some(lock), true) => {
-                if !after.is_empty() {
-                    return Err(EthError::Inconsistent(format!(
-                        "swap {id:#x} is locked but was spent after its last lock"
-                    )));
-                }
-                let EventKind::Locked(onchain) = &lock.kind else {
-                    return Err(EthError::Inconsistent("not a lock event".into()));
-                };
-                HtlcStatus::Funded {
-                    lock: ObservedLock {
-                        txref: txref(lock.tx),
-                        asset: p.asset.clone(),
-                        amount: onchain.core_amount(&p.asset),
-                        sender: Account::Evm(core_addr(onchain.sender)),
-                        recipient: Account::Evm(core_addr(onchain.recipient)),
-                        hashlock: onchain.core_hashlock(),
-                        expiry: Expiry::Time(Timestamp(onchain.expiry)),
-                    },
-                    finality: Finality::confirmations(confs(lock.block)),
-                }
-            }
-            (Some(_), false) => match after.first() {
-                Some(e) => match &e.kind {
-                    EventKind::Claimed(pre) => {
-                        let preimage = Preimage::from_bytes(pre.0);
-                        if Sha256::digest(pre.0).as_slice() != h.hashlock.as_slice() {
-                            return Err(EthError::Inconsistent(
-                                "claim preimage does not match the hashlock".into(),
-                            ));
-                        }
-                        HtlcStatus::Claimed {
-                            preimage,
-                            txref: txref(e.tx),
-                            finality: Finality::confirmations(confs(e.block)),
-                        }
-                    }
-                    EventKind::Refunded => HtlcStatus::Refunded {
-                        txref: txref(e.tx),
-                        finality: Finality::confirmations(confs(e.block)),
-                    },
-                    EventKind::Locked(_) => {
-                        return Err(EthError::Inconsistent("lock after lock".into()))
-                    }
-                },
-                None => {
-                    return Err(EthError::Inconsistent(format!(
-                        "swap {id:#x} has a lock event but its slot is empty"
-                    )))
-                }
+        let status = super::derive::derive_status(
+            &super::derive::Seen {
+                id,
+                hashlock: h.hashlock,
+                tip: tip.number,
+                lock: lock_event.as_ref(),
+                after: &after,
+                locked,
+                pending,
             },
-        };
-        let status = match (status, pending) {
-            (HtlcStatus::Funded { .. }, Some((pre, tx)))
-                if Sha256::digest(pre.0).as_slice() == h.hashlock.as_slice() =>
-            {
-                HtlcStatus::Claimed {
-                    preimage: Preimage::from_bytes(pre.0),
-                    txref: txref(tx),
-                    finality: Finality::Mempool,
-                }
-            }
-            (other, _) => other,
-        };
+            &p.asset,
+        )?;
         Ok(Found {
             status,
             lock_tx: lock_event.map(|e| e.tx),
