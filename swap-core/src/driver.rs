@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::machine::{initiator, responder, Action, LegView, Outcome, Snapshot};
+use crate::machine::{initiator, responder, Action, Outcome, Snapshot};
 use crate::params::RailId;
 use crate::rail::{Cause, ChainError, HtlcParams, Rail};
 use crate::store::{StoreError, SwapRecord, SwapState, SwapStore};
@@ -178,53 +178,21 @@ impl Driver {
         )
     }
 
-    async fn view(&self, record: &SwapRecord, leg: Leg) -> Result<LegView, DriverError> {
-        let chain_id = record.terms.leg(leg).params.rail();
-        let chain = self.chain(chain_id)?;
-        let wrap = |source| DriverError::Chain {
-            rail: chain_id,
-            source,
-        };
-        let htlc = Self::htlc(record, leg);
-        chain.watch(&htlc).await.map_err(wrap)?;
-        let tip = chain.tip().await.map_err(wrap)?;
-        let status = chain.htlc_status(&htlc).await.map_err(wrap)?;
-        Ok(LegView { tip, htlc: status })
-    }
-
-    /// What both chains say now about a swap.
+    /// What both legs' rails say now about a swap.
     pub async fn observe(&self, record: &SwapRecord) -> Result<Snapshot, DriverError> {
-        let (x, y) = tokio::join!(self.view(record, Leg::X), self.view(record, Leg::Y));
-        Ok(Snapshot { x: x?, y: y? })
+        self.views(&[record])
+            .await
+            .pop()
+            .unwrap_or(Err(DriverError::MissingView(record.id())))
     }
 
     /// Computes and persists the swap's next state; returns it with the actions still to do.
-    /// Nothing is sent to any chain here.
+    /// Nothing is sent here. (One swap's [`Driver::tick`] without the sending.)
     pub async fn advance(&self, id: &SwapId) -> Result<Advanced, DriverError> {
-        let (record, entry) = self.store.load_entry(id).await?;
-        let state = entry.state;
-        if state.is_final() {
-            return Ok(Advanced {
-                record,
-                state,
-                changed: false,
-                actions: Vec::new(),
-            });
-        }
-        let snap = self.observe(&record).await?;
-        let (next, actions) = self.decide(&record, &state, &snap)?;
-        let changed = next != state;
-        if changed {
-            // Persist BEFORE acting: after a crash we resume from here and redo the actions.
-            self.store.append_state(id, entry.seq, &next).await?;
-            info!(swap_id = %id, from = state_name(&state), to = state_name(&next), "state");
-        }
-        Ok(Advanced {
-            record,
-            state: next,
-            changed,
-            actions,
-        })
+        self.advance_many(std::slice::from_ref(id))
+            .await
+            .pop()
+            .map_or(Err(DriverError::MissingView(*id)), |(_, r)| r)
     }
 
     /// The machine's next state and actions for a swap, from what the rails show.
@@ -257,25 +225,10 @@ impl Driver {
         record: &SwapRecord,
         actions: &[Action],
     ) -> Vec<(Action, Result<TxRef, ChainError>)> {
-        let mut out = Vec::with_capacity(actions.len());
-        for action in actions {
-            let leg = action.leg();
-            let chain_id = record.terms.leg(leg).params.rail();
-            let result = match self.chain(chain_id) {
-                Err(_) => Err(ChainError::permanent(format!("no adapter for {chain_id}"))),
-                Ok(chain) => {
-                    let htlc = Self::htlc(record, leg);
-                    match action {
-                        Action::Lock { .. } => chain.lock(&htlc).await,
-                        Action::Claim { preimage, .. } => chain.claim(&htlc, preimage).await,
-                        Action::Refund { .. } => chain.refund(&htlc).await,
-                    }
-                }
-            };
-            self.after_action(record, action, &result).await;
-            out.push((action.clone(), result));
-        }
-        out
+        self.perform_many(&[(record, actions)])
+            .await
+            .pop()
+            .unwrap_or_default()
     }
 
     /// Logs an action's result by its cause and records what it sent.
@@ -338,15 +291,12 @@ impl Driver {
         }
     }
 
-    /// One full step: advance (persisting) then perform.
+    /// One full step: advance (persisting) then perform (one swap's [`Driver::tick`]).
     pub async fn step(&self, id: &SwapId) -> Result<StepReport, DriverError> {
-        let adv = self.advance(id).await?;
-        let actions = self.perform(&adv.record, &adv.actions).await;
-        Ok(StepReport {
-            state: adv.state,
-            changed: adv.changed,
-            actions,
-        })
+        self.tick(std::slice::from_ref(id))
+            .await
+            .pop()
+            .map_or(Err(DriverError::MissingView(*id)), |(_, r)| r)
     }
 
     /// Tells both legs' adapters that a finished swap needs no more watching.

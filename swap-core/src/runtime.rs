@@ -24,13 +24,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::driver::{final_outcome, state_name, Driver, DriverError, StepReport};
+use crate::driver::{final_outcome, state_name, Advanced, Driver, DriverError, StepReport};
 use crate::machine::{Action, LegView, Outcome, Snapshot};
 use crate::params::RailId;
 use crate::rail::{ChainError, HtlcParams, RailOp};
-use crate::store::{SwapRecord, SwapState};
+use crate::store::SwapRecord;
 use crate::terms::Leg;
-use crate::types::SwapId;
+use crate::types::{SwapId, TxRef};
 
 /// How many state changes in a row a swap may step through without waiting a poll.
 const MAX_QUICK_STEPS: u32 = 4;
@@ -49,14 +49,6 @@ struct Active {
     quick: u32,
 }
 
-/// A loaded swap during a tick.
-struct Loaded {
-    record: SwapRecord,
-    state: SwapState,
-    seq: u64,
-    views: [Option<Result<LegView, DriverError>>; 2],
-}
-
 fn leg_index(leg: Leg) -> usize {
     match leg {
         Leg::X => 0,
@@ -64,125 +56,143 @@ fn leg_index(leg: Leg) -> usize {
     }
 }
 
-impl Driver {
-    /// One tick over `ids`: one observation per rail for all their legs, every machine steps,
-    /// new states are persisted, then the actions are executed grouped per rail. Returns what
-    /// each swap did (a swap that could not be stepped has an error and changed nothing).
-    pub async fn tick(&self, ids: &[SwapId]) -> Vec<(SwapId, Result<StepReport, DriverError>)> {
-        let mut out = Vec::with_capacity(ids.len());
-        let mut loaded = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.store().load_entry(id).await {
-                Ok((_, entry)) if entry.state.is_final() => out.push((
-                    *id,
-                    Ok(StepReport {
-                        state: entry.state,
-                        changed: false,
-                        actions: Vec::new(),
-                    }),
-                )),
-                Ok((record, entry)) => loaded.push(Loaded {
-                    record,
-                    state: entry.state,
-                    seq: entry.seq,
-                    views: [None, None],
-                }),
-                Err(e) => out.push((*id, Err(e.into()))),
-            }
-        }
+/// A chain error of `rail`, for one of the legs an observation covered.
+fn rail_error(rail: RailId, source: &ChainError) -> DriverError {
+    DriverError::Chain {
+        rail,
+        source: source.clone(),
+    }
+}
 
-        // 1. One observation per rail.
+impl Driver {
+    /// What the rails say now about each record's two legs: one [`crate::Rail::observe`] per
+    /// rail for all the legs on it, whatever the number of swaps.
+    pub(crate) async fn views(
+        &self,
+        records: &[&SwapRecord],
+    ) -> Vec<Result<Snapshot, DriverError>> {
         let mut by_rail: HashMap<RailId, Vec<(usize, Leg)>> = HashMap::new();
-        for (i, l) in loaded.iter().enumerate() {
+        for (i, record) in records.iter().enumerate() {
             for leg in [Leg::X, Leg::Y] {
-                let rail = l.record.terms.leg(leg).params.rail();
+                let rail = record.terms.leg(leg).params.rail();
                 by_rail.entry(rail).or_default().push((i, leg));
             }
         }
         let observations = join_all(by_rail.into_iter().map(|(rail_id, legs)| {
             let htlcs: Vec<HtlcParams> = legs
                 .iter()
-                .map(|(i, leg)| Driver::htlc(&loaded[*i].record, *leg))
+                .map(|(i, leg)| Driver::htlc(records[*i], *leg))
                 .collect();
             async move {
                 let result = match self.rail(rail_id) {
-                    None => Err(DriverError::NoRail(rail_id)),
-                    Some(rail) => rail
-                        .observe(&htlcs)
-                        .await
-                        .map_err(|source| DriverError::Chain {
-                            rail: rail_id,
-                            source,
-                        }),
+                    None => Err(None),
+                    Some(rail) => rail.observe(&htlcs).await.map_err(Some),
                 };
                 (rail_id, legs, result)
             }
         }))
         .await;
+        let mut views: Vec<[Option<Result<LegView, DriverError>>; 2]> =
+            records.iter().map(|_| [None, None]).collect();
         for (rail_id, legs, result) in observations {
             for (n, (i, leg)) in legs.into_iter().enumerate() {
                 let view = match &result {
-                    Err(DriverError::Chain { source, .. }) => Err(DriverError::Chain {
-                        rail: rail_id,
-                        source: source.clone(),
-                    }),
-                    Err(_) => Err(DriverError::NoRail(rail_id)),
+                    Err(None) => Err(DriverError::NoRail(rail_id)),
+                    Err(Some(source)) => Err(rail_error(rail_id, source)),
                     Ok(obs) => match obs.statuses.get(n) {
                         Some(Ok(status)) => Ok(LegView {
                             tip: obs.tip,
                             htlc: status.clone(),
                         }),
-                        Some(Err(source)) => Err(DriverError::Chain {
-                            rail: rail_id,
-                            source: source.clone(),
-                        }),
-                        None => Err(DriverError::Chain {
-                            rail: rail_id,
-                            source: ChainError::transient("the rail answered fewer legs"),
-                        }),
+                        Some(Err(source)) => Err(rail_error(rail_id, source)),
+                        None => Err(rail_error(
+                            rail_id,
+                            &ChainError::transient("the rail answered fewer legs"),
+                        )),
                     },
                 };
-                loaded[i].views[leg_index(leg)] = Some(view);
+                views[i][leg_index(leg)] = Some(view);
             }
         }
+        views
+            .into_iter()
+            .zip(records)
+            .map(|(view, record)| match view {
+                [Some(x), Some(y)] => Ok(Snapshot { x: x?, y: y? }),
+                _ => Err(DriverError::MissingView(record.id())),
+            })
+            .collect()
+    }
 
-        // 2 and 3. Step every machine; persist the changes before anything is sent.
-        let mut pending: Vec<(usize, bool, Vec<Action>)> = Vec::with_capacity(loaded.len());
-        for (i, l) in loaded.iter_mut().enumerate() {
-            let id = l.record.id();
-            let [x, y] = std::mem::take(&mut l.views);
-            let snap = match (x, y) {
-                (Some(Ok(x)), Some(Ok(y))) => Snapshot { x, y },
-                (Some(Err(e)), _) | (_, Some(Err(e))) => {
-                    out.push((id, Err(e)));
-                    continue;
-                }
-                _ => {
-                    out.push((id, Err(DriverError::MissingView(id))));
-                    continue;
-                }
+    /// Computes and persists the next state of every swap in `ids` from one observation per
+    /// rail; returns each with the actions still to do. Nothing is sent here.
+    pub(crate) async fn advance_many(
+        &self,
+        ids: &[SwapId],
+    ) -> Vec<(SwapId, Result<Advanced, DriverError>)> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut loaded = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.store().load_entry(id).await {
+                Ok((record, entry)) if entry.state.is_final() => out.push((
+                    *id,
+                    Ok(Advanced {
+                        record,
+                        state: entry.state,
+                        changed: false,
+                        actions: Vec::new(),
+                    }),
+                )),
+                Ok((record, entry)) => loaded.push((record, entry)),
+                Err(e) => out.push((*id, Err(e.into()))),
+            }
+        }
+        let records: Vec<&SwapRecord> = loaded.iter().map(|(r, _)| r).collect();
+        let snapshots = self.views(&records).await;
+        for ((record, entry), snap) in loaded.into_iter().zip(snapshots) {
+            let id = record.id();
+            let result = match snap {
+                Err(e) => Err(e),
+                Ok(snap) => self.persist_next(record, entry, &snap).await,
             };
-            match self.decide(&l.record, &l.state, &snap) {
-                Err(e) => out.push((id, Err(e))),
-                Ok((next, actions)) => {
-                    let changed = next != l.state;
-                    if changed {
-                        if let Err(e) = self.store().append_state(&id, l.seq, &next).await {
-                            out.push((id, Err(e.into())));
-                            continue;
-                        }
-                        info!(swap_id = %id, from = state_name(&l.state), to = state_name(&next), "state");
-                        l.state = next;
-                    }
-                    pending.push((i, changed, actions));
-                }
-            }
+            out.push((id, result));
         }
+        out
+    }
 
-        // 4. The actions, grouped per rail.
+    /// The machine's step from `snap`, persisted (with the sequence number it was computed
+    /// from) when the state changed: BEFORE acting, so a crash resumes from here and redoes
+    /// the actions.
+    async fn persist_next(
+        &self,
+        record: SwapRecord,
+        entry: crate::store::StateEntry,
+        snap: &Snapshot,
+    ) -> Result<Advanced, DriverError> {
+        let id = record.id();
+        let (next, actions) = self.decide(&record, &entry.state, snap)?;
+        let changed = next != entry.state;
+        if changed {
+            self.store().append_state(&id, entry.seq, &next).await?;
+            info!(swap_id = %id, from = state_name(&entry.state), to = state_name(&next), "state");
+        }
+        Ok(Advanced {
+            record,
+            state: next,
+            changed,
+            actions,
+        })
+    }
+
+    /// Performs the actions of several swaps, handed to each rail together
+    /// ([`crate::Rail::execute`]); one list of results per swap, in order. Errors are returned,
+    /// not raised: the next step sees the rails as they are and decides again.
+    pub(crate) async fn perform_many(
+        &self,
+        plans: &[(&SwapRecord, &[Action])],
+    ) -> Vec<Vec<(Action, Result<TxRef, ChainError>)>> {
         let mut ops_by_rail: HashMap<RailId, Vec<(usize, usize, RailOp)>> = HashMap::new();
-        for (p, (i, _, actions)) in pending.iter().enumerate() {
-            let record = &loaded[*i].record;
+        for (p, (record, actions)) in plans.iter().enumerate() {
             for (a, action) in actions.iter().enumerate() {
                 let leg = action.leg();
                 let htlc = Driver::htlc(record, leg);
@@ -207,8 +217,7 @@ impl Driver {
             (ops, results)
         }))
         .await;
-        let mut results: HashMap<(usize, usize), Result<crate::types::TxRef, ChainError>> =
-            HashMap::new();
+        let mut results: HashMap<(usize, usize), Result<TxRef, ChainError>> = HashMap::new();
         for (ops, rs) in executed {
             let mut rs = rs.into_iter();
             for (p, a, _) in ops {
@@ -218,22 +227,45 @@ impl Driver {
                 results.insert((p, a), r);
             }
         }
-        for (p, (i, changed, actions)) in pending.into_iter().enumerate() {
-            let l = &loaded[i];
+        let mut out = Vec::with_capacity(plans.len());
+        for (p, (record, actions)) in plans.iter().enumerate() {
             let mut done = Vec::with_capacity(actions.len());
-            for (a, action) in actions.into_iter().enumerate() {
+            for (a, action) in actions.iter().enumerate() {
                 let result = results
                     .remove(&(p, a))
                     .unwrap_or_else(|| Err(ChainError::transient("not executed")));
-                self.after_action(&l.record, &action, &result).await;
-                done.push((action, result));
+                self.after_action(record, action, &result).await;
+                done.push((action.clone(), result));
             }
+            out.push(done);
+        }
+        out
+    }
+
+    /// One tick over `ids`: one observation per rail for all their legs, every machine steps,
+    /// new states are persisted, then the actions are executed grouped per rail. Returns what
+    /// each swap did (a swap that could not be stepped has an error and changed nothing).
+    pub async fn tick(&self, ids: &[SwapId]) -> Vec<(SwapId, Result<StepReport, DriverError>)> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut advanced = Vec::with_capacity(ids.len());
+        for (id, result) in self.advance_many(ids).await {
+            match result {
+                Ok(adv) => advanced.push(adv),
+                Err(e) => out.push((id, Err(e))),
+            }
+        }
+        let plans: Vec<(&SwapRecord, &[Action])> = advanced
+            .iter()
+            .map(|adv| (&adv.record, adv.actions.as_slice()))
+            .collect();
+        let performed = self.perform_many(&plans).await;
+        for (adv, actions) in advanced.iter().zip(performed) {
             out.push((
-                l.record.id(),
+                adv.record.id(),
                 Ok(StepReport {
-                    state: l.state.clone(),
-                    changed,
-                    actions: done,
+                    state: adv.state.clone(),
+                    changed: adv.changed,
+                    actions,
                 }),
             ));
         }

@@ -397,41 +397,6 @@ async fn many_swaps_run_concurrently_and_resume_from_the_store() {
     assert_eq!(w.y.balances[&r_y], 0);
 }
 
-/// The simulated chain, counting the HTLCs it is told to forget.
-struct Forgetful {
-    inner: SimHandle,
-    forgotten: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Rail for Forgetful {
-    fn params(&self) -> &ChainParams {
-        self.inner.params()
-    }
-    async fn account(&self, key_index: u32) -> Result<Account, ChainError> {
-        self.inner.account(key_index).await
-    }
-    async fn tip(&self) -> Result<ChainTip, ChainError> {
-        self.inner.tip().await
-    }
-    async fn forget(&self, _htlc: &HtlcParams) {
-        self.forgotten
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-    async fn htlc_status(&self, h: &HtlcParams) -> Result<HtlcStatus, ChainError> {
-        self.inner.htlc_status(h).await
-    }
-    async fn lock(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
-        self.inner.lock(h).await
-    }
-    async fn claim(&self, h: &HtlcParams, p: &Preimage) -> Result<TxRef, ChainError> {
-        self.inner.claim(h, p).await
-    }
-    async fn refund(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
-        self.inner.refund(h).await
-    }
-}
-
 /// Rails: a finished swap's legs are forgotten by their adapters (a long-running engine does
 /// not keep watching every swap it ever ran).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,14 +414,8 @@ async fn finished_swaps_are_forgotten_on_both_legs() {
         max_backoff: Duration::from_millis(20),
     };
     let mk = || {
-        let x = Arc::new(Forgetful {
-            inner: SimHandle::new(world.clone(), Leg::X),
-            forgotten: Default::default(),
-        });
-        let y = Arc::new(Forgetful {
-            inner: SimHandle::new(world.clone(), Leg::Y),
-            forgotten: Default::default(),
-        });
+        let x = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::X)));
+        let y = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::Y)));
         let d = Arc::new(Driver::new(
             Arc::new(swap_core::store::MemoryStore::new()),
             [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
@@ -493,9 +452,11 @@ async fn finished_swaps_are_forgotten_on_both_legs() {
     }
 }
 
-/// The simulated rail, counting what the runtime asks of it.
+/// The simulated rail, counting what the runtime asks of it and the HTLCs it is told to
+/// forget.
 struct Counting {
     inner: SimHandle,
+    forgotten: std::sync::atomic::AtomicUsize,
     observes: std::sync::atomic::AtomicUsize,
     legs_observed: std::sync::atomic::AtomicUsize,
     executes: std::sync::atomic::AtomicUsize,
@@ -506,6 +467,7 @@ impl Counting {
     fn new(inner: SimHandle) -> Self {
         Self {
             inner,
+            forgotten: Default::default(),
             observes: Default::default(),
             legs_observed: Default::default(),
             executes: Default::default(),
@@ -527,6 +489,10 @@ impl Rail for Counting {
     }
     async fn tip(&self) -> Result<ChainTip, ChainError> {
         self.inner.tip().await
+    }
+    async fn forget(&self, _htlc: &HtlcParams) {
+        self.forgotten
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
     async fn htlc_status(&self, h: &HtlcParams) -> Result<HtlcStatus, ChainError> {
         self.single_reads

@@ -175,6 +175,10 @@ impl SimChain {
     /// (on chain, or a channel claim enforced on chain because the peer does not answer).
     fn submit(&mut self, kind: TxKind, tag: &str) -> TxRef {
         let txref = self.txref(tag);
+        let mut kind = kind;
+        if let TxKind::Lock(lock) = &mut kind {
+            lock.txref = txref.clone();
+        }
         let tx = PendingTx {
             kind,
             txref: txref.clone(),
@@ -373,8 +377,6 @@ impl SimChain {
                 }
             }
         }
-        let mut lock = lock;
-        lock.txref = TxRef(format!("{}-lock-{}", self.params.chain, self.next_tx + 1));
         Ok(self.submit(TxKind::Lock(lock), "lock"))
     }
 
