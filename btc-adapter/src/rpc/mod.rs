@@ -385,15 +385,7 @@ impl RpcClient {
             .batch("getrawtransaction", params)
             .await?
             .into_iter()
-            .map(|r| {
-                r.and_then(|v| match v {
-                    Value::String(s) => Ok(s),
-                    other => Err(RpcError::Decode {
-                        method: "getrawtransaction".into(),
-                        detail: other.to_string(),
-                    }),
-                })
-            })
+            .map(|r| r.and_then(|v| as_string("getrawtransaction", v)))
             .collect())
     }
 
@@ -596,15 +588,7 @@ impl RpcClient {
         self.wallet_batch("getnewaddress", params)
             .await?
             .into_iter()
-            .map(|r| {
-                r.and_then(|v| match v {
-                    Value::String(s) => Ok(s),
-                    other => Err(RpcError::Decode {
-                        method: "getnewaddress".into(),
-                        detail: other.to_string(),
-                    }),
-                })
-            })
+            .map(|r| r.and_then(|v| as_string("getnewaddress", v)))
             .collect()
     }
 
@@ -689,6 +673,17 @@ fn str_field(v: &Value, field: &str, method: &str) -> Result<String, RpcError> {
             method: method.to_owned(),
             detail: format!("no `{field}` in {v}"),
         })
+}
+
+/// A result that must be a JSON string (a transaction's hex, an address).
+fn as_string(method: &str, v: Value) -> Result<String, RpcError> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => Err(RpcError::Decode {
+            method: method.into(),
+            detail: other.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]
