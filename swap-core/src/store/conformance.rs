@@ -3,7 +3,10 @@
 //! Call [`run`] with an empty store from the implementation's own tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::{Role, StoreError, SwapRecord, SwapState, SwapStore};
+use super::{
+    Outbox, Role, SendClaim, SendKey, SignedTx, StoreError, SwapRecord, SwapState, SwapStore,
+    TxKind,
+};
 use crate::machine::{initiator, responder, Outcome};
 use crate::params::{ChainFamily, ChainId, ChainParams, ChainTip, Network};
 use crate::terms::{LegTerms, SafetyPolicy, SwapTerms, Tips};
@@ -294,10 +297,100 @@ pub async fn run(store: &dyn SwapStore) {
     assert_ne!(k1, k2);
 }
 
+/// The outbox part of the suite: `a` and `b` are two handles on one outbox (two processes on
+/// one store, or the same object twice).
+pub async fn run_outbox(a: &dyn Outbox, b: &dyn Outbox) {
+    use std::time::Duration;
+    let rail = ChainParams::for_chain(ChainId::new(ChainFamily::Bitcoin, Network::Regtest)).rail();
+    let key = |n: u8, kind: TxKind| SendKey {
+        swap: SwapId([n; 16]),
+        rail,
+        kind,
+    };
+    let (k1, k2, k3) = (key(1, TxKind::Lock), key(2, TxKind::Lock), key(1, TxKind::Claim));
+    let long = Duration::from_secs(3600);
+    let tx = SignedTx {
+        txref: TxRef("aa".repeat(32)),
+        raw: vec![1, 2, 3],
+    };
+
+    // The first writer gets both sends; the second is told they are being built.
+    let first = a.claim_sends(&[k1, k2], long).await.unwrap();
+    let grants: Vec<_> = first
+        .iter()
+        .zip([k1, k2])
+        .map(|(c, k)| match c {
+            SendClaim::Granted { token } => (k, *token),
+            other => panic!("expected a grant, got {other:?}"),
+        })
+        .collect();
+    assert_ne!(grants[0].1, grants[1].1, "tokens are distinct");
+    assert_eq!(
+        b.claim_sends(&[k1, k2], long).await.unwrap(),
+        vec![SendClaim::Busy, SendClaim::Busy]
+    );
+    assert_eq!(a.signed(&k1).await.unwrap(), None);
+
+    // One transaction serves both; then everyone gets it, never a new grant.
+    a.record_signed(&grants, &tx).await.unwrap();
+    for outbox in [a, b] {
+        assert_eq!(outbox.signed(&k1).await.unwrap(), Some(tx.clone()));
+        assert_eq!(
+            outbox.claim_sends(&[k2], Duration::ZERO).await.unwrap(),
+            vec![SendClaim::Signed(tx.clone())]
+        );
+    }
+    // Recording again (a second writer with a stale view) is refused.
+    assert!(matches!(
+        b.record_signed(&grants, &tx).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // Another kind of send on the same swap is independent.
+    assert!(matches!(
+        b.claim_sends(&[k3], long).await.unwrap()[..],
+        [SendClaim::Granted { .. }]
+    ));
+
+    // A stalled claim is taken over; the stalled writer is then fenced off.
+    let k4 = key(4, TxKind::Lock);
+    let SendClaim::Granted { token: old } = a.claim_sends(&[k4], long).await.unwrap()[0] else {
+        panic!("expected a grant")
+    };
+    let SendClaim::Granted { token: new } = b.claim_sends(&[k4], Duration::ZERO).await.unwrap()[0]
+    else {
+        panic!("a stale claim is taken over")
+    };
+    assert_ne!(old, new);
+    let other = SignedTx {
+        txref: TxRef("bb".repeat(32)),
+        raw: vec![4],
+    };
+    assert!(matches!(
+        a.record_signed(&[(k4, old)], &other).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(b.signed(&k4).await.unwrap(), None, "a refused record writes nothing");
+    // A release by the fenced writer leaves the new claim alone.
+    a.release(&[(k4, old)]).await.unwrap();
+    assert_eq!(b.claim_sends(&[k4], long).await.unwrap(), vec![SendClaim::Busy]);
+    // The new writer's send was rejected for good: released, a new one may be built.
+    b.record_signed(&[(k4, new)], &other).await.unwrap();
+    b.release(&[(k4, new)]).await.unwrap();
+    assert_eq!(a.signed(&k4).await.unwrap(), None);
+    assert!(matches!(
+        a.claim_sends(&[k4], long).await.unwrap()[..],
+        [SendClaim::Granted { .. }]
+    ));
+    // The recorded transaction of the first sends is still there.
+    assert_eq!(b.signed(&k2).await.unwrap(), Some(tx));
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]
     async fn memory_store_passes_conformance() {
         super::run(&super::super::MemoryStore::new()).await;
+        let outbox = super::super::MemoryOutbox::new();
+        super::run_outbox(&outbox, &outbox).await;
     }
 }

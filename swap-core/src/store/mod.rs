@@ -12,13 +12,17 @@ use crate::terms::{Leg, SwapTerms, Tips};
 use crate::types::{Hashlock, Preimage, SwapId, Timestamp, TxRef};
 
 pub mod memory;
+pub mod outbox;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_outbox;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 
 pub use memory::MemoryStore;
+pub use outbox::{Grant, MemoryOutbox, Outbox, SendClaim, SendKey, SignedTx};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

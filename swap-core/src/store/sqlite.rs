@@ -47,6 +47,23 @@ const MIGRATIONS: &[&str] = &[
         txref   TEXT NOT NULL,
         UNIQUE (swap_id, leg, kind, txref)
     );",
+    // 4: the outbox (see `outbox.rs`): each send's claim and its signed transaction, recorded
+    // before the broadcast.
+    "CREATE TABLE outbox_txs (
+        txid        TEXT PRIMARY KEY NOT NULL,
+        raw         BLOB NOT NULL,
+        recorded_at INTEGER NOT NULL
+    );
+    CREATE TABLE outbox (
+        swap_id    BLOB NOT NULL,
+        rail       TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        token      INTEGER NOT NULL,
+        claimed_at INTEGER NOT NULL,
+        txid       TEXT,
+        PRIMARY KEY (swap_id, rail, kind)
+    );
+    INSERT INTO counters(name, value) VALUES ('outbox_token', 0);",
 ];
 
 /// A [`SwapStore`] in a SQLite file.
@@ -55,7 +72,7 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -135,7 +152,7 @@ impl SqliteStore {
             .map_err(backend)
     }
 
-    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -545,6 +562,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("swaps.sqlite");
         conformance::run(&SqliteStore::open(&path).unwrap()).await;
+        // The outbox, from two handles on one file (two processes on one store).
+        let (a, b) = (SqliteStore::open(&path).unwrap(), SqliteStore::open(&path).unwrap());
+        conformance::run_outbox(&a, &b).await;
         // Everything survives reopening the file.
         let reopened = SqliteStore::open(&path).unwrap();
         assert_eq!(reopened.schema_version().unwrap(), MIGRATIONS.len() as i64);
