@@ -170,7 +170,12 @@ impl RegtestNode {
             .arg("-printtoconsole=0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            // What the node says before its debug.log exists (bad arguments, a port in use).
+            .stderr(
+                std::fs::File::create(dir.join("stderr.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            );
         if self.kind == NodeKind::Litecoind {
             // Litecoin Core relays BIP-125 replacements only with this flag (fee-bump tests).
             cmd.arg("-mempoolreplacement=1");
@@ -209,7 +214,13 @@ impl RegtestNode {
         let log = self.datadir.path().join("regtest").join("debug.log");
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        let stderr =
+            std::fs::read_to_string(self.datadir.path().join("stderr.log")).unwrap_or_default();
+        format!(
+            "{}\nstderr: {}",
+            lines[lines.len().saturating_sub(30)..].join("\n"),
+            stderr.trim()
+        )
     }
 
     async fn prepare_chain(&self) {

@@ -1,7 +1,7 @@
-//! Concurrent locks are funded together: a few wallet transactions with one output per HTLC
-//! instead of one transaction per lock. Every HTLC is funded exactly once with its amount,
-//! locking again changes nothing, and callers that give up midway do not cause a second
-//! funding.
+//! One round's locks are funded together: one wallet transaction with one output per HTLC.
+//! Every funding is recorded in the outbox before its broadcast, so every HTLC is funded exactly
+//! once with its amount: locking again changes nothing, and neither callers that give up midway,
+//! a crash between the outbox steps, nor a second process on the same store fund one twice.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -13,9 +13,9 @@ use swap_core::Finality;
 
 use bitcoin::{ScriptBuf, Transaction, Txid};
 use btc_adapter::BtcChain;
-use swap_core::{Amount, ChainError, HtlcParams, HtlcStatus, Preimage, Rail, Sats, TxRef};
+use swap_core::{Amount, ChainError, HtlcParams, HtlcStatus, Preimage, Rail, RailOp, Sats, TxRef};
 
-/// `lock` on every params at once (each in its own task, as the driver runs swaps); the
+/// `lock` on every params at once, each in its own task (as a library user may call it); the
 /// answers in the order of `params`.
 async fn lock_all(chain: &Arc<BtcChain>, params: &[HtlcParams]) -> Vec<Result<TxRef, ChainError>> {
     let mut set = tokio::task::JoinSet::new();
@@ -29,6 +29,10 @@ async fn lock_all(chain: &Arc<BtcChain>, params: &[HtlcParams]) -> Vec<Result<Tx
         out[i] = Some(r);
     }
     out.into_iter().map(Option::unwrap).collect()
+}
+
+fn locks(params: &[HtlcParams]) -> Vec<RailOp> {
+    params.iter().cloned().map(RailOp::Lock).collect()
 }
 
 async fn distinct_params(env: &common::Env, n: usize) -> Vec<HtlcParams> {
@@ -85,34 +89,30 @@ fn htlc_outputs(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_locks_share_a_few_funding_transactions() {
+async fn a_round_of_locks_is_one_funding_transaction() {
     let env = common::env().await;
-    // The driver shares one adapter between all its swaps.
+    // The driver shares one adapter between all its swaps and hands it a round's locks at once.
     let chain = Arc::new(common::chain_for(&env.node, "alice", 1, common::fees()));
     const N: usize = 40;
     let params = distinct_params(&env, N).await;
-    // Three HTLCs are locked twice at once (a retry racing the first call): one output each.
+    // Three HTLCs are asked twice in the round: one output each.
     let calls: Vec<HtlcParams> = params.iter().chain(&params[..3]).cloned().collect();
 
-    let answers = lock_all(&chain, &calls).await;
+    let answers = chain.execute(&locks(&calls)).await;
     let txrefs: Vec<TxRef> = answers
         .into_iter()
         .map(|r| r.expect("every lock succeeds"))
         .collect();
     for i in 0..3 {
-        assert_eq!(
-            txrefs[N + i],
-            txrefs[i],
-            "the same HTLC locked twice at once"
-        );
+        assert_eq!(txrefs[N + i], txrefs[i], "the same HTLC asked twice");
     }
     let txids: HashSet<&TxRef> = txrefs.iter().collect();
     println!(
-        "{} concurrent locks of {N} HTLCs: {} funding transaction(s)",
+        "{} locks of {N} HTLCs in one round: {} funding transaction(s)",
         calls.len(),
         txids.len()
     );
-    assert!(txids.len() <= 5, "{} funding transactions", txids.len());
+    assert_eq!(txids.len(), 1, "{} funding transactions", txids.len());
 
     // Each HTLC is paid exactly once, with its exact amount, by the transaction its lock named.
     let mempool = env.node.rpc().get_raw_mempool().await.unwrap();
@@ -155,7 +155,7 @@ async fn concurrent_locks_share_a_few_funding_transactions() {
         }
     }
 
-    // Locking again (all at once) answers the same fundings and sends nothing.
+    // Locking again (one by one, concurrently) answers the same fundings and sends nothing.
     let balance = env.alice_wallet.get_balance().await.unwrap();
     let tx_count = wallet_tx_count(&env).await;
     let again = lock_all(&chain, &params).await;
@@ -171,7 +171,7 @@ async fn concurrent_locks_share_a_few_funding_transactions() {
     // funded output by output instead.
     let mut params = distinct_params(&env, 6).await;
     params[3].amount = Amount::Sats(Sats(100));
-    let answers = lock_all(&chain, &params).await;
+    let answers = chain.execute(&locks(&params)).await;
     for (i, r) in answers.iter().enumerate() {
         match (i, r) {
             (3, Err(e)) => assert!(!e.is_transient(), "{e}"),
@@ -188,6 +188,25 @@ async fn concurrent_locks_share_a_few_funding_transactions() {
             assert_eq!(common::confirmations(&status), Some(1));
         }
     }
+
+    // Single locks from many tasks at once (each its own round, a retry racing the first call):
+    // every HTLC funded exactly once.
+    let params = distinct_params(&env, 8).await;
+    let calls: Vec<HtlcParams> = params.iter().chain(&params).cloned().collect();
+    let answers = lock_all(&chain, &calls).await;
+    env.node.mine(1).await;
+    let outputs = htlc_outputs(&chain, &params, &tip_block_txs(&env).await);
+    for (i, p) in params.iter().enumerate() {
+        let script = chain.htlc(p).unwrap().script_pubkey();
+        let paid = &outputs[&script];
+        assert_eq!(paid.len(), 1, "HTLC {i} funded once");
+        for answer in [&answers[i], &answers[i + 8]] {
+            match answer {
+                Ok(t) => assert_eq!(btc_adapter::chain::txid_of(t).unwrap(), paid[0].0),
+                Err(e) => assert!(e.is_transient(), "{e}"),
+            }
+        }
+    }
 }
 
 /// How many `method` calls the adapter has made.
@@ -200,94 +219,163 @@ fn calls(chain: &BtcChain, method: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts a lock for each params (each in its own task), waits until the adapter makes its
-/// next `trigger` call (`None`: not at all) and drops every other lock at that moment; returns
-/// how many locks succeeded, failed (transiently) and were cancelled.
-async fn lock_and_cancel_half(
-    chain: &Arc<BtcChain>,
-    params: &[HtlcParams],
-    trigger: Option<&str>,
-) -> (usize, usize, usize) {
-    let before = trigger.map(|m| calls(chain, m));
-    let mut handles = Vec::new();
-    for p in params {
-        let (chain, p) = (chain.clone(), p.clone());
-        handles.push(tokio::spawn(async move { chain.lock(&p).await }));
+/// Runs `fut` until `chain` starts its next `method` call, then stops it right there (checked
+/// after every poll, so the call's answer is never processed). `crash`: the future is leaked,
+/// not dropped (no destructor runs, as when the process is killed); otherwise it is dropped (a
+/// caller that gave up). Returns its answer if it finished without that call.
+async fn stop_at<F: std::future::Future>(
+    chain: &BtcChain,
+    method: &str,
+    fut: F,
+    crash: bool,
+) -> Option<F::Output> {
+    let before = calls(chain, method);
+    let mut fut = Box::pin(fut);
+    let stopped = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),
+        std::task::Poll::Pending if calls(chain, method) > before => std::task::Poll::Ready(None),
+        std::task::Poll::Pending => std::task::Poll::Pending,
+    });
+    let out = tokio::time::timeout(Duration::from_secs(30), stopped)
+        .await
+        .unwrap_or_else(|_| panic!("no {method}"));
+    if out.is_none() && crash {
+        std::mem::forget(fut);
     }
-    if let (Some(method), Some(before)) = (trigger, before) {
-        let started = Instant::now();
-        while calls(chain, method) == before {
-            assert!(started.elapsed() < Duration::from_secs(30), "no {method}");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-    for h in handles.iter().step_by(2) {
-        h.abort();
-    }
-    let (mut funded, mut interrupted, mut cancelled) = (0, 0, 0);
-    for (i, h) in handles.into_iter().enumerate() {
-        match h.await {
-            Ok(Ok(_)) => funded += 1,
-            Ok(Err(e)) => {
-                // Only a lock whose leader was dropped mid-batch fails, and only transiently.
-                assert!(e.is_transient(), "lock {i}: {e}");
-                interrupted += 1;
-            }
-            Err(e) => {
-                assert!(e.is_cancelled());
-                cancelled += 1;
-            }
-        }
-    }
-    (funded, interrupted, cancelled)
+    out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelled_locks_never_fund_twice() {
-    let env = common::env().await;
-    let chain = Arc::new(common::chain_for(&env.node, "alice", 1, common::fees()));
-    const N: usize = 12;
-    let mut interrupted_total = 0;
-    // Every other lock is dropped right away (callers still queued), or while the batch
-    // leader is in one of its wallet calls (if the leader is among them, its followers fail
-    // transiently, and whether the funding went out depends on how far it got).
-    let triggers = [
-        None,
-        Some("walletcreatefundedpsbt"),
-        Some("walletprocesspsbt"),
-        Some("finalizepsbt"),
-        Some("sendrawtransaction"),
-    ];
-    for trigger in triggers.into_iter().chain(triggers) {
-        let params = distinct_params(&env, N).await;
-        let (funded, interrupted, cancelled) = lock_and_cancel_half(&chain, &params, trigger).await;
-        interrupted_total += interrupted;
-        // The driver retries: every HTLC ends up funded, each exactly once.
-        let answers = lock_all(&chain, &params).await;
-        let txrefs: Vec<TxRef> = answers.into_iter().map(Result::unwrap).collect();
-        let distinct: HashSet<&TxRef> = txrefs.iter().collect();
-        println!(
-            "cancelled at {}: {funded} funded, {interrupted} interrupted, {cancelled} \
-             cancelled; after the retry {} funding transaction(s)",
-            trigger.unwrap_or("once started"),
-            distinct.len()
+/// Locks `params` with `chain` until every answer is a success (the driver's next rounds);
+/// only transient errors are allowed on the way.
+async fn lock_until_funded(chain: &BtcChain, params: &[HtlcParams]) -> Vec<TxRef> {
+    let started = Instant::now();
+    loop {
+        let answers = chain.execute(&locks(params)).await;
+        if answers.iter().all(Result::is_ok) {
+            return answers.into_iter().map(Result::unwrap).collect();
+        }
+        for a in &answers {
+            if let Err(e) = a {
+                assert!(e.is_transient(), "{e}");
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never funded: {answers:?}"
         );
-        env.node.mine(1).await;
-        assert!(env.node.rpc().get_raw_mempool().await.unwrap().is_empty());
-        let outputs = htlc_outputs(&chain, &params, &tip_block_txs(&env).await);
-        for (p, txref) in params.iter().zip(&txrefs) {
-            let script = chain.htlc(p).unwrap().script_pubkey();
-            let Amount::Sats(Sats(amount)) = p.amount else {
-                unreachable!()
-            };
-            let txid = btc_adapter::chain::txid_of(txref).unwrap();
-            assert_eq!(
-                outputs.get(&script),
-                Some(&vec![(txid, amount)]),
-                "HTLC {} funded exactly once",
-                p.swap_id
-            );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Mines the fundings and checks that each HTLC of `params` is paid exactly once, with its
+/// amount, by the transaction its lock named.
+async fn funded_exactly_once(
+    env: &common::Env,
+    chain: &BtcChain,
+    params: &[HtlcParams],
+    txrefs: &[TxRef],
+) {
+    env.node.mine(1).await;
+    assert!(env.node.rpc().get_raw_mempool().await.unwrap().is_empty());
+    let outputs = htlc_outputs(chain, params, &tip_block_txs(env).await);
+    for (p, txref) in params.iter().zip(txrefs) {
+        let script = chain.htlc(p).unwrap().script_pubkey();
+        let Amount::Sats(Sats(amount)) = p.amount else {
+            unreachable!()
+        };
+        let txid = btc_adapter::chain::txid_of(txref).unwrap();
+        assert_eq!(
+            outputs.get(&script),
+            Some(&vec![(txid, amount)]),
+            "HTLC {} funded exactly once",
+            p.swap_id
+        );
+    }
+}
+
+/// An adapter ("a process") on the alice wallet recording its fundings in the store at `path`.
+fn process(env: &common::Env, path: &std::path::Path, takeover: Duration) -> BtcChain {
+    let mut rpc = env.node.rpc_config(Some("alice"));
+    rpc.timeout = Duration::from_secs(10);
+    let mut config = btc_adapter::BtcConfig::new(env.node.chain_id(), rpc);
+    config.fees = common::fees();
+    config.outbox_takeover_after = takeover;
+    let store = swap_core::store::SqliteStore::open(path).unwrap();
+    BtcChain::new(config, &[1; 32])
+        .unwrap()
+        .with_outbox(Arc::new(store))
+}
+
+const STEPS: [&str; 4] = [
+    "walletcreatefundedpsbt",
+    "walletprocesspsbt",
+    "finalizepsbt",
+    "sendrawtransaction",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_funding_twice_across_crashes_cancels_and_processes() {
+    let env = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    const N: usize = 6;
+    let takeover = Duration::from_millis(500);
+
+    // A process killed at each step of a funding round; another process on the same store
+    // takes over (after the takeover time when the dead one had claimed without recording).
+    for step in STEPS {
+        let params = distinct_params(&env, N).await;
+        let dead = process(&env, &path, takeover);
+        let ops = locks(&params);
+        assert!(stop_at(&dead, step, dead.execute(&ops), true)
+            .await
+            .is_none());
+        tokio::time::sleep(takeover).await;
+        let other = process(&env, &path, takeover);
+        let txrefs = lock_until_funded(&other, &params).await;
+        println!(
+            "killed at {step}: the other process funded with {} transaction(s)",
+            txrefs.iter().collect::<HashSet<_>>().len()
+        );
+        funded_exactly_once(&env, &other, &params, &txrefs).await;
+    }
+
+    // Two processes locking the same HTLCs at the same time.
+    let (a, b) = (
+        process(&env, &path, takeover),
+        process(&env, &path, takeover),
+    );
+    let params = distinct_params(&env, N).await;
+    let ops = locks(&params);
+    let (ra, rb) = tokio::join!(a.execute(&ops), b.execute(&ops));
+    for (x, y) in ra.iter().zip(&rb) {
+        for r in [x, y] {
+            if let Err(e) = r {
+                assert!(e.is_transient(), "{e}");
+            }
+        }
+        if let (Ok(x), Ok(y)) = (x, y) {
+            assert_eq!(x, y, "both processes answer the one funding");
         }
     }
-    println!("{interrupted_total} locks interrupted by a cancelled leader in all");
+    let txrefs = lock_until_funded(&b, &params).await;
+    funded_exactly_once(&env, &b, &params, &txrefs).await;
+
+    // A caller that gives up at each step (its future dropped): its claims are released, so
+    // the next round funds at once although the takeover time is an hour.
+    let slow = process(&env, &path, Duration::from_secs(3600));
+    for step in STEPS {
+        let params = distinct_params(&env, N).await;
+        let ops = locks(&params);
+        let finished = stop_at(&slow, step, slow.execute(&ops), false).await;
+        assert!(finished.is_none());
+        let started = Instant::now();
+        let txrefs = lock_until_funded(&slow, &params).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the dropped round's claims block the next"
+        );
+        println!("cancelled at {step}: funded by the next round");
+        funded_exactly_once(&env, &slow, &params, &txrefs).await;
+    }
 }

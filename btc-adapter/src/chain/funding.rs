@@ -1,127 +1,250 @@
-//! Funding HTLCs from the node wallet: concurrent locks batched into one transaction.
+//! Funding HTLCs from the node wallet: the locks of one round in one transaction, each recorded
+//! in the outbox before its broadcast.
+//!
+//! For every lock asked: an HTLC already funded on chain or in the mempool answers that funding;
+//! a lock with a transaction in the outbox (signed by this or another process on the same store,
+//! maybe never broadcast, maybe evicted) has that transaction broadcast again, never a second
+//! funding; every other lock is claimed in the outbox (a fencing token), funded together with
+//! the others (one output per HTLC, at most [`MAX_FUNDING_OUTPUTS`] per transaction), and the
+//! signed funding is recorded for all of them before it is broadcast. A funding the node rejects
+//! for good is released from the outbox: nothing was sent, a later round may build a new one.
+
+use bitcoin::consensus::encode::{deserialize, serialize};
+use swap_core::store::{Grant, SendClaim, SendKey, SignedTx};
+use swap_core::TxKind;
 
 use super::*;
 
+/// One HTLC output of a funding: the locks asked for it (one HTLC asked twice in a round is
+/// funded once) and the outbox grant it is built under.
+struct Output {
+    asked: Vec<usize>,
+    script: ScriptBuf,
+    address: String,
+    amount: u64,
+    grant: Grant,
+}
+
+/// The outbox claims of a round that were not broadcast yet. When the round is dropped midway
+/// (its caller gave up), they are released, so that the next round funds at once instead of
+/// waiting for the takeover time: what was not broadcast may be built again, even if its
+/// record made it to the store.
+struct Unsent {
+    outbox: SharedOutbox,
+    grants: Vec<Grant>,
+}
+
+impl Unsent {
+    fn remove(&mut self, gone: &[Grant]) {
+        self.grants.retain(|g| !gone.contains(g));
+    }
+}
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        if self.grants.is_empty() {
+            return;
+        }
+        let (outbox, grants) = (self.outbox.clone(), std::mem::take(&mut self.grants));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = outbox.release(&grants).await {
+                    warn!(error = %e, "could not release unsent fundings from the outbox");
+                }
+            });
+        }
+    }
+}
+
 impl BtcChain {
-    /// Rebroadcasts a funding this process sent that the node no longer shows.
-    pub(super) async fn rebroadcast_lock(&self, tx: &Transaction) -> Result<TxRef, ChainError> {
-        match self.rpc.send_raw_transaction(tx).await {
+    fn send_key(&self, htlc: &HtlcParams) -> SendKey {
+        SendKey {
+            swap: htlc.swap_id,
+            rail: self.params.rail(),
+            kind: TxKind::Lock,
+        }
+    }
+
+    /// Funds every HTLC of `locks` that needs it; one answer per lock, in order. One round at a
+    /// time in this process: a concurrent call for the same HTLC then finds the first one's
+    /// funding in the outbox, and a second wallet transaction spends the first one's change.
+    pub(super) async fn fund(&self, locks: &[&HtlcParams]) -> Vec<Result<TxRef, ChainError>> {
+        if self.is_watch_only() {
+            return locks.iter().map(|_| Err(watch_only())).collect();
+        }
+        let _one_round_at_a_time = self.funding.lock().await;
+        let mut answers: Vec<Option<Result<TxRef, ChainError>>> = vec![None; locks.len()];
+        let mut st = self.state.lock().await;
+        let mut outputs: Vec<Output> = Vec::new();
+        let mut by_script: HashMap<ScriptBuf, usize> = HashMap::new();
+        let mut unfunded = Vec::new();
+        let mut registered = Vec::new();
+        for (i, htlc) in locks.iter().enumerate() {
+            match sats(htlc).and_then(|amount| Ok((self.register(&mut st, htlc)?, amount))) {
+                Ok(r) => registered.push((i, r)),
+                Err(e) => answers[i] = Some(Err(e)),
+            }
+        }
+        // One scan per round: a funding made since the last one (by an external wallet paying
+        // the HTLC address) is answered, not funded again. (Our own are in the outbox.)
+        if let Err(e) = self.sync(&mut st).await {
+            return locks.iter().map(|_| Err(e.clone())).collect();
+        }
+        for (i, ((w, script), amount)) in registered {
+            if let (_, Some(funding), _) = self.status(&st, &w, &script) {
+                answers[i] = Some(Ok(TxRef(funding.outpoint.txid.to_string())));
+            } else if let Some(&o) = by_script.get(&script) {
+                outputs[o].asked.push(i);
+            } else {
+                let address = match w.htlc.address(self.params.chain) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        answers[i] = Some(Err(permanent(e)));
+                        continue;
+                    }
+                };
+                by_script.insert(script.clone(), outputs.len());
+                unfunded.push(self.send_key(locks[i]));
+                outputs.push(Output {
+                    asked: vec![i],
+                    script,
+                    address,
+                    amount,
+                    grant: (self.send_key(locks[i]), 0),
+                });
+            }
+        }
+        drop(st);
+        let claims = match self
+            .outbox
+            .claim_sends(&unfunded, self.outbox_takeover_after)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let e = ChainError::transient(format!("outbox: {e}"));
+                return answers
+                    .into_iter()
+                    .map(|a| a.unwrap_or_else(|| Err(e.clone())))
+                    .collect();
+            }
+        };
+        let mut to_fund = Vec::new();
+        let mut unsent = Unsent {
+            outbox: self.outbox.clone(),
+            grants: Vec::new(),
+        };
+        for (mut output, claim) in outputs.into_iter().zip(claims) {
+            let answer = match claim {
+                SendClaim::Granted { token } => {
+                    output.grant.1 = token;
+                    unsent.grants.push(output.grant);
+                    to_fund.push(output);
+                    continue;
+                }
+                SendClaim::Signed(signed) => self.rebroadcast_lock(&signed).await,
+                SendClaim::Busy => Err(ChainError::transient(
+                    "another process on this store is funding this HTLC now",
+                )),
+            };
+            for i in output.asked {
+                answers[i] = Some(answer.clone());
+            }
+        }
+        let mut rest = to_fund.into_iter();
+        loop {
+            let batch: Vec<Output> = rest.by_ref().take(MAX_FUNDING_OUTPUTS).collect();
+            if batch.is_empty() {
+                break;
+            }
+            for (asked, answer) in self.fund_batch(batch, &mut unsent).await {
+                for i in asked {
+                    answers[i] = Some(answer.clone());
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(ChainError::transient("lock not handled"))))
+            .collect()
+    }
+
+    /// Broadcasts again a funding recorded in the outbox (ours, maybe never sent or evicted).
+    async fn rebroadcast_lock(&self, signed: &SignedTx) -> Result<TxRef, ChainError> {
+        let tx: Transaction = deserialize(&signed.raw).map_err(|e| {
+            ChainError::permanent(format!("outbox funding {} unreadable: {e}", signed.txref))
+        })?;
+        match self.rpc.send_raw_transaction(&tx).await {
             Ok(txid) => Ok(TxRef(txid.to_string())),
             Err(e) if e.is_transient() => Err(e.into()),
             Err(e) => Err(permanent(format!(
                 "our funding {} is no longer valid ({e}); not funding twice",
-                tx.compute_txid()
+                signed.txref
             ))),
         }
     }
 
-    /// The batch leader's work (called with `funder` held): takes every queued lock request,
-    /// answers those whose HTLC got funded since they were checked, and funds the others with
-    /// as few transactions as [`MAX_FUNDING_OUTPUTS`] allows. Every request taken is answered
-    /// (or dropped with this future, which its caller sees as a transient error).
-    pub(super) async fn fund_queued(&self) {
-        let mut st = self.state.lock().await;
-        let mut queue = std::mem::take(&mut st.lock_queue);
-        // A caller that gave up does not get funded (it may never want to be again).
-        queue.retain(|r| !r.reply.is_closed());
-        if queue.is_empty() {
-            return;
-        }
-        // Each request was checked against a fresh scan, but the leader may have waited since:
-        // scan again, unless no sync started since every request was checked (a lone lock).
-        if queue.iter().any(|r| r.checked_gen != st.sync_gen) {
-            if let Err(e) = self.sync(&mut st).await {
-                for r in queue {
-                    let _ = r.reply.send(Err(e.clone()));
-                }
-                return;
-            }
-        }
-        let mut outputs: Vec<FundingOutput> = Vec::new();
-        let mut by_script: HashMap<ScriptBuf, usize> = HashMap::new();
-        let mut sent: HashMap<Txid, (Transaction, Vec<LockRequest>)> = HashMap::new();
-        for r in queue {
-            if let (_, Some(funding), _) = self.status(&st, &r.w, &r.script) {
-                let _ = r.reply.send(Ok(TxRef(funding.outpoint.txid.to_string())));
-            } else if let Some((tx, _)) = st.locks_sent.get(&r.script) {
-                // Funded by us after this request was checked (e.g. a concurrent call for the
-                // same HTLC): make sure it is out, never fund again.
-                sent.entry(tx.compute_txid())
-                    .or_insert_with(|| (tx.clone(), Vec::new()))
-                    .1
-                    .push(r);
-            } else if let Some(&i) = by_script.get(&r.script) {
-                outputs[i].requests.push(r);
-            } else {
-                by_script.insert(r.script.clone(), outputs.len());
-                outputs.push(FundingOutput { requests: vec![r] });
-            }
-        }
-        for (tx, requests) in sent.into_values() {
-            let answer = self.rebroadcast_lock(&tx).await;
-            for r in requests {
-                let _ = r.reply.send(answer.clone());
-            }
-        }
-        let mut outputs = outputs.into_iter();
-        loop {
-            let batch: Vec<FundingOutput> = outputs.by_ref().take(MAX_FUNDING_OUTPUTS).collect();
-            if batch.is_empty() {
-                break;
-            }
-            self.fund_batch(&mut st, batch).await;
-        }
-    }
-
-    /// Funds `batch` with one transaction and answers its requests. When the wallet cannot
-    /// build that transaction, funds each output on its own, so that one output the wallet
-    /// refuses or cannot afford does not fail the others.
-    pub(super) async fn fund_batch(&self, st: &mut State, batch: Vec<FundingOutput>) {
-        let failure = match self.send_funding(st, &batch).await {
+    /// Funds `batch` with one transaction. When the wallet cannot build it, funds each output
+    /// on its own, so that one output the wallet refuses or cannot afford does not fail the
+    /// others. Outputs left unfunded are released from the outbox.
+    async fn fund_batch(
+        &self,
+        batch: Vec<Output>,
+        unsent: &mut Unsent,
+    ) -> Vec<(Vec<usize>, Result<TxRef, ChainError>)> {
+        let mut answers = Vec::new();
+        let mut failed = Vec::new();
+        match self.send_funding(&batch, unsent).await {
             Ok(txid) => {
-                info!(chain = %self.params.chain, count = batch.len(), %txid, "funding batch sent");
-                for output in batch {
-                    self.answer_funded(output, txid);
+                info!(chain = %self.params.chain, count = batch.len(), %txid, "funding sent");
+                for o in batch {
+                    answers.push((o.asked, Ok(TxRef(txid.to_string()))));
                 }
-                return;
             }
             Err(FundingFailure::WalletRefused(e)) if batch.len() > 1 => {
                 warn!(chain = %self.params.chain, count = batch.len(), error = %e, "funding batch refused; funding its HTLCs one by one");
-                for output in batch {
-                    match self.send_funding(st, std::slice::from_ref(&output)).await {
-                        Ok(txid) => self.answer_funded(output, txid),
+                for o in batch {
+                    match self.send_funding(std::slice::from_ref(&o), unsent).await {
+                        Ok(txid) => answers.push((o.asked, Ok(TxRef(txid.to_string())))),
                         Err(FundingFailure::WalletRefused(e) | FundingFailure::Final(e)) => {
-                            for r in output.requests {
-                                let _ = r.reply.send(Err(e.clone()));
-                            }
+                            failed.push(o.grant);
+                            answers.push((o.asked, Err(e)));
                         }
+                        Err(FundingFailure::Recorded(e)) => answers.push((o.asked, Err(e))),
                     }
                 }
-                return;
             }
-            Err(FundingFailure::WalletRefused(e) | FundingFailure::Final(e)) => e,
-        };
-        for output in batch {
-            for r in output.requests {
-                let _ = r.reply.send(Err(failure.clone()));
+            Err(FundingFailure::WalletRefused(e) | FundingFailure::Final(e)) => {
+                for o in batch {
+                    failed.push(o.grant);
+                    answers.push((o.asked, Err(e.clone())));
+                }
+            }
+            Err(FundingFailure::Recorded(e)) => {
+                for o in batch {
+                    answers.push((o.asked, Err(e.clone())));
+                }
             }
         }
-    }
-
-    pub(super) fn answer_funded(&self, output: FundingOutput, txid: Txid) {
-        let first = output.first();
-        info!(chain = %self.params.chain, swap_id = %first.w.params.swap_id, %txid, amount = first.amount, "htlc funded");
-        for r in output.requests {
-            let _ = r.reply.send(Ok(TxRef(txid.to_string())));
+        if !failed.is_empty() {
+            if let Err(e) = self.outbox.release(&failed).await {
+                // Left claimed: taken over after `outbox_takeover_after`, never funded twice.
+                warn!(chain = %self.params.chain, error = %e, "could not release unsent fundings from the outbox");
+            }
+            unsent.remove(&failed);
         }
+        answers
     }
 
-    /// Builds, signs and broadcasts one wallet transaction paying every output of `batch`
-    /// (recorded in `locks_sent` before the broadcast).
-    pub(super) async fn send_funding(
+    /// Builds and signs one wallet transaction paying every output of `batch`, records it in
+    /// the outbox for each of them, then broadcasts it. Two processes on one wallet may pick
+    /// the same coins: the second broadcast is rejected, released, and funded again next round.
+    /// (The wallet's own coin locks are not used: they outlive a crashed process until the node
+    /// restarts, and would hold back the coins of a funding that was never sent.)
+    async fn send_funding(
         &self,
-        st: &mut State,
-        batch: &[FundingOutput],
+        batch: &[Output],
+        unsent: &mut Unsent,
     ) -> Result<Txid, FundingFailure> {
         let built = |e: RpcError| {
             if e.is_transient() {
@@ -133,7 +256,7 @@ impl BtcChain {
         let feerate = self.feerate().await.map_err(FundingFailure::Final)?;
         let pay: Vec<(&str, u64)> = batch
             .iter()
-            .map(|o| (o.first().address.as_str(), o.first().amount))
+            .map(|o| (o.address.as_str(), o.amount))
             .collect();
         let psbt = self
             .rpc
@@ -146,9 +269,7 @@ impl BtcChain {
             let paying = tx
                 .output
                 .iter()
-                .filter(|out| {
-                    out.script_pubkey == o.first().script && out.value.to_sat() == o.first().amount
-                })
+                .filter(|out| out.script_pubkey == o.script && out.value.to_sat() == o.amount)
                 .count();
             if paying != 1 {
                 return Err(FundingFailure::Final(permanent(
@@ -156,23 +277,28 @@ impl BtcChain {
                 )));
             }
         }
-        let now = std::time::Instant::now();
-        for o in batch {
-            st.locks_sent
-                .insert(o.first().script.clone(), (tx.clone(), now));
+        let txid = tx.compute_txid();
+        let signed = SignedTx {
+            txref: TxRef(txid.to_string()),
+            raw: serialize(&tx),
+        };
+        let grants: Vec<Grant> = batch.iter().map(|o| o.grant).collect();
+        if let Err(e) = self.outbox.record_signed(&grants, &signed).await {
+            // Not recorded (a takeover fenced us off, or the store is down): never broadcast.
+            return Err(FundingFailure::Final(ChainError::transient(format!(
+                "outbox: {e}"
+            ))));
         }
+        // From here on it may be out: the record stays unless the node rejects it.
+        unsent.remove(&grants);
         match self.rpc.send_raw_transaction(&tx).await {
             Ok(txid) => Ok(txid),
-            Err(e) if e.is_transient() => Err(FundingFailure::Final(e.into())),
-            Err(e) => {
-                // Rejected: nothing was sent, a retry may build a new one. (Not split up: the
-                // node's reasons, such as a too long chain of unconfirmed transactions or a low
-                // feerate, would reject each part as well.)
-                for o in batch {
-                    st.locks_sent.remove(&o.first().script);
-                }
-                Err(FundingFailure::Final(e.into()))
-            }
+            // Maybe sent: the outbox has it, the next round broadcasts it again.
+            Err(e) if e.is_transient() => Err(FundingFailure::Recorded(e.into())),
+            // Rejected: nothing was sent, a later round may build a new one. (Not split up: the
+            // node's reasons, such as a too long chain of unconfirmed transactions or a low
+            // feerate, would reject each part as well.)
+            Err(e) => Err(FundingFailure::Final(e.into())),
         }
     }
 }

@@ -15,15 +15,17 @@
 //!   reveals the secret, and our side goes on with it).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
+use swap_core::store::{Outbox, SharedOutbox};
 use swap_core::{
     Account, Amount, Asset, Cause, ChainError, ChainFamily, ChainId, ChainParams, ChainTip, Height,
     HtlcParams, HtlcStatus, Observation, ObservedLock, Preimage, PublicKeyBytes, Rail, RailOp,
     Sats, Timestamp, TxRef,
 };
-use tokio::sync::{oneshot, Mutex};
+use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::htlc::{extract_preimage, Htlc};
@@ -80,43 +82,19 @@ struct Watched {
     htlc: Htlc,
 }
 
-/// A lock whose HTLC was found unfunded, waiting in [`State::lock_queue`] for the next funding
-/// batch.
-#[derive(Debug)]
-struct LockRequest {
-    w: Watched,
-    script: ScriptBuf,
-    address: String,
-    amount: u64,
-    /// [`State::sync_gen`] of the scan that found the HTLC unfunded.
-    checked_gen: u64,
-    /// Where the funding's txid (or the error) goes; closed when the caller gave up.
-    reply: oneshot::Sender<Result<TxRef, ChainError>>,
-}
-
-/// One HTLC output of a funding batch: the first request for its script decides address and
-/// amount; later requests for the same script (the same HTLC) are answered from the same output.
-#[derive(Debug)]
-struct FundingOutput {
-    requests: Vec<LockRequest>,
-}
-
-impl FundingOutput {
-    fn first(&self) -> &LockRequest {
-        // Never empty: made with one request, only ever added to.
-        &self.requests[0]
-    }
-}
-
 /// Why a funding transaction was not sent.
 #[derive(Debug)]
 enum FundingFailure {
     /// The wallet could not build it: funding the same HTLCs separately may still work (one
     /// output the wallet refuses or cannot afford, or a too large transaction, fails a batch).
     WalletRefused(ChainError),
-    /// Anything else (transient errors, a funding that does not pay what was asked, the node
-    /// rejecting the broadcast): the error is every request's answer.
+    /// Not sent (transient errors before the broadcast, a funding that does not pay what was
+    /// asked, no outbox record, the node rejecting the broadcast): the outbox claims are
+    /// released.
     Final(ChainError),
+    /// Recorded in the outbox and maybe sent: the record stays, a later round broadcasts it
+    /// again.
+    Recorded(ChainError),
 }
 
 #[derive(Debug, Default)]
@@ -124,14 +102,6 @@ struct State {
     scanner: Scanner,
     swaps: HashMap<ScriptBuf, Watched>,
     pending: HashMap<ScriptBuf, Pending>,
-    /// Fundings this process built, by HTLC script (a batch's scripts share one transaction),
-    /// recorded before they are broadcast.
-    locks_sent: HashMap<ScriptBuf, (Transaction, std::time::Instant)>,
-    /// Locks waiting for a funding batch (see `lock` in the `Rail` impl).
-    lock_queue: Vec<LockRequest>,
-    /// Counts the syncs started: a request checked at the current value was checked against
-    /// the latest scan, with no sync (complete or failed) since.
-    sync_gen: u64,
     payout: HashMap<ScriptBuf, ScriptBuf>,
     /// Node wallet output scripts fetched ahead, each for one future payout.
     payout_pool: Vec<ScriptBuf>,
@@ -168,12 +138,15 @@ pub struct BtcChain {
     payout: Payout,
     status_max_age: std::time::Duration,
     tip_max_age: std::time::Duration,
+    outbox_takeover_after: std::time::Duration,
     /// The last tip read; held while reading, so concurrent callers wait for one read.
     tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
     state: Mutex<State>,
-    /// Held by the lock call that funds the queued locks (the batch leader). Taken without
-    /// the state lock held, and before it (never the other way round).
-    funder: Mutex<()>,
+    /// Where fundings are recorded before their broadcast (see `funding.rs`).
+    outbox: SharedOutbox,
+    /// Held by a funding round, from its outbox claims to its broadcast (see `funding.rs`).
+    /// Taken before `state`, never while holding it.
+    funding: Mutex<()>,
     /// The last feerate estimate and when it was read (see `feerate`).
     fee_cache: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
@@ -232,11 +205,20 @@ impl BtcChain {
             payout: config.payout,
             status_max_age: config.status_max_age,
             tip_max_age: config.tip_max_age,
+            outbox_takeover_after: config.outbox_takeover_after,
             tip_cache: Mutex::new(None),
             state: Mutex::new(State::default()),
-            funder: Mutex::new(()),
+            outbox: SharedOutbox::default(),
+            funding: Mutex::new(()),
             fee_cache: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Records fundings in `outbox` (the swap store, so that every process on it shares it)
+    /// before broadcasting them; without it, in this process's memory only.
+    pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Self {
+        self.outbox = SharedOutbox(outbox);
+        self
     }
 
     /// What the node wallet can spend now (confirmed and trusted, in satoshis) and what one
@@ -418,9 +400,35 @@ impl Rail for BtcChain {
         Ok(Observation { tip, statuses })
     }
 
-    /// All at once: concurrent locks are funded by one wallet transaction (see `lock`).
+    /// All at once: the locks are funded by one wallet transaction (see `funding.rs`), the
+    /// claims and refunds sent concurrently.
     async fn execute(&self, ops: &[RailOp]) -> Vec<Result<TxRef, ChainError>> {
-        swap_core::rail::execute_concurrently(self, ops).await
+        let locks: Vec<&HtlcParams> = ops
+            .iter()
+            .filter_map(|op| match op {
+                RailOp::Lock(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        let spends = futures::future::join_all(ops.iter().map(|op| async move {
+            match op {
+                RailOp::Lock(_) => None,
+                RailOp::Claim(h, p) => Some(self.claim(h, p).await),
+                RailOp::Refund(h) => Some(self.refund(h).await),
+            }
+        }));
+        let (funded, spent) = futures::join!(self.fund(&locks), spends);
+        let mut funded = funded.into_iter();
+        spent
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    funded
+                        .next()
+                        .unwrap_or_else(|| Err(ChainError::transient("lock not handled")))
+                })
+            })
+            .collect()
     }
 
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
@@ -430,21 +438,6 @@ impl Rail for BtcChain {
         Ok(self.status(&st, &w, &script).0)
     }
 
-    /// Funds the HTLC unless a funding is on chain, in the mempool or already sent by this
-    /// process (then answers its txid; one we sent that is no longer visible is rebroadcast).
-    ///
-    /// Concurrent calls are funded together by one wallet transaction with one output per HTLC:
-    /// a call that finds its HTLC unfunded queues a request and takes the `funder` lock; the
-    /// holder (the leader) funds every queued request, and the others get its txid. While a
-    /// leader funds, new requests queue up for the next one, so under load most calls share a
-    /// transaction, and a lone call funds at once, with the same node calls as unbatched.
-    ///
-    /// The leader re-checks every request against a fresh scan (unless none was started since
-    /// they were checked) and `locks_sent`, and holds the state lock from that check until the
-    /// broadcast, so nothing is funded twice. A caller that gives up (its future dropped) before
-    /// the leader takes its request is not funded; if a leader is dropped mid-batch, the
-    /// requests it took are answered with a transient error: the retry sees the funding if it
-    /// was sent (it is in `locks_sent` from before the broadcast) and funds only if not.
     async fn forget(&self, htlc: &HtlcParams) {
         let Ok(h) = self.htlc(htlc) else {
             return;
@@ -454,7 +447,6 @@ impl Rail for BtcChain {
         st.scanner.unwatch(&script);
         st.swaps.remove(&script);
         st.pending.remove(&script);
-        st.locks_sent.remove(&script);
         st.payout.remove(&script);
         st.compiled.remove(&HtlcTerms {
             sender: htlc.sender,
@@ -464,68 +456,13 @@ impl Rail for BtcChain {
         });
     }
 
+    /// Funds the HTLC unless it is funded on chain or in the mempool, or has a funding in the
+    /// outbox (then broadcasts that one again): see `funding.rs`.
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
-        if self.is_watch_only() {
-            return Err(watch_only());
-        }
-        let asked = std::time::Instant::now();
-        let amount = sats(htlc)?;
-        let mut reply = {
-            let mut st = self.state.lock().await;
-            let (w, script) = self.register(&mut st, htlc)?;
-            if let Some(synced) = self.recent_sync(&st) {
-                // Answers that a fresh scan could not change: the funding is in the recent
-                // scan, or we sent it after that scan. (Funding is only ever sent after a
-                // fresh scan.)
-                if let (_, Some(funding), _) = self.status(&st, &w, &script) {
-                    return Ok(TxRef(funding.outpoint.txid.to_string()));
-                }
-                if let Some((tx, sent_at)) = st.locks_sent.get(&script) {
-                    if *sent_at >= synced {
-                        return Ok(TxRef(tx.compute_txid().to_string()));
-                    }
-                }
-            }
-            self.sync_since(&mut st, asked).await?;
-            if let (_, Some(funding), _) = self.status(&st, &w, &script) {
-                return Ok(TxRef(funding.outpoint.txid.to_string()));
-            }
-            if let Some((tx, _)) = st.locks_sent.get(&script).cloned() {
-                // Sent by us but not visible (node restarted, or reorged out): rebroadcast
-                // it, never fund a second time.
-                return self.rebroadcast_lock(&tx).await;
-            }
-            let address = w.htlc.address(self.params.chain).map_err(permanent)?;
-            let (tx, rx) = oneshot::channel();
-            let checked_gen = st.sync_gen;
-            st.lock_queue.push(LockRequest {
-                w,
-                script,
-                address,
-                amount,
-                checked_gen,
-                reply: tx,
-            });
-            rx
-        };
-        let interrupted = || {
-            ChainError::transient(
-                "the funding batch of this lock was interrupted; retry (it checks for the funding first)",
-            )
-        };
-        tokio::select! {
-            answer = &mut reply => return answer.unwrap_or_else(|_| Err(interrupted())),
-            funder = self.funder.lock() => {
-                match reply.try_recv() {
-                    Ok(answer) => return answer,
-                    Err(oneshot::error::TryRecvError::Closed) => return Err(interrupted()),
-                    // Still queued (only `funder` holders take requests): fund the queue.
-                    Err(oneshot::error::TryRecvError::Empty) => self.fund_queued().await,
-                }
-                drop(funder);
-            }
-        }
-        reply.await.unwrap_or_else(|_| Err(interrupted()))
+        self.fund(&[htlc])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ChainError::transient("lock not handled")))
     }
 
     async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError> {

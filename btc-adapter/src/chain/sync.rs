@@ -11,7 +11,6 @@ impl BtcChain {
     pub(super) async fn sync(&self, st: &mut State) -> Result<(), ChainError> {
         // Even a sync that fails may have changed the scan (e.g. rolled back a reorged block):
         // what was checked before it is stale.
-        st.sync_gen = st.sync_gen.wrapping_add(1);
         let started = std::time::Instant::now();
         // Until this sync completes, no earlier one counts as fresh: a sync that fails half
         // way (after rolling back a reorged block, before reading the mempool again) leaves

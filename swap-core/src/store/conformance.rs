@@ -307,7 +307,11 @@ pub async fn run_outbox(a: &dyn Outbox, b: &dyn Outbox) {
         rail,
         kind,
     };
-    let (k1, k2, k3) = (key(1, TxKind::Lock), key(2, TxKind::Lock), key(1, TxKind::Claim));
+    let (k1, k2, k3) = (
+        key(1, TxKind::Lock),
+        key(2, TxKind::Lock),
+        key(1, TxKind::Claim),
+    );
     let long = Duration::from_secs(3600);
     let tx = SignedTx {
         txref: TxRef("aa".repeat(32)),
@@ -369,10 +373,17 @@ pub async fn run_outbox(a: &dyn Outbox, b: &dyn Outbox) {
         a.record_signed(&[(k4, old)], &other).await,
         Err(StoreError::Conflict { .. })
     ));
-    assert_eq!(b.signed(&k4).await.unwrap(), None, "a refused record writes nothing");
+    assert_eq!(
+        b.signed(&k4).await.unwrap(),
+        None,
+        "a refused record writes nothing"
+    );
     // A release by the fenced writer leaves the new claim alone.
     a.release(&[(k4, old)]).await.unwrap();
-    assert_eq!(b.claim_sends(&[k4], long).await.unwrap(), vec![SendClaim::Busy]);
+    assert_eq!(
+        b.claim_sends(&[k4], long).await.unwrap(),
+        vec![SendClaim::Busy]
+    );
     // The new writer's send was rejected for good: released, a new one may be built.
     b.record_signed(&[(k4, new)], &other).await.unwrap();
     b.release(&[(k4, new)]).await.unwrap();

@@ -22,7 +22,7 @@ mod sqlite_outbox;
 pub mod conformance;
 
 pub use memory::MemoryStore;
-pub use outbox::{Grant, MemoryOutbox, Outbox, SendClaim, SendKey, SignedTx};
+pub use outbox::{Grant, MemoryOutbox, Outbox, SendClaim, SendKey, SharedOutbox, SignedTx};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

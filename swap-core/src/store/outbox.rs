@@ -222,3 +222,26 @@ impl Outbox for MemoryOutbox {
         Ok(self.lock()?.1.get(key).and_then(|r| r.signed.clone()))
     }
 }
+
+/// An adapter's handle on its outbox (by default a [`MemoryOutbox`] of its own).
+#[derive(Clone)]
+pub struct SharedOutbox(pub std::sync::Arc<dyn Outbox>);
+
+impl Default for SharedOutbox {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(MemoryOutbox::new()))
+    }
+}
+
+impl std::fmt::Debug for SharedOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedOutbox")
+    }
+}
+
+impl std::ops::Deref for SharedOutbox {
+    type Target = dyn Outbox;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}

@@ -563,7 +563,10 @@ mod tests {
         let path = dir.path().join("swaps.sqlite");
         conformance::run(&SqliteStore::open(&path).unwrap()).await;
         // The outbox, from two handles on one file (two processes on one store).
-        let (a, b) = (SqliteStore::open(&path).unwrap(), SqliteStore::open(&path).unwrap());
+        let (a, b) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
         conformance::run_outbox(&a, &b).await;
         // Everything survives reopening the file.
         let reopened = SqliteStore::open(&path).unwrap();
