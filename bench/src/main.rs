@@ -104,13 +104,13 @@ impl Engine {
         let cache = poll / 2;
         bcfg.status_max_age = cache;
         bcfg.tip_max_age = cache;
-        let btc = Arc::new(BtcChain::new(bcfg, &[seed; 64])?);
+        let db = tempfile::tempdir()?;
+        let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
+        let btc = Arc::new(BtcChain::new(bcfg, &[seed; 64])?.with_outbox(store.clone()));
         ecfg.receipt_timeout = Duration::from_secs(120);
         ecfg.status_max_age = cache;
         ecfg.tip_max_age = cache;
         let eth = Arc::new(EthChain::new(ecfg, nodes.eth.signer(eth_account))?);
-        let db = tempfile::tempdir()?;
-        let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
         let driver = Arc::new(Driver::new(
             store,
             [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],

@@ -273,8 +273,17 @@ pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc
     let mut btc_cfg = BtcConfig::new(cfg.btc_chain()?, rpc);
     btc_cfg.status_max_age = shared_scan_age;
     btc_cfg.tip_max_age = shared_scan_age;
+    let store = crate::guard::open(data_dir, true).await?;
+    // Fundings are recorded in the swap store before they are broadcast (another connection to
+    // the same file), so that another `xswap` process on this data directory, or this one after
+    // a crash, broadcasts them again instead of funding twice.
+    let outbox = Arc::new(swap_core::store::SqliteStore::open(crate::guard::db_path(
+        data_dir,
+    ))?);
     let btc = Arc::new(
-        BtcChain::new(btc_cfg, &ks.seed()?[..]).map_err(|e| anyhow!("bitcoin adapter: {e}"))?,
+        BtcChain::new(btc_cfg, &ks.seed()?[..])
+            .map_err(|e| anyhow!("bitcoin adapter: {e}"))?
+            .with_outbox(outbox),
     );
     let htlc = cfg
         .eth
@@ -292,7 +301,6 @@ pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc
         EthChain::new(eth_cfg, eth_signer(&ks, cfg.eth.account)?)
             .map_err(|e| anyhow!("ethereum adapter: {e}"))?,
     );
-    let store = crate::guard::open(data_dir, true).await?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     Ok(Engine::new("xswap", store, btc, eth, identity, driver))
 }

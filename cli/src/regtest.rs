@@ -107,15 +107,17 @@ pub async fn party(
         .await?;
     let mut seed = [0u8; 64];
     getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let btc =
-        Arc::new(btc_adapter::BtcChain::new(btc_cfg, &seed).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let path = dir.join(format!("{name}.sqlite"));
+    let store = Arc::new(swap_core::store::SqliteStore::open(&path)?);
+    let btc = Arc::new(
+        btc_adapter::BtcChain::new(btc_cfg, &seed)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_outbox(store.clone()),
+    );
     let signer = nodes.eth.signer(eth_account);
     let eth_addr = signer.address();
     let eth =
         Arc::new(eth_adapter::EthChain::new(eth_cfg, signer).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let store = Arc::new(swap_core::store::SqliteStore::open(
-        dir.join(format!("{name}.sqlite")),
-    )?);
     let engine = crate::engine::Engine::new(
         name,
         store,

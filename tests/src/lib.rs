@@ -44,11 +44,15 @@ impl Party {
             .adapter_configs(name, std::time::Duration::from_millis(20))
             .await
             .unwrap();
-        let btc = Arc::new(BtcChain::new(btc_cfg, &[seed_byte; 64]).unwrap());
-        eth_cfg.receipt_timeout = std::time::Duration::from_secs(60);
-        let eth = Arc::new(EthChain::new(eth_cfg, nodes.eth.signer(eth_account)).unwrap());
         let db = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite")).unwrap());
+        let btc = Arc::new(
+            BtcChain::new(btc_cfg, &[seed_byte; 64])
+                .unwrap()
+                .with_outbox(store.clone()),
+        );
+        eth_cfg.receipt_timeout = std::time::Duration::from_secs(60);
+        let eth = Arc::new(EthChain::new(eth_cfg, nodes.eth.signer(eth_account)).unwrap());
         let driver = Arc::new(Driver::new(
             store,
             [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],

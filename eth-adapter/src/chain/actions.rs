@@ -1,5 +1,7 @@
 //! Locks (ETH, ERC-20 by permit or approve), claims (batched when concurrent) and refunds.
 
+use swap_core::store::{SendClaim, SendKey, TxKind};
+
 use super::*;
 
 /// Claims one transaction carries at most (~7,000 gas each: well within a block).
@@ -95,23 +97,59 @@ impl EthChain {
                 h.expiry, found.tip.timestamp
             )));
         }
-        if let Some(tx) = self.resume_inflight(id, Op::Lock).await? {
-            return Ok(tx);
-        }
-        let hashlock = h.hashlock;
-        let expiry = U256::from(h.expiry);
-        let (input, value) = if h.is_eth() {
-            let call = HTLC::lockCall {
-                hashlock,
-                recipient: h.recipient,
-                expiry,
-            };
-            (call.abi_encode(), h.amount)
-        } else {
-            (self.token_lock_input(&h).await?, U256::ZERO)
+        // Recorded in the outbox before it is broadcast: a lock signed before (by this process
+        // or another on the same store, maybe never sent, maybe evicted) is broadcast again
+        // rather than built anew, unless its nonce went to another transaction.
+        let key = SendKey {
+            swap: p.swap_id,
+            rail: self.cfg.params.rail(),
+            kind: TxKind::Lock,
         };
-        let tx = self.send(self.cfg.htlc, input.into(), value).await?;
-        self.inflight.lock().await.insert((id, Op::Lock), tx);
+        let token = loop {
+            let claim = self
+                .outbox
+                .claim_sends(&[key], self.cfg.outbox_takeover_after)
+                .await
+                .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
+            match claim.into_iter().next() {
+                Some(SendClaim::Granted { token }) => break token,
+                Some(SendClaim::Signed(signed)) => match self.resume_recorded(&signed).await? {
+                    Some(tx) => return Ok(tx),
+                    None => {
+                        tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock can never be mined (its nonce was used): building a new one");
+                        self.outbox
+                            .discard(&key, &signed.txref)
+                            .await
+                            .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
+                    }
+                },
+                _ => {
+                    return Err(EthError::Rpc(
+                        "another process on this store is locking this swap now".into(),
+                    ))
+                }
+            }
+        };
+        let built = if h.is_eth() {
+            let call = HTLC::lockCall {
+                hashlock: h.hashlock,
+                recipient: h.recipient,
+                expiry: U256::from(h.expiry),
+            };
+            Ok((call.abi_encode(), h.amount))
+        } else {
+            self.token_lock_input(&h).await.map(|i| (i, U256::ZERO))
+        };
+        let (input, value) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = self.outbox.release(&[(key, token)]).await;
+                return Err(e);
+            }
+        };
+        let tx = self
+            .send_recorded(self.cfg.htlc, input.into(), value, &[(key, token)])
+            .await?;
         tracing::info!(chain = "eth", swap_id = %p.swap_id, tx = %tx, "htlc lock sent");
         match self.wait(tx).await {
             Ok(_) => Ok(tx),

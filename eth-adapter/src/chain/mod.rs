@@ -17,6 +17,7 @@ use swap_core::params::{ChainParams, ChainTip};
 use swap_core::rail::{
     ChainError, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail, RailOp,
 };
+use swap_core::store::SharedOutbox;
 use swap_core::types::{Account, Expiry, Height, Preimage, Timestamp, TxRef};
 use tokio::sync::{oneshot, Mutex, OnceCell};
 
@@ -37,9 +38,9 @@ use actions::ClaimRequest;
 pub use config::{known_chain_id, EthConfig};
 pub use foreign::FoundLock;
 
+/// A spend of a lock still in flight in this process (locks are in the outbox instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Op {
-    Lock,
     Claim,
     Refund,
 }
@@ -68,6 +69,8 @@ pub struct EthChain {
     verified: OnceCell<()>,
     scanner: Mutex<Scanner>,
     inflight: Mutex<HashMap<(B256, Op), B256>>,
+    /// Where locks are recorded, signed, before their broadcast (see `lock_htlc`).
+    outbox: SharedOutbox,
     token_flow: Mutex<()>,
     per_swap: std::sync::Mutex<HashMap<B256, Arc<Mutex<()>>>>,
     decimals: Mutex<HashMap<Address, Option<u8>>>,
@@ -280,10 +283,18 @@ impl EthChain {
             verified: OnceCell::new(),
             scanner: Mutex::new(Scanner::default()),
             inflight: Mutex::new(HashMap::new()),
+            outbox: SharedOutbox::default(),
             token_flow: Mutex::new(()),
             per_swap: std::sync::Mutex::new(HashMap::new()),
             decimals: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Records locks in `outbox` (the swap store, so that every process on it shares it) before
+    /// broadcasting them; without it, in this process's memory only.
+    pub fn with_outbox(mut self, outbox: Arc<dyn swap_core::store::Outbox>) -> Self {
+        self.outbox = SharedOutbox(outbox);
+        self
     }
 
     /// Deploys the HTLC contract (see [`deploy_htlc`]).

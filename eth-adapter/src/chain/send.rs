@@ -1,5 +1,9 @@
 //! Sending transactions: fees, nonces, receipts, reverts, and sends resumed after a restart.
 
+use alloy::eips::eip2718::{Decodable2718, Encodable2718};
+use alloy::network::NetworkTransactionBuilder;
+use swap_core::store::{Grant, SignedTx};
+
 use super::*;
 
 impl EthChain {
@@ -19,7 +23,21 @@ impl EthChain {
         input: Bytes,
         value: U256,
     ) -> Result<B256, EthError> {
-        self.signer()?;
+        self.send_recorded(to, input, value, &[]).await
+    }
+
+    /// [`EthChain::send`], with the signed transaction recorded in the outbox for `record`
+    /// (granted claims) before it is broadcast. A transaction the node rejects is released
+    /// from the outbox (nothing went out); one whose broadcast failed otherwise stays there, to
+    /// be broadcast again (see [`EthChain::resume_recorded`]).
+    pub(super) async fn send_recorded(
+        &self,
+        to: Address,
+        input: Bytes,
+        value: U256,
+        record: &[Grant],
+    ) -> Result<B256, EthError> {
+        let wallet = EthereumWallet::from(self.signer()?.clone());
         self.verify().await?;
         let chain_id = self.chain_id().await?;
         let base = TransactionRequest::default()
@@ -76,14 +94,76 @@ impl EthChain {
             .with_max_priority_fee_per_gas(prio);
         self.nonces
             .send_with(&self.provider, |nonce| async move {
-                let pending = self
-                    .provider
-                    .send_transaction(tx.with_nonce(nonce))
+                let envelope = tx
+                    .with_nonce(nonce)
+                    .build(&wallet)
                     .await
-                    .map_err(rpc_err)?;
-                Ok(*pending.tx_hash())
+                    .map_err(|e| EthError::InvalidParams(format!("signing: {e}")))?;
+                let raw = envelope.encoded_2718();
+                let hash = *envelope.tx_hash();
+                if !record.is_empty() {
+                    let signed = SignedTx {
+                        txref: txref(hash),
+                        raw: raw.clone(),
+                    };
+                    if let Err(e) = self.outbox.record_signed(record, &signed).await {
+                        // Not recorded (fenced off by a takeover, or the store is down): the
+                        // claims go back, nothing is sent.
+                        let _ = self.outbox.release(record).await;
+                        return Err(EthError::Rpc(format!("outbox: {e}")));
+                    }
+                }
+                match self.provider.send_raw_transaction(&raw).await {
+                    Ok(pending) => Ok(*pending.tx_hash()),
+                    Err(e) => {
+                        let e = rpc_err(e);
+                        if !record.is_empty() && !e.is_transient() {
+                            // Rejected: nothing went out, a new one may be built.
+                            let _ = self.outbox.release(record).await;
+                        }
+                        Err(e)
+                    }
+                }
             })
             .await
+    }
+
+    /// A recorded transaction (of this process or another on the same store) brought to its
+    /// end: waited for when the node knows it, broadcast again when it does not. `None` when
+    /// it can never be mined: the node does not know it and its nonce is taken by a mined
+    /// transaction (the caller discards it and builds a new one).
+    pub(super) async fn resume_recorded(
+        &self,
+        signed: &SignedTx,
+    ) -> Result<Option<B256>, EthError> {
+        use alloy::consensus::Transaction as _;
+        let envelope = alloy::consensus::TxEnvelope::decode_2718(&mut signed.raw.as_slice())
+            .map_err(|e| EthError::Inconsistent(format!("outbox transaction unreadable: {e}")))?;
+        let hash = *envelope.tx_hash();
+        let known = self
+            .provider
+            .get_transaction_by_hash(hash)
+            .await
+            .map_err(rpc_err)?
+            .is_some();
+        if !known {
+            let mined_nonces = self
+                .provider
+                .get_transaction_count(self.address())
+                .latest()
+                .await
+                .map_err(rpc_err)?;
+            if mined_nonces > envelope.nonce() {
+                return Ok(None);
+            }
+            match self.provider.send_raw_transaction(&signed.raw).await {
+                Ok(_) => {
+                    tracing::info!(chain = "eth", tx = %hash, "recorded transaction broadcast again")
+                }
+                Err(e) => return Err(rpc_err(e)),
+            }
+        }
+        self.wait(hash).await.map(|_| Some(hash))
     }
 
     /// Waits for the receipt; a reverted transaction is an error.

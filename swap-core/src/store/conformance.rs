@@ -393,6 +393,17 @@ pub async fn run_outbox(a: &dyn Outbox, b: &dyn Outbox) {
         [SendClaim::Granted { .. }]
     ));
     // The recorded transaction of the first sends is still there.
+    assert_eq!(b.signed(&k2).await.unwrap(), Some(tx.clone()));
+
+    // A recorded transaction that can never be mined is discarded by its id only.
+    assert!(!a.discard(&k1, &other.txref).await.unwrap());
+    assert!(a.discard(&k1, &tx.txref).await.unwrap());
+    assert_eq!(b.signed(&k1).await.unwrap(), None);
+    assert!(matches!(
+        b.claim_sends(&[k1], long).await.unwrap()[..],
+        [SendClaim::Granted { .. }]
+    ));
+    // The other send it served keeps it.
     assert_eq!(b.signed(&k2).await.unwrap(), Some(tx));
 }
 

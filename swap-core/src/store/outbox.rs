@@ -102,6 +102,11 @@ pub trait Outbox: Send + Sync {
 
     /// The transaction recorded for a send, if any.
     async fn signed(&self, key: &SendKey) -> Result<Option<SignedTx>, StoreError>;
+
+    /// Forgets the transaction recorded for `key` if it is still `txref`, because it can never
+    /// be mined (another transaction spent its inputs or its nonce): a new one may be built.
+    /// Answers whether it was forgotten.
+    async fn discard(&self, key: &SendKey, txref: &TxRef) -> Result<bool, StoreError>;
 }
 
 /// Milliseconds since the Unix epoch (local clock).
@@ -123,8 +128,11 @@ struct Row {
 /// one process from building a send twice, not two processes.
 #[derive(Debug, Default)]
 pub struct MemoryOutbox {
-    inner: Mutex<(u64, HashMap<SendKey, Row>)>,
+    inner: Mutex<Rows>,
 }
+
+/// The last token handed out, and each send's row.
+type Rows = (u64, HashMap<SendKey, Row>);
 
 impl MemoryOutbox {
     /// An empty outbox.
@@ -132,7 +140,7 @@ impl MemoryOutbox {
         Self::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, (u64, HashMap<SendKey, Row>)>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Rows>, StoreError> {
         self.inner
             .lock()
             .map_err(|_| StoreError::Backend("memory outbox poisoned".into()))
@@ -220,6 +228,19 @@ impl Outbox for MemoryOutbox {
 
     async fn signed(&self, key: &SendKey) -> Result<Option<SignedTx>, StoreError> {
         Ok(self.lock()?.1.get(key).and_then(|r| r.signed.clone()))
+    }
+
+    async fn discard(&self, key: &SendKey, txref: &TxRef) -> Result<bool, StoreError> {
+        let mut guard = self.lock()?;
+        let matches = guard
+            .1
+            .get(key)
+            .and_then(|r| r.signed.as_ref())
+            .is_some_and(|s| &s.txref == txref);
+        if matches {
+            guard.1.remove(key);
+        }
+        Ok(matches)
     }
 }
 

@@ -153,6 +153,33 @@ impl Outbox for SqliteStore {
         .await
     }
 
+    async fn discard(&self, key: &SendKey, txref: &TxRef) -> Result<bool, StoreError> {
+        let key = *key;
+        let txid = txref.0.clone();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let (swap, rail, kind) = key_params(&key);
+            let n = tx
+                .execute(
+                    "DELETE FROM outbox
+                     WHERE swap_id = ?1 AND rail = ?2 AND kind = ?3 AND txid = ?4",
+                    params![swap, rail, kind, txid],
+                )
+                .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM outbox_txs WHERE txid = ?1 AND txid NOT IN
+                 (SELECT txid FROM outbox WHERE txid IS NOT NULL)",
+                params![txid],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn signed(&self, key: &SendKey) -> Result<Option<SignedTx>, StoreError> {
         let key = *key;
         self.with(move |conn| Ok(read_row(conn, &key)?.and_then(|r| r.2)))

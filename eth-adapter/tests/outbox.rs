@@ -1,0 +1,150 @@
+//! Every lock is recorded, signed, in the outbox before its broadcast: two processes on one
+//! store, a process killed between recording and broadcasting, and a recorded lock whose nonce
+//! went to another transaction never lock one swap twice, and never leave it unlocked.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use eth_adapter::{EthChain, EthConfig};
+use serde_json::json;
+use swap_core::rail::{HtlcParams, HtlcStatus, Rail};
+use swap_core::store::{Outbox, SendKey, SqliteStore};
+use swap_core::{TxKind, TxRef};
+
+const TAKEOVER: Duration = Duration::from_millis(300);
+
+/// An adapter ("a process") for account 0 recording its locks in the store at `path`.
+fn process(e: &common::Env, path: &std::path::Path) -> EthChain {
+    let mut cfg = EthConfig::new(e.net.url(), e.htlc, common::eth_params());
+    cfg.poll_interval = Duration::from_millis(20);
+    cfg.receipt_timeout = Duration::from_secs(30);
+    cfg.outbox_takeover_after = TAKEOVER;
+    EthChain::new(cfg, e.net.signer(0))
+        .unwrap()
+        .with_outbox(Arc::new(SqliteStore::open(path).unwrap()))
+}
+
+async fn sent_count(e: &common::Env) -> u64 {
+    e.net
+        .provider()
+        .get_transaction_count(e.net.address(0))
+        .await
+        .unwrap()
+}
+
+/// Runs `fut` until `chain` starts its next `method` call, then leaks it there (checked after
+/// every poll; no destructor runs, as when the process is killed).
+async fn kill_at<F: std::future::Future>(chain: &EthChain, method: &str, fut: F) {
+    let calls = || {
+        chain
+            .rpc_calls_by_method()
+            .get(method)
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = calls();
+    let mut fut = Box::pin(fut);
+    let stopped = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        std::task::Poll::Ready(_) => panic!("finished before {method}"),
+        std::task::Poll::Pending if calls() > before => std::task::Poll::Ready(()),
+        std::task::Poll::Pending => std::task::Poll::Pending,
+    });
+    tokio::time::timeout(Duration::from_secs(30), stopped)
+        .await
+        .unwrap_or_else(|_| panic!("no {method}"));
+    std::mem::forget(fut);
+}
+
+/// Locks until it succeeds (the driver's next rounds); only transient errors on the way.
+async fn lock_until_done(chain: &EthChain, p: &HtlcParams) -> TxRef {
+    let started = Instant::now();
+    loop {
+        match chain.lock(p).await {
+            Ok(t) => return t,
+            Err(e) => assert!(e.is_transient(), "{e}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never locked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The swap is funded by exactly `tx`.
+async fn funded_by(e: &common::Env, p: &HtlcParams, tx: &TxRef) {
+    match e.bob.htlc_status(p).await.unwrap() {
+        HtlcStatus::Funded { lock, .. } => assert_eq!(&lock.txref, tx),
+        other => panic!("expected funded, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lock_twice_across_processes_and_crashes() {
+    let e = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+
+    // Two processes lock one swap at the same time: one transaction from the account.
+    let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    let (a, b) = (process(&e, &path), process(&e, &path));
+    let before = sent_count(&e).await;
+    let (ra, rb) = tokio::join!(a.lock(&p), b.lock(&p));
+    for r in [&ra, &rb] {
+        if let Err(err) = r {
+            assert!(err.is_transient(), "{err}");
+        }
+    }
+    if let (Ok(x), Ok(y)) = (&ra, &rb) {
+        assert_eq!(x, y);
+    }
+    let tx = lock_until_done(&b, &p).await;
+    assert_eq!(sent_count(&e).await, before + 1, "one lock transaction");
+    funded_by(&e, &p, &tx).await;
+
+    // A process killed as it broadcasts; another takes over: one lock.
+    let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    let before = sent_count(&e).await;
+    let dead = process(&e, &path);
+    kill_at(&dead, "eth_sendRawTransaction", dead.lock(&p)).await;
+    tokio::time::sleep(TAKEOVER).await;
+    let tx = lock_until_done(&process(&e, &path), &p).await;
+    assert_eq!(sent_count(&e).await, before + 1, "one lock transaction");
+    funded_by(&e, &p, &tx).await;
+
+    // A process killed after recording its lock, which never reached a block (dropped from the
+    // pool) and whose nonce another transaction of the account then used: the recorded lock
+    // can never be mined, so the next process builds a new one.
+    let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    e.net.rpc("evm_setAutomine", json!([false])).await;
+    let dead = process(&e, &path);
+    kill_at(&dead, "eth_sendRawTransaction", dead.lock(&p)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    e.net.rpc("anvil_dropAllTransactions", json!([])).await;
+    let key = SendKey {
+        swap: p.swap_id,
+        rail: common::eth_params().rail(),
+        kind: TxKind::Lock,
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    let recorded = store
+        .signed(&key)
+        .await
+        .unwrap()
+        .expect("recorded before broadcast");
+    let me: Address = e.net.address(0);
+    e.net
+        .rpc(
+            "eth_sendTransaction",
+            json!([{"from": me, "to": me, "value": "0x0"}]),
+        )
+        .await;
+    e.net.mine(1).await;
+    e.net.rpc("evm_setAutomine", json!([true])).await;
+    let tx = lock_until_done(&process(&e, &path), &p).await;
+    assert_ne!(tx, recorded.txref, "a new lock");
+    funded_by(&e, &p, &tx).await;
+    assert_eq!(store.signed(&key).await.unwrap().map(|s| s.txref), Some(tx));
+}
