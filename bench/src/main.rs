@@ -110,7 +110,9 @@ impl Engine {
         ecfg.receipt_timeout = Duration::from_secs(120);
         ecfg.status_max_age = cache;
         ecfg.tip_max_age = cache;
-        let eth = Arc::new(EthChain::new(ecfg, nodes.eth.signer(eth_account))?);
+        let eth = Arc::new(
+            EthChain::new(ecfg, nodes.eth.signer(eth_account))?.with_outbox(store.clone()),
+        );
         let driver = Arc::new(Driver::new(
             store,
             [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],

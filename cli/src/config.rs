@@ -283,7 +283,7 @@ pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc
     let btc = Arc::new(
         BtcChain::new(btc_cfg, &ks.seed()?[..])
             .map_err(|e| anyhow!("bitcoin adapter: {e}"))?
-            .with_outbox(outbox),
+            .with_outbox(outbox.clone()),
     );
     let htlc = cfg
         .eth
@@ -299,7 +299,8 @@ pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc
     eth_cfg.tip_max_age = shared_scan_age;
     let eth = Arc::new(
         EthChain::new(eth_cfg, eth_signer(&ks, cfg.eth.account)?)
-            .map_err(|e| anyhow!("ethereum adapter: {e}"))?,
+            .map_err(|e| anyhow!("ethereum adapter: {e}"))?
+            .with_outbox(outbox),
     );
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     Ok(Engine::new("xswap", store, btc, eth, identity, driver))

@@ -116,8 +116,11 @@ pub async fn party(
     );
     let signer = nodes.eth.signer(eth_account);
     let eth_addr = signer.address();
-    let eth =
-        Arc::new(eth_adapter::EthChain::new(eth_cfg, signer).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let eth = Arc::new(
+        eth_adapter::EthChain::new(eth_cfg, signer)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_outbox(store.clone()),
+    );
     let engine = crate::engine::Engine::new(
         name,
         store,

@@ -52,7 +52,11 @@ impl Party {
                 .with_outbox(store.clone()),
         );
         eth_cfg.receipt_timeout = std::time::Duration::from_secs(60);
-        let eth = Arc::new(EthChain::new(eth_cfg, nodes.eth.signer(eth_account)).unwrap());
+        let eth = Arc::new(
+            EthChain::new(eth_cfg, nodes.eth.signer(eth_account))
+                .unwrap()
+                .with_outbox(store.clone()),
+        );
         let driver = Arc::new(Driver::new(
             store,
             [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],
