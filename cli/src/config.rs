@@ -34,7 +34,7 @@ use btc_adapter::rpc::{Auth, RpcConfig};
 use btc_adapter::{BtcChain, BtcConfig};
 use eth_adapter::{EthChain, EthConfig};
 use serde::{Deserialize, Serialize};
-use swap_core::{ChainId, ChainParams, DriverConfig};
+use swap_core::{ChainId, ChainParams, DriverConfig, Rail};
 use swap_net::Identity;
 
 use crate::engine::Engine;
@@ -253,6 +253,15 @@ pub fn password(prompt: &str) -> anyhow::Result<String> {
 /// Builds the engine of a data directory: keystore, store (guarded against loss, see
 /// [`crate::guard`]), both adapters, identity.
 pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc<Engine>> {
+    Ok(installation(data_dir, driver).await?.0)
+}
+
+/// The engine of the installation in `data_dir`, and its Ethereum adapter (for what only it
+/// can do: `xswap recover` reads the contract's events for our locks).
+pub async fn installation(
+    data_dir: &Path,
+    driver: DriverConfig,
+) -> anyhow::Result<(Arc<Engine>, Arc<EthChain>)> {
     let cfg = Config::load(data_dir)?;
     let ks = open_keystore(data_dir)?;
     let auth = match (&cfg.btc.cookie, &cfg.btc.user, &cfg.btc.password) {
@@ -303,5 +312,6 @@ pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc
             .with_outbox(outbox),
     );
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
-    Ok(Engine::new("xswap", store, btc, eth, identity, driver))
+    let rails = [btc as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>];
+    Ok((Engine::new("xswap", store, rails, identity, driver), eth))
 }

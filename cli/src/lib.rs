@@ -3,7 +3,8 @@
 pub mod amounts;
 pub mod config;
 pub mod demo;
-pub mod engine;
+/// The engine (the `swap-engine` crate), under the name the CLI's modules use.
+pub use swap_engine as engine;
 pub mod guard;
 pub mod keystore;
 pub mod offers;

@@ -693,10 +693,10 @@ fn main() -> anyhow::Result<()> {
             };
             let htlc = Driver::htlc(&record, leg);
             let params = record.terms.leg(leg).params;
-            let chain: &dyn Rail = match params.chain.family {
-                ChainFamily::Ethereum => engine.eth.as_ref(),
-                _ => engine.btc.as_ref(),
-            };
+            let chain = engine
+                .driver
+                .rail(params.rail())
+                .ok_or_else(|| anyhow!("no adapter for {}", params.rail()))?;
             let tip = chain.tip().await?;
             if !params.refundable(htlc.expiry, tip) {
                 bail!(

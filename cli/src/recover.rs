@@ -72,9 +72,9 @@ pub async fn run(
         guard::reset(data_dir, swaps)?;
         out.restored = chosen;
     }
-    let engine = crate::config::engine(data_dir, swap_core::DriverConfig::default()).await?;
+    let (engine, eth) =
+        crate::config::installation(data_dir, swap_core::DriverConfig::default()).await?;
     engine.verify_rails().await?;
-    let eth = &engine.eth;
     let tip = eth.tip().await?;
     let locks = eth.open_locks(eth_from_block).await?;
     say!(

@@ -124,8 +124,10 @@ pub async fn party(
     let engine = crate::engine::Engine::new(
         name,
         store,
-        btc,
-        eth,
+        [
+            btc as Arc<dyn swap_core::Rail>,
+            eth as Arc<dyn swap_core::Rail>,
+        ],
         swap_net::Identity::generate()?,
         driver,
     );

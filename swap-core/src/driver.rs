@@ -143,6 +143,11 @@ impl Driver {
         self.rails.get(&id)
     }
 
+    /// Every rail this driver has an adapter for.
+    pub fn rails(&self) -> impl Iterator<Item = &Arc<dyn Rail>> {
+        self.rails.values()
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn SwapStore> {
         &self.store

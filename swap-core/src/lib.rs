@@ -71,7 +71,7 @@ pub use params::{
     RailKind, RefundMode,
 };
 pub use rail::{
-    Cause, ChainError, ErrorKind, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail,
+    Cause, ChainError, ErrorKind, Funds, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail,
     RailBody, RailData, RailOp,
 };
 pub use types::*;

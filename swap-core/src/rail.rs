@@ -292,6 +292,33 @@ impl RailOp {
     }
 }
 
+/// What a wallet holds for locking one asset on a rail (see [`Rail::funds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Funds {
+    /// Base units of the asset the wallet holds.
+    pub balance: u128,
+    /// Base units of the asset that pays the fees (the same as `balance` when the asset pays its
+    /// own fees, as BTC and ETH do).
+    pub fee_balance: u128,
+    /// What one lock's fees may cost, in the fee asset (with headroom).
+    pub fee_allowance: u128,
+    /// Whether the fees come out of the locked asset's own balance.
+    pub fees_from_asset: bool,
+}
+
+impl Funds {
+    /// Whether `amount` (beyond `reserved`, promised to other swaps) can be locked, fees
+    /// included.
+    pub fn covers(&self, amount: u128, reserved: u128) -> bool {
+        let need = amount.saturating_add(reserved);
+        if self.fees_from_asset {
+            self.balance >= need.saturating_add(self.fee_allowance)
+        } else {
+            self.balance >= need && self.fee_balance >= self.fee_allowance
+        }
+    }
+}
+
 /// What one look at a rail found: its tip and the status of every leg asked about, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
@@ -320,6 +347,21 @@ pub trait Rail: Send + Sync {
     /// Our account on this rail for the swap keys at `key_index` (a public key on a Bitcoin
     /// rail, an address on Ethereum), so the engine never matches on chain families.
     async fn account(&self, key_index: u32) -> Result<Account, ChainError>;
+
+    /// What our wallet on this rail holds of `asset`, and what one lock's fees may cost:
+    /// checked before a swap is agreed, so a party that cannot fund its lock says so before the
+    /// other side locks anything. A rail without a wallet (watch-only) answers an error.
+    async fn funds(&self, asset: &Asset) -> Result<Funds, ChainError> {
+        let _ = asset;
+        Err(ChainError::new(Cause::Invalid, "this rail has no wallet"))
+    }
+
+    /// Checks that this rail can move funds safely (the node is on the expected chain, the
+    /// contract is ours) before a swap is agreed. Adapters check before their first send
+    /// anyway; asking here makes a wrong configuration fail before anything is agreed.
+    async fn verify(&self) -> Result<(), ChainError> {
+        Ok(())
+    }
 
     /// The current best block.
     async fn tip(&self) -> Result<ChainTip, ChainError>;
@@ -410,6 +452,36 @@ pub async fn execute_concurrently<R: Rail + ?Sized>(
     ops: &[RailOp],
 ) -> Vec<Result<TxRef, ChainError>> {
     futures::future::join_all(ops.iter().map(|op| perform(rail, op))).await
+}
+
+#[cfg(test)]
+mod funds_tests {
+    use super::Funds;
+
+    #[test]
+    fn fees_come_out_of_the_asset_only_when_it_pays_them() {
+        let f = Funds {
+            balance: 1_000,
+            fee_balance: 1_000,
+            fee_allowance: 100,
+            fees_from_asset: true,
+        };
+        assert!(f.covers(900, 0));
+        assert!(!f.covers(901, 0));
+        assert!(!f.covers(800, 101));
+        let token = Funds {
+            fees_from_asset: false,
+            ..f
+        };
+        assert!(token.covers(1_000, 0));
+        assert!(!token.covers(1_000, 1));
+        assert!(!Funds {
+            fee_balance: 99,
+            ..token
+        }
+        .covers(1, 0));
+        assert!(!f.covers(u128::MAX, u128::MAX));
+    }
 }
 
 #[cfg(test)]

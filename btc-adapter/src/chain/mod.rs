@@ -365,6 +365,21 @@ impl Rail for BtcChain {
         Ok(Account::PublicKey(self.swap_public_key(key_index)?))
     }
 
+    /// The node wallet's trusted balance; one lock's fees (300 vB at the fallback feerate) come
+    /// out of it.
+    async fn funds(&self, asset: &Asset) -> Result<swap_core::Funds, ChainError> {
+        if *asset != self.asset() {
+            return Err(permanent(format!("{asset:?} is not {:?}", self.asset())));
+        }
+        let (balance, fee) = BtcChain::funds(self).await?;
+        Ok(swap_core::Funds {
+            balance: u128::from(balance),
+            fee_balance: u128::from(balance),
+            fee_allowance: u128::from(fee),
+            fees_from_asset: true,
+        })
+    }
+
     async fn tip(&self) -> Result<ChainTip, ChainError> {
         if self.tip_max_age.is_zero() {
             return self.read_tip().await;

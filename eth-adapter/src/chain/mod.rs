@@ -383,6 +383,22 @@ impl Rail for EthChain {
         Ok(EthChain::account(self))
     }
 
+    /// The account's balance of `asset` and of ETH for gas (see [`EthChain::funds`]).
+    async fn funds(&self, asset: &swap_core::Asset) -> Result<swap_core::Funds, ChainError> {
+        let f = EthChain::funds(self, asset).await?;
+        Ok(swap_core::Funds {
+            balance: f.asset,
+            fee_balance: f.wei,
+            fee_allowance: f.gas_allowance,
+            fees_from_asset: *asset == swap_core::Asset::Eth,
+        })
+    }
+
+    /// The node's chain id and the contract's code (see [`EthChain::verify`]).
+    async fn verify(&self) -> Result<(), ChainError> {
+        Ok(EthChain::verify(self).await?)
+    }
+
     async fn tip(&self) -> Result<ChainTip, ChainError> {
         let max_age = self.cfg.tip_max_age;
         let read = || async {

@@ -1,34 +1,67 @@
-//! The maker's side: offers, quotes (bounded per key, per address and in total), proposals
+//! The maker's policy and side of a negotiation: offers, quotes (bounded per key, per address and in total), proposals
 //! checked by every rule, and liquidity reserved for accepted swaps.
 
 use super::*;
 
-#[derive(Debug, Clone)]
-pub(super) struct Pending {
-    key_index: u32,
-    give: (ChainId, Asset, Amount),
-    want: (ChainId, Asset, Amount),
-    peer: Peer,
-    at: std::time::Instant,
+/// A quote waiting for its proposal: what was quoted, to whom, under which of our keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    /// Our key index for the swap (our accounts in the quote are derived from it).
+    pub key_index: u32,
+    /// What the taker gives: chain, asset, amount.
+    pub give: (ChainId, Asset, Amount),
+    /// What the taker wants.
+    pub want: (ChainId, Asset, Amount),
+    /// Who asked.
+    pub peer: Peer,
+    /// When it was quoted (local clock, milliseconds since the Unix epoch).
+    pub at_ms: u64,
 }
 
 /// How long a quote waits for its proposal (a taker proposes right after its quote).
-const QUOTE_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+pub const QUOTE_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 /// How many quotes may wait at once.
-const MAX_PENDING_QUOTES: usize = 1_000;
+pub const MAX_PENDING_QUOTES: usize = 1_000;
 /// How many quotes one peer key may hold open at once.
-const MAX_QUOTES_PER_KEY: usize = 4;
+pub const MAX_QUOTES_PER_KEY: usize = 4;
 /// How many quotes one IP address may hold open at once (keys are free to make).
-const MAX_QUOTES_PER_IP: usize = 16;
+pub const MAX_QUOTES_PER_IP: usize = 16;
+
+/// Where a maker's open quotes live. [`MemoryQuotes`] keeps them in this process; an exchange
+/// whose workers share one database implements it there, so a proposal may reach another
+/// worker than its quote. Implementations apply the bounds of [`quote_room`].
+#[async_trait::async_trait]
+pub trait QuoteBook: Send + Sync {
+    /// Why a quote for `id` from `peer` cannot be held now, if it cannot.
+    async fn room(&self, id: &SwapId, peer: &Peer) -> Option<&'static str>;
+    /// Holds `quote` for `id`, checking the bounds again (other quotes may have come in).
+    async fn hold(&self, id: SwapId, quote: Quote) -> Result<(), &'static str>;
+    /// Takes the quote for `id` (a proposal uses it up); `None` when there is none or it
+    /// lapsed.
+    async fn take(&self, id: &SwapId) -> Option<Quote>;
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lapsed(q: &Quote, now: u64) -> bool {
+    now.saturating_sub(q.at_ms) >= QUOTE_TTL.as_millis() as u64
+}
 
 /// Why a new quote for `peer` cannot be held now, if it cannot: per-key, per-address and
-/// global bounds, so one stranger cannot fill the table for everyone else.
-fn quote_room(
-    pending: &mut HashMap<SwapId, Pending>,
+/// global bounds, so one stranger cannot fill the table for everyone else. Drops lapsed
+/// quotes first.
+pub fn quote_room(
+    pending: &mut HashMap<SwapId, Quote>,
     id: &SwapId,
     peer: &Peer,
+    now: u64,
 ) -> Option<&'static str> {
-    pending.retain(|_, q| q.at.elapsed() < QUOTE_TTL);
+    pending.retain(|_, q| !lapsed(q, now));
     if pending.contains_key(id) {
         return Some("swap id already quoted");
     }
@@ -43,6 +76,39 @@ fn quote_room(
     None
 }
 
+/// A [`QuoteBook`] in this process's memory.
+#[derive(Debug, Default)]
+pub struct MemoryQuotes {
+    quotes: Mutex<HashMap<SwapId, Quote>>,
+}
+
+#[async_trait::async_trait]
+impl QuoteBook for MemoryQuotes {
+    async fn room(&self, id: &SwapId, peer: &Peer) -> Option<&'static str> {
+        match self.quotes.lock() {
+            Ok(mut q) => quote_room(&mut q, id, peer, now_ms()),
+            Err(_) => Some("maker cannot take swaps right now"),
+        }
+    }
+
+    async fn hold(&self, id: SwapId, quote: Quote) -> Result<(), &'static str> {
+        let mut q = self
+            .quotes
+            .lock()
+            .map_err(|_| "maker cannot take swaps right now")?;
+        if let Some(why) = quote_room(&mut q, &id, &quote.peer, now_ms()) {
+            return Err(why);
+        }
+        q.insert(id, quote);
+        Ok(())
+    }
+
+    async fn take(&self, id: &SwapId) -> Option<Quote> {
+        let q = self.quotes.lock().ok()?.remove(id)?;
+        (!lapsed(&q, now_ms())).then_some(q)
+    }
+}
+
 /// Where a maker's offers come from: read again for every quote, so offers published or
 /// removed while the maker runs take effect without a restart.
 pub trait OfferBook: Send + Sync {
@@ -54,6 +120,41 @@ impl OfferBook for Vec<Offer> {
     fn offers(&self) -> Vec<Offer> {
         self.clone()
     }
+}
+
+/// Where a maker's prices come from. The default, [`OfferRates`], is the rate written in each
+/// offer; a maker that follows a market implements it (and answers `None` when its feed is
+/// stale, so nothing is quoted at an old price).
+pub trait PriceSource: Send + Sync {
+    /// The rate to quote `offer` at now: units of its `sell` asset per unit of its `buy` asset,
+    /// as numerator and denominator (base units). `None`: do not quote this offer now.
+    fn rate(&self, offer: &Offer) -> Option<(u128, u128)>;
+}
+
+/// The rate written in each offer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OfferRates;
+
+impl PriceSource for OfferRates {
+    fn rate(&self, offer: &Offer) -> Option<(u128, u128)> {
+        Some((offer.rate_num, offer.rate_den))
+    }
+}
+
+/// The offers as `prices` prices them now: each with the source's rate, those it does not
+/// price left out (a zero denominator is never used).
+pub fn priced(offers: Vec<Offer>, prices: &dyn PriceSource) -> Vec<Offer> {
+    offers
+        .into_iter()
+        .filter_map(|o| match prices.rate(&o) {
+            Some((num, den)) if den > 0 => Some(Offer {
+                rate_num: num,
+                rate_den: den,
+                ..o
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Why no offer fits a quote request, for the taker to read; `Ok` when one does. Of the
@@ -110,6 +211,7 @@ pub fn match_offer(
 pub(super) struct Maker {
     pub(super) engine: Arc<Engine>,
     pub(super) offers: Arc<dyn OfferBook>,
+    pub(super) prices: Arc<dyn PriceSource>,
 }
 
 fn reject(id: SwapId, reason: impl std::fmt::Display) -> Option<Envelope> {
@@ -160,7 +262,7 @@ impl Maker {
             return reject(id, "amounts do not fit their assets");
         }
         let now = Timestamp::now().0;
-        let offers = self.offers.offers();
+        let offers = priced(self.offers.offers(), self.prices.as_ref());
         if let Err(why) = match_offer(
             &offers,
             now,
@@ -185,12 +287,7 @@ impl Maker {
             return Some(r);
         }
         // Quotes are cheap to ask for: bound how many wait for a proposal, and for how long.
-        if let Some(why) = engine
-            .pending
-            .lock()
-            .ok()
-            .and_then(|mut p| quote_room(&mut p, &id, &peer))
-        {
+        if let Some(why) = engine.quotes.room(&id, &peer).await {
             return reject(id, why);
         }
         let key_index = match engine.driver.store().allocate_key_index().await {
@@ -201,35 +298,29 @@ impl Maker {
             }
         };
         let (maker_x, maker_y) = match (
-            engine.account(give_chain, key_index),
-            engine.account(want_chain, key_index),
+            engine.account(give_chain, key_index).await,
+            engine.account(want_chain, key_index).await,
         ) {
             (Ok(a), Ok(b)) => (a, b),
             _ => return reject(id, "maker cannot serve these chains"),
         };
-        if let Ok(mut p) = engine.pending.lock() {
-            // Checked again: other quotes may have come in while this one was prepared.
-            if let Some(why) = quote_room(&mut p, &id, &peer) {
-                return reject(id, why);
-            }
-            p.insert(
-                id,
-                Pending {
-                    key_index,
-                    give: (give_chain, give_asset, give),
-                    want: (want_chain, want_asset, want),
-                    peer,
-                    at: std::time::Instant::now(),
-                },
-            );
+        let quote = Quote {
+            key_index,
+            give: (give_chain, give_asset, give),
+            want: (want_chain, want_asset, want),
+            peer,
+            at_ms: now_ms(),
+        };
+        // Checked again: other quotes may have come in while this one was prepared.
+        if let Err(why) = engine.quotes.hold(id, quote).await {
+            return reject(id, why);
         }
         Some(Envelope::new(id, Message::Quote { maker_x, maker_y }))
     }
 
     async fn proposal(&self, peer: Peer, id: SwapId, terms: SwapTerms) -> Option<Envelope> {
         let engine = &self.engine;
-        let pending = engine.pending.lock().ok().and_then(|mut p| p.remove(&id));
-        let Some(p) = pending else {
+        let Some(p) = engine.quotes.take(&id).await else {
             return reject(id, "no quote for this swap");
         };
         if p.peer.key != peer.key {
@@ -246,8 +337,8 @@ impl Maker {
             return reject(id, "maker cannot serve these chains");
         };
         let accounts = (
-            engine.account(p.give.0, p.key_index),
-            engine.account(p.want.0, p.key_index),
+            engine.account(p.give.0, p.key_index).await,
+            engine.account(p.want.0, p.key_index).await,
         );
         let (Ok(ax), Ok(ay)) = accounts else {
             return reject(id, "maker cannot serve these chains");
@@ -356,14 +447,14 @@ mod tests {
         )
     }
 
-    fn pending(peer: Peer) -> Pending {
+    fn pending(peer: Peer) -> Quote {
         let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
-        Pending {
+        Quote {
             key_index: 0,
             give: (btc, Asset::Btc, Amount::Sats(Sats(1))),
             want: (btc, Asset::Btc, Amount::Sats(Sats(1))),
             peer,
-            at: std::time::Instant::now(),
+            at_ms: now_ms(),
         }
     }
 
@@ -380,7 +471,7 @@ mod tests {
         let mut held = 0;
         for _ in 0..10 {
             let id = SwapId::random().unwrap();
-            if quote_room(&mut table, &id, &evil).is_none() {
+            if quote_room(&mut table, &id, &evil, now_ms()).is_none() {
                 table.insert(id, pending(evil));
                 held += 1;
             }
@@ -393,7 +484,7 @@ mod tests {
                 key: key(),
                 ip: ip(2),
             };
-            if quote_room(&mut table, &id, &p).is_none() {
+            if quote_room(&mut table, &id, &p, now_ms()).is_none() {
                 table.insert(id, pending(p));
             }
         }
@@ -404,12 +495,73 @@ mod tests {
             ip: ip(1),
         };
         let id = SwapId::random().unwrap();
-        assert_eq!(quote_room(&mut table, &id, &honest), None);
+        assert_eq!(quote_room(&mut table, &id, &honest, now_ms()), None);
         table.insert(id, pending(honest));
         assert_eq!(
-            quote_room(&mut table, &id, &honest),
+            quote_room(&mut table, &id, &honest, now_ms()),
             Some("swap id already quoted")
         );
+    }
+
+    /// A quote is used up by its proposal, lapses after its TTL, and the book holds the
+    /// bounds at insertion too.
+    #[tokio::test]
+    async fn a_quote_is_taken_once_and_lapses() {
+        let book = MemoryQuotes::default();
+        let peer = Peer {
+            key: Identity::generate().unwrap().public(),
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        };
+        let id = SwapId::random().unwrap();
+        assert_eq!(book.room(&id, &peer).await, None);
+        book.hold(id, pending(peer)).await.unwrap();
+        assert_eq!(
+            book.hold(id, pending(peer)).await,
+            Err("swap id already quoted")
+        );
+        let taken = book.take(&id).await.unwrap();
+        assert_eq!((taken.peer, taken.key_index), (peer, 0));
+        assert_eq!(book.take(&id).await, None, "a quote serves one proposal");
+        let old = SwapId::random().unwrap();
+        let lapsed_quote = Quote {
+            at_ms: now_ms() - QUOTE_TTL.as_millis() as u64 - 1,
+            ..pending(peer)
+        };
+        book.quotes.lock().unwrap().insert(old, lapsed_quote);
+        assert_eq!(book.take(&old).await, None, "a lapsed quote is refused");
+        for _ in 0..MAX_QUOTES_PER_KEY {
+            book.hold(SwapId::random().unwrap(), pending(peer))
+                .await
+                .unwrap();
+        }
+        assert!(book
+            .hold(SwapId::random().unwrap(), pending(peer))
+            .await
+            .is_err());
+    }
+
+    /// A price source sets the rate quotes are checked against; an offer it does not price
+    /// (a stale feed) serves no quote.
+    #[test]
+    fn quotes_follow_the_price_source() {
+        struct Feed(Option<(u128, u128)>);
+        impl PriceSource for Feed {
+            fn rate(&self, _: &Offer) -> Option<(u128, u128)> {
+                self.0
+            }
+        }
+        let offers = vec![offer(1_000, 1_000, 10_000, 10)];
+        // At the offer's own rate, 2,000 sat buy at most 20,000 wei.
+        let same = priced(offers.clone(), &OfferRates);
+        assert_eq!(ask(&same, 0, 2_000, 20_000), Ok(()));
+        assert!(ask(&same, 0, 2_000, 30_000).is_err());
+        // The market moved to 15 wei per sat.
+        let up = priced(offers.clone(), &Feed(Some((15, 1))));
+        assert_eq!(ask(&up, 0, 2_000, 30_000), Ok(()));
+        assert!(ask(&up, 0, 2_000, 30_001).is_err());
+        // No price (or a broken one): nothing is quoted.
+        assert!(priced(offers.clone(), &Feed(None)).is_empty());
+        assert!(priced(offers, &Feed(Some((1, 0)))).is_empty());
     }
 
     #[test]

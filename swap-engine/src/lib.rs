@@ -1,14 +1,17 @@
-//! An xswap engine: one installation's store, driver and chain adapters, plus the maker and
-//! taker sides of negotiating a swap over the authenticated transport.
+//! The xswap engine as a library: one installation's store and driver over any set of rails
+//! (the rail registry: Bitcoin, Litecoin, Ethereum on chain, channels), plus the maker and
+//! taker sides of negotiating a swap. What an exchange integrates; the `xswap` CLI only parses
+//! arguments and wires adapters into it.
 //!
 //! The taker is always the initiator (it makes the secret and locks first): a maker never
-//! locks for a stranger who has locked nothing.
+//! locks for a stranger who has locked nothing. The maker's policy (which offer serves a quote,
+//! quote bounds and lifetime, liquidity reserved for unfinished swaps, hashlock reuse) is in
+//! [`maker`]; negotiation runs over the authenticated transport of `swap-net`, whose messages
+//! are plain [`Envelope`]s, so another transport can carry them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use btc_adapter::BtcChain;
-use eth_adapter::EthChain;
 use swap_core::*;
 use swap_net::{Connection, Identity, NetError, Offer, OfferLeg, Peer};
 use tokio::net::TcpListener;
@@ -69,12 +72,6 @@ pub enum EngineError {
     },
 }
 
-impl From<eth_adapter::EthError> for EngineError {
-    fn from(e: eth_adapter::EthError) -> Self {
-        EngineError::Chain(e.into())
-    }
-}
-
 /// What a wallet holds of one asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Balance {
@@ -88,100 +85,104 @@ pub struct Balance {
     pub reserved: u128,
 }
 
-/// One installation: its adapters, store, driver and identity.
+/// One installation: its store, its driver over its rails, and its identity.
 pub struct Engine {
     /// A name for logs.
     pub name: String,
-    /// The driver (and through it, the store).
+    /// The driver (and through it, the store and the rails).
     pub driver: Arc<Driver>,
-    /// The Bitcoin-family adapter.
-    pub btc: Arc<BtcChain>,
-    /// The Ethereum adapter.
-    pub eth: Arc<EthChain>,
     /// The transport identity.
     pub identity: Identity,
     tasks: Mutex<SwapTasks>,
-    pending: Mutex<HashMap<SwapId, Pending>>,
+    /// Open quotes (see [`maker::QuoteBook`]).
+    quotes: Arc<dyn QuoteBook>,
     /// Held from a proposal's funds check until its swap is stored, so two proposals cannot
     /// both count the same liquidity.
     accepting: tokio::sync::Mutex<()>,
 }
 
-mod maker;
+pub mod maker;
 
-pub use maker::{match_offer, OfferBook};
-use maker::{Maker, Pending};
+use maker::Maker;
+pub use maker::{
+    match_offer, priced, MemoryQuotes, OfferBook, OfferRates, PriceSource, Quote, QuoteBook,
+};
 
 impl Engine {
-    /// An engine over these adapters and store.
+    /// An engine over this store and these rails (one adapter per rail).
     pub fn new(
         name: impl Into<String>,
         store: Arc<dyn SwapStore>,
-        btc: Arc<BtcChain>,
-        eth: Arc<EthChain>,
+        rails: impl IntoIterator<Item = Arc<dyn Rail>>,
         identity: Identity,
         config: DriverConfig,
     ) -> Arc<Self> {
-        let driver = Arc::new(Driver::new(
+        Self::with_quotes(
+            name,
             store,
-            [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],
+            rails,
+            identity,
             config,
-        ));
+            Arc::new(MemoryQuotes::default()),
+        )
+    }
+
+    /// An engine keeping its open quotes in `quotes` (for instance a database shared by several
+    /// workers, so that a proposal may reach another worker than its quote).
+    pub fn with_quotes(
+        name: impl Into<String>,
+        store: Arc<dyn SwapStore>,
+        rails: impl IntoIterator<Item = Arc<dyn Rail>>,
+        identity: Identity,
+        config: DriverConfig,
+        quotes: Arc<dyn QuoteBook>,
+    ) -> Arc<Self> {
+        let driver = Arc::new(Driver::new(store, rails, config));
         Arc::new(Self {
             name: name.into(),
             driver,
-            btc,
-            eth,
             identity,
             tasks: Mutex::new(SwapTasks::new()),
-            pending: Mutex::new(HashMap::new()),
+            quotes,
             accepting: tokio::sync::Mutex::new(()),
         })
     }
 
+    /// The on-chain rail of `chain` (offers and quotes name chains; their legs are on chain).
     fn chain(&self, id: ChainId) -> Option<Arc<dyn Rail>> {
-        if self.btc.params().chain == id {
-            Some(self.btc.clone())
-        } else if self.eth.params().chain == id {
-            Some(self.eth.clone())
-        } else {
-            None
-        }
+        self.driver.rail(ChainParams::for_chain(id).rail()).cloned()
+    }
+
+    fn require(&self, id: ChainId) -> Result<Arc<dyn Rail>, EngineError> {
+        self.chain(id)
+            .ok_or_else(|| EngineError::Offer(format!("this engine has no adapter for {id}")))
     }
 
     /// Our account on `chain` for the swap keys at `key_index`.
-    pub fn account(&self, chain: ChainId, key_index: u32) -> Result<Account, EngineError> {
-        match chain.family {
-            ChainFamily::Ethereum => Ok(self.eth.account()),
-            _ => Ok(Account::PublicKey(self.btc.swap_public_key(key_index)?)),
-        }
+    pub async fn account(&self, chain: ChainId, key_index: u32) -> Result<Account, EngineError> {
+        Ok(self.require(chain)?.account(key_index).await?)
     }
 
     fn params(&self, chain: ChainId) -> Result<ChainParams, EngineError> {
-        self.chain(chain)
-            .map(|c| *c.params())
-            .ok_or_else(|| EngineError::Offer(format!("this engine has no adapter for {chain}")))
+        Ok(*self.require(chain)?.params())
     }
 
     async fn tips(&self, x: ChainId, y: ChainId) -> Result<Tips, EngineError> {
-        let cx = self
-            .chain(x)
-            .ok_or_else(|| EngineError::Offer(format!("no adapter for {x}")))?;
-        let cy = self
-            .chain(y)
-            .ok_or_else(|| EngineError::Offer(format!("no adapter for {y}")))?;
         Ok(Tips {
-            x: cx.tip().await?,
-            y: cy.tip().await?,
+            x: self.require(x)?.tip().await?,
+            y: self.require(y)?.tip().await?,
         })
     }
 
-    /// Checks that every rail can move funds safely: the Ethereum node is on the expected chain
-    /// and the configured HTLC address holds the xswap contract (funds sent anywhere else are
-    /// lost). The adapter checks this before its first transaction anyway; asking here makes a
-    /// wrong configuration fail before a swap is agreed.
+    /// Checks that every rail can move funds safely (for example: the Ethereum node is on the
+    /// expected chain and the configured HTLC address holds the xswap contract; funds sent
+    /// anywhere else are lost). Adapters check this before their first transaction anyway;
+    /// asking here makes a wrong configuration fail before a swap is agreed.
     pub async fn verify_rails(&self) -> Result<(), EngineError> {
-        Ok(self.eth.verify().await?)
+        for rail in self.driver.rails() {
+            rail.verify().await?;
+        }
+        Ok(())
     }
 
     /// What unfinished swaps will still lock of `asset` on `chain`: our leg of every swap that
@@ -218,28 +219,32 @@ impl Engine {
         Ok(sum)
     }
 
-    /// What our wallets hold of each chain's native asset, and what unfinished swaps will
-    /// still lock of it.
+    /// What our wallets hold of each rail's native asset, and what unfinished swaps will
+    /// still lock of it (rails without a wallet are left out).
     pub async fn balances(&self) -> Result<Vec<Balance>, EngineError> {
-        let btc_chain = self.btc.params().chain;
-        let btc_asset = self.btc.asset();
-        let (sats, _) = self.btc.funds().await?;
-        let eth_chain = self.eth.params().chain;
-        let wei = self.eth.funds(&Asset::Eth).await?.asset;
-        Ok(vec![
-            Balance {
-                chain: btc_chain,
-                reserved: self.reserved(btc_chain, &btc_asset).await?,
-                asset: btc_asset,
-                balance: u128::from(sats),
-            },
-            Balance {
-                chain: eth_chain,
-                asset: Asset::Eth,
-                balance: wei,
-                reserved: self.reserved(eth_chain, &Asset::Eth).await?,
-            },
-        ])
+        let mut out = Vec::new();
+        for rail in self.driver.rails() {
+            let chain = rail.params().chain;
+            let asset = match chain.family {
+                ChainFamily::Bitcoin => Asset::Btc,
+                ChainFamily::Litecoin => Asset::Ltc,
+                ChainFamily::Ethereum => Asset::Eth,
+            };
+            let funds = match rail.funds(&asset).await {
+                Ok(f) => f,
+                Err(e) if e.cause == Cause::Invalid => continue,
+                Err(e) => return Err(e.into()),
+            };
+            out.push(Balance {
+                chain,
+                reserved: self.reserved(chain, &asset).await?,
+                asset,
+                balance: funds.balance,
+            });
+        }
+        // Bitcoin-family chains first, as `xswap balance` prints them.
+        out.sort_by_key(|b| (b.chain.family == ChainFamily::Ethereum, b.chain.to_string()));
+        Ok(out)
     }
 
     /// Checks that our wallet on `chain` can lock `amount` of `asset` (plus fees) beyond what
@@ -252,26 +257,13 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let need = amount.base_units();
         let reserved = self.reserved(chain, asset).await?;
-        let (have, covered) = match chain.family {
-            ChainFamily::Ethereum => {
-                let f = self.eth.funds(asset).await?;
-                (f.asset, f.covers(*asset == Asset::Eth, need, reserved))
-            }
-            _ => {
-                let (balance, fee) = self.btc.funds().await?;
-                let have = u128::from(balance);
-                let want = need
-                    .saturating_add(reserved)
-                    .saturating_add(u128::from(fee));
-                (have, have >= want)
-            }
-        };
-        if covered {
+        let funds = self.require(chain)?.funds(asset).await?;
+        if funds.covers(need, reserved) {
             Ok(())
         } else {
             Err(EngineError::InsufficientFunds {
                 chain,
-                have,
+                have: funds.balance,
                 need,
                 reserved,
             })
@@ -336,11 +328,23 @@ impl Engine {
     }
 
     /// Serves the offers of `book` (read again for every quote) on `listener` until the task
-    /// is dropped.
+    /// is dropped, at the rates written in the offers.
     pub async fn serve_book(self: Arc<Self>, listener: TcpListener, book: Arc<dyn OfferBook>) {
+        self.serve_priced(listener, book, Arc::new(OfferRates))
+            .await
+    }
+
+    /// Serves the offers of `book` at the rates `prices` gives when each quote is asked.
+    pub async fn serve_priced(
+        self: Arc<Self>,
+        listener: TcpListener,
+        book: Arc<dyn OfferBook>,
+        prices: Arc<dyn PriceSource>,
+    ) {
         let handler = Arc::new(Maker {
             engine: self.clone(),
             offers: book,
+            prices,
         });
         swap_net::serve(listener, self.identity.clone(), handler).await;
     }
@@ -391,7 +395,7 @@ impl Engine {
                 params: self.params(x)?,
                 asset: offer.buy.asset.clone(),
                 amount: give_amount,
-                sender: self.account(x, key_index)?,
+                sender: self.account(x, key_index).await?,
                 recipient: maker_x,
                 expiry: Expiry::Height(Height(0)),
                 rail_data: None,
@@ -401,7 +405,7 @@ impl Engine {
                 asset: offer.sell.asset.clone(),
                 amount: want_amount,
                 sender: maker_y,
-                recipient: self.account(y, key_index)?,
+                recipient: self.account(y, key_index).await?,
                 expiry: Expiry::Height(Height(0)),
                 rail_data: None,
             },
