@@ -72,6 +72,46 @@ pub enum EngineError {
     },
 }
 
+/// Carries a taker's requests to a maker and brings back its answers: the transport. The
+/// authenticated `swap-net` [`Connection`] is one; [`Direct`] asks a maker in this process (an
+/// exchange whose customers' messages reach it through its own API).
+#[async_trait::async_trait]
+pub trait Requester: Send {
+    /// Sends `msg` and waits for the answer.
+    async fn request(&mut self, msg: &Envelope) -> Result<Envelope, EngineError>;
+}
+
+#[async_trait::async_trait]
+impl Requester for Connection {
+    async fn request(&mut self, msg: &Envelope) -> Result<Envelope, EngineError> {
+        Ok(Connection::request(self, msg).await?)
+    }
+}
+
+/// A maker asked directly, with no network: each request is handed to its handler as coming
+/// from `peer`.
+pub struct Direct {
+    maker: Arc<dyn swap_net::Handler>,
+    peer: Peer,
+}
+
+impl Direct {
+    /// Requests to `maker` (from [`Engine::maker`]) as coming from `peer`.
+    pub fn new(maker: Arc<dyn swap_net::Handler>, peer: Peer) -> Self {
+        Self { maker, peer }
+    }
+}
+
+#[async_trait::async_trait]
+impl Requester for Direct {
+    async fn request(&mut self, msg: &Envelope) -> Result<Envelope, EngineError> {
+        self.maker
+            .handle(self.peer, msg.clone())
+            .await
+            .ok_or_else(|| EngineError::Protocol("the maker did not answer".into()))
+    }
+}
+
 /// What a wallet holds of one asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Balance {
@@ -341,32 +381,75 @@ impl Engine {
         book: Arc<dyn OfferBook>,
         prices: Arc<dyn PriceSource>,
     ) {
-        let handler = Arc::new(Maker {
+        let handler = self.maker(book, prices);
+        swap_net::serve(listener, self.identity.clone(), handler).await;
+    }
+
+    /// The maker side of this engine for `book` at `prices`, as a message handler: what
+    /// [`Engine::serve_priced`] serves on the network, and what [`Direct`] asks in-process.
+    pub fn maker(
+        self: &Arc<Self>,
+        book: Arc<dyn OfferBook>,
+        prices: Arc<dyn PriceSource>,
+    ) -> Arc<dyn swap_net::Handler> {
+        Arc::new(Maker {
             engine: self.clone(),
             offers: book,
             prices,
-        });
-        swap_net::serve(listener, self.identity.clone(), handler).await;
+        })
     }
 
     /// Takes an offer: gives `give` base units of the offer's `buy` asset for the quoted
     /// amount of its `sell` asset. Returns the swap's id once both sides stored it and it runs.
     pub async fn take(self: &Arc<Self>, offer: &Offer, give: u128) -> Result<SwapId, EngineError> {
-        let give_amount = with_units(&offer.buy.asset, give)?;
-        let want = offer
-            .quote(give)
-            .ok_or_else(|| EngineError::Offer("amount too large".into()))?;
-        let want_amount = with_units(&offer.sell.asset, want)?;
-        let (x, y) = (offer.buy.chain, offer.sell.chain);
-        self.verify_rails().await?;
-        self.check_funds(x, &offer.buy.asset, &give_amount).await?;
-        let id = SwapId::random().map_err(|e| EngineError::Offer(e.to_string()))?;
+        let amounts = self.ready_to_take(offer, give).await?;
         let mut conn = Connection::connect(offer.addr.as_str(), &self.identity, Some(offer.maker))
             .await
             .map_err(|e| EngineError::Unreachable {
                 addr: offer.addr.clone(),
                 cause: e,
             })?;
+        self.negotiate(&mut conn, offer, amounts).await
+    }
+
+    /// Takes an offer over `conn` (any transport, e.g. [`Direct`]): as [`Engine::take`].
+    pub async fn take_via(
+        self: &Arc<Self>,
+        conn: &mut dyn Requester,
+        offer: &Offer,
+        give: u128,
+    ) -> Result<SwapId, EngineError> {
+        let amounts = self.ready_to_take(offer, give).await?;
+        self.negotiate(conn, offer, amounts).await
+    }
+
+    /// What taking `give` of `offer` gives and gets, once our rails and funds are checked
+    /// (before the maker is contacted).
+    async fn ready_to_take(
+        &self,
+        offer: &Offer,
+        give: u128,
+    ) -> Result<(Amount, Amount), EngineError> {
+        let give_amount = with_units(&offer.buy.asset, give)?;
+        let want = offer
+            .quote(give)
+            .ok_or_else(|| EngineError::Offer("amount too large".into()))?;
+        let want_amount = with_units(&offer.sell.asset, want)?;
+        self.verify_rails().await?;
+        self.check_funds(offer.buy.chain, &offer.buy.asset, &give_amount)
+            .await?;
+        Ok((give_amount, want_amount))
+    }
+
+    /// Quote, proposal, then the swap is stored with its secret and runs.
+    async fn negotiate(
+        self: &Arc<Self>,
+        conn: &mut dyn Requester,
+        offer: &Offer,
+        (give_amount, want_amount): (Amount, Amount),
+    ) -> Result<SwapId, EngineError> {
+        let (x, y) = (offer.buy.chain, offer.sell.chain);
+        let id = SwapId::random().map_err(|e| EngineError::Offer(e.to_string()))?;
         let quote = conn
             .request(&Envelope::new(
                 id,

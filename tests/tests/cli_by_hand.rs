@@ -664,9 +664,11 @@ fn take_exits_non_zero_when_the_swap_is_refunded() {
         ..
     } = setup();
     let mut maker = start_maker(&a, Some("1"));
+    // Its log goes to a file (a pipe nobody reads would fill up), shown if the test fails.
+    let log = _root.path().join("taker.log");
     let mut taker = cmd(&b, &["take", &offer, "--give", "1000000", "--yes"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let start = Instant::now();
@@ -682,7 +684,8 @@ fn take_exits_non_zero_when_the_swap_is_refunded() {
     let _ = maker.wait();
     let out = taker.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(3), "{text}\nlog:\n{logged}");
     assert!(
         text.contains("refunded: we got our own asset back"),
         "{text}"
