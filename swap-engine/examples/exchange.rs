@@ -52,7 +52,10 @@ async fn side(
     Engine::new(
         wallet,
         store,
-        [Arc::new(btc) as Arc<dyn Rail>, Arc::new(eth) as Arc<dyn Rail>],
+        [
+            Arc::new(btc) as Arc<dyn Rail>,
+            Arc::new(eth) as Arc<dyn Rail>,
+        ],
         Identity::generate().unwrap(),
         DriverConfig {
             poll_interval: Duration::from_millis(200),
@@ -95,7 +98,10 @@ async fn main() -> anyhow::Result<()> {
     btc_node.mine(1).await;
 
     // 1. The exchange's offer: 25 gwei per satoshi, 0.0001 to 0.1 coin.
-    let (coin, eth) = (btc_node.chain_id(), ChainId::new(ChainFamily::Ethereum, Network::Regtest));
+    let (coin, eth) = (
+        btc_node.chain_id(),
+        ChainId::new(ChainFamily::Ethereum, Network::Regtest),
+    );
     let coin_asset = match coin.family {
         ChainFamily::Litecoin => Asset::Ltc,
         _ => Asset::Btc,

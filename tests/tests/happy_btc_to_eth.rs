@@ -97,3 +97,81 @@ async fn btc_for_eth_both_parties_swap() {
     assert!(hist.contains(&"claiming"));
     assert_eq!(hist.last(), Some(&"done"));
 }
+
+/// The engine as a library (what an exchange embeds): the taker's quote request and proposal
+/// reach the maker's engine in-process, with no network, and are checked by the maker's
+/// policy exactly as over the transport; the swap then runs to the end on both engines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_takes_an_offer_over_any_transport() {
+    use std::sync::Arc;
+    use swap_net::{OfferLeg, Peer};
+    use xswap_cli::engine::{Direct, EngineError, OfferRates};
+
+    let nodes = start_nodes().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fast = DriverConfig {
+        poll_interval: std::time::Duration::from_millis(100),
+        max_backoff: std::time::Duration::from_secs(1),
+    };
+    let party = |name, account| xswap_cli::regtest::party(&nodes, dir.path(), name, account, fast);
+    let maker = party("maker", 2).await.unwrap();
+    let taker = party("taker", 1).await.unwrap();
+    let rpc = nodes.btc.rpc().with_wallet("taker").unwrap();
+    let addr = rpc.get_new_address("bech32").await.unwrap();
+    nodes.btc.send(&addr, 2_000_000).await;
+    nodes.btc.mine(1).await;
+
+    let offer = maker.engine.offer(
+        "maker.example:7700".into(),
+        OfferLeg {
+            chain: nodes.eth_params().chain,
+            asset: Asset::Eth,
+            max: Amount::Wei(Wei(10u128.pow(18))),
+            min: Amount::Wei(Wei(10u128.pow(15))),
+        },
+        OfferLeg {
+            chain: nodes.btc_params().chain,
+            asset: btc_asset(&nodes),
+            max: Amount::Sats(Sats(4_000_000)),
+            min: Amount::Sats(Sats(4_000)),
+        },
+        (250_000_000_000, 1),
+        Timestamp(Timestamp::now().0 + 3600),
+    );
+    let handler = maker
+        .engine
+        .maker(Arc::new(vec![offer.clone()]), Arc::new(OfferRates));
+    let mut direct = Direct::new(
+        handler,
+        Peer {
+            key: taker.engine.identity.public(),
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        },
+    );
+    // Below the offer's minimum: the maker's policy refuses, nothing is stored on either side.
+    match taker.engine.take_via(&mut direct, &offer, 1_000).await {
+        Err(EngineError::Rejected(why)) => assert!(why.contains("limits"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(maker.engine.driver.store().list().await.unwrap().is_empty());
+    assert!(taker.engine.driver.store().list().await.unwrap().is_empty());
+
+    let id = taker
+        .engine
+        .take_via(&mut direct, &offer, 1_000_000)
+        .await
+        .unwrap();
+    let waits = {
+        let (t, m) = (taker.engine.clone(), maker.engine.clone());
+        tokio::spawn(async move { tokio::join!(t.wait(&id), m.wait(&id)) })
+    };
+    let started = std::time::Instant::now();
+    while !waits.is_finished() {
+        assert!(started.elapsed().as_secs() < 240, "the swap never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        nodes.advance(1).await;
+    }
+    let (t, m) = waits.await.unwrap();
+    assert_eq!(t.unwrap(), Outcome::Swapped);
+    assert_eq!(m.unwrap(), Outcome::Swapped);
+}
