@@ -13,7 +13,8 @@ use crate::EthChain;
 /// ~135,000; an ETH lock ~48,000).
 pub const LOCK_GAS_ALLOWANCE: u64 = 150_000;
 
-/// An account's funds for one asset.
+/// An account's funds for one asset (the engine reads them as [`swap_core::Funds`], whose
+/// `covers` decides whether a lock fits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Funds {
     /// Base units of the asset the account holds.
@@ -22,19 +23,6 @@ pub struct Funds {
     pub wei: u128,
     /// Wei one lock's gas may cost at the current gas price (doubled for headroom).
     pub gas_allowance: u128,
-}
-
-impl Funds {
-    /// Whether `amount` of the asset (beyond `reserved`, already promised to other swaps) can be
-    /// locked, gas included. For ETH the gas comes out of the same balance.
-    pub fn covers(&self, eth: bool, amount: u128, reserved: u128) -> bool {
-        let need = amount.saturating_add(reserved);
-        if eth {
-            self.wei >= need.saturating_add(self.gas_allowance)
-        } else {
-            self.asset >= need && self.wei >= self.gas_allowance
-        }
-    }
 }
 
 impl EthChain {
@@ -70,26 +58,4 @@ impl EthChain {
 
 fn u256_to_u128(v: U256) -> u128 {
     u128::try_from(v).unwrap_or(u128::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Funds;
-
-    #[test]
-    fn gas_comes_out_of_an_eth_balance_only() {
-        let f = Funds {
-            asset: 1_000,
-            wei: 1_000,
-            gas_allowance: 100,
-        };
-        assert!(f.covers(true, 900, 0));
-        assert!(!f.covers(true, 901, 0));
-        assert!(!f.covers(true, 800, 101));
-        assert!(f.covers(false, 1_000, 0));
-        assert!(!f.covers(false, 1_000, 1));
-        let no_gas = Funds { wei: 99, ..f };
-        assert!(!no_gas.covers(false, 1, 0));
-        assert!(!f.covers(true, u128::MAX, u128::MAX));
-    }
 }
