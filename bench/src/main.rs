@@ -212,6 +212,46 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// Gas of one ETH lock (`cargo bench -p eth-adapter --bench gas`).
+const ETH_LOCK_GAS: u64 = 47_577;
+/// Gas per claim in a full `claimBatch` of 100 (31,690 for the first, 7,040 per extra one).
+const ETH_CLAIM_GAS: u64 = (31_690 + 99 * 7_040) / 100;
+/// Virtual size of one Bitcoin-family HTLC claim (one P2WSH input with signature, preimage and
+/// script; one output), rounded up.
+const COIN_CLAIM_VB: u64 = 150;
+/// Virtual size per HTLC output of a funding of 250 outputs (its inputs included).
+const COIN_LOCK_VB: u64 = 80;
+/// A Bitcoin-family block's virtual size (4M weight units).
+const COIN_BLOCK_VB: u64 = 1_000_000;
+
+/// How many blocks `n` swaps need by the chains' block space alone: one swap's blocks, plus the
+/// extra blocks of the step with the least room (its operations spill over
+/// `ceil(n / per_block) - 1` more blocks; the other steps run in those blocks too). Printed
+/// beside the measured blocks: the engine is not the bottleneck when it stays within one of it.
+fn block_space_need(n: u64, one: u64, eth_gas_limit: u64) -> (u64, String) {
+    let per_block = [
+        ("ETH locks", eth_gas_limit / ETH_LOCK_GAS),
+        ("ETH claims", eth_gas_limit / ETH_CLAIM_GAS),
+        ("coin locks", COIN_BLOCK_VB / COIN_LOCK_VB),
+        ("coin claims", COIN_BLOCK_VB / COIN_CLAIM_VB),
+    ];
+    let spill = |cap: u64| n.div_ceil(cap.max(1)).saturating_sub(1);
+    let (name, cap) = per_block
+        .iter()
+        .copied()
+        .max_by_key(|(_, cap)| spill(*cap))
+        .unwrap_or(("none", u64::MAX));
+    let text = per_block
+        .iter()
+        .map(|(k, c)| format!("{k} {c}/block"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (
+        one + spill(cap),
+        format!("{text}; the tightest: {name} (ETH gas limit {eth_gas_limit})"),
+    )
+}
+
 /// One run's figures.
 #[derive(Debug, Clone)]
 struct Row {
@@ -226,6 +266,8 @@ struct Row {
     btc_calls_per_block: f64,
     eth_calls_per_block: f64,
     setup_secs: f64,
+    /// Anvil's block gas limit.
+    eth_gas_limit: u64,
 }
 
 async fn run(n: usize, o: &Opts) -> Result<Row> {
@@ -320,6 +362,14 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
         ids.push(id);
     }
     let setup_secs = setup.elapsed().as_secs_f64();
+    let latest: Value = nodes
+        .eth
+        .rpc("eth_getBlockByNumber", json!(["latest", false]))
+        .await;
+    let eth_gas_limit = latest["gasLimit"]
+        .as_str()
+        .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+        .context("anvil's block gas limit")?;
 
     // Measure from here: the swaps start.
     let peak_reset = reset_peak_rss();
@@ -432,6 +482,7 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
         btc_calls_per_block: per_block((ab1 - ab0) + (bb1 - bb0)),
         eth_calls_per_block: per_block((ae1 - ae0) + (be1 - be0)),
         setup_secs,
+        eth_gas_limit,
     })
 }
 
@@ -508,6 +559,17 @@ fn print_table(rows: &[Row], o: &Opts) {
             ),
             _ => format!("{} blocks", r.blocks),
         };
+        let (need, why) = block_space_need(r.n as u64, one.unwrap_or(2), r.eth_gas_limit);
+        println!(
+            "N={}: block space needs {need} blocks ({why}); measured {}: {}",
+            r.n,
+            r.blocks,
+            if r.blocks <= need + 1 {
+                "within one block of it"
+            } else {
+                "the engine is slower than block space"
+            }
+        );
         println!(
             "N={}: {}/{} swapped, {} failed sides; {}; peak RSS {:.1} MB for both engines \
              (RSS {:.1} MB at start; target < 200 MB per engine: {})",

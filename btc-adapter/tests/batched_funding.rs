@@ -294,12 +294,11 @@ async fn funded_exactly_once(
 }
 
 /// An adapter ("a process") on the alice wallet recording its fundings in the store at `path`.
-fn process(env: &common::Env, path: &std::path::Path, takeover: Duration) -> BtcChain {
+fn process(env: &common::Env, path: &std::path::Path) -> BtcChain {
     let mut rpc = env.node.rpc_config(Some("alice"));
     rpc.timeout = Duration::from_secs(10);
     let mut config = btc_adapter::BtcConfig::new(env.node.chain_id(), rpc);
     config.fees = common::fees();
-    config.outbox_takeover_after = takeover;
     let store = swap_core::store::SqliteStore::open(path).unwrap();
     BtcChain::new(config, &[1; 32])
         .unwrap()
@@ -319,19 +318,18 @@ async fn no_funding_twice_across_crashes_cancels_and_processes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("swaps.sqlite");
     const N: usize = 6;
-    let takeover = Duration::from_millis(500);
 
     // A process killed at each step of a funding round; another process on the same store
-    // takes over (after the takeover time when the dead one had claimed without recording).
+    // goes on at once: it funds anew when the dead one recorded nothing, and broadcasts the
+    // dead one's funding when it had recorded it.
     for step in STEPS {
         let params = distinct_params(&env, N).await;
-        let dead = process(&env, &path, takeover);
+        let dead = process(&env, &path);
         let ops = locks(&params);
         assert!(stop_at(&dead, step, dead.execute(&ops), true)
             .await
             .is_none());
-        tokio::time::sleep(takeover).await;
-        let other = process(&env, &path, takeover);
+        let other = process(&env, &path);
         let txrefs = lock_until_funded(&other, &params).await;
         println!(
             "killed at {step}: the other process funded with {} transaction(s)",
@@ -341,10 +339,7 @@ async fn no_funding_twice_across_crashes_cancels_and_processes() {
     }
 
     // Two processes locking the same HTLCs at the same time.
-    let (a, b) = (
-        process(&env, &path, takeover),
-        process(&env, &path, takeover),
-    );
+    let (a, b) = (process(&env, &path), process(&env, &path));
     let params = distinct_params(&env, N).await;
     let ops = locks(&params);
     let (ra, rb) = tokio::join!(a.execute(&ops), b.execute(&ops));
@@ -361,9 +356,8 @@ async fn no_funding_twice_across_crashes_cancels_and_processes() {
     let txrefs = lock_until_funded(&b, &params).await;
     funded_exactly_once(&env, &b, &params, &txrefs).await;
 
-    // A caller that gives up at each step (its future dropped): its claims are released, so
-    // the next round funds at once although the takeover time is an hour.
-    let slow = process(&env, &path, Duration::from_secs(3600));
+    // A caller that gives up at each step (its future dropped): the next round funds at once.
+    let slow = process(&env, &path);
     for step in STEPS {
         let params = distinct_params(&env, N).await;
         let ops = locks(&params);

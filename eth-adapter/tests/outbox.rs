@@ -16,14 +16,11 @@ use swap_core::rail::{HtlcParams, HtlcStatus, Rail};
 use swap_core::store::{Outbox, SendKey, SqliteStore};
 use swap_core::{TxKind, TxRef};
 
-const TAKEOVER: Duration = Duration::from_millis(300);
-
 /// An adapter ("a process") for account 0 recording its locks in the store at `path`.
 fn process(e: &common::Env, path: &std::path::Path) -> EthChain {
     let mut cfg = EthConfig::new(e.net.url(), e.htlc, common::eth_params());
     cfg.poll_interval = Duration::from_millis(20);
     cfg.receipt_timeout = Duration::from_secs(30);
-    cfg.outbox_takeover_after = TAKEOVER;
     EthChain::new(cfg, e.net.signer(0))
         .unwrap()
         .with_outbox(Arc::new(SqliteStore::open(path).unwrap()))
@@ -104,12 +101,11 @@ async fn no_lock_twice_across_processes_and_crashes() {
     assert_eq!(sent_count(&e).await, before + 1, "one lock transaction");
     funded_by(&e, &p, &tx).await;
 
-    // A process killed as it broadcasts; another takes over: one lock.
+    // A process killed as it broadcasts; another goes on at once: one lock.
     let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
     let before = sent_count(&e).await;
     let dead = process(&e, &path);
     kill_at(&dead, "eth_sendRawTransaction", dead.lock(&p)).await;
-    tokio::time::sleep(TAKEOVER).await;
     let tx = lock_until_done(&process(&e, &path), &p).await;
     assert_eq!(sent_count(&e).await, before + 1, "one lock transaction");
     funded_by(&e, &p, &tx).await;

@@ -71,10 +71,6 @@ pub struct BtcConfig {
     /// every call asks the node. With many swaps, each step asks for the tip; a poll interval
     /// or less keeps that to a few node calls per interval instead of two per swap.
     pub tip_max_age: std::time::Duration,
-    /// A funding claimed in the outbox by a process that recorded no transaction for it within
-    /// this time is taken over (that process died while building it; if it was only slow, its
-    /// fencing token keeps it from broadcasting). Default 120 s.
-    pub outbox_takeover_after: std::time::Duration,
 }
 
 impl BtcConfig {
@@ -87,7 +83,6 @@ impl BtcConfig {
             payout: Payout::NodeWallet,
             status_max_age: std::time::Duration::ZERO,
             tip_max_age: std::time::Duration::ZERO,
-            outbox_takeover_after: std::time::Duration::from_secs(120),
         }
     }
 }

@@ -1,59 +1,28 @@
-//! Funding HTLCs from the node wallet: the locks of one round in one transaction, each recorded
-//! in the outbox before its broadcast.
+//! Funding HTLCs from the node wallet: the locks of one round in one transaction, recorded in
+//! the outbox before its broadcast.
 //!
 //! For every lock asked: an HTLC already funded on chain or in the mempool answers that funding;
 //! a lock with a transaction in the outbox (signed by this or another process on the same store,
 //! maybe never broadcast, maybe evicted) has that transaction broadcast again, never a second
-//! funding; every other lock is claimed in the outbox (a fencing token), funded together with
-//! the others (one output per HTLC, at most [`MAX_FUNDING_OUTPUTS`] per transaction), and the
-//! signed funding is recorded for all of them before it is broadcast. A funding the node rejects
-//! for good is released from the outbox: nothing was sent, a later round may build a new one.
+//! funding; the other locks are funded together (one output per HTLC, at most
+//! [`MAX_FUNDING_OUTPUTS`] per transaction), and the signed funding is recorded for all of them,
+//! only if none has one yet, before it is broadcast. A funding the node rejects for good is
+//! discarded from the outbox: nothing was sent, a later round may build a new one.
 
 use bitcoin::consensus::encode::{deserialize, serialize};
-use swap_core::store::{Grant, SendClaim, SendKey, SignedTx};
+use swap_core::store::{SendKey, SignedTx, StoreError};
 use swap_core::TxKind;
 
 use super::*;
 
 /// One HTLC output of a funding: the locks asked for it (one HTLC asked twice in a round is
-/// funded once) and the outbox grant it is built under.
+/// funded once) and its send in the outbox.
 struct Output {
     asked: Vec<usize>,
     script: ScriptBuf,
     address: String,
     amount: u64,
-    grant: Grant,
-}
-
-/// The outbox claims of a round that were not broadcast yet. When the round is dropped midway
-/// (its caller gave up), they are released, so that the next round funds at once instead of
-/// waiting for the takeover time: what was not broadcast may be built again, even if its
-/// record made it to the store.
-struct Unsent {
-    outbox: SharedOutbox,
-    grants: Vec<Grant>,
-}
-
-impl Unsent {
-    fn remove(&mut self, gone: &[Grant]) {
-        self.grants.retain(|g| !gone.contains(g));
-    }
-}
-
-impl Drop for Unsent {
-    fn drop(&mut self) {
-        if self.grants.is_empty() {
-            return;
-        }
-        let (outbox, grants) = (self.outbox.clone(), std::mem::take(&mut self.grants));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = outbox.release(&grants).await {
-                    warn!(error = %e, "could not release unsent fundings from the outbox");
-                }
-            });
-        }
-    }
+    key: SendKey,
 }
 
 impl BtcChain {
@@ -68,84 +37,60 @@ impl BtcChain {
     /// Funds every HTLC of `locks` that needs it; one answer per lock, in order. One round at a
     /// time in this process: a concurrent call for the same HTLC then finds the first one's
     /// funding in the outbox, and a second wallet transaction spends the first one's change.
+    /// A round dropped midway leaves either nothing or a recorded funding behind.
     pub(super) async fn fund(&self, locks: &[&HtlcParams]) -> Vec<Result<TxRef, ChainError>> {
         if self.is_watch_only() {
             return locks.iter().map(|_| Err(watch_only())).collect();
         }
         let _one_round_at_a_time = self.funding.lock().await;
         let mut answers: Vec<Option<Result<TxRef, ChainError>>> = vec![None; locks.len()];
-        let mut st = self.state.lock().await;
         let mut outputs: Vec<Output> = Vec::new();
-        let mut by_script: HashMap<ScriptBuf, usize> = HashMap::new();
-        let mut unfunded = Vec::new();
-        let mut registered = Vec::new();
-        for (i, htlc) in locks.iter().enumerate() {
-            match sats(htlc).and_then(|amount| Ok((self.register(&mut st, htlc)?, amount))) {
-                Ok(r) => registered.push((i, r)),
-                Err(e) => answers[i] = Some(Err(e)),
-            }
-        }
-        // One scan per round: a funding made since the last one (by an external wallet paying
-        // the HTLC address) is answered, not funded again. (Our own are in the outbox.)
-        if let Err(e) = self.sync(&mut st).await {
-            return locks.iter().map(|_| Err(e.clone())).collect();
-        }
-        for (i, ((w, script), amount)) in registered {
-            if let (_, Some(funding), _) = self.status(&st, &w, &script) {
-                answers[i] = Some(Ok(TxRef(funding.outpoint.txid.to_string())));
-            } else if let Some(&o) = by_script.get(&script) {
-                outputs[o].asked.push(i);
-            } else {
-                let address = match w.htlc.address(self.params.chain) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        answers[i] = Some(Err(permanent(e)));
-                        continue;
-                    }
-                };
-                by_script.insert(script.clone(), outputs.len());
-                unfunded.push(self.send_key(locks[i]));
-                outputs.push(Output {
-                    asked: vec![i],
-                    script,
-                    address,
-                    amount,
-                    grant: (self.send_key(locks[i]), 0),
-                });
-            }
-        }
-        drop(st);
-        let claims = match self
-            .outbox
-            .claim_sends(&unfunded, self.outbox_takeover_after)
-            .await
         {
-            Ok(c) => c,
-            Err(e) => {
-                let e = ChainError::transient(format!("outbox: {e}"));
-                return answers
-                    .into_iter()
-                    .map(|a| a.unwrap_or_else(|| Err(e.clone())))
-                    .collect();
+            let mut st = self.state.lock().await;
+            let mut registered = Vec::new();
+            for (i, htlc) in locks.iter().enumerate() {
+                match sats(htlc).and_then(|amount| Ok((self.register(&mut st, htlc)?, amount))) {
+                    Ok(r) => registered.push((i, r)),
+                    Err(e) => answers[i] = Some(Err(e)),
+                }
             }
-        };
+            // One scan per round: a funding made since the last one (by an external wallet
+            // paying the HTLC address) is answered, not funded again. (Ours are in the outbox.)
+            if let Err(e) = self.sync(&mut st).await {
+                return locks.iter().map(|_| Err(e.clone())).collect();
+            }
+            let mut by_script: HashMap<ScriptBuf, usize> = HashMap::new();
+            for (i, ((w, script), amount)) in registered {
+                if let (_, Some(funding), _) = self.status(&st, &w, &script) {
+                    answers[i] = Some(Ok(TxRef(funding.outpoint.txid.to_string())));
+                } else if let Some(&o) = by_script.get(&script) {
+                    outputs[o].asked.push(i);
+                } else {
+                    match w.htlc.address(self.params.chain) {
+                        Ok(address) => {
+                            by_script.insert(script.clone(), outputs.len());
+                            outputs.push(Output {
+                                asked: vec![i],
+                                script,
+                                address,
+                                amount,
+                                key: self.send_key(locks[i]),
+                            });
+                        }
+                        Err(e) => answers[i] = Some(Err(permanent(e))),
+                    }
+                }
+            }
+        }
         let mut to_fund = Vec::new();
-        let mut unsent = Unsent {
-            outbox: self.outbox.clone(),
-            grants: Vec::new(),
-        };
-        for (mut output, claim) in outputs.into_iter().zip(claims) {
-            let answer = match claim {
-                SendClaim::Granted { token } => {
-                    output.grant.1 = token;
-                    unsent.grants.push(output.grant);
+        for output in outputs {
+            let answer = match self.outbox.signed(&output.key).await {
+                Ok(None) => {
                     to_fund.push(output);
                     continue;
                 }
-                SendClaim::Signed(signed) => self.rebroadcast_lock(&signed).await,
-                SendClaim::Busy => Err(ChainError::transient(
-                    "another process on this store is funding this HTLC now",
-                )),
+                Ok(Some(signed)) => self.rebroadcast_lock(&signed).await,
+                Err(e) => Err(ChainError::transient(format!("outbox: {e}"))),
             };
             for i in output.asked {
                 answers[i] = Some(answer.clone());
@@ -157,7 +102,7 @@ impl BtcChain {
             if batch.is_empty() {
                 break;
             }
-            for (asked, answer) in self.fund_batch(batch, &mut unsent).await {
+            for (asked, answer) in self.fund_batch(batch).await {
                 for i in asked {
                     answers[i] = Some(answer.clone());
                 }
@@ -186,15 +131,10 @@ impl BtcChain {
 
     /// Funds `batch` with one transaction. When the wallet cannot build it, funds each output
     /// on its own, so that one output the wallet refuses or cannot afford does not fail the
-    /// others. Outputs left unfunded are released from the outbox.
-    async fn fund_batch(
-        &self,
-        batch: Vec<Output>,
-        unsent: &mut Unsent,
-    ) -> Vec<(Vec<usize>, Result<TxRef, ChainError>)> {
+    /// others.
+    async fn fund_batch(&self, batch: Vec<Output>) -> Vec<(Vec<usize>, Result<TxRef, ChainError>)> {
         let mut answers = Vec::new();
-        let mut failed = Vec::new();
-        match self.send_funding(&batch, unsent).await {
+        match self.send_funding(&batch).await {
             Ok(txid) => {
                 info!(chain = %self.params.chain, count = batch.len(), %txid, "funding sent");
                 for o in batch {
@@ -204,48 +144,30 @@ impl BtcChain {
             Err(FundingFailure::WalletRefused(e)) if batch.len() > 1 => {
                 warn!(chain = %self.params.chain, count = batch.len(), error = %e, "funding batch refused; funding its HTLCs one by one");
                 for o in batch {
-                    match self.send_funding(std::slice::from_ref(&o), unsent).await {
-                        Ok(txid) => answers.push((o.asked, Ok(TxRef(txid.to_string())))),
-                        Err(FundingFailure::WalletRefused(e) | FundingFailure::Final(e)) => {
-                            failed.push(o.grant);
-                            answers.push((o.asked, Err(e)));
-                        }
-                        Err(FundingFailure::Recorded(e)) => answers.push((o.asked, Err(e))),
-                    }
+                    let answer = self
+                        .send_funding(std::slice::from_ref(&o))
+                        .await
+                        .map(|txid| TxRef(txid.to_string()))
+                        .map_err(FundingFailure::into_error);
+                    answers.push((o.asked, answer));
                 }
             }
-            Err(FundingFailure::WalletRefused(e) | FundingFailure::Final(e)) => {
-                for o in batch {
-                    failed.push(o.grant);
-                    answers.push((o.asked, Err(e.clone())));
-                }
-            }
-            Err(FundingFailure::Recorded(e)) => {
+            Err(failure) => {
+                let e = failure.into_error();
                 for o in batch {
                     answers.push((o.asked, Err(e.clone())));
                 }
             }
-        }
-        if !failed.is_empty() {
-            if let Err(e) = self.outbox.release(&failed).await {
-                // Left claimed: taken over after `outbox_takeover_after`, never funded twice.
-                warn!(chain = %self.params.chain, error = %e, "could not release unsent fundings from the outbox");
-            }
-            unsent.remove(&failed);
         }
         answers
     }
 
     /// Builds and signs one wallet transaction paying every output of `batch`, records it in
     /// the outbox for each of them, then broadcasts it. Two processes on one wallet may pick
-    /// the same coins: the second broadcast is rejected, released, and funded again next round.
+    /// the same coins: the second broadcast is rejected, discarded, and funded again next round.
     /// (The wallet's own coin locks are not used: they outlive a crashed process until the node
     /// restarts, and would hold back the coins of a funding that was never sent.)
-    async fn send_funding(
-        &self,
-        batch: &[Output],
-        unsent: &mut Unsent,
-    ) -> Result<Txid, FundingFailure> {
+    async fn send_funding(&self, batch: &[Output]) -> Result<Txid, FundingFailure> {
         let built = |e: RpcError| {
             if e.is_transient() {
                 FundingFailure::Final(e.into())
@@ -277,20 +199,25 @@ impl BtcChain {
                 )));
             }
         }
-        let txid = tx.compute_txid();
         let signed = SignedTx {
-            txref: TxRef(txid.to_string()),
+            txref: TxRef(tx.compute_txid().to_string()),
             raw: serialize(&tx),
         };
-        let grants: Vec<Grant> = batch.iter().map(|o| o.grant).collect();
-        if let Err(e) = self.outbox.record_signed(&grants, &signed).await {
-            // Not recorded (a takeover fenced us off, or the store is down): never broadcast.
-            return Err(FundingFailure::Final(ChainError::transient(format!(
-                "outbox: {e}"
-            ))));
+        let keys: Vec<SendKey> = batch.iter().map(|o| o.key).collect();
+        match self.outbox.record_signed(&keys, &signed).await {
+            Ok(()) => {}
+            // Another process recorded a funding for one of these locks since we looked: ours
+            // is never broadcast, theirs is, next round.
+            Err(e @ StoreError::AlreadyRecorded { .. }) => {
+                return Err(FundingFailure::Final(ChainError::transient(e)))
+            }
+            Err(e) => {
+                return Err(FundingFailure::Final(ChainError::transient(format!(
+                    "outbox: {e}"
+                ))))
+            }
         }
         // From here on it may be out: the record stays unless the node rejects it.
-        unsent.remove(&grants);
         match self.rpc.send_raw_transaction(&tx).await {
             Ok(txid) => Ok(txid),
             // Maybe sent: the outbox has it, the next round broadcasts it again.
@@ -298,7 +225,12 @@ impl BtcChain {
             // Rejected: nothing was sent, a later round may build a new one. (Not split up: the
             // node's reasons, such as a too long chain of unconfirmed transactions or a low
             // feerate, would reject each part as well.)
-            Err(e) => Err(FundingFailure::Final(e.into())),
+            Err(e) => {
+                if let Err(d) = self.outbox.discard(&keys, &signed.txref).await {
+                    warn!(chain = %self.params.chain, error = %d, "could not discard a rejected funding from the outbox");
+                }
+                Err(FundingFailure::Final(e.into()))
+            }
         }
     }
 }

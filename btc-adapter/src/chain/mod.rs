@@ -89,12 +89,21 @@ enum FundingFailure {
     /// output the wallet refuses or cannot afford, or a too large transaction, fails a batch).
     WalletRefused(ChainError),
     /// Not sent (transient errors before the broadcast, a funding that does not pay what was
-    /// asked, no outbox record, the node rejecting the broadcast): the outbox claims are
-    /// released.
+    /// asked, no outbox record, the node rejecting the broadcast): nothing stays recorded.
     Final(ChainError),
     /// Recorded in the outbox and maybe sent: the record stays, a later round broadcasts it
     /// again.
     Recorded(ChainError),
+}
+
+impl FundingFailure {
+    fn into_error(self) -> ChainError {
+        match self {
+            FundingFailure::WalletRefused(e)
+            | FundingFailure::Final(e)
+            | FundingFailure::Recorded(e) => e,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -138,13 +147,12 @@ pub struct BtcChain {
     payout: Payout,
     status_max_age: std::time::Duration,
     tip_max_age: std::time::Duration,
-    outbox_takeover_after: std::time::Duration,
     /// The last tip read; held while reading, so concurrent callers wait for one read.
     tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
     state: Mutex<State>,
     /// Where fundings are recorded before their broadcast (see `funding.rs`).
     outbox: SharedOutbox,
-    /// Held by a funding round, from its outbox claims to its broadcast (see `funding.rs`).
+    /// Held by a funding round, from its outbox reads to its broadcast (see `funding.rs`).
     /// Taken before `state`, never while holding it.
     funding: Mutex<()>,
     /// The last feerate estimate and when it was read (see `feerate`).
@@ -205,7 +213,6 @@ impl BtcChain {
             payout: config.payout,
             status_max_age: config.status_max_age,
             tip_max_age: config.tip_max_age,
-            outbox_takeover_after: config.outbox_takeover_after,
             tip_cache: Mutex::new(None),
             state: Mutex::new(State::default()),
             outbox: SharedOutbox::default(),

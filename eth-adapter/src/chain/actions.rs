@@ -1,6 +1,6 @@
 //! Locks (ETH, ERC-20 by permit or approve), claims (batched when concurrent) and refunds.
 
-use swap_core::store::{SendClaim, SendKey, TxKind};
+use swap_core::store::{SendKey, TxKind};
 
 use super::*;
 
@@ -105,31 +105,21 @@ impl EthChain {
             rail: self.cfg.params.rail(),
             kind: TxKind::Lock,
         };
-        let token = loop {
-            let claim = self
-                .outbox
-                .claim_sends(&[key], self.cfg.outbox_takeover_after)
+        while let Some(signed) = self
+            .outbox
+            .signed(&key)
+            .await
+            .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?
+        {
+            if let Some(tx) = self.resume_recorded(&signed).await? {
+                return Ok(tx);
+            }
+            tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock can never be mined (its nonce was used): building a new one");
+            self.outbox
+                .discard(&[key], &signed.txref)
                 .await
                 .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
-            match claim.into_iter().next() {
-                Some(SendClaim::Granted { token }) => break token,
-                Some(SendClaim::Signed(signed)) => match self.resume_recorded(&signed).await? {
-                    Some(tx) => return Ok(tx),
-                    None => {
-                        tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock can never be mined (its nonce was used): building a new one");
-                        self.outbox
-                            .discard(&key, &signed.txref)
-                            .await
-                            .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
-                    }
-                },
-                _ => {
-                    return Err(EthError::Rpc(
-                        "another process on this store is locking this swap now".into(),
-                    ))
-                }
-            }
-        };
+        }
         let built = if h.is_eth() {
             let call = HTLC::lockCall {
                 hashlock: h.hashlock,
@@ -140,15 +130,9 @@ impl EthChain {
         } else {
             self.token_lock_input(&h).await.map(|i| (i, U256::ZERO))
         };
-        let (input, value) = match built {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = self.outbox.release(&[(key, token)]).await;
-                return Err(e);
-            }
-        };
+        let (input, value) = built?;
         let tx = self
-            .send_recorded(self.cfg.htlc, input.into(), value, &[(key, token)])
+            .send_recorded(self.cfg.htlc, input.into(), value, &[key])
             .await?;
         tracing::info!(chain = "eth", swap_id = %p.swap_id, tx = %tx, "htlc lock sent");
         match self.wait(tx).await {

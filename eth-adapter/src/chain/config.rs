@@ -41,10 +41,6 @@ pub struct EthConfig {
     /// `tip` answers from the last tip read when it is younger than this. Zero (the default):
     /// every call asks the node.
     pub tip_max_age: Duration,
-    /// A lock claimed in the outbox by a process that recorded no transaction for it within
-    /// this time is taken over (that process died while signing; if it was only slow, its
-    /// fencing token keeps it from broadcasting). Default 120 s.
-    pub outbox_takeover_after: Duration,
 }
 
 /// `scheme://host[:port]` of a URL, without path, query or credentials.
@@ -75,7 +71,6 @@ impl std::fmt::Debug for EthConfig {
             .field("expected_chain_id", &self.expected_chain_id)
             .field("status_max_age", &self.status_max_age)
             .field("tip_max_age", &self.tip_max_age)
-            .field("outbox_takeover_after", &self.outbox_takeover_after)
             .finish()
     }
 }
@@ -106,7 +101,6 @@ impl EthConfig {
             expected_chain_id: known_chain_id(params.chain.network),
             status_max_age: Duration::ZERO,
             tip_max_age: Duration::ZERO,
-            outbox_takeover_after: Duration::from_secs(120),
         }
     }
 }

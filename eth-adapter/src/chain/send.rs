@@ -2,7 +2,7 @@
 
 use alloy::eips::eip2718::{Decodable2718, Encodable2718};
 use alloy::network::NetworkTransactionBuilder;
-use swap_core::store::{Grant, SignedTx};
+use swap_core::store::{SendKey, SignedTx};
 
 use super::*;
 
@@ -26,16 +26,17 @@ impl EthChain {
         self.send_recorded(to, input, value, &[]).await
     }
 
-    /// [`EthChain::send`], with the signed transaction recorded in the outbox for `record`
-    /// (granted claims) before it is broadcast. A transaction the node rejects is released
-    /// from the outbox (nothing went out); one whose broadcast failed otherwise stays there, to
-    /// be broadcast again (see [`EthChain::resume_recorded`]).
+    /// [`EthChain::send`], with the signed transaction recorded in the outbox for the sends in
+    /// `record` before it is broadcast (only if none has one yet: otherwise nothing is sent). A
+    /// transaction the node rejects is discarded from the outbox (nothing went out); one whose
+    /// broadcast failed otherwise stays there, to be broadcast again (see
+    /// [`EthChain::resume_recorded`]).
     pub(super) async fn send_recorded(
         &self,
         to: Address,
         input: Bytes,
         value: U256,
-        record: &[Grant],
+        record: &[SendKey],
     ) -> Result<B256, EthError> {
         let wallet = EthereumWallet::from(self.signer()?.clone());
         self.verify().await?;
@@ -106,12 +107,12 @@ impl EthChain {
                         txref: txref(hash),
                         raw: raw.clone(),
                     };
-                    if let Err(e) = self.outbox.record_signed(record, &signed).await {
-                        // Not recorded (fenced off by a takeover, or the store is down): the
-                        // claims go back, nothing is sent.
-                        let _ = self.outbox.release(record).await;
-                        return Err(EthError::Rpc(format!("outbox: {e}")));
-                    }
+                    // Not recorded (another process recorded one first, or the store is down):
+                    // nothing is sent; the next attempt broadcasts the recorded one.
+                    self.outbox
+                        .record_signed(record, &signed)
+                        .await
+                        .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
                 }
                 match self.provider.send_raw_transaction(&raw).await {
                     Ok(pending) => Ok(*pending.tx_hash()),
@@ -119,7 +120,7 @@ impl EthChain {
                         let e = rpc_err(e);
                         if !record.is_empty() && !e.is_transient() {
                             // Rejected: nothing went out, a new one may be built.
-                            let _ = self.outbox.release(record).await;
+                            let _ = self.outbox.discard(record, &txref(hash)).await;
                         }
                         Err(e)
                     }

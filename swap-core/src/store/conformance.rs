@@ -4,8 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::{
-    Outbox, Role, SendClaim, SendKey, SignedTx, StoreError, SwapRecord, SwapState, SwapStore,
-    TxKind,
+    Outbox, Role, SendKey, SignedTx, StoreError, SwapRecord, SwapState, SwapStore, TxKind,
 };
 use crate::machine::{initiator, responder, Outcome};
 use crate::params::{ChainFamily, ChainId, ChainParams, ChainTip, Network};
@@ -300,7 +299,6 @@ pub async fn run(store: &dyn SwapStore) {
 /// The outbox part of the suite: `a` and `b` are two handles on one outbox (two processes on
 /// one store, or the same object twice).
 pub async fn run_outbox(a: &dyn Outbox, b: &dyn Outbox) {
-    use std::time::Duration;
     let rail = ChainParams::for_chain(ChainId::new(ChainFamily::Bitcoin, Network::Regtest)).rail();
     let key = |n: u8, kind: TxKind| SendKey {
         swap: SwapId([n; 16]),
@@ -312,99 +310,48 @@ pub async fn run_outbox(a: &dyn Outbox, b: &dyn Outbox) {
         key(2, TxKind::Lock),
         key(1, TxKind::Claim),
     );
-    let long = Duration::from_secs(3600);
     let tx = SignedTx {
         txref: TxRef("aa".repeat(32)),
         raw: vec![1, 2, 3],
     };
-
-    // The first writer gets both sends; the second is told they are being built.
-    let first = a.claim_sends(&[k1, k2], long).await.unwrap();
-    let grants: Vec<_> = first
-        .iter()
-        .zip([k1, k2])
-        .map(|(c, k)| match c {
-            SendClaim::Granted { token } => (k, *token),
-            other => panic!("expected a grant, got {other:?}"),
-        })
-        .collect();
-    assert_ne!(grants[0].1, grants[1].1, "tokens are distinct");
-    assert_eq!(
-        b.claim_sends(&[k1, k2], long).await.unwrap(),
-        vec![SendClaim::Busy, SendClaim::Busy]
-    );
-    assert_eq!(a.signed(&k1).await.unwrap(), None);
-
-    // One transaction serves both; then everyone gets it, never a new grant.
-    a.record_signed(&grants, &tx).await.unwrap();
-    for outbox in [a, b] {
-        assert_eq!(outbox.signed(&k1).await.unwrap(), Some(tx.clone()));
-        assert_eq!(
-            outbox.claim_sends(&[k2], Duration::ZERO).await.unwrap(),
-            vec![SendClaim::Signed(tx.clone())]
-        );
-    }
-    // Recording again (a second writer with a stale view) is refused.
-    assert!(matches!(
-        b.record_signed(&grants, &tx).await,
-        Err(StoreError::Conflict { .. })
-    ));
-    // Another kind of send on the same swap is independent.
-    assert!(matches!(
-        b.claim_sends(&[k3], long).await.unwrap()[..],
-        [SendClaim::Granted { .. }]
-    ));
-
-    // A stalled claim is taken over; the stalled writer is then fenced off.
-    let k4 = key(4, TxKind::Lock);
-    let SendClaim::Granted { token: old } = a.claim_sends(&[k4], long).await.unwrap()[0] else {
-        panic!("expected a grant")
-    };
-    let SendClaim::Granted { token: new } = b.claim_sends(&[k4], Duration::ZERO).await.unwrap()[0]
-    else {
-        panic!("a stale claim is taken over")
-    };
-    assert_ne!(old, new);
     let other = SignedTx {
         txref: TxRef("bb".repeat(32)),
         raw: vec![4],
     };
-    assert!(matches!(
-        a.record_signed(&[(k4, old)], &other).await,
-        Err(StoreError::Conflict { .. })
-    ));
-    assert_eq!(
-        b.signed(&k4).await.unwrap(),
-        None,
-        "a refused record writes nothing"
-    );
-    // A release by the fenced writer leaves the new claim alone.
-    a.release(&[(k4, old)]).await.unwrap();
-    assert_eq!(
-        b.claim_sends(&[k4], long).await.unwrap(),
-        vec![SendClaim::Busy]
-    );
-    // The new writer's send was rejected for good: released, a new one may be built.
-    b.record_signed(&[(k4, new)], &other).await.unwrap();
-    b.release(&[(k4, new)]).await.unwrap();
-    assert_eq!(a.signed(&k4).await.unwrap(), None);
-    assert!(matches!(
-        a.claim_sends(&[k4], long).await.unwrap()[..],
-        [SendClaim::Granted { .. }]
-    ));
-    // The recorded transaction of the first sends is still there.
-    assert_eq!(b.signed(&k2).await.unwrap(), Some(tx.clone()));
+    assert_eq!(a.signed(&k1).await.unwrap(), None);
 
-    // A recorded transaction that can never be mined is discarded by its id only.
-    assert!(!a.discard(&k1, &other.txref).await.unwrap());
-    assert!(a.discard(&k1, &tx.txref).await.unwrap());
-    assert_eq!(b.signed(&k1).await.unwrap(), None);
+    // One transaction serves two sends; both handles see it.
+    a.record_signed(&[k1, k2], &tx).await.unwrap();
+    for outbox in [a, b] {
+        assert_eq!(outbox.signed(&k1).await.unwrap(), Some(tx.clone()));
+        assert_eq!(outbox.signed(&k2).await.unwrap(), Some(tx.clone()));
+    }
+    // A second writer that built its own loses, all or nothing: k3 stays free.
     assert!(matches!(
-        b.claim_sends(&[k1], long).await.unwrap()[..],
-        [SendClaim::Granted { .. }]
+        b.record_signed(&[k3, k2], &other).await,
+        Err(StoreError::AlreadyRecorded { .. })
     ));
-    // The other send it served keeps it.
-    assert_eq!(b.signed(&k2).await.unwrap(), Some(tx));
+    assert_eq!(a.signed(&k3).await.unwrap(), None);
+    assert_eq!(a.signed(&k2).await.unwrap(), Some(tx.clone()));
+    // Another kind of send on the same swap is independent.
+    b.record_signed(&[k3], &other).await.unwrap();
+    assert_eq!(a.signed(&k3).await.unwrap(), Some(other.clone()));
+
+    // Discarding needs the recorded transaction's id, and forgets only the sends named.
+    assert_eq!(a.discard(&[k1], &other.txref).await.unwrap(), 0);
+    assert_eq!(a.discard(&[k1], &tx.txref).await.unwrap(), 1);
+    assert_eq!(b.signed(&k1).await.unwrap(), None);
+    assert_eq!(b.signed(&k2).await.unwrap(), Some(tx.clone()));
+    // Then a new one may be recorded for it.
+    let newer = SignedTx {
+        txref: TxRef("cc".repeat(32)),
+        raw: vec![5, 6],
+    };
+    b.record_signed(&[k1], &newer).await.unwrap();
+    assert_eq!(a.signed(&k1).await.unwrap(), Some(newer));
+    assert_eq!(a.discard(&[k2, k3], &tx.txref).await.unwrap(), 1);
+    assert_eq!(a.signed(&k2).await.unwrap(), None);
+    assert_eq!(a.signed(&k3).await.unwrap(), Some(other));
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ mod sqlite_outbox;
 pub mod conformance;
 
 pub use memory::MemoryStore;
-pub use outbox::{Grant, MemoryOutbox, Outbox, SendClaim, SendKey, SharedOutbox, SignedTx};
+pub use outbox::{MemoryOutbox, Outbox, SendKey, SharedOutbox, SignedTx};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -242,6 +242,13 @@ pub enum StoreError {
         expected: u64,
         /// The latest in the store.
         found: u64,
+    },
+    /// A transaction is recorded in the outbox already for a send of this swap (another
+    /// process got there first): the caller broadcasts that one, never a second.
+    #[error("a transaction is already recorded for a send of swap {swap}")]
+    AlreadyRecorded {
+        /// The swap.
+        swap: SwapId,
     },
     /// The database itself failed (I/O, locked, not a database).
     #[error("database error: {0}")]

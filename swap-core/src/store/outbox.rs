@@ -1,26 +1,25 @@
-//! The outbox: every transaction is recorded, signed, before it is broadcast, so that after a
-//! crash, or in a second process on the same store, a send is rebroadcast from the store and
-//! never built a second time (a second funding of one HTLC would lock the funds twice).
+//! The outbox: every lock is recorded, signed, before it is broadcast, so that after a crash,
+//! or in a second process on the same store, it is broadcast again from the store and never
+//! built a second time (a second funding of one HTLC would lock the funds twice).
 //!
-//! A send goes through three steps, each a store write:
-//! 1. [`Outbox::claim_sends`]: the writer claims the right to build the sends it names (the
-//!    intent). It gets a fencing token per send, or the transaction already signed for it, or
-//!    learns that another writer is building it right now.
-//! 2. [`Outbox::record_signed`]: the signed transaction and its id, for every send it serves
-//!    (one Bitcoin funding serves many locks), written only if every token still holds. A
-//!    writer whose claim was taken over (it stalled past `stale_after`) is refused and must not
-//!    broadcast.
-//! 3. The broadcast. If the node rejects the transaction for good, [`Outbox::release`] forgets
-//!    it (nothing was sent, a new one may be built); otherwise it stays, and a later send of the
-//!    same HTLC rebroadcasts it instead of building another.
+//! A send goes through three steps:
+//! 1. [`Outbox::signed`]: a transaction recorded for the send (by this or another process, maybe
+//!    never broadcast, maybe evicted) is broadcast again; nothing new is built.
+//! 2. Otherwise the sender builds and signs a transaction, and [`Outbox::record_signed`] writes
+//!    it for every send it serves (one Bitcoin funding serves many locks), all or nothing, only
+//!    if none of them has one yet. A sender that lost that race
+//!    ([`StoreError::AlreadyRecorded`]) drops what it built without broadcasting it, and
+//!    broadcasts the recorded one next time.
+//! 3. The broadcast. If the node rejects the transaction for good, [`Outbox::discard`] forgets it
+//!    (nothing went out); a transaction that can never be mined (its inputs or nonce were spent
+//!    by another) is discarded the same way, and a new one may be built.
 //!
-//! A claim that never got a signed transaction (its writer crashed while building) may be taken
-//! over once it is older than `stale_after`; the fencing token makes that safe even when the
-//! first writer was only slow.
+//! No step waits for another process: a sender killed before its record left nothing behind, one
+//! killed after it left a transaction that the next sender broadcasts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -59,54 +58,22 @@ impl std::fmt::Debug for SignedTx {
     }
 }
 
-/// The answer to a claim on one send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendClaim {
-    /// This writer may build and sign the send; `token` fences its [`Outbox::record_signed`].
-    Granted {
-        /// The fencing token.
-        token: u64,
-    },
-    /// A transaction was signed for this send already (by this or another process): broadcast
-    /// that one again, never build another.
-    Signed(SignedTx),
-    /// Another writer claimed it less than `stale_after` ago and has not recorded a
-    /// transaction yet: try again later.
-    Busy,
-}
-
-/// A granted claim: the send and its fencing token.
-pub type Grant = (SendKey, u64);
-
 /// Where sends are recorded before broadcast. Implemented by the stores (the same SQLite file
 /// as the swaps, so every process on one store shares it) and by [`MemoryOutbox`].
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Claims each send (see [`SendClaim`]); a claim older than `stale_after` without a signed
-    /// transaction is taken over with a new token.
-    async fn claim_sends(
-        &self,
-        keys: &[SendKey],
-        stale_after: Duration,
-    ) -> Result<Vec<SendClaim>, StoreError>;
-
-    /// Records `tx` as the transaction of every granted send, all or nothing: when any token
-    /// was taken over meanwhile, nothing is written and the answer is
-    /// [`StoreError::Conflict`] (the caller must not broadcast `tx`).
-    async fn record_signed(&self, grants: &[Grant], tx: &SignedTx) -> Result<(), StoreError>;
-
-    /// Forgets the claims (and their transaction, if recorded) of sends that were not
-    /// broadcast, or whose transaction every node rejected for good: a new one may be built.
-    /// A grant whose token was taken over is left alone.
-    async fn release(&self, grants: &[Grant]) -> Result<(), StoreError>;
-
     /// The transaction recorded for a send, if any.
     async fn signed(&self, key: &SendKey) -> Result<Option<SignedTx>, StoreError>;
 
-    /// Forgets the transaction recorded for `key` if it is still `txref`, because it can never
-    /// be mined (another transaction spent its inputs or its nonce): a new one may be built.
-    /// Answers whether it was forgotten.
-    async fn discard(&self, key: &SendKey, txref: &TxRef) -> Result<bool, StoreError>;
+    /// Records `tx` as the transaction of every send in `keys`, all or nothing: when any of
+    /// them has a transaction already, nothing is written and the answer is
+    /// [`StoreError::AlreadyRecorded`] (the caller must not broadcast `tx`).
+    async fn record_signed(&self, keys: &[SendKey], tx: &SignedTx) -> Result<(), StoreError>;
+
+    /// Forgets `txref` as the transaction of the sends in `keys` that still have it: it was
+    /// rejected for good, or can never be mined (another transaction spent its inputs or its
+    /// nonce). A new one may then be built. Answers how many sends it forgot it for.
+    async fn discard(&self, keys: &[SendKey], txref: &TxRef) -> Result<usize, StoreError>;
 }
 
 /// Milliseconds since the Unix epoch (local clock).
@@ -117,22 +84,12 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-#[derive(Debug, Clone)]
-struct Row {
-    token: u64,
-    claimed_at: i64,
-    signed: Option<SignedTx>,
-}
-
 /// An [`Outbox`] in process memory: what an adapter uses when it is given no store. It keeps
 /// one process from building a send twice, not two processes.
 #[derive(Debug, Default)]
 pub struct MemoryOutbox {
-    inner: Mutex<Rows>,
+    sent: Mutex<HashMap<SendKey, SignedTx>>,
 }
-
-/// The last token handed out, and each send's row.
-type Rows = (u64, HashMap<SendKey, Row>);
 
 impl MemoryOutbox {
     /// An empty outbox.
@@ -140,107 +97,40 @@ impl MemoryOutbox {
         Self::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Rows>, StoreError> {
-        self.inner
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<SendKey, SignedTx>>, StoreError> {
+        self.sent
             .lock()
             .map_err(|_| StoreError::Backend("memory outbox poisoned".into()))
     }
 }
 
-/// The decision of a claim on one send, given its current row (shared by the stores).
-pub(crate) fn decide_claim(
-    row: Option<(u64, i64, Option<SignedTx>)>,
-    now: i64,
-    stale_after: Duration,
-) -> Option<SendClaim> {
-    match row {
-        Some((_, _, Some(signed))) => Some(SendClaim::Signed(signed)),
-        Some((_, claimed_at, None)) if now - claimed_at < stale_after.as_millis() as i64 => {
-            Some(SendClaim::Busy)
-        }
-        // Absent, or a stale claim: the caller grants a new token.
-        _ => None,
-    }
-}
-
 #[async_trait]
 impl Outbox for MemoryOutbox {
-    async fn claim_sends(
-        &self,
-        keys: &[SendKey],
-        stale_after: Duration,
-    ) -> Result<Vec<SendClaim>, StoreError> {
-        let mut guard = self.lock()?;
-        let (next, rows) = &mut *guard;
-        let now = now_ms();
-        Ok(keys
-            .iter()
-            .map(|key| {
-                let row = rows
-                    .get(key)
-                    .map(|r| (r.token, r.claimed_at, r.signed.clone()));
-                decide_claim(row, now, stale_after).unwrap_or_else(|| {
-                    *next += 1;
-                    rows.insert(
-                        *key,
-                        Row {
-                            token: *next,
-                            claimed_at: now,
-                            signed: None,
-                        },
-                    );
-                    SendClaim::Granted { token: *next }
-                })
-            })
-            .collect())
-    }
-
-    async fn record_signed(&self, grants: &[Grant], tx: &SignedTx) -> Result<(), StoreError> {
-        let mut guard = self.lock()?;
-        let rows = &mut guard.1;
-        for (key, token) in grants {
-            let found = rows.get(key).map(|r| r.token).unwrap_or(0);
-            if found != *token || rows.get(key).is_some_and(|r| r.signed.is_some()) {
-                return Err(StoreError::Conflict {
-                    swap: key.swap,
-                    expected: *token,
-                    found,
-                });
-            }
-        }
-        for (key, _) in grants {
-            if let Some(r) = rows.get_mut(key) {
-                r.signed = Some(tx.clone());
-            }
-        }
-        Ok(())
-    }
-
-    async fn release(&self, grants: &[Grant]) -> Result<(), StoreError> {
-        let mut guard = self.lock()?;
-        for (key, token) in grants {
-            if guard.1.get(key).is_some_and(|r| r.token == *token) {
-                guard.1.remove(key);
-            }
-        }
-        Ok(())
-    }
-
     async fn signed(&self, key: &SendKey) -> Result<Option<SignedTx>, StoreError> {
-        Ok(self.lock()?.1.get(key).and_then(|r| r.signed.clone()))
+        Ok(self.lock()?.get(key).cloned())
     }
 
-    async fn discard(&self, key: &SendKey, txref: &TxRef) -> Result<bool, StoreError> {
-        let mut guard = self.lock()?;
-        let matches = guard
-            .1
-            .get(key)
-            .and_then(|r| r.signed.as_ref())
-            .is_some_and(|s| &s.txref == txref);
-        if matches {
-            guard.1.remove(key);
+    async fn record_signed(&self, keys: &[SendKey], tx: &SignedTx) -> Result<(), StoreError> {
+        let mut sent = self.lock()?;
+        if let Some(key) = keys.iter().find(|k| sent.contains_key(k)) {
+            return Err(StoreError::AlreadyRecorded { swap: key.swap });
         }
-        Ok(matches)
+        for key in keys {
+            sent.insert(*key, tx.clone());
+        }
+        Ok(())
+    }
+
+    async fn discard(&self, keys: &[SendKey], txref: &TxRef) -> Result<usize, StoreError> {
+        let mut sent = self.lock()?;
+        let mut n = 0;
+        for key in keys {
+            if sent.get(key).is_some_and(|s| &s.txref == txref) {
+                sent.remove(key);
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }
 

@@ -47,23 +47,20 @@ const MIGRATIONS: &[&str] = &[
         txref   TEXT NOT NULL,
         UNIQUE (swap_id, leg, kind, txref)
     );",
-    // 4: the outbox (see `outbox.rs`): each send's claim and its signed transaction, recorded
-    // before the broadcast.
+    // 4: the outbox (see `outbox.rs`): each send's signed transaction, recorded before its
+    // broadcast.
     "CREATE TABLE outbox_txs (
         txid        TEXT PRIMARY KEY NOT NULL,
         raw         BLOB NOT NULL,
         recorded_at INTEGER NOT NULL
     );
     CREATE TABLE outbox (
-        swap_id    BLOB NOT NULL,
-        rail       TEXT NOT NULL,
-        kind       TEXT NOT NULL,
-        token      INTEGER NOT NULL,
-        claimed_at INTEGER NOT NULL,
-        txid       TEXT,
+        swap_id BLOB NOT NULL,
+        rail    TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        txid    TEXT NOT NULL REFERENCES outbox_txs(txid),
         PRIMARY KEY (swap_id, rail, kind)
-    );
-    INSERT INTO counters(name, value) VALUES ('outbox_token', 0);",
+    );",
 ];
 
 /// A [`SwapStore`] in a SQLite file.
