@@ -106,12 +106,14 @@ impl Engine {
         bcfg.tip_max_age = cache;
         let db = tempfile::tempdir()?;
         let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
-        let btc = Arc::new(BtcChain::new(bcfg, &[seed; 64])?.with_outbox(store.clone()));
+        // The outbox on its own connection to the same file, as the CLI opens it.
+        let outbox = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
+        let btc = Arc::new(BtcChain::new(bcfg, &[seed; 64])?.with_outbox(outbox.clone()));
         ecfg.receipt_timeout = Duration::from_secs(120);
         ecfg.status_max_age = cache;
         ecfg.tip_max_age = cache;
         let eth = Arc::new(
-            EthChain::new(ecfg, nodes.eth.signer(eth_account))?.with_outbox(store.clone()),
+            EthChain::new(ecfg, nodes.eth.signer(eth_account))?.with_outbox(outbox),
         );
         let driver = Arc::new(Driver::new(
             store,
