@@ -112,9 +112,7 @@ impl Engine {
         ecfg.receipt_timeout = Duration::from_secs(120);
         ecfg.status_max_age = cache;
         ecfg.tip_max_age = cache;
-        let eth = Arc::new(
-            EthChain::new(ecfg, nodes.eth.signer(eth_account))?.with_outbox(outbox),
-        );
+        let eth = Arc::new(EthChain::new(ecfg, nodes.eth.signer(eth_account))?.with_outbox(outbox));
         let driver = Arc::new(Driver::new(
             store,
             [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],

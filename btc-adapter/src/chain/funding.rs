@@ -89,7 +89,7 @@ impl BtcChain {
                     to_fund.push(output);
                     continue;
                 }
-                Ok(Some(signed)) => self.rebroadcast_lock(&signed).await,
+                Ok(Some(signed)) => self.rebroadcast_lock(&signed, &output.script).await,
                 Err(e) => Err(ChainError::transient(format!("outbox: {e}"))),
             };
             for i in output.asked {
@@ -115,10 +115,22 @@ impl BtcChain {
     }
 
     /// Broadcasts again a funding recorded in the outbox (ours, maybe never sent or evicted).
-    async fn rebroadcast_lock(&self, signed: &SignedTx) -> Result<TxRef, ChainError> {
+    /// One whose coins another transaction spent stays recorded and refused: the lock then
+    /// waits for its swap's deadline (nothing is lost; see `docs/protocol.md`, "Sends").
+    async fn rebroadcast_lock(
+        &self,
+        signed: &SignedTx,
+        script: &ScriptBuf,
+    ) -> Result<TxRef, ChainError> {
         let tx: Transaction = deserialize(&signed.raw).map_err(|e| {
             ChainError::permanent(format!("outbox funding {} unreadable: {e}", signed.txref))
         })?;
+        if !tx.output.iter().any(|o| &o.script_pubkey == script) {
+            return Err(permanent(format!(
+                "outbox funding {} does not pay this HTLC",
+                signed.txref
+            )));
+        }
         match self.rpc.send_raw_transaction(&tx).await {
             Ok(txid) => Ok(TxRef(txid.to_string())),
             Err(e) if e.is_transient() => Err(e.into()),
@@ -222,9 +234,12 @@ impl BtcChain {
             Ok(txid) => Ok(txid),
             // Maybe sent: the outbox has it, the next round broadcasts it again.
             Err(e) if e.is_transient() => Err(FundingFailure::Recorded(e.into())),
-            // Rejected: nothing was sent, a later round may build a new one. (Not split up: the
-            // node's reasons, such as a too long chain of unconfirmed transactions or a low
-            // feerate, would reject each part as well.)
+            // An HTTP or decoding failure (a proxy's 502 after the node took it): maybe sent,
+            // the record stays.
+            Err(e) if !matches!(e, RpcError::Rpc { .. }) => Err(FundingFailure::Recorded(e.into())),
+            // Rejected by the node itself: nothing was sent, a later round may build a new one.
+            // (Not split up: the node's reasons, such as a too long chain of unconfirmed
+            // transactions or a low feerate, would reject each part as well.)
             Err(e) => {
                 if let Err(d) = self.outbox.discard(&keys, &signed.txref).await {
                     warn!(chain = %self.params.chain, error = %d, "could not discard a rejected funding from the outbox");

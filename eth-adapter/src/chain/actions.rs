@@ -111,10 +111,22 @@ impl EthChain {
             .await
             .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?
         {
-            if let Some(tx) = self.resume_recorded(&signed).await? {
-                return Ok(tx);
+            match self.resume_recorded(&signed).await {
+                Ok(Some(tx)) => return Ok(tx),
+                Ok(None) => {
+                    tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock can never be mined (its nonce was used): building a new one");
+                }
+                // Mined and reverted (an ERC-20 permit that expired before a late rebroadcast,
+                // an allowance another process changed): its nonce is spent, it will never lock.
+                // Unless the swap got locked anyway, build a new one.
+                Err(e @ EthError::Reverted { .. }) => {
+                    if let Some(tx) = self.find_retrying(&h, p).await?.lock_tx {
+                        return Ok(tx);
+                    }
+                    tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, error = %e, "recorded lock reverted: building a new one");
+                }
+                Err(e) => return Err(e),
             }
-            tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock can never be mined (its nonce was used): building a new one");
             self.outbox
                 .discard(&[key], &signed.txref)
                 .await

@@ -118,8 +118,13 @@ impl EthChain {
                     Ok(pending) => Ok(*pending.tx_hash()),
                     Err(e) => {
                         let e = rpc_err(e);
-                        if !record.is_empty() && !e.is_transient() {
-                            // Rejected: nothing went out, a new one may be built.
+                        // Rejected, and the node does not have it (some nodes word "already
+                        // known" in ways not recognised as such): nothing went out, a new one
+                        // may be built. When in doubt the record stays.
+                        if !record.is_empty()
+                            && !e.is_transient()
+                            && matches!(self.provider.get_transaction_by_hash(hash).await, Ok(None))
+                        {
                             let _ = self.outbox.discard(record, &txref(hash)).await;
                         }
                         Err(e)

@@ -60,7 +60,8 @@ const MIGRATIONS: &[&str] = &[
         kind    TEXT NOT NULL,
         txid    TEXT NOT NULL REFERENCES outbox_txs(txid),
         PRIMARY KEY (swap_id, rail, kind)
-    );",
+    );
+    CREATE INDEX outbox_by_txid ON outbox(txid);",
 ];
 
 /// A [`SwapStore`] in a SQLite file.
