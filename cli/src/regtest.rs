@@ -40,10 +40,7 @@ impl Nodes {
 
     /// The Bitcoin-family chain's coin.
     pub fn btc_asset(&self) -> Asset {
-        match self.btc.chain_id().family {
-            ChainFamily::Litecoin => Asset::Ltc,
-            _ => Asset::Btc,
-        }
+        self.btc.chain_id().family.native_asset()
     }
 
     /// Lets `n` Bitcoin-family block intervals pass on both chains: `n` blocks there, the same

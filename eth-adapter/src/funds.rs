@@ -4,6 +4,7 @@
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use swap_core::types::Asset;
+use swap_core::Funds;
 
 use crate::bindings::IERC20Permit;
 use crate::error::{rpc_err, EthError};
@@ -13,20 +14,9 @@ use crate::EthChain;
 /// ~135,000; an ETH lock ~48,000).
 pub const LOCK_GAS_ALLOWANCE: u64 = 150_000;
 
-/// An account's funds for one asset (the engine reads them as [`swap_core::Funds`], whose
-/// `covers` decides whether a lock fits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Funds {
-    /// Base units of the asset the account holds.
-    pub asset: u128,
-    /// Wei the account holds (pays the gas).
-    pub wei: u128,
-    /// Wei one lock's gas may cost at the current gas price (doubled for headroom).
-    pub gas_allowance: u128,
-}
-
 impl EthChain {
-    /// This account's balance of `asset` and of ETH for gas.
+    /// This account's balance of `asset`, its ETH for gas, and what one lock's gas may cost at
+    /// the current gas price (doubled for headroom); gas comes out of the balance for ETH.
     pub async fn funds(&self, asset: &Asset) -> Result<Funds, EthError> {
         let me = self.address();
         let wei = u256_to_u128(self.provider().get_balance(me).await.map_err(rpc_err)?);
@@ -34,7 +24,7 @@ impl EthChain {
         let gas_allowance = price
             .saturating_mul(2)
             .saturating_mul(u128::from(LOCK_GAS_ALLOWANCE));
-        let asset = match asset {
+        let balance = match asset {
             Asset::Eth => wei,
             Asset::Erc20 { token, .. } => {
                 let token = IERC20Permit::new(Address::from(token.0), self.provider());
@@ -49,9 +39,10 @@ impl EthChain {
             }
         };
         Ok(Funds {
-            asset,
-            wei,
-            gas_allowance,
+            balance,
+            fee_balance: wei,
+            fee_allowance: gas_allowance,
+            fees_from_asset: *asset == Asset::Eth,
         })
     }
 }

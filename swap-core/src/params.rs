@@ -25,6 +25,18 @@ pub enum ChainFamily {
     Ethereum,
 }
 
+impl ChainFamily {
+    /// The asset the family's chains move natively (and pay their fees in).
+    pub fn native_asset(self) -> crate::types::Asset {
+        use crate::types::Asset;
+        match self {
+            ChainFamily::Bitcoin => Asset::Btc,
+            ChainFamily::Litecoin => Asset::Ltc,
+            ChainFamily::Ethereum => Asset::Eth,
+        }
+    }
+}
+
 /// Which network of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

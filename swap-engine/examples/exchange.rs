@@ -102,10 +102,7 @@ async fn main() -> anyhow::Result<()> {
         btc_node.chain_id(),
         ChainId::new(ChainFamily::Ethereum, Network::Regtest),
     );
-    let coin_asset = match coin.family {
-        ChainFamily::Litecoin => Asset::Ltc,
-        _ => Asset::Btc,
-    };
+    let coin_asset = coin.family.native_asset();
     let offer: Offer = exchange.offer(
         "exchange.example:7700".into(),
         OfferLeg {

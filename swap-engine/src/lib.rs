@@ -265,11 +265,7 @@ impl Engine {
         let mut out = Vec::new();
         for rail in self.driver.rails() {
             let chain = rail.params().chain;
-            let asset = match chain.family {
-                ChainFamily::Bitcoin => Asset::Btc,
-                ChainFamily::Litecoin => Asset::Ltc,
-                ChainFamily::Ethereum => Asset::Eth,
-            };
+            let asset = chain.family.native_asset();
             let funds = match rail.funds(&asset).await {
                 Ok(f) => f,
                 Err(e) if e.cause == Cause::Invalid => continue,

@@ -269,10 +269,8 @@ impl BtcChain {
 
     /// The asset this chain moves.
     pub fn asset(&self) -> Asset {
-        match self.params.chain.family {
-            ChainFamily::Litecoin => Asset::Ltc,
-            _ => Asset::Btc,
-        }
+        // Only Bitcoin-family chains get here (checked when the adapter is made).
+        self.params.chain.family.native_asset()
     }
 
     /// The HTLC of `params` (checks asset, amount unit and expiry kind).

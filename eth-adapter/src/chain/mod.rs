@@ -385,13 +385,7 @@ impl Rail for EthChain {
 
     /// The account's balance of `asset` and of ETH for gas (see [`EthChain::funds`]).
     async fn funds(&self, asset: &swap_core::Asset) -> Result<swap_core::Funds, ChainError> {
-        let f = EthChain::funds(self, asset).await?;
-        Ok(swap_core::Funds {
-            balance: f.asset,
-            fee_balance: f.wei,
-            fee_allowance: f.gas_allowance,
-            fees_from_asset: *asset == swap_core::Asset::Eth,
-        })
+        Ok(EthChain::funds(self, asset).await?)
     }
 
     /// The node's chain id and the contract's code (see [`EthChain::verify`]).
