@@ -96,22 +96,16 @@ impl Engine {
         eth_account: usize,
         o: &Opts,
     ) -> Result<Self> {
-        let (mut bcfg, mut ecfg) = nodes
+        let (bcfg, mut ecfg) = nodes
             .adapter_configs(wallet, Duration::from_millis(50))
             .await?;
         let poll = Duration::from_millis(o.poll_ms);
-        // Adapter caches: at most one scan / tip read per chain per half poll interval.
-        let cache = poll / 2;
-        bcfg.status_max_age = cache;
-        bcfg.tip_max_age = cache;
         let db = tempfile::tempdir()?;
         let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
         // The outbox on its own connection to the same file, as the CLI opens it.
         let outbox = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
         let btc = Arc::new(BtcChain::new(bcfg, &[seed; 64])?.with_outbox(outbox.clone()));
         ecfg.receipt_timeout = Duration::from_secs(120);
-        ecfg.status_max_age = cache;
-        ecfg.tip_max_age = cache;
         let eth = Arc::new(EthChain::new(ecfg, nodes.eth.signer(eth_account))?.with_outbox(outbox));
         let driver = Arc::new(Driver::new(
             store,

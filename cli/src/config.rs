@@ -275,13 +275,7 @@ pub async fn installation(
         wallet: Some(cfg.btc.wallet.clone()),
         timeout: Duration::from_secs(30),
     };
-    // Every swap asks both chains for its state once per poll: half a poll interval of
-    // reuse turns that into one shared scan per chain per interval, whatever the number of
-    // swaps. Actions (lock, claim, refund) always read the chain afresh.
-    let shared_scan_age = driver.poll_interval / 2;
-    let mut btc_cfg = BtcConfig::new(cfg.btc_chain()?, rpc);
-    btc_cfg.status_max_age = shared_scan_age;
-    btc_cfg.tip_max_age = shared_scan_age;
+    let btc_cfg = BtcConfig::new(cfg.btc_chain()?, rpc);
     let store = crate::guard::open(data_dir, true).await?;
     // Fundings are recorded in the swap store before they are broadcast (another connection to
     // the same file), so that another `xswap` process on this data directory, or this one after
@@ -299,13 +293,11 @@ pub async fn installation(
         .htlc
         .parse()
         .with_context(|| format!("[eth] htlc {:?} is not an address", cfg.eth.htlc))?;
-    let mut eth_cfg = EthConfig::new(
+    let eth_cfg = EthConfig::new(
         cfg.eth.rpc_url.clone(),
         htlc,
         ChainParams::for_chain(cfg.eth_chain()?),
     );
-    eth_cfg.status_max_age = shared_scan_age;
-    eth_cfg.tip_max_age = shared_scan_age;
     let eth = Arc::new(
         EthChain::new(eth_cfg, eth_signer(&ks, cfg.eth.account)?)
             .map_err(|e| anyhow!("ethereum adapter: {e}"))?

@@ -9,7 +9,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::U256;
 use alloy::providers::ProviderBuilder;
 use eth_adapter::bindings::test_contracts::TestToken;
-use swap_core::rail::{HtlcStatus, Rail};
+use swap_core::rail::{HtlcStatus, Rail, RailOp};
 
 #[tokio::test]
 async fn concurrent_locks_from_one_account() {
@@ -54,29 +54,30 @@ async fn concurrent_locks_from_one_account() {
             HtlcStatus::Funded { .. }
         ));
     }
-    // Concurrent claims by the recipient too.
+    // A round of claims by the recipient (the runtime hands a tick's claims over together).
     let bob = Arc::new(e.bob);
-    let mut tasks = Vec::new();
-    for (p, pre) in &swaps {
-        let (b, p, pre) = (bob.clone(), p.clone(), pre.clone());
-        tasks.push(tokio::spawn(async move { b.claim(&p, &pre).await }));
-    }
-    let mut claims = Vec::new();
-    for t in tasks {
-        claims.push(t.await.unwrap().unwrap());
-    }
-    // Concurrent claims share claimBatch transactions.
+    let ops: Vec<RailOp> = swaps
+        .iter()
+        .map(|(p, pre)| RailOp::Claim(p.clone(), pre.clone()))
+        .collect();
+    let claims: Vec<_> = bob
+        .execute(&ops)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    // The round's claims share claimBatch transactions.
     let mut distinct = claims.clone();
     distinct.sort_by(|a, b| a.0.cmp(&b.0));
     distinct.dedup();
     println!(
-        "{} concurrent claims sent in {} transaction(s)",
+        "{} claims of a round sent in {} transaction(s)",
         claims.len(),
         distinct.len()
     );
     assert!(
         distinct.len() < swaps.len(),
-        "concurrent claims were not batched: {} transactions",
+        "the round's claims were not batched: {} transactions",
         distinct.len()
     );
     for ((p, pre), tx) in swaps.iter().zip(&claims) {

@@ -63,14 +63,6 @@ pub struct BtcConfig {
     pub fees: FeeConfig,
     /// Where claims and refunds pay.
     pub payout: Payout,
-    /// `htlc_status` answers from the last scan when it is younger than this (and no new HTLC
-    /// was registered since). Zero (the default): every call scans. Actions always scan.
-    /// With many swaps on a busy node, a few seconds saves re-reading the mempool per swap.
-    pub status_max_age: std::time::Duration,
-    /// `tip` answers from the last tip read when it is younger than this. Zero (the default):
-    /// every call asks the node. With many swaps, each step asks for the tip; a poll interval
-    /// or less keeps that to a few node calls per interval instead of two per swap.
-    pub tip_max_age: std::time::Duration,
 }
 
 impl BtcConfig {
@@ -81,8 +73,6 @@ impl BtcConfig {
             rpc,
             fees: FeeConfig::default(),
             payout: Payout::NodeWallet,
-            status_max_age: std::time::Duration::ZERO,
-            tip_max_age: std::time::Duration::ZERO,
         }
     }
 }

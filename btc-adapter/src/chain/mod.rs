@@ -72,8 +72,6 @@ struct Pending {
     txid: Txid,
     feerate: u64,
     broadcast_height: u64,
-    /// When it was sent (or first seen by this process).
-    sent_at: std::time::Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -145,18 +143,16 @@ pub struct BtcChain {
     keys: Option<KeySource>,
     fees: FeeConfig,
     payout: Payout,
-    status_max_age: std::time::Duration,
-    tip_max_age: std::time::Duration,
-    /// The last tip read; held while reading, so concurrent callers wait for one read.
-    tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
     state: Mutex<State>,
     /// Where fundings are recorded before their broadcast (see `funding.rs`).
     outbox: SharedOutbox,
     /// Held by a funding round, from its outbox reads to its broadcast (see `funding.rs`).
     /// Taken before `state`, never while holding it.
     funding: Mutex<()>,
-    /// The last feerate estimate and when it was read (see `feerate`).
-    fee_cache: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// One more than the height of the last scan; zero before the first (see `feerate`).
+    scanned_height: std::sync::atomic::AtomicU64,
+    /// The last feerate estimate and the scanned height it was read at (see `feerate`).
+    fee_cache: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 fn watch_only() -> ChainError {
@@ -211,12 +207,10 @@ impl BtcChain {
             keys,
             fees: config.fees,
             payout: config.payout,
-            status_max_age: config.status_max_age,
-            tip_max_age: config.tip_max_age,
-            tip_cache: Mutex::new(None),
             state: Mutex::new(State::default()),
             outbox: SharedOutbox::default(),
             funding: Mutex::new(()),
+            scanned_height: std::sync::atomic::AtomicU64::new(0),
             fee_cache: std::sync::Mutex::new(None),
         })
     }
@@ -386,18 +380,7 @@ impl Rail for BtcChain {
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {
-        if self.tip_max_age.is_zero() {
-            return self.read_tip().await;
-        }
-        let mut cache = self.tip_cache.lock().await;
-        if let Some((at, tip)) = *cache {
-            if at.elapsed() < self.tip_max_age {
-                return Ok(tip);
-            }
-        }
-        let tip = self.read_tip().await?;
-        *cache = Some((std::time::Instant::now(), tip));
-        Ok(tip)
+        self.read_tip().await
     }
 
     async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
@@ -406,13 +389,14 @@ impl Rail for BtcChain {
         Ok(())
     }
 
-    /// One look for every leg: the tip, then at most one scan of the node (none when a scan
-    /// is still fresh), and every status derived from it.
+    /// One look for every leg: the tip, then one scan of the node (none if a scan started
+    /// after this call already), and every status derived from it.
     async fn observe(&self, htlcs: &[HtlcParams]) -> Result<Observation, ChainError> {
+        let asked = std::time::Instant::now();
         let tip = self.tip().await?;
         let mut st = self.state.lock().await;
         let registered: Vec<_> = htlcs.iter().map(|h| self.register(&mut st, h)).collect();
-        self.sync_if_stale(&mut st).await?;
+        self.sync_since(&mut st, asked).await?;
         let statuses = registered
             .into_iter()
             .map(|r| r.map(|(w, script)| self.status(&st, &w, &script).0))
@@ -452,9 +436,10 @@ impl Rail for BtcChain {
     }
 
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
+        let asked = std::time::Instant::now();
         let mut st = self.state.lock().await;
         let (w, script) = self.register(&mut st, htlc)?;
-        self.sync_if_stale(&mut st).await?;
+        self.sync_since(&mut st, asked).await?;
         Ok(self.status(&st, &w, &script).0)
     }
 

@@ -4,18 +4,19 @@ use super::status::classify;
 use super::*;
 
 impl BtcChain {
-    /// The feerate to pay (sat/vB): the node's estimate within the configured bounds. Reused
-    /// for `status_max_age` (one estimate for a burst of claims, not one each).
+    /// The feerate to pay (sat/vB): the node's estimate within the configured bounds. One
+    /// estimate per scanned block (a round of claims asks once, not once each).
     pub(super) async fn feerate(&self) -> Result<u64, ChainError> {
-        let max_age = self.status_max_age;
-        if !max_age.is_zero() {
-            let cached = *self
-                .fee_cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((_, rate)) = cached.filter(|(at, _)| at.elapsed() < max_age) {
-                return Ok(rate);
-            }
+        let height = self
+            .scanned_height
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let cached = *self
+            .fee_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // (Zero: no scan yet.)
+        if let Some((_, rate)) = cached.filter(|(at, _)| *at == height && height > 0) {
+            return Ok(rate);
         }
         let estimate = self.rpc.estimate_smart_fee(self.fees.conf_target).await?;
         let rate = estimate.unwrap_or(self.fees.fallback_sat_vb).clamp(
@@ -25,8 +26,7 @@ impl BtcChain {
         *self
             .fee_cache
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((std::time::Instant::now(), rate));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((height, rate));
         Ok(rate)
     }
 
@@ -175,7 +175,6 @@ impl BtcChain {
                     txid: current.txid,
                     feerate: funding.value.saturating_sub(out) / vsize.max(1),
                     broadcast_height: st.tip,
-                    sent_at: std::time::Instant::now(),
                 };
                 st.pending.insert(script.clone(), p.clone());
                 p
@@ -350,19 +349,6 @@ impl BtcChain {
         let key = self.our_key(params, kind)?;
         let mut st = self.state.lock().await;
         let (w, script) = self.register(&mut st, params)?;
-        if let Some(synced) = self.recent_sync(&st) {
-            // Our spend of this kind is pending and no fee bump is due yet: it is either in
-            // the recent scan or was sent after it. (Anything else takes the full path.)
-            if let Some(p) = st.pending.get(&script).filter(|p| p.kind == kind) {
-                let (_, _, spend) = self.status(&st, &w, &script);
-                let seen = spend.as_ref().is_some_and(|s| s.txid == p.txid);
-                let bump_due =
-                    st.tip >= p.broadcast_height + u64::from(self.fees.bump_after_blocks);
-                if (seen || p.sent_at >= synced) && !bump_due {
-                    return Ok(TxRef(p.txid.to_string()));
-                }
-            }
-        }
         self.sync_since(&mut st, asked).await?;
         let (_, funding, spend) = self.status(&st, &w, &script);
         let Some(funding) = funding else {
@@ -433,7 +419,6 @@ pub(super) fn record_spend(
             txid,
             feerate,
             broadcast_height: st.tip,
-            sent_at: std::time::Instant::now(),
         },
     );
     if let Some(replaced) = replaced {

@@ -97,6 +97,8 @@ impl BtcChain {
             Some(h) => h.min(tip),
             None => tip,
         };
+        self.scanned_height
+            .store(st.tip + 1, std::sync::atomic::Ordering::Relaxed);
         // Mempool.
         let txids = self.rpc.get_raw_mempool().await?;
         let current: std::collections::HashSet<Txid> = txids.iter().copied().collect();
@@ -153,23 +155,6 @@ impl BtcChain {
             return Ok(());
         }
         self.sync(st).await
-    }
-
-    /// Scans the node unless the last scan is recent ([`BtcChain::recent_sync`]).
-    pub(super) async fn sync_if_stale(&self, st: &mut State) -> Result<(), ChainError> {
-        if self.recent_sync(st).is_none() {
-            self.sync(st).await?;
-        }
-        Ok(())
-    }
-
-    /// When the last full sync finished, if it is younger than `status_max_age` and nothing
-    /// was registered since (never with the default zero age).
-    pub(super) fn recent_sync(&self, st: &State) -> Option<std::time::Instant> {
-        if st.dirty || self.status_max_age.is_zero() {
-            return None;
-        }
-        st.synced_at.filter(|t| t.elapsed() < self.status_max_age)
     }
 
     /// The status, the funding it is about and the spend of that funding, if any.

@@ -10,22 +10,12 @@ pub(super) const MAX_CLAIM_BATCH: usize = 100;
 /// Claims this close to their expiry (seconds of chain time) are never batched.
 pub(super) const CLAIM_ALONE_WITHIN_SECS: u64 = 600;
 
-/// A claim waiting in [`EthChain::claim_queue`] for the next claim transaction. `Debug` leaves
-/// the preimage out.
-pub(super) struct ClaimRequest {
-    h: EthHtlc,
-    preimage: B256,
-    /// The transaction carrying it and how many claims that transaction has, or the error.
-    reply: oneshot::Sender<Result<(B256, usize), EthError>>,
-}
-
-impl std::fmt::Debug for ClaimRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClaimRequest")
-            .field("id", &self.h.id())
-            .field("preimage", &"<redacted>")
-            .finish()
-    }
+/// What a claim needs, once checked against the chain.
+enum ClaimCheck {
+    /// Claimed already (by this transaction).
+    Done(B256),
+    /// To send; `alone` when too close to its expiry to share a batch.
+    Send { alone: bool },
 }
 
 /// The call data of a single claim of `h`.
@@ -249,17 +239,154 @@ impl EthChain {
 
     /// Claims the swap with `preimage` (idempotent; see [`Rail::claim`]).
     pub async fn claim_htlc(&self, p: &HtlcParams, preimage: &Preimage) -> Result<B256, EthError> {
-        let h = EthHtlc::from_params(p)?;
-        if !p.hashlock.matches(preimage) {
-            return Err(EthError::InvalidParams(
-                "preimage does not match the hashlock".into(),
-            ));
+        self.claim_htlcs(&[(p, preimage)])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(EthError::Rpc("claim not handled".into())))
+    }
+
+    /// Claims every swap of `items` (each idempotent, as [`Self::claim_htlc`]); one answer per
+    /// item, in order. The claims go out together: up to [`MAX_CLAIM_BATCH`] per `claimBatch`
+    /// transaction (~7,000 gas per extra swap instead of ~32,000 each), except a claim within
+    /// [`CLAIM_ALONE_WITHIN_SECS`] of its expiry, which goes alone so that nothing in a batch
+    /// (an entry claimed or expired meanwhile) can delay it. A batch whose estimate fails, or
+    /// that reverts, is sent again one claim per transaction.
+    pub async fn claim_htlcs(
+        &self,
+        items: &[(&HtlcParams, &Preimage)],
+    ) -> Vec<Result<B256, EthError>> {
+        let mut out: Vec<Option<Result<B256, EthError>>> = vec![None; items.len()];
+        let mut ready = Vec::new();
+        for (i, (p, pre)) in items.iter().enumerate() {
+            match EthHtlc::from_params(p) {
+                Err(e) => out[i] = Some(Err(e)),
+                Ok(_) if !p.hashlock.matches(pre) => {
+                    out[i] = Some(Err(EthError::InvalidParams(
+                        "preimage does not match the hashlock".into(),
+                    )))
+                }
+                Ok(h) => ready.push((i, h, B256::from(*pre.as_bytes()))),
+            }
         }
-        let id = h.id();
-        let _swap_guard = self.swap_guard(id).await;
-        let found = self.find_retrying(&h, p).await?;
+        // One action at a time per swap, taken in a fixed order (two rounds sharing swaps
+        // cannot deadlock); held until every claim of the round has its answer.
+        let mut ids: Vec<B256> = ready.iter().map(|(_, h, _)| h.id()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut guards = Vec::with_capacity(ids.len());
+        for id in ids {
+            guards.push(self.swap_guard(id).await);
+        }
+        // Each claim checked against one scan that started after this call (shared).
+        let asked = std::time::Instant::now();
+        let checked = futures::future::join_all(
+            ready
+                .iter()
+                .map(|(i, h, _)| self.check_claim(h, items[*i].0, asked)),
+        )
+        .await;
+        let mut alone = Vec::new();
+        let mut batched = Vec::new();
+        for ((i, h, pre), c) in ready.into_iter().zip(checked) {
+            match c {
+                Ok(ClaimCheck::Done(tx)) => out[i] = Some(Ok(tx)),
+                Ok(ClaimCheck::Send { alone: true }) => alone.push(vec![(i, h, pre)]),
+                Ok(ClaimCheck::Send { alone: false }) => batched.push((i, h, pre)),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        let mut groups = alone;
+        while !batched.is_empty() {
+            let rest = batched.split_off(batched.len().min(MAX_CLAIM_BATCH));
+            groups.push(std::mem::replace(&mut batched, rest));
+        }
+        // Sent one after the other (nonces), then waited for together.
+        let mut sent = Vec::with_capacity(groups.len());
+        for group in groups {
+            let input = match group.as_slice() {
+                [(_, h, pre)] => claim_input(h, *pre),
+                _ => claim_batch_input(group.iter().map(|(_, h, pre)| (*h, *pre)).collect()),
+            };
+            match self.send(self.cfg.htlc, input, U256::ZERO).await {
+                Ok(tx) => {
+                    tracing::info!(chain = "eth", tx = %tx, claims = group.len(), "htlc claim sent");
+                    sent.push((group, Ok(tx)));
+                }
+                Err(e) if group.len() > 1 => {
+                    // The estimate failed for the batch (one entry would revert, say): each
+                    // claim goes on its own, so the good ones are not held back.
+                    tracing::warn!(chain = "eth", claims = group.len(), error = %e, "claim batch not sent; claiming one by one");
+                    for one in group {
+                        let r = self
+                            .send(self.cfg.htlc, claim_input(&one.1, one.2), U256::ZERO)
+                            .await;
+                        sent.push((vec![one], r));
+                    }
+                }
+                Err(e) => sent.push((group, Err(e))),
+            }
+        }
+        for (group, r) in &sent {
+            if let Ok(tx) = r {
+                let mut inflight = self.inflight.lock().await;
+                for (_, h, _) in group {
+                    inflight.insert((h.id(), Op::Claim), *tx);
+                }
+            }
+        }
+        let answers = futures::future::join_all(sent.into_iter().map(|(group, r)| async move {
+            let waited = match r {
+                Ok(tx) => self.wait(tx).await.map(|_| tx),
+                Err(e) => Err(e),
+            };
+            match waited {
+                Ok(tx) => group.into_iter().map(|(i, ..)| (i, Ok(tx))).collect(),
+                Err(e) => {
+                    let batch = group.len() > 1;
+                    futures::future::join_all(group.into_iter().map(|(i, h, pre)| {
+                        let e = e.clone();
+                        async move {
+                            let p = items[i].0;
+                            if batch && matches!(e, EthError::Reverted { .. }) {
+                                // A batch is all or nothing: one entry that became
+                                // unclaimable after the estimate reverts the others too.
+                                self.inflight.lock().await.remove(&(h.id(), Op::Claim));
+                                tracing::warn!(chain = "eth", swap_id = %p.swap_id, "claim batch reverted; claiming alone");
+                                let alone = self
+                                    .send_and_wait(self.cfg.htlc, claim_input(&h, pre), U256::ZERO)
+                                    .await;
+                                return match alone {
+                                    Ok(tx) => (i, Ok(tx)),
+                                    Err(e) => (i, self.after_failure(&h, p, e, true).await),
+                                };
+                            }
+                            (i, self.after_failure(&h, p, e, true).await)
+                        }
+                    }))
+                    .await
+                }
+            }
+        }))
+        .await;
+        for (i, r) in answers.into_iter().flatten() {
+            out[i] = Some(r);
+        }
+        drop(guards);
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(EthError::Rpc("claim not handled".into()))))
+            .collect()
+    }
+
+    /// What claiming `h` needs, read from a scan that started at or after `asked`.
+    async fn check_claim(
+        &self,
+        h: &EthHtlc,
+        p: &HtlcParams,
+        asked: std::time::Instant,
+    ) -> Result<ClaimCheck, EthError> {
+        let found = self.find_retrying_with(h, p, false, asked, true).await?;
         match &found.status {
-            HtlcStatus::Claimed { txref, .. } => return parse_txref(txref),
+            HtlcStatus::Claimed { txref, .. } => return parse_txref(txref).map(ClaimCheck::Done),
             HtlcStatus::Refunded { .. } => {
                 return Err(EthError::Impossible("swap was refunded".into()))
             }
@@ -269,133 +396,12 @@ impl EthChain {
         if found.tip.timestamp >= h.expiry {
             return Err(EthError::Impossible("swap expired: cannot claim".into()));
         }
-        if let Some(tx) = self.resume_inflight(id, Op::Claim).await? {
-            return Ok(tx);
+        if let Some(tx) = self.resume_inflight(h.id(), Op::Claim).await? {
+            return Ok(ClaimCheck::Done(tx));
         }
-        let pre = B256::from(*preimage.as_bytes());
-        // A batch is all or nothing: a claim close to its expiry goes alone, so that nothing
-        // in someone else's batch (an entry claimed or expired meanwhile) can delay it.
-        let sent = if h.expiry.saturating_sub(found.tip.timestamp) < CLAIM_ALONE_WITHIN_SECS {
-            self.send(self.cfg.htlc, claim_input(&h, pre), U256::ZERO)
-                .await
-                .map(|tx| (tx, 1))
-        } else {
-            self.send_claim_batched(h, pre).await
-        };
-        let (tx, batched) = match sent {
-            Ok(sent) => sent,
-            Err(e) => return self.after_failure(&h, p, e, true).await,
-        };
-        self.inflight.lock().await.insert((id, Op::Claim), tx);
-        tracing::info!(chain = "eth", swap_id = %p.swap_id, tx = %tx, batch = batched, "htlc claim sent");
-        match self.wait(tx).await {
-            Ok(_) => Ok(tx),
-            Err(EthError::Reverted { .. }) if batched > 1 => {
-                // A batch is all or nothing: one entry that became unclaimable after the
-                // estimate reverts the others too. Claim this one on its own.
-                self.inflight.lock().await.remove(&(id, Op::Claim));
-                tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %tx, "claim batch reverted; claiming alone");
-                let tx = match self
-                    .send(self.cfg.htlc, claim_input(&h, pre), U256::ZERO)
-                    .await
-                {
-                    Ok(tx) => tx,
-                    Err(e) => return self.after_failure(&h, p, e, true).await,
-                };
-                self.inflight.lock().await.insert((id, Op::Claim), tx);
-                match self.wait(tx).await {
-                    Ok(_) => Ok(tx),
-                    Err(e) => self.after_failure(&h, p, e, true).await,
-                }
-            }
-            Err(e) => self.after_failure(&h, p, e, true).await,
-        }
-    }
-
-    /// Sends the claim of `h`, together with the other claims asked for meanwhile: concurrent
-    /// claims of this adapter become one `claimBatch` transaction (~7,000 gas per extra swap
-    /// instead of ~32,000 each) without waiting for anything. The caller that gets the
-    /// `claimer` lock sends every queued claim (up to [`MAX_CLAIM_BATCH`] per transaction)
-    /// while the others wait for its answer; claims queued while it sends go with the next.
-    /// Returns the transaction and how many claims it carries.
-    pub(super) async fn send_claim_batched(
-        &self,
-        h: EthHtlc,
-        pre: B256,
-    ) -> Result<(B256, usize), EthError> {
-        let (reply, mut answer) = oneshot::channel();
-        self.claim_queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(ClaimRequest {
-                h,
-                preimage: pre,
-                reply,
-            });
-        let interrupted =
-            || EthError::Rpc("the claim batch carrying this claim was interrupted; retry".into());
-        tokio::select! {
-            a = &mut answer => return a.unwrap_or_else(|_| Err(interrupted())),
-            claimer = self.claimer.lock() => {
-                match answer.try_recv() {
-                    Ok(a) => return a,
-                    Err(oneshot::error::TryRecvError::Closed) => return Err(interrupted()),
-                    // Still queued: send the queue (ours included).
-                    Err(oneshot::error::TryRecvError::Empty) => self.send_claim_queue().await,
-                }
-                drop(claimer);
-            }
-        }
-        answer.await.unwrap_or_else(|_| Err(interrupted()))
-    }
-
-    /// The batch leader's work (with `claimer` held): sends every queued claim.
-    pub(super) async fn send_claim_queue(&self) {
-        loop {
-            let batch: Vec<ClaimRequest> = {
-                let mut q = self
-                    .claim_queue
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                q.retain(|r| !r.reply.is_closed());
-                let n = q.len().min(MAX_CLAIM_BATCH);
-                q.drain(..n).collect()
-            };
-            if batch.is_empty() {
-                return;
-            }
-            if batch.len() == 1 {
-                let r = &batch[0];
-                let sent = self
-                    .send(self.cfg.htlc, claim_input(&r.h, r.preimage), U256::ZERO)
-                    .await;
-                for r in batch {
-                    let _ = r.reply.send(sent.clone().map(|tx| (tx, 1)));
-                }
-                continue;
-            }
-            let input = claim_batch_input(batch.iter().map(|r| (r.h, r.preimage)).collect());
-            let n = batch.len();
-            match self.send(self.cfg.htlc, input, U256::ZERO).await {
-                Ok(tx) => {
-                    tracing::info!(chain = "eth", tx = %tx, claims = n, "claim batch sent");
-                    for r in batch {
-                        let _ = r.reply.send(Ok((tx, n)));
-                    }
-                }
-                Err(e) => {
-                    // The estimate failed for the batch (one entry would revert, say): each
-                    // claim goes on its own, so the good ones are not held back.
-                    tracing::warn!(chain = "eth", claims = n, error = %e, "claim batch not sent; claiming one by one");
-                    for r in batch {
-                        let sent = self
-                            .send(self.cfg.htlc, claim_input(&r.h, r.preimage), U256::ZERO)
-                            .await;
-                        let _ = r.reply.send(sent.map(|tx| (tx, 1)));
-                    }
-                }
-            }
-        }
+        Ok(ClaimCheck::Send {
+            alone: h.expiry.saturating_sub(found.tip.timestamp) < CLAIM_ALONE_WITHIN_SECS,
+        })
     }
 
     /// Refunds the swap to its sender (idempotent; see [`Rail::refund`]).

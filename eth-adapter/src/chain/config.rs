@@ -32,15 +32,6 @@ pub struct EthConfig {
     /// The numeric chain id the node must report (checked by [`EthChain::connect`]); `None`
     /// accepts any.
     pub expected_chain_id: Option<u64>,
-    /// `htlc_status` reuses the last log scan of the shared scanner when it is younger than
-    /// this and no newly watched swap needs a backfill. Zero (the default): every call scans.
-    /// With many swaps, a fraction of the poll interval turns one scan per swap into one scan
-    /// per interval. `lock`, `claim` and `refund` always act on a scan that started after they
-    /// were called (concurrent actions share one).
-    pub status_max_age: Duration,
-    /// `tip` answers from the last tip read when it is younger than this. Zero (the default):
-    /// every call asks the node.
-    pub tip_max_age: Duration,
 }
 
 /// `scheme://host[:port]` of a URL, without path, query or credentials.
@@ -69,8 +60,6 @@ impl std::fmt::Debug for EthConfig {
             .field("log_chunk", &self.log_chunk)
             .field("mempool_preimages", &self.mempool_preimages)
             .field("expected_chain_id", &self.expected_chain_id)
-            .field("status_max_age", &self.status_max_age)
-            .field("tip_max_age", &self.tip_max_age)
             .finish()
     }
 }
@@ -99,8 +88,6 @@ impl EthConfig {
             log_chunk: 10_000,
             mempool_preimages: false,
             expected_chain_id: known_chain_id(params.chain.network),
-            status_max_age: Duration::ZERO,
-            tip_max_age: Duration::ZERO,
         }
     }
 }

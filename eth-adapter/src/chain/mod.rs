@@ -19,7 +19,7 @@ use swap_core::rail::{
 };
 use swap_core::store::SharedOutbox;
 use swap_core::types::{Account, Expiry, Height, Preimage, Timestamp, TxRef};
-use tokio::sync::{oneshot, Mutex, OnceCell};
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::bindings::{IERC20Permit, Permit, HTLC};
 use crate::error::{rpc_err, EthError};
@@ -34,7 +34,6 @@ mod foreign;
 mod send;
 mod status;
 
-use actions::ClaimRequest;
 pub use config::{known_chain_id, EthConfig};
 pub use foreign::FoundLock;
 
@@ -80,13 +79,11 @@ pub struct EthChain {
     calls_by_method: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
     /// The last completed shared scan.
     refreshed: std::sync::Mutex<Option<Refreshed>>,
-    /// The last tip read, and when.
-    /// Held while reading, so concurrent callers wait for one read.
-    tip_cache: Mutex<Option<(std::time::Instant, ChainTip)>>,
-    /// Claims waiting to be sent together (see `send_claim_batched`).
-    claim_queue: std::sync::Mutex<Vec<ClaimRequest>>,
-    /// Held by the caller that sends the queued claims.
-    claimer: Mutex<()>,
+    /// The last read of the chain's head: when it started, and the block number. Held while
+    /// reading, so that concurrent waiters share one read (see `head_since`).
+    head: Mutex<Option<(std::time::Instant, u64)>>,
+    /// The origin of the receipt pollers' common clock (see `wait`).
+    epoch: tokio::time::Instant,
     /// The last EIP-1559 fee estimate and the block it was made on.
     fee_estimate: std::sync::Mutex<Option<(B256, alloy::eips::eip1559::Eip1559Estimation)>>,
     /// Answers that cannot change for a given block (keyed by its hash): storage slots of the
@@ -94,21 +91,11 @@ pub struct EthChain {
     at_block: std::sync::Mutex<AtBlock>,
 }
 
-/// When a shared scan started and finished, and the block it reached.
+/// When a shared scan started, and the block it reached.
 #[derive(Debug, Clone, Copy)]
 struct Refreshed {
     started: std::time::Instant,
-    finished: std::time::Instant,
     tip: ScanTip,
-}
-
-/// How fresh a scan a question needs.
-#[derive(Debug, Clone, Copy)]
-enum Freshness {
-    /// Younger than [`EthConfig::status_max_age`] (status polls).
-    Recent,
-    /// Started at or after this instant (actions: what the chain said when they were asked).
-    Since(std::time::Instant),
 }
 
 /// See `EthChain::at_block`.
@@ -269,11 +256,10 @@ impl EthChain {
             calls,
             calls_by_method,
             refreshed: std::sync::Mutex::new(None),
-            tip_cache: Mutex::new(None),
+            head: Mutex::new(None),
+            epoch: tokio::time::Instant::now(),
             at_block: std::sync::Mutex::new(AtBlock::default()),
             fee_estimate: std::sync::Mutex::new(None),
-            claim_queue: std::sync::Mutex::new(Vec::new()),
-            claimer: Mutex::new(()),
             nonces: NonceManager::new(account),
             account,
             cfg,
@@ -394,24 +380,11 @@ impl Rail for EthChain {
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {
-        let max_age = self.cfg.tip_max_age;
-        let read = || async {
-            let t = scan::latest(&self.provider).await?;
-            Ok::<_, ChainError>(ChainTip {
-                height: Height(t.number),
-                time: Timestamp(t.timestamp),
-            })
-        };
-        if max_age.is_zero() {
-            return read().await;
-        }
-        let mut cache = self.tip_cache.lock().await;
-        if let Some((_, tip)) = cache.filter(|(at, _)| at.elapsed() < max_age) {
-            return Ok(tip);
-        }
-        let tip = read().await?;
-        *cache = Some((std::time::Instant::now(), tip));
-        Ok(tip)
+        let t = scan::latest(&self.provider).await?;
+        Ok(ChainTip {
+            height: Height(t.number),
+            time: Timestamp(t.timestamp),
+        })
     }
 
     async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
@@ -437,35 +410,57 @@ impl Rail for EthChain {
     }
 
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
-        let found = self.status_found(htlc).await?;
-        if found.status != HtlcStatus::Absent {
-            return Ok(found.status);
-        }
-        // Not the agreed lock, but perhaps a lock by the agreed sender under the same hashlock
-        // with other parameters: report it as found so the engine refuses it and says why
-        // (protocol rule 4). Only the agreed sender can have made it (the contract's sender is
-        // msg.sender), so nobody else can make a swap look wrong.
-        // The shared scan keeps every lock under a watched hashlock: no lookup per swap.
-        let h = EthHtlc::from_params(htlc)?;
-        let Some(other) = self
-            .scanned_locks_with_hashlock(&h, found.tip)
-            .await
-            .into_iter()
-            .find(|f| f.locked && f.htlc.sender == h.sender)
-        else {
-            return Ok(HtlcStatus::Absent);
-        };
-        self.foreign_lock_status(htlc, other)
+        self.status_since(htlc, std::time::Instant::now()).await
     }
 
-    /// All legs at once: concurrent status reads share one log scan per block.
+    /// All legs at once, from one log scan that started after this call (the statuses are
+    /// read concurrently; the first to need a scan makes it, the others answer from it).
     async fn observe(&self, htlcs: &[HtlcParams]) -> Result<Observation, ChainError> {
-        swap_core::rail::observe_concurrently(self, htlcs).await
+        let asked = std::time::Instant::now();
+        let tip = Rail::tip(self).await?;
+        let statuses = futures::future::join_all(htlcs.iter().map(|htlc| async move {
+            Rail::watch(self, htlc).await?;
+            self.status_since(htlc, asked).await
+        }))
+        .await;
+        Ok(Observation { tip, statuses })
     }
 
-    /// All at once: concurrent sends share the adapter's nonce and batching queues.
+    /// A round at once: its claims go out as `claimBatch` transactions (see
+    /// [`EthChain::claim_htlcs`]), its locks and refunds concurrently (one nonce after the
+    /// other).
     async fn execute(&self, ops: &[RailOp]) -> Vec<Result<TxRef, ChainError>> {
-        swap_core::rail::execute_concurrently(self, ops).await
+        if let Err(e) = self.signer() {
+            let e = ChainError::from(e);
+            return ops.iter().map(|_| Err(e.clone())).collect();
+        }
+        let claims: Vec<(&HtlcParams, &Preimage)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                RailOp::Claim(h, p) => Some((h, p)),
+                _ => None,
+            })
+            .collect();
+        let others = futures::future::join_all(ops.iter().map(|op| async move {
+            match op {
+                RailOp::Claim(..) => None,
+                RailOp::Lock(h) => Some(self.lock_htlc(h).await),
+                RailOp::Refund(h) => Some(self.refund_htlc(h).await),
+            }
+        }));
+        let (claimed, others) = futures::join!(self.claim_htlcs(&claims), others);
+        let mut claimed = claimed.into_iter();
+        others
+            .into_iter()
+            .map(|r| {
+                let r = r.unwrap_or_else(|| {
+                    claimed
+                        .next()
+                        .unwrap_or_else(|| Err(EthError::Rpc("claim not handled".into())))
+                });
+                r.map(txref).map_err(ChainError::from)
+            })
+            .collect()
     }
 
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {

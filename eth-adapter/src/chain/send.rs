@@ -172,28 +172,40 @@ impl EthChain {
         self.wait(hash).await.map(|_| Some(hash))
     }
 
+    /// The chain's head (block number) as read by a read that started at or after `asked`:
+    /// callers that ask together share one read.
+    pub(super) async fn head_since(&self, asked: std::time::Instant) -> Result<u64, EthError> {
+        let mut head = self.head.lock().await;
+        if let Some((started, number)) = *head {
+            if started >= asked {
+                return Ok(number);
+            }
+        }
+        let started = std::time::Instant::now();
+        let number = self.provider.get_block_number().await.map_err(rpc_err)?;
+        *head = Some((started, number));
+        Ok(number)
+    }
+
     /// Waits for the receipt; a reverted transaction is an error.
     ///
-    /// With a shared tip ([`EthConfig::tip_max_age`] above zero, read through [`Rail::tip`]
-    /// by every waiter), the receipt is asked for again only when the chain has a new block: a
-    /// thousand swaps waiting for their transactions cost a thousand receipt reads per block,
-    /// not per poll interval. Without one, a tip read would cost as much as the receipt read it
-    /// saves, so the receipt is read every poll.
+    /// Every waiter polls on one clock (multiples of the poll interval since the adapter was
+    /// made), reads the chain's head through one shared read per poll ([`Self::head_since`]),
+    /// and asks for its receipt only when the head moved: a thousand transactions waited for
+    /// cost one head read per poll and a thousand receipt reads per block.
     pub(super) async fn wait(&self, tx: B256) -> Result<TransactionReceipt, EthError> {
         let deadline = tokio::time::Instant::now() + self.cfg.receipt_timeout;
-        let mut checked_at: Option<Height> = None;
+        let poll = self.cfg.poll_interval.max(Duration::from_millis(1));
+        let mut checked_at: Option<u64> = None;
+        let mut asked = std::time::Instant::now();
         loop {
-            let tip = if self.cfg.tip_max_age.is_zero() {
-                None
-            } else {
-                match Rail::tip(self).await {
-                    Ok(t) => Some(t.height),
-                    Err(e) if e.is_transient() => None,
-                    Err(e) => return Err(EthError::Rpc(e.to_string())),
-                }
+            let head = match self.head_since(asked).await {
+                Ok(h) => Some(h),
+                Err(e) if e.is_transient() => None,
+                Err(e) => return Err(e),
             };
-            let receipt = if tip.is_none() || tip != checked_at {
-                checked_at = tip;
+            let receipt = if head.is_none() || head != checked_at {
+                checked_at = head;
                 self.provider
                     .get_transaction_receipt(tx)
                     .await
@@ -215,7 +227,14 @@ impl EthChain {
             if tokio::time::Instant::now() >= deadline {
                 return Err(EthError::Timeout(format!("{tx:#x}")));
             }
-            tokio::time::sleep(self.cfg.poll_interval).await;
+            // The next multiple of the poll interval on the common clock.
+            let since = self.epoch.elapsed().as_nanos();
+            let step = poll.as_nanos().max(1);
+            let next = (since / step + 1) * step;
+            let wake = self.epoch + Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX));
+            tokio::time::sleep_until(wake).await;
+            // Everyone woken at this instant shares the head read that follows it.
+            asked = wake.into_std();
         }
     }
 

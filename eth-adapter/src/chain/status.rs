@@ -3,15 +3,16 @@
 use super::*;
 
 impl EthChain {
-    /// Brings the shared scan up to date (watching `h`) as `fresh` asks, and reads the swap's
-    /// state from the scanned events. With `verify_slot` (actions), the contract's storage
+    /// Brings the shared scan up to date (watching `h`): a scan that started at or after
+    /// `asked` is reused (concurrent questions asked together share one), an older one is not.
+    /// Then reads the swap's state from the scanned events. With `verify_slot` (actions), the contract's storage
     /// slot of the swap is read too and must agree with the events.
     pub(super) async fn find(
         &self,
         h: &EthHtlc,
         p: &HtlcParams,
         mempool: bool,
-        fresh: Freshness,
+        asked: std::time::Instant,
         verify_slot: bool,
     ) -> Result<Found, EthError> {
         let id = h.id();
@@ -24,13 +25,7 @@ impl EthChain {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let reuse = last
                 .filter(|_| !scanner.has_backfill())
-                .filter(|r| match fresh {
-                    Freshness::Recent => {
-                        !self.cfg.status_max_age.is_zero()
-                            && r.finished.elapsed() < self.cfg.status_max_age
-                    }
-                    Freshness::Since(asked) => r.started >= asked,
-                })
+                .filter(|r| r.started >= asked)
                 .map(|r| r.tip);
             let (tip, reorged) = match reuse {
                 Some(tip) => (tip, false),
@@ -51,11 +46,8 @@ impl EthChain {
                     *self
                         .refreshed
                         .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Refreshed {
-                        started,
-                        finished: std::time::Instant::now(),
-                        tip: r.0,
-                    });
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(Refreshed { started, tip: r.0 });
                     r
                 }
             };
@@ -186,8 +178,7 @@ impl EthChain {
         p: &HtlcParams,
     ) -> Result<Found, EthError> {
         let asked = std::time::Instant::now();
-        self.find_retrying_with(h, p, false, Freshness::Since(asked), true)
-            .await
+        self.find_retrying_with(h, p, false, asked, true).await
     }
 
     pub(super) async fn find_retrying_with(
@@ -195,18 +186,18 @@ impl EthChain {
         h: &EthHtlc,
         p: &HtlcParams,
         mempool: bool,
-        fresh: Freshness,
+        asked: std::time::Instant,
         verify_slot: bool,
     ) -> Result<Found, EthError> {
         let mut last = None;
         for attempt in 0..3 {
             // A retry after an inconsistent answer always scans afresh.
-            let fresh = if attempt == 0 {
-                fresh
+            let asked = if attempt == 0 {
+                asked
             } else {
-                Freshness::Since(std::time::Instant::now())
+                std::time::Instant::now()
             };
-            match self.find(h, p, mempool, fresh, verify_slot).await {
+            match self.find(h, p, mempool, asked, verify_slot).await {
                 Err(e @ EthError::Inconsistent(_)) => {
                     last = Some(e);
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -271,13 +262,48 @@ impl EthChain {
     /// as `Claimed` with 0 confirmations (the preimage is public from then on). `lock`, `claim`
     /// and `refund` never rely on it: they act on mined state only.
     pub async fn status(&self, p: &HtlcParams) -> Result<HtlcStatus, EthError> {
-        Ok(self.status_found(p).await?.status)
+        Ok(self
+            .status_found(p, std::time::Instant::now())
+            .await?
+            .status)
     }
 
-    pub(super) async fn status_found(&self, p: &HtlcParams) -> Result<Found, EthError> {
+    /// The status from a scan that started at or after `asked`.
+    pub(super) async fn status_found(
+        &self,
+        p: &HtlcParams,
+        asked: std::time::Instant,
+    ) -> Result<Found, EthError> {
         let h = EthHtlc::from_params(p)?;
         self.check_decimals(p).await?;
-        self.find_retrying_with(&h, p, self.cfg.mempool_preimages, Freshness::Recent, false)
+        self.find_retrying_with(&h, p, self.cfg.mempool_preimages, asked, false)
             .await
+    }
+
+    /// [`Rail::htlc_status`] from a scan that started at or after `asked`.
+    pub(super) async fn status_since(
+        &self,
+        htlc: &HtlcParams,
+        asked: std::time::Instant,
+    ) -> Result<HtlcStatus, ChainError> {
+        let found = self.status_found(htlc, asked).await?;
+        if found.status != HtlcStatus::Absent {
+            return Ok(found.status);
+        }
+        // Not the agreed lock, but perhaps a lock by the agreed sender under the same hashlock
+        // with other parameters: report it as found so the engine refuses it and says why
+        // (protocol rule 4). Only the agreed sender can have made it (the contract's sender is
+        // msg.sender), so nobody else can make a swap look wrong.
+        // The shared scan keeps every lock under a watched hashlock: no lookup per swap.
+        let h = EthHtlc::from_params(htlc)?;
+        let Some(other) = self
+            .scanned_locks_with_hashlock(&h, found.tip)
+            .await
+            .into_iter()
+            .find(|f| f.locked && f.htlc.sender == h.sender)
+        else {
+            return Ok(HtlcStatus::Absent);
+        };
+        self.foreign_lock_status(htlc, other)
     }
 }
