@@ -87,16 +87,25 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 /// Finds the node binary: `BITCOIND_EXE`, `LITECOIND_EXE`, then `litecoind`/`bitcoind` on `PATH`.
 /// Panics, naming the install command, when there is none.
 pub fn find_node() -> (NodeKind, PathBuf) {
-    if let Some(p) = std::env::var_os("BITCOIND_EXE").filter(|p| !p.is_empty()) {
+    find_node_with(|var| std::env::var_os(var), find_on_path)
+}
+
+/// [`find_node`] with the environment and the `PATH` search given (testable without changing
+/// the process's environment).
+pub fn find_node_with(
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    on_path: impl Fn(&str) -> Option<PathBuf>,
+) -> (NodeKind, PathBuf) {
+    if let Some(p) = env("BITCOIND_EXE").filter(|p| !p.is_empty()) {
         return (NodeKind::Bitcoind, PathBuf::from(p));
     }
-    if let Some(p) = std::env::var_os("LITECOIND_EXE").filter(|p| !p.is_empty()) {
+    if let Some(p) = env("LITECOIND_EXE").filter(|p| !p.is_empty()) {
         return (NodeKind::Litecoind, PathBuf::from(p));
     }
-    if let Some(p) = find_on_path("litecoind") {
+    if let Some(p) = on_path("litecoind") {
         return (NodeKind::Litecoind, p);
     }
-    if let Some(p) = find_on_path("bitcoind") {
+    if let Some(p) = on_path("bitcoind") {
         return (NodeKind::Bitcoind, p);
     }
     panic!(

@@ -4,7 +4,7 @@
 //! a crash between the outbox steps, nor a second process on the same store fund one twice.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! secret visible to Alice.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use btc_adapter::chain::txid_of;
 use swap_core::Finality;

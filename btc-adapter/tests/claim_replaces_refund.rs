@@ -4,7 +4,7 @@
 //! The sender's fee bumps never replace the recipient's claim with a refund.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use swap_core::Finality;

@@ -2,7 +2,7 @@
 //! BIP-21 URI, and detects the payment by its block scan, whoever sent it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use swap_core::Finality;
 use swap_core::{Amount, HtlcStatus, Preimage, Rail, Sats};

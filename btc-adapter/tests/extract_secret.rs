@@ -2,7 +2,7 @@
 //! (opcode by opcode), not with the adapter's builder.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use bitcoin::blockdata::opcodes::all::*;
 use bitcoin::script::Builder;

@@ -2,7 +2,7 @@
 //! `bump_after_blocks` blocks; the replacement is mined and pays Bob.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use btc_adapter::chain::txid_of;
 use serde_json::json;

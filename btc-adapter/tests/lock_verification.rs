@@ -4,7 +4,7 @@
 //! terms).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use swap_core::Finality;
 use swap_core::{Account, Amount, Expiry, Height, HtlcStatus, Preimage, Rail, Sats};

@@ -2,7 +2,7 @@
 //! the adapter waits (transient error) until then, and the claim is refused afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use btc_adapter::{build_refund, FeePolicy, HtlcOutput};
 use swap_core::Finality;

@@ -2,7 +2,7 @@
 //! through `BtcChain::bump_fees` (the engine's periodic hook) as well as a repeated `refund`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use swap_core::Finality;

@@ -2,7 +2,7 @@
 //! the funding is double-spent it is Absent again. lock() then refuses to fund a second time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use btc_adapter::chain::txid_of;
 use swap_core::Finality;

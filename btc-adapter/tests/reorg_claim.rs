@@ -2,7 +2,7 @@
 //! 0 confirmations, same secret), then confirmed again in the new chain.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use swap_core::Finality;
 use swap_core::{HtlcStatus, Preimage, Rail};

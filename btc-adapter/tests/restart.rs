@@ -2,7 +2,7 @@
 //! carries on (same scanner state, new cookie) once it is back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use swap_core::Finality;
 use swap_core::{HtlcStatus, Preimage, Rail};

@@ -3,7 +3,7 @@
 //! one before sending anything.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use bitcoin::hashes::{sha256, Hash};
 use swap_core::{Hashlock, HtlcStatus, Preimage, Rail};

@@ -1,7 +1,7 @@
 //! Twenty swaps locked concurrently from one account, then claimed in one transaction.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

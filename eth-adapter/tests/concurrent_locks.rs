@@ -1,7 +1,7 @@
 //! Many swaps locked at once from one account (nonce manager), ETH and ERC-20 mixed.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! key or the RPC URL's path.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use eth_adapter::{EthChain, EthConfig};
 

@@ -5,7 +5,7 @@
 //! the model says it must.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, U256};

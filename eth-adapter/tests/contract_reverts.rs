@@ -2,7 +2,7 @@
 //! false-returning), and re-entrancy, against a real anvil.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};

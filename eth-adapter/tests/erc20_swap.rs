@@ -2,7 +2,7 @@
 //! token (permit path) refunded, and a DAI-style token (its own `permit`) locked by `approve`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::U256;

@@ -1,7 +1,7 @@
 //! ETH swap: lock, observe, claim, preimage visible to the sender; every action idempotent.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use swap_core::rail::{HtlcStatus, Rail};
 use swap_core::Finality;

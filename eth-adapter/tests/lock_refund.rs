@@ -2,7 +2,7 @@
 //! refund is permanent.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use swap_core::rail::{HtlcStatus, Rail};
 

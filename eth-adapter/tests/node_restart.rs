@@ -2,7 +2,7 @@
 //! adapter carries on where it was.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! went to another transaction never lock one swap twice, and never leave it unlocked.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! extracted from the chain by the sender's adapter; the recipient is paid.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::{B256, U256};

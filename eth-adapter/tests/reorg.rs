@@ -2,7 +2,7 @@
 //! signed lock again (from its outbox), never a second one.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use swap_core::rail::{HtlcStatus, Rail};
 use swap_core::Finality;

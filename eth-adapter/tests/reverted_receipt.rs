@@ -2,7 +2,7 @@
 //! a claim estimated one second before expiry lands in a block at the expiry.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+use crate::common;
 
 use swap_core::rail::{HtlcStatus, Rail};
 use swap_core::types::Expiry;

@@ -7,7 +7,7 @@
 //! - many swaps run concurrently between two engines.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod sim;
+use crate::sim;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -7,7 +7,7 @@
 //! must finish with either the other asset or its own back, with balances that agree.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod sim;
+use crate::sim;
 
 use sim::*;
 use swap_core::*;
