@@ -373,3 +373,110 @@ async fn no_funding_twice_across_crashes_cancels_and_processes() {
         funded_exactly_once(&env, &slow, &params, &txrefs).await;
     }
 }
+
+/// Rails issue, item 3: a funding recorded but never broadcast (the process died) must never be
+/// mined after its swap gave up. `cancel_lock` spends one of its inputs back to the wallet and
+/// answers `Ok` only once that is as deep as a lock must be; the funding is then refused for
+/// good, and the other locks it carried can be funded anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_funding_that_never_got_out_is_cancelled_for_good() {
+    use swap_core::store::{Outbox, SendKey};
+    let env = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let params = distinct_params(&env, 3).await;
+    let dead = process(&env, &path);
+    assert!(stop_at(
+        &dead,
+        "sendrawtransaction",
+        dead.execute(&locks(&params)),
+        true
+    )
+    .await
+    .is_none());
+    let other = process(&env, &path);
+    let key = |p: &HtlcParams| SendKey {
+        swap: p.swap_id,
+        rail: other.params().rail(),
+        kind: swap_core::TxKind::Lock,
+    };
+    let store = swap_core::store::SqliteStore::open(&path).unwrap();
+    let recorded = store
+        .signed(&key(&params[0]))
+        .await
+        .unwrap()
+        .expect("recorded");
+    let funding: Transaction = bitcoin::consensus::deserialize(&recorded.raw).unwrap();
+    assert!(env.node.rpc().get_raw_mempool().await.unwrap().is_empty());
+
+    // Cancel: sent, then not final before it is as deep as a lock must be.
+    let cancel = |p: &HtlcParams| {
+        let op = [RailOp::CancelLock(p.clone())];
+        let other = &other;
+        async move { other.execute(&op).await }
+    };
+    let mut blocks = 0;
+    let cancelled = loop {
+        match cancel(&params[0]).await.pop().unwrap() {
+            Ok(t) => break t,
+            Err(e) => {
+                assert!(matches!(e.cause, swap_core::Cause::NotReady { .. }), "{e}");
+                assert!(blocks < 10, "never final: {e}");
+                env.node.mine(1).await;
+                blocks += 1;
+            }
+        }
+    };
+    assert!(!cancelled.0.is_empty());
+    assert!(blocks >= 1, "final before it was mined");
+    println!("funding cancelled by {cancelled} after {blocks} block(s)");
+    // The cancel spends an input of the funding back to the wallet.
+    let txs = tip_block_txs(&env).await;
+    let all_mined: Vec<Transaction> = {
+        let mut v = txs;
+        for back in 1..blocks {
+            let h = env.node.height().await - back;
+            let hash = env.node.rpc().get_block_hash(h).await.unwrap();
+            let b = env.node.rpc().get_block_verbose(&hash).await.unwrap();
+            v.extend(
+                btc_adapter::scanner::parse_block_txs(
+                    &hash.to_string(),
+                    b.tx.iter().map(|t| (t.txid.as_str(), t.hex.as_str())),
+                )
+                .unwrap(),
+            );
+        }
+        v
+    };
+    let c = all_mined
+        .iter()
+        .find(|t| t.compute_txid().to_string() == cancelled.0)
+        .expect("cancel mined");
+    assert!(c.input.iter().any(|i| funding
+        .input
+        .iter()
+        .any(|f| f.previous_output == i.previous_output)));
+    // The funding can never be mined now.
+    let again = env.node.rpc().send_raw_transaction(&funding).await;
+    assert!(again.is_err(), "the cancelled funding was accepted again");
+    // Idempotent; the other locks the funding carried are dead with it (nothing to send) and
+    // can be funded anew, exactly once.
+    assert_eq!(cancel(&params[0]).await.pop().unwrap().unwrap().0, "");
+    // (Until its own swap cancels, a lock whose funding is dead is refused, never funded twice.)
+    let refused = other.execute(&locks(&params[2..])).await.pop().unwrap();
+    assert!(refused.is_err_and(|e| !e.is_transient()));
+    assert_eq!(cancel(&params[1]).await.pop().unwrap().unwrap().0, "");
+    assert_eq!(cancel(&params[2]).await.pop().unwrap().unwrap().0, "");
+    let txrefs = lock_until_funded(&other, &params[1..]).await;
+    assert_ne!(
+        btc_adapter::chain::txid_of(&txrefs[0]).unwrap(),
+        funding.compute_txid()
+    );
+    funded_exactly_once(&env, &other, &params[1..], &txrefs).await;
+    // A mined lock is not cancelled: it is refunded.
+    let e = cancel(&params[2]).await.pop().unwrap().unwrap_err();
+    assert_eq!(e.cause, swap_core::Cause::AlreadySpent, "{e}");
+    // An HTLC never locked: nothing to cancel.
+    let never = distinct_params(&env, 1).await;
+    assert_eq!(cancel(&never[0]).await.pop().unwrap().unwrap().0, "");
+}

@@ -114,6 +114,9 @@ pub fn next_step(record: &SwapRecord, state: &SwapState) -> String {
             }
             I::AwaitRefund { .. } => format!("refunding our lock once {} passes", t.x.expiry),
             I::Refunding { .. } => "refund sent, waiting for confirmations".into(),
+            I::Cancelling { .. } => {
+                "our lock never got on chain: making sure it never can, then done".into()
+            }
             I::Done { .. } => "finished".into(),
         },
         SwapState::Responder(s) => match s {
@@ -131,6 +134,9 @@ pub fn next_step(record: &SwapRecord, state: &SwapState) -> String {
                 format!("claiming {} with the secret", leg_text(&t.x))
             }
             R::Refunding => "refund sent, waiting for confirmations".into(),
+            R::Cancelling => {
+                "our lock never got on chain: making sure it never can, then done".into()
+            }
             R::Done { .. } => "finished".into(),
         },
     }

@@ -144,3 +144,80 @@ async fn no_lock_twice_across_processes_and_crashes() {
     funded_by(&e, &p, &tx).await;
     assert_eq!(store.signed(&key).await.unwrap().map(|s| s.txref), Some(tx));
 }
+
+/// Rails issue, item 3: a lock recorded and sent but never mined (the process died; it waits in
+/// a pool, or anyone who kept it may send it again) must never be mined after its swap gave up.
+/// `cancel_lock` takes its nonce with a transfer to self and answers `Ok` only once that is
+/// mined; the lock is then refused for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_never_got_mined_is_cancelled_for_good() {
+    use swap_core::rail::RailOp;
+    let e = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    e.net.rpc("evm_setAutomine", json!([false])).await;
+    let dead = process(&e, &path);
+    kill_at(&dead, "eth_sendRawTransaction", dead.lock(&p)).await;
+    let key = SendKey {
+        swap: p.swap_id,
+        rail: common::eth_params().rail(),
+        kind: TxKind::Lock,
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    let recorded = store.signed(&key).await.unwrap().expect("recorded");
+    let before = sent_count(&e).await;
+
+    let other = process(&e, &path);
+    let cancel = |p: &HtlcParams| {
+        let op = [RailOp::CancelLock(p.clone())];
+        let other = &other;
+        async move { other.execute(&op).await.pop().unwrap() }
+    };
+    let mut blocks = 0;
+    let cancelled = loop {
+        match cancel(&p).await {
+            Ok(t) => break t,
+            Err(err) => {
+                assert!(
+                    matches!(err.cause, swap_core::Cause::NotReady { .. }),
+                    "{err}"
+                );
+                assert!(blocks < 5, "never final: {err}");
+                e.net.mine(1).await;
+                blocks += 1;
+            }
+        }
+    };
+    e.net.rpc("evm_setAutomine", json!([true])).await;
+    assert!(blocks >= 1, "final before it was mined");
+    assert_ne!(cancelled, recorded.txref);
+    assert_eq!(
+        sent_count(&e).await,
+        before + 1,
+        "one transaction: the cancel"
+    );
+    let lock_hash: alloy::primitives::B256 = recorded.txref.0.parse().unwrap();
+    assert!(e
+        .net
+        .provider()
+        .get_transaction_receipt(lock_hash)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(e.bob.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
+    // The lock can never be mined now.
+    let again = e.net.provider().send_raw_transaction(&recorded.raw).await;
+    assert!(again.is_err(), "the cancelled lock was accepted again");
+    // Idempotent; the swap may even lock anew (a new transaction).
+    assert_eq!(cancel(&p).await.unwrap().0, "");
+    let tx = lock_until_done(&other, &p).await;
+    assert_ne!(tx, recorded.txref);
+    funded_by(&e, &p, &tx).await;
+    // A mined lock is not cancelled: it is refunded.
+    let err = cancel(&p).await.unwrap_err();
+    assert_eq!(err.cause, swap_core::Cause::AlreadySpent, "{err}");
+    // A swap never locked: nothing to cancel.
+    let (never, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
+    assert_eq!(cancel(&never).await.unwrap().0, "");
+}

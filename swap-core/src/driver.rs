@@ -248,10 +248,16 @@ impl Driver {
             Action::Lock { leg } => (*leg, TxKind::Lock),
             Action::Claim { leg, .. } => (*leg, TxKind::Claim),
             Action::Refund { leg } => (*leg, TxKind::Refund),
+            Action::CancelLock { leg } => (*leg, TxKind::Cancel),
         };
         let kind = tx_kind.as_str();
         let chain_id = record.terms.leg(leg).params.rail();
         match result {
+            // A cancel with nothing to cancel (no lock was ever signed) sent nothing.
+            Ok(txref) if txref.0.is_empty() => {
+                info!(swap_id = %record.id(), chain = %chain_id, action = kind, "nothing to send");
+                self.record_sent(record, action).await;
+            }
             Ok(txref) => {
                 info!(swap_id = %record.id(), chain = %chain_id, action = kind, %txref, "sent");
                 let tx = crate::store::SentTx {
@@ -385,6 +391,7 @@ pub fn state_name(state: &SwapState) -> &'static str {
             I::Claimed => "claimed",
             I::AwaitRefund { .. } => "await_refund",
             I::Refunding { .. } => "refunding",
+            I::Cancelling { .. } => "cancelling",
             I::Done { .. } => "done",
         },
         SwapState::Responder(s) => match s {
@@ -396,6 +403,7 @@ pub fn state_name(state: &SwapState) -> &'static str {
             R::SecretLearned { .. } => "secret_learned",
             R::Claiming { .. } => "claiming",
             R::Refunding => "refunding",
+            R::Cancelling => "cancelling",
             R::Done { .. } => "done",
         },
     }

@@ -62,13 +62,25 @@ pub enum Action {
         /// Which leg.
         leg: Leg,
     },
+    /// Make sure our lock on this leg can never be mined: we gave up, it is not on chain, but
+    /// a lock we signed may linger (evicted from mempools, to be broadcast again by a wallet
+    /// or anyone who kept it). The rail spends what it would have spent elsewhere (Bitcoin: an
+    /// input of the funding back to the wallet; Ethereum: its nonce) and answers `Ok` only
+    /// once that is final (or nothing was ever signed); until then a `NotReady` error.
+    CancelLock {
+        /// Which leg.
+        leg: Leg,
+    },
 }
 
 impl Action {
     /// The leg the action is on.
     pub fn leg(&self) -> Leg {
         match self {
-            Action::Lock { leg } | Action::Claim { leg, .. } | Action::Refund { leg } => *leg,
+            Action::Lock { leg }
+            | Action::Claim { leg, .. }
+            | Action::Refund { leg }
+            | Action::CancelLock { leg } => *leg,
         }
     }
 }
@@ -265,6 +277,12 @@ pub mod initiator {
             /// Why we gave up.
             reason: GiveUpReason,
         },
+        /// Nothing of ours is on X and nothing can land there in time any more: making sure a
+        /// lock we signed can never be mined either, then done.
+        Cancelling {
+            /// Why we gave up.
+            reason: GiveUpReason,
+        },
         /// Finished.
         Done {
             /// How.
@@ -293,6 +311,11 @@ pub mod initiator {
     pub fn after_sent(state: &State, action: &Action) -> Option<State> {
         match (state, action) {
             (State::Claiming, Action::Claim { .. }) => Some(State::ClaimSent),
+            (State::Cancelling { reason }, Action::CancelLock { .. }) => Some(State::Done {
+                outcome: Outcome::Aborted {
+                    reason: reason.clone(),
+                },
+            }),
             _ => None,
         }
     }
@@ -369,7 +392,7 @@ pub mod initiator {
         }
 
         match state {
-            AwaitRefund { reason } | Refunding { reason } => {
+            AwaitRefund { reason } | Refunding { reason } | Cancelling { reason } => {
                 refund_path(terms, reason.clone(), snap)
             }
             _ => {
@@ -464,18 +487,19 @@ pub mod initiator {
         let depth_x = terms.x.params.required_finality();
         match &snap.x.htlc {
             HtlcStatus::Absent => {
-                // Nothing of ours on chain. Once X's expiry has passed (and the budget to mine
-                // anything still in flight) nothing can appear that we would need to refund.
+                // Nothing of ours on chain. A lock we signed may still linger: cancel it (its
+                // coins or nonce spent elsewhere) so that it can never be mined after we leave.
+                // Once X's expiry has passed (and the budget to mine anything still in flight)
+                // and the cancel is final, nothing can appear that we would need to refund.
                 let settled = terms.x.params.reached(
                     terms.x.params.claims_final_after(terms.x.expiry),
                     snap.x.tip,
                 );
+                let cancel = Action::CancelLock { leg: Leg::X };
                 if settled {
-                    Step::to(Done {
-                        outcome: Outcome::Aborted { reason },
-                    })
+                    Step::act(Cancelling { reason }, cancel)
                 } else {
-                    Step::to(AwaitRefund { reason })
+                    Step::act(AwaitRefund { reason }, cancel)
                 }
             }
             HtlcStatus::Funded { .. } => {
@@ -539,6 +563,9 @@ pub mod responder {
         },
         /// Our refund of Y has been (or is being) sent.
         Refunding,
+        /// Too late to lock, nothing of ours on Y and nothing can land there in time any
+        /// more: making sure a lock we signed can never be mined either, then done.
+        Cancelling,
         /// Finished.
         Done {
             /// How.
@@ -557,6 +584,19 @@ pub mod responder {
         Step::to(State::Done {
             outcome: Outcome::Aborted { reason },
         })
+    }
+
+    /// The state to persist once `action`, computed in `state`, was accepted by the rail: a
+    /// cancel that is final ends the swap.
+    pub fn after_sent(state: &State, action: &Action) -> Option<State> {
+        match (state, action) {
+            (State::Cancelling, Action::CancelLock { .. }) => Some(State::Done {
+                outcome: Outcome::Aborted {
+                    reason: GiveUpReason::TooLate,
+                },
+            }),
+            _ => None,
+        }
     }
 
     /// The responder's transition function.
@@ -696,15 +736,23 @@ pub mod responder {
                 if may_lock(terms, snap) && matches!(state, Locking | Locked { .. }) {
                     return Step::act(Locking, Action::Lock { leg: Leg::Y });
                 }
-                // Too late to (re)lock. Wait until nothing we sent can still be mined.
+                // Still allowed to lock later (the initiator's lock not final again after a
+                // reorg, say): wait.
+                if terms.check_responder_may_lock(snap.tips()).is_ok() {
+                    return Step::to(state.clone());
+                }
+                // Too late to (re)lock, ever. Cancel a lock we signed that may linger (its
+                // coins or nonce spent elsewhere), and wait until nothing we sent can still be
+                // mined.
                 let settled = terms.y.params.reached(
                     terms.y.params.claims_final_after(terms.y.expiry),
                     snap.y.tip,
                 );
+                let cancel = Action::CancelLock { leg: Leg::Y };
                 if settled {
-                    abort(GiveUpReason::TooLate)
+                    Step::act(Cancelling, cancel)
                 } else {
-                    Step::to(state.clone())
+                    Step::act(state.clone(), cancel)
                 }
             }
             HtlcStatus::Funded { lock, .. } => {

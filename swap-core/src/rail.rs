@@ -281,13 +281,16 @@ pub enum RailOp {
     Claim(HtlcParams, Preimage),
     /// Refund this HTLC.
     Refund(HtlcParams),
+    /// Make a lock of this HTLC that was signed but is not on chain impossible to mine
+    /// ([`Rail::cancel_lock`]).
+    CancelLock(HtlcParams),
 }
 
 impl RailOp {
     /// The HTLC the operation is about.
     pub fn htlc(&self) -> &HtlcParams {
         match self {
-            RailOp::Lock(h) | RailOp::Claim(h, _) | RailOp::Refund(h) => h,
+            RailOp::Lock(h) | RailOp::Claim(h, _) | RailOp::Refund(h) | RailOp::CancelLock(h) => h,
         }
     }
 }
@@ -394,6 +397,19 @@ pub trait Rail: Send + Sync {
     /// a rail whose refunds are automatic.
     async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError>;
 
+    /// Makes sure a lock of `htlc` that this installation signed, and that is not on the rail
+    /// (never broadcast, evicted, reorged out), can never land there: what it would spend goes
+    /// elsewhere (an input back to the wallet, the nonce to a transfer to self). `Ok` once that
+    /// is final, with the cancelling transaction, or with an empty reference when no lock was
+    /// ever signed; a `NotReady` error while the cancel is not final yet; an `AlreadySpent`
+    /// error when the lock itself is on chain (it is refunded instead). Called by a swap that
+    /// gave up before its lock appeared. The default (a rail whose locks are applied at once or
+    /// not at all, such as a channel update) has nothing to cancel.
+    async fn cancel_lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        let _ = htlc;
+        Ok(TxRef(String::new()))
+    }
+
     /// One look at the rail for all the given legs: the tip and each leg's status. The default
     /// asks leg by leg; an adapter that can answer from one scan overrides it.
     async fn observe(&self, htlcs: &[HtlcParams]) -> Result<Observation, ChainError> {
@@ -442,6 +458,7 @@ pub async fn perform<R: Rail + ?Sized>(rail: &R, op: &RailOp) -> Result<TxRef, C
         RailOp::Lock(h) => rail.lock(h).await,
         RailOp::Claim(h, p) => rail.claim(h, p).await,
         RailOp::Refund(h) => rail.refund(h).await,
+        RailOp::CancelLock(h) => rail.cancel_lock(h).await,
     }
 }
 

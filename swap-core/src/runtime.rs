@@ -200,6 +200,7 @@ impl Driver {
                     Action::Lock { .. } => RailOp::Lock(htlc),
                     Action::Claim { preimage, .. } => RailOp::Claim(htlc, preimage.clone()),
                     Action::Refund { .. } => RailOp::Refund(htlc),
+                    Action::CancelLock { .. } => RailOp::CancelLock(htlc),
                 };
                 let rail = record.terms.leg(leg).params.rail();
                 ops_by_rail.entry(rail).or_default().push((p, a, op));

@@ -874,3 +874,141 @@ fn the_claim_phase_settles_on_an_unchanging_snapshot() {
         }
     }
 }
+
+fn tip_at(e: Expiry) -> ChainTip {
+    match e {
+        Expiry::Height(h) => ChainTip {
+            height: h,
+            time: Timestamp(0),
+        },
+        Expiry::Time(t) => ChainTip {
+            height: Height(1),
+            time: t,
+        },
+    }
+}
+
+/// Rails issue, item 3: a lock that was sent but never got on chain (evicted, never
+/// broadcast) could be mined after its swap gave up. Both machines ask their rail to cancel it
+/// (spend what it spends elsewhere) once they will never lock again, and end only once the
+/// cancel is final (the rail's `Ok`, `after_sent`).
+#[test]
+fn a_lock_that_never_got_on_chain_is_cancelled_before_the_swap_ends() {
+    let secret = Preimage::from_bytes([6; 32]);
+    for dir in ALL_DIRECTIONS {
+        let w = World::new(dir, Mining::Nominal, Mining::Nominal, secret.clone());
+        let t = w.terms.clone();
+        let absent = |tip| LegView {
+            tip,
+            htlc: HtlcStatus::Absent,
+        };
+        // Initiator: gave up with nothing of ours on X.
+        let too_late = tip_at(bump(t.x.expiry, -1));
+        let settled = tip_at(t.x.params.claims_final_after(t.x.expiry));
+        let snap = |x_tip| Snapshot {
+            x: absent(x_tip),
+            y: absent(w.y.tip()),
+        };
+        let step = initiator::next(&t, &secret, &initiator::State::Locking, &snap(too_late));
+        assert!(
+            matches!(step.state, initiator::State::AwaitRefund { .. }),
+            "{dir:?}: {step:?}"
+        );
+        let waiting = step.state.clone();
+        let step = initiator::next(&t, &secret, &waiting, &snap(too_late));
+        assert_eq!(step.state, waiting, "{dir:?}");
+        assert_eq!(
+            step.actions,
+            vec![Action::CancelLock { leg: Leg::X }],
+            "{dir:?}"
+        );
+        assert_eq!(
+            initiator::after_sent(&waiting, &step.actions[0]),
+            None,
+            "{dir:?}: not over before nothing can land on X any more"
+        );
+        let step = initiator::next(&t, &secret, &waiting, &snap(settled));
+        assert!(
+            matches!(step.state, initiator::State::Cancelling { .. }),
+            "{dir:?}: {step:?}"
+        );
+        assert_eq!(
+            step.actions,
+            vec![Action::CancelLock { leg: Leg::X }],
+            "{dir:?}"
+        );
+        // Not done until the rail says the cancel is final.
+        assert!(!step.state.is_final());
+        let done = initiator::after_sent(&step.state, &step.actions[0]).unwrap();
+        assert!(
+            matches!(
+                done,
+                initiator::State::Done {
+                    outcome: Outcome::Aborted { .. }
+                }
+            ),
+            "{dir:?}: {done:?}"
+        );
+        // The lock shows up after all: refunded, never cancelled.
+        let funded = Snapshot {
+            x: LegView {
+                tip: settled,
+                htlc: HtlcStatus::Funded {
+                    lock: w.agreed_lock(Leg::X),
+                    finality: Finality::confirmations(3),
+                },
+            },
+            y: absent(w.y.tip()),
+        };
+        let step = initiator::next(&t, &secret, &step.state, &funded);
+        let expected = match t.x.params.refunds() {
+            RefundMode::Explicit => vec![Action::Refund { leg: Leg::X }],
+            RefundMode::Automatic => vec![],
+        };
+        assert_eq!(step.actions, expected, "{dir:?}");
+
+        // Responder: locked (or tried to), its lock is not on Y, too late to lock again.
+        let r_snap = |y_tip| Snapshot {
+            x: LegView {
+                tip: w.x.tip(),
+                htlc: HtlcStatus::Funded {
+                    lock: w.agreed_lock(Leg::X),
+                    finality: Finality::confirmations(50),
+                },
+            },
+            y: absent(y_tip),
+        };
+        let too_late = tip_at(bump(t.y.expiry, -1));
+        let settled = tip_at(t.y.params.claims_final_after(t.y.expiry));
+        let step = responder::next(&t, &responder::State::Locking, &r_snap(too_late));
+        assert_eq!(step.state, responder::State::Locking, "{dir:?}");
+        assert_eq!(
+            step.actions,
+            vec![Action::CancelLock { leg: Leg::Y }],
+            "{dir:?}"
+        );
+        assert_eq!(responder::after_sent(&step.state, &step.actions[0]), None);
+        let step = responder::next(&t, &responder::State::Locking, &r_snap(settled));
+        assert_eq!(step.state, responder::State::Cancelling, "{dir:?}");
+        assert_eq!(
+            step.actions,
+            vec![Action::CancelLock { leg: Leg::Y }],
+            "{dir:?}"
+        );
+        assert!(matches!(
+            responder::after_sent(&step.state, &step.actions[0]),
+            Some(responder::State::Done {
+                outcome: Outcome::Aborted { .. }
+            })
+        ));
+        // Still allowed to lock: no cancel (the lock is sent again instead).
+        let step = responder::next(&t, &responder::State::Locking, &r_snap(w.y.tip()));
+        assert!(
+            !step
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::CancelLock { .. })),
+            "{dir:?}: {step:?}"
+        );
+    }
+}

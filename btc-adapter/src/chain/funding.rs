@@ -26,7 +26,7 @@ struct Output {
 }
 
 impl BtcChain {
-    fn send_key(&self, htlc: &HtlcParams) -> SendKey {
+    pub(super) fn send_key(&self, htlc: &HtlcParams) -> SendKey {
         SendKey {
             swap: htlc.swap_id,
             rail: self.params.rail(),

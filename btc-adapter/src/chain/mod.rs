@@ -51,6 +51,7 @@ const MAX_FUNDING_OUTPUTS: usize = 250;
 /// Node wallet addresses fetched at most in one batch for payouts (see `payout_script`).
 const PAYOUT_PREFETCH: usize = 64;
 
+mod cancel;
 mod config;
 mod funding;
 mod spend;
@@ -419,6 +420,7 @@ impl Rail for BtcChain {
                 RailOp::Lock(_) => None,
                 RailOp::Claim(h, p) => Some(self.claim(h, p).await),
                 RailOp::Refund(h) => Some(self.refund(h).await),
+                RailOp::CancelLock(h) => Some(self.cancel_funding(h).await),
             }
         }));
         let (funded, spent) = futures::join!(self.fund(&locks), spends);
@@ -479,6 +481,12 @@ impl Rail for BtcChain {
         }
         self.spend_or_bump(htlc, SpendKind::Claim, Some(preimage))
             .await
+    }
+
+    /// Spends an input of a recorded funding that is not on chain back to the wallet (see
+    /// `cancel.rs`).
+    async fn cancel_lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.cancel_funding(htlc).await
     }
 
     async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {

@@ -28,6 +28,7 @@ use crate::nonce::NonceManager;
 use crate::scan::{self, EventKind, ScanTip, Scanner};
 
 mod actions;
+mod cancel;
 mod config;
 mod derive;
 mod foreign;
@@ -442,25 +443,34 @@ impl Rail for EthChain {
             })
             .collect();
         let others = futures::future::join_all(ops.iter().map(|op| async move {
-            match op {
-                RailOp::Claim(..) => None,
-                RailOp::Lock(h) => Some(self.lock_htlc(h).await),
-                RailOp::Refund(h) => Some(self.refund_htlc(h).await),
-            }
+            let sent = match op {
+                RailOp::Claim(..) => return None,
+                RailOp::Lock(h) => self.lock_htlc(h).await,
+                RailOp::Refund(h) => self.refund_htlc(h).await,
+                RailOp::CancelLock(h) => return Some(self.cancel_lock_htlc(h).await),
+            };
+            Some(sent.map(txref).map_err(ChainError::from))
         }));
         let (claimed, others) = futures::join!(self.claim_htlcs(&claims), others);
         let mut claimed = claimed.into_iter();
         others
             .into_iter()
             .map(|r| {
-                let r = r.unwrap_or_else(|| {
+                r.unwrap_or_else(|| {
                     claimed
                         .next()
                         .unwrap_or_else(|| Err(EthError::Rpc("claim not handled".into())))
-                });
-                r.map(txref).map_err(ChainError::from)
+                        .map(txref)
+                        .map_err(ChainError::from)
+                })
             })
             .collect()
+    }
+
+    /// Takes the place of a recorded lock that is not mined with a transfer to self of the same
+    /// nonce (see `cancel.rs`).
+    async fn cancel_lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.cancel_lock_htlc(htlc).await
     }
 
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {

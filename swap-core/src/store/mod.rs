@@ -67,7 +67,7 @@ impl SwapState {
     pub fn after_sent(&self, action: &crate::machine::Action) -> Option<SwapState> {
         match self {
             SwapState::Initiator(s) => initiator::after_sent(s, action).map(SwapState::Initiator),
-            SwapState::Responder(_) => None,
+            SwapState::Responder(s) => responder::after_sent(s, action).map(SwapState::Responder),
         }
     }
 
@@ -172,15 +172,18 @@ pub enum TxKind {
     Claim,
     /// Refunded one to its sender.
     Refund,
+    /// Made a lock that was signed but is not on chain impossible to mine.
+    Cancel,
 }
 
 impl TxKind {
-    /// `lock`, `claim` or `refund`.
+    /// `lock`, `claim`, `refund` or `cancel`.
     pub fn as_str(&self) -> &'static str {
         match self {
             TxKind::Lock => "lock",
             TxKind::Claim => "claim",
             TxKind::Refund => "refund",
+            TxKind::Cancel => "cancel",
         }
     }
 }

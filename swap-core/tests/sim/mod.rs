@@ -380,6 +380,29 @@ impl SimChain {
         Ok(self.submit(TxKind::Lock(lock), "lock"))
     }
 
+    /// Cancels a lock still in the mempool (its inputs spent elsewhere, at once in this model):
+    /// it will never be mined. A mined lock cannot be cancelled.
+    pub fn submit_cancel(
+        &mut self,
+        hashlock: &Hashlock,
+        sender: swap_core::Account,
+    ) -> Result<TxRef, ChainError> {
+        if let Some(i) = self.find(hashlock) {
+            if self.htlcs[i].lock.sender == sender {
+                return Err(ChainError::new(Cause::AlreadySpent, "the lock is mined"));
+            }
+        }
+        let before = self.mempool.len();
+        self.mempool.retain(|tx| {
+            !matches!(&tx.kind, TxKind::Lock(l) if l.hashlock == *hashlock && l.sender == sender)
+        });
+        if self.mempool.len() == before {
+            Ok(TxRef(String::new()))
+        } else {
+            Ok(self.txref("cancel"))
+        }
+    }
+
     pub fn submit_claim(
         &mut self,
         hashlock: &Hashlock,
@@ -680,6 +703,10 @@ impl World {
             }
             Action::Claim { leg, preimage } => self.chain_mut(*leg).submit_claim(&h, preimage),
             Action::Refund { leg } => self.chain_mut(*leg).submit_refund(&h),
+            Action::CancelLock { leg } => {
+                let sender = self.agreed_lock(*leg).sender;
+                self.chain_mut(*leg).submit_cancel(&h, sender)
+            }
         }
     }
 

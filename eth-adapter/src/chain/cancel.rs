@@ -1,0 +1,174 @@
+//! Cancelling a lock that was signed but is not mined ([`Rail::cancel_lock`]): a transfer of
+//! nothing to ourselves with the same nonce and higher fees takes its place, so that the lock
+//! can never be mined after its swap gave up (it may sit in mempools, or be broadcast again by
+//! anyone who kept it).
+//!
+//! The cancel is recorded in the outbox before its broadcast, like the lock. Once the nonce is
+//! used by a transaction as deep as a lock must be, both records are discarded.
+
+use alloy::consensus::Transaction as _;
+use alloy::eips::eip2718::{Decodable2718, Encodable2718};
+use alloy::network::NetworkTransactionBuilder;
+use swap_core::store::{SendKey, SignedTx, TxKind};
+use swap_core::Cause;
+
+use super::*;
+
+fn outbox_error(e: swap_core::store::StoreError) -> EthError {
+    EthError::Rpc(format!("outbox: {e}"))
+}
+
+fn not_ready(message: impl std::fmt::Display) -> ChainError {
+    ChainError::new(Cause::NotReady { until: None }, message.to_string())
+}
+
+fn decode(signed: &SignedTx) -> Result<alloy::consensus::TxEnvelope, EthError> {
+    alloy::consensus::TxEnvelope::decode_2718(&mut signed.raw.as_slice())
+        .map_err(|e| EthError::Inconsistent(format!("outbox transaction unreadable: {e}")))
+}
+
+impl EthChain {
+    pub(super) async fn cancel_lock_htlc(&self, p: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.signer()?;
+        let h = EthHtlc::from_params(p)?;
+        let _swap_guard = self.swap_guard(h.id()).await;
+        let lock_key = SendKey {
+            swap: p.swap_id,
+            rail: self.cfg.params.rail(),
+            kind: TxKind::Lock,
+        };
+        let cancel_key = SendKey {
+            kind: TxKind::Cancel,
+            ..lock_key
+        };
+        let Some(recorded) = self.outbox.signed(&lock_key).await.map_err(outbox_error)? else {
+            // Nothing was ever signed for this lock: nothing can be mined.
+            return Ok(TxRef(String::new()));
+        };
+        let lock = decode(&recorded)?;
+        let nonce = lock.nonce();
+        let receipt = self
+            .provider
+            .get_transaction_receipt(*lock.tx_hash())
+            .await
+            .map_err(rpc_err)?;
+        if receipt.as_ref().is_some_and(|r| r.status()) {
+            return Err(ChainError::new(
+                Cause::AlreadySpent,
+                format!(
+                    "lock {} is mined: it is refunded, not cancelled",
+                    recorded.txref
+                ),
+            ));
+        }
+        let cancel = self
+            .outbox
+            .signed(&cancel_key)
+            .await
+            .map_err(outbox_error)?;
+        let cancel = match cancel {
+            Some(c) if decode(&c)?.nonce() == nonce => Some(c),
+            Some(stale) => {
+                // The cancel of an earlier lock of this swap: not this one's.
+                self.outbox
+                    .discard(&[cancel_key], &stale.txref)
+                    .await
+                    .map_err(outbox_error)?;
+                None
+            }
+            None => None,
+        };
+        // Is the nonce used by a transaction deep enough (the lock reverted, our cancel, or
+        // anything else of ours)? Then the lock can never be mined.
+        let latest = scan::latest(&self.provider).await?;
+        let depth = u64::from(self.cfg.params.lock_confirmations.max(1));
+        let used_at = |block: u64| async move {
+            self.provider
+                .get_transaction_count(self.address())
+                .block_id(alloy::eips::BlockId::number(block))
+                .await
+                .map_err(rpc_err)
+        };
+        if used_at(latest.number).await? > nonce {
+            let deep =
+                latest.number + 1 >= depth && used_at(latest.number + 1 - depth).await? > nonce;
+            if !deep {
+                return Err(not_ready(format!(
+                    "nonce {nonce} of lock {} is used; waiting for {depth} confirmations",
+                    recorded.txref
+                )));
+            }
+            self.outbox
+                .discard(&[lock_key], &recorded.txref)
+                .await
+                .map_err(outbox_error)?;
+            let txref = match cancel {
+                Some(c) => {
+                    self.outbox
+                        .discard(&[cancel_key], &c.txref)
+                        .await
+                        .map_err(outbox_error)?;
+                    c.txref
+                }
+                None => TxRef(String::new()),
+            };
+            tracing::info!(chain = "eth", swap_id = %p.swap_id, lock = %recorded.txref, "lock cancelled for good");
+            return Ok(txref);
+        }
+        let signed = match cancel {
+            Some(c) => c,
+            None => {
+                let signed = self.sign_cancel(&lock, latest.base_fee).await?;
+                self.outbox
+                    .record_signed(&[cancel_key], &signed)
+                    .await
+                    .map_err(outbox_error)?;
+                signed
+            }
+        };
+        match self.provider.send_raw_transaction(&signed.raw).await {
+            Ok(_) => {
+                tracing::info!(chain = "eth", swap_id = %p.swap_id, lock = %recorded.txref, cancel = %signed.txref, "lock cancel sent");
+                Err(not_ready(format!("cancel {} not mined yet", signed.txref)))
+            }
+            Err(e) => {
+                let e = rpc_err(e);
+                if e.is_transient() {
+                    return Err(e.into());
+                }
+                // Already known, or its nonce just got used: the next call sees which.
+                Err(not_ready(format!("cancel {}: {e}", signed.txref)))
+            }
+        }
+    }
+
+    /// A transfer of nothing to ourselves with the lock's nonce, paying more than the lock
+    /// (by the 10 % a node needs to replace it, and at least the current base fee twice). Not
+    /// held to the configured fee caps: it costs 21,000 gas, and it is what keeps the funds.
+    async fn sign_cancel(
+        &self,
+        lock: &alloy::consensus::TxEnvelope,
+        base_fee: Option<u128>,
+    ) -> Result<SignedTx, EthError> {
+        let wallet = EthereumWallet::from(self.signer()?.clone());
+        let bump = |fee: u128| fee + fee / 8 + 1;
+        let prio = bump(lock.max_priority_fee_per_gas().unwrap_or(0)).max(1_000_000_000);
+        let max_fee = bump(lock.max_fee_per_gas()).max(base_fee.unwrap_or(0) * 2 + prio);
+        let envelope = TransactionRequest::default()
+            .with_from(self.address())
+            .with_to(self.address())
+            .with_value(U256::ZERO)
+            .with_nonce(lock.nonce())
+            .with_chain_id(self.chain_id().await?)
+            .with_gas_limit(21_000)
+            .with_max_fee_per_gas(max_fee)
+            .with_max_priority_fee_per_gas(prio)
+            .build(&wallet)
+            .await
+            .map_err(|e| EthError::InvalidParams(format!("signing: {e}")))?;
+        Ok(SignedTx {
+            txref: txref(*envelope.tx_hash()),
+            raw: envelope.encoded_2718(),
+        })
+    }
+}
