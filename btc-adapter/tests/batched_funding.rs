@@ -385,28 +385,35 @@ async fn a_funding_that_never_got_out_is_cancelled_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("swaps.sqlite");
     let params = distinct_params(&env, 3).await;
-    let dead = process(&env, &path);
-    assert!(stop_at(
-        &dead,
-        "sendrawtransaction",
-        dead.execute(&locks(&params)),
-        true
-    )
-    .await
-    .is_none());
     let other = process(&env, &path);
     let key = |p: &HtlcParams| SendKey {
         swap: p.swap_id,
         rail: other.params().rail(),
         kind: swap_core::TxKind::Lock,
     };
+    // What a process that died between recording its funding and broadcasting it leaves: a
+    // signed funding of the three HTLCs in the outbox, which no node has seen.
+    let pay: Vec<(String, u64)> = params
+        .iter()
+        .map(|p| {
+            let Amount::Sats(Sats(sats)) = p.amount else {
+                unreachable!()
+            };
+            (other.htlc_address(p).unwrap(), sats)
+        })
+        .collect();
+    let pay: Vec<(&str, u64)> = pay.iter().map(|(a, s)| (a.as_str(), *s)).collect();
+    let w = &env.alice_wallet;
+    let psbt = w.wallet_create_funded_psbt(&pay, 2).await.unwrap();
+    let psbt = w.wallet_process_psbt(&psbt).await.unwrap();
+    let funding = w.finalize_psbt(&psbt).await.unwrap();
+    let recorded = swap_core::store::SignedTx {
+        txref: TxRef(funding.compute_txid().to_string()),
+        raw: bitcoin::consensus::serialize(&funding),
+    };
     let store = swap_core::store::SqliteStore::open(&path).unwrap();
-    let recorded = store
-        .signed(&key(&params[0]))
-        .await
-        .unwrap()
-        .expect("recorded");
-    let funding: Transaction = bitcoin::consensus::deserialize(&recorded.raw).unwrap();
+    let keys: Vec<SendKey> = params.iter().map(key).collect();
+    store.record_signed(&keys, &recorded).await.unwrap();
     assert!(env.node.rpc().get_raw_mempool().await.unwrap().is_empty());
 
     // Cancel: sent, then not final before it is as deep as a lock must be.

@@ -57,6 +57,19 @@ impl BtcChain {
                 format!("funding {fid} is mined: the lock is refunded, not cancelled"),
             ));
         }
+        // In the mempool: the lock is on the rail (the swap sees it funded and refunds it once
+        // mined; if it is evicted, a later call cancels it).
+        if self
+            .rpc
+            .call::<Value>("getmempoolentry", vec![json!(fid.to_string())])
+            .await
+            .is_ok()
+        {
+            return Err(ChainError::new(
+                Cause::AlreadySpent,
+                format!("funding {fid} is in the mempool: the lock is refunded, not cancelled"),
+            ));
+        }
         let depth = i64::from(self.params.lock_confirmations.max(1));
         let done = |txref: TxRef| async move {
             self.outbox
