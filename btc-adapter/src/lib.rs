@@ -7,13 +7,14 @@
 //! - [`rpc`]: JSON-RPC client (Bitcoin Core 0.21 and 28+ subset).
 //! - [`scanner`]: one block/mempool scan for every watched HTLC, reorg-aware.
 //! - [`chain`]: [`BtcChain`], the `swap_core::Rail` implementation.
-//! - [`regtest`]: a real regtest node for tests (litecoind or bitcoind).
+//!
+//! The regtest node harness is in the `xswap-devnet` crate, so that this library does not
+//! carry it.
 
 pub mod chain;
 pub mod htlc;
 pub mod keys;
 pub mod network;
-pub mod regtest;
 pub mod rpc;
 pub mod scanner;
 pub mod tx;

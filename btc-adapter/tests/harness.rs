@@ -1,7 +1,7 @@
 //! The regtest harness itself: start, wallet, CLTV-active height, mine, reorg, restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use btc_adapter::regtest::{NodeKind, RegtestNode};
+use devnet::regtest::{NodeKind, RegtestNode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harness_starts_mines_reorgs_and_restarts() {

@@ -1,6 +1,6 @@
 //! A missing node binary is a loud failure naming the install command, never a skip.
 
-use btc_adapter::regtest::{find_node_with, NodeKind, RegtestNode};
+use devnet::regtest::{find_node_with, NodeKind, RegtestNode};
 
 #[tokio::test]
 #[should_panic(expected = "apt-get install -y litecoind")]

@@ -9,7 +9,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, U256};
 use alloy::providers::ProviderBuilder;
 use anyhow::Context;
-use eth_adapter::bindings::test_contracts::TestToken;
+use devnet::test_contracts::TestToken;
 use eth_adapter::bindings::IERC20Permit;
 use swap_core::*;
 use swap_net::OfferLeg;

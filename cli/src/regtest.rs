@@ -4,8 +4,8 @@
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use btc_adapter::regtest::RegtestNode;
-use eth_adapter::devnet::Devnet;
+use devnet::anvil::Devnet;
+use devnet::regtest::RegtestNode;
 use swap_core::{Asset, ChainFamily, ChainId, ChainParams, Network};
 
 /// Both regtest chains, the HTLC contract deployed.

@@ -12,8 +12,8 @@ use alloy::primitives::U256;
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{bail, Context};
-use btc_adapter::regtest::{RegtestNode, WALLET};
 use btc_adapter::rpc::{Auth, RpcClient, RpcConfig};
+use devnet::regtest::{RegtestNode, WALLET};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use swap_core::{ChainId, ChainParams};
@@ -108,7 +108,7 @@ pub async fn up(data_dir: &Path) -> anyhow::Result<()> {
     crate::say!("starting anvil...");
     let port = free_port()?;
     let log = std::fs::File::create(data_dir.join("anvil.log"))?;
-    let child = Command::new(eth_adapter::devnet::anvil_path())
+    let child = Command::new(devnet::anvil::anvil_path())
         .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -3,15 +3,15 @@
 //!
 //! Run: `cargo bench -p eth-adapter --bench gas`
 //!
-//! Conditions (see `eth_adapter::gas::GasReport`): the ETH claim is sent by the recipient and
+//! Conditions (see `devnet::gas::GasReport`): the ETH claim is sent by the recipient and
 //! the refund by the sender; the ERC-20 is `contracts/test/TestToken.sol` (plain mappings,
 //! finite allowance that is decremented); each ERC-20 lock starts with the HTLC holding none of
 //! the token, the claim pays a recipient holding none and empties the HTLC, the refund empties
 //! it.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use eth_adapter::devnet::Devnet;
-use eth_adapter::gas::{measure, BOLTZ_V6};
+use devnet::anvil::Devnet;
+use devnet::gas::{measure, BOLTZ_V6};
 
 async fn run() {
     let net = Devnet::start().await;

@@ -13,48 +13,6 @@ sol!(
     "contracts/out/HTLC.json"
 );
 
-/// Contracts used only by tests and the gas benchmark (`contracts/test/`).
-pub mod test_contracts {
-    use alloy::sol;
-
-    sol!(
-        /// Minimal ERC-20 with EIP-2612 permit; anyone may mint.
-        #[sol(rpc)]
-        TestToken,
-        "contracts/out/test/TestToken.json"
-    );
-    sol!(
-        /// USDT-style token whose transfers return nothing.
-        #[sol(rpc)]
-        NoBoolToken,
-        "contracts/out/test/NoBoolToken.json"
-    );
-    sol!(
-        /// Token that burns 1% of every transfer.
-        #[sol(rpc)]
-        FeeToken,
-        "contracts/out/test/FeeToken.json"
-    );
-    sol!(
-        /// Token whose transfers return false.
-        #[sol(rpc)]
-        FalseToken,
-        "contracts/out/test/FalseToken.json"
-    );
-    sol!(
-        /// DAI-style token: `nonces()` and `DOMAIN_SEPARATOR()`, but not EIP-2612's `permit`.
-        #[sol(rpc)]
-        DaiStyleToken,
-        "contracts/out/test/DaiStyleToken.json"
-    );
-    sol!(
-        /// Re-entrancy attacker.
-        #[sol(rpc)]
-        Reentrant,
-        "contracts/out/test/Reentrant.json"
-    );
-}
-
 sol! {
     /// EIP-2612 permit message (hashed with the token's own `DOMAIN_SEPARATOR()`).
     #[derive(Debug)]

@@ -8,15 +8,14 @@
 //! contract's `Claimed` / `Refunded` events, which [`EthChain`] reads with one log filter for
 //! every watched swap.
 //!
-//! [`devnet`] starts a real anvil for tests (used by this crate's and the workspace's tests).
+//! Test harnesses (anvil, test tokens, the gas measurements) are in the `xswap-devnet` crate, so
+//! that this library does not carry them.
 
 pub mod bindings;
 mod chain;
 mod counting;
-pub mod devnet;
 mod error;
 pub mod funds;
-pub mod gas;
 mod htlc;
 mod nonce;
 pub mod recover;

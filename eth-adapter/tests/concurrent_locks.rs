@@ -8,7 +8,7 @@ use std::sync::Arc;
 use alloy::network::EthereumWallet;
 use alloy::primitives::U256;
 use alloy::providers::ProviderBuilder;
-use eth_adapter::bindings::test_contracts::TestToken;
+use devnet::test_contracts::TestToken;
 use swap_core::rail::{HtlcStatus, Rail, RailOp};
 
 #[tokio::test]

@@ -7,11 +7,9 @@ use crate::common;
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use eth_adapter::bindings::test_contracts::{
-    FalseToken, FeeToken, NoBoolToken, Reentrant, TestToken,
-};
+use devnet::anvil::Devnet;
+use devnet::test_contracts::{FalseToken, FeeToken, NoBoolToken, Reentrant, TestToken};
 use eth_adapter::bindings::HTLC::{self, HTLCErrors, HTLCInstance};
-use eth_adapter::devnet::Devnet;
 use sha2::{Digest, Sha256};
 
 struct T {

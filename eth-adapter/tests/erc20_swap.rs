@@ -7,7 +7,7 @@ use crate::common;
 use alloy::network::EthereumWallet;
 use alloy::primitives::U256;
 use alloy::providers::ProviderBuilder;
-use eth_adapter::bindings::test_contracts::{DaiStyleToken, NoBoolToken, TestToken};
+use devnet::test_contracts::{DaiStyleToken, NoBoolToken, TestToken};
 use swap_core::rail::{HtlcStatus, Rail};
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 //! held to its current figure instead.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use eth_adapter::devnet::Devnet;
-use eth_adapter::gas::{measure, BOLTZ_V6};
+use devnet::anvil::Devnet;
+use devnet::gas::{measure, BOLTZ_V6};
 
 #[tokio::test]
 async fn gas_stays_below_targets() {

@@ -15,9 +15,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use btc_adapter::regtest::RegtestNode;
 use btc_adapter::{BtcChain, BtcConfig};
-use eth_adapter::devnet::Devnet;
+use devnet::anvil::Devnet;
+use devnet::regtest::RegtestNode;
 use eth_adapter::{EthChain, EthConfig};
 use swap_core::store::SqliteStore;
 use swap_core::*;

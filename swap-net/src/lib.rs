@@ -1,5 +1,5 @@
 //! The wire between two xswap engines: Noise XX (X25519, ChaCha20-Poly1305, SHA-256) over TCP,
-//! length-prefixed frames, one [`swap_core::Envelope`] per frame; and the shareable [`Offer`]
+//! length-prefixed frames (tokio-util's `LengthDelimitedCodec`, 2-byte lengths), one [`swap_core::Envelope`] per frame; and the shareable [`Offer`]
 //! string a maker publishes.
 //!
 //! Both ends are authenticated by their static Noise keys: a taker knows the maker's key from
@@ -11,11 +11,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use swap_core::{Amount, Asset, ChainId, Envelope, Message, MessageError, SwapId, Timestamp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
@@ -155,25 +156,33 @@ fn x25519_public(private: &[u8; 32]) -> [u8; 32] {
     }
 }
 
-async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), NetError> {
-    let mut len = [0u8; 2];
-    match stream.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(NetError::Closed),
-        Err(e) => return Err(e.into()),
-    }
-    let n = u16::from_be_bytes(len) as usize;
-    buf.resize(n, 0);
-    stream.read_exact(buf).await?;
-    Ok(())
+/// The socket as frames: a 2-byte big-endian length, then that many bytes (a Noise message).
+type Wire = Framed<TcpStream, LengthDelimitedCodec>;
+
+fn wire(stream: TcpStream) -> Wire {
+    LengthDelimitedCodec::builder()
+        .length_field_length(2)
+        .max_frame_length(MAX_FRAME)
+        .new_framed(stream)
 }
 
-async fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> Result<(), NetError> {
-    let n = u16::try_from(frame.len()).map_err(|_| NetError::TooLarge(frame.len()))?;
-    let mut out = Vec::with_capacity(frame.len() + 2);
-    out.extend_from_slice(&n.to_be_bytes());
-    out.extend_from_slice(frame);
-    stream.write_all(&out).await?;
+async fn read_frame(wire: &mut Wire, buf: &mut Vec<u8>) -> Result<(), NetError> {
+    match wire.next().await {
+        None => Err(NetError::Closed),
+        Some(Err(e)) => Err(e.into()),
+        Some(Ok(frame)) => {
+            buf.clear();
+            buf.extend_from_slice(&frame);
+            Ok(())
+        }
+    }
+}
+
+async fn write_frame(wire: &mut Wire, frame: &[u8]) -> Result<(), NetError> {
+    if frame.len() > MAX_FRAME {
+        return Err(NetError::TooLarge(frame.len()));
+    }
+    wire.send(bytes::Bytes::copy_from_slice(frame)).await?;
     Ok(())
 }
 
@@ -187,7 +196,7 @@ async fn timed<T>(
 
 /// An authenticated, encrypted connection carrying [`Envelope`]s.
 pub struct Connection {
-    stream: TcpStream,
+    wire: Wire,
     noise: snow::TransportState,
     remote: PeerKey,
     buf: Vec<u8>,
@@ -227,10 +236,11 @@ impl Connection {
     /// Runs the initiator's side of the handshake on a connected socket (one made from a
     /// chosen local address, say); with `expected`, refuses any other peer.
     pub async fn initiate(
-        mut stream: TcpStream,
+        stream: TcpStream,
         me: &Identity,
         expected: Option<PeerKey>,
     ) -> Result<Self, NetError> {
+        let mut stream = wire(stream);
         let mut hs = snow::Builder::new(params())
             .local_private_key(&me.private)
             .and_then(|b| b.prologue(PROLOGUE))
@@ -259,7 +269,7 @@ impl Connection {
         timed(write_frame(&mut stream, &buf[..n])).await?;
         let noise = hs.into_transport_mode().map_err(hs_err)?;
         Ok(Self {
-            stream,
+            wire: stream,
             noise,
             remote,
             buf,
@@ -267,7 +277,8 @@ impl Connection {
     }
 
     /// Runs the responder's side of the handshake on an accepted socket.
-    pub async fn accept(mut stream: TcpStream, me: &Identity) -> Result<Self, NetError> {
+    pub async fn accept(stream: TcpStream, me: &Identity) -> Result<Self, NetError> {
+        let mut stream = wire(stream);
         let mut hs = snow::Builder::new(params())
             .local_private_key(&me.private)
             .and_then(|b| b.prologue(PROLOGUE))
@@ -285,7 +296,7 @@ impl Connection {
         let remote = remote_key(&hs)?;
         let noise = hs.into_transport_mode().map_err(hs_err)?;
         Ok(Self {
-            stream,
+            wire: stream,
             noise,
             remote,
             buf,
@@ -308,7 +319,7 @@ impl Connection {
             .write_message(bytes, &mut self.buf)
             .map_err(|_| NetError::Decrypt)?;
         let frame = self.buf[..n].to_vec();
-        timed(write_frame(&mut self.stream, &frame)).await
+        timed(write_frame(&mut self.wire, &frame)).await
     }
 
     /// Sends a message.
@@ -320,7 +331,7 @@ impl Connection {
     /// Receives the next frame's plaintext (no message parsing).
     pub async fn recv_bytes(&mut self) -> Result<Vec<u8>, NetError> {
         let mut frame = Vec::new();
-        timed(read_frame(&mut self.stream, &mut frame)).await?;
+        timed(read_frame(&mut self.wire, &mut frame)).await?;
         let mut out = vec![0u8; frame.len()];
         let n = self
             .noise

@@ -260,7 +260,7 @@ pub async fn agree(nodes: &Nodes, i: &Party, r: &Party, deal: Deal) -> Agreed {
 pub async fn token_for(nodes: &Nodes, to: Address, units: u128) -> Address {
     use alloy::network::EthereumWallet;
     use alloy::providers::ProviderBuilder;
-    use eth_adapter::bindings::test_contracts::TestToken;
+    use devnet::test_contracts::TestToken;
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(nodes.eth.signer(0)))
         .connect_http(nodes.eth.url().parse().unwrap());

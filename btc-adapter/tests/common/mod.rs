@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use btc_adapter::regtest::RegtestNode;
 use btc_adapter::rpc::{RpcClient, RpcConfig};
 use btc_adapter::{BtcChain, BtcConfig, FeeConfig};
+use devnet::regtest::RegtestNode;
 use swap_core::{
     Account, Amount, Expiry, Height, HtlcParams, HtlcStatus, Preimage, Rail, Sats, SwapId,
 };

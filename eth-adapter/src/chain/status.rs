@@ -124,43 +124,22 @@ impl EthChain {
         })
     }
 
-    /// Claims waiting in the node's mempool (`txpool_content`), by hashlock: the preimage and
-    /// the transaction. Read once per shared scan; nodes that do not expose the txpool simply
-    /// yield nothing.
+    /// Claims waiting in the node's mempool (`txpool_content`, through alloy's typed txpool
+    /// API), by hashlock: the preimage and the transaction. Read once per shared scan; nodes
+    /// that do not expose the txpool simply yield nothing.
     pub(super) async fn pending_claims(&self) -> HashMap<B256, (B256, B256)> {
+        use alloy::consensus::Transaction as _;
+        use alloy::providers::ext::TxPoolApi;
         let mut out = HashMap::new();
-        let Ok(pool) = self
-            .provider
-            .raw_request::<_, serde_json::Value>("txpool_content".into(), ())
-            .await
-        else {
+        let Ok(pool) = self.provider.txpool_content().await else {
             return out;
         };
-        let Some(pending) = pool.get("pending").and_then(|v| v.as_object()) else {
-            return out;
-        };
-        for tx in pending
-            .values()
-            .filter_map(|by_nonce| by_nonce.as_object())
-            .flat_map(|m| m.values())
-        {
-            let to = tx.get("to").and_then(|v| v.as_str()).unwrap_or_default();
-            if to.parse::<Address>().ok() != Some(self.cfg.htlc) {
+        for tx in pool.pending.values().flat_map(|by_nonce| by_nonce.values()) {
+            if tx.inner.to() != Some(self.cfg.htlc) {
                 continue;
             }
-            let input = tx
-                .get("input")
-                .or_else(|| tx.get("data"))
-                .and_then(|v| v.as_str())
-                .and_then(|s| hex::decode(s.trim_start_matches("0x")).ok());
-            let hash = tx
-                .get("hash")
-                .and_then(|v| v.as_str())
-                .and_then(|s| s.parse::<B256>().ok());
-            let (Some(input), Some(hash)) = (input, hash) else {
-                continue;
-            };
-            for pre in claim_preimages(&input) {
+            let hash = *tx.inner.tx_hash();
+            for pre in claim_preimages(tx.inner.input()) {
                 let hashlock = B256::from_slice(&Sha256::digest(pre.0));
                 out.insert(hashlock, (pre, hash));
             }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use eth_adapter::devnet::Devnet;
+use devnet::anvil::Devnet;
 use eth_adapter::{EthChain, EthConfig};
 use swap_core::params::{ChainFamily, ChainId, ChainParams, Network};
 use swap_core::rail::HtlcParams;

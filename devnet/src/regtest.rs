@@ -16,7 +16,7 @@ use bitcoin::{BlockHash, Transaction, Txid};
 use serde_json::{json, Value};
 use swap_core::{ChainFamily, ChainId, Network};
 
-use crate::rpc::{Auth, RpcClient, RpcConfig, RpcError};
+use btc_adapter::rpc::{Auth, RpcClient, RpcConfig, RpcError};
 
 /// Test-harness failures are loud panics with context (never silent skips).
 trait Must<T> {
@@ -403,7 +403,7 @@ impl RegtestNode {
                 "createrawtransaction",
                 vec![
                     json!(inputs),
-                    json!([{ addr: crate::rpc::sats_to_coin_string(total_in - fee) }]),
+                    json!([{ addr: btc_adapter::rpc::sats_to_coin_string(total_in - fee) }]),
                     json!(0),
                     json!(true),
                 ],

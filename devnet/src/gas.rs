@@ -7,9 +7,10 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use sha2::{Digest, Sha256};
 
-use crate::bindings::test_contracts::TestToken;
-use crate::bindings::HTLC;
-use crate::devnet::Devnet;
+use eth_adapter::bindings::HTLC;
+
+use crate::anvil::Devnet;
+use crate::test_contracts::TestToken;
 
 /// Gas used by each operation (from receipts, so including the 21,000 base cost).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
