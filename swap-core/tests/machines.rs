@@ -538,16 +538,7 @@ fn initiator_never_reveals_the_secret_after_its_deadline() {
         let lock_x = w.agreed_lock(Leg::X);
         let lock_y = w.agreed_lock(Leg::Y);
         for past in 0..50i64 {
-            let tip_y = match bump(deadline, past) {
-                Expiry::Height(h) => ChainTip {
-                    height: h,
-                    time: Timestamp(0),
-                },
-                Expiry::Time(t) => ChainTip {
-                    height: Height(1),
-                    time: t,
-                },
-            };
+            let tip_y = tip_at(bump(deadline, past));
             let snap = Snapshot {
                 x: LegView {
                     tip: w.x.tip(),
@@ -747,16 +738,7 @@ fn a_claim_decided_but_never_sent_is_not_sent_after_the_deadline() {
         let w = World::new(dir, Mining::Nominal, Mining::Nominal, secret.clone());
         let t = w.terms.clone();
         let deadline = t.y.params.claim_deadline(t.y.expiry);
-        let tip_y = match bump(deadline, 1) {
-            Expiry::Height(h) => ChainTip {
-                height: h,
-                time: Timestamp(0),
-            },
-            Expiry::Time(ts) => ChainTip {
-                height: Height(1),
-                time: ts,
-            },
-        };
+        let tip_y = tip_at(bump(deadline, 1));
         let snap = Snapshot {
             x: LegView {
                 tip: w.x.tip(),
