@@ -305,5 +305,14 @@ pub async fn installation(
     );
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     let rails = [btc as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>];
-    Ok((Engine::new("xswap", store, rails, identity, driver), eth))
+    // Open quotes in the swap store's file too: they survive a restart, and every `xswap`
+    // process on this data directory serves the same ones.
+    let quotes = Arc::new(
+        swap_engine::SqliteQuotes::open(crate::guard::db_path(data_dir))
+            .map_err(|e| anyhow!("{e}"))?,
+    );
+    Ok((
+        Engine::with_quotes("xswap", store, rails, identity, driver, quotes),
+        eth,
+    ))
 }

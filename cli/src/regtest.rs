@@ -118,7 +118,8 @@ pub async fn party(
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_outbox(store.clone()),
     );
-    let engine = crate::engine::Engine::new(
+    let quotes = Arc::new(crate::engine::SqliteQuotes::open(&path)?);
+    let engine = crate::engine::Engine::with_quotes(
         name,
         store,
         [
@@ -127,6 +128,7 @@ pub async fn party(
         ],
         swap_net::Identity::generate()?,
         driver,
+        quotes,
     );
     Ok(Party {
         engine,

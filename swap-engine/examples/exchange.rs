@@ -49,7 +49,9 @@ async fn side(
     )
     .unwrap()
     .with_outbox(store.clone());
-    Engine::new(
+    // Open quotes in the same database file: several workers on it serve the same quotes.
+    let quotes = Arc::new(swap_engine::SqliteQuotes::open(db).unwrap());
+    Engine::with_quotes(
         wallet,
         store,
         [
@@ -61,6 +63,7 @@ async fn side(
             poll_interval: Duration::from_millis(200),
             max_backoff: Duration::from_secs(2),
         },
+        quotes,
     )
 }
 

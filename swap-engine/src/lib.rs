@@ -142,11 +142,13 @@ pub struct Engine {
 }
 
 pub mod maker;
+mod quotes;
 
 use maker::Maker;
 pub use maker::{
     match_offer, priced, MemoryQuotes, OfferBook, OfferRates, PriceSource, Quote, QuoteBook,
 };
+pub use quotes::{QuotesError, SqliteQuotes};
 
 impl Engine {
     /// An engine over this store and these rails (one adapter per rail).

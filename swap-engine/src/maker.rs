@@ -41,7 +41,7 @@ pub trait QuoteBook: Send + Sync {
     async fn take(&self, id: &SwapId) -> Option<Quote>;
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -503,41 +503,81 @@ mod tests {
         );
     }
 
-    /// A quote is used up by its proposal, lapses after its TTL, and the book holds the
-    /// bounds at insertion too.
-    #[tokio::test]
-    async fn a_quote_is_taken_once_and_lapses() {
-        let book = MemoryQuotes::default();
+    /// A quote is used up by its proposal (once, whichever handle takes it), lapses after its
+    /// TTL, and the book holds the bounds at insertion too. `a` and `b` are two handles on one
+    /// book (two workers on one database).
+    async fn a_book_serves_each_quote_once(a: &dyn QuoteBook, b: &dyn QuoteBook) {
         let peer = Peer {
             key: Identity::generate().unwrap().public(),
             ip: std::net::IpAddr::from([127, 0, 0, 1]),
         };
         let id = SwapId::random().unwrap();
-        assert_eq!(book.room(&id, &peer).await, None);
-        book.hold(id, pending(peer)).await.unwrap();
+        assert_eq!(a.room(&id, &peer).await, None);
+        a.hold(id, pending(peer)).await.unwrap();
+        assert_eq!(b.room(&id, &peer).await, Some("swap id already quoted"));
         assert_eq!(
-            book.hold(id, pending(peer)).await,
+            b.hold(id, pending(peer)).await,
             Err("swap id already quoted")
         );
-        let taken = book.take(&id).await.unwrap();
-        assert_eq!((taken.peer, taken.key_index), (peer, 0));
-        assert_eq!(book.take(&id).await, None, "a quote serves one proposal");
+        let taken = b.take(&id).await.unwrap();
+        assert_eq!(taken, pending(peer).clone_at(taken.at_ms));
+        assert_eq!(a.take(&id).await, None, "a quote serves one proposal");
         let old = SwapId::random().unwrap();
         let lapsed_quote = Quote {
             at_ms: now_ms() - QUOTE_TTL.as_millis() as u64 - 1,
             ..pending(peer)
         };
-        book.quotes.lock().unwrap().insert(old, lapsed_quote);
-        assert_eq!(book.take(&old).await, None, "a lapsed quote is refused");
-        for _ in 0..MAX_QUOTES_PER_KEY {
+        a.hold(old, lapsed_quote).await.unwrap();
+        assert_eq!(b.take(&old).await, None, "a lapsed quote is refused");
+        for i in 0..MAX_QUOTES_PER_KEY {
+            let book = if i % 2 == 0 { a } else { b };
             book.hold(SwapId::random().unwrap(), pending(peer))
                 .await
                 .unwrap();
         }
-        assert!(book
-            .hold(SwapId::random().unwrap(), pending(peer))
-            .await
-            .is_err());
+        for book in [a, b] {
+            assert!(book
+                .hold(SwapId::random().unwrap(), pending(peer))
+                .await
+                .is_err());
+        }
+    }
+
+    impl Quote {
+        fn clone_at(&self, at_ms: u64) -> Quote {
+            Quote {
+                at_ms,
+                ..self.clone()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_quote_is_taken_once_and_lapses_in_memory() {
+        let book = MemoryQuotes::default();
+        a_book_serves_each_quote_once(&book, &book).await;
+    }
+
+    /// Rails issue, item 4: the quote book is not a process-local map. Two handles on one
+    /// SQLite file (two workers), and a handle opened again (a restart), see the same quotes.
+    #[tokio::test]
+    async fn a_quote_is_taken_once_and_lapses_in_sqlite_across_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swaps.sqlite");
+        let (a, b) = (
+            crate::SqliteQuotes::open(&path).unwrap(),
+            crate::SqliteQuotes::open(&path).unwrap(),
+        );
+        a_book_serves_each_quote_once(&a, &b).await;
+        let peer = Peer {
+            key: Identity::generate().unwrap().public(),
+            ip: std::net::IpAddr::from([10, 0, 0, 1]),
+        };
+        let id = SwapId::random().unwrap();
+        a.hold(id, pending(peer)).await.unwrap();
+        drop(a);
+        let reopened = crate::SqliteQuotes::open(&path).unwrap();
+        assert_eq!(reopened.take(&id).await.map(|q| q.peer), Some(peer));
     }
 
     /// A price source sets the rate quotes are checked against; an offer it does not price
