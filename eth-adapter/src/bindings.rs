@@ -13,6 +13,16 @@ sol!(
     "contracts/out/HTLC.json"
 );
 
+sol!(
+    /// The xswap two-party payment channel contract (`contracts/Channel.sol`). Its calldata
+    /// structs (`Params`, `State`, `Lock`, `Sig`, `Record`) are used as they are by
+    /// [`crate::channel`].
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    Channel,
+    "contracts/out/Channel.json"
+);
+
 /// Contracts used only by tests and the gas benchmark (`contracts/test/`).
 pub mod test_contracts {
     use alloy::sol;
@@ -46,6 +56,13 @@ pub mod test_contracts {
         #[sol(rpc)]
         DaiStyleToken,
         "contracts/out/test/DaiStyleToken.json"
+    );
+    sol!(
+        /// Code for a channel party's address (installed with `anvil_setCode`): refuses ETH
+        /// or re-enters the channel contract when paid.
+        #[sol(rpc)]
+        ChannelParty,
+        "contracts/out/test/ChannelParty.json"
     );
     sol!(
         /// Re-entrancy attacker.

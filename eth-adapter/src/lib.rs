@@ -8,10 +8,14 @@
 //! contract's `Claimed` / `Refunded` events, which [`EthChain`] reads with one log filter for
 //! every watched swap.
 //!
+//! [`channel`] names, checks and signs the states of the two-party payment channel contract
+//! (`contracts/Channel.sol`), whose bindings are [`bindings::Channel`].
+//!
 //! [`devnet`] starts a real anvil for tests (used by this crate's and the workspace's tests).
 
 pub mod bindings;
 mod chain;
+pub mod channel;
 mod counting;
 pub mod devnet;
 mod error;

@@ -1,0 +1,708 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.33;
+
+/// @title xswap Channel: two-party payment channels for ETH and ERC-20 tokens, with a secret
+///        registry for hash-locked payments.
+/// @notice One contract holds every channel. A channel is identified by
+///         `keccak256(abi.encode(chainid, address(this), a, b, token, challengePeriod, salt))`
+///         (`Params`, passed in calldata by every call and hashed, as HTLC.sol does), so nothing
+///         about a channel but its amounts and its closing commitment is stored.
+///
+/// ## Off-chain states
+/// Both parties co-sign EIP-712 `State`s (domain: name "xswap Channel", version "1", chain id,
+/// this contract). A state holds: the channel id, a version (1, 2, ...: higher replaces lower),
+/// both balances, the hash of the pending locks, the cumulative on-chain deposits of each
+/// party that it accounts for, the cumulative withdrawals of each party that it accounts for,
+/// and a final flag. It must satisfy
+///     balanceA + balanceB + sum(lock amounts) + withdrawnA + withdrawnB == depositA + depositB.
+/// A lock is (from, amount, hashlock = sha256(preimage), expiry); at most `MAX_LOCKS` per
+/// state; `locksHash = keccak256(abi.encode(locks))`, or zero when there are none.
+///
+/// ## What a state pays
+/// The contract stores, per channel, each party's cumulative deposits and withdrawals
+/// ("net_X = deposits_X - withdrawals_X" on chain). A state pays party X
+///     pay_X = balance_X + net_X(chain) - (deposit_X - withdrawn_X)(state)
+/// plus the locks resolved in X's favour. So a top-up the state does not know of goes back to
+/// its depositor, and a withdrawal the state records but that was never executed is paid at
+/// settlement: top-ups and withdrawals never invalidate a newer state, and a party's payout
+/// depends only on the state and on that party's own deposits and withdrawals. A state whose
+/// sum does not match, or that would pay a party less than zero, is rejected.
+///
+/// ## Life of a channel (one storage word per channel, plus one for withdrawals)
+/// - `deposit` / `depositToken` by a party: opens the channel on the first call, tops it up
+///   afterwards. Refused while closing and after settlement.
+/// - `withdraw(state)`: pays each party `state.withdrawn_X - withdrawn_X(chain)` while the
+///   channel stays open. A withdrawal is a co-signed state whose withdrawn total grew (its
+///   balance shrank by the same amount); any state with higher totals can be executed, once.
+/// - `cooperativeClose(final state)`: one transaction, pays both, no locks allowed.
+/// - `close(state)` or, by a party, `closeUnsigned()` (the implicit version-0 state: everyone
+///   gets their own deposits back) starts the challenge period (`challengePeriod` seconds,
+///   fixed per channel in `Params`, between `MIN_CHALLENGE_PERIOD` and `MAX_CHALLENGE_PERIOD`).
+///   Until its deadline anyone holding a co-signed state of higher version (a party or its
+///   watchtower) can `update`. The closing data is kept as a hash of a `Record` (emitted in
+///   `Closing`); `update` and `settle` pass the record back.
+/// - `settle` from the deadline on: each lock pays its receiver if `revealedAt[hashlock]` is
+///   non-zero and at or before the lock's expiry; otherwise it returns to its sender, which is
+///   decided only once the expiry has passed (a lock neither revealed nor expired blocks
+///   settlement until its expiry: lock expiries are independent of the challenge period).
+/// - `reveal(preimage)` records `block.timestamp` under `sha256(preimage)`, once.
+/// - A payout that fails (a reverting receiver, a blacklisting token) is credited to the
+///   receiver, who takes it later with `withdrawCredit(token, to)`.
+///
+/// ## Invariants and why the attacks fail
+/// I1 Conservation: over a channel's life, deposits == withdrawals + settlement payouts +
+///    credits made from them. `close`/`update` check the state's sum, so the record's
+///    payA + payB + locked == net_A + net_B == what the channel holds; `settle` moves lock
+///    amounts between the two and pays exactly that. `withdraw` pays the increase of the
+///    withdrawn totals and then checks that the same state pays nobody less than zero, so what
+///    remains covers the state. No channel can pay out another channel's funds.
+/// I2 Only co-signed states move value: every state-taking entry point checks both parties'
+///    signatures over the EIP-712 digest, which binds the chain id and this contract (domain)
+///    and the channel id, which binds both parties, the token, the challenge period and the
+///    salt. A state of another channel, contract or chain recovers another address: refused.
+///    Signatures: v must be 27/28, s in the lower half of the curve order (no malleable twin),
+///    ecrecover must return the expected party (never zero: parties are non-zero).
+///    Versions start at 1; version 0 is the unsigned "deposits back" state, usable only by a
+///    party through `closeUnsigned`.
+/// I3 Replay of an old state: `update` needs a strictly higher version and is possible until
+///    the deadline; the challenge period is fixed at open. An old state can only start a
+///    closing, never end one early (no state, final or not, shortens the period).
+/// I4 One closing, one settlement: a channel word is 0 (never opened), OPEN (amounts), CLOSING
+///    (tag + 248-bit hash of the record) or SETTLED (a tombstone kept forever, so a settled
+///    channel id can never be reopened and its old states replayed). Deposits and withdrawals
+///    need OPEN; `update`/`settle` need the exact committed record; `settle` writes SETTLED
+///    before paying.
+/// I5 Re-entrancy: every function that calls out (token deposits, withdraw, cooperativeClose,
+///    settle, withdrawCredit) holds a transient lock and writes its state before calling out;
+///    functions that do not call out (ETH deposit, close, update, reveal) keep no invariant
+///    open across a call. A re-entered call therefore fails or sees the final state.
+/// I6 Tokens: deposits pull with `transferFrom` and require the balance to grow by exactly the
+///    amount (fee-on-transfer and re-entrant double counting are refused, as in HTLC.sol);
+///    tokens that return no bool are accepted. Rebasing tokens are not supported.
+/// I7 A party that cannot be paid cannot block the other: payouts forward at most
+///    `PAYOUT_GAS` (the caller must leave enough gas for that, so a third party cannot starve a
+///    payout into failing) and a failed payout becomes a credit.
+/// I8 Secret registry: first reveal wins, later reveals revert, so a late reveal cannot move a
+///    recorded time past a lock's expiry. The receiver of a lock must get its reveal mined by
+///    the lock's expiry (the time of the block that includes it counts).
+/// Attacker roles: a party may sign anything, submit old states, top up, withdraw or refuse to
+/// cooperate at any moment; a third party may submit anything it has seen; a token may
+/// re-enter or lie about transfers (it can then only hurt channels of that same token).
+/// Not handled here (off-chain protocol duties): never sign a state counting a deposit that is
+/// not final on chain; never sign after a final state; cap lock expiries (an unrevealed lock
+/// holds settlement until its expiry); keep the latest state and its locks (`update` and
+/// `settle` need the locks, which only the close/update calldata carries) and watch for
+/// `Closing`. Parties sign with ECDSA keys (EOAs, or EIP-7702 accounts): EIP-1271 contract
+/// signatures are not supported.
+contract Channel {
+    // ---------------------------------------------------------------- types
+
+    /// @notice The parameters hashed into the channel id.
+    struct Params {
+        address a;
+        address b;
+        /// ERC-20 token, or zero for ETH.
+        address token;
+        /// Seconds between a unilateral close and the earliest settlement.
+        uint64 challengePeriod;
+        bytes32 salt;
+    }
+
+    /// @notice A co-signed channel state, without its channel id (derived from `Params`; the
+    ///         EIP-712 struct `State` starts with `bytes32 channelId`).
+    struct State {
+        uint64 version;
+        uint128 balanceA;
+        uint128 balanceB;
+        bytes32 locksHash;
+        uint128 depositA;
+        uint128 depositB;
+        uint128 withdrawnA;
+        uint128 withdrawnB;
+        bool isFinal;
+    }
+
+    /// @notice A pending hash-locked payment from `from` to the other party.
+    struct Lock {
+        address from;
+        uint128 amount;
+        bytes32 hashlock;
+        uint64 expiry;
+    }
+
+    /// @notice A 65-byte ECDSA signature.
+    struct Sig {
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
+    }
+
+    /// @notice The closing data of a channel, committed to by hash (see `Closing`).
+    struct Record {
+        uint64 version;
+        uint64 deadline;
+        /// On-chain deposits minus withdrawals of each party, frozen at close.
+        int256 netA;
+        int256 netB;
+        /// What each party gets before the locks are resolved.
+        uint256 payA;
+        uint256 payB;
+        bytes32 locksHash;
+    }
+
+    // ---------------------------------------------------------------- constants
+
+    /// @notice The most pending locks a state may hold (bounds `settle`'s gas to ~0.3 M).
+    uint256 public constant MAX_LOCKS = 64;
+    /// @notice Bounds of `Params.challengePeriod`.
+    uint256 public constant MIN_CHALLENGE_PERIOD = 1 hours;
+    uint256 public constant MAX_CHALLENGE_PERIOD = 30 days;
+    /// @notice Gas forwarded to each payout (ETH transfer or token `transfer`).
+    uint256 public constant PAYOUT_GAS = 100_000;
+    /// @notice Largest cumulative deposit per party (2^120 - 1).
+    uint256 public constant MAX_DEPOSIT = (1 << 120) - 1;
+
+    bytes32 public constant STATE_TYPEHASH = keccak256(
+        "State(bytes32 channelId,uint64 version,uint128 balanceA,uint128 balanceB,bytes32 locksHash,"
+        "uint128 depositA,uint128 depositB,uint128 withdrawnA,uint128 withdrawnB,bool isFinal)"
+    );
+    bytes32 private constant DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 private constant NAME_HASH = keccak256("xswap Channel");
+    bytes32 private constant VERSION_HASH = keccak256("1");
+    /// secp256k1 order / 2.
+    uint256 private constant HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
+
+    // Channel word: tag in the top byte.
+    //   OPEN / OPEN_W: depositA in bits 120..239, depositB in bits 0..119 (OPEN_W: `_withdrawn`
+    //   holds withdrawnA << 128 | withdrawnB).
+    //   CLOSING: the low 248 bits of keccak256(abi.encode(record)).
+    //   SETTLED: nothing else.
+    uint256 private constant OPEN = 1 << 248;
+    uint256 private constant OPEN_W = 2 << 248;
+    uint256 private constant CLOSING = 3 << 248;
+    uint256 private constant SETTLED = 4 << 248;
+    uint256 private constant MASK120 = (1 << 120) - 1;
+    uint256 private constant MASK128 = (1 << 128) - 1;
+    uint256 private constant MASK248 = (1 << 248) - 1;
+    /// Gas that must be left before a payout so that the callee surely gets `PAYOUT_GAS`
+    /// (63/64 rule) and the caller can still record a credit.
+    uint256 private constant PAYOUT_GAS_NEEDED = PAYOUT_GAS + PAYOUT_GAS / 63 + 40_000;
+
+    // ---------------------------------------------------------------- storage
+
+    mapping(bytes32 id => uint256) private _channels;
+    mapping(bytes32 id => uint256) private _withdrawn;
+    /// @notice When `sha256(preimage)` was first revealed (block timestamp), or 0.
+    mapping(bytes32 hashlock => uint256) public revealedAt;
+    /// @notice Failed payouts, withdrawable by their owner.
+    mapping(address account => mapping(address token => uint256)) public credit;
+    bool private transient _entered;
+
+    uint256 private immutable _chainId;
+    bytes32 private immutable _domain;
+
+    // ---------------------------------------------------------------- errors
+
+    error ZeroAmount();
+    error BadParams();
+    error NotParty();
+    error WrongToken();
+    error AmountTooLarge();
+    error NotOpen();
+    error NotClosing();
+    error BadRecord();
+    error BadSignature();
+    error StaleVersion();
+    error TooManyLocks();
+    error BadLock();
+    error LocksMismatch();
+    error SumMismatch();
+    error Underfunded();
+    error NotFinal();
+    error PendingLocks();
+    error ChallengeOpen();
+    error ChallengeOver();
+    error LockPending(bytes32 hashlock);
+    error NothingToWithdraw();
+    error StaleWithdrawal();
+    error AlreadyRevealed();
+    error NoCredit();
+    error TransferFailed();
+    error BalanceMismatch();
+    error InsufficientGas();
+    error Reentrancy();
+
+    // ---------------------------------------------------------------- events
+
+    event Opened(
+        bytes32 indexed channelId, address indexed a, address indexed b, address token, uint64 challengePeriod, bytes32 salt
+    );
+    event Deposited(bytes32 indexed channelId, address indexed party, uint256 amount, uint256 totalDeposit);
+    event Withdrawn(bytes32 indexed channelId, uint256 withdrawnA, uint256 withdrawnB);
+    /// @notice A channel is closing with this record (from `close`, `closeUnsigned`, `update`).
+    event Closing(
+        bytes32 indexed channelId,
+        uint64 version,
+        uint64 deadline,
+        int256 netA,
+        int256 netB,
+        uint256 payA,
+        uint256 payB,
+        bytes32 locksHash
+    );
+    event Settled(bytes32 indexed channelId, uint256 paidA, uint256 paidB);
+    event Revealed(bytes32 indexed hashlock, bytes32 preimage);
+    event Credited(address indexed account, address indexed token, uint256 amount);
+    event CreditWithdrawn(address indexed account, address indexed token, address to, uint256 amount);
+
+    modifier nonReentrant() {
+        if (_entered) revert Reentrancy();
+        _entered = true;
+        _;
+        _entered = false;
+    }
+
+    constructor() {
+        _chainId = block.chainid;
+        _domain = _buildDomain();
+    }
+
+    // ---------------------------------------------------------------- deposits
+
+    /// @notice Deposits `msg.value` wei for the sender (a party) into an ETH channel, opening
+    ///         it on the first deposit.
+    function deposit(Params calldata p) external payable {
+        if (p.token != address(0)) revert WrongToken();
+        _deposit(p, msg.value);
+    }
+
+    /// @notice Deposits `amount` of the channel's token (pulled with `transferFrom`; approve
+    ///         first), opening the channel on the first deposit.
+    function depositToken(Params calldata p, uint256 amount) external nonReentrant {
+        if (p.token == address(0)) revert WrongToken();
+        _deposit(p, amount);
+        _pull(p.token, amount);
+    }
+
+    // ---------------------------------------------------------------- while open
+
+    /// @notice Pays out the withdrawals recorded in a co-signed state beyond those already
+    ///         executed. Anyone may send it; it pays the parties.
+    function withdraw(Params calldata p, State calldata s, Lock[] calldata locks, Sig calldata sa, Sig calldata sb)
+        external
+        nonReentrant
+    {
+        bytes32 id = _id(p);
+        uint256 w = _channels[id];
+        uint256 tag = w & ~MASK248;
+        if (tag != OPEN && tag != OPEN_W) revert NotOpen();
+        uint256 wA;
+        uint256 wB;
+        if (tag == OPEN_W) {
+            uint256 wd = _withdrawn[id];
+            wA = wd >> 128;
+            wB = wd & MASK128;
+        }
+        if (s.withdrawnA < wA || s.withdrawnB < wB) revert StaleWithdrawal();
+        uint256 outA = s.withdrawnA - wA;
+        uint256 outB = s.withdrawnB - wB;
+        if (outA == 0 && outB == 0) revert NothingToWithdraw();
+        _verify(id, p, s, sa, sb);
+        // The same state must still pay nobody less than zero once these withdrawals are made.
+        _payouts(
+            p,
+            s,
+            locks,
+            int256((w >> 120) & MASK120) - int256(uint256(s.withdrawnA)),
+            int256(w & MASK120) - int256(uint256(s.withdrawnB))
+        );
+        _withdrawn[id] = (uint256(s.withdrawnA) << 128) | s.withdrawnB;
+        if (tag == OPEN) _channels[id] = (w & MASK248) | OPEN_W;
+        emit Withdrawn(id, s.withdrawnA, s.withdrawnB);
+        _pay(p.token, p.a, outA);
+        _pay(p.token, p.b, outB);
+    }
+
+    /// @notice Closes the channel at once with a co-signed final state without locks, paying
+    ///         both parties. Anyone may send it.
+    function cooperativeClose(Params calldata p, State calldata s, Sig calldata sa, Sig calldata sb)
+        external
+        nonReentrant
+    {
+        bytes32 id = _id(p);
+        uint256 w = _channels[id];
+        (int256 netA, int256 netB) = _nets(id, w);
+        if (!s.isFinal) revert NotFinal();
+        if (s.locksHash != 0) revert PendingLocks();
+        _verify(id, p, s, sa, sb);
+        (uint256 payA, uint256 payB) = _bases(s, 0, netA, netB);
+        if (w & ~MASK248 == OPEN_W) delete _withdrawn[id];
+        _channels[id] = SETTLED;
+        emit Settled(id, payA, payB);
+        _pay(p.token, p.a, payA);
+        _pay(p.token, p.b, payB);
+    }
+
+    // ---------------------------------------------------------------- unilateral close
+
+    /// @notice Starts the challenge period with a co-signed state. Anyone may send it.
+    function close(Params calldata p, State calldata s, Lock[] calldata locks, Sig calldata sa, Sig calldata sb)
+        external
+    {
+        bytes32 id = _id(p);
+        uint256 w = _channels[id];
+        (int256 netA, int256 netB) = _nets(id, w);
+        _verify(id, p, s, sa, sb);
+        (uint256 payA, uint256 payB, bytes32 lh) = _payouts(p, s, locks, netA, netB);
+        _enterClosing(
+            id, w, Record(s.version, uint64(block.timestamp + p.challengePeriod), netA, netB, payA, payB, lh)
+        );
+    }
+
+    /// @notice Starts the challenge period with the implicit version-0 state (each party gets
+    ///         its deposits minus its withdrawals). Only a party may send it: for a counterparty
+    ///         that never signed anything.
+    function closeUnsigned(Params calldata p) external {
+        if (msg.sender != p.a && msg.sender != p.b) revert NotParty();
+        bytes32 id = _id(p);
+        uint256 w = _channels[id];
+        (int256 netA, int256 netB) = _nets(id, w);
+        if (netA < 0 || netB < 0) revert Underfunded();
+        _enterClosing(
+            id,
+            w,
+            Record(0, uint64(block.timestamp + p.challengePeriod), netA, netB, uint256(netA), uint256(netB), 0)
+        );
+    }
+
+    /// @notice Replaces the closing state by a co-signed state of higher version, until the
+    ///         deadline. Anyone may send it (a party or its watchtower). `cur` is the current
+    ///         record, as emitted by the last `Closing` event.
+    function update(
+        Params calldata p,
+        Record calldata cur,
+        State calldata s,
+        Lock[] calldata locks,
+        Sig calldata sa,
+        Sig calldata sb
+    ) external {
+        bytes32 id = _id(p);
+        _checkRecord(id, cur);
+        if (block.timestamp >= cur.deadline) revert ChallengeOver();
+        if (s.version <= cur.version) revert StaleVersion();
+        _verify(id, p, s, sa, sb);
+        int256 netA = cur.netA;
+        int256 netB = cur.netB;
+        (uint256 payA, uint256 payB, bytes32 lh) = _payouts(p, s, locks, netA, netB);
+        Record memory r = Record(s.version, cur.deadline, netA, netB, payA, payB, lh);
+        _channels[id] = CLOSING | (uint256(keccak256(abi.encode(r))) & MASK248);
+        _emitClosing(id, r);
+    }
+
+    /// @notice Pays out a closed channel from its deadline on, resolving each lock with the
+    ///         secret registry. Anyone may send it.
+    function settle(Params calldata p, Record calldata rec, Lock[] calldata locks) external nonReentrant {
+        bytes32 id = _id(p);
+        _checkRecord(id, rec);
+        if (block.timestamp < rec.deadline) revert ChallengeOpen();
+        if (_hashLocks(locks) != rec.locksHash) revert LocksMismatch();
+        uint256 payA = rec.payA;
+        uint256 payB = rec.payB;
+        address a = p.a;
+        for (uint256 i; i < locks.length; ++i) {
+            Lock calldata l = locks[i];
+            uint256 t = revealedAt[l.hashlock];
+            bool toReceiver = t != 0 && t <= l.expiry;
+            if (!toReceiver && block.timestamp <= l.expiry) revert LockPending(l.hashlock);
+            // A lock from A goes to B when revealed in time; a lock from B goes to B when not.
+            if ((l.from == a) == toReceiver) payB += l.amount;
+            else payA += l.amount;
+        }
+        _channels[id] = SETTLED;
+        emit Settled(id, payA, payB);
+        _pay(p.token, a, payA);
+        _pay(p.token, p.b, payB);
+    }
+
+    // ---------------------------------------------------------------- secrets and credits
+
+    /// @notice Records that `preimage` is public, at this block's time, under its sha256.
+    function reveal(bytes32 preimage) external {
+        bytes32 h = _sha256(preimage);
+        if (revealedAt[h] != 0) revert AlreadyRevealed();
+        revealedAt[h] = block.timestamp;
+        emit Revealed(h, preimage);
+    }
+
+    /// @notice Sends the sender's credit in `token` (zero for ETH) to `to`, forwarding all gas.
+    function withdrawCredit(address token, address to) external nonReentrant {
+        if (to == address(0)) revert BadParams();
+        uint256 amount = credit[msg.sender][token];
+        if (amount == 0) revert NoCredit();
+        credit[msg.sender][token] = 0;
+        emit CreditWithdrawn(msg.sender, token, to, amount);
+        if (!_send(token, to, amount, gasleft())) revert TransferFailed();
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @notice The channel id of `p` on this chain and contract.
+    function channelId(Params calldata p) external view returns (bytes32) {
+        return _id(p);
+    }
+
+    /// @notice The EIP-712 digest both parties sign for state `s` of channel `p`.
+    function hashState(Params calldata p, State calldata s) external view returns (bytes32) {
+        return _digest(_id(p), s);
+    }
+
+    /// @notice The locks hash a state commits to.
+    function hashLocks(Lock[] calldata locks) external pure returns (bytes32) {
+        return _hashLocks(locks);
+    }
+
+    /// @notice The EIP-712 domain separator.
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparator();
+    }
+
+    /// @notice A channel's status (0 none, 1 open, 2 closing, 3 settled) and, while open, its
+    ///         cumulative deposits and withdrawals (zero otherwise: see the `Closing` record).
+    function status(bytes32 id)
+        external
+        view
+        returns (uint8 st, uint256 depositA, uint256 depositB, uint256 withdrawnA, uint256 withdrawnB)
+    {
+        uint256 w = _channels[id];
+        uint256 tag = w >> 248;
+        if (tag == 0) return (0, 0, 0, 0, 0);
+        if (tag >= 3) return (uint8(tag - 1), 0, 0, 0, 0);
+        if (tag == 2) {
+            uint256 wd = _withdrawn[id];
+            withdrawnA = wd >> 128;
+            withdrawnB = wd & MASK128;
+        }
+        return (1, (w >> 120) & MASK120, w & MASK120, withdrawnA, withdrawnB);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _id(Params calldata p) private view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), p));
+    }
+
+    function _deposit(Params calldata p, uint256 amount) private {
+        if (amount == 0) revert ZeroAmount();
+        if (amount > MAX_DEPOSIT) revert AmountTooLarge();
+        bytes32 id = _id(p);
+        uint256 w = _channels[id];
+        if (w == 0) {
+            if (
+                p.a == address(0) || p.b == address(0) || p.a == p.b || p.challengePeriod < MIN_CHALLENGE_PERIOD
+                    || p.challengePeriod > MAX_CHALLENGE_PERIOD
+            ) revert BadParams();
+            w = OPEN;
+            emit Opened(id, p.a, p.b, p.token, p.challengePeriod, p.salt);
+        } else {
+            uint256 tag = w & ~MASK248;
+            if (tag != OPEN && tag != OPEN_W) revert NotOpen();
+        }
+        uint256 total;
+        if (msg.sender == p.a) {
+            total = ((w >> 120) & MASK120) + amount;
+            if (total > MASK120) revert AmountTooLarge();
+            w = (w & ~(MASK120 << 120)) | (total << 120);
+        } else if (msg.sender == p.b) {
+            total = (w & MASK120) + amount;
+            if (total > MASK120) revert AmountTooLarge();
+            w = (w & ~MASK120) | total;
+        } else {
+            revert NotParty();
+        }
+        _channels[id] = w;
+        emit Deposited(id, msg.sender, amount, total);
+    }
+
+    /// Each party's on-chain deposits minus withdrawals; reverts unless the channel is open.
+    function _nets(bytes32 id, uint256 w) private view returns (int256 netA, int256 netB) {
+        uint256 tag = w & ~MASK248;
+        if (tag != OPEN && tag != OPEN_W) revert NotOpen();
+        netA = int256((w >> 120) & MASK120);
+        netB = int256(w & MASK120);
+        if (tag == OPEN_W) {
+            uint256 wd = _withdrawn[id];
+            netA -= int256(wd >> 128);
+            netB -= int256(wd & MASK128);
+        }
+    }
+
+    function _enterClosing(bytes32 id, uint256 w, Record memory r) private {
+        if (w & ~MASK248 == OPEN_W) delete _withdrawn[id];
+        _channels[id] = CLOSING | (uint256(keccak256(abi.encode(r))) & MASK248);
+        _emitClosing(id, r);
+    }
+
+    function _emitClosing(bytes32 id, Record memory r) private {
+        emit Closing(id, r.version, r.deadline, r.netA, r.netB, r.payA, r.payB, r.locksHash);
+    }
+
+    /// Reverts unless channel `id` is closing with exactly record `r`.
+    function _checkRecord(bytes32 id, Record calldata r) private view {
+        uint256 w = _channels[id];
+        if (w & ~MASK248 != CLOSING) revert NotClosing();
+        if (w != CLOSING | (uint256(keccak256(abi.encode(r))) & MASK248)) revert BadRecord();
+    }
+
+    /// Checks the state's locks and sums against the on-chain nets; returns what each party
+    /// gets before the locks are resolved, and the locks hash.
+    function _payouts(Params calldata p, State calldata s, Lock[] calldata locks, int256 netA, int256 netB)
+        private
+        pure
+        returns (uint256 payA, uint256 payB, bytes32 lh)
+    {
+        uint256 n = locks.length;
+        if (n > MAX_LOCKS) revert TooManyLocks();
+        uint256 locked;
+        for (uint256 i; i < n; ++i) {
+            Lock calldata l = locks[i];
+            if (l.from != p.a && l.from != p.b) revert BadLock();
+            locked += l.amount;
+        }
+        lh = _hashLocks(locks);
+        if (lh != s.locksHash) revert LocksMismatch();
+        (payA, payB) = _bases(s, locked, netA, netB);
+    }
+
+    function _bases(State calldata s, uint256 locked, int256 netA, int256 netB)
+        private
+        pure
+        returns (uint256 payA, uint256 payB)
+    {
+        uint256 dA = s.depositA;
+        uint256 dB = s.depositB;
+        uint256 wA = s.withdrawnA;
+        uint256 wB = s.withdrawnB;
+        uint256 bA = s.balanceA;
+        uint256 bB = s.balanceB;
+        if (bA + bB + locked + wA + wB != dA + dB) revert SumMismatch();
+        int256 x = int256(bA) + netA - int256(dA) + int256(wA);
+        int256 y = int256(bB) + netB - int256(dB) + int256(wB);
+        if (x < 0 || y < 0) revert Underfunded();
+        return (uint256(x), uint256(y));
+    }
+
+    function _hashLocks(Lock[] calldata locks) private pure returns (bytes32) {
+        return locks.length == 0 ? bytes32(0) : keccak256(abi.encode(locks));
+    }
+
+    /// Checks that both parties signed state `s` of channel `id`.
+    function _verify(bytes32 id, Params calldata p, State calldata s, Sig calldata sa, Sig calldata sb)
+        private
+        view
+    {
+        if (s.version == 0) revert StaleVersion();
+        bytes32 d = _digest(id, s);
+        _checkSig(d, sa, p.a);
+        _checkSig(d, sb, p.b);
+    }
+
+    function _digest(bytes32 id, State calldata s) private view returns (bytes32) {
+        bytes32 structHash = keccak256(abi.encode(STATE_TYPEHASH, id, s));
+        return keccak256(abi.encodePacked(hex"1901", _domainSeparator(), structHash));
+    }
+
+    function _checkSig(bytes32 digest, Sig calldata sig, address signer) private pure {
+        uint8 v = sig.v;
+        bytes32 s = sig.s;
+        if (uint256(s) > HALF_N || (v != 27 && v != 28)) revert BadSignature();
+        address got = ecrecover(digest, v, sig.r, s);
+        if (got == address(0) || got != signer) revert BadSignature();
+    }
+
+    function _domainSeparator() private view returns (bytes32) {
+        return block.chainid == _chainId ? _domain : _buildDomain();
+    }
+
+    function _buildDomain() private view returns (bytes32) {
+        return keccak256(abi.encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, block.chainid, address(this)));
+    }
+
+    function _sha256(bytes32 preimage) private view returns (bytes32 h) {
+        bool ok;
+        assembly ("memory-safe") {
+            mstore(0, preimage)
+            ok := staticcall(gas(), 0x02, 0, 0x20, 0, 0x20)
+            h := mload(0)
+        }
+        if (!ok) revert TransferFailed();
+    }
+
+    /// Pays `amount` to `to`, or credits it when the payout fails.
+    function _pay(address token, address to, uint256 amount) private {
+        if (amount == 0) return;
+        if (gasleft() < PAYOUT_GAS_NEEDED) revert InsufficientGas();
+        if (!_send(token, to, amount, PAYOUT_GAS)) {
+            credit[to][token] += amount;
+            emit Credited(to, token, amount);
+        }
+    }
+
+    /// Sends `amount` of `token` (ETH when zero) to `to` with at most `gasLimit` gas; true on
+    /// success. Return data is never copied.
+    function _send(address token, address to, uint256 amount, uint256 gasLimit) private returns (bool ok) {
+        assembly ("memory-safe") {
+            switch token
+            case 0 { ok := call(gasLimit, to, amount, 0, 0, 0, 0) }
+            default {
+                let p := mload(0x40)
+                // transfer(address,uint256)
+                mstore(p, 0xa9059cbb00000000000000000000000000000000000000000000000000000000)
+                mstore(add(p, 0x04), to)
+                mstore(add(p, 0x24), amount)
+                ok := call(gasLimit, token, 0, p, 0x44, 0, 0x20)
+                // Success: no return data from a contract (USDT style), or a returned `true`.
+                ok := and(
+                    ok,
+                    or(
+                        and(iszero(returndatasize()), gt(extcodesize(token), 0)),
+                        and(gt(returndatasize(), 31), eq(mload(0), 1))
+                    )
+                )
+            }
+        }
+    }
+
+    /// Pulls exactly `amount` of `token` from `msg.sender`, checking the balance delta.
+    function _pull(address token, uint256 amount) private {
+        uint256 before = _balance(token);
+        bool ok;
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            // transferFrom(address,address,uint256)
+            mstore(p, 0x23b872dd00000000000000000000000000000000000000000000000000000000)
+            mstore(add(p, 0x04), caller())
+            mstore(add(p, 0x24), address())
+            mstore(add(p, 0x44), amount)
+            ok := call(gas(), token, 0, p, 0x64, 0, 0x20)
+            ok := and(ok, or(iszero(returndatasize()), and(gt(returndatasize(), 31), eq(mload(0), 1))))
+        }
+        if (!ok) revert TransferFailed();
+        uint256 afterBal = _balance(token);
+        if (afterBal < before || afterBal - before != amount) revert BalanceMismatch();
+    }
+
+    /// This contract's balance of `token`; reverts if `token` does not answer like an ERC-20.
+    function _balance(address token) private view returns (uint256 bal) {
+        bool ok;
+        assembly ("memory-safe") {
+            // balanceOf(address)
+            mstore(0, 0x70a0823100000000000000000000000000000000000000000000000000000000)
+            mstore(0x04, address())
+            ok := staticcall(gas(), token, 0, 0x24, 0, 0x20)
+            ok := and(ok, gt(returndatasize(), 31))
+            bal := mload(0)
+        }
+        if (!ok) revert TransferFailed();
+    }
+}

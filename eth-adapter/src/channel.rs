@@ -1,0 +1,420 @@
+//! Two-party payment channels on `contracts/Channel.sol`: naming a channel, checking a state
+//! and signing it exactly as the contract verifies it.
+//!
+//! The calldata structs are the contract's own bindings ([`Params`], [`State`], [`Lock`],
+//! [`Sig`], [`Record`]). What both parties sign is the EIP-712 struct
+//! `State(bytes32 channelId, uint64 version, ...)` (the calldata [`State`] plus the channel id,
+//! which the contract derives from [`Params`]) in the domain `("xswap Channel", "1", chain id,
+//! contract)`; the digest comes from alloy's [`SolStruct::eip712_signing_hash`].
+//!
+//! A state must satisfy `balanceA + balanceB + sum(locks) + withdrawnA + withdrawnB ==
+//! depositA + depositB`, where the deposits and withdrawals are the cumulative on-chain amounts
+//! the state accounts for (see the contract's header for how a state pays out).
+
+use alloy::primitives::{keccak256, uint, Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::signers::SignerSync;
+use alloy::sol_types::{Eip712Domain, SolStruct, SolValue};
+
+pub use crate::bindings::Channel::{Lock, Params, Record, Sig, State};
+
+/// The most pending locks a state may hold (`Channel.MAX_LOCKS`).
+pub const MAX_LOCKS: usize = 64;
+/// EIP-712 domain name.
+pub const DOMAIN_NAME: &str = "xswap Channel";
+/// EIP-712 domain version.
+pub const DOMAIN_VERSION: &str = "1";
+
+/// secp256k1 order / 2: signatures with a larger `s` are refused (their malleable twin).
+const HALF_N: U256 = uint!(0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0_U256);
+
+mod typed {
+    alloy::sol! {
+        /// The EIP-712 struct both parties sign (`Channel.STATE_TYPEHASH`).
+        #[derive(Debug)]
+        struct State {
+            bytes32 channelId;
+            uint64 version;
+            uint128 balanceA;
+            uint128 balanceB;
+            bytes32 locksHash;
+            uint128 depositA;
+            uint128 depositB;
+            uint128 withdrawnA;
+            uint128 withdrawnB;
+            bool isFinal;
+        }
+    }
+}
+
+/// What can be wrong with a state or a signature, found before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// Version 0 is the implicit unsigned state (`closeUnsigned`); signed states start at 1.
+    #[error("signed states start at version 1")]
+    ZeroVersion,
+    /// More pending locks than the contract accepts.
+    #[error("{0} pending locks, at most {MAX_LOCKS}")]
+    TooManyLocks(usize),
+    /// A lock whose `from` is neither party.
+    #[error("lock {0} is from neither party")]
+    LockSender(usize),
+    /// `locksHash` is not the hash of the locks.
+    #[error("the state's locks hash does not match its locks")]
+    LocksHash,
+    /// Balances, locks and withdrawals do not add up to the deposits.
+    #[error("balances + locks + withdrawals != deposits")]
+    Sum,
+    /// A final state (cooperative close) must have no pending locks.
+    #[error("a final state has pending locks")]
+    FinalWithLocks,
+    /// Signing failed, or a signature is malformed, malleable or from someone else.
+    #[error("signature: {0}")]
+    Signature(String),
+}
+
+/// One side of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// `Params.a`.
+    A,
+    /// `Params.b`.
+    B,
+}
+
+/// A channel as deployed: its parameters, the chain and the contract. Everything needed to
+/// name it and to sign or verify its states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRef {
+    /// The parameters hashed into the id.
+    pub params: Params,
+    /// The chain id (EIP-155).
+    pub chain_id: u64,
+    /// The `Channel` contract.
+    pub contract: Address,
+}
+
+impl ChannelRef {
+    /// A channel of `params` on `chain_id` in the contract at `contract`.
+    pub fn new(params: Params, chain_id: u64, contract: Address) -> Self {
+        Self {
+            params,
+            chain_id,
+            contract,
+        }
+    }
+
+    /// The channel id: `keccak256(abi.encode(chainid, contract, a, b, token, challengePeriod,
+    /// salt))`.
+    pub fn id(&self) -> B256 {
+        keccak256(
+            (
+                U256::from(self.chain_id),
+                self.contract,
+                self.params.clone(),
+            )
+                .abi_encode(),
+        )
+    }
+
+    /// The address of `side`.
+    pub fn party(&self, side: Side) -> Address {
+        match side {
+            Side::A => self.params.a,
+            Side::B => self.params.b,
+        }
+    }
+
+    /// Which side `who` is, if a party.
+    pub fn side_of(&self, who: Address) -> Option<Side> {
+        if who == self.params.a {
+            Some(Side::A)
+        } else if who == self.params.b {
+            Some(Side::B)
+        } else {
+            None
+        }
+    }
+
+    /// The EIP-712 domain of the contract.
+    pub fn domain(&self) -> Eip712Domain {
+        Eip712Domain::new(
+            Some(DOMAIN_NAME.into()),
+            Some(DOMAIN_VERSION.into()),
+            Some(U256::from(self.chain_id)),
+            Some(self.contract),
+            None,
+        )
+    }
+
+    /// The digest both parties sign for `state` (equals the contract's `hashState`).
+    pub fn digest(&self, state: &State) -> B256 {
+        let typed = typed::State {
+            channelId: self.id(),
+            version: state.version,
+            balanceA: state.balanceA,
+            balanceB: state.balanceB,
+            locksHash: state.locksHash,
+            depositA: state.depositA,
+            depositB: state.depositB,
+            withdrawnA: state.withdrawnA,
+            withdrawnB: state.withdrawnB,
+            isFinal: state.isFinal,
+        };
+        typed.eip712_signing_hash(&self.domain())
+    }
+
+    /// Checks what the contract checks of a state without chain data: version, locks (count,
+    /// senders, hash) and the sum. Stricter than the contract: a final state must have no
+    /// locks (only such a state can close cooperatively).
+    pub fn check(&self, state: &State, locks: &[Lock]) -> Result<(), ChannelError> {
+        if state.version == 0 {
+            return Err(ChannelError::ZeroVersion);
+        }
+        if locks.len() > MAX_LOCKS {
+            return Err(ChannelError::TooManyLocks(locks.len()));
+        }
+        if let Some(i) = locks.iter().position(|l| self.side_of(l.from).is_none()) {
+            return Err(ChannelError::LockSender(i));
+        }
+        if locks_hash(locks) != state.locksHash {
+            return Err(ChannelError::LocksHash);
+        }
+        if state.isFinal && !locks.is_empty() {
+            return Err(ChannelError::FinalWithLocks);
+        }
+        let out = [
+            state.balanceA,
+            state.balanceB,
+            state.withdrawnA,
+            state.withdrawnB,
+        ]
+        .into_iter()
+        .chain(locks.iter().map(|l| l.amount))
+        .fold(U256::ZERO, |acc, x| acc + U256::from(x));
+        if out != U256::from(state.depositA) + U256::from(state.depositB) {
+            return Err(ChannelError::Sum);
+        }
+        Ok(())
+    }
+
+    /// Signs `state` with `signer` (after [`ChannelRef::check`]-ing it with `locks`).
+    pub fn sign(
+        &self,
+        signer: &PrivateKeySigner,
+        state: &State,
+        locks: &[Lock],
+    ) -> Result<Sig, ChannelError> {
+        self.check(state, locks)?;
+        let sig = signer
+            .sign_hash_sync(&self.digest(state))
+            .map_err(|e| ChannelError::Signature(e.to_string()))?;
+        let sig = Sig {
+            v: 27 + u8::from(sig.v()),
+            r: sig.r().into(),
+            s: sig.s().into(),
+        };
+        // k256 signs with a low s; make sure, the contract refuses anything else.
+        self.verify(state, &sig, signer.address())?;
+        Ok(sig)
+    }
+
+    /// Checks that `sig` is `signer`'s signature of `state` by the contract's rules: v is 27
+    /// or 28, s is in the lower half of the curve order, and it recovers to `signer`.
+    pub fn verify(&self, state: &State, sig: &Sig, signer: Address) -> Result<(), ChannelError> {
+        let bad = |m: &str| Err(ChannelError::Signature(m.to_string()));
+        if sig.v != 27 && sig.v != 28 {
+            return bad("v is not 27 or 28");
+        }
+        let s = U256::from_be_bytes(sig.s.0);
+        if s > HALF_N {
+            return bad("s is in the upper half of the curve order");
+        }
+        let parsed =
+            alloy::primitives::Signature::new(U256::from_be_bytes(sig.r.0), s, sig.v == 28);
+        match parsed.recover_address_from_prehash(&self.digest(state)) {
+            Ok(got) if got == signer => Ok(()),
+            Ok(got) => Err(ChannelError::Signature(format!(
+                "signed by {got}, expected {signer}"
+            ))),
+            Err(e) => Err(ChannelError::Signature(e.to_string())),
+        }
+    }
+}
+
+/// The hash a state commits to for its pending locks: zero when there are none, else
+/// `keccak256(abi.encode(locks))` (equals the contract's `hashLocks`).
+pub fn locks_hash(locks: &[Lock]) -> B256 {
+    if locks.is_empty() {
+        B256::ZERO
+    } else {
+        keccak256(locks.to_vec().abi_encode())
+    }
+}
+
+impl From<&crate::bindings::Channel::Closing> for Record {
+    /// The record `update` and `settle` take, from the `Closing` event that committed it.
+    fn from(e: &crate::bindings::Channel::Closing) -> Self {
+        Record {
+            version: e.version,
+            deadline: e.deadline,
+            netA: e.netA,
+            netB: e.netB,
+            payA: e.payA,
+            payB: e.payB,
+            locksHash: e.locksHash,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    fn chan() -> ChannelRef {
+        ChannelRef::new(
+            Params {
+                a: address!("0x1000000000000000000000000000000000000001"),
+                b: address!("0x2000000000000000000000000000000000000002"),
+                token: Address::ZERO,
+                challengePeriod: 3600,
+                salt: B256::repeat_byte(7),
+            },
+            31337,
+            address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+        )
+    }
+
+    fn lock(from: Address, amount: u128, n: u8) -> Lock {
+        Lock {
+            from,
+            amount,
+            hashlock: B256::repeat_byte(n),
+            expiry: 1_000_000,
+        }
+    }
+
+    fn state(locks: &[Lock]) -> State {
+        let locked: u128 = locks.iter().map(|l| l.amount).sum();
+        State {
+            version: 3,
+            balanceA: 60 - locked,
+            balanceB: 30,
+            locksHash: locks_hash(locks),
+            depositA: 70,
+            depositB: 30,
+            withdrawnA: 10,
+            withdrawnB: 0,
+            isFinal: false,
+        }
+    }
+
+    #[test]
+    fn id_commits_to_every_parameter_chain_and_contract() {
+        let c = chan();
+        let id = c.id();
+        let mut variants = vec![];
+        let mut p = c.clone();
+        p.params.a = address!("0x3000000000000000000000000000000000000003");
+        variants.push(p);
+        let mut p = c.clone();
+        p.params.b = p.params.a;
+        variants.push(p);
+        let mut p = c.clone();
+        p.params.token = address!("0x4000000000000000000000000000000000000004");
+        variants.push(p);
+        let mut p = c.clone();
+        p.params.challengePeriod += 1;
+        variants.push(p);
+        let mut p = c.clone();
+        p.params.salt = B256::repeat_byte(8);
+        variants.push(p);
+        let mut p = c.clone();
+        p.chain_id = 1;
+        variants.push(p);
+        let mut p = c.clone();
+        p.contract = Address::ZERO;
+        variants.push(p);
+        for v in variants {
+            assert_ne!(v.id(), id, "{v:?}");
+        }
+        assert_eq!(chan().id(), id);
+    }
+
+    #[test]
+    fn locks_hash_is_zero_when_empty_and_abi_encoded_otherwise() {
+        assert_eq!(locks_hash(&[]), B256::ZERO);
+        let a = chan().params.a;
+        let l = [lock(a, 5, 1), lock(a, 6, 2)];
+        // offset, length, then 4 words per lock.
+        let enc = l.to_vec().abi_encode();
+        assert_eq!(enc.len(), 32 * (2 + 4 * 2));
+        assert_eq!(U256::from_be_slice(&enc[..32]), U256::from(32));
+        assert_eq!(U256::from_be_slice(&enc[32..64]), U256::from(2));
+        assert_eq!(locks_hash(&l), keccak256(&enc));
+        assert_ne!(locks_hash(&l), locks_hash(&[l[1].clone(), l[0].clone()]));
+    }
+
+    #[test]
+    fn signature_verifies_and_binds_every_field() {
+        let c = chan();
+        let key = PrivateKeySigner::random();
+        let mut c2 = c.clone();
+        c2.params.a = key.address();
+        let s = state(&[]);
+        let sig = c2.sign(&key, &s, &[]).unwrap();
+        assert!(sig.v == 27 || sig.v == 28);
+        assert!(U256::from_be_bytes(sig.s.0) <= HALF_N);
+        c2.verify(&s, &sig, key.address()).unwrap();
+        // Another signer, another version, another chain or contract: refused.
+        assert!(c2.verify(&s, &sig, c2.params.b).is_err());
+        let mut newer = s.clone();
+        newer.version += 1;
+        assert!(c2.verify(&newer, &sig, key.address()).is_err());
+        let mut fin = s.clone();
+        fin.isFinal = true;
+        assert_ne!(c2.digest(&fin), c2.digest(&s));
+        let mut other_chain = c2.clone();
+        other_chain.chain_id = 1;
+        assert!(other_chain.verify(&s, &sig, key.address()).is_err());
+        // The malleable twin (n - s, flipped v) recovers the same key but is refused.
+        let n = uint!(0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141_U256);
+        let twin = Sig {
+            v: if sig.v == 27 { 28 } else { 27 },
+            r: sig.r,
+            s: (n - U256::from_be_bytes(sig.s.0)).into(),
+        };
+        assert!(c2.verify(&s, &twin, key.address()).is_err());
+        let v29 = Sig { v: 29, ..sig };
+        assert!(c2.verify(&s, &v29, key.address()).is_err());
+    }
+
+    #[test]
+    fn check_mirrors_the_contract() {
+        let c = chan();
+        let a = c.params.a;
+        let locks = [lock(a, 5, 1), lock(c.params.b, 5, 2)];
+        let s = state(&locks);
+        c.check(&s, &locks).unwrap();
+        assert_eq!(c.check(&s, &locks[..1]), Err(ChannelError::LocksHash));
+        let mut z = s.clone();
+        z.version = 0;
+        assert_eq!(c.check(&z, &locks), Err(ChannelError::ZeroVersion));
+        let mut more = s.clone();
+        more.balanceB += 1;
+        assert_eq!(c.check(&more, &locks), Err(ChannelError::Sum));
+        let stranger = [lock(Address::ZERO, 5, 1), lock(a, 5, 2)];
+        let s2 = state(&stranger);
+        assert_eq!(c.check(&s2, &stranger), Err(ChannelError::LockSender(0)));
+        let many: Vec<Lock> = (0..=MAX_LOCKS as u8).map(|i| lock(a, 0, i)).collect();
+        assert_eq!(
+            c.check(&state(&many), &many),
+            Err(ChannelError::TooManyLocks(MAX_LOCKS + 1))
+        );
+        let mut fin = s.clone();
+        fin.isFinal = true;
+        assert_eq!(c.check(&fin, &locks), Err(ChannelError::FinalWithLocks));
+    }
+}
