@@ -42,9 +42,10 @@ pragma solidity 0.8.33;
 ///   watchtower) can `update`. The closing data is kept as a hash of a `Record` (emitted in
 ///   `Closing`); `update` and `settle` pass the record back.
 /// - `settle` from the deadline on: each lock pays its receiver if `revealedAt[hashlock]` is
-///   non-zero and at or before the lock's expiry; otherwise it returns to its sender, which is
-///   decided only once the expiry has passed (a lock neither revealed nor expired blocks
-///   settlement until its expiry: lock expiries are independent of the challenge period).
+///   non-zero and strictly before the lock's expiry (HTLC.sol's claim rule, `block.timestamp <
+///   expiry`); otherwise it returns to its sender, which is decided from the expiry on (a lock
+///   neither revealed nor expired blocks settlement until its expiry: lock expiries are
+///   independent of the challenge period).
 /// - `reveal(preimage)` records `block.timestamp` under `sha256(preimage)`, once.
 /// - A payout that fails (a reverting receiver, a blacklisting token) is credited to the
 ///   receiver, who takes it later with `withdrawCredit(token, to)`.
@@ -83,8 +84,9 @@ pragma solidity 0.8.33;
 ///    `PAYOUT_GAS` (the caller must leave enough gas for that, so a third party cannot starve a
 ///    payout into failing) and a failed payout becomes a credit.
 /// I8 Secret registry: first reveal wins, later reveals revert, so a late reveal cannot move a
-///    recorded time past a lock's expiry. The receiver of a lock must get its reveal mined by
-///    the lock's expiry (the time of the block that includes it counts).
+///    recorded time past a lock's expiry. The receiver of a lock must get its reveal mined in
+///    a block whose timestamp is strictly before the lock's expiry (as a claim in HTLC.sol):
+///    a reveal in a block stamped exactly at the expiry is too late.
 /// Attacker roles: a party may sign anything, submit old states, top up, withdraw or refuse to
 /// cooperate at any moment; a third party may submit anything it has seen; a token may
 /// re-enter or lie about transfers (it can then only hurt channels of that same token).
@@ -413,8 +415,10 @@ contract Channel {
         for (uint256 i; i < locks.length; ++i) {
             Lock calldata l = locks[i];
             uint256 t = revealedAt[l.hashlock];
-            bool toReceiver = t != 0 && t <= l.expiry;
-            if (!toReceiver && block.timestamp <= l.expiry) revert LockPending(l.hashlock);
+            // As HTLC.sol's claim rule (`block.timestamp < expiry`): the receiver's reveal must
+            // be mined strictly before the expiry; from the expiry on the lock is decided.
+            bool toReceiver = t != 0 && t < l.expiry;
+            if (!toReceiver && block.timestamp < l.expiry) revert LockPending(l.hashlock);
             // A lock from A goes to B when revealed in time; a lock from B goes to B when not.
             if ((l.from == a) == toReceiver) payB += l.amount;
             else payA += l.amount;

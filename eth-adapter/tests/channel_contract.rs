@@ -339,7 +339,7 @@ async fn locks_are_resolved_by_the_secret_registry() {
         lock(a, ONE / 10, 1),     // revealed early: to B
         lock(b, 2 * ONE / 10, 2), // revealed after expiry: back to B
         lock(a, 3 * ONE / 10, 3), // never revealed: back to A
-        lock(b, ONE / 20, 4),     // revealed exactly at expiry: to A
+        lock(b, ONE / 20, 4),     // revealed exactly at expiry: too late, back to B
     ];
     let mut s = st(1, 6 * ONE / 10, 75 * ONE / 100, ONE, ONE);
     s.locksHash = locks_hash(&locks);
@@ -374,8 +374,11 @@ async fn locks_are_resolved_by_the_secret_registry() {
     let (a0, b0) = (t.balance(a).await, t.balance(b).await);
     t.next_block_at(exp + 2).await;
     let r = mined(t.settle(2, &ch, &rec, &locks)).await;
-    // A: 0.6 + 0.3 (unrevealed, back) + 0.05 (revealed at expiry); B: 0.75 + 0.1 + 0.2.
-    let (pay_a, pay_b) = (u(95 * ONE / 100), u(105 * ONE / 100));
+    // As HTLC.sol's claim (`block.timestamp < expiry`): a lock pays its receiver only if its
+    // secret was revealed strictly before its expiry.
+    // A: 0.6 + 0.3 (unrevealed, back); B: 0.75 + 0.1 (revealed early) + 0.2 (revealed late,
+    // back) + 0.05 (revealed at expiry, back).
+    let (pay_a, pay_b) = (u(9 * ONE / 10), u(11 * ONE / 10));
     assert_eq!(t.balance(a).await - a0, pay_a);
     assert_eq!(t.balance(b).await - b0, pay_b);
     let settled = r.decoded_log::<Channel::Settled>().unwrap().data;
