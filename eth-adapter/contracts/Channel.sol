@@ -28,7 +28,7 @@ pragma solidity 0.8.33;
 /// depends only on the state and on that party's own deposits and withdrawals. A state whose
 /// sum does not match, or that would pay a party less than zero, is rejected.
 ///
-/// ## Life of a channel (one storage word per channel, plus one for withdrawals)
+/// ## Life of a channel (two storage words per channel; the second is zero until needed)
 /// - `deposit` / `depositToken` by a party: opens the channel on the first call, tops it up
 ///   afterwards. Refused while closing and after settlement.
 /// - `withdraw(state)`: pays each party `state.withdrawn_X - withdrawn_X(chain)` while the
@@ -39,8 +39,12 @@ pragma solidity 0.8.33;
 ///   gets their own deposits back) starts the challenge period (`challengePeriod` seconds,
 ///   fixed per channel in `Params`, between `MIN_CHALLENGE_PERIOD` and `MAX_CHALLENGE_PERIOD`).
 ///   Until its deadline anyone holding a co-signed state of higher version (a party or its
-///   watchtower) can `update`. The closing data is kept as a hash of a `Record` (emitted in
-///   `Closing`); `update` and `settle` pass the record back.
+///   watchtower) can `update`. The closing data (a `Record`, emitted in `Closing`) is kept as
+///   two hashes: the part fixed at close (`Frozen`: deadline, nets) in the channel word, the
+///   outcome (version, payouts, locks hash) beside the version in the second word. `update`
+///   passes back only the fixed part and needs a higher version than the stored one, so an
+///   honest update cannot be made to fail by lower updates mined before it; `settle` passes
+///   back the whole latest record.
 /// - `settle` from the deadline on: each lock pays its receiver if `revealedAt[hashlock]` is
 ///   non-zero and strictly before the lock's expiry (HTLC.sol's claim rule, `block.timestamp <
 ///   expiry`); otherwise it returns to its sender, which is decided from the expiry on (a lock
@@ -65,14 +69,18 @@ pragma solidity 0.8.33;
 ///    ecrecover must return the expected party (never zero: parties are non-zero).
 ///    Versions start at 1; version 0 is the unsigned "deposits back" state, usable only by a
 ///    party through `closeUnsigned`.
-/// I3 Replay of an old state: `update` needs a strictly higher version and is possible until
-///    the deadline; the challenge period is fixed at open. An old state can only start a
-///    closing, never end one early (no state, final or not, shortens the period).
+/// I3 Replay of an old state: `update` needs a strictly higher version than the stored one
+///    and is possible until the deadline; the challenge period is fixed at open. What an
+///    updater passes back (`Frozen`) never changes during a closing, so a cheater cannot
+///    invalidate a pending honest update by mining other updates first: it can only raise the
+///    stored version, and a version at or above the honest one is a state at least as new.
+///    An old state can only start a closing, never end one early (no state, final or not,
+///    shortens the period).
 /// I4 One closing, one settlement: a channel word is 0 (never opened), OPEN (amounts), CLOSING
-///    (tag + 248-bit hash of the record) or SETTLED (a tombstone kept forever, so a settled
-///    channel id can never be reopened and its old states replayed). Deposits and withdrawals
-///    need OPEN; `update`/`settle` need the exact committed record; `settle` writes SETTLED
-///    before paying.
+///    (tag + 248-bit hash of the frozen part) or SETTLED (a tombstone kept forever, so a
+///    settled channel id can never be reopened and its old states replayed). Deposits and
+///    withdrawals need OPEN; `update` needs the frozen part, `settle` the frozen part and the
+///    current outcome (version and 192-bit hash); `settle` writes SETTLED before paying.
 /// I5 Re-entrancy: every function that calls out (token deposits, withdraw, cooperativeClose,
 ///    settle, withdrawCredit) holds a transient lock and writes its state before calling out;
 ///    functions that do not call out (ETH deposit, close, update, reveal) keep no invariant
@@ -139,7 +147,18 @@ contract Channel {
         bytes32 s;
     }
 
-    /// @notice The closing data of a channel, committed to by hash (see `Closing`).
+    /// @notice What a closing fixes for its whole life (at `close`/`closeUnsigned`): the
+    ///         deadline and each party's on-chain net. `update` takes it, so that an update
+    ///         prepared against any `Closing` event of this closing stays valid however many
+    ///         other updates are mined before it.
+    struct Frozen {
+        uint64 deadline;
+        int256 netA;
+        int256 netB;
+    }
+
+    /// @notice The closing data of a channel (see `Closing`): the `Frozen` part (deadline,
+    ///         nets) and the current outcome (version, payouts before locks, locks hash).
     struct Record {
         uint64 version;
         uint64 deadline;
@@ -175,11 +194,13 @@ contract Channel {
     /// secp256k1 order / 2.
     uint256 private constant HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
-    // Channel word: tag in the top byte.
-    //   OPEN / OPEN_W: depositA in bits 120..239, depositB in bits 0..119 (OPEN_W: `_withdrawn`
-    //   holds withdrawnA << 128 | withdrawnB).
-    //   CLOSING: the low 248 bits of keccak256(abi.encode(record)).
-    //   SETTLED: nothing else.
+    // Channel word (`_channels`): tag in the top byte.
+    //   OPEN / OPEN_W: depositA in bits 120..239, depositB in bits 0..119 (OPEN_W: `_second`
+    //   holds withdrawnA << 128 | withdrawnB; OPEN: `_second` is zero).
+    //   CLOSING: the low 248 bits of keccak256(abi.encode(deadline, netA, netB)), written once
+    //   at close; `_second` holds version << 192 | the low 192 bits of
+    //   keccak256(abi.encode(payA, payB, locksHash)), rewritten by each `update`.
+    //   SETTLED: nothing else (`_second` is zero).
     uint256 private constant OPEN = 1 << 248;
     uint256 private constant OPEN_W = 2 << 248;
     uint256 private constant CLOSING = 3 << 248;
@@ -187,6 +208,7 @@ contract Channel {
     uint256 private constant MASK120 = (1 << 120) - 1;
     uint256 private constant MASK128 = (1 << 128) - 1;
     uint256 private constant MASK248 = (1 << 248) - 1;
+    uint256 private constant MASK192 = (1 << 192) - 1;
     /// Gas that must be left before a payout so that the callee surely gets `PAYOUT_GAS`
     /// (63/64 rule) and the caller can still record a credit.
     uint256 private constant PAYOUT_GAS_NEEDED = PAYOUT_GAS + PAYOUT_GAS / 63 + 40_000;
@@ -194,7 +216,8 @@ contract Channel {
     // ---------------------------------------------------------------- storage
 
     mapping(bytes32 id => uint256) private _channels;
-    mapping(bytes32 id => uint256) private _withdrawn;
+    /// Withdrawals while open, the current outcome while closing (see the channel word).
+    mapping(bytes32 id => uint256) private _second;
     /// @notice When `sha256(preimage)` was first revealed (block timestamp), or 0.
     mapping(bytes32 hashlock => uint256) public revealedAt;
     /// @notice Failed payouts, withdrawable by their owner.
@@ -302,7 +325,7 @@ contract Channel {
         uint256 wA;
         uint256 wB;
         if (tag == OPEN_W) {
-            uint256 wd = _withdrawn[id];
+            uint256 wd = _second[id];
             wA = wd >> 128;
             wB = wd & MASK128;
         }
@@ -319,7 +342,7 @@ contract Channel {
             int256((w >> 120) & MASK120) - int256(uint256(s.withdrawnA)),
             int256(w & MASK120) - int256(uint256(s.withdrawnB))
         );
-        _withdrawn[id] = (uint256(s.withdrawnA) << 128) | s.withdrawnB;
+        _second[id] = (uint256(s.withdrawnA) << 128) | s.withdrawnB;
         if (tag == OPEN) _channels[id] = (w & MASK248) | OPEN_W;
         emit Withdrawn(id, s.withdrawnA, s.withdrawnB);
         _pay(p.token, p.a, outA);
@@ -339,7 +362,7 @@ contract Channel {
         if (s.locksHash != 0) revert PendingLocks();
         _verify(id, p, s, sa, sb);
         (uint256 payA, uint256 payB) = _bases(s, 0, netA, netB);
-        if (w & ~MASK248 == OPEN_W) delete _withdrawn[id];
+        if (w & ~MASK248 == OPEN_W) delete _second[id];
         _channels[id] = SETTLED;
         emit Settled(id, payA, payB);
         _pay(p.token, p.a, payA);
@@ -358,7 +381,7 @@ contract Channel {
         _verify(id, p, s, sa, sb);
         (uint256 payA, uint256 payB, bytes32 lh) = _payouts(p, s, locks, netA, netB);
         _enterClosing(
-            id, w, Record(s.version, uint64(block.timestamp + p.challengePeriod), netA, netB, payA, payB, lh)
+            id, Record(s.version, uint64(block.timestamp + p.challengePeriod), netA, netB, payA, payB, lh)
         );
     }
 
@@ -373,40 +396,42 @@ contract Channel {
         if (netA < 0 || netB < 0) revert Underfunded();
         _enterClosing(
             id,
-            w,
             Record(0, uint64(block.timestamp + p.challengePeriod), netA, netB, uint256(netA), uint256(netB), 0)
         );
     }
 
     /// @notice Replaces the closing state by a co-signed state of higher version, until the
-    ///         deadline. Anyone may send it (a party or its watchtower). `cur` is the current
-    ///         record, as emitted by the last `Closing` event.
+    ///         deadline. Anyone may send it (a party or its watchtower). `f` is the part of the
+    ///         record fixed at close (the deadline and nets of any `Closing` event of this
+    ///         closing): only it and the growth of the version are checked, so a lower update
+    ///         mined first cannot make this one fail.
     function update(
         Params calldata p,
-        Record calldata cur,
+        Frozen calldata f,
         State calldata s,
         Lock[] calldata locks,
         Sig calldata sa,
         Sig calldata sb
     ) external {
         bytes32 id = _id(p);
-        _checkRecord(id, cur);
-        if (block.timestamp >= cur.deadline) revert ChallengeOver();
-        if (s.version <= cur.version) revert StaleVersion();
+        _checkFrozen(id, f.deadline, f.netA, f.netB);
+        uint64 deadline = f.deadline;
+        if (block.timestamp >= deadline) revert ChallengeOver();
+        if (s.version <= _second[id] >> 192) revert StaleVersion();
         _verify(id, p, s, sa, sb);
-        int256 netA = cur.netA;
-        int256 netB = cur.netB;
+        int256 netA = f.netA;
+        int256 netB = f.netB;
         (uint256 payA, uint256 payB, bytes32 lh) = _payouts(p, s, locks, netA, netB);
-        Record memory r = Record(s.version, cur.deadline, netA, netB, payA, payB, lh);
-        _channels[id] = CLOSING | (uint256(keccak256(abi.encode(r))) & MASK248);
-        _emitClosing(id, r);
+        _second[id] = _outcome(s.version, payA, payB, lh);
+        _emitClosing(id, Record(s.version, deadline, netA, netB, payA, payB, lh));
     }
 
     /// @notice Pays out a closed channel from its deadline on, resolving each lock with the
     ///         secret registry. Anyone may send it.
     function settle(Params calldata p, Record calldata rec, Lock[] calldata locks) external nonReentrant {
         bytes32 id = _id(p);
-        _checkRecord(id, rec);
+        _checkFrozen(id, rec.deadline, rec.netA, rec.netB);
+        if (_second[id] != _outcome(rec.version, rec.payA, rec.payB, rec.locksHash)) revert BadRecord();
         if (block.timestamp < rec.deadline) revert ChallengeOpen();
         if (_hashLocks(locks) != rec.locksHash) revert LocksMismatch();
         uint256 payA = rec.payA;
@@ -424,6 +449,7 @@ contract Channel {
             else payA += l.amount;
         }
         _channels[id] = SETTLED;
+        delete _second[id];
         emit Settled(id, payA, payB);
         _pay(p.token, a, payA);
         _pay(p.token, p.b, payB);
@@ -483,7 +509,7 @@ contract Channel {
         if (tag == 0) return (0, 0, 0, 0, 0);
         if (tag >= 3) return (uint8(tag - 1), 0, 0, 0, 0);
         if (tag == 2) {
-            uint256 wd = _withdrawn[id];
+            uint256 wd = _second[id];
             withdrawnA = wd >> 128;
             withdrawnB = wd & MASK128;
         }
@@ -535,27 +561,32 @@ contract Channel {
         netA = int256((w >> 120) & MASK120);
         netB = int256(w & MASK120);
         if (tag == OPEN_W) {
-            uint256 wd = _withdrawn[id];
+            uint256 wd = _second[id];
             netA -= int256(wd >> 128);
             netB -= int256(wd & MASK128);
         }
     }
 
-    function _enterClosing(bytes32 id, uint256 w, Record memory r) private {
-        if (w & ~MASK248 == OPEN_W) delete _withdrawn[id];
-        _channels[id] = CLOSING | (uint256(keccak256(abi.encode(r))) & MASK248);
+    function _enterClosing(bytes32 id, Record memory r) private {
+        _channels[id] = CLOSING | (uint256(keccak256(abi.encode(r.deadline, r.netA, r.netB))) & MASK248);
+        _second[id] = _outcome(r.version, r.payA, r.payB, r.locksHash);
         _emitClosing(id, r);
+    }
+
+    /// The `_second` word of a closing channel: version and the outcome's hash.
+    function _outcome(uint64 version, uint256 payA, uint256 payB, bytes32 lh) private pure returns (uint256) {
+        return (uint256(version) << 192) | (uint256(keccak256(abi.encode(payA, payB, lh))) & MASK192);
     }
 
     function _emitClosing(bytes32 id, Record memory r) private {
         emit Closing(id, r.version, r.deadline, r.netA, r.netB, r.payA, r.payB, r.locksHash);
     }
 
-    /// Reverts unless channel `id` is closing with exactly record `r`.
-    function _checkRecord(bytes32 id, Record calldata r) private view {
+    /// Reverts unless channel `id` is closing with exactly this deadline and these nets.
+    function _checkFrozen(bytes32 id, uint64 deadline, int256 netA, int256 netB) private view {
         uint256 w = _channels[id];
         if (w & ~MASK248 != CLOSING) revert NotClosing();
-        if (w != CLOSING | (uint256(keccak256(abi.encode(r))) & MASK248)) revert BadRecord();
+        if (w != CLOSING | (uint256(keccak256(abi.encode(deadline, netA, netB))) & MASK248)) revert BadRecord();
     }
 
     /// Checks the state's locks and sums against the on-chain nets; returns what each party

@@ -15,7 +15,7 @@ sol!(
 
 sol!(
     /// The xswap two-party payment channel contract (`contracts/Channel.sol`). Its calldata
-    /// structs (`Params`, `State`, `Lock`, `Sig`, `Record`) are used as they are by
+    /// structs (`Params`, `State`, `Lock`, `Sig`, `Frozen`, `Record`) are used as they are by
     /// [`crate::channel`].
     #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! and signing it exactly as the contract verifies it.
 //!
 //! The calldata structs are the contract's own bindings ([`Params`], [`State`], [`Lock`],
-//! [`Sig`], [`Record`]). What both parties sign is the EIP-712 struct
+//! [`Sig`], [`Record`], [`Frozen`]). What both parties sign is the EIP-712 struct
 //! `State(bytes32 channelId, uint64 version, ...)` (the calldata [`State`] plus the channel id,
 //! which the contract derives from [`Params`]) in the domain `("xswap Channel", "1", chain id,
 //! contract)`; the digest comes from alloy's [`SolStruct::eip712_signing_hash`].
@@ -16,7 +16,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use alloy::sol_types::{Eip712Domain, SolStruct, SolValue};
 
-pub use crate::bindings::Channel::{Lock, Params, Record, Sig, State};
+pub use crate::bindings::Channel::{Frozen, Lock, Params, Record, Sig, State};
 
 /// The most pending locks a state may hold (`Channel.MAX_LOCKS`).
 pub const MAX_LOCKS: usize = 64;
@@ -253,8 +253,21 @@ pub fn locks_hash(locks: &[Lock]) -> B256 {
     }
 }
 
+impl Record {
+    /// The part of the record fixed for the whole closing (deadline and nets), which `update`
+    /// takes: the same for every `Closing` event of one closing.
+    pub fn frozen(&self) -> Frozen {
+        Frozen {
+            deadline: self.deadline,
+            netA: self.netA,
+            netB: self.netB,
+        }
+    }
+}
+
 impl From<&crate::bindings::Channel::Closing> for Record {
-    /// The record `update` and `settle` take, from the `Closing` event that committed it.
+    /// The record `settle` takes (and, through [`Record::frozen`], `update`), from the
+    /// `Closing` event that committed it.
     fn from(e: &crate::bindings::Channel::Closing) -> Self {
         Record {
             version: e.version,

@@ -363,7 +363,7 @@ async fn measure_channel_asset(
     let rec = closing(&r);
     let s2 = state(2, one / 2, one + one / 2 - one / 10, &locks);
     let (sa, sb) = sign(&c2, &s2, &locks);
-    let r = receipt(cb.update(c2.params.clone(), rec, s2, locks.clone(), sa, sb)).await;
+    let r = receipt(cb.update(c2.params.clone(), rec.frozen(), s2, locks.clone(), sa, sb)).await;
     let update = r.gas_used;
     let rec = closing(&r);
     let reveal = gas!(cb.reveal(pre));

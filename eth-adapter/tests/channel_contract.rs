@@ -273,7 +273,19 @@ async fn unilateral_close_is_replaced_by_a_watchtower_and_settles_after_the_peri
         t.update(0, &ch, &r3, &states[2], &[], &sigs[2]),
         StaleVersion
     );
-    reverts_with!(t.update(0, &ch, &r1, &states[3], &[], &sigs[3]), BadRecord);
+    // The part fixed at close (deadline, nets) must match; the outcome (version, payouts)
+    // need not: any record of this closing will do for `update`, only the latest for `settle`.
+    let mut later = r1.clone();
+    later.deadline += 1;
+    let mut richer = r1.clone();
+    richer.netB += alloy::primitives::I256::ONE;
+    for bad in [&later, &richer] {
+        reverts_with!(t.update(0, &ch, bad, &states[3], &[], &sigs[3]), BadRecord);
+    }
+    t.update(0, &ch, &r1, &states[3], &[], &sigs[3])
+        .call()
+        .await
+        .unwrap();
     reverts_with!(t.settle(2, &ch, &r1, &[]), BadRecord);
 
     // The period ends at the deadline: no more updates, settlement from then on.
@@ -669,4 +681,56 @@ async fn gas_goals() {
     }
     assert!(g.eth.open <= 70_000, "{:?}", g.eth);
     assert!(g.eth.cooperative_close <= 70_000, "{:?}", g.eth);
+}
+
+/// A cheater who closed with an old state cannot front-run the honest update with one older
+/// version after another: `update` checks only what is fixed at close (deadline, nets) and
+/// that the version grows, so an honest update prepared against the record at close still
+/// succeeds after any lower update was mined first.
+#[tokio::test]
+async fn update_front_run_by_lower_versions_still_succeeds() {
+    let t = ChannelEnv::start().await;
+    let ch = t.funded(1, ONE, ONE).await;
+    let (a, b) = (ch.params.a, ch.params.b);
+    let states: Vec<State> = (1..=5u64)
+        .map(|v| {
+            st(
+                v,
+                2 * ONE - u128::from(v) * ONE / 5,
+                u128::from(v) * ONE / 5,
+                ONE,
+                ONE,
+            )
+        })
+        .collect();
+    let sigs: Vec<_> = states.iter().map(|s| t.sign2(&ch, s, &[])).collect();
+    // A (the cheater) closes with v1; B's watchtower prepares update(v5) against that record.
+    let r1 = record(&mined(t.close(0, &ch, &states[0], &[], &sigs[0])).await);
+    // A's updates with v2, then v3, are mined first (front-running).
+    let r2 = record(&mined(t.update(0, &ch, &r1, &states[1], &[], &sigs[1])).await);
+    mined(t.update(0, &ch, &r2, &states[2], &[], &sigs[2])).await;
+    // The honest update, computed against the record at close, still goes through.
+    let r5 = record(&mined(t.update(2, &ch, &r1, &states[4], &[], &sigs[4])).await);
+    assert_eq!((r5.version, r5.deadline), (5, r1.deadline));
+    // Nothing lower or equal can follow it.
+    reverts_with!(
+        t.update(0, &ch, &r1, &states[3], &[], &sigs[3]),
+        StaleVersion
+    );
+    reverts_with!(
+        t.update(0, &ch, &r1, &states[4], &[], &sigs[4]),
+        StaleVersion
+    );
+    // Settlement needs the latest record exactly.
+    t.net.advance_time(HOUR).await;
+    reverts_with!(t.settle(2, &ch, &r2, &[]), BadRecord);
+    let mut forged = r5.clone();
+    forged.payA += U256::from(1);
+    forged.payB -= U256::from(1);
+    reverts_with!(t.settle(2, &ch, &forged, &[]), BadRecord);
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    mined(t.settle(2, &ch, &r5, &[])).await;
+    assert_eq!(t.balance(a).await - a0, u(ONE));
+    assert_eq!(t.balance(b).await - b0, u(ONE));
+    assert_eq!(t.balance(t.contract()).await, U256::ZERO);
 }

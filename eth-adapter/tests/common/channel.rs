@@ -154,6 +154,7 @@ impl ChannelEnv {
         self.c[by].close(ch.params.clone(), s.clone(), locks.to_vec(), sa, sb)
     }
 
+    /// `update` with the part of `rec` fixed at close (any record of this closing will do).
     pub fn update(
         &self,
         by: usize,
@@ -166,7 +167,7 @@ impl ChannelEnv {
         let (sa, sb) = sigs.clone();
         self.c[by].update(
             ch.params.clone(),
-            rec.clone(),
+            rec.frozen(),
             s.clone(),
             locks.to_vec(),
             sa,
