@@ -34,9 +34,12 @@ pragma solidity 0.8.33;
 /// - `withdraw(state)`: pays each party `state.withdrawn_X - withdrawn_X(chain)` while the
 ///   channel stays open. A withdrawal is a co-signed state whose withdrawn total grew (its
 ///   balance shrank by the same amount); any state with higher totals can be executed, once.
-/// - `cooperativeClose(final state)`: one transaction, pays both, no locks allowed.
-/// - `close(state)` or, by a party, `closeUnsigned()` (the implicit version-0 state: everyone
-///   gets their own deposits back) starts the challenge period (`challengePeriod` seconds,
+/// - `cooperativeClose(final state)`: one transaction, pays both, no locks allowed. While the
+///   channel is closing, `settleFinal(frozen, final state)` does the same at once with the
+///   nets frozen at close (so a party that front-runs a cooperative close with `close`, or
+///   closes with an old state, cannot impose the challenge period on a final state).
+/// - `close(state)` or `closeUnsigned()` (the implicit version-0 state: everyone gets their own
+///   deposits back), by a party only, starts the challenge period (`challengePeriod` seconds,
 ///   fixed per channel in `Params`, between `MIN_CHALLENGE_PERIOD` and `MAX_CHALLENGE_PERIOD`).
 ///   Until its deadline anyone holding a co-signed state of higher version (a party or its
 ///   watchtower) can `update`. The closing data (a `Record`, emitted in `Closing`) is kept as
@@ -74,15 +77,20 @@ pragma solidity 0.8.33;
 ///    updater passes back (`Frozen`) never changes during a closing, so a cheater cannot
 ///    invalidate a pending honest update by mining other updates first: it can only raise the
 ///    stored version, and a version at or above the honest one is a state at least as new.
-///    An old state can only start a closing, never end one early (no state, final or not,
-///    shortens the period).
+///    An old state can only start a closing, never end one early: only a final state ends
+///    one early (`settleFinal`), and only if its version is at least the stored one (a final
+///    state is the last one both parties sign, so it is never an old state). Only the parties
+///    can start a closing, so a third party cannot turn a co-signed state seen in the mempool
+///    (a pending cooperative close's final state, a withdrawal) into a challenge-period wait;
+///    a party that does so is answered by `settleFinal` (final state) or pays the withdrawal
+///    at settlement.
 /// I4 One closing, one settlement: a channel word is 0 (never opened), OPEN (amounts), CLOSING
 ///    (tag + 248-bit hash of the frozen part) or SETTLED (a tombstone kept forever, so a
 ///    settled channel id can never be reopened and its old states replayed). Deposits and
 ///    withdrawals need OPEN; `update` needs the frozen part, `settle` the frozen part and the
 ///    current outcome (version and 192-bit hash); `settle` writes SETTLED before paying.
 /// I5 Re-entrancy: every function that calls out (token deposits, withdraw, cooperativeClose,
-///    settle, withdrawCredit) holds a transient lock and writes its state before calling out;
+///    settleFinal, settle, withdrawCredit) holds a transient lock and writes its state before calling out;
 ///    functions that do not call out (ETH deposit, close, update, reveal) keep no invariant
 ///    open across a call. A re-entered call therefore fails or sees the final state.
 /// I6 Tokens: deposits pull with `transferFrom` and require the balance to grow by exactly the
@@ -371,10 +379,13 @@ contract Channel {
 
     // ---------------------------------------------------------------- unilateral close
 
-    /// @notice Starts the challenge period with a co-signed state. Anyone may send it.
+    /// @notice Starts the challenge period with a co-signed state. Only a party may send it (a
+    ///         third party replaying a state seen in the mempool, such as the final state of a
+    ///         pending `cooperativeClose`, could otherwise force a challenge-period wait).
     function close(Params calldata p, State calldata s, Lock[] calldata locks, Sig calldata sa, Sig calldata sb)
         external
     {
+        if (msg.sender != p.a && msg.sender != p.b) revert NotParty();
         bytes32 id = _id(p);
         uint256 w = _channels[id];
         (int256 netA, int256 netB) = _nets(id, w);
@@ -424,6 +435,29 @@ contract Channel {
         (uint256 payA, uint256 payB, bytes32 lh) = _payouts(p, s, locks, netA, netB);
         _second[id] = _outcome(s.version, payA, payB, lh);
         _emitClosing(id, Record(s.version, deadline, netA, netB, payA, payB, lh));
+    }
+
+    /// @notice Ends a closing channel at once with a co-signed final state without locks (the
+    ///         cooperative close of a channel that a party started closing, e.g. by front-running
+    ///         `cooperativeClose` with `close`), before or after the deadline, paying both with
+    ///         the nets frozen at close. Its version must be at least the stored one (a final
+    ///         state is the last one both parties sign). Anyone may send it.
+    function settleFinal(Params calldata p, Frozen calldata f, State calldata s, Sig calldata sa, Sig calldata sb)
+        external
+        nonReentrant
+    {
+        bytes32 id = _id(p);
+        _checkFrozen(id, f.deadline, f.netA, f.netB);
+        if (!s.isFinal) revert NotFinal();
+        if (s.locksHash != 0) revert PendingLocks();
+        if (s.version < _second[id] >> 192) revert StaleVersion();
+        _verify(id, p, s, sa, sb);
+        (uint256 payA, uint256 payB) = _bases(s, 0, f.netA, f.netB);
+        _channels[id] = SETTLED;
+        delete _second[id];
+        emit Settled(id, payA, payB);
+        _pay(p.token, p.a, payA);
+        _pay(p.token, p.b, payB);
     }
 
     /// @notice Pays out a closed channel from its deadline on, resolving each lock with the

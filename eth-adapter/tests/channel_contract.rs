@@ -230,7 +230,7 @@ async fn withdraw_while_open() {
     );
 
     // Closing with the withdrawal state pays the rest: A 0.8, B 0.7 (B already got 0.5).
-    let rec = record(&mined(t.close(2, &ch, &v2, &[], &s2)).await);
+    let rec = record(&mined(t.close(1, &ch, &v2, &[], &s2)).await);
     assert_eq!((rec.payA, rec.payB), (u(8 * ONE / 10), u(7 * ONE / 10)));
     reverts_with!(t.withdraw(2, &ch, &v1, &[], &s1), NotOpen);
     t.net.advance_time(HOUR).await;
@@ -258,7 +258,7 @@ async fn unilateral_close_is_replaced_by_a_watchtower_and_settles_after_the_peri
     assert_eq!(r1.version, 1);
     assert_eq!(t.status(&ch).await.0, 2);
     reverts_with!(t.deposit(1, &ch, 1), NotOpen);
-    reverts_with!(t.close(2, &ch, &states[1], &[], &sigs[1]), NotOpen);
+    reverts_with!(t.close(1, &ch, &states[1], &[], &sigs[1]), NotOpen);
     reverts_with!(t.settle(2, &ch, &r1, &[]), ChallengeOpen);
 
     // B's watchtower (a third account) answers with version 3.
@@ -426,13 +426,13 @@ async fn max_locks_bound_is_enforced() {
     };
     let s = state_for(&many);
     reverts_with!(
-        t.close(2, &ch, &s, &many, &t.sign2_raw(&ch, &s)),
+        t.close(1, &ch, &s, &many, &t.sign2_raw(&ch, &s)),
         TooManyLocks
     );
     // MAX_LOCKS locks close and settle (all expired unrevealed: back to their senders).
     let locks = &many[..MAX_LOCKS];
     let s = state_for(locks);
-    let rec = record(&mined(t.close(2, &ch, &s, locks, &t.sign2(&ch, &s, locks))).await);
+    let rec = record(&mined(t.close(1, &ch, &s, locks, &t.sign2(&ch, &s, locks))).await);
     t.net.advance_time(3 * HOUR).await;
     let (a0, b0) = (t.balance(a).await, t.balance(b).await);
     let r = mined(t.settle(2, &ch, &rec, locks)).await;
@@ -450,12 +450,12 @@ async fn states_of_other_channels_contracts_and_chains_are_refused() {
     let s = st(1, ONE / 2, 15 * ONE / 10, ONE, ONE);
     let sx = t.sign2(&x, &s, &[]);
     // X's signatures on Y.
-    reverts_with!(t.close(2, &y, &s, &[], &sx), BadSignature);
+    reverts_with!(t.close(1, &y, &s, &[], &sx), BadSignature);
     // Signed for another chain id.
     let mut other_chain = y.clone();
     other_chain.chain_id = 1;
     let sc = t.sign2(&other_chain, &s, &[]);
-    reverts_with!(t.close(2, &y, &s, &[], &sc), BadSignature);
+    reverts_with!(t.close(1, &y, &s, &[], &sc), BadSignature);
     // The same channel parameters on a second deployment of the contract.
     let c2 = Channel::deploy(t.p[0].clone()).await.unwrap();
     mined(c2.deposit(x.params.clone()).value(u(ONE))).await;
@@ -467,7 +467,7 @@ async fn states_of_other_channels_contracts_and_chains_are_refused() {
         BadSignature
     );
     // The genuine use still works.
-    mined(t.close(2, &x, &s, &[], &sx)).await;
+    mined(t.close(1, &x, &s, &[], &sx)).await;
 }
 
 #[tokio::test]
@@ -476,12 +476,12 @@ async fn forged_and_malleable_signatures_are_refused() {
     let ch = t.funded(1, ONE, ONE).await;
     let s = st(1, ONE / 2, 15 * ONE / 10, ONE, ONE);
     let (sa, sb) = t.sign2(&ch, &s, &[]);
-    let with_a = |bad: Sig| t.close(2, &ch, &s, &[], &(bad, sb.clone()));
+    let with_a = |bad: Sig| t.close(1, &ch, &s, &[], &(bad, sb.clone()));
     // The genuine pair would pass.
     with_a(sa.clone()).call().await.unwrap();
     reverts_with!(with_a(sign_raw(&ch, &t.key(2), &s)), BadSignature);
     reverts_with!(
-        t.close(2, &ch, &s, &[], &(sa.clone(), sa.clone())),
+        t.close(1, &ch, &s, &[], &(sa.clone(), sa.clone())),
         BadSignature
     );
     // The malleable twin (n - s, other v) recovers A's address, yet is refused.
@@ -518,7 +518,7 @@ async fn forged_and_malleable_signatures_are_refused() {
     let mut v0 = s.clone();
     v0.version = 0;
     reverts_with!(
-        t.close(2, &ch, &v0, &[], &t.sign2_raw(&ch, &v0)),
+        t.close(1, &ch, &v0, &[], &t.sign2_raw(&ch, &v0)),
         StaleVersion
     );
 }
@@ -528,7 +528,7 @@ async fn states_whose_sums_exceed_the_deposits_are_refused() {
     let t = ChannelEnv::start().await;
     let ch = t.funded(1, ONE, ONE).await;
     let (a, b) = (ch.params.a, ch.params.b);
-    let close = |s: &State, locks: &[Lock]| t.close(2, &ch, s, locks, &t.sign2_raw(&ch, s));
+    let close = |s: &State, locks: &[Lock]| t.close(1, &ch, s, locks, &t.sign2_raw(&ch, s));
     // Balances above the deposits the state counts.
     reverts_with!(close(&st(1, ONE, ONE + 1, ONE, ONE), &[]), SumMismatch);
     // Counting a deposit A never made, to B's profit.
@@ -608,7 +608,7 @@ async fn reentrant_party_cannot_double_pay() {
     }
     let b = ch1.params.b;
     let s = st(1, ONE / 2, 15 * ONE / 10, ONE, ONE);
-    let rec = record(&mined(t.close(2, &ch1, &s, &[], &t.sign2(&ch1, &s, &[]))).await);
+    let rec = record(&mined(t.close(0, &ch1, &s, &[], &t.sign2(&ch1, &s, &[]))).await);
     let mut w = st(1, ONE, ONE / 2, ONE, ONE);
     w.withdrawnB = ONE / 2;
     let (wa, wb) = t.sign2(&ch2, &w, &[]);
@@ -733,4 +733,122 @@ async fn update_front_run_by_lower_versions_still_succeeds() {
     assert_eq!(t.balance(a).await - a0, u(ONE));
     assert_eq!(t.balance(b).await - b0, u(ONE));
     assert_eq!(t.balance(t.contract()).await, U256::ZERO);
+}
+
+/// Only the parties may start a closing: a third party that saw a co-signed state in the
+/// mempool (the final state of a pending cooperative close, a withdrawal) cannot turn it into
+/// a challenge-period wait. Watchtowers only need `update`.
+#[tokio::test]
+async fn only_a_party_can_close() {
+    let t = ChannelEnv::start().await;
+    let ch = t.funded(1, ONE, ONE).await;
+    let mut fin = st(3, ONE / 2, 15 * ONE / 10, ONE, ONE);
+    fin.isFinal = true;
+    let fs = t.sign2(&ch, &fin, &[]);
+    let mut w = st(2, ONE / 2, ONE, ONE, ONE);
+    w.withdrawnB = ONE / 2;
+    let ws = t.sign2(&ch, &w, &[]);
+    for by in [2, 3] {
+        reverts_with!(t.close(by, &ch, &fin, &[], &fs), NotParty);
+        reverts_with!(t.close(by, &ch, &w, &[], &ws), NotParty);
+        reverts_with!(t.c[by].closeUnsigned(ch.params.clone()), NotParty);
+    }
+    assert_eq!(t.status(&ch).await.0, 1, "still open");
+    // Either party may.
+    t.close(0, &ch, &w, &[], &ws).call().await.unwrap();
+    t.close(1, &ch, &w, &[], &ws).call().await.unwrap();
+    // The cooperative close goes through at once.
+    let (a, b) = (ch.params.a, ch.params.b);
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    mined(t.coop(2, &ch, &fin, &fs)).await;
+    assert_eq!(t.balance(a).await - a0, u(ONE / 2));
+    assert_eq!(t.balance(b).await - b0, u(15 * ONE / 10));
+}
+
+/// A co-signed final state ends a closing channel at once (`settleFinal`), with the deposits
+/// and withdrawals frozen at close: a party that front-runs a cooperative close with `close`,
+/// or closes with an old state, does not impose the challenge period.
+#[tokio::test]
+async fn final_state_ends_a_closing_channel_at_once() {
+    let t = ChannelEnv::start().await;
+    let ch = t.funded(1, ONE, ONE).await;
+    let (a, b) = (ch.params.a, ch.params.b);
+    // v1: A 0.8, B 1.2. v2: B withdraws 0.5 (executed). v3 final: A 0.6, B 0.9.
+    let v1 = st(1, 8 * ONE / 10, 12 * ONE / 10, ONE, ONE);
+    let mut v2 = st(2, 8 * ONE / 10, 7 * ONE / 10, ONE, ONE);
+    v2.withdrawnB = ONE / 2;
+    let mut fin = st(3, 6 * ONE / 10, 9 * ONE / 10, ONE, ONE);
+    fin.withdrawnB = ONE / 2;
+    fin.isFinal = true;
+    let (s1, s2, sf) = (
+        t.sign2(&ch, &v1, &[]),
+        t.sign2(&ch, &v2, &[]),
+        t.sign2(&ch, &fin, &[]),
+    );
+    reverts_with!(
+        t.settle_final(2, &ch, &record_stub(), &fin, &sf),
+        NotClosing
+    );
+    mined(t.withdraw(2, &ch, &v2, &[], &s2)).await;
+    // B closes with the old v1 while A's cooperative close is pending: A's is mined after.
+    let rec = record(&mined(t.close(1, &ch, &v1, &[], &s1)).await);
+    reverts_with!(t.coop(0, &ch, &fin, &sf), NotOpen);
+    // Not final, with locks, or under another frozen part: refused.
+    reverts_with!(t.settle_final(2, &ch, &rec, &v2, &s2), NotFinal);
+    let mut locked = fin.clone();
+    locked.locksHash = B256::repeat_byte(1);
+    let sl = t.sign2_raw(&ch, &locked);
+    reverts_with!(t.settle_final(2, &ch, &rec, &locked, &sl), PendingLocks);
+    let mut other = rec.clone();
+    other.netB = other.netB + alloy::primitives::I256::ONE;
+    reverts_with!(t.settle_final(2, &ch, &other, &fin, &sf), BadRecord);
+    // The final state pays at once, well before the deadline.
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    mined(t.settle_final(2, &ch, &rec, &fin, &sf)).await;
+    assert_eq!(t.balance(a).await - a0, u(6 * ONE / 10));
+    assert_eq!(t.balance(b).await - b0, u(9 * ONE / 10));
+    assert_eq!(t.balance(t.contract()).await, U256::ZERO);
+    assert_eq!(t.status(&ch).await.0, 3);
+    reverts_with!(t.settle_final(2, &ch, &rec, &fin, &sf), NotClosing);
+    reverts_with!(t.settle(2, &ch, &rec, &[]), NotClosing);
+
+    // B front-runs the cooperative close with `close(final)` itself: ended at once as well.
+    let ch = t.funded(2, ONE, ONE).await;
+    let mut fin = st(4, ONE / 4, 7 * ONE / 4, ONE, ONE);
+    fin.isFinal = true;
+    let sf = t.sign2(&ch, &fin, &[]);
+    let rec = record(&mined(t.close(1, &ch, &fin, &[], &sf)).await);
+    reverts_with!(t.coop(0, &ch, &fin, &sf), NotOpen);
+    // A "final" state older than the closing one (both signed after a final state): refused.
+    let mut old_final = st(3, ONE, ONE, ONE, ONE);
+    old_final.isFinal = true;
+    let r5 = {
+        let v5 = st(5, ONE / 4, 7 * ONE / 4, ONE, ONE);
+        let s5 = t.sign2(&ch, &v5, &[]);
+        record(&mined(t.update(2, &ch, &rec, &v5, &[], &s5)).await)
+    };
+    let so = t.sign2(&ch, &old_final, &[]);
+    reverts_with!(t.settle_final(2, &ch, &r5, &old_final, &so), StaleVersion);
+    reverts_with!(t.settle_final(2, &ch, &r5, &fin, &sf), StaleVersion);
+    let mut fin6 = fin.clone();
+    fin6.version = 6;
+    let s6 = t.sign2(&ch, &fin6, &[]);
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    mined(t.settle_final(2, &ch, &rec, &fin6, &s6)).await;
+    assert_eq!(t.balance(a).await - a0, u(ONE / 4));
+    assert_eq!(t.balance(b).await - b0, u(7 * ONE / 4));
+    assert_eq!(t.balance(t.contract()).await, U256::ZERO);
+}
+
+/// A record for a channel that is not closing (only its fixed part is sent).
+fn record_stub() -> eth_adapter::channel::Record {
+    eth_adapter::channel::Record {
+        version: 0,
+        deadline: 0,
+        netA: alloy::primitives::I256::ZERO,
+        netB: alloy::primitives::I256::ZERO,
+        payA: U256::ZERO,
+        payB: U256::ZERO,
+        locksHash: B256::ZERO,
+    }
 }

@@ -196,6 +196,18 @@ impl ChannelEnv {
         self.c[by].cooperativeClose(ch.params.clone(), s.clone(), sa, sb)
     }
 
+    pub fn settle_final(
+        &self,
+        by: usize,
+        ch: &ChannelRef,
+        rec: &Record,
+        s: &State,
+        sigs: &Sigs,
+    ) -> Call<'_, Channel::settleFinalCall> {
+        let (sa, sb) = sigs.clone();
+        self.c[by].settleFinal(ch.params.clone(), rec.frozen(), s.clone(), sa, sb)
+    }
+
     pub fn withdraw(
         &self,
         by: usize,
