@@ -50,9 +50,16 @@ pragma solidity 0.8.33;
 ///   back the whole latest record.
 /// - `settle` from the deadline on: each lock pays its receiver if `revealedAt[hashlock]` is
 ///   non-zero and strictly before the lock's expiry (HTLC.sol's claim rule, `block.timestamp <
-///   expiry`); otherwise it returns to its sender, which is decided from the expiry on (a lock
-///   neither revealed nor expired blocks settlement until its expiry: lock expiries are
-///   independent of the challenge period).
+///   expiry`); otherwise it returns to its sender, which is decided from the expiry on. A
+///   lock's expiry counts as min(expiry, deadline + `MAX_LOCK_TTL`), so no state, whatever
+///   its locks, holds a settlement more than `MAX_LOCK_TTL` (30 days) after the deadline, i.e.
+///   `MAX_CHALLENGE_PERIOD + MAX_LOCK_TTL` (60 days) after the close. The cap is applied at
+///   settlement rather than by refusing far locks at close: refusing would make a signed state
+///   unusable (a cheater could get the honest party to sign a far lock, then close with an
+///   older state the honest side could no longer answer); capping keeps every signed state
+///   usable, and never changes the outcome of a lock expiring at most `MAX_LOCK_TTL` after it
+///   was signed (the deadline is after the signing time), which is what the off-chain side
+///   signs.
 /// - `reveal(preimage)` records `block.timestamp` under `sha256(preimage)`, once.
 /// - A payout that fails (a reverting receiver, a blacklisting token) is credited to the
 ///   receiver, who takes it later with `withdrawCredit(token, to)`.
@@ -107,10 +114,10 @@ pragma solidity 0.8.33;
 /// cooperate at any moment; a third party may submit anything it has seen; a token may
 /// re-enter or lie about transfers (it can then only hurt channels of that same token).
 /// Not handled here (off-chain protocol duties): never sign a state counting a deposit that is
-/// not final on chain; never sign after a final state; cap lock expiries (an unrevealed lock
-/// holds settlement until its expiry); keep the latest state and its locks (`update` and
-/// `settle` need the locks, which only the close/update calldata carries) and watch for
-/// `Closing`. Parties sign with ECDSA keys (EOAs, or EIP-7702 accounts): EIP-1271 contract
+/// not final on chain; never sign after a final state; never sign a lock expiring more than
+/// `MAX_LOCK_TTL` from now (the contract would cut it to deadline + `MAX_LOCK_TTL`); keep the
+/// latest state and its locks (`update` and `settle` need the locks, which only the
+/// close/update calldata carries) and watch for `Closing`. Parties sign with ECDSA keys (EOAs, or EIP-7702 accounts): EIP-1271 contract
 /// signatures are not supported.
 contract Channel {
     // ---------------------------------------------------------------- types
@@ -186,6 +193,9 @@ contract Channel {
     /// @notice Bounds of `Params.challengePeriod`.
     uint256 public constant MIN_CHALLENGE_PERIOD = 1 hours;
     uint256 public constant MAX_CHALLENGE_PERIOD = 30 days;
+    /// @notice The longest a lock can hold a settlement after the closing deadline: at
+    ///         settlement a lock's expiry counts as min(expiry, deadline + MAX_LOCK_TTL).
+    uint256 public constant MAX_LOCK_TTL = 30 days;
     /// @notice Gas forwarded to each payout (ETH transfer or token `transfer`).
     uint256 public constant PAYOUT_GAS = 100_000;
     /// @notice Largest cumulative deposit per party (2^120 - 1).
@@ -471,13 +481,16 @@ contract Channel {
         uint256 payA = rec.payA;
         uint256 payB = rec.payB;
         address a = p.a;
+        // No lock holds the settlement longer than MAX_LOCK_TTL after the deadline.
+        uint256 cap = uint256(rec.deadline) + MAX_LOCK_TTL;
         for (uint256 i; i < locks.length; ++i) {
             Lock calldata l = locks[i];
+            uint256 expiry = l.expiry < cap ? l.expiry : cap;
             uint256 t = revealedAt[l.hashlock];
             // As HTLC.sol's claim rule (`block.timestamp < expiry`): the receiver's reveal must
             // be mined strictly before the expiry; from the expiry on the lock is decided.
-            bool toReceiver = t != 0 && t < l.expiry;
-            if (!toReceiver && block.timestamp < l.expiry) revert LockPending(l.hashlock);
+            bool toReceiver = t != 0 && t < expiry;
+            if (!toReceiver && block.timestamp < expiry) revert LockPending(l.hashlock);
             // A lock from A goes to B when revealed in time; a lock from B goes to B when not.
             if ((l.from == a) == toReceiver) payB += l.amount;
             else payA += l.amount;

@@ -20,6 +20,12 @@ pub use crate::bindings::Channel::{Frozen, Lock, Params, Record, Sig, State};
 
 /// The most pending locks a state may hold (`Channel.MAX_LOCKS`).
 pub const MAX_LOCKS: usize = 64;
+/// The longest a lock can hold a settlement after the closing deadline, in seconds
+/// (`Channel.MAX_LOCK_TTL`, 30 days): at settlement a lock's expiry counts as
+/// `min(expiry, deadline + MAX_LOCK_TTL)`. [`ChannelRef::check`] refuses a lock expiring later
+/// than `now + MAX_LOCK_TTL`, so that cap never changes how a lock signed by this crate
+/// resolves (the deadline is at least the close time plus the challenge period).
+pub const MAX_LOCK_TTL: u64 = 30 * 24 * 3600;
 /// EIP-712 domain name.
 pub const DOMAIN_NAME: &str = "xswap Channel";
 /// EIP-712 domain version.
@@ -69,6 +75,16 @@ pub enum ChannelError {
     /// A final state (cooperative close) must have no pending locks.
     #[error("a final state has pending locks")]
     FinalWithLocks,
+    /// A lock expiring later than `now + MAX_LOCK_TTL`: the contract would cut its expiry.
+    #[error("lock {index} expires at {expiry}, after {latest} (now + MAX_LOCK_TTL)")]
+    LockTooLong {
+        /// The lock's position.
+        index: usize,
+        /// Its expiry.
+        expiry: u64,
+        /// The latest expiry accepted.
+        latest: u64,
+    },
     /// Signing failed, or a signature is malformed, malleable or from someone else.
     #[error("signature: {0}")]
     Signature(String),
@@ -167,8 +183,13 @@ impl ChannelRef {
 
     /// Checks what the contract checks of a state without chain data: version, locks (count,
     /// senders, hash) and the sum. Stricter than the contract: a final state must have no
-    /// locks (only such a state can close cooperatively).
-    pub fn check(&self, state: &State, locks: &[Lock]) -> Result<(), ChannelError> {
+    /// locks (only such a state can close cooperatively), and no lock may expire later than
+    /// `now + MAX_LOCK_TTL` (see [`MAX_LOCK_TTL`]).
+    ///
+    /// `now` is the current time in unix seconds (the signer's clock or the latest block's
+    /// timestamp); it must not run ahead of the chain's clock by more than the challenge
+    /// period, which keeps the contract's cap (deadline + `MAX_LOCK_TTL`) out of reach.
+    pub fn check(&self, state: &State, locks: &[Lock], now: u64) -> Result<(), ChannelError> {
         if state.version == 0 {
             return Err(ChannelError::ZeroVersion);
         }
@@ -183,6 +204,14 @@ impl ChannelRef {
         }
         if state.isFinal && !locks.is_empty() {
             return Err(ChannelError::FinalWithLocks);
+        }
+        let latest = now.saturating_add(MAX_LOCK_TTL);
+        if let Some((index, l)) = locks.iter().enumerate().find(|(_, l)| l.expiry > latest) {
+            return Err(ChannelError::LockTooLong {
+                index,
+                expiry: l.expiry,
+                latest,
+            });
         }
         let out = [
             state.balanceA,
@@ -199,14 +228,15 @@ impl ChannelRef {
         Ok(())
     }
 
-    /// Signs `state` with `signer` (after [`ChannelRef::check`]-ing it with `locks`).
+    /// Signs `state` with `signer` (after [`ChannelRef::check`]-ing it with `locks` at `now`).
     pub fn sign(
         &self,
         signer: &PrivateKeySigner,
         state: &State,
         locks: &[Lock],
+        now: u64,
     ) -> Result<Sig, ChannelError> {
-        self.check(state, locks)?;
+        self.check(state, locks, now)?;
         let sig = signer
             .sign_hash_sync(&self.digest(state))
             .map_err(|e| ChannelError::Signature(e.to_string()))?;
@@ -300,6 +330,9 @@ mod tests {
         )
     }
 
+    /// A time before the locks' expiry (1,000,000).
+    const NOW: u64 = 900_000;
+
     fn lock(from: Address, amount: u128, n: u8) -> Lock {
         Lock {
             from,
@@ -377,7 +410,7 @@ mod tests {
         let mut c2 = c.clone();
         c2.params.a = key.address();
         let s = state(&[]);
-        let sig = c2.sign(&key, &s, &[]).unwrap();
+        let sig = c2.sign(&key, &s, &[], NOW).unwrap();
         assert!(sig.v == 27 || sig.v == 28);
         assert!(U256::from_be_bytes(sig.s.0) <= HALF_N);
         c2.verify(&s, &sig, key.address()).unwrap();
@@ -410,24 +443,58 @@ mod tests {
         let a = c.params.a;
         let locks = [lock(a, 5, 1), lock(c.params.b, 5, 2)];
         let s = state(&locks);
-        c.check(&s, &locks).unwrap();
-        assert_eq!(c.check(&s, &locks[..1]), Err(ChannelError::LocksHash));
+        c.check(&s, &locks, NOW).unwrap();
+        assert_eq!(c.check(&s, &locks[..1], NOW), Err(ChannelError::LocksHash));
         let mut z = s.clone();
         z.version = 0;
-        assert_eq!(c.check(&z, &locks), Err(ChannelError::ZeroVersion));
+        assert_eq!(c.check(&z, &locks, NOW), Err(ChannelError::ZeroVersion));
         let mut more = s.clone();
         more.balanceB += 1;
-        assert_eq!(c.check(&more, &locks), Err(ChannelError::Sum));
+        assert_eq!(c.check(&more, &locks, NOW), Err(ChannelError::Sum));
         let stranger = [lock(Address::ZERO, 5, 1), lock(a, 5, 2)];
         let s2 = state(&stranger);
-        assert_eq!(c.check(&s2, &stranger), Err(ChannelError::LockSender(0)));
+        assert_eq!(
+            c.check(&s2, &stranger, NOW),
+            Err(ChannelError::LockSender(0))
+        );
         let many: Vec<Lock> = (0..=MAX_LOCKS as u8).map(|i| lock(a, 0, i)).collect();
         assert_eq!(
-            c.check(&state(&many), &many),
+            c.check(&state(&many), &many, NOW),
             Err(ChannelError::TooManyLocks(MAX_LOCKS + 1))
         );
         let mut fin = s.clone();
         fin.isFinal = true;
-        assert_eq!(c.check(&fin, &locks), Err(ChannelError::FinalWithLocks));
+        assert_eq!(
+            c.check(&fin, &locks, NOW),
+            Err(ChannelError::FinalWithLocks)
+        );
+    }
+
+    #[test]
+    fn locks_beyond_max_lock_ttl_are_refused() {
+        let c = chan();
+        let key = PrivateKeySigner::random();
+        let mut locks = vec![lock(c.params.a, 5, 1), lock(c.params.b, 5, 2)];
+        let now = 1_700_000_000;
+        locks[1].expiry = now + MAX_LOCK_TTL;
+        c.check(&state(&locks), &locks, now).unwrap();
+        locks[1].expiry += 1;
+        let s = state(&locks);
+        let too_long = Err(ChannelError::LockTooLong {
+            index: 1,
+            expiry: now + MAX_LOCK_TTL + 1,
+            latest: now + MAX_LOCK_TTL,
+        });
+        assert_eq!(c.check(&s, &locks, now), too_long);
+        assert_eq!(c.sign(&key, &s, &locks, now).map(|_| ()), too_long);
+        c.check(&s, &locks, now + 1).unwrap();
+        locks[0].expiry = u64::MAX;
+        let s = state(&locks);
+        // now + MAX_LOCK_TTL saturates.
+        c.check(&s, &locks, u64::MAX - 1).unwrap();
+        assert!(matches!(
+            c.check(&s, &locks, now),
+            Err(ChannelError::LockTooLong { index: 0, .. })
+        ));
     }
 }

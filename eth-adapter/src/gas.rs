@@ -311,12 +311,13 @@ async fn measure_channel_asset(
             (a, b)
         }
     };
+    let t0 = now(net).await;
     let sign = |c: &ChannelRef, s: &State, locks: &[Lock]| {
         let sa = c
-            .sign(&ka, s, locks)
+            .sign(&ka, s, locks, t0)
             .unwrap_or_else(|e| panic!("sign: {e}"));
         let sb = c
-            .sign(&kb, s, locks)
+            .sign(&kb, s, locks, t0)
             .unwrap_or_else(|e| panic!("sign: {e}"));
         (sa, sb)
     };

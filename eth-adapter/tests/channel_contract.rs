@@ -852,3 +852,47 @@ fn record_stub() -> eth_adapter::channel::Record {
         locksHash: B256::ZERO,
     }
 }
+
+/// No lock can hold a settlement longer than `MAX_LOCK_TTL` (30 days) after the deadline: a
+/// lock's effective expiry is min(expiry, deadline + MAX_LOCK_TTL), with the usual rule (paid
+/// to its receiver iff revealed strictly before it).
+#[tokio::test]
+async fn far_lock_expiries_are_capped_at_the_deadline_plus_max_lock_ttl() {
+    let t = ChannelEnv::start().await;
+    let ch = t.funded(1, ONE, ONE).await;
+    let (a, b) = (ch.params.a, ch.params.b);
+    let ttl = 30 * 24 * HOUR;
+    let max_ttl = t.c[0].MAX_LOCK_TTL().call().await.unwrap();
+    assert_eq!(max_ttl, U256::from(ttl));
+    assert_eq!(ttl, eth_adapter::channel::MAX_LOCK_TTL);
+    let far = |from, amount, n| Lock {
+        from,
+        amount,
+        hashlock: secret(n).1,
+        expiry: u64::MAX,
+    };
+    let locks = vec![
+        far(a, ONE / 10, 1), // never revealed: back to A at the cap
+        far(b, ONE / 5, 2),  // revealed before the cap: to A
+        far(a, ONE / 20, 3), // revealed exactly at the cap: too late, back to A
+    ];
+    let mut s = st(1, 85 * ONE / 100, 8 * ONE / 10, ONE, ONE);
+    s.locksHash = locks_hash(&locks);
+    // A careful client does not sign such locks (see `ChannelRef::check`); a signed one must
+    // still not freeze the channel.
+    let sigs = t.sign2_raw(&ch, &s);
+    let rec = record(&mined(t.close(0, &ch, &s, &locks, &sigs)).await);
+    let cap = rec.deadline + ttl;
+    mined(t.c[0].reveal(secret(2).0)).await;
+    t.next_block_at(cap - 1).await;
+    t.net.mine(1).await;
+    let e = reverts_with!(t.settle(2, &ch, &rec, &locks), LockPending);
+    assert_eq!(e.hashlock, secret(1).1);
+    t.next_block_at(cap).await;
+    mined(t.c[1].reveal(secret(3).0)).await;
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    mined(t.settle(2, &ch, &rec, &locks)).await;
+    assert_eq!(t.balance(a).await - a0, u(12 * ONE / 10));
+    assert_eq!(t.balance(b).await - b0, u(8 * ONE / 10));
+    assert_eq!(t.balance(t.contract()).await, U256::ZERO);
+}

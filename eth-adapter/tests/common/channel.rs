@@ -96,10 +96,16 @@ impl ChannelEnv {
         ch
     }
 
-    /// Both parties' signatures, checked by the Rust side first.
+    /// Both parties' signatures, checked by the Rust side first (at the wall clock's time:
+    /// the tests move the chain's clock at most hours ahead of it, lock expiries are hours
+    /// ahead of the chain).
     pub fn sign2(&self, ch: &ChannelRef, s: &State, locks: &[Lock]) -> Sigs {
-        let sa = ch.sign(&self.key_of(ch.params.a), s, locks).unwrap();
-        let sb = ch.sign(&self.key_of(ch.params.b), s, locks).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let sa = ch.sign(&self.key_of(ch.params.a), s, locks, now).unwrap();
+        let sb = ch.sign(&self.key_of(ch.params.b), s, locks, now).unwrap();
         (sa, sb)
     }
 
