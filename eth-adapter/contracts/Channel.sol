@@ -13,6 +13,7 @@ pragma solidity 0.8.33;
 /// this contract). A state holds: the channel id, a version (1, 2, ...: higher replaces lower),
 /// both balances, the hash of the pending locks, the cumulative on-chain deposits of each
 /// party that it accounts for, the cumulative withdrawals of each party that it accounts for,
+/// the time until which `withdraw` may execute those withdrawals (`withdrawExpiry`, 0: never)
 /// and a final flag. It must satisfy
 ///     balanceA + balanceB + sum(lock amounts) + withdrawnA + withdrawnB == depositA + depositB.
 /// A lock is (from, amount, hashlock = sha256(preimage), expiry); at most `MAX_LOCKS` per
@@ -24,16 +25,44 @@ pragma solidity 0.8.33;
 ///     pay_X = balance_X + net_X(chain) - (deposit_X - withdrawn_X)(state)
 /// plus the locks resolved in X's favour. So a top-up the state does not know of goes back to
 /// its depositor, and a withdrawal the state records but that was never executed is paid at
-/// settlement: top-ups and withdrawals never invalidate a newer state, and a party's payout
-/// depends only on the state and on that party's own deposits and withdrawals. A state whose
-/// sum does not match, or that would pay a party less than zero, is rejected.
+/// settlement: a party's total receipts under a state (withdrawn + paid) are its balance, its
+/// withdrawn total and its top-ups the state does not know of, whenever its withdrawals were
+/// executed. A state whose sum does not match, or that would pay a party less than zero, is
+/// rejected; W1 below is why that never happens to the latest state.
+///
+/// ## Withdrawals (W1)
+/// `withdraw(state)` executes a state's withdrawn totals only while `block.timestamp <
+/// state.withdrawExpiry`, so an abandoned withdrawal lapses. The off-chain side
+/// (`ChannelRef::check_next` in Rust) signs a state N after the last co-signed state P only if,
+/// reading the chain at a final block of time t: P is not final; N.version > P.version; N's
+/// deposit totals are at least P's and at most the chain's; N's withdrawn totals are at least
+/// the withdrawals already executed, and at least P's unless t >= P.withdrawExpiry (a lapsed
+/// withdrawal may be dropped); N.withdrawExpiry >= P.withdrawExpiry unless t >=
+/// P.withdrawExpiry.
+/// W1 Executing any co-signed withdrawal, at any time, never makes the latest state S pay a
+///    party less than zero, so it stays usable (review case: D_A = D_B = 100, v5 B withdraws
+///    50 until T, v9 A 200 B 0 signed after T: executing v5 reverts `WithdrawalExpired`).
+///    (a) By the expiry rule, every signed state not yet expired at a signing expires no later
+///        than the state then signed: an expiry only moves earlier once the previous one, hence
+///        every earlier running one, has passed.
+///    (b) A state E whose total for X exceeds S's cannot be executed once S is signed: some
+///        state between E and S lowered the total below E's, which needed every earlier
+///        state, E included, expired (a) at a final block; and E was not executed before that,
+///        or the chain's total would have been E's, below which no state may go.
+///    (c) So the chain's withdrawn totals W never exceed S's w; its deposits D never fall below
+///        S's d (only final deposits are counted); S pays X b_X + (D_X - d_X) + (w_X - W_X) +
+///        resolved locks >= 0.
+///    No "last withdrawn version" is stored (close/update refusing older states): a state
+///    older than an executed withdrawal either pays consistently (each party's total receipts
+///    as above) or is refused as Underfunded, and in both cases `update` replaces it.
 ///
 /// ## Life of a channel (two storage words per channel; the second is zero until needed)
 /// - `deposit` / `depositToken` by a party: opens the channel on the first call, tops it up
 ///   afterwards. Refused while closing and after settlement.
 /// - `withdraw(state)`: pays each party `state.withdrawn_X - withdrawn_X(chain)` while the
-///   channel stays open. A withdrawal is a co-signed state whose withdrawn total grew (its
-///   balance shrank by the same amount); any state with higher totals can be executed, once.
+///   channel stays open, before `state.withdrawExpiry`. A withdrawal is a co-signed state whose
+///   withdrawn total grew (its balance shrank by the same amount); any unexpired state with
+///   higher totals can be executed, once (see W1).
 /// - `cooperativeClose(final state)`: one transaction, pays both, no locks allowed. While the
 ///   channel is closing, `settleFinal(frozen, final state)` does the same at once with the
 ///   nets frozen at close (so a party that front-runs a cooperative close with `close`, or
@@ -144,6 +173,8 @@ contract Channel {
         uint128 depositB;
         uint128 withdrawnA;
         uint128 withdrawnB;
+        /// `withdraw` accepts this state only while `block.timestamp < withdrawExpiry` (0: never).
+        uint64 withdrawExpiry;
         bool isFinal;
     }
 
@@ -203,7 +234,7 @@ contract Channel {
 
     bytes32 public constant STATE_TYPEHASH = keccak256(
         "State(bytes32 channelId,uint64 version,uint128 balanceA,uint128 balanceB,bytes32 locksHash,"
-        "uint128 depositA,uint128 depositB,uint128 withdrawnA,uint128 withdrawnB,bool isFinal)"
+        "uint128 depositA,uint128 depositB,uint128 withdrawnA,uint128 withdrawnB,uint64 withdrawExpiry,bool isFinal)"
     );
     bytes32 private constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
@@ -269,6 +300,7 @@ contract Channel {
     error LockPending(bytes32 hashlock);
     error NothingToWithdraw();
     error StaleWithdrawal();
+    error WithdrawalExpired();
     error AlreadyRevealed();
     error NoCredit();
     error TransferFailed();
@@ -351,6 +383,8 @@ contract Channel {
         uint256 outA = s.withdrawnA - wA;
         uint256 outB = s.withdrawnB - wB;
         if (outA == 0 && outB == 0) revert NothingToWithdraw();
+        // An abandoned withdrawal lapses, after which a later state may drop it (see W1).
+        if (block.timestamp >= s.withdrawExpiry) revert WithdrawalExpired();
         _verify(id, p, s, sa, sb);
         // The same state must still pay nobody less than zero once these withdrawals are made.
         _payouts(

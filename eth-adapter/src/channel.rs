@@ -11,10 +11,16 @@
 //! depositA + depositB`, where the deposits and withdrawals are the cumulative on-chain amounts
 //! the state accounts for (see the contract's header for how a state pays out).
 
+use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{keccak256, uint, Address, B256, U256};
+use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use alloy::sol_types::{Eip712Domain, SolStruct, SolValue};
+
+use crate::bindings::Channel;
+use crate::error::{rpc_err, scrub_urls};
+use crate::EthError;
 
 pub use crate::bindings::Channel::{Frozen, Lock, Params, Record, Sig, State};
 
@@ -48,6 +54,7 @@ mod typed {
             uint128 depositB;
             uint128 withdrawnA;
             uint128 withdrawnB;
+            uint64 withdrawExpiry;
             bool isFinal;
         }
     }
@@ -88,6 +95,33 @@ pub enum ChannelError {
     /// Signing failed, or a signature is malformed, malleable or from someone else.
     #[error("signature: {0}")]
     Signature(String),
+    /// Nothing is signed after a final state.
+    #[error("the previous state is final")]
+    AfterFinal,
+    /// A new state must have a higher version than the last one signed.
+    #[error("version {next} does not follow version {prev}")]
+    NotNewer {
+        /// The last signed version.
+        prev: u64,
+        /// The new state's version.
+        next: u64,
+    },
+    /// A party's deposit total shrank from the last signed state.
+    #[error("the deposit total of {0:?} shrank")]
+    DepositShrank(Side),
+    /// A party's deposit total counts more than the chain holds (at a final block).
+    #[error("the deposit total of {0:?} counts a deposit not final on chain")]
+    DepositNotOnChain(Side),
+    /// A party's withdrawn total is below what the chain already paid it.
+    #[error("the withdrawn total of {0:?} is below the withdrawals already executed")]
+    BelowExecuted(Side),
+    /// A party's withdrawn total shrank while a signed withdrawal may still be executed
+    /// (before the previous state's `withdrawExpiry`).
+    #[error("the withdrawn total of {0:?} shrank before the previous withdrawal lapsed")]
+    WithdrawalDropped(Side),
+    /// `withdrawExpiry` moved earlier while the previous one is still running.
+    #[error("the withdrawal expiry moved earlier before the previous one lapsed")]
+    WithdrawExpiryShortened,
 }
 
 /// One side of a channel.
@@ -97,6 +131,22 @@ pub enum Side {
     A,
     /// `Params.b`.
     B,
+}
+
+/// A channel's cumulative amounts on chain (the contract's `status` view) at a final block,
+/// and that block's timestamp: what [`ChannelRef::check_next`] compares a new state with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnChain {
+    /// A's cumulative deposits.
+    pub deposit_a: u128,
+    /// B's cumulative deposits.
+    pub deposit_b: u128,
+    /// A's executed withdrawals.
+    pub withdrawn_a: u128,
+    /// B's executed withdrawals.
+    pub withdrawn_b: u128,
+    /// The block's timestamp.
+    pub time: u64,
 }
 
 /// A channel as deployed: its parameters, the chain and the contract. Everything needed to
@@ -176,6 +226,7 @@ impl ChannelRef {
             depositB: state.depositB,
             withdrawnA: state.withdrawnA,
             withdrawnB: state.withdrawnB,
+            withdrawExpiry: state.withdrawExpiry,
             isFinal: state.isFinal,
         };
         typed.eip712_signing_hash(&self.domain())
@@ -228,6 +279,104 @@ impl ChannelRef {
         Ok(())
     }
 
+    /// Checks that `next` may be signed after `prev`, the last state both parties signed, with
+    /// the chain as `chain` shows it at a final block (on top of [`ChannelRef::check`]). These
+    /// are the off-chain rules under which executing any signed withdrawal, at any time, never
+    /// makes the latest state unusable (see the contract's header):
+    /// - nothing is signed after a final state, and versions grow;
+    /// - deposit totals never shrink and count only deposits final on chain;
+    /// - withdrawn totals never fall below the withdrawals already executed, and never shrink,
+    ///   except that a withdrawal that lapsed unexecuted may be dropped: a total may shrink only
+    ///   once `chain.time >= prev.withdrawExpiry`;
+    /// - `withdrawExpiry` never moves earlier while `prev`'s is running, so `prev`'s is the
+    ///   latest expiry of every signed state that could still be withdrawn.
+    pub fn check_next(
+        &self,
+        prev: &State,
+        next: &State,
+        chain: &OnChain,
+    ) -> Result<(), ChannelError> {
+        if prev.isFinal {
+            return Err(ChannelError::AfterFinal);
+        }
+        if next.version <= prev.version {
+            return Err(ChannelError::NotNewer {
+                prev: prev.version,
+                next: next.version,
+            });
+        }
+        let running = chain.time < prev.withdrawExpiry;
+        let sides = [
+            (
+                Side::A,
+                (prev.depositA, next.depositA, chain.deposit_a),
+                (prev.withdrawnA, next.withdrawnA, chain.withdrawn_a),
+            ),
+            (
+                Side::B,
+                (prev.depositB, next.depositB, chain.deposit_b),
+                (prev.withdrawnB, next.withdrawnB, chain.withdrawn_b),
+            ),
+        ];
+        for (side, (pd, nd, cd), (pw, nw, cw)) in sides {
+            if nd < pd {
+                return Err(ChannelError::DepositShrank(side));
+            }
+            if nd > cd {
+                return Err(ChannelError::DepositNotOnChain(side));
+            }
+            if nw < cw {
+                return Err(ChannelError::BelowExecuted(side));
+            }
+            if nw < pw && running {
+                return Err(ChannelError::WithdrawalDropped(side));
+            }
+        }
+        if running && next.withdrawExpiry < prev.withdrawExpiry {
+            return Err(ChannelError::WithdrawExpiryShortened);
+        }
+        Ok(())
+    }
+
+    /// The channel's amounts at block `at` (pass a final block, e.g.
+    /// [`BlockNumberOrTag::Finalized`]) and that block's timestamp, for
+    /// [`ChannelRef::check_next`]. Fails unless the channel is open at that block.
+    pub async fn on_chain(
+        &self,
+        provider: &DynProvider,
+        at: BlockNumberOrTag,
+    ) -> Result<OnChain, EthError> {
+        let block = provider
+            .get_block_by_number(at)
+            .await
+            .map_err(rpc_err)?
+            .ok_or_else(|| EthError::NotReady(format!("no block {at}")))?;
+        let st = Channel::new(self.contract, provider)
+            .status(self.id())
+            .block(BlockId::number(block.header.number))
+            .call()
+            .await
+            .map_err(contract_err)?;
+        if st.st != 1 {
+            return Err(EthError::NotReady(format!(
+                "channel {} is not open at block {} (status {})",
+                self.id(),
+                block.header.number,
+                st.st
+            )));
+        }
+        let small = |x: U256| {
+            u128::try_from(x).map_err(|_| EthError::Inconsistent(format!("amount {x} too large")))
+        };
+        Ok(OnChain {
+            deposit_a: small(st.depositA)?,
+            deposit_b: small(st.depositB)?,
+            withdrawn_a: small(st.withdrawnA)?,
+            withdrawn_b: small(st.withdrawnB)?,
+            time: block.header.timestamp,
+        })
+    }
+
     /// Signs `state` with `signer` (after [`ChannelRef::check`]-ing it with `locks` at `now`).
     pub fn sign(
         &self,
@@ -270,6 +419,15 @@ impl ChannelRef {
             ))),
             Err(e) => Err(ChannelError::Signature(e.to_string())),
         }
+    }
+}
+
+/// An error from a contract call: a transport error classified as elsewhere, anything else
+/// (decoding, a revert) a rejection.
+fn contract_err(e: alloy::contract::Error) -> EthError {
+    match e {
+        alloy::contract::Error::TransportError(t) => rpc_err(t),
+        other => EthError::Rejected(scrub_urls(&other.to_string())),
     }
 }
 
@@ -353,6 +511,7 @@ mod tests {
             depositB: 30,
             withdrawnA: 10,
             withdrawnB: 0,
+            withdrawExpiry: 0,
             isFinal: false,
         }
     }
@@ -468,6 +627,96 @@ mod tests {
             c.check(&fin, &locks, NOW),
             Err(ChannelError::FinalWithLocks)
         );
+    }
+
+    #[test]
+    fn check_next_enforces_growth_and_lapse_rules() {
+        let c = chan();
+        // prev: deposits 70/30, A withdrew 10 (executed), B withdraws 5 until t = 1,000.
+        let mut prev = state(&[]);
+        prev.balanceB -= 5;
+        prev.withdrawnB = 5;
+        prev.withdrawExpiry = 1_000;
+        let chain = OnChain {
+            deposit_a: 70,
+            deposit_b: 30,
+            withdrawn_a: 10,
+            withdrawn_b: 0,
+            time: 999,
+        };
+        let lapsed = OnChain {
+            time: 1_000,
+            ..chain
+        };
+        // A payment of 1 from A to B, keeping everything else.
+        let mut next = prev.clone();
+        next.version += 1;
+        next.balanceA -= 1;
+        next.balanceB += 1;
+        c.check_next(&prev, &next, &chain).unwrap();
+        let bad = |f: &dyn Fn(&mut State), on: &OnChain| {
+            let mut n = next.clone();
+            f(&mut n);
+            c.check_next(&prev, &n, on)
+        };
+        let mut fin = prev.clone();
+        fin.isFinal = true;
+        assert_eq!(
+            c.check_next(&fin, &next, &chain),
+            Err(ChannelError::AfterFinal)
+        );
+        let not_newer = Err(ChannelError::NotNewer { prev: 3, next: 3 });
+        assert_eq!(bad(&|n| n.version = 3, &chain), not_newer);
+        // Deposits: never shrink, never count more than the chain holds.
+        let shrank = bad(
+            &|n| {
+                n.depositA -= 1;
+                n.balanceA -= 1;
+            },
+            &chain,
+        );
+        assert_eq!(shrank, Err(ChannelError::DepositShrank(Side::A)));
+        let unseen = bad(
+            &|n| {
+                n.depositB += 1;
+                n.balanceB += 1;
+            },
+            &chain,
+        );
+        assert_eq!(unseen, Err(ChannelError::DepositNotOnChain(Side::B)));
+        // Withdrawals: never below the executed ones.
+        let below = bad(
+            &|n| {
+                n.withdrawnA = 9;
+                n.balanceA += 1;
+            },
+            &lapsed,
+        );
+        assert_eq!(below, Err(ChannelError::BelowExecuted(Side::A)));
+        // B's pending withdrawal may be dropped only once it lapsed.
+        let drop = |n: &mut State| {
+            n.withdrawnB = 0;
+            n.balanceB += 5;
+            n.withdrawExpiry = 0;
+        };
+        assert_eq!(
+            bad(&drop, &chain),
+            Err(ChannelError::WithdrawalDropped(Side::B))
+        );
+        assert_eq!(bad(&drop, &lapsed), Ok(()));
+        // Its expiry may not move earlier while it runs (later is fine).
+        assert_eq!(
+            bad(&|n| n.withdrawExpiry = 999, &chain),
+            Err(ChannelError::WithdrawExpiryShortened)
+        );
+        assert_eq!(bad(&|n| n.withdrawExpiry = 2_000, &chain), Ok(()));
+        assert_eq!(bad(&|n| n.withdrawExpiry = 0, &lapsed), Ok(()));
+        // A new withdrawal by A on top of B's.
+        let more = |n: &mut State| {
+            n.withdrawnA += 20;
+            n.balanceA -= 20;
+        };
+        assert_eq!(bad(&more, &chain), Ok(()));
     }
 
     #[test]

@@ -330,6 +330,7 @@ async fn measure_channel_asset(
         depositB: one,
         withdrawnA: 0,
         withdrawnB: 0,
+        withdrawExpiry: 0,
         isFinal: false,
     };
 
@@ -338,6 +339,7 @@ async fn measure_channel_asset(
     let (open, deposit) = fund(c1.clone()).await;
     let mut w = state(1, one / 2, one, &[]);
     w.withdrawnA = one / 2;
+    w.withdrawExpiry = t0 + 3600;
     let (sa, sb) = sign(&c1, &w, &[]);
     let withdraw = gas!(ca.withdraw(c1.params.clone(), w.clone(), vec![], sa, sb));
     let mut fin = state(2, one / 4, one + one / 4, &[]);

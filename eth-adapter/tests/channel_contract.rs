@@ -8,13 +8,16 @@
 
 mod common;
 
+use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{uint, Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::{SolCall, SolError};
 use common::channel::{mined, record, secret, sign_raw, st, ChannelEnv, HOUR, ONE};
 use eth_adapter::bindings::test_contracts::{FeeToken, TestToken};
 use eth_adapter::bindings::Channel::{self, ChannelErrors};
-use eth_adapter::channel::{locks_hash, Lock, Sig, State, MAX_LOCKS};
+use eth_adapter::channel::{
+    locks_hash, ChannelError, ChannelRef, Lock, OnChain, Side, Sig, State, MAX_LOCKS,
+};
 use eth_adapter::devnet::Devnet;
 use eth_adapter::gas::{measure_channel, RAIDEN};
 
@@ -198,6 +201,8 @@ async fn withdraw_while_open() {
     let v1 = st(1, 8 * ONE / 10, 12 * ONE / 10, ONE, ONE);
     let mut v2 = st(2, 8 * ONE / 10, 7 * ONE / 10, ONE, ONE);
     v2.withdrawnB = ONE / 2;
+    let wexp = common::now(&t.net).await + 24 * HOUR;
+    v2.withdrawExpiry = wexp;
     let (s1, s2) = (t.sign2(&ch, &v1, &[]), t.sign2(&ch, &v2, &[]));
     reverts_with!(t.withdraw(2, &ch, &v1, &[], &s1), NothingToWithdraw);
     let b0 = t.balance(b).await;
@@ -216,6 +221,7 @@ async fn withdraw_while_open() {
     // counting a deposit A never made).
     let mut short = st(3, ONE / 2, 0, 2 * ONE, ONE);
     short.withdrawnB = 25 * ONE / 10;
+    short.withdrawExpiry = wexp;
     let ss = t.sign2(&ch, &short, &[]);
     reverts_with!(t.withdraw(2, &ch, &short, &[], &ss), Underfunded);
     // A withdrawal needs both signatures.
@@ -611,6 +617,7 @@ async fn reentrant_party_cannot_double_pay() {
     let rec = record(&mined(t.close(0, &ch1, &s, &[], &t.sign2(&ch1, &s, &[]))).await);
     let mut w = st(1, ONE, ONE / 2, ONE, ONE);
     w.withdrawnB = ONE / 2;
+    w.withdrawExpiry = common::now(&t.net).await + 24 * HOUR;
     let (wa, wb) = t.sign2(&ch2, &w, &[]);
     t.net.advance_time(HOUR).await;
     let party = t.contract_party(3).await;
@@ -777,6 +784,7 @@ async fn final_state_ends_a_closing_channel_at_once() {
     let v1 = st(1, 8 * ONE / 10, 12 * ONE / 10, ONE, ONE);
     let mut v2 = st(2, 8 * ONE / 10, 7 * ONE / 10, ONE, ONE);
     v2.withdrawnB = ONE / 2;
+    v2.withdrawExpiry = common::now(&t.net).await + HOUR;
     let mut fin = st(3, 6 * ONE / 10, 9 * ONE / 10, ONE, ONE);
     fin.withdrawnB = ONE / 2;
     fin.isFinal = true;
@@ -894,5 +902,77 @@ async fn far_lock_expiries_are_capped_at_the_deadline_plus_max_lock_ttl() {
     mined(t.settle(2, &ch, &rec, &locks)).await;
     assert_eq!(t.balance(a).await - a0, u(12 * ONE / 10));
     assert_eq!(t.balance(b).await - b0, u(8 * ONE / 10));
+    assert_eq!(t.balance(t.contract()).await, U256::ZERO);
+}
+
+/// The channel's amounts at the latest block (a final block on a real chain).
+async fn on_chain(t: &ChannelEnv, ch: &ChannelRef) -> OnChain {
+    ch.on_chain(t.net.provider(), BlockNumberOrTag::Latest)
+        .await
+        .unwrap()
+}
+
+/// An abandoned co-signed withdrawal lapses at its `withdrawExpiry`, and a later state may
+/// drop it only then (`ChannelRef::check_next`): executing it late cannot make the later
+/// state unusable. The review's sequence: D_A = D_B = 100; v5: B withdraws 50 (signed, not
+/// executed); v9: A 200, B 0, no withdrawal; B executes v5; A closes with v9 and gets 200.
+#[tokio::test]
+async fn lapsed_withdrawal_cannot_invalidate_a_newer_state() {
+    let t = ChannelEnv::start().await;
+    let ch = t.funded(1, 100, 100).await;
+    let (a, b) = (ch.params.a, ch.params.b);
+    let expiry = common::now(&t.net).await + HOUR;
+    let mut v5 = st(5, 100, 50, 100, 100);
+    v5.withdrawnB = 50;
+    v5.withdrawExpiry = expiry;
+    let s5 = t.sign2(&ch, &v5, &[]);
+    let v9 = st(9, 200, 0, 100, 100);
+    // While v5 could still be executed, a careful client refuses to drop its withdrawal.
+    assert_eq!(
+        ch.check_next(&v5, &v9, &on_chain(&t, &ch).await),
+        Err(ChannelError::WithdrawalDropped(Side::B))
+    );
+    t.next_block_at(expiry).await;
+    t.net.mine(1).await;
+    ch.check_next(&v5, &v9, &on_chain(&t, &ch).await).unwrap();
+    let s9 = t.sign2(&ch, &v9, &[]);
+    // B executes v5 now: it lapsed.
+    reverts_with!(t.withdraw(1, &ch, &v5, &[], &s5), WithdrawalExpired);
+    reverts_with!(t.withdraw(2, &ch, &v5, &[], &s5), WithdrawalExpired);
+    // A closes with v9 and gets 200; B cannot answer with v5.
+    let rec = record(&mined(t.close(0, &ch, &v9, &[], &s9)).await);
+    reverts_with!(t.update(1, &ch, &rec, &v5, &[], &s5), StaleVersion);
+    t.net.advance_time(HOUR).await;
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    mined(t.settle(2, &ch, &rec, &[])).await;
+    assert_eq!(t.balance(a).await - a0, u(200));
+    assert_eq!(t.balance(b).await, b0);
+    assert_eq!(t.balance(t.contract()).await, U256::ZERO);
+
+    // Executed in time, the withdrawal cannot be dropped: the next state keeps it.
+    let ch = t.funded(2, 100, 100).await;
+    let expiry = common::now(&t.net).await + HOUR;
+    v5.withdrawExpiry = expiry;
+    let s5 = t.sign2(&ch, &v5, &[]);
+    let b0 = t.balance(b).await;
+    mined(t.withdraw(2, &ch, &v5, &[], &s5)).await;
+    assert_eq!(t.balance(b).await - b0, u(50));
+    t.next_block_at(expiry).await;
+    t.net.mine(1).await;
+    let chain = on_chain(&t, &ch).await;
+    assert_eq!(
+        ch.check_next(&v5, &v9, &chain),
+        Err(ChannelError::BelowExecuted(Side::B))
+    );
+    let mut v9 = st(9, 150, 0, 100, 100);
+    v9.withdrawnB = 50;
+    ch.check_next(&v5, &v9, &chain).unwrap();
+    let s9 = t.sign2(&ch, &v9, &[]);
+    let rec = record(&mined(t.close(0, &ch, &v9, &[], &s9)).await);
+    t.net.advance_time(HOUR).await;
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    mined(t.settle(2, &ch, &rec, &[])).await;
+    assert_eq!(t.balance(a).await - a0, u(150));
+    assert_eq!(t.balance(b).await, b0);
     assert_eq!(t.balance(t.contract()).await, U256::ZERO);
 }

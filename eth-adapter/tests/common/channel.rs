@@ -245,6 +245,7 @@ pub fn st(version: u64, bal_a: u128, bal_b: u128, dep_a: u128, dep_b: u128) -> S
         depositB: dep_b,
         withdrawnA: 0,
         withdrawnB: 0,
+        withdrawExpiry: 0,
         isFinal: false,
     }
 }
