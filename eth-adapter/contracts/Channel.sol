@@ -136,9 +136,15 @@ pragma solidity 0.8.33;
 ///    `PAYOUT_GAS` (the caller must leave enough gas for that, so a third party cannot starve a
 ///    payout into failing) and a failed payout becomes a credit.
 /// I8 Secret registry: first reveal wins, later reveals revert, so a late reveal cannot move a
-///    recorded time past a lock's expiry. The receiver of a lock must get its reveal mined in
-///    a block whose timestamp is strictly before the lock's expiry (as a claim in HTLC.sol):
-///    a reveal in a block stamped exactly at the expiry is too late.
+///    recorded time past a lock's expiry. The registry is global (one for every channel of
+///    this contract; anyone may reveal any preimage) and permanent (never reset): a lock whose
+///    hashlock was revealed before its expiry pays its receiver, whenever, by whomever and for
+///    whichever purpose the preimage was revealed. A lock on an already revealed hashlock is
+///    therefore an unconditional payment: never sign a lock whose hashlock is revealed
+///    (`revealedAt`, Rust `ChannelRef::revealed_at`) or reuse a hashlock. The receiver of a
+///    lock must get its reveal mined in a block whose timestamp is strictly before the lock's
+///    expiry (as a claim in HTLC.sol): a reveal in a block stamped exactly at the expiry is
+///    too late.
 /// Attacker roles: a party may sign anything, submit old states, top up, withdraw or refuse to
 /// cooperate at any moment; a third party may submit anything it has seen; a token may
 /// re-enter or lie about transfers (it can then only hurt channels of that same token).
@@ -267,7 +273,8 @@ contract Channel {
     mapping(bytes32 id => uint256) private _channels;
     /// Withdrawals while open, the current outcome while closing (see the channel word).
     mapping(bytes32 id => uint256) private _second;
-    /// @notice When `sha256(preimage)` was first revealed (block timestamp), or 0.
+    /// @notice When `sha256(preimage)` was first revealed (block timestamp), or 0. Global to
+    ///         every channel and permanent: see I8.
     mapping(bytes32 hashlock => uint256) public revealedAt;
     /// @notice Failed payouts, withdrawable by their owner.
     mapping(address account => mapping(address token => uint256)) public credit;

@@ -10,6 +10,13 @@
 //! A state must satisfy `balanceA + balanceB + sum(locks) + withdrawnA + withdrawnB ==
 //! depositA + depositB`, where the deposits and withdrawals are the cumulative on-chain amounts
 //! the state accounts for (see the contract's header for how a state pays out).
+//!
+//! What to check before signing, beyond [`ChannelRef::check`] (done by [`ChannelRef::sign`]):
+//! [`ChannelRef::check_next`] against the last co-signed state and the chain at a final block
+//! (versions, deposit and withdrawal totals, withdrawal expiries), and that no new lock's
+//! hashlock is revealed ([`ChannelRef::revealed_at`]) or was ever used before. The secret
+//! registry is global (every channel of the contract, anyone may reveal) and permanent: a
+//! lock whose hashlock is already revealed pays its receiver unconditionally.
 
 use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{keccak256, uint, Address, B256, U256};
@@ -375,6 +382,33 @@ impl ChannelRef {
             withdrawn_b: small(st.withdrawnB)?,
             time: block.header.timestamp,
         })
+    }
+
+    /// When the preimage of `hashlock` was revealed in the contract's secret registry (the
+    /// timestamp of the block that revealed it), or `None` if it never was, as of the latest
+    /// block.
+    ///
+    /// The registry is global and permanent: one per contract, shared by every channel, open
+    /// to anyone, never reset. A lock pays its receiver if its hashlock was revealed before
+    /// the lock's expiry, whenever and by whomever; so a lock whose hashlock is already
+    /// revealed is a payment, not a conditional one. Never sign a lock whose hashlock is
+    /// revealed (check with this) or that was used before, in any channel or HTLC.
+    pub async fn revealed_at(
+        &self,
+        provider: &DynProvider,
+        hashlock: B256,
+    ) -> Result<Option<u64>, EthError> {
+        let t = Channel::new(self.contract, provider)
+            .revealedAt(hashlock)
+            .call()
+            .await
+            .map_err(contract_err)?;
+        if t.is_zero() {
+            return Ok(None);
+        }
+        u64::try_from(t)
+            .map(Some)
+            .map_err(|_| EthError::Inconsistent(format!("reveal time {t} too large")))
     }
 
     /// Signs `state` with `signer` (after [`ChannelRef::check`]-ing it with `locks` at `now`).

@@ -976,3 +976,45 @@ async fn lapsed_withdrawal_cannot_invalidate_a_newer_state() {
     assert_eq!(t.balance(b).await, b0);
     assert_eq!(t.balance(t.contract()).await, U256::ZERO);
 }
+
+/// The secret registry is global and permanent: a preimage revealed for any purpose pays
+/// every lock on its hashlock, in any channel, so the off-chain side must refuse to sign a
+/// lock whose hashlock is revealed (`ChannelRef::revealed_at`) or reused.
+#[tokio::test]
+async fn secret_registry_is_global_and_readable_before_signing() {
+    let t = ChannelEnv::start().await;
+    let ch = t.funded(1, ONE, ONE).await;
+    let (a, b) = (ch.params.a, ch.params.b);
+    let (pre, hashlock) = secret(9);
+    assert_eq!(
+        ch.revealed_at(t.net.provider(), hashlock).await.unwrap(),
+        None
+    );
+    // A third party reveals it, for its own purpose.
+    let r = mined(t.c[2].reveal(pre)).await;
+    let block = t
+        .net
+        .provider()
+        .get_block_by_number(r.block_number.unwrap().into())
+        .await
+        .unwrap()
+        .unwrap();
+    let at = ch.revealed_at(t.net.provider(), hashlock).await.unwrap();
+    assert_eq!(at, Some(block.header.timestamp));
+    // A lock on it, signed later by a careless client, is a plain payment to its receiver.
+    let lock = Lock {
+        from: a,
+        amount: ONE / 10,
+        hashlock,
+        expiry: common::now(&t.net).await + 2 * HOUR,
+    };
+    let mut s = st(1, 9 * ONE / 10, ONE, ONE, ONE);
+    s.locksHash = locks_hash(std::slice::from_ref(&lock));
+    let sigs = t.sign2(&ch, &s, std::slice::from_ref(&lock));
+    let rec = record(&mined(t.close(0, &ch, &s, std::slice::from_ref(&lock), &sigs)).await);
+    t.net.advance_time(HOUR).await;
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    mined(t.settle(2, &ch, &rec, &[lock])).await;
+    assert_eq!(t.balance(a).await - a0, u(9 * ONE / 10));
+    assert_eq!(t.balance(b).await - b0, u(11 * ONE / 10));
+}
