@@ -12,7 +12,8 @@
 //!
 //! Channels (see `eth_adapter::gas::ChannelGas`): parties are dev accounts A and B, each
 //! deposits 1 unit; the open is A's first deposit, the top-up B's first; withdraw and
-//! cooperative close are sent by A, close by A, update, reveal and settle by B. The ERC-20 is
+//! cooperative close are sent by A, close by A, update, reveal, settle and settle final
+//! (a final state ending a channel A is closing) by B. The ERC-20 is
 //! `TestToken` with both parties holding a balance. Raiden's figures are for ERC-20 channels.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -66,7 +67,7 @@ async fn run() {
         "{:<40} {:>9} {:>9} {:>9}  goal",
         "operation", "ETH", "ERC-20", "Raiden"
     );
-    let rows: [(&str, u64, u64, String, &str); 11] = [
+    let rows: [(&str, u64, u64, String, &str); 12] = [
         (
             "open with deposit",
             e.open,
@@ -94,6 +95,13 @@ async fn run() {
             t.cooperative_close,
             r.cooperative_settle.to_string(),
             "< Raiden; ETH <= 70,000",
+        ),
+        (
+            "settle final (closing, no lock)",
+            e.settle_final,
+            t.settle_final,
+            r.cooperative_settle.to_string(),
+            "< Raiden coop. settle",
         ),
         (
             "close (1 lock)",

@@ -33,15 +33,16 @@ pragma solidity 0.8.33;
 /// ## Withdrawals (W1)
 /// `withdraw(state)` executes a state's withdrawn totals only while `block.timestamp <
 /// state.withdrawExpiry`, so an abandoned withdrawal lapses. The off-chain side
-/// (`ChannelRef::check_next` in Rust) signs a state N after the last co-signed state P only if,
-/// reading the chain at a final block of time t: P is not final; N.version > P.version; N's
-/// deposit totals are at least P's and at most the chain's; N's withdrawn totals are at least
-/// the withdrawals already executed, and at least P's unless t >= P.withdrawExpiry (a lapsed
-/// withdrawal may be dropped); N.withdrawExpiry >= P.withdrawExpiry unless t >=
-/// P.withdrawExpiry.
-/// W1 Executing any co-signed withdrawal, at any time, never makes the latest state S pay a
-///    party less than zero, so it stays usable (review case: D_A = D_B = 100, v5 B withdraws
-///    50 until T, v9 A 200 B 0 signed after T: executing v5 reverts `WithdrawalExpired`).
+/// (`ChannelRef::check_next` in Rust) signs a state N after P, the last state it signed (the
+/// counterparty may hold it co-signed), only if, reading the chain at a final block of time
+/// t: P is not final; N.version > P.version; N's deposit totals are at least P's and at most
+/// the chain's; N's withdrawn totals are at least the withdrawals already executed, and at
+/// least P's unless t >= P.withdrawExpiry (a lapsed withdrawal may be dropped); and
+/// N.withdrawExpiry >= P.withdrawExpiry unless t >= P.withdrawExpiry.
+/// W1 Executing any co-signed withdrawal, at any time, never makes the latest state S that an
+///    honest party signed pay anyone less than zero, so S stays usable. (Review case: D_A =
+///    D_B = 100; v5, B withdraws 50 until T; v9, A 200 B 0, signed after T: executing v5
+///    reverts `WithdrawalExpired`, and A closes with v9.)
 ///    (a) By the expiry rule, every signed state not yet expired at a signing expires no later
 ///        than the state then signed: an expiry only moves earlier once the previous one, hence
 ///        every earlier running one, has passed.
@@ -52,9 +53,10 @@ pragma solidity 0.8.33;
 ///    (c) So the chain's withdrawn totals W never exceed S's w; its deposits D never fall below
 ///        S's d (only final deposits are counted); S pays X b_X + (D_X - d_X) + (w_X - W_X) +
 ///        resolved locks >= 0.
-///    No "last withdrawn version" is stored (close/update refusing older states): a state
-///    older than an executed withdrawal either pays consistently (each party's total receipts
-///    as above) or is refused as Underfunded, and in both cases `update` replaces it.
+///    The chain is read at a final block: a reorg could otherwise move an execution unseen at
+///    signing before the expiry. No "last withdrawn version" is stored (close/update refusing
+///    states older than an executed withdrawal): such a state either pays consistently (each
+///    party's total receipts as above) or is refused as Underfunded, and `update` replaces it.
 ///
 /// ## Life of a channel (two storage words per channel; the second is zero until needed)
 /// - `deposit` / `depositToken` by a party: opens the channel on the first call, tops it up
@@ -97,7 +99,8 @@ pragma solidity 0.8.33;
 /// I1 Conservation: over a channel's life, deposits == withdrawals + settlement payouts +
 ///    credits made from them. `close`/`update` check the state's sum, so the record's
 ///    payA + payB + locked == net_A + net_B == what the channel holds; `settle` moves lock
-///    amounts between the two and pays exactly that. `withdraw` pays the increase of the
+///    amounts between the two and pays exactly that; `cooperativeClose`/`settleFinal` pay a
+///    lock-free state's payA + payB == net_A + net_B. `withdraw` pays the increase of the
 ///    withdrawn totals and then checks that the same state pays nobody less than zero, so what
 ///    remains covers the state. No channel can pay out another channel's funds.
 /// I2 Only co-signed states move value: every state-taking entry point checks both parties'
@@ -124,11 +127,14 @@ pragma solidity 0.8.33;
 ///    (tag + 248-bit hash of the frozen part) or SETTLED (a tombstone kept forever, so a
 ///    settled channel id can never be reopened and its old states replayed). Deposits and
 ///    withdrawals need OPEN; `update` needs the frozen part, `settle` the frozen part and the
-///    current outcome (version and 192-bit hash); `settle` writes SETTLED before paying.
+///    current outcome (version and 192-bit hash); `settle`, `settleFinal` and
+///    `cooperativeClose` write SETTLED (and clear the second word) before paying.
 /// I5 Re-entrancy: every function that calls out (token deposits, withdraw, cooperativeClose,
-///    settleFinal, settle, withdrawCredit) holds a transient lock and writes its state before calling out;
-///    functions that do not call out (ETH deposit, close, update, reveal) keep no invariant
-///    open across a call. A re-entered call therefore fails or sees the final state.
+///    settleFinal, settle, withdrawCredit) holds a transient lock and writes its state before
+///    calling out; functions that do not call out (ETH deposit, close, closeUnsigned, update,
+///    reveal) keep no invariant open across a call. A re-entered call therefore fails or sees
+///    the final state (e.g. a party re-entering `close` from a withdrawal's payout closes with
+///    nets that already count the whole withdrawal, whose other payout still follows).
 /// I6 Tokens: deposits pull with `transferFrom` and require the balance to grow by exactly the
 ///    amount (fee-on-transfer and re-entrant double counting are refused, as in HTLC.sol);
 ///    tokens that return no bool are accepted. Rebasing tokens are not supported.
@@ -145,15 +151,34 @@ pragma solidity 0.8.33;
 ///    lock must get its reveal mined in a block whose timestamp is strictly before the lock's
 ///    expiry (as a claim in HTLC.sol): a reveal in a block stamped exactly at the expiry is
 ///    too late.
-/// Attacker roles: a party may sign anything, submit old states, top up, withdraw or refuse to
-/// cooperate at any moment; a third party may submit anything it has seen; a token may
-/// re-enter or lie about transfers (it can then only hurt channels of that same token).
-/// Not handled here (off-chain protocol duties): never sign a state counting a deposit that is
-/// not final on chain; never sign after a final state; never sign a lock expiring more than
-/// `MAX_LOCK_TTL` from now (the contract would cut it to deadline + `MAX_LOCK_TTL`); keep the
-/// latest state and its locks (`update` and `settle` need the locks, which only the
-/// close/update calldata carries) and watch for `Closing`. Parties sign with ECDSA keys (EOAs, or EIP-7702 accounts): EIP-1271 contract
-/// signatures are not supported.
+/// I9 Bounded settlement: nothing a state holds keeps funds locked beyond deadline +
+///    `MAX_LOCK_TTL` (lock expiries are capped there at settlement), and `MAX_LOCKS` bounds
+///    `settle`'s gas; a withdrawal beyond its `withdrawExpiry` cannot be executed (W1).
+/// Attacker roles, re-read after the review fixes:
+/// - A party may sign anything, close with any state it holds, front-run the other's
+///   transactions with its own (an `update` with a lower version: the honest one still passes;
+///   `close` before a pending `cooperativeClose`: `settleFinal` ends it at once; `update` with
+///   the final state before `settleFinal`: still accepted, the version is not below), top up,
+///   execute any unexpired withdrawal at any time (W1), reveal or withhold preimages, sign far
+///   lock expiries (capped, I9) or refuse to cooperate. It can delay the other by at most
+///   the challenge period plus the lock cap, never take more than a state the other signed.
+/// - A third party can only `update` (raises the version with co-signed states), execute
+///   co-signed states that pay the parties (`withdraw`, `cooperativeClose`, `settleFinal`,
+///   `settle`) and `reveal`; it cannot close, deposit or withdraw a credit but its own, nor
+///   starve a payout of gas (I7).
+/// - A token may re-enter, lie about transfers, return nothing or burn gas: deposits need the
+///   exact balance delta, payouts are gas-capped and credited on failure, and it can only hurt
+///   channels of that same token (credits are per token).
+/// - A receiver may revert or re-enter: its payout becomes a credit (I7), re-entry fails or
+///   sees the final state (I5), the other party is paid either way.
+/// Not handled here (off-chain protocol duties, enforced by the Rust side where noted):
+/// never sign a state counting a deposit that is not final on chain, after a final state, or
+/// breaking W1's rules (`ChannelRef::check_next`); never sign a lock expiring more than
+/// `MAX_LOCK_TTL` from now (`ChannelRef::check`), whose hashlock is revealed
+/// (`ChannelRef::revealed_at`) or was used before; keep the latest state and its locks
+/// (`update` and `settle` need the locks, which only the close/update calldata carries) and
+/// watch for `Closing` (any one gives the `Frozen` part `update` needs). Parties sign with
+/// ECDSA keys (EOAs, or EIP-7702 accounts): EIP-1271 contract signatures are not supported.
 contract Channel {
     // ---------------------------------------------------------------- types
 
@@ -240,7 +265,8 @@ contract Channel {
 
     bytes32 public constant STATE_TYPEHASH = keccak256(
         "State(bytes32 channelId,uint64 version,uint128 balanceA,uint128 balanceB,bytes32 locksHash,"
-        "uint128 depositA,uint128 depositB,uint128 withdrawnA,uint128 withdrawnB,uint64 withdrawExpiry,bool isFinal)"
+        "uint128 depositA,uint128 depositB,uint128 withdrawnA,uint128 withdrawnB,"
+        "uint64 withdrawExpiry,bool isFinal)"
     );
     bytes32 private constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");

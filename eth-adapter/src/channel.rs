@@ -286,8 +286,9 @@ impl ChannelRef {
         Ok(())
     }
 
-    /// Checks that `next` may be signed after `prev`, the last state both parties signed, with
-    /// the chain as `chain` shows it at a final block (on top of [`ChannelRef::check`]). These
+    /// Checks that `next` may be signed after `prev`, the last state this side signed (the
+    /// counterparty may hold it co-signed even if it never returned its signature), with the
+    /// chain as `chain` shows it at a final block (on top of [`ChannelRef::check`]). These
     /// are the off-chain rules under which executing any signed withdrawal, at any time, never
     /// makes the latest state unusable (see the contract's header):
     /// - nothing is signed after a final state, and versions grow;

@@ -207,6 +207,8 @@ pub struct ChannelGas {
     pub withdraw: u64,
     /// Cooperative close with a final state, sent by A, paying both.
     pub cooperative_close: u64,
+    /// B ends a channel A is closing (without locks) at once with a final state, paying both.
+    pub settle_final: u64,
     /// Unilateral close by A with a state holding one lock (A to B).
     pub close: u64,
     /// B replaces the closing state by a higher version (same lock).
@@ -378,6 +380,17 @@ async fn measure_channel_asset(
     let (sa, sb) = sign(&c3, &s, &[]);
     let rec3 = closing(&receipt(ca.close(c3.params.clone(), s, vec![], sa, sb)).await);
 
+    // A channel closed by A and ended at once by B with a final state.
+    let c4 = chan(salt0 + 4);
+    fund(c4.clone()).await;
+    let s = state(1, one, one, &[]);
+    let (sa, sb) = sign(&c4, &s, &[]);
+    let rec4 = closing(&receipt(ca.close(c4.params.clone(), s, vec![], sa, sb)).await);
+    let mut fin = state(2, one / 2, one + one / 2, &[]);
+    fin.isFinal = true;
+    let (sa, sb) = sign(&c4, &fin, &[]);
+    let settle_final = gas!(cb.settleFinal(c4.params.clone(), rec4.frozen(), fin, sa, sb));
+
     net.advance_time(3601).await;
     let settle_one_lock = gas!(cb.settle(c2.params.clone(), rec, locks));
     let settle_no_lock = gas!(cb.settle(c3.params.clone(), rec3, vec![]));
@@ -386,6 +399,7 @@ async fn measure_channel_asset(
         deposit,
         withdraw,
         cooperative_close,
+        settle_final,
         close,
         update,
         reveal,

@@ -9,7 +9,7 @@
 mod common;
 
 use alloy::eips::BlockNumberOrTag;
-use alloy::primitives::{uint, Address, B256, U256};
+use alloy::primitives::{uint, Address, B256, I256, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::{SolCall, SolError};
 use common::channel::{mined, record, secret, sign_raw, st, ChannelEnv, HOUR, ONE};
@@ -67,6 +67,7 @@ async fn rust_mirror_matches_the_contract() {
     let mut s = st(9, 1, u128::MAX, u128::MAX, 3);
     s.locksHash = locks_hash(&locks);
     (s.withdrawnA, s.withdrawnB) = (5, u128::MAX - 1);
+    s.withdrawExpiry = u64::MAX - 3;
     for fin in [false, true] {
         s.isFinal = fin;
         let on_chain = c
@@ -284,7 +285,7 @@ async fn unilateral_close_is_replaced_by_a_watchtower_and_settles_after_the_peri
     let mut later = r1.clone();
     later.deadline += 1;
     let mut richer = r1.clone();
-    richer.netB += alloy::primitives::I256::ONE;
+    richer.netB += I256::ONE;
     for bad in [&later, &richer] {
         reverts_with!(t.update(0, &ch, bad, &states[3], &[], &sigs[3]), BadRecord);
     }
@@ -668,6 +669,80 @@ async fn reentrant_party_cannot_double_pay() {
     );
 }
 
+/// A receiver re-entering from `settleFinal`'s payout is refused; one re-entering `close`
+/// (which does not call out) from a withdrawal's payout closes with nets that already count
+/// the whole withdrawal, and the settlement pays exactly the rest.
+#[tokio::test]
+async fn reentrant_party_settle_final_and_close_from_withdraw() {
+    let t = ChannelEnv::start().await;
+    let ch1 = t.chan_between(0, 3, 1, Address::ZERO);
+    let ch2 = t.chan_between(0, 3, 2, Address::ZERO);
+    for ch in [&ch1, &ch2] {
+        mined(t.deposit(0, ch, ONE)).await;
+        mined(t.deposit(3, ch, ONE)).await;
+    }
+    let (a, b) = (ch1.params.a, ch1.params.b);
+    let s = st(1, ONE, ONE, ONE, ONE);
+    let rec = record(&mined(t.close(0, &ch1, &s, &[], &t.sign2(&ch1, &s, &[]))).await);
+    let mut fin = st(2, ONE / 2, 15 * ONE / 10, ONE, ONE);
+    fin.isFinal = true;
+    let (fa, fb) = t.sign2(&ch1, &fin, &[]);
+    // ch2: both withdraw, A 0.2 and B 0.3.
+    let mut w = st(1, 8 * ONE / 10, 7 * ONE / 10, ONE, ONE);
+    (w.withdrawnA, w.withdrawnB) = (2 * ONE / 10, 3 * ONE / 10);
+    w.withdrawExpiry = common::now(&t.net).await + HOUR;
+    let (wa, wb) = t.sign2(&ch2, &w, &[]);
+    let party = t.contract_party(3).await;
+
+    let again = Channel::settleFinalCall {
+        p: ch1.params.clone(),
+        f: rec.frozen(),
+        s: fin.clone(),
+        sa: fa.clone(),
+        sb: fb.clone(),
+    };
+    mined(party.arm(t.contract(), again.abi_encode().into())).await;
+    let b0 = t.balance(b).await;
+    mined(t.settle_final(2, &ch1, &rec, &fin, &(fa, fb))).await;
+    assert_eq!(t.balance(b).await - b0, u(15 * ONE / 10));
+    let f = party.flags().call().await.unwrap();
+    let reentrancy = Channel::Reentrancy::SELECTOR;
+    assert_eq!(
+        (f.attempts, f.reentrySucceeded, f.reentryError.0),
+        (1, 0, reentrancy)
+    );
+    assert_eq!(t.balance(t.contract()).await, u(2 * ONE), "ch2 left");
+
+    // Paid by withdraw, B closes ch2 with the same state from inside its payout.
+    let close_again = Channel::closeCall {
+        p: ch2.params.clone(),
+        s: w.clone(),
+        locks: vec![],
+        sa: wa.clone(),
+        sb: wb.clone(),
+    };
+    mined(party.arm(t.contract(), close_again.abi_encode().into())).await;
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    let r = mined(t.withdraw(2, &ch2, &w, &[], &(wa, wb))).await;
+    assert_eq!(t.balance(a).await - a0, u(2 * ONE / 10));
+    assert_eq!(t.balance(b).await - b0, u(3 * ONE / 10));
+    let f = party.flags().call().await.unwrap();
+    assert_eq!((f.attempts, f.reentrySucceeded), (2, 1));
+    let rec2 = record(&r);
+    let net = |x: u128| I256::try_from(x).unwrap();
+    assert_eq!(
+        (rec2.netA, rec2.netB),
+        (net(8 * ONE / 10), net(7 * ONE / 10))
+    );
+    assert_eq!((rec2.payA, rec2.payB), (u(8 * ONE / 10), u(7 * ONE / 10)));
+    t.net.advance_time(HOUR).await;
+    let (a0, b0) = (t.balance(a).await, t.balance(b).await);
+    mined(t.settle(2, &ch2, &rec2, &[])).await;
+    assert_eq!(t.balance(a).await - a0, u(8 * ONE / 10));
+    assert_eq!(t.balance(b).await - b0, u(7 * ONE / 10));
+    assert_eq!(t.balance(t.contract()).await, U256::ZERO);
+}
+
 #[tokio::test]
 async fn gas_goals() {
     let net = Devnet::start().await;
@@ -678,6 +753,8 @@ async fn gas_goals() {
         assert!(c.open < r.open_with_deposit, "{c:?}");
         assert!(c.deposit < r.deposit, "{c:?}");
         assert!(c.cooperative_close < r.cooperative_settle, "{c:?}");
+        // A final state ending a closing channel: compared with Raiden's cooperative settle.
+        assert!(c.settle_final < r.cooperative_settle, "{c:?}");
         assert!(c.close < r.close, "{c:?}");
         assert!(c.update < r.update, "{c:?}");
         assert!(c.reveal < r.register_secret, "{c:?}");
@@ -808,7 +885,7 @@ async fn final_state_ends_a_closing_channel_at_once() {
     let sl = t.sign2_raw(&ch, &locked);
     reverts_with!(t.settle_final(2, &ch, &rec, &locked, &sl), PendingLocks);
     let mut other = rec.clone();
-    other.netB = other.netB + alloy::primitives::I256::ONE;
+    other.netB += I256::ONE;
     reverts_with!(t.settle_final(2, &ch, &other, &fin, &sf), BadRecord);
     // The final state pays at once, well before the deadline.
     let (a0, b0) = (t.balance(a).await, t.balance(b).await);
@@ -853,8 +930,8 @@ fn record_stub() -> eth_adapter::channel::Record {
     eth_adapter::channel::Record {
         version: 0,
         deadline: 0,
-        netA: alloy::primitives::I256::ZERO,
-        netB: alloy::primitives::I256::ZERO,
+        netA: I256::ZERO,
+        netB: I256::ZERO,
         payA: U256::ZERO,
         payB: U256::ZERO,
         locksHash: B256::ZERO,
