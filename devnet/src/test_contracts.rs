@@ -36,6 +36,13 @@ sol!(
     "../eth-adapter/contracts/out/test/DaiStyleToken.json"
 );
 sol!(
+    /// Code for a channel party's address (installed with `anvil_setCode`): refuses ETH or
+    /// re-enters the channel contract when paid.
+    #[sol(rpc)]
+    ChannelParty,
+    "../eth-adapter/contracts/out/test/ChannelParty.json"
+);
+sol!(
     /// Re-entrancy attacker.
     #[sol(rpc)]
     Reentrant,

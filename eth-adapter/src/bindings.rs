@@ -13,6 +13,16 @@ sol!(
     "contracts/out/HTLC.json"
 );
 
+sol!(
+    /// The xswap two-party payment channel contract (`contracts/Channel.sol`). Its calldata
+    /// structs (`Params`, `State`, `Lock`, `Sig`, `Frozen`, `Record`) are used as they are by
+    /// [`crate::channel`].
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    Channel,
+    "contracts/out/Channel.json"
+);
+
 sol! {
     /// EIP-2612 permit message (hashed with the token's own `DOMAIN_SEPARATOR()`).
     #[derive(Debug)]

@@ -8,11 +8,15 @@
 //! contract's `Claimed` / `Refunded` events, which [`EthChain`] reads with one log filter for
 //! every watched swap.
 //!
+//! [`channel`] names, checks and signs the states of the two-party payment channel contract
+//! (`contracts/Channel.sol`), whose bindings are [`bindings::Channel`].
+//!
 //! Test harnesses (anvil, test tokens, the gas measurements) are in the `xswap-devnet` crate, so
 //! that this library does not carry them.
 
 pub mod bindings;
 mod chain;
+pub mod channel;
 mod counting;
 mod error;
 pub mod funds;

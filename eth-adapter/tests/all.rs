@@ -5,6 +5,8 @@ mod common;
 
 #[path = "batch_claim.rs"]
 mod batch_claim;
+#[path = "channel_contract.rs"]
+mod channel_contract;
 #[path = "concurrent_locks.rs"]
 mod concurrent_locks;
 #[path = "connect.rs"]

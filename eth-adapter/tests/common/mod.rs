@@ -7,6 +7,8 @@
     missing_docs
 )]
 
+pub mod channel;
+
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};

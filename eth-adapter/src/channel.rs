@@ -1,0 +1,784 @@
+//! Two-party payment channels on `contracts/Channel.sol`: naming a channel, checking a state
+//! and signing it exactly as the contract verifies it.
+//!
+//! The calldata structs are the contract's own bindings ([`Params`], [`State`], [`Lock`],
+//! [`Sig`], [`Record`], [`Frozen`]). What both parties sign is the EIP-712 struct
+//! `State(bytes32 channelId, uint64 version, ...)` (the calldata [`State`] plus the channel id,
+//! which the contract derives from [`Params`]) in the domain `("xswap Channel", "1", chain id,
+//! contract)`; the digest comes from alloy's [`SolStruct::eip712_signing_hash`].
+//!
+//! A state must satisfy `balanceA + balanceB + sum(locks) + withdrawnA + withdrawnB ==
+//! depositA + depositB`, where the deposits and withdrawals are the cumulative on-chain amounts
+//! the state accounts for (see the contract's header for how a state pays out).
+//!
+//! What to check before signing, beyond [`ChannelRef::check`] (done by [`ChannelRef::sign`]):
+//! [`ChannelRef::check_next`] against the last co-signed state and the chain at a final block
+//! (versions, deposit and withdrawal totals, withdrawal expiries), and that no new lock's
+//! hashlock is revealed ([`ChannelRef::revealed_at`]) or was ever used before. The secret
+//! registry is global (every channel of the contract, anyone may reveal) and permanent: a
+//! lock whose hashlock is already revealed pays its receiver unconditionally.
+
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::primitives::{keccak256, uint, Address, B256, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::signers::SignerSync;
+use alloy::sol_types::{Eip712Domain, SolStruct, SolValue};
+
+use crate::bindings::Channel;
+use crate::error::{rpc_err, scrub_urls};
+use crate::EthError;
+
+pub use crate::bindings::Channel::{Frozen, Lock, Params, Record, Sig, State};
+
+/// The most pending locks a state may hold (`Channel.MAX_LOCKS`).
+pub const MAX_LOCKS: usize = 64;
+/// The longest a lock can hold a settlement after the closing deadline, in seconds
+/// (`Channel.MAX_LOCK_TTL`, 30 days): at settlement a lock's expiry counts as
+/// `min(expiry, deadline + MAX_LOCK_TTL)`. [`ChannelRef::check`] refuses a lock expiring later
+/// than `now + MAX_LOCK_TTL`, so that cap never changes how a lock signed by this crate
+/// resolves (the deadline is at least the close time plus the challenge period).
+pub const MAX_LOCK_TTL: u64 = 30 * 24 * 3600;
+/// EIP-712 domain name.
+pub const DOMAIN_NAME: &str = "xswap Channel";
+/// EIP-712 domain version.
+pub const DOMAIN_VERSION: &str = "1";
+
+/// secp256k1 order / 2: signatures with a larger `s` are refused (their malleable twin).
+const HALF_N: U256 = uint!(0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0_U256);
+
+mod typed {
+    alloy::sol! {
+        /// The EIP-712 struct both parties sign (`Channel.STATE_TYPEHASH`).
+        #[derive(Debug)]
+        struct State {
+            bytes32 channelId;
+            uint64 version;
+            uint128 balanceA;
+            uint128 balanceB;
+            bytes32 locksHash;
+            uint128 depositA;
+            uint128 depositB;
+            uint128 withdrawnA;
+            uint128 withdrawnB;
+            uint64 withdrawExpiry;
+            bool isFinal;
+        }
+    }
+}
+
+/// What can be wrong with a state or a signature, found before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// Version 0 is the implicit unsigned state (`closeUnsigned`); signed states start at 1.
+    #[error("signed states start at version 1")]
+    ZeroVersion,
+    /// More pending locks than the contract accepts.
+    #[error("{0} pending locks, at most {MAX_LOCKS}")]
+    TooManyLocks(usize),
+    /// A lock whose `from` is neither party.
+    #[error("lock {0} is from neither party")]
+    LockSender(usize),
+    /// `locksHash` is not the hash of the locks.
+    #[error("the state's locks hash does not match its locks")]
+    LocksHash,
+    /// Balances, locks and withdrawals do not add up to the deposits.
+    #[error("balances + locks + withdrawals != deposits")]
+    Sum,
+    /// A final state (cooperative close) must have no pending locks.
+    #[error("a final state has pending locks")]
+    FinalWithLocks,
+    /// A lock expiring later than `now + MAX_LOCK_TTL`: the contract would cut its expiry.
+    #[error("lock {index} expires at {expiry}, after {latest} (now + MAX_LOCK_TTL)")]
+    LockTooLong {
+        /// The lock's position.
+        index: usize,
+        /// Its expiry.
+        expiry: u64,
+        /// The latest expiry accepted.
+        latest: u64,
+    },
+    /// Signing failed, or a signature is malformed, malleable or from someone else.
+    #[error("signature: {0}")]
+    Signature(String),
+    /// Nothing is signed after a final state.
+    #[error("the previous state is final")]
+    AfterFinal,
+    /// A new state must have a higher version than the last one signed.
+    #[error("version {next} does not follow version {prev}")]
+    NotNewer {
+        /// The last signed version.
+        prev: u64,
+        /// The new state's version.
+        next: u64,
+    },
+    /// A party's deposit total shrank from the last signed state.
+    #[error("the deposit total of {0:?} shrank")]
+    DepositShrank(Side),
+    /// A party's deposit total counts more than the chain holds (at a final block).
+    #[error("the deposit total of {0:?} counts a deposit not final on chain")]
+    DepositNotOnChain(Side),
+    /// A party's withdrawn total is below what the chain already paid it.
+    #[error("the withdrawn total of {0:?} is below the withdrawals already executed")]
+    BelowExecuted(Side),
+    /// A party's withdrawn total shrank while a signed withdrawal may still be executed
+    /// (before the previous state's `withdrawExpiry`).
+    #[error("the withdrawn total of {0:?} shrank before the previous withdrawal lapsed")]
+    WithdrawalDropped(Side),
+    /// `withdrawExpiry` moved earlier while the previous one is still running.
+    #[error("the withdrawal expiry moved earlier before the previous one lapsed")]
+    WithdrawExpiryShortened,
+}
+
+/// One side of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// `Params.a`.
+    A,
+    /// `Params.b`.
+    B,
+}
+
+/// A channel's cumulative amounts on chain (the contract's `status` view) at a final block,
+/// and that block's timestamp: what [`ChannelRef::check_next`] compares a new state with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnChain {
+    /// A's cumulative deposits.
+    pub deposit_a: u128,
+    /// B's cumulative deposits.
+    pub deposit_b: u128,
+    /// A's executed withdrawals.
+    pub withdrawn_a: u128,
+    /// B's executed withdrawals.
+    pub withdrawn_b: u128,
+    /// The block's timestamp.
+    pub time: u64,
+}
+
+/// A channel as deployed: its parameters, the chain and the contract. Everything needed to
+/// name it and to sign or verify its states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRef {
+    /// The parameters hashed into the id.
+    pub params: Params,
+    /// The chain id (EIP-155).
+    pub chain_id: u64,
+    /// The `Channel` contract.
+    pub contract: Address,
+}
+
+impl ChannelRef {
+    /// A channel of `params` on `chain_id` in the contract at `contract`.
+    pub fn new(params: Params, chain_id: u64, contract: Address) -> Self {
+        Self {
+            params,
+            chain_id,
+            contract,
+        }
+    }
+
+    /// The channel id: `keccak256(abi.encode(chainid, contract, a, b, token, challengePeriod,
+    /// salt))`.
+    pub fn id(&self) -> B256 {
+        keccak256(
+            (
+                U256::from(self.chain_id),
+                self.contract,
+                self.params.clone(),
+            )
+                .abi_encode(),
+        )
+    }
+
+    /// The address of `side`.
+    pub fn party(&self, side: Side) -> Address {
+        match side {
+            Side::A => self.params.a,
+            Side::B => self.params.b,
+        }
+    }
+
+    /// Which side `who` is, if a party.
+    pub fn side_of(&self, who: Address) -> Option<Side> {
+        if who == self.params.a {
+            Some(Side::A)
+        } else if who == self.params.b {
+            Some(Side::B)
+        } else {
+            None
+        }
+    }
+
+    /// The EIP-712 domain of the contract.
+    pub fn domain(&self) -> Eip712Domain {
+        Eip712Domain::new(
+            Some(DOMAIN_NAME.into()),
+            Some(DOMAIN_VERSION.into()),
+            Some(U256::from(self.chain_id)),
+            Some(self.contract),
+            None,
+        )
+    }
+
+    /// The digest both parties sign for `state` (equals the contract's `hashState`).
+    pub fn digest(&self, state: &State) -> B256 {
+        let typed = typed::State {
+            channelId: self.id(),
+            version: state.version,
+            balanceA: state.balanceA,
+            balanceB: state.balanceB,
+            locksHash: state.locksHash,
+            depositA: state.depositA,
+            depositB: state.depositB,
+            withdrawnA: state.withdrawnA,
+            withdrawnB: state.withdrawnB,
+            withdrawExpiry: state.withdrawExpiry,
+            isFinal: state.isFinal,
+        };
+        typed.eip712_signing_hash(&self.domain())
+    }
+
+    /// Checks what the contract checks of a state without chain data: version, locks (count,
+    /// senders, hash) and the sum. Stricter than the contract: a final state must have no
+    /// locks (only such a state can close cooperatively), and no lock may expire later than
+    /// `now + MAX_LOCK_TTL` (see [`MAX_LOCK_TTL`]).
+    ///
+    /// `now` is the current time in unix seconds (the signer's clock or the latest block's
+    /// timestamp); it must not run ahead of the chain's clock by more than the challenge
+    /// period, which keeps the contract's cap (deadline + `MAX_LOCK_TTL`) out of reach.
+    pub fn check(&self, state: &State, locks: &[Lock], now: u64) -> Result<(), ChannelError> {
+        if state.version == 0 {
+            return Err(ChannelError::ZeroVersion);
+        }
+        if locks.len() > MAX_LOCKS {
+            return Err(ChannelError::TooManyLocks(locks.len()));
+        }
+        if let Some(i) = locks.iter().position(|l| self.side_of(l.from).is_none()) {
+            return Err(ChannelError::LockSender(i));
+        }
+        if locks_hash(locks) != state.locksHash {
+            return Err(ChannelError::LocksHash);
+        }
+        if state.isFinal && !locks.is_empty() {
+            return Err(ChannelError::FinalWithLocks);
+        }
+        let latest = now.saturating_add(MAX_LOCK_TTL);
+        if let Some((index, l)) = locks.iter().enumerate().find(|(_, l)| l.expiry > latest) {
+            return Err(ChannelError::LockTooLong {
+                index,
+                expiry: l.expiry,
+                latest,
+            });
+        }
+        let out = [
+            state.balanceA,
+            state.balanceB,
+            state.withdrawnA,
+            state.withdrawnB,
+        ]
+        .into_iter()
+        .chain(locks.iter().map(|l| l.amount))
+        .fold(U256::ZERO, |acc, x| acc + U256::from(x));
+        if out != U256::from(state.depositA) + U256::from(state.depositB) {
+            return Err(ChannelError::Sum);
+        }
+        Ok(())
+    }
+
+    /// Checks that `next` may be signed after `prev`, the last state this side signed (the
+    /// counterparty may hold it co-signed even if it never returned its signature), with the
+    /// chain as `chain` shows it at a final block (on top of [`ChannelRef::check`]). These
+    /// are the off-chain rules under which executing any signed withdrawal, at any time, never
+    /// makes the latest state unusable (see the contract's header):
+    /// - nothing is signed after a final state, and versions grow;
+    /// - deposit totals never shrink and count only deposits final on chain;
+    /// - withdrawn totals never fall below the withdrawals already executed, and never shrink,
+    ///   except that a withdrawal that lapsed unexecuted may be dropped: a total may shrink only
+    ///   once `chain.time >= prev.withdrawExpiry`;
+    /// - `withdrawExpiry` never moves earlier while `prev`'s is running, so `prev`'s is the
+    ///   latest expiry of every signed state that could still be withdrawn.
+    pub fn check_next(
+        &self,
+        prev: &State,
+        next: &State,
+        chain: &OnChain,
+    ) -> Result<(), ChannelError> {
+        if prev.isFinal {
+            return Err(ChannelError::AfterFinal);
+        }
+        if next.version <= prev.version {
+            return Err(ChannelError::NotNewer {
+                prev: prev.version,
+                next: next.version,
+            });
+        }
+        let running = chain.time < prev.withdrawExpiry;
+        let sides = [
+            (
+                Side::A,
+                (prev.depositA, next.depositA, chain.deposit_a),
+                (prev.withdrawnA, next.withdrawnA, chain.withdrawn_a),
+            ),
+            (
+                Side::B,
+                (prev.depositB, next.depositB, chain.deposit_b),
+                (prev.withdrawnB, next.withdrawnB, chain.withdrawn_b),
+            ),
+        ];
+        for (side, (pd, nd, cd), (pw, nw, cw)) in sides {
+            if nd < pd {
+                return Err(ChannelError::DepositShrank(side));
+            }
+            if nd > cd {
+                return Err(ChannelError::DepositNotOnChain(side));
+            }
+            if nw < cw {
+                return Err(ChannelError::BelowExecuted(side));
+            }
+            if nw < pw && running {
+                return Err(ChannelError::WithdrawalDropped(side));
+            }
+        }
+        if running && next.withdrawExpiry < prev.withdrawExpiry {
+            return Err(ChannelError::WithdrawExpiryShortened);
+        }
+        Ok(())
+    }
+
+    /// The channel's amounts at block `at` (pass a final block, e.g.
+    /// [`BlockNumberOrTag::Finalized`]) and that block's timestamp, for
+    /// [`ChannelRef::check_next`]. Fails unless the channel is open at that block.
+    pub async fn on_chain(
+        &self,
+        provider: &DynProvider,
+        at: BlockNumberOrTag,
+    ) -> Result<OnChain, EthError> {
+        let block = provider
+            .get_block_by_number(at)
+            .await
+            .map_err(rpc_err)?
+            .ok_or_else(|| EthError::NotReady(format!("no block {at}")))?;
+        let st = Channel::new(self.contract, provider)
+            .status(self.id())
+            .block(BlockId::number(block.header.number))
+            .call()
+            .await
+            .map_err(contract_err)?;
+        if st.st != 1 {
+            return Err(EthError::NotReady(format!(
+                "channel {} is not open at block {} (status {})",
+                self.id(),
+                block.header.number,
+                st.st
+            )));
+        }
+        let small = |x: U256| {
+            u128::try_from(x).map_err(|_| EthError::Inconsistent(format!("amount {x} too large")))
+        };
+        Ok(OnChain {
+            deposit_a: small(st.depositA)?,
+            deposit_b: small(st.depositB)?,
+            withdrawn_a: small(st.withdrawnA)?,
+            withdrawn_b: small(st.withdrawnB)?,
+            time: block.header.timestamp,
+        })
+    }
+
+    /// When the preimage of `hashlock` was revealed in the contract's secret registry (the
+    /// timestamp of the block that revealed it), or `None` if it never was, as of the latest
+    /// block.
+    ///
+    /// The registry is global and permanent: one per contract, shared by every channel, open
+    /// to anyone, never reset. A lock pays its receiver if its hashlock was revealed before
+    /// the lock's expiry, whenever and by whomever; so a lock whose hashlock is already
+    /// revealed is a payment, not a conditional one. Never sign a lock whose hashlock is
+    /// revealed (check with this) or that was used before, in any channel or HTLC.
+    pub async fn revealed_at(
+        &self,
+        provider: &DynProvider,
+        hashlock: B256,
+    ) -> Result<Option<u64>, EthError> {
+        let t = Channel::new(self.contract, provider)
+            .revealedAt(hashlock)
+            .call()
+            .await
+            .map_err(contract_err)?;
+        if t.is_zero() {
+            return Ok(None);
+        }
+        u64::try_from(t)
+            .map(Some)
+            .map_err(|_| EthError::Inconsistent(format!("reveal time {t} too large")))
+    }
+
+    /// Signs `state` with `signer` (after [`ChannelRef::check`]-ing it with `locks` at `now`).
+    pub fn sign(
+        &self,
+        signer: &PrivateKeySigner,
+        state: &State,
+        locks: &[Lock],
+        now: u64,
+    ) -> Result<Sig, ChannelError> {
+        self.check(state, locks, now)?;
+        let sig = signer
+            .sign_hash_sync(&self.digest(state))
+            .map_err(|e| ChannelError::Signature(e.to_string()))?;
+        let sig = Sig {
+            v: 27 + u8::from(sig.v()),
+            r: sig.r().into(),
+            s: sig.s().into(),
+        };
+        // k256 signs with a low s; make sure, the contract refuses anything else.
+        self.verify(state, &sig, signer.address())?;
+        Ok(sig)
+    }
+
+    /// Checks that `sig` is `signer`'s signature of `state` by the contract's rules: v is 27
+    /// or 28, s is in the lower half of the curve order, and it recovers to `signer`.
+    pub fn verify(&self, state: &State, sig: &Sig, signer: Address) -> Result<(), ChannelError> {
+        let bad = |m: &str| Err(ChannelError::Signature(m.to_string()));
+        if sig.v != 27 && sig.v != 28 {
+            return bad("v is not 27 or 28");
+        }
+        let s = U256::from_be_bytes(sig.s.0);
+        if s > HALF_N {
+            return bad("s is in the upper half of the curve order");
+        }
+        let parsed =
+            alloy::primitives::Signature::new(U256::from_be_bytes(sig.r.0), s, sig.v == 28);
+        match parsed.recover_address_from_prehash(&self.digest(state)) {
+            Ok(got) if got == signer => Ok(()),
+            Ok(got) => Err(ChannelError::Signature(format!(
+                "signed by {got}, expected {signer}"
+            ))),
+            Err(e) => Err(ChannelError::Signature(e.to_string())),
+        }
+    }
+}
+
+/// An error from a contract call: a transport error classified as elsewhere, anything else
+/// (decoding, a revert) a rejection.
+fn contract_err(e: alloy::contract::Error) -> EthError {
+    match e {
+        alloy::contract::Error::TransportError(t) => rpc_err(t),
+        other => EthError::Rejected(scrub_urls(&other.to_string())),
+    }
+}
+
+/// The hash a state commits to for its pending locks: zero when there are none, else
+/// `keccak256(abi.encode(locks))` (equals the contract's `hashLocks`).
+pub fn locks_hash(locks: &[Lock]) -> B256 {
+    if locks.is_empty() {
+        B256::ZERO
+    } else {
+        keccak256(locks.to_vec().abi_encode())
+    }
+}
+
+impl Record {
+    /// The part of the record fixed for the whole closing (deadline and nets), which `update`
+    /// takes: the same for every `Closing` event of one closing.
+    pub fn frozen(&self) -> Frozen {
+        Frozen {
+            deadline: self.deadline,
+            netA: self.netA,
+            netB: self.netB,
+        }
+    }
+}
+
+impl From<&crate::bindings::Channel::Closing> for Record {
+    /// The record `settle` takes (and, through [`Record::frozen`], `update`), from the
+    /// `Closing` event that committed it.
+    fn from(e: &crate::bindings::Channel::Closing) -> Self {
+        Record {
+            version: e.version,
+            deadline: e.deadline,
+            netA: e.netA,
+            netB: e.netB,
+            payA: e.payA,
+            payB: e.payB,
+            locksHash: e.locksHash,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    fn chan() -> ChannelRef {
+        ChannelRef::new(
+            Params {
+                a: address!("0x1000000000000000000000000000000000000001"),
+                b: address!("0x2000000000000000000000000000000000000002"),
+                token: Address::ZERO,
+                challengePeriod: 3600,
+                salt: B256::repeat_byte(7),
+            },
+            31337,
+            address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+        )
+    }
+
+    /// A time before the locks' expiry (1,000,000).
+    const NOW: u64 = 900_000;
+
+    fn lock(from: Address, amount: u128, n: u8) -> Lock {
+        Lock {
+            from,
+            amount,
+            hashlock: B256::repeat_byte(n),
+            expiry: 1_000_000,
+        }
+    }
+
+    fn state(locks: &[Lock]) -> State {
+        let locked: u128 = locks.iter().map(|l| l.amount).sum();
+        State {
+            version: 3,
+            balanceA: 60 - locked,
+            balanceB: 30,
+            locksHash: locks_hash(locks),
+            depositA: 70,
+            depositB: 30,
+            withdrawnA: 10,
+            withdrawnB: 0,
+            withdrawExpiry: 0,
+            isFinal: false,
+        }
+    }
+
+    #[test]
+    fn id_commits_to_every_parameter_chain_and_contract() {
+        let c = chan();
+        let id = c.id();
+        let mut variants = vec![];
+        let mut p = c.clone();
+        p.params.a = address!("0x3000000000000000000000000000000000000003");
+        variants.push(p);
+        let mut p = c.clone();
+        p.params.b = p.params.a;
+        variants.push(p);
+        let mut p = c.clone();
+        p.params.token = address!("0x4000000000000000000000000000000000000004");
+        variants.push(p);
+        let mut p = c.clone();
+        p.params.challengePeriod += 1;
+        variants.push(p);
+        let mut p = c.clone();
+        p.params.salt = B256::repeat_byte(8);
+        variants.push(p);
+        let mut p = c.clone();
+        p.chain_id = 1;
+        variants.push(p);
+        let mut p = c.clone();
+        p.contract = Address::ZERO;
+        variants.push(p);
+        for v in variants {
+            assert_ne!(v.id(), id, "{v:?}");
+        }
+        assert_eq!(chan().id(), id);
+    }
+
+    #[test]
+    fn locks_hash_is_zero_when_empty_and_abi_encoded_otherwise() {
+        assert_eq!(locks_hash(&[]), B256::ZERO);
+        let a = chan().params.a;
+        let l = [lock(a, 5, 1), lock(a, 6, 2)];
+        // offset, length, then 4 words per lock.
+        let enc = l.to_vec().abi_encode();
+        assert_eq!(enc.len(), 32 * (2 + 4 * 2));
+        assert_eq!(U256::from_be_slice(&enc[..32]), U256::from(32));
+        assert_eq!(U256::from_be_slice(&enc[32..64]), U256::from(2));
+        assert_eq!(locks_hash(&l), keccak256(&enc));
+        assert_ne!(locks_hash(&l), locks_hash(&[l[1].clone(), l[0].clone()]));
+    }
+
+    #[test]
+    fn signature_verifies_and_binds_every_field() {
+        let c = chan();
+        let key = PrivateKeySigner::random();
+        let mut c2 = c.clone();
+        c2.params.a = key.address();
+        let s = state(&[]);
+        let sig = c2.sign(&key, &s, &[], NOW).unwrap();
+        assert!(sig.v == 27 || sig.v == 28);
+        assert!(U256::from_be_bytes(sig.s.0) <= HALF_N);
+        c2.verify(&s, &sig, key.address()).unwrap();
+        // Another signer, another version, another chain or contract: refused.
+        assert!(c2.verify(&s, &sig, c2.params.b).is_err());
+        let mut newer = s.clone();
+        newer.version += 1;
+        assert!(c2.verify(&newer, &sig, key.address()).is_err());
+        let mut fin = s.clone();
+        fin.isFinal = true;
+        assert_ne!(c2.digest(&fin), c2.digest(&s));
+        let mut other_chain = c2.clone();
+        other_chain.chain_id = 1;
+        assert!(other_chain.verify(&s, &sig, key.address()).is_err());
+        // The malleable twin (n - s, flipped v) recovers the same key but is refused.
+        let n = uint!(0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141_U256);
+        let twin = Sig {
+            v: if sig.v == 27 { 28 } else { 27 },
+            r: sig.r,
+            s: (n - U256::from_be_bytes(sig.s.0)).into(),
+        };
+        assert!(c2.verify(&s, &twin, key.address()).is_err());
+        let v29 = Sig { v: 29, ..sig };
+        assert!(c2.verify(&s, &v29, key.address()).is_err());
+    }
+
+    #[test]
+    fn check_mirrors_the_contract() {
+        let c = chan();
+        let a = c.params.a;
+        let locks = [lock(a, 5, 1), lock(c.params.b, 5, 2)];
+        let s = state(&locks);
+        c.check(&s, &locks, NOW).unwrap();
+        assert_eq!(c.check(&s, &locks[..1], NOW), Err(ChannelError::LocksHash));
+        let mut z = s.clone();
+        z.version = 0;
+        assert_eq!(c.check(&z, &locks, NOW), Err(ChannelError::ZeroVersion));
+        let mut more = s.clone();
+        more.balanceB += 1;
+        assert_eq!(c.check(&more, &locks, NOW), Err(ChannelError::Sum));
+        let stranger = [lock(Address::ZERO, 5, 1), lock(a, 5, 2)];
+        let s2 = state(&stranger);
+        assert_eq!(
+            c.check(&s2, &stranger, NOW),
+            Err(ChannelError::LockSender(0))
+        );
+        let many: Vec<Lock> = (0..=MAX_LOCKS as u8).map(|i| lock(a, 0, i)).collect();
+        assert_eq!(
+            c.check(&state(&many), &many, NOW),
+            Err(ChannelError::TooManyLocks(MAX_LOCKS + 1))
+        );
+        let mut fin = s.clone();
+        fin.isFinal = true;
+        assert_eq!(
+            c.check(&fin, &locks, NOW),
+            Err(ChannelError::FinalWithLocks)
+        );
+    }
+
+    #[test]
+    fn check_next_enforces_growth_and_lapse_rules() {
+        let c = chan();
+        // prev: deposits 70/30, A withdrew 10 (executed), B withdraws 5 until t = 1,000.
+        let mut prev = state(&[]);
+        prev.balanceB -= 5;
+        prev.withdrawnB = 5;
+        prev.withdrawExpiry = 1_000;
+        let chain = OnChain {
+            deposit_a: 70,
+            deposit_b: 30,
+            withdrawn_a: 10,
+            withdrawn_b: 0,
+            time: 999,
+        };
+        let lapsed = OnChain {
+            time: 1_000,
+            ..chain
+        };
+        // A payment of 1 from A to B, keeping everything else.
+        let mut next = prev.clone();
+        next.version += 1;
+        next.balanceA -= 1;
+        next.balanceB += 1;
+        c.check_next(&prev, &next, &chain).unwrap();
+        let bad = |f: &dyn Fn(&mut State), on: &OnChain| {
+            let mut n = next.clone();
+            f(&mut n);
+            c.check_next(&prev, &n, on)
+        };
+        let mut fin = prev.clone();
+        fin.isFinal = true;
+        assert_eq!(
+            c.check_next(&fin, &next, &chain),
+            Err(ChannelError::AfterFinal)
+        );
+        let not_newer = Err(ChannelError::NotNewer { prev: 3, next: 3 });
+        assert_eq!(bad(&|n| n.version = 3, &chain), not_newer);
+        // Deposits: never shrink, never count more than the chain holds.
+        let shrank = bad(
+            &|n| {
+                n.depositA -= 1;
+                n.balanceA -= 1;
+            },
+            &chain,
+        );
+        assert_eq!(shrank, Err(ChannelError::DepositShrank(Side::A)));
+        let unseen = bad(
+            &|n| {
+                n.depositB += 1;
+                n.balanceB += 1;
+            },
+            &chain,
+        );
+        assert_eq!(unseen, Err(ChannelError::DepositNotOnChain(Side::B)));
+        // Withdrawals: never below the executed ones.
+        let below = bad(
+            &|n| {
+                n.withdrawnA = 9;
+                n.balanceA += 1;
+            },
+            &lapsed,
+        );
+        assert_eq!(below, Err(ChannelError::BelowExecuted(Side::A)));
+        // B's pending withdrawal may be dropped only once it lapsed.
+        let drop = |n: &mut State| {
+            n.withdrawnB = 0;
+            n.balanceB += 5;
+            n.withdrawExpiry = 0;
+        };
+        assert_eq!(
+            bad(&drop, &chain),
+            Err(ChannelError::WithdrawalDropped(Side::B))
+        );
+        assert_eq!(bad(&drop, &lapsed), Ok(()));
+        // Its expiry may not move earlier while it runs (later is fine).
+        assert_eq!(
+            bad(&|n| n.withdrawExpiry = 999, &chain),
+            Err(ChannelError::WithdrawExpiryShortened)
+        );
+        assert_eq!(bad(&|n| n.withdrawExpiry = 2_000, &chain), Ok(()));
+        assert_eq!(bad(&|n| n.withdrawExpiry = 0, &lapsed), Ok(()));
+        // A new withdrawal by A on top of B's.
+        let more = |n: &mut State| {
+            n.withdrawnA += 20;
+            n.balanceA -= 20;
+        };
+        assert_eq!(bad(&more, &chain), Ok(()));
+    }
+
+    #[test]
+    fn locks_beyond_max_lock_ttl_are_refused() {
+        let c = chan();
+        let key = PrivateKeySigner::random();
+        let mut locks = vec![lock(c.params.a, 5, 1), lock(c.params.b, 5, 2)];
+        let now = 1_700_000_000;
+        locks[1].expiry = now + MAX_LOCK_TTL;
+        c.check(&state(&locks), &locks, now).unwrap();
+        locks[1].expiry += 1;
+        let s = state(&locks);
+        let too_long = Err(ChannelError::LockTooLong {
+            index: 1,
+            expiry: now + MAX_LOCK_TTL + 1,
+            latest: now + MAX_LOCK_TTL,
+        });
+        assert_eq!(c.check(&s, &locks, now), too_long);
+        assert_eq!(c.sign(&key, &s, &locks, now).map(|_| ()), too_long);
+        c.check(&s, &locks, now + 1).unwrap();
+        locks[0].expiry = u64::MAX;
+        let s = state(&locks);
+        // now + MAX_LOCK_TTL saturates.
+        c.check(&s, &locks, u64::MAX - 1).unwrap();
+        assert!(matches!(
+            c.check(&s, &locks, now),
+            Err(ChannelError::LockTooLong { index: 0, .. })
+        ));
+    }
+}
