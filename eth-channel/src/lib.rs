@@ -16,10 +16,12 @@
 
 pub mod machine;
 pub mod msg;
+mod rules;
 pub mod sqlite;
 pub mod store;
 
-pub use machine::{hashlock_of, Config, Event, Party, PartyError, Reject, Step};
+pub use machine::{Config, Event, Party, PartyError, Step};
 pub use msg::{DecodeError, Message, Proposal, RejectCode, UpdateKind};
+pub use rules::{hashlock_of, Reject};
 pub use sqlite::SqliteChannelStore;
 pub use store::{ChannelStore, CoSigned, Saved, StoreError};

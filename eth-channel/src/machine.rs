@@ -8,16 +8,14 @@
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
-use sha2::{Digest, Sha256};
 
-use eth_adapter::channel::{
-    locks_hash, ChannelError, ChannelRef, Lock, OnChain, Side, State, MAX_LOCKS, MAX_LOCK_TTL,
-};
+use eth_adapter::channel::{ChannelRef, Lock, OnChain, Side, State};
 
 use crate::msg::{
     Countersign, Message, Proposal, RejectCode, RejectMsg, UpdateKind, WireLock, WireSig,
     WireState, MAX_REASON_TEXT,
 };
+use crate::rules::{next_state, other, rej, Reject};
 use crate::store::{ChannelStore, CoSigned, Saved, StoreError};
 
 /// Local policy.
@@ -31,42 +29,6 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             min_expiry_margin: 600,
-        }
-    }
-}
-
-/// Why a proposal is refused: a code for the peer and a detail for logs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code:?}: {detail}")]
-pub struct Reject {
-    /// The stable code.
-    pub code: RejectCode,
-    /// What exactly.
-    pub detail: String,
-}
-
-fn rej<T>(code: RejectCode, detail: impl Into<String>) -> Result<T, Reject> {
-    Err(Reject {
-        code,
-        detail: detail.into(),
-    })
-}
-
-impl From<ChannelError> for Reject {
-    fn from(e: ChannelError) -> Self {
-        let code = match &e {
-            ChannelError::Sum | ChannelError::LocksHash => RejectCode::Capacity,
-            ChannelError::TooManyLocks(_) => RejectCode::TooManyLocks,
-            ChannelError::LockTooLong { .. } => RejectCode::BadExpiry,
-            ChannelError::LockSender(_) => RejectCode::StateMismatch,
-            ChannelError::Signature(_) => RejectCode::BadSignature,
-            ChannelError::AfterFinal => RejectCode::AfterFinal,
-            ChannelError::ZeroVersion | ChannelError::NotNewer { .. } => RejectCode::WrongVersion,
-            _ => RejectCode::Rules,
-        };
-        Reject {
-            code,
-            detail: e.to_string(),
         }
     }
 }
@@ -157,25 +119,6 @@ pub struct Party {
     cfg: Config,
     latest: CoSigned,
     pending: Option<Proposal>,
-}
-
-fn other(s: Side) -> Side {
-    match s {
-        Side::A => Side::B,
-        Side::B => Side::A,
-    }
-}
-
-fn bal(s: &mut State, side: Side) -> &mut u128 {
-    match side {
-        Side::A => &mut s.balanceA,
-        Side::B => &mut s.balanceB,
-    }
-}
-
-/// `sha256(preimage)`.
-pub fn hashlock_of(preimage: &B256) -> B256 {
-    B256::from_slice(&Sha256::digest(preimage.0))
 }
 
 impl Party {
@@ -307,7 +250,7 @@ impl Party {
         now: u64,
         chain: &OnChain,
     ) -> Result<Step, PartyError> {
-        let hashlock = hashlock_of(&preimage);
+        let hashlock = crate::rules::hashlock_of(&preimage);
         self.propose(UpdateKind::Claim { hashlock, preimage }, now, chain)
     }
 
@@ -342,7 +285,7 @@ impl Party {
         if let Some(p) = &self.pending {
             return Err(PartyError::Busy(p.state.version));
         }
-        let (state, locks) = self.next_state(&kind, self.me, now)?;
+        let (state, locks) = next_state(&self.chan, &self.latest, &self.cfg, &kind, self.me, now)?;
         self.chan
             .check_next(&self.latest.state, &state, chain)
             .map_err(Reject::from)?;
@@ -484,7 +427,8 @@ impl Party {
                 format!("version {}, expected {want}", state.version),
             );
         }
-        let (exp_state, exp_locks) = self.next_state(&p.kind, peer, now)?;
+        let (exp_state, exp_locks) =
+            next_state(&self.chan, &self.latest, &self.cfg, &p.kind, peer, now)?;
         self.chan.check(&state, &locks, now)?;
         if state != exp_state || locks != exp_locks {
             return rej(
@@ -495,131 +439,6 @@ impl Party {
         self.chan.check_next(&self.latest.state, &state, chain)?;
         let sig = self.chan.sign(&self.key, &state, &locks, now)?;
         Ok((state, locks, sig))
-    }
-
-    /// The state `kind` proposed by `by` makes from the latest co-signed one.
-    fn next_state(
-        &self,
-        kind: &UpdateKind,
-        by: Side,
-        now: u64,
-    ) -> Result<(State, Vec<Lock>), Reject> {
-        let prev = &self.latest;
-        if prev.state.isFinal {
-            return rej(RejectCode::AfterFinal, "the latest state is final");
-        }
-        let mut s = prev.state.clone();
-        s.version = s.version.checked_add(1).ok_or(Reject {
-            code: RejectCode::WrongVersion,
-            detail: "version overflow".into(),
-        })?;
-        let mut locks = prev.locks.clone();
-        let earliest = now.saturating_add(self.cfg.min_expiry_margin);
-        let find = |locks: &[Lock], h: &B256| locks.iter().position(|l| l.hashlock == *h);
-        match kind {
-            UpdateKind::Lock { lock } => {
-                let lock = Lock::from(lock);
-                if lock.from != self.chan.party(by) {
-                    return rej(RejectCode::StateMismatch, "a lock from the non-proposer");
-                }
-                if lock.amount == 0 {
-                    return rej(RejectCode::StateMismatch, "a lock of zero");
-                }
-                if locks.len() >= MAX_LOCKS {
-                    return rej(
-                        RejectCode::TooManyLocks,
-                        format!("{MAX_LOCKS} locks pending"),
-                    );
-                }
-                if lock.expiry < earliest || lock.expiry > now.saturating_add(MAX_LOCK_TTL) {
-                    return rej(
-                        RejectCode::BadExpiry,
-                        format!("lock expiry {} at now {now}", lock.expiry),
-                    );
-                }
-                if find(&locks, &lock.hashlock).is_some() {
-                    return rej(RejectCode::DuplicateHashlock, "hashlock already pending");
-                }
-                let b = bal(&mut s, by);
-                *b = b.checked_sub(lock.amount).ok_or(Reject {
-                    code: RejectCode::InsufficientBalance,
-                    detail: format!("lock of {} beyond the balance {}", lock.amount, b),
-                })?;
-                locks.push(lock);
-            }
-            UpdateKind::Claim { hashlock, preimage } => {
-                let i = find(&locks, hashlock).ok_or(Reject {
-                    code: RejectCode::BadPreimage,
-                    detail: "no pending lock on this hashlock".into(),
-                })?;
-                if hashlock_of(preimage) != *hashlock {
-                    return rej(RejectCode::BadPreimage, "sha256(preimage) != hashlock");
-                }
-                if now >= locks[i].expiry {
-                    return rej(
-                        RejectCode::LockExpired,
-                        "claim at or after the lock's expiry",
-                    );
-                }
-                let l = locks.remove(i);
-                let to = self.chan.side_of(l.from).map(other).ok_or(Reject {
-                    code: RejectCode::StateMismatch,
-                    detail: "lock from neither party".into(),
-                })?;
-                credit(&mut s, to, l.amount)?;
-            }
-            UpdateKind::CancelExpired { hashlock } => {
-                let i = find(&locks, hashlock).ok_or(Reject {
-                    code: RejectCode::StateMismatch,
-                    detail: "no pending lock on this hashlock".into(),
-                })?;
-                if now < locks[i].expiry {
-                    return rej(
-                        RejectCode::LockNotExpired,
-                        "cancel before the lock's expiry",
-                    );
-                }
-                let l = locks.remove(i);
-                let from = self.chan.side_of(l.from).ok_or(Reject {
-                    code: RejectCode::StateMismatch,
-                    detail: "lock from neither party".into(),
-                })?;
-                credit(&mut s, from, l.amount)?;
-            }
-            UpdateKind::Withdraw { amount, expiry } => {
-                if *amount == 0 {
-                    return rej(RejectCode::StateMismatch, "a withdrawal of zero");
-                }
-                if *expiry < earliest {
-                    return rej(RejectCode::BadExpiry, "withdrawal expiring too soon");
-                }
-                let b = bal(&mut s, by);
-                *b = b.checked_sub(*amount).ok_or(Reject {
-                    code: RejectCode::InsufficientBalance,
-                    detail: format!("withdrawal of {amount} beyond the balance {b}"),
-                })?;
-                let w = match by {
-                    Side::A => &mut s.withdrawnA,
-                    Side::B => &mut s.withdrawnB,
-                };
-                *w = w.checked_add(*amount).ok_or(Reject {
-                    code: RejectCode::Capacity,
-                    detail: "withdrawn total overflow".into(),
-                })?;
-                s.withdrawExpiry = *expiry;
-            }
-            UpdateKind::Close => {
-                if !locks.is_empty() {
-                    return rej(
-                        RejectCode::StateMismatch,
-                        "a final state with pending locks",
-                    );
-                }
-                s.isFinal = true;
-            }
-        }
-        s.locksHash = locks_hash(&locks);
-        Ok((s, locks))
     }
 
     fn receive_countersign(&self, c: &Countersign) -> Result<Step, PartyError> {
@@ -691,13 +510,4 @@ impl Party {
         }
         Ok(step.out.map(|m| m.encode()))
     }
-}
-
-fn credit(s: &mut State, side: Side, amount: u128) -> Result<(), Reject> {
-    let b = bal(s, side);
-    *b = b.checked_add(amount).ok_or(Reject {
-        code: RejectCode::Capacity,
-        detail: "balance overflow".into(),
-    })?;
-    Ok(())
 }

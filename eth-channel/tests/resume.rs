@@ -107,7 +107,7 @@ fn a_crash_before_the_countersign_keeps_the_one_signed_proposal() {
         pair.a.propose_lock(20, h, NOW + 3600, NOW, &chain()),
         Err(PartyError::Busy(1))
     ));
-    // ...not even a peer's proposal of version 1.
+    // ...nor countersigns a proposal of the peer.
     let other = pair
         .b
         .propose_lock(
