@@ -349,7 +349,13 @@ impl Party {
     }
 
     /// Validates the peer's proposal: a countersign step, or a reject step changing nothing.
+    ///
+    /// The proposal we countersigned last, received again (our countersign was lost), is
+    /// answered with the same countersign, changing nothing.
     pub fn receive_proposal(&self, p: &Proposal, now: u64, chain: &OnChain) -> Step {
+        if let Some(again) = self.countersign_again(p) {
+            return again;
+        }
         match self.validate(p, now, chain) {
             Ok((state, locks, sig)) => {
                 let peer_sig = p.sig.into();
@@ -378,6 +384,31 @@ impl Party {
             }
             Err(r) => self.refusal(p, r),
         }
+    }
+
+    fn countersign_again(&self, p: &Proposal) -> Option<Step> {
+        let l = &self.latest;
+        if p.channel != self.id || p.state != WireState::new(&l.state, &l.locks) {
+            return None;
+        }
+        let (ours, theirs) = match self.me {
+            Side::A => (l.sig_a.as_ref()?, l.sig_b.as_ref()?),
+            Side::B => (l.sig_b.as_ref()?, l.sig_a.as_ref()?),
+        };
+        // Only the peer's own proposal (its signature as stored), not ours echoed back.
+        if WireSig::from(theirs) != p.sig {
+            return None;
+        }
+        Some(Step {
+            base: l.state.version,
+            change: Change::None,
+            out: Some(Message::Countersign(Countersign {
+                channel: self.id,
+                version: l.state.version,
+                sig: WireSig::from(ours),
+            })),
+            event: Event::Countersigned(l.state.version),
+        })
     }
 
     fn refusal(&self, p: &Proposal, r: Reject) -> Step {

@@ -160,6 +160,29 @@ fn versions_must_be_exactly_next() {
         .unwrap();
     let v1 = proposal_of(&step);
     pair.exchange(Side::A, step, NOW, &chain());
+    // The latest proposal again (a lost countersign): the same countersign, nothing changes.
+    let stored = snapshot(&pair.sb, pair.b.id());
+    let again = pair.b.receive(&encode(&v1), NOW, &chain()).unwrap();
+    assert_eq!(again.event, Event::Countersigned(1));
+    assert!(pair.b.commit(again, &pair.sb).unwrap().is_some());
+    assert_eq!(snapshot(&pair.sb, pair.b.id()), stored);
+    // Another state at the latest version.
+    let mut other = v1.clone();
+    other.state.balance_a -= 1;
+    other.state.balance_b += 1;
+    let other = resign(&pair.chan, &pair.ka, other);
+    refused(
+        &mut pair,
+        &encode(&other),
+        NOW,
+        &chain(),
+        RejectCode::WrongVersion,
+    );
+    let step = pair
+        .a
+        .propose_lock(10, secret(3).1, NOW + 3600, NOW, &chain())
+        .unwrap();
+    pair.exchange(Side::A, step, NOW, &chain());
     // Replaying v1 (an old version).
     refused(
         &mut pair,
@@ -170,7 +193,7 @@ fn versions_must_be_exactly_next() {
     );
     // Skipping a version.
     let mut v3 = lock_prop(&pair, 10, 2, NOW + 3600);
-    v3.state.version = 3;
+    v3.state.version = 4;
     let v3 = resign(&pair.chan, &pair.ka, v3);
     refused(
         &mut pair,

@@ -125,9 +125,17 @@ fn a_crash_before_the_countersign_keeps_the_one_signed_proposal() {
     let mut twin = pending.clone();
     twin.state.balance_a -= 1;
     assert!(eth_channel::ChannelStore::save_proposal(&pair.sa, pair.a.id(), &twin).is_err());
-    // Resending gives the very same proposal; the countersign (late) completes it.
-    assert_eq!(pair.a.resend().unwrap(), encode(&pending));
-    let done = pair.a.receive(&back, NOW, &chain()).unwrap();
+    // Resending gives the very same proposal; B (which already countersigned it) answers
+    // with the same countersign, changing nothing; that completes it.
+    let again = pair.a.resend().unwrap();
+    assert_eq!(again, encode(&pending));
+    let stored_b = snapshot(&pair.sb, pair.b.id());
+    let answer = pair.b.receive(&again, NOW, &chain()).unwrap();
+    assert_eq!(answer.event, Event::Countersigned(1));
+    let back2 = pair.b.commit(answer, &pair.sb).unwrap().unwrap();
+    assert_eq!(back2, back);
+    assert_eq!(snapshot(&pair.sb, pair.b.id()), stored_b);
+    let done = pair.a.receive(&back2, NOW, &chain()).unwrap();
     assert_eq!(done.event, Event::Completed(1));
     assert!(pair.a.commit(done, &pair.sa).unwrap().is_none());
     crash(&mut pair, &f);
