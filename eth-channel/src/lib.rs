@@ -10,6 +10,12 @@
 //! versions go up by exactly one; a party signs one state per version and persists it before
 //! anything leaves (see [`Party::commit`]).
 //!
+//! Proposals must not cross: a party with a proposal pending refuses the peer's (`Busy`),
+//! and a refused proposal stays pending (it is signed, so no other state may take its
+//! version); it can only be sent again ([`Party::resend`]) or the channel closed on chain.
+//! Callers take turns (one proposer at a time) until version skipping after a refusal is
+//! designed.
+//!
 //! Not here yet: watching the chain for `Closing` (and answering with `update`), top-ups,
 //! the hashlock registry checks (`ChannelRef::revealed_at`, reuse across channels), carrying
 //! the messages over swap-net, and the engine's channel rail.

@@ -510,3 +510,81 @@ fn store_refuses_a_second_state_at_a_signed_version() {
         Err(StoreError::UnknownChannel(_))
     ));
 }
+
+#[test]
+fn withdrawals_and_closes_change_only_what_they_state() {
+    let mut pair = Pair::new();
+    // Beyond the balance.
+    assert!(matches!(
+        pair.a.propose_withdraw(DEP_A + 1, NOW + 3600, NOW, &chain()),
+        Err(PartyError::Invalid(r)) if r.code == RejectCode::InsufficientBalance
+    ));
+    let kind = UpdateKind::Withdraw {
+        amount: DEP_A + 1,
+        expiry: NOW + 3600,
+    };
+    let bytes = forged(&pair, kind, |p| {
+        p.state.balance_a = 0;
+        p.state.withdrawn_a = DEP_A + 1;
+        p.state.balance_b -= 1;
+        p.state.withdraw_expiry = NOW + 3600;
+    });
+    refused(
+        &mut pair,
+        &bytes,
+        NOW,
+        &chain(),
+        RejectCode::InsufficientBalance,
+    );
+    // Expiring too soon.
+    assert!(matches!(
+        pair.a.propose_withdraw(10, NOW + 1, NOW, &chain()),
+        Err(PartyError::Invalid(r)) if r.code == RejectCode::BadExpiry
+    ));
+    // A withdrawal by A that takes the amount from B's balance.
+    let mut p = proposal_of(
+        &pair
+            .a
+            .propose_withdraw(10, NOW + 3600, NOW, &chain())
+            .unwrap(),
+    );
+    p.state.balance_a += 10;
+    p.state.balance_b -= 10;
+    let p = resign(&pair.chan, &pair.ka, p);
+    refused(
+        &mut pair,
+        &encode(&p),
+        NOW,
+        &chain(),
+        RejectCode::StateMismatch,
+    );
+    // A close that also moves balance.
+    let mut p = proposal_of(&pair.a.propose_close(NOW, &chain()).unwrap());
+    p.state.balance_a += 1;
+    p.state.balance_b -= 1;
+    let p = resign(&pair.chan, &pair.ka, p);
+    refused(
+        &mut pair,
+        &encode(&p),
+        NOW,
+        &chain(),
+        RejectCode::StateMismatch,
+    );
+    // A close with a lock pending.
+    let step = pair
+        .a
+        .propose_lock(5, secret(1).1, NOW + 3600, NOW, &chain())
+        .unwrap();
+    pair.exchange(Side::A, step, NOW, &chain());
+    assert!(pair.b.propose_close(NOW, &chain()).is_err());
+    let bytes = forged(&pair, UpdateKind::Close, |p| p.state.is_final = true);
+    refused(&mut pair, &bytes, NOW, &chain(), RejectCode::StateMismatch);
+    // The honest withdrawal passes.
+    let step = pair
+        .a
+        .propose_withdraw(10, NOW + 3600, NOW, &chain())
+        .unwrap();
+    pair.exchange(Side::A, step, NOW, &chain());
+    assert_eq!(pair.b.latest().state.withdrawnA, 10);
+    assert_eq!(pair.b.latest().state.balanceA, DEP_A - 15);
+}
