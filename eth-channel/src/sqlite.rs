@@ -1,0 +1,491 @@
+//! [`ChannelStore`] in one SQLite file: WAL, full sync, versioned migrations, append-only
+//! state history (triggers refuse updates and deletes).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use alloy::primitives::{Address, B256};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use eth_adapter::channel::{ChannelRef, Params, Side, State};
+
+use crate::msg::{Proposal, UpdateKind, WireSig, WireState};
+use crate::store::{ChannelStore, CoSigned, Saved, StoreError};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
+/// Never edit one that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: channels and their signed states.
+    "CREATE TABLE channels (
+        id               BLOB PRIMARY KEY NOT NULL,
+        chain_id         INTEGER NOT NULL,
+        contract         BLOB NOT NULL,
+        party_a          BLOB NOT NULL,
+        party_b          BLOB NOT NULL,
+        token            BLOB NOT NULL,
+        challenge_period INTEGER NOT NULL,
+        salt             BLOB NOT NULL,
+        side             TEXT NOT NULL CHECK (side IN ('A', 'B')),
+        initial_json     TEXT NOT NULL,
+        created_at       INTEGER NOT NULL
+    );
+    CREATE TABLE channel_states (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel_id  BLOB NOT NULL REFERENCES channels(id),
+        version     INTEGER NOT NULL,
+        role        TEXT NOT NULL CHECK (role IN ('proposed', 'cosigned')),
+        state_json  TEXT NOT NULL,
+        kind_json   TEXT,
+        sig_a       TEXT,
+        sig_b       TEXT,
+        recorded_at INTEGER NOT NULL,
+        UNIQUE (channel_id, version, role)
+    );
+    CREATE TRIGGER channel_states_no_update BEFORE UPDATE ON channel_states
+        BEGIN SELECT RAISE(ABORT, 'channel_states is append-only'); END;
+    CREATE TRIGGER channel_states_no_delete BEFORE DELETE ON channel_states
+        BEGIN SELECT RAISE(ABORT, 'channel_states is append-only'); END;",
+];
+
+/// A [`ChannelStore`] in a SQLite file.
+#[derive(Clone)]
+pub struct SqliteChannelStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteChannelStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteChannelStore")
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn corrupt(channel: B256, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        channel,
+        detail: e.to_string(),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn to_i64(channel: B256, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| corrupt(channel, format!("{v} too large")))
+}
+
+fn side_str(s: Side) -> &'static str {
+    match s {
+        Side::A => "A",
+        Side::B => "B",
+    }
+}
+
+/// One `channel_states` row.
+struct Row {
+    state_json: String,
+    kind_json: Option<String>,
+    sig_a: Option<String>,
+    sig_b: Option<String>,
+}
+
+impl SqliteChannelStore {
+    /// Opens (creating and migrating) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::init(conn)
+    }
+
+    /// A store in memory (tests).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        let applied: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(backend)?;
+        let applied = usize::try_from(applied).map_err(backend)?;
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::Backend(format!(
+                "schema version {applied} is newer than this build ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute_batch(m).map_err(backend)?;
+            tx.pragma_update(None, "user_version", i + 1)
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Backend("store mutex poisoned".into()))
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(backend)
+}
+
+fn latest_version(conn: &Connection, id: B256) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = conn
+        .query_row(
+            "SELECT MAX(version) FROM channel_states WHERE channel_id = ?1 AND role = 'cosigned'",
+            params![id.as_slice()],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    v.map(|v| u64::try_from(v).map_err(|e| corrupt(id, e)))
+        .transpose()
+}
+
+fn row_at(
+    conn: &Connection,
+    id: B256,
+    version: u64,
+    role: &str,
+) -> Result<Option<Row>, StoreError> {
+    conn.query_row(
+        "SELECT state_json, kind_json, sig_a, sig_b FROM channel_states
+         WHERE channel_id = ?1 AND version = ?2 AND role = ?3",
+        params![id.as_slice(), to_i64(id, version)?, role],
+        |r| {
+            Ok(Row {
+                state_json: r.get(0)?,
+                kind_json: r.get(1)?,
+                sig_a: r.get(2)?,
+                sig_b: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn exists(conn: &Connection, id: B256) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT 1 FROM channels WHERE id = ?1",
+        params![id.as_slice()],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+    .map_err(backend)
+}
+
+fn cosigned_of(id: B256, row: &Row) -> Result<CoSigned, StoreError> {
+    let ws: WireState = serde_json::from_str(&row.state_json).map_err(|e| corrupt(id, e))?;
+    let sig = |s: &Option<String>| -> Result<_, StoreError> {
+        s.as_deref()
+            .map(|s| serde_json::from_str::<WireSig>(s).map(Into::into))
+            .transpose()
+            .map_err(|e| corrupt(id, e))
+    };
+    Ok(CoSigned {
+        state: ws.state(),
+        locks: ws.locks(),
+        sig_a: sig(&row.sig_a)?,
+        sig_b: sig(&row.sig_b)?,
+    })
+}
+
+fn proposal_of(id: B256, row: &Row) -> Result<Proposal, StoreError> {
+    let state: WireState = serde_json::from_str(&row.state_json).map_err(|e| corrupt(id, e))?;
+    let kind: UpdateKind = serde_json::from_str(row.kind_json.as_deref().unwrap_or("null"))
+        .map_err(|e| corrupt(id, e))?;
+    let sig: WireSig =
+        serde_json::from_str(row.sig_a.as_deref().unwrap_or("null")).map_err(|e| corrupt(id, e))?;
+    Ok(Proposal {
+        channel: id,
+        state,
+        kind,
+        sig,
+    })
+}
+
+fn insert(
+    conn: &Connection,
+    id: B256,
+    version: u64,
+    role: &str,
+    state_json: &str,
+    kind_json: Option<&str>,
+    sigs: (Option<String>, Option<String>),
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO channel_states
+         (channel_id, version, role, state_json, kind_json, sig_a, sig_b, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id.as_slice(),
+            to_i64(id, version)?,
+            role,
+            state_json,
+            kind_json,
+            sigs.0,
+            sigs.1,
+            unix_now()
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+impl ChannelStore for SqliteChannelStore {
+    fn create_channel(
+        &self,
+        chan: &ChannelRef,
+        me: Side,
+        initial: &State,
+    ) -> Result<(), StoreError> {
+        let id = chan.id();
+        let mut conn = self.lock()?;
+        let tx = conn.transaction().map_err(backend)?;
+        if exists(&tx, id)? {
+            return Err(StoreError::Exists(id));
+        }
+        let p = &chan.params;
+        tx.execute(
+            "INSERT INTO channels (id, chain_id, contract, party_a, party_b, token,
+             challenge_period, salt, side, initial_json, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                id.as_slice(),
+                to_i64(id, chan.chain_id)?,
+                chan.contract.as_slice(),
+                p.a.as_slice(),
+                p.b.as_slice(),
+                p.token.as_slice(),
+                to_i64(id, p.challengePeriod)?,
+                p.salt.as_slice(),
+                side_str(me),
+                json(&WireState::new(initial, &[]))?,
+                unix_now()
+            ],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn save_proposal(&self, id: B256, p: &Proposal) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction().map_err(backend)?;
+        if !exists(&tx, id)? {
+            return Err(StoreError::UnknownChannel(id));
+        }
+        let v = p.state.version;
+        if latest_version(&tx, id)?.is_some_and(|l| v <= l) {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("proposal of version {v} at or below the latest co-signed"),
+            });
+        }
+        if let Some(row) = row_at(&tx, id, v, "proposed")? {
+            if proposal_of(id, &row)? == *p {
+                return Ok(());
+            }
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("another proposal of version {v} is already signed"),
+            });
+        }
+        let kind = json(&p.kind)?;
+        insert(
+            &tx,
+            id,
+            v,
+            "proposed",
+            &json(&p.state)?,
+            Some(&kind),
+            (Some(json(&p.sig)?), None),
+        )?;
+        tx.commit().map_err(backend)
+    }
+
+    fn save_cosigned(&self, id: B256, s: &CoSigned) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction().map_err(backend)?;
+        if !exists(&tx, id)? {
+            return Err(StoreError::UnknownChannel(id));
+        }
+        let v = s.state.version;
+        if v == 0 {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: "version 0 is never signed".into(),
+            });
+        }
+        if let Some(row) = row_at(&tx, id, v, "cosigned")? {
+            if cosigned_of(id, &row)? == *s {
+                return Ok(());
+            }
+        }
+        if latest_version(&tx, id)?.is_some_and(|l| v <= l) {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("co-signed version {v} at or below the latest"),
+            });
+        }
+        let ws = WireState::new(&s.state, &s.locks);
+        if let Some(row) = row_at(&tx, id, v, "proposed")? {
+            if proposal_of(id, &row)?.state != ws {
+                return Err(StoreError::Conflict {
+                    channel: id,
+                    detail: format!("version {v} differs from our own proposal"),
+                });
+            }
+        }
+        let sig = |s: &Option<eth_adapter::channel::Sig>| {
+            s.as_ref().map(|s| json(&WireSig::from(s))).transpose()
+        };
+        insert(
+            &tx,
+            id,
+            v,
+            "cosigned",
+            &json(&ws)?,
+            None,
+            (sig(&s.sig_a)?, sig(&s.sig_b)?),
+        )?;
+        tx.commit().map_err(backend)
+    }
+
+    fn load(&self, id: B256) -> Result<Option<Saved>, StoreError> {
+        let conn = self.lock()?;
+        type ChanRow = (
+            i64,
+            Vec<u8>,
+            Vec<u8>,
+            Vec<u8>,
+            Vec<u8>,
+            i64,
+            Vec<u8>,
+            String,
+            String,
+        );
+        let row: Option<ChanRow> = conn
+            .query_row(
+                "SELECT chain_id, contract, party_a, party_b, token, challenge_period, salt,
+                 side, initial_json FROM channels WHERE id = ?1",
+                params![id.as_slice()],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(backend)?;
+        let Some((chain_id, contract, a, b, token, period, salt, side, initial)) = row else {
+            return Ok(None);
+        };
+        let addr = |v: &[u8]| {
+            (v.len() == 20)
+                .then(|| Address::from_slice(v))
+                .ok_or_else(|| corrupt(id, "address length"))
+        };
+        let params = Params {
+            a: addr(&a)?,
+            b: addr(&b)?,
+            token: addr(&token)?,
+            challengePeriod: u64::try_from(period).map_err(|e| corrupt(id, e))?,
+            salt: (salt.len() == 32)
+                .then(|| B256::from_slice(&salt))
+                .ok_or_else(|| corrupt(id, "salt length"))?,
+        };
+        let chan = ChannelRef::new(
+            params,
+            u64::try_from(chain_id).map_err(|e| corrupt(id, e))?,
+            addr(&contract)?,
+        );
+        if chan.id() != id {
+            return Err(corrupt(id, "the parameters do not hash to the id"));
+        }
+        let me = match side.as_str() {
+            "A" => Side::A,
+            "B" => Side::B,
+            other => return Err(corrupt(id, format!("side {other}"))),
+        };
+        let latest = match latest_version(&conn, id)? {
+            Some(v) => {
+                let row = row_at(&conn, id, v, "cosigned")?
+                    .ok_or_else(|| corrupt(id, "latest row vanished"))?;
+                cosigned_of(id, &row)?
+            }
+            None => {
+                let ws: WireState = serde_json::from_str(&initial).map_err(|e| corrupt(id, e))?;
+                CoSigned {
+                    state: ws.state(),
+                    locks: vec![],
+                    sig_a: None,
+                    sig_b: None,
+                }
+            }
+        };
+        let pending = row_at(&conn, id, latest.state.version + 1, "proposed")?
+            .map(|r| proposal_of(id, &r))
+            .transpose()?;
+        Ok(Some(Saved {
+            chan,
+            me,
+            latest,
+            pending,
+        }))
+    }
+
+    fn history(&self, id: B256) -> Result<Vec<CoSigned>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT state_json, kind_json, sig_a, sig_b FROM channel_states
+                 WHERE channel_id = ?1 AND role = 'cosigned' ORDER BY version",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![id.as_slice()], |r| {
+                Ok(Row {
+                    state_json: r.get(0)?,
+                    kind_json: r.get(1)?,
+                    sig_a: r.get(2)?,
+                    sig_b: r.get(3)?,
+                })
+            })
+            .map_err(backend)?;
+        let mut out = vec![];
+        for r in rows {
+            out.push(cosigned_of(id, &r.map_err(backend)?)?);
+        }
+        Ok(out)
+    }
+}

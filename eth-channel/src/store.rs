@@ -1,0 +1,98 @@
+//! Where a party keeps its channels: what it signed before anything is sent.
+
+use alloy::primitives::B256;
+
+use eth_adapter::channel::{ChannelRef, Lock, Side, Sig, State};
+
+use crate::msg::Proposal;
+
+/// A state and its locks with both signatures (none for the implicit version 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoSigned {
+    /// The state.
+    pub state: State,
+    /// Its pending locks.
+    pub locks: Vec<Lock>,
+    /// A's signature.
+    pub sig_a: Option<Sig>,
+    /// B's signature.
+    pub sig_b: Option<Sig>,
+}
+
+impl CoSigned {
+    /// Both signatures (A's, B's), if the state is signed.
+    pub fn sigs(&self) -> Option<(Sig, Sig)> {
+        Some((self.sig_a.clone()?, self.sig_b.clone()?))
+    }
+}
+
+/// A channel as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The channel.
+    pub chan: ChannelRef,
+    /// Our side.
+    pub me: Side,
+    /// The latest co-signed state (or the implicit version 0).
+    pub latest: CoSigned,
+    /// Our proposal above it, signed by us and not yet countersigned.
+    pub pending: Option<Proposal>,
+}
+
+/// A store failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed.
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// No such channel.
+    #[error("unknown channel {0}")]
+    UnknownChannel(B256),
+    /// The channel is already recorded.
+    #[error("channel {0} already exists")]
+    Exists(B256),
+    /// A different state at a version already signed, or a version not above the latest.
+    #[error("channel {channel}: {detail}")]
+    Conflict {
+        /// The channel.
+        channel: B256,
+        /// What.
+        detail: String,
+    },
+    /// Stored data that does not decode.
+    #[error("corrupt record of channel {channel}: {detail}")]
+    Corrupt {
+        /// The channel.
+        channel: B256,
+        /// What.
+        detail: String,
+    },
+}
+
+/// Durable channel records. Every write is durable when it returns.
+pub trait ChannelStore: Send + Sync {
+    /// Records a new channel with its implicit version-0 state.
+    fn create_channel(
+        &self,
+        chan: &ChannelRef,
+        me: Side,
+        initial: &State,
+    ) -> Result<(), StoreError>;
+
+    /// Records our signed proposal. Refuses a version at or below the latest co-signed one,
+    /// and a different proposal at a version we already proposed (the same one again is a
+    /// no-op).
+    fn save_proposal(&self, channel: B256, p: &Proposal) -> Result<(), StoreError>;
+
+    /// Records a co-signed state (appended to the history). Refuses a version at or below the
+    /// latest co-signed one (the same state again is a no-op), and a state differing from our
+    /// own proposal at that version.
+    fn save_cosigned(&self, channel: B256, s: &CoSigned) -> Result<(), StoreError>;
+
+    /// The channel's latest co-signed state and pending proposal.
+    fn load(&self, channel: B256) -> Result<Option<Saved>, StoreError>;
+
+    /// Every co-signed state of the channel, oldest first.
+    fn history(&self, channel: B256) -> Result<Vec<CoSigned>, StoreError>;
+}

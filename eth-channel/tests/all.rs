@@ -1,0 +1,13 @@
+//! Every integration test of eth-channel in one binary (one link instead of one per file).
+#![allow(missing_docs)]
+
+mod common;
+
+#[path = "anvil.rs"]
+mod anvil;
+#[path = "prop.rs"]
+mod prop;
+#[path = "reject.rs"]
+mod reject;
+#[path = "resume.rs"]
+mod resume;

@@ -1,0 +1,279 @@
+//! End to end against anvil and `Channel.sol`: off-chain updates, then a cooperative close
+//! with the final state, and a unilateral close with an old state answered by `update`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use crate::common;
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+use common::deliver;
+use devnet::anvil::Devnet;
+use eth_adapter::bindings::Channel;
+use eth_adapter::channel::{ChannelRef, OnChain, Params, Record, Side};
+use eth_channel::{hashlock_of, ChannelStore, Config, Party, SqliteChannelStore};
+
+const ONE: u128 = 1_000_000_000_000_000_000;
+
+fn wallet(net: &Devnet, i: usize) -> DynProvider {
+    ProviderBuilder::new()
+        .wallet(EthereumWallet::from(net.signer(i)))
+        .connect_http(net.url().parse().unwrap())
+        .erased()
+}
+
+async fn mined<C: alloy::sol_types::SolCall>(
+    call: alloy::contract::SolCallBuilder<&DynProvider, C>,
+) -> TransactionReceipt {
+    let r = call.send().await.unwrap().get_receipt().await.unwrap();
+    assert!(r.status(), "transaction reverted");
+    r
+}
+
+async fn balance(net: &Devnet, who: Address) -> U256 {
+    net.provider().get_balance(who).await.unwrap()
+}
+
+struct Env {
+    net: Devnet,
+    w: Vec<DynProvider>,
+    chan: ChannelRef,
+    a: Party,
+    b: Party,
+    sa: SqliteChannelStore,
+    sb: SqliteChannelStore,
+}
+
+impl Env {
+    /// Anvil, the contract, an ETH channel between accounts 0 and 1 funded with 10 and 5 ETH.
+    async fn start(salt: u8) -> Self {
+        let net = Devnet::start().await;
+        let w: Vec<DynProvider> = (0..3).map(|i| wallet(&net, i)).collect();
+        let contract = *Channel::deploy(w[0].clone()).await.unwrap().address();
+        let chain_id = net.provider().get_chain_id().await.unwrap();
+        let chan = ChannelRef::new(
+            Params {
+                a: net.address(0),
+                b: net.address(1),
+                token: Address::ZERO,
+                challengePeriod: 3600,
+                salt: B256::repeat_byte(salt),
+            },
+            chain_id,
+            contract,
+        );
+        for (i, wei) in [(0, 10 * ONE), (1, 5 * ONE)] {
+            let c = Channel::new(contract, w[i].clone());
+            mined(c.deposit(chan.params.clone()).value(U256::from(wei))).await;
+        }
+        let on = chan
+            .on_chain(net.provider(), BlockNumberOrTag::Latest)
+            .await
+            .unwrap();
+        assert_eq!((on.deposit_a, on.deposit_b), (10 * ONE, 5 * ONE));
+        let sa = SqliteChannelStore::in_memory().unwrap();
+        let sb = SqliteChannelStore::in_memory().unwrap();
+        let cfg = Config::default();
+        let (da, db) = (on.deposit_a, on.deposit_b);
+        let a = Party::open(chan.clone(), Side::A, net.signer(0), cfg, da, db, &sa).unwrap();
+        let b = Party::open(chan.clone(), Side::B, net.signer(1), cfg, da, db, &sb).unwrap();
+        Self {
+            net,
+            w,
+            chan,
+            a,
+            b,
+            sa,
+            sb,
+        }
+    }
+
+    async fn chain(&self) -> OnChain {
+        self.chan
+            .on_chain(self.net.provider(), BlockNumberOrTag::Latest)
+            .await
+            .unwrap()
+    }
+
+    fn contract(&self, by: usize) -> Channel::ChannelInstance<DynProvider> {
+        Channel::new(self.chan.contract, self.w[by].clone())
+    }
+
+    /// `by` proposes what `f` makes, the other countersigns.
+    async fn update(
+        &mut self,
+        by: Side,
+        f: impl FnOnce(&Party, u64, &OnChain) -> eth_channel::Step,
+    ) {
+        let chain = self.chain().await;
+        let now = chain.time;
+        let step = match by {
+            Side::A => f(&self.a, now, &chain),
+            Side::B => f(&self.b, now, &chain),
+        };
+        match by {
+            Side::A => deliver(
+                &mut self.a,
+                &self.sa,
+                &mut self.b,
+                &self.sb,
+                step,
+                now,
+                &chain,
+            ),
+            Side::B => deliver(
+                &mut self.b,
+                &self.sb,
+                &mut self.a,
+                &self.sa,
+                step,
+                now,
+                &chain,
+            ),
+        }
+    }
+
+    /// Locks `amount` from `by` to the other, who claims it with the preimage: two updates.
+    async fn pay(&mut self, by: Side, amount: u128, n: u8) {
+        let pre = B256::repeat_byte(n);
+        self.update(by, |p, now, c| {
+            p.propose_lock(amount, hashlock_of(&pre), now + 3600, now, c)
+                .unwrap()
+        })
+        .await;
+        let to = if by == Side::A { Side::B } else { Side::A };
+        self.update(to, |p, now, c| p.propose_claim(pre, now, c).unwrap())
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn twenty_updates_then_a_cooperative_close_pays_the_final_balances() {
+    let mut env = Env::start(1).await;
+    // 8 payments each way and back (16 updates).
+    for i in 0..8u8 {
+        let by = if i % 2 == 0 { Side::A } else { Side::B };
+        env.pay(by, (u128::from(i) + 1) * ONE / 10, i + 1).await;
+    }
+    // A lock that expires and is cancelled (2 updates).
+    let h = hashlock_of(&B256::repeat_byte(100));
+    env.update(Side::B, |p, now, c| {
+        p.propose_lock(ONE, h, now + 700, now, c).unwrap()
+    })
+    .await;
+    env.net.advance_time(800).await;
+    env.update(Side::B, |p, now, c| p.propose_cancel(h, now, c).unwrap())
+        .await;
+    // A withdraws 1 ETH (executed on chain), then the final state.
+    env.update(Side::A, |p, now, c| {
+        p.propose_withdraw(ONE, now + 3600, now, c).unwrap()
+    })
+    .await;
+    let l = env.a.latest().clone();
+    let (sa, sb) = l.sigs().unwrap();
+    let before_a = balance(&env.net, env.chan.params.a).await;
+    let params = env.chan.params.clone();
+    mined(
+        env.contract(2)
+            .withdraw(params.clone(), l.state.clone(), l.locks.clone(), sa, sb),
+    )
+    .await;
+    assert_eq!(
+        balance(&env.net, env.chan.params.a).await - before_a,
+        U256::from(ONE)
+    );
+    env.update(Side::B, |p, now, c| p.propose_close(now, c).unwrap())
+        .await;
+    let fin = env.b.latest().clone();
+    assert_eq!(fin.state.version, 20);
+    assert!(fin.state.isFinal && fin.locks.is_empty());
+    assert_eq!(env.sa.history(env.a.id()).unwrap().len(), 20);
+    // Payments: A paid 0.1+0.3+0.5+0.7, B paid 0.2+0.4+0.6+0.8; the cancelled lock returned.
+    assert_eq!(
+        fin.state.balanceA,
+        10 * ONE - 16 * ONE / 10 + 20 * ONE / 10 - ONE
+    );
+    assert_eq!(fin.state.balanceB, 5 * ONE + 16 * ONE / 10 - 20 * ONE / 10);
+
+    let (a0, b0) = (
+        balance(&env.net, params.a).await,
+        balance(&env.net, params.b).await,
+    );
+    let (sa, sb) = fin.sigs().unwrap();
+    mined(
+        env.contract(2)
+            .cooperativeClose(params.clone(), fin.state.clone(), sa, sb),
+    )
+    .await;
+    assert_eq!(
+        balance(&env.net, params.a).await - a0,
+        U256::from(fin.state.balanceA)
+    );
+    assert_eq!(
+        balance(&env.net, params.b).await - b0,
+        U256::from(fin.state.balanceB)
+    );
+    let st = env.contract(2).status(env.chan.id()).call().await.unwrap();
+    assert_eq!(st.st, 3, "settled");
+}
+
+#[tokio::test]
+async fn an_old_state_closed_unilaterally_is_replaced_by_the_latest() {
+    let mut env = Env::start(2).await;
+    env.pay(Side::A, 3 * ONE, 1).await;
+    let old = env.sb.history(env.b.id()).unwrap()[1].clone();
+    assert_eq!(old.state.balanceA, 7 * ONE);
+    // B is paid back 2 ETH and more: the latest state favours A.
+    env.pay(Side::B, 5 * ONE, 2).await;
+    env.pay(Side::A, ONE, 3).await;
+    let latest = env.a.latest().clone();
+    assert_eq!(latest.state.version, 6);
+    assert_eq!(latest.state.balanceA, 11 * ONE);
+
+    // B closes with the old state (B: 8 ETH).
+    let params = env.chan.params.clone();
+    let (sa, sb) = old.sigs().unwrap();
+    let r =
+        mined(
+            env.contract(1)
+                .close(params.clone(), old.state.clone(), old.locks.clone(), sa, sb),
+        )
+        .await;
+    let rec = Record::from(&r.decoded_log::<Channel::Closing>().unwrap().data);
+    assert_eq!(rec.version, old.state.version);
+    // A answers with its latest co-signed state.
+    let (sa, sb) = latest.sigs().unwrap();
+    let r = mined(env.contract(0).update(
+        params.clone(),
+        rec.frozen(),
+        latest.state.clone(),
+        latest.locks.clone(),
+        sa,
+        sb,
+    ))
+    .await;
+    let rec = Record::from(&r.decoded_log::<Channel::Closing>().unwrap().data);
+    assert_eq!(rec.version, 6);
+    env.net.advance_time(3601).await;
+    let (a0, b0) = (
+        balance(&env.net, params.a).await,
+        balance(&env.net, params.b).await,
+    );
+    mined(
+        env.contract(2)
+            .settle(params.clone(), rec, latest.locks.clone()),
+    )
+    .await;
+    assert_eq!(
+        balance(&env.net, params.a).await - a0,
+        U256::from(latest.state.balanceA)
+    );
+    assert_eq!(
+        balance(&env.net, params.b).await - b0,
+        U256::from(latest.state.balanceB)
+    );
+    let st = env.contract(2).status(env.chan.id()).call().await.unwrap();
+    assert_eq!(st.st, 3, "settled");
+}
