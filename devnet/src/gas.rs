@@ -61,17 +61,10 @@ fn secret(n: u64) -> (B256, B256) {
     (pre, B256::from_slice(&Sha256::digest(pre.0)))
 }
 
+/// The gas a successful call used (see [`receipt`]).
 macro_rules! gas {
     ($call:expr) => {{
-        let r = $call
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("send: {e}"))
-            .get_receipt()
-            .await
-            .unwrap_or_else(|e| panic!("receipt: {e}"));
-        assert!(r.status(), "reverted");
-        r.gas_used
+        receipt($call).await.gas_used
     }};
 }
 

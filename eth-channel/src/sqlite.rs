@@ -8,6 +8,7 @@ use alloy::primitives::{Address, B256};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use eth_adapter::channel::{ChannelRef, Params, Side, State};
+use swap_core::store::sqlite::{configure, migrate};
 
 use crate::msg::{Proposal, UpdateKind, WireSig, WireState};
 use crate::store::{ChannelStore, CoSigned, Saved, StoreError};
@@ -109,31 +110,8 @@ impl SqliteChannelStore {
     }
 
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(backend)?;
-        let applied: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(backend)?;
-        let applied = usize::try_from(applied).map_err(backend)?;
-        if applied > MIGRATIONS.len() {
-            return Err(StoreError::Backend(format!(
-                "schema version {applied} is newer than this build ({})",
-                MIGRATIONS.len()
-            )));
-        }
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(applied) {
-            let tx = conn.transaction().map_err(backend)?;
-            tx.execute_batch(m).map_err(backend)?;
-            tx.pragma_update(None, "user_version", i + 1)
-                .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-        }
+        configure(&conn, std::time::Duration::from_secs(5)).map_err(backend)?;
+        migrate(&mut conn, MIGRATIONS).map_err(backend)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

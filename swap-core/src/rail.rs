@@ -121,6 +121,12 @@ impl ChainError {
         )
     }
 
+    /// Not possible yet, with no known time when it will be (a timelock not reached, a
+    /// transaction not seen or not final yet): the next observation decides.
+    pub fn not_ready(message: impl fmt::Display) -> Self {
+        Self::new(Cause::NotReady { until: None }, message)
+    }
+
     /// True for transient errors.
     pub fn is_transient(&self) -> bool {
         self.kind == ErrorKind::Transient

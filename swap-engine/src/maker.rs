@@ -48,7 +48,7 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn lapsed(q: &Quote, now: u64) -> bool {
+pub(crate) fn lapsed(q: &Quote, now: u64) -> bool {
     now.saturating_sub(q.at_ms) >= QUOTE_TTL.as_millis() as u64
 }
 

@@ -12,7 +12,8 @@ use swap_core::{Amount, Asset, ChainId, SwapId};
 use swap_net::{Peer, PeerKey};
 
 use crate::maker::{
-    now_ms, Quote, QuoteBook, MAX_PENDING_QUOTES, MAX_QUOTES_PER_IP, MAX_QUOTES_PER_KEY, QUOTE_TTL,
+    lapsed, now_ms, Quote, QuoteBook, MAX_PENDING_QUOTES, MAX_QUOTES_PER_IP, MAX_QUOTES_PER_KEY,
+    QUOTE_TTL,
 };
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS maker_quotes (
@@ -55,8 +56,9 @@ impl SqliteQuotes {
     /// Opens (creating if needed) the quote table in the SQLite file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, QuotesError> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        swap_core::store::sqlite::configure(&conn, std::time::Duration::from_secs(10))?;
+        // Not a numbered migration: the table lives in the swap store's file, whose
+        // `user_version` counts the swap store's own migrations.
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -162,7 +164,7 @@ impl SqliteQuotes {
                 at_ms: u64::try_from(at_ms).ok()?,
             })
         })();
-        Ok(quote.filter(|q| q.at_ms > u64::try_from(lapsed_before(now_ms())).unwrap_or(0)))
+        Ok(quote.filter(|q| !lapsed(q, now_ms())))
     }
 }
 

@@ -17,10 +17,6 @@ fn outbox_error(e: swap_core::store::StoreError) -> ChainError {
     ChainError::transient(format!("outbox: {e}"))
 }
 
-fn not_ready(message: impl std::fmt::Display) -> ChainError {
-    ChainError::new(Cause::NotReady { until: None }, message)
-}
-
 /// What the wallet says about one of its transactions.
 struct WalletTx {
     /// Negative when it conflicts with a mined transaction.
@@ -109,7 +105,7 @@ impl BtcChain {
                     return done(signed.txref).await;
                 }
                 if confirmations > 0 {
-                    return Err(not_ready(format!(
+                    return Err(ChainError::not_ready(format!(
                         "cancel {} has {confirmations} of {depth} confirmations",
                         signed.txref
                     )));
@@ -118,9 +114,12 @@ impl BtcChain {
                     return done(signed.txref).await;
                 }
                 return match self.rpc.send_raw_transaction(&cancel).await {
-                    Ok(_) => Err(not_ready(format!("cancel {} not mined yet", signed.txref))),
+                    Ok(_) => Err(ChainError::not_ready(format!(
+                        "cancel {} not mined yet",
+                        signed.txref
+                    ))),
                     Err(e) if e.is_transient() => Err(e.into()),
-                    Err(e) => Err(not_ready(format!(
+                    Err(e) => Err(ChainError::not_ready(format!(
                         "cancel {} refused for now ({e})",
                         signed.txref
                     ))),
@@ -153,13 +152,15 @@ impl BtcChain {
         match self.rpc.send_raw_transaction(&cancel).await {
             Ok(txid) => {
                 info!(chain = %self.params.chain, swap_id = %htlc.swap_id, funding = %fid, cancel = %txid, "funding cancel sent");
-                Err(not_ready(format!("cancel {txid} sent")))
+                Err(ChainError::not_ready(format!("cancel {txid} sent")))
             }
             Err(e) if e.is_transient() || !matches!(e, RpcError::Rpc { .. }) => Err(e.into()),
             Err(e) => {
                 // Refused: nothing went out; the next call builds another.
                 let _ = self.outbox.discard(&[cancel_key], &signed.txref).await;
-                Err(not_ready(format!("cancel refused for now ({e})")))
+                Err(ChainError::not_ready(format!(
+                    "cancel refused for now ({e})"
+                )))
             }
         }
     }

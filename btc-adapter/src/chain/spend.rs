@@ -120,10 +120,9 @@ impl BtcChain {
     pub(super) async fn broadcast(&self, tx: &Transaction) -> Result<Txid, ChainError> {
         match self.rpc.send_raw_transaction(tx).await {
             Ok(txid) => Ok(txid),
-            Err(e) if e.is_non_final() => Err(ChainError::new(
-                Cause::NotReady { until: None },
-                format!("not final yet (timelock): {e}"),
-            )),
+            Err(e) if e.is_non_final() => Err(ChainError::not_ready(format!(
+                "not final yet (timelock): {e}"
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -352,8 +351,7 @@ impl BtcChain {
         self.sync_since(&mut st, asked).await?;
         let (_, funding, spend) = self.status(&st, &w, &script);
         let Some(funding) = funding else {
-            return Err(ChainError::new(
-                Cause::NotReady { until: None },
+            return Err(ChainError::not_ready(
                 "HTLC not funded (or funding not seen yet)",
             ));
         };

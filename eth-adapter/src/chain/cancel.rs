@@ -18,10 +18,6 @@ fn outbox_error(e: swap_core::store::StoreError) -> EthError {
     EthError::Rpc(format!("outbox: {e}"))
 }
 
-fn not_ready(message: impl std::fmt::Display) -> ChainError {
-    ChainError::new(Cause::NotReady { until: None }, message.to_string())
-}
-
 fn decode(signed: &SignedTx) -> Result<alloy::consensus::TxEnvelope, EthError> {
     alloy::consensus::TxEnvelope::decode_2718(&mut signed.raw.as_slice())
         .map_err(|e| EthError::Inconsistent(format!("outbox transaction unreadable: {e}")))
@@ -93,7 +89,7 @@ impl EthChain {
             let deep =
                 latest.number + 1 >= depth && used_at(latest.number + 1 - depth).await? > nonce;
             if !deep {
-                return Err(not_ready(format!(
+                return Err(ChainError::not_ready(format!(
                     "nonce {nonce} of lock {} is used; waiting for {depth} confirmations",
                     recorded.txref
                 )));
@@ -129,7 +125,10 @@ impl EthChain {
         match self.provider.send_raw_transaction(&signed.raw).await {
             Ok(_) => {
                 tracing::info!(chain = "eth", swap_id = %p.swap_id, lock = %recorded.txref, cancel = %signed.txref, "lock cancel sent");
-                Err(not_ready(format!("cancel {} not mined yet", signed.txref)))
+                Err(ChainError::not_ready(format!(
+                    "cancel {} not mined yet",
+                    signed.txref
+                )))
             }
             Err(e) => {
                 let e = rpc_err(e);
@@ -137,7 +136,10 @@ impl EthChain {
                     return Err(e.into());
                 }
                 // Already known, or its nonce just got used: the next call sees which.
-                Err(not_ready(format!("cancel {}: {e}", signed.txref)))
+                Err(ChainError::not_ready(format!(
+                    "cancel {}: {e}",
+                    signed.txref
+                )))
             }
         }
     }

@@ -11,6 +11,50 @@ use super::{
 };
 use crate::types::{Preimage, SwapId, Timestamp};
 
+/// Sets up a connection as every xswap SQLite file is used: WAL for concurrent readers, FULL
+/// sync so that a committed row survives power loss, foreign keys on, and waiting up to `busy`
+/// for another process's write lock.
+pub fn configure(conn: &Connection, busy: std::time::Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+}
+
+/// Why [`migrate`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Migration {
+    /// The file was written by a newer build (more migrations applied than this one knows).
+    #[error("schema version {found} is newer than this build ({supported})")]
+    Newer {
+        /// Migrations applied to the file.
+        found: i64,
+        /// Migrations this build has.
+        supported: i64,
+    },
+    /// SQLite failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Applies the `migrations` not applied yet, in order, each in its own transaction;
+/// `PRAGMA user_version` is the number applied (one numbering per file: a file holds one
+/// migrated schema).
+pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), Migration> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = migrations.len() as i64;
+    if found > supported {
+        return Err(Migration::Newer { found, supported });
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(found.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 /// Never edit one that has shipped: append a new one.
 const MIGRATIONS: &[&str] = &[
@@ -112,31 +156,13 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(backend)?;
-        // WAL for concurrent readers; FULL sync so a committed state survives power loss.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(backend)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(backend)?;
-        let supported = MIGRATIONS.len() as i64;
-        if version > supported {
-            return Err(StoreError::UnsupportedVersion {
-                found: version,
-                supported,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            let tx = conn.transaction().map_err(backend)?;
-            tx.execute_batch(sql).map_err(backend)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(backend)?;
-            tx.commit().map_err(backend)?;
+        configure(&conn, std::time::Duration::from_secs(10)).map_err(backend)?;
+        match migrate(&mut conn, MIGRATIONS) {
+            Ok(()) => {}
+            Err(Migration::Newer { found, supported }) => {
+                return Err(StoreError::UnsupportedVersion { found, supported })
+            }
+            Err(Migration::Sqlite(e)) => return Err(backend(e)),
         }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
