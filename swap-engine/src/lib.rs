@@ -231,34 +231,7 @@ impl Engine {
     /// has not locked yet. A maker reserves its liquidity this way, so two takers whose total
     /// exceeds its balance are not both accepted.
     async fn reserved(&self, chain: ChainId, asset: &Asset) -> Result<u128, EngineError> {
-        use swap_core::initiator::State as I;
-        use swap_core::responder::State as R;
-        let mut sum = 0u128;
-        for (record, state) in self
-            .driver
-            .store()
-            .unfinished()
-            .await?
-            .into_iter()
-            .flatten()
-        {
-            let leg = match (&state, record.role) {
-                (SwapState::Initiator(I::Negotiated | I::Locking), Role::Initiator) => {
-                    &record.terms.x
-                }
-                (
-                    SwapState::Responder(
-                        R::Negotiated | R::AwaitCounterLock | R::CounterLockValid | R::Locking,
-                    ),
-                    Role::Responder,
-                ) => &record.terms.y,
-                _ => continue,
-            };
-            if leg.params.chain == chain && leg.asset == *asset {
-                sum = sum.saturating_add(leg.amount.base_units());
-            }
-        }
-        Ok(sum)
+        Ok(self.driver.store().to_lock(chain, asset).await?)
     }
 
     /// What our wallets hold of each rail's native asset, and what unfinished swaps will

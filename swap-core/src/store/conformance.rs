@@ -290,6 +290,55 @@ pub async fn run(store: &dyn SwapStore) {
         .await
         .unwrap());
 
+    // What unfinished swaps will still lock: our leg while our lock is ahead, nothing once it
+    // is made or the swap ended, per chain and asset.
+    let r1 = sample_record(31, Role::Initiator);
+    let r2 = sample_record(32, Role::Responder);
+    let r3 = sample_record(33, Role::Initiator);
+    let (btc, eth) = (r1.terms.x.params.chain, r1.terms.y.params.chain);
+    let before_btc = store.to_lock(btc, &Asset::Btc).await.unwrap();
+    let before_eth = store.to_lock(eth, &Asset::Eth).await.unwrap();
+    for r in [&r1, &r2, &r3] {
+        store.create(r, &SwapState::initial(r.role)).await.unwrap();
+    }
+    let x = |r: &SwapRecord| r.terms.x.amount.base_units();
+    assert_eq!(
+        store.to_lock(btc, &Asset::Btc).await.unwrap(),
+        before_btc + x(&r1) + x(&r3)
+    );
+    assert_eq!(
+        store.to_lock(eth, &Asset::Eth).await.unwrap(),
+        before_eth + r2.terms.y.amount.base_units()
+    );
+    assert_eq!(store.to_lock(eth, &Asset::Btc).await.unwrap(), 0);
+    let seq = store.load_entry(&r1.id()).await.unwrap().1.seq;
+    store
+        .append_state(
+            &r1.id(),
+            seq,
+            &SwapState::Initiator(initiator::State::LockConfirmed),
+        )
+        .await
+        .unwrap();
+    let seq = store.load_entry(&r2.id()).await.unwrap().1.seq;
+    store
+        .append_state(
+            &r2.id(),
+            seq,
+            &SwapState::Responder(responder::State::Done {
+                outcome: Outcome::Aborted {
+                    reason: crate::machine::GiveUpReason::TooLate,
+                },
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.to_lock(btc, &Asset::Btc).await.unwrap(),
+        before_btc + x(&r3)
+    );
+    assert_eq!(store.to_lock(eth, &Asset::Eth).await.unwrap(), before_eth);
+
     // Key indexes are never handed out twice.
     let k1 = store.allocate_key_index().await.unwrap();
     let k2 = store.allocate_key_index().await.unwrap();

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{initiator, responder};
+use crate::params::ChainId;
 use crate::terms::{Leg, SwapTerms, Tips};
-use crate::types::{Hashlock, Preimage, SwapId, Timestamp, TxRef};
+use crate::types::{Asset, Hashlock, Preimage, SwapId, Timestamp, TxRef};
 
 pub mod memory;
 pub mod outbox;
@@ -71,6 +72,20 @@ impl SwapState {
         }
     }
 
+    /// Whether our own lock is still to come in this state: the amount a maker must keep in
+    /// reserve for the swap (see [`SwapStore::to_lock`]).
+    pub fn lock_ahead(&self) -> bool {
+        use initiator::State as I;
+        use responder::State as R;
+        matches!(
+            self,
+            SwapState::Initiator(I::Negotiated | I::Locking)
+                | SwapState::Responder(
+                    R::Negotiated | R::AwaitCounterLock | R::CounterLockValid | R::Locking
+                )
+        )
+    }
+
     /// The first state of a swap in this role.
     pub fn initial(role: Role) -> Self {
         match role {
@@ -99,6 +114,24 @@ impl SwapRecord {
     /// The swap's id.
     pub fn id(&self) -> SwapId {
         self.terms.id
+    }
+
+    /// The leg we lock: X for the initiator, Y for the responder.
+    pub fn our_leg(&self) -> &crate::terms::LegTerms {
+        match self.role {
+            Role::Initiator => &self.terms.x,
+            Role::Responder => &self.terms.y,
+        }
+    }
+
+    /// What this swap will still lock of `asset` on `chain` when in `state`.
+    pub fn to_lock(&self, state: &SwapState, chain: ChainId, asset: &Asset) -> u128 {
+        let leg = self.our_leg();
+        if state.lock_ahead() && leg.params.chain == chain && leg.asset == *asset {
+            leg.amount.base_units()
+        } else {
+            0
+        }
     }
 }
 
@@ -292,6 +325,18 @@ pub trait SwapStore: Send + Sync {
     async fn unfinished(
         &self,
     ) -> Result<Vec<Result<(SwapRecord, SwapState), StoreError>>, StoreError>;
+
+    /// What unfinished swaps will still lock of `asset` on `chain`: the sum of our leg's amount
+    /// over every swap whose own lock is still ahead ([`SwapState::lock_ahead`]). A maker
+    /// reserves this much, so two takers whose total exceeds its balance are not both accepted.
+    /// The default reads every unfinished swap; a store with many should keep it indexed.
+    async fn to_lock(&self, chain: ChainId, asset: &Asset) -> Result<u128, StoreError> {
+        let mut sum = 0u128;
+        for (record, state) in self.unfinished().await?.into_iter().flatten() {
+            sum = sum.saturating_add(record.to_lock(&state, chain, asset));
+        }
+        Ok(sum)
+    }
 
     /// Every swap's id, newest first.
     async fn list(&self) -> Result<Vec<SwapId>, StoreError>;

@@ -9,7 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{
     check_record, now, Role, StateEntry, StoreError, StoredRecord, SwapRecord, SwapState, SwapStore,
 };
-use crate::types::{Preimage, SwapId, Timestamp};
+use crate::params::ChainId;
+use crate::types::{Asset, Preimage, SwapId, Timestamp};
 
 /// Sets up a connection as every xswap SQLite file is used: WAL for concurrent readers, FULL
 /// sync so that a committed row survives power loss, foreign keys on, and waiting up to `busy`
@@ -106,7 +107,58 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (swap_id, rail, kind)
     );
     CREATE INDEX outbox_by_txid ON outbox(txid);",
+    // 5: what each swap will still lock, indexed (a maker's reserve, `to_lock`, without
+    // reading every unfinished swap): the chain and asset of our leg, its amount in base units
+    // (decimal text: wei exceed 64 bits), and whether our lock is still ahead. Rows written
+    // before this migration get their values at open (`track_locks`); finished ones need none.
+    "ALTER TABLE swaps ADD COLUMN lock_on TEXT;
+    ALTER TABLE swaps ADD COLUMN lock_amount TEXT;
+    ALTER TABLE swaps ADD COLUMN lock_ahead INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE swaps ADD COLUMN lock_tracked INTEGER NOT NULL DEFAULT 0;
+    UPDATE swaps SET lock_tracked = 1 WHERE finished = 1;
+    CREATE INDEX swaps_to_lock ON swaps(lock_on) WHERE lock_ahead = 1;",
 ];
+
+/// The `lock_on` value of a leg: its chain and asset.
+fn lock_on(chain: ChainId, asset: &Asset) -> Result<String, StoreError> {
+    serde_json::to_string(&(chain, asset)).map_err(backend)
+}
+
+/// Fills the lock columns of unfinished swaps stored before migration 5. A swap that cannot
+/// be loaded is left untracked (it cannot run either; `unfinished` reports it).
+fn track_locks(conn: &mut Connection) -> Result<(), StoreError> {
+    let ids: Vec<Vec<u8>> = {
+        let mut stmt = conn
+            .prepare("SELECT id FROM swaps WHERE lock_tracked = 0")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)?
+    };
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(backend)?;
+    for id in ids {
+        let Ok((record, state)) = load_one(&tx, &id) else {
+            continue;
+        };
+        let leg = record.our_leg();
+        tx.execute(
+            "UPDATE swaps SET lock_on = ?2, lock_amount = ?3, lock_ahead = ?4, lock_tracked = 1
+             WHERE id = ?1",
+            params![
+                id,
+                lock_on(leg.params.chain, &leg.asset)?,
+                leg.amount.base_units().to_string(),
+                state.lock_ahead()
+            ],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
 
 /// A [`SwapStore`] in a SQLite file.
 #[derive(Clone)]
@@ -164,6 +216,7 @@ impl SqliteStore {
             }
             Err(Migration::Sqlite(e)) => return Err(backend(e)),
         }
+        track_locks(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -327,6 +380,10 @@ impl SwapStore for SqliteStore {
         let state = state_json(initial)?;
         let finished = initial.is_final();
         let hashlock = record.terms.hashlock.to_string();
+        let leg = record.our_leg();
+        let on = lock_on(leg.params.chain, &leg.asset)?;
+        let amount = leg.amount.base_units().to_string();
+        let ahead = initial.lock_ahead();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
             let exists: Option<i64> = tx
@@ -342,9 +399,21 @@ impl SwapStore for SqliteStore {
             }
             let t = now().0 as i64;
             tx.execute(
-                "INSERT INTO swaps(id, role, record_json, secret, created_at, finished, hashlock)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![&id.0[..], role, record_json, secret, t, finished, hashlock],
+                "INSERT INTO swaps(id, role, record_json, secret, created_at, finished, hashlock,
+                                   lock_on, lock_amount, lock_ahead, lock_tracked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1)",
+                params![
+                    &id.0[..],
+                    role,
+                    record_json,
+                    secret,
+                    t,
+                    finished,
+                    hashlock,
+                    on,
+                    amount,
+                    ahead
+                ],
             )
             .map_err(backend)?;
             tx.execute(
@@ -367,6 +436,7 @@ impl SwapStore for SqliteStore {
         let json = state_json(state)?;
         let role = role_str(state.role());
         let finished = state.is_final();
+        let ahead = state.lock_ahead();
         self.with(move |conn| {
             // IMMEDIATE: the write lock is taken before the check, so two processes cannot
             // both see the same latest state and both append after it.
@@ -412,8 +482,8 @@ impl SwapStore for SqliteStore {
             .map_err(backend)?;
             let seq = tx.last_insert_rowid() as u64;
             tx.execute(
-                "UPDATE swaps SET finished = ?2 WHERE id = ?1",
-                params![&id.0[..], finished],
+                "UPDATE swaps SET finished = ?2, lock_ahead = ?3 WHERE id = ?1",
+                params![&id.0[..], finished, ahead],
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)?;
@@ -459,6 +529,30 @@ impl SwapStore for SqliteStore {
                 return Err(StoreError::UnknownSwap(id));
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn to_lock(&self, chain: ChainId, asset: &Asset) -> Result<u128, StoreError> {
+        let on = lock_on(chain, asset)?;
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT lock_amount FROM swaps WHERE lock_ahead = 1 AND lock_on = ?1",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([on], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            let mut sum = 0u128;
+            for amount in rows {
+                let amount = amount.map_err(backend)?;
+                let units: u128 = amount
+                    .parse()
+                    .map_err(|_| corrupt("lock amount", format!("{amount:?} is no amount")))?;
+                sum = sum.saturating_add(units);
+            }
+            Ok(sum)
         })
         .await
     }
@@ -688,6 +782,14 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         assert_eq!(store.load(&rec.id()).await.unwrap().0, rec);
         assert!(store.hashlock_in_use(&rec.terms.hashlock).await.unwrap());
+        // Its lock, still ahead, is reserved (the columns of migration 5 filled at open).
+        assert_eq!(
+            store
+                .to_lock(rec.terms.x.params.chain, &rec.terms.x.asset)
+                .await
+                .unwrap(),
+            rec.terms.x.amount.base_units()
+        );
     }
 
     #[tokio::test]
