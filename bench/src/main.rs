@@ -3,9 +3,12 @@
 //! until every swap of both engines is done, the engines' CPU time per swap, the process's
 //! peak RSS, and the JSON-RPC calls per block the engines send to each chain.
 //!
-//! The two engines are two [`Driver`]s with their own keys, node wallet, anvil account and
-//! SQLite store, as `tests/src/lib.rs` sets them up; swaps are agreed directly (no network
-//! negotiation) and run with [`Driver::spawn`]. A miner task lets one block interval pass every
+//! The two engines are two `swap_engine::Engine`s with their own keys, node wallet, anvil
+//! account, SQLite store and quote book; bob offers ether for coins and alice takes the offer N
+//! times through the engine (quote request, proposal, the maker's policy and reservation
+//! checks, both records stored: what an exchange does, in-process with `Direct` instead of the
+//! network), [`TAKERS`] takes at a time. Each swap runs as soon as it is agreed, so the clock
+//! and the block count start before the first proposal. A miner task lets one block interval pass every
 //! `--block-secs` seconds ([`Nodes::advance`]: one Bitcoin-family block, the same span of time
 //! and one block on anvil).
 //!
@@ -24,7 +27,13 @@ use serde_json::{json, Value};
 use swap_core::store::SqliteStore;
 use swap_core::*;
 
+use futures::StreamExt;
+use swap_engine::{Direct, OfferRates};
+use swap_net::{OfferLeg, Peer};
 use xswap_cli::regtest::Nodes;
+
+/// How many takes are negotiated at once.
+const TAKERS: usize = 16;
 
 /// Satoshis (litoshis) each swap's Bitcoin-family leg moves.
 const SATS: u64 = 1_000_000;
@@ -80,11 +89,11 @@ fn parse_args() -> Result<Opts> {
     Ok(o)
 }
 
-/// One engine: keys, node wallet, anvil account, store and driver.
+/// One engine: keys, node wallet, anvil account, store, quote book and driver.
 struct Engine {
     btc: Arc<BtcChain>,
     eth: Arc<EthChain>,
-    driver: Arc<Driver>,
+    engine: Arc<swap_engine::Engine>,
     _db: tempfile::TempDir,
 }
 
@@ -101,26 +110,34 @@ impl Engine {
             .await?;
         let poll = Duration::from_millis(o.poll_ms);
         let db = tempfile::tempdir()?;
-        let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
+        let path = db.path().join("swaps.sqlite");
+        let store = Arc::new(SqliteStore::open(&path)?);
         // The outbox on its own connection to the same file, as the CLI opens it.
-        let outbox = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite"))?);
+        let outbox = Arc::new(SqliteStore::open(&path)?);
         let btc = Arc::new(BtcChain::new(bcfg, &[seed; 64])?.with_outbox(outbox.clone()));
         ecfg.receipt_timeout = Duration::from_secs(120);
         let eth = Arc::new(EthChain::new(ecfg, nodes.eth.signer(eth_account))?.with_outbox(outbox));
-        let driver = Arc::new(Driver::new(
+        let engine = swap_engine::Engine::with_quotes(
+            wallet,
             store,
             [btc.clone() as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>],
+            swap_net::Identity::generate()?,
             DriverConfig {
                 poll_interval: poll,
                 max_backoff: poll * 8,
             },
-        ));
+            Arc::new(swap_engine::SqliteQuotes::open(&path)?),
+        );
         Ok(Self {
             btc,
             eth,
-            driver,
+            engine,
             _db: db,
         })
+    }
+
+    fn driver(&self) -> &Arc<Driver> {
+        &self.engine.driver
     }
 
     fn by_method(&self) -> (Counts, Counts) {
@@ -140,7 +157,7 @@ async fn census(engines: &[&Engine], ids: &[SwapId]) -> String {
     let mut m: std::collections::BTreeMap<&'static str, usize> = Default::default();
     for e in engines {
         for id in ids {
-            if let Ok((_, st)) = e.driver.store().load(id).await {
+            if let Ok((_, st)) = e.driver().store().load(id).await {
                 *m.entry(swap_core::driver::state_name(&st)).or_default() += 1;
             }
         }
@@ -260,6 +277,8 @@ struct Row {
     btc_calls_per_block: f64,
     eth_calls_per_block: f64,
     setup_secs: f64,
+    /// Seconds until the last swap was agreed.
+    negotiate_secs: f64,
     /// Anvil's block gas limit.
     eth_gas_limit: u64,
 }
@@ -274,8 +293,7 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
     // locks never chain unconfirmed change (the 25-descendant limit).
     let awallet = nodes.btc.rpc().with_wallet("alice")?;
     let mut outputs = serde_json::Map::new();
-    for _ in 0..=n {
-        let addr = awallet.get_new_address("bech32").await?;
+    for addr in awallet.get_new_addresses(n + 1, "bech32").await? {
         outputs.insert(
             addr,
             Value::String(btc_adapter::rpc::sats_to_coin_string(2 * SATS)),
@@ -298,63 +316,31 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
     let need = alloy::primitives::U256::from(WEI * (n as u128 + 10) * 2);
     nodes.eth.set_balance(bob.eth.address(), need).await;
 
-    // Agree n swaps, as tests/src/lib.rs `agree` does (default expiries, both records stored).
-    let tips = Tips {
-        x: alice.btc.tip().await?,
-        y: alice.eth.tip().await?,
-    };
-    let mut ids = Vec::with_capacity(n);
-    for k in 0..n {
-        let key = u32::try_from(k)?;
-        let secret = Preimage::random()?;
-        let x = LegTerms {
-            params: nodes.btc_params(),
-            asset: nodes.btc_asset(),
-            amount: Amount::Sats(Sats(SATS)),
-            sender: Account::PublicKey(alice.btc.swap_public_key(key)?),
-            recipient: Account::PublicKey(bob.btc.swap_public_key(key)?),
-            expiry: Expiry::Height(Height(0)),
-            rail_data: None,
-        };
-        let y = LegTerms {
-            params: nodes.eth_params(),
+    // Bob's offer: ether for coins at the bench's rate, exactly one swap's amounts.
+    let offer = bob.engine.offer(
+        "bench.invalid:7700".into(),
+        OfferLeg {
+            chain: nodes.eth_params().chain,
             asset: Asset::Eth,
-            amount: Amount::Wei(Wei(WEI)),
-            sender: bob.eth.account(),
-            recipient: alice.eth.account(),
-            expiry: Expiry::Time(Timestamp(0)),
-            rail_data: None,
-        };
-        let terms = SwapTerms::with_default_expiries(
-            SwapId::random()?,
-            secret.hashlock(),
-            x,
-            y,
-            SafetyPolicy::default(),
-            tips,
-        )?;
-        let id = terms.id;
-        alice
-            .driver
-            .create(&SwapRecord {
-                terms: terms.clone(),
-                role: Role::Initiator,
-                secret: Some(secret),
-                key_index: key,
-                watch_from: tips,
-            })
-            .await?;
-        bob.driver
-            .create(&SwapRecord {
-                terms,
-                role: Role::Responder,
-                secret: None,
-                key_index: key,
-                watch_from: tips,
-            })
-            .await?;
-        ids.push(id);
-    }
+            max: Amount::Wei(Wei(WEI)),
+            min: Amount::Wei(Wei(WEI)),
+        },
+        OfferLeg {
+            chain: nodes.btc_params().chain,
+            asset: nodes.btc_asset(),
+            max: Amount::Sats(Sats(SATS)),
+            min: Amount::Sats(Sats(SATS)),
+        },
+        (WEI / u128::from(SATS), 1),
+        Timestamp(Timestamp::now().0 + 24 * 3600),
+    );
+    let maker = bob
+        .engine
+        .maker(Arc::new(vec![offer.clone()]), Arc::new(OfferRates));
+    let peer = Peer {
+        key: alice.engine.identity.public(),
+        ip: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
     let setup_secs = setup.elapsed().as_secs_f64();
     let latest: Value = nodes
         .eth
@@ -375,11 +361,6 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
     let h0 = nodes.btc.height().await;
     let t0 = Instant::now();
 
-    let mut tasks = SwapTasks::new();
-    for id in &ids {
-        alice.driver.spawn(&mut tasks, *id);
-        bob.driver.spawn(&mut tasks, *id);
-    }
     let nodes = Arc::new(nodes);
     let miner = {
         let nodes = nodes.clone();
@@ -395,6 +376,31 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
         })
     };
 
+    // Alice takes the offer n times through the engine (quote, proposal, the maker's checks,
+    // both records stored); each swap starts running as soon as it is agreed, so the clock
+    // and the block count started before the first proposal.
+    let takes: Vec<SwapId> = futures::stream::iter(0..n)
+        .map(|_| {
+            let (engine, offer, maker) = (alice.engine.clone(), offer.clone(), maker.clone());
+            async move {
+                engine
+                    .take_via(&mut Direct::new(maker, peer), &offer, u128::from(SATS))
+                    .await
+            }
+        })
+        .buffer_unordered(TAKERS)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .context("taking the offer")?;
+    let negotiate_secs = t0.elapsed().as_secs_f64();
+    let ids = takes;
+    let mut tasks = SwapTasks::new();
+    for id in &ids {
+        alice.driver().spawn(&mut tasks, *id);
+        bob.driver().spawn(&mut tasks, *id);
+    }
     let (mut swapped, mut failed, mut done) = (0usize, 0usize, 0usize);
     let mut last_report = Instant::now();
     let gave_up = loop {
@@ -476,6 +482,7 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
         btc_calls_per_block: per_block((ab1 - ab0) + (bb1 - bb0)),
         eth_calls_per_block: per_block((ae1 - ae0) + (be1 - be0)),
         setup_secs,
+        negotiate_secs,
         eth_gas_limit,
     })
 }
@@ -511,7 +518,7 @@ fn print_table(rows: &[Row], o: &Opts) {
         o.block_secs, o.poll_ms
     );
     println!(
-        "{:>6} {:>8} {:>7} {:>8} {:>9} {:>10} {:>13} {:>13} {:>11}",
+        "{:>6} {:>8} {:>7} {:>8} {:>9} {:>10} {:>13} {:>13} {:>11} {:>10}",
         "N",
         "swapped",
         "blocks",
@@ -520,11 +527,12 @@ fn print_table(rows: &[Row], o: &Opts) {
         "peak RSS",
         "BTC calls/blk",
         "ETH calls/blk",
-        "setup (s)"
+        "setup (s)",
+        "agreed (s)"
     );
     for r in rows {
         println!(
-            "{:>6} {:>8} {:>7} {:>8.1} {:>7.1}ms {:>7.1} MB {:>13.1} {:>13.1} {:>11.1}",
+            "{:>6} {:>8} {:>7} {:>8.1} {:>7.1}ms {:>7.1} MB {:>13.1} {:>13.1} {:>11.1} {:>10.1}",
             r.n,
             r.swapped,
             r.blocks,
@@ -533,7 +541,8 @@ fn print_table(rows: &[Row], o: &Opts) {
             r.peak_rss_mb,
             r.btc_calls_per_block,
             r.eth_calls_per_block,
-            r.setup_secs
+            r.setup_secs,
+            r.negotiate_secs
         );
     }
     let one = rows.iter().find(|r| r.n == 1).map(|r| r.blocks);

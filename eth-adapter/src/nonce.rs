@@ -46,6 +46,22 @@ impl NonceManager {
         F: FnOnce(u64) -> Fut,
         Fut: Future<Output = Result<T, EthError>>,
     {
+        self.run_from(provider, |nonce| async move {
+            let sent = send(nonce).await;
+            let next = sent.is_ok().then_some(nonce + 1);
+            (sent, next)
+        })
+        .await?
+    }
+
+    /// Runs `send` with the next nonce, holding the account's nonces until it returns: `send`
+    /// may use several nonces in a row from it and answers the one after the last it used, or
+    /// `None` when the node should be asked again (something was not accepted).
+    pub async fn run_from<T, F, Fut>(&self, provider: &DynProvider, send: F) -> Result<T, EthError>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = (T, Option<u64>)>,
+    {
         let mut guard = self.next.lock().await;
         let mut nonce = 0;
         for attempt in 0..LAG_POLLS {
@@ -61,15 +77,8 @@ impl NonceManager {
                 _ => break,
             }
         }
-        match send(nonce).await {
-            Ok(v) => {
-                *guard = Some(nonce + 1);
-                Ok(v)
-            }
-            Err(e) => {
-                *guard = None;
-                Err(e)
-            }
-        }
+        let (out, next) = send(nonce).await;
+        *guard = next;
+        Ok(out)
     }
 }

@@ -221,3 +221,72 @@ async fn a_lock_that_never_got_mined_is_cancelled_for_good() {
     let (never, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
     assert_eq!(cancel(&never).await.unwrap().0, "");
 }
+
+/// A round of ether locks goes out together (consecutive nonces, one outbox write), and two
+/// processes on one store running the same round at once still lock each swap exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_of_locks_from_two_processes_locks_each_swap_once() {
+    use swap_core::rail::RailOp;
+    let e = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let (a, b) = (process(&e, &path), process(&e, &path));
+    let mut swaps = Vec::new();
+    for i in 0..10u128 {
+        swaps.push(
+            common::eth_swap(&e.net, 0, 1, 10u128.pow(15) + i, 3600)
+                .await
+                .0,
+        );
+    }
+    let ops: Vec<RailOp> = swaps.iter().cloned().map(RailOp::Lock).collect();
+    let before = sent_count(&e).await;
+    let (ra, rb) = tokio::join!(a.execute(&ops), b.execute(&ops));
+    // Every swap ends up locked once: what a round could not do (the other process had
+    // recorded it) the next round finishes from the store.
+    let mut locks = Vec::new();
+    for (i, p) in swaps.iter().enumerate() {
+        let tx = match (&ra[i], &rb[i]) {
+            (Ok(x), Ok(y)) => {
+                assert_eq!(x, y, "two lock transactions for one swap");
+                x.clone()
+            }
+            (Ok(x), Err(_)) | (Err(_), Ok(x)) => x.clone(),
+            (Err(_), Err(_)) => lock_until_done(&a, p).await,
+        };
+        funded_by(&e, p, &tx).await;
+        locks.push(tx);
+    }
+    locks.sort_by(|x, y| x.0.cmp(&y.0));
+    locks.dedup();
+    assert_eq!(locks.len(), swaps.len(), "one lock transaction per swap");
+    assert_eq!(
+        sent_count(&e).await - before,
+        swaps.len() as u64,
+        "no transaction beyond one lock per swap"
+    );
+    // Their nonces are consecutive: the round's locks were signed together.
+    let mut nonces = Vec::new();
+    for tx in &locks {
+        let hash: alloy::primitives::B256 = tx.0.parse().unwrap();
+        let t = e
+            .net
+            .provider()
+            .get_transaction_by_hash(hash)
+            .await
+            .unwrap()
+            .unwrap();
+        nonces.push(alloy::consensus::Transaction::nonce(&t));
+    }
+    nonces.sort_unstable();
+    assert_eq!(
+        nonces,
+        (before..before + swaps.len() as u64).collect::<Vec<_>>()
+    );
+    // A second round answers the same transactions and sends nothing.
+    for (r, tx) in a.execute(&ops).await.into_iter().zip(&swaps) {
+        let _ = tx;
+        assert!(locks.contains(&r.unwrap()));
+    }
+    assert_eq!(sent_count(&e).await - before, swaps.len() as u64);
+}

@@ -18,6 +18,24 @@ enum ClaimCheck {
     Send { alone: bool },
 }
 
+/// A lock before its transaction is signed.
+enum Prepared {
+    /// Locked already (or brought to its end from the outbox) by this transaction.
+    Done(B256),
+    /// To send.
+    Send(LockToSend),
+}
+
+/// A lock to send: its HTLC, its send in the outbox, its call, and its swap's guard.
+struct LockToSend {
+    h: EthHtlc,
+    params: HtlcParams,
+    key: SendKey,
+    input: Bytes,
+    value: U256,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
 /// The call data of a single claim of `h`.
 pub(super) fn claim_input(h: &EthHtlc, preimage: B256) -> Bytes {
     if h.is_eth() {
@@ -59,6 +77,89 @@ pub(super) fn claim_batch_input(mut claims: Vec<(EthHtlc, B256)>) -> Bytes {
 impl EthChain {
     /// Locks the swap (idempotent; see [`Rail::lock`]). Returns the lock transaction.
     pub async fn lock_htlc(&self, p: &HtlcParams) -> Result<B256, EthError> {
+        self.lock_htlcs(&[p])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(EthError::Rpc("lock not handled".into())))
+    }
+
+    /// Locks every swap of a round (idempotent each; see [`Rail::lock`]); one answer per lock,
+    /// in order. Ether locks go out together ([`EthChain::send_recorded_each`]: consecutive
+    /// nonces, one outbox write, no wait for one before the next is sent); ERC-20 locks one
+    /// at a time (their allowance or permit flow holds the token lock).
+    pub async fn lock_htlcs(&self, locks: &[&HtlcParams]) -> Vec<Result<B256, EthError>> {
+        let prepared = futures::future::join_all(locks.iter().map(|p| self.prepare_lock(p))).await;
+        let mut answers: Vec<Option<Result<B256, EthError>>> = vec![None; locks.len()];
+        let mut batch = Vec::new();
+        let mut tokens = Vec::new();
+        for (i, prep) in prepared.into_iter().enumerate() {
+            match prep {
+                Err(e) => answers[i] = Some(Err(e)),
+                Ok(Prepared::Done(tx)) => answers[i] = Some(Ok(tx)),
+                Ok(Prepared::Send(send)) if send.h.is_eth() => batch.push((i, send)),
+                Ok(Prepared::Send(send)) => tokens.push((i, send)),
+            }
+        }
+        let calls = batch
+            .iter()
+            .map(|(_, s)| (self.cfg.htlc, s.input.clone(), s.value, s.key))
+            .collect();
+        let sent = self.send_recorded_each(calls).await;
+        let ether = futures::future::join_all(
+            batch
+                .iter()
+                .zip(sent)
+                .map(|((i, send), r)| async move { (*i, self.confirm_lock(send, r).await) }),
+        );
+        let token = futures::future::join_all(tokens.iter().map(|(i, send)| async move {
+            // Held for the whole ERC-20 flow so allowances of concurrent swaps never clash.
+            let _token_guard = self.token_flow.lock().await;
+            let r = match self.token_lock_input(&send.h).await {
+                Ok(input) => {
+                    self.send_recorded(self.cfg.htlc, input.into(), U256::ZERO, &[send.key])
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            (*i, self.confirm_lock(send, r).await)
+        }));
+        let (ether, token) = futures::join!(ether, token);
+        for (i, r) in ether.into_iter().chain(token) {
+            answers[i] = Some(r);
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(EthError::Rpc("lock not handled".into()))))
+            .collect()
+    }
+
+    /// A sent lock waited for. Reverted: if the swap is locked anyway (an earlier send of ours
+    /// won the race), that lock is the answer; otherwise the revert is the error.
+    async fn confirm_lock(
+        &self,
+        send: &LockToSend,
+        sent: Result<B256, EthError>,
+    ) -> Result<B256, EthError> {
+        let tx = sent?;
+        tracing::info!(chain = "eth", swap_id = %send.params.swap_id, tx = %tx, "htlc lock sent");
+        match self.wait(tx).await {
+            Ok(_) => Ok(tx),
+            Err(e @ EthError::Reverted { .. }) => {
+                match self.find_retrying(&send.h, &send.params).await {
+                    Ok(Found {
+                        lock_tx: Some(t), ..
+                    }) => Ok(t),
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Everything a lock needs before its transaction is signed: the checks, the swap's guard
+    /// (held until the lock is mined or failed), and the lock found on chain or brought to its
+    /// end from the outbox, if any.
+    async fn prepare_lock(&self, p: &HtlcParams) -> Result<Prepared, EthError> {
         let h = EthHtlc::from_params(p)?;
         self.check_decimals(p).await?;
         if h.sender != self.address() {
@@ -68,18 +169,11 @@ impl EthChain {
                 self.address()
             )));
         }
-        let id = h.id();
-        let _swap_guard = self.swap_guard(id).await;
-        // Held for the whole ERC-20 flow so allowances of concurrent swaps never clash.
-        let _token_guard = if h.is_eth() {
-            None
-        } else {
-            Some(self.token_flow.lock().await)
-        };
+        let guard = self.swap_guard(h.id()).await;
         let found = self.find_retrying(&h, p).await?;
         if let Some(tx) = found.lock_tx {
             // Funded, or already claimed or refunded: never lock the same parameters twice.
-            return Ok(tx);
+            return Ok(Prepared::Done(tx));
         }
         if found.tip.timestamp >= h.expiry {
             return Err(EthError::InvalidParams(format!(
@@ -102,7 +196,7 @@ impl EthChain {
             .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?
         {
             match self.resume_recorded(&signed).await {
-                Ok(Some(tx)) => return Ok(tx),
+                Ok(Some(tx)) => return Ok(Prepared::Done(tx)),
                 Ok(None) => {
                     tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock can never be mined (its nonce was used): building a new one");
                 }
@@ -111,7 +205,7 @@ impl EthChain {
                 // Unless the swap got locked anyway, build a new one.
                 Err(e @ EthError::Reverted { .. }) => {
                     if let Some(tx) = self.find_retrying(&h, p).await?.lock_tx {
-                        return Ok(tx);
+                        return Ok(Prepared::Done(tx));
                     }
                     tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, error = %e, "recorded lock reverted: building a new one");
                 }
@@ -122,35 +216,25 @@ impl EthChain {
                 .await
                 .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
         }
-        let built = if h.is_eth() {
+        let (input, value) = if h.is_eth() {
             let call = HTLC::lockCall {
                 hashlock: h.hashlock,
                 recipient: h.recipient,
                 expiry: U256::from(h.expiry),
             };
-            Ok((call.abi_encode(), h.amount))
+            (Bytes::from(call.abi_encode()), h.amount)
         } else {
-            self.token_lock_input(&h).await.map(|i| (i, U256::ZERO))
+            // Built under the token lock, when it is sent.
+            (Bytes::new(), U256::ZERO)
         };
-        let (input, value) = built?;
-        let tx = self
-            .send_recorded(self.cfg.htlc, input.into(), value, &[key])
-            .await?;
-        tracing::info!(chain = "eth", swap_id = %p.swap_id, tx = %tx, "htlc lock sent");
-        match self.wait(tx).await {
-            Ok(_) => Ok(tx),
-            Err(e @ EthError::Reverted { .. }) => {
-                // Reverted: if the swap is locked anyway (an earlier send of ours won the race),
-                // that lock is the answer; otherwise the revert is the error.
-                match self.find_retrying(&h, p).await {
-                    Ok(Found {
-                        lock_tx: Some(t), ..
-                    }) => Ok(t),
-                    _ => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
+        Ok(Prepared::Send(LockToSend {
+            h,
+            params: p.clone(),
+            key,
+            input,
+            value,
+            _guard: guard,
+        }))
     }
 
     /// The call data for an ERC-20 lock: with a permit when the token accepts an EIP-2612

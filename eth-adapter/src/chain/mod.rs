@@ -442,24 +442,35 @@ impl Rail for EthChain {
                 _ => None,
             })
             .collect();
+        let locks: Vec<&HtlcParams> = ops
+            .iter()
+            .filter_map(|op| match op {
+                RailOp::Lock(h) => Some(h),
+                _ => None,
+            })
+            .collect();
         let others = futures::future::join_all(ops.iter().map(|op| async move {
             let sent = match op {
-                RailOp::Claim(..) => return None,
-                RailOp::Lock(h) => self.lock_htlc(h).await,
+                RailOp::Claim(..) | RailOp::Lock(_) => return None,
                 RailOp::Refund(h) => self.refund_htlc(h).await,
                 RailOp::CancelLock(h) => return Some(self.cancel_lock_htlc(h).await),
             };
             Some(sent.map(txref).map_err(ChainError::from))
         }));
-        let (claimed, others) = futures::join!(self.claim_htlcs(&claims), others);
-        let mut claimed = claimed.into_iter();
-        others
-            .into_iter()
-            .map(|r| {
+        let (claimed, locked, others) =
+            futures::join!(self.claim_htlcs(&claims), self.lock_htlcs(&locks), others);
+        let (mut claimed, mut locked) = (claimed.into_iter(), locked.into_iter());
+        ops.iter()
+            .zip(others)
+            .map(|(op, r)| {
                 r.unwrap_or_else(|| {
-                    claimed
+                    let batched = match op {
+                        RailOp::Lock(_) => &mut locked,
+                        _ => &mut claimed,
+                    };
+                    batched
                         .next()
-                        .unwrap_or_else(|| Err(EthError::Rpc("claim not handled".into())))
+                        .unwrap_or_else(|| Err(EthError::Rpc("action not handled".into())))
                         .map(txref)
                         .map_err(ChainError::from)
                 })

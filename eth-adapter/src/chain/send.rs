@@ -6,6 +6,20 @@ use swap_core::store::{SendKey, SignedTx};
 
 use super::*;
 
+/// `tx` signed with `nonce`: its raw bytes and hash.
+async fn sign(
+    tx: TransactionRequest,
+    nonce: u64,
+    wallet: &EthereumWallet,
+) -> Result<(Vec<u8>, B256), EthError> {
+    let envelope = tx
+        .with_nonce(nonce)
+        .build(wallet)
+        .await
+        .map_err(|e| EthError::InvalidParams(format!("signing: {e}")))?;
+    Ok((envelope.encoded_2718(), *envelope.tx_hash()))
+}
+
 impl EthChain {
     pub(super) async fn chain_id(&self) -> Result<u64, EthError> {
         self.chain_id
@@ -40,16 +54,163 @@ impl EthChain {
     ) -> Result<B256, EthError> {
         let wallet = EthereumWallet::from(self.signer()?.clone());
         self.verify().await?;
+        let latest = scan::latest(&self.provider).await?;
+        let tx = self.request(to, input, value, &latest).await?;
+        self.nonces
+            .send_with(&self.provider, |nonce| async move {
+                let (raw, hash) = sign(tx, nonce, &wallet).await?;
+                if !record.is_empty() {
+                    let signed = SignedTx {
+                        txref: txref(hash),
+                        raw: raw.clone(),
+                    };
+                    // Not recorded (another process recorded one first, or the store is down):
+                    // nothing is sent; the next attempt broadcasts the recorded one.
+                    self.outbox
+                        .record_signed(record, &signed)
+                        .await
+                        .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
+                }
+                self.broadcast(&raw, hash, record).await
+            })
+            .await
+    }
+
+    /// Sends a round of calls, each recorded in the outbox for its send before anything is
+    /// broadcast: one gas estimate each (concurrently), one fee estimate, consecutive nonces
+    /// taken at once, one outbox write for all, then the broadcasts in nonce order. Answers
+    /// per call, in order. A send that another process recorded meanwhile is answered
+    /// `AlreadyRecorded`-like (transient: the next round broadcasts the recorded one) and left
+    /// out before anything is signed for good.
+    pub(super) async fn send_recorded_each(
+        &self,
+        calls: Vec<(Address, Bytes, U256, SendKey)>,
+    ) -> Vec<Result<B256, EthError>> {
+        let all_fail = |e: EthError, n: usize| (0..n).map(|_| Err(e.clone())).collect::<Vec<_>>();
+        let n = calls.len();
+        let wallet = match self.signer() {
+            Ok(s) => EthereumWallet::from(s.clone()),
+            Err(e) => return all_fail(e, n),
+        };
+        if let Err(e) = self.verify().await {
+            return all_fail(e, n);
+        }
+        let latest = match scan::latest(&self.provider).await {
+            Ok(l) => l,
+            Err(e) => return all_fail(e, n),
+        };
+        let mut answers: Vec<Option<Result<B256, EthError>>> = vec![None; n];
+        // Estimated 32 at a time.
+        let mut requests = Vec::with_capacity(n);
+        for chunk in calls.chunks(32) {
+            let estimated =
+                futures::future::join_all(chunk.iter().map(|(to, input, value, _)| {
+                    self.request(*to, input.clone(), *value, &latest)
+                }))
+                .await;
+            requests.extend(estimated);
+        }
+        let requests = requests.into_iter().enumerate();
+        let mut ready = Vec::new();
+        for (i, r) in requests {
+            match r {
+                Ok(tx) => ready.push((i, tx)),
+                Err(e) => answers[i] = Some(Err(e)),
+            }
+        }
+        let sent = self
+            .nonces
+            .run_from(&self.provider, |first| async move {
+                let mut out = Vec::new();
+                let mut ready = ready;
+                // Signed with consecutive nonces and recorded together; a send another process
+                // recorded meanwhile is left out and the rest signed again (no nonce gap).
+                let signed = loop {
+                    let mut signed = Vec::with_capacity(ready.len());
+                    for (k, (i, tx)) in ready.iter().enumerate() {
+                        match sign(tx.clone(), first + k as u64, &wallet).await {
+                            Ok(s) => signed.push((*i, s)),
+                            Err(e) => return (vec![(*i, Err(e))], None),
+                        }
+                    }
+                    let items: Vec<(SendKey, SignedTx)> = signed
+                        .iter()
+                        .map(|(i, (raw, hash))| {
+                            (
+                                calls[*i].3,
+                                SignedTx {
+                                    txref: txref(*hash),
+                                    raw: raw.clone(),
+                                },
+                            )
+                        })
+                        .collect();
+                    match self.outbox.record_each(&items).await {
+                        Ok(taken) if taken.is_empty() => break signed,
+                        Ok(taken) => ready.retain(|(i, _)| {
+                            let left_out = taken.contains(&calls[*i].3);
+                            if left_out {
+                                out.push((
+                                    *i,
+                                    Err(EthError::Rpc(
+                                        "outbox: another process recorded this send".into(),
+                                    )),
+                                ));
+                            }
+                            !left_out
+                        }),
+                        Err(e) => {
+                            let e = EthError::Rpc(format!("outbox: {e}"));
+                            out.extend(ready.iter().map(|(i, _)| (*i, Err(e.clone()))));
+                            return (out, None);
+                        }
+                    }
+                };
+                let mut all_out = true;
+                for (i, (raw, hash)) in &signed {
+                    let r = self.broadcast(raw, *hash, &[calls[*i].3]).await;
+                    all_out &= r.is_ok();
+                    out.push((*i, r));
+                }
+                let next = all_out.then_some(first + signed.len() as u64);
+                (out, next)
+            })
+            .await;
+        match sent {
+            Ok(out) => {
+                for (i, r) in out {
+                    answers[i] = Some(r);
+                }
+            }
+            Err(e) => {
+                for a in answers.iter_mut().filter(|a| a.is_none()) {
+                    *a = Some(Err(e.clone()));
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(EthError::Rpc("send not handled".into()))))
+            .collect()
+    }
+
+    /// A call to `to` as a transaction request: gas estimated against `latest` (by number:
+    /// some nodes read an omitted tag as `pending`; a competing transaction in the mempool,
+    /// say someone else's claim that may never be mined, must not stop ours), fees from one
+    /// estimate per block within the configured caps.
+    async fn request(
+        &self,
+        to: Address,
+        input: Bytes,
+        value: U256,
+        latest: &scan::ScanTip,
+    ) -> Result<TransactionRequest, EthError> {
         let chain_id = self.chain_id().await?;
         let base = TransactionRequest::default()
             .with_from(self.address())
             .with_to(to)
             .with_input(input)
             .with_value(value);
-        // Against the latest block (by number: some nodes read an omitted tag as `pending`),
-        // not the pending one: a competing transaction in the mempool (say, someone else's
-        // claim that may never be mined) must not stop ours.
-        let latest = scan::latest(&self.provider).await?;
         let gas = self
             .provider
             .estimate_gas(base.clone())
@@ -88,50 +249,36 @@ impl EthChain {
             .max_priority_fee_per_gas
             .min(self.cfg.max_priority_fee_per_gas)
             .min(max_fee);
-        let tx = base
+        Ok(base
             .with_chain_id(chain_id)
             .with_gas_limit(gas + gas / 5 + 10_000)
             .with_max_fee_per_gas(max_fee)
-            .with_max_priority_fee_per_gas(prio);
-        self.nonces
-            .send_with(&self.provider, |nonce| async move {
-                let envelope = tx
-                    .with_nonce(nonce)
-                    .build(&wallet)
-                    .await
-                    .map_err(|e| EthError::InvalidParams(format!("signing: {e}")))?;
-                let raw = envelope.encoded_2718();
-                let hash = *envelope.tx_hash();
-                if !record.is_empty() {
-                    let signed = SignedTx {
-                        txref: txref(hash),
-                        raw: raw.clone(),
-                    };
-                    // Not recorded (another process recorded one first, or the store is down):
-                    // nothing is sent; the next attempt broadcasts the recorded one.
-                    self.outbox
-                        .record_signed(record, &signed)
-                        .await
-                        .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
+            .with_max_priority_fee_per_gas(prio))
+    }
+
+    /// Broadcasts a signed transaction. When the node rejects it and does not have it (some
+    /// nodes word "already known" in ways not recognised as such), nothing went out: it is
+    /// discarded from the outbox for the sends in `record`, and a new one may be built. When
+    /// in doubt the record stays.
+    async fn broadcast(
+        &self,
+        raw: &[u8],
+        hash: B256,
+        record: &[SendKey],
+    ) -> Result<B256, EthError> {
+        match self.provider.send_raw_transaction(raw).await {
+            Ok(pending) => Ok(*pending.tx_hash()),
+            Err(e) => {
+                let e = rpc_err(e);
+                if !record.is_empty()
+                    && !e.is_transient()
+                    && matches!(self.provider.get_transaction_by_hash(hash).await, Ok(None))
+                {
+                    let _ = self.outbox.discard(record, &txref(hash)).await;
                 }
-                match self.provider.send_raw_transaction(&raw).await {
-                    Ok(pending) => Ok(*pending.tx_hash()),
-                    Err(e) => {
-                        let e = rpc_err(e);
-                        // Rejected, and the node does not have it (some nodes word "already
-                        // known" in ways not recognised as such): nothing went out, a new one
-                        // may be built. When in doubt the record stays.
-                        if !record.is_empty()
-                            && !e.is_transient()
-                            && matches!(self.provider.get_transaction_by_hash(hash).await, Ok(None))
-                        {
-                            let _ = self.outbox.discard(record, &txref(hash)).await;
-                        }
-                        Err(e)
-                    }
-                }
-            })
-            .await
+                Err(e)
+            }
+        }
     }
 
     /// A recorded transaction (of this process or another on the same store) brought to its

@@ -400,7 +400,40 @@ pub async fn run_outbox(a: &dyn Outbox, b: &dyn Outbox) {
     assert_eq!(a.signed(&k1).await.unwrap(), Some(newer));
     assert_eq!(a.discard(&[k2, k3], &tx.txref).await.unwrap(), 1);
     assert_eq!(a.signed(&k2).await.unwrap(), None);
+    assert_eq!(a.signed(&k3).await.unwrap(), Some(other.clone()));
+
+    // A round's sends, each with its own transaction, in one write: all or nothing, naming
+    // the sends already taken (k3 has `other`), then all once those are left out.
+    let (k4, k5) = (key(4, TxKind::Lock), key(5, TxKind::Lock));
+    let t4 = SignedTx {
+        txref: TxRef("d4".repeat(32)),
+        raw: vec![4, 4],
+    };
+    let t5 = SignedTx {
+        txref: TxRef("d5".repeat(32)),
+        raw: vec![5, 5],
+    };
+    let round = [(k4, t4.clone()), (k3, newer_or(&other)), (k5, t5.clone())];
+    assert_eq!(b.record_each(&round).await.unwrap(), vec![k3]);
+    assert_eq!(a.signed(&k4).await.unwrap(), None);
+    assert_eq!(a.signed(&k5).await.unwrap(), None);
+    assert_eq!(
+        b.record_each(&[(k4, t4.clone()), (k5, t5.clone())])
+            .await
+            .unwrap(),
+        Vec::<SendKey>::new()
+    );
+    assert_eq!(a.signed(&k4).await.unwrap(), Some(t4));
+    assert_eq!(a.signed(&k5).await.unwrap(), Some(t5));
     assert_eq!(a.signed(&k3).await.unwrap(), Some(other));
+}
+
+/// Another transaction than `tx`.
+fn newer_or(tx: &SignedTx) -> SignedTx {
+    SignedTx {
+        txref: TxRef("ee".repeat(32)),
+        raw: tx.raw.iter().map(|b| b ^ 0xff).collect(),
+    }
 }
 
 #[cfg(test)]

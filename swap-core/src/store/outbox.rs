@@ -70,6 +70,12 @@ pub trait Outbox: Send + Sync {
     /// [`StoreError::AlreadyRecorded`] (the caller must not broadcast `tx`).
     async fn record_signed(&self, keys: &[SendKey], tx: &SignedTx) -> Result<(), StoreError>;
 
+    /// Records each send's own transaction, all or nothing: when any of the sends has a
+    /// transaction already, nothing is written and the answer lists those sends (the caller
+    /// broadcasts none of `items`, and may record the others again without them). An empty
+    /// answer: all recorded. (One write for a round of sends instead of one each.)
+    async fn record_each(&self, items: &[(SendKey, SignedTx)]) -> Result<Vec<SendKey>, StoreError>;
+
     /// Forgets `txref` as the transaction of the sends in `keys` that still have it: it was
     /// rejected for good, or can never be mined (another transaction spent its inputs or its
     /// nonce). A new one may then be built. Answers how many sends it forgot it for.
@@ -119,6 +125,21 @@ impl Outbox for MemoryOutbox {
             sent.insert(*key, tx.clone());
         }
         Ok(())
+    }
+
+    async fn record_each(&self, items: &[(SendKey, SignedTx)]) -> Result<Vec<SendKey>, StoreError> {
+        let mut sent = self.lock()?;
+        let taken: Vec<SendKey> = items
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| sent.contains_key(k))
+            .collect();
+        if taken.is_empty() {
+            for (key, tx) in items {
+                sent.insert(*key, tx.clone());
+            }
+        }
+        Ok(taken)
     }
 
     async fn discard(&self, keys: &[SendKey], txref: &TxRef) -> Result<usize, StoreError> {

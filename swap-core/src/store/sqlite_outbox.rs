@@ -68,6 +68,41 @@ impl Outbox for SqliteStore {
         .await
     }
 
+    async fn record_each(&self, items: &[(SendKey, SignedTx)]) -> Result<Vec<SendKey>, StoreError> {
+        let items = items.to_vec();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut taken = Vec::new();
+            for (key, _) in &items {
+                if read(&tx, key)?.is_some() {
+                    taken.push(*key);
+                }
+            }
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+            let t = now_ms();
+            for (key, signed) in &items {
+                tx.execute(
+                    "INSERT OR IGNORE INTO outbox_txs(txid, raw, recorded_at) VALUES (?1, ?2, ?3)",
+                    params![signed.txref.0, signed.raw, t],
+                )
+                .map_err(backend)?;
+                let (swap, rail, kind) = key_params(key);
+                tx.execute(
+                    "INSERT INTO outbox(swap_id, rail, kind, txid) VALUES (?1, ?2, ?3, ?4)",
+                    params![swap, rail, kind, signed.txref.0],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(taken)
+        })
+        .await
+    }
+
     async fn discard(&self, keys: &[SendKey], txref: &TxRef) -> Result<usize, StoreError> {
         let keys = keys.to_vec();
         let txid = txref.0.clone();
