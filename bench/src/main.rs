@@ -293,11 +293,15 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
     // locks never chain unconfirmed change (the 25-descendant limit).
     let awallet = nodes.btc.rpc().with_wallet("alice")?;
     let mut outputs = serde_json::Map::new();
-    for addr in awallet.get_new_addresses(n + 1, "bech32").await? {
-        outputs.insert(
-            addr,
-            Value::String(btc_adapter::rpc::sats_to_coin_string(2 * SATS)),
-        );
+    // Asked in batches (one request of 10,000 outlasts the client's timeout).
+    while outputs.len() <= n {
+        let want = (n + 1 - outputs.len()).min(500);
+        for addr in awallet.get_new_addresses(want, "bech32").await? {
+            outputs.insert(
+                addr,
+                Value::String(btc_adapter::rpc::sats_to_coin_string(2 * SATS)),
+            );
+        }
     }
     let miner_wallet = nodes.btc.rpc();
     for chunk in outputs

@@ -415,11 +415,14 @@ impl Rail for BtcChain {
                 _ => None,
             })
             .collect();
+        // One scan that started after the round was asked serves all its spends (each takes
+        // the state lock in turn; none scans again unless something changed).
+        let asked = std::time::Instant::now();
         let spends = futures::future::join_all(ops.iter().map(|op| async move {
             match op {
                 RailOp::Lock(_) => None,
-                RailOp::Claim(h, p) => Some(self.claim(h, p).await),
-                RailOp::Refund(h) => Some(self.refund(h).await),
+                RailOp::Claim(h, p) => Some(self.claim_since(h, p, asked).await),
+                RailOp::Refund(h) => Some(self.refund_since(h, asked).await),
                 RailOp::CancelLock(h) => Some(self.cancel_funding(h).await),
             }
         }));
@@ -473,13 +476,7 @@ impl Rail for BtcChain {
     }
 
     async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError> {
-        if self.is_watch_only() {
-            return Err(watch_only());
-        }
-        if !htlc.hashlock.matches(preimage) {
-            return Err(permanent("preimage does not match the hashlock"));
-        }
-        self.spend_or_bump(htlc, SpendKind::Claim, Some(preimage))
+        self.claim_since(htlc, preimage, std::time::Instant::now())
             .await
     }
 
@@ -490,10 +487,39 @@ impl Rail for BtcChain {
     }
 
     async fn refund(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.refund_since(htlc, std::time::Instant::now()).await
+    }
+}
+
+impl BtcChain {
+    /// [`Rail::claim`] acting on a scan that started at or after `asked`.
+    async fn claim_since(
+        &self,
+        htlc: &HtlcParams,
+        preimage: &Preimage,
+        asked: std::time::Instant,
+    ) -> Result<TxRef, ChainError> {
         if self.is_watch_only() {
             return Err(watch_only());
         }
-        self.spend_or_bump(htlc, SpendKind::Refund, None).await
+        if !htlc.hashlock.matches(preimage) {
+            return Err(permanent("preimage does not match the hashlock"));
+        }
+        self.spend_or_bump(htlc, SpendKind::Claim, Some(preimage), asked)
+            .await
+    }
+
+    /// [`Rail::refund`] acting on a scan that started at or after `asked`.
+    async fn refund_since(
+        &self,
+        htlc: &HtlcParams,
+        asked: std::time::Instant,
+    ) -> Result<TxRef, ChainError> {
+        if self.is_watch_only() {
+            return Err(watch_only());
+        }
+        self.spend_or_bump(htlc, SpendKind::Refund, None, asked)
+            .await
     }
 }
 

@@ -343,8 +343,8 @@ impl BtcChain {
         params: &HtlcParams,
         kind: SpendKind,
         preimage: Option<&Preimage>,
+        asked: std::time::Instant,
     ) -> Result<TxRef, ChainError> {
-        let asked = std::time::Instant::now();
         let key = self.our_key(params, kind)?;
         let mut st = self.state.lock().await;
         let (w, script) = self.register(&mut st, params)?;
