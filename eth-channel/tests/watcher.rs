@@ -555,9 +555,13 @@ async fn two_watchers_on_one_store_never_send_a_transaction_twice() {
     let me = env.chan.params.a;
     let n0 = env.sent_by(me).await;
     env.close_with(1, &old).await;
-    let mut sent = 0;
-    for round in 0..6 {
-        if round == 3 {
+    // Blocks only when asked: both watchers see each other's transactions pending.
+    env.net
+        .rpc("evm_setAutomine", serde_json::json!([false]))
+        .await;
+    let (mut sent, mut waited) = (0, 0);
+    for round in 0..8 {
+        if round == 4 {
             env.net.advance_time(HOUR + 1).await;
         }
         let (r1, r2) = tokio::join!(w1.tick(), w2.tick());
@@ -565,7 +569,15 @@ async fn two_watchers_on_one_store_never_send_a_transaction_twice() {
         no_errors(&r1);
         no_errors(&r2);
         sent += r1.sent.len() + r2.sent.len();
+        waited += r1.waiting.len() + r2.waiting.len();
+        if round % 2 == 1 {
+            env.net.mine(1).await;
+        }
     }
+    assert!(
+        waited >= 2,
+        "each action was seen pending by a watcher that did not send it"
+    );
     assert_eq!(env.status().await, 3, "settled");
     // One update and one settle, whichever watcher sent them.
     assert_eq!(env.sent_by(me).await - n0, 2);
@@ -612,7 +624,11 @@ async fn a_watcher_restarted_after_recording_broadcasts_the_recorded_transaction
         no_errors(&r);
         assert!(r.sent.is_empty(), "nothing new is built: {r:?}");
         // The recorded transaction is out (broadcast again by the first tick).
-        assert!(node.get_transaction_by_hash(recorded.hash).await.unwrap().is_some());
+        assert!(node
+            .get_transaction_by_hash(recorded.hash)
+            .await
+            .unwrap()
+            .is_some());
         finished.extend(r.finished);
     }
     assert_eq!(finished.len(), 1, "{finished:?}");
@@ -650,4 +666,38 @@ async fn a_node_that_is_down_is_a_transient_error() {
     let secrets = SecretMap::new();
     secrets.insert(B256::repeat_byte(0x42));
     assert!(!format!("{secrets:?}").contains(&alloy::hex::encode(B256::repeat_byte(0x42))));
+}
+
+#[tokio::test]
+async fn a_close_racing_a_final_state_is_ended_at_once_by_settle_final() {
+    let mut env = Env::start().await;
+    env.pay(Side::A, 3 * ONE, 1).await;
+    let old = env.sb.history(env.b.id()).unwrap()[1].clone();
+    env.pay(Side::B, ONE, 2).await;
+    env.update(Side::A, |p, now, c| p.propose_close(now, c).unwrap())
+        .await;
+    let fin = env.a.latest().clone();
+    assert!(fin.state.isFinal);
+    assert_eq!((fin.state.balanceA, fin.state.balanceB), (8 * ONE, 7 * ONE));
+    let mut wa = env.watcher(Side::A, &SecretMap::new(), WatchConfig::default());
+    // B closes with an old state instead of the cooperative close.
+    env.close_with(1, &old).await;
+    let (a0, b0) = (
+        env.balance(env.chan.params.a).await,
+        env.balance(env.chan.params.b).await,
+    );
+    let r = wa.tick().await.unwrap();
+    no_errors(&r);
+    assert_eq!(sent_kinds(&r), ["settleFinal"]);
+    let fee = env.fee(r.sent[0].1).await;
+    let r = wa.tick().await.unwrap();
+    no_errors(&r);
+    assert!(r.sent.is_empty());
+    assert_eq!(env.status().await, 3, "settled before any deadline");
+    let (a1, b1) = (
+        env.balance(env.chan.params.a).await,
+        env.balance(env.chan.params.b).await,
+    );
+    assert_eq!(a1 + fee - a0, U256::from(8 * ONE));
+    assert_eq!(b1 - b0, U256::from(7 * ONE));
 }

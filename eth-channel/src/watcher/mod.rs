@@ -265,6 +265,12 @@ pub enum Skip {
         /// The closing's version.
         version: u64,
     },
+    /// The channel is closing but no `Closing` event was found from the watch's first block
+    /// on (watched from too late a block?): nothing can be answered or settled.
+    NoClosingRecord {
+        /// The channel.
+        channel: B256,
+    },
     /// The transactions of this intent reverted `reverts` times: not tried again.
     GaveUp {
         /// The intent.

@@ -273,6 +273,7 @@ pub(super) fn decide(
                 out.push(call(action, chan.contract, input));
             }
         }
+        (CLOSING, None) => skips.push(Skip::NoClosingRecord { channel: id }),
         _ => {}
     }
     (out, skips)
