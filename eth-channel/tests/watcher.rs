@@ -701,3 +701,73 @@ async fn a_close_racing_a_final_state_is_ended_at_once_by_settle_final() {
     assert_eq!(a1 + fee - a0, U256::from(8 * ONE));
     assert_eq!(b1 - b0, U256::from(7 * ONE));
 }
+
+#[tokio::test]
+async fn a_transaction_stuck_below_the_base_fee_is_replaced_with_higher_fees() {
+    use alloy::consensus::Transaction as _;
+    use alloy::eips::eip2718::Decodable2718;
+    let mut env = Env::start().await;
+    env.pay(Side::A, 3 * ONE, 1).await;
+    let old = env.sb.history(env.b.id()).unwrap()[1].clone();
+    env.pay(Side::B, 5 * ONE, 2).await;
+    let me = env.chan.params.a;
+    let cfg = WatchConfig {
+        bump_after_blocks: 2,
+        ..WatchConfig::default()
+    };
+    let mut wa = env.watcher(Side::A, &SecretMap::new(), cfg);
+    env.close_with(1, &old).await;
+    let n0 = env.sent_by(me).await;
+    env.net
+        .rpc("evm_setAutomine", serde_json::json!([false]))
+        .await;
+    let r = wa.tick().await.unwrap();
+    no_errors(&r);
+    assert_eq!(sent_kinds(&r), ["update"]);
+    let first = r.sent[0].1;
+    let txs = env.sa.watcher_txs(me).unwrap();
+    let raw = txs[0].raw.clone();
+    let max_fee = alloy::consensus::TxEnvelope::decode_2718(&mut raw.as_slice())
+        .unwrap()
+        .max_fee_per_gas();
+    // Blocks whose base fee is above what it offers: it stays pending.
+    let mine_above = |fee: u128| {
+        let net = &env.net;
+        async move {
+            net.rpc(
+                "anvil_setNextBlockBaseFeePerGas",
+                serde_json::json!([format!("0x{fee:x}")]),
+            )
+            .await;
+            net.mine(1).await;
+        }
+    };
+    for _ in 0..2 {
+        mine_above(max_fee + 1).await;
+    }
+    let node = env.net.provider();
+    assert!(node.get_transaction_receipt(first).await.unwrap().is_none());
+    let r = wa.tick().await.unwrap();
+    no_errors(&r);
+    assert!(r.sent.is_empty(), "{r:?}");
+    let txs = env.sa.watcher_txs(me).unwrap();
+    assert_eq!(txs.len(), 2, "{txs:?}");
+    assert_eq!(
+        (txs[0].status, txs[1].status),
+        (TxStatus::Replaced, TxStatus::Pending)
+    );
+    assert_eq!(txs[0].nonce, txs[1].nonce);
+    let second = txs[1].hash;
+    // The replacement pays more than that base fee: mined in the next such block.
+    mine_above(max_fee + 1).await;
+    let r = wa.tick().await.unwrap();
+    no_errors(&r);
+    assert_eq!(r.finished.len(), 1, "{r:?}");
+    assert_eq!(
+        (r.finished[0].tx, r.finished[0].status),
+        (second, TxStatus::Mined)
+    );
+    assert!(node.get_transaction_receipt(first).await.unwrap().is_none());
+    assert_eq!(env.sent_by(me).await, n0 + 1);
+    assert_eq!(env.record().await.version, 4);
+}

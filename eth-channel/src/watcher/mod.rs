@@ -14,8 +14,9 @@
 //! 4. a credited payout (`credit[us][token]`) is taken with `withdrawCredit`.
 //!
 //! Every transaction is signed and recorded in the channel store before its broadcast
-//! ([`outbox`]); each tick first brings the recorded ones to an end (receipt, rebroadcast, or
-//! obsolete when their nonce went elsewhere), and an action is taken only when the chain still
+//! ([`outbox`]); each tick first brings the recorded ones to an end (receipt, rebroadcast,
+//! obsolete when their nonce went elsewhere, or a replacement with higher fees when one stays
+//! pending for [`WatchConfig::bump_after_blocks`]), and an action is taken only when the chain still
 //! needs it and no transaction of its intent is pending or mined. So two watchers on one store
 //! file, or one restarted after a crash, never send one action twice.
 //!
@@ -105,6 +106,10 @@ pub struct WatchConfig {
     /// An intent whose transactions reverted this often is not tried again (reported as
     /// [`Skip::GaveUp`]).
     pub max_reverts: u64,
+    /// A transaction still pending this many blocks after it was recorded is replaced by the
+    /// same call at the same nonce with fees raised by a quarter at least (within the caps);
+    /// 0: never.
+    pub bump_after_blocks: u64,
 }
 
 impl Default for WatchConfig {
@@ -116,6 +121,7 @@ impl Default for WatchConfig {
             max_priority_fee_per_gas: 3_000_000_000,
             log_chunk: 10_000,
             max_reverts: 2,
+            bump_after_blocks: 3,
         }
     }
 }

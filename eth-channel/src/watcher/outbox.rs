@@ -26,9 +26,10 @@ pub(crate) const MIGRATION: &str = "CREATE TABLE watcher_txs (
         tx_hash     BLOB NOT NULL UNIQUE,
         raw         BLOB NOT NULL,
         status      TEXT NOT NULL
-            CHECK (status IN ('pending', 'mined', 'reverted', 'obsolete', 'reorged')),
+            CHECK (status IN ('pending', 'mined', 'reverted', 'obsolete', 'reorged', 'replaced')),
         detail      TEXT,
         recorded_at INTEGER NOT NULL,
+        recorded_block INTEGER NOT NULL,
         finished_at INTEGER
     );
     CREATE UNIQUE INDEX watcher_txs_intent ON watcher_txs(sender, intent)
@@ -49,6 +50,9 @@ pub enum TxStatus {
     Obsolete,
     /// Was mined, its receipt vanished (a reorg).
     Reorged,
+    /// Replaced by a transaction with the same nonce and higher fees (it may still be the one
+    /// mined: then it ends [`TxStatus::Mined`] and its replacement obsolete).
+    Replaced,
 }
 
 impl TxStatus {
@@ -59,6 +63,7 @@ impl TxStatus {
             TxStatus::Reverted => "reverted",
             TxStatus::Obsolete => "obsolete",
             TxStatus::Reorged => "reorged",
+            TxStatus::Replaced => "replaced",
         }
     }
 
@@ -69,6 +74,7 @@ impl TxStatus {
             "reverted" => TxStatus::Reverted,
             "obsolete" => TxStatus::Obsolete,
             "reorged" => TxStatus::Reorged,
+            "replaced" => TxStatus::Replaced,
             _ => return None,
         })
     }
@@ -87,6 +93,8 @@ pub struct TxRecord {
     pub channel: Option<B256>,
     /// Its nonce.
     pub nonce: u64,
+    /// The chain's head when it was recorded (for fee bumps).
+    pub recorded_block: u64,
     /// Its hash.
     pub hash: B256,
     /// The signed transaction (EIP-2718).
@@ -106,6 +114,7 @@ impl std::fmt::Debug for TxRecord {
             .field("intent", &self.intent)
             .field("channel", &self.channel)
             .field("nonce", &self.nonce)
+            .field("recorded_block", &self.recorded_block)
             .field("hash", &self.hash)
             .field("raw", &format_args!("<{} bytes>", self.raw.len()))
             .field("status", &self.status)
@@ -125,7 +134,8 @@ pub(crate) enum Recorded {
     NonceTaken,
 }
 
-const COLUMNS: &str = "seq, sender, intent, channel_id, nonce, tx_hash, raw, status, detail";
+const COLUMNS: &str =
+    "seq, sender, intent, channel_id, nonce, tx_hash, raw, status, detail, recorded_block";
 
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRecordRow> {
     Ok(TxRecordRow {
@@ -138,6 +148,7 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<TxRecordRow> {
         raw: r.get(6)?,
         status: r.get(7)?,
         detail: r.get(8)?,
+        recorded_block: r.get(9)?,
     })
 }
 
@@ -151,6 +162,7 @@ struct TxRecordRow {
     raw: Vec<u8>,
     status: String,
     detail: Option<String>,
+    recorded_block: i64,
 }
 
 fn bad(detail: impl Into<String>) -> StoreError {
@@ -176,6 +188,7 @@ impl TryFrom<TxRecordRow> for TxRecord {
             raw: r.raw,
             status: TxStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
             detail: r.detail,
+            recorded_block: u64::try_from(r.recorded_block).map_err(|_| bad("negative block"))?,
         })
     }
 }
@@ -302,45 +315,93 @@ impl SqliteChannelStore {
         if nonce_taken {
             return Ok(Recorded::NonceTaken);
         }
-        tx.execute(
-            "INSERT INTO watcher_txs (sender, intent, channel_id, nonce, tx_hash, raw, status,
-             recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
-            params![
-                rec.sender.as_slice(),
-                rec.intent,
-                rec.channel.as_ref().map(|c| c.as_slice().to_vec()),
-                i64_of(rec.nonce)?,
-                rec.hash.as_slice(),
-                rec.raw,
-                unix_now()
-            ],
-        )
-        .map_err(backend)?;
+        insert(&tx, rec)?;
         tx.commit().map_err(backend)?;
         Ok(Recorded::New)
     }
 
-    /// Ends transaction `hash` (pending, or mined when `to` is [`TxStatus::Reorged`]) with
-    /// `to`. False when it was not in such a state (another process ended it first).
+    /// Replaces pending transaction `old` by `new` (same sender, intent and nonce, higher
+    /// fees): `old` becomes `replaced`, `new` pending. False when `old` was no longer pending
+    /// (another process ended or replaced it first; nothing is written).
+    pub(crate) fn replace_tx(&self, old: B256, new: &TxRecord) -> Result<bool, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let n = tx
+            .execute(
+                "UPDATE watcher_txs SET status = 'replaced', finished_at = ?1
+                 WHERE tx_hash = ?2 AND status = 'pending'",
+                params![unix_now(), old.as_slice()],
+            )
+            .map_err(backend)?;
+        if n != 1 {
+            return Ok(false);
+        }
+        insert(&tx, new)?;
+        tx.commit().map_err(backend)?;
+        Ok(true)
+    }
+
+    /// The transactions of `sender` with `nonce` that were replaced.
+    pub(crate) fn replaced_txs(
+        &self,
+        sender: Address,
+        nonce: u64,
+    ) -> Result<Vec<TxRecord>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM watcher_txs WHERE sender = ?1 AND nonce = ?2
+                 AND status = 'replaced'"
+            ))
+            .map_err(backend)?;
+        collect(&mut stmt, params![sender.as_slice(), i64_of(nonce)?])
+    }
+
+    /// Ends transaction `hash` with `to` if it is `from` (pending, normally; mined when a
+    /// reorg took it away; replaced when the replaced one was mined after all). False when it
+    /// was not (another process ended it first).
     pub(crate) fn finish_tx(
         &self,
         hash: B256,
+        from: TxStatus,
         to: TxStatus,
         detail: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let from = if to == TxStatus::Reorged {
-            "mined"
-        } else {
-            "pending"
-        };
         let conn = self.lock()?;
         let n = conn
             .execute(
                 "UPDATE watcher_txs SET status = ?1, detail = ?2, finished_at = ?3
                  WHERE tx_hash = ?4 AND status = ?5",
-                params![to.as_str(), detail, unix_now(), hash.as_slice(), from],
+                params![
+                    to.as_str(),
+                    detail,
+                    unix_now(),
+                    hash.as_slice(),
+                    from.as_str()
+                ],
             )
             .map_err(backend)?;
         Ok(n == 1)
     }
+}
+
+fn insert(tx: &rusqlite::Transaction<'_>, rec: &TxRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO watcher_txs (sender, intent, channel_id, nonce, tx_hash, raw, status,
+         recorded_at, recorded_block) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+        params![
+            rec.sender.as_slice(),
+            rec.intent,
+            rec.channel.as_ref().map(|c| c.as_slice().to_vec()),
+            i64_of(rec.nonce)?,
+            rec.hash.as_slice(),
+            rec.raw,
+            unix_now(),
+            i64_of(rec.recorded_block)?
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
 }

@@ -93,8 +93,12 @@ impl Watcher {
             if receipt.is_some() {
                 return Ok(Some(Outcome::Done));
             }
-            self.store
-                .finish_tx(r.hash, TxStatus::Reorged, Some("receipt gone"))?;
+            self.store.finish_tx(
+                r.hash,
+                TxStatus::Mined,
+                TxStatus::Reorged,
+                Some("receipt gone"),
+            )?;
         }
         let reverts = self.store.count_txs(me, &intent, TxStatus::Reverted)?;
         if reverts >= self.cfg.max_reverts {
@@ -169,6 +173,7 @@ impl Watcher {
                 intent: intent.clone(),
                 channel: p.action.channel(),
                 nonce,
+                recorded_block: tip.number,
                 hash: *envelope.tx_hash(),
                 raw: envelope.encoded_2718(),
                 status: TxStatus::Pending,
@@ -226,8 +231,12 @@ impl Watcher {
             Ok(Some(_)) => Ok(()),
             Ok(None) if !e.is_transient() => {
                 let detail = format!("rejected by the node: {e}");
-                self.store
-                    .finish_tx(rec.hash, TxStatus::Obsolete, Some(&detail))?;
+                self.store.finish_tx(
+                    rec.hash,
+                    TxStatus::Pending,
+                    TxStatus::Obsolete,
+                    Some(&detail),
+                )?;
                 Err(typed(&rec.intent, e))
             }
             _ => Err(typed(&rec.intent, e)),
@@ -267,13 +276,19 @@ impl Watcher {
     }
 
     /// Brings every pending recorded transaction of this account one step on: a receipt ends
-    /// it (mined or reverted), a transaction the node does not know is broadcast again (and
+    /// it (mined or reverted); a transaction the node does not know is broadcast again (and
     /// ends at once if that mined it), or ends `obsolete` when its nonce was mined in another
-    /// transaction.
+    /// transaction (then a replaced transaction of that nonce may be the one mined); one
+    /// pending for [`super::WatchConfig::bump_after_blocks`] is replaced with higher fees.
     pub async fn resume(&self) -> Result<Vec<Finished>, WatchError> {
         let me = self.address();
         let mut out = Vec::new();
-        for rec in self.store.pending_txs(me)? {
+        let pending = self.store.pending_txs(me)?;
+        if pending.is_empty() {
+            return Ok(out);
+        }
+        let tip = eth_adapter::tx::latest(&self.provider).await?;
+        for rec in pending {
             let mut end = self.ended(&rec).await?;
             if end.is_none() {
                 let known = self
@@ -296,18 +311,28 @@ impl Watcher {
                         tracing::info!(target: "eth_channel::watcher", intent = %rec.intent, tx = %rec.hash, "recorded watcher transaction broadcast again");
                         match self.broadcast(&rec).await {
                             Ok(()) => end = self.ended(&rec).await?,
-                            Err(e) if e.is_transient() => return Err(e),
+                            // Nothing lost: it stays recorded for the next tick.
                             Err(e) => {
                                 tracing::warn!(target: "eth_channel::watcher", intent = %rec.intent, tx = %rec.hash, error = %e, "rebroadcast refused");
                             }
                         }
                     }
                 }
+                // Still pending (in the pool, or refused there: some nodes drop a transaction
+                // whose fee cap fell below the base fee) for long enough: higher fees.
+                let after = self.cfg.bump_after_blocks;
+                let due = after > 0 && tip.number >= rec.recorded_block.saturating_add(after);
+                if end.is_none() && due {
+                    self.bump(&rec, &tip).await?;
+                }
             }
             let Some((status, detail)) = end else {
                 continue;
             };
-            if self.store.finish_tx(rec.hash, status, detail.as_deref())? {
+            if self
+                .store
+                .finish_tx(rec.hash, TxStatus::Pending, status, detail.as_deref())?
+            {
                 out.push(Finished {
                     intent: rec.intent.clone(),
                     tx: rec.hash,
@@ -315,7 +340,113 @@ impl Watcher {
                     detail,
                 });
             }
+            if status == TxStatus::Obsolete {
+                // A transaction this one replaced may be the one that took the nonce.
+                for old in self.store.replaced_txs(me, rec.nonce)? {
+                    let Some((status, detail)) = self.ended(&old).await? else {
+                        continue;
+                    };
+                    if self.store.finish_tx(
+                        old.hash,
+                        TxStatus::Replaced,
+                        status,
+                        detail.as_deref(),
+                    )? {
+                        out.push(Finished {
+                            intent: old.intent.clone(),
+                            tx: old.hash,
+                            status,
+                            detail,
+                        });
+                    }
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// Replaces pending `rec` by the same transaction with fees raised by a quarter at least
+    /// (or to the node's current estimate, if higher), within the caps. Nothing when the caps
+    /// leave no room for the 10 % nodes require of a replacement, or when another process
+    /// replaced or ended it first. The new transaction is recorded before its broadcast; if
+    /// the node refuses it, `rec` stays the pending one.
+    async fn bump(&self, rec: &TxRecord, tip: &eth_adapter::tx::ScanTip) -> Result<(), WatchError> {
+        use alloy::consensus::Transaction as _;
+        use alloy::eips::eip2718::Decodable2718;
+        let env = alloy::consensus::TxEnvelope::decode_2718(&mut rec.raw.as_slice())
+            .map_err(|e| WatchError::Inconsistent(format!("recorded transaction: {e}")))?;
+        let old_max = env.max_fee_per_gas();
+        let old_prio = env.max_priority_fee_per_gas().unwrap_or(0);
+        let est = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(rpc_err)?;
+        let base = tip.base_fee.unwrap_or_default();
+        let max_fee = (old_max + old_max / 4 + 1)
+            .max(est.max_fee_per_gas)
+            .max(base)
+            .min(self.cfg.max_fee_per_gas);
+        let prio = (old_prio + old_prio / 4 + 1)
+            .max(est.max_priority_fee_per_gas)
+            .min(self.cfg.max_priority_fee_per_gas)
+            .min(max_fee);
+        if max_fee < old_max + old_max / 10 + 1 || prio < old_prio + old_prio / 10 + 1 {
+            tracing::warn!(target: "eth_channel::watcher", intent = %rec.intent, tx = %rec.hash, "pending transaction not bumped: fees at the configured caps");
+            return Ok(());
+        }
+        let (Some(to), Some(chain_id)) = (env.to(), env.chain_id()) else {
+            return Err(WatchError::Inconsistent(
+                "recorded transaction without a recipient or chain id".into(),
+            ));
+        };
+        let new_env = TransactionRequest::default()
+            .with_from(rec.sender)
+            .with_to(to)
+            .with_input(env.input().clone())
+            .with_value(env.value())
+            .with_chain_id(chain_id)
+            .with_nonce(rec.nonce)
+            .with_gas_limit(env.gas_limit())
+            .with_max_fee_per_gas(max_fee)
+            .with_max_priority_fee_per_gas(prio)
+            .build(&self.wallet)
+            .await
+            .map_err(|e| WatchError::Signing(e.to_string()))?;
+        let new = TxRecord {
+            hash: *new_env.tx_hash(),
+            raw: new_env.encoded_2718(),
+            recorded_block: tip.number,
+            ..rec.clone()
+        };
+        if !self.store.replace_tx(rec.hash, &new)? {
+            return Ok(());
+        }
+        tracing::info!(target: "eth_channel::watcher", intent = %rec.intent, old = %rec.hash, new = %new.hash, max_fee, "pending watcher transaction replaced with higher fees");
+        let Err(e) = self.broadcast(&new).await else {
+            return Ok(());
+        };
+        // Refused and unknown to the node (the old one may still be pending there): the old
+        // transaction is the pending one again. Otherwise (node unreachable) the next tick
+        // broadcasts the new one again.
+        let unknown = matches!(
+            self.provider.get_transaction_by_hash(new.hash).await,
+            Ok(None)
+        );
+        let mut restored = false;
+        if unknown {
+            self.store.finish_tx(
+                new.hash,
+                TxStatus::Pending,
+                TxStatus::Obsolete,
+                Some("replacement refused by the node"),
+            )?;
+            restored = self.store.live_tx(rec.sender, &rec.intent)?.is_none()
+                && self
+                    .store
+                    .finish_tx(rec.hash, TxStatus::Replaced, TxStatus::Pending, None)?;
+        }
+        tracing::warn!(target: "eth_channel::watcher", intent = %rec.intent, tx = %new.hash, error = %e, restored, "replacement not broadcast");
+        Ok(())
     }
 }
