@@ -467,8 +467,9 @@ impl Watcher {
                 Err(e) => report.errors.push((id, e)),
             }
             if let Ok(Some(saved)) = self.store.load(id) {
-                if !credit_tokens.contains(&saved.chan.params.token) {
-                    credit_tokens.push(saved.chan.params.token);
+                let key = (saved.chan.contract, saved.chan.params.token);
+                if !credit_tokens.contains(&key) {
+                    credit_tokens.push(key);
                     match self
                         .plan_credit(saved.chan.contract, saved.chan.params.token)
                         .await
