@@ -115,7 +115,7 @@ impl From<EthError> for ChainError {
 /// Classifies an alloy transport error: error responses from the node are rejections (unless
 /// they carry revert data), everything else (connection refused, timeouts, bad HTTP) is
 /// transient.
-pub(crate) fn rpc_err(e: alloy::transports::TransportError) -> EthError {
+pub fn rpc_err(e: alloy::transports::TransportError) -> EthError {
     use alloy::transports::RpcError;
     match &e {
         RpcError::ErrorResp(payload) => {
@@ -145,7 +145,7 @@ pub(crate) fn rpc_err(e: alloy::transports::TransportError) -> EthError {
 
 /// Replaces every URL in `s` by its scheme and host: transport errors quote the request URL,
 /// whose path or query often carries an API key.
-pub(crate) fn scrub_urls(s: &str) -> String {
+pub fn scrub_urls(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = ["http://", "https://", "ws://", "wss://"]

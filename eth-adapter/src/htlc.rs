@@ -151,6 +151,20 @@ impl std::fmt::Display for Revert {
     }
 }
 
+impl Revert {
+    /// The revert as one of the payment channel contract's typed errors (`Channel.sol`), if it
+    /// is one. Errors the two contracts share (`ZeroAmount()`, `TransferFailed()`,
+    /// `BalanceMismatch()`: same selector) decode as [`Revert::Htlc`] first, so they are
+    /// re-encoded and decoded with the channel's ABI here.
+    pub fn channel(&self) -> Option<crate::bindings::Channel::ChannelErrors> {
+        let data = match self {
+            Revert::Htlc(e) => e.abi_encode(),
+            Revert::Other(d) => d.clone(),
+        };
+        crate::bindings::Channel::ChannelErrors::abi_decode(&data).ok()
+    }
+}
+
 /// Decodes revert data into [`Revert`].
 pub fn decode_revert(data: &[u8]) -> Revert {
     match HTLC::HTLCErrors::abi_decode(data) {

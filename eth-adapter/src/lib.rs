@@ -24,6 +24,7 @@ mod htlc;
 mod nonce;
 pub mod recover;
 mod scan;
+pub mod tx;
 
 pub use chain::{deploy_htlc, known_chain_id, revert_reason, EthChain, EthConfig, FoundLock};
 pub use error::EthError;

@@ -29,14 +29,17 @@ pub(crate) struct Event {
     pub(crate) tx: B256,
 }
 
-/// The block the scan reached.
+/// The block the scan reached (or any block read with [`latest`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ScanTip {
-    pub(crate) number: u64,
-    pub(crate) hash: B256,
-    pub(crate) timestamp: u64,
+pub struct ScanTip {
+    /// The block number.
+    pub number: u64,
+    /// The block hash.
+    pub hash: B256,
+    /// The block's timestamp.
+    pub timestamp: u64,
     /// The block's base fee (EIP-1559), if it has one.
-    pub(crate) base_fee: Option<u128>,
+    pub base_fee: Option<u128>,
 }
 
 const CHECKPOINTS: usize = 256;
@@ -113,7 +116,7 @@ async fn block_at(p: &DynProvider, tag: BlockNumberOrTag) -> Result<Option<ScanT
 }
 
 /// Fetches the current tip.
-pub(crate) async fn latest(p: &DynProvider) -> Result<ScanTip, EthError> {
+pub async fn latest(p: &DynProvider) -> Result<ScanTip, EthError> {
     block_at(p, BlockNumberOrTag::Latest)
         .await?
         .ok_or_else(|| EthError::Rpc("node has no latest block".into()))

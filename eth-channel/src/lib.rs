@@ -16,7 +16,10 @@
 //! Callers take turns (one proposer at a time) until version skipping after a refusal is
 //! designed.
 //!
-//! Not here yet: watching the chain for `Closing` (and answering with `update`), top-ups,
+//! [`watcher`] acts on chain for a party's channels (answers stale closes, enforces locks,
+//! settles, takes credits), recording each transaction in the store before its broadcast.
+//!
+//! Not here yet: top-ups,
 //! the hashlock registry checks (`ChannelRef::revealed_at`, reuse across channels), carrying
 //! the messages over swap-net, and the engine's channel rail.
 
@@ -25,9 +28,11 @@ pub mod msg;
 mod rules;
 pub mod sqlite;
 pub mod store;
+pub mod watcher;
 
 pub use machine::{Config, Event, Party, PartyError, Step};
 pub use msg::{DecodeError, Message, Proposal, RejectCode, UpdateKind};
 pub use rules::{hashlock_of, Reject};
 pub use sqlite::SqliteChannelStore;
 pub use store::{ChannelStore, CoSigned, Saved, StoreError};
+pub use watcher::{Action, Report, SecretMap, Secrets, Skip, WatchConfig, WatchError, Watcher};

@@ -46,6 +46,8 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'channel_states is append-only'); END;
     CREATE TRIGGER channel_states_no_delete BEFORE DELETE ON channel_states
         BEGIN SELECT RAISE(ABORT, 'channel_states is append-only'); END;",
+    // 2: the watcher's transactions, recorded (signed) before their broadcast.
+    crate::watcher::outbox::MIGRATION,
 ];
 
 /// A [`ChannelStore`] in a SQLite file.
@@ -60,7 +62,7 @@ impl std::fmt::Debug for SqliteChannelStore {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -71,7 +73,7 @@ fn corrupt(channel: B256, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -117,7 +119,7 @@ impl SqliteChannelStore {
         })
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+    pub(crate) fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
         self.conn
             .lock()
             .map_err(|_| StoreError::Backend("store mutex poisoned".into()))

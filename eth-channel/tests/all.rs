@@ -11,3 +11,5 @@ mod prop;
 mod reject;
 #[path = "resume.rs"]
 mod resume;
+#[path = "watcher.rs"]
+mod watcher;

@@ -244,14 +244,11 @@ impl EthChain {
                 est
             }
         };
-        let max_fee = est.max_fee_per_gas.min(cap).max(base_fee);
-        let prio = est
-            .max_priority_fee_per_gas
-            .min(self.cfg.max_priority_fee_per_gas)
-            .min(max_fee);
+        let (max_fee, prio) =
+            crate::tx::capped_fees(&est, base_fee, cap, self.cfg.max_priority_fee_per_gas)?;
         Ok(base
             .with_chain_id(chain_id)
-            .with_gas_limit(gas + gas / 5 + 10_000)
+            .with_gas_limit(crate::tx::gas_limit(gas))
             .with_max_fee_per_gas(max_fee)
             .with_max_priority_fee_per_gas(prio))
     }
@@ -388,25 +385,11 @@ impl EthChain {
     /// Why a mined transaction reverted, by replaying it as a call against the state and
     /// environment of its own block (best effort: the state is the one after the block).
     pub(super) async fn revert_reason_of(&self, tx: B256, block: Option<u64>) -> Option<String> {
-        use alloy::consensus::Transaction as _;
-        let sent = self.provider.get_transaction_by_hash(tx).await.ok()??;
-        let block = block?;
-        let req = TransactionRequest::default()
-            .with_from(sent.inner.signer())
-            .with_to(sent.inner.to()?)
-            .with_input(sent.inner.input().clone())
-            .with_value(sent.inner.value());
-        match self
-            .provider
-            .call(req)
-            .block(alloy::eips::BlockId::number(block))
-            .await
-        {
-            Ok(_) => Some("unknown (a replay succeeds)".into()),
-            Err(e) => Some(match rpc_err(e) {
-                EthError::WouldRevert(m) => m.to_string(),
-                other => other.to_string(),
-            }),
+        match crate::tx::replay(&self.provider, tx, block?).await {
+            Ok(()) => Some("unknown (a replay succeeds)".into()),
+            Err(EthError::WouldRevert(m)) => Some(m.to_string()),
+            Err(EthError::NotReady(_) | EthError::InvalidParams(_)) => None,
+            Err(other) => Some(other.to_string()),
         }
     }
 
