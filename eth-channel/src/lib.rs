@@ -10,15 +10,14 @@
 //! versions go up by exactly one; a party signs one state per version and persists it before
 //! anything leaves (see [`Party::commit`]).
 //!
-//! Proposals must not cross: a party with a proposal pending refuses the peer's (`Busy`),
-//! and a refused proposal stays pending (it is signed, so no other state may take its
-//! version); it can only be sent again ([`Party::resend`]) or the channel closed on chain.
-//! Callers take turns (one proposer at a time) until version skipping after a refusal is
-//! designed.
+//! Proposals may cross (both parties propose the same version at once): side A's wins, both
+//! abandon that version and the change of each goes through at the next ones, A's first;
+//! every party still signs at most one state per version (see [`machine`] for the rule and
+//! why the version is skipped rather than reused).
 //!
-//! Not here yet: watching the chain for `Closing` (and answering with `update`), top-ups,
-//! the hashlock registry checks (`ChannelRef::revealed_at`, reuse across channels), carrying
-//! the messages over swap-net, and the engine's channel rail.
+//! Not here yet: watching the chain for `Closing` (and answering with `update`), the
+//! hashlock registry checks (`ChannelRef::revealed_at`, reuse across channels), and the
+//! engine's channel rail.
 
 pub mod machine;
 pub mod msg;

@@ -267,8 +267,15 @@ pub enum RejectCode {
     AfterFinal,
     /// `check_next`'s rules (deposits, withdrawals, expiries).
     Rules,
-    /// We are waiting on our own proposal (concurrent proposals).
+    /// We are waiting on our own proposal (concurrent proposals; sent by side A, whose
+    /// proposal wins a crossing).
     Busy,
+    /// Crossing proposals of one version, sent by side B: B abandoned its own proposal of
+    /// this version and refuses A's; A abandons its own too and proposes the same change at
+    /// the next version (see [`crate::machine`]).
+    Crossed,
+    /// Bytes that are no message (the `channel` and `version` of such a reject are zero).
+    Malformed,
     /// Anything else.
     Other,
 }

@@ -5,6 +5,8 @@ mod common;
 
 #[path = "anvil.rs"]
 mod anvil;
+#[path = "crossing.rs"]
+mod crossing;
 #[path = "prop.rs"]
 mod prop;
 #[path = "reject.rs"]
