@@ -15,6 +15,9 @@
 //! every party still signs at most one state per version (see [`machine`] for the rule and
 //! why the version is skipped rather than reused).
 //!
+//! [`session`] carries the messages over swap-net's encrypted transport: a [`Node`] holds a
+//! party's channels with any number of peers and routes by channel id.
+//!
 //! Not here yet: watching the chain for `Closing` (and answering with `update`), the
 //! hashlock registry checks (`ChannelRef::revealed_at`, reuse across channels), and the
 //! engine's channel rail.
@@ -22,11 +25,13 @@
 pub mod machine;
 pub mod msg;
 mod rules;
+pub mod session;
 pub mod sqlite;
 pub mod store;
 
 pub use machine::{Config, Event, Party, PartyError, Step};
 pub use msg::{DecodeError, Message, Proposal, RejectCode, UpdateKind};
 pub use rules::{hashlock_of, Reject};
+pub use session::{ChainView, Node, RpcChain, SessionConfig, SessionError};
 pub use sqlite::SqliteChannelStore;
 pub use store::{ChannelStore, CoSigned, Saved, StoreError};

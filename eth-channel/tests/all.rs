@@ -13,3 +13,5 @@ mod prop;
 mod reject;
 #[path = "resume.rs"]
 mod resume;
+#[path = "session.rs"]
+mod session;
