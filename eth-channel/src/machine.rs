@@ -362,6 +362,16 @@ impl Party {
         self.propose(UpdateKind::Withdraw { amount, expiry }, now, chain)
     }
 
+    /// Proposes accounting our top-up of `amount`, which must be final on chain (`chain`).
+    pub fn propose_top_up(
+        &self,
+        amount: u128,
+        now: u64,
+        chain: &OnChain,
+    ) -> Result<Step, PartyError> {
+        self.propose(UpdateKind::TopUp { amount }, now, chain)
+    }
+
     /// Proposes the final state (cooperative close; no pending locks).
     pub fn propose_close(&self, now: u64, chain: &OnChain) -> Result<Step, PartyError> {
         self.propose(UpdateKind::Close, now, chain)

@@ -207,6 +207,14 @@ pub enum UpdateKind {
     },
     /// The final state: same balances, no locks, `isFinal` (cooperative close).
     Close,
+    /// The proposer's on-chain top-up of `amount` (final on chain) is accounted: its deposit
+    /// total and its balance grow by it. The receiver checks the deposit against the chain
+    /// (`check_next`: never beyond what a final block holds).
+    TopUp {
+        /// Added to the proposer's deposit total and balance.
+        #[serde(with = "dec")]
+        amount: u128,
+    },
 }
 
 /// A proposed next state, signed by its proposer.

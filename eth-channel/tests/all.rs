@@ -15,3 +15,5 @@ mod reject;
 mod resume;
 #[path = "session.rs"]
 mod session;
+#[path = "topup.rs"]
+mod topup;
