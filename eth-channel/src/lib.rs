@@ -10,22 +10,24 @@
 //! versions go up by exactly one; a party signs one state per version and persists it before
 //! anything leaves (see [`Party::commit`]).
 //!
-//! Proposals must not cross: a party with a proposal pending refuses the peer's (`Busy`),
-//! and a refused proposal stays pending (it is signed, so no other state may take its
-//! version); it can only be sent again ([`Party::resend`]) or the channel closed on chain.
-//! Callers take turns (one proposer at a time) until version skipping after a refusal is
-//! designed.
+//! Proposals may cross (both parties propose the same version at once): side A's wins, both
+//! abandon that version and the change of each goes through at the next ones, A's first;
+//! every party still signs at most one state per version (see [`machine`] for the rule and
+//! why the version is skipped rather than reused).
+//!
+//! [`session`] carries the messages over swap-net's encrypted transport: a [`Node`] holds a
+//! party's channels with any number of peers and routes by channel id.
 //!
 //! [`watcher`] acts on chain for a party's channels (answers stale closes, enforces locks,
 //! settles, takes credits), recording each transaction in the store before its broadcast.
 //!
-//! Not here yet: top-ups,
-//! the hashlock registry checks (`ChannelRef::revealed_at`, reuse across channels), carrying
-//! the messages over swap-net, and the engine's channel rail.
+//! Not here yet: the hashlock registry checks (`ChannelRef::revealed_at`, reuse across
+//! channels), announcing a new channel to its peer, and the engine's channel rail.
 
 pub mod machine;
 pub mod msg;
 mod rules;
+pub mod session;
 pub mod sqlite;
 pub mod store;
 pub mod watcher;
@@ -33,6 +35,7 @@ pub mod watcher;
 pub use machine::{Config, Event, Party, PartyError, Step};
 pub use msg::{DecodeError, Message, Proposal, RejectCode, UpdateKind};
 pub use rules::{hashlock_of, Reject};
+pub use session::{ChainView, Node, RpcChain, SessionConfig, SessionError};
 pub use sqlite::SqliteChannelStore;
 pub use store::{ChannelStore, CoSigned, Saved, StoreError};
 pub use watcher::{Action, Report, SecretMap, Secrets, Skip, WatchConfig, WatchError, Watcher};

@@ -5,6 +5,41 @@
 //! changes, and nothing may be sent, until [`Party::commit`] has written the step to the
 //! [`ChannelStore`]; only then does it return the bytes to send. A refused proposal gives a
 //! step with nothing to persist and a reject to send, so it changes nothing.
+//!
+//! # Crossing proposals
+//!
+//! Both parties may propose at once, each at the next version `v`. Side A's proposal wins:
+//!
+//! 1. A, with its proposal `P_A(v)` pending, refuses B's `P_B(v)` with `Busy` (as for any
+//!    proposal while one of ours is pending).
+//! 2. B, with `P_B(v)` pending, receiving A's `P_A(v)` (A's signature checked), abandons its
+//!    own (persisted: [`ChannelStore::abandon_proposal`]) and refuses A's with
+//!    [`RejectCode::Crossed`] ([`Event::Crossed`]; the caller re-proposes its change once
+//!    A's is through, see below). Receiving `P_A(v)` again (a resend) gets the same answer.
+//! 3. A, receiving `Crossed` for its pending `P_A(v)`, abandons it (persisted) and signs the
+//!    same change on the same latest state at version `v + 1` ([`Event::Reproposed`]), in
+//!    one step whose message is the new proposal.
+//! 4. B countersigns `P_A(v + 1)`: after an abandoned version `b` above the latest co-signed
+//!    state, the next version expected (from either side) is `b + 1`
+//!    ([`Party::next_version`]). B then proposes its change at `v + 2`.
+//!
+//! **Why version `v` is skipped rather than B countersigning `P_A(v)`.** B has signed
+//! `P_B(v)`, and A holds that signature. Were B to countersign `P_A(v)`, a dishonest A could
+//! add its own signature to `P_B(v)` and hold two co-signed states of version `v`; the
+//! contract's `update` needs a strictly higher version, so whichever reaches the chain first
+//! wins and B could not replace `P_B(v)` with the `P_A(v)` it relied on (say, a lock A made to
+//! B that B then forwarded). With the skip, every party still signs at most one state per
+//! version (A: `P_A(v)`, `P_A(v + 1)`; B: `P_B(v)`, then `P_A(v + 1)`), the store still
+//! refuses to co-sign anything but our own proposal at a version where we made one, and no
+//! party ever countersigns at an abandoned version (the store refuses it). An abandoned
+//! proposal is exactly as harmful as a refused pending one: the peer may still complete it
+//! with its own signature, so its proposer must treat it as possibly in force until a state
+//! of a higher version is co-signed; it was the proposer's own willing change from the same
+//! latest state, and is superseded as soon as `v + 1` is co-signed.
+//!
+//! **Liveness.** A never abandons except on `Crossed`, and then re-proposes at once; B
+//! waits for A's re-proposal to complete (or a timeout, if A cannot re-propose) before it
+//! re-proposes, so each crossing ends with one co-signed state and a fresh proposal by B.
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
@@ -74,6 +109,33 @@ pub enum Event {
     Completed(u64),
     /// We refused the peer's proposal (nothing changed).
     RefusedPeer(Reject),
+    /// Crossing proposals (we are B): the peer's proposal of this version won, ours of the
+    /// same version is abandoned and the peer's refused with `Crossed`. Propose `kind` again
+    /// once the peer's re-proposal (at the next version) is through.
+    Crossed {
+        /// The abandoned version.
+        abandoned: u64,
+        /// Our abandoned change.
+        kind: UpdateKind,
+    },
+    /// Crossing proposals (we are A): the peer abandoned its proposal, ours of `abandoned` is
+    /// abandoned too and the same change proposed again at `version` (send it).
+    Reproposed {
+        /// Our abandoned version.
+        abandoned: u64,
+        /// The new proposal's version.
+        version: u64,
+    },
+    /// Crossing proposals (we are A): our proposal of `abandoned` is abandoned, and the same
+    /// change is no longer valid (e.g. a lock expiry now too close), so nothing is proposed.
+    Dropped {
+        /// Our abandoned version.
+        abandoned: u64,
+        /// The change.
+        kind: UpdateKind,
+        /// Why it cannot be proposed again.
+        reason: Reject,
+    },
     /// The peer refused our proposal; it stays pending (and signed by us: never replaced).
     PeerRefused {
         /// Its code.
@@ -88,6 +150,11 @@ enum Change {
     None,
     Pending(Proposal),
     CoSigned(CoSigned),
+    /// Our pending proposal of `version` is abandoned; `then` replaces it.
+    Abandon {
+        version: u64,
+        then: Option<Proposal>,
+    },
 }
 
 /// A change to persist, then a message to send: apply with [`Party::commit`].
@@ -119,6 +186,7 @@ pub struct Party {
     cfg: Config,
     latest: CoSigned,
     pending: Option<Proposal>,
+    abandoned: Option<u64>,
 }
 
 impl Party {
@@ -160,6 +228,7 @@ impl Party {
                 me,
                 latest: initial,
                 pending: None,
+                abandoned: None,
             },
             key,
             cfg,
@@ -190,7 +259,25 @@ impl Party {
             cfg,
             latest: s.latest,
             pending: s.pending,
+            abandoned: s.abandoned,
         }
+    }
+
+    /// The version the next state (ours or the peer's) must have: one above the latest
+    /// co-signed state, or above our abandoned proposal if one is higher (crossing proposals,
+    /// see the module docs).
+    pub fn next_version(&self) -> u64 {
+        let l = self.latest.state.version;
+        self.abandoned
+            .filter(|a| *a > l)
+            .unwrap_or(l)
+            .saturating_add(1)
+    }
+
+    /// The highest version above the latest co-signed state at which we abandoned our own
+    /// proposal, if any.
+    pub fn abandoned(&self) -> Option<u64> {
+        self.abandoned.filter(|a| *a > self.latest.state.version)
     }
 
     /// The channel.
@@ -275,6 +362,16 @@ impl Party {
         self.propose(UpdateKind::Withdraw { amount, expiry }, now, chain)
     }
 
+    /// Proposes accounting our top-up of `amount`, which must be final on chain (`chain`).
+    pub fn propose_top_up(
+        &self,
+        amount: u128,
+        now: u64,
+        chain: &OnChain,
+    ) -> Result<Step, PartyError> {
+        self.propose(UpdateKind::TopUp { amount }, now, chain)
+    }
+
     /// Proposes the final state (cooperative close; no pending locks).
     pub fn propose_close(&self, now: u64, chain: &OnChain) -> Result<Step, PartyError> {
         self.propose(UpdateKind::Close, now, chain)
@@ -285,25 +382,35 @@ impl Party {
         if let Some(p) = &self.pending {
             return Err(PartyError::Busy(p.state.version));
         }
-        let (state, locks) = next_state(&self.chan, &self.latest, &self.cfg, &kind, self.me, now)?;
-        self.chan
-            .check_next(&self.latest.state, &state, chain)
-            .map_err(Reject::from)?;
-        let sig = self
-            .chan
-            .sign(&self.key, &state, &locks, now)
-            .map_err(Reject::from)?;
-        let proposal = Proposal {
-            channel: self.id,
-            state: WireState::new(&state, &locks),
-            kind,
-            sig: WireSig::from(&sig),
-        };
+        let proposal = self.build(kind, self.next_version(), now, chain)?;
+        let version = proposal.state.version;
         Ok(Step {
             base: self.latest.state.version,
             change: Change::Pending(proposal.clone()),
             out: Some(Message::Propose(proposal)),
-            event: Event::Proposed(state.version),
+            event: Event::Proposed(version),
+        })
+    }
+
+    /// Builds, checks and signs the state `kind` makes of the latest co-signed one, at
+    /// `version`.
+    fn build(
+        &self,
+        kind: UpdateKind,
+        version: u64,
+        now: u64,
+        chain: &OnChain,
+    ) -> Result<Proposal, Reject> {
+        let (mut state, locks) =
+            next_state(&self.chan, &self.latest, &self.cfg, &kind, self.me, now)?;
+        state.version = version;
+        self.chan.check_next(&self.latest.state, &state, chain)?;
+        let sig = self.chan.sign(&self.key, &state, &locks, now)?;
+        Ok(Proposal {
+            channel: self.id,
+            state: WireState::new(&state, &locks),
+            kind,
+            sig: WireSig::from(&sig),
         })
     }
 
@@ -335,6 +442,10 @@ impl Party {
                         r.version
                     )));
                 }
+                if let (RejectCode::Crossed, Side::A, Some(mine)) = (r.code, self.me, &self.pending)
+                {
+                    return Ok(self.repropose(mine, now, chain));
+                }
                 Ok(Step {
                     base: self.latest.state.version,
                     change: Change::None,
@@ -355,6 +466,9 @@ impl Party {
     pub fn receive_proposal(&self, p: &Proposal, now: u64, chain: &OnChain) -> Step {
         if let Some(again) = self.countersign_again(p) {
             return again;
+        }
+        if let Some(crossed) = self.crossing(p) {
+            return crossed;
         }
         match self.validate(p, now, chain) {
             Ok((state, locks, sig)) => {
@@ -384,6 +498,87 @@ impl Party {
             }
             Err(r) => self.refusal(p, r),
         }
+    }
+
+    /// We are A and B answered our pending proposal with `Crossed`: abandon it and sign the
+    /// same change at the next version.
+    fn repropose(&self, mine: &Proposal, now: u64, chain: &OnChain) -> Step {
+        let abandoned = mine.state.version;
+        let (then, event) = match self.build(mine.kind.clone(), abandoned + 1, now, chain) {
+            Ok(p) => (
+                Some(p),
+                Event::Reproposed {
+                    abandoned,
+                    version: abandoned + 1,
+                },
+            ),
+            Err(reason) => (
+                None,
+                Event::Dropped {
+                    abandoned,
+                    kind: mine.kind.clone(),
+                    reason,
+                },
+            ),
+        };
+        Step {
+            base: self.latest.state.version,
+            out: then.clone().map(Message::Propose),
+            change: Change::Abandon {
+                version: abandoned,
+                then,
+            },
+            event,
+        }
+    }
+
+    /// We are B and the peer's proposal `p` crosses ours (or one we abandoned for it):
+    /// abandon ours (if still pending) and answer `Crossed`. `None` if `p` is no crossing.
+    fn crossing(&self, p: &Proposal) -> Option<Step> {
+        if self.me != Side::B || p.channel != self.id {
+            return None;
+        }
+        let v = p.state.version;
+        let mine = self.pending.as_ref().filter(|m| m.state.version == v);
+        if mine.is_none() && self.abandoned() != Some(v) {
+            return None;
+        }
+        // Only A's own signed proposal makes us give up ours.
+        self.chan
+            .verify(&p.state.state(), &p.sig.into(), self.chan.party(Side::A))
+            .ok()?;
+        let reject = Message::Reject(RejectMsg {
+            channel: self.id,
+            version: v,
+            code: RejectCode::Crossed,
+            text: format!(
+                "crossing proposals of version {v}: propose again at {}",
+                v + 1
+            ),
+        });
+        Some(match mine {
+            Some(m) => Step {
+                base: self.latest.state.version,
+                change: Change::Abandon {
+                    version: v,
+                    then: None,
+                },
+                out: Some(reject),
+                event: Event::Crossed {
+                    abandoned: v,
+                    kind: m.kind.clone(),
+                },
+            },
+            None => Step {
+                base: self.latest.state.version,
+                change: Change::None,
+                out: Some(reject),
+                event: Event::RefusedPeer(Reject {
+                    code: RejectCode::Crossed,
+                    detail: format!("version {v} was abandoned (crossing proposals)"),
+                }),
+            },
+        })
     }
 
     fn countersign_again(&self, p: &Proposal) -> Option<Step> {
@@ -451,15 +646,16 @@ impl Party {
                 format!("our proposal {} is pending", mine.state.version),
             );
         }
-        let want = self.latest.state.version + 1;
+        let want = self.next_version();
         if state.version != want {
             return rej(
                 RejectCode::WrongVersion,
                 format!("version {}, expected {want}", state.version),
             );
         }
-        let (exp_state, exp_locks) =
+        let (mut exp_state, exp_locks) =
             next_state(&self.chan, &self.latest, &self.cfg, &p.kind, peer, now)?;
+        exp_state.version = want;
         self.chan.check(&state, &locks, now)?;
         if state != exp_state || locks != exp_locks {
             return rej(
@@ -526,6 +722,21 @@ impl Party {
                 }
                 store.save_proposal(self.id, &p)?;
                 self.pending = Some(p);
+            }
+            Change::Abandon { version, then } => {
+                store.abandon_proposal(self.id, version)?;
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.state.version == version)
+                {
+                    self.pending = None;
+                }
+                self.abandoned = Some(self.abandoned.unwrap_or(0).max(version));
+                if let Some(p) = then {
+                    store.save_proposal(self.id, &p)?;
+                    self.pending = Some(p);
+                }
             }
             Change::CoSigned(cs) => {
                 store.save_cosigned(self.id, &cs)?;

@@ -207,6 +207,14 @@ pub enum UpdateKind {
     },
     /// The final state: same balances, no locks, `isFinal` (cooperative close).
     Close,
+    /// The proposer's on-chain top-up of `amount` (final on chain) is accounted: its deposit
+    /// total and its balance grow by it. The receiver checks the deposit against the chain
+    /// (`check_next`: never beyond what a final block holds).
+    TopUp {
+        /// Added to the proposer's deposit total and balance.
+        #[serde(with = "dec")]
+        amount: u128,
+    },
 }
 
 /// A proposed next state, signed by its proposer.
@@ -267,8 +275,15 @@ pub enum RejectCode {
     AfterFinal,
     /// `check_next`'s rules (deposits, withdrawals, expiries).
     Rules,
-    /// We are waiting on our own proposal (concurrent proposals).
+    /// We are waiting on our own proposal (concurrent proposals; sent by side A, whose
+    /// proposal wins a crossing).
     Busy,
+    /// Crossing proposals of one version, sent by side B: B abandoned its own proposal of
+    /// this version and refuses A's; A abandons its own too and proposes the same change at
+    /// the next version (see [`crate::machine`]).
+    Crossed,
+    /// Bytes that are no message (the `channel` and `version` of such a reject are zero).
+    Malformed,
     /// Anything else.
     Other,
 }

@@ -180,6 +180,20 @@ pub(crate) fn next_state(
             })?;
             s.withdrawExpiry = *expiry;
         }
+        UpdateKind::TopUp { amount } => {
+            if *amount == 0 {
+                return rej(RejectCode::StateMismatch, "a top-up of zero");
+            }
+            let d = match by {
+                Side::A => &mut s.depositA,
+                Side::B => &mut s.depositB,
+            };
+            *d = d.checked_add(*amount).ok_or(Reject {
+                code: RejectCode::Capacity,
+                detail: "deposit total overflow".into(),
+            })?;
+            credit(&mut s, by, *amount)?;
+        }
         UpdateKind::Close => {
             if !locks.is_empty() {
                 return rej(

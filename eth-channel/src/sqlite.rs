@@ -48,7 +48,33 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'channel_states is append-only'); END;",
     // 2: the watcher's transactions, recorded (signed) before their broadcast.
     crate::watcher::outbox::MIGRATION,
+    // 3: abandoned proposals (crossing proposals) and who each channel's peer is.
+    "CREATE TABLE channel_abandoned (
+        channel_id  BLOB NOT NULL REFERENCES channels(id),
+        version     INTEGER NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        PRIMARY KEY (channel_id, version)
+    );
+    CREATE TRIGGER channel_abandoned_no_update BEFORE UPDATE ON channel_abandoned
+        BEGIN SELECT RAISE(ABORT, 'channel_abandoned is append-only'); END;
+    CREATE TRIGGER channel_abandoned_no_delete BEFORE DELETE ON channel_abandoned
+        BEGIN SELECT RAISE(ABORT, 'channel_abandoned is append-only'); END;
+    CREATE TABLE channel_peers (
+        channel_id  BLOB PRIMARY KEY NOT NULL REFERENCES channels(id),
+        peer_key    BLOB NOT NULL,
+        addr        TEXT,
+        updated_at  INTEGER NOT NULL
+    );",
 ];
+
+/// Who a channel's peer is on the encrypted transport ([`SqliteChannelStore::peer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// Its static Noise key.
+    pub key: [u8; 32],
+    /// Where to dial it, if we do.
+    pub addr: Option<String>,
+}
 
 /// A [`ChannelStore`] in a SQLite file.
 #[derive(Clone)]
@@ -119,6 +145,61 @@ impl SqliteChannelStore {
         })
     }
 
+    /// Every channel id recorded, oldest first.
+    pub fn channel_ids(&self) -> Result<Vec<B256>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare("SELECT id FROM channels ORDER BY created_at, rowid")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(backend)?;
+        let mut out = vec![];
+        for r in rows {
+            let v = r.map_err(backend)?;
+            if v.len() != 32 {
+                return Err(StoreError::Backend("channel id length".into()));
+            }
+            out.push(B256::from_slice(&v));
+        }
+        Ok(out)
+    }
+
+    /// Records (or replaces) who channel `id`'s peer is on the encrypted transport: its
+    /// static key and, if we dial it, its address.
+    pub fn set_peer(&self, id: B256, key: [u8; 32], addr: Option<&str>) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        if !exists(&conn, id)? {
+            return Err(StoreError::UnknownChannel(id));
+        }
+        conn.execute(
+            "INSERT INTO channel_peers (channel_id, peer_key, addr, updated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (channel_id) DO UPDATE SET peer_key = ?2, addr = ?3, updated_at = ?4",
+            params![id.as_slice(), key.as_slice(), addr, unix_now()],
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Channel `id`'s peer (see [`SqliteChannelStore::set_peer`]).
+    pub fn peer(&self, id: B256) -> Result<Option<PeerRecord>, StoreError> {
+        let conn = self.lock()?;
+        let row: Option<(Vec<u8>, Option<String>)> = conn
+            .query_row(
+                "SELECT peer_key, addr FROM channel_peers WHERE channel_id = ?1",
+                params![id.as_slice()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        row.map(|(k, a)| {
+            let k: [u8; 32] = k.try_into().map_err(|_| corrupt(id, "peer key length"))?;
+            Ok(PeerRecord { key: k, addr: a })
+        })
+        .transpose()
+    }
+
     pub(crate) fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
         self.conn
             .lock()
@@ -163,6 +244,45 @@ fn row_at(
     )
     .optional()
     .map_err(backend)
+}
+
+fn is_abandoned(conn: &Connection, id: B256, version: u64) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT 1 FROM channel_abandoned WHERE channel_id = ?1 AND version = ?2",
+        params![id.as_slice(), to_i64(id, version)?],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+    .map_err(backend)
+}
+
+/// The highest abandoned version above `above`.
+fn abandoned_above(conn: &Connection, id: B256, above: u64) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = conn
+        .query_row(
+            "SELECT MAX(version) FROM channel_abandoned WHERE channel_id = ?1 AND version > ?2",
+            params![id.as_slice(), to_i64(id, above)?],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    v.map(|v| u64::try_from(v).map_err(|e| corrupt(id, e)))
+        .transpose()
+}
+
+/// Our newest proposal above `above` that is not abandoned.
+fn pending_above(conn: &Connection, id: B256, above: u64) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = conn
+        .query_row(
+            "SELECT MAX(version) FROM channel_states WHERE channel_id = ?1 AND role = 'proposed'
+             AND version > ?2 AND version NOT IN
+             (SELECT version FROM channel_abandoned WHERE channel_id = ?1)",
+            params![id.as_slice(), to_i64(id, above)?],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    v.map(|v| u64::try_from(v).map_err(|e| corrupt(id, e)))
+        .transpose()
 }
 
 fn exists(conn: &Connection, id: B256) -> Result<bool, StoreError> {
@@ -283,6 +403,12 @@ impl ChannelStore for SqliteChannelStore {
                 detail: format!("proposal of version {v} at or below the latest co-signed"),
             });
         }
+        if is_abandoned(&tx, id, v)? {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("our proposal of version {v} is abandoned"),
+            });
+        }
         if let Some(row) = row_at(&tx, id, v, "proposed")? {
             if proposal_of(id, &row)? == *p {
                 return Ok(());
@@ -329,6 +455,12 @@ impl ChannelStore for SqliteChannelStore {
                 detail: format!("co-signed version {v} at or below the latest"),
             });
         }
+        if is_abandoned(&tx, id, v)? {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("version {v} is abandoned: never co-signed"),
+            });
+        }
         let ws = WireState::new(&s.state, &s.locks);
         if let Some(row) = row_at(&tx, id, v, "proposed")? {
             if proposal_of(id, &row)?.state != ws {
@@ -350,6 +482,35 @@ impl ChannelStore for SqliteChannelStore {
             None,
             (sig(&s.sig_a)?, sig(&s.sig_b)?),
         )?;
+        tx.commit().map_err(backend)
+    }
+
+    fn abandon_proposal(&self, id: B256, version: u64) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction().map_err(backend)?;
+        if !exists(&tx, id)? {
+            return Err(StoreError::UnknownChannel(id));
+        }
+        if is_abandoned(&tx, id, version)? {
+            return Ok(());
+        }
+        if latest_version(&tx, id)?.is_some_and(|l| version <= l) {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("abandoning version {version}, at or below the latest co-signed"),
+            });
+        }
+        if row_at(&tx, id, version, "proposed")?.is_none() {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("no proposal of ours at version {version} to abandon"),
+            });
+        }
+        tx.execute(
+            "INSERT INTO channel_abandoned (channel_id, version, recorded_at) VALUES (?1, ?2, ?3)",
+            params![id.as_slice(), to_i64(id, version)?, unix_now()],
+        )
+        .map_err(backend)?;
         tx.commit().map_err(backend)
     }
 
@@ -433,14 +594,22 @@ impl ChannelStore for SqliteChannelStore {
                 }
             }
         };
-        let pending = row_at(&conn, id, latest.state.version + 1, "proposed")?
-            .map(|r| proposal_of(id, &r))
-            .transpose()?;
+        let above = latest.state.version;
+        let pending = match pending_above(&conn, id, above)? {
+            Some(v) => Some(proposal_of(
+                id,
+                &row_at(&conn, id, v, "proposed")?
+                    .ok_or_else(|| corrupt(id, "pending row vanished"))?,
+            )?),
+            None => None,
+        };
+        let abandoned = abandoned_above(&conn, id, above)?;
         Ok(Some(Saved {
             chan,
             me,
             latest,
             pending,
+            abandoned,
         }))
     }
 

@@ -37,6 +37,9 @@ pub struct Saved {
     pub latest: CoSigned,
     /// Our proposal above it, signed by us and not yet countersigned.
     pub pending: Option<Proposal>,
+    /// The highest version above `latest` at which we abandoned our own proposal (crossing
+    /// proposals): no state of that version is ever co-signed by us, the next one is above.
+    pub abandoned: Option<u64>,
 }
 
 /// A store failure.
@@ -89,6 +92,12 @@ pub trait ChannelStore: Send + Sync {
     /// latest co-signed one (the same state again is a no-op), and a state differing from our
     /// own proposal at that version.
     fn save_cosigned(&self, channel: B256, s: &CoSigned) -> Result<(), StoreError>;
+
+    /// Records that our proposal of `version` (above the latest co-signed state) is
+    /// abandoned: it stops being pending, and we never sign another state of that version.
+    /// Refuses a version without a proposal of ours, or at or below the latest co-signed one;
+    /// abandoning again is a no-op.
+    fn abandon_proposal(&self, channel: B256, version: u64) -> Result<(), StoreError>;
 
     /// The channel's latest co-signed state and pending proposal.
     fn load(&self, channel: B256) -> Result<Option<Saved>, StoreError>;

@@ -5,11 +5,17 @@ mod common;
 
 #[path = "anvil.rs"]
 mod anvil;
+#[path = "crossing.rs"]
+mod crossing;
 #[path = "prop.rs"]
 mod prop;
 #[path = "reject.rs"]
 mod reject;
 #[path = "resume.rs"]
 mod resume;
+#[path = "session.rs"]
+mod session;
+#[path = "topup.rs"]
+mod topup;
 #[path = "watcher.rs"]
 mod watcher;

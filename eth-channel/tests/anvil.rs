@@ -277,3 +277,83 @@ async fn an_old_state_closed_unilaterally_is_replaced_by_the_latest() {
     let st = env.contract(2).status(env.chan.id()).call().await.unwrap();
     assert_eq!(st.st, 3, "settled");
 }
+
+/// Two session nodes over TCP, reading the channel's amounts from anvil (`RpcChain`): two
+/// payments, the final state, then one cooperative close paying exactly the final balances.
+#[tokio::test]
+async fn a_session_over_tcp_pays_and_closes_cooperatively_on_chain() {
+    use eth_channel::msg::{UpdateKind, WireLock};
+    use eth_channel::{Node, RpcChain, SessionConfig};
+    use std::sync::Arc;
+
+    let env = Env::start(3).await;
+    let id = env.chan.id();
+    let rpc = Arc::new(RpcChain {
+        provider: env.net.provider().clone(),
+        at: BlockNumberOrTag::Latest,
+    });
+    let (na, nb) = (
+        swap_net::Identity::generate().unwrap(),
+        swap_net::Identity::generate().unwrap(),
+    );
+    let mk = |net: &swap_net::Identity, i: usize, store: &SqliteChannelStore| {
+        Node::new(
+            net.clone(),
+            env.net.signer(i),
+            Config::default(),
+            SessionConfig::default(),
+            Arc::new(store.clone()),
+            rpc.clone(),
+        )
+    };
+    let (a, b) = (mk(&na, 0, &env.sa), mk(&nb, 1, &env.sb));
+    a.add_channel(id, nb.public()).unwrap();
+    b.add_channel(id, na.public()).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = b.clone();
+    tokio::spawn(async move { server.serve(l).await });
+    a.connect(addr, nb.public()).await.unwrap();
+    while !b.connected(na.public()) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let lock = |from: Address, amount: u128, n: u8| UpdateKind::Lock {
+        lock: WireLock {
+            from,
+            amount,
+            hashlock: hashlock_of(&B256::repeat_byte(n)),
+            expiry: now + 3600,
+        },
+    };
+    let claim = |n: u8| UpdateKind::Claim {
+        hashlock: hashlock_of(&B256::repeat_byte(n)),
+        preimage: B256::repeat_byte(n),
+    };
+    let p = env.chan.params.clone();
+    assert_eq!(a.propose(id, lock(p.a, 3 * ONE, 1)).await.unwrap(), 1);
+    assert_eq!(b.propose(id, claim(1)).await.unwrap(), 2);
+    assert_eq!(b.propose(id, lock(p.b, ONE, 2)).await.unwrap(), 3);
+    assert_eq!(a.propose(id, claim(2)).await.unwrap(), 4);
+    assert_eq!(a.propose(id, UpdateKind::Close).await.unwrap(), 5);
+    let fin = a.with_party(id, |p| p.latest().clone()).unwrap();
+    assert_eq!(fin, b.with_party(id, |p| p.latest().clone()).unwrap());
+    assert!(fin.state.isFinal);
+    assert_eq!(fin.state.balanceA, 8 * ONE);
+    assert_eq!(fin.state.balanceB, 7 * ONE);
+
+    let (a0, b0) = (balance(&env.net, p.a).await, balance(&env.net, p.b).await);
+    let (sa, sb) = fin.sigs().unwrap();
+    mined(
+        env.contract(2)
+            .cooperativeClose(p.clone(), fin.state.clone(), sa, sb),
+    )
+    .await;
+    assert_eq!(balance(&env.net, p.a).await - a0, U256::from(8 * ONE));
+    assert_eq!(balance(&env.net, p.b).await - b0, U256::from(7 * ONE));
+    let st = env.contract(2).status(id).call().await.unwrap();
+    assert_eq!(st.st, 3, "settled");
+}

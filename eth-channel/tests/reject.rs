@@ -418,7 +418,8 @@ fn claims_and_cancels_follow_the_lock() {
 #[test]
 fn nothing_after_final_and_busy_while_pending() {
     let mut pair = Pair::new();
-    // Both propose at once: each refuses the other's (Busy), nothing is signed twice.
+    // Both propose at once: A refuses B's (Busy); B abandons its own and answers A's with
+    // Crossed (see tests/crossing.rs for the rest); nothing is signed twice at a version.
     let sa = pair
         .a
         .propose_lock(5, secret(1).1, NOW + 3600, NOW, &chain())
@@ -431,7 +432,8 @@ fn nothing_after_final_and_busy_while_pending() {
     let bytes_b = pair.b.commit(sb, &pair.sb).unwrap().unwrap();
     let r = pair.a.receive(&bytes_b, NOW, &chain()).unwrap();
     assert!(matches!(&r.event, Event::RefusedPeer(r) if r.code == RejectCode::Busy));
-    refused(&mut pair, &bytes_a, NOW, &chain(), RejectCode::Busy);
+    let r = pair.b.receive(&bytes_a, NOW, &chain()).unwrap();
+    assert!(matches!(&r.event, Event::Crossed { abandoned: 1, .. }));
     assert!(matches!(
         pair.a.propose_close(NOW, &chain()),
         Err(PartyError::Busy(1))

@@ -471,6 +471,7 @@ mod tests {
                 me: Side::B,
                 latest,
                 pending: None,
+                abandoned: None,
             },
             secrets,
         )

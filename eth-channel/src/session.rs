@@ -1,0 +1,661 @@
+//! Channel messages over swap-net's encrypted transport.
+//!
+//! A [`Node`] holds every channel of one party (any number of peers), routes each message
+//! by its channel id to that channel's [`Party`], and keeps at most one connection per peer
+//! (a [`swap_net::Connection`], Noise-authenticated: a channel's messages are accepted only
+//! from the peer key it was registered with). Each connection runs in its own task, reads
+//! frames and answers them, and sends what local calls ([`Node::propose`]) produced.
+//!
+//! Discipline, as in [`Party`]: every step is committed (persisted) before its message is
+//! handed to the connection. A proposal whose answer does not come in time
+//! ([`SessionConfig::request_timeout`]), or that could not be sent, stays pending (it is
+//! signed); it is resent ([`Party::resend`]) whenever a connection to its peer starts, and
+//! the peer answers a proposal it already countersigned with the same countersignature.
+//!
+//! Hostile input: bytes that are no message get a `Reject` with [`RejectCode::Malformed`]
+//! (channel and version zero), a proposal for a channel we do not hold with this peer one
+//! with [`RejectCode::WrongChannel`], an invalid proposal the reject [`Party`] gives; none
+//! changes anything. A connection sending more than [`swap_net::Limits::max_bad_messages`]
+//! malformed or misrouted messages, or faster than `max_messages_per_sec`, is closed.
+//!
+//! Crossing proposals (see [`crate::machine`]) are handled here: on side B a lost crossing
+//! re-proposes the abandoned change once A's re-proposal is countersigned (or after
+//! [`SessionConfig::crossing_wait`]); the caller of [`Node::propose`] waits for the change
+//! it asked for, whatever version it ends up at.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
+use eth_adapter::channel::{ChannelRef, OnChain};
+use swap_net::{Connection, Identity, Limits, NetError, PeerKey};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::{debug, warn};
+
+use crate::machine::{Config, Event, Party, PartyError};
+use crate::msg::{Message, RejectCode, RejectMsg, UpdateKind, MAX_MESSAGE_BYTES};
+use crate::rules::Reject;
+use crate::store::{ChannelStore, StoreError};
+
+/// What the chain says, for checking states: a channel's amounts at a final block.
+#[async_trait::async_trait]
+pub trait ChainView: Send + Sync + 'static {
+    /// `chan`'s cumulative amounts at a final block (see `ChannelRef::on_chain`).
+    async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError>;
+    /// Unix seconds now (lock and withdrawal expiries are checked against it).
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// [`ChainView`] over an RPC provider, reading at a fixed block tag (`Finalized` in
+/// production; a devnet without finality may pass `Latest`).
+#[derive(Debug, Clone)]
+pub struct RpcChain {
+    /// The provider.
+    pub provider: alloy::providers::DynProvider,
+    /// The block read.
+    pub at: alloy::eips::BlockNumberOrTag,
+}
+
+#[async_trait::async_trait]
+impl ChainView for RpcChain {
+    async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError> {
+        chan.on_chain(&self.provider, self.at)
+            .await
+            .map_err(|e| SessionError::Chain(e.to_string()))
+    }
+}
+
+/// Timing of a [`Node`].
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// How long [`Node::propose`] waits for the peer's answer.
+    pub request_timeout: Duration,
+    /// How long side B waits for A's re-proposal after a lost crossing before proposing its
+    /// own change again.
+    pub crossing_wait: Duration,
+    /// How long before a proposal refused with `Busy` is sent again.
+    pub busy_retry: Duration,
+    /// Connection bounds (see [`swap_net::Limits`]).
+    pub limits: Limits,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            crossing_wait: Duration::from_secs(5),
+            busy_retry: Duration::from_millis(200),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What went wrong in a session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The transport failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The state machine refused (our own update invalid, busy, store failure).
+    #[error(transparent)]
+    Party(#[from] PartyError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The chain could not be read.
+    #[error("chain: {0}")]
+    Chain(String),
+    /// Not one of our channels.
+    #[error("unknown channel {0}")]
+    UnknownChannel(B256),
+    /// A proposal of ours on this channel is still pending (or being re-proposed).
+    #[error("channel {channel}: proposal of version {version} pending")]
+    Busy {
+        /// The channel.
+        channel: B256,
+        /// The pending version.
+        version: u64,
+    },
+    /// No connection to the channel's peer: the proposal (signed, persisted) stays pending
+    /// and is sent when one starts.
+    #[error("not connected to {peer}; proposal of version {version} pending")]
+    NotConnected {
+        /// The peer.
+        peer: PeerKey,
+        /// The pending version.
+        version: u64,
+    },
+    /// No answer in time: the proposal stays pending and is resent on the next connection.
+    #[error("no answer to version {version} in time; it stays pending")]
+    Timeout {
+        /// The pending version.
+        version: u64,
+    },
+    /// The peer refused our proposal (it stays pending, signed: see [`Party`]).
+    #[error("refused by the peer ({code:?}): {text}")]
+    Refused {
+        /// Its code.
+        code: RejectCode,
+        /// Its text (the peer's, for logs).
+        text: String,
+    },
+    /// Our change lost a crossing and is no longer valid: nothing was proposed again.
+    #[error("abandoned after crossing proposals, no longer valid: {0}")]
+    Dropped(Reject),
+    /// The node's own bookkeeping failed (a poisoned lock).
+    #[error("session state: {0}")]
+    Internal(&'static str),
+}
+
+type Answer = Result<u64, SessionError>;
+
+struct Slot {
+    party: Party,
+    peer: PeerKey,
+    /// The caller waiting for our pending (or crossed, to be re-proposed) change.
+    waiter: Option<oneshot::Sender<Answer>>,
+    /// Side B after a lost crossing: the change to propose again.
+    requeue: Option<UpdateKind>,
+}
+
+struct Conn {
+    generation: u64,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+struct Inner {
+    me: Identity,
+    key: PrivateKeySigner,
+    party_cfg: Config,
+    cfg: SessionConfig,
+    store: Arc<dyn ChannelStore>,
+    chain: Arc<dyn ChainView>,
+    chans: Mutex<HashMap<B256, Slot>>,
+    conns: Mutex<HashMap<PeerKey, Conn>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// One party's channels and connections (cheap to clone: shared).
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({})", self.inner.me.public())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, SessionError> {
+    m.lock()
+        .map_err(|_| SessionError::Internal("poisoned lock"))
+}
+
+impl Node {
+    /// A node signing with `key` (the Ethereum key of our side in every channel), talking as
+    /// `me` on the transport, keeping its states in `store`.
+    pub fn new(
+        me: Identity,
+        key: PrivateKeySigner,
+        party_cfg: Config,
+        cfg: SessionConfig,
+        store: Arc<dyn ChannelStore>,
+        chain: Arc<dyn ChainView>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                me,
+                key,
+                party_cfg,
+                cfg,
+                store,
+                chain,
+                chans: Mutex::new(HashMap::new()),
+                conns: Mutex::new(HashMap::new()),
+                generation: std::sync::atomic::AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Our transport identity's public key.
+    pub fn public(&self) -> PeerKey {
+        self.inner.me.public()
+    }
+
+    /// Serves channel `id` (recorded in the store) with `peer`: resumes its party.
+    pub fn add_channel(&self, id: B256, peer: PeerKey) -> Result<(), SessionError> {
+        let party = Party::resume(
+            id,
+            self.inner.key.clone(),
+            self.inner.party_cfg,
+            &*self.inner.store,
+        )?;
+        lock(&self.inner.chans)?.insert(
+            id,
+            Slot {
+                party,
+                peer,
+                waiter: None,
+                requeue: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Reads channel `id`'s party (its latest co-signed state, pending proposal...).
+    pub fn with_party<T>(&self, id: B256, f: impl FnOnce(&Party) -> T) -> Result<T, SessionError> {
+        let chans = lock(&self.inner.chans)?;
+        let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
+        Ok(f(&slot.party))
+    }
+
+    /// Whether a connection to `peer` is up.
+    pub fn connected(&self, peer: PeerKey) -> bool {
+        lock(&self.inner.conns).is_ok_and(|c| c.contains_key(&peer))
+    }
+
+    /// Dials `peer` at `addr` (refusing any other key) and runs the connection in a task;
+    /// resends every pending proposal of ours to it.
+    pub async fn connect(&self, addr: impl ToSocketAddrs, peer: PeerKey) -> Result<(), NetError> {
+        let conn = Connection::connect(addr, &self.inner.me, Some(peer)).await?;
+        self.spawn(conn, None);
+        Ok(())
+    }
+
+    /// Accepts connections on `listener` until the task is dropped (each runs in its own
+    /// task; at most `limits.max_connections` at once).
+    pub async fn serve(&self, listener: TcpListener) {
+        let slots = Arc::new(Semaphore::new(self.inner.cfg.limits.max_connections));
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "channel listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                debug!(%addr, "channel listener: too many connections");
+                continue;
+            };
+            let node = self.clone();
+            tokio::spawn(async move {
+                match Connection::accept(stream, &node.inner.me).await {
+                    Ok(conn) => node.spawn(conn, Some(permit)),
+                    Err(e) => debug!(%addr, error = %e, "channel handshake failed"),
+                }
+            });
+        }
+    }
+
+    fn spawn(&self, conn: Connection, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
+        let peer = conn.remote();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let generation = self
+            .inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Resend first (queued before anything newer), then make the connection visible.
+        if let Ok(chans) = lock(&self.inner.chans) {
+            for slot in chans.values().filter(|s| s.peer == peer) {
+                if let Some(bytes) = slot.party.resend() {
+                    let _ = tx.send(bytes);
+                }
+            }
+        }
+        if let Ok(mut conns) = lock(&self.inner.conns) {
+            conns.insert(peer, Conn { generation, tx });
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match node.run(conn, rx).await {
+                Ok(()) | Err(SessionError::Net(NetError::Closed)) => {
+                    debug!(%peer, "channel peer disconnected")
+                }
+                Err(e) => debug!(%peer, error = %e, "channel connection dropped"),
+            }
+            if let Ok(mut conns) = lock(&node.inner.conns) {
+                if conns.get(&peer).is_some_and(|c| c.generation == generation) {
+                    conns.remove(&peer);
+                }
+            }
+        });
+    }
+
+    /// Drops the connection to `peer`, if any (its task ends at its next frame or send).
+    pub fn disconnect(&self, peer: PeerKey) {
+        if let Ok(mut conns) = lock(&self.inner.conns) {
+            conns.remove(&peer);
+        }
+    }
+
+    async fn run(
+        &self,
+        mut conn: Connection,
+        mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    ) -> Result<(), SessionError> {
+        let peer = conn.remote();
+        let limits = self.inner.cfg.limits;
+        let rate = f64::from(limits.max_messages_per_sec.max(1));
+        let (mut tokens, mut last) = (rate, std::time::Instant::now());
+        let mut bad = 0u32;
+        loop {
+            tokio::select! {
+                out = rx.recv() => match out {
+                    Some(bytes) => conn.send_bytes(&bytes).await?,
+                    // Replaced or disconnected.
+                    None => return Ok(()),
+                },
+                got = conn.recv_bytes() => {
+                    let bytes = match got {
+                        Ok(b) => b,
+                        // Idle: a session may be quiet for long.
+                        Err(NetError::Timeout) => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    let now = std::time::Instant::now();
+                    tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
+                    last = now;
+                    if tokens < 1.0 {
+                        return Err(NetError::TooFast.into());
+                    }
+                    tokens -= 1.0;
+                    let (reply, was_bad) = self.handle(peer, &bytes).await;
+                    if let Some(r) = reply {
+                        conn.send_bytes(&r).await?;
+                    }
+                    if was_bad {
+                        bad += 1;
+                        if bad >= limits.max_bad_messages {
+                            return Err(NetError::TooManyBadMessages.into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_to(&self, peer: PeerKey, bytes: Vec<u8>) -> bool {
+        lock(&self.inner.conns)
+            .is_ok_and(|c| c.get(&peer).is_some_and(|c| c.tx.send(bytes).is_ok()))
+    }
+
+    fn chan_of(&self, id: B256, peer: PeerKey) -> Option<ChannelRef> {
+        let chans = lock(&self.inner.chans).ok()?;
+        chans
+            .get(&id)
+            .filter(|s| s.peer == peer)
+            .map(|s| s.party.channel().clone())
+    }
+
+    /// Handles one frame from `peer`: the reply to send, and whether the frame was bad.
+    async fn handle(&self, peer: PeerKey, bytes: &[u8]) -> (Option<Vec<u8>>, bool) {
+        let reject = |channel, version, code, text: &str| {
+            Some(
+                Message::Reject(RejectMsg {
+                    channel,
+                    version,
+                    code,
+                    text: text.into(),
+                })
+                .encode(),
+            )
+        };
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(%peer, error = %e, "malformed channel message");
+                let text: String = e.to_string().chars().take(200).collect();
+                return (reject(B256::ZERO, 0, RejectCode::Malformed, &text), true);
+            }
+        };
+        let id = msg.channel();
+        let Some(chan) = self.chan_of(id, peer) else {
+            debug!(%peer, channel = %id, "message for a channel we do not hold with this peer");
+            return match &msg {
+                Message::Propose(p) => (
+                    reject(
+                        id,
+                        p.state.version,
+                        RejectCode::WrongChannel,
+                        "unknown channel",
+                    ),
+                    true,
+                ),
+                _ => (None, true),
+            };
+        };
+        let chain = if matches!(msg, Message::Propose(_) | Message::Reject(_)) {
+            match self.inner.chain.on_chain(&chan).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn!(channel = %id, error = %e, "chain unreadable: message not handled");
+                    return (None, false);
+                }
+            }
+        } else {
+            None
+        };
+        let chain = chain.unwrap_or_default();
+        let now = self.inner.chain.now();
+        let (reply, follow) = match self.step(id, bytes, now, &chain) {
+            Ok(x) => x,
+            Err(e) => {
+                debug!(%peer, channel = %id, error = %e, "channel message not applied");
+                return (None, false);
+            }
+        };
+        self.follow_up(id, follow);
+        (reply, false)
+    }
+
+    /// Receives and commits under the channel's lock; tells waiters.
+    fn step(
+        &self,
+        id: B256,
+        bytes: &[u8],
+        now: u64,
+        chain: &OnChain,
+    ) -> Result<(Option<Vec<u8>>, FollowUp), SessionError> {
+        let mut chans = lock(&self.inner.chans)?;
+        let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
+        let step = slot.party.receive(bytes, now, chain)?;
+        let event = step.event.clone();
+        let out = slot.party.commit(step, &*self.inner.store)?;
+        let mut follow = FollowUp::None;
+        match event {
+            Event::Completed(v) => {
+                if let Some(w) = slot.waiter.take() {
+                    let _ = w.send(Ok(v));
+                }
+            }
+            Event::Countersigned(_) => {
+                if slot.requeue.is_some() && slot.party.pending().is_none() {
+                    follow = FollowUp::Repropose;
+                }
+            }
+            Event::Crossed { kind, .. } => {
+                slot.requeue = Some(kind);
+                follow = FollowUp::CrossingTimer;
+            }
+            Event::Dropped { reason, .. } => {
+                if let Some(w) = slot.waiter.take() {
+                    let _ = w.send(Err(SessionError::Dropped(reason)));
+                }
+            }
+            Event::PeerRefused { code, text } => {
+                if code == RejectCode::Busy {
+                    follow = FollowUp::Resend(slot.party.pending().map(|p| p.state.version));
+                } else if let Some(w) = slot.waiter.take() {
+                    let _ = w.send(Err(SessionError::Refused { code, text }));
+                }
+            }
+            Event::Proposed(_) | Event::Reproposed { .. } | Event::RefusedPeer(_) => {}
+        }
+        Ok((out, follow))
+    }
+
+    fn follow_up(&self, id: B256, follow: FollowUp) {
+        let node = self.clone();
+        match follow {
+            FollowUp::None => {}
+            FollowUp::Repropose => {
+                tokio::spawn(async move { node.repropose(id).await });
+            }
+            FollowUp::CrossingTimer => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(node.inner.cfg.crossing_wait).await;
+                    node.repropose(id).await;
+                });
+            }
+            FollowUp::Resend(Some(version)) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(node.inner.cfg.busy_retry).await;
+                    let again = lock(&node.inner.chans).ok().and_then(|c| {
+                        let s = c.get(&id)?;
+                        s.party
+                            .pending()
+                            .filter(|p| p.state.version == version)
+                            .and(s.party.resend().map(|b| (s.peer, b)))
+                    });
+                    if let Some((peer, bytes)) = again {
+                        node.send_to(peer, bytes);
+                    }
+                });
+            }
+            FollowUp::Resend(None) => {}
+        }
+    }
+
+    /// Side B after a lost crossing: proposes the abandoned change again (once; whoever
+    /// comes first of A's countersigned re-proposal and the timer).
+    async fn repropose(&self, id: B256) {
+        let Some(chan) = lock(&self.inner.chans)
+            .ok()
+            .and_then(|c| c.get(&id).map(|s| s.party.channel().clone()))
+        else {
+            return;
+        };
+        let chain = match self.inner.chain.on_chain(&chan).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(channel = %id, error = %e, "chain unreadable: re-proposal postponed");
+                return;
+            }
+        };
+        let now = self.inner.chain.now();
+        let sent = (|| -> Result<Option<(PeerKey, Vec<u8>)>, SessionError> {
+            let mut chans = lock(&self.inner.chans)?;
+            let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
+            if slot.party.pending().is_some() {
+                return Ok(None);
+            }
+            let Some(kind) = slot.requeue.take() else {
+                return Ok(None);
+            };
+            let step = match slot.party.propose(kind, now, &chain) {
+                Ok(s) => s,
+                Err(e) => {
+                    if let Some(w) = slot.waiter.take() {
+                        let _ = w.send(Err(match e {
+                            PartyError::Invalid(r) => SessionError::Dropped(r),
+                            e => e.into(),
+                        }));
+                    }
+                    return Ok(None);
+                }
+            };
+            let bytes = slot.party.commit(step, &*self.inner.store)?;
+            Ok(bytes.map(|b| (slot.peer, b)))
+        })();
+        match sent {
+            Ok(Some((peer, bytes))) => {
+                self.send_to(peer, bytes);
+            }
+            Ok(None) => {}
+            Err(e) => warn!(channel = %id, error = %e, "re-proposal failed"),
+        }
+    }
+
+    /// Proposes `kind` on channel `id` and waits for the peer's countersignature: the
+    /// co-signed version. After crossing proposals the change may land at a later version
+    /// than first proposed. On [`SessionError::NotConnected`] and [`SessionError::Timeout`]
+    /// the proposal stays pending (signed and persisted) and goes out on the next
+    /// connection; its completion then shows in the party's latest state.
+    pub async fn propose(&self, id: B256, kind: UpdateKind) -> Result<u64, SessionError> {
+        let chan = {
+            let chans = lock(&self.inner.chans)?;
+            let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
+            slot.party.channel().clone()
+        };
+        let chain = self.inner.chain.on_chain(&chan).await?;
+        let now = self.inner.chain.now();
+        let (tx, rx) = oneshot::channel();
+        let (peer, bytes, version) = {
+            let mut chans = lock(&self.inner.chans)?;
+            let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
+            if let Some(p) = slot.party.pending() {
+                return Err(SessionError::Busy {
+                    channel: id,
+                    version: p.state.version,
+                });
+            }
+            if slot.requeue.is_some() || slot.waiter.is_some() {
+                return Err(SessionError::Busy {
+                    channel: id,
+                    version: slot.party.next_version(),
+                });
+            }
+            let step = slot.party.propose(kind, now, &chain)?;
+            let bytes = slot.party.commit(step, &*self.inner.store)?;
+            let version = slot.party.pending().map_or(0, |p| p.state.version);
+            slot.waiter = Some(tx);
+            (slot.peer, bytes, version)
+        };
+        let Some(bytes) = bytes else {
+            return Err(SessionError::Internal("a proposal without a message"));
+        };
+        if bytes.len() > MAX_MESSAGE_BYTES || !self.send_to(peer, bytes) {
+            self.forget_waiter(id);
+            return Err(SessionError::NotConnected { peer, version });
+        }
+        match tokio::time::timeout(self.inner.cfg.request_timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(SessionError::Internal("waiter dropped")),
+            Err(_) => {
+                self.forget_waiter(id);
+                let version = self
+                    .with_party(id, |p| p.pending().map(|p| p.state.version))?
+                    .unwrap_or(version);
+                Err(SessionError::Timeout { version })
+            }
+        }
+    }
+
+    fn forget_waiter(&self, id: B256) {
+        if let Ok(mut chans) = lock(&self.inner.chans) {
+            if let Some(s) = chans.get_mut(&id) {
+                s.waiter = None;
+            }
+        }
+    }
+}
+
+enum FollowUp {
+    None,
+    Repropose,
+    CrossingTimer,
+    Resend(Option<u64>),
+}

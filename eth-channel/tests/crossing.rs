@@ -1,0 +1,386 @@
+//! Crossing proposals: both parties propose the same version at once. Side A's wins, both
+//! abandon that version, A re-proposes at the next one and B after it; random interleavings
+//! (with lost messages and resends) always converge to the same co-signed states.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use crate::common;
+
+use std::collections::VecDeque;
+
+use alloy::primitives::B256;
+use common::*;
+use eth_adapter::channel::{OnChain, Side, State};
+use eth_channel::msg::{Message, UpdateKind, WireLock};
+use eth_channel::{
+    hashlock_of, ChannelStore, Config, Event, Party, PartyError, RejectCode, StoreError,
+};
+use proptest::prelude::*;
+
+fn secret(n: u32) -> B256 {
+    hashlock_of(&B256::from(alloy::primitives::U256::from(n)))
+}
+
+fn conserved(s: &State, locked: u128) -> bool {
+    s.balanceA + s.balanceB + locked + s.withdrawnA + s.withdrawnB == s.depositA + s.depositB
+}
+
+#[test]
+fn crossing_proposals_skip_the_version_and_both_go_through() {
+    let mut pair = Pair::new();
+    let sa = pair
+        .a
+        .propose_lock(5, secret(1), NOW + 3600, NOW, &chain())
+        .unwrap();
+    let sb = pair
+        .b
+        .propose_lock(7, secret(2), NOW + 3600, NOW, &chain())
+        .unwrap();
+    let pa1 = pair.a.commit(sa, &pair.sa).unwrap().unwrap();
+    let pb1 = pair.b.commit(sb, &pair.sb).unwrap().unwrap();
+
+    // A refuses B's: Busy, nothing changes.
+    let r = pair.a.receive(&pb1, NOW, &chain()).unwrap();
+    assert!(matches!(&r.event, Event::RefusedPeer(r) if r.code == RejectCode::Busy));
+    let busy = pair.a.commit(r, &pair.sa).unwrap().unwrap();
+    assert_eq!(pair.a.pending().unwrap().state.version, 1);
+
+    // B abandons its own and answers Crossed.
+    let r = pair.b.receive(&pa1, NOW, &chain()).unwrap();
+    let Event::Crossed { abandoned, kind } = r.event.clone() else {
+        panic!("{:?}", r.event)
+    };
+    assert_eq!(abandoned, 1);
+    assert!(matches!(&kind, UpdateKind::Lock { lock } if lock.amount == 7));
+    let crossed = pair.b.commit(r, &pair.sb).unwrap().unwrap();
+    assert!(pair.b.pending().is_none());
+    assert_eq!(pair.b.next_version(), 2);
+    // Persisted: a resumed B knows it too; B never co-signs version 1.
+    let b2 = Party::resume(pair.b.id(), pair.kb.clone(), Config::default(), &pair.sb).unwrap();
+    assert!(b2.pending().is_none());
+    assert_eq!(b2.abandoned(), Some(1));
+    assert_eq!(b2.next_version(), 2);
+    // B's stale Busy from A is no answer to anything now.
+    assert!(matches!(
+        pair.b.receive(&busy, NOW, &chain()),
+        Err(PartyError::Unexpected(_))
+    ));
+    // A's proposal of 1 again (a resend): the same Crossed answer, nothing changes.
+    let again = pair.b.receive(&pa1, NOW, &chain()).unwrap();
+    assert!(matches!(&again.event, Event::RefusedPeer(r) if r.code == RejectCode::Crossed));
+    assert_eq!(pair.b.commit(again, &pair.sb).unwrap().unwrap(), crossed);
+
+    // A abandons its own and re-proposes the same change at 2.
+    let r = pair.a.receive(&crossed, NOW, &chain()).unwrap();
+    assert_eq!(
+        r.event,
+        Event::Reproposed {
+            abandoned: 1,
+            version: 2
+        }
+    );
+    let pa2 = pair.a.commit(r, &pair.sa).unwrap().unwrap();
+    let a2 = Party::resume(pair.a.id(), pair.ka.clone(), Config::default(), &pair.sa).unwrap();
+    assert_eq!(a2.pending().unwrap().state.version, 2);
+    assert_eq!(a2.abandoned(), Some(1));
+
+    // B countersigns 2; A completes.
+    let cs = pair.b.receive(&pa2, NOW, &chain()).unwrap();
+    assert_eq!(cs.event, Event::Countersigned(2));
+    let back = pair.b.commit(cs, &pair.sb).unwrap().unwrap();
+    let done = pair.a.receive(&back, NOW, &chain()).unwrap();
+    assert_eq!(done.event, Event::Completed(2));
+    assert!(pair.a.commit(done, &pair.sa).unwrap().is_none());
+    assert_eq!(pair.a.latest(), pair.b.latest());
+
+    // B proposes its change again, at 3.
+    let step = pair.b.propose(kind.clone(), NOW, &chain()).unwrap();
+    assert_eq!(step.event, Event::Proposed(3));
+    pair.exchange(Side::B, step, NOW, &chain());
+    let l = pair.a.latest();
+    assert_eq!(l.state.version, 3);
+    assert_eq!(l.state.balanceA, DEP_A - 5);
+    assert_eq!(l.state.balanceB, DEP_B - 7);
+    assert_eq!(l.locks.len(), 2);
+    let versions: Vec<u64> = pair
+        .sa
+        .history(pair.a.id())
+        .unwrap()
+        .iter()
+        .map(|s| s.state.version)
+        .collect();
+    assert_eq!(versions, vec![2, 3]);
+    assert_eq!(
+        pair.sa.history(pair.a.id()).unwrap(),
+        pair.sb.history(pair.b.id()).unwrap()
+    );
+}
+
+#[test]
+fn an_abandoned_version_is_never_cosigned_nor_proposed_again() {
+    let mut pair = Pair::new();
+    let sa = pair
+        .a
+        .propose_lock(5, secret(1), NOW + 3600, NOW, &chain())
+        .unwrap();
+    let sb = pair
+        .b
+        .propose_lock(7, secret(2), NOW + 3600, NOW, &chain())
+        .unwrap();
+    let pa1 = pair.a.commit(sa, &pair.sa).unwrap().unwrap();
+    let pb1 = pair.b.commit(sb, &pair.sb).unwrap().unwrap();
+    let r = pair.b.receive(&pa1, NOW, &chain()).unwrap();
+    let _ = pair.b.commit(r, &pair.sb).unwrap();
+    let Message::Propose(mine) = Message::decode(&pb1).unwrap() else {
+        panic!()
+    };
+    // The store refuses B's abandoned proposal as pending again, and any co-signed state of
+    // version 1 (even its own proposal countersigned by a dishonest A).
+    assert!(matches!(
+        pair.sb.save_proposal(pair.b.id(), &mine),
+        Err(StoreError::Conflict { .. })
+    ));
+    let forged = eth_channel::CoSigned {
+        state: mine.state.state(),
+        locks: mine.state.locks(),
+        sig_a: Some(raw_sig(&pair.chan, &pair.ka, &mine.state).into()),
+        sig_b: Some(mine.sig.into()),
+    };
+    assert!(matches!(
+        pair.sb.save_cosigned(pair.b.id(), &forged),
+        Err(StoreError::Conflict { .. })
+    ));
+    // A countersign of the abandoned proposal is no answer to anything.
+    let cs = Message::Countersign(eth_channel::msg::Countersign {
+        channel: pair.b.id(),
+        version: 1,
+        sig: raw_sig(&pair.chan, &pair.ka, &mine.state),
+    })
+    .encode();
+    assert!(matches!(
+        pair.b.receive(&cs, NOW, &chain()),
+        Err(PartyError::Unexpected(_))
+    ));
+    // A proposal by "A" at the crossing version not signed by A does not make B abandon.
+    let mut pair = Pair::new();
+    let sa = pair
+        .a
+        .propose_lock(5, secret(1), NOW + 3600, NOW, &chain())
+        .unwrap();
+    let sb = pair
+        .b
+        .propose_lock(7, secret(2), NOW + 3600, NOW, &chain())
+        .unwrap();
+    let mut forged = proposal_of(&sa);
+    forged.sig = raw_sig(&pair.chan, &pair.kb, &forged.state);
+    let _ = pair.b.commit(sb, &pair.sb).unwrap();
+    let r = pair.b.receive(&encode(&forged), NOW, &chain()).unwrap();
+    assert!(matches!(&r.event, Event::RefusedPeer(r) if r.code == RejectCode::BadSignature));
+    assert_eq!(pair.b.pending().unwrap().state.version, 1);
+}
+
+// ------------------------------------------------------------------ random interleavings
+
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    /// A proposes its next wanted lock (if free).
+    ProposeA,
+    /// B proposes its next wanted lock (if free and not waiting on A's re-proposal).
+    ProposeB,
+    /// Deliver the oldest message A -> B.
+    DeliverAB,
+    /// Deliver the oldest message B -> A.
+    DeliverBA,
+    /// The connection drops: everything in flight is lost; both resend their pending.
+    Reconnect,
+    /// B stops waiting for A's re-proposal.
+    Timeout,
+}
+
+fn act() -> impl Strategy<Value = Act> {
+    prop_oneof![
+        3 => Just(Act::ProposeA),
+        3 => Just(Act::ProposeB),
+        4 => Just(Act::DeliverAB),
+        4 => Just(Act::DeliverBA),
+        1 => Just(Act::Reconnect),
+        1 => Just(Act::Timeout),
+    ]
+}
+
+/// One party's driver: the changes it still wants, and whether it waits for the winner.
+struct Driver {
+    want: VecDeque<UpdateKind>,
+    wait: bool,
+}
+
+struct Sim {
+    pair: Pair,
+    ab: VecDeque<Vec<u8>>,
+    ba: VecDeque<Vec<u8>>,
+    da: Driver,
+    db: Driver,
+}
+
+impl Sim {
+    fn propose(&mut self, side: Side) {
+        let (p, ps, d, q) = match side {
+            Side::A => (&mut self.pair.a, &self.pair.sa, &mut self.da, &mut self.ab),
+            Side::B => (&mut self.pair.b, &self.pair.sb, &mut self.db, &mut self.ba),
+        };
+        if p.pending().is_some() || d.wait {
+            return;
+        }
+        let Some(kind) = d.want.pop_front() else {
+            return;
+        };
+        let step = p.propose(kind, NOW, &chain()).unwrap();
+        q.push_back(p.commit(step, ps).unwrap().unwrap());
+    }
+
+    fn deliver(&mut self, to: Side) {
+        let (p, ps, d, inq, outq) = match to {
+            Side::A => (
+                &mut self.pair.a,
+                &self.pair.sa,
+                &mut self.da,
+                &mut self.ba,
+                &mut self.ab,
+            ),
+            Side::B => (
+                &mut self.pair.b,
+                &self.pair.sb,
+                &mut self.db,
+                &mut self.ab,
+                &mut self.ba,
+            ),
+        };
+        let Some(bytes) = inq.pop_front() else {
+            return;
+        };
+        // Answers to nothing of ours (stale after a reconnect) are ignored, as a session does.
+        let Ok(step) = p.receive(&bytes, NOW, &chain()) else {
+            return;
+        };
+        match &step.event {
+            Event::Crossed { kind, .. } => {
+                d.want.push_front(kind.clone());
+                d.wait = true;
+            }
+            Event::Countersigned(_) => d.wait = false,
+            Event::Dropped { .. } => panic!("nothing expires here"),
+            Event::RefusedPeer(r) => {
+                assert!(
+                    matches!(r.code, RejectCode::Busy | RejectCode::Crossed),
+                    "{r:?}"
+                );
+            }
+            _ => {}
+        }
+        if let Some(out) = p.commit(step, ps).unwrap() {
+            outq.push_back(out);
+        }
+    }
+
+    fn reconnect(&mut self) {
+        self.ab.clear();
+        self.ba.clear();
+        self.ab.extend(self.pair.a.resend());
+        self.ba.extend(self.pair.b.resend());
+    }
+
+    fn quiet(&self) -> bool {
+        self.ab.is_empty() && self.ba.is_empty()
+    }
+
+    /// Runs to the end: everything delivered, nothing pending, nothing wanted.
+    fn drain(&mut self) {
+        for _ in 0..10_000 {
+            if !self.quiet() {
+                self.deliver(Side::B);
+                self.deliver(Side::A);
+            } else if self.pair.a.pending().is_some() || self.pair.b.pending().is_some() {
+                self.reconnect();
+            } else if self.db.wait {
+                self.db.wait = false;
+            } else if !self.da.want.is_empty() || !self.db.want.is_empty() {
+                self.propose(Side::A);
+                self.propose(Side::B);
+            } else {
+                return;
+            }
+        }
+        panic!("no convergence");
+    }
+}
+
+fn lock_kind(pair: &Pair, side: Side, n: u32, amount: u128) -> UpdateKind {
+    UpdateKind::Lock {
+        lock: WireLock {
+            from: pair.chan.party(side),
+            amount,
+            hashlock: secret(n),
+            expiry: NOW + 3600,
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_interleavings_of_crossing_proposals_converge(
+        na in 1usize..6,
+        nb in 1usize..6,
+        acts in prop::collection::vec(act(), 0..80),
+    ) {
+        let pair = Pair::new();
+        let mut n = 0u32;
+        let mut kinds = |side: Side, count: usize, pair: &Pair| -> VecDeque<UpdateKind> {
+            (0..count).map(|i| { n += 1; lock_kind(pair, side, n, 1 + i as u128) }).collect()
+        };
+        let da = Driver { want: kinds(Side::A, na, &pair), wait: false };
+        let db = Driver { want: kinds(Side::B, nb, &pair), wait: false };
+        let mut sim = Sim { pair, ab: VecDeque::new(), ba: VecDeque::new(), da, db };
+        for a in acts {
+            match a {
+                Act::ProposeA => sim.propose(Side::A),
+                Act::ProposeB => sim.propose(Side::B),
+                Act::DeliverAB => sim.deliver(Side::B),
+                Act::DeliverBA => sim.deliver(Side::A),
+                Act::Reconnect => sim.reconnect(),
+                Act::Timeout => sim.db.wait = false,
+            }
+            // At every point: the co-signed histories agree where both have a version.
+            let ha = sim.pair.sa.history(sim.pair.a.id()).unwrap();
+            let hb = sim.pair.sb.history(sim.pair.b.id()).unwrap();
+            for s in &ha {
+                if let Some(t) = hb.iter().find(|t| t.state.version == s.state.version) {
+                    prop_assert_eq!(s, t);
+                }
+            }
+        }
+        sim.drain();
+        let (a, b) = (&sim.pair.a, &sim.pair.b);
+        prop_assert_eq!(a.latest(), b.latest());
+        let l = a.latest();
+        // Every wanted lock went through exactly once.
+        prop_assert_eq!(l.locks.len(), na + nb);
+        let sum = |k: usize| (1..=k as u128).sum::<u128>();
+        prop_assert_eq!(l.state.balanceA, DEP_A - sum(na));
+        prop_assert_eq!(l.state.balanceB, DEP_B - sum(nb));
+        prop_assert!(conserved(&l.state, l.locks.iter().map(|l| l.amount).sum()));
+        let ha = sim.pair.sa.history(a.id()).unwrap();
+        let hb = sim.pair.sb.history(b.id()).unwrap();
+        prop_assert_eq!(&ha, &hb);
+        let mut last = 0;
+        for s in &ha {
+            prop_assert!(s.state.version > last);
+            last = s.state.version;
+            prop_assert!(conserved(&s.state, s.locks.iter().map(|l| l.amount).sum()));
+            let (x, y) = s.sigs().unwrap();
+            sim.pair.chan.verify(&s.state, &x, sim.pair.chan.params.a).unwrap();
+            sim.pair.chan.verify(&s.state, &y, sim.pair.chan.params.b).unwrap();
+        }
+        let _ = OnChain::default();
+    }
+}

@@ -1,0 +1,486 @@
+//! Channel sessions over real TCP on localhost (swap-net's Noise transport): payments both
+//! ways, crossing proposals over the wire, reconnects mid-update, hostile frames, routing by
+//! channel id across several peers.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
+use common::*;
+use eth_adapter::channel::{ChannelRef, OnChain, Side};
+use eth_channel::msg::{Message, UpdateKind, WireLock};
+use eth_channel::{
+    hashlock_of, ChainView, ChannelStore, Config, Node, Party, RejectCode, SessionConfig,
+    SessionError, SqliteChannelStore,
+};
+use swap_net::{Connection, Identity, NetError, PeerKey};
+use tokio::net::TcpListener;
+
+struct Fixed;
+
+#[async_trait::async_trait]
+impl ChainView for Fixed {
+    async fn on_chain(&self, _chan: &ChannelRef) -> Result<OnChain, SessionError> {
+        Ok(chain())
+    }
+    fn now(&self) -> u64 {
+        NOW
+    }
+}
+
+fn cfg() -> SessionConfig {
+    SessionConfig {
+        request_timeout: Duration::from_secs(10),
+        crossing_wait: Duration::from_secs(3),
+        busy_retry: Duration::from_millis(50),
+        ..SessionConfig::default()
+    }
+}
+
+/// One party: its keys, store and node.
+struct Who {
+    key: PrivateKeySigner,
+    net: Identity,
+    store: Arc<SqliteChannelStore>,
+    node: Node,
+}
+
+fn who() -> Who {
+    who_with(cfg())
+}
+
+fn who_with(cfg: SessionConfig) -> Who {
+    let key = PrivateKeySigner::random();
+    let net = Identity::generate().unwrap();
+    let store = Arc::new(SqliteChannelStore::in_memory().unwrap());
+    let node = Node::new(
+        net.clone(),
+        key.clone(),
+        Config::default(),
+        cfg,
+        store.clone(),
+        Arc::new(Fixed),
+    );
+    Who {
+        key,
+        net,
+        store,
+        node,
+    }
+}
+
+/// Opens a channel between `a` (side A) and `b` (side B) in both stores and nodes.
+fn open(a: &Who, b: &Who, salt: u8) -> ChannelRef {
+    let mut chan = chan_of(&a.key, &b.key);
+    chan.params.salt = B256::repeat_byte(salt);
+    for (w, side, peer) in [(a, Side::A, b.net.public()), (b, Side::B, a.net.public())] {
+        Party::open(
+            chan.clone(),
+            side,
+            w.key.clone(),
+            Config::default(),
+            DEP_A,
+            DEP_B,
+            &*w.store,
+        )
+        .unwrap();
+        w.node.add_channel(chan.id(), peer).unwrap();
+    }
+    chan
+}
+
+async fn listen(w: &Who) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let node = w.node.clone();
+    tokio::spawn(async move { node.serve(l).await });
+    addr
+}
+
+/// `a` dials `b` at `addr`; returns once both ends have the connection up.
+async fn link(a: &Who, b: &Who, addr: std::net::SocketAddr) {
+    a.node.connect(addr, b.net.public()).await.unwrap();
+    for _ in 0..200 {
+        if a.node.connected(b.net.public()) && b.node.connected(a.net.public()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no connection");
+}
+
+fn lock(chan: &ChannelRef, side: Side, n: u8, amount: u128) -> (B256, UpdateKind) {
+    let pre = B256::repeat_byte(n);
+    let kind = UpdateKind::Lock {
+        lock: WireLock {
+            from: chan.party(side),
+            amount,
+            hashlock: hashlock_of(&pre),
+            expiry: NOW + 3600,
+        },
+    };
+    (pre, kind)
+}
+
+fn claim(pre: B256) -> UpdateKind {
+    UpdateKind::Claim {
+        hashlock: hashlock_of(&pre),
+        preimage: pre,
+    }
+}
+
+fn latest(w: &Who, id: B256) -> eth_channel::CoSigned {
+    w.node.with_party(id, |p| p.latest().clone()).unwrap()
+}
+
+async fn settled(a: &Who, b: &Who, id: B256, version: u64) {
+    for _ in 0..200 {
+        let (la, lb) = (latest(a, id), latest(b, id));
+        if la.state.version >= version && la == lb {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "not settled at {version}: A {:?}, B {:?}",
+        latest(a, id).state,
+        latest(b, id).state
+    );
+}
+
+#[tokio::test]
+async fn payments_both_ways_over_tcp() {
+    let (a, b) = (who(), who());
+    let chan = open(&a, &b, 1);
+    let id = chan.id();
+    let addr = listen(&b).await;
+    a.node.connect(addr, b.net.public()).await.unwrap();
+
+    let (pre1, k) = lock(&chan, Side::A, 1, 100);
+    assert_eq!(a.node.propose(id, k).await.unwrap(), 1);
+    assert_eq!(b.node.propose(id, claim(pre1)).await.unwrap(), 2);
+    let (pre2, k) = lock(&chan, Side::B, 2, 30);
+    assert_eq!(b.node.propose(id, k).await.unwrap(), 3);
+    assert_eq!(a.node.propose(id, claim(pre2)).await.unwrap(), 4);
+    settled(&a, &b, id, 4).await;
+    let l = latest(&a, id);
+    assert_eq!(l.state.balanceA, DEP_A - 100 + 30);
+    assert_eq!(l.state.balanceB, DEP_B + 100 - 30);
+    assert!(l.locks.is_empty());
+    assert_eq!(a.store.history(id).unwrap(), b.store.history(id).unwrap());
+    // An invalid change of ours is refused locally, nothing sent or stored.
+    let (_, k) = lock(&chan, Side::A, 3, DEP_A * 10);
+    assert!(matches!(
+        a.node.propose(id, k).await,
+        Err(SessionError::Party(eth_channel::PartyError::Invalid(r))) if r.code == RejectCode::InsufficientBalance
+    ));
+    assert_eq!(latest(&a, id).state.version, 4);
+}
+
+#[tokio::test]
+async fn crossing_proposals_over_the_wire_converge() {
+    let (a, b) = (who(), who());
+    let chan = open(&a, &b, 2);
+    let id = chan.id();
+    let addr = listen(&b).await;
+    link(&a, &b, addr).await;
+    let mut want_a = 0;
+    let mut want_b = 0;
+    for round in 0..4u8 {
+        let (_, ka) = lock(&chan, Side::A, 10 + round, 10);
+        let (_, kb) = lock(&chan, Side::B, 50 + round, 7);
+        let (ra, rb) = tokio::join!(a.node.propose(id, ka), b.node.propose(id, kb));
+        let (va, vb) = (ra.unwrap(), rb.unwrap());
+        assert_ne!(va, vb);
+        want_a += 10;
+        want_b += 7;
+        settled(&a, &b, id, va.max(vb)).await;
+        let l = latest(&a, id);
+        assert_eq!(l.state.balanceA, DEP_A - want_a);
+        assert_eq!(l.state.balanceB, DEP_B - want_b);
+        assert_eq!(l.locks.len(), 2 * usize::from(round + 1));
+    }
+    let (ha, hb) = (a.store.history(id).unwrap(), b.store.history(id).unwrap());
+    assert_eq!(ha, hb);
+    assert!(ha
+        .windows(2)
+        .all(|w| w[0].state.version < w[1].state.version));
+    // The proposals did cross (both sent before either was answered): versions were skipped,
+    // 8 changes, each co-signed once.
+    assert_eq!(ha.len(), 8);
+    assert!(ha.last().unwrap().state.version > 8, "no crossing happened");
+}
+
+#[tokio::test]
+async fn a_pending_proposal_goes_out_on_reconnect() {
+    let (a, b) = (who(), who());
+    let chan = open(&a, &b, 3);
+    let id = chan.id();
+    // Not connected: signed and kept, not lost.
+    let (_, k) = lock(&chan, Side::A, 1, 100);
+    match a.node.propose(id, k).await {
+        Err(SessionError::NotConnected { version: 1, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        a.store
+            .load(id)
+            .unwrap()
+            .unwrap()
+            .pending
+            .unwrap()
+            .state
+            .version,
+        1
+    );
+    // The peer comes up; connecting resends it and it completes.
+    let addr = listen(&b).await;
+    a.node.connect(addr, b.net.public()).await.unwrap();
+    settled(&a, &b, id, 1).await;
+    assert!(a.node.with_party(id, |p| p.pending().is_none()).unwrap());
+
+    // Mid-update: the connection drops after B countersigned, before A heard. A raw client
+    // plays A to control exactly what arrives; B answers the resent proposal with the same
+    // countersignature.
+    a.node.disconnect(b.net.public());
+    let mut pa = Party::resume(id, a.key.clone(), Config::default(), &*a.store).unwrap();
+    let (_, k) = lock(&chan, Side::A, 2, 40);
+    let step = pa.propose(k, NOW, &chain()).unwrap();
+    let bytes = pa.commit(step, &*a.store).unwrap().unwrap();
+    let mut raw = Connection::connect(addr, &a.net, Some(b.net.public()))
+        .await
+        .unwrap();
+    raw.send_bytes(&bytes).await.unwrap();
+    let first = raw.recv_bytes().await.unwrap();
+    drop(raw);
+    let mut raw = Connection::connect(addr, &a.net, Some(b.net.public()))
+        .await
+        .unwrap();
+    raw.send_bytes(&bytes).await.unwrap();
+    let second = raw.recv_bytes().await.unwrap();
+    assert_eq!(first, second);
+    assert!(matches!(Message::decode(&first).unwrap(), Message::Countersign(c) if c.version == 2));
+    let done = pa.receive(&second, NOW, &chain()).unwrap();
+    pa.commit(done, &*a.store).unwrap();
+    assert_eq!(pa.latest(), &latest(&b, id));
+    assert_eq!(b.store.history(id).unwrap().len(), 2);
+}
+
+async fn answer(raw: &mut Connection, bytes: &[u8]) -> Message {
+    raw.send_bytes(bytes).await.unwrap();
+    Message::decode(&raw.recv_bytes().await.unwrap()).unwrap()
+}
+
+fn code_of(m: &Message) -> RejectCode {
+    match m {
+        Message::Reject(r) => r.code,
+        other => panic!("not a reject: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hostile_frames_get_typed_rejects_and_change_nothing() {
+    let (a, b) = (who(), who());
+    let chan = open(&a, &b, 4);
+    let id = chan.id();
+    let addr = listen(&b).await;
+    let mut pa = Party::resume(id, a.key.clone(), Config::default(), &*a.store).unwrap();
+    let mut raw = Connection::connect(addr, &a.net, Some(b.net.public()))
+        .await
+        .unwrap();
+    let before = b.store.load(id).unwrap();
+
+    // Garbage.
+    assert_eq!(
+        code_of(&answer(&mut raw, b"\x00\xffnot json").await),
+        RejectCode::Malformed
+    );
+    // A wrong signature (signed by B's own key).
+    let (_, k) = lock(&chan, Side::A, 1, 100);
+    let good = proposal_of(&pa.propose(k.clone(), NOW, &chain()).unwrap());
+    let mut bad = good.clone();
+    bad.sig = raw_sig(&chan, &b.key, &bad.state);
+    assert_eq!(
+        code_of(&answer(&mut raw, &encode(&bad)).await),
+        RejectCode::BadSignature
+    );
+    // Over capacity: a balance raised, re-signed by A.
+    let mut over = good.clone();
+    over.state.balance_a += 1;
+    let over = resign(&chan, &a.key, over);
+    assert_eq!(
+        code_of(&answer(&mut raw, &encode(&over)).await),
+        RejectCode::Capacity
+    );
+    // A channel B does not hold.
+    let mut other = chan.clone();
+    other.params.salt = B256::repeat_byte(77);
+    let mut wrong = good.clone();
+    wrong.channel = other.id();
+    assert_eq!(
+        code_of(&answer(&mut raw, &encode(&wrong)).await),
+        RejectCode::WrongChannel
+    );
+    assert_eq!(b.store.load(id).unwrap(), before);
+    assert!(b.store.history(id).unwrap().is_empty());
+
+    // The good one passes; then it again at an old version is answered idempotently, and an
+    // old-version proposal of another change is refused.
+    let step = pa.propose(k, NOW, &chain()).unwrap();
+    let bytes = pa.commit(step, &*a.store).unwrap().unwrap();
+    let m = answer(&mut raw, &bytes).await;
+    assert!(
+        matches!(&m, Message::Countersign(c) if c.version == 1),
+        "{m:?}"
+    );
+    // A valid proposal of another change at version 1 (made from a fresh copy of A).
+    let tmp = SqliteChannelStore::in_memory().unwrap();
+    let fresh = Party::open(
+        chan.clone(),
+        Side::A,
+        a.key.clone(),
+        Config::default(),
+        DEP_A,
+        DEP_B,
+        &tmp,
+    )
+    .unwrap();
+    let (_, k2) = lock(&chan, Side::A, 2, 5);
+    let old = proposal_of(&fresh.propose(k2, NOW, &chain()).unwrap());
+    assert_eq!(old.state.version, 1);
+    assert_eq!(
+        code_of(&answer(&mut raw, &encode(&old)).await),
+        RejectCode::WrongVersion
+    );
+    assert_eq!(b.store.history(id).unwrap().len(), 1);
+
+    // Another peer key (a stranger) gets WrongChannel for this channel, though it is real.
+    let stranger = Identity::generate().unwrap();
+    let mut s = Connection::connect(addr, &stranger, Some(b.net.public()))
+        .await
+        .unwrap();
+    assert_eq!(
+        code_of(&answer(&mut s, &bytes).await),
+        RejectCode::WrongChannel
+    );
+    // Enough garbage ends the stranger's connection.
+    for _ in 0..SessionConfig::default().limits.max_bad_messages {
+        let _ = s.send_bytes(b"junk").await;
+        let _ = s.recv_bytes().await;
+    }
+    assert!(matches!(
+        s.recv_bytes().await,
+        Err(NetError::Closed | NetError::Io(_))
+    ));
+    assert_eq!(b.store.history(id).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn one_node_routes_channels_of_several_peers() {
+    let (a, b, c) = (who(), who(), who());
+    let ab = open(&a, &b, 5).id();
+    let ab2 = open(&a, &b, 6).id();
+    // a is side A with c too (c is side B).
+    let chan_ac = open(&a, &c, 7);
+    let ac = chan_ac.id();
+    let addr = listen(&a).await;
+    link(&b, &a, addr).await;
+    link(&c, &a, addr).await;
+    let chan_ab = b.node.with_party(ab, |p| p.channel().clone()).unwrap();
+    let chan_ab2 = b.node.with_party(ab2, |p| p.channel().clone()).unwrap();
+    let (_, k1) = lock(&chan_ab, Side::B, 1, 11);
+    let (_, k2) = lock(&chan_ab2, Side::B, 2, 22);
+    let (_, k3) = lock(&chan_ac, Side::B, 3, 33);
+    let (r1, r2, r3) = tokio::join!(
+        b.node.propose(ab, k1),
+        b.node.propose(ab2, k2),
+        c.node.propose(ac, k3)
+    );
+    assert_eq!((r1.unwrap(), r2.unwrap(), r3.unwrap()), (1, 1, 1));
+    assert_eq!(latest(&a, ab).state.balanceB, DEP_B - 11);
+    assert_eq!(latest(&a, ab2).state.balanceB, DEP_B - 22);
+    assert_eq!(latest(&a, ac).state.balanceB, DEP_B - 33);
+    // B speaking for the A-C channel (its own key, raw) is refused: routed by id, checked by
+    // peer key.
+    let mut raw = Connection::connect(addr, &b.net, Some(a.net.public()))
+        .await
+        .unwrap();
+    let mut pc = Party::resume(ac, c.key.clone(), Config::default(), &*c.store).unwrap();
+    let (_, k) = lock(&chan_ac, Side::B, 4, 1);
+    let step = pc.propose(k, NOW, &chain()).unwrap();
+    let bytes = pc.commit(step, &*c.store).unwrap().unwrap();
+    assert_eq!(
+        code_of(&answer(&mut raw, &bytes).await),
+        RejectCode::WrongChannel
+    );
+    assert_eq!(latest(&a, ac).state.version, 1);
+    let _: PeerKey = a.node.public();
+}
+
+#[test]
+fn the_store_keeps_each_channels_peer() {
+    let (a, b) = (who(), who());
+    let id = open(&a, &b, 9).id();
+    assert_eq!(a.store.channel_ids().unwrap(), vec![id]);
+    assert_eq!(a.store.peer(id).unwrap(), None);
+    a.store
+        .set_peer(id, b.net.public().0, Some("127.0.0.1:1"))
+        .unwrap();
+    a.store
+        .set_peer(id, b.net.public().0, Some("127.0.0.1:2"))
+        .unwrap();
+    let p = a.store.peer(id).unwrap().unwrap();
+    assert_eq!(
+        (p.key, p.addr.as_deref()),
+        (b.net.public().0, Some("127.0.0.1:2"))
+    );
+    assert!(matches!(
+        a.store.set_peer(B256::repeat_byte(1), [0; 32], None),
+        Err(eth_channel::StoreError::UnknownChannel(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_silent_peer_times_out_and_the_proposal_stays_pending() {
+    let a = who_with(SessionConfig {
+        request_timeout: Duration::from_millis(300),
+        ..cfg()
+    });
+    let b = who();
+    let chan = open(&a, &b, 10);
+    let id = chan.id();
+    // "B" completes the handshake, then reads and never answers.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let bnet = b.net.clone();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut c = Connection::accept(s, &bnet).await.unwrap();
+        while let Ok(bytes) = c.recv_bytes().await {
+            let _ = seen_tx.send(bytes);
+        }
+    });
+    a.node.connect(addr, b.net.public()).await.unwrap();
+    let (_, k) = lock(&chan, Side::A, 1, 100);
+    match a.node.propose(id, k).await {
+        Err(SessionError::Timeout { version: 1 }) => {}
+        other => panic!("{other:?}"),
+    }
+    // It was sent, and it is kept (signed) for a resend.
+    let sent = seen.recv().await.unwrap();
+    assert!(matches!(Message::decode(&sent).unwrap(), Message::Propose(p) if p.state.version == 1));
+    let saved = a.store.load(id).unwrap().unwrap();
+    assert_eq!(saved.pending.unwrap().state.version, 1);
+    assert_eq!(saved.latest.state.version, 0);
+    // Nothing else may be proposed meanwhile.
+    let (_, k) = lock(&chan, Side::A, 2, 1);
+    assert!(matches!(
+        a.node.propose(id, k).await,
+        Err(SessionError::Busy { version: 1, .. })
+    ));
+}
