@@ -363,7 +363,9 @@ impl ChannelStore for SqliteChannelStore {
     ) -> Result<(), StoreError> {
         let id = chan.id();
         let mut conn = self.lock()?;
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         if exists(&tx, id)? {
             return Err(StoreError::Exists(id));
         }
@@ -392,7 +394,9 @@ impl ChannelStore for SqliteChannelStore {
 
     fn save_proposal(&self, id: B256, p: &Proposal) -> Result<(), StoreError> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         if !exists(&tx, id)? {
             return Err(StoreError::UnknownChannel(id));
         }
@@ -433,7 +437,9 @@ impl ChannelStore for SqliteChannelStore {
 
     fn save_cosigned(&self, id: B256, s: &CoSigned) -> Result<(), StoreError> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         if !exists(&tx, id)? {
             return Err(StoreError::UnknownChannel(id));
         }
@@ -487,7 +493,9 @@ impl ChannelStore for SqliteChannelStore {
 
     fn abandon_proposal(&self, id: B256, version: u64) -> Result<(), StoreError> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         if !exists(&tx, id)? {
             return Err(StoreError::UnknownChannel(id));
         }
