@@ -637,18 +637,18 @@ impl Rail for ChannelRail {
             (None, _) => return Err(invalid("no co-signed lock to refund")),
             (Some(_), None) => {}
         }
+        if self.revealed(&leg, htlc.watch_from).await?.is_some() {
+            return Err(ChainError::new(
+                Cause::AlreadySpent,
+                "the hashlock was revealed on chain before the expiry: the lock pays its receiver",
+            ));
+        }
         if self.chain.now() < leg.expiry {
             return Err(ChainError::new(
                 Cause::NotReady {
                     until: Some(htlc.expiry),
                 },
                 "the lock has not expired",
-            ));
-        }
-        if self.revealed(&leg, htlc.watch_from).await?.is_some() {
-            return Err(ChainError::new(
-                Cause::AlreadySpent,
-                "the hashlock was revealed on chain before the expiry: the lock pays its receiver",
             ));
         }
         match &t.pending {
