@@ -146,6 +146,7 @@ impl Env {
             )
             .unwrap();
             s.node.add_channel(chan.id(), peer.net_id.public()).unwrap();
+            s.rail.add_channel(chan.id());
         }
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let b_addr = l.local_addr().unwrap();
@@ -261,6 +262,9 @@ async fn lock_then_claim_is_seen_on_both_sides() {
         env.a.rail.htlc_status(&h).await.unwrap(),
         HtlcStatus::Absent
     );
+    env.a.rail.verify().await.unwrap();
+    assert_eq!(env.a.rail.funds(&Asset::Eth).await.unwrap().balance, DEP_A);
+    assert_eq!(env.b.rail.funds(&Asset::Eth).await.unwrap().balance, DEP_B);
 
     let r = env.a.rail.lock(&h).await.unwrap();
     assert_funded(&env.a.rail.htlc_status(&h).await.unwrap(), &h);
@@ -282,6 +286,14 @@ async fn lock_then_claim_is_seen_on_both_sides() {
         assert_eq!(f, Finality::Irrevocable);
     }
     assert_eq!(env.state(), (DEP_A - 2 * ONE, DEP_B + 2 * ONE, 0));
+    assert_eq!(
+        env.a.rail.funds(&Asset::Eth).await.unwrap().balance,
+        DEP_A - 2 * ONE
+    );
+    assert_eq!(
+        env.b.rail.funds(&Asset::Eth).await.unwrap().balance,
+        DEP_B + 2 * ONE
+    );
     // Claiming again answers the same claim; locking again the same lock.
     assert_eq!(env.b.rail.claim(&h, &p).await.unwrap(), c);
     assert_eq!(env.a.rail.lock(&h).await.unwrap(), r);

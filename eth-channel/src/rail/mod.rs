@@ -40,50 +40,32 @@ use alloy::sol_types::SolEvent;
 use async_trait::async_trait;
 use eth_adapter::bindings::Channel;
 use eth_adapter::channel::{ChannelRef, Lock, Side};
-use eth_adapter::EthError;
 use swap_core::params::{
     ChainFamily, ChainId, ChainParams, ChainTip, Finality, Network, RailId, RailKind,
 };
 use swap_core::rail::{
-    Cause, ChainError, HtlcParams, HtlcStatus, ObservedLock, Rail, RailBody, RAIL_DATA_VERSION,
+    Cause, ChainError, Funds, HtlcParams, HtlcStatus, ObservedLock, Rail, RailBody,
+    RAIL_DATA_VERSION,
 };
 use swap_core::types::{
     Account, Amount, Asset, EvmAddress, Expiry, Height, Preimage, Timestamp, TokenUnits, TxRef, Wei,
 };
 
 use crate::msg::{RejectCode, UpdateKind, WireLock};
-use crate::session::{ChainView, Node, RpcChain, SessionError};
+use crate::session::{ChainView, Node, RpcChain};
 use crate::store::{ChannelStore, CoSigned};
-use crate::{hashlock_of, PartyError, SecretMap};
+use crate::{hashlock_of, SecretMap};
 
-use std::sync::Arc;
+mod errors;
+
+pub use errors::reject_number;
+use errors::{eth_err, invalid, session_err};
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 /// Blocks per `eth_getLogs` request when looking up a revealed preimage.
 const LOG_CHUNK: u64 = 10_000;
-
-/// A stable number for each reject code, reported as [`Cause::Rejected`]'s `code`.
-pub fn reject_number(code: RejectCode) -> i64 {
-    match code {
-        RejectCode::WrongChannel => 1,
-        RejectCode::BadSignature => 2,
-        RejectCode::WrongVersion => 3,
-        RejectCode::Capacity => 4,
-        RejectCode::InsufficientBalance => 5,
-        RejectCode::TooManyLocks => 6,
-        RejectCode::BadExpiry => 7,
-        RejectCode::BadPreimage => 8,
-        RejectCode::LockExpired => 9,
-        RejectCode::LockNotExpired => 10,
-        RejectCode::DuplicateHashlock => 11,
-        RejectCode::StateMismatch => 12,
-        RejectCode::AfterFinal => 13,
-        RejectCode::Rules => 14,
-        RejectCode::Busy => 15,
-        RejectCode::Crossed => 16,
-        RejectCode::Malformed => 17,
-        RejectCode::Other => 18,
-    }
-}
 
 /// The channel rail (see the module docs). Cheap to clone.
 #[derive(Clone)]
@@ -94,6 +76,8 @@ pub struct ChannelRail {
     me: Address,
     secrets: SecretMap,
     params: ChainParams,
+    /// The channels [`Rail::funds`] and [`Rail::verify`] consider.
+    channels: Arc<Mutex<BTreeSet<B256>>>,
 }
 
 impl std::fmt::Debug for ChannelRail {
@@ -129,64 +113,8 @@ struct Trace {
     pending: Option<(u64, UpdateKind)>,
 }
 
-fn invalid(msg: impl std::fmt::Display) -> ChainError {
-    ChainError::new(Cause::Invalid, msg)
-}
-
 fn txref(id: B256, version: u64) -> TxRef {
     TxRef(format!("channel:{id:#x}:{version}"))
-}
-
-fn eth_err(e: EthError) -> ChainError {
-    ChainError::from(e)
-}
-
-/// A session error as a chain error (never with the peer's text: it is the peer's).
-fn session_err(e: SessionError, expiry: u64) -> ChainError {
-    match e {
-        SessionError::NotConnected { version, .. } => ChainError::new(
-            Cause::Unavailable,
-            format!("peer not connected; version {version} stays pending"),
-        ),
-        SessionError::Timeout { version } => ChainError::new(
-            Cause::Unavailable,
-            format!("no answer from the peer; version {version} stays pending"),
-        ),
-        SessionError::Net(e) => ChainError::new(Cause::Unavailable, e),
-        SessionError::Chain(e) => ChainError::new(Cause::Unavailable, e),
-        SessionError::Busy { version, .. } | SessionError::Party(PartyError::Busy(version)) => {
-            ChainError::transient(format!("channel busy with version {version}"))
-        }
-        SessionError::Refused { code, .. } => refused(code, expiry, "the peer refused"),
-        SessionError::Party(PartyError::Invalid(r)) | SessionError::Dropped(r) => {
-            refused(r.code, expiry, "our channel party refused")
-        }
-        SessionError::UnknownChannel(id) => invalid(format!("not one of our channels: {id}")),
-        SessionError::Store(e) | SessionError::Party(PartyError::Store(e)) => {
-            ChainError::transient(format!("channel store: {e}"))
-        }
-        other => ChainError::permanent(format!("channel session: {other}")),
-    }
-}
-
-fn refused(code: RejectCode, expiry: u64, who: &str) -> ChainError {
-    match code {
-        RejectCode::LockNotExpired => ChainError::new(
-            Cause::NotReady {
-                until: Some(Expiry::Time(Timestamp(expiry))),
-            },
-            format!("{who}: the lock has not expired"),
-        ),
-        RejectCode::Busy | RejectCode::Crossed => {
-            ChainError::transient(format!("{who}: {code:?}, try again"))
-        }
-        code => ChainError::new(
-            Cause::Rejected {
-                code: Some(reject_number(code)),
-            },
-            format!("{who}: {code:?}"),
-        ),
-    }
 }
 
 impl ChannelRail {
@@ -211,7 +139,26 @@ impl ChannelRail {
             me,
             secrets: SecretMap::new(),
             params,
+            channels: Arc::default(),
         }
+    }
+
+    /// Counts channel `id` (one the node serves) in [`Rail::funds`] and [`Rail::verify`]. A
+    /// leg may name any channel the node serves; this only says where funds may come from.
+    pub fn add_channel(&self, id: B256) {
+        self.channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id);
+    }
+
+    fn channel_ids(&self) -> Vec<B256> {
+        self.channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect()
     }
 
     /// With other parameters (a devnet's, say); they must be an EVM channel rail's.
@@ -470,6 +417,66 @@ impl Rail for ChannelRail {
 
     async fn account(&self, _key_index: u32) -> Result<Account, ChainError> {
         Ok(Account::Evm(EvmAddress(self.me.0 .0)))
+    }
+
+    /// What one lock can take: our largest balance in a channel of that token (a lock lives
+    /// in one channel), less a lock of ours still pending there. Locks pay no fee.
+    async fn funds(&self, asset: &Asset) -> Result<Funds, ChainError> {
+        let token = match asset {
+            Asset::Eth => Address::ZERO,
+            Asset::Erc20 { token, .. } => Address::from(token.0),
+            _ => return Err(invalid("not an Ethereum asset")),
+        };
+        let mut best = None;
+        for id in self.channel_ids() {
+            let free = self
+                .node
+                .with_party(id, |p| {
+                    if p.channel().params.token != token || p.latest().state.isFinal {
+                        return None;
+                    }
+                    let s = &p.latest().state;
+                    let mine = match p.side() {
+                        Side::A => s.balanceA,
+                        Side::B => s.balanceB,
+                    };
+                    let held = match p.pending().map(|p| &p.kind) {
+                        Some(UpdateKind::Lock { lock }) => lock.amount,
+                        Some(UpdateKind::Withdraw { amount, .. }) => *amount,
+                        _ => 0,
+                    };
+                    Some(mine.saturating_sub(held))
+                })
+                .map_err(|e| session_err(e, 0))?;
+            best = best.max(free);
+        }
+        let balance = best.ok_or_else(|| invalid("no open channel in this asset"))?;
+        Ok(Funds {
+            balance,
+            fee_balance: 0,
+            fee_allowance: 0,
+            fees_from_asset: false,
+        })
+    }
+
+    /// Every counted channel is on the node's chain.
+    async fn verify(&self) -> Result<(), ChainError> {
+        let chain_id = self
+            .chain
+            .provider
+            .get_chain_id()
+            .await
+            .map_err(|e| eth_err(eth_adapter::tx::rpc_err(e)))?;
+        for id in self.channel_ids() {
+            let ok = self
+                .node
+                .with_party(id, |p| p.channel().chain_id == chain_id)
+                .map_err(|e| session_err(e, 0))?;
+            if !ok {
+                return Err(invalid(format!("channel {id} is not on chain {chain_id}")));
+            }
+        }
+        Ok(())
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {
