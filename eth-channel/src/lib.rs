@@ -38,7 +38,7 @@ pub mod watcher;
 
 pub use machine::{Config, Event, Party, PartyError, Step};
 pub use msg::{DecodeError, Message, Proposal, RejectCode, UpdateKind};
-pub use rail::ChannelRail;
+pub use rail::{ChannelRail, RailSecrets};
 pub use rules::{hashlock_of, Reject};
 pub use session::{ChainView, Node, RpcChain, SessionConfig, SessionError};
 pub use sqlite::SqliteChannelStore;

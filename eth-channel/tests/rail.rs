@@ -427,6 +427,30 @@ async fn a_claim_with_the_peer_offline_completes_after_reconnect() {
         env.b.rail.secrets().preimage(&B256::from(h.hashlock.0)),
         Some(B256::from(*p.as_bytes()))
     );
+    // A rail restarted on B's store (nothing in memory) still gives the watcher the secret
+    // from the pending claim.
+    let chain = RpcChain {
+        provider: plain(&env.net),
+        at: BlockNumberOrTag::Latest,
+    };
+    let shared: Arc<dyn ChannelStore> = Arc::new(env.b.store.clone());
+    let node = Node::new(
+        Identity::generate().unwrap(),
+        env.net.signer(1),
+        Config::default(),
+        SessionConfig::default(),
+        shared.clone(),
+        Arc::new(chain.clone()),
+    );
+    node.add_channel(env.chan.id(), env.a.net_id.public())
+        .unwrap();
+    let fresh = ChannelRail::new(node, shared, chain, env.b.addr, Network::Regtest);
+    assert_eq!(fresh.secrets().preimage(&B256::from(h.hashlock.0)), None);
+    fresh.add_channel(env.chan.id());
+    assert_eq!(
+        fresh.secrets().preimage(&B256::from(h.hashlock.0)),
+        Some(B256::from(*p.as_bytes()))
+    );
     assert_funded(&env.a.rail.htlc_status(&h).await.unwrap(), &h);
     assert_funded(&env.b.rail.htlc_status(&h).await.unwrap(), &h);
     let e = env.b.rail.claim(&h, &p).await.unwrap_err();

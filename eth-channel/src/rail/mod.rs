@@ -54,7 +54,7 @@ use swap_core::types::{
 use crate::msg::{RejectCode, UpdateKind, WireLock};
 use crate::session::{ChainView, Node, RpcChain};
 use crate::store::{ChannelStore, CoSigned};
-use crate::{hashlock_of, SecretMap};
+use crate::{hashlock_of, SecretMap, Secrets};
 
 mod errors;
 
@@ -83,6 +83,50 @@ pub struct ChannelRail {
 impl std::fmt::Debug for ChannelRail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ChannelRail({}, {})", self.params.rail(), self.me)
+    }
+}
+
+/// The preimages of the locks a [`ChannelRail`] claims ([`ChannelRail::secrets`]), for the
+/// watcher. `Debug` shows nothing secret.
+#[derive(Clone)]
+pub struct RailSecrets {
+    map: SecretMap,
+    node: Node,
+    channels: Arc<Mutex<BTreeSet<B256>>>,
+}
+
+impl std::fmt::Debug for RailSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RailSecrets")
+            .field("map", &self.map)
+            .finish()
+    }
+}
+
+impl Secrets for RailSecrets {
+    fn preimage(&self, hashlock: &B256) -> Option<B256> {
+        if let Some(p) = self.map.preimage(hashlock) {
+            return Some(p);
+        }
+        let ids: Vec<B256> = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        ids.into_iter().find_map(|id| {
+            self.node
+                .with_party(id, |p| match p.pending().map(|p| &p.kind) {
+                    Some(UpdateKind::Claim {
+                        hashlock: h,
+                        preimage,
+                    }) if h == hashlock && hashlock_of(preimage) == *hashlock => Some(*preimage),
+                    _ => None,
+                })
+                .ok()
+                .flatten()
+        })
     }
 }
 
@@ -173,8 +217,16 @@ impl ChannelRail {
 
     /// The preimages of the locks we claim: give it to the channels' [`crate::Watcher`], which
     /// enforces a claim on chain when the peer does not countersign it in time.
-    pub fn secrets(&self) -> SecretMap {
-        self.secrets.clone()
+    ///
+    /// Besides the preimages claimed since this process started, it answers from our pending
+    /// claim proposals (persisted before they were sent), so a restart between proposing a
+    /// claim and its countersignature does not leave the watcher without the secret.
+    pub fn secrets(&self) -> RailSecrets {
+        RailSecrets {
+            map: self.secrets.clone(),
+            node: self.node.clone(),
+            channels: self.channels.clone(),
+        }
     }
 
     /// The least `WatchConfig::claim_window` (seconds) the watcher must use: the claim
