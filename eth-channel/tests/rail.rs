@@ -60,7 +60,7 @@ struct Env {
     start: Height,
 }
 
-fn side(net: &Devnet, i: usize) -> Peer {
+fn side(net: &Devnet, i: usize, margin: u64) -> Peer {
     let net_id = Identity::generate().unwrap();
     let store = SqliteChannelStore::in_memory().unwrap();
     let chain = RpcChain {
@@ -72,7 +72,7 @@ fn side(net: &Devnet, i: usize) -> Peer {
         net_id.clone(),
         net.signer(i),
         Config {
-            min_expiry_margin: 2,
+            min_expiry_margin: margin,
         },
         SessionConfig {
             request_timeout: Duration::from_secs(5),
@@ -103,6 +103,11 @@ impl Env {
     /// Anvil, the contract, an ETH channel between accounts 0 (A) and 1 (B) funded with 10
     /// and 5 ETH; both nodes serve it, A connected to B.
     async fn start(salt: u8) -> Self {
+        Self::start_with(salt, 2).await
+    }
+
+    /// [`Env::start`] with B refusing locks that expire within `margin_b` seconds.
+    async fn start_with(salt: u8, margin_b: u64) -> Self {
         let net = Devnet::start().await;
         let w0 = wallet(&net, 0);
         let contract = *Channel::deploy(w0.clone()).await.unwrap().address();
@@ -131,7 +136,7 @@ impl Env {
                 .unwrap();
             assert!(r.status());
         }
-        let (a, b) = (side(&net, 0), side(&net, 1));
+        let (a, b) = (side(&net, 0, 2), side(&net, 1, margin_b));
         for (s, me, peer) in [(&a, Side::A, &b), (&b, Side::B, &a)] {
             Party::open(
                 chan.clone(),
@@ -541,4 +546,41 @@ async fn a_claim_the_peer_ignores_is_enforced_on_chain_and_seen_by_the_sender() 
     // The sender can no longer refund it in the channel.
     let e = env.a.rail.refund(&h).await.unwrap_err();
     assert_eq!(e.cause, Cause::AlreadySpent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_the_peer_refuses_is_rejected_with_its_code() {
+    // B wants locks to run at least an hour; A proposes one of ten minutes.
+    let env = Env::start_with(6, 3600).await;
+    let p = pre(7);
+    let h = env.leg(&p, ONE, 600);
+    let e = env.a.rail.lock(&h).await.unwrap_err();
+    assert_eq!(
+        e.cause,
+        Cause::Rejected {
+            code: Some(eth_channel::rail::reject_number(
+                eth_channel::RejectCode::BadExpiry
+            ))
+        }
+    );
+    assert!(!e.is_transient());
+    assert_eq!(
+        env.b.rail.htlc_status(&h).await.unwrap(),
+        HtlcStatus::Absent
+    );
+    assert_eq!(env.state(), (DEP_A, DEP_B, 0));
+    // Our own party refuses a lock beyond our balance before anything is signed.
+    let h2 = env.leg(&pre(8), DEP_A + 1, 7200);
+    let from_b = HtlcParams {
+        sender: h2.recipient,
+        recipient: h2.sender,
+        ..h2
+    };
+    let e2 = env.b.rail.lock(&from_b).await.unwrap_err();
+    assert!(matches!(e2.cause, Cause::Rejected { .. }), "{e2:?}");
+    assert!(env
+        .b
+        .node
+        .with_party(env.chan.id(), |p| p.pending().is_none())
+        .unwrap());
 }
