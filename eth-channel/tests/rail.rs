@@ -1,6 +1,7 @@
 //! The channel rail against real anvil and `Channel.sol`, two Nodes over TCP on localhost:
-//! lock and claim, refund after expiry, idempotent lock, claim with the peer offline, and a
-//! claim the peer will not countersign enforced on chain by the watcher.
+//! lock and claim, refund after expiry, idempotent lock, claim with the peer offline, a claim
+//! the peer will not countersign enforced on chain by the watcher, typed rejects, and a whole
+//! swap through `swap_core::Driver` with one leg on chain and one in the channel.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
@@ -583,4 +584,117 @@ async fn a_lock_the_peer_refuses_is_rejected_with_its_code() {
         .node
         .with_party(env.chan.id(), |p| p.pending().is_none())
         .unwrap());
+}
+
+/// A whole swap through `swap_core::Driver`: the initiator (B, account 1) locks ETH on chain
+/// in the HTLC contract, the responder (A, account 0) locks ETH in the channel; the initiator
+/// claims in the channel (revealing the secret to A), A claims on chain with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_with_one_leg_on_chain_and_one_in_the_channel() {
+    use eth_adapter::{EthChain, EthConfig};
+    use swap_core::params::{ChainFamily, ChainId, ChainParams, RailId, RailKind};
+    use swap_core::store::SqliteStore;
+    use swap_core::terms::{LegTerms, SafetyPolicy, SwapTerms, Tips};
+    use swap_core::{Driver, DriverConfig, Outcome, Role, SwapRecord};
+
+    let env = Env::start(7).await;
+    let eth = ChainId::new(ChainFamily::Ethereum, Network::Regtest);
+    let htlc = EthChain::deploy(&env.net.url(), env.net.signer(0))
+        .await
+        .unwrap();
+    let on_chain = |i: usize| {
+        let mut cfg = EthConfig::new(env.net.url(), htlc, ChainParams::for_chain(eth));
+        cfg.poll_interval = Duration::from_millis(20);
+        cfg.receipt_timeout = Duration::from_secs(30);
+        Arc::new(EthChain::new(cfg, env.net.signer(i)).unwrap())
+    };
+    let (chain_a, chain_b) = (on_chain(0), on_chain(1));
+    let tip = env.a.rail.tip().await.unwrap();
+    let tips = Tips { x: tip, y: tip };
+    let secret = pre(9);
+    let (x_amount, y_amount) = (ONE, 2 * ONE);
+    let evm = |a: Address| Account::Evm(EvmAddress(a.0 .0));
+    let terms = SwapTerms::with_default_expiries(
+        SwapId([9; 16]),
+        secret.hashlock(),
+        LegTerms {
+            params: ChainParams::for_chain(eth),
+            asset: Asset::Eth,
+            amount: Amount::Wei(Wei(x_amount)),
+            sender: evm(env.b.addr),
+            recipient: evm(env.a.addr),
+            expiry: Expiry::Time(Timestamp(0)),
+            rail_data: None,
+        },
+        LegTerms {
+            params: ChainParams::for_rail(RailId::new(eth, RailKind::EvmChannel)),
+            asset: Asset::Eth,
+            amount: Amount::Wei(Wei(y_amount)),
+            sender: evm(env.a.addr),
+            recipient: evm(env.b.addr),
+            expiry: Expiry::Time(Timestamp(0)),
+            rail_data: Some(RailData::new(RailBody::EvmChannel {
+                channel_id: env.chan.id().0,
+            })),
+        },
+        SafetyPolicy::default(),
+        tips,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = |name: &str, onchain: Arc<EthChain>, rail: &ChannelRail| {
+        let store = Arc::new(SqliteStore::open(dir.path().join(name)).unwrap());
+        Arc::new(Driver::new(
+            store,
+            [
+                onchain as Arc<dyn Rail>,
+                Arc::new(rail.clone()) as Arc<dyn Rail>,
+            ],
+            DriverConfig {
+                poll_interval: Duration::from_millis(200),
+                ..DriverConfig::default()
+            },
+        ))
+    };
+    let initiator = driver("b.db", chain_b, &env.b.rail);
+    let responder = driver("a.db", chain_a, &env.a.rail);
+    let record = |role, secret| SwapRecord {
+        terms: terms.clone(),
+        role,
+        secret,
+        key_index: 0,
+        watch_from: tips,
+    };
+    initiator
+        .create(&record(Role::Initiator, Some(secret.clone())))
+        .await
+        .unwrap();
+    responder
+        .create(&record(Role::Responder, None))
+        .await
+        .unwrap();
+    let (bal_a0, bal_b0) = (
+        env.net.provider().get_balance(env.a.addr).await.unwrap(),
+        env.net.provider().get_balance(env.b.addr).await.unwrap(),
+    );
+    let id = terms.id;
+    let (ri, rr) = tokio::time::timeout(Duration::from_secs(120), async {
+        tokio::join!(initiator.run_swap(id), responder.run_swap(id))
+    })
+    .await
+    .expect("the swap finishes");
+    assert_eq!(ri.unwrap(), Outcome::Swapped);
+    assert_eq!(rr.unwrap(), Outcome::Swapped);
+    // Channel: A's 2 ETH moved to B, co-signed on both sides.
+    assert_eq!(env.state(), (DEP_A - y_amount, DEP_B + y_amount, 0));
+    // Chain: B paid 1 ETH (plus gas) to A, who paid only gas.
+    let (bal_a1, bal_b1) = (
+        env.net.provider().get_balance(env.a.addr).await.unwrap(),
+        env.net.provider().get_balance(env.b.addr).await.unwrap(),
+    );
+    let gas_cap = U256::from(ONE / 100);
+    assert!(bal_b1 <= bal_b0 - U256::from(x_amount));
+    assert!(bal_b1 + gas_cap >= bal_b0 - U256::from(x_amount));
+    assert!(bal_a1 + gas_cap >= bal_a0 + U256::from(x_amount));
+    assert!(bal_a1 <= bal_a0 + U256::from(x_amount));
 }
