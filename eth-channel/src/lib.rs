@@ -21,11 +21,15 @@
 //! [`watcher`] acts on chain for a party's channels (answers stale closes, enforces locks,
 //! settles, takes credits), recording each transaction in the store before its broadcast.
 //!
-//! Not here yet: the hashlock registry checks (`ChannelRef::revealed_at`, reuse across
-//! channels), announcing a new channel to its peer, and the engine's channel rail.
+//! [`rail`] is the engine's channel rail: a [`swap_core::Rail`] whose locks are channel
+//! updates with the swap's counterparty.
+//!
+//! Not here yet: the hashlock registry checks on received locks (`ChannelRef::revealed_at`,
+//! reuse across channels), announcing a new channel to its peer.
 
 pub mod machine;
 pub mod msg;
+pub mod rail;
 mod rules;
 pub mod session;
 pub mod sqlite;
@@ -34,6 +38,7 @@ pub mod watcher;
 
 pub use machine::{Config, Event, Party, PartyError, Step};
 pub use msg::{DecodeError, Message, Proposal, RejectCode, UpdateKind};
+pub use rail::{ChannelRail, RailSecrets};
 pub use rules::{hashlock_of, Reject};
 pub use session::{ChainView, Node, RpcChain, SessionConfig, SessionError};
 pub use sqlite::SqliteChannelStore;

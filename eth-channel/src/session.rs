@@ -644,6 +644,21 @@ impl Node {
         }
     }
 
+    /// Sends our pending proposal on channel `id` again (the same signed state), if there is
+    /// one and a connection to its peer is up: whether it went out. Its completion then shows
+    /// in the party's latest state.
+    pub fn resend_pending(&self, id: B256) -> Result<bool, SessionError> {
+        let (peer, bytes) = {
+            let chans = lock(&self.inner.chans)?;
+            let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
+            match slot.party.resend() {
+                Some(b) => (slot.peer, b),
+                None => return Ok(false),
+            }
+        };
+        Ok(self.send_to(peer, bytes))
+    }
+
     fn forget_waiter(&self, id: B256) {
         if let Ok(mut chans) = lock(&self.inner.chans) {
             if let Some(s) = chans.get_mut(&id) {

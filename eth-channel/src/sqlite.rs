@@ -354,6 +354,69 @@ fn insert(
     Ok(())
 }
 
+impl SqliteChannelStore {
+    fn save_cosigned_with(
+        &self,
+        id: B256,
+        s: &CoSigned,
+        kind: Option<&UpdateKind>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        if !exists(&tx, id)? {
+            return Err(StoreError::UnknownChannel(id));
+        }
+        let v = s.state.version;
+        if v == 0 {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: "version 0 is never signed".into(),
+            });
+        }
+        if let Some(row) = row_at(&tx, id, v, "cosigned")? {
+            if cosigned_of(id, &row)? == *s {
+                return Ok(());
+            }
+        }
+        if latest_version(&tx, id)?.is_some_and(|l| v <= l) {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("co-signed version {v} at or below the latest"),
+            });
+        }
+        if is_abandoned(&tx, id, v)? {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("version {v} is abandoned: never co-signed"),
+            });
+        }
+        let ws = WireState::new(&s.state, &s.locks);
+        if let Some(row) = row_at(&tx, id, v, "proposed")? {
+            if proposal_of(id, &row)?.state != ws {
+                return Err(StoreError::Conflict {
+                    channel: id,
+                    detail: format!("version {v} differs from our own proposal"),
+                });
+            }
+        }
+        let sig = |s: &Option<eth_adapter::channel::Sig>| {
+            s.as_ref().map(|s| json(&WireSig::from(s))).transpose()
+        };
+        insert(
+            &tx,
+            id,
+            v,
+            "cosigned",
+            &json(&ws)?,
+            kind.map(json).transpose()?.as_deref(),
+            (sig(&s.sig_a)?, sig(&s.sig_b)?),
+        )?;
+        tx.commit().map_err(backend)
+    }
+}
+
 impl ChannelStore for SqliteChannelStore {
     fn create_channel(
         &self,
@@ -436,59 +499,53 @@ impl ChannelStore for SqliteChannelStore {
     }
 
     fn save_cosigned(&self, id: B256, s: &CoSigned) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        self.save_cosigned_with(id, s, None)
+    }
+
+    fn save_cosigned_kind(
+        &self,
+        id: B256,
+        s: &CoSigned,
+        kind: &UpdateKind,
+    ) -> Result<(), StoreError> {
+        self.save_cosigned_with(id, s, Some(kind))
+    }
+
+    fn updates(&self, id: B256) -> Result<Vec<(CoSigned, Option<UpdateKind>)>, StoreError> {
+        let conn = self.lock()?;
+        // Our own proposal of a co-signed version is that state (`save_cosigned` checks it),
+        // so its kind is the state's when the co-signed row has none.
+        let mut stmt = conn
+            .prepare(
+                "SELECT c.state_json, COALESCE(c.kind_json, p.kind_json), c.sig_a, c.sig_b
+                 FROM channel_states c
+                 LEFT JOIN channel_states p ON p.channel_id = c.channel_id
+                      AND p.version = c.version AND p.role = 'proposed'
+                 WHERE c.channel_id = ?1 AND c.role = 'cosigned' ORDER BY c.version",
+            )
             .map_err(backend)?;
-        if !exists(&tx, id)? {
-            return Err(StoreError::UnknownChannel(id));
+        let rows = stmt
+            .query_map(params![id.as_slice()], |r| {
+                Ok(Row {
+                    state_json: r.get(0)?,
+                    kind_json: r.get(1)?,
+                    sig_a: r.get(2)?,
+                    sig_b: r.get(3)?,
+                })
+            })
+            .map_err(backend)?;
+        let mut out = vec![];
+        for r in rows {
+            let row = r.map_err(backend)?;
+            let kind = row
+                .kind_json
+                .as_deref()
+                .map(serde_json::from_str::<UpdateKind>)
+                .transpose()
+                .map_err(|e| corrupt(id, e))?;
+            out.push((cosigned_of(id, &row)?, kind));
         }
-        let v = s.state.version;
-        if v == 0 {
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: "version 0 is never signed".into(),
-            });
-        }
-        if let Some(row) = row_at(&tx, id, v, "cosigned")? {
-            if cosigned_of(id, &row)? == *s {
-                return Ok(());
-            }
-        }
-        if latest_version(&tx, id)?.is_some_and(|l| v <= l) {
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: format!("co-signed version {v} at or below the latest"),
-            });
-        }
-        if is_abandoned(&tx, id, v)? {
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: format!("version {v} is abandoned: never co-signed"),
-            });
-        }
-        let ws = WireState::new(&s.state, &s.locks);
-        if let Some(row) = row_at(&tx, id, v, "proposed")? {
-            if proposal_of(id, &row)?.state != ws {
-                return Err(StoreError::Conflict {
-                    channel: id,
-                    detail: format!("version {v} differs from our own proposal"),
-                });
-            }
-        }
-        let sig = |s: &Option<eth_adapter::channel::Sig>| {
-            s.as_ref().map(|s| json(&WireSig::from(s))).transpose()
-        };
-        insert(
-            &tx,
-            id,
-            v,
-            "cosigned",
-            &json(&ws)?,
-            None,
-            (sig(&s.sig_a)?, sig(&s.sig_b)?),
-        )?;
-        tx.commit().map_err(backend)
+        Ok(out)
     }
 
     fn abandon_proposal(&self, id: B256, version: u64) -> Result<(), StoreError> {
