@@ -284,6 +284,9 @@ pub enum RejectCode {
     Crossed,
     /// Bytes that are no message (the `channel` and `version` of such a reject are zero).
     Malformed,
+    /// A cancel of a lock whose secret was revealed on chain before the lock's expiry: the
+    /// lock belongs to its receiver.
+    SecretRevealed,
     /// Anything else.
     Other,
 }

@@ -45,6 +45,14 @@ use crate::store::{ChannelStore, StoreError};
 pub trait ChainView: Send + Sync + 'static {
     /// `chan`'s cumulative amounts at a final block (see `ChannelRef::on_chain`).
     async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError>;
+    /// When `hashlock`'s secret was first revealed in `chan`'s contract, if it was (the
+    /// contract's secret registry, at the latest block: a reveal is final for this purpose as
+    /// soon as it is seen, since refusing a cancel costs nothing).
+    async fn revealed_at(
+        &self,
+        chan: &ChannelRef,
+        hashlock: B256,
+    ) -> Result<Option<u64>, SessionError>;
     /// Unix seconds now (lock and withdrawal expiries are checked against it).
     fn now(&self) -> u64 {
         std::time::SystemTime::now()
@@ -68,6 +76,16 @@ pub struct RpcChain {
 impl ChainView for RpcChain {
     async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError> {
         chan.on_chain(&self.provider, self.at)
+            .await
+            .map_err(|e| SessionError::Chain(e.to_string()))
+    }
+
+    async fn revealed_at(
+        &self,
+        chan: &ChannelRef,
+        hashlock: B256,
+    ) -> Result<Option<u64>, SessionError> {
+        chan.revealed_at(&self.provider, hashlock)
             .await
             .map_err(|e| SessionError::Chain(e.to_string()))
     }
@@ -392,6 +410,19 @@ impl Node {
             .is_ok_and(|c| c.get(&peer).is_some_and(|c| c.tx.send(bytes).is_ok()))
     }
 
+    /// The expiry of the lock on `hashlock` in channel `id`'s latest co-signed state.
+    fn lock_expiry(&self, id: B256, hashlock: B256) -> Option<u64> {
+        let chans = lock(&self.inner.chans).ok()?;
+        chans
+            .get(&id)?
+            .party
+            .latest()
+            .locks
+            .iter()
+            .find(|l| l.hashlock == hashlock)
+            .map(|l| l.expiry)
+    }
+
     fn chan_of(&self, id: B256, peer: PeerKey) -> Option<ChannelRef> {
         let chans = lock(&self.inner.chans).ok()?;
         chans
@@ -449,6 +480,32 @@ impl Node {
             None
         };
         let chain = chain.unwrap_or_default();
+        // A cancel of a lock whose secret was revealed on chain before the lock's expiry would
+        // take the lock from its receiver: at settlement the contract pays it to the receiver,
+        // but a co-signed cancel (a higher version) replaces the closing state that holds it.
+        // Refused, whichever side asks.
+        if let Message::Propose(p) = &msg {
+            if let UpdateKind::CancelExpired { hashlock } = &p.kind {
+                match self.inner.chain.revealed_at(&chan, *hashlock).await {
+                    Ok(Some(at)) if self.lock_expiry(id, *hashlock).is_none_or(|e| at < e) => {
+                        return (
+                            reject(
+                                id,
+                                p.state.version,
+                                RejectCode::SecretRevealed,
+                                "the lock's secret was revealed on chain before its expiry",
+                            ),
+                            false,
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(channel = %id, error = %e, "secret registry unreadable: cancel not handled");
+                        return (None, false);
+                    }
+                }
+            }
+        }
         let now = self.inner.chain.now();
         let (reply, follow) = match self.step(id, bytes, now, &chain) {
             Ok(x) => x,

@@ -549,6 +549,48 @@ async fn a_claim_the_peer_ignores_is_enforced_on_chain_and_seen_by_the_sender() 
     assert_eq!(e.cause, Cause::AlreadySpent);
 }
 
+/// A lock whose secret its receiver revealed on chain before the expiry belongs to the
+/// receiver: the sender's cancel after the expiry is refused and changes nothing (a co-signed
+/// cancel, a higher version, would replace the closing state that pays the receiver).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_of_a_lock_revealed_in_time_is_refused() {
+    let env = Env::start(9).await;
+    let p = pre(10);
+    let h = env.leg(&p, ONE, 4);
+    env.a.rail.lock(&h).await.unwrap();
+    let before = env.state();
+    assert_eq!(before.2, 1);
+    let c = Channel::new(env.chan.contract, wallet(&env.net, 1));
+    let r = c
+        .reveal(B256::from(*p.as_bytes()))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(r.status());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let e = env
+        .a
+        .node
+        .propose(
+            env.chan.id(),
+            eth_channel::UpdateKind::CancelExpired {
+                hashlock: B256::from(h.hashlock.0),
+            },
+        )
+        .await
+        .unwrap_err();
+    match e {
+        eth_channel::SessionError::Refused { code, .. } => {
+            assert_eq!(code, eth_channel::RejectCode::SecretRevealed)
+        }
+        other => panic!("expected the cancel refused, got {other:?}"),
+    }
+    assert_eq!(env.state(), before, "nothing changed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_the_peer_refuses_is_rejected_with_its_code() {
     // B wants locks to run at least an hour; A proposes one of ten minutes.

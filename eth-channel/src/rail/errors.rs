@@ -29,6 +29,7 @@ pub fn reject_number(code: RejectCode) -> i64 {
         RejectCode::Crossed => 16,
         RejectCode::Malformed => 17,
         RejectCode::Other => 18,
+        RejectCode::SecretRevealed => 19,
     }
 }
 
