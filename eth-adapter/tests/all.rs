@@ -7,6 +7,8 @@ mod common;
 mod batch_claim;
 #[path = "channel_contract.rs"]
 mod channel_contract;
+#[path = "channel_model.rs"]
+mod channel_model;
 #[path = "concurrent_locks.rs"]
 mod concurrent_locks;
 #[path = "connect.rs"]
