@@ -21,9 +21,14 @@
 //! [`watcher`] acts on chain for a party's channels (answers stale closes, enforces locks,
 //! settles, takes credits), recording each transaction in the store before its broadcast.
 //!
+//! A new channel is announced to its peer with `Open` / `Opened` ([`Node::announce`],
+//! [`Node::accept_opens`]): the receiver checks it is party B, the chain, the contract and that
+//! the channel is open at a final block, and reads the deposits from the chain.
+//!
 //! Not here yet: the hashlock registry checks (`ChannelRef::revealed_at`, reuse across
-//! channels), announcing a new channel to its peer, and the engine's channel rail.
+//! channels), and the engine's channel rail.
 
+mod announce;
 pub mod machine;
 pub mod msg;
 mod rules;
@@ -33,7 +38,7 @@ pub mod store;
 pub mod watcher;
 
 pub use machine::{Config, Event, Party, PartyError, Step};
-pub use msg::{DecodeError, Message, Proposal, RejectCode, UpdateKind};
+pub use msg::{DecodeError, Message, OpenMsg, OpenedMsg, Proposal, RejectCode, UpdateKind};
 pub use rules::{hashlock_of, Reject};
 pub use session::{ChainView, Node, RpcChain, SessionConfig, SessionError};
 pub use sqlite::SqliteChannelStore;
