@@ -323,3 +323,76 @@ async fn open_with_the_peer_unreachable_moves_no_funds() {
     assert!(!out.status.success());
     assert_eq!(a.json(&["channel", "list", "--json"]), Value::Array(vec![]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erc20_channel_opens_tops_up_and_closes_with_exact_token_balances() {
+    use devnet::test_contracts::TestToken;
+    let net = Devnet::start().await;
+    let deployer: DynProvider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(net.signer(0)))
+        .connect_http(net.url().parse().unwrap())
+        .erased();
+    let contract = *Channel::deploy(deployer.clone()).await.unwrap().address();
+    let tok = TestToken::deploy(deployer, "Six".into(), 6).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let a = inst(root.path(), "a", &net, contract);
+    let b = inst(root.path(), "b", &net, contract);
+    let ia = a.json(&["channel", "info", "--json"]);
+    let ib = b.json(&["channel", "info", "--json"]);
+    let addr_a: Address = ia["address"].as_str().unwrap().parse().unwrap();
+    let addr_b: Address = ib["address"].as_str().unwrap().parse().unwrap();
+    net.set_balance(addr_a, U256::from(10 * ONE)).await;
+    let minted = U256::from(1_000_000_000u64);
+    let r = tok
+        .mint(addr_a, minted)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(r.status());
+    let token_of = |who: Address| {
+        let tok = tok.clone();
+        async move { tok.balanceOf(who).call().await.unwrap() }
+    };
+    let a0 = balance(&net, addr_a).await;
+    let mut server = serve(&b);
+    let peer = format!("{}@{}", ib["transport_key"].as_str().unwrap(), b.listen);
+    let spec = format!("erc20:{:#x}:6", tok.address());
+    let opened = a.json(&[
+        "channel",
+        "open",
+        "--peer",
+        &peer,
+        "--peer-address",
+        ib["address"].as_str().unwrap(),
+        "--amount",
+        "10token",
+        "--token",
+        &spec,
+        "--json",
+    ]);
+    assert_eq!(opened["token"], format!("{:#x}", tok.address()));
+    assert_eq!(amount(&opened["deposit"]), 10_000_000);
+    // approve + depositToken.
+    assert_eq!(opened["txs"].as_array().unwrap().len(), 2);
+    let mut spent = gas(&net, &opened).await;
+    let id = opened["channel"].as_str().unwrap().to_owned();
+    assert_eq!(token_of(addr_a).await, minted - U256::from(10_000_000u64));
+    let dep = a.json(&["channel", "deposit", &id, "--amount", "2.5", "--json"]);
+    assert_eq!(dep["version"], 1);
+    spent += gas(&net, &dep).await;
+    let lb = b.json(&["channel", "list", "--json"]);
+    assert_eq!(lb[0]["token"], format!("{:#x}", tok.address()));
+    assert_eq!(amount(&lb[0]["peer_balance"]), 12_500_000);
+    let closed = a.json(&["channel", "close", &id, "--json"]);
+    assert_eq!(amount(&closed["paid_a"]), 12_500_000);
+    spent += gas(&net, &closed).await;
+    assert_eq!(token_of(addr_a).await, minted);
+    assert_eq!(token_of(addr_b).await, U256::ZERO);
+    assert_eq!(token_of(contract).await, U256::ZERO);
+    assert_eq!(balance(&net, addr_a).await, a0 - spent);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -80,7 +80,10 @@ impl ChainView for RpcChain {
 
     async fn open_at_final(&self, chan: &ChannelRef) -> Result<Option<OnChain>, SessionError> {
         use alloy::providers::Provider;
-        let err = |e: &dyn std::fmt::Display| SessionError::Chain(e.to_string());
+        // Transport errors quote the URL, which may carry an API key.
+        let err = |e: &dyn std::fmt::Display| {
+            SessionError::Chain(eth_adapter::scrub_urls(&e.to_string()))
+        };
         let block = self
             .provider
             .get_block_by_number(self.at)

@@ -27,7 +27,8 @@ pub enum ChannelAction {
         /// The peer's Ethereum address (party B).
         #[arg(long)]
         peer_address: String,
-        /// Our deposit: `0.5eth`, whole units, or base units.
+        /// Our deposit: `0.5eth`, `10token`, `2.5` (a decimal point: whole units), or a whole
+        /// number of base units.
         #[arg(long)]
         amount: String,
         /// `eth` (default) or `erc20:0xTOKEN:DECIMALS`.

@@ -5,6 +5,7 @@ use alloy::primitives::{Address, B256, U256};
 use anyhow::{anyhow, bail, Context};
 use eth_adapter::bindings::{Channel, IERC20Permit};
 use eth_adapter::channel::{ChannelRef, Params, Side};
+use eth_adapter::scrub_urls;
 use eth_channel::msg::UpdateKind;
 use eth_channel::{ChainView, ChannelStore, Party, RpcChain, SessionError};
 use serde_json::{json, Value};
@@ -62,7 +63,12 @@ async fn asset_of(ctx: &Ctx, token: Address) -> anyhow::Result<Asset> {
         .decimals()
         .call()
         .await
-        .context("reading the token's decimals")?;
+        .map_err(|e| {
+            anyhow!(
+                "reading the token's decimals: {}",
+                scrub_urls(&e.to_string())
+            )
+        })?;
     Ok(Asset::Erc20 {
         token: EvmAddress(token.into()),
         decimals,
@@ -85,12 +91,12 @@ async fn send<C: alloy::sol_types::SolCall>(
     let pending = call
         .send()
         .await
-        .with_context(|| format!("sending {what}"))?;
+        .map_err(|e| anyhow!("sending {what}: {}", scrub_urls(&e.to_string())))?;
     let tx = *pending.tx_hash();
     let r = pending
         .get_receipt()
         .await
-        .with_context(|| format!("waiting for {what} ({tx})"))?;
+        .map_err(|e| anyhow!("waiting for {what} ({tx}): {}", scrub_urls(&e.to_string())))?;
     if !r.status() {
         return Err(ChannelCliError::Reverted { what, tx }.into());
     }
@@ -343,11 +349,9 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Value> {
                 "withdrawn_a": o.withdrawnA.to_string(),
                 "withdrawn_b": o.withdrawnB.to_string(),
             }),
-            Err(e) => json!({ "status": "unreadable", "error": e.to_string() }),
+            Err(e) => json!({ "status": "unreadable", "error": scrub_urls(&e.to_string()) }),
         };
-        let asset = asset_of(ctx, s.chan.params.token)
-            .await
-            .unwrap_or(Asset::Eth);
+        let asset = asset_of(ctx, s.chan.params.token).await.ok();
         rows.push(json!({
             "channel": format!("{id:#x}"),
             "side": match s.me { Side::A => "A", Side::B => "B" },
@@ -357,7 +361,7 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Value> {
             "peer_address": format!("{:#x}", s.chan.party(if s.me == Side::A { Side::B } else { Side::A })),
             "version": st.version,
             "balance": mine.to_string(),
-            "balance_text": format_amount(mine, &asset),
+            "balance_text": asset.map(|a| format_amount(mine, &a)),
             "peer_balance": theirs.to_string(),
             "pending_locks": s.latest.locks.len(),
             "locked": locked.to_string(),
@@ -475,7 +479,13 @@ pub async fn close(ctx: &Ctx, id: B256, addr: Option<&str>, force: bool) -> anyh
     let st = Channel::new(ctx.contract, &ctx.provider)
         .status(id)
         .call()
-        .await?;
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "reading the channel's status: {}",
+                scrub_urls(&e.to_string())
+            )
+        })?;
     if st.st != 1 {
         bail!(
             "channel {id} is not open on chain (status {}): nothing to close",

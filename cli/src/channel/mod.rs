@@ -158,7 +158,7 @@ impl Ctx {
             .eth
             .rpc_url
             .parse()
-            .with_context(|| format!("[eth] rpc_url {:?}", cfg.eth.rpc_url))?;
+            .context("[eth] rpc_url is not a URL")?;
         let provider = ProviderBuilder::new().connect_http(url).erased();
         let wallet = ProviderBuilder::new()
             .wallet(EthereumWallet::from(signer.clone()))
@@ -166,13 +166,15 @@ impl Ctx {
                 cfg.eth
                     .rpc_url
                     .parse()
-                    .with_context(|| format!("[eth] rpc_url {:?}", cfg.eth.rpc_url))?,
+                    .context("[eth] rpc_url is not a URL")?,
             )
             .erased();
-        let chain_id = provider
-            .get_chain_id()
-            .await
-            .context("reading the Ethereum node's chain id")?;
+        let chain_id = provider.get_chain_id().await.map_err(|e| {
+            anyhow::anyhow!(
+                "reading the Ethereum node's chain id: {}",
+                eth_adapter::scrub_urls(&e.to_string())
+            )
+        })?;
         let at = if cfg.eth_chain()?.network == Network::Regtest {
             BlockNumberOrTag::Latest
         } else {
