@@ -499,9 +499,10 @@ pub async fn close(ctx: &Ctx, id: B256, addr: Option<&str>, force: bool) -> anyh
             Err(e) => Err(e),
         };
         if let Err(e) = got {
+            // Without the peer (gone, or no address known to reach it) `--force` closes alone.
             let unreachable = matches!(
                 e.downcast_ref::<ChannelCliError>(),
-                Some(ChannelCliError::PeerUnreachable { .. })
+                Some(ChannelCliError::PeerUnreachable { .. } | ChannelCliError::NoPeerAddress(_))
             );
             if unreachable && force {
                 return force_close(ctx, id, &chan).await;

@@ -43,7 +43,7 @@ pub enum ChannelCliError {
     #[error("no channel {0} here (see `xswap channel list`)")]
     UnknownChannel(String),
     /// Where the peer listens is not known.
-    #[error("the peer's address of channel {0} is not known: give --addr HOST:PORT")]
+    #[error("the peer's address of channel {0} is not known: give --addr HOST:PORT (`close --force` closes without the peer)")]
     NoPeerAddress(B256),
     /// The peer did not answer: nothing was closed.
     #[error(
