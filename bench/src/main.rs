@@ -341,10 +341,16 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
     let maker = bob
         .engine
         .maker(Arc::new(vec![offer.clone()]), Arc::new(OfferRates));
-    let peer = Peer {
-        key: alice.engine.identity.public(),
-        ip: std::net::IpAddr::from([127, 0, 0, 1]),
-    };
+    // As many customers as takes at once, each with its own key and address (the maker
+    // bounds open quotes per key and per address, as it would for real customers).
+    let peers: Vec<Peer> = (0..4 * TAKERS)
+        .map(|k| {
+            Ok(Peer {
+                key: swap_net::Identity::generate()?.public(),
+                ip: std::net::IpAddr::from([127, 0, 1, u8::try_from(k)?]),
+            })
+        })
+        .collect::<Result<_>>()?;
     let setup_secs = setup.elapsed().as_secs_f64();
     let latest: Value = nodes
         .eth
@@ -384,8 +390,9 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
     // both records stored); each swap starts running as soon as it is agreed, so the clock
     // and the block count started before the first proposal.
     let takes: Vec<SwapId> = futures::stream::iter(0..n)
-        .map(|_| {
+        .map(|k| {
             let (engine, offer, maker) = (alice.engine.clone(), offer.clone(), maker.clone());
+            let peer = peers[k % peers.len()];
             async move {
                 engine
                     .take_via(&mut Direct::new(maker, peer), &offer, u128::from(SATS))

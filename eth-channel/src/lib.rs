@@ -21,16 +21,20 @@
 //! [`watcher`] acts on chain for a party's channels (answers stale closes, enforces locks,
 //! settles, takes credits), recording each transaction in the store before its broadcast.
 //!
+//! [`rail`] is the engine's channel rail: a [`swap_core::Rail`] whose locks are channel
+//! updates with the swap's counterparty.
+//!
 //! A new channel is announced to its peer with `Open` / `Opened` ([`Node::announce`],
 //! [`Node::accept_opens`]): the receiver checks it is party B, the chain, the contract and that
 //! the channel is open at a final block, and reads the deposits from the chain.
 //!
-//! Not here yet: the hashlock registry checks (`ChannelRef::revealed_at`, reuse across
-//! channels), and the engine's channel rail.
+//! Not here yet: the hashlock registry checks on received locks (`ChannelRef::revealed_at`,
+//! reuse across channels).
 
 mod announce;
 pub mod machine;
 pub mod msg;
+pub mod rail;
 mod rules;
 pub mod session;
 pub mod sqlite;
@@ -39,6 +43,7 @@ pub mod watcher;
 
 pub use machine::{Config, Event, Party, PartyError, Step};
 pub use msg::{DecodeError, Message, OpenMsg, OpenedMsg, Proposal, RejectCode, UpdateKind};
+pub use rail::{ChannelRail, RailSecrets};
 pub use rules::{hashlock_of, Reject};
 pub use session::{ChainView, Node, RpcChain, SessionConfig, SessionError};
 pub use sqlite::SqliteChannelStore;

@@ -149,7 +149,8 @@ pub enum Event {
 enum Change {
     None,
     Pending(Proposal),
-    CoSigned(CoSigned),
+    /// A co-signed state and the change that made it (kept: a claim's preimage).
+    CoSigned(CoSigned, UpdateKind),
     /// Our pending proposal of `version` is abandoned; `then` replaces it.
     Abandon {
         version: u64,
@@ -491,7 +492,7 @@ impl Party {
                 };
                 Step {
                     base: self.latest.state.version,
-                    change: Change::CoSigned(cs),
+                    change: Change::CoSigned(cs, p.kind.clone()),
                     out: Some(Message::Countersign(Countersign {
                         channel: self.id,
                         version,
@@ -694,12 +695,15 @@ impl Party {
         };
         Ok(Step {
             base: self.latest.state.version,
-            change: Change::CoSigned(CoSigned {
-                state,
-                locks: p.state.locks(),
-                sig_a: Some(sig_a),
-                sig_b: Some(sig_b),
-            }),
+            change: Change::CoSigned(
+                CoSigned {
+                    state,
+                    locks: p.state.locks(),
+                    sig_a: Some(sig_a),
+                    sig_b: Some(sig_b),
+                },
+                p.kind.clone(),
+            ),
             out: None,
             event: Event::Completed(c.version),
         })
@@ -742,8 +746,8 @@ impl Party {
                     self.pending = Some(p);
                 }
             }
-            Change::CoSigned(cs) => {
-                store.save_cosigned(self.id, &cs)?;
+            Change::CoSigned(cs, kind) => {
+                store.save_cosigned_kind(self.id, &cs, &kind)?;
                 if self
                     .pending
                     .as_ref()

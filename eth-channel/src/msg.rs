@@ -176,8 +176,9 @@ impl WireState {
 }
 
 /// What an update does, stated by its proposer; the receiver rebuilds the whole new state
-/// from its latest co-signed state and this, and refuses any other state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// from its latest co-signed state and this, and refuses any other state. Its `Debug` never
+/// shows a claim's preimage (it reaches reject texts and logs).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum UpdateKind {
     /// The proposer locks `lock.amount` of its balance for the other party (appended last).
@@ -215,6 +216,32 @@ pub enum UpdateKind {
         #[serde(with = "dec")]
         amount: u128,
     },
+}
+
+impl std::fmt::Debug for UpdateKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateKind::Lock { lock } => f.debug_struct("Lock").field("lock", lock).finish(),
+            UpdateKind::Claim { hashlock, .. } => f
+                .debug_struct("Claim")
+                .field("hashlock", hashlock)
+                .field("preimage", &"<redacted>")
+                .finish(),
+            UpdateKind::CancelExpired { hashlock } => f
+                .debug_struct("CancelExpired")
+                .field("hashlock", hashlock)
+                .finish(),
+            UpdateKind::Withdraw { amount, expiry } => f
+                .debug_struct("Withdraw")
+                .field("amount", amount)
+                .field("expiry", expiry)
+                .finish(),
+            UpdateKind::Close => f.write_str("Close"),
+            UpdateKind::TopUp { amount } => {
+                f.debug_struct("TopUp").field("amount", amount).finish()
+            }
+        }
+    }
 }
 
 /// A proposed next state, signed by its proposer.
@@ -298,6 +325,9 @@ pub enum RejectCode {
     Exists,
     /// The receiver does not accept announced channels.
     NotAccepting,
+    /// A cancel of a lock whose secret was revealed on chain before the lock's expiry: the
+    /// lock belongs to its receiver.
+    SecretRevealed,
     /// Anything else.
     Other,
 }
@@ -483,6 +513,20 @@ mod tests {
             code: RejectCode::WrongVersion,
             text: "old".into(),
         })
+    }
+
+    #[test]
+    fn a_claims_preimage_never_shows_in_debug() {
+        let pre = B256::repeat_byte(0xab);
+        let kind = UpdateKind::Claim {
+            hashlock: B256::repeat_byte(0xcd),
+            preimage: pre,
+        };
+        let shown = format!("{kind:?}");
+        assert!(!shown.contains(&format!("{pre:x}")[2..]), "{shown}");
+        assert!(shown.contains("redacted"));
+        let proposal_like = format!("{:?}", Some(&kind));
+        assert!(!proposal_like.contains("abababab"));
     }
 
     #[test]

@@ -51,6 +51,14 @@ pub trait ChainView: Send + Sync + 'static {
     async fn open_at_final(&self, chan: &ChannelRef) -> Result<Option<OnChain>, SessionError> {
         self.on_chain(chan).await.map(Some)
     }
+    /// When `hashlock`'s secret was first revealed in `chan`'s contract, if it was (the
+    /// contract's secret registry, at the latest block: a reveal is final for this purpose as
+    /// soon as it is seen, since refusing a cancel costs nothing).
+    async fn revealed_at(
+        &self,
+        chan: &ChannelRef,
+        hashlock: B256,
+    ) -> Result<Option<u64>, SessionError>;
     /// Unix seconds now (lock and withdrawal expiries are checked against it).
     fn now(&self) -> u64 {
         std::time::SystemTime::now()
@@ -79,32 +87,17 @@ impl ChainView for RpcChain {
     }
 
     async fn open_at_final(&self, chan: &ChannelRef) -> Result<Option<OnChain>, SessionError> {
-        use alloy::providers::Provider;
-        // Transport errors quote the URL, which may carry an API key.
-        let err = |e: &dyn std::fmt::Display| {
-            SessionError::Chain(eth_adapter::scrub_urls(&e.to_string()))
-        };
-        let block = self
-            .provider
-            .get_block_by_number(self.at)
+        crate::announce::rpc_open_at_final(self, chan).await
+    }
+
+    async fn revealed_at(
+        &self,
+        chan: &ChannelRef,
+        hashlock: B256,
+    ) -> Result<Option<u64>, SessionError> {
+        chan.revealed_at(&self.provider, hashlock)
             .await
-            .map_err(|e| err(&e))?
-            .ok_or_else(|| SessionError::Chain(format!("no block {}", self.at)))?;
-        let st = eth_adapter::bindings::Channel::new(chan.contract, &self.provider)
-            .status(chan.id())
-            .block(alloy::eips::BlockId::number(block.header.number))
-            .call()
-            .await
-            .map_err(|e| err(&e))?;
-        if st.st != 1 {
-            return Ok(None);
-        }
-        // Open at that block: the amounts, read the one way they are read everywhere.
-        let at = alloy::eips::BlockNumberOrTag::Number(block.header.number);
-        chan.on_chain(&self.provider, at)
-            .await
-            .map(Some)
-            .map_err(|e| err(&e))
+            .map_err(|e| SessionError::Chain(e.to_string()))
     }
 }
 
@@ -453,6 +446,19 @@ impl Node {
             .is_ok_and(|c| c.get(&peer).is_some_and(|c| c.tx.send(bytes).is_ok()))
     }
 
+    /// The expiry of the lock on `hashlock` in channel `id`'s latest co-signed state.
+    fn lock_expiry(&self, id: B256, hashlock: B256) -> Option<u64> {
+        let chans = lock(&self.inner.chans).ok()?;
+        chans
+            .get(&id)?
+            .party
+            .latest()
+            .locks
+            .iter()
+            .find(|l| l.hashlock == hashlock)
+            .map(|l| l.expiry)
+    }
+
     pub(crate) fn chan_of(&self, id: B256, peer: PeerKey) -> Option<ChannelRef> {
         let chans = lock(&self.inner.chans).ok()?;
         chans
@@ -524,6 +530,32 @@ impl Node {
             None
         };
         let chain = chain.unwrap_or_default();
+        // A cancel of a lock whose secret was revealed on chain before the lock's expiry would
+        // take the lock from its receiver: at settlement the contract pays it to the receiver,
+        // but a co-signed cancel (a higher version) replaces the closing state that holds it.
+        // Refused, whichever side asks.
+        if let Message::Propose(p) = &msg {
+            if let UpdateKind::CancelExpired { hashlock } = &p.kind {
+                match self.inner.chain.revealed_at(&chan, *hashlock).await {
+                    Ok(Some(at)) if self.lock_expiry(id, *hashlock).is_none_or(|e| at < e) => {
+                        return (
+                            reject(
+                                id,
+                                p.state.version,
+                                RejectCode::SecretRevealed,
+                                "the lock's secret was revealed on chain before its expiry",
+                            ),
+                            false,
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(channel = %id, error = %e, "secret registry unreadable: cancel not handled");
+                        return (None, false);
+                    }
+                }
+            }
+        }
         let now = self.inner.chain.now();
         let (reply, follow) = match self.step(id, bytes, now, &chain) {
             Ok(x) => x,
@@ -717,6 +749,21 @@ impl Node {
                 Err(SessionError::Timeout { version })
             }
         }
+    }
+
+    /// Sends our pending proposal on channel `id` again (the same signed state), if there is
+    /// one and a connection to its peer is up: whether it went out. Its completion then shows
+    /// in the party's latest state.
+    pub fn resend_pending(&self, id: B256) -> Result<bool, SessionError> {
+        let (peer, bytes) = {
+            let chans = lock(&self.inner.chans)?;
+            let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
+            match slot.party.resend() {
+                Some(b) => (slot.peer, b),
+                None => return Ok(false),
+            }
+        };
+        Ok(self.send_to(peer, bytes))
     }
 
     fn forget_waiter(&self, id: B256) {

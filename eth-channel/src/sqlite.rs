@@ -354,95 +354,17 @@ fn insert(
     Ok(())
 }
 
-impl ChannelStore for SqliteChannelStore {
-    fn record_peer(
+impl SqliteChannelStore {
+    fn save_cosigned_with(
         &self,
-        channel: B256,
-        key: [u8; 32],
-        addr: Option<&str>,
+        id: B256,
+        s: &CoSigned,
+        kind: Option<&UpdateKind>,
     ) -> Result<(), StoreError> {
-        self.set_peer(channel, key, addr)
-    }
-
-    fn create_channel(
-        &self,
-        chan: &ChannelRef,
-        me: Side,
-        initial: &State,
-    ) -> Result<(), StoreError> {
-        let id = chan.id();
         let mut conn = self.lock()?;
-        let tx = conn.transaction().map_err(backend)?;
-        if exists(&tx, id)? {
-            return Err(StoreError::Exists(id));
-        }
-        let p = &chan.params;
-        tx.execute(
-            "INSERT INTO channels (id, chain_id, contract, party_a, party_b, token,
-             challenge_period, salt, side, initial_json, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                id.as_slice(),
-                to_i64(id, chan.chain_id)?,
-                chan.contract.as_slice(),
-                p.a.as_slice(),
-                p.b.as_slice(),
-                p.token.as_slice(),
-                to_i64(id, p.challengePeriod)?,
-                p.salt.as_slice(),
-                side_str(me),
-                json(&WireState::new(initial, &[]))?,
-                unix_now()
-            ],
-        )
-        .map_err(backend)?;
-        tx.commit().map_err(backend)
-    }
-
-    fn save_proposal(&self, id: B256, p: &Proposal) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction().map_err(backend)?;
-        if !exists(&tx, id)? {
-            return Err(StoreError::UnknownChannel(id));
-        }
-        let v = p.state.version;
-        if latest_version(&tx, id)?.is_some_and(|l| v <= l) {
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: format!("proposal of version {v} at or below the latest co-signed"),
-            });
-        }
-        if is_abandoned(&tx, id, v)? {
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: format!("our proposal of version {v} is abandoned"),
-            });
-        }
-        if let Some(row) = row_at(&tx, id, v, "proposed")? {
-            if proposal_of(id, &row)? == *p {
-                return Ok(());
-            }
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: format!("another proposal of version {v} is already signed"),
-            });
-        }
-        let kind = json(&p.kind)?;
-        insert(
-            &tx,
-            id,
-            v,
-            "proposed",
-            &json(&p.state)?,
-            Some(&kind),
-            (Some(json(&p.sig)?), None),
-        )?;
-        tx.commit().map_err(backend)
-    }
-
-    fn save_cosigned(&self, id: B256, s: &CoSigned) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         if !exists(&tx, id)? {
             return Err(StoreError::UnknownChannel(id));
         }
@@ -488,15 +410,158 @@ impl ChannelStore for SqliteChannelStore {
             v,
             "cosigned",
             &json(&ws)?,
-            None,
+            kind.map(json).transpose()?.as_deref(),
             (sig(&s.sig_a)?, sig(&s.sig_b)?),
         )?;
         tx.commit().map_err(backend)
     }
+}
+
+impl ChannelStore for SqliteChannelStore {
+    fn record_peer(
+        &self,
+        channel: B256,
+        key: [u8; 32],
+        addr: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.set_peer(channel, key, addr)
+    }
+
+    fn create_channel(
+        &self,
+        chan: &ChannelRef,
+        me: Side,
+        initial: &State,
+    ) -> Result<(), StoreError> {
+        let id = chan.id();
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        if exists(&tx, id)? {
+            return Err(StoreError::Exists(id));
+        }
+        let p = &chan.params;
+        tx.execute(
+            "INSERT INTO channels (id, chain_id, contract, party_a, party_b, token,
+             challenge_period, salt, side, initial_json, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                id.as_slice(),
+                to_i64(id, chan.chain_id)?,
+                chan.contract.as_slice(),
+                p.a.as_slice(),
+                p.b.as_slice(),
+                p.token.as_slice(),
+                to_i64(id, p.challengePeriod)?,
+                p.salt.as_slice(),
+                side_str(me),
+                json(&WireState::new(initial, &[]))?,
+                unix_now()
+            ],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn save_proposal(&self, id: B256, p: &Proposal) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        if !exists(&tx, id)? {
+            return Err(StoreError::UnknownChannel(id));
+        }
+        let v = p.state.version;
+        if latest_version(&tx, id)?.is_some_and(|l| v <= l) {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("proposal of version {v} at or below the latest co-signed"),
+            });
+        }
+        if is_abandoned(&tx, id, v)? {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("our proposal of version {v} is abandoned"),
+            });
+        }
+        if let Some(row) = row_at(&tx, id, v, "proposed")? {
+            if proposal_of(id, &row)? == *p {
+                return Ok(());
+            }
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("another proposal of version {v} is already signed"),
+            });
+        }
+        let kind = json(&p.kind)?;
+        insert(
+            &tx,
+            id,
+            v,
+            "proposed",
+            &json(&p.state)?,
+            Some(&kind),
+            (Some(json(&p.sig)?), None),
+        )?;
+        tx.commit().map_err(backend)
+    }
+
+    fn save_cosigned(&self, id: B256, s: &CoSigned) -> Result<(), StoreError> {
+        self.save_cosigned_with(id, s, None)
+    }
+
+    fn save_cosigned_kind(
+        &self,
+        id: B256,
+        s: &CoSigned,
+        kind: &UpdateKind,
+    ) -> Result<(), StoreError> {
+        self.save_cosigned_with(id, s, Some(kind))
+    }
+
+    fn updates(&self, id: B256) -> Result<Vec<(CoSigned, Option<UpdateKind>)>, StoreError> {
+        let conn = self.lock()?;
+        // Our own proposal of a co-signed version is that state (`save_cosigned` checks it),
+        // so its kind is the state's when the co-signed row has none.
+        let mut stmt = conn
+            .prepare(
+                "SELECT c.state_json, COALESCE(c.kind_json, p.kind_json), c.sig_a, c.sig_b
+                 FROM channel_states c
+                 LEFT JOIN channel_states p ON p.channel_id = c.channel_id
+                      AND p.version = c.version AND p.role = 'proposed'
+                 WHERE c.channel_id = ?1 AND c.role = 'cosigned' ORDER BY c.version",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![id.as_slice()], |r| {
+                Ok(Row {
+                    state_json: r.get(0)?,
+                    kind_json: r.get(1)?,
+                    sig_a: r.get(2)?,
+                    sig_b: r.get(3)?,
+                })
+            })
+            .map_err(backend)?;
+        let mut out = vec![];
+        for r in rows {
+            let row = r.map_err(backend)?;
+            let kind = row
+                .kind_json
+                .as_deref()
+                .map(serde_json::from_str::<UpdateKind>)
+                .transpose()
+                .map_err(|e| corrupt(id, e))?;
+            out.push((cosigned_of(id, &row)?, kind));
+        }
+        Ok(out)
+    }
 
     fn abandon_proposal(&self, id: B256, version: u64) -> Result<(), StoreError> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         if !exists(&tx, id)? {
             return Err(StoreError::UnknownChannel(id));
         }

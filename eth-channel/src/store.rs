@@ -4,7 +4,7 @@ use alloy::primitives::B256;
 
 use eth_adapter::channel::{ChannelRef, Lock, Side, Sig, State};
 
-use crate::msg::Proposal;
+use crate::msg::{Proposal, UpdateKind};
 
 /// A state and its locks with both signatures (none for the implicit version 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +92,21 @@ pub trait ChannelStore: Send + Sync {
     /// latest co-signed one (the same state again is a no-op), and a state differing from our
     /// own proposal at that version.
     fn save_cosigned(&self, channel: B256, s: &CoSigned) -> Result<(), StoreError>;
+
+    /// [`ChannelStore::save_cosigned`], keeping the change that made the state (`kind`, as
+    /// stated by its proposer and checked by both): a peer's claim carries the preimage, which
+    /// the lock's sender needs for its own claim elsewhere and must not lose in a crash.
+    fn save_cosigned_kind(
+        &self,
+        channel: B256,
+        s: &CoSigned,
+        kind: &UpdateKind,
+    ) -> Result<(), StoreError>;
+
+    /// Every co-signed state of the channel, oldest first, with the change that made it when
+    /// it was recorded (by [`ChannelStore::save_cosigned_kind`], or as our own proposal of
+    /// that version).
+    fn updates(&self, channel: B256) -> Result<Vec<(CoSigned, Option<UpdateKind>)>, StoreError>;
 
     /// Records that our proposal of `version` (above the latest co-signed state) is
     /// abandoned: it stops being pending, and we never sign another state of that version.

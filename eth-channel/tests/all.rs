@@ -11,6 +11,8 @@ mod anvil;
 mod crossing;
 #[path = "prop.rs"]
 mod prop;
+#[path = "rail.rs"]
+mod rail;
 #[path = "reject.rs"]
 mod reject;
 #[path = "resume.rs"]

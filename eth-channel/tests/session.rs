@@ -27,6 +27,13 @@ impl ChainView for Fixed {
     async fn on_chain(&self, _chan: &ChannelRef) -> Result<OnChain, SessionError> {
         Ok(chain())
     }
+    async fn revealed_at(
+        &self,
+        _chan: &ChannelRef,
+        _hashlock: B256,
+    ) -> Result<Option<u64>, SessionError> {
+        Ok(None)
+    }
     fn now(&self) -> u64 {
         NOW
     }

@@ -23,7 +23,7 @@ enum Prepared {
     /// Locked already (or brought to its end from the outbox) by this transaction.
     Done(B256),
     /// To send.
-    Send(LockToSend),
+    Send(Box<LockToSend>),
 }
 
 /// A lock to send: its HTLC, its send in the outbox, its call, and its swap's guard.
@@ -227,14 +227,14 @@ impl EthChain {
             // Built under the token lock, when it is sent.
             (Bytes::new(), U256::ZERO)
         };
-        Ok(Prepared::Send(LockToSend {
+        Ok(Prepared::Send(Box::new(LockToSend {
             h,
             params: p.clone(),
             key,
             input,
             value,
             _guard: guard,
-        }))
+        })))
     }
 
     /// The call data for an ERC-20 lock: with a permit when the token accepts an EIP-2612

@@ -48,7 +48,14 @@ pub fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), Migrati
         return Err(Migration::Newer { found, supported });
     }
     for (i, sql) in migrations.iter().enumerate().skip(found.max(0) as usize) {
-        let tx = conn.transaction()?;
+        // IMMEDIATE, and the version read again inside: of two processes opening an old
+        // database at once, one migrates and the other finds it done.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if now > i as i64 {
+            tx.commit()?;
+            continue;
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
@@ -139,7 +146,9 @@ fn track_locks(conn: &mut Connection) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
-    let tx = conn.transaction().map_err(backend)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
     for id in ids {
         let Ok((record, state)) = load_one(&tx, &id) else {
             continue;
@@ -385,7 +394,9 @@ impl SwapStore for SqliteStore {
         let amount = leg.amount.base_units().to_string();
         let ahead = initial.lock_ahead();
         self.with(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let exists: Option<i64> = tx
                 .query_row(
                     "SELECT 1 FROM swaps WHERE id = ?1",
@@ -654,7 +665,9 @@ impl SwapStore for SqliteStore {
 
     async fn allocate_key_index(&self) -> Result<u32, StoreError> {
         self.with(|conn| {
-            let tx = conn.transaction().map_err(backend)?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let k: i64 = tx
                 .query_row(
                     "UPDATE counters SET value = value + 1 WHERE name = 'key_index'
