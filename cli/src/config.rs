@@ -17,12 +17,18 @@
 //! [net]
 //! listen = "127.0.0.1:7700"        # where `xswap maker` accepts takers
 //! public = "maker.example.org:7700" # what offers tell takers (default: `listen`)
+//!
+//! [channel]                        # optional: payment channels (`xswap channel`)
+//! contract = "0x..."               # the deployed Channel contract
+//! listen = "127.0.0.1:7701"        # where `xswap channel serve` / `xswap maker` accept peers
+//! challenge_period = 86400         # of the channels this installation opens
 //! ```
 //!
 //! Every value can be overridden by an environment variable: `XSWAP_BTC_CHAIN`,
 //! `XSWAP_BTC_RPC_URL`, `XSWAP_BTC_COOKIE`, `XSWAP_BTC_USER`, `XSWAP_BTC_PASSWORD`,
 //! `XSWAP_BTC_WALLET`, `XSWAP_ETH_CHAIN`, `XSWAP_ETH_RPC_URL`, `XSWAP_ETH_HTLC`,
-//! `XSWAP_ETH_ACCOUNT`, `XSWAP_LISTEN`, `XSWAP_PUBLIC`.
+//! `XSWAP_ETH_ACCOUNT`, `XSWAP_LISTEN`, `XSWAP_PUBLIC`, `XSWAP_CHANNEL_CONTRACT`,
+//! `XSWAP_CHANNEL_LISTEN`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -92,6 +98,24 @@ impl NetSection {
     }
 }
 
+/// Payment channels (`xswap channel`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChannelSection {
+    /// The deployed `Channel` contract.
+    pub contract: String,
+    /// Where `xswap channel serve` (and `xswap maker`) accept channel peers; none: channel
+    /// peers are not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// The challenge period of the channels this installation opens, in seconds.
+    #[serde(default = "default_challenge_period")]
+    pub challenge_period: u64,
+}
+
+fn default_challenge_period() -> u64 {
+    24 * 3600
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Config {
@@ -101,6 +125,9 @@ pub struct Config {
     pub eth: EthSection,
     /// Transport.
     pub net: NetSection,
+    /// Payment channels (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelSection>,
 }
 
 impl Default for Config {
@@ -124,6 +151,7 @@ impl Default for Config {
                 listen: "127.0.0.1:7700".into(),
                 public: None,
             },
+            channel: None,
         }
     }
 }
@@ -170,6 +198,18 @@ impl Config {
         }
         if let Some(v) = env("XSWAP_BTC_PASSWORD") {
             c.btc.password = Some(v);
+        }
+        if let Some(v) = env("XSWAP_CHANNEL_CONTRACT") {
+            c.channel
+                .get_or_insert_with(|| ChannelSection {
+                    contract: String::new(),
+                    listen: None,
+                    challenge_period: default_challenge_period(),
+                })
+                .contract = v;
+        }
+        if let (Some(v), Some(ch)) = (env("XSWAP_CHANNEL_LISTEN"), c.channel.as_mut()) {
+            ch.listen = Some(v);
         }
         if let Some(v) = env("XSWAP_ETH_ACCOUNT") {
             c.eth.account = v.parse().context("XSWAP_ETH_ACCOUNT must be a number")?;

@@ -1,6 +1,7 @@
 //! The pieces of the `xswap` tool that other programs and tests can use.
 
 pub mod amounts;
+pub mod channel;
 pub mod config;
 pub mod demo;
 /// The engine (the `swap-engine` crate), under the name the CLI's modules use.

@@ -123,6 +123,11 @@ enum Command {
         #[command(subcommand)]
         action: RegtestAction,
     },
+    /// Ethereum payment channels: info, open, announce, deposit, withdraw, list, close, serve.
+    Channel {
+        #[command(subcommand)]
+        action: xswap_cli::channel::args::ChannelAction,
+    },
     /// Run two engines that swap BTC for ETH and an ERC-20 for BTC over the encrypted
     /// transport, on regtest nodes started for the occasion (litecoind or bitcoind, anvil).
     Demo,
@@ -313,6 +318,16 @@ fn main() -> anyhow::Result<()> {
     let dir = cli.data_dir.clone();
     match cli.command {
         Command::Demo => runtime()?.block_on(xswap_cli::demo::run()),
+        Command::Channel { action } => {
+            use xswap_cli::channel::args;
+            match runtime()?.block_on(args::run(&dir, action)) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    std::process::exit(args::exit_code(&e))
+                }
+            }
+        }
         Command::Regtest { action } => runtime()?.block_on(async {
             use xswap_cli::regtest_cmd as r;
             match action {
@@ -456,6 +471,17 @@ fn main() -> anyhow::Result<()> {
                 engine.identity.public(),
                 offers.len()
             );
+            // Channel peers too, when `[channel] listen` is set.
+            if let Some(chan_listen) = Config::load(&dir)?.channel.and_then(|c| c.listen) {
+                let ctx = std::sync::Arc::new(xswap_cli::channel::Ctx::open(&dir).await?);
+                xswap_cli::say!("channel peers served on {chan_listen}");
+                tokio::spawn(async move {
+                    let tick = xswap_cli::channel::args::tick();
+                    if let Err(e) = xswap_cli::channel::serve(ctx, &chan_listen, tick).await {
+                        tracing::error!(error = %format!("{e:#}"), "channel service stopped");
+                    }
+                });
+            }
             engine
                 .serve_book(
                     listener,

@@ -178,9 +178,9 @@ pub async fn join(data_dir: &Path, other: &Path) -> anyhow::Result<()> {
 /// Writes config.toml for the nodes, makes sure `wallet` exists and has coins, and gives the
 /// installation's Ethereum account 100 ETH (when it has a keystore).
 async fn configure(data_dir: &Path, state: &RegtestState, wallet: &str) -> anyhow::Result<()> {
-    let net = Config::load(data_dir)
-        .map(|c| c.net)
-        .unwrap_or_else(|_| Config::default().net);
+    let (net, channel) = Config::load(data_dir)
+        .map(|c| (c.net, c.channel))
+        .unwrap_or_else(|_| (Config::default().net, None));
     let cfg = Config {
         btc: BtcSection {
             chain: state.btc_chain.clone(),
@@ -197,6 +197,7 @@ async fn configure(data_dir: &Path, state: &RegtestState, wallet: &str) -> anyho
             account: 0,
         },
         net,
+        channel,
     };
     std::fs::write(Config::path(data_dir), toml::to_string_pretty(&cfg)?)?;
     let node = rpc(state, None)?;

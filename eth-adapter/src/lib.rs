@@ -27,6 +27,6 @@ mod scan;
 pub mod tx;
 
 pub use chain::{deploy_htlc, known_chain_id, revert_reason, EthChain, EthConfig, FoundLock};
-pub use error::EthError;
+pub use error::{scrub_urls, EthError};
 pub use htlc::{decode_revert, EthHtlc, Revert};
 pub use nonce::NonceManager;

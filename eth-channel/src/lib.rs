@@ -24,9 +24,14 @@
 //! [`rail`] is the engine's channel rail: a [`swap_core::Rail`] whose locks are channel
 //! updates with the swap's counterparty.
 //!
+//! A new channel is announced to its peer with `Open` / `Opened` ([`Node::announce`],
+//! [`Node::accept_opens`]): the receiver checks it is party B, the chain, the contract and that
+//! the channel is open at a final block, and reads the deposits from the chain.
+//!
 //! Not here yet: the hashlock registry checks on received locks (`ChannelRef::revealed_at`,
-//! reuse across channels), announcing a new channel to its peer.
+//! reuse across channels).
 
+mod announce;
 pub mod machine;
 pub mod msg;
 pub mod rail;
@@ -37,7 +42,7 @@ pub mod store;
 pub mod watcher;
 
 pub use machine::{Config, Event, Party, PartyError, Step};
-pub use msg::{DecodeError, Message, Proposal, RejectCode, UpdateKind};
+pub use msg::{DecodeError, Message, OpenMsg, OpenedMsg, Proposal, RejectCode, UpdateKind};
 pub use rail::{ChannelRail, RailSecrets};
 pub use rules::{hashlock_of, Reject};
 pub use session::{ChainView, Node, RpcChain, SessionConfig, SessionError};

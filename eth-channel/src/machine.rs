@@ -457,6 +457,10 @@ impl Party {
                     },
                 })
             }
+            // Announcements are the session's (`crate::announce`), never a party's.
+            Message::Open(_) | Message::Opened(_) => Err(PartyError::Unexpected(
+                "channel announcement given to a party".into(),
+            )),
         }
     }
 

@@ -8,7 +8,7 @@
 use alloy::primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
-use eth_adapter::channel::{Lock, Sig, State};
+use eth_adapter::channel::{ChannelRef, Lock, Params, Sig, State};
 
 /// The wire version this crate speaks.
 pub const WIRE_VERSION: u32 = 1;
@@ -311,6 +311,20 @@ pub enum RejectCode {
     Crossed,
     /// Bytes that are no message (the `channel` and `version` of such a reject are zero).
     Malformed,
+    /// An announced channel on another chain than the receiver's.
+    WrongChain,
+    /// An announced channel in another contract than the receiver's.
+    WrongContract,
+    /// An announced channel whose party B is not the receiver's key.
+    NotParty,
+    /// An announced channel not open on chain at a final block.
+    NotOpen,
+    /// The receiver could not read the chain (or its store): try again later.
+    Unavailable,
+    /// An announced channel the receiver already holds with another peer, or differently.
+    Exists,
+    /// The receiver does not accept announced channels.
+    NotAccepting,
     /// A cancel of a lock whose secret was revealed on chain before the lock's expiry: the
     /// lock belongs to its receiver.
     SecretRevealed,
@@ -332,6 +346,65 @@ pub struct RejectMsg {
     pub text: String,
 }
 
+/// A new channel, announced by its party A to its party B once it is open on chain (at a
+/// final block). The receiver reads the deposits from the chain, never from here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenMsg {
+    /// `Params.a`.
+    pub a: Address,
+    /// `Params.b`.
+    pub b: Address,
+    /// `Params.token` (zero for ETH).
+    pub token: Address,
+    /// `Params.challengePeriod`.
+    pub challenge_period: u64,
+    /// `Params.salt`.
+    pub salt: B256,
+    /// The chain id.
+    pub chain_id: u64,
+    /// The `Channel` contract.
+    pub contract: Address,
+}
+
+impl OpenMsg {
+    /// The announcement of `chan`.
+    pub fn new(chan: &ChannelRef) -> Self {
+        Self {
+            a: chan.params.a,
+            b: chan.params.b,
+            token: chan.params.token,
+            challenge_period: chan.params.challengePeriod,
+            salt: chan.params.salt,
+            chain_id: chan.chain_id,
+            contract: chan.contract,
+        }
+    }
+
+    /// The channel announced.
+    pub fn channel(&self) -> ChannelRef {
+        ChannelRef::new(
+            Params {
+                a: self.a,
+                b: self.b,
+                token: self.token,
+                challengePeriod: self.challenge_period,
+                salt: self.salt,
+            },
+            self.chain_id,
+            self.contract,
+        )
+    }
+}
+
+/// The receiver recorded the announced channel (a `Reject` of version 0 refuses it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenedMsg {
+    /// The channel id.
+    pub channel: B256,
+}
+
 /// A channel message.
 // One message at a time, short-lived: boxing the proposal would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -342,8 +415,12 @@ pub enum Message {
     Propose(Proposal),
     /// Its countersignature.
     Countersign(Countersign),
-    /// Its refusal.
+    /// Its refusal (of version 0: the refusal of an `Open`).
     Reject(RejectMsg),
+    /// A new channel announced.
+    Open(OpenMsg),
+    /// The announced channel is recorded.
+    Opened(OpenedMsg),
 }
 
 #[derive(Deserialize)]
@@ -418,6 +495,8 @@ impl Message {
             Message::Propose(p) => p.channel,
             Message::Countersign(c) => c.channel,
             Message::Reject(r) => r.channel,
+            Message::Open(o) => o.channel().id(),
+            Message::Opened(o) => o.channel,
         }
     }
 }

@@ -45,6 +45,12 @@ use crate::store::{ChannelStore, StoreError};
 pub trait ChainView: Send + Sync + 'static {
     /// `chan`'s cumulative amounts at a final block (see `ChannelRef::on_chain`).
     async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError>;
+    /// `chan`'s amounts at a final block if it is open there, `None` if it is not (never
+    /// opened, closing or settled). The default reads [`ChainView::on_chain`] and takes any
+    /// failure as a failure.
+    async fn open_at_final(&self, chan: &ChannelRef) -> Result<Option<OnChain>, SessionError> {
+        self.on_chain(chan).await.map(Some)
+    }
     /// When `hashlock`'s secret was first revealed in `chan`'s contract, if it was (the
     /// contract's secret registry, at the latest block: a reveal is final for this purpose as
     /// soon as it is seen, since refusing a cancel costs nothing).
@@ -78,6 +84,10 @@ impl ChainView for RpcChain {
         chan.on_chain(&self.provider, self.at)
             .await
             .map_err(|e| SessionError::Chain(e.to_string()))
+    }
+
+    async fn open_at_final(&self, chan: &ChannelRef) -> Result<Option<OnChain>, SessionError> {
+        crate::announce::rpc_open_at_final(self, chan).await
     }
 
     async fn revealed_at(
@@ -176,9 +186,9 @@ pub enum SessionError {
 
 type Answer = Result<u64, SessionError>;
 
-struct Slot {
-    party: Party,
-    peer: PeerKey,
+pub(crate) struct Slot {
+    pub(crate) party: Party,
+    pub(crate) peer: PeerKey,
     /// The caller waiting for our pending (or crossed, to be re-proposed) change.
     waiter: Option<oneshot::Sender<Answer>>,
     /// Side B after a lost crossing: the change to propose again.
@@ -190,22 +200,27 @@ struct Conn {
     tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
-struct Inner {
-    me: Identity,
-    key: PrivateKeySigner,
-    party_cfg: Config,
-    cfg: SessionConfig,
-    store: Arc<dyn ChannelStore>,
-    chain: Arc<dyn ChainView>,
-    chans: Mutex<HashMap<B256, Slot>>,
+pub(crate) struct Inner {
+    pub(crate) me: Identity,
+    pub(crate) key: PrivateKeySigner,
+    pub(crate) party_cfg: Config,
+    pub(crate) cfg: SessionConfig,
+    pub(crate) store: Arc<dyn ChannelStore>,
+    pub(crate) chain: Arc<dyn ChainView>,
+    pub(crate) chans: Mutex<HashMap<B256, Slot>>,
     conns: Mutex<HashMap<PeerKey, Conn>>,
     generation: std::sync::atomic::AtomicU64,
+    /// The chain id and contract of the channels we accept when announced (none: we accept
+    /// none).
+    pub(crate) accept: std::sync::OnceLock<(u64, alloy::primitives::Address)>,
+    /// Our announcements waiting for their answer, by channel id.
+    pub(crate) opens: Mutex<HashMap<B256, oneshot::Sender<Result<(), SessionError>>>>,
 }
 
 /// One party's channels and connections (cheap to clone: shared).
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Node {
@@ -214,7 +229,7 @@ impl std::fmt::Debug for Node {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, SessionError> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, SessionError> {
     m.lock()
         .map_err(|_| SessionError::Internal("poisoned lock"))
 }
@@ -241,6 +256,8 @@ impl Node {
                 chans: Mutex::new(HashMap::new()),
                 conns: Mutex::new(HashMap::new()),
                 generation: std::sync::atomic::AtomicU64::new(0),
+                accept: std::sync::OnceLock::new(),
+                opens: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -268,6 +285,25 @@ impl Node {
             },
         );
         Ok(())
+    }
+
+    /// Serves `party` (just recorded) with `peer`.
+    pub(crate) fn insert_party(&self, party: Party, peer: PeerKey) -> Result<(), SessionError> {
+        lock(&self.inner.chans)?.insert(
+            party.id(),
+            Slot {
+                party,
+                peer,
+                waiter: None,
+                requeue: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// The peer we serve channel `id` with, if we serve it.
+    pub(crate) fn chan_peer(&self, id: B256) -> Result<Option<PeerKey>, SessionError> {
+        Ok(lock(&self.inner.chans)?.get(&id).map(|s| s.peer))
     }
 
     /// Reads channel `id`'s party (its latest co-signed state, pending proposal...).
@@ -405,7 +441,7 @@ impl Node {
         }
     }
 
-    fn send_to(&self, peer: PeerKey, bytes: Vec<u8>) -> bool {
+    pub(crate) fn send_to(&self, peer: PeerKey, bytes: Vec<u8>) -> bool {
         lock(&self.inner.conns)
             .is_ok_and(|c| c.get(&peer).is_some_and(|c| c.tx.send(bytes).is_ok()))
     }
@@ -423,7 +459,7 @@ impl Node {
             .map(|l| l.expiry)
     }
 
-    fn chan_of(&self, id: B256, peer: PeerKey) -> Option<ChannelRef> {
+    pub(crate) fn chan_of(&self, id: B256, peer: PeerKey) -> Option<ChannelRef> {
         let chans = lock(&self.inner.chans).ok()?;
         chans
             .get(&id)
@@ -453,6 +489,20 @@ impl Node {
             }
         };
         let id = msg.channel();
+        match &msg {
+            Message::Open(o) => return (Some(self.accept_open(peer, o).await.encode()), false),
+            Message::Opened(_) => return (None, !self.answer_open(id, Ok(()))),
+            Message::Reject(r) if r.version == 0 => {
+                let refused = SessionError::Refused {
+                    code: r.code,
+                    text: r.text.clone(),
+                };
+                if self.answer_open(id, Err(refused)) {
+                    return (None, false);
+                }
+            }
+            _ => {}
+        }
         let Some(chan) = self.chan_of(id, peer) else {
             debug!(%peer, channel = %id, "message for a channel we do not hold with this peer");
             return match &msg {

@@ -418,6 +418,15 @@ impl SqliteChannelStore {
 }
 
 impl ChannelStore for SqliteChannelStore {
+    fn record_peer(
+        &self,
+        channel: B256,
+        key: [u8; 32],
+        addr: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.set_peer(channel, key, addr)
+    }
+
     fn create_channel(
         &self,
         chan: &ChannelRef,

@@ -119,4 +119,18 @@ pub trait ChannelStore: Send + Sync {
 
     /// Every co-signed state of the channel, oldest first.
     fn history(&self, channel: B256) -> Result<Vec<CoSigned>, StoreError>;
+
+    /// Records (or replaces) who the channel's peer is on the encrypted transport: its
+    /// static key and, if we dial it, its address. A store keeping no peers refuses.
+    fn record_peer(
+        &self,
+        channel: B256,
+        key: [u8; 32],
+        addr: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let _ = (key, addr);
+        Err(StoreError::Backend(format!(
+            "this store keeps no peers (channel {channel})"
+        )))
+    }
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+#[path = "announce.rs"]
+mod announce;
 #[path = "anvil.rs"]
 mod anvil;
 #[path = "crossing.rs"]

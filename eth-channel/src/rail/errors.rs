@@ -30,6 +30,14 @@ pub fn reject_number(code: RejectCode) -> i64 {
         RejectCode::Malformed => 17,
         RejectCode::Other => 18,
         RejectCode::SecretRevealed => 19,
+        // Refusals of a channel announcement (never of a rail update).
+        RejectCode::WrongChain => 20,
+        RejectCode::WrongContract => 21,
+        RejectCode::NotParty => 22,
+        RejectCode::NotOpen => 23,
+        RejectCode::Unavailable => 24,
+        RejectCode::Exists => 25,
+        RejectCode::NotAccepting => 26,
     }
 }
 
