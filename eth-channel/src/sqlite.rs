@@ -417,6 +417,16 @@ impl SqliteChannelStore {
     }
 }
 
+/// A row of `channel_states` read as (state, kind, sig_a, sig_b).
+fn state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        state_json: r.get(0)?,
+        kind_json: r.get(1)?,
+        sig_a: r.get(2)?,
+        sig_b: r.get(3)?,
+    })
+}
+
 impl ChannelStore for SqliteChannelStore {
     fn record_peer(
         &self,
@@ -534,14 +544,7 @@ impl ChannelStore for SqliteChannelStore {
             )
             .map_err(backend)?;
         let rows = stmt
-            .query_map(params![id.as_slice()], |r| {
-                Ok(Row {
-                    state_json: r.get(0)?,
-                    kind_json: r.get(1)?,
-                    sig_a: r.get(2)?,
-                    sig_b: r.get(3)?,
-                })
-            })
+            .query_map(params![id.as_slice()], state_row)
             .map_err(backend)?;
         let mut out = vec![];
         for r in rows {
@@ -696,14 +699,7 @@ impl ChannelStore for SqliteChannelStore {
             )
             .map_err(backend)?;
         let rows = stmt
-            .query_map(params![id.as_slice()], |r| {
-                Ok(Row {
-                    state_json: r.get(0)?,
-                    kind_json: r.get(1)?,
-                    sig_a: r.get(2)?,
-                    sig_b: r.get(3)?,
-                })
-            })
+            .query_map(params![id.as_slice()], state_row)
             .map_err(backend)?;
         let mut out = vec![];
         for r in rows {
