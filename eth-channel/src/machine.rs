@@ -548,6 +548,15 @@ impl Party {
         if mine.is_none() && self.abandoned() != Some(v) {
             return None;
         }
+        // A final state of ours is never abandoned: the peer holds our signature on it, and
+        // `cooperativeClose` takes any co-signed final state, whatever its version; were we to
+        // countersign the peer's change at the next version (say a lock to us, on which our
+        // swap then relies), the peer could still close with our final state without it. The
+        // peer's proposal gets `Busy` instead (see `validate`); the channel closes on chain if
+        // neither gives way.
+        if mine.is_some_and(|m| m.state.is_final) {
+            return None;
+        }
         // Only A's own signed proposal makes us give up ours.
         self.chan
             .verify(&p.state.state(), &p.sig.into(), self.chan.party(Side::A))

@@ -115,6 +115,38 @@ fn crossing_proposals_skip_the_version_and_both_go_through() {
     );
 }
 
+/// B's final state (a cooperative close) is never abandoned for a crossing proposal of A's: A
+/// holds B's signature on it and `cooperativeClose` takes any co-signed final state, so B
+/// countersigning A's change (say a lock to B) at the next version would let A close without
+/// it. B answers Busy and keeps its final proposal; nothing of A's is countersigned.
+#[test]
+fn a_final_proposal_is_never_abandoned_for_a_crossing_one() {
+    let mut pair = Pair::new();
+    let sa = pair
+        .a
+        .propose_lock(5, secret(3), NOW + 3600, NOW, &chain())
+        .unwrap();
+    let sb = pair.b.propose_close(NOW, &chain()).unwrap();
+    let pa1 = pair.a.commit(sa, &pair.sa).unwrap().unwrap();
+    pair.b.commit(sb, &pair.sb).unwrap().unwrap();
+    assert!(pair.b.pending().unwrap().state.is_final);
+
+    let r = pair.b.receive(&pa1, NOW, &chain()).unwrap();
+    assert!(
+        matches!(&r.event, Event::RefusedPeer(r) if r.code == RejectCode::Busy),
+        "{:?}",
+        r.event
+    );
+    pair.b.commit(r, &pair.sb).unwrap();
+    // B's final proposal stands, nothing abandoned, nothing co-signed.
+    assert!(pair.b.pending().unwrap().state.is_final);
+    assert_eq!(pair.b.abandoned(), None);
+    assert_eq!(pair.b.latest().state.version, 0);
+    let b2 = Party::resume(pair.b.id(), pair.kb.clone(), Config::default(), &pair.sb).unwrap();
+    assert!(b2.pending().unwrap().state.is_final);
+    assert_eq!(b2.abandoned(), None);
+}
+
 #[test]
 fn an_abandoned_version_is_never_cosigned_nor_proposed_again() {
     let mut pair = Pair::new();
