@@ -428,6 +428,34 @@ fn state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 }
 
 impl ChannelStore for SqliteChannelStore {
+    fn abandoned_proposals(&self, id: B256) -> Result<Vec<(u64, UpdateKind)>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT s.version, s.kind_json FROM channel_states s
+                 JOIN channel_abandoned a ON a.channel_id = s.channel_id AND a.version = s.version
+                 WHERE s.channel_id = ?1 AND s.role = 'proposed' AND s.version >
+                   (SELECT COALESCE(MAX(version), 0) FROM channel_states
+                    WHERE channel_id = ?1 AND role = 'cosigned')
+                 ORDER BY s.version",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![id.as_slice()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(backend)?;
+        let mut out = vec![];
+        for r in rows {
+            let (v, kind) = r.map_err(backend)?;
+            let v = u64::try_from(v).map_err(|e| corrupt(id, e))?;
+            let kind = kind.ok_or_else(|| corrupt(id, "a proposal without its change"))?;
+            let kind: UpdateKind = serde_json::from_str(&kind).map_err(|e| corrupt(id, e))?;
+            out.push((v, kind));
+        }
+        Ok(out)
+    }
+
     fn record_peer(
         &self,
         channel: B256,

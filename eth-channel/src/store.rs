@@ -114,6 +114,11 @@ pub trait ChannelStore: Send + Sync {
     /// abandoning again is a no-op.
     fn abandon_proposal(&self, channel: B256, version: u64) -> Result<(), StoreError>;
 
+    /// Our abandoned proposals above the latest co-signed version, oldest first, with their
+    /// changes. Each is signed by us, so the peer may still countersign it until a state of a
+    /// higher version is co-signed: a lock in one may still come into force.
+    fn abandoned_proposals(&self, channel: B256) -> Result<Vec<(u64, UpdateKind)>, StoreError>;
+
     /// The channel's latest co-signed state and pending proposal.
     fn load(&self, channel: B256) -> Result<Option<Saved>, StoreError>;
 

@@ -59,6 +59,13 @@ fn crossing_proposals_skip_the_version_and_both_go_through() {
     assert!(b2.pending().is_none());
     assert_eq!(b2.abandoned(), Some(1));
     assert_eq!(b2.next_version(), 2);
+    // A holds B's signature on B's abandoned lock: until a higher version is co-signed it may
+    // still come into force, so the store keeps answering it (the channel rail reports such a
+    // lock Funded in the mempool, never Absent, and will not call it cancelled).
+    let open = pair.sb.abandoned_proposals(pair.b.id()).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].0, 1);
+    assert!(matches!(&open[0].1, UpdateKind::Lock { lock } if lock.amount == 7));
     // B's stale Busy from A is no answer to anything now.
     assert!(matches!(
         pair.b.receive(&busy, NOW, &chain()),
@@ -91,6 +98,8 @@ fn crossing_proposals_skip_the_version_and_both_go_through() {
     assert_eq!(done.event, Event::Completed(2));
     assert!(pair.a.commit(done, &pair.sa).unwrap().is_none());
     assert_eq!(pair.a.latest(), pair.b.latest());
+    // Version 2 co-signed: B's abandoned proposal of 1 can never come into force now.
+    assert!(pair.sb.abandoned_proposals(pair.b.id()).unwrap().is_empty());
 
     // B proposes its change again, at 3.
     let step = pair.b.propose(kind.clone(), NOW, &chain()).unwrap();

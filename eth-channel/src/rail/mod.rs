@@ -155,6 +155,23 @@ struct Trace {
     ended: Option<(u64, End)>,
     /// Our pending proposal's version and kind.
     pending: Option<(u64, UpdateKind)>,
+    /// Our abandoned proposals above the latest co-signed state (the peer may still
+    /// countersign one until a higher version is co-signed).
+    abandoned: Vec<(u64, UpdateKind)>,
+}
+
+impl Trace {
+    /// Our proposal (pending, or abandoned but still completable by the peer) that would put
+    /// the lock on `hashlock` in force: its version and the lock.
+    fn proposed_lock(&self, hashlock: B256) -> Option<(u64, &WireLock)> {
+        self.pending
+            .iter()
+            .chain(self.abandoned.iter())
+            .find_map(|(v, kind)| match kind {
+                UpdateKind::Lock { lock } if lock.hashlock == hashlock => Some((*v, lock)),
+                _ => None,
+            })
+    }
 }
 
 fn txref(id: B256, version: u64) -> TxRef {
@@ -300,10 +317,15 @@ impl ChannelRail {
             .store
             .updates(leg.id)
             .map_err(|e| ChainError::transient(format!("channel store: {e}")))?;
+        let abandoned = self
+            .store
+            .abandoned_proposals(leg.id)
+            .map_err(|e| ChainError::transient(format!("channel store: {e}")))?;
         let mut trace = Trace {
             added: None,
             ended: None,
             pending,
+            abandoned,
         };
         for (cs, kind) in &updates {
             let v = cs.state.version;
@@ -571,8 +593,11 @@ impl Rail for ChannelRail {
                     finality: Finality::Irrevocable,
                 })
             }
-            (None, _) => match &t.pending {
-                Some((v, UpdateKind::Lock { lock })) if lock.hashlock == leg.hashlock => {
+            // Proposed by us and not co-signed: pending, or abandoned but still completable by
+            // the peer until a higher version is co-signed. Never Absent while it may come
+            // into force (a swap that gave up on an Absent lock would no longer watch it).
+            (None, _) => match t.proposed_lock(leg.hashlock) {
+                Some((v, lock)) => {
                     let l = Lock {
                         from: lock.from,
                         amount: lock.amount,
@@ -580,11 +605,11 @@ impl Rail for ChannelRail {
                         expiry: lock.expiry,
                     };
                     Ok(HtlcStatus::Funded {
-                        lock: self.observed(htlc, &leg, leg.id, *v, &l),
+                        lock: self.observed(htlc, &leg, leg.id, v, &l),
                         finality: Finality::Mempool,
                     })
                 }
-                _ => Ok(HtlcStatus::Absent),
+                None => Ok(HtlcStatus::Absent),
             },
         }
     }
@@ -737,14 +762,13 @@ impl Rail for ChannelRail {
                 "the lock is co-signed: refund it instead",
             ));
         }
-        match &t.pending {
-            // Signed by us: the peer may still countersign it.
-            Some((v, UpdateKind::Lock { lock })) if lock.hashlock == leg.hashlock => {
-                Err(ChainError::not_ready(format!(
-                    "our lock proposal (version {v}) may still be countersigned"
-                )))
-            }
-            _ => Ok(TxRef(String::new())),
+        // Signed by us (pending, or abandoned above the latest co-signed state): the peer may
+        // still countersign it, until a state of a higher version is co-signed.
+        match t.proposed_lock(leg.hashlock) {
+            Some((v, _)) => Err(ChainError::not_ready(format!(
+                "our lock proposal (version {v}) may still be countersigned"
+            ))),
+            None => Ok(TxRef(String::new())),
         }
     }
 }
