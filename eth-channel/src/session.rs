@@ -275,16 +275,7 @@ impl Node {
             self.inner.party_cfg,
             &*self.inner.store,
         )?;
-        lock(&self.inner.chans)?.insert(
-            id,
-            Slot {
-                party,
-                peer,
-                waiter: None,
-                requeue: None,
-            },
-        );
-        Ok(())
+        self.insert_party(party, peer)
     }
 
     /// Serves `party` (just recorded) with `peer`.

@@ -293,6 +293,14 @@ pub enum RailOp {
 }
 
 impl RailOp {
+    /// The HTLC to lock, if this is a lock (adapters pack a round's locks together).
+    pub fn as_lock(&self) -> Option<&HtlcParams> {
+        match self {
+            RailOp::Lock(h) => Some(h),
+            _ => None,
+        }
+    }
+
     /// The HTLC the operation is about.
     pub fn htlc(&self) -> &HtlcParams {
         match self {

@@ -408,13 +408,7 @@ impl Rail for BtcChain {
     /// All at once: the locks are funded by one wallet transaction (see `funding.rs`), the
     /// claims and refunds sent concurrently.
     async fn execute(&self, ops: &[RailOp]) -> Vec<Result<TxRef, ChainError>> {
-        let locks: Vec<&HtlcParams> = ops
-            .iter()
-            .filter_map(|op| match op {
-                RailOp::Lock(h) => Some(h),
-                _ => None,
-            })
-            .collect();
+        let locks: Vec<&HtlcParams> = ops.iter().filter_map(RailOp::as_lock).collect();
         // One scan that started after the round was asked serves all its spends (each takes
         // the state lock in turn; none scans again unless something changed).
         let asked = std::time::Instant::now();

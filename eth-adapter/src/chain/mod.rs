@@ -442,13 +442,7 @@ impl Rail for EthChain {
                 _ => None,
             })
             .collect();
-        let locks: Vec<&HtlcParams> = ops
-            .iter()
-            .filter_map(|op| match op {
-                RailOp::Lock(h) => Some(h),
-                _ => None,
-            })
-            .collect();
+        let locks: Vec<&HtlcParams> = ops.iter().filter_map(RailOp::as_lock).collect();
         let others = futures::future::join_all(ops.iter().map(|op| async move {
             let sent = match op {
                 RailOp::Claim(..) | RailOp::Lock(_) => return None,

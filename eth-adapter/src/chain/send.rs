@@ -130,7 +130,11 @@ impl EthChain {
                     for (k, (i, tx)) in ready.iter().enumerate() {
                         match sign(tx.clone(), first + k as u64, &wallet).await {
                             Ok(s) => signed.push((*i, s)),
-                            Err(e) => return (vec![(*i, Err(e))], None),
+                            Err(e) => {
+                                // Nothing of this round was recorded: no nonce is used.
+                                out.push((*i, Err(e)));
+                                return (out, None);
+                            }
                         }
                     }
                     let items: Vec<(SendKey, SignedTx)> = signed

@@ -123,7 +123,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE swaps ADD COLUMN lock_ahead INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE swaps ADD COLUMN lock_tracked INTEGER NOT NULL DEFAULT 0;
     UPDATE swaps SET lock_tracked = 1 WHERE finished = 1;
-    CREATE INDEX swaps_to_lock ON swaps(lock_on) WHERE lock_ahead = 1;",
+    CREATE INDEX swaps_to_lock ON swaps(lock_on) WHERE lock_ahead = 1;
+    CREATE INDEX swaps_untracked ON swaps(id) WHERE lock_tracked = 0;",
 ];
 
 /// The `lock_on` value of a leg: its chain and asset.
@@ -131,8 +132,9 @@ fn lock_on(chain: ChainId, asset: &Asset) -> Result<String, StoreError> {
     serde_json::to_string(&(chain, asset)).map_err(backend)
 }
 
-/// Fills the lock columns of unfinished swaps stored before migration 5. A swap that cannot
-/// be loaded is left untracked (it cannot run either; `unfinished` reports it).
+/// Fills the lock columns of unfinished swaps stored before migration 5 (found through a
+/// partial index, so an open costs nothing once they are filled). A swap that cannot be
+/// loaded is left untracked (it cannot run either; `unfinished` reports it).
 fn track_locks(conn: &mut Connection) -> Result<(), StoreError> {
     let ids: Vec<Vec<u8>> = {
         let mut stmt = conn
