@@ -320,6 +320,35 @@ impl EthChain {
         self.wait(hash).await.map(|_| Some(hash))
     }
 
+    /// A transaction not mined in time, described for its error: whether the node still has it,
+    /// its nonce, and the account's mined and pending nonces (a gap or a fee below the base fee
+    /// shows here). Best effort: what cannot be read is left out.
+    async fn unmined(&self, tx: B256) -> String {
+        use alloy::consensus::Transaction as _;
+        let mut out = format!("{tx:#x}");
+        match self.provider.get_transaction_by_hash(tx).await {
+            Ok(Some(t)) => out.push_str(&format!(
+                " (known to the node, nonce {}, max fee {} wei",
+                t.inner.nonce(),
+                t.inner.max_fee_per_gas()
+            )),
+            Ok(None) => out.push_str(" (unknown to the node"),
+            Err(_) => out.push_str(" (node unreachable"),
+        }
+        let account = self.address();
+        let mined = self.provider.get_transaction_count(account).latest().await;
+        let pending = self.provider.get_transaction_count(account).pending().await;
+        let base_fee = scan::latest(&self.provider).await.ok().and_then(|l| l.base_fee);
+        if let (Ok(m), Ok(p)) = (mined, pending) {
+            out.push_str(&format!("; account nonces mined {m}, pending {p}"));
+        }
+        if let Some(b) = base_fee {
+            out.push_str(&format!("; base fee {b} wei"));
+        }
+        out.push(')');
+        out
+    }
+
     /// The chain's head (block number) as read by a read that started at or after `asked`:
     /// callers that ask together share one read.
     pub(super) async fn head_since(&self, asked: std::time::Instant) -> Result<u64, EthError> {
@@ -340,11 +369,17 @@ impl EthChain {
     /// Every waiter polls on one clock (multiples of the poll interval since the adapter was
     /// made), reads the chain's head through one shared read per poll ([`Self::head_since`]),
     /// and asks for its receipt only when the head moved: a thousand transactions waited for
-    /// cost one head read per poll and a thousand receipt reads per block.
+    /// cost one head read per poll and a thousand receipt reads per block. A head that stays
+    /// put is asked about again after an eighth of the receipt timeout, then at doubling
+    /// intervals, and once more at the deadline: a node may show a block before it serves the
+    /// receipts in it, and a chain that mines only on demand (a devnet) may never move again.
     pub(super) async fn wait(&self, tx: B256) -> Result<TransactionReceipt, EthError> {
         let deadline = tokio::time::Instant::now() + self.cfg.receipt_timeout;
         let poll = self.cfg.poll_interval.max(Duration::from_millis(1));
+        let first_recheck = (self.cfg.receipt_timeout / 8).max(poll);
         let mut checked_at: Option<u64> = None;
+        let mut last_ask = tokio::time::Instant::now();
+        let mut recheck = first_recheck;
         let mut asked = std::time::Instant::now();
         loop {
             let head = match self.head_since(asked).await {
@@ -352,8 +387,13 @@ impl EthChain {
                 Err(e) if e.is_transient() => None,
                 Err(e) => return Err(e),
             };
-            let receipt = if head.is_none() || head != checked_at {
+            let now = tokio::time::Instant::now();
+            let moved = head.is_none() || head != checked_at;
+            let stale = now.duration_since(last_ask) >= recheck || now >= deadline;
+            let receipt = if moved || stale {
+                recheck = if moved { first_recheck } else { recheck * 2 };
                 checked_at = head;
+                last_ask = now;
                 self.provider
                     .get_transaction_receipt(tx)
                     .await
@@ -372,8 +412,8 @@ impl EthChain {
                     reason,
                 });
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(EthError::Timeout(format!("{tx:#x}")));
+            if now >= deadline {
+                return Err(EthError::Timeout(self.unmined(tx).await));
             }
             // The next multiple of the poll interval on the common clock.
             let since = self.epoch.elapsed().as_nanos();
