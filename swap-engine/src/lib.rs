@@ -139,10 +139,13 @@ pub struct Engine {
     /// Held from a proposal's funds check until its swap is stored, so two proposals cannot
     /// both count the same liquidity.
     accepting: tokio::sync::Mutex<()>,
+    /// Wallet balances read for liquidity checks, shared by the checks that ask together.
+    funds: shared_read::SharedReads<(ChainId, Asset), swap_core::Funds>,
 }
 
 pub mod maker;
 mod quotes;
+mod shared_read;
 
 use maker::Maker;
 pub use maker::{
@@ -187,6 +190,7 @@ impl Engine {
             tasks: Mutex::new(SwapTasks::new()),
             quotes,
             accepting: tokio::sync::Mutex::new(()),
+            funds: shared_read::SharedReads::new(),
         })
     }
 
@@ -268,7 +272,13 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let need = amount.base_units();
         let reserved = self.reserved(chain, asset).await?;
-        let funds = self.require(chain)?.funds(asset).await?;
+        // Read after the reservation (a read that started later serves: see `shared_read`).
+        let asked = std::time::Instant::now();
+        let rail = self.require(chain)?;
+        let funds = self
+            .funds
+            .since(&(chain, asset.clone()), asked, || rail.funds(asset))
+            .await?;
         if funds.covers(need, reserved) {
             Ok(())
         } else {

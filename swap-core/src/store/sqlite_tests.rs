@@ -1,0 +1,148 @@
+//! Tests of the SQLite store beyond the conformance suite.
+
+use super::*;
+use crate::store::conformance;
+
+#[tokio::test]
+async fn sqlite_store_passes_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    conformance::run(&SqliteStore::open(&path).unwrap()).await;
+    // The outbox, from two handles on one file (two processes on one store).
+    let (a, b) = (
+        SqliteStore::open(&path).unwrap(),
+        SqliteStore::open(&path).unwrap(),
+    );
+    conformance::run_outbox(&a, &b).await;
+    // Everything survives reopening the file.
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(reopened.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    assert!(!reopened.list().await.unwrap().is_empty());
+    // A backup is a whole, readable copy, private to its owner, like the store itself.
+    let copy = dir.path().join("backup.sqlite");
+    reopened.backup_to(&copy).await.unwrap();
+    let restored = SqliteStore::open(&copy).unwrap();
+    assert_eq!(
+        restored.list().await.unwrap(),
+        reopened.list().await.unwrap()
+    );
+    #[cfg(unix)]
+    for file in [&path, &copy] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    assert!(reopened.backup_to(&copy).await.is_err(), "never overwrites");
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_typed_errors_and_hide_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    let good = conformance::sample_record(1, Role::Initiator);
+    let bad = conformance::sample_record(2, Role::Responder);
+    let bad2 = conformance::sample_record(3, Role::Responder);
+    for r in [&good, &bad, &bad2] {
+        store.create(r, &SwapState::initial(r.role)).await.unwrap();
+    }
+    // Damage two swaps behind the store's back: garbage state, garbage record.
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, 0, '{\"role\":\"responder\",\"state\":{\"state\":\"no_such_state\"}}')",
+            params![&bad.id().0[..]],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE swaps SET record_json = 'not json' WHERE id = ?1",
+            params![&bad2.id().0[..]],
+        )
+        .unwrap();
+    }
+    let all = store.unfinished().await.unwrap();
+    assert_eq!(all.len(), 3);
+    let ok: Vec<_> = all.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].0.id(), good.id());
+    for err in all.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+    assert!(matches!(
+        store.load(&bad.id()).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    // The good swap still loads and takes new states.
+    store
+        .append_state(
+            &good.id(),
+            store.load_entry(&good.id()).await.unwrap().1.seq,
+            &SwapState::initial(Role::Initiator),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_migrated_with_its_swaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let rec = conformance::sample_record(7, Role::Initiator);
+    {
+        // What version 1 of this program wrote.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let json = serde_json::to_string(&StoredRecord::from_record(&rec)).unwrap();
+        conn.execute(
+            "INSERT INTO swaps(id, role, record_json, secret, created_at) VALUES (?1, 'initiator', ?2, ?3, 0)",
+            params![&rec.id().0[..], json, rec.secret.as_ref().unwrap().as_bytes().to_vec()],
+        )
+        .unwrap();
+        let state = serde_json::to_string(&SwapState::initial(Role::Initiator)).unwrap();
+        conn.execute(
+            "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, 0, ?2)",
+            params![&rec.id().0[..], state],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    assert_eq!(store.load(&rec.id()).await.unwrap().0, rec);
+    assert!(store.hashlock_in_use(&rec.terms.hashlock).await.unwrap());
+    // Its lock, still ahead, is reserved (the columns of migration 5 filled at open).
+    assert_eq!(
+        store
+            .to_lock(rec.terms.x.params.chain, &rec.terms.x.asset)
+            .await
+            .unwrap(),
+        rec.terms.x.amount.base_units()
+    );
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    drop(SqliteStore::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    match SqliteStore::open(&path) {
+        Err(StoreError::UnsupportedVersion { found: 99, .. }) => {}
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+}
+
+#[tokio::test]
+async fn not_a_database_is_a_backend_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::Backend(_))
+    ));
+}
