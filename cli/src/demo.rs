@@ -15,7 +15,7 @@ use swap_core::*;
 use swap_net::OfferLeg;
 use tokio::net::TcpListener;
 
-use crate::regtest::{party, Nodes};
+use crate::regtest::{party, Nodes, Party};
 
 const BTC_SWAP: u64 = 1_000_000; // 0.01 coin
 const ETH_PER_SAT: u128 = 250_000_000_000; // 0.01 coin -> 0.25 ETH
@@ -31,6 +31,24 @@ async fn token_balance(nodes: &Nodes, token: Address, who: Address) -> anyhow::R
         .balanceOf(who)
         .call()
         .await?)
+}
+
+/// Both parties' coins, ether and tokens: (taker coin, maker coin, taker ether, maker ether,
+/// taker tokens, maker tokens).
+async fn balances(
+    nodes: &Nodes,
+    taker: &Party,
+    maker: &Party,
+    token: Address,
+) -> anyhow::Result<(u64, u64, U256, U256, U256, U256)> {
+    Ok((
+        btc_balance(nodes, &taker.wallet).await?,
+        btc_balance(nodes, &maker.wallet).await?,
+        nodes.eth_balance(taker.eth).await?,
+        nodes.eth_balance(maker.eth).await?,
+        token_balance(nodes, token, taker.eth).await?,
+        token_balance(nodes, token, maker.eth).await?,
+    ))
 }
 
 fn coin(sats: i128) -> String {
@@ -189,14 +207,7 @@ pub async fn run() -> anyhow::Result<()> {
     // Blocks: one Bitcoin-family block every 200 ms, Ethereum time moving along with it.
     let miner = nodes.spawn_miner(Duration::from_millis(200))?;
 
-    let before = (
-        btc_balance(&nodes, &taker.wallet).await?,
-        btc_balance(&nodes, &maker.wallet).await?,
-        nodes.eth_balance(taker.eth).await?,
-        nodes.eth_balance(maker.eth).await?,
-        token_balance(&nodes, token, taker.eth).await?,
-        token_balance(&nodes, token, maker.eth).await?,
-    );
+    let before = balances(&nodes, &taker, &maker, token).await?;
 
     let swaps = [
         (
@@ -244,14 +255,7 @@ pub async fn run() -> anyhow::Result<()> {
     server.abort();
     nodes.btc.mine(1).await;
 
-    let after = (
-        btc_balance(&nodes, &taker.wallet).await?,
-        btc_balance(&nodes, &maker.wallet).await?,
-        nodes.eth_balance(taker.eth).await?,
-        nodes.eth_balance(maker.eth).await?,
-        token_balance(&nodes, token, taker.eth).await?,
-        token_balance(&nodes, token, maker.eth).await?,
-    );
+    let after = balances(&nodes, &taker, &maker, token).await?;
     let d = |a: U256, b: U256| -> i128 {
         let (a, b) = (a.to::<u128>() as i128, b.to::<u128>() as i128);
         b - a

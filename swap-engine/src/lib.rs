@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use swap_core::*;
 use swap_net::{Connection, Identity, NetError, Offer, OfferLeg, Peer};
@@ -143,6 +144,12 @@ pub struct Engine {
     funds: shared_read::SharedReads<(ChainId, Asset), swap_core::Funds>,
 }
 
+/// How old a balance a taker's advisory funds check may use (see
+/// [`Engine::check_funds_read_since`]): a wallet with thousands of coins costs the node a
+/// second or more per balance read, and takes in quick succession would otherwise queue
+/// behind one another's reads.
+pub const TAKER_FUNDS_STALE: Duration = Duration::from_secs(3);
+
 pub mod maker;
 mod quotes;
 mod shared_read;
@@ -270,10 +277,27 @@ impl Engine {
         asset: &Asset,
         amount: &Amount,
     ) -> Result<(), EngineError> {
+        self.check_funds_read_since(chain, asset, amount, Duration::ZERO)
+            .await
+    }
+
+    /// [`Engine::check_funds`] with a balance read up to `stale` before the reservation was
+    /// read. Only where the check is advisory: a taker's before it asks for a quote. A taker
+    /// locks first, so when a balance a moment old let it take one swap too many, that swap's
+    /// lock fails with a typed error and it ends before the maker locks anything (nothing is
+    /// lost); the maker's check, which guards liquidity it promises, reads after its reservation.
+    async fn check_funds_read_since(
+        &self,
+        chain: ChainId,
+        asset: &Asset,
+        amount: &Amount,
+        stale: Duration,
+    ) -> Result<(), EngineError> {
         let need = amount.base_units();
         let reserved = self.reserved(chain, asset).await?;
         // Read after the reservation (a read that started later serves: see `shared_read`).
-        let asked = std::time::Instant::now();
+        let now = std::time::Instant::now();
+        let asked = now.checked_sub(stale).unwrap_or(now);
         let rail = self.require(chain)?;
         let funds = self
             .funds
@@ -417,8 +441,13 @@ impl Engine {
             .ok_or_else(|| EngineError::Offer("amount too large".into()))?;
         let want_amount = with_units(&offer.sell.asset, want)?;
         self.verify_rails().await?;
-        self.check_funds(offer.buy.chain, &offer.buy.asset, &give_amount)
-            .await?;
+        self.check_funds_read_since(
+            offer.buy.chain,
+            &offer.buy.asset,
+            &give_amount,
+            TAKER_FUNDS_STALE,
+        )
+        .await?;
         Ok((give_amount, want_amount))
     }
 

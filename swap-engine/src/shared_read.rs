@@ -89,9 +89,16 @@ mod tests {
         }
         assert_eq!(count.load(Ordering::SeqCst), 2);
         // Another key reads on its own.
-        assert_eq!(reads.since(&1, Instant::now(), || read(count.clone())).await, Ok(3));
+        assert_eq!(
+            reads
+                .since(&1, Instant::now(), || read(count.clone()))
+                .await,
+            Ok(3)
+        );
         // A failed read is not kept.
-        let failed: Result<u32, &str> = reads.since(&2, Instant::now(), || async { Err("down") }).await;
+        let failed: Result<u32, &str> = reads
+            .since(&2, Instant::now(), || async { Err("down") })
+            .await;
         assert_eq!(failed, Err("down"));
         assert_eq!(reads.since(&2, asked, || read(count.clone())).await, Ok(4));
     }

@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use swap_core::{Amount, Asset, ChainId, Envelope, Message, MessageError, SwapId, Timestamp};
+use swap_core::{Envelope, Message, MessageError, SwapId};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tracing::{debug, warn};
 use zeroize::Zeroizing;
+
+mod offer;
+pub use offer::{Offer, OfferError, OfferLeg};
 
 /// The Noise protocol in use.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
@@ -222,6 +224,66 @@ fn remote_key(hs: &snow::HandshakeState) -> Result<PeerKey, NetError> {
     Ok(PeerKey(key))
 }
 
+/// A Noise XX handshake in progress on one socket (both sides).
+struct Handshake {
+    wire: Wire,
+    state: snow::HandshakeState,
+    buf: Vec<u8>,
+    payload: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl Handshake {
+    fn new(stream: TcpStream, me: &Identity, initiator: bool) -> Result<Self, NetError> {
+        let builder = snow::Builder::new(params())
+            .local_private_key(&me.private)
+            .and_then(|b| b.prologue(PROLOGUE));
+        let state = if initiator {
+            builder.and_then(|b| b.build_initiator())
+        } else {
+            builder.and_then(|b| b.build_responder())
+        }
+        .map_err(hs_err)?;
+        Ok(Self {
+            wire: wire(stream),
+            state,
+            buf: vec![0u8; MAX_FRAME],
+            payload: vec![0u8; MAX_FRAME],
+            frame: Vec::new(),
+        })
+    }
+
+    /// Writes our next handshake message.
+    async fn send(&mut self) -> Result<(), NetError> {
+        let n = self
+            .state
+            .write_message(&[], &mut self.buf)
+            .map_err(hs_err)?;
+        timed(write_frame(&mut self.wire, &self.buf[..n])).await
+    }
+
+    /// Reads and checks the peer's next handshake message.
+    async fn recv(&mut self) -> Result<(), NetError> {
+        timed(read_frame(&mut self.wire, &mut self.frame)).await?;
+        self.state
+            .read_message(&self.frame, &mut self.payload)
+            .map_err(hs_err)?;
+        Ok(())
+    }
+
+    /// The encrypted connection, once the handshake is done.
+    fn finish(self) -> Result<Connection, NetError> {
+        let remote = remote_key(&self.state)?;
+        let noise = self.state.into_transport_mode().map_err(hs_err)?;
+        Ok(Connection {
+            wire: self.wire,
+            noise,
+            remote,
+            buf: self.buf,
+        })
+    }
+}
+
 impl Connection {
     /// Connects to a peer and runs the handshake; with `expected`, refuses any other peer.
     pub async fn connect(
@@ -240,22 +302,12 @@ impl Connection {
         me: &Identity,
         expected: Option<PeerKey>,
     ) -> Result<Self, NetError> {
-        let mut stream = wire(stream);
-        let mut hs = snow::Builder::new(params())
-            .local_private_key(&me.private)
-            .and_then(|b| b.prologue(PROLOGUE))
-            .and_then(|b| b.build_initiator())
-            .map_err(hs_err)?;
-        let mut buf = vec![0u8; MAX_FRAME];
-        let mut payload = vec![0u8; MAX_FRAME];
+        let mut hs = Handshake::new(stream, me, true)?;
         // -> e
-        let n = hs.write_message(&[], &mut buf).map_err(hs_err)?;
-        timed(write_frame(&mut stream, &buf[..n])).await?;
+        hs.send().await?;
         // <- e, ee, s, es
-        let mut frame = Vec::new();
-        timed(read_frame(&mut stream, &mut frame)).await?;
-        hs.read_message(&frame, &mut payload).map_err(hs_err)?;
-        let remote = remote_key(&hs)?;
+        hs.recv().await?;
+        let remote = remote_key(&hs.state)?;
         if let Some(expected) = expected {
             if expected != remote {
                 return Err(NetError::UnexpectedPeer {
@@ -265,42 +317,17 @@ impl Connection {
             }
         }
         // -> s, se
-        let n = hs.write_message(&[], &mut buf).map_err(hs_err)?;
-        timed(write_frame(&mut stream, &buf[..n])).await?;
-        let noise = hs.into_transport_mode().map_err(hs_err)?;
-        Ok(Self {
-            wire: stream,
-            noise,
-            remote,
-            buf,
-        })
+        hs.send().await?;
+        hs.finish()
     }
 
     /// Runs the responder's side of the handshake on an accepted socket.
     pub async fn accept(stream: TcpStream, me: &Identity) -> Result<Self, NetError> {
-        let mut stream = wire(stream);
-        let mut hs = snow::Builder::new(params())
-            .local_private_key(&me.private)
-            .and_then(|b| b.prologue(PROLOGUE))
-            .and_then(|b| b.build_responder())
-            .map_err(hs_err)?;
-        let mut buf = vec![0u8; MAX_FRAME];
-        let mut payload = vec![0u8; MAX_FRAME];
-        let mut frame = Vec::new();
-        timed(read_frame(&mut stream, &mut frame)).await?;
-        hs.read_message(&frame, &mut payload).map_err(hs_err)?;
-        let n = hs.write_message(&[], &mut buf).map_err(hs_err)?;
-        timed(write_frame(&mut stream, &buf[..n])).await?;
-        timed(read_frame(&mut stream, &mut frame)).await?;
-        hs.read_message(&frame, &mut payload).map_err(hs_err)?;
-        let remote = remote_key(&hs)?;
-        let noise = hs.into_transport_mode().map_err(hs_err)?;
-        Ok(Self {
-            wire: stream,
-            noise,
-            remote,
-            buf,
-        })
+        let mut hs = Handshake::new(stream, me, false)?;
+        hs.recv().await?;
+        hs.send().await?;
+        hs.recv().await?;
+        hs.finish()
     }
 
     /// The peer's proven identity.
@@ -586,199 +613,16 @@ async fn serve_one(
     }
 }
 
-/// One side of an offer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OfferLeg {
-    /// The chain.
-    pub chain: ChainId,
-    /// The asset.
-    pub asset: Asset,
-    /// The most the maker will trade in one swap.
-    pub max: Amount,
-    /// The least.
-    pub min: Amount,
-}
-
-/// What a maker publishes: where to reach it, who it is, what it sells and wants, at what rate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Offer {
-    /// Format version.
-    pub v: u8,
-    /// Where the maker listens (`host:port`).
-    pub addr: String,
-    /// The maker's identity key.
-    pub maker: PeerKey,
-    /// What the maker gives.
-    pub sell: OfferLeg,
-    /// What the maker wants.
-    pub buy: OfferLeg,
-    /// Price: base units of `sell` the maker gives per base unit of `buy` it receives, as the
-    /// ratio `rate_num / rate_den`.
-    pub rate_num: u128,
-    /// See `rate_num`.
-    pub rate_den: u128,
-    /// The offer is void after this time.
-    pub expires: Timestamp,
-}
-
-/// Why an offer string was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum OfferError {
-    /// Does not start with `xswap1`.
-    #[error("not an xswap offer (it must start with \"xswap1\")")]
-    Prefix,
-    /// Longer than an offer can be.
-    #[error("offer string too long")]
-    TooLong,
-    /// Not base58, or a damaged checksum (a typo or a cut-off copy).
-    #[error(
-        "offer is damaged (bad encoding or checksum): copy the whole string, from \"xswap1\" to \
-         its last character"
-    )]
-    Damaged,
-    /// Well encoded, but not a valid offer.
-    #[error("invalid offer: {0}")]
-    Invalid(String),
-}
-
-const OFFER_PREFIX: &str = "xswap1";
-const MAX_OFFER_CHARS: usize = 4096;
-
-impl Offer {
-    /// What the maker gives for `give` base units of `buy` at this offer's rate (rounded down),
-    /// or `None` on overflow.
-    pub fn quote(&self, give: u128) -> Option<u128> {
-        give.checked_mul(self.rate_num).map(|v| v / self.rate_den)
-    }
-
-    /// The shareable string: `xswap1` + base58(JSON + 4-byte SHA-256 checksum).
-    pub fn encode(&self) -> String {
-        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
-        let sum = Sha256::digest(&bytes);
-        bytes.extend_from_slice(&sum[..4]);
-        format!("{OFFER_PREFIX}{}", bs58::encode(bytes).into_string())
-    }
-
-    /// Checks what an offer says, as [`Offer::decode`] does and as a maker must before
-    /// publishing: a known version, a rate, amounts that fit their assets with `0 < min <= max`,
-    /// two different assets, and a reachable address (not an unspecified one like `0.0.0.0`).
-    pub fn check(&self) -> Result<(), OfferError> {
-        if self.v != 1 {
-            return Err(OfferError::Invalid(format!(
-                "unknown offer version {}",
-                self.v
-            )));
-        }
-        if self.rate_num == 0 || self.rate_den == 0 {
-            return Err(OfferError::Invalid("zero rate".into()));
-        }
-        for leg in [&self.sell, &self.buy] {
-            if !leg.asset.fits(&leg.max) || !leg.asset.fits(&leg.min) {
-                return Err(OfferError::Invalid("amount does not fit its asset".into()));
-            }
-            if leg.min.is_zero() || leg.min.base_units() > leg.max.base_units() {
-                return Err(OfferError::Invalid("limits must be 0 < min <= max".into()));
-            }
-        }
-        if (self.sell.chain, &self.sell.asset) == (self.buy.chain, &self.buy.asset) {
-            return Err(OfferError::Invalid("sells and buys the same asset".into()));
-        }
-        let host = self
-            .addr
-            .rsplit_once(':')
-            .map(|(h, _)| h.trim_matches(['[', ']']))
-            .unwrap_or("");
-        if host.is_empty() || host == "0.0.0.0" || host == "::" {
-            return Err(OfferError::Invalid(format!(
-                "address {:?} is not one a taker can reach (set the public address)",
-                self.addr
-            )));
-        }
-        Ok(())
-    }
-
-    /// Parses and checks an offer string. White space inside it (a line-wrapped copy) is
-    /// ignored.
-    pub fn decode(s: &str) -> Result<Self, OfferError> {
-        let s: String = s.split_whitespace().collect();
-        let s = s.as_str();
-        if s.len() > MAX_OFFER_CHARS {
-            return Err(OfferError::TooLong);
-        }
-        let body = s.strip_prefix(OFFER_PREFIX).ok_or(OfferError::Prefix)?;
-        let bytes = bs58::decode(body)
-            .into_vec()
-            .map_err(|_| OfferError::Damaged)?;
-        if bytes.len() < 5 {
-            return Err(OfferError::Damaged);
-        }
-        let (json, sum) = bytes.split_at(bytes.len() - 4);
-        if Sha256::digest(json)[..4] != *sum {
-            return Err(OfferError::Damaged);
-        }
-        let offer: Offer =
-            serde_json::from_slice(json).map_err(|e| OfferError::Invalid(e.to_string()))?;
-        offer.check()?;
-        Ok(offer)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use swap_core::{ChainFamily, Network, Sats, Wei};
 
     #[test]
     fn a_flood_of_warnings_is_cut_to_a_few_per_period() {
         let log = LogLimiter::default();
         let allowed = (0..10_000).filter(|_| log.allow().0).count();
         assert_eq!(allowed, LogLimiter::PER_PERIOD as usize);
-    }
-
-    fn offer(maker: PeerKey) -> Offer {
-        Offer {
-            v: 1,
-            addr: "127.0.0.1:9000".into(),
-            maker,
-            sell: OfferLeg {
-                chain: ChainId::new(ChainFamily::Ethereum, Network::Regtest),
-                asset: Asset::Eth,
-                max: Amount::Wei(Wei(10u128.pow(18))),
-                min: Amount::Wei(Wei(10u128.pow(15))),
-            },
-            buy: OfferLeg {
-                chain: ChainId::new(ChainFamily::Bitcoin, Network::Regtest),
-                asset: Asset::Btc,
-                max: Amount::Sats(Sats(5_000_000)),
-                min: Amount::Sats(Sats(5_000)),
-            },
-            rate_num: 5,
-            rate_den: 1_000_000_000_000,
-            expires: Timestamp(2_000_000_000),
-        }
-    }
-
-    #[test]
-    fn offers_roundtrip_and_typos_are_caught() {
-        let id = Identity::generate().unwrap();
-        let o = offer(id.public());
-        let s = o.encode();
-        assert!(s.starts_with("xswap1"));
-        assert_eq!(Offer::decode(&s), Ok(o));
-        // Every single-character change is detected.
-        let chars: Vec<char> = s.chars().collect();
-        for i in (6..chars.len()).step_by(7) {
-            let mut c = chars.clone();
-            c[i] = if c[i] == '2' { '3' } else { '2' };
-            let t: String = c.into_iter().collect();
-            assert!(Offer::decode(&t).is_err(), "typo at {i} not caught");
-        }
-        assert_eq!(Offer::decode("btc1qqq"), Err(OfferError::Prefix));
-        assert_eq!(Offer::decode(&s[..s.len() - 3]), Err(OfferError::Damaged));
-        assert_eq!(Offer::decode(&"x".repeat(5000)), Err(OfferError::TooLong));
     }
 
     #[test]

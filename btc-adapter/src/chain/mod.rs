@@ -270,6 +270,12 @@ impl BtcChain {
 
     /// The HTLC of `params` (checks asset, amount unit and expiry kind).
     pub fn htlc(&self, params: &HtlcParams) -> Result<Htlc, ChainError> {
+        self.check_amount(params)?;
+        Htlc::from_params(params).map_err(permanent)
+    }
+
+    /// The leg's asset is this chain's coin and its amount is in satoshis.
+    fn check_amount(&self, params: &HtlcParams) -> Result<u64, ChainError> {
         if params.asset != self.asset() {
             return Err(permanent(format!(
                 "asset {:?} is not {:?}",
@@ -277,8 +283,7 @@ impl BtcChain {
                 self.asset()
             )));
         }
-        sats(params)?;
-        Htlc::from_params(params).map_err(permanent)
+        sats(params)
     }
 
     /// The HTLC's address on this chain.
@@ -331,14 +336,8 @@ impl BtcChain {
                 h
             }
         };
-        if params.asset != self.asset() {
-            return Err(permanent(format!(
-                "asset {:?} is not {:?}",
-                params.asset,
-                self.asset()
-            )));
-        }
-        sats(params)?;
+        // Checked for a compiled HTLC too: the cache is keyed by the script's terms alone.
+        self.check_amount(params)?;
         let script = htlc.script_pubkey();
         let before = (st.scanner.watched_len(), st.scanner.next_height());
         st.scanner.watch(script.clone(), params.watch_from.0);

@@ -338,7 +338,10 @@ impl EthChain {
         let account = self.address();
         let mined = self.provider.get_transaction_count(account).latest().await;
         let pending = self.provider.get_transaction_count(account).pending().await;
-        let base_fee = scan::latest(&self.provider).await.ok().and_then(|l| l.base_fee);
+        let base_fee = scan::latest(&self.provider)
+            .await
+            .ok()
+            .and_then(|l| l.base_fee);
         if let (Ok(m), Ok(p)) = (mined, pending) {
             out.push_str(&format!("; account nonces mined {m}, pending {p}"));
         }
