@@ -154,6 +154,8 @@ pub struct BtcChain {
     scanned_height: std::sync::atomic::AtomicU64,
     /// The last feerate estimate and the scanned height it was read at (see `feerate`).
     fee_cache: std::sync::Mutex<Option<(u64, u64)>>,
+    /// The last tip read and when that read started (see `tip_since`).
+    tip_read: Mutex<Option<(std::time::Instant, ChainTip)>>,
 }
 
 fn watch_only() -> ChainError {
@@ -213,6 +215,7 @@ impl BtcChain {
             funding: Mutex::new(()),
             scanned_height: std::sync::atomic::AtomicU64::new(0),
             fee_cache: std::sync::Mutex::new(None),
+            tip_read: Mutex::new(None),
         })
     }
 
@@ -380,7 +383,7 @@ impl Rail for BtcChain {
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {
-        self.read_tip().await
+        self.tip_since(std::time::Instant::now()).await
     }
 
     async fn watch(&self, htlc: &HtlcParams) -> Result<(), ChainError> {

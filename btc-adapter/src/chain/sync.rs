@@ -173,6 +173,25 @@ impl BtcChain {
         )
     }
 
+    /// The best block's height and time as read by a read that started at or after `asked`:
+    /// callers that ask together (every take of a busy maker or taker asks) share one read,
+    /// and none gets a tip read before it asked.
+    pub(super) async fn tip_since(
+        &self,
+        asked: std::time::Instant,
+    ) -> Result<ChainTip, ChainError> {
+        let mut last = self.tip_read.lock().await;
+        if let Some((started, tip)) = *last {
+            if started >= asked {
+                return Ok(tip);
+            }
+        }
+        let started = std::time::Instant::now();
+        let tip = self.read_tip().await?;
+        *last = Some((started, tip));
+        Ok(tip)
+    }
+
     /// Reads the best block's height and time from the node.
     pub(super) async fn read_tip(&self) -> Result<ChainTip, ChainError> {
         let hash = self.rpc.get_best_block_hash().await?;

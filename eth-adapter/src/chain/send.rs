@@ -373,13 +373,13 @@ impl EthChain {
     /// made), reads the chain's head through one shared read per poll ([`Self::head_since`]),
     /// and asks for its receipt only when the head moved: a thousand transactions waited for
     /// cost one head read per poll and a thousand receipt reads per block. A head that stays
-    /// put is asked about again after an eighth of the receipt timeout, then at doubling
+    /// put is asked about again after a quarter of the receipt timeout, then at doubling
     /// intervals, and once more at the deadline: a node may show a block before it serves the
     /// receipts in it, and a chain that mines only on demand (a devnet) may never move again.
     pub(super) async fn wait(&self, tx: B256) -> Result<TransactionReceipt, EthError> {
         let deadline = tokio::time::Instant::now() + self.cfg.receipt_timeout;
         let poll = self.cfg.poll_interval.max(Duration::from_millis(1));
-        let first_recheck = (self.cfg.receipt_timeout / 8).max(poll);
+        let first_recheck = (self.cfg.receipt_timeout / 4).max(poll);
         let mut checked_at: Option<u64> = None;
         let mut last_ask = tokio::time::Instant::now();
         let mut recheck = first_recheck;
