@@ -30,6 +30,7 @@ pub fn reject_number(code: RejectCode) -> i64 {
         RejectCode::Malformed => 17,
         RejectCode::Other => 18,
         RejectCode::SecretRevealed => 19,
+        RejectCode::SecretKnown => 27,
         // Refusals of a channel announcement (never of a rail update).
         RejectCode::WrongChain => 20,
         RejectCode::WrongContract => 21,

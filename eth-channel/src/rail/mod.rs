@@ -162,15 +162,26 @@ struct Trace {
 
 impl Trace {
     /// Our proposal (pending, or abandoned but still completable by the peer) that would put
-    /// the lock on `hashlock` in force: its version and the lock.
-    fn proposed_lock(&self, hashlock: B256) -> Option<(u64, &WireLock)> {
+    /// `leg`'s lock in force: its version and the lock.
+    fn proposed_lock(&self, leg: &Leg) -> Option<(u64, &WireLock)> {
         self.pending
             .iter()
             .chain(self.abandoned.iter())
             .find_map(|(v, kind)| match kind {
-                UpdateKind::Lock { lock } if lock.hashlock == hashlock => Some((*v, lock)),
+                UpdateKind::Lock { lock } if leg.is(&Lock::from(lock)) => Some((*v, lock)),
                 _ => None,
             })
+    }
+}
+
+impl Leg {
+    /// Whether `l` is this leg's lock: hashlock, amount, expiry and direction (a lock on the
+    /// same hashlock with other terms is not this leg's, whatever it holds).
+    fn is(&self, l: &Lock) -> bool {
+        l.hashlock == self.hashlock
+            && l.from == self.sender
+            && l.amount == self.amount
+            && l.expiry == self.expiry
     }
 }
 
@@ -193,12 +204,15 @@ impl ChannelRail {
             ChainId::new(ChainFamily::Ethereum, network),
             RailKind::EvmChannel,
         ));
+        let secrets = SecretMap::new();
+        // The node never countersigns the cancel of a lock we claim (its secret is ours).
+        let _ = node.add_secrets(Arc::new(secrets.clone()));
         Self {
             node,
             store,
             chain,
             me,
-            secrets: SecretMap::new(),
+            secrets,
             params,
             channels: Arc::default(),
         }
@@ -329,7 +343,7 @@ impl ChannelRail {
         };
         for (cs, kind) in &updates {
             let v = cs.state.version;
-            let held = find(cs, leg.hashlock);
+            let held = find(cs, leg);
             match (&trace.added, held) {
                 (None, Some(l)) => trace.added = Some((v, l.clone())),
                 (Some(_), None) => {
@@ -479,8 +493,8 @@ impl ChannelRail {
     }
 }
 
-fn find(cs: &CoSigned, hashlock: B256) -> Option<&Lock> {
-    cs.locks.iter().find(|l| l.hashlock == hashlock)
+fn find<'a>(cs: &'a CoSigned, leg: &Leg) -> Option<&'a Lock> {
+    cs.locks.iter().find(|l| leg.is(l))
 }
 
 #[async_trait]
@@ -596,7 +610,7 @@ impl Rail for ChannelRail {
             // Proposed by us and not co-signed: pending, or abandoned but still completable by
             // the peer until a higher version is co-signed. Never Absent while it may come
             // into force (a swap that gave up on an Absent lock would no longer watch it).
-            (None, _) => match t.proposed_lock(leg.hashlock) {
+            (None, _) => match t.proposed_lock(&leg) {
                 Some((v, lock)) => {
                     let l = Lock {
                         from: lock.from,
@@ -624,7 +638,7 @@ impl Rail for ChannelRail {
             return Ok(txref(leg.id, v));
         }
         match &t.pending {
-            Some((v, UpdateKind::Lock { lock })) if lock.hashlock == leg.hashlock => {
+            Some((v, UpdateKind::Lock { lock })) if leg.is(&Lock::from(lock)) => {
                 return Err(self.in_flight(&leg, *v, "the lock"));
             }
             Some((v, _)) => return Err(Self::busy(*v)),
@@ -666,8 +680,6 @@ impl Rail for ChannelRail {
             return Err(invalid("the preimage does not match the hashlock"));
         }
         let pre = B256::from(*preimage.as_bytes());
-        // First of all: the watcher enforces the claim on chain if the peer stays silent.
-        self.secrets.insert(pre);
         let t = self.trace(&leg)?;
         match (&t.added, &t.ended) {
             (_, Some((v, End::Claimed(_)))) => return Ok(txref(leg.id, *v)),
@@ -677,16 +689,10 @@ impl Rail for ChannelRail {
                     "the lock was cancelled",
                 ))
             }
-            (None, _) => return Err(ChainError::not_ready("the lock is not co-signed yet")),
-            (Some(_), None) => {}
+            _ => {}
         }
-        match &t.pending {
-            Some((v, UpdateKind::Claim { hashlock, .. })) if *hashlock == leg.hashlock => {
-                return Err(self.in_flight(&leg, *v, "the claim"));
-            }
-            Some((v, _)) => return Err(Self::busy(*v)),
-            None => {}
-        }
+        // An expired lock can neither be claimed nor enforced: its secret is not registered
+        // (a registered secret makes the node refuse the sender's cancel, see `guard`).
         if self.chain.now() >= leg.expiry {
             return Err(ChainError::new(
                 Cause::Rejected {
@@ -694,6 +700,19 @@ impl Rail for ChannelRail {
                 },
                 "the lock has expired: it can no longer be claimed",
             ));
+        }
+        // Then, first of all: the watcher enforces the claim on chain if the peer stays
+        // silent, and the node never countersigns its cancel.
+        self.secrets.insert(pre);
+        if t.added.is_none() {
+            return Err(ChainError::not_ready("the lock is not co-signed yet"));
+        }
+        match &t.pending {
+            Some((v, UpdateKind::Claim { hashlock, .. })) if *hashlock == leg.hashlock => {
+                return Err(self.in_flight(&leg, *v, "the claim"));
+            }
+            Some((v, _)) => return Err(Self::busy(*v)),
+            None => {}
         }
         let v = self
             .propose(
@@ -727,7 +746,13 @@ impl Rail for ChannelRail {
                 "the hashlock was revealed on chain before the expiry: the lock pays its receiver",
             ));
         }
-        if self.chain.now() < leg.expiry {
+        // By the chain's time, as the contract and the peer judge it.
+        let now = self
+            .node
+            .chain_now()
+            .await
+            .map_err(|e| session_err(e, leg.expiry))?;
+        if now < leg.expiry {
             return Err(ChainError::new(
                 Cause::NotReady {
                     until: Some(htlc.expiry),
@@ -764,7 +789,7 @@ impl Rail for ChannelRail {
         }
         // Signed by us (pending, or abandoned above the latest co-signed state): the peer may
         // still countersign it, until a state of a higher version is co-signed.
-        match t.proposed_lock(leg.hashlock) {
+        match t.proposed_lock(&leg) {
             Some((v, _)) => Err(ChainError::not_ready(format!(
                 "our lock proposal (version {v}) may still be countersigned"
             ))),
