@@ -6,6 +6,7 @@ use eth_adapter::channel::{OnChain, Side};
 use super::{Change, Event, Party, Step};
 use crate::msg::{Message, Proposal, RejectCode, RejectMsg};
 use crate::rules::{next_state, Reject};
+use crate::store::CoSigned;
 
 impl Party {
     /// We are A and B answered our pending proposal with `Crossed`: abandon it and sign the
@@ -42,13 +43,16 @@ impl Party {
 
     /// Whether `p` (the peer's) is the state its kind makes of our latest co-signed one.
     fn builds_on_latest(&self, p: &Proposal, now: u64) -> bool {
+        self.builds_on(&self.latest, p, now)
+    }
+
+    /// Whether `p` (the peer's) is the state its kind makes of `prev`.
+    fn builds_on(&self, prev: &CoSigned, p: &Proposal, now: u64) -> bool {
         let peer = crate::rules::other(self.me);
-        next_state(&self.chan, &self.latest, &self.cfg, &p.kind, peer, now).is_ok_and(
-            |(mut s, locks)| {
-                s.version = p.state.version;
-                s == p.state.state() && locks == p.state.locks()
-            },
-        )
+        next_state(&self.chan, prev, &self.cfg, &p.kind, peer, now).is_ok_and(|(mut s, locks)| {
+            s.version = p.state.version;
+            s == p.state.state() && locks == p.state.locks()
+        })
     }
 
     /// We are B and the peer's proposal `p` crosses ours (or one we abandoned for it):
@@ -65,7 +69,29 @@ impl Party {
         let mine = self.pending.as_ref().filter(|m| {
             m.state.version == v || (m.state.version < v && self.builds_on_latest(p, now))
         });
-        if mine.is_none() && self.abandoned() != Some(v) {
+        // Above ours and built neither on our latest state nor on our proposal: invalid
+        // whatever we answer later. Refused now with its reason, not `Busy`: A would send it
+        // again for ever while our own proposal waits for A.
+        if let Some(m) = self.pending.as_ref().filter(|m| m.state.version < v) {
+            let ours = CoSigned {
+                state: m.state.state(),
+                locks: m.state.locks(),
+                sig_a: None,
+                sig_b: None,
+            };
+            if mine.is_none() && !self.builds_on(&ours, p, now) {
+                return Some(self.refusal(
+                    p,
+                    Reject {
+                        code: RejectCode::StateMismatch,
+                        detail: "built on neither our latest state nor our pending proposal".into(),
+                    },
+                ));
+            }
+        }
+        // Or A's at or below a version we abandoned (crossing, or refused): we never sign
+        // there, so A must go above it, as after a crossing.
+        if mine.is_none() && !self.abandoned().is_some_and(|a| a >= v) {
             return None;
         }
         // A final state of ours is never abandoned: the peer holds our signature on it, and

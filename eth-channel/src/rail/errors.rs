@@ -86,7 +86,9 @@ fn refused(code: RejectCode, expiry: u64, who: &str) -> ChainError {
             },
             format!("{who}: the lock has not expired"),
         ),
-        RejectCode::Busy | RejectCode::Crossed => {
+        // Versions out of step (a crossing, abandoned proposals): the same change goes through
+        // at the next version.
+        RejectCode::Busy | RejectCode::Crossed | RejectCode::WrongVersion => {
             ChainError::transient(format!("{who}: {code:?}, try again"))
         }
         code => ChainError::new(
