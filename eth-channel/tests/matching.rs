@@ -25,8 +25,8 @@ async fn a_lock_on_the_same_hashlock_with_other_terms_is_not_the_legs() {
             ..h.clone()
         },
         HtlcParams {
-            sender: h.recipient.clone(),
-            recipient: h.sender.clone(),
+            sender: h.recipient,
+            recipient: h.sender,
             ..h.clone()
         },
     ];

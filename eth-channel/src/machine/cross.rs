@@ -91,7 +91,7 @@ impl Party {
         }
         // Or A's at or below a version we abandoned (crossing, or refused): we never sign
         // there, so A must go above it, as after a crossing.
-        if mine.is_none() && !self.abandoned().is_some_and(|a| a >= v) {
+        if mine.is_none() && self.abandoned().is_none_or(|a| a < v) {
             return None;
         }
         // A final state of ours is never abandoned: the peer holds our signature on it, and

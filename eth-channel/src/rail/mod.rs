@@ -39,7 +39,7 @@ use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use async_trait::async_trait;
 use eth_adapter::bindings::Channel;
-use eth_adapter::channel::{ChannelRef, Lock, Side};
+use eth_adapter::channel::{Lock, Side};
 use swap_core::params::{
     ChainFamily, ChainId, ChainParams, ChainTip, Finality, Network, RailId, RailKind,
 };
@@ -53,13 +53,15 @@ use swap_core::types::{
 
 use crate::msg::{RejectCode, UpdateKind, WireLock};
 use crate::session::{ChainView, Node, RpcChain};
-use crate::store::{ChannelStore, CoSigned};
+use crate::store::ChannelStore;
 use crate::{hashlock_of, SecretMap, Secrets};
 
 mod errors;
+mod trace;
 
 pub use errors::reject_number;
 use errors::{eth_err, invalid, session_err};
+use trace::{End, Leg};
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -127,61 +129,6 @@ impl Secrets for RailSecrets {
                 .ok()
                 .flatten()
         })
-    }
-}
-
-/// One leg, checked against its channel.
-struct Leg {
-    id: B256,
-    chan: ChannelRef,
-    sender: Address,
-    recipient: Address,
-    hashlock: B256,
-    amount: u128,
-    expiry: u64,
-}
-
-/// How a lock ended in the co-signed history.
-enum End {
-    Claimed(B256),
-    Cancelled,
-}
-
-/// What the store says about one lock.
-struct Trace {
-    /// The version whose state first held the lock, and the lock.
-    added: Option<(u64, Lock)>,
-    /// The version that removed it, and how.
-    ended: Option<(u64, End)>,
-    /// Our pending proposal's version and kind.
-    pending: Option<(u64, UpdateKind)>,
-    /// Our abandoned proposals above the latest co-signed state (the peer may still
-    /// countersign one until a higher version is co-signed).
-    abandoned: Vec<(u64, UpdateKind)>,
-}
-
-impl Trace {
-    /// Our proposal (pending, or abandoned but still completable by the peer) that would put
-    /// `leg`'s lock in force: its version and the lock.
-    fn proposed_lock(&self, leg: &Leg) -> Option<(u64, &WireLock)> {
-        self.pending
-            .iter()
-            .chain(self.abandoned.iter())
-            .find_map(|(v, kind)| match kind {
-                UpdateKind::Lock { lock } if leg.is(&Lock::from(lock)) => Some((*v, lock)),
-                _ => None,
-            })
-    }
-}
-
-impl Leg {
-    /// Whether `l` is this leg's lock: hashlock, amount, expiry and direction (a lock on the
-    /// same hashlock with other terms is not this leg's, whatever it holds).
-    fn is(&self, l: &Lock) -> bool {
-        l.hashlock == self.hashlock
-            && l.from == self.sender
-            && l.amount == self.amount
-            && l.expiry == self.expiry
     }
 }
 
@@ -320,66 +267,6 @@ impl ChannelRail {
         })
     }
 
-    fn trace(&self, leg: &Leg) -> Result<Trace, ChainError> {
-        let pending = self
-            .node
-            .with_party(leg.id, |p| {
-                p.pending().map(|p| (p.state.version, p.kind.clone()))
-            })
-            .map_err(|e| session_err(e, leg.expiry))?;
-        let updates = self
-            .store
-            .updates(leg.id)
-            .map_err(|e| ChainError::transient(format!("channel store: {e}")))?;
-        let abandoned = self
-            .store
-            .abandoned_proposals(leg.id)
-            .map_err(|e| ChainError::transient(format!("channel store: {e}")))?;
-        let mut trace = Trace {
-            added: None,
-            ended: None,
-            pending,
-            abandoned,
-        };
-        for (cs, kind) in &updates {
-            let v = cs.state.version;
-            let held = find(cs, leg);
-            match (&trace.added, held) {
-                (None, Some(l)) => trace.added = Some((v, l.clone())),
-                (Some(_), None) => {
-                    let end = match kind {
-                        Some(UpdateKind::Claim { hashlock, preimage })
-                            if *hashlock == leg.hashlock =>
-                        {
-                            if hashlock_of(preimage) != leg.hashlock {
-                                return Err(ChainError::new(
-                                    Cause::Inconsistent,
-                                    format!("claim at version {v} does not match its hashlock"),
-                                ));
-                            }
-                            End::Claimed(*preimage)
-                        }
-                        Some(UpdateKind::CancelExpired { hashlock })
-                            if *hashlock == leg.hashlock =>
-                        {
-                            End::Cancelled
-                        }
-                        _ => {
-                            return Err(ChainError::permanent(format!(
-                                "the lock left the state at version {v} without a recorded \
-                                 claim or cancel"
-                            )))
-                        }
-                    };
-                    trace.ended = Some((v, end));
-                    break;
-                }
-                _ => {}
-            }
-        }
-        Ok(trace)
-    }
-
     fn observed(&self, htlc: &HtlcParams, leg: &Leg, id: B256, v: u64, l: &Lock) -> ObservedLock {
         let amount = match htlc.amount {
             Amount::Token(t) => Amount::Token(TokenUnits {
@@ -491,10 +378,6 @@ impl ChannelRail {
             .await
             .map_err(|e| session_err(e, leg.expiry))
     }
-}
-
-fn find<'a>(cs: &'a CoSigned, leg: &Leg) -> Option<&'a Lock> {
-    cs.locks.iter().find(|l| leg.is(l))
 }
 
 #[async_trait]
