@@ -574,6 +574,13 @@ impl Rail for ChannelRail {
             }
             _ => {}
         }
+        // Our claim in flight (its secret is ours already): resent, whatever the time.
+        if let Some((v, UpdateKind::Claim { hashlock, .. })) = &t.pending {
+            if *hashlock == leg.hashlock {
+                self.secrets.insert(pre);
+                return Err(self.in_flight(&leg, *v, "the claim"));
+            }
+        }
         // An expired lock can neither be claimed nor enforced: its secret is not registered
         // (a registered secret makes the node refuse the sender's cancel, see `guard`).
         if self.chain.now() >= leg.expiry {
@@ -590,12 +597,8 @@ impl Rail for ChannelRail {
         if t.added.is_none() {
             return Err(ChainError::not_ready("the lock is not co-signed yet"));
         }
-        match &t.pending {
-            Some((v, UpdateKind::Claim { hashlock, .. })) if *hashlock == leg.hashlock => {
-                return Err(self.in_flight(&leg, *v, "the claim"));
-            }
-            Some((v, _)) => return Err(Self::busy(*v)),
-            None => {}
+        if let Some((v, _)) = &t.pending {
+            return Err(Self::busy(*v));
         }
         let v = self
             .propose(
