@@ -198,6 +198,22 @@ async fn open_top_up_withdraw_close_through_the_cli_with_exact_balances() {
     assert_eq!(amount(&ra["locked"]), 0);
     assert_eq!(ra["final"], false);
     assert_eq!(ra["pending_proposal"], Value::Null);
+    // Both watch the channel from where it was opened, not from block 0: A from the head
+    // before its deposit, B from the block it saw the channel open at.
+    let dep: B256 = opened["txs"][0].as_str().unwrap().parse().unwrap();
+    let dep_block = net
+        .provider()
+        .get_transaction_receipt(dep)
+        .await
+        .unwrap()
+        .unwrap()
+        .block_number
+        .unwrap();
+    assert_eq!(ra["watch_from"].as_u64(), Some(dep_block - 1), "{ra}");
+    let from_b = rb["watch_from"]
+        .as_u64()
+        .expect("recorded at the announcement");
+    assert!(from_b >= dep_block, "{rb}");
 
     // Top-up: on chain, then co-signed.
     let dep = a.json(&["channel", "deposit", &id[..12], "--amount", "0.5", "--json"]);

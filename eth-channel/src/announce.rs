@@ -111,6 +111,15 @@ impl Node {
                 return reject(RejectCode::Unavailable, "try again");
             }
         }
+        // Read before the check: the channel is open at a block at or above it, so none of
+        // its closings is before it (where its watcher starts).
+        let from = match self.inner.chain.final_block().await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(channel = %id, error = %e, "chain unreadable: announcement not handled");
+                return reject(RejectCode::Unavailable, "try again");
+            }
+        };
         let on = match self.inner.chain.open_at_final(&chan).await {
             Ok(Some(on)) => on,
             Ok(None) => return reject(RejectCode::NotOpen, "not open at a final block"),
@@ -139,6 +148,10 @@ impl Node {
             // finds it in the store and is refused `Exists` until an operator sets the peer.
             warn!(channel = %id, error = %e, "announced channel's peer not recorded");
             return reject(RejectCode::Unavailable, "peer not recorded");
+        }
+        if let Err(e) = self.inner.store.record_open_block(id, from) {
+            // Its watcher then starts at block 0: slower, nothing missed.
+            warn!(channel = %id, error = %e, "announced channel's open block not recorded");
         }
         if let Err(e) = self.insert_party(party, peer) {
             warn!(channel = %id, error = %e, "announced channel recorded but not served");

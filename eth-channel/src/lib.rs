@@ -32,6 +32,8 @@
 //! reuse across channels).
 
 mod announce;
+mod chain_view;
+mod guard;
 pub mod machine;
 pub mod msg;
 pub mod rail;

@@ -37,6 +37,12 @@
 //! of a higher version is co-signed; it was the proposer's own willing change from the same
 //! latest state, and is superseded as soon as `v + 1` is co-signed.
 //!
+//! **Refusals.** A proposal the peer refuses (any code but `Busy`) is abandoned the same way
+//! (persisted, possibly in force until a higher version is co-signed), so a refusal never
+//! blocks the channel: the next change goes at the version above it, and the receiver
+//! accepts a proposal up to [`MAX_VERSION_SKIP`] versions above the next one (it signed
+//! nothing in between). A final proposal is never abandoned (the peer could close with it whatever came after).
+//!
 //! **Liveness.** A never abandons except on `Crossed`, and then re-proposes at once; B
 //! waits for A's re-proposal to complete (or a timeout, if A cannot re-propose) before it
 //! re-proposes, so each crossing ends with one co-signed state and a fresh proposal by B.
@@ -51,7 +57,14 @@ use crate::msg::{
     WireState, MAX_REASON_TEXT,
 };
 use crate::rules::{next_state, other, rej, Reject};
+
+mod cross;
 use crate::store::{ChannelStore, CoSigned, Saved, StoreError};
+
+/// How many versions above the next one a peer's proposal may skip: the peer abandoned its
+/// refused proposals in between (see [`Party::receive`]). Bounded, so that a peer cannot
+/// exhaust the version space.
+pub const MAX_VERSION_SKIP: u64 = 1024;
 
 /// Local policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +149,8 @@ pub enum Event {
         /// Why it cannot be proposed again.
         reason: Reject,
     },
-    /// The peer refused our proposal; it stays pending (and signed by us: never replaced).
+    /// The peer refused our proposal: abandoned (unless `Busy` or final, which stay
+    /// pending), and signed by us: never replaced at its version.
     PeerRefused {
         /// Its code.
         code: RejectCode,
@@ -449,7 +463,7 @@ impl Party {
                 }
                 Ok(Step {
                     base: self.latest.state.version,
-                    change: Change::None,
+                    change: self.abandon_refused(r.code),
                     out: None,
                     event: Event::PeerRefused {
                         code: r.code,
@@ -472,7 +486,7 @@ impl Party {
         if let Some(again) = self.countersign_again(p) {
             return again;
         }
-        if let Some(crossed) = self.crossing(p) {
+        if let Some(crossed) = self.crossing(p, now) {
             return crossed;
         }
         match self.validate(p, now, chain) {
@@ -505,94 +519,19 @@ impl Party {
         }
     }
 
-    /// We are A and B answered our pending proposal with `Crossed`: abandon it and sign the
-    /// same change at the next version.
-    fn repropose(&self, mine: &Proposal, now: u64, chain: &OnChain) -> Step {
-        let abandoned = mine.state.version;
-        let (then, event) = match self.build(mine.kind.clone(), abandoned + 1, now, chain) {
-            Ok(p) => (
-                Some(p),
-                Event::Reproposed {
-                    abandoned,
-                    version: abandoned + 1,
-                },
-            ),
-            Err(reason) => (
-                None,
-                Event::Dropped {
-                    abandoned,
-                    kind: mine.kind.clone(),
-                    reason,
-                },
-            ),
-        };
-        Step {
-            base: self.latest.state.version,
-            out: then.clone().map(Message::Propose),
-            change: Change::Abandon {
-                version: abandoned,
-                then,
+    /// The change a refusal of our pending proposal makes: none for `Busy` (sent again
+    /// later) or a final proposal (never abandoned: see the crossing rules in `cross`); otherwise the
+    /// proposal is abandoned, so that the next change goes at the version above it (the peer
+    /// accepts a skip of up to [`MAX_VERSION_SKIP`]). It stays possibly in force, as any
+    /// abandoned proposal, until a higher version is co-signed: the peer holds our signature.
+    fn abandon_refused(&self, code: RejectCode) -> Change {
+        match &self.pending {
+            Some(p) if code != RejectCode::Busy && !p.state.is_final => Change::Abandon {
+                version: p.state.version,
+                then: None,
             },
-            event,
+            _ => Change::None,
         }
-    }
-
-    /// We are B and the peer's proposal `p` crosses ours (or one we abandoned for it):
-    /// abandon ours (if still pending) and answer `Crossed`. `None` if `p` is no crossing.
-    fn crossing(&self, p: &Proposal) -> Option<Step> {
-        if self.me != Side::B || p.channel != self.id {
-            return None;
-        }
-        let v = p.state.version;
-        let mine = self.pending.as_ref().filter(|m| m.state.version == v);
-        if mine.is_none() && self.abandoned() != Some(v) {
-            return None;
-        }
-        // A final state of ours is never abandoned: the peer holds our signature on it, and
-        // `cooperativeClose` takes any co-signed final state, whatever its version; were we to
-        // countersign the peer's change at the next version (say a lock to us, on which our
-        // swap then relies), the peer could still close with our final state without it. The
-        // peer's proposal gets `Busy` instead (see `validate`); the channel closes on chain if
-        // neither gives way.
-        if mine.is_some_and(|m| m.state.is_final) {
-            return None;
-        }
-        // Only A's own signed proposal makes us give up ours.
-        self.chan
-            .verify(&p.state.state(), &p.sig.into(), self.chan.party(Side::A))
-            .ok()?;
-        let reject = Message::Reject(RejectMsg {
-            channel: self.id,
-            version: v,
-            code: RejectCode::Crossed,
-            text: format!(
-                "crossing proposals of version {v}: propose again at {}",
-                v + 1
-            ),
-        });
-        Some(match mine {
-            Some(m) => Step {
-                base: self.latest.state.version,
-                change: Change::Abandon {
-                    version: v,
-                    then: None,
-                },
-                out: Some(reject),
-                event: Event::Crossed {
-                    abandoned: v,
-                    kind: m.kind.clone(),
-                },
-            },
-            None => Step {
-                base: self.latest.state.version,
-                change: Change::None,
-                out: Some(reject),
-                event: Event::RefusedPeer(Reject {
-                    code: RejectCode::Crossed,
-                    detail: format!("version {v} was abandoned (crossing proposals)"),
-                }),
-            },
-        })
     }
 
     fn countersign_again(&self, p: &Proposal) -> Option<Step> {
@@ -660,8 +599,10 @@ impl Party {
                 format!("our proposal {} is pending", mine.state.version),
             );
         }
+        // The next version, or a few above it: the peer abandoned proposals we refused (or
+        // never saw), which we never signed.
         let want = self.next_version();
-        if state.version != want {
+        if state.version < want || state.version - want > MAX_VERSION_SKIP {
             return rej(
                 RejectCode::WrongVersion,
                 format!("version {}, expected {want}", state.version),
@@ -669,7 +610,7 @@ impl Party {
         }
         let (mut exp_state, exp_locks) =
             next_state(&self.chan, &self.latest, &self.cfg, &p.kind, peer, now)?;
-        exp_state.version = want;
+        exp_state.version = state.version;
         self.chan.check(&state, &locks, now)?;
         if state != exp_state || locks != exp_locks {
             return rej(

@@ -328,6 +328,9 @@ pub enum RejectCode {
     /// A cancel of a lock whose secret was revealed on chain before the lock's expiry: the
     /// lock belongs to its receiver.
     SecretRevealed,
+    /// A cancel of a lock whose receiver holds its secret (and may be revealing it on chain):
+    /// the lock belongs to its receiver.
+    SecretKnown,
     /// Anything else.
     Other,
 }

@@ -35,71 +35,13 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, warn};
 
+use crate::guard;
 use crate::machine::{Config, Event, Party, PartyError};
 use crate::msg::{Message, RejectCode, RejectMsg, UpdateKind, MAX_MESSAGE_BYTES};
 use crate::rules::Reject;
 use crate::store::{ChannelStore, StoreError};
 
-/// What the chain says, for checking states: a channel's amounts at a final block.
-#[async_trait::async_trait]
-pub trait ChainView: Send + Sync + 'static {
-    /// `chan`'s cumulative amounts at a final block (see `ChannelRef::on_chain`).
-    async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError>;
-    /// `chan`'s amounts at a final block if it is open there, `None` if it is not (never
-    /// opened, closing or settled). The default reads [`ChainView::on_chain`] and takes any
-    /// failure as a failure.
-    async fn open_at_final(&self, chan: &ChannelRef) -> Result<Option<OnChain>, SessionError> {
-        self.on_chain(chan).await.map(Some)
-    }
-    /// When `hashlock`'s secret was first revealed in `chan`'s contract, if it was (the
-    /// contract's secret registry, at the latest block: a reveal is final for this purpose as
-    /// soon as it is seen, since refusing a cancel costs nothing).
-    async fn revealed_at(
-        &self,
-        chan: &ChannelRef,
-        hashlock: B256,
-    ) -> Result<Option<u64>, SessionError>;
-    /// Unix seconds now (lock and withdrawal expiries are checked against it).
-    fn now(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
-}
-
-/// [`ChainView`] over an RPC provider, reading at a fixed block tag (`Finalized` in
-/// production; a devnet without finality may pass `Latest`).
-#[derive(Debug, Clone)]
-pub struct RpcChain {
-    /// The provider.
-    pub provider: alloy::providers::DynProvider,
-    /// The block read.
-    pub at: alloy::eips::BlockNumberOrTag,
-}
-
-#[async_trait::async_trait]
-impl ChainView for RpcChain {
-    async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError> {
-        chan.on_chain(&self.provider, self.at)
-            .await
-            .map_err(|e| SessionError::Chain(e.to_string()))
-    }
-
-    async fn open_at_final(&self, chan: &ChannelRef) -> Result<Option<OnChain>, SessionError> {
-        crate::announce::rpc_open_at_final(self, chan).await
-    }
-
-    async fn revealed_at(
-        &self,
-        chan: &ChannelRef,
-        hashlock: B256,
-    ) -> Result<Option<u64>, SessionError> {
-        chan.revealed_at(&self.provider, hashlock)
-            .await
-            .map_err(|e| SessionError::Chain(e.to_string()))
-    }
-}
+pub use crate::chain_view::{ChainView, RpcChain};
 
 /// Timing of a [`Node`].
 #[derive(Debug, Clone, Copy)]
@@ -215,6 +157,10 @@ pub(crate) struct Inner {
     pub(crate) accept: std::sync::OnceLock<(u64, alloy::primitives::Address)>,
     /// Our announcements waiting for their answer, by channel id.
     pub(crate) opens: Mutex<HashMap<B256, oneshot::Sender<Result<(), SessionError>>>>,
+    /// Where we find the preimages of locks we receive (see [`Node::add_secrets`]).
+    pub(crate) secrets: Mutex<Vec<Arc<dyn crate::Secrets>>>,
+    /// The latest block timestamp seen ([`Node::chain_now`]: never goes back).
+    pub(crate) chain_seen: std::sync::atomic::AtomicU64,
 }
 
 /// One party's channels and connections (cheap to clone: shared).
@@ -258,6 +204,8 @@ impl Node {
                 generation: std::sync::atomic::AtomicU64::new(0),
                 accept: std::sync::OnceLock::new(),
                 opens: Mutex::new(HashMap::new()),
+                secrets: Mutex::new(Vec::new()),
+                chain_seen: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -437,19 +385,6 @@ impl Node {
             .is_ok_and(|c| c.get(&peer).is_some_and(|c| c.tx.send(bytes).is_ok()))
     }
 
-    /// The expiry of the lock on `hashlock` in channel `id`'s latest co-signed state.
-    fn lock_expiry(&self, id: B256, hashlock: B256) -> Option<u64> {
-        let chans = lock(&self.inner.chans).ok()?;
-        chans
-            .get(&id)?
-            .party
-            .latest()
-            .locks
-            .iter()
-            .find(|l| l.hashlock == hashlock)
-            .map(|l| l.expiry)
-    }
-
     pub(crate) fn chan_of(&self, id: B256, peer: PeerKey) -> Option<ChannelRef> {
         let chans = lock(&self.inner.chans).ok()?;
         chans
@@ -521,33 +456,33 @@ impl Node {
             None
         };
         let chain = chain.unwrap_or_default();
-        // A cancel of a lock whose secret was revealed on chain before the lock's expiry would
-        // take the lock from its receiver: at settlement the contract pays it to the receiver,
-        // but a co-signed cancel (a higher version) replaces the closing state that holds it.
-        // Refused, whichever side asks.
-        if let Message::Propose(p) = &msg {
-            if let UpdateKind::CancelExpired { hashlock } = &p.kind {
-                match self.inner.chain.revealed_at(&chan, *hashlock).await {
-                    Ok(Some(at)) if self.lock_expiry(id, *hashlock).is_none_or(|e| at < e) => {
-                        return (
-                            reject(
-                                id,
-                                p.state.version,
-                                RejectCode::SecretRevealed,
-                                "the lock's secret was revealed on chain before its expiry",
-                            ),
-                            false,
-                        );
-                    }
-                    Ok(_) => {}
+        // A cancel we must not countersign (see `guard`); a cancel's expiry by chain time.
+        let now = match &msg {
+            Message::Propose(p) => match self.cancel_guard(id, &chan, p).await {
+                Ok(guard::Verdict::Refuse(code, text)) => {
+                    return (reject(id, p.state.version, code, text), false)
+                }
+                Ok(guard::Verdict::Go { now }) => now,
+                Err(e) => {
+                    warn!(channel = %id, error = %e, "chain unreadable: proposal not handled");
+                    return (None, false);
+                }
+            },
+            // An answer to our proposal (a cancel re-proposed after crossing: chain time).
+            _ => {
+                let kind = self
+                    .with_party(id, |p| p.pending().map(|p| p.kind.clone()))
+                    .ok()
+                    .flatten();
+                match self.now_for(kind.as_ref()).await {
+                    Ok(t) => t,
                     Err(e) => {
-                        warn!(channel = %id, error = %e, "secret registry unreadable: cancel not handled");
+                        warn!(channel = %id, error = %e, "chain unreadable: message not handled");
                         return (None, false);
                     }
                 }
             }
-        }
-        let now = self.inner.chain.now();
+        };
         let (reply, follow) = match self.step(id, bytes, now, &chain) {
             Ok(x) => x,
             Err(e) => {
@@ -653,7 +588,16 @@ impl Node {
                 return;
             }
         };
-        let now = self.inner.chain.now();
+        let kind = lock(&self.inner.chans)
+            .ok()
+            .and_then(|c| c.get(&id).and_then(|s| s.requeue.clone()));
+        let now = match self.now_for(kind.as_ref()).await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(channel = %id, error = %e, "chain unreadable: re-proposal postponed");
+                return;
+            }
+        };
         let sent = (|| -> Result<Option<(PeerKey, Vec<u8>)>, SessionError> {
             let mut chans = lock(&self.inner.chans)?;
             let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
@@ -699,7 +643,7 @@ impl Node {
             slot.party.channel().clone()
         };
         let chain = self.inner.chain.on_chain(&chan).await?;
-        let now = self.inner.chain.now();
+        let now = self.now_for(Some(&kind)).await?;
         let (tx, rx) = oneshot::channel();
         let (peer, bytes, version) = {
             let mut chans = lock(&self.inner.chans)?;

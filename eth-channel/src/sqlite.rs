@@ -13,6 +13,8 @@ use swap_core::store::sqlite::{configure, migrate};
 use crate::msg::{Proposal, UpdateKind, WireSig, WireState};
 use crate::store::{ChannelStore, CoSigned, Saved, StoreError};
 
+mod watch;
+
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 /// Never edit one that has shipped: append a new one.
 const MIGRATIONS: &[&str] = &[
@@ -65,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
         addr        TEXT,
         updated_at  INTEGER NOT NULL
     );",
+    // 4: the block a channel's events start at or after (where its watch starts).
+    watch::MIGRATION,
 ];
 
 /// Who a channel's peer is on the encrypted transport ([`SqliteChannelStore::peer`]).
@@ -379,6 +383,10 @@ impl SqliteChannelStore {
             if cosigned_of(id, &row)? == *s {
                 return Ok(());
             }
+            return Err(StoreError::Duplicate {
+                channel: id,
+                version: v,
+            });
         }
         if latest_version(&tx, id)?.is_some_and(|l| v <= l) {
             return Err(StoreError::Conflict {
@@ -395,9 +403,9 @@ impl SqliteChannelStore {
         let ws = WireState::new(&s.state, &s.locks);
         if let Some(row) = row_at(&tx, id, v, "proposed")? {
             if proposal_of(id, &row)?.state != ws {
-                return Err(StoreError::Conflict {
+                return Err(StoreError::Duplicate {
                     channel: id,
-                    detail: format!("version {v} differs from our own proposal"),
+                    version: v,
                 });
             }
         }
@@ -465,6 +473,10 @@ impl ChannelStore for SqliteChannelStore {
         self.set_peer(channel, key, addr)
     }
 
+    fn record_open_block(&self, channel: B256, block: u64) -> Result<(), StoreError> {
+        self.set_open_block(channel, block)
+    }
+
     fn create_channel(
         &self,
         chan: &ChannelRef,
@@ -527,9 +539,9 @@ impl ChannelStore for SqliteChannelStore {
             if proposal_of(id, &row)? == *p {
                 return Ok(());
             }
-            return Err(StoreError::Conflict {
+            return Err(StoreError::Duplicate {
                 channel: id,
-                detail: format!("another proposal of version {v} is already signed"),
+                version: v,
             });
         }
         let kind = json(&p.kind)?;

@@ -55,7 +55,16 @@ pub enum StoreError {
     /// The channel is already recorded.
     #[error("channel {0} already exists")]
     Exists(B256),
-    /// A different state at a version already signed, or a version not above the latest.
+    /// A second, different state (or proposal) at a version where one is recorded: we sign
+    /// one state per version. The same one again is no error (a no-op).
+    #[error("channel {channel}: a different state is already recorded at version {version}")]
+    Duplicate {
+        /// The channel.
+        channel: B256,
+        /// The version.
+        version: u64,
+    },
+    /// A version not above the latest co-signed one, or an abandoned one.
     #[error("channel {channel}: {detail}")]
     Conflict {
         /// The channel.
@@ -83,14 +92,15 @@ pub trait ChannelStore: Send + Sync {
         initial: &State,
     ) -> Result<(), StoreError>;
 
-    /// Records our signed proposal. Refuses a version at or below the latest co-signed one,
-    /// and a different proposal at a version we already proposed (the same one again is a
-    /// no-op).
+    /// Records our signed proposal. Refuses a version at or below the latest co-signed one
+    /// ([`StoreError::Conflict`]), and a different proposal at a version we already proposed
+    /// ([`StoreError::Duplicate`]; the same one again is a no-op).
     fn save_proposal(&self, channel: B256, p: &Proposal) -> Result<(), StoreError>;
 
-    /// Records a co-signed state (appended to the history). Refuses a version at or below the
-    /// latest co-signed one (the same state again is a no-op), and a state differing from our
-    /// own proposal at that version.
+    /// Records a co-signed state (appended to the history). Refuses a different state at a
+    /// version already co-signed or proposed by us ([`StoreError::Duplicate`]; the same state
+    /// again is a no-op), and any other version at or below the latest co-signed one, or
+    /// abandoned ([`StoreError::Conflict`]).
     fn save_cosigned(&self, channel: B256, s: &CoSigned) -> Result<(), StoreError>;
 
     /// [`ChannelStore::save_cosigned`], keeping the change that made the state (`kind`, as
@@ -124,6 +134,13 @@ pub trait ChannelStore: Send + Sync {
 
     /// Every co-signed state of the channel, oldest first.
     fn history(&self, channel: B256) -> Result<Vec<CoSigned>, StoreError>;
+
+    /// Records that the channel's events start at or after `block` (where its watcher
+    /// starts; the lowest recorded is kept). A store keeping no such record ignores it.
+    fn record_open_block(&self, channel: B256, block: u64) -> Result<(), StoreError> {
+        let _ = (channel, block);
+        Ok(())
+    }
 
     /// Records (or replaces) who the channel's peer is on the encrypted transport: its
     /// static key and, if we dial it, its address. A store keeping no peers refuses.

@@ -425,3 +425,128 @@ proptest! {
         let _ = OnChain::default();
     }
 }
+
+/// B's first two proposals are refused (expiries too close for A) and abandoned; then both
+/// propose at once, B at version 3 and A at version 1: A's goes above B's abandoned versions
+/// (answered `crossed`), wins the crossing at 3, and both changes go through.
+#[test]
+fn refused_proposals_then_crossing_proposals_converge() {
+    let mut pair = Pair::new();
+    for (n, v) in [(21u32, 1u64), (22, 2)] {
+        let kind = UpdateKind::Lock {
+            lock: WireLock {
+                from: pair.chan.party(Side::B),
+                amount: 1,
+                hashlock: secret(n),
+                expiry: NOW + 700,
+            },
+        };
+        let step = pair.b.propose(kind, NOW, &chain()).unwrap();
+        let bytes = pair.b.commit(step, &pair.sb).unwrap().unwrap();
+        let r = pair.a.receive(&bytes, NOW + 200, &chain()).unwrap();
+        assert!(matches!(&r.event, Event::RefusedPeer(r) if r.code == RejectCode::BadExpiry));
+        let back = pair.a.commit(r, &pair.sa).unwrap().unwrap();
+        let s = pair.b.receive(&back, NOW, &chain()).unwrap();
+        assert!(
+            matches!(s.event, Event::PeerRefused { .. }),
+            "{:?}",
+            s.event
+        );
+        assert!(pair.b.commit(s, &pair.sb).unwrap().is_none());
+        assert_eq!(
+            (pair.b.pending().is_none(), pair.b.abandoned()),
+            (true, Some(v))
+        );
+    }
+    let da = Driver {
+        want: VecDeque::from([lock_kind(&pair, Side::A, 23, 7)]),
+        wait: false,
+    };
+    let db = Driver {
+        want: VecDeque::from([lock_kind(&pair, Side::B, 24, 6)]),
+        wait: false,
+    };
+    let mut sim = Sim {
+        pair,
+        ab: VecDeque::new(),
+        ba: VecDeque::new(),
+        da,
+        db,
+    };
+    sim.propose(Side::B);
+    sim.propose(Side::A);
+    assert_eq!(sim.pair.b.pending().unwrap().state.version, 3);
+    assert_eq!(sim.pair.a.pending().unwrap().state.version, 1);
+    sim.drain();
+    let (a, b) = (&sim.pair.a, &sim.pair.b);
+    assert_eq!(a.latest(), b.latest());
+    let l = a.latest();
+    assert_eq!(l.locks.len(), 2);
+    assert_eq!((l.state.balanceA, l.state.balanceB), (DEP_A - 7, DEP_B - 6));
+    assert_eq!(
+        sim.pair.sa.history(a.id()).unwrap(),
+        sim.pair.sb.history(b.id()).unwrap()
+    );
+}
+
+/// A's change refused and abandoned; B proposes meanwhile and A retries the same invalid
+/// change above B's pending proposal: B refuses it with its reason, not `busy` (A would send
+/// it again for ever while B waits for A), and B's change then goes through.
+#[test]
+fn an_invalid_proposal_above_a_pending_one_is_refused_not_busy() {
+    let mut pair = Pair::new();
+    let bad = |pair: &Pair, n| UpdateKind::Lock {
+        lock: WireLock {
+            from: pair.chan.party(Side::A),
+            amount: 1,
+            hashlock: secret(n),
+            expiry: NOW + 700,
+        },
+    };
+    // B's clock is 200 s ahead: the expiry is too close for it.
+    let later = NOW + 200;
+    let step = pair.a.propose(bad(&pair, 31), NOW, &chain()).unwrap();
+    let bytes = pair.a.commit(step, &pair.sa).unwrap().unwrap();
+    let r = pair.b.receive(&bytes, later, &chain()).unwrap();
+    let back = pair.b.commit(r, &pair.sb).unwrap().unwrap();
+    let s = pair.a.receive(&back, NOW, &chain()).unwrap();
+    assert!(pair.a.commit(s, &pair.sa).unwrap().is_none());
+    assert_eq!(pair.a.abandoned(), Some(1));
+    let sb = pair
+        .b
+        .propose(lock_kind(&pair, Side::B, 32, 5), later, &chain())
+        .unwrap();
+    let mut b_bytes = pair.b.commit(sb, &pair.sb).unwrap().unwrap();
+    let sa = pair.a.propose(bad(&pair, 33), NOW, &chain()).unwrap();
+    let a2 = pair.a.commit(sa, &pair.sa).unwrap().unwrap();
+    let r = pair.b.receive(&a2, later, &chain()).unwrap();
+    assert!(
+        matches!(&r.event, Event::RefusedPeer(r) if r.code == RejectCode::StateMismatch),
+        "{:?}",
+        r.event
+    );
+    let back = pair.b.commit(r, &pair.sb).unwrap().unwrap();
+    let s = pair.a.receive(&back, NOW, &chain()).unwrap();
+    assert!(pair.a.commit(s, &pair.sa).unwrap().is_none());
+    assert!(pair.a.pending().is_none());
+    // B's change: refused as below A's abandoned versions (wrong_version, abandoned), then
+    // proposed again at the version above, until it goes through.
+    for _ in 0..4 {
+        let r = pair.a.receive(&b_bytes, NOW, &chain()).unwrap();
+        let countersigned = matches!(r.event, Event::Countersigned(_));
+        let back = pair.a.commit(r, &pair.sa).unwrap().unwrap();
+        let s = pair.b.receive(&back, later, &chain()).unwrap();
+        assert!(pair.b.commit(s, &pair.sb).unwrap().is_none());
+        if countersigned {
+            break;
+        }
+        let sb = pair
+            .b
+            .propose(lock_kind(&pair, Side::B, 32, 5), later, &chain())
+            .unwrap();
+        b_bytes = pair.b.commit(sb, &pair.sb).unwrap().unwrap();
+    }
+    assert_eq!(pair.a.latest(), pair.b.latest());
+    assert_eq!(pair.a.latest().locks.len(), 1);
+    assert_eq!(pair.a.latest().state.balanceB, DEP_B - 5);
+}

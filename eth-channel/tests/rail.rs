@@ -26,42 +26,42 @@ use swap_core::types::{
 use swap_net::Identity;
 use tokio::net::TcpListener;
 
-const ONE: u128 = 1_000_000_000_000_000_000;
-const DEP_A: u128 = 10 * ONE;
-const DEP_B: u128 = 5 * ONE;
+pub(crate) const ONE: u128 = 1_000_000_000_000_000_000;
+pub(crate) const DEP_A: u128 = 10 * ONE;
+pub(crate) const DEP_B: u128 = 5 * ONE;
 
-fn wallet(net: &Devnet, i: usize) -> DynProvider {
+pub(crate) fn wallet(net: &Devnet, i: usize) -> DynProvider {
     ProviderBuilder::new()
         .wallet(EthereumWallet::from(net.signer(i)))
         .connect_http(net.url().parse().unwrap())
         .erased()
 }
 
-fn plain(net: &Devnet) -> DynProvider {
+pub(crate) fn plain(net: &Devnet) -> DynProvider {
     ProviderBuilder::new()
         .connect_http(net.url().parse().unwrap())
         .erased()
 }
 
 /// One side: its store, node and rail.
-struct Peer {
-    net_id: Identity,
-    store: SqliteChannelStore,
-    node: Node,
-    rail: ChannelRail,
-    addr: Address,
+pub(crate) struct Peer {
+    pub(crate) net_id: Identity,
+    pub(crate) store: SqliteChannelStore,
+    pub(crate) node: Node,
+    pub(crate) rail: ChannelRail,
+    pub(crate) addr: Address,
 }
 
-struct Env {
-    net: Devnet,
-    chan: ChannelRef,
-    a: Peer,
-    b: Peer,
-    b_addr: std::net::SocketAddr,
-    start: Height,
+pub(crate) struct Env {
+    pub(crate) net: Devnet,
+    pub(crate) chan: ChannelRef,
+    pub(crate) a: Peer,
+    pub(crate) b: Peer,
+    pub(crate) b_addr: std::net::SocketAddr,
+    pub(crate) start: Height,
 }
 
-fn side(net: &Devnet, i: usize, margin: u64) -> Peer {
+pub(crate) fn side(net: &Devnet, i: usize, margin: u64) -> Peer {
     let net_id = Identity::generate().unwrap();
     let store = SqliteChannelStore::in_memory().unwrap();
     let chain = RpcChain {
@@ -103,12 +103,12 @@ fn side(net: &Devnet, i: usize, margin: u64) -> Peer {
 impl Env {
     /// Anvil, the contract, an ETH channel between accounts 0 (A) and 1 (B) funded with 10
     /// and 5 ETH; both nodes serve it, A connected to B.
-    async fn start(salt: u8) -> Self {
+    pub(crate) async fn start(salt: u8) -> Self {
         Self::start_with(salt, 2).await
     }
 
     /// [`Env::start`] with B refusing locks that expire within `margin_b` seconds.
-    async fn start_with(salt: u8, margin_b: u64) -> Self {
+    pub(crate) async fn start_with(salt: u8, margin_b: u64) -> Self {
         let net = Devnet::start().await;
         let w0 = wallet(&net, 0);
         let contract = *Channel::deploy(w0.clone()).await.unwrap().address();
@@ -172,7 +172,7 @@ impl Env {
     }
 
     /// A dials B; returns once both ends have the connection up.
-    async fn link(&self) {
+    pub(crate) async fn link(&self) {
         let (pa, pb) = (self.a.net_id.public(), self.b.net_id.public());
         self.a.node.connect(self.b_addr, pb).await.unwrap();
         for _ in 0..200 {
@@ -184,13 +184,13 @@ impl Env {
         panic!("no connection");
     }
 
-    fn unlink(&self) {
+    pub(crate) fn unlink(&self) {
         self.a.node.disconnect(self.b.net_id.public());
         self.b.node.disconnect(self.a.net_id.public());
     }
 
     /// A leg locking `amount` wei from A to B on `sha256(pre)` until `now + ttl` (seconds).
-    fn leg(&self, pre: &Preimage, amount: u128, ttl: u64) -> HtlcParams {
+    pub(crate) fn leg(&self, pre: &Preimage, amount: u128, ttl: u64) -> HtlcParams {
         let now = RpcChain {
             provider: plain(&self.net),
             at: BlockNumberOrTag::Latest,
@@ -214,7 +214,7 @@ impl Env {
 
     /// Balances (A, B) and number of locks in each side's latest co-signed state; both
     /// sides must agree.
-    fn state(&self) -> (u128, u128, usize) {
+    pub(crate) fn state(&self) -> (u128, u128, usize) {
         let of = |s: &Peer| {
             s.node
                 .with_party(self.chan.id(), |p| {
@@ -229,7 +229,7 @@ impl Env {
     }
 }
 
-fn pre(n: u8) -> Preimage {
+pub(crate) fn pre(n: u8) -> Preimage {
     Preimage::from_bytes([n; 32])
 }
 
@@ -337,6 +337,8 @@ async fn an_expired_lock_is_refunded_by_a_cancel() {
     while clock.now() < t.0 {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // A cancel is judged by the chain's time: a block at or after the expiry.
+    env.net.mine(1).await;
     // Expired: the recipient can no longer claim it.
     let e = env.b.rail.claim(&h, &p).await.unwrap_err();
     assert!(!e.is_transient(), "{e:?}");
@@ -571,6 +573,8 @@ async fn a_cancel_of_a_lock_revealed_in_time_is_refused() {
         .unwrap();
     assert!(r.status());
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // Expired by the chain's time too (a cancel is judged by it).
+    env.net.mine(1).await;
     let e = env
         .a
         .node

@@ -191,9 +191,9 @@ fn versions_must_be_exactly_next() {
         &chain(),
         RejectCode::WrongVersion,
     );
-    // Skipping a version.
+    // Skipping more versions than a peer's abandoned proposals explain.
     let mut v3 = lock_prop(&pair, 10, 2, NOW + 3600);
-    v3.state.version = 4;
+    v3.state.version = 3 + eth_channel::machine::MAX_VERSION_SKIP + 1;
     let v3 = resign(&pair.chan, &pair.ka, v3);
     refused(
         &mut pair,
@@ -493,7 +493,7 @@ fn store_refuses_a_second_state_at_a_signed_version() {
     pair.sa.save_proposal(id, &p1).unwrap();
     assert!(matches!(
         pair.sa.save_proposal(id, &p2),
-        Err(StoreError::Conflict { .. })
+        Err(StoreError::Duplicate { version: 1, .. })
     ));
     // A co-signed state differing from our proposal at that version.
     let cs = eth_channel::CoSigned {
@@ -504,9 +504,34 @@ fn store_refuses_a_second_state_at_a_signed_version() {
     };
     assert!(matches!(
         pair.sa.save_cosigned(id, &cs),
+        Err(StoreError::Duplicate { version: 1, .. })
+    ));
+    assert_eq!(pair.sa.load(id).unwrap().unwrap().pending, Some(p1.clone()));
+    // Our proposal co-signed: saving it again is a no-op; a different co-signed state at
+    // that version is refused, typed, and changes nothing.
+    let ours = eth_channel::CoSigned {
+        state: p1.state.state(),
+        locks: p1.state.locks(),
+        sig_a: Some(p1.sig.into()),
+        sig_b: Some(raw_sig(&pair.chan, &pair.kb, &p1.state).into()),
+    };
+    pair.sa.save_cosigned(id, &ours).unwrap();
+    pair.sa.save_cosigned(id, &ours).unwrap();
+    pair.sa.save_proposal(id, &p1).unwrap_err();
+    assert_eq!(pair.sa.history(id).unwrap().len(), 1);
+    let other = eth_channel::CoSigned {
+        sig_b: Some(raw_sig(&pair.chan, &pair.kb, &p2.state).into()),
+        ..cs
+    };
+    assert!(matches!(
+        pair.sa.save_cosigned(id, &other),
+        Err(StoreError::Duplicate { version: 1, .. })
+    ));
+    assert!(matches!(
+        pair.sa.save_proposal(id, &p2),
         Err(StoreError::Conflict { .. })
     ));
-    assert_eq!(pair.sa.load(id).unwrap().unwrap().pending, Some(p1));
+    assert_eq!(pair.sa.history(id).unwrap(), vec![ours]);
     assert!(matches!(
         pair.sa.save_proposal(B256::ZERO, &p2),
         Err(StoreError::UnknownChannel(_))

@@ -22,8 +22,8 @@ use eth_channel::{
 
 use crate::common::deliver;
 
-const ONE: u128 = 1_000_000_000_000_000_000;
-const HOUR: u64 = 3600;
+pub(crate) const ONE: u128 = 1_000_000_000_000_000_000;
+pub(crate) const HOUR: u64 = 3600;
 
 fn wallet(net: &Devnet, i: usize) -> DynProvider {
     ProviderBuilder::new()
@@ -48,19 +48,19 @@ async fn mined<C: alloy::sol_types::SolCall>(
 
 /// Anvil, the contract, an ETH channel between accounts 0 (A) and 1 (B) funded with 10 and
 /// 5 ETH, both parties with a store file in `dir`.
-struct Env {
-    net: Devnet,
-    w: Vec<DynProvider>,
-    chan: ChannelRef,
-    a: Party,
-    b: Party,
-    sa: SqliteChannelStore,
-    sb: SqliteChannelStore,
-    dir: tempfile::TempDir,
+pub(crate) struct Env {
+    pub(crate) net: Devnet,
+    pub(crate) w: Vec<DynProvider>,
+    pub(crate) chan: ChannelRef,
+    pub(crate) a: Party,
+    pub(crate) b: Party,
+    pub(crate) sa: SqliteChannelStore,
+    pub(crate) sb: SqliteChannelStore,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Env {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let net = Devnet::start().await;
         let w: Vec<DynProvider> = (0..3).map(|i| wallet(&net, i)).collect();
         let contract = *Channel::deploy(w[0].clone()).await.unwrap().address();
@@ -116,23 +116,23 @@ impl Env {
         }
     }
 
-    async fn chain(&self) -> OnChain {
+    pub(crate) async fn chain(&self) -> OnChain {
         self.chan
             .on_chain(self.net.provider(), BlockNumberOrTag::Latest)
             .await
             .unwrap()
     }
 
-    async fn now(&self) -> u64 {
+    pub(crate) async fn now(&self) -> u64 {
         self.chain().await.time
     }
 
-    fn contract(&self, by: usize) -> Channel::ChannelInstance<DynProvider> {
+    pub(crate) fn contract(&self, by: usize) -> Channel::ChannelInstance<DynProvider> {
         Channel::new(self.chan.contract, self.w[by].clone())
     }
 
     /// `by` proposes what `f` makes, the other countersigns.
-    async fn update(
+    pub(crate) async fn update(
         &mut self,
         by: Side,
         f: impl FnOnce(&Party, u64, &OnChain) -> eth_channel::Step,
@@ -168,7 +168,7 @@ impl Env {
     }
 
     /// `by` locks `amount` for the other on `sha256(n n ...)` until `now + ttl`.
-    async fn lock(&mut self, by: Side, amount: u128, n: u8, ttl: u64) -> (B256, u64) {
+    pub(crate) async fn lock(&mut self, by: Side, amount: u128, n: u8, ttl: u64) -> (B256, u64) {
         let pre = B256::repeat_byte(n);
         let expiry = self.now().await + ttl;
         self.update(by, |p, now, c| {
@@ -180,7 +180,7 @@ impl Env {
     }
 
     /// A payment: a lock from `by` and its claim by the other (two updates).
-    async fn pay(&mut self, by: Side, amount: u128, n: u8) {
+    pub(crate) async fn pay(&mut self, by: Side, amount: u128, n: u8) {
         let (pre, _) = self.lock(by, amount, n, HOUR).await;
         let to = if by == Side::A { Side::B } else { Side::A };
         self.update(to, |p, now, c| p.propose_claim(pre, now, c).unwrap())
@@ -188,7 +188,7 @@ impl Env {
     }
 
     /// A watcher for `side` (its dev account) on a new connection to its store file.
-    fn watcher(&self, side: Side, secrets: &SecretMap, cfg: WatchConfig) -> Watcher {
+    pub(crate) fn watcher(&self, side: Side, secrets: &SecretMap, cfg: WatchConfig) -> Watcher {
         let (i, file) = match side {
             Side::A => (0, "a.db"),
             Side::B => (1, "b.db"),
@@ -206,7 +206,7 @@ impl Env {
     }
 
     /// `by` closes with `s` (its own transaction); the record it committed.
-    async fn close_with(&self, by: usize, s: &CoSigned) -> Record {
+    pub(crate) async fn close_with(&self, by: usize, s: &CoSigned) -> Record {
         let (sa, sb) = s.sigs().unwrap();
         let r = mined(self.contract(by).close(
             self.chan.params.clone(),
@@ -219,11 +219,11 @@ impl Env {
         Record::from(&r.decoded_log::<Channel::Closing>().unwrap().data)
     }
 
-    async fn balance(&self, who: Address) -> U256 {
+    pub(crate) async fn balance(&self, who: Address) -> U256 {
         self.net.provider().get_balance(who).await.unwrap()
     }
 
-    async fn status(&self) -> u8 {
+    pub(crate) async fn status(&self) -> u8 {
         self.contract(2)
             .status(self.chan.id())
             .call()
@@ -233,7 +233,7 @@ impl Env {
     }
 
     /// Transactions mined from `who` (its nonce).
-    async fn sent_by(&self, who: Address) -> u64 {
+    pub(crate) async fn sent_by(&self, who: Address) -> u64 {
         self.net
             .provider()
             .get_transaction_count(who)
@@ -243,7 +243,7 @@ impl Env {
     }
 
     /// What `tx` cost its sender in fees.
-    async fn fee(&self, tx: B256) -> U256 {
+    pub(crate) async fn fee(&self, tx: B256) -> U256 {
         let r = self
             .net
             .provider()
@@ -255,7 +255,7 @@ impl Env {
     }
 
     /// The latest `Closing` record of the channel.
-    async fn record(&self) -> Record {
+    pub(crate) async fn record(&self) -> Record {
         let logs = self
             .contract(2)
             .Closing_filter()
@@ -269,7 +269,7 @@ impl Env {
 }
 
 /// The transactions one tick broadcast, by action kind.
-fn sent_kinds(r: &eth_channel::Report) -> Vec<&'static str> {
+pub(crate) fn sent_kinds(r: &eth_channel::Report) -> Vec<&'static str> {
     r.sent
         .iter()
         .map(|(a, _)| match a {
@@ -283,7 +283,7 @@ fn sent_kinds(r: &eth_channel::Report) -> Vec<&'static str> {
         .collect()
 }
 
-fn no_errors(r: &eth_channel::Report) {
+pub(crate) fn no_errors(r: &eth_channel::Report) {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
 }
 

@@ -2,6 +2,7 @@
 //! `--json`, as lines otherwise, by the caller).
 
 use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
 use anyhow::{anyhow, bail, Context};
 use eth_adapter::bindings::{Channel, IERC20Permit};
 use eth_adapter::channel::{ChannelRef, Params, Side};
@@ -275,6 +276,13 @@ pub async fn open(
         &*ctx.store,
     )?;
     ctx.store.set_peer(id, key.0, Some(&addr))?;
+    // Its events start after this block (no deposit yet): where its watcher starts.
+    let head = ctx
+        .provider
+        .get_block_number()
+        .await
+        .map_err(|e| anyhow!("reading the chain's head: {}", scrub_urls(&e.to_string())))?;
+    ctx.store.set_open_block(id, head)?;
     let txs = deposit_on_chain(ctx, &chan, amount).await?;
     let on = wait_final(ctx, &chan, Side::A, amount).await?;
     if (on.deposit_a, on.deposit_b) != (amount, 0) {
@@ -367,6 +375,7 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Value> {
             "locked": locked.to_string(),
             "final": st.isFinal,
             "pending_proposal": s.pending.as_ref().map(|p| p.state.version),
+            "watch_from": ctx.store.open_block(id)?,
             "on_chain": on_chain,
         }));
     }

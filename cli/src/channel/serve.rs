@@ -25,10 +25,10 @@ pub async fn serve(ctx: Arc<Ctx>, listen: &str, tick: Duration) -> anyhow::Resul
         WatchConfig::default(),
     );
     loop {
-        // Channels announced since the last tick are watched too (their whole history: the
-        // open block is not recorded).
+        // Channels announced since the last tick are watched too, from the block they were
+        // opened in (recorded at open or announcement; block 0 for older records).
         for id in ctx.store.channel_ids()? {
-            watcher.watch(id, 0);
+            watcher.watch(id, ctx.store.open_block(id)?.unwrap_or(0));
         }
         match watcher.tick().await {
             Ok(r) => {

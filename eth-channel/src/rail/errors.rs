@@ -30,6 +30,7 @@ pub fn reject_number(code: RejectCode) -> i64 {
         RejectCode::Malformed => 17,
         RejectCode::Other => 18,
         RejectCode::SecretRevealed => 19,
+        RejectCode::SecretKnown => 27,
         // Refusals of a channel announcement (never of a rail update).
         RejectCode::WrongChain => 20,
         RejectCode::WrongContract => 21,
@@ -85,7 +86,9 @@ fn refused(code: RejectCode, expiry: u64, who: &str) -> ChainError {
             },
             format!("{who}: the lock has not expired"),
         ),
-        RejectCode::Busy | RejectCode::Crossed => {
+        // Versions out of step (a crossing, abandoned proposals): the same change goes through
+        // at the next version.
+        RejectCode::Busy | RejectCode::Crossed | RejectCode::WrongVersion => {
             ChainError::transient(format!("{who}: {code:?}, try again"))
         }
         code => ChainError::new(

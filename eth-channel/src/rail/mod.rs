@@ -39,7 +39,7 @@ use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use async_trait::async_trait;
 use eth_adapter::bindings::Channel;
-use eth_adapter::channel::{ChannelRef, Lock, Side};
+use eth_adapter::channel::{Lock, Side};
 use swap_core::params::{
     ChainFamily, ChainId, ChainParams, ChainTip, Finality, Network, RailId, RailKind,
 };
@@ -53,13 +53,15 @@ use swap_core::types::{
 
 use crate::msg::{RejectCode, UpdateKind, WireLock};
 use crate::session::{ChainView, Node, RpcChain};
-use crate::store::{ChannelStore, CoSigned};
+use crate::store::ChannelStore;
 use crate::{hashlock_of, SecretMap, Secrets};
 
 mod errors;
+mod trace;
 
 pub use errors::reject_number;
 use errors::{eth_err, invalid, session_err};
+use trace::{End, Leg};
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -130,50 +132,6 @@ impl Secrets for RailSecrets {
     }
 }
 
-/// One leg, checked against its channel.
-struct Leg {
-    id: B256,
-    chan: ChannelRef,
-    sender: Address,
-    recipient: Address,
-    hashlock: B256,
-    amount: u128,
-    expiry: u64,
-}
-
-/// How a lock ended in the co-signed history.
-enum End {
-    Claimed(B256),
-    Cancelled,
-}
-
-/// What the store says about one lock.
-struct Trace {
-    /// The version whose state first held the lock, and the lock.
-    added: Option<(u64, Lock)>,
-    /// The version that removed it, and how.
-    ended: Option<(u64, End)>,
-    /// Our pending proposal's version and kind.
-    pending: Option<(u64, UpdateKind)>,
-    /// Our abandoned proposals above the latest co-signed state (the peer may still
-    /// countersign one until a higher version is co-signed).
-    abandoned: Vec<(u64, UpdateKind)>,
-}
-
-impl Trace {
-    /// Our proposal (pending, or abandoned but still completable by the peer) that would put
-    /// the lock on `hashlock` in force: its version and the lock.
-    fn proposed_lock(&self, hashlock: B256) -> Option<(u64, &WireLock)> {
-        self.pending
-            .iter()
-            .chain(self.abandoned.iter())
-            .find_map(|(v, kind)| match kind {
-                UpdateKind::Lock { lock } if lock.hashlock == hashlock => Some((*v, lock)),
-                _ => None,
-            })
-    }
-}
-
 fn txref(id: B256, version: u64) -> TxRef {
     TxRef(format!("channel:{id:#x}:{version}"))
 }
@@ -193,12 +151,15 @@ impl ChannelRail {
             ChainId::new(ChainFamily::Ethereum, network),
             RailKind::EvmChannel,
         ));
+        let secrets = SecretMap::new();
+        // The node never countersigns the cancel of a lock we claim (its secret is ours).
+        let _ = node.add_secrets(Arc::new(secrets.clone()));
         Self {
             node,
             store,
             chain,
             me,
-            secrets: SecretMap::new(),
+            secrets,
             params,
             channels: Arc::default(),
         }
@@ -304,66 +265,6 @@ impl ChannelRail {
             amount: htlc.amount.base_units(),
             expiry: expiry.0,
         })
-    }
-
-    fn trace(&self, leg: &Leg) -> Result<Trace, ChainError> {
-        let pending = self
-            .node
-            .with_party(leg.id, |p| {
-                p.pending().map(|p| (p.state.version, p.kind.clone()))
-            })
-            .map_err(|e| session_err(e, leg.expiry))?;
-        let updates = self
-            .store
-            .updates(leg.id)
-            .map_err(|e| ChainError::transient(format!("channel store: {e}")))?;
-        let abandoned = self
-            .store
-            .abandoned_proposals(leg.id)
-            .map_err(|e| ChainError::transient(format!("channel store: {e}")))?;
-        let mut trace = Trace {
-            added: None,
-            ended: None,
-            pending,
-            abandoned,
-        };
-        for (cs, kind) in &updates {
-            let v = cs.state.version;
-            let held = find(cs, leg.hashlock);
-            match (&trace.added, held) {
-                (None, Some(l)) => trace.added = Some((v, l.clone())),
-                (Some(_), None) => {
-                    let end = match kind {
-                        Some(UpdateKind::Claim { hashlock, preimage })
-                            if *hashlock == leg.hashlock =>
-                        {
-                            if hashlock_of(preimage) != leg.hashlock {
-                                return Err(ChainError::new(
-                                    Cause::Inconsistent,
-                                    format!("claim at version {v} does not match its hashlock"),
-                                ));
-                            }
-                            End::Claimed(*preimage)
-                        }
-                        Some(UpdateKind::CancelExpired { hashlock })
-                            if *hashlock == leg.hashlock =>
-                        {
-                            End::Cancelled
-                        }
-                        _ => {
-                            return Err(ChainError::permanent(format!(
-                                "the lock left the state at version {v} without a recorded \
-                                 claim or cancel"
-                            )))
-                        }
-                    };
-                    trace.ended = Some((v, end));
-                    break;
-                }
-                _ => {}
-            }
-        }
-        Ok(trace)
     }
 
     fn observed(&self, htlc: &HtlcParams, leg: &Leg, id: B256, v: u64, l: &Lock) -> ObservedLock {
@@ -479,10 +380,6 @@ impl ChannelRail {
     }
 }
 
-fn find(cs: &CoSigned, hashlock: B256) -> Option<&Lock> {
-    cs.locks.iter().find(|l| l.hashlock == hashlock)
-}
-
 #[async_trait]
 impl Rail for ChannelRail {
     fn params(&self) -> &ChainParams {
@@ -596,7 +493,7 @@ impl Rail for ChannelRail {
             // Proposed by us and not co-signed: pending, or abandoned but still completable by
             // the peer until a higher version is co-signed. Never Absent while it may come
             // into force (a swap that gave up on an Absent lock would no longer watch it).
-            (None, _) => match t.proposed_lock(leg.hashlock) {
+            (None, _) => match t.proposed_lock(&leg) {
                 Some((v, lock)) => {
                     let l = Lock {
                         from: lock.from,
@@ -624,7 +521,7 @@ impl Rail for ChannelRail {
             return Ok(txref(leg.id, v));
         }
         match &t.pending {
-            Some((v, UpdateKind::Lock { lock })) if lock.hashlock == leg.hashlock => {
+            Some((v, UpdateKind::Lock { lock })) if leg.is(&Lock::from(lock)) => {
                 return Err(self.in_flight(&leg, *v, "the lock"));
             }
             Some((v, _)) => return Err(Self::busy(*v)),
@@ -666,8 +563,6 @@ impl Rail for ChannelRail {
             return Err(invalid("the preimage does not match the hashlock"));
         }
         let pre = B256::from(*preimage.as_bytes());
-        // First of all: the watcher enforces the claim on chain if the peer stays silent.
-        self.secrets.insert(pre);
         let t = self.trace(&leg)?;
         match (&t.added, &t.ended) {
             (_, Some((v, End::Claimed(_)))) => return Ok(txref(leg.id, *v)),
@@ -677,16 +572,17 @@ impl Rail for ChannelRail {
                     "the lock was cancelled",
                 ))
             }
-            (None, _) => return Err(ChainError::not_ready("the lock is not co-signed yet")),
-            (Some(_), None) => {}
+            _ => {}
         }
-        match &t.pending {
-            Some((v, UpdateKind::Claim { hashlock, .. })) if *hashlock == leg.hashlock => {
+        // Our claim in flight (its secret is ours already): resent, whatever the time.
+        if let Some((v, UpdateKind::Claim { hashlock, .. })) = &t.pending {
+            if *hashlock == leg.hashlock {
+                self.secrets.insert(pre);
                 return Err(self.in_flight(&leg, *v, "the claim"));
             }
-            Some((v, _)) => return Err(Self::busy(*v)),
-            None => {}
         }
+        // An expired lock can neither be claimed nor enforced: its secret is not registered
+        // (a registered secret makes the node refuse the sender's cancel, see `guard`).
         if self.chain.now() >= leg.expiry {
             return Err(ChainError::new(
                 Cause::Rejected {
@@ -694,6 +590,15 @@ impl Rail for ChannelRail {
                 },
                 "the lock has expired: it can no longer be claimed",
             ));
+        }
+        // Then, first of all: the watcher enforces the claim on chain if the peer stays
+        // silent, and the node never countersigns its cancel.
+        self.secrets.insert(pre);
+        if t.added.is_none() {
+            return Err(ChainError::not_ready("the lock is not co-signed yet"));
+        }
+        if let Some((v, _)) = &t.pending {
+            return Err(Self::busy(*v));
         }
         let v = self
             .propose(
@@ -727,7 +632,13 @@ impl Rail for ChannelRail {
                 "the hashlock was revealed on chain before the expiry: the lock pays its receiver",
             ));
         }
-        if self.chain.now() < leg.expiry {
+        // By the chain's time, as the contract and the peer judge it.
+        let now = self
+            .node
+            .chain_now()
+            .await
+            .map_err(|e| session_err(e, leg.expiry))?;
+        if now < leg.expiry {
             return Err(ChainError::new(
                 Cause::NotReady {
                     until: Some(htlc.expiry),
@@ -764,7 +675,7 @@ impl Rail for ChannelRail {
         }
         // Signed by us (pending, or abandoned above the latest co-signed state): the peer may
         // still countersign it, until a state of a higher version is co-signed.
-        match t.proposed_lock(leg.hashlock) {
+        match t.proposed_lock(&leg) {
             Some((v, _)) => Err(ChainError::not_ready(format!(
                 "our lock proposal (version {v}) may still be countersigned"
             ))),

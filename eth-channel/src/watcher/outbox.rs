@@ -9,6 +9,13 @@
 //! nonce has at most one `pending` row per sender, so two processes never sign two
 //! transactions with one nonce. A transaction that reverted, or whose nonce went to another
 //! transaction (`obsolete`), frees its intent: the watcher decides again from the chain.
+//!
+//! Nonces are gap-free: a new transaction takes the node's pending count or the nonce after
+//! the highest pending record, whichever is higher, so it may be above a recorded one the
+//! node has not seen yet. A recorded transaction the node refuses for good while its nonce
+//! is unused is therefore never just dropped: it is replaced, in one SQLite transaction, by
+//! a transfer of nothing to ourselves at the same nonce (intent `fill:<nonce>`, current
+//! fees), so the transactions above it are mined (see [`SqliteChannelStore::fill_tx`]).
 
 use alloy::primitives::{Address, B256};
 use rusqlite::{params, OptionalExtension};
@@ -339,6 +346,32 @@ impl SqliteChannelStore {
             return Ok(false);
         }
         insert(&tx, new)?;
+        tx.commit().map_err(backend)?;
+        Ok(true)
+    }
+
+    /// Ends pending transaction `old`, which the node refuses and whose nonce is not used,
+    /// `obsolete`, and records `filler` (same sender and nonce) pending in its place, in one
+    /// SQLite transaction: the nonce always has a pending record until it is used, so no
+    /// later nonce waits behind a gap. False when `old` was no longer pending (nothing is
+    /// written).
+    pub(crate) fn fill_tx(&self, old: B256, filler: &TxRecord) -> Result<bool, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let n = tx
+            .execute(
+                "UPDATE watcher_txs SET status = 'obsolete', finished_at = ?1,
+                 detail = 'refused by the node; its nonce is filled by a transfer to self'
+                 WHERE tx_hash = ?2 AND status = 'pending'",
+                params![unix_now(), old.as_slice()],
+            )
+            .map_err(backend)?;
+        if n != 1 {
+            return Ok(false);
+        }
+        insert(&tx, filler)?;
         tx.commit().map_err(backend)?;
         Ok(true)
     }

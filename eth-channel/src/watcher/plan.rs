@@ -40,32 +40,41 @@ fn receiver(chan: &ChannelRef, l: &Lock) -> Address {
     }
 }
 
+/// What we hold of a channel besides its latest state: the co-signed history and our
+/// abandoned proposals above the latest (signed by us: the peer may countersign one and
+/// close with it).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Held {
+    /// The co-signed states, oldest first.
+    pub history: Vec<CoSigned>,
+    /// Our abandoned proposals above the latest co-signed state: (version, locks).
+    pub abandoned: Vec<(u64, Vec<Lock>)>,
+}
+
 /// The locks of the state of `version` whose locks hash is `hash`, from what we hold.
-fn locks_of(saved: &Saved, history: &[CoSigned], version: u64, hash: B256) -> Option<Vec<Lock>> {
+fn locks_of(saved: &Saved, held: &Held, version: u64, hash: B256) -> Option<Vec<Lock>> {
     if version == 0 {
         return (hash == B256::ZERO).then(Vec::new);
     }
-    let held = std::iter::once(saved.latest.clone())
-        .chain(history.iter().cloned())
+    let all = std::iter::once(saved.latest.clone())
+        .chain(held.history.iter().cloned())
         .map(|c| (c.state.version, c.locks))
         .chain(
             saved
                 .pending
                 .iter()
                 .map(|p| (p.state.version, p.state.locks())),
-        );
-    held.filter(|(v, _)| *v == version)
+        )
+        .chain(held.abandoned.iter().cloned());
+    all.filter(|(v, _)| *v == version)
         .map(|(_, l)| l)
         .find(|l| eth_adapter::channel::locks_hash(l) == hash)
 }
 
-/// The hashlocks whose reveal time [`decide`] needs: locks we receive, in our latest state,
-/// the closing's state and our pending proposal.
-pub(super) fn hashlocks_needed(
-    saved: &Saved,
-    history: &[CoSigned],
-    record: Option<&Record>,
-) -> Vec<B256> {
+/// The hashlocks whose reveal time [`decide`] needs: locks we receive in our latest state,
+/// and the closing state's locks (found among the co-signed states, our pending proposal
+/// and our abandoned ones).
+pub(super) fn hashlocks_needed(saved: &Saved, held: &Held, record: Option<&Record>) -> Vec<B256> {
     let me = saved.chan.party(saved.me);
     let mut out: Vec<B256> = saved
         .latest
@@ -75,7 +84,7 @@ pub(super) fn hashlocks_needed(
         .map(|l| l.hashlock)
         .collect();
     if let Some(r) = record {
-        if let Some(locks) = locks_of(saved, history, r.version, r.locksHash) {
+        if let Some(locks) = locks_of(saved, held, r.version, r.locksHash) {
             out.extend(locks.iter().map(|l| l.hashlock));
         }
     }
@@ -92,11 +101,11 @@ fn call(action: Action, to: Address, input: Vec<u8>) -> Planned {
     }
 }
 
-/// What the channel needs now. `history` is its co-signed states (for the locks of an older
-/// closing state).
+/// What the channel needs now. `held` is its co-signed states and our abandoned proposals
+/// (for the locks of a closing state other than the latest).
 pub(super) fn decide(
     saved: &Saved,
-    history: &[CoSigned],
+    held: &Held,
     view: &View,
     secrets: &dyn Secrets,
     cfg: &WatchConfig,
@@ -112,11 +121,17 @@ pub(super) fn decide(
     // A reveal mined in the next block (time >= now + 1) still counts iff now + 1 < expiry.
     let can_reveal = |l: &Lock| now.saturating_add(1) < l.expiry;
 
-    // Reveals: the locks we receive, hold the preimage of and are not revealed yet.
+    // Reveals: the locks we receive, hold the preimage of and are not revealed yet. While
+    // open, those of our latest state at their cutoff (we close with that state, so each is
+    // enforced); once closing, those of the closing's state at once, whichever state it is:
+    // an older co-signed one, or one of our abandoned proposals that the peer countersigned.
+    // A lock to us only in an abandoned proposal is not revealed while open: nothing we can
+    // close with holds it, so a reveal would give the secret away for nothing (our own
+    // proposals never add a lock to us, so the rules never make one).
     let closing = view.status == CLOSING;
     let mut candidates: Vec<Lock> = latest.locks.clone();
     if let Some(r) = &view.record {
-        candidates.extend(locks_of(saved, history, r.version, r.locksHash).unwrap_or_default());
+        candidates.extend(locks_of(saved, held, r.version, r.locksHash).unwrap_or_default());
     }
     candidates.dedup_by_key(|l| l.hashlock);
     let mut due_lock = false;
@@ -243,7 +258,7 @@ pub(super) fn decide(
             if now < rec.deadline {
                 return (out, skips);
             }
-            let Some(locks) = locks_of(saved, history, rec.version, rec.locksHash) else {
+            let Some(locks) = locks_of(saved, held, rec.version, rec.locksHash) else {
                 skips.push(Skip::LocksUnknown {
                     channel: id,
                     version: rec.version,
@@ -292,7 +307,15 @@ impl Watcher {
         if saved.chan.party(saved.me) != self.address() {
             return Err(WatchError::NotOurChannel(id));
         }
-        let history = self.store.history(id)?;
+        let held = Held {
+            history: self.store.history(id)?,
+            abandoned: self
+                .store
+                .abandoned_states(id)?
+                .into_iter()
+                .map(|p| (p.state.version, p.state.locks()))
+                .collect(),
+        };
         let contract = Channel::new(saved.chan.contract, &self.provider);
         let status = contract
             .status(id)
@@ -314,13 +337,13 @@ impl Watcher {
             record,
             revealed: HashMap::new(),
         };
-        for h in hashlocks_needed(&saved, &history, view.record.as_ref()) {
+        for h in hashlocks_needed(&saved, &held, view.record.as_ref()) {
             let t = saved.chan.revealed_at(&self.provider, h).await?;
             view.revealed.insert(h, t);
         }
         Ok(decide(
             &saved,
-            &history,
+            &held,
             &view,
             self.secrets.as_ref(),
             &self.cfg,
@@ -520,7 +543,7 @@ mod tests {
         let (s, secrets) = saved();
         let cfg = WatchConfig::default();
         let w = cfg.claim_window;
-        let d = |now| decide(&s, &[], &view(now, OPEN, None), &secrets, &cfg);
+        let d = |now| decide(&s, &Held::default(), &view(now, OPEN, None), &secrets, &cfg);
         assert!(d(EXPIRY - w - 1).0.is_empty());
         assert_eq!(kinds(&d(EXPIRY - w).0), ["reveal", "close"]);
         assert_eq!(kinds(&d(EXPIRY - 2).0), ["reveal", "close"]);
@@ -532,15 +555,24 @@ mod tests {
         }
         // Without the preimage nothing is due; once revealed in time, only the close.
         let none = SecretMap::new();
-        assert!(decide(&s, &[], &view(EXPIRY - 10, OPEN, None), &none, &cfg)
-            .0
-            .is_empty());
+        assert!(decide(
+            &s,
+            &Held::default(),
+            &view(EXPIRY - 10, OPEN, None),
+            &none,
+            &cfg
+        )
+        .0
+        .is_empty());
         let mut v = view(EXPIRY + 5, OPEN, None);
         v.revealed
             .insert(s.latest.locks[0].hashlock, Some(EXPIRY - 1));
-        assert_eq!(kinds(&decide(&s, &[], &v, &none, &cfg).0), ["close"]);
+        assert_eq!(
+            kinds(&decide(&s, &Held::default(), &v, &none, &cfg).0),
+            ["close"]
+        );
         v.revealed.insert(s.latest.locks[0].hashlock, Some(EXPIRY));
-        assert!(decide(&s, &[], &v, &none, &cfg).0.is_empty());
+        assert!(decide(&s, &Held::default(), &v, &none, &cfg).0.is_empty());
     }
 
     #[test]
@@ -552,7 +584,7 @@ mod tests {
         let old = record(&s, 2, 5_000);
         let (p, skips) = decide(
             &s,
-            &[],
+            &Held::default(),
             &view(4_000, CLOSING, Some(old.clone())),
             &none,
             &cfg,
@@ -560,7 +592,13 @@ mod tests {
         assert_eq!(kinds(&p), ["update"]);
         assert!(skips.is_empty());
         // Too late for it: reported; its locks unknown: no settle.
-        let (p, skips) = decide(&s, &[], &view(5_000, CLOSING, Some(old)), &none, &cfg);
+        let (p, skips) = decide(
+            &s,
+            &Held::default(),
+            &view(5_000, CLOSING, Some(old)),
+            &none,
+            &cfg,
+        );
         assert!(p.is_empty());
         assert!(matches!(
             skips[..],
@@ -570,21 +608,26 @@ mod tests {
         let ours = record(&s, 3, 5_000);
         let at = |now| view(now, CLOSING, Some(ours.clone()));
         assert_eq!(
-            kinds(&decide(&s, &[], &at(4_000), &secrets, &cfg).0),
+            kinds(&decide(&s, &Held::default(), &at(4_000), &secrets, &cfg).0),
             ["reveal"]
         );
-        assert!(decide(&s, &[], &at(5_000), &none, &cfg).0.is_empty());
+        assert!(decide(&s, &Held::default(), &at(5_000), &none, &cfg)
+            .0
+            .is_empty());
         assert_eq!(
-            kinds(&decide(&s, &[], &at(EXPIRY), &none, &cfg).0),
+            kinds(&decide(&s, &Held::default(), &at(EXPIRY), &none, &cfg).0),
             ["settle"]
         );
         let mut v = at(5_000);
         v.revealed.insert(s.latest.locks[0].hashlock, Some(4_500));
-        assert_eq!(kinds(&decide(&s, &[], &v, &none, &cfg).0), ["settle"]);
+        assert_eq!(
+            kinds(&decide(&s, &Held::default(), &v, &none, &cfg).0),
+            ["settle"]
+        );
         // A newer closing than ours: nothing to answer.
         let (_, skips) = decide(
             &s,
-            &[],
+            &Held::default(),
             &view(4_000, CLOSING, Some(record(&s, 4, 5_000))),
             &none,
             &cfg,

@@ -220,9 +220,16 @@ impl Watcher {
 
     /// Broadcasts a recorded transaction. A refusal is fine when the node knows the
     /// transaction anyway (another process broadcast it first); one the node does not know
-    /// after a non-transient refusal ends it `obsolete` (nothing went out); any other failure
-    /// keeps it recorded for the next tick.
+    /// after a non-transient refusal ends it `obsolete` (nothing went out), its nonce then
+    /// filled by a transfer to self unless it is used already ([`Watcher::fill`]); any other
+    /// failure keeps it recorded for the next tick.
     async fn broadcast(&self, rec: &TxRecord) -> Result<(), WatchError> {
+        self.broadcast_with(rec, true).await
+    }
+
+    /// [`Watcher::broadcast`]; `fill`: fill the nonce of a refused transaction (false for a
+    /// fee bump, whose replaced transaction takes the nonce back).
+    async fn broadcast_with(&self, rec: &TxRecord, fill: bool) -> Result<(), WatchError> {
         let Err(e) = self.provider.send_raw_transaction(&rec.raw).await else {
             return Ok(());
         };
@@ -230,17 +237,86 @@ impl Watcher {
         match self.provider.get_transaction_by_hash(rec.hash).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) if !e.is_transient() => {
-                let detail = format!("rejected by the node: {e}");
-                self.store.finish_tx(
-                    rec.hash,
-                    TxStatus::Pending,
-                    TxStatus::Obsolete,
-                    Some(&detail),
-                )?;
+                let used = self
+                    .provider
+                    .get_transaction_count(rec.sender)
+                    .latest()
+                    .await
+                    .map_err(rpc_err)?
+                    > rec.nonce;
+                if fill && !used {
+                    self.fill(rec).await?;
+                } else {
+                    let detail = format!("rejected by the node: {e}");
+                    self.store.finish_tx(
+                        rec.hash,
+                        TxStatus::Pending,
+                        TxStatus::Obsolete,
+                        Some(&detail),
+                    )?;
+                }
                 Err(typed(&rec.intent, e))
             }
             _ => Err(typed(&rec.intent, e)),
         }
+    }
+
+    /// Replaces `rec` (refused by the node, its nonce unused) by a transfer of nothing to
+    /// ourselves at its nonce with current fees, recorded before its broadcast; `rec` ends
+    /// `obsolete` and its intent is decided again. A filler the node refuses too stays
+    /// recorded: the next tick fills its nonce again.
+    async fn fill(&self, rec: &TxRecord) -> Result<(), WatchError> {
+        use alloy::consensus::Transaction as _;
+        use alloy::eips::eip2718::Decodable2718;
+        let env = alloy::consensus::TxEnvelope::decode_2718(&mut rec.raw.as_slice())
+            .map_err(|e| WatchError::Inconsistent(format!("recorded transaction: {e}")))?;
+        let chain_id = env.chain_id().ok_or_else(|| {
+            WatchError::Inconsistent("recorded transaction without a chain id".into())
+        })?;
+        let tip = eth_adapter::tx::latest(&self.provider).await?;
+        let est = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(rpc_err)?;
+        let (max_fee, prio) = capped_fees(
+            &est,
+            tip.base_fee.unwrap_or_default(),
+            self.cfg.max_fee_per_gas,
+            self.cfg.max_priority_fee_per_gas,
+        )?;
+        let filler = TransactionRequest::default()
+            .with_from(rec.sender)
+            .with_to(rec.sender)
+            .with_value(U256::ZERO)
+            .with_chain_id(chain_id)
+            .with_nonce(rec.nonce)
+            .with_gas_limit(21_000)
+            .with_max_fee_per_gas(max_fee)
+            .with_max_priority_fee_per_gas(prio)
+            .build(&self.wallet)
+            .await
+            .map_err(|e| WatchError::Signing(e.to_string()))?;
+        let new = TxRecord {
+            seq: 0,
+            sender: rec.sender,
+            intent: format!("fill:{}", rec.nonce),
+            channel: None,
+            nonce: rec.nonce,
+            recorded_block: tip.number,
+            hash: *filler.tx_hash(),
+            raw: filler.encoded_2718(),
+            status: TxStatus::Pending,
+            detail: None,
+        };
+        if !self.store.fill_tx(rec.hash, &new)? {
+            return Ok(());
+        }
+        tracing::warn!(target: "eth_channel::watcher", intent = %rec.intent, tx = %rec.hash, nonce = rec.nonce, filler = %new.hash, "recorded transaction refused by the node: its nonce is filled by a transfer to self");
+        if let Err(e) = self.provider.send_raw_transaction(&new.raw).await {
+            tracing::warn!(target: "eth_channel::watcher", tx = %new.hash, error = %rpc_err(e), "nonce filler not broadcast; the next tick tries again");
+        }
+        Ok(())
     }
 
     /// How a pending recorded transaction stands on chain: `Some` when it ended (mined or
@@ -423,7 +499,7 @@ impl Watcher {
             return Ok(());
         }
         tracing::info!(target: "eth_channel::watcher", intent = %rec.intent, old = %rec.hash, new = %new.hash, max_fee, "pending watcher transaction replaced with higher fees");
-        let Err(e) = self.broadcast(&new).await else {
+        let Err(e) = self.broadcast_with(&new, false).await else {
             return Ok(());
         };
         // Refused and unknown to the node (the old one may still be pending there): the old
