@@ -598,9 +598,11 @@ fn print_table(rows: &[Row], o: &Opts) {
                 "the engine is slower than block space"
             }
         );
+        // Per engine: 200 MB up to 1,000 swaps, 500 MB at 10,000 (issue "Rails").
+        let target = if r.n > 1000 { 500.0 } else { 200.0 };
         println!(
             "N={}: {}/{} swapped, {} failed sides; {}; peak RSS {:.1} MB for both engines \
-             (RSS {:.1} MB at start; target < 200 MB per engine: {})",
+             (RSS {:.1} MB at start; target < {} MB per engine: {})",
             r.n,
             r.swapped,
             r.n,
@@ -608,10 +610,13 @@ fn print_table(rows: &[Row], o: &Opts) {
             blocks,
             r.peak_rss_mb,
             r.rss_before_mb,
-            if r.peak_rss_mb < 200.0 {
-                "met"
+            target,
+            if r.peak_rss_mb < target {
+                "met by both together"
+            } else if r.peak_rss_mb / 2.0 < target {
+                "met if the two engines use about the same"
             } else {
-                "NOT met (for both together)"
+                "NOT met"
             }
         );
     }
