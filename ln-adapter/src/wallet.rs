@@ -1,0 +1,84 @@
+//! Channel funding from the node's wallet.
+
+use bitcoin::absolute::LockTime;
+use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::transaction::Version;
+use bitcoin::{Amount, ScriptBuf, Transaction, TxOut};
+use btc_adapter::rpc::RpcClient;
+use serde_json::{json, Value};
+
+use crate::error::LnError;
+
+/// A signed transaction paying `sats` to LDK's funding script, funded and signed by the node
+/// wallet (`fundrawtransaction` with `bech32` change and its inputs locked, then
+/// `signrawtransactionwithwallet`). Every input must be segwit: LDK refuses a funding
+/// transaction whose txid a signature could change. On Litecoin, a wallet holding MWEB coins
+/// would produce an MWEB transaction, which does not parse here and is refused.
+pub(crate) async fn funding_transaction(
+    rpc: &RpcClient,
+    script: ScriptBuf,
+    sats: u64,
+    fee_sat_vb: u64,
+) -> Result<Transaction, LnError> {
+    let unfunded = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: Vec::new(),
+        output: vec![TxOut {
+            value: Amount::from_sat(sats),
+            script_pubkey: script,
+        }],
+    };
+    let funded: Value = rpc
+        .wallet_call(
+            "fundrawtransaction",
+            vec![
+                json!(serialize_hex(&unfunded)),
+                json!({"fee_rate": fee_sat_vb, "change_type": "bech32", "lockUnspents": true}),
+                // No witness in the unfunded transaction (it has no inputs).
+                json!(false),
+            ],
+        )
+        .await?;
+    let hex = funded
+        .get("hex")
+        .and_then(Value::as_str)
+        .ok_or_else(|| LnError::Wallet(format!("fundrawtransaction answered {funded}")))?;
+    let signed: Value = rpc
+        .wallet_call("signrawtransactionwithwallet", vec![json!(hex)])
+        .await?;
+    if signed.get("complete").and_then(Value::as_bool) != Some(true) {
+        return Err(LnError::Wallet(format!(
+            "wallet could not sign the funding transaction: {}",
+            signed.get("errors").cloned().unwrap_or(Value::Null)
+        )));
+    }
+    let hex = signed
+        .get("hex")
+        .and_then(Value::as_str)
+        .ok_or_else(|| LnError::Wallet("signed funding transaction without hex".into()))?;
+    let tx: Transaction = deserialize_hex(hex)
+        .map_err(|e| LnError::Wallet(format!("funding transaction does not parse: {e}")))?;
+    if tx.input.iter().any(|i| i.witness.is_empty()) {
+        unlock_inputs(rpc, &tx).await;
+        return Err(LnError::Wallet(
+            "the wallet funded the channel with a non-segwit input".into(),
+        ));
+    }
+    Ok(tx)
+}
+
+/// Releases the wallet's lock on `tx`'s inputs (a funding transaction that will not be used).
+pub(crate) async fn unlock_inputs(rpc: &RpcClient, tx: &Transaction) {
+    let outpoints: Vec<Value> = tx
+        .input
+        .iter()
+        .map(|i| json!({"txid": i.previous_output.txid, "vout": i.previous_output.vout}))
+        .collect();
+    if let Err(e) = rpc
+        .wallet_call::<Value>("lockunspent", vec![json!(true), json!(outpoints)])
+        .await
+    {
+        tracing::warn!(error = %e, "could not unlock the inputs of a discarded funding transaction");
+    }
+}
