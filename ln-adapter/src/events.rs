@@ -87,6 +87,7 @@ pub enum LnEvent {
 pub(crate) struct EventHandler {
     pub(crate) channel_manager: Arc<ChannelManager>,
     pub(crate) rpc: Arc<RpcClient>,
+    pub(crate) chain: swap_core::ChainId,
     pub(crate) fees: Arc<FeeCache>,
     pub(crate) sweeper: Arc<Sweeper>,
     pub(crate) notify: broadcast::Sender<LnEvent>,
@@ -110,6 +111,7 @@ impl EventHandler {
             } => {
                 let tx = match funding_transaction(
                     &self.rpc,
+                    self.chain,
                     output_script,
                     channel_value_satoshis,
                     self.fees.normal_sat_vb(),

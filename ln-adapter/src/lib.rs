@@ -11,6 +11,7 @@
 //!   disconnections; Litecoin's HogEx skipped.
 //! - `io`: logging, broadcasting and fee estimates through the node; closes and claims pay to
 //!   wallet addresses.
+//! - `router`: LDK's router with the final CLTV pinned (no random shadow offset).
 //! - `wallet`: the funding transaction (segwit inputs only).
 //!
 //! Channels are unannounced and anchors are off (Litecoin's relay policy; see the project's
@@ -23,6 +24,7 @@ mod follower;
 mod io;
 pub mod node;
 mod ops;
+mod router;
 mod types;
 mod wallet;
 
@@ -31,4 +33,4 @@ pub use error::LnError;
 pub use events::LnEvent;
 pub use lightning::ln::types::ChannelId;
 pub use node::LnNode;
-pub use ops::{ChannelInfo, PaymentTarget};
+pub use ops::{ChannelInfo, InboundHtlc, PaymentTarget};

@@ -15,7 +15,6 @@ use lightning::chain::{BestBlock, Watch};
 use lightning::ln::channelmanager::{ChainParameters, ChannelManagerReadArgs};
 use lightning::ln::peer_handler::{IgnoringMessageHandler, MessageHandler};
 use lightning::routing::gossip::NetworkGraph as LdkNetworkGraph;
-use lightning::routing::router::DefaultRouter;
 use lightning::routing::scoring::{
     ProbabilisticScorer, ProbabilisticScoringDecayParameters, ProbabilisticScoringFeeParameters,
 };
@@ -41,9 +40,10 @@ use crate::config::{LnConfig, Seed};
 use crate::error::{api, LnError};
 use crate::events::{EventHandler, LnEvent};
 use crate::follower::{sync_listeners, Follower, Listener};
+use crate::router::PinnedCltvRouter;
 use crate::io::{Broadcaster, FeeCache, TracingLogger, WalletChange, WalletKeys};
 use crate::types::{
-    ChainMonitor, ChannelManager, MessageRouter, NetworkGraph, NoFilter, PeerManager, Router,
+    ChainMonitor, ChannelManager, DefaultRouter, MessageRouter, NetworkGraph, NoFilter, PeerManager, Router,
     Scorer, Store, Sweeper,
 };
 
@@ -171,13 +171,13 @@ impl LnNode {
             Arc::clone(&graph),
             Arc::clone(&logger),
         )));
-        let router: Arc<Router> = Arc::new(DefaultRouter::new(
+        let router: Arc<Router> = Arc::new(PinnedCltvRouter(DefaultRouter::new(
             Arc::clone(&graph),
             Arc::clone(&logger),
             Arc::clone(&keys),
             scorer,
             ProbabilisticScoringFeeParameters::default(),
-        ));
+        )));
         let message_router: Arc<MessageRouter> = Arc::new(
             lightning::onion_message::messenger::DefaultMessageRouter::new(
                 Arc::clone(&graph),
@@ -345,6 +345,7 @@ impl LnNode {
         let handler = Arc::new(EventHandler {
             channel_manager: Arc::clone(&channel_manager),
             rpc: Arc::clone(&rpc),
+            chain: config.chain,
             fees: Arc::clone(&fees),
             sweeper: Arc::clone(&sweeper),
             notify: events.clone(),

@@ -28,12 +28,27 @@ pub struct ChannelInfo {
     pub capacity_sats: u64,
     /// What we can send now.
     pub outbound_msat: u64,
+    /// The largest HTLC we can send now (reserve, fees and pending updates accounted for).
+    pub sendable_msat: u64,
     /// What we can receive now.
     pub inbound_msat: u64,
     /// Both sides are connected and the channel is ready.
     pub usable: bool,
     /// Whether we opened it.
     pub outbound: bool,
+    /// HTLCs the peer offered us that are not resolved yet.
+    pub inbound_htlcs: Vec<InboundHtlc>,
+}
+
+/// An HTLC offered to us in a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundHtlc {
+    /// Its payment hash.
+    pub hashlock: Hashlock,
+    /// Its amount.
+    pub amount_msat: u64,
+    /// Its absolute CLTV expiry (height).
+    pub cltv_expiry: u32,
 }
 
 /// The payer's side of a payment to a hold invoice (for Litecoin, what the swap messages carry
@@ -122,9 +137,19 @@ impl LnNode {
                 funding: c.funding_txo.map(|o| o.into_bitcoin_outpoint()),
                 capacity_sats: c.channel_value_satoshis,
                 outbound_msat: c.outbound_capacity_msat,
+                sendable_msat: c.next_outbound_htlc_limit_msat,
                 inbound_msat: c.inbound_capacity_msat,
                 usable: c.is_usable,
                 outbound: c.is_outbound,
+                inbound_htlcs: c
+                    .pending_inbound_htlcs
+                    .iter()
+                    .map(|h| InboundHtlc {
+                        hashlock: Hashlock(h.payment_hash.0),
+                        amount_msat: h.amount_msat,
+                        cltv_expiry: h.cltv_expiry,
+                    })
+                    .collect(),
             })
             .collect()
     }
@@ -173,12 +198,14 @@ impl LnNode {
             .fail_htlc_backwards(&PaymentHash(hashlock.0));
     }
 
-    /// Pays `target` once, at exactly the agreed CLTV: no retries, and the route's total CLTV
-    /// delta capped at the final one (no random extra). `payment_id` should come from the
-    /// swap, so that sending again is refused as a duplicate rather than paying twice.
+    /// Pays `target` once, over a direct channel, at exactly the agreed CLTV (LDK counts from
+    /// the next block: height + 1 + the final delta): no retries, no random extra CLTV (LDK wants the total cap above the final
+    /// delta, so it is one more block, and the router's random offset is removed again, see
+    /// `router`). `payment_id` should come from the swap, so that sending again is refused as
+    /// a duplicate rather than paying twice.
     pub fn pay(&self, target: &PaymentTarget, payment_id: [u8; 32]) -> Result<(), LnError> {
         let mut params = PaymentParameters::from_node_id(target.payee, target.final_cltv_delta);
-        params.max_total_cltv_expiry_delta = target.final_cltv_delta;
+        params.max_total_cltv_expiry_delta = target.final_cltv_delta.saturating_add(1);
         let route = RouteParameters::from_payment_params_and_value(params, target.amount_msat);
         self.channel_manager
             .send_payment(

@@ -8,7 +8,7 @@ use lightning::ln::channelmanager;
 use lightning::ln::peer_handler::{self, IgnoringMessageHandler};
 use lightning::onion_message::messenger::DefaultMessageRouter;
 use lightning::routing::gossip;
-use lightning::routing::router::DefaultRouter;
+use lightning::routing::router;
 use lightning::routing::scoring::{ProbabilisticScorer, ProbabilisticScoringFeeParameters};
 use lightning::sign::{InMemorySigner, KeysManager};
 use lightning::util::sweep;
@@ -39,8 +39,8 @@ pub(crate) type NetworkGraph = gossip::NetworkGraph<Arc<TracingLogger>>;
 /// The scorer the router uses.
 pub(crate) type Scorer = ProbabilisticScorer<Arc<NetworkGraph>, Arc<TracingLogger>>;
 
-/// The payment router.
-pub(crate) type Router = DefaultRouter<
+/// LDK's payment router.
+pub(crate) type DefaultRouter = router::DefaultRouter<
     Arc<NetworkGraph>,
     Arc<TracingLogger>,
     Arc<KeysManager>,
@@ -48,6 +48,9 @@ pub(crate) type Router = DefaultRouter<
     ProbabilisticScoringFeeParameters,
     Scorer,
 >;
+
+/// The payment router: LDK's, with the final CLTV pinned.
+pub(crate) type Router = crate::router::PinnedCltvRouter;
 
 /// The onion-message router.
 pub(crate) type MessageRouter =

@@ -1,10 +1,10 @@
 //! Channel funding from the node's wallet.
 
-use bitcoin::absolute::LockTime;
-use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
-use bitcoin::transaction::Version;
-use bitcoin::{Amount, ScriptBuf, Transaction, TxOut};
-use btc_adapter::rpc::RpcClient;
+use bitcoin::consensus::encode::deserialize_hex;
+use bitcoin::{ScriptBuf, Transaction};
+use btc_adapter::network::segwit_address;
+use btc_adapter::rpc::{sats_to_coin_string, RpcClient};
+use swap_core::ChainId;
 use serde_json::{json, Value};
 
 use crate::error::LnError;
@@ -16,27 +16,26 @@ use crate::error::LnError;
 /// would produce an MWEB transaction, which does not parse here and is refused.
 pub(crate) async fn funding_transaction(
     rpc: &RpcClient,
+    chain: ChainId,
     script: ScriptBuf,
     sats: u64,
     fee_sat_vb: u64,
 ) -> Result<Transaction, LnError> {
-    let unfunded = Transaction {
-        version: Version::TWO,
-        lock_time: LockTime::ZERO,
-        input: Vec::new(),
-        output: vec![TxOut {
-            value: Amount::from_sat(sats),
-            script_pubkey: script,
-        }],
-    };
+    // The output by address: a transaction without inputs has no unambiguous serialization
+    // (rust-bitcoin writes it in segwit form, which the node's decoder refuses).
+    let address = segwit_address(chain, &script).map_err(|e| LnError::Wallet(e.to_string()))?;
+    let unfunded: String = rpc
+        .call(
+            "createrawtransaction",
+            vec![json!([]), json!([{ address: sats_to_coin_string(sats) }])],
+        )
+        .await?;
     let funded: Value = rpc
         .wallet_call(
             "fundrawtransaction",
             vec![
-                json!(serialize_hex(&unfunded)),
+                json!(unfunded),
                 json!({"fee_rate": fee_sat_vb, "change_type": "bech32", "lockUnspents": true}),
-                // No witness in the unfunded transaction (it has no inputs).
-                json!(false),
             ],
         )
         .await?;

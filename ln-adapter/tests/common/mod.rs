@@ -190,6 +190,11 @@ pub async fn balance(wallet: &RpcClient) -> u64 {
 /// Pays `amount_msat` from `payer` to `payee` through a hold invoice and claims it; returns
 /// the time from sending to the payer's `PaymentSent`.
 pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64) -> Duration {
+    // A claim just made settles in the commitments after the payer already saw it.
+    wait_until("payer can send the amount", || {
+        payer.channels().iter().any(|c| c.usable && c.sendable_msat >= amount_msat)
+    })
+    .await;
     let preimage = Preimage::random().unwrap();
     let hashlock = preimage.hashlock();
     let secret = payee
@@ -205,6 +210,7 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
         final_cltv_delta: FINAL_CLTV,
     };
     let payment_id = hashlock.0;
+    let (_, send_height) = payer.best_block().await;
     let started = Instant::now();
     payer.pay(&target, payment_id).unwrap();
     let held = wait_event(&mut payee_rx, "payment held", |e| {
@@ -223,6 +229,19 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
     let (_, height) = payee.best_block().await;
     let deadline = claim_deadline.expect("a claim deadline");
     assert!(deadline > height, "deadline {deadline} at height {height}");
+    let htlc = payee
+        .channels()
+        .iter()
+        .flat_map(|c| c.inbound_htlcs.clone())
+        .find(|h| h.hashlock == hashlock)
+        .expect("the held HTLC");
+    assert_eq!(htlc.amount_msat, amount_msat);
+    assert_eq!(
+        htlc.cltv_expiry,
+        send_height + 1 + FINAL_CLTV,
+        "CLTV exactly (height + 1) + the agreed delta: LDK counts from the next block, and no \
+         random offset"
+    );
     payee.claim(&preimage);
     let sent = wait_event(&mut payer_rx, "payment sent", |e| {
         matches!(e, LnEvent::PaymentSent { hashlock: h, .. } if *h == hashlock)
