@@ -36,8 +36,8 @@ async fn fetch_block(rpc: &RpcClient, hash: &BlockHash) -> Result<FetchedBlock, 
     let hex: String = rpc
         .call("getblockheader", vec![json!(hash), json!(false)])
         .await?;
-    let header: Header = deserialize_hex(&hex)
-        .map_err(|e| LnError::Inconsistent(format!("header {hash}: {e}")))?;
+    let header: Header =
+        deserialize_hex(&hex).map_err(|e| LnError::Inconsistent(format!("header {hash}: {e}")))?;
     if header.block_hash() != *hash {
         return Err(LnError::Inconsistent(format!(
             "header of {hash} hashes to {}",

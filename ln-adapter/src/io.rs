@@ -10,9 +10,7 @@ use btc_adapter::rpc::RpcClient;
 use btc_adapter::FeeConfig;
 use lightning::chain::chaininterface::{BroadcasterInterface, ConfirmationTarget, FeeEstimator};
 use lightning::ln::script::ShutdownScript;
-use lightning::sign::{
-    ChangeDestinationSource, InMemorySigner, KeysManager, SignerProvider,
-};
+use lightning::sign::{ChangeDestinationSource, InMemorySigner, KeysManager, SignerProvider};
 use lightning::util::async_poll::AsyncResult;
 use lightning::util::logger::{Level, Logger, Record};
 

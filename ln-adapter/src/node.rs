@@ -40,11 +40,11 @@ use crate::config::{LnConfig, Seed};
 use crate::error::{api, LnError};
 use crate::events::{EventHandler, LnEvent};
 use crate::follower::{sync_listeners, Follower, Listener};
-use crate::router::PinnedCltvRouter;
 use crate::io::{Broadcaster, FeeCache, TracingLogger, WalletChange, WalletKeys};
+use crate::router::PinnedCltvRouter;
 use crate::types::{
-    ChainMonitor, ChannelManager, DefaultRouter, MessageRouter, NetworkGraph, NoFilter, PeerManager, Router,
-    Scorer, Store, Sweeper,
+    ChainMonitor, ChannelManager, DefaultRouter, MessageRouter, NetworkGraph, NoFilter,
+    PeerManager, Router, Scorer, Store, Sweeper,
 };
 
 /// An embedded Lightning node (LDK) on a Bitcoin-family node.
@@ -101,13 +101,17 @@ fn user_config(config: &LnConfig) -> UserConfig {
     let mut c = UserConfig::default();
     c.channel_handshake_config.minimum_depth = config.min_confirmations;
     c.channel_handshake_config.announce_for_forwarding = false;
-    c.channel_handshake_config.negotiate_anchors_zero_fee_htlc_tx = false;
-    c.channel_handshake_config.negotiate_anchor_zero_fee_commitments = false;
-    c.channel_handshake_config.max_inbound_htlc_value_in_flight_percent_of_channel =
+    c.channel_handshake_config
+        .negotiate_anchors_zero_fee_htlc_tx = false;
+    c.channel_handshake_config
+        .negotiate_anchor_zero_fee_commitments = false;
+    c.channel_handshake_config
+        .max_inbound_htlc_value_in_flight_percent_of_channel =
         config.max_inbound_in_flight_percent.min(100);
     c.channel_handshake_config.our_max_accepted_htlcs = config.max_accepted_htlcs.min(483);
     c.channel_handshake_config.our_htlc_minimum_msat = config.htlc_minimum_msat;
-    c.channel_handshake_limits.force_announced_channel_preference = false;
+    c.channel_handshake_limits
+        .force_announced_channel_preference = false;
     c.accept_inbound_channels = true;
     c.manually_accept_inbound_channels = false;
     c
@@ -125,7 +129,12 @@ async fn tip(rpc: &RpcClient) -> Result<BestBlock, LnError> {
     Ok(BestBlock::new(hash, height))
 }
 
-fn read_key(store: &Store, primary: &str, secondary: &str, key: &str) -> Result<Option<Vec<u8>>, LnError> {
+fn read_key(
+    store: &Store,
+    primary: &str,
+    secondary: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, LnError> {
     match KVStoreSync::read(store, primary, secondary, key) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == lightning::io::ErrorKind::NotFound => Ok(None),

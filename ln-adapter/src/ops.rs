@@ -89,7 +89,9 @@ impl LnNode {
         let started = Instant::now();
         while self.peer_manager.peer_by_node_id(&node_id).is_none() {
             if started.elapsed() > Duration::from_secs(10) {
-                return Err(LnError::NotReady(format!("handshake with {node_id}@{addr}")));
+                return Err(LnError::NotReady(format!(
+                    "handshake with {node_id}@{addr}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -4,8 +4,8 @@ use bitcoin::consensus::encode::deserialize_hex;
 use bitcoin::{ScriptBuf, Transaction};
 use btc_adapter::network::segwit_address;
 use btc_adapter::rpc::{sats_to_coin_string, RpcClient};
-use swap_core::ChainId;
 use serde_json::{json, Value};
+use swap_core::ChainId;
 
 use crate::error::LnError;
 

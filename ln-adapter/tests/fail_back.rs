@@ -23,7 +23,9 @@ async fn held_payment_failed_back_returns_to_payer() {
     let preimage = Preimage::random().unwrap();
     let hashlock = preimage.hashlock();
     let amount = 30_000_000;
-    let secret = p.b.hold_invoice(hashlock, amount, 3600, FINAL_CLTV as u16).unwrap();
+    let secret =
+        p.b.hold_invoice(hashlock, amount, 3600, FINAL_CLTV as u16)
+            .unwrap();
     let mut a_rx = p.a.subscribe();
     let mut b_rx = p.b.subscribe();
     let target = PaymentTarget {
@@ -36,16 +38,20 @@ async fn held_payment_failed_back_returns_to_payer() {
     p.a.pay(&target, hashlock.0).unwrap();
     // The same payment id again is a duplicate, not a second payment.
     assert!(p.a.pay(&target, hashlock.0).is_err());
-    wait_event(&mut b_rx, "payment held", |e| {
-        matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock)
-    })
+    wait_event(
+        &mut b_rx,
+        "payment held",
+        |e| matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock),
+    )
     .await;
     assert!(outbound(&p.a) <= a_outbound - amount, "the HTLC is out");
 
     p.b.fail_back(&hashlock);
-    let failed = wait_event(&mut a_rx, "payment failed", |e| {
-        matches!(e, LnEvent::PaymentFailed { hashlock: Some(h), .. } if *h == hashlock)
-    })
+    let failed = wait_event(
+        &mut a_rx,
+        "payment failed",
+        |e| matches!(e, LnEvent::PaymentFailed { hashlock: Some(h), .. } if *h == hashlock),
+    )
     .await;
     let LnEvent::PaymentFailed { payment_id, .. } = failed else {
         unreachable!()

@@ -14,7 +14,11 @@ async fn open_pay_both_ways_close_balances_exact() {
 
     let (channel_id, funding_txid) = open_channel(&p, capacity).await;
     let funding_fee = wallet_fee(&p.a_wallet, &funding_txid).await;
-    let chan = p.a.channels().into_iter().find(|c| c.channel_id == channel_id).unwrap();
+    let chan =
+        p.a.channels()
+            .into_iter()
+            .find(|c| c.channel_id == channel_id)
+            .unwrap();
     assert_eq!(chan.capacity_sats, capacity);
     assert!(chan.outbound);
     let funding = chan.funding.expect("funding outpoint");
@@ -27,7 +31,11 @@ async fn open_pay_both_ways_close_balances_exact() {
     let latency = hold_pay_and_claim(&p.b, &p.a, back).await;
     println!("payment latency b->a (add + hold + claim): {latency:?}");
 
-    let b_chan = p.b.channels().into_iter().find(|c| c.channel_id == channel_id).unwrap();
+    let b_chan =
+        p.b.channels()
+            .into_iter()
+            .find(|c| c.channel_id == channel_id)
+            .unwrap();
     assert!(b_chan.outbound_msat <= there - back);
 
     let mut a_rx = p.a.subscribe();
@@ -48,7 +56,11 @@ async fn open_pay_both_ways_close_balances_exact() {
     let a_after = balance(&p.a_wallet).await;
     let b_after = balance(&p.b_wallet).await;
     println!("funding fee {funding_fee} sat, close fee {close_fee} sat");
-    assert_eq!(b_after, b_before + moved, "b got exactly what it was paid, net");
+    assert_eq!(
+        b_after,
+        b_before + moved,
+        "b got exactly what it was paid, net"
+    );
     assert_eq!(
         a_after,
         a_before - moved - funding_fee - close_fee,

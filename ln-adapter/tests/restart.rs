@@ -16,7 +16,11 @@ async fn restarted_node_keeps_its_channel() {
     let b = start_ln(&p.node, "b", 2, &p.dirs.path().join("b")).await;
     assert_eq!(b.node_id(), b_id, "same seed, same node id");
     let (_, height) = b.best_block().await;
-    assert_eq!(u64::from(height), p.node.height().await, "caught up to the tip");
+    assert_eq!(
+        u64::from(height),
+        p.node.height().await,
+        "caught up to the tip"
+    );
     assert!(b.channels().iter().any(|c| c.channel_id == channel_id));
     p.b = b;
     p.b.connect(p.a.node_id(), p.a.listen_addr()).await.unwrap();

@@ -27,8 +27,7 @@ pub struct Pair {
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -92,7 +91,10 @@ pub async fn wait_event(
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let started = Instant::now();
     while !cond() {
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out: {what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -192,7 +194,10 @@ pub async fn balance(wallet: &RpcClient) -> u64 {
 pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64) -> Duration {
     // A claim just made settles in the commitments after the payer already saw it.
     wait_until("payer can send the amount", || {
-        payer.channels().iter().any(|c| c.usable && c.sendable_msat >= amount_msat)
+        payer
+            .channels()
+            .iter()
+            .any(|c| c.usable && c.sendable_msat >= amount_msat)
     })
     .await;
     let preimage = Preimage::random().unwrap();
@@ -213,9 +218,11 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
     let (_, send_height) = payer.best_block().await;
     let started = Instant::now();
     payer.pay(&target, payment_id).unwrap();
-    let held = wait_event(&mut payee_rx, "payment held", |e| {
-        matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock)
-    })
+    let held = wait_event(
+        &mut payee_rx,
+        "payment held",
+        |e| matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock),
+    )
     .await;
     let LnEvent::PaymentClaimable {
         amount_msat: got,
@@ -243,9 +250,11 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
          random offset"
     );
     payee.claim(&preimage);
-    let sent = wait_event(&mut payer_rx, "payment sent", |e| {
-        matches!(e, LnEvent::PaymentSent { hashlock: h, .. } if *h == hashlock)
-    })
+    let sent = wait_event(
+        &mut payer_rx,
+        "payment sent",
+        |e| matches!(e, LnEvent::PaymentSent { hashlock: h, .. } if *h == hashlock),
+    )
     .await;
     let elapsed = started.elapsed();
     let LnEvent::PaymentSent {
@@ -259,7 +268,11 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
     };
     assert_eq!(revealed, preimage, "the payer learns the preimage");
     assert_eq!(id, payment_id);
-    assert_eq!(fee_paid_msat.unwrap_or(0), 0, "a direct channel charges no fee");
+    assert_eq!(
+        fee_paid_msat.unwrap_or(0),
+        0,
+        "a direct channel charges no fee"
+    );
     wait_event(&mut payee_rx, "payment claimed", |e| {
         matches!(e, LnEvent::PaymentClaimed { hashlock: h, amount_msat: a } if *h == hashlock && *a == amount_msat)
     })
