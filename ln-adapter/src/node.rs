@@ -54,6 +54,7 @@ pub struct LnNode {
     pub(crate) channel_manager: Arc<ChannelManager>,
     pub(crate) peer_manager: Arc<PeerManager>,
     pub(crate) follower: Arc<Follower>,
+    pub(crate) sweeper: Arc<Sweeper>,
     pub(crate) events: broadcast::Sender<LnEvent>,
     /// Peers to keep connected (reconnected by the follower task).
     pub(crate) peers: Arc<Mutex<HashMap<PublicKey, SocketAddr>>>,
@@ -409,6 +410,7 @@ impl LnNode {
             channel_manager,
             peer_manager,
             follower,
+            sweeper: Arc::clone(&sweeper),
             events,
             peers: Arc::new(Mutex::new(HashMap::new())),
             listen_addr,

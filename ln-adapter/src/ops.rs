@@ -167,6 +167,32 @@ impl LnNode {
             .map_err(api)
     }
 
+    /// Closes a channel unilaterally: our latest commitment transaction is broadcast; our
+    /// balance comes back after the peer's `to_self_delay`, swept to the wallet.
+    pub fn force_close(
+        &self,
+        channel_id: &ChannelId,
+        counterparty: &PublicKey,
+    ) -> Result<(), LnError> {
+        self.channel_manager
+            .force_close_broadcasting_latest_txn(channel_id, counterparty, "closed by owner".into())
+            .map_err(api)
+    }
+
+    /// Outputs after closes still waiting to be swept to the wallet (spent or not).
+    pub fn pending_sweeps(&self) -> usize {
+        self.sweeper.tracked_spendable_outputs().len()
+    }
+
+    /// Builds and broadcasts the sweep of spendable outputs now (the background processor
+    /// also does, every 30 s).
+    pub async fn sweep_now(&self) -> Result<(), LnError> {
+        self.sweeper
+            .regenerate_and_broadcast_spend_if_necessary()
+            .await
+            .map_err(|()| LnError::Wallet("sweep not built".into()))
+    }
+
     /// Registers a hold invoice for `hashlock`: a payment of at least `amount_msat` to it is
     /// held (`LnEvent::PaymentClaimable`) until [`LnNode::claim`] or [`LnNode::fail_back`].
     /// Returns the payment secret the payer needs.

@@ -7,7 +7,11 @@ mod common;
 
 #[path = "fail_back.rs"]
 mod fail_back;
+#[path = "force_close.rs"]
+mod force_close;
 #[path = "pay_both_ways.rs"]
 mod pay_both_ways;
+#[path = "reorg.rs"]
+mod reorg;
 #[path = "restart.rs"]
 mod restart;
