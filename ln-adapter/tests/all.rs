@@ -9,9 +9,13 @@ mod common;
 mod fail_back;
 #[path = "force_close.rs"]
 mod force_close;
+#[path = "garbage.rs"]
+mod garbage;
 #[path = "pay_both_ways.rs"]
 mod pay_both_ways;
 #[path = "reorg.rs"]
 mod reorg;
 #[path = "restart.rs"]
 mod restart;
+#[path = "restart_held.rs"]
+mod restart_held;
