@@ -16,7 +16,9 @@ use lightning::util::logger::{Level, Logger, Record};
 
 use crate::error::LnError;
 
-/// LDK's log lines, as `tracing` events (target `ldk`).
+/// LDK's log lines, as `tracing` events (target `ldk`). LDK's trace and gossip levels are
+/// dropped: some trace lines carry payment preimages (e.g. a duplicate fulfill), and no
+/// secret goes to a log.
 #[derive(Debug, Default)]
 pub(crate) struct TracingLogger;
 
@@ -25,9 +27,7 @@ impl Logger for TracingLogger {
         let module = record.module_path;
         let line = record.line;
         match record.level {
-            Level::Gossip | Level::Trace => {
-                tracing::trace!(target: "ldk", module, line, "{}", record.args)
-            }
+            Level::Gossip | Level::Trace => {}
             Level::Debug => tracing::debug!(target: "ldk", module, line, "{}", record.args),
             Level::Info => tracing::info!(target: "ldk", module, line, "{}", record.args),
             Level::Warn => tracing::warn!(target: "ldk", module, line, "{}", record.args),

@@ -38,6 +38,8 @@ pub struct ChannelInfo {
     pub outbound: bool,
     /// HTLCs the peer offered us that are not resolved yet.
     pub inbound_htlcs: Vec<InboundHtlc>,
+    /// How many HTLCs we offered that are not resolved yet.
+    pub outbound_htlcs: usize,
 }
 
 /// An HTLC offered to us in a channel.
@@ -152,16 +154,31 @@ impl LnNode {
                         cltv_expiry: h.cltv_expiry,
                     })
                     .collect(),
+                outbound_htlcs: c.pending_outbound_htlcs.len(),
             })
             .collect()
     }
 
     /// Starts a cooperative close (the closing transaction pays our side to a wallet address).
+    /// Refused as not ready (retry) while HTLCs are pending in the channel: LDK starts a
+    /// shutdown only from a settled state.
     pub fn close_channel(
         &self,
         channel_id: &ChannelId,
         counterparty: &PublicKey,
     ) -> Result<(), LnError> {
+        let pending = self
+            .channel_manager
+            .list_channels_with_counterparty(counterparty)
+            .into_iter()
+            .find(|c| c.channel_id == *channel_id)
+            .map(|c| c.pending_inbound_htlcs.len() + c.pending_outbound_htlcs.len())
+            .ok_or_else(|| LnError::Api(format!("no channel {channel_id} with {counterparty}")))?;
+        if pending > 0 {
+            return Err(LnError::NotReady(format!(
+                "{pending} HTLCs pending in channel {channel_id}"
+            )));
+        }
         self.channel_manager
             .close_channel(channel_id, counterparty)
             .map_err(api)

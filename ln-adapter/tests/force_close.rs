@@ -44,11 +44,7 @@ async fn force_close_sweeps_both_sides_to_their_wallets() {
     let funding = p.a.channels()[0].funding.unwrap();
     let paid = 300_000;
     hold_pay_and_claim(&p.a, &p.b, paid * 1000).await;
-    wait_until("settled", || {
-        p.a.channels().iter().all(|c| c.inbound_htlcs.is_empty())
-            && p.b.channels().iter().all(|c| c.inbound_htlcs.is_empty())
-    })
-    .await;
+    wait_settled(&p).await;
 
     p.a.force_close(&channel_id, &p.b.node_id()).unwrap();
     let commitment = wait_spend(&p, OutPoint::new(funding.txid, funding.vout)).await;

@@ -279,3 +279,15 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
     .await;
     elapsed
 }
+
+/// Waits until no HTLC is pending in any channel of either node.
+pub async fn wait_settled(p: &Pair) {
+    wait_until("no HTLC pending", || {
+        [&p.a, &p.b].iter().all(|n| {
+            n.channels()
+                .iter()
+                .all(|c| c.inbound_htlcs.is_empty() && c.outbound_htlcs == 0)
+        })
+    })
+    .await;
+}
