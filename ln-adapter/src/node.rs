@@ -58,6 +58,7 @@ pub struct LnNode {
     pub(crate) events: broadcast::Sender<LnEvent>,
     /// Peers to keep connected (reconnected by the follower task).
     pub(crate) peers: Arc<Mutex<HashMap<PublicKey, SocketAddr>>>,
+    pub(crate) store: Arc<Store>,
     listen_addr: SocketAddr,
     stop: watch::Sender<bool>,
     background: Mutex<Option<JoinHandle<()>>>,
@@ -141,6 +142,41 @@ fn read_key(
         Err(e) if e.kind() == lightning::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(LnError::Store(std::io::Error::other(format!("{key}: {e}")))),
     }
+}
+
+/// Where the peers to keep connected are stored (`<node id>@<address>` lines).
+const PEERS_NAMESPACE: &str = "xswap";
+const PEERS_KEY: &str = "peers";
+
+fn read_peers(store: &Store) -> Result<HashMap<PublicKey, SocketAddr>, LnError> {
+    let Some(bytes) = read_key(store, PEERS_NAMESPACE, "", PEERS_KEY)? else {
+        return Ok(HashMap::new());
+    };
+    let text = String::from_utf8(bytes).map_err(|e| LnError::Decode(format!("peers: {e}")))?;
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let (id, addr) = line
+                .split_once('@')
+                .ok_or_else(|| LnError::Decode(format!("peers: {line}")))?;
+            let id = id
+                .parse()
+                .map_err(|e| LnError::Decode(format!("peer id: {e}")))?;
+            let addr = addr
+                .parse()
+                .map_err(|e| LnError::Decode(format!("peer address: {e}")))?;
+            Ok((id, addr))
+        })
+        .collect()
+}
+
+pub(crate) fn write_peers(
+    store: &Store,
+    peers: &HashMap<PublicKey, SocketAddr>,
+) -> Result<(), LnError> {
+    let text: String = peers.iter().map(|(k, a)| format!("{k}@{a}\n")).collect();
+    KVStoreSync::write(store, PEERS_NAMESPACE, "", PEERS_KEY, text.into_bytes())
+        .map_err(|e| LnError::Store(std::io::Error::other(format!("peers: {e}"))))
 }
 
 impl LnNode {
@@ -412,7 +448,8 @@ impl LnNode {
             follower,
             sweeper: Arc::clone(&sweeper),
             events,
-            peers: Arc::new(Mutex::new(HashMap::new())),
+            peers: Arc::new(Mutex::new(read_peers(&store)?)),
+            store: Arc::clone(&store),
             listen_addr,
             stop,
             background: Mutex::new(Some(background)),
@@ -540,9 +577,21 @@ impl LnNode {
         (best.block_hash, best.height)
     }
 
-    /// Stops the node: the background processor persists the channel manager a last time and
-    /// ends, peers are disconnected, the tasks end. The state stays in the data directory.
+    /// Stops the node: the Lightning port and the follower stop and peers are disconnected
+    /// first, so that no message changes the channels any more; then the background processor
+    /// persists the channel manager a last time and ends. The state stays in the data
+    /// directory. (A channel manager persisted behind its monitors makes LDK force-close the
+    /// channel at the next start, so this order matters.)
     pub async fn stop(&self) -> Result<(), LnError> {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+        self.peer_manager.disconnect_all_peers();
         let _ = self.stop.send(true);
         let background = self
             .background
@@ -551,15 +600,6 @@ impl LnNode {
             .take();
         if let Some(background) = background {
             background.await.map_err(api)?;
-        }
-        self.peer_manager.disconnect_all_peers();
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            task.abort();
         }
         Ok(())
     }

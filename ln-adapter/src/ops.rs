@@ -12,7 +12,7 @@ use lightning::types::payment::{PaymentHash, PaymentPreimage, PaymentSecret};
 use swap_core::{Hashlock, Preimage};
 
 use crate::error::{api, LnError};
-use crate::node::LnNode;
+use crate::node::{write_peers, LnNode};
 
 /// One channel, as the owner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,13 +70,18 @@ pub struct PaymentTarget {
 }
 
 impl LnNode {
-    /// Connects to a peer (and keeps reconnecting it when the connection drops); returns once
-    /// the handshake is done.
+    /// Connects to a peer (and keeps reconnecting it when the connection drops, also after a
+    /// restart: the peer is stored); returns once the handshake is done.
     pub async fn connect(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), LnError> {
-        self.peers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(node_id, addr);
+        {
+            let mut peers = self
+                .peers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if peers.insert(node_id, addr) != Some(addr) {
+                write_peers(&self.store, &peers)?;
+            }
+        }
         if self.peer_manager.peer_by_node_id(&node_id).is_some() {
             return Ok(());
         }

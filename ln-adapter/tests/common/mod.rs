@@ -40,8 +40,22 @@ pub async fn wallet(node: &RegtestNode, name: &str) -> RpcClient {
 }
 
 pub async fn start_ln(node: &RegtestNode, wallet: &str, seed: u8, dir: &Path) -> LnNode {
+    start_ln_on(node, wallet, seed, dir, None).await
+}
+
+/// [`start_ln`] on a given Lightning port (a restart on the port the peers know).
+pub async fn start_ln_on(
+    node: &RegtestNode,
+    wallet: &str,
+    seed: u8,
+    dir: &Path,
+    listen: Option<std::net::SocketAddr>,
+) -> LnNode {
     let mut config = LnConfig::new(node.chain_id(), node.rpc_config(Some(wallet)), dir.into());
     config.poll_interval = Duration::from_millis(200);
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
     LnNode::start(config, &Seed::new([seed; 32])).await.unwrap()
 }
 
