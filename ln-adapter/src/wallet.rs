@@ -56,8 +56,16 @@ pub(crate) async fn funding_transaction(
         .get("hex")
         .and_then(Value::as_str)
         .ok_or_else(|| LnError::Wallet("signed funding transaction without hex".into()))?;
-    let tx: Transaction = deserialize_hex(hex)
-        .map_err(|e| LnError::Wallet(format!("funding transaction does not parse: {e}")))?;
+    let tx: Transaction = match deserialize_hex(hex) {
+        Ok(tx) => tx,
+        Err(e) => {
+            // An MWEB transaction (the wallet spent MWEB coins): refused, inputs released.
+            unlock_hex(rpc, hex).await;
+            return Err(LnError::Wallet(format!(
+                "funding transaction does not parse (MWEB coins?): {e}"
+            )));
+        }
+    };
     if tx.input.iter().any(|i| i.witness.is_empty()) {
         unlock_inputs(rpc, &tx).await;
         return Err(LnError::Wallet(
@@ -79,5 +87,27 @@ pub(crate) async fn unlock_inputs(rpc: &RpcClient, tx: &Transaction) {
         .await
     {
         tracing::warn!(error = %e, "could not unlock the inputs of a discarded funding transaction");
+    }
+}
+
+/// Releases the wallet's lock on the inputs of a transaction rust-bitcoin cannot parse, as the
+/// node decodes them.
+async fn unlock_hex(rpc: &RpcClient, hex: &str) {
+    let decoded: Result<Value, _> = rpc.call("decoderawtransaction", vec![json!(hex)]).await;
+    let outpoints: Vec<Value> = decoded
+        .ok()
+        .and_then(|d| d.get("vin").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| Some(json!({"txid": i.get("txid")?, "vout": i.get("vout")?})))
+        .collect();
+    if outpoints.is_empty() {
+        return;
+    }
+    if let Err(e) = rpc
+        .wallet_call::<Value>("lockunspent", vec![json!(true), json!(outpoints)])
+        .await
+    {
+        tracing::warn!(error = %e, "could not unlock the inputs of a refused funding transaction");
     }
 }

@@ -14,8 +14,13 @@ fn fee_of(tx: &Transaction, input_value: u64) -> u64 {
 async fn spends_of(p: &Pair, parent: &Transaction) -> Vec<(Transaction, u64)> {
     let txid = parent.compute_txid();
     let mut out = Vec::new();
-    for id in p.node.rpc().get_raw_mempool().await.unwrap() {
-        let tx: Transaction = p.node.rpc().get_raw_transaction(&id, None).await.unwrap();
+    for id in p.node.rpc().get_raw_mempool().await.expect("mempool") {
+        let tx: Transaction = p
+            .node
+            .rpc()
+            .get_raw_transaction(&id, None)
+            .await
+            .expect("mempool transaction");
         let value: u64 = tx
             .input
             .iter()
