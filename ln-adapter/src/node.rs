@@ -605,9 +605,10 @@ impl LnNode {
     }
 }
 
+/// Dropped without [`LnNode::stop`]: the same order (tasks, peers, then the background
+/// processor's last persist), without waiting for the persist.
 impl Drop for LnNode {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
         for task in self
             .tasks
             .get_mut()
@@ -616,5 +617,7 @@ impl Drop for LnNode {
         {
             task.abort();
         }
+        self.peer_manager.disconnect_all_peers();
+        let _ = self.stop.send(true);
     }
 }
