@@ -32,7 +32,7 @@ use lightning_background_processor::{
     process_events_async, GossipSync, NO_LIQUIDITY_MANAGER, NO_ONION_MESSENGER,
 };
 use lightning_persister::fs_store::FilesystemStore;
-use swap_core::Network;
+use swap_core::{ChainFamily, ChainId, Network};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -82,12 +82,22 @@ impl std::fmt::Debug for LnNode {
     }
 }
 
-fn ldk_network(network: Network) -> bitcoin::Network {
-    match network {
-        Network::Mainnet => bitcoin::Network::Bitcoin,
-        Network::Testnet | Network::Sepolia => bitcoin::Network::Testnet,
-        Network::Signet => bitcoin::Network::Signet,
-        Network::Regtest => bitcoin::Network::Regtest,
+/// The network LDK is told. LDK only compares the peers' chain hashes, so a Litecoin node
+/// would present Bitcoin's: until the handshake binds a node to its chain, Lightning on
+/// Litecoin is refused outside regtest (where both chains share a hash anyway and only tests
+/// run), and Ethereum is not a Lightning chain.
+fn ldk_network(chain: ChainId) -> Result<bitcoin::Network, LnError> {
+    match (chain.family, chain.network) {
+        (ChainFamily::Bitcoin | ChainFamily::Litecoin, Network::Regtest) => {
+            Ok(bitcoin::Network::Regtest)
+        }
+        (ChainFamily::Bitcoin, Network::Mainnet) => Ok(bitcoin::Network::Bitcoin),
+        (ChainFamily::Bitcoin, Network::Testnet) => Ok(bitcoin::Network::Testnet),
+        (ChainFamily::Bitcoin, Network::Signet) => Ok(bitcoin::Network::Signet),
+        _ => Err(LnError::Config(format!(
+            "no Lightning on {chain:?} yet (Litecoin outside regtest needs the chain bound in \
+             the peer handshake)"
+        ))),
     }
 }
 
@@ -186,7 +196,7 @@ impl LnNode {
     pub async fn start(config: LnConfig, seed: &Seed) -> Result<Self, LnError> {
         let runtime = tokio::runtime::Handle::current();
         let rpc = Arc::new(RpcClient::new(config.rpc.clone())?);
-        let network = ldk_network(config.chain.network);
+        let network = ldk_network(config.chain)?;
         std::fs::create_dir_all(&config.data_dir)?;
         let store = Arc::new(FilesystemStore::new(config.data_dir.clone()));
         let logger = Arc::new(TracingLogger);
@@ -619,5 +629,25 @@ impl Drop for LnNode {
         }
         self.peer_manager.disconnect_all_peers();
         let _ = self.stop.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lightning_networks() {
+        let chain = |f, n| ChainId::new(f, n);
+        assert_eq!(
+            ldk_network(chain(ChainFamily::Litecoin, Network::Regtest)).ok(),
+            Some(bitcoin::Network::Regtest)
+        );
+        assert_eq!(
+            ldk_network(chain(ChainFamily::Bitcoin, Network::Mainnet)).ok(),
+            Some(bitcoin::Network::Bitcoin)
+        );
+        assert!(ldk_network(chain(ChainFamily::Litecoin, Network::Mainnet)).is_err());
+        assert!(ldk_network(chain(ChainFamily::Ethereum, Network::Regtest)).is_err());
     }
 }
