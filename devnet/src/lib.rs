@@ -5,7 +5,10 @@
 //!
 //! A missing binary is a loud failure naming its install step, never a skip.
 
+#[cfg(feature = "eth")]
 pub mod anvil;
+#[cfg(feature = "eth")]
 pub mod gas;
 pub mod regtest;
+#[cfg(feature = "eth")]
 pub mod test_contracts;

@@ -188,6 +188,10 @@ impl RegtestNode {
         if self.kind == NodeKind::Litecoind {
             // Litecoin Core relays BIP-125 replacements only with this flag (fee-bump tests).
             cmd.arg("-mempoolreplacement=1");
+            // Litecoin's default dust relay fee is 10x Bitcoin's: outputs LDK (and
+            // rust-bitcoin's `minimal_non_dust`) consider relayable would be refused. Bitcoin's
+            // value, as the project's `channels.md` says Lightning on Litecoin needs.
+            cmd.arg("-dustrelayfee=0.00003");
         }
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(

@@ -1,0 +1,96 @@
+//! Settings of an embedded Lightning node, and its seed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+use btc_adapter::rpc::RpcConfig;
+use btc_adapter::FeeConfig;
+use swap_core::ChainId;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Everything [`crate::LnNode::start`] needs besides the seed.
+#[derive(Debug, Clone)]
+pub struct LnConfig {
+    /// The chain (Bitcoin or Litecoin, any network). LDK itself is told the matching Bitcoin
+    /// network: it only compares the peers' chain hashes (see `channels.md`).
+    pub chain: ChainId,
+    /// The node, bound to the wallet that funds channels and receives closes and sweeps.
+    pub rpc: RpcConfig,
+    /// Where LDK's state lives (channel manager, monitors, sweeper).
+    pub data_dir: PathBuf,
+    /// Where to accept Lightning peers (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Fee estimates (`estimatesmartfee`, else the fallback; never below the node's relay fee).
+    pub fees: FeeConfig,
+    /// Confirmations before a channel we accept is usable.
+    pub min_confirmations: u32,
+    /// How often the block follower and the fee cache poll the node.
+    pub poll_interval: Duration,
+    /// Largest number of HTLCs a peer may offer us at once (protocol maximum 483).
+    pub max_accepted_htlcs: u16,
+    /// Share of the channel that may be in flight towards us (LDK's default is 10 %; swaps
+    /// want the whole channel).
+    pub max_inbound_in_flight_percent: u8,
+    /// Smallest HTLC we accept, in millisatoshis.
+    pub htlc_minimum_msat: u64,
+}
+
+impl LnConfig {
+    /// Defaults for `chain` on the node `rpc`, state in `data_dir`, on a free loopback port.
+    pub fn new(chain: ChainId, rpc: RpcConfig, data_dir: PathBuf) -> Self {
+        Self {
+            chain,
+            rpc,
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            fees: FeeConfig::default(),
+            min_confirmations: 3,
+            poll_interval: Duration::from_millis(500),
+            max_accepted_htlcs: 483,
+            max_inbound_in_flight_percent: 100,
+            htlc_minimum_msat: 1_000,
+        }
+    }
+}
+
+/// The installation seed. The Lightning keys come from a hash of it under their own tag, so
+/// that they never coincide with the on-chain keys derived from the same seed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Seed([u8; 32]);
+
+impl Seed {
+    /// Wraps the installation seed.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 32 bytes LDK's `KeysManager` is built from: SHA-256 of a tag and the seed.
+    pub(crate) fn lightning_seed(&self) -> [u8; 32] {
+        let mut engine = sha256::Hash::engine();
+        engine.input(b"xswap/ln-adapter/keys/v1");
+        engine.input(&self.0);
+        sha256::Hash::from_engine(engine).to_byte_array()
+    }
+}
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seed(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_is_redacted_and_tagged() {
+        let seed = Seed::new([7; 32]);
+        assert_eq!(format!("{seed:?}"), "Seed(<redacted>)");
+        assert_ne!(seed.lightning_seed(), [7; 32]);
+        assert_eq!(seed.lightning_seed(), Seed::new([7; 32]).lightning_seed());
+        assert_ne!(seed.lightning_seed(), Seed::new([8; 32]).lightning_seed());
+    }
+}

@@ -1,0 +1,259 @@
+//! LDK's events: what the node does about them, and what it tells its owner
+//! ([`LnEvent`] on a broadcast channel).
+
+use std::sync::Arc;
+
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::Txid;
+use btc_adapter::rpc::RpcClient;
+use lightning::events::{Event, FundingInfo, ReplayEvent};
+use lightning::ln::types::ChannelId;
+use swap_core::{Hashlock, Preimage};
+use tokio::sync::broadcast;
+
+use crate::io::FeeCache;
+use crate::types::{ChannelManager, Sweeper};
+use crate::wallet::{funding_transaction, unlock_inputs};
+
+/// What happened on the Lightning node, for its owner. Preimages are redacted in `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LnEvent {
+    /// A channel's funding transaction was signed (LDK broadcasts it once the peer signed).
+    ChannelPending {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The peer.
+        counterparty: PublicKey,
+        /// The funding transaction.
+        funding_txid: Txid,
+    },
+    /// A channel can carry payments.
+    ChannelReady {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The peer.
+        counterparty: PublicKey,
+    },
+    /// A channel is closed (its closing transaction may still confirm).
+    ChannelClosed {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The peer, when known.
+        counterparty: Option<PublicKey>,
+        /// LDK's reason, as text.
+        reason: String,
+    },
+    /// A payment to one of our hold invoices arrived and is held: claim it with the preimage
+    /// before `claim_deadline`, or fail it back.
+    PaymentClaimable {
+        /// Its payment hash.
+        hashlock: Hashlock,
+        /// What arrived.
+        amount_msat: u64,
+        /// The height by which it must be claimed.
+        claim_deadline: Option<u32>,
+    },
+    /// A held payment was claimed.
+    PaymentClaimed {
+        /// Its payment hash.
+        hashlock: Hashlock,
+        /// What we got.
+        amount_msat: u64,
+    },
+    /// A payment of ours succeeded: the payee revealed the preimage.
+    PaymentSent {
+        /// The id we sent it with.
+        payment_id: [u8; 32],
+        /// Its payment hash.
+        hashlock: Hashlock,
+        /// The payee's preimage.
+        preimage: Preimage,
+        /// Routing fees paid.
+        fee_paid_msat: Option<u64>,
+    },
+    /// A payment of ours failed for good (the HTLCs came back).
+    PaymentFailed {
+        /// The id we sent it with.
+        payment_id: [u8; 32],
+        /// Its payment hash.
+        hashlock: Option<Hashlock>,
+        /// LDK's reason, as text.
+        reason: String,
+    },
+}
+
+/// Handles LDK's events (called by the background processor).
+pub(crate) struct EventHandler {
+    pub(crate) channel_manager: Arc<ChannelManager>,
+    pub(crate) rpc: Arc<RpcClient>,
+    pub(crate) chain: swap_core::ChainId,
+    pub(crate) fees: Arc<FeeCache>,
+    pub(crate) sweeper: Arc<Sweeper>,
+    pub(crate) notify: broadcast::Sender<LnEvent>,
+}
+
+impl EventHandler {
+    fn tell(&self, event: LnEvent) {
+        // Nobody listening is fine.
+        let _ = self.notify.send(event);
+    }
+
+    /// Handles one event; `Err(ReplayEvent)` makes LDK hand it over again later.
+    pub(crate) async fn handle(&self, event: Event) -> Result<(), ReplayEvent> {
+        match event {
+            Event::FundingGenerationReady {
+                temporary_channel_id,
+                counterparty_node_id,
+                channel_value_satoshis,
+                output_script,
+                ..
+            } => {
+                let tx = match funding_transaction(
+                    &self.rpc,
+                    self.chain,
+                    output_script,
+                    channel_value_satoshis,
+                    self.fees.normal_sat_vb(),
+                )
+                .await
+                {
+                    Ok(tx) => tx,
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "channel funding: node unavailable, retrying");
+                        return Err(ReplayEvent());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, channel = %temporary_channel_id, "channel funding failed");
+                        let _ = self.channel_manager.force_close_broadcasting_latest_txn(
+                            &temporary_channel_id,
+                            &counterparty_node_id,
+                            format!("funding failed: {e}"),
+                        );
+                        return Ok(());
+                    }
+                };
+                let txid = tx.compute_txid();
+                if let Err(e) = self.channel_manager.funding_transaction_generated(
+                    temporary_channel_id,
+                    counterparty_node_id,
+                    tx.clone(),
+                ) {
+                    tracing::error!(error = ?e, %txid, "LDK refused the funding transaction");
+                    unlock_inputs(&self.rpc, &tx).await;
+                } else {
+                    tracing::info!(%txid, channel_value_satoshis, "channel funding signed");
+                }
+            }
+            Event::ChannelPending {
+                channel_id,
+                counterparty_node_id,
+                funding_txo,
+                ..
+            } => {
+                tracing::info!(%channel_id, funding = %funding_txo, "channel pending");
+                self.tell(LnEvent::ChannelPending {
+                    channel_id,
+                    counterparty: counterparty_node_id,
+                    funding_txid: funding_txo.txid,
+                });
+            }
+            Event::ChannelReady {
+                channel_id,
+                counterparty_node_id,
+                ..
+            } => {
+                tracing::info!(%channel_id, "channel ready");
+                self.tell(LnEvent::ChannelReady {
+                    channel_id,
+                    counterparty: counterparty_node_id,
+                });
+            }
+            Event::ChannelClosed {
+                channel_id,
+                reason,
+                counterparty_node_id,
+                ..
+            } => {
+                tracing::info!(%channel_id, %reason, "channel closed");
+                self.tell(LnEvent::ChannelClosed {
+                    channel_id,
+                    counterparty: counterparty_node_id,
+                    reason: reason.to_string(),
+                });
+            }
+            Event::PaymentClaimable {
+                payment_hash,
+                amount_msat,
+                claim_deadline,
+                ..
+            } => {
+                // A hold invoice: claimed (or failed back) by the owner, never here.
+                tracing::info!(payment_hash = %payment_hash, amount_msat, ?claim_deadline, "payment held");
+                self.tell(LnEvent::PaymentClaimable {
+                    hashlock: Hashlock(payment_hash.0),
+                    amount_msat,
+                    claim_deadline,
+                });
+            }
+            Event::PaymentClaimed {
+                payment_hash,
+                amount_msat,
+                ..
+            } => {
+                tracing::info!(payment_hash = %payment_hash, amount_msat, "payment claimed");
+                self.tell(LnEvent::PaymentClaimed {
+                    hashlock: Hashlock(payment_hash.0),
+                    amount_msat,
+                });
+            }
+            Event::PaymentSent {
+                payment_id,
+                payment_preimage,
+                payment_hash,
+                fee_paid_msat,
+                ..
+            } => {
+                tracing::info!(payment_hash = %payment_hash, ?fee_paid_msat, "payment sent");
+                self.tell(LnEvent::PaymentSent {
+                    payment_id: payment_id.map(|p| p.0).unwrap_or_default(),
+                    hashlock: Hashlock(payment_hash.0),
+                    preimage: Preimage::from_bytes(payment_preimage.0),
+                    fee_paid_msat,
+                });
+            }
+            Event::PaymentFailed {
+                payment_id,
+                payment_hash,
+                reason,
+            } => {
+                tracing::info!(?reason, "payment failed");
+                self.tell(LnEvent::PaymentFailed {
+                    payment_id: payment_id.0,
+                    hashlock: payment_hash.map(|h| Hashlock(h.0)),
+                    reason: format!("{reason:?}"),
+                });
+            }
+            Event::SpendableOutputs {
+                outputs,
+                channel_id,
+            } => {
+                // Static outputs pay to wallet scripts already (see `WalletKeys`).
+                self.sweeper
+                    .track_spendable_outputs(outputs, channel_id, true, None)
+                    .await
+                    .map_err(|()| ReplayEvent())?;
+            }
+            Event::DiscardFunding { funding_info, .. } => {
+                if let FundingInfo::Tx { transaction } = funding_info {
+                    unlock_inputs(&self.rpc, &transaction).await;
+                }
+            }
+            Event::BumpTransaction(_) => {
+                tracing::warn!("fee bump requested, but anchor channels are off");
+            }
+            other => tracing::debug!(event = ?other, "lightning event"),
+        }
+        Ok(())
+    }
+}

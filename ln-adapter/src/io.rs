@@ -1,0 +1,267 @@
+//! LDK's narrow I/O traits, implemented on the Bitcoin-family node: logging, broadcasting,
+//! fee estimates, and the wallet scripts closes and sweeps pay to.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bitcoin::{ScriptBuf, Transaction};
+use btc_adapter::rpc::RpcClient;
+use btc_adapter::FeeConfig;
+use lightning::chain::chaininterface::{BroadcasterInterface, ConfirmationTarget, FeeEstimator};
+use lightning::ln::script::ShutdownScript;
+use lightning::sign::{ChangeDestinationSource, InMemorySigner, KeysManager, SignerProvider};
+use lightning::util::async_poll::AsyncResult;
+use lightning::util::logger::{Level, Logger, Record};
+
+use crate::error::LnError;
+
+/// LDK's log lines, as `tracing` events (target `ldk`). LDK's trace and gossip levels are
+/// dropped: some trace lines carry payment preimages (e.g. a duplicate fulfill), and no
+/// secret goes to a log.
+#[derive(Debug, Default)]
+pub(crate) struct TracingLogger;
+
+impl Logger for TracingLogger {
+    fn log(&self, record: Record) {
+        let module = record.module_path;
+        let line = record.line;
+        match record.level {
+            Level::Gossip | Level::Trace => {}
+            Level::Debug => tracing::debug!(target: "ldk", module, line, "{}", record.args),
+            Level::Info => tracing::info!(target: "ldk", module, line, "{}", record.args),
+            Level::Warn => tracing::warn!(target: "ldk", module, line, "{}", record.args),
+            Level::Error => tracing::error!(target: "ldk", module, line, "{}", record.args),
+        }
+    }
+}
+
+/// Sends LDK's transactions through the node (`sendrawtransaction`, "already known" counts as
+/// sent). LDK calls this synchronously; each call becomes one task that sends its transactions
+/// in order (a package's parent before its child). A failed send is logged: LDK rebroadcasts
+/// what still matters on its own schedule.
+#[derive(Debug)]
+pub(crate) struct Broadcaster {
+    rpc: Arc<RpcClient>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Broadcaster {
+    pub(crate) fn new(rpc: Arc<RpcClient>, runtime: tokio::runtime::Handle) -> Self {
+        Self { rpc, runtime }
+    }
+}
+
+impl BroadcasterInterface for Broadcaster {
+    fn broadcast_transactions(&self, txs: &[&Transaction]) {
+        let txs: Vec<Transaction> = txs.iter().map(|tx| (*tx).clone()).collect();
+        let rpc = Arc::clone(&self.rpc);
+        self.runtime.spawn(async move {
+            for tx in txs {
+                let txid = tx.compute_txid();
+                match rpc.send_raw_transaction(&tx).await {
+                    Ok(_) => tracing::info!(%txid, "lightning transaction broadcast"),
+                    Err(e) => tracing::warn!(%txid, error = %e, "lightning broadcast failed"),
+                }
+            }
+        });
+    }
+}
+
+/// LDK's smallest feerate (sat per 1000 weight units).
+const MIN_SAT_PER_KW: u32 = 253;
+
+fn sat_vb_to_kw(sat_vb: u64) -> u32 {
+    u32::try_from(sat_vb.saturating_mul(250))
+        .unwrap_or(u32::MAX)
+        .max(MIN_SAT_PER_KW)
+}
+
+/// Fee estimates from the node, cached: LDK asks synchronously, the follower refreshes them
+/// (`estimatesmartfee`, else the configured fallback, never below the node's relay feerate).
+#[derive(Debug)]
+pub(crate) struct FeeCache {
+    config: FeeConfig,
+    /// Normal: commitment transactions, closes, sweeps.
+    normal: AtomicU32,
+    /// Next block: urgent claims.
+    urgent: AtomicU32,
+    /// The node's minimum relay feerate.
+    floor: AtomicU32,
+}
+
+impl FeeCache {
+    pub(crate) fn new(config: FeeConfig) -> Self {
+        let fallback = sat_vb_to_kw(config.fallback_sat_vb.max(config.min_sat_vb));
+        Self {
+            config,
+            normal: AtomicU32::new(fallback),
+            urgent: AtomicU32::new(fallback),
+            floor: AtomicU32::new(sat_vb_to_kw(config.min_sat_vb)),
+        }
+    }
+
+    /// Asks the node again.
+    pub(crate) async fn refresh(&self, rpc: &RpcClient) -> Result<(), LnError> {
+        let (_, relay) = rpc.relay_feerates().await?;
+        let floor = relay.max(self.config.min_sat_vb);
+        let rate = |estimate: Option<u64>| {
+            sat_vb_to_kw(
+                estimate
+                    .unwrap_or(self.config.fallback_sat_vb)
+                    .clamp(floor, self.config.max_sat_vb.max(floor)),
+            )
+        };
+        let normal = rate(rpc.estimate_smart_fee(self.config.conf_target).await?);
+        let urgent = rate(rpc.estimate_smart_fee(1).await?).max(normal);
+        self.floor.store(sat_vb_to_kw(floor), Ordering::Relaxed);
+        self.normal.store(normal, Ordering::Relaxed);
+        self.urgent.store(urgent, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The normal feerate in sat/vB (for funding transactions).
+    pub(crate) fn normal_sat_vb(&self) -> u64 {
+        u64::from(self.normal.load(Ordering::Relaxed)).div_ceil(250)
+    }
+}
+
+impl FeeEstimator for FeeCache {
+    fn get_est_sat_per_1000_weight(&self, target: ConfirmationTarget) -> u32 {
+        let normal = self.normal.load(Ordering::Relaxed);
+        let urgent = self.urgent.load(Ordering::Relaxed);
+        let floor = self.floor.load(Ordering::Relaxed);
+        match target {
+            // The most a peer may ask for before we refuse its feerate.
+            ConfirmationTarget::MaximumFeeEstimate => urgent.saturating_mul(4),
+            ConfirmationTarget::UrgentOnChainSweep => urgent,
+            ConfirmationTarget::MinAllowedAnchorChannelRemoteFee
+            | ConfirmationTarget::MinAllowedNonAnchorChannelRemoteFee => floor,
+            ConfirmationTarget::AnchorChannelFee | ConfirmationTarget::ChannelCloseMinimum => {
+                floor.max(normal / 2).max(MIN_SAT_PER_KW)
+            }
+            ConfirmationTarget::NonAnchorChannelFee | ConfirmationTarget::OutputSpendingFee => {
+                normal
+            }
+        }
+    }
+}
+
+/// How many wallet scripts [`WalletKeys`] keeps ready.
+pub(crate) const SCRIPT_POOL: usize = 4;
+
+/// LDK's `KeysManager` for channel keys, with the scripts that cooperative closes and on-chain
+/// claims pay to taken from the node's wallet (fresh `bech32` addresses), so that closing
+/// needs no sweep. LDK asks synchronously; the follower keeps a few scripts ready.
+pub(crate) struct WalletKeys {
+    keys: Arc<KeysManager>,
+    scripts: Mutex<VecDeque<ScriptBuf>>,
+}
+
+impl std::fmt::Debug for WalletKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletKeys").finish_non_exhaustive()
+    }
+}
+
+impl WalletKeys {
+    pub(crate) fn new(keys: Arc<KeysManager>) -> Self {
+        Self {
+            keys,
+            scripts: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Tops the pool of wallet scripts up to [`SCRIPT_POOL`].
+    pub(crate) async fn refill(&self, rpc: &RpcClient) -> Result<(), LnError> {
+        let missing = SCRIPT_POOL.saturating_sub(self.pool().len());
+        for _ in 0..missing {
+            let script = wallet_script(rpc).await?;
+            self.pool().push_back(script);
+        }
+        Ok(())
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, VecDeque<ScriptBuf>> {
+        self.scripts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take_script(&self) -> Result<ScriptBuf, ()> {
+        let script = self.pool().pop_front();
+        if script.is_none() {
+            tracing::warn!("no wallet script ready for a lightning close or claim");
+        }
+        script.ok_or(())
+    }
+}
+
+/// A fresh `bech32` (P2WPKH) script of the node's wallet.
+pub(crate) async fn wallet_script(rpc: &RpcClient) -> Result<ScriptBuf, LnError> {
+    let address = rpc.get_new_address("bech32").await?;
+    Ok(rpc.address_script_pubkey(&address).await?)
+}
+
+impl SignerProvider for WalletKeys {
+    type EcdsaSigner = InMemorySigner;
+
+    fn generate_channel_keys_id(&self, inbound: bool, user_channel_id: u128) -> [u8; 32] {
+        self.keys.generate_channel_keys_id(inbound, user_channel_id)
+    }
+
+    fn derive_channel_signer(&self, channel_keys_id: [u8; 32]) -> InMemorySigner {
+        self.keys.derive_channel_signer(channel_keys_id)
+    }
+
+    fn get_destination_script(&self, _channel_keys_id: [u8; 32]) -> Result<ScriptBuf, ()> {
+        self.take_script()
+    }
+
+    fn get_shutdown_scriptpubkey(&self) -> Result<ShutdownScript, ()> {
+        let script = self.take_script()?;
+        ShutdownScript::try_from(script).map_err(|_| ())
+    }
+}
+
+/// Where LDK's output sweeper sends what it sweeps: a fresh wallet address.
+#[derive(Debug)]
+pub(crate) struct WalletChange {
+    rpc: Arc<RpcClient>,
+}
+
+impl WalletChange {
+    pub(crate) fn new(rpc: Arc<RpcClient>) -> Self {
+        Self { rpc }
+    }
+}
+
+impl ChangeDestinationSource for WalletChange {
+    fn get_change_destination_script<'a>(&'a self) -> AsyncResult<'a, ScriptBuf, ()> {
+        Box::pin(async move {
+            wallet_script(&self.rpc).await.map_err(|e| {
+                tracing::warn!(error = %e, "no wallet address for a sweep");
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feerates_convert_and_floor() {
+        assert_eq!(sat_vb_to_kw(0), MIN_SAT_PER_KW);
+        assert_eq!(sat_vb_to_kw(1), MIN_SAT_PER_KW);
+        assert_eq!(sat_vb_to_kw(10), 2_500);
+        let cache = FeeCache::new(FeeConfig::default());
+        assert_eq!(
+            cache.get_est_sat_per_1000_weight(ConfirmationTarget::NonAnchorChannelFee),
+            2_500
+        );
+        assert_eq!(cache.normal_sat_vb(), 10);
+        assert!(
+            cache.get_est_sat_per_1000_weight(ConfirmationTarget::MaximumFeeEstimate)
+                >= cache.get_est_sat_per_1000_weight(ConfirmationTarget::UrgentOnChainSweep)
+        );
+    }
+}

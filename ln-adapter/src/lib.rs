@@ -1,0 +1,36 @@
+//! xswap ln-adapter: an embedded Lightning node (LDK 0.2) on a Bitcoin-family node.
+//!
+//! - [`config`]: settings and the seed (redacted; the Lightning keys come from a tagged hash
+//!   of it).
+//! - [`node`]: [`LnNode`], assembled from LDK's parts, loaded from its data directory, driven
+//!   by tokio tasks (background processor, block follower, Lightning port).
+//! - `ops`: peers, channels, hold invoices and payments.
+//! - [`events`]: LDK's events handled (funding from the node wallet, sweeps) and reported as
+//!   [`LnEvent`].
+//! - `follower`: every block of the node's main chain to LDK, in order, reorgs as
+//!   disconnections; Litecoin's HogEx skipped.
+//! - `io`: logging, broadcasting and fee estimates through the node; closes and claims pay to
+//!   wallet addresses.
+//! - `router`: LDK's router with the final CLTV pinned (no random shadow offset).
+//! - `wallet`: the funding transaction (segwit inputs only).
+//!
+//! Channels are unannounced and anchors are off (Litecoin's relay policy; see the project's
+//! `channels.md`).
+
+pub mod config;
+pub mod error;
+pub mod events;
+mod follower;
+mod io;
+pub mod node;
+mod ops;
+mod router;
+mod types;
+mod wallet;
+
+pub use config::{LnConfig, Seed};
+pub use error::LnError;
+pub use events::LnEvent;
+pub use lightning::ln::types::ChannelId;
+pub use node::LnNode;
+pub use ops::{ChannelInfo, InboundHtlc, PaymentTarget};

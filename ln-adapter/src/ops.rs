@@ -1,0 +1,281 @@
+//! What the owner of an [`LnNode`] does with it: peers, channels, hold invoices, payments.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::OutPoint;
+use lightning::ln::channelmanager::{PaymentId, RecipientOnionFields, Retry};
+use lightning::ln::types::ChannelId;
+use lightning::routing::router::{PaymentParameters, RouteParameters};
+use lightning::types::payment::{PaymentHash, PaymentPreimage, PaymentSecret};
+use swap_core::{Hashlock, Preimage};
+
+use crate::error::{api, LnError};
+use crate::node::{write_peers, LnNode};
+
+/// One channel, as the owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelInfo {
+    /// The channel.
+    pub channel_id: ChannelId,
+    /// The peer.
+    pub counterparty: PublicKey,
+    /// The funding output, once known.
+    pub funding: Option<OutPoint>,
+    /// Capacity.
+    pub capacity_sats: u64,
+    /// What we can send now.
+    pub outbound_msat: u64,
+    /// The largest HTLC we can send now (reserve, fees and pending updates accounted for).
+    pub sendable_msat: u64,
+    /// What we can receive now.
+    pub inbound_msat: u64,
+    /// Both sides are connected and the channel is ready.
+    pub usable: bool,
+    /// Whether we opened it.
+    pub outbound: bool,
+    /// HTLCs the peer offered us that are not resolved yet.
+    pub inbound_htlcs: Vec<InboundHtlc>,
+    /// How many HTLCs we offered that are not resolved yet.
+    pub outbound_htlcs: usize,
+}
+
+/// An HTLC offered to us in a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundHtlc {
+    /// Its payment hash.
+    pub hashlock: Hashlock,
+    /// Its amount.
+    pub amount_msat: u64,
+    /// Its absolute CLTV expiry (height).
+    pub cltv_expiry: u32,
+}
+
+/// The payer's side of a payment to a hold invoice (for Litecoin, what the swap messages carry
+/// instead of a BOLT11 invoice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentTarget {
+    /// The payee.
+    pub payee: PublicKey,
+    /// The swap's hashlock (the payment hash).
+    pub hashlock: Hashlock,
+    /// The payee's payment secret for this hash.
+    pub payment_secret: [u8; 32],
+    /// Amount.
+    pub amount_msat: u64,
+    /// The CLTV delta of the final hop, agreed in the swap.
+    pub final_cltv_delta: u32,
+}
+
+impl LnNode {
+    /// Connects to a peer (and keeps reconnecting it when the connection drops, also after a
+    /// restart: the peer is stored); returns once the handshake is done.
+    pub async fn connect(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), LnError> {
+        {
+            let mut peers = self
+                .peers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if peers.insert(node_id, addr) != Some(addr) {
+                write_peers(&self.store, &peers)?;
+            }
+        }
+        if self.peer_manager.peer_by_node_id(&node_id).is_some() {
+            return Ok(());
+        }
+        let conn = lightning_net_tokio::connect_outbound(
+            std::sync::Arc::clone(&self.peer_manager),
+            node_id,
+            addr,
+        )
+        .await
+        .ok_or_else(|| LnError::NotReady(format!("cannot connect to {node_id}@{addr}")))?;
+        tokio::spawn(conn);
+        let started = Instant::now();
+        while self.peer_manager.peer_by_node_id(&node_id).is_none() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(LnError::NotReady(format!(
+                    "handshake with {node_id}@{addr}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// Whether `node_id` is connected now.
+    pub fn is_connected(&self, node_id: &PublicKey) -> bool {
+        self.peer_manager.peer_by_node_id(node_id).is_some()
+    }
+
+    /// Opens a channel of `capacity_sats` to a connected peer, funded from the node wallet
+    /// (the funding transaction is built when LDK asks for it). Returns the temporary channel id.
+    pub fn open_channel(
+        &self,
+        counterparty: PublicKey,
+        capacity_sats: u64,
+        push_msat: u64,
+    ) -> Result<ChannelId, LnError> {
+        let user_channel_id = u128::from_be_bytes(
+            lightning::sign::EntropySource::get_secure_random_bytes(&RandomSource)[..16]
+                .try_into()
+                .map_err(api)?,
+        );
+        self.channel_manager
+            .create_channel(
+                counterparty,
+                capacity_sats,
+                push_msat,
+                user_channel_id,
+                None,
+                None,
+            )
+            .map_err(api)
+    }
+
+    /// Every channel.
+    pub fn channels(&self) -> Vec<ChannelInfo> {
+        self.channel_manager
+            .list_channels()
+            .into_iter()
+            .map(|c| ChannelInfo {
+                channel_id: c.channel_id,
+                counterparty: c.counterparty.node_id,
+                funding: c.funding_txo.map(|o| o.into_bitcoin_outpoint()),
+                capacity_sats: c.channel_value_satoshis,
+                outbound_msat: c.outbound_capacity_msat,
+                sendable_msat: c.next_outbound_htlc_limit_msat,
+                inbound_msat: c.inbound_capacity_msat,
+                usable: c.is_usable,
+                outbound: c.is_outbound,
+                inbound_htlcs: c
+                    .pending_inbound_htlcs
+                    .iter()
+                    .map(|h| InboundHtlc {
+                        hashlock: Hashlock(h.payment_hash.0),
+                        amount_msat: h.amount_msat,
+                        cltv_expiry: h.cltv_expiry,
+                    })
+                    .collect(),
+                outbound_htlcs: c.pending_outbound_htlcs.len(),
+            })
+            .collect()
+    }
+
+    /// Starts a cooperative close (the closing transaction pays our side to a wallet address).
+    /// Refused as not ready (retry) while HTLCs are pending in the channel: LDK starts a
+    /// shutdown only from a settled state.
+    pub fn close_channel(
+        &self,
+        channel_id: &ChannelId,
+        counterparty: &PublicKey,
+    ) -> Result<(), LnError> {
+        let pending = self
+            .channel_manager
+            .list_channels_with_counterparty(counterparty)
+            .into_iter()
+            .find(|c| c.channel_id == *channel_id)
+            .map(|c| c.pending_inbound_htlcs.len() + c.pending_outbound_htlcs.len())
+            .ok_or_else(|| LnError::Api(format!("no channel {channel_id} with {counterparty}")))?;
+        if pending > 0 {
+            return Err(LnError::NotReady(format!(
+                "{pending} HTLCs pending in channel {channel_id}"
+            )));
+        }
+        self.channel_manager
+            .close_channel(channel_id, counterparty)
+            .map_err(api)
+    }
+
+    /// Closes a channel unilaterally: our latest commitment transaction is broadcast; our
+    /// balance comes back after the peer's `to_self_delay`, swept to the wallet.
+    pub fn force_close(
+        &self,
+        channel_id: &ChannelId,
+        counterparty: &PublicKey,
+    ) -> Result<(), LnError> {
+        self.channel_manager
+            .force_close_broadcasting_latest_txn(channel_id, counterparty, "closed by owner".into())
+            .map_err(api)
+    }
+
+    /// Outputs after closes still waiting to be swept to the wallet (spent or not).
+    pub fn pending_sweeps(&self) -> usize {
+        self.sweeper.tracked_spendable_outputs().len()
+    }
+
+    /// Builds and broadcasts the sweep of spendable outputs now (the background processor
+    /// also does, every 30 s).
+    pub async fn sweep_now(&self) -> Result<(), LnError> {
+        self.sweeper
+            .regenerate_and_broadcast_spend_if_necessary()
+            .await
+            .map_err(|()| LnError::Wallet("sweep not built".into()))
+    }
+
+    /// Registers a hold invoice for `hashlock`: a payment of at least `amount_msat` to it is
+    /// held (`LnEvent::PaymentClaimable`) until [`LnNode::claim`] or [`LnNode::fail_back`].
+    /// Returns the payment secret the payer needs.
+    pub fn hold_invoice(
+        &self,
+        hashlock: Hashlock,
+        amount_msat: u64,
+        expiry_secs: u32,
+        min_final_cltv_delta: u16,
+    ) -> Result<[u8; 32], LnError> {
+        self.channel_manager
+            .create_inbound_payment_for_hash(
+                PaymentHash(hashlock.0),
+                Some(amount_msat),
+                expiry_secs,
+                Some(min_final_cltv_delta),
+            )
+            .map(|s| s.0)
+            .map_err(|()| LnError::Api("hold invoice refused (expiry or CLTV delta)".into()))
+    }
+
+    /// Claims held payments to `preimage`'s hash (reveals the preimage to the payer).
+    pub fn claim(&self, preimage: &Preimage) {
+        self.channel_manager
+            .claim_funds(PaymentPreimage(*preimage.as_bytes()));
+    }
+
+    /// Fails held payments to `hashlock` back to the payer.
+    pub fn fail_back(&self, hashlock: &Hashlock) {
+        self.channel_manager
+            .fail_htlc_backwards(&PaymentHash(hashlock.0));
+    }
+
+    /// Pays `target` once, over a direct channel, at exactly the agreed CLTV (LDK counts from
+    /// the next block: height + 1 + the final delta): no retries, no random extra CLTV (LDK wants the total cap above the final
+    /// delta, so it is one more block, and the router's random offset is removed again, see
+    /// `router`). `payment_id` should come from the swap, so that sending again is refused as
+    /// a duplicate rather than paying twice.
+    pub fn pay(&self, target: &PaymentTarget, payment_id: [u8; 32]) -> Result<(), LnError> {
+        let mut params = PaymentParameters::from_node_id(target.payee, target.final_cltv_delta);
+        params.max_total_cltv_expiry_delta = target.final_cltv_delta.saturating_add(1);
+        let route = RouteParameters::from_payment_params_and_value(params, target.amount_msat);
+        self.channel_manager
+            .send_payment(
+                PaymentHash(target.hashlock.0),
+                RecipientOnionFields::secret_only(PaymentSecret(target.payment_secret)),
+                PaymentId(payment_id),
+                route,
+                Retry::Attempts(0),
+            )
+            .map_err(api)
+    }
+}
+
+/// Randomness for ids that are not secrets (user channel ids), from the OS.
+struct RandomSource;
+
+impl lightning::sign::EntropySource for RandomSource {
+    fn get_secure_random_bytes(&self) -> [u8; 32] {
+        Preimage::random()
+            .map(|p| *p.as_bytes())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,93 @@
+//! The concrete LDK types of the embedded node.
+
+use std::sync::{Arc, RwLock};
+
+use lightning::chain::chainmonitor;
+use lightning::chain::Filter;
+use lightning::ln::channelmanager;
+use lightning::ln::peer_handler::{self, IgnoringMessageHandler};
+use lightning::onion_message::messenger::DefaultMessageRouter;
+use lightning::routing::gossip;
+use lightning::routing::router;
+use lightning::routing::scoring::{ProbabilisticScorer, ProbabilisticScoringFeeParameters};
+use lightning::sign::{InMemorySigner, KeysManager};
+use lightning::util::sweep;
+use lightning_persister::fs_store::FilesystemStore;
+
+use crate::io::{Broadcaster, FeeCache, TracingLogger, WalletChange, WalletKeys};
+
+/// No chain filter: the follower passes every transaction of every block.
+pub(crate) type NoFilter = Arc<dyn Filter + Send + Sync>;
+
+/// LDK's store: files in the node's data directory.
+pub(crate) type Store = FilesystemStore;
+
+/// The chain monitor (channel monitors, persisted in [`Store`]).
+pub(crate) type ChainMonitor = chainmonitor::ChainMonitor<
+    InMemorySigner,
+    NoFilter,
+    Arc<Broadcaster>,
+    Arc<FeeCache>,
+    Arc<TracingLogger>,
+    Arc<Store>,
+    Arc<KeysManager>,
+>;
+
+/// The (empty) network graph: channels are direct and unannounced for now.
+pub(crate) type NetworkGraph = gossip::NetworkGraph<Arc<TracingLogger>>;
+
+/// The scorer the router uses.
+pub(crate) type Scorer = ProbabilisticScorer<Arc<NetworkGraph>, Arc<TracingLogger>>;
+
+/// LDK's payment router.
+pub(crate) type DefaultRouter = router::DefaultRouter<
+    Arc<NetworkGraph>,
+    Arc<TracingLogger>,
+    Arc<KeysManager>,
+    Arc<RwLock<Scorer>>,
+    ProbabilisticScoringFeeParameters,
+    Scorer,
+>;
+
+/// The payment router: LDK's, with the final CLTV pinned.
+pub(crate) type Router = crate::router::PinnedCltvRouter;
+
+/// The onion-message router.
+pub(crate) type MessageRouter =
+    DefaultMessageRouter<Arc<NetworkGraph>, Arc<TracingLogger>, Arc<KeysManager>>;
+
+/// The channel manager.
+pub(crate) type ChannelManager = channelmanager::ChannelManager<
+    Arc<ChainMonitor>,
+    Arc<Broadcaster>,
+    Arc<KeysManager>,
+    Arc<KeysManager>,
+    Arc<WalletKeys>,
+    Arc<FeeCache>,
+    Arc<Router>,
+    Arc<MessageRouter>,
+    Arc<TracingLogger>,
+>;
+
+/// The peer manager over tokio sockets.
+pub(crate) type PeerManager = peer_handler::PeerManager<
+    lightning_net_tokio::SocketDescriptor,
+    Arc<ChannelManager>,
+    Arc<IgnoringMessageHandler>,
+    Arc<IgnoringMessageHandler>,
+    Arc<TracingLogger>,
+    Arc<IgnoringMessageHandler>,
+    Arc<KeysManager>,
+    Arc<ChainMonitor>,
+>;
+
+/// The output sweeper (to-self outputs after closes, back to the wallet).
+pub(crate) type Sweeper = sweep::OutputSweeper<
+    Arc<Broadcaster>,
+    Arc<WalletChange>,
+    Arc<FeeCache>,
+    NoFilter,
+    Arc<Store>,
+    Arc<TracingLogger>,
+    Arc<KeysManager>,
+>;

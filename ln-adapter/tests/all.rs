@@ -1,0 +1,21 @@
+//! Every integration test of this crate in one binary (one link instead of one per file).
+//! Each test starts its own regtest node (litecoind, or bitcoind with `BITCOIND_EXE`) and two
+//! in-process Lightning nodes on loopback ports.
+#![allow(missing_docs)]
+
+mod common;
+
+#[path = "fail_back.rs"]
+mod fail_back;
+#[path = "force_close.rs"]
+mod force_close;
+#[path = "garbage.rs"]
+mod garbage;
+#[path = "pay_both_ways.rs"]
+mod pay_both_ways;
+#[path = "reorg.rs"]
+mod reorg;
+#[path = "restart.rs"]
+mod restart;
+#[path = "restart_held.rs"]
+mod restart_held;

@@ -1,0 +1,307 @@
+//! Shared setup: one real regtest node, two Lightning nodes with their own wallets.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bitcoin::{OutPoint, Transaction, Txid};
+use btc_adapter::rpc::{coin_value_to_sats, RpcClient};
+use devnet::regtest::RegtestNode;
+use ln_adapter::{ChannelId, LnConfig, LnEvent, LnNode, PaymentTarget, Seed};
+use serde_json::{json, Value};
+use swap_core::Preimage;
+use tokio::sync::broadcast;
+
+/// The CLTV delta of the final hop (CLTV = height + this).
+pub const FINAL_CLTV: u32 = 144;
+
+pub struct Pair {
+    pub node: RegtestNode,
+    pub a: LnNode,
+    pub b: LnNode,
+    pub a_wallet: RpcClient,
+    pub b_wallet: RpcClient,
+    pub dirs: tempfile::TempDir,
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+pub async fn wallet(node: &RegtestNode, name: &str) -> RpcClient {
+    let rpc = RpcClient::new(node.rpc_config(Some(name))).unwrap();
+    rpc.create_or_load_wallet(name).await.unwrap();
+    rpc
+}
+
+pub async fn start_ln(node: &RegtestNode, wallet: &str, seed: u8, dir: &Path) -> LnNode {
+    start_ln_on(node, wallet, seed, dir, None).await
+}
+
+/// [`start_ln`] on a given Lightning port (a restart on the port the peers know).
+pub async fn start_ln_on(
+    node: &RegtestNode,
+    wallet: &str,
+    seed: u8,
+    dir: &Path,
+    listen: Option<std::net::SocketAddr>,
+) -> LnNode {
+    let mut config = LnConfig::new(node.chain_id(), node.rpc_config(Some(wallet)), dir.into());
+    config.poll_interval = Duration::from_millis(200);
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    LnNode::start(config, &Seed::new([seed; 32])).await.unwrap()
+}
+
+/// A regtest node, wallets `a` (10 coins) and `b` (empty), two Lightning nodes, connected.
+pub async fn pair() -> Pair {
+    init_tracing();
+    let node = RegtestNode::start().await;
+    let a_wallet = wallet(&node, "a").await;
+    let b_wallet = wallet(&node, "b").await;
+    let addr = a_wallet.get_new_address("bech32").await.unwrap();
+    node.send(&addr, 10_0000_0000).await;
+    node.mine(1).await;
+    let dirs = tempfile::tempdir().unwrap();
+    let a = start_ln(&node, "a", 1, &dirs.path().join("a")).await;
+    let b = start_ln(&node, "b", 2, &dirs.path().join("b")).await;
+    a.connect(b.node_id(), b.listen_addr()).await.unwrap();
+    Pair {
+        node,
+        a,
+        b,
+        a_wallet,
+        b_wallet,
+        dirs,
+    }
+}
+
+/// Waits (30 s at most) for the first event matching `pred`.
+pub async fn wait_event(
+    rx: &mut broadcast::Receiver<LnEvent>,
+    what: &str,
+    pred: impl Fn(&LnEvent) -> bool,
+) -> LnEvent {
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => panic!("events closed: {what}"),
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Waits until `cond` holds (30 s at most).
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn mine_and_sync(p: &Pair, n: u64) {
+    p.node.mine(n).await;
+    p.a.sync().await.unwrap();
+    p.b.sync().await.unwrap();
+}
+
+/// Opens a channel from `a` to `b` and waits until both can use it. Returns the channel id
+/// and the funding transaction id.
+pub async fn open_channel(p: &Pair, capacity_sats: u64) -> (ChannelId, Txid) {
+    let mut a_rx = p.a.subscribe();
+    let mut b_rx = p.b.subscribe();
+    p.a.open_channel(p.b.node_id(), capacity_sats, 0).unwrap();
+    let pending = wait_event(&mut a_rx, "channel pending", |e| {
+        matches!(e, LnEvent::ChannelPending { .. })
+    })
+    .await;
+    let LnEvent::ChannelPending { funding_txid, .. } = pending else {
+        unreachable!()
+    };
+    wait_mempool(p, &funding_txid).await;
+    mine_and_sync(p, 3).await;
+    let ready = wait_event(&mut a_rx, "channel ready (a)", |e| {
+        matches!(e, LnEvent::ChannelReady { .. })
+    })
+    .await;
+    wait_event(&mut b_rx, "channel ready (b)", |e| {
+        matches!(e, LnEvent::ChannelReady { .. })
+    })
+    .await;
+    let LnEvent::ChannelReady { channel_id, .. } = ready else {
+        unreachable!()
+    };
+    wait_until("channel usable", || {
+        p.a.channels().iter().any(|c| c.usable) && p.b.channels().iter().any(|c| c.usable)
+    })
+    .await;
+    (channel_id, funding_txid)
+}
+
+pub async fn wait_mempool(p: &Pair, txid: &Txid) {
+    let started = Instant::now();
+    loop {
+        if p.node.rpc().get_raw_mempool().await.unwrap().contains(txid) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{txid} never reached the mempool"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A mempool transaction spending `outpoint` (waits for it).
+pub async fn wait_spend(p: &Pair, outpoint: OutPoint) -> Transaction {
+    let started = Instant::now();
+    loop {
+        for txid in p.node.rpc().get_raw_mempool().await.unwrap() {
+            let tx: Transaction = p.node.rpc().get_raw_transaction(&txid, None).await.unwrap();
+            if tx.input.iter().any(|i| i.previous_output == outpoint) {
+                return tx;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing spent {outpoint}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The fee the wallet paid for a transaction it sent.
+pub async fn wallet_fee(wallet: &RpcClient, txid: &Txid) -> u64 {
+    let v: Value = wallet
+        .wallet_call("gettransaction", vec![json!(txid)])
+        .await
+        .unwrap();
+    let fee = v["fee"].as_f64().expect("fee of a sent transaction");
+    coin_value_to_sats(&json!(-fee)).unwrap()
+}
+
+/// Confirmed balance (1 confirmation) of a wallet.
+pub async fn balance(wallet: &RpcClient) -> u64 {
+    let v: Value = wallet
+        .wallet_call("getbalance", vec![json!("*"), json!(1)])
+        .await
+        .unwrap();
+    coin_value_to_sats(&v).unwrap()
+}
+
+/// Pays `amount_msat` from `payer` to `payee` through a hold invoice and claims it; returns
+/// the time from sending to the payer's `PaymentSent`.
+pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64) -> Duration {
+    // A claim just made settles in the commitments after the payer already saw it.
+    wait_until("payer can send the amount", || {
+        payer
+            .channels()
+            .iter()
+            .any(|c| c.usable && c.sendable_msat >= amount_msat)
+    })
+    .await;
+    let preimage = Preimage::random().unwrap();
+    let hashlock = preimage.hashlock();
+    let secret = payee
+        .hold_invoice(hashlock, amount_msat, 3600, FINAL_CLTV as u16)
+        .unwrap();
+    let mut payer_rx = payer.subscribe();
+    let mut payee_rx = payee.subscribe();
+    let target = PaymentTarget {
+        payee: payee.node_id(),
+        hashlock,
+        payment_secret: secret,
+        amount_msat,
+        final_cltv_delta: FINAL_CLTV,
+    };
+    let payment_id = hashlock.0;
+    let (_, send_height) = payer.best_block().await;
+    let started = Instant::now();
+    payer.pay(&target, payment_id).unwrap();
+    let held = wait_event(
+        &mut payee_rx,
+        "payment held",
+        |e| matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock),
+    )
+    .await;
+    let LnEvent::PaymentClaimable {
+        amount_msat: got,
+        claim_deadline,
+        ..
+    } = held
+    else {
+        unreachable!()
+    };
+    assert_eq!(got, amount_msat);
+    let (_, height) = payee.best_block().await;
+    let deadline = claim_deadline.expect("a claim deadline");
+    assert!(deadline > height, "deadline {deadline} at height {height}");
+    let htlc = payee
+        .channels()
+        .iter()
+        .flat_map(|c| c.inbound_htlcs.clone())
+        .find(|h| h.hashlock == hashlock)
+        .expect("the held HTLC");
+    assert_eq!(htlc.amount_msat, amount_msat);
+    assert_eq!(
+        htlc.cltv_expiry,
+        send_height + 1 + FINAL_CLTV,
+        "CLTV exactly (height + 1) + the agreed delta: LDK counts from the next block, and no \
+         random offset"
+    );
+    payee.claim(&preimage);
+    let sent = wait_event(
+        &mut payer_rx,
+        "payment sent",
+        |e| matches!(e, LnEvent::PaymentSent { hashlock: h, .. } if *h == hashlock),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let LnEvent::PaymentSent {
+        preimage: revealed,
+        payment_id: id,
+        fee_paid_msat,
+        ..
+    } = sent
+    else {
+        unreachable!()
+    };
+    assert_eq!(revealed, preimage, "the payer learns the preimage");
+    assert_eq!(id, payment_id);
+    assert_eq!(
+        fee_paid_msat.unwrap_or(0),
+        0,
+        "a direct channel charges no fee"
+    );
+    wait_event(&mut payee_rx, "payment claimed", |e| {
+        matches!(e, LnEvent::PaymentClaimed { hashlock: h, amount_msat: a } if *h == hashlock && *a == amount_msat)
+    })
+    .await;
+    elapsed
+}
+
+/// Waits until no HTLC is pending in any channel of either node.
+pub async fn wait_settled(p: &Pair) {
+    wait_until("no HTLC pending", || {
+        [&p.a, &p.b].iter().all(|n| {
+            n.channels()
+                .iter()
+                .all(|c| c.inbound_htlcs.is_empty() && c.outbound_htlcs == 0)
+        })
+    })
+    .await;
+}

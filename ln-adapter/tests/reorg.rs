@@ -1,0 +1,46 @@
+//! The block follower across a reorg of the funding block: LDK is told the blocks are gone
+//! (no panic, the channel waits again), and the channel opens once the funding confirms anew.
+
+use ln_adapter::LnEvent;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funding_block_reorged_out_then_confirmed_again() {
+    let p = pair().await;
+    let mut a_rx = p.a.subscribe();
+    let mut b_rx = p.b.subscribe();
+    p.a.open_channel(p.b.node_id(), 600_000, 0).unwrap();
+    let pending = wait_event(&mut a_rx, "channel pending", |e| {
+        matches!(e, LnEvent::ChannelPending { .. })
+    })
+    .await;
+    let LnEvent::ChannelPending { funding_txid, .. } = pending else {
+        unreachable!()
+    };
+    wait_mempool(&p, &funding_txid).await;
+    mine_and_sync(&p, 2).await;
+    let tip = p.node.height().await;
+
+    // Both blocks (the funding's and the next) leave the main chain.
+    p.node.invalidate(2).await;
+    for n in [&p.a, &p.b] {
+        let height = n.sync().await.unwrap();
+        assert_eq!(u64::from(height), tip - 2, "the follower went back");
+        assert_eq!(n.best_block().await.1, height);
+    }
+    assert!(p.a.channels().iter().all(|c| !c.usable));
+    // The funding transaction is back in the mempool; a longer chain confirms it again.
+    wait_mempool(&p, &funding_txid).await;
+    p.node.mine_fresh(4).await;
+    for n in [&p.a, &p.b] {
+        assert_eq!(u64::from(n.sync().await.unwrap()), tip + 2);
+    }
+    for (rx, who) in [(&mut a_rx, "a"), (&mut b_rx, "b")] {
+        wait_event(rx, &format!("channel ready ({who})"), |e| {
+            matches!(e, LnEvent::ChannelReady { .. })
+        })
+        .await;
+    }
+    hold_pay_and_claim(&p.a, &p.b, 25_000_000).await;
+}

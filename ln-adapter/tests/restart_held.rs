@@ -1,0 +1,74 @@
+//! The payee stops while it holds a payment and starts again from its data directory: the
+//! HTLC is still held (with its CLTV), and claiming it then pays the payer, who learns the
+//! preimage.
+
+use ln_adapter::{LnEvent, PaymentTarget};
+use swap_core::Preimage;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_restarted_while_holding_then_claims() {
+    let mut p = pair().await;
+    open_channel(&p, 500_000).await;
+    let preimage = Preimage::random().unwrap();
+    let hashlock = preimage.hashlock();
+    let amount = 40_000_000;
+    let secret =
+        p.b.hold_invoice(hashlock, amount, 3600, FINAL_CLTV as u16)
+            .unwrap();
+    let mut a_rx = p.a.subscribe();
+    let mut b_rx = p.b.subscribe();
+    p.a.pay(
+        &PaymentTarget {
+            payee: p.b.node_id(),
+            hashlock,
+            payment_secret: secret,
+            amount_msat: amount,
+            final_cltv_delta: FINAL_CLTV,
+        },
+        hashlock.0,
+    )
+    .unwrap();
+    wait_event(
+        &mut b_rx,
+        "payment held",
+        |e| matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock),
+    )
+    .await;
+    let held = |n: &ln_adapter::LnNode| {
+        n.channels()
+            .iter()
+            .flat_map(|c| c.inbound_htlcs.clone())
+            .find(|h| h.hashlock == hashlock)
+    };
+    let before = held(&p.b).expect("held before the restart");
+
+    p.b.stop().await.unwrap();
+    p.node.mine(2).await;
+    p.b = start_ln(&p.node, "b", 2, &p.dirs.path().join("b")).await;
+    assert_eq!(held(&p.b), Some(before), "still held after the restart");
+    p.b.connect(p.a.node_id(), p.a.listen_addr()).await.unwrap();
+    wait_until("channel usable again", || {
+        p.a.channels().iter().any(|c| c.usable) && p.b.channels().iter().any(|c| c.usable)
+    })
+    .await;
+    let mut b_rx = p.b.subscribe();
+    p.b.claim(&preimage);
+    let sent = wait_event(
+        &mut a_rx,
+        "payment sent",
+        |e| matches!(e, LnEvent::PaymentSent { hashlock: h, .. } if *h == hashlock),
+    )
+    .await;
+    let LnEvent::PaymentSent { preimage: got, .. } = sent else {
+        unreachable!()
+    };
+    assert_eq!(got, preimage);
+    wait_event(
+        &mut b_rx,
+        "payment claimed",
+        |e| matches!(e, LnEvent::PaymentClaimed { hashlock: h, .. } if *h == hashlock),
+    )
+    .await;
+}
