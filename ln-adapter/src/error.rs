@@ -31,6 +31,10 @@ pub enum LnError {
     /// Bad configuration.
     #[error("config: {0}")]
     Config(String),
+    /// The node stopped working on its own (its channel manager could not be persisted); it
+    /// must be restarted from its data directory.
+    #[error("the lightning node stopped: {0}")]
+    Stopped(String),
 }
 
 impl LnError {

@@ -91,6 +91,8 @@ pub(crate) struct EventHandler {
     pub(crate) fees: Arc<FeeCache>,
     pub(crate) sweeper: Arc<Sweeper>,
     pub(crate) notify: broadcast::Sender<LnEvent>,
+    /// Where preimages and held payments are recorded before an event counts as handled.
+    pub(crate) store: Arc<crate::types::Store>,
 }
 
 impl EventHandler {
@@ -188,7 +190,18 @@ impl EventHandler {
                 claim_deadline,
                 ..
             } => {
-                // A hold invoice: claimed (or failed back) by the owner, never here.
+                // A hold invoice: claimed (or failed back) by the owner, never here. Recorded
+                // first: LDK does not hand this event over again, not even after a restart.
+                let held = crate::ledger::HeldPayment {
+                    amount_msat,
+                    claim_deadline,
+                };
+                if let Err(e) =
+                    crate::ledger::record_held(&self.store, &Hashlock(payment_hash.0), held)
+                {
+                    tracing::error!(error = %e, "cannot record a held payment: LDK will hand it over again");
+                    return Err(ReplayEvent());
+                }
                 tracing::info!(payment_hash = %payment_hash, amount_msat, ?claim_deadline, "payment held");
                 self.tell(LnEvent::PaymentClaimable {
                     hashlock: Hashlock(payment_hash.0),
@@ -214,11 +227,18 @@ impl EventHandler {
                 fee_paid_msat,
                 ..
             } => {
+                // The other leg of a swap depends on this preimage: recorded before LDK is told
+                // the event was handled (it would not hand it over again).
+                let preimage = Preimage::from_bytes(payment_preimage.0);
+                if let Err(e) = crate::ledger::record_preimage(&self.store, &preimage) {
+                    tracing::error!(error = %e, "cannot record a payment's preimage: LDK will hand it over again");
+                    return Err(ReplayEvent());
+                }
                 tracing::info!(payment_hash = %payment_hash, ?fee_paid_msat, "payment sent");
                 self.tell(LnEvent::PaymentSent {
                     payment_id: payment_id.map(|p| p.0).unwrap_or_default(),
                     hashlock: Hashlock(payment_hash.0),
-                    preimage: Preimage::from_bytes(payment_preimage.0),
+                    preimage,
                     fee_paid_msat,
                 });
             }
@@ -252,8 +272,18 @@ impl EventHandler {
             Event::BumpTransaction(_) => {
                 tracing::warn!("fee bump requested, but anchor channels are off");
             }
-            other => tracing::debug!(event = ?other, "lightning event"),
+            // The variant only: some events carry secrets.
+            other => tracing::debug!(event = event_name(&other), "lightning event"),
         }
         Ok(())
     }
+}
+
+/// An event's variant name, for logs (the whole event may carry a preimage).
+fn event_name(event: &Event) -> String {
+    let text = format!("{event:?}");
+    text.split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -53,8 +53,15 @@ async fn fetch_block(rpc: &RpcClient, hash: &BlockHash) -> Result<FetchedBlock, 
     Ok(FetchedBlock { header, txs })
 }
 
+/// The deepest reorg the follower hands to LDK. A deeper one is refused with an error that
+/// stops the follower: LDK would un-confirm every channel funded above the fork point and
+/// close it, and what looks like a deep reorg is more often a node that is reindexing, was
+/// pointed at another chain, or had blocks invalidated by hand. An operator looks first.
+pub const MAX_REORG_DEPTH: u32 = 6;
+
 /// The last block of `from`'s chain that is on the node's main chain (`from` itself when it
-/// is), found by walking back through the parents of stale blocks.
+/// is), found by walking back through the parents of stale blocks, at most
+/// [`MAX_REORG_DEPTH`] blocks.
 async fn fork_point(rpc: &RpcClient, from: BestBlock) -> Result<BestBlock, LnError> {
     let mut hash = from.block_hash;
     loop {
@@ -62,7 +69,7 @@ async fn fork_point(rpc: &RpcClient, from: BestBlock) -> Result<BestBlock, LnErr
         let confirmations = header
             .get("confirmations")
             .and_then(Value::as_i64)
-            .unwrap_or(-1);
+            .ok_or_else(|| LnError::Inconsistent(format!("header {hash} without confirmations")))?;
         let height = header
             .get("height")
             .and_then(Value::as_u64)
@@ -70,6 +77,14 @@ async fn fork_point(rpc: &RpcClient, from: BestBlock) -> Result<BestBlock, LnErr
             .ok_or_else(|| LnError::Inconsistent(format!("header {hash} without a height")))?;
         if confirmations >= 0 {
             return Ok(BestBlock::new(hash, height));
+        }
+        if from.height.saturating_sub(height) >= MAX_REORG_DEPTH {
+            return Err(LnError::Inconsistent(format!(
+                "the node's chain left ours more than {MAX_REORG_DEPTH} blocks below our \
+                 block at height {} (is it reindexing, or on another chain?): refusing to \
+                 disconnect lightning blocks that deep",
+                from.height
+            )));
         }
         hash = header
             .get("previousblockhash")

@@ -7,6 +7,8 @@
 //! - `ops`: peers, channels, hold invoices and payments.
 //! - [`events`]: LDK's events handled (funding from the node wallet, sweeps) and reported as
 //!   [`LnEvent`].
+//! - `ledger`: preimages of payments we sent and payments held for us, recorded before LDK
+//!   counts their events handled.
 //! - `follower`: every block of the node's main chain to LDK, in order, reorgs as
 //!   disconnections; Litecoin's HogEx skipped.
 //! - `io`: logging, broadcasting and fee estimates through the node; closes and claims pay to
@@ -22,6 +24,7 @@ pub mod error;
 pub mod events;
 mod follower;
 mod io;
+mod ledger;
 pub mod node;
 mod ops;
 mod router;
@@ -31,6 +34,8 @@ mod wallet;
 pub use config::{LnConfig, Seed};
 pub use error::LnError;
 pub use events::LnEvent;
+pub use follower::MAX_REORG_DEPTH;
+pub use ledger::HeldPayment;
 pub use lightning::ln::types::ChannelId;
 pub use node::LnNode;
 pub use ops::{ChannelInfo, InboundHtlc, PaymentTarget};

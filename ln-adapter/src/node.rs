@@ -32,7 +32,7 @@ use lightning_background_processor::{
     process_events_async, GossipSync, NO_LIQUIDITY_MANAGER, NO_ONION_MESSENGER,
 };
 use lightning_persister::fs_store::FilesystemStore;
-use swap_core::{ChainFamily, ChainId, Network};
+use swap_core::{ChainFamily, ChainId, Hashlock, Network, Preimage};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -63,6 +63,8 @@ pub struct LnNode {
     stop: watch::Sender<bool>,
     background: Mutex<Option<JoinHandle<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Set when the background processing ended on an error (see [`LnNode::fatal`]).
+    fatal: Arc<Mutex<Option<String>>>,
 }
 
 /// A channel monitor while it catches up at start (LDK's `Listen` for one monitor).
@@ -397,6 +399,7 @@ impl LnNode {
         let listen_addr = listener.local_addr()?;
         let (events, _) = broadcast::channel(1024);
         let (stop, stop_rx) = watch::channel(false);
+        let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
         let handler = Arc::new(EventHandler {
             channel_manager: Arc::clone(&channel_manager),
@@ -405,6 +408,7 @@ impl LnNode {
             fees: Arc::clone(&fees),
             sweeper: Arc::clone(&sweeper),
             notify: events.clone(),
+            store: Arc::clone(&store),
         });
         let background = {
             let sleeper_rx = stop_rx.clone();
@@ -423,6 +427,9 @@ impl LnNode {
             let peer_manager = Arc::clone(&peer_manager);
             let sweeper = Arc::clone(&sweeper);
             let logger = Arc::clone(&logger);
+            let fatal = Arc::clone(&fatal);
+            let stopping = stop.clone();
+            let peers_down = Arc::clone(&peer_manager);
             tokio::spawn(async move {
                 let result = process_events_async(
                     store,
@@ -445,7 +452,14 @@ impl LnNode {
                 )
                 .await;
                 if let Err(e) = result {
-                    tracing::error!(error = %e, "lightning background processing stopped");
+                    // The channel manager can no longer be persisted: updating channels on
+                    // would leave it behind its monitors (LDK force-closes those at the next
+                    // start). Stop everything and refuse every operation.
+                    tracing::error!(error = %e, "lightning background processing stopped: the node stops");
+                    *fatal.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(format!("background processing stopped: {e}"));
+                    peers_down.disconnect_all_peers();
+                    let _ = stopping.send(true);
                 }
             })
         };
@@ -464,6 +478,7 @@ impl LnNode {
             stop,
             background: Mutex::new(Some(background)),
             tasks: Mutex::new(Vec::new()),
+            fatal,
         };
         node.spawn_listener(listener);
         node.spawn_follower(fees, wallet_keys, stop_rx);
@@ -520,7 +535,12 @@ impl LnNode {
                             }
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "lightning block follower"),
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "lightning block follower")
+                    }
+                    // A deep reorg or data that does not fit: LDK is not fed until it is
+                    // looked into (see `MAX_REORG_DEPTH`).
+                    Err(e) => tracing::error!(error = %e, "lightning block follower halted"),
                 }
                 if let Err(e) = wallet_keys.refill(&rpc).await {
                     tracing::warn!(error = %e, "wallet scripts not refilled");
@@ -570,6 +590,37 @@ impl LnNode {
         self.listen_addr
     }
 
+    /// The preimage of `hashlock`, if a payment of ours to it succeeded (recorded before the
+    /// event counted as handled: also after a restart, also when the payee claimed on chain).
+    pub fn preimage_for(&self, hashlock: &Hashlock) -> Result<Option<Preimage>, LnError> {
+        crate::ledger::preimage_for(&self.store, hashlock)
+    }
+
+    /// The payment held for us on `hashlock` (a hold invoice's HTLCs), if one arrived.
+    pub fn held_payment(
+        &self,
+        hashlock: &Hashlock,
+    ) -> Result<Option<crate::ledger::HeldPayment>, LnError> {
+        crate::ledger::held(&self.store, hashlock)
+    }
+
+    /// Why the node stopped working on its own, if it did (its background processing ended:
+    /// the channel manager could not be persisted). Every operation then fails with it.
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Fails when the node stopped working on its own (see [`LnNode::fatal`]).
+    pub(crate) fn alive(&self) -> Result<(), LnError> {
+        match self.fatal() {
+            Some(why) => Err(LnError::Stopped(why)),
+            None => Ok(()),
+        }
+    }
+
     /// Events from now on (subscribe before the action whose outcome you wait for).
     pub fn subscribe(&self) -> broadcast::Receiver<LnEvent> {
         self.events.subscribe()
@@ -611,7 +662,7 @@ impl LnNode {
         if let Some(background) = background {
             background.await.map_err(api)?;
         }
-        Ok(())
+        self.alive()
     }
 }
 

@@ -73,6 +73,7 @@ impl LnNode {
     /// Connects to a peer (and keeps reconnecting it when the connection drops, also after a
     /// restart: the peer is stored); returns once the handshake is done.
     pub async fn connect(&self, node_id: PublicKey, addr: SocketAddr) -> Result<(), LnError> {
+        self.alive()?;
         {
             let mut peers = self
                 .peers
@@ -118,6 +119,7 @@ impl LnNode {
         capacity_sats: u64,
         push_msat: u64,
     ) -> Result<ChannelId, LnError> {
+        self.alive()?;
         let user_channel_id = u128::from_be_bytes(
             lightning::sign::EntropySource::get_secure_random_bytes(&RandomSource)[..16]
                 .try_into()
@@ -172,6 +174,7 @@ impl LnNode {
         channel_id: &ChannelId,
         counterparty: &PublicKey,
     ) -> Result<(), LnError> {
+        self.alive()?;
         let pending = self
             .channel_manager
             .list_channels_with_counterparty(counterparty)
@@ -225,6 +228,7 @@ impl LnNode {
         expiry_secs: u32,
         min_final_cltv_delta: u16,
     ) -> Result<[u8; 32], LnError> {
+        self.alive()?;
         self.channel_manager
             .create_inbound_payment_for_hash(
                 PaymentHash(hashlock.0),
@@ -237,9 +241,25 @@ impl LnNode {
     }
 
     /// Claims held payments to `preimage`'s hash (reveals the preimage to the payer).
-    pub fn claim(&self, preimage: &Preimage) {
+    pub async fn claim(&self, preimage: &Preimage) -> Result<(), LnError> {
+        self.alive()?;
+        let hashlock = preimage.hashlock();
+        let held = self.held_payment(&hashlock)?.ok_or_else(|| {
+            LnError::NotReady(format!("no payment held for {}", hex::encode(hashlock.0)))
+        })?;
+        // LDK does not check the deadline itself; past it the HTLC may be failed back or
+        // claimed on chain by the payer, so a claim then proves nothing.
+        let height = self.follower.best().await.height;
+        if let Some(deadline) = held.claim_deadline {
+            if height >= deadline {
+                return Err(LnError::Api(format!(
+                    "the claim deadline {deadline} has passed (height {height})"
+                )));
+            }
+        }
         self.channel_manager
             .claim_funds(PaymentPreimage(*preimage.as_bytes()));
+        Ok(())
     }
 
     /// Fails held payments to `hashlock` back to the payer.
@@ -254,6 +274,7 @@ impl LnNode {
     /// `router`). `payment_id` should come from the swap, so that sending again is refused as
     /// a duplicate rather than paying twice.
     pub fn pay(&self, target: &PaymentTarget, payment_id: [u8; 32]) -> Result<(), LnError> {
+        self.alive()?;
         let mut params = PaymentParameters::from_node_id(target.payee, target.final_cltv_delta);
         params.max_total_cltv_expiry_delta = target.final_cltv_delta.saturating_add(1);
         let route = RouteParameters::from_payment_params_and_value(params, target.amount_msat);

@@ -54,7 +54,7 @@ async fn payee_restarted_while_holding_then_claims() {
     })
     .await;
     let mut b_rx = p.b.subscribe();
-    p.b.claim(&preimage);
+    p.b.claim(&preimage).await.unwrap();
     let sent = wait_event(
         &mut a_rx,
         "payment sent",

@@ -263,7 +263,15 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
         "CLTV exactly (height + 1) + the agreed delta: LDK counts from the next block, and no \
          random offset"
     );
-    payee.claim(&preimage);
+    assert_eq!(
+        payee
+            .held_payment(&hashlock)
+            .unwrap()
+            .map(|h| h.amount_msat),
+        Some(amount_msat),
+        "the held payment is recorded before it counts as handled"
+    );
+    payee.claim(&preimage).await.unwrap();
     let sent = wait_event(
         &mut payer_rx,
         "payment sent",
@@ -281,6 +289,11 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
         unreachable!()
     };
     assert_eq!(revealed, preimage, "the payer learns the preimage");
+    assert_eq!(
+        payer.preimage_for(&hashlock).unwrap(),
+        Some(preimage),
+        "and has it recorded before the event counted as handled"
+    );
     assert_eq!(id, payment_id);
     assert_eq!(
         fee_paid_msat.unwrap_or(0),
