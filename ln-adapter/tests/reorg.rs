@@ -44,3 +44,31 @@ async fn funding_block_reorged_out_then_confirmed_again() {
     }
     hold_pay_and_claim(&p.a, &p.b, 25_000_000).await;
 }
+
+/// A reorg deeper than `MAX_REORG_DEPTH` is refused: the follower stops before telling LDK
+/// (which would un-confirm and close the channel), and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_deeper_than_the_limit_is_refused_and_the_channel_kept() {
+    let p = pair().await;
+    open_channel(&p, 500_000).await;
+    let deep = u64::from(ln_adapter::MAX_REORG_DEPTH) + 1;
+    mine_and_sync(&p, deep + 2).await;
+    let (best_hash, best_height) = p.a.best_block().await;
+    p.node.invalidate(deep).await;
+    p.node.mine_fresh(deep + 1).await;
+    let err = p.a.sync().await.expect_err("a reorg that deep is refused");
+    assert!(
+        matches!(err, ln_adapter::LnError::Inconsistent(_)),
+        "typed: {err}"
+    );
+    assert!(err.to_string().contains("refusing"), "{err}");
+    assert_eq!(
+        p.a.best_block().await,
+        (best_hash, best_height),
+        "nothing disconnected"
+    );
+    assert!(
+        p.a.channels().iter().any(|c| c.usable),
+        "the channel is not un-confirmed"
+    );
+}
