@@ -671,21 +671,45 @@ fn take_exits_non_zero_when_the_swap_is_refunded() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    // Its output read as it comes: blocks are mined only once the swap is agreed (mined
+    // during the negotiation, 20 at a time, they would move the maker's tip past the one
+    // block of slack the terms keep, and the maker would rightly refuse them).
+    let stdout = taker.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut all = lines.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        })
+    };
     let start = Instant::now();
-    while taker.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = taker.try_wait().unwrap() {
+            break status;
+        }
         assert!(
             start.elapsed() < Duration::from_secs(180),
             "take never ended"
         );
-        ok(&a, &["regtest", "mine", "20"]);
+        if lines.lock().unwrap().contains(" agreed;") {
+            ok(&a, &["regtest", "mine", "20"]);
+        }
         std::thread::sleep(Duration::from_millis(300));
-    }
+    };
     let _ = maker.kill();
     let _ = maker.wait();
-    let out = taker.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    reader.join().unwrap();
+    let text = lines.lock().unwrap().clone();
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(out.status.code(), Some(3), "{text}\nlog:\n{logged}");
+    assert_eq!(status.code(), Some(3), "{text}\nlog:\n{logged}");
     assert!(
         text.contains("refunded: we got our own asset back"),
         "{text}"
