@@ -331,23 +331,12 @@ impl SqliteChannelStore {
     /// fees): `old` becomes `replaced`, `new` pending. False when `old` was no longer pending
     /// (another process ended or replaced it first; nothing is written).
     pub(crate) fn replace_tx(&self, old: B256, new: &TxRecord) -> Result<bool, StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let n = tx
-            .execute(
-                "UPDATE watcher_txs SET status = 'replaced', finished_at = ?1
-                 WHERE tx_hash = ?2 AND status = 'pending'",
-                params![unix_now(), old.as_slice()],
-            )
-            .map_err(backend)?;
-        if n != 1 {
-            return Ok(false);
-        }
-        insert(&tx, new)?;
-        tx.commit().map_err(backend)?;
-        Ok(true)
+        self.end_pending_and_insert(
+            old,
+            "UPDATE watcher_txs SET status = 'replaced', finished_at = ?1
+             WHERE tx_hash = ?2 AND status = 'pending'",
+            new,
+        )
     }
 
     /// Ends pending transaction `old`, which the node refuses and whose nonce is not used,
@@ -356,22 +345,35 @@ impl SqliteChannelStore {
     /// later nonce waits behind a gap. False when `old` was no longer pending (nothing is
     /// written).
     pub(crate) fn fill_tx(&self, old: B256, filler: &TxRecord) -> Result<bool, StoreError> {
+        self.end_pending_and_insert(
+            old,
+            "UPDATE watcher_txs SET status = 'obsolete', finished_at = ?1,
+             detail = 'refused by the node; its nonce is filled by a transfer to self'
+             WHERE tx_hash = ?2 AND status = 'pending'",
+            filler,
+        )
+    }
+
+    /// Ends pending transaction `old` with `end` (an UPDATE of `?1` finished_at, `?2` the
+    /// hash, only while pending) and records `new` pending, in one SQLite transaction. False
+    /// when `old` was no longer pending (nothing is written).
+    fn end_pending_and_insert(
+        &self,
+        old: B256,
+        end: &str,
+        new: &TxRecord,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
         let n = tx
-            .execute(
-                "UPDATE watcher_txs SET status = 'obsolete', finished_at = ?1,
-                 detail = 'refused by the node; its nonce is filled by a transfer to self'
-                 WHERE tx_hash = ?2 AND status = 'pending'",
-                params![unix_now(), old.as_slice()],
-            )
+            .execute(end, params![unix_now(), old.as_slice()])
             .map_err(backend)?;
         if n != 1 {
             return Ok(false);
         }
-        insert(&tx, filler)?;
+        insert(&tx, new)?;
         tx.commit().map_err(backend)?;
         Ok(true)
     }

@@ -107,6 +107,22 @@ impl Watcher {
         Ok(None)
     }
 
+    /// The node's fee estimate on top of `tip`, within the configured caps: (max fee, priority
+    /// fee) per gas.
+    async fn fees(&self, tip: &eth_adapter::tx::ScanTip) -> Result<(u128, u128), WatchError> {
+        let est = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(rpc_err)?;
+        Ok(capped_fees(
+            &est,
+            tip.base_fee.unwrap_or_default(),
+            self.cfg.max_fee_per_gas,
+            self.cfg.max_priority_fee_per_gas,
+        )?)
+    }
+
     /// Signs `p`'s transaction and records it, without broadcasting it. `Err` with the
     /// existing outcome when its intent already has a transaction (or gave up).
     async fn sign_and_record(
@@ -133,17 +149,7 @@ impl Watcher {
             .block(alloy::eips::BlockId::number(tip.number))
             .await
             .map_err(|e| typed(&intent, rpc_err(e)))?;
-        let est = self
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(rpc_err)?;
-        let (max_fee, prio) = capped_fees(
-            &est,
-            tip.base_fee.unwrap_or_default(),
-            self.cfg.max_fee_per_gas,
-            self.cfg.max_priority_fee_per_gas,
-        )?;
+        let (max_fee, prio) = self.fees(&tip).await?;
         let req = base
             .with_chain_id(chain_id)
             .with_gas_limit(gas_limit(gas))
@@ -274,17 +280,7 @@ impl Watcher {
             WatchError::Inconsistent("recorded transaction without a chain id".into())
         })?;
         let tip = eth_adapter::tx::latest(&self.provider).await?;
-        let est = self
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(rpc_err)?;
-        let (max_fee, prio) = capped_fees(
-            &est,
-            tip.base_fee.unwrap_or_default(),
-            self.cfg.max_fee_per_gas,
-            self.cfg.max_priority_fee_per_gas,
-        )?;
+        let (max_fee, prio) = self.fees(&tip).await?;
         let filler = TransactionRequest::default()
             .with_from(rec.sender)
             .with_to(rec.sender)
