@@ -64,6 +64,7 @@ pub mod driver;
 pub mod params;
 pub mod rail;
 pub mod runtime;
+pub mod shared_read;
 pub mod types;
 
 pub use params::{

@@ -141,7 +141,7 @@ pub struct Engine {
     /// both count the same liquidity.
     accepting: tokio::sync::Mutex<()>,
     /// Wallet balances read for liquidity checks, shared by the checks that ask together.
-    funds: shared_read::SharedReads<(ChainId, Asset), swap_core::Funds>,
+    funds: swap_core::shared_read::SharedReads<(ChainId, Asset), swap_core::Funds>,
 }
 
 /// How old a balance a taker's advisory funds check may use (see
@@ -152,7 +152,6 @@ pub const TAKER_FUNDS_STALE: Duration = Duration::from_secs(3);
 
 pub mod maker;
 mod quotes;
-mod shared_read;
 
 use maker::Maker;
 pub use maker::{
@@ -197,7 +196,7 @@ impl Engine {
             tasks: Mutex::new(SwapTasks::new()),
             quotes,
             accepting: tokio::sync::Mutex::new(()),
-            funds: shared_read::SharedReads::new(),
+            funds: swap_core::shared_read::SharedReads::new(),
         })
     }
 
@@ -295,7 +294,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let need = amount.base_units();
         let reserved = self.reserved(chain, asset).await?;
-        // Read after the reservation (a read that started later serves: see `shared_read`).
+        // Read after the reservation (a read that started later serves: see `swap_core::shared_read`).
         let now = std::time::Instant::now();
         let asked = now.checked_sub(stale).unwrap_or(now);
         let rail = self.require(chain)?;

@@ -154,8 +154,8 @@ pub struct BtcChain {
     scanned_height: std::sync::atomic::AtomicU64,
     /// The last feerate estimate and the scanned height it was read at (see `feerate`).
     fee_cache: std::sync::Mutex<Option<(u64, u64)>>,
-    /// The last tip read and when that read started (see `tip_since`).
-    tip_read: Mutex<Option<(std::time::Instant, ChainTip)>>,
+    /// Tip reads shared by the callers asking together (see `tip_since`).
+    tip_reads: swap_core::shared_read::SharedReads<(), ChainTip>,
 }
 
 fn watch_only() -> ChainError {
@@ -215,7 +215,7 @@ impl BtcChain {
             funding: Mutex::new(()),
             scanned_height: std::sync::atomic::AtomicU64::new(0),
             fee_cache: std::sync::Mutex::new(None),
-            tip_read: Mutex::new(None),
+            tip_reads: swap_core::shared_read::SharedReads::new(),
         })
     }
 

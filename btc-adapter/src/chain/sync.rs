@@ -180,16 +180,7 @@ impl BtcChain {
         &self,
         asked: std::time::Instant,
     ) -> Result<ChainTip, ChainError> {
-        let mut last = self.tip_read.lock().await;
-        if let Some((started, tip)) = *last {
-            if started >= asked {
-                return Ok(tip);
-            }
-        }
-        let started = std::time::Instant::now();
-        let tip = self.read_tip().await?;
-        *last = Some((started, tip));
-        Ok(tip)
+        self.tip_reads.since(&(), asked, || self.read_tip()).await
     }
 
     /// Reads the best block's height and time from the node.

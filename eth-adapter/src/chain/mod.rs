@@ -80,9 +80,9 @@ pub struct EthChain {
     calls_by_method: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
     /// The last completed shared scan.
     refreshed: std::sync::Mutex<Option<Refreshed>>,
-    /// The last read of the chain's head: when it started, and the block number. Held while
-    /// reading, so that concurrent waiters share one read (see `head_since`).
-    head: Mutex<Option<(std::time::Instant, u64)>>,
+    /// Reads of the chain's head (block number) shared by concurrent waiters (see
+    /// `head_since`).
+    head: swap_core::shared_read::SharedReads<(), u64>,
     /// The origin of the receipt pollers' common clock (see `wait`).
     epoch: tokio::time::Instant,
     /// The last EIP-1559 fee estimate and the block it was made on.
@@ -257,7 +257,7 @@ impl EthChain {
             calls,
             calls_by_method,
             refreshed: std::sync::Mutex::new(None),
-            head: Mutex::new(None),
+            head: swap_core::shared_read::SharedReads::new(),
             epoch: tokio::time::Instant::now(),
             at_block: std::sync::Mutex::new(AtBlock::default()),
             fee_estimate: std::sync::Mutex::new(None),

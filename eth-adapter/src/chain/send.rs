@@ -355,16 +355,11 @@ impl EthChain {
     /// The chain's head (block number) as read by a read that started at or after `asked`:
     /// callers that ask together share one read.
     pub(super) async fn head_since(&self, asked: std::time::Instant) -> Result<u64, EthError> {
-        let mut head = self.head.lock().await;
-        if let Some((started, number)) = *head {
-            if started >= asked {
-                return Ok(number);
-            }
-        }
-        let started = std::time::Instant::now();
-        let number = self.provider.get_block_number().await.map_err(rpc_err)?;
-        *head = Some((started, number));
-        Ok(number)
+        self.head
+            .since(&(), asked, || async {
+                self.provider.get_block_number().await.map_err(rpc_err)
+            })
+            .await
     }
 
     /// Waits for the receipt; a reverted transaction is an error.

@@ -1,12 +1,10 @@
-//! Reads of a wallet's funds shared by the checks that ask together.
+//! Reads shared by the callers that ask together, none served a read older than its ask.
 //!
-//! A liquidity check reads what unfinished swaps reserve, then the wallet's balance; the
-//! balance must be read after the reservation (a lock sent in between is then either still
-//! reserved or already gone from the balance, never counted as available twice). Many takes
-//! at once each asked the node for the balance, and a wallet's balance costs the node a walk
-//! over the wallet's transactions: at 10,000 swaps the reads queued behind each other. Here a
-//! read that started at or after a check asked serves that check, so the checks that wait
-//! together share the next read, and the order above still holds for each of them.
+//! A read that started at or after a caller asked serves that caller, so the callers that wait
+//! together share the next read, and each still gets a value at least as fresh as a read of
+//! its own. Used for a wallet's balance in liquidity checks (read after the reservation: a
+//! lock sent in between is then either still reserved or already gone from the balance), a
+//! chain's tip and a node's head, which many swaps or takes ask for at once.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -14,14 +12,27 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// One shared read per key at a time; see the module documentation.
-pub(crate) struct SharedReads<K, V> {
+pub struct SharedReads<K, V> {
     slots: std::sync::Mutex<HashMap<K, Slot<V>>>,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Default for SharedReads<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V> std::fmt::Debug for SharedReads<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedReads").finish_non_exhaustive()
+    }
 }
 
 type Slot<V> = Arc<tokio::sync::Mutex<Option<(Instant, V)>>>;
 
 impl<K: Eq + Hash + Clone, V: Clone> SharedReads<K, V> {
-    pub(crate) fn new() -> Self {
+    /// No reads yet.
+    pub fn new() -> Self {
         Self {
             slots: std::sync::Mutex::new(HashMap::new()),
         }
@@ -29,7 +40,7 @@ impl<K: Eq + Hash + Clone, V: Clone> SharedReads<K, V> {
 
     /// The value of `key` as read by a read that started at or after `asked`: the last one if
     /// it did, otherwise a new one (`read`), which later askers share.
-    pub(crate) async fn since<E, F, Fut>(&self, key: &K, asked: Instant, read: F) -> Result<V, E>
+    pub async fn since<E, F, Fut>(&self, key: &K, asked: Instant, read: F) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<V, E>>,
