@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::Txid;
 use btc_adapter::rpc::RpcClient;
-use lightning::events::{Event, FundingInfo, ReplayEvent};
+use lightning::events::{Event, FundingInfo, HTLCHandlingFailureType, ReplayEvent};
 use lightning::ln::types::ChannelId;
 use swap_core::{Hashlock, Preimage};
 use tokio::sync::broadcast;
@@ -53,6 +53,12 @@ pub enum LnEvent {
         amount_msat: u64,
         /// The height by which it must be claimed.
         claim_deadline: Option<u32>,
+    },
+    /// HTLCs to one of our payment hashes were failed back to the payer (by us, or by LDK at
+    /// the claim deadline).
+    PaymentFailedBack {
+        /// Its payment hash.
+        hashlock: Hashlock,
     },
     /// A held payment was claimed.
     PaymentClaimed {
@@ -214,6 +220,14 @@ impl EventHandler {
                 amount_msat,
                 ..
             } => {
+                // The preimage is in the channel monitors: the claim holds even if the payer
+                // vanishes (enforced on chain).
+                let hashlock = Hashlock(payment_hash.0);
+                if let Err(e) = crate::ledger::mark(&self.store, crate::ledger::CLAIMED, &hashlock)
+                {
+                    tracing::error!(error = %e, "cannot record a claim: LDK will hand it over again");
+                    return Err(ReplayEvent());
+                }
                 tracing::info!(payment_hash = %payment_hash, amount_msat, "payment claimed");
                 self.tell(LnEvent::PaymentClaimed {
                     hashlock: Hashlock(payment_hash.0),
@@ -247,6 +261,17 @@ impl EventHandler {
                 payment_hash,
                 reason,
             } => {
+                // Every HTLC of it is back (or was never out): the leg is refunded for good.
+                if let Some(hash) = payment_hash {
+                    if let Err(e) = crate::ledger::mark(
+                        &self.store,
+                        crate::ledger::PAY_FAILED,
+                        &Hashlock(hash.0),
+                    ) {
+                        tracing::error!(error = %e, "cannot record a failed payment: LDK will hand it over again");
+                        return Err(ReplayEvent());
+                    }
+                }
                 tracing::info!(?reason, "payment failed");
                 self.tell(LnEvent::PaymentFailed {
                     payment_id: payment_id.0,
@@ -263,6 +288,21 @@ impl EventHandler {
                     .track_spendable_outputs(outputs, channel_id, true, None)
                     .await
                     .map_err(|()| ReplayEvent())?;
+            }
+            Event::HTLCHandlingFailed {
+                failure_type: HTLCHandlingFailureType::Receive { payment_hash },
+                ..
+            } => {
+                // A payment to us failed back (by us, or by LDK at its claim deadline).
+                let hashlock = Hashlock(payment_hash.0);
+                if let Err(e) =
+                    crate::ledger::mark(&self.store, crate::ledger::RECEIVE_FAILED, &hashlock)
+                {
+                    tracing::error!(error = %e, "cannot record a failed-back payment: LDK will hand it over again");
+                    return Err(ReplayEvent());
+                }
+                tracing::info!(%payment_hash, "payment to us failed back");
+                self.tell(LnEvent::PaymentFailedBack { hashlock });
             }
             Event::DiscardFunding { funding_info, .. } => {
                 if let FundingInfo::Tx { transaction } = funding_info {

@@ -15,6 +15,14 @@ use crate::types::Store;
 const NAMESPACE: &str = "xswap";
 const PREIMAGES: &str = "preimages";
 const HELD: &str = "held";
+/// Our claim of a held payment, started (the preimage handed to LDK).
+const CLAIMING: &str = "claiming";
+/// Markers, one per payment hash.
+pub(crate) const CLAIMED: &str = "claimed";
+pub(crate) const PAY_FAILED: &str = "pay_failed";
+pub(crate) const RECEIVE_FAILED: &str = "receive_failed";
+/// Payments a swap sent (or may have sent): see [`SentPayment`].
+const SENT: &str = "sent";
 
 /// A payment held for us (a hold invoice's HTLCs, claimable until `claim_deadline`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +49,43 @@ fn read(store: &Store, secondary: &str, k: &str) -> Result<Option<Vec<u8>>, LnEr
     }
 }
 
-/// Records the preimage of a payment we sent (durable when this returns).
-pub(crate) fn record_preimage(store: &Store, preimage: &Preimage) -> Result<(), LnError> {
-    let k = key(&preimage.hashlock());
-    KVStoreSync::write(
+fn write(store: &Store, secondary: &str, k: &str, bytes: Vec<u8>) -> Result<(), LnError> {
+    KVStoreSync::write(store, NAMESPACE, secondary, k, bytes).map_err(|e| store_err(secondary, e))
+}
+
+fn write_preimage(store: &Store, secondary: &str, preimage: &Preimage) -> Result<(), LnError> {
+    write(
         store,
-        NAMESPACE,
-        PREIMAGES,
-        &k,
+        secondary,
+        &key(&preimage.hashlock()),
         preimage.as_bytes().to_vec(),
     )
-    .map_err(|e| store_err(PREIMAGES, e))
+}
+
+fn read_preimage(
+    store: &Store,
+    secondary: &str,
+    hashlock: &Hashlock,
+) -> Result<Option<Preimage>, LnError> {
+    let Some(bytes) = read(store, secondary, &key(hashlock))? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| LnError::Decode(format!("{secondary}: not 32 bytes")))?;
+    let preimage = Preimage::from_bytes(bytes);
+    if preimage.hashlock() != *hashlock {
+        return Err(LnError::Decode(format!(
+            "{secondary}: the record of {} holds another hash's preimage",
+            key(hashlock)
+        )));
+    }
+    Ok(Some(preimage))
+}
+
+/// Records the preimage of a payment we sent (durable when this returns).
+pub(crate) fn record_preimage(store: &Store, preimage: &Preimage) -> Result<(), LnError> {
+    write_preimage(store, PREIMAGES, preimage)
 }
 
 /// The preimage of `hashlock`, if a payment of ours to it succeeded.
@@ -59,20 +93,85 @@ pub(crate) fn preimage_for(
     store: &Store,
     hashlock: &Hashlock,
 ) -> Result<Option<Preimage>, LnError> {
-    let Some(bytes) = read(store, PREIMAGES, &key(hashlock))? else {
+    read_preimage(store, PREIMAGES, hashlock)
+}
+
+/// Records that we started claiming the payment held on `preimage`'s hash (before LDK is
+/// given the preimage).
+pub(crate) fn record_claiming(store: &Store, preimage: &Preimage) -> Result<(), LnError> {
+    write_preimage(store, CLAIMING, preimage)
+}
+
+/// The preimage we claim the payment held on `hashlock` with, once the claim started.
+pub(crate) fn claiming(store: &Store, hashlock: &Hashlock) -> Result<Option<Preimage>, LnError> {
+    read_preimage(store, CLAIMING, hashlock)
+}
+
+/// Sets the marker `kind` ([`CLAIMED`], [`PAY_FAILED`], [`RECEIVE_FAILED`]) of `hashlock`.
+pub(crate) fn mark(store: &Store, kind: &str, hashlock: &Hashlock) -> Result<(), LnError> {
+    write(store, kind, &key(hashlock), vec![1])
+}
+
+/// Whether the marker `kind` of `hashlock` is set.
+pub(crate) fn marked(store: &Store, kind: &str, hashlock: &Hashlock) -> Result<bool, LnError> {
+    Ok(read(store, kind, &key(hashlock))?.is_some())
+}
+
+/// A payment a swap sends: recorded before it is handed to LDK, so that what the swap agreed
+/// (its absolute CLTV) outlives LDK's memory of the payment id (dropped minutes after the
+/// payment ends), and a cancelled leg is never sent later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SentPayment {
+    /// The payment id (from the swap).
+    pub payment_id: [u8; 32],
+    /// What the payee gets, in millisatoshis.
+    pub amount_msat: u64,
+    /// The final hop's absolute CLTV expiry.
+    pub cltv_expiry: u32,
+    /// The leg was cancelled before anything was sent: never send it.
+    pub cancelled: bool,
+}
+
+const SENT_LEN: usize = 32 + 8 + 4 + 1;
+
+/// Records (or overwrites) the sent record of `hashlock`.
+pub(crate) fn record_sent(
+    store: &Store,
+    hashlock: &Hashlock,
+    sent: &SentPayment,
+) -> Result<(), LnError> {
+    let mut bytes = Vec::with_capacity(SENT_LEN);
+    bytes.extend_from_slice(&sent.payment_id);
+    bytes.extend_from_slice(&sent.amount_msat.to_be_bytes());
+    bytes.extend_from_slice(&sent.cltv_expiry.to_be_bytes());
+    bytes.push(u8::from(sent.cancelled));
+    write(store, SENT, &key(hashlock), bytes)
+}
+
+/// The sent record of `hashlock`, if any.
+pub(crate) fn sent(store: &Store, hashlock: &Hashlock) -> Result<Option<SentPayment>, LnError> {
+    let Some(bytes) = read(store, SENT, &key(hashlock))? else {
         return Ok(None);
     };
-    let bytes: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| LnError::Decode(format!("{PREIMAGES}: not 32 bytes")))?;
-    let preimage = Preimage::from_bytes(bytes);
-    if preimage.hashlock() != *hashlock {
-        return Err(LnError::Decode(format!(
-            "{PREIMAGES}: the record of {} holds another hash's preimage",
-            key(hashlock)
-        )));
+    let bad = || LnError::Decode(format!("{SENT}: {} bytes", bytes.len()));
+    if bytes.len() != SENT_LEN {
+        return Err(bad());
     }
-    Ok(Some(preimage))
+    let field = |from: usize, to: usize| bytes.get(from..to).ok_or_else(bad);
+    let payment_id: [u8; 32] = field(0, 32)?.try_into().map_err(|_| bad())?;
+    let amount: [u8; 8] = field(32, 40)?.try_into().map_err(|_| bad())?;
+    let cltv: [u8; 4] = field(40, 44)?.try_into().map_err(|_| bad())?;
+    let cancelled = match field(44, 45)? {
+        [0] => false,
+        [1] => true,
+        _ => return Err(bad()),
+    };
+    Ok(Some(SentPayment {
+        payment_id,
+        amount_msat: u64::from_be_bytes(amount),
+        cltv_expiry: u32::from_be_bytes(cltv),
+        cancelled,
+    }))
 }
 
 /// Records a payment held for us (durable when this returns).
@@ -85,8 +184,7 @@ pub(crate) fn record_held(
     if let Some(d) = held.claim_deadline {
         bytes.extend_from_slice(&d.to_be_bytes());
     }
-    KVStoreSync::write(store, NAMESPACE, HELD, &key(hashlock), bytes)
-        .map_err(|e| store_err(HELD, e))
+    write(store, HELD, &key(hashlock), bytes)
 }
 
 /// The payment held for us on `hashlock`, if one was.
@@ -134,7 +232,7 @@ mod tests {
         };
         record_held(&store, &h, held_p).unwrap();
         let again = Store::new(dir.path().to_path_buf());
-        assert_eq!(preimage_for(&again, &h).unwrap(), Some(p));
+        assert_eq!(preimage_for(&again, &h).unwrap(), Some(p.clone()));
         assert_eq!(held(&again, &h).unwrap(), Some(held_p));
         // A record under the wrong hash is refused, not returned.
         let other = Hashlock([9; 32]);
@@ -145,5 +243,34 @@ mod tests {
         ));
         KVStoreSync::write(&again, NAMESPACE, HELD, &key(&other), vec![1; 5]).unwrap();
         assert!(matches!(held(&again, &other), Err(LnError::Decode(_))));
+
+        // Claims, markers and sent records.
+        assert_eq!(claiming(&again, &h).unwrap(), None);
+        record_claiming(&again, &p).unwrap();
+        assert_eq!(claiming(&store, &h).unwrap(), Some(p));
+        assert!(!marked(&again, CLAIMED, &h).unwrap());
+        mark(&again, CLAIMED, &h).unwrap();
+        assert!(marked(&store, CLAIMED, &h).unwrap());
+        assert!(!marked(&store, PAY_FAILED, &h).unwrap());
+        let s = SentPayment {
+            payment_id: [3; 32],
+            amount_msat: 12_345,
+            cltv_expiry: 700,
+            cancelled: false,
+        };
+        record_sent(&again, &h, &s).unwrap();
+        assert_eq!(sent(&store, &h).unwrap(), Some(s));
+        record_sent(
+            &again,
+            &h,
+            &SentPayment {
+                cancelled: true,
+                ..s
+            },
+        )
+        .unwrap();
+        assert!(sent(&store, &h).unwrap().unwrap().cancelled);
+        KVStoreSync::write(&again, NAMESPACE, SENT, &key(&other), vec![0; SENT_LEN - 1]).unwrap();
+        assert!(matches!(sent(&again, &other), Err(LnError::Decode(_))));
     }
 }

@@ -13,6 +13,7 @@
 //!   disconnections; Litecoin's HogEx skipped.
 //! - `io`: logging, broadcasting and fee estimates through the node; closes and claims pay to
 //!   wallet addresses.
+//! - [`rail`]: [`LnRail`], the Lightning rail (a swap leg as a payment to a hold invoice).
 //! - `router`: LDK's router with the final CLTV pinned (no random shadow offset).
 //! - `wallet`: the funding transaction (segwit inputs only).
 //!
@@ -27,6 +28,7 @@ mod io;
 mod ledger;
 pub mod node;
 mod ops;
+pub mod rail;
 mod router;
 mod types;
 mod wallet;
@@ -39,3 +41,4 @@ pub use ledger::HeldPayment;
 pub use lightning::ln::types::ChannelId;
 pub use node::LnNode;
 pub use ops::{ChannelInfo, InboundHtlc, PaymentTarget};
+pub use rail::LnRail;

@@ -257,6 +257,14 @@ impl LnNode {
                 )));
             }
         }
+        if crate::ledger::marked(&self.store, crate::ledger::RECEIVE_FAILED, &hashlock)? {
+            return Err(LnError::Api(format!(
+                "the payment held for {} was failed back",
+                hex::encode(hashlock.0)
+            )));
+        }
+        // Recorded first: a status read after a crash here still knows the claim started.
+        crate::ledger::record_claiming(&self.store, preimage)?;
         self.channel_manager
             .claim_funds(PaymentPreimage(*preimage.as_bytes()));
         Ok(())

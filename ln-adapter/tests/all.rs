@@ -13,6 +13,8 @@ mod force_close;
 mod garbage;
 #[path = "pay_both_ways.rs"]
 mod pay_both_ways;
+#[path = "rail.rs"]
+mod rail;
 #[path = "reorg.rs"]
 mod reorg;
 #[path = "restart.rs"]

@@ -1,0 +1,649 @@
+//! The Lightning rail: a [`swap_core::Rail`] whose HTLCs are payments to hold invoices in the
+//! embedded node's channels.
+//!
+//! A Lightning leg's recipient registers the swap's hashlock as a hold invoice
+//! ([`LnRail::receive`]) and puts what the payer needs in the terms ([`RailBody::Lightning`]:
+//! node id, payment secret, minimum final CLTV delta). The leg's expiry is the final hop's
+//! absolute CLTV.
+//!
+//! - `lock` (payer): pays the invoice once, at exactly the agreed CLTV whatever the height
+//!   when it is sent (the final delta is computed from the expiry), no retries, with a payment
+//!   id derived from the swap id. What was sent is recorded before LDK is given it (a
+//!   [`SentPayment`]): LDK forgets a payment id minutes after the payment ends, the record
+//!   and the outcome markers do not, so calling `lock` again never pays twice.
+//! - status, payer's side: `Claimed` once the payment succeeded (the preimage, recorded before
+//!   LDK counts the event handled, also when the payee claimed on chain); `Refunded` once it
+//!   failed (every HTLC back); `Funded` while its HTLCs are in a channel (irrevocable once
+//!   committed) or LDK still has it pending (a channel closing with the HTLC on chain).
+//! - status, payee's side: `Funded` once the whole amount is held (LDK's `PaymentClaimable`,
+//!   recorded), with the HTLC's CLTV as its expiry; `Claimed` once we started claiming
+//!   (irrevocable once LDK reports the preimage in its monitors); `Refunded` once it failed back
+//!   (by us, or by LDK at the claim deadline) or the claim deadline passed unclaimed.
+//! - refunds are automatic ([`swap_core::RefundMode::Automatic`]): the payee's node fails a
+//!   held payment back at its deadline, and the payer's node times the HTLC out on chain if the
+//!   payee vanished.
+//!
+//! A Lightning HTLC does not name its payer (onion routing): the payee reports the terms'
+//! sender as the lock's. Who paid does not matter to the payee; the payment secret ties the
+//! payment to this swap's invoice.
+//!
+//! HTLCs below the chain's dust limit are trimmed from the commitment transactions: they are
+//! as final as any inside the channel but not enforceable on chain (their value goes to fees
+//! in a force close). Micro-swaps accept that risk by design.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::BlockHash;
+use lightning::ln::channel_state::{InboundHTLCStateDetails, OutboundHTLCStateDetails};
+use lightning::ln::channelmanager::{
+    PaymentId, RecentPaymentDetails, RecipientOnionFields, Retry, RetryableSendFailure,
+    MIN_FINAL_CLTV_EXPIRY_DELTA,
+};
+use lightning::routing::router::{PaymentParameters, RouteParameters};
+use lightning::types::payment::{PaymentHash, PaymentSecret};
+use swap_core::params::{ChainFamily, ChainParams, ChainTip, Finality, RailId, RailKind};
+use swap_core::rail::{
+    Cause, ChainError, Funds, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail, RailBody,
+    RailData,
+};
+use swap_core::types::{
+    Account, Amount, Asset, Expiry, Hashlock, Height, Preimage, PublicKeyBytes, Sats, SwapId,
+    Timestamp, TxRef,
+};
+
+use crate::error::LnError;
+use crate::ledger::{self, SentPayment};
+use crate::node::LnNode;
+
+/// Blocks a routed payment may add to the final CLTV on its way (the intermediaries'
+/// deltas): the payer's first HTLC may expire this much later than the agreed expiry.
+pub const ROUTE_CLTV_ALLOWANCE: u32 = 288;
+
+/// How long a hold invoice accepts its payment, at most (the leg's expiry bounds it anyway).
+const INVOICE_SECS: u32 = 7 * 24 * 3600;
+
+/// The Lightning rail of one embedded node. Cheap to clone.
+#[derive(Clone)]
+pub struct LnRail {
+    node: Arc<LnNode>,
+    params: ChainParams,
+}
+
+impl std::fmt::Debug for LnRail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LnRail({}, {})", self.params.rail(), self.node.node_id())
+    }
+}
+
+/// The payment id a swap pays its Lightning leg with (a tagged hash of the swap id).
+pub fn payment_id(swap_id: &SwapId) -> [u8; 32] {
+    let mut engine = sha256::Hash::engine();
+    engine.input(b"xswap/ln-payment-id/");
+    engine.input(&swap_id.0);
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
+fn txref(hashlock: &Hashlock) -> TxRef {
+    TxRef(format!("ln:{}", hex::encode(hashlock.0)))
+}
+
+fn invalid(message: impl std::fmt::Display) -> ChainError {
+    ChainError::new(Cause::Invalid, message)
+}
+
+/// An [`LnError`] as a rail error: a node that is down, stopped or not ready is transient.
+fn ln_err(e: LnError) -> ChainError {
+    if e.is_transient() || matches!(e, LnError::Stopped(_)) {
+        ChainError::new(Cause::Unavailable, e)
+    } else {
+        ChainError::permanent(e)
+    }
+}
+
+fn account_of(node_id: &PublicKey) -> Account {
+    Account::PublicKey(PublicKeyBytes(node_id.serialize()))
+}
+
+/// What the node's channels hold now, read once for a round of status reads.
+#[derive(Default)]
+struct Snapshot {
+    /// HTLCs offered to us, per payment hash: (amount, CLTV, committed).
+    inbound: HashMap<[u8; 32], Vec<(u64, u32, bool)>>,
+    /// HTLCs we offered, per payment hash: committed or not.
+    outbound: HashMap<[u8; 32], Vec<bool>>,
+    /// Payments LDK still knows, by payment id: pending or not.
+    recent: HashMap<[u8; 32], bool>,
+    height: u32,
+}
+
+impl LnRail {
+    /// The Lightning rail of `node`, with the built-in parameters of its chain.
+    pub fn new(node: Arc<LnNode>) -> Self {
+        let params = ChainParams::for_rail(RailId::new(node.config.chain, RailKind::Lightning));
+        Self { node, params }
+    }
+
+    /// With other parameters (a devnet's, say); they must be a Lightning rail's on the node's
+    /// chain.
+    pub fn with_params(mut self, params: ChainParams) -> Result<Self, ChainError> {
+        params.validate().map_err(invalid)?;
+        if params.kind != RailKind::Lightning || params.chain != self.node.config.chain {
+            return Err(invalid("not a Lightning rail on the node's chain"));
+        }
+        self.params = params;
+        Ok(self)
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Arc<LnNode> {
+        &self.node
+    }
+
+    /// Our account on this rail: the node id.
+    pub fn me(&self) -> Account {
+        account_of(&self.node.node_id())
+    }
+
+    /// The recipient's part of a Lightning leg: registers `hashlock` as a hold invoice for
+    /// `amount` and answers the rail data the payer needs (it goes into the terms).
+    pub fn receive(&self, hashlock: Hashlock, amount: Sats) -> Result<RailData, ChainError> {
+        let amount_msat = amount
+            .0
+            .checked_mul(1_000)
+            .ok_or_else(|| invalid("amount too large for millisatoshis"))?;
+        let payment_secret = self
+            .node
+            .hold_invoice(
+                hashlock,
+                amount_msat,
+                INVOICE_SECS,
+                MIN_FINAL_CLTV_EXPIRY_DELTA,
+            )
+            .map_err(ln_err)?;
+        Ok(RailData::new(RailBody::Lightning {
+            node_id: PublicKeyBytes(self.node.node_id().serialize()),
+            payment_secret,
+            min_final_cltv_delta: MIN_FINAL_CLTV_EXPIRY_DELTA,
+        }))
+    }
+
+    fn check_asset(&self, htlc: &HtlcParams) -> Result<u64, ChainError> {
+        let asset_ok = matches!(
+            (self.params.chain.family, &htlc.asset),
+            (ChainFamily::Bitcoin, Asset::Btc) | (ChainFamily::Litecoin, Asset::Ltc)
+        );
+        match (asset_ok, htlc.amount) {
+            (true, Amount::Sats(s)) => {
+                s.0.checked_mul(1_000)
+                    .ok_or_else(|| invalid("amount too large for millisatoshis"))
+            }
+            _ => Err(invalid(format!(
+                "{:?} is not this Lightning rail's asset",
+                htlc.asset
+            ))),
+        }
+    }
+
+    fn snapshot(&self, height: u32) -> Snapshot {
+        let mut s = Snapshot {
+            height,
+            ..Snapshot::default()
+        };
+        for c in self.node.channel_manager.list_channels() {
+            for h in &c.pending_inbound_htlcs {
+                let committed = matches!(
+                    h.state,
+                    Some(
+                        InboundHTLCStateDetails::Committed
+                            | InboundHTLCStateDetails::AwaitingRemoteRevokeToRemoveFulfill
+                            | InboundHTLCStateDetails::AwaitingRemoteRevokeToRemoveFail
+                    )
+                );
+                s.inbound.entry(h.payment_hash.0).or_default().push((
+                    h.amount_msat,
+                    h.cltv_expiry,
+                    committed,
+                ));
+            }
+            for h in &c.pending_outbound_htlcs {
+                let committed = matches!(
+                    h.state,
+                    Some(
+                        OutboundHTLCStateDetails::Committed
+                            | OutboundHTLCStateDetails::AwaitingRemoteRevokeToRemoveSuccess
+                            | OutboundHTLCStateDetails::AwaitingRemoteRevokeToRemoveFailure
+                    )
+                );
+                s.outbound
+                    .entry(h.payment_hash.0)
+                    .or_default()
+                    .push(committed);
+            }
+        }
+        for p in self.node.channel_manager.list_recent_payments() {
+            match p {
+                RecentPaymentDetails::Pending { payment_id, .. } => {
+                    s.recent.insert(payment_id.0, true);
+                }
+                RecentPaymentDetails::Fulfilled { payment_id, .. }
+                | RecentPaymentDetails::Abandoned { payment_id, .. }
+                | RecentPaymentDetails::AwaitingInvoice { payment_id, .. } => {
+                    s.recent.insert(payment_id.0, false);
+                }
+            }
+        }
+        s
+    }
+
+    fn lock_of(&self, htlc: &HtlcParams, amount: Amount, cltv: u32) -> ObservedLock {
+        ObservedLock {
+            txref: txref(&htlc.hashlock),
+            asset: htlc.asset.clone(),
+            amount,
+            sender: htlc.sender,
+            recipient: htlc.recipient,
+            hashlock: htlc.hashlock,
+            expiry: Expiry::Height(Height(u64::from(cltv))),
+        }
+    }
+
+    /// The payer's view of a leg.
+    fn sent_status(&self, htlc: &HtlcParams, snap: &Snapshot) -> Result<HtlcStatus, LnError> {
+        let store = &self.node.store;
+        let h = &htlc.hashlock;
+        if let Some(preimage) = ledger::preimage_for(store, h)? {
+            return Ok(HtlcStatus::Claimed {
+                preimage,
+                txref: txref(h),
+                finality: Finality::Irrevocable,
+            });
+        }
+        if ledger::marked(store, ledger::PAY_FAILED, h)? {
+            return Ok(HtlcStatus::Refunded {
+                txref: txref(h),
+                finality: Finality::Irrevocable,
+            });
+        }
+        let Some(sent) = ledger::sent(store, h)? else {
+            return Ok(HtlcStatus::Absent);
+        };
+        let lock = self.lock_of(
+            htlc,
+            Amount::Sats(Sats(sent.amount_msat / 1_000)),
+            sent.cltv_expiry,
+        );
+        if let Some(htlcs) = snap.outbound.get(&h.0) {
+            let finality = if htlcs.iter().all(|c| *c) {
+                Finality::Irrevocable
+            } else {
+                Finality::Mempool
+            };
+            return Ok(HtlcStatus::Funded { lock, finality });
+        }
+        if snap.recent.get(&sent.payment_id) == Some(&true) {
+            // Pending, no HTLC in an open channel: it is in a closing channel's commitment.
+            return Ok(HtlcStatus::Funded {
+                lock,
+                finality: Finality::Irrevocable,
+            });
+        }
+        Ok(HtlcStatus::Absent)
+    }
+
+    /// The payee's view of a leg.
+    fn received_status(&self, htlc: &HtlcParams, snap: &Snapshot) -> Result<HtlcStatus, LnError> {
+        let store = &self.node.store;
+        let h = &htlc.hashlock;
+        let failed = ledger::marked(store, ledger::RECEIVE_FAILED, h)?;
+        if let Some(preimage) = ledger::claiming(store, h)? {
+            let claimed = ledger::marked(store, ledger::CLAIMED, h)?;
+            if failed && !claimed {
+                return Ok(HtlcStatus::Refunded {
+                    txref: txref(h),
+                    finality: Finality::Irrevocable,
+                });
+            }
+            return Ok(HtlcStatus::Claimed {
+                preimage,
+                txref: txref(h),
+                finality: if claimed {
+                    Finality::Irrevocable
+                } else {
+                    Finality::Mempool
+                },
+            });
+        }
+        let Some(held) = ledger::held(store, h)? else {
+            return Ok(HtlcStatus::Absent);
+        };
+        let amount = Amount::Sats(Sats(held.amount_msat / 1_000));
+        if let Some(htlcs) = snap.inbound.get(&h.0) {
+            let cltv = htlcs.iter().map(|x| x.1).min().unwrap_or_default();
+            let finality = if htlcs.iter().all(|x| x.2) {
+                Finality::Irrevocable
+            } else {
+                Finality::Mempool
+            };
+            return Ok(HtlcStatus::Funded {
+                lock: self.lock_of(htlc, amount, cltv),
+                finality,
+            });
+        }
+        let deadline_passed = held.claim_deadline.is_some_and(|d| snap.height >= d);
+        if failed || deadline_passed {
+            return Ok(HtlcStatus::Refunded {
+                txref: txref(h),
+                finality: Finality::Irrevocable,
+            });
+        }
+        // Held, in no open channel, not failed: in a closing channel's commitment, still ours
+        // to claim (on chain) until the deadline.
+        let fail_back_buffer = u32::from(MIN_FINAL_CLTV_EXPIRY_DELTA) - 3;
+        let cltv = held
+            .claim_deadline
+            .map(|d| d.saturating_add(fail_back_buffer))
+            .unwrap_or_default();
+        Ok(HtlcStatus::Funded {
+            lock: self.lock_of(htlc, amount, cltv),
+            finality: Finality::Irrevocable,
+        })
+    }
+
+    fn status_in(&self, htlc: &HtlcParams, snap: &Snapshot) -> Result<HtlcStatus, ChainError> {
+        self.check_asset(htlc)?;
+        let me = self.me();
+        if htlc.sender == me && htlc.recipient != me {
+            self.sent_status(htlc, snap).map_err(ln_err)
+        } else if htlc.recipient == me && htlc.sender != me {
+            self.received_status(htlc, snap).map_err(ln_err)
+        } else {
+            Err(invalid("a Lightning leg between this node and another"))
+        }
+    }
+
+    async fn ldk_height(&self) -> u32 {
+        self.node.best_block().await.1
+    }
+
+    async fn pay(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        let amount_msat = self.check_asset(htlc)?;
+        if htlc.sender != self.me() {
+            return Err(invalid("we do not pay this leg"));
+        }
+        let Some(RailBody::Lightning {
+            node_id,
+            payment_secret,
+            min_final_cltv_delta,
+        }) = htlc.rail_data.as_ref().map(|d| &d.body)
+        else {
+            return Err(invalid("a Lightning leg without its invoice data"));
+        };
+        if Account::PublicKey(*node_id) != htlc.recipient {
+            return Err(invalid("the invoice's node is not the leg's recipient"));
+        }
+        let payee = PublicKey::from_slice(&node_id.0).map_err(invalid)?;
+        let Expiry::Height(Height(expiry)) = htlc.expiry else {
+            return Err(invalid("a Lightning leg expires at a height"));
+        };
+        let cltv_expiry = u32::try_from(expiry).map_err(invalid)?;
+        let store = &self.node.store;
+        let h = &htlc.hashlock;
+        let id = payment_id(&htlc.swap_id);
+        if ledger::preimage_for(store, h).map_err(ln_err)?.is_some() {
+            return Ok(txref(h));
+        }
+        if ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)? {
+            return Err(ChainError::new(
+                Cause::AlreadySpent,
+                "the payment failed back already",
+            ));
+        }
+        let sent = ledger::sent(store, h).map_err(ln_err)?;
+        match sent {
+            Some(s) if s.cancelled => {
+                return Err(invalid("this leg was cancelled: it is never paid"));
+            }
+            Some(s) if s.payment_id != id || s.cltv_expiry != cltv_expiry => {
+                return Err(invalid("another payment to this hash was sent"));
+            }
+            _ => {}
+        }
+        if self
+            .node
+            .channel_manager
+            .list_recent_payments()
+            .iter()
+            .any(|p| recent_id(p) == Some(id))
+        {
+            return Ok(txref(h));
+        }
+        // LDK puts the final CLTV at its best height + 1 + the final delta.
+        let height = self.ldk_height().await;
+        let delta = cltv_expiry
+            .checked_sub(height.saturating_add(1))
+            .filter(|d| *d >= u32::from(*min_final_cltv_delta))
+            .ok_or_else(|| {
+                ChainError::new(
+                    Cause::Invalid,
+                    format!(
+                        "too late to pay: CLTV {cltv_expiry} at height {height} is closer than \
+                         the payee's minimum delta {min_final_cltv_delta}"
+                    ),
+                )
+            })?;
+        if sent.is_none() {
+            ledger::record_sent(
+                store,
+                h,
+                &SentPayment {
+                    payment_id: id,
+                    amount_msat,
+                    cltv_expiry,
+                    cancelled: false,
+                },
+            )
+            .map_err(ln_err)?;
+        }
+        self.node.alive().map_err(ln_err)?;
+        let mut params = PaymentParameters::from_node_id(payee, delta);
+        params.max_total_cltv_expiry_delta = delta.saturating_add(1 + ROUTE_CLTV_ALLOWANCE);
+        let route = RouteParameters::from_payment_params_and_value(params, amount_msat);
+        match self.node.channel_manager.send_payment(
+            PaymentHash(h.0),
+            RecipientOnionFields::secret_only(PaymentSecret(*payment_secret)),
+            PaymentId(id),
+            route,
+            Retry::Attempts(0),
+        ) {
+            Ok(()) | Err(RetryableSendFailure::DuplicatePayment) => Ok(txref(h)),
+            // Nothing was sent (no usable channel with the capacity yet): try again later.
+            Err(RetryableSendFailure::RouteNotFound) => Err(ChainError::new(
+                Cause::Unavailable,
+                "no usable channel can carry the payment now",
+            )),
+            Err(e) => Err(ChainError::permanent(format!("payment refused: {e:?}"))),
+        }
+    }
+}
+
+fn recent_id(p: &RecentPaymentDetails) -> Option<[u8; 32]> {
+    match p {
+        RecentPaymentDetails::Pending { payment_id, .. }
+        | RecentPaymentDetails::Fulfilled { payment_id, .. }
+        | RecentPaymentDetails::Abandoned { payment_id, .. }
+        | RecentPaymentDetails::AwaitingInvoice { payment_id, .. } => Some(payment_id.0),
+    }
+}
+
+#[async_trait]
+impl Rail for LnRail {
+    fn params(&self) -> &ChainParams {
+        &self.params
+    }
+
+    async fn account(&self, _key_index: u32) -> Result<Account, ChainError> {
+        Ok(self.me())
+    }
+
+    /// The largest payment one usable channel can carry now (a swap's leg is one payment).
+    async fn funds(&self, asset: &Asset) -> Result<Funds, ChainError> {
+        let ours = matches!(
+            (self.params.chain.family, asset),
+            (ChainFamily::Bitcoin, Asset::Btc) | (ChainFamily::Litecoin, Asset::Ltc)
+        );
+        if !ours {
+            return Err(invalid(format!(
+                "{asset:?} is not this Lightning rail's asset"
+            )));
+        }
+        self.node.alive().map_err(ln_err)?;
+        let sendable_msat = self
+            .node
+            .channel_manager
+            .list_usable_channels()
+            .iter()
+            .map(|c| c.next_outbound_htlc_limit_msat)
+            .max()
+            .unwrap_or(0);
+        let sats = u128::from(sendable_msat / 1_000);
+        Ok(Funds {
+            balance: sats,
+            fee_balance: sats,
+            fee_allowance: 0,
+            fees_from_asset: true,
+        })
+    }
+
+    async fn verify(&self) -> Result<(), ChainError> {
+        self.node.alive().map_err(ln_err)?;
+        self.tip().await.map(|_| ())
+    }
+
+    /// The node's tip (not LDK's last block, which may lag a poll behind): expiry decisions
+    /// must not think it is earlier than it is.
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        let rpc = &self.node.rpc;
+        let hash: BlockHash = rpc
+            .call("getbestblockhash", vec![])
+            .await
+            .map_err(|e| ln_err(e.into()))?;
+        let header = rpc
+            .get_block_header(&hash)
+            .await
+            .map_err(|e| ln_err(e.into()))?;
+        let field = |name: &str| {
+            header
+                .get(name)
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| {
+                    ChainError::new(Cause::Inconsistent, format!("header {hash} without {name}"))
+                })
+        };
+        Ok(ChainTip {
+            height: Height(field("height")?),
+            time: Timestamp(field("time")?),
+        })
+    }
+
+    async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
+        let tip = self.tip().await?;
+        let snap = self.snapshot(u32::try_from(tip.height.0).unwrap_or(u32::MAX));
+        self.status_in(htlc, &snap)
+    }
+
+    async fn observe(&self, htlcs: &[HtlcParams]) -> Result<Observation, ChainError> {
+        let tip = self.tip().await?;
+        let snap = self.snapshot(u32::try_from(tip.height.0).unwrap_or(u32::MAX));
+        let statuses = htlcs.iter().map(|h| self.status_in(h, &snap)).collect();
+        Ok(Observation { tip, statuses })
+    }
+
+    async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.pay(htlc).await
+    }
+
+    async fn claim(&self, htlc: &HtlcParams, preimage: &Preimage) -> Result<TxRef, ChainError> {
+        self.check_asset(htlc)?;
+        if htlc.recipient != self.me() {
+            return Err(invalid("we do not receive this leg"));
+        }
+        if preimage.hashlock() != htlc.hashlock {
+            return Err(invalid("the preimage does not match the leg's hashlock"));
+        }
+        let store = &self.node.store;
+        if ledger::claiming(store, &htlc.hashlock)
+            .map_err(ln_err)?
+            .is_some()
+            && ledger::marked(store, ledger::CLAIMED, &htlc.hashlock).map_err(ln_err)?
+        {
+            return Ok(txref(&htlc.hashlock));
+        }
+        match self.node.claim(preimage).await {
+            Ok(()) => Ok(txref(&htlc.hashlock)),
+            Err(e @ LnError::Api(_)) => Err(ChainError::new(Cause::AlreadySpent, e)),
+            Err(e) => Err(ln_err(e)),
+        }
+    }
+
+    async fn refund(&self, _htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        Err(invalid(
+            "a Lightning HTLC fails back by itself at its deadline: there is no refund to send",
+        ))
+    }
+
+    /// Makes sure a leg we never paid is never paid: the sent record is marked cancelled.
+    /// A payment LDK has (pending or done) cannot be cancelled: `AlreadySpent`.
+    async fn cancel_lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
+        let amount_msat = self.check_asset(htlc)?;
+        let store = &self.node.store;
+        let h = &htlc.hashlock;
+        let id = payment_id(&htlc.swap_id);
+        let known = self
+            .node
+            .channel_manager
+            .list_recent_payments()
+            .iter()
+            .any(|p| recent_id(p) == Some(id));
+        if known
+            || ledger::preimage_for(store, h).map_err(ln_err)?.is_some()
+            || ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)?
+        {
+            return Err(ChainError::new(
+                Cause::AlreadySpent,
+                "the payment was sent: it ends by itself",
+            ));
+        }
+        let sent = ledger::sent(store, h).map_err(ln_err)?;
+        let cltv_expiry = match htlc.expiry {
+            Expiry::Height(Height(e)) => u32::try_from(e).unwrap_or(u32::MAX),
+            Expiry::Time(_) => 0,
+        };
+        let record = SentPayment {
+            payment_id: id,
+            amount_msat,
+            cltv_expiry,
+            cancelled: true,
+        };
+        if sent.map(|s| s.cancelled) != Some(true) {
+            ledger::record_sent(store, h, &record).map_err(ln_err)?;
+        }
+        Ok(TxRef(String::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_ids_differ_per_swap_and_are_stable() {
+        let a = payment_id(&SwapId([1; 16]));
+        assert_eq!(a, payment_id(&SwapId([1; 16])));
+        assert_ne!(a, payment_id(&SwapId([2; 16])));
+        assert_ne!(a, [0; 32]);
+    }
+}

@@ -1,0 +1,349 @@
+//! The Lightning rail ([`LnRail`]) as the swap engine uses it: a leg paid at exactly its
+//! agreed CLTV, seen held by the payee, claimed, and the preimage learned by the payer; a leg
+//! failed back reads refunded on both sides and is never paid again; a cancelled leg is never
+//! paid; a leg too close to its expiry is refused; the payer offline while the payee claims on
+//! chain.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ln_adapter::{LnNode, LnRail};
+use swap_core::{
+    Account, Amount, Asset, Cause, ChainFamily, Expiry, Finality, Hashlock, Height, HtlcParams,
+    HtlcStatus, Preimage, Rail, Sats, SwapId,
+};
+
+use crate::common::*;
+
+struct Rails {
+    node: devnet::regtest::RegtestNode,
+    dirs: tempfile::TempDir,
+    a: Arc<LnNode>,
+    b: Arc<LnNode>,
+    ra: LnRail,
+    rb: LnRail,
+}
+
+/// A pair with a channel from `a` to `b` and a rail on each node.
+async fn rails(capacity_sats: u64) -> Rails {
+    let p = pair().await;
+    open_channel(&p, capacity_sats).await;
+    let Pair {
+        node, a, b, dirs, ..
+    } = p;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    Rails {
+        ra: LnRail::new(Arc::clone(&a)),
+        rb: LnRail::new(Arc::clone(&b)),
+        node,
+        dirs,
+        a,
+        b,
+    }
+}
+
+fn asset_of(family: ChainFamily) -> Asset {
+    match family {
+        ChainFamily::Litecoin => Asset::Ltc,
+        _ => Asset::Btc,
+    }
+}
+
+/// A leg paying `amount` from `ra`'s node to `rb`'s, expiring `blocks` after the tip, with
+/// `rb`'s hold invoice in its rail data.
+async fn leg(r: &Rails, amount: u64, blocks: u64) -> (HtlcParams, Preimage) {
+    let preimage = Preimage::random().unwrap();
+    let hashlock = preimage.hashlock();
+    let tip = r.node.height().await;
+    let rail_data = r.rb.receive(hashlock, Sats(amount)).unwrap();
+    let htlc = HtlcParams {
+        swap_id: SwapId::random().unwrap(),
+        key_index: 0,
+        hashlock,
+        asset: asset_of(r.node.chain_id().family),
+        amount: Amount::Sats(Sats(amount)),
+        sender: r.ra.me(),
+        recipient: r.rb.me(),
+        expiry: Expiry::Height(Height(tip + blocks)),
+        watch_from: Height(tip),
+        rail_data: Some(rail_data),
+    };
+    (htlc, preimage)
+}
+
+/// Waits (60 s at most) until `rail` reports a status for which `pred` holds.
+async fn wait_status(
+    rail: &LnRail,
+    htlc: &HtlcParams,
+    what: &str,
+    pred: impl Fn(&HtlcStatus) -> bool,
+) -> HtlcStatus {
+    let started = Instant::now();
+    loop {
+        let status = rail.htlc_status(htlc).await.unwrap();
+        if pred(&status) {
+            return status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}; last status {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn outbound(n: &LnNode) -> u64 {
+    n.channels().iter().map(|c| c.outbound_msat).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leg_paid_at_its_exact_cltv_held_claimed_and_learned() {
+    let r = rails(500_000).await;
+    let amount = 40_000;
+    let (htlc, preimage) = leg(&r, amount, 300).await;
+    assert_eq!(r.ra.htlc_status(&htlc).await.unwrap(), HtlcStatus::Absent);
+    assert_eq!(r.rb.htlc_status(&htlc).await.unwrap(), HtlcStatus::Absent);
+    // Blocks between the invoice and the payment: the CLTV stays the agreed one.
+    r.node.mine(2).await;
+    r.a.sync().await.unwrap();
+    r.b.sync().await.unwrap();
+    let before = outbound(&r.a);
+    let txref = r.ra.lock(&htlc).await.unwrap();
+    assert_eq!(
+        r.ra.lock(&htlc).await.unwrap(),
+        txref,
+        "a second lock is the same"
+    );
+
+    let held = wait_status(&r.rb, &htlc, "held", |s| {
+        matches!(s, HtlcStatus::Funded { .. })
+    })
+    .await;
+    let HtlcStatus::Funded { lock, finality } = held else {
+        unreachable!()
+    };
+    assert_eq!(finality, Finality::Irrevocable);
+    assert_eq!(
+        lock.expiry, htlc.expiry,
+        "the payee sees the agreed CLTV exactly"
+    );
+    assert_eq!(lock.amount, htlc.amount);
+    assert_eq!(lock.hashlock, htlc.hashlock);
+    assert_eq!(lock.recipient, htlc.recipient);
+    let HtlcStatus::Funded { lock: ours, .. } = r.ra.htlc_status(&htlc).await.unwrap() else {
+        panic!("the payer sees its payment out")
+    };
+    assert_eq!(ours.expiry, htlc.expiry);
+    assert_eq!(
+        before - outbound(&r.a),
+        amount * 1_000,
+        "paid once, not twice"
+    );
+    // The payer cannot cancel what it sent.
+    let err = r.ra.cancel_lock(&htlc).await.unwrap_err();
+    assert_eq!(err.cause, Cause::AlreadySpent);
+
+    // A wrong preimage is refused before anything reaches the node.
+    let wrong = Preimage::random().unwrap();
+    assert_eq!(
+        r.rb.claim(&htlc, &wrong).await.unwrap_err().cause,
+        Cause::Invalid
+    );
+    r.rb.claim(&htlc, &preimage).await.unwrap();
+    let learned = wait_status(&r.ra, &htlc, "the payer learns the preimage", |s| {
+        matches!(s, HtlcStatus::Claimed { .. })
+    })
+    .await;
+    assert_eq!(
+        learned,
+        HtlcStatus::Claimed {
+            preimage: preimage.clone(),
+            txref: txref.clone(),
+            finality: Finality::Irrevocable
+        }
+    );
+    wait_status(&r.rb, &htlc, "the claim final", |s| {
+        matches!(
+            s,
+            HtlcStatus::Claimed {
+                finality: Finality::Irrevocable,
+                ..
+            }
+        )
+    })
+    .await;
+    // Locking again after the payment succeeded pays nothing.
+    let after = outbound(&r.a);
+    assert_eq!(r.ra.lock(&htlc).await.unwrap(), txref);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbound(&r.a), after);
+    // Funds: what the payer can still send over one channel.
+    let funds = r.ra.funds(&htlc.asset).await.unwrap();
+    assert!(funds.balance > 0 && funds.balance <= u128::from(500_000 - amount));
+    assert!(r.ra.funds(&Asset::Eth).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leg_failed_back_is_refunded_on_both_sides_and_never_paid_again() {
+    let r = rails(500_000).await;
+    let (htlc, preimage) = leg(&r, 25_000, 300).await;
+    let before = outbound(&r.a);
+    r.ra.lock(&htlc).await.unwrap();
+    wait_status(&r.rb, &htlc, "held", |s| {
+        matches!(s, HtlcStatus::Funded { .. })
+    })
+    .await;
+    r.b.fail_back(&htlc.hashlock);
+    wait_status(&r.ra, &htlc, "refunded (payer)", |s| {
+        matches!(s, HtlcStatus::Refunded { .. })
+    })
+    .await;
+    wait_status(&r.rb, &htlc, "refunded (payee)", |s| {
+        matches!(s, HtlcStatus::Refunded { .. })
+    })
+    .await;
+    wait_until("the amount is back", || outbound(&r.a) == before).await;
+    assert_eq!(
+        r.ra.lock(&htlc).await.unwrap_err().cause,
+        Cause::AlreadySpent
+    );
+    assert!(
+        r.rb.claim(&htlc, &preimage).await.is_err(),
+        "a failed-back payment cannot be claimed"
+    );
+    assert!(matches!(
+        r.rb.htlc_status(&htlc).await.unwrap(),
+        HtlcStatus::Refunded { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbound(&r.a), before, "nothing was paid again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_late_and_malformed_legs_are_never_paid() {
+    let r = rails(500_000).await;
+    let before = outbound(&r.a);
+    // Cancelled before it was sent: never sent afterwards.
+    let (htlc, _) = leg(&r, 10_000, 300).await;
+    assert_eq!(r.ra.cancel_lock(&htlc).await.unwrap().0, "");
+    assert_eq!(r.ra.lock(&htlc).await.unwrap_err().cause, Cause::Invalid);
+    assert_eq!(r.ra.htlc_status(&htlc).await.unwrap(), HtlcStatus::Absent);
+
+    // Too close to its expiry for the payee's minimum final delta.
+    let (late, _) = leg(&r, 10_000, 20).await;
+    let err = r.ra.lock(&late).await.unwrap_err();
+    assert_eq!(err.cause, Cause::Invalid, "{err}");
+    assert!(err.message.contains("too late"), "{err}");
+
+    // The invoice's node is not the leg's recipient.
+    let (mut other, _) = leg(&r, 10_000, 300).await;
+    other.recipient = Account::PublicKey(swap_core::PublicKeyBytes([2; 33]));
+    assert_eq!(r.ra.lock(&other).await.unwrap_err().cause, Cause::Invalid);
+    // Not this rail's asset; no rail data; an amount in wei.
+    let (mut eth, _) = leg(&r, 10_000, 300).await;
+    eth.asset = Asset::Eth;
+    assert_eq!(r.ra.lock(&eth).await.unwrap_err().cause, Cause::Invalid);
+    let (mut bare, _) = leg(&r, 10_000, 300).await;
+    bare.rail_data = None;
+    assert_eq!(r.ra.lock(&bare).await.unwrap_err().cause, Cause::Invalid);
+    // A leg between two other nodes is not ours to read.
+    let (mut stranger, _) = leg(&r, 10_000, 300).await;
+    stranger.sender = Account::PublicKey(swap_core::PublicKeyBytes([3; 33]));
+    assert_eq!(
+        r.ra.htlc_status(&stranger).await.unwrap_err().cause,
+        Cause::Invalid
+    );
+    // Refunds are automatic: the rail never sends one.
+    assert!(r.ra.refund(&htlc).await.is_err());
+    // An unknown hash reads absent on both sides.
+    let mut unknown = htlc.clone();
+    unknown.hashlock = Hashlock([9; 32]);
+    assert_eq!(
+        r.rb.htlc_status(&unknown).await.unwrap(),
+        HtlcStatus::Absent
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbound(&r.a), before, "nothing was paid");
+}
+
+/// The payer goes offline after its payment is held; the payee claims: it cannot settle in
+/// the channel, so its node force-closes and claims the HTLC on chain before the CLTV. The
+/// payer, started again, learns the preimage from the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payer_offline_payee_claims_on_chain_and_the_payer_learns_the_preimage() {
+    let r = rails(500_000).await;
+    let (htlc, preimage) = leg(&r, 50_000, 120).await;
+    r.ra.lock(&htlc).await.unwrap();
+    wait_status(&r.rb, &htlc, "held", |s| {
+        matches!(s, HtlcStatus::Funded { .. })
+    })
+    .await;
+    let Rails {
+        node,
+        dirs,
+        a,
+        b,
+        rb,
+        ..
+    } = r;
+    // The payer stops (its state stays in its directory).
+    a.stop().await.unwrap();
+    drop(a);
+    rb.claim(&htlc, &preimage).await.unwrap();
+    assert!(matches!(
+        rb.htlc_status(&htlc).await.unwrap(),
+        HtlcStatus::Claimed { .. }
+    ));
+    // Blocks pass towards the CLTV: the payee's node goes on chain before it (force close,
+    // then the HTLC claimed with the preimage once the commitment confirms).
+    let Expiry::Height(Height(expiry)) = htlc.expiry else {
+        unreachable!()
+    };
+    let started = Instant::now();
+    let mut closed_at = None;
+    loop {
+        let height = node.height().await;
+        assert!(
+            height < expiry,
+            "the payee did not claim on chain before the CLTV (height {height})"
+        );
+        assert!(started.elapsed() < Duration::from_secs(240), "timed out");
+        node.mine(1).await;
+        b.sync().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if closed_at.is_none() && b.channels().is_empty() {
+            closed_at = Some(height);
+        }
+        let settled = node.rpc().get_raw_mempool().await.unwrap().is_empty();
+        if closed_at.is_some_and(|c| height >= c + 8) && settled {
+            break;
+        }
+    }
+    assert!(matches!(
+        rb.htlc_status(&htlc).await.unwrap(),
+        HtlcStatus::Claimed { .. }
+    ));
+    // The payer comes back: it learns the preimage from the chain.
+    let a = Arc::new(start_ln(&node, "a", 1, &dirs.path().join("a")).await);
+    let ra = LnRail::new(Arc::clone(&a));
+    let started = Instant::now();
+    loop {
+        node.mine(1).await;
+        a.sync().await.unwrap();
+        if let HtlcStatus::Claimed { preimage: got, .. } = ra.htlc_status(&htlc).await.unwrap() {
+            assert_eq!(got, preimage);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the payer never learned the preimage: {:?}",
+            ra.htlc_status(&htlc).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
