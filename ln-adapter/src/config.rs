@@ -35,6 +35,10 @@ pub struct LnConfig {
     pub max_inbound_in_flight_percent: u8,
     /// Smallest HTLC we accept, in millisatoshis.
     pub htlc_minimum_msat: u64,
+    /// What we charge to forward a payment: a base fee in millisatoshis...
+    pub forwarding_fee_base_msat: u32,
+    /// ...plus this many millionths of the amount.
+    pub forwarding_fee_ppm: u32,
 }
 
 impl LnConfig {
@@ -51,6 +55,8 @@ impl LnConfig {
             max_accepted_htlcs: 483,
             max_inbound_in_flight_percent: 100,
             htlc_minimum_msat: 1_000,
+            forwarding_fee_base_msat: 1_000,
+            forwarding_fee_ppm: 100,
         }
     }
 }

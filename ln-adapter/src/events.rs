@@ -6,8 +6,11 @@ use std::sync::Arc;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::Txid;
 use btc_adapter::rpc::RpcClient;
-use lightning::events::{Event, FundingInfo, HTLCHandlingFailureType, ReplayEvent};
+use lightning::events::{
+    Event, FundingInfo, HTLCHandlingFailureReason, HTLCHandlingFailureType, ReplayEvent,
+};
 use lightning::ln::types::ChannelId;
+use lightning::ln::LocalHTLCFailureReason;
 use swap_core::{Hashlock, Preimage};
 use tokio::sync::broadcast;
 
@@ -54,8 +57,7 @@ pub enum LnEvent {
         /// The height by which it must be claimed.
         claim_deadline: Option<u32>,
     },
-    /// HTLCs to one of our payment hashes were failed back to the payer (by us, or by LDK at
-    /// the claim deadline).
+    /// A payment held for us was failed back by LDK at its claim deadline.
     PaymentFailedBack {
         /// Its payment hash.
         hashlock: Hashlock,
@@ -291,9 +293,16 @@ impl EventHandler {
             }
             Event::HTLCHandlingFailed {
                 failure_type: HTLCHandlingFailureType::Receive { payment_hash },
+                failure_reason:
+                    Some(HTLCHandlingFailureReason::Local {
+                        reason: LocalHTLCFailureReason::PaymentClaimBuffer,
+                    }),
                 ..
             } => {
-                // A payment to us failed back (by us, or by LDK at its claim deadline).
+                // A held payment failed back by LDK at its claim deadline. (Other receive
+                // failures are HTLCs that were never held: a wrong secret or amount, or one
+                // more HTLC to a hash already held; they say nothing about the held payment.
+                // Failing back by the owner is recorded by `LnNode::fail_back`.)
                 let hashlock = Hashlock(payment_hash.0);
                 if let Err(e) =
                     crate::ledger::mark(&self.store, crate::ledger::RECEIVE_FAILED, &hashlock)

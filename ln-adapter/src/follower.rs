@@ -163,6 +163,13 @@ impl Follower {
         Ok(best.height)
     }
 
+    /// Runs `f` with the last block fed, while no block can be fed (so what LDK does in `f`
+    /// happens at that height).
+    pub(crate) async fn at_best<T>(&self, f: impl FnOnce(BestBlock) -> T) -> T {
+        let best = self.best.lock().await;
+        f(*best)
+    }
+
     /// The last block fed.
     pub(crate) async fn best(&self) -> BestBlock {
         *self.best.lock().await

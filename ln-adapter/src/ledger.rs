@@ -119,7 +119,7 @@ pub(crate) fn marked(store: &Store, kind: &str, hashlock: &Hashlock) -> Result<b
 
 /// A payment a swap sends: recorded before it is handed to LDK, so that what the swap agreed
 /// (its absolute CLTV) outlives LDK's memory of the payment id (dropped minutes after the
-/// payment ends), and a cancelled leg is never sent later.
+/// payment ends), and neither a payment LDK took nor a cancelled leg is ever sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SentPayment {
     /// The payment id (from the swap).
@@ -128,8 +128,19 @@ pub(crate) struct SentPayment {
     pub amount_msat: u64,
     /// The final hop's absolute CLTV expiry.
     pub cltv_expiry: u32,
+    /// How far the send got.
+    pub state: SentState,
+}
+
+/// How far a [`SentPayment`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SentState {
+    /// About to be handed to LDK (a crash here may have sent nothing).
+    Sending,
+    /// LDK took it: it is never sent again; its outcome comes from LDK's events.
+    Sent,
     /// The leg was cancelled before anything was sent: never send it.
-    pub cancelled: bool,
+    Cancelled,
 }
 
 const SENT_LEN: usize = 32 + 8 + 4 + 1;
@@ -144,7 +155,11 @@ pub(crate) fn record_sent(
     bytes.extend_from_slice(&sent.payment_id);
     bytes.extend_from_slice(&sent.amount_msat.to_be_bytes());
     bytes.extend_from_slice(&sent.cltv_expiry.to_be_bytes());
-    bytes.push(u8::from(sent.cancelled));
+    bytes.push(match sent.state {
+        SentState::Sending => 0,
+        SentState::Sent => 1,
+        SentState::Cancelled => 2,
+    });
     write(store, SENT, &key(hashlock), bytes)
 }
 
@@ -161,16 +176,17 @@ pub(crate) fn sent(store: &Store, hashlock: &Hashlock) -> Result<Option<SentPaym
     let payment_id: [u8; 32] = field(0, 32)?.try_into().map_err(|_| bad())?;
     let amount: [u8; 8] = field(32, 40)?.try_into().map_err(|_| bad())?;
     let cltv: [u8; 4] = field(40, 44)?.try_into().map_err(|_| bad())?;
-    let cancelled = match field(44, 45)? {
-        [0] => false,
-        [1] => true,
+    let state = match field(44, 45)? {
+        [0] => SentState::Sending,
+        [1] => SentState::Sent,
+        [2] => SentState::Cancelled,
         _ => return Err(bad()),
     };
     Ok(Some(SentPayment {
         payment_id,
         amount_msat: u64::from_be_bytes(amount),
         cltv_expiry: u32::from_be_bytes(cltv),
-        cancelled,
+        state,
     }))
 }
 
@@ -256,20 +272,18 @@ mod tests {
             payment_id: [3; 32],
             amount_msat: 12_345,
             cltv_expiry: 700,
-            cancelled: false,
+            state: SentState::Sending,
         };
         record_sent(&again, &h, &s).unwrap();
         assert_eq!(sent(&store, &h).unwrap(), Some(s));
-        record_sent(
-            &again,
-            &h,
-            &SentPayment {
-                cancelled: true,
-                ..s
-            },
-        )
-        .unwrap();
-        assert!(sent(&store, &h).unwrap().unwrap().cancelled);
+        for state in [SentState::Sent, SentState::Cancelled] {
+            record_sent(&again, &h, &SentPayment { state, ..s }).unwrap();
+            assert_eq!(sent(&store, &h).unwrap().unwrap().state, state);
+        }
+        let mut bad = vec![0; SENT_LEN];
+        bad[SENT_LEN - 1] = 3;
+        KVStoreSync::write(&again, NAMESPACE, SENT, &key(&other), bad).unwrap();
+        assert!(matches!(sent(&again, &other), Err(LnError::Decode(_))));
         KVStoreSync::write(&again, NAMESPACE, SENT, &key(&other), vec![0; SENT_LEN - 1]).unwrap();
         assert!(matches!(sent(&again, &other), Err(LnError::Decode(_))));
     }

@@ -110,7 +110,7 @@ fn now() -> Duration {
 }
 
 /// LDK's settings for swaps on this chain: no anchors (Litecoin's relay policy), unannounced
-/// channels, the whole channel may be in flight, many HTLCs.
+/// channels (forwarded between, for a fee), the whole channel may be in flight, many HTLCs.
 fn user_config(config: &LnConfig) -> UserConfig {
     let mut c = UserConfig::default();
     c.channel_handshake_config.minimum_depth = config.min_confirmations;
@@ -126,6 +126,10 @@ fn user_config(config: &LnConfig) -> UserConfig {
     c.channel_handshake_config.our_htlc_minimum_msat = config.htlc_minimum_msat;
     c.channel_handshake_limits
         .force_announced_channel_preference = false;
+    // Our channels are unannounced: forwarding between them is what an intermediary does.
+    c.accept_forwards_to_priv_channels = true;
+    c.channel_config.forwarding_fee_base_msat = config.forwarding_fee_base_msat;
+    c.channel_config.forwarding_fee_proportional_millionths = config.forwarding_fee_ppm;
     c.accept_inbound_channels = true;
     c.manually_accept_inbound_channels = false;
     c

@@ -257,6 +257,8 @@ impl LnNode {
                 )));
             }
         }
+        // Failed back (by the owner, or by LDK at the deadline; HTLCs that were never held
+        // do not set this): nothing is left to claim.
         if crate::ledger::marked(&self.store, crate::ledger::RECEIVE_FAILED, &hashlock)? {
             return Err(LnError::Api(format!(
                 "the payment held for {} was failed back",
@@ -270,10 +272,19 @@ impl LnNode {
         Ok(())
     }
 
-    /// Fails held payments to `hashlock` back to the payer.
-    pub fn fail_back(&self, hashlock: &Hashlock) {
+    /// Fails held payments to `hashlock` back to the payer. Refused once a claim started
+    /// (the preimage is out). Recorded before LDK is told, so the leg reads refunded.
+    pub fn fail_back(&self, hashlock: &Hashlock) -> Result<(), LnError> {
+        if crate::ledger::claiming(&self.store, hashlock)?.is_some() {
+            return Err(LnError::Api(format!(
+                "a claim of {} started: it cannot be failed back",
+                hex::encode(hashlock.0)
+            )));
+        }
+        crate::ledger::mark(&self.store, crate::ledger::RECEIVE_FAILED, hashlock)?;
         self.channel_manager
             .fail_htlc_backwards(&PaymentHash(hashlock.0));
+        Ok(())
     }
 
     /// Pays `target` once, over a direct channel, at exactly the agreed CLTV (LDK counts from

@@ -31,7 +31,7 @@
 //! as final as any inside the channel but not enforceable on chain (their value goes to fees
 //! in a force close). Micro-swaps accept that risk by design.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -43,12 +43,15 @@ use lightning::ln::channelmanager::{
     PaymentId, RecentPaymentDetails, RecipientOnionFields, Retry, RetryableSendFailure,
     MIN_FINAL_CLTV_EXPIRY_DELTA,
 };
-use lightning::routing::router::{PaymentParameters, RouteParameters};
+use lightning::routing::gossip::RoutingFees;
+use lightning::routing::router::{
+    PaymentParameters, RouteHint, RouteHintHop as LdkHintHop, RouteParameters,
+};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 use swap_core::params::{ChainFamily, ChainParams, ChainTip, Finality, RailId, RailKind};
 use swap_core::rail::{
     Cause, ChainError, Funds, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail, RailBody,
-    RailData,
+    RailData, RouteHintHop,
 };
 use swap_core::types::{
     Account, Amount, Asset, Expiry, Hashlock, Height, Preimage, PublicKeyBytes, Sats, SwapId,
@@ -56,12 +59,8 @@ use swap_core::types::{
 };
 
 use crate::error::LnError;
-use crate::ledger::{self, SentPayment};
+use crate::ledger::{self, SentPayment, SentState};
 use crate::node::LnNode;
-
-/// Blocks a routed payment may add to the final CLTV on its way (the intermediaries'
-/// deltas): the payer's first HTLC may expire this much later than the agreed expiry.
-pub const ROUTE_CLTV_ALLOWANCE: u32 = 288;
 
 /// How long a hold invoice accepts its payment, at most (the leg's expiry bounds it anyway).
 const INVOICE_SECS: u32 = 7 * 24 * 3600;
@@ -95,9 +94,10 @@ fn invalid(message: impl std::fmt::Display) -> ChainError {
     ChainError::new(Cause::Invalid, message)
 }
 
-/// An [`LnError`] as a rail error: a node that is down, stopped or not ready is transient.
+/// An [`LnError`] as a rail error: a node that is down, stopped or not ready, or a store that
+/// failed to read or write, is transient.
 fn ln_err(e: LnError) -> ChainError {
-    if e.is_transient() || matches!(e, LnError::Stopped(_)) {
+    if e.is_transient() || matches!(e, LnError::Stopped(_) | LnError::Store(_)) {
         ChainError::new(Cause::Unavailable, e)
     } else {
         ChainError::permanent(e)
@@ -111,8 +111,8 @@ fn account_of(node_id: &PublicKey) -> Account {
 /// What the node's channels hold now, read once for a round of status reads.
 #[derive(Default)]
 struct Snapshot {
-    /// HTLCs offered to us, per payment hash: (amount, CLTV, committed).
-    inbound: HashMap<[u8; 32], Vec<(u64, u32, bool)>>,
+    /// Payment hashes of HTLCs offered to us and not being failed.
+    inbound: HashSet<[u8; 32]>,
     /// HTLCs we offered, per payment hash: committed or not.
     outbound: HashMap<[u8; 32], Vec<bool>>,
     /// Payments LDK still knows, by payment id: pending or not.
@@ -168,7 +168,28 @@ impl LnRail {
             node_id: PublicKeyBytes(self.node.node_id().serialize()),
             payment_secret,
             min_final_cltv_delta: MIN_FINAL_CLTV_EXPIRY_DELTA,
+            route_hints: self.route_hints(),
         }))
+    }
+
+    /// The last hops into this node over its usable channels whose peer told us its
+    /// forwarding terms: a payer with no channel to us routes through one of those peers.
+    pub fn route_hints(&self) -> Vec<RouteHintHop> {
+        self.node
+            .channel_manager
+            .list_usable_channels()
+            .iter()
+            .filter_map(|c| {
+                let info = c.counterparty.forwarding_info.as_ref()?;
+                Some(RouteHintHop {
+                    src_node_id: PublicKeyBytes(c.counterparty.node_id.serialize()),
+                    short_channel_id: c.get_inbound_payment_scid()?,
+                    fee_base_msat: info.fee_base_msat,
+                    fee_proportional_millionths: info.fee_proportional_millionths,
+                    cltv_expiry_delta: info.cltv_expiry_delta,
+                })
+            })
+            .collect()
     }
 
     fn check_asset(&self, htlc: &HtlcParams) -> Result<u64, ChainError> {
@@ -195,19 +216,9 @@ impl LnRail {
         };
         for c in self.node.channel_manager.list_channels() {
             for h in &c.pending_inbound_htlcs {
-                let committed = matches!(
-                    h.state,
-                    Some(
-                        InboundHTLCStateDetails::Committed
-                            | InboundHTLCStateDetails::AwaitingRemoteRevokeToRemoveFulfill
-                            | InboundHTLCStateDetails::AwaitingRemoteRevokeToRemoveFail
-                    )
-                );
-                s.inbound.entry(h.payment_hash.0).or_default().push((
-                    h.amount_msat,
-                    h.cltv_expiry,
-                    committed,
-                ));
+                if h.state != Some(InboundHTLCStateDetails::AwaitingRemoteRevokeToRemoveFail) {
+                    s.inbound.insert(h.payment_hash.0);
+                }
             }
             for h in &c.pending_outbound_htlcs {
                 let committed = matches!(
@@ -252,23 +263,23 @@ impl LnRail {
     }
 
     /// The payer's view of a leg.
-    fn sent_status(&self, htlc: &HtlcParams, snap: &Snapshot) -> Result<HtlcStatus, LnError> {
+    fn sent_status(&self, htlc: &HtlcParams, snap: &Snapshot) -> Result<HtlcStatus, ChainError> {
         let store = &self.node.store;
         let h = &htlc.hashlock;
-        if let Some(preimage) = ledger::preimage_for(store, h)? {
+        if let Some(preimage) = ledger::preimage_for(store, h).map_err(ln_err)? {
             return Ok(HtlcStatus::Claimed {
                 preimage,
                 txref: txref(h),
                 finality: Finality::Irrevocable,
             });
         }
-        if ledger::marked(store, ledger::PAY_FAILED, h)? {
+        if ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)? {
             return Ok(HtlcStatus::Refunded {
                 txref: txref(h),
                 finality: Finality::Irrevocable,
             });
         }
-        let Some(sent) = ledger::sent(store, h)? else {
+        let Some(sent) = ledger::sent(store, h).map_err(ln_err)? else {
             return Ok(HtlcStatus::Absent);
         };
         let lock = self.lock_of(
@@ -284,28 +295,45 @@ impl LnRail {
             };
             return Ok(HtlcStatus::Funded { lock, finality });
         }
-        if snap.recent.get(&sent.payment_id) == Some(&true) {
+        match (snap.recent.get(&sent.payment_id), sent.state) {
             // Pending, no HTLC in an open channel: it is in a closing channel's commitment.
-            return Ok(HtlcStatus::Funded {
+            (Some(true), _) => Ok(HtlcStatus::Funded {
                 lock,
                 finality: Finality::Irrevocable,
-            });
+            }),
+            (_, SentState::Sending | SentState::Cancelled) => Ok(HtlcStatus::Absent),
+            // LDK took it and has no HTLC of it any more: it ended, and its event (the
+            // preimage, or the failure) is not recorded yet. Ask again in a moment.
+            (_, SentState::Sent) => Err(ChainError::new(
+                Cause::Inconsistent,
+                "the payment ended and its outcome is not recorded yet",
+            )),
         }
-        Ok(HtlcStatus::Absent)
     }
 
     /// The payee's view of a leg.
-    fn received_status(&self, htlc: &HtlcParams, snap: &Snapshot) -> Result<HtlcStatus, LnError> {
+    fn received_status(
+        &self,
+        htlc: &HtlcParams,
+        snap: &Snapshot,
+    ) -> Result<HtlcStatus, ChainError> {
         let store = &self.node.store;
         let h = &htlc.hashlock;
-        let failed = ledger::marked(store, ledger::RECEIVE_FAILED, h)?;
-        if let Some(preimage) = ledger::claiming(store, h)? {
-            let claimed = ledger::marked(store, ledger::CLAIMED, h)?;
-            if failed && !claimed {
-                return Ok(HtlcStatus::Refunded {
-                    txref: txref(h),
-                    finality: Finality::Irrevocable,
-                });
+        let failed = ledger::marked(store, ledger::RECEIVE_FAILED, h).map_err(ln_err)?;
+        let held = ledger::held(store, h).map_err(ln_err)?;
+        let deadline_passed = held
+            .and_then(|held| held.claim_deadline)
+            .is_some_and(|d| snap.height >= d);
+        let refunded = Ok(HtlcStatus::Refunded {
+            txref: txref(h),
+            finality: Finality::Irrevocable,
+        });
+        if let Some(preimage) = ledger::claiming(store, h).map_err(ln_err)? {
+            let claimed = ledger::marked(store, ledger::CLAIMED, h).map_err(ln_err)?;
+            // Our claim never took (LDK failed the payment back at its deadline first, or
+            // the claim came too late): nothing of it is left in a channel.
+            if !claimed && (failed || deadline_passed) && !snap.inbound.contains(&h.0) {
+                return refunded;
             }
             return Ok(HtlcStatus::Claimed {
                 preimage,
@@ -317,38 +345,28 @@ impl LnRail {
                 },
             });
         }
-        let Some(held) = ledger::held(store, h)? else {
+        let Some(held) = held else {
             return Ok(HtlcStatus::Absent);
         };
-        let amount = Amount::Sats(Sats(held.amount_msat / 1_000));
-        if let Some(htlcs) = snap.inbound.get(&h.0) {
-            let cltv = htlcs.iter().map(|x| x.1).min().unwrap_or_default();
-            let finality = if htlcs.iter().all(|x| x.2) {
-                Finality::Irrevocable
-            } else {
-                Finality::Mempool
-            };
-            return Ok(HtlcStatus::Funded {
-                lock: self.lock_of(htlc, amount, cltv),
-                finality,
-            });
-        }
-        let deadline_passed = held.claim_deadline.is_some_and(|d| snap.height >= d);
         if failed || deadline_passed {
-            return Ok(HtlcStatus::Refunded {
-                txref: txref(h),
-                finality: Finality::Irrevocable,
-            });
+            return refunded;
         }
-        // Held, in no open channel, not failed: in a closing channel's commitment, still ours
-        // to claim (on chain) until the deadline.
+        // Held: committed in the channel (LDK holds only committed HTLCs), or in a closing
+        // channel's commitment, ours to claim until the deadline either way. Its CLTV is the
+        // held HTLCs' earliest, which LDK's deadline is a fixed buffer before; other HTLCs to
+        // the same hash (never held) do not count.
         let fail_back_buffer = u32::from(MIN_FINAL_CLTV_EXPIRY_DELTA) - 3;
-        let cltv = held
+        let Some(cltv) = held
             .claim_deadline
             .map(|d| d.saturating_add(fail_back_buffer))
-            .unwrap_or_default();
+        else {
+            return Err(ChainError::new(
+                Cause::Inconsistent,
+                "a held payment without a claim deadline",
+            ));
+        };
         Ok(HtlcStatus::Funded {
-            lock: self.lock_of(htlc, amount, cltv),
+            lock: self.lock_of(htlc, Amount::Sats(Sats(held.amount_msat / 1_000)), cltv),
             finality: Finality::Irrevocable,
         })
     }
@@ -357,16 +375,12 @@ impl LnRail {
         self.check_asset(htlc)?;
         let me = self.me();
         if htlc.sender == me && htlc.recipient != me {
-            self.sent_status(htlc, snap).map_err(ln_err)
+            self.sent_status(htlc, snap)
         } else if htlc.recipient == me && htlc.sender != me {
-            self.received_status(htlc, snap).map_err(ln_err)
+            self.received_status(htlc, snap)
         } else {
             Err(invalid("a Lightning leg between this node and another"))
         }
-    }
-
-    async fn ldk_height(&self) -> u32 {
-        self.node.best_block().await.1
     }
 
     async fn pay(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {
@@ -378,6 +392,7 @@ impl LnRail {
             node_id,
             payment_secret,
             min_final_cltv_delta,
+            route_hints,
         }) = htlc.rail_data.as_ref().map(|d| &d.body)
         else {
             return Err(invalid("a Lightning leg without its invoice data"));
@@ -404,14 +419,23 @@ impl LnRail {
         }
         let sent = ledger::sent(store, h).map_err(ln_err)?;
         match sent {
-            Some(s) if s.cancelled => {
+            Some(s) if s.state == SentState::Cancelled => {
                 return Err(invalid("this leg was cancelled: it is never paid"));
             }
             Some(s) if s.payment_id != id || s.cltv_expiry != cltv_expiry => {
                 return Err(invalid("another payment to this hash was sent"));
             }
+            // LDK took it once: never again (LDK forgets a failed payment's id at once, before
+            // its failure is recorded; sending again then would pay twice).
+            Some(s) if s.state == SentState::Sent => return Ok(txref(h)),
             _ => {}
         }
+        let record = |state| SentPayment {
+            payment_id: id,
+            amount_msat,
+            cltv_expiry,
+            state,
+        };
         if self
             .node
             .channel_manager
@@ -419,47 +443,83 @@ impl LnRail {
             .iter()
             .any(|p| recent_id(p) == Some(id))
         {
+            ledger::record_sent(store, h, &record(SentState::Sent)).map_err(ln_err)?;
             return Ok(txref(h));
         }
-        // LDK puts the final CLTV at its best height + 1 + the final delta.
-        let height = self.ldk_height().await;
-        let delta = cltv_expiry
-            .checked_sub(height.saturating_add(1))
-            .filter(|d| *d >= u32::from(*min_final_cltv_delta))
-            .ok_or_else(|| {
-                ChainError::new(
-                    Cause::Invalid,
-                    format!(
-                        "too late to pay: CLTV {cltv_expiry} at height {height} is closer than \
-                         the payee's minimum delta {min_final_cltv_delta}"
-                    ),
-                )
-            })?;
         if sent.is_none() {
-            ledger::record_sent(
-                store,
-                h,
-                &SentPayment {
-                    payment_id: id,
-                    amount_msat,
-                    cltv_expiry,
-                    cancelled: false,
-                },
-            )
-            .map_err(ln_err)?;
+            ledger::record_sent(store, h, &record(SentState::Sending)).map_err(ln_err)?;
         }
         self.node.alive().map_err(ln_err)?;
-        let mut params = PaymentParameters::from_node_id(payee, delta);
-        params.max_total_cltv_expiry_delta = delta.saturating_add(1 + ROUTE_CLTV_ALLOWANCE);
-        let route = RouteParameters::from_payment_params_and_value(params, amount_msat);
-        match self.node.channel_manager.send_payment(
-            PaymentHash(h.0),
-            RecipientOnionFields::secret_only(PaymentSecret(*payment_secret)),
-            PaymentId(id),
-            route,
-            Retry::Attempts(0),
-        ) {
-            Ok(()) | Err(RetryableSendFailure::DuplicatePayment) => Ok(txref(h)),
+        let me = self.node.node_id();
+        let hints = route_hints
+            .iter()
+            .map(|hop| {
+                let src_node_id = PublicKey::from_slice(&hop.src_node_id.0).map_err(invalid)?;
+                Ok(RouteHint(vec![LdkHintHop {
+                    src_node_id,
+                    short_channel_id: hop.short_channel_id,
+                    fees: RoutingFees {
+                        base_msat: hop.fee_base_msat,
+                        proportional_millionths: hop.fee_proportional_millionths,
+                    },
+                    cltv_expiry_delta: hop.cltv_expiry_delta,
+                    htlc_minimum_msat: None,
+                    htlc_maximum_msat: None,
+                }]))
+            })
+            // A hint from our own node is our direct channel: the router has it already.
+            // Terms that budget no route blocks pay directly only.
+            .filter(|h: &Result<RouteHint, ChainError>| {
+                self.params.route_blocks > 0
+                    && h.as_ref()
+                        .map_or(true, |h| h.0.iter().all(|hop| hop.src_node_id != me))
+            })
+            .collect::<Result<Vec<_>, ChainError>>()?;
+        let min_delta = u32::from(*min_final_cltv_delta);
+        let route_blocks = self.params.route_blocks;
+        let manager = &self.node.channel_manager;
+        // No block is connected between reading LDK's height and sending: LDK puts the final
+        // CLTV at its best height + 1 + the final delta, which is then exactly the expiry.
+        let sent = self
+            .node
+            .follower
+            .at_best(|best| {
+                let height = best.height;
+                let delta = cltv_expiry
+                    .checked_sub(height.saturating_add(1))
+                    .filter(|d| *d >= min_delta)
+                    .ok_or_else(|| {
+                        ChainError::new(
+                            Cause::Invalid,
+                            format!(
+                                "too late to pay: CLTV {cltv_expiry} at height {height} is \
+                                 closer than the payee's minimum delta {min_delta}"
+                            ),
+                        )
+                    })?;
+                let mut params = PaymentParameters::from_node_id(payee, delta)
+                    .with_route_hints(hints)
+                    .map_err(|()| invalid("route hints refused"))?;
+                // The intermediaries may add at most what the terms budget (`route_blocks`);
+                // LDK wants the total above the final delta, hence at least one. (Its router
+                // keeps 80 blocks of a budget of 80 or more for its random offset: a budget of
+                // 80 to 151 blocks is stricter than it reads for a hop of LDK's default 72.)
+                params.max_total_cltv_expiry_delta = delta.saturating_add(route_blocks.max(1));
+                let route = RouteParameters::from_payment_params_and_value(params, amount_msat);
+                Ok::<_, ChainError>(manager.send_payment(
+                    PaymentHash(h.0),
+                    RecipientOnionFields::secret_only(PaymentSecret(*payment_secret)),
+                    PaymentId(id),
+                    route,
+                    Retry::Attempts(0),
+                ))
+            })
+            .await?;
+        match sent {
+            Ok(()) | Err(RetryableSendFailure::DuplicatePayment) => {
+                ledger::record_sent(store, h, &record(SentState::Sent)).map_err(ln_err)?;
+                Ok(txref(h))
+            }
             // Nothing was sent (no usable channel with the capacity yet): try again later.
             Err(RetryableSendFailure::RouteNotFound) => Err(ChainError::new(
                 Cause::Unavailable,
@@ -622,13 +682,19 @@ impl Rail for LnRail {
             Expiry::Height(Height(e)) => u32::try_from(e).unwrap_or(u32::MAX),
             Expiry::Time(_) => 0,
         };
+        if sent.is_some_and(|s| s.state == SentState::Sent) {
+            return Err(ChainError::new(
+                Cause::AlreadySpent,
+                "the payment was sent: it ends by itself",
+            ));
+        }
         let record = SentPayment {
             payment_id: id,
             amount_msat,
             cltv_expiry,
-            cancelled: true,
+            state: SentState::Cancelled,
         };
-        if sent.map(|s| s.cancelled) != Some(true) {
+        if sent.map(|s| s.state) != Some(SentState::Cancelled) {
             ledger::record_sent(store, h, &record).map_err(ln_err)?;
         }
         Ok(TxRef(String::new()))

@@ -9,6 +9,8 @@ mod common;
 mod fail_back;
 #[path = "force_close.rs"]
 mod force_close;
+#[path = "forward.rs"]
+mod forward;
 #[path = "garbage.rs"]
 mod garbage;
 #[path = "pay_both_ways.rs"]

@@ -46,7 +46,7 @@ async fn held_payment_failed_back_returns_to_payer() {
     .await;
     assert!(outbound(&p.a) <= a_outbound - amount, "the HTLC is out");
 
-    p.b.fail_back(&hashlock);
+    p.b.fail_back(&hashlock).unwrap();
     let failed = wait_event(
         &mut a_rx,
         "payment failed",

@@ -145,6 +145,41 @@ async fn a_leg_paid_at_its_exact_cltv_held_claimed_and_learned() {
     let err = r.ra.cancel_lock(&htlc).await.unwrap_err();
     assert_eq!(err.cause, Cause::AlreadySpent);
 
+    // One more HTLC to the same hash (anyone who knows the hash and the invoice can send
+    // one): LDK fails that one; the held payment stays held and claimable.
+    let mut a_rx = r.a.subscribe();
+    let Some(swap_core::RailBody::Lightning { payment_secret, .. }) =
+        htlc.rail_data.as_ref().map(|d| d.body.clone())
+    else {
+        unreachable!()
+    };
+    r.a.pay(
+        &ln_adapter::PaymentTarget {
+            payee: r.b.node_id(),
+            hashlock: htlc.hashlock,
+            payment_secret,
+            amount_msat: 2_000,
+            final_cltv_delta: 200,
+        },
+        [7; 32],
+    )
+    .unwrap();
+    wait_event(&mut a_rx, "the extra HTLC failed", |e| {
+        matches!(e, ln_adapter::LnEvent::PaymentFailed { payment_id, .. } if *payment_id == [7; 32])
+    })
+    .await;
+    wait_until("the extra HTLC failed", || {
+        r.b.channels().iter().all(|c| c.inbound_htlcs.len() == 1)
+    })
+    .await;
+    assert!(matches!(
+        r.rb.htlc_status(&htlc).await.unwrap(),
+        HtlcStatus::Funded {
+            finality: Finality::Irrevocable,
+            ..
+        }
+    ));
+
     // A wrong preimage is refused before anything reaches the node.
     let wrong = Preimage::random().unwrap();
     assert_eq!(
@@ -195,7 +230,7 @@ async fn a_leg_failed_back_is_refunded_on_both_sides_and_never_paid_again() {
         matches!(s, HtlcStatus::Funded { .. })
     })
     .await;
-    r.b.fail_back(&htlc.hashlock);
+    r.b.fail_back(&htlc.hashlock).unwrap();
     wait_status(&r.ra, &htlc, "refunded (payer)", |s| {
         matches!(s, HtlcStatus::Refunded { .. })
     })

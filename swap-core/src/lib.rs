@@ -73,7 +73,7 @@ pub use params::{
 };
 pub use rail::{
     Cause, ChainError, ErrorKind, Funds, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail,
-    RailBody, RailData, RailOp,
+    RailBody, RailData, RailOp, RouteHintHop,
 };
 pub use types::*;
 pub mod machine;

@@ -281,6 +281,12 @@ pub struct ChainParams {
     /// (rule 1 and the claim cutoff).
     #[serde(default)]
     pub enforcement_blocks: u32,
+    /// Lightning: the most blocks a payment's route may add to the final CLTV (the
+    /// intermediaries' deltas). The payer learns the secret from the first hop, which may
+    /// settle that much later than the payee claims, so the leg's secret is visible until
+    /// `expiry + route_blocks + claim_blocks`. Zero: direct channels only. Zero elsewhere.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub route_blocks: u32,
     /// Expected seconds per block.
     pub block_interval: u64,
     /// Fastest real block pace over a window, in percent of `block_interval`.
@@ -299,6 +305,11 @@ pub struct ChainParams {
 }
 
 const POLL_SECS: u64 = 30;
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 /// Seconds budgeted for a channel update (a lock or a claim co-signed by both peers, retries
 /// included): what a confirmation is on chain.
@@ -416,6 +427,7 @@ impl ChainParams {
             chain,
             kind: RailKind::OnChain,
             enforcement_blocks: 0,
+            route_blocks: 0,
             block_interval,
             fast_factor_pct: fast,
             slow_factor_pct: slow,
@@ -532,12 +544,15 @@ impl ChainParams {
     /// On a time-expiry chain the contract (or the channel's secret registry) refuses claims
     /// from `expiry` on. On a Bitcoin-family chain a claim stays valid after the expiry until
     /// the refund (or, in a Lightning channel, the HTLC-timeout) is mined, and that is budgeted
-    /// `claim_blocks` to get mined: a late claim can land until `expiry + claim_blocks`.
+    /// `claim_blocks` to get mined: a late claim can land until `expiry + claim_blocks`. A
+    /// routed Lightning payer learns the secret from its first hop, whose HTLC may expire
+    /// `route_blocks` later: until `expiry + route_blocks + claim_blocks`.
     pub fn claims_final_after(&self, expiry: Expiry) -> Expiry {
         match expiry {
-            Expiry::Height(h) => {
-                Expiry::Height(Height(h.0.saturating_add(self.claim_blocks as u64)))
-            }
+            Expiry::Height(h) => Expiry::Height(Height(
+                h.0.saturating_add(self.claim_blocks as u64)
+                    .saturating_add(self.route_blocks as u64),
+            )),
             Expiry::Time(t) => Expiry::Time(t),
         }
     }
@@ -608,6 +623,9 @@ impl ChainParams {
         if self.claim_blocks == 0 {
             return Err("claim_blocks must be at least 1".into());
         }
+        if self.kind != RailKind::Lightning && self.route_blocks != 0 {
+            return Err("only a Lightning leg is routed".into());
+        }
         Ok(())
     }
 }
@@ -615,6 +633,30 @@ impl ChainParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_routed_lightning_leg_is_visible_for_its_route_blocks_longer() {
+        let chain = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
+        let mut ln = ChainParams::for_rail(RailId::new(chain, RailKind::Lightning));
+        let e = Expiry::Height(Height(1_000));
+        let direct = ln.claims_final_after(e);
+        ln.route_blocks = 72;
+        assert!(ln.validate().is_ok());
+        let routed = ln.claims_final_after(e);
+        assert_eq!(
+            (direct, routed),
+            (
+                Expiry::Height(Height(1_000 + u64::from(ln.claim_blocks))),
+                Expiry::Height(Height(1_000 + u64::from(ln.claim_blocks) + 72))
+            )
+        );
+        // Only a Lightning leg is routed; terms without the field read as direct.
+        let mut on_chain = ChainParams::for_chain(chain);
+        on_chain.route_blocks = 1;
+        assert!(on_chain.validate().is_err());
+        let json = serde_json::to_string(&ChainParams::for_chain(chain)).unwrap();
+        assert!(!json.contains("route_blocks"), "old encodings unchanged");
+    }
 
     #[test]
     fn table_is_valid_for_every_chain() {

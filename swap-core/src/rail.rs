@@ -188,6 +188,10 @@ pub enum RailBody {
         payment_secret: [u8; 32],
         /// The final CLTV delta the recipient requires (pinned: no router may add to it).
         min_final_cltv_delta: u16,
+        /// The last hops to the recipient over its unannounced channels, for a payer that has
+        /// no channel with it (a payment through an intermediary). Empty: pay directly.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        route_hints: Vec<RouteHintHop>,
     },
     /// A leg in a two-party Ethereum payment channel.
     EvmChannel {
@@ -195,6 +199,23 @@ pub enum RailBody {
         #[serde(with = "hex::serde")]
         channel_id: [u8; 32],
     },
+}
+
+/// One hop into a Lightning recipient over an unannounced channel: what a payer's router needs
+/// to route a payment through the node at its source (BOLT 11's `r` field, one hop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteHintHop {
+    /// The forwarding node (the recipient's channel peer).
+    pub src_node_id: PublicKeyBytes,
+    /// The channel into the recipient, as the forwarding node knows it (an alias for an
+    /// unannounced channel).
+    pub short_channel_id: u64,
+    /// The forwarding node's base fee, in millisatoshis.
+    pub fee_base_msat: u32,
+    /// Its fee per million.
+    pub fee_proportional_millionths: u32,
+    /// The CLTV delta it adds.
+    pub cltv_expiry_delta: u16,
 }
 
 impl RailData {

@@ -91,6 +91,7 @@ fn leg(p: ChainParams, sender: u8, recipient: u8) -> LegTerms {
                 node_id: PublicKeyBytes([recipient; 33]),
                 payment_secret: [sender; 32],
                 min_final_cltv_delta: 42,
+                route_hints: Vec::new(),
             })),
             RailKind::EvmChannel => Some(RailData::new(RailBody::EvmChannel {
                 channel_id: [sender; 32],

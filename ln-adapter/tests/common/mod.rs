@@ -122,40 +122,65 @@ pub async fn mine_and_sync(p: &Pair, n: u64) {
 /// Opens a channel from `a` to `b` and waits until both can use it. Returns the channel id
 /// and the funding transaction id.
 pub async fn open_channel(p: &Pair, capacity_sats: u64) -> (ChannelId, Txid) {
-    let mut a_rx = p.a.subscribe();
-    let mut b_rx = p.b.subscribe();
-    p.a.open_channel(p.b.node_id(), capacity_sats, 0).unwrap();
-    let pending = wait_event(&mut a_rx, "channel pending", |e| {
+    open_between(&p.node, &p.a, &p.b, capacity_sats).await
+}
+
+/// Opens a channel from `from` (connected to `to`, with a funded wallet) to `to` and waits
+/// until both can use it. Returns the channel id and the funding transaction id.
+pub async fn open_between(
+    node: &RegtestNode,
+    from: &LnNode,
+    to: &LnNode,
+    capacity_sats: u64,
+) -> (ChannelId, Txid) {
+    let mut from_rx = from.subscribe();
+    let mut to_rx = to.subscribe();
+    from.open_channel(to.node_id(), capacity_sats, 0).unwrap();
+    let pending = wait_event(&mut from_rx, "channel pending", |e| {
         matches!(e, LnEvent::ChannelPending { .. })
     })
     .await;
-    let LnEvent::ChannelPending { funding_txid, .. } = pending else {
+    let LnEvent::ChannelPending {
+        funding_txid,
+        channel_id,
+        ..
+    } = pending
+    else {
         unreachable!()
     };
-    wait_mempool(p, &funding_txid).await;
-    mine_and_sync(p, 3).await;
-    let ready = wait_event(&mut a_rx, "channel ready (a)", |e| {
-        matches!(e, LnEvent::ChannelReady { .. })
-    })
+    wait_in_mempool(node, &funding_txid).await;
+    node.mine(3).await;
+    from.sync().await.unwrap();
+    to.sync().await.unwrap();
+    wait_event(
+        &mut from_rx,
+        "channel ready (opener)",
+        |e| matches!(e, LnEvent::ChannelReady { channel_id: c, .. } if *c == channel_id),
+    )
     .await;
-    wait_event(&mut b_rx, "channel ready (b)", |e| {
-        matches!(e, LnEvent::ChannelReady { .. })
-    })
+    wait_event(
+        &mut to_rx,
+        "channel ready (acceptor)",
+        |e| matches!(e, LnEvent::ChannelReady { channel_id: c, .. } if *c == channel_id),
+    )
     .await;
-    let LnEvent::ChannelReady { channel_id, .. } = ready else {
-        unreachable!()
+    let usable = |n: &LnNode| {
+        n.channels()
+            .iter()
+            .any(|c| c.channel_id == channel_id && c.usable)
     };
-    wait_until("channel usable", || {
-        p.a.channels().iter().any(|c| c.usable) && p.b.channels().iter().any(|c| c.usable)
-    })
-    .await;
+    wait_until("channel usable", || usable(from) && usable(to)).await;
     (channel_id, funding_txid)
 }
 
 pub async fn wait_mempool(p: &Pair, txid: &Txid) {
+    wait_in_mempool(&p.node, txid).await
+}
+
+pub async fn wait_in_mempool(node: &RegtestNode, txid: &Txid) {
     let started = Instant::now();
     loop {
-        if p.node.rpc().get_raw_mempool().await.unwrap().contains(txid) {
+        if node.rpc().get_raw_mempool().await.unwrap().contains(txid) {
             return;
         }
         assert!(

@@ -537,6 +537,7 @@ fn rail_data(rail: RailId, tag: u8) -> Option<RailData> {
             node_id: PublicKeyBytes([tag; 33]),
             payment_secret: [tag; 32],
             min_final_cltv_delta: 42,
+            route_hints: Vec::new(),
         },
         RailKind::EvmChannel => RailBody::EvmChannel {
             channel_id: [tag; 32],
