@@ -38,17 +38,77 @@ impl Logger for TracingLogger {
 
 /// Sends LDK's transactions through the node (`sendrawtransaction`, "already known" counts as
 /// sent). LDK calls this synchronously; each call becomes one task that sends its transactions
-/// in order (a package's parent before its child). A failed send is logged: LDK rebroadcasts
-/// what still matters on its own schedule.
+/// in order (a package's parent before its child). A send that fails because the node could
+/// not be reached is queued and sent again at every poll ([`Broadcaster::retry`]) until the
+/// node takes or refuses it: LDK broadcasts a channel's funding transaction only once. A
+/// transaction the node refuses is logged and dropped (LDK rebroadcasts what still matters,
+/// commitment and claim transactions, on its own schedule).
 #[derive(Debug)]
 pub(crate) struct Broadcaster {
     rpc: Arc<RpcClient>,
     runtime: tokio::runtime::Handle,
+    retry: Arc<std::sync::Mutex<Vec<Transaction>>>,
 }
+
+/// At most this many transactions wait for the node (the oldest are dropped beyond it).
+const RETRY_QUEUE: usize = 1_000;
 
 impl Broadcaster {
     pub(crate) fn new(rpc: Arc<RpcClient>, runtime: tokio::runtime::Handle) -> Self {
-        Self { rpc, runtime }
+        Self {
+            rpc,
+            runtime,
+            retry: Arc::default(),
+        }
+    }
+
+    /// Sends `txs` in order; those the node could not be reached for go to the retry queue.
+    async fn send(
+        rpc: &RpcClient,
+        retry: &std::sync::Mutex<Vec<Transaction>>,
+        txs: Vec<Transaction>,
+    ) {
+        let mut unsent = Vec::new();
+        for tx in txs {
+            let txid = tx.compute_txid();
+            match rpc.send_raw_transaction(&tx).await {
+                Ok(_) => tracing::info!(%txid, "lightning transaction broadcast"),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(%txid, error = %e, "lightning broadcast failed: queued to retry");
+                    unsent.push(tx);
+                }
+                Err(e) => tracing::warn!(%txid, error = %e, "lightning broadcast refused"),
+            }
+        }
+        if !unsent.is_empty() {
+            let mut queue = retry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            queue.extend(unsent);
+            let excess = queue.len().saturating_sub(RETRY_QUEUE);
+            queue.drain(..excess);
+        }
+    }
+
+    /// Sends the queued transactions again (called at every poll).
+    pub(crate) async fn retry(&self) {
+        let queued: Vec<Transaction> = std::mem::take(
+            &mut *self
+                .retry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !queued.is_empty() {
+            Self::send(&self.rpc, &self.retry, queued).await;
+        }
+    }
+
+    /// How many transactions wait for the node.
+    pub(crate) fn queued(&self) -> usize {
+        self.retry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -56,14 +116,9 @@ impl BroadcasterInterface for Broadcaster {
     fn broadcast_transactions(&self, txs: &[&Transaction]) {
         let txs: Vec<Transaction> = txs.iter().map(|tx| (*tx).clone()).collect();
         let rpc = Arc::clone(&self.rpc);
+        let retry = Arc::clone(&self.retry);
         self.runtime.spawn(async move {
-            for tx in txs {
-                let txid = tx.compute_txid();
-                match rpc.send_raw_transaction(&tx).await {
-                    Ok(_) => tracing::info!(%txid, "lightning transaction broadcast"),
-                    Err(e) => tracing::warn!(%txid, error = %e, "lightning broadcast failed"),
-                }
-            }
+            Self::send(&rpc, &retry, txs).await;
         });
     }
 }

@@ -59,6 +59,7 @@ pub struct LnNode {
     /// Peers to keep connected (reconnected by the follower task).
     pub(crate) peers: Arc<Mutex<HashMap<PublicKey, SocketAddr>>>,
     pub(crate) store: Arc<Store>,
+    pub(crate) broadcaster: Arc<Broadcaster>,
     listen_addr: SocketAddr,
     stop: watch::Sender<bool>,
     background: Mutex<Option<JoinHandle<()>>>,
@@ -275,6 +276,16 @@ impl LnNode {
             CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
             CHANNEL_MANAGER_PERSISTENCE_KEY,
         )?;
+        if manager_bytes.is_none() && !monitors.is_empty() {
+            // A new channel manager beside existing monitors would know none of their channels
+            // (and force-close them): the manager was lost or the directory mixed up.
+            return Err(LnError::Decode(format!(
+                "{} channel monitors but no channel manager in {}: refusing to start a new node \
+                 over existing channels (restore the manager from a backup)",
+                monitors.len(),
+                config.data_dir.display()
+            )));
+        }
         let channel_manager: Arc<ChannelManager> = match manager_bytes {
             Some(bytes) => {
                 let args = ChannelManagerReadArgs::new(
@@ -478,6 +489,7 @@ impl LnNode {
             events,
             peers: Arc::new(Mutex::new(read_peers(&store)?)),
             store: Arc::clone(&store),
+            broadcaster: Arc::clone(&broadcaster),
             listen_addr,
             stop,
             background: Mutex::new(Some(background)),
@@ -523,6 +535,7 @@ impl LnNode {
         mut stop: watch::Receiver<bool>,
     ) {
         let follower = Arc::clone(&self.follower);
+        let broadcaster = Arc::clone(&self.broadcaster);
         let rpc = Arc::clone(&self.rpc);
         let peers = Arc::clone(&self.peers);
         let peer_manager = Arc::clone(&self.peer_manager);
@@ -546,6 +559,7 @@ impl LnNode {
                     // looked into (see `MAX_REORG_DEPTH`).
                     Err(e) => tracing::error!(error = %e, "lightning block follower halted"),
                 }
+                broadcaster.retry().await;
                 if let Err(e) = wallet_keys.refill(&rpc).await {
                     tracing::warn!(error = %e, "wallet scripts not refilled");
                 }
@@ -634,6 +648,11 @@ impl LnNode {
     /// poll interval); returns the height reached.
     pub async fn sync(&self) -> Result<u32, LnError> {
         self.follower.sync().await
+    }
+
+    /// Transactions waiting to be sent again because the node could not be reached.
+    pub fn queued_broadcasts(&self) -> usize {
+        self.broadcaster.queued()
     }
 
     /// The last block LDK was given.

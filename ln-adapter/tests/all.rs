@@ -17,6 +17,8 @@ mod garbage;
 mod pay_both_ways;
 #[path = "rail.rs"]
 mod rail;
+#[path = "rebroadcast.rs"]
+mod rebroadcast;
 #[path = "reorg.rs"]
 mod reorg;
 #[path = "restart.rs"]

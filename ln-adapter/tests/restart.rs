@@ -44,3 +44,31 @@ async fn restarted_node_keeps_its_channel() {
     .await;
     hold_pay_and_claim(&p.a, &p.b, 2_000_000).await;
 }
+
+/// A data directory whose channel manager is gone but whose monitors are there is refused:
+/// a new manager would not know the channels. Nothing in the directory is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_without_their_manager_are_refused() {
+    let mut p = pair().await;
+    open_channel(&p, 300_000).await;
+    let dir = p.dirs.path().join("b");
+    p.b.stop().await.unwrap();
+    let manager = dir.join("manager");
+    let saved = std::fs::read(&manager).expect("the persisted manager");
+    std::fs::remove_file(&manager).unwrap();
+    let mut config =
+        ln_adapter::LnConfig::new(p.node.chain_id(), p.node.rpc_config(Some("b")), dir.clone());
+    config.poll_interval = std::time::Duration::from_millis(200);
+    let err = ln_adapter::LnNode::start(config, &ln_adapter::Seed::new([2; 32]))
+        .await
+        .expect_err("started over monitors without a manager");
+    assert!(
+        matches!(err, ln_adapter::LnError::Decode(ref m) if m.contains("no channel manager")),
+        "{err}"
+    );
+    assert!(!manager.exists(), "nothing written");
+    // With the manager back, the node starts and has its channel.
+    std::fs::write(&manager, saved).unwrap();
+    p.b = start_ln(&p.node, "b", 2, &dir).await;
+    assert_eq!(p.b.channels().len(), 1);
+}
