@@ -14,6 +14,7 @@ use crate::types::{Asset, Hashlock, Preimage, SwapId, Timestamp, TxRef};
 
 pub mod memory;
 pub mod outbox;
+pub mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "sqlite")]
