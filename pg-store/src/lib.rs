@@ -29,6 +29,7 @@ use swap_core::store::rows::{
 use swap_core::store::{SentTx, StateEntry, SwapRecord, SwapState, SwapStore};
 use swap_core::{Asset, ChainId, Hashlock, StoreError, SwapId, Timestamp};
 
+pub mod lease;
 pub mod migrate;
 mod outbox;
 #[cfg(feature = "testkit")]

@@ -8,6 +8,8 @@ mod conformance;
 mod corrupt;
 #[path = "down.rs"]
 mod down;
+#[path = "lease.rs"]
+mod lease;
 #[path = "migrations.rs"]
 mod migrations;
 #[path = "testkit.rs"]
