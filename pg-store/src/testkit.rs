@@ -15,6 +15,7 @@ use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, Weak};
 
 /// The superuser of a test cluster (trust authentication: no password).
 pub const USER: &str = "xswap";
@@ -102,7 +103,26 @@ pub struct TestCluster {
     running: bool,
 }
 
+/// The cluster [`TestCluster::shared`] hands out while someone holds it.
+static SHARED: Mutex<Weak<TestCluster>> = Mutex::new(Weak::new());
+
 impl TestCluster {
+    /// A cluster shared by the tests of one process running at the same time (each makes a
+    /// database of its own): started by the first, stopped and removed when the last one
+    /// holding it drops it. A test that stops the server takes its own ([`TestCluster::start`]).
+    ///
+    /// # Panics
+    /// As [`TestCluster::start`].
+    pub fn shared() -> Arc<TestCluster> {
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cluster) = shared.upgrade() {
+            return cluster;
+        }
+        let cluster = Arc::new(TestCluster::start());
+        *shared = Arc::downgrade(&cluster);
+        cluster
+    }
+
     /// Makes and starts a cluster.
     ///
     /// # Panics
@@ -201,7 +221,7 @@ impl TestCluster {
     pub fn start_again(&mut self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=100",
+             -c full_page_writes=off -c max_connections=200",
             self.port,
             self.dir.path().display()
         );

@@ -1,5 +1,7 @@
-//! Every test of the PostgreSQL store in one binary (one link), each on a throwaway cluster
-//! of its own (`pg_store::testkit`): a missing PostgreSQL fails loudly, never skips.
+//! Every test of the PostgreSQL store in one binary (one link), on throwaway clusters
+//! (`pg_store::testkit`): one shared by the tests running together, each in a database of its
+//! own, and one of its own for the test that stops the server. A missing PostgreSQL fails
+//! loudly, never skips.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "conformance.rs"]

@@ -10,7 +10,7 @@ use swap_core::{initiator, Role, StoreError, SwapState, SwapStore, TxKind, TxRef
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_passes_conformance() {
-    let pg = TestCluster::start();
+    let pg = TestCluster::shared();
     let url = pg.create_database("conformance").await;
     let store = PgStore::connect(&url).await.unwrap();
     assert_eq!(
@@ -43,7 +43,7 @@ async fn postgres_store_passes_conformance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_many_workers_appending_after_one_state_exactly_one_wins() {
-    let pg = TestCluster::start();
+    let pg = TestCluster::shared();
     let url = pg.create_database("race").await;
     let workers: Vec<PgStore> = futures_join(4, || PgStore::connect(&url)).await;
     let rec = sample_record(9, Role::Initiator);

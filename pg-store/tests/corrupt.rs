@@ -7,7 +7,7 @@ use swap_core::{Role, StoreError, SwapState, SwapStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_rows_are_typed_errors_and_hide_nothing_else() {
-    let pg = TestCluster::start();
+    let pg = TestCluster::shared();
     let url = pg.create_database("corrupt").await;
     let store = PgStore::connect(&url).await.unwrap();
     let good = sample_record(1, Role::Initiator);

@@ -19,7 +19,7 @@ fn fenced(r: &Result<impl std::fmt::Debug, StoreError>, stale: u64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_workers_swap_is_taken_over_and_its_writes_are_fenced() {
-    let pg = TestCluster::start();
+    let pg = TestCluster::shared();
     let url = pg.create_database("leases").await;
     let (a, b) = (
         PgStore::connect(&url).await.unwrap(),
@@ -112,7 +112,7 @@ async fn a_stalled_workers_swap_is_taken_over_and_its_writes_are_fenced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_workers_leasing_one_free_swap_together_one_gets_it() {
-    let pg = TestCluster::start();
+    let pg = TestCluster::shared();
     let url = pg.create_database("lease_race").await;
     let workers = join_all((0..4).map(|_| PgStore::connect(&url))).await;
     let workers: Vec<PgStore> = workers.into_iter().map(|w| w.unwrap()).collect();

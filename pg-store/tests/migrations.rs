@@ -27,7 +27,7 @@ async fn versions(c: &tokio_postgres::Client) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_from_empty_from_older_and_newer_refused() {
-    let pg = TestCluster::start();
+    let pg = TestCluster::shared();
     assert!(latest() >= 2, "the older-schema test needs two migrations");
 
     // From an empty database, by several workers starting together: each migration once.
