@@ -158,6 +158,18 @@ impl PgStore {
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(options.timeout);
         }
+        // A server that vanished without closing the connection (a partition, a dead host)
+        // is found by TCP keepalives within about a minute instead of hours, unless the
+        // connection string says otherwise.
+        if pg.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            pg.keepalives_idle(Duration::from_secs(30));
+        }
+        if pg.get_keepalives_interval().is_none() {
+            pg.keepalives_interval(Duration::from_secs(10));
+        }
+        if pg.get_keepalives_retries().is_none() {
+            pg.keepalives_retries(3);
+        }
         if pg.get_application_name().is_none() {
             pg.application_name("xswap");
         }

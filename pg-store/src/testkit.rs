@@ -44,13 +44,17 @@ pub fn find_bindir() -> PathBuf {
                 .unwrap_or(0),
         )
     });
-    find_bindir_with(
-        std::env::var_os("PG_BIN"),
-        pg_config,
-        &debian,
-        std::env::var_os("PATH"),
-    )
-    .unwrap_or_else(|| {
+    let pg_bin = std::env::var_os("PG_BIN");
+    if let Some(dir) = &pg_bin {
+        let dir = Path::new(dir);
+        assert!(
+            dir.join("initdb").is_file(),
+            "PG_BIN={} has no initdb: point it at PostgreSQL's bin directory (Debian: \
+             /usr/lib/postgresql/<version>/bin after `apt-get install -y postgresql`), or unset it",
+            dir.display()
+        );
+    }
+    find_bindir_with(pg_bin, pg_config, &debian, std::env::var_os("PATH")).unwrap_or_else(|| {
         panic!(
             "PostgreSQL not found (no initdb in $PG_BIN, `pg_config --bindir`, \
              /usr/lib/postgresql/*/bin or on PATH): run `apt-get install -y postgresql` \
