@@ -17,7 +17,9 @@ CREATE TABLE swaps (
     lock_ahead  BOOLEAN NOT NULL
 );
 CREATE INDEX swaps_unfinished ON swaps(created_at, n) WHERE NOT finished;
-CREATE INDEX swaps_by_hashlock ON swaps(hashlock);
+-- Unique: two swaps sharing a hashlock can share one counter-lock, and with several workers
+-- a check before the insert (hashlock_in_use) does not exclude a second one made meanwhile.
+CREATE UNIQUE INDEX swaps_by_hashlock ON swaps(hashlock);
 CREATE INDEX swaps_to_lock ON swaps(lock_on) WHERE lock_ahead;
 
 -- Each swap's states, numbered 1, 2, ... without gaps: an append after state k inserts k + 1,

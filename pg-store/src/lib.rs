@@ -12,6 +12,9 @@
 //! - A database that cannot be reached is a [`StoreError::Backend`] error (transient: the same
 //!   call succeeds once it is back), never a panic. A damaged row is a
 //!   [`StoreError::Corrupt`] for its swap only.
+//! - A hashlock is unique among stored swaps (a second swap with one is
+//!   [`StoreError::Invalid`]): with several workers, checking
+//!   [`SwapStore::hashlock_in_use`] before creating does not exclude one made meanwhile.
 //! - Errors carry PostgreSQL's message and code, never its detail (which can quote a row's
 //!   values, a secret among them).
 
@@ -218,7 +221,7 @@ impl SwapStore for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         let t = now();
-        let inserted = tx
+        let inserted = match tx
             .execute(
                 "INSERT INTO swaps(id, role, record_json, secret, created_at, finished, hashlock,
                                    lock_on, lock_amount, lock_ahead)
@@ -238,7 +241,20 @@ impl SwapStore for PgStore {
                 ],
             )
             .await
-            .map_err(db)?;
+        {
+            Ok(n) => n,
+            Err(e)
+                if is_unique_violation(&e)
+                    && e.as_db_error().and_then(|d| d.constraint())
+                        == Some("swaps_by_hashlock") =>
+            {
+                return Err(StoreError::Invalid {
+                    swap: record.id(),
+                    detail: "another swap has this hashlock".into(),
+                })
+            }
+            Err(e) => return Err(db(e)),
+        };
         if inserted == 0 {
             return Err(StoreError::Duplicate(record.id()));
         }

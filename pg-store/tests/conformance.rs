@@ -149,3 +149,40 @@ async fn futures_join<T, F: std::future::Future<Output = Result<T, StoreError>>>
         .map(|r| r.unwrap())
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_workers_creating_swaps_with_one_hashlock_together_one_succeeds() {
+    let pg = TestCluster::shared();
+    let url = pg.create_database("hashlock").await;
+    let workers: Vec<PgStore> = futures_join(4, || PgStore::connect(&url)).await;
+    // Four swaps (four ids) with the same hashlock, as four takers might propose at once.
+    let base = sample_record(5, Role::Responder);
+    let records: Vec<_> = (0..workers.len())
+        .map(|i| {
+            let mut r = base.clone();
+            r.terms.id = swap_core::SwapId([0x50 + i as u8; 16]);
+            r
+        })
+        .collect();
+    let initial = SwapState::initial(Role::Responder);
+    let results = join_all(
+        workers
+            .iter()
+            .zip(&records)
+            .map(|(w, r)| w.create(r, &initial)),
+    )
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(matches!(r, StoreError::Invalid { .. }), "{r}");
+    }
+    assert_eq!(workers[0].list().await.unwrap().len(), 1);
+    assert!(workers[1]
+        .hashlock_in_use(&base.terms.hashlock)
+        .await
+        .unwrap());
+}
