@@ -27,7 +27,36 @@ ensure_litecoind() {
   fi
 }
 
+# PostgreSQL's server binaries (initdb, pg_ctl, postgres) for the PostgreSQL store's tests, which
+# start a throwaway cluster of their own (pg-store/src/testkit.rs looks in the same places).
+have_initdb() {
+  if [ -n "${PG_BIN:-}" ]; then [ -x "$PG_BIN/initdb" ]; return; fi
+  if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then return 0; fi
+  for dir in /usr/lib/postgresql/*/bin; do
+    if [ -x "$dir/initdb" ]; then return 0; fi
+  done
+  command -v initdb >/dev/null
+}
+
+ensure_postgres() {
+  if have_initdb; then return; fi
+  if [ -n "${PG_BIN:-}" ]; then
+    echo "PG_BIN=$PG_BIN has no initdb: point it at PostgreSQL's bin directory, or unset it" >&2
+    exit 1
+  fi
+  echo "==> apt-get install -y postgresql"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+  elif command -v sudo >/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+  else
+    echo "PostgreSQL is missing: run 'apt-get install -y postgresql' as root, or set PG_BIN" >&2
+    exit 1
+  fi
+}
+
 ensure_deps() {
   ensure_npm
   ensure_litecoind
+  ensure_postgres
 }

@@ -14,6 +14,7 @@ use crate::types::{Asset, Hashlock, Preimage, SwapId, Timestamp, TxRef};
 
 pub mod memory;
 pub mod outbox;
+pub mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "sqlite")]
@@ -285,6 +286,16 @@ pub enum StoreError {
     AlreadyRecorded {
         /// The swap.
         swap: SwapId,
+    },
+    /// A write made under a lease that is no longer the swap's (another worker took the swap
+    /// over, or the lease was released): nothing was written, and the writer must stop
+    /// working on the swap. Not transient.
+    #[error("swap {swap} is no longer leased under token {token}")]
+    Fenced {
+        /// The swap.
+        swap: SwapId,
+        /// The writer's (stale) fencing token.
+        token: u64,
     },
     /// The database itself failed (I/O, locked, not a database).
     #[error("database error: {0}")]

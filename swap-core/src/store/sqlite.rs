@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{
-    check_record, now, Role, StateEntry, StoreError, StoredRecord, SwapRecord, SwapState, SwapStore,
+use super::rows::{
+    backend, corrupt, lock_on, new_swap_row, parse_lock_amount, read_entry, read_id, read_latest,
+    read_record, read_sent_tx, sent_tx_row,
 };
+use super::{now, StateEntry, StoreError, SwapRecord, SwapState, SwapStore};
 use crate::params::ChainId;
-use crate::types::{Asset, Preimage, SwapId, Timestamp};
+use crate::types::{Asset, SwapId};
 
 /// Sets up a connection as every xswap SQLite file is used: WAL for concurrent readers, FULL
 /// sync so that a committed row survives power loss, foreign keys on, and waiting up to `busy`
@@ -127,11 +129,6 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX swaps_untracked ON swaps(id) WHERE lock_tracked = 0;",
 ];
 
-/// The `lock_on` value of a leg: its chain and asset.
-fn lock_on(chain: ChainId, asset: &Asset) -> Result<String, StoreError> {
-    serde_json::to_string(&(chain, asset)).map_err(backend)
-}
-
 /// Fills the lock columns of unfinished swaps stored before migration 5 (found through a
 /// partial index, so an open costs nothing once they are filled). A swap that cannot be
 /// loaded is left untracked (it cannot run either; `unfinished` reports it).
@@ -175,17 +172,6 @@ fn track_locks(conn: &mut Connection) -> Result<(), StoreError> {
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
-}
-
-pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn corrupt(swap: impl std::fmt::Display, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        swap: swap.to_string(),
-        detail: detail.to_string(),
-    }
 }
 
 impl SqliteStore {
@@ -294,22 +280,6 @@ fn require_swap(conn: &Connection, id: SwapId) -> Result<(), StoreError> {
     .ok_or(StoreError::UnknownSwap(id))
 }
 
-fn role_str(role: Role) -> &'static str {
-    match role {
-        Role::Initiator => "initiator",
-        Role::Responder => "responder",
-    }
-}
-
-fn state_json(state: &SwapState) -> Result<String, StoreError> {
-    serde_json::to_string(state).map_err(backend)
-}
-
-fn read_state(swap: &str, json: &str) -> Result<SwapState, StoreError> {
-    // serde_json's message names the field, never echoes values of other rows.
-    serde_json::from_str(json).map_err(|e| corrupt(swap, format!("state: {e}")))
-}
-
 fn load_one(conn: &Connection, id_bytes: &[u8]) -> Result<(SwapRecord, SwapState), StoreError> {
     load_entry_one(conn, id_bytes).map(|(r, e)| (r, e.state))
 }
@@ -318,7 +288,6 @@ fn load_entry_one(
     conn: &Connection,
     id_bytes: &[u8],
 ) -> Result<(SwapRecord, StateEntry), StoreError> {
-    let shown = hex::encode(id_bytes);
     let row: Option<(String, String, Option<Vec<u8>>)> = conn
         .query_row(
             "SELECT role, record_json, secret FROM swaps WHERE id = ?1",
@@ -329,32 +298,9 @@ fn load_entry_one(
         .map_err(backend)?;
     let (role, record_json, secret) = match row {
         Some(row) => row,
-        None => {
-            let id = <[u8; 16]>::try_from(id_bytes).map_err(|_| corrupt(&shown, "bad id"))?;
-            return Err(StoreError::UnknownSwap(SwapId(id)));
-        }
+        None => return Err(StoreError::UnknownSwap(read_id(id_bytes)?)),
     };
-    let stored: StoredRecord =
-        serde_json::from_str(&record_json).map_err(|e| corrupt(&shown, format!("record: {e}")))?;
-    let secret = match secret {
-        None => None,
-        Some(bytes) => Some(
-            Preimage::from_slice(&bytes).map_err(|_| corrupt(&shown, "secret is not 32 bytes"))?,
-        ),
-    };
-    let record = stored.into_record(secret);
-    if record.id().0.as_slice() != id_bytes {
-        return Err(corrupt(&shown, "record belongs to another swap id"));
-    }
-    if role_str(record.role) != role {
-        return Err(corrupt(&shown, "role column disagrees with the record"));
-    }
-    if record.role == Role::Initiator {
-        match &record.secret {
-            Some(s) if record.terms.hashlock.matches(s) => {}
-            _ => return Err(corrupt(&shown, "initiator secret missing or wrong")),
-        }
-    }
+    let record = read_record(id_bytes, &role, &record_json, secret.as_deref())?;
     let row: Option<(i64, i64, String)> = conn
         .query_row(
             "SELECT seq, entered_at, state_json FROM swap_states WHERE swap_id = ?1
@@ -364,37 +310,15 @@ fn load_entry_one(
         )
         .optional()
         .map_err(backend)?;
-    let (seq, at, json) = row.ok_or_else(|| corrupt(&shown, "no state"))?;
-    let state = read_state(&shown, &json)?;
-    if state.role() != record.role {
-        return Err(corrupt(&shown, "state is for the other role"));
-    }
-    Ok((
-        record,
-        StateEntry {
-            seq: seq as u64,
-            entered_at: Timestamp(at.max(0) as u64),
-            state,
-        },
-    ))
+    let entry = read_latest(&record, row.as_ref().map(|(s, a, j)| (*s, *a, j.as_str())))?;
+    Ok((record, entry))
 }
 
 #[async_trait]
 impl SwapStore for SqliteStore {
     async fn create(&self, record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {
-        check_record(record, initial)?;
         let id = record.id();
-        let record_json =
-            serde_json::to_string(&StoredRecord::from_record(record)).map_err(backend)?;
-        let secret = record.secret.as_ref().map(|s| s.as_bytes().to_vec());
-        let role = role_str(record.role);
-        let state = state_json(initial)?;
-        let finished = initial.is_final();
-        let hashlock = record.terms.hashlock.to_string();
-        let leg = record.our_leg();
-        let on = lock_on(leg.params.chain, &leg.asset)?;
-        let amount = leg.amount.base_units().to_string();
-        let ahead = initial.lock_ahead();
+        let row = new_swap_row(record, initial)?;
         self.with(move |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -416,22 +340,22 @@ impl SwapStore for SqliteStore {
                                    lock_on, lock_amount, lock_ahead, lock_tracked)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1)",
                 params![
-                    &id.0[..],
-                    role,
-                    record_json,
-                    secret,
+                    row.id,
+                    row.role,
+                    row.record_json,
+                    row.secret,
                     t,
-                    finished,
-                    hashlock,
-                    on,
-                    amount,
-                    ahead
+                    row.finished,
+                    row.hashlock,
+                    row.lock_on,
+                    row.lock_amount,
+                    row.lock_ahead
                 ],
             )
             .map_err(backend)?;
             tx.execute(
                 "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
-                params![&id.0[..], t, state],
+                params![row.id, t, row.state_json],
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)
@@ -446,8 +370,8 @@ impl SwapStore for SqliteStore {
         state: &SwapState,
     ) -> Result<u64, StoreError> {
         let id = *id;
-        let json = state_json(state)?;
-        let role = role_str(state.role());
+        let json = super::rows::state_json(state)?;
+        let role = super::rows::role_str(state.role());
         let finished = state.is_final();
         let ahead = state.lock_ahead();
         self.with(move |conn| {
@@ -532,11 +456,7 @@ impl SwapStore for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (seq, at, json) = row.map_err(backend)?;
-                out.push(StateEntry {
-                    seq: seq as u64,
-                    entered_at: Timestamp(at.max(0) as u64),
-                    state: read_state(&shown, &json)?,
-                });
+                out.push(read_entry(&shown, seq, at, &json)?);
             }
             if out.is_empty() {
                 return Err(StoreError::UnknownSwap(id));
@@ -560,10 +480,7 @@ impl SwapStore for SqliteStore {
             let mut sum = 0u128;
             for amount in rows {
                 let amount = amount.map_err(backend)?;
-                let units: u128 = amount
-                    .parse()
-                    .map_err(|_| corrupt("lock amount", format!("{amount:?} is no amount")))?;
-                sum = sum.saturating_add(units);
+                sum = sum.saturating_add(parse_lock_amount(&amount)?);
             }
             Ok(sum)
         })
@@ -597,23 +514,14 @@ impl SwapStore for SqliteStore {
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
-            ids.into_iter()
-                .map(|b| {
-                    <[u8; 16]>::try_from(b.as_slice())
-                        .map(SwapId)
-                        .map_err(|_| corrupt(hex::encode(&b), "id is not 16 bytes"))
-                })
-                .collect()
+            ids.iter().map(|b| read_id(b)).collect()
         })
         .await
     }
 
     async fn record_tx(&self, id: &SwapId, tx: &super::SentTx) -> Result<(), StoreError> {
         let id = *id;
-        let json = serde_json::to_string(tx).map_err(backend)?;
-        let leg = format!("{:?}", tx.leg);
-        let kind = tx.kind.as_str();
-        let txref = tx.txref.0.clone();
+        let (json, leg, kind, txref) = sent_tx_row(tx)?;
         self.with(move |conn| {
             require_swap(conn, id)?;
             conn.execute(
@@ -640,10 +548,7 @@ impl SwapStore for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let json = row.map_err(backend)?;
-                out.push(
-                    serde_json::from_str(&json)
-                        .map_err(|e| corrupt(id, format!("transaction row: {e}")))?,
-                );
+                out.push(read_sent_tx(&id, &json)?);
             }
             Ok(out)
         })

@@ -6,16 +6,13 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::outbox::{now_ms, Outbox, SendKey, SignedTx};
-use super::sqlite::{backend, SqliteStore};
+use super::rows::{backend, send_key_row};
+use super::sqlite::SqliteStore;
 use super::StoreError;
 use crate::types::TxRef;
 
-fn key_params(key: &SendKey) -> (Vec<u8>, String, &'static str) {
-    (key.swap.0.to_vec(), key.rail.to_string(), key.kind.as_str())
-}
-
 fn read(conn: &rusqlite::Connection, key: &SendKey) -> Result<Option<SignedTx>, StoreError> {
-    let (swap, rail, kind) = key_params(key);
+    let (swap, rail, kind) = send_key_row(key);
     conn.query_row(
         "SELECT t.txid, t.raw FROM outbox o JOIN outbox_txs t ON t.txid = o.txid
          WHERE o.swap_id = ?1 AND o.rail = ?2 AND o.kind = ?3",
@@ -56,7 +53,7 @@ impl Outbox for SqliteStore {
             )
             .map_err(backend)?;
             for key in &keys {
-                let (swap, rail, kind) = key_params(key);
+                let (swap, rail, kind) = send_key_row(key);
                 tx.execute(
                     "INSERT INTO outbox(swap_id, rail, kind, txid) VALUES (?1, ?2, ?3, ?4)",
                     params![swap, rail, kind, signed.txref.0],
@@ -90,7 +87,7 @@ impl Outbox for SqliteStore {
                     params![signed.txref.0, signed.raw, t],
                 )
                 .map_err(backend)?;
-                let (swap, rail, kind) = key_params(key);
+                let (swap, rail, kind) = send_key_row(key);
                 tx.execute(
                     "INSERT INTO outbox(swap_id, rail, kind, txid) VALUES (?1, ?2, ?3, ?4)",
                     params![swap, rail, kind, signed.txref.0],
@@ -112,7 +109,7 @@ impl Outbox for SqliteStore {
                 .map_err(backend)?;
             let mut n = 0;
             for key in &keys {
-                let (swap, rail, kind) = key_params(key);
+                let (swap, rail, kind) = send_key_row(key);
                 n += tx
                     .execute(
                         "DELETE FROM outbox

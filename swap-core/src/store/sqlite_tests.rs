@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::store::conformance;
+use crate::store::{Role, StoredRecord};
 
 #[tokio::test]
 async fn sqlite_store_passes_conformance() {

@@ -1,0 +1,142 @@
+//! Leases between two workers (two stores on one database): one's lease expires, the other
+//! takes the swap over, and the stale worker's writes are refused.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use pg_store::testkit::TestCluster;
+use pg_store::PgStore;
+use swap_core::store::conformance::sample_record;
+use swap_core::{initiator, Role, StoreError, SwapId, SwapState, SwapStore};
+
+fn locking() -> SwapState {
+    SwapState::Initiator(initiator::State::Locking)
+}
+
+fn fenced(r: &Result<impl std::fmt::Debug, StoreError>, stale: u64) -> bool {
+    matches!(r, Err(StoreError::Fenced { token, .. }) if *token == stale)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_workers_swap_is_taken_over_and_its_writes_are_fenced() {
+    let pg = TestCluster::shared();
+    let url = pg.create_database("leases").await;
+    let (a, b) = (
+        PgStore::connect(&url).await.unwrap(),
+        PgStore::connect(&url).await.unwrap(),
+    );
+    let rec = sample_record(1, Role::Initiator);
+    let id = rec.id();
+    a.create(&rec, &SwapState::initial(Role::Initiator))
+        .await
+        .unwrap();
+    let ttl = Duration::from_millis(400);
+    assert_eq!(a.unleased(10).await.unwrap(), vec![id]);
+
+    // A takes it; B cannot while A's lease runs; A renewing keeps its token.
+    let t1 = a
+        .lease(&id, "a", ttl)
+        .await
+        .unwrap()
+        .expect("a free swap is leased");
+    assert_eq!(b.lease(&id, "b", ttl).await.unwrap(), None);
+    assert_eq!(a.lease(&id, "a", ttl).await.unwrap(), Some(t1));
+    assert!(b.unleased(10).await.unwrap().is_empty());
+    a.heartbeat(&id, t1, ttl).await.unwrap();
+    assert_eq!(
+        a.append_state_fenced(&id, 1, &locking(), t1).await.unwrap(),
+        2
+    );
+    // Fencing does not replace the sequence check.
+    assert!(matches!(
+        a.append_state_fenced(&id, 1, &locking(), t1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+
+    // A stalls past its lease; B takes the swap over with a greater token.
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert_eq!(b.unleased(10).await.unwrap(), vec![id]);
+    let t2 = b
+        .lease(&id, "b", ttl)
+        .await
+        .unwrap()
+        .expect("an expired lease is taken");
+    assert!(t2 > t1, "{t2} > {t1}");
+
+    // A wakes up: its write, heartbeat and release under the old token are refused, and
+    // change nothing.
+    let stale = a.append_state_fenced(&id, 2, &locking(), t1).await;
+    assert!(fenced(&stale, t1), "{stale:?}");
+    assert_eq!(a.history(&id).await.unwrap().len(), 2);
+    let beat = a.heartbeat(&id, t1, ttl).await;
+    assert!(fenced(&beat, t1), "{beat:?}");
+    assert!(!a.release(&id, t1).await.unwrap());
+    assert_eq!(
+        a.lease(&id, "a", ttl).await.unwrap(),
+        None,
+        "B still holds it"
+    );
+
+    // B writes under its own token.
+    assert_eq!(
+        b.append_state_fenced(&id, 2, &locking(), t2).await.unwrap(),
+        3
+    );
+    b.heartbeat(&id, t2, ttl).await.unwrap();
+    // B gives it back: A leases it at once with a newer token; B's token is fenced now.
+    assert!(b.release(&id, t2).await.unwrap());
+    let t3 = a
+        .lease(&id, "a", ttl)
+        .await
+        .unwrap()
+        .expect("a released swap is free");
+    assert!(t3 > t2);
+    let late = b.append_state_fenced(&id, 3, &locking(), t2).await;
+    assert!(fenced(&late, t2), "{late:?}");
+    assert_eq!(
+        a.append_state_fenced(&id, 3, &locking(), t3).await.unwrap(),
+        4
+    );
+    // A write under no lease at all is fenced too.
+    let other = sample_record(2, Role::Initiator);
+    a.create(&other, &SwapState::initial(Role::Initiator))
+        .await
+        .unwrap();
+    let unleased = a.append_state_fenced(&other.id(), 1, &locking(), t3).await;
+    assert!(fenced(&unleased, t3), "{unleased:?}");
+    assert!(matches!(
+        a.lease(&SwapId([0xee; 16]), "a", ttl).await,
+        Err(StoreError::UnknownSwap(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_workers_leasing_one_free_swap_together_one_gets_it() {
+    let pg = TestCluster::shared();
+    let url = pg.create_database("lease_race").await;
+    let workers = join_all((0..4).map(|_| PgStore::connect(&url))).await;
+    let workers: Vec<PgStore> = workers.into_iter().map(|w| w.unwrap()).collect();
+    for n in 1..=5u8 {
+        let rec = sample_record(n, Role::Initiator);
+        workers[0]
+            .create(&rec, &SwapState::initial(Role::Initiator))
+            .await
+            .unwrap();
+        let id = rec.id();
+        let names: Vec<String> = (0..workers.len()).map(|i| format!("w{i}")).collect();
+        let got = join_all(
+            workers
+                .iter()
+                .zip(&names)
+                .map(|(w, name)| w.lease(&id, name, Duration::from_secs(30))),
+        )
+        .await;
+        let tokens: Vec<u64> = got.iter().filter_map(|r| *r.as_ref().unwrap()).collect();
+        assert_eq!(tokens.len(), 1, "{got:?}");
+        // And a write racing the holder under a guessed older token is fenced.
+        let r = workers[1]
+            .append_state_fenced(&rec.id(), 1, &locking(), tokens[0] - 1)
+            .await;
+        assert!(fenced(&r, tokens[0] - 1), "{r:?}");
+    }
+}
