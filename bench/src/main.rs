@@ -324,12 +324,14 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
     let offer = bob.engine.offer(
         "bench.invalid:7700".into(),
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: nodes.eth_params().chain,
             asset: Asset::Eth,
             max: Amount::Wei(Wei(WEI)),
             min: Amount::Wei(Wei(WEI)),
         },
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: nodes.btc_params().chain,
             asset: nodes.btc_asset(),
             max: Amount::Sats(Sats(SATS)),

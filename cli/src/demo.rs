@@ -151,12 +151,14 @@ pub async fn run() -> anyhow::Result<()> {
     let sell_eth = maker.engine.offer(
         addr.clone(),
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: eth_chain,
             asset: Asset::Eth,
             max: Amount::Wei(Wei(10u128.pow(19))),
             min: Amount::Wei(Wei(10u128.pow(15))),
         },
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: btc_chain,
             asset: coin_asset.clone(),
             max: Amount::Sats(Sats(10 * BTC_SWAP)),
@@ -168,12 +170,14 @@ pub async fn run() -> anyhow::Result<()> {
     let buy_tokens = maker.engine.offer(
         addr.clone(),
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: btc_chain,
             asset: coin_asset.clone(),
             max: Amount::Sats(Sats(10 * BTC_SWAP)),
             min: Amount::Sats(Sats(10_000)),
         },
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: eth_chain,
             asset: token_asset.clone(),
             max: Amount::Token(TokenUnits {

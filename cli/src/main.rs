@@ -419,12 +419,14 @@ fn main() -> anyhow::Result<()> {
                 addr: cfg.net.offer_address().to_owned(),
                 maker: identity.public(),
                 sell: OfferLeg {
+                    rail: swap_core::RailKind::OnChain,
                     chain: sc,
                     asset: sa.clone(),
                     max: amount(&sa, max.saturating_mul(rate_num) / rate_den)?,
                     min: amount(&sa, min.saturating_mul(rate_num) / rate_den)?,
                 },
                 buy: OfferLeg {
+                    rail: swap_core::RailKind::OnChain,
                     chain: bc,
                     asset: ba.clone(),
                     max: amount(&ba, max)?,

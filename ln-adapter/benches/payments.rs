@@ -5,7 +5,12 @@
 //!
 //! `cargo bench -p ln-adapter --bench payments [-- --sequential N --concurrent N]`
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -84,7 +89,10 @@ async fn main() {
     let mut sent = 0;
     let deadline = Instant::now() + Duration::from_secs(300);
     while sent < concurrent {
-        assert!(Instant::now() < deadline, "{sent} of {concurrent} payments done in 300 s");
+        assert!(
+            Instant::now() < deadline,
+            "{sent} of {concurrent} payments done in 300 s"
+        );
         tokio::select! {
             e = b_rx.recv() => {
                 if let Ok(LnEvent::PaymentClaimable { hashlock, .. }) = e {
@@ -118,7 +126,12 @@ fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the ")").
     (ticks(11) + ticks(12)) / 100.0
 }

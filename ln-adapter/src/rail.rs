@@ -578,6 +578,25 @@ impl Rail for LnRail {
         })
     }
 
+    /// A hold invoice for the swap's hashlock: the rail data of a leg we receive.
+    async fn prepare_receive(
+        &self,
+        hashlock: &Hashlock,
+        asset: &Asset,
+        amount: &Amount,
+    ) -> Result<Option<RailData>, ChainError> {
+        let ours = matches!(
+            (self.params.chain.family, asset),
+            (ChainFamily::Bitcoin, Asset::Btc) | (ChainFamily::Litecoin, Asset::Ltc)
+        );
+        let (true, Amount::Sats(sats)) = (ours, amount) else {
+            return Err(invalid(format!(
+                "{asset:?} is not this Lightning rail's asset"
+            )));
+        };
+        self.receive(*hashlock, *sats).map(Some)
+    }
+
     async fn verify(&self) -> Result<(), ChainError> {
         self.node.alive().map_err(ln_err)?;
         self.tip().await.map(|_| ())

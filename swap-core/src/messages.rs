@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::params::{ChainId, ChainParams};
+use crate::params::{ChainId, ChainParams, RailKind};
+use crate::rail::RailData;
 use crate::terms::{Leg, SafetyPolicy, SwapTerms, TermsError, Tips};
-use crate::types::{Account, Amount, Asset, SwapId, TxRef};
+use crate::types::{Account, Amount, Asset, Hashlock, SwapId, TxRef};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -48,6 +49,16 @@ pub enum Message {
         want_asset: Asset,
         /// How much.
         want: Amount,
+        /// Where on X the taker locks (absent: on chain).
+        #[serde(default, skip_serializing_if = "RailKind::is_on_chain")]
+        give_rail: RailKind,
+        /// Where on Y the maker locks (absent: on chain).
+        #[serde(default, skip_serializing_if = "RailKind::is_on_chain")]
+        want_rail: RailKind,
+        /// The swap's hashlock, when the maker must prepare to receive on X before the terms
+        /// (a Lightning hold invoice for it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hashlock: Option<Hashlock>,
     },
     /// The maker's answer: the accounts it uses for this swap.
     Quote {
@@ -55,6 +66,10 @@ pub enum Message {
         maker_x: Account,
         /// The maker's account on chain Y (where it locks and refunds).
         maker_y: Account,
+        /// What the taker needs to lock on X when X is a channel rail (the maker's hold
+        /// invoice on Lightning): goes into the terms' X leg.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        x_rail_data: Option<RailData>,
     },
     /// The initiator proposes terms (assets, amounts, `H`, both parties' accounts, expiries,
     /// chain parameters).

@@ -141,6 +141,14 @@ pub enum RailKind {
     EvmChannel,
 }
 
+impl RailKind {
+    /// Whether this is an HTLC on chain (the default, left out of messages and offers).
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+    pub fn is_on_chain(&self) -> bool {
+        *self == RailKind::OnChain
+    }
+}
+
 /// How a lock that was never claimed goes back to its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -394,6 +394,20 @@ pub trait Rail: Send + Sync {
         Err(ChainError::new(Cause::Invalid, "this rail has no wallet"))
     }
 
+    /// What the recipient of a leg on this rail must put in the terms before the payer can
+    /// lock it (a Lightning hold invoice for `hashlock`: the node id and payment secret), or
+    /// `None` when the rail needs nothing (on chain). Called by the recipient while the swap
+    /// is negotiated; a leg that is never paid costs nothing.
+    async fn prepare_receive(
+        &self,
+        hashlock: &Hashlock,
+        asset: &Asset,
+        amount: &Amount,
+    ) -> Result<Option<RailData>, ChainError> {
+        let _ = (hashlock, asset, amount);
+        Ok(None)
+    }
+
     /// Checks that this rail can move funds safely (the node is on the expected chain, the
     /// contract is ours) before a swap is agreed. Adapters check before their first send
     /// anyway; asking here makes a wrong configuration fail before anything is agreed.

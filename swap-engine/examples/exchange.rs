@@ -109,12 +109,14 @@ async fn main() -> anyhow::Result<()> {
     let offer: Offer = exchange.offer(
         "exchange.example:7700".into(),
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: eth,
             asset: Asset::Eth,
             max: Amount::Wei(Wei(25 * 10u128.pow(16))),
             min: Amount::Wei(Wei(25 * 10u128.pow(13))),
         },
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: coin,
             asset: coin_asset,
             max: Amount::Sats(Sats(10_000_000)),

@@ -141,7 +141,7 @@ pub struct Engine {
     /// both count the same liquidity.
     accepting: tokio::sync::Mutex<()>,
     /// Wallet balances read for liquidity checks, shared by the checks that ask together.
-    funds: swap_core::shared_read::SharedReads<(ChainId, Asset), swap_core::Funds>,
+    funds: swap_core::shared_read::SharedReads<(RailId, Asset), swap_core::Funds>,
 }
 
 /// How old a balance a taker's advisory funds check may use (see
@@ -200,29 +200,38 @@ impl Engine {
         })
     }
 
-    /// The on-chain rail of `chain` (offers and quotes name chains; their legs are on chain).
-    fn chain(&self, id: ChainId) -> Option<Arc<dyn Rail>> {
-        self.driver.rail(ChainParams::for_chain(id).rail()).cloned()
-    }
-
-    fn require(&self, id: ChainId) -> Result<Arc<dyn Rail>, EngineError> {
-        self.chain(id)
+    /// The rail `id`, or a typed error when this engine has no adapter for it.
+    fn require_rail(&self, id: RailId) -> Result<Arc<dyn Rail>, EngineError> {
+        self.driver
+            .rail(id)
+            .cloned()
             .ok_or_else(|| EngineError::Offer(format!("this engine has no adapter for {id}")))
     }
 
-    /// Our account on `chain` for the swap keys at `key_index`.
+    /// The on-chain rail of `chain`.
+    fn require(&self, id: ChainId) -> Result<Arc<dyn Rail>, EngineError> {
+        self.require_rail(ChainParams::for_chain(id).rail())
+    }
+
+    /// Our account on `chain` (on chain) for the swap keys at `key_index`.
     pub async fn account(&self, chain: ChainId, key_index: u32) -> Result<Account, EngineError> {
         Ok(self.require(chain)?.account(key_index).await?)
     }
 
-    fn params(&self, chain: ChainId) -> Result<ChainParams, EngineError> {
-        Ok(*self.require(chain)?.params())
+    /// Our account on `rail` for the swap keys at `key_index` (a Lightning rail's is the
+    /// node id).
+    pub async fn account_on(&self, rail: RailId, key_index: u32) -> Result<Account, EngineError> {
+        Ok(self.require_rail(rail)?.account(key_index).await?)
     }
 
-    async fn tips(&self, x: ChainId, y: ChainId) -> Result<Tips, EngineError> {
+    fn params(&self, rail: RailId) -> Result<ChainParams, EngineError> {
+        Ok(*self.require_rail(rail)?.params())
+    }
+
+    async fn tips(&self, x: RailId, y: RailId) -> Result<Tips, EngineError> {
         Ok(Tips {
-            x: self.require(x)?.tip().await?,
-            y: self.require(y)?.tip().await?,
+            x: self.require_rail(x)?.tip().await?,
+            y: self.require_rail(y)?.tip().await?,
         })
     }
 
@@ -276,7 +285,21 @@ impl Engine {
         asset: &Asset,
         amount: &Amount,
     ) -> Result<(), EngineError> {
-        self.check_funds_read_since(chain, asset, amount, Duration::ZERO)
+        let rail = ChainParams::for_chain(chain).rail();
+        self.check_funds_read_since(rail, asset, amount, Duration::ZERO)
+            .await
+    }
+
+    /// [`Engine::check_funds`] for a lock on `rail` (a Lightning rail: what one channel can
+    /// send now). What unfinished swaps will still lock is counted per chain, over all its
+    /// rails: conservative.
+    pub async fn check_funds_on(
+        &self,
+        rail: RailId,
+        asset: &Asset,
+        amount: &Amount,
+    ) -> Result<(), EngineError> {
+        self.check_funds_read_since(rail, asset, amount, Duration::ZERO)
             .await
     }
 
@@ -287,20 +310,21 @@ impl Engine {
     /// lost); the maker's check, which guards liquidity it promises, reads after its reservation.
     async fn check_funds_read_since(
         &self,
-        chain: ChainId,
+        rail_id: RailId,
         asset: &Asset,
         amount: &Amount,
         stale: Duration,
     ) -> Result<(), EngineError> {
+        let chain = rail_id.chain;
         let need = amount.base_units();
         let reserved = self.reserved(chain, asset).await?;
         // Read after the reservation (a read that started later serves: see `swap_core::shared_read`).
         let now = std::time::Instant::now();
         let asked = now.checked_sub(stale).unwrap_or(now);
-        let rail = self.require(chain)?;
+        let rail = self.require_rail(rail_id)?;
         let funds = self
             .funds
-            .since(&(chain, asset.clone()), asked, || rail.funds(asset))
+            .since(&(rail_id, asset.clone()), asked, || rail.funds(asset))
             .await?;
         if funds.covers(need, reserved) {
             Ok(())
@@ -441,7 +465,7 @@ impl Engine {
         let want_amount = with_units(&offer.sell.asset, want)?;
         self.verify_rails().await?;
         self.check_funds_read_since(
-            offer.buy.chain,
+            offer.buy.rail_id(),
             &offer.buy.asset,
             &give_amount,
             TAKER_FUNDS_STALE,
@@ -457,8 +481,11 @@ impl Engine {
         offer: &Offer,
         (give_amount, want_amount): (Amount, Amount),
     ) -> Result<SwapId, EngineError> {
-        let (x, y) = (offer.buy.chain, offer.sell.chain);
+        let (rx, ry) = (offer.buy.rail_id(), offer.sell.rail_id());
+        let (x, y) = (rx.chain, ry.chain);
         let id = SwapId::random().map_err(|e| EngineError::Offer(e.to_string()))?;
+        let secret = Preimage::random().map_err(|e| EngineError::Offer(e.to_string()))?;
+        let hashlock = secret.hashlock();
         let quote = conn
             .request(&Envelope::new(
                 id,
@@ -469,37 +496,51 @@ impl Engine {
                     want_chain: y,
                     want_asset: offer.sell.asset.clone(),
                     want: want_amount,
+                    give_rail: rx.kind,
+                    want_rail: ry.kind,
+                    // The maker prepares to receive on a channel rail (a hold invoice) before
+                    // the terms; on chain it needs nothing.
+                    hashlock: (!rx.kind.is_on_chain()).then_some(hashlock),
                 },
             ))
             .await?;
-        let (maker_x, maker_y) = match quote.body {
-            Message::Quote { maker_x, maker_y } if quote.swap_id == id => (maker_x, maker_y),
+        let (maker_x, maker_y, x_rail_data) = match quote.body {
+            Message::Quote {
+                maker_x,
+                maker_y,
+                x_rail_data,
+            } if quote.swap_id == id => (maker_x, maker_y, x_rail_data),
             Message::Reject { reason } => return Err(EngineError::Rejected(reason)),
             other => return Err(EngineError::Protocol(format!("{other:?}"))),
         };
+        // What the maker must be told to lock on Y when Y is a channel rail (our hold
+        // invoice for the hashlock).
+        let y_rail_data = self
+            .require_rail(ry)?
+            .prepare_receive(&hashlock, &offer.sell.asset, &want_amount)
+            .await?;
         let key_index = self.driver.store().allocate_key_index().await?;
-        let secret = Preimage::random().map_err(|e| EngineError::Offer(e.to_string()))?;
-        let tips = self.tips(x, y).await?;
+        let tips = self.tips(rx, ry).await?;
         let terms = SwapTerms::with_default_expiries(
             id,
-            secret.hashlock(),
+            hashlock,
             LegTerms {
-                params: self.params(x)?,
+                params: self.params(rx)?,
                 asset: offer.buy.asset.clone(),
                 amount: give_amount,
-                sender: self.account(x, key_index).await?,
+                sender: self.account_on(rx, key_index).await?,
                 recipient: maker_x,
                 expiry: Expiry::Height(Height(0)),
-                rail_data: None,
+                rail_data: x_rail_data,
             },
             LegTerms {
-                params: self.params(y)?,
+                params: self.params(ry)?,
                 asset: offer.sell.asset.clone(),
                 amount: want_amount,
                 sender: maker_y,
-                recipient: self.account(y, key_index).await?,
+                recipient: self.account_on(ry, key_index).await?,
                 expiry: Expiry::Height(Height(0)),
-                rail_data: None,
+                rail_data: y_rail_data,
             },
             SafetyPolicy::default(),
             tips,

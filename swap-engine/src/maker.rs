@@ -8,10 +8,10 @@ use super::*;
 pub struct Quote {
     /// Our key index for the swap (our accounts in the quote are derived from it).
     pub key_index: u32,
-    /// What the taker gives: chain, asset, amount.
-    pub give: (ChainId, Asset, Amount),
+    /// What the taker gives: rail, asset, amount.
+    pub give: (RailId, Asset, Amount),
     /// What the taker wants.
-    pub want: (ChainId, Asset, Amount),
+    pub want: (RailId, Asset, Amount),
     /// Who asked.
     pub peer: Peer,
     /// When it was quoted (local clock, milliseconds since the Unix epoch).
@@ -164,10 +164,10 @@ pub fn priced(offers: Vec<Offer>, prices: &dyn PriceSource) -> Vec<Offer> {
 pub fn match_offer(
     offers: &[Offer],
     now: u64,
-    give_chain: ChainId,
+    give_rail: RailId,
     give_asset: &Asset,
     give: &Amount,
-    want_chain: ChainId,
+    want_rail: RailId,
     want_asset: &Asset,
     want: &Amount,
 ) -> Result<(), String> {
@@ -175,12 +175,16 @@ pub fn match_offer(
     let pair: Vec<&Offer> = offers
         .iter()
         .filter(|o| {
-            (o.buy.chain, &o.buy.asset, o.sell.chain, &o.sell.asset)
-                == (give_chain, give_asset, want_chain, want_asset)
+            (
+                o.buy.rail_id(),
+                &o.buy.asset,
+                o.sell.rail_id(),
+                &o.sell.asset,
+            ) == (give_rail, give_asset, want_rail, want_asset)
         })
         .collect();
     if pair.is_empty() {
-        return Err("no offer for this pair of assets".into());
+        return Err("no offer for this pair of assets and rails".into());
     }
     let live: Vec<&Offer> = pair.into_iter().filter(|o| o.expires.0 >= now).collect();
     if live.is_empty() {
@@ -229,11 +233,12 @@ impl Maker {
     async fn refuse_unfundable(
         &self,
         id: SwapId,
-        chain: ChainId,
+        rail: RailId,
         asset: &Asset,
         amount: &Amount,
     ) -> Option<Envelope> {
-        match self.engine.check_funds(chain, asset, amount).await {
+        let chain = rail.chain;
+        match self.engine.check_funds_on(rail, asset, amount).await {
             Ok(()) => None,
             Err(EngineError::InsufficientFunds { .. }) => {
                 warn!(engine = %self.engine.name, swap_id = %id, %chain, "refused: not enough liquidity for this amount");
@@ -254,10 +259,17 @@ impl Maker {
             want_chain,
             want_asset,
             want,
+            give_rail,
+            want_rail,
+            hashlock,
         } = msg
         else {
             return reject(id, "expected a quote request");
         };
+        let (give_chain, want_chain) = (
+            RailId::new(give_chain, give_rail),
+            RailId::new(want_chain, want_rail),
+        );
         if !give_asset.fits(&give) || !want_asset.fits(&want) {
             return reject(id, "amounts do not fit their assets");
         }
@@ -298,11 +310,35 @@ impl Maker {
             }
         };
         let (maker_x, maker_y) = match (
-            engine.account(give_chain, key_index).await,
-            engine.account(want_chain, key_index).await,
+            engine.account_on(give_chain, key_index).await,
+            engine.account_on(want_chain, key_index).await,
         ) {
             (Ok(a), Ok(b)) => (a, b),
             _ => return reject(id, "maker cannot serve these chains"),
+        };
+        // On a channel rail we receive on, the taker needs our part first (a hold invoice for
+        // the swap's hashlock). A leg never paid costs nothing.
+        let x_rail_data = if give_rail.is_on_chain() {
+            None
+        } else {
+            let Some(hashlock) = hashlock else {
+                return reject(
+                    id,
+                    "a channel leg needs the swap's hashlock in the quote request",
+                );
+            };
+            let prepared = match engine.require_rail(give_chain) {
+                Ok(rail) => rail.prepare_receive(&hashlock, &give_asset, &give).await,
+                Err(_) => return reject(id, "maker cannot serve these chains"),
+            };
+            match prepared {
+                Ok(Some(data)) => Some(data),
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(engine = %engine.name, error = %e, "cannot prepare to receive on a channel");
+                    return reject(id, "maker cannot receive on this rail now");
+                }
+            }
         };
         let quote = Quote {
             key_index,
@@ -315,7 +351,14 @@ impl Maker {
         if let Err(why) = engine.quotes.hold(id, quote).await {
             return reject(id, why);
         }
-        Some(Envelope::new(id, Message::Quote { maker_x, maker_y }))
+        Some(Envelope::new(
+            id,
+            Message::Quote {
+                maker_x,
+                maker_y,
+                x_rail_data,
+            },
+        ))
     }
 
     async fn proposal(&self, peer: Peer, id: SwapId, terms: SwapTerms) -> Option<Envelope> {
@@ -327,8 +370,8 @@ impl Maker {
             return reject(id, "quote was for another peer");
         }
         let (x, y) = (&terms.x, &terms.y);
-        if (x.params.chain, &x.asset, &x.amount) != (p.give.0, &p.give.1, &p.give.2)
-            || (y.params.chain, &y.asset, &y.amount) != (p.want.0, &p.want.1, &p.want.2)
+        if (x.params.rail(), &x.asset, &x.amount) != (p.give.0, &p.give.1, &p.give.2)
+            || (y.params.rail(), &y.asset, &y.amount) != (p.want.0, &p.want.1, &p.want.2)
         {
             return reject(id, "terms differ from the quote");
         }
@@ -337,12 +380,18 @@ impl Maker {
             return reject(id, "maker cannot serve these chains");
         };
         let accounts = (
-            engine.account(p.give.0, p.key_index).await,
-            engine.account(p.want.0, p.key_index).await,
+            engine.account_on(p.give.0, p.key_index).await,
+            engine.account_on(p.want.0, p.key_index).await,
         );
         let (Ok(ax), Ok(ay)) = accounts else {
             return reject(id, "maker cannot serve these chains");
         };
+        // Our hold invoice on X must name us (the taker pays whatever node it names).
+        if let Some(RailBody::Lightning { node_id, .. }) = x.rail_data.as_ref().map(|d| &d.body) {
+            if Account::PublicKey(*node_id) != ax {
+                return reject(id, "the X leg's invoice is not ours");
+            }
+        }
         let tips = match engine.tips(p.give.0, p.want.0).await {
             Ok(t) => t,
             Err(e) => {
@@ -415,12 +464,14 @@ mod tests {
             addr: "127.0.0.1:7700".into(),
             maker: Identity::generate().unwrap().public(),
             sell: OfferLeg {
+                rail: swap_core::RailKind::OnChain,
                 chain: eth,
                 asset: Asset::Eth,
                 max: Amount::Wei(Wei(u128::from(max) * rate)),
                 min: Amount::Wei(Wei(u128::from(min) * rate)),
             },
             buy: OfferLeg {
+                rail: swap_core::RailKind::OnChain,
                 chain: btc,
                 asset: Asset::Btc,
                 max: Amount::Sats(Sats(max)),
@@ -433,8 +484,10 @@ mod tests {
     }
 
     fn ask(offers: &[Offer], now: u64, sats: u64, wei: u128) -> Result<(), String> {
-        let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
-        let eth = ChainId::new(ChainFamily::Ethereum, Network::Regtest);
+        let btc =
+            ChainParams::for_chain(ChainId::new(ChainFamily::Bitcoin, Network::Regtest)).rail();
+        let eth =
+            ChainParams::for_chain(ChainId::new(ChainFamily::Ethereum, Network::Regtest)).rail();
         match_offer(
             offers,
             now,
@@ -448,7 +501,8 @@ mod tests {
     }
 
     fn pending(peer: Peer) -> Quote {
-        let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
+        let btc =
+            ChainParams::for_chain(ChainId::new(ChainFamily::Bitcoin, Network::Regtest)).rail();
         Quote {
             key_index: 0,
             give: (btc, Asset::Btc, Amount::Sats(Sats(1))),

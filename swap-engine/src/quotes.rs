@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use swap_core::{Amount, Asset, ChainId, SwapId};
+use swap_core::{Amount, Asset, RailId, SwapId};
 use swap_net::{Peer, PeerKey};
 
 use crate::maker::{
@@ -42,7 +42,7 @@ pub struct SqliteQuotes {
 #[error("quote book: {0}")]
 pub struct QuotesError(#[from] rusqlite::Error);
 
-type Leg = (ChainId, Asset, Amount);
+type Leg = (RailId, Asset, Amount);
 
 fn encode(leg: &Leg) -> String {
     serde_json::to_string(leg).unwrap_or_default()

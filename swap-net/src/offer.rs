@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use swap_core::{Amount, Asset, ChainId, Timestamp};
+use swap_core::{Amount, Asset, ChainId, RailId, RailKind, Timestamp};
 
 use crate::PeerKey;
 
@@ -11,12 +11,22 @@ use crate::PeerKey;
 pub struct OfferLeg {
     /// The chain.
     pub chain: ChainId,
+    /// Where on the chain this side's HTLC lives (absent: on chain).
+    #[serde(default, skip_serializing_if = "RailKind::is_on_chain")]
+    pub rail: RailKind,
     /// The asset.
     pub asset: Asset,
     /// The most the maker will trade in one swap.
     pub max: Amount,
     /// The least.
     pub min: Amount,
+}
+
+impl OfferLeg {
+    /// The rail this side's HTLC lives on.
+    pub fn rail_id(&self) -> RailId {
+        RailId::new(self.chain, self.rail)
+    }
 }
 
 /// What a maker publishes: where to reach it, who it is, what it sells and wants, at what rate.
@@ -158,12 +168,14 @@ mod tests {
             addr: "127.0.0.1:9000".into(),
             maker,
             sell: OfferLeg {
+                rail: swap_core::RailKind::OnChain,
                 chain: ChainId::new(ChainFamily::Ethereum, Network::Regtest),
                 asset: Asset::Eth,
                 max: Amount::Wei(Wei(10u128.pow(18))),
                 min: Amount::Wei(Wei(10u128.pow(15))),
             },
             buy: OfferLeg {
+                rail: swap_core::RailKind::OnChain,
                 chain: ChainId::new(ChainFamily::Bitcoin, Network::Regtest),
                 asset: Asset::Btc,
                 max: Amount::Sats(Sats(5_000_000)),

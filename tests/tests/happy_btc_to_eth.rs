@@ -124,12 +124,14 @@ async fn an_engine_takes_an_offer_over_any_transport() {
     let offer = maker.engine.offer(
         "maker.example:7700".into(),
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: nodes.eth_params().chain,
             asset: Asset::Eth,
             max: Amount::Wei(Wei(10u128.pow(18))),
             min: Amount::Wei(Wei(10u128.pow(15))),
         },
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: nodes.btc_params().chain,
             asset: btc_asset(&nodes),
             max: Amount::Sats(Sats(4_000_000)),

@@ -46,12 +46,14 @@ async fn hostile_peer_cannot_disturb_a_running_swap() {
     let offer = maker.engine.offer(
         maker_addr.clone(),
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: nodes.eth_params().chain,
             asset: Asset::Eth,
             max: Amount::Wei(Wei(10u128.pow(19))),
             min: Amount::Wei(Wei(10u128.pow(15))),
         },
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: nodes.btc.chain_id(),
             asset: nodes.btc_asset(),
             max: Amount::Sats(Sats(10 * SATS)),
@@ -97,6 +99,9 @@ async fn hostile_peer_cannot_disturb_a_running_swap() {
                 want_chain: nodes.eth_params().chain,
                 want_asset: Asset::Eth,
                 want: Amount::Wei(Wei(want)),
+                give_rail: swap_core::RailKind::OnChain,
+                want_rail: swap_core::RailKind::OnChain,
+                hashlock: None,
             },
         )
     };
@@ -121,7 +126,9 @@ async fn hostile_peer_cannot_disturb_a_running_swap() {
     let req = q(SATS, 250_000_000_000_000_000);
     let id = req.swap_id;
     let (maker_x, maker_y) = match conn.request(&req).await.unwrap().body {
-        Message::Quote { maker_x, maker_y } => (maker_x, maker_y),
+        Message::Quote {
+            maker_x, maker_y, ..
+        } => (maker_x, maker_y),
         other => panic!("{other:?}"),
     };
     let mut bad = honest_terms.clone();
@@ -148,7 +155,9 @@ async fn hostile_peer_cannot_disturb_a_running_swap() {
     let req = q(SATS, 250_000_000_000_000_000);
     let id2 = req.swap_id;
     let (maker_x, maker_y) = match conn.request(&req).await.unwrap().body {
-        Message::Quote { maker_x, maker_y } => (maker_x, maker_y),
+        Message::Quote {
+            maker_x, maker_y, ..
+        } => (maker_x, maker_y),
         other => panic!("{other:?}"),
     };
     let mut twin = honest_terms.clone();
