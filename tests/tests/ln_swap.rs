@@ -64,35 +64,28 @@ async fn engine(
     (engine, eth)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lightning_ltc_for_eth_on_chain_through_two_engines() {
-    let nodes = start_nodes().await;
-    let dir = tempfile::tempdir().unwrap();
-    let tina = ln_node(&nodes, "tina", 0x71, dir.path()).await;
-    let mark = ln_node(&nodes, "mark", 0x72, dir.path()).await;
-    // The taker funds and opens a channel to the maker.
+/// Funds `from`'s wallet, opens a channel from `from` to `to` and waits until both can use it.
+async fn open_channel(nodes: &Nodes, wallet: &str, from: &LnNode, to: &LnNode) {
     let addr = nodes
         .btc
         .rpc()
-        .with_wallet("tina")
+        .with_wallet(wallet)
         .unwrap()
         .get_new_address("bech32")
         .await
         .unwrap();
     nodes.btc.send(&addr, 5_000_000).await;
     nodes.btc.mine(1).await;
-    tina.connect(mark.node_id(), mark.listen_addr())
-        .await
-        .unwrap();
-    let mut rx = tina.subscribe();
-    tina.open_channel(mark.node_id(), 2_000_000, 0).unwrap();
+    from.connect(to.node_id(), to.listen_addr()).await.unwrap();
+    let mut rx = from.subscribe();
+    from.open_channel(to.node_id(), 2_000_000, 0).unwrap();
     loop {
         if let Ok(LnEvent::ChannelPending { .. }) = rx.recv().await {
             break;
         }
     }
     let started = Instant::now();
-    while !(tina.channels().iter().any(|c| c.usable) && mark.channels().iter().any(|c| c.usable)) {
+    while !(from.channels().iter().any(|c| c.usable) && to.channels().iter().any(|c| c.usable)) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "channel never usable"
@@ -100,6 +93,40 @@ async fn lightning_ltc_for_eth_on_chain_through_two_engines() {
         nodes.btc.mine(1).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Runs both engines' swap `id` to its end (ETH blocks every 200 ms); returns the outcomes.
+async fn finish(
+    nodes: &Nodes,
+    taker: &Arc<Engine>,
+    maker: &Arc<Engine>,
+    id: SwapId,
+) -> (Outcome, Outcome) {
+    let waits = {
+        let (t, m) = (taker.clone(), maker.clone());
+        tokio::spawn(async move { tokio::join!(t.wait(&id), m.wait(&id)) })
+    };
+    let started = Instant::now();
+    while !waits.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "swap not done in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        nodes.eth.advance_time(12).await;
+    }
+    let (t, m) = waits.await.unwrap();
+    (t.unwrap(), m.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lightning_ltc_for_eth_on_chain_through_two_engines() {
+    let nodes = start_nodes().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tina = ln_node(&nodes, "tina", 0x71, dir.path()).await;
+    let mark = ln_node(&nodes, "mark", 0x72, dir.path()).await;
+    // The taker funds and opens a channel to the maker.
+    open_channel(&nodes, "tina", &tina, &mark).await;
     let height_after_open = nodes.btc.height().await;
 
     let (taker, taker_eth) = engine(&nodes, "tina", &tina, 3, dir.path()).await;
@@ -149,22 +176,8 @@ async fn lightning_ltc_for_eth_on_chain_through_two_engines() {
         "the maker's hold invoice is in the terms"
     );
 
-    let waits = {
-        let (t, m) = (taker.clone(), maker.clone());
-        tokio::spawn(async move { tokio::join!(t.wait(&id), m.wait(&id)) })
-    };
-    let started = Instant::now();
-    while !waits.is_finished() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "swap not done in 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        nodes.eth.advance_time(12).await;
-    }
-    let (t, m) = waits.await.unwrap();
     assert_eq!(
-        (t.unwrap(), m.unwrap()),
+        finish(&nodes, &taker, &maker, id).await,
         (Outcome::Swapped, Outcome::Swapped)
     );
 
@@ -185,6 +198,92 @@ async fn lightning_ltc_for_eth_on_chain_through_two_engines() {
         "mark spent {mark_spent} for {want}"
     );
     // Nothing happened on the Bitcoin-family chain since the channel opened.
+    assert_eq!(nodes.btc.height().await, height_after_open);
+    tina.stop().await.unwrap();
+    mark.stop().await.unwrap();
+}
+
+/// The other direction (submarine-style): the taker locks ETH on chain and receives LTC over
+/// Lightning from the maker. The taker's hold invoice is in the terms; the maker pays it only
+/// once the taker's ETH lock is final; the taker claims the held payment with the secret (a
+/// channel claim reveals it to the maker's node), and the maker claims the ETH with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eth_on_chain_for_lightning_ltc_through_two_engines() {
+    let nodes = start_nodes().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tina = ln_node(&nodes, "tina", 0x81, dir.path()).await;
+    let mark = ln_node(&nodes, "mark", 0x82, dir.path()).await;
+    // The maker pays over Lightning: its channel to the taker.
+    open_channel(&nodes, "mark", &mark, &tina).await;
+    let height_after_open = nodes.btc.height().await;
+
+    let (taker, taker_eth) = engine(&nodes, "tina", &tina, 5, dir.path()).await;
+    let (maker, maker_eth) = engine(&nodes, "mark", &mark, 6, dir.path()).await;
+    let ltc = nodes.btc.chain_id();
+    let eth_chain = ChainId::new(ChainFamily::Ethereum, Network::Regtest);
+    // The maker sells LTC over Lightning for ETH on chain: 1 sat per 10 gwei.
+    let offer = maker.offer(
+        "maker.example:7700".into(),
+        OfferLeg {
+            chain: ltc,
+            rail: RailKind::Lightning,
+            asset: ltc.family.native_asset(),
+            max: Amount::Sats(Sats(1_000_000)),
+            min: Amount::Sats(Sats(1_000)),
+        },
+        OfferLeg {
+            chain: eth_chain,
+            rail: RailKind::OnChain,
+            asset: Asset::Eth,
+            max: Amount::Wei(Wei(10u128.pow(18))),
+            min: Amount::Wei(Wei(10u128.pow(12))),
+        },
+        (1, 10_000_000_000),
+        Timestamp(Timestamp::now().0 + 3600),
+    );
+    let tina_eth0 = nodes.eth_bal(taker_eth.address()).await;
+    let mark_eth0 = nodes.eth_bal(maker_eth.address()).await;
+    let mark_out0: u64 = mark.channels().iter().map(|c| c.outbound_msat).sum();
+    let give_wei = 5 * 10u128.pow(15);
+    let sats = 500_000u64;
+    let handler = maker.maker(Arc::new(vec![offer.clone()]), Arc::new(OfferRates));
+    let peer = Peer {
+        key: taker.identity.public(),
+        ip: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    let id = taker
+        .take_via(&mut Direct::new(handler, peer), &offer, give_wei)
+        .await
+        .unwrap();
+    let (record, _) = taker.driver.store().load(&id).await.unwrap();
+    assert_eq!(record.terms.y.params.kind, RailKind::Lightning);
+    assert_eq!(record.terms.y.amount, Amount::Sats(Sats(sats)));
+    assert!(
+        matches!(
+            record.terms.y.rail_data.as_ref().map(|d| &d.body),
+            Some(RailBody::Lightning { node_id, .. }) if node_id.0 == tina.node_id().serialize()
+        ),
+        "the taker's hold invoice is in the terms"
+    );
+    assert_eq!(
+        finish(&nodes, &taker, &maker, id).await,
+        (Outcome::Swapped, Outcome::Swapped)
+    );
+    // The maker paid exactly the amount over Lightning; the taker gave the ETH (plus gas)
+    // and the maker got it (less gas).
+    let mark_out: u64 = mark.channels().iter().map(|c| c.outbound_msat).sum();
+    assert_eq!(mark_out0 - mark_out, sats * 1_000);
+    let want = U256::from(give_wei);
+    let tina_spent = tina_eth0 - nodes.eth_bal(taker_eth.address()).await;
+    assert!(
+        tina_spent >= want && tina_spent < want + U256::from(10u128.pow(14)),
+        "tina spent {tina_spent} for {want}"
+    );
+    let mark_gain = nodes.eth_bal(maker_eth.address()).await - mark_eth0;
+    assert!(
+        mark_gain <= want && mark_gain > want - U256::from(10u128.pow(14)),
+        "mark got {mark_gain} of {want}"
+    );
     assert_eq!(nodes.btc.height().await, height_after_open);
     tina.stop().await.unwrap();
     mark.stop().await.unwrap();
