@@ -690,7 +690,7 @@ mod tests {
         );
         assert_eq!(
             ask(&[], 0, 5_000, 1),
-            Err("no offer for this pair of assets".into())
+            Err("no offer for this pair of assets and rails".into())
         );
     }
 }
