@@ -192,12 +192,16 @@ impl LnRail {
             .collect()
     }
 
-    fn check_asset(&self, htlc: &HtlcParams) -> Result<u64, ChainError> {
-        let asset_ok = matches!(
-            (self.params.chain.family, &htlc.asset),
+    /// Whether `asset` is this rail's (the chain's coin).
+    fn carries(&self, asset: &Asset) -> bool {
+        matches!(
+            (self.params.chain.family, asset),
             (ChainFamily::Bitcoin, Asset::Btc) | (ChainFamily::Litecoin, Asset::Ltc)
-        );
-        match (asset_ok, htlc.amount) {
+        )
+    }
+
+    fn check_asset(&self, htlc: &HtlcParams) -> Result<u64, ChainError> {
+        match (self.carries(&htlc.asset), htlc.amount) {
             (true, Amount::Sats(s)) => {
                 s.0.checked_mul(1_000)
                     .ok_or_else(|| invalid("amount too large for millisatoshis"))
@@ -551,11 +555,7 @@ impl Rail for LnRail {
 
     /// The largest payment one usable channel can carry now (a swap's leg is one payment).
     async fn funds(&self, asset: &Asset) -> Result<Funds, ChainError> {
-        let ours = matches!(
-            (self.params.chain.family, asset),
-            (ChainFamily::Bitcoin, Asset::Btc) | (ChainFamily::Litecoin, Asset::Ltc)
-        );
-        if !ours {
+        if !self.carries(asset) {
             return Err(invalid(format!(
                 "{asset:?} is not this Lightning rail's asset"
             )));
@@ -585,11 +585,7 @@ impl Rail for LnRail {
         asset: &Asset,
         amount: &Amount,
     ) -> Result<Option<RailData>, ChainError> {
-        let ours = matches!(
-            (self.params.chain.family, asset),
-            (ChainFamily::Bitcoin, Asset::Btc) | (ChainFamily::Litecoin, Asset::Ltc)
-        );
-        let (true, Amount::Sats(sats)) = (ours, amount) else {
+        let (true, Amount::Sats(sats)) = (self.carries(asset), amount) else {
             return Err(invalid(format!(
                 "{asset:?} is not this Lightning rail's asset"
             )));
