@@ -15,6 +15,8 @@ mod happy_eth_to_btc;
 mod hostile_peer;
 #[path = "initiator_never_claims.rs"]
 mod initiator_never_claims;
+#[path = "ln_cli.rs"]
+mod ln_cli;
 #[path = "node_restart_mid_swap.rs"]
 mod node_restart_mid_swap;
 #[path = "process_killed_at_every_step.rs"]
