@@ -9,9 +9,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use btc_adapter::rpc::{Auth, RpcClient};
+use devnet::regtest::RegtestNode;
 use serde_json::Value;
 use swap_core::Preimage;
-use xswap_devnet::regtest::RegtestNode;
 use xswap_tests::xswap_bin;
 
 fn cmd(dir: &Path, args: &[&str]) -> Command {
