@@ -129,7 +129,7 @@ enum Command {
         action: xswap_cli::channel::args::ChannelAction,
     },
     /// The Lightning node (on the `[btc]` node and wallet): serve, info, connect, open,
-    /// close, list, balance, invoice, pay.
+    /// close, list, balance, invoice, claim, cancel, pay.
     Ln {
         #[command(subcommand)]
         action: xswap_cli::ln::args::LnAction,

@@ -280,9 +280,91 @@ fn ln_open_pay_list_balance_close_through_the_cli() {
         );
     }
 
-    // list and balance, exact: 70,000 sat moved to b; each side keeps the 1 % reserve
-    // (10,000 sat) the other asks of it out of what it can send.
-    let paid_msat: u64 = 70_000_000;
+    // More than the channel holds: the payment fails (exit 6), nothing moves.
+    let big = json(&b, &["ln", "invoice", "--amount", "5000000"]);
+    let failed = run(&a, &["ln", "pay", big["invoice"].as_str().unwrap()]);
+    assert_eq!(failed.status.code(), Some(6), "{failed:?}");
+
+    // A hold invoice for a hash whose preimage b does not keep: the payment is held (a's
+    // `pay` reports it in flight, exit 7), a cooperative close is refused meanwhile, and it
+    // settles once b claims it with the preimage (from standard input).
+    let secret = Preimage::from_bytes([0x5a; 32]);
+    let held_hash = hex::encode(secret.hashlock().0);
+    let hold = json(
+        &b,
+        &["ln", "invoice", "--amount", "10000", "--hash", &held_hash],
+    );
+    assert_eq!(hold["auto_claim"], false);
+    assert_eq!(hold["payment_hash"], held_hash.as_str());
+    let line = hold["invoice"].as_str().unwrap().to_owned();
+    let pending = run(&a, &["ln", "pay", &line, "--wait", "3"]);
+    assert_eq!(pending.status.code(), Some(7), "{pending:?}");
+    wait_for("the held HTLC in b's channel", || {
+        channel(&b)["pending_htlcs"] == 1
+    });
+    let refused = run(&b, &["ln", "close", &channel_id]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("HTLCs pending"),
+        "{refused:?}"
+    );
+    let mut claim = cmd(&b, &["ln", "claim"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = claim.stdin.take().unwrap();
+        writeln!(stdin, "{}", hex::encode(secret.as_bytes())).unwrap();
+    }
+    let claimed = claim.wait_with_output().unwrap();
+    assert!(claimed.status.success(), "{claimed:?}");
+    let claimed_text = String::from_utf8_lossy(&claimed.stdout);
+    assert!(claimed_text.contains("claimed=true"), "{claimed_text}");
+    assert!(!claimed_text.contains(&hex::encode(secret.as_bytes())));
+    wait_for("the claimed HTLC settled on both sides", || {
+        [&a, &b].iter().all(|d| channel(d)["pending_htlcs"] == 0)
+    });
+    let learned = json(&a, &["ln", "pay", &line]);
+    assert_eq!(learned["already_paid"], true);
+    assert_eq!(learned["preimage"], hex::encode(secret.as_bytes()));
+
+    // A hold invoice cancelled: the payment goes back, nothing moves.
+    let cancelled_hash = hex::encode(Preimage::from_bytes([0x6b; 32]).hashlock().0);
+    let hold = json(
+        &b,
+        &[
+            "ln",
+            "invoice",
+            "--amount",
+            "10000",
+            "--hash",
+            &cancelled_hash,
+        ],
+    );
+    let pending = run(
+        &a,
+        &[
+            "ln",
+            "pay",
+            hold["invoice"].as_str().unwrap(),
+            "--wait",
+            "3",
+        ],
+    );
+    assert_eq!(pending.status.code(), Some(7), "{pending:?}");
+    wait_for("the held HTLC in b's channel", || {
+        channel(&b)["pending_htlcs"] == 1
+    });
+    let cancelled = json(&b, &["ln", "cancel", &cancelled_hash]);
+    assert_eq!(cancelled["failed_back"], true);
+
+    // list and balance, exact: 80,000 sat moved to b (the failed and the cancelled payments
+    // moved nothing); each side keeps the 1 % reserve (10,000 sat) the other asks of it out
+    // of what it can send.
+    let paid_msat: u64 = 80_000_000;
     let reserve_msat: u64 = 10_000_000;
     wait_for("payments settled on both sides", || {
         [&a, &b].iter().all(|d| channel(d)["pending_htlcs"] == 0)

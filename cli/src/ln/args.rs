@@ -87,6 +87,22 @@ pub enum LnAction {
         #[arg(long)]
         json: bool,
     },
+    /// Claim a payment held for one of our hold invoices (`invoice --hash`): the preimage
+    /// is read from standard input (never an argument: those show in process lists). Reveals
+    /// it to the payer.
+    Claim {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fail a held payment back to its payer (a hold invoice we will not claim).
+    Cancel {
+        /// Its payment hash (64 hex digits).
+        hash: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pay a BOLT11 invoice or a payment line (`xswapln:...`) once; waits for the outcome.
     Pay {
         /// The invoice or line.
@@ -154,9 +170,20 @@ fn print_invoice(v: &Value) -> anyhow::Result<()> {
 }
 
 /// The request of an action and whether it wants JSON (`None` for `serve`).
-fn request(action: LnAction) -> Option<(Request, bool)> {
-    Some(match action {
-        LnAction::Serve => return None,
+fn request(action: LnAction) -> anyhow::Result<Option<(Request, bool)>> {
+    Ok(Some(match action {
+        LnAction::Serve => return Ok(None),
+        LnAction::Claim { json } => {
+            let mut line = zeroize::Zeroizing::new(String::new());
+            std::io::stdin().read_line(&mut line)?;
+            (
+                Request::Claim {
+                    preimage: line.trim().to_owned(),
+                },
+                json,
+            )
+        }
+        LnAction::Cancel { hash, json } => (Request::Cancel { hash }, json),
         LnAction::Info { json } => (Request::Info, json),
         LnAction::Connect { peer, json } => (Request::Connect { peer }, json),
         LnAction::Open { peer, amount, json } => (
@@ -199,13 +226,13 @@ fn request(action: LnAction) -> Option<(Request, bool)> {
             },
             json,
         ),
-    })
+    }))
 }
 
 /// Runs `action` on the installation in `data_dir`.
 pub async fn run(data_dir: &Path, action: LnAction) -> anyhow::Result<()> {
     let cfg = Config::load(data_dir)?;
-    let Some((req, json)) = request(action) else {
+    let Some((req, json)) = request(action)? else {
         return super::serve(data_dir, &cfg).await;
     };
     let ctx = Ctx::load(data_dir, &cfg)?;

@@ -59,6 +59,16 @@ pub enum Request {
         /// The final hop's CLTV delta.
         cltv: u16,
     },
+    /// Claim a payment held for a hold invoice with its preimage.
+    Claim {
+        /// The preimage (hex).
+        preimage: String,
+    },
+    /// Fail a held payment back to its payer (and never claim it).
+    Cancel {
+        /// Its payment hash (hex).
+        hash: String,
+    },
     /// Pay an invoice (BOLT11) or a payment line.
     Pay {
         /// The invoice or line.
@@ -111,6 +121,8 @@ pub async fn exec(node: &LnNode, ctx: &Ctx, req: Request) -> Result<Value, LnCli
             cltv,
         } => invoice(node, ctx, amount_sats, hash.as_deref(), expiry_secs, cltv),
         Request::Pay { target, wait_secs } => pay(node, ctx, &target, wait_secs).await,
+        Request::Claim { preimage } => claim(node, &preimage).await,
+        Request::Cancel { hash } => cancel(node, ctx, &hash),
     }
 }
 
@@ -359,7 +371,10 @@ pub(crate) fn unclaimed_preimages(dir: &Path) -> Vec<Preimage> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            if name.len() != 64 || dir.join(format!("{name}.claimed")).exists() {
+            let done = ["claimed", "cancelled", "unclaimable"]
+                .iter()
+                .any(|m| dir.join(format!("{name}.{m}")).exists());
+            if name.len() != 64 || done {
                 return None;
             }
             let text = std::fs::read_to_string(e.path()).ok()?;
@@ -385,21 +400,69 @@ pub(crate) async fn claim_own(node: &LnNode, dir: &Path) -> Vec<Hashlock> {
         }
         match node.claim(&preimage).await {
             Ok(()) => {
-                let marker = dir.join(format!("{}.claimed", hex::encode(hashlock.0)));
-                if let Err(e) = std::fs::write(marker, b"") {
-                    tracing::warn!(error = %e, "marking a claimed invoice");
-                }
+                mark(dir, &hashlock, "claimed");
                 tracing::info!(payment_hash = %hex::encode(hashlock.0), "claimed a payment to our invoice");
                 claimed.push(hashlock);
             }
-            Err(e) => tracing::warn!(
-                payment_hash = %hex::encode(hashlock.0),
-                error = %e,
-                "claiming a payment to our invoice"
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    payment_hash = %hex::encode(hashlock.0),
+                    error = %e,
+                    "claiming a payment to our invoice"
+                );
+                // Past its deadline or failed back: trying again every tick changes nothing.
+                if !e.is_transient() {
+                    mark(dir, &hashlock, "unclaimable");
+                }
+            }
         }
     }
     claimed
+}
+
+/// Marks our invoice of `hashlock` done (`claimed`, `cancelled`, `unclaimable`): the
+/// claimer skips it from then on.
+fn mark(dir: &Path, hashlock: &Hashlock, what: &str) {
+    let marker = dir.join(format!("{}.{what}", hex::encode(hashlock.0)));
+    if let Err(e) = std::fs::write(marker, b"") {
+        tracing::warn!(error = %e, what, "marking an invoice of ours");
+    }
+}
+
+async fn claim(node: &LnNode, preimage: &str) -> Result<Value, LnCliError> {
+    let preimage = hex::decode(preimage.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .map(Preimage::from_bytes)
+        .ok_or_else(|| LnCliError::BadArgument("the preimage is not 64 hex digits".into()))?;
+    let hashlock = preimage.hashlock();
+    let held = node
+        .held_payment(&hashlock)
+        .map_err(node_err)?
+        .ok_or_else(|| {
+            LnCliError::Node(format!(
+                "no payment held for {} (yet)",
+                hex::encode(hashlock.0)
+            ))
+        })?;
+    node.claim(&preimage).await.map_err(node_err)?;
+    Ok(json!({
+        "payment_hash": hex::encode(hashlock.0),
+        "amount_msat": held.amount_msat,
+        "claimed": true,
+    }))
+}
+
+fn cancel(node: &LnNode, ctx: &Ctx, hash: &str) -> Result<Value, LnCliError> {
+    let hashlock = parse_hash(hash)?;
+    node.fail_back(&hashlock).map_err(node_err)?;
+    if preimage_file(&ctx.paths.preimages, &hashlock).exists() {
+        mark(&ctx.paths.preimages, &hashlock, "cancelled");
+    }
+    Ok(json!({
+        "payment_hash": hex::encode(hashlock.0),
+        "failed_back": true,
+    }))
 }
 
 fn invoice(
@@ -483,9 +546,9 @@ async fn pay(node: &LnNode, ctx: &Ctx, target: &str, wait_secs: u64) -> Result<V
     }
     // A node just started needs its peer back before a channel is usable.
     wait_until(20, || {
-        node.channels().iter().any(|c| {
-            c.counterparty == target.payee && c.usable && c.sendable_msat >= target.amount_msat
-        })
+        node.channels()
+            .iter()
+            .any(|c| c.counterparty == target.payee && c.usable)
     })
     .await;
     let mut rx = node.subscribe();
