@@ -230,4 +230,63 @@ mod tests {
         assert!(!has_bolt11(ltc()));
         assert!(has_bolt11(btc));
     }
+
+    /// A BOLT11 invoice signed by `key`, `age_secs` old, expiring after `expiry_secs`.
+    fn bolt11(
+        currency: Currency,
+        key: &bitcoin::secp256k1::SecretKey,
+        amount_msat: Option<u64>,
+        age_secs: u64,
+        expiry_secs: u64,
+    ) -> String {
+        use bitcoin::hashes::{sha256, Hash};
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+        let builder = lightning::bolt11_invoice::InvoiceBuilder::new(currency)
+            .description("test".into())
+            .payment_hash(sha256::Hash::from_byte_array([9; 32]))
+            .payment_secret(lightning::types::payment::PaymentSecret([4; 32]))
+            .duration_since_epoch(now - Duration::from_secs(age_secs))
+            .expiry_time(Duration::from_secs(expiry_secs))
+            .min_final_cltv_expiry_delta(147);
+        let builder = match amount_msat {
+            Some(a) => builder.amount_milli_satoshis(a),
+            None => builder,
+        };
+        builder
+            .build_signed(|m| secp.sign_ecdsa_recoverable(m, key))
+            .expect("invoice")
+            .to_string()
+    }
+
+    #[test]
+    fn bolt11_read_back_for_its_chain_only() {
+        let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
+        let key = bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key");
+        let payee = PublicKey::from_secret_key(&bitcoin::secp256k1::Secp256k1::new(), &key);
+        let text = bolt11(Currency::Regtest, &key, Some(12_345_000), 0, 3600);
+        assert!(text.starts_with("lnbcrt"), "{text}");
+        let target = PaymentTarget::from_bolt11(&text, btc).expect("parses");
+        assert_eq!(
+            target,
+            PaymentTarget {
+                payee,
+                hashlock: Hashlock([9; 32]),
+                payment_secret: [4; 32],
+                amount_msat: 12_345_000,
+                final_cltv_delta: 147,
+            }
+        );
+        // Another chain's invoice, an expired one, one without an amount: refused.
+        let mainnet = ChainId::new(ChainFamily::Bitcoin, Network::Mainnet);
+        assert!(PaymentTarget::from_bolt11(&text, mainnet).is_err());
+        assert!(PaymentTarget::from_bolt11(&text, ltc()).is_err());
+        let expired = bolt11(Currency::Regtest, &key, Some(1_000), 120, 60);
+        let err = PaymentTarget::from_bolt11(&expired, btc).expect_err("expired");
+        assert!(err.to_string().contains("expired"), "{err}");
+        let open = bolt11(Currency::Regtest, &key, None, 0, 3600);
+        assert!(PaymentTarget::from_bolt11(&open, btc).is_err());
+        assert!(PaymentTarget::from_bolt11("lnbcrt1garbage", btc).is_err());
+    }
 }
