@@ -261,18 +261,31 @@ fn ln_open_pay_list_balance_close_through_the_cli() {
     let again = json(&a, &["ln", "pay", inv["invoice"].as_str().unwrap()]);
     assert_eq!(again["already_paid"], true);
 
-    // A second payment in text mode: the preimage is never printed there.
+    // a's `serve` stopped: a second payment as a one-shot command (it runs the node from its
+    // state, reconnects, pays, stops it), in text mode: the preimage is never printed there.
+    stop(&mut a_serve);
+    assert!(
+        !a.join("ln/control.sock").exists(),
+        "serve removes its socket"
+    );
     let inv2 = json(&b, &["ln", "invoice", "--amount", "20000"]);
     let hash2 = inv2["payment_hash"].as_str().unwrap().to_owned();
-    let text = ok(&a, &["ln", "pay", inv2["invoice"].as_str().unwrap()]);
+    let one_shot = run(&a, &["ln", "pay", inv2["invoice"].as_str().unwrap()]);
+    let text = String::from_utf8_lossy(&one_shot.stdout).to_string();
+    let one_shot_log = String::from_utf8_lossy(&one_shot.stderr).to_string();
+    assert!(one_shot.status.success(), "{text}\n{one_shot_log}");
     assert!(text.contains(&hash2), "{text}");
+    assert!(text.contains("fee_msat=0"), "{text}");
     let preimage2 = std::fs::read_to_string(b.join("ln/preimages").join(&hash2)).unwrap();
     assert_eq!(preimage2.len(), 64);
     assert!(
-        !text.contains(preimage2.trim()),
-        "no preimage in text output"
+        !text.contains(preimage2.trim()) && !one_shot_log.contains(preimage2.trim()),
+        "no preimage in text output or the log"
     );
-    for log in [&a_log, &b_log] {
+    // `serve` again, from the state the one-shot command left.
+    let a_log2 = root.path().join("a-serve-2.log");
+    let mut a_serve = serve(&a, &a_log2);
+    for log in [&a_log, &a_log2, &b_log] {
         let log = std::fs::read_to_string(log).unwrap();
         assert!(
             !log.contains(preimage2.trim()) && !log.contains(&hex::encode(preimage)),
