@@ -11,6 +11,7 @@ use lightning::bolt11_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Currenc
 use lightning::ln::channelmanager::Bolt11InvoiceParameters;
 use lightning::sign::SpendableOutputDescriptor;
 use lightning::types::payment::PaymentHash;
+use lightning::util::sweep::OutputSpendStatus;
 use swap_core::{ChainFamily, ChainId, Hashlock, Network};
 
 use crate::error::LnError;
@@ -155,12 +156,21 @@ impl LnNode {
         self.config.chain
     }
 
-    /// What closes left on its way back to the wallet: outputs the sweeper tracks (to be
-    /// swept, or swept and not yet deep enough), in satoshis.
+    /// What closes left on its way back to the wallet, in satoshis: outputs the sweeper
+    /// tracks whose sweep is not confirmed yet (not yet spendable, not yet broadcast, or
+    /// broadcast and unconfirmed). Once the sweep confirms, the wallet holds it (LDK keeps
+    /// tracking swept outputs for thousands of blocks; those are not counted). Funds still
+    /// under a force close's delay are counted only once LDK hands them to the sweeper.
     pub fn sweeping_sats(&self) -> u64 {
         self.sweeper
             .tracked_spendable_outputs()
             .iter()
+            .filter(|o| {
+                !matches!(
+                    o.status,
+                    OutputSpendStatus::PendingThresholdConfirmations { .. }
+                )
+            })
             .map(|o| match &o.descriptor {
                 SpendableOutputDescriptor::StaticOutput { output, .. } => output.value.to_sat(),
                 SpendableOutputDescriptor::DelayedPaymentOutput(d) => d.output.value.to_sat(),

@@ -1,7 +1,8 @@
 //! `xswap ln` as a person uses it: two installations on one regtest node, `ln serve` on both,
 //! a channel opened, invoices paid one way, `list` / `balance` exact, a second `serve` on the
-//! same node refused, a one-shot command without `serve`, a cooperative close whose outputs
-//! reach the wallets exactly; all as real processes of the `xswap` binary.
+//! same node refused, one-shot commands without `serve`, hold invoices claimed and cancelled,
+//! a cooperative close whose output reaches the wallet exactly, a force close swept back to
+//! the wallet; all as real processes of the `xswap` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -426,6 +427,69 @@ fn ln_open_pay_list_balance_close_through_the_cli() {
     let unknown = run(&a, &["ln", "close", "abcdef"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no channel abcdef"));
+
+    // Force close by the opener of a second channel: its balance shows as closing once the
+    // peer's delay (144 blocks) has passed, until `serve` swept it to the wallet.
+    let peer = format!("{b_id}@127.0.0.1:{b_port}");
+    assert_eq!(json(&a, &["ln", "connect", &peer])["connected"], true);
+    let forced_capacity: u64 = 200_000;
+    let opened = json(
+        &a,
+        &[
+            "ln",
+            "open",
+            "--peer",
+            &peer,
+            "--amount",
+            &forced_capacity.to_string(),
+        ],
+    );
+    let forced_id = opened["channel_id"].as_str().unwrap().to_owned();
+    rt.block_on(node.mine(3));
+    wait_for("the second channel usable", || {
+        [&a, &b].iter().all(|d| channel(d)["usable"] == true)
+    });
+    let forced = json(&a, &["ln", "close", &forced_id, "--force"]);
+    assert_eq!(forced["closed"], "force");
+    assert_eq!(forced["closing_tx_broadcast"], true);
+    assert_eq!(json(&a, &["ln", "list"]), serde_json::json!([]));
+    let a_before = rt.block_on(a_wallet.get_balance()).unwrap();
+    rt.block_on(node.mine(150));
+    let started = Instant::now();
+    let mut closing_seen = 0;
+    loop {
+        let closing = json(&a, &["ln", "balance"])["closing_sats"]
+            .as_u64()
+            .unwrap();
+        closing_seen = closing_seen.max(closing);
+        if closing_seen > 0 && closing == 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let log = std::fs::read_to_string(&a_log2).unwrap();
+            let tail: String = log
+                .lines()
+                .filter(|l| l.contains("sweep") || l.contains("broadcast") || l.contains("WARN"))
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!(
+                "the force close was not swept (closing {closing}, seen {closing_seen}):\n{tail}"
+            );
+        }
+        rt.block_on(node.mine(1));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        closing_seen > forced_capacity - 10_000 && closing_seen < forced_capacity,
+        "a's side less the commitment fee: {closing_seen}"
+    );
+    let a_after = rt.block_on(a_wallet.get_balance()).unwrap();
+    assert!(
+        a_after > a_before + closing_seen - 5_000 && a_after < a_before + closing_seen,
+        "swept to the wallet, less the sweep's fee: {a_before} -> {a_after} ({closing_seen})"
+    );
 
     stop(&mut a_serve);
     stop(&mut b_serve);

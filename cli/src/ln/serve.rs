@@ -53,6 +53,13 @@ pub async fn serve(data_dir: &Path, cfg: &Config) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {
                 claim_own(&node, &ctx.paths.preimages).await;
+                // Outputs of closes back to the wallet now rather than at LDK's next
+                // 30-second sweep (a no-op while a sweep is pending).
+                if node.sweeping_sats() > 0 {
+                    if let Err(e) = node.sweep_now().await {
+                        tracing::debug!(error = %e, "sweep not built yet");
+                    }
+                }
                 if let Some(why) = node.fatal() {
                     break Err(LnCliError::Node(format!("the node stopped: {why}")).into());
                 }
