@@ -178,7 +178,7 @@ fn request(action: LnAction) -> anyhow::Result<Option<(Request, bool)>> {
             std::io::stdin().read_line(&mut line)?;
             (
                 Request::Claim {
-                    preimage: line.trim().to_owned(),
+                    preimage: cmd::Secret(line.trim().to_owned()),
                 },
                 json,
             )

@@ -62,7 +62,7 @@ pub enum Request {
     /// Claim a payment held for a hold invoice with its preimage.
     Claim {
         /// The preimage (hex).
-        preimage: String,
+        preimage: Secret,
     },
     /// Fail a held payment back to its payer (and never claim it).
     Cancel {
@@ -76,6 +76,17 @@ pub enum Request {
         /// How long to wait for the outcome.
         wait_secs: u64,
     },
+}
+
+/// A secret in a request (a preimage, hex): redacted in `Debug`, zeroed when dropped.
+#[derive(Clone, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// The message of a request that failed on the node's side.
@@ -121,7 +132,7 @@ pub async fn exec(node: &LnNode, ctx: &Ctx, req: Request) -> Result<Value, LnCli
             cltv,
         } => invoice(node, ctx, amount_sats, hash.as_deref(), expiry_secs, cltv),
         Request::Pay { target, wait_secs } => pay(node, ctx, &target, wait_secs).await,
-        Request::Claim { preimage } => claim(node, &preimage).await,
+        Request::Claim { preimage } => claim(node, &preimage.0).await,
         Request::Cancel { hash } => cancel(node, ctx, &hash),
     }
 }
@@ -430,9 +441,9 @@ fn mark(dir: &Path, hashlock: &Hashlock, what: &str) {
 }
 
 async fn claim(node: &LnNode, preimage: &str) -> Result<Value, LnCliError> {
-    let preimage = hex::decode(preimage.trim())
+    let preimage = zeroize::Zeroizing::new(hex::decode(preimage.trim()).unwrap_or_default());
+    let preimage = <[u8; 32]>::try_from(preimage.as_slice())
         .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .map(Preimage::from_bytes)
         .ok_or_else(|| LnCliError::BadArgument("the preimage is not 64 hex digits".into()))?;
     let hashlock = preimage.hashlock();
