@@ -22,13 +22,20 @@
 //! contract = "0x..."               # the deployed Channel contract
 //! listen = "127.0.0.1:7701"        # where `xswap channel serve` / `xswap maker` accept peers
 //! challenge_period = 86400         # of the channels this installation opens
+//!
+//! [ln]                             # optional: the Lightning node (`xswap ln`); these defaults
+//! listen = "127.0.0.1:9735"        # where `xswap ln serve` accepts Lightning peers
+//! data_dir = "ln"                  # its state, relative to the installation's data directory
+//! min_confirmations = 3            # before a channel opened to us is usable
 //! ```
+//!
+//! The Lightning node runs on the `[btc]` node and funds channels from its wallet.
 //!
 //! Every value can be overridden by an environment variable: `XSWAP_BTC_CHAIN`,
 //! `XSWAP_BTC_RPC_URL`, `XSWAP_BTC_COOKIE`, `XSWAP_BTC_USER`, `XSWAP_BTC_PASSWORD`,
 //! `XSWAP_BTC_WALLET`, `XSWAP_ETH_CHAIN`, `XSWAP_ETH_RPC_URL`, `XSWAP_ETH_HTLC`,
 //! `XSWAP_ETH_ACCOUNT`, `XSWAP_LISTEN`, `XSWAP_PUBLIC`, `XSWAP_CHANNEL_CONTRACT`,
-//! `XSWAP_CHANNEL_LISTEN`.
+//! `XSWAP_CHANNEL_LISTEN`, `XSWAP_LN_LISTEN`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -116,6 +123,50 @@ fn default_challenge_period() -> u64 {
     24 * 3600
 }
 
+/// The Lightning node (`xswap ln`), on the `[btc]` node and wallet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LnSection {
+    /// Where the node accepts Lightning peers (`host:port`).
+    #[serde(default = "default_ln_listen")]
+    pub listen: String,
+    /// Its state (LDK's files, the lock, the control socket, our invoices' preimages);
+    /// relative paths are under the installation's data directory.
+    #[serde(default = "default_ln_dir")]
+    pub data_dir: PathBuf,
+    /// Confirmations before a channel opened to us is usable.
+    #[serde(default = "default_ln_confirmations")]
+    pub min_confirmations: u32,
+}
+
+fn default_ln_listen() -> String {
+    "127.0.0.1:9735".into()
+}
+
+fn default_ln_dir() -> PathBuf {
+    PathBuf::from("ln")
+}
+
+fn default_ln_confirmations() -> u32 {
+    3
+}
+
+impl Default for LnSection {
+    fn default() -> Self {
+        Self {
+            listen: default_ln_listen(),
+            data_dir: default_ln_dir(),
+            min_confirmations: default_ln_confirmations(),
+        }
+    }
+}
+
+impl LnSection {
+    /// The node's state directory for the installation in `installation_dir`.
+    pub fn dir(&self, installation_dir: &Path) -> PathBuf {
+        installation_dir.join(&self.data_dir)
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Config {
@@ -128,6 +179,9 @@ pub struct Config {
     /// Payment channels (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<ChannelSection>,
+    /// The Lightning node (optional: defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ln: Option<LnSection>,
 }
 
 impl Default for Config {
@@ -152,6 +206,7 @@ impl Default for Config {
                 public: None,
             },
             channel: None,
+            ln: None,
         }
     }
 }
@@ -211,6 +266,9 @@ impl Config {
         if let (Some(v), Some(ch)) = (env("XSWAP_CHANNEL_LISTEN"), c.channel.as_mut()) {
             ch.listen = Some(v);
         }
+        if let Some(v) = env("XSWAP_LN_LISTEN") {
+            c.ln.get_or_insert_with(LnSection::default).listen = v;
+        }
         if let Some(v) = env("XSWAP_ETH_ACCOUNT") {
             c.eth.account = v.parse().context("XSWAP_ETH_ACCOUNT must be a number")?;
         }
@@ -231,6 +289,26 @@ impl Config {
     /// The Bitcoin-family chain.
     pub fn btc_chain(&self) -> anyhow::Result<ChainId> {
         self.btc.chain.parse().map_err(|e: String| anyhow!(e))
+    }
+
+    /// The Lightning section (defaults when absent).
+    pub fn ln(&self) -> LnSection {
+        self.ln.clone().unwrap_or_default()
+    }
+
+    /// The RPC settings of the `[btc]` node, bound to its wallet.
+    pub fn btc_rpc(&self) -> anyhow::Result<RpcConfig> {
+        let auth = match (&self.btc.cookie, &self.btc.user, &self.btc.password) {
+            (Some(c), _, _) => Auth::Cookie(c.clone()),
+            (None, Some(u), Some(p)) => Auth::UserPass(u.clone(), p.clone()),
+            _ => anyhow::bail!("[btc] needs `cookie` or `user` and `password` in config.toml"),
+        };
+        Ok(RpcConfig {
+            url: self.btc.rpc_url.clone(),
+            auth,
+            wallet: Some(self.btc.wallet.clone()),
+            timeout: Duration::from_secs(30),
+        })
     }
 
     /// The Ethereum chain.
@@ -304,17 +382,7 @@ pub async fn installation(
 ) -> anyhow::Result<(Arc<Engine>, Arc<EthChain>)> {
     let cfg = Config::load(data_dir)?;
     let ks = open_keystore(data_dir)?;
-    let auth = match (&cfg.btc.cookie, &cfg.btc.user, &cfg.btc.password) {
-        (Some(c), _, _) => Auth::Cookie(c.clone()),
-        (None, Some(u), Some(p)) => Auth::UserPass(u.clone(), p.clone()),
-        _ => anyhow::bail!("[btc] needs `cookie` or `user` and `password` in config.toml"),
-    };
-    let rpc = RpcConfig {
-        url: cfg.btc.rpc_url.clone(),
-        auth,
-        wallet: Some(cfg.btc.wallet.clone()),
-        timeout: Duration::from_secs(30),
-    };
+    let rpc = cfg.btc_rpc()?;
     let btc_cfg = BtcConfig::new(cfg.btc_chain()?, rpc);
     let store = crate::guard::open(data_dir, true).await?;
     // Fundings are recorded in the swap store before they are broadcast (another connection to

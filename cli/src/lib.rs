@@ -8,6 +8,7 @@ pub mod demo;
 pub use swap_engine as engine;
 pub mod guard;
 pub mod keystore;
+pub mod ln;
 pub mod offers;
 pub mod out;
 pub mod recover;

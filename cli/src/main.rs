@@ -128,6 +128,12 @@ enum Command {
         #[command(subcommand)]
         action: xswap_cli::channel::args::ChannelAction,
     },
+    /// The Lightning node (on the `[btc]` node and wallet): serve, info, connect, open,
+    /// close, list, balance, invoice, claim, cancel, pay.
+    Ln {
+        #[command(subcommand)]
+        action: xswap_cli::ln::args::LnAction,
+    },
     /// Run two engines that swap BTC for ETH and an ERC-20 for BTC over the encrypted
     /// transport, on regtest nodes started for the occasion (litecoind or bitcoind, anvil).
     Demo,
@@ -320,6 +326,16 @@ fn main() -> anyhow::Result<()> {
         Command::Demo => runtime()?.block_on(xswap_cli::demo::run()),
         Command::Channel { action } => {
             use xswap_cli::channel::args;
+            match runtime()?.block_on(args::run(&dir, action)) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    std::process::exit(args::exit_code(&e))
+                }
+            }
+        }
+        Command::Ln { action } => {
+            use xswap_cli::ln::args;
             match runtime()?.block_on(args::run(&dir, action)) {
                 Ok(()) => Ok(()),
                 Err(e) => {

@@ -178,9 +178,9 @@ pub async fn join(data_dir: &Path, other: &Path) -> anyhow::Result<()> {
 /// Writes config.toml for the nodes, makes sure `wallet` exists and has coins, and gives the
 /// installation's Ethereum account 100 ETH (when it has a keystore).
 async fn configure(data_dir: &Path, state: &RegtestState, wallet: &str) -> anyhow::Result<()> {
-    let (net, channel) = Config::load(data_dir)
-        .map(|c| (c.net, c.channel))
-        .unwrap_or_else(|_| (Config::default().net, None));
+    let (net, channel, ln) = Config::load(data_dir)
+        .map(|c| (c.net, c.channel, c.ln))
+        .unwrap_or_else(|_| (Config::default().net, None, None));
     let cfg = Config {
         btc: BtcSection {
             chain: state.btc_chain.clone(),
@@ -198,6 +198,7 @@ async fn configure(data_dir: &Path, state: &RegtestState, wallet: &str) -> anyho
         },
         net,
         channel,
+        ln,
     };
     std::fs::write(Config::path(data_dir), toml::to_string_pretty(&cfg)?)?;
     let node = rpc(state, None)?;

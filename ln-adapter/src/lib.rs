@@ -13,6 +13,8 @@
 //!   disconnections; Litecoin's HogEx skipped.
 //! - `io`: logging, broadcasting and fee estimates through the node; closes and claims pay to
 //!   wallet addresses.
+//! - [`invoice`]: BOLT11 hold invoices (Bitcoin), the one-line payment target (Litecoin),
+//!   what closes still return to the wallet.
 //! - [`rail`]: [`LnRail`], the Lightning rail (a swap leg as a payment to a hold invoice).
 //! - `router`: LDK's router with the final CLTV pinned (no random shadow offset).
 //! - `wallet`: the funding transaction (segwit inputs only).
@@ -24,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 mod follower;
+pub mod invoice;
 mod io;
 mod ledger;
 pub mod node;

@@ -15,6 +15,8 @@ mod happy_eth_to_btc;
 mod hostile_peer;
 #[path = "initiator_never_claims.rs"]
 mod initiator_never_claims;
+#[path = "ln_cli.rs"]
+mod ln_cli;
 #[path = "ln_swap.rs"]
 mod ln_swap;
 #[path = "node_restart_mid_swap.rs"]

@@ -1,0 +1,302 @@
+//! What a person needs around the node's hold invoices and channels (the `xswap ln` command
+//! line): a BOLT11 invoice for a hold invoice (Bitcoin), the one-line payment target that
+//! stands for one on Litecoin (no BOLT11 currency LDK knows), both read back as a
+//! [`PaymentTarget`], and what is still on its way back to the wallet after closes.
+
+use std::str::FromStr;
+
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::Txid;
+use lightning::bolt11_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Currency, Description};
+use lightning::ln::channelmanager::Bolt11InvoiceParameters;
+use lightning::sign::SpendableOutputDescriptor;
+use lightning::types::payment::PaymentHash;
+use lightning::util::sweep::OutputSpendStatus;
+use swap_core::{ChainFamily, ChainId, Hashlock, Network};
+
+use crate::error::LnError;
+use crate::node::LnNode;
+use crate::ops::PaymentTarget;
+
+/// The prefix of the one-line payment target (see [`PaymentTarget::to_line`]).
+pub const LINE_PREFIX: &str = "xswapln";
+
+/// The BOLT11 currency of a Bitcoin chain; Litecoin (and Ethereum) have none LDK knows.
+fn currency(chain: ChainId) -> Result<Currency, LnError> {
+    match (chain.family, chain.network) {
+        (ChainFamily::Bitcoin, Network::Mainnet) => Ok(Currency::Bitcoin),
+        (ChainFamily::Bitcoin, Network::Testnet) => Ok(Currency::BitcoinTestnet),
+        (ChainFamily::Bitcoin, Network::Signet) => Ok(Currency::Signet),
+        (ChainFamily::Bitcoin, Network::Regtest) => Ok(Currency::Regtest),
+        _ => Err(LnError::Config(format!(
+            "no BOLT11 invoices on {chain}: use the one-line payment target"
+        ))),
+    }
+}
+
+/// Whether invoices on `chain` are BOLT11 (Bitcoin) rather than the one-line target.
+pub fn has_bolt11(chain: ChainId) -> bool {
+    currency(chain).is_ok()
+}
+
+impl PaymentTarget {
+    /// The target as one line that [`PaymentTarget::from_line`] reads back:
+    /// `xswapln:<chain>:<payee>:<payment hash>:<payment secret>:<amount msat>:<final CLTV delta>`
+    /// (for Litecoin, where there is no BOLT11 invoice). Nothing in it is a secret of the
+    /// payee's beyond what a BOLT11 invoice carries (the payment secret only binds the payment
+    /// to the invoice).
+    pub fn to_line(&self, chain: ChainId) -> String {
+        format!(
+            "{LINE_PREFIX}:{chain}:{}:{}:{}:{}:{}",
+            self.payee,
+            hex::encode(self.hashlock.0),
+            hex::encode(self.payment_secret),
+            self.amount_msat,
+            self.final_cltv_delta
+        )
+    }
+
+    /// Reads a line of [`PaymentTarget::to_line`] for `chain` (a line for another chain is
+    /// refused).
+    pub fn from_line(line: &str, chain: ChainId) -> Result<Self, LnError> {
+        let bad = |what: &str| LnError::Config(format!("payment line: {what}"));
+        let parts: Vec<&str> = line.trim().split(':').collect();
+        let [prefix, line_chain, payee, hash, secret, amount, cltv] = parts.as_slice() else {
+            return Err(bad(&format!(
+                "expected {LINE_PREFIX}:CHAIN:NODE_ID:HASH:SECRET:AMOUNT_MSAT:CLTV"
+            )));
+        };
+        if *prefix != LINE_PREFIX {
+            return Err(bad(&format!("does not start with {LINE_PREFIX}:")));
+        }
+        if *line_chain != chain.to_string() {
+            return Err(bad(&format!("for {line_chain}, this node is on {chain}")));
+        }
+        let bytes32 = |s: &str, what: &str| -> Result<[u8; 32], LnError> {
+            hex::decode(s)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| bad(&format!("{what} is not 32 bytes of hex")))
+        };
+        Ok(Self {
+            payee: PublicKey::from_str(payee).map_err(|_| bad("node id"))?,
+            hashlock: Hashlock(bytes32(hash, "payment hash")?),
+            payment_secret: bytes32(secret, "payment secret")?,
+            amount_msat: amount.parse().map_err(|_| bad("amount"))?,
+            final_cltv_delta: cltv.parse().map_err(|_| bad("CLTV delta"))?,
+        })
+    }
+
+    /// Reads a BOLT11 invoice for `chain` (its currency must be the chain's, it must carry an
+    /// amount and must not have expired).
+    pub fn from_bolt11(invoice: &str, chain: ChainId) -> Result<Self, LnError> {
+        let bad = |what: String| LnError::Config(format!("invoice: {what}"));
+        let invoice = Bolt11Invoice::from_str(invoice.trim()).map_err(|e| bad(e.to_string()))?;
+        let want = currency(chain)?;
+        if invoice.currency() != want {
+            return Err(bad(format!(
+                "for {:?}, this node is on {chain}",
+                invoice.currency()
+            )));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if invoice.expiration_remaining_from_epoch(now).is_zero() {
+            return Err(bad("expired".into()));
+        }
+        let amount_msat = invoice
+            .amount_milli_satoshis()
+            .ok_or_else(|| bad("no amount in it".into()))?;
+        let final_cltv_delta = u32::try_from(invoice.min_final_cltv_expiry_delta())
+            .map_err(|_| bad("CLTV delta too large".into()))?;
+        Ok(Self {
+            payee: invoice.get_payee_pub_key(),
+            hashlock: Hashlock(bitcoin::hashes::Hash::to_byte_array(
+                *invoice.payment_hash(),
+            )),
+            payment_secret: invoice.payment_secret().0,
+            amount_msat,
+            final_cltv_delta,
+        })
+    }
+}
+
+impl LnNode {
+    /// A hold invoice for `hashlock` (see [`LnNode::hold_invoice`]) as a signed BOLT11 invoice
+    /// with route hints for our channels. Bitcoin only. The invoice's final CLTV delta is
+    /// LDK's: `min_final_cltv_delta` plus 3 blocks of slack.
+    pub fn bolt11_hold_invoice(
+        &self,
+        hashlock: Hashlock,
+        amount_msat: u64,
+        expiry_secs: u32,
+        min_final_cltv_delta: u16,
+        description: &str,
+    ) -> Result<String, LnError> {
+        self.alive()?;
+        currency(self.config.chain)?;
+        let description = Description::new(description.to_owned())
+            .map_err(|e| LnError::Config(format!("invoice description: {e}")))?;
+        let params = Bolt11InvoiceParameters {
+            amount_msats: Some(amount_msat),
+            description: Bolt11InvoiceDescription::Direct(description),
+            invoice_expiry_delta_secs: Some(expiry_secs),
+            min_final_cltv_expiry_delta: Some(min_final_cltv_delta),
+            payment_hash: Some(PaymentHash(hashlock.0)),
+        };
+        self.channel_manager
+            .create_bolt11_invoice(params)
+            .map(|i| i.to_string())
+            .map_err(|e| LnError::Api(format!("invoice: {e:?}")))
+    }
+
+    /// The chain this node is on.
+    pub fn chain(&self) -> ChainId {
+        self.config.chain
+    }
+
+    /// What closes left on its way back to the wallet, in satoshis: outputs the sweeper
+    /// tracks whose sweep is not confirmed yet (not yet spendable, not yet broadcast, or
+    /// broadcast and unconfirmed). Once the sweep confirms, the wallet holds it (LDK keeps
+    /// tracking swept outputs for thousands of blocks; those are not counted). Funds still
+    /// under a force close's delay are counted only once LDK hands them to the sweeper.
+    pub fn sweeping_sats(&self) -> u64 {
+        self.sweeper
+            .tracked_spendable_outputs()
+            .iter()
+            .filter(|o| {
+                !matches!(
+                    o.status,
+                    OutputSpendStatus::PendingThresholdConfirmations { .. }
+                )
+            })
+            .map(|o| match &o.descriptor {
+                SpendableOutputDescriptor::StaticOutput { output, .. } => output.value.to_sat(),
+                SpendableOutputDescriptor::DelayedPaymentOutput(d) => d.output.value.to_sat(),
+                SpendableOutputDescriptor::StaticPaymentOutput(d) => d.output.value.to_sat(),
+            })
+            .sum()
+    }
+
+    /// Whether the node has `txid` in its mempool or its chain (`getrawtransaction`; a
+    /// confirmed transaction needs the node's transaction index, or is found in its
+    /// wallet).
+    pub async fn knows_transaction(&self, txid: &Txid) -> bool {
+        if self.rpc.get_raw_transaction(txid, None).await.is_ok() {
+            return true;
+        }
+        self.rpc
+            .wallet_call::<serde_json::Value>("gettransaction", vec![serde_json::json!(txid)])
+            .await
+            .is_ok()
+    }
+
+    /// Whether `outpoint` is spent, in the node's mempool or chain (`gettxout` with the
+    /// mempool: no output left). A close waits on its funding output this way, so that a
+    /// one-shot process does not end before the node has the closing transaction.
+    pub async fn output_spent(&self, outpoint: &bitcoin::OutPoint) -> Result<bool, LnError> {
+        let out: serde_json::Value = self
+            .rpc
+            .call(
+                "gettxout",
+                vec![
+                    serde_json::json!(outpoint.txid),
+                    serde_json::json!(outpoint.vout),
+                    serde_json::json!(true),
+                ],
+            )
+            .await?;
+        Ok(out.is_null())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ltc() -> ChainId {
+        ChainId::new(ChainFamily::Litecoin, Network::Regtest)
+    }
+
+    #[test]
+    fn line_round_trips_and_is_bound_to_its_chain() {
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let key = bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key");
+        let target = PaymentTarget {
+            payee: PublicKey::from_secret_key(&secp, &key),
+            hashlock: Hashlock([9; 32]),
+            payment_secret: [4; 32],
+            amount_msat: 12_345_000,
+            final_cltv_delta: 147,
+        };
+        let line = target.to_line(ltc());
+        assert!(line.starts_with("xswapln:ltc-regtest:"), "{line}");
+        assert_eq!(PaymentTarget::from_line(&line, ltc()).ok(), Some(target));
+        let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
+        assert!(PaymentTarget::from_line(&line, btc).is_err());
+        assert!(PaymentTarget::from_line(&line.replace(":147", ":x"), ltc()).is_err());
+        assert!(PaymentTarget::from_line("lnbcrt1...", ltc()).is_err());
+        assert!(!has_bolt11(ltc()));
+        assert!(has_bolt11(btc));
+    }
+
+    /// A BOLT11 invoice signed by `key`, `age_secs` old, expiring after `expiry_secs`.
+    fn bolt11(
+        currency: Currency,
+        key: &bitcoin::secp256k1::SecretKey,
+        amount_msat: Option<u64>,
+        age_secs: u64,
+        expiry_secs: u64,
+    ) -> String {
+        use bitcoin::hashes::{sha256, Hash};
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+        let builder = lightning::bolt11_invoice::InvoiceBuilder::new(currency)
+            .description("test".into())
+            .payment_hash(sha256::Hash::from_byte_array([9; 32]))
+            .payment_secret(lightning::types::payment::PaymentSecret([4; 32]))
+            .duration_since_epoch(now - Duration::from_secs(age_secs))
+            .expiry_time(Duration::from_secs(expiry_secs))
+            .min_final_cltv_expiry_delta(147);
+        let builder = match amount_msat {
+            Some(a) => builder.amount_milli_satoshis(a),
+            None => builder,
+        };
+        builder
+            .build_signed(|m| secp.sign_ecdsa_recoverable(m, key))
+            .expect("invoice")
+            .to_string()
+    }
+
+    #[test]
+    fn bolt11_read_back_for_its_chain_only() {
+        let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
+        let key = bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).expect("key");
+        let payee = PublicKey::from_secret_key(&bitcoin::secp256k1::Secp256k1::new(), &key);
+        let text = bolt11(Currency::Regtest, &key, Some(12_345_000), 0, 3600);
+        assert!(text.starts_with("lnbcrt"), "{text}");
+        let target = PaymentTarget::from_bolt11(&text, btc).expect("parses");
+        assert_eq!(
+            target,
+            PaymentTarget {
+                payee,
+                hashlock: Hashlock([9; 32]),
+                payment_secret: [4; 32],
+                amount_msat: 12_345_000,
+                final_cltv_delta: 147,
+            }
+        );
+        // Another chain's invoice, an expired one, one without an amount: refused.
+        let mainnet = ChainId::new(ChainFamily::Bitcoin, Network::Mainnet);
+        assert!(PaymentTarget::from_bolt11(&text, mainnet).is_err());
+        assert!(PaymentTarget::from_bolt11(&text, ltc()).is_err());
+        let expired = bolt11(Currency::Regtest, &key, Some(1_000), 120, 60);
+        let err = PaymentTarget::from_bolt11(&expired, btc).expect_err("expired");
+        assert!(err.to_string().contains("expired"), "{err}");
+        let open = bolt11(Currency::Regtest, &key, None, 0, 3600);
+        assert!(PaymentTarget::from_bolt11(&open, btc).is_err());
+        assert!(PaymentTarget::from_bolt11("lnbcrt1garbage", btc).is_err());
+    }
+}
