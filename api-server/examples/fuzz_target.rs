@@ -19,7 +19,9 @@ async fn main() {
     let url = cluster.create_database("fuzz").await;
     let store = Arc::new(PgStore::connect(&url).await.expect("store"));
     let metrics = Arc::new(Metrics::default());
-    let db = ApiDb::connect(&url, 8, metrics.clone()).await.expect("api tables");
+    let db = ApiDb::connect(&url, 8, metrics.clone())
+        .await
+        .expect("api tables");
     let (_, key) = db.create_key("fuzz").await.expect("key");
     let engine = Engine::new(
         "fuzz",
@@ -47,6 +49,8 @@ async fn main() {
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    xswap_api::serve(listener, state, stop).await.expect("serve");
+    xswap_api::serve(listener, state, stop)
+        .await
+        .expect("serve");
     drop(cluster);
 }

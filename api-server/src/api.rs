@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use swap_core::store::{SwapState, SwapStore};
+use swap_core::store::SwapState;
 use swap_core::{
     initiator, responder, Asset, ChainId, ChainParams, GiveUpReason, Outcome, StoreError, SwapId,
     Timestamp,
@@ -208,7 +208,11 @@ fn view(row: &SwapRow) -> SwapView {
             swap_core::Role::Responder => "responder".into(),
         },
         give: leg(ours.params.chain, &ours.asset, ours.amount.base_units()),
-        get: leg(theirs.params.chain, &theirs.asset, theirs.amount.base_units()),
+        get: leg(
+            theirs.params.chain,
+            &theirs.asset,
+            theirs.amount.base_units(),
+        ),
         hashlock: t.hashlock.to_string(),
         seq: row.seq,
         created_at: row.created_at,
@@ -236,7 +240,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .layer(middleware::from_fn(typed_errors))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -346,10 +353,12 @@ async fn authenticate(
             req.extensions_mut().insert(KeyId(key_id));
             next.run(req).await
         }
-        Ok(KeyCheck::Unknown) => {
-            Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown or revoked API key")
-                .into_response()
-        }
+        Ok(KeyCheck::Unknown) => Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked API key",
+        )
+        .into_response(),
         Ok(KeyCheck::Limited { retry_after }) => {
             let mut f = Failure::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -377,7 +386,9 @@ pub struct QuoteQuery {
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Answer<T> {
     q.map(|Query(t)| t).map_err(|_| {
-        Failure::bad_request("the query parameters are missing or malformed (see the OpenAPI document)")
+        Failure::bad_request(
+            "the query parameters are missing or malformed (see the OpenAPI document)",
+        )
     })
 }
 
@@ -508,7 +519,9 @@ fn engine_failure(e: &EngineError) -> Failure {
         E::InsufficientFunds { chain, .. } => (
             StatusCode::CONFLICT,
             "insufficient_funds",
-            format!("not enough funds on {chain} for this swap (with what unfinished swaps will lock)"),
+            format!(
+                "not enough funds on {chain} for this swap (with what unfinished swaps will lock)"
+            ),
         ),
         E::Chain(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -572,7 +585,6 @@ async fn create_swap(
             })?
             .to_owned(),
     };
-    let (offer, give, _) = priced(&state, &req.offer, &req.give)?;
     let body_hash: [u8; 32] = Sha256::digest(serde_json::to_vec(&req).unwrap_or_default()).into();
     let created = |id: SwapId, replay: bool| {
         let state = state.clone();
@@ -605,6 +617,16 @@ async fn create_swap(
         Ok(IdemStart::Done(id)) => return created(id, true).await,
         Ok(IdemStart::New) => {}
     }
+    // Checked after the key: a retry answers its swap even once the offer has lapsed.
+    let (offer, give, _) = match priced(&state, &req.offer, &req.give) {
+        Ok(p) => p,
+        Err(f) => {
+            if let Err(db) = state.db.idem_abandon(key_id, &idem).await {
+                tracing::warn!(error = %db, "idempotency key left in progress");
+            }
+            return Err(f);
+        }
+    };
     // In a task of its own: a client that disconnects does not stop a creation half-way.
     let task = {
         let state = state.clone();
@@ -648,7 +670,10 @@ fn parse_id(id: &str) -> Answer<SwapId> {
         (status = 404, description = "No swap with this id (`unknown_swap`)", body = ApiError),
     )
 )]
-async fn get_swap(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Answer<Json<SwapView>> {
+async fn get_swap(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Answer<Json<SwapView>> {
     let id = parse_id(&id)?;
     Ok(Json(load_view(&state, &id).await?))
 }
@@ -753,10 +778,14 @@ fn cancelled(role: swap_core::Role) -> SwapState {
         (status = 409, description = "Too late: our lock is under way or the swap has finished (`not_cancellable`)", body = ApiError),
     )
 )]
-async fn cancel_swap(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Answer<Json<SwapView>> {
+async fn cancel_swap(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Answer<Json<SwapView>> {
     let id = parse_id(&id)?;
     let store = state.engine.driver.store();
-    let too_late = |why: &str| Failure::new(StatusCode::CONFLICT, "not_cancellable", why.to_owned());
+    let too_late =
+        |why: &str| Failure::new(StatusCode::CONFLICT, "not_cancellable", why.to_owned());
     let (record, entry) = match store.load_entry(&id).await {
         Ok(x) => x,
         Err(StoreError::UnknownSwap(_)) => return Err(Failure::unknown_swap()),
@@ -770,7 +799,9 @@ async fn cancel_swap(State(state): State<Arc<AppState>>, Path(id): Path<String>)
         return Err(too_late("the swap has finished"));
     }
     if !cancellable(&entry.state) {
-        return Err(too_late("our lock is under way: the swap runs to its end (a refund if need be)"));
+        return Err(too_late(
+            "our lock is under way: the swap runs to its end (a refund if need be)",
+        ));
     }
     // Written only after the very state read: when the driver moved on meanwhile (toward
     // locking), the store refuses this write.
@@ -780,7 +811,9 @@ async fn cancel_swap(State(state): State<Arc<AppState>>, Path(id): Path<String>)
     {
         Ok(_) => {}
         Err(StoreError::Conflict { .. }) => {
-            return Err(too_late("the swap moved on meanwhile: our lock is under way"))
+            return Err(too_late(
+                "the swap moved on meanwhile: our lock is under way",
+            ))
         }
         Err(StoreError::UnknownSwap(_)) => return Err(Failure::unknown_swap()),
         Err(e) => return Err(Failure::database(&e)),
@@ -916,9 +949,7 @@ async fn health() -> Json<Health> {
     )
 )]
 async fn ready(State(state): State<Arc<AppState>>) -> Answer<Json<Ready>> {
-    let not_ready = |what: String| {
-        Failure::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", what)
-    };
+    let not_ready = |what: String| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", what);
     if let Err(e) = state.db.ping().await {
         tracing::warn!(error = %e, "not ready: database");
         return Err(not_ready("the database does not answer".into()));
@@ -932,7 +963,11 @@ async fn ready(State(state): State<Arc<AppState>>) -> Answer<Json<Ready>> {
                 tracing::warn!(error = %e, %chain, "not ready: node");
                 return Err(not_ready(format!("the {chain} node does not answer")));
             }
-            Err(_) => return Err(not_ready(format!("the {chain} node does not answer in time"))),
+            Err(_) => {
+                return Err(not_ready(format!(
+                    "the {chain} node does not answer in time"
+                )))
+            }
         }
     }
     Ok(Json(Ready {
@@ -965,7 +1000,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 )]
 async fn openapi_json() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         openapi_text(),
     )
         .into_response()
@@ -1040,8 +1078,9 @@ impl utoipa::Modify for Conventions {
                         "bearer",
                         Vec::<String>::new(),
                     )]);
-                    r.entry("401".into())
-                        .or_insert_with(|| error("Missing, unknown or revoked API key (`unauthorized`)"));
+                    r.entry("401".into()).or_insert_with(|| {
+                        error("Missing, unknown or revoked API key (`unauthorized`)")
+                    });
                     r.entry("429".into()).or_insert_with(|| {
                         error("Over this key's rate limit (`rate_limited`); see Retry-After")
                     });
@@ -1060,5 +1099,7 @@ impl utoipa::Modify for Conventions {
 
 /// The OpenAPI document as JSON.
 pub fn openapi_text() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".into())
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".into())
 }

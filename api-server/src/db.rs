@@ -198,7 +198,11 @@ impl ApiDb {
     /// Connects to `url` (a libpq connection string or `postgresql://` URL) with at most
     /// `pool_size` connections, and applies the API's pending migrations. The swap store's own
     /// migrations must be applied first (`PgStore::connect` does).
-    pub async fn connect(url: &str, pool_size: usize, metrics: Arc<Metrics>) -> Result<Self, DbError> {
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, DbError> {
         let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|_| DbError("the database URL cannot be parsed".into()))?;
@@ -265,7 +269,11 @@ impl ApiDb {
                 "the API tables are at version {have}, newer than this server knows ({known})"
             )));
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(have).unwrap_or(0)) {
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(have).unwrap_or(0))
+        {
             let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
             tx.batch_execute(sql).await?;
             tx.execute(
@@ -351,7 +359,11 @@ impl ApiDb {
                     key_id: row.try_get(0)?,
                 })
             } else {
-                let wait = if rate > 0.0 { (1.0 - avail) / rate } else { 60.0 };
+                let wait = if rate > 0.0 {
+                    (1.0 - avail) / rate
+                } else {
+                    60.0
+                };
                 Ok(KeyCheck::Limited {
                     retry_after: wait.ceil().clamp(1.0, 3600.0) as u64,
                 })

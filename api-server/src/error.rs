@@ -54,7 +54,11 @@ impl Failure {
 
     /// 404 `unknown_swap`.
     pub fn unknown_swap() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "unknown_swap", "no swap with this id")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_swap",
+            "no swap with this id",
+        )
     }
 
     /// 503 `database_unavailable` (the cause goes to the log, not to the client).
@@ -91,7 +95,9 @@ impl Failure {
                 "payload_too_large",
                 "the request body is larger than the server accepts",
             ),
-            StatusCode::UNAUTHORIZED => Self::new(status, "unauthorized", "missing or unknown API key"),
+            StatusCode::UNAUTHORIZED => {
+                Self::new(status, "unauthorized", "missing or unknown API key")
+            }
             s if s.is_server_error() => Self::new(status, "internal", "internal error"),
             s => Self::new(s, "invalid_request", "the request cannot be answered"),
         }
@@ -107,10 +113,8 @@ impl IntoResponse for Failure {
             }
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }

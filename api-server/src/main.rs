@@ -21,7 +21,12 @@ use xswap_cli::config::{self, Config};
 #[command(name = "xswap-server", version, about)]
 struct Cli {
     /// The PostgreSQL database (libpq string `host=... dbname=...` or `postgresql://` URL).
-    #[arg(long, global = true, env = "XSWAP_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "XSWAP_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -87,7 +92,11 @@ fn database_url(cli: &Cli) -> anyhow::Result<&str> {
 }
 
 /// The swap store, migrated, then the API's tables.
-async fn open(url: &str, pool_size: usize, metrics: Arc<Metrics>) -> anyhow::Result<(Arc<PgStore>, ApiDb)> {
+async fn open(
+    url: &str,
+    pool_size: usize,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Arc<PgStore>, ApiDb)> {
     let store = PgStore::connect_with(
         url,
         pg_store::PgOptions {
@@ -170,8 +179,7 @@ async fn shutdown_signal() {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

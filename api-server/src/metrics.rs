@@ -52,10 +52,15 @@ impl Metrics {
     /// The text exposition, with `swaps` (state, count) when the database answered.
     pub fn render(&self, swaps: Option<&[(String, i64)]>) -> String {
         let mut out = String::new();
-        out.push_str("# HELP xswap_api_requests_total HTTP requests answered, by route and status.\n");
+        out.push_str(
+            "# HELP xswap_api_requests_total HTTP requests answered, by route and status.\n",
+        );
         out.push_str("# TYPE xswap_api_requests_total counter\n");
-        for ((method, route, status), n) in
-            self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter()
+        for ((method, route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
         {
             let _ = writeln!(
                 out,
@@ -79,12 +84,20 @@ impl Metrics {
                 h.count
             );
             let _ = writeln!(out, "xswap_api_store_seconds_sum{{op=\"{op}\"}} {}", h.sum);
-            let _ = writeln!(out, "xswap_api_store_seconds_count{{op=\"{op}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "xswap_api_store_seconds_count{{op=\"{op}\"}} {}",
+                h.count
+            );
         }
         out.push_str("# HELP xswap_api_store_errors_total The API's database calls that failed.\n");
         out.push_str("# TYPE xswap_api_store_errors_total counter\n");
         for (op, h) in &store {
-            let _ = writeln!(out, "xswap_api_store_errors_total{{op=\"{op}\"}} {}", h.errors);
+            let _ = writeln!(
+                out,
+                "xswap_api_store_errors_total{{op=\"{op}\"}} {}",
+                h.errors
+            );
         }
         out.push_str("# HELP xswap_swaps Swaps in the database, by state.\n");
         out.push_str("# TYPE xswap_swaps gauge\n");

@@ -6,7 +6,13 @@
 //! Every answer a test reads goes through [`harness::Api::call`], which checks that its
 //! status is in the OpenAPI document for the operation and that every error body matches the
 //! document's `ApiError` schema.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 #[path = "harness.rs"]
 mod harness;

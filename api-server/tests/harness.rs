@@ -58,7 +58,9 @@ pub async fn serve(
     config: ServerConfig,
 ) -> Api {
     let metrics = Arc::new(Metrics::default());
-    let db = ApiDb::connect(&url, 4, metrics.clone()).await.expect("api db");
+    let db = ApiDb::connect(&url, 4, metrics.clone())
+        .await
+        .expect("api db");
     let (_, key) = db.create_key("test").await.expect("key");
     let state = Arc::new(AppState {
         engine: engine.clone(),
@@ -141,8 +143,7 @@ impl Api {
         let body: Value = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text)
-                .unwrap_or_else(|_| Value::String(text.clone()))
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
         };
         let op = &self.doc["paths"][template][method.to_ascii_lowercase()];
         if op.is_object() {
@@ -187,7 +188,9 @@ impl Api {
 pub fn check_error(doc: &Value, body: &Value) {
     let schema = &doc["components"]["schemas"]["ApiError"];
     assert_eq!(schema["type"], "object", "ApiError schema: {schema}");
-    let props = schema["properties"].as_object().expect("ApiError properties");
+    let props = schema["properties"]
+        .as_object()
+        .expect("ApiError properties");
     let obj = body
         .as_object()
         .unwrap_or_else(|| panic!("error body is not an object: {body}"));
@@ -206,7 +209,9 @@ pub fn check_error(doc: &Value, body: &Value) {
     assert!(
         !code.is_empty()
             && code.starts_with(|c: char| c.is_ascii_lowercase())
-            && code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            && code
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
         "code {code:?} is not snake_case"
     );
 }

@@ -52,7 +52,11 @@ async fn auth_limits_typed_errors_and_unknown_ids() {
     assert_eq!(a.headers["www-authenticate"], "Bearer");
     let wrong = xswap_api::db::new_key().unwrap();
     let a = api
-        .call("GET", "/v1/swaps", api.client.get(url("/v1/swaps")).bearer_auth(&wrong))
+        .call(
+            "GET",
+            "/v1/swaps",
+            api.client.get(url("/v1/swaps")).bearer_auth(&wrong),
+        )
         .await;
     assert_eq!((a.status, a.code()), (401, "unauthorized"));
     let a = api
@@ -67,12 +71,20 @@ async fn auth_limits_typed_errors_and_unknown_ids() {
     assert_eq!(a.status, 401);
     let (id, revoked) = api.db.create_key("to revoke").await.unwrap();
     let a = api
-        .call("GET", "/v1/swaps", api.client.get(url("/v1/swaps")).bearer_auth(&revoked))
+        .call(
+            "GET",
+            "/v1/swaps",
+            api.client.get(url("/v1/swaps")).bearer_auth(&revoked),
+        )
         .await;
     assert_eq!(a.status, 200, "a new key works: {a:?}");
     assert!(api.db.revoke_key(id).await.unwrap());
     let a = api
-        .call("GET", "/v1/swaps", api.client.get(url("/v1/swaps")).bearer_auth(&revoked))
+        .call(
+            "GET",
+            "/v1/swaps",
+            api.client.get(url("/v1/swaps")).bearer_auth(&revoked),
+        )
         .await;
     assert_eq!((a.status, a.code()), (401, "unauthorized"));
     // The key never shows in an answer.
@@ -84,7 +96,9 @@ async fn auth_limits_typed_errors_and_unknown_ids() {
         .call(
             "POST",
             "/v1/swaps",
-            api.post("/v1/swaps").header("idempotency-key", "big").json(&big),
+            api.post("/v1/swaps")
+                .header("idempotency-key", "big")
+                .json(&big),
         )
         .await;
     assert_eq!((a.status, a.code()), (413, "payload_too_large"));
@@ -110,7 +124,9 @@ async fn auth_limits_typed_errors_and_unknown_ids() {
         .call(
             "POST",
             "/v1/swaps",
-            api.post("/v1/swaps").header("idempotency-key", "a b").json(&body),
+            api.post("/v1/swaps")
+                .header("idempotency-key", "a b")
+                .json(&body),
         )
         .await;
     assert_eq!((a.status, a.code()), (400, "invalid_idempotency_key"));
@@ -118,7 +134,9 @@ async fn auth_limits_typed_errors_and_unknown_ids() {
         .call(
             "POST",
             "/v1/swaps",
-            api.post("/v1/swaps").header("idempotency-key", "k1").json(&body),
+            api.post("/v1/swaps")
+                .header("idempotency-key", "k1")
+                .json(&body),
         )
         .await;
     assert_eq!((a.status, a.code()), (400, "invalid_offer"));
@@ -138,11 +156,19 @@ async fn auth_limits_typed_errors_and_unknown_ids() {
     let a = api.call("GET", "/v1/quote", q(&good, "12abc")).await;
     assert_eq!((a.status, a.code()), (400, "invalid_request"));
     let a = api
-        .call("GET", "/v1/quote", q(&offer(Timestamp::now().0 - 10).encode(), "1000000"))
+        .call(
+            "GET",
+            "/v1/quote",
+            q(&offer(Timestamp::now().0 - 10).encode(), "1000000"),
+        )
         .await;
     assert_eq!((a.status, a.code()), (400, "offer_expired"));
     let a = api
-        .call("GET", "/v1/quote", api.get("/v1/quote").query(&[("give", "1")]))
+        .call(
+            "GET",
+            "/v1/quote",
+            api.get("/v1/quote").query(&[("give", "1")]),
+        )
         .await;
     assert_eq!((a.status, a.code()), (400, "invalid_request"));
     let a = api
@@ -175,14 +201,22 @@ async fn auth_limits_typed_errors_and_unknown_ids() {
     let a = api.call("GET", "/nowhere", api.get("/nowhere")).await;
     assert_eq!((a.status, a.code()), (404, "not_found"));
     let a = api
-        .call("DELETE", "/v1/swaps", api.client.delete(url("/v1/swaps")).bearer_auth(&api.key))
+        .call(
+            "DELETE",
+            "/v1/swaps",
+            api.client.delete(url("/v1/swaps")).bearer_auth(&api.key),
+        )
         .await;
     assert_eq!((a.status, a.code()), (405, "method_not_allowed"));
 
     // Health and readiness (no nodes to ask here).
-    let a = api.call("GET", "/health", api.client.get(url("/health"))).await;
+    let a = api
+        .call("GET", "/health", api.client.get(url("/health")))
+        .await;
     assert_eq!((a.status, &a.body["status"]), (200, &json!("ok")));
-    let a = api.call("GET", "/ready", api.client.get(url("/ready"))).await;
+    let a = api
+        .call("GET", "/ready", api.client.get(url("/ready")))
+        .await;
     assert_eq!(a.status, 200, "{a:?}");
     assert!(api.errors_checked.load(Ordering::SeqCst) >= 18);
 }
@@ -251,7 +285,13 @@ async fn pagination_filters_cancel_events_and_metrics() {
     assert_eq!(a.body["swaps"][0]["give"]["amount"], "50003");
     let a = api.call("GET", "/v1/swaps", list("negotiated")).await;
     assert_eq!(a.body["swaps"].as_array().unwrap().len(), 6);
-    for (q, v) in [("state", "bogus"), ("limit", "0"), ("limit", "201"), ("cursor", "zzz"), ("limit", "x")] {
+    for (q, v) in [
+        ("state", "bogus"),
+        ("limit", "0"),
+        ("limit", "201"),
+        ("cursor", "zzz"),
+        ("limit", "x"),
+    ] {
         let a = api
             .call("GET", "/v1/swaps", api.get("/v1/swaps").query(&[(q, v)]))
             .await;
@@ -278,12 +318,21 @@ async fn pagination_filters_cancel_events_and_metrics() {
 
     // Cancel: allowed before our lock (twice answers the same), refused once locking.
     let cancel = |id: &SwapId| api.post(&format!("/v1/swaps/{id}/cancel"));
-    let a = api.call("POST", "/v1/swaps/{id}/cancel", cancel(&ids[4])).await;
+    let a = api
+        .call("POST", "/v1/swaps/{id}/cancel", cancel(&ids[4]))
+        .await;
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!((&a.body["state"], &a.body["final"]), (&json!("cancelled"), &json!(true)));
-    let a = api.call("POST", "/v1/swaps/{id}/cancel", cancel(&ids[4])).await;
+    assert_eq!(
+        (&a.body["state"], &a.body["final"]),
+        (&json!("cancelled"), &json!(true))
+    );
+    let a = api
+        .call("POST", "/v1/swaps/{id}/cancel", cancel(&ids[4]))
+        .await;
     assert_eq!((a.status, &a.body["state"]), (200, &json!("cancelled")));
-    let a = api.call("POST", "/v1/swaps/{id}/cancel", cancel(&ids[2])).await;
+    let a = api
+        .call("POST", "/v1/swaps/{id}/cancel", cancel(&ids[2]))
+        .await;
     assert_eq!((a.status, a.code()), (409, "not_cancellable"));
     let (_, state) = api.store.load(&ids[2]).await.unwrap();
     assert_eq!(state, SwapState::Initiator(initiator::State::Locking));
@@ -320,7 +369,9 @@ async fn pagination_filters_cancel_events_and_metrics() {
     let only = read_events(&mut one, Duration::from_secs(20), |e| e.len() >= 2).await;
     assert!(only.iter().all(|e| e.1["swap_id"] == ids[2].to_string()));
     assert_eq!(
-        only.iter().map(|e| e.1["state"].clone()).collect::<Vec<_>>(),
+        only.iter()
+            .map(|e| e.1["state"].clone())
+            .collect::<Vec<_>>(),
         vec![json!("negotiated"), json!("locking")]
     );
     let a = api
@@ -385,14 +436,23 @@ async fn rate_limit_per_key_shared_by_servers() {
         .call(
             "GET",
             "/v1/swaps",
-            second.client.get(format!("{}/v1/swaps", second.base)).bearer_auth(&api.key),
+            second
+                .client
+                .get(format!("{}/v1/swaps", second.base))
+                .bearer_auth(&api.key),
         )
         .await;
     assert_eq!((a.status, a.code()), (429, "rate_limited"));
     // Another key has its own bucket.
     let (_, other) = api.db.create_key("other").await.unwrap();
     let a = api
-        .call("GET", "/v1/swaps", api.get("/v1/swaps").bearer_auth(&other))
+        .call(
+            "GET",
+            "/v1/swaps",
+            api.client
+                .get(format!("{}/v1/swaps", api.base))
+                .bearer_auth(&other),
+        )
         .await;
     assert_eq!(a.status, 200);
 }
@@ -418,7 +478,10 @@ async fn openapi_document_describes_every_route() {
         let op = &paths[path][method];
         assert!(op.is_object(), "{method} {path} missing");
         let responses = op["responses"].as_object().unwrap();
-        assert!(responses.contains_key("default"), "{method} {path}: no default error");
+        assert!(
+            responses.contains_key("default"),
+            "{method} {path}: no default error"
+        );
         if path.starts_with("/v1/") {
             assert!(responses.contains_key("401") && responses.contains_key("429"));
             assert_eq!(op["security"][0]["bearer"], json!([]), "{method} {path}");

@@ -21,7 +21,9 @@ const WEI_PER_SAT: u128 = 250_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn swap_created_through_the_api_runs_to_swapped() {
-    let nodes = Nodes::start().await.expect("regtest nodes (litecoind or bitcoind, anvil)");
+    let nodes = Nodes::start()
+        .await
+        .expect("regtest nodes (litecoind or bitcoind, anvil)");
     let tmp = tempfile::tempdir().unwrap();
     let fast = DriverConfig {
         poll_interval: Duration::from_millis(200),
@@ -95,7 +97,11 @@ async fn swap_created_through_the_api_runs_to_swapped() {
 
     // Ready: the database and both nodes answer.
     let a = api
-        .call("GET", "/ready", api.client.get(format!("{}/ready", api.base)))
+        .call(
+            "GET",
+            "/ready",
+            api.client.get(format!("{}/ready", api.base)),
+        )
         .await;
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["nodes"].as_array().unwrap().len(), 2);
@@ -133,13 +139,20 @@ async fn swap_created_through_the_api_runs_to_swapped() {
     assert_eq!(a.body["give"]["amount"], GIVE.to_string());
     assert_eq!(a.body["get"]["amount"], want);
     let again = api.call("POST", "/v1/swaps", create(&body)).await;
-    assert_eq!((again.status, again.body["id"].as_str()), (201, Some(id.as_str())));
+    assert_eq!(
+        (again.status, again.body["id"].as_str()),
+        (201, Some(id.as_str()))
+    );
     assert_eq!(again.headers["idempotent-replayed"], "true");
     let other = json!({ "offer": encoded, "give": (GIVE + 1).to_string() });
     let a = api.call("POST", "/v1/swaps", create(&other)).await;
     assert_eq!((a.status, a.code()), (409, "idempotency_key_reused"));
     let listed = api.call("GET", "/v1/swaps", api.get("/v1/swaps")).await;
-    assert_eq!(listed.body["swaps"].as_array().unwrap().len(), 1, "one swap, not two");
+    assert_eq!(
+        listed.body["swaps"].as_array().unwrap().len(),
+        1,
+        "one swap, not two"
+    );
 
     // It runs to `swapped`; its events arrive on the stream, in order, ending with it.
     let t0 = Instant::now();
@@ -158,8 +171,16 @@ async fn swap_created_through_the_api_runs_to_swapped() {
     assert_eq!(states.last(), Some(&"swapped"), "{states:?}");
     assert!(states.contains(&"locking"), "{states:?}");
     let seqs: Vec<u64> = mine.iter().map(|d| d["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "every state, once");
-    eprintln!("swap {id}: {} states in {:?}: {states:?}", states.len(), t0.elapsed());
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every state, once"
+    );
+    eprintln!(
+        "swap {id}: {} states in {:?}: {states:?}",
+        states.len(),
+        t0.elapsed()
+    );
 
     let a = api
         .call("GET", "/v1/swaps/{id}", api.get(&format!("/v1/swaps/{id}")))
