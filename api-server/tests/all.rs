@@ -14,6 +14,8 @@
     clippy::panic
 )]
 
+#[path = "binary.rs"]
+mod binary;
 #[path = "harness.rs"]
 mod harness;
 #[path = "http.rs"]
