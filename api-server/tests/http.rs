@@ -501,3 +501,93 @@ async fn openapi_document_describes_every_route() {
     let printed: Value = serde_json::from_str(&xswap_api::openapi_text()).unwrap();
     assert_eq!(&printed, doc);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_in_the_database() {
+    use xswap_api::db::IdemStart;
+    let api = without_nodes("idem", ServerConfig::default()).await;
+    let (key_id, _) = api.db.create_key("idem").await.unwrap();
+    let body = [1u8; 32];
+    // Eight servers claiming one key at once: exactly one creates.
+    let claims =
+        futures::future::join_all((0..8).map(|_| api.db.idem_begin(key_id, "order-1", &body)))
+            .await;
+    let new = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(IdemStart::New)))
+        .count();
+    let waiting = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(IdemStart::InProgress)))
+        .count();
+    assert_eq!((new, waiting), (1, 7), "{claims:?}");
+    assert_eq!(
+        api.db
+            .idem_begin(key_id, "order-1", &[2u8; 32])
+            .await
+            .unwrap(),
+        IdemStart::OtherBody
+    );
+    let id = SwapId::random().unwrap();
+    api.db.idem_finish(key_id, "order-1", &id).await.unwrap();
+    // Abandoning a finished key changes nothing: it keeps answering its swap.
+    api.db.idem_abandon(key_id, "order-1").await.unwrap();
+    assert_eq!(
+        api.db.idem_begin(key_id, "order-1", &body).await.unwrap(),
+        IdemStart::Done(id)
+    );
+    // A creation that made nothing frees its key for a retry.
+    assert_eq!(
+        api.db.idem_begin(key_id, "order-2", &body).await.unwrap(),
+        IdemStart::New
+    );
+    api.db.idem_abandon(key_id, "order-2").await.unwrap();
+    assert_eq!(
+        api.db
+            .idem_begin(key_id, "order-2", &[3u8; 32])
+            .await
+            .unwrap(),
+        IdemStart::New
+    );
+    // Keys are per API key.
+    let (other, _) = api.db.create_key("other").await.unwrap();
+    assert_eq!(
+        api.db
+            .idem_begin(other, "order-1", &[9u8; 32])
+            .await
+            .unwrap(),
+        IdemStart::New
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_body_over_the_limit_is_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = without_nodes("chunked", ServerConfig::default()).await;
+    let addr = api.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/swaps HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Idempotency-Key: chunky\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        api.key
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // No Content-Length: the handler stops reading at the limit.
+    let chunk = vec![b' '; 4096];
+    for _ in 0..6 {
+        let _ = s
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await;
+        let _ = s.write_all(&chunk).await;
+        let _ = s.write_all(b"\r\n").await;
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    harness::check_error(&api.doc, &body);
+    assert_eq!(body["code"], "payload_too_large");
+}
