@@ -166,7 +166,7 @@ pub struct SwapEvent {
     pub swap_id: String,
     /// The state's number in the swap's history.
     pub seq: u64,
-    /// The state entered (as [`SwapView::state`]).
+    /// The state entered (as a swap's `state`).
     pub state: String,
     /// Whether it is the swap's last.
     #[serde(rename = "final")]

@@ -194,6 +194,50 @@ async fn swap_created_through_the_api_runs_to_swapped() {
         )
         .await;
     assert_eq!((a.status, a.code()), (409, "not_cancellable"));
+    // A second server on the same database: the same swap, the same events, and the same
+    // idempotency key answers the same swap there too (a retry may reach any server).
+    let second = harness::serve(
+        pg_store::testkit::TestCluster::shared(),
+        api.url.clone(),
+        api.store.clone(),
+        api.engine.clone(),
+        ServerConfig::default(),
+    )
+    .await;
+    let on_second = |req: reqwest::RequestBuilder| req.bearer_auth(&api.key);
+    let a = second
+        .call(
+            "GET",
+            "/v1/swaps/{id}",
+            on_second(second.client.get(format!("{}/v1/swaps/{id}", second.base))),
+        )
+        .await;
+    assert_eq!((a.status, &a.body["state"]), (200, &json!("swapped")));
+    let a = second
+        .call(
+            "POST",
+            "/v1/swaps",
+            on_second(second.client.post(format!("{}/v1/swaps", second.base)))
+                .header("idempotency-key", "order-42")
+                .json(&body),
+        )
+        .await;
+    assert_eq!((a.status, a.body["id"].as_str()), (201, Some(id.as_str())));
+    let mut replay = on_second(second.client.get(format!("{}/v1/events", second.base)))
+        .query(&[("after", "0"), ("swap_id", id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let again = read_events(&mut replay, Duration::from_secs(20), |e| {
+        e.len() >= mine.len()
+    })
+    .await;
+    let states_again: Vec<&str> = again
+        .iter()
+        .map(|(_, d)| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states_again, states);
+
     // The ether arrived (0.25 ether, less the claim's gas).
     let eth_after = nodes.eth_balance(server_eth).await.unwrap();
     assert!(eth_after > eth_before, "{eth_before} -> {eth_after}");
