@@ -18,10 +18,12 @@ pub mod api;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod timed;
 
 pub use api::{openapi_text, router, ApiDoc};
 pub use db::ApiDb;
 pub use metrics::Metrics;
+pub use timed::TimedStore;
 
 /// Server settings.
 #[derive(Debug, Clone)]

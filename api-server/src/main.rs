@@ -13,7 +13,7 @@ use pg_store::PgStore;
 use swap_core::{ChainParams, DriverConfig, Rail};
 use swap_engine::Engine;
 use swap_net::Identity;
-use xswap_api::{ApiDb, AppState, Metrics, ServerConfig};
+use xswap_api::{ApiDb, AppState, Metrics, ServerConfig, TimedStore};
 use xswap_cli::config::{self, Config};
 
 /// xswap's HTTP/JSON API server, on a PostgreSQL database several servers can share.
@@ -114,7 +114,11 @@ async fn open(
 
 /// The engine of the installation in `data_dir` on the PostgreSQL store (which is also the
 /// outbox: a funding is recorded in the database before it is broadcast).
-fn engine(data_dir: &std::path::Path, store: Arc<PgStore>) -> anyhow::Result<Arc<Engine>> {
+fn engine(
+    data_dir: &std::path::Path,
+    store: Arc<PgStore>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Arc<Engine>> {
     let cfg = Config::load(data_dir)?;
     let ks = config::open_keystore(data_dir)?;
     let auth = match (&cfg.btc.cookie, &cfg.btc.user, &cfg.btc.password) {
@@ -151,7 +155,7 @@ fn engine(data_dir: &std::path::Path, store: Arc<PgStore>) -> anyhow::Result<Arc
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     Ok(Engine::new(
         "xswap-server",
-        store,
+        Arc::new(TimedStore::new(store, metrics)),
         [btc as Arc<dyn Rail>, eth as Arc<dyn Rail>],
         identity,
         DriverConfig::default(),
@@ -221,7 +225,7 @@ fn main() -> anyhow::Result<()> {
         } => rt.block_on(async {
             let metrics = Arc::new(Metrics::default());
             let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone()).await?;
-            let engine = engine(data_dir, store)?;
+            let engine = engine(data_dir, store, metrics.clone())?;
             if *resume {
                 let n = engine.resume().await?;
                 tracing::info!(swaps = n, "unfinished swaps resumed");

@@ -57,7 +57,26 @@ pub async fn serve(
     engine: Arc<Engine>,
     config: ServerConfig,
 ) -> Api {
-    let metrics = Arc::new(Metrics::default());
+    serve_with(
+        cluster,
+        url,
+        store,
+        engine,
+        config,
+        Arc::new(Metrics::default()),
+    )
+    .await
+}
+
+/// [`serve`] with `metrics` (which the engine's store may record into too).
+pub async fn serve_with(
+    cluster: Arc<TestCluster>,
+    url: String,
+    store: Arc<PgStore>,
+    engine: Arc<Engine>,
+    config: ServerConfig,
+    metrics: Arc<Metrics>,
+) -> Api {
     let db = ApiDb::connect(&url, 4, metrics.clone())
         .await
         .expect("api db");

@@ -72,14 +72,24 @@ async fn swap_created_through_the_api_runs_to_swapped() {
             .unwrap()
             .with_outbox(store.clone()),
     );
+    // The engine's store calls are timed into the server's metrics, as `xswap-server` does.
+    let metrics = Arc::new(xswap_api::Metrics::default());
     let engine = Engine::new(
         "server",
-        store.clone(),
+        Arc::new(xswap_api::TimedStore::new(store.clone(), metrics.clone())),
         [btc as Arc<dyn Rail>, eth as Arc<dyn Rail>],
         swap_net::Identity::generate().unwrap(),
         fast,
     );
-    let api = harness::serve(cluster, url, store, engine, ServerConfig::default()).await;
+    let api = harness::serve_with(
+        cluster,
+        url,
+        store,
+        engine,
+        ServerConfig::default(),
+        metrics,
+    )
+    .await;
 
     // Coins for the server's wallet.
     let to = nodes
@@ -237,6 +247,25 @@ async fn swap_created_through_the_api_runs_to_swapped() {
         .map(|(_, d)| d["state"].as_str().unwrap())
         .collect();
     assert_eq!(states_again, states);
+
+    // Metrics: the engine's store latency, swaps by state, the requests.
+    let text = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "xswap_api_store_seconds_count{op=\"swap_store_append_state\"}",
+        "xswap_api_store_seconds_count{op=\"swap_store_create\"} 1",
+        "xswap_swaps{state=\"swapped\"} 1",
+        "xswap_api_requests_total{method=\"POST\",route=\"/v1/swaps\",status=\"201\"} 2",
+    ] {
+        assert!(text.contains(line), "metrics lack {line}:\n{text}");
+    }
 
     // The ether arrived (0.25 ether, less the claim's gas).
     let eth_after = nodes.eth_balance(server_eth).await.unwrap();
