@@ -133,8 +133,9 @@ pub struct QuoteView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSwap {
-    /// The maker's offer string (`xswap1...`).
-    pub offer: String,
+    /// The maker's offer string (`xswap1...`); the server's configured offer when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
     /// Base units of the offer's `buy` asset we give, as a decimal string.
     #[schema(example = "1000000")]
     pub give: String,
@@ -378,8 +379,8 @@ async fn authenticate(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct QuoteQuery {
-    /// The maker's offer string (`xswap1...`).
-    pub offer: String,
+    /// The maker's offer string (`xswap1...`); the server's configured offer when absent.
+    pub offer: Option<String>,
     /// Base units of the offer's `buy` asset we would give, as a decimal string.
     pub give: String,
 }
@@ -404,7 +405,10 @@ fn parse_units(s: &str, what: &str) -> Answer<u128> {
 }
 
 /// An offer checked for taking `give` of it by this engine: what we give and get.
-fn priced(state: &AppState, offer_text: &str, give: &str) -> Answer<(Offer, u128, u128)> {
+fn priced(state: &AppState, offer_text: Option<&str>, give: &str) -> Answer<(Offer, u128, u128)> {
+    let offer_text = offer_text
+        .or(state.config.default_offer.as_deref())
+        .ok_or_else(|| Failure::bad_request("give `offer`: this server has no configured offer"))?;
     if offer_text.len() > 8192 {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
@@ -457,7 +461,8 @@ fn priced(state: &AppState, offer_text: &str, give: &str) -> Answer<(Offer, u128
     Ok((offer, give, get))
 }
 
-/// Prices an amount against a maker's offer: what we would lock and receive if we took it.
+/// Prices an amount against a maker's offer (the one given, or the server's configured offer):
+/// what we would lock and receive if we took it.
 #[utoipa::path(
     get, path = "/v1/quote", tag = "swaps",
     params(QuoteQuery),
@@ -472,7 +477,7 @@ async fn quote(
     q: Result<Query<QuoteQuery>, QueryRejection>,
 ) -> Answer<Json<QuoteView>> {
     let q = query(q)?;
-    let (offer, give, get) = priced(&state, &q.offer, &q.give)?;
+    let (offer, give, get) = priced(&state, q.offer.as_deref(), &q.give)?;
     Ok(Json(QuoteView {
         give: leg(offer.buy.chain, &offer.buy.asset, give),
         get: leg(offer.sell.chain, &offer.sell.asset, get),
@@ -562,7 +567,9 @@ async fn create_swap(
         .await
         .map_err(|_| Failure::for_status(StatusCode::PAYLOAD_TOO_LARGE))?;
     let req: CreateSwap = serde_json::from_slice(&bytes).map_err(|_| {
-        Failure::bad_request("the body must be JSON {\"offer\": string, \"give\": string}")
+        Failure::bad_request(
+            "the body must be JSON {\"give\": string, \"offer\": string (optional)}",
+        )
     })?;
     let idem = match headers.get("idempotency-key") {
         None => {
@@ -618,7 +625,7 @@ async fn create_swap(
         Ok(IdemStart::New) => {}
     }
     // Checked after the key: a retry answers its swap even once the offer has lapsed.
-    let (offer, give, _) = match priced(&state, &req.offer, &req.give) {
+    let (offer, give, _) = match priced(&state, req.offer.as_deref(), &req.give) {
         Ok(p) => p,
         Err(f) => {
             if let Err(db) = state.db.idem_abandon(key_id, &idem).await {

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub events_poll: Duration,
     /// How long `/ready` waits for each node.
     pub node_timeout: Duration,
+    /// The maker offer (`xswap1...`) quotes and creations use when they name none.
+    pub default_offer: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +50,7 @@ impl Default for ServerConfig {
             max_body: 16 * 1024,
             events_poll: Duration::from_millis(500),
             node_timeout: Duration::from_secs(5),
+            default_offer: None,
         }
     }
 }

@@ -57,6 +57,10 @@ enum Command {
         /// swaps it creates).
         #[arg(long)]
         resume: bool,
+        /// A maker's offer (`xswap1...`) that quotes and creations use when they name none
+        /// (checked at start).
+        #[arg(long, env = "XSWAP_DEFAULT_OFFER")]
+        offer: Option<String>,
         /// Database connections per server.
         #[arg(long, default_value_t = 16)]
         pool_size: usize,
@@ -221,8 +225,12 @@ fn main() -> anyhow::Result<()> {
             burst,
             max_body,
             resume,
+            offer,
             pool_size,
         } => rt.block_on(async {
+            if let Some(o) = offer {
+                swap_net::Offer::decode(o).map_err(|e| anyhow!("--offer: {e}"))?;
+            }
             let metrics = Arc::new(Metrics::default());
             let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone()).await?;
             let engine = engine(data_dir, store, metrics.clone())?;
@@ -238,6 +246,7 @@ fn main() -> anyhow::Result<()> {
                     rate_per_sec: *rate,
                     burst: *burst,
                     max_body: *max_body,
+                    default_offer: offer.clone(),
                     ..Default::default()
                 },
             });

@@ -170,6 +170,20 @@ async fn auth_limits_typed_errors_and_unknown_ids() {
             api.get("/v1/quote").query(&[("give", "1")]),
         )
         .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (400, "invalid_request"),
+        "no offer, none configured"
+    );
+    let a = api
+        .call(
+            "POST",
+            "/v1/swaps",
+            api.post("/v1/swaps")
+                .header("idempotency-key", "k3")
+                .json(&json!({ "give": "1000000" })),
+        )
+        .await;
     assert_eq!((a.status, a.code()), (400, "invalid_request"));
     let a = api
         .call(

@@ -86,7 +86,10 @@ async fn swap_created_through_the_api_runs_to_swapped() {
         url,
         store,
         engine,
-        ServerConfig::default(),
+        ServerConfig {
+            default_offer: Some(offer.encode()),
+            ..Default::default()
+        },
         metrics,
     )
     .await;
@@ -130,6 +133,16 @@ async fn swap_created_through_the_api_runs_to_swapped() {
     let want = (GIVE as u128 * WEI_PER_SAT).to_string();
     assert_eq!(a.body["get"]["amount"], want);
     assert_eq!(a.body["get"]["asset"], "eth");
+
+    // The server's configured offer prices the same.
+    let a = api
+        .call(
+            "GET",
+            "/v1/quote",
+            api.get("/v1/quote").query(&[("give", &GIVE.to_string())]),
+        )
+        .await;
+    assert_eq!((a.status, &a.body["get"]["amount"]), (200, &json!(want)));
 
     // Listen before creating.
     let mut stream = api.get("/v1/events").send().await.unwrap();
