@@ -105,6 +105,10 @@ pub enum GiveUpReason {
     CounterLockMissing,
     /// The counterparty refunded its lock.
     CounterRefunded,
+    /// Cancelled by its owner (for instance through the API server) before our lock was
+    /// sent: nothing of ours was locked. Only ever written in place of a state whose own lock
+    /// is still ahead and not being sent (a `negotiated` initiator, a responder before `locking`).
+    Cancelled,
 }
 
 /// How a swap ended for this party.
@@ -143,6 +147,7 @@ impl std::fmt::Display for GiveUpReason {
                 f.write_str("the counterparty did not lock (or its lock did not confirm) in time")
             }
             GiveUpReason::CounterRefunded => f.write_str("the counterparty refunded its lock"),
+            GiveUpReason::Cancelled => f.write_str("cancelled before anything of ours was locked"),
         }
     }
 }

@@ -1,0 +1,261 @@
+//! `xswap-server`: the HTTP API server (`serve`), and its API keys (`key create|revoke`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use btc_adapter::rpc::{Auth, RpcConfig};
+use btc_adapter::{BtcChain, BtcConfig};
+use clap::{Parser, Subcommand};
+use eth_adapter::{EthChain, EthConfig};
+use pg_store::PgStore;
+use swap_core::{ChainParams, DriverConfig, Rail};
+use swap_engine::Engine;
+use swap_net::Identity;
+use xswap_api::{ApiDb, AppState, Metrics, ServerConfig, TimedStore};
+use xswap_cli::config::{self, Config};
+
+/// xswap's HTTP/JSON API server, on a PostgreSQL database several servers can share.
+#[derive(Parser)]
+#[command(name = "xswap-server", version, about)]
+struct Cli {
+    /// The PostgreSQL database (libpq string `host=... dbname=...` or `postgresql://` URL).
+    #[arg(
+        long,
+        global = true,
+        env = "XSWAP_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve {
+        /// The installation (keystore and config.toml: nodes, Ethereum account), as made by
+        /// `xswap init`; the keystore's password from `XSWAP_PASSWORD`.
+        #[arg(long, env = "XSWAP_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Where to listen.
+        #[arg(long, env = "XSWAP_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Requests per second per API key (shared by every server on the database).
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Requests an API key may make at once.
+        #[arg(long, default_value_t = 40.0)]
+        burst: f64,
+        /// Largest request body, in bytes.
+        #[arg(long, default_value_t = 16 * 1024)]
+        max_body: usize,
+        /// Also run every unfinished swap of the database at start (one server of a group
+        /// should, until workers with leases take swaps over; without it a server runs the
+        /// swaps it creates).
+        #[arg(long)]
+        resume: bool,
+        /// A maker's offer (`xswap1...`) that quotes and creations use when they name none
+        /// (checked at start).
+        #[arg(long, env = "XSWAP_DEFAULT_OFFER")]
+        offer: Option<String>,
+        /// Database connections per server.
+        #[arg(long, default_value_t = 16)]
+        pool_size: usize,
+    },
+    /// Manage API keys.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    /// Print the OpenAPI document (also served at /openapi.json).
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Create a key and print it, once: only its hash is stored.
+    Create {
+        /// A name for the key (who uses it).
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a key by its id (printed by `create`).
+    Revoke {
+        /// The key's id.
+        id: i64,
+    },
+}
+
+fn database_url(cli: &Cli) -> anyhow::Result<&str> {
+    cli.database_url
+        .as_deref()
+        .ok_or_else(|| anyhow!("give --database-url or set XSWAP_DATABASE_URL"))
+}
+
+/// The swap store, migrated, then the API's tables.
+async fn open(
+    url: &str,
+    pool_size: usize,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Arc<PgStore>, ApiDb)> {
+    let store = PgStore::connect_with(
+        url,
+        pg_store::PgOptions {
+            pool_size,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| anyhow!("swap store: {e}"))?;
+    let db = ApiDb::connect(url, pool_size, metrics)
+        .await
+        .map_err(|e| anyhow!("API tables: {e}"))?;
+    Ok((Arc::new(store), db))
+}
+
+/// The engine of the installation in `data_dir` on the PostgreSQL store (which is also the
+/// outbox: a funding is recorded in the database before it is broadcast).
+fn engine(
+    data_dir: &std::path::Path,
+    store: Arc<PgStore>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Arc<Engine>> {
+    let cfg = Config::load(data_dir)?;
+    let ks = config::open_keystore(data_dir)?;
+    let auth = match (&cfg.btc.cookie, &cfg.btc.user, &cfg.btc.password) {
+        (Some(c), _, _) => Auth::Cookie(c.clone()),
+        (None, Some(u), Some(p)) => Auth::UserPass(u.clone(), p.clone()),
+        _ => anyhow::bail!("[btc] needs `cookie` or `user` and `password` in config.toml"),
+    };
+    let rpc = RpcConfig {
+        url: cfg.btc.rpc_url.clone(),
+        auth,
+        wallet: Some(cfg.btc.wallet.clone()),
+        timeout: Duration::from_secs(30),
+    };
+    let btc = Arc::new(
+        BtcChain::new(BtcConfig::new(cfg.btc_chain()?, rpc), &ks.seed()?[..])
+            .map_err(|e| anyhow!("bitcoin adapter: {e}"))?
+            .with_outbox(store.clone()),
+    );
+    let htlc = cfg
+        .eth
+        .htlc
+        .parse()
+        .with_context(|| format!("[eth] htlc {:?} is not an address", cfg.eth.htlc))?;
+    let eth_cfg = EthConfig::new(
+        cfg.eth.rpc_url.clone(),
+        htlc,
+        ChainParams::for_chain(cfg.eth_chain()?),
+    );
+    let eth = Arc::new(
+        EthChain::new(eth_cfg, config::eth_signer(&ks, cfg.eth.account)?)
+            .map_err(|e| anyhow!("ethereum adapter: {e}"))?
+            .with_outbox(store.clone()),
+    );
+    let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
+    Ok(Engine::new(
+        "xswap-server",
+        Arc::new(TimedStore::new(store, metrics)),
+        [btc as Arc<dyn Rail>, eth as Arc<dyn Rail>],
+        identity,
+        DriverConfig::default(),
+    ))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match &cli.command {
+        Command::Openapi => {
+            println!("{}", xswap_api::openapi_text());
+            Ok(())
+        }
+        Command::Key { action } => rt.block_on(async {
+            let (_, db) = open(database_url(&cli)?, 2, Arc::default()).await?;
+            match action {
+                KeyAction::Create { name } => {
+                    let (id, key) = db.create_key(name).await.map_err(|e| anyhow!("{e}"))?;
+                    eprintln!("key {id} ({name}) created; it is shown once, store it now:");
+                    println!("{key}");
+                }
+                KeyAction::Revoke { id } => {
+                    if db.revoke_key(*id).await.map_err(|e| anyhow!("{e}"))? {
+                        eprintln!("key {id} revoked");
+                    } else {
+                        anyhow::bail!("no active key {id}");
+                    }
+                }
+            }
+            Ok(())
+        }),
+        Command::Serve {
+            data_dir,
+            listen,
+            rate,
+            burst,
+            max_body,
+            resume,
+            offer,
+            pool_size,
+        } => rt.block_on(async {
+            if let Some(o) = offer {
+                swap_net::Offer::decode(o).map_err(|e| anyhow!("--offer: {e}"))?;
+            }
+            let metrics = Arc::new(Metrics::default());
+            let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone()).await?;
+            let engine = engine(data_dir, store, metrics.clone())?;
+            if *resume {
+                let n = engine.resume().await?;
+                tracing::info!(swaps = n, "unfinished swaps resumed");
+            }
+            let state = Arc::new(AppState {
+                engine,
+                db,
+                metrics,
+                config: ServerConfig {
+                    rate_per_sec: *rate,
+                    burst: *burst,
+                    max_body: *max_body,
+                    default_offer: offer.clone(),
+                    ..Default::default()
+                },
+            });
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "xswap-server listening");
+            xswap_api::serve(listener, state, shutdown_signal()).await?;
+            Ok(())
+        }),
+    }
+}
