@@ -22,12 +22,14 @@ fn offer(expires: u64) -> Offer {
         addr: "127.0.0.1:1".into(),
         maker: swap_net::Identity::generate().unwrap().public(),
         sell: OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: eth,
             asset: Asset::Eth,
             max: Amount::Wei(Wei(10u128.pow(19))),
             min: Amount::Wei(Wei(10u128.pow(15))),
         },
         buy: OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: btc,
             asset: Asset::Btc,
             max: Amount::Sats(Sats(10_000_000)),

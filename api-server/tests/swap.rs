@@ -37,12 +37,14 @@ async fn swap_created_through_the_api_runs_to_swapped() {
     let offer = maker.engine.offer(
         addr,
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: nodes.eth_params().chain,
             asset: Asset::Eth,
             max: Amount::Wei(Wei(10u128.pow(19))),
             min: Amount::Wei(Wei(10u128.pow(15))),
         },
         OfferLeg {
+            rail: swap_core::RailKind::OnChain,
             chain: nodes.btc.chain_id(),
             asset: nodes.btc_asset(),
             max: Amount::Sats(Sats(10 * GIVE)),
