@@ -2,15 +2,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use btc_adapter::rpc::{Auth, RpcConfig};
-use btc_adapter::{BtcChain, BtcConfig};
 use clap::{Parser, Subcommand};
-use eth_adapter::{EthChain, EthConfig};
 use pg_store::PgStore;
-use swap_core::{ChainParams, DriverConfig, Rail};
+use swap_core::{DriverConfig, Rail};
 use swap_engine::Engine;
 use swap_net::Identity;
 use xswap_api::{ApiDb, AppState, Metrics, ServerConfig, TimedStore};
@@ -125,37 +121,7 @@ fn engine(
 ) -> anyhow::Result<Arc<Engine>> {
     let cfg = Config::load(data_dir)?;
     let ks = config::open_keystore(data_dir)?;
-    let auth = match (&cfg.btc.cookie, &cfg.btc.user, &cfg.btc.password) {
-        (Some(c), _, _) => Auth::Cookie(c.clone()),
-        (None, Some(u), Some(p)) => Auth::UserPass(u.clone(), p.clone()),
-        _ => anyhow::bail!("[btc] needs `cookie` or `user` and `password` in config.toml"),
-    };
-    let rpc = RpcConfig {
-        url: cfg.btc.rpc_url.clone(),
-        auth,
-        wallet: Some(cfg.btc.wallet.clone()),
-        timeout: Duration::from_secs(30),
-    };
-    let btc = Arc::new(
-        BtcChain::new(BtcConfig::new(cfg.btc_chain()?, rpc), &ks.seed()?[..])
-            .map_err(|e| anyhow!("bitcoin adapter: {e}"))?
-            .with_outbox(store.clone()),
-    );
-    let htlc = cfg
-        .eth
-        .htlc
-        .parse()
-        .with_context(|| format!("[eth] htlc {:?} is not an address", cfg.eth.htlc))?;
-    let eth_cfg = EthConfig::new(
-        cfg.eth.rpc_url.clone(),
-        htlc,
-        ChainParams::for_chain(cfg.eth_chain()?),
-    );
-    let eth = Arc::new(
-        EthChain::new(eth_cfg, config::eth_signer(&ks, cfg.eth.account)?)
-            .map_err(|e| anyhow!("ethereum adapter: {e}"))?
-            .with_outbox(store.clone()),
-    );
+    let (btc, eth) = config::adapters(&cfg, &ks, store.clone())?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     Ok(Engine::new(
         "xswap-server",

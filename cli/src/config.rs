@@ -368,6 +368,39 @@ pub fn password(prompt: &str) -> anyhow::Result<String> {
     }
 }
 
+/// The installation's on-chain adapters (its `[btc]` node and wallet, its `[eth]` node, contract
+/// and account), recording every funding in `outbox` before it is broadcast.
+pub fn adapters(
+    cfg: &Config,
+    ks: &Keystore,
+    outbox: Arc<dyn swap_core::store::Outbox>,
+) -> anyhow::Result<(Arc<BtcChain>, Arc<EthChain>)> {
+    let btc = Arc::new(
+        BtcChain::new(
+            BtcConfig::new(cfg.btc_chain()?, cfg.btc_rpc()?),
+            &ks.seed()?[..],
+        )
+        .map_err(|e| anyhow!("bitcoin adapter: {e}"))?
+        .with_outbox(outbox.clone()),
+    );
+    let htlc = cfg
+        .eth
+        .htlc
+        .parse()
+        .with_context(|| format!("[eth] htlc {:?} is not an address", cfg.eth.htlc))?;
+    let eth_cfg = EthConfig::new(
+        cfg.eth.rpc_url.clone(),
+        htlc,
+        ChainParams::for_chain(cfg.eth_chain()?),
+    );
+    let eth = Arc::new(
+        EthChain::new(eth_cfg, eth_signer(ks, cfg.eth.account)?)
+            .map_err(|e| anyhow!("ethereum adapter: {e}"))?
+            .with_outbox(outbox),
+    );
+    Ok((btc, eth))
+}
+
 /// Builds the engine of a data directory: keystore, store (guarded against loss, see
 /// [`crate::guard`]), both adapters, identity.
 pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc<Engine>> {
@@ -382,8 +415,6 @@ pub async fn installation(
 ) -> anyhow::Result<(Arc<Engine>, Arc<EthChain>)> {
     let cfg = Config::load(data_dir)?;
     let ks = open_keystore(data_dir)?;
-    let rpc = cfg.btc_rpc()?;
-    let btc_cfg = BtcConfig::new(cfg.btc_chain()?, rpc);
     let store = crate::guard::open(data_dir, true).await?;
     // Fundings are recorded in the swap store before they are broadcast (another connection to
     // the same file), so that another `xswap` process on this data directory, or this one after
@@ -391,26 +422,7 @@ pub async fn installation(
     let outbox = Arc::new(swap_core::store::SqliteStore::open(crate::guard::db_path(
         data_dir,
     ))?);
-    let btc = Arc::new(
-        BtcChain::new(btc_cfg, &ks.seed()?[..])
-            .map_err(|e| anyhow!("bitcoin adapter: {e}"))?
-            .with_outbox(outbox.clone()),
-    );
-    let htlc = cfg
-        .eth
-        .htlc
-        .parse()
-        .with_context(|| format!("[eth] htlc {:?} is not an address", cfg.eth.htlc))?;
-    let eth_cfg = EthConfig::new(
-        cfg.eth.rpc_url.clone(),
-        htlc,
-        ChainParams::for_chain(cfg.eth_chain()?),
-    );
-    let eth = Arc::new(
-        EthChain::new(eth_cfg, eth_signer(&ks, cfg.eth.account)?)
-            .map_err(|e| anyhow!("ethereum adapter: {e}"))?
-            .with_outbox(outbox),
-    );
+    let (btc, eth) = adapters(&cfg, &ks, outbox)?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     let rails = [btc as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>];
     // Open quotes in the swap store's file too: they survive a restart, and every `xswap`
