@@ -349,3 +349,30 @@ pub fn xswap_bin() -> std::path::PathBuf {
     );
     bin
 }
+
+/// The `xswap` binary on data directory `dir` with `args`, as the CLI tests run it (the test
+/// password, a fast poll, logs at `rust_log`, no stdin).
+pub fn xswap_cmd(dir: &std::path::Path, args: &[&str], rust_log: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(xswap_bin());
+    c.arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("XSWAP_PASSWORD", "pw")
+        .env("XSWAP_POLL_MS", "200")
+        .env("RUST_LOG", rust_log)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// The standard output of a finished command, which must have succeeded (its output and
+/// errors in the failure otherwise).
+pub fn succeeded(out: std::process::Output, args: &[&str]) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "xswap {args:?} failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}

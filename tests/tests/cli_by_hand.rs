@@ -4,33 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use xswap_tests::xswap_bin;
+use xswap_tests::{succeeded, xswap_cmd};
 
 fn cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(xswap_bin());
-    c.arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("XSWAP_PASSWORD", "pw")
-        .env("XSWAP_POLL_MS", "200")
-        .env("RUST_LOG", "warn")
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null());
-    c
+    xswap_cmd(dir, args, "warn")
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out: Output = cmd(dir, args).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "xswap {args:?} failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    succeeded(cmd(dir, args).output().unwrap(), args)
 }
 
 /// Publishes an offer (`xswap offer ARGS`) and returns its string.

@@ -13,19 +13,11 @@ use btc_adapter::rpc::{Auth, RpcClient};
 use devnet::regtest::RegtestNode;
 use serde_json::Value;
 use swap_core::Preimage;
-use xswap_tests::xswap_bin;
+use xswap_tests::{succeeded, xswap_cmd};
 
 fn cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(xswap_bin());
-    c.arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("XSWAP_PASSWORD", "pw")
-        .env("XSWAP_POLL_MS", "200")
-        .env("RUST_LOG", "info")
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null());
-    c
+    // Info: the test reads the logs for secrets.
+    xswap_cmd(dir, args, "info")
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -33,14 +25,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "xswap {args:?} failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    succeeded(run(dir, args), args)
 }
 
 fn json(dir: &Path, args: &[&str]) -> Value {
