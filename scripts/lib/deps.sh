@@ -12,18 +12,33 @@ ensure_npm() {
   fi
 }
 
+# apt_install WHAT PACKAGE...: installs Debian packages as root, or through sudo; otherwise
+# fails naming the install step (WHAT says what is missing and any other way to provide it).
+apt_install() {
+  local what=$1
+  shift
+  echo "==> apt-get install -y $*"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  elif command -v sudo >/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  else
+    echo "$what is missing: run 'apt-get install -y $*' as root" >&2
+    exit 1
+  fi
+}
+
 ensure_litecoind() {
   if [ -n "${LITECOIND_EXE:-}" ]; then return; fi
   if ! command -v litecoind >/dev/null; then
-    echo "==> apt-get install -y litecoind"
-    if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq litecoind
-    elif command -v sudo >/dev/null; then
-      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq litecoind
-    else
-      echo "litecoind is missing: run 'apt-get install -y litecoind' as root, or set LITECOIND_EXE" >&2
-      exit 1
-    fi
+    apt_install "litecoind (or set LITECOIND_EXE)" litecoind
+  fi
+}
+
+# Python with venv, for scripts/api-fuzz (schemathesis is installed into a venv from PyPI).
+ensure_python_venv() {
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install "Python 3 with venv" python3 python3-venv
   fi
 }
 
@@ -44,15 +59,7 @@ ensure_postgres() {
     echo "PG_BIN=$PG_BIN has no initdb: point it at PostgreSQL's bin directory, or unset it" >&2
     exit 1
   fi
-  echo "==> apt-get install -y postgresql"
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
-  elif command -v sudo >/dev/null; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
-  else
-    echo "PostgreSQL is missing: run 'apt-get install -y postgresql' as root, or set PG_BIN" >&2
-    exit 1
-  fi
+  apt_install "PostgreSQL (or set PG_BIN)" postgresql
 }
 
 ensure_deps() {
