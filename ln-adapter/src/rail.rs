@@ -440,13 +440,7 @@ impl LnRail {
             cltv_expiry,
             state,
         };
-        if self
-            .node
-            .channel_manager
-            .list_recent_payments()
-            .iter()
-            .any(|p| recent_id(p) == Some(id))
-        {
+        if self.ldk_knows(id) {
             ledger::record_sent(store, h, &record(SentState::Sent)).map_err(ln_err)?;
             return Ok(txref(h));
         }
@@ -531,6 +525,17 @@ impl LnRail {
             )),
             Err(e) => Err(ChainError::permanent(format!("payment refused: {e:?}"))),
         }
+    }
+}
+
+impl LnRail {
+    /// Whether LDK still knows payment `id` (pending, or ended minutes ago).
+    fn ldk_knows(&self, id: [u8; 32]) -> bool {
+        self.node
+            .channel_manager
+            .list_recent_payments()
+            .iter()
+            .any(|p| recent_id(p) == Some(id))
     }
 }
 
@@ -677,13 +682,7 @@ impl Rail for LnRail {
         let store = &self.node.store;
         let h = &htlc.hashlock;
         let id = payment_id(&htlc.swap_id);
-        let known = self
-            .node
-            .channel_manager
-            .list_recent_payments()
-            .iter()
-            .any(|p| recent_id(p) == Some(id));
-        if known
+        if self.ldk_knows(id)
             || ledger::preimage_for(store, h).map_err(ln_err)?.is_some()
             || ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)?
         {
