@@ -589,6 +589,7 @@ impl Rail for LnRail {
         hashlock: &Hashlock,
         asset: &Asset,
         amount: &Amount,
+        _payer: &Account,
     ) -> Result<Option<RailData>, ChainError> {
         let (true, Amount::Sats(sats)) = (self.carries(asset), amount) else {
             return Err(invalid(format!(

@@ -59,6 +59,10 @@ pub enum Message {
         /// (a Lightning hold invoice for it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hashlock: Option<Hashlock>,
+        /// The taker's account on X, when the maker must prepare to receive on X from it (the
+        /// channel of an Ethereum channel leg is one between the maker and this account).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        taker_x: Option<Account>,
     },
     /// The maker's answer: the accounts it uses for this swap.
     Quote {

@@ -394,18 +394,30 @@ pub trait Rail: Send + Sync {
         Err(ChainError::new(Cause::Invalid, "this rail has no wallet"))
     }
 
-    /// What the recipient of a leg on this rail must put in the terms before the payer can
-    /// lock it (a Lightning hold invoice for `hashlock`: the node id and payment secret), or
-    /// `None` when the rail needs nothing (on chain). Called by the recipient while the swap
-    /// is negotiated; a leg that is never paid costs nothing.
+    /// What the recipient of a leg on this rail must put in the terms before `payer` can
+    /// lock it (a Lightning hold invoice for `hashlock`: the node id and payment secret; the
+    /// Ethereum channel with `payer` the lock goes into), or `None` when the rail needs nothing
+    /// (on chain). Called by the recipient while the swap is negotiated; a leg that is never
+    /// paid costs nothing.
     async fn prepare_receive(
         &self,
         hashlock: &Hashlock,
         asset: &Asset,
         amount: &Amount,
+        payer: &Account,
     ) -> Result<Option<RailData>, ChainError> {
-        let _ = (hashlock, asset, amount);
+        let _ = (hashlock, asset, amount, payer);
         Ok(None)
+    }
+
+    /// Checks, before a swap is agreed, that we can take our part in `htlc` on this rail
+    /// with what its rail data names: as its sender, that the channel is ours with the
+    /// recipient and our side holds the amount; as its recipient, that the channel or invoice
+    /// is ours. So a leg we could never lock or claim is refused while nothing is locked. The
+    /// default (on chain, where funds are checked by [`Rail::funds`]) accepts.
+    async fn check_leg(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
+        let _ = htlc;
+        Ok(())
     }
 
     /// Checks that this rail can move funds safely (the node is on the expected chain, the

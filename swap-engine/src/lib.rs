@@ -235,6 +235,18 @@ impl Engine {
         })
     }
 
+    /// Checks that we can take our part in both legs of `record` (its rails answer
+    /// [`Rail::check_leg`]: a channel leg's channel is ours with the other party, our side can
+    /// lock). Called by both parties before a swap is agreed.
+    pub async fn check_legs(&self, record: &SwapRecord) -> Result<(), EngineError> {
+        for leg in [Leg::X, Leg::Y] {
+            let htlc = Driver::htlc(record, leg);
+            let rail = self.require_rail(record.terms.leg(leg).params.rail())?;
+            rail.check_leg(&htlc).await?;
+        }
+        Ok(())
+    }
+
     /// Checks that every rail can move funds safely (for example: the Ethereum node is on the
     /// expected chain and the configured HTLC address holds the xswap contract; funds sent
     /// anywhere else are lost). Adapters check this before their first transaction anyway;
@@ -486,6 +498,14 @@ impl Engine {
         let id = SwapId::random().map_err(|e| EngineError::Offer(e.to_string()))?;
         let secret = Preimage::random().map_err(|e| EngineError::Offer(e.to_string()))?;
         let hashlock = secret.hashlock();
+        let key_index = self.driver.store().allocate_key_index().await?;
+        // On a channel rail the maker prepares to receive from us before the terms (a hold
+        // invoice for the hashlock, the channel with our account); on chain it needs nothing.
+        let taker_x = if rx.kind.is_on_chain() {
+            None
+        } else {
+            Some(self.account_on(rx, key_index).await?)
+        };
         let quote = conn
             .request(&Envelope::new(
                 id,
@@ -498,9 +518,8 @@ impl Engine {
                     want: want_amount,
                     give_rail: rx.kind,
                     want_rail: ry.kind,
-                    // The maker prepares to receive on a channel rail (a hold invoice) before
-                    // the terms; on chain it needs nothing.
-                    hashlock: (!rx.kind.is_on_chain()).then_some(hashlock),
+                    hashlock: taker_x.is_some().then_some(hashlock),
+                    taker_x,
                 },
             ))
             .await?;
@@ -514,12 +533,11 @@ impl Engine {
             other => return Err(EngineError::Protocol(format!("{other:?}"))),
         };
         // What the maker must be told to lock on Y when Y is a channel rail (our hold
-        // invoice for the hashlock).
+        // invoice for the hashlock, our channel with it).
         let y_rail_data = self
             .require_rail(ry)?
-            .prepare_receive(&hashlock, &offer.sell.asset, &want_amount)
+            .prepare_receive(&hashlock, &offer.sell.asset, &want_amount, &maker_y)
             .await?;
-        let key_index = self.driver.store().allocate_key_index().await?;
         let tips = self.tips(rx, ry).await?;
         let terms = SwapTerms::with_default_expiries(
             id,
@@ -545,11 +563,21 @@ impl Engine {
             SafetyPolicy::default(),
             tips,
         )?;
+        let record = SwapRecord {
+            terms,
+            role: Role::Initiator,
+            secret: Some(secret),
+            key_index,
+            watch_from: tips,
+        };
+        // Both legs are ones we can take our part in (the channels the rail data names are
+        // ours, our side can lock), before the maker commits to anything.
+        self.check_legs(&record).await?;
         let answer = conn
             .request(&Envelope::new(
                 id,
                 Message::Proposal {
-                    terms: Box::new(terms.clone()),
+                    terms: Box::new(record.terms.clone()),
                 },
             ))
             .await?;
@@ -559,15 +587,7 @@ impl Engine {
             other => return Err(EngineError::Protocol(format!("{other:?}"))),
         }
         // Stored with its secret before anything is locked; then it runs.
-        self.driver
-            .create(&SwapRecord {
-                terms,
-                role: Role::Initiator,
-                secret: Some(secret),
-                key_index,
-                watch_from: tips,
-            })
-            .await?;
+        self.driver.create(&record).await?;
         info!(engine = %self.name, swap_id = %id, "offer taken: swap agreed, we lock first");
         self.start(id);
         Ok(id)

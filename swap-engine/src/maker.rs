@@ -262,6 +262,7 @@ impl Maker {
             give_rail,
             want_rail,
             hashlock,
+            taker_x,
         } = msg
         else {
             return reject(id, "expected a quote request");
@@ -321,14 +322,18 @@ impl Maker {
         let x_rail_data = if give_rail.is_on_chain() {
             None
         } else {
-            let Some(hashlock) = hashlock else {
+            let (Some(hashlock), Some(payer)) = (hashlock, taker_x) else {
                 return reject(
                     id,
-                    "a channel leg needs the swap's hashlock in the quote request",
+                    "a channel leg needs the swap's hashlock and the taker's account in the \
+                     quote request",
                 );
             };
             let prepared = match engine.require_rail(give_chain) {
-                Ok(rail) => rail.prepare_receive(&hashlock, &give_asset, &give).await,
+                Ok(rail) => {
+                    rail.prepare_receive(&hashlock, &give_asset, &give, &payer)
+                        .await
+                }
                 Err(_) => return reject(id, "maker cannot serve these chains"),
             };
             match prepared {
@@ -420,6 +425,15 @@ impl Maker {
             key_index: p.key_index,
             watch_from: tips,
         };
+        // The channels the legs name are ours with the taker, and ours can lock.
+        if let Err(e) = engine.check_legs(&record).await {
+            warn!(engine = %engine.name, swap_id = %id, error = %e, "refused a proposal's legs");
+            return reject(
+                id,
+                "the legs' rail data do not name a channel or invoice of ours with you, or our \
+                 side cannot lock",
+            );
+        }
         let _gate = engine.accepting.lock().await;
         if let Some(r) = self
             .refuse_unfundable(id, p.want.0, &p.want.1, &p.want.2)

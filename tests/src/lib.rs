@@ -13,6 +13,8 @@ use swap_core::*;
 
 pub use alloy;
 
+pub mod evm_channel;
+
 pub use xswap_cli::regtest::Nodes;
 
 /// Starts both nodes, with test logging.

@@ -1,6 +1,8 @@
 //! Every integration test of this crate in one binary (one link instead of one per file).
 #![allow(missing_docs)]
 
+#[path = "channel_swaps.rs"]
+mod channel_swaps;
 #[path = "claim_at_last_moment.rs"]
 mod claim_at_last_moment;
 #[path = "cli_by_hand.rs"]
@@ -17,8 +19,6 @@ mod hostile_peer;
 mod initiator_never_claims;
 #[path = "ln_cli.rs"]
 mod ln_cli;
-#[path = "ln_swap.rs"]
-mod ln_swap;
 #[path = "node_restart_mid_swap.rs"]
 mod node_restart_mid_swap;
 #[path = "process_killed_at_every_step.rs"]

@@ -102,6 +102,7 @@ async fn hostile_peer_cannot_disturb_a_running_swap() {
                 give_rail: swap_core::RailKind::OnChain,
                 want_rail: swap_core::RailKind::OnChain,
                 hashlock: None,
+                taker_x: None,
             },
         )
     };

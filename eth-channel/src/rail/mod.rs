@@ -44,7 +44,7 @@ use swap_core::params::{
     ChainFamily, ChainId, ChainParams, ChainTip, Finality, Network, RailId, RailKind,
 };
 use swap_core::rail::{
-    Cause, ChainError, Funds, HtlcParams, HtlcStatus, ObservedLock, Rail, RailBody,
+    Cause, ChainError, Funds, HtlcParams, HtlcStatus, ObservedLock, Rail, RailBody, RailData,
     RAIL_DATA_VERSION,
 };
 use swap_core::types::{
@@ -129,6 +129,22 @@ impl Secrets for RailSecrets {
                 .ok()
                 .flatten()
         })
+    }
+}
+
+/// What each side of one channel can still lock ([`ChannelRail::free`]).
+struct Free {
+    ours: u128,
+    theirs: u128,
+    peer: Address,
+}
+
+/// The channel token of an Ethereum asset (zero for ETH).
+fn token_of(asset: &Asset) -> Result<Address, ChainError> {
+    match asset {
+        Asset::Eth => Ok(Address::ZERO),
+        Asset::Erc20 { token, .. } => Ok(Address::from(token.0)),
+        _ => Err(invalid("not an Ethereum asset")),
     }
 }
 
@@ -352,6 +368,33 @@ impl ChannelRail {
         ))
     }
 
+    /// What each side of channel `id` can still lock, when it is open in `token`: ours less
+    /// a lock or withdrawal of ours still pending there.
+    fn free(&self, id: B256, token: Address) -> Result<Option<Free>, ChainError> {
+        self.node
+            .with_party(id, |p| {
+                if p.channel().params.token != token || p.latest().state.isFinal {
+                    return None;
+                }
+                let s = &p.latest().state;
+                let (mine, theirs, peer) = match p.side() {
+                    Side::A => (s.balanceA, s.balanceB, p.channel().party(Side::B)),
+                    Side::B => (s.balanceB, s.balanceA, p.channel().party(Side::A)),
+                };
+                let held = match p.pending().map(|p| &p.kind) {
+                    Some(UpdateKind::Lock { lock }) => lock.amount,
+                    Some(UpdateKind::Withdraw { amount, .. }) => *amount,
+                    _ => 0,
+                };
+                Some(Free {
+                    ours: mine.saturating_sub(held),
+                    theirs,
+                    peer,
+                })
+            })
+            .map_err(|e| session_err(e, 0))
+    }
+
     /// Sends our pending proposal again; the error to answer while it is not countersigned.
     fn in_flight(&self, leg: &Leg, version: u64, what: &str) -> ChainError {
         match self.node.resend_pending(leg.id) {
@@ -393,33 +436,10 @@ impl Rail for ChannelRail {
     /// What one lock can take: our largest balance in a channel of that token (a lock lives
     /// in one channel), less a lock of ours still pending there. Locks pay no fee.
     async fn funds(&self, asset: &Asset) -> Result<Funds, ChainError> {
-        let token = match asset {
-            Asset::Eth => Address::ZERO,
-            Asset::Erc20 { token, .. } => Address::from(token.0),
-            _ => return Err(invalid("not an Ethereum asset")),
-        };
+        let token = token_of(asset)?;
         let mut best = None;
         for id in self.channel_ids() {
-            let free = self
-                .node
-                .with_party(id, |p| {
-                    if p.channel().params.token != token || p.latest().state.isFinal {
-                        return None;
-                    }
-                    let s = &p.latest().state;
-                    let mine = match p.side() {
-                        Side::A => s.balanceA,
-                        Side::B => s.balanceB,
-                    };
-                    let held = match p.pending().map(|p| &p.kind) {
-                        Some(UpdateKind::Lock { lock }) => lock.amount,
-                        Some(UpdateKind::Withdraw { amount, .. }) => *amount,
-                        _ => 0,
-                    };
-                    Some(mine.saturating_sub(held))
-                })
-                .map_err(|e| session_err(e, 0))?;
-            best = best.max(free);
+            best = best.max(self.free(id, token)?.map(|f| f.ours));
         }
         let balance = best.ok_or_else(|| invalid("no open channel in this asset"))?;
         Ok(Funds {
@@ -428,6 +448,70 @@ impl Rail for ChannelRail {
             fee_allowance: 0,
             fees_from_asset: false,
         })
+    }
+
+    /// The channel with `payer` (of this asset, open) whose payer side holds the most, when
+    /// it holds `amount`: the lock goes into it.
+    async fn prepare_receive(
+        &self,
+        _hashlock: &swap_core::types::Hashlock,
+        asset: &Asset,
+        amount: &Amount,
+        payer: &Account,
+    ) -> Result<Option<RailData>, ChainError> {
+        let token = token_of(asset)?;
+        if !asset.fits(amount) {
+            return Err(invalid("the amount does not fit the asset"));
+        }
+        let Account::Evm(payer) = payer else {
+            return Err(invalid("the payer has no Ethereum account"));
+        };
+        let payer = Address::from(payer.0);
+        let mut best: Option<(u128, B256)> = None;
+        for id in self.channel_ids() {
+            if let Some(f) = self.free(id, token)? {
+                if f.peer == payer && best.is_none_or(|(b, _)| f.theirs > b) {
+                    best = Some((f.theirs, id));
+                }
+            }
+        }
+        match best {
+            Some((theirs, id)) if theirs >= amount.base_units() => {
+                Ok(Some(RailData::new(RailBody::EvmChannel {
+                    channel_id: id.0,
+                })))
+            }
+            Some((theirs, _)) => Err(invalid(format!(
+                "the payer's side of our channel holds {theirs}, the leg needs {}",
+                amount.base_units()
+            ))),
+            None => Err(invalid(format!(
+                "no open channel with {payer} in this asset: open one first"
+            ))),
+        }
+    }
+
+    /// The leg's channel is one we serve, between its sender and recipient; when we send,
+    /// our side holds the amount (less a lock of ours still pending there).
+    async fn check_leg(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
+        let leg = self.leg(htlc)?;
+        if leg.sender != self.me {
+            return if leg.recipient == self.me {
+                Ok(())
+            } else {
+                Err(invalid(
+                    "we are neither this lock's sender nor its recipient",
+                ))
+            };
+        }
+        match self.free(leg.id, token_of(&htlc.asset)?)? {
+            Some(f) if f.ours >= leg.amount => Ok(()),
+            Some(f) => Err(invalid(format!(
+                "our side of the channel holds {}, the lock needs {}",
+                f.ours, leg.amount
+            ))),
+            None => Err(invalid("the channel is closed or of another asset")),
+        }
     }
 
     /// Every counted channel is on the node's chain.

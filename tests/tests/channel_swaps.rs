@@ -1,9 +1,11 @@
-//! A channel-linked swap through two engines: the taker pays LTC over Lightning (a payment to
-//! the maker's hold invoice for the swap's hashlock, registered when the maker quotes) and
-//! gets ETH on chain. The maker sees the payment held (irrevocable) before it locks ETH; the
-//! taker claims the ETH, revealing the secret; the maker learns it from the chain and claims
-//! the held payment; the taker's payment succeeds. No transaction on the Bitcoin-family chain
-//! after the channel is open.
+//! Channel-linked swaps through two engines, one leg or both in a channel.
+//!
+//! Lightning x Ethereum on chain (both directions): the payee's hold invoice for the swap's
+//! hashlock is in the terms; the payer pays once the other side's lock is final; claiming the
+//! held payment reveals the secret. Lightning x Ethereum channel (both directions): after the
+//! channels are open, a swap touches neither chain: the Ethereum leg is a lock in the
+//! channel between the two parties, named by the payee in the terms, and the secret
+//! travels in the channels' claims.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +19,7 @@ use swap_core::store::SqliteStore;
 use swap_core::*;
 use swap_engine::{Direct, Engine, OfferRates};
 use swap_net::{Identity, OfferLeg, Peer};
+use xswap_tests::evm_channel::{open_eth_channel, ChannelSide};
 use xswap_tests::*;
 
 async fn ln_node(nodes: &Nodes, wallet: &str, seed: u8, dir: &std::path::Path) -> Arc<LnNode> {
@@ -48,20 +51,25 @@ async fn engine(
             .unwrap()
             .with_outbox(store.clone()),
     );
-    let engine = Engine::new(
+    let rails = vec![
+        Arc::new(LnRail::new(Arc::clone(ln))) as Arc<dyn Rail>,
+        eth.clone() as Arc<dyn Rail>,
+    ];
+    (engine_with(name, store, rails), eth)
+}
+
+/// An engine over `rails` and `store`.
+fn engine_with(name: &str, store: Arc<SqliteStore>, rails: Vec<Arc<dyn Rail>>) -> Arc<Engine> {
+    Engine::new(
         name,
         store,
-        [
-            Arc::new(LnRail::new(Arc::clone(ln))) as Arc<dyn Rail>,
-            eth.clone() as Arc<dyn Rail>,
-        ],
+        rails,
         Identity::generate().unwrap(),
         DriverConfig {
             poll_interval: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
         },
-    );
-    (engine, eth)
+    )
 }
 
 /// Funds `from`'s wallet, opens a channel from `from` to `to` and waits until both can use it.
@@ -187,22 +195,26 @@ fn eth_leg() -> OfferLeg {
 }
 
 /// The taker takes `give` of the maker's offer (`sell` for `buy` at `rate`), in process.
-async fn take(s: &Sides, sell: OfferLeg, buy: OfferLeg, rate: (u128, u128), give: u128) -> SwapId {
-    let offer = s.maker.offer(
+async fn take(
+    taker: &Arc<Engine>,
+    maker: &Arc<Engine>,
+    (sell, buy): (OfferLeg, OfferLeg),
+    rate: (u128, u128),
+    give: u128,
+) -> SwapId {
+    let offer = maker.offer(
         "maker.example:7700".into(),
         sell,
         buy,
         rate,
         Timestamp(Timestamp::now().0 + 3600),
     );
-    let handler = s
-        .maker
-        .maker(Arc::new(vec![offer.clone()]), Arc::new(OfferRates));
+    let handler = maker.maker(Arc::new(vec![offer.clone()]), Arc::new(OfferRates));
     let peer = Peer {
-        key: s.taker.identity.public(),
+        key: taker.identity.public(),
         ip: std::net::IpAddr::from([127, 0, 0, 1]),
     };
-    s.taker
+    taker
         .take_via(&mut Direct::new(handler, peer), &offer, give)
         .await
         .unwrap()
@@ -225,9 +237,9 @@ async fn lightning_ltc_for_eth_on_chain_through_two_engines() {
     // The maker sells ETH on chain for LTC over Lightning: 10 gwei per satoshi.
     let give = 500_000u64;
     let id = take(
-        &s,
-        eth_leg(),
-        ln_leg(&nodes),
+        &s.taker,
+        &s.maker,
+        (eth_leg(), ln_leg(&nodes)),
         (10_000_000_000, 1),
         u128::from(give),
     )
@@ -279,7 +291,14 @@ async fn eth_on_chain_for_lightning_ltc_through_two_engines() {
     // The maker sells LTC over Lightning for ETH on chain: 1 sat per 10 gwei.
     let give_wei = 5 * 10u128.pow(15);
     let sats = 500_000u64;
-    let id = take(&s, ln_leg(&nodes), eth_leg(), (1, 10_000_000_000), give_wei).await;
+    let id = take(
+        &s.taker,
+        &s.maker,
+        (ln_leg(&nodes), eth_leg()),
+        (1, 10_000_000_000),
+        give_wei,
+    )
+    .await;
     let (record, _) = s.taker.driver.store().load(&id).await.unwrap();
     assert_eq!(record.terms.y.params.kind, RailKind::Lightning);
     assert_eq!(record.terms.y.amount, Amount::Sats(Sats(sats)));
@@ -309,6 +328,203 @@ async fn eth_on_chain_for_lightning_ltc_through_two_engines() {
         "mark got {mark_gain} of {want}"
     );
     assert_eq!(nodes.btc.height().await, s.height_after_open);
+    s.tina.stop().await.unwrap();
+    s.mark.stop().await.unwrap();
+}
+
+/// An offer side: ETH in an Ethereum channel.
+fn eth_channel_leg() -> OfferLeg {
+    OfferLeg {
+        rail: RailKind::EvmChannel,
+        ..eth_leg()
+    }
+}
+
+/// Transactions sent so far by `who` on the Ethereum chain (its nonce).
+async fn eth_nonce(nodes: &Nodes, who: alloy::primitives::Address) -> u64 {
+    use alloy::providers::Provider;
+    nodes
+        .eth
+        .provider()
+        .get_transaction_count(who)
+        .await
+        .unwrap()
+}
+
+/// Both channel-linked directions between Lightning and an Ethereum channel: `tina` takes,
+/// `mark` makes; each has a Lightning node and an Ethereum channel node. The Lightning
+/// channel is opened by whoever pays over Lightning; the Ethereum channel by the maker
+/// (party A) with both sides funded, so either can pay in it.
+struct ChannelSides {
+    _dir: tempfile::TempDir,
+    tina: Arc<LnNode>,
+    mark: Arc<LnNode>,
+    tina_chan: ChannelSide,
+    mark_chan: ChannelSide,
+    chan: eth_adapter::channel::ChannelRef,
+    taker: Arc<Engine>,
+    maker: Arc<Engine>,
+}
+
+async fn channel_sides(
+    nodes: &Nodes,
+    seeds: (u8, u8),
+    accounts: (usize, usize),
+    taker_pays_ln: bool,
+) -> ChannelSides {
+    let dir = tempfile::tempdir().unwrap();
+    let tina = ln_node(nodes, "tina", seeds.0, dir.path()).await;
+    let mark = ln_node(nodes, "mark", seeds.1, dir.path()).await;
+    if taker_pays_ln {
+        open_channel(nodes, "tina", &tina, &mark).await;
+    } else {
+        open_channel(nodes, "mark", &mark, &tina).await;
+    }
+    let (mark_chan, tina_chan, chan) =
+        open_eth_channel(nodes, (accounts.1, accounts.0), (ETH_DEPOSIT, ETH_DEPOSIT)).await;
+    let store = |name: &str| Arc::new(SqliteStore::open(dir.path().join(name)).unwrap());
+    let taker = engine_with(
+        "tina",
+        store("tina.sqlite"),
+        vec![
+            Arc::new(LnRail::new(Arc::clone(&tina))) as Arc<dyn Rail>,
+            Arc::new(tina_chan.rail.clone()) as Arc<dyn Rail>,
+        ],
+    );
+    let maker = engine_with(
+        "mark",
+        store("mark.sqlite"),
+        vec![
+            Arc::new(LnRail::new(Arc::clone(&mark))) as Arc<dyn Rail>,
+            Arc::new(mark_chan.rail.clone()) as Arc<dyn Rail>,
+        ],
+    );
+    ChannelSides {
+        _dir: dir,
+        tina,
+        mark,
+        tina_chan,
+        mark_chan,
+        chan,
+        taker,
+        maker,
+    }
+}
+
+/// What each side holds in the Ethereum channel.
+const ETH_DEPOSIT: u128 = 10u128.pow(18);
+
+/// The taker pays LTC over Lightning and gets ETH in the Ethereum channel; then, on the same
+/// channels, a second swap the other way round is refused while the maker's Lightning side
+/// cannot pay (the channel was opened by the taker: the maker has no outbound capacity yet).
+/// Neither chain sees a transaction after the channels are open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lightning_ltc_for_eth_in_a_channel() {
+    let nodes = start_nodes().await;
+    let s = channel_sides(&nodes, (0x91, 0x92), (3, 4), true).await;
+    let height = nodes.btc.height().await;
+    let nonces = (
+        eth_nonce(&nodes, s.tina_chan.addr).await,
+        eth_nonce(&nodes, s.mark_chan.addr).await,
+    );
+    let tina_out0 = outbound(&s.tina);
+    let give = 500_000u64;
+    let wei = u128::from(give) * 10_000_000_000;
+    let id = take(
+        &s.taker,
+        &s.maker,
+        (eth_channel_leg(), ln_leg(&nodes)),
+        (10_000_000_000, 1),
+        u128::from(give),
+    )
+    .await;
+    let (record, _) = s.taker.driver.store().load(&id).await.unwrap();
+    assert_eq!(record.terms.y.params.kind, RailKind::EvmChannel);
+    assert!(
+        matches!(
+            record.terms.y.rail_data.as_ref().map(|d| &d.body),
+            Some(RailBody::EvmChannel { channel_id }) if *channel_id == s.chan.id().0
+        ),
+        "the taker named the channel between the two parties"
+    );
+    assert_eq!(
+        finish(&nodes, &s.taker, &s.maker, id).await,
+        (Outcome::Swapped, Outcome::Swapped)
+    );
+    // Exact: the taker paid the amount over Lightning (direct channel, no fee) and holds the
+    // ETH in the channel; no lock is left in it.
+    assert_eq!(tina_out0 - outbound(&s.tina), give * 1_000);
+    assert_eq!(
+        s.tina_chan.balances(&s.chan),
+        (ETH_DEPOSIT + wei, ETH_DEPOSIT - wei)
+    );
+    assert_eq!(
+        s.mark_chan.balances(&s.chan),
+        (ETH_DEPOSIT - wei, ETH_DEPOSIT + wei)
+    );
+    assert_eq!(s.tina_chan.locks(&s.chan), 0);
+    assert_eq!(nodes.btc.height().await, height);
+    assert_eq!(
+        (
+            eth_nonce(&nodes, s.tina_chan.addr).await,
+            eth_nonce(&nodes, s.mark_chan.addr).await
+        ),
+        nonces,
+        "no Ethereum transaction"
+    );
+    s.tina.stop().await.unwrap();
+    s.mark.stop().await.unwrap();
+}
+
+/// The taker pays ETH in the Ethereum channel and gets LTC over Lightning (the maker's
+/// channel): the maker pays the taker's hold invoice once the channel lock is irrevocable;
+/// the taker claims it with the secret; the maker learns it from its payment and claims the
+/// channel lock. A leg naming a channel that is not between the two parties is refused
+/// before anything is locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eth_in_a_channel_for_lightning_ltc() {
+    let nodes = start_nodes().await;
+    let s = channel_sides(&nodes, (0xa1, 0xa2), (3, 4), false).await;
+    let height = nodes.btc.height().await;
+    let mark_out0 = outbound(&s.mark);
+    let give_wei = 5 * 10u128.pow(15);
+    let sats = 500_000u64;
+    let id = take(
+        &s.taker,
+        &s.maker,
+        (ln_leg(&nodes), eth_channel_leg()),
+        (1, 10_000_000_000),
+        give_wei,
+    )
+    .await;
+    let (record, _) = s.maker.driver.store().load(&id).await.unwrap();
+    assert_eq!(record.terms.x.params.kind, RailKind::EvmChannel);
+    assert_eq!(record.terms.y.amount, Amount::Sats(Sats(sats)));
+    assert_eq!(
+        finish(&nodes, &s.taker, &s.maker, id).await,
+        (Outcome::Swapped, Outcome::Swapped)
+    );
+    assert_eq!(mark_out0 - outbound(&s.mark), sats * 1_000);
+    assert_eq!(
+        s.tina_chan.balances(&s.chan),
+        (ETH_DEPOSIT - give_wei, ETH_DEPOSIT + give_wei)
+    );
+    assert_eq!(s.mark_chan.locks(&s.chan), 0);
+    assert_eq!(nodes.btc.height().await, height);
+    // The maker's Ethereum channel rail refuses to name a channel with a stranger.
+    let stranger = Account::Evm(EvmAddress(nodes.eth.address(5).0 .0));
+    let err = s
+        .mark_chan
+        .rail
+        .prepare_receive(
+            &Preimage::from_bytes([7; 32]).hashlock(),
+            &Asset::Eth,
+            &Amount::Wei(Wei(1)),
+            &stranger,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.cause, Cause::Invalid, "{err}");
     s.tina.stop().await.unwrap();
     s.mark.stop().await.unwrap();
 }
