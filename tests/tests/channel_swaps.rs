@@ -110,11 +110,23 @@ async fn finish(
     maker: &Arc<Engine>,
     id: SwapId,
 ) -> (Outcome, Outcome) {
+    finish_mining(nodes, taker, maker, id, false).await
+}
+
+/// [`finish`], also mining a Bitcoin-family block every second when `mine_btc`.
+async fn finish_mining(
+    nodes: &Nodes,
+    taker: &Arc<Engine>,
+    maker: &Arc<Engine>,
+    id: SwapId,
+    mine_btc: bool,
+) -> (Outcome, Outcome) {
     let waits = {
         let (t, m) = (taker.clone(), maker.clone());
         tokio::spawn(async move { tokio::join!(t.wait(&id), m.wait(&id)) })
     };
     let started = Instant::now();
+    let mut rounds = 0u32;
     while !waits.is_finished() {
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -122,6 +134,10 @@ async fn finish(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
         nodes.eth.advance_time(12).await;
+        rounds += 1;
+        if mine_btc && rounds % 5 == 0 {
+            nodes.btc.mine(1).await;
+        }
     }
     let (t, m) = waits.await.unwrap();
     (t.unwrap(), m.unwrap())
@@ -527,4 +543,126 @@ async fn eth_in_a_channel_for_lightning_ltc() {
     assert_eq!(err.cause, Cause::Invalid, "{err}");
     s.tina.stop().await.unwrap();
     s.mark.stop().await.unwrap();
+}
+
+/// Bitcoin-family on chain for an Ethereum channel: the taker locks LTC on chain and gets ETH
+/// in the channel (named by the taker, the payee, in the terms); its channel claim reveals
+/// the secret to the maker, which claims the LTC on chain. Then back: ETH in the channel for
+/// LTC on chain. No Ethereum transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ltc_on_chain_for_eth_in_a_channel_and_back() {
+    let nodes = start_nodes().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mark_chan, tina_chan, chan) =
+        open_eth_channel(&nodes, (4, 3), (ETH_DEPOSIT, ETH_DEPOSIT)).await;
+    let mut engines = Vec::new();
+    for (name, seed, side) in [("tina", 0xb1u8, &tina_chan), ("mark", 0xb2, &mark_chan)] {
+        let (btc_cfg, _) = nodes
+            .adapter_configs(name, Duration::from_millis(20))
+            .await
+            .unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join(format!("{name}.sqlite"))).unwrap());
+        let btc = Arc::new(
+            btc_adapter::BtcChain::new(btc_cfg, &[seed; 64])
+                .unwrap()
+                .with_outbox(store.clone()),
+        );
+        let rails = vec![
+            btc as Arc<dyn Rail>,
+            Arc::new(side.rail.clone()) as Arc<dyn Rail>,
+        ];
+        engines.push(engine_with(name, store, rails));
+    }
+    let (taker, maker) = (engines[0].clone(), engines[1].clone());
+    let wallet = |w: &str| nodes.btc.rpc().with_wallet(w).unwrap();
+    let addr = wallet("tina").get_new_address("bech32").await.unwrap();
+    nodes.btc.send(&addr, 2_000_000).await;
+    nodes.btc.mine(1).await;
+    let mark_ltc0 = wallet("mark").get_balance().await.unwrap();
+    let nonces = (
+        eth_nonce(&nodes, tina_chan.addr).await,
+        eth_nonce(&nodes, mark_chan.addr).await,
+    );
+    let give = 500_000u64;
+    let wei = u128::from(give) * 10_000_000_000;
+    let ltc_on_chain = OfferLeg {
+        rail: RailKind::OnChain,
+        ..ln_leg(&nodes)
+    };
+    let id = take(
+        &taker,
+        &maker,
+        (eth_channel_leg(), ltc_on_chain),
+        (10_000_000_000, 1),
+        u128::from(give),
+    )
+    .await;
+    assert_eq!(
+        finish_mining(&nodes, &taker, &maker, id, true).await,
+        (Outcome::Swapped, Outcome::Swapped)
+    );
+    assert_eq!(
+        tina_chan.balances(&chan),
+        (ETH_DEPOSIT + wei, ETH_DEPOSIT - wei)
+    );
+    assert_eq!(mark_chan.locks(&chan), 0);
+    // The maker claimed the LTC on chain, less its claim's fee.
+    nodes.btc.mine(1).await;
+    let gained = wallet("mark").get_balance().await.unwrap() - mark_ltc0;
+    assert!(
+        gained <= give && gained > give - 20_000,
+        "mark got {gained} of {give} sats"
+    );
+    assert_eq!(
+        (
+            eth_nonce(&nodes, tina_chan.addr).await,
+            eth_nonce(&nodes, mark_chan.addr).await
+        ),
+        nonces,
+        "no Ethereum transaction"
+    );
+
+    // The other direction on the same channel: the taker pays ETH in the channel (named by
+    // the maker, its payee) and gets LTC on chain.
+    let addr = wallet("mark").get_new_address("bech32").await.unwrap();
+    nodes.btc.send(&addr, 2_000_000).await;
+    nodes.btc.mine(1).await;
+    let tina_ltc0 = wallet("tina").get_balance().await.unwrap();
+    let sats = 300_000u64;
+    let give_wei = u128::from(sats) * 10_000_000_000;
+    let ltc_on_chain = OfferLeg {
+        rail: RailKind::OnChain,
+        ..ln_leg(&nodes)
+    };
+    let id = take(
+        &taker,
+        &maker,
+        (ltc_on_chain, eth_channel_leg()),
+        (1, 10_000_000_000),
+        give_wei,
+    )
+    .await;
+    assert_eq!(
+        finish_mining(&nodes, &taker, &maker, id, true).await,
+        (Outcome::Swapped, Outcome::Swapped)
+    );
+    assert_eq!(
+        tina_chan.balances(&chan),
+        (ETH_DEPOSIT + wei - give_wei, ETH_DEPOSIT - wei + give_wei)
+    );
+    assert_eq!(tina_chan.locks(&chan), 0);
+    nodes.btc.mine(1).await;
+    let gained = wallet("tina").get_balance().await.unwrap() - tina_ltc0;
+    assert!(
+        gained <= sats && gained > sats - 20_000,
+        "tina got {gained} of {sats} sats"
+    );
+    assert_eq!(
+        (
+            eth_nonce(&nodes, tina_chan.addr).await,
+            eth_nonce(&nodes, mark_chan.addr).await
+        ),
+        nonces,
+        "still no Ethereum transaction"
+    );
 }
