@@ -1,6 +1,8 @@
 //! `xswap demo`: two engines, a maker and a taker, each with its own keys, wallet, store and
 //! driver, agree swaps over the encrypted transport on loopback and run them to the end on
-//! regtest nodes started for the occasion: BTC for ETH, then an ERC-20 token for BTC.
+//! regtest nodes started for the occasion: BTC for ETH, then an ERC-20 token for BTC; then
+//! the channel act ([`crate::demo_channels`]): swaps through a Lightning channel and an
+//! Ethereum channel, none of them touching a chain.
 
 use crate::engine::Engine;
 use std::time::{Duration, Instant};
@@ -212,6 +214,11 @@ pub async fn run() -> anyhow::Result<()> {
     let miner = nodes.spawn_miner(Duration::from_millis(200))?;
 
     let before = balances(&nodes, &taker, &maker, token).await?;
+    let onchain_from = (
+        nodes.btc.height().await,
+        crate::demo_channels::eth_txs(&nodes, &[taker.eth, maker.eth]).await?,
+    );
+    let onchain_t0 = Instant::now();
 
     let swaps = [
         (
@@ -258,6 +265,15 @@ pub async fn run() -> anyhow::Result<()> {
     miner.abort();
     server.abort();
     nodes.btc.mine(1).await;
+    let onchain_secs = onchain_t0.elapsed().as_secs_f64();
+    let onchain_txs = crate::demo_channels::btc_txs_since(
+        &nodes,
+        &[taker.wallet.as_str(), maker.wallet.as_str()],
+        onchain_from.0,
+    )
+    .await?
+        + crate::demo_channels::eth_txs(&nodes, &[taker.eth, maker.eth]).await?
+        - onchain_from.1;
 
     let after = balances(&nodes, &taker, &maker, token).await?;
     let d = |a: U256, b: U256| -> i128 {
@@ -277,6 +293,24 @@ pub async fn run() -> anyhow::Result<()> {
         ether(d(before.3, after.3)),
         d(before.5, after.5) / 1_000_000
     );
+
+    let act = crate::demo_channels::run(&nodes, tmp.path()).await?;
+    crate::say!("==> on chain vs in channels");
+    crate::say!(
+        "    on chain:    {} swaps in {onchain_secs:6.1} s, {onchain_txs} on-chain transactions \
+         (locks and claims on both chains)",
+        swaps.len()
+    );
+    crate::say!(
+        "    in channels: {} swaps ({} below dust) in {:6.2} s, {} on-chain transactions during \
+         the swaps; {} to open and close both channels, whatever the number of swaps",
+        act.swaps,
+        act.micro,
+        act.seconds,
+        act.txs_during_swaps,
+        act.txs_open_close
+    );
+    anyhow::ensure!(act.txs_during_swaps == 0, "channel swaps touched a chain");
     crate::say!(
         "==> stopping the nodes; demo finished in {:.1} s",
         t0.elapsed().as_secs_f64()

@@ -4,6 +4,7 @@ pub mod amounts;
 pub mod channel;
 pub mod config;
 pub mod demo;
+pub mod demo_channels;
 /// The engine (the `swap-engine` crate), under the name the CLI's modules use.
 pub use swap_engine as engine;
 pub mod guard;
@@ -13,5 +14,6 @@ pub mod offers;
 pub mod out;
 pub mod recover;
 pub mod regtest;
+pub mod regtest_channels;
 pub mod regtest_cmd;
 pub mod status;

@@ -31,6 +31,11 @@ impl Logger for TracingLogger {
             Level::Debug => tracing::debug!(target: "ldk", module, line, "{}", record.args),
             Level::Info => tracing::info!(target: "ldk", module, line, "{}", record.args),
             Level::Warn => tracing::warn!(target: "ldk", module, line, "{}", record.args),
+            // LDK reports a cooperative close through its error path ("Closing channel: Coop
+            // Closed"): an expected end, not an error for whoever reads our logs.
+            Level::Error if record.args.to_string().ends_with("Coop Closed") => {
+                tracing::info!(target: "ldk", module, line, "{}", record.args)
+            }
             Level::Error => tracing::error!(target: "ldk", module, line, "{}", record.args),
         }
     }

@@ -13,7 +13,7 @@ use swap_core::*;
 
 pub use alloy;
 
-pub mod evm_channel;
+pub use xswap_cli::regtest_channels;
 
 pub use xswap_cli::regtest::Nodes;
 

@@ -14,24 +14,13 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
 use eth_adapter::EthChain;
-use ln_adapter::{LnConfig, LnEvent, LnNode, LnRail, Seed};
+use ln_adapter::{LnNode, LnRail};
 use swap_core::store::SqliteStore;
 use swap_core::*;
 use swap_engine::{Direct, Engine, OfferRates};
 use swap_net::{Identity, OfferLeg, Peer};
-use xswap_tests::evm_channel::{open_eth_channel, ChannelSide};
+use xswap_tests::regtest_channels::{ln_node, open_eth_channel, open_ln_channel, ChannelSide};
 use xswap_tests::*;
-
-async fn ln_node(nodes: &Nodes, wallet: &str, seed: u8, dir: &std::path::Path) -> Arc<LnNode> {
-    nodes.btc.rpc().create_or_load_wallet(wallet).await.unwrap();
-    let mut config = LnConfig::new(
-        nodes.btc.chain_id(),
-        nodes.btc.rpc_config(Some(wallet)),
-        dir.join(wallet),
-    );
-    config.poll_interval = Duration::from_millis(200);
-    Arc::new(LnNode::start(config, &Seed::new([seed; 32])).await.unwrap())
-}
 
 async fn engine(
     nodes: &Nodes,
@@ -70,37 +59,6 @@ fn engine_with(name: &str, store: Arc<SqliteStore>, rails: Vec<Arc<dyn Rail>>) -
             max_backoff: Duration::from_secs(1),
         },
     )
-}
-
-/// Funds `from`'s wallet, opens a channel from `from` to `to` and waits until both can use it.
-async fn open_channel(nodes: &Nodes, wallet: &str, from: &LnNode, to: &LnNode) {
-    let addr = nodes
-        .btc
-        .rpc()
-        .with_wallet(wallet)
-        .unwrap()
-        .get_new_address("bech32")
-        .await
-        .unwrap();
-    nodes.btc.send(&addr, 5_000_000).await;
-    nodes.btc.mine(1).await;
-    from.connect(to.node_id(), to.listen_addr()).await.unwrap();
-    let mut rx = from.subscribe();
-    from.open_channel(to.node_id(), 2_000_000, 0).unwrap();
-    loop {
-        if let Ok(LnEvent::ChannelPending { .. }) = rx.recv().await {
-            break;
-        }
-    }
-    let started = Instant::now();
-    while !(from.channels().iter().any(|c| c.usable) && to.channels().iter().any(|c| c.usable)) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "channel never usable"
-        );
-        nodes.btc.mine(1).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 /// Runs both engines' swap `id` to its end (ETH blocks every 200 ms); returns the outcomes.
@@ -165,12 +123,20 @@ async fn sides(
     taker_pays: bool,
 ) -> Sides {
     let dir = tempfile::tempdir().unwrap();
-    let tina = ln_node(nodes, "tina", seeds.0, dir.path()).await;
-    let mark = ln_node(nodes, "mark", seeds.1, dir.path()).await;
+    let tina = ln_node(nodes, "tina", [seeds.0; 32], dir.path())
+        .await
+        .unwrap();
+    let mark = ln_node(nodes, "mark", [seeds.1; 32], dir.path())
+        .await
+        .unwrap();
     if taker_pays {
-        open_channel(nodes, "tina", &tina, &mark).await;
+        open_ln_channel(nodes, "tina", (&tina, &mark), 2_000_000)
+            .await
+            .unwrap();
     } else {
-        open_channel(nodes, "mark", &mark, &tina).await;
+        open_ln_channel(nodes, "mark", (&mark, &tina), 2_000_000)
+            .await
+            .unwrap();
     }
     let height_after_open = nodes.btc.height().await;
     let (taker, taker_eth) = engine(nodes, "tina", &tina, accounts.0, dir.path()).await;
@@ -389,15 +355,25 @@ async fn channel_sides(
     taker_pays_ln: bool,
 ) -> ChannelSides {
     let dir = tempfile::tempdir().unwrap();
-    let tina = ln_node(nodes, "tina", seeds.0, dir.path()).await;
-    let mark = ln_node(nodes, "mark", seeds.1, dir.path()).await;
+    let tina = ln_node(nodes, "tina", [seeds.0; 32], dir.path())
+        .await
+        .unwrap();
+    let mark = ln_node(nodes, "mark", [seeds.1; 32], dir.path())
+        .await
+        .unwrap();
     if taker_pays_ln {
-        open_channel(nodes, "tina", &tina, &mark).await;
+        open_ln_channel(nodes, "tina", (&tina, &mark), 2_000_000)
+            .await
+            .unwrap();
     } else {
-        open_channel(nodes, "mark", &mark, &tina).await;
+        open_ln_channel(nodes, "mark", (&mark, &tina), 2_000_000)
+            .await
+            .unwrap();
     }
-    let (mark_chan, tina_chan, chan) =
-        open_eth_channel(nodes, (accounts.1, accounts.0), (ETH_DEPOSIT, ETH_DEPOSIT)).await;
+    let (mark_chan, tina_chan, chan, _) =
+        open_eth_channel(nodes, (accounts.1, accounts.0), (ETH_DEPOSIT, ETH_DEPOSIT))
+            .await
+            .unwrap();
     let store = |name: &str| Arc::new(SqliteStore::open(dir.path().join(name)).unwrap());
     let taker = engine_with(
         "tina",
@@ -471,14 +447,14 @@ async fn lightning_ltc_for_eth_in_a_channel() {
     // ETH in the channel; no lock is left in it.
     assert_eq!(tina_out0 - outbound(&s.tina), give * 1_000);
     assert_eq!(
-        s.tina_chan.balances(&s.chan),
+        s.tina_chan.balances(&s.chan).unwrap(),
         (ETH_DEPOSIT + wei, ETH_DEPOSIT - wei)
     );
     assert_eq!(
-        s.mark_chan.balances(&s.chan),
+        s.mark_chan.balances(&s.chan).unwrap(),
         (ETH_DEPOSIT - wei, ETH_DEPOSIT + wei)
     );
-    assert_eq!(s.tina_chan.locks(&s.chan), 0);
+    assert_eq!(s.tina_chan.locks(&s.chan).unwrap(), 0);
     assert_eq!(nodes.btc.height().await, height);
     assert_eq!(
         (
@@ -522,10 +498,10 @@ async fn eth_in_a_channel_for_lightning_ltc() {
     );
     assert_eq!(mark_out0 - outbound(&s.mark), sats * 1_000);
     assert_eq!(
-        s.tina_chan.balances(&s.chan),
+        s.tina_chan.balances(&s.chan).unwrap(),
         (ETH_DEPOSIT - give_wei, ETH_DEPOSIT + give_wei)
     );
-    assert_eq!(s.mark_chan.locks(&s.chan), 0);
+    assert_eq!(s.mark_chan.locks(&s.chan).unwrap(), 0);
     assert_eq!(nodes.btc.height().await, height);
     // The maker's Ethereum channel rail refuses to name a channel with a stranger.
     let stranger = Account::Evm(EvmAddress(nodes.eth.address(5).0 .0));
@@ -553,8 +529,10 @@ async fn eth_in_a_channel_for_lightning_ltc() {
 async fn ltc_on_chain_for_eth_in_a_channel_and_back() {
     let nodes = start_nodes().await;
     let dir = tempfile::tempdir().unwrap();
-    let (mark_chan, tina_chan, chan) =
-        open_eth_channel(&nodes, (4, 3), (ETH_DEPOSIT, ETH_DEPOSIT)).await;
+    let (mark_chan, tina_chan, chan, _) =
+        open_eth_channel(&nodes, (4, 3), (ETH_DEPOSIT, ETH_DEPOSIT))
+            .await
+            .unwrap();
     let mut engines = Vec::new();
     for (name, seed, side) in [("tina", 0xb1u8, &tina_chan), ("mark", 0xb2, &mark_chan)] {
         let (btc_cfg, _) = nodes
@@ -602,10 +580,10 @@ async fn ltc_on_chain_for_eth_in_a_channel_and_back() {
         (Outcome::Swapped, Outcome::Swapped)
     );
     assert_eq!(
-        tina_chan.balances(&chan),
+        tina_chan.balances(&chan).unwrap(),
         (ETH_DEPOSIT + wei, ETH_DEPOSIT - wei)
     );
-    assert_eq!(mark_chan.locks(&chan), 0);
+    assert_eq!(mark_chan.locks(&chan).unwrap(), 0);
     // The maker claimed the LTC on chain, less its claim's fee.
     nodes.btc.mine(1).await;
     let gained = wallet("mark").get_balance().await.unwrap() - mark_ltc0;
@@ -647,10 +625,10 @@ async fn ltc_on_chain_for_eth_in_a_channel_and_back() {
         (Outcome::Swapped, Outcome::Swapped)
     );
     assert_eq!(
-        tina_chan.balances(&chan),
+        tina_chan.balances(&chan).unwrap(),
         (ETH_DEPOSIT + wei - give_wei, ETH_DEPOSIT - wei + give_wei)
     );
-    assert_eq!(tina_chan.locks(&chan), 0);
+    assert_eq!(tina_chan.locks(&chan).unwrap(), 0);
     nodes.btc.mine(1).await;
     let gained = wallet("tina").get_balance().await.unwrap() - tina_ltc0;
     assert!(
