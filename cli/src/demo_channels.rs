@@ -74,15 +74,16 @@ pub async fn eth_txs(nodes: &Nodes, accounts: &[Address]) -> anyhow::Result<u64>
     Ok(n)
 }
 
-async fn engine(
+/// An engine named `name` over a Lightning rail on `ln` and the Ethereum channel rail
+/// `chan`, its store in `dir`, polling as `driver` says.
+pub fn channel_engine(
     name: &str,
     dir: &Path,
     ln: Arc<ln_adapter::LnNode>,
     chan: &eth_channel::ChannelRail,
+    driver: DriverConfig,
 ) -> anyhow::Result<Arc<Engine>> {
-    let store = Arc::new(SqliteStore::open(
-        dir.join(format!("{name}-channels.sqlite")),
-    )?);
+    let store = Arc::new(SqliteStore::open(dir.join(format!("{name}-channels.sqlite")))?);
     Ok(Engine::new(
         name,
         store,
@@ -91,12 +92,15 @@ async fn engine(
             Arc::new(chan.clone()) as Arc<dyn Rail>,
         ],
         swap_net::Identity::generate()?,
-        DriverConfig {
-            poll_interval: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(500),
-        },
+        driver,
     ))
 }
+
+/// The demo's polling: fast, for swaps that settle in milliseconds.
+const FAST: DriverConfig = DriverConfig {
+    poll_interval: Duration::from_millis(50),
+    max_backoff: Duration::from_millis(500),
+};
 
 /// Runs the channel act on `nodes` (no miner running), its files in `dir`.
 pub async fn run(nodes: &Nodes, dir: &Path) -> anyhow::Result<ChannelAct> {
@@ -131,8 +135,8 @@ pub async fn run(nodes: &Nodes, dir: &Path) -> anyhow::Result<ChannelAct> {
          1 ETH a side open ({opened_eth} transactions: contract and two deposits)",
         LN_CAPACITY
     );
-    let taker = engine("taker", dir, taker_ln.clone(), &taker_chan.rail).await?;
-    let maker = engine("maker", dir, maker_ln.clone(), &maker_chan.rail).await?;
+    let taker = channel_engine("taker", dir, taker_ln.clone(), &taker_chan.rail, FAST)?;
+    let maker = channel_engine("maker", dir, maker_ln.clone(), &maker_chan.rail, FAST)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let ltc = nodes.btc.chain_id();

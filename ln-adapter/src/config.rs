@@ -39,6 +39,12 @@ pub struct LnConfig {
     pub forwarding_fee_base_msat: u32,
     /// ...plus this many millionths of the amount.
     pub forwarding_fee_ppm: u32,
+    /// How soon a received HTLC is processed (handed to us as claimable, or forwarded):
+    /// checked this often. `None` keeps LDK's own random batch delay (tens to hundreds of
+    /// milliseconds, drawn to hide a payment's timing from observers of a routing node),
+    /// which is most of a payment's latency between two swap nodes on a direct channel,
+    /// where there is nobody to hide the timing from.
+    pub htlc_processing_interval: Option<Duration>,
 }
 
 impl LnConfig {
@@ -57,6 +63,7 @@ impl LnConfig {
             htlc_minimum_msat: 1_000,
             forwarding_fee_base_msat: 1_000,
             forwarding_fee_ppm: 100,
+            htlc_processing_interval: Some(Duration::from_millis(5)),
         }
     }
 }

@@ -497,6 +497,9 @@ impl LnNode {
             fatal,
         };
         node.spawn_listener(listener);
+        if let Some(every) = node.config.htlc_processing_interval {
+            node.spawn_htlc_processing(every, stop_rx.clone());
+        }
         node.spawn_follower(fees, wallet_keys, stop_rx);
         tracing::info!(node_id = %node.node_id(), listen = %listen_addr, "lightning node started");
         Ok(node)
@@ -520,6 +523,26 @@ impl LnNode {
                         tracing::warn!(error = %e, "lightning port accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                }
+            }
+        });
+        self.task(task);
+    }
+
+    /// Processes received HTLCs as soon as they are there, checked every `every`, instead of
+    /// after LDK's random batch delay ([`LnConfig::htlc_processing_interval`]). LDK guards
+    /// the processing against running twice at once, so the background processor's own
+    /// calls are harmless.
+    fn spawn_htlc_processing(&self, every: Duration, mut stop: watch::Receiver<bool>) {
+        let cm = Arc::clone(&self.channel_manager);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => return,
+                }
+                if cm.needs_pending_htlc_processing() {
+                    cm.process_pending_htlc_forwards();
                 }
             }
         });

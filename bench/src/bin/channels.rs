@@ -1,0 +1,273 @@
+//! `xswap-channel-bench`: channel-linked swaps between two engines in this process, once their
+//! channels are open: a Lightning channel on the Bitcoin-family regtest node (litecoind, or
+//! bitcoind with `BITCOIND_EXE`) and an Ethereum payment channel on anvil. The maker sells ETH
+//! in the Ethereum channel for LTC over Lightning; the taker takes the offer `--swaps` times
+//! with at most `--in-flight` swaps running at once (quote, proposal and the maker's checks
+//! in process through `Direct`, as an exchange does; both records stored in SQLite).
+//!
+//! Prints: swaps per second sustained, latency from proposal to both legs settled (p50, p90,
+//! p99, max), CPU per swap, on-chain transactions per 1,000 swaps (during the swaps: none
+//! expected; the channels' opens and closes are counted apart), and the measured cost of one
+//! secp256k1 signature and verification with the ceiling it puts on swaps per second.
+//!
+//! ```sh
+//! cargo run --release -p xswap-bench --bin xswap-channel-bench -- --swaps 1000 --in-flight 100
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use anyhow::{ensure, Context, Result};
+use bitcoin::secp256k1::{Message, Secp256k1, SecretKey};
+use futures::StreamExt;
+use swap_core::*;
+use swap_engine::{Direct, Engine, OfferRates};
+use swap_net::{Offer, OfferLeg, Peer};
+use xswap_bench::{cpu_time, percentile};
+use xswap_cli::demo_channels::{btc_txs_since, channel_engine, eth_txs};
+use xswap_cli::regtest::Nodes;
+use xswap_cli::regtest_channels::{ln_node, open_eth_channel, open_ln_channel};
+
+/// Satoshis per swap (the taker pays them over Lightning).
+const SATS: u64 = 1_000;
+/// Wei per satoshi.
+const WEI_PER_SAT: u128 = 10_000_000_000;
+/// The Lightning channel: the largest without the large-channel feature.
+const LN_CAPACITY: u64 = 16_000_000;
+/// The maker's side of the Ethereum channel (the taker's is empty: it only receives).
+const ETH_DEPOSIT: u128 = 100 * 10u128.pow(18);
+/// Signatures and verifications per swap, roughly: a Lightning add and fulfil (two commitment
+/// updates each way, HTLC signatures) plus two Ethereum channel updates (lock, claim: each
+/// signed by one side, verified and countersigned by the other, verified again).
+const SIG_OPS_PER_SWAP: f64 = 30.0;
+
+struct Opts {
+    swaps: usize,
+    in_flight: usize,
+    poll: Duration,
+}
+
+fn parse_args() -> Result<Opts> {
+    let mut o = Opts {
+        swaps: 1_000,
+        in_flight: 100,
+        poll: Duration::from_millis(10),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().context("a value after the flag");
+        match a.as_str() {
+            "--swaps" => o.swaps = value()?.parse()?,
+            "--in-flight" => o.in_flight = value()?.parse()?,
+            "--poll-ms" => o.poll = Duration::from_millis(value()?.parse()?),
+            "--bench" => {}
+            other => anyhow::bail!("unknown argument {other} (--swaps N --in-flight N --poll-ms N)"),
+        }
+    }
+    ensure!(o.swaps > 0 && o.in_flight > 0, "--swaps and --in-flight must be positive");
+    ensure!(
+        u64::try_from(o.swaps)? * SATS * 1_100 / 1_000 < LN_CAPACITY,
+        "at most {} swaps fit the Lightning channel",
+        LN_CAPACITY / SATS * 1_000 / 1_100
+    );
+    Ok(o)
+}
+
+/// Microseconds per secp256k1 ECDSA signature and verification on this machine.
+fn sig_costs() -> (f64, f64) {
+    let secp = Secp256k1::new();
+    let key = SecretKey::from_slice(&[0x42; 32]).unwrap();
+    let pubkey = key.public_key(&secp);
+    let n = 2_000u32;
+    let msgs: Vec<Message> = (0..n)
+        .map(|i| {
+            let mut d = [0u8; 32];
+            d[..4].copy_from_slice(&i.to_be_bytes());
+            d[31] = 1;
+            Message::from_digest(d)
+        })
+        .collect();
+    let t = Instant::now();
+    let sigs: Vec<_> = msgs.iter().map(|m| secp.sign_ecdsa(m, &key)).collect();
+    let sign = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let t = Instant::now();
+    for (m, s) in msgs.iter().zip(&sigs) {
+        assert!(secp.verify_ecdsa(m, s, &pubkey).is_ok());
+    }
+    let verify = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    (sign, verify)
+}
+
+/// Takes `offer` once for `SATS` and waits until both engines are done with the swap; returns
+/// the time from the proposal to both legs settled. `negotiating` bounds the takes being
+/// negotiated at once: the maker holds at most `MAX_QUOTES_PER_KEY` open quotes per peer.
+async fn one_swap(
+    taker: &Arc<Engine>,
+    maker: &Arc<Engine>,
+    offer: &Offer,
+    negotiating: &tokio::sync::Semaphore,
+) -> Result<Duration> {
+    let handler = maker.maker(Arc::new(vec![offer.clone()]), Arc::new(OfferRates));
+    let peer = Peer {
+        key: taker.identity.public(),
+        ip: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    let t = Instant::now();
+    let id = {
+        let _turn = negotiating.acquire().await?;
+        taker
+            .take_via(&mut Direct::new(handler, peer), offer, u128::from(SATS))
+            .await?
+    };
+    let (a, b) = (taker.wait(&id).await?, maker.wait(&id).await?);
+    ensure!(
+        a == Outcome::Swapped && b == Outcome::Swapped,
+        "swap {id} ended {} / {}",
+        a.name(),
+        b.name()
+    );
+    Ok(t.elapsed())
+}
+
+struct Run {
+    swaps: usize,
+    in_flight: usize,
+    secs: f64,
+    lat: Vec<Duration>,
+    cpu: Duration,
+}
+
+async fn run(
+    taker: &Arc<Engine>,
+    maker: &Arc<Engine>,
+    offer: &Offer,
+    swaps: usize,
+    in_flight: usize,
+) -> Result<Run> {
+    let negotiating = tokio::sync::Semaphore::new(swap_engine::maker::MAX_QUOTES_PER_KEY);
+    let cpu0 = cpu_time();
+    let t = Instant::now();
+    let results: Vec<Result<Duration>> = futures::stream::iter(0..swaps)
+        .map(|_| one_swap(taker, maker, offer, &negotiating))
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_time() - cpu0;
+    let mut lat = results.into_iter().collect::<Result<Vec<_>>>()?;
+    lat.sort();
+    Ok(Run {
+        swaps,
+        in_flight,
+        secs,
+        lat,
+        cpu,
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e3)
+}
+
+fn print_run(r: &Run, ceiling: f64) {
+    let rate = r.swaps as f64 / r.secs;
+    println!(
+        "{:>6} {:>9} {:>8.2} {:>8.1} {:>7} {:>7} {:>7} {:>7} {:>9.2} {:>8.1}%",
+        r.swaps,
+        r.in_flight,
+        r.secs,
+        rate,
+        ms(percentile(&r.lat, 50)),
+        ms(percentile(&r.lat, 90)),
+        ms(percentile(&r.lat, 99)),
+        ms(*r.lat.last().unwrap_or(&Duration::ZERO)),
+        r.cpu.as_secs_f64() * 1e3 / r.swaps as f64,
+        rate / ceiling * 100.0
+    );
+}
+
+fn main() -> Result<()> {
+    let o = parse_args()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(bench(o))
+}
+
+async fn bench(o: Opts) -> Result<()> {
+    let (sign, verify) = sig_costs();
+    let ceiling = 2.0 * 1e6 / (SIG_OPS_PER_SWAP * (sign + verify) / 2.0);
+    let nodes = Nodes::start().await?;
+    let dir = tempfile::tempdir()?;
+    let taker_ln = ln_node(&nodes, "taker-ln", [0x11; 32], dir.path()).await?;
+    let maker_ln = ln_node(&nodes, "maker-ln", [0x22; 32], dir.path()).await?;
+    open_ln_channel(&nodes, "taker-ln", (&taker_ln, &maker_ln), LN_CAPACITY).await?;
+    let (maker_chan, taker_chan, chan, _) = open_eth_channel(&nodes, (5, 6), (ETH_DEPOSIT, 0)).await?;
+    let driver = DriverConfig {
+        poll_interval: o.poll,
+        max_backoff: Duration::from_millis(200),
+    };
+    let taker = channel_engine("taker", dir.path(), taker_ln.clone(), &taker_chan.rail, driver)?;
+    let maker = channel_engine("maker", dir.path(), maker_ln.clone(), &maker_chan.rail, driver)?;
+    let ltc = nodes.btc.chain_id();
+    let offer = maker.offer(
+        "maker.example:7700".into(),
+        OfferLeg {
+            rail: RailKind::EvmChannel,
+            chain: nodes.eth_params().chain,
+            asset: Asset::Eth,
+            max: Amount::Wei(Wei(10u128.pow(18))),
+            min: Amount::Wei(Wei(1)),
+        },
+        OfferLeg {
+            rail: RailKind::Lightning,
+            chain: ltc,
+            asset: ltc.family.native_asset(),
+            max: Amount::Sats(Sats(100_000)),
+            min: Amount::Sats(Sats(1)),
+        },
+        (WEI_PER_SAT, 1),
+        Timestamp(Timestamp::now().0 + 24 * 3600),
+    );
+    let wallets = ["taker-ln", "maker-ln"];
+    let accounts = [nodes.eth.address(5), nodes.eth.address(6)];
+    let (btc0, eth0) = (nodes.btc.height().await, eth_txs(&nodes, &accounts).await?);
+
+    println!("channel-linked swaps, LTC over Lightning for ETH in an Ethereum channel, two engines in one process");
+    println!(
+        "secp256k1 here: sign {sign:.1} us, verify {verify:.1} us; ~{SIG_OPS_PER_SWAP} per swap on 2 cores: ceiling {ceiling:.0} swaps/s"
+    );
+    println!(
+        "{:>6} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9}",
+        "swaps", "in flight", "secs", "swaps/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "CPU ms/sw", "of ceil."
+    );
+    // Warm up, then one at a time (latency without queueing), then many at once.
+    run(&taker, &maker, &offer, 5, 1).await?;
+    let sequential = run(&taker, &maker, &offer, 50.min(o.swaps), 1).await?;
+    print_run(&sequential, ceiling);
+    let loaded = run(&taker, &maker, &offer, o.swaps, o.in_flight).await?;
+    print_run(&loaded, ceiling);
+
+    let total = 5 + sequential.swaps + loaded.swaps;
+    let txs = btc_txs_since(&nodes, &wallets, btc0).await? + eth_txs(&nodes, &accounts).await? - eth0;
+    let (ours, _) = taker_chan.balances(&chan)?;
+    ensure!(
+        U256::from(ours) == U256::from(total as u128 * u128::from(SATS) * WEI_PER_SAT),
+        "the taker holds {ours} wei in the channel after {total} swaps"
+    );
+    println!(
+        "on-chain transactions during the {total} swaps: {txs} ({:.1} per 1,000 swaps); the channels took 2 on Lightning (wallet funding and the channel's) and 3 on Ethereum (contract, deposit) to open",
+        txs as f64 * 1_000.0 / total as f64
+    );
+    taker_ln.stop().await?;
+    maker_ln.stop().await?;
+    Ok(())
+}
