@@ -83,7 +83,9 @@ pub fn channel_engine(
     chan: &eth_channel::ChannelRail,
     driver: DriverConfig,
 ) -> anyhow::Result<Arc<Engine>> {
-    let store = Arc::new(SqliteStore::open(dir.join(format!("{name}-channels.sqlite")))?);
+    let store = Arc::new(SqliteStore::open(
+        dir.join(format!("{name}-channels.sqlite")),
+    )?);
     Ok(Engine::new(
         name,
         store,

@@ -514,6 +514,12 @@ async fn a_claim_the_peer_ignores_is_enforced_on_chain_and_seen_by_the_sender() 
     assert!(window > 0);
     let h = env.leg(&p, ONE, window / 2);
     env.a.rail.lock(&h).await.unwrap();
+    // Observed twice at one tip: funded both times (the second answer from the first's
+    // "not revealed at this block").
+    for _ in 0..2 {
+        let o = env.a.rail.observe(std::slice::from_ref(&h)).await.unwrap();
+        assert_funded(o.statuses[0].as_ref().unwrap(), &h);
+    }
     env.unlink();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let e = env.b.rail.claim(&h, &p).await.unwrap_err();
@@ -534,8 +540,11 @@ async fn a_claim_the_peer_ignores_is_enforced_on_chain_and_seen_by_the_sender() 
     for _ in 0..10 {
         let r = w.tick().await.unwrap();
         assert!(r.errors.is_empty(), "{r:?}");
-        if let Ok(s @ HtlcStatus::Claimed { .. }) = env.a.rail.htlc_status(&h).await {
-            seen = Some(s);
+        // Through one observation per tick, as the engine looks: the reveal is a new block,
+        // so the remembered "not revealed" no longer answers.
+        let o = env.a.rail.observe(std::slice::from_ref(&h)).await.unwrap();
+        if let Ok(s @ HtlcStatus::Claimed { .. }) = &o.statuses[0] {
+            seen = Some(s.clone());
             break;
         }
     }

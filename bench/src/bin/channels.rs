@@ -63,10 +63,15 @@ fn parse_args() -> Result<Opts> {
             "--in-flight" => o.in_flight = value()?.parse()?,
             "--poll-ms" => o.poll = Duration::from_millis(value()?.parse()?),
             "--bench" => {}
-            other => anyhow::bail!("unknown argument {other} (--swaps N --in-flight N --poll-ms N)"),
+            other => {
+                anyhow::bail!("unknown argument {other} (--swaps N --in-flight N --poll-ms N)")
+            }
         }
     }
-    ensure!(o.swaps > 0 && o.in_flight > 0, "--swaps and --in-flight must be positive");
+    ensure!(
+        o.swaps > 0 && o.in_flight > 0,
+        "--swaps and --in-flight must be positive"
+    );
     ensure!(
         u64::try_from(o.swaps)? * SATS * 1_100 / 1_000 < LN_CAPACITY,
         "at most {} swaps fit the Lightning channel",
@@ -210,13 +215,26 @@ async fn bench(o: Opts) -> Result<()> {
     let taker_ln = ln_node(&nodes, "taker-ln", [0x11; 32], dir.path()).await?;
     let maker_ln = ln_node(&nodes, "maker-ln", [0x22; 32], dir.path()).await?;
     open_ln_channel(&nodes, "taker-ln", (&taker_ln, &maker_ln), LN_CAPACITY).await?;
-    let (maker_chan, taker_chan, chan, _) = open_eth_channel(&nodes, (5, 6), (ETH_DEPOSIT, 0)).await?;
+    let (maker_chan, taker_chan, chan, _) =
+        open_eth_channel(&nodes, (5, 6), (ETH_DEPOSIT, 0)).await?;
     let driver = DriverConfig {
         poll_interval: o.poll,
         max_backoff: Duration::from_millis(200),
     };
-    let taker = channel_engine("taker", dir.path(), taker_ln.clone(), &taker_chan.rail, driver)?;
-    let maker = channel_engine("maker", dir.path(), maker_ln.clone(), &maker_chan.rail, driver)?;
+    let taker = channel_engine(
+        "taker",
+        dir.path(),
+        taker_ln.clone(),
+        &taker_chan.rail,
+        driver,
+    )?;
+    let maker = channel_engine(
+        "maker",
+        dir.path(),
+        maker_ln.clone(),
+        &maker_chan.rail,
+        driver,
+    )?;
     let ltc = nodes.btc.chain_id();
     let offer = maker.offer(
         "maker.example:7700".into(),
@@ -247,7 +265,16 @@ async fn bench(o: Opts) -> Result<()> {
     );
     println!(
         "{:>6} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9}",
-        "swaps", "in flight", "secs", "swaps/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "CPU ms/sw", "of ceil."
+        "swaps",
+        "in flight",
+        "secs",
+        "swaps/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "CPU ms/sw",
+        "of ceil."
     );
     // Warm up, then one at a time (latency without queueing), then many at once.
     run(&taker, &maker, &offer, 5, 1).await?;
@@ -257,7 +284,8 @@ async fn bench(o: Opts) -> Result<()> {
     print_run(&loaded, ceiling);
 
     let total = 5 + sequential.swaps + loaded.swaps;
-    let txs = btc_txs_since(&nodes, &wallets, btc0).await? + eth_txs(&nodes, &accounts).await? - eth0;
+    let txs =
+        btc_txs_since(&nodes, &wallets, btc0).await? + eth_txs(&nodes, &accounts).await? - eth0;
     let (ours, _) = taker_chan.balances(&chan)?;
     ensure!(
         U256::from(ours) == U256::from(total as u128 * u128::from(SATS) * WEI_PER_SAT),

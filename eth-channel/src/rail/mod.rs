@@ -44,8 +44,8 @@ use swap_core::params::{
     ChainFamily, ChainId, ChainParams, ChainTip, Finality, Network, RailId, RailKind,
 };
 use swap_core::rail::{
-    Cause, ChainError, Funds, HtlcParams, HtlcStatus, ObservedLock, Rail, RailBody, RailData,
-    RAIL_DATA_VERSION,
+    Cause, ChainError, Funds, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail, RailBody,
+    RailData, RAIL_DATA_VERSION,
 };
 use swap_core::types::{
     Account, Amount, Asset, EvmAddress, Expiry, Height, Preimage, Timestamp, TokenUnits, TxRef, Wei,
@@ -57,13 +57,14 @@ use crate::store::ChannelStore;
 use crate::{hashlock_of, SecretMap, Secrets};
 
 mod errors;
+mod status;
 mod trace;
 
 pub use errors::reject_number;
 use errors::{eth_err, invalid, session_err};
 use trace::{End, Leg};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Blocks per `eth_getLogs` request when looking up a revealed preimage.
@@ -80,6 +81,8 @@ pub struct ChannelRail {
     params: ChainParams,
     /// The channels [`Rail::funds`] and [`Rail::verify`] consider.
     channels: Arc<Mutex<BTreeSet<B256>>>,
+    /// Hashlocks of locks seen not revealed on chain, with the block they were read at.
+    unrevealed: Arc<Mutex<HashMap<B256, B256>>>,
 }
 
 impl std::fmt::Debug for ChannelRail {
@@ -178,6 +181,7 @@ impl ChannelRail {
             secrets,
             params,
             channels: Arc::default(),
+            unrevealed: Arc::default(),
         }
     }
 
@@ -535,64 +539,29 @@ impl Rail for ChannelRail {
     }
 
     async fn tip(&self) -> Result<ChainTip, ChainError> {
-        let b = self
-            .chain
-            .provider
-            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-            .await
-            .map_err(|e| eth_err(eth_adapter::tx::rpc_err(e)))?
-            .ok_or_else(|| ChainError::new(Cause::Unavailable, "no latest block"))?;
-        Ok(ChainTip {
-            height: Height(b.header.number),
-            time: Timestamp(b.header.timestamp),
-        })
+        Ok(self.tip_block().await?.0)
     }
 
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
-        let leg = self.leg(htlc)?;
-        let t = self.trace(&leg)?;
-        match (&t.added, &t.ended) {
-            (Some(_), Some((v, End::Claimed(pre)))) => Ok(HtlcStatus::Claimed {
-                preimage: Preimage::from_bytes(pre.0),
-                txref: txref(leg.id, *v),
-                finality: Finality::Irrevocable,
-            }),
-            (Some(_), Some((v, End::Cancelled))) => Ok(HtlcStatus::Refunded {
-                txref: txref(leg.id, *v),
-                finality: Finality::Irrevocable,
-            }),
-            (Some((v, l)), None) => {
-                if let Some((pre, tx, finality)) = self.revealed(&leg, htlc.watch_from).await? {
-                    return Ok(HtlcStatus::Claimed {
-                        preimage: Preimage::from_bytes(pre.0),
-                        txref: tx,
-                        finality,
-                    });
-                }
-                Ok(HtlcStatus::Funded {
-                    lock: self.observed(htlc, &leg, leg.id, *v, l),
-                    finality: Finality::Irrevocable,
-                })
-            }
-            // Proposed by us and not co-signed: pending, or abandoned but still completable by
-            // the peer until a higher version is co-signed. Never Absent while it may come
-            // into force (a swap that gave up on an Absent lock would no longer watch it).
-            (None, _) => match t.proposed_lock(&leg) {
-                Some((v, lock)) => {
-                    let l = Lock {
-                        from: lock.from,
-                        amount: lock.amount,
-                        hashlock: lock.hashlock,
-                        expiry: lock.expiry,
-                    };
-                    Ok(HtlcStatus::Funded {
-                        lock: self.observed(htlc, &leg, leg.id, v, &l),
-                        finality: Finality::Mempool,
-                    })
-                }
-                None => Ok(HtlcStatus::Absent),
-            },
+        self.status(htlc, None).await
+    }
+
+    /// One tip read for all legs; a lock's "not revealed on chain" answer is reused until
+    /// the chain moves (a channel swap moves no block: no chain read per leg per tick).
+    async fn observe(&self, htlcs: &[HtlcParams]) -> Result<Observation, ChainError> {
+        let (tip, hash) = self.tip_block().await?;
+        let mut statuses = Vec::with_capacity(htlcs.len());
+        for htlc in htlcs {
+            statuses.push(self.status(htlc, Some(hash)).await);
         }
+        Ok(Observation { tip, statuses })
+    }
+
+    async fn forget(&self, htlc: &HtlcParams) {
+        self.unrevealed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&B256::from(htlc.hashlock.0));
     }
 
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {

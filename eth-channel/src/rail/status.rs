@@ -1,0 +1,115 @@
+//! A channel leg's status, from the co-signed states and, while the lock is in force, the
+//! chain's secret registry (see the module docs of [`super`]).
+
+use alloy::primitives::B256;
+use alloy::providers::Provider;
+use eth_adapter::channel::Lock;
+use swap_core::params::{ChainTip, Finality};
+use swap_core::rail::{Cause, ChainError, HtlcParams, HtlcStatus};
+use swap_core::types::{Height, Preimage, Timestamp, TxRef};
+
+use super::errors::eth_err;
+use super::trace::{End, Leg};
+use super::{txref, ChannelRail};
+
+impl ChannelRail {
+    /// The latest block: its height and time, and its hash.
+    pub(super) async fn tip_block(&self) -> Result<(ChainTip, B256), ChainError> {
+        let b = self
+            .chain
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| eth_err(eth_adapter::tx::rpc_err(e)))?
+            .ok_or_else(|| ChainError::new(Cause::Unavailable, "no latest block"))?;
+        let tip = ChainTip {
+            height: Height(b.header.number),
+            time: Timestamp(b.header.timestamp),
+        };
+        Ok((tip, b.header.hash))
+    }
+
+    /// `htlc`'s status. With `tip` (the block just read), a lock found not revealed on chain
+    /// at that block is not looked up again until the chain has another tip: a reveal is a
+    /// transaction, so the answer cannot change without a new block. Only "not revealed" is
+    /// kept: it was read at `tip` or later, so it holds at `tip`.
+    pub(super) async fn status(
+        &self,
+        htlc: &HtlcParams,
+        tip: Option<B256>,
+    ) -> Result<HtlcStatus, ChainError> {
+        let leg = self.leg(htlc)?;
+        let t = self.trace(&leg)?;
+        match (&t.added, &t.ended) {
+            (Some(_), Some((v, End::Claimed(pre)))) => Ok(HtlcStatus::Claimed {
+                preimage: Preimage::from_bytes(pre.0),
+                txref: txref(leg.id, *v),
+                finality: Finality::Irrevocable,
+            }),
+            (Some(_), Some((v, End::Cancelled))) => Ok(HtlcStatus::Refunded {
+                txref: txref(leg.id, *v),
+                finality: Finality::Irrevocable,
+            }),
+            (Some((v, l)), None) => {
+                if let Some((pre, tx, finality)) =
+                    self.revealed_at_tip(&leg, htlc.watch_from, tip).await?
+                {
+                    return Ok(HtlcStatus::Claimed {
+                        preimage: Preimage::from_bytes(pre.0),
+                        txref: tx,
+                        finality,
+                    });
+                }
+                Ok(HtlcStatus::Funded {
+                    lock: self.observed(htlc, &leg, leg.id, *v, l),
+                    finality: Finality::Irrevocable,
+                })
+            }
+            // Proposed by us and not co-signed: pending, or abandoned but still completable by
+            // the peer until a higher version is co-signed. Never Absent while it may come
+            // into force (a swap that gave up on an Absent lock would no longer watch it).
+            (None, _) => match t.proposed_lock(&leg) {
+                Some((v, lock)) => {
+                    let l = Lock {
+                        from: lock.from,
+                        amount: lock.amount,
+                        hashlock: lock.hashlock,
+                        expiry: lock.expiry,
+                    };
+                    Ok(HtlcStatus::Funded {
+                        lock: self.observed(htlc, &leg, leg.id, v, &l),
+                        finality: Finality::Mempool,
+                    })
+                }
+                None => Ok(HtlcStatus::Absent),
+            },
+        }
+    }
+
+    /// [`ChannelRail::revealed`], or "not revealed" when it was so at block `tip`.
+    async fn revealed_at_tip(
+        &self,
+        leg: &Leg,
+        from: Height,
+        tip: Option<B256>,
+    ) -> Result<Option<(B256, TxRef, Finality)>, ChainError> {
+        let known = |t: &B256| {
+            self.unrevealed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&leg.hashlock)
+                == Some(t)
+        };
+        if tip.as_ref().is_some_and(known) {
+            return Ok(None);
+        }
+        let found = self.revealed(leg, from).await?;
+        if let (None, Some(t)) = (&found, tip) {
+            self.unrevealed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(leg.hashlock, t);
+        }
+        Ok(found)
+    }
+}
