@@ -550,8 +550,13 @@ async fn a_claim_the_peer_ignores_is_enforced_on_chain_and_seen_by_the_sender() 
     }
     // A (the sender, offline to B) learns the preimage from the chain's secret registry.
     let s = seen.expect("the sender sees the on-chain reveal");
+    // As deep as its block, and irrevocable once as deep as the chain's own HTLCs must be.
+    let chain = swap_core::params::ChainParams::for_chain(env.b.rail.params().chain);
     match assert_claimed(&s, &p) {
-        Finality::Depth(d) => assert!(d >= 1),
+        Finality::Depth(d) => {
+            assert!(d >= 1 && !Finality::Depth(d).reaches(chain.required_finality()))
+        }
+        Finality::Irrevocable => {}
         f => panic!("an on-chain reveal is as deep as its block, got {f}"),
     }
     assert_claimed(&env.b.rail.htlc_status(&h).await.unwrap(), &p);

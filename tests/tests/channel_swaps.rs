@@ -47,15 +47,25 @@ async fn engine(
     (engine_with(name, store, rails), eth)
 }
 
-/// An engine over `rails` and `store`.
+/// An engine over `rails` and `store`, stepping every 100 ms.
 fn engine_with(name: &str, store: Arc<SqliteStore>, rails: Vec<Arc<dyn Rail>>) -> Arc<Engine> {
+    engine_polling(name, store, rails, Duration::from_millis(100))
+}
+
+/// An engine over `rails` and `store`, stepping every `poll`.
+fn engine_polling(
+    name: &str,
+    store: Arc<SqliteStore>,
+    rails: Vec<Arc<dyn Rail>>,
+    poll: Duration,
+) -> Arc<Engine> {
     Engine::new(
         name,
         store,
         rails,
         Identity::generate().unwrap(),
         DriverConfig {
-            poll_interval: Duration::from_millis(100),
+            poll_interval: poll,
             max_backoff: Duration::from_secs(1),
         },
     )
@@ -354,6 +364,24 @@ async fn channel_sides(
     accounts: (usize, usize),
     taker_pays_ln: bool,
 ) -> ChannelSides {
+    channel_sides_polling(
+        nodes,
+        seeds,
+        accounts,
+        taker_pays_ln,
+        Duration::from_millis(100),
+    )
+    .await
+}
+
+/// [`channel_sides`] with the taker's engine stepping every `taker_poll`.
+async fn channel_sides_polling(
+    nodes: &Nodes,
+    seeds: (u8, u8),
+    accounts: (usize, usize),
+    taker_pays_ln: bool,
+    taker_poll: Duration,
+) -> ChannelSides {
     let dir = tempfile::tempdir().unwrap();
     let tina = ln_node(nodes, "tina", [seeds.0; 32], dir.path())
         .await
@@ -375,13 +403,14 @@ async fn channel_sides(
             .await
             .unwrap();
     let store = |name: &str| Arc::new(SqliteStore::open(dir.path().join(name)).unwrap());
-    let taker = engine_with(
+    let taker = engine_polling(
         "tina",
         store("tina.sqlite"),
         vec![
             Arc::new(LnRail::new(Arc::clone(&tina))) as Arc<dyn Rail>,
             Arc::new(tina_chan.rail.clone()) as Arc<dyn Rail>,
         ],
+        taker_poll,
     );
     let maker = engine_with(
         "mark",
@@ -643,4 +672,105 @@ async fn ltc_on_chain_for_eth_in_a_channel_and_back() {
         nonces,
         "still no Ethereum transaction"
     );
+}
+
+/// The maker vanishes right after its lock in the Ethereum channel (its channel node
+/// unreachable, its Lightning node stopped): the taker's claim is never countersigned, so its
+/// watcher reveals the secret on chain before the lock's expiry, closes the channel with the
+/// latest co-signed state and settles it after the challenge period. The taker ends whole:
+/// swapped, with its channel balance plus the swap's ETH paid out on chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maker_vanishes_after_its_channel_lock_and_the_taker_enforces_on_chain() {
+    use alloy::providers::Provider;
+    let nodes = start_nodes().await;
+    // The taker steps slowly: the maker vanishes before the taker sees its lock.
+    let s = channel_sides_polling(
+        &nodes,
+        (0xc1, 0xc2),
+        (3, 4),
+        true,
+        Duration::from_millis(400),
+    )
+    .await;
+    let mut watcher = eth_channel::Watcher::new(
+        nodes.eth.provider().clone(),
+        nodes.eth.signer(3),
+        s.tina_chan.store.clone(),
+        Arc::new(s.tina_chan.rail.secrets()),
+        eth_channel::WatchConfig {
+            claim_window: s.tina_chan.rail.min_claim_window(),
+            ..eth_channel::WatchConfig::default()
+        },
+    );
+    watcher.watch(s.chan.id(), 0);
+    let tina_eth0 = nodes
+        .eth
+        .provider()
+        .get_balance(s.tina_chan.addr)
+        .await
+        .unwrap();
+    let give = 500_000u64;
+    let wei = u128::from(give) * 10_000_000_000;
+    let id = take(
+        &s.taker,
+        &s.maker,
+        (eth_channel_leg(), ln_leg(&nodes)),
+        (10_000_000_000, 1),
+        u128::from(give),
+    )
+    .await;
+    let started = Instant::now();
+    while s.tina_chan.locks(&s.chan).unwrap() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the maker never locked"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    s.tina_chan.node.disconnect(s.mark_chan.net_id.public());
+    s.mark_chan.node.disconnect(s.tina_chan.net_id.public());
+    s.mark.stop().await.unwrap();
+    let taker = s.taker.clone();
+    let wait = tokio::spawn(async move { taker.wait(&id).await });
+    // Chain time runs (2 minutes per tick) and the taker's watcher ticks until the taker's
+    // swap ends: the secret revealed on chain before the lock's expiry, as deep as the
+    // chain's HTLCs must be.
+    let started = Instant::now();
+    while !wait.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the taker's swap did not end"
+        );
+        let report = watcher.tick().await.unwrap();
+        assert!(report.errors.is_empty(), "{report:?}");
+        nodes.eth.advance_time(120).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(wait.await.unwrap().unwrap(), Outcome::Swapped);
+    // The watcher goes on until the channel is settled and the taker's credit withdrawn:
+    // its whole side of the latest co-signed state and the lock.
+    let want = U256::from(ETH_DEPOSIT + wei);
+    let started = Instant::now();
+    loop {
+        let got = nodes
+            .eth
+            .provider()
+            .get_balance(s.tina_chan.addr)
+            .await
+            .unwrap()
+            - tina_eth0;
+        if got + U256::from(GAS) >= want {
+            assert!(got <= want, "tina got {got} for {want}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the channel never paid the taker out: {got} of {want}"
+        );
+        let report = watcher.tick().await.unwrap();
+        assert!(report.errors.is_empty(), "{report:?}");
+        nodes.eth.advance_time(120).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.tina.stop().await.unwrap();
 }

@@ -57,7 +57,7 @@ impl ChannelRail {
                     return Ok(HtlcStatus::Claimed {
                         preimage: Preimage::from_bytes(pre.0),
                         txref: tx,
-                        finality,
+                        finality: self.reveal_finality(finality),
                     });
                 }
                 Ok(HtlcStatus::Funded {
@@ -83,6 +83,19 @@ impl ChannelRail {
                 }
                 None => Ok(HtlcStatus::Absent),
             },
+        }
+    }
+
+    /// An on-chain reveal is as final as the chain: once it is as deep as the chain's own
+    /// HTLCs must be, the lock is the receiver's for good (it pays the receiver whenever the
+    /// channel settles), which a channel leg's status says as `Irrevocable`, the finality
+    /// its swaps wait for.
+    fn reveal_finality(&self, at: Finality) -> Finality {
+        let chain = swap_core::params::ChainParams::for_chain(self.params.chain);
+        if at.reaches(chain.required_finality()) {
+            Finality::Irrevocable
+        } else {
+            at
         }
     }
 
