@@ -128,12 +128,13 @@ pub struct QuoteView {
     pub expires_at: u64,
 }
 
-/// Create a swap: take `offer` (a maker's offer string, `xswap1...`), giving `give` base
+/// Create a swap: take `offer` (a maker's offer string, `xso1...`), giving `give` base
 /// units of what it buys.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSwap {
-    /// The maker's offer string (`xswap1...`); the server's configured offer when absent.
+    /// The maker's offer string (`xso1...`; the older `xswap1...` too); the server's
+    /// configured offer when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offer: Option<String>,
     /// Base units of the offer's `buy` asset we give, as a decimal string.
@@ -379,7 +380,8 @@ async fn authenticate(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct QuoteQuery {
-    /// The maker's offer string (`xswap1...`); the server's configured offer when absent.
+    /// The maker's offer string (`xso1...`; the older `xswap1...` too); the server's
+    /// configured offer when absent.
     pub offer: Option<String>,
     /// Base units of the offer's `buy` asset we would give, as a decimal string.
     pub give: String,

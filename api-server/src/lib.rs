@@ -38,7 +38,8 @@ pub struct ServerConfig {
     pub events_poll: Duration,
     /// How long `/ready` waits for each node.
     pub node_timeout: Duration,
-    /// The maker offer (`xswap1...`) quotes and creations use when they name none.
+    /// The maker offer (`xso1...`; the older `xswap1...` too) quotes and creations use when
+    /// they name none.
     pub default_offer: Option<String>,
 }
 

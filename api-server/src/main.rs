@@ -53,8 +53,8 @@ enum Command {
         /// swaps it creates).
         #[arg(long)]
         resume: bool,
-        /// A maker's offer (`xswap1...`) that quotes and creations use when they name none
-        /// (checked at start).
+        /// A maker's offer (`xso1...`; the older `xswap1...` too) that quotes and creations use
+        /// when they name none (checked at start).
         #[arg(long, env = "XSWAP_DEFAULT_OFFER")]
         offer: Option<String>,
         /// Database connections per server.

@@ -72,7 +72,7 @@ enum Command {
     /// Take an offer: give `--give` of what the maker buys. Shows what will be locked and
     /// received and asks before going on (`--yes` for scripts).
     Take {
-        /// The offer string (xswap1...).
+        /// The offer string (xso1..., or the older xswap1...).
         offer: String,
         /// What you give: `0.01btc`, `0.5eth`, `12.5` (whole units), or base units.
         #[arg(long)]
@@ -154,7 +154,7 @@ enum OfferAction {
     },
     /// Show what an offer string says (anyone's), without taking it.
     Show {
-        /// The offer string (xswap1...); line breaks inside it are ignored.
+        /// The offer string (xso1..., or the older xswap1...); line breaks inside it are ignored.
         offer: String,
     },
 }
@@ -460,10 +460,14 @@ fn main() -> anyhow::Result<()> {
             let mut offers = xswap_cli::offers::load(&dir)?;
             offers.push(offer);
             xswap_cli::offers::save(&dir, &offers)?;
-            let qr = qrcode::QrCode::new(text.as_bytes())?
-                .render::<qrcode::render::unicode::Dense1x2>()
-                .quiet_zone(true)
-                .build();
+            // The QR code holds the upper-case spelling when it reads the same (the compact
+            // form does): alphanumeric mode, a smaller code for a phone to scan.
+            let upper = text.to_ascii_uppercase();
+            let qr = xswap_cli::out::qr(if Offer::decode(&upper).is_ok() {
+                &upper
+            } else {
+                &text
+            })?;
             xswap_cli::say!(
                 "{qr}\n{text}\n\nsaved; `xswap maker` serves it (a running maker picks it up)"
             );

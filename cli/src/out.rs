@@ -30,3 +30,34 @@ macro_rules! say {
         $crate::out::line(format_args!($($t)*))
     };
 }
+
+/// `text` as a QR code drawn with terminal block characters (two rows of modules a line), with
+/// its quiet zone. Give upper-case text where it reads the same (a BOLT11 invoice, an offer):
+/// the code then holds it in alphanumeric mode and is smaller.
+pub fn qr(text: &str) -> Result<String, qrcode::types::QrError> {
+    Ok(qrcode::QrCode::new(text.as_bytes())?
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn upper_case_text_makes_a_smaller_qr_code() {
+        // As long as a realistic compact offer.
+        let text = format!("xso1{}", "qpzry9x8gf2tvdw0s3jn54khce6mua7l".repeat(7));
+        let lower = super::qr(&text).unwrap().lines().count();
+        let upper = super::qr(&text.to_ascii_uppercase())
+            .unwrap()
+            .lines()
+            .count();
+        println!(
+            "{} characters: {lower} lines in byte mode, {upper} upper case",
+            text.len()
+        );
+        assert!(upper < lower, "{upper} lines, {lower} in lower case");
+    }
+}

@@ -378,3 +378,12 @@ pub fn succeeded(out: std::process::Output, args: &[&str]) -> String {
     );
     text
 }
+
+/// The offer string in what `xswap offer` printed (the line under its QR code).
+pub fn offer_in(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("xso1"))
+        .unwrap_or_else(|| panic!("no offer string in:\n{stdout}"))
+        .to_owned()
+}

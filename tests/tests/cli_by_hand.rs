@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use xswap_tests::{succeeded, xswap_cmd};
+use xswap_tests::{offer_in, succeeded, xswap_cmd};
 
 fn cmd(dir: &Path, args: &[&str]) -> Command {
     xswap_cmd(dir, args, "warn")
@@ -21,11 +21,7 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 fn publish(dir: &Path, args: &[&str]) -> String {
     let mut all = vec!["offer"];
     all.extend_from_slice(args);
-    ok(dir, &all)
-        .lines()
-        .find(|l| l.starts_with("xswap1"))
-        .unwrap()
-        .to_owned()
+    offer_in(&ok(dir, &all))
 }
 
 /// An offer selling the Bitcoin-family `coin` for ETH (the taker gives ETH): 0.0025 to 2.5 ETH
@@ -519,11 +515,10 @@ fn offers_are_checked_listed_shown_and_removed() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let offer_string = text
-        .lines()
-        .find(|l| l.starts_with("xswap1"))
-        .unwrap()
-        .to_owned();
+    let offer_string = offer_in(&text);
+    // Short enough for a phone to scan: the compact form, and the QR code holds it in upper
+    // case (alphanumeric mode), which reads the same.
+    assert!(offer_string.len() <= 250, "{offer_string}");
 
     let list: serde_json::Value =
         serde_json::from_str(&ok(&a, &["offer", "list", "--json"])).unwrap();
@@ -540,6 +535,8 @@ fn offers_are_checked_listed_shown_and_removed() {
     let shown = ok(&a, &["offer", "show", &wrapped]);
     assert!(shown.contains("maker.example:7700"), "{shown}");
     assert!(shown.contains("1000 sat"), "{shown}");
+    let scanned = ok(&a, &["offer", "show", &offer_string.to_ascii_uppercase()]);
+    assert_eq!(scanned, shown);
     let damaged = fails(
         &a,
         &["offer", "show", &offer_string[..offer_string.len() - 3]],

@@ -259,12 +259,7 @@ async fn each_party_killed_at_every_step_still_swaps() {
     .output()
     .unwrap();
     assert!(out.status.success());
-    let offer = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("xswap1"))
-        .unwrap()
-        .to_owned();
+    let offer = offer_in(&String::from_utf8(out.stdout).unwrap());
 
     let taker_btc0 = nodes
         .btc

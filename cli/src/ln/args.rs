@@ -149,11 +149,7 @@ fn print(v: &Value, json: bool, hidden: &[&str]) -> anyhow::Result<()> {
 fn print_invoice(v: &Value) -> anyhow::Result<()> {
     let text = v["invoice"].as_str().unwrap_or_default();
     if v["kind"] == "bolt11" {
-        let qr = qrcode::QrCode::new(text.to_ascii_uppercase().as_bytes())?
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .quiet_zone(true)
-            .build();
-        crate::say!("{qr}");
+        crate::say!("{}", crate::out::qr(&text.to_ascii_uppercase())?);
     }
     crate::say!("{text}");
     crate::say!(
