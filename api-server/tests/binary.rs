@@ -166,7 +166,7 @@ async fn serve_an_installation_made_by_the_cli() {
         .env("XSWAP_PASSWORD", "pw")
         .env("RUST_LOG", "warn")
         .args(["serve", "--data-dir", dir.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--resume"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--lease-ttl", "5"])
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -119,6 +119,39 @@ impl PgStore {
         }
     }
 
+    /// [`PgStore::heartbeat`] for many leases in one statement: extends each `(swap, token)`
+    /// still held under its token to `ttl` from now, and answers those swaps; a swap left out
+    /// of the answer was taken over or released (its holder must stop working on it).
+    pub async fn heartbeat_many(
+        &self,
+        held: &[(SwapId, u64)],
+        ttl: Duration,
+    ) -> Result<Vec<SwapId>, StoreError> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A token beyond i64 was never handed out: it cannot be held.
+        let (ids, tokens): (Vec<&[u8]>, Vec<i64>) = held
+            .iter()
+            .filter_map(|(id, t)| Some((&id.0[..], i64::try_from(*t).ok()?)))
+            .unzip();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "UPDATE swap_leases l
+                 SET expires_at = clock_timestamp() + $3::BIGINT * INTERVAL '1 millisecond'
+                 FROM unnest($1::BYTEA[], $2::BIGINT[]) AS h(swap_id, token)
+                 WHERE l.swap_id = h.swap_id AND l.token = h.token
+                 RETURNING l.swap_id",
+                &[&ids, &tokens, &ttl_ms(ttl)],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| read_id(r.try_get(0).map_err(|e| corrupt("?", e))?))
+            .collect()
+    }
+
     /// Gives back the lease held under `token` (the swap is free for any worker at once);
     /// answers whether it was still held under that token.
     pub async fn release(&self, id: &SwapId, token: u64) -> Result<bool, StoreError> {

@@ -1,0 +1,180 @@
+//! Workers bench: swaps created per second through the API, and completed swaps per block,
+//! with 1, 2 and 4 `xswap-server` processes (workers) on one PostgreSQL database, each run on
+//! fresh regtest nodes (litecoind or bitcoind, anvil) with a maker engine in this process.
+//!
+//! ```sh
+//! cargo bench -p xswap-api --bench workers -- --swaps 300 --workers 1,2,4
+//! ```
+//!
+//! Every creation goes to the next server in turn (a round-robin load balancer); the swap is
+//! run by the server that created it unless it is taken over. The clock and the block count
+//! start before the first creation and stop when every swap has finished.
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+#[path = "../tests/cluster.rs"]
+mod cluster;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use swap_core::driver::final_outcome;
+use swap_core::Outcome;
+
+use cluster::{Cluster, Setup};
+
+/// Creations in flight at once (the maker keeps 4 open quotes per taker key: every server of
+/// the exchange is one taker key).
+const CREATING: usize = 4;
+
+struct Opts {
+    swaps: usize,
+    workers: Vec<usize>,
+    block_secs: f64,
+    poll_ms: u64,
+}
+
+fn parse() -> anyhow::Result<Opts> {
+    let mut o = Opts {
+        swaps: 300,
+        workers: vec![1, 2, 4],
+        block_secs: 2.0,
+        poll_ms: 500,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || {
+            args.next()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--swaps" => o.swaps = val()?.parse()?,
+            "--workers" => {
+                o.workers = val()?
+                    .split(',')
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()?
+            }
+            "--block-secs" => o.block_secs = val()?.parse()?,
+            "--poll-ms" => o.poll_ms = val()?.parse()?,
+            // What `cargo bench` passes on.
+            "--bench" => {}
+            "-h" | "--help" => {
+                println!(
+                    "workers [--swaps 300] [--workers 1,2,4] [--block-secs 2] [--poll-ms 500]"
+                );
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    if o.swaps == 0 || o.workers.is_empty() || o.workers.contains(&0) {
+        anyhow::bail!("--swaps and --workers need positive counts");
+    }
+    Ok(o)
+}
+
+struct Row {
+    workers: usize,
+    swaps: usize,
+    swapped: usize,
+    create_secs: f64,
+    secs: f64,
+    blocks: u64,
+}
+
+async fn run(workers: usize, o: &Opts) -> Row {
+    let c = Cluster::start(
+        &format!("bench{workers}"),
+        Setup {
+            servers: workers,
+            swaps: o.swaps,
+            lease_ttl: 10.0,
+            poll: Duration::from_millis(o.poll_ms),
+            block_every: Duration::from_secs_f64(o.block_secs),
+        },
+    )
+    .await;
+    c.mine();
+    let h0 = c.nodes.btc.height().await;
+    let t0 = Instant::now();
+    let _ids: Vec<String> = futures::stream::iter(0..o.swaps)
+        .map(|k| {
+            let c = c.clone();
+            async move { c.create_any(k).await }
+        })
+        .buffer_unordered(CREATING)
+        .collect()
+        .await;
+    let create_secs = t0.elapsed().as_secs_f64();
+    c.wait_finished(o.swaps, Duration::from_secs(1800)).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let blocks = c.nodes.btc.height().await - h0;
+    let swapped = c
+        .states()
+        .await
+        .iter()
+        .filter(|(_, s)| matches!(final_outcome(s), Some(Outcome::Swapped)))
+        .count();
+    Row {
+        workers,
+        swaps: o.swaps,
+        swapped,
+        create_secs,
+        secs,
+        blocks,
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let o = parse()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut rows = Vec::new();
+    for &w in &o.workers {
+        eprintln!("running {} swaps on {w} worker(s) ...", o.swaps);
+        let row = rt.block_on(run(w, &o));
+        eprintln!(
+            "  {w} worker(s): created in {:.1} s, all done in {:.1} s, {} blocks",
+            row.create_secs, row.secs, row.blocks
+        );
+        rows.push(row);
+    }
+    println!();
+    println!(
+        "xswap-server workers on one PostgreSQL: {} LTC->ETH swaps through the API ({CREATING} \
+         creations in flight, round robin), 1 block every {} s, poll {} ms",
+        o.swaps, o.block_secs, o.poll_ms
+    );
+    println!(
+        "{:>8} {:>8} {:>10} {:>12} {:>8} {:>8} {:>12}",
+        "workers", "swapped", "create (s)", "created/s", "blocks", "secs", "swaps/block"
+    );
+    for r in &rows {
+        println!(
+            "{:>8} {:>8} {:>10.1} {:>12.1} {:>8} {:>8.1} {:>12.1}",
+            r.workers,
+            r.swapped,
+            r.create_secs,
+            r.swaps as f64 / r.create_secs,
+            r.blocks,
+            r.secs,
+            r.swaps as f64 / r.blocks.max(1) as f64
+        );
+    }
+    Ok(())
+}
