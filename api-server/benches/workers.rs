@@ -29,8 +29,8 @@ use swap_core::Outcome;
 
 use cluster::{Cluster, Setup};
 
-/// Creations in flight at once (the maker keeps 4 open quotes per taker key: every server of
-/// the exchange is one taker key).
+/// Creations in flight at once by default (the maker keeps 4 open quotes per taker key:
+/// every server of the exchange is one taker key).
 const CREATING: usize = 4;
 
 struct Opts {
@@ -38,6 +38,7 @@ struct Opts {
     workers: Vec<usize>,
     block_secs: f64,
     poll_ms: u64,
+    in_flight: usize,
 }
 
 fn parse() -> anyhow::Result<Opts> {
@@ -46,6 +47,7 @@ fn parse() -> anyhow::Result<Opts> {
         workers: vec![1, 2, 4],
         block_secs: 2.0,
         poll_ms: 500,
+        in_flight: CREATING,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -63,19 +65,21 @@ fn parse() -> anyhow::Result<Opts> {
             }
             "--block-secs" => o.block_secs = val()?.parse()?,
             "--poll-ms" => o.poll_ms = val()?.parse()?,
+            "--in-flight" => o.in_flight = val()?.parse()?,
             // What `cargo bench` passes on.
             "--bench" => {}
             "-h" | "--help" => {
                 println!(
-                    "workers [--swaps 300] [--workers 1,2,4] [--block-secs 2] [--poll-ms 500]"
+                    "workers [--swaps 300] [--workers 1,2,4] [--block-secs 2] [--poll-ms 500] \
+                     [--in-flight 4]"
                 );
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other:?} (see --help)"),
         }
     }
-    if o.swaps == 0 || o.workers.is_empty() || o.workers.contains(&0) {
-        anyhow::bail!("--swaps and --workers need positive counts");
+    if o.swaps == 0 || o.in_flight == 0 || o.workers.is_empty() || o.workers.contains(&0) {
+        anyhow::bail!("--swaps, --workers and --in-flight need positive counts");
     }
     Ok(o)
 }
@@ -87,6 +91,8 @@ struct Row {
     create_secs: f64,
     secs: f64,
     blocks: u64,
+    /// Blocks from the last creation until every swap finished.
+    tail_blocks: u64,
 }
 
 async fn run(workers: usize, o: &Opts) -> Row {
@@ -109,11 +115,11 @@ async fn run(workers: usize, o: &Opts) -> Row {
             let c = c.clone();
             async move { c.create_any(k).await }
         })
-        .buffer_unordered(CREATING)
+        .buffer_unordered(o.in_flight)
         .collect()
         .await;
     let create_secs = t0.elapsed().as_secs_f64();
-    c.wait_finished(o.swaps, Duration::from_secs(1800)).await;
+    let (_, tail_blocks) = c.wait_finished(o.swaps, Duration::from_secs(1800)).await;
     let secs = t0.elapsed().as_secs_f64();
     let blocks = c.nodes.btc.height().await - h0;
     let swapped = c
@@ -129,6 +135,7 @@ async fn run(workers: usize, o: &Opts) -> Row {
         create_secs,
         secs,
         blocks,
+        tail_blocks,
     }
 }
 
@@ -149,31 +156,40 @@ fn main() -> anyhow::Result<()> {
         eprintln!("running {} swaps on {w} worker(s) ...", o.swaps);
         let row = rt.block_on(run(w, &o));
         eprintln!(
-            "  {w} worker(s): created in {:.1} s, all done in {:.1} s, {} blocks",
-            row.create_secs, row.secs, row.blocks
+            "  {w} worker(s): created in {:.1} s, all done in {:.1} s, {} blocks ({} after the \
+             last creation)",
+            row.create_secs, row.secs, row.blocks, row.tail_blocks
         );
         rows.push(row);
     }
     println!();
     println!(
-        "xswap-server workers on one PostgreSQL: {} LTC->ETH swaps through the API ({CREATING} \
+        "xswap-server workers on one PostgreSQL: {} LTC->ETH swaps through the API ({} \
          creations in flight, round robin), 1 block every {} s, poll {} ms",
-        o.swaps, o.block_secs, o.poll_ms
+        o.swaps, o.in_flight, o.block_secs, o.poll_ms
     );
     println!(
-        "{:>8} {:>8} {:>10} {:>12} {:>8} {:>8} {:>12}",
-        "workers", "swapped", "create (s)", "created/s", "blocks", "secs", "swaps/block"
+        "{:>8} {:>8} {:>10} {:>10} {:>7} {:>7} {:>12} {:>16}",
+        "workers",
+        "swapped",
+        "create (s)",
+        "created/s",
+        "blocks",
+        "secs",
+        "swaps/block",
+        "blocks after last"
     );
     for r in &rows {
         println!(
-            "{:>8} {:>8} {:>10.1} {:>12.1} {:>8} {:>8.1} {:>12.1}",
+            "{:>8} {:>8} {:>10.1} {:>10.1} {:>7} {:>7.1} {:>12.1} {:>16}",
             r.workers,
             r.swapped,
             r.create_secs,
             r.swaps as f64 / r.create_secs,
             r.blocks,
             r.secs,
-            r.swaps as f64 / r.blocks.max(1) as f64
+            r.swaps as f64 / r.blocks.max(1) as f64,
+            r.tail_blocks
         );
     }
     Ok(())

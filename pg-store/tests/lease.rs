@@ -140,3 +140,68 @@ async fn of_workers_leasing_one_free_swap_together_one_gets_it() {
         assert!(fenced(&r, tokens[0] - 1), "{r:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_heartbeat_renews_the_leases_still_held_and_leaves_out_the_lost_ones() {
+    let pg = TestCluster::shared();
+    let url = pg.create_database("heartbeat_many").await;
+    let (a, b) = (
+        PgStore::connect(&url).await.unwrap(),
+        PgStore::connect(&url).await.unwrap(),
+    );
+    let ttl = Duration::from_millis(600);
+    let mut held = Vec::new();
+    for n in 1..=3u8 {
+        let rec = sample_record(n, Role::Initiator);
+        a.create(&rec, &SwapState::initial(Role::Initiator))
+            .await
+            .unwrap();
+        let t = a.lease(&rec.id(), "a", ttl).await.unwrap().unwrap();
+        held.push((rec.id(), t));
+    }
+    assert!(a.heartbeat_many(&[], ttl).await.unwrap().is_empty());
+    // Renewed together, past the time to live: still A's.
+    for _ in 0..3 {
+        tokio::time::sleep(ttl / 2).await;
+        let mut kept = a.heartbeat_many(&held, ttl).await.unwrap();
+        kept.sort();
+        let mut want: Vec<SwapId> = held.iter().map(|(id, _)| *id).collect();
+        want.sort();
+        assert_eq!(kept, want);
+        assert!(b.unleased(10).await.unwrap().is_empty());
+    }
+    // One is released (taken by B), one heartbeat names a stale token: both left out, and
+    // neither B's lease nor the stale token's expiry moved.
+    let (gone, t_gone) = held[0];
+    assert!(a.release(&gone, t_gone).await.unwrap());
+    let t_b = b.lease(&gone, "b", ttl).await.unwrap().unwrap();
+    let (kept_id, t_kept) = held[1];
+    let stale = vec![
+        (gone, t_gone),
+        (kept_id, t_kept),
+        (held[2].0, held[2].1 + 1000),
+    ];
+    assert_eq!(a.heartbeat_many(&stale, ttl).await.unwrap(), vec![kept_id]);
+    let beat = b.heartbeat(&gone, t_b, ttl).await;
+    assert!(beat.is_ok(), "{beat:?}");
+    // Token beyond what the database can hold: simply not held.
+    assert!(a
+        .heartbeat_many(&[(kept_id, u64::MAX)], ttl)
+        .await
+        .unwrap()
+        .is_empty());
+    // The held ones renewed again halfway, the third not since the stale heartbeat.
+    for _ in 0..2 {
+        tokio::time::sleep(ttl * 3 / 4).await;
+        assert_eq!(
+            a.heartbeat_many(&[(kept_id, t_kept)], ttl).await.unwrap(),
+            vec![kept_id]
+        );
+        b.heartbeat(&gone, t_b, ttl).await.unwrap();
+    }
+    assert_eq!(
+        b.unleased(10).await.unwrap(),
+        vec![held[2].0],
+        "the third lease was not renewed by the stale heartbeat: it expired"
+    );
+}
