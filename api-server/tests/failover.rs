@@ -40,20 +40,21 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
     c.mine();
     let t0 = Instant::now();
 
-    // Chaos until every swap finished: every 4 s one server (in turn) is SIGKILLed and
-    // restarted a second later; the third time, the server is stalled instead, for more than
-    // twice its leases' time to live, then woken up.
+    // Chaos until every swap finished (and at least 3 kills): every 4 s one server (in turn)
+    // is SIGKILLed and restarted a second later; the second time (while swaps are still being
+    // created), the server is stalled instead, for more than twice its leases' time to live,
+    // then woken up.
     let stop = Arc::new(AtomicBool::new(false));
     let chaos = {
         let (c, stop) = (c.clone(), stop.clone());
         tokio::spawn(async move {
             let (mut kills, mut stalled) = (0usize, None);
             let mut k = 0usize;
-            while !stop.load(Ordering::SeqCst) {
+            while !stop.load(Ordering::SeqCst) || kills < 3 {
                 tokio::time::sleep(Duration::from_secs(4)).await;
                 let i = k % SERVERS;
                 k += 1;
-                if k == 3 {
+                if k == 2 {
                     c.signal(i, "STOP");
                     tokio::time::sleep(TTL * 5 / 2).await;
                     c.signal(i, "CONT");
@@ -96,7 +97,6 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
         took.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
-    assert!(kills >= 3, "the chaos killed {kills} servers");
 
     // Every swap (those created through the API, and any a killed server stored before
     // answering) ended swapped or refunded.
