@@ -139,22 +139,13 @@ async fn run(workers: usize, o: &Opts) -> Row {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
     let o = parse()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     let mut rows = Vec::new();
     for &w in &o.workers {
         eprintln!("running {} swaps on {w} worker(s) ...", o.swaps);
-        let row = rt.block_on(run(w, &o));
+        let row = run(w, &o).await;
         eprintln!(
             "  {w} worker(s): created in {:.1} s, all done in {:.1} s, {} blocks ({} after the \
              last creation)",

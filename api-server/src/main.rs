@@ -175,20 +175,18 @@ fn engine(
     store: Arc<PgStore>,
     metrics: Arc<Metrics>,
     driver: DriverConfig,
-) -> anyhow::Result<(Arc<Engine>, Arc<TimedStore>)> {
+) -> anyhow::Result<Arc<Engine>> {
     let cfg = Config::load(data_dir)?;
     let ks = config::open_keystore(data_dir)?;
     let (btc, eth) = config::adapters(&cfg, &ks, store.clone())?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
-    let timed = Arc::new(TimedStore::new(store, metrics));
-    let engine = Engine::new(
+    Ok(Engine::new(
         "xswap-server",
-        timed.clone(),
+        Arc::new(TimedStore::new(store, metrics)),
         [btc as Arc<dyn Rail>, eth as Arc<dyn Rail>],
         identity,
         driver,
-    );
-    Ok((engine, timed))
+    ))
 }
 
 async fn shutdown_signal() {
@@ -259,9 +257,8 @@ fn main() -> anyhow::Result<()> {
             let metrics = Arc::new(Metrics::default());
             let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone()).await?;
             let worker_config = worker.config()?;
-            let (engine, timed) =
-                engine(data_dir, store.clone(), metrics.clone(), worker.driver()?)?;
-            let running = Worker::start(&engine, store, timed, worker_config, metrics.clone())
+            let engine = engine(data_dir, store.clone(), metrics.clone(), worker.driver()?)?;
+            let running = Worker::start(&engine, store, worker_config, metrics.clone())
                 .map_err(|e| anyhow!("{e}"))?;
             let state = Arc::new(AppState {
                 engine,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use btc_adapter::rpc as btc_rpc;
-use pg_store::testkit::TestCluster;
+use pg_store::testkit::{free_port, TestCluster};
 use pg_store::PgStore;
 use serde_json::{json, Value};
 use swap_core::*;
@@ -92,14 +92,6 @@ impl Drop for Cluster {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// What one creation attempt answered.

@@ -1,15 +1,12 @@
-//! The store a worker's driver writes through: every state written for a swap goes through the
-//! fence of the lease this worker holds on it ([`PgStore::append_state_fenced`]), so a worker
-//! that stalled past its lease and wakes up after another took the swap over cannot write.
+//! The fence of a worker's writes: every state written for a swap goes through the lease this
+//! worker holds on it ([`PgStore::append_state_fenced`]), so a worker that stalled past its
+//! lease and wakes up after another took the swap over cannot write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use async_trait::async_trait;
 use pg_store::PgStore;
-use swap_core::store::{SentTx, StateEntry, SwapRecord, SwapState, SwapStore};
-use swap_core::{Asset, ChainId, Hashlock, StoreError, SwapId};
+use swap_core::{StoreError, SwapId, SwapState};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
@@ -64,44 +61,35 @@ impl Tokens {
 /// A write refused by the fence: the swap and the stale token.
 pub type Refused = (SwapId, u64);
 
-/// A [`SwapStore`] whose state writes are fenced by the leases in [`Tokens`]; everything else
-/// goes to `inner`. A write for a swap this worker does not hold is refused with
-/// [`StoreError::Fenced`] (token 0) without asking the database; a write the database fences
-/// is reported on `refused` so the worker stops running the swap at once.
-pub struct FencedStore {
+/// The fence of a worker's state writes ([`crate::TimedStore::fenced`]): a write for a swap
+/// this worker does not hold is refused with [`StoreError::Fenced`] (token 0) without asking
+/// the database; one the database fences (the lease is another worker's now) is reported on
+/// `refused`, so the worker stops running the swap at once.
+pub struct Fence {
     pg: Arc<PgStore>,
-    inner: Arc<dyn SwapStore>,
     tokens: Arc<Tokens>,
     refused: mpsc::UnboundedSender<Refused>,
     metrics: Arc<Metrics>,
 }
 
-impl FencedStore {
-    /// Fences the state writes of `inner` (a view of `pg`) with `tokens`.
+impl Fence {
+    /// Fences writes to `pg` with the leases in `tokens`.
     pub fn new(
         pg: Arc<PgStore>,
-        inner: Arc<dyn SwapStore>,
         tokens: Arc<Tokens>,
         refused: mpsc::UnboundedSender<Refused>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             pg,
-            inner,
             tokens,
             refused,
             metrics,
         }
     }
-}
 
-#[async_trait]
-impl SwapStore for FencedStore {
-    async fn create(&self, record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {
-        self.inner.create(record, initial).await
-    }
-
-    async fn append_state(
+    /// [`swap_core::SwapStore::append_state`] under the lease this worker holds on `id`.
+    pub async fn append_state(
         &self,
         id: &SwapId,
         expected: u64,
@@ -113,56 +101,15 @@ impl SwapStore for FencedStore {
                 token: 0,
             });
         };
-        let t = Instant::now();
         let out = self
             .pg
             .append_state_fenced(id, expected, state, token)
             .await;
-        self.metrics
-            .store_call("swap_store_append_state_fenced", t.elapsed(), out.is_ok());
         if let Err(StoreError::Fenced { .. }) = &out {
             self.metrics.lease_event("fenced_write");
             tracing::warn!(swap_id = %id, token, "write refused: the swap's lease is another worker's now");
             let _ = self.refused.send((*id, token));
         }
         out
-    }
-
-    async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError> {
-        self.inner.load_entry(id).await
-    }
-
-    async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {
-        self.inner.history(id).await
-    }
-
-    async fn unfinished(
-        &self,
-    ) -> Result<Vec<Result<(SwapRecord, SwapState), StoreError>>, StoreError> {
-        self.inner.unfinished().await
-    }
-
-    async fn to_lock(&self, chain: ChainId, asset: &Asset) -> Result<u128, StoreError> {
-        self.inner.to_lock(chain, asset).await
-    }
-
-    async fn list(&self) -> Result<Vec<SwapId>, StoreError> {
-        self.inner.list().await
-    }
-
-    async fn allocate_key_index(&self) -> Result<u32, StoreError> {
-        self.inner.allocate_key_index().await
-    }
-
-    async fn hashlock_in_use(&self, hashlock: &Hashlock) -> Result<bool, StoreError> {
-        self.inner.hashlock_in_use(hashlock).await
-    }
-
-    async fn record_tx(&self, id: &SwapId, tx: &SentTx) -> Result<(), StoreError> {
-        self.inner.record_tx(id, tx).await
-    }
-
-    async fn txs(&self, id: &SwapId) -> Result<Vec<SentTx>, StoreError> {
-        self.inner.txs(id).await
     }
 }

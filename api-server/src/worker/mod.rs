@@ -4,7 +4,7 @@
 //! A worker looks for unfinished swaps no one holds (never leased, released, or whose lease
 //! expired: its worker died or stalled) and leases up to [`WorkerConfig::max_swaps`] of them;
 //! a swap created through this server's API is leased by it at once. It runs each leased swap on
-//! a driver of its own whose state writes go through the lease's fence ([`FencedStore`]), renews
+//! a driver of its own whose state writes go through the lease's fence ([`Fence`]), renews
 //! every held lease each [`WorkerConfig::heartbeat`] in one statement, and stops running a swap
 //! at once when its lease is lost: the heartbeat no longer finds it, or the database fenced a
 //! write. A finished swap's lease is released. Sends happen once across workers because every
@@ -18,15 +18,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pg_store::PgStore;
-use swap_core::{Driver, DriverError, Outcome, StoreError, SwapId, SwapStore};
+use swap_core::{Driver, DriverError, Outcome, StoreError, SwapId};
 use swap_engine::Engine;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 use tracing::{error, info, warn};
 
-pub use fence::{FencedStore, Refused, Tokens};
+pub use fence::{Fence, Refused, Tokens};
 
 use crate::metrics::Metrics;
+use crate::TimedStore;
 
 /// A worker's settings.
 #[derive(Debug, Clone)]
@@ -157,27 +158,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Worker {
     /// Starts a worker on `pg` running swaps with `engine`'s rails and driver settings (its
-    /// state reads through `store`, typically the engine's timed store), and makes `engine`
-    /// hand every swap it stores to this worker instead of running it itself.
+    /// store calls timed into `metrics`), and makes `engine` hand every swap it stores to this
+    /// worker instead of running it itself.
     pub fn start(
         engine: &Arc<Engine>,
         pg: Arc<PgStore>,
-        store: Arc<dyn SwapStore>,
         config: WorkerConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Running, WorkerConfigError> {
         config.check()?;
         let tokens = Arc::new(Tokens::default());
         let (refused_tx, refused) = mpsc::unbounded_channel();
-        let fenced = FencedStore::new(
-            pg.clone(),
-            store,
-            tokens.clone(),
-            refused_tx,
-            metrics.clone(),
-        );
+        let fence = Fence::new(pg.clone(), tokens.clone(), refused_tx, metrics.clone());
+        let store = TimedStore::new(pg.clone(), metrics.clone()).fenced(Arc::new(fence));
         let driver = Arc::new(Driver::new(
-            Arc::new(fenced),
+            Arc::new(store),
             engine.driver.rails().cloned(),
             engine.driver.config(),
         ));
