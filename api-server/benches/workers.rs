@@ -93,6 +93,12 @@ struct Row {
     blocks: u64,
     /// Blocks from the last creation until every swap finished.
     tail_blocks: u64,
+    /// CPU the server processes used, per swap.
+    server_cpu_ms: f64,
+    /// CPU this process (the maker and the bench's client) used, per swap.
+    maker_cpu_ms: f64,
+    /// How busy the machine's cores were (every process), 0 to 1.
+    busy: f64,
 }
 
 async fn run(workers: usize, o: &Opts) -> Row {
@@ -109,6 +115,11 @@ async fn run(workers: usize, o: &Opts) -> Row {
     .await;
     c.mine();
     let h0 = c.nodes.btc.height().await;
+    let (cpu0, me0, m0) = (
+        c.servers_cpu(),
+        cluster::proc_cpu("/proc/self/stat"),
+        cluster::machine_cpu(),
+    );
     let t0 = Instant::now();
     let _ids: Vec<String> = futures::stream::iter(0..o.swaps)
         .map(|k| {
@@ -121,7 +132,13 @@ async fn run(workers: usize, o: &Opts) -> Row {
     let create_secs = t0.elapsed().as_secs_f64();
     let (_, tail_blocks) = c.wait_finished(o.swaps, Duration::from_secs(1800)).await;
     let secs = t0.elapsed().as_secs_f64();
+    let (cpu1, me1, m1) = (
+        c.servers_cpu(),
+        cluster::proc_cpu("/proc/self/stat"),
+        cluster::machine_cpu(),
+    );
     let blocks = c.nodes.btc.height().await - h0;
+    let per_swap = |d: Duration| d.as_secs_f64() * 1000.0 / o.swaps as f64;
     let swapped = c
         .states()
         .await
@@ -136,6 +153,9 @@ async fn run(workers: usize, o: &Opts) -> Row {
         secs,
         blocks,
         tail_blocks,
+        server_cpu_ms: per_swap(cpu1 - cpu0),
+        maker_cpu_ms: per_swap(me1 - me0),
+        busy: (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64,
     }
 }
 
@@ -160,7 +180,7 @@ async fn main() -> anyhow::Result<()> {
         o.swaps, o.in_flight, o.block_secs, o.poll_ms
     );
     println!(
-        "{:>8} {:>8} {:>10} {:>10} {:>7} {:>7} {:>12} {:>16}",
+        "{:>8} {:>8} {:>10} {:>10} {:>7} {:>7} {:>12} {:>16} {:>16} {:>14} {:>10}",
         "workers",
         "swapped",
         "create (s)",
@@ -168,11 +188,14 @@ async fn main() -> anyhow::Result<()> {
         "blocks",
         "secs",
         "swaps/block",
-        "blocks after last"
+        "blocks after last",
+        "server CPU/swap",
+        "maker CPU/swap",
+        "cores busy"
     );
     for r in &rows {
         println!(
-            "{:>8} {:>8} {:>10.1} {:>10.1} {:>7} {:>7.1} {:>12.1} {:>16}",
+            "{:>8} {:>8} {:>10.1} {:>10.1} {:>7} {:>7.1} {:>12.1} {:>16} {:>14.1}ms {:>12.1}ms {:>9.0}%",
             r.workers,
             r.swapped,
             r.create_secs,
@@ -180,7 +203,10 @@ async fn main() -> anyhow::Result<()> {
             r.blocks,
             r.secs,
             r.swaps as f64 / r.blocks.max(1) as f64,
-            r.tail_blocks
+            r.tail_blocks,
+            r.server_cpu_ms,
+            r.maker_cpu_ms,
+            r.busy * 100.0
         );
     }
     Ok(())

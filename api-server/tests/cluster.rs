@@ -351,6 +351,18 @@ impl Cluster {
         }
     }
 
+    /// CPU time (user + system) the running server processes used so far.
+    #[allow(dead_code)] // the workers bench's
+    pub fn servers_cpu(&self) -> Duration {
+        let pids: Vec<u32> = lock(&self.servers)
+            .iter()
+            .filter_map(|s| s.child.as_ref().map(Child::id))
+            .collect();
+        pids.iter()
+            .map(|pid| proc_cpu(&format!("/proc/{pid}/stat")))
+            .sum()
+    }
+
     /// Server `i`'s log so far (every start).
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&lock(&self.servers)[i].log).unwrap_or_default()
@@ -499,4 +511,37 @@ impl Cluster {
         }
         count
     }
+}
+
+/// CPU time of a process from its `/proc/<pid>/stat` (utime and stime, fields 14 and 15, in
+/// clock ticks of 10 ms).
+#[allow(dead_code)] // the workers bench's
+pub fn proc_cpu(stat: &str) -> Duration {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // `rest` starts at field 3.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// The machine's busy and total CPU time so far, in clock ticks (`/proc/stat`).
+#[allow(dead_code)] // the workers bench's
+pub fn machine_cpu() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let total: u64 = f.iter().sum();
+    // idle and iowait.
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (total - idle, total)
 }
