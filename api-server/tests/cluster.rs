@@ -278,7 +278,10 @@ impl Cluster {
         let child = Command::new(env!("CARGO_BIN_EXE_xswap-server"))
             .env("XSWAP_DATABASE_URL", &self.url)
             .env("XSWAP_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn,xswap_api::worker=info")
+            .env(
+                "RUST_LOG",
+                "warn,xswap_api::worker=info,swap_core::driver=info",
+            )
             .env("NO_COLOR", "1")
             .args(["serve", "--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{}", s.port)])
@@ -366,6 +369,70 @@ impl Cluster {
     /// Server `i`'s log so far (every start).
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&lock(&self.servers)[i].log).unwrap_or_default()
+    }
+
+    /// The swaps whose lock was handed to a node by more than one server process, with the
+    /// transactions they sent: a takeover after the lock was recorded in the outbox sends the
+    /// recorded transaction again (the same txid), never a new one.
+    pub fn locks_sent_by_several(&self) -> BTreeMap<String, Vec<String>> {
+        let mut by_swap: BTreeMap<String, BTreeMap<(usize, usize), String>> = BTreeMap::new();
+        for i in 0..self.setup.servers {
+            let mut start = 0;
+            for line in self.log(i).lines() {
+                if line.starts_with("=== start") {
+                    start += 1;
+                }
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .map(|v| v.trim_matches('"').to_owned())
+                };
+                if !line.contains(" sent ") || field("action=").as_deref() != Some("lock") {
+                    continue;
+                }
+                if let (Some(id), Some(tx)) = (field("swap_id="), field("txref=")) {
+                    by_swap.entry(id).or_default().insert((i, start), tx);
+                }
+            }
+        }
+        by_swap
+            .into_iter()
+            .filter(|(_, by)| by.len() > 1)
+            .map(|(id, by)| (id, by.into_values().collect()))
+            .collect()
+    }
+
+    /// The worker name of server `i`'s latest start (from its log).
+    pub fn worker_name(&self, i: usize) -> String {
+        let log = self.log(i);
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("worker started"))
+            .unwrap_or_else(|| panic!("server {i} has not started its worker:\n{log}"));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("worker="))
+            .expect("the worker's name")
+            .to_owned()
+    }
+
+    /// How many unfinished swaps the lease table gives to `worker` (expired or not).
+    pub async fn leases_of(&self, worker: &str) -> i64 {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM swap_leases l JOIN swaps s ON s.id = l.swap_id
+                 WHERE l.worker = $1 AND NOT s.finished",
+                &[&worker],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = conn.await;
+        row.get(0)
     }
 
     /// How many times server `i` was started.

@@ -55,10 +55,19 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
                 let i = k % SERVERS;
                 k += 1;
                 if k == 2 {
+                    let name = c.worker_name(i);
+                    let held = c.leases_of(&name).await;
                     c.signal(i, "STOP");
                     tokio::time::sleep(TTL * 5 / 2).await;
+                    // Until the other workers took over every unfinished swap it held (its
+                    // leases expired; an expired lease no one took keeps its token).
+                    let t = Instant::now();
+                    while c.leases_of(&name).await > 0 && t.elapsed() < Duration::from_secs(60) {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    let left = c.leases_of(&name).await;
                     c.signal(i, "CONT");
-                    stalled = Some(i);
+                    stalled = Some((i, held, left, t.elapsed()));
                     continue;
                 }
                 c.kill(i);
@@ -119,6 +128,18 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
     let wrong: Vec<_> = fundings.iter().filter(|(_, n)| **n != 1).collect();
     assert!(wrong.is_empty(), "HTLCs not funded exactly once: {wrong:?}");
     assert_eq!(fundings.len(), states.len());
+    // A lock sent again by the worker that took its swap over was the recorded transaction.
+    let again = c.locks_sent_by_several();
+    for (id, txs) in &again {
+        assert!(
+            txs.iter().all(|t| t == &txs[0]),
+            "swap {id}: workers sent different locks {txs:?}"
+        );
+    }
+    eprintln!(
+        "{} locks sent again by a worker that took the swap over, each the recorded one",
+        again.len()
+    );
 
     // Killed workers' swaps were taken over: more leases were taken than there are swaps.
     let logs: Vec<String> = (0..SERVERS).map(|i| c.log(i)).collect();
@@ -130,18 +151,28 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
     );
     // The stalled worker woke up holding leases that others had taken over: its heartbeat or
     // its writes were refused by their fencing tokens, and it stopped running those swaps.
-    let stalled = stalled.expect("a worker was stalled");
+    let (stalled, held, left, waited) = stalled.expect("a worker was stalled");
+    assert!(
+        held > 0,
+        "the stalled server {stalled} held no unfinished swap"
+    );
+    assert_eq!(
+        left, 0,
+        "the other workers did not take the stalled worker's swaps over in {waited:?}"
+    );
     let lost = logs[stalled].matches("lease lost").count();
     let refused = logs[stalled].matches("write refused").count();
     assert!(
         lost > 0,
-        "the stalled server {stalled} lost no lease (refused writes: {refused}):\n{}",
-        logs[stalled]
+        "the stalled server {stalled} lost none of its {held} leases (refused writes: \
+         {refused})"
     );
     eprintln!(
-        "{taken} leases taken for {} swaps; the stalled worker lost {lost} leases to fencing \
-         ({refused} writes refused); starts per server: {:?}",
+        "{taken} leases taken for {} swaps; the stalled worker held {held}, all taken over \
+         {:.1} s after its TTL; on waking up it lost {lost} leases to fencing ({refused} \
+         writes refused); starts per server: {:?}",
         states.len(),
+        waited.as_secs_f64(),
         (0..SERVERS).map(|i| c.starts(i)).collect::<Vec<_>>()
     );
 }
