@@ -95,6 +95,10 @@ async fn key_create_revoke_and_openapi_from_the_binary() {
         (&["--lease-ttl=-1"][..], "--lease-ttl must be a positive"),
         (&["--lease-ttl", "0"][..], "--lease-ttl must be a positive"),
         (&["--poll-ms", "0"][..], "--poll-ms must be positive"),
+        (
+            &["--worker-name", " "][..],
+            "a worker's name must not be empty",
+        ),
     ] {
         let mut all = vec!["serve", "--data-dir", empty.path().to_str().unwrap()];
         all.extend_from_slice(args);

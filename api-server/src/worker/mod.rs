@@ -63,6 +63,9 @@ pub enum WorkerConfigError {
     /// Zero intervals.
     #[error("the lease time to live, heartbeat and scan interval must be positive")]
     Zero,
+    /// The name is what tells workers apart in the lease table.
+    #[error("a worker's name must not be empty")]
+    Name,
 }
 
 impl WorkerConfig {
@@ -83,6 +86,9 @@ impl WorkerConfig {
     pub fn check(&self) -> Result<(), WorkerConfigError> {
         if self.ttl.is_zero() || self.heartbeat.is_zero() || self.scan.is_zero() {
             return Err(WorkerConfigError::Zero);
+        }
+        if self.name.trim().is_empty() {
+            return Err(WorkerConfigError::Name);
         }
         if self.heartbeat * 3 > self.ttl {
             return Err(WorkerConfigError::Heartbeat {
@@ -187,11 +193,14 @@ impl Worker {
             wake: Notify::new(),
         });
         let adopter = Arc::downgrade(&worker);
-        engine.run_with(Arc::new(move |id| {
+        let handed = engine.run_with(Arc::new(move |id| {
             if let Some(w) = adopter.upgrade() {
                 w.adopt(id);
             }
         }));
+        if !handed {
+            warn!("the engine hands the swaps it stores to another runner already: this worker runs only the swaps it finds unleased");
+        }
         info!(
             worker = %worker.config.name,
             ttl_ms = worker.config.ttl.as_millis() as u64,
