@@ -67,7 +67,7 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
                     }
                     let left = c.leases_of(&name).await;
                     c.signal(i, "CONT");
-                    stalled = Some((i, held, left, t.elapsed()));
+                    stalled = Some((i, held, left, TTL * 5 / 2 + t.elapsed()));
                     continue;
                 }
                 c.kill(i);
@@ -168,8 +168,8 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
          {refused})"
     );
     eprintln!(
-        "{taken} leases taken for {} swaps; the stalled worker held {held}, all taken over \
-         {:.1} s after its TTL; on waking up it lost {lost} leases to fencing ({refused} \
+        "{taken} leases taken for {} swaps; the stalled worker held {held}, stalled {:.1} s \
+         (all taken over by then); on waking up it lost {lost} leases to fencing ({refused} \
          writes refused); starts per server: {:?}",
         states.len(),
         waited.as_secs_f64(),

@@ -205,3 +205,65 @@ async fn one_heartbeat_renews_the_leases_still_held_and_leaves_out_the_lost_ones
         "the third lease was not renewed by the stale heartbeat: it expired"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_leasing_overlapping_sets_together_split_them() {
+    let pg = TestCluster::shared();
+    let url = pg.create_database("lease_many").await;
+    let workers = join_all((0..3).map(|_| PgStore::connect(&url))).await;
+    let workers: Vec<PgStore> = workers.into_iter().map(|w| w.unwrap()).collect();
+    let mut ids = Vec::new();
+    for n in 1..=40u8 {
+        let rec = sample_record(n, Role::Initiator);
+        workers[0]
+            .create(&rec, &SwapState::initial(Role::Initiator))
+            .await
+            .unwrap();
+        ids.push(rec.id());
+    }
+    let ttl = Duration::from_secs(30);
+    // Each asks for all of them (in its own order, one id twice, one unknown id).
+    let asks: Vec<Vec<SwapId>> = (0..workers.len())
+        .map(|w| {
+            let mut a = ids.clone();
+            a.rotate_left(w * 13);
+            a.push(ids[w]);
+            a.push(SwapId([0xee; 16]));
+            a
+        })
+        .collect();
+    let names: Vec<String> = (0..workers.len()).map(|i| format!("w{i}")).collect();
+    let got = join_all(
+        workers
+            .iter()
+            .zip(&asks)
+            .zip(&names)
+            .map(|((w, ask), name)| w.lease_many(ask, name, ttl)),
+    )
+    .await;
+    let got: Vec<Vec<(SwapId, u64)>> = got.into_iter().map(|r| r.unwrap()).collect();
+    let mut all: Vec<SwapId> = got.iter().flatten().map(|(id, _)| *id).collect();
+    all.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(all, want, "every swap leased once, the unknown one never");
+    // Renewing its own keeps each token; another worker's swaps stay out.
+    let mine = &got[0];
+    let again = workers[0].lease_many(&ids, "w0", ttl).await.unwrap();
+    let mut mine_sorted = mine.clone();
+    mine_sorted.sort();
+    let mut again_sorted = again.clone();
+    again_sorted.sort();
+    assert_eq!(again_sorted, mine_sorted);
+    assert!(workers[0]
+        .lease_many(&[], "w0", ttl)
+        .await
+        .unwrap()
+        .is_empty());
+    for (id, token) in mine {
+        workers[0]
+            .append_state_fenced(id, 1, &locking(), *token)
+            .await
+            .unwrap();
+    }
+}

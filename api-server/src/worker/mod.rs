@@ -353,17 +353,24 @@ impl Worker {
                     continue;
                 }
             };
-            let mut taken = 0;
-            for id in free {
-                if taken == room {
-                    break;
+            let free: Vec<SwapId> = {
+                let skip = lock(&self.skip);
+                free.into_iter()
+                    .filter(|id| !skip.contains(id))
+                    .take(room)
+                    .collect()
+            };
+            match self
+                .pg
+                .lease_many(&free, &self.config.name, self.config.ttl)
+                .await
+            {
+                Ok(leased) => {
+                    for (id, token) in leased {
+                        self.drive(id, token);
+                    }
                 }
-                if lock(&self.skip).contains(&id) {
-                    continue;
-                }
-                if self.try_lease(id).await {
-                    taken += 1;
-                }
+                Err(e) => warn!(error = %e, "could not lease swaps"),
             }
         }
     }
