@@ -2,9 +2,10 @@
 //! (`pg-store`) behind an axum API with a generated OpenAPI document (`/openapi.json`).
 //!
 //! - Creating a swap means: this server's engine takes a maker's offer for an amount (it is
-//!   the taker, the initiator: it makes the secret and locks first), then runs the swap to its
-//!   end. Clients give an `Idempotency-Key`; a retry with the same key and body answers the
-//!   same swap, never a second one.
+//!   the taker, the initiator: it makes the secret and locks first); the swap is then run to
+//!   its end by whichever server holds its lease (this one at first, see [`worker`]). Clients
+//!   give an `Idempotency-Key`; a retry with the same key and body answers the same swap,
+//!   never a second one.
 //! - Everything a server keeps between requests is in the database: API keys (hashed), rate
 //!   buckets, idempotency keys, the event log. Several servers on one database answer alike.
 //! - Every error is a JSON [`error::ApiError`] with a stable code and no internal text.
@@ -19,6 +20,7 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod timed;
+pub mod worker;
 
 pub use api::{openapi_text, router, ApiDoc};
 pub use db::ApiDb;

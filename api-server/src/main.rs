@@ -9,6 +9,7 @@ use pg_store::PgStore;
 use swap_core::{DriverConfig, Rail};
 use swap_engine::Engine;
 use swap_net::Identity;
+use xswap_api::worker::{Worker, WorkerConfig};
 use xswap_api::{ApiDb, AppState, Metrics, ServerConfig, TimedStore};
 use xswap_cli::config::{self, Config};
 
@@ -48,11 +49,9 @@ enum Command {
         /// Largest request body, in bytes.
         #[arg(long, default_value_t = 16 * 1024)]
         max_body: usize,
-        /// Also run every unfinished swap of the database at start (one server of a group
-        /// should, until workers with leases take swaps over; without it a server runs the
-        /// swaps it creates).
-        #[arg(long)]
-        resume: bool,
+        /// The lease loop: which swaps this server runs.
+        #[command(flatten)]
+        worker: WorkerArgs,
         /// A maker's offer (`xso1...`; the older `xswap1...` too) that quotes and creations use
         /// when they name none (checked at start).
         #[arg(long, env = "XSWAP_DEFAULT_OFFER")]
@@ -68,6 +67,63 @@ enum Command {
     },
     /// Print the OpenAPI document (also served at /openapi.json).
     Openapi,
+}
+
+/// Every server is also a worker: it runs the unfinished swaps it holds a lease on (any
+/// server's, taken over when their worker dies or stalls), at most `--max-swaps` at once.
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// Seconds a lease lives without a heartbeat: a worker that dies or stalls loses its
+    /// swaps to another within this time.
+    #[arg(long, env = "XSWAP_LEASE_TTL", default_value_t = 30.0)]
+    lease_ttl: f64,
+    /// Seconds between two heartbeats of the held leases (default: a third of the TTL).
+    #[arg(long, env = "XSWAP_HEARTBEAT")]
+    heartbeat: Option<f64>,
+    /// Most swaps this server runs at once; 0 serves the API only (swaps created here are run
+    /// by the other workers).
+    #[arg(long, env = "XSWAP_MAX_SWAPS", default_value_t = 1000)]
+    max_swaps: usize,
+    /// This worker's name in the lease table and logs (default: host, pid and a random
+    /// suffix; must differ between running workers).
+    #[arg(long, env = "XSWAP_WORKER_NAME")]
+    worker_name: Option<String>,
+    /// Milliseconds between two steps of a swap (a shorter poll acts sooner on new blocks,
+    /// at the cost of more node calls).
+    #[arg(long, env = "XSWAP_POLL_MS", default_value_t = 15_000)]
+    poll_ms: u64,
+}
+
+fn seconds(name: &str, s: f64) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow!("{name} must be a positive number of seconds, not {s}"))
+}
+
+impl WorkerArgs {
+    fn driver(&self) -> anyhow::Result<DriverConfig> {
+        if self.poll_ms == 0 {
+            anyhow::bail!("--poll-ms must be positive");
+        }
+        let poll = std::time::Duration::from_millis(self.poll_ms);
+        Ok(DriverConfig {
+            poll_interval: poll,
+            max_backoff: (poll * 20).min(DriverConfig::default().max_backoff),
+        })
+    }
+
+    fn config(&self) -> anyhow::Result<WorkerConfig> {
+        let mut c = WorkerConfig::new(seconds("--lease-ttl", self.lease_ttl)?, self.max_swaps);
+        if let Some(h) = self.heartbeat {
+            c.heartbeat = seconds("--heartbeat", h)?;
+        }
+        if let Some(n) = &self.worker_name {
+            c.name.clone_from(n);
+        }
+        c.check().map_err(|e| anyhow!("{e}"))?;
+        Ok(c)
+    }
 }
 
 #[derive(Subcommand)]
@@ -118,6 +174,7 @@ fn engine(
     data_dir: &std::path::Path,
     store: Arc<PgStore>,
     metrics: Arc<Metrics>,
+    driver: DriverConfig,
 ) -> anyhow::Result<Arc<Engine>> {
     let cfg = Config::load(data_dir)?;
     let ks = config::open_keystore(data_dir)?;
@@ -128,7 +185,7 @@ fn engine(
         Arc::new(TimedStore::new(store, metrics)),
         [btc as Arc<dyn Rail>, eth as Arc<dyn Rail>],
         identity,
-        DriverConfig::default(),
+        driver,
     ))
 }
 
@@ -190,7 +247,7 @@ fn main() -> anyhow::Result<()> {
             rate,
             burst,
             max_body,
-            resume,
+            worker,
             offer,
             pool_size,
         } => rt.block_on(async {
@@ -199,11 +256,10 @@ fn main() -> anyhow::Result<()> {
             }
             let metrics = Arc::new(Metrics::default());
             let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone()).await?;
-            let engine = engine(data_dir, store, metrics.clone())?;
-            if *resume {
-                let n = engine.resume().await?;
-                tracing::info!(swaps = n, "unfinished swaps resumed");
-            }
+            let worker_config = worker.config()?;
+            let engine = engine(data_dir, store.clone(), metrics.clone(), worker.driver()?)?;
+            let running = Worker::start(&engine, store, worker_config, metrics.clone())
+                .map_err(|e| anyhow!("{e}"))?;
             let state = Arc::new(AppState {
                 engine,
                 db,
@@ -221,6 +277,8 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("listening on {listen}"))?;
             tracing::info!(addr = %listener.local_addr()?, "xswap-server listening");
             xswap_api::serve(listener, state, shutdown_signal()).await?;
+            // A graceful stop gives the leases back: other workers go on at once.
+            running.stop().await;
             Ok(())
         }),
     }

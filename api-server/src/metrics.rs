@@ -23,6 +23,8 @@ struct Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
     store: Mutex<BTreeMap<&'static str, Histogram>>,
+    leases: Mutex<BTreeMap<&'static str, u64>>,
+    held: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -30,6 +32,21 @@ impl Metrics {
     pub fn request(&self, method: &'static str, route: &'static str, status: u16) {
         let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry((method, route, status)).or_default() += 1;
+    }
+
+    /// Counts one event of this process's lease loop (`taken`, `released`, `lost_heartbeat`,
+    /// `fenced_write`, ...).
+    pub fn lease_event(&self, event: &'static str) {
+        let mut m = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(event).or_default() += 1;
+    }
+
+    /// How many swaps this process holds leases on now.
+    pub fn set_leases_held(&self, n: usize) {
+        self.held.store(
+            u64::try_from(n).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Records one store call.
@@ -99,6 +116,21 @@ impl Metrics {
                 h.errors
             );
         }
+        out.push_str("# HELP xswap_worker_lease_events_total This worker's lease events.\n");
+        out.push_str("# TYPE xswap_worker_lease_events_total counter\n");
+        for (event, n) in self.leases.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "xswap_worker_lease_events_total{{event=\"{event}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP xswap_worker_leases Swaps this worker holds a lease on.\n");
+        out.push_str("# TYPE xswap_worker_leases gauge\n");
+        let _ = writeln!(
+            out,
+            "xswap_worker_leases {}",
+            self.held.load(std::sync::atomic::Ordering::Relaxed)
+        );
         out.push_str("# HELP xswap_swaps Swaps in the database, by state.\n");
         out.push_str("# TYPE xswap_swaps gauge\n");
         for (state, n) in swaps.unwrap_or_default() {

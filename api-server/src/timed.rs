@@ -1,5 +1,6 @@
 //! A [`SwapStore`] that records the latency of every call of the engine into [`Metrics`]
-//! (`xswap_api_store_seconds{op="swap_store_..."}`), around the PostgreSQL store.
+//! (`xswap_api_store_seconds{op="swap_store_..."}`), around the PostgreSQL store; for a
+//! worker's driver, its state writes go through the lease fence ([`TimedStore::fenced`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,17 +10,29 @@ use swap_core::store::{SentTx, StateEntry, SwapRecord, SwapState, SwapStore};
 use swap_core::{Asset, ChainId, Hashlock, StoreError, SwapId};
 
 use crate::metrics::Metrics;
+use crate::worker::Fence;
 
 /// The engine's store, timed.
 pub struct TimedStore {
     inner: Arc<dyn SwapStore>,
     metrics: Arc<Metrics>,
+    fence: Option<Arc<Fence>>,
 }
 
 impl TimedStore {
     /// Times the calls to `inner`.
     pub fn new(inner: Arc<dyn SwapStore>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
+        Self {
+            inner,
+            metrics,
+            fence: None,
+        }
+    }
+
+    /// Writes every state through `fence` (the leases of a worker) instead of `inner`.
+    pub fn fenced(mut self, fence: Arc<Fence>) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     async fn timed<T>(
@@ -47,11 +60,22 @@ impl SwapStore for TimedStore {
         expected: u64,
         state: &SwapState,
     ) -> Result<u64, StoreError> {
-        self.timed(
-            "swap_store_append_state",
-            self.inner.append_state(id, expected, state),
-        )
-        .await
+        match &self.fence {
+            Some(fence) => {
+                self.timed(
+                    "swap_store_append_state_fenced",
+                    fence.append_state(id, expected, state),
+                )
+                .await
+            }
+            None => {
+                self.timed(
+                    "swap_store_append_state",
+                    self.inner.append_state(id, expected, state),
+                )
+                .await
+            }
+        }
     }
 
     async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError> {

@@ -16,6 +16,10 @@
 
 #[path = "binary.rs"]
 mod binary;
+#[path = "cluster.rs"]
+mod cluster;
+#[path = "failover.rs"]
+mod failover;
 #[path = "harness.rs"]
 mod harness;
 #[path = "http.rs"]

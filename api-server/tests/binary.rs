@@ -85,6 +85,29 @@ async fn key_create_revoke_and_openapi_from_the_binary() {
     assert!(!out.status.success(), "no installation: no server");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("panicked"), "{said}");
+
+    // Lease settings that cannot work are refused with what is wrong, before anything runs.
+    for (args, says) in [
+        (
+            &["--lease-ttl", "3", "--heartbeat", "2"][..],
+            "must be at most a third of the lease time to live",
+        ),
+        (&["--lease-ttl=-1"][..], "--lease-ttl must be a positive"),
+        (&["--lease-ttl", "0"][..], "--lease-ttl must be a positive"),
+        (&["--poll-ms", "0"][..], "--poll-ms must be positive"),
+        (
+            &["--worker-name", " "][..],
+            "a worker's name must not be empty",
+        ),
+    ] {
+        let mut all = vec!["serve", "--data-dir", empty.path().to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = server(&api.url, &all);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(said.contains(says), "{args:?}: {said}");
+        assert!(!said.contains("panicked"), "{said}");
+    }
 }
 
 /// `target/<profile>/xswap`, built when missing (as the workspace's CLI tests do).
@@ -166,7 +189,7 @@ async fn serve_an_installation_made_by_the_cli() {
         .env("XSWAP_PASSWORD", "pw")
         .env("RUST_LOG", "warn")
         .args(["serve", "--data-dir", dir.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--resume"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--lease-ttl", "5"])
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();

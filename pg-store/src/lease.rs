@@ -56,6 +56,21 @@ pub(crate) async fn check_fence(
     }
 }
 
+/// The end of a lease's insert: a swap with a lease is taken when the lease expired (a new
+/// token), renewed when `worker` holds it (the same token), left alone otherwise.
+macro_rules! take_or_renew {
+    () => {
+        "ON CONFLICT (swap_id) DO UPDATE SET
+             token = CASE WHEN swap_leases.expires_at > clock_timestamp()
+                          THEN swap_leases.token ELSE EXCLUDED.token END,
+             worker = EXCLUDED.worker,
+             expires_at = EXCLUDED.expires_at
+         WHERE swap_leases.expires_at <= clock_timestamp()
+            OR swap_leases.worker = EXCLUDED.worker
+         RETURNING swap_id, token"
+    };
+}
+
 impl PgStore {
     /// Takes the swap's lease for `worker` for `ttl`, when the swap has no lease or its lease
     /// expired; answers the lease's fencing token, or `None` when another worker holds it.
@@ -69,28 +84,64 @@ impl PgStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "INSERT INTO swap_leases(swap_id, worker, token, expires_at)
-                 VALUES ($1, $2, nextval('swap_lease_tokens'),
-                         clock_timestamp() + $3::BIGINT * INTERVAL '1 millisecond')
-                 ON CONFLICT (swap_id) DO UPDATE SET
-                     token = CASE WHEN swap_leases.expires_at > clock_timestamp()
-                                  THEN swap_leases.token ELSE EXCLUDED.token END,
-                     worker = EXCLUDED.worker,
-                     expires_at = EXCLUDED.expires_at
-                 WHERE swap_leases.expires_at <= clock_timestamp()
-                    OR swap_leases.worker = EXCLUDED.worker
-                 RETURNING token",
+                concat!(
+                    "INSERT INTO swap_leases(swap_id, worker, token, expires_at)
+                     VALUES ($1, $2, nextval('swap_lease_tokens'),
+                             clock_timestamp() + $3::BIGINT * INTERVAL '1 millisecond') ",
+                    take_or_renew!()
+                ),
                 &[&&id.0[..], &worker, &ttl_ms(ttl)],
             )
             .await;
         match row {
-            Ok(Some(r)) => token_of(id, r.try_get(0).map_err(db)?).map(Some),
+            Ok(Some(r)) => token_of(id, r.try_get(1).map_err(db)?).map(Some),
             Ok(None) => Ok(None),
             Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
                 Err(StoreError::UnknownSwap(*id))
             }
             Err(e) => Err(db(e)),
         }
+    }
+
+    /// [`PgStore::lease`] for many swaps in one statement: answers the swaps leased (or
+    /// renewed) for `worker`, each with its token; those another worker holds, and unknown
+    /// ids, are left out. Workers leasing overlapping sets together each get a part, never
+    /// the same swap.
+    pub async fn lease_many(
+        &self,
+        ids: &[SwapId],
+        worker: &str,
+        ttl: Duration,
+    ) -> Result<Vec<(SwapId, u64)>, StoreError> {
+        // One order for every worker (rows are locked in it: no deadlock), each id once (a
+        // statement may not update a row twice).
+        let mut ids: Vec<&[u8]> = ids.iter().map(|id| &id.0[..]).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                concat!(
+                    "INSERT INTO swap_leases(swap_id, worker, token, expires_at)
+                     SELECT s.id, $2, nextval('swap_lease_tokens'),
+                            clock_timestamp() + $3::BIGINT * INTERVAL '1 millisecond'
+                     FROM unnest($1::BYTEA[]) WITH ORDINALITY AS u(id, n)
+                     JOIN swaps s ON s.id = u.id ORDER BY u.n ",
+                    take_or_renew!()
+                ),
+                &[&ids, &worker, &ttl_ms(ttl)],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let id = read_id(r.try_get(0).map_err(|e| corrupt("?", e))?)?;
+                Ok((id, token_of(&id, r.try_get(1).map_err(db)?)?))
+            })
+            .collect()
     }
 
     /// Extends the lease held under `token` to `ttl` from now. [`StoreError::Fenced`] when the
@@ -117,6 +168,39 @@ impl PgStore {
         } else {
             Err(StoreError::Fenced { swap: *id, token })
         }
+    }
+
+    /// [`PgStore::heartbeat`] for many leases in one statement: extends each `(swap, token)`
+    /// still held under its token to `ttl` from now, and answers those swaps; a swap left out
+    /// of the answer was taken over or released (its holder must stop working on it).
+    pub async fn heartbeat_many(
+        &self,
+        held: &[(SwapId, u64)],
+        ttl: Duration,
+    ) -> Result<Vec<SwapId>, StoreError> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A token beyond i64 was never handed out: it cannot be held.
+        let (ids, tokens): (Vec<&[u8]>, Vec<i64>) = held
+            .iter()
+            .filter_map(|(id, t)| Some((&id.0[..], i64::try_from(*t).ok()?)))
+            .unzip();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "UPDATE swap_leases l
+                 SET expires_at = clock_timestamp() + $3::BIGINT * INTERVAL '1 millisecond'
+                 FROM unnest($1::BYTEA[], $2::BIGINT[]) AS h(swap_id, token)
+                 WHERE l.swap_id = h.swap_id AND l.token = h.token
+                 RETURNING l.swap_id",
+                &[&ids, &tokens, &ttl_ms(ttl)],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| read_id(r.try_get(0).map_err(|e| corrupt("?", e))?))
+            .collect()
     }
 
     /// Gives back the lease held under `token` (the swap is free for any worker at once);

@@ -84,7 +84,8 @@ pub fn find_bindir_with(
         .find(|d| has_initdb(d))
 }
 
-fn free_port() -> u16 {
+/// A TCP port free on 127.0.0.1 now (for a server a test starts).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

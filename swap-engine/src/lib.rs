@@ -142,7 +142,12 @@ pub struct Engine {
     accepting: tokio::sync::Mutex<()>,
     /// Wallet balances read for liquidity checks, shared by the checks that ask together.
     funds: swap_core::shared_read::SharedReads<(RailId, Asset), swap_core::Funds>,
+    /// Where stored swaps go to run instead of this engine's driver (see [`Engine::run_with`]).
+    runner: std::sync::OnceLock<Runner>,
 }
+
+/// Takes a stored swap to run it (see [`Engine::run_with`]).
+pub type Runner = Arc<dyn Fn(SwapId) + Send + Sync>;
 
 /// How old a balance a taker's advisory funds check may use (see
 /// [`Engine::check_funds_read_since`]): a wallet with thousands of coins costs the node a
@@ -197,6 +202,7 @@ impl Engine {
             quotes,
             accepting: tokio::sync::Mutex::new(()),
             funds: swap_core::shared_read::SharedReads::new(),
+            runner: std::sync::OnceLock::new(),
         })
     }
 
@@ -350,8 +356,21 @@ impl Engine {
         }
     }
 
-    /// Runs a stored swap in the background until it ends.
+    /// Hands every swap this engine stores from now on (a take, a maker's accepted proposal)
+    /// to `runner` instead of running it on this engine's driver: for example a worker that
+    /// leases swaps on a database several processes share and runs them under the lease. Set
+    /// once; answers false (and changes nothing) when a runner was set already.
+    pub fn run_with(&self, runner: Runner) -> bool {
+        self.runner.set(runner).is_ok()
+    }
+
+    /// Runs a stored swap in the background until it ends (or hands it to the runner of
+    /// [`Engine::run_with`]).
     pub fn start(self: &Arc<Self>, id: SwapId) {
+        if let Some(run) = self.runner.get() {
+            run(id);
+            return;
+        }
         if let Ok(mut tasks) = self.tasks.lock() {
             self.driver.spawn(&mut tasks, id);
         }
