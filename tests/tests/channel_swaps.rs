@@ -103,7 +103,7 @@ async fn finish_mining(
         tokio::time::sleep(Duration::from_millis(200)).await;
         nodes.eth.advance_time(12).await;
         rounds += 1;
-        if mine_btc && rounds % 5 == 0 {
+        if mine_btc && rounds.is_multiple_of(5) {
             nodes.btc.mine(1).await;
         }
     }
