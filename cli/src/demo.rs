@@ -118,13 +118,7 @@ pub async fn run() -> anyhow::Result<()> {
 
     // Funds: the taker has coins to sell, the maker coins to buy tokens with; tokens to the taker.
     for (wallet, sats) in [(&taker.wallet, 3 * BTC_SWAP), (&maker.wallet, 3 * BTC_SWAP)] {
-        let addr = nodes
-            .btc
-            .rpc()
-            .with_wallet(wallet)?
-            .get_new_address("bech32")
-            .await?;
-        nodes.btc.send(&addr, sats).await;
+        nodes.send_to_wallet(wallet, sats).await?;
     }
     nodes.btc.mine(1).await;
     let provider = ProviderBuilder::new()

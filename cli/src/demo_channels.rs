@@ -29,7 +29,7 @@ const LN_CAPACITY: u64 = 2_000_000;
 /// What each side puts in the Ethereum channel.
 const ETH_DEPOSIT: u128 = 10u128.pow(18);
 /// The rate: wei per satoshi (0.01 coin for 0.1 ETH).
-const WEI_PER_SAT: u128 = 10_000_000_000;
+pub const WEI_PER_SAT: u128 = 10_000_000_000;
 
 /// What the channel act did, for the demo's summary.
 pub struct ChannelAct {
@@ -98,6 +98,38 @@ pub fn channel_engine(
     ))
 }
 
+/// The maker's offer of the channel act and the channel bench: ETH in the Ethereum channel
+/// for LTC (the regtest node's coin) over Lightning at `WEI_PER_SAT`, at most `max` (wei,
+/// sats) a swap, from 1 sat.
+pub fn channel_offer(
+    maker: &Engine,
+    nodes: &Nodes,
+    addr: String,
+    max: (u128, u64),
+    expires: Timestamp,
+) -> swap_net::Offer {
+    let ltc = nodes.btc.chain_id();
+    maker.offer(
+        addr,
+        OfferLeg {
+            rail: RailKind::EvmChannel,
+            chain: nodes.eth_params().chain,
+            asset: Asset::Eth,
+            max: Amount::Wei(Wei(max.0)),
+            min: Amount::Wei(Wei(WEI_PER_SAT)),
+        },
+        OfferLeg {
+            rail: RailKind::Lightning,
+            chain: ltc,
+            asset: ltc.family.native_asset(),
+            max: Amount::Sats(Sats(max.1)),
+            min: Amount::Sats(Sats(1)),
+        },
+        (WEI_PER_SAT, 1),
+        expires,
+    )
+}
+
 /// The demo's polling: fast, for swaps that settle in milliseconds.
 const FAST: DriverConfig = DriverConfig {
     poll_interval: Duration::from_millis(50),
@@ -141,24 +173,11 @@ pub async fn run(nodes: &Nodes, dir: &Path) -> anyhow::Result<ChannelAct> {
     let maker = channel_engine("maker", dir, maker_ln.clone(), &maker_chan.rail, FAST)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
-    let ltc = nodes.btc.chain_id();
-    let offer = maker.offer(
+    let offer = channel_offer(
+        &maker,
+        nodes,
         addr,
-        OfferLeg {
-            rail: RailKind::EvmChannel,
-            chain: nodes.eth_params().chain,
-            asset: Asset::Eth,
-            max: Amount::Wei(Wei(10u128.pow(17))),
-            min: Amount::Wei(Wei(10u128.pow(9))),
-        },
-        OfferLeg {
-            rail: RailKind::Lightning,
-            chain: ltc,
-            asset: ltc.family.native_asset(),
-            max: Amount::Sats(Sats(100_000)),
-            min: Amount::Sats(Sats(1)),
-        },
-        (WEI_PER_SAT, 1),
+        (10u128.pow(17), 100_000),
         Timestamp(Timestamp::now().0 + 3600),
     );
     crate::say!(

@@ -138,6 +138,19 @@ pub async fn party(
 }
 
 impl Nodes {
+    /// Sends `sats` from the mining wallet to a new address of node wallet `wallet` (not
+    /// mined yet).
+    pub async fn send_to_wallet(&self, wallet: &str, sats: u64) -> anyhow::Result<()> {
+        let addr = self
+            .btc
+            .rpc()
+            .with_wallet(wallet)?
+            .get_new_address("bech32")
+            .await?;
+        self.btc.send(&addr, sats).await;
+        Ok(())
+    }
+
     /// Mines one Bitcoin-family block every `every`, moving Ethereum time along by one block
     /// interval each time (as [`Nodes::advance`] does), until the task is aborted.
     pub fn spawn_miner(

@@ -52,13 +52,9 @@ pub async fn open_ln_channel(
     (from, to): (&LnNode, &LnNode),
     capacity_sats: u64,
 ) -> anyhow::Result<()> {
-    let addr = nodes
-        .btc
-        .rpc()
-        .with_wallet(wallet)?
-        .get_new_address("bech32")
+    nodes
+        .send_to_wallet(wallet, capacity_sats + 1_000_000)
         .await?;
-    nodes.btc.send(&addr, capacity_sats + 1_000_000).await;
     nodes.btc.mine(1).await;
     from.connect(to.node_id(), to.listen_addr()).await?;
     let mut events = from.subscribe();

@@ -124,6 +124,32 @@ struct Sides {
     height_after_open: u64,
 }
 
+/// Lightning nodes for the taker `tina` and the maker `mark` (data in the returned directory)
+/// with a channel of 2,000,000 sats opened by the taker when it pays over Lightning, else by
+/// the maker.
+async fn ln_pair(
+    nodes: &Nodes,
+    seeds: (u8, u8),
+    taker_pays: bool,
+) -> (tempfile::TempDir, Arc<LnNode>, Arc<LnNode>) {
+    let dir = tempfile::tempdir().unwrap();
+    let tina = ln_node(nodes, "tina", [seeds.0; 32], dir.path())
+        .await
+        .unwrap();
+    let mark = ln_node(nodes, "mark", [seeds.1; 32], dir.path())
+        .await
+        .unwrap();
+    let (wallet, payer, payee) = if taker_pays {
+        ("tina", &tina, &mark)
+    } else {
+        ("mark", &mark, &tina)
+    };
+    open_ln_channel(nodes, wallet, (payer, payee), 2_000_000)
+        .await
+        .unwrap();
+    (dir, tina, mark)
+}
+
 /// The taker `tina` and the maker `mark`; the channel is opened by the taker when it pays
 /// over Lightning, else by the maker.
 async fn sides(
@@ -132,22 +158,7 @@ async fn sides(
     accounts: (usize, usize),
     taker_pays: bool,
 ) -> Sides {
-    let dir = tempfile::tempdir().unwrap();
-    let tina = ln_node(nodes, "tina", [seeds.0; 32], dir.path())
-        .await
-        .unwrap();
-    let mark = ln_node(nodes, "mark", [seeds.1; 32], dir.path())
-        .await
-        .unwrap();
-    if taker_pays {
-        open_ln_channel(nodes, "tina", (&tina, &mark), 2_000_000)
-            .await
-            .unwrap();
-    } else {
-        open_ln_channel(nodes, "mark", (&mark, &tina), 2_000_000)
-            .await
-            .unwrap();
-    }
+    let (dir, tina, mark) = ln_pair(nodes, seeds, taker_pays).await;
     let height_after_open = nodes.btc.height().await;
     let (taker, taker_eth) = engine(nodes, "tina", &tina, accounts.0, dir.path()).await;
     let (maker, maker_eth) = engine(nodes, "mark", &mark, accounts.1, dir.path()).await;
@@ -382,22 +393,7 @@ async fn channel_sides_polling(
     taker_pays_ln: bool,
     taker_poll: Duration,
 ) -> ChannelSides {
-    let dir = tempfile::tempdir().unwrap();
-    let tina = ln_node(nodes, "tina", [seeds.0; 32], dir.path())
-        .await
-        .unwrap();
-    let mark = ln_node(nodes, "mark", [seeds.1; 32], dir.path())
-        .await
-        .unwrap();
-    if taker_pays_ln {
-        open_ln_channel(nodes, "tina", (&tina, &mark), 2_000_000)
-            .await
-            .unwrap();
-    } else {
-        open_ln_channel(nodes, "mark", (&mark, &tina), 2_000_000)
-            .await
-            .unwrap();
-    }
+    let (dir, tina, mark) = ln_pair(nodes, seeds, taker_pays_ln).await;
     let (mark_chan, tina_chan, chan, _) =
         open_eth_channel(nodes, (accounts.1, accounts.0), (ETH_DEPOSIT, ETH_DEPOSIT))
             .await

@@ -24,16 +24,16 @@ use bitcoin::secp256k1::{Message, Secp256k1, SecretKey};
 use futures::StreamExt;
 use swap_core::*;
 use swap_engine::{Direct, Engine, OfferRates};
-use swap_net::{Offer, OfferLeg, Peer};
+use swap_net::{Offer, Peer};
 use xswap_bench::{cpu_time, percentile};
-use xswap_cli::demo_channels::{btc_txs_since, channel_engine, eth_txs};
+use xswap_cli::demo_channels::{
+    btc_txs_since, channel_engine, channel_offer, eth_txs, WEI_PER_SAT,
+};
 use xswap_cli::regtest::Nodes;
 use xswap_cli::regtest_channels::{ln_node, open_eth_channel, open_ln_channel};
 
 /// Satoshis per swap (the taker pays them over Lightning).
 const SATS: u64 = 1_000;
-/// Wei per satoshi.
-const WEI_PER_SAT: u128 = 10_000_000_000;
 /// The Lightning channel: the largest without the large-channel feature.
 const LN_CAPACITY: u64 = 16_000_000;
 /// The maker's side of the Ethereum channel (the taker's is empty: it only receives).
@@ -235,24 +235,11 @@ async fn bench(o: Opts) -> Result<()> {
         &maker_chan.rail,
         driver,
     )?;
-    let ltc = nodes.btc.chain_id();
-    let offer = maker.offer(
+    let offer = channel_offer(
+        &maker,
+        &nodes,
         "maker.example:7700".into(),
-        OfferLeg {
-            rail: RailKind::EvmChannel,
-            chain: nodes.eth_params().chain,
-            asset: Asset::Eth,
-            max: Amount::Wei(Wei(10u128.pow(18))),
-            min: Amount::Wei(Wei(1)),
-        },
-        OfferLeg {
-            rail: RailKind::Lightning,
-            chain: ltc,
-            asset: ltc.family.native_asset(),
-            max: Amount::Sats(Sats(100_000)),
-            min: Amount::Sats(Sats(1)),
-        },
-        (WEI_PER_SAT, 1),
+        (10u128.pow(18), 100_000),
         Timestamp(Timestamp::now().0 + 24 * 3600),
     );
     let wallets = ["taker-ln", "maker-ln"];
