@@ -6,11 +6,13 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use pg_store::PgStore;
+use swap_core::store::StoreKey;
 use swap_core::{DriverConfig, Rail};
 use swap_engine::Engine;
 use swap_net::Identity;
 use xswap_api::{ApiDb, AppState, Metrics, ServerConfig, TimedStore};
 use xswap_cli::config::{self, Config};
+use xswap_cli::keystore::Keystore;
 
 /// xswap's HTTP/JSON API server, on a PostgreSQL database several servers can share.
 #[derive(Parser)]
@@ -91,16 +93,19 @@ fn database_url(cli: &Cli) -> anyhow::Result<&str> {
         .ok_or_else(|| anyhow!("give --database-url or set XSWAP_DATABASE_URL"))
 }
 
-/// The swap store, migrated, then the API's tables.
+/// The swap store, migrated, its secrets sealed with `key` (see `swap_core::store::seal`),
+/// then the API's tables.
 async fn open(
     url: &str,
     pool_size: usize,
     metrics: Arc<Metrics>,
+    key: StoreKey,
 ) -> anyhow::Result<(Arc<PgStore>, ApiDb)> {
     let store = PgStore::connect_with(
         url,
         pg_store::PgOptions {
             pool_size,
+            key: Some(key.clone()),
             ..Default::default()
         },
     )
@@ -108,20 +113,34 @@ async fn open(
     .map_err(|e| anyhow!("swap store: {e}"))?;
     let db = ApiDb::connect(url, pool_size, metrics)
         .await
-        .map_err(|e| anyhow!("API tables: {e}"))?;
+        .map_err(|e| anyhow!("API tables: {e}"))?
+        .with_key(Some(key));
     Ok((Arc::new(store), db))
+}
+
+/// The API's tables alone (the swap store's schema migrated first, no swap read): what the
+/// `key` commands need, without the installation's keystore.
+async fn open_api_tables(url: &str) -> anyhow::Result<ApiDb> {
+    PgStore::open_with(url, pg_store::PgOptions::default())
+        .map_err(|e| anyhow!("swap store: {e}"))?
+        .apply_migrations()
+        .await
+        .map_err(|e| anyhow!("swap store: {e}"))?;
+    ApiDb::connect(url, 2, Arc::default())
+        .await
+        .map_err(|e| anyhow!("API tables: {e}"))
 }
 
 /// The engine of the installation in `data_dir` on the PostgreSQL store (which is also the
 /// outbox: a funding is recorded in the database before it is broadcast).
 fn engine(
     data_dir: &std::path::Path,
+    ks: &Keystore,
     store: Arc<PgStore>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<Engine>> {
     let cfg = Config::load(data_dir)?;
-    let ks = config::open_keystore(data_dir)?;
-    let (btc, eth) = config::adapters(&cfg, &ks, store.clone())?;
+    let (btc, eth) = config::adapters(&cfg, ks, store.clone())?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     Ok(Engine::new(
         "xswap-server",
@@ -167,7 +186,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Key { action } => rt.block_on(async {
-            let (_, db) = open(database_url(&cli)?, 2, Arc::default()).await?;
+            let db = open_api_tables(database_url(&cli)?).await?;
             match action {
                 KeyAction::Create { name } => {
                     let (id, key) = db.create_key(name).await.map_err(|e| anyhow!("{e}"))?;
@@ -198,8 +217,11 @@ fn main() -> anyhow::Result<()> {
                 swap_net::Offer::decode(o).map_err(|e| anyhow!("--offer: {e}"))?;
             }
             let metrics = Arc::new(Metrics::default());
-            let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone()).await?;
-            let engine = engine(data_dir, store, metrics.clone())?;
+            // The keystore first: the store's secrets are sealed with its key.
+            let ks = config::open_keystore(data_dir)?;
+            let key = ks.store_key()?;
+            let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone(), key).await?;
+            let engine = engine(data_dir, &ks, store, metrics.clone())?;
             if *resume {
                 let n = engine.resume().await?;
                 tracing::info!(swaps = n, "unfinished swaps resumed");

@@ -60,7 +60,7 @@ async fn migrations_from_empty_from_older_and_newer_refused() {
     assert_eq!(migrate_to(&mut c, 1).await.unwrap(), 1);
     assert_eq!(versions(&c).await, vec![1]);
     let rec = sample_record(7, Role::Initiator);
-    let row = new_swap_row(&rec, &SwapState::initial(Role::Initiator)).unwrap();
+    let row = new_swap_row(None, &rec, &SwapState::initial(Role::Initiator)).unwrap();
     c.execute(
         "INSERT INTO swaps(id, role, record_json, secret, created_at, hashlock, lock_on,
                            lock_amount, lock_ahead)

@@ -436,6 +436,53 @@ fn newer_or(tx: &SignedTx) -> SignedTx {
     }
 }
 
+/// For the tests of secrets at rest (see [`super::seal`]): stores a swap of each role with
+/// fresh random preimages (the initiator's secret of swap `n`, the preimage the responder of
+/// swap `n + 1` learned, in two of its states) and checks they read back. Answers both, for the
+/// caller to look for in its raw storage with [`in_clear`].
+pub async fn write_secrets(store: &dyn SwapStore, n: u8) -> [Preimage; 2] {
+    let mine = Preimage::random().unwrap();
+    let learned = Preimage::random().unwrap();
+    let mut a = sample_record(n, Role::Initiator);
+    a.terms.hashlock = mine.hashlock();
+    a.secret = Some(mine.clone());
+    let b = sample_record(n.wrapping_add(1), Role::Responder);
+    store
+        .create(&a, &SwapState::initial(Role::Initiator))
+        .await
+        .unwrap();
+    store
+        .create(&b, &SwapState::initial(Role::Responder))
+        .await
+        .unwrap();
+    let states = [
+        responder::State::SecretLearned {
+            preimage: learned.clone(),
+        },
+        responder::State::Claiming {
+            preimage: learned.clone(),
+        },
+    ]
+    .map(SwapState::Responder);
+    for state in &states {
+        let seq = store.load_entry(&b.id()).await.unwrap().1.seq;
+        store.append_state(&b.id(), seq, state).await.unwrap();
+    }
+    assert_eq!(store.load(&a.id()).await.unwrap().0, a);
+    assert_eq!(store.load(&b.id()).await.unwrap().1, states[1]);
+    let history = store.history(&b.id()).await.unwrap();
+    assert_eq!(history[history.len() - 2].state, states[0]);
+    [mine, learned]
+}
+
+/// Whether `raw` holds `secret` in clear: its 32 bytes, or its hex.
+pub fn in_clear(raw: &[u8], secret: &Preimage) -> bool {
+    let hex = secret.expose_hex();
+    [secret.as_bytes().as_slice(), hex.as_bytes()]
+        .iter()
+        .any(|needle| raw.windows(needle.len()).any(|w| w == *needle))
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]
