@@ -46,13 +46,21 @@ pub fn store_key() -> swap_core::store::StoreKey {
 /// The store (its secrets sealed with [`store_key`]) and API tables on a new database of the
 /// shared cluster.
 pub async fn database(name: &str) -> (Arc<TestCluster>, String, Arc<PgStore>) {
+    database_with(name, Some(store_key())).await
+}
+
+/// [`database`] with the store's secrets sealed with `key` (`None`: in clear).
+pub async fn database_with(
+    name: &str,
+    key: Option<swap_core::store::StoreKey>,
+) -> (Arc<TestCluster>, String, Arc<PgStore>) {
     let cluster = TestCluster::shared();
     let n = DB_COUNTER.fetch_add(1, Ordering::SeqCst);
     let url = cluster
         .create_database(&format!("api_{name}_{n}_{}", std::process::id()))
         .await;
     let options = pg_store::PgOptions {
-        key: Some(store_key()),
+        key,
         ..Default::default()
     };
     let store = Arc::new(

@@ -15,10 +15,7 @@ const LOCK_KEY: i64 = 0x7873_7761_705f_736c;
 
 async fn key_check(client: &impl GenericClient) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(client
-        .query_opt(
-            "SELECT value FROM store_meta WHERE name = 'key_check'",
-            &[],
-        )
+        .query_opt("SELECT value FROM store_meta WHERE name = 'key_check'", &[])
         .await
         .map_err(db)?
         .map(|r| r.try_get(0))

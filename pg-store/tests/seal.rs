@@ -138,10 +138,7 @@ async fn a_database_with_clear_secrets_is_sealed_in_place_when_connected_with_a_
     }
     c.execute(
         "INSERT INTO swap_states(swap_id, seq, entered_at, state_json) VALUES ($1, 2, 0, $2)",
-        &[
-            &&b.id().0[..],
-            &serde_json::to_string(&claiming).unwrap(),
-        ],
+        &[&&b.id().0[..], &serde_json::to_string(&claiming).unwrap()],
     )
     .await
     .unwrap();
@@ -153,8 +150,12 @@ async fn a_database_with_clear_secrets_is_sealed_in_place_when_connected_with_a_
 
     // Several workers connecting with the key at once: one seals, the others find it done.
     let workers = futures::future::join_all((0..3).map(|_| connect(&url, Some(key(1))))).await;
-    let store = workers.into_iter().next().unwrap().unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), MIGRATIONS.len() as i64);
+    let workers: Vec<PgStore> = workers.into_iter().map(|w| w.unwrap()).collect();
+    let store = &workers[0];
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        MIGRATIONS.len() as i64
+    );
     assert_eq!(store.load(&a.id()).await.unwrap().0, a);
     assert_eq!(store.load(&b.id()).await.unwrap().1, claiming);
     assert_eq!(store.history(&b.id()).await.unwrap().len(), 2);
@@ -163,7 +164,8 @@ async fn a_database_with_clear_secrets_is_sealed_in_place_when_connected_with_a_
     // The worker without a key writes no secret in clear now, and reads none.
     let more = sample_record(3, Role::Initiator);
     assert!(matches!(
-        old.create(&more, &SwapState::initial(Role::Initiator)).await,
+        old.create(&more, &SwapState::initial(Role::Initiator))
+            .await,
         Err(StoreError::KeyRequired)
     ));
     assert!(matches!(

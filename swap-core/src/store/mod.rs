@@ -25,8 +25,8 @@ mod sqlite_outbox;
 pub mod conformance;
 
 pub use memory::MemoryStore;
-pub use seal::StoreKey;
 pub use outbox::{MemoryOutbox, Outbox, SendKey, SharedOutbox, SignedTx};
+pub use seal::StoreKey;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

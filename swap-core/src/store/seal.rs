@@ -62,7 +62,13 @@ impl StoreKey {
         let aad = aad(ad);
         let sealed = self
             .cipher()
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: &aad })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| backend("sealing a secret failed"))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         out.push(FORMAT_V1);
@@ -80,7 +86,13 @@ impl StoreKey {
         let (nonce, body) = sealed[1..].split_at(NONCE_LEN);
         let aad = aad(ad);
         self.cipher()
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: &aad })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: &aad,
+                },
+            )
             .ok()
             .map(Zeroizing::new)
     }
@@ -365,7 +377,10 @@ mod tests {
     #[test]
     fn the_key_check_tells_keys_apart_and_debug_shows_no_key() {
         let check = key(1).key_check().unwrap();
-        assert_eq!(open_store(Some(&key(1)), Some(&check)).unwrap(), KeyState::Sealed);
+        assert_eq!(
+            open_store(Some(&key(1)), Some(&check)).unwrap(),
+            KeyState::Sealed
+        );
         assert!(matches!(
             open_store(Some(&key(2)), Some(&check)),
             Err(StoreError::WrongKey)

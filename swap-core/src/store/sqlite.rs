@@ -426,7 +426,13 @@ fn load_entry_one(
         None => return Err(StoreError::UnknownSwap(read_id(id_bytes)?)),
     };
     let secret = secret.map(zeroize::Zeroizing::new);
-    let record = read_record(key, id_bytes, &role, &record_json, secret.as_deref().map(|s| &s[..]))?;
+    let record = read_record(
+        key,
+        id_bytes,
+        &role,
+        &record_json,
+        secret.as_deref().map(|s| &s[..]),
+    )?;
     let row: Option<(i64, i64, String)> = conn
         .query_row(
             "SELECT seq, entered_at, state_json FROM swap_states WHERE swap_id = ?1

@@ -143,7 +143,9 @@ async fn a_store_with_clear_secrets_is_sealed_in_place_when_opened_with_a_key() 
         )
         .unwrap();
     }
-    assert!([&mine, &learned].iter().all(|s| in_clear(&raw_file(&path), s)));
+    assert!([&mine, &learned]
+        .iter()
+        .all(|s| in_clear(&raw_file(&path), s)));
     // A store opened without a key reads it as before.
     let old = SqliteStore::open(&path).unwrap();
     assert_eq!(old.load(&a.id()).await.unwrap().0, a);
