@@ -14,13 +14,13 @@ use crate::db;
 const LOCK_KEY: i64 = 0x7873_7761_705f_736c;
 
 async fn key_check(client: &impl GenericClient) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(client
+    client
         .query_opt("SELECT value FROM store_meta WHERE name = 'key_check'", &[])
         .await
         .map_err(db)?
         .map(|r| r.try_get(0))
         .transpose()
-        .map_err(db)?)
+        .map_err(db)
 }
 
 /// Checks `key` against the database's key check, and with a key for a database that has

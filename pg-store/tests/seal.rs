@@ -4,10 +4,14 @@
 
 use pg_store::testkit::TestCluster;
 use pg_store::{migrate_to, PgOptions, PgStore, MIGRATIONS};
-use swap_core::store::conformance::{in_clear, run, run_outbox, sample_record, write_secrets};
-use swap_core::store::rows::new_swap_row;
+use swap_core::store::conformance::{
+    in_clear, moved_secrets_are_refused, run, run_outbox, sample_record, secret_swaps,
+    write_secrets,
+};
 use swap_core::store::StoreKey;
-use swap_core::{responder, Preimage, Role, StoreError, SwapId, SwapState, SwapStore};
+use swap_core::{Role, StoreError, SwapId, SwapState, SwapStore};
+
+use crate::migrations::insert_as_before;
 
 fn key(n: u8) -> StoreKey {
     StoreKey::from_bytes(&[n; 32])
@@ -101,52 +105,15 @@ async fn a_database_with_clear_secrets_is_sealed_in_place_when_connected_with_a_
     let mut c = pg.connect("unsealed").await;
     // What the build before sealing wrote: schema 3, clear secrets in both places.
     assert_eq!(migrate_to(&mut c, 3).await.unwrap(), 3);
-    let mine = Preimage::random().unwrap();
-    let learned = Preimage::random().unwrap();
-    let mut a = sample_record(1, Role::Initiator);
-    a.terms.hashlock = mine.hashlock();
-    a.secret = Some(mine.clone());
-    let b = sample_record(2, Role::Responder);
-    let claiming = SwapState::Responder(responder::State::Claiming {
-        preimage: learned.clone(),
-    });
-    for r in [&a, &b] {
-        let row = new_swap_row(None, r, &SwapState::initial(r.role)).unwrap();
-        c.execute(
-            "INSERT INTO swaps(id, role, record_json, secret, created_at, hashlock, lock_on,
-                               lock_amount, lock_ahead)
-             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8)",
-            &[
-                &row.id,
-                &row.role,
-                &row.record_json,
-                &row.secret,
-                &row.hashlock,
-                &row.lock_on,
-                &row.lock_amount,
-                &row.lock_ahead,
-            ],
-        )
-        .await
-        .unwrap();
-        c.execute(
-            "INSERT INTO swap_states(swap_id, seq, entered_at, state_json) VALUES ($1, 1, 0, $2)",
-            &[&row.id, &row.state_json],
-        )
-        .await
-        .unwrap();
-    }
-    c.execute(
-        "INSERT INTO swap_states(swap_id, seq, entered_at, state_json) VALUES ($1, 2, 0, $2)",
-        &[&&b.id().0[..], &serde_json::to_string(&claiming).unwrap()],
-    )
-    .await
-    .unwrap();
+    let swaps = secret_swaps(1);
+    let (a, b, claiming) = (&swaps.initiator, &swaps.responder, &swaps.states[1]);
+    insert_as_before(&c, a, &[]).await;
+    insert_as_before(&c, b, std::slice::from_ref(claiming)).await;
     let raw = raw_rows(&c).await;
-    assert!([&mine, &learned].iter().all(|s| in_clear(&raw, s)));
+    assert!(swaps.secrets.iter().all(|s| in_clear(&raw, s)));
     // A worker without a key (this build) reads it as before and migrates the schema.
     let old = connect(&url, None).await.unwrap();
-    assert_eq!(old.load(&a.id()).await.unwrap().0, a);
+    assert_eq!(&old.load(&a.id()).await.unwrap().0, a);
 
     // Several workers connecting with the key at once: one seals, the others find it done.
     let workers = futures::future::join_all((0..3).map(|_| connect(&url, Some(key(1))))).await;
@@ -156,11 +123,11 @@ async fn a_database_with_clear_secrets_is_sealed_in_place_when_connected_with_a_
         store.schema_version().await.unwrap(),
         MIGRATIONS.len() as i64
     );
-    assert_eq!(store.load(&a.id()).await.unwrap().0, a);
-    assert_eq!(store.load(&b.id()).await.unwrap().1, claiming);
+    assert_eq!(&store.load(&a.id()).await.unwrap().0, a);
+    assert_eq!(&store.load(&b.id()).await.unwrap().1, claiming);
     assert_eq!(store.history(&b.id()).await.unwrap().len(), 2);
     let raw = raw_rows(&c).await;
-    assert!([&mine, &learned].iter().all(|s| !in_clear(&raw, s)));
+    assert!(swaps.secrets.iter().all(|s| !in_clear(&raw, s)));
     // The worker without a key writes no secret in clear now, and reads none.
     let more = sample_record(3, Role::Initiator);
     assert!(matches!(
@@ -200,18 +167,5 @@ async fn a_sealed_secret_copied_to_another_swap_is_refused() {
     )
     .await
     .unwrap();
-    for moved in [3u8, 4] {
-        match store.load(&SwapId([moved; 16])).await {
-            Err(StoreError::Corrupt { swap, detail }) => {
-                assert_eq!(swap, hex::encode([moved; 16]));
-                assert!(detail.contains("another swap"), "{detail}");
-            }
-            other => panic!("swap {moved}: {other:?}"),
-        }
-    }
-    for fine in [1u8, 2] {
-        store.load(&SwapId([fine; 16])).await.unwrap();
-    }
-    let unfinished = store.unfinished().await.unwrap();
-    assert_eq!(unfinished.iter().filter(|r| r.is_ok()).count(), 2);
+    moved_secrets_are_refused(&store).await;
 }

@@ -3,11 +3,9 @@
 //! to their swap.
 
 use super::*;
-use crate::machine::responder;
 use crate::store::conformance::{self, in_clear, write_secrets};
 use crate::store::rows::new_swap_row;
 use crate::store::Role;
-use crate::types::Preimage;
 
 fn key(n: u8) -> StoreKey {
     StoreKey::from_bytes(&[n; 32])
@@ -100,20 +98,13 @@ async fn a_store_with_clear_secrets_is_sealed_in_place_when_opened_with_a_key() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("swaps.sqlite");
     // What the build before sealing wrote: schema 5, clear secrets in both places.
-    let mine = Preimage::random().unwrap();
-    let learned = Preimage::random().unwrap();
-    let mut a = conformance::sample_record(1, Role::Initiator);
-    a.terms.hashlock = mine.hashlock();
-    a.secret = Some(mine.clone());
-    let b = conformance::sample_record(2, Role::Responder);
-    let claiming = SwapState::Responder(responder::State::Claiming {
-        preimage: learned.clone(),
-    });
+    let swaps = conformance::secret_swaps(1);
+    let (a, b, claiming) = (&swaps.initiator, &swaps.responder, &swaps.states[1]);
     {
         let mut conn = Connection::open(&path).unwrap();
         configure(&conn, std::time::Duration::from_secs(1)).unwrap();
         migrate(&mut conn, &MIGRATIONS[..5]).unwrap();
-        for r in [&a, &b] {
+        for r in [a, b] {
             let row = new_swap_row(None, r, &SwapState::initial(r.role)).unwrap();
             conn.execute(
                 "INSERT INTO swaps(id, role, record_json, secret, created_at, hashlock, lock_on,
@@ -139,24 +130,22 @@ async fn a_store_with_clear_secrets_is_sealed_in_place_when_opened_with_a_key() 
         }
         conn.execute(
             "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, 0, ?2)",
-            params![&b.id().0[..], serde_json::to_string(&claiming).unwrap()],
+            params![&b.id().0[..], serde_json::to_string(claiming).unwrap()],
         )
         .unwrap();
     }
-    assert!([&mine, &learned]
-        .iter()
-        .all(|s| in_clear(&raw_file(&path), s)));
+    assert!(swaps.secrets.iter().all(|s| in_clear(&raw_file(&path), s)));
     // A store opened without a key reads it as before.
     let old = SqliteStore::open(&path).unwrap();
-    assert_eq!(old.load(&a.id()).await.unwrap().0, a);
+    assert_eq!(&old.load(&a.id()).await.unwrap().0, a);
     assert_eq!(old.schema_version().unwrap(), MIGRATIONS.len() as i64);
 
     let store = SqliteStore::open_with_key(&path, key(1)).unwrap();
-    assert_eq!(store.load(&a.id()).await.unwrap().0, a);
-    assert_eq!(store.load(&b.id()).await.unwrap().1, claiming);
+    assert_eq!(&store.load(&a.id()).await.unwrap().0, a);
+    assert_eq!(&store.load(&b.id()).await.unwrap().1, claiming);
     let raw = raw_file(&path);
     assert!(
-        [&mine, &learned].iter().all(|s| !in_clear(&raw, s)),
+        swaps.secrets.iter().all(|s| !in_clear(&raw, s)),
         "the clear bytes are overwritten, not only the rows"
     );
     // The handle opened without a key before writes no secret in clear now, and neither does
@@ -177,7 +166,7 @@ async fn a_store_with_clear_secrets_is_sealed_in_place_when_opened_with_a_key() 
     // Opening again seals nothing twice.
     drop(store);
     let again = SqliteStore::open_with_key(&path, key(1)).unwrap();
-    assert_eq!(again.load(&b.id()).await.unwrap().1, claiming);
+    assert_eq!(&again.load(&b.id()).await.unwrap().1, claiming);
     assert_eq!(again.history(&b.id()).await.unwrap().len(), 2);
 }
 
@@ -204,19 +193,5 @@ async fn a_sealed_secret_copied_to_another_swap_is_refused() {
         )
         .unwrap();
     }
-    for moved in [3u8, 4] {
-        match store.load(&SwapId([moved; 16])).await {
-            Err(StoreError::Corrupt { swap, detail }) => {
-                assert_eq!(swap, hex::encode([moved; 16]));
-                assert!(detail.contains("another swap"), "{detail}");
-            }
-            other => panic!("swap {moved}: {other:?}"),
-        }
-    }
-    // The originals still load, and the damage hides no other swap.
-    for fine in [1u8, 2] {
-        store.load(&SwapId([fine; 16])).await.unwrap();
-    }
-    let unfinished = store.unfinished().await.unwrap();
-    assert_eq!(unfinished.iter().filter(|r| r.is_ok()).count(), 2);
+    conformance::moved_secrets_are_refused(&store).await;
 }
