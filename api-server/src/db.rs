@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use swap_core::store::{StoredRecord, SwapRecord, SwapState};
+use swap_core::store::rows::read_state;
+use swap_core::store::{StoreKey, StoredRecord, SwapRecord, SwapState};
 use swap_core::{Outcome, SwapId};
 use tokio_postgres::NoTls;
 
@@ -148,7 +149,9 @@ fn secs(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn read_swap(row: &tokio_postgres::Row) -> Result<SwapRow, DbError> {
+/// A swap row read back; a preimage in its state (sealed with `key` in a sealed store) is
+/// opened, never shown.
+fn read_swap(key: Option<&StoreKey>, row: &tokio_postgres::Row) -> Result<SwapRow, DbError> {
     let bad = |what: &str| DbError(format!("unreadable swap row: {what}"));
     let n: i64 = row.try_get(0)?;
     let id: Vec<u8> = row.try_get(1)?;
@@ -165,7 +168,7 @@ fn read_swap(row: &tokio_postgres::Row) -> Result<SwapRow, DbError> {
         created_at: secs(row.try_get(3)?),
         seq: u64::try_from(row.try_get::<_, i64>(4)?).map_err(|_| bad("seq"))?,
         updated_at: secs(row.try_get(5)?),
-        state: serde_json::from_str(state_json).map_err(|_| bad("state"))?,
+        state: read_state(key, &id, state_json).map_err(|_| bad("state"))?,
     })
 }
 
@@ -174,6 +177,8 @@ fn read_swap(row: &tokio_postgres::Row) -> Result<SwapRow, DbError> {
 pub struct ApiDb {
     pool: Pool,
     metrics: Arc<Metrics>,
+    /// The swap store's key (states read here may hold sealed preimages).
+    key: Option<Arc<StoreKey>>,
 }
 
 impl std::fmt::Debug for ApiDb {
@@ -228,9 +233,20 @@ impl ApiDb {
             .recycle_timeout(timeout)
             .build()
             .map_err(|e| DbError(format!("postgres pool: {e}")))?;
-        let db = Self { pool, metrics };
+        let db = Self {
+            pool,
+            metrics,
+            key: None,
+        };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// Reads the swap store's states with its key (the one the store was connected with:
+    /// `PgOptions::key`), without which a state holding a sealed preimage is unreadable.
+    pub fn with_key(mut self, key: Option<StoreKey>) -> Self {
+        self.key = key.map(Arc::new);
+        self
     }
 
     async fn client(&self) -> Result<Object, DbError> {
@@ -454,7 +470,9 @@ impl ApiDb {
                 .await?
                 .query_opt(&format!("{SWAP_SELECT} WHERE s.id = $1"), &[&&id.0[..]])
                 .await?;
-            row.as_ref().map(read_swap).transpose()
+            row.as_ref()
+                .map(|r| read_swap(self.key.as_deref(), r))
+                .transpose()
         })
         .await
     }
@@ -480,7 +498,9 @@ impl ApiDb {
                     &[&state, &before, &limit],
                 )
                 .await?;
-            rows.iter().map(read_swap).collect()
+            rows.iter()
+                .map(|r| read_swap(self.key.as_deref(), r))
+                .collect()
         })
         .await
     }
@@ -517,7 +537,8 @@ impl ApiDb {
                         swap_id: SwapId(<[u8; 16]>::try_from(id).map_err(|_| bad("id"))?),
                         seq: u64::try_from(r.try_get::<_, i64>(2)?).map_err(|_| bad("seq"))?,
                         entered_at: secs(r.try_get(3)?),
-                        state: serde_json::from_str(json).map_err(|_| bad("state"))?,
+                        state: read_state(self.key.as_deref(), id, json)
+                            .map_err(|_| bad("state"))?,
                     })
                 })
                 .collect()

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use pg_store::PgStore;
+use swap_core::store::StoreKey;
 use swap_core::{DriverConfig, Rail};
 use swap_engine::Engine;
 use swap_net::Identity;
 use xswap_api::worker::{Worker, WorkerConfig};
 use xswap_api::{ApiDb, AppState, Metrics, ServerConfig, TimedStore};
 use xswap_cli::config::{self, Config};
+use xswap_cli::keystore::Keystore;
 
 /// xswap's HTTP/JSON API server, on a PostgreSQL database several servers can share.
 #[derive(Parser)]
@@ -147,16 +149,19 @@ fn database_url(cli: &Cli) -> anyhow::Result<&str> {
         .ok_or_else(|| anyhow!("give --database-url or set XSWAP_DATABASE_URL"))
 }
 
-/// The swap store, migrated, then the API's tables.
+/// The swap store, migrated, its secrets sealed with `key` (see `swap_core::store::seal`),
+/// then the API's tables.
 async fn open(
     url: &str,
     pool_size: usize,
     metrics: Arc<Metrics>,
+    key: StoreKey,
 ) -> anyhow::Result<(Arc<PgStore>, ApiDb)> {
     let store = PgStore::connect_with(
         url,
         pg_store::PgOptions {
             pool_size,
+            key: Some(key.clone()),
             ..Default::default()
         },
     )
@@ -164,21 +169,35 @@ async fn open(
     .map_err(|e| anyhow!("swap store: {e}"))?;
     let db = ApiDb::connect(url, pool_size, metrics)
         .await
-        .map_err(|e| anyhow!("API tables: {e}"))?;
+        .map_err(|e| anyhow!("API tables: {e}"))?
+        .with_key(Some(key));
     Ok((Arc::new(store), db))
+}
+
+/// The API's tables alone (the swap store's schema migrated first, no swap read): what the
+/// `key` commands need, without the installation's keystore.
+async fn open_api_tables(url: &str) -> anyhow::Result<ApiDb> {
+    PgStore::open_with(url, pg_store::PgOptions::default())
+        .map_err(|e| anyhow!("swap store: {e}"))?
+        .apply_migrations()
+        .await
+        .map_err(|e| anyhow!("swap store: {e}"))?;
+    ApiDb::connect(url, 2, Arc::default())
+        .await
+        .map_err(|e| anyhow!("API tables: {e}"))
 }
 
 /// The engine of the installation in `data_dir` on the PostgreSQL store (which is also the
 /// outbox: a funding is recorded in the database before it is broadcast).
 fn engine(
     data_dir: &std::path::Path,
+    ks: &Keystore,
     store: Arc<PgStore>,
     metrics: Arc<Metrics>,
     driver: DriverConfig,
 ) -> anyhow::Result<Arc<Engine>> {
     let cfg = Config::load(data_dir)?;
-    let ks = config::open_keystore(data_dir)?;
-    let (btc, eth) = config::adapters(&cfg, &ks, store.clone())?;
+    let (btc, eth) = config::adapters(&cfg, ks, store.clone())?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     Ok(Engine::new(
         "xswap-server",
@@ -224,7 +243,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Key { action } => rt.block_on(async {
-            let (_, db) = open(database_url(&cli)?, 2, Arc::default()).await?;
+            let db = open_api_tables(database_url(&cli)?).await?;
             match action {
                 KeyAction::Create { name } => {
                     let (id, key) = db.create_key(name).await.map_err(|e| anyhow!("{e}"))?;
@@ -255,9 +274,18 @@ fn main() -> anyhow::Result<()> {
                 swap_net::Offer::decode(o).map_err(|e| anyhow!("--offer: {e}"))?;
             }
             let metrics = Arc::new(Metrics::default());
-            let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone()).await?;
+            // The keystore first: the store's secrets are sealed with its key.
+            let ks = config::open_keystore(data_dir)?;
+            let key = ks.store_key()?;
+            let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone(), key).await?;
             let worker_config = worker.config()?;
-            let engine = engine(data_dir, store.clone(), metrics.clone(), worker.driver()?)?;
+            let engine = engine(
+                data_dir,
+                &ks,
+                store.clone(),
+                metrics.clone(),
+                worker.driver()?,
+            )?;
             let running = Worker::start(&engine, store, worker_config, metrics.clone())
                 .map_err(|e| anyhow!("{e}"))?;
             let state = Arc::new(AppState {

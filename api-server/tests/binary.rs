@@ -175,7 +175,8 @@ async fn serve_an_installation_made_by_the_cli() {
     assert!(up.contains("regtest up"), "{up}");
     let mut cleanup = Cleanup(dir.clone(), None);
 
-    let (_cluster, url, _store) = harness::database("served").await;
+    // A database whose store has no key yet: the server seals it with its installation's.
+    let (_cluster, url, _store) = harness::database_with("served", None).await;
     let out = server(&url, &["key", "create", "--name", "ops"]);
     assert!(out.status.success(), "{out:?}");
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
@@ -251,4 +252,18 @@ async fn serve_an_installation_made_by_the_cli() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status:?}");
+
+    // The store's secrets are sealed with the key of the installation's seed now.
+    assert!(matches!(
+        pg_store::PgStore::connect(&url).await,
+        Err(swap_core::StoreError::KeyRequired)
+    ));
+    let ks = xswap_cli::keystore::Keystore::open(&dir.join("keystore.json"), "pw").unwrap();
+    let options = pg_store::PgOptions {
+        key: Some(ks.store_key().unwrap()),
+        ..Default::default()
+    };
+    pg_store::PgStore::connect_with(&url, options)
+        .await
+        .unwrap();
 }

@@ -38,14 +38,36 @@ impl Drop for Api {
     }
 }
 
-/// The store and API tables on a new database of the shared cluster.
+/// The key the tests' stores seal their secrets with, as the server's (from its seed).
+pub fn store_key() -> swap_core::store::StoreKey {
+    swap_core::store::StoreKey::from_bytes(&[0x5e; 32])
+}
+
+/// The store (its secrets sealed with [`store_key`]) and API tables on a new database of the
+/// shared cluster.
 pub async fn database(name: &str) -> (Arc<TestCluster>, String, Arc<PgStore>) {
+    database_with(name, Some(store_key())).await
+}
+
+/// [`database`] with the store's secrets sealed with `key` (`None`: in clear).
+pub async fn database_with(
+    name: &str,
+    key: Option<swap_core::store::StoreKey>,
+) -> (Arc<TestCluster>, String, Arc<PgStore>) {
     let cluster = TestCluster::shared();
     let n = DB_COUNTER.fetch_add(1, Ordering::SeqCst);
     let url = cluster
         .create_database(&format!("api_{name}_{n}_{}", std::process::id()))
         .await;
-    let store = Arc::new(PgStore::connect(&url).await.expect("pg store"));
+    let options = pg_store::PgOptions {
+        key,
+        ..Default::default()
+    };
+    let store = Arc::new(
+        PgStore::connect_with(&url, options)
+            .await
+            .expect("pg store"),
+    );
     (cluster, url, store)
 }
 
@@ -79,7 +101,8 @@ pub async fn serve_with(
 ) -> Api {
     let db = ApiDb::connect(&url, 4, metrics.clone())
         .await
-        .expect("api db");
+        .expect("api db")
+        .with_key(Some(store_key()));
     let (_, key) = db.create_key("test").await.expect("key");
     let state = Arc::new(AppState {
         engine: engine.clone(),

@@ -237,6 +237,58 @@ async fn auth_limits_typed_errors_and_unknown_ids() {
     assert!(api.errors_checked.load(Ordering::SeqCst) >= 18);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_learned_preimage_is_read_with_the_key_and_never_shown() {
+    let api = without_nodes("sealed", ServerConfig::default()).await;
+    let r = sample_record(9, Role::Responder);
+    let learned = Preimage::random().unwrap();
+    let state = SwapState::Responder(responder::State::SecretLearned {
+        preimage: learned.clone(),
+    });
+    api.store
+        .create(&r, &SwapState::initial(Role::Responder))
+        .await
+        .unwrap();
+    api.store.append_state(&r.id(), 1, &state).await.unwrap();
+    // In the database the preimage is sealed.
+    let (c, conn) = tokio_postgres::connect(&api.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = c
+        .query(
+            "SELECT state_json FROM swap_states WHERE swap_id = $1",
+            &[&&r.id().0[..]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert!(!row.get::<_, &str>(0).contains(&learned.expose_hex()));
+    }
+    // The API reads the swap and its events (its state filter in SQL too), showing no secret.
+    let path = format!("/v1/swaps/{}", r.id());
+    let a = api.call("GET", "/v1/swaps/{id}", api.get(&path)).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["state"], "secret_learned");
+    assert!(!a.body.to_string().contains(&learned.expose_hex()));
+    let a = api
+        .call(
+            "GET",
+            "/v1/swaps",
+            api.get("/v1/swaps").query(&[("state", "secret_learned")]),
+        )
+        .await;
+    assert_eq!(a.body["swaps"].as_array().unwrap().len(), 1, "{a:?}");
+    let events = api.db.events_after(0, Some(&r.id()), 10).await.unwrap();
+    assert_eq!(events.last().unwrap().state, state);
+    // Without the store's key the API's tables cannot read that state.
+    let keyless = xswap_api::ApiDb::connect(&api.url, 1, Default::default())
+        .await
+        .unwrap();
+    assert!(keyless.swap(&r.id()).await.is_err());
+}
+
 async fn store_swaps(api: &harness::Api, n: u8) -> Vec<SwapId> {
     let mut ids = Vec::new();
     for k in 1..=n {

@@ -112,9 +112,11 @@ impl Engine {
         let poll = Duration::from_millis(o.poll_ms);
         let db = tempfile::tempdir()?;
         let path = db.path().join("swaps.sqlite");
-        let store = Arc::new(SqliteStore::open(&path)?);
-        // The outbox on its own connection to the same file, as the CLI opens it.
-        let outbox = Arc::new(SqliteStore::open(&path)?);
+        // Secrets sealed and the outbox on its own connection to the same file, as the CLI
+        // opens them.
+        let key = swap_core::store::StoreKey::from_bytes(&[seed; 32]);
+        let store = Arc::new(SqliteStore::open_with_key(&path, key.clone())?);
+        let outbox = Arc::new(SqliteStore::open_with_key(&path, key)?);
         let btc = Arc::new(BtcChain::new(bcfg, &[seed; 64])?.with_outbox(outbox.clone()));
         ecfg.receipt_timeout = Duration::from_secs(120);
         let eth = Arc::new(EthChain::new(ecfg, nodes.eth.signer(eth_account))?.with_outbox(outbox));

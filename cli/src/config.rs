@@ -404,25 +404,27 @@ pub fn adapters(
 /// Builds the engine of a data directory: keystore, store (guarded against loss, see
 /// [`crate::guard`]), both adapters, identity.
 pub async fn engine(data_dir: &Path, driver: DriverConfig) -> anyhow::Result<Arc<Engine>> {
-    Ok(installation(data_dir, driver).await?.0)
+    let ks = open_keystore(data_dir)?;
+    Ok(installation(data_dir, &ks, driver).await?.0)
 }
 
 /// The engine of the installation in `data_dir`, and its Ethereum adapter (for what only it
 /// can do: `xswap recover` reads the contract's events for our locks).
 pub async fn installation(
     data_dir: &Path,
+    ks: &Keystore,
     driver: DriverConfig,
 ) -> anyhow::Result<(Arc<Engine>, Arc<EthChain>)> {
     let cfg = Config::load(data_dir)?;
-    let ks = open_keystore(data_dir)?;
-    let store = crate::guard::open(data_dir, true).await?;
+    let store = crate::guard::open(data_dir, ks.store_key()?, true).await?;
     // Fundings are recorded in the swap store before they are broadcast (another connection to
     // the same file), so that another `xswap` process on this data directory, or this one after
     // a crash, broadcasts them again instead of funding twice.
-    let outbox = Arc::new(swap_core::store::SqliteStore::open(crate::guard::db_path(
-        data_dir,
-    ))?);
-    let (btc, eth) = adapters(&cfg, &ks, outbox)?;
+    let outbox = Arc::new(swap_core::store::SqliteStore::open_with_key(
+        crate::guard::db_path(data_dir),
+        ks.store_key()?,
+    )?);
+    let (btc, eth) = adapters(&cfg, ks, outbox)?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
     let rails = [btc as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>];
     // Open quotes in the swap store's file too: they survive a restart, and every `xswap`

@@ -83,8 +83,13 @@ pub fn channel_engine(
     chan: &eth_channel::ChannelRail,
     driver: DriverConfig,
 ) -> anyhow::Result<Arc<Engine>> {
-    let store = Arc::new(SqliteStore::open(
+    // The store's secrets sealed with a key of this engine's own (random), as every
+    // installation's are.
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(key.as_mut()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Arc::new(SqliteStore::open_with_key(
         dir.join(format!("{name}-channels.sqlite")),
+        swap_core::store::StoreKey::from_bytes(&key),
     )?);
     Ok(Engine::new(
         name,

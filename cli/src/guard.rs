@@ -6,6 +6,9 @@
 //! `store-guard.json` beside the database records how many swaps the installation has made;
 //! `backups/` keeps the newest [`KEEP_BACKUPS`] copies (taken when a command that runs swaps
 //! opens a store with swaps in it, and after a new swap at most every [`BACKUP_EVERY`]).
+//!
+//! The store is always opened with the installation's key: its secrets are sealed at rest
+//! (`swap_core::store::seal`), and so are those of its backups.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use swap_core::store::{SqliteStore, StateEntry};
+use swap_core::store::{SqliteStore, StateEntry, StoreKey};
 use swap_core::{Hashlock, StoreError, SwapId, SwapRecord, SwapState, SwapStore};
 use tracing::warn;
 
@@ -87,9 +90,15 @@ pub fn reset(data_dir: &Path, swaps: u64) -> std::io::Result<()> {
     write_guard(data_dir, Guard { swaps })
 }
 
-/// The store of `data_dir`, refusing a database that holds fewer swaps than the installation
-/// has made. With `backup` (commands that run swaps), a backup is taken now when it holds any.
-pub async fn open(data_dir: &Path, backup: bool) -> anyhow::Result<Arc<GuardedStore>> {
+/// The store of `data_dir`, opened with the installation's `key` (see
+/// [`Keystore::store_key`](crate::keystore::Keystore::store_key)), refusing a database that
+/// holds fewer swaps than the installation has made. With `backup` (commands that run swaps),
+/// a backup is taken now when it holds any.
+pub async fn open(
+    data_dir: &Path,
+    key: StoreKey,
+    backup: bool,
+) -> anyhow::Result<Arc<GuardedStore>> {
     let guard = read_guard(data_dir)?;
     let path = db_path(data_dir);
     if !path.exists() && guard.swaps == 0 {
@@ -116,7 +125,8 @@ pub async fn open(data_dir: &Path, backup: bool) -> anyhow::Result<Arc<GuardedSt
     if !path.exists() {
         return Err(lost(0));
     }
-    let inner = SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let inner = SqliteStore::open_with_key(&path, key)
+        .with_context(|| format!("opening {}", path.display()))?;
     let found = inner.list().await?.len() as u64;
     if found < guard.swaps {
         return Err(lost(found));

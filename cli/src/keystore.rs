@@ -11,6 +11,7 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use swap_core::store::StoreKey;
 use zeroize::Zeroizing;
 
 /// Keystore errors. None of them carries key material.
@@ -201,6 +202,13 @@ impl Keystore {
         Ok(Zeroizing::new(m.to_seed("")))
     }
 
+    /// The key that seals the swap store's secrets at rest
+    /// ([`swap_core::store::seal`]): the purpose key [`StoreKey::PURPOSE`].
+    pub fn store_key(&self) -> Result<StoreKey, KeystoreError> {
+        let key = self.purpose_key(StoreKey::PURPOSE)?;
+        Ok(StoreKey::from_bytes(&key))
+    }
+
     /// A 32-byte key for one purpose, derived from the seed (e.g. the transport identity).
     pub fn purpose_key(&self, purpose: &str) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
         let seed = self.seed()?;
@@ -259,6 +267,29 @@ mod tests {
             Keystore::restore(&dir.path().join("bad.json"), "not twenty four words", "x"),
             Err(KeystoreError::BadMnemonic(_))
         ));
+    }
+
+    #[test]
+    fn the_store_key_comes_from_the_seed() {
+        use swap_core::store::SqliteStore;
+        use swap_core::StoreError;
+        let dir = tempfile::tempdir().unwrap();
+        let (ks, words) = Keystore::create(&dir.path().join("a.json"), "pw").unwrap();
+        let db = dir.path().join("swaps.sqlite");
+        drop(SqliteStore::open_with_key(&db, ks.store_key().unwrap()).unwrap());
+        // The same seed restored opens the store; another seed, or none, does not.
+        let restored = Keystore::restore(&dir.path().join("b.json"), &words, "other").unwrap();
+        SqliteStore::open_with_key(&db, restored.store_key().unwrap()).unwrap();
+        let (other, _) = Keystore::create(&dir.path().join("c.json"), "pw").unwrap();
+        assert!(matches!(
+            SqliteStore::open_with_key(&db, other.store_key().unwrap()),
+            Err(StoreError::WrongKey)
+        ));
+        assert!(matches!(
+            SqliteStore::open(&db),
+            Err(StoreError::KeyRequired)
+        ));
+        assert!(format!("{:?}", ks.store_key().unwrap()).contains("redacted"));
     }
 
     #[test]

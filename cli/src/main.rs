@@ -185,10 +185,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The installation's store, opened with its key (the store's secrets are sealed with it, so
+/// even reading asks for the keystore's password).
 async fn open_store(
     data_dir: &Path,
 ) -> anyhow::Result<std::sync::Arc<xswap_cli::guard::GuardedStore>> {
-    xswap_cli::guard::open(data_dir, false).await
+    let ks = config::open_keystore(data_dir)?;
+    xswap_cli::guard::open(data_dir, ks.store_key()?, false).await
 }
 
 /// The exit code of a `take` that ended without swapping (refunded or aborted).
@@ -357,21 +360,24 @@ fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&dir)?;
             let path = dir.join("keystore.json");
             let pw = config::new_password()?;
-            if restore {
+            let ks = if restore {
                 let mut words = String::new();
                 std::io::stdin().read_line(&mut words)?;
-                Keystore::restore(&path, &words, &pw)?;
+                let ks = Keystore::restore(&path, &words, &pw)?;
                 xswap_cli::say!("seed restored into {}", path.display());
+                ks
             } else {
-                let (_, words) = Keystore::create(&path, &pw)?;
+                let (ks, words) = Keystore::create(&path, &pw)?;
                 xswap_cli::say!(
                     "Your recovery words (write them down; they are shown only now):\n"
                 );
                 xswap_cli::say!("  {}\n", words.as_str());
                 xswap_cli::say!("keystore: {} (mode 0600)", path.display());
-            }
+                ks
+            };
             Config::default().write_new(&dir)?;
-            SqliteStore::open(dir.join("swaps.sqlite"))?;
+            // Its secrets sealed with the seed's store key from the first swap on.
+            SqliteStore::open_with_key(dir.join("swaps.sqlite"), ks.store_key()?)?;
             xswap_cli::say!(
                 "config:   {} (edit it to point at your nodes)",
                 Config::path(&dir).display()

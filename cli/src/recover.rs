@@ -48,7 +48,8 @@ pub async fn run(
     eth_from_block: u64,
 ) -> anyhow::Result<Recovered> {
     let mut out = Recovered::default();
-    if let Err(lost) = guard::open(data_dir, false).await {
+    let ks = crate::config::open_keystore(data_dir)?;
+    if let Err(lost) = guard::open(data_dir, ks.store_key()?, false).await {
         say!("{lost:#}");
         let db = guard::db_path(data_dir);
         let chosen = backup.or_else(|| guard::backups(data_dir).into_iter().next());
@@ -58,14 +59,14 @@ pub async fn run(
         let swaps = match &chosen {
             Some(b) => {
                 std::fs::copy(b, &db).with_context(|| format!("restoring {}", b.display()))?;
-                let store = swap_core::store::SqliteStore::open(&db)?;
+                let store = swap_core::store::SqliteStore::open_with_key(&db, ks.store_key()?)?;
                 let n = swap_core::SwapStore::list(&store).await?.len();
                 say!("restored {} ({n} swap(s))", b.display());
                 n as u64
             }
             None => {
                 say!("no backup to restore: starting an empty database");
-                swap_core::store::SqliteStore::open(&db)?;
+                swap_core::store::SqliteStore::open_with_key(&db, ks.store_key()?)?;
                 0
             }
         };
@@ -73,7 +74,7 @@ pub async fn run(
         out.restored = chosen;
     }
     let (engine, eth) =
-        crate::config::installation(data_dir, swap_core::DriverConfig::default()).await?;
+        crate::config::installation(data_dir, &ks, swap_core::DriverConfig::default()).await?;
     engine.verify_rails().await?;
     let tip = eth.tip().await?;
     let locks = eth.open_locks(eth_from_block).await?;

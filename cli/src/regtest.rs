@@ -105,7 +105,13 @@ pub async fn party(
     let mut seed = [0u8; 64];
     getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("{e}"))?;
     let path = dir.join(format!("{name}.sqlite"));
-    let store = Arc::new(swap_core::store::SqliteStore::open(&path)?);
+    // The store's secrets sealed with a key of this party's own (random, like its seed).
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(key.as_mut()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Arc::new(swap_core::store::SqliteStore::open_with_key(
+        &path,
+        swap_core::store::StoreKey::from_bytes(&key),
+    )?);
     let btc = Arc::new(
         btc_adapter::BtcChain::new(btc_cfg, &seed)
             .map_err(|e| anyhow::anyhow!("{e}"))?

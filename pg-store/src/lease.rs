@@ -231,9 +231,10 @@ impl PgStore {
         state: &SwapState,
         token: u64,
     ) -> Result<u64, StoreError> {
-        let json = rows::state_json(state)?;
+        let json = rows::state_json(self.key(), id, state)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        crate::seal::refuse_if_sealed(&*tx, self.key()).await?;
         check_fence(&tx, id, token).await?;
         let seq = append_in(&tx, id, expected, state, &json).await?;
         tx.commit().await.map_err(db)?;

@@ -17,6 +17,11 @@
 //!   [`SwapStore::hashlock_in_use`] before creating does not exclude one made meanwhile.
 //! - Errors carry PostgreSQL's message and code, never its detail (which can quote a row's
 //!   values, a secret among them).
+//! - Secrets are sealed with the installation's key given in [`PgOptions::key`] (see
+//!   [`swap_core::store::seal`]); without one they are written in clear (tests, library users
+//!   who choose so). A database whose secrets are sealed is refused without the key
+//!   ([`StoreError::KeyRequired`]) or with another ([`StoreError::WrongKey`]); one with clear
+//!   secrets has them sealed when first connected with a key.
 
 use std::time::Duration;
 
@@ -29,12 +34,13 @@ use swap_core::store::rows::{
     self, corrupt, lock_on, new_swap_row, parse_lock_amount, read_entry, read_id, read_latest,
     read_record, read_sent_tx, sent_tx_row,
 };
-use swap_core::store::{SentTx, StateEntry, SwapRecord, SwapState, SwapStore};
+use swap_core::store::{SentTx, StateEntry, StoreKey, SwapRecord, SwapState, SwapStore};
 use swap_core::{Asset, ChainId, Hashlock, StoreError, SwapId, Timestamp};
 
 pub mod lease;
 pub mod migrate;
 mod outbox;
+mod seal;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -49,6 +55,9 @@ pub struct PgOptions {
     /// fails with [`StoreError::Backend`]. Also the connect timeout unless the connection
     /// string sets one.
     pub timeout: Duration,
+    /// The installation's key, which seals every secret written (`None`: in clear, for tests
+    /// and library users who choose so; the API server always gives one).
+    pub key: Option<StoreKey>,
 }
 
 impl Default for PgOptions {
@@ -56,6 +65,7 @@ impl Default for PgOptions {
         Self {
             pool_size: 8,
             timeout: Duration::from_secs(10),
+            key: None,
         }
     }
 }
@@ -64,12 +74,14 @@ impl Default for PgOptions {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    key: Option<std::sync::Arc<StoreKey>>,
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
             .field("pool", &self.pool.status())
+            .field("sealed", &self.key.is_some())
             .finish()
     }
 }
@@ -113,16 +125,16 @@ const SWAP_COLUMNS: &str =
          WHERE swap_id = s.id ORDER BY seq DESC LIMIT 1
      ) st ON TRUE";
 
-/// A swap with its latest state from a row of [`SWAP_COLUMNS`]; any damage is a
-/// [`StoreError::Corrupt`] for this swap only.
-fn swap_row(row: &Row) -> Result<(SwapRecord, StateEntry), StoreError> {
+/// A swap with its latest state from a row of [`SWAP_COLUMNS`], its secrets opened with `key`;
+/// any damage is a [`StoreError::Corrupt`] for this swap only.
+fn swap_row(key: Option<&StoreKey>, row: &Row) -> Result<(SwapRecord, StateEntry), StoreError> {
     let id: Vec<u8> = row.try_get(0).map_err(|e| corrupt("?", e))?;
     let shown = hex::encode(&id);
     let col = |e: tokio_postgres::Error| corrupt(&shown, e);
     let role: String = row.try_get(1).map_err(col)?;
     let record_json: String = row.try_get(2).map_err(col)?;
-    let secret: Option<Vec<u8>> = row.try_get(3).map_err(col)?;
-    let record = read_record(&id, &role, &record_json, secret.as_deref())?;
+    let secret: Option<&[u8]> = row.try_get(3).map_err(col)?;
+    let record = read_record(key, &id, &role, &record_json, secret)?;
     let seq: Option<i64> = row.try_get(4).map_err(col)?;
     let at: Option<i64> = row.try_get(5).map_err(col)?;
     let json: Option<String> = row.try_get(6).map_err(col)?;
@@ -130,7 +142,7 @@ fn swap_row(row: &Row) -> Result<(SwapRecord, StateEntry), StoreError> {
         (Some(seq), Some(at), Some(json)) => Some((seq, at, json)),
         _ => None,
     };
-    let entry = read_latest(&record, latest)?;
+    let entry = read_latest(key, &record, latest)?;
     Ok((record, entry))
 }
 
@@ -138,22 +150,36 @@ impl PgStore {
     /// Connects to the database named by `config` (a libpq connection string,
     /// `host=… port=… user=… dbname=…`, or a `postgresql://` URL) and applies pending
     /// migrations. A database written by a newer build is refused with
-    /// [`StoreError::UnsupportedVersion`].
+    /// [`StoreError::UnsupportedVersion`]. Without a key ([`PgStore::connect_with`] gives one)
+    /// secrets are written in clear.
     pub async fn connect(config: &str) -> Result<Self, StoreError> {
         Self::connect_with(config, PgOptions::default()).await
     }
 
-    /// [`PgStore::connect`] with options.
+    /// [`PgStore::connect`] with options. With a key, the database's key check is verified
+    /// (another key: [`StoreError::WrongKey`]), and clear secrets are sealed in place the first
+    /// time; without one, a database whose secrets are sealed is refused
+    /// ([`StoreError::KeyRequired`]). Nothing is written when it is refused.
     pub async fn connect_with(config: &str, options: PgOptions) -> Result<Self, StoreError> {
         let store = Self::open_with(config, options)?;
         let mut client = store.client().await?;
         migrate(&mut client).await?;
+        seal::at_connect(&mut client, store.key()).await?;
         drop(client);
         Ok(store)
     }
 
-    /// A store on the database named by `config`, without connecting yet and without
-    /// migrating (for tools and tests that manage the schema themselves).
+    /// Applies pending migrations (what [`PgStore::connect_with`] does first), without
+    /// checking the key of the database's secrets: for tools that manage other tables on the
+    /// same database and read no swap. Answers the version reached.
+    pub async fn apply_migrations(&self) -> Result<i64, StoreError> {
+        let mut client = self.client().await?;
+        migrate(&mut client).await
+    }
+
+    /// A store on the database named by `config`, without connecting yet, without migrating,
+    /// and without checking the key of its secrets (for tools and tests that manage the
+    /// schema themselves).
     pub fn open_with(config: &str, options: PgOptions) -> Result<Self, StoreError> {
         let mut pg: tokio_postgres::Config = config
             .parse()
@@ -191,7 +217,15 @@ impl PgStore {
             .recycle_timeout(Some(options.timeout))
             .build()
             .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            key: options.key.map(std::sync::Arc::new),
+        })
+    }
+
+    /// The key that seals this store's secrets, if any.
+    pub(crate) fn key(&self) -> Option<&StoreKey> {
+        self.key.as_deref()
     }
 
     /// A connection from the pool.
@@ -217,9 +251,10 @@ impl PgStore {
 #[async_trait]
 impl SwapStore for PgStore {
     async fn create(&self, record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {
-        let row = new_swap_row(record, initial)?;
+        let row = new_swap_row(self.key(), record, initial)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        seal::refuse_if_sealed(&*tx, self.key()).await?;
         let t = now();
         let inserted = match tx
             .execute(
@@ -273,9 +308,10 @@ impl SwapStore for PgStore {
         expected: u64,
         state: &SwapState,
     ) -> Result<u64, StoreError> {
-        let json = rows::state_json(state)?;
+        let json = rows::state_json(self.key(), id, state)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        seal::refuse_if_sealed(&*tx, self.key()).await?;
         let seq = append_in(&tx, id, expected, state, &json).await?;
         tx.commit().await.map_err(db)?;
         Ok(seq)
@@ -290,7 +326,7 @@ impl SwapStore for PgStore {
             )
             .await
             .map_err(db)?;
-        swap_row(&row.ok_or(StoreError::UnknownSwap(*id))?)
+        swap_row(self.key(), &row.ok_or(StoreError::UnknownSwap(*id))?)
     }
 
     async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {
@@ -309,7 +345,8 @@ impl SwapStore for PgStore {
             .map(|r| {
                 let col = |e: tokio_postgres::Error| corrupt(&shown, e);
                 read_entry(
-                    &shown,
+                    self.key(),
+                    &id.0,
                     r.try_get(0).map_err(col)?,
                     r.try_get(1).map_err(col)?,
                     r.try_get::<_, &str>(2).map_err(col)?,
@@ -335,7 +372,7 @@ impl SwapStore for PgStore {
             .map_err(db)?;
         Ok(found
             .iter()
-            .map(|r| swap_row(r).map(|(record, e)| (record, e.state)))
+            .map(|r| swap_row(self.key(), r).map(|(record, e)| (record, e.state)))
             .collect())
     }
 

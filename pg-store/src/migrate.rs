@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "leases",
         sql: include_str!("../migrations/0003_leases.sql"),
     },
+    Migration {
+        version: 4,
+        name: "store_meta",
+        sql: include_str!("../migrations/0004_store_meta.sql"),
+    },
 ];
 
 /// The advisory lock key that serializes migrations ("xswap_mg").

@@ -14,5 +14,7 @@ mod down;
 mod lease;
 #[path = "migrations.rs"]
 mod migrations;
+#[path = "seal.rs"]
+mod seal;
 #[path = "testkit.rs"]
 mod testkit;

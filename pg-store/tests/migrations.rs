@@ -7,10 +7,47 @@ use pg_store::{migrate_to, PgStore, MIGRATIONS};
 use swap_core::store::conformance::sample_record;
 use swap_core::store::rows::new_swap_row;
 use swap_core::store::{Outbox, SendKey, SignedTx};
-use swap_core::{Role, StoreError, SwapState, SwapStore, TxKind, TxRef};
+use swap_core::{Role, StoreError, SwapRecord, SwapState, SwapStore, TxKind, TxRef};
 
 fn latest() -> i64 {
     MIGRATIONS.len() as i64
+}
+
+/// Writes `rec` with its first state, then `later` states, as a build before secrets were
+/// sealed did (schema 1 to 3): its secrets in clear.
+pub(crate) async fn insert_as_before(
+    c: &tokio_postgres::Client,
+    rec: &SwapRecord,
+    later: &[SwapState],
+) {
+    let row = new_swap_row(None, rec, &SwapState::initial(rec.role)).unwrap();
+    c.execute(
+        "INSERT INTO swaps(id, role, record_json, secret, created_at, hashlock, lock_on,
+                           lock_amount, lock_ahead)
+         VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8)",
+        &[
+            &row.id,
+            &row.role,
+            &row.record_json,
+            &row.secret,
+            &row.hashlock,
+            &row.lock_on,
+            &row.lock_amount,
+            &row.lock_ahead,
+        ],
+    )
+    .await
+    .unwrap();
+    let states = std::iter::once(row.state_json.clone())
+        .chain(later.iter().map(|s| serde_json::to_string(s).unwrap()));
+    for (seq, json) in (1i64..).zip(states) {
+        c.execute(
+            "INSERT INTO swap_states(swap_id, seq, entered_at, state_json) VALUES ($1, $2, 0, $3)",
+            &[&row.id, &seq, &json],
+        )
+        .await
+        .unwrap();
+    }
 }
 
 async fn versions(c: &tokio_postgres::Client) -> Vec<i32> {
@@ -60,30 +97,7 @@ async fn migrations_from_empty_from_older_and_newer_refused() {
     assert_eq!(migrate_to(&mut c, 1).await.unwrap(), 1);
     assert_eq!(versions(&c).await, vec![1]);
     let rec = sample_record(7, Role::Initiator);
-    let row = new_swap_row(&rec, &SwapState::initial(Role::Initiator)).unwrap();
-    c.execute(
-        "INSERT INTO swaps(id, role, record_json, secret, created_at, hashlock, lock_on,
-                           lock_amount, lock_ahead)
-         VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8)",
-        &[
-            &row.id,
-            &row.role,
-            &row.record_json,
-            &row.secret,
-            &row.hashlock,
-            &row.lock_on,
-            &row.lock_amount,
-            &row.lock_ahead,
-        ],
-    )
-    .await
-    .unwrap();
-    c.execute(
-        "INSERT INTO swap_states(swap_id, seq, entered_at, state_json) VALUES ($1, 1, 0, $2)",
-        &[&row.id, &row.state_json],
-    )
-    .await
-    .unwrap();
+    insert_as_before(&c, &rec, &[]).await;
     let outbox_before: bool = c
         .query_one("SELECT to_regclass('outbox') IS NOT NULL", &[])
         .await

@@ -47,7 +47,14 @@ impl Party {
             .await
             .unwrap();
         let db = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(db.path().join("swaps.sqlite")).unwrap());
+        // Secrets sealed, as the CLI keeps them (a key of the party's own, from its seed byte).
+        let store = Arc::new(
+            SqliteStore::open_with_key(
+                db.path().join("swaps.sqlite"),
+                swap_core::store::StoreKey::from_bytes(&[seed_byte; 32]),
+            )
+            .unwrap(),
+        );
         let btc = Arc::new(
             BtcChain::new(btc_cfg, &[seed_byte; 64])
                 .unwrap()

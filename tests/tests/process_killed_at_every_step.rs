@@ -73,27 +73,43 @@ fn eth_address(dir: &Path) -> alloy::primitives::Address {
     xswap_cli::config::eth_signer(&ks, 0).unwrap().address()
 }
 
+/// The store of an installation's database, opened with the installation's key as `xswap`
+/// opens it (its secrets are sealed); the key is derived once per installation.
+fn store(db: &Path) -> Option<SqliteStore> {
+    static KEYS: std::sync::Mutex<Vec<(std::path::PathBuf, swap_core::store::StoreKey)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut keys = KEYS.lock().unwrap();
+    let key = match keys.iter().find(|(p, _)| p == db) {
+        Some((_, k)) => k.clone(),
+        None => {
+            let ks = xswap_cli::keystore::Keystore::open(
+                &db.parent()?.join("keystore.json"),
+                "test-password",
+            )
+            .ok()?;
+            let k = ks.store_key().ok()?;
+            keys.push((db.to_owned(), k.clone()));
+            k
+        }
+    };
+    drop(keys);
+    SqliteStore::open_with_key(db, key).ok()
+}
+
 async fn history_len(db: &Path, id: &SwapId) -> usize {
-    match SqliteStore::open(db) {
-        Ok(s) => s.history(id).await.map(|h| h.len()).unwrap_or(0),
-        Err(_) => 0,
+    match store(db) {
+        Some(s) => s.history(id).await.map(|h| h.len()).unwrap_or(0),
+        None => 0,
     }
 }
 
 async fn outcome(db: &Path, id: &SwapId) -> Option<Outcome> {
-    let s = SqliteStore::open(db).ok()?;
-    let (_, state) = s.load(id).await.ok()?;
+    let (_, state) = store(db)?.load(id).await.ok()?;
     swap_core::driver::final_outcome(&state)
 }
 
 async fn newest_swap(db: &Path) -> Option<SwapId> {
-    SqliteStore::open(db)
-        .ok()?
-        .list()
-        .await
-        .ok()?
-        .first()
-        .copied()
+    store(db)?.list().await.ok()?.first().copied()
 }
 
 fn alive(c: &mut Child) -> bool {

@@ -73,14 +73,7 @@ pub async fn run(store: &dyn SwapStore) {
     // Create and load, secret included.
     let a = sample_record(1, Role::Initiator);
     let b = sample_record(2, Role::Responder);
-    store
-        .create(&a, &SwapState::initial(Role::Initiator))
-        .await
-        .unwrap();
-    store
-        .create(&b, &SwapState::initial(Role::Responder))
-        .await
-        .unwrap();
+    create_initial(store, &[&a, &b]).await;
     // Sent transactions: in order, each (leg, kind, txref) once, per swap; unknown swap typed.
     use super::{SentTx, TxKind};
     use crate::terms::Leg;
@@ -434,6 +427,96 @@ fn newer_or(tx: &SignedTx) -> SignedTx {
         txref: TxRef("ee".repeat(32)),
         raw: tx.raw.iter().map(|b| b ^ 0xff).collect(),
     }
+}
+
+/// Creates each record with its role's first state.
+async fn create_initial(store: &dyn SwapStore, records: &[&SwapRecord]) {
+    for r in records {
+        store.create(r, &SwapState::initial(r.role)).await.unwrap();
+    }
+}
+
+/// Two swaps with fresh random preimages, for the tests of secrets at rest (see
+/// [`super::seal`]): an initiator (swap `n`) with its secret, and a responder (swap `n + 1`)
+/// that learned a preimage.
+pub struct SecretSwaps {
+    /// The initiator's swap, with `secrets[0]`.
+    pub initiator: SwapRecord,
+    /// The responder's swap.
+    pub responder: SwapRecord,
+    /// The responder's states after its first, holding `secrets[1]`: learned, then claiming.
+    pub states: [SwapState; 2],
+    /// The initiator's secret and the responder's learned preimage.
+    pub secrets: [Preimage; 2],
+}
+
+/// [`SecretSwaps`] numbered `n` and `n + 1`.
+pub fn secret_swaps(n: u8) -> SecretSwaps {
+    let mine = Preimage::random().unwrap();
+    let learned = Preimage::random().unwrap();
+    let mut initiator = sample_record(n, Role::Initiator);
+    initiator.terms.hashlock = mine.hashlock();
+    initiator.secret = Some(mine.clone());
+    let states = [
+        responder::State::SecretLearned {
+            preimage: learned.clone(),
+        },
+        responder::State::Claiming {
+            preimage: learned.clone(),
+        },
+    ]
+    .map(SwapState::Responder);
+    SecretSwaps {
+        initiator,
+        responder: sample_record(n.wrapping_add(1), Role::Responder),
+        states,
+        secrets: [mine, learned],
+    }
+}
+
+/// Stores [`secret_swaps`]`(n)` through `store` and checks they read back. Answers both
+/// secrets, for the caller to look for in its raw storage with [`in_clear`].
+pub async fn write_secrets(store: &dyn SwapStore, n: u8) -> [Preimage; 2] {
+    let s = secret_swaps(n);
+    let (a, b) = (&s.initiator, &s.responder);
+    create_initial(store, &[a, b]).await;
+    for state in &s.states {
+        let seq = store.load_entry(&b.id()).await.unwrap().1.seq;
+        store.append_state(&b.id(), seq, state).await.unwrap();
+    }
+    assert_eq!(&store.load(&a.id()).await.unwrap().0, a);
+    assert_eq!(store.load(&b.id()).await.unwrap().1, s.states[1]);
+    let history = store.history(&b.id()).await.unwrap();
+    assert_eq!(history[history.len() - 2].state, s.states[0]);
+    s.secrets
+}
+
+/// After [`write_secrets`] for swaps 1 and 3, the caller copied swap 1's sealed secret into
+/// swap 3's row and swap 2's latest state into swap 4's, behind the store's back: swaps 3 and
+/// 4 read as corrupt (a sealed secret opens only for its own swap), swaps 1 and 2 as before.
+pub async fn moved_secrets_are_refused(store: &dyn SwapStore) {
+    for moved in [3u8, 4] {
+        match store.load(&SwapId([moved; 16])).await {
+            Err(StoreError::Corrupt { swap, detail }) => {
+                assert_eq!(swap, hex::encode([moved; 16]));
+                assert!(detail.contains("another swap"), "{detail}");
+            }
+            other => panic!("swap {moved}: {other:?}"),
+        }
+    }
+    for fine in [1u8, 2] {
+        store.load(&SwapId([fine; 16])).await.unwrap();
+    }
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(unfinished.iter().filter(|r| r.is_ok()).count(), 2);
+}
+
+/// Whether `raw` holds `secret` in clear: its 32 bytes, or its hex.
+pub fn in_clear(raw: &[u8], secret: &Preimage) -> bool {
+    let hex = secret.expose_hex();
+    [secret.as_bytes().as_slice(), hex.as_bytes()]
+        .iter()
+        .any(|needle| raw.windows(needle.len()).any(|w| w == *needle))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::types::{Asset, Hashlock, Preimage, SwapId, Timestamp, TxRef};
 pub mod memory;
 pub mod outbox;
 pub mod rows;
+pub mod seal;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "sqlite")]
@@ -25,6 +26,7 @@ pub mod conformance;
 
 pub use memory::MemoryStore;
 pub use outbox::{MemoryOutbox, Outbox, SendKey, SharedOutbox, SignedTx};
+pub use seal::StoreKey;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -297,6 +299,20 @@ pub enum StoreError {
         /// The writer's (stale) fencing token.
         token: u64,
     },
+    /// The store's secrets are sealed (see [`seal`]) and it was opened without a key: nothing
+    /// was read or written. Open it with the installation's [`StoreKey`].
+    #[error(
+        "the swap store's secrets are encrypted: it must be opened with the installation's key \
+         (from its keystore)"
+    )]
+    KeyRequired,
+    /// The key given does not open the store's secrets (they were sealed with another
+    /// installation's seed): nothing was read or written.
+    #[error(
+        "the key given does not open the swap store's secrets (they were encrypted with another \
+         installation's seed)"
+    )]
+    WrongKey,
     /// The database itself failed (I/O, locked, not a database).
     #[error("database error: {0}")]
     Backend(String),

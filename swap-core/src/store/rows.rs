@@ -4,11 +4,12 @@
 //! definition, so that every store writes the same thing and refuses the same damage.
 
 use super::outbox::SendKey;
+use super::seal::{read_secret, secret_column, StoreKey};
 use super::{
     check_record, Role, SentTx, StateEntry, StoreError, StoredRecord, SwapRecord, SwapState,
 };
 use crate::params::ChainId;
-use crate::types::{Asset, Preimage, SwapId, Timestamp};
+use crate::types::{Asset, SwapId, Timestamp};
 
 /// A backend failure (I/O, connection, SQL) as a [`StoreError::Backend`].
 pub fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -44,16 +45,7 @@ pub fn parse_lock_amount(amount: &str) -> Result<u128, StoreError> {
         .map_err(|_| corrupt("lock amount", format!("{amount:?} is no amount")))
 }
 
-/// A state as stored (`state_json`).
-pub fn state_json(state: &SwapState) -> Result<String, StoreError> {
-    serde_json::to_string(state).map_err(backend)
-}
-
-/// A stored state read back, for the swap shown as `swap`.
-pub fn read_state(swap: &str, json: &str) -> Result<SwapState, StoreError> {
-    // serde_json's message names the field, never echoes values of other rows.
-    serde_json::from_str(json).map_err(|e| corrupt(swap, format!("state: {e}")))
-}
+pub use super::seal::{read_state, state_json};
 
 /// The columns of a new swap's row and of its first state.
 #[derive(Clone)]
@@ -64,7 +56,8 @@ pub struct NewSwapRow {
     pub role: &'static str,
     /// `record_json`: the [`StoredRecord`] without the secret.
     pub record_json: String,
-    /// `secret`: the preimage's 32 bytes (an initiator's), in a column of its own.
+    /// `secret`: the preimage (an initiator's), in a column of its own: sealed with the
+    /// store's key ([`super::seal`]), or its 32 bytes in a store without one.
     pub secret: Option<Vec<u8>>,
     /// `finished`: whether the first state is final.
     pub finished: bool,
@@ -90,21 +83,27 @@ impl std::fmt::Debug for NewSwapRow {
     }
 }
 
-/// Checks a new swap (see [`SwapStore::create`](super::SwapStore::create)) and encodes it.
-pub fn new_swap_row(record: &SwapRecord, initial: &SwapState) -> Result<NewSwapRow, StoreError> {
+/// Checks a new swap (see [`SwapStore::create`](super::SwapStore::create)) and encodes it,
+/// its secrets sealed with `key` when there is one.
+pub fn new_swap_row(
+    key: Option<&StoreKey>,
+    record: &SwapRecord,
+    initial: &SwapState,
+) -> Result<NewSwapRow, StoreError> {
     check_record(record, initial)?;
     let leg = record.our_leg();
+    let id = record.id();
     Ok(NewSwapRow {
-        id: record.id().0.to_vec(),
+        id: id.0.to_vec(),
         role: role_str(record.role),
         record_json: serde_json::to_string(&StoredRecord::from_record(record)).map_err(backend)?,
-        secret: record.secret.as_ref().map(|s| s.as_bytes().to_vec()),
+        secret: secret_column(key, &id, record.secret.as_ref())?,
         finished: initial.is_final(),
         hashlock: record.terms.hashlock.to_string(),
         lock_on: lock_on(leg.params.chain, &leg.asset)?,
         lock_amount: leg.amount.base_units().to_string(),
         lock_ahead: initial.lock_ahead(),
-        state_json: state_json(initial)?,
+        state_json: state_json(key, &id, initial)?,
     })
 }
 
@@ -116,8 +115,10 @@ pub fn read_id(bytes: &[u8]) -> Result<SwapId, StoreError> {
 }
 
 /// A swap's row (`id`, `role`, `record_json`, `secret`) read back and checked: the record
-/// parses, belongs to this id and role, and an initiator's secret matches its hashlock.
+/// parses, belongs to this id and role, and an initiator's secret (opened with `key` when
+/// sealed) matches its hashlock.
 pub fn read_record(
+    key: Option<&StoreKey>,
     id_bytes: &[u8],
     role: &str,
     record_json: &str,
@@ -128,9 +129,7 @@ pub fn read_record(
         serde_json::from_str(record_json).map_err(|e| corrupt(&shown, format!("record: {e}")))?;
     let secret = match secret {
         None => None,
-        Some(bytes) => Some(
-            Preimage::from_slice(bytes).map_err(|_| corrupt(&shown, "secret is not 32 bytes"))?,
-        ),
+        Some(bytes) => Some(read_secret(key, id_bytes, bytes)?),
     };
     let record = stored.into_record(secret);
     if record.id().0.as_slice() != id_bytes {
@@ -148,29 +147,33 @@ pub fn read_record(
     Ok(record)
 }
 
-/// A state row (`seq`, `entered_at`, `state_json`) of the swap shown as `swap` read back.
+/// A state row (`seq`, `entered_at`, `state_json`) of the swap `id_bytes` read back.
 pub fn read_entry(
-    swap: &str,
+    key: Option<&StoreKey>,
+    id_bytes: &[u8],
     seq: i64,
     entered_at: i64,
     json: &str,
 ) -> Result<StateEntry, StoreError> {
     Ok(StateEntry {
-        seq: u64::try_from(seq).map_err(|_| corrupt(swap, "negative state number"))?,
+        seq: u64::try_from(seq)
+            .map_err(|_| corrupt(hex::encode(id_bytes), "negative state number"))?,
         entered_at: Timestamp(entered_at.max(0) as u64),
-        state: read_state(swap, json)?,
+        state: read_state(key, id_bytes, json)?,
     })
 }
 
 /// A swap's latest state row (if it has any) read back for its `record`: a swap without a
 /// state, or with a state of the other role, is corrupt.
 pub fn read_latest(
+    key: Option<&StoreKey>,
     record: &SwapRecord,
     row: Option<(i64, i64, &str)>,
 ) -> Result<StateEntry, StoreError> {
-    let shown = hex::encode(record.id().0);
+    let id = record.id();
+    let shown = hex::encode(id.0);
     let (seq, at, json) = row.ok_or_else(|| corrupt(&shown, "no state"))?;
-    let entry = read_entry(&shown, seq, at, json)?;
+    let entry = read_entry(key, &id.0, seq, at, json)?;
     if entry.state.role() != record.role {
         return Err(corrupt(&shown, "state is for the other role"));
     }

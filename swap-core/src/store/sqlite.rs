@@ -1,4 +1,6 @@
-//! The default store: one SQLite file, WAL, full sync, versioned migrations.
+//! The default store: one SQLite file, WAL, full sync, versioned migrations; secrets sealed
+//! with the installation's key when it is given ([`SqliteStore::open_with_key`], see
+//! [`super::seal`]).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -10,6 +12,7 @@ use super::rows::{
     backend, corrupt, lock_on, new_swap_row, parse_lock_amount, read_entry, read_id, read_latest,
     read_record, read_sent_tx, sent_tx_row,
 };
+use super::seal::{self, KeyState, StoreKey};
 use super::{now, StateEntry, StoreError, SwapRecord, SwapState, SwapStore};
 use crate::params::ChainId;
 use crate::types::{Asset, SwapId};
@@ -127,12 +130,102 @@ const MIGRATIONS: &[&str] = &[
     UPDATE swaps SET lock_tracked = 1 WHERE finished = 1;
     CREATE INDEX swaps_to_lock ON swaps(lock_on) WHERE lock_ahead = 1;
     CREATE INDEX swaps_untracked ON swaps(id) WHERE lock_tracked = 0;",
+    // 6: facts about the store itself; `key_check` (present once its secrets are sealed with a
+    // key, see `seal.rs`) tells the key that seals them from any other.
+    "CREATE TABLE store_meta (name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);",
 ];
+
+/// The key check of a store, if its secrets are sealed.
+fn key_check(conn: &Connection) -> Result<Option<Vec<u8>>, StoreError> {
+    conn.query_row(
+        "SELECT value FROM store_meta WHERE name = 'key_check'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+/// Checks the key a store is opened with against the store's key check, and with a key for a
+/// store that has none yet, seals every clear secret it holds and writes the key check, in one
+/// transaction (of two processes opening it at once, one seals, the other finds it sealed).
+/// The old clear bytes are overwritten on disk (`secure_delete`, then a checkpoint that
+/// empties the write-ahead log); a backup taken before still holds them.
+fn seal_at_open(conn: &mut Connection, key: Option<&StoreKey>) -> Result<(), StoreError> {
+    let (KeyState::ToSeal, Some(key)) = (seal::open_store(key, key_check(conn)?.as_deref())?, key)
+    else {
+        return Ok(());
+    };
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    // Again under the write lock: another process may have sealed it meanwhile.
+    if seal::open_store(Some(key), key_check(&tx)?.as_deref())? != KeyState::ToSeal {
+        return tx.commit().map_err(backend);
+    }
+    let secrets: Vec<(Vec<u8>, Vec<u8>)> = {
+        let mut stmt = tx
+            .prepare("SELECT id, secret FROM swaps WHERE secret IS NOT NULL")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)?
+    };
+    for (id, secret) in secrets {
+        let secret = zeroize::Zeroizing::new(secret);
+        if let Some(sealed) = seal::reseal_secret(key, &id, &secret)? {
+            tx.execute(
+                "UPDATE swaps SET secret = ?2 WHERE id = ?1",
+                params![id, sealed],
+            )
+            .map_err(backend)?;
+        }
+    }
+    let states: Vec<(i64, Vec<u8>, String)> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT seq, swap_id, state_json FROM swap_states
+                 WHERE state_json LIKE '%\"preimage\"%'",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)?
+    };
+    for (seq, id, json) in states {
+        if let Some(sealed) = seal::reseal_state(key, &id, &json)? {
+            tx.execute(
+                "UPDATE swap_states SET state_json = ?2 WHERE seq = ?1",
+                params![seq, sealed],
+            )
+            .map_err(backend)?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO store_meta(name, value) VALUES ('key_check', ?1)",
+        params![key.key_check()?],
+    )
+    .map_err(backend)?;
+    tx.commit().map_err(backend)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(backend)
+}
+
+/// A write of secrets by a store opened without a key, to a store sealed meanwhile (by another
+/// process opened with one): refused, never written in clear.
+fn refuse_if_sealed(conn: &Connection, key: Option<&StoreKey>) -> Result<(), StoreError> {
+    match key {
+        None if key_check(conn)?.is_some() => Err(StoreError::KeyRequired),
+        _ => Ok(()),
+    }
+}
 
 /// Fills the lock columns of unfinished swaps stored before migration 5 (found through a
 /// partial index, so an open costs nothing once they are filled). A swap that cannot be
 /// loaded is left untracked (it cannot run either; `unfinished` reports it).
-fn track_locks(conn: &mut Connection) -> Result<(), StoreError> {
+fn track_locks(conn: &mut Connection, key: Option<&StoreKey>) -> Result<(), StoreError> {
     let ids: Vec<Vec<u8>> = {
         let mut stmt = conn
             .prepare("SELECT id FROM swaps WHERE lock_tracked = 0")
@@ -149,7 +242,7 @@ fn track_locks(conn: &mut Connection) -> Result<(), StoreError> {
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(backend)?;
     for id in ids {
-        let Ok((record, state)) = load_one(&tx, &id) else {
+        let Ok((record, state)) = load_one(&tx, key, &id) else {
             continue;
         };
         let leg = record.our_leg();
@@ -172,16 +265,38 @@ fn track_locks(conn: &mut Connection) -> Result<(), StoreError> {
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    key: Option<Arc<StoreKey>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("sealed", &self.key.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed, readable by its owner only) the store at `path` and applies
-    /// pending migrations.
+    /// pending migrations. Without a key, secrets are written in clear: for tests and library
+    /// users who choose so; a store whose secrets are sealed is refused with
+    /// [`StoreError::KeyRequired`]. The CLI opens its store with [`SqliteStore::open_with_key`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
+        Self::open_file(path.as_ref(), None)
+    }
+
+    /// Opens the store at `path` with the installation's key: every secret written is sealed
+    /// with it, and a store holding clear secrets (written without a key, or by an older build)
+    /// has them sealed in place now. A store sealed with another key is refused with
+    /// [`StoreError::WrongKey`], untouched.
+    pub fn open_with_key(path: impl AsRef<Path>, key: StoreKey) -> Result<Self, StoreError> {
+        Self::open_file(path.as_ref(), Some(key))
+    }
+
+    fn open_file(path: &Path, key: Option<StoreKey>) -> Result<Self, StoreError> {
         create_private(path).map_err(backend)?;
         let conn = Connection::open(path).map_err(backend)?;
-        Self::init(conn)
+        Self::init(conn, key)
     }
 
     /// Writes a consistent copy of the whole database to `dest` (which must not exist), while
@@ -201,11 +316,14 @@ impl SqliteStore {
 
     /// A store in memory (for tests).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory().map_err(backend)?)
+        Self::init(Connection::open_in_memory().map_err(backend)?, None)
     }
 
-    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection, key: Option<StoreKey>) -> Result<Self, StoreError> {
         configure(&conn, std::time::Duration::from_secs(10)).map_err(backend)?;
+        // Deleted and overwritten rows (a clear secret sealed in place) are zeroed on disk.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(backend)?;
         match migrate(&mut conn, MIGRATIONS) {
             Ok(()) => {}
             Err(Migration::Newer { found, supported }) => {
@@ -213,9 +331,11 @@ impl SqliteStore {
             }
             Err(Migration::Sqlite(e)) => return Err(backend(e)),
         }
-        track_locks(&mut conn)?;
+        seal_at_open(&mut conn, key.as_ref())?;
+        track_locks(&mut conn, key.as_ref())?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            key: key.map(Arc::new),
         })
     }
 
@@ -280,12 +400,17 @@ fn require_swap(conn: &Connection, id: SwapId) -> Result<(), StoreError> {
     .ok_or(StoreError::UnknownSwap(id))
 }
 
-fn load_one(conn: &Connection, id_bytes: &[u8]) -> Result<(SwapRecord, SwapState), StoreError> {
-    load_entry_one(conn, id_bytes).map(|(r, e)| (r, e.state))
+fn load_one(
+    conn: &Connection,
+    key: Option<&StoreKey>,
+    id_bytes: &[u8],
+) -> Result<(SwapRecord, SwapState), StoreError> {
+    load_entry_one(conn, key, id_bytes).map(|(r, e)| (r, e.state))
 }
 
 fn load_entry_one(
     conn: &Connection,
+    key: Option<&StoreKey>,
     id_bytes: &[u8],
 ) -> Result<(SwapRecord, StateEntry), StoreError> {
     let row: Option<(String, String, Option<Vec<u8>>)> = conn
@@ -300,7 +425,14 @@ fn load_entry_one(
         Some(row) => row,
         None => return Err(StoreError::UnknownSwap(read_id(id_bytes)?)),
     };
-    let record = read_record(id_bytes, &role, &record_json, secret.as_deref())?;
+    let secret = secret.map(zeroize::Zeroizing::new);
+    let record = read_record(
+        key,
+        id_bytes,
+        &role,
+        &record_json,
+        secret.as_deref().map(|s| &s[..]),
+    )?;
     let row: Option<(i64, i64, String)> = conn
         .query_row(
             "SELECT seq, entered_at, state_json FROM swap_states WHERE swap_id = ?1
@@ -310,7 +442,11 @@ fn load_entry_one(
         )
         .optional()
         .map_err(backend)?;
-    let entry = read_latest(&record, row.as_ref().map(|(s, a, j)| (*s, *a, j.as_str())))?;
+    let entry = read_latest(
+        key,
+        &record,
+        row.as_ref().map(|(s, a, j)| (*s, *a, j.as_str())),
+    )?;
     Ok((record, entry))
 }
 
@@ -318,11 +454,13 @@ fn load_entry_one(
 impl SwapStore for SqliteStore {
     async fn create(&self, record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {
         let id = record.id();
-        let row = new_swap_row(record, initial)?;
+        let key = self.key.clone();
+        let row = new_swap_row(key.as_deref(), record, initial)?;
         self.with(move |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
+            refuse_if_sealed(&tx, key.as_deref())?;
             let exists: Option<i64> = tx
                 .query_row(
                     "SELECT 1 FROM swaps WHERE id = ?1",
@@ -370,7 +508,8 @@ impl SwapStore for SqliteStore {
         state: &SwapState,
     ) -> Result<u64, StoreError> {
         let id = *id;
-        let json = super::rows::state_json(state)?;
+        let key = self.key.clone();
+        let json = super::rows::state_json(key.as_deref(), &id, state)?;
         let role = super::rows::role_str(state.role());
         let finished = state.is_final();
         let ahead = state.lock_ahead();
@@ -380,6 +519,7 @@ impl SwapStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
+            refuse_if_sealed(&tx, key.as_deref())?;
             let stored_role: Option<String> = tx
                 .query_row(
                     "SELECT role FROM swaps WHERE id = ?1",
@@ -431,13 +571,15 @@ impl SwapStore for SqliteStore {
 
     async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError> {
         let id = *id;
-        self.with(move |conn| load_entry_one(conn, &id.0)).await
+        let key = self.key.clone();
+        self.with(move |conn| load_entry_one(conn, key.as_deref(), &id.0))
+            .await
     }
 
     async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {
         let id = *id;
+        let key = self.key.clone();
         self.with(move |conn| {
-            let shown = id.to_string();
             let mut stmt = conn
                 .prepare(
                     "SELECT seq, entered_at, state_json FROM swap_states
@@ -456,7 +598,7 @@ impl SwapStore for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (seq, at, json) = row.map_err(backend)?;
-                out.push(read_entry(&shown, seq, at, &json)?);
+                out.push(read_entry(key.as_deref(), &id.0, seq, at, &json)?);
             }
             if out.is_empty() {
                 return Err(StoreError::UnknownSwap(id));
@@ -490,7 +632,8 @@ impl SwapStore for SqliteStore {
     async fn unfinished(
         &self,
     ) -> Result<Vec<Result<(SwapRecord, SwapState), StoreError>>, StoreError> {
-        self.with(|conn| {
+        let key = self.key.clone();
+        self.with(move |conn| {
             let mut stmt = conn
                 .prepare("SELECT id FROM swaps WHERE finished = 0 ORDER BY created_at, rowid")
                 .map_err(backend)?;
@@ -499,7 +642,10 @@ impl SwapStore for SqliteStore {
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
-            Ok(ids.iter().map(|id| load_one(conn, id)).collect())
+            Ok(ids
+                .iter()
+                .map(|id| load_one(conn, key.as_deref(), id))
+                .collect())
         })
         .await
     }
@@ -593,3 +739,7 @@ impl SwapStore for SqliteStore {
 #[cfg(test)]
 #[path = "sqlite_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sqlite_seal_tests.rs"]
+mod seal_tests;
