@@ -274,18 +274,15 @@ fn main() -> anyhow::Result<()> {
                 swap_net::Offer::decode(o).map_err(|e| anyhow!("--offer: {e}"))?;
             }
             let metrics = Arc::new(Metrics::default());
-            // The keystore first: the store's secrets are sealed with its key.
+            // Settings first (refused before anything is opened), then the keystore: the
+            // store's secrets are sealed with its key.
+            let worker_config = worker.config()?;
+            worker_config.check().map_err(|e| anyhow!("{e}"))?;
+            let driver = worker.driver()?;
             let ks = config::open_keystore(data_dir)?;
             let key = ks.store_key()?;
             let (store, db) = open(database_url(&cli)?, *pool_size, metrics.clone(), key).await?;
-            let worker_config = worker.config()?;
-            let engine = engine(
-                data_dir,
-                &ks,
-                store.clone(),
-                metrics.clone(),
-                worker.driver()?,
-            )?;
+            let engine = engine(data_dir, &ks, store.clone(), metrics.clone(), driver)?;
             let running = Worker::start(&engine, store, worker_config, metrics.clone())
                 .map_err(|e| anyhow!("{e}"))?;
             let state = Arc::new(AppState {

@@ -212,7 +212,19 @@ impl Cluster {
         let url = pg
             .create_database(&format!("workers_{name}_{}", std::process::id()))
             .await;
-        let store = Arc::new(PgStore::connect(&url).await.expect("pg store"));
+        // The servers seal the store's secrets with the installation's key: so does the
+        // test's own handle (a keyless one is refused once they have).
+        let ks =
+            xswap_cli::keystore::Keystore::open(&data_dir.join("keystore.json"), PASSWORD).unwrap();
+        let options = pg_store::PgOptions {
+            key: Some(ks.store_key().unwrap()),
+            ..Default::default()
+        };
+        let store = Arc::new(
+            PgStore::connect_with(&url, options)
+                .await
+                .expect("pg store"),
+        );
         let db = ApiDb::connect(&url, 2, Arc::new(Metrics::default()))
             .await
             .expect("api db");
