@@ -86,13 +86,10 @@ impl LnNode {
         if self.peer_manager.peer_by_node_id(&node_id).is_some() {
             return Ok(());
         }
-        let conn = lightning_net_tokio::connect_outbound(
-            std::sync::Arc::clone(&self.peer_manager),
-            node_id,
-            addr,
-        )
-        .await
-        .ok_or_else(|| LnError::NotReady(format!("cannot connect to {node_id}@{addr}")))?;
+        let conn =
+            crate::node::connect_outbound(std::sync::Arc::clone(&self.peer_manager), node_id, addr)
+                .await
+                .ok_or_else(|| LnError::NotReady(format!("cannot connect to {node_id}@{addr}")))?;
         tokio::spawn(conn);
         let started = Instant::now();
         while self.peer_manager.peer_by_node_id(&node_id).is_none() {
