@@ -161,6 +161,8 @@ pub(crate) struct Inner {
     pub(crate) secrets: Mutex<Vec<Arc<dyn crate::Secrets>>>,
     /// The latest block timestamp seen ([`Node::chain_now`]: never goes back).
     pub(crate) chain_seen: std::sync::atomic::AtomicU64,
+    /// Counts the peer's messages applied to a channel ([`Node::changes`]).
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// One party's channels and connections (cheap to clone: shared).
@@ -206,8 +208,16 @@ impl Node {
                 opens: Mutex::new(HashMap::new()),
                 secrets: Mutex::new(Vec::new()),
                 chain_seen: std::sync::atomic::AtomicU64::new(0),
+                changed: tokio::sync::watch::Sender::new(0),
             }),
         }
+    }
+
+    /// Changes whenever a peer's message changed a channel (committed first): a lock offered
+    /// to us, a claim, our own proposal countersigned. A swap engine steps its channel legs
+    /// then instead of at its next poll.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changed.subscribe()
     }
 
     /// Our transport identity's public key.
@@ -490,6 +500,7 @@ impl Node {
                 return (None, false);
             }
         };
+        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
         self.follow_up(id, follow);
         (reply, false)
     }

@@ -99,6 +99,8 @@ pub(crate) struct EventHandler {
     pub(crate) fees: Arc<FeeCache>,
     pub(crate) sweeper: Arc<Sweeper>,
     pub(crate) notify: broadcast::Sender<LnEvent>,
+    /// Bumped with every event told ([`crate::LnNode::changes`]).
+    pub(crate) changed: Arc<tokio::sync::watch::Sender<u64>>,
     /// Where preimages and held payments are recorded before an event counts as handled.
     pub(crate) store: Arc<crate::types::Store>,
 }
@@ -107,6 +109,7 @@ impl EventHandler {
     fn tell(&self, event: LnEvent) {
         // Nobody listening is fine.
         let _ = self.notify.send(event);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Handles one event; `Err(ReplayEvent)` makes LDK hand it over again later.

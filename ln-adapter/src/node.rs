@@ -56,6 +56,8 @@ pub struct LnNode {
     pub(crate) follower: Arc<Follower>,
     pub(crate) sweeper: Arc<Sweeper>,
     pub(crate) events: broadcast::Sender<LnEvent>,
+    /// Counts the events told (see [`LnNode::changes`]).
+    pub(crate) changed: Arc<watch::Sender<u64>>,
     /// Peers to keep connected (reconnected by the follower task).
     pub(crate) peers: Arc<Mutex<HashMap<PublicKey, SocketAddr>>>,
     pub(crate) store: Arc<Store>,
@@ -413,6 +415,7 @@ impl LnNode {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let listen_addr = listener.local_addr()?;
         let (events, _) = broadcast::channel(1024);
+        let changed = Arc::new(watch::Sender::new(0u64));
         let (stop, stop_rx) = watch::channel(false);
         let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
@@ -423,6 +426,7 @@ impl LnNode {
             fees: Arc::clone(&fees),
             sweeper: Arc::clone(&sweeper),
             notify: events.clone(),
+            changed: Arc::clone(&changed),
             store: Arc::clone(&store),
         });
         let background = {
@@ -487,6 +491,7 @@ impl LnNode {
             follower,
             sweeper: Arc::clone(&sweeper),
             events,
+            changed,
             peers: Arc::new(Mutex::new(read_peers(&store)?)),
             store: Arc::clone(&store),
             broadcaster: Arc::clone(&broadcaster),
@@ -661,6 +666,12 @@ impl LnNode {
     /// Events from now on (subscribe before the action whose outcome you wait for).
     pub fn subscribe(&self) -> broadcast::Receiver<LnEvent> {
         self.events.subscribe()
+    }
+
+    /// Changes whenever an event is told (after what it records is written): a swap engine
+    /// steps its Lightning legs then instead of at its next poll.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Feeds LDK every block up to the node's tip now (the follower task also does, every

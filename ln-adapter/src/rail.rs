@@ -554,6 +554,12 @@ impl Rail for LnRail {
         &self.params
     }
 
+    /// Every Lightning event the node tells (a payment held, claimed, sent or failed back,
+    /// recorded first): the engine steps the legs at once.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.node.changes())
+    }
+
     async fn account(&self, _key_index: u32) -> Result<Account, ChainError> {
         Ok(self.me())
     }

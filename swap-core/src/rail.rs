@@ -482,6 +482,16 @@ pub trait Rail: Send + Sync {
         Ok(Observation { tip, statuses })
     }
 
+    /// Tells the runtime that something on this rail may have changed for its legs (a channel
+    /// peer's update applied, a Lightning payment held, claimed or failed), so the swaps with
+    /// a leg on it step at once instead of at their next poll. The value counts changes; only
+    /// that it changed matters (changes that come together are seen once). `None`, the
+    /// default: the rail is polled only (on chain, where new blocks and mempool entries are
+    /// found by looking).
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Performs a round of operations, one result per operation in order. The default sends
     /// them one by one; an adapter packs them (N locks into one funding transaction, N claims
     /// into one contract call) by overriding it.

@@ -14,8 +14,11 @@
 //! A swap whose state changed without sending anything is due again at once (a valid
 //! counter-lock, a learned secret), a few times in a row at most; otherwise it is due again
 //! after the poll interval, or after a growing backoff when its rails could not be read.
+//! A rail that learns of changes itself ([`crate::Rail::changes`]: a channel peer's update, a
+//! Lightning payment event) makes the swaps with a leg on it due at once: channel swaps move
+//! at the pace of their messages, not of the poll interval.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -47,6 +50,17 @@ struct Active {
     due: Instant,
     backoff: Duration,
     quick: u32,
+    /// The rails of its two legs, once a step has read its record (until then any rail's
+    /// change wakes it).
+    rails: Option<[RailId; 2]>,
+}
+
+impl Active {
+    /// Whether a change on one of `woken` concerns this swap.
+    fn on_any(&self, woken: &HashSet<RailId>) -> bool {
+        self.rails
+            .is_none_or(|rails| rails.iter().any(|r| woken.contains(r)))
+    }
 }
 
 fn leg_index(leg: Leg) -> usize {
@@ -247,12 +261,24 @@ impl Driver {
     /// new states are persisted, then the actions are executed grouped per rail. Returns what
     /// each swap did (a swap that could not be stepped has an error and changed nothing).
     pub async fn tick(&self, ids: &[SwapId]) -> Vec<(SwapId, Result<StepReport, DriverError>)> {
+        self.tick_with_rails(ids)
+            .await
+            .into_iter()
+            .map(|(id, result, _)| (id, result))
+            .collect()
+    }
+
+    /// [`Driver::tick`], with the rails of each swap's legs where its record was read.
+    async fn tick_with_rails(
+        &self,
+        ids: &[SwapId],
+    ) -> Vec<(SwapId, Result<StepReport, DriverError>, Option<[RailId; 2]>)> {
         let mut out = Vec::with_capacity(ids.len());
         let mut advanced = Vec::with_capacity(ids.len());
         for (id, result) in self.advance_many(ids).await {
             match result {
                 Ok(adv) => advanced.push(adv),
-                Err(e) => out.push((id, Err(e))),
+                Err(e) => out.push((id, Err(e), None)),
             }
         }
         let plans: Vec<(&SwapRecord, &[Action])> = advanced
@@ -261,6 +287,7 @@ impl Driver {
             .collect();
         let performed = self.perform_many(&plans).await;
         for (adv, actions) in advanced.iter().zip(performed) {
+            let terms = &adv.record.terms;
             out.push((
                 adv.record.id(),
                 Ok(StepReport {
@@ -268,9 +295,38 @@ impl Driver {
                     changed: adv.changed,
                     actions,
                 }),
+                Some([
+                    terms.leg(Leg::X).params.rail(),
+                    terms.leg(Leg::Y).params.rail(),
+                ]),
             ));
         }
         out
+    }
+
+    /// A queue of the rails that changed ([`crate::Rail::changes`]), fed by one small task
+    /// per rail that has changes to tell; each task ends with its rail or the queue.
+    fn wakes(
+        &self,
+    ) -> (
+        mpsc::UnboundedSender<RailId>,
+        mpsc::UnboundedReceiver<RailId>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for rail in self.rails() {
+            let Some(mut changes) = rail.changes() else {
+                continue;
+            };
+            let (id, tx) = (rail.id(), tx.clone());
+            tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    if tx.send(id).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        (tx, rx)
     }
 
     /// The runtime's queue, started on first use.
@@ -278,7 +334,8 @@ impl Driver {
         self.runtime_tx
             .get_or_init(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run_loop(Arc::downgrade(self), rx, self.config()));
+                let wakes = self.wakes();
+                tokio::spawn(run_loop(Arc::downgrade(self), rx, wakes, self.config()));
                 tx
             })
             .clone()
@@ -289,9 +346,15 @@ impl Driver {
 async fn run_loop(
     driver: Weak<Driver>,
     mut rx: mpsc::UnboundedReceiver<Registration>,
+    // The sender is kept here so the queue never closes (a driver without such rails).
+    (_keep, mut wakes): (
+        mpsc::UnboundedSender<RailId>,
+        mpsc::UnboundedReceiver<RailId>,
+    ),
     config: crate::driver::DriverConfig,
 ) {
     let mut active: HashMap<SwapId, Active> = HashMap::new();
+    let mut woken: HashSet<RailId> = HashSet::new();
     loop {
         let next = active.values().map(|a| a.due).min();
         tokio::select! {
@@ -299,7 +362,21 @@ async fn run_loop(
                 None => return,
                 Some(r) => add(&mut active, r, config.poll_interval),
             },
+            Some(rail) = wakes.recv() => {
+                woken.insert(rail);
+            }
             _ = sleep_until(next) => {}
+        }
+        // Every change told while the last tick ran is one wake.
+        while let Ok(rail) = wakes.try_recv() {
+            woken.insert(rail);
+        }
+        if !woken.is_empty() {
+            let now = Instant::now();
+            for a in active.values_mut().filter(|a| a.on_any(&woken)) {
+                a.due = a.due.min(now);
+            }
+            woken.clear();
         }
         while let Ok(r) = rx.try_recv() {
             add(&mut active, r, config.poll_interval);
@@ -321,10 +398,13 @@ async fn run_loop(
         let Some(driver) = driver.upgrade() else {
             return;
         };
-        for (id, result) in driver.tick(&due).await {
+        for (id, result, rails) in driver.tick_with_rails(&due).await {
             let Some(a) = active.get_mut(&id) else {
                 continue;
             };
+            if rails.is_some() {
+                a.rails = rails;
+            }
             let now = Instant::now();
             match result {
                 Ok(report) => {
@@ -383,6 +463,7 @@ fn add(active: &mut HashMap<SwapId, Active>, r: Registration, poll: Duration) {
             due: Instant::now(),
             backoff: poll,
             quick: 0,
+            rails: None,
         })
         .waiters
         .push(r.done);

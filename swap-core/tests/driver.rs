@@ -611,3 +611,96 @@ async fn one_tick_observes_each_rail_once_and_executes_grouped() {
         "no lock sent twice"
     );
 }
+
+/// A simulated rail that tells the runtime of every operation on it
+/// ([`Rail::changes`]), as a channel rail does when a peer's update lands.
+struct Waking {
+    inner: SimHandle,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+#[async_trait::async_trait]
+impl Rail for Waking {
+    fn params(&self) -> &ChainParams {
+        self.inner.params()
+    }
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.changed.subscribe())
+    }
+    async fn account(&self, key_index: u32) -> Result<Account, ChainError> {
+        self.inner.account(key_index).await
+    }
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        self.inner.tip().await
+    }
+    async fn htlc_status(&self, h: &HtlcParams) -> Result<HtlcStatus, ChainError> {
+        self.inner.htlc_status(h).await
+    }
+    async fn lock(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
+        let r = self.inner.lock(h).await;
+        self.changed.send_modify(|n| *n += 1);
+        r
+    }
+    async fn claim(&self, h: &HtlcParams, p: &Preimage) -> Result<TxRef, ChainError> {
+        let r = self.inner.claim(h, p).await;
+        self.changed.send_modify(|n| *n += 1);
+        r
+    }
+    async fn refund(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
+        let r = self.inner.refund(h).await;
+        self.changed.send_modify(|n| *n += 1);
+        r
+    }
+}
+
+/// Rails that tell of their changes wake the swaps on them: two parties whose poll interval
+/// is an hour swap over two channel-like rails in well under a minute, each step taken when
+/// the other party's lock or claim lands, not at the next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rail_that_tells_of_changes_wakes_its_swaps_before_the_poll() {
+    let w = World::with_slack(
+        Direction::LN_TO_ETH_CHANNEL,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([12; 32]),
+        600,
+    );
+    let (ri, rr) = records(&w);
+    let world = Arc::new(Mutex::new(w));
+    // One rail per leg, shared by both parties' drivers (as one channel is by its two ends).
+    let x = Arc::new(Waking {
+        inner: SimHandle::new(world.clone(), Leg::X),
+        changed: tokio::sync::watch::Sender::new(0),
+    });
+    let y = Arc::new(Waking {
+        inner: SimHandle::new(world.clone(), Leg::Y),
+        changed: tokio::sync::watch::Sender::new(0),
+    });
+    let slow = DriverConfig {
+        poll_interval: Duration::from_secs(3600),
+        max_backoff: Duration::from_secs(3600),
+    };
+    let mk = || {
+        Arc::new(Driver::new(
+            Arc::new(swap_core::store::MemoryStore::new()),
+            [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
+            slow,
+        ))
+    };
+    let (di, dr) = (mk(), mk());
+    di.create(&ri).await.unwrap();
+    dr.create(&rr).await.unwrap();
+    let (a, b) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(di.run_swap(ri.id()), dr.run_swap(rr.id()))
+    })
+    .await
+    .expect("the swap waited for a poll: changes did not wake it");
+    assert_eq!(
+        (a.unwrap(), b.unwrap()),
+        (Outcome::Swapped, Outcome::Swapped)
+    );
+    assert!(
+        *x.changed.borrow() >= 2 && *y.changed.borrow() >= 2,
+        "each leg was locked and claimed through its rail"
+    );
+}

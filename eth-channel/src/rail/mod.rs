@@ -433,6 +433,12 @@ impl Rail for ChannelRail {
         &self.params
     }
 
+    /// Every peer message applied to a channel (a lock offered, a claim, our update
+    /// countersigned): the engine steps the legs at once.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.node.changes())
+    }
+
     async fn account(&self, _key_index: u32) -> Result<Account, ChainError> {
         Ok(Account::Evm(EvmAddress(self.me.0 .0)))
     }

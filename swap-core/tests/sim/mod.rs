@@ -491,6 +491,8 @@ const fn dir(x: RailId, y: RailId) -> Direction {
 impl Direction {
     pub const BTC_TO_ETH: Direction = dir(BTC, ETH);
     pub const ETH_TO_BTC: Direction = dir(ETH, BTC);
+    /// Lightning on Bitcoin for ETH in a channel: both legs channel-like.
+    pub const LN_TO_ETH_CHANNEL: Direction = dir(BTC_LN, ETH_CHANNEL);
 
     /// Which kinds of legs: "on-chain x on-chain", "on-chain x channel", ...
     pub fn class(&self) -> &'static str {
