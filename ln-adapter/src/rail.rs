@@ -605,6 +605,73 @@ impl Rail for LnRail {
         self.receive(*hashlock, *sats).map(Some)
     }
 
+    /// Before a swap is agreed. A leg we pay: its invoice names the leg's recipient, and one
+    /// of our usable channels can carry the amount now, to the payee itself or (when the
+    /// rail budgets route blocks) to a node the invoice says forwards to it; otherwise the
+    /// error says what channel to open. A leg we receive: its invoice is our node's.
+    async fn check_leg(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
+        let amount_msat = self.check_asset(htlc)?;
+        let me = self.me();
+        let Some(RailBody::Lightning {
+            node_id,
+            route_hints,
+            ..
+        }) = htlc.rail_data.as_ref().map(|d| &d.body)
+        else {
+            return Err(invalid("a Lightning leg without its invoice data"));
+        };
+        if Account::PublicKey(*node_id) != htlc.recipient {
+            return Err(invalid("the invoice's node is not the leg's recipient"));
+        }
+        if htlc.recipient == me {
+            return Ok(());
+        }
+        if htlc.sender != me {
+            return Err(invalid("a Lightning leg between two other nodes"));
+        }
+        self.node.alive().map_err(ln_err)?;
+        let payee = PublicKey::from_slice(&node_id.0).map_err(invalid)?;
+        let mut first_hops = vec![payee];
+        if self.params.route_blocks > 0 {
+            for hop in route_hints {
+                first_hops.push(PublicKey::from_slice(&hop.src_node_id.0).map_err(invalid)?);
+            }
+        }
+        let usable = self.node.channel_manager.list_usable_channels();
+        if usable.iter().any(|c| {
+            first_hops.contains(&c.counterparty.node_id)
+                && c.next_outbound_htlc_limit_msat >= amount_msat
+        }) {
+            return Ok(());
+        }
+        let best = usable
+            .iter()
+            .filter(|c| first_hops.contains(&c.counterparty.node_id))
+            .map(|c| c.next_outbound_htlc_limit_msat)
+            .max();
+        Err(ChainError::new(
+            Cause::Invalid,
+            match best {
+                Some(msat) => format!(
+                    "our Lightning channels toward {payee} can send {} sat now, the leg needs {}: \
+                     open a larger channel to it (`xswap ln open`) or wait for capacity to free",
+                    msat / 1_000,
+                    amount_msat / 1_000
+                ),
+                None => format!(
+                    "no usable Lightning channel to {payee}{}: open one with at least {} sat \
+                     on our side (`xswap ln open`) and wait until it is usable",
+                    if first_hops.len() > 1 {
+                        " or to a node forwarding to it"
+                    } else {
+                        ""
+                    },
+                    amount_msat / 1_000
+                ),
+            },
+        ))
+    }
+
     async fn verify(&self) -> Result<(), ChainError> {
         self.node.alive().map_err(ln_err)?;
         self.tip().await.map(|_| ())

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ln_adapter::{LnNode, LnRail};
 use swap_core::{
     Account, Amount, Asset, Cause, ChainFamily, Expiry, Finality, Hashlock, Height, HtlcParams,
-    HtlcStatus, Preimage, Rail, Sats, SwapId,
+    HtlcStatus, Preimage, Rail, RailBody, Sats, SwapId,
 };
 
 use crate::common::*;
@@ -303,6 +303,40 @@ async fn cancelled_late_and_malformed_legs_are_never_paid() {
     assert_eq!(
         r.rb.htlc_status(&unknown).await.unwrap(),
         HtlcStatus::Absent
+    );
+
+    // Checked before a swap is agreed: a leg the channel can carry passes on both sides; one
+    // larger than our side, or to a node we have no channel with, says what to open.
+    let (fits, _) = leg(&r, 10_000, 300).await;
+    r.ra.check_leg(&fits).await.unwrap();
+    r.rb.check_leg(&fits).await.unwrap();
+    let (big, _) = leg(&r, 600_000, 300).await;
+    let err = r.ra.check_leg(&big).await.unwrap_err();
+    assert_eq!(err.cause, Cause::Invalid, "{err}");
+    assert!(
+        err.message.contains("the leg needs 600000") && err.message.contains("xswap ln open"),
+        "{err}"
+    );
+    let elsewhere = {
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let key = bitcoin::secp256k1::SecretKey::from_slice(&[7; 32]).unwrap();
+        swap_core::PublicKeyBytes(key.public_key(&secp).serialize())
+    };
+    let (mut far, _) = leg(&r, 10_000, 300).await;
+    far.recipient = Account::PublicKey(elsewhere);
+    if let Some(RailBody::Lightning { node_id, .. }) = far.rail_data.as_mut().map(|d| &mut d.body) {
+        *node_id = elsewhere;
+    }
+    let err = r.ra.check_leg(&far).await.unwrap_err();
+    assert!(err.message.contains("no usable Lightning channel"), "{err}");
+    // Neither ours to pay nor to receive; an invoice of another node than the recipient.
+    assert_eq!(
+        r.rb.check_leg(&far).await.unwrap_err().cause,
+        Cause::Invalid
+    );
+    assert_eq!(
+        r.ra.check_leg(&other).await.unwrap_err().cause,
+        Cause::Invalid
     );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
