@@ -70,6 +70,9 @@ const INVOICE_SECS: u32 = 7 * 24 * 3600;
 pub struct LnRail {
     node: Arc<LnNode>,
     params: ChainParams,
+    /// The last tip read, by block hash: a tip read whose best block is unchanged needs no
+    /// second call for its header.
+    last_tip: Arc<std::sync::Mutex<Option<(BlockHash, ChainTip)>>>,
 }
 
 impl std::fmt::Debug for LnRail {
@@ -124,7 +127,11 @@ impl LnRail {
     /// The Lightning rail of `node`, with the built-in parameters of its chain.
     pub fn new(node: Arc<LnNode>) -> Self {
         let params = ChainParams::for_rail(RailId::new(node.config.chain, RailKind::Lightning));
-        Self { node, params }
+        Self {
+            node,
+            params,
+            last_tip: Arc::new(std::sync::Mutex::new(None)),
+        }
     }
 
     /// With other parameters (a devnet's, say); they must be a Lightning rail's on the node's
@@ -685,6 +692,13 @@ impl Rail for LnRail {
             .call("getbestblockhash", vec![])
             .await
             .map_err(|e| ln_err(e.into()))?;
+        let last = *self
+            .last_tip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, tip)) = last.filter(|(known, _)| *known == hash) {
+            return Ok(tip);
+        }
         let header = rpc
             .get_block_header(&hash)
             .await
@@ -697,10 +711,15 @@ impl Rail for LnRail {
                     ChainError::new(Cause::Inconsistent, format!("header {hash} without {name}"))
                 })
         };
-        Ok(ChainTip {
+        let tip = ChainTip {
             height: Height(field("height")?),
             time: Timestamp(field("time")?),
-        })
+        };
+        *self
+            .last_tip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((hash, tip));
+        Ok(tip)
     }
 
     async fn htlc_status(&self, htlc: &HtlcParams) -> Result<HtlcStatus, ChainError> {
