@@ -13,6 +13,7 @@ use lightning::ln::script::ShutdownScript;
 use lightning::sign::{ChangeDestinationSource, InMemorySigner, KeysManager, SignerProvider};
 use lightning::util::async_poll::AsyncResult;
 use lightning::util::logger::{Level, Logger, Record};
+use lightning::util::persist::KVStoreSync;
 
 use crate::error::LnError;
 
@@ -47,42 +48,109 @@ impl Logger for TracingLogger {
 /// not be reached is queued and sent again at every poll ([`Broadcaster::retry`]) until the
 /// node takes or refuses it: LDK broadcasts a channel's funding transaction only once. A
 /// transaction the node refuses is logged and dropped (LDK rebroadcasts what still matters,
-/// commitment and claim transactions, on its own schedule).
-#[derive(Debug)]
+/// commitment and claim transactions, on its own schedule). The queue is kept in the node's
+/// store too (one record per transaction, removed once the node took or refused it), so a
+/// funding transaction queued while the node was down is still sent after a restart.
 pub(crate) struct Broadcaster {
     rpc: Arc<RpcClient>,
     runtime: tokio::runtime::Handle,
     retry: Arc<std::sync::Mutex<Vec<Transaction>>>,
+    store: Arc<crate::types::Store>,
+}
+
+impl std::fmt::Debug for Broadcaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Broadcaster({} queued)", self.queued())
+    }
+}
+
+/// Where the queued transactions are kept (`xswap/rebroadcast/<txid>`, consensus-encoded).
+const QUEUE_NAMESPACE: &str = "xswap";
+const QUEUE_SECONDARY: &str = "rebroadcast";
+
+/// Records a queued transaction; a store that cannot take it keeps it in memory only (said).
+fn keep(store: &crate::types::Store, tx: &Transaction) {
+    let key = tx.compute_txid().to_string();
+    let bytes = bitcoin::consensus::encode::serialize(tx);
+    if let Err(e) = KVStoreSync::write(store, QUEUE_NAMESPACE, QUEUE_SECONDARY, &key, bytes) {
+        tracing::warn!(txid = %key, error = %e, "queued broadcast not stored: kept in memory only");
+    }
+}
+
+/// Forgets a queued transaction (sent, refused, or dropped from a full queue).
+fn unkeep(store: &crate::types::Store, tx: &Transaction) {
+    let key = tx.compute_txid().to_string();
+    if let Err(e) = KVStoreSync::remove(store, QUEUE_NAMESPACE, QUEUE_SECONDARY, &key, false) {
+        tracing::warn!(txid = %key, error = %e, "queued broadcast not removed from the store");
+    }
 }
 
 /// At most this many transactions wait for the node (the oldest are dropped beyond it).
 const RETRY_QUEUE: usize = 1_000;
 
 impl Broadcaster {
-    pub(crate) fn new(rpc: Arc<RpcClient>, runtime: tokio::runtime::Handle) -> Self {
-        Self {
+    /// A broadcaster whose retry queue starts with what `store` kept of an earlier run's
+    /// (an unreadable record is said and skipped: LDK rebroadcasts what matters to a channel
+    /// after blocks anyway, only a funding transaction would wait for its channel's timeout).
+    pub(crate) fn new(
+        rpc: Arc<RpcClient>,
+        runtime: tokio::runtime::Handle,
+        store: Arc<crate::types::Store>,
+    ) -> Result<Self, LnError> {
+        let keys = KVStoreSync::list(&*store, QUEUE_NAMESPACE, QUEUE_SECONDARY).map_err(|e| {
+            LnError::Store(std::io::Error::other(format!("rebroadcast queue: {e}")))
+        })?;
+        let mut queued = Vec::with_capacity(keys.len());
+        for key in keys {
+            let tx = KVStoreSync::read(&*store, QUEUE_NAMESPACE, QUEUE_SECONDARY, &key)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    bitcoin::consensus::encode::deserialize::<Transaction>(&bytes)
+                        .map_err(|e| e.to_string())
+                });
+            match tx {
+                Ok(tx) => queued.push(tx),
+                Err(e) => tracing::warn!(txid = %key, error = %e, "queued broadcast unreadable"),
+            }
+        }
+        if !queued.is_empty() {
+            tracing::info!(
+                count = queued.len(),
+                "broadcasts queued before the restart: sent again at the first poll"
+            );
+        }
+        Ok(Self {
             rpc,
             runtime,
-            retry: Arc::default(),
-        }
+            retry: Arc::new(std::sync::Mutex::new(queued)),
+            store,
+        })
     }
 
     /// Sends `txs` in order; those the node could not be reached for go to the retry queue.
     async fn send(
         rpc: &RpcClient,
         retry: &std::sync::Mutex<Vec<Transaction>>,
+        store: &crate::types::Store,
         txs: Vec<Transaction>,
     ) {
         let mut unsent = Vec::new();
         for tx in txs {
             let txid = tx.compute_txid();
             match rpc.send_raw_transaction(&tx).await {
-                Ok(_) => tracing::info!(%txid, "lightning transaction broadcast"),
+                Ok(_) => {
+                    tracing::info!(%txid, "lightning transaction broadcast");
+                    unkeep(store, &tx);
+                }
                 Err(e) if e.is_transient() => {
                     tracing::warn!(%txid, error = %e, "lightning broadcast failed: queued to retry");
+                    keep(store, &tx);
                     unsent.push(tx);
                 }
-                Err(e) => tracing::warn!(%txid, error = %e, "lightning broadcast refused"),
+                Err(e) => {
+                    tracing::warn!(%txid, error = %e, "lightning broadcast refused");
+                    unkeep(store, &tx);
+                }
             }
         }
         if !unsent.is_empty() {
@@ -91,7 +159,9 @@ impl Broadcaster {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             queue.extend(unsent);
             let excess = queue.len().saturating_sub(RETRY_QUEUE);
-            queue.drain(..excess);
+            for dropped in queue.drain(..excess) {
+                unkeep(store, &dropped);
+            }
         }
     }
 
@@ -104,7 +174,7 @@ impl Broadcaster {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         if !queued.is_empty() {
-            Self::send(&self.rpc, &self.retry, queued).await;
+            Self::send(&self.rpc, &self.retry, &self.store, queued).await;
         }
     }
 
@@ -122,8 +192,9 @@ impl BroadcasterInterface for Broadcaster {
         let txs: Vec<Transaction> = txs.iter().map(|tx| (*tx).clone()).collect();
         let rpc = Arc::clone(&self.rpc);
         let retry = Arc::clone(&self.retry);
+        let store = Arc::clone(&self.store);
         self.runtime.spawn(async move {
-            Self::send(&rpc, &retry, txs).await;
+            Self::send(&rpc, &retry, &store, txs).await;
         });
     }
 }

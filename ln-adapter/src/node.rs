@@ -220,7 +220,11 @@ impl LnNode {
         ));
         let wallet_keys = Arc::new(WalletKeys::new(Arc::clone(&keys)));
         wallet_keys.refill(&rpc).await?;
-        let broadcaster = Arc::new(Broadcaster::new(Arc::clone(&rpc), runtime.clone()));
+        let broadcaster = Arc::new(Broadcaster::new(
+            Arc::clone(&rpc),
+            runtime.clone(),
+            Arc::clone(&store),
+        )?);
         let chain_monitor: Arc<ChainMonitor> = Arc::new(LdkChainMonitor::new(
             None::<NoFilter>,
             Arc::clone(&broadcaster),
@@ -736,26 +740,6 @@ impl Drop for LnNode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lightning_networks() {
-        let chain = |f, n| ChainId::new(f, n);
-        assert_eq!(
-            ldk_network(chain(ChainFamily::Litecoin, Network::Regtest)).ok(),
-            Some(bitcoin::Network::Regtest)
-        );
-        assert_eq!(
-            ldk_network(chain(ChainFamily::Bitcoin, Network::Mainnet)).ok(),
-            Some(bitcoin::Network::Bitcoin)
-        );
-        assert!(ldk_network(chain(ChainFamily::Litecoin, Network::Mainnet)).is_err());
-        assert!(ldk_network(chain(ChainFamily::Ethereum, Network::Regtest)).is_err());
-    }
-}
-
 /// A Lightning connection's socket for `lightning_net_tokio`, with Nagle's algorithm off.
 ///
 /// LDK writes each message as it is produced (an `update_add_htlc`, then its
@@ -789,5 +773,25 @@ pub(crate) async fn connect_outbound(
             }
         },
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lightning_networks() {
+        let chain = |f, n| ChainId::new(f, n);
+        assert_eq!(
+            ldk_network(chain(ChainFamily::Litecoin, Network::Regtest)).ok(),
+            Some(bitcoin::Network::Regtest)
+        );
+        assert_eq!(
+            ldk_network(chain(ChainFamily::Bitcoin, Network::Mainnet)).ok(),
+            Some(bitcoin::Network::Bitcoin)
+        );
+        assert!(ldk_network(chain(ChainFamily::Litecoin, Network::Mainnet)).is_err());
+        assert!(ldk_network(chain(ChainFamily::Ethereum, Network::Regtest)).is_err());
     }
 }
