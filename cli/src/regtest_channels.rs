@@ -20,6 +20,7 @@ use eth_channel::{
     UpdateKind,
 };
 use ln_adapter::{LnConfig, LnEvent, LnNode, Seed};
+use sha2::{Digest, Sha256};
 use swap_core::Network;
 use swap_net::Identity;
 use tokio::net::TcpListener;
@@ -41,6 +42,15 @@ pub async fn ln_node(
         dir.join(wallet),
     );
     config.poll_interval = Duration::from_millis(200);
+    // Its data sealed as an installation's is, with a key of its own from its seed (the same
+    // at every start on `dir`).
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(
+        &Sha256::new_with_prefix(b"xswap/demo-ln-store/v1")
+            .chain_update(seed)
+            .finalize(),
+    );
+    config.store_key = Some(swap_core::store::StoreKey::from_bytes(&key));
     Ok(Arc::new(LnNode::start(config, &Seed::new(seed)).await?))
 }
 
@@ -166,7 +176,11 @@ const MIN_EXPIRY_MARGIN: u64 = 60;
 
 fn side(nodes: &Nodes, account: usize) -> anyhow::Result<ChannelSide> {
     let net_id = Identity::generate()?;
-    let store = SqliteChannelStore::in_memory()?;
+    // Sealed with a key of this side's own (random), as an installation's file is.
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(key.as_mut()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store =
+        SqliteChannelStore::in_memory_with_key(swap_core::store::StoreKey::from_bytes(&key))?;
     let chain = RpcChain {
         provider: nodes.eth.provider().clone(),
         at: BlockNumberOrTag::Latest,

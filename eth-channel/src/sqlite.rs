@@ -9,11 +9,15 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use eth_adapter::channel::{ChannelRef, Params, Side, State};
 use swap_core::store::sqlite::{configure, migrate};
+use swap_core::store::StoreKey;
 
 use crate::msg::{Proposal, UpdateKind, WireSig, WireState};
 use crate::store::{ChannelStore, CoSigned, Saved, StoreError};
 
+mod seal;
 mod watch;
+
+pub(crate) use seal::{raw_of_store, raw_to_store, refuse_if_sealed};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 /// Never edit one that has shipped: append a new one.
@@ -69,6 +73,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 4: the block a channel's events start at or after (where its watch starts).
     watch::MIGRATION,
+    // 5: facts about the store itself: the key check of a sealed store (see `seal.rs`).
+    seal::MIGRATION,
 ];
 
 /// Who a channel's peer is on the encrypted transport ([`SqliteChannelStore::peer`]).
@@ -80,15 +86,20 @@ pub struct PeerRecord {
     pub addr: Option<String>,
 }
 
-/// A [`ChannelStore`] in a SQLite file.
+/// A [`ChannelStore`] in a SQLite file. Its secrets (claims' preimages, the watcher's
+/// signed transactions) are sealed at rest when it is opened with a key
+/// ([`SqliteChannelStore::open_with_key`]; see `sqlite/seal.rs`).
 #[derive(Clone)]
 pub struct SqliteChannelStore {
     conn: Arc<Mutex<Connection>>,
+    key: Option<Arc<StoreKey>>,
 }
 
 impl std::fmt::Debug for SqliteChannelStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SqliteChannelStore")
+        f.debug_struct("SqliteChannelStore")
+            .field("sealed", &self.key.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,6 +134,7 @@ fn side_str(s: Side) -> &'static str {
 
 /// One `channel_states` row.
 struct Row {
+    version: u64,
     state_json: String,
     kind_json: Option<String>,
     sig_a: Option<String>,
@@ -130,23 +142,50 @@ struct Row {
 }
 
 impl SqliteChannelStore {
-    /// Opens (creating and migrating) the store at `path`.
+    /// Opens (creating and migrating) the store at `path`, without a key: secrets are
+    /// written in clear (tests, and library users who choose so); a store whose secrets are
+    /// sealed is refused with [`StoreError::KeyRequired`]. The CLI opens its channel store
+    /// with [`SqliteChannelStore::open_with_key`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(backend)?;
-        Self::init(conn)
+        Self::init(conn, None)
+    }
+
+    /// Opens (creating and migrating) the store at `path` with the installation's key
+    /// (`Keystore::store_key` in the CLI): every secret written is sealed with it, and a
+    /// store holding clear secrets (written without a key, or by an older build) has them
+    /// sealed in place now. A store sealed with another key is refused with
+    /// [`StoreError::WrongKey`], nothing read or written.
+    pub fn open_with_key(path: &Path, key: StoreKey) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::init(conn, Some(key))
     }
 
     /// A store in memory (tests).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory().map_err(backend)?)
+        Self::init(Connection::open_in_memory().map_err(backend)?, None)
     }
 
-    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+    /// A store in memory whose secrets are sealed with `key`, as a file's would be.
+    pub fn in_memory_with_key(key: StoreKey) -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(backend)?, Some(key))
+    }
+
+    fn init(mut conn: Connection, key: Option<StoreKey>) -> Result<Self, StoreError> {
         configure(&conn, std::time::Duration::from_secs(5)).map_err(backend)?;
+        // Overwritten rows (a clear secret sealed in place) are zeroed on disk.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(backend)?;
         migrate(&mut conn, MIGRATIONS).map_err(backend)?;
+        seal::seal_at_open(&mut conn, key.as_ref())?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            key: key.map(Arc::new),
         })
+    }
+
+    pub(crate) fn key(&self) -> Option<&StoreKey> {
+        self.key.as_deref()
     }
 
     /// Every channel id recorded, oldest first.
@@ -239,6 +278,7 @@ fn row_at(
         params![id.as_slice(), to_i64(id, version)?, role],
         |r| {
             Ok(Row {
+                version,
                 state_json: r.get(0)?,
                 kind_json: r.get(1)?,
                 sig_a: r.get(2)?,
@@ -316,10 +356,14 @@ fn cosigned_of(id: B256, row: &Row) -> Result<CoSigned, StoreError> {
     })
 }
 
-fn proposal_of(id: B256, row: &Row) -> Result<Proposal, StoreError> {
+fn proposal_of(key: Option<&StoreKey>, id: B256, row: &Row) -> Result<Proposal, StoreError> {
     let state: WireState = serde_json::from_str(&row.state_json).map_err(|e| corrupt(id, e))?;
-    let kind: UpdateKind = serde_json::from_str(row.kind_json.as_deref().unwrap_or("null"))
-        .map_err(|e| corrupt(id, e))?;
+    let kind = seal::kind_of(
+        key,
+        id,
+        row.version,
+        row.kind_json.as_deref().unwrap_or("null"),
+    )?;
     let sig: WireSig =
         serde_json::from_str(row.sig_a.as_deref().unwrap_or("null")).map_err(|e| corrupt(id, e))?;
     Ok(Proposal {
@@ -330,15 +374,25 @@ fn proposal_of(id: B256, row: &Row) -> Result<Proposal, StoreError> {
     })
 }
 
+/// Inserts a state row; a change carrying a secret (a claim's preimage) is sealed with `key`,
+/// and refused without one in a store sealed meanwhile by another process.
+#[allow(clippy::too_many_arguments)]
 fn insert(
     conn: &Connection,
+    key: Option<&StoreKey>,
     id: B256,
     version: u64,
     role: &str,
     state_json: &str,
-    kind_json: Option<&str>,
+    kind: Option<&UpdateKind>,
     sigs: (Option<String>, Option<String>),
 ) -> Result<(), StoreError> {
+    if kind.is_some_and(seal::has_secret) {
+        seal::refuse_if_sealed(conn, key)?;
+    }
+    let kind_json = kind
+        .map(|k| seal::kind_json(key, id, version, k))
+        .transpose()?;
     conn.execute(
         "INSERT INTO channel_states
          (channel_id, version, role, state_json, kind_json, sig_a, sig_b, recorded_at)
@@ -402,7 +456,7 @@ impl SqliteChannelStore {
         }
         let ws = WireState::new(&s.state, &s.locks);
         if let Some(row) = row_at(&tx, id, v, "proposed")? {
-            if proposal_of(id, &row)?.state != ws {
+            if proposal_of(self.key(), id, &row)?.state != ws {
                 return Err(StoreError::Duplicate {
                     channel: id,
                     version: v,
@@ -414,20 +468,25 @@ impl SqliteChannelStore {
         };
         insert(
             &tx,
+            self.key(),
             id,
             v,
             "cosigned",
             &json(&ws)?,
-            kind.map(json).transpose()?.as_deref(),
+            kind,
             (sig(&s.sig_a)?, sig(&s.sig_b)?),
         )?;
         tx.commit().map_err(backend)
     }
 }
 
-/// A row of `channel_states` read as (state, kind, sig_a, sig_b).
+/// A row of `channel_states` read as (state, kind, sig_a, sig_b, version).
 fn state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let version: i64 = r.get(4)?;
     Ok(Row {
+        version: u64::try_from(version).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Integer, e.into())
+        })?,
         state_json: r.get(0)?,
         kind_json: r.get(1)?,
         sig_a: r.get(2)?,
@@ -458,7 +517,7 @@ impl ChannelStore for SqliteChannelStore {
             let (v, kind) = r.map_err(backend)?;
             let v = u64::try_from(v).map_err(|e| corrupt(id, e))?;
             let kind = kind.ok_or_else(|| corrupt(id, "a proposal without its change"))?;
-            let kind: UpdateKind = serde_json::from_str(&kind).map_err(|e| corrupt(id, e))?;
+            let kind = seal::kind_of(self.key(), id, v, &kind)?;
             out.push((v, kind));
         }
         Ok(out)
@@ -536,7 +595,7 @@ impl ChannelStore for SqliteChannelStore {
             });
         }
         if let Some(row) = row_at(&tx, id, v, "proposed")? {
-            if proposal_of(id, &row)? == *p {
+            if proposal_of(self.key(), id, &row)? == *p {
                 return Ok(());
             }
             return Err(StoreError::Duplicate {
@@ -544,14 +603,14 @@ impl ChannelStore for SqliteChannelStore {
                 version: v,
             });
         }
-        let kind = json(&p.kind)?;
         insert(
             &tx,
+            self.key(),
             id,
             v,
             "proposed",
             &json(&p.state)?,
-            Some(&kind),
+            Some(&p.kind),
             (Some(json(&p.sig)?), None),
         )?;
         tx.commit().map_err(backend)
@@ -576,8 +635,8 @@ impl ChannelStore for SqliteChannelStore {
         // so its kind is the state's when the co-signed row has none.
         let mut stmt = conn
             .prepare(
-                "SELECT c.state_json, COALESCE(c.kind_json, p.kind_json), c.sig_a, c.sig_b
-                 FROM channel_states c
+                "SELECT c.state_json, COALESCE(c.kind_json, p.kind_json), c.sig_a, c.sig_b,
+                 c.version FROM channel_states c
                  LEFT JOIN channel_states p ON p.channel_id = c.channel_id
                       AND p.version = c.version AND p.role = 'proposed'
                  WHERE c.channel_id = ?1 AND c.role = 'cosigned' ORDER BY c.version",
@@ -592,9 +651,8 @@ impl ChannelStore for SqliteChannelStore {
             let kind = row
                 .kind_json
                 .as_deref()
-                .map(serde_json::from_str::<UpdateKind>)
-                .transpose()
-                .map_err(|e| corrupt(id, e))?;
+                .map(|k| seal::kind_of(self.key(), id, row.version, k))
+                .transpose()?;
             out.push((cosigned_of(id, &row)?, kind));
         }
         Ok(out)
@@ -714,6 +772,7 @@ impl ChannelStore for SqliteChannelStore {
         let above = latest.state.version;
         let pending = match pending_above(&conn, id, above)? {
             Some(v) => Some(proposal_of(
+                self.key(),
                 id,
                 &row_at(&conn, id, v, "proposed")?
                     .ok_or_else(|| corrupt(id, "pending row vanished"))?,
@@ -734,7 +793,7 @@ impl ChannelStore for SqliteChannelStore {
         let conn = self.lock()?;
         let mut stmt = conn
             .prepare(
-                "SELECT state_json, kind_json, sig_a, sig_b FROM channel_states
+                "SELECT state_json, kind_json, sig_a, sig_b, version FROM channel_states
                  WHERE channel_id = ?1 AND role = 'cosigned' ORDER BY version",
             )
             .map_err(backend)?;

@@ -72,6 +72,21 @@ pub enum StoreError {
         /// What.
         detail: String,
     },
+    /// The store's secrets are sealed and it was opened without a key (or, opened without
+    /// one, it was about to write a secret into a store another process sealed meanwhile):
+    /// nothing was read or written. Open it with the installation's key.
+    #[error(
+        "the channel store's secrets are encrypted: it must be opened with the installation's \
+         key (from its keystore)"
+    )]
+    KeyRequired,
+    /// The key given does not open the store's secrets (sealed with another installation's
+    /// seed): nothing was read or written.
+    #[error(
+        "the key given does not open the channel store's secrets (they were encrypted with \
+         another installation's seed)"
+    )]
+    WrongKey,
     /// Stored data that does not decode.
     #[error("corrupt record of channel {channel}: {detail}")]
     Corrupt {

@@ -29,6 +29,8 @@ mod refused;
 mod reject;
 #[path = "resume.rs"]
 mod resume;
+#[path = "sealed.rs"]
+mod sealed;
 #[path = "session.rs"]
 mod session;
 #[path = "topup.rs"]

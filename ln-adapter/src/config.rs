@@ -7,6 +7,7 @@ use std::time::Duration;
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use btc_adapter::rpc::RpcConfig;
 use btc_adapter::FeeConfig;
+use swap_core::store::StoreKey;
 use swap_core::ChainId;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -45,6 +46,14 @@ pub struct LnConfig {
     /// which is most of a payment's latency between two swap nodes on a direct channel,
     /// where there is nobody to hide the timing from.
     pub htlc_processing_interval: Option<Duration>,
+    /// The key that seals everything the node writes in `data_dir` (LDK's channel manager and
+    /// monitors, which hold payment preimages, and our ledger of preimages): the
+    /// installation's store key (`Keystore::store_key` in the CLI). `None` (the default of
+    /// [`LnConfig::new`]) keeps the data in clear, as LDK writes it: for tests and library
+    /// users who choose so. A directory sealed once is refused without its key
+    /// ([`crate::LnError::KeyRequired`]) or with another ([`crate::LnError::WrongKey`]); a clear
+    /// one is sealed in place at its first start with a key.
+    pub store_key: Option<StoreKey>,
 }
 
 impl LnConfig {
@@ -64,6 +73,7 @@ impl LnConfig {
             forwarding_fee_base_msat: 1_000,
             forwarding_fee_ppm: 100,
             htlc_processing_interval: Some(Duration::from_millis(5)),
+            store_key: None,
         }
     }
 }

@@ -22,6 +22,20 @@ pub enum LnError {
     /// Reading or writing the node's data directory failed.
     #[error("store: {0}")]
     Store(#[from] std::io::Error),
+    /// The data directory is sealed (see [`crate::LnConfig::store_key`]) and the node was
+    /// started without a key: nothing was written.
+    #[error(
+        "the lightning node's data is encrypted: it must be started with the installation's key \
+         (from its keystore)"
+    )]
+    KeyRequired,
+    /// The key given does not open the data directory (sealed with another installation's
+    /// key): nothing was written.
+    #[error(
+        "the key given does not open the lightning node's data (encrypted with another \
+         installation's seed)"
+    )]
+    WrongKey,
     /// Persisted LDK state does not decode.
     #[error("persisted state does not decode: {0}")]
     Decode(String),

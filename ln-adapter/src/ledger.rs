@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn records_survive_a_new_store_on_the_same_directory_and_bad_ones_are_typed_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().to_path_buf());
+        let store = Store::clear(dir.path().to_path_buf()).unwrap();
         let p = Preimage::from_bytes([7; 32]);
         let h = p.hashlock();
         assert_eq!(preimage_for(&store, &h).unwrap(), None);
@@ -247,7 +247,7 @@ mod tests {
             claim_deadline: Some(1_500),
         };
         record_held(&store, &h, held_p).unwrap();
-        let again = Store::new(dir.path().to_path_buf());
+        let again = Store::clear(dir.path().to_path_buf()).unwrap();
         assert_eq!(preimage_for(&again, &h).unwrap(), Some(p.clone()));
         assert_eq!(held(&again, &h).unwrap(), Some(held_p));
         // A record under the wrong hash is refused, not returned.

@@ -18,6 +18,8 @@
 //! - [`rail`]: [`LnRail`], the Lightning rail (a swap leg as a payment to a hold invoice).
 //! - `router`: LDK's router with the final CLTV pinned (no random shadow offset).
 //! - `wallet`: the funding transaction (segwit inputs only).
+//! - `sealed`: the node's store (LDK's files and our ledger) sealed at rest with the
+//!   installation's key ([`LnConfig::store_key`]).
 //!
 //! Channels are unannounced and anchors are off (Litecoin's relay policy; see the project's
 //! `channels.md`).
@@ -33,6 +35,7 @@ pub mod node;
 mod ops;
 pub mod rail;
 mod router;
+mod sealed;
 mod types;
 mod wallet;
 

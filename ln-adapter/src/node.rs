@@ -31,7 +31,6 @@ use lightning::util::sweep::OutputSweeper;
 use lightning_background_processor::{
     process_events_async, GossipSync, NO_LIQUIDITY_MANAGER, NO_ONION_MESSENGER,
 };
-use lightning_persister::fs_store::FilesystemStore;
 use swap_core::{ChainFamily, ChainId, Hashlock, Network, Preimage};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -207,7 +206,10 @@ impl LnNode {
         let rpc = Arc::new(RpcClient::new(config.rpc.clone())?);
         let network = ldk_network(config.chain)?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Arc::new(FilesystemStore::new(config.data_dir.clone()));
+        let store = Arc::new(crate::sealed::SealedStore::open(
+            config.data_dir.clone(),
+            config.store_key.clone(),
+        )?);
         let logger = Arc::new(TracingLogger);
         let fees = Arc::new(FeeCache::new(config.fees));
         fees.refresh(&rpc).await?;

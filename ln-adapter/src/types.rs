@@ -12,15 +12,15 @@ use lightning::routing::router;
 use lightning::routing::scoring::{ProbabilisticScorer, ProbabilisticScoringFeeParameters};
 use lightning::sign::{InMemorySigner, KeysManager};
 use lightning::util::sweep;
-use lightning_persister::fs_store::FilesystemStore;
 
 use crate::io::{Broadcaster, FeeCache, TracingLogger, WalletChange, WalletKeys};
 
 /// No chain filter: the follower passes every transaction of every block.
 pub(crate) type NoFilter = Arc<dyn Filter + Send + Sync>;
 
-/// LDK's store: files in the node's data directory.
-pub(crate) type Store = FilesystemStore;
+/// LDK's store: files in the node's data directory, sealed with the installation's key when
+/// it has one (see `sealed.rs`).
+pub(crate) type Store = crate::sealed::SealedStore;
 
 /// The chain monitor (channel monitors, persisted in [`Store`]).
 pub(crate) type ChainMonitor = chainmonitor::ChainMonitor<

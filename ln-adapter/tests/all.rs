@@ -25,3 +25,5 @@ mod reorg;
 mod restart;
 #[path = "restart_held.rs"]
 mod restart_held;
+#[path = "sealed.rs"]
+mod sealed;

@@ -180,7 +180,12 @@ impl Ctx {
         } else {
             BlockNumberOrTag::Finalized
         };
-        let store = Arc::new(SqliteChannelStore::open(&store_path(data_dir))?);
+        // Its secrets (claims' preimages, the watcher's reveals) sealed with the installation's
+        // key, as the swap store's are.
+        let store = Arc::new(SqliteChannelStore::open_with_key(
+            &store_path(data_dir),
+            ks.store_key()?,
+        )?);
         let node = Node::new(
             identity,
             signer.clone(),

@@ -272,11 +272,14 @@ pub async fn start(data_dir: &Path, cfg: &Config) -> anyhow::Result<Running> {
         .ok_or_else(|| {
             LnCliError::BadArgument(format!("[ln] listen {:?} is not HOST:PORT", section.listen))
         })?;
-    let seed = {
+    let (seed, store_key) = {
         let ks = config::open_keystore(data_dir)?;
-        Seed::new(*ks.purpose_key("lightning")?)
+        (Seed::new(*ks.purpose_key("lightning")?), ks.store_key()?)
     };
     let mut ln = LnConfig::new(cfg.btc_chain()?, cfg.btc_rpc()?, paths.node.clone());
+    // LDK's files and the ledger (payment preimages) sealed with the installation's key, as
+    // the swap and channel stores are; a node directory from before is sealed at this start.
+    ln.store_key = Some(store_key);
     ln.listen = listen;
     ln.min_confirmations = section.min_confirmations;
     ln.poll_interval = poll_interval();

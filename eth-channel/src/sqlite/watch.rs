@@ -60,7 +60,7 @@ impl SqliteChannelStore {
         for v in versions {
             let row = row_at(&conn, id, v, "proposed")?
                 .ok_or_else(|| corrupt(id, "abandoned proposal row vanished"))?;
-            out.push(proposal_of(id, &row)?);
+            out.push(proposal_of(self.key(), id, &row)?);
         }
         Ok(out)
     }

@@ -20,7 +20,11 @@
 use alloy::primitives::{Address, B256};
 use rusqlite::{params, OptionalExtension};
 
-use crate::sqlite::{backend, unix_now, SqliteChannelStore};
+use swap_core::store::StoreKey;
+
+use crate::sqlite::{
+    backend, raw_of_store, raw_to_store, refuse_if_sealed, unix_now, SqliteChannelStore,
+};
 use crate::store::StoreError;
 
 /// Migration 2 of the channel store.
@@ -204,14 +208,18 @@ fn i64_of(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| bad(format!("{v} too large")))
 }
 
+/// The records a statement selects, their signed bytes opened with `key` when sealed.
 fn collect(
     stmt: &mut rusqlite::Statement<'_>,
     p: impl rusqlite::Params,
+    key: Option<&StoreKey>,
 ) -> Result<Vec<TxRecord>, StoreError> {
     let rows = stmt.query_map(p, row_of).map_err(backend)?;
     let mut out = vec![];
     for r in rows {
-        out.push(TxRecord::try_from(r.map_err(backend)?)?);
+        let mut row = r.map_err(backend)?;
+        row.raw = raw_of_store(key, &row.hash, std::mem::take(&mut row.raw))?;
+        out.push(TxRecord::try_from(row)?);
     }
     Ok(out)
 }
@@ -225,7 +233,7 @@ impl SqliteChannelStore {
                 "SELECT {COLUMNS} FROM watcher_txs WHERE sender = ?1 ORDER BY seq"
             ))
             .map_err(backend)?;
-        collect(&mut stmt, params![sender.as_slice()])
+        collect(&mut stmt, params![sender.as_slice()], self.key())
     }
 
     /// The pending transactions of `sender`, by nonce.
@@ -237,7 +245,7 @@ impl SqliteChannelStore {
                  ORDER BY nonce"
             ))
             .map_err(backend)?;
-        collect(&mut stmt, params![sender.as_slice()])
+        collect(&mut stmt, params![sender.as_slice()], self.key())
     }
 
     /// The pending or mined transaction of `intent`, if any.
@@ -253,9 +261,11 @@ impl SqliteChannelStore {
                  AND status IN ('pending', 'mined')"
             ))
             .map_err(backend)?;
-        Ok(collect(&mut stmt, params![sender.as_slice(), intent])?
-            .into_iter()
-            .next())
+        Ok(
+            collect(&mut stmt, params![sender.as_slice(), intent], self.key())?
+                .into_iter()
+                .next(),
+        )
     }
 
     /// How many transactions of `sender` whose intent starts with `prefix` ended `status`.
@@ -305,7 +315,11 @@ impl SqliteChannelStore {
                      AND status IN ('pending', 'mined')"
                 ))
                 .map_err(backend)?;
-            collect(&mut stmt, params![rec.sender.as_slice(), rec.intent])?
+            collect(
+                &mut stmt,
+                params![rec.sender.as_slice(), rec.intent],
+                self.key(),
+            )?
         };
         if let Some(r) = live.into_iter().next() {
             return Ok(Recorded::IntentTaken(Box::new(r)));
@@ -322,7 +336,7 @@ impl SqliteChannelStore {
         if nonce_taken {
             return Ok(Recorded::NonceTaken);
         }
-        insert(&tx, rec)?;
+        insert(&tx, self.key(), rec)?;
         tx.commit().map_err(backend)?;
         Ok(Recorded::New)
     }
@@ -373,7 +387,7 @@ impl SqliteChannelStore {
         if n != 1 {
             return Ok(false);
         }
-        insert(&tx, new)?;
+        insert(&tx, self.key(), new)?;
         tx.commit().map_err(backend)?;
         Ok(true)
     }
@@ -391,7 +405,11 @@ impl SqliteChannelStore {
                  AND status = 'replaced'"
             ))
             .map_err(backend)?;
-        collect(&mut stmt, params![sender.as_slice(), i64_of(nonce)?])
+        collect(
+            &mut stmt,
+            params![sender.as_slice(), i64_of(nonce)?],
+            self.key(),
+        )
     }
 
     /// Ends transaction `hash` with `to` if it is `from` (pending, normally; mined when a
@@ -422,7 +440,15 @@ impl SqliteChannelStore {
     }
 }
 
-fn insert(tx: &rusqlite::Transaction<'_>, rec: &TxRecord) -> Result<(), StoreError> {
+/// Records `rec` pending, its signed bytes sealed with `key` (refused without one in a store
+/// sealed meanwhile by another process: a reveal's bytes carry its preimage).
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    key: Option<&StoreKey>,
+    rec: &TxRecord,
+) -> Result<(), StoreError> {
+    refuse_if_sealed(tx, key)?;
+    let raw = raw_to_store(key, rec.hash, &rec.raw)?;
     tx.execute(
         "INSERT INTO watcher_txs (sender, intent, channel_id, nonce, tx_hash, raw, status,
          recorded_at, recorded_block) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
@@ -432,7 +458,7 @@ fn insert(tx: &rusqlite::Transaction<'_>, rec: &TxRecord) -> Result<(), StoreErr
             rec.channel.as_ref().map(|c| c.as_slice().to_vec()),
             i64_of(rec.nonce)?,
             rec.hash.as_slice(),
-            rec.raw,
+            raw,
             unix_now(),
             i64_of(rec.recorded_block)?
         ],

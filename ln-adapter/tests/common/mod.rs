@@ -59,6 +59,25 @@ pub async fn start_ln_on(
     LnNode::start(config, &Seed::new([seed; 32])).await.unwrap()
 }
 
+/// [`start_ln_on`] with its data sealed with `key` (or in clear without one); the start's
+/// error returned.
+pub async fn start_ln_keyed(
+    node: &RegtestNode,
+    wallet: &str,
+    seed: u8,
+    dir: &Path,
+    listen: Option<std::net::SocketAddr>,
+    key: Option<swap_core::store::StoreKey>,
+) -> Result<LnNode, ln_adapter::LnError> {
+    let mut config = LnConfig::new(node.chain_id(), node.rpc_config(Some(wallet)), dir.into());
+    config.poll_interval = Duration::from_millis(200);
+    config.store_key = key;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    LnNode::start(config, &Seed::new([seed; 32])).await
+}
+
 /// A regtest node, wallets `a` (10 coins) and `b` (empty), two Lightning nodes, connected.
 pub async fn pair() -> Pair {
     init_tracing();
@@ -231,6 +250,17 @@ pub async fn balance(wallet: &RpcClient) -> u64 {
 /// Pays `amount_msat` from `payer` to `payee` through a hold invoice and claims it; returns
 /// the time from sending to the payer's `PaymentSent`.
 pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64) -> Duration {
+    hold_pay_and_claim_preimage(payer, payee, amount_msat)
+        .await
+        .0
+}
+
+/// [`hold_pay_and_claim`], returning the payment's preimage too.
+pub async fn hold_pay_and_claim_preimage(
+    payer: &LnNode,
+    payee: &LnNode,
+    amount_msat: u64,
+) -> (Duration, Preimage) {
     // A claim just made settles in the commitments after the payer already saw it.
     wait_until("payer can send the amount", || {
         payer
@@ -316,7 +346,7 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
     assert_eq!(revealed, preimage, "the payer learns the preimage");
     assert_eq!(
         payer.preimage_for(&hashlock).unwrap(),
-        Some(preimage),
+        Some(preimage.clone()),
         "and has it recorded before the event counted as handled"
     );
     assert_eq!(id, payment_id);
@@ -329,7 +359,7 @@ pub async fn hold_pay_and_claim(payer: &LnNode, payee: &LnNode, amount_msat: u64
         matches!(e, LnEvent::PaymentClaimed { hashlock: h, amount_msat: a } if *h == hashlock && *a == amount_msat)
     })
     .await;
-    elapsed
+    (elapsed, preimage)
 }
 
 /// Waits until no HTLC is pending in any channel of either node.

@@ -108,6 +108,26 @@ impl StoreKey {
             .is_some_and(|text| text.as_slice() == CHECK_TEXT)
     }
 
+    /// Any secret `plain` sealed for what it is bound to (`ad`: the record's identity, so
+    /// that a sealed value moved to another record does not open there), for stores other
+    /// than the swap store (the Ethereum channel store, the Lightning node's files): `[format
+    /// 1][nonce: 24 bytes][ciphertext and tag]`, a fresh random nonce each time. Callers give
+    /// each kind of record its own `ad` prefix.
+    pub fn seal_bytes(&self, ad: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.seal(ad, plain)
+    }
+
+    /// Opens what [`StoreKey::seal_bytes`] sealed for `ad`; `None` when it does not open
+    /// (another key, another `ad`, modified, or not a format this build reads).
+    pub fn open_bytes(&self, ad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.open(ad, sealed)
+    }
+
+    /// The length of `plain` sealed by [`StoreKey::seal_bytes`].
+    pub const fn sealed_len(plain: usize) -> usize {
+        1 + NONCE_LEN + plain + TAG_LEN
+    }
+
     /// A swap's preimage sealed for its row.
     pub fn seal_preimage(&self, swap: &SwapId, preimage: &Preimage) -> Result<Vec<u8>, StoreError> {
         self.seal(&secret_ad(&swap.0), preimage.as_bytes())
@@ -372,6 +392,23 @@ mod tests {
         assert!(!resealed.contains(&p.expose_hex()));
         assert_eq!(read_state(Some(&key(1)), &id.0, &resealed).unwrap(), state);
         assert_eq!(reseal_state(&key(1), &id.0, &resealed).unwrap(), None);
+    }
+
+    #[test]
+    fn sealed_bytes_open_only_with_their_key_and_binding() {
+        let plain = b"a channel secret of any length".to_vec();
+        let sealed = key(1).seal_bytes(b"rec:1", &plain).unwrap();
+        assert_eq!(sealed.len(), StoreKey::sealed_len(plain.len()));
+        assert!(!sealed.windows(plain.len()).any(|w| w == plain.as_slice()));
+        assert_ne!(sealed, key(1).seal_bytes(b"rec:1", &plain).unwrap());
+        assert_eq!(
+            key(1).open_bytes(b"rec:1", &sealed).unwrap().as_slice(),
+            plain.as_slice()
+        );
+        assert!(key(1).open_bytes(b"rec:2", &sealed).is_none());
+        assert!(key(2).open_bytes(b"rec:1", &sealed).is_none());
+        // Not mistaken for a swap's sealed secret or a key check.
+        assert!(!key(1).verify(&sealed));
     }
 
     #[test]

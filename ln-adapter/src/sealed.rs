@@ -1,0 +1,362 @@
+//! The node's store with every value sealed at rest: LDK's file store wrapped so that what
+//! LDK writes (the channel manager and monitors, which hold payment preimages; the sweeper;
+//! the peers) and what our ledger writes (preimages of payments sent and claimed) is sealed
+//! with the installation's [`StoreKey`] (XChaCha20-Poly1305 through
+//! `swap_core::store::StoreKey`, a fresh nonce per write), bound to its namespaces and key so
+//! that a value moved under another key does not open.
+//!
+//! A sealed value is [`MAGIC`] then the sealed bytes; any other value is a clear one, as
+//! written without a key or by an older build, and still reads. A directory knows it is sealed
+//! by its key check (`xswap_seal/key_check`, a fixed text sealed with the key): opened without
+//! a key it is refused ([`LnError::KeyRequired`]), with another key too
+//! ([`LnError::WrongKey`]), before anything is written. Opened with a key for the first time,
+//! every clear value is sealed in place (each file replaced atomically by LDK's store), then
+//! the key check is written: the preimages of an older directory do not stay in clear until
+//! LDK happens to write them again.
+//!
+//! Without a key (library users who choose so, tests), values are read and written in clear,
+//! as LDK's file store does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lightning::io;
+use lightning::util::async_poll::AsyncResult;
+use lightning::util::persist::{KVStore, KVStoreSync, MigratableKVStore};
+use lightning_persister::fs_store::FilesystemStore;
+use swap_core::store::seal::{open_store, KeyState};
+use swap_core::store::StoreKey;
+
+use crate::error::LnError;
+
+/// What starts a sealed value (then `[format 1][nonce][ciphertext and tag]`).
+pub(crate) const MAGIC: &[u8; 12] = b"\x00xswap-seal1";
+/// Where the key check is kept.
+const CHECK_NAMESPACE: &str = "xswap_seal";
+const CHECK_KEY: &str = "key_check";
+
+/// LDK's file store in the node's data directory, its values sealed with the installation's
+/// key when it has one.
+pub(crate) struct SealedStore {
+    inner: FilesystemStore,
+    key: Option<Arc<StoreKey>>,
+}
+
+impl std::fmt::Debug for SealedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedStore")
+            .field("sealed", &self.key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a value is bound to: its namespaces and key.
+fn binding(primary: &str, secondary: &str, key: &str) -> Vec<u8> {
+    let mut ad = b"ln-kv:".to_vec();
+    for part in [primary, secondary, key] {
+        ad.extend_from_slice(part.as_bytes());
+        // Namespaces and keys never hold a NUL (LDK's alphabet), so the parts cannot shift.
+        ad.push(0);
+    }
+    ad
+}
+
+fn not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+/// A value read back: clear, or sealed and opened.
+fn unseal(key: Option<&StoreKey>, ad: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, io::Error> {
+    let Some(sealed) = stored.strip_prefix(MAGIC.as_slice()) else {
+        return Ok(stored);
+    };
+    let key = key.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "a sealed value and no key: the node must be started with the installation's key",
+        )
+    })?;
+    key.open_bytes(ad, sealed)
+        .map(|plain| plain.to_vec())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a sealed value does not open here (another key, moved from another key, or \
+                 modified)",
+            )
+        })
+}
+
+impl SealedStore {
+    /// The store in `dir` without a key: values read and written in clear. A directory whose
+    /// values are sealed is refused ([`LnError::KeyRequired`]).
+    #[cfg(test)]
+    pub(crate) fn clear(dir: PathBuf) -> Result<Self, LnError> {
+        Self::open(dir, None)
+    }
+
+    /// The store in `dir`, sealed with `key` when given (see the module's documentation):
+    /// refuses a sealed directory without a key or with another key, writing nothing; with a
+    /// key, seals in place every clear value the directory holds.
+    pub(crate) fn open(dir: PathBuf, key: Option<StoreKey>) -> Result<Self, LnError> {
+        let inner = FilesystemStore::new(dir);
+        let check = match KVStoreSync::read(&inner, CHECK_NAMESPACE, "", CHECK_KEY) {
+            Ok(c) => Some(c),
+            Err(e) if not_found(&e) => None,
+            Err(e) => return Err(LnError::Store(std::io::Error::other(e.to_string()))),
+        };
+        let state = open_store(key.as_ref(), check.as_deref()).map_err(|e| match e {
+            swap_core::store::StoreError::KeyRequired => LnError::KeyRequired,
+            swap_core::store::StoreError::WrongKey => LnError::WrongKey,
+            other => LnError::Store(std::io::Error::other(other.to_string())),
+        })?;
+        let store = Self {
+            inner,
+            key: key.map(Arc::new),
+        };
+        if let (KeyState::ToSeal, Some(key)) = (state, store.key.as_deref()) {
+            // Every clear value sealed first, then the check: a start interrupted meanwhile
+            // finds no check and seals what is left at the next start with the key.
+            store.seal_clear_values()?;
+            let check = key
+                .key_check()
+                .map_err(|e| LnError::Store(std::io::Error::other(e.to_string())))?;
+            KVStoreSync::write(&store.inner, CHECK_NAMESPACE, "", CHECK_KEY, check)
+                .map_err(|e| io_err("key check", e))?;
+        }
+        Ok(store)
+    }
+
+    /// Seals every clear value in place (each file replaced atomically by LDK's store).
+    fn seal_clear_values(&self) -> Result<(), LnError> {
+        let all = MigratableKVStore::list_all_keys(&self.inner).map_err(|e| io_err("list", e))?;
+        for (p, s, k) in all {
+            if p == CHECK_NAMESPACE {
+                continue;
+            }
+            let value = KVStoreSync::read(&self.inner, &p, &s, &k)
+                .map_err(|e| io_err(&format!("{p}/{s}/{k}"), e))?;
+            if value.starts_with(MAGIC) {
+                continue;
+            }
+            let value = zeroize::Zeroizing::new(value);
+            let sealed = self
+                .seal(&p, &s, &k, &value)
+                .map_err(|e| io_err(&format!("{p}/{s}/{k}"), e))?;
+            KVStoreSync::write(&self.inner, &p, &s, &k, sealed)
+                .map_err(|e| io_err(&format!("{p}/{s}/{k}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// `value` as written: sealed for its place when there is a key.
+    fn seal(
+        &self,
+        primary: &str,
+        secondary: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<Vec<u8>, io::Error> {
+        let Some(k) = self.key.as_deref() else {
+            return Ok(value.to_vec());
+        };
+        let sealed = k
+            .seal_bytes(&binding(primary, secondary, key), value)
+            .map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))?;
+        let mut out = Vec::with_capacity(MAGIC.len() + sealed.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+}
+
+fn io_err(what: &str, e: io::Error) -> LnError {
+    LnError::Store(std::io::Error::other(format!("{what}: {e}")))
+}
+
+impl KVStoreSync for SealedStore {
+    fn read(&self, primary: &str, secondary: &str, key: &str) -> Result<Vec<u8>, io::Error> {
+        let stored = KVStoreSync::read(&self.inner, primary, secondary, key)?;
+        unseal(
+            self.key.as_deref(),
+            &binding(primary, secondary, key),
+            stored,
+        )
+    }
+
+    fn write(
+        &self,
+        primary: &str,
+        secondary: &str,
+        key: &str,
+        buf: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        let buf = zeroize::Zeroizing::new(buf);
+        let sealed = self.seal(primary, secondary, key, &buf)?;
+        KVStoreSync::write(&self.inner, primary, secondary, key, sealed)
+    }
+
+    fn remove(
+        &self,
+        primary: &str,
+        secondary: &str,
+        key: &str,
+        lazy: bool,
+    ) -> Result<(), io::Error> {
+        KVStoreSync::remove(&self.inner, primary, secondary, key, lazy)
+    }
+
+    fn list(&self, primary: &str, secondary: &str) -> Result<Vec<String>, io::Error> {
+        KVStoreSync::list(&self.inner, primary, secondary)
+    }
+}
+
+impl KVStore for SealedStore {
+    fn read(
+        &self,
+        primary: &str,
+        secondary: &str,
+        key: &str,
+    ) -> AsyncResult<'static, Vec<u8>, io::Error> {
+        let read = KVStore::read(&self.inner, primary, secondary, key);
+        let k = self.key.clone();
+        let ad = binding(primary, secondary, key);
+        Box::pin(async move { unseal(k.as_deref(), &ad, read.await?) })
+    }
+
+    fn write(
+        &self,
+        primary: &str,
+        secondary: &str,
+        key: &str,
+        buf: Vec<u8>,
+    ) -> AsyncResult<'static, (), io::Error> {
+        // Sealed now, and handed to LDK's store now: it orders writes to a key by call.
+        let buf = zeroize::Zeroizing::new(buf);
+        match self.seal(primary, secondary, key, &buf) {
+            Ok(sealed) => KVStore::write(&self.inner, primary, secondary, key, sealed),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn remove(
+        &self,
+        primary: &str,
+        secondary: &str,
+        key: &str,
+        lazy: bool,
+    ) -> AsyncResult<'static, (), io::Error> {
+        KVStore::remove(&self.inner, primary, secondary, key, lazy)
+    }
+
+    fn list(&self, primary: &str, secondary: &str) -> AsyncResult<'static, Vec<String>, io::Error> {
+        KVStore::list(&self.inner, primary, secondary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn key(n: u8) -> StoreKey {
+        StoreKey::from_bytes(&[n; 32])
+    }
+
+    fn files(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = vec![];
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    let bytes = std::fs::read(&p).unwrap();
+                    out.push((p, bytes));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    const SECRET: [u8; 32] = [0xa7; 32];
+
+    fn holds(dir: &std::path::Path, what: &[u8]) -> bool {
+        files(dir)
+            .iter()
+            .any(|(_, b)| b.windows(what.len()).any(|w| w == what))
+    }
+
+    #[test]
+    fn values_are_sealed_bound_to_their_key_and_clear_ones_sealed_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        // A clear directory, as before.
+        let clear = SealedStore::clear(path.clone()).unwrap();
+        KVStoreSync::write(&clear, "xswap", "preimages", "aa", SECRET.to_vec()).unwrap();
+        KVStoreSync::write(
+            &clear,
+            "monitors",
+            "",
+            "m1",
+            [&b"mon"[..], &SECRET].concat(),
+        )
+        .unwrap();
+        drop(clear);
+        assert!(holds(&path, &SECRET));
+
+        // First keyed open: sealed in place, still read.
+        let s = SealedStore::open(path.clone(), Some(key(1))).unwrap();
+        assert!(!holds(&path, &SECRET));
+        assert_eq!(
+            KVStoreSync::read(&s, "xswap", "preimages", "aa").unwrap(),
+            SECRET
+        );
+        KVStoreSync::write(&s, "xswap", "preimages", "bb", SECRET.to_vec()).unwrap();
+        assert!(!holds(&path, &SECRET));
+        assert_eq!(
+            KVStoreSync::list(&s, "xswap", "preimages").unwrap().len(),
+            2
+        );
+
+        // A value moved under another key does not open there.
+        let a = path.join("xswap").join("preimages").join("aa");
+        std::fs::copy(&a, path.join("xswap").join("preimages").join("cc")).unwrap();
+        let e = KVStoreSync::read(&s, "xswap", "preimages", "cc").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(!e.to_string().contains("a7a7"));
+        std::fs::remove_file(path.join("xswap").join("preimages").join("cc")).unwrap();
+        drop(s);
+
+        // Without the key, or with another: refused, nothing written.
+        let before = files(&path);
+        assert!(matches!(
+            SealedStore::clear(path.clone()),
+            Err(LnError::KeyRequired)
+        ));
+        assert!(matches!(
+            SealedStore::open(path.clone(), Some(key(2))),
+            Err(LnError::WrongKey)
+        ));
+        assert_eq!(files(&path), before);
+        assert!(!format!(
+            "{:?}",
+            SealedStore::open(path.clone(), Some(key(1))).unwrap()
+        )
+        .contains("1, 1"));
+    }
+
+    #[tokio::test]
+    async fn the_async_store_seals_and_opens_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SealedStore::open(dir.path().to_path_buf(), Some(key(3))).unwrap();
+        KVStore::write(&s, "ns", "", "k", SECRET.to_vec())
+            .await
+            .unwrap();
+        assert!(!holds(dir.path(), &SECRET));
+        assert_eq!(KVStoreSync::read(&s, "ns", "", "k").unwrap(), SECRET);
+        assert_eq!(KVStore::read(&s, "ns", "", "k").await.unwrap(), SECRET);
+    }
+}
