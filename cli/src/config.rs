@@ -415,6 +415,30 @@ pub async fn installation(
     ks: &Keystore,
     driver: DriverConfig,
 ) -> anyhow::Result<(Arc<Engine>, Arc<EthChain>)> {
+    installation_with(data_dir, ks, driver, Vec::new()).await
+}
+
+/// [`engine`] with the channel rails this process hosts (see [`crate::hosted`]) registered
+/// beside the on-chain ones.
+pub async fn engine_with(
+    data_dir: &Path,
+    driver: DriverConfig,
+    channel_rails: Vec<Arc<dyn Rail>>,
+) -> anyhow::Result<Arc<Engine>> {
+    let ks = open_keystore(data_dir)?;
+    Ok(installation_with(data_dir, &ks, driver, channel_rails)
+        .await?
+        .0)
+}
+
+/// [`installation`] with `channel_rails` (Lightning, Ethereum channel) registered beside
+/// the on-chain rails.
+pub async fn installation_with(
+    data_dir: &Path,
+    ks: &Keystore,
+    driver: DriverConfig,
+    channel_rails: Vec<Arc<dyn Rail>>,
+) -> anyhow::Result<(Arc<Engine>, Arc<EthChain>)> {
     let cfg = Config::load(data_dir)?;
     let store = crate::guard::open(data_dir, ks.store_key()?, true).await?;
     // Fundings are recorded in the swap store before they are broadcast (another connection to
@@ -426,7 +450,8 @@ pub async fn installation(
     )?);
     let (btc, eth) = adapters(&cfg, ks, outbox)?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
-    let rails = [btc as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>];
+    let mut rails = vec![btc as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>];
+    rails.extend(channel_rails);
     // Open quotes in the swap store's file too: they survive a restart, and every `xswap`
     // process on this data directory serves the same ones.
     let quotes = Arc::new(
