@@ -331,10 +331,24 @@ pub fn eth_signer(ks: &Keystore, index: u32) -> anyhow::Result<PrivateKeySigner>
     )?)
 }
 
-/// Opens the keystore (password from `XSWAP_PASSWORD`, or asked on the terminal).
+/// The password that opened a keystore in this process: a command that runs several parts
+/// (the engine, the Lightning node, the channel node) asks only once.
+static OPENED_WITH: std::sync::OnceLock<(PathBuf, zeroize::Zeroizing<String>)> =
+    std::sync::OnceLock::new();
+
+/// Opens the keystore (password from `XSWAP_PASSWORD`, or asked on the terminal once per
+/// process).
 pub fn open_keystore(data_dir: &Path) -> anyhow::Result<Keystore> {
-    let password = password("keystore password: ")?;
-    Ok(Keystore::open(&data_dir.join("keystore.json"), &password)?)
+    let path = data_dir.join("keystore.json");
+    if let Some((p, pw)) = OPENED_WITH.get() {
+        if *p == path {
+            return Ok(Keystore::open(&path, pw)?);
+        }
+    }
+    let password = zeroize::Zeroizing::new(password("keystore password: ")?);
+    let ks = Keystore::open(&path, &password)?;
+    let _ = OPENED_WITH.set((path, password));
+    Ok(ks)
 }
 
 /// A new keystore password: `XSWAP_PASSWORD`, or asked twice on the terminal. Empty is
