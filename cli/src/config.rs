@@ -24,7 +24,8 @@
 //! challenge_period = 86400         # of the channels this installation opens
 //!
 //! [ln]                             # optional: the Lightning node (`xswap ln`); these defaults
-//! listen = "127.0.0.1:9735"        # where `xswap ln serve` accepts Lightning peers
+//! listen = "127.0.0.1:9735"        # where the node accepts Lightning peers (`xswap ln serve`,
+//!                                  # or `xswap maker` / `take` / `resume`, which run it too)
 //! data_dir = "ln"                  # its state, relative to the installation's data directory
 //! min_confirmations = 3            # before a channel opened to us is usable
 //! ```

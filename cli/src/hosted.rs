@@ -161,6 +161,16 @@ impl std::fmt::Debug for Hosted {
 /// empty [`Hosted`]). Fails with [`ln::LnCliError::NodeRunning`] when another process runs
 /// the Lightning node.
 pub async fn host(data_dir: &Path, cfg: &Config) -> anyhow::Result<Hosted> {
+    host_only(data_dir, cfg, &[RailKind::Lightning, RailKind::EvmChannel]).await
+}
+
+/// [`host`] for the channel rails among `kinds` only (a take of an on-chain offer runs no
+/// Lightning node, so it does not compete with a running `xswap ln serve`).
+pub async fn host_only(
+    data_dir: &Path,
+    cfg: &Config,
+    kinds: &[RailKind],
+) -> anyhow::Result<Hosted> {
     let mut h = Hosted {
         rails: Vec::new(),
         ln: None,
@@ -169,7 +179,7 @@ pub async fn host(data_dir: &Path, cfg: &Config) -> anyhow::Result<Hosted> {
         hosting: None,
         tasks: Vec::new(),
     };
-    if cfg.ln.is_some() {
+    if cfg.ln.is_some() && kinds.contains(&RailKind::Lightning) {
         let running = ln::start(data_dir, cfg).await?;
         let node = Arc::clone(&running.node);
         let ctx = Arc::new(ln::Ctx::load(data_dir, cfg)?);
@@ -185,7 +195,7 @@ pub async fn host(data_dir: &Path, cfg: &Config) -> anyhow::Result<Hosted> {
             .push(Arc::new(LnRail::new(Arc::clone(&node))) as Arc<dyn Rail>);
         h.ln = Some(node);
     }
-    if cfg.channel.is_some() {
+    if cfg.channel.is_some() && kinds.contains(&RailKind::EvmChannel) {
         let ctx = match channel::Ctx::open(data_dir).await {
             Ok(c) => Arc::new(c),
             Err(e) => {

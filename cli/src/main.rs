@@ -671,8 +671,9 @@ fn main() -> anyhow::Result<()> {
             for (name, leg) in [("buy", &offer.buy), ("sell", &offer.sell)] {
                 hosted::rail_configured(&cfg, name, leg.rail)?;
             }
-            // Our Lightning node and channel service run in this process for the swap.
-            let hosted = hosted::host(&dir, &cfg).await?;
+            // Our Lightning node and channel service run in this process for the swap (those
+            // its legs use).
+            let hosted = hosted::host_only(&dir, &cfg, &[offer.buy.rail, offer.sell.rail]).await?;
             let ran = take(&dir, &hosted, &offer, give, get).await;
             if ran.is_ok() {
                 // What we paid on a channel is claimed by the maker with us online.
