@@ -176,6 +176,34 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     }
     let mut reap = Reap(Vec::new());
 
+    // The maker's offer to pay ETH in a channel it does not have is refused, saying what to
+    // open; nothing is saved.
+    let offer_args = [
+        "offer",
+        "--sell",
+        "eth",
+        "--sell-rail",
+        "eth-channel",
+        "--buy",
+        "ltc",
+        "--buy-rail",
+        "ln",
+        "--rate",
+        "10000000000/1",
+        "--min",
+        "1000",
+        "--max",
+        "100000",
+    ];
+    let refused = run(&a, &offer_args);
+    let err = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("no Ethereum channel holding") && err.contains("xswap channel open --peer"),
+        "{err}"
+    );
+    assert_eq!(json(&a, &["offer", "list"]), serde_json::json!([]));
+
     // The Ethereum channel: the taker serves channel peers while the maker opens one to it
     // with 1 ETH on the maker's side (what the maker pays from).
     let ib = json(&b, &["channel", "info"]);
@@ -216,26 +244,16 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     assert_eq!(amount(&eth_channel(&b)["peer_balance"]), ONE_ETH);
 
     // The maker's offer: ETH in the channel for LTC over Lightning, 1,000 to 100,000 sats.
-    let offer = offer_in(&ok(
-        &a,
-        &[
-            "offer",
-            "--sell",
-            "eth",
-            "--sell-rail",
-            "eth-channel",
-            "--buy",
-            "ltc",
-            "--buy-rail",
-            "ln",
-            "--rate",
-            &format!("{WEI_PER_SAT}/1"),
-            "--min",
-            "1000",
-            "--max",
-            "100000",
-        ],
-    ));
+    let offer = offer_in(&ok(&a, &offer_args));
+    let listed = json(&a, &["offer", "list"]);
+    assert_eq!(
+        (
+            listed[0]["sell_rail"].as_str(),
+            listed[0]["buy_rail"].as_str()
+        ),
+        (Some("eth-channel"), Some("lightning")),
+        "{listed}"
+    );
     let shown = ok(&a, &["offer", "show", &offer]);
     assert!(
         shown.contains("in an Ethereum channel") && shown.contains("over Lightning"),
