@@ -171,6 +171,7 @@ pub async fn host_only(
     cfg: &Config,
     kinds: &[RailKind],
 ) -> anyhow::Result<Hosted> {
+    let network = cfg.eth_chain()?.network;
     let mut h = Hosted {
         rails: Vec::new(),
         ln: None,
@@ -211,7 +212,7 @@ pub async fn host_only(
                 at: ctx.at,
             },
             ctx.signer.address(),
-            cfg.eth_chain()?.network,
+            network,
         );
         for id in ctx.store.channel_ids()? {
             rail.add_channel(id);
