@@ -24,7 +24,8 @@
 //! challenge_period = 86400         # of the channels this installation opens
 //!
 //! [ln]                             # optional: the Lightning node (`xswap ln`); these defaults
-//! listen = "127.0.0.1:9735"        # where `xswap ln serve` accepts Lightning peers
+//! listen = "127.0.0.1:9735"        # where the node accepts Lightning peers (`xswap ln serve`,
+//!                                  # or `xswap maker` / `take` / `resume`, which run it too)
 //! data_dir = "ln"                  # its state, relative to the installation's data directory
 //! min_confirmations = 3            # before a channel opened to us is usable
 //! ```
@@ -331,10 +332,24 @@ pub fn eth_signer(ks: &Keystore, index: u32) -> anyhow::Result<PrivateKeySigner>
     )?)
 }
 
-/// Opens the keystore (password from `XSWAP_PASSWORD`, or asked on the terminal).
+/// The password that opened a keystore in this process: a command that runs several parts
+/// (the engine, the Lightning node, the channel node) asks only once.
+static OPENED_WITH: std::sync::OnceLock<(PathBuf, zeroize::Zeroizing<String>)> =
+    std::sync::OnceLock::new();
+
+/// Opens the keystore (password from `XSWAP_PASSWORD`, or asked on the terminal once per
+/// process).
 pub fn open_keystore(data_dir: &Path) -> anyhow::Result<Keystore> {
-    let password = password("keystore password: ")?;
-    Ok(Keystore::open(&data_dir.join("keystore.json"), &password)?)
+    let path = data_dir.join("keystore.json");
+    if let Some((p, pw)) = OPENED_WITH.get() {
+        if *p == path {
+            return Ok(Keystore::open(&path, pw)?);
+        }
+    }
+    let password = zeroize::Zeroizing::new(password("keystore password: ")?);
+    let ks = Keystore::open(&path, &password)?;
+    let _ = OPENED_WITH.set((path, password));
+    Ok(ks)
 }
 
 /// A new keystore password: `XSWAP_PASSWORD`, or asked twice on the terminal. Empty is
@@ -415,6 +430,30 @@ pub async fn installation(
     ks: &Keystore,
     driver: DriverConfig,
 ) -> anyhow::Result<(Arc<Engine>, Arc<EthChain>)> {
+    installation_with(data_dir, ks, driver, Vec::new()).await
+}
+
+/// [`engine`] with the channel rails this process hosts (see [`crate::hosted`]) registered
+/// beside the on-chain ones.
+pub async fn engine_with(
+    data_dir: &Path,
+    driver: DriverConfig,
+    channel_rails: Vec<Arc<dyn Rail>>,
+) -> anyhow::Result<Arc<Engine>> {
+    let ks = open_keystore(data_dir)?;
+    Ok(installation_with(data_dir, &ks, driver, channel_rails)
+        .await?
+        .0)
+}
+
+/// [`installation`] with `channel_rails` (Lightning, Ethereum channel) registered beside
+/// the on-chain rails.
+pub async fn installation_with(
+    data_dir: &Path,
+    ks: &Keystore,
+    driver: DriverConfig,
+    channel_rails: Vec<Arc<dyn Rail>>,
+) -> anyhow::Result<(Arc<Engine>, Arc<EthChain>)> {
     let cfg = Config::load(data_dir)?;
     let store = crate::guard::open(data_dir, ks.store_key()?, true).await?;
     // Fundings are recorded in the swap store before they are broadcast (another connection to
@@ -426,7 +465,8 @@ pub async fn installation(
     )?);
     let (btc, eth) = adapters(&cfg, ks, outbox)?;
     let identity = Identity::from_private(&ks.purpose_key("noise")?[..])?;
-    let rails = [btc as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>];
+    let mut rails = vec![btc as Arc<dyn Rail>, eth.clone() as Arc<dyn Rail>];
+    rails.extend(channel_rails);
     // Open quotes in the swap store's file too: they survive a restart, and every `xswap`
     // process on this data directory serves the same ones.
     let quotes = Arc::new(

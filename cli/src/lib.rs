@@ -8,6 +8,7 @@ pub mod demo_channels;
 /// The engine (the `swap-engine` crate), under the name the CLI's modules use.
 pub use swap_engine as engine;
 pub mod guard;
+pub mod hosted;
 pub mod keystore;
 pub mod ln;
 pub mod offers;

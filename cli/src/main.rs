@@ -10,7 +10,7 @@ use swap_core::*;
 use swap_net::{Offer, OfferLeg};
 use xswap_cli::config::{self, Config};
 use xswap_cli::keystore::Keystore;
-use xswap_cli::status;
+use xswap_cli::{hosted, status};
 
 /// Atomic swaps between Bitcoin-family chains and Ethereum, peer to peer, no custodian.
 #[derive(Parser)]
@@ -66,6 +66,14 @@ enum Command {
         /// Hours until the offer lapses (at least 1).
         #[arg(long, default_value_t = 24)]
         hours: u64,
+        /// Where what you sell travels: onchain, ln (Lightning: the Bitcoin-family coin,
+        /// `[ln]` configured) or eth-channel (an Ethereum channel with the taker: `[channel]`
+        /// configured). You need a channel that can pay the offer's smallest amount.
+        #[arg(long, default_value = "onchain")]
+        sell_rail: String,
+        /// Where what you buy travels, same forms (the taker needs the channel to you).
+        #[arg(long, default_value = "onchain")]
+        buy_rail: String,
     },
     /// Run as a maker: resume stored swaps and serve the saved offers until stopped.
     Maker,
@@ -312,6 +320,66 @@ async fn follow(
     }
 }
 
+/// ` (Lightning)` / ` (Ethereum channel)` after a chain, nothing on chain.
+fn rail_suffix(kind: RailKind) -> &'static str {
+    match kind {
+        RailKind::Lightning => " (Lightning)",
+        RailKind::EvmChannel => " (Ethereum channel)",
+        _ => "",
+    }
+}
+
+/// `xswap take` once the offer is accepted by the user and our channel rails run: a channel
+/// for each channel leg (else what to open, before the maker is asked), then the swap to its
+/// end. Returns the exit code when it did not swap.
+async fn take(
+    dir: &Path,
+    hosted: &hosted::Hosted,
+    offer: &Offer,
+    give: u128,
+    get: u128,
+) -> anyhow::Result<Option<i32>> {
+    let engine = config::engine_with(dir, driver_config(), hosted.rails.clone()).await?;
+    engine
+        .verify_rails()
+        .await
+        .context("refusing to take the offer")?;
+    engine.resume().await?;
+    hosted::check_take(hosted, offer, give, get).await?;
+    let id = engine.take(offer, give).await?;
+    xswap_cli::say!("swap {id} agreed; running it (Ctrl-C is safe: `xswap resume` goes on)");
+    follow(Some(&engine), engine.driver.store().as_ref(), &[id]).await?;
+    let (_, state) = engine.driver.store().load(&id).await?;
+    match swap_core::driver::final_outcome(&state) {
+        Some(Outcome::Swapped) => {
+            xswap_cli::say!("swap {id}: {}", Outcome::Swapped);
+            Ok(None)
+        }
+        Some(other) => {
+            // Not what the user asked for: a script must see it.
+            xswap_cli::say!("swap {id}: {other}");
+            Ok(Some(EXIT_NOT_SWAPPED))
+        }
+        None => bail!("swap {id} stopped before it finished: `xswap resume` goes on"),
+    }
+}
+
+/// `xswap resume` with our channel rails running: every unfinished swap to its end.
+async fn resume(dir: &Path, hosted: &hosted::Hosted) -> anyhow::Result<()> {
+    let engine = config::engine_with(dir, driver_config(), hosted.rails.clone()).await?;
+    let ids: Vec<SwapId> = engine
+        .driver
+        .store()
+        .unfinished()
+        .await?
+        .into_iter()
+        .filter_map(|r| r.ok().map(|(rec, _)| rec.id()))
+        .collect();
+    let n = engine.resume().await?;
+    xswap_cli::say!("{n} unfinished swap(s) resumed");
+    follow(Some(&engine), engine.driver.store().as_ref(), &ids).await
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -404,6 +472,8 @@ fn main() -> anyhow::Result<()> {
             min,
             max,
             hours,
+            sell_rail,
+            buy_rail,
         } => {
             let (Some(sell), Some(buy), Some(min), Some(max)) = (sell, buy, min, max) else {
                 bail!("an offer needs --sell, --buy, --rate (or --price), --min and --max");
@@ -414,6 +484,21 @@ fn main() -> anyhow::Result<()> {
             let cfg = Config::load(&dir)?;
             let (sc, sa) = parse_asset(&sell, &cfg)?;
             let (bc, ba) = parse_asset(&buy, &cfg)?;
+            let sell_rail = hosted::parse_rail(&sell_rail).context("--sell-rail")?;
+            let buy_rail = hosted::parse_rail(&buy_rail).context("--buy-rail")?;
+            for (flag, rail, asset) in [
+                ("--sell-rail", sell_rail, &sa),
+                ("--buy-rail", buy_rail, &ba),
+            ] {
+                if !hosted::rail_carries(rail, asset) {
+                    bail!(
+                        "{flag} {}: {} does not travel there (Lightning carries the \
+                         Bitcoin-family coin, an Ethereum channel ETH or an ERC-20)",
+                        hosted::rail_name(rail),
+                        status::asset_text(asset)
+                    );
+                }
+            }
             let min = parse_amount(&min, &ba).context("--min")?;
             let max = parse_amount(&max, &ba).context("--max")?;
             if min > max {
@@ -441,14 +526,14 @@ fn main() -> anyhow::Result<()> {
                 addr: cfg.net.offer_address().to_owned(),
                 maker: identity.public(),
                 sell: OfferLeg {
-                    rail: swap_core::RailKind::OnChain,
+                    rail: sell_rail,
                     chain: sc,
                     asset: sa.clone(),
                     max: amount(&sa, max.saturating_mul(rate_num) / rate_den)?,
                     min: amount(&sa, min.saturating_mul(rate_num) / rate_den)?,
                 },
                 buy: OfferLeg {
-                    rail: swap_core::RailKind::OnChain,
+                    rail: buy_rail,
                     chain: bc,
                     asset: ba.clone(),
                     max: amount(&ba, max)?,
@@ -461,6 +546,12 @@ fn main() -> anyhow::Result<()> {
             offer.check().map_err(|e| {
                 anyhow!("{e} (`[net] public` in config.toml, or XSWAP_PUBLIC, sets the address offers carry)")
             })?;
+            // A leg the maker pays on a channel rail needs a channel that can pay it now:
+            // said before the offer is published, with what to open.
+            for (name, leg) in [("buy", &offer.buy), ("sell", &offer.sell)] {
+                hosted::rail_configured(&cfg, name, leg.rail)?;
+            }
+            runtime()?.block_on(hosted::check_offer(&dir, &cfg, &offer.sell))?;
             let text = offer.encode();
             Offer::decode(&text)?;
             let mut offers = xswap_cli::offers::load(&dir)?;
@@ -484,39 +575,55 @@ fn main() -> anyhow::Result<()> {
             if offers.is_empty() {
                 bail!("no offers: publish one with `xswap offer` first");
             }
-            let engine = config::engine(&dir, driver_config()).await?;
-            engine
-                .verify_rails()
-                .await
-                .context("refusing to serve offers")?;
-            let resumed = engine.resume().await?;
-            let listen = Config::load(&dir)?.net.listen;
-            let listener = tokio::net::TcpListener::bind(&listen)
-                .await
-                .with_context(|| format!("listening on {listen}"))?;
-            xswap_cli::say!(
-                "maker {} listening on {listen}, {} offer(s), {resumed} swap(s) resumed",
-                engine.identity.public(),
-                offers.len()
-            );
-            // Channel peers too, when `[channel] listen` is set.
-            if let Some(chan_listen) = Config::load(&dir)?.channel.and_then(|c| c.listen) {
-                let ctx = std::sync::Arc::new(xswap_cli::channel::Ctx::open(&dir).await?);
-                xswap_cli::say!("channel peers served on {chan_listen}");
-                tokio::spawn(async move {
-                    let tick = xswap_cli::channel::args::tick();
-                    if let Err(e) = xswap_cli::channel::serve(ctx, &chan_listen, tick).await {
-                        tracing::error!(error = %format!("{e:#}"), "channel service stopped");
-                    }
-                });
-            }
-            engine
-                .serve_book(
-                    listener,
-                    std::sync::Arc::new(xswap_cli::offers::FileOffers::new(&dir)),
-                )
-                .await;
-            Ok(())
+            let cfg = Config::load(&dir)?;
+            // The Lightning node and the Ethereum channel service run in this process for
+            // as long as it serves (`xswap ln ...` reach the node through its control socket).
+            let hosted = hosted::host(&dir, &cfg).await?;
+            let served = async {
+                let engine =
+                    config::engine_with(&dir, driver_config(), hosted.rails.clone()).await?;
+                engine
+                    .verify_rails()
+                    .await
+                    .context("refusing to serve offers")?;
+                let resumed = engine.resume().await?;
+                let listen = cfg.net.listen.clone();
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                xswap_cli::say!(
+                    "maker {} listening on {listen}, {} offer(s), {resumed} swap(s) resumed",
+                    engine.identity.public(),
+                    offers.len()
+                );
+                if let Some(node) = &hosted.ln {
+                    xswap_cli::say!(
+                        "lightning node {} serving peers on {}",
+                        node.node_id(),
+                        node.listen_addr()
+                    );
+                }
+                if let Some(chan_listen) = cfg.channel.as_ref().and_then(|c| c.listen.as_ref()) {
+                    xswap_cli::say!("channel peers served on {chan_listen}");
+                }
+                engine
+                    .serve_book(
+                        listener,
+                        std::sync::Arc::new(xswap_cli::offers::FileOffers::new(&dir)),
+                    )
+                    .await;
+                anyhow::Ok(())
+            };
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate())?;
+            let mut int = signal(SignalKind::interrupt())?;
+            let outcome = tokio::select! {
+                r = served => r,
+                _ = term.recv() => Ok(()),
+                _ = int.recv() => Ok(()),
+            };
+            hosted.stop().await;
+            outcome
         }),
         Command::Take { offer, give, yes } => runtime()?.block_on(async {
             let offer = Offer::decode(&offer).map_err(|e| anyhow!("{e}"))?;
@@ -536,15 +643,17 @@ fn main() -> anyhow::Result<()> {
                 .quote(give)
                 .ok_or_else(|| anyhow!("amount too large"))?;
             xswap_cli::say!(
-                "you lock    {} on {} (first; it comes back to you after its expiry if the \
+                "you lock    {} on {}{} (first; it comes back to you after its expiry if the \
                  maker never locks)",
                 format_amount(give, &offer.buy.asset),
-                offer.buy.chain
+                offer.buy.chain,
+                rail_suffix(offer.buy.rail)
             );
             xswap_cli::say!(
-                "you receive {} on {}",
+                "you receive {} on {}{}",
                 format_amount(get, &offer.sell.asset),
-                offer.sell.chain
+                offer.sell.chain,
+                rail_suffix(offer.sell.rail)
             );
             xswap_cli::say!("maker       {} at {}", offer.maker, offer.addr);
             if !yes {
@@ -558,29 +667,22 @@ fn main() -> anyhow::Result<()> {
                     bail!("not taken");
                 }
             }
-            let engine = config::engine(&dir, driver_config()).await?;
-            engine
-                .verify_rails()
-                .await
-                .context("refusing to take the offer")?;
-            engine.resume().await?;
-            let id = engine.take(&offer, give).await?;
-            xswap_cli::say!(
-                "swap {id} agreed; running it (Ctrl-C is safe: `xswap resume` goes on)"
-            );
-            follow(Some(&engine), engine.driver.store().as_ref(), &[id]).await?;
-            let (_, state) = engine.driver.store().load(&id).await?;
-            match swap_core::driver::final_outcome(&state) {
-                Some(Outcome::Swapped) => {
-                    xswap_cli::say!("swap {id}: {}", Outcome::Swapped);
-                    Ok(())
-                }
-                Some(other) => {
-                    // Not what the user asked for: a script must see it.
-                    xswap_cli::say!("swap {id}: {other}");
-                    std::process::exit(EXIT_NOT_SWAPPED)
-                }
-                None => bail!("swap {id} stopped before it finished: `xswap resume` goes on"),
+            let cfg = Config::load(&dir)?;
+            for (name, leg) in [("buy", &offer.buy), ("sell", &offer.sell)] {
+                hosted::rail_configured(&cfg, name, leg.rail)?;
+            }
+            // Our Lightning node and channel service run in this process for the swap (those
+            // its legs use).
+            let hosted = hosted::host_only(&dir, &cfg, &[offer.buy.rail, offer.sell.rail]).await?;
+            let ran = take(&dir, &hosted, &offer, give, get).await;
+            if ran.is_ok() {
+                // What we paid on a channel is claimed by the maker with us online.
+                hosted.settle(60).await;
+            }
+            hosted.stop().await;
+            match ran? {
+                Some(code) => std::process::exit(code),
+                None => Ok(()),
             }
         }),
         Command::Balance { json } => runtime()?.block_on(async {
@@ -629,18 +731,13 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Resume => runtime()?.block_on(async {
-            let engine = config::engine(&dir, driver_config()).await?;
-            let ids: Vec<SwapId> = engine
-                .driver
-                .store()
-                .unfinished()
-                .await?
-                .into_iter()
-                .filter_map(|r| r.ok().map(|(rec, _)| rec.id()))
-                .collect();
-            let n = engine.resume().await?;
-            xswap_cli::say!("{n} unfinished swap(s) resumed");
-            follow(Some(&engine), engine.driver.store().as_ref(), &ids).await
+            let hosted = hosted::host(&dir, &Config::load(&dir)?).await?;
+            let resumed = resume(&dir, &hosted).await;
+            if resumed.is_ok() {
+                hosted.settle(60).await;
+            }
+            hosted.stop().await;
+            resumed
         }),
         Command::List { json } => runtime()?.block_on(async {
             let store = open_store(&dir).await?;
@@ -655,8 +752,19 @@ fn main() -> anyhow::Result<()> {
                 xswap_cli::say!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for r in rows {
+                    let rails = if r["gives_rail"]["rail"] == "onchain"
+                        && r["gets_rail"]["rail"] == "onchain"
+                    {
+                        String::new()
+                    } else {
+                        format!(
+                            "  [{} -> {}]",
+                            status::rail_text(&r["gives_rail"]),
+                            status::rail_text(&r["gets_rail"])
+                        )
+                    };
                     xswap_cli::say!(
-                        "{}  {:<9} {:<20} {} -> {}",
+                        "{}  {:<9} {:<20} {} -> {}{rails}",
                         r["id"].as_str().unwrap_or("?"),
                         r["role"].as_str().unwrap_or("?"),
                         r["state"]
@@ -709,6 +817,11 @@ fn main() -> anyhow::Result<()> {
                     f("state")
                 );
                 xswap_cli::say!("gives    {}\ngets     {}", f("gives"), f("gets"));
+                xswap_cli::say!(
+                    "rails    gives {}; gets {}",
+                    status::rail_text(&v["gives_rail"]),
+                    status::rail_text(&v["gets_rail"])
+                );
                 xswap_cli::say!(
                     "expiries ours {}, theirs {}",
                     f("our_expiry_text"),

@@ -89,6 +89,8 @@ pub fn to_json(o: &Offer) -> serde_json::Value {
         "address": o.addr,
         "sells": format!("{} on {}", crate::status::asset_text(&o.sell.asset), o.sell.chain),
         "buys": format!("{} on {}", crate::status::asset_text(&o.buy.asset), o.buy.chain),
+        "sell_rail": crate::hosted::rail_name(o.sell.rail),
+        "buy_rail": crate::hosted::rail_name(o.buy.rail),
         "rate": format!("{}/{}", o.rate_num, o.rate_den),
         "buy_min": o.buy.min.to_string(),
         "buy_max": o.buy.max.to_string(),
@@ -115,14 +117,16 @@ pub fn print(k: Option<usize>, o: &Offer) {
         );
     }
     crate::say!(
-        "  sells    {} (per swap {} to {})",
+        "  sells    {} {} (per swap {} to {})",
         f("sells"),
+        rail_text(o.sell.rail),
         f("sell_min"),
         f("sell_max")
     );
     crate::say!(
-        "  buys     {} (per swap {} to {})",
+        "  buys     {} {} (per swap {} to {})",
         f("buys"),
+        rail_text(o.buy.rail),
         f("buy_min"),
         f("buy_max")
     );
@@ -132,6 +136,15 @@ pub fn print(k: Option<usize>, o: &Offer) {
     );
     crate::say!("  maker    {} at {}", f("maker"), f("address"));
     crate::say!("  expires  {}", f("expires"));
+}
+
+/// A rail as `offer show` prints it beside a leg.
+fn rail_text(kind: swap_core::RailKind) -> &'static str {
+    match kind {
+        swap_core::RailKind::Lightning => "over Lightning",
+        swap_core::RailKind::EvmChannel => "in an Ethereum channel",
+        _ => "on chain",
+    }
 }
 
 /// Now, in unix seconds.

@@ -30,6 +30,10 @@ pub fn summary(record: &SwapRecord, state: &SwapState) -> Value {
         Role::Initiator => (&t.x, &t.y),
         Role::Responder => (&t.y, &t.x),
     };
+    let (our_leg, their_leg) = match record.role {
+        Role::Initiator => (Leg::X, Leg::Y),
+        Role::Responder => (Leg::Y, Leg::X),
+    };
     json!({
         "id": record.id().to_string(),
         "role": match record.role { Role::Initiator => "initiator", Role::Responder => "responder" },
@@ -38,12 +42,25 @@ pub fn summary(record: &SwapRecord, state: &SwapState) -> Value {
         "outcome_text": swap_core::driver::final_outcome(state).map(|o| o.to_string()),
         "gives": leg_text(ours),
         "gets": leg_text(theirs),
+        "gives_rail": crate::hosted::leg_rail(record, our_leg),
+        "gets_rail": crate::hosted::leg_rail(record, their_leg),
         "hashlock": t.hashlock.to_string(),
         "our_expiry": ours.expiry.to_string(),
         "their_expiry": theirs.expiry.to_string(),
         "our_expiry_text": expiry_text(ours),
         "their_expiry_text": expiry_text(theirs),
     })
+}
+
+/// A leg's rail as `list` and `show` print it: `lightning (peer 02ab...)`,
+/// `eth-channel 0x12... (peer 0xab...)`, `onchain`.
+pub fn rail_text(v: &Value) -> String {
+    let rail = v["rail"].as_str().unwrap_or("onchain");
+    match (v["channel"].as_str(), v["peer"].as_str()) {
+        (Some(c), Some(p)) => format!("{rail} {c} (peer {p})"),
+        (None, Some(p)) => format!("{rail} (peer {p})"),
+        _ => rail.to_owned(),
+    }
 }
 
 /// An expiry as people read it: a block height with its rough time, or a UTC date.

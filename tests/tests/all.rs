@@ -1,6 +1,8 @@
 //! Every integration test of this crate in one binary (one link instead of one per file).
 #![allow(missing_docs)]
 
+#[path = "channel_cli_swap.rs"]
+mod channel_cli_swap;
 #[path = "channel_swaps.rs"]
 mod channel_swaps;
 #[path = "claim_at_last_moment.rs"]

@@ -40,6 +40,11 @@ fn xswap(dir: &Path, args: &[&str], abort_after: Option<u64>) -> Command {
 }
 
 async fn install(nodes: &Nodes, wallet: &'static str) -> Install {
+    install_with(nodes, wallet, "").await
+}
+
+/// [`install`] with `extra` appended to its config.toml.
+async fn install_with(nodes: &Nodes, wallet: &'static str, extra: &str) -> Install {
     let dir = tempfile::tempdir().unwrap();
     let out = xswap(dir.path(), &["init"], None).output().unwrap();
     assert!(out.status.success(), "xswap init failed");
@@ -56,7 +61,7 @@ async fn install(nodes: &Nodes, wallet: &'static str) -> Install {
     let config = format!(
         "[btc]\nchain = \"{}\"\nrpc_url = \"{}\"\ncookie = \"{}\"\nwallet = \"{wallet}\"\n\n\
          [eth]\nchain = \"eth-regtest\"\nrpc_url = \"{}\"\nhtlc = \"{}\"\naccount = 0\n\n\
-         [net]\nlisten = \"{listen}\"\n",
+         [net]\nlisten = \"{listen}\"\n{extra}",
         nodes.btc.chain_id(),
         rpc.url,
         cookie.display(),
@@ -133,6 +138,20 @@ async fn one_run(
     offer: &str,
     victim: Victim,
 ) -> bool {
+    one_run_giving(nodes, maker, taker, offer, victim, "1000000", true).await
+}
+
+/// [`one_run`] giving `give`, mining a block every round when `mine` (a swap on channels
+/// needs none).
+async fn one_run_giving(
+    nodes: &Nodes,
+    maker: &Install,
+    taker: &Install,
+    offer: &str,
+    victim: Victim,
+    give: &str,
+    mine: bool,
+) -> bool {
     let (mk, tk) = match victim {
         Victim::Maker(k) => (Some(k), None),
         Victim::Taker(k) => (None, Some(k)),
@@ -145,7 +164,7 @@ async fn one_run(
     tokio::time::sleep(Duration::from_millis(800)).await; // listening
     let mut taker_p = xswap(
         taker.dir.path(),
-        &["take", offer, "--give", "1000000", "--yes"],
+        &["take", offer, "--give", give, "--yes"],
         tk,
     )
     .spawn()
@@ -156,12 +175,12 @@ async fn one_run(
     let mut sigkilled = false;
     loop {
         assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{victim:?}: no end in 120 s"
+            start.elapsed() < Duration::from_secs(180),
+            "{victim:?}: no end in 180 s"
         );
         // The outside kill comes before the taker's lock can confirm: no blocks until then
         // (negotiating and sending the lock need none), so it always lands mid-swap.
-        if !matches!(victim, Victim::TakerSigkillAtStates(_)) || sigkilled {
+        if mine && (!matches!(victim, Victim::TakerSigkillAtStates(_)) || sigkilled) {
             nodes.advance(1).await;
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -192,7 +211,7 @@ async fn one_run(
                 died |= matches!(victim, Victim::Taker(_));
                 taker_p = xswap(
                     taker.dir.path(),
-                    &["take", offer, "--give", "1000000", "--yes"],
+                    &["take", offer, "--give", give, "--yes"],
                     None,
                 )
                 .spawn()
@@ -337,4 +356,235 @@ async fn each_party_killed_at_every_step_still_swaps() {
         spent >= swaps as u64 * 1_000_000 && spent < swaps as u64 * 1_010_000,
         "{spent}"
     );
+}
+
+/// The standard output of `xswap ARGS` on `dir` as JSON (`--json` added); it must succeed.
+fn json_of(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = xswap(dir, &all, None).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "xswap {all:?} failed: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{all:?}: {e}: {text}"))
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// SIGTERM, then waits for the process to end.
+fn term(c: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
+    let start = Instant::now();
+    while alive(c) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `f` every 300 ms (mining a block first when `mine`) until it holds (90 s).
+async fn until(nodes: &Nodes, what: &str, mine: bool, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "timed out: {what}"
+        );
+        if mine {
+            nodes.btc.mine(1).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The channel pair through the CLI: the maker sells ETH in an Ethereum channel for the
+/// coin over Lightning. Each party is killed right after each of its state changes (then
+/// restarted: `xswap maker`, `xswap resume`); every swap must end swapped, and both channels
+/// hold exactly what the swaps moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_pair_each_party_killed_at_every_step_still_swaps() {
+    use alloy::network::EthereumWallet;
+    use alloy::providers::{Provider, ProviderBuilder};
+    let nodes = start_nodes().await;
+    assert_eq!(
+        nodes.btc.chain_id().family,
+        ChainFamily::Litecoin,
+        "Lightning here runs on Litecoin regtest"
+    );
+    let deployer = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(nodes.eth.signer(0)))
+        .connect_http(nodes.eth.url().parse().unwrap())
+        .erased();
+    let contract = *eth_adapter::bindings::Channel::deploy(deployer)
+        .await
+        .unwrap()
+        .address();
+    let extra = |chan_listen: &str| {
+        format!(
+            "\n[channel]\ncontract = \"{contract:#x}\"\nlisten = \"{chan_listen}\"\n\
+             challenge_period = 3600\n\n[ln]\nlisten = \"{}\"\nmin_confirmations = 1\n",
+            free_addr()
+        )
+    };
+    let (maker_chan, taker_chan) = (free_addr(), free_addr());
+    let maker = install_with(&nodes, "cmaker", &extra(&maker_chan)).await;
+    let taker = install_with(&nodes, "ctaker", &extra(&taker_chan)).await;
+    let (m, t) = (maker.dir.path(), taker.dir.path());
+    let addr = nodes
+        .btc
+        .rpc()
+        .with_wallet(taker.wallet)
+        .unwrap()
+        .get_new_address("bech32")
+        .await
+        .unwrap();
+    nodes.btc.send(&addr, 40_000_000).await;
+    nodes.btc.mine(1).await;
+    let one_eth = 10u128.pow(18);
+    for d in [m, t] {
+        nodes
+            .eth
+            .set_balance(eth_address(d), U256::from(10 * one_eth))
+            .await;
+    }
+
+    // The Ethereum channel: the maker opens it to the taker with 1 ETH on its side.
+    let mut serving = xswap(t, &["channel", "serve"], None).spawn().unwrap();
+    until(&nodes, "the taker's channel service", false, || {
+        std::net::TcpStream::connect(&taker_chan).is_ok()
+    })
+    .await;
+    let ti = json_of(t, &["channel", "info"]);
+    json_of(
+        m,
+        &[
+            "channel",
+            "open",
+            "--peer",
+            &format!("{}@{taker_chan}", ti["transport_key"].as_str().unwrap()),
+            "--peer-address",
+            ti["address"].as_str().unwrap(),
+            "--amount",
+            "1eth",
+        ],
+    );
+    until(&nodes, "the taker recorded the channel", false, || {
+        json_of(t, &["channel", "list"]).as_array().map(Vec::len) == Some(1)
+    })
+    .await;
+    term(&mut serving);
+
+    // The Lightning channel: the taker opens it to the maker (both nodes serving).
+    let mut m_ln = xswap(m, &["ln", "serve"], None).spawn().unwrap();
+    let mut t_ln = xswap(t, &["ln", "serve"], None).spawn().unwrap();
+    until(&nodes, "both Lightning nodes serving", false, || {
+        m.join("ln/control.sock").exists() && t.join("ln/control.sock").exists()
+    })
+    .await;
+    let mi = json_of(m, &["ln", "info"]);
+    json_of(
+        t,
+        &[
+            "ln",
+            "open",
+            "--peer",
+            &format!(
+                "{}@{}",
+                mi["node_id"].as_str().unwrap(),
+                mi["listen"].as_str().unwrap()
+            ),
+            "--amount",
+            "1000000",
+        ],
+    );
+    let usable = |d: &Path| json_of(d, &["ln", "list"])[0]["usable"] == true;
+    until(&nodes, "the Lightning channel usable", true, || {
+        usable(m) && usable(t)
+    })
+    .await;
+    let out0 = json_of(t, &["ln", "list"])[0]["outbound_msat"]
+        .as_u64()
+        .unwrap();
+    term(&mut m_ln);
+    term(&mut t_ln);
+
+    let out = xswap(
+        m,
+        &[
+            "offer",
+            "--sell",
+            "eth",
+            "--sell-rail",
+            "eth-channel",
+            "--buy",
+            "ltc",
+            "--buy-rail",
+            "ln",
+            "--rate",
+            "10000000000/1",
+            "--min",
+            "1000",
+            "--max",
+            "100000",
+        ],
+        None,
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    let offer = offer_in(&String::from_utf8(out.stdout).unwrap());
+
+    let give = 10_000u64;
+    let mut runs = 0u64;
+    for role in ["taker", "maker"] {
+        for k in 1..=12u64 {
+            let victim = if role == "taker" {
+                Victim::Taker(k)
+            } else {
+                Victim::Maker(k)
+            };
+            let died = one_run_giving(
+                &nodes,
+                &maker,
+                &taker,
+                &offer,
+                victim,
+                &give.to_string(),
+                false,
+            )
+            .await;
+            runs += 1;
+            if !died {
+                break;
+            }
+        }
+    }
+    println!("{runs} channel runs");
+    assert!(runs >= 8, "too few steps exercised: {runs}");
+
+    // Every run swapped `give` sats for `give` * 10^10 wei: exact in both channels.
+    let ln = json_of(t, &["ln", "list"]);
+    assert_eq!(ln[0]["pending_htlcs"], 0, "{ln}");
+    assert_eq!(
+        out0 - ln[0]["outbound_msat"].as_u64().unwrap(),
+        runs * give * 1_000,
+        "the taker paid exactly every swap over Lightning"
+    );
+    let chan = json_of(t, &["channel", "list"]);
+    assert_eq!(
+        chan[0]["balance"]
+            .as_str()
+            .unwrap()
+            .parse::<u128>()
+            .unwrap(),
+        u128::from(runs * give) * 10_000_000_000,
+        "{chan}"
+    );
+    assert_eq!(chan[0]["pending_locks"], 0, "{chan}");
 }

@@ -30,7 +30,7 @@ use swap_net::{Identity, PeerKey};
 
 use crate::config::{self, ChannelSection, Config};
 
-pub use serve::serve;
+pub use serve::{serve, serve_with};
 
 /// What `xswap channel` refuses or cannot do, typed (the exit code of [`ChannelCliError::exit_code`]).
 #[derive(Debug, thiserror::Error)]

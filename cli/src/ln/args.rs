@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::cmd::{self, Request};
-use super::{control, Ctx, LnCliError};
+use super::LnCliError;
 use crate::config::Config;
 
 /// `xswap ln ...`.
@@ -231,17 +231,7 @@ pub async fn run(data_dir: &Path, action: LnAction) -> anyhow::Result<()> {
     let Some((req, json)) = request(action)? else {
         return super::serve(data_dir, &cfg).await;
     };
-    let ctx = Ctx::load(data_dir, &cfg)?;
-    let v = match control::ask(&ctx.paths.socket, &req).await? {
-        Some(v) => v,
-        None => {
-            // No `serve` runs: this process runs the node for the one command.
-            let running = super::start(data_dir, &cfg).await?;
-            let result = cmd::exec(&running.node, &ctx, req.clone()).await;
-            running.stop().await?;
-            result?
-        }
-    };
+    let v = super::ask_or_run(data_dir, &cfg, req.clone()).await?;
     match req {
         Request::Invoice { .. } if !json => print_invoice(&v),
         Request::Pay { .. } => print(&v, json, &["preimage"]),

@@ -30,7 +30,7 @@ use swap_core::ChainId;
 
 use crate::config::{self, Config};
 
-pub use serve::serve;
+pub use serve::{host, serve, Hosting};
 
 /// What `xswap ln` refuses or cannot do, typed (the exit code of [`LnCliError::exit_code`]).
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +287,27 @@ pub async fn start(data_dir: &Path, cfg: &Config) -> anyhow::Result<Running> {
     Ok(Running {
         node: Arc::new(node),
         lock,
+    })
+}
+
+/// Runs `req` on the node of the installation in `data_dir`: through the control socket of
+/// the process that runs it (`xswap ln serve`, `xswap maker`, `xswap take`), else on the node
+/// started for this one request (and stopped after it).
+pub async fn ask_or_run(
+    data_dir: &Path,
+    cfg: &Config,
+    req: cmd::Request,
+) -> anyhow::Result<serde_json::Value> {
+    let ctx = Ctx::load(data_dir, cfg)?;
+    Ok(match control::ask(&ctx.paths.socket, &req).await? {
+        Some(v) => v,
+        None => {
+            // Nobody runs the node: this process runs it for the one request.
+            let running = start(data_dir, cfg).await?;
+            let result = cmd::exec(&running.node, &ctx, req).await;
+            running.stop().await?;
+            result?
+        }
     })
 }
 

@@ -1,0 +1,426 @@
+//! The CLI's maker and taker on channel legs, as real `xswap` processes on the nodes
+//! `regtest up` started: the maker opens an Ethereum channel to the taker and publishes an
+//! offer selling ETH in it for LTC over Lightning; `xswap maker` runs its Lightning node and
+//! channel service (`xswap ln ...` reach the node through its control socket); a take
+//! without a Lightning channel fails with what to open and stores nothing; once the taker
+//! opened one, `xswap take` swaps with exact balances in both channels and no transaction on
+//! either chain; `list` / `show --json` name each leg's rail and channel.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::Address;
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use eth_adapter::bindings::Channel;
+use serde_json::Value;
+use xswap_tests::{offer_in, succeeded, xswap_cmd};
+
+fn cmd(dir: &Path, args: &[&str]) -> Command {
+    xswap_cmd(dir, args, "warn")
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    cmd(dir, args).output().unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    succeeded(run(dir, args), args)
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let text = ok(dir, &all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 200 ms until it holds (90 s).
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn spawn(dir: &Path, args: &[&str], log: &Path) -> Child {
+    cmd(dir, args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, then waits for the process to end (30 s).
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = cmd(&self.0, &["regtest", "down"]).output();
+    }
+}
+
+/// Kills a child left running by a failed assertion.
+struct Reap(Vec<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The one channel row of `xswap ln list --json` on `dir`.
+fn ln_channel(dir: &Path) -> Value {
+    let list = json(dir, &["ln", "list"]);
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{list}");
+    rows[0].clone()
+}
+
+/// The one channel row of `xswap channel list --json` on `dir`.
+fn eth_channel(dir: &Path) -> Value {
+    let list = json(dir, &["channel", "list"]);
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{list}");
+    rows[0].clone()
+}
+
+fn amount(v: &Value) -> u128 {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+/// anvil's first dev account (the default mnemonic `regtest up` starts anvil with).
+const ANVIL_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const ONE_ETH: u128 = 1_000_000_000_000_000_000;
+const WEI_PER_SAT: u128 = 10_000_000_000;
+
+#[test]
+fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("maker"), root.path().join("taker"));
+    ok(&a, &["init"]);
+    ok(&b, &["init"]);
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    std::fs::write(
+        a.join("config.toml"),
+        cfg.replace("127.0.0.1:7700", &format!("127.0.0.1:{}", free_port())),
+    )
+    .unwrap();
+    let up = ok(&a, &["regtest", "up"]);
+    let _down = Down(a.clone());
+    ok(&b, &["regtest", "join", a.to_str().unwrap()]);
+    assert!(
+        up.contains("ltc-regtest"),
+        "Lightning here is Litecoin's: {up}"
+    );
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("regtest.json")).unwrap()).unwrap();
+    let eth_url = state["eth_url"].as_str().unwrap().to_owned();
+
+    // The Channel contract, deployed by anvil's first account; both installations get a
+    // `[channel]` (the maker's channels with a one-hour challenge period) and an `[ln]`.
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(
+            ANVIL_KEY_0.parse::<PrivateKeySigner>().unwrap(),
+        ))
+        .connect_http(eth_url.parse().unwrap())
+        .erased();
+    let contract = *rt
+        .block_on(Channel::deploy(provider.clone()))
+        .unwrap()
+        .address();
+    let mut chan_listen = Vec::new();
+    for d in [&a, &b] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut cfg = std::fs::read_to_string(d.join("config.toml")).unwrap();
+        cfg.push_str(&format!(
+            "\n[channel]\ncontract = \"{contract:#x}\"\nlisten = \"{listen}\"\n\
+             challenge_period = 3600\n\n[ln]\nlisten = \"127.0.0.1:{}\"\nmin_confirmations = 1\n",
+            free_port()
+        ));
+        std::fs::write(d.join("config.toml"), cfg).unwrap();
+        chan_listen.push(listen);
+    }
+    let mut reap = Reap(Vec::new());
+
+    // The maker's offer to pay ETH in a channel it does not have is refused, saying what to
+    // open; nothing is saved.
+    let offer_args = [
+        "offer",
+        "--sell",
+        "eth",
+        "--sell-rail",
+        "eth-channel",
+        "--buy",
+        "ltc",
+        "--buy-rail",
+        "ln",
+        "--rate",
+        "10000000000/1",
+        "--min",
+        "1000",
+        "--max",
+        "100000",
+    ];
+    let refused = run(&a, &offer_args);
+    let err = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("no Ethereum channel holding") && err.contains("xswap channel open --peer"),
+        "{err}"
+    );
+    assert_eq!(json(&a, &["offer", "list"]), serde_json::json!([]));
+
+    // The Ethereum channel: the taker serves channel peers while the maker opens one to it
+    // with 1 ETH on the maker's side (what the maker pays from).
+    let ib = json(&b, &["channel", "info"]);
+    let ia = json(&a, &["channel", "info"]);
+    reap.0.push(spawn(
+        &b,
+        &["channel", "serve"],
+        &root.path().join("b-chan.log"),
+    ));
+    wait_for("the taker's channel service listening", || {
+        std::net::TcpStream::connect(&chan_listen[1]).is_ok()
+    });
+    let peer = format!(
+        "{}@{}",
+        ib["transport_key"].as_str().unwrap(),
+        chan_listen[1]
+    );
+    let opened = json(
+        &a,
+        &[
+            "channel",
+            "open",
+            "--peer",
+            &peer,
+            "--peer-address",
+            ib["address"].as_str().unwrap(),
+            "--amount",
+            "1eth",
+        ],
+    );
+    let chan_id = opened["channel"].as_str().unwrap().to_owned();
+    wait_for("the taker recorded the channel", || {
+        json(&b, &["channel", "list"])
+            .as_array()
+            .is_some_and(|r| r.len() == 1)
+    });
+    stop(&mut reap.0[0]);
+    assert_eq!(amount(&eth_channel(&b)["peer_balance"]), ONE_ETH);
+
+    // The maker's offer: ETH in the channel for LTC over Lightning, 1,000 to 100,000 sats.
+    let offer = offer_in(&ok(&a, &offer_args));
+    let listed = json(&a, &["offer", "list"]);
+    assert_eq!(
+        (
+            listed[0]["sell_rail"].as_str(),
+            listed[0]["buy_rail"].as_str()
+        ),
+        (Some("eth-channel"), Some("lightning")),
+        "{listed}"
+    );
+    let shown = ok(&a, &["offer", "show", &offer]);
+    assert!(
+        shown.contains("in an Ethereum channel") && shown.contains("over Lightning"),
+        "{shown}"
+    );
+
+    // `xswap maker` runs the maker's Lightning node: `xswap ln ...` go through its socket.
+    let maker_log = root.path().join("maker.log");
+    reap.0.push(spawn(&a, &["maker"], &maker_log));
+    wait_for("the maker's Lightning control socket", || {
+        a.join("ln/control.sock").exists()
+    });
+    let a_ln = json(&a, &["ln", "info"]);
+    let a_node = a_ln["node_id"].as_str().unwrap().to_owned();
+    let a_ln_addr = a_ln["listen"].as_str().unwrap().to_owned();
+    let second = run(&a, &["ln", "serve"]);
+    assert_eq!(
+        second.status.code(),
+        Some(5),
+        "the maker owns the node: {second:?}"
+    );
+
+    // No Lightning channel yet: the take says what to open, exits non-zero, stores nothing.
+    let give = 50_000u64;
+    let refused = run(&b, &["take", &offer, "--give", &give.to_string(), "--yes"]);
+    let err = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("no Lightning channel with {give} sat outbound"))
+            && err.contains("xswap ln open --peer"),
+        "{err}"
+    );
+    assert_eq!(json(&b, &["list"]), serde_json::json!([]));
+    assert_eq!(json(&a, &["list"]), serde_json::json!([]));
+
+    // The taker opens a Lightning channel to the maker's node (running in `xswap maker`).
+    let b_serve_log = root.path().join("b-ln.log");
+    reap.0.push(spawn(&b, &["ln", "serve"], &b_serve_log));
+    wait_for("the taker's ln serve", || {
+        b.join("ln/control.sock").exists()
+    });
+    let capacity = 1_000_000u64;
+    json(
+        &b,
+        &[
+            "ln",
+            "open",
+            "--peer",
+            &format!("{a_node}@{a_ln_addr}"),
+            "--amount",
+            &capacity.to_string(),
+        ],
+    );
+    ok(&a, &["regtest", "mine", "2"]);
+    wait_for("the Lightning channel usable on both sides", || {
+        ln_channel(&a)["usable"] == true && ln_channel(&b)["usable"] == true
+    });
+    let b_out0 = ln_channel(&b)["outbound_msat"].as_u64().unwrap();
+    assert_eq!(ln_channel(&a)["outbound_msat"], 0);
+    stop(&mut reap.0[2]);
+
+    // What the chains look like before the swap.
+    let btc = btc_adapter::rpc::RpcClient::new(btc_adapter::rpc::RpcConfig {
+        url: state["btc_rpc_url"].as_str().unwrap().to_owned(),
+        auth: btc_adapter::rpc::Auth::Cookie(state["btc_cookie"].as_str().unwrap().into()),
+        wallet: None,
+        timeout: Duration::from_secs(30),
+    })
+    .unwrap();
+    let height0 = rt.block_on(btc.get_block_count()).unwrap();
+    let mempool0 = rt.block_on(btc.get_raw_mempool()).unwrap().len();
+    let addrs: Vec<Address> = [&ia, &ib]
+        .iter()
+        .map(|i| i["address"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let nonces = |p: &alloy::providers::DynProvider| {
+        addrs
+            .iter()
+            .map(|x| {
+                rt.block_on(async { p.get_transaction_count(*x).await })
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let nonces0 = nonces(&provider);
+
+    // The take: the taker's node and channel service run in its process for the swap.
+    let took = run(&b, &["take", &offer, "--give", &give.to_string(), "--yes"]);
+    let text = String::from_utf8_lossy(&took.stdout).to_string();
+    assert!(
+        took.status.success(),
+        "{text}\n{}\nmaker: {}",
+        String::from_utf8_lossy(&took.stderr),
+        std::fs::read_to_string(&maker_log).unwrap_or_default()
+    );
+    assert!(
+        text.contains("(Lightning)") && text.contains("(Ethereum channel)"),
+        "{text}"
+    );
+    let b_rows = json(&b, &["list"]);
+    assert_eq!(b_rows.as_array().unwrap().len(), 1, "{b_rows}");
+    let id = b_rows[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(b_rows[0]["outcome"], "swapped");
+    wait_for("the maker's swap swapped", || {
+        json(&a, &["list"])[0]["outcome"] == "swapped"
+    });
+
+    // Exact balances: the taker paid `give` over Lightning (direct channel, no fee); the
+    // maker holds it less the 1 % reserve the taker asks of it; the ETH moved in the channel.
+    let wei = u128::from(give) * WEI_PER_SAT;
+    wait_for("no HTLC left in the Lightning channel", || {
+        ln_channel(&a)["pending_htlcs"] == 0
+    });
+    assert_eq!(
+        ln_channel(&a)["outbound_msat"],
+        give * 1_000 - capacity * 10,
+        "the maker's side: what it was paid, less the reserve"
+    );
+    let (rb, ra) = (eth_channel(&b), eth_channel(&a));
+    assert_eq!(ra["channel"], chan_id.as_str());
+    assert_eq!(
+        (amount(&rb["balance"]), amount(&rb["peer_balance"])),
+        (wei, ONE_ETH - wei)
+    );
+    assert_eq!(
+        (amount(&ra["balance"]), amount(&ra["peer_balance"])),
+        (ONE_ETH - wei, wei)
+    );
+    assert_eq!(
+        (rb["pending_locks"].as_u64(), ra["pending_locks"].as_u64()),
+        (Some(0), Some(0))
+    );
+    stop(&mut reap.0[1]);
+    let b_out1 = ln_channel(&b)["outbound_msat"].as_u64().unwrap();
+    assert_eq!(
+        b_out0 - b_out1,
+        give * 1_000,
+        "the taker paid exactly the amount"
+    );
+
+    // Neither chain saw a transaction during the swap.
+    assert_eq!(rt.block_on(btc.get_block_count()).unwrap(), height0);
+    assert_eq!(rt.block_on(btc.get_raw_mempool()).unwrap().len(), mempool0);
+    assert_eq!(nonces(&provider), nonces0, "no Ethereum transaction");
+
+    // `list` / `show` name each leg's rail and channel.
+    let b_row = &json(&b, &["list"])[0];
+    assert_eq!(b_row["gives_rail"]["rail"], "lightning");
+    assert_eq!(b_row["gives_rail"]["peer"], a_node.as_str());
+    assert_eq!(b_row["gets_rail"]["rail"], "eth-channel");
+    assert_eq!(b_row["gets_rail"]["channel"], chan_id.as_str());
+    assert_eq!(b_row["gets_rail"]["peer"], ia["address"]);
+    let a_show = json(&a, &["show", &id]);
+    assert_eq!(a_show["gives_rail"]["rail"], "eth-channel");
+    assert_eq!(a_show["gives_rail"]["channel"], chan_id.as_str());
+    assert_eq!(a_show["gives_rail"]["peer"], ib["address"]);
+    assert_eq!(a_show["gets_rail"]["rail"], "lightning");
+    assert_eq!(
+        a_show["gets_rail"]["peer"].as_str().map(str::len),
+        Some(66),
+        "the taker's node id"
+    );
+    let shown = ok(&b, &["show", &id[..8]]);
+    assert!(
+        shown.contains(&format!("eth-channel {chan_id}")) && shown.contains("lightning (peer"),
+        "{shown}"
+    );
+    let listed = ok(&b, &["list"]);
+    assert!(listed.contains("[lightning"), "{listed}");
+}
