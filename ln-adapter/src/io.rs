@@ -379,6 +379,55 @@ impl ChangeDestinationSource for WalletChange {
 mod tests {
     use super::*;
 
+    /// A transaction the node could not take (it is down: nothing listens on its port) is
+    /// kept in the store and read back by the next broadcaster on that store (a restart).
+    #[tokio::test]
+    async fn a_queued_broadcast_is_read_back_after_a_restart() {
+        use bitcoin::{absolute::LockTime, transaction::Version, Amount, TxIn, TxOut};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::sealed::SealedStore::clear(dir.path().into()).unwrap());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let rpc = Arc::new(
+            RpcClient::new(btc_adapter::rpc::RpcConfig {
+                url: format!("http://127.0.0.1:{port}"),
+                auth: btc_adapter::rpc::Auth::UserPass("u".into(), "p".into()),
+                wallet: None,
+                timeout: std::time::Duration::from_secs(2),
+            })
+            .unwrap(),
+        );
+        let tx = Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn::default()],
+            output: vec![TxOut {
+                value: Amount::from_sat(1_000),
+                script_pubkey: ScriptBuf::new(),
+            }],
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let first =
+            Broadcaster::new(Arc::clone(&rpc), runtime.clone(), Arc::clone(&store)).unwrap();
+        assert_eq!(first.queued(), 0);
+        first.broadcast_transactions(&[&tx]);
+        for _ in 0..200 {
+            if first.queued() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(first.queued(), 1, "queued while the node is down");
+        drop(first);
+        let second = Broadcaster::new(rpc, runtime, store).unwrap();
+        assert_eq!(second.queued(), 1, "read back from the store");
+        let kept = second.retry.lock().unwrap()[0].compute_txid();
+        assert_eq!(kept, tx.compute_txid());
+    }
+
     #[test]
     fn feerates_convert_and_floor() {
         assert_eq!(sat_vb_to_kw(0), MIN_SAT_PER_KW);
