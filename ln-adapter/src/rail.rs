@@ -81,6 +81,36 @@ impl std::fmt::Debug for LnRail {
     }
 }
 
+/// What a leg's rail data says about paying it: the payee's hold invoice.
+struct Invoice<'a> {
+    payee: PublicKey,
+    payment_secret: &'a [u8; 32],
+    min_final_cltv_delta: &'a u16,
+    route_hints: &'a [RouteHintHop],
+}
+
+/// The invoice in a Lightning leg's rail data, which must name the leg's recipient.
+fn invoice_of(htlc: &HtlcParams) -> Result<Invoice<'_>, ChainError> {
+    let Some(RailBody::Lightning {
+        node_id,
+        payment_secret,
+        min_final_cltv_delta,
+        route_hints,
+    }) = htlc.rail_data.as_ref().map(|d| &d.body)
+    else {
+        return Err(invalid("a Lightning leg without its invoice data"));
+    };
+    if Account::PublicKey(*node_id) != htlc.recipient {
+        return Err(invalid("the invoice's node is not the leg's recipient"));
+    }
+    Ok(Invoice {
+        payee: PublicKey::from_slice(&node_id.0).map_err(invalid)?,
+        payment_secret,
+        min_final_cltv_delta,
+        route_hints,
+    })
+}
+
 /// The payment id a swap pays its Lightning leg with (a tagged hash of the swap id).
 pub fn payment_id(swap_id: &SwapId) -> [u8; 32] {
     let mut engine = sha256::Hash::engine();
@@ -399,19 +429,12 @@ impl LnRail {
         if htlc.sender != self.me() {
             return Err(invalid("we do not pay this leg"));
         }
-        let Some(RailBody::Lightning {
-            node_id,
+        let Invoice {
+            payee,
             payment_secret,
             min_final_cltv_delta,
             route_hints,
-        }) = htlc.rail_data.as_ref().map(|d| &d.body)
-        else {
-            return Err(invalid("a Lightning leg without its invoice data"));
-        };
-        if Account::PublicKey(*node_id) != htlc.recipient {
-            return Err(invalid("the invoice's node is not the leg's recipient"));
-        }
-        let payee = PublicKey::from_slice(&node_id.0).map_err(invalid)?;
+        } = invoice_of(htlc)?;
         let Expiry::Height(Height(expiry)) = htlc.expiry else {
             return Err(invalid("a Lightning leg expires at a height"));
         };
@@ -619,17 +642,9 @@ impl Rail for LnRail {
     async fn check_leg(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
         let amount_msat = self.check_asset(htlc)?;
         let me = self.me();
-        let Some(RailBody::Lightning {
-            node_id,
-            route_hints,
-            ..
-        }) = htlc.rail_data.as_ref().map(|d| &d.body)
-        else {
-            return Err(invalid("a Lightning leg without its invoice data"));
-        };
-        if Account::PublicKey(*node_id) != htlc.recipient {
-            return Err(invalid("the invoice's node is not the leg's recipient"));
-        }
+        let Invoice {
+            payee, route_hints, ..
+        } = invoice_of(htlc)?;
         if htlc.recipient == me {
             return Ok(());
         }
@@ -637,7 +652,6 @@ impl Rail for LnRail {
             return Err(invalid("a Lightning leg between two other nodes"));
         }
         self.node.alive().map_err(ln_err)?;
-        let payee = PublicKey::from_slice(&node_id.0).map_err(invalid)?;
         let mut first_hops = vec![payee];
         if self.params.route_blocks > 0 {
             for hop in route_hints {

@@ -386,6 +386,19 @@ pub fn succeeded(out: std::process::Output, args: &[&str]) -> String {
     text
 }
 
+/// A TCP port free on 127.0.0.1 now (for a node or a maker to listen on).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// What `xswap <args> --json` printed, parsed (the text in the failure otherwise).
+pub fn json_out(text: &str, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+}
+
 /// The offer string in what `xswap offer` printed (the line under its QR code).
 pub fn offer_in(stdout: &str) -> String {
     stdout

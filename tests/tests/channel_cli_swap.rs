@@ -17,7 +17,7 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use eth_adapter::bindings::Channel;
 use serde_json::Value;
-use xswap_tests::{offer_in, succeeded, xswap_cmd};
+use xswap_tests::{free_port, json_out, offer_in, succeeded, xswap_cmd};
 
 fn cmd(dir: &Path, args: &[&str]) -> Command {
     xswap_cmd(dir, args, "warn")
@@ -34,16 +34,7 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 fn json(dir: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
-    let text = ok(dir, &all);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    json_out(&ok(dir, &all), args)
 }
 
 /// Polls `f` every 200 ms until it holds (90 s).

@@ -13,7 +13,7 @@ use btc_adapter::rpc::{Auth, RpcClient};
 use devnet::regtest::RegtestNode;
 use serde_json::Value;
 use swap_core::Preimage;
-use xswap_tests::{succeeded, xswap_cmd};
+use xswap_tests::{free_port, json_out, succeeded, xswap_cmd};
 
 fn cmd(dir: &Path, args: &[&str]) -> Command {
     // Info: the test reads the logs for secrets.
@@ -31,16 +31,7 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 fn json(dir: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
-    let text = ok(dir, &all);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    json_out(&ok(dir, &all), args)
 }
 
 /// `xswap init`, and a config.toml on `node` with the node wallet `wallet`.
