@@ -92,6 +92,20 @@ pub async fn open_ln_channel(
 
 /// Closes every channel of `from` cooperatively and mines until none is left on either side.
 pub async fn close_ln_channels(nodes: &Nodes, from: &LnNode, to: &LnNode) -> anyhow::Result<()> {
+    // A swap ends when its claim is known; the commitment updates that settle the claimed
+    // HTLCs may still be under way, and a channel with HTLCs cannot close cooperatively.
+    let started = Instant::now();
+    while ![from, to].iter().all(|n| {
+        n.channels()
+            .iter()
+            .all(|c| c.inbound_htlcs.is_empty() && c.outbound_htlcs == 0)
+    }) {
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "Lightning HTLCs still pending after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for c in from.channels() {
         from.close_channel(&c.channel_id, &c.counterparty)?;
     }
