@@ -135,6 +135,9 @@ pub(crate) struct Slot {
     waiter: Option<oneshot::Sender<Answer>>,
     /// Side B after a lost crossing: the change to propose again.
     requeue: Option<UpdateKind>,
+    /// Held by the [`Node::propose`] call whose change is in flight: the next caller waits
+    /// for it (first come, first served) instead of being refused as busy and retrying later.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Conn {
@@ -245,6 +248,7 @@ impl Node {
                 peer,
                 waiter: None,
                 requeue: None,
+                turn: Arc::new(tokio::sync::Mutex::new(())),
             },
         );
         Ok(())
@@ -647,11 +651,26 @@ impl Node {
     /// than first proposed. On [`SessionError::NotConnected`] and [`SessionError::Timeout`]
     /// the proposal stays pending (signed and persisted) and goes out on the next
     /// connection; its completion then shows in the party's latest state.
+    ///
+    /// Calls on one channel take turns: a call made while another's change is in flight waits
+    /// for that change's answer (at most [`SessionConfig::request_timeout`], then `Busy`), so
+    /// a channel's changes follow each other without a caller's retry delay in between.
     pub async fn propose(&self, id: B256, kind: UpdateKind) -> Result<u64, SessionError> {
-        let chan = {
+        let (chan, turn) = {
             let chans = lock(&self.inner.chans)?;
             let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
-            slot.party.channel().clone()
+            (slot.party.channel().clone(), slot.turn.clone())
+        };
+        let _turn = match tokio::time::timeout(self.inner.cfg.request_timeout, turn.lock_owned())
+            .await
+        {
+            Ok(t) => t,
+            Err(_) => {
+                return Err(SessionError::Busy {
+                    channel: id,
+                    version: self.with_party(id, |p| p.next_version())?,
+                })
+            }
         };
         let chain = self.inner.chain.on_chain(&chan).await?;
         let now = self.now_for(Some(&kind)).await?;

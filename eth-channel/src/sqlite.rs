@@ -629,7 +629,11 @@ impl ChannelStore for SqliteChannelStore {
         self.save_cosigned_with(id, s, Some(kind))
     }
 
-    fn updates(&self, id: B256) -> Result<Vec<(CoSigned, Option<UpdateKind>)>, StoreError> {
+    fn updates_from(
+        &self,
+        id: B256,
+        from: u64,
+    ) -> Result<Vec<(CoSigned, Option<UpdateKind>)>, StoreError> {
         let conn = self.lock()?;
         // Our own proposal of a co-signed version is that state (`save_cosigned` checks it),
         // so its kind is the state's when the co-signed row has none.
@@ -639,11 +643,13 @@ impl ChannelStore for SqliteChannelStore {
                  c.version FROM channel_states c
                  LEFT JOIN channel_states p ON p.channel_id = c.channel_id
                       AND p.version = c.version AND p.role = 'proposed'
-                 WHERE c.channel_id = ?1 AND c.role = 'cosigned' ORDER BY c.version",
+                 WHERE c.channel_id = ?1 AND c.role = 'cosigned' AND c.version >= ?2
+                 ORDER BY c.version",
             )
             .map_err(backend)?;
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![id.as_slice()], state_row)
+            .query_map(params![id.as_slice(), from], state_row)
             .map_err(backend)?;
         let mut out = vec![];
         for r in rows {

@@ -131,7 +131,16 @@ pub trait ChannelStore: Send + Sync {
     /// Every co-signed state of the channel, oldest first, with the change that made it when
     /// it was recorded (by [`ChannelStore::save_cosigned_kind`], or as our own proposal of
     /// that version).
-    fn updates(&self, channel: B256) -> Result<Vec<(CoSigned, Option<UpdateKind>)>, StoreError>;
+    fn updates(&self, channel: B256) -> Result<Vec<(CoSigned, Option<UpdateKind>)>, StoreError> {
+        self.updates_from(channel, 0)
+    }
+
+    /// [`ChannelStore::updates`] from version `from` on (the states a reader has not seen).
+    fn updates_from(
+        &self,
+        channel: B256,
+        from: u64,
+    ) -> Result<Vec<(CoSigned, Option<UpdateKind>)>, StoreError>;
 
     /// Records that our proposal of `version` (above the latest co-signed state) is
     /// abandoned: it stops being pending, and we never sign another state of that version.

@@ -242,16 +242,22 @@ impl Env {
             .unwrap()
     }
 
-    /// What `tx` cost its sender in fees.
+    /// What `tx` cost its sender in fees (waiting for its receipt: the watcher returns once
+    /// the transaction is sent, and anvil may mine it a moment later on a loaded machine).
     pub(crate) async fn fee(&self, tx: B256) -> U256 {
-        let r = self
-            .net
-            .provider()
-            .get_transaction_receipt(tx)
-            .await
-            .unwrap()
-            .expect("mined");
-        U256::from(r.gas_used) * U256::from(r.effective_gas_price)
+        for _ in 0..100 {
+            if let Some(r) = self
+                .net
+                .provider()
+                .get_transaction_receipt(tx)
+                .await
+                .unwrap()
+            {
+                return U256::from(r.gas_used) * U256::from(r.effective_gas_price);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{tx} not mined in 10 s");
     }
 
     /// The latest `Closing` record of the channel.

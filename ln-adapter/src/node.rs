@@ -21,7 +21,7 @@ use lightning::routing::scoring::{
 use lightning::sign::{EntropySource, KeysManager, NodeSigner};
 use lightning::util::config::UserConfig;
 use lightning::util::persist::{
-    read_channel_monitors, KVStoreSync, CHANNEL_MANAGER_PERSISTENCE_KEY,
+    KVStoreSync, MonitorUpdatingPersister, CHANNEL_MANAGER_PERSISTENCE_KEY,
     CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE, CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
     OUTPUT_SWEEPER_PERSISTENCE_KEY, OUTPUT_SWEEPER_PERSISTENCE_PRIMARY_NAMESPACE,
     OUTPUT_SWEEPER_PERSISTENCE_SECONDARY_NAMESPACE,
@@ -43,7 +43,7 @@ use crate::io::{Broadcaster, FeeCache, TracingLogger, WalletChange, WalletKeys};
 use crate::router::PinnedCltvRouter;
 use crate::types::{
     ChainMonitor, ChannelManager, DefaultRouter, MessageRouter, NetworkGraph, NoFilter,
-    PeerManager, Router, Scorer, Store, Sweeper,
+    PeerManager, Router, Scorer, Store, Sweeper, MAX_PENDING_MONITOR_UPDATES,
 };
 
 /// An embedded Lightning node (LDK) on a Bitcoin-family node.
@@ -227,12 +227,21 @@ impl LnNode {
             runtime.clone(),
             Arc::clone(&store),
         )?);
+        let persister = Arc::new(MonitorUpdatingPersister::new(
+            Arc::clone(&store),
+            Arc::clone(&logger),
+            MAX_PENDING_MONITOR_UPDATES,
+            Arc::clone(&keys),
+            Arc::clone(&wallet_keys),
+            Arc::clone(&broadcaster),
+            Arc::clone(&fees),
+        ));
         let chain_monitor: Arc<ChainMonitor> = Arc::new(LdkChainMonitor::new(
             None::<NoFilter>,
             Arc::clone(&broadcaster),
             Arc::clone(&logger),
             Arc::clone(&fees),
-            Arc::clone(&store),
+            Arc::clone(&persister),
             Arc::clone(&keys),
             keys.get_peer_storage_key(),
         ));
@@ -260,12 +269,10 @@ impl LnNode {
 
         // Read back what a previous run left (nothing on a first start).
         let mut monitors: Vec<(BestBlock, Arc<MonitorListener>)> = Vec::new();
-        for (_, monitor) in read_channel_monitors(
-            Arc::clone(&store),
-            Arc::clone(&keys),
-            Arc::clone(&wallet_keys),
-        )
-        .map_err(|e| LnError::Decode(format!("channel monitors: {e}")))?
+        // Monitors written whole by earlier versions (no update records) read the same way.
+        for (_, monitor) in persister
+            .read_all_channel_monitors_with_updates()
+            .map_err(|e| LnError::Decode(format!("channel monitors: {e}")))?
         {
             let best = monitor.current_best_block();
             monitors.push((

@@ -64,15 +64,17 @@ use crate::node::LnNode;
 
 /// How long a hold invoice accepts its payment, at most (the leg's expiry bounds it anyway).
 const INVOICE_SECS: u32 = 7 * 24 * 3600;
+/// How long a tip read is answered again without asking the node (see [`LnRail`]'s `tip`).
+const TIP_FRESH: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The Lightning rail of one embedded node. Cheap to clone.
 #[derive(Clone)]
 pub struct LnRail {
     node: Arc<LnNode>,
     params: ChainParams,
-    /// The last tip read, by block hash: a tip read whose best block is unchanged needs no
-    /// second call for its header.
-    last_tip: Arc<std::sync::Mutex<Option<(BlockHash, ChainTip)>>>,
+    /// The last tip read, by block hash, and when it was asked: a tip read whose best block
+    /// is unchanged needs no second call for its header.
+    last_tip: Arc<std::sync::Mutex<Option<(BlockHash, ChainTip, std::time::Instant)>>>,
 }
 
 impl std::fmt::Debug for LnRail {
@@ -700,17 +702,30 @@ impl Rail for LnRail {
 
     /// The node's tip (not LDK's last block, which may lag a poll behind): expiry decisions
     /// must not think it is earlier than it is.
+    ///
+    /// A tip read less than [`TIP_FRESH`] ago is answered again without asking the node: a
+    /// channel swap steps on every Lightning event and channel message, and asking at every
+    /// step cost the node more CPU than the swaps did. A read is as old as its answer's trip
+    /// anyway; the expiry rules' margins are blocks.
     async fn tip(&self) -> Result<ChainTip, ChainError> {
-        let rpc = &self.node.rpc;
-        let hash: BlockHash = rpc
-            .call("getbestblockhash", vec![])
-            .await
-            .map_err(|e| ln_err(e.into()))?;
         let last = *self
             .last_tip
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, tip)) = last.filter(|(known, _)| *known == hash) {
+        if let Some((_, tip, _)) = last.filter(|(_, _, at)| at.elapsed() < TIP_FRESH) {
+            return Ok(tip);
+        }
+        let rpc = &self.node.rpc;
+        let asked = std::time::Instant::now();
+        let hash: BlockHash = rpc
+            .call("getbestblockhash", vec![])
+            .await
+            .map_err(|e| ln_err(e.into()))?;
+        if let Some((_, tip, _)) = last.filter(|(known, _, _)| *known == hash) {
+            *self
+                .last_tip
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((hash, tip, asked));
             return Ok(tip);
         }
         let header = rpc
@@ -732,7 +747,7 @@ impl Rail for LnRail {
         *self
             .last_tip
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((hash, tip));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((hash, tip, asked));
         Ok(tip)
     }
 

@@ -11,6 +11,7 @@ use lightning::routing::gossip;
 use lightning::routing::router;
 use lightning::routing::scoring::{ProbabilisticScorer, ProbabilisticScoringFeeParameters};
 use lightning::sign::{InMemorySigner, KeysManager};
+use lightning::util::persist::MonitorUpdatingPersister;
 use lightning::util::sweep;
 
 use crate::io::{Broadcaster, FeeCache, TracingLogger, WalletChange, WalletKeys};
@@ -22,14 +23,31 @@ pub(crate) type NoFilter = Arc<dyn Filter + Send + Sync>;
 /// it has one (see `sealed.rs`).
 pub(crate) type Store = crate::sealed::SealedStore;
 
-/// The chain monitor (channel monitors, persisted in [`Store`]).
+/// How the channel monitors are persisted in [`Store`]: each update as a small record of its
+/// own, the whole monitor rewritten once every [`MAX_PENDING_MONITOR_UPDATES`] updates. (A
+/// monitor keeps what it needs to punish every revoked commitment, so it grows with the
+/// channel's history: rewriting it whole on every update made each payment cost more than
+/// the last.)
+pub(crate) type Persister = MonitorUpdatingPersister<
+    Arc<Store>,
+    Arc<TracingLogger>,
+    Arc<KeysManager>,
+    Arc<WalletKeys>,
+    Arc<Broadcaster>,
+    Arc<FeeCache>,
+>;
+
+/// Monitor updates kept as records before the monitor is written whole again.
+pub(crate) const MAX_PENDING_MONITOR_UPDATES: u64 = 100;
+
+/// The chain monitor (channel monitors, persisted in [`Store`] through [`Persister`]).
 pub(crate) type ChainMonitor = chainmonitor::ChainMonitor<
     InMemorySigner,
     NoFilter,
     Arc<Broadcaster>,
     Arc<FeeCache>,
     Arc<TracingLogger>,
-    Arc<Store>,
+    Arc<Persister>,
     Arc<KeysManager>,
 >;
 

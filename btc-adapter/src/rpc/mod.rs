@@ -265,6 +265,7 @@ impl RpcClient {
         method: &str,
         params: Vec<Value>,
     ) -> Result<T, RpcError> {
+        tracing::trace!(method, wallet, "rpc call");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.count(method, 1);
         let body = json!({"jsonrpc": "1.0", "id": id, "method": method, "params": params});

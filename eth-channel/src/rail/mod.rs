@@ -45,7 +45,7 @@ use swap_core::params::{
 };
 use swap_core::rail::{
     Cause, ChainError, Funds, HtlcParams, HtlcStatus, Observation, ObservedLock, Rail, RailBody,
-    RailData, RAIL_DATA_VERSION,
+    RailData, RailOp, RAIL_DATA_VERSION,
 };
 use swap_core::types::{
     Account, Amount, Asset, EvmAddress, Expiry, Height, Preimage, Timestamp, TokenUnits, TxRef, Wei,
@@ -83,6 +83,8 @@ pub struct ChannelRail {
     channels: Arc<Mutex<BTreeSet<B256>>>,
     /// Hashlocks of locks seen not revealed on chain, with the block they were read at.
     unrevealed: Arc<Mutex<HashMap<B256, B256>>>,
+    /// Each channel's co-signed history as far as read (see [`trace::History`]).
+    history: Arc<Mutex<HashMap<B256, trace::History>>>,
 }
 
 impl std::fmt::Debug for ChannelRail {
@@ -182,6 +184,7 @@ impl ChannelRail {
             params,
             channels: Arc::default(),
             unrevealed: Arc::default(),
+            history: Arc::default(),
         }
     }
 
@@ -563,6 +566,13 @@ impl Rail for ChannelRail {
         Ok(Observation { tip, statuses })
     }
 
+    /// All at once: the node's proposals on one channel take turns (each waits for the one
+    /// before it to be countersigned, with no retry delay between them), proposals on
+    /// different channels go out together.
+    async fn execute(&self, ops: &[RailOp]) -> Vec<Result<TxRef, ChainError>> {
+        swap_core::rail::execute_concurrently(self, ops).await
+    }
+
     async fn forget(&self, htlc: &HtlcParams) {
         self.unrevealed
             .lock()
@@ -583,8 +593,8 @@ impl Rail for ChannelRail {
             Some((v, UpdateKind::Lock { lock })) if leg.is(&Lock::from(lock)) => {
                 return Err(self.in_flight(&leg, *v, "the lock"));
             }
-            Some((v, _)) => return Err(Self::busy(*v)),
-            None => {}
+            // Another change in flight: the node's proposal waits its turn.
+            _ => {}
         }
         // Never lock on a hashlock already revealed: it would be a payment, not a lock.
         if leg
@@ -656,9 +666,7 @@ impl Rail for ChannelRail {
         if t.added.is_none() {
             return Err(ChainError::not_ready("the lock is not co-signed yet"));
         }
-        if let Some((v, _)) = &t.pending {
-            return Err(Self::busy(*v));
-        }
+        // Another change in flight: the node's proposal waits its turn.
         let v = self
             .propose(
                 &leg,

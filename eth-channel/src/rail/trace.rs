@@ -3,12 +3,14 @@
 
 use alloy::primitives::{Address, B256};
 use eth_adapter::channel::{ChannelRef, Lock};
-use swap_core::rail::{Cause, ChainError};
+use swap_core::rail::{Cause, ChainError, ErrorKind};
+
+use std::collections::HashMap;
 
 use super::{session_err, ChannelRail};
 use crate::hashlock_of;
 use crate::msg::{UpdateKind, WireLock};
-use crate::store::CoSigned;
+use crate::store::ChannelStore;
 
 /// One leg, checked against its channel.
 pub(super) struct Leg {
@@ -65,6 +67,93 @@ impl Leg {
     }
 }
 
+/// A lock's identity in the history: hashlock, sender, amount, expiry (see [`Leg::is`]).
+type LockKey = (B256, Address, u128, u64);
+
+fn key_of(l: &Lock) -> LockKey {
+    (l.hashlock, l.from, l.amount, l.expiry)
+}
+
+/// What one channel's co-signed history says of each lock, read once and then only as new
+/// states are co-signed: a leg's trace reads no more than the states since the last one.
+/// (Reading the whole history for every leg at every step cost each swap more than the last.)
+/// Co-signed states never change, so this is a cache of the store that is never stale; it
+/// keeps about a hundred bytes per lock the channel ever held.
+#[derive(Default)]
+pub(super) struct History {
+    /// The next version to read.
+    next: u64,
+    /// The locks of the last state read.
+    locks: Vec<Lock>,
+    /// Each lock ever held: when it entered the states (first time), how it left them.
+    seen: HashMap<LockKey, Seen>,
+}
+
+struct Seen {
+    added: (u64, Lock),
+    /// How it left: the version and the end, or why the history cannot say.
+    ended: Option<Result<(u64, End), (Cause, String)>>,
+}
+
+/// How the change `kind` of version `v` removed `lock`.
+fn end_of(kind: Option<&UpdateKind>, lock: &Lock, v: u64) -> Result<(u64, End), (Cause, String)> {
+    match kind {
+        Some(UpdateKind::Claim { hashlock, preimage }) if *hashlock == lock.hashlock => {
+            if hashlock_of(preimage) != lock.hashlock {
+                return Err((
+                    Cause::Inconsistent,
+                    format!("claim at version {v} does not match its hashlock"),
+                ));
+            }
+            Ok((v, End::Claimed(*preimage)))
+        }
+        Some(UpdateKind::CancelExpired { hashlock }) if *hashlock == lock.hashlock => {
+            Ok((v, End::Cancelled))
+        }
+        _ => Err((
+            Cause::Other {
+                kind: ErrorKind::Permanent,
+            },
+            format!("the lock left the state at version {v} without a recorded claim or cancel"),
+        )),
+    }
+}
+
+impl History {
+    /// Reads the states co-signed since the last call.
+    fn catch_up(&mut self, store: &dyn ChannelStore, id: B256) -> Result<(), ChainError> {
+        let updates = store
+            .updates_from(id, self.next)
+            .map_err(|e| ChainError::transient(format!("channel store: {e}")))?;
+        for (cs, kind) in &updates {
+            let v = cs.state.version;
+            if v < self.next {
+                continue;
+            }
+            let now: Vec<LockKey> = cs.locks.iter().map(key_of).collect();
+            for l in &self.locks {
+                if now.contains(&key_of(l)) {
+                    continue;
+                }
+                if let Some(seen) = self.seen.get_mut(&key_of(l)) {
+                    if seen.ended.is_none() {
+                        seen.ended = Some(end_of(kind.as_ref(), l, v));
+                    }
+                }
+            }
+            for l in &cs.locks {
+                self.seen.entry(key_of(l)).or_insert_with(|| Seen {
+                    added: (v, l.clone()),
+                    ended: None,
+                });
+            }
+            self.locks = cs.locks.clone();
+            self.next = v.saturating_add(1);
+        }
+        Ok(())
+    }
+}
+
 impl ChannelRail {
     pub(super) fn trace(&self, leg: &Leg) -> Result<Trace, ChainError> {
         let pending = self
@@ -73,10 +162,6 @@ impl ChannelRail {
                 p.pending().map(|p| (p.state.version, p.kind.clone()))
             })
             .map_err(|e| session_err(e, leg.expiry))?;
-        let updates = self
-            .store
-            .updates(leg.id)
-            .map_err(|e| ChainError::transient(format!("channel store: {e}")))?;
         let abandoned = self
             .store
             .abandoned_proposals(leg.id)
@@ -87,46 +172,22 @@ impl ChannelRail {
             pending,
             abandoned,
         };
-        for (cs, kind) in &updates {
-            let v = cs.state.version;
-            let held = find(cs, leg);
-            match (&trace.added, held) {
-                (None, Some(l)) => trace.added = Some((v, l.clone())),
-                (Some(_), None) => {
-                    let end = match kind {
-                        Some(UpdateKind::Claim { hashlock, preimage })
-                            if *hashlock == leg.hashlock =>
-                        {
-                            if hashlock_of(preimage) != leg.hashlock {
-                                return Err(ChainError::new(
-                                    Cause::Inconsistent,
-                                    format!("claim at version {v} does not match its hashlock"),
-                                ));
-                            }
-                            End::Claimed(*preimage)
-                        }
-                        Some(UpdateKind::CancelExpired { hashlock })
-                            if *hashlock == leg.hashlock =>
-                        {
-                            End::Cancelled
-                        }
-                        _ => {
-                            return Err(ChainError::permanent(format!(
-                                "the lock left the state at version {v} without a recorded \
-                                 claim or cancel"
-                            )))
-                        }
-                    };
-                    trace.ended = Some((v, end));
-                    break;
-                }
-                _ => {}
+        let mut histories = self
+            .history
+            .lock()
+            .map_err(|_| ChainError::transient("channel history: poisoned lock"))?;
+        let history = histories.entry(leg.id).or_default();
+        history.catch_up(&*self.store, leg.id)?;
+        let key = (leg.hashlock, leg.sender, leg.amount, leg.expiry);
+        if let Some(seen) = history.seen.get(&key) {
+            trace.added = Some(seen.added.clone());
+            match &seen.ended {
+                None => {}
+                Some(Ok((v, End::Claimed(p)))) => trace.ended = Some((*v, End::Claimed(*p))),
+                Some(Ok((v, End::Cancelled))) => trace.ended = Some((*v, End::Cancelled)),
+                Some(Err((cause, text))) => return Err(ChainError::new(cause.clone(), text.clone())),
             }
         }
         Ok(trace)
     }
-}
-
-fn find<'a>(cs: &'a CoSigned, leg: &Leg) -> Option<&'a Lock> {
-    cs.locks.iter().find(|l| leg.is(l))
 }
