@@ -71,9 +71,12 @@ impl Node {
         }) {
             return Ok(true);
         }
+        // A claim alone or in a batch.
         let is_claim = |k: &UpdateKind| {
-            matches!(k, UpdateKind::Claim { hashlock: h, preimage }
-                if *h == hashlock && crate::hashlock_of(preimage) == hashlock)
+            k.parts().iter().any(|k| {
+                matches!(k, UpdateKind::Claim { hashlock: h, preimage }
+                    if *h == hashlock && crate::hashlock_of(preimage) == hashlock)
+            })
         };
         let pending = self.with_party(id, |p| p.pending().is_some_and(|p| is_claim(&p.kind)))?;
         Ok(pending

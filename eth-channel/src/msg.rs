@@ -216,6 +216,43 @@ pub enum UpdateKind {
         #[serde(with = "dec")]
         amount: u128,
     },
+    /// Several locks and claims in one co-signed state, applied in order, each by its own
+    /// rule on the state the ones before it made: a channel's swaps share round trips and
+    /// signatures instead of queueing for them. From 2 to [`MAX_BATCH`] changes, each a
+    /// [`UpdateKind::Lock`] or a [`UpdateKind::Claim`] (cancels go alone: they are judged by
+    /// the chain's time and guarded, see `guard`).
+    Batch {
+        /// The changes, in order.
+        changes: Vec<UpdateKind>,
+    },
+}
+
+/// The most changes in one [`UpdateKind::Batch`].
+pub const MAX_BATCH: usize = 32;
+
+impl UpdateKind {
+    /// The changes this update makes: a batch's, or the update itself.
+    pub fn parts(&self) -> &[UpdateKind] {
+        match self {
+            UpdateKind::Batch { changes } => changes,
+            other => std::slice::from_ref(other),
+        }
+    }
+
+    /// Whether this change may go in a [`UpdateKind::Batch`].
+    pub fn batchable(&self) -> bool {
+        matches!(self, UpdateKind::Lock { .. } | UpdateKind::Claim { .. })
+    }
+
+    /// `changes` as one update: the change itself when there is one, a batch otherwise.
+    pub fn batch(mut changes: Vec<UpdateKind>) -> UpdateKind {
+        if changes.len() == 1 {
+            if let Some(one) = changes.pop() {
+                return one;
+            }
+        }
+        UpdateKind::Batch { changes }
+    }
 }
 
 impl std::fmt::Debug for UpdateKind {
@@ -240,6 +277,8 @@ impl std::fmt::Debug for UpdateKind {
             UpdateKind::TopUp { amount } => {
                 f.debug_struct("TopUp").field("amount", amount).finish()
             }
+            // Each part's own `Debug`: a claim's preimage stays redacted.
+            UpdateKind::Batch { changes } => f.debug_list().entries(changes).finish(),
         }
     }
 }

@@ -9,7 +9,7 @@ use eth_adapter::channel::{
 };
 
 use crate::machine::Config;
-use crate::msg::{RejectCode, UpdateKind};
+use crate::msg::{RejectCode, UpdateKind, MAX_BATCH};
 use crate::store::CoSigned;
 
 /// Why a proposal is refused: a code for the peer and a detail for logs.
@@ -86,6 +86,57 @@ pub(crate) fn next_state(
         detail: "version overflow".into(),
     })?;
     let mut locks = prev.locks.clone();
+    match kind {
+        UpdateKind::Batch { changes } => {
+            if changes.len() < 2 || changes.len() > MAX_BATCH {
+                return rej(
+                    RejectCode::Rules,
+                    format!("a batch of {} changes (2 to {MAX_BATCH})", changes.len()),
+                );
+            }
+            // Each hashlock once: a lock and its claim never in one state change (the
+            // history would show the lock in no state).
+            let mut named = std::collections::HashSet::new();
+            for (i, change) in changes.iter().enumerate() {
+                let hashlock = match change {
+                    UpdateKind::Lock { lock } => lock.hashlock,
+                    UpdateKind::Claim { hashlock, .. } => *hashlock,
+                    _ => {
+                        return rej(
+                            RejectCode::Rules,
+                            format!("change {i} of a batch: only locks and claims are batched"),
+                        )
+                    }
+                };
+                if !named.insert(hashlock) {
+                    return rej(
+                        RejectCode::Rules,
+                        format!("change {i} of a batch: its hashlock is named twice"),
+                    );
+                }
+                apply(chan, cfg, change, by, now, &mut s, &mut locks).map_err(|r| Reject {
+                    code: r.code,
+                    detail: format!("change {i} of a batch: {}", r.detail),
+                })?;
+            }
+        }
+        one => apply(chan, cfg, one, by, now, &mut s, &mut locks)?,
+    }
+    s.locksHash = locks_hash(&locks);
+    Ok((s, locks))
+}
+
+/// One change's rule: `kind` by `by` on the state `s` with `locks` (changed in place; left
+/// half-changed on a refusal, which refuses the whole update).
+fn apply(
+    chan: &ChannelRef,
+    cfg: &Config,
+    kind: &UpdateKind,
+    by: Side,
+    now: u64,
+    s: &mut State,
+    locks: &mut Vec<Lock>,
+) -> Result<(), Reject> {
     let earliest = now.saturating_add(cfg.min_expiry_margin);
     let find = |locks: &[Lock], h: &B256| locks.iter().position(|l| l.hashlock == *h);
     match kind {
@@ -109,10 +160,10 @@ pub(crate) fn next_state(
                     format!("lock expiry {} at now {now}", lock.expiry),
                 );
             }
-            if find(&locks, &lock.hashlock).is_some() {
+            if find(locks, &lock.hashlock).is_some() {
                 return rej(RejectCode::DuplicateHashlock, "hashlock already pending");
             }
-            let b = bal(&mut s, by);
+            let b = bal(s, by);
             *b = b.checked_sub(lock.amount).ok_or(Reject {
                 code: RejectCode::InsufficientBalance,
                 detail: format!("lock of {} beyond the balance {}", lock.amount, b),
@@ -120,7 +171,7 @@ pub(crate) fn next_state(
             locks.push(lock);
         }
         UpdateKind::Claim { hashlock, preimage } => {
-            let i = find(&locks, hashlock).ok_or(Reject {
+            let i = find(locks, hashlock).ok_or(Reject {
                 code: RejectCode::BadPreimage,
                 detail: "no pending lock on this hashlock".into(),
             })?;
@@ -138,10 +189,10 @@ pub(crate) fn next_state(
                 code: RejectCode::StateMismatch,
                 detail: "lock from neither party".into(),
             })?;
-            credit(&mut s, to, l.amount)?;
+            credit(s, to, l.amount)?;
         }
         UpdateKind::CancelExpired { hashlock } => {
-            let i = find(&locks, hashlock).ok_or(Reject {
+            let i = find(locks, hashlock).ok_or(Reject {
                 code: RejectCode::StateMismatch,
                 detail: "no pending lock on this hashlock".into(),
             })?;
@@ -156,7 +207,7 @@ pub(crate) fn next_state(
                 code: RejectCode::StateMismatch,
                 detail: "lock from neither party".into(),
             })?;
-            credit(&mut s, from, l.amount)?;
+            credit(s, from, l.amount)?;
         }
         UpdateKind::Withdraw { amount, expiry } => {
             if *amount == 0 {
@@ -165,7 +216,7 @@ pub(crate) fn next_state(
             if *expiry < earliest {
                 return rej(RejectCode::BadExpiry, "withdrawal expiring too soon");
             }
-            let b = bal(&mut s, by);
+            let b = bal(s, by);
             *b = b.checked_sub(*amount).ok_or(Reject {
                 code: RejectCode::InsufficientBalance,
                 detail: format!("withdrawal of {amount} beyond the balance {b}"),
@@ -192,7 +243,7 @@ pub(crate) fn next_state(
                 code: RejectCode::Capacity,
                 detail: "deposit total overflow".into(),
             })?;
-            credit(&mut s, by, *amount)?;
+            credit(s, by, *amount)?;
         }
         UpdateKind::Close => {
             if !locks.is_empty() {
@@ -203,9 +254,9 @@ pub(crate) fn next_state(
             }
             s.isFinal = true;
         }
+        UpdateKind::Batch { .. } => return rej(RejectCode::Rules, "a batch inside a batch"),
     }
-    s.locksHash = locks_hash(&locks);
-    Ok((s, locks))
+    Ok(())
 }
 
 fn credit(s: &mut State, side: Side, amount: u128) -> Result<(), Reject> {

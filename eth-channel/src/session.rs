@@ -124,6 +124,53 @@ pub enum SessionError {
     /// The node's own bookkeeping failed (a poisoned lock).
     #[error("session state: {0}")]
     Internal(&'static str),
+    /// The batch our change went in failed in a way that is no refusal of it (a store or
+    /// transport failure): the change was not made; it may be proposed again.
+    #[error("batched proposal failed: {0}")]
+    Batch(String),
+}
+
+impl SessionError {
+    /// Whether this is a definitive refusal of a proposal (by our own rules or the peer's),
+    /// rather than a state of the channel or the connection that passes.
+    fn is_refusal(&self) -> bool {
+        match self {
+            SessionError::Party(PartyError::Invalid(_)) | SessionError::Dropped(_) => true,
+            SessionError::Refused { code, .. } => !matches!(
+                code,
+                RejectCode::Busy | RejectCode::Crossed | RejectCode::WrongVersion
+            ),
+            _ => false,
+        }
+    }
+
+    /// The same error for another change of the same batch.
+    fn share(&self) -> SessionError {
+        match self {
+            SessionError::Busy { channel, version } => SessionError::Busy {
+                channel: *channel,
+                version: *version,
+            },
+            SessionError::NotConnected { peer, version } => SessionError::NotConnected {
+                peer: *peer,
+                version: *version,
+            },
+            SessionError::Timeout { version } => SessionError::Timeout { version: *version },
+            SessionError::Refused { code, text } => SessionError::Refused {
+                code: *code,
+                text: text.clone(),
+            },
+            SessionError::Dropped(r) => SessionError::Dropped(r.clone()),
+            SessionError::Party(PartyError::Invalid(r)) => {
+                SessionError::Party(PartyError::Invalid(r.clone()))
+            }
+            SessionError::Party(PartyError::Busy(v)) => SessionError::Party(PartyError::Busy(*v)),
+            SessionError::UnknownChannel(id) => SessionError::UnknownChannel(*id),
+            SessionError::Chain(e) => SessionError::Chain(e.clone()),
+            SessionError::Internal(e) => SessionError::Internal(e),
+            other => SessionError::Batch(other.to_string()),
+        }
+    }
 }
 
 type Answer = Result<u64, SessionError>;
@@ -138,6 +185,16 @@ pub(crate) struct Slot {
     /// Held by the [`Node::propose`] call whose change is in flight: the next caller waits
     /// for it (first come, first served) instead of being refused as busy and retrying later.
     turn: Arc<tokio::sync::Mutex<()>>,
+    /// Locks and claims waiting for the turn: whoever takes it proposes them all as one
+    /// batch (see [`Node::propose`]).
+    queue: std::collections::VecDeque<Queued>,
+}
+
+/// A change waiting in a channel's queue, and who waits for its answer.
+struct Queued {
+    ticket: u64,
+    kind: UpdateKind,
+    answer: oneshot::Sender<Answer>,
 }
 
 struct Conn {
@@ -249,6 +306,7 @@ impl Node {
                 waiter: None,
                 requeue: None,
                 turn: Arc::new(tokio::sync::Mutex::new(())),
+                queue: std::collections::VecDeque::new(),
             },
         );
         Ok(())
@@ -654,23 +712,125 @@ impl Node {
     ///
     /// Calls on one channel take turns: a call made while another's change is in flight waits
     /// for that change's answer (at most [`SessionConfig::request_timeout`], then `Busy`), so
-    /// a channel's changes follow each other without a caller's retry delay in between.
+    /// a channel's changes follow each other without a caller's retry delay in between. Locks
+    /// and claims that wait meanwhile go out together, as one [`UpdateKind::Batch`] (up to
+    /// [`crate::msg::MAX_BATCH`]), whoever takes the next turn proposing them all: one round
+    /// trip and one signature each way for all of them. A batch refused (by our rules or the
+    /// peer's) is proposed again change by change, so each caller gets its own change's
+    /// answer; any other failure is every caller's.
     pub async fn propose(&self, id: B256, kind: UpdateKind) -> Result<u64, SessionError> {
-        let (chan, turn) = {
+        if !kind.batchable() {
+            let turn = self.turn_of(id)?;
+            let _turn = self.take_turn(id, turn).await?;
+            return self.propose_now(id, kind).await;
+        }
+        let ticket = self
+            .inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, mut rx) = oneshot::channel();
+        let turn = {
+            let mut chans = lock(&self.inner.chans)?;
+            let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
+            slot.queue.push_back(Queued {
+                ticket,
+                kind,
+                answer: tx,
+            });
+            slot.turn.clone()
+        };
+        let turn = match self.take_turn(id, turn).await {
+            Ok(t) => t,
+            Err(busy) => {
+                // Still queued: withdrawn, busy. Taken into a batch meanwhile: its answer.
+                let withdrawn = lock(&self.inner.chans)?.get_mut(&id).is_some_and(|slot| {
+                    let before = slot.queue.len();
+                    slot.queue.retain(|q| q.ticket != ticket);
+                    slot.queue.len() < before
+                });
+                if withdrawn {
+                    return Err(busy);
+                }
+                return rx
+                    .await
+                    .unwrap_or(Err(SessionError::Internal("batch answer dropped")));
+            }
+        };
+        // Our turn: propose what waits (ours in it, unless an earlier batch took it), batch
+        // after batch until ours is answered.
+        loop {
+            if let Ok(answer) = rx.try_recv() {
+                drop(turn);
+                return answer;
+            }
+            let batch: Vec<Queued> = {
+                let mut chans = lock(&self.inner.chans)?;
+                let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
+                let n = slot.queue.len().min(crate::msg::MAX_BATCH);
+                slot.queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                drop(turn);
+                return rx
+                    .await
+                    .unwrap_or(Err(SessionError::Internal("batch answer dropped")));
+            }
+            self.propose_batch(id, batch).await;
+        }
+    }
+
+    /// Proposes the queued changes `batch` as one update and answers each of them.
+    async fn propose_batch(&self, id: B256, batch: Vec<Queued>) {
+        let kinds: Vec<UpdateKind> = batch.iter().map(|q| q.kind.clone()).collect();
+        let n = kinds.len();
+        match self.propose_now(id, UpdateKind::batch(kinds)).await {
+            Ok(v) => {
+                for q in batch {
+                    let _ = q.answer.send(Ok(v));
+                }
+            }
+            Err(e) if n > 1 && e.is_refusal() => {
+                debug!(channel = %id, changes = n, error = %e, "batch refused: each change alone");
+                for q in batch {
+                    let answer = self.propose_now(id, q.kind).await;
+                    let _ = q.answer.send(answer);
+                }
+            }
+            Err(e) => {
+                for q in batch {
+                    let _ = q.answer.send(Err(e.share()));
+                }
+            }
+        }
+    }
+
+    fn turn_of(&self, id: B256) -> Result<Arc<tokio::sync::Mutex<()>>, SessionError> {
+        let chans = lock(&self.inner.chans)?;
+        let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
+        Ok(slot.turn.clone())
+    }
+
+    /// Waits for channel `id`'s turn, at most the request timeout (then `Busy`).
+    async fn take_turn(
+        &self,
+        id: B256,
+        turn: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>, SessionError> {
+        match tokio::time::timeout(self.inner.cfg.request_timeout, turn.lock_owned()).await {
+            Ok(t) => Ok(t),
+            Err(_) => Err(SessionError::Busy {
+                channel: id,
+                version: self.with_party(id, |p| p.next_version())?,
+            }),
+        }
+    }
+
+    /// Proposes `kind` now (the caller holds the channel's turn) and waits for the answer.
+    async fn propose_now(&self, id: B256, kind: UpdateKind) -> Result<u64, SessionError> {
+        let chan = {
             let chans = lock(&self.inner.chans)?;
             let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
-            (slot.party.channel().clone(), slot.turn.clone())
-        };
-        let _turn = match tokio::time::timeout(self.inner.cfg.request_timeout, turn.lock_owned())
-            .await
-        {
-            Ok(t) => t,
-            Err(_) => {
-                return Err(SessionError::Busy {
-                    channel: id,
-                    version: self.with_party(id, |p| p.next_version())?,
-                })
-            }
+            slot.party.channel().clone()
         };
         let chain = self.inner.chain.on_chain(&chan).await?;
         let now = self.now_for(Some(&kind)).await?;

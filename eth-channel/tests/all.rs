@@ -9,6 +9,8 @@ mod abandoned;
 mod announce;
 #[path = "anvil.rs"]
 mod anvil;
+#[path = "batch.rs"]
+mod batch;
 #[path = "cancel.rs"]
 mod cancel;
 #[path = "crossing.rs"]

@@ -491,3 +491,74 @@ async fn a_silent_peer_times_out_and_the_proposal_stays_pending() {
         Err(SessionError::Busy { version: 1, .. })
     ));
 }
+
+/// Locks and claims proposed at once on one channel go out together: fewer co-signed
+/// states than changes, every caller answered with the version holding its change; a batch
+/// with a bad change is proposed again change by change, so only that caller is refused.
+#[tokio::test]
+async fn concurrent_locks_and_claims_are_batched() {
+    let (a, b) = (who(), who());
+    let chan = open(&a, &b, 9);
+    let id = chan.id();
+    let addr = listen(&b).await;
+    link(&a, &b, addr).await;
+    let locks: Vec<(B256, UpdateKind)> = (1..=20u8)
+        .map(|n| lock(&chan, Side::A, 100 + n, 5))
+        .collect();
+    let versions: Vec<u64> =
+        futures::future::join_all(locks.iter().map(|(_, k)| a.node.propose(id, k.clone())))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    let mut distinct = versions.clone();
+    distinct.dedup();
+    assert!(distinct.len() < 20, "no batch: {versions:?}");
+    let l = latest(&a, id);
+    assert_eq!(l.locks.len(), 20);
+    assert_eq!(l.state.balanceA, DEP_A - 100);
+    for ((_, k), v) in locks.iter().zip(&versions) {
+        let UpdateKind::Lock { lock } = k else {
+            unreachable!()
+        };
+        let held = a
+            .store
+            .history(id)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.state.version == *v);
+        assert!(
+            held.is_some_and(|s| s.locks.iter().any(|l| l.hashlock == lock.hashlock)),
+            "version {v} does not hold its lock"
+        );
+    }
+    // B claims them all at once, one of the claims with a wrong preimage.
+    let mut claims: Vec<UpdateKind> = locks.iter().map(|(pre, _)| claim(*pre)).collect();
+    claims[7] = UpdateKind::Claim {
+        hashlock: hashlock_of(&locks[7].0),
+        preimage: B256::repeat_byte(0xee),
+    };
+    let answers =
+        futures::future::join_all(claims.iter().map(|k| b.node.propose(id, k.clone()))).await;
+    for (i, r) in answers.iter().enumerate() {
+        if i == 7 {
+            assert!(
+                matches!(r, Err(SessionError::Party(eth_channel::PartyError::Invalid(r))) if r.code == RejectCode::BadPreimage),
+                "{r:?}"
+            );
+        } else {
+            assert!(r.is_ok(), "claim {i}: {r:?}");
+        }
+    }
+    let top = answers
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .max()
+        .unwrap();
+    settled(&a, &b, id, *top).await;
+    let l = latest(&b, id);
+    assert_eq!(l.locks.len(), 1, "only the badly claimed lock is left");
+    assert_eq!(l.state.balanceB, DEP_B + 95);
+    assert_eq!(a.store.history(id).unwrap(), b.store.history(id).unwrap());
+    assert!(a.store.history(id).unwrap().len() < 1 + 40);
+}

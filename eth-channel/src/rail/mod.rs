@@ -124,12 +124,15 @@ impl Secrets for RailSecrets {
             .collect();
         ids.into_iter().find_map(|id| {
             self.node
-                .with_party(id, |p| match p.pending().map(|p| &p.kind) {
-                    Some(UpdateKind::Claim {
-                        hashlock: h,
-                        preimage,
-                    }) if h == hashlock && hashlock_of(preimage) == *hashlock => Some(*preimage),
-                    _ => None,
+                .with_party(id, |p| {
+                    // A claim of ours in flight, alone or in a batch.
+                    p.pending()?.kind.parts().iter().find_map(|k| match k {
+                        UpdateKind::Claim {
+                            hashlock: h,
+                            preimage,
+                        } if h == hashlock && hashlock_of(preimage) == *hashlock => Some(*preimage),
+                        _ => None,
+                    })
                 })
                 .ok()
                 .flatten()
@@ -388,11 +391,17 @@ impl ChannelRail {
                     Side::A => (s.balanceA, s.balanceB, p.channel().party(Side::B)),
                     Side::B => (s.balanceB, s.balanceA, p.channel().party(Side::A)),
                 };
-                let held = match p.pending().map(|p| &p.kind) {
-                    Some(UpdateKind::Lock { lock }) => lock.amount,
-                    Some(UpdateKind::Withdraw { amount, .. }) => *amount,
-                    _ => 0,
-                };
+                let held = p.pending().map_or(0, |p| {
+                    p.kind
+                        .parts()
+                        .iter()
+                        .map(|k| match k {
+                            UpdateKind::Lock { lock } => lock.amount,
+                            UpdateKind::Withdraw { amount, .. } => *amount,
+                            _ => 0,
+                        })
+                        .fold(0u128, u128::saturating_add)
+                });
                 Some(Free {
                     ours: mine.saturating_sub(held),
                     theirs,
@@ -589,12 +598,16 @@ impl Rail for ChannelRail {
         if let Some((v, _)) = t.added {
             return Ok(txref(leg.id, v));
         }
-        match &t.pending {
-            Some((v, UpdateKind::Lock { lock })) if leg.is(&Lock::from(lock)) => {
+        // Our lock in flight, alone or in a batch (another change in flight: the node's
+        // proposal waits its turn).
+        if let Some((v, kind)) = &t.pending {
+            if kind
+                .parts()
+                .iter()
+                .any(|k| matches!(k, UpdateKind::Lock { lock } if leg.is(&Lock::from(lock))))
+            {
                 return Err(self.in_flight(&leg, *v, "the lock"));
             }
-            // Another change in flight: the node's proposal waits its turn.
-            _ => {}
         }
         // Never lock on a hashlock already revealed: it would be a payment, not a lock.
         if leg
@@ -644,8 +657,10 @@ impl Rail for ChannelRail {
             _ => {}
         }
         // Our claim in flight (its secret is ours already): resent, whatever the time.
-        if let Some((v, UpdateKind::Claim { hashlock, .. })) = &t.pending {
-            if *hashlock == leg.hashlock {
+        if let Some((v, kind)) = &t.pending {
+            if kind.parts().iter().any(
+                |k| matches!(k, UpdateKind::Claim { hashlock, .. } if *hashlock == leg.hashlock),
+            ) {
                 self.secrets.insert(pre);
                 return Err(self.in_flight(&leg, *v, "the claim"));
             }

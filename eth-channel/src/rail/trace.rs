@@ -49,9 +49,11 @@ impl Trace {
         self.pending
             .iter()
             .chain(self.abandoned.iter())
-            .find_map(|(v, kind)| match kind {
-                UpdateKind::Lock { lock } if leg.is(&Lock::from(lock)) => Some((*v, lock)),
-                _ => None,
+            .find_map(|(v, kind)| {
+                kind.parts().iter().find_map(|k| match k {
+                    UpdateKind::Lock { lock } if leg.is(&Lock::from(lock)) => Some((*v, lock)),
+                    _ => None,
+                })
             })
     }
 }
@@ -97,7 +99,15 @@ struct Seen {
 
 /// How the change `kind` of version `v` removed `lock`.
 fn end_of(kind: Option<&UpdateKind>, lock: &Lock, v: u64) -> Result<(u64, End), (Cause, String)> {
-    match kind {
+    // The change of a batch that names the lock's hashlock (a batch names it at most once:
+    // the lock leaves the state with the first).
+    let part = kind.and_then(|k| {
+        k.parts().iter().find(|p| {
+            matches!(p, UpdateKind::Claim { hashlock, .. } | UpdateKind::CancelExpired { hashlock }
+                if *hashlock == lock.hashlock)
+        })
+    });
+    match part {
         Some(UpdateKind::Claim { hashlock, preimage }) if *hashlock == lock.hashlock => {
             if hashlock_of(preimage) != lock.hashlock {
                 return Err((
@@ -185,7 +195,9 @@ impl ChannelRail {
                 None => {}
                 Some(Ok((v, End::Claimed(p)))) => trace.ended = Some((*v, End::Claimed(*p))),
                 Some(Ok((v, End::Cancelled))) => trace.ended = Some((*v, End::Cancelled)),
-                Some(Err((cause, text))) => return Err(ChainError::new(cause.clone(), text.clone())),
+                Some(Err((cause, text))) => {
+                    return Err(ChainError::new(cause.clone(), text.clone()))
+                }
             }
         }
         Ok(trace)

@@ -44,6 +44,30 @@ fn kind_ad(channel: B256, version: u64) -> Vec<u8> {
     ad
 }
 
+/// A batch's claim `index` (see [`UpdateKind::Batch`]): bound to its place as well.
+fn part_ad(channel: B256, version: u64, index: usize) -> Vec<u8> {
+    let mut ad = kind_ad(channel, version);
+    ad.extend_from_slice(b"/part:");
+    ad.extend_from_slice(&u64::try_from(index).unwrap_or(u64::MAX).to_be_bytes());
+    ad
+}
+
+/// The JSON objects of a change that may hold a preimage, each with the binding of its seal:
+/// the change itself, and each change of a batch.
+fn secret_places(channel: B256, version: u64, v: &mut Value) -> Vec<(Vec<u8>, &mut Value)> {
+    if v.get("changes").is_none() {
+        return vec![(kind_ad(channel, version), v)];
+    }
+    match v.get_mut("changes") {
+        Some(Value::Array(parts)) => parts
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| (part_ad(channel, version, i), p))
+            .collect(),
+        _ => vec![],
+    }
+}
+
 fn raw_ad(hash: B256) -> Vec<u8> {
     let mut ad = b"eth-channel/tx:".to_vec();
     ad.extend_from_slice(hash.as_slice());
@@ -75,7 +99,9 @@ pub(crate) fn refuse_if_sealed(
 
 /// Whether an update carries a secret.
 pub(super) fn has_secret(kind: &UpdateKind) -> bool {
-    matches!(kind, UpdateKind::Claim { .. })
+    kind.parts()
+        .iter()
+        .any(|k| matches!(k, UpdateKind::Claim { .. }))
 }
 
 /// An update's change as stored: a claim's preimage sealed when there is a key.
@@ -92,13 +118,22 @@ pub(super) fn kind_json(
     serde_json::to_string(&v).map_err(backend)
 }
 
-/// Seals a clear `preimage` of a change's JSON; whether it did.
+/// Seals every clear `preimage` of a change's JSON (a batch's too); whether it sealed any.
 fn seal_value(
     key: &StoreKey,
     channel: B256,
     version: u64,
     v: &mut Value,
 ) -> Result<bool, StoreError> {
+    let mut any = false;
+    for (ad, place) in secret_places(channel, version, v) {
+        any |= seal_one(key, channel, &ad, place)?;
+    }
+    Ok(any)
+}
+
+/// Seals the clear `preimage` of one change's JSON object; whether it did.
+fn seal_one(key: &StoreKey, channel: B256, ad: &[u8], v: &mut Value) -> Result<bool, StoreError> {
     let Some(Value::String(s)) = v.get_mut("preimage") else {
         return Ok(false);
     };
@@ -107,9 +142,7 @@ fn seal_value(
         return Ok(false);
     }
     let plain = Zeroizing::new(hex::decode(digits).map_err(|_| corrupt(channel, "preimage"))?);
-    let sealed = key
-        .seal_bytes(&kind_ad(channel, version), &plain)
-        .map_err(key_error)?;
+    let sealed = key.seal_bytes(ad, &plain).map_err(key_error)?;
     *s = hex::encode(sealed);
     Ok(true)
 }
@@ -126,22 +159,23 @@ pub(super) fn kind_of(
         return serde_json::from_str(json).map_err(|e| corrupt(channel, e));
     }
     let mut v: Value = serde_json::from_str(json).map_err(|e| corrupt(channel, e))?;
-    if let Some(Value::String(s)) = v.get_mut("preimage") {
+    for (ad, place) in secret_places(channel, version, &mut v) {
+        let Some(Value::String(s)) = place.get_mut("preimage") else {
+            continue;
+        };
         if s.len() == 2 * SEALED_PREIMAGE {
             let sealed =
                 hex::decode(s.as_str()).map_err(|_| corrupt(channel, "sealed preimage"))?;
             let key = key.ok_or(StoreError::KeyRequired)?;
-            let plain = key
-                .open_bytes(&kind_ad(channel, version), &sealed)
-                .ok_or_else(|| {
-                    corrupt(
-                        channel,
-                        format!(
-                            "the sealed preimage of version {version} does not open here \
+            let plain = key.open_bytes(&ad, &sealed).ok_or_else(|| {
+                corrupt(
+                    channel,
+                    format!(
+                        "the sealed preimage of version {version} does not open here \
                              (copied from another record, or modified)"
-                        ),
-                    )
-                })?;
+                    ),
+                )
+            })?;
             *s = format!("0x{}", hex::encode(plain.as_slice()));
         }
     }
