@@ -55,9 +55,15 @@ impl Node {
     /// The time a change of `kind` is judged at: the chain's for a cancel, the local clock's
     /// otherwise.
     pub(crate) async fn now_for(&self, kind: Option<&UpdateKind>) -> Result<u64, SessionError> {
-        match kind {
-            Some(UpdateKind::CancelExpired { .. }) => self.chain_now().await,
-            _ => Ok(self.inner.chain.now()),
+        let cancels = kind.is_some_and(|k| {
+            k.parts()
+                .iter()
+                .any(|p| matches!(p, UpdateKind::CancelExpired { .. }))
+        });
+        if cancels {
+            self.chain_now().await
+        } else {
+            Ok(self.inner.chain.now())
         }
     }
 
@@ -95,6 +101,13 @@ impl Node {
         chan: &ChannelRef,
         p: &Proposal,
     ) -> Result<Verdict, SessionError> {
+        // Cancels are never batched (the rules refuse it): refused here too, before any rule,
+        // so that no batch ever skips this guard.
+        if matches!(&p.kind, UpdateKind::Batch { changes }
+            if changes.iter().any(|c| matches!(c, UpdateKind::CancelExpired { .. })))
+        {
+            return Ok(Verdict::Refuse(RejectCode::Rules, "a cancel in a batch"));
+        }
         let UpdateKind::CancelExpired { hashlock } = &p.kind else {
             return Ok(Verdict::Go {
                 now: self.inner.chain.now(),

@@ -168,6 +168,7 @@ impl SessionError {
             SessionError::UnknownChannel(id) => SessionError::UnknownChannel(*id),
             SessionError::Chain(e) => SessionError::Chain(e.clone()),
             SessionError::Internal(e) => SessionError::Internal(e),
+            SessionError::Batch(e) => SessionError::Batch(e.clone()),
             other => SessionError::Batch(other.to_string()),
         }
     }
@@ -766,6 +767,8 @@ impl Node {
             let batch: Vec<Queued> = {
                 let mut chans = lock(&self.inner.chans)?;
                 let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
+                // A caller that stopped waiting (its future dropped) withdrew its change.
+                slot.queue.retain(|q| !q.answer.is_closed());
                 let n = slot.queue.len().min(crate::msg::MAX_BATCH);
                 slot.queue.drain(..n).collect()
             };
@@ -797,8 +800,13 @@ impl Node {
                 }
             }
             Err(e) => {
+                let mut batch = batch.into_iter();
+                let last = batch.next_back();
                 for q in batch {
                     let _ = q.answer.send(Err(e.share()));
+                }
+                if let Some(q) = last {
+                    let _ = q.answer.send(Err(e));
                 }
             }
         }

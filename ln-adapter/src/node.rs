@@ -285,6 +285,11 @@ impl LnNode {
                 )),
             ));
         }
+        // Update records already folded into a monitor written whole (a crash can leave
+        // them behind: they are never read again), removed without waiting.
+        if let Err(e) = persister.cleanup_stale_updates(true) {
+            tracing::warn!(error = %e, "stale channel monitor updates not removed");
+        }
         let manager_bytes = read_key(
             &store,
             CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE,

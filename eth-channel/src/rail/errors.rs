@@ -74,6 +74,8 @@ pub(super) fn session_err(e: SessionError, expiry: u64) -> ChainError {
         SessionError::Store(e) | SessionError::Party(PartyError::Store(e)) => {
             ChainError::transient(format!("channel store: {e}"))
         }
+        // Our change was in a batch that failed without being refused: try again.
+        SessionError::Batch(e) => ChainError::transient(e),
         other => ChainError::permanent(format!("channel session: {other}")),
     }
 }
