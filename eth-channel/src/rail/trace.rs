@@ -24,6 +24,7 @@ pub(super) struct Leg {
 }
 
 /// How a lock ended in the co-signed history.
+#[derive(Clone)]
 pub(super) enum End {
     Claimed(B256),
     Cancelled,
@@ -62,10 +63,12 @@ impl Leg {
     /// Whether `l` is this leg's lock: hashlock, amount, expiry and direction (a lock on the
     /// same hashlock with other terms is not this leg's, whatever it holds).
     pub(super) fn is(&self, l: &Lock) -> bool {
-        l.hashlock == self.hashlock
-            && l.from == self.sender
-            && l.amount == self.amount
-            && l.expiry == self.expiry
+        key_of(l) == self.key()
+    }
+
+    /// This leg's lock identity in the history (see [`History`]).
+    fn key(&self) -> LockKey {
+        (self.hashlock, self.sender, self.amount, self.expiry)
     }
 }
 
@@ -188,13 +191,12 @@ impl ChannelRail {
             .map_err(|_| ChainError::transient("channel history: poisoned lock"))?;
         let history = histories.entry(leg.id).or_default();
         history.catch_up(&*self.store, leg.id)?;
-        let key = (leg.hashlock, leg.sender, leg.amount, leg.expiry);
+        let key = leg.key();
         if let Some(seen) = history.seen.get(&key) {
             trace.added = Some(seen.added.clone());
             match &seen.ended {
                 None => {}
-                Some(Ok((v, End::Claimed(p)))) => trace.ended = Some((*v, End::Claimed(*p))),
-                Some(Ok((v, End::Cancelled))) => trace.ended = Some((*v, End::Cancelled)),
+                Some(Ok(end)) => trace.ended = Some(end.clone()),
                 Some(Err((cause, text))) => {
                     return Err(ChainError::new(cause.clone(), text.clone()))
                 }
