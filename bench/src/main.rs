@@ -48,6 +48,9 @@ struct Opts {
     block_secs: f64,
     poll_ms: u64,
     max_blocks: u64,
+    /// Anvil mines only at each block interval (its pool waits, each block holds what its gas
+    /// limit allows), instead of mining every transaction at once.
+    eth_blocks: bool,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -56,6 +59,7 @@ fn parse_args() -> Result<Opts> {
         block_secs: 2.0,
         poll_ms: 500,
         max_blocks: 400,
+        eth_blocks: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -71,13 +75,16 @@ fn parse_args() -> Result<Opts> {
             "--block-secs" => o.block_secs = val()?.parse()?,
             "--poll-ms" => o.poll_ms = val()?.parse()?,
             "--max-blocks" => o.max_blocks = val()?.parse()?,
+            "--eth-blocks" => o.eth_blocks = true,
             "-h" | "--help" => {
                 println!(
-                    "xswap-bench [--swaps 1,100,1000] [--block-secs 2] [--poll-ms 500] [--max-blocks 400]\n\
+                    "xswap-bench [--swaps 1,100,1000] [--block-secs 2] [--poll-ms 500] [--max-blocks 400] [--eth-blocks]\n\
                      --swaps       concurrent swap counts to run, each on fresh regtest nodes\n\
                      --block-secs  wall time between two Bitcoin-family blocks\n\
                      --poll-ms     the drivers' poll interval (also the adapters' cache age)\n\
-                     --max-blocks  give up on a run after this many blocks"
+                     --max-blocks  give up on a run after this many blocks\n\
+                     --eth-blocks  anvil mines only once per block interval (block space binds),\n\
+                     \x20             instead of mining each transaction as it arrives"
                 );
                 std::process::exit(0);
             }
@@ -212,13 +219,21 @@ const COIN_BLOCK_VB: u64 = 1_000_000;
 /// extra blocks of the step with the least room (its operations spill over
 /// `ceil(n / per_block) - 1` more blocks; the other steps run in those blocks too). Printed
 /// beside the measured blocks: the engine is not the bottleneck when it stays within one of it.
-fn block_space_need(n: u64, one: u64, eth_gas_limit: u64) -> (u64, String) {
-    let per_block = [
+/// With anvil mining each transaction at once (`eth_blocks` false) only the coin steps bind.
+fn block_space_need(n: u64, one: u64, eth_gas_limit: u64, eth_blocks: bool) -> (u64, String) {
+    let eth = [
         ("ETH locks", eth_gas_limit / ETH_LOCK_GAS),
         ("ETH claims", eth_gas_limit / ETH_CLAIM_GAS),
+    ];
+    let coin = [
         ("coin locks", COIN_BLOCK_VB / COIN_LOCK_VB),
         ("coin claims", COIN_BLOCK_VB / COIN_CLAIM_VB),
     ];
+    let per_block: Vec<(&str, u64)> = if eth_blocks {
+        eth.into_iter().chain(coin).collect()
+    } else {
+        coin.to_vec()
+    };
     let spill = |cap: u64| n.div_ceil(cap.max(1)).saturating_sub(1);
     let (name, cap) = per_block
         .iter()
@@ -232,7 +247,14 @@ fn block_space_need(n: u64, one: u64, eth_gas_limit: u64) -> (u64, String) {
         .join(", ");
     (
         one + spill(cap),
-        format!("{text}; the tightest: {name} (ETH gas limit {eth_gas_limit})"),
+        format!(
+            "{text}; the tightest: {name}{}",
+            if eth_blocks {
+                format!(" (ETH gas limit {eth_gas_limit})")
+            } else {
+                " (anvil mines at once: ETH block space not counted)".into()
+            }
+        ),
     )
 }
 
@@ -335,6 +357,12 @@ async fn run(n: usize, o: &Opts) -> Result<Row> {
         .as_str()
         .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
         .context("anvil's block gas limit")?;
+
+    if o.eth_blocks {
+        // Ethereum's block space binds as on a real chain: transactions wait in anvil's pool
+        // and each block interval mines one block of at most the gas limit.
+        nodes.eth.rpc("evm_setAutomine", json!([false])).await;
+    }
 
     // Measure from here: the swaps start.
     let peak_reset = reset_peak_rss();
@@ -514,8 +542,14 @@ fn print_table(rows: &[Row], o: &Opts) {
     println!();
     println!(
         "xswap-bench: BTC(litecoind regtest)->ETH(anvil) swaps, 2 engines in one process; \
-         1 block every {} s, poll {} ms",
-        o.block_secs, o.poll_ms
+         1 block every {} s, poll {} ms; anvil {}",
+        o.block_secs,
+        o.poll_ms,
+        if o.eth_blocks {
+            "mines one block per interval (block space binds)"
+        } else {
+            "mines each transaction at once (automine)"
+        }
     );
     println!(
         "{:>6} {:>8} {:>7} {:>8} {:>9} {:>10} {:>13} {:>13} {:>11} {:>10}",
@@ -562,7 +596,8 @@ fn print_table(rows: &[Row], o: &Opts) {
             ),
             _ => format!("{} blocks", r.blocks),
         };
-        let (need, why) = block_space_need(r.n as u64, one.unwrap_or(2), r.eth_gas_limit);
+        let (need, why) =
+            block_space_need(r.n as u64, one.unwrap_or(2), r.eth_gas_limit, o.eth_blocks);
         println!(
             "N={}: block space needs {need} blocks ({why}); measured {}: {}",
             r.n,

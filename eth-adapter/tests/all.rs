@@ -35,6 +35,8 @@ mod node_restart;
 mod outbox;
 #[path = "preimage_extraction.rs"]
 mod preimage_extraction;
+#[path = "receipts.rs"]
+mod receipts;
 #[path = "reorg.rs"]
 mod reorg;
 #[path = "reverted_receipt.rs"]

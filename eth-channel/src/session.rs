@@ -59,6 +59,11 @@ pub struct SessionConfig {
     pub busy_retry: Duration,
     /// Connection bounds (see [`swap_net::Limits`]).
     pub limits: Limits,
+    /// Whether this node proposes and reads batched updates ([`UpdateKind::Batch`]). Off, it
+    /// proposes one change at a time and answers a batch as a build from before batches does
+    /// (bytes that are no message): for a peer that must not get batches, and to test that
+    /// such a peer is served.
+    pub batches: bool,
 }
 
 impl Default for SessionConfig {
@@ -68,6 +73,7 @@ impl Default for SessionConfig {
             crossing_wait: Duration::from_secs(5),
             busy_retry: Duration::from_millis(200),
             limits: Limits::default(),
+            batches: true,
         }
     }
 }
@@ -149,6 +155,9 @@ pub(crate) struct Slot {
     /// Locks and claims waiting for the turn: whoever takes it proposes them all as one
     /// batch (see [`Node::propose`]).
     queue: std::collections::VecDeque<Queued>,
+    /// The peer could not read a batch (a build from before batches answers one as bytes
+    /// that are no message): this channel's changes go one at a time until we restart.
+    singles: bool,
 }
 
 struct Conn {
@@ -261,6 +270,7 @@ impl Node {
                 requeue: None,
                 turn: Arc::new(tokio::sync::Mutex::new(())),
                 queue: std::collections::VecDeque::new(),
+                singles: false,
             },
         );
         Ok(())
@@ -432,13 +442,32 @@ impl Node {
                 .encode(),
             )
         };
-        let msg = match Message::decode(bytes) {
+        let mut msg = match Message::decode(bytes) {
             Ok(m) => m,
             Err(e) => {
                 debug!(%peer, error = %e, "malformed channel message");
                 let text: String = e.to_string().chars().take(200).collect();
                 return (reject(B256::ZERO, 0, RejectCode::Malformed, &text), true);
             }
+        };
+        // The peer could not read what we sent. If that was a batch, it runs a build from
+        // before batches: its answer refuses our pending batch (which it cannot have signed),
+        // and the channel's changes go one at a time from now on.
+        if let Message::Propose(p) = &msg {
+            if !self.inner.cfg.batches && matches!(p.kind, UpdateKind::Batch { .. }) {
+                debug!(%peer, "a batched update, batches off: answered as unreadable");
+                let text = "malformed message: unknown variant `batch`";
+                return (reject(B256::ZERO, 0, RejectCode::Malformed, text), true);
+            }
+        }
+        let rewritten;
+        let bytes = match self.batch_unreadable(peer, &msg) {
+            Some(refusal) => {
+                rewritten = refusal.encode();
+                msg = refusal;
+                &rewritten[..]
+            }
+            None => bytes,
         };
         let id = msg.channel();
         match &msg {

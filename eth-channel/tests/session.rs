@@ -562,3 +562,62 @@ async fn concurrent_locks_and_claims_are_batched() {
     assert_eq!(a.store.history(id).unwrap(), b.store.history(id).unwrap());
     assert!(a.store.history(id).unwrap().len() < 1 + 40);
 }
+
+/// A peer that cannot read batches (batches off: it answers one as a build from before
+/// batches does, bytes that are no message) is served one change at a time: the batch it
+/// could not read is refused by that answer, its changes proposed again alone, every caller
+/// answered, the channel usable and both histories equal.
+#[tokio::test]
+async fn a_peer_that_cannot_read_batches_gets_one_change_at_a_time() {
+    let a = who();
+    let b = who_with(SessionConfig {
+        batches: false,
+        ..cfg()
+    });
+    let chan = open(&a, &b, 9);
+    let id = chan.id();
+    let addr = listen(&b).await;
+    link(&a, &b, addr).await;
+    let locks: Vec<(B256, UpdateKind)> = (1..=12u8)
+        .map(|n| lock(&chan, Side::A, 100 + n, 5))
+        .collect();
+    let versions: Vec<u64> =
+        futures::future::join_all(locks.iter().map(|(_, k)| a.node.propose(id, k.clone())))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    let mut distinct = versions.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 12, "one version per change: {versions:?}");
+    // The batch was proposed and refused: its version was given up.
+    assert!(
+        distinct[11] - distinct[0] + 1 > 12,
+        "no refused batch: {versions:?}"
+    );
+    let l = latest(&a, id);
+    assert_eq!(l.locks.len(), 12);
+    assert_eq!(l.state.balanceA, DEP_A - 60);
+    // No co-signed state holds more than one change over the one before it.
+    let history = a.store.history(id).unwrap();
+    for w in history.windows(2) {
+        assert!(
+            w[1].locks.len() <= w[0].locks.len() + 1,
+            "a batch was co-signed"
+        );
+    }
+    // The peer's own changes go one at a time too.
+    let claims =
+        futures::future::join_all(locks.iter().map(|(pre, _)| b.node.propose(id, claim(*pre))))
+            .await;
+    for (i, r) in claims.iter().enumerate() {
+        assert!(r.is_ok(), "claim {i}: {r:?}");
+    }
+    let top = claims.iter().filter_map(|r| r.as_ref().ok()).max().unwrap();
+    settled(&a, &b, id, *top).await;
+    let l = latest(&b, id);
+    assert!(l.locks.is_empty());
+    assert_eq!(l.state.balanceB, DEP_B + 60);
+    assert_eq!(a.store.history(id).unwrap(), b.store.history(id).unwrap());
+}

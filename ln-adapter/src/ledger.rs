@@ -23,6 +23,11 @@ pub(crate) const PAY_FAILED: &str = "pay_failed";
 pub(crate) const RECEIVE_FAILED: &str = "receive_failed";
 /// Payments a swap sent (or may have sent): see [`SentPayment`].
 const SENT: &str = "sent";
+/// Preimages of invoices of our own (not a swap's: `xswap ln invoice` without a hash), kept
+/// until the payment is claimed or given up.
+const OWN: &str = "own_invoices";
+/// Marker: our own invoice of this hash is settled (claimed, cancelled or unclaimable).
+const OWN_DONE: &str = "own_done";
 
 /// A payment held for us (a hold invoice's HTLCs, claimable until `claim_deadline`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +110,47 @@ pub(crate) fn record_claiming(store: &Store, preimage: &Preimage) -> Result<(), 
 /// The preimage we claim the payment held on `hashlock` with, once the claim started.
 pub(crate) fn claiming(store: &Store, hashlock: &Hashlock) -> Result<Option<Preimage>, LnError> {
     read_preimage(store, CLAIMING, hashlock)
+}
+
+/// Keeps the preimage of an invoice of our own (durable when this returns).
+pub(crate) fn record_own(store: &Store, preimage: &Preimage) -> Result<(), LnError> {
+    write_preimage(store, OWN, preimage)
+}
+
+/// The preimages of our own invoices not settled yet. A record that cannot be read is
+/// reported (logged) and left in place, never a reason to claim none of the others.
+pub(crate) fn own_unsettled(store: &Store) -> Result<Vec<Preimage>, LnError> {
+    let keys = KVStoreSync::list(store, NAMESPACE, OWN).map_err(|e| store_err(OWN, e))?;
+    let mut out = Vec::new();
+    for k in keys {
+        let one = || -> Result<Option<Preimage>, LnError> {
+            let hashlock = hex::decode(&k)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(Hashlock)
+                .ok_or_else(|| LnError::Decode(format!("{OWN}: key {k:?} is no payment hash")))?;
+            if marked(store, OWN_DONE, &hashlock)? {
+                return Ok(None);
+            }
+            read_preimage(store, OWN, &hashlock)
+        };
+        match one() {
+            Ok(Some(p)) => out.push(p),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(key = %k, error = %e, "unreadable record of our own invoice"),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `hashlock` is the hash of an invoice of our own.
+pub(crate) fn is_own(store: &Store, hashlock: &Hashlock) -> Result<bool, LnError> {
+    Ok(read(store, OWN, &key(hashlock))?.is_some())
+}
+
+/// Marks our own invoice of `hashlock` settled: [`own_unsettled`] skips it from then on.
+pub(crate) fn settle_own(store: &Store, hashlock: &Hashlock) -> Result<(), LnError> {
+    mark(store, OWN_DONE, hashlock)
 }
 
 /// Sets the marker `kind` ([`CLAIMED`], [`PAY_FAILED`], [`RECEIVE_FAILED`]) of `hashlock`.
@@ -229,6 +275,44 @@ pub(crate) fn held(store: &Store, hashlock: &Hashlock) -> Result<Option<HeldPaym
     }))
 }
 
+/// What the node's ledger answers.
+impl crate::LnNode {
+    /// The preimage of `hashlock`, if a payment of ours to it succeeded (recorded before the
+    /// event counted as handled: also after a restart, also when the payee claimed on chain).
+    pub fn preimage_for(&self, hashlock: &Hashlock) -> Result<Option<Preimage>, LnError> {
+        preimage_for(&self.store, hashlock)
+    }
+
+    /// Keeps the preimage of an invoice of our own (one no swap made: the node's user asked
+    /// for an invoice and we claim what pays it) in the node's store, sealed at rest with the
+    /// node's files; durable when this returns, before the invoice is handed out.
+    pub fn keep_own_preimage(&self, preimage: &Preimage) -> Result<(), LnError> {
+        record_own(&self.store, preimage)
+    }
+
+    /// The preimages of our own invoices whose payments are not settled yet (see
+    /// [`LnNode::settle_own`]).
+    pub fn own_preimages(&self) -> Result<Vec<Preimage>, LnError> {
+        own_unsettled(&self.store)
+    }
+
+    /// Whether `hashlock` is the hash of an invoice of our own.
+    pub fn is_own_invoice(&self, hashlock: &Hashlock) -> Result<bool, LnError> {
+        is_own(&self.store, hashlock)
+    }
+
+    /// Marks our own invoice of `hashlock` settled (claimed, cancelled or no longer
+    /// claimable): [`LnNode::own_preimages`] leaves it out from then on.
+    pub fn settle_own(&self, hashlock: &Hashlock) -> Result<(), LnError> {
+        settle_own(&self.store, hashlock)
+    }
+
+    /// The payment held for us on `hashlock` (a hold invoice's HTLCs), if one arrived.
+    pub fn held_payment(&self, hashlock: &Hashlock) -> Result<Option<HeldPayment>, LnError> {
+        held(&self.store, hashlock)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -286,5 +370,32 @@ mod tests {
         assert!(matches!(sent(&again, &other), Err(LnError::Decode(_))));
         KVStoreSync::write(&again, NAMESPACE, SENT, &key(&other), vec![0; SENT_LEN - 1]).unwrap();
         assert!(matches!(sent(&again, &other), Err(LnError::Decode(_))));
+    }
+
+    #[test]
+    fn own_invoice_preimages_are_kept_until_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::clear(dir.path().to_path_buf()).unwrap();
+        assert!(own_unsettled(&store).unwrap().is_empty());
+        let (p, q) = (Preimage::from_bytes([1; 32]), Preimage::from_bytes([2; 32]));
+        record_own(&store, &p).unwrap();
+        record_own(&store, &q).unwrap();
+        let again = Store::clear(dir.path().to_path_buf()).unwrap();
+        let mut kept = own_unsettled(&again).unwrap();
+        kept.sort_by_key(|p| *p.as_bytes());
+        assert_eq!(kept, vec![p.clone(), q.clone()]);
+        assert!(is_own(&again, &p.hashlock()).unwrap());
+        assert!(!is_own(&again, &Hashlock([3; 32])).unwrap());
+        settle_own(&again, &p.hashlock()).unwrap();
+        assert_eq!(own_unsettled(&store).unwrap(), vec![q.clone()]);
+        // A record under another hash's key is no preimage to claim with, and does not hide
+        // the others.
+        let wrong = Hashlock([4; 32]);
+        KVStoreSync::write(&store, NAMESPACE, OWN, &key(&wrong), vec![2; 32]).unwrap();
+        assert!(matches!(
+            read_preimage(&store, OWN, &wrong),
+            Err(LnError::Decode(_))
+        ));
+        assert_eq!(own_unsettled(&store).unwrap(), vec![q]);
     }
 }

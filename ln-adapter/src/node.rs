@@ -31,7 +31,7 @@ use lightning::util::sweep::OutputSweeper;
 use lightning_background_processor::{
     process_events_async, GossipSync, NO_LIQUIDITY_MANAGER, NO_ONION_MESSENGER,
 };
-use swap_core::{ChainFamily, ChainId, Hashlock, Network, Preimage};
+use swap_core::{ChainFamily, ChainId, Network};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -648,20 +648,6 @@ impl LnNode {
     /// Where this node accepts Lightning peers.
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen_addr
-    }
-
-    /// The preimage of `hashlock`, if a payment of ours to it succeeded (recorded before the
-    /// event counted as handled: also after a restart, also when the payee claimed on chain).
-    pub fn preimage_for(&self, hashlock: &Hashlock) -> Result<Option<Preimage>, LnError> {
-        crate::ledger::preimage_for(&self.store, hashlock)
-    }
-
-    /// The payment held for us on `hashlock` (a hold invoice's HTLCs), if one arrived.
-    pub fn held_payment(
-        &self,
-        hashlock: &Hashlock,
-    ) -> Result<Option<crate::ledger::HeldPayment>, LnError> {
-        crate::ledger::held(&self.store, hashlock)
     }
 
     /// Why the node stopped working on its own, if it did (its background processing ended:

@@ -253,8 +253,22 @@ fn ln_open_pay_list_balance_close_through_the_cli() {
     assert!(one_shot.status.success(), "{text}\n{one_shot_log}");
     assert!(text.contains(&hash2), "{text}");
     assert!(text.contains("fee_msat=0"), "{text}");
-    let preimage2 = std::fs::read_to_string(b.join("ln/preimages").join(&hash2)).unwrap();
+    // The payer knows the preimage now (paid before: the same answer, with it).
+    let repeat = json(&a, &["ln", "pay", inv2["invoice"].as_str().unwrap()]);
+    assert_eq!(repeat["already_paid"], true);
+    let preimage2 = repeat["preimage"].as_str().unwrap().to_owned();
     assert_eq!(preimage2.len(), 64);
+    // b kept it sealed: no file of its node holds it in clear, as hex or as bytes.
+    let raw2 = hex::decode(&preimage2).unwrap();
+    for f in files_under(&b.join("ln")) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !bytes.windows(64).any(|w| w == preimage2.as_bytes())
+                && !bytes.windows(32).any(|w| w == raw2.as_slice()),
+            "{} holds our invoice's preimage in clear",
+            f.display()
+        );
+    }
     assert!(
         !text.contains(preimage2.trim()) && !one_shot_log.contains(preimage2.trim()),
         "no preimage in text output or the log"
@@ -475,4 +489,21 @@ fn ln_open_pay_list_balance_close_through_the_cli() {
     );
     // With no serve left, a one-shot command runs the node again from its state.
     assert_eq!(json(&a, &["ln", "balance"])["channels"], 0);
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }

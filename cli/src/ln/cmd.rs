@@ -133,7 +133,7 @@ pub async fn exec(node: &LnNode, ctx: &Ctx, req: Request) -> Result<Value, LnCli
         } => invoice(node, ctx, amount_sats, hash.as_deref(), expiry_secs, cltv),
         Request::Pay { target, wait_secs } => pay(node, ctx, &target, wait_secs).await,
         Request::Claim { preimage } => claim(node, &preimage.0).await,
-        Request::Cancel { hash } => cancel(node, ctx, &hash),
+        Request::Cancel { hash } => cancel(node, &hash),
     }
 }
 
@@ -347,59 +347,68 @@ fn balance(node: &LnNode) -> Value {
     })
 }
 
-/// The file of our own invoice's preimage.
-fn preimage_file(dir: &Path, hashlock: &Hashlock) -> std::path::PathBuf {
-    dir.join(hex::encode(hashlock.0))
-}
-
-/// Keeps the preimage of one of our invoices (mode 0600), before the invoice exists.
-fn keep_preimage(dir: &Path, preimage: &Preimage) -> Result<(), LnCliError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |e: std::io::Error| LnCliError::Node(format!("keeping the preimage: {e}"));
-    super::private_dir(dir).map_err(io)?;
-    let path = preimage_file(dir, &preimage.hashlock());
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(hex::encode(preimage.as_bytes()).as_bytes())
-        .map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)
-}
-
-/// The preimages of our own invoices whose payments are not claimed yet.
-pub(crate) fn unclaimed_preimages(dir: &Path) -> Vec<Preimage> {
+/// Moves the preimages of our own invoices that builds before this one kept in clear files
+/// (`dir`, one file per payment hash) into the node's sealed store, then removes the files.
+/// A file that cannot be read stays, reported.
+pub(crate) fn seal_clear_preimages(node: &LnNode, dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+        return;
     };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let done = ["claimed", "cancelled", "unclaimable"]
-                .iter()
-                .any(|m| dir.join(format!("{name}.{m}")).exists());
-            if name.len() != 64 || done {
-                return None;
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.len() != 64 {
+            continue;
+        }
+        let done = ["claimed", "cancelled", "unclaimable"]
+            .iter()
+            .map(|m| dir.join(format!("{name}.{m}")))
+            .filter(|m| m.exists())
+            .collect::<Vec<_>>();
+        let preimage = std::fs::read_to_string(e.path())
+            .ok()
+            .map(zeroize::Zeroizing::new)
+            .and_then(|t| hex::decode(t.trim()).ok())
+            .map(zeroize::Zeroizing::new)
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .map(Preimage::from_bytes)
+            .filter(|p| hex::encode(p.hashlock().0) == name);
+        let Some(preimage) = preimage else {
+            tracing::warn!(file = %e.path().display(), "an unreadable preimage file of ours: left as it is");
+            continue;
+        };
+        let moved = node.keep_own_preimage(&preimage).and_then(|()| {
+            if done.is_empty() {
+                Ok(())
+            } else {
+                node.settle_own(&preimage.hashlock())
             }
-            let text = std::fs::read_to_string(e.path()).ok()?;
-            let bytes = <[u8; 32]>::try_from(hex::decode(text.trim()).ok()?).ok()?;
-            let preimage = Preimage::from_bytes(bytes);
-            (hex::encode(preimage.hashlock().0) == name).then_some(preimage)
-        })
-        .collect()
+        });
+        match moved {
+            Ok(()) => {
+                for f in done.iter().chain([&e.path()]) {
+                    if let Err(err) = std::fs::remove_file(f) {
+                        tracing::warn!(file = %f.display(), error = %err, "removing a preimage file moved into the node's store");
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "moving a preimage of ours into the node's store")
+            }
+        }
+    }
 }
 
 /// Claims every held payment to one of our own invoices; returns the hashes claimed.
-pub(crate) async fn claim_own(node: &LnNode, dir: &Path) -> Vec<Hashlock> {
+pub(crate) async fn claim_own(node: &LnNode) -> Vec<Hashlock> {
     let mut claimed = Vec::new();
-    for preimage in unclaimed_preimages(dir) {
+    let own = match node.own_preimages() {
+        Ok(own) => own,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading our own invoices");
+            return claimed;
+        }
+    };
+    for preimage in own {
         let hashlock = preimage.hashlock();
         match node.held_payment(&hashlock) {
             Ok(Some(_)) => {}
@@ -411,7 +420,7 @@ pub(crate) async fn claim_own(node: &LnNode, dir: &Path) -> Vec<Hashlock> {
         }
         match node.claim(&preimage).await {
             Ok(()) => {
-                mark(dir, &hashlock, "claimed");
+                settle(node, &hashlock);
                 tracing::info!(payment_hash = %hex::encode(hashlock.0), "claimed a payment to our invoice");
                 claimed.push(hashlock);
             }
@@ -423,7 +432,7 @@ pub(crate) async fn claim_own(node: &LnNode, dir: &Path) -> Vec<Hashlock> {
                 );
                 // Past its deadline or failed back: trying again every tick changes nothing.
                 if !e.is_transient() {
-                    mark(dir, &hashlock, "unclaimable");
+                    settle(node, &hashlock);
                 }
             }
         }
@@ -431,12 +440,11 @@ pub(crate) async fn claim_own(node: &LnNode, dir: &Path) -> Vec<Hashlock> {
     claimed
 }
 
-/// Marks our invoice of `hashlock` done (`claimed`, `cancelled`, `unclaimable`): the
-/// claimer skips it from then on.
-fn mark(dir: &Path, hashlock: &Hashlock, what: &str) {
-    let marker = dir.join(format!("{}.{what}", hex::encode(hashlock.0)));
-    if let Err(e) = std::fs::write(marker, b"") {
-        tracing::warn!(error = %e, what, "marking an invoice of ours");
+/// Marks our invoice of `hashlock` settled (claimed, cancelled, unclaimable): the claimer
+/// skips it from then on.
+fn settle(node: &LnNode, hashlock: &Hashlock) {
+    if let Err(e) = node.settle_own(hashlock) {
+        tracing::warn!(error = %e, "marking an invoice of ours settled");
     }
 }
 
@@ -464,11 +472,11 @@ async fn claim(node: &LnNode, preimage: &str) -> Result<Value, LnCliError> {
     }))
 }
 
-fn cancel(node: &LnNode, ctx: &Ctx, hash: &str) -> Result<Value, LnCliError> {
+fn cancel(node: &LnNode, hash: &str) -> Result<Value, LnCliError> {
     let hashlock = parse_hash(hash)?;
     node.fail_back(&hashlock).map_err(node_err)?;
-    if preimage_file(&ctx.paths.preimages, &hashlock).exists() {
-        mark(&ctx.paths.preimages, &hashlock, "cancelled");
+    if node.is_own_invoice(&hashlock).map_err(node_err)? {
+        settle(node, &hashlock);
     }
     Ok(json!({
         "payment_hash": hex::encode(hashlock.0),
@@ -495,7 +503,7 @@ fn invoice(
         None => {
             let preimage =
                 Preimage::random().map_err(|e| LnCliError::Node(format!("no randomness: {e}")))?;
-            keep_preimage(&ctx.paths.preimages, &preimage)?;
+            node.keep_own_preimage(&preimage).map_err(node_err)?;
             (preimage.hashlock(), true)
         }
     };

@@ -132,7 +132,8 @@ pub struct Paths {
     pub lock: PathBuf,
     /// `serve`'s control socket.
     pub socket: PathBuf,
-    /// Preimages of our own invoices (one file per payment hash, mode 0600).
+    /// Where builds before this one kept our own invoices' preimages in clear (one file per
+    /// payment hash): moved into the node's sealed store when the node starts.
     pub preimages: PathBuf,
 }
 
@@ -284,6 +285,9 @@ pub async fn start(data_dir: &Path, cfg: &Config) -> anyhow::Result<Running> {
     ln.min_confirmations = section.min_confirmations;
     ln.poll_interval = poll_interval();
     let node = LnNode::start(ln, &seed).await.map_err(LnCliError::from)?;
+    // Our own invoices' preimages are kept in the node's sealed store; earlier builds kept
+    // them in clear files.
+    cmd::seal_clear_preimages(&node, &paths.preimages);
     Ok(Running {
         node: Arc::new(node),
         lock,

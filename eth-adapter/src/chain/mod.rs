@@ -32,6 +32,7 @@ mod cancel;
 mod config;
 mod derive;
 mod foreign;
+mod receipts;
 mod send;
 mod status;
 
@@ -85,6 +86,8 @@ pub struct EthChain {
     head: swap_core::shared_read::SharedReads<(), u64>,
     /// The origin of the receipt pollers' common clock (see `wait`).
     epoch: tokio::time::Instant,
+    /// New blocks' receipts, read once for every waiter (see `wait`).
+    receipts: receipts::ReceiptBook,
     /// The last EIP-1559 fee estimate and the block it was made on.
     fee_estimate: std::sync::Mutex<Option<(B256, alloy::eips::eip1559::Eip1559Estimation)>>,
     /// Answers that cannot change for a given block (keyed by its hash): storage slots of the
@@ -259,6 +262,7 @@ impl EthChain {
             refreshed: std::sync::Mutex::new(None),
             head: swap_core::shared_read::SharedReads::new(),
             epoch: tokio::time::Instant::now(),
+            receipts: receipts::ReceiptBook::default(),
             at_block: std::sync::Mutex::new(AtBlock::default()),
             fee_estimate: std::sync::Mutex::new(None),
             nonces: NonceManager::new(account),

@@ -366,9 +366,11 @@ impl EthChain {
     ///
     /// Every waiter polls on one clock (multiples of the poll interval since the adapter was
     /// made), reads the chain's head through one shared read per poll ([`Self::head_since`]),
-    /// and asks for its receipt only when the head moved: a thousand transactions waited for
-    /// cost one head read per poll and a thousand receipt reads per block. A head that stays
-    /// put is asked about again after a quarter of the receipt timeout, then at doubling
+    /// and looks for its receipt only when the head moved: its first look asks the node for
+    /// its receipt, later ones find it among the new blocks' receipts, read once for all
+    /// waiters (`receipts::ReceiptBook`): a thousand transactions waited for cost one head
+    /// read per poll and one receipts read per block. A head that stays put is asked about
+    /// again (for this receipt) after a quarter of the receipt timeout, then at doubling
     /// intervals, and once more at the deadline: a node may show a block before it serves the
     /// receipts in it, and a chain that mines only on demand (a devnet) may never move again.
     pub(super) async fn wait(&self, tx: B256) -> Result<TransactionReceipt, EthError> {
@@ -379,6 +381,7 @@ impl EthChain {
         let mut last_ask = tokio::time::Instant::now();
         let mut recheck = first_recheck;
         let mut asked = std::time::Instant::now();
+        let mut registered = None;
         loop {
             let head = match self.head_since(asked).await {
                 Ok(h) => Some(h),
@@ -392,10 +395,23 @@ impl EthChain {
                 recheck = if moved { first_recheck } else { recheck * 2 };
                 checked_at = head;
                 last_ask = now;
-                self.provider
-                    .get_transaction_receipt(tx)
-                    .await
-                    .map_err(rpc_err)?
+                match head {
+                    Some(h) if !stale && registered.is_some() && self.receipts.usable() => {
+                        self.receipts.advance(&self.provider, h).await;
+                        self.receipts.found(&tx)
+                    }
+                    _ => {
+                        // Registered before the ask: mined after it, it is in a block above
+                        // `h`, which the book reads.
+                        if let (None, Some(h)) = (&registered, head) {
+                            registered = Some(self.receipts.register(tx, h));
+                        }
+                        self.provider
+                            .get_transaction_receipt(tx)
+                            .await
+                            .map_err(rpc_err)?
+                    }
+                }
             } else {
                 None
             };

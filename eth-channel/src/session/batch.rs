@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use alloy::primitives::B256;
+use swap_net::PeerKey;
 use tokio::sync::oneshot;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{lock, Answer, Node, SessionError};
 use crate::machine::PartyError;
-use crate::msg::{RejectCode, UpdateKind, MAX_MESSAGE_BYTES};
+use crate::msg::{Message, RejectCode, RejectMsg, UpdateKind, MAX_MESSAGE_BYTES};
 
 impl SessionError {
     /// Whether this is a definitive refusal of a proposal (by our own rules or the peer's),
@@ -78,7 +79,7 @@ impl Node {
     /// peer's) is proposed again change by change, so each caller gets its own change's
     /// answer; any other failure is every caller's.
     pub async fn propose(&self, id: B256, kind: UpdateKind) -> Result<u64, SessionError> {
-        if !kind.batchable() {
+        if !kind.batchable() || self.singles(id)? {
             let turn = self.turn_of(id)?;
             let _turn = self.take_turn(id, turn).await?;
             return self.propose_now(id, kind).await;
@@ -127,7 +128,12 @@ impl Node {
                 let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
                 // A caller that stopped waiting (its future dropped) withdrew its change.
                 slot.queue.retain(|q| !q.answer.is_closed());
-                let n = slot.queue.len().min(crate::msg::MAX_BATCH);
+                let most = if slot.singles {
+                    1
+                } else {
+                    crate::msg::MAX_BATCH
+                };
+                let n = slot.queue.len().min(most);
                 slot.queue.drain(..n).collect()
             };
             if batch.is_empty() {
@@ -168,6 +174,44 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The peer's answer to bytes it could not read (`Malformed`, channel and version zero)
+    /// while a channel with it has a batch in flight: that batch's refusal, naming its channel
+    /// and version, and the channel marked to propose one change at a time. A peer from before
+    /// batches answers a batch so; each unreadable batch gets its own answer, so which of
+    /// several pending batches one answer refuses does not matter. (A peer could refuse a
+    /// batch outright as well: nothing is refused here that it could not refuse anyway.)
+    pub(super) fn batch_unreadable(&self, peer: PeerKey, msg: &Message) -> Option<Message> {
+        let Message::Reject(r) = msg else {
+            return None;
+        };
+        if r.channel != B256::ZERO || r.version != 0 || !matches!(r.code, RejectCode::Malformed) {
+            return None;
+        }
+        let mut chans = lock(&self.inner.chans).ok()?;
+        let (id, slot) = chans.iter_mut().find(|(_, s)| {
+            s.peer == peer
+                && s.waiter.is_some()
+                && s.party
+                    .pending()
+                    .is_some_and(|p| matches!(p.kind, UpdateKind::Batch { .. }))
+        })?;
+        let version = slot.party.pending()?.state.version;
+        slot.singles = true;
+        warn!(channel = %id, version, "the peer cannot read batched updates (an older build): one change at a time on this channel");
+        Some(Message::Reject(RejectMsg {
+            channel: *id,
+            version,
+            code: RejectCode::Malformed,
+            text: r.text.clone(),
+        }))
+    }
+
+    fn singles(&self, id: B256) -> Result<bool, SessionError> {
+        let chans = lock(&self.inner.chans)?;
+        let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
+        Ok(slot.singles || !self.inner.cfg.batches)
     }
 
     fn turn_of(&self, id: B256) -> Result<Arc<tokio::sync::Mutex<()>>, SessionError> {
