@@ -57,7 +57,10 @@ pub struct SessionConfig {
     pub crossing_wait: Duration,
     /// How long before a proposal refused with `Busy` is sent again.
     pub busy_retry: Duration,
-    /// Connection bounds (see [`swap_net::Limits`]).
+    /// Connection bounds (see [`swap_net::Limits`]). The default allows a channel peer
+    /// [`CHANNEL_MESSAGES_PER_SEC`] messages per second: a busy channel carries a proposal
+    /// and a countersignature each way per swap, many swaps a second (swap-net's default of
+    /// 50, meant for negotiation, closed busy channels' connections mid-update).
     pub limits: Limits,
     /// Whether this node proposes and reads batched updates ([`UpdateKind::Batch`]). Off, it
     /// proposes one change at a time and answers a batch as a build from before batches does
@@ -66,13 +69,20 @@ pub struct SessionConfig {
     pub batches: bool,
 }
 
+/// Messages per second a channel peer may send on its connection by default (each costs a
+/// signature check or two: ~0.1 ms here, so the bound keeps a flood under a tenth of a core).
+pub const CHANNEL_MESSAGES_PER_SEC: u32 = 1_000;
+
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(30),
             crossing_wait: Duration::from_secs(5),
             busy_retry: Duration::from_millis(200),
-            limits: Limits::default(),
+            limits: Limits {
+                max_messages_per_sec: CHANNEL_MESSAGES_PER_SEC,
+                ..Limits::default()
+            },
             batches: true,
         }
     }
