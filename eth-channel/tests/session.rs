@@ -621,3 +621,39 @@ async fn a_peer_that_cannot_read_batches_gets_one_change_at_a_time() {
     assert_eq!(l.state.balanceB, DEP_B + 60);
     assert_eq!(a.store.history(id).unwrap(), b.store.history(id).unwrap());
 }
+
+/// A batch pending with nobody waiting for it (proposed while disconnected, resent when the
+/// connection starts) and answered as unreadable is refused as well: the channel is free for
+/// the next change instead of busy for good.
+#[tokio::test]
+async fn an_unreadable_batch_resent_on_connection_is_refused() {
+    let a = who();
+    let b = who_with(SessionConfig {
+        batches: false,
+        ..cfg()
+    });
+    let chan = open(&a, &b, 9);
+    let id = chan.id();
+    let (_, l1) = lock(&chan, Side::A, 201, 5);
+    let (_, l2) = lock(&chan, Side::A, 202, 5);
+    let r = a.node.propose(id, UpdateKind::batch(vec![l1, l2])).await;
+    assert!(matches!(r, Err(SessionError::NotConnected { .. })), "{r:?}");
+    let addr = listen(&b).await;
+    link(&a, &b, addr).await;
+    let (_, l3) = lock(&chan, Side::A, 203, 5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        match a.node.propose(id, l3.clone()).await {
+            Ok(v) => break v,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = e;
+            }
+            Err(e) => panic!("the channel stayed busy: {e:?}"),
+        }
+    };
+    settled(&a, &b, id, v).await;
+    let l = latest(&b, id);
+    assert_eq!(l.locks.len(), 1, "only the single lock is held");
+    assert_eq!(l.state.balanceA, DEP_A - 5);
+}

@@ -356,6 +356,13 @@ pub(crate) fn seal_clear_preimages(node: &LnNode, dir: &Path) {
     };
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().to_string();
+        if name.len() == 68 && name.ends_with(".tmp") {
+            // A preimage an earlier build was still writing: its invoice was never made.
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!(file = %e.path().display(), error = %err, "removing an unfinished preimage file");
+            }
+            continue;
+        }
         if name.len() != 64 {
             continue;
         }
@@ -398,8 +405,13 @@ pub(crate) fn seal_clear_preimages(node: &LnNode, dir: &Path) {
     }
 }
 
-/// Claims every held payment to one of our own invoices; returns the hashes claimed.
-pub(crate) async fn claim_own(node: &LnNode) -> Vec<Hashlock> {
+/// Claims every held payment to one of our own invoices; returns the hashes claimed. Clear
+/// preimage files of earlier builds still in `dir` (their move at start failed) are moved into
+/// the node's store first, so that their payments are claimed too.
+pub(crate) async fn claim_own(node: &LnNode, dir: &Path) -> Vec<Hashlock> {
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        seal_clear_preimages(node, dir);
+    }
     let mut claimed = Vec::new();
     let own = match node.own_preimages() {
         Ok(own) => own,
@@ -474,8 +486,9 @@ async fn claim(node: &LnNode, preimage: &str) -> Result<Value, LnCliError> {
 
 fn cancel(node: &LnNode, hash: &str) -> Result<Value, LnCliError> {
     let hashlock = parse_hash(hash)?;
+    let own = node.is_own_invoice(&hashlock).map_err(node_err)?;
     node.fail_back(&hashlock).map_err(node_err)?;
-    if node.is_own_invoice(&hashlock).map_err(node_err)? {
+    if own {
         settle(node, &hashlock);
     }
     Ok(json!({

@@ -89,11 +89,11 @@ pub fn host(node: Arc<LnNode>, ctx: Arc<Ctx>) -> Result<Hosting, LnCliError> {
                     // A payment to one of our invoices is held: claim it now (the tick below
                     // catches what arrived while nobody listened, e.g. before a restart).
                     if matches!(event, Ok(LnEvent::PaymentClaimable { .. })) {
-                        claim_own(&node).await;
+                        claim_own(&node, &ctx.paths.preimages).await;
                     }
                 }
                 _ = tick.tick() => {
-                    claim_own(&node).await;
+                    claim_own(&node, &ctx.paths.preimages).await;
                     // Outputs of closes back to the wallet now rather than at LDK's next
                     // 30-second sweep (a no-op while a sweep is pending).
                     if node.sweeping_sats() > 0 {

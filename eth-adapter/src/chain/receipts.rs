@@ -7,9 +7,12 @@
 //! where blocks are many (a devnet mining every transaction, a fast chain) or the node is
 //! shared. A node without `eth_getBlockReceipts` gets the per-transaction asks, as before.
 //!
-//! Nothing is missed: a waiter registers, with the head it read, before its first ask. A
-//! transaction the first ask did not find is mined in a block above that head, and the book
-//! reads every block above the lowest head a registered waiter gave.
+//! Nothing is missed on one consistent node: a waiter registers, with the head it read,
+//! before its first ask. A transaction the first ask did not find is mined in a block above
+//! that head, and the book reads every block above the lowest head a registered waiter gave.
+//! Where that does not hold (a reorg at a height already read, a load-balanced URL whose
+//! backends lag each other, a node that keeps failing to serve block receipts), the waiter
+//! asks for its own receipt again every quarter of the receipt timeout.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -21,6 +24,8 @@ use alloy::rpc::types::TransactionReceipt;
 
 /// Blocks read per [`ReceiptBook::advance`] call at most (the rest at the next one).
 const MAX_BLOCKS_PER_ADVANCE: u64 = 512;
+/// How long one block's receipts may take to read (the waiters wait behind the reader).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 struct Book {
@@ -99,7 +104,16 @@ impl ReceiptBook {
                 Some(r) if r < head => r + 1,
                 _ => return,
             };
-            let receipts = match provider.get_block_receipts(BlockId::number(next)).await {
+            let read = provider.get_block_receipts(BlockId::number(next));
+            let Ok(read) = tokio::time::timeout(READ_TIMEOUT, read).await else {
+                tracing::debug!(
+                    chain = "eth",
+                    block = next,
+                    "block receipts not read in time"
+                );
+                return;
+            };
+            let receipts = match read {
                 Ok(Some(r)) => r,
                 // The node shows the head before it serves the block: next time.
                 Ok(None) => return,

@@ -382,6 +382,7 @@ impl EthChain {
         let mut recheck = first_recheck;
         let mut asked = std::time::Instant::now();
         let mut registered = None;
+        let mut last_direct = tokio::time::Instant::now();
         loop {
             let head = match self.head_since(asked).await {
                 Ok(h) => Some(h),
@@ -395,8 +396,13 @@ impl EthChain {
                 recheck = if moved { first_recheck } else { recheck * 2 };
                 checked_at = head;
                 last_ask = now;
+                // The book is trusted for a quarter of the receipt timeout at a time: then this
+                // receipt is asked for again, whatever the book says (a node that fails to
+                // serve block receipts, a reorg at a height already read, a load-balanced URL
+                // whose backends lag each other).
+                let due = now.duration_since(last_direct) >= first_recheck;
                 match head {
-                    Some(h) if !stale && registered.is_some() && self.receipts.usable() => {
+                    Some(h) if !stale && !due && registered.is_some() && self.receipts.usable() => {
                         self.receipts.advance(&self.provider, h).await;
                         self.receipts.found(&tx)
                     }
@@ -406,6 +412,7 @@ impl EthChain {
                         if let (None, Some(h)) = (&registered, head) {
                             registered = Some(self.receipts.register(tx, h));
                         }
+                        last_direct = now;
                         self.provider
                             .get_transaction_receipt(tx)
                             .await

@@ -177,8 +177,9 @@ impl Node {
     }
 
     /// The peer's answer to bytes it could not read (`Malformed`, channel and version zero)
-    /// while a channel with it has a batch in flight: that batch's refusal, naming its channel
-    /// and version, and the channel marked to propose one change at a time. A peer from before
+    /// while a channel with it has a batch pending (waited for or not: one reloaded at a
+    /// restart, or resent after a timeout, is answered so too): that batch's refusal, naming
+    /// its channel and version, and the channel marked to propose one change at a time. A peer from before
     /// batches answers a batch so; each unreadable batch gets its own answer, so which of
     /// several pending batches one answer refuses does not matter. (A peer could refuse a
     /// batch outright as well: nothing is refused here that it could not refuse anyway.)
@@ -192,7 +193,6 @@ impl Node {
         let mut chans = lock(&self.inner.chans).ok()?;
         let (id, slot) = chans.iter_mut().find(|(_, s)| {
             s.peer == peer
-                && s.waiter.is_some()
                 && s.party
                     .pending()
                     .is_some_and(|p| matches!(p.kind, UpdateKind::Batch { .. }))

@@ -19,16 +19,25 @@ pub(super) struct Row {
     pub(super) sig_b: Option<String>,
 }
 
-pub(super) fn latest_version(conn: &Connection, id: B256) -> Result<Option<u64>, StoreError> {
-    let v: Option<i64> = conn
-        .query_row(
-            "SELECT MAX(version) FROM channel_states WHERE channel_id = ?1 AND role = 'cosigned'",
-            params![id.as_slice()],
-            |r| r.get(0),
-        )
-        .map_err(backend)?;
+/// The version a `SELECT MAX(version) ...` query of channel `id` gives (none without rows).
+fn max_version(
+    conn: &Connection,
+    id: B256,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = conn.query_row(sql, args, |r| r.get(0)).map_err(backend)?;
     v.map(|v| u64::try_from(v).map_err(|e| corrupt(id, e)))
         .transpose()
+}
+
+pub(super) fn latest_version(conn: &Connection, id: B256) -> Result<Option<u64>, StoreError> {
+    max_version(
+        conn,
+        id,
+        "SELECT MAX(version) FROM channel_states WHERE channel_id = ?1 AND role = 'cosigned'",
+        params![id.as_slice()],
+    )
 }
 
 pub(super) fn row_at(
@@ -72,15 +81,12 @@ pub(super) fn abandoned_above(
     id: B256,
     above: u64,
 ) -> Result<Option<u64>, StoreError> {
-    let v: Option<i64> = conn
-        .query_row(
-            "SELECT MAX(version) FROM channel_abandoned WHERE channel_id = ?1 AND version > ?2",
-            params![id.as_slice(), to_i64(id, above)?],
-            |r| r.get(0),
-        )
-        .map_err(backend)?;
-    v.map(|v| u64::try_from(v).map_err(|e| corrupt(id, e)))
-        .transpose()
+    max_version(
+        conn,
+        id,
+        "SELECT MAX(version) FROM channel_abandoned WHERE channel_id = ?1 AND version > ?2",
+        params![id.as_slice(), to_i64(id, above)?],
+    )
 }
 
 /// Our newest proposal above `above` that is not abandoned.
@@ -89,17 +95,14 @@ pub(super) fn pending_above(
     id: B256,
     above: u64,
 ) -> Result<Option<u64>, StoreError> {
-    let v: Option<i64> = conn
-        .query_row(
-            "SELECT MAX(version) FROM channel_states WHERE channel_id = ?1 AND role = 'proposed'
-             AND version > ?2 AND version NOT IN
-             (SELECT version FROM channel_abandoned WHERE channel_id = ?1)",
-            params![id.as_slice(), to_i64(id, above)?],
-            |r| r.get(0),
-        )
-        .map_err(backend)?;
-    v.map(|v| u64::try_from(v).map_err(|e| corrupt(id, e)))
-        .transpose()
+    max_version(
+        conn,
+        id,
+        "SELECT MAX(version) FROM channel_states WHERE channel_id = ?1 AND role = 'proposed'
+         AND version > ?2 AND version NOT IN
+         (SELECT version FROM channel_abandoned WHERE channel_id = ?1)",
+        params![id.as_slice(), to_i64(id, above)?],
+    )
 }
 
 pub(super) fn exists(conn: &Connection, id: B256) -> Result<bool, StoreError> {
