@@ -505,12 +505,7 @@ async fn concurrent_locks_and_claims_are_batched() {
     let locks: Vec<(B256, UpdateKind)> = (1..=20u8)
         .map(|n| lock(&chan, Side::A, 100 + n, 5))
         .collect();
-    let versions: Vec<u64> =
-        futures::future::join_all(locks.iter().map(|(_, k)| a.node.propose(id, k.clone())))
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+    let versions = propose_all(&a, id, &locks).await;
     let mut distinct = versions.clone();
     distinct.dedup();
     assert!(distinct.len() < 20, "no batch: {versions:?}");
@@ -581,12 +576,7 @@ async fn a_peer_that_cannot_read_batches_gets_one_change_at_a_time() {
     let locks: Vec<(B256, UpdateKind)> = (1..=12u8)
         .map(|n| lock(&chan, Side::A, 100 + n, 5))
         .collect();
-    let versions: Vec<u64> =
-        futures::future::join_all(locks.iter().map(|(_, k)| a.node.propose(id, k.clone())))
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+    let versions = propose_all(&a, id, &locks).await;
     let mut distinct = versions.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -656,4 +646,13 @@ async fn an_unreadable_batch_resent_on_connection_is_refused() {
     let l = latest(&b, id);
     assert_eq!(l.locks.len(), 1, "only the single lock is held");
     assert_eq!(l.state.balanceA, DEP_A - 5);
+}
+
+/// Proposes every lock of `locks` on channel `id` at once; the version each landed at.
+async fn propose_all(w: &Who, id: B256, locks: &[(B256, UpdateKind)]) -> Vec<u64> {
+    futures::future::join_all(locks.iter().map(|(_, k)| w.node.propose(id, k.clone())))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
 }

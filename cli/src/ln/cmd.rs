@@ -409,9 +409,7 @@ pub(crate) fn seal_clear_preimages(node: &LnNode, dir: &Path) {
 /// preimage files of earlier builds still in `dir` (their move at start failed) are moved into
 /// the node's store first, so that their payments are claimed too.
 pub(crate) async fn claim_own(node: &LnNode, dir: &Path) -> Vec<Hashlock> {
-    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
-        seal_clear_preimages(node, dir);
-    }
+    seal_clear_preimages(node, dir);
     let mut claimed = Vec::new();
     let own = match node.own_preimages() {
         Ok(own) => own,
