@@ -1,4 +1,4 @@
-//! The node's store with every value sealed at rest: LDK's file store wrapped so that what
+//! The node's store with every value sealed at rest: the node's database ([`SqliteKv`]) wrapped so that what
 //! LDK writes (the channel manager and monitors, which hold payment preimages; the sweeper;
 //! the peers) and what our ledger writes (preimages of payments sent and claimed) is sealed
 //! with the installation's [`StoreKey`] (XChaCha20-Poly1305 through
@@ -10,12 +10,11 @@
 //! by its key check (`xswap_seal/key_check`, a fixed text sealed with the key): opened without
 //! a key it is refused ([`LnError::KeyRequired`]), with another key too
 //! ([`LnError::WrongKey`]), before anything is written. Opened with a key for the first time,
-//! every clear value is sealed in place (each file replaced atomically by LDK's store), then
+//! every clear value is sealed in place (each row replaced, the database's log emptied), then
 //! the key check is written: the preimages of an older directory do not stay in clear until
 //! LDK happens to write them again.
 //!
-//! Without a key (library users who choose so, tests), values are read and written in clear,
-//! as LDK's file store does.
+//! Without a key (library users who choose so, tests), values are read and written in clear.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,11 +22,11 @@ use std::sync::Arc;
 use lightning::io;
 use lightning::util::async_poll::AsyncResult;
 use lightning::util::persist::{KVStore, KVStoreSync, MigratableKVStore};
-use lightning_persister::fs_store::FilesystemStore;
 use swap_core::store::seal::{open_store, KeyState};
 use swap_core::store::StoreKey;
 
 use crate::error::LnError;
+use crate::kv::SqliteKv;
 
 /// What starts a sealed value (then `[format 1][nonce][ciphertext and tag]`).
 pub(crate) const MAGIC: &[u8; 12] = b"\x00xswap-seal1";
@@ -35,10 +34,10 @@ pub(crate) const MAGIC: &[u8; 12] = b"\x00xswap-seal1";
 const CHECK_NAMESPACE: &str = "xswap_seal";
 const CHECK_KEY: &str = "key_check";
 
-/// LDK's file store in the node's data directory, its values sealed with the installation's
-/// key when it has one.
+/// The node's database in its data directory, its values sealed with the installation's key
+/// when it has one.
 pub(crate) struct SealedStore {
-    inner: FilesystemStore,
+    inner: SqliteKv,
     key: Option<Arc<StoreKey>>,
 }
 
@@ -99,7 +98,7 @@ impl SealedStore {
     /// refuses a sealed directory without a key or with another key, writing nothing; with a
     /// key, seals in place every clear value the directory holds.
     pub(crate) fn open(dir: PathBuf, key: Option<StoreKey>) -> Result<Self, LnError> {
-        let inner = FilesystemStore::new(dir);
+        let inner = SqliteKv::open(&dir).map_err(|e| io_err("open", e))?;
         let check = match KVStoreSync::read(&inner, CHECK_NAMESPACE, "", CHECK_KEY) {
             Ok(c) => Some(c),
             Err(e) if not_found(&e) => None,
@@ -118,6 +117,10 @@ impl SealedStore {
             // Every clear value sealed first, then the check: a start interrupted meanwhile
             // finds no check and seals what is left at the next start with the key.
             store.seal_clear_values()?;
+            store
+                .inner
+                .checkpoint()
+                .map_err(|e| io_err("checkpoint", e))?;
             let check = key
                 .key_check()
                 .map_err(|e| LnError::Store(std::io::Error::other(e.to_string())))?;
@@ -127,7 +130,7 @@ impl SealedStore {
         Ok(store)
     }
 
-    /// Seals every clear value in place (each file replaced atomically by LDK's store).
+    /// Seals every clear value in place (each row replaced).
     fn seal_clear_values(&self) -> Result<(), LnError> {
         let all = MigratableKVStore::list_all_keys(&self.inner).map_err(|e| io_err("list", e))?;
         for (p, s, k) in all {
@@ -211,6 +214,8 @@ impl KVStoreSync for SealedStore {
     }
 }
 
+/// Done at call (as LDK's `KVStoreSyncWrapper` does): a write is committed before the call
+/// returns, so writes to a key land in call order.
 impl KVStore for SealedStore {
     fn read(
         &self,
@@ -218,10 +223,8 @@ impl KVStore for SealedStore {
         secondary: &str,
         key: &str,
     ) -> AsyncResult<'static, Vec<u8>, io::Error> {
-        let read = KVStore::read(&self.inner, primary, secondary, key);
-        let k = self.key.clone();
-        let ad = binding(primary, secondary, key);
-        Box::pin(async move { unseal(k.as_deref(), &ad, read.await?) })
+        let r = KVStoreSync::read(self, primary, secondary, key);
+        Box::pin(async move { r })
     }
 
     fn write(
@@ -231,12 +234,8 @@ impl KVStore for SealedStore {
         key: &str,
         buf: Vec<u8>,
     ) -> AsyncResult<'static, (), io::Error> {
-        // Sealed now, and handed to LDK's store now: it orders writes to a key by call.
-        let buf = zeroize::Zeroizing::new(buf);
-        match self.seal(primary, secondary, key, &buf) {
-            Ok(sealed) => KVStore::write(&self.inner, primary, secondary, key, sealed),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
+        let r = KVStoreSync::write(self, primary, secondary, key, buf);
+        Box::pin(async move { r })
     }
 
     fn remove(
@@ -246,11 +245,13 @@ impl KVStore for SealedStore {
         key: &str,
         lazy: bool,
     ) -> AsyncResult<'static, (), io::Error> {
-        KVStore::remove(&self.inner, primary, secondary, key, lazy)
+        let r = KVStoreSync::remove(self, primary, secondary, key, lazy);
+        Box::pin(async move { r })
     }
 
     fn list(&self, primary: &str, secondary: &str) -> AsyncResult<'static, Vec<String>, io::Error> {
-        KVStore::list(&self.inner, primary, secondary)
+        let r = KVStoreSync::list(self, primary, secondary);
+        Box::pin(async move { r })
     }
 }
 
@@ -322,12 +323,12 @@ mod tests {
         );
 
         // A value moved under another key does not open there.
-        let a = path.join("xswap").join("preimages").join("aa");
-        std::fs::copy(&a, path.join("xswap").join("preimages").join("cc")).unwrap();
+        let a = KVStoreSync::read(&s.inner, "xswap", "preimages", "aa").unwrap();
+        KVStoreSync::write(&s.inner, "xswap", "preimages", "cc", a).unwrap();
         let e = KVStoreSync::read(&s, "xswap", "preimages", "cc").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(!e.to_string().contains("a7a7"));
-        std::fs::remove_file(path.join("xswap").join("preimages").join("cc")).unwrap();
+        KVStoreSync::remove(&s.inner, "xswap", "preimages", "cc", false).unwrap();
         drop(s);
 
         // Without the key, or with another: refused, nothing written.

@@ -59,8 +59,8 @@ async fn a_broadcast_while_the_node_is_down_is_sent_when_it_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_broadcast_survives_a_restart_of_the_lightning_node() {
     let (mut p, funding, height) = force_closed_while_the_node_is_down().await;
-    let queue_dir = p.dirs.path().join("a").join("xswap").join("rebroadcast");
-    let kept = || std::fs::read_dir(&queue_dir).map_or(0, |d| d.count());
+    let a_dir = p.dirs.path().join("a");
+    let kept = || stored_values(&a_dir, "xswap", "rebroadcast");
     assert!(kept() > 0, "the queued commitment is kept in the store");
     let a_addr = p.a.listen_addr();
     p.a.stop().await.unwrap();

@@ -53,9 +53,22 @@ async fn monitors_without_their_manager_are_refused() {
     open_channel(&p, 300_000).await;
     let dir = p.dirs.path().join("b");
     p.b.stop().await.unwrap();
-    let manager = dir.join("manager");
-    let saved = std::fs::read(&manager).expect("the persisted manager");
-    std::fs::remove_file(&manager).unwrap();
+    let manager = || -> Option<Vec<u8>> {
+        node_db(&dir)
+            .query_row(
+                "SELECT value FROM kv WHERE primary_ns = '' AND secondary_ns = '' AND key = 'manager'",
+                [],
+                |r| r.get(0),
+            )
+            .ok()
+    };
+    let saved = manager().expect("the persisted manager");
+    node_db(&dir)
+        .execute(
+            "DELETE FROM kv WHERE primary_ns = '' AND key = 'manager'",
+            [],
+        )
+        .unwrap();
     let mut config =
         ln_adapter::LnConfig::new(p.node.chain_id(), p.node.rpc_config(Some("b")), dir.clone());
     config.poll_interval = std::time::Duration::from_millis(200);
@@ -66,9 +79,14 @@ async fn monitors_without_their_manager_are_refused() {
         matches!(err, ln_adapter::LnError::Decode(ref m) if m.contains("no channel manager")),
         "{err}"
     );
-    assert!(!manager.exists(), "nothing written");
+    assert!(manager().is_none(), "nothing written");
     // With the manager back, the node starts and has its channel.
-    std::fs::write(&manager, saved).unwrap();
+    node_db(&dir)
+        .execute(
+            "INSERT INTO kv (primary_ns, secondary_ns, key, value) VALUES ('', '', 'manager', ?1)",
+            [saved],
+        )
+        .unwrap();
     p.b = start_ln(&p.node, "b", 2, &dir).await;
     assert_eq!(p.b.channels().len(), 1);
 }

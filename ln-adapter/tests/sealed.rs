@@ -16,7 +16,8 @@ fn key(n: u8) -> StoreKey {
     StoreKey::from_bytes(&[n; 32])
 }
 
-/// Every file under `dir`, with its bytes.
+/// Every file under `dir`, with its bytes (but SQLite's shared-memory index of the node
+/// database's log, which any reader rewrites: what is stored is in the database and its log).
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = vec![];
     let mut todo = vec![dir.to_path_buf()];
@@ -25,6 +26,8 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 todo.push(p);
+            } else if p.to_string_lossy().ends_with("-shm") {
+                continue;
             } else if let Ok(bytes) = std::fs::read(&p) {
                 out.push((p, bytes));
             }

@@ -114,6 +114,7 @@ pub struct Driver {
     config: DriverConfig,
     pub(crate) runtime_tx:
         std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::runtime::Registration>>,
+    finished: tokio::sync::Notify,
 }
 
 impl Driver {
@@ -130,7 +131,14 @@ impl Driver {
             rails,
             config,
             runtime_tx: std::sync::OnceLock::new(),
+            finished: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Notified (all waiters at once) whenever a swap task of [`Driver::spawn`] ends: a
+    /// caller waiting for a swap's end re-reads the store then instead of polling it.
+    pub fn finished(&self) -> &tokio::sync::Notify {
+        &self.finished
     }
 
     /// The driver's settings.
@@ -341,7 +349,11 @@ impl Driver {
     /// Spawns a task running `id` to its end.
     pub fn spawn(self: &Arc<Self>, set: &mut SwapTasks, id: SwapId) {
         let me = self.clone();
-        set.spawn(async move { (id, me.run_swap(id).await) });
+        set.spawn(async move {
+            let ended = me.run_swap(id).await;
+            me.finished.notify_waiters();
+            (id, ended)
+        });
     }
 
     /// Resumes every unfinished swap in the store, each in its own task. Swaps that cannot be

@@ -389,14 +389,22 @@ impl Engine {
         Ok(n)
     }
 
-    /// Waits until a swap has finished and returns how.
+    /// Waits until a swap has finished and returns how. Woken when one of this engine's swaps ends; the store is also read every 250 ms, for
+    /// a swap finished elsewhere (another worker on a shared store).
     pub async fn wait(&self, id: &SwapId) -> Result<Outcome, EngineError> {
         loop {
+            let ended = self.driver.finished().notified();
+            tokio::pin!(ended);
+            // Registered before the read: an end between the read and the wait still wakes.
+            ended.as_mut().enable();
             let (_, state) = self.driver.store().load(id).await?;
             if let Some(o) = swap_core::driver::final_outcome(&state) {
                 return Ok(o);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::select! {
+                () = ended => {}
+                () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            }
         }
     }
 

@@ -373,3 +373,20 @@ pub async fn wait_settled(p: &Pair) {
     })
     .await;
 }
+
+/// The node database in `dir` ([`ln_adapter::DB_FILE`]), opened beside the node (tests look
+/// at and change what it stores).
+pub fn node_db(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join(ln_adapter::DB_FILE)).unwrap()
+}
+
+/// How many values the node in `dir` stores under `primary`/`secondary`.
+pub fn stored_values(dir: &Path, primary: &str, secondary: &str) -> usize {
+    node_db(dir)
+        .query_row(
+            "SELECT count(*) FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2",
+            [primary, secondary],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_or(0, |n| usize::try_from(n).unwrap_or(0))
+}
