@@ -69,6 +69,9 @@ pub struct SessionConfig {
     pub batches: bool,
 }
 
+/// The longest wait before a postponed re-proposal is tried again (see `Node::repropose`).
+const MAX_REPROPOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// Messages per second a channel peer may send on its connection by default (each costs a
 /// signature check or two: ~0.1 ms here, so the bound keeps a flood under a tenth of a core).
 pub const CHANNEL_MESSAGES_PER_SEC: u32 = 1_000;
@@ -509,13 +512,30 @@ impl Node {
                 _ => (None, true),
             };
         };
+        // The chain cannot be read: nothing is applied, and the message is asked for again.
+        // A proposal is refused `Busy` (its proposer keeps it and sends it again after its
+        // `busy_retry`); an answer to ours is had again by sending ours again.
+        let unreadable = |e: SessionError| {
+            warn!(channel = %id, error = %e, "chain unreadable: message not handled");
+            match &msg {
+                Message::Propose(p) => (
+                    reject(id, p.state.version, RejectCode::Busy, "chain unreadable"),
+                    false,
+                ),
+                _ => {
+                    let pending = self
+                        .with_party(id, |p| p.pending().map(|p| p.state.version))
+                        .ok()
+                        .flatten();
+                    self.follow_up(id, FollowUp::Resend(pending));
+                    (None, false)
+                }
+            }
+        };
         let chain = if matches!(msg, Message::Propose(_) | Message::Reject(_)) {
             match self.inner.chain.on_chain(&chan).await {
                 Ok(c) => Some(c),
-                Err(e) => {
-                    warn!(channel = %id, error = %e, "chain unreadable: message not handled");
-                    return (None, false);
-                }
+                Err(e) => return unreadable(e),
             }
         } else {
             None
@@ -528,10 +548,7 @@ impl Node {
                     return (reject(id, p.state.version, code, text), false)
                 }
                 Ok(guard::Verdict::Go { now }) => now,
-                Err(e) => {
-                    warn!(channel = %id, error = %e, "chain unreadable: proposal not handled");
-                    return (None, false);
-                }
+                Err(e) => return unreadable(e),
             },
             // An answer to our proposal (a cancel re-proposed after crossing: chain time).
             _ => {
@@ -541,10 +558,7 @@ impl Node {
                     .flatten();
                 match self.now_for(kind.as_ref()).await {
                     Ok(t) => t,
-                    Err(e) => {
-                        warn!(channel = %id, error = %e, "chain unreadable: message not handled");
-                        return (None, false);
-                    }
+                    Err(e) => return unreadable(e),
                 }
             }
         };
@@ -611,12 +625,12 @@ impl Node {
         match follow {
             FollowUp::None => {}
             FollowUp::Repropose => {
-                tokio::spawn(async move { node.repropose(id).await });
+                tokio::spawn(async move { node.repropose(id, 0).await });
             }
             FollowUp::CrossingTimer => {
                 tokio::spawn(async move {
                     tokio::time::sleep(node.inner.cfg.crossing_wait).await;
-                    node.repropose(id).await;
+                    node.repropose(id, 0).await;
                 });
             }
             FollowUp::Resend(Some(version)) => {
@@ -640,27 +654,53 @@ impl Node {
 
     /// Side B after a lost crossing: proposes the abandoned change again (once; whoever
     /// comes first of A's countersigned re-proposal and the timer).
-    async fn repropose(&self, id: B256) {
+    /// Proposes the change requeued after a lost crossing. A chain that cannot be read
+    /// postpones it (`attempt` counts the postponements): it is tried again later, waits
+    /// doubling from `busy_retry` up to [`MAX_REPROPOSE_WAIT`], for as long as it is requeued
+    /// (until then the channel refuses new proposals of ours as busy).
+    fn repropose(
+        &self,
+        id: B256,
+        attempt: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let node = self.clone();
+        Box::pin(async move { node.repropose_now(id, attempt).await })
+    }
+
+    async fn repropose_now(&self, id: B256, attempt: u32) {
         let Some(chan) = lock(&self.inner.chans)
             .ok()
             .and_then(|c| c.get(&id).map(|s| s.party.channel().clone()))
         else {
             return;
         };
-        let chain = match self.inner.chain.on_chain(&chan).await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(channel = %id, error = %e, "chain unreadable: re-proposal postponed");
-                return;
-            }
-        };
         let kind = lock(&self.inner.chans)
             .ok()
             .and_then(|c| c.get(&id).and_then(|s| s.requeue.clone()));
-        let now = match self.now_for(kind.as_ref()).await {
-            Ok(t) => t,
+        if kind.is_none() {
+            return;
+        }
+        let read = match self.inner.chain.on_chain(&chan).await {
+            Ok(c) => self.now_for(kind.as_ref()).await.map(|now| (c, now)),
+            Err(e) => Err(e),
+        };
+        let (chain, now) = match read {
+            Ok(r) => r,
             Err(e) => {
-                warn!(channel = %id, error = %e, "chain unreadable: re-proposal postponed");
+                let wait = self
+                    .inner
+                    .cfg
+                    .busy_retry
+                    .saturating_mul(1 << attempt.min(16))
+                    .min(MAX_REPROPOSE_WAIT);
+                if attempt == 0 || wait == MAX_REPROPOSE_WAIT {
+                    warn!(channel = %id, error = %e, retry_in = ?wait, "chain unreadable: re-proposal postponed");
+                }
+                let node = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    node.repropose(id, attempt.saturating_add(1)).await;
+                });
                 return;
             }
         };

@@ -61,6 +61,38 @@ fn who() -> Who {
 }
 
 fn who_with(cfg: SessionConfig) -> Who {
+    who_on(cfg, Arc::new(Fixed))
+}
+
+/// A chain view that fails chosen reads of a channel's amounts (those numbered in `fail`,
+/// counted from 1), as a node that cannot be reached for a moment does.
+struct Flaky {
+    reads: std::sync::atomic::AtomicUsize,
+    fail: std::ops::Range<usize>,
+}
+
+#[async_trait::async_trait]
+impl ChainView for Flaky {
+    async fn on_chain(&self, _chan: &ChannelRef) -> Result<OnChain, SessionError> {
+        let n = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if self.fail.contains(&n) {
+            return Err(SessionError::Chain("node unreachable".into()));
+        }
+        Ok(chain())
+    }
+    async fn revealed_at(
+        &self,
+        _chan: &ChannelRef,
+        _hashlock: B256,
+    ) -> Result<Option<u64>, SessionError> {
+        Ok(None)
+    }
+    fn now(&self) -> u64 {
+        NOW
+    }
+}
+
+fn who_on(cfg: SessionConfig, view: Arc<dyn ChainView>) -> Who {
     let key = PrivateKeySigner::random();
     let net = Identity::generate().unwrap();
     let store = Arc::new(SqliteChannelStore::in_memory().unwrap());
@@ -70,7 +102,7 @@ fn who_with(cfg: SessionConfig) -> Who {
         Config::default(),
         cfg,
         store.clone(),
-        Arc::new(Fixed),
+        view,
     );
     Who {
         key,
@@ -220,6 +252,49 @@ async fn crossing_proposals_over_the_wire_converge() {
     // 8 changes, each co-signed once.
     assert_eq!(ha.len(), 8);
     assert!(ha.last().unwrap().state.version > 8, "no crossing happened");
+}
+
+/// Side B loses a crossing and proposes its change again; a chain read failing at any of
+/// B's reads around it (its proposal, the crossing, the re-proposal) only delays the change:
+/// a postponed re-proposal is tried again (it was dropped once, and the channel then refused
+/// every later proposal of B's as busy).
+#[tokio::test]
+async fn a_re_proposal_postponed_by_an_unreadable_chain_is_tried_again() {
+    for (first, reads) in (1..=5).flat_map(|f| [(f, 1), (f, 2)]) {
+        let fail = format!("reads {first}..{}", first + reads);
+        let view = Arc::new(Flaky {
+            reads: 0.into(),
+            fail: first..first + reads,
+        });
+        let a = who();
+        let b = who_on(cfg(), view.clone());
+        let chan = open(&a, &b, 40 + u8::try_from(first * 2 + reads).unwrap());
+        let id = chan.id();
+        let addr = listen(&b).await;
+        link(&a, &b, addr).await;
+        let (_, ka) = lock(&chan, Side::A, 1, 10);
+        let (_, kb) = lock(&chan, Side::B, 2, 7);
+        let (ra, rb) = tokio::join!(a.node.propose(id, ka), b.node.propose(id, kb));
+        // A failed read of B's own proposal fails that call (the caller tries again).
+        let mut rb = rb;
+        for _ in 0..reads {
+            if matches!(rb, Err(SessionError::Chain(_))) {
+                let (_, kb) = lock(&chan, Side::B, 2, 7);
+                rb = b.node.propose(id, kb).await;
+            }
+        }
+        let (va, vb) = (
+            ra.unwrap_or_else(|e| panic!("{fail} failing: A {e}")),
+            rb.unwrap_or_else(|e| panic!("{fail} failing: B {e}")),
+        );
+        settled(&a, &b, id, va.max(vb)).await;
+        let l = latest(&a, id);
+        assert_eq!(l.locks.len(), 2, "{fail} failing");
+        assert!(view.reads.load(std::sync::atomic::Ordering::SeqCst) >= first);
+        // And the channel takes B's next change.
+        let (_, k) = lock(&chan, Side::B, 3, 5);
+        assert!(b.node.propose(id, k).await.is_ok(), "{fail} failing");
+    }
 }
 
 #[tokio::test]

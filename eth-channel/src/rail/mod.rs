@@ -85,7 +85,17 @@ pub struct ChannelRail {
     unrevealed: Arc<Mutex<HashMap<B256, B256>>>,
     /// Each channel's co-signed history as far as read (see [`trace::History`]).
     history: Arc<Mutex<HashMap<B256, trace::History>>>,
+    /// The last tip read, with its hash and when it was asked for ([`TIP_FRESH`]).
+    last_tip: Arc<Mutex<Option<(ChainTip, B256, std::time::Instant)>>>,
+    /// The node's chain id, read once ([`Rail::verify`]).
+    chain_id: Arc<tokio::sync::OnceCell<u64>>,
 }
+
+/// How long a tip read answers again without asking the node: a channel swap steps on every
+/// channel message, and one block read per step per engine cost more than the swap's own
+/// work. A read is as old as its answer's trip anyway; the expiry rules' margins are blocks
+/// and minutes.
+const TIP_FRESH: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl std::fmt::Debug for ChannelRail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,6 +198,8 @@ impl ChannelRail {
             channels: Arc::default(),
             unrevealed: Arc::default(),
             history: Arc::default(),
+            last_tip: Arc::default(),
+            chain_id: Arc::default(),
         }
     }
 
@@ -538,12 +550,16 @@ impl Rail for ChannelRail {
 
     /// Every counted channel is on the node's chain.
     async fn verify(&self) -> Result<(), ChainError> {
-        let chain_id = self
-            .chain
-            .provider
-            .get_chain_id()
-            .await
-            .map_err(|e| eth_err(eth_adapter::tx::rpc_err(e)))?;
+        let chain_id = *self
+            .chain_id
+            .get_or_try_init(|| async {
+                self.chain
+                    .provider
+                    .get_chain_id()
+                    .await
+                    .map_err(|e| eth_err(eth_adapter::tx::rpc_err(e)))
+            })
+            .await?;
         for id in self.channel_ids() {
             let ok = self
                 .node

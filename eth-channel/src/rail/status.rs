@@ -13,8 +13,17 @@ use super::trace::{End, Leg};
 use super::{txref, ChannelRail};
 
 impl ChannelRail {
-    /// The latest block: its height and time, and its hash.
+    /// The latest block: its height and time, and its hash (a read less than
+    /// [`super::TIP_FRESH`] old answers again).
     pub(super) async fn tip_block(&self) -> Result<(ChainTip, B256), ChainError> {
+        let fresh = *self
+            .last_tip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((tip, hash, _)) = fresh.filter(|(_, _, at)| at.elapsed() < super::TIP_FRESH) {
+            return Ok((tip, hash));
+        }
+        let asked = std::time::Instant::now();
         let b = self
             .chain
             .provider
@@ -26,6 +35,10 @@ impl ChannelRail {
             height: Height(b.header.number),
             time: Timestamp(b.header.timestamp),
         };
+        *self
+            .last_tip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((tip, b.header.hash, asked));
         Ok((tip, b.header.hash))
     }
 
