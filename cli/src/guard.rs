@@ -234,6 +234,35 @@ impl SwapStore for GuardedStore {
         self.inner.load_entry(id).await
     }
 
+    async fn append_states(
+        &self,
+        batch: &[(SwapId, u64, SwapState)],
+    ) -> Vec<Result<u64, StoreError>> {
+        let out = self.inner.append_states(batch).await;
+        let ok = out.iter().filter(|r| r.is_ok()).count() as u64;
+        let n = self
+            .appended
+            .fetch_add(ok, std::sync::atomic::Ordering::SeqCst)
+            + ok;
+        // The test hook: abort once the count passes the limit (after the batch holding the
+        // limit's state: every state of it persisted, none of its actions done).
+        if self
+            .abort_after
+            .is_some_and(|limit| ok > 0 && n >= limit && n - ok < limit)
+        {
+            eprintln!("XSWAP_TEST_ABORT_AFTER_STATES reached: aborting");
+            std::process::abort();
+        }
+        out
+    }
+
+    async fn load_entries(
+        &self,
+        ids: &[SwapId],
+    ) -> Vec<Result<(SwapRecord, StateEntry), StoreError>> {
+        self.inner.load_entries(ids).await
+    }
+
     async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {
         self.inner.history(id).await
     }

@@ -139,15 +139,19 @@ impl Driver {
     }
 
     /// Computes and persists the next state of every swap in `ids` from one observation per
-    /// rail; returns each with the actions still to do. Nothing is sent here.
+    /// rail; returns each with the actions still to do. Nothing is sent here. The states that
+    /// changed are persisted together ([`crate::SwapStore::append_states`]: one transaction
+    /// in the SQLite store) BEFORE any action: a crash resumes from them and redoes the
+    /// actions. Each new state is appended after the one it was computed from, so a swap
+    /// another writer moved meanwhile gets a conflict and no actions.
     pub(crate) async fn advance_many(
         &self,
         ids: &[SwapId],
     ) -> Vec<(SwapId, Result<Advanced, DriverError>)> {
         let mut out = Vec::with_capacity(ids.len());
         let mut loaded = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.store().load_entry(id).await {
+        for (id, entry) in ids.iter().zip(self.store().load_entries(ids).await) {
+            match entry {
                 Ok((record, entry)) if entry.state.is_final() => out.push((
                     *id,
                     Ok(Advanced {
@@ -163,39 +167,55 @@ impl Driver {
         }
         let records: Vec<&SwapRecord> = loaded.iter().map(|(r, _)| r).collect();
         let snapshots = self.views(&records).await;
+        let mut decided = Vec::with_capacity(loaded.len());
+        let mut batch = Vec::new();
         for ((record, entry), snap) in loaded.into_iter().zip(snapshots) {
+            match snap.and_then(|snap| self.decide(&record, &entry.state, &snap)) {
+                Err(e) => out.push((record.id(), Err(e))),
+                Ok((next, actions)) => {
+                    let changed = next != entry.state;
+                    if changed {
+                        batch.push((record.id(), entry.seq, next.clone()));
+                    }
+                    decided.push((record, entry.state, next, actions, changed));
+                }
+            }
+        }
+        let mut written = self.store().append_states(&batch).await.into_iter();
+        for (record, from, next, actions, changed) in decided {
             let id = record.id();
-            let result = match snap {
-                Err(e) => Err(e),
-                Ok(snap) => self.persist_next(record, entry, &snap).await,
-            };
-            out.push((id, result));
+            if changed {
+                match written.next() {
+                    Some(Ok(_)) => {
+                        info!(swap_id = %id, from = state_name(&from), to = state_name(&next), "state");
+                    }
+                    Some(Err(e)) => {
+                        out.push((id, Err(e.into())));
+                        continue;
+                    }
+                    None => {
+                        out.push((
+                            id,
+                            Err(crate::store::StoreError::Backend(
+                                "the store answered fewer states than it was given".into(),
+                            )
+                            .into()),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            out.push((
+                id,
+                Ok(Advanced {
+                    record,
+                    state: next,
+                    changed,
+                    actions,
+                }),
+            ));
         }
         out
-    }
-
-    /// The machine's step from `snap`, persisted (with the sequence number it was computed
-    /// from) when the state changed: BEFORE acting, so a crash resumes from here and redoes
-    /// the actions.
-    async fn persist_next(
-        &self,
-        record: SwapRecord,
-        entry: crate::store::StateEntry,
-        snap: &Snapshot,
-    ) -> Result<Advanced, DriverError> {
-        let id = record.id();
-        let (next, actions) = self.decide(&record, &entry.state, snap)?;
-        let changed = next != entry.state;
-        if changed {
-            self.store().append_state(&id, entry.seq, &next).await?;
-            info!(swap_id = %id, from = state_name(&entry.state), to = state_name(&next), "state");
-        }
-        Ok(Advanced {
-            record,
-            state: next,
-            changed,
-            actions,
-        })
     }
 
     /// Performs the actions of several swaps, handed to each rail together

@@ -336,6 +336,51 @@ pub async fn run(store: &dyn SwapStore) {
     let k1 = store.allocate_key_index().await.unwrap();
     let k2 = store.allocate_key_index().await.unwrap();
     assert_ne!(k1, k2);
+
+    // Several swaps at once: each its own answer, in order; one refused (unknown, stale,
+    // other role) writes nothing and leaves the others written.
+    let r4 = sample_record(34, Role::Initiator);
+    let r5 = sample_record(35, Role::Responder);
+    for r in [&r4, &r5] {
+        store.create(r, &SwapState::initial(r.role)).await.unwrap();
+    }
+    let entries = store
+        .load_entries(&[r4.id(), unknown, r5.id()])
+        .await
+        .into_iter()
+        .map(|e| e.map(|(r, e)| (r.id(), e.seq)))
+        .collect::<Vec<_>>();
+    assert!(matches!(entries[1], Err(StoreError::UnknownSwap(_))));
+    let (s4, s5) = (
+        entries[0].as_ref().unwrap().1,
+        entries[2].as_ref().unwrap().1,
+    );
+    assert_eq!(entries[0].as_ref().unwrap().0, r4.id());
+    let locking = SwapState::Initiator(initiator::State::Locking);
+    let waiting = SwapState::Responder(responder::State::AwaitCounterLock);
+    let answers = store
+        .append_states(&[
+            (r4.id(), s4, locking.clone()),
+            (unknown, 0, SwapState::initial(Role::Initiator)),
+            (r5.id(), s5, SwapState::initial(Role::Initiator)),
+            (r4.id(), s4, locking.clone()),
+            (r5.id(), s5, waiting.clone()),
+        ])
+        .await;
+    assert_eq!(answers.len(), 5);
+    assert!(
+        answers[0].as_ref().is_ok_and(|seq| *seq > s4),
+        "{answers:?}"
+    );
+    assert!(matches!(answers[1], Err(StoreError::UnknownSwap(_))));
+    assert!(matches!(answers[2], Err(StoreError::Invalid { .. })));
+    assert!(matches!(answers[3], Err(StoreError::Conflict { .. })));
+    assert!(answers[4].is_ok(), "{answers:?}");
+    assert_eq!(store.history(&r4.id()).await.unwrap().len(), 2);
+    assert_eq!(store.history(&r5.id()).await.unwrap().len(), 2);
+    assert_eq!(store.load(&r4.id()).await.unwrap().1, locking);
+    assert_eq!(store.load(&r5.id()).await.unwrap().1, waiting);
+    assert!(store.append_states(&[]).await.is_empty());
 }
 
 /// The outbox part of the suite: `a` and `b` are two handles on one outbox (two processes on

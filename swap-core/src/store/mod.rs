@@ -339,6 +339,35 @@ pub trait SwapStore: Send + Sync {
     /// The swap's record and its latest state with its sequence number.
     async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError>;
 
+    /// [`SwapStore::append_state`] for each of `batch` (swap, expected sequence number, new
+    /// state), in order, each with its own answer: a conflict or a bad state on one leaves
+    /// the others written. A store that can write them together (the SQLite store: one
+    /// transaction, one disk sync for a whole tick of swaps) does; the default appends them
+    /// one by one. Every answer `Ok` means every state is durable, as with `append_state`.
+    async fn append_states(
+        &self,
+        batch: &[(SwapId, u64, SwapState)],
+    ) -> Vec<Result<u64, StoreError>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (id, expected, state) in batch {
+            out.push(self.append_state(id, *expected, state).await);
+        }
+        out
+    }
+
+    /// [`SwapStore::load_entry`] for each of `ids`, in order (the SQLite store reads them in
+    /// one call to its connection).
+    async fn load_entries(
+        &self,
+        ids: &[SwapId],
+    ) -> Vec<Result<(SwapRecord, StateEntry), StoreError>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.load_entry(id).await);
+        }
+        out
+    }
+
     /// The swap's record and its latest state.
     async fn load(&self, id: &SwapId) -> Result<(SwapRecord, SwapState), StoreError> {
         self.load_entry(id).await.map(|(r, e)| (r, e.state))

@@ -450,6 +450,85 @@ fn load_entry_one(
     Ok((record, entry))
 }
 
+/// A state to append, prepared (sealed, serialized) outside the connection's lock.
+struct Append {
+    id: SwapId,
+    expected: u64,
+    json: String,
+    role: &'static str,
+    finished: bool,
+    ahead: bool,
+}
+
+impl Append {
+    fn new(
+        key: Option<&StoreKey>,
+        id: &SwapId,
+        expected: u64,
+        state: &SwapState,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: *id,
+            expected,
+            json: super::rows::state_json(key, id, state)?,
+            role: super::rows::role_str(state.role()),
+            finished: state.is_final(),
+            ahead: state.lock_ahead(),
+        })
+    }
+
+    /// Appends the state inside the caller's transaction (which holds the write lock):
+    /// refused, writing nothing, when the swap is unknown, of the other role, or has another
+    /// latest state than the one expected.
+    fn write(&self, conn: &Connection) -> Result<u64, StoreError> {
+        let id = self.id;
+        let stored_role: Option<String> = conn
+            .query_row(
+                "SELECT role FROM swaps WHERE id = ?1",
+                params![&id.0[..]],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        match stored_role {
+            None => return Err(StoreError::UnknownSwap(id)),
+            Some(r) if r != self.role => {
+                return Err(StoreError::Invalid {
+                    swap: id,
+                    detail: "state is for the other role".into(),
+                })
+            }
+            Some(_) => {}
+        }
+        let latest: i64 = conn
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM swap_states WHERE swap_id = ?1",
+                params![&id.0[..]],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if latest as u64 != self.expected {
+            return Err(StoreError::Conflict {
+                swap: id,
+                expected: self.expected,
+                found: latest as u64,
+            });
+        }
+        conn.execute(
+            "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
+            params![&id.0[..], now().0 as i64, self.json],
+        )
+        .map_err(backend)?;
+        let seq = conn.last_insert_rowid() as u64;
+        conn.execute(
+            "UPDATE swaps SET finished = ?2, lock_ahead = ?3 WHERE id = ?1",
+            params![&id.0[..], self.finished, self.ahead],
+        )
+        .map_err(backend)?;
+        Ok(seq)
+    }
+}
+
 #[async_trait]
 impl SwapStore for SqliteStore {
     async fn create(&self, record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {
@@ -507,12 +586,8 @@ impl SwapStore for SqliteStore {
         expected: u64,
         state: &SwapState,
     ) -> Result<u64, StoreError> {
-        let id = *id;
+        let row = Append::new(self.key.as_deref(), id, expected, state)?;
         let key = self.key.clone();
-        let json = super::rows::state_json(key.as_deref(), &id, state)?;
-        let role = super::rows::role_str(state.role());
-        let finished = state.is_final();
-        let ahead = state.lock_ahead();
         self.with(move |conn| {
             // IMMEDIATE: the write lock is taken before the check, so two processes cannot
             // both see the same latest state and both append after it.
@@ -520,53 +595,84 @@ impl SwapStore for SqliteStore {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
             refuse_if_sealed(&tx, key.as_deref())?;
-            let stored_role: Option<String> = tx
-                .query_row(
-                    "SELECT role FROM swaps WHERE id = ?1",
-                    params![&id.0[..]],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            match stored_role {
-                None => return Err(StoreError::UnknownSwap(id)),
-                Some(r) if r != role => {
-                    return Err(StoreError::Invalid {
-                        swap: id,
-                        detail: "state is for the other role".into(),
-                    })
-                }
-                Some(_) => {}
-            }
-            let latest: i64 = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(seq), 0) FROM swap_states WHERE swap_id = ?1",
-                    params![&id.0[..]],
-                    |r| r.get(0),
-                )
-                .map_err(backend)?;
-            if latest as u64 != expected {
-                return Err(StoreError::Conflict {
-                    swap: id,
-                    expected,
-                    found: latest as u64,
-                });
-            }
-            tx.execute(
-                "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
-                params![&id.0[..], now().0 as i64, json],
-            )
-            .map_err(backend)?;
-            let seq = tx.last_insert_rowid() as u64;
-            tx.execute(
-                "UPDATE swaps SET finished = ?2, lock_ahead = ?3 WHERE id = ?1",
-                params![&id.0[..], finished, ahead],
-            )
-            .map_err(backend)?;
+            let seq = row.write(&tx)?;
             tx.commit().map_err(backend)?;
             Ok(seq)
         })
         .await
+    }
+
+    /// One IMMEDIATE transaction for the whole batch (one disk sync), each state in its own
+    /// savepoint: one refused (conflict, unknown swap, other role) is rolled back alone.
+    async fn append_states(
+        &self,
+        batch: &[(SwapId, u64, SwapState)],
+    ) -> Vec<Result<u64, StoreError>> {
+        let rows: Vec<Result<Append, StoreError>> = batch
+            .iter()
+            .map(|(id, expected, state)| Append::new(self.key.as_deref(), id, *expected, state))
+            .collect();
+        let n = rows.len();
+        let key = self.key.clone();
+        let written = self
+            .with(move |conn| {
+                let mut tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(backend)?;
+                refuse_if_sealed(&tx, key.as_deref())?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let answer = row.and_then(|row| {
+                        let sp = tx.savepoint().map_err(backend)?;
+                        let seq = row.write(&sp)?;
+                        sp.commit().map_err(backend)?;
+                        Ok(seq)
+                    });
+                    out.push(answer);
+                }
+                tx.commit().map_err(backend)?;
+                Ok(out)
+            })
+            .await;
+        match written {
+            Ok(out) => out,
+            // Nothing was committed: every state gets the failure.
+            Err(e) => {
+                let text = e.to_string();
+                (0..n)
+                    .map(|_| match &e {
+                        StoreError::KeyRequired => Err(StoreError::KeyRequired),
+                        StoreError::WrongKey => Err(StoreError::WrongKey),
+                        _ => Err(StoreError::Backend(text.clone())),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn load_entries(
+        &self,
+        ids: &[SwapId],
+    ) -> Vec<Result<(SwapRecord, StateEntry), StoreError>> {
+        let owned = ids.to_vec();
+        let key = self.key.clone();
+        let read = self
+            .with(move |conn| {
+                Ok(owned
+                    .iter()
+                    .map(|id| load_entry_one(conn, key.as_deref(), &id.0))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        match read {
+            Ok(out) => out,
+            Err(e) => {
+                let text = e.to_string();
+                ids.iter()
+                    .map(|_| Err(StoreError::Backend(text.clone())))
+                    .collect()
+            }
+        }
     }
 
     async fn load_entry(&self, id: &SwapId) -> Result<(SwapRecord, StateEntry), StoreError> {
