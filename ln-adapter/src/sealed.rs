@@ -98,6 +98,16 @@ impl SealedStore {
     /// refuses a sealed directory without a key or with another key, writing nothing; with a
     /// key, seals in place every clear value the directory holds.
     pub(crate) fn open(dir: PathBuf, key: Option<StoreKey>) -> Result<Self, LnError> {
+        // A directory of an earlier build (LDK's files) keeps its check in a file until it is
+        // moved into the database: refused there, before the move writes anything.
+        let legacy_check = dir.join(CHECK_NAMESPACE).join(CHECK_KEY);
+        if let Ok(check) = std::fs::read(&legacy_check) {
+            open_store(key.as_ref(), Some(&check)).map_err(|e| match e {
+                swap_core::store::StoreError::KeyRequired => LnError::KeyRequired,
+                swap_core::store::StoreError::WrongKey => LnError::WrongKey,
+                other => LnError::Store(std::io::Error::other(other.to_string())),
+            })?;
+        }
         let inner = SqliteKv::open(&dir).map_err(|e| io_err("open", e))?;
         let check = match KVStoreSync::read(&inner, CHECK_NAMESPACE, "", CHECK_KEY) {
             Ok(c) => Some(c),
@@ -347,6 +357,36 @@ mod tests {
             SealedStore::open(path.clone(), Some(key(1))).unwrap()
         )
         .contains("1, 1"));
+    }
+
+    #[test]
+    fn an_earlier_builds_sealed_files_are_refused_with_another_key_before_the_move() {
+        use lightning_persister::fs_store::FilesystemStore;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        {
+            let fs = FilesystemStore::new(path.clone());
+            let check = key(1).key_check().unwrap();
+            KVStoreSync::write(&fs, CHECK_NAMESPACE, "", CHECK_KEY, check).unwrap();
+            KVStoreSync::write(&fs, "monitors", "", "m1", vec![1, 2, 3]).unwrap();
+        }
+        let before = files(&path);
+        assert!(matches!(
+            SealedStore::open(path.clone(), Some(key(2))),
+            Err(LnError::WrongKey)
+        ));
+        assert!(matches!(
+            SealedStore::clear(path.clone()),
+            Err(LnError::KeyRequired)
+        ));
+        assert_eq!(files(&path), before, "nothing moved or written");
+        // With its key: moved in, and read.
+        let s = SealedStore::open(path.clone(), Some(key(1))).unwrap();
+        assert_eq!(
+            KVStoreSync::read(&s.inner, "monitors", "", "m1").unwrap(),
+            vec![1, 2, 3]
+        );
+        assert!(!path.join("monitors").exists());
     }
 
     #[tokio::test]
