@@ -20,25 +20,6 @@ use eth_channel::{
 use swap_net::{Connection, Identity, NetError, PeerKey};
 use tokio::net::TcpListener;
 
-struct Fixed;
-
-#[async_trait::async_trait]
-impl ChainView for Fixed {
-    async fn on_chain(&self, _chan: &ChannelRef) -> Result<OnChain, SessionError> {
-        Ok(chain())
-    }
-    async fn revealed_at(
-        &self,
-        _chan: &ChannelRef,
-        _hashlock: B256,
-    ) -> Result<Option<u64>, SessionError> {
-        Ok(None)
-    }
-    fn now(&self) -> u64 {
-        NOW
-    }
-}
-
 fn cfg() -> SessionConfig {
     SessionConfig {
         request_timeout: Duration::from_secs(10),
@@ -61,14 +42,25 @@ fn who() -> Who {
 }
 
 fn who_with(cfg: SessionConfig) -> Who {
-    who_on(cfg, Arc::new(Fixed))
+    who_on(cfg, Arc::new(Flaky::steady()))
 }
 
-/// A chain view that fails chosen reads of a channel's amounts (those numbered in `fail`,
-/// counted from 1), as a node that cannot be reached for a moment does.
+/// A chain view with fixed amounts and time that fails chosen reads of a channel's amounts
+/// (those numbered in `fail`, counted from 1), as a node that cannot be reached for a moment
+/// does.
 struct Flaky {
     reads: std::sync::atomic::AtomicUsize,
     fail: std::ops::Range<usize>,
+}
+
+impl Flaky {
+    /// Never fails.
+    fn steady() -> Self {
+        Self {
+            reads: 0.into(),
+            fail: 0..0,
+        }
+    }
 }
 
 #[async_trait::async_trait]

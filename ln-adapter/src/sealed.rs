@@ -102,11 +102,7 @@ impl SealedStore {
         // moved into the database: refused there, before the move writes anything.
         let legacy_check = dir.join(CHECK_NAMESPACE).join(CHECK_KEY);
         if let Ok(check) = std::fs::read(&legacy_check) {
-            open_store(key.as_ref(), Some(&check)).map_err(|e| match e {
-                swap_core::store::StoreError::KeyRequired => LnError::KeyRequired,
-                swap_core::store::StoreError::WrongKey => LnError::WrongKey,
-                other => LnError::Store(std::io::Error::other(other.to_string())),
-            })?;
+            open_store(key.as_ref(), Some(&check)).map_err(key_err)?;
         }
         let inner = SqliteKv::open(&dir).map_err(|e| io_err("open", e))?;
         let check = match KVStoreSync::read(&inner, CHECK_NAMESPACE, "", CHECK_KEY) {
@@ -114,11 +110,7 @@ impl SealedStore {
             Err(e) if not_found(&e) => None,
             Err(e) => return Err(LnError::Store(std::io::Error::other(e.to_string()))),
         };
-        let state = open_store(key.as_ref(), check.as_deref()).map_err(|e| match e {
-            swap_core::store::StoreError::KeyRequired => LnError::KeyRequired,
-            swap_core::store::StoreError::WrongKey => LnError::WrongKey,
-            other => LnError::Store(std::io::Error::other(other.to_string())),
-        })?;
+        let state = open_store(key.as_ref(), check.as_deref()).map_err(key_err)?;
         let store = Self {
             inner,
             key: key.map(Arc::new),
@@ -180,6 +172,15 @@ impl SealedStore {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&sealed);
         Ok(out)
+    }
+}
+
+/// A key check's answer as the node's error.
+fn key_err(e: swap_core::store::StoreError) -> LnError {
+    match e {
+        swap_core::store::StoreError::KeyRequired => LnError::KeyRequired,
+        swap_core::store::StoreError::WrongKey => LnError::WrongKey,
+        other => LnError::Store(std::io::Error::other(other.to_string())),
     }
 }
 
