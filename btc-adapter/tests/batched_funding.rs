@@ -232,6 +232,11 @@ async fn stop_at<F: std::future::Future>(
     let before = calls(chain, method);
     let mut fut = Box::pin(fut);
     let stopped = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        // The step's call was made and answered within one poll (a fast node): for a crash,
+        // the process dies right after that step, its answer unseen.
+        std::task::Poll::Ready(_) if crash && calls(chain, method) > before => {
+            std::task::Poll::Ready(None)
+        }
         std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),
         std::task::Poll::Pending if calls(chain, method) > before => std::task::Poll::Ready(None),
         std::task::Poll::Pending => std::task::Poll::Pending,

@@ -153,8 +153,9 @@ pub async fn open(
 /// A [`SqliteStore`] that counts the swaps it stores in the guard file and backs itself up.
 ///
 /// A test hook for crash tests with real processes: with `XSWAP_TEST_ABORT_AFTER_STATES=k`,
-/// the process aborts right after the k-th state change is committed, before the driver sends
-/// that state's actions: the harshest moment for a crash.
+/// the process aborts right after the k-th state change is committed (with the rest of its
+/// tick's batch, `SwapStore::append_states`), before the driver sends any of those states'
+/// actions: the harshest moment for a crash.
 pub struct GuardedStore {
     inner: SqliteStore,
     dir: PathBuf,

@@ -534,6 +534,12 @@ impl Party {
         }
     }
 
+    /// Whether `p` is a proposal we countersigned already (it is answered again with the
+    /// same countersignature, whatever the chain says now).
+    pub fn countersigned_already(&self, p: &Proposal) -> bool {
+        self.countersign_again(p).is_some()
+    }
+
     fn countersign_again(&self, p: &Proposal) -> Option<Step> {
         let l = &self.latest;
         if p.channel != self.id || p.state != WireState::new(&l.state, &l.locks) {

@@ -516,7 +516,10 @@ impl Node {
         // A proposal is refused `Busy` (its proposer keeps it and sends it again after its
         // `busy_retry`); an answer to ours is had again by sending ours again.
         let unreadable = |e: SessionError| {
-            warn!(channel = %id, error = %e, "chain unreadable: message not handled");
+            warn!(channel = %id, error = %e, "message not handled");
+            if !matches!(e, SessionError::Chain(_)) {
+                return (None, false);
+            }
             match &msg {
                 Message::Propose(p) => (
                     reject(id, p.state.version, RejectCode::Busy, "chain unreadable"),
@@ -532,7 +535,16 @@ impl Node {
                 }
             }
         };
-        let chain = if matches!(msg, Message::Propose(_) | Message::Reject(_)) {
+        // A proposal we countersigned already gets the same countersignature again, whatever
+        // the chain says now (a guard or a chain read must not refuse a version the peer
+        // holds co-signed).
+        let again = match &msg {
+            Message::Propose(p) => self
+                .with_party(id, |party| party.countersigned_already(p))
+                .unwrap_or(false),
+            _ => false,
+        };
+        let chain = if !again && matches!(msg, Message::Propose(_) | Message::Reject(_)) {
             match self.inner.chain.on_chain(&chan).await {
                 Ok(c) => Some(c),
                 Err(e) => return unreadable(e),
@@ -543,6 +555,9 @@ impl Node {
         let chain = chain.unwrap_or_default();
         // A cancel we must not countersign (see `guard`); a cancel's expiry by chain time.
         let now = match &msg {
+            Message::Propose(_) if again => self.inner.chain.now(),
+            // A countersignature needs neither the chain nor its time.
+            Message::Countersign(_) => self.inner.chain.now(),
             Message::Propose(p) => match self.cancel_guard(id, &chan, p).await {
                 Ok(guard::Verdict::Refuse(code, text)) => {
                     return (reject(id, p.state.version, code, text), false)
@@ -691,6 +706,7 @@ impl Node {
                     .inner
                     .cfg
                     .busy_retry
+                    .max(Duration::from_millis(10))
                     .saturating_mul(1 << attempt.min(16))
                     .min(MAX_REPROPOSE_WAIT);
                 if attempt == 0 || wait == MAX_REPROPOSE_WAIT {

@@ -51,6 +51,8 @@ fn who_with(cfg: SessionConfig) -> Who {
 struct Flaky {
     reads: std::sync::atomic::AtomicUsize,
     fail: std::ops::Range<usize>,
+    /// Every read fails while set.
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Flaky {
@@ -59,6 +61,7 @@ impl Flaky {
         Self {
             reads: 0.into(),
             fail: 0..0,
+            down: false.into(),
         }
     }
 }
@@ -67,7 +70,7 @@ impl Flaky {
 impl ChainView for Flaky {
     async fn on_chain(&self, _chan: &ChannelRef) -> Result<OnChain, SessionError> {
         let n = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if self.fail.contains(&n) {
+        if self.fail.contains(&n) || self.down.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(SessionError::Chain("node unreachable".into()));
         }
         Ok(chain())
@@ -255,8 +258,8 @@ async fn a_re_proposal_postponed_by_an_unreadable_chain_is_tried_again() {
     for (first, reads) in (1..=5).flat_map(|f| [(f, 1), (f, 2)]) {
         let fail = format!("reads {first}..{}", first + reads);
         let view = Arc::new(Flaky {
-            reads: 0.into(),
             fail: first..first + reads,
+            ..Flaky::steady()
         });
         let a = who();
         let b = who_on(cfg(), view.clone());
@@ -291,7 +294,8 @@ async fn a_re_proposal_postponed_by_an_unreadable_chain_is_tried_again() {
 
 #[tokio::test]
 async fn a_pending_proposal_goes_out_on_reconnect() {
-    let (a, b) = (who(), who());
+    let view = Arc::new(Flaky::steady());
+    let (a, b) = (who(), who_on(cfg(), view.clone()));
     let chan = open(&a, &b, 3);
     let id = chan.id();
     // Not connected: signed and kept, not lost.
@@ -331,6 +335,9 @@ async fn a_pending_proposal_goes_out_on_reconnect() {
     raw.send_bytes(&bytes).await.unwrap();
     let first = raw.recv_bytes().await.unwrap();
     drop(raw);
+    // B's chain cannot be read now: a proposal it countersigned is answered the same all the
+    // same (refusing it, or a guard's verdict, would drop a version B holds co-signed).
+    view.down.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut raw = Connection::connect(addr, &a.net, Some(b.net.public()))
         .await
         .unwrap();

@@ -10,7 +10,9 @@
 //! A directory written by an earlier build (LDK's file layout: `primary/secondary/key` files)
 //! is moved in at the first open: every value copied in one transaction that also records
 //! the move, then the files removed. An interrupted move is redone from the files (nothing was
-//! recorded), an interrupted removal is finished at the next open. Values are copied as they
+//! recorded), an interrupted removal is finished at the next open (a file goes only when the
+//! database holds its bytes under its key: any other file in LDK's layout, such as an old
+//! backup restored into the directory, refuses the open and stays). Values are copied as they
 //! are (sealed ones stay sealed: a seal is bound to its namespaces and key, which do not
 //! change).
 
@@ -75,6 +77,16 @@ impl SqliteKv {
     /// files moved in.
     pub(crate) fn open(dir: &Path) -> Result<Self, io::Error> {
         std::fs::create_dir_all(dir)?;
+        // Readable and writable by the owner only (SQLite gives its `-wal` and `-shm` files
+        // the same mode).
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(dir.join(DB_FILE)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
         let mut conn = Connection::open(dir.join(DB_FILE)).map_err(|e| sql_err("open", e))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| sql_err("open", e))?;
@@ -217,12 +229,42 @@ fn move_files_in(conn: &mut Connection, dir: &Path) -> Result<(), io::Error> {
             );
         }
     }
-    // Moved (now or at an earlier open): the files go, then the directories they leave empty.
+    // Moved: the files go (the database holds each, byte for byte), then LDK's unfinished
+    // files, then the directories left empty. A file found after an earlier open's move goes
+    // only when the database holds the same bytes under its key (a removal cut short); any
+    // other (a backup restored into the directory, a file written by an older build since)
+    // stops the node: never deleted, never silently ignored.
+    for (path, (p, s, k)) in &values {
+        let stored: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
+                params![p, s, k],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| sql_err("read", e))?;
+        let same = stored.is_some_and(|v| {
+            std::fs::read(path).is_ok_and(|f| zeroize::Zeroizing::new(f).as_slice() == v.as_slice())
+        });
+        if !same {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "node store: {} is a value in LDK's file layout that the node's database \
+                     ({DB_FILE}) does not hold: move it out of the directory (or, to use it, \
+                     into a copy of the directory without {DB_FILE}) before starting the node",
+                    path.display()
+                ),
+            ));
+        }
+    }
     for (path, _) in &values {
         std::fs::remove_file(path)?;
     }
-    for path in &leftovers {
-        let _ = std::fs::remove_file(path);
+    if moved.is_none() {
+        for path in &leftovers {
+            let _ = std::fs::remove_file(path);
+        }
     }
     for e in std::fs::read_dir(dir)? {
         let p = e?.path();
@@ -381,11 +423,28 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
         kv.write("monitors", "", "m1", vec![5]).unwrap();
         drop(kv);
-        // Files that reappear after the move (an interrupted removal) are not moved in again.
+        // A file left by a removal cut short (the same bytes as the database holds) goes.
+        std::fs::create_dir_all(dir.path().join("updates").join("m1")).unwrap();
+        std::fs::write(dir.path().join("updates").join("m1").join("7"), [4]).unwrap();
+        let kv = SqliteKv::open(dir.path()).unwrap();
+        assert!(!dir.path().join("updates").exists());
+        drop(kv);
+        // Any other file in LDK's layout (an old backup restored over the directory) stops
+        // the node, and is neither moved in nor deleted.
+        let stale = dir.path().join("monitors").join("m1");
         std::fs::create_dir_all(dir.path().join("monitors")).unwrap();
-        std::fs::write(dir.path().join("monitors").join("m1"), [3]).unwrap();
+        std::fs::write(&stale, [3]).unwrap();
+        let e = SqliteKv::open(dir.path()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(std::fs::read(&stale).unwrap(), vec![3]);
+        std::fs::remove_file(&stale).unwrap();
         let kv = SqliteKv::open(dir.path()).unwrap();
         assert_eq!(kv.read("monitors", "", "m1").unwrap(), vec![5]);
-        assert!(!dir.path().join("monitors").exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(DB_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the database is the owner's only");
     }
 }

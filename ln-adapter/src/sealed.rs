@@ -101,8 +101,12 @@ impl SealedStore {
         // A directory of an earlier build (LDK's files) keeps its check in a file until it is
         // moved into the database: refused there, before the move writes anything.
         let legacy_check = dir.join(CHECK_NAMESPACE).join(CHECK_KEY);
-        if let Ok(check) = std::fs::read(&legacy_check) {
-            open_store(key.as_ref(), Some(&check)).map_err(key_err)?;
+        match std::fs::read(&legacy_check) {
+            Ok(check) => {
+                open_store(key.as_ref(), Some(&check)).map_err(key_err)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("key check", e.into())),
         }
         let inner = SqliteKv::open(&dir).map_err(|e| io_err("open", e))?;
         let check = match KVStoreSync::read(&inner, CHECK_NAMESPACE, "", CHECK_KEY) {

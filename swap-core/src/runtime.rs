@@ -150,7 +150,13 @@ impl Driver {
     ) -> Vec<(SwapId, Result<Advanced, DriverError>)> {
         let mut out = Vec::with_capacity(ids.len());
         let mut loaded = Vec::with_capacity(ids.len());
-        for (id, entry) in ids.iter().zip(self.store().load_entries(ids).await) {
+        let mut entries = self.store().load_entries(ids).await.into_iter();
+        for id in ids {
+            let entry = entries.next().unwrap_or_else(|| {
+                Err(crate::store::StoreError::Backend(
+                    "the store answered fewer swaps than it was asked for".into(),
+                ))
+            });
             match entry {
                 Ok((record, entry)) if entry.state.is_final() => out.push((
                     *id,

@@ -35,10 +35,14 @@ impl ChannelRail {
             height: Height(b.header.number),
             time: Timestamp(b.header.timestamp),
         };
-        *self
+        let mut last = self
             .last_tip
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((tip, b.header.hash, asked));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Two reads at once: the lower answer never replaces a higher one.
+        if last.is_none_or(|(t, _, _)| t.height <= tip.height) {
+            *last = Some((tip, b.header.hash, asked));
+        }
         Ok((tip, b.header.hash))
     }
 

@@ -628,7 +628,19 @@ impl SwapStore for SqliteStore {
                         sp.commit().map_err(backend)?;
                         Ok(seq)
                     });
-                    out.push(answer);
+                    match answer {
+                        // Refused alone (its savepoint rolled back): the others go on.
+                        Ok(_)
+                        | Err(StoreError::UnknownSwap(_))
+                        | Err(StoreError::Invalid { .. })
+                        | Err(StoreError::Conflict { .. }) => out.push(answer),
+                        // The database failed (full, I/O): SQLite may have rolled the whole
+                        // transaction back already, so nothing of the batch is kept.
+                        Err(e) => return Err(e),
+                    }
+                    if tx.is_autocommit() {
+                        return Err(backend("the batch's transaction was rolled back"));
+                    }
                 }
                 tx.commit().map_err(backend)?;
                 Ok(out)
