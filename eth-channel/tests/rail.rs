@@ -541,7 +541,9 @@ async fn a_claim_the_peer_ignores_is_enforced_on_chain_and_seen_by_the_sender() 
         let r = w.tick().await.unwrap();
         assert!(r.errors.is_empty(), "{r:?}");
         // Through one observation per tick, as the engine looks: the reveal is a new block,
-        // so the remembered "not revealed" no longer answers.
+        // so the remembered "not revealed" no longer answers once the rail reads the tip
+        // again (it reuses a tip read for 250 ms).
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let o = env.a.rail.observe(std::slice::from_ref(&h)).await.unwrap();
         if let Ok(s @ HtlcStatus::Claimed { .. }) = &o.statuses[0] {
             seen = Some(s.clone());
