@@ -134,64 +134,43 @@ impl SqliteKv {
 type Found = (Vec<(PathBuf, (String, String, String))>, Vec<PathBuf>);
 
 fn files_in(dir: &Path) -> Result<Found, io::Error> {
-    let mut values = vec![];
-    let mut leftovers = vec![];
-    let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_owned);
-    let artifact = |p: &Path| {
-        matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("tmp" | "trash")
-        )
-    };
+    let mut found = (vec![], vec![]);
+    walk(dir, &[], &mut found)?;
+    Ok(found)
+}
+
+/// Collects the values under `dir`, whose namespaces so far are `names` (at most two levels
+/// of namespaces, as LDK's layout has).
+fn walk(dir: &Path, names: &[String], found: &mut Found) -> Result<(), io::Error> {
     for e in std::fs::read_dir(dir)? {
         let p = e?.path();
-        let Some(n1) = name(&p) else { continue };
-        if n1.starts_with(DB_FILE) {
+        let Some(n) = p.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if names.is_empty() && n.starts_with(DB_FILE) {
             continue;
         }
-        if artifact(&p) {
-            leftovers.push(p);
+        if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("tmp" | "trash")
+        ) {
+            found.1.push(p);
+        } else if !valid(&n) {
             continue;
-        }
-        if !valid(&n1) {
-            continue;
-        }
-        if p.is_file() {
-            values.push((p, (String::new(), String::new(), n1)));
-            continue;
-        }
-        if !p.is_dir() {
-            continue;
-        }
-        for e in std::fs::read_dir(&p)? {
-            let p2 = e?.path();
-            let Some(n2) = name(&p2) else { continue };
-            if artifact(&p2) {
-                leftovers.push(p2);
-                continue;
-            }
-            if !valid(&n2) {
-                continue;
-            }
-            if p2.is_file() {
-                values.push((p2, (n1.clone(), String::new(), n2)));
-                continue;
-            }
-            if !p2.is_dir() {
-                continue;
-            }
-            for e in std::fs::read_dir(&p2)? {
-                let p3 = e?.path();
-                let Some(n3) = name(&p3) else { continue };
-                if artifact(&p3) {
-                    leftovers.push(p3);
-                } else if valid(&n3) && p3.is_file() {
-                    values.push((p3, (n1.clone(), n2.clone(), n3)));
-                }
-            }
+        } else if p.is_file() {
+            let place = match names {
+                [] => (String::new(), String::new(), n),
+                [a] => (a.clone(), String::new(), n),
+                [a, b, ..] => (a.clone(), b.clone(), n),
+            };
+            found.0.push((p, place));
+        } else if p.is_dir() && names.len() < 2 {
+            let mut deeper = names.to_vec();
+            deeper.push(n);
+            walk(&p, &deeper, found)?;
         }
     }
-    Ok((values, leftovers))
+    Ok(())
 }
 
 /// Moves LDK's files under `dir` into the database (see the module's documentation).

@@ -19,6 +19,8 @@ pub mod seal;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "sqlite")]
+mod sqlite_append;
+#[cfg(feature = "sqlite")]
 mod sqlite_outbox;
 
 #[cfg(any(test, feature = "testkit"))]

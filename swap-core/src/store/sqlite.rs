@@ -17,6 +17,8 @@ use super::{now, StateEntry, StoreError, SwapRecord, SwapState, SwapStore};
 use crate::params::ChainId;
 use crate::types::{Asset, SwapId};
 
+use super::sqlite_append::Append;
+
 /// Sets up a connection as every xswap SQLite file is used: WAL for concurrent readers, FULL
 /// sync so that a committed row survives power loss, foreign keys on, and waiting up to `busy`
 /// for another process's write lock.
@@ -448,85 +450,6 @@ fn load_entry_one(
         row.as_ref().map(|(s, a, j)| (*s, *a, j.as_str())),
     )?;
     Ok((record, entry))
-}
-
-/// A state to append, prepared (sealed, serialized) outside the connection's lock.
-struct Append {
-    id: SwapId,
-    expected: u64,
-    json: String,
-    role: &'static str,
-    finished: bool,
-    ahead: bool,
-}
-
-impl Append {
-    fn new(
-        key: Option<&StoreKey>,
-        id: &SwapId,
-        expected: u64,
-        state: &SwapState,
-    ) -> Result<Self, StoreError> {
-        Ok(Self {
-            id: *id,
-            expected,
-            json: super::rows::state_json(key, id, state)?,
-            role: super::rows::role_str(state.role()),
-            finished: state.is_final(),
-            ahead: state.lock_ahead(),
-        })
-    }
-
-    /// Appends the state inside the caller's transaction (which holds the write lock):
-    /// refused, writing nothing, when the swap is unknown, of the other role, or has another
-    /// latest state than the one expected.
-    fn write(&self, conn: &Connection) -> Result<u64, StoreError> {
-        let id = self.id;
-        let stored_role: Option<String> = conn
-            .query_row(
-                "SELECT role FROM swaps WHERE id = ?1",
-                params![&id.0[..]],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?;
-        match stored_role {
-            None => return Err(StoreError::UnknownSwap(id)),
-            Some(r) if r != self.role => {
-                return Err(StoreError::Invalid {
-                    swap: id,
-                    detail: "state is for the other role".into(),
-                })
-            }
-            Some(_) => {}
-        }
-        let latest: i64 = conn
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM swap_states WHERE swap_id = ?1",
-                params![&id.0[..]],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
-        if latest as u64 != self.expected {
-            return Err(StoreError::Conflict {
-                swap: id,
-                expected: self.expected,
-                found: latest as u64,
-            });
-        }
-        conn.execute(
-            "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
-            params![&id.0[..], now().0 as i64, self.json],
-        )
-        .map_err(backend)?;
-        let seq = conn.last_insert_rowid() as u64;
-        conn.execute(
-            "UPDATE swaps SET finished = ?2, lock_ahead = ?3 WHERE id = ?1",
-            params![&id.0[..], self.finished, self.ahead],
-        )
-        .map_err(backend)?;
-        Ok(seq)
-    }
 }
 
 #[async_trait]
