@@ -189,13 +189,25 @@ async fn a_round_of_locks_is_one_funding_transaction() {
         }
     }
 
-    // Single locks from many tasks at once (each its own round, a retry racing the first call):
-    // every HTLC funded exactly once.
+    // Single locks from many tasks at once (a retry racing the first call): every HTLC funded
+    // exactly once, and the locks asked while the first round ran go out together in the next
+    // (16 calls, a round each, would make 8 fundings).
     let params = distinct_params(&env, 8).await;
     let calls: Vec<HtlcParams> = params.iter().chain(&params).cloned().collect();
     let answers = lock_all(&chain, &calls).await;
     env.node.mine(1).await;
-    let outputs = htlc_outputs(&chain, &params, &tip_block_txs(&env).await);
+    let block = tip_block_txs(&env).await;
+    let outputs = htlc_outputs(&chain, &params, &block);
+    let fundings: HashSet<Txid> = outputs.values().flatten().map(|(t, _)| *t).collect();
+    println!(
+        "16 single locks of 8 HTLCs from 16 tasks: {} funding transaction(s)",
+        fundings.len()
+    );
+    assert!(
+        fundings.len() <= 3,
+        "{} fundings: the locks asked during a round were not taken together",
+        fundings.len()
+    );
     for (i, p) in params.iter().enumerate() {
         let script = chain.htlc(p).unwrap().script_pubkey();
         let paid = &outputs[&script];

@@ -63,6 +63,17 @@ impl Active {
     }
 }
 
+/// What one tick did to one swap, with the rails of its legs where its record was read.
+type Stepped = (SwapId, Result<StepReport, DriverError>, Option<[RailId; 2]>);
+
+/// The rails of a swap's two legs.
+fn rails_of(record: &SwapRecord) -> [RailId; 2] {
+    [
+        record.terms.leg(Leg::X).params.rail(),
+        record.terms.leg(Leg::Y).params.rail(),
+    ]
+}
+
 fn leg_index(leg: Leg) -> usize {
     match leg {
         Leg::X => 0,
@@ -295,39 +306,62 @@ impl Driver {
     }
 
     /// [`Driver::tick`], with the rails of each swap's legs where its record was read.
-    async fn tick_with_rails(
-        &self,
-        ids: &[SwapId],
-    ) -> Vec<(SwapId, Result<StepReport, DriverError>, Option<[RailId; 2]>)> {
+    async fn tick_with_rails(&self, ids: &[SwapId]) -> Vec<Stepped> {
+        let (mut out, to_perform) = self.decide_tick(ids).await;
+        out.extend(self.perform_advanced(to_perform).await);
+        out
+    }
+
+    /// The first half of a tick: observe, step and persist every swap in `ids`. Returns the
+    /// swaps that are done with this tick (an error, or nothing to do) and, apart, those with
+    /// actions to perform ([`Driver::perform_advanced`]).
+    async fn decide_tick(&self, ids: &[SwapId]) -> (Vec<Stepped>, Vec<Advanced>) {
         let mut out = Vec::with_capacity(ids.len());
-        let mut advanced = Vec::with_capacity(ids.len());
+        let mut to_perform = Vec::new();
         for (id, result) in self.advance_many(ids).await {
             match result {
-                Ok(adv) => advanced.push(adv),
+                Ok(adv) if adv.actions.is_empty() => {
+                    let rails = rails_of(&adv.record);
+                    out.push((
+                        id,
+                        Ok(StepReport {
+                            state: adv.state,
+                            changed: adv.changed,
+                            actions: Vec::new(),
+                        }),
+                        Some(rails),
+                    ));
+                }
+                Ok(adv) => to_perform.push(adv),
                 Err(e) => out.push((id, Err(e), None)),
             }
         }
+        (out, to_perform)
+    }
+
+    /// The second half of a tick: the actions of the swaps [`Driver::decide_tick`] persisted,
+    /// executed grouped per rail.
+    async fn perform_advanced(&self, advanced: Vec<Advanced>) -> Vec<Stepped> {
         let plans: Vec<(&SwapRecord, &[Action])> = advanced
             .iter()
             .map(|adv| (&adv.record, adv.actions.as_slice()))
             .collect();
         let performed = self.perform_many(&plans).await;
-        for (adv, actions) in advanced.iter().zip(performed) {
-            let terms = &adv.record.terms;
-            out.push((
-                adv.record.id(),
-                Ok(StepReport {
-                    state: adv.state.clone(),
-                    changed: adv.changed,
-                    actions,
-                }),
-                Some([
-                    terms.leg(Leg::X).params.rail(),
-                    terms.leg(Leg::Y).params.rail(),
-                ]),
-            ));
-        }
-        out
+        advanced
+            .iter()
+            .zip(performed)
+            .map(|(adv, actions)| {
+                (
+                    adv.record.id(),
+                    Ok(StepReport {
+                        state: adv.state.clone(),
+                        changed: adv.changed,
+                        actions,
+                    }),
+                    Some(rails_of(&adv.record)),
+                )
+            })
+            .collect()
     }
 
     /// A queue of the rails that changed ([`crate::Rail::changes`]), fed by one small task
@@ -369,6 +403,12 @@ impl Driver {
 }
 
 /// The tick loop. Ends when the driver is dropped.
+///
+/// A tick's actions run in a task of their own: a rail that waits for its transactions to be
+/// mined (an Ethereum lock waits for its receipt, a block interval on a real chain) holds up
+/// only the swaps whose actions they are, not the observation of every other swap. A swap is
+/// not stepped again until its actions have returned (persist-then-act holds per swap; the
+/// next step sees what they did).
 async fn run_loop(
     driver: Weak<Driver>,
     mut rx: mpsc::UnboundedReceiver<Registration>,
@@ -381,8 +421,17 @@ async fn run_loop(
 ) {
     let mut active: HashMap<SwapId, Active> = HashMap::new();
     let mut woken: HashSet<RailId> = HashSet::new();
+    // Swaps whose actions are being performed: never due until they return (even if the swap
+    // was dropped and registered again meanwhile).
+    let mut performing: HashSet<SwapId> = HashSet::new();
+    let (performed_tx, mut performed_rx) = mpsc::unbounded_channel::<Vec<Stepped>>();
     loop {
-        let next = active.values().map(|a| a.due).min();
+        let next = active
+            .iter()
+            .filter(|(id, _)| !performing.contains(*id))
+            .map(|(_, a)| a.due)
+            .min();
+        let mut returned = Vec::new();
         tokio::select! {
             reg = rx.recv() => match reg {
                 None => return,
@@ -391,7 +440,18 @@ async fn run_loop(
             Some(rail) = wakes.recv() => {
                 woken.insert(rail);
             }
+            Some(done) = performed_rx.recv() => returned.push(done),
             _ = sleep_until(next) => {}
+        }
+        while let Ok(done) = performed_rx.try_recv() {
+            returned.push(done);
+        }
+        let Some(driver) = driver.upgrade() else {
+            return;
+        };
+        for (id, result, rails) in returned.into_iter().flatten() {
+            performing.remove(&id);
+            settle(&driver, &mut active, &config, id, result, rails).await;
         }
         // Every change told while the last tick ran is one wake.
         while let Ok(rail) = wakes.try_recv() {
@@ -415,66 +475,84 @@ async fn run_loop(
         let now = Instant::now();
         let due: Vec<SwapId> = active
             .iter()
-            .filter(|(_, a)| a.due <= now)
+            .filter(|(id, a)| a.due <= now && !performing.contains(*id))
             .map(|(id, _)| *id)
             .collect();
         if due.is_empty() {
             continue;
         }
-        let Some(driver) = driver.upgrade() else {
-            return;
-        };
-        for (id, result, rails) in driver.tick_with_rails(&due).await {
-            let Some(a) = active.get_mut(&id) else {
-                continue;
-            };
-            if rails.is_some() {
-                a.rails = rails;
+        let (stepped, to_perform) = driver.decide_tick(&due).await;
+        for (id, result, rails) in stepped {
+            settle(&driver, &mut active, &config, id, result, rails).await;
+        }
+        if !to_perform.is_empty() {
+            performing.extend(to_perform.iter().map(|adv| adv.record.id()));
+            let (driver, tx) = (driver.clone(), performed_tx.clone());
+            tokio::spawn(async move {
+                let _ = tx.send(driver.perform_advanced(to_perform).await);
+            });
+        }
+    }
+}
+
+/// Takes in what a tick did to swap `id`: answers its waiters when it ended, or sets when it
+/// is due again.
+async fn settle(
+    driver: &Driver,
+    active: &mut HashMap<SwapId, Active>,
+    config: &crate::driver::DriverConfig,
+    id: SwapId,
+    result: Result<StepReport, DriverError>,
+    rails: Option<[RailId; 2]>,
+) {
+    let Some(a) = active.get_mut(&id) else {
+        return;
+    };
+    if rails.is_some() {
+        a.rails = rails;
+    }
+    let now = Instant::now();
+    match result {
+        Ok(report) => {
+            if let Some(outcome) = final_outcome(&report.state) {
+                info!(swap_id = %id, outcome = outcome.name(), "swap finished");
+                driver.forget(&id).await;
+                if let Some(a) = active.remove(&id) {
+                    for w in a.waiters {
+                        let _ = w.send(Ok(outcome.clone()));
+                    }
+                }
+                return;
             }
-            let now = Instant::now();
-            match result {
-                Ok(report) => {
-                    if let Some(outcome) = final_outcome(&report.state) {
-                        info!(swap_id = %id, outcome = outcome.name(), "swap finished");
-                        driver.forget(&id).await;
-                        if let Some(a) = active.remove(&id) {
-                            for w in a.waiters {
-                                let _ = w.send(Ok(outcome.clone()));
-                            }
-                        }
-                        continue;
-                    }
-                    a.backoff = config.poll_interval;
-                    if report.changed && report.actions.is_empty() && a.quick < MAX_QUICK_STEPS {
-                        a.quick += 1;
-                        a.due = now;
-                    } else {
-                        a.quick = 0;
-                        a.due = now + config.poll_interval;
-                    }
+            a.backoff = config.poll_interval;
+            if report.changed && report.actions.is_empty() && a.quick < MAX_QUICK_STEPS {
+                a.quick += 1;
+                a.due = now;
+            } else {
+                a.quick = 0;
+                a.due = now + config.poll_interval;
+            }
+        }
+        Err(e) if e.is_transient() => {
+            warn!(swap_id = %id, error = %e, "step failed, retrying");
+            a.due = now + a.backoff;
+            a.backoff = (a.backoff * 2).min(config.max_backoff);
+        }
+        // A chain error that looks permanent must not abandon a swap with funds at
+        // stake (its refund depends on us): keep trying, slowly, and say so loudly.
+        Err(e @ DriverError::Chain { .. }) => {
+            error!(swap_id = %id, error = %e, "chain error; retrying at the slowest pace");
+            a.due = now + config.max_backoff;
+        }
+        Err(e) => {
+            error!(swap_id = %id, error = %e, "swap stopped");
+            if let Some(a) = active.remove(&id) {
+                let mut waiters = a.waiters.into_iter();
+                if let Some(first) = waiters.next() {
+                    let _ = first.send(Err(e));
                 }
-                Err(e) if e.is_transient() => {
-                    warn!(swap_id = %id, error = %e, "step failed, retrying");
-                    a.due = now + a.backoff;
-                    a.backoff = (a.backoff * 2).min(config.max_backoff);
-                }
-                // A chain error that looks permanent must not abandon a swap with funds at
-                // stake (its refund depends on us): keep trying, slowly, and say so loudly.
-                Err(e @ DriverError::Chain { .. }) => {
-                    error!(swap_id = %id, error = %e, "chain error; retrying at the slowest pace");
-                    a.due = now + config.max_backoff;
-                }
-                Err(e) => {
-                    error!(swap_id = %id, error = %e, "swap stopped");
-                    if let Some(a) = active.remove(&id) {
-                        let mut waiters = a.waiters.into_iter();
-                        if let Some(first) = waiters.next() {
-                            let _ = first.send(Err(e));
-                        }
-                        for w in waiters {
-                            let _ = w.send(Err(DriverError::Stopped(id)));
-                        }
-                    }
+                for w in waiters {
+                    let _ = w.send(Err(DriverError::Stopped(id)));
                 }
             }
         }

@@ -704,3 +704,145 @@ async fn a_rail_that_tells_of_changes_wakes_its_swaps_before_the_poll() {
         "each leg was locked and claimed through its rail"
     );
 }
+
+/// A simulated rail whose lock of one swap (by its hashlock) waits until the test opens its
+/// gate, as an Ethereum lock waits a block interval for its receipt.
+struct Gated {
+    inner: SimHandle,
+    held: Hashlock,
+    /// Told when the held lock is waiting at the gate.
+    reached: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+    locks: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Rail for Gated {
+    fn params(&self) -> &ChainParams {
+        self.inner.params()
+    }
+    async fn account(&self, key_index: u32) -> Result<Account, ChainError> {
+        self.inner.account(key_index).await
+    }
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        self.inner.tip().await
+    }
+    async fn htlc_status(&self, h: &HtlcParams) -> Result<HtlcStatus, ChainError> {
+        self.inner.htlc_status(h).await
+    }
+    async fn lock(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
+        if h.hashlock == self.held {
+            self.reached.notify_one();
+            let _pass = self.gate.acquire().await;
+        }
+        let r = self.inner.lock(h).await;
+        self.locks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        r
+    }
+    async fn claim(&self, h: &HtlcParams, p: &Preimage) -> Result<TxRef, ChainError> {
+        self.inner.claim(h, p).await
+    }
+    async fn refund(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
+        self.inner.refund(h).await
+    }
+}
+
+/// An action that takes long (a lock waiting for its block) holds up only its own swap: the
+/// runtime goes on observing and stepping the others meanwhile, and steps the held swap again
+/// only once its action has returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_action_holds_up_only_its_own_swap() {
+    let mut w = World::new(
+        Direction::BTC_TO_ETH,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([5; 32]),
+    );
+    let (secret_a, terms_a) = nth_swap(&w, 140);
+    let (secret_b, terms_b) = nth_swap(&w, 141);
+    let ax = amount_value(&w.terms.x.amount);
+    w.x.balances.insert(w.parties.i_x, ax * 2);
+    let record = |secret: Preimage, terms: SwapTerms, k: u32| SwapRecord {
+        terms,
+        role: Role::Initiator,
+        secret: Some(secret),
+        key_index: k,
+        watch_from: w.watch_from,
+    };
+    let (ra, rb) = (record(secret_a, terms_a, 0), record(secret_b, terms_b, 1));
+    let world = Arc::new(Mutex::new(w));
+    let x = Arc::new(Gated {
+        inner: SimHandle::new(world.clone(), Leg::X),
+        held: ra.terms.hashlock,
+        reached: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+        locks: Default::default(),
+    });
+    let y = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::Y)));
+    let d = Arc::new(Driver::new(
+        Arc::new(swap_core::store::MemoryStore::new()),
+        [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
+        DriverConfig {
+            poll_interval: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        },
+    ));
+    d.create(&ra).await.unwrap();
+    d.create(&rb).await.unwrap();
+    let (id_a, id_b) = (ra.id(), rb.id());
+    // Neither swap can end here (no responder): their runs are dropped at the end.
+    let run_a = tokio::spawn({
+        let d = d.clone();
+        async move { d.run_swap(id_a).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), x.reached.notified())
+        .await
+        .expect("swap A's lock reached the rail");
+    let observed = Counting::get(&y.observes);
+    let run_b = tokio::spawn({
+        let d = d.clone();
+        async move { d.run_swap(id_b).await }
+    });
+    // B is observed, steps to locking and its lock is sent while A's lock still waits.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while x.locks.load(std::sync::atomic::Ordering::SeqCst) < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("swap B's lock waited for swap A's: one slow action held up the runtime");
+    assert_eq!(
+        world.lock().unwrap().x.mempool.len(),
+        1,
+        "only B's lock is sent"
+    );
+    // And B is observed again (polled) while A's lock still waits.
+    let later = Counting::get(&y.observes);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        Counting::get(&y.observes) > later && later > observed,
+        "the runtime kept observing while A's lock waited"
+    );
+    let (_, a_state) = d.store().load(&id_a).await.unwrap();
+    assert_eq!(swap_core::driver::state_name(&a_state), "locking");
+    // A is not stepped again while its action runs: no second lock of A's is sent.
+    assert_eq!(x.locks.load(std::sync::atomic::Ordering::SeqCst), 1);
+    x.gate.add_permits(1);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while world.lock().unwrap().x.mempool.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("A's lock is sent once its gate opens");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        world.lock().unwrap().x.mempool.len(),
+        2,
+        "each lock sent once"
+    );
+    assert_eq!(x.locks.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(!run_a.is_finished() && !run_b.is_finished());
+    run_a.abort();
+    run_b.abort();
+}

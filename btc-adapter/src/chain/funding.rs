@@ -1,5 +1,6 @@
 //! Funding HTLCs from the node wallet: the locks of one round in one transaction, recorded in
-//! the outbox before its broadcast.
+//! the outbox before its broadcast; the locks asked while a round runs wait for the next one
+//! and go out together.
 //!
 //! For every lock asked: an HTLC already funded on chain or in the mempool answers that funding;
 //! a lock with a transaction in the outbox (signed by this or another process on the same store,
@@ -25,6 +26,13 @@ struct Output {
     key: SendKey,
 }
 
+/// A lock waiting for the next funding round, with where its answer goes.
+#[derive(Debug)]
+pub(super) struct QueuedLock {
+    htlc: HtlcParams,
+    answer: tokio::sync::oneshot::Sender<Result<TxRef, ChainError>>,
+}
+
 impl BtcChain {
     pub(super) fn send_key(&self, htlc: &HtlcParams) -> SendKey {
         SendKey {
@@ -34,15 +42,62 @@ impl BtcChain {
         }
     }
 
-    /// Funds every HTLC of `locks` that needs it; one answer per lock, in order. One round at a
-    /// time in this process: a concurrent call for the same HTLC then finds the first one's
-    /// funding in the outbox, and a second wallet transaction spends the first one's change.
-    /// A round dropped midway leaves either nothing or a recorded funding behind.
+    /// Funds every HTLC of `locks` that needs it; one answer per lock, in order.
+    ///
+    /// One round at a time in this process, and a round takes every lock asked until it
+    /// starts: the locks asked while a round runs (other swaps' steps, other callers) wait for
+    /// it and are funded together by the next one, in one transaction per
+    /// [`MAX_FUNDING_OUTPUTS`], however many callers asked. A concurrent call for the same HTLC
+    /// finds the first one's funding in the outbox; a second wallet transaction spends the
+    /// first one's change. A round dropped midway leaves either nothing or a recorded funding
+    /// behind, and the locks it had taken answered "not handled" (asked again, they find it).
     pub(super) async fn fund(&self, locks: &[&HtlcParams]) -> Vec<Result<TxRef, ChainError>> {
         if self.is_watch_only() {
             return locks.iter().map(|_| Err(watch_only())).collect();
         }
-        let _one_round_at_a_time = self.funding.lock().await;
+        let answers: Vec<_> = {
+            let mut queue = self.queue();
+            locks
+                .iter()
+                .map(|htlc| {
+                    let (answer, wait) = tokio::sync::oneshot::channel();
+                    queue.push(QueuedLock {
+                        htlc: (*htlc).clone(),
+                        answer,
+                    });
+                    wait
+                })
+                .collect()
+        };
+        {
+            let _one_round_at_a_time = self.funding.lock().await;
+            // Ours, unless a round that started after we asked took them already.
+            let taken = std::mem::take(&mut *self.queue());
+            if !taken.is_empty() {
+                let htlcs: Vec<&HtlcParams> = taken.iter().map(|q| &q.htlc).collect();
+                let results = self.fund_round(&htlcs).await;
+                for (queued, result) in taken.into_iter().zip(results) {
+                    // A caller that gave up no longer listens; its lock is recorded anyway.
+                    let _ = queued.answer.send(result);
+                }
+            }
+        }
+        futures::future::join_all(answers)
+            .await
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|_| Err(ChainError::transient("lock not handled"))))
+            .collect()
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<QueuedLock>> {
+        // The queue is only pushed to and emptied: a panic elsewhere leaves it usable.
+        self.fund_queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One funding round over `locks` (the caller holds `funding`).
+    async fn fund_round(&self, locks: &[&HtlcParams]) -> Vec<Result<TxRef, ChainError>> {
         let mut answers: Vec<Option<Result<TxRef, ChainError>>> = vec![None; locks.len()];
         let mut outputs: Vec<Output> = Vec::new();
         {

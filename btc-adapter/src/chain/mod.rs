@@ -59,6 +59,7 @@ mod status;
 mod sync;
 
 pub use config::{BtcConfig, FeeConfig, PaymentRequest, Payout};
+use funding::QueuedLock;
 use status::sats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,6 +151,9 @@ pub struct BtcChain {
     /// Held by a funding round, from its outbox reads to its broadcast (see `funding.rs`).
     /// Taken before `state`, never while holding it.
     funding: Mutex<()>,
+    /// Locks asked and not yet taken by a funding round: the next round takes them all (see
+    /// `funding.rs`).
+    fund_queue: std::sync::Mutex<Vec<QueuedLock>>,
     /// One more than the height of the last scan; zero before the first (see `feerate`).
     scanned_height: std::sync::atomic::AtomicU64,
     /// The last feerate estimate and the scanned height it was read at (see `feerate`).
@@ -213,6 +217,7 @@ impl BtcChain {
             state: Mutex::new(State::default()),
             outbox: SharedOutbox::default(),
             funding: Mutex::new(()),
+            fund_queue: std::sync::Mutex::new(Vec::new()),
             scanned_height: std::sync::atomic::AtomicU64::new(0),
             fee_cache: std::sync::Mutex::new(None),
             tip_reads: swap_core::shared_read::SharedReads::new(),
