@@ -215,6 +215,19 @@ const COIN_LOCK_VB: u64 = 80;
 /// A Bitcoin-family block's virtual size (4M weight units).
 const COIN_BLOCK_VB: u64 = 1_000_000;
 
+/// The blocks one swap takes when nothing competes for block space, when `--swaps` has no run
+/// of 1 to measure it (measured on this machine: the same): each step waits for the block that
+/// mines the one before. With anvil mining at once only the coin steps take blocks (the coin
+/// lock's, the coin claim's); with `--eth-blocks` four steps do (coin lock, ETH lock, ETH claim,
+/// coin claim).
+fn one_swap_blocks(eth_blocks: bool) -> u64 {
+    if eth_blocks {
+        4
+    } else {
+        2
+    }
+}
+
 /// How many blocks `n` swaps need by the chains' block space alone: one swap's blocks, plus the
 /// extra blocks of the step with the least room (its operations spill over
 /// `ceil(n / per_block) - 1` more blocks; the other steps run in those blocks too). Printed
@@ -596,8 +609,16 @@ fn print_table(rows: &[Row], o: &Opts) {
             ),
             _ => format!("{} blocks", r.blocks),
         };
-        let (need, why) =
-            block_space_need(r.n as u64, one.unwrap_or(2), r.eth_gas_limit, o.eth_blocks);
+        let one_swap = one.unwrap_or(one_swap_blocks(o.eth_blocks));
+        let (need, why) = block_space_need(r.n as u64, one_swap, r.eth_gas_limit, o.eth_blocks);
+        let why = format!(
+            "{why}; one swap's {one_swap} blocks {}",
+            if one.is_some() {
+                "as measured"
+            } else {
+                "by its steps (run --swaps 1 to measure)"
+            }
+        );
         println!(
             "N={}: block space needs {need} blocks ({why}); measured {}: {}",
             r.n,

@@ -23,6 +23,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -242,6 +243,21 @@ impl Driver {
         &self,
         plans: &[(&SwapRecord, &[Action])],
     ) -> Vec<Vec<(Action, Result<TxRef, ChainError>)>> {
+        let mut out: Vec<Vec<(Action, Result<TxRef, ChainError>)>> =
+            plans.iter().map(|_| Vec::new()).collect();
+        self.perform_each(plans, |p, done| out[p] = done).await;
+        out
+    }
+
+    /// [`Driver::perform_many`], telling `done` of each swap (its index in `plans` and its
+    /// results, in order) as soon as every rail its actions went to has answered: a rail that
+    /// waits long (an Ethereum lock waiting a block for its receipt) holds back only the swaps
+    /// with an action on it.
+    pub(crate) async fn perform_each(
+        &self,
+        plans: &[(&SwapRecord, &[Action])],
+        mut done: impl FnMut(usize, Vec<(Action, Result<TxRef, ChainError>)>),
+    ) {
         let mut ops_by_rail: HashMap<RailId, Vec<(usize, usize, RailOp)>> = HashMap::new();
         for (p, (record, actions)) in plans.iter().enumerate() {
             for (a, action) in actions.iter().enumerate() {
@@ -257,41 +273,56 @@ impl Driver {
                 ops_by_rail.entry(rail).or_default().push((p, a, op));
             }
         }
-        let executed = join_all(ops_by_rail.into_iter().map(|(rail_id, ops)| async move {
-            let rail_ops: Vec<RailOp> = ops.iter().map(|(_, _, op)| op.clone()).collect();
-            let results = match self.rail(rail_id) {
-                None => rail_ops
-                    .iter()
-                    .map(|_| Err(ChainError::permanent(format!("no adapter for {rail_id}"))))
-                    .collect(),
-                Some(rail) => rail.execute(&rail_ops).await,
-            };
-            (ops, results)
-        }))
-        .await;
+        let mut waiting: Vec<usize> = plans.iter().map(|(_, actions)| actions.len()).collect();
+        // A swap with nothing to do is done at once.
+        for (p, n) in waiting.iter().enumerate() {
+            if *n == 0 {
+                done(p, Vec::new());
+            }
+        }
         let mut results: HashMap<(usize, usize), Result<TxRef, ChainError>> = HashMap::new();
-        for (ops, rs) in executed {
+        let mut executing: FuturesUnordered<_> = ops_by_rail
+            .into_iter()
+            .map(|(rail_id, ops)| async move {
+                let rail_ops: Vec<RailOp> = ops.iter().map(|(_, _, op)| op.clone()).collect();
+                let results = match self.rail(rail_id) {
+                    None => rail_ops
+                        .iter()
+                        .map(|_| Err(ChainError::permanent(format!("no adapter for {rail_id}"))))
+                        .collect(),
+                    Some(rail) => rail.execute(&rail_ops).await,
+                };
+                (ops, results)
+            })
+            .collect();
+        while let Some((ops, rs)) = executing.next().await {
             let mut rs = rs.into_iter();
+            let mut finished = Vec::new();
             for (p, a, _) in ops {
                 let r = rs.next().unwrap_or_else(|| {
                     Err(ChainError::transient("the rail answered fewer operations"))
                 });
                 results.insert((p, a), r);
+                waiting[p] = waiting[p].saturating_sub(1);
+                if waiting[p] == 0 {
+                    finished.push(p);
+                }
+            }
+            finished.sort_unstable();
+            finished.dedup();
+            for p in finished {
+                let (record, actions) = plans[p];
+                let mut out = Vec::with_capacity(actions.len());
+                for (a, action) in actions.iter().enumerate() {
+                    let result = results
+                        .remove(&(p, a))
+                        .unwrap_or_else(|| Err(ChainError::transient("not executed")));
+                    self.after_action(record, action, &result).await;
+                    out.push((action.clone(), result));
+                }
+                done(p, out);
             }
         }
-        let mut out = Vec::with_capacity(plans.len());
-        for (p, (record, actions)) in plans.iter().enumerate() {
-            let mut done = Vec::with_capacity(actions.len());
-            for (a, action) in actions.iter().enumerate() {
-                let result = results
-                    .remove(&(p, a))
-                    .unwrap_or_else(|| Err(ChainError::transient("not executed")));
-                self.after_action(record, action, &result).await;
-                done.push((action.clone(), result));
-            }
-            out.push(done);
-        }
-        out
     }
 
     /// One tick over `ids`: one observation per rail for all their legs, every machine steps,
@@ -342,26 +373,32 @@ impl Driver {
     /// The second half of a tick: the actions of the swaps [`Driver::decide_tick`] persisted,
     /// executed grouped per rail.
     async fn perform_advanced(&self, advanced: Vec<Advanced>) -> Vec<Stepped> {
+        let mut out = Vec::with_capacity(advanced.len());
+        self.perform_advanced_each(advanced, |stepped| out.push(stepped))
+            .await;
+        out
+    }
+
+    /// [`Driver::perform_advanced`], telling `done` of each swap as soon as its actions have
+    /// returned ([`Driver::perform_each`]).
+    async fn perform_advanced_each(&self, advanced: Vec<Advanced>, mut done: impl FnMut(Stepped)) {
         let plans: Vec<(&SwapRecord, &[Action])> = advanced
             .iter()
             .map(|adv| (&adv.record, adv.actions.as_slice()))
             .collect();
-        let performed = self.perform_many(&plans).await;
-        advanced
-            .iter()
-            .zip(performed)
-            .map(|(adv, actions)| {
-                (
-                    adv.record.id(),
-                    Ok(StepReport {
-                        state: adv.state.clone(),
-                        changed: adv.changed,
-                        actions,
-                    }),
-                    Some(rails_of(&adv.record)),
-                )
-            })
-            .collect()
+        self.perform_each(&plans, |p, actions| {
+            let adv = &advanced[p];
+            done((
+                adv.record.id(),
+                Ok(StepReport {
+                    state: adv.state.clone(),
+                    changed: adv.changed,
+                    actions,
+                }),
+                Some(rails_of(&adv.record)),
+            ));
+        })
+        .await;
     }
 
     /// A queue of the rails that changed ([`crate::Rail::changes`]), fed by one small task
@@ -406,9 +443,11 @@ impl Driver {
 ///
 /// A tick's actions run in a task of their own: a rail that waits for its transactions to be
 /// mined (an Ethereum lock waits for its receipt, a block interval on a real chain) holds up
-/// only the swaps whose actions they are, not the observation of every other swap. A swap is
-/// not stepped again until its actions have returned (persist-then-act holds per swap; the
-/// next step sees what they did).
+/// only the swaps whose actions they are, not the observation of every other swap, and each swap
+/// of the task comes back as soon as the rails its own actions went to have answered (a claim on
+/// a coin chain does not wait for another swap's Ethereum lock). A swap is not stepped again
+/// until its actions have returned (persist-then-act holds per swap; the next step sees what
+/// they did).
 async fn run_loop(
     driver: Weak<Driver>,
     mut rx: mpsc::UnboundedReceiver<Registration>,
@@ -425,6 +464,10 @@ async fn run_loop(
     // was dropped and registered again meanwhile).
     let mut performing: HashSet<SwapId> = HashSet::new();
     let (performed_tx, mut performed_rx) = mpsc::unbounded_channel::<Vec<Stepped>>();
+    let grid = Grid {
+        epoch: Instant::now(),
+        step: config.poll_interval.max(Duration::from_millis(1)),
+    };
     loop {
         let next = active
             .iter()
@@ -451,7 +494,7 @@ async fn run_loop(
         };
         for (id, result, rails) in returned.into_iter().flatten() {
             performing.remove(&id);
-            settle(&driver, &mut active, &config, id, result, rails).await;
+            settle(&driver, &mut active, &config, &grid, id, result, rails).await;
         }
         // Every change told while the last tick ran is one wake.
         while let Ok(rail) = wakes.try_recv() {
@@ -483,13 +526,17 @@ async fn run_loop(
         }
         let (stepped, to_perform) = driver.decide_tick(&due).await;
         for (id, result, rails) in stepped {
-            settle(&driver, &mut active, &config, id, result, rails).await;
+            settle(&driver, &mut active, &config, &grid, id, result, rails).await;
         }
         if !to_perform.is_empty() {
             performing.extend(to_perform.iter().map(|adv| adv.record.id()));
             let (driver, tx) = (driver.clone(), performed_tx.clone());
             tokio::spawn(async move {
-                let _ = tx.send(driver.perform_advanced(to_perform).await);
+                driver
+                    .perform_advanced_each(to_perform, |stepped| {
+                        let _ = tx.send(vec![stepped]);
+                    })
+                    .await;
             });
         }
     }
@@ -501,6 +548,7 @@ async fn settle(
     driver: &Driver,
     active: &mut HashMap<SwapId, Active>,
     config: &crate::driver::DriverConfig,
+    grid: &Grid,
     id: SwapId,
     result: Result<StepReport, DriverError>,
     rails: Option<[RailId; 2]>,
@@ -530,19 +578,19 @@ async fn settle(
                 a.due = now;
             } else {
                 a.quick = 0;
-                a.due = now + config.poll_interval;
+                a.due = grid.after(now + config.poll_interval / 2);
             }
         }
         Err(e) if e.is_transient() => {
             warn!(swap_id = %id, error = %e, "step failed, retrying");
-            a.due = now + a.backoff;
+            a.due = grid.after(now + a.backoff);
             a.backoff = (a.backoff * 2).min(config.max_backoff);
         }
         // A chain error that looks permanent must not abandon a swap with funds at
         // stake (its refund depends on us): keep trying, slowly, and say so loudly.
         Err(e @ DriverError::Chain { .. }) => {
             error!(swap_id = %id, error = %e, "chain error; retrying at the slowest pace");
-            a.due = now + config.max_backoff;
+            a.due = grid.after(now + config.max_backoff);
         }
         Err(e) => {
             error!(swap_id = %id, error = %e, "swap stopped");
@@ -556,6 +604,27 @@ async fn settle(
                 }
             }
         }
+    }
+}
+
+/// The instants swaps are due at after a poll or a backoff: multiples of the poll interval
+/// since the loop started, so that swaps polled at different moments are due together and
+/// share one tick (one observation per rail) instead of a tick each.
+struct Grid {
+    epoch: Instant,
+    step: Duration,
+}
+
+impl Grid {
+    /// The first instant of the grid at or after `at`.
+    fn after(&self, at: Instant) -> Instant {
+        let since = at.saturating_duration_since(self.epoch).as_nanos();
+        let step = self.step.as_nanos().max(1);
+        let steps = since.div_ceil(step);
+        let offset = u64::try_from(steps.saturating_mul(step)).unwrap_or(u64::MAX);
+        self.epoch
+            .checked_add(Duration::from_nanos(offset))
+            .unwrap_or(at)
     }
 }
 
@@ -577,5 +646,32 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_instants_fall_on_the_poll_grid_within_one_step() {
+        let epoch = Instant::now();
+        let step = Duration::from_millis(500);
+        let grid = Grid { epoch, step };
+        for ms in [0u64, 1, 499, 500, 501, 1234, 86_400_000] {
+            let at = epoch + Duration::from_millis(ms);
+            let due = grid.after(at);
+            assert!(due >= at, "{ms}: due before asked");
+            assert!(due < at + step, "{ms}: more than a step late");
+            assert_eq!(
+                due.duration_since(epoch).as_nanos() % step.as_nanos(),
+                0,
+                "{ms}: off the grid"
+            );
+        }
+        // Two swaps polled at different moments of one step are due together.
+        let a = grid.after(epoch + Duration::from_millis(1_010));
+        let b = grid.after(epoch + Duration::from_millis(1_490));
+        assert_eq!(a, b);
     }
 }

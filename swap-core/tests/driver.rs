@@ -846,3 +846,100 @@ async fn a_slow_action_holds_up_only_its_own_swap() {
     run_a.abort();
     run_b.abort();
 }
+
+/// In one tick's actions, a swap whose actions went to a quick rail comes back (and is stepped
+/// on) while another swap's action on a slow rail still waits: the responder of one swap locks
+/// on Y and goes on to see its lock confirmed while the initiator of another waits at X's gate.
+#[tokio::test]
+async fn a_slow_rail_holds_back_only_the_swaps_with_an_action_on_it() {
+    let w = World::new(
+        Direction::BTC_TO_ETH,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([6; 32]),
+    );
+    // Swap B: the world's own swap, its initiator's X lock made directly; we are its responder.
+    let (_, rb) = records(&w);
+    let (secret_a, terms_a) = nth_swap(&w, 150);
+    let ra = SwapRecord {
+        terms: terms_a,
+        role: Role::Initiator,
+        secret: Some(secret_a),
+        key_index: 1,
+        watch_from: w.watch_from,
+    };
+    let mut w = w;
+    let ax = amount_value(&w.terms.x.amount);
+    w.x.balances.insert(w.parties.i_x, ax * 2);
+    w.perform(&Action::Lock { leg: Leg::X }).unwrap();
+    let world = Arc::new(Mutex::new(w));
+    let x = Arc::new(Gated {
+        inner: SimHandle::new(world.clone(), Leg::X),
+        held: ra.terms.hashlock,
+        reached: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+        locks: Default::default(),
+    });
+    let y = Arc::new(SimHandle::new(world.clone(), Leg::Y));
+    let d = Arc::new(Driver::new(
+        Arc::new(swap_core::store::MemoryStore::new()),
+        [x.clone() as Arc<dyn Rail>, y as Arc<dyn Rail>],
+        DriverConfig {
+            poll_interval: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        },
+    ));
+    // B's counter-lock (X) deep enough before either swap starts: B's first step locks Y.
+    world.lock().unwrap().advance(3600);
+    d.create(&ra).await.unwrap();
+    d.create(&rb).await.unwrap();
+    let (id_a, id_b) = (ra.id(), rb.id());
+    // B stepped (persisted, nothing sent) up to its lock on Y: its first tick in the runtime
+    // decides that lock again, as after a crash, in the same tick as A's first (A's lock).
+    let mut steps = 0;
+    while d.advance(&id_b).await.unwrap().actions.is_empty() {
+        steps += 1;
+        assert!(steps < 10, "B never came to its lock");
+    }
+    // Registered together: on this single-threaded runtime the loop runs only once both are
+    // queued, so their first actions (A's lock on X, B's on Y) go out in one tick.
+    let run_a = tokio::spawn({
+        let d = d.clone();
+        async move { d.run_swap(id_a).await }
+    });
+    let run_b = tokio::spawn({
+        let d = d.clone();
+        async move { d.run_swap(id_b).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), x.reached.notified())
+        .await
+        .expect("A's lock reached X");
+    let state_b =
+        || async { swap_core::driver::state_name(&d.store().load(&id_b).await.unwrap().1) };
+    let moved_on = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let s = state_b().await;
+            if !matches!(
+                s,
+                "negotiated" | "await_counter_lock" | "counter_lock_valid" | "locking"
+            ) {
+                return s;
+            }
+            world.lock().unwrap().advance(30);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("B was not stepped on while A's lock waited on another rail");
+    assert_eq!(moved_on, "locked");
+    assert_eq!(
+        x.locks.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "A's lock still waits at its gate"
+    );
+    let (_, a_state) = d.store().load(&id_a).await.unwrap();
+    assert_eq!(swap_core::driver::state_name(&a_state), "locking");
+    x.gate.add_permits(1);
+    run_a.abort();
+    run_b.abort();
+}

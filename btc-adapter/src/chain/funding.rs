@@ -26,6 +26,19 @@ struct Output {
     key: SendKey,
 }
 
+/// When the last funding round ended and how long it took: the next one rests as long (at most
+/// [`MAX_FUNDING_REST`]) before it takes the locks asked. A node wallet holding thousands of
+/// coins takes seconds to build each funding (its coin selection goes over all of them), and
+/// rounds back to back would keep it, and every other call to the node (the balance and tip
+/// reads of new swaps, the block scans) waiting all the time; resting keeps the wallet's
+/// funding work to about half of its time and lets each round gather what was asked meanwhile.
+/// A wallet that answers in milliseconds rests milliseconds.
+#[derive(Debug, Default)]
+pub(super) struct RoundPace {
+    ended: Option<tokio::time::Instant>,
+    took: std::time::Duration,
+}
+
 /// A lock waiting for the next funding round, with where its answer goes.
 #[derive(Debug)]
 pub(super) struct QueuedLock {
@@ -47,7 +60,8 @@ impl BtcChain {
     /// One round at a time in this process, and a round takes every lock asked until it
     /// starts: the locks asked while a round runs (other swaps' steps, other callers) wait for
     /// it and are funded together by the next one, in one transaction per
-    /// [`MAX_FUNDING_OUTPUTS`], however many callers asked. A concurrent call for the same HTLC
+    /// [`MAX_FUNDING_OUTPUTS`], however many callers asked. A round rests as long as the last
+    /// one took before it starts ([`RoundPace`]). A concurrent call for the same HTLC
     /// finds the first one's funding in the outbox; a second wallet transaction spends the
     /// first one's change. A round dropped midway leaves either nothing or a recorded funding
     /// behind, and the locks it had taken answered "not handled" (asked again, they find it).
@@ -70,16 +84,25 @@ impl BtcChain {
                 .collect()
         };
         {
-            let _one_round_at_a_time = self.funding.lock().await;
+            let mut pace = self.funding.lock().await;
+            if let Some(ended) = pace.ended {
+                tokio::time::sleep_until(ended + pace.took.min(MAX_FUNDING_REST)).await;
+            }
             // Ours, unless a round that started after we asked took them already.
             let taken = std::mem::take(&mut *self.queue());
             if !taken.is_empty() {
+                let started = tokio::time::Instant::now();
                 let htlcs: Vec<&HtlcParams> = taken.iter().map(|q| &q.htlc).collect();
                 let results = self.fund_round(&htlcs).await;
                 for (queued, result) in taken.into_iter().zip(results) {
                     // A caller that gave up no longer listens; its lock is recorded anyway.
                     let _ = queued.answer.send(result);
                 }
+                let ended = tokio::time::Instant::now();
+                *pace = RoundPace {
+                    ended: Some(ended),
+                    took: ended - started,
+                };
             }
         }
         futures::future::join_all(answers)

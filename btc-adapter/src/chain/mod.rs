@@ -48,6 +48,8 @@ const RPC_INVALID_PARAMETER: i64 = -8;
 /// HTLC outputs one funding transaction pays at most (~11 kvB of outputs); a larger batch is
 /// funded by several transactions, one after the other.
 const MAX_FUNDING_OUTPUTS: usize = 250;
+/// The longest a funding round rests before it starts (see `funding.rs`).
+const MAX_FUNDING_REST: std::time::Duration = std::time::Duration::from_secs(5);
 /// Node wallet addresses fetched at most in one batch for payouts (see `payout_script`).
 const PAYOUT_PREFETCH: usize = 64;
 
@@ -59,7 +61,7 @@ mod status;
 mod sync;
 
 pub use config::{BtcConfig, FeeConfig, PaymentRequest, Payout};
-use funding::QueuedLock;
+use funding::{QueuedLock, RoundPace};
 use status::sats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,7 +152,7 @@ pub struct BtcChain {
     outbox: SharedOutbox,
     /// Held by a funding round, from its outbox reads to its broadcast (see `funding.rs`).
     /// Taken before `state`, never while holding it.
-    funding: Mutex<()>,
+    funding: Mutex<RoundPace>,
     /// Locks asked and not yet taken by a funding round: the next round takes them all (see
     /// `funding.rs`).
     fund_queue: std::sync::Mutex<Vec<QueuedLock>>,
@@ -216,7 +218,7 @@ impl BtcChain {
             payout: config.payout,
             state: Mutex::new(State::default()),
             outbox: SharedOutbox::default(),
-            funding: Mutex::new(()),
+            funding: Mutex::new(RoundPace::default()),
             fund_queue: std::sync::Mutex::new(Vec::new()),
             scanned_height: std::sync::atomic::AtomicU64::new(0),
             fee_cache: std::sync::Mutex::new(None),
