@@ -519,3 +519,35 @@ async fn a_funding_that_never_got_out_is_cancelled_for_good() {
     let never = distinct_params(&env, 1).await;
     assert_eq!(cancel(&never[0]).await.pop().unwrap().unwrap().0, "");
 }
+
+/// A lock whose caller gave up while it waited for a round (its task ended: the swap may go on
+/// to cancel it) is not funded by a later round: nobody would watch that HTLC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_whose_caller_gave_up_before_its_round_is_not_funded() {
+    let env = common::env().await;
+    let chain = Arc::new(common::chain_for(&env.node, "alice", 7, common::fees()));
+    let params = distinct_params(&env, 3).await;
+    let (a, b, c) = (params[0].clone(), params[1].clone(), params[2].clone());
+    // A's round runs; B is asked meanwhile (it waits for the round, or rests after it: a round
+    // rests as long as the last one took), and its caller gives up before B's round starts.
+    let first = tokio::spawn({
+        let (chain, a) = (chain.clone(), a.clone());
+        async move { chain.lock(&a).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let gave_up = tokio::spawn({
+        let (chain, b) = (chain.clone(), b.clone());
+        async move { chain.lock(&b).await }
+    });
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    gave_up.abort();
+    assert!(gave_up.await.unwrap_err().is_cancelled());
+    first.await.unwrap().expect("A funded");
+    // C's round takes the queue, B's abandoned entry included, and funds C only.
+    chain.lock(&c).await.expect("C funded");
+    env.node.mine(1).await;
+    for (name, p, funded) in [("A", &a, true), ("B", &b, false), ("C", &c, true)] {
+        let status = env.bob.htlc_status(p).await.unwrap();
+        assert_eq!(status != HtlcStatus::Absent, funded, "{name}: {status:?}");
+    }
+}

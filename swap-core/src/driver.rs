@@ -47,6 +47,10 @@ pub enum DriverError {
     /// The swap stopped with an error reported to another caller waiting for it.
     #[error("swap {0} stopped with an error")]
     Stopped(SwapId),
+    /// The swap's actions were cut short before they all returned (the task performing them
+    /// ended); the next step sees what they did (retry).
+    #[error("swap {0}: its actions were interrupted")]
+    Interrupted(SwapId),
 }
 
 impl DriverError {
@@ -54,7 +58,7 @@ impl DriverError {
     pub fn is_transient(&self) -> bool {
         match self {
             DriverError::Chain { source, .. } => source.is_transient(),
-            DriverError::MissingView(_) => true,
+            DriverError::MissingView(_) | DriverError::Interrupted(_) => true,
             // Another writer moved the swap on: step again from what it wrote.
             DriverError::Store(StoreError::Backend(_) | StoreError::Conflict { .. }) => true,
             _ => false,

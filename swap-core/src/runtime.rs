@@ -54,6 +54,8 @@ struct Active {
     /// The rails of its two legs, once a step has read its record (until then any rail's
     /// change wakes it).
     rails: Option<[RailId; 2]>,
+    /// One of its rails told of a change while its actions were being performed.
+    woken: bool,
 }
 
 impl Active {
@@ -502,8 +504,13 @@ async fn run_loop(
         }
         if !woken.is_empty() {
             let now = Instant::now();
-            for a in active.values_mut().filter(|a| a.on_any(&woken)) {
-                a.due = a.due.min(now);
+            for (id, a) in active.iter_mut().filter(|(_, a)| a.on_any(&woken)) {
+                if performing.contains(id) {
+                    // Due at once when its actions come back (`settle` would set a later due).
+                    a.woken = true;
+                } else {
+                    a.due = a.due.min(now);
+                }
             }
             woken.clear();
         }
@@ -532,13 +539,46 @@ async fn run_loop(
             performing.extend(to_perform.iter().map(|adv| adv.record.id()));
             let (driver, tx) = (driver.clone(), performed_tx.clone());
             tokio::spawn(async move {
+                // Whatever ends this task (a panic in a rail included), every swap of it comes
+                // back: those not reported yet as interrupted, stepped again from the store.
+                let mut unreported = Unreported {
+                    ids: to_perform.iter().map(|adv| adv.record.id()).collect(),
+                    tx: tx.clone(),
+                };
                 driver
                     .perform_advanced_each(to_perform, |stepped| {
+                        unreported.ids.remove(&stepped.0);
                         let _ = tx.send(vec![stepped]);
                     })
                     .await;
             });
         }
+    }
+}
+
+/// The swaps of a task performing actions that have not come back yet: reported as
+/// interrupted when the task ends without them (a panic unwinding through it), so that none
+/// stays out of the ticks for good.
+struct Unreported {
+    ids: HashSet<SwapId>,
+    tx: mpsc::UnboundedSender<Vec<Stepped>>,
+}
+
+impl Drop for Unreported {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        error!(
+            swaps = self.ids.len(),
+            "actions interrupted; the swaps are stepped again"
+        );
+        let _ = self.tx.send(
+            self.ids
+                .drain()
+                .map(|id| (id, Err(DriverError::Interrupted(id)), None))
+                .collect(),
+        );
     }
 }
 
@@ -605,6 +645,12 @@ async fn settle(
             }
         }
     }
+    // One of its rails told of a change while its actions ran: due at once.
+    if let Some(a) = active.get_mut(&id) {
+        if std::mem::take(&mut a.woken) {
+            a.due = a.due.min(now);
+        }
+    }
 }
 
 /// The instants swaps are due at after a poll or a backoff: multiples of the poll interval
@@ -637,6 +683,7 @@ fn add(active: &mut HashMap<SwapId, Active>, r: Registration, poll: Duration) {
             backoff: poll,
             quick: 0,
             rails: None,
+            woken: false,
         })
         .waiters
         .push(r.done);

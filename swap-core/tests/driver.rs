@@ -617,6 +617,8 @@ async fn one_tick_observes_each_rail_once_and_executes_grouped() {
 struct Waking {
     inner: SimHandle,
     changed: tokio::sync::watch::Sender<u64>,
+    /// How long a lock takes to return after it has landed (and told of it).
+    linger: Duration,
 }
 
 #[async_trait::async_trait]
@@ -639,6 +641,7 @@ impl Rail for Waking {
     async fn lock(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
         let r = self.inner.lock(h).await;
         self.changed.send_modify(|n| *n += 1);
+        tokio::time::sleep(self.linger).await;
         r
     }
     async fn claim(&self, h: &HtlcParams, p: &Preimage) -> Result<TxRef, ChainError> {
@@ -658,24 +661,39 @@ impl Rail for Waking {
 /// the other party's lock or claim lands, not at the next poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rail_that_tells_of_changes_wakes_its_swaps_before_the_poll() {
+    let (x, y) = swap_over_waking_rails(12, Duration::ZERO, "changes did not wake it").await;
+    assert!(
+        *x.changed.borrow() >= 2 && *y.changed.borrow() >= 2,
+        "each leg was locked and claimed through its rail"
+    );
+}
+
+/// One swap between two parties whose poll interval is an hour, over two channel-like rails
+/// that tell of every operation; X's lock returns `linger_x` after it landed. Both sides must
+/// swap within a minute (`why` says what a timeout means). Returns the two rails.
+async fn swap_over_waking_rails(
+    tag: u8,
+    linger_x: Duration,
+    why: &str,
+) -> (Arc<Waking>, Arc<Waking>) {
     let w = World::with_slack(
         Direction::LN_TO_ETH_CHANNEL,
         Mining::Nominal,
         Mining::Nominal,
-        Preimage::from_bytes([12; 32]),
+        Preimage::from_bytes([tag; 32]),
         600,
     );
     let (ri, rr) = records(&w);
     let world = Arc::new(Mutex::new(w));
     // One rail per leg, shared by both parties' drivers (as one channel is by its two ends).
-    let x = Arc::new(Waking {
-        inner: SimHandle::new(world.clone(), Leg::X),
-        changed: tokio::sync::watch::Sender::new(0),
-    });
-    let y = Arc::new(Waking {
-        inner: SimHandle::new(world.clone(), Leg::Y),
-        changed: tokio::sync::watch::Sender::new(0),
-    });
+    let rail = |leg, linger| {
+        Arc::new(Waking {
+            inner: SimHandle::new(world.clone(), leg),
+            changed: tokio::sync::watch::Sender::new(0),
+            linger,
+        })
+    };
+    let (x, y) = (rail(Leg::X, linger_x), rail(Leg::Y, Duration::ZERO));
     let slow = DriverConfig {
         poll_interval: Duration::from_secs(3600),
         max_backoff: Duration::from_secs(3600),
@@ -694,15 +712,12 @@ async fn a_rail_that_tells_of_changes_wakes_its_swaps_before_the_poll() {
         tokio::join!(di.run_swap(ri.id()), dr.run_swap(rr.id()))
     })
     .await
-    .expect("the swap waited for a poll: changes did not wake it");
+    .unwrap_or_else(|_| panic!("the swap waited for a poll: {why}"));
     assert_eq!(
         (a.unwrap(), b.unwrap()),
         (Outcome::Swapped, Outcome::Swapped)
     );
-    assert!(
-        *x.changed.borrow() >= 2 && *y.changed.borrow() >= 2,
-        "each leg was locked and claimed through its rail"
-    );
+    (x, y)
 }
 
 /// A simulated rail whose lock of one swap (by its hashlock) waits until the test opens its
@@ -714,6 +729,21 @@ struct Gated {
     reached: tokio::sync::Notify,
     gate: tokio::sync::Semaphore,
     locks: std::sync::atomic::AtomicUsize,
+    /// The next lock panics (a bug in an adapter) instead.
+    panic_next: std::sync::atomic::AtomicBool,
+}
+
+impl Gated {
+    fn new(inner: SimHandle, held: Hashlock) -> Self {
+        Self {
+            inner,
+            held,
+            reached: tokio::sync::Notify::new(),
+            gate: tokio::sync::Semaphore::new(0),
+            locks: Default::default(),
+            panic_next: Default::default(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -731,6 +761,12 @@ impl Rail for Gated {
         self.inner.htlc_status(h).await
     }
     async fn lock(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
+        if self
+            .panic_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("adapter bug while locking");
+        }
         if h.hashlock == self.held {
             self.reached.notify_one();
             let _pass = self.gate.acquire().await;
@@ -771,13 +807,10 @@ async fn a_slow_action_holds_up_only_its_own_swap() {
     };
     let (ra, rb) = (record(secret_a, terms_a, 0), record(secret_b, terms_b, 1));
     let world = Arc::new(Mutex::new(w));
-    let x = Arc::new(Gated {
-        inner: SimHandle::new(world.clone(), Leg::X),
-        held: ra.terms.hashlock,
-        reached: tokio::sync::Notify::new(),
-        gate: tokio::sync::Semaphore::new(0),
-        locks: Default::default(),
-    });
+    let x = Arc::new(Gated::new(
+        SimHandle::new(world.clone(), Leg::X),
+        ra.terms.hashlock,
+    ));
     let y = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::Y)));
     let d = Arc::new(Driver::new(
         Arc::new(swap_core::store::MemoryStore::new()),
@@ -873,13 +906,10 @@ async fn a_slow_rail_holds_back_only_the_swaps_with_an_action_on_it() {
     w.x.balances.insert(w.parties.i_x, ax * 2);
     w.perform(&Action::Lock { leg: Leg::X }).unwrap();
     let world = Arc::new(Mutex::new(w));
-    let x = Arc::new(Gated {
-        inner: SimHandle::new(world.clone(), Leg::X),
-        held: ra.terms.hashlock,
-        reached: tokio::sync::Notify::new(),
-        gate: tokio::sync::Semaphore::new(0),
-        locks: Default::default(),
-    });
+    let x = Arc::new(Gated::new(
+        SimHandle::new(world.clone(), Leg::X),
+        ra.terms.hashlock,
+    ));
     let y = Arc::new(SimHandle::new(world.clone(), Leg::Y));
     let d = Arc::new(Driver::new(
         Arc::new(swap_core::store::MemoryStore::new()),
@@ -942,4 +972,72 @@ async fn a_slow_rail_holds_back_only_the_swaps_with_an_action_on_it() {
     x.gate.add_permits(1);
     run_a.abort();
     run_b.abort();
+}
+
+/// A rail that panics while performing a swap's action does not leave the swap out of the
+/// ticks: it comes back as interrupted and is stepped again (its lock is then sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_whose_actions_panicked_is_stepped_again() {
+    let mut w = World::new(
+        Direction::BTC_TO_ETH,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([7; 32]),
+    );
+    let ax = amount_value(&w.terms.x.amount);
+    w.x.balances.insert(w.parties.i_x, ax);
+    let (ri, _) = records(&w);
+    let world = Arc::new(Mutex::new(w));
+    // Nothing held at the gate; the first lock panics.
+    let x = Arc::new(Gated::new(
+        SimHandle::new(world.clone(), Leg::X),
+        Preimage::from_bytes([0xee; 32]).hashlock(),
+    ));
+    x.panic_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let d = Arc::new(Driver::new(
+        Arc::new(swap_core::store::MemoryStore::new()),
+        [
+            x.clone() as Arc<dyn Rail>,
+            Arc::new(SimHandle::new(world.clone(), Leg::Y)) as Arc<dyn Rail>,
+        ],
+        DriverConfig {
+            poll_interval: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        },
+    ));
+    d.create(&ri).await.unwrap();
+    let id = ri.id();
+    let run = tokio::spawn({
+        let d = d.clone();
+        async move { d.run_swap(id).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while world.lock().unwrap().x.mempool.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the swap was left out after its action panicked");
+    assert!(
+        !x.panic_next.load(std::sync::atomic::Ordering::SeqCst),
+        "the lock panicked"
+    );
+    assert_eq!(world.lock().unwrap().x.mempool.len(), 1, "locked once");
+    assert!(!run.is_finished(), "the swap runs on");
+    run.abort();
+}
+
+/// A change told while a swap's own action is still being performed is not lost: the swap is
+/// due at once when its action comes back. The initiator's lock lingers half a second after it
+/// landed; meanwhile the responder sees it and locks, which wakes the initiator while its lock
+/// is still out. With an hour's poll, a lost wake would stall the swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_told_while_a_swaps_action_runs_wakes_it_when_it_returns() {
+    swap_over_waking_rails(
+        13,
+        Duration::from_millis(500),
+        "a change told while an action ran was lost",
+    )
+    .await;
 }

@@ -26,6 +26,17 @@ struct Output {
     key: SendKey,
 }
 
+/// The answers a caller waited for; one whose round was dropped midway is "not handled"
+/// (asked again, the lock finds its funding in the outbox).
+fn not_handled_as_errors(
+    answers: Vec<Result<Result<TxRef, ChainError>, tokio::sync::oneshot::error::RecvError>>,
+) -> Vec<Result<TxRef, ChainError>> {
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|_| Err(ChainError::transient("lock not handled"))))
+        .collect()
+}
+
 /// When the last funding round ended and how long it took: the next one rests as long (at most
 /// [`MAX_FUNDING_REST`]) before it takes the locks asked. A node wallet holding thousands of
 /// coins takes seconds to build each funding (its coin selection goes over all of them), and
@@ -69,6 +80,9 @@ impl BtcChain {
         if self.is_watch_only() {
             return locks.iter().map(|_| Err(watch_only())).collect();
         }
+        if locks.is_empty() {
+            return Vec::new();
+        }
         let answers: Vec<_> = {
             let mut queue = self.queue();
             locks
@@ -83,33 +97,48 @@ impl BtcChain {
                 })
                 .collect()
         };
-        {
-            let mut pace = self.funding.lock().await;
-            if let Some(ended) = pace.ended {
-                tokio::time::sleep_until(ended + pace.took.min(MAX_FUNDING_REST)).await;
-            }
-            // Ours, unless a round that started after we asked took them already.
-            let taken = std::mem::take(&mut *self.queue());
-            if !taken.is_empty() {
-                let started = tokio::time::Instant::now();
-                let htlcs: Vec<&HtlcParams> = taken.iter().map(|q| &q.htlc).collect();
-                let results = self.fund_round(&htlcs).await;
-                for (queued, result) in taken.into_iter().zip(results) {
-                    // A caller that gave up no longer listens; its lock is recorded anyway.
-                    let _ = queued.answer.send(result);
+        let mut answered = std::pin::pin!(futures::future::join_all(answers));
+        tokio::select! {
+            biased;
+            // Funded by a round another caller ran: nothing more to wait for.
+            done = &mut answered => return not_handled_as_errors(done),
+            mut pace = self.funding.lock() => {
+                // Ours, unless a round that started after we asked took them already.
+                if !self.queue().is_empty() {
+                    if let Some(ended) = pace.ended {
+                        tokio::time::sleep_until(ended + pace.took.min(MAX_FUNDING_REST)).await;
+                    }
+                    self.run_round(&mut pace).await;
                 }
-                let ended = tokio::time::Instant::now();
-                *pace = RoundPace {
-                    ended: Some(ended),
-                    took: ended - started,
-                };
             }
         }
-        futures::future::join_all(answers)
-            .await
+        not_handled_as_errors(answered.await)
+    }
+
+    /// Takes every lock queued and funds them in one round (the caller holds `funding`).
+    /// Locks whose callers gave up waiting are left out: a swap that stopped waiting for its
+    /// lock (its task ended) may have gone on to cancel it, and nobody would watch an HTLC
+    /// funded now.
+    async fn run_round(&self, pace: &mut RoundPace) {
+        let taken: Vec<QueuedLock> = std::mem::take(&mut *self.queue())
             .into_iter()
-            .map(|a| a.unwrap_or_else(|_| Err(ChainError::transient("lock not handled"))))
-            .collect()
+            .filter(|q| !q.answer.is_closed())
+            .collect();
+        if taken.is_empty() {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        let htlcs: Vec<&HtlcParams> = taken.iter().map(|q| &q.htlc).collect();
+        let results = self.fund_round(&htlcs).await;
+        for (queued, result) in taken.into_iter().zip(results) {
+            // A caller that gave up since no longer listens; its lock is recorded anyway.
+            let _ = queued.answer.send(result);
+        }
+        let ended = tokio::time::Instant::now();
+        *pace = RoundPace {
+            ended: Some(ended),
+            took: ended - started,
+        };
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<QueuedLock>> {
