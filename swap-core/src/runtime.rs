@@ -69,12 +69,21 @@ impl Active {
 /// What one tick did to one swap, with the rails of its legs where its record was read.
 type Stepped = (SwapId, Result<StepReport, DriverError>, Option<[RailId; 2]>);
 
-/// The rails of a swap's two legs.
-fn rails_of(record: &SwapRecord) -> [RailId; 2] {
-    [
-        record.terms.leg(Leg::X).params.rail(),
-        record.terms.leg(Leg::Y).params.rail(),
-    ]
+/// What a tick did to a swap it advanced, once its actions (if any) returned `actions`.
+fn stepped(adv: &Advanced, actions: Vec<(Action, Result<TxRef, ChainError>)>) -> Stepped {
+    let terms = &adv.record.terms;
+    (
+        adv.record.id(),
+        Ok(StepReport {
+            state: adv.state.clone(),
+            changed: adv.changed,
+            actions,
+        }),
+        Some([
+            terms.leg(Leg::X).params.rail(),
+            terms.leg(Leg::Y).params.rail(),
+        ]),
+    )
 }
 
 fn leg_index(leg: Leg) -> usize {
@@ -299,6 +308,7 @@ impl Driver {
             .collect();
         while let Some((ops, rs)) = executing.next().await {
             let mut rs = rs.into_iter();
+            // Each swap's count reaches zero at its last operation, once.
             let mut finished = Vec::new();
             for (p, a, _) in ops {
                 let r = rs.next().unwrap_or_else(|| {
@@ -310,8 +320,6 @@ impl Driver {
                     finished.push(p);
                 }
             }
-            finished.sort_unstable();
-            finished.dedup();
             for p in finished {
                 let (record, actions) = plans[p];
                 let mut out = Vec::with_capacity(actions.len());
@@ -353,18 +361,7 @@ impl Driver {
         let mut to_perform = Vec::new();
         for (id, result) in self.advance_many(ids).await {
             match result {
-                Ok(adv) if adv.actions.is_empty() => {
-                    let rails = rails_of(&adv.record);
-                    out.push((
-                        id,
-                        Ok(StepReport {
-                            state: adv.state,
-                            changed: adv.changed,
-                            actions: Vec::new(),
-                        }),
-                        Some(rails),
-                    ));
-                }
+                Ok(adv) if adv.actions.is_empty() => out.push(stepped(&adv, Vec::new())),
                 Ok(adv) => to_perform.push(adv),
                 Err(e) => out.push((id, Err(e), None)),
             }
@@ -388,19 +385,8 @@ impl Driver {
             .iter()
             .map(|adv| (&adv.record, adv.actions.as_slice()))
             .collect();
-        self.perform_each(&plans, |p, actions| {
-            let adv = &advanced[p];
-            done((
-                adv.record.id(),
-                Ok(StepReport {
-                    state: adv.state.clone(),
-                    changed: adv.changed,
-                    actions,
-                }),
-                Some(rails_of(&adv.record)),
-            ));
-        })
-        .await;
+        self.perform_each(&plans, |p, actions| done(stepped(&advanced[p], actions)))
+            .await;
     }
 
     /// A queue of the rails that changed ([`crate::Rail::changes`]), fed by one small task
@@ -543,12 +529,12 @@ async fn run_loop(
                 // back: those not reported yet as interrupted, stepped again from the store.
                 let mut unreported = Unreported {
                     ids: to_perform.iter().map(|adv| adv.record.id()).collect(),
-                    tx: tx.clone(),
+                    tx,
                 };
                 driver
                     .perform_advanced_each(to_perform, |stepped| {
                         unreported.ids.remove(&stepped.0);
-                        let _ = tx.send(vec![stepped]);
+                        let _ = unreported.tx.send(vec![stepped]);
                     })
                     .await;
             });
