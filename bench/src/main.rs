@@ -228,11 +228,20 @@ fn one_swap_blocks(eth_blocks: bool) -> u64 {
     }
 }
 
-/// How many blocks `n` swaps need by the chains' block space alone: one swap's blocks, plus the
-/// extra blocks of the step with the least room (its operations spill over
-/// `ceil(n / per_block) - 1` more blocks; the other steps run in those blocks too). Printed
-/// beside the measured blocks: the engine is not the bottleneck when it stays within one of it.
-/// With anvil mining each transaction at once (`eth_blocks` false) only the coin steps bind.
+/// How many blocks `n` swaps need by the chains' block space alone. Two lower bounds, the
+/// larger wins:
+/// - per step: one swap's blocks, plus the extra blocks of the step with the least room (its
+///   operations spill over `ceil(n / per_block) - 1` more blocks; the other steps run in those
+///   blocks too);
+/// - with `--eth-blocks`, the two Ethereum steps share one gas limit: their gas,
+///   `n * (lock + claim)`, fills `ceil(n * (lock + claim) / limit)` blocks (at least the two
+///   they take for one swap), and those blocks replace the two of one swap's blocks that the
+///   Ethereum steps take (the coin lock comes before them, the coin claim after).
+///
+/// The claims' gas is the least the engine spends per claim (full `claimBatch`es of 100).
+/// Printed beside the measured blocks: the engine is not the bottleneck when it stays within
+/// one of it. With anvil mining each transaction at once (`eth_blocks` false) only the coin
+/// steps bind.
 fn block_space_need(n: u64, one: u64, eth_gas_limit: u64, eth_blocks: bool) -> (u64, String) {
     let eth = [
         ("ETH locks", eth_gas_limit / ETH_LOCK_GAS),
@@ -253,20 +262,30 @@ fn block_space_need(n: u64, one: u64, eth_gas_limit: u64, eth_blocks: bool) -> (
         .copied()
         .max_by_key(|(_, cap)| spill(*cap))
         .unwrap_or(("none", u64::MAX));
+    let per_step = one + spill(cap);
     let text = per_block
         .iter()
         .map(|(k, c)| format!("{k} {c}/block"))
         .collect::<Vec<_>>()
         .join(", ");
+    if !eth_blocks {
+        return (
+            per_step,
+            format!(
+                "{text}; the tightest: {name} (anvil mines at once: ETH block space not counted)"
+            ),
+        );
+    }
+    let eth_gas = n.saturating_mul(ETH_LOCK_GAS + ETH_CLAIM_GAS);
+    let eth_steps_blocks = eth_gas.div_ceil(eth_gas_limit.max(1)).max(2);
+    let shared = one.saturating_sub(2) + eth_steps_blocks;
     (
-        one + spill(cap),
+        per_step.max(shared),
         format!(
-            "{text}; the tightest: {name}{}",
-            if eth_blocks {
-                format!(" (ETH gas limit {eth_gas_limit})")
-            } else {
-                " (anvil mines at once: ETH block space not counted)".into()
-            }
+            "{text}; the tightest step: {name}, {per_step} blocks; ETH locks and claims together \
+             {:.1}M gas = {eth_steps_blocks} blocks of the gas limit {eth_gas_limit}, \
+             {shared} blocks",
+            eth_gas as f64 / 1e6
         ),
     )
 }
@@ -650,5 +669,23 @@ fn print_table(rows: &[Row], o: &Opts) {
                 "NOT met"
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bounds printed beside the runs of the README: 30M gas, one swap's 4 blocks.
+    #[test]
+    fn block_space_counts_eth_claims_in_the_blocks_the_locks_fill() {
+        // 2,000: the locks' 4 blocks (630 per block) bind; locks and claims fit in 4.
+        assert_eq!(block_space_need(2_000, 4, 30_000_000, true).0, 7);
+        // 10,000: locks alone 16 blocks (19 by steps), with claims 548.6M gas = 19 blocks.
+        assert_eq!(block_space_need(10_000, 4, 30_000_000, true).0, 21);
+        // One swap: its own blocks.
+        assert_eq!(block_space_need(1, 4, 30_000_000, true).0, 4);
+        // Anvil mining at once: only coin space, 6,666 claims per block.
+        assert_eq!(block_space_need(10_000, 2, 30_000_000, false).0, 3);
     }
 }

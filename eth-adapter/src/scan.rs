@@ -40,6 +40,8 @@ pub struct ScanTip {
     pub timestamp: u64,
     /// The block's base fee (EIP-1559), if it has one.
     pub base_fee: Option<u128>,
+    /// The block's gas limit.
+    pub gas_limit: u64,
 }
 
 const CHECKPOINTS: usize = 256;
@@ -112,6 +114,7 @@ async fn block_at(p: &DynProvider, tag: BlockNumberOrTag) -> Result<Option<ScanT
         hash: b.header.hash,
         timestamp: b.header.timestamp,
         base_fee: b.header.base_fee_per_gas.map(u128::from),
+        gas_limit: b.header.gas_limit,
     }))
 }
 

@@ -41,6 +41,34 @@ pub fn capped_fees(
     Ok((max_fee, prio))
 }
 
+/// The max fee per gas for a transaction that `ahead` of the sender's own transactions precede
+/// in the pool (about `gas` each, in blocks of `block_gas`): it waits about
+/// `ahead * gas / block_gas` full blocks, and each full block raises the base fee by an eighth
+/// (EIP-1559), so a max fee that only covers today's base fee falls below it while the
+/// transaction waits, and the transaction then cannot be mined until blocks empty. The fee
+/// covers the base fee's growth over that wait and two more blocks, plus the priority fee;
+/// never below `max_fee` (the estimate), never above `cap`. A max fee is only a bound: the
+/// transaction pays the base fee of its block plus the priority fee.
+pub fn queued_max_fee(
+    max_fee: u128,
+    prio: u128,
+    base_fee: u128,
+    ahead: u64,
+    gas: u64,
+    block_gas: u64,
+    cap: u128,
+) -> u128 {
+    let blocks = ahead.saturating_mul(gas).div_ceil(block_gas.max(1)) + 2;
+    let mut base = base_fee;
+    for _ in 0..blocks {
+        if base >= cap {
+            break;
+        }
+        base = base.saturating_add(base / 8);
+    }
+    max_fee.max(base.saturating_add(prio)).min(cap)
+}
+
 /// Why mined transaction `tx` reverted: it is replayed as a call against the state and
 /// environment of its block `block` (best effort: the state is the one after the block).
 /// `Ok(())` when the replay succeeds (the reason is unknown); the revert as
@@ -66,4 +94,63 @@ pub async fn replay(provider: &DynProvider, tx: B256, block: u64) -> Result<(), 
         .await
         .map(|_| ())
         .map_err(rpc_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queued_max_fee;
+
+    const GWEI: u128 = 1_000_000_000;
+
+    #[test]
+    fn a_queued_transactions_max_fee_covers_the_base_fee_growth_while_it_waits() {
+        // Alone (nothing of ours ahead): two blocks of growth, or the estimate if higher.
+        let alone = queued_max_fee(3 * GWEI, GWEI, 2 * GWEI, 0, 50_000, 30_000_000, 500 * GWEI);
+        // 2 gwei grown by an eighth twice (2.53125), plus the 1 gwei priority fee.
+        assert_eq!(alone, 3_531_250_000);
+        // 9,000 locks of 60,000 gas ahead: 18 full blocks, then two more.
+        let deep = queued_max_fee(
+            3 * GWEI,
+            GWEI,
+            2 * GWEI,
+            9_000,
+            60_000,
+            30_000_000,
+            500 * GWEI,
+        );
+        let mut base = 2 * GWEI;
+        for _ in 0..20 {
+            base += base / 8;
+        }
+        assert_eq!(deep, base + GWEI);
+        assert!(
+            deep > 2 * GWEI * 10,
+            "20 full blocks raise the base fee ~10.5x"
+        );
+        // Never above the cap, never below the estimate.
+        assert_eq!(
+            queued_max_fee(
+                3 * GWEI,
+                GWEI,
+                2 * GWEI,
+                9_000,
+                60_000,
+                30_000_000,
+                5 * GWEI
+            ),
+            5 * GWEI
+        );
+        assert_eq!(
+            queued_max_fee(
+                40 * GWEI,
+                GWEI,
+                2 * GWEI,
+                10,
+                60_000,
+                30_000_000,
+                500 * GWEI
+            ),
+            40 * GWEI
+        );
+    }
 }

@@ -328,6 +328,12 @@ pub const CHANNEL_UPDATE_SECS: u64 = 60;
 /// mined before it. See channels.md.
 pub const LIGHTNING_ENFORCEMENT_BLOCKS: u32 = 40;
 
+/// The furthest from the tip, in blocks, that a Lightning HTLC may expire: forwarding nodes
+/// refuse an HTLC expiring later (LDK's `CLTV_FAR_FAR_AWAY`, two weeks of Bitcoin blocks; LND
+/// and Core Lightning refuse beyond the same 2016). A Lightning leg's expiry plus its
+/// `route_blocks` must stay within it when the terms are agreed.
+pub const LIGHTNING_MAX_CLTV_BLOCKS: u32 = 2016;
+
 /// Required depth, or irrevocability, of a lock before the other party acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "finality", content = "depth", rename_all = "snake_case")]

@@ -173,6 +173,20 @@ pub enum TermsError {
         /// What is wrong.
         reason: String,
     },
+    /// A Lightning leg expiring further out (with its route budget) than Lightning nodes
+    /// accept an HTLC: the payment would be refused.
+    #[error(
+        "leg {leg:?}: a Lightning HTLC {blocks} blocks out (its route included); nodes accept \
+         at most {max}"
+    )]
+    LightningExpiryTooFar {
+        /// Which leg.
+        leg: Leg,
+        /// Blocks from the tip to the expiry, plus the route budget.
+        blocks: u64,
+        /// The most Lightning nodes accept.
+        max: u32,
+    },
 }
 
 /// How a found lock differs from the agreed one (rule 4: an over- or under-funded lock is not
@@ -409,6 +423,7 @@ impl SwapTerms {
         terms.y.check_shape(Leg::Y)?;
         terms.check_schedule(tips)?;
         terms.check_rule2_with(tips, terms.agreement_slack())?;
+        terms.check_lightning_reach(tips)?;
         Ok(terms)
     }
 
@@ -424,6 +439,29 @@ impl SwapTerms {
         tips: Tips,
     ) -> Result<Self, TermsError> {
         y.expiry = y.params.expiry_after(tips.y, 12 * 3600);
+        // Rule 1: where blocks may come much faster than expected (a testnet's 25 %), 12 hours
+        // of blocks can be too few for the schedule: E_Y grows by what is missing, read at the
+        // fast pace, plus a block.
+        let mut extra = 0u64;
+        for _ in 0..4 {
+            let probe = Self {
+                id,
+                hashlock,
+                x: x.clone(),
+                y: y.clone(),
+                policy: policy.clone(),
+            };
+            let Err(TermsError::Rule1ClaimWindow {
+                available, needed, ..
+            }) = probe.check_schedule(tips)
+            else {
+                break;
+            };
+            let short = u64::try_from(needed - available).unwrap_or(0);
+            extra +=
+                short * 100 / u64::from(y.params.fast_factor_pct.max(1)) + y.params.block_interval;
+            y.expiry = y.params.expiry_after(tips.y, 12 * 3600 + extra);
+        }
         // The least E_X that satisfies rule 2 with the margin and the agreement slack.
         let needed = Self::rule2_needed(&y, tips.y, &policy)
             + 2 * x.params.blocks_secs(1, Pace::Slow)
@@ -546,6 +584,23 @@ impl SwapTerms {
                 available,
                 needed,
             });
+        }
+        Ok(())
+    }
+
+    /// A Lightning leg's HTLC, on its first hop up to `route_blocks` after the expiry, is
+    /// within what Lightning nodes accept ([`crate::params::LIGHTNING_MAX_CLTV_BLOCKS`]).
+    fn check_lightning_reach(&self, tips: Tips) -> Result<(), TermsError> {
+        for (leg, l, tip) in [(Leg::X, &self.x, tips.x), (Leg::Y, &self.y, tips.y)] {
+            let (crate::params::RailKind::Lightning, Expiry::Height(e)) = (l.params.kind, l.expiry)
+            else {
+                continue;
+            };
+            let blocks = e.0.saturating_sub(tip.height.0) + u64::from(l.params.route_blocks);
+            let max = crate::params::LIGHTNING_MAX_CLTV_BLOCKS;
+            if blocks > u64::from(max) {
+                return Err(TermsError::LightningExpiryTooFar { leg, blocks, max });
+            }
         }
         Ok(())
     }

@@ -176,31 +176,7 @@ proptest! {
         };
         ACCEPTED.fetch_add(1, Ordering::Relaxed);
 
-        // The latest real time (after now) a claim can land on Y.
-        let last_y = match py.claims_final_after(terms.y.expiry) {
-            Expiry::Height(h) => block_time(&py, h.0 - hy, &seeds_y),
-            // Block timestamps run up to `drift` behind real time.
-            Expiry::Time(t) => t.0 - now + py.clock_drift,
-        };
-        // The responder notices it, then starts its claim on X (on a channel rail whose peer
-        // does not answer: the enforcement delay, then the claim budget).
-        let broadcast = last_y + py.observe_lag;
-        match terms.x.expiry {
-            Expiry::Height(e) => {
-                let h_then = hx + height_at(&px, broadcast, &seeds_x);
-                let lands_at = h_then + px.cutoff_blocks() as u64;
-                // The initiator's refund is valid from height E+1 on.
-                prop_assert!(lands_at <= e.0, "claim lands at {} > expiry {}", lands_at, e.0);
-            }
-            Expiry::Time(e) => {
-                // Mined within claim_blocks blocks after the broadcast (the first of them comes
-                // at most one slow gap later), its timestamp up to `drift` ahead of real time.
-                let n = height_at(&px, broadcast, &seeds_x);
-                let lands_real = block_time(&px, n + px.cutoff_blocks() as u64, &seeds_x);
-                prop_assert!(now + lands_real + px.clock_drift < e.0,
-                    "claim lands at {} >= expiry {}", now + lands_real + px.clock_drift, e.0);
-            }
-        }
+        responder_claim_lands(&terms, hx, hy, now, &seeds_x, &seeds_y)?;
     }
 
     /// Rule 1: a claim the initiator sends while `initiator_may_claim` holds is mined before
@@ -329,5 +305,241 @@ proptest! {
         ][state_pick].clone();
         let step = initiator::next(&terms, &secret, &state, &snap);
         prop_assert!(!step.actions.iter().any(|a| matches!(a, Action::Claim { .. })), "claimed from {:?}", state);
+    }
+}
+
+/// Rule 2 for accepted `terms`: the latest claim on Y (at Y's drawn pace), noticed, leaves
+/// the responder time to get its claim on X mined (at X's drawn pace) before the initiator
+/// can refund. `hx`, `hy`: the tips' heights at `now`.
+#[allow(clippy::too_many_arguments)]
+fn responder_claim_lands(
+    terms: &SwapTerms,
+    hx: u64,
+    hy: u64,
+    now: u64,
+    seeds_x: &[u64],
+    seeds_y: &[u64],
+) -> Result<(), TestCaseError> {
+    let (px, py) = (terms.x.params, terms.y.params);
+    let last_y = match py.claims_final_after(terms.y.expiry) {
+        Expiry::Height(h) => block_time(&py, h.0 - hy, seeds_y),
+        // Block timestamps run up to `drift` behind real time.
+        Expiry::Time(t) => t.0 - now + py.clock_drift,
+    };
+    // The responder notices it, then starts its claim on X (on a channel rail whose peer does
+    // not answer: the enforcement delay, then the claim budget).
+    let broadcast = last_y + py.observe_lag;
+    match terms.x.expiry {
+        Expiry::Height(e) => {
+            let lands_at = hx + height_at(&px, broadcast, seeds_x) + px.cutoff_blocks() as u64;
+            // The initiator's refund is valid from height E+1 on.
+            prop_assert!(
+                lands_at <= e.0,
+                "claim lands at {} > expiry {}",
+                lands_at,
+                e.0
+            );
+        }
+        Expiry::Time(e) => {
+            // Mined within the budget after the broadcast (the first block comes at most one
+            // slow gap later), its timestamp up to `drift` ahead of real time.
+            let n = height_at(&px, broadcast, seeds_x);
+            let lands = now + block_time(&px, n + px.cutoff_blocks() as u64, seeds_x);
+            prop_assert!(
+                lands + px.clock_drift < e.0,
+                "claim lands at {} >= expiry {}",
+                lands + px.clock_drift,
+                e.0
+            );
+        }
+    }
+    Ok(())
+}
+
+/// LDK fails a held HTLC back this many blocks before its CLTV (`HTLC_FAIL_BACK_BUFFER`,
+/// lightning 0.2 `chain/channelmonitor.rs`): a payee must have claimed by then.
+const LDK_FAIL_BACK_BUFFER: u64 = 39;
+/// LDK's `MIN_FINAL_CLTV_EXPIRY_DELTA`: a payee refuses a final CLTV closer than this.
+const LDK_MIN_FINAL_CLTV_DELTA: u64 = 42;
+
+/// The rails xswap runs on `network`, each with the parameters its adapter uses.
+fn real_rails(network: Network) -> (Vec<ChainParams>, Vec<ChainParams>) {
+    let rail =
+        |family, kind| ChainParams::for_rail(RailId::new(ChainId::new(family, network), kind));
+    let coin = vec![
+        rail(ChainFamily::Bitcoin, RailKind::OnChain),
+        rail(ChainFamily::Bitcoin, RailKind::Lightning),
+        rail(ChainFamily::Litecoin, RailKind::OnChain),
+        rail(ChainFamily::Litecoin, RailKind::Lightning),
+    ];
+    let eth = vec![
+        rail(ChainFamily::Ethereum, RailKind::OnChain),
+        rail(ChainFamily::Ethereum, RailKind::EvmChannel),
+    ];
+    (coin, eth)
+}
+
+fn rail_name(p: &ChainParams) -> String {
+    format!("{} {:?}", p.chain, p.kind)
+}
+
+/// What a Lightning leg needs of its expiry at agreement (tip height `h`): the payer's
+/// final CLTV delta is at least LDK's minimum, the payee's claim cutoff comes before LDK
+/// fails the held HTLC back, and the first hop's HTLC (up to `route_blocks` later) is within
+/// what forwarding nodes accept.
+fn lightning_leg_fits(l: &LegTerms, h: u64) -> Result<(), TestCaseError> {
+    let p = l.params;
+    if p.kind != RailKind::Lightning {
+        return Ok(());
+    }
+    let Expiry::Height(e) = l.expiry else {
+        return Err(TestCaseError::fail("a Lightning leg with a time expiry"));
+    };
+    let Expiry::Height(cutoff) = p.claim_cutoff(l.expiry) else {
+        unreachable!()
+    };
+    prop_assert!(
+        e.0 > h + LDK_MIN_FINAL_CLTV_DELTA,
+        "final delta {} too small",
+        e.0 - h
+    );
+    prop_assert!(
+        cutoff.0 + LDK_FAIL_BACK_BUFFER < e.0,
+        "claim cutoff after LDK fails back"
+    );
+    prop_assert!(
+        e.0 + u64::from(p.route_blocks)
+            <= h + u64::from(swap_core::params::LIGHTNING_MAX_CLTV_BLOCKS),
+        "first hop CLTV {} blocks out, forwarders refuse more than {}",
+        e.0 + u64::from(p.route_blocks) - h,
+        swap_core::params::LIGHTNING_MAX_CLTV_BLOCKS
+    );
+    Ok(())
+}
+
+/// Every pair of real rails (coin on chain or over Lightning, Bitcoin or Litecoin; Ethereum on
+/// chain or in a channel), each asset on either side, on mainnet, testnet and regtest, with the
+/// adapters' parameters and the engine's default expiries, at random tips and block paces
+/// within the chains' bounds: terms are agreed, rules 1 and 2 hold, the responder may lock
+/// at agreement, and Lightning legs fit LDK's and forwarders' CLTV limits.
+#[test]
+fn every_real_pair_agrees_terms_that_keep_the_rules() {
+    use proptest::test_runner::{Config, TestRunner};
+    let mut pairs = 0;
+    for network in [Network::Mainnet, Network::Testnet, Network::Regtest] {
+        let (coin, eth) = real_rails(network);
+        for c in &coin {
+            for e in &eth {
+                for coin_is_x in [true, false] {
+                    let (px, py) = if coin_is_x { (*c, *e) } else { (*e, *c) };
+                    let pair = format!("{} x {}", rail_name(&px), rail_name(&py));
+                    let mut runner = TestRunner::new(Config::with_cases(120));
+                    let cases = (
+                        (0u64..=800_000, 0u64..=800_000),
+                        1_600_000_000u64..=1_800_000_000,
+                        // Lightning legs: direct only, or routed with a budget of 1-3 hops.
+                        (
+                            prop_oneof![Just(0u32), 40u32..=216],
+                            prop_oneof![Just(0u32), 40u32..=216],
+                        ),
+                        prop::collection::vec(any::<u64>(), 1..16),
+                        prop::collection::vec(any::<u64>(), 1..16),
+                        0u64..=200_000,
+                    );
+                    runner
+                        .run(
+                            &cases,
+                            |((hx, hy), now, (rx, ry), seeds_x, seeds_y, later)| {
+                                let mut px = px;
+                                let mut py = py;
+                                if px.kind == RailKind::Lightning {
+                                    px.route_blocks = rx;
+                                }
+                                if py.kind == RailKind::Lightning {
+                                    py.route_blocks = ry;
+                                }
+                                let tips = Tips {
+                                    x: tip(hx, now),
+                                    y: tip(hy, now),
+                                };
+                                let terms = SwapTerms::with_default_expiries(
+                                    SwapId([1; 16]),
+                                    Hashlock([0; 32]),
+                                    leg(px, 1, 2),
+                                    leg(py, 3, 4),
+                                    SafetyPolicy::default(),
+                                    tips,
+                                )
+                                .map_err(|e| TestCaseError::fail(format!("refused: {e}")))?;
+                                prop_assert!(terms.check_responder_may_lock(tips).is_ok());
+                                responder_claim_lands(&terms, hx, hy, now, &seeds_x, &seeds_y)?;
+                                lightning_leg_fits(&terms.x, hx)?;
+                                lightning_leg_fits(&terms.y, hy)?;
+                                // Rule 1: a claim on Y the initiator may still start, at a random
+                                // later moment of Y, is mined before the responder may refund.
+                                let n = height_at(&py, later, &seeds_y);
+                                let tip_y = tip(hy + n, now + block_time(&py, n, &seeds_y));
+                                if terms.initiator_may_claim(tip_y) {
+                                    let landing = n + py.cutoff_blocks() as u64;
+                                    match terms.y.expiry {
+                                        Expiry::Height(e) => prop_assert!(hy + landing <= e.0),
+                                        Expiry::Time(e) => prop_assert!(
+                                            now + block_time(&py, landing, &seeds_y)
+                                                + py.clock_drift
+                                                < e.0
+                                        ),
+                                    }
+                                }
+                                Ok(())
+                            },
+                        )
+                        .unwrap_or_else(|e| panic!("{pair} on {network:?}: {e}"));
+                    pairs += 1;
+                }
+            }
+        }
+    }
+    println!("real pairs: {pairs} (rails x assets' sides x networks), 120 random cases each");
+    assert_eq!(pairs, 3 * 4 * 2 * 2);
+}
+
+/// A Lightning leg expiring further out than nodes accept an HTLC is refused when agreed,
+/// with its route budget counted; just inside the limit it is agreed.
+#[test]
+fn a_lightning_leg_beyond_what_nodes_accept_is_refused() {
+    let now = 1_700_000_000;
+    let tips = Tips {
+        x: tip(5_000, now),
+        y: tip(7_000, now),
+    };
+    let px = ChainParams::for_chain(ChainId::new(ChainFamily::Ethereum, Network::Mainnet));
+    let mut py = ChainParams::for_rail(RailId::new(
+        ChainId::new(ChainFamily::Litecoin, Network::Mainnet),
+        RailKind::Lightning,
+    ));
+    py.route_blocks = 100;
+    let terms = |y_blocks: u64| {
+        let mut x = leg(px, 1, 2);
+        let mut y = leg(py, 3, 4);
+        x.expiry = Expiry::Time(Timestamp(now + 60 * 24 * 3600));
+        y.expiry = Expiry::Height(Height(7_000 + y_blocks));
+        SwapTerms::new(
+            SwapId([1; 16]),
+            Hashlock([0; 32]),
+            x,
+            y,
+            SafetyPolicy::default(),
+            tips,
+        )
+    };
+    assert!(
+        terms(1_916).is_ok(),
+        "1,916 + 100 route blocks are within 2,016"
+    );
+    match terms(1_917) {
+        Err(TermsError::LightningExpiryTooFar { leg, blocks, max }) => {
+            assert_eq!((leg, blocks, max), (Leg::Y, 2_017, 2_016));
+        }
+        other => panic!("expected LightningExpiryTooFar, got {other:?}"),
     }
 }

@@ -58,6 +58,8 @@ impl EthChain {
         let tx = self.request(to, input, value, &latest).await?;
         self.nonces
             .send_with(&self.provider, |nonce| async move {
+                let mined = self.mined_nonce(&latest).await;
+                let tx = self.queued(tx, nonce, mined, &latest);
                 let (raw, hash) = sign(tx, nonce, &wallet).await?;
                 if !record.is_empty() {
                     let signed = SignedTx {
@@ -123,12 +125,20 @@ impl EthChain {
             .run_from(&self.provider, |first| async move {
                 let mut out = Vec::new();
                 let mut ready = ready;
+                let mined = self.mined_nonce(&latest).await;
                 // Signed with consecutive nonces and recorded together; a send another process
                 // recorded meanwhile is left out and the rest signed again (no nonce gap).
                 let signed = loop {
                     let mut signed = Vec::with_capacity(ready.len());
                     for (k, (i, tx)) in ready.iter().enumerate() {
-                        match sign(tx.clone(), first + k as u64, &wallet).await {
+                        let nonce = first + k as u64;
+                        match sign(
+                            self.queued(tx.clone(), nonce, mined, &latest),
+                            nonce,
+                            &wallet,
+                        )
+                        .await
+                        {
                             Ok(s) => signed.push((*i, s)),
                             Err(e) => {
                                 // Nothing of this round was recorded: no nonce is used.
@@ -196,6 +206,42 @@ impl EthChain {
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err(EthError::Rpc("send not handled".into()))))
             .collect()
+    }
+
+    /// How many of this account's transactions are mined as of `latest` (`None` when the
+    /// node cannot say: the fees are then the estimate's).
+    async fn mined_nonce(&self, latest: &scan::ScanTip) -> Option<u64> {
+        self.provider
+            .get_transaction_count(self.address())
+            .block_id(alloy::eips::BlockId::number(latest.number))
+            .await
+            .ok()
+    }
+
+    /// `tx` to be sent with `nonce`, its max fee raised for the wait behind this account's
+    /// transactions not mined yet ([`crate::tx::queued_max_fee`]): thousands of locks sent
+    /// together wait many full blocks, and a max fee set for the base fee of the block they
+    /// were sent in falls below the base fee before they are mined.
+    fn queued(
+        &self,
+        tx: TransactionRequest,
+        nonce: u64,
+        mined: Option<u64>,
+        latest: &scan::ScanTip,
+    ) -> TransactionRequest {
+        let (Some(mined), Some(max_fee), Some(gas)) = (mined, tx.max_fee_per_gas, tx.gas) else {
+            return tx;
+        };
+        let fee = crate::tx::queued_max_fee(
+            max_fee,
+            tx.max_priority_fee_per_gas.unwrap_or(0),
+            latest.base_fee.unwrap_or(0),
+            nonce.saturating_sub(mined),
+            gas,
+            latest.gas_limit,
+            self.cfg.max_fee_per_gas,
+        );
+        tx.with_max_fee_per_gas(fee)
     }
 
     /// A call to `to` as a transaction request: gas estimated against `latest` (by number:
