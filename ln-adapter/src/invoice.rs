@@ -151,6 +151,12 @@ impl LnNode {
             .map_err(|e| LnError::Api(format!("invoice: {e:?}")))
     }
 
+    /// The calls this node has made to its chain node so far, per JSON-RPC method (benches
+    /// print them).
+    pub fn rpc_counts_by_method(&self) -> std::collections::BTreeMap<String, u64> {
+        self.rpc.counts_by_method()
+    }
+
     /// The chain this node is on.
     pub fn chain(&self) -> ChainId {
         self.config.chain

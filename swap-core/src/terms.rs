@@ -449,7 +449,7 @@ impl SwapTerms {
                 hashlock,
                 x: x.clone(),
                 y: y.clone(),
-                policy: policy.clone(),
+                policy,
             };
             let Err(TermsError::Rule1ClaimWindow {
                 available, needed, ..

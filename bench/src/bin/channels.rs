@@ -270,8 +270,35 @@ async fn bench(o: Opts) -> Result<()> {
     run(&taker, &maker, &offer, 5, 1).await?;
     let sequential = run(&taker, &maker, &offer, 50.min(o.swaps), 1).await?;
     print_run(&sequential, ceiling);
+    let calls = || {
+        let mut all = std::collections::BTreeMap::<String, u64>::new();
+        for node in [&taker_ln, &maker_ln] {
+            for (m, n) in node.rpc_counts_by_method() {
+                *all.entry(m).or_default() += n;
+            }
+        }
+        all
+    };
+    let calls0 = calls();
     let loaded = run(&taker, &maker, &offer, o.swaps, o.in_flight).await?;
     print_run(&loaded, ceiling);
+    let mut per_swap: Vec<(String, f64)> = calls()
+        .into_iter()
+        .map(|(m, n)| {
+            let d = n - calls0.get(&m).copied().unwrap_or(0);
+            (m, d as f64 / loaded.swaps as f64)
+        })
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    per_swap.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "calls to the coin node per swap (both Lightning nodes, loaded run): {}",
+        per_swap
+            .iter()
+            .map(|(m, d)| format!("{m} {d:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     let total = 5 + sequential.swaps + loaded.swaps;
     let txs =
