@@ -27,3 +27,5 @@ mod restart;
 mod restart_held;
 #[path = "sealed.rs"]
 mod sealed;
+#[path = "wallet_coins.rs"]
+mod wallet_coins;
