@@ -110,7 +110,7 @@ async fn segwit_inputs(rpc: &RpcClient, sats: u64, fee_sat_vb: u64) -> Result<Ve
             ))
         })
         .collect();
-    coins.sort_by(|a, b| b.0.cmp(&a.0));
+    coins.sort_by_key(|c| std::cmp::Reverse(c.0));
     let mut chosen = Vec::new();
     let mut total = 0u64;
     for (value, outpoint) in coins {
