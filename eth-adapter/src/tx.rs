@@ -41,14 +41,20 @@ pub fn capped_fees(
     Ok((max_fee, prio))
 }
 
+/// Full blocks of other accounts' transactions a send's max fee is made to outlast: 8 raise
+/// the base fee 2.57x (the node's usual estimate, twice the base fee, outlasts 6).
+pub const OTHERS_BLOCKS: u64 = 8;
+
 /// The max fee per gas for a transaction that `ahead` of the sender's own transactions precede
 /// in the pool (about `gas` each, in blocks of `block_gas`): it waits about
 /// `ahead * gas / block_gas` full blocks, and each full block raises the base fee by an eighth
 /// (EIP-1559), so a max fee that only covers today's base fee falls below it while the
-/// transaction waits, and the transaction then cannot be mined until blocks empty. The fee
-/// covers the base fee's growth over that wait and two more blocks, plus the priority fee;
-/// never below `max_fee` (the estimate), never above `cap`. A max fee is only a bound: the
-/// transaction pays the base fee of its block plus the priority fee.
+/// transaction waits, and the transaction then cannot be mined until blocks empty (a node may
+/// drop it meanwhile: anvil does). The fee covers the base fee's growth over that wait and
+/// [`OTHERS_BLOCKS`] more (other accounts' transactions, which this one cannot count, may fill
+/// blocks before it too), plus the priority fee; never below `max_fee` (the estimate), never
+/// above `cap`. A max fee is only a bound: the transaction pays the base fee of its block plus
+/// the priority fee.
 pub fn queued_max_fee(
     max_fee: u128,
     prio: u128,
@@ -58,7 +64,7 @@ pub fn queued_max_fee(
     block_gas: u64,
     cap: u128,
 ) -> u128 {
-    let blocks = ahead.saturating_mul(gas).div_ceil(block_gas.max(1)) + 2;
+    let blocks = ahead.saturating_mul(gas).div_ceil(block_gas.max(1)) + OTHERS_BLOCKS;
     let mut base = base_fee;
     for _ in 0..blocks {
         if base >= cap {
@@ -104,53 +110,20 @@ mod tests {
 
     #[test]
     fn a_queued_transactions_max_fee_covers_the_base_fee_growth_while_it_waits() {
-        // Alone (nothing of ours ahead): two blocks of growth, or the estimate if higher.
-        let alone = queued_max_fee(3 * GWEI, GWEI, 2 * GWEI, 0, 50_000, 30_000_000, 500 * GWEI);
-        // 2 gwei grown by an eighth twice (2.53125), plus the 1 gwei priority fee.
-        assert_eq!(alone, 3_531_250_000);
-        // 9,000 locks of 60,000 gas ahead: 18 full blocks, then two more.
-        let deep = queued_max_fee(
-            3 * GWEI,
-            GWEI,
-            2 * GWEI,
-            9_000,
-            60_000,
-            30_000_000,
-            500 * GWEI,
-        );
-        let mut base = 2 * GWEI;
-        for _ in 0..20 {
-            base += base / 8;
-        }
-        assert_eq!(deep, base + GWEI);
-        assert!(
-            deep > 2 * GWEI * 10,
-            "20 full blocks raise the base fee ~10.5x"
-        );
+        // Estimate 3 gwei, priority 1 gwei, base fee 2 gwei, locks of 60,000 gas, 30M blocks.
+        let fee = |estimate: u128, ahead: u64, cap: u128| {
+            queued_max_fee(estimate, GWEI, 2 * GWEI, ahead, 60_000, 30_000_000, cap)
+        };
+        let grown = |blocks: u64| (0..blocks).fold(2 * GWEI, |b, _| b + b / 8);
+        // Alone: 2 gwei grown by an eighth 8 times (~5.13 gwei), plus the priority fee.
+        assert_eq!(fee(3 * GWEI, 0, 500 * GWEI), grown(8) + GWEI);
+        assert!(grown(8) > 5 * GWEI);
+        // 9,000 locks ahead: 18 full blocks, then 8 more.
+        let deep = fee(3 * GWEI, 9_000, 500 * GWEI);
+        assert_eq!(deep, grown(26) + GWEI);
+        assert!(deep > 40 * GWEI, "26 full blocks raise the base fee ~21x");
         // Never above the cap, never below the estimate.
-        assert_eq!(
-            queued_max_fee(
-                3 * GWEI,
-                GWEI,
-                2 * GWEI,
-                9_000,
-                60_000,
-                30_000_000,
-                5 * GWEI
-            ),
-            5 * GWEI
-        );
-        assert_eq!(
-            queued_max_fee(
-                40 * GWEI,
-                GWEI,
-                2 * GWEI,
-                10,
-                60_000,
-                30_000_000,
-                500 * GWEI
-            ),
-            40 * GWEI
-        );
+        assert_eq!(fee(3 * GWEI, 9_000, 5 * GWEI), 5 * GWEI);
+        assert_eq!(fee(400 * GWEI, 10, 500 * GWEI), 400 * GWEI);
     }
 }

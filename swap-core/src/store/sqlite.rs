@@ -391,6 +391,17 @@ fn restrict(path: &Path) -> std::io::Result<()> {
 }
 
 /// `UnknownSwap` unless the swap is stored.
+/// The raw swap ids a query of one `id` column answers, in its order.
+fn id_column(conn: &Connection, sql: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut stmt = conn.prepare(sql).map_err(backend)?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    Ok(ids)
+}
+
 fn require_swap(conn: &Connection, id: SwapId) -> Result<(), StoreError> {
     conn.query_row(
         "SELECT 1 FROM swaps WHERE id = ?1",
@@ -675,14 +686,10 @@ impl SwapStore for SqliteStore {
     ) -> Result<Vec<Result<(SwapRecord, SwapState), StoreError>>, StoreError> {
         let key = self.key.clone();
         self.with(move |conn| {
-            let mut stmt = conn
-                .prepare("SELECT id FROM swaps WHERE finished = 0 ORDER BY created_at, rowid")
-                .map_err(backend)?;
-            let ids = stmt
-                .query_map([], |r| r.get::<_, Vec<u8>>(0))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
+            let ids = id_column(
+                conn,
+                "SELECT id FROM swaps WHERE finished = 0 ORDER BY created_at, rowid",
+            )?;
             Ok(ids
                 .iter()
                 .map(|id| load_one(conn, key.as_deref(), id))
@@ -693,14 +700,10 @@ impl SwapStore for SqliteStore {
 
     async fn list(&self) -> Result<Vec<SwapId>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn
-                .prepare("SELECT id FROM swaps ORDER BY created_at DESC, rowid DESC")
-                .map_err(backend)?;
-            let ids = stmt
-                .query_map([], |r| r.get::<_, Vec<u8>>(0))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
+            let ids = id_column(
+                conn,
+                "SELECT id FROM swaps ORDER BY created_at DESC, rowid DESC",
+            )?;
             ids.iter().map(|b| read_id(b)).collect()
         })
         .await
