@@ -16,15 +16,13 @@ pub const LOCK_GAS_ALLOWANCE: u64 = 150_000;
 
 impl EthChain {
     /// This account's balance of `asset`, its ETH for gas, and what one lock's gas may cost at
-    /// three times the current gas price (a send's max fee outlasts eight full blocks of base
-    /// fee growth, 2.57x, and the node wants the balance to cover gas at the max fee); gas
-    /// comes out of the balance for ETH.
+    /// the current gas price (doubled for headroom); gas comes out of the balance for ETH.
     pub async fn funds(&self, asset: &Asset) -> Result<Funds, EthError> {
         let me = self.address();
         let wei = u256_to_u128(self.provider().get_balance(me).await.map_err(rpc_err)?);
         let price = self.provider().get_gas_price().await.map_err(rpc_err)?;
         let gas_allowance = price
-            .saturating_mul(3)
+            .saturating_mul(2)
             .saturating_mul(u128::from(LOCK_GAS_ALLOWANCE));
         let balance = match asset {
             Asset::Eth => wei,

@@ -209,7 +209,7 @@ impl EthChain {
     }
 
     /// How many of this account's transactions are mined as of `latest` (`None` when the
-    /// node cannot say: the fees are then the estimate's).
+    /// node cannot say: the send then counts none of ours ahead of it).
     async fn mined_nonce(&self, latest: &scan::ScanTip) -> Option<u64> {
         self.provider
             .get_transaction_count(self.address())
@@ -229,14 +229,14 @@ impl EthChain {
         mined: Option<u64>,
         latest: &scan::ScanTip,
     ) -> TransactionRequest {
-        let (Some(mined), Some(max_fee), Some(gas)) = (mined, tx.max_fee_per_gas, tx.gas) else {
+        let (Some(max_fee), Some(gas)) = (tx.max_fee_per_gas, tx.gas) else {
             return tx;
         };
         let fee = crate::tx::queued_max_fee(
             max_fee,
             tx.max_priority_fee_per_gas.unwrap_or(0),
             latest.base_fee.unwrap_or(0),
-            nonce.saturating_sub(mined),
+            mined.map_or(0, |m| nonce.saturating_sub(m)),
             gas,
             latest.gas_limit,
             self.cfg.max_fee_per_gas,
