@@ -390,7 +390,6 @@ fn restrict(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `UnknownSwap` unless the swap is stored.
 /// The raw swap ids a query of one `id` column answers, in its order.
 fn id_column(conn: &Connection, sql: &str) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut stmt = conn.prepare(sql).map_err(backend)?;
@@ -402,6 +401,7 @@ fn id_column(conn: &Connection, sql: &str) -> Result<Vec<Vec<u8>>, StoreError> {
     Ok(ids)
 }
 
+/// `UnknownSwap` unless the swap is stored.
 fn require_swap(conn: &Connection, id: SwapId) -> Result<(), StoreError> {
     conn.query_row(
         "SELECT 1 FROM swaps WHERE id = ?1",
