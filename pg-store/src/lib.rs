@@ -202,6 +202,12 @@ impl PgStore {
         if pg.get_application_name().is_none() {
             pg.application_name("xswap");
         }
+        // A worker stopped in the middle of a transaction (SIGSTOP, a frozen VM) would keep
+        // its row locks, and every other worker's lease statement would wait behind them: the
+        // server ends a transaction left idle this long, so the leases can be taken over.
+        if pg.get_options().is_none() {
+            pg.options("-c idle_in_transaction_session_timeout=5000");
+        }
         let manager = Manager::from_config(
             pg,
             NoTls,
