@@ -56,9 +56,10 @@ impl EthChain {
         self.verify().await?;
         let latest = scan::latest(&self.provider).await?;
         let tx = self.request(to, input, value, &latest).await?;
+        // Read before the nonces are held: it is the count at `latest`, a fixed block.
+        let mined = self.mined_nonce(&latest).await;
         self.nonces
             .send_with(&self.provider, |nonce| async move {
-                let mined = self.mined_nonce(&latest).await;
                 let tx = self.queued(tx, nonce, mined, &latest);
                 let (raw, hash) = sign(tx, nonce, &wallet).await?;
                 if !record.is_empty() {
@@ -120,12 +121,13 @@ impl EthChain {
                 Err(e) => answers[i] = Some(Err(e)),
             }
         }
+        // Read before the nonces are held: it is the count at `latest`, a fixed block.
+        let mined = self.mined_nonce(&latest).await;
         let sent = self
             .nonces
             .run_from(&self.provider, |first| async move {
                 let mut out = Vec::new();
                 let mut ready = ready;
-                let mined = self.mined_nonce(&latest).await;
                 // Signed with consecutive nonces and recorded together; a send another process
                 // recorded meanwhile is left out and the rest signed again (no nonce gap).
                 let signed = loop {
