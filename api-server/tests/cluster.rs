@@ -551,11 +551,29 @@ impl Cluster {
                     self.census().await
                 );
             }
-            assert!(
-                t0.elapsed() < limit,
-                "not every swap finished within {limit:?}: {:?}",
-                self.census().await
-            );
+            if t0.elapsed() >= limit {
+                // What the servers logged about the swaps left over (for a failure's reader).
+                for (record, s) in states.iter().filter(|(_, s)| !s.is_final()) {
+                    let id = record.id().to_string();
+                    eprintln!("swap {id} left in {}:", swap_core::driver::state_name(s));
+                    for i in 0..self.setup.servers {
+                        let log = self.log(i);
+                        let mut start = 0;
+                        for line in log.lines() {
+                            if line.starts_with("=== start") {
+                                start += 1;
+                            }
+                            if line.contains(&id) {
+                                eprintln!("  server {i} start {start}: {line}");
+                            }
+                        }
+                    }
+                }
+                panic!(
+                    "not every swap finished within {limit:?}: {:?}",
+                    self.census().await
+                );
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }

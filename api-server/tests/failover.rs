@@ -136,8 +136,14 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
             "swap {id}: workers sent different locks {txs:?}"
         );
     }
+    // A funding recorded by a killed worker whose coins another worker spent meanwhile was
+    // funded anew (see `btc-adapter`'s funding.rs), rather than left to its swap's deadline.
+    let anew: usize = (0..SERVERS)
+        .map(|i| c.log(i).matches("funding anew").count())
+        .sum();
     eprintln!(
-        "{} locks sent again by a worker that took the swap over, each the recorded one",
+        "{} locks sent again by a worker that took the swap over, each the recorded one; \
+         {anew} recorded fundings whose coins were spent meanwhile funded anew",
         again.len()
     );
 

@@ -412,40 +412,14 @@ async fn no_funding_twice_across_crashes_cancels_and_processes() {
 /// good, and the other locks it carried can be funded anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_funding_that_never_got_out_is_cancelled_for_good() {
-    use swap_core::store::{Outbox, SendKey};
     let env = common::env().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("swaps.sqlite");
     let params = distinct_params(&env, 3).await;
     let other = process(&env, &path);
-    let key = |p: &HtlcParams| SendKey {
-        swap: p.swap_id,
-        rail: other.params().rail(),
-        kind: swap_core::TxKind::Lock,
-    };
     // What a process that died between recording its funding and broadcasting it leaves: a
     // signed funding of the three HTLCs in the outbox, which no node has seen.
-    let pay: Vec<(String, u64)> = params
-        .iter()
-        .map(|p| {
-            let Amount::Sats(Sats(sats)) = p.amount else {
-                unreachable!()
-            };
-            (other.htlc_address(p).unwrap(), sats)
-        })
-        .collect();
-    let pay: Vec<(&str, u64)> = pay.iter().map(|(a, s)| (a.as_str(), *s)).collect();
-    let w = &env.alice_wallet;
-    let psbt = w.wallet_create_funded_psbt(&pay, 2).await.unwrap();
-    let psbt = w.wallet_process_psbt(&psbt).await.unwrap();
-    let funding = w.finalize_psbt(&psbt).await.unwrap();
-    let recorded = swap_core::store::SignedTx {
-        txref: TxRef(funding.compute_txid().to_string()),
-        raw: bitcoin::consensus::serialize(&funding),
-    };
-    let store = swap_core::store::SqliteStore::open(&path).unwrap();
-    let keys: Vec<SendKey> = params.iter().map(key).collect();
-    store.record_signed(&keys, &recorded).await.unwrap();
+    let funding = record_unsent_funding(&env, &other, &path, &params).await;
     assert!(env.node.rpc().get_raw_mempool().await.unwrap().is_empty());
 
     // Cancel: sent, then not final before it is as deep as a lock must be.
@@ -501,9 +475,6 @@ async fn a_funding_that_never_got_out_is_cancelled_for_good() {
     // Idempotent; the other locks the funding carried are dead with it (nothing to send) and
     // can be funded anew, exactly once.
     assert_eq!(cancel(&params[0]).await.pop().unwrap().unwrap().0, "");
-    // (Until its own swap cancels, a lock whose funding is dead is refused, never funded twice.)
-    let refused = other.execute(&locks(&params[2..])).await.pop().unwrap();
-    assert!(refused.is_err_and(|e| !e.is_transient()));
     assert_eq!(cancel(&params[1]).await.pop().unwrap().unwrap().0, "");
     assert_eq!(cancel(&params[2]).await.pop().unwrap().unwrap().0, "");
     let txrefs = lock_until_funded(&other, &params[1..]).await;
@@ -518,6 +489,114 @@ async fn a_funding_that_never_got_out_is_cancelled_for_good() {
     // An HTLC never locked: nothing to cancel.
     let never = distinct_params(&env, 1).await;
     assert_eq!(cancel(&never[0]).await.pop().unwrap().unwrap().0, "");
+}
+
+/// What a process that died between recording a funding of `params` and broadcasting it
+/// leaves behind: the signed funding in the outbox of the store at `path`, which no node has
+/// seen.
+async fn record_unsent_funding(
+    env: &common::Env,
+    chain: &BtcChain,
+    path: &std::path::Path,
+    params: &[HtlcParams],
+) -> Transaction {
+    use swap_core::store::{Outbox, SendKey};
+    let pay: Vec<(String, u64)> = params
+        .iter()
+        .map(|p| {
+            let Amount::Sats(Sats(sats)) = p.amount else {
+                unreachable!()
+            };
+            (chain.htlc_address(p).unwrap(), sats)
+        })
+        .collect();
+    let pay: Vec<(&str, u64)> = pay.iter().map(|(a, s)| (a.as_str(), *s)).collect();
+    let w = &env.alice_wallet;
+    let psbt = w.wallet_create_funded_psbt(&pay, 2).await.unwrap();
+    let psbt = w.wallet_process_psbt(&psbt).await.unwrap();
+    let funding = w.finalize_psbt(&psbt).await.unwrap();
+    let recorded = swap_core::store::SignedTx {
+        txref: TxRef(funding.compute_txid().to_string()),
+        raw: bitcoin::consensus::serialize(&funding),
+    };
+    let store = swap_core::store::SqliteStore::open(path).unwrap();
+    let keys: Vec<SendKey> = params
+        .iter()
+        .map(|p| SendKey {
+            swap: p.swap_id,
+            rail: chain.params().rail(),
+            kind: swap_core::TxKind::Lock,
+        })
+        .collect();
+    store.record_signed(&keys, &recorded).await.unwrap();
+    funding
+}
+
+/// A funding recorded by a process that died before its broadcast, whose coins another process
+/// on the same wallet spent meanwhile, can never be mined once that spend is mined: when the
+/// spend is as deep as a lock must be, the locks it carried are funded anew, exactly once.
+/// Before (the spend only in the mempool, or not deep enough: a reorg could still bring the
+/// recorded funding back), the lock is refused, never funded twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_funding_whose_coins_another_process_spent_is_funded_anew() {
+    let env = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let params = distinct_params(&env, 2).await;
+    // A lock must be 2 blocks deep here.
+    let mut rpc = env.node.rpc_config(Some("alice"));
+    rpc.timeout = Duration::from_secs(10);
+    let mut config = btc_adapter::BtcConfig::new(env.node.chain_id(), rpc);
+    config.fees = common::fees();
+    config.params.lock_confirmations = 2;
+    let store = swap_core::store::SqliteStore::open(&path).unwrap();
+    let chain = BtcChain::new(config, &[1; 32])
+        .unwrap()
+        .with_outbox(Arc::new(store));
+    let funding = record_unsent_funding(&env, &chain, &path, &params).await;
+
+    // Another process on the wallet spends every coin, those of the recorded funding too.
+    let w = &env.alice_wallet;
+    let everything = w.get_balance().await.unwrap();
+    let to = w.get_new_address("bech32").await.unwrap();
+    let _: serde_json::Value = w
+        .wallet_call(
+            "sendtoaddress",
+            vec![
+                serde_json::json!(to),
+                serde_json::json!(btc_adapter::rpc::sats_to_coin_string(everything)),
+                serde_json::json!(""),
+                serde_json::json!(""),
+                serde_json::json!(true),
+            ],
+        )
+        .await
+        .unwrap();
+    let refused = |stage: &'static str| {
+        let chain = &chain;
+        let params = &params;
+        async move {
+            for answer in chain.execute(&locks(&params[..1])).await {
+                let e = answer.expect_err(stage);
+                assert!(!e.is_transient(), "{stage}: {e}");
+                assert!(e.message.contains("not funding twice"), "{stage}: {e}");
+            }
+        }
+    };
+    refused("the spend in the mempool").await;
+    env.node.mine(1).await;
+    refused("the spend 1 block deep").await;
+    env.node.mine(1).await;
+    // 2 blocks deep: both locks funded anew, in one funding that is not the recorded one.
+    let txrefs = lock_until_funded(&chain, &params).await;
+    assert_eq!(txrefs[0], txrefs[1]);
+    assert_ne!(
+        btc_adapter::chain::txid_of(&txrefs[0]).unwrap(),
+        funding.compute_txid()
+    );
+    funded_exactly_once(&env, &chain, &params, &txrefs).await;
+    // Asked again, the locks answer their new funding.
+    assert_eq!(lock_until_funded(&chain, &params).await, txrefs);
 }
 
 /// A lock whose caller gave up while it waited for a round (its task ended: the swap may go on

@@ -1,5 +1,6 @@
 //! A reorg that removes the funding block: the lock goes back to the mempool (0 conf), and once
-//! the funding is double-spent it is Absent again. lock() then refuses to fund a second time.
+//! the funding is double-spent it is Absent again. lock() then funds it anew (the first funding
+//! can never be mined), once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
@@ -36,20 +37,13 @@ async fn reorg_of_funding_block_makes_lock_absent() {
     env.node.mine_fresh(3).await;
     assert_eq!(env.bob.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
     assert_eq!(env.alice.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
-    // Alice's adapter remembers its funding: it does not fund again.
-    let before = env.alice_wallet.get_balance().await.unwrap();
-    let err = env.alice.lock(&p).await.unwrap_err();
-    assert!(!err.is_transient(), "{err}");
-    assert!(err.message.contains("not funding twice"), "{err}");
-    env.node.mine(1).await;
-    assert_eq!(env.alice_wallet.get_balance().await.unwrap(), before);
-    assert_eq!(env.bob.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
-
-    // A new lock (a new adapter instance, e.g. after the operator decided to re-fund) is seen,
-    // and a reorg that keeps the funding in the new chain keeps it funded.
-    let fresh = common::chain_for(&env.node, "alice", 1, common::fees());
-    let again = fresh.lock(&p).await.unwrap();
+    // Alice's adapter remembers its funding, which can never be mined now (a transaction as
+    // deep as a lock must be spent its coins): it funds the HTLC anew, once.
+    let again = env.alice.lock(&p).await.unwrap();
     assert_ne!(again, funding);
+    assert_eq!(env.alice.lock(&p).await.unwrap(), again);
+
+    // A reorg that keeps the new funding in the new chain keeps it funded.
     env.node.mine(1).await;
     env.node.reorg(1).await;
     // The reorged-out block's funding is back in the mempool, then mined again.

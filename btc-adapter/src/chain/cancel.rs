@@ -18,9 +18,9 @@ fn outbox_error(e: swap_core::store::StoreError) -> ChainError {
 }
 
 /// What the wallet says about one of its transactions.
-struct WalletTx {
+pub(super) struct WalletTx {
     /// Negative when it conflicts with a mined transaction.
-    confirmations: i64,
+    pub(super) confirmations: i64,
     tx: Transaction,
 }
 
@@ -222,7 +222,7 @@ impl BtcChain {
 
     /// True when the funding can never be mined: one of its inputs is spent by a mined
     /// transaction (it is not mined itself: checked before).
-    async fn funding_is_dead(&self, funding: &Transaction) -> Result<bool, ChainError> {
+    pub(super) async fn funding_is_dead(&self, funding: &Transaction) -> Result<bool, ChainError> {
         for input in &funding.input {
             let o = input.previous_output;
             let unspent: Value = self
@@ -249,7 +249,7 @@ impl BtcChain {
     }
 
     /// `gettransaction`: `None` when the wallet does not know the transaction.
-    async fn wallet_tx(&self, txid: Txid) -> Result<Option<WalletTx>, ChainError> {
+    pub(super) async fn wallet_tx(&self, txid: Txid) -> Result<Option<WalletTx>, ChainError> {
         let v: Value = match self
             .rpc
             .wallet_call("gettransaction", vec![json!(txid.to_string()), json!(true)])

@@ -5,7 +5,8 @@
 //! For every lock asked: an HTLC already funded on chain or in the mempool answers that funding;
 //! a lock with a transaction in the outbox (signed by this or another process on the same store,
 //! maybe never broadcast, maybe evicted) has that transaction broadcast again, never a second
-//! funding; the other locks are funded together (one output per HTLC, at most
+//! funding while the first could still be mined (one whose coins a transaction as deep as a lock
+//! must be has spent is discarded and funded anew); the other locks are funded together (one output per HTLC, at most
 //! [`MAX_FUNDING_OUTPUTS`] per transaction), and the signed funding is recorded for all of them,
 //! only if none has one yet, before it is broadcast. A funding the node rejects for good is
 //! discarded from the outbox: nothing was sent, a later round may build a new one.
@@ -152,6 +153,7 @@ impl BtcChain {
     async fn fund_round(&self, locks: &[&HtlcParams]) -> Vec<Result<TxRef, ChainError>> {
         let mut answers: Vec<Option<Result<TxRef, ChainError>>> = vec![None; locks.len()];
         let mut outputs: Vec<Output> = Vec::new();
+        let tip;
         {
             let mut st = self.state.lock().await;
             let mut registered = Vec::new();
@@ -166,6 +168,7 @@ impl BtcChain {
             if let Err(e) = self.sync(&mut st).await {
                 return locks.iter().map(|_| Err(e.clone())).collect();
             }
+            tip = st.tip;
             let mut by_script: HashMap<ScriptBuf, usize> = HashMap::new();
             for (i, ((w, script), amount)) in registered {
                 if let (_, Some(funding), _) = self.status(&st, &w, &script) {
@@ -196,7 +199,17 @@ impl BtcChain {
                     to_fund.push(output);
                     continue;
                 }
-                Ok(Some(signed)) => self.rebroadcast_lock(&signed, &output.script).await,
+                Ok(Some(signed)) => {
+                    match self.rebroadcast_lock(&signed, &output, tip).await {
+                        Ok(Some(txref)) => Ok(txref),
+                        // It can never be mined, and its record is gone: funded anew below.
+                        Ok(None) => {
+                            to_fund.push(output);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(ChainError::transient(format!("outbox: {e}"))),
             };
             for i in output.asked {
@@ -222,30 +235,71 @@ impl BtcChain {
     }
 
     /// Broadcasts again a funding recorded in the outbox (ours, maybe never sent or evicted).
-    /// One whose coins another transaction spent stays recorded and refused: the lock then
-    /// waits for its swap's deadline (nothing is lost; see `docs/protocol.md`, "Sends").
+    ///
+    /// `None`: the node refuses it and it can never be mined, because a transaction as deep as
+    /// a lock must be spent one of its coins (a process recorded it and died before its
+    /// broadcast, and another process on the same wallet spent those coins meanwhile); its
+    /// record is discarded, and the lock is funded anew. One refused for another reason, or
+    /// whose coins' spend is not that deep yet, stays recorded and refused (the lock waits: a
+    /// second funding while the first could still be mined could fund the HTLC twice).
     async fn rebroadcast_lock(
         &self,
         signed: &SignedTx,
-        script: &ScriptBuf,
-    ) -> Result<TxRef, ChainError> {
+        output: &Output,
+        tip: u64,
+    ) -> Result<Option<TxRef>, ChainError> {
         let tx: Transaction = deserialize(&signed.raw).map_err(|e| {
             ChainError::permanent(format!("outbox funding {} unreadable: {e}", signed.txref))
         })?;
-        if !tx.output.iter().any(|o| &o.script_pubkey == script) {
+        if !tx.output.iter().any(|o| o.script_pubkey == output.script) {
             return Err(permanent(format!(
                 "outbox funding {} does not pay this HTLC",
                 signed.txref
             )));
         }
-        match self.rpc.send_raw_transaction(&tx).await {
-            Ok(txid) => Ok(TxRef(txid.to_string())),
-            Err(e) if e.is_transient() => Err(e.into()),
-            Err(e) => Err(permanent(format!(
-                "our funding {} is no longer valid ({e}); not funding twice",
-                signed.txref
-            ))),
+        let refused = match self.rpc.send_raw_transaction(&tx).await {
+            Ok(txid) => return Ok(Some(TxRef(txid.to_string()))),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => e,
+        };
+        if self.recorded_funding_dead(&tx, tip).await? {
+            self.outbox
+                .discard(&[output.key], &signed.txref)
+                .await
+                .map_err(|e| ChainError::transient(format!("outbox: {e}")))?;
+            warn!(chain = %self.params.chain, swap_id = %output.key.swap, funding = %signed.txref, "recorded funding can never be mined (a mined transaction spent its coins): funding anew");
+            return Ok(None);
         }
+        Err(permanent(format!(
+            "our funding {} is no longer valid ({refused}); not funding twice",
+            signed.txref
+        )))
+    }
+
+    /// True when the recorded funding `tx` (refused by the node) can never be mined: it is not
+    /// mined itself, and one of its coins has been spent by a mined transaction since at least
+    /// `lock_confirmations` blocks (counted from the tip at which this process first saw it
+    /// spent; a process that restarts counts again).
+    async fn recorded_funding_dead(&self, tx: &Transaction, tip: u64) -> Result<bool, ChainError> {
+        let txid = tx.compute_txid();
+        let depth = u64::from(self.params.lock_confirmations.max(1));
+        let known = self.wallet_tx(txid).await?.map(|w| w.confirmations);
+        let dead = match known {
+            // Mined (a status view that lags): it is the lock's funding, never replaced.
+            Some(c) if c > 0 => false,
+            // The wallet saw it and a mined transaction conflicts with it, that deep.
+            Some(c) if c < 0 => return Ok(c.unsigned_abs() >= depth),
+            _ => self.funding_is_dead(tx).await?,
+        };
+        let mut st = self.state.lock().await;
+        if !dead {
+            st.dead_fundings.remove(&txid);
+            return Ok(false);
+        }
+        // Kept once deep enough: the other locks the same funding carried find it there (one
+        // entry per dead funding, which are rare).
+        let since = *st.dead_fundings.entry(txid).or_insert(tip);
+        Ok(tip + 1 >= since + depth)
     }
 
     /// Funds `batch` with one transaction. When the wallet cannot build it, funds each output

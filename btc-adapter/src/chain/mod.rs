@@ -127,6 +127,9 @@ struct State {
     synced_from: Option<std::time::Instant>,
     /// A watch changed what must be scanned since the last sync.
     dirty: bool,
+    /// Recorded fundings the node refused whose coins a mined transaction spent, with the tip
+    /// at which that was first seen (see `funding.rs`, `recorded_funding_dead`).
+    dead_fundings: HashMap<Txid, u64>,
 }
 
 /// What an HTLC script is made of (the cache key of compiled HTLCs).
