@@ -94,7 +94,7 @@ pub enum NoChannel {
         peer: String,
         /// The amount, as people read it.
         need: String,
-        /// The amount, as `--amount` takes it.
+        /// The amount, as `--amount` takes it (and for a token, `--token` naming it).
         need_arg: String,
         /// What our channels with it hold, when we have any.
         have: String,
@@ -111,7 +111,7 @@ pub enum NoChannel {
         peer: String,
         /// The amount, as people read it.
         need: String,
-        /// The amount, as `--amount` takes it.
+        /// The amount, as `--amount` takes it (and for a token, `--token` naming it).
         need_arg: String,
         /// What the maker's side of our channels with it holds, when we have any.
         have: String,
@@ -130,9 +130,21 @@ pub enum NoChannel {
     MakerEthOut {
         /// The amount, as people read it.
         need: String,
-        /// The amount, as `--amount` takes it.
+        /// The amount, as `--amount` takes it (and for a token, `--token` naming it).
         need_arg: String,
     },
+}
+
+/// `xswap channel open`'s arguments for `amount` of `asset`: the amount in base units, and for a
+/// token, the token (without it, the channel would hold ETH).
+fn open_args(amount: u128, asset: &Asset) -> String {
+    match asset {
+        Asset::Erc20 { token, decimals } => format!(
+            "{amount} --token erc20:0x{}:{decimals}",
+            hex::encode(token.0)
+        ),
+        _ => amount.to_string(),
+    }
 }
 
 /// The channel rails this process runs, and what keeps them running.
@@ -481,7 +493,7 @@ pub async fn check_take(
                     .collect();
                 let (need, need_arg, have) = (
                     format_amount(amount, &leg.asset),
-                    amount.to_string(),
+                    open_args(amount, &leg.asset),
                     have_text(&side, &leg.asset),
                 );
                 let peer = hex::encode(offer.maker.0);
@@ -560,7 +572,7 @@ pub async fn check_offer(data_dir: &Path, cfg: &Config, sell: &OfferLeg) -> anyh
             if !fits {
                 return Err(NoChannel::MakerEthOut {
                     need: format_amount(min, &sell.asset),
-                    need_arg: min.to_string(),
+                    need_arg: open_args(min, &sell.asset),
                 }
                 .into());
             }

@@ -4,7 +4,9 @@
 //! channel service (`xswap ln ...` reach the node through its control socket); a take
 //! without a Lightning channel fails with what to open and stores nothing; once the taker
 //! opened one, `xswap take` swaps with exact balances in both channels and no transaction on
-//! either chain; `list` / `show --json` name each leg's rail and channel.
+//! either chain; `list` / `show --json` name each leg's rail and channel. The other direction
+//! with an ERC-20 token: the taker pays tokens in a channel it opens to the maker, the maker
+//! pays LTC over Lightning.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -414,4 +416,286 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     );
     let listed = ok(&b, &["list"]);
     assert!(listed.contains("[lightning"), "{listed}");
+}
+
+/// The other direction, with a token: the maker sells LTC over Lightning for an ERC-20 token
+/// in an Ethereum channel the taker opens to it. The taker's take without that channel fails
+/// with what to open (the `--token` included: without it the channel would hold ETH) and
+/// stores nothing; once the taker opened it, the swap moves exactly the token amount in the
+/// channel and the coin amount over Lightning, with no transaction on either chain.
+#[test]
+fn tokens_in_a_channel_for_lightning_through_the_cli_maker_and_taker() {
+    use devnet::test_contracts::TestToken;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("maker"), root.path().join("taker"));
+    ok(&a, &["init"]);
+    ok(&b, &["init"]);
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    std::fs::write(
+        a.join("config.toml"),
+        cfg.replace("127.0.0.1:7700", &format!("127.0.0.1:{}", free_port())),
+    )
+    .unwrap();
+    ok(&a, &["regtest", "up"]);
+    let _down = Down(a.clone());
+    ok(&b, &["regtest", "join", a.to_str().unwrap()]);
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("regtest.json")).unwrap()).unwrap();
+    let eth_url = state["eth_url"].as_str().unwrap().to_owned();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(
+            ANVIL_KEY_0.parse::<PrivateKeySigner>().unwrap(),
+        ))
+        .connect_http(eth_url.parse().unwrap())
+        .erased();
+    let contract = *rt
+        .block_on(Channel::deploy(provider.clone()))
+        .unwrap()
+        .address();
+    let tok = rt
+        .block_on(TestToken::deploy(provider.clone(), "Six".into(), 6))
+        .unwrap();
+    let spec = format!("erc20:{:#x}:6", tok.address());
+    let mut chan_listen = Vec::new();
+    for d in [&a, &b] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut cfg = std::fs::read_to_string(d.join("config.toml")).unwrap();
+        cfg.push_str(&format!(
+            "\n[channel]\ncontract = \"{contract:#x}\"\nlisten = \"{listen}\"\n\
+             challenge_period = 3600\n\n[ln]\nlisten = \"127.0.0.1:{}\"\nmin_confirmations = 1\n",
+            free_port()
+        ));
+        std::fs::write(d.join("config.toml"), cfg).unwrap();
+        chan_listen.push(listen);
+    }
+    let mut reap = Reap(Vec::new());
+
+    // The Lightning channel, opened by the maker (it pays over Lightning) to the taker.
+    reap.0
+        .push(spawn(&a, &["ln", "serve"], &root.path().join("a-ln.log")));
+    reap.0
+        .push(spawn(&b, &["ln", "serve"], &root.path().join("b-ln.log")));
+    wait_for("both ln serve", || {
+        a.join("ln/control.sock").exists() && b.join("ln/control.sock").exists()
+    });
+    let b_ln = json(&b, &["ln", "info"]);
+    let b_node = b_ln["node_id"].as_str().unwrap().to_owned();
+    let capacity = 1_000_000u64;
+    json(
+        &a,
+        &[
+            "ln",
+            "open",
+            "--peer",
+            &format!("{b_node}@{}", b_ln["listen"].as_str().unwrap()),
+            "--amount",
+            &capacity.to_string(),
+        ],
+    );
+    ok(&a, &["regtest", "mine", "2"]);
+    wait_for("the Lightning channel usable on both sides", || {
+        ln_channel(&a)["usable"] == true && ln_channel(&b)["usable"] == true
+    });
+
+    // The offer: LTC over Lightning for the token in an Ethereum channel, 1 sat per 100 token
+    // units, 100,000 to 10,000,000 units.
+    let offer = offer_in(&ok(
+        &a,
+        &[
+            "offer",
+            "--sell",
+            "ltc",
+            "--sell-rail",
+            "ln",
+            "--buy",
+            &spec,
+            "--buy-rail",
+            "eth-channel",
+            "--rate",
+            "1/100",
+            "--min",
+            "100000",
+            "--max",
+            "10000000",
+        ],
+    ));
+    let listed = json(&a, &["offer", "list"]);
+    assert_eq!(
+        (
+            listed[0]["sell_rail"].as_str(),
+            listed[0]["buy_rail"].as_str()
+        ),
+        (Some("lightning"), Some("eth-channel")),
+        "{listed}"
+    );
+    // `xswap maker` takes the node over; the taker's node runs in its take.
+    stop(&mut reap.0[0]);
+    stop(&mut reap.0[1]);
+    let maker_log = root.path().join("maker.log");
+    reap.0.push(spawn(&a, &["maker"], &maker_log));
+    wait_for("the maker's channel service", || {
+        std::net::TcpStream::connect(&chan_listen[0]).is_ok()
+    });
+    let a_out0 = ln_channel(&a)["outbound_msat"].as_u64().unwrap();
+
+    // No Ethereum channel to the maker: the take says what to open, the token included, and
+    // stores nothing.
+    let give = 5_000_000u64;
+    let get = give / 100;
+    let refused = run(&b, &["take", &offer, "--give", &give.to_string(), "--yes"]);
+    let err = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("no Ethereum channel with the maker")
+            && err.contains(&format!(
+                "xswap channel open --peer {}@HOST:PORT",
+                json(&a, &["channel", "info"])["transport_key"]
+                    .as_str()
+                    .unwrap()
+            ))
+            && err.contains(&format!("--amount {give} --token {spec}")),
+        "{err}"
+    );
+    assert_eq!(json(&b, &["list"]), serde_json::json!([]));
+    assert_eq!(json(&a, &["list"]), serde_json::json!([]));
+
+    // The taker, minted 100 tokens, opens a token channel with 10 of them to the maker (whose
+    // channel service runs in `xswap maker`), as the message said.
+    let (ia, ib) = (
+        json(&a, &["channel", "info"]),
+        json(&b, &["channel", "info"]),
+    );
+    let b_addr: Address = ib["address"].as_str().unwrap().parse().unwrap();
+    let r = rt
+        .block_on(async {
+            tok.mint(b_addr, alloy::primitives::U256::from(100_000_000u64))
+                .send()
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+        })
+        .unwrap();
+    assert!(r.status());
+    let opened = json(
+        &b,
+        &[
+            "channel",
+            "open",
+            "--peer",
+            &format!(
+                "{}@{}",
+                ia["transport_key"].as_str().unwrap(),
+                chan_listen[0]
+            ),
+            "--peer-address",
+            ia["address"].as_str().unwrap(),
+            "--amount",
+            "10token",
+            "--token",
+            &spec,
+        ],
+    );
+    let chan_id = opened["channel"].as_str().unwrap().to_owned();
+    wait_for("the maker recorded the channel", || {
+        json(&a, &["channel", "list"])
+            .as_array()
+            .is_some_and(|r| r.len() == 1)
+    });
+
+    // What the chains look like before the swap.
+    let btc = btc_adapter::rpc::RpcClient::new(btc_adapter::rpc::RpcConfig {
+        url: state["btc_rpc_url"].as_str().unwrap().to_owned(),
+        auth: btc_adapter::rpc::Auth::Cookie(state["btc_cookie"].as_str().unwrap().into()),
+        wallet: None,
+        timeout: Duration::from_secs(30),
+    })
+    .unwrap();
+    let height0 = rt.block_on(btc.get_block_count()).unwrap();
+    let mempool0 = rt.block_on(btc.get_raw_mempool()).unwrap().len();
+    let addrs: Vec<Address> = [&ia, &ib]
+        .iter()
+        .map(|i| i["address"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let nonces = || {
+        addrs
+            .iter()
+            .map(|x| {
+                rt.block_on(async { provider.get_transaction_count(*x).await })
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let nonces0 = nonces();
+
+    // The take.
+    let took = run(&b, &["take", &offer, "--give", &give.to_string(), "--yes"]);
+    let text = String::from_utf8_lossy(&took.stdout).to_string();
+    assert!(
+        took.status.success(),
+        "{text}\n{}\nmaker: {}",
+        String::from_utf8_lossy(&took.stderr),
+        std::fs::read_to_string(&maker_log).unwrap_or_default()
+    );
+    assert!(
+        text.contains("(Lightning)") && text.contains("(Ethereum channel)"),
+        "{text}"
+    );
+    let b_rows = json(&b, &["list"]);
+    assert_eq!(b_rows.as_array().unwrap().len(), 1, "{b_rows}");
+    let id = b_rows[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(b_rows[0]["outcome"], "swapped");
+    wait_for("the maker's swap swapped", || {
+        json(&a, &["list"])[0]["outcome"] == "swapped"
+    });
+
+    // Exact balances: `give` token units moved to the maker in the channel; `get` sats to
+    // the taker over Lightning (direct channel, no fee), its side less the 1 % reserve.
+    let (rb, ra) = (eth_channel(&b), eth_channel(&a));
+    assert_eq!(rb["channel"], chan_id.as_str());
+    assert_eq!(rb["token"], format!("{:#x}", tok.address()));
+    let ten = 10_000_000u128;
+    assert_eq!(
+        (amount(&rb["balance"]), amount(&rb["peer_balance"])),
+        (ten - u128::from(give), u128::from(give))
+    );
+    assert_eq!(
+        (amount(&ra["balance"]), amount(&ra["peer_balance"])),
+        (u128::from(give), ten - u128::from(give))
+    );
+    assert_eq!(
+        (rb["pending_locks"].as_u64(), ra["pending_locks"].as_u64()),
+        (Some(0), Some(0))
+    );
+    wait_for("no HTLC left in the Lightning channel", || {
+        ln_channel(&a)["pending_htlcs"] == 0
+    });
+    assert_eq!(
+        a_out0 - ln_channel(&a)["outbound_msat"].as_u64().unwrap(),
+        get * 1_000,
+        "the maker paid exactly the amount"
+    );
+    stop(&mut reap.0[2]);
+    assert_eq!(
+        ln_channel(&b)["outbound_msat"],
+        get * 1_000 - capacity * 10,
+        "the taker's side: what it was paid, less the reserve"
+    );
+
+    // Neither chain saw a transaction during the swap.
+    assert_eq!(rt.block_on(btc.get_block_count()).unwrap(), height0);
+    assert_eq!(rt.block_on(btc.get_raw_mempool()).unwrap().len(), mempool0);
+    assert_eq!(nonces(), nonces0, "no Ethereum transaction");
+
+    // `list` / `show` name each leg's rail and channel.
+    let b_row = &json(&b, &["list"])[0];
+    assert_eq!(b_row["gives_rail"]["rail"], "eth-channel");
+    assert_eq!(b_row["gives_rail"]["channel"], chan_id.as_str());
+    assert_eq!(b_row["gets_rail"]["rail"], "lightning");
+    let a_show = json(&a, &["show", &id]);
+    assert_eq!(a_show["gives_rail"]["rail"], "lightning");
+    assert_eq!(a_show["gives_rail"]["peer"], b_node.as_str());
+    assert_eq!(a_show["gets_rail"]["rail"], "eth-channel");
+    assert_eq!(a_show["gets_rail"]["channel"], chan_id.as_str());
 }
