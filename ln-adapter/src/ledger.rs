@@ -28,6 +28,13 @@ const SENT: &str = "sent";
 const OWN: &str = "own_invoices";
 /// Marker: our own invoice of this hash is settled (claimed, cancelled or unclaimable).
 const OWN_DONE: &str = "own_done";
+/// When a payment to an invoice of our own can no longer be accepted by LDK at the latest
+/// (unix seconds, 8 bytes big-endian), per payment hash; see [`crate::LnNode::keep_own_invoice`].
+const OWN_UNTIL: &str = "own_until";
+/// What LDK adds to an inbound payment's expiry (`calculate_absolute_expiry`: two hours), plus
+/// the two hours a block's time may run ahead of ours (LDK counts from the highest block time
+/// it saw when the invoice was made).
+const LDK_EXPIRY_SLACK_SECS: u64 = 4 * 3600;
 
 /// A payment held for us (a hold invoice's HTLCs, claimable until `claim_deadline`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +295,56 @@ impl crate::LnNode {
     /// node's files; durable when this returns, before the invoice is handed out.
     pub fn keep_own_preimage(&self, preimage: &Preimage) -> Result<(), LnError> {
         record_own(&self.store, preimage)
+    }
+
+    /// [`LnNode::keep_own_preimage`] for an invoice that expires `expiry_secs` from now, with
+    /// when LDK accepts a payment to it at the latest (LDK's expiry counts from the highest
+    /// block time it saw, plus two hours): once that passed unpaid,
+    /// [`LnNode::own_invoice_lapsed`] says so, and the claimer stops looking at it.
+    pub fn keep_own_invoice(&self, preimage: &Preimage, expiry_secs: u32) -> Result<(), LnError> {
+        let until = crate::node::unix_now()
+            .saturating_add(u64::from(expiry_secs))
+            .saturating_add(LDK_EXPIRY_SLACK_SECS);
+        write(
+            &self.store,
+            OWN_UNTIL,
+            &key(&preimage.hashlock()),
+            until.to_be_bytes().to_vec(),
+        )?;
+        record_own(&self.store, preimage)
+    }
+
+    /// Whether no payment to our own invoice of `hashlock` can arrive any more: the latest
+    /// time LDK accepts one (recorded by [`LnNode::keep_own_invoice`]) is before both our
+    /// clock and the time of the node's best block (LDK's own clock). False for an invoice
+    /// recorded without it.
+    pub async fn own_invoice_lapsed(&self, hashlock: &Hashlock) -> Result<bool, LnError> {
+        self.own_invoice_lapsed_at(hashlock, crate::node::unix_now())
+            .await
+    }
+
+    /// [`LnNode::own_invoice_lapsed`] with our clock at `now` (unix seconds).
+    pub async fn own_invoice_lapsed_at(
+        &self,
+        hashlock: &Hashlock,
+        now: u64,
+    ) -> Result<bool, LnError> {
+        let Some(bytes) = read(&self.store, OWN_UNTIL, &key(hashlock))? else {
+            return Ok(false);
+        };
+        let until = <[u8; 8]>::try_from(bytes.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| LnError::Decode(format!("{OWN_UNTIL}: {} bytes", bytes.len())))?;
+        if now <= until {
+            return Ok(false);
+        }
+        let best = self.follower.best().await;
+        let header = self.rpc.get_block_header(&best.block_hash).await?;
+        let time = header
+            .get("time")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| LnError::Decode("getblockheader: no time".into()))?;
+        Ok(time > until)
     }
 
     /// The preimages of our own invoices whose payments are not settled yet (see

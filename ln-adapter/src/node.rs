@@ -111,6 +111,11 @@ fn now() -> Duration {
         .unwrap_or_default()
 }
 
+/// Our clock, in unix seconds.
+pub(crate) fn unix_now() -> u64 {
+    now().as_secs()
+}
+
 /// LDK's settings for swaps on this chain: no anchors (Litecoin's relay policy), unannounced
 /// channels (forwarded between, for a fee), the whole channel may be in flight, many HTLCs.
 fn user_config(config: &LnConfig) -> UserConfig {

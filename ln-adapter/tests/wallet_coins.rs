@@ -1,5 +1,6 @@
 //! Channel funding from a wallet that holds legacy coins beside segwit ones: LDK needs a
 //! funding transaction whose txid no signature can change, so only segwit coins may fund it.
+//! And the node's own invoices (`xswap ln invoice`) that lapse unpaid.
 
 use bitcoin::Txid;
 use serde_json::{json, Value};
@@ -76,4 +77,60 @@ async fn a_channel_is_funded_from_segwit_coins_beside_legacy_ones() {
     );
     c.stop().await.unwrap();
     d.stop().await.unwrap();
+}
+
+/// An invoice of our own that nobody paid is settled once no payment to it can arrive: LDK
+/// accepts one until the invoice's expiry plus two hours, counted from the highest block time
+/// it saw (which may run two hours ahead of our clock). Until both our clock and the best
+/// block's time passed that, it stays open; an invoice kept without its expiry (moved in from
+/// an earlier build's file) never lapses by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_own_invoice_lapses_only_once_neither_clock_lets_a_payment_in() {
+    init_tracing();
+    let node = devnet::regtest::RegtestNode::start().await;
+    let _c_wallet = wallet(&node, "c").await;
+    let dirs = tempfile::tempdir().unwrap();
+    let c = start_ln(&node, "c", 3, &dirs.path().join("c")).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (timed, untimed) = (
+        swap_core::Preimage::random().unwrap(),
+        swap_core::Preimage::random().unwrap(),
+    );
+    c.keep_own_invoice(&timed, 60).unwrap();
+    c.keep_own_preimage(&untimed).unwrap();
+    let (h, u) = (timed.hashlock(), untimed.hashlock());
+    let hours = |n: u64| now + n * 3600;
+    assert!(!c.own_invoice_lapsed(&h).await.unwrap());
+    // Our clock past expiry + 4 hours, the chain's not: a payment may still arrive.
+    assert!(!c.own_invoice_lapsed_at(&h, hours(5)).await.unwrap());
+    // A block 5 hours ahead (the node's clock moved): both clocks past it.
+    let _: Value = node
+        .rpc()
+        .call("setmocktime", vec![json!(hours(5))])
+        .await
+        .unwrap();
+    node.mine(1).await;
+    c.sync().await.unwrap();
+    assert!(c.own_invoice_lapsed_at(&h, hours(5)).await.unwrap());
+    // ... but not our clock: still open.
+    assert!(!c.own_invoice_lapsed_at(&h, hours(3)).await.unwrap());
+    assert!(!c.own_invoice_lapsed_at(&u, hours(5)).await.unwrap());
+    // Both are kept (unsettled) until settled.
+    assert_eq!(c.own_preimages().unwrap().len(), 2);
+    c.settle_own(&h).unwrap();
+    let left: Vec<_> = c
+        .own_preimages()
+        .unwrap()
+        .iter()
+        .map(swap_core::Preimage::hashlock)
+        .collect();
+    assert_eq!(left, vec![u]);
+    let _: Value = node
+        .rpc()
+        .call("setmocktime", vec![json!(0)])
+        .await
+        .unwrap();
 }

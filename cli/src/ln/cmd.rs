@@ -422,7 +422,21 @@ pub(crate) async fn claim_own(node: &LnNode, dir: &Path) -> Vec<Hashlock> {
         let hashlock = preimage.hashlock();
         match node.held_payment(&hashlock) {
             Ok(Some(_)) => {}
-            Ok(None) => continue,
+            // Unpaid: once no payment to it can arrive any more, it is settled (the claimer
+            // no longer reads it at every tick).
+            Ok(None) => {
+                match node.own_invoice_lapsed(&hashlock).await {
+                    Ok(true) => {
+                        settle(node, &hashlock);
+                        tracing::info!(payment_hash = %hex::encode(hashlock.0), "an invoice of ours lapsed unpaid");
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading whether an invoice of ours lapsed")
+                    }
+                }
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "reading held payments");
                 continue;
@@ -514,7 +528,8 @@ fn invoice(
         None => {
             let preimage =
                 Preimage::random().map_err(|e| LnCliError::Node(format!("no randomness: {e}")))?;
-            node.keep_own_preimage(&preimage).map_err(node_err)?;
+            node.keep_own_invoice(&preimage, expiry_secs)
+                .map_err(node_err)?;
             (preimage.hashlock(), true)
         }
     };
