@@ -533,10 +533,10 @@ async fn record_unsent_funding(
 }
 
 /// A funding recorded by a process that died before its broadcast, whose coins another process
-/// on the same wallet spent meanwhile, can never be mined once that spend is mined: when the
-/// spend is as deep as a lock must be, the locks it carried are funded anew, exactly once.
-/// Before (the spend only in the mempool, or not deep enough: a reorg could still bring the
-/// recorded funding back), the lock is refused, never funded twice.
+/// on the same wallet spent meanwhile, can never be mined once that spend is mined: once a
+/// lock's depth of blocks came after the tip at which the spend was first seen mined, the
+/// locks it carried are funded anew, exactly once, each when it is asked. Before (the spend
+/// only in the mempool: refused; mined, but too recently: not ready), never funded twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_funding_whose_coins_another_process_spent_is_funded_anew() {
     let env = common::env().await;
@@ -572,28 +572,39 @@ async fn a_recorded_funding_whose_coins_another_process_spent_is_funded_anew() {
         )
         .await
         .unwrap();
-    let refused = |stage: &'static str| {
-        let chain = &chain;
-        let params = &params;
-        async move {
-            for answer in chain.execute(&locks(&params[..1])).await {
-                let e = answer.expect_err(stage);
-                assert!(!e.is_transient(), "{stage}: {e}");
-                assert!(e.message.contains("not funding twice"), "{stage}: {e}");
-            }
+    // The spend only in the mempool: the recorded funding may still be mined; refused.
+    for answer in chain.execute(&locks(&params[..1])).await {
+        let e = answer.expect_err("the spend in the mempool");
+        assert!(!e.is_transient(), "{e}");
+        assert!(e.message.contains("not funding twice"), "{e}");
+    }
+    // Mined: first seen dead at this tip, funded anew once 2 blocks came after it (a spend
+    // seen once may be reorged out; the funding seen dead in a race with its own mining).
+    for left in [2, 1] {
+        env.node.mine(1).await;
+        for answer in chain.execute(&locks(&params[..1])).await {
+            let e = answer.expect_err("the spend not deep enough");
+            assert!(
+                matches!(e.cause, swap_core::Cause::NotReady { .. }),
+                "{left}: {e}"
+            );
+            assert!(
+                e.message.contains(&format!("after {left} more block(s)")),
+                "{e}"
+            );
         }
-    };
-    refused("the spend in the mempool").await;
+    }
     env.node.mine(1).await;
-    refused("the spend 1 block deep").await;
-    env.node.mine(1).await;
-    // 2 blocks deep: both locks funded anew, in one funding that is not the recorded one.
-    let txrefs = lock_until_funded(&chain, &params).await;
-    assert_eq!(txrefs[0], txrefs[1]);
-    assert_ne!(
-        btc_adapter::chain::txid_of(&txrefs[0]).unwrap(),
-        funding.compute_txid()
-    );
+    // The first lock alone, then the other lock the dead funding carried, in a later round:
+    // each funded anew, neither by the recorded funding.
+    let mut txrefs = lock_until_funded(&chain, &params[..1]).await;
+    txrefs.extend(lock_until_funded(&chain, &params[1..]).await);
+    for t in &txrefs {
+        assert_ne!(
+            btc_adapter::chain::txid_of(t).unwrap(),
+            funding.compute_txid()
+        );
+    }
     funded_exactly_once(&env, &chain, &params, &txrefs).await;
     // Asked again, the locks answer their new funding.
     assert_eq!(lock_until_funded(&chain, &params).await, txrefs);

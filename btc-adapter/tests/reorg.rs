@@ -37,8 +37,15 @@ async fn reorg_of_funding_block_makes_lock_absent() {
     env.node.mine_fresh(3).await;
     assert_eq!(env.bob.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
     assert_eq!(env.alice.htlc_status(&p).await.unwrap(), HtlcStatus::Absent);
-    // Alice's adapter remembers its funding, which can never be mined now (a transaction as
-    // deep as a lock must be spent its coins): it funds the HTLC anew, once.
+    // Alice's adapter remembers its funding, which can never be mined now (a mined
+    // transaction spent its coins): once a block came after the tip at which it saw that (a
+    // lock's depth here), it funds the HTLC anew, once.
+    let err = env.alice.lock(&p).await.unwrap_err();
+    assert!(
+        matches!(err.cause, swap_core::Cause::NotReady { .. }),
+        "{err}"
+    );
+    env.node.mine(1).await;
     let again = env.alice.lock(&p).await.unwrap();
     assert_ne!(again, funding);
     assert_eq!(env.alice.lock(&p).await.unwrap(), again);

@@ -21,6 +21,8 @@ fn outbox_error(e: swap_core::store::StoreError) -> ChainError {
 pub(super) struct WalletTx {
     /// Negative when it conflicts with a mined transaction.
     pub(super) confirmations: i64,
+    /// The block the wallet says holds it.
+    blockhash: Option<bitcoin::BlockHash>,
     tx: Transaction,
 }
 
@@ -236,12 +238,18 @@ impl BtcChain {
                 continue;
             }
             // Not in the chain's unspent set: spent by a mined transaction, or its parent is
-            // not mined (then nothing is decided yet).
-            let parent_mined = self
-                .wallet_tx(o.txid)
-                .await?
-                .is_some_and(|w| w.confirmations > 0);
-            if parent_mined {
+            // not mined (then nothing is decided yet). The parent's block as the node has it
+            // (the wallet follows the node with a lag: in a reorg it may still call a parent
+            // mined that is no longer in the chain).
+            let Some(block) = self.wallet_tx(o.txid).await?.and_then(|w| w.blockhash) else {
+                continue;
+            };
+            let header = self.rpc.get_block_header(&block).await?;
+            if header
+                .get("confirmations")
+                .and_then(Value::as_i64)
+                .is_some_and(|c| c > 0)
+            {
                 return Ok(true);
             }
         }
@@ -267,6 +275,14 @@ impl BtcChain {
             .ok_or_else(|| permanent("gettransaction: no hex"))?;
         let raw = hex::decode(hex).map_err(permanent)?;
         let tx: Transaction = deserialize(&raw).map_err(permanent)?;
-        Ok(Some(WalletTx { confirmations, tx }))
+        let blockhash = v
+            .get("blockhash")
+            .and_then(Value::as_str)
+            .and_then(|h| h.parse().ok());
+        Ok(Some(WalletTx {
+            confirmations,
+            blockhash,
+            tx,
+        }))
     }
 }

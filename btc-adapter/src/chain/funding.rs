@@ -5,14 +5,16 @@
 //! For every lock asked: an HTLC already funded on chain or in the mempool answers that funding;
 //! a lock with a transaction in the outbox (signed by this or another process on the same store,
 //! maybe never broadcast, maybe evicted) has that transaction broadcast again, never a second
-//! funding while the first could still be mined (one whose coins a transaction as deep as a lock
-//! must be has spent is discarded and funded anew); the other locks are funded together (one output per HTLC, at most
+//! funding while the first could still be mined (one whose coins a mined transaction spent, a
+//! lock's depth of blocks ago, is discarded and funded anew); the other locks are funded together (one output per HTLC, at most
 //! [`MAX_FUNDING_OUTPUTS`] per transaction), and the signed funding is recorded for all of them,
 //! only if none has one yet, before it is broadcast. A funding the node rejects for good is
 //! discarded from the outbox: nothing was sent, a later round may build a new one.
 
 use bitcoin::consensus::encode::{deserialize, serialize};
 use swap_core::store::{SendKey, SignedTx, StoreError};
+
+use super::cancel::WalletTx;
 use swap_core::TxKind;
 
 use super::*;
@@ -25,6 +27,16 @@ struct Output {
     address: String,
     amount: u64,
     key: SendKey,
+}
+
+/// Whether a recorded funding the node refuses can never be mined.
+enum Dead {
+    /// Not known to be (refused for another reason, or its coins' spend not in the chain).
+    No,
+    /// A mined transaction spent its coins, `blocks` blocks too recently.
+    NotDeepYet { blocks: u64 },
+    /// For good: fund anew.
+    Yes,
 }
 
 /// The answers a caller waited for; one whose round was dropped midway is "not handled"
@@ -236,18 +248,22 @@ impl BtcChain {
 
     /// Broadcasts again a funding recorded in the outbox (ours, maybe never sent or evicted).
     ///
-    /// `None`: the node refuses it and it can never be mined, because a transaction as deep as
-    /// a lock must be spent one of its coins (a process recorded it and died before its
-    /// broadcast, and another process on the same wallet spent those coins meanwhile); its
-    /// record is discarded, and the lock is funded anew. One refused for another reason, or
-    /// whose coins' spend is not that deep yet, stays recorded and refused (the lock waits: a
-    /// second funding while the first could still be mined could fund the HTLC twice).
+    /// `None`: the node refuses it and it can never be mined, because a mined transaction spent
+    /// one of its coins (a process recorded it and died before its broadcast, and another
+    /// process on the same wallet spent those coins meanwhile) and `lock_confirmations` blocks
+    /// came after the tip at which this process first saw that (see
+    /// [`BtcChain::recorded_funding_dead`]); its record is discarded, and the lock is funded
+    /// anew. Until then the lock waits (not ready); one refused for another reason stays
+    /// recorded and refused: a second funding while the first could still be mined could fund
+    /// the HTLC twice. A lock whose swap is cancelling (a cancel is recorded) is never funded
+    /// anew.
     async fn rebroadcast_lock(
         &self,
         signed: &SignedTx,
         output: &Output,
         tip: u64,
     ) -> Result<Option<TxRef>, ChainError> {
+        let outbox_err = |e: StoreError| ChainError::transient(format!("outbox: {e}"));
         let tx: Transaction = deserialize(&signed.raw).map_err(|e| {
             ChainError::permanent(format!("outbox funding {} unreadable: {e}", signed.txref))
         })?;
@@ -262,44 +278,86 @@ impl BtcChain {
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => e,
         };
-        if self.recorded_funding_dead(&tx, tip).await? {
-            self.outbox
-                .discard(&[output.key], &signed.txref)
-                .await
-                .map_err(|e| ChainError::transient(format!("outbox: {e}")))?;
-            warn!(chain = %self.params.chain, swap_id = %output.key.swap, funding = %signed.txref, "recorded funding can never be mined (a mined transaction spent its coins): funding anew");
-            return Ok(None);
+        let refused_for_good = || {
+            permanent(format!(
+                "our funding {} is no longer valid ({refused}); not funding twice",
+                signed.txref
+            ))
+        };
+        match self.recorded_funding_dead(&tx, tip).await? {
+            Dead::No => return Err(refused_for_good()),
+            Dead::NotDeepYet { blocks } => {
+                return Err(ChainError::not_ready(format!(
+                    "our funding {} can no longer be mined (a mined transaction spent its coins): \
+                     funding anew after {blocks} more block(s)",
+                    signed.txref
+                )))
+            }
+            Dead::Yes => {}
         }
-        Err(permanent(format!(
-            "our funding {} is no longer valid ({refused}); not funding twice",
-            signed.txref
-        )))
+        let cancel_key = SendKey {
+            kind: TxKind::Cancel,
+            ..output.key
+        };
+        if self
+            .outbox
+            .signed(&cancel_key)
+            .await
+            .map_err(outbox_err)?
+            .is_some()
+        {
+            return Err(refused_for_good());
+        }
+        let forgot = self
+            .outbox
+            .discard(&[output.key], &signed.txref)
+            .await
+            .map_err(outbox_err)?;
+        if forgot == 0 {
+            // Another process discarded it (and may have recorded a new one): next round.
+            return Err(ChainError::transient(
+                "the lock's recorded funding changed meanwhile",
+            ));
+        }
+        warn!(chain = %self.params.chain, swap_id = %output.key.swap, funding = %signed.txref, "recorded funding can never be mined (a mined transaction spent its coins): funding anew");
+        Ok(None)
     }
 
-    /// True when the recorded funding `tx` (refused by the node) can never be mined: it is not
-    /// mined itself, and one of its coins has been spent by a mined transaction since at least
-    /// `lock_confirmations` blocks (counted from the tip at which this process first saw it
-    /// spent; a process that restarts counts again).
-    async fn recorded_funding_dead(&self, tx: &Transaction, tip: u64) -> Result<bool, ChainError> {
+    /// Whether the recorded funding `tx` (refused by the node) can never be mined: it is not
+    /// mined itself (asked before and after its coins), and one of its coins is spent by a
+    /// transaction in the node's chain (its parent in the chain, the coin not in the chain's
+    /// unspent set). `Yes` only once `lock_confirmations` blocks came after the tip at which
+    /// this process first saw that, that tip still in the chain (a process that restarts counts
+    /// again): a spend seen once may be reorged out, and the funding seen dead in a race with
+    /// its own mining.
+    async fn recorded_funding_dead(&self, tx: &Transaction, tip: u64) -> Result<Dead, ChainError> {
         let txid = tx.compute_txid();
         let depth = u64::from(self.params.lock_confirmations.max(1));
-        let known = self.wallet_tx(txid).await?.map(|w| w.confirmations);
-        let dead = match known {
-            // Mined (a status view that lags): it is the lock's funding, never replaced.
-            Some(c) if c > 0 => false,
-            // The wallet saw it and a mined transaction conflicts with it, that deep.
-            Some(c) if c < 0 => return Ok(c.unsigned_abs() >= depth),
-            _ => self.funding_is_dead(tx).await?,
-        };
-        let mut st = self.state.lock().await;
+        let mined = |w: Option<WalletTx>| w.is_some_and(|w| w.confirmations > 0);
+        let dead = !mined(self.wallet_tx(txid).await?)
+            && self.funding_is_dead(tx).await?
+            && !mined(self.wallet_tx(txid).await?);
         if !dead {
-            st.dead_fundings.remove(&txid);
-            return Ok(false);
+            self.state.lock().await.dead_fundings.remove(&txid);
+            return Ok(Dead::No);
         }
+        let seen = self.state.lock().await.dead_fundings.get(&txid).cloned();
+        let (since, since_hash) = match seen {
+            Some((h, hash)) if self.rpc.get_block_hash(h).await? == hash => (h, hash),
+            // First seen now, or its tip was reorged out: counting starts at this tip.
+            _ => (tip, self.rpc.get_block_hash(tip).await?),
+        };
         // Kept once deep enough: the other locks the same funding carried find it there (one
         // entry per dead funding, which are rare).
-        let since = *st.dead_fundings.entry(txid).or_insert(tip);
-        Ok(tip + 1 >= since + depth)
+        self.state
+            .lock()
+            .await
+            .dead_fundings
+            .insert(txid, (since, since_hash));
+        Ok(match (since + depth).checked_sub(tip) {
+            Some(left) if left > 0 => Dead::NotDeepYet { blocks: left },
+            _ => Dead::Yes,
+        })
     }
 
     /// Funds `batch` with one transaction. When the wallet cannot build it, funds each output

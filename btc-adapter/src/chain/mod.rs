@@ -128,8 +128,9 @@ struct State {
     /// A watch changed what must be scanned since the last sync.
     dirty: bool,
     /// Recorded fundings the node refused whose coins a mined transaction spent, with the tip
-    /// at which that was first seen (see `funding.rs`, `recorded_funding_dead`).
-    dead_fundings: HashMap<Txid, u64>,
+    /// (height and hash) at which that was first seen (see `funding.rs`,
+    /// `recorded_funding_dead`).
+    dead_fundings: HashMap<Txid, (u64, bitcoin::BlockHash)>,
 }
 
 /// What an HTLC script is made of (the cache key of compiled HTLCs).
