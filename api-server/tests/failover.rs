@@ -42,8 +42,8 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
 
     // Chaos until every swap finished (and at least 3 kills): every 4 s one server (in turn)
     // is SIGKILLed and restarted a second later; the second time (while swaps are still being
-    // created), the server is stalled instead, for more than twice its leases' time to live,
-    // then woken up.
+    // created), the busiest server is stalled instead, for more than twice its leases' time to
+    // live, then woken up.
     let stop = Arc::new(AtomicBool::new(false));
     let chaos = {
         let (c, stop) = (c.clone(), stop.clone());
@@ -52,9 +52,19 @@ async fn three_workers_one_killed_every_few_seconds_finish_every_swap_once() {
             let mut k = 0usize;
             while !stop.load(Ordering::SeqCst) || kills < 3 {
                 tokio::time::sleep(Duration::from_secs(4)).await;
-                let i = k % SERVERS;
+                let mut i = k % SERVERS;
                 k += 1;
                 if k == 2 {
+                    // The busiest worker (the most unfinished swaps leased): the hardest
+                    // takeover, and never one that happens to hold none.
+                    let mut busiest = (0, 0);
+                    for j in 0..SERVERS {
+                        let n = c.leases_of(&c.worker_name(j)).await;
+                        if n > busiest.1 {
+                            busiest = (j, n);
+                        }
+                    }
+                    i = busiest.0;
                     let name = c.worker_name(i);
                     let held = c.leases_of(&name).await;
                     c.signal(i, "STOP");
