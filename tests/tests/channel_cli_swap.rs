@@ -119,9 +119,27 @@ const ANVIL_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae7
 const ONE_ETH: u128 = 1_000_000_000_000_000_000;
 const WEI_PER_SAT: u128 = 10_000_000_000;
 
-#[test]
-fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
+/// Two installations on the nodes `regtest up` started (the maker's) and joined (the taker's),
+/// the Channel contract deployed by anvil's first account, and both with a `[channel]` (a
+/// one-hour challenge period) and an `[ln]`.
+struct Pair {
+    // Dropped in this order: the nodes stopped before their directory goes.
+    _down: Down,
+    root: tempfile::TempDir,
+    /// The maker's and the taker's data directories.
+    a: PathBuf,
+    b: PathBuf,
+    /// `regtest.json`: the nodes' endpoints.
+    state: Value,
+    /// anvil's first account (the contract's deployer).
+    provider: alloy::providers::DynProvider,
+    /// The maker's and the taker's `[channel] listen`.
+    chan_listen: Vec<String>,
+    /// What `regtest up` printed.
+    up: String,
+}
+
+fn pair(rt: &tokio::runtime::Runtime) -> Pair {
     let root = tempfile::tempdir().unwrap();
     let (a, b) = (root.path().join("maker"), root.path().join("taker"));
     ok(&a, &["init"]);
@@ -133,18 +151,11 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     )
     .unwrap();
     let up = ok(&a, &["regtest", "up"]);
-    let _down = Down(a.clone());
+    let down = Down(a.clone());
     ok(&b, &["regtest", "join", a.to_str().unwrap()]);
-    assert!(
-        up.contains("ltc-regtest"),
-        "Lightning here is Litecoin's: {up}"
-    );
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("regtest.json")).unwrap()).unwrap();
     let eth_url = state["eth_url"].as_str().unwrap().to_owned();
-
-    // The Channel contract, deployed by anvil's first account; both installations get a
-    // `[channel]` (the maker's channels with a one-hour challenge period) and an `[ln]`.
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(
             ANVIL_KEY_0.parse::<PrivateKeySigner>().unwrap(),
@@ -167,6 +178,47 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
         std::fs::write(d.join("config.toml"), cfg).unwrap();
         chan_listen.push(listen);
     }
+    Pair {
+        _down: down,
+        root,
+        a,
+        b,
+        state,
+        provider,
+        chan_listen,
+        up,
+    }
+}
+
+/// The coin node's RPC (its cookie from `regtest.json`).
+fn coin_rpc(state: &Value) -> btc_adapter::rpc::RpcClient {
+    btc_adapter::rpc::RpcClient::new(btc_adapter::rpc::RpcConfig {
+        url: state["btc_rpc_url"].as_str().unwrap().to_owned(),
+        auth: btc_adapter::rpc::Auth::Cookie(state["btc_cookie"].as_str().unwrap().into()),
+        wallet: None,
+        timeout: Duration::from_secs(30),
+    })
+    .unwrap()
+}
+
+#[test]
+fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Pair {
+        _down,
+        root,
+        a,
+        b,
+        state,
+        provider,
+        chan_listen,
+        up,
+        ..
+    } = pair(&rt);
+    assert!(
+        up.contains("ltc-regtest"),
+        "Lightning here is Litecoin's: {up}"
+    );
     let mut reap = Reap(Vec::new());
 
     // The maker's offer to pay ETH in a channel it does not have is refused, saying what to
@@ -309,13 +361,7 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     stop(&mut reap.0[2]);
 
     // What the chains look like before the swap.
-    let btc = btc_adapter::rpc::RpcClient::new(btc_adapter::rpc::RpcConfig {
-        url: state["btc_rpc_url"].as_str().unwrap().to_owned(),
-        auth: btc_adapter::rpc::Auth::Cookie(state["btc_cookie"].as_str().unwrap().into()),
-        wallet: None,
-        timeout: Duration::from_secs(30),
-    })
-    .unwrap();
+    let btc = coin_rpc(&state);
     let height0 = rt.block_on(btc.get_block_count()).unwrap();
     let mempool0 = rt.block_on(btc.get_raw_mempool()).unwrap().len();
     let addrs: Vec<Address> = [&ia, &ib]
@@ -427,48 +473,20 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
 fn tokens_in_a_channel_for_lightning_through_the_cli_maker_and_taker() {
     use devnet::test_contracts::TestToken;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let (a, b) = (root.path().join("maker"), root.path().join("taker"));
-    ok(&a, &["init"]);
-    ok(&b, &["init"]);
-    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
-    std::fs::write(
-        a.join("config.toml"),
-        cfg.replace("127.0.0.1:7700", &format!("127.0.0.1:{}", free_port())),
-    )
-    .unwrap();
-    ok(&a, &["regtest", "up"]);
-    let _down = Down(a.clone());
-    ok(&b, &["regtest", "join", a.to_str().unwrap()]);
-    let state: Value =
-        serde_json::from_str(&std::fs::read_to_string(a.join("regtest.json")).unwrap()).unwrap();
-    let eth_url = state["eth_url"].as_str().unwrap().to_owned();
-    let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(
-            ANVIL_KEY_0.parse::<PrivateKeySigner>().unwrap(),
-        ))
-        .connect_http(eth_url.parse().unwrap())
-        .erased();
-    let contract = *rt
-        .block_on(Channel::deploy(provider.clone()))
-        .unwrap()
-        .address();
+    let Pair {
+        _down,
+        root,
+        a,
+        b,
+        state,
+        provider,
+        chan_listen,
+        ..
+    } = pair(&rt);
     let tok = rt
         .block_on(TestToken::deploy(provider.clone(), "Six".into(), 6))
         .unwrap();
     let spec = format!("erc20:{:#x}:6", tok.address());
-    let mut chan_listen = Vec::new();
-    for d in [&a, &b] {
-        let listen = format!("127.0.0.1:{}", free_port());
-        let mut cfg = std::fs::read_to_string(d.join("config.toml")).unwrap();
-        cfg.push_str(&format!(
-            "\n[channel]\ncontract = \"{contract:#x}\"\nlisten = \"{listen}\"\n\
-             challenge_period = 3600\n\n[ln]\nlisten = \"127.0.0.1:{}\"\nmin_confirmations = 1\n",
-            free_port()
-        ));
-        std::fs::write(d.join("config.toml"), cfg).unwrap();
-        chan_listen.push(listen);
-    }
     let mut reap = Reap(Vec::new());
 
     // The Lightning channel, opened by the maker (it pays over Lightning) to the taker.
@@ -605,13 +623,7 @@ fn tokens_in_a_channel_for_lightning_through_the_cli_maker_and_taker() {
     });
 
     // What the chains look like before the swap.
-    let btc = btc_adapter::rpc::RpcClient::new(btc_adapter::rpc::RpcConfig {
-        url: state["btc_rpc_url"].as_str().unwrap().to_owned(),
-        auth: btc_adapter::rpc::Auth::Cookie(state["btc_cookie"].as_str().unwrap().into()),
-        wallet: None,
-        timeout: Duration::from_secs(30),
-    })
-    .unwrap();
+    let btc = coin_rpc(&state);
     let height0 = rt.block_on(btc.get_block_count()).unwrap();
     let mempool0 = rt.block_on(btc.get_raw_mempool()).unwrap().len();
     let addrs: Vec<Address> = [&ia, &ib]
