@@ -201,6 +201,30 @@ fn coin_rpc(state: &Value) -> btc_adapter::rpc::RpcClient {
     .unwrap()
 }
 
+/// `xswap take` on `b` of `offer` for `give`, which must swap (both legs named in its output)
+/// and end swapped on both sides; answers the swap id.
+fn take_swapped(a: &Path, b: &Path, offer: &str, give: u64, maker_log: &Path) -> String {
+    let took = run(b, &["take", offer, "--give", &give.to_string(), "--yes"]);
+    let text = String::from_utf8_lossy(&took.stdout).to_string();
+    assert!(
+        took.status.success(),
+        "{text}\n{}\nmaker: {}",
+        String::from_utf8_lossy(&took.stderr),
+        std::fs::read_to_string(maker_log).unwrap_or_default()
+    );
+    assert!(
+        text.contains("(Lightning)") && text.contains("(Ethereum channel)"),
+        "{text}"
+    );
+    let b_rows = json(b, &["list"]);
+    assert_eq!(b_rows.as_array().unwrap().len(), 1, "{b_rows}");
+    assert_eq!(b_rows[0]["outcome"], "swapped");
+    wait_for("the maker's swap swapped", || {
+        json(a, &["list"])[0]["outcome"] == "swapped"
+    });
+    b_rows[0]["id"].as_str().unwrap().to_owned()
+}
+
 #[test]
 fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -380,25 +404,7 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     let nonces0 = nonces(&provider);
 
     // The take: the taker's node and channel service run in its process for the swap.
-    let took = run(&b, &["take", &offer, "--give", &give.to_string(), "--yes"]);
-    let text = String::from_utf8_lossy(&took.stdout).to_string();
-    assert!(
-        took.status.success(),
-        "{text}\n{}\nmaker: {}",
-        String::from_utf8_lossy(&took.stderr),
-        std::fs::read_to_string(&maker_log).unwrap_or_default()
-    );
-    assert!(
-        text.contains("(Lightning)") && text.contains("(Ethereum channel)"),
-        "{text}"
-    );
-    let b_rows = json(&b, &["list"]);
-    assert_eq!(b_rows.as_array().unwrap().len(), 1, "{b_rows}");
-    let id = b_rows[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(b_rows[0]["outcome"], "swapped");
-    wait_for("the maker's swap swapped", || {
-        json(&a, &["list"])[0]["outcome"] == "swapped"
-    });
+    let id = take_swapped(&a, &b, &offer, give, &maker_log);
 
     // Exact balances: the taker paid `give` over Lightning (direct channel, no fee); the
     // maker holds it less the 1 % reserve the taker asks of it; the ETH moved in the channel.
@@ -642,25 +648,7 @@ fn tokens_in_a_channel_for_lightning_through_the_cli_maker_and_taker() {
     let nonces0 = nonces();
 
     // The take.
-    let took = run(&b, &["take", &offer, "--give", &give.to_string(), "--yes"]);
-    let text = String::from_utf8_lossy(&took.stdout).to_string();
-    assert!(
-        took.status.success(),
-        "{text}\n{}\nmaker: {}",
-        String::from_utf8_lossy(&took.stderr),
-        std::fs::read_to_string(&maker_log).unwrap_or_default()
-    );
-    assert!(
-        text.contains("(Lightning)") && text.contains("(Ethereum channel)"),
-        "{text}"
-    );
-    let b_rows = json(&b, &["list"]);
-    assert_eq!(b_rows.as_array().unwrap().len(), 1, "{b_rows}");
-    let id = b_rows[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(b_rows[0]["outcome"], "swapped");
-    wait_for("the maker's swap swapped", || {
-        json(&a, &["list"])[0]["outcome"] == "swapped"
-    });
+    let id = take_swapped(&a, &b, &offer, give, &maker_log);
 
     // Exact balances: `give` token units moved to the maker in the channel; `get` sats to
     // the taker over Lightning (direct channel, no fee), its side less the 1 % reserve.
