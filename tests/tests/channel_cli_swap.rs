@@ -202,10 +202,58 @@ fn coin_rpc(state: &Value) -> btc_adapter::rpc::RpcClient {
 }
 
 /// `xswap take` on `b` of `offer` for `give`, which must swap (both legs named in its output)
-/// and end swapped on both sides; answers the swap id.
+/// within 3 minutes (a take that hangs is killed: the failure shows its output, the maker's
+/// log and both sides' channel state) and end swapped on both sides; answers the swap id.
 fn take_swapped(a: &Path, b: &Path, offer: &str, give: u64, maker_log: &Path) -> String {
-    let took = run(b, &["take", offer, "--give", &give.to_string(), "--yes"]);
-    let text = String::from_utf8_lossy(&took.stdout).to_string();
+    let give_arg = give.to_string();
+    let mut child = cmd(b, &["take", offer, "--give", &give_arg, "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read both pipes beside the wait (a full pipe would stall the take).
+    let pipe = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut out);
+            }
+            out
+        })
+    };
+    let out = pipe(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = pipe(child.stderr.take().map(|r| Box::new(r) as _));
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(180) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let hung = child.try_wait().unwrap().is_none();
+    if hung {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let (text, stderr) = (
+        String::from_utf8_lossy(&out.join().unwrap()).to_string(),
+        String::from_utf8_lossy(&err.join().unwrap()).to_string(),
+    );
+    if hung {
+        let list = |d: &Path| {
+            String::from_utf8_lossy(&run(d, &["list"]).stdout).to_string()
+                + &String::from_utf8_lossy(&run(d, &["channel", "list", "--json"]).stdout)
+        };
+        panic!(
+            "the take did not end in 3 minutes\n{text}\n{stderr}\nmaker: {}\nmaker state: \
+             {}\ntaker state: {}",
+            std::fs::read_to_string(maker_log).unwrap_or_default(),
+            list(a),
+            list(b)
+        );
+    }
+    let took = Output {
+        status,
+        stdout: Vec::new(),
+        stderr: stderr.into_bytes(),
+    };
     assert!(
         took.status.success(),
         "{text}\n{}\nmaker: {}",
