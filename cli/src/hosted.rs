@@ -485,6 +485,14 @@ pub async fn check_take(
                     .iter()
                     .any(|(_, ours, theirs)| if we_pay { *ours } else { *theirs } >= amount);
                 if ok {
+                    // The maker's node dials ours when this process starts serving: the swap
+                    // waits for that connection (as long as a Lightning channel's), so that its
+                    // first channel update is not proposed while the peer is away. Past the
+                    // wait the take goes on (updates are sent again on connection).
+                    let started = Instant::now();
+                    while !ctx.node.connected(offer.maker) && started.elapsed() < USABLE_WAIT {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                     continue;
                 }
                 let side: Vec<(B256, u128)> = rows
