@@ -190,15 +190,34 @@ fn pair(rt: &tokio::runtime::Runtime) -> Pair {
     }
 }
 
-/// The coin node's RPC (its cookie from `regtest.json`).
-fn coin_rpc(state: &Value) -> btc_adapter::rpc::RpcClient {
-    btc_adapter::rpc::RpcClient::new(btc_adapter::rpc::RpcConfig {
+/// What the chains show of the two installations (their `channel info`): the coin node's
+/// height and mempool size, and the nonces of their Ethereum addresses. Equal before and after
+/// a swap: no transaction on either chain.
+fn chain_view(
+    rt: &tokio::runtime::Runtime,
+    state: &Value,
+    provider: &alloy::providers::DynProvider,
+    infos: [&Value; 2],
+) -> (u64, usize, Vec<u64>) {
+    let btc = btc_adapter::rpc::RpcClient::new(btc_adapter::rpc::RpcConfig {
         url: state["btc_rpc_url"].as_str().unwrap().to_owned(),
         auth: btc_adapter::rpc::Auth::Cookie(state["btc_cookie"].as_str().unwrap().into()),
         wallet: None,
         timeout: Duration::from_secs(30),
     })
-    .unwrap()
+    .unwrap();
+    rt.block_on(async {
+        let mut nonces = Vec::new();
+        for i in infos {
+            let who: Address = i["address"].as_str().unwrap().parse().unwrap();
+            nonces.push(provider.get_transaction_count(who).await.unwrap());
+        }
+        (
+            btc.get_block_count().await.unwrap(),
+            btc.get_raw_mempool().await.unwrap().len(),
+            nonces,
+        )
+    })
 }
 
 /// `xswap take` on `b` of `offer` for `give`, which must swap (both legs named in its output)
@@ -433,23 +452,7 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     stop(&mut reap.0[2]);
 
     // What the chains look like before the swap.
-    let btc = coin_rpc(&state);
-    let height0 = rt.block_on(btc.get_block_count()).unwrap();
-    let mempool0 = rt.block_on(btc.get_raw_mempool()).unwrap().len();
-    let addrs: Vec<Address> = [&ia, &ib]
-        .iter()
-        .map(|i| i["address"].as_str().unwrap().parse().unwrap())
-        .collect();
-    let nonces = |p: &alloy::providers::DynProvider| {
-        addrs
-            .iter()
-            .map(|x| {
-                rt.block_on(async { p.get_transaction_count(*x).await })
-                    .unwrap()
-            })
-            .collect::<Vec<_>>()
-    };
-    let nonces0 = nonces(&provider);
+    let before = chain_view(&rt, &state, &provider, [&ia, &ib]);
 
     // The take: the taker's node and channel service run in its process for the swap.
     let id = take_swapped(&a, &b, &offer, give, &maker_log);
@@ -488,9 +491,11 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     );
 
     // Neither chain saw a transaction during the swap.
-    assert_eq!(rt.block_on(btc.get_block_count()).unwrap(), height0);
-    assert_eq!(rt.block_on(btc.get_raw_mempool()).unwrap().len(), mempool0);
-    assert_eq!(nonces(&provider), nonces0, "no Ethereum transaction");
+    assert_eq!(
+        chain_view(&rt, &state, &provider, [&ia, &ib]),
+        before,
+        "no transaction on either chain"
+    );
 
     // `list` / `show` name each leg's rail and channel.
     let b_row = &json(&b, &["list"])[0];
@@ -677,23 +682,7 @@ fn tokens_in_a_channel_for_lightning_through_the_cli_maker_and_taker() {
     });
 
     // What the chains look like before the swap.
-    let btc = coin_rpc(&state);
-    let height0 = rt.block_on(btc.get_block_count()).unwrap();
-    let mempool0 = rt.block_on(btc.get_raw_mempool()).unwrap().len();
-    let addrs: Vec<Address> = [&ia, &ib]
-        .iter()
-        .map(|i| i["address"].as_str().unwrap().parse().unwrap())
-        .collect();
-    let nonces = || {
-        addrs
-            .iter()
-            .map(|x| {
-                rt.block_on(async { provider.get_transaction_count(*x).await })
-                    .unwrap()
-            })
-            .collect::<Vec<_>>()
-    };
-    let nonces0 = nonces();
+    let before = chain_view(&rt, &state, &provider, [&ia, &ib]);
 
     // The take.
     let id = take_swapped(&a, &b, &offer, give, &maker_log);
@@ -732,9 +721,11 @@ fn tokens_in_a_channel_for_lightning_through_the_cli_maker_and_taker() {
     );
 
     // Neither chain saw a transaction during the swap.
-    assert_eq!(rt.block_on(btc.get_block_count()).unwrap(), height0);
-    assert_eq!(rt.block_on(btc.get_raw_mempool()).unwrap().len(), mempool0);
-    assert_eq!(nonces(), nonces0, "no Ethereum transaction");
+    assert_eq!(
+        chain_view(&rt, &state, &provider, [&ia, &ib]),
+        before,
+        "no transaction on either chain"
+    );
 
     // `list` / `show` name each leg's rail and channel.
     let b_row = &json(&b, &["list"])[0];
