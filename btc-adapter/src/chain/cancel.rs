@@ -13,7 +13,8 @@ use swap_core::TxKind;
 
 use super::*;
 
-fn outbox_error(e: swap_core::store::StoreError) -> ChainError {
+/// An outbox read or write that failed: transient (the store may answer next time).
+pub(super) fn outbox_error(e: swap_core::store::StoreError) -> ChainError {
     ChainError::transient(format!("outbox: {e}"))
 }
 

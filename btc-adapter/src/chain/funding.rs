@@ -14,7 +14,7 @@
 use bitcoin::consensus::encode::{deserialize, serialize};
 use swap_core::store::{SendKey, SignedTx, StoreError};
 
-use super::cancel::WalletTx;
+use super::cancel::{outbox_error, WalletTx};
 use swap_core::TxKind;
 
 use super::*;
@@ -222,7 +222,7 @@ impl BtcChain {
                         Err(e) => Err(e),
                     }
                 }
-                Err(e) => Err(ChainError::transient(format!("outbox: {e}"))),
+                Err(e) => Err(outbox_error(e)),
             };
             for i in output.asked {
                 answers[i] = Some(answer.clone());
@@ -263,7 +263,6 @@ impl BtcChain {
         output: &Output,
         tip: u64,
     ) -> Result<Option<TxRef>, ChainError> {
-        let outbox_err = |e: StoreError| ChainError::transient(format!("outbox: {e}"));
         let tx: Transaction = deserialize(&signed.raw).map_err(|e| {
             ChainError::permanent(format!("outbox funding {} unreadable: {e}", signed.txref))
         })?;
@@ -303,7 +302,7 @@ impl BtcChain {
             .outbox
             .signed(&cancel_key)
             .await
-            .map_err(outbox_err)?
+            .map_err(outbox_error)?
             .is_some()
         {
             return Err(refused_for_good());
@@ -312,7 +311,7 @@ impl BtcChain {
             .outbox
             .discard(&[output.key], &signed.txref)
             .await
-            .map_err(outbox_err)?;
+            .map_err(outbox_error)?;
         if forgot == 0 {
             // Another process discarded it (and may have recorded a new one): next round.
             return Err(ChainError::transient(
@@ -442,11 +441,7 @@ impl BtcChain {
             Err(e @ StoreError::AlreadyRecorded { .. }) => {
                 return Err(FundingFailure::Final(ChainError::transient(e)))
             }
-            Err(e) => {
-                return Err(FundingFailure::Final(ChainError::transient(format!(
-                    "outbox: {e}"
-                ))))
-            }
+            Err(e) => return Err(FundingFailure::Final(outbox_error(e))),
         }
         // From here on it may be out: the record stays unless the node rejects it.
         match self.rpc.send_raw_transaction(&tx).await {
