@@ -10,7 +10,9 @@
 //! handed to the connection. A proposal whose answer does not come in time
 //! ([`SessionConfig::request_timeout`]), or that could not be sent, stays pending (it is
 //! signed); it is resent ([`Party::resend`]) whenever a connection to its peer starts, and
-//! the peer answers a proposal it already countersigned with the same countersignature.
+//! on a live connection once it has been pending for [`SessionConfig::resend_every`] (a
+//! message lost on the way); the peer answers a proposal it already countersigned with the
+//! same countersignature.
 //!
 //! Hostile input: bytes that are no message get a `Reject` with [`RejectCode::Malformed`]
 //! (channel and version zero), a proposal for a channel we do not hold with this peer one
@@ -23,7 +25,7 @@
 //! [`SessionConfig::crossing_wait`]); the caller of [`Node::propose`] waits for the change
 //! it asked for, whatever version it ends up at.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -67,6 +69,12 @@ pub struct SessionConfig {
     /// (bytes that are no message): for a peer that must not get batches, and to test that
     /// such a peer is served.
     pub batches: bool,
+    /// How often a proposal of ours still pending is sent again on a live connection (a
+    /// proposal, or its countersignature, lost on the way would otherwise wait for the next
+    /// connection: a lock's sender reads a pending lock as in flight and asks nothing more).
+    /// A proposal goes out again once it has been pending for one to two of these; the peer
+    /// answers a resend of what it countersigned already with the same countersignature.
+    pub resend_every: Duration,
 }
 
 /// The longest wait before a postponed re-proposal is tried again (see `Node::repropose`).
@@ -87,6 +95,7 @@ impl Default for SessionConfig {
                 ..Limits::default()
             },
             batches: true,
+            resend_every: Duration::from_secs(5),
         }
     }
 }
@@ -348,17 +357,24 @@ impl Node {
             .inner
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Resend first (queued before anything newer), then make the connection visible.
-        if let Ok(chans) = lock(&self.inner.chans) {
-            for slot in chans.values().filter(|s| s.peer == peer) {
-                if let Some(bytes) = slot.party.resend() {
-                    let _ = tx.send(bytes);
-                }
+        // Resend first (queued before anything newer), then make the connection visible, both
+        // under the channels' lock: a proposal committed meanwhile (under that lock) is either
+        // resent here or finds the connection up. (Between the two, it would find no
+        // connection and miss the resend: pending until the next connection.)
+        let chans = lock(&self.inner.chans).ok();
+        for slot in chans
+            .iter()
+            .flat_map(|c| c.values())
+            .filter(|s| s.peer == peer)
+        {
+            if let Some(bytes) = slot.party.resend() {
+                let _ = tx.send(bytes);
             }
         }
         if let Ok(mut conns) = lock(&self.inner.conns) {
             conns.insert(peer, Conn { generation, tx });
         }
+        drop(chans);
         let node = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -393,6 +409,12 @@ impl Node {
         let rate = f64::from(limits.max_messages_per_sec.max(1));
         let (mut tokens, mut last) = (rate, std::time::Instant::now());
         let mut bad = 0u32;
+        let every = self.inner.cfg.resend_every.max(Duration::from_millis(10));
+        let mut resend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Our proposals to this peer pending at the last tick: those still pending (the
+        // same versions) at the next go out again.
+        let mut was_pending: HashSet<(B256, u64)> = HashSet::new();
         loop {
             tokio::select! {
                 out = rx.recv() => match out {
@@ -400,6 +422,13 @@ impl Node {
                     // Replaced or disconnected.
                     None => return Ok(()),
                 },
+                _ = resend.tick() => {
+                    let (again, pending) = self.still_pending(peer, &was_pending);
+                    was_pending = pending;
+                    for bytes in again {
+                        conn.send_bytes(&bytes).await?;
+                    }
+                }
                 got = conn.recv_bytes() => {
                     let bytes = match got {
                         Ok(b) => b,
@@ -427,6 +456,32 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Our proposals to `peer` pending now, and the bytes to send again of those pending in
+    /// `before` too (at the same version: pending since the last look).
+    fn still_pending(
+        &self,
+        peer: PeerKey,
+        before: &HashSet<(B256, u64)>,
+    ) -> (Vec<Vec<u8>>, HashSet<(B256, u64)>) {
+        let mut again = Vec::new();
+        let mut now = HashSet::new();
+        if let Ok(chans) = lock(&self.inner.chans) {
+            for (id, slot) in chans.iter().filter(|(_, s)| s.peer == peer) {
+                let Some(version) = slot.party.pending().map(|p| p.state.version) else {
+                    continue;
+                };
+                if before.contains(&(*id, version)) {
+                    if let Some(bytes) = slot.party.resend() {
+                        debug!(channel = %id, version, "proposal still pending: sent again");
+                        again.push(bytes);
+                    }
+                }
+                now.insert((*id, version));
+            }
+        }
+        (again, now)
     }
 
     pub(crate) fn send_to(&self, peer: PeerKey, bytes: Vec<u8>) -> bool {

@@ -566,6 +566,67 @@ async fn a_silent_peer_times_out_and_the_proposal_stays_pending() {
     ));
 }
 
+/// A proposal (or its answer) lost on a live connection is sent again, without waiting for
+/// the next connection: the same signed bytes once it has been pending a while, until
+/// answered. (A lock's sender reads its pending lock as in flight and asks nothing more, so
+/// nothing else would send it: a swap stalled so until its expiry.)
+#[tokio::test]
+async fn a_proposal_lost_on_a_live_connection_is_sent_again() {
+    let a = who_with(SessionConfig {
+        request_timeout: Duration::from_millis(300),
+        resend_every: Duration::from_millis(200),
+        ..cfg()
+    });
+    let b = who();
+    let chan = open(&a, &b, 12);
+    let id = chan.id();
+    // "B" completes the handshake and answers nothing until told to.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let bnet = b.net.clone();
+    let accepted = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        Connection::accept(s, &bnet).await.unwrap()
+    });
+    a.node.connect(addr, b.net.public()).await.unwrap();
+    let mut raw = accepted.await.unwrap();
+    let (_, k) = lock(&chan, Side::A, 1, 100);
+    match a.node.propose(id, k).await {
+        Err(SessionError::Timeout { version: 1 }) => {}
+        other => panic!("{other:?}"),
+    }
+    // The first copy, then the same bytes again and again on the same connection.
+    let first = raw.recv_bytes().await.unwrap();
+    assert!(
+        matches!(Message::decode(&first).unwrap(), Message::Propose(p) if p.state.version == 1)
+    );
+    for _ in 0..2 {
+        let again = tokio::time::timeout(Duration::from_secs(5), raw.recv_bytes())
+            .await
+            .expect("the pending proposal was not sent again")
+            .unwrap();
+        assert_eq!(again, first);
+    }
+    // B answers at last (its party countersigns): the proposal completes on A, no reconnect.
+    let pb = Party::resume(id, b.key.clone(), Config::default(), &*b.store).unwrap();
+    let step = pb.receive(&first, NOW, &chain()).unwrap();
+    let mut pb = pb;
+    let answer = pb.commit(step, &*b.store).unwrap().unwrap();
+    raw.send_bytes(&answer).await.unwrap();
+    for _ in 0..200 {
+        if a.node.with_party(id, |p| p.pending().is_none()).unwrap() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(a.node.with_party(id, |p| p.pending().is_none()).unwrap());
+    assert_eq!(latest(&a, id), *pb.latest());
+    assert_eq!(latest(&a, id).state.version, 1);
+    // Answered: nothing more is resent.
+    let quiet = tokio::time::timeout(Duration::from_millis(700), raw.recv_bytes()).await;
+    assert!(quiet.is_err(), "sent after it completed: {quiet:?}");
+}
+
 /// Locks and claims proposed at once on one channel go out together: fewer co-signed
 /// states than changes, every caller answered with the version holding its change; a batch
 /// with a bad change is proposed again change by change, so only that caller is refused.
