@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, B256};
 use rusqlite::{params, Connection, OptionalExtension};
+use swap_core::store::sqlite::CachedSql;
 
 use eth_adapter::channel::{ChannelRef, Params, Side, State};
 use swap_core::store::sqlite::{configure, migrate};
@@ -189,7 +190,7 @@ impl SqliteChannelStore {
     pub fn channel_ids(&self) -> Result<Vec<B256>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare("SELECT id FROM channels ORDER BY created_at, rowid")
+            .prepare_cached("SELECT id FROM channels ORDER BY created_at, rowid")
             .map_err(backend)?;
         let rows = stmt
             .query_map([], |r| r.get::<_, Vec<u8>>(0))
@@ -212,7 +213,7 @@ impl SqliteChannelStore {
         if !exists(&conn, id)? {
             return Err(StoreError::UnknownChannel(id));
         }
-        conn.execute(
+        conn.execute_cached(
             "INSERT INTO channel_peers (channel_id, peer_key, addr, updated_at)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (channel_id) DO UPDATE SET peer_key = ?2, addr = ?3, updated_at = ?4",
@@ -226,7 +227,7 @@ impl SqliteChannelStore {
     pub fn peer(&self, id: B256) -> Result<Option<PeerRecord>, StoreError> {
         let conn = self.lock()?;
         let row: Option<(Vec<u8>, Option<String>)> = conn
-            .query_row(
+            .query_row_cached(
                 "SELECT peer_key, addr FROM channel_peers WHERE channel_id = ?1",
                 params![id.as_slice()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -323,7 +324,7 @@ impl ChannelStore for SqliteChannelStore {
     fn abandoned_proposals(&self, id: B256) -> Result<Vec<(u64, UpdateKind)>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT s.version, s.kind_json FROM channel_states s
                  JOIN channel_abandoned a ON a.channel_id = s.channel_id AND a.version = s.version
                  WHERE s.channel_id = ?1 AND s.role = 'proposed' AND s.version >
@@ -376,7 +377,7 @@ impl ChannelStore for SqliteChannelStore {
             return Err(StoreError::Exists(id));
         }
         let p = &chan.params;
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO channels (id, chain_id, contract, party_a, party_b, token,
              challenge_period, salt, side, initial_json, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -463,7 +464,7 @@ impl ChannelStore for SqliteChannelStore {
         // Our own proposal of a co-signed version is that state (`save_cosigned` checks it),
         // so its kind is the state's when the co-signed row has none.
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT c.state_json, COALESCE(c.kind_json, p.kind_json), c.sig_a, c.sig_b,
                  c.version FROM channel_states c
                  LEFT JOIN channel_states p ON p.channel_id = c.channel_id
@@ -512,7 +513,7 @@ impl ChannelStore for SqliteChannelStore {
                 detail: format!("no proposal of ours at version {version} to abandon"),
             });
         }
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO channel_abandoned (channel_id, version, recorded_at) VALUES (?1, ?2, ?3)",
             params![id.as_slice(), to_i64(id, version)?, unix_now()],
         )
@@ -534,7 +535,7 @@ impl ChannelStore for SqliteChannelStore {
             String,
         );
         let row: Option<ChanRow> = conn
-            .query_row(
+            .query_row_cached(
                 "SELECT chain_id, contract, party_a, party_b, token, challenge_period, salt,
                  side, initial_json FROM channels WHERE id = ?1",
                 params![id.as_slice()],
@@ -623,7 +624,7 @@ impl ChannelStore for SqliteChannelStore {
     fn history(&self, id: B256) -> Result<Vec<CoSigned>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT state_json, kind_json, sig_a, sig_b, version FROM channel_states
                  WHERE channel_id = ?1 AND role = 'cosigned' ORDER BY version",
             )

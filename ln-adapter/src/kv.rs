@@ -24,6 +24,7 @@ use lightning::util::persist::{
     KVStoreSync, MigratableKVStore, KVSTORE_NAMESPACE_KEY_ALPHABET, KVSTORE_NAMESPACE_KEY_MAX_LEN,
 };
 use rusqlite::{params, Connection, OptionalExtension};
+use swap_core::store::sqlite::CachedSql;
 
 /// The database's file name in the node's directory (a `.` keeps it apart from LDK's names).
 pub const DB_FILE: &str = "xswap-kv.sqlite";
@@ -176,7 +177,7 @@ fn walk(dir: &Path, names: &[String], found: &mut Found) -> Result<(), io::Error
 /// Moves LDK's files under `dir` into the database (see the module's documentation).
 fn move_files_in(conn: &mut Connection, dir: &Path) -> Result<(), io::Error> {
     let moved: Option<String> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT value FROM meta WHERE name = 'files_moved'",
             [],
             |r| r.get(0),
@@ -188,14 +189,14 @@ fn move_files_in(conn: &mut Connection, dir: &Path) -> Result<(), io::Error> {
         let tx = conn.transaction().map_err(|e| sql_err("move", e))?;
         for (path, (p, s, k)) in &values {
             let value = zeroize::Zeroizing::new(std::fs::read(path)?);
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR REPLACE INTO kv (primary_ns, secondary_ns, key, value)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![p, s, k, value.as_slice()],
             )
             .map_err(|e| sql_err("move", e))?;
         }
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO meta (name, value) VALUES ('files_moved', ?1)",
             params![values.len().to_string()],
         )
@@ -215,7 +216,7 @@ fn move_files_in(conn: &mut Connection, dir: &Path) -> Result<(), io::Error> {
     // stops the node: never deleted, never silently ignored.
     for (path, (p, s, k)) in &values {
         let stored: Option<Vec<u8>> = conn
-            .query_row(
+            .query_row_cached(
                 "SELECT value FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
                 params![p, s, k],
                 |r| r.get(0),

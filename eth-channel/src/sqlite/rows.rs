@@ -4,6 +4,7 @@
 
 use alloy::primitives::B256;
 use rusqlite::{params, Connection, OptionalExtension};
+use swap_core::store::sqlite::CachedSql;
 use swap_core::store::StoreKey;
 
 use super::{backend, corrupt, seal, to_i64, unix_now};
@@ -26,7 +27,9 @@ fn max_version(
     sql: &str,
     args: impl rusqlite::Params,
 ) -> Result<Option<u64>, StoreError> {
-    let v: Option<i64> = conn.query_row(sql, args, |r| r.get(0)).map_err(backend)?;
+    let v: Option<i64> = conn
+        .query_row_cached(sql, args, |r| r.get(0))
+        .map_err(backend)?;
     v.map(|v| u64::try_from(v).map_err(|e| corrupt(id, e)))
         .transpose()
 }
@@ -46,7 +49,7 @@ pub(super) fn row_at(
     version: u64,
     role: &str,
 ) -> Result<Option<Row>, StoreError> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT state_json, kind_json, sig_a, sig_b FROM channel_states
          WHERE channel_id = ?1 AND version = ?2 AND role = ?3",
         params![id.as_slice(), to_i64(id, version)?, role],
@@ -65,7 +68,7 @@ pub(super) fn row_at(
 }
 
 pub(super) fn is_abandoned(conn: &Connection, id: B256, version: u64) -> Result<bool, StoreError> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT 1 FROM channel_abandoned WHERE channel_id = ?1 AND version = ?2",
         params![id.as_slice(), to_i64(id, version)?],
         |_| Ok(()),
@@ -106,7 +109,7 @@ pub(super) fn pending_above(
 }
 
 pub(super) fn exists(conn: &Connection, id: B256) -> Result<bool, StoreError> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT 1 FROM channels WHERE id = ?1",
         params![id.as_slice()],
         |_| Ok(()),
@@ -173,7 +176,7 @@ pub(super) fn insert(
     let kind_json = kind
         .map(|k| seal::kind_json(key, id, version, k))
         .transpose()?;
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO channel_states
          (channel_id, version, role, state_json, kind_json, sig_a, sig_b, recorded_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -3,6 +3,7 @@
 
 use alloy::primitives::B256;
 use rusqlite::{params, OptionalExtension};
+use swap_core::store::sqlite::CachedSql;
 
 use super::{backend, corrupt, exists, proposal_of, row_at, to_i64, SqliteChannelStore};
 use crate::msg::Proposal;
@@ -21,7 +22,7 @@ impl SqliteChannelStore {
         if !exists(&conn, id)? {
             return Err(StoreError::UnknownChannel(id));
         }
-        conn.execute(
+        conn.execute_cached(
             "UPDATE channels SET open_block = MIN(COALESCE(open_block, ?2), ?2) WHERE id = ?1",
             params![id.as_slice(), to_i64(id, block)?],
         )
@@ -34,7 +35,7 @@ impl SqliteChannelStore {
     pub fn open_block(&self, id: B256) -> Result<Option<u64>, StoreError> {
         let conn = self.lock()?;
         let v: Option<Option<i64>> = conn
-            .query_row(
+            .query_row_cached(
                 "SELECT open_block FROM channels WHERE id = ?1",
                 params![id.as_slice()],
                 |r| r.get(0),

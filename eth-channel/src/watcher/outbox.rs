@@ -19,6 +19,7 @@
 
 use alloy::primitives::{Address, B256};
 use rusqlite::{params, OptionalExtension};
+use swap_core::store::sqlite::CachedSql;
 
 use swap_core::store::StoreKey;
 
@@ -229,7 +230,7 @@ impl SqliteChannelStore {
     pub fn watcher_txs(&self, sender: Address) -> Result<Vec<TxRecord>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM watcher_txs WHERE sender = ?1 ORDER BY seq"
             ))
             .map_err(backend)?;
@@ -240,7 +241,7 @@ impl SqliteChannelStore {
     pub(crate) fn pending_txs(&self, sender: Address) -> Result<Vec<TxRecord>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM watcher_txs WHERE sender = ?1 AND status = 'pending'
                  ORDER BY nonce"
             ))
@@ -256,7 +257,7 @@ impl SqliteChannelStore {
     ) -> Result<Option<TxRecord>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM watcher_txs WHERE sender = ?1 AND intent = ?2
                  AND status IN ('pending', 'mined')"
             ))
@@ -277,7 +278,7 @@ impl SqliteChannelStore {
     ) -> Result<u64, StoreError> {
         let conn = self.lock()?;
         let n: i64 = conn
-            .query_row(
+            .query_row_cached(
                 "SELECT COUNT(*) FROM watcher_txs WHERE sender = ?1 AND status = ?2
                  AND substr(intent, 1, length(?3)) = ?3",
                 params![sender.as_slice(), status.as_str(), prefix],
@@ -291,7 +292,7 @@ impl SqliteChannelStore {
     pub(crate) fn max_pending_nonce(&self, sender: Address) -> Result<Option<u64>, StoreError> {
         let conn = self.lock()?;
         let n: Option<i64> = conn
-            .query_row(
+            .query_row_cached(
                 "SELECT MAX(nonce) FROM watcher_txs WHERE sender = ?1 AND status = 'pending'",
                 params![sender.as_slice()],
                 |r| r.get(0),
@@ -310,7 +311,7 @@ impl SqliteChannelStore {
             .map_err(backend)?;
         let live = {
             let mut stmt = tx
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM watcher_txs WHERE sender = ?1 AND intent = ?2
                      AND status IN ('pending', 'mined')"
                 ))
@@ -325,7 +326,7 @@ impl SqliteChannelStore {
             return Ok(Recorded::IntentTaken(Box::new(r)));
         }
         let nonce_taken = tx
-            .query_row(
+            .query_row_cached(
                 "SELECT 1 FROM watcher_txs WHERE sender = ?1 AND nonce = ?2 AND status = 'pending'",
                 params![rec.sender.as_slice(), i64_of(rec.nonce)?],
                 |_| Ok(()),
@@ -382,7 +383,7 @@ impl SqliteChannelStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
         let n = tx
-            .execute(end, params![unix_now(), old.as_slice()])
+            .execute_cached(end, params![unix_now(), old.as_slice()])
             .map_err(backend)?;
         if n != 1 {
             return Ok(false);
@@ -400,7 +401,7 @@ impl SqliteChannelStore {
     ) -> Result<Vec<TxRecord>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM watcher_txs WHERE sender = ?1 AND nonce = ?2
                  AND status = 'replaced'"
             ))
@@ -424,7 +425,7 @@ impl SqliteChannelStore {
     ) -> Result<bool, StoreError> {
         let conn = self.lock()?;
         let n = conn
-            .execute(
+            .execute_cached(
                 "UPDATE watcher_txs SET status = ?1, detail = ?2, finished_at = ?3
                  WHERE tx_hash = ?4 AND status = ?5",
                 params![
@@ -449,7 +450,7 @@ fn insert(
 ) -> Result<(), StoreError> {
     refuse_if_sealed(tx, key)?;
     let raw = raw_to_store(key, rec.hash, &rec.raw)?;
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO watcher_txs (sender, intent, channel_id, nonce, tx_hash, raw, status,
          recorded_at, recorded_block) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
         params![

@@ -5,6 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::rows::backend;
 use crate::store::seal::StoreKey;
+use crate::store::sqlite::CachedSql;
 use crate::store::{now, StoreError, SwapState};
 use crate::types::SwapId;
 
@@ -41,7 +42,7 @@ impl Append {
     pub(crate) fn write(&self, conn: &Connection) -> Result<u64, StoreError> {
         let id = self.id;
         let stored_role: Option<String> = conn
-            .query_row(
+            .query_row_cached(
                 "SELECT role FROM swaps WHERE id = ?1",
                 params![&id.0[..]],
                 |r| r.get(0),
@@ -59,7 +60,7 @@ impl Append {
             Some(_) => {}
         }
         let latest: i64 = conn
-            .query_row(
+            .query_row_cached(
                 "SELECT COALESCE(MAX(seq), 0) FROM swap_states WHERE swap_id = ?1",
                 params![&id.0[..]],
                 |r| r.get(0),
@@ -72,13 +73,13 @@ impl Append {
                 found: latest as u64,
             });
         }
-        conn.execute(
+        conn.execute_cached(
             "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
             params![&id.0[..], now().0 as i64, self.json],
         )
         .map_err(backend)?;
         let seq = conn.last_insert_rowid() as u64;
-        conn.execute(
+        conn.execute_cached(
             "UPDATE swaps SET finished = ?2, lock_ahead = ?3 WHERE id = ?1",
             params![&id.0[..], self.finished, self.ahead],
         )

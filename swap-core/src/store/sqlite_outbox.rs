@@ -7,13 +7,13 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::outbox::{now_ms, Outbox, SendKey, SignedTx};
 use super::rows::{backend, send_key_row};
-use super::sqlite::SqliteStore;
+use super::sqlite::{CachedSql, SqliteStore};
 use super::StoreError;
 use crate::types::TxRef;
 
 fn read(conn: &rusqlite::Connection, key: &SendKey) -> Result<Option<SignedTx>, StoreError> {
     let (swap, rail, kind) = send_key_row(key);
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT t.txid, t.raw FROM outbox o JOIN outbox_txs t ON t.txid = o.txid
          WHERE o.swap_id = ?1 AND o.rail = ?2 AND o.kind = ?3",
         params![swap, rail, kind],
@@ -47,14 +47,14 @@ impl Outbox for SqliteStore {
                     return Err(StoreError::AlreadyRecorded { swap: key.swap });
                 }
             }
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR IGNORE INTO outbox_txs(txid, raw, recorded_at) VALUES (?1, ?2, ?3)",
                 params![signed.txref.0, signed.raw, now_ms()],
             )
             .map_err(backend)?;
             for key in &keys {
                 let (swap, rail, kind) = send_key_row(key);
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO outbox(swap_id, rail, kind, txid) VALUES (?1, ?2, ?3, ?4)",
                     params![swap, rail, kind, signed.txref.0],
                 )
@@ -82,13 +82,13 @@ impl Outbox for SqliteStore {
             }
             let t = now_ms();
             for (key, signed) in &items {
-                tx.execute(
+                tx.execute_cached(
                     "INSERT OR IGNORE INTO outbox_txs(txid, raw, recorded_at) VALUES (?1, ?2, ?3)",
                     params![signed.txref.0, signed.raw, t],
                 )
                 .map_err(backend)?;
                 let (swap, rail, kind) = send_key_row(key);
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO outbox(swap_id, rail, kind, txid) VALUES (?1, ?2, ?3, ?4)",
                     params![swap, rail, kind, signed.txref.0],
                 )
@@ -111,7 +111,7 @@ impl Outbox for SqliteStore {
             for key in &keys {
                 let (swap, rail, kind) = send_key_row(key);
                 n += tx
-                    .execute(
+                    .execute_cached(
                         "DELETE FROM outbox
                          WHERE swap_id = ?1 AND rail = ?2 AND kind = ?3 AND txid = ?4",
                         params![swap, rail, kind, txid],
@@ -119,7 +119,7 @@ impl Outbox for SqliteStore {
                     .map_err(backend)?;
             }
             // The transaction itself, once no send refers to it any more.
-            tx.execute(
+            tx.execute_cached(
                 "DELETE FROM outbox_txs WHERE txid = ?1 AND txid NOT IN
                  (SELECT txid FROM outbox)",
                 params![txid],
