@@ -627,6 +627,62 @@ async fn a_proposal_lost_on_a_live_connection_is_sent_again() {
     assert!(quiet.is_err(), "sent after it completed: {quiet:?}");
 }
 
+/// A lock waiting for its turn behind one in flight is counted as ours to lose: the node lists
+/// it as queued (the channel rail takes it off what we can still lock), and not once it has
+/// had its answer.
+#[tokio::test]
+async fn a_lock_waiting_for_its_turn_is_listed_as_queued() {
+    let a = who_with(SessionConfig {
+        request_timeout: Duration::from_millis(600),
+        ..cfg()
+    });
+    let b = who();
+    let chan = open(&a, &b, 13);
+    let id = chan.id();
+    // "B" reads and never answers: the first lock stays in flight until its timeout.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let bnet = b.net.clone();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut c = Connection::accept(s, &bnet).await.unwrap();
+        while c.recv_bytes().await.is_ok() {}
+    });
+    a.node.connect(addr, b.net.public()).await.unwrap();
+    assert!(a.node.queued(id).unwrap().is_empty());
+    let (_, first) = lock(&chan, Side::A, 1, 100);
+    let (_, second) = lock(&chan, Side::A, 2, 40);
+    let node = a.node.clone();
+    let one = tokio::spawn(async move { node.propose(id, first).await });
+    for _ in 0..100 {
+        if a.node.with_party(id, |p| p.pending().is_some()).unwrap() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let node = a.node.clone();
+    let two_kind = second.clone();
+    let two = tokio::spawn(async move { node.propose(id, two_kind).await });
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = a.node.queued(id).unwrap();
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(listed, vec![second]);
+    assert!(matches!(
+        one.await.unwrap(),
+        Err(SessionError::Timeout { version: 1 })
+    ));
+    // The second had its answer (busy behind the pending first): no longer queued.
+    assert!(two.await.unwrap().is_err());
+    assert!(a.node.queued(id).unwrap().is_empty());
+    let u = a.node.queued(B256::repeat_byte(9)).unwrap_err();
+    assert!(matches!(u, SessionError::UnknownChannel(_)), "{u:?}");
+}
+
 /// Locks and claims proposed at once on one channel go out together: fewer co-signed
 /// states than changes, every caller answered with the version holding its change; a batch
 /// with a bad change is proposed again change by change, so only that caller is refused.

@@ -208,6 +208,18 @@ impl Node {
         }))
     }
 
+    /// Our changes on channel `id` waiting for their turn (queued, not proposed yet).
+    pub fn queued(&self, id: B256) -> Result<Vec<UpdateKind>, SessionError> {
+        let chans = lock(&self.inner.chans)?;
+        let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
+        Ok(slot
+            .queue
+            .iter()
+            .filter(|q| !q.answer.is_closed())
+            .map(|q| q.kind.clone())
+            .collect())
+    }
+
     fn singles(&self, id: B256) -> Result<bool, SessionError> {
         let chans = lock(&self.inner.chans)?;
         let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
