@@ -176,7 +176,13 @@ fn walk(dir: &Path, names: &[String], found: &mut Found) -> Result<(), io::Error
 
 /// Moves LDK's files under `dir` into the database (see the module's documentation).
 fn move_files_in(conn: &mut Connection, dir: &Path) -> Result<(), io::Error> {
-    let moved: Option<String> = conn
+    let (values, leftovers) = files_in(dir)?;
+    // Whether the move was done, read in the move's own (write) transaction: a second process
+    // opening the directory at once waits for the first's move, then sees it done.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| sql_err("move", e))?;
+    let moved: Option<String> = tx
         .query_row_cached(
             "SELECT value FROM meta WHERE name = 'files_moved'",
             [],
@@ -184,9 +190,7 @@ fn move_files_in(conn: &mut Connection, dir: &Path) -> Result<(), io::Error> {
         )
         .optional()
         .map_err(|e| sql_err("read", e))?;
-    let (values, leftovers) = files_in(dir)?;
     if moved.is_none() {
-        let tx = conn.transaction().map_err(|e| sql_err("move", e))?;
         for (path, (p, s, k)) in &values {
             let value = zeroize::Zeroizing::new(std::fs::read(path)?);
             tx.execute_cached(
@@ -208,6 +212,8 @@ fn move_files_in(conn: &mut Connection, dir: &Path) -> Result<(), io::Error> {
                 "the node's files moved into its database"
             );
         }
+    } else {
+        tx.commit().map_err(|e| sql_err("move", e))?;
     }
     // Moved: the files go (the database holds each, byte for byte), then LDK's unfinished
     // files, then the directories left empty. A file found after an earlier open's move goes
