@@ -565,6 +565,38 @@ impl Party {
         })
     }
 
+    /// The checks of the peer's proposal `p` that need neither the chain nor the clock: the
+    /// channel, the peer's signature, and a version above our latest co-signed one (a
+    /// proposal we countersigned already is answered again by [`Party::receive`], before
+    /// this). The refusal to send when one fails: a node runs these before it reads the
+    /// chain, so a garbage or replayed proposal costs no chain read.
+    pub fn precheck(&self, p: &Proposal) -> Option<Message> {
+        let refused = |r: Reject| self.refusal(p, r).out;
+        if p.channel != self.id {
+            return refused(Reject {
+                code: RejectCode::WrongChannel,
+                detail: "another channel".into(),
+            });
+        }
+        if let Err(e) = self.chan.verify(
+            &p.state.state(),
+            &p.sig.into(),
+            self.chan.party(other(self.me)),
+        ) {
+            return refused(Reject::from(e));
+        }
+        if p.state.version <= self.latest.state.version {
+            return refused(Reject {
+                code: RejectCode::WrongVersion,
+                detail: format!(
+                    "version {}, the latest is {}",
+                    p.state.version, self.latest.state.version
+                ),
+            });
+        }
+        None
+    }
+
     fn refusal(&self, p: &Proposal, r: Reject) -> Step {
         let mut text = r.detail.clone();
         text.truncate(MAX_REASON_TEXT);

@@ -180,6 +180,25 @@ pub(crate) struct Slot {
     /// The peer could not read a batch (a build from before batches answers one as bytes
     /// that are no message): this channel's changes go one at a time until we restart.
     singles: bool,
+    /// Our pending proposal's version and how many times in a row the peer answered it
+    /// `Busy` (its chain unreadable): each resend waits twice as long as the one before.
+    busy: (u64, u32),
+}
+
+impl Slot {
+    /// Our pending proposal must go out again (the peer answered busy, or we could not read
+    /// its answer): its version, and how many times in a row that happened to it before.
+    fn busy_again(&mut self) -> Option<(u64, u32)> {
+        let v = self.party.pending()?.state.version;
+        let (version, streak) = self.busy;
+        let streak = if version == v {
+            streak.saturating_add(1)
+        } else {
+            0
+        };
+        self.busy = (v, streak);
+        Some((v, streak))
+    }
 }
 
 struct Conn {
@@ -293,6 +312,7 @@ impl Node {
                 turn: Arc::new(tokio::sync::Mutex::new(())),
                 queue: std::collections::VecDeque::new(),
                 singles: false,
+                busy: (0, 0),
             },
         );
         Ok(())
@@ -581,11 +601,10 @@ impl Node {
                     false,
                 ),
                 _ => {
-                    let pending = self
-                        .with_party(id, |p| p.pending().map(|p| p.state.version))
+                    let again = lock(&self.inner.chans)
                         .ok()
-                        .flatten();
-                    self.follow_up(id, FollowUp::Resend(pending));
+                        .and_then(|mut c| c.get_mut(&id).and_then(Slot::busy_again));
+                    self.follow_up(id, FollowUp::Resend(again));
                     (None, false)
                 }
             }
@@ -599,6 +618,18 @@ impl Node {
                 .unwrap_or(false),
             _ => false,
         };
+        // A proposal that fails the checks needing no chain (its channel, signature, version)
+        // is refused before any chain read: garbage and replays cost the node no chain read.
+        if let (Message::Propose(p), false) = (&msg, again) {
+            let refusal = self
+                .with_party(id, |party| party.precheck(p))
+                .ok()
+                .flatten();
+            if let Some(r) = refusal {
+                debug!(%peer, channel = %id, "proposal refused before any chain read");
+                return (Some(r.encode()), false);
+            }
+        }
         let chain = if !again && matches!(msg, Message::Propose(_) | Message::Reject(_)) {
             match self.inner.chain.on_chain(&chan).await {
                 Ok(c) => Some(c),
@@ -680,7 +711,7 @@ impl Node {
             }
             Event::PeerRefused { code, text } => {
                 if code == RejectCode::Busy {
-                    follow = FollowUp::Resend(slot.party.pending().map(|p| p.state.version));
+                    follow = FollowUp::Resend(slot.busy_again());
                 } else if let Some(w) = slot.waiter.take() {
                     let _ = w.send(Err(SessionError::Refused { code, text }));
                 }
@@ -703,9 +734,17 @@ impl Node {
                     node.repropose(id, 0).await;
                 });
             }
-            FollowUp::Resend(Some(version)) => {
+            FollowUp::Resend(Some((version, streak))) => {
+                // Doubling from `busy_retry` while the peer keeps answering busy, up to
+                // MAX_REPROPOSE_WAIT: a peer whose chain is down is not asked 5 times a second.
+                let wait = node
+                    .inner
+                    .cfg
+                    .busy_retry
+                    .saturating_mul(1 << streak.min(16))
+                    .min(MAX_REPROPOSE_WAIT.max(node.inner.cfg.busy_retry));
                 tokio::spawn(async move {
-                    tokio::time::sleep(node.inner.cfg.busy_retry).await;
+                    tokio::time::sleep(wait).await;
                     let again = lock(&node.inner.chans).ok().and_then(|c| {
                         let s = c.get(&id)?;
                         s.party
@@ -828,5 +867,6 @@ enum FollowUp {
     None,
     Repropose,
     CrossingTimer,
-    Resend(Option<u64>),
+    /// Our pending proposal (version, times in a row answered busy) to send again.
+    Resend(Option<(u64, u32)>),
 }

@@ -365,7 +365,9 @@ fn code_of(m: &Message) -> RejectCode {
 
 #[tokio::test]
 async fn hostile_frames_get_typed_rejects_and_change_nothing() {
-    let (a, b) = (who(), who());
+    let view = Arc::new(Flaky::steady());
+    let (a, b) = (who(), who_on(cfg(), view.clone()));
+    let reads = || view.reads.load(std::sync::atomic::Ordering::SeqCst);
     let chan = open(&a, &b, 4);
     let id = chan.id();
     let addr = listen(&b).await;
@@ -385,10 +387,13 @@ async fn hostile_frames_get_typed_rejects_and_change_nothing() {
     let good = proposal_of(&pa.propose(k.clone(), NOW, &chain()).unwrap());
     let mut bad = good.clone();
     bad.sig = raw_sig(&chan, &b.key, &bad.state);
+    let read_before = reads();
     assert_eq!(
         code_of(&answer(&mut raw, &encode(&bad)).await),
         RejectCode::BadSignature
     );
+    // Refused before any chain read.
+    assert_eq!(reads(), read_before);
     // Over capacity: a balance raised, re-signed by A.
     let mut over = good.clone();
     over.state.balance_a += 1;
@@ -433,10 +438,12 @@ async fn hostile_frames_get_typed_rejects_and_change_nothing() {
     let (_, k2) = lock(&chan, Side::A, 2, 5);
     let old = proposal_of(&fresh.propose(k2, NOW, &chain()).unwrap());
     assert_eq!(old.state.version, 1);
+    let read_before = reads();
     assert_eq!(
         code_of(&answer(&mut raw, &encode(&old)).await),
         RejectCode::WrongVersion
     );
+    assert_eq!(reads(), read_before, "a replayed version read the chain");
     assert_eq!(b.store.history(id).unwrap().len(), 1);
 
     // Another peer key (a stranger) gets WrongChannel for this channel, though it is real.
@@ -681,6 +688,36 @@ async fn a_lock_waiting_for_its_turn_is_listed_as_queued() {
     assert!(a.node.queued(id).unwrap().is_empty());
     let u = a.node.queued(B256::repeat_byte(9)).unwrap_err();
     assert!(matches!(u, SessionError::UnknownChannel(_)), "{u:?}");
+}
+
+/// A peer whose chain cannot be read answers our proposal busy: it is sent again after waits
+/// that double (not every `busy_retry` for as long as the outage lasts), and completes once
+/// the peer's chain is back.
+#[tokio::test]
+async fn resends_to_a_busy_peer_back_off() {
+    let view = Arc::new(Flaky::steady());
+    let a = who_with(SessionConfig {
+        request_timeout: Duration::from_millis(300),
+        resend_every: Duration::from_secs(600),
+        ..cfg()
+    });
+    let b = who_on(cfg(), view.clone());
+    let chan = open(&a, &b, 14);
+    let id = chan.id();
+    let addr = listen(&b).await;
+    link(&a, &b, addr).await;
+    view.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reads = || view.reads.load(std::sync::atomic::Ordering::SeqCst);
+    let start = reads();
+    let (_, k) = lock(&chan, Side::A, 1, 100);
+    assert!(a.node.propose(id, k).await.is_err());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // busy_retry is 50 ms: flat, about 30 tries in 1.5 s; doubling (50, 100, 200, 400, 800
+    // ms), at most 6.
+    let tries = reads() - start;
+    assert!((2..=7).contains(&tries), "{tries} tries in 1.5 s");
+    view.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    settled(&a, &b, id, 1).await;
 }
 
 /// Locks and claims proposed at once on one channel go out together: fewer co-signed
