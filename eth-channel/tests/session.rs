@@ -147,6 +147,20 @@ async fn link(a: &Who, b: &Who, addr: std::net::SocketAddr) {
     panic!("no connection");
 }
 
+/// `a` connected to a raw stand-in for `b` (it completes the handshake as `b`, then does only
+/// what the test does with the connection returned).
+async fn raw_peer_of(a: &Who, b: &Who) -> Connection {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let bnet = b.net.clone();
+    let accepted = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        Connection::accept(s, &bnet).await.unwrap()
+    });
+    a.node.connect(addr, b.net.public()).await.unwrap();
+    accepted.await.unwrap()
+}
+
 fn lock(chan: &ChannelRef, side: Side, n: u8, amount: u128) -> (B256, UpdateKind) {
     let pre = B256::repeat_byte(n);
     let kind = UpdateKind::Lock {
@@ -542,18 +556,13 @@ async fn a_silent_peer_times_out_and_the_proposal_stays_pending() {
     let chan = open(&a, &b, 10);
     let id = chan.id();
     // "B" completes the handshake, then reads and never answers.
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let bnet = b.net.clone();
+    let mut c = raw_peer_of(&a, &b).await;
     let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let (s, _) = l.accept().await.unwrap();
-        let mut c = Connection::accept(s, &bnet).await.unwrap();
         while let Ok(bytes) = c.recv_bytes().await {
             let _ = seen_tx.send(bytes);
         }
     });
-    a.node.connect(addr, b.net.public()).await.unwrap();
     let (_, k) = lock(&chan, Side::A, 1, 100);
     match a.node.propose(id, k).await {
         Err(SessionError::Timeout { version: 1 }) => {}
@@ -588,15 +597,7 @@ async fn a_proposal_lost_on_a_live_connection_is_sent_again() {
     let chan = open(&a, &b, 12);
     let id = chan.id();
     // "B" completes the handshake and answers nothing until told to.
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let bnet = b.net.clone();
-    let accepted = tokio::spawn(async move {
-        let (s, _) = l.accept().await.unwrap();
-        Connection::accept(s, &bnet).await.unwrap()
-    });
-    a.node.connect(addr, b.net.public()).await.unwrap();
-    let mut raw = accepted.await.unwrap();
+    let mut raw = raw_peer_of(&a, &b).await;
     let (_, k) = lock(&chan, Side::A, 1, 100);
     match a.node.propose(id, k).await {
         Err(SessionError::Timeout { version: 1 }) => {}
@@ -647,15 +648,8 @@ async fn a_lock_waiting_for_its_turn_is_listed_as_queued() {
     let chan = open(&a, &b, 13);
     let id = chan.id();
     // "B" reads and never answers: the first lock stays in flight until its timeout.
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let bnet = b.net.clone();
-    tokio::spawn(async move {
-        let (s, _) = l.accept().await.unwrap();
-        let mut c = Connection::accept(s, &bnet).await.unwrap();
-        while c.recv_bytes().await.is_ok() {}
-    });
-    a.node.connect(addr, b.net.public()).await.unwrap();
+    let mut c = raw_peer_of(&a, &b).await;
+    tokio::spawn(async move { while c.recv_bytes().await.is_ok() {} });
     assert!(a.node.queued(id).unwrap().is_empty());
     let (_, first) = lock(&chan, Side::A, 1, 100);
     let (_, second) = lock(&chan, Side::A, 2, 40);
