@@ -41,9 +41,8 @@ pub enum NoChannel {
     /// We pay over Lightning and no channel can send the amount.
     #[error(
         "no Lightning channel with {need_sat} sat outbound{have}: open one to the maker's \
-         Lightning node: run `xswap ln open --peer NODEID@HOST:PORT --amount {suggest_sat}` \
-         (the maker's `xswap ln info` gives NODEID@HOST:PORT), mine until `xswap ln list` \
-         shows it usable, then take again"
+         Lightning node: run `xswap ln open --peer {maker} --amount {suggest_sat}`{ask}, mine \
+         until `xswap ln list` shows it usable, then take again"
     )]
     LightningOut {
         /// What the leg pays, in sats.
@@ -52,6 +51,11 @@ pub enum NoChannel {
         have: String,
         /// A capacity that carries it (the channel reserve held back included).
         suggest_sat: u64,
+        /// The maker's node, `NODEID@HOST:PORT` as it told us ([`with_maker_contact`]), or
+        /// that placeholder.
+        maker: String,
+        /// Where to find the maker's node when it did not say.
+        ask: &'static str,
     },
     /// The maker pays us over Lightning and no channel of ours can receive the amount.
     #[error(
@@ -133,6 +137,65 @@ pub enum NoChannel {
         /// The amount, as `--amount` takes it (and for a token, `--token` naming it).
         need_arg: String,
     },
+}
+
+/// Where the taker finds the maker's Lightning node when the maker did not say.
+const ASK_MAKER_NODE: &str = " (the maker's `xswap ln info` gives NODEID@HOST:PORT)";
+
+/// How long a take waits for the maker's answer to where its node takes channels.
+const CONTACT_WAIT: Duration = Duration::from_secs(5);
+
+/// [`check_take`]'s error `e`, naming the maker's Lightning node when we must open a channel
+/// to it and the maker says where its node is ([`swap_engine::Engine::contact_of`]; a host
+/// it listens on for any address, `0.0.0.0` or `::`, is the one we reach the maker at).
+/// Without an answer (a maker of an earlier build, none configured, unreachable): `e` as it
+/// is.
+pub async fn with_maker_contact(
+    e: anyhow::Error,
+    engine: &swap_engine::Engine,
+    offer: &Offer,
+) -> anyhow::Error {
+    let Some(NoChannel::LightningOut {
+        need_sat,
+        have,
+        suggest_sat,
+        ..
+    }) = e.downcast_ref::<NoChannel>()
+    else {
+        return e;
+    };
+    let told = match engine
+        .contact_of(offer, offer.buy.rail_id(), CONTACT_WAIT)
+        .await
+    {
+        Ok(Some(addr)) => addr,
+        Ok(None) => return e,
+        Err(why) => {
+            tracing::debug!(error = %why, "the maker did not say where its node is");
+            return e;
+        }
+    };
+    let maker = match told.rsplit_once('@') {
+        Some((node, at)) => match at.rsplit_once(':') {
+            Some(("0.0.0.0" | "[::]" | "::", port)) => {
+                let maker_host = offer
+                    .addr
+                    .rsplit_once(':')
+                    .map_or(offer.addr.as_str(), |(h, _)| h);
+                format!("{node}@{maker_host}:{port}")
+            }
+            _ => told.clone(),
+        },
+        None => told.clone(),
+    };
+    NoChannel::LightningOut {
+        need_sat: *need_sat,
+        have: have.clone(),
+        suggest_sat: *suggest_sat,
+        maker,
+        ask: "",
+    }
+    .into()
 }
 
 /// `xswap channel open`'s arguments for `amount` of `asset`: the amount in base units, and for a
@@ -463,6 +526,8 @@ pub async fn check_take(
                                 need_sat: need,
                                 have,
                                 suggest_sat: capacity_for(need),
+                                maker: "NODEID@HOST:PORT".into(),
+                                ask: ASK_MAKER_NODE,
                             }
                         } else {
                             NoChannel::LightningIn {

@@ -313,7 +313,9 @@ async fn take(
         .await
         .context("refusing to take the offer")?;
     engine.resume().await?;
-    hosted::check_take(hosted, offer, give, get).await?;
+    if let Err(e) = hosted::check_take(hosted, offer, give, get).await {
+        return Err(hosted::with_maker_contact(e, &engine, offer).await);
+    }
     let id = engine.take(offer, give).await?;
     xswap_cli::say!("swap {id} agreed; running it (Ctrl-C is safe: `xswap resume` goes on)");
     follow(Some(&engine), engine.driver.store().as_ref(), &[id]).await?;
@@ -555,6 +557,17 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .context("refusing to serve offers")?;
                 let resumed = engine.resume().await?;
+                // Takers without a channel to our Lightning node ask where it is.
+                if let Some(node) = &hosted.ln {
+                    for rail in hosted.rails.iter().map(|r| r.params().rail()) {
+                        if rail.kind == swap_core::RailKind::Lightning {
+                            engine.set_contact(
+                                rail,
+                                format!("{}@{}", node.node_id(), node.listen_addr()),
+                            );
+                        }
+                    }
+                }
                 let listen = cfg.net.listen.clone();
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await

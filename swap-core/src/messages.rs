@@ -100,7 +100,24 @@ pub enum Message {
         /// Why, for people.
         reason: String,
     },
+    /// A taker without a channel to carry its leg asks where to open one to the maker on
+    /// `rail` (of `chain`), before any swap (the envelope's swap id is a fresh random one).
+    ContactRequest {
+        /// The leg's chain.
+        chain: ChainId,
+        /// The leg's rail.
+        rail: RailKind,
+    },
+    /// The maker's answer: where its node on that rail takes channels (`NODEID@HOST:PORT` for
+    /// Lightning), when it says. A hint for people, checked by its reader.
+    Contact {
+        /// The address, at most [`MAX_CONTACT_CHARS`] characters.
+        address: Option<String>,
+    },
 }
+
+/// The longest contact address carried in a [`Message::Contact`].
+pub const MAX_CONTACT_CHARS: usize = 200;
 
 /// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -144,6 +144,17 @@ pub struct Engine {
     funds: swap_core::shared_read::SharedReads<(RailId, Asset), swap_core::Funds>,
     /// Where stored swaps go to run instead of this engine's driver (see [`Engine::run_with`]).
     runner: std::sync::OnceLock<Runner>,
+    /// Where our nodes take channels, per rail, told to takers that ask (see
+    /// [`Engine::set_contact`]).
+    contacts: Mutex<HashMap<RailId, String>>,
+}
+
+/// Whether `a` reads as a node address to show people: printable ASCII, no spaces, not empty,
+/// at most [`swap_core::messages::MAX_CONTACT_CHARS`].
+fn valid_contact(a: &str) -> bool {
+    !a.is_empty()
+        && a.len() <= swap_core::messages::MAX_CONTACT_CHARS
+        && a.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Takes a stored swap to run it (see [`Engine::run_with`]).
@@ -203,7 +214,67 @@ impl Engine {
             accepting: tokio::sync::Mutex::new(()),
             funds: swap_core::shared_read::SharedReads::new(),
             runner: std::sync::OnceLock::new(),
+            contacts: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Says where our node on `rail` takes channels (`NODEID@HOST:PORT` for Lightning): the
+    /// maker answers takers that ask before a swap ([`Engine::contact_of`]), so that one
+    /// without a channel to carry its leg is told exactly what to open. Longer than
+    /// [`swap_core::messages::MAX_CONTACT_CHARS`], or not plain printable text: not told.
+    pub fn set_contact(&self, rail: RailId, address: impl Into<String>) {
+        let address = address.into();
+        if valid_contact(&address) {
+            if let Ok(mut c) = self.contacts.lock() {
+                c.insert(rail, address);
+            }
+        }
+    }
+
+    /// Where `rail`'s node takes channels, as set with [`Engine::set_contact`].
+    pub fn contact(&self, rail: RailId) -> Option<String> {
+        self.contacts.lock().ok()?.get(&rail).cloned()
+    }
+
+    /// Asks the maker of `offer` where its node on `rail` takes channels (within `within`):
+    /// its answer when it gives one that reads as an address (printable, no spaces, at most
+    /// [`swap_core::messages::MAX_CONTACT_CHARS`]); `None` when it has none to give. A maker
+    /// of an earlier build does not know the question: an error.
+    pub async fn contact_of(
+        &self,
+        offer: &Offer,
+        rail: RailId,
+        within: Duration,
+    ) -> Result<Option<String>, EngineError> {
+        let ask = async {
+            let mut conn =
+                Connection::connect(offer.addr.as_str(), &self.identity, Some(offer.maker))
+                    .await
+                    .map_err(|e| EngineError::Unreachable {
+                        addr: offer.addr.clone(),
+                        cause: e,
+                    })?;
+            let id = SwapId::random().map_err(|e| EngineError::Offer(e.to_string()))?;
+            let answer = conn
+                .request(&Envelope::new(
+                    id,
+                    Message::ContactRequest {
+                        chain: rail.chain,
+                        rail: rail.kind,
+                    },
+                ))
+                .await?;
+            match answer.body {
+                Message::Contact { address } if answer.swap_id == id => {
+                    Ok(address.filter(|a| valid_contact(a)))
+                }
+                Message::Reject { reason } => Err(EngineError::Rejected(reason)),
+                other => Err(EngineError::Protocol(format!("{other:?}"))),
+            }
+        };
+        tokio::time::timeout(within, ask)
+            .await
+            .map_err(|_| EngineError::Protocol("no contact answer in time".into()))?
     }
 
     /// The rail `id`, or a typed error when this engine has no adapter for it.

@@ -460,6 +460,12 @@ impl swap_net::Handler for Maker {
             Message::Proposal { terms } => self.proposal(peer, id, *terms).await,
             // Hints only: the driver watches the chains.
             Message::LockNotice { .. } | Message::Abort { .. } => None,
+            Message::ContactRequest { chain, rail } => Some(Envelope::new(
+                id,
+                Message::Contact {
+                    address: self.engine.contact(RailId { chain, kind: rail }),
+                },
+            )),
             _ => reject(id, "unexpected message"),
         }
     }
@@ -617,6 +623,83 @@ mod tests {
                 at_ms,
                 ..self.clone()
             }
+        }
+    }
+
+    /// A taker asks a maker (over TCP) where its node on a rail takes channels: the address
+    /// the maker set for that rail, nothing for another rail; text that is no address is
+    /// never set.
+    #[tokio::test]
+    async fn a_maker_tells_a_taker_where_its_node_takes_channels() {
+        let store = || Arc::new(swap_core::store::memory::MemoryStore::default());
+        let maker_id = Identity::generate().unwrap();
+        let maker = Engine::new(
+            "maker",
+            store(),
+            Vec::new(),
+            maker_id.clone(),
+            DriverConfig::default(),
+        );
+        let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
+        let ln = RailId::new(btc, swap_core::RailKind::Lightning);
+        let node = format!("02{}@127.0.0.1:9735", "ab".repeat(32));
+        maker.set_contact(ln, node.clone());
+        maker.set_contact(
+            RailId::new(btc, swap_core::RailKind::EvmChannel),
+            "two words",
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let serving = tokio::spawn(maker.clone().serve(listener, Vec::new()));
+        let taker = Engine::new(
+            "taker",
+            store(),
+            Vec::new(),
+            Identity::generate().unwrap(),
+            DriverConfig::default(),
+        );
+        let mut o = offer(u64::MAX, 1, 10, 1);
+        o.addr = addr;
+        o.maker = maker_id.public();
+        let wait = Duration::from_secs(10);
+        assert_eq!(taker.contact_of(&o, ln, wait).await.unwrap(), Some(node));
+        let other = RailId::new(btc, swap_core::RailKind::EvmChannel);
+        assert_eq!(taker.contact_of(&o, other, wait).await.unwrap(), None);
+        assert_eq!(maker.contact(other), None);
+        serving.abort();
+
+        // A hostile maker's answer that is no address (control characters, spaces, too
+        // long) is not shown.
+        struct Liar(String);
+        #[async_trait::async_trait]
+        impl swap_net::Handler for Liar {
+            async fn handle(&self, _peer: Peer, msg: Envelope) -> Option<Envelope> {
+                Some(Envelope::new(
+                    msg.swap_id,
+                    Message::Contact {
+                        address: Some(self.0.clone()),
+                    },
+                ))
+            }
+        }
+        for lie in [
+            "node\u{1b}[31m@host:1".to_string(),
+            "two words".into(),
+            "x".repeat(201),
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            o.addr = listener.local_addr().unwrap().to_string();
+            let liar = tokio::spawn(swap_net::serve(
+                listener,
+                maker_id.clone(),
+                Arc::new(Liar(lie.clone())),
+            ));
+            assert_eq!(
+                taker.contact_of(&o, ln, wait).await.unwrap(),
+                None,
+                "{lie:?}"
+            );
+            liar.abort();
         }
     }
 

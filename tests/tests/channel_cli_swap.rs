@@ -417,9 +417,12 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     let refused = run(&b, &["take", &offer, "--give", &give.to_string(), "--yes"]);
     let err = String::from_utf8_lossy(&refused.stderr).to_string();
     assert!(!refused.status.success(), "{err}");
+    // The maker told the take where its node is: the command names it.
     assert!(
         err.contains(&format!("no Lightning channel with {give} sat outbound"))
-            && err.contains("xswap ln open --peer"),
+            && err.contains(&format!(
+                "xswap ln open --peer {a_node}@{a_ln_addr} --amount"
+            )),
         "{err}"
     );
     assert_eq!(json(&b, &["list"]), serde_json::json!([]));
