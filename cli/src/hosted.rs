@@ -89,13 +89,19 @@ pub enum NoChannel {
     /// We pay in an Ethereum channel with the maker and none holds the amount on our side.
     #[error(
         "no Ethereum channel with the maker {peer} holding {need} on your side{have}: open a \
-         channel with `xswap channel open --peer {peer}@HOST:PORT --peer-address 0xMAKER \
-         --amount {need_arg}` (the maker's `xswap channel info` gives its [channel] listen \
-         address and Ethereum address), or `xswap channel deposit` into yours, then take again"
+         channel with `xswap channel open --peer {maker} --peer-address {maker_address} \
+         --amount {need_arg}`{ask}, or `xswap channel deposit` into yours, then take again"
     )]
     EthOut {
         /// The maker's transport key.
         peer: String,
+        /// The maker's channel node, `KEY@HOST:PORT` as it told us ([`with_maker_contact`]),
+        /// or with a placeholder for where it listens.
+        maker: String,
+        /// The maker's Ethereum address as it told us, or a placeholder.
+        maker_address: String,
+        /// Where to find what the maker did not say.
+        ask: &'static str,
         /// The amount, as people read it.
         need: String,
         /// The amount, as `--amount` takes it (and for a token, `--token` naming it).
@@ -142,60 +148,101 @@ pub enum NoChannel {
 /// Where the taker finds the maker's Lightning node when the maker did not say.
 const ASK_MAKER_NODE: &str = " (the maker's `xswap ln info` gives NODEID@HOST:PORT)";
 
+/// Where the taker finds the maker's channel node when the maker did not say.
+const ASK_MAKER_CHANNEL: &str =
+    " (the maker's `xswap channel info` gives its [channel] listen address and Ethereum address)";
+
 /// How long a take waits for the maker's answer to where its node takes channels.
 const CONTACT_WAIT: Duration = Duration::from_secs(5);
 
-/// [`check_take`]'s error `e`, naming the maker's Lightning node when we must open a channel
-/// to it and the maker says where its node is ([`swap_engine::Engine::contact_of`]; a host
-/// it listens on for any address, `0.0.0.0` or `::`, is the one we reach the maker at).
-/// Without an answer (a maker of an earlier build, none configured, unreachable): `e` as it
-/// is.
+/// [`check_take`]'s error `e`, naming the maker's node when we must open a channel to it
+/// (Lightning, or an Ethereum channel we pay in) and the maker says where its node is
+/// ([`swap_engine::Engine::contact_of`]; a host it listens on for any address, `0.0.0.0` or
+/// `::`, is the one we reach the maker at; an Ethereum channel's answer must name the
+/// maker's transport key and a valid address). Without such an answer (a maker of an
+/// earlier build, none configured, unreachable): `e` as it is.
 pub async fn with_maker_contact(
     e: anyhow::Error,
     engine: &swap_engine::Engine,
     offer: &Offer,
 ) -> anyhow::Error {
-    let Some(NoChannel::LightningOut {
-        need_sat,
-        have,
-        suggest_sat,
-        ..
-    }) = e.downcast_ref::<NoChannel>()
-    else {
+    let Some(no) = e.downcast_ref::<NoChannel>() else {
         return e;
     };
+    if !matches!(
+        no,
+        NoChannel::LightningOut { .. } | NoChannel::EthOut { .. }
+    ) {
+        return e;
+    }
     let told = match engine
         .contact_of(offer, offer.buy.rail_id(), CONTACT_WAIT)
         .await
     {
-        Ok(Some(addr)) => addr,
+        Ok(Some(c)) => c,
         Ok(None) => return e,
         Err(why) => {
             tracing::debug!(error = %why, "the maker did not say where its node is");
             return e;
         }
     };
-    let maker = match told.rsplit_once('@') {
-        Some((node, at)) => match at.rsplit_once(':') {
-            Some(("0.0.0.0" | "[::]" | "::", port)) => {
-                let maker_host = offer
-                    .addr
-                    .rsplit_once(':')
-                    .map_or(offer.addr.as_str(), |(h, _)| h);
-                format!("{node}@{maker_host}:{port}")
+    let at = reachable(&told.address, &offer.addr);
+    match no {
+        NoChannel::LightningOut {
+            need_sat,
+            have,
+            suggest_sat,
+            ..
+        } => NoChannel::LightningOut {
+            need_sat: *need_sat,
+            have: have.clone(),
+            suggest_sat: *suggest_sat,
+            maker: at,
+            ask: "",
+        }
+        .into(),
+        NoChannel::EthOut {
+            peer,
+            need,
+            need_arg,
+            have,
+            ..
+        } => {
+            let address = told
+                .account
+                .as_deref()
+                .and_then(|a| a.parse::<alloy::primitives::Address>().ok());
+            let (Some(address), true) = (address, at.starts_with(&format!("{peer}@"))) else {
+                return e;
+            };
+            NoChannel::EthOut {
+                peer: peer.clone(),
+                maker: at,
+                maker_address: format!("{address:#x}"),
+                ask: "",
+                need: need.clone(),
+                need_arg: need_arg.clone(),
+                have: have.clone(),
             }
-            _ => told.clone(),
-        },
-        None => told.clone(),
-    };
-    NoChannel::LightningOut {
-        need_sat: *need_sat,
-        have: have.clone(),
-        suggest_sat: *suggest_sat,
-        maker,
-        ask: "",
+            .into()
+        }
+        _ => e,
     }
-    .into()
+}
+
+/// `ID@HOST:PORT` with a host that listens on every address (`0.0.0.0`, `::`) replaced by
+/// the host of `maker_addr` (where we reached the maker).
+fn reachable(told: &str, maker_addr: &str) -> String {
+    let Some((id, at)) = told.rsplit_once('@') else {
+        return told.to_owned();
+    };
+    match at.rsplit_once(':') {
+        Some(("0.0.0.0" | "[::]" | "::", port)) => {
+            let host = maker_addr.rsplit_once(':').map_or(maker_addr, |(h, _)| h);
+            format!("{id}@{host}:{port}")
+        }
+        _ => told.to_owned(),
+    }
 }
 
 /// `xswap channel open`'s arguments for `amount` of `asset`: the amount in base units, and for a
@@ -229,6 +276,33 @@ impl std::fmt::Debug for Hosted {
             .field("rails", &self.rails.len())
             .field("ln", &self.ln.as_ref().map(|n| n.node_id()))
             .finish_non_exhaustive()
+    }
+}
+
+impl Hosted {
+    /// Tells `engine` where our nodes take channels, for takers that ask: the Lightning
+    /// node's `NODEID@HOST:PORT`, and the channel node's `KEY@HOST:PORT` (its `[channel]
+    /// listen`, when set) with our Ethereum address.
+    pub fn tell_contacts(&self, engine: &swap_engine::Engine) {
+        for rail in self.rails.iter().map(|r| r.params().rail()) {
+            let contact = match rail.kind {
+                RailKind::Lightning => self.ln.as_ref().map(|node| swap_engine::Contact {
+                    address: format!("{}@{}", node.node_id(), node.listen_addr()),
+                    account: None,
+                }),
+                RailKind::EvmChannel => self.chan.as_ref().and_then(|(ctx, _)| {
+                    let listen = ctx.section.listen.as_ref()?;
+                    Some(swap_engine::Contact {
+                        address: format!("{}@{listen}", ctx.node.public()),
+                        account: Some(format!("{:#x}", ctx.signer.address())),
+                    })
+                }),
+                _ => None,
+            };
+            if let Some(c) = contact {
+                engine.set_contact(rail, c);
+            }
+        }
     }
 }
 
@@ -572,7 +646,10 @@ pub async fn check_take(
                 let peer = hex::encode(offer.maker.0);
                 return Err(anyhow::Error::from(if we_pay {
                     NoChannel::EthOut {
+                        maker: format!("{peer}@HOST:PORT"),
                         peer,
+                        maker_address: "0xMAKER".into(),
+                        ask: ASK_MAKER_CHANNEL,
                         need,
                         need_arg,
                         have,

@@ -557,17 +557,8 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .context("refusing to serve offers")?;
                 let resumed = engine.resume().await?;
-                // Takers without a channel to our Lightning node ask where it is.
-                if let Some(node) = &hosted.ln {
-                    for rail in hosted.rails.iter().map(|r| r.params().rail()) {
-                        if rail.kind == swap_core::RailKind::Lightning {
-                            engine.set_contact(
-                                rail,
-                                format!("{}@{}", node.node_id(), node.listen_addr()),
-                            );
-                        }
-                    }
-                }
+                // Takers without a channel to our nodes ask where they are.
+                hosted.tell_contacts(&engine);
                 let listen = cfg.net.listen.clone();
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await

@@ -109,10 +109,15 @@ pub enum Message {
         rail: RailKind,
     },
     /// The maker's answer: where its node on that rail takes channels (`NODEID@HOST:PORT` for
-    /// Lightning), when it says. A hint for people, checked by its reader.
+    /// Lightning, `KEY@HOST:PORT` for an Ethereum channel), when it says. A hint for people,
+    /// checked by its reader.
     Contact {
         /// The address, at most [`MAX_CONTACT_CHARS`] characters.
         address: Option<String>,
+        /// The maker's account on that rail when a channel names it (its Ethereum address
+        /// for an Ethereum channel).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
     },
 }
 

@@ -146,15 +146,29 @@ pub struct Engine {
     runner: std::sync::OnceLock<Runner>,
     /// Where our nodes take channels, per rail, told to takers that ask (see
     /// [`Engine::set_contact`]).
-    contacts: Mutex<HashMap<RailId, String>>,
+    contacts: Mutex<HashMap<RailId, Contact>>,
 }
 
-/// Whether `a` reads as a node address to show people: printable ASCII, no spaces, not empty,
-/// at most [`swap_core::messages::MAX_CONTACT_CHARS`].
-fn valid_contact(a: &str) -> bool {
-    !a.is_empty()
-        && a.len() <= swap_core::messages::MAX_CONTACT_CHARS
-        && a.bytes().all(|b| b.is_ascii_graphic())
+/// Where a maker's node on a rail takes channels (see [`Engine::set_contact`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// `NODEID@HOST:PORT` (Lightning), `KEY@HOST:PORT` (Ethereum channel).
+    pub address: String,
+    /// The account a channel names (the maker's Ethereum address), when it names one.
+    pub account: Option<String>,
+}
+
+impl Contact {
+    /// Whether it reads as an address to show people: printable ASCII, no spaces, not empty,
+    /// at most [`swap_core::messages::MAX_CONTACT_CHARS`] (the account too).
+    pub fn is_valid(&self) -> bool {
+        let ok = |a: &str| {
+            !a.is_empty()
+                && a.len() <= swap_core::messages::MAX_CONTACT_CHARS
+                && a.bytes().all(|b| b.is_ascii_graphic())
+        };
+        ok(&self.address) && self.account.as_deref().is_none_or(ok)
+    }
 }
 
 /// Takes a stored swap to run it (see [`Engine::run_with`]).
@@ -218,34 +232,34 @@ impl Engine {
         })
     }
 
-    /// Says where our node on `rail` takes channels (`NODEID@HOST:PORT` for Lightning): the
-    /// maker answers takers that ask before a swap ([`Engine::contact_of`]), so that one
-    /// without a channel to carry its leg is told exactly what to open. Longer than
-    /// [`swap_core::messages::MAX_CONTACT_CHARS`], or not plain printable text: not told.
-    pub fn set_contact(&self, rail: RailId, address: impl Into<String>) {
-        let address = address.into();
-        if valid_contact(&address) {
+    /// Says where our node on `rail` takes channels (`NODEID@HOST:PORT` for Lightning,
+    /// `KEY@HOST:PORT` and our Ethereum address for an Ethereum channel): the maker answers
+    /// takers that ask before a swap ([`Engine::contact_of`]), so that one without a channel
+    /// to carry its leg is told exactly what to open. A contact that is not plain printable
+    /// text of at most [`swap_core::messages::MAX_CONTACT_CHARS`] is not told.
+    pub fn set_contact(&self, rail: RailId, contact: Contact) {
+        if contact.is_valid() {
             if let Ok(mut c) = self.contacts.lock() {
-                c.insert(rail, address);
+                c.insert(rail, contact);
             }
         }
     }
 
     /// Where `rail`'s node takes channels, as set with [`Engine::set_contact`].
-    pub fn contact(&self, rail: RailId) -> Option<String> {
+    pub fn contact(&self, rail: RailId) -> Option<Contact> {
         self.contacts.lock().ok()?.get(&rail).cloned()
     }
 
     /// Asks the maker of `offer` where its node on `rail` takes channels (within `within`):
     /// its answer when it gives one that reads as an address (printable, no spaces, at most
-    /// [`swap_core::messages::MAX_CONTACT_CHARS`]); `None` when it has none to give. A maker
-    /// of an earlier build does not know the question: an error.
+    /// [`swap_core::messages::MAX_CONTACT_CHARS`], the account too); `None` when it has none
+    /// to give. A maker of an earlier build does not know the question: an error.
     pub async fn contact_of(
         &self,
         offer: &Offer,
         rail: RailId,
         within: Duration,
-    ) -> Result<Option<String>, EngineError> {
+    ) -> Result<Option<Contact>, EngineError> {
         let ask = async {
             let mut conn =
                 Connection::connect(offer.addr.as_str(), &self.identity, Some(offer.maker))
@@ -265,9 +279,9 @@ impl Engine {
                 ))
                 .await?;
             match answer.body {
-                Message::Contact { address } if answer.swap_id == id => {
-                    Ok(address.filter(|a| valid_contact(a)))
-                }
+                Message::Contact { address, account } if answer.swap_id == id => Ok(address
+                    .map(|address| Contact { address, account })
+                    .filter(Contact::is_valid)),
                 Message::Reject { reason } => Err(EngineError::Rejected(reason)),
                 other => Err(EngineError::Protocol(format!("{other:?}"))),
             }

@@ -460,12 +460,16 @@ impl swap_net::Handler for Maker {
             Message::Proposal { terms } => self.proposal(peer, id, *terms).await,
             // Hints only: the driver watches the chains.
             Message::LockNotice { .. } | Message::Abort { .. } => None,
-            Message::ContactRequest { chain, rail } => Some(Envelope::new(
-                id,
-                Message::Contact {
-                    address: self.engine.contact(RailId { chain, kind: rail }),
-                },
-            )),
+            Message::ContactRequest { chain, rail } => {
+                let c = self.engine.contact(RailId { chain, kind: rail });
+                Some(Envelope::new(
+                    id,
+                    Message::Contact {
+                        address: c.as_ref().map(|c| c.address.clone()),
+                        account: c.and_then(|c| c.account),
+                    },
+                ))
+            }
             _ => reject(id, "unexpected message"),
         }
     }
@@ -643,10 +647,24 @@ mod tests {
         let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
         let ln = RailId::new(btc, swap_core::RailKind::Lightning);
         let node = format!("02{}@127.0.0.1:9735", "ab".repeat(32));
+        let node = Contact {
+            address: node,
+            account: None,
+        };
         maker.set_contact(ln, node.clone());
+        let eth = ChainId::new(ChainFamily::Ethereum, Network::Regtest);
+        let chan = RailId::new(eth, swap_core::RailKind::EvmChannel);
+        let peer = Contact {
+            address: format!("{}@127.0.0.1:7701", "cd".repeat(32)),
+            account: Some(format!("0x{}", "12".repeat(20))),
+        };
+        maker.set_contact(chan, peer.clone());
         maker.set_contact(
             RailId::new(btc, swap_core::RailKind::EvmChannel),
-            "two words",
+            Contact {
+                address: "two words".into(),
+                account: None,
+            },
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -663,6 +681,7 @@ mod tests {
         o.maker = maker_id.public();
         let wait = Duration::from_secs(10);
         assert_eq!(taker.contact_of(&o, ln, wait).await.unwrap(), Some(node));
+        assert_eq!(taker.contact_of(&o, chan, wait).await.unwrap(), Some(peer));
         let other = RailId::new(btc, swap_core::RailKind::EvmChannel);
         assert_eq!(taker.contact_of(&o, other, wait).await.unwrap(), None);
         assert_eq!(maker.contact(other), None);
@@ -678,6 +697,7 @@ mod tests {
                     msg.swap_id,
                     Message::Contact {
                         address: Some(self.0.clone()),
+                        account: None,
                     },
                 ))
             }

@@ -619,22 +619,23 @@ fn tokens_in_a_channel_for_lightning_through_the_cli_maker_and_taker() {
     });
     let a_out0 = ln_channel(&a)["outbound_msat"].as_u64().unwrap();
 
-    // No Ethereum channel to the maker: the take says what to open, the token included, and
-    // stores nothing.
+    // No Ethereum channel to the maker: the take says what to open (the maker told it where
+    // its channel node listens and its Ethereum address; the token included), and stores
+    // nothing.
     let give = 5_000_000u64;
     let get = give / 100;
     let refused = run(&b, &["take", &offer, "--give", &give.to_string(), "--yes"]);
     let err = String::from_utf8_lossy(&refused.stderr).to_string();
     assert!(!refused.status.success(), "{err}");
+    let a_info = json(&a, &["channel", "info"]);
     assert!(
         err.contains("no Ethereum channel with the maker")
             && err.contains(&format!(
-                "xswap channel open --peer {}@HOST:PORT",
-                json(&a, &["channel", "info"])["transport_key"]
-                    .as_str()
-                    .unwrap()
-            ))
-            && err.contains(&format!("--amount {give} --token {spec}")),
+                "xswap channel open --peer {}@{} --peer-address {} --amount {give} --token {spec}",
+                a_info["transport_key"].as_str().unwrap(),
+                chan_listen[0],
+                a_info["address"].as_str().unwrap(),
+            )),
         "{err}"
     );
     assert_eq!(json(&b, &["list"]), serde_json::json!([]));
