@@ -307,6 +307,22 @@ async fn lock_then_claim_is_seen_on_both_sides() {
     let e = env.a.rail.refund(&h).await.unwrap_err();
     assert_eq!(e.cause, Cause::AlreadySpent);
     assert_eq!(env.state(), (DEP_A - 2 * ONE, DEP_B + 2 * ONE, 0));
+
+    // The swap finished: its lock leaves the rails' caches; asked for again, it is read
+    // anew, still claimed (never absent). A second lock locked after that is seen too.
+    let p2 = pre(2);
+    let h2 = env.leg(&p2, ONE, 3600);
+    for rail in [&env.a.rail, &env.b.rail] {
+        rail.forget(&h).await;
+        assert_eq!(rail.htlc_status(&h2).await.unwrap(), HtlcStatus::Absent);
+        assert_claimed(&rail.htlc_status(&h).await.unwrap(), &p);
+        rail.forget(&h).await;
+    }
+    env.a.rail.lock(&h2).await.unwrap();
+    for rail in [&env.a.rail, &env.b.rail] {
+        assert_funded(&rail.htlc_status(&h2).await.unwrap(), &h2);
+        assert_claimed(&rail.htlc_status(&h).await.unwrap(), &p);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

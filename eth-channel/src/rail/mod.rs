@@ -608,6 +608,7 @@ impl Rail for ChannelRail {
     }
 
     async fn forget(&self, htlc: &HtlcParams) {
+        self.evict(htlc);
         self.unrevealed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -82,16 +82,23 @@ fn key_of(l: &Lock) -> LockKey {
 /// What one channel's co-signed history says of each lock, read once and then only as new
 /// states are co-signed: a leg's trace reads no more than the states since the last one.
 /// (Reading the whole history for every leg at every step cost each swap more than the last.)
-/// Co-signed states never change, so this is a cache of the store that is never stale; it
-/// keeps about a hundred bytes per lock the channel ever held.
+/// Co-signed states never change, so this is a cache of the store that is never stale. It
+/// keeps about a hundred bytes per lock until the lock has left the states and its swap is
+/// finished ([`History::evict`]), then 8 (a hash of its identity): a lock asked for again
+/// after that has the history read anew, never called absent from the cache.
 #[derive(Default)]
 pub(super) struct History {
     /// The next version to read.
     next: u64,
     /// The locks of the last state read.
     locks: Vec<Lock>,
-    /// Each lock ever held: when it entered the states (first time), how it left them.
+    /// Each lock held and not evicted: when it entered the states (first time), how it left
+    /// them.
     seen: HashMap<LockKey, Seen>,
+    /// Hashes of the evicted locks' identities (a collision costs a read of the history,
+    /// never a wrong answer).
+    evicted: std::collections::HashSet<u64>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 struct Seen {
@@ -133,6 +140,42 @@ fn end_of(kind: Option<&UpdateKind>, lock: &Lock, v: u64) -> Result<(u64, End), 
 }
 
 impl History {
+    /// Forgets the lock `key` once it has left the states (a swap finished with it): its
+    /// entry goes, and the history remembers that it let one go.
+    pub(super) fn evict(&mut self, key: &LockKey) {
+        if self.seen.get(key).is_some_and(|s| s.ended.is_some()) {
+            self.seen.remove(key);
+            self.evicted.insert(self.hash(key));
+        }
+    }
+
+    fn hash(&self, key: &LockKey) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    /// The lock `key`'s entry, with the history read anew first when it was evicted.
+    fn seen(
+        &mut self,
+        store: &dyn ChannelStore,
+        id: B256,
+        key: &LockKey,
+    ) -> Result<Option<&Seen>, ChainError> {
+        if !self.seen.contains_key(key) && self.evicted.remove(&self.hash(key)) {
+            let (evicted, hasher) = (
+                std::mem::take(&mut self.evicted),
+                std::mem::take(&mut self.hasher),
+            );
+            *self = History {
+                evicted,
+                hasher,
+                ..History::default()
+            };
+            self.catch_up(store, id)?;
+        }
+        Ok(self.seen.get(key))
+    }
+
     /// Reads the states co-signed since the last call.
     fn catch_up(&mut self, store: &dyn ChannelStore, id: B256) -> Result<(), ChainError> {
         let updates = store
@@ -155,10 +198,17 @@ impl History {
                 }
             }
             for l in &cs.locks {
-                self.seen.entry(key_of(l)).or_insert_with(|| Seen {
-                    added: (v, l.clone()),
-                    ended: None,
-                });
+                let key = key_of(l);
+                // An evicted lock read again (the history read anew for another) stays out.
+                if !self.seen.contains_key(&key) && !self.evicted.contains(&self.hash(&key)) {
+                    self.seen.insert(
+                        key,
+                        Seen {
+                            added: (v, l.clone()),
+                            ended: None,
+                        },
+                    );
+                }
             }
             self.locks = cs.locks.clone();
             self.next = v.saturating_add(1);
@@ -168,6 +218,18 @@ impl History {
 }
 
 impl ChannelRail {
+    /// Lets the history cache drop a finished swap's lock (see [`History`]).
+    pub(super) fn evict(&self, htlc: &swap_core::HtlcParams) {
+        let Ok(leg) = self.leg(htlc) else {
+            return;
+        };
+        if let Ok(mut h) = self.history.lock() {
+            if let Some(history) = h.get_mut(&leg.id) {
+                history.evict(&leg.key());
+            }
+        }
+    }
+
     pub(super) fn trace(&self, leg: &Leg) -> Result<Trace, ChainError> {
         let pending = self
             .node
@@ -192,7 +254,7 @@ impl ChannelRail {
         let history = histories.entry(leg.id).or_default();
         history.catch_up(&*self.store, leg.id)?;
         let key = leg.key();
-        if let Some(seen) = history.seen.get(&key) {
+        if let Some(seen) = history.seen(&*self.store, leg.id, &key)? {
             trace.added = Some(seen.added.clone());
             match &seen.ended {
                 None => {}
