@@ -239,6 +239,19 @@ impl UpdateKind {
         }
     }
 
+    /// What this change takes from its proposer's side once co-signed: the amounts of its
+    /// locks and withdrawals.
+    pub fn outgoing(&self) -> u128 {
+        self.parts()
+            .iter()
+            .map(|k| match k {
+                UpdateKind::Lock { lock } => lock.amount,
+                UpdateKind::Withdraw { amount, .. } => *amount,
+                _ => 0,
+            })
+            .fold(0u128, u128::saturating_add)
+    }
+
     /// Whether this change may go in a [`UpdateKind::Batch`].
     pub fn batchable(&self) -> bool {
         matches!(self, UpdateKind::Lock { .. } | UpdateKind::Claim { .. })

@@ -180,6 +180,9 @@ pub(crate) struct Slot {
     /// The peer could not read a batch (a build from before batches answers one as bytes
     /// that are no message): this channel's changes go one at a time until we restart.
     singles: bool,
+    /// What each [`Node::propose`] call still running on this channel will take from our side
+    /// (by ticket): queued, waiting for its turn, or proposed and waiting for its answer.
+    outgoing: HashMap<u64, u128>,
     /// Our pending proposal's version and how many times in a row the peer answered it
     /// `Busy` (its chain unreadable): each resend waits twice as long as the one before.
     busy: (u64, u32),
@@ -313,6 +316,7 @@ impl Node {
                 queue: std::collections::VecDeque::new(),
                 singles: false,
                 busy: (0, 0),
+                outgoing: HashMap::new(),
             },
         );
         Ok(())
@@ -328,6 +332,30 @@ impl Node {
         let chans = lock(&self.inner.chans)?;
         let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
         Ok(f(&slot.party))
+    }
+
+    /// Reads channel `id`'s party with what our changes not yet co-signed will take from our
+    /// side, read together under one lock: those of [`Node::propose`] calls still running
+    /// (queued, waiting for their turn, or proposed), and a pending or requeued change no
+    /// caller waits for any more. (Counted high for a moment rather than low: a change just
+    /// co-signed may count until its call returns.)
+    pub fn with_party_outgoing<T>(
+        &self,
+        id: B256,
+        f: impl FnOnce(&Party, u128) -> T,
+    ) -> Result<T, SessionError> {
+        let chans = lock(&self.inner.chans)?;
+        let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
+        let mut out = slot
+            .outgoing
+            .values()
+            .fold(0u128, |a, b| a.saturating_add(*b));
+        if slot.waiter.is_none() {
+            let pending = slot.party.pending().map_or(0, |p| p.kind.outgoing());
+            let requeued = slot.requeue.as_ref().map_or(0, UpdateKind::outgoing);
+            out = out.saturating_add(pending).saturating_add(requeued);
+        }
+        Ok(f(&slot.party, out))
     }
 
     /// Whether a connection to `peer` is up.
@@ -745,11 +773,14 @@ impl Node {
                     .min(MAX_REPROPOSE_WAIT.max(node.inner.cfg.busy_retry));
                 tokio::spawn(async move {
                     tokio::time::sleep(wait).await;
+                    // Only the latest busy answer's resend goes out: one answered busy since
+                    // (to a resend of the timer, of a new connection or of the rail) has
+                    // scheduled its own, so resends never pile up.
                     let again = lock(&node.inner.chans).ok().and_then(|c| {
                         let s = c.get(&id)?;
                         s.party
                             .pending()
-                            .filter(|p| p.state.version == version)
+                            .filter(|p| p.state.version == version && s.busy == (version, streak))
                             .and(s.party.resend().map(|b| (s.peer, b)))
                     });
                     if let Some((peer, bytes)) = again {

@@ -635,11 +635,11 @@ async fn a_proposal_lost_on_a_live_connection_is_sent_again() {
     assert!(quiet.is_err(), "sent after it completed: {quiet:?}");
 }
 
-/// A lock waiting for its turn behind one in flight is counted as ours to lose: the node lists
-/// it as queued (the channel rail takes it off what we can still lock), and not once it has
-/// had its answer.
+/// What our changes not yet co-signed will take from our side: a lock in flight and one
+/// waiting for its turn behind it both count; once their calls have returned, the pending
+/// one no caller waits for still counts, the refused one no more.
 #[tokio::test]
-async fn a_lock_waiting_for_its_turn_is_listed_as_queued() {
+async fn locks_in_flight_and_waiting_count_against_our_side() {
     let a = who_with(SessionConfig {
         request_timeout: Duration::from_millis(600),
         ..cfg()
@@ -647,10 +647,11 @@ async fn a_lock_waiting_for_its_turn_is_listed_as_queued() {
     let b = who();
     let chan = open(&a, &b, 13);
     let id = chan.id();
+    let outgoing = || a.node.with_party_outgoing(id, |_, o| o).unwrap();
     // "B" reads and never answers: the first lock stays in flight until its timeout.
     let mut c = raw_peer_of(&a, &b).await;
     tokio::spawn(async move { while c.recv_bytes().await.is_ok() {} });
-    assert!(a.node.queued(id).unwrap().is_empty());
+    assert_eq!(outgoing(), 0);
     let (_, first) = lock(&chan, Side::A, 1, 100);
     let (_, second) = lock(&chan, Side::A, 2, 40);
     let node = a.node.clone();
@@ -662,25 +663,27 @@ async fn a_lock_waiting_for_its_turn_is_listed_as_queued() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let node = a.node.clone();
-    let two_kind = second.clone();
-    let two = tokio::spawn(async move { node.propose(id, two_kind).await });
-    let mut listed = Vec::new();
+    let two = tokio::spawn(async move { node.propose(id, second).await });
+    let mut seen = 0;
     for _ in 0..100 {
-        listed = a.node.queued(id).unwrap();
-        if !listed.is_empty() {
+        seen = outgoing();
+        if seen == 140 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(listed, vec![second]);
+    assert_eq!(seen, 140, "both locks count while their calls run");
     assert!(matches!(
         one.await.unwrap(),
         Err(SessionError::Timeout { version: 1 })
     ));
-    // The second had its answer (busy behind the pending first): no longer queued.
+    // The second had its answer (busy behind the pending first).
     assert!(two.await.unwrap().is_err());
-    assert!(a.node.queued(id).unwrap().is_empty());
-    let u = a.node.queued(B256::repeat_byte(9)).unwrap_err();
+    assert_eq!(outgoing(), 100, "the pending lock, no caller waiting");
+    let u = a
+        .node
+        .with_party_outgoing(B256::repeat_byte(9), |_, o| o)
+        .unwrap_err();
     assert!(matches!(u, SessionError::UnknownChannel(_)), "{u:?}");
 }
 

@@ -68,9 +68,11 @@ struct Writer {
 /// returns (a store opened again right after finds its files as they will stay).
 impl Drop for Writer {
     fn drop(&mut self) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
+        // A poisoned lock still gives the sender up: else the join would wait forever.
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

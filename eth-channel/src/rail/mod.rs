@@ -391,27 +391,11 @@ impl ChannelRail {
     }
 
     /// What each side of channel `id` can still lock, when it is open in `token`: ours less
-    /// our locks and withdrawals still pending there or queued for their turn (each will
-    /// take its amount from our side when co-signed).
+    /// what our changes not yet co-signed will take (locks and withdrawals queued, waiting
+    /// for their turn or pending: [`Node::with_party_outgoing`]).
     fn free(&self, id: B256, token: Address) -> Result<Option<Free>, ChainError> {
-        let outgoing = |kinds: &[UpdateKind]| {
-            kinds
-                .iter()
-                .flat_map(UpdateKind::parts)
-                .map(|k| match k {
-                    UpdateKind::Lock { lock } => lock.amount,
-                    UpdateKind::Withdraw { amount, .. } => *amount,
-                    _ => 0,
-                })
-                .fold(0u128, u128::saturating_add)
-        };
-        let queued = self
-            .node
-            .queued(id)
-            .map(|q| outgoing(&q))
-            .map_err(|e| session_err(e, 0))?;
         self.node
-            .with_party(id, |p| {
+            .with_party_outgoing(id, |p, outgoing| {
                 if p.channel().params.token != token || p.latest().state.isFinal {
                     return None;
                 }
@@ -420,11 +404,8 @@ impl ChannelRail {
                     Side::A => (s.balanceA, s.balanceB, p.channel().party(Side::B)),
                     Side::B => (s.balanceB, s.balanceA, p.channel().party(Side::A)),
                 };
-                let held = p
-                    .pending()
-                    .map_or(0, |p| outgoing(std::slice::from_ref(&p.kind)));
                 Some(Free {
-                    ours: mine.saturating_sub(held.saturating_add(queued)),
+                    ours: mine.saturating_sub(outgoing),
                     theirs,
                     peer,
                 })

@@ -63,6 +63,23 @@ pub(super) struct Queued {
     answer: oneshot::Sender<Answer>,
 }
 
+/// A running [`Node::propose`] call's share of what our side will give (removed on drop).
+struct Reserved {
+    node: Node,
+    id: B256,
+    ticket: u64,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Ok(mut chans) = lock(&self.node.inner.chans) {
+            if let Some(slot) = chans.get_mut(&self.id) {
+                slot.outgoing.remove(&self.ticket);
+            }
+        }
+    }
+}
+
 impl Node {
     /// Proposes `kind` on channel `id` and waits for the peer's countersignature: the
     /// co-signed version. After crossing proposals the change may land at a later version
@@ -79,6 +96,7 @@ impl Node {
     /// peer's) is proposed again change by change, so each caller gets its own change's
     /// answer; any other failure is every caller's.
     pub async fn propose(&self, id: B256, kind: UpdateKind) -> Result<u64, SessionError> {
+        let _reserved = self.reserve(id, kind.outgoing())?;
         if !kind.batchable() || self.singles(id)? {
             let turn = self.turn_of(id)?;
             let _turn = self.take_turn(id, turn).await?;
@@ -208,16 +226,23 @@ impl Node {
         }))
     }
 
-    /// Our changes on channel `id` waiting for their turn (queued, not proposed yet).
-    pub fn queued(&self, id: B256) -> Result<Vec<UpdateKind>, SessionError> {
-        let chans = lock(&self.inner.chans)?;
-        let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
-        Ok(slot
-            .queue
-            .iter()
-            .filter(|q| !q.answer.is_closed())
-            .map(|q| q.kind.clone())
-            .collect())
+    /// Registers what a [`Node::propose`] call's change will take from our side, for as long
+    /// as the returned guard lives (see [`Node::with_party_outgoing`]).
+    fn reserve(&self, id: B256, amount: u128) -> Result<Reserved, SessionError> {
+        let ticket = self
+            .inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if amount > 0 {
+            let mut chans = lock(&self.inner.chans)?;
+            let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
+            slot.outgoing.insert(ticket, amount);
+        }
+        Ok(Reserved {
+            node: self.clone(),
+            id,
+            ticket,
+        })
     }
 
     fn singles(&self, id: B256) -> Result<bool, SessionError> {
