@@ -37,113 +37,8 @@ const CHECK_KEY: &str = "key_check";
 /// The node's database in its data directory, its values sealed with the installation's key
 /// when it has one.
 pub(crate) struct SealedStore {
-    inner: Arc<SqliteKv>,
+    inner: SqliteKv,
     key: Option<Arc<StoreKey>>,
-    /// The thread the asynchronous interface's writes run on (see [`Writer`]).
-    writer: Writer,
-}
-
-/// One write or removal of the asynchronous interface, and where its answer goes.
-struct Job {
-    primary: String,
-    secondary: String,
-    key: String,
-    /// The (sealed) value to write; none: remove.
-    value: Option<Vec<u8>>,
-    lazy: bool,
-    done: tokio::sync::oneshot::Sender<Result<(), io::Error>>,
-}
-
-/// A thread that runs the asynchronous interface's writes one after another, in call order
-/// (each is queued when called, not when first polled), so that the fsync of a write (the
-/// channel manager's, tens of kilobytes, after each round of events) does not hold a tokio
-/// worker: before, the async calls wrote at call, on the caller's worker. The thread ends
-/// when the store is dropped.
-struct Writer {
-    jobs: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Dropped with the store: the writes queued are done and the database closed before the drop
-/// returns (a store opened again right after finds its files as they will stay).
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // A poisoned lock still gives the sender up: else the join would wait forever.
-        self.jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Writer {
-    fn start(inner: Arc<SqliteKv>) -> Result<Self, LnError> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("ln-store-writer".into())
-            .spawn(move || {
-                for job in rx {
-                    let r = match job.value {
-                        Some(v) => {
-                            KVStoreSync::write(&*inner, &job.primary, &job.secondary, &job.key, v)
-                        }
-                        None => KVStoreSync::remove(
-                            &*inner,
-                            &job.primary,
-                            &job.secondary,
-                            &job.key,
-                            job.lazy,
-                        ),
-                    };
-                    let _ = job.done.send(r);
-                }
-            })
-            .map_err(|e| {
-                LnError::Store(std::io::Error::other(format!("store writer thread: {e}")))
-            })?;
-        Ok(Self {
-            jobs: std::sync::Mutex::new(Some(tx)),
-            thread: Some(thread),
-        })
-    }
-
-    /// Queues a write (`value`) or a removal (none); the future answers once it is done.
-    fn queue(
-        &self,
-        primary: &str,
-        secondary: &str,
-        key: &str,
-        value: Option<Vec<u8>>,
-        lazy: bool,
-    ) -> AsyncResult<'static, (), io::Error> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let job = Job {
-            primary: primary.to_owned(),
-            secondary: secondary.to_owned(),
-            key: key.to_owned(),
-            value,
-            lazy,
-            done,
-        };
-        let queued = self
-            .jobs
-            .lock()
-            .map_err(|_| io::Error::new(io::ErrorKind::Other, "store writer poisoned"))
-            .and_then(|q| {
-                q.as_ref()
-                    .and_then(|q| q.send(job).ok())
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::Other, "store writer stopped"))
-            });
-        Box::pin(async move {
-            queued?;
-            answer.await.unwrap_or_else(|_| {
-                Err(io::Error::new(io::ErrorKind::Other, "store writer stopped"))
-            })
-        })
-    }
 }
 
 impl std::fmt::Debug for SealedStore {
@@ -213,15 +108,14 @@ impl SealedStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("key check", e.into())),
         }
-        let inner = Arc::new(SqliteKv::open(&dir).map_err(|e| io_err("open", e))?);
-        let check = match KVStoreSync::read(&*inner, CHECK_NAMESPACE, "", CHECK_KEY) {
+        let inner = SqliteKv::open(&dir).map_err(|e| io_err("open", e))?;
+        let check = match KVStoreSync::read(&inner, CHECK_NAMESPACE, "", CHECK_KEY) {
             Ok(c) => Some(c),
             Err(e) if not_found(&e) => None,
             Err(e) => return Err(LnError::Store(std::io::Error::other(e.to_string()))),
         };
         let state = open_store(key.as_ref(), check.as_deref()).map_err(key_err)?;
         let store = Self {
-            writer: Writer::start(Arc::clone(&inner))?,
             inner,
             key: key.map(Arc::new),
         };
@@ -236,7 +130,7 @@ impl SealedStore {
             let check = key
                 .key_check()
                 .map_err(|e| LnError::Store(std::io::Error::other(e.to_string())))?;
-            KVStoreSync::write(&*store.inner, CHECK_NAMESPACE, "", CHECK_KEY, check)
+            KVStoreSync::write(&store.inner, CHECK_NAMESPACE, "", CHECK_KEY, check)
                 .map_err(|e| io_err("key check", e))?;
         }
         Ok(store)
@@ -244,12 +138,12 @@ impl SealedStore {
 
     /// Seals every clear value in place (each row replaced).
     fn seal_clear_values(&self) -> Result<(), LnError> {
-        let all = MigratableKVStore::list_all_keys(&*self.inner).map_err(|e| io_err("list", e))?;
+        let all = MigratableKVStore::list_all_keys(&self.inner).map_err(|e| io_err("list", e))?;
         for (p, s, k) in all {
             if p == CHECK_NAMESPACE {
                 continue;
             }
-            let value = KVStoreSync::read(&*self.inner, &p, &s, &k)
+            let value = KVStoreSync::read(&self.inner, &p, &s, &k)
                 .map_err(|e| io_err(&format!("{p}/{s}/{k}"), e))?;
             if value.starts_with(MAGIC) {
                 continue;
@@ -258,7 +152,7 @@ impl SealedStore {
             let sealed = self
                 .seal(&p, &s, &k, &value)
                 .map_err(|e| io_err(&format!("{p}/{s}/{k}"), e))?;
-            KVStoreSync::write(&*self.inner, &p, &s, &k, sealed)
+            KVStoreSync::write(&self.inner, &p, &s, &k, sealed)
                 .map_err(|e| io_err(&format!("{p}/{s}/{k}"), e))?;
         }
         Ok(())
@@ -300,7 +194,7 @@ fn io_err(what: &str, e: io::Error) -> LnError {
 
 impl KVStoreSync for SealedStore {
     fn read(&self, primary: &str, secondary: &str, key: &str) -> Result<Vec<u8>, io::Error> {
-        let stored = KVStoreSync::read(&*self.inner, primary, secondary, key)?;
+        let stored = KVStoreSync::read(&self.inner, primary, secondary, key)?;
         unseal(
             self.key.as_deref(),
             &binding(primary, secondary, key),
@@ -317,7 +211,7 @@ impl KVStoreSync for SealedStore {
     ) -> Result<(), io::Error> {
         let buf = zeroize::Zeroizing::new(buf);
         let sealed = self.seal(primary, secondary, key, &buf)?;
-        KVStoreSync::write(&*self.inner, primary, secondary, key, sealed)
+        KVStoreSync::write(&self.inner, primary, secondary, key, sealed)
     }
 
     fn remove(
@@ -327,19 +221,16 @@ impl KVStoreSync for SealedStore {
         key: &str,
         lazy: bool,
     ) -> Result<(), io::Error> {
-        KVStoreSync::remove(&*self.inner, primary, secondary, key, lazy)
+        KVStoreSync::remove(&self.inner, primary, secondary, key, lazy)
     }
 
     fn list(&self, primary: &str, secondary: &str) -> Result<Vec<String>, io::Error> {
-        KVStoreSync::list(&*self.inner, primary, secondary)
+        KVStoreSync::list(&self.inner, primary, secondary)
     }
 }
 
-/// Reads and lists done at call; writes and removals queued to the store's writer thread in
-/// call order (so writes to a key land in call order, as LDK requires), each future answering
-/// once its write is committed. A key is written through one interface only (LDK's objects
-/// use one each: the monitors the synchronous one, the background processor the asynchronous
-/// one), so the two interfaces' writes never race on a key.
+/// Done at call (as LDK's `KVStoreSyncWrapper` does): a write is committed before the call
+/// returns, so writes to a key land in call order.
 impl KVStore for SealedStore {
     fn read(
         &self,
@@ -358,13 +249,8 @@ impl KVStore for SealedStore {
         key: &str,
         buf: Vec<u8>,
     ) -> AsyncResult<'static, (), io::Error> {
-        let buf = zeroize::Zeroizing::new(buf);
-        match self.seal(primary, secondary, key, &buf) {
-            Ok(sealed) => self
-                .writer
-                .queue(primary, secondary, key, Some(sealed), false),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
+        let r = KVStoreSync::write(self, primary, secondary, key, buf);
+        Box::pin(async move { r })
     }
 
     fn remove(
@@ -374,7 +260,8 @@ impl KVStore for SealedStore {
         key: &str,
         lazy: bool,
     ) -> AsyncResult<'static, (), io::Error> {
-        self.writer.queue(primary, secondary, key, None, lazy)
+        let r = KVStoreSync::remove(self, primary, secondary, key, lazy);
+        Box::pin(async move { r })
     }
 
     fn list(&self, primary: &str, secondary: &str) -> AsyncResult<'static, Vec<String>, io::Error> {
@@ -451,12 +338,12 @@ mod tests {
         );
 
         // A value moved under another key does not open there.
-        let a = KVStoreSync::read(&*s.inner, "xswap", "preimages", "aa").unwrap();
-        KVStoreSync::write(&*s.inner, "xswap", "preimages", "cc", a).unwrap();
+        let a = KVStoreSync::read(&s.inner, "xswap", "preimages", "aa").unwrap();
+        KVStoreSync::write(&s.inner, "xswap", "preimages", "cc", a).unwrap();
         let e = KVStoreSync::read(&s, "xswap", "preimages", "cc").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(!e.to_string().contains("a7a7"));
-        KVStoreSync::remove(&*s.inner, "xswap", "preimages", "cc", false).unwrap();
+        KVStoreSync::remove(&s.inner, "xswap", "preimages", "cc", false).unwrap();
         drop(s);
 
         // Without the key, or with another: refused, nothing written.
@@ -501,7 +388,7 @@ mod tests {
         // With its key: moved in, and read.
         let s = SealedStore::open(path.clone(), Some(key(1))).unwrap();
         assert_eq!(
-            KVStoreSync::read(&*s.inner, "monitors", "", "m1").unwrap(),
+            KVStoreSync::read(&s.inner, "monitors", "", "m1").unwrap(),
             vec![1, 2, 3]
         );
         assert!(!path.join("monitors").exists());
@@ -517,36 +404,5 @@ mod tests {
         assert!(!holds(dir.path(), &SECRET));
         assert_eq!(KVStoreSync::read(&s, "ns", "", "k").unwrap(), SECRET);
         assert_eq!(KVStore::read(&s, "ns", "", "k").await.unwrap(), SECRET);
-    }
-
-    /// The asynchronous writes run on the writer thread in call order, whatever order their
-    /// futures are awaited in (LDK requires a key's writes to land in call order).
-    #[tokio::test]
-    async fn async_writes_land_in_call_order_off_the_callers_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SealedStore::open(dir.path().to_path_buf(), Some(key(4))).unwrap();
-        let writes: Vec<_> = (0u8..50)
-            .map(|i| KVStore::write(&s, "ns", "", "k", vec![i; 100]))
-            .collect();
-        let removed = KVStore::remove(&s, "ns", "", "gone", false);
-        let last = KVStore::write(&s, "ns", "", "gone", vec![7]);
-        // Awaited last first: still applied in the order called.
-        for w in writes.into_iter().rev() {
-            w.await.unwrap();
-        }
-        removed.await.unwrap();
-        last.await.unwrap();
-        assert_eq!(
-            KVStoreSync::read(&s, "ns", "", "k").unwrap(),
-            vec![49u8; 100]
-        );
-        assert_eq!(KVStoreSync::read(&s, "ns", "", "gone").unwrap(), vec![7]);
-        KVStore::remove(&s, "ns", "", "gone", false).await.unwrap();
-        assert!(KVStoreSync::read(&s, "ns", "", "gone").is_err());
-        // A bad key is refused, through the future.
-        assert!(KVStore::write(&s, "ns", "", "bad key!", vec![1])
-            .await
-            .is_err());
-        assert!(!holds(dir.path(), &[49u8; 100]));
     }
 }
