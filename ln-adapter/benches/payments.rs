@@ -76,6 +76,7 @@ async fn main() {
             payment_secret: secret,
             amount_msat: amount,
             final_cltv_delta: FINAL_CLTV,
+            route_hints: vec![],
         });
         preimages.insert(hashlock, preimage);
     }

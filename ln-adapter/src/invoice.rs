@@ -12,7 +12,7 @@ use lightning::ln::channelmanager::Bolt11InvoiceParameters;
 use lightning::sign::SpendableOutputDescriptor;
 use lightning::types::payment::PaymentHash;
 use lightning::util::sweep::OutputSpendStatus;
-use swap_core::{ChainFamily, ChainId, Hashlock, Network};
+use swap_core::{ChainFamily, ChainId, Hashlock, Network, PublicKeyBytes, RouteHintHop};
 
 use crate::error::LnError;
 use crate::node::LnNode;
@@ -41,29 +41,54 @@ pub fn has_bolt11(chain: ChainId) -> bool {
 
 impl PaymentTarget {
     /// The target as one line that [`PaymentTarget::from_line`] reads back:
-    /// `xswapln:<chain>:<payee>:<payment hash>:<payment secret>:<amount msat>:<final CLTV delta>`
+    /// `xswapln:<chain>:<payee>:<payment hash>:<payment secret>:<amount msat>:<final CLTV delta>`,
+    /// then, when the target has route hints, `:<hint>,<hint>...` with each hint
+    /// `<source node>/<short channel id>/<base fee msat>/<fee per million>/<CLTV delta>`
     /// (for Litecoin, where there is no BOLT11 invoice). Nothing in it is a secret of the
     /// payee's beyond what a BOLT11 invoice carries (the payment secret only binds the payment
     /// to the invoice).
     pub fn to_line(&self, chain: ChainId) -> String {
-        format!(
+        let mut line = format!(
             "{LINE_PREFIX}:{chain}:{}:{}:{}:{}:{}",
             self.payee,
             hex::encode(self.hashlock.0),
             hex::encode(self.payment_secret),
             self.amount_msat,
             self.final_cltv_delta
-        )
+        );
+        let hints: Vec<String> = self
+            .route_hints
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}/{}/{}/{}/{}",
+                    hex::encode(h.src_node_id.0),
+                    h.short_channel_id,
+                    h.fee_base_msat,
+                    h.fee_proportional_millionths,
+                    h.cltv_expiry_delta
+                )
+            })
+            .collect();
+        if !hints.is_empty() {
+            line.push(':');
+            line.push_str(&hints.join(","));
+        }
+        line
     }
 
     /// Reads a line of [`PaymentTarget::to_line`] for `chain` (a line for another chain is
-    /// refused).
+    /// refused; a line without route hints, as older versions wrote, is read too).
     pub fn from_line(line: &str, chain: ChainId) -> Result<Self, LnError> {
         let bad = |what: &str| LnError::Config(format!("payment line: {what}"));
         let parts: Vec<&str> = line.trim().split(':').collect();
-        let [prefix, line_chain, payee, hash, secret, amount, cltv] = parts.as_slice() else {
+        let (fields, hints) = match parts.as_slice() {
+            [fields @ .., hints] if parts.len() == 8 => (fields, Some(*hints)),
+            fields => (fields, None),
+        };
+        let [prefix, line_chain, payee, hash, secret, amount, cltv] = fields else {
             return Err(bad(&format!(
-                "expected {LINE_PREFIX}:CHAIN:NODE_ID:HASH:SECRET:AMOUNT_MSAT:CLTV"
+                "expected {LINE_PREFIX}:CHAIN:NODE_ID:HASH:SECRET:AMOUNT_MSAT:CLTV[:HINTS]"
             )));
         };
         if *prefix != LINE_PREFIX {
@@ -78,12 +103,21 @@ impl PaymentTarget {
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
                 .ok_or_else(|| bad(&format!("{what} is not 32 bytes of hex")))
         };
+        let route_hints = hints
+            .map(|all| {
+                all.split(',')
+                    .map(|hint| read_hint(hint).ok_or_else(|| bad(&format!("route hint {hint}"))))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             payee: PublicKey::from_str(payee).map_err(|_| bad("node id"))?,
             hashlock: Hashlock(bytes32(hash, "payment hash")?),
             payment_secret: bytes32(secret, "payment secret")?,
             amount_msat: amount.parse().map_err(|_| bad("amount"))?,
             final_cltv_delta: cltv.parse().map_err(|_| bad("CLTV delta"))?,
+            route_hints,
         })
     }
 
@@ -118,8 +152,38 @@ impl PaymentTarget {
             payment_secret: invoice.payment_secret().0,
             amount_msat,
             final_cltv_delta,
+            // One intermediary at most: a hint of several hops is not one this node routes.
+            route_hints: invoice
+                .route_hints()
+                .iter()
+                .filter_map(|h| match h.0.as_slice() {
+                    [hop] => Some(RouteHintHop {
+                        src_node_id: PublicKeyBytes(hop.src_node_id.serialize()),
+                        short_channel_id: hop.short_channel_id,
+                        fee_base_msat: hop.fees.base_msat,
+                        fee_proportional_millionths: hop.fees.proportional_millionths,
+                        cltv_expiry_delta: hop.cltv_expiry_delta,
+                    }),
+                    _ => None,
+                })
+                .collect(),
         })
     }
+}
+
+/// One route hint of a payment line: `NODE/SCID/BASE/PPM/DELTA`.
+fn read_hint(s: &str) -> Option<RouteHintHop> {
+    let [node, scid, base, ppm, delta] = s.split('/').collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let node = PublicKey::from_str(node).ok()?;
+    Some(RouteHintHop {
+        src_node_id: PublicKeyBytes(node.serialize()),
+        short_channel_id: scid.parse().ok()?,
+        fee_base_msat: base.parse().ok()?,
+        fee_proportional_millionths: ppm.parse().ok()?,
+        cltv_expiry_delta: delta.parse().ok()?,
+    })
 }
 
 impl LnNode {
@@ -235,10 +299,49 @@ mod tests {
             payment_secret: [4; 32],
             amount_msat: 12_345_000,
             final_cltv_delta: 147,
+            route_hints: vec![],
         };
         let line = target.to_line(ltc());
         assert!(line.starts_with("xswapln:ltc-regtest:"), "{line}");
-        assert_eq!(PaymentTarget::from_line(&line, ltc()).ok(), Some(target));
+        assert!(line.ends_with(":147"), "no hints, the old form: {line}");
+        assert_eq!(
+            PaymentTarget::from_line(&line, ltc()).ok(),
+            Some(target.clone())
+        );
+        // With route hints (two peers of the payee's that forward to it).
+        let hint = |k: u8, scid: u64| RouteHintHop {
+            src_node_id: PublicKeyBytes(
+                PublicKey::from_secret_key(
+                    &secp,
+                    &bitcoin::secp256k1::SecretKey::from_slice(&[k; 32]).expect("key"),
+                )
+                .serialize(),
+            ),
+            short_channel_id: scid,
+            fee_base_msat: 1_000,
+            fee_proportional_millionths: 5 + u32::from(k),
+            cltv_expiry_delta: 72 + u16::from(k),
+        };
+        let hinted = PaymentTarget {
+            route_hints: vec![hint(5, 1 << 40), hint(6, 77)],
+            ..target.clone()
+        };
+        let hinted_line = hinted.to_line(ltc());
+        assert_eq!(
+            PaymentTarget::from_line(&hinted_line, ltc()).ok(),
+            Some(hinted)
+        );
+        for broken in [
+            format!("{line}:"),
+            format!("{line}:02ab/1/2/3/4"),
+            format!("{line}:{}", &hinted_line[hinted_line.len() - 3..]),
+            format!("{hinted_line}:x"),
+        ] {
+            assert!(
+                PaymentTarget::from_line(&broken, ltc()).is_err(),
+                "{broken}"
+            );
+        }
         let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
         assert!(PaymentTarget::from_line(&line, btc).is_err());
         assert!(PaymentTarget::from_line(&line.replace(":147", ":x"), ltc()).is_err());
@@ -276,6 +379,32 @@ mod tests {
             .to_string()
     }
 
+    /// A regtest BOLT11 invoice signed by `key` with these route hints.
+    fn bolt11_with(
+        key: &bitcoin::secp256k1::SecretKey,
+        hints: Vec<lightning::routing::router::RouteHint>,
+    ) -> String {
+        use bitcoin::hashes::{sha256, Hash};
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock");
+        let mut builder = lightning::bolt11_invoice::InvoiceBuilder::new(Currency::Regtest)
+            .description("test".into())
+            .payment_hash(sha256::Hash::from_byte_array([9; 32]))
+            .payment_secret(lightning::types::payment::PaymentSecret([4; 32]))
+            .duration_since_epoch(now)
+            .min_final_cltv_expiry_delta(147)
+            .amount_milli_satoshis(1_000);
+        for hint in hints {
+            builder = builder.private_route(hint);
+        }
+        builder
+            .build_signed(|m| secp.sign_ecdsa_recoverable(m, key))
+            .expect("invoice")
+            .to_string()
+    }
+
     #[test]
     fn bolt11_read_back_for_its_chain_only() {
         let btc = ChainId::new(ChainFamily::Bitcoin, Network::Regtest);
@@ -292,7 +421,41 @@ mod tests {
                 payment_secret: [4; 32],
                 amount_msat: 12_345_000,
                 final_cltv_delta: 147,
+                route_hints: vec![],
             }
+        );
+        // Its one-hop route hints are read (a hint of two hops is not: one intermediary).
+        let hop = |k: u8, scid: u64| lightning::routing::router::RouteHintHop {
+            src_node_id: PublicKey::from_secret_key(
+                &bitcoin::secp256k1::Secp256k1::new(),
+                &bitcoin::secp256k1::SecretKey::from_slice(&[k; 32]).expect("key"),
+            ),
+            short_channel_id: scid,
+            fees: lightning::routing::gossip::RoutingFees {
+                base_msat: 1_000,
+                proportional_millionths: 10,
+            },
+            cltv_expiry_delta: 72,
+            htlc_minimum_msat: None,
+            htlc_maximum_msat: None,
+        };
+        let hinted = bolt11_with(
+            &key,
+            vec![
+                lightning::routing::router::RouteHint(vec![hop(5, 42)]),
+                lightning::routing::router::RouteHint(vec![hop(6, 43), hop(7, 44)]),
+            ],
+        );
+        let read = PaymentTarget::from_bolt11(&hinted, btc).expect("parses");
+        assert_eq!(
+            read.route_hints,
+            vec![RouteHintHop {
+                src_node_id: PublicKeyBytes(hop(5, 42).src_node_id.serialize()),
+                short_channel_id: 42,
+                fee_base_msat: 1_000,
+                fee_proportional_millionths: 10,
+                cltv_expiry_delta: 72,
+            }]
         );
         // Another chain's invoice, an expired one, one without an amount: refused.
         let mainnet = ChainId::new(ChainFamily::Bitcoin, Network::Mainnet);

@@ -7,9 +7,12 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::OutPoint;
 use lightning::ln::channelmanager::{PaymentId, RecipientOnionFields, Retry};
 use lightning::ln::types::ChannelId;
-use lightning::routing::router::{PaymentParameters, RouteParameters};
+use lightning::routing::gossip::RoutingFees;
+use lightning::routing::router::{
+    PaymentParameters, RouteHint, RouteHintHop as LdkHintHop, RouteParameters,
+};
 use lightning::types::payment::{PaymentHash, PaymentPreimage, PaymentSecret};
-use swap_core::{Hashlock, Preimage};
+use swap_core::{Hashlock, Preimage, PublicKeyBytes, RouteHintHop};
 
 use crate::error::{api, LnError};
 use crate::node::{write_peers, LnNode};
@@ -55,7 +58,7 @@ pub struct InboundHtlc {
 
 /// The payer's side of a payment to a hold invoice (for Litecoin, what the swap messages carry
 /// instead of a BOLT11 invoice).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentTarget {
     /// The payee.
     pub payee: PublicKey,
@@ -67,6 +70,24 @@ pub struct PaymentTarget {
     pub amount_msat: u64,
     /// The CLTV delta of the final hop, agreed in the swap.
     pub final_cltv_delta: u32,
+    /// The last hops into the payee over its unannounced channels (BOLT 11's `r`, one hop
+    /// each): a payer with no channel to the payee pays through one of their source nodes.
+    pub route_hints: Vec<RouteHintHop>,
+}
+
+/// A one-hop route hint as LDK's router takes it.
+pub(crate) fn ldk_hint(hop: &RouteHintHop) -> Result<RouteHint, bitcoin::secp256k1::Error> {
+    Ok(RouteHint(vec![LdkHintHop {
+        src_node_id: PublicKey::from_slice(&hop.src_node_id.0)?,
+        short_channel_id: hop.short_channel_id,
+        fees: RoutingFees {
+            base_msat: hop.fee_base_msat,
+            proportional_millionths: hop.fee_proportional_millionths,
+        },
+        cltv_expiry_delta: hop.cltv_expiry_delta,
+        htlc_minimum_msat: None,
+        htlc_maximum_msat: None,
+    }]))
 }
 
 impl LnNode {
@@ -284,15 +305,53 @@ impl LnNode {
         Ok(())
     }
 
-    /// Pays `target` once, over a direct channel, at exactly the agreed CLTV (LDK counts from
-    /// the next block: height + 1 + the final delta): no retries, no random extra CLTV (LDK wants the total cap above the final
-    /// delta, so it is one more block, and the router's random offset is removed again, see
-    /// `router`). `payment_id` should come from the swap, so that sending again is refused as
-    /// a duplicate rather than paying twice.
+    /// The last hops into this node over its usable channels whose peer told us its
+    /// forwarding terms: a payer with no channel to us routes through one of those peers.
+    pub fn route_hints(&self) -> Vec<RouteHintHop> {
+        self.channel_manager
+            .list_usable_channels()
+            .iter()
+            .filter_map(|c| {
+                let info = c.counterparty.forwarding_info.as_ref()?;
+                Some(RouteHintHop {
+                    src_node_id: PublicKeyBytes(c.counterparty.node_id.serialize()),
+                    short_channel_id: c.get_inbound_payment_scid()?,
+                    fee_base_msat: info.fee_base_msat,
+                    fee_proportional_millionths: info.fee_proportional_millionths,
+                    cltv_expiry_delta: info.cltv_expiry_delta,
+                })
+            })
+            .collect()
+    }
+
+    /// Pays `target` once, over a direct channel or through the source node of one of its
+    /// route hints (one intermediary), with no retries and no random extra CLTV (LDK wants
+    /// the total cap above the final delta, so it is at least one more block, and the
+    /// router's random offset is removed again, see `router`): the payment's CLTV is the
+    /// final delta from the next block, plus the intermediary's delta when it goes through
+    /// one. `payment_id` should come from the swap or the invoice, so that sending again is
+    /// refused as a duplicate rather than paying twice. (A swap's leg is paid by the rail,
+    /// at the swap's exact CLTV.)
     pub fn pay(&self, target: &PaymentTarget, payment_id: [u8; 32]) -> Result<(), LnError> {
         self.alive()?;
-        let mut params = PaymentParameters::from_node_id(target.payee, target.final_cltv_delta);
-        params.max_total_cltv_expiry_delta = target.final_cltv_delta.saturating_add(1);
+        let me = self.node_id().serialize();
+        // A hint from our own node is our direct channel: the router has it already.
+        let hints = target
+            .route_hints
+            .iter()
+            .filter(|h| h.src_node_id.0 != me)
+            .map(ldk_hint)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| LnError::Config(format!("route hint: {e}")))?;
+        let via = hints
+            .iter()
+            .flat_map(|h| h.0.iter().map(|hop| u32::from(hop.cltv_expiry_delta)))
+            .max()
+            .unwrap_or(0);
+        let mut params = PaymentParameters::from_node_id(target.payee, target.final_cltv_delta)
+            .with_route_hints(hints)
+            .map_err(|()| LnError::Config("route hints refused".into()))?;
+        params.max_total_cltv_expiry_delta = target.final_cltv_delta.saturating_add(via.max(1));
         let route = RouteParameters::from_payment_params_and_value(params, target.amount_msat);
         self.channel_manager
             .send_payment(

@@ -41,10 +41,7 @@ use lightning::ln::channelmanager::{
     PaymentId, RecentPaymentDetails, RecipientOnionFields, Retry, RetryableSendFailure,
     MIN_FINAL_CLTV_EXPIRY_DELTA,
 };
-use lightning::routing::gossip::RoutingFees;
-use lightning::routing::router::{
-    PaymentParameters, RouteHint, RouteHintHop as LdkHintHop, RouteParameters,
-};
+use lightning::routing::router::{PaymentParameters, RouteHint, RouteParameters};
 use lightning::types::payment::{PaymentHash, PaymentSecret};
 use swap_core::params::{ChainFamily, ChainParams, ChainTip, RailId, RailKind};
 use swap_core::rail::{
@@ -200,23 +197,9 @@ impl LnRail {
     }
 
     /// The last hops into this node over its usable channels whose peer told us its
-    /// forwarding terms: a payer with no channel to us routes through one of those peers.
+    /// forwarding terms (see [`LnNode::route_hints`]).
     pub fn route_hints(&self) -> Vec<RouteHintHop> {
-        self.node
-            .channel_manager
-            .list_usable_channels()
-            .iter()
-            .filter_map(|c| {
-                let info = c.counterparty.forwarding_info.as_ref()?;
-                Some(RouteHintHop {
-                    src_node_id: PublicKeyBytes(c.counterparty.node_id.serialize()),
-                    short_channel_id: c.get_inbound_payment_scid()?,
-                    fee_base_msat: info.fee_base_msat,
-                    fee_proportional_millionths: info.fee_proportional_millionths,
-                    cltv_expiry_delta: info.cltv_expiry_delta,
-                })
-            })
-            .collect()
+        self.node.route_hints()
     }
 
     /// Whether `asset` is this rail's (the chain's coin).
@@ -297,20 +280,7 @@ impl LnRail {
         let me = self.node.node_id();
         let hints = route_hints
             .iter()
-            .map(|hop| {
-                let src_node_id = PublicKey::from_slice(&hop.src_node_id.0).map_err(invalid)?;
-                Ok(RouteHint(vec![LdkHintHop {
-                    src_node_id,
-                    short_channel_id: hop.short_channel_id,
-                    fees: RoutingFees {
-                        base_msat: hop.fee_base_msat,
-                        proportional_millionths: hop.fee_proportional_millionths,
-                    },
-                    cltv_expiry_delta: hop.cltv_expiry_delta,
-                    htlc_minimum_msat: None,
-                    htlc_maximum_msat: None,
-                }]))
-            })
+            .map(|hop| crate::ops::ldk_hint(hop).map_err(invalid))
             // A hint from our own node is our direct channel: the router has it already.
             // Terms that budget no route blocks pay directly only.
             .filter(|h: &Result<RouteHint, ChainError>| {

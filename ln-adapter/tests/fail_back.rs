@@ -34,6 +34,7 @@ async fn held_payment_failed_back_returns_to_payer() {
         payment_secret: secret,
         amount_msat: amount,
         final_cltv_delta: FINAL_CLTV,
+        route_hints: vec![],
     };
     p.a.pay(&target, hashlock.0).unwrap();
     // The same payment id again is a duplicate, not a second payment.

@@ -165,6 +165,7 @@ async fn a_leg_paid_at_its_exact_cltv_held_claimed_and_learned() {
             payment_secret,
             amount_msat: 2_000,
             final_cltv_delta: 200,
+            route_hints: vec![],
         },
         [7; 32],
     )

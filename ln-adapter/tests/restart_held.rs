@@ -26,6 +26,7 @@ async fn payee_restarted_while_holding_then_claims() {
             payment_secret: secret,
             amount_msat: amount,
             final_cltv_delta: FINAL_CLTV,
+            route_hints: vec![],
         },
         hashlock.0,
     )

@@ -2,7 +2,8 @@
 //! a channel opened, invoices paid one way, `list` / `balance` exact, a second `serve` on the
 //! same node refused, one-shot commands without `serve`, hold invoices claimed and cancelled,
 //! a cooperative close whose output reaches the wallet exactly, a force close swept back to
-//! the wallet; all as real processes of the `xswap` binary.
+//! the wallet; a payment through an intermediary; all as real processes of the `xswap`
+//! binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -506,4 +507,168 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// The `outbound_msat` and `inbound_msat` of `dir`'s channel with `peer`.
+fn balances_with(dir: &Path, peer: &str) -> (u64, u64) {
+    let list = json(dir, &["ln", "list"]);
+    let rows: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["peer"] == peer)
+        .collect();
+    assert_eq!(rows.len(), 1, "one channel with {peer}: {list}");
+    (
+        rows[0]["outbound_msat"].as_u64().unwrap(),
+        rows[0]["inbound_msat"].as_u64().unwrap(),
+    )
+}
+
+/// `xswap ln pay` through one intermediary: `a` has a channel to `b` only, `b` one to `c`;
+/// `c`'s invoice carries a route hint (its unannounced channel from `b`), `a` pays it through
+/// `b`, which forwards for its advertised fee; every balance moves by exactly the amount
+/// and the fee.
+#[test]
+fn ln_pay_through_an_intermediary_through_the_cli() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let node = rt.block_on(RegtestNode::start());
+    for name in ["a", "b", "c"] {
+        let rpc = RpcClient::new(node.rpc_config(Some(name))).unwrap();
+        rt.block_on(rpc.create_or_load_wallet(name)).unwrap();
+        if name != "c" {
+            let addr = rt.block_on(rpc.get_new_address("bech32")).unwrap();
+            rt.block_on(node.send(&addr, 5_0000_0000));
+        }
+    }
+    rt.block_on(node.mine(1));
+    let root = tempfile::tempdir().unwrap();
+    let mut serving = Vec::new();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (dir, port) = installation(root.path(), name, &node, name);
+        serving.push(serve(&dir, &root.path().join(format!("{name}.log"))));
+        let id = json(&dir, &["ln", "info"])["node_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        nodes.push((dir, id, port));
+    }
+    let [(a, a_id, _), (b, b_id, b_port), (c, c_id, c_port)] = &nodes[..] else {
+        unreachable!()
+    };
+    let capacity = 1_000_000u64.to_string();
+    for (from, to_id, to_port) in [(a, b_id, b_port), (b, c_id, c_port)] {
+        json(
+            from,
+            &[
+                "ln",
+                "open",
+                "--peer",
+                &format!("{to_id}@127.0.0.1:{to_port}"),
+                "--amount",
+                &capacity,
+            ],
+        );
+    }
+    rt.block_on(node.mine(3));
+    wait_for("both channels usable", || {
+        json(b, &["ln", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["usable"] == true)
+            .count()
+            == 2
+    });
+    assert!(
+        json(a, &["ln", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["peer"] != c_id.as_str()),
+        "no channel between payer and payee"
+    );
+
+    // `c` invoices once `b` told it its forwarding terms: the invoice names `b` as the way in.
+    let amount_sats = 40_000u64;
+    let mut inv = Value::Null;
+    wait_for("an invoice with a route hint", || {
+        inv = json(c, &["ln", "invoice", "--amount", &amount_sats.to_string()]);
+        inv["route_hints"] == 1
+    });
+    let text = inv["invoice"].as_str().unwrap();
+    let target = if inv["kind"] == "line" {
+        ln_adapter::PaymentTarget::from_line(text, node.chain_id())
+    } else {
+        ln_adapter::PaymentTarget::from_bolt11(text, node.chain_id())
+    }
+    .unwrap();
+    let [hint] = target.route_hints[..] else {
+        panic!("one hint: {text}")
+    };
+    assert_eq!(hex::encode(hint.src_node_id.0), *b_id, "the hint names b");
+    // Each side's view of both channels (what the sender can send, and what the receiver can
+    // still receive: the receiver's own balance starts below its reserve, so its `outbound`
+    // would not show all of it).
+    let before = [
+        balances_with(a, b_id),
+        balances_with(b, a_id),
+        balances_with(b, c_id),
+        balances_with(c, b_id),
+    ];
+    let paid = json(a, &["ln", "pay", text]);
+    assert_eq!(paid["already_paid"], false);
+    let fee = paid["fee_msat"].as_u64().unwrap();
+    let amount_msat = amount_sats * 1_000;
+    assert!(fee > 0);
+    assert_eq!(
+        fee,
+        u64::from(hint.fee_base_msat)
+            + amount_msat * u64::from(hint.fee_proportional_millionths) / 1_000_000,
+        "b's advertised fee"
+    );
+    let hash = paid["payment_hash"].as_str().unwrap();
+    assert_eq!(hash, inv["payment_hash"].as_str().unwrap());
+    let preimage = hex::decode(paid["preimage"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        hex::encode(
+            Preimage::from_bytes(preimage.try_into().unwrap())
+                .hashlock()
+                .0
+        ),
+        hash
+    );
+    wait_for("every channel settled", || {
+        nodes.iter().all(|(d, _, _)| {
+            json(d, &["ln", "list"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["pending_htlcs"] == 0)
+        })
+    });
+    let after = [
+        balances_with(a, b_id),
+        balances_with(b, a_id),
+        balances_with(b, c_id),
+        balances_with(c, b_id),
+    ];
+    let sent = amount_msat + fee;
+    assert_eq!(after[0].0, before[0].0 - sent, "a sent amount + fee");
+    assert_eq!(after[1].1, before[1].1 - sent, "b received amount + fee");
+    assert_eq!(
+        after[2].0,
+        before[2].0 - amount_msat,
+        "b forwarded the amount"
+    );
+    assert_eq!(
+        after[3].1,
+        before[3].1 - amount_msat,
+        "c received the amount"
+    );
+    assert!(after[1].0 > before[1].0 && after[3].0 > before[3].0);
+    for mut s in serving {
+        stop(&mut s);
+    }
 }

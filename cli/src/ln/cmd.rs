@@ -548,12 +548,16 @@ fn invoice(
             payment_secret: secret,
             amount_msat,
             final_cltv_delta: u32::from(cltv),
+            route_hints: node.route_hints(),
         };
         (target.to_line(ctx.chain), "line")
     };
+    // How many of our channels' peers a payer with no channel to us can pay through.
+    let route_hints = parse_target(&text, ctx)?.route_hints.len();
     Ok(json!({
         "invoice": text,
         "kind": kind,
+        "route_hints": route_hints,
         "payment_hash": hex::encode(hashlock.0),
         "amount_sats": amount_sats,
         "expiry_secs": expiry_secs,
@@ -589,11 +593,15 @@ async fn pay(node: &LnNode, ctx: &Ctx, target: &str, wait_secs: u64) -> Result<V
     if let Some(preimage) = node.preimage_for(&target.hashlock).map_err(node_err)? {
         return Ok(paid(&preimage, None, true));
     }
-    // A node just started needs its peer back before a channel is usable.
+    // A node just started needs its peers back before a channel is usable: one to the payee,
+    // or to a node that the payee's route hints say forwards to it.
+    let first_hops: Vec<[u8; 33]> = std::iter::once(target.payee.serialize())
+        .chain(target.route_hints.iter().map(|h| h.src_node_id.0))
+        .collect();
     wait_until(20, || {
         node.channels()
             .iter()
-            .any(|c| c.counterparty == target.payee && c.usable)
+            .any(|c| c.usable && first_hops.contains(&c.counterparty.serialize()))
     })
     .await;
     let mut rx = node.subscribe();

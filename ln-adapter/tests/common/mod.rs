@@ -282,6 +282,7 @@ pub async fn hold_pay_and_claim_preimage(
         payment_secret: secret,
         amount_msat,
         final_cltv_delta: FINAL_CLTV,
+        route_hints: vec![],
     };
     let payment_id = hashlock.0;
     let (_, send_height) = payer.best_block().await;
