@@ -266,10 +266,7 @@ pub async fn host_only(
         let rail = ChannelRail::new(
             ctx.node.clone(),
             ctx.store.clone() as Arc<dyn ChannelStore>,
-            RpcChain {
-                provider: ctx.provider.clone(),
-                at: ctx.at,
-            },
+            RpcChain::new(ctx.provider.clone(), ctx.at),
             ctx.signer.address(),
             network,
         );

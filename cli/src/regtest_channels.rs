@@ -195,10 +195,7 @@ fn side(nodes: &Nodes, account: usize) -> anyhow::Result<ChannelSide> {
     getrandom::getrandom(key.as_mut()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store =
         SqliteChannelStore::in_memory_with_key(swap_core::store::StoreKey::from_bytes(&key))?;
-    let chain = RpcChain {
-        provider: nodes.eth.provider().clone(),
-        at: BlockNumberOrTag::Latest,
-    };
+    let chain = RpcChain::new(nodes.eth.provider().clone(), BlockNumberOrTag::Latest);
     let shared: Arc<dyn ChannelStore> = Arc::new(store.clone());
     let node = Node::new(
         net_id.clone(),

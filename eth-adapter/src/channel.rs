@@ -359,30 +359,44 @@ impl ChannelRef {
             .await
             .map_err(rpc_err)?
             .ok_or_else(|| EthError::NotReady(format!("no block {at}")))?;
+        let number = block.header.number;
+        self.open_at(provider, BlockId::number(number), block.header.timestamp)
+            .await?
+            .ok_or_else(|| {
+                EthError::NotReady(format!(
+                    "channel {} is not open at block {number}",
+                    self.id()
+                ))
+            })
+    }
+
+    /// The channel's amounts at `block` (whose timestamp is `time`) if it is open there,
+    /// `None` if it is not (never opened, closing or settled).
+    pub async fn open_at(
+        &self,
+        provider: &DynProvider,
+        block: BlockId,
+        time: u64,
+    ) -> Result<Option<OnChain>, EthError> {
         let st = Channel::new(self.contract, provider)
             .status(self.id())
-            .block(BlockId::number(block.header.number))
+            .block(block)
             .call()
             .await
             .map_err(contract_err)?;
         if st.st != 1 {
-            return Err(EthError::NotReady(format!(
-                "channel {} is not open at block {} (status {})",
-                self.id(),
-                block.header.number,
-                st.st
-            )));
+            return Ok(None);
         }
         let small = |x: U256| {
             u128::try_from(x).map_err(|_| EthError::Inconsistent(format!("amount {x} too large")))
         };
-        Ok(OnChain {
+        Ok(Some(OnChain {
             deposit_a: small(st.depositA)?,
             deposit_b: small(st.depositB)?,
             withdrawn_a: small(st.withdrawnA)?,
             withdrawn_b: small(st.withdrawnB)?,
-            time: block.header.timestamp,
-        })
+            time,
+        }))
     }
 
     /// When the preimage of `hashlock` was revealed in the contract's secret registry (the

@@ -17,9 +17,8 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::msg::{Message, OpenMsg, OpenedMsg, RejectCode, RejectMsg, MAX_MESSAGE_BYTES};
-use eth_adapter::channel::{ChannelRef, OnChain};
 
-use crate::session::{lock, Node, RpcChain, SessionError};
+use crate::session::{lock, Node, SessionError};
 use crate::Party;
 
 impl Node {
@@ -159,36 +158,4 @@ impl Node {
         info!(%peer, channel = %id, deposit_a = on.deposit_a, deposit_b = on.deposit_b, "channel announced and recorded");
         Message::Opened(OpenedMsg { channel: id })
     }
-}
-
-/// [`crate::ChainView::open_at_final`] of [`RpcChain`]: the contract's `status` at the final block.
-pub(crate) async fn rpc_open_at_final(
-    rpc: &RpcChain,
-    chan: &ChannelRef,
-) -> Result<Option<OnChain>, SessionError> {
-    use alloy::providers::Provider;
-    // Transport errors quote the URL, which may carry an API key.
-    let err =
-        |e: &dyn std::fmt::Display| SessionError::Chain(eth_adapter::scrub_urls(&e.to_string()));
-    let block = rpc
-        .provider
-        .get_block_by_number(rpc.at)
-        .await
-        .map_err(|e| err(&e))?
-        .ok_or_else(|| SessionError::Chain(format!("no block {}", rpc.at)))?;
-    let st = eth_adapter::bindings::Channel::new(chan.contract, &rpc.provider)
-        .status(chan.id())
-        .block(alloy::eips::BlockId::number(block.header.number))
-        .call()
-        .await
-        .map_err(|e| err(&e))?;
-    if st.st != 1 {
-        return Ok(None);
-    }
-    // Open at that block: the amounts, read the one way they are read everywhere.
-    let at = alloy::eips::BlockNumberOrTag::Number(block.header.number);
-    chan.on_chain(&rpc.provider, at)
-        .await
-        .map(Some)
-        .map_err(|e| err(&e))
 }

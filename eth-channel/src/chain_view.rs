@@ -46,26 +46,141 @@ pub trait ChainView: Send + Sync + 'static {
     }
 }
 
+/// How long one read of the final block serves [`RpcChain`] before it reads it again. A
+/// final block is minutes old anyway (and a channel's amounts at one block never change), so
+/// reading it for each state checked bought nothing: at one swap after another it was four
+/// calls to the node per channel swap, on the swap's path.
+pub const FINAL_BLOCK_READ_FOR: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// [`ChainView`] over an RPC provider, reading at a fixed block tag (`Finalized` in
-/// production; a devnet without finality may pass `Latest`).
+/// production; a devnet without finality may pass `Latest`). Clones share what it read: the
+/// final block for [`FINAL_BLOCK_READ_FOR`], and each channel's amounts at that block (by its
+/// hash, so a reorganised `Latest` block is read again). A channel not open at a block read
+/// before is read again at a fresh block before it is called not open.
 #[derive(Debug, Clone)]
 pub struct RpcChain {
     /// The provider.
     pub provider: alloy::providers::DynProvider,
     /// The block read.
     pub at: alloy::eips::BlockNumberOrTag,
+    reads: std::sync::Arc<FinalReads>,
+}
+
+#[derive(Debug, Default)]
+struct FinalReads {
+    block: std::sync::Mutex<Option<FinalBlock>>,
+    /// Per channel id: the final block's hash, and the channel there (`None`: not open).
+    channels: std::sync::Mutex<std::collections::HashMap<B256, (B256, Option<OnChain>)>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FinalBlock {
+    read: std::time::Instant,
+    number: u64,
+    hash: B256,
+    time: u64,
+}
+
+/// Transport errors quote the URL, which may carry an API key.
+fn chain_err(e: &dyn std::fmt::Display) -> SessionError {
+    SessionError::Chain(eth_adapter::scrub_urls(&e.to_string()))
+}
+
+impl RpcChain {
+    /// A view of `provider`'s chain at the block `at`.
+    pub fn new(provider: alloy::providers::DynProvider, at: alloy::eips::BlockNumberOrTag) -> Self {
+        Self {
+            provider,
+            at,
+            reads: std::sync::Arc::default(),
+        }
+    }
+
+    /// The final block: the one read less than [`FINAL_BLOCK_READ_FOR`] ago (unless
+    /// `fresh`), or a new read; and whether it is a new read.
+    async fn final_block_read(&self, fresh: bool) -> Result<(FinalBlock, bool), SessionError> {
+        use alloy::providers::Provider;
+        let kept = *self
+            .reads
+            .block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(b) = kept.filter(|b| !fresh && b.read.elapsed() < FINAL_BLOCK_READ_FOR) {
+            return Ok((b, false));
+        }
+        let block = self
+            .provider
+            .get_block_by_number(self.at)
+            .await
+            .map_err(|e| chain_err(&e))?
+            .ok_or_else(|| SessionError::Chain(format!("no block {}", self.at)))?;
+        let read = FinalBlock {
+            read: std::time::Instant::now(),
+            number: block.header.number,
+            hash: block.header.hash,
+            time: block.header.timestamp,
+        };
+        *self
+            .reads
+            .block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(read);
+        Ok((read, true))
+    }
+
+    /// `chan` at `block`: as read before at that block, or read now.
+    async fn open_at_block(
+        &self,
+        chan: &ChannelRef,
+        block: FinalBlock,
+    ) -> Result<Option<OnChain>, SessionError> {
+        let id = chan.id();
+        let channels = || {
+            self.reads
+                .channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((hash, on)) = channels().get(&id) {
+            if *hash == block.hash {
+                return Ok(*on);
+            }
+        }
+        let on = chan
+            .open_at(
+                &self.provider,
+                alloy::eips::BlockId::hash(block.hash),
+                block.time,
+            )
+            .await
+            .map_err(|e| chain_err(&e))?;
+        channels().insert(id, (block.hash, on));
+        Ok(on)
+    }
 }
 
 #[async_trait::async_trait]
 impl ChainView for RpcChain {
     async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError> {
-        chan.on_chain(&self.provider, self.at)
-            .await
-            .map_err(|e| SessionError::Chain(e.to_string()))
+        self.open_at_final(chan).await?.ok_or_else(|| {
+            SessionError::Chain(format!(
+                "channel {} is not open at the final block",
+                chan.id()
+            ))
+        })
     }
 
     async fn open_at_final(&self, chan: &ChannelRef) -> Result<Option<OnChain>, SessionError> {
-        crate::announce::rpc_open_at_final(self, chan).await
+        let (block, new) = self.final_block_read(false).await?;
+        match self.open_at_block(chan, block).await? {
+            // Not open at a block read a moment ago: it may be open at the next one. Only a
+            // channel seen open is taken from what was read before.
+            None if !new => {
+                let (block, _) = self.final_block_read(true).await?;
+                self.open_at_block(chan, block).await
+            }
+            on => Ok(on),
+        }
     }
 
     async fn revealed_at(
@@ -79,14 +194,7 @@ impl ChainView for RpcChain {
     }
 
     async fn final_block(&self) -> Result<u64, SessionError> {
-        use alloy::providers::Provider;
-        let b = self
-            .provider
-            .get_block_by_number(self.at)
-            .await
-            .map_err(|e| SessionError::Chain(eth_adapter::scrub_urls(&e.to_string())))?
-            .ok_or_else(|| SessionError::Chain(format!("no block {}", self.at)))?;
-        Ok(b.header.number)
+        Ok(self.final_block_read(false).await?.0.number)
     }
 
     async fn chain_time(&self) -> Result<u64, SessionError> {

@@ -35,10 +35,7 @@ fn who(net: &Devnet, i: usize) -> Who {
     let key = net.signer(i);
     let id = Identity::generate().unwrap();
     let store = Arc::new(SqliteChannelStore::in_memory().unwrap());
-    let chain = RpcChain {
-        provider: net.provider().clone(),
-        at: BlockNumberOrTag::Latest,
-    };
+    let chain = RpcChain::new(net.provider().clone(), BlockNumberOrTag::Latest);
     let node = Node::new(
         id.clone(),
         key.clone(),
@@ -193,10 +190,10 @@ async fn an_open_channel_is_accepted_with_deposits_read_from_the_chain() {
             chan.id(),
             UpdateKind::Withdraw {
                 amount: ONE,
-                expiry: eth_channel::ChainView::now(&RpcChain {
-                    provider: env.net.provider().clone(),
-                    at: BlockNumberOrTag::Latest,
-                }) + 3600,
+                expiry: eth_channel::ChainView::now(&RpcChain::new(
+                    env.net.provider().clone(),
+                    BlockNumberOrTag::Latest,
+                )) + 3600,
             },
         )
         .await

@@ -288,10 +288,10 @@ async fn a_session_over_tcp_pays_and_closes_cooperatively_on_chain() {
 
     let env = Env::start(3).await;
     let id = env.chan.id();
-    let rpc = Arc::new(RpcChain {
-        provider: env.net.provider().clone(),
-        at: BlockNumberOrTag::Latest,
-    });
+    let rpc = Arc::new(RpcChain::new(
+        env.net.provider().clone(),
+        BlockNumberOrTag::Latest,
+    ));
     let (na, nb) = (
         swap_net::Identity::generate().unwrap(),
         swap_net::Identity::generate().unwrap(),

@@ -17,10 +17,7 @@ use crate::rail::{plain, pre, Env, DEP_A, DEP_B, ONE};
 
 /// Waits until the local clock is at or past `t`.
 async fn local_past(env: &Env, t: u64) {
-    let clock = RpcChain {
-        provider: plain(&env.net),
-        at: BlockNumberOrTag::Latest,
-    };
+    let clock = RpcChain::new(plain(&env.net), BlockNumberOrTag::Latest);
     while clock.now() <= t {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

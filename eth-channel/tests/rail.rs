@@ -64,10 +64,7 @@ pub(crate) struct Env {
 pub(crate) fn side(net: &Devnet, i: usize, margin: u64) -> Peer {
     let net_id = Identity::generate().unwrap();
     let store = SqliteChannelStore::in_memory().unwrap();
-    let chain = RpcChain {
-        provider: plain(net),
-        at: BlockNumberOrTag::Latest,
-    };
+    let chain = RpcChain::new(plain(net), BlockNumberOrTag::Latest);
     let shared: Arc<dyn ChannelStore> = Arc::new(store.clone());
     let node = Node::new(
         net_id.clone(),
@@ -191,11 +188,7 @@ impl Env {
 
     /// A leg locking `amount` wei from A to B on `sha256(pre)` until `now + ttl` (seconds).
     pub(crate) fn leg(&self, pre: &Preimage, amount: u128, ttl: u64) -> HtlcParams {
-        let now = RpcChain {
-            provider: plain(&self.net),
-            at: BlockNumberOrTag::Latest,
-        }
-        .now();
+        let now = RpcChain::new(plain(&self.net), BlockNumberOrTag::Latest).now();
         HtlcParams {
             swap_id: SwapId([pre.as_bytes()[0]; 16]),
             key_index: 0,
@@ -346,10 +339,7 @@ async fn an_expired_lock_is_refunded_by_a_cancel() {
     let Expiry::Time(t) = h.expiry else {
         unreachable!()
     };
-    let clock = RpcChain {
-        provider: plain(&env.net),
-        at: BlockNumberOrTag::Latest,
-    };
+    let clock = RpcChain::new(plain(&env.net), BlockNumberOrTag::Latest);
     while clock.now() < t.0 {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -453,10 +443,7 @@ async fn a_claim_with_the_peer_offline_completes_after_reconnect() {
     );
     // A rail restarted on B's store (nothing in memory) still gives the watcher the secret
     // from the pending claim.
-    let chain = RpcChain {
-        provider: plain(&env.net),
-        at: BlockNumberOrTag::Latest,
-    };
+    let chain = RpcChain::new(plain(&env.net), BlockNumberOrTag::Latest);
     let shared: Arc<dyn ChannelStore> = Arc::new(env.b.store.clone());
     let node = Node::new(
         Identity::generate().unwrap(),
@@ -502,10 +489,7 @@ async fn a_claim_with_the_peer_offline_completes_after_reconnect() {
         updates.last().unwrap().1,
         Some(eth_channel::UpdateKind::Claim { .. })
     ));
-    let chain = RpcChain {
-        provider: plain(&env.net),
-        at: BlockNumberOrTag::Latest,
-    };
+    let chain = RpcChain::new(plain(&env.net), BlockNumberOrTag::Latest);
     let shared: Arc<dyn ChannelStore> = Arc::new(env.a.store.clone());
     let node = Node::new(
         Identity::generate().unwrap(),

@@ -72,7 +72,7 @@ impl LnConfig {
             htlc_minimum_msat: 1_000,
             forwarding_fee_base_msat: 1_000,
             forwarding_fee_ppm: 100,
-            htlc_processing_interval: Some(Duration::from_millis(5)),
+            htlc_processing_interval: Some(Duration::from_millis(1)),
             store_key: None,
         }
     }

@@ -127,10 +127,7 @@ async fn wait_final(
     side: Side,
     want: u128,
 ) -> anyhow::Result<eth_adapter::channel::OnChain> {
-    let view = RpcChain {
-        provider: ctx.provider.clone(),
-        at: ctx.at,
-    };
+    let view = RpcChain::new(ctx.provider.clone(), ctx.at);
     let start = std::time::Instant::now();
     let mut said = false;
     loop {
@@ -443,11 +440,7 @@ pub async fn withdraw(
         bail!("--amount must be positive");
     }
     ready(ctx, id, addr).await?;
-    let now = RpcChain {
-        provider: ctx.provider.clone(),
-        at: ctx.at,
-    }
-    .now();
+    let now = RpcChain::new(ctx.provider.clone(), ctx.at).now();
     let version = propose(
         ctx,
         id,

@@ -192,10 +192,7 @@ impl Ctx {
             eth_channel::Config::default(),
             SessionConfig::default(),
             store.clone(),
-            Arc::new(RpcChain {
-                provider: provider.clone(),
-                at,
-            }),
+            Arc::new(RpcChain::new(provider.clone(), at)),
         );
         node.accept_opens(chain_id, contract);
         for id in store.channel_ids()? {

@@ -21,6 +21,8 @@ pub mod sqlite;
 #[cfg(feature = "sqlite")]
 mod sqlite_append;
 #[cfg(feature = "sqlite")]
+mod sqlite_conn;
+#[cfg(feature = "sqlite")]
 mod sqlite_outbox;
 
 #[cfg(any(test, feature = "testkit"))]
