@@ -69,8 +69,9 @@ pub struct RpcChain {
 #[derive(Debug, Default)]
 struct FinalReads {
     block: std::sync::Mutex<Option<FinalBlock>>,
-    /// Per channel id: the final block's hash, and the channel there (`None`: not open).
-    channels: std::sync::Mutex<std::collections::HashMap<B256, (B256, Option<OnChain>)>>,
+    /// Per channel id: the final block's hash, and the channel's amounts there (channels
+    /// open there only; those read at other blocks are dropped when a new block is kept).
+    channels: std::sync::Mutex<std::collections::HashMap<B256, (B256, OnChain)>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +109,7 @@ impl RpcChain {
         if let Some(b) = kept.filter(|b| !fresh && b.read.elapsed() < FINAL_BLOCK_READ_FOR) {
             return Ok((b, false));
         }
+        let started = std::time::Instant::now();
         let block = self
             .provider
             .get_block_by_number(self.at)
@@ -115,16 +117,30 @@ impl RpcChain {
             .map_err(|e| chain_err(&e))?
             .ok_or_else(|| SessionError::Chain(format!("no block {}", self.at)))?;
         let read = FinalBlock {
-            read: std::time::Instant::now(),
+            read: started,
             number: block.header.number,
             hash: block.header.hash,
             time: block.header.timestamp,
         };
-        *self
+        let mut kept = self
             .reads
             .block
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(read);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Of two reads at once, the later block stays (a read started after the kept one
+        // may be lower: a reorganised `Latest`): what `final_block` said is never above what
+        // `open_at_final` then reads at.
+        if kept.is_none_or(|k| read.number >= k.number || read.read > k.read) {
+            if kept.is_none_or(|k| k.hash != read.hash) {
+                // Amounts read at other blocks serve no more.
+                self.reads
+                    .channels
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|_, (hash, _)| *hash == read.hash);
+            }
+            *kept = Some(read);
+        }
         Ok((read, true))
     }
 
@@ -143,7 +159,7 @@ impl RpcChain {
         };
         if let Some((hash, on)) = channels().get(&id) {
             if *hash == block.hash {
-                return Ok(*on);
+                return Ok(Some(*on));
             }
         }
         let on = chan
@@ -154,7 +170,9 @@ impl RpcChain {
             )
             .await
             .map_err(|e| chain_err(&e))?;
-        channels().insert(id, (block.hash, on));
+        if let Some(on) = on {
+            channels().insert(id, (block.hash, on));
+        }
         Ok(on)
     }
 }

@@ -44,7 +44,9 @@ pub struct LnConfig {
     /// checked this often. `None` keeps LDK's own random batch delay (tens to hundreds of
     /// milliseconds, drawn to hide a payment's timing from observers of a routing node),
     /// which is most of a payment's latency between two swap nodes on a direct channel,
-    /// where there is nobody to hide the timing from.
+    /// where there is nobody to hide the timing from. The default checks every millisecond;
+    /// a node that mainly forwards others' payments may prefer `None` (its forwards' timing
+    /// then tells observers less).
     pub htlc_processing_interval: Option<Duration>,
     /// The key that seals everything the node writes in `data_dir` (LDK's channel manager and
     /// monitors, which hold payment preimages, and our ledger of preimages): the

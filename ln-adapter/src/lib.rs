@@ -48,5 +48,5 @@ pub use kv::DB_FILE;
 pub use ledger::HeldPayment;
 pub use lightning::ln::types::ChannelId;
 pub use node::LnNode;
-pub use ops::{ChannelInfo, InboundHtlc, PaymentTarget};
+pub use ops::{ChannelInfo, InboundHtlc, PaymentTarget, MAX_PAY_CLTV_BLOCKS};
 pub use rail::LnRail;

@@ -75,6 +75,13 @@ pub struct PaymentTarget {
     pub route_hints: Vec<RouteHintHop>,
 }
 
+/// The most blocks a payment of ours may lock our coins for (its final CLTV delta plus an
+/// intermediary's): LDK's own default cap.
+pub const MAX_PAY_CLTV_BLOCKS: u32 = 1008;
+
+/// What LDK's router keeps of a CLTV budget of at least this much for its random offset.
+const SHADOW_RESERVE: u32 = 80;
+
 /// A one-hop route hint as LDK's router takes it.
 pub(crate) fn ldk_hint(hop: &RouteHintHop) -> Result<RouteHint, bitcoin::secp256k1::Error> {
     Ok(RouteHint(vec![LdkHintHop {
@@ -335,11 +342,13 @@ impl LnNode {
     pub fn pay(&self, target: &PaymentTarget, payment_id: [u8; 32]) -> Result<(), LnError> {
         self.alive()?;
         let me = self.node_id().serialize();
-        // A hint from our own node is our direct channel: the router has it already.
+        let payee = target.payee.serialize();
+        // A hint from our own node is our direct channel: the router has it already; LDK
+        // refuses a hint from the payee itself (and it leads nowhere).
         let hints = target
             .route_hints
             .iter()
-            .filter(|h| h.src_node_id.0 != me)
+            .filter(|h| h.src_node_id.0 != me && h.src_node_id.0 != payee)
             .map(ldk_hint)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| LnError::Config(format!("route hint: {e}")))?;
@@ -348,10 +357,29 @@ impl LnNode {
             .flat_map(|h| h.0.iter().map(|hop| u32::from(hop.cltv_expiry_delta)))
             .max()
             .unwrap_or(0);
+        // The payer's coins are locked for up to this many blocks if the payment gets stuck:
+        // an invoice (or an intermediary it names) asking for more is refused, as LDK's
+        // router refuses by default.
+        let total = target.final_cltv_delta.saturating_add(via);
+        if total > MAX_PAY_CLTV_BLOCKS {
+            return Err(LnError::Config(format!(
+                "the payment would lock our coins for up to {total} blocks (final delta {}, \
+                 intermediary {via}): at most {MAX_PAY_CLTV_BLOCKS}",
+                target.final_cltv_delta
+            )));
+        }
         let mut params = PaymentParameters::from_node_id(target.payee, target.final_cltv_delta)
             .with_route_hints(hints)
             .map_err(|()| LnError::Config("route hints refused".into()))?;
-        params.max_total_cltv_expiry_delta = target.final_cltv_delta.saturating_add(via.max(1));
+        // LDK's router keeps 80 blocks of a budget of 80 or more for its random offset (see
+        // `router`, which removes the offset again): a hop of 80 or more needs those 80 on
+        // top, or it is never found.
+        let budget = if via >= SHADOW_RESERVE {
+            via + SHADOW_RESERVE
+        } else {
+            via.max(1)
+        };
+        params.max_total_cltv_expiry_delta = target.final_cltv_delta.saturating_add(budget);
         let route = RouteParameters::from_payment_params_and_value(params, target.amount_msat);
         self.channel_manager
             .send_payment(

@@ -617,6 +617,16 @@ fn ln_pay_through_an_intermediary_through_the_cli() {
         balances_with(b, c_id),
         balances_with(c, b_id),
     ];
+    // An intermediary that would hold our coins too long is refused, and nothing is sent.
+    let mut greedy = target.clone();
+    greedy.route_hints[0].cltv_expiry_delta =
+        u16::try_from(ln_adapter::MAX_PAY_CLTV_BLOCKS + 1 - target.final_cltv_delta).unwrap();
+    let refused = run(a, &["ln", "pay", &greedy.to_line(node.chain_id())]);
+    assert_eq!(refused.status.code(), Some(6), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("at most 1008"), "{err}");
+    assert_eq!(balances_with(a, b_id), before[0], "nothing sent");
+
     let paid = json(a, &["ln", "pay", text]);
     assert_eq!(paid["already_paid"], false);
     let fee = paid["fee_msat"].as_u64().unwrap();
