@@ -22,7 +22,6 @@ use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{keccak256, uint, Address, B256, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::signers::SignerSync;
 use alloy::sol_types::{Eip712Domain, SolStruct, SolValue};
 
 use crate::bindings::Channel;
@@ -435,22 +434,49 @@ impl ChannelRef {
         now: u64,
     ) -> Result<Sig, ChannelError> {
         self.check(state, locks, now)?;
-        let sig = signer
-            .sign_hash_sync(&self.digest(state))
-            .map_err(|e| ChannelError::Signature(e.to_string()))?;
+        let key =
+            secp256k1::SecretKey::from_slice(&signer.credential().to_bytes()).map_err(|_| {
+                ChannelError::Signature("the signing key is not a secp256k1 key".into())
+            })?;
+        let msg = secp256k1::Message::from_digest(self.digest(state).0);
+        let (id, rs) = secp()
+            .sign_ecdsa_recoverable(&msg, &key)
+            .serialize_compact();
+        let mut key = key;
+        key.non_secure_erase();
+        let v = u8::try_from(id.to_i32())
+            .ok()
+            .filter(|v| *v <= 1)
+            .ok_or_else(|| ChannelError::Signature("recovery id above 1".into()))?;
         let sig = Sig {
-            v: 27 + u8::from(sig.v()),
-            r: sig.r().into(),
-            s: sig.s().into(),
+            v: 27 + v,
+            r: B256::from_slice(&rs[..32]),
+            s: B256::from_slice(&rs[32..]),
         };
-        // k256 signs with a low s; make sure, the contract refuses anything else.
-        self.verify(state, &sig, signer.address())?;
+        // libsecp256k1 signs with a low s; make sure, the contract refuses anything else. (The
+        // peer recovers the signer before it takes the state; so does the contract.)
+        if U256::from_be_bytes(sig.s.0) > HALF_N {
+            return Err(ChannelError::Signature("high s".into()));
+        }
         Ok(sig)
     }
 
     /// Checks that `sig` is `signer`'s signature of `state` by the contract's rules: v is 27
     /// or 28, s is in the lower half of the curve order, and it recovers to `signer`.
     pub fn verify(&self, state: &State, sig: &Sig, signer: Address) -> Result<(), ChannelError> {
+        let got = self.signer_of(state, sig)?;
+        if got == signer {
+            Ok(())
+        } else {
+            Err(ChannelError::Signature(format!(
+                "signed by {got}, expected {signer}"
+            )))
+        }
+    }
+
+    /// Who signed `state` with `sig`, by the contract's rules (v 27 or 28, s in the lower
+    /// half of the curve order, r and s below the order, and not zero).
+    pub fn signer_of(&self, state: &State, sig: &Sig) -> Result<Address, ChannelError> {
         let bad = |m: &str| Err(ChannelError::Signature(m.to_string()));
         if sig.v != 27 && sig.v != 28 {
             return bad("v is not 27 or 28");
@@ -459,16 +485,30 @@ impl ChannelRef {
         if s > HALF_N {
             return bad("s is in the upper half of the curve order");
         }
-        let parsed =
-            alloy::primitives::Signature::new(U256::from_be_bytes(sig.r.0), s, sig.v == 28);
-        match parsed.recover_address_from_prehash(&self.digest(state)) {
-            Ok(got) if got == signer => Ok(()),
-            Ok(got) => Err(ChannelError::Signature(format!(
-                "signed by {got}, expected {signer}"
-            ))),
-            Err(e) => Err(ChannelError::Signature(e.to_string())),
+        if s.is_zero() || sig.r.is_zero() {
+            return bad("r or s is zero");
         }
+        let mut rs = [0u8; 64];
+        rs[..32].copy_from_slice(&sig.r.0);
+        rs[32..].copy_from_slice(&sig.s.0);
+        let parsed = secp256k1::ecdsa::RecoveryId::from_i32(i32::from(sig.v - 27))
+            .and_then(|id| secp256k1::ecdsa::RecoverableSignature::from_compact(&rs, id))
+            .map_err(|e| ChannelError::Signature(e.to_string()))?;
+        let msg = secp256k1::Message::from_digest(self.digest(state).0);
+        let key = secp()
+            .recover_ecdsa(&msg, &parsed)
+            .map_err(|e| ChannelError::Signature(e.to_string()))?;
+        Ok(Address::from_raw_public_key(
+            &key.serialize_uncompressed()[1..],
+        ))
     }
+}
+
+/// One libsecp256k1 context for the process (creating one costs more than a signature).
+fn secp() -> &'static secp256k1::Secp256k1<secp256k1::All> {
+    static SECP: std::sync::OnceLock<secp256k1::Secp256k1<secp256k1::All>> =
+        std::sync::OnceLock::new();
+    SECP.get_or_init(secp256k1::Secp256k1::new)
 }
 
 /// An error from a contract call: a transport error classified as elsewhere, anything else
@@ -643,6 +683,42 @@ mod tests {
         assert!(c2.verify(&s, &twin, key.address()).is_err());
         let v29 = Sig { v: 29, ..sig };
         assert!(c2.verify(&s, &v29, key.address()).is_err());
+        // Zero r or s, or r at the order: refused, never a panic.
+        for broken in [
+            Sig {
+                r: B256::ZERO,
+                ..sig
+            },
+            Sig {
+                s: B256::ZERO,
+                ..sig
+            },
+            Sig { r: n.into(), ..sig },
+        ] {
+            assert!(c2.verify(&s, &broken, key.address()).is_err());
+        }
+    }
+
+    #[test]
+    fn libsecp256k1_signs_as_alloys_signer_does() {
+        use alloy::signers::SignerSync;
+        // Both sign deterministically (RFC 6979) with a low s: the same bytes, and each
+        // recovers the other's.
+        for _ in 0..20 {
+            let key = PrivateKeySigner::random();
+            let mut c = chan();
+            c.params.a = key.address();
+            let st = state(&[]);
+            let ours = c.sign(&key, &st, &[], NOW).unwrap();
+            let alloys = key.sign_hash_sync(&c.digest(&st)).unwrap();
+            assert_eq!(ours.r, B256::from(alloys.r()));
+            assert_eq!(ours.s, B256::from(alloys.s()));
+            assert_eq!(ours.v, 27 + u8::from(alloys.v()));
+            assert_eq!(
+                alloys.recover_address_from_prehash(&c.digest(&st)).unwrap(),
+                c.signer_of(&st, &ours).unwrap()
+            );
+        }
     }
 
     #[test]
