@@ -543,11 +543,13 @@ fn ln_pay_through_an_intermediary_through_the_cli() {
     }
     rt.block_on(node.mine(1));
     let root = tempfile::tempdir().unwrap();
-    let mut serving = Vec::new();
+    let mut serving = Serving(Vec::new());
     let mut nodes = Vec::new();
     for name in ["a", "b", "c"] {
         let (dir, port) = installation(root.path(), name, &node, name);
-        serving.push(serve(&dir, &root.path().join(format!("{name}.log"))));
+        serving
+            .0
+            .push(serve(&dir, &root.path().join(format!("{name}.log"))));
         let id = json(&dir, &["ln", "info"])["node_id"]
             .as_str()
             .unwrap()
@@ -678,7 +680,21 @@ fn ln_pay_through_an_intermediary_through_the_cli() {
         "c received the amount"
     );
     assert!(after[1].0 > before[1].0 && after[3].0 > before[3].0);
-    for mut s in serving {
-        stop(&mut s);
+    for s in &mut serving.0 {
+        stop(s);
+    }
+}
+
+/// `serve` processes, killed when dropped (a failed assertion leaves none running).
+struct Serving(Vec<Child>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 }
