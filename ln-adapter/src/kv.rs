@@ -16,7 +16,6 @@
 //! are (sealed ones stay sealed: a seal is bound to its namespaces and key, which do not
 //! change).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -32,41 +31,7 @@ pub const DB_FILE: &str = "xswap-kv.sqlite";
 
 /// The key-value store in one SQLite file.
 pub(crate) struct SqliteKv {
-    conn: Mutex<Db>,
-}
-
-/// The connection, and the values of our ledger's namespace read or written through it.
-/// Every read and write of the file goes through this one connection under its lock, so the
-/// values kept here are the file's: the swap rail reads several ledger values at every step
-/// of every swap, each a SQLite read transaction (~7 % of a channel swap's CPU), and now
-/// reads them from memory. At most [`LEDGER_KEPT`] (absent ones too); when full, it starts
-/// again empty.
-struct Db {
-    conn: Connection,
-    ledger: HashMap<(String, String), Option<Vec<u8>>>,
-}
-
-/// How many ledger values (or their absence) [`SqliteKv`] keeps in memory.
-const LEDGER_KEPT: usize = 65_536;
-
-impl Db {
-    fn kept(&self, primary: &str, secondary: &str, key: &str) -> Option<&Option<Vec<u8>>> {
-        if primary != crate::ledger::NAMESPACE {
-            return None;
-        }
-        self.ledger.get(&(secondary.to_owned(), key.to_owned()))
-    }
-
-    fn keep(&mut self, primary: &str, secondary: &str, key: &str, value: Option<Vec<u8>>) {
-        if primary != crate::ledger::NAMESPACE {
-            return;
-        }
-        if self.ledger.len() >= LEDGER_KEPT {
-            self.ledger.clear();
-        }
-        self.ledger
-            .insert((secondary.to_owned(), key.to_owned()), value);
-    }
+    conn: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for SqliteKv {
@@ -146,14 +111,11 @@ impl SqliteKv {
         .map_err(|e| sql_err("schema", e))?;
         move_files_in(&mut conn, dir)?;
         Ok(Self {
-            conn: Mutex::new(Db {
-                conn,
-                ledger: HashMap::new(),
-            }),
+            conn: Mutex::new(conn),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Db> {
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -163,7 +125,6 @@ impl SqliteKv {
     /// sealed in place, no clear copy stays in the log.
     pub(crate) fn checkpoint(&self) -> Result<(), io::Error> {
         self.conn()
-            .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(|e| sql_err("checkpoint", e))
     }
@@ -308,30 +269,21 @@ fn move_files_in(conn: &mut Connection, dir: &Path) -> Result<(), io::Error> {
 impl KVStoreSync for SqliteKv {
     fn read(&self, primary: &str, secondary: &str, key: &str) -> Result<Vec<u8>, io::Error> {
         check(primary, secondary, Some(key))?;
-        let mut db = self.conn();
-        let value = match db.kept(primary, secondary, key) {
-            Some(kept) => kept.clone(),
-            None => {
-                let read = db
-                    .conn
-                    .prepare_cached(
-                        "SELECT value FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![primary, secondary, key], |r| r.get(0))
-                            .optional()
-                    })
-                    .map_err(|e| sql_err("read", e))?;
-                db.keep(primary, secondary, key, read.clone());
-                read
-            }
-        };
-        value.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("node store: no {primary}/{secondary}/{key}"),
+        self.conn()
+            .prepare_cached(
+                "SELECT value FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
             )
-        })
+            .and_then(|mut s| {
+                s.query_row(params![primary, secondary, key], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| sql_err("read", e))?
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("node store: no {primary}/{secondary}/{key}"),
+                )
+            })
     }
 
     fn write(
@@ -342,22 +294,13 @@ impl KVStoreSync for SqliteKv {
         buf: Vec<u8>,
     ) -> Result<(), io::Error> {
         check(primary, secondary, Some(key))?;
-        let mut db = self.conn();
-        let written = db
-            .conn
+        self.conn()
             .prepare_cached(
                 "INSERT INTO kv (primary_ns, secondary_ns, key, value) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (primary_ns, secondary_ns, key) DO UPDATE SET value = excluded.value",
             )
-            .and_then(|mut s| s.execute(params![primary, secondary, key, buf]));
-        match written {
-            Ok(_) => db.keep(primary, secondary, key, Some(buf)),
-            // Whether it was written is unknown: read it from the file next time.
-            Err(e) => {
-                db.ledger.remove(&(secondary.to_owned(), key.to_owned()));
-                return Err(sql_err("write", e));
-            }
-        }
+            .and_then(|mut s| s.execute(params![primary, secondary, key, buf]))
+            .map_err(|e| sql_err("write", e))?;
         Ok(())
     }
 
@@ -369,28 +312,19 @@ impl KVStoreSync for SqliteKv {
         _lazy: bool,
     ) -> Result<(), io::Error> {
         check(primary, secondary, Some(key))?;
-        let mut db = self.conn();
-        let removed = db
-            .conn
+        self.conn()
             .prepare_cached(
                 "DELETE FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
             )
-            .and_then(|mut s| s.execute(params![primary, secondary, key]));
-        match removed {
-            Ok(_) => db.keep(primary, secondary, key, None),
-            Err(e) => {
-                db.ledger.remove(&(secondary.to_owned(), key.to_owned()));
-                return Err(sql_err("remove", e));
-            }
-        }
+            .and_then(|mut s| s.execute(params![primary, secondary, key]))
+            .map_err(|e| sql_err("remove", e))?;
         Ok(())
     }
 
     fn list(&self, primary: &str, secondary: &str) -> Result<Vec<String>, io::Error> {
         check(primary, secondary, None)?;
-        let db = self.conn();
-        let mut s = db
-            .conn
+        let conn = self.conn();
+        let mut s = conn
             .prepare_cached(
                 "SELECT key FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 ORDER BY key",
             )
@@ -405,9 +339,8 @@ impl KVStoreSync for SqliteKv {
 
 impl MigratableKVStore for SqliteKv {
     fn list_all_keys(&self) -> Result<Vec<(String, String, String)>, io::Error> {
-        let db = self.conn();
-        let mut s = db
-            .conn
+        let conn = self.conn();
+        let mut s = conn
             .prepare_cached("SELECT primary_ns, secondary_ns, key FROM kv ORDER BY 1, 2, 3")
             .map_err(|e| sql_err("list", e))?;
         let keys = s
@@ -450,36 +383,6 @@ mod tests {
         // Durable across opens.
         let kv = SqliteKv::open(dir.path()).unwrap();
         assert_eq!(kv.read("a", "b", "k1").unwrap(), vec![3]);
-    }
-
-    #[test]
-    fn ledger_values_kept_in_memory_are_the_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = SqliteKv::open(dir.path()).unwrap();
-        let ns = crate::ledger::NAMESPACE;
-        let absent = |kv: &SqliteKv| kv.read(ns, "s", "k").unwrap_err().kind();
-        // Absent, then written, overwritten, removed, written again: each read says so.
-        assert_eq!(absent(&kv), io::ErrorKind::NotFound);
-        kv.write(ns, "s", "k", vec![1]).unwrap();
-        assert_eq!(kv.read(ns, "s", "k").unwrap(), vec![1]);
-        kv.write(ns, "s", "k", vec![2]).unwrap();
-        assert_eq!(kv.read(ns, "s", "k").unwrap(), vec![2]);
-        assert_eq!(
-            kv.read(ns, "s", "k2").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-        kv.remove(ns, "s", "k", false).unwrap();
-        assert_eq!(absent(&kv), io::ErrorKind::NotFound);
-        kv.write(ns, "s", "k", vec![3]).unwrap();
-        kv.write(ns, "s", "k2", vec![4]).unwrap();
-        // A refused write changes nothing kept.
-        assert!(kv.write(ns, "s", "bad key", vec![9]).is_err());
-        // What another open of the file reads is the same.
-        drop(kv);
-        let kv = SqliteKv::open(dir.path()).unwrap();
-        assert_eq!(kv.read(ns, "s", "k").unwrap(), vec![3]);
-        assert_eq!(kv.read(ns, "s", "k2").unwrap(), vec![4]);
-        assert_eq!(kv.list(ns, "s").unwrap(), vec!["k", "k2"]);
     }
 
     #[test]

@@ -12,8 +12,7 @@ use swap_core::{Hashlock, Preimage};
 use crate::error::LnError;
 use crate::types::Store;
 
-/// The ledger's namespace in the node's store.
-pub(crate) const NAMESPACE: &str = "xswap";
+const NAMESPACE: &str = "xswap";
 const PREIMAGES: &str = "preimages";
 const HELD: &str = "held";
 /// Our claim of a held payment, started (the preimage handed to LDK).
