@@ -266,6 +266,56 @@ fn move_files_in(conn: &mut Connection, dir: &Path) -> Result<(), io::Error> {
     Ok(())
 }
 
+impl SqliteKv {
+    /// The values of `key` under each of `secondaries` (in `primary`), in that order, `None`
+    /// where there is none: one statement, so one read transaction and one consistent view of
+    /// them all. The swap rail reads a payment's several ledger records at every step of a
+    /// swap, and one read transaction each was ~7 % of a channel swap's CPU.
+    pub(crate) fn read_each(
+        &self,
+        primary: &str,
+        secondaries: &[&str],
+        key: &str,
+    ) -> Result<Vec<Option<Vec<u8>>>, io::Error> {
+        for secondary in secondaries {
+            check(primary, secondary, Some(key))?;
+        }
+        let mut out = vec![None; secondaries.len()];
+        if secondaries.is_empty() {
+            return Ok(out);
+        }
+        let places = (0..secondaries.len())
+            .map(|i| format!("?{}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT secondary_ns, value FROM kv \
+             WHERE primary_ns = ?1 AND key = ?2 AND secondary_ns IN ({places})"
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| sql_err("read", e))?;
+        let args = [primary, key]
+            .into_iter()
+            .chain(secondaries.iter().copied());
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(|e| sql_err("read", e))?;
+        for row in rows {
+            let (secondary, value) = row.map_err(|e| sql_err("read", e))?;
+            if let Some(slot) = secondaries
+                .iter()
+                .position(|s| *s == secondary)
+                .and_then(|i| out.get_mut(i))
+            {
+                *slot = Some(value);
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl KVStoreSync for SqliteKv {
     fn read(&self, primary: &str, secondary: &str, key: &str) -> Result<Vec<u8>, io::Error> {
         check(primary, secondary, Some(key))?;

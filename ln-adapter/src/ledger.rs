@@ -79,7 +79,15 @@ fn read_preimage(
     secondary: &str,
     hashlock: &Hashlock,
 ) -> Result<Option<Preimage>, LnError> {
-    let Some(bytes) = read(store, secondary, &key(hashlock))? else {
+    decode_preimage(secondary, hashlock, read(store, secondary, &key(hashlock))?)
+}
+
+fn decode_preimage(
+    secondary: &str,
+    hashlock: &Hashlock,
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<Preimage>, LnError> {
+    let Some(bytes) = bytes else {
         return Ok(None);
     };
     let bytes: [u8; 32] = bytes
@@ -218,7 +226,11 @@ pub(crate) fn record_sent(
 
 /// The sent record of `hashlock`, if any.
 pub(crate) fn sent(store: &Store, hashlock: &Hashlock) -> Result<Option<SentPayment>, LnError> {
-    let Some(bytes) = read(store, SENT, &key(hashlock))? else {
+    decode_sent(read(store, SENT, &key(hashlock))?)
+}
+
+fn decode_sent(bytes: Option<Vec<u8>>) -> Result<Option<SentPayment>, LnError> {
+    let Some(bytes) = bytes else {
         return Ok(None);
     };
     let bad = || LnError::Decode(format!("{SENT}: {} bytes", bytes.len()));
@@ -258,7 +270,11 @@ pub(crate) fn record_held(
 
 /// The payment held for us on `hashlock`, if one was.
 pub(crate) fn held(store: &Store, hashlock: &Hashlock) -> Result<Option<HeldPayment>, LnError> {
-    let Some(bytes) = read(store, HELD, &key(hashlock))? else {
+    decode_held(read(store, HELD, &key(hashlock))?)
+}
+
+fn decode_held(bytes: Option<Vec<u8>>) -> Result<Option<HeldPayment>, LnError> {
+    let Some(bytes) = bytes else {
         return Ok(None);
     };
     let bad = || LnError::Decode(format!("{HELD}: {} bytes", bytes.len()));
@@ -280,6 +296,90 @@ pub(crate) fn held(store: &Store, hashlock: &Hashlock) -> Result<Option<HeldPaym
         amount_msat: u64::from_be_bytes(amount),
         claim_deadline,
     }))
+}
+
+/// A payment's ledger records, read together ([`records`]): one read of the store and one
+/// consistent view of them all. Each is decoded when asked for, so a broken record is an
+/// error only to whoever needs it.
+#[derive(Debug)]
+pub(crate) struct Records {
+    hashlock: Hashlock,
+    /// In the order of [`RECORDS`].
+    values: Vec<Option<Vec<u8>>>,
+}
+
+/// What [`records`] reads.
+const RECORDS: [&str; 7] = [
+    PREIMAGES,
+    PAY_FAILED,
+    SENT,
+    RECEIVE_FAILED,
+    HELD,
+    CLAIMING,
+    CLAIMED,
+];
+
+/// The ledger records of the payment to `hashlock`, in one read.
+pub(crate) fn records(store: &Store, hashlock: &Hashlock) -> Result<Records, LnError> {
+    let values = store
+        .read_each(NAMESPACE, &RECORDS, &key(hashlock))
+        .map_err(|e| store_err("ledger", e))?;
+    Ok(Records {
+        hashlock: *hashlock,
+        values,
+    })
+}
+
+impl Records {
+    fn value(&self, secondary: &str) -> Option<Vec<u8>> {
+        RECORDS
+            .iter()
+            .position(|s| *s == secondary)
+            .and_then(|i| self.values.get(i).cloned().flatten())
+    }
+
+    /// As [`preimage_for`].
+    pub(crate) fn preimage(&self) -> Result<Option<Preimage>, LnError> {
+        decode_preimage(PREIMAGES, &self.hashlock, self.value(PREIMAGES))
+    }
+
+    /// As [`claiming`].
+    pub(crate) fn claiming(&self) -> Result<Option<Preimage>, LnError> {
+        decode_preimage(CLAIMING, &self.hashlock, self.value(CLAIMING))
+    }
+
+    /// As [`sent`].
+    pub(crate) fn sent(&self) -> Result<Option<SentPayment>, LnError> {
+        decode_sent(self.value(SENT))
+    }
+
+    /// As [`held`].
+    pub(crate) fn held(&self) -> Result<Option<HeldPayment>, LnError> {
+        decode_held(self.value(HELD))
+    }
+
+    fn is_set(&self, marker: &str) -> bool {
+        RECORDS
+            .iter()
+            .position(|s| *s == marker)
+            .and_then(|i| self.values.get(i))
+            .is_some_and(Option::is_some)
+    }
+
+    /// Whether the [`CLAIMED`] marker is set.
+    pub(crate) fn claimed(&self) -> bool {
+        self.is_set(CLAIMED)
+    }
+
+    /// Whether the [`PAY_FAILED`] marker is set.
+    pub(crate) fn pay_failed(&self) -> bool {
+        self.is_set(PAY_FAILED)
+    }
+
+    /// Whether the [`RECEIVE_FAILED`] marker is set.
+    pub(crate) fn receive_failed(&self) -> bool {
+        self.is_set(RECEIVE_FAILED)
+    }
 }
 
 /// What the node's ledger answers.
@@ -454,5 +554,59 @@ mod tests {
             Err(LnError::Decode(_))
         ));
         assert_eq!(own_unsettled(&store).unwrap(), vec![q]);
+    }
+
+    #[test]
+    fn a_payments_records_read_together_are_the_ones_read_one_by_one() {
+        for key_given in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let k = key_given.then(|| swap_core::store::StoreKey::from_bytes(&[5; 32]));
+            let store = Store::open(dir.path().to_path_buf(), k).unwrap();
+            let p = Preimage::from_bytes([7; 32]);
+            let h = p.hashlock();
+            let none = records(&store, &h).unwrap();
+            assert_eq!(none.preimage().unwrap(), None);
+            assert_eq!(none.claiming().unwrap(), None);
+            assert_eq!(none.sent().unwrap(), None);
+            assert_eq!(none.held().unwrap(), None);
+            assert!(!none.claimed() && !none.pay_failed() && !none.receive_failed());
+
+            record_preimage(&store, &p).unwrap();
+            record_claiming(&store, &p).unwrap();
+            let held_p = HeldPayment {
+                amount_msat: 9_000,
+                claim_deadline: Some(321),
+            };
+            record_held(&store, &h, held_p).unwrap();
+            let s = SentPayment {
+                payment_id: [3; 32],
+                amount_msat: 12_345,
+                cltv_expiry: 700,
+                state: SentState::Sent,
+            };
+            record_sent(&store, &h, &s).unwrap();
+            mark(&store, CLAIMED, &h).unwrap();
+            mark(&store, RECEIVE_FAILED, &h).unwrap();
+            // Another payment's records are not this one's.
+            let other = Hashlock([9; 32]);
+            mark(&store, PAY_FAILED, &other).unwrap();
+            let all = records(&store, &h).unwrap();
+            assert_eq!(all.preimage().unwrap(), preimage_for(&store, &h).unwrap());
+            assert_eq!(all.preimage().unwrap(), Some(p.clone()));
+            assert_eq!(all.claiming().unwrap(), Some(p.clone()));
+            assert_eq!(all.held().unwrap(), Some(held_p));
+            assert_eq!(all.sent().unwrap(), Some(s));
+            assert!(all.claimed() && all.receive_failed());
+            assert!(!all.pay_failed());
+            assert!(records(&store, &other).unwrap().pay_failed());
+
+            // A broken record is an error to whoever reads it, and to no one else.
+            KVStoreSync::write(&store, NAMESPACE, HELD, &key(&h), vec![1; 5]).unwrap();
+            KVStoreSync::write(&store, NAMESPACE, PREIMAGES, &key(&h), vec![2; 32]).unwrap();
+            let broken = records(&store, &h).unwrap();
+            assert!(matches!(broken.held(), Err(LnError::Decode(_))));
+            assert!(matches!(broken.preimage(), Err(LnError::Decode(_))));
+            assert_eq!(broken.sent().unwrap(), Some(s));
+        }
     }
 }

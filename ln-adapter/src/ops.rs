@@ -82,6 +82,21 @@ pub const MAX_PAY_CLTV_BLOCKS: u32 = 1008;
 /// What LDK's router keeps of a CLTV budget of at least this much for its random offset.
 const SHADOW_RESERVE: u32 = 80;
 
+/// LDK's `max_total_cltv_expiry_delta` for a payment whose final hop has `final_delta` and
+/// whose intermediaries may add at most `hop_blocks`, exactly. LDK wants the total above the
+/// final delta (hence at least one block), and its router keeps 80 blocks of a budget of 80
+/// or more for its random offset (which `router` removes again): a budget of 80 or more gets
+/// those 80 on top, or an intermediary of 80 blocks or more (LND's default) is never found,
+/// and one of LDK's default 72 would need a budget of 152.
+pub(crate) fn max_total_cltv(final_delta: u32, hop_blocks: u32) -> u32 {
+    let budget = if hop_blocks >= SHADOW_RESERVE {
+        hop_blocks.saturating_add(SHADOW_RESERVE)
+    } else {
+        hop_blocks.max(1)
+    };
+    final_delta.saturating_add(budget)
+}
+
 /// A one-hop route hint as LDK's router takes it.
 pub(crate) fn ldk_hint(hop: &RouteHintHop) -> Result<RouteHint, bitcoin::secp256k1::Error> {
     Ok(RouteHint(vec![LdkHintHop {
@@ -371,15 +386,7 @@ impl LnNode {
         let mut params = PaymentParameters::from_node_id(target.payee, target.final_cltv_delta)
             .with_route_hints(hints)
             .map_err(|()| LnError::Config("route hints refused".into()))?;
-        // LDK's router keeps 80 blocks of a budget of 80 or more for its random offset (see
-        // `router`, which removes the offset again): a hop of 80 or more needs those 80 on
-        // top, or it is never found.
-        let budget = if via >= SHADOW_RESERVE {
-            via + SHADOW_RESERVE
-        } else {
-            via.max(1)
-        };
-        params.max_total_cltv_expiry_delta = target.final_cltv_delta.saturating_add(budget);
+        params.max_total_cltv_expiry_delta = max_total_cltv(target.final_cltv_delta, via);
         let route = RouteParameters::from_payment_params_and_value(params, target.amount_msat);
         self.channel_manager
             .send_payment(

@@ -314,11 +314,9 @@ impl LnRail {
                 let mut params = PaymentParameters::from_node_id(payee, delta)
                     .with_route_hints(hints)
                     .map_err(|()| invalid("route hints refused"))?;
-                // The intermediaries may add at most what the terms budget (`route_blocks`);
-                // LDK wants the total above the final delta, hence at least one. (Its router
-                // keeps 80 blocks of a budget of 80 or more for its random offset: a budget of
-                // 80 to 151 blocks is stricter than it reads for a hop of LDK's default 72.)
-                params.max_total_cltv_expiry_delta = delta.saturating_add(route_blocks.max(1));
+                // The intermediaries may add at most what the terms budget (`route_blocks`).
+                params.max_total_cltv_expiry_delta =
+                    crate::ops::max_total_cltv(delta, route_blocks);
                 let route = RouteParameters::from_payment_params_and_value(params, amount_msat);
                 Ok::<_, ChainError>(manager.send_payment(
                     PaymentHash(h.0),

@@ -158,6 +158,25 @@ impl SealedStore {
         Ok(())
     }
 
+    /// [`SqliteKv::read_each`], each value opened.
+    pub(crate) fn read_each(
+        &self,
+        primary: &str,
+        secondaries: &[&str],
+        key: &str,
+    ) -> Result<Vec<Option<Vec<u8>>>, io::Error> {
+        let stored = self.inner.read_each(primary, secondaries, key)?;
+        stored
+            .into_iter()
+            .zip(secondaries)
+            .map(|(value, secondary)| {
+                value
+                    .map(|v| unseal(self.key.as_deref(), &binding(primary, secondary, key), v))
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// `value` as written: sealed for its place when there is a key.
     fn seal(
         &self,
@@ -229,8 +248,22 @@ impl KVStoreSync for SealedStore {
     }
 }
 
+/// Runs a store call that may wait for the disk (a write's fsync) where it is called, so it is
+/// committed before the call returns. On a multi-threaded tokio runtime the worker first hands
+/// its other tasks to another thread (`block_in_place`): LDK's background processing persists
+/// the channel manager from a runtime task, and a worker waiting for an fsync would otherwise
+/// stall every task queued on it (half the runtime on two cores).
+fn committed_here<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
+    }
+}
+
 /// Done at call (as LDK's `KVStoreSyncWrapper` does): a write is committed before the call
-/// returns, so writes to a key land in call order.
+/// returns, so writes to a key land in call order (see [`committed_here`]).
 impl KVStore for SealedStore {
     fn read(
         &self,
@@ -249,7 +282,7 @@ impl KVStore for SealedStore {
         key: &str,
         buf: Vec<u8>,
     ) -> AsyncResult<'static, (), io::Error> {
-        let r = KVStoreSync::write(self, primary, secondary, key, buf);
+        let r = committed_here(|| KVStoreSync::write(self, primary, secondary, key, buf));
         Box::pin(async move { r })
     }
 
@@ -260,7 +293,7 @@ impl KVStore for SealedStore {
         key: &str,
         lazy: bool,
     ) -> AsyncResult<'static, (), io::Error> {
-        let r = KVStoreSync::remove(self, primary, secondary, key, lazy);
+        let r = committed_here(|| KVStoreSync::remove(self, primary, secondary, key, lazy));
         Box::pin(async move { r })
     }
 

@@ -533,11 +533,14 @@ fn invoice(
             (preimage.hashlock(), true)
         }
     };
-    let (text, kind) = if has_bolt11(ctx.chain) {
+    // `route_hints`: how many of our channels' peers a payer with no channel to us can pay
+    // through. LDK chooses a BOLT11 invoice's hints, so that count is read back from it.
+    let (text, kind, route_hints) = if has_bolt11(ctx.chain) {
         let inv = node
             .bolt11_hold_invoice(hashlock, amount_msat, expiry_secs, cltv, "xswap")
             .map_err(node_err)?;
-        (inv, "bolt11")
+        let hints = parse_target(&inv, ctx)?.route_hints.len();
+        (inv, "bolt11", hints)
     } else {
         let secret = node
             .hold_invoice(hashlock, amount_msat, expiry_secs, cltv)
@@ -550,10 +553,8 @@ fn invoice(
             final_cltv_delta: u32::from(cltv),
             route_hints: node.route_hints(),
         };
-        (target.to_line(ctx.chain), "line")
+        (target.to_line(ctx.chain), "line", target.route_hints.len())
     };
-    // How many of our channels' peers a payer with no channel to us can pay through.
-    let route_hints = parse_target(&text, ctx)?.route_hints.len();
     Ok(json!({
         "invoice": text,
         "kind": kind,

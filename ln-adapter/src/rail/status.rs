@@ -80,22 +80,22 @@ impl LnRail {
 
     /// The payer's view of a leg.
     fn sent_status(&self, htlc: &HtlcParams, snap: &Snapshot) -> Result<HtlcStatus, ChainError> {
-        let store = &self.node.store;
         let h = &htlc.hashlock;
-        if let Some(preimage) = ledger::preimage_for(store, h).map_err(ln_err)? {
+        let records = ledger::records(&self.node.store, h).map_err(ln_err)?;
+        if let Some(preimage) = records.preimage().map_err(ln_err)? {
             return Ok(HtlcStatus::Claimed {
                 preimage,
                 txref: txref(h),
                 finality: Finality::Irrevocable,
             });
         }
-        if ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)? {
+        if records.pay_failed() {
             return Ok(HtlcStatus::Refunded {
                 txref: txref(h),
                 finality: Finality::Irrevocable,
             });
         }
-        let Some(sent) = ledger::sent(store, h).map_err(ln_err)? else {
+        let Some(sent) = records.sent().map_err(ln_err)? else {
             return Ok(HtlcStatus::Absent);
         };
         let lock = self.lock_of(
@@ -133,10 +133,10 @@ impl LnRail {
         htlc: &HtlcParams,
         snap: &Snapshot,
     ) -> Result<HtlcStatus, ChainError> {
-        let store = &self.node.store;
         let h = &htlc.hashlock;
-        let failed = ledger::marked(store, ledger::RECEIVE_FAILED, h).map_err(ln_err)?;
-        let held = ledger::held(store, h).map_err(ln_err)?;
+        let records = ledger::records(&self.node.store, h).map_err(ln_err)?;
+        let failed = records.receive_failed();
+        let held = records.held().map_err(ln_err)?;
         let deadline_passed = held
             .and_then(|held| held.claim_deadline)
             .is_some_and(|d| snap.height >= d);
@@ -144,8 +144,8 @@ impl LnRail {
             txref: txref(h),
             finality: Finality::Irrevocable,
         });
-        if let Some(preimage) = ledger::claiming(store, h).map_err(ln_err)? {
-            let claimed = ledger::marked(store, ledger::CLAIMED, h).map_err(ln_err)?;
+        if let Some(preimage) = records.claiming().map_err(ln_err)? {
+            let claimed = records.claimed();
             // Our claim never took (LDK failed the payment back at its deadline first, or
             // the claim came too late): nothing of it is left in a channel.
             if !claimed && (failed || deadline_passed) && !snap.inbound.contains(&h.0) {
