@@ -41,7 +41,8 @@
 //! (persisted, possibly in force until a higher version is co-signed), so a refusal never
 //! blocks the channel: the next change goes at the version above it, and the receiver
 //! accepts a proposal up to [`MAX_VERSION_SKIP`] versions above the next one (it signed
-//! nothing in between). A final proposal is never abandoned (the peer could close with it whatever came after).
+//! nothing in between). A final proposal is never abandoned (the peer could close with it whatever came after),
+//! except for the same final change at the next version (a `Crossed` answer).
 //!
 //! **Liveness.** A never abandons except on `Crossed`, and then re-proposes at once; B
 //! waits for A's re-proposal to complete (or a timeout, if A cannot re-propose) before it
@@ -457,8 +458,9 @@ impl Party {
                         r.version
                     )));
                 }
-                if let (RejectCode::Crossed, Side::A, Some(mine)) = (r.code, self.me, &self.pending)
-                {
+                // Crossed: B's answer to a crossing, or either side's to a proposal at a version
+                // it gave up (see `validate`): the same change goes again above it.
+                if let (RejectCode::Crossed, Some(mine)) = (r.code, &self.pending) {
                     return Ok(self.repropose(mine, now, chain));
                 }
                 Ok(Step {
@@ -640,6 +642,20 @@ impl Party {
         // The next version, or a few above it: the peer abandoned proposals we refused (or
         // never saw), which we never signed.
         let want = self.next_version();
+        // A version we gave up (our proposal there was refused, or lost a crossing), above
+        // the latest co-signed state: the peer never knew, and proposes there. We never sign
+        // there (see the module docs); it goes again above it, as after a crossing. (Refused
+        // as `WrongVersion`, a change was answered with an error to retry, and a final
+        // proposal, which is never abandoned, stayed pending for good.)
+        if state.version < want && state.version > self.latest.state.version {
+            return rej(
+                RejectCode::Crossed,
+                format!(
+                    "version {} was given up on our side: propose again at {want}",
+                    state.version
+                ),
+            );
+        }
         if state.version < want || state.version - want > MAX_VERSION_SKIP {
             return rej(
                 RejectCode::WrongVersion,

@@ -155,6 +155,9 @@ pub enum SessionError {
     /// Our change lost a crossing and is no longer valid: nothing was proposed again.
     #[error("abandoned after crossing proposals, no longer valid: {0}")]
     Dropped(Reject),
+    /// The node was shut down ([`Node::shutdown`]): nothing more is proposed or answered.
+    #[error("the channel node was shut down")]
+    Stopped,
     /// The node's own bookkeeping failed (a poisoned lock).
     #[error("session state: {0}")]
     Internal(&'static str),
@@ -188,6 +191,10 @@ pub(crate) struct Slot {
     /// Our pending proposal's version and how many times in a row the peer answered it
     /// `Busy` (its chain unreadable): each resend waits twice as long as the one before.
     busy: (u64, u32),
+    /// The version of our pending proposal the peer refused (any code but `Busy`) and that
+    /// stays pending (a final one): not sent again every few seconds to be refused again, only
+    /// on a new connection or when asked ([`Node::resend_pending`]).
+    refused: Option<u64>,
 }
 
 impl Slot {
@@ -232,6 +239,8 @@ pub(crate) struct Inner {
     pub(crate) chain_seen: std::sync::atomic::AtomicU64,
     /// Counts the peer's messages applied to a channel ([`Node::changes`]).
     changed: tokio::sync::watch::Sender<u64>,
+    /// Set by [`Node::shutdown`].
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// One party's channels and connections (cheap to clone: shared).
@@ -278,6 +287,7 @@ impl Node {
                 secrets: Mutex::new(Vec::new()),
                 chain_seen: std::sync::atomic::AtomicU64::new(0),
                 changed: tokio::sync::watch::Sender::new(0),
+                stopped: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -318,6 +328,7 @@ impl Node {
                 queue: std::collections::VecDeque::new(),
                 singles: false,
                 busy: (0, 0),
+                refused: None,
                 outgoing: HashMap::new(),
             },
         );
@@ -373,12 +384,17 @@ impl Node {
         Ok(())
     }
 
-    /// Accepts connections on `listener` until the task is dropped (each runs in its own
-    /// task; at most `limits.max_connections` at once).
+    /// Accepts connections on `listener` until the task is dropped or the node shut down
+    /// (each runs in its own task; at most `limits.max_connections` at once).
     pub async fn serve(&self, listener: TcpListener) {
         let slots = Arc::new(Semaphore::new(self.inner.cfg.limits.max_connections));
+        let mut stopped = self.inner.stopped.subscribe();
         loop {
-            let (stream, addr) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
+            let (stream, addr) = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     warn!(error = %e, "channel listener: accept failed");
@@ -401,6 +417,9 @@ impl Node {
     }
 
     fn spawn(&self, conn: Connection, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
+        if self.is_stopped() {
+            return;
+        }
         let peer = conn.remote();
         let (tx, rx) = mpsc::unbounded_channel();
         let generation = self
@@ -440,6 +459,44 @@ impl Node {
                 }
             }
         });
+    }
+
+    /// Shuts the node down: from now on it proposes nothing (calls get
+    /// [`SessionError::Stopped`]), answers no message, sends nothing again and proposes no
+    /// crossed change again (what is pending stays persisted, for the next node on the same
+    /// store), accepts no connection ([`Node::serve`] returns) and drops its connections.
+    /// Callers waiting for an answer get `Stopped`. A node on the same store may then be
+    /// started in the same process without this one writing to it.
+    pub fn shutdown(&self) {
+        self.inner.stopped.send_replace(true);
+        if let Ok(mut conns) = lock(&self.inner.conns) {
+            conns.clear();
+        }
+        if let Ok(mut chans) = lock(&self.inner.chans) {
+            for slot in chans.values_mut() {
+                if let Some(w) = slot.waiter.take() {
+                    let _ = w.send(Err(SessionError::Stopped));
+                }
+                slot.requeue = None;
+                for q in slot.queue.drain(..) {
+                    q.stopped();
+                }
+            }
+        }
+    }
+
+    /// Whether [`Node::shutdown`] was called.
+    pub fn is_stopped(&self) -> bool {
+        *self.inner.stopped.borrow()
+    }
+
+    /// Sleeps for `d`, or less if the node is shut down meanwhile: whether it still runs.
+    pub(crate) async fn sleep_unless_stopped(&self, d: Duration) -> bool {
+        let mut stopped = self.inner.stopped.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !self.is_stopped(),
+            _ = stopped.wait_for(|s| *s) => false,
+        }
     }
 
     /// Drops the connection to `peer`, if any (its task ends at its next frame or send).
@@ -522,7 +579,7 @@ impl Node {
                 let Some(version) = slot.party.pending().map(|p| p.state.version) else {
                     continue;
                 };
-                if before.contains(&(*id, version)) {
+                if before.contains(&(*id, version)) && slot.refused != Some(version) {
                     if let Some(bytes) = slot.party.resend() {
                         debug!(channel = %id, version, "proposal still pending: sent again");
                         again.push(bytes);
@@ -549,6 +606,9 @@ impl Node {
 
     /// Handles one frame from `peer`: the reply to send, and whether the frame was bad.
     async fn handle(&self, peer: PeerKey, bytes: &[u8]) -> (Option<Vec<u8>>, bool) {
+        if self.is_stopped() {
+            return (None, false);
+        }
         let reject = |channel, version, code, text: &str| {
             Some(
                 Message::Reject(RejectMsg {
@@ -585,6 +645,7 @@ impl Node {
                 msg = refusal;
                 &rewritten[..]
             }
+            None if self.requeued_batch_unreadable(peer, &msg) => return (None, false),
             None => bytes,
         };
         let id = msg.channel();
@@ -714,6 +775,9 @@ impl Node {
         chain: &OnChain,
     ) -> Result<(Option<Vec<u8>>, FollowUp), SessionError> {
         let mut chans = lock(&self.inner.chans)?;
+        if self.is_stopped() {
+            return Err(SessionError::Stopped);
+        }
         let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
         let step = slot.party.receive(bytes, now, chain)?;
         let event = step.event.clone();
@@ -742,8 +806,11 @@ impl Node {
             Event::PeerRefused { code, text } => {
                 if code == RejectCode::Busy {
                     follow = FollowUp::Resend(slot.busy_again());
-                } else if let Some(w) = slot.waiter.take() {
-                    let _ = w.send(Err(SessionError::Refused { code, text }));
+                } else {
+                    slot.refused = slot.party.pending().map(|p| p.state.version);
+                    if let Some(w) = slot.waiter.take() {
+                        let _ = w.send(Err(SessionError::Refused { code, text }));
+                    }
                 }
             }
             Event::Proposed(_) | Event::Reproposed { .. } | Event::RefusedPeer(_) => {}

@@ -529,24 +529,115 @@ fn an_invalid_proposal_above_a_pending_one_is_refused_not_busy() {
     let s = pair.a.receive(&back, NOW, &chain()).unwrap();
     assert!(pair.a.commit(s, &pair.sa).unwrap().is_none());
     assert!(pair.a.pending().is_none());
-    // B's change: refused as below A's abandoned versions (wrong_version, abandoned), then
-    // proposed again at the version above, until it goes through.
+    // B's change: answered `Crossed` at each version A gave up (1, 2), and B makes it again
+    // at the version above by itself, until it goes through at 3.
+    let mut versions = vec![];
     for _ in 0..4 {
+        let Message::Propose(p) = Message::decode(&b_bytes).unwrap() else {
+            panic!("no proposal");
+        };
+        versions.push(p.state.version);
         let r = pair.a.receive(&b_bytes, NOW, &chain()).unwrap();
         let countersigned = matches!(r.event, Event::Countersigned(_));
+        if !countersigned {
+            assert!(
+                matches!(&r.event, Event::RefusedPeer(r) if r.code == RejectCode::Crossed),
+                "{:?}",
+                r.event
+            );
+        }
         let back = pair.a.commit(r, &pair.sa).unwrap().unwrap();
         let s = pair.b.receive(&back, later, &chain()).unwrap();
-        assert!(pair.b.commit(s, &pair.sb).unwrap().is_none());
+        let again = pair.b.commit(s, &pair.sb).unwrap();
         if countersigned {
+            assert!(again.is_none());
             break;
         }
-        let sb = pair
-            .b
-            .propose(lock_kind(&pair, Side::B, 32, 5), later, &chain())
-            .unwrap();
-        b_bytes = pair.b.commit(sb, &pair.sb).unwrap().unwrap();
+        b_bytes = again.expect("proposed again above");
     }
+    assert_eq!(versions, vec![1, 2, 3]);
     assert_eq!(pair.a.latest(), pair.b.latest());
     assert_eq!(pair.a.latest().locks.len(), 1);
     assert_eq!(pair.a.latest().state.balanceB, DEP_B - 5);
+}
+
+/// A's proposal refused and given up (version 1); B, which never saw it, proposes at version 1:
+/// A answers `Crossed` (it never signs at a version it gave up) and B makes the same change
+/// again at 2, which A countersigns. Once with a lock, once with B's final state: before, A
+/// answered `WrongVersion`, which left a lock to be retried by its caller and a final proposal
+/// (never abandoned) pending for good.
+#[test]
+fn a_proposal_at_a_version_the_peer_gave_up_goes_again_above_it() {
+    for close in [false, true] {
+        let mut pair = Pair::new();
+        // B's clock is 200 s ahead: A's lock expires too close for it.
+        let bad = UpdateKind::Lock {
+            lock: WireLock {
+                from: pair.chan.party(Side::A),
+                amount: 1,
+                hashlock: secret(41),
+                expiry: NOW + 700,
+            },
+        };
+        let step = pair.a.propose(bad, NOW, &chain()).unwrap();
+        let bytes = pair.a.commit(step, &pair.sa).unwrap().unwrap();
+        let r = pair.b.receive(&bytes, NOW + 200, &chain()).unwrap();
+        let back = pair.b.commit(r, &pair.sb).unwrap().unwrap();
+        let s = pair.a.receive(&back, NOW, &chain()).unwrap();
+        assert!(pair.a.commit(s, &pair.sa).unwrap().is_none());
+        assert_eq!(pair.a.abandoned(), Some(1));
+        assert_eq!(pair.b.next_version(), 1, "B never saw version 1 given up");
+
+        let step = if close {
+            pair.b.propose_close(NOW, &chain()).unwrap()
+        } else {
+            pair.b
+                .propose(lock_kind(&pair, Side::B, 42, 5), NOW, &chain())
+                .unwrap()
+        };
+        let bytes = pair.b.commit(step, &pair.sb).unwrap().unwrap();
+        assert_eq!(pair.b.pending().unwrap().state.version, 1);
+        let r = pair.a.receive(&bytes, NOW, &chain()).unwrap();
+        assert!(
+            matches!(&r.event, Event::RefusedPeer(r) if r.code == RejectCode::Crossed),
+            "{:?}",
+            r.event
+        );
+        let back = pair.a.commit(r, &pair.sa).unwrap().unwrap();
+        let s = pair.b.receive(&back, NOW, &chain()).unwrap();
+        assert!(
+            matches!(
+                s.event,
+                Event::Reproposed {
+                    abandoned: 1,
+                    version: 2
+                }
+            ),
+            "{:?}",
+            s.event
+        );
+        let again = pair.b.commit(s, &pair.sb).unwrap().unwrap();
+        assert_eq!(pair.b.pending().unwrap().state.version, 2);
+        let r = pair.a.receive(&again, NOW, &chain()).unwrap();
+        assert!(matches!(r.event, Event::Countersigned(2)), "{:?}", r.event);
+        let cs = pair.a.commit(r, &pair.sa).unwrap().unwrap();
+        let s = pair.b.receive(&cs, NOW, &chain()).unwrap();
+        assert!(matches!(s.event, Event::Completed(2)), "{:?}", s.event);
+        assert!(pair.b.commit(s, &pair.sb).unwrap().is_none());
+        let (a, b) = (&pair.a, &pair.b);
+        assert_eq!(a.latest(), b.latest());
+        let l = a.latest();
+        assert_eq!(l.state.version, 2);
+        assert_eq!(l.state.isFinal, close);
+        if close {
+            assert_eq!((l.state.balanceA, l.state.balanceB), (DEP_A, DEP_B));
+        } else {
+            assert_eq!(l.locks.len(), 1);
+            assert_eq!(l.state.balanceB, DEP_B - 5);
+        }
+        assert_eq!(
+            pair.sa.history(a.id()).unwrap(),
+            pair.sb.history(b.id()).unwrap()
+        );
+    }
 }

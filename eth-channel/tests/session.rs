@@ -635,6 +635,59 @@ async fn a_proposal_lost_on_a_live_connection_is_sent_again() {
     assert!(quiet.is_err(), "sent after it completed: {quiet:?}");
 }
 
+/// Our final proposal refused by the peer (not `Busy`) stays pending, as a final proposal is
+/// never abandoned, and is not sent again every few seconds to be refused again: only on a
+/// new connection, or when asked.
+#[tokio::test]
+async fn a_refused_final_proposal_is_not_sent_again_and_again() {
+    let a = who_with(SessionConfig {
+        request_timeout: Duration::from_millis(300),
+        resend_every: Duration::from_millis(200),
+        ..cfg()
+    });
+    let b = who();
+    let chan = open(&a, &b, 16);
+    let id = chan.id();
+    let mut raw = raw_peer_of(&a, &b).await;
+    let node = a.node.clone();
+    let close = tokio::spawn(async move { node.propose(id, UpdateKind::Close).await });
+    let first = raw.recv_bytes().await.unwrap();
+    let Message::Propose(p) = Message::decode(&first).unwrap() else {
+        panic!("no proposal");
+    };
+    assert!(p.state.is_final);
+    let refusal = Message::Reject(eth_channel::msg::RejectMsg {
+        channel: id,
+        version: p.state.version,
+        code: RejectCode::StateMismatch,
+        text: "not that one".into(),
+    });
+    raw.send_bytes(&refusal.encode()).await.unwrap();
+    match close.await.unwrap() {
+        Err(SessionError::Refused {
+            code: RejectCode::StateMismatch,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        a.node
+            .with_party(id, |p| p.pending().map(|p| p.state.version))
+            .unwrap(),
+        Some(p.state.version),
+        "a final proposal is never abandoned"
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(900), raw.recv_bytes()).await;
+    assert!(quiet.is_err(), "a refused proposal sent again: {quiet:?}");
+    // Asked for, it goes out again (the same signed bytes).
+    assert!(a.node.resend_pending(id).unwrap());
+    let again = tokio::time::timeout(Duration::from_secs(5), raw.recv_bytes())
+        .await
+        .expect("not sent when asked")
+        .unwrap();
+    assert_eq!(again, first);
+}
+
 /// What our changes not yet co-signed will take from our side: a lock in flight and one
 /// waiting for its turn behind it both count; once their calls have returned, the pending
 /// one no caller waits for still counts, the refused one no more.
@@ -871,6 +924,153 @@ async fn an_unreadable_batch_resent_on_connection_is_refused() {
     let l = latest(&b, id);
     assert_eq!(l.locks.len(), 1, "only the single lock is held");
     assert_eq!(l.state.balanceA, DEP_A - 5);
+}
+
+/// Our batch loses a crossing, and the peer (a build from before batches) then answers it as
+/// unreadable: the channel goes one change at a time, and the batch is not sent again after
+/// the peer's change (to be refused again and counted as a bad message): its caller gets the
+/// peer's refusal, as `Node::propose`'s batching splits such a batch. Our next changes go
+/// one at a time.
+#[tokio::test]
+async fn a_crossed_batch_the_peer_cannot_read_is_not_sent_again() {
+    let a = who();
+    let b = who();
+    let chan = open(&a, &b, 17);
+    let id = chan.id();
+    // We are B; "A" is a raw peer with A's party.
+    let mut raw = raw_peer_of(&b, &a).await;
+    let mut pa = Party::resume(id, a.key.clone(), Config::default(), &*a.store).unwrap();
+    let (_, l1) = lock(&chan, Side::B, 1, 5);
+    let (_, l2) = lock(&chan, Side::B, 2, 5);
+    let node = b.node.clone();
+    let batch =
+        tokio::spawn(async move { node.propose(id, UpdateKind::batch(vec![l1, l2])).await });
+    let first = raw.recv_bytes().await.unwrap();
+    assert!(matches!(
+        Message::decode(&first).unwrap(),
+        Message::Propose(p) if matches!(p.kind, UpdateKind::Batch { .. }) && p.state.version == 1
+    ));
+    // A proposes at the same version: B gives its batch up for A's.
+    let (_, la) = lock(&chan, Side::A, 3, 7);
+    let step = pa.propose(la, NOW, &chain()).unwrap();
+    let pa1 = pa.commit(step, &*a.store).unwrap().unwrap();
+    raw.send_bytes(&pa1).await.unwrap();
+    let crossed = raw.recv_bytes().await.unwrap();
+    assert!(matches!(
+        Message::decode(&crossed).unwrap(),
+        Message::Reject(r) if r.code == RejectCode::Crossed
+    ));
+    // Then A's answer to the batch, as a build from before batches gives it.
+    let unreadable = Message::Reject(eth_channel::msg::RejectMsg {
+        channel: B256::ZERO,
+        version: 0,
+        code: RejectCode::Malformed,
+        text: "malformed message: unknown variant `batch`".into(),
+    });
+    raw.send_bytes(&unreadable.encode()).await.unwrap();
+    // A proposes again above; B countersigns.
+    let step = pa.receive(&crossed, NOW, &chain()).unwrap();
+    let pa2 = pa.commit(step, &*a.store).unwrap().unwrap();
+    raw.send_bytes(&pa2).await.unwrap();
+    let cs = raw.recv_bytes().await.unwrap();
+    let step = pa.receive(&cs, NOW, &chain()).unwrap();
+    assert!(
+        matches!(step.event, eth_channel::Event::Completed(2)),
+        "{:?}",
+        step.event
+    );
+    assert!(pa.commit(step, &*a.store).unwrap().is_none());
+    match tokio::time::timeout(Duration::from_secs(10), batch)
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Err(SessionError::Refused {
+            code: RejectCode::Malformed,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(500), raw.recv_bytes()).await;
+    assert!(quiet.is_err(), "the batch was sent again: {quiet:?}");
+    // Three locks at once: one at a time, none batched.
+    let calls: Vec<_> = (4..=6u8)
+        .map(|n| {
+            let node = b.node.clone();
+            let (_, k) = lock(&chan, Side::B, n, 5);
+            tokio::spawn(async move { node.propose(id, k).await })
+        })
+        .collect();
+    for _ in 0..3 {
+        let bytes = raw.recv_bytes().await.unwrap();
+        let Message::Propose(p) = Message::decode(&bytes).unwrap() else {
+            panic!("no proposal");
+        };
+        assert!(!matches!(p.kind, UpdateKind::Batch { .. }), "batched");
+        let step = pa.receive(&bytes, NOW, &chain()).unwrap();
+        let answer = pa.commit(step, &*a.store).unwrap().unwrap();
+        raw.send_bytes(&answer).await.unwrap();
+    }
+    for c in calls {
+        assert!(c.await.unwrap().is_ok());
+    }
+    assert_eq!(pa.latest().locks.len(), 4);
+}
+
+/// A node shut down does nothing more on its own: a change crossed before (waiting to be
+/// proposed again) is not proposed after the crossing wait, its caller is answered, the
+/// connection is dropped, and a new call is refused. What it left pending stays in the store.
+#[tokio::test]
+async fn a_node_shut_down_proposes_nothing_more() {
+    let a = who();
+    let b = who_with(SessionConfig {
+        crossing_wait: Duration::from_millis(300),
+        ..cfg()
+    });
+    let chan = open(&a, &b, 18);
+    let id = chan.id();
+    let mut raw = raw_peer_of(&b, &a).await;
+    let mut pa = Party::resume(id, a.key.clone(), Config::default(), &*a.store).unwrap();
+    let (_, l1) = lock(&chan, Side::B, 1, 5);
+    let node = b.node.clone();
+    let call = tokio::spawn(async move { node.propose(id, l1).await });
+    let first = raw.recv_bytes().await.unwrap();
+    assert!(
+        matches!(Message::decode(&first).unwrap(), Message::Propose(p) if p.state.version == 1)
+    );
+    let (_, la) = lock(&chan, Side::A, 3, 7);
+    let step = pa.propose(la, NOW, &chain()).unwrap();
+    let pa1 = pa.commit(step, &*a.store).unwrap().unwrap();
+    raw.send_bytes(&pa1).await.unwrap();
+    let crossed = raw.recv_bytes().await.unwrap();
+    assert!(matches!(
+        Message::decode(&crossed).unwrap(),
+        Message::Reject(r) if r.code == RejectCode::Crossed
+    ));
+    let history = b.store.history(id).unwrap();
+    b.node.shutdown();
+    assert!(b.node.is_stopped());
+    match tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Err(SessionError::Stopped) => {}
+        other => panic!("{other:?}"),
+    }
+    // Past the crossing wait: nothing proposed, nothing sent, the connection gone.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(b.node.with_party(id, |p| p.pending().is_none()).unwrap());
+    assert_eq!(b.store.history(id).unwrap(), history);
+    let closed = tokio::time::timeout(Duration::from_secs(5), raw.recv_bytes())
+        .await
+        .expect("the connection stayed up");
+    assert!(closed.is_err(), "sent after shutdown: {closed:?}");
+    let (_, l2) = lock(&chan, Side::B, 2, 5);
+    assert!(matches!(
+        b.node.propose(id, l2).await,
+        Err(SessionError::Stopped)
+    ));
 }
 
 /// Proposes every lock of `locks` on channel `id` at once; the version each landed at.

@@ -9,11 +9,25 @@ use crate::rules::{next_state, Reject};
 use crate::store::CoSigned;
 
 impl Party {
-    /// We are A and B answered our pending proposal with `Crossed`: abandon it and sign the
-    /// same change at the next version.
+    /// The peer answered our pending proposal with `Crossed` (we are A and B's proposal
+    /// crossed ours, or the peer gave up our proposal's version): abandon it and sign the
+    /// same change at the next version. A final proposal that cannot be built again stays
+    /// pending (it is never abandoned without a successor: the peer holds our signature).
     pub(super) fn repropose(&self, mine: &Proposal, now: u64, chain: &OnChain) -> Step {
         let abandoned = mine.state.version;
-        let (then, event) = match self.build(mine.kind.clone(), abandoned + 1, now, chain) {
+        let built = self.build(mine.kind.clone(), abandoned + 1, now, chain);
+        if let (Err(reason), true) = (&built, mine.state.is_final) {
+            return Step {
+                base: self.latest.state.version,
+                change: Change::None,
+                out: None,
+                event: Event::PeerRefused {
+                    code: RejectCode::Crossed,
+                    text: format!("our final proposal cannot be made again above: {reason}"),
+                },
+            };
+        }
+        let (then, event) = match built {
             Ok(p) => (
                 Some(p),
                 Event::Reproposed {

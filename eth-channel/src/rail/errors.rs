@@ -63,6 +63,9 @@ pub(super) fn session_err(e: SessionError, expiry: u64) -> ChainError {
         ),
         SessionError::Net(e) => ChainError::new(Cause::Unavailable, e),
         SessionError::Chain(e) => ChainError::new(Cause::Unavailable, e),
+        SessionError::Stopped => {
+            ChainError::new(Cause::Unavailable, "the channel node was shut down")
+        }
         SessionError::Busy { version, .. } | SessionError::Party(PartyError::Busy(version)) => {
             ChainError::transient(format!("channel busy with version {version}"))
         }

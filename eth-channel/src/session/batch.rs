@@ -63,6 +63,13 @@ pub(super) struct Queued {
     answer: oneshot::Sender<Answer>,
 }
 
+impl Queued {
+    /// Answers its caller: the node was shut down.
+    pub(super) fn stopped(self) {
+        let _ = self.answer.send(Err(SessionError::Stopped));
+    }
+}
+
 /// A running [`Node::propose`] call's share of what our side will give (removed on drop).
 struct Reserved {
     node: Node,
@@ -96,6 +103,9 @@ impl Node {
     /// peer's) is proposed again change by change, so each caller gets its own change's
     /// answer; any other failure is every caller's.
     pub async fn propose(&self, id: B256, kind: UpdateKind) -> Result<u64, SessionError> {
+        if self.is_stopped() {
+            return Err(SessionError::Stopped);
+        }
         let _reserved = self.reserve(id, kind.outgoing())?;
         if !kind.batchable() || self.singles(id)? {
             let turn = self.turn_of(id)?;
@@ -209,12 +219,13 @@ impl Node {
             return None;
         }
         let mut chans = lock(&self.inner.chans).ok()?;
-        let (id, slot) = chans.iter_mut().find(|(_, s)| {
+        let pending_batch = |s: &super::Slot| {
             s.peer == peer
                 && s.party
                     .pending()
                     .is_some_and(|p| matches!(p.kind, UpdateKind::Batch { .. }))
-        })?;
+        };
+        let (id, slot) = chans.iter_mut().find(|(_, s)| pending_batch(s))?;
         let version = slot.party.pending()?.state.version;
         slot.singles = true;
         warn!(channel = %id, version, "the peer cannot read batched updates (an older build): one change at a time on this channel");
@@ -224,6 +235,31 @@ impl Node {
             code: RejectCode::Malformed,
             text: r.text.clone(),
         }))
+    }
+
+    /// The peer's answer to bytes it could not read (as in [`Node::batch_unreadable`]) when
+    /// no batch of ours to it is pending, but one lost a crossing meanwhile and waits to be
+    /// proposed again: that channel goes one change at a time, and the batch is split before
+    /// it goes out again (see `repropose_now`). Whether it was that (nothing else to do).
+    pub(super) fn requeued_batch_unreadable(&self, peer: PeerKey, msg: &Message) -> bool {
+        let Message::Reject(r) = msg else {
+            return false;
+        };
+        if r.channel != B256::ZERO || r.version != 0 || !matches!(r.code, RejectCode::Malformed) {
+            return false;
+        }
+        let Ok(mut chans) = lock(&self.inner.chans) else {
+            return false;
+        };
+        let Some((id, slot)) = chans
+            .iter_mut()
+            .find(|(_, s)| s.peer == peer && matches!(s.requeue, Some(UpdateKind::Batch { .. })))
+        else {
+            return false;
+        };
+        slot.singles = true;
+        warn!(channel = %id, "the peer cannot read batched updates (an older build): one change at a time on this channel");
+        true
     }
 
     /// Registers what a [`Node::propose`] call's change will take from our side, for as long
@@ -284,6 +320,9 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         let (peer, bytes, version) = {
             let mut chans = lock(&self.inner.chans)?;
+            if self.is_stopped() {
+                return Err(SessionError::Stopped);
+            }
             let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
             if let Some(p) = slot.party.pending() {
                 return Err(SessionError::Busy {

@@ -9,6 +9,7 @@ use tracing::warn;
 
 use super::{lock, Node, SessionError, MAX_REPROPOSE_WAIT};
 use crate::machine::PartyError;
+use crate::msg::{RejectCode, UpdateKind};
 
 impl Node {
     pub(super) fn follow_up(&self, id: B256, follow: FollowUp) {
@@ -20,8 +21,12 @@ impl Node {
             }
             FollowUp::CrossingTimer => {
                 tokio::spawn(async move {
-                    tokio::time::sleep(node.inner.cfg.crossing_wait).await;
-                    node.repropose(id, 0).await;
+                    if node
+                        .sleep_unless_stopped(node.inner.cfg.crossing_wait)
+                        .await
+                    {
+                        node.repropose(id, 0).await;
+                    }
                 });
             }
             FollowUp::Resend(Some((version, streak))) => {
@@ -34,7 +39,9 @@ impl Node {
                     .saturating_mul(1 << streak.min(16))
                     .min(MAX_REPROPOSE_WAIT.max(node.inner.cfg.busy_retry));
                 tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
+                    if !node.sleep_unless_stopped(wait).await {
+                        return;
+                    }
                     // Only the latest busy answer's resend goes out: one answered busy since
                     // (to a resend of the timer, of a new connection or of the rail) has
                     // scheduled its own, so resends never pile up.
@@ -100,14 +107,19 @@ impl Node {
                 }
                 let node = self.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    node.repropose(id, attempt.saturating_add(1)).await;
+                    if node.sleep_unless_stopped(wait).await {
+                        node.repropose(id, attempt.saturating_add(1)).await;
+                    }
                 });
                 return;
             }
         };
         let sent = (|| -> Result<Option<(PeerKey, Vec<u8>)>, SessionError> {
             let mut chans = lock(&self.inner.chans)?;
+            // Checked under the channels' lock, which `shutdown` takes after setting it.
+            if self.is_stopped() {
+                return Ok(None);
+            }
             let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
             if slot.party.pending().is_some() {
                 return Ok(None);
@@ -115,6 +127,19 @@ impl Node {
             let Some(kind) = slot.requeue.take() else {
                 return Ok(None);
             };
+            // A batch crossed on a channel since found to take one change at a time (the
+            // peer cannot read batches): refused here as the peer would, so its caller
+            // proposes each change alone, rather than sent to be refused.
+            if matches!(kind, UpdateKind::Batch { .. }) && (slot.singles || !self.inner.cfg.batches)
+            {
+                if let Some(w) = slot.waiter.take() {
+                    let _ = w.send(Err(SessionError::Refused {
+                        code: RejectCode::Malformed,
+                        text: "the peer cannot read batched updates: one change at a time".into(),
+                    }));
+                }
+                return Ok(None);
+            }
             let step = match slot.party.propose(kind, now, &chain) {
                 Ok(s) => s,
                 Err(e) => {
