@@ -127,6 +127,14 @@ impl Node {
                 return reject(RejectCode::Unavailable, "try again");
             }
         };
+        // Recorded under this lock, which `shutdown` waits for once it has stopped the node:
+        // nothing is written once it returned.
+        let Ok(_recording) = lock(&self.inner.announcing) else {
+            return reject(RejectCode::Unavailable, "try again");
+        };
+        if self.is_stopped() {
+            return reject(RejectCode::Unavailable, "shutting down");
+        }
         let party = match Party::open(
             chan,
             Side::B,

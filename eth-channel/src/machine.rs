@@ -736,7 +736,11 @@ impl Party {
                 self.pending = Some(p);
             }
             Change::Abandon { version, then } => {
-                store.abandon_proposal(self.id, version)?;
+                // Written before anything changes here, and with its successor in one write.
+                match &then {
+                    Some(p) => store.abandon_and_propose(self.id, version, p)?,
+                    None => store.abandon_proposal(self.id, version)?,
+                }
                 if self
                     .pending
                     .as_ref()
@@ -746,7 +750,6 @@ impl Party {
                 }
                 self.abandoned = Some(self.abandoned.unwrap_or(0).max(version));
                 if let Some(p) = then {
-                    store.save_proposal(self.id, &p)?;
                     self.pending = Some(p);
                 }
             }

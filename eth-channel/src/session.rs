@@ -241,6 +241,8 @@ pub(crate) struct Inner {
     changed: tokio::sync::watch::Sender<u64>,
     /// Set by [`Node::shutdown`].
     stopped: tokio::sync::watch::Sender<bool>,
+    /// Held while an announced channel is recorded (see `accept_open`).
+    pub(crate) announcing: Mutex<()>,
 }
 
 /// One party's channels and connections (cheap to clone: shared).
@@ -288,6 +290,7 @@ impl Node {
                 chain_seen: std::sync::atomic::AtomicU64::new(0),
                 changed: tokio::sync::watch::Sender::new(0),
                 stopped: tokio::sync::watch::Sender::new(false),
+                announcing: Mutex::new(()),
             }),
         }
     }
@@ -440,8 +443,12 @@ impl Node {
                 let _ = tx.send(bytes);
             }
         }
-        if let Ok(mut conns) = lock(&self.inner.conns) {
-            conns.insert(peer, Conn { generation, tx });
+        match lock(&self.inner.conns) {
+            // Checked under the lock `shutdown` clears the connections under.
+            Ok(mut conns) if !self.is_stopped() => {
+                conns.insert(peer, Conn { generation, tx });
+            }
+            _ => return,
         }
         drop(chans);
         let node = self.clone();
@@ -469,6 +476,9 @@ impl Node {
     /// started in the same process without this one writing to it.
     pub fn shutdown(&self) {
         self.inner.stopped.send_replace(true);
+        // Every write checks the flag under a lock taken here after it was set: none is made
+        // once this returns.
+        drop(lock(&self.inner.announcing));
         if let Ok(mut conns) = lock(&self.inner.conns) {
             conns.clear();
         }
@@ -574,6 +584,9 @@ impl Node {
     ) -> (Vec<Vec<u8>>, HashSet<(B256, u64)>) {
         let mut again = Vec::new();
         let mut now = HashSet::new();
+        if self.is_stopped() {
+            return (again, now);
+        }
         if let Ok(chans) = lock(&self.inner.chans) {
             for (id, slot) in chans.iter().filter(|(_, s)| s.peer == peer) {
                 let Some(version) = slot.party.pending().map(|p| p.state.version) else {

@@ -140,6 +140,51 @@ fn side_str(s: Side) -> &'static str {
 }
 
 impl SqliteChannelStore {
+    /// [`ChannelStore::save_proposal`] within `tx`.
+    fn save_proposal_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        id: B256,
+        p: &Proposal,
+    ) -> Result<(), StoreError> {
+        if !exists(tx, id)? {
+            return Err(StoreError::UnknownChannel(id));
+        }
+        let v = p.state.version;
+        if latest_version(tx, id)?.is_some_and(|l| v <= l) {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("proposal of version {v} at or below the latest co-signed"),
+            });
+        }
+        if is_abandoned(tx, id, v)? {
+            return Err(StoreError::Conflict {
+                channel: id,
+                detail: format!("our proposal of version {v} is abandoned"),
+            });
+        }
+        if let Some(row) = row_at(tx, id, v, "proposed")? {
+            if proposal_of(self.key(), id, &row)? == *p {
+                return Ok(());
+            }
+            return Err(StoreError::Duplicate {
+                channel: id,
+                version: v,
+            });
+        }
+        insert(
+            tx,
+            self.key(),
+            id,
+            v,
+            "proposed",
+            &json(&p.state)?,
+            Some(&p.kind),
+            (Some(json(&p.sig)?), None),
+        )?;
+        Ok(())
+    }
+
     /// Opens (creating and migrating) the store at `path`, without a key: secrets are
     /// written in clear (tests, and library users who choose so); a store whose secrets are
     /// sealed is refused with [`StoreError::KeyRequired`]. The CLI opens its channel store
@@ -320,6 +365,34 @@ impl SqliteChannelStore {
     }
 }
 
+/// [`ChannelStore::abandon_proposal`] within `tx`.
+fn abandon_in(tx: &rusqlite::Transaction<'_>, id: B256, version: u64) -> Result<(), StoreError> {
+    if !exists(tx, id)? {
+        return Err(StoreError::UnknownChannel(id));
+    }
+    if is_abandoned(tx, id, version)? {
+        return Ok(());
+    }
+    if latest_version(tx, id)?.is_some_and(|l| version <= l) {
+        return Err(StoreError::Conflict {
+            channel: id,
+            detail: format!("abandoning version {version}, at or below the latest co-signed"),
+        });
+    }
+    if row_at(tx, id, version, "proposed")?.is_none() {
+        return Err(StoreError::Conflict {
+            channel: id,
+            detail: format!("no proposal of ours at version {version} to abandon"),
+        });
+    }
+    tx.execute_cached(
+        "INSERT INTO channel_abandoned (channel_id, version, recorded_at) VALUES (?1, ?2, ?3)",
+        params![id.as_slice(), to_i64(id, version)?, unix_now()],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
 impl ChannelStore for SqliteChannelStore {
     fn abandoned_proposals(&self, id: B256) -> Result<Vec<(u64, UpdateKind)>, StoreError> {
         let conn = self.lock()?;
@@ -404,41 +477,17 @@ impl ChannelStore for SqliteChannelStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
-        if !exists(&tx, id)? {
-            return Err(StoreError::UnknownChannel(id));
-        }
-        let v = p.state.version;
-        if latest_version(&tx, id)?.is_some_and(|l| v <= l) {
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: format!("proposal of version {v} at or below the latest co-signed"),
-            });
-        }
-        if is_abandoned(&tx, id, v)? {
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: format!("our proposal of version {v} is abandoned"),
-            });
-        }
-        if let Some(row) = row_at(&tx, id, v, "proposed")? {
-            if proposal_of(self.key(), id, &row)? == *p {
-                return Ok(());
-            }
-            return Err(StoreError::Duplicate {
-                channel: id,
-                version: v,
-            });
-        }
-        insert(
-            &tx,
-            self.key(),
-            id,
-            v,
-            "proposed",
-            &json(&p.state)?,
-            Some(&p.kind),
-            (Some(json(&p.sig)?), None),
-        )?;
+        self.save_proposal_in(&tx, id, p)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn abandon_and_propose(&self, id: B256, version: u64, p: &Proposal) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        abandon_in(&tx, id, version)?;
+        self.save_proposal_in(&tx, id, p)?;
         tx.commit().map_err(backend)
     }
 
@@ -495,29 +544,7 @@ impl ChannelStore for SqliteChannelStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
-        if !exists(&tx, id)? {
-            return Err(StoreError::UnknownChannel(id));
-        }
-        if is_abandoned(&tx, id, version)? {
-            return Ok(());
-        }
-        if latest_version(&tx, id)?.is_some_and(|l| version <= l) {
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: format!("abandoning version {version}, at or below the latest co-signed"),
-            });
-        }
-        if row_at(&tx, id, version, "proposed")?.is_none() {
-            return Err(StoreError::Conflict {
-                channel: id,
-                detail: format!("no proposal of ours at version {version} to abandon"),
-            });
-        }
-        tx.execute_cached(
-            "INSERT INTO channel_abandoned (channel_id, version, recorded_at) VALUES (?1, ?2, ?3)",
-            params![id.as_slice(), to_i64(id, version)?, unix_now()],
-        )
-        .map_err(backend)?;
+        abandon_in(&tx, id, version)?;
         tx.commit().map_err(backend)
     }
 

@@ -148,6 +148,17 @@ pub trait ChannelStore: Send + Sync {
     /// abandoning again is a no-op.
     fn abandon_proposal(&self, channel: B256, version: u64) -> Result<(), StoreError>;
 
+    /// [`ChannelStore::abandon_proposal`] of `version` and [`ChannelStore::save_proposal`] of
+    /// `p` (the same change above it) as one write: both or neither. A final proposal is
+    /// abandoned only so (the peer holds our signature on it: with it abandoned and nothing
+    /// pending after a crash, we could countersign a change the peer then closes without).
+    fn abandon_and_propose(
+        &self,
+        channel: B256,
+        version: u64,
+        p: &Proposal,
+    ) -> Result<(), StoreError>;
+
     /// Our abandoned proposals above the latest co-signed version, oldest first, with their
     /// changes. Each is signed by us, so the peer may still countersign it until a state of a
     /// higher version is co-signed: a lock in one may still come into force.

@@ -641,3 +641,45 @@ fn a_proposal_at_a_version_the_peer_gave_up_goes_again_above_it() {
         );
     }
 }
+
+/// Giving up a proposal and making its successor is one write: when the successor cannot be
+/// recorded, the proposal is not given up either (a final one, given up with nothing pending
+/// after it, would let the peer close with it after we countersigned a later change).
+#[test]
+fn a_proposal_is_given_up_only_with_its_successor_recorded() {
+    let pair = Pair::new();
+    let id = pair.b.id();
+    let step = pair.b.propose_close(NOW, &chain()).unwrap();
+    let mut b = pair.b;
+    b.commit(step, &pair.sb).unwrap().unwrap();
+    let fin = b.pending().unwrap().clone();
+    assert!(fin.state.is_final);
+    // Something else is recorded at version 2 already: the successor is refused.
+    let mut other = fin.clone();
+    other.state.version = 2;
+    other.state.balance_a -= 1;
+    other.state.balance_b += 1;
+    pair.sb.save_proposal(id, &other).unwrap();
+    let mut next = fin.clone();
+    next.state.version = 2;
+    assert!(matches!(
+        pair.sb.abandon_and_propose(id, 1, &next),
+        Err(StoreError::Duplicate { version: 2, .. })
+    ));
+    assert!(
+        pair.sb.abandoned_proposals(id).unwrap().is_empty(),
+        "given up without its successor"
+    );
+    // Recorded together otherwise.
+    let fresh = Pair::new();
+    let id = fresh.b.id();
+    let step = fresh.b.propose_close(NOW, &chain()).unwrap();
+    let mut b = fresh.b;
+    b.commit(step, &fresh.sb).unwrap().unwrap();
+    let mut next = b.pending().unwrap().clone();
+    next.state.version = 2;
+    fresh.sb.abandon_and_propose(id, 1, &next).unwrap();
+    assert_eq!(fresh.sb.abandoned_proposals(id).unwrap().len(), 1);
+    let saved = fresh.sb.load(id).unwrap().unwrap();
+    assert_eq!(saved.pending.map(|p| p.state.version), Some(2));
+}
