@@ -299,13 +299,13 @@ fn decode_held(bytes: Option<Vec<u8>>) -> Result<Option<HeldPayment>, LnError> {
 }
 
 /// A payment's ledger records, read together ([`records`]): one read of the store and one
-/// consistent view of them all. Each is decoded when asked for, so a broken record is an
-/// error only to whoever needs it.
+/// consistent view of them all. Each is opened and decoded when asked for, so a broken record
+/// is an error only to whoever needs it.
 #[derive(Debug)]
 pub(crate) struct Records {
     hashlock: Hashlock,
     /// In the order of [`RECORDS`].
-    values: Vec<Option<Vec<u8>>>,
+    values: Vec<crate::sealed::OneRead>,
 }
 
 /// What [`records`] reads.
@@ -331,54 +331,51 @@ pub(crate) fn records(store: &Store, hashlock: &Hashlock) -> Result<Records, LnE
 }
 
 impl Records {
-    fn value(&self, secondary: &str) -> Option<Vec<u8>> {
-        RECORDS
+    fn value(&self, secondary: &str) -> Result<Option<Vec<u8>>, LnError> {
+        match RECORDS
             .iter()
             .position(|s| *s == secondary)
-            .and_then(|i| self.values.get(i).cloned().flatten())
+            .and_then(|i| self.values.get(i))
+        {
+            Some(Ok(v)) => Ok(v.clone()),
+            Some(Err(e)) => Err(store_err(secondary, e)),
+            None => Err(LnError::Decode(format!("{secondary}: not read"))),
+        }
     }
 
     /// As [`preimage_for`].
     pub(crate) fn preimage(&self) -> Result<Option<Preimage>, LnError> {
-        decode_preimage(PREIMAGES, &self.hashlock, self.value(PREIMAGES))
+        decode_preimage(PREIMAGES, &self.hashlock, self.value(PREIMAGES)?)
     }
 
     /// As [`claiming`].
     pub(crate) fn claiming(&self) -> Result<Option<Preimage>, LnError> {
-        decode_preimage(CLAIMING, &self.hashlock, self.value(CLAIMING))
+        decode_preimage(CLAIMING, &self.hashlock, self.value(CLAIMING)?)
     }
 
     /// As [`sent`].
     pub(crate) fn sent(&self) -> Result<Option<SentPayment>, LnError> {
-        decode_sent(self.value(SENT))
+        decode_sent(self.value(SENT)?)
     }
 
     /// As [`held`].
     pub(crate) fn held(&self) -> Result<Option<HeldPayment>, LnError> {
-        decode_held(self.value(HELD))
-    }
-
-    fn is_set(&self, marker: &str) -> bool {
-        RECORDS
-            .iter()
-            .position(|s| *s == marker)
-            .and_then(|i| self.values.get(i))
-            .is_some_and(Option::is_some)
+        decode_held(self.value(HELD)?)
     }
 
     /// Whether the [`CLAIMED`] marker is set.
-    pub(crate) fn claimed(&self) -> bool {
-        self.is_set(CLAIMED)
+    pub(crate) fn claimed(&self) -> Result<bool, LnError> {
+        Ok(self.value(CLAIMED)?.is_some())
     }
 
     /// Whether the [`PAY_FAILED`] marker is set.
-    pub(crate) fn pay_failed(&self) -> bool {
-        self.is_set(PAY_FAILED)
+    pub(crate) fn pay_failed(&self) -> Result<bool, LnError> {
+        Ok(self.value(PAY_FAILED)?.is_some())
     }
 
     /// Whether the [`RECEIVE_FAILED`] marker is set.
-    pub(crate) fn receive_failed(&self) -> bool {
-        self.is_set(RECEIVE_FAILED)
+    pub(crate) fn receive_failed(&self) -> Result<bool, LnError> {
+        Ok(self.value(RECEIVE_FAILED)?.is_some())
     }
 }
 
@@ -569,7 +566,9 @@ mod tests {
             assert_eq!(none.claiming().unwrap(), None);
             assert_eq!(none.sent().unwrap(), None);
             assert_eq!(none.held().unwrap(), None);
-            assert!(!none.claimed() && !none.pay_failed() && !none.receive_failed());
+            assert!(!none.claimed().unwrap());
+            assert!(!none.pay_failed().unwrap());
+            assert!(!none.receive_failed().unwrap());
 
             record_preimage(&store, &p).unwrap();
             record_claiming(&store, &p).unwrap();
@@ -596,9 +595,9 @@ mod tests {
             assert_eq!(all.claiming().unwrap(), Some(p.clone()));
             assert_eq!(all.held().unwrap(), Some(held_p));
             assert_eq!(all.sent().unwrap(), Some(s));
-            assert!(all.claimed() && all.receive_failed());
-            assert!(!all.pay_failed());
-            assert!(records(&store, &other).unwrap().pay_failed());
+            assert!(all.claimed().unwrap() && all.receive_failed().unwrap());
+            assert!(!all.pay_failed().unwrap());
+            assert!(records(&store, &other).unwrap().pay_failed().unwrap());
 
             // A broken record is an error to whoever reads it, and to no one else.
             KVStoreSync::write(&store, NAMESPACE, HELD, &key(&h), vec![1; 5]).unwrap();
@@ -607,6 +606,17 @@ mod tests {
             assert!(matches!(broken.held(), Err(LnError::Decode(_))));
             assert!(matches!(broken.preimage(), Err(LnError::Decode(_))));
             assert_eq!(broken.sent().unwrap(), Some(s));
+            if key_given {
+                // A sealed value that does not open (here: moved under another record's
+                // key) is an error in its place only.
+                let sealed_sent =
+                    KVStoreSync::read(store.raw(), NAMESPACE, SENT, &key(&h)).unwrap();
+                KVStoreSync::write(store.raw(), NAMESPACE, CLAIMED, &key(&h), sealed_sent).unwrap();
+                let moved = records(&store, &h).unwrap();
+                assert!(matches!(moved.claimed(), Err(LnError::Store(_))));
+                assert_eq!(moved.sent().unwrap(), Some(s));
+                assert!(moved.receive_failed().unwrap());
+            }
         }
     }
 }

@@ -34,6 +34,9 @@ pub(crate) const MAGIC: &[u8; 12] = b"\x00xswap-seal1";
 const CHECK_NAMESPACE: &str = "xswap_seal";
 const CHECK_KEY: &str = "key_check";
 
+/// One value of [`SealedStore::read_each`]: opened, absent, or an error of its own.
+pub(crate) type OneRead = Result<Option<Vec<u8>>, io::Error>;
+
 /// The node's database in its data directory, its values sealed with the installation's key
 /// when it has one.
 pub(crate) struct SealedStore {
@@ -87,6 +90,12 @@ fn unseal(key: Option<&StoreKey>, ad: &[u8], stored: Vec<u8>) -> Result<Vec<u8>,
 }
 
 impl SealedStore {
+    /// The database under the seal (tests that write stored bytes as they are).
+    #[cfg(test)]
+    pub(crate) fn raw(&self) -> &SqliteKv {
+        &self.inner
+    }
+
     /// The store in `dir` without a key: values read and written in clear. A directory whose
     /// values are sealed is refused ([`LnError::KeyRequired`]).
     #[cfg(test)]
@@ -158,15 +167,16 @@ impl SealedStore {
         Ok(())
     }
 
-    /// [`SqliteKv::read_each`], each value opened.
+    /// [`SqliteKv::read_each`], each value opened: one that does not open is an error in its
+    /// own place only (the others still read).
     pub(crate) fn read_each(
         &self,
         primary: &str,
         secondaries: &[&str],
         key: &str,
-    ) -> Result<Vec<Option<Vec<u8>>>, io::Error> {
+    ) -> Result<Vec<OneRead>, io::Error> {
         let stored = self.inner.read_each(primary, secondaries, key)?;
-        stored
+        Ok(stored
             .into_iter()
             .zip(secondaries)
             .map(|(value, secondary)| {
@@ -174,7 +184,7 @@ impl SealedStore {
                     .map(|v| unseal(self.key.as_deref(), &binding(primary, secondary, key), v))
                     .transpose()
             })
-            .collect()
+            .collect())
     }
 
     /// `value` as written: sealed for its place when there is a key.
@@ -248,22 +258,8 @@ impl KVStoreSync for SealedStore {
     }
 }
 
-/// Runs a store call that may wait for the disk (a write's fsync) where it is called, so it is
-/// committed before the call returns. On a multi-threaded tokio runtime the worker first hands
-/// its other tasks to another thread (`block_in_place`): LDK's background processing persists
-/// the channel manager from a runtime task, and a worker waiting for an fsync would otherwise
-/// stall every task queued on it (half the runtime on two cores).
-fn committed_here<T>(call: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(call)
-        }
-        _ => call(),
-    }
-}
-
 /// Done at call (as LDK's `KVStoreSyncWrapper` does): a write is committed before the call
-/// returns, so writes to a key land in call order (see [`committed_here`]).
+/// returns, so writes to a key land in call order.
 impl KVStore for SealedStore {
     fn read(
         &self,
@@ -282,7 +278,7 @@ impl KVStore for SealedStore {
         key: &str,
         buf: Vec<u8>,
     ) -> AsyncResult<'static, (), io::Error> {
-        let r = committed_here(|| KVStoreSync::write(self, primary, secondary, key, buf));
+        let r = KVStoreSync::write(self, primary, secondary, key, buf);
         Box::pin(async move { r })
     }
 
@@ -293,7 +289,7 @@ impl KVStore for SealedStore {
         key: &str,
         lazy: bool,
     ) -> AsyncResult<'static, (), io::Error> {
-        let r = committed_here(|| KVStoreSync::remove(self, primary, secondary, key, lazy));
+        let r = KVStoreSync::remove(self, primary, secondary, key, lazy);
         Box::pin(async move { r })
     }
 

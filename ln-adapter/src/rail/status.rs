@@ -89,7 +89,7 @@ impl LnRail {
                 finality: Finality::Irrevocable,
             });
         }
-        if records.pay_failed() {
+        if records.pay_failed().map_err(ln_err)? {
             return Ok(HtlcStatus::Refunded {
                 txref: txref(h),
                 finality: Finality::Irrevocable,
@@ -135,7 +135,7 @@ impl LnRail {
     ) -> Result<HtlcStatus, ChainError> {
         let h = &htlc.hashlock;
         let records = ledger::records(&self.node.store, h).map_err(ln_err)?;
-        let failed = records.receive_failed();
+        let failed = records.receive_failed().map_err(ln_err)?;
         let held = records.held().map_err(ln_err)?;
         let deadline_passed = held
             .and_then(|held| held.claim_deadline)
@@ -145,7 +145,7 @@ impl LnRail {
             finality: Finality::Irrevocable,
         });
         if let Some(preimage) = records.claiming().map_err(ln_err)? {
-            let claimed = records.claimed();
+            let claimed = records.claimed().map_err(ln_err)?;
             // Our claim never took (LDK failed the payment back at its deadline first, or
             // the claim came too late): nothing of it is left in a channel.
             if !claimed && (failed || deadline_passed) && !snap.inbound.contains(&h.0) {
