@@ -90,6 +90,25 @@ impl Drop for Cluster {
     }
 }
 
+/// Where this process's log goes (the maker engine runs in it): set once per test process.
+static MAKER_LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sends this process's log (info and up) to a file, once: what a failure prints of the
+/// maker's side of a swap left over.
+fn maker_log_to_file() {
+    MAKER_LOG.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("xswap-cluster-{}.log", std::process::id()));
+        if let Ok(file) = std::fs::File::create(&path) {
+            let _ = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .with_writer(Mutex::new(file))
+                .try_init();
+        }
+        path
+    });
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -185,6 +204,7 @@ impl Cluster {
             poll_interval: setup.poll,
             max_backoff: setup.poll * 10,
         };
+        maker_log_to_file();
         let maker = party(&nodes, tmp.path(), "maker", 2, fast).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let offer = maker.engine.offer(
@@ -552,7 +572,23 @@ impl Cluster {
                 );
             }
             if t0.elapsed() >= limit {
-                // What the servers logged about the swaps left over (for a failure's reader).
+                // What the servers and the maker logged about the swaps left over, and the
+                // maker's Ethereum nonces (for a failure's reader).
+                let maker_log = MAKER_LOG
+                    .get()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_default();
+                let account = self._maker.eth.to_string();
+                let mut nonces = Vec::new();
+                for tag in ["latest", "pending"] {
+                    let n: Value = self
+                        .nodes
+                        .eth
+                        .rpc("eth_getTransactionCount", json!([account, tag]))
+                        .await;
+                    nonces.push(n);
+                }
+                eprintln!("maker account {account}: nonces (latest, pending) {nonces:?}");
                 for (record, s) in states.iter().filter(|(_, s)| !s.is_final()) {
                     let id = record.id().to_string();
                     eprintln!("swap {id} left in {}:", swap_core::driver::state_name(s));
@@ -567,6 +603,9 @@ impl Cluster {
                                 eprintln!("  server {i} start {start}: {line}");
                             }
                         }
+                    }
+                    for line in maker_log.lines().filter(|l| l.contains(&id)) {
+                        eprintln!("  maker: {line}");
                     }
                 }
                 panic!(

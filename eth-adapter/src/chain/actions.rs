@@ -198,7 +198,7 @@ impl EthChain {
             match self.resume_recorded(&signed).await {
                 Ok(Some(tx)) => return Ok(Prepared::Done(tx)),
                 Ok(None) => {
-                    tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock can never be mined (its nonce was used): building a new one");
+                    tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock given up (its nonce was used, or the node refuses it): building a new one");
                 }
                 // Mined and reverted (an ERC-20 permit that expired before a late rebroadcast,
                 // an allowance another process changed): its nonce is spent, it will never lock.
