@@ -99,9 +99,13 @@ pub async fn party(
     driver: swap_core::DriverConfig,
 ) -> anyhow::Result<Party> {
     use std::sync::Arc;
-    let (btc_cfg, eth_cfg) = nodes
+    let (btc_cfg, mut eth_cfg) = nodes
         .adapter_configs(name, std::time::Duration::from_millis(50))
         .await?;
+    // Regtest mines every second or on demand: a receipt not there within a minute is not
+    // coming, and the swap's next step looks again (the default, ten minutes, is for real
+    // chains; here it would hold a stuck lock's round past a test's patience).
+    eth_cfg.receipt_timeout = std::time::Duration::from_secs(60);
     let mut seed = [0u8; 64];
     getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("{e}"))?;
     let path = dir.join(format!("{name}.sqlite"));
