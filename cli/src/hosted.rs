@@ -343,6 +343,11 @@ impl Hosted {
     /// Stops the channel service and the Lightning node (its state persisted, then its lock
     /// released).
     pub async fn stop(self) {
+        // The channel node first: from here it proposes and writes nothing (what is pending
+        // stays in its store for the next start), and its callers are answered "stopped".
+        if let Some((ctx, _)) = &self.chan {
+            ctx.node.shutdown();
+        }
         for t in &self.tasks {
             t.abort();
         }

@@ -59,19 +59,24 @@ fn spawn(dir: &Path, args: &[&str], log: &Path) -> Child {
         .unwrap()
 }
 
-/// SIGTERM, then waits for the process to end (30 s).
+/// SIGTERM, then waits for the process to end (30 s): it stops on its own (shutting its
+/// nodes down), exiting 0, not killed by the signal.
 fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "did not stop on SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    assert!(status.success(), "exited with {status} on SIGTERM");
 }
 
 struct Down(PathBuf);

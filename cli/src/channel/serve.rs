@@ -12,7 +12,18 @@ use super::Ctx;
 
 /// Serves channel peers on `listen` and runs the watcher every `tick` until the task ends.
 pub async fn serve(ctx: Arc<Ctx>, listen: &str, tick: Duration) -> anyhow::Result<()> {
-    serve_with(ctx, Some(listen), tick, None).await
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let outcome = tokio::select! {
+        r = serve_with(ctx.clone(), Some(listen), tick, None) => r,
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+    };
+    // Stopped on a signal (or the listener's end): nothing more proposed or written; what is
+    // pending stays in the store for the next start.
+    ctx.node.shutdown();
+    outcome
 }
 
 /// [`serve`] in a process that also runs swaps on the channels: peers served on `listen`
