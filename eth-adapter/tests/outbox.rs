@@ -290,3 +290,53 @@ async fn a_round_of_locks_from_two_processes_locks_each_swap_once() {
     }
     assert_eq!(sent_count(&e).await - before, swaps.len() as u64);
 }
+
+/// A lock dropped from the node's pool while its caller waits for the receipt: the wait ends
+/// with a "dropped" error at its next look (a quarter of the receipt timeout), not at the
+/// deadline; the next attempt broadcasts the recorded lock again, and it is mined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_dropped_from_the_pool_is_told_early_and_sent_again() {
+    let e = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let mut cfg = EthConfig::new(e.net.url(), e.htlc, common::eth_params());
+    cfg.poll_interval = Duration::from_millis(20);
+    cfg.receipt_timeout = Duration::from_secs(8);
+    let a = Arc::new(
+        EthChain::new(cfg, e.net.signer(0))
+            .unwrap()
+            .with_outbox(Arc::new(SqliteStore::open(&path).unwrap())),
+    );
+    let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(16), 3600).await;
+    let me: Address = e.net.address(0);
+    let mined = sent_count(&e).await;
+    e.net.rpc("evm_setAutomine", json!([false])).await;
+    let waiting = {
+        let (a, p) = (a.clone(), p.clone());
+        tokio::spawn(async move { a.lock(&p).await })
+    };
+    // Sent (the node counts it as pending), then dropped.
+    let started = Instant::now();
+    loop {
+        let pending = e
+            .net
+            .provider()
+            .get_transaction_count(me)
+            .pending()
+            .await
+            .unwrap();
+        if pending > mined {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.net.rpc("anvil_dropAllTransactions", json!([])).await;
+    let err = waiting.await.unwrap().expect_err("nothing was mined");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("dropped"), "{err}");
+    e.net.rpc("evm_setAutomine", json!([true])).await;
+    let tx = lock_until_done(&a, &p).await;
+    funded_by(&e, &p, &tx).await;
+    assert_eq!(sent_count(&e).await, mined + 1, "one lock transaction");
+}

@@ -497,6 +497,8 @@ impl EthChain {
     /// again (for this receipt) after a quarter of the receipt timeout, then at doubling
     /// intervals, and once more at the deadline: a node may show a block before it serves the
     /// receipts in it, and a chain that mines only on demand (a devnet) may never move again.
+    /// A transaction that such a later ask finds neither mined nor known to the node was
+    /// dropped from its pool: that is an error then, not at the deadline.
     pub(super) async fn wait(&self, tx: B256) -> Result<TransactionReceipt, EthError> {
         let deadline = tokio::time::Instant::now() + self.cfg.receipt_timeout;
         let poll = self.cfg.poll_interval.max(Duration::from_millis(1));
@@ -507,6 +509,7 @@ impl EthChain {
         let mut asked = std::time::Instant::now();
         let mut registered = None;
         let mut last_direct = tokio::time::Instant::now();
+        let mut asked_once = false;
         loop {
             let head = match self.head_since(asked).await {
                 Ok(h) => Some(h),
@@ -536,11 +539,29 @@ impl EthChain {
                         if let (None, Some(h)) = (&registered, head) {
                             registered = Some(self.receipts.register(tx, h));
                         }
+                        let first = !asked_once;
+                        asked_once = true;
                         last_direct = now;
-                        self.provider
+                        let receipt = self
+                            .provider
                             .get_transaction_receipt(tx)
                             .await
-                            .map_err(rpc_err)?
+                            .map_err(rpc_err)?;
+                        // Asked again (a quarter of the timeout on) and neither mined nor
+                        // known to the node: dropped from its pool (evicted, or left out of a
+                        // block as invalid). Waiting on to the deadline would only hold the
+                        // caller (and any send queued behind its nonce): its caller's next
+                        // attempt broadcasts it again or builds a new one.
+                        if receipt.is_none()
+                            && !first
+                            && (stale || due)
+                            && matches!(self.provider.get_transaction_by_hash(tx).await, Ok(None))
+                        {
+                            return Err(EthError::Timeout(format!(
+                                "{tx:#x} dropped: neither mined nor known to the node"
+                            )));
+                        }
+                        receipt
                     }
                 }
             } else {
