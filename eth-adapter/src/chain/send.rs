@@ -428,8 +428,9 @@ impl EthChain {
                 }
                 Err(e) => {
                     // Refused for good and not in the node (say the account cannot pay for
-                    // it now): broadcast again it never would be; it is given up and a new
-                    // one built, as for a used nonce (a second lock of the same swap reverts).
+                    // it now): it is given up and a new one built, as for a used nonce. Its
+                    // nonce is free in the node: the account's next transaction (the new
+                    // lock, or another) takes it, and this one can never be mined after.
                     let e = rpc_err(e);
                     if !e.is_transient()
                         && matches!(self.provider.get_transaction_by_hash(hash).await, Ok(None))
