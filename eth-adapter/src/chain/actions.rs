@@ -20,10 +20,25 @@ enum ClaimCheck {
 
 /// A lock before its transaction is signed.
 enum Prepared {
-    /// Locked already (or brought to its end from the outbox) by this transaction.
+    /// Locked already by this transaction.
     Done(B256),
+    /// Its transaction recorded in the outbox is on its way (known to the node, or broadcast
+    /// again): waited for beside the round's new sends, never before them (it may wait behind
+    /// the nonce of one of them).
+    Resumed(Box<Resumed>),
     /// To send.
     Send(Box<LockToSend>),
+}
+
+/// A recorded lock on its way: its HTLC, its send and transaction in the outbox, its swap's
+/// guard.
+struct Resumed {
+    h: EthHtlc,
+    params: HtlcParams,
+    key: SendKey,
+    txref: TxRef,
+    tx: B256,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// A lock to send: its HTLC, its send in the outbox, its call, and its swap's guard.
@@ -92,10 +107,12 @@ impl EthChain {
         let mut answers: Vec<Option<Result<B256, EthError>>> = vec![None; locks.len()];
         let mut batch = Vec::new();
         let mut tokens = Vec::new();
+        let mut resumed = Vec::new();
         for (i, prep) in prepared.into_iter().enumerate() {
             match prep {
                 Err(e) => answers[i] = Some(Err(e)),
                 Ok(Prepared::Done(tx)) => answers[i] = Some(Ok(tx)),
+                Ok(Prepared::Resumed(r)) => resumed.push((i, r)),
                 Ok(Prepared::Send(send)) if send.h.is_eth() => batch.push((i, send)),
                 Ok(Prepared::Send(send)) => tokens.push((i, send)),
             }
@@ -123,8 +140,13 @@ impl EthChain {
             };
             (*i, self.confirm_lock(send, r).await)
         }));
-        let (ether, token) = futures::join!(ether, token);
-        for (i, r) in ether.into_iter().chain(token) {
+        let resumed = futures::future::join_all(
+            resumed
+                .iter()
+                .map(|(i, r)| async move { (*i, self.confirm_resumed(r).await) }),
+        );
+        let (ether, token, resumed) = futures::join!(ether, token, resumed);
+        for (i, r) in ether.into_iter().chain(token).chain(resumed) {
             answers[i] = Some(r);
         }
         answers
@@ -151,6 +173,30 @@ impl EthChain {
                     }) => Ok(t),
                     _ => Err(e),
                 }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A recorded lock on its way, waited for. Reverted (an ERC-20 permit that expired before a
+    /// late rebroadcast, an allowance another process changed: its nonce is spent, it will
+    /// never lock): unless the swap got locked anyway, its record is discarded and the next
+    /// attempt builds a new one (a transient error until then).
+    async fn confirm_resumed(&self, r: &Resumed) -> Result<B256, EthError> {
+        match self.wait(r.tx).await {
+            Ok(_) => Ok(r.tx),
+            Err(e @ EthError::Reverted { .. }) => {
+                if let Some(tx) = self.find_retrying(&r.h, &r.params).await?.lock_tx {
+                    return Ok(tx);
+                }
+                tracing::warn!(chain = "eth", swap_id = %r.params.swap_id, tx = %r.txref, error = %e, "recorded lock reverted: a new one is built at the next attempt");
+                self.outbox
+                    .discard(&[r.key], &r.txref)
+                    .await
+                    .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
+                Err(EthError::Rpc(format!(
+                    "recorded lock reverted ({e}): a new one is built at the next attempt"
+                )))
             }
             Err(e) => Err(e),
         }
@@ -195,21 +241,20 @@ impl EthChain {
             .await
             .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?
         {
-            match self.resume_recorded(&signed).await {
-                Ok(Some(tx)) => return Ok(Prepared::Done(tx)),
-                Ok(None) => {
-                    tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock given up (its nonce was used, or the node refuses it): building a new one");
+            match self.rebroadcast_recorded(&signed).await? {
+                Some(tx) => {
+                    return Ok(Prepared::Resumed(Box::new(Resumed {
+                        h,
+                        params: p.clone(),
+                        key,
+                        txref: signed.txref,
+                        tx,
+                        _guard: guard,
+                    })))
                 }
-                // Mined and reverted (an ERC-20 permit that expired before a late rebroadcast,
-                // an allowance another process changed): its nonce is spent, it will never lock.
-                // Unless the swap got locked anyway, build a new one.
-                Err(e @ EthError::Reverted { .. }) => {
-                    if let Some(tx) = self.find_retrying(&h, p).await?.lock_tx {
-                        return Ok(Prepared::Done(tx));
-                    }
-                    tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, error = %e, "recorded lock reverted: building a new one");
+                None => {
+                    tracing::warn!(chain = "eth", swap_id = %p.swap_id, tx = %signed.txref, "recorded lock can never be mined (its nonce was used): building a new one");
                 }
-                Err(e) => return Err(e),
             }
             self.outbox
                 .discard(&[key], &signed.txref)

@@ -20,45 +20,39 @@ async fn sign(
     Ok((envelope.encoded_2718(), *envelope.tx_hash()))
 }
 
-/// Broadcasts a round's signed transactions (`(position, hash)`, in nonce order) up to the
-/// first the node does not take; answers each (by the index its closure gives), and whether
-/// one failed.
+/// Broadcasts a round's signed transactions (their hashes, in nonce order) up to the first
+/// the node does not take; answers each by its position, and whether one failed.
 ///
-/// One broadcast after a failed one would wait behind a nonce gap: mined only once the gap is
-/// filled, which may be never (a rejected send is discarded, and its nonce goes to whatever is
-/// sent next, not to it), and its caller with it, holding the round's other answers. So the
-/// sends after a failed one are not broadcast: they are discarded from the outbox and answered
-/// "not sent" (transient: a later round builds them anew; one whose discard failed is still
-/// recorded, and a later round broadcasts it).
-async fn broadcast_in_order<B, BF, D, DF>(
-    signed: Vec<(usize, B256)>,
+/// One broadcast after a failed one would wait behind a nonce gap, mined only once that nonce
+/// is used, and its caller with it, holding the round's other answers (the failed one's
+/// too: its swap could not even try again). So the sends after a failed one are not broadcast
+/// now: they are answered "not sent yet" (transient). Their records stay in the outbox (another
+/// process on the store may have read one and broadcast it meanwhile: a record is given up
+/// only once its nonce is used), and their swaps' next attempts broadcast them again, once the
+/// failed one's nonce is used by its own next attempt or by any other send of the account.
+async fn broadcast_in_order<B, BF>(
+    signed: Vec<B256>,
     broadcast: B,
-    discard: D,
-) -> (Vec<(usize, Result<B256, EthError>)>, bool)
+) -> (Vec<Result<B256, EthError>>, bool)
 where
     B: Fn(usize, B256) -> BF,
-    BF: std::future::Future<Output = (usize, Result<B256, EthError>)>,
-    D: Fn(usize, B256) -> DF,
-    DF: std::future::Future<Output = (usize, Result<(), String>)>,
+    BF: std::future::Future<Output = Result<B256, EthError>>,
 {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(signed.len());
     let mut failed = false;
-    for (k, hash) in signed {
+    for (k, hash) in signed.into_iter().enumerate() {
         if failed {
-            let (i, r) = discard(k, hash).await;
-            let r = match r {
-                Ok(()) => "not sent: a send before it in the same round failed".to_string(),
-                Err(e) => format!("not sent (a send before it failed); outbox: {e}"),
-            };
-            out.push((i, Err(EthError::Rpc(r))));
+            out.push(Err(EthError::Rpc(
+                "not sent yet: a send before it in its round failed".into(),
+            )));
             continue;
         }
-        let (i, r) = broadcast(k, hash).await;
+        let r = broadcast(k, hash).await;
         if let Err(e) = &r {
             tracing::warn!(chain = "eth", tx = %hash, error = %e, "broadcast failed: the round's later sends are held back");
             failed = true;
         }
-        out.push((i, r));
+        out.push(r);
     }
     (out, failed)
 }
@@ -225,31 +219,15 @@ impl EthChain {
                         }
                     }
                 };
-                let order: Vec<(usize, B256)> = signed
-                    .iter()
-                    .enumerate()
-                    .map(|(k, (_, (_, h)))| (k, *h))
-                    .collect();
+                let order: Vec<B256> = signed.iter().map(|(_, (_, h))| *h).collect();
                 let signed = &signed;
                 let calls = &calls;
-                let (sent, failed) = broadcast_in_order(
-                    order,
-                    |k, hash| async move {
-                        let (i, (raw, _)) = &signed[k];
-                        (*i, self.broadcast(raw, hash, &[calls[*i].3]).await)
-                    },
-                    |k, hash| async move {
-                        let i = signed[k].0;
-                        let r = self
-                            .outbox
-                            .discard(&[calls[i].3], &txref(hash))
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string());
-                        (i, r)
-                    },
-                )
+                let (sent, failed) = broadcast_in_order(order, |k, hash| async move {
+                    let (i, (raw, _)) = &signed[k];
+                    self.broadcast(raw, hash, &[calls[*i].3]).await
+                })
                 .await;
+                let sent: Vec<_> = signed.iter().map(|(i, _)| *i).zip(sent).collect();
                 out.extend(sent);
                 let next = (!failed).then_some(first + signed.len() as u64);
                 (out, next)
@@ -393,12 +371,12 @@ impl EthChain {
         }
     }
 
-    /// A recorded transaction (of this process or another on the same store) brought to its
-    /// end: waited for when the node knows it, broadcast again when it does not. `None` when
-    /// it is given up: the node does not know it, and its nonce is taken by a mined
-    /// transaction or the node refuses it for good when it is broadcast again (the caller
-    /// discards it and builds a new one).
-    pub(super) async fn resume_recorded(
+    /// A recorded transaction (of this process or another on the same store) on its way
+    /// again: left alone when the node knows it, broadcast again when it does not; answers its
+    /// hash, for the caller to wait for. `None` when it can never be mined: the node does not
+    /// know it and its nonce is taken by a mined transaction (the caller discards it and
+    /// builds a new one).
+    pub(super) async fn rebroadcast_recorded(
         &self,
         signed: &SignedTx,
     ) -> Result<Option<B256>, EthError> {
@@ -426,23 +404,14 @@ impl EthChain {
                 Ok(_) => {
                     tracing::info!(chain = "eth", tx = %hash, "recorded transaction broadcast again")
                 }
-                Err(e) => {
-                    // Refused for good and not in the node (say the account cannot pay for
-                    // it now): it is given up and a new one built, as for a used nonce. Its
-                    // nonce is free in the node: the account's next transaction (the new
-                    // lock, or another) takes it, and this one can never be mined after.
-                    let e = rpc_err(e);
-                    if !e.is_transient()
-                        && matches!(self.provider.get_transaction_by_hash(hash).await, Ok(None))
-                    {
-                        tracing::warn!(chain = "eth", tx = %hash, error = %e, "recorded transaction refused by the node");
-                        return Ok(None);
-                    }
-                    return Err(e);
-                }
+                // Kept even when refused for good: it was broadcast once and may still be
+                // in other nodes' pools; only its nonce being used proves it dead (a lock
+                // built anew at another nonce could be mined beside it, after the first was
+                // claimed). Its swap's cancel, if it comes to that, takes its nonce.
+                Err(e) => return Err(rpc_err(e)),
             }
         }
-        self.wait(hash).await.map(|_| Some(hash))
+        Ok(Some(hash))
     }
 
     /// A transaction not mined in time, described for its error: whether the node still has it,
@@ -647,67 +616,43 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Broadcasts answered as scripted (by position), recording what was broadcast and
-    /// discarded.
-    async fn round(refuse: &[usize], n: usize) -> (Vec<(usize, bool)>, Vec<usize>, Vec<usize>) {
-        let order = (0..n)
-            .map(|k| (k, B256::repeat_byte(k as u8 + 1)))
-            .collect();
-        let (sent, discarded) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
-        let (out, failed) = broadcast_in_order(
-            order,
-            |k, h| {
-                sent.lock().unwrap().push(k);
-                let refused = refuse.contains(&k);
-                async move {
-                    if refused {
-                        (k, Err(EthError::Rejected("insufficient funds".into())))
-                    } else {
-                        (k, Ok(h))
-                    }
+    /// Broadcasts answered as scripted (by position), recording what was broadcast.
+    async fn round(refuse: &[usize], n: usize) -> (Vec<Result<B256, EthError>>, Vec<usize>) {
+        let order = (0..n).map(|k| B256::repeat_byte(k as u8 + 1)).collect();
+        let sent = Mutex::new(Vec::new());
+        let (out, failed) = broadcast_in_order(order, |k, h| {
+            sent.lock().unwrap().push(k);
+            let refused = refuse.contains(&k);
+            async move {
+                if refused {
+                    Err(EthError::Rejected("insufficient funds".into()))
+                } else {
+                    Ok(h)
                 }
-            },
-            |k, _h| {
-                discarded.lock().unwrap().push(k);
-                async move { (k, Ok(())) }
-            },
-        )
+            }
+        })
         .await;
         assert_eq!(failed, !refuse.is_empty());
-        let answers = out.into_iter().map(|(i, r)| (i, r.is_ok())).collect();
-        (
-            answers,
-            sent.into_inner().unwrap(),
-            discarded.into_inner().unwrap(),
-        )
+        (out, sent.into_inner().unwrap())
     }
 
     #[tokio::test]
     async fn a_round_broadcasts_nothing_after_a_refused_send() {
-        // All taken: all broadcast in order, nothing discarded.
-        let (answers, sent, discarded) = round(&[], 4).await;
-        assert_eq!(answers, vec![(0, true), (1, true), (2, true), (3, true)]);
+        // All taken: all broadcast in order.
+        let (answers, sent) = round(&[], 4).await;
+        assert!(answers.iter().all(Result::is_ok));
+        assert_eq!(answers[2].clone().unwrap(), B256::repeat_byte(3));
         assert_eq!(sent, vec![0, 1, 2, 3]);
-        assert!(discarded.is_empty());
         // The second refused: the two after it are never broadcast (they would wait behind
-        // its nonce), but discarded and answered "not sent", a transient error.
-        let (answers, sent, discarded) = round(&[1], 4).await;
-        assert_eq!(answers, vec![(0, true), (1, false), (2, false), (3, false)]);
+        // its nonce), and are answered "not sent yet", a transient error.
+        let (answers, sent) = round(&[1], 4).await;
         assert_eq!(sent, vec![0, 1]);
-        assert_eq!(discarded, vec![2, 3]);
-    }
-
-    #[tokio::test]
-    async fn a_send_held_back_is_a_transient_not_sent() {
-        let (out, _) = broadcast_in_order(
-            vec![(0, B256::ZERO), (1, B256::ZERO)],
-            |k, _| async move { (k, Err(EthError::Rejected("nonce too low".into()))) },
-            |k, _| async move { (k, Err("database is locked".to_string())) },
-        )
-        .await;
-        let held = out[1].1.clone().unwrap_err();
-        assert!(held.is_transient(), "{held}");
-        assert!(held.to_string().contains("not sent"), "{held}");
-        assert!(held.to_string().contains("database is locked"), "{held}");
+        assert!(answers[0].is_ok());
+        assert!(!answers[1].clone().unwrap_err().is_transient());
+        for held in &answers[2..] {
+            let held = held.clone().unwrap_err();
+            assert!(held.is_transient(), "{held}");
+            assert!(held.to_string().contains("not sent yet"), "{held}");
+        }
     }
 }
