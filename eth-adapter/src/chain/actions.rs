@@ -203,8 +203,8 @@ impl EthChain {
     }
 
     /// Everything a lock needs before its transaction is signed: the checks, the swap's guard
-    /// (held until the lock is mined or failed), and the lock found on chain or brought to its
-    /// end from the outbox, if any.
+    /// (held until the lock is mined or failed), and the lock found on chain, or the one
+    /// recorded in the outbox put on its way again (waited for by the caller), if any.
     async fn prepare_lock(&self, p: &HtlcParams) -> Result<Prepared, EthError> {
         let h = EthHtlc::from_params(p)?;
         self.check_decimals(p).await?;

@@ -147,7 +147,7 @@ impl EthChain {
     /// A transfer of nothing to ourselves with the lock's nonce, paying more than the lock
     /// (by the 10 % a node needs to replace it, and at least the current base fee twice). Not
     /// held to the configured fee caps: it costs 21,000 gas, and it is what keeps the funds.
-    async fn sign_cancel(
+    pub(super) async fn sign_cancel(
         &self,
         lock: &alloy::consensus::TxEnvelope,
         base_fee: Option<u128>,

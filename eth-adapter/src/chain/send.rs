@@ -20,28 +20,33 @@ async fn sign(
     Ok((envelope.encoded_2718(), *envelope.tx_hash()))
 }
 
-/// Broadcasts a round's signed transactions (their hashes, in nonce order) up to the first
-/// the node does not take; answers each by its position, and whether one failed.
+/// Broadcasts a round's signed transactions (their hashes, in nonce order); answers each by
+/// its position.
 ///
-/// One broadcast after a failed one would wait behind a nonce gap, mined only once that nonce
-/// is used, and its caller with it, holding the round's other answers (the failed one's
-/// too: its swap could not even try again). So the sends after a failed one are not broadcast
-/// now: they are answered "not sent yet" (transient). Their records stay in the outbox (another
-/// process on the store may have read one and broadcast it meanwhile: a record is given up
-/// only once its nonce is used), and their swaps' next attempts broadcast them again, once the
-/// failed one's nonce is used by its own next attempt or by any other send of the account.
-async fn broadcast_in_order<B, BF>(
+/// When the node does not take one, the ones after it would wait behind its nonce, mined only
+/// once that nonce is used, and their callers with them, holding the round's other answers
+/// (the failed one's too: its swap could not even try again). So its nonce is filled at once
+/// (`fill`: a transfer of nothing to ourselves at that nonce; the failed send's record, if it
+/// keeps one, can then never be mined, and its next attempt builds a new one) and the round
+/// goes on. If the nonce cannot be filled either, the rest are not broadcast now: they are
+/// answered "not sent yet" (transient) and keep their records (another process on the store
+/// may have read one and broadcast it: a record is given up only once its nonce is used);
+/// their swaps' next attempts broadcast them again.
+async fn broadcast_in_order<B, BF, F, FF>(
     signed: Vec<B256>,
     broadcast: B,
-) -> (Vec<Result<B256, EthError>>, bool)
+    fill: F,
+) -> Vec<Result<B256, EthError>>
 where
     B: Fn(usize, B256) -> BF,
     BF: std::future::Future<Output = Result<B256, EthError>>,
+    F: Fn(usize) -> FF,
+    FF: std::future::Future<Output = Result<(), EthError>>,
 {
     let mut out = Vec::with_capacity(signed.len());
-    let mut failed = false;
+    let mut held = false;
     for (k, hash) in signed.into_iter().enumerate() {
-        if failed {
+        if held {
             out.push(Err(EthError::Rpc(
                 "not sent yet: a send before it in its round failed".into(),
             )));
@@ -49,12 +54,19 @@ where
         }
         let r = broadcast(k, hash).await;
         if let Err(e) = &r {
-            tracing::warn!(chain = "eth", tx = %hash, error = %e, "broadcast failed: the round's later sends are held back");
-            failed = true;
+            match fill(k).await {
+                Ok(()) => {
+                    tracing::warn!(chain = "eth", tx = %hash, error = %e, "broadcast failed: its nonce filled by a transfer to self")
+                }
+                Err(f) => {
+                    tracing::warn!(chain = "eth", tx = %hash, error = %e, fill = %f, "broadcast failed and its nonce not filled: the round's later sends are held back");
+                    held = true;
+                }
+            }
         }
         out.push(r);
     }
-    (out, failed)
+    out
 }
 
 impl EthChain {
@@ -81,7 +93,7 @@ impl EthChain {
     /// `record` before it is broadcast (only if none has one yet: otherwise nothing is sent). A
     /// transaction the node rejects is discarded from the outbox (nothing went out); one whose
     /// broadcast failed otherwise stays there, to be broadcast again (see
-    /// [`EthChain::resume_recorded`]).
+    /// [`EthChain::rebroadcast_recorded`]).
     pub(super) async fn send_recorded(
         &self,
         to: Address,
@@ -222,14 +234,21 @@ impl EthChain {
                 let order: Vec<B256> = signed.iter().map(|(_, (_, h))| *h).collect();
                 let signed = &signed;
                 let calls = &calls;
-                let (sent, failed) = broadcast_in_order(order, |k, hash| async move {
-                    let (i, (raw, _)) = &signed[k];
-                    self.broadcast(raw, hash, &[calls[*i].3]).await
-                })
+                let latest = &latest;
+                let sent = broadcast_in_order(
+                    order,
+                    |k, hash| async move {
+                        let (i, (raw, _)) = &signed[k];
+                        self.broadcast(raw, hash, &[calls[*i].3]).await
+                    },
+                    |k| async move { self.fill_nonce_of(&signed[k].1 .0, latest).await },
+                )
                 .await;
                 let sent: Vec<_> = signed.iter().map(|(i, _)| *i).zip(sent).collect();
                 out.extend(sent);
-                let next = (!failed).then_some(first + signed.len() as u64);
+                // After any failure (a filled nonce included) the node is asked again.
+                let next =
+                    (out.iter().all(|(_, r)| r.is_ok())).then_some(first + signed.len() as u64);
                 (out, next)
             })
             .await;
@@ -249,6 +268,19 @@ impl EthChain {
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err(EthError::Rpc("send not handled".into()))))
             .collect()
+    }
+
+    /// Fills the nonce of `raw` (a signed transaction the node did not take) with a transfer of
+    /// nothing to ourselves, broadcast (not recorded: it moves nothing).
+    async fn fill_nonce_of(&self, raw: &[u8], latest: &scan::ScanTip) -> Result<(), EthError> {
+        let envelope = alloy::consensus::TxEnvelope::decode_2718(&mut &raw[..])
+            .map_err(|e| EthError::Inconsistent(format!("signed transaction unreadable: {e}")))?;
+        let filler = self.sign_cancel(&envelope, latest.base_fee).await?;
+        self.provider
+            .send_raw_transaction(&filler.raw)
+            .await
+            .map(|_| ())
+            .map_err(rpc_err)
     }
 
     /// How many of this account's transactions are mined as of `latest` (`None` when the
@@ -404,10 +436,11 @@ impl EthChain {
                 Ok(_) => {
                     tracing::info!(chain = "eth", tx = %hash, "recorded transaction broadcast again")
                 }
-                // Kept even when refused for good: it was broadcast once and may still be
-                // in other nodes' pools; only its nonce being used proves it dead (a lock
-                // built anew at another nonce could be mined beside it, after the first was
-                // claimed). Its swap's cancel, if it comes to that, takes its nonce.
+                // Kept even when refused for good: it may have gone out before (or from
+                // another process on the store) and still be in other nodes' pools; only its
+                // nonce being used proves it dead (a lock built anew at another nonce could be
+                // mined beside it, after the first was claimed). Its swap's cancel, if it
+                // comes to that, takes its nonce.
                 Err(e) => return Err(rpc_err(e)),
             }
         }
@@ -616,37 +649,69 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Broadcasts answered as scripted (by position), recording what was broadcast.
-    async fn round(refuse: &[usize], n: usize) -> (Vec<Result<B256, EthError>>, Vec<usize>) {
+    /// Broadcasts answered as scripted (by position), fills that succeed or not; records what
+    /// was broadcast and filled.
+    async fn round(
+        refuse: &[usize],
+        fills: bool,
+        n: usize,
+    ) -> (Vec<Result<B256, EthError>>, Vec<usize>, Vec<usize>) {
         let order = (0..n).map(|k| B256::repeat_byte(k as u8 + 1)).collect();
-        let sent = Mutex::new(Vec::new());
-        let (out, failed) = broadcast_in_order(order, |k, h| {
-            sent.lock().unwrap().push(k);
-            let refused = refuse.contains(&k);
-            async move {
-                if refused {
-                    Err(EthError::Rejected("insufficient funds".into()))
-                } else {
-                    Ok(h)
+        let (sent, filled) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+        let out = broadcast_in_order(
+            order,
+            |k, h| {
+                sent.lock().unwrap().push(k);
+                let refused = refuse.contains(&k);
+                async move {
+                    if refused {
+                        Err(EthError::Rejected("insufficient funds".into()))
+                    } else {
+                        Ok(h)
+                    }
                 }
-            }
-        })
+            },
+            |k| {
+                filled.lock().unwrap().push(k);
+                async move {
+                    if fills {
+                        Ok(())
+                    } else {
+                        Err(EthError::Rejected("insufficient funds".into()))
+                    }
+                }
+            },
+        )
         .await;
-        assert_eq!(failed, !refuse.is_empty());
-        (out, sent.into_inner().unwrap())
+        (
+            out,
+            sent.into_inner().unwrap(),
+            filled.into_inner().unwrap(),
+        )
     }
 
     #[tokio::test]
-    async fn a_round_broadcasts_nothing_after_a_refused_send() {
-        // All taken: all broadcast in order.
-        let (answers, sent) = round(&[], 4).await;
+    async fn a_refused_send_has_its_nonce_filled_and_the_round_goes_on() {
+        // All taken: all broadcast in order, nothing filled.
+        let (answers, sent, filled) = round(&[], true, 4).await;
         assert!(answers.iter().all(Result::is_ok));
         assert_eq!(answers[2].clone().unwrap(), B256::repeat_byte(3));
         assert_eq!(sent, vec![0, 1, 2, 3]);
-        // The second refused: the two after it are never broadcast (they would wait behind
-        // its nonce), and are answered "not sent yet", a transient error.
-        let (answers, sent) = round(&[1], 4).await;
+        assert!(filled.is_empty());
+        // The second refused: its nonce is filled, and the two after it go out (they would
+        // otherwise wait behind it).
+        let (answers, sent, filled) = round(&[1], true, 4).await;
+        assert_eq!(sent, vec![0, 1, 2, 3]);
+        assert_eq!(filled, vec![1]);
+        assert!(answers[1].is_err());
+        assert!(answers[0].is_ok() && answers[2].is_ok() && answers[3].is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_round_whose_failed_nonce_cannot_be_filled_broadcasts_nothing_after_it() {
+        let (answers, sent, filled) = round(&[1], false, 4).await;
         assert_eq!(sent, vec![0, 1]);
+        assert_eq!(filled, vec![1]);
         assert!(answers[0].is_ok());
         assert!(!answers[1].clone().unwrap_err().is_transient());
         for held in &answers[2..] {
