@@ -145,22 +145,33 @@ impl EthChain {
     }
 
     /// A transfer of nothing to ourselves with the lock's nonce, paying more than the lock
-    /// (by the 10 % a node needs to replace it, and at least the current base fee twice). Not
-    /// held to the configured fee caps: it costs 21,000 gas, and it is what keeps the funds.
+    /// (12.5 % more: a node needs 10 % to replace it; and at least the current base fee twice).
+    /// Not held to the configured fee caps: it costs 21,000 gas, and it is what keeps the funds.
     pub(super) async fn sign_cancel(
         &self,
         lock: &alloy::consensus::TxEnvelope,
         base_fee: Option<u128>,
     ) -> Result<SignedTx, EthError> {
-        let wallet = EthereumWallet::from(self.signer()?.clone());
         let bump = |fee: u128| fee + fee / 8 + 1;
         let prio = bump(lock.max_priority_fee_per_gas().unwrap_or(0)).max(1_000_000_000);
         let max_fee = bump(lock.max_fee_per_gas()).max(base_fee.unwrap_or(0) * 2 + prio);
+        self.sign_transfer_to_self(lock.nonce(), max_fee, prio)
+            .await
+    }
+
+    /// A transfer of nothing to ourselves at `nonce` with these fees.
+    pub(super) async fn sign_transfer_to_self(
+        &self,
+        nonce: u64,
+        max_fee: u128,
+        prio: u128,
+    ) -> Result<SignedTx, EthError> {
+        let wallet = EthereumWallet::from(self.signer()?.clone());
         let envelope = TransactionRequest::default()
             .with_from(self.address())
             .with_to(self.address())
             .with_value(U256::ZERO)
-            .with_nonce(lock.nonce())
+            .with_nonce(nonce)
             .with_chain_id(self.chain_id().await?)
             .with_gas_limit(21_000)
             .with_max_fee_per_gas(max_fee)

@@ -21,30 +21,31 @@ async fn sign(
 }
 
 /// Broadcasts a round's signed transactions (their hashes, in nonce order); answers each by
-/// its position.
+/// its position, and whether some were held back.
 ///
 /// When the node does not take one, the ones after it would wait behind its nonce, mined only
 /// once that nonce is used, and their callers with them, holding the round's other answers
 /// (the failed one's too: its swap could not even try again). So its nonce is filled at once
-/// (`fill`: a transfer of nothing to ourselves at that nonce; the failed send's record, if it
+/// when that is safe (`fill`: see [`EthChain::fill_nonce_of`]; the failed send's record, if it
 /// keeps one, can then never be mined, and its next attempt builds a new one) and the round
-/// goes on. If the nonce cannot be filled either, the rest are not broadcast now: they are
-/// answered "not sent yet" (transient) and keep their records (another process on the store
-/// may have read one and broadcast it: a record is given up only once its nonce is used);
-/// their swaps' next attempts broadcast them again.
+/// goes on; once per round (a round that ran out of funds pays for one filler, not one per
+/// lock). Otherwise the rest are not broadcast now: they are answered "not sent yet"
+/// (transient) and keep their records (another process on the store may have read one and
+/// broadcast it: a record is given up only once its nonce is used); their swaps' next attempts
+/// broadcast them again.
 async fn broadcast_in_order<B, BF, F, FF>(
     signed: Vec<B256>,
     broadcast: B,
     fill: F,
-) -> Vec<Result<B256, EthError>>
+) -> (Vec<Result<B256, EthError>>, bool)
 where
     B: Fn(usize, B256) -> BF,
     BF: std::future::Future<Output = Result<B256, EthError>>,
-    F: Fn(usize) -> FF,
+    F: Fn(usize, EthError) -> FF,
     FF: std::future::Future<Output = Result<(), EthError>>,
 {
     let mut out = Vec::with_capacity(signed.len());
-    let mut held = false;
+    let (mut held, mut filled) = (false, false);
     for (k, hash) in signed.into_iter().enumerate() {
         if held {
             out.push(Err(EthError::Rpc(
@@ -54,8 +55,16 @@ where
         }
         let r = broadcast(k, hash).await;
         if let Err(e) = &r {
-            match fill(k).await {
+            let f = if filled {
+                Err(EthError::Rpc(
+                    "a nonce of this round was filled already".into(),
+                ))
+            } else {
+                fill(k, e.clone()).await
+            };
+            match f {
                 Ok(()) => {
+                    filled = true;
                     tracing::warn!(chain = "eth", tx = %hash, error = %e, "broadcast failed: its nonce filled by a transfer to self")
                 }
                 Err(f) => {
@@ -66,7 +75,7 @@ where
         }
         out.push(r);
     }
-    out
+    (out, held)
 }
 
 impl EthChain {
@@ -234,21 +243,21 @@ impl EthChain {
                 let order: Vec<B256> = signed.iter().map(|(_, (_, h))| *h).collect();
                 let signed = &signed;
                 let calls = &calls;
-                let latest = &latest;
-                let sent = broadcast_in_order(
+                let (sent, held) = broadcast_in_order(
                     order,
                     |k, hash| async move {
                         let (i, (raw, _)) = &signed[k];
                         self.broadcast(raw, hash, &[calls[*i].3]).await
                     },
-                    |k| async move { self.fill_nonce_of(&signed[k].1 .0, latest).await },
+                    |k, e| async move { self.fill_nonce_of(&signed[k].1 .0, &e).await },
                 )
                 .await;
                 let sent: Vec<_> = signed.iter().map(|(i, _)| *i).zip(sent).collect();
                 out.extend(sent);
-                // After any failure (a filled nonce included) the node is asked again.
+                // Every nonce of the round is used (a filled one included) unless some were
+                // held back, or left out before signing: then the node is asked again.
                 let next =
-                    (out.iter().all(|(_, r)| r.is_ok())).then_some(first + signed.len() as u64);
+                    (!held && out.len() == signed.len()).then_some(first + signed.len() as u64);
                 (out, next)
             })
             .await;
@@ -270,12 +279,49 @@ impl EthChain {
             .collect()
     }
 
-    /// Fills the nonce of `raw` (a signed transaction the node did not take) with a transfer of
-    /// nothing to ourselves, broadcast (not recorded: it moves nothing).
-    async fn fill_nonce_of(&self, raw: &[u8], latest: &scan::ScanTip) -> Result<(), EthError> {
+    /// Fills the nonce of `raw`, a signed transaction the node refused with `refusal`, with a
+    /// transfer of nothing to ourselves at the same fees (broadcast, not recorded: it moves
+    /// nothing). Only where that cannot take the place of anything: the refusal is for good
+    /// (not a taken nonce, an underpriced replacement or a node in doubt), the node does not
+    /// know `raw`, and no transaction of ours is pending at its nonce (the node's pending count
+    /// is not above it); and at `raw`'s own fees, which replace nothing.
+    async fn fill_nonce_of(&self, raw: &[u8], refusal: &EthError) -> Result<(), EthError> {
+        use alloy::consensus::Transaction as _;
+        if refusal.is_transient() {
+            return Err(EthError::Rpc(
+                "not filled: the refusal may be a taken nonce".into(),
+            ));
+        }
         let envelope = alloy::consensus::TxEnvelope::decode_2718(&mut &raw[..])
             .map_err(|e| EthError::Inconsistent(format!("signed transaction unreadable: {e}")))?;
-        let filler = self.sign_cancel(&envelope, latest.base_fee).await?;
+        if self
+            .provider
+            .get_transaction_by_hash(*envelope.tx_hash())
+            .await
+            .map_err(rpc_err)?
+            .is_some()
+        {
+            return Err(EthError::Rpc("not filled: the node has it".into()));
+        }
+        let pending = self
+            .provider
+            .get_transaction_count(self.address())
+            .pending()
+            .await
+            .map_err(rpc_err)?;
+        if pending > envelope.nonce() {
+            return Err(EthError::Rpc(format!(
+                "not filled: nonce {} is taken (pending count {pending})",
+                envelope.nonce()
+            )));
+        }
+        let filler = self
+            .sign_transfer_to_self(
+                envelope.nonce(),
+                envelope.max_fee_per_gas(),
+                envelope.max_priority_fee_per_gas().unwrap_or(0),
+            )
+            .await?;
         self.provider
             .send_raw_transaction(&filler.raw)
             .await
@@ -649,16 +695,20 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Broadcasts answered as scripted (by position), fills that succeed or not; records what
-    /// was broadcast and filled.
-    async fn round(
-        refuse: &[usize],
-        fills: bool,
-        n: usize,
-    ) -> (Vec<Result<B256, EthError>>, Vec<usize>, Vec<usize>) {
+    /// What a round answered, what it broadcast and filled, and whether it held some back.
+    struct Round {
+        answers: Vec<Result<B256, EthError>>,
+        sent: Vec<usize>,
+        filled: Vec<usize>,
+        held: bool,
+    }
+
+    /// Broadcasts answered as scripted (by position; refused for good), fills that succeed or
+    /// not.
+    async fn round(refuse: &[usize], fills: bool, n: usize) -> Round {
         let order = (0..n).map(|k| B256::repeat_byte(k as u8 + 1)).collect();
         let (sent, filled) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
-        let out = broadcast_in_order(
+        let (answers, held) = broadcast_in_order(
             order,
             |k, h| {
                 sent.lock().unwrap().push(k);
@@ -671,7 +721,8 @@ mod tests {
                     }
                 }
             },
-            |k| {
+            |k, e| {
+                assert!(!e.is_transient());
                 filled.lock().unwrap().push(k);
                 async move {
                     if fills {
@@ -683,41 +734,53 @@ mod tests {
             },
         )
         .await;
-        (
-            out,
-            sent.into_inner().unwrap(),
-            filled.into_inner().unwrap(),
-        )
+        Round {
+            answers,
+            sent: sent.into_inner().unwrap(),
+            filled: filled.into_inner().unwrap(),
+            held,
+        }
+    }
+
+    fn assert_held_back(answers: &[Result<B256, EthError>]) {
+        for held in answers {
+            let held = held.clone().unwrap_err();
+            assert!(held.is_transient(), "{held}");
+            assert!(held.to_string().contains("not sent yet"), "{held}");
+        }
     }
 
     #[tokio::test]
     async fn a_refused_send_has_its_nonce_filled_and_the_round_goes_on() {
         // All taken: all broadcast in order, nothing filled.
-        let (answers, sent, filled) = round(&[], true, 4).await;
-        assert!(answers.iter().all(Result::is_ok));
-        assert_eq!(answers[2].clone().unwrap(), B256::repeat_byte(3));
-        assert_eq!(sent, vec![0, 1, 2, 3]);
-        assert!(filled.is_empty());
+        let r = round(&[], true, 4).await;
+        assert!(r.answers.iter().all(Result::is_ok));
+        assert_eq!(r.answers[2].clone().unwrap(), B256::repeat_byte(3));
+        assert_eq!(r.sent, vec![0, 1, 2, 3]);
+        assert!(r.filled.is_empty() && !r.held);
         // The second refused: its nonce is filled, and the two after it go out (they would
         // otherwise wait behind it).
-        let (answers, sent, filled) = round(&[1], true, 4).await;
-        assert_eq!(sent, vec![0, 1, 2, 3]);
-        assert_eq!(filled, vec![1]);
-        assert!(answers[1].is_err());
-        assert!(answers[0].is_ok() && answers[2].is_ok() && answers[3].is_ok());
+        let r = round(&[1], true, 4).await;
+        assert_eq!(r.sent, vec![0, 1, 2, 3]);
+        assert_eq!(r.filled, vec![1]);
+        assert!(r.answers[1].is_err() && !r.held);
+        assert!(r.answers[0].is_ok() && r.answers[2].is_ok() && r.answers[3].is_ok());
     }
 
     #[tokio::test]
-    async fn a_round_whose_failed_nonce_cannot_be_filled_broadcasts_nothing_after_it() {
-        let (answers, sent, filled) = round(&[1], false, 4).await;
-        assert_eq!(sent, vec![0, 1]);
-        assert_eq!(filled, vec![1]);
-        assert!(answers[0].is_ok());
-        assert!(!answers[1].clone().unwrap_err().is_transient());
-        for held in &answers[2..] {
-            let held = held.clone().unwrap_err();
-            assert!(held.is_transient(), "{held}");
-            assert!(held.to_string().contains("not sent yet"), "{held}");
-        }
+    async fn a_round_fills_one_nonce_at_most_then_holds_the_rest_back() {
+        // The filler refused: nothing after the failed send goes out.
+        let r = round(&[1], false, 4).await;
+        assert_eq!(r.sent, vec![0, 1]);
+        assert_eq!(r.filled, vec![1]);
+        assert!(r.answers[0].is_ok() && r.held);
+        assert!(!r.answers[1].clone().unwrap_err().is_transient());
+        assert_held_back(&r.answers[2..]);
+        // Two refused (a round that ran out of funds): one filler, then the rest held back.
+        let r = round(&[1, 2], true, 5).await;
+        assert_eq!(r.sent, vec![0, 1, 2]);
+        assert_eq!(r.filled, vec![1]);
+        assert!(r.held && r.answers[2].is_err());
+        assert_held_back(&r.answers[3..]);
     }
 }
