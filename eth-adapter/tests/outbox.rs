@@ -340,3 +340,56 @@ async fn a_lock_dropped_from_the_pool_is_told_early_and_sent_again() {
     funded_by(&e, &p, &tx).await;
     assert_eq!(sent_count(&e).await, mined + 1, "one lock transaction");
 }
+
+/// A recorded lock that never reached the node, whose nonce another transaction of ours now
+/// holds in the pool (sent since: a claim, say): it is not broadcast again (it could outbid
+/// that one); once that one is mined, a new lock is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_lock_is_not_sent_again_over_a_pending_transaction_of_ours() {
+    let e = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(16), 3600).await;
+    let before = sent_count(&e).await;
+    e.net.rpc("evm_setAutomine", json!([false])).await;
+    let dead = process(&e, &path);
+    kill_at(&dead, "eth_sendRawTransaction", dead.lock(&p)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    e.net.rpc("anvil_dropAllTransactions", json!([])).await;
+    let me: Address = e.net.address(0);
+    let other = e
+        .net
+        .rpc(
+            "eth_sendTransaction",
+            json!([{"from": me, "to": me, "value": "0x0"}]),
+        )
+        .await;
+    let other: alloy::primitives::B256 = serde_json::from_value(other).unwrap();
+    let err = process(&e, &path)
+        .lock(&p)
+        .await
+        .expect_err("the recorded lock's nonce is taken");
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("taken by a pending transaction"),
+        "{err}"
+    );
+    assert!(
+        e.net
+            .provider()
+            .get_transaction_by_hash(other)
+            .await
+            .unwrap()
+            .is_some(),
+        "the pending transaction was replaced"
+    );
+    e.net.mine(1).await;
+    e.net.rpc("evm_setAutomine", json!([true])).await;
+    let tx = lock_until_done(&process(&e, &path), &p).await;
+    funded_by(&e, &p, &tx).await;
+    assert_eq!(
+        sent_count(&e).await,
+        before + 2,
+        "the other one, then one lock"
+    );
+}

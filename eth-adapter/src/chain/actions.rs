@@ -180,14 +180,30 @@ impl EthChain {
 
     /// A recorded lock on its way, waited for. Reverted (an ERC-20 permit that expired before a
     /// late rebroadcast, an allowance another process changed: its nonce is spent, it will
-    /// never lock): unless the swap got locked anyway, its record is discarded and the next
-    /// attempt builds a new one (a transient error until then).
+    /// never lock): unless the swap got locked anyway, its record is discarded once the revert
+    /// is as deep as a lock must be, and the next attempt builds a new one (a transient error
+    /// until then).
     async fn confirm_resumed(&self, r: &Resumed) -> Result<B256, EthError> {
         match self.wait(r.tx).await {
             Ok(_) => Ok(r.tx),
             Err(e @ EthError::Reverted { .. }) => {
                 if let Some(tx) = self.find_retrying(&r.h, &r.params).await?.lock_tx {
                     return Ok(tx);
+                }
+                // Given up only as deep as a lock must be (a reorg could bring it back
+                // mined with success beside a new one); until then, looked at again.
+                let depth = u64::from(self.cfg.params.lock_confirmations.max(1));
+                let block = self
+                    .provider
+                    .get_transaction_receipt(r.tx)
+                    .await
+                    .map_err(rpc_err)?
+                    .and_then(|receipt| receipt.block_number);
+                let head = self.provider.get_block_number().await.map_err(rpc_err)?;
+                if block.is_none_or(|b| head + 1 < b + depth) {
+                    return Err(EthError::Rpc(format!(
+                        "recorded lock reverted ({e}); given up once {depth} blocks deep"
+                    )));
                 }
                 tracing::warn!(chain = "eth", swap_id = %r.params.swap_id, tx = %r.txref, error = %e, "recorded lock reverted: a new one is built at the next attempt");
                 self.outbox

@@ -478,6 +478,22 @@ impl EthChain {
             if mined_nonces > envelope.nonce() {
                 return Ok(None);
             }
+            // Another transaction of ours is pending at its nonce (sent since, the node's
+            // count having been below it): broadcast again, it could outbid that one (a
+            // claim, say). Left to wait: once that one is mined, this one is dead.
+            let pending = self
+                .provider
+                .get_transaction_count(self.address())
+                .pending()
+                .await
+                .map_err(rpc_err)?;
+            if pending > envelope.nonce() {
+                return Err(EthError::Rpc(format!(
+                    "recorded transaction {hash:#x} not sent again: nonce {} is taken by a \
+                     pending transaction",
+                    envelope.nonce()
+                )));
+            }
             match self.provider.send_raw_transaction(&signed.raw).await {
                 Ok(_) => {
                     tracing::info!(chain = "eth", tx = %hash, "recorded transaction broadcast again")
