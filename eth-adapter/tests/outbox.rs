@@ -18,9 +18,14 @@ use swap_core::{TxKind, TxRef};
 
 /// An adapter ("a process") for account 0 recording its locks in the store at `path`.
 fn process(e: &common::Env, path: &std::path::Path) -> EthChain {
+    process_with(e, path, Duration::from_secs(30))
+}
+
+/// [`process`], waiting `receipt_timeout` for a receipt.
+fn process_with(e: &common::Env, path: &std::path::Path, receipt_timeout: Duration) -> EthChain {
     let mut cfg = EthConfig::new(e.net.url(), e.htlc, common::eth_params());
     cfg.poll_interval = Duration::from_millis(20);
-    cfg.receipt_timeout = Duration::from_secs(30);
+    cfg.receipt_timeout = receipt_timeout;
     EthChain::new(cfg, e.net.signer(0))
         .unwrap()
         .with_outbox(Arc::new(SqliteStore::open(path).unwrap()))
@@ -299,14 +304,7 @@ async fn a_lock_dropped_from_the_pool_is_told_early_and_sent_again() {
     let e = common::env().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("swaps.sqlite");
-    let mut cfg = EthConfig::new(e.net.url(), e.htlc, common::eth_params());
-    cfg.poll_interval = Duration::from_millis(20);
-    cfg.receipt_timeout = Duration::from_secs(8);
-    let a = Arc::new(
-        EthChain::new(cfg, e.net.signer(0))
-            .unwrap()
-            .with_outbox(Arc::new(SqliteStore::open(&path).unwrap())),
-    );
+    let a = Arc::new(process_with(&e, &path, Duration::from_secs(8)));
     let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(16), 3600).await;
     let me: Address = e.net.address(0);
     let mined = sent_count(&e).await;

@@ -209,7 +209,7 @@ impl EthChain {
                 self.outbox
                     .discard(&[r.key], &r.txref)
                     .await
-                    .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
+                    .map_err(super::cancel::outbox_error)?;
                 Err(EthError::Rpc(format!(
                     "recorded lock reverted ({e}): a new one is built at the next attempt"
                 )))
@@ -255,7 +255,7 @@ impl EthChain {
             .outbox
             .signed(&key)
             .await
-            .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?
+            .map_err(super::cancel::outbox_error)?
         {
             match self.rebroadcast_recorded(&signed).await? {
                 Some(tx) => {
@@ -275,7 +275,7 @@ impl EthChain {
             self.outbox
                 .discard(&[key], &signed.txref)
                 .await
-                .map_err(|e| EthError::Rpc(format!("outbox: {e}")))?;
+                .map_err(super::cancel::outbox_error)?;
         }
         let (input, value) = if h.is_eth() {
             let call = HTLC::lockCall {

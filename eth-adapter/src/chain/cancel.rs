@@ -14,12 +14,13 @@ use swap_core::Cause;
 
 use super::*;
 
-fn outbox_error(e: swap_core::store::StoreError) -> EthError {
+pub(super) fn outbox_error(e: swap_core::store::StoreError) -> EthError {
     EthError::Rpc(format!("outbox: {e}"))
 }
 
-fn decode(signed: &SignedTx) -> Result<alloy::consensus::TxEnvelope, EthError> {
-    alloy::consensus::TxEnvelope::decode_2718(&mut signed.raw.as_slice())
+/// A signed transaction of the outbox, decoded.
+pub(super) fn decode(raw: &[u8]) -> Result<alloy::consensus::TxEnvelope, EthError> {
+    alloy::consensus::TxEnvelope::decode_2718(&mut &raw[..])
         .map_err(|e| EthError::Inconsistent(format!("outbox transaction unreadable: {e}")))
 }
 
@@ -41,7 +42,7 @@ impl EthChain {
             // Nothing was ever signed for this lock: nothing can be mined.
             return Ok(TxRef(String::new()));
         };
-        let lock = decode(&recorded)?;
+        let lock = decode(&recorded.raw)?;
         let nonce = lock.nonce();
         let receipt = self
             .provider
@@ -63,7 +64,7 @@ impl EthChain {
             .await
             .map_err(outbox_error)?;
         let cancel = match cancel {
-            Some(c) if decode(&c)?.nonce() == nonce => Some(c),
+            Some(c) if decode(&c.raw)?.nonce() == nonce => Some(c),
             Some(stale) => {
                 // The cancel of an earlier lock of this swap: not this one's.
                 self.outbox
@@ -147,7 +148,7 @@ impl EthChain {
     /// A transfer of nothing to ourselves with the lock's nonce, paying more than the lock
     /// (12.5 % more: a node needs 10 % to replace it; and at least the current base fee twice).
     /// Not held to the configured fee caps: it costs 21,000 gas, and it is what keeps the funds.
-    pub(super) async fn sign_cancel(
+    async fn sign_cancel(
         &self,
         lock: &alloy::consensus::TxEnvelope,
         base_fee: Option<u128>,

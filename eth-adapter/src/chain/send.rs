@@ -1,6 +1,6 @@
 //! Sending transactions: fees, nonces, receipts, reverts, and sends resumed after a restart.
 
-use alloy::eips::eip2718::{Decodable2718, Encodable2718};
+use alloy::eips::eip2718::Encodable2718;
 use alloy::network::NetworkTransactionBuilder;
 use swap_core::store::{SendKey, SignedTx};
 
@@ -292,8 +292,7 @@ impl EthChain {
                 "not filled: the refusal may be a taken nonce".into(),
             ));
         }
-        let envelope = alloy::consensus::TxEnvelope::decode_2718(&mut &raw[..])
-            .map_err(|e| EthError::Inconsistent(format!("signed transaction unreadable: {e}")))?;
+        let envelope = super::cancel::decode(raw)?;
         if self
             .provider
             .get_transaction_by_hash(*envelope.tx_hash())
@@ -303,12 +302,7 @@ impl EthChain {
         {
             return Err(EthError::Rpc("not filled: the node has it".into()));
         }
-        let pending = self
-            .provider
-            .get_transaction_count(self.address())
-            .pending()
-            .await
-            .map_err(rpc_err)?;
+        let pending = self.pending_count().await?;
         if pending > envelope.nonce() {
             return Err(EthError::Rpc(format!(
                 "not filled: nonce {} is taken (pending count {pending})",
@@ -326,6 +320,16 @@ impl EthChain {
             .send_raw_transaction(&filler.raw)
             .await
             .map(|_| ())
+            .map_err(rpc_err)
+    }
+
+    /// How many of this account's transactions the node counts, mined and pending (a queued one
+    /// above a free nonce not counted).
+    async fn pending_count(&self) -> Result<u64, EthError> {
+        self.provider
+            .get_transaction_count(self.address())
+            .pending()
+            .await
             .map_err(rpc_err)
     }
 
@@ -459,8 +463,7 @@ impl EthChain {
         signed: &SignedTx,
     ) -> Result<Option<B256>, EthError> {
         use alloy::consensus::Transaction as _;
-        let envelope = alloy::consensus::TxEnvelope::decode_2718(&mut signed.raw.as_slice())
-            .map_err(|e| EthError::Inconsistent(format!("outbox transaction unreadable: {e}")))?;
+        let envelope = super::cancel::decode(&signed.raw)?;
         let hash = *envelope.tx_hash();
         let known = self
             .provider
@@ -481,13 +484,7 @@ impl EthChain {
             // Another transaction of ours is pending at its nonce (sent since, the node's
             // count having been below it): broadcast again, it could outbid that one (a
             // claim, say). Left to wait: once that one is mined, this one is dead.
-            let pending = self
-                .provider
-                .get_transaction_count(self.address())
-                .pending()
-                .await
-                .map_err(rpc_err)?;
-            if pending > envelope.nonce() {
+            if self.pending_count().await? > envelope.nonce() {
                 return Err(EthError::Rpc(format!(
                     "recorded transaction {hash:#x} not sent again: nonce {} is taken by a \
                      pending transaction",
@@ -526,7 +523,7 @@ impl EthChain {
         }
         let account = self.address();
         let mined = self.provider.get_transaction_count(account).latest().await;
-        let pending = self.provider.get_transaction_count(account).pending().await;
+        let pending = self.pending_count().await;
         let base_fee = scan::latest(&self.provider)
             .await
             .ok()
@@ -707,96 +704,5 @@ impl EthChain {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Mutex;
-
-    /// What a round answered, what it broadcast and filled, and whether it held some back.
-    struct Round {
-        answers: Vec<Result<B256, EthError>>,
-        sent: Vec<usize>,
-        filled: Vec<usize>,
-        held: bool,
-    }
-
-    /// Broadcasts answered as scripted (by position; refused for good), fills that succeed or
-    /// not.
-    async fn round(refuse: &[usize], fills: bool, n: usize) -> Round {
-        let order = (0..n).map(|k| B256::repeat_byte(k as u8 + 1)).collect();
-        let (sent, filled) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
-        let (answers, held) = broadcast_in_order(
-            order,
-            |k, h| {
-                sent.lock().unwrap().push(k);
-                let refused = refuse.contains(&k);
-                async move {
-                    if refused {
-                        Err(EthError::Rejected("insufficient funds".into()))
-                    } else {
-                        Ok(h)
-                    }
-                }
-            },
-            |k, e| {
-                assert!(!e.is_transient());
-                filled.lock().unwrap().push(k);
-                async move {
-                    if fills {
-                        Ok(())
-                    } else {
-                        Err(EthError::Rejected("insufficient funds".into()))
-                    }
-                }
-            },
-        )
-        .await;
-        Round {
-            answers,
-            sent: sent.into_inner().unwrap(),
-            filled: filled.into_inner().unwrap(),
-            held,
-        }
-    }
-
-    fn assert_held_back(answers: &[Result<B256, EthError>]) {
-        for held in answers {
-            let held = held.clone().unwrap_err();
-            assert!(held.is_transient(), "{held}");
-            assert!(held.to_string().contains("not sent yet"), "{held}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_refused_send_has_its_nonce_filled_and_the_round_goes_on() {
-        // All taken: all broadcast in order, nothing filled.
-        let r = round(&[], true, 4).await;
-        assert!(r.answers.iter().all(Result::is_ok));
-        assert_eq!(r.answers[2].clone().unwrap(), B256::repeat_byte(3));
-        assert_eq!(r.sent, vec![0, 1, 2, 3]);
-        assert!(r.filled.is_empty() && !r.held);
-        // The second refused: its nonce is filled, and the two after it go out (they would
-        // otherwise wait behind it).
-        let r = round(&[1], true, 4).await;
-        assert_eq!(r.sent, vec![0, 1, 2, 3]);
-        assert_eq!(r.filled, vec![1]);
-        assert!(r.answers[1].is_err() && !r.held);
-        assert!(r.answers[0].is_ok() && r.answers[2].is_ok() && r.answers[3].is_ok());
-    }
-
-    #[tokio::test]
-    async fn a_round_fills_one_nonce_at_most_then_holds_the_rest_back() {
-        // The filler refused: nothing after the failed send goes out.
-        let r = round(&[1], false, 4).await;
-        assert_eq!(r.sent, vec![0, 1]);
-        assert_eq!(r.filled, vec![1]);
-        assert!(r.answers[0].is_ok() && r.held);
-        assert!(!r.answers[1].clone().unwrap_err().is_transient());
-        assert_held_back(&r.answers[2..]);
-        // Two refused (a round that ran out of funds): one filler, then the rest held back.
-        let r = round(&[1, 2], true, 5).await;
-        assert_eq!(r.sent, vec![0, 1, 2]);
-        assert_eq!(r.filled, vec![1]);
-        assert!(r.held && r.answers[2].is_err());
-        assert_held_back(&r.answers[3..]);
-    }
-}
+#[path = "send_tests.rs"]
+mod tests;
