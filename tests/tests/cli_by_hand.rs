@@ -44,20 +44,67 @@ fn sell_coin_for_eth(dir: &Path, coin: &str) -> String {
     )
 }
 
-/// Starts `xswap maker` (aborting after `abort_after` state changes, when given) and gives it
-/// time to listen.
+/// Starts `xswap maker` (aborting after `abort_after` state changes, when given) and waits
+/// until it says it is listening (a fixed sleep was too short on a loaded machine: the taker
+/// then found nobody to talk to and the test went on with no swap).
 fn start_maker(dir: &Path, abort_after: Option<&str>) -> Child {
     let mut c = cmd(dir, &["maker"]);
     if let Some(k) = abort_after {
         c.env("XSWAP_TEST_ABORT_AFTER_STATES", k);
     }
-    let child = c
-        .stdout(Stdio::null())
+    let mut child = c
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    child
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Read to the end, so the maker never blocks on a full pipe.
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains(" listening on ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let start = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(()) => return child,
+            Err(_) => {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("the maker exited ({status}) before listening");
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(120),
+                    "the maker never said it was listening"
+                );
+            }
+        }
+    }
+}
+
+/// Runs `take` with the crash hook set to `abort_after` state changes, mining until it
+/// exits, and checks that it did stop at the hook (and not, say, on an error before any
+/// swap existed).
+fn take_and_abort(a: &Path, b: &Path, offer: &str, give: &str, abort_after: &str) {
+    let log = b.with_extension("take.log");
+    let mut taker = cmd(b, &["take", offer, "--give", give, "--yes"])
+        .env("XSWAP_TEST_ABORT_AFTER_STATES", abort_after)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    mine_until_exit(a, &mut taker, 60, "taker did not stop");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("XSWAP_TEST_ABORT_AFTER_STATES reached"),
+        "the taker ended before its crash point:\n{logged}"
+    );
 }
 
 /// Mines a block every 300 ms until `child` exits (or `secs` pass: a failure naming `what`).
@@ -272,13 +319,7 @@ fn manual_refund_after_the_maker_vanishes() {
     // The taker locks and then stops too: killed at its second state change after the
     // agreement (Locking, then Locked or, when the lock confirmed before the next poll,
     // LockConfirmed), so after its lock is sent and seen.
-    let mut taker = cmd(&b, &["take", &offer, "--give", "1000000", "--yes"])
-        .env("XSWAP_TEST_ABORT_AFTER_STATES", "2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    mine_until_exit(&a, &mut taker, 60, "taker did not stop");
+    take_and_abort(&a, &b, &offer, "1000000", "2");
     let _ = maker.kill();
     let _ = maker.wait();
     let list: serde_json::Value = serde_json::from_str(&ok(&b, &["list", "--json"])).unwrap();
@@ -583,13 +624,7 @@ fn a_lost_store_is_refused_loudly_and_recover_refunds_from_the_chain() {
     let offer = sell_coin_for_eth(&a, coin);
     // The maker accepts and dies; the taker locks its Ether and dies.
     let mut maker = start_maker(&a, Some("1"));
-    let mut taker = cmd(&b, &["take", &offer, "--give", "2500000000000000", "--yes"])
-        .env("XSWAP_TEST_ABORT_AFTER_STATES", "2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    mine_until_exit(&a, &mut taker, 60, "taker did not stop");
+    take_and_abort(&a, &b, &offer, "2500000000000000", "2");
     let _ = maker.kill();
     let _ = maker.wait();
 
