@@ -88,22 +88,51 @@ fn start_maker(dir: &Path, abort_after: Option<&str>) -> Child {
     }
 }
 
-/// Runs `take` with the crash hook set to `abort_after` state changes, mining until it
-/// exits, and checks that it did stop at the hook (and not, say, on an error before any
-/// swap existed).
+/// Runs `take` with the crash hook set to `abort_after` state changes, mining once the swap
+/// is agreed (blocks mined during the negotiation could move the maker's tip past the slack
+/// the terms keep, and the maker would rightly refuse) until it exits, and checks that it did
+/// stop at the hook (and not, say, on an error before any swap existed).
 fn take_and_abort(a: &Path, b: &Path, offer: &str, give: &str, abort_after: &str) {
     let log = b.with_extension("take.log");
     let mut taker = cmd(b, &["take", offer, "--give", give, "--yes"])
         .env("XSWAP_TEST_ABORT_AFTER_STATES", abort_after)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    mine_until_exit(a, &mut taker, 60, "taker did not stop");
+    let stdout = taker.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut all = lines.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        })
+    };
+    let start = Instant::now();
+    while taker.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "taker did not stop"
+        );
+        if lines.lock().unwrap().contains(" agreed;") {
+            ok(a, &["regtest", "mine", "1"]);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    reader.join().unwrap();
+    let text = lines.lock().unwrap().clone();
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         logged.contains("XSWAP_TEST_ABORT_AFTER_STATES reached"),
-        "the taker ended before its crash point:\n{logged}"
+        "the taker ended before its crash point:\n{text}\nlog:\n{logged}"
     );
 }
 
