@@ -45,6 +45,10 @@ pub enum LnError {
     /// Bad configuration.
     #[error("config: {0}")]
     Config(String),
+    /// The peer is a Lightning node on another chain (see [`crate::handshake`]): refused in
+    /// the handshake, and not kept among the peers to reconnect.
+    #[error("another chain: {0}")]
+    OtherChain(String),
     /// The node stopped working on its own (its channel manager could not be persisted); it
     /// must be restarted from its data directory.
     #[error("the lightning node stopped: {0}")]

@@ -9,6 +9,8 @@
 //!   [`LnEvent`].
 //! - `ledger`: preimages of payments we sent and payments held for us, recorded before LDK
 //!   counts their events handled.
+//! - [`handshake`]: the node's chain bound in the Lightning handshake (a Litecoin node and a
+//!   Bitcoin node refuse each other).
 //! - `follower`: every block of the node's main chain to LDK, in order, reorgs as
 //!   disconnections; Litecoin's HogEx skipped.
 //! - `io`: logging, broadcasting and fee estimates through the node; closes and claims pay to
@@ -28,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 mod follower;
+pub mod handshake;
 pub mod invoice;
 mod io;
 mod kv;

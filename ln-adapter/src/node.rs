@@ -52,6 +52,8 @@ pub struct LnNode {
     pub(crate) rpc: Arc<RpcClient>,
     pub(crate) channel_manager: Arc<ChannelManager>,
     pub(crate) peer_manager: Arc<PeerManager>,
+    /// The chain bound in the handshake: which peers were refused for being on another.
+    pub(crate) binding: Arc<crate::handshake::ChainBinding>,
     pub(crate) follower: Arc<Follower>,
     pub(crate) sweeper: Arc<Sweeper>,
     pub(crate) events: broadcast::Sender<LnEvent>,
@@ -87,9 +89,11 @@ impl std::fmt::Debug for LnNode {
 }
 
 /// The network LDK is told. LDK only compares the peers' chain hashes, so a Litecoin node
-/// would present Bitcoin's: until the handshake binds a node to its chain, Lightning on
-/// Litecoin is refused outside regtest (where both chains share a hash anyway and only tests
-/// run), and Ethereum is not a Lightning chain.
+/// presents Bitcoin's; the handshake binds a node to its chain on top of that
+/// ([`crate::handshake`]: Litecoin and Bitcoin nodes refuse each other). Lightning on Litecoin
+/// is still refused outside regtest: other Litecoin Lightning implementations expect Litecoin's
+/// chain hash (only xswap nodes would talk to ours), and Litecoin's relay settings have only
+/// been checked on regtest. Ethereum is not a Lightning chain.
 fn ldk_network(chain: ChainId) -> Result<bitcoin::Network, LnError> {
     match (chain.family, chain.network) {
         (ChainFamily::Bitcoin | ChainFamily::Litecoin, Network::Regtest) => {
@@ -99,8 +103,8 @@ fn ldk_network(chain: ChainId) -> Result<bitcoin::Network, LnError> {
         (ChainFamily::Bitcoin, Network::Testnet) => Ok(bitcoin::Network::Testnet),
         (ChainFamily::Bitcoin, Network::Signet) => Ok(bitcoin::Network::Signet),
         _ => Err(LnError::Config(format!(
-            "no Lightning on {chain:?} yet (Litecoin outside regtest needs the chain bound in \
-             the peer handshake)"
+            "no Lightning on {chain:?} yet (on Litecoin only regtest: LDK presents Bitcoin's \
+             chain hash, which other Litecoin Lightning nodes refuse)"
         ))),
     }
 }
@@ -421,12 +425,13 @@ impl LnNode {
         ];
         let follower = Arc::new(Follower::new(Arc::clone(&rpc), listeners, manager_best));
 
+        let binding = Arc::new(crate::handshake::ChainBinding::new(config.chain));
         let peer_manager: Arc<PeerManager> = Arc::new(PeerManager::new(
             MessageHandler {
                 chan_handler: Arc::clone(&channel_manager),
                 route_handler: Arc::new(IgnoringMessageHandler {}),
                 onion_message_handler: Arc::new(IgnoringMessageHandler {}),
-                custom_message_handler: Arc::new(IgnoringMessageHandler {}),
+                custom_message_handler: Arc::clone(&binding),
                 send_only_message_handler: Arc::clone(&chain_monitor),
             },
             u32::try_from(started.as_secs()).unwrap_or(u32::MAX),
@@ -511,6 +516,7 @@ impl LnNode {
             rpc,
             channel_manager,
             peer_manager,
+            binding,
             follower,
             sweeper: Arc::clone(&sweeper),
             events,

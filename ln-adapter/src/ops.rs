@@ -129,13 +129,35 @@ impl LnNode {
         if self.peer_manager.peer_by_node_id(&node_id).is_some() {
             return Ok(());
         }
+        self.binding.forget(&node_id);
         let conn =
             crate::node::connect_outbound(std::sync::Arc::clone(&self.peer_manager), node_id, addr)
                 .await
                 .ok_or_else(|| LnError::NotReady(format!("cannot connect to {node_id}@{addr}")))?;
-        tokio::spawn(conn);
+        let conn = tokio::spawn(conn);
         let started = Instant::now();
         while self.peer_manager.peer_by_node_id(&node_id).is_none() {
+            // Refused by us: we read their init and they are on another chain.
+            if let Some(why) = self.binding.refused(&node_id) {
+                // Not kept among the peers to reconnect: it would be refused again.
+                let mut peers = self
+                    .peers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if peers.remove(&node_id).is_some() {
+                    write_peers(&self.store, &peers)?;
+                }
+                return Err(LnError::OtherChain(why));
+            }
+            // Or they hung up first (a node on another chain hangs up as soon as it reads our
+            // init; so does one given a wrong node id, or one going down): kept among the
+            // peers, since what happened is not known for sure.
+            if conn.is_finished() && self.peer_manager.peer_by_node_id(&node_id).is_none() {
+                return Err(LnError::NotReady(format!(
+                    "{node_id}@{addr} hung up during the handshake (a wrong node id, a node on \
+                     another chain, or one going down)"
+                )));
+            }
             if started.elapsed() > Duration::from_secs(10) {
                 return Err(LnError::NotReady(format!(
                     "handshake with {node_id}@{addr}"

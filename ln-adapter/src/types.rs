@@ -94,7 +94,7 @@ pub(crate) type PeerManager = peer_handler::PeerManager<
     Arc<IgnoringMessageHandler>,
     Arc<IgnoringMessageHandler>,
     Arc<TracingLogger>,
-    Arc<IgnoringMessageHandler>,
+    Arc<crate::handshake::ChainBinding>,
     Arc<KeysManager>,
     Arc<ChainMonitor>,
 >;
