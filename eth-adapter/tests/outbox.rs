@@ -391,3 +391,41 @@ async fn a_recorded_lock_is_not_sent_again_over_a_pending_transaction_of_ours() 
         "the other one, then one lock"
     );
 }
+
+/// Two locks recorded together at consecutive nonces, neither at the node (the process died
+/// as it broadcast them, and the pool was emptied); the later one's swap tries again first:
+/// its lock is broadcast again, above a free nonce, where it would wait for the account's next
+/// send. That nonce is filled with a transfer to self, the lock is mined, and the earlier
+/// swap, whose recorded lock can now never be mined, gets a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_lock_above_a_free_nonce_has_the_nonce_filled() {
+    let e = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let (p1, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(16), 3600).await;
+    let (p2, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(16), 3600).await;
+    let before = sent_count(&e).await;
+    e.net.rpc("evm_setAutomine", json!([false])).await;
+    let dead = process(&e, &path);
+    kill_at(
+        &dead,
+        "eth_sendRawTransaction",
+        dead.lock_htlcs(&[&p1, &p2]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    e.net.rpc("anvil_dropAllTransactions", json!([])).await;
+    e.net.rpc("evm_setAutomine", json!([true])).await;
+    assert_eq!(sent_count(&e).await, before, "nothing mined yet");
+
+    let b = process_with(&e, &path, Duration::from_secs(5));
+    let t2 = lock_until_done(&b, &p2).await;
+    funded_by(&e, &p2, &t2).await;
+    let t1 = lock_until_done(&b, &p1).await;
+    funded_by(&e, &p1, &t1).await;
+    assert_eq!(
+        sent_count(&e).await,
+        before + 3,
+        "a transfer to self at the first nonce, the second lock, a new first lock"
+    );
+}

@@ -503,7 +503,65 @@ impl EthChain {
                 Err(e) => return Err(rpc_err(e)),
             }
         }
+        // A free nonce below it (a send refused for good whose nonce could not be filled
+        // then): it would wait there until this account's next send. Filled now.
+        if let Err(e) = self
+            .fill_gap_below(
+                envelope.nonce(),
+                envelope.max_fee_per_gas(),
+                envelope.max_priority_fee_per_gas().unwrap_or(0),
+            )
+            .await
+        {
+            tracing::warn!(chain = "eth", tx = %hash, error = %e, "a free nonce below a recorded transaction not filled");
+        }
         Ok(Some(hash))
+    }
+
+    /// Fills the lowest nonce below `nonce` at which the node counts no transaction of ours
+    /// (its pending count, when that is below `nonce`) with a transfer of nothing to
+    /// ourselves at the given fees (those of the transaction at `nonce`, which waits behind
+    /// it), so that `nonce`'s transaction can be mined. The nonce is read again holding the
+    /// account's nonces, so no round of this process is between taking it and broadcasting.
+    /// A transaction recorded at that nonce and not yet at the node (another process's, or a
+    /// refused one of ours) can then never be mined: its next attempt finds the nonce used and
+    /// builds a new one. Answers whether a transfer was sent.
+    async fn fill_gap_below(
+        &self,
+        nonce: u64,
+        max_fee: u128,
+        prio: u128,
+    ) -> Result<bool, EthError> {
+        // Read first without the account's nonces: a round in flight is not waited for when
+        // there is no gap (the common case).
+        if self.pending_count().await? >= nonce {
+            return Ok(false);
+        }
+        self.nonces
+            .run_from(&self.provider, |free| async move {
+                if free >= nonce {
+                    return (Ok(false), None);
+                }
+                let sent = async {
+                    let filler = self.sign_transfer_to_self(free, max_fee, prio).await?;
+                    let _ = self
+                        .provider
+                        .send_raw_transaction(&filler.raw)
+                        .await
+                        .map_err(rpc_err)?;
+                    tracing::warn!(
+                        chain = "eth",
+                        nonce = free,
+                        waiting = nonce,
+                        "a free nonce below a recorded transaction filled by a transfer to self"
+                    );
+                    Ok(true)
+                }
+                .await;
+                let next = matches!(sent, Ok(true)).then_some(free + 1);
+                (sent, next)
+            })
+            .await?
     }
 
     /// A transaction not mined in time, described for its error: whether the node still has it,
