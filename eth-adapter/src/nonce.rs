@@ -54,6 +54,50 @@ impl NonceManager {
         .await?
     }
 
+    /// Fills the nonces at which the node counts no transaction of this account, from its
+    /// pending count up to `below` (not included), each with `fill(nonce)`, holding the
+    /// account's nonces. One at a time, reading the count again after each: the count may then
+    /// jump over transactions of ours the node held queued behind the free nonce, which are
+    /// kept. Nothing is filled while this manager has handed out a nonce the node does not
+    /// count yet (a node behind, or another behind a load balancer: that nonce may hold a
+    /// transaction of ours on its way, a claim say). Answers how many were filled.
+    pub async fn fill_below<F, Fut>(
+        &self,
+        provider: &DynProvider,
+        below: u64,
+        fill: F,
+    ) -> Result<u64, EthError>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: Future<Output = Result<(), EthError>>,
+    {
+        let mut guard = self.next.lock().await;
+        let count = || async {
+            provider
+                .get_transaction_count(self.account)
+                .pending()
+                .await
+                .map_err(rpc_err)
+        };
+        let mut free = count().await?;
+        if guard.is_some_and(|local| free < local) {
+            return Ok(0);
+        }
+        let mut filled = 0;
+        while free < below {
+            fill(free).await?;
+            filled += 1;
+            *guard = Some(free + 1);
+            let next = count().await?;
+            if next <= free {
+                // The node does not count the fill (yet): not filled again over it.
+                break;
+            }
+            free = next;
+        }
+        Ok(filled)
+    }
+
     /// Runs `send` with the next nonce, holding the account's nonces until it returns: `send`
     /// may use several nonces in a row from it and answers the one after the last it used, or
     /// `None` when the node should be asked again (something was not accepted).

@@ -392,25 +392,28 @@ async fn a_recorded_lock_is_not_sent_again_over_a_pending_transaction_of_ours() 
     );
 }
 
-/// Two locks recorded together at consecutive nonces, neither at the node (the process died
-/// as it broadcast them, and the pool was emptied); the later one's swap tries again first:
-/// its lock is broadcast again, above a free nonce, where it would wait for the account's next
-/// send. That nonce is filled with a transfer to self, the lock is mined, and the earlier
-/// swap, whose recorded lock can now never be mined, gets a new one.
+/// Three locks recorded together at consecutive nonces, none at the node (the process died as
+/// it broadcast them, and the pool was emptied); the last one's swap tries again first: its
+/// lock is broadcast again above two free nonces, where it would wait for the account's next
+/// send. Both are filled with transfers of nothing to self in that attempt, the lock is
+/// mined, and the other swaps, whose recorded locks can now never be mined, get new ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorded_lock_above_a_free_nonce_has_the_nonce_filled() {
+async fn a_recorded_lock_above_free_nonces_has_them_filled() {
     let e = common::env().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("swaps.sqlite");
-    let (p1, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(16), 3600).await;
-    let (p2, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(16), 3600).await;
+    let mut swaps = Vec::new();
+    for _ in 0..3 {
+        swaps.push(common::eth_swap(&e.net, 0, 1, 10u128.pow(16), 3600).await.0);
+    }
     let before = sent_count(&e).await;
+    let from_block = e.net.provider().get_block_number().await.unwrap();
     e.net.rpc("evm_setAutomine", json!([false])).await;
     let dead = process(&e, &path);
     kill_at(
         &dead,
         "eth_sendRawTransaction",
-        dead.lock_htlcs(&[&p1, &p2]),
+        dead.lock_htlcs(&swaps.iter().collect::<Vec<_>>()),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -418,14 +421,54 @@ async fn a_recorded_lock_above_a_free_nonce_has_the_nonce_filled() {
     e.net.rpc("evm_setAutomine", json!([true])).await;
     assert_eq!(sent_count(&e).await, before, "nothing mined yet");
 
+    // A receipt timeout of 5 s: the lock at the top must be mined at the first attempt, or
+    // `lock_until_done` would see it time out again and again.
     let b = process_with(&e, &path, Duration::from_secs(5));
-    let t2 = lock_until_done(&b, &p2).await;
-    funded_by(&e, &p2, &t2).await;
-    let t1 = lock_until_done(&b, &p1).await;
-    funded_by(&e, &p1, &t1).await;
+    let first = Instant::now();
+    let t3 = lock_until_done(&b, &swaps[2]).await;
+    assert!(
+        first.elapsed() < Duration::from_secs(5),
+        "not mined at once"
+    );
+    funded_by(&e, &swaps[2], &t3).await;
+    for p in &swaps[..2] {
+        let t = lock_until_done(&b, p).await;
+        funded_by(&e, p, &t).await;
+    }
     assert_eq!(
         sent_count(&e).await,
-        before + 3,
-        "a transfer to self at the first nonce, the second lock, a new first lock"
+        before + 5,
+        "two transfers to self, the third lock, two new locks"
+    );
+    // What took the two free nonces: transfers of nothing to ourselves.
+    let me: Address = e.net.address(0);
+    let head = e.net.provider().get_block_number().await.unwrap();
+    let mut fillers = Vec::new();
+    for n in from_block + 1..=head {
+        let block = e
+            .net
+            .rpc("eth_getBlockByNumber", json!([format!("{n:#x}"), true]))
+            .await;
+        for tx in block["transactions"].as_array().unwrap() {
+            let nonce =
+                u64::from_str_radix(tx["nonce"].as_str().unwrap().trim_start_matches("0x"), 16)
+                    .unwrap();
+            let ours = tx["from"]
+                .as_str()
+                .unwrap()
+                .eq_ignore_ascii_case(&format!("{me:#x}"));
+            if ours && (nonce == before || nonce == before + 1) {
+                fillers.push((nonce, tx["to"].clone(), tx["value"].clone()));
+            }
+        }
+    }
+    fillers.sort_by_key(|f| f.0);
+    let to_self = json!(format!("{me:#x}"));
+    assert_eq!(
+        fillers,
+        vec![
+            (before, to_self.clone(), json!("0x0")),
+            (before + 1, to_self, json!("0x0"))
+        ]
     );
 }

@@ -126,6 +126,18 @@ impl EthChain {
         match self.provider.send_raw_transaction(&signed.raw).await {
             Ok(_) => {
                 tracing::info!(chain = "eth", swap_id = %p.swap_id, lock = %recorded.txref, cancel = %signed.txref, "lock cancel sent");
+                // Above a free nonce it would wait for this account's next send.
+                let fees = decode(&signed.raw)?;
+                if let Err(e) = self
+                    .fill_gap_below(
+                        nonce,
+                        fees.max_fee_per_gas(),
+                        fees.max_priority_fee_per_gas().unwrap_or(0),
+                    )
+                    .await
+                {
+                    tracing::warn!(chain = "eth", swap_id = %p.swap_id, error = %e, "a free nonce below a cancel not filled");
+                }
                 Err(ChainError::not_ready(format!(
                     "cancel {} not mined yet",
                     signed.txref

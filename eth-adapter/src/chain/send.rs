@@ -472,14 +472,28 @@ impl EthChain {
             .map_err(rpc_err)?
             .is_some();
         if !known {
-            let mined_nonces = self
-                .provider
-                .get_transaction_count(self.address())
-                .latest()
-                .await
-                .map_err(rpc_err)?;
-            if mined_nonces > envelope.nonce() {
-                return Ok(None);
+            // Its nonce used by a mined transaction: dead once that is as deep as a lock must
+            // be (a reorg could bring it back, and this one could be mined beside a new one).
+            let latest = scan::latest(&self.provider).await?;
+            let used_at = |block: u64| async move {
+                self.provider
+                    .get_transaction_count(self.address())
+                    .block_id(alloy::eips::BlockId::number(block))
+                    .await
+                    .map_err(rpc_err)
+            };
+            if used_at(latest.number).await? > envelope.nonce() {
+                let depth = u64::from(self.cfg.params.lock_confirmations.max(1));
+                if latest.number + 1 >= depth
+                    && used_at(latest.number + 1 - depth).await? > envelope.nonce()
+                {
+                    return Ok(None);
+                }
+                return Err(EthError::Rpc(format!(
+                    "recorded transaction {hash:#x}: nonce {} is used; a new one is built once \
+                     that is {depth} blocks deep",
+                    envelope.nonce()
+                )));
             }
             // Another transaction of ours is pending at its nonce (sent since, the node's
             // count having been below it): broadcast again, it could outbid that one (a
@@ -518,50 +532,42 @@ impl EthChain {
         Ok(Some(hash))
     }
 
-    /// Fills the lowest nonce below `nonce` at which the node counts no transaction of ours
-    /// (its pending count, when that is below `nonce`) with a transfer of nothing to
-    /// ourselves at the given fees (those of the transaction at `nonce`, which waits behind
-    /// it), so that `nonce`'s transaction can be mined. The nonce is read again holding the
-    /// account's nonces, so no round of this process is between taking it and broadcasting.
-    /// A transaction recorded at that nonce and not yet at the node (another process's, or a
-    /// refused one of ours) can then never be mined: its next attempt finds the nonce used and
-    /// builds a new one. Answers whether a transfer was sent.
-    async fn fill_gap_below(
+    /// Fills the nonces below `nonce` at which the node counts no transaction of ours (from
+    /// its pending count up, see [`crate::nonce::NonceManager::fill_below`]) with transfers of
+    /// nothing to ourselves at the given fees (those of the transaction at `nonce`, which
+    /// waits behind them), so that `nonce`'s transaction can be mined rather than wait for
+    /// this account's next send. A transaction recorded at a filled nonce and not at the node
+    /// (another process's, or a refused one of ours) can then never be mined: its next attempt
+    /// finds the nonce used (as deep as a lock must be) and builds a new one. Answers how many
+    /// were filled.
+    pub(super) async fn fill_gap_below(
         &self,
         nonce: u64,
         max_fee: u128,
         prio: u128,
-    ) -> Result<bool, EthError> {
+    ) -> Result<u64, EthError> {
         // Read first without the account's nonces: a round in flight is not waited for when
         // there is no gap (the common case).
         if self.pending_count().await? >= nonce {
-            return Ok(false);
+            return Ok(0);
         }
         self.nonces
-            .run_from(&self.provider, |free| async move {
-                if free >= nonce {
-                    return (Ok(false), None);
-                }
-                let sent = async {
-                    let filler = self.sign_transfer_to_self(free, max_fee, prio).await?;
-                    let _ = self
-                        .provider
-                        .send_raw_transaction(&filler.raw)
-                        .await
-                        .map_err(rpc_err)?;
-                    tracing::warn!(
-                        chain = "eth",
-                        nonce = free,
-                        waiting = nonce,
-                        "a free nonce below a recorded transaction filled by a transfer to self"
-                    );
-                    Ok(true)
-                }
-                .await;
-                let next = matches!(sent, Ok(true)).then_some(free + 1);
-                (sent, next)
+            .fill_below(&self.provider, nonce, |free| async move {
+                let filler = self.sign_transfer_to_self(free, max_fee, prio).await?;
+                let _ = self
+                    .provider
+                    .send_raw_transaction(&filler.raw)
+                    .await
+                    .map_err(rpc_err)?;
+                tracing::warn!(
+                    chain = "eth",
+                    nonce = free,
+                    waiting = nonce,
+                    "a free nonce below a recorded transaction filled by a transfer to self"
+                );
+                Ok(())
             })
-            .await?
+            .await
     }
 
     /// A transaction not mined in time, described for its error: whether the node still has it,
