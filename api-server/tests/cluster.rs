@@ -434,6 +434,23 @@ impl Cluster {
             .collect()
     }
 
+    /// Every line of the servers' logs about swap `id`, each with its server and start.
+    pub fn lines_about(&self, id: &str) -> String {
+        let mut out = String::new();
+        for i in 0..self.setup.servers {
+            let mut start = 0;
+            for line in self.log(i).lines() {
+                if line.starts_with("=== start") {
+                    start += 1;
+                }
+                if line.contains(id) {
+                    out.push_str(&format!("  server {i} start {start}: {line}\n"));
+                }
+            }
+        }
+        out
+    }
+
     /// The worker name of server `i`'s latest start (from its log).
     pub fn worker_name(&self, i: usize) -> String {
         let log = self.log(i);
