@@ -128,7 +128,11 @@ impl CustomMessageHandler for ChainBinding {
             self.chain
         );
         tracing::warn!(peer = %their_node_id, inbound, "refused: {why}");
-        self.lock().insert(their_node_id, why);
+        // Remembered for the peers we connect to (read by `connect` and the reconnections);
+        // not for those connecting to us, which anyone can do with new keys at will.
+        if !inbound {
+            self.lock().insert(their_node_id, why);
+        }
         Err(())
     }
 

@@ -596,9 +596,12 @@ impl LnNode {
         let rpc = Arc::clone(&self.rpc);
         let peers = Arc::clone(&self.peers);
         let peer_manager = Arc::clone(&self.peer_manager);
+        let binding = Arc::clone(&self.binding);
         let interval = self.config.poll_interval;
         let task = tokio::spawn(async move {
             let mut last_height = None;
+            // Peers not reached: attempts since the last success, and the next one's time.
+            let mut backoff: HashMap<PublicKey, (u32, std::time::Instant)> = HashMap::new();
             loop {
                 match follower.sync().await {
                     Ok(height) => {
@@ -627,12 +630,27 @@ impl LnNode {
                     .map(|(k, a)| (*k, *a))
                     .collect();
                 for (node_id, addr) in wanted {
-                    if peer_manager.peer_by_node_id(&node_id).is_none() {
-                        if let Some(conn) =
-                            connect_outbound(Arc::clone(&peer_manager), node_id, addr).await
-                        {
-                            tokio::spawn(conn);
-                        }
+                    if peer_manager.peer_by_node_id(&node_id).is_some() {
+                        backoff.remove(&node_id);
+                        continue;
+                    }
+                    // A node on another chain is not tried again; one that is down (or that
+                    // hangs up on us) less and less often, at most every 20 polls.
+                    if binding.refused(&node_id).is_some() {
+                        continue;
+                    }
+                    let now = std::time::Instant::now();
+                    let tries = match backoff.get(&node_id) {
+                        Some((_, next)) if now < *next => continue,
+                        Some((tries, _)) => *tries,
+                        None => 0,
+                    };
+                    let wait = (interval * 2u32.pow(tries.min(5))).min(interval * 20);
+                    backoff.insert(node_id, (tries + 1, now + wait));
+                    if let Some(conn) =
+                        connect_outbound(Arc::clone(&peer_manager), node_id, addr).await
+                    {
+                        tokio::spawn(conn);
                     }
                 }
                 tokio::select! {

@@ -136,6 +136,7 @@ impl LnNode {
                 .ok_or_else(|| LnError::NotReady(format!("cannot connect to {node_id}@{addr}")))?;
         let conn = tokio::spawn(conn);
         let started = Instant::now();
+        let mut hung_up: Option<Instant> = None;
         while self.peer_manager.peer_by_node_id(&node_id).is_none() {
             // Refused by us: we read their init and they are on another chain.
             if let Some(why) = self.binding.refused(&node_id) {
@@ -151,12 +152,17 @@ impl LnNode {
             }
             // Or they hung up first (a node on another chain hangs up as soon as it reads our
             // init; so does one given a wrong node id, or one going down): kept among the
-            // peers, since what happened is not known for sure.
-            if conn.is_finished() && self.peer_manager.peer_by_node_id(&node_id).is_none() {
-                return Err(LnError::NotReady(format!(
-                    "{node_id}@{addr} hung up during the handshake (a wrong node id, a node on \
-                     another chain, or one going down)"
-                )));
+            // peers, since what happened is not known for sure. Told after a second, since
+            // another connection to the same node (ours from the reconnections, or theirs)
+            // may have been the one kept.
+            if conn.is_finished() {
+                let since = *hung_up.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(1) {
+                    return Err(LnError::NotReady(format!(
+                        "{node_id}@{addr} hung up during the handshake (a wrong node id, a \
+                         node on another chain, or one going down)"
+                    )));
+                }
             }
             if started.elapsed() > Duration::from_secs(10) {
                 return Err(LnError::NotReady(format!(
