@@ -128,7 +128,7 @@ const WEI_PER_SAT: u128 = 10_000_000_000;
 /// the Channel contract deployed by anvil's first account, and both with a `[channel]` (a
 /// one-hour challenge period) and an `[ln]`.
 struct Pair {
-    // Dropped in this order: the nodes stopped before their directory goes.
+    /// Stops the nodes: must drop before `root` (bind it after `root` when destructuring).
     _down: Down,
     root: tempfile::TempDir,
     /// The maker's and the taker's data directories.
@@ -300,9 +300,11 @@ fn take_swapped(a: &Path, b: &Path, offer: &str, give: u64, maker_log: &Path) ->
 #[test]
 fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // `_down` after `root`: bindings drop in reverse order, so the nodes are stopped while
+    // the maker's directory (which `regtest down` reads) still exists.
     let Pair {
-        _down,
         root,
+        _down,
         a,
         b,
         state,
@@ -540,9 +542,11 @@ fn lightning_for_eth_in_a_channel_through_the_cli_maker_and_taker() {
 fn tokens_in_a_channel_for_lightning_through_the_cli_maker_and_taker() {
     use devnet::test_contracts::TestToken;
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // `_down` after `root`: bindings drop in reverse order, so the nodes are stopped while
+    // the maker's directory (which `regtest down` reads) still exists.
     let Pair {
-        _down,
         root,
+        _down,
         a,
         b,
         state,
