@@ -16,10 +16,8 @@
 //!
 //! Without a key (library users who choose so, tests), values are read and written in clear.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lightning::io;
 use lightning::util::async_poll::AsyncResult;
@@ -42,109 +40,8 @@ pub(crate) type OneRead = Result<Option<Vec<u8>>, io::Error>;
 /// The node's database in its data directory, its values sealed with the installation's key
 /// when it has one.
 pub(crate) struct SealedStore {
-    inner: Arc<SqliteKv>,
+    inner: SqliteKv,
     key: Option<Arc<StoreKey>>,
-    versions: Arc<Versions>,
-}
-
-/// Versions of the writes to each key, taken when a write (or remove) is called: LDK's async
-/// writes run on the blocking pool (an fsync never holds a tokio worker), where two writes of
-/// one key may run in either order; the older one finds the newer one written and is skipped
-/// (its future still answers done: a newer value is durable), so the key ends with the value
-/// of the last call. The sync writes take versions too (the same key may be written both
-/// ways).
-#[derive(Default)]
-struct Versions {
-    next: AtomicU64,
-    /// The version last written, per key in use (an entry is dropped once no write holds it).
-    last: Mutex<HashMap<Vec<u8>, Arc<Mutex<u64>>>>,
-}
-
-impl Versions {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<Mutex<u64>>>> {
-        self.last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A new version for `place`, and the slot holding the version last written there.
-    fn take(&self, place: &[u8]) -> (Arc<Mutex<u64>>, u64) {
-        let version = self.next.fetch_add(1, Ordering::SeqCst) + 1;
-        let slot = Arc::clone(self.map().entry(place.to_vec()).or_default());
-        (slot, version)
-    }
-
-    /// Runs `op` for `version` at `place` unless a newer version was written there already.
-    fn run(
-        &self,
-        place: &[u8],
-        slot: Arc<Mutex<u64>>,
-        version: u64,
-        op: impl FnOnce() -> Result<(), io::Error>,
-    ) -> Result<(), io::Error> {
-        let result = {
-            let mut last = slot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if version <= *last {
-                Ok(())
-            } else {
-                let r = op();
-                if r.is_ok() {
-                    *last = version;
-                }
-                r
-            }
-        };
-        // The entry goes once no other write holds it (the map's and this one's references).
-        let mut map = self.map();
-        if Arc::strong_count(&slot) == 2 {
-            map.remove(place);
-        }
-        result
-    }
-}
-
-/// One change to a key: a value written (to be sealed), or the key removed.
-enum Change {
-    Write(zeroize::Zeroizing<Vec<u8>>),
-    Remove { lazy: bool },
-}
-
-/// `change` made at its place, sealed with `key` when there is one.
-fn apply(
-    inner: &SqliteKv,
-    key: Option<&StoreKey>,
-    (primary, secondary, name): (&str, &str, &str),
-    change: Change,
-) -> Result<(), io::Error> {
-    match change {
-        Change::Write(buf) => {
-            let sealed = seal_with(key, primary, secondary, name, &buf)?;
-            KVStoreSync::write(inner, primary, secondary, name, sealed)
-        }
-        Change::Remove { lazy } => KVStoreSync::remove(inner, primary, secondary, name, lazy),
-    }
-}
-
-/// `value` as written: sealed for its place when there is a key.
-fn seal_with(
-    key: Option<&StoreKey>,
-    primary: &str,
-    secondary: &str,
-    name: &str,
-    value: &[u8],
-) -> Result<Vec<u8>, io::Error> {
-    let Some(k) = key else {
-        return Ok(value.to_vec());
-    };
-    let sealed = k
-        .seal_bytes(&binding(primary, secondary, name), value)
-        .map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))?;
-    let mut out = Vec::with_capacity(MAGIC.len() + sealed.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&sealed);
-    Ok(out)
 }
 
 impl std::fmt::Debug for SealedStore {
@@ -228,9 +125,8 @@ impl SealedStore {
         };
         let state = open_store(key.as_ref(), check.as_deref()).map_err(key_err)?;
         let store = Self {
-            inner: Arc::new(inner),
+            inner,
             key: key.map(Arc::new),
-            versions: Arc::default(),
         };
         if let (KeyState::ToSeal, Some(key)) = (state, store.key.as_deref()) {
             // Every clear value sealed first, then the check: a start interrupted meanwhile
@@ -243,7 +139,7 @@ impl SealedStore {
             let check = key
                 .key_check()
                 .map_err(|e| LnError::Store(std::io::Error::other(e.to_string())))?;
-            KVStoreSync::write(&*store.inner, CHECK_NAMESPACE, "", CHECK_KEY, check)
+            KVStoreSync::write(&store.inner, CHECK_NAMESPACE, "", CHECK_KEY, check)
                 .map_err(|e| io_err("key check", e))?;
         }
         Ok(store)
@@ -251,12 +147,12 @@ impl SealedStore {
 
     /// Seals every clear value in place (each row replaced).
     fn seal_clear_values(&self) -> Result<(), LnError> {
-        let all = MigratableKVStore::list_all_keys(&*self.inner).map_err(|e| io_err("list", e))?;
+        let all = MigratableKVStore::list_all_keys(&self.inner).map_err(|e| io_err("list", e))?;
         for (p, s, k) in all {
             if p == CHECK_NAMESPACE {
                 continue;
             }
-            let value = KVStoreSync::read(&*self.inner, &p, &s, &k)
+            let value = KVStoreSync::read(&self.inner, &p, &s, &k)
                 .map_err(|e| io_err(&format!("{p}/{s}/{k}"), e))?;
             if value.starts_with(MAGIC) {
                 continue;
@@ -265,7 +161,7 @@ impl SealedStore {
             let sealed = self
                 .seal(&p, &s, &k, &value)
                 .map_err(|e| io_err(&format!("{p}/{s}/{k}"), e))?;
-            KVStoreSync::write(&*self.inner, &p, &s, &k, sealed)
+            KVStoreSync::write(&self.inner, &p, &s, &k, sealed)
                 .map_err(|e| io_err(&format!("{p}/{s}/{k}"), e))?;
         }
         Ok(())
@@ -299,66 +195,16 @@ impl SealedStore {
         key: &str,
         value: &[u8],
     ) -> Result<Vec<u8>, io::Error> {
-        seal_with(self.key.as_deref(), primary, secondary, key, value)
-    }
-
-    /// `change` at its place, in call order with every other change of that place (see
-    /// [`Versions`]): now, on this thread.
-    fn change_now(
-        &self,
-        primary: &str,
-        secondary: &str,
-        key: &str,
-        change: Change,
-    ) -> Result<(), io::Error> {
-        let place = binding(primary, secondary, key);
-        let (slot, version) = self.versions.take(&place);
-        self.versions.run(&place, slot, version, || {
-            apply(
-                &self.inner,
-                self.key.as_deref(),
-                (primary, secondary, key),
-                change,
-            )
-        })
-    }
-
-    /// `change` at its place, its version taken now and made on the blocking pool when the
-    /// future is polled (LDK's async writes: an fsync never holds a tokio worker).
-    fn change_later(
-        &self,
-        primary: &str,
-        secondary: &str,
-        key: &str,
-        change: Change,
-    ) -> AsyncResult<'static, (), io::Error> {
-        let place = binding(primary, secondary, key);
-        let (slot, version) = self.versions.take(&place);
-        let (inner, seal_key, versions) = (
-            Arc::clone(&self.inner),
-            self.key.clone(),
-            Arc::clone(&self.versions),
-        );
-        let names = (primary.to_owned(), secondary.to_owned(), key.to_owned());
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                versions.run(&place, slot, version, || {
-                    apply(
-                        &inner,
-                        seal_key.as_deref(),
-                        (&names.0, &names.1, &names.2),
-                        change,
-                    )
-                })
-            })
-            .await
-            .map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::Other,
-                    format!("store write did not run: {e}"),
-                )
-            })?
-        })
+        let Some(k) = self.key.as_deref() else {
+            return Ok(value.to_vec());
+        };
+        let sealed = k
+            .seal_bytes(&binding(primary, secondary, key), value)
+            .map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))?;
+        let mut out = Vec::with_capacity(MAGIC.len() + sealed.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&sealed);
+        Ok(out)
     }
 }
 
@@ -377,7 +223,7 @@ fn io_err(what: &str, e: io::Error) -> LnError {
 
 impl KVStoreSync for SealedStore {
     fn read(&self, primary: &str, secondary: &str, key: &str) -> Result<Vec<u8>, io::Error> {
-        let stored = KVStoreSync::read(&*self.inner, primary, secondary, key)?;
+        let stored = KVStoreSync::read(&self.inner, primary, secondary, key)?;
         unseal(
             self.key.as_deref(),
             &binding(primary, secondary, key),
@@ -392,12 +238,9 @@ impl KVStoreSync for SealedStore {
         key: &str,
         buf: Vec<u8>,
     ) -> Result<(), io::Error> {
-        self.change_now(
-            primary,
-            secondary,
-            key,
-            Change::Write(zeroize::Zeroizing::new(buf)),
-        )
+        let buf = zeroize::Zeroizing::new(buf);
+        let sealed = self.seal(primary, secondary, key, &buf)?;
+        KVStoreSync::write(&self.inner, primary, secondary, key, sealed)
     }
 
     fn remove(
@@ -407,17 +250,16 @@ impl KVStoreSync for SealedStore {
         key: &str,
         lazy: bool,
     ) -> Result<(), io::Error> {
-        self.change_now(primary, secondary, key, Change::Remove { lazy })
+        KVStoreSync::remove(&self.inner, primary, secondary, key, lazy)
     }
 
     fn list(&self, primary: &str, secondary: &str) -> Result<Vec<String>, io::Error> {
-        KVStoreSync::list(&*self.inner, primary, secondary)
+        KVStoreSync::list(&self.inner, primary, secondary)
     }
 }
 
-/// Reads and lists done at call; writes and removes versioned at call and made on the blocking
-/// pool (see [`Versions`]): a key ends with its last call's value, and a write's future
-/// answers once that value, or a newer one, is committed.
+/// Done at call (as LDK's `KVStoreSyncWrapper` does): a write is committed before the call
+/// returns, so writes to a key land in call order.
 impl KVStore for SealedStore {
     fn read(
         &self,
@@ -436,12 +278,8 @@ impl KVStore for SealedStore {
         key: &str,
         buf: Vec<u8>,
     ) -> AsyncResult<'static, (), io::Error> {
-        self.change_later(
-            primary,
-            secondary,
-            key,
-            Change::Write(zeroize::Zeroizing::new(buf)),
-        )
+        let r = KVStoreSync::write(self, primary, secondary, key, buf);
+        Box::pin(async move { r })
     }
 
     fn remove(
@@ -451,7 +289,8 @@ impl KVStore for SealedStore {
         key: &str,
         lazy: bool,
     ) -> AsyncResult<'static, (), io::Error> {
-        self.change_later(primary, secondary, key, Change::Remove { lazy })
+        let r = KVStoreSync::remove(self, primary, secondary, key, lazy);
+        Box::pin(async move { r })
     }
 
     fn list(&self, primary: &str, secondary: &str) -> AsyncResult<'static, Vec<String>, io::Error> {
@@ -528,12 +367,12 @@ mod tests {
         );
 
         // A value moved under another key does not open there.
-        let a = KVStoreSync::read(&*s.inner, "xswap", "preimages", "aa").unwrap();
-        KVStoreSync::write(&*s.inner, "xswap", "preimages", "cc", a).unwrap();
+        let a = KVStoreSync::read(&s.inner, "xswap", "preimages", "aa").unwrap();
+        KVStoreSync::write(&s.inner, "xswap", "preimages", "cc", a).unwrap();
         let e = KVStoreSync::read(&s, "xswap", "preimages", "cc").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(!e.to_string().contains("a7a7"));
-        KVStoreSync::remove(&*s.inner, "xswap", "preimages", "cc", false).unwrap();
+        KVStoreSync::remove(&s.inner, "xswap", "preimages", "cc", false).unwrap();
         drop(s);
 
         // Without the key, or with another: refused, nothing written.
@@ -578,7 +417,7 @@ mod tests {
         // With its key: moved in, and read.
         let s = SealedStore::open(path.clone(), Some(key(1))).unwrap();
         assert_eq!(
-            KVStoreSync::read(&*s.inner, "monitors", "", "m1").unwrap(),
+            KVStoreSync::read(&s.inner, "monitors", "", "m1").unwrap(),
             vec![1, 2, 3]
         );
         assert!(!path.join("monitors").exists());
@@ -594,39 +433,5 @@ mod tests {
         assert!(!holds(dir.path(), &SECRET));
         assert_eq!(KVStoreSync::read(&s, "ns", "", "k").unwrap(), SECRET);
         assert_eq!(KVStore::read(&s, "ns", "", "k").await.unwrap(), SECRET);
-    }
-
-    /// Async writes of one key whose futures run in the other order than their calls: the
-    /// key ends with the last call's value (the older write is skipped, its future done), a
-    /// remove called last removes, and no version entry is left behind.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn async_writes_land_in_call_order_whatever_order_they_run_in() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SealedStore::open(dir.path().into(), Some(key(3))).unwrap();
-        let first = KVStore::write(&store, "ns", "", "k", b"one".to_vec());
-        let second = KVStore::write(&store, "ns", "", "k", b"two".to_vec());
-        second.await.unwrap();
-        first.await.unwrap();
-        assert_eq!(KVStoreSync::read(&store, "ns", "", "k").unwrap(), b"two");
-
-        let write = KVStore::write(&store, "ns", "", "k", b"three".to_vec());
-        let remove = KVStore::remove(&store, "ns", "", "k", false);
-        remove.await.unwrap();
-        write.await.unwrap();
-        assert!(KVStoreSync::read(&store, "ns", "", "k").is_err());
-
-        // Sync and async writes share the order.
-        let late = KVStore::write(&store, "ns", "", "k", b"async".to_vec());
-        KVStoreSync::write(&store, "ns", "", "k", b"sync".to_vec()).unwrap();
-        late.await.unwrap();
-        assert_eq!(KVStoreSync::read(&store, "ns", "", "k").unwrap(), b"sync");
-
-        // In order, each lands; sealed at rest.
-        KVStore::write(&store, "ns", "", "k", SECRET.to_vec())
-            .await
-            .unwrap();
-        assert_eq!(KVStoreSync::read(&store, "ns", "", "k").unwrap(), SECRET);
-        assert!(!holds(dir.path(), &SECRET));
-        assert!(store.versions.map().is_empty());
     }
 }
