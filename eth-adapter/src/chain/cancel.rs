@@ -24,7 +24,42 @@ pub(super) fn decode(raw: &[u8]) -> Result<alloy::consensus::TxEnvelope, EthErro
         .map_err(|e| EthError::Inconsistent(format!("outbox transaction unreadable: {e}")))
 }
 
+/// How a nonce of ours is used by mined transactions (see [`EthChain::nonce_use`]).
+pub(super) enum NonceUse {
+    /// Not as of the latest block.
+    Free,
+    /// Used, not yet as deep as a lock must be (`depth` blocks): a reorg could free it.
+    Shallow { depth: u64 },
+    /// Used, as deep as a lock must be.
+    Deep,
+}
+
 impl EthChain {
+    /// Whether a mined transaction of ours uses `nonce` as of `latest`, and how deep: a
+    /// transaction recorded at that nonce is dead only once the use is a lock's depth deep.
+    pub(super) async fn nonce_use(
+        &self,
+        nonce: u64,
+        latest: &scan::ScanTip,
+    ) -> Result<NonceUse, EthError> {
+        let used_at = |block: u64| async move {
+            self.provider
+                .get_transaction_count(self.address())
+                .block_id(alloy::eips::BlockId::number(block))
+                .await
+                .map_err(rpc_err)
+        };
+        if used_at(latest.number).await? <= nonce {
+            return Ok(NonceUse::Free);
+        }
+        let depth = u64::from(self.cfg.params.lock_confirmations.max(1));
+        if latest.number + 1 >= depth && used_at(latest.number + 1 - depth).await? > nonce {
+            Ok(NonceUse::Deep)
+        } else {
+            Ok(NonceUse::Shallow { depth })
+        }
+    }
+
     pub(super) async fn cancel_lock_htlc(&self, p: &HtlcParams) -> Result<TxRef, ChainError> {
         self.signer()?;
         let h = EthHtlc::from_params(p)?;
@@ -78,39 +113,32 @@ impl EthChain {
         // Is the nonce used by a transaction deep enough (the lock reverted, our cancel, or
         // anything else of ours)? Then the lock can never be mined.
         let latest = scan::latest(&self.provider).await?;
-        let depth = u64::from(self.cfg.params.lock_confirmations.max(1));
-        let used_at = |block: u64| async move {
-            self.provider
-                .get_transaction_count(self.address())
-                .block_id(alloy::eips::BlockId::number(block))
-                .await
-                .map_err(rpc_err)
-        };
-        if used_at(latest.number).await? > nonce {
-            let deep =
-                latest.number + 1 >= depth && used_at(latest.number + 1 - depth).await? > nonce;
-            if !deep {
+        match self.nonce_use(nonce, &latest).await? {
+            NonceUse::Free => {}
+            NonceUse::Shallow { depth } => {
                 return Err(ChainError::not_ready(format!(
                     "nonce {nonce} of lock {} is used; waiting for {depth} confirmations",
                     recorded.txref
-                )));
+                )))
             }
-            self.outbox
-                .discard(&[lock_key], &recorded.txref)
-                .await
-                .map_err(outbox_error)?;
-            let txref = match cancel {
-                Some(c) => {
-                    self.outbox
-                        .discard(&[cancel_key], &c.txref)
-                        .await
-                        .map_err(outbox_error)?;
-                    c.txref
-                }
-                None => TxRef(String::new()),
-            };
-            tracing::info!(chain = "eth", swap_id = %p.swap_id, lock = %recorded.txref, "lock cancelled for good");
-            return Ok(txref);
+            NonceUse::Deep => {
+                self.outbox
+                    .discard(&[lock_key], &recorded.txref)
+                    .await
+                    .map_err(outbox_error)?;
+                let txref = match cancel {
+                    Some(c) => {
+                        self.outbox
+                            .discard(&[cancel_key], &c.txref)
+                            .await
+                            .map_err(outbox_error)?;
+                        c.txref
+                    }
+                    None => TxRef(String::new()),
+                };
+                tracing::info!(chain = "eth", swap_id = %p.swap_id, lock = %recorded.txref, "lock cancelled for good");
+                return Ok(txref);
+            }
         }
         let signed = match cancel {
             Some(c) => c,

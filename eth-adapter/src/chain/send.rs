@@ -475,25 +475,16 @@ impl EthChain {
             // Its nonce used by a mined transaction: dead once that is as deep as a lock must
             // be (a reorg could bring it back, and this one could be mined beside a new one).
             let latest = scan::latest(&self.provider).await?;
-            let used_at = |block: u64| async move {
-                self.provider
-                    .get_transaction_count(self.address())
-                    .block_id(alloy::eips::BlockId::number(block))
-                    .await
-                    .map_err(rpc_err)
-            };
-            if used_at(latest.number).await? > envelope.nonce() {
-                let depth = u64::from(self.cfg.params.lock_confirmations.max(1));
-                if latest.number + 1 >= depth
-                    && used_at(latest.number + 1 - depth).await? > envelope.nonce()
-                {
-                    return Ok(None);
+            match self.nonce_use(envelope.nonce(), &latest).await? {
+                super::cancel::NonceUse::Free => {}
+                super::cancel::NonceUse::Deep => return Ok(None),
+                super::cancel::NonceUse::Shallow { depth } => {
+                    return Err(EthError::Rpc(format!(
+                        "recorded transaction {hash:#x}: nonce {} is used; a new one is built \
+                         once that is {depth} blocks deep",
+                        envelope.nonce()
+                    )))
                 }
-                return Err(EthError::Rpc(format!(
-                    "recorded transaction {hash:#x}: nonce {} is used; a new one is built once \
-                     that is {depth} blocks deep",
-                    envelope.nonce()
-                )));
             }
             // Another transaction of ours is pending at its nonce (sent since, the node's
             // count having been below it): broadcast again, it could outbid that one (a
