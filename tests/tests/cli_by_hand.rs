@@ -88,16 +88,25 @@ fn start_maker(dir: &Path, abort_after: Option<&str>) -> Child {
     }
 }
 
-/// Runs `take` with the crash hook set to `abort_after` state changes, mining once the swap
-/// is agreed (blocks mined during the negotiation could move the maker's tip past the slack
-/// the terms keep, and the maker would rightly refuse) until it exits, and checks that it did
-/// stop at the hook (and not, say, on an error before any swap existed).
-fn take_and_abort(a: &Path, b: &Path, offer: &str, give: &str, abort_after: &str) {
-    let log = b.with_extension("take.log");
-    let mut taker = cmd(b, &["take", offer, "--give", give, "--yes"])
-        .env("XSWAP_TEST_ABORT_AFTER_STATES", abort_after)
+/// Runs `take ARGS` with `envs` (its output read as it comes, its log in `log`), mining
+/// `blocks` blocks every 300 ms once the swap is agreed (mined during the negotiation, they
+/// would move the maker's tip past the one block of slack the terms keep, and the maker would
+/// rightly refuse), until it exits (within `secs`, or a failure naming `what`): its exit
+/// status, its output and its log.
+fn take_mining_once_agreed(
+    a: &Path,
+    b: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    log: &Path,
+    (blocks, secs, what): (&str, u64, &str),
+) -> (std::process::ExitStatus, String, String) {
+    let mut all = vec!["take"];
+    all.extend_from_slice(args);
+    let mut taker = cmd(b, &all)
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
     let stdout = taker.stdout.take().unwrap();
@@ -117,19 +126,34 @@ fn take_and_abort(a: &Path, b: &Path, offer: &str, give: &str, abort_after: &str
         })
     };
     let start = Instant::now();
-    while taker.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "taker did not stop"
-        );
+    let status = loop {
+        if let Some(status) = taker.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}");
         if lines.lock().unwrap().contains(" agreed;") {
-            ok(a, &["regtest", "mine", "1"]);
+            ok(a, &["regtest", "mine", blocks]);
         }
         std::thread::sleep(Duration::from_millis(300));
-    }
+    };
     reader.join().unwrap();
     let text = lines.lock().unwrap().clone();
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let logged = std::fs::read_to_string(log).unwrap_or_default();
+    (status, text, logged)
+}
+
+/// Runs `take` with the crash hook set to `abort_after` state changes, mining once the swap
+/// is agreed, until it exits, and checks that it did stop at the hook (and not, say, on an
+/// error before any swap existed).
+fn take_and_abort(a: &Path, b: &Path, offer: &str, give: &str, abort_after: &str) {
+    let (_, text, logged) = take_mining_once_agreed(
+        a,
+        b,
+        &[offer, "--give", give, "--yes"],
+        &[("XSWAP_TEST_ABORT_AFTER_STATES", abort_after)],
+        &b.with_extension("take.log"),
+        ("1", 90, "taker did not stop"),
+    );
     assert!(
         logged.contains("XSWAP_TEST_ABORT_AFTER_STATES reached"),
         "the taker ended before its crash point:\n{text}\nlog:\n{logged}"
@@ -709,51 +733,18 @@ fn take_exits_non_zero_when_the_swap_is_refunded() {
         ..
     } = setup();
     let mut maker = start_maker(&a, Some("1"));
-    // Its log goes to a file (a pipe nobody reads would fill up), shown if the test fails.
-    let log = _root.path().join("taker.log");
-    let mut taker = cmd(&b, &["take", &offer, "--give", "1000000", "--yes"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    // Its output read as it comes: blocks are mined only once the swap is agreed (mined
-    // during the negotiation, 20 at a time, they would move the maker's tip past the one
-    // block of slack the terms keep, and the maker would rightly refuse them).
-    let stdout = taker.stdout.take().unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let mut all = lines.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        })
-    };
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = taker.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "take never ended"
-        );
-        if lines.lock().unwrap().contains(" agreed;") {
-            ok(&a, &["regtest", "mine", "20"]);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    // Its log goes to a file (a pipe nobody reads would fill up), shown if the test fails; 20
+    // blocks a poll once agreed.
+    let (status, text, logged) = take_mining_once_agreed(
+        &a,
+        &b,
+        &[&offer, "--give", "1000000", "--yes"],
+        &[],
+        &_root.path().join("taker.log"),
+        ("20", 180, "take never ended"),
+    );
     let _ = maker.kill();
     let _ = maker.wait();
-    reader.join().unwrap();
-    let text = lines.lock().unwrap().clone();
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(status.code(), Some(3), "{text}\nlog:\n{logged}");
     assert!(
         text.contains("refunded: we got our own asset back"),
