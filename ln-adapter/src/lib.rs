@@ -11,6 +11,8 @@
 //!   counts their events handled.
 //! - [`handshake`]: the node's chain bound in the Lightning handshake (a Litecoin node and a
 //!   Bitcoin node refuse each other).
+//! - `reconnect`: lost peers reconnected (not one refused for its chain; an unreachable one
+//!   less and less often).
 //! - `follower`: every block of the node's main chain to LDK, in order, reorgs as
 //!   disconnections; Litecoin's HogEx skipped.
 //! - `io`: logging, broadcasting and fee estimates through the node; closes and claims pay to
@@ -38,6 +40,7 @@ mod ledger;
 pub mod node;
 mod ops;
 pub mod rail;
+mod reconnect;
 mod router;
 mod sealed;
 mod types;

@@ -600,8 +600,7 @@ impl LnNode {
         let interval = self.config.poll_interval;
         let task = tokio::spawn(async move {
             let mut last_height = None;
-            // Peers not reached: attempts since the last success, and the next one's time.
-            let mut backoff: HashMap<PublicKey, (u32, std::time::Instant)> = HashMap::new();
+            let mut reconnect = crate::reconnect::Reconnect::new(interval);
             loop {
                 match follower.sync().await {
                     Ok(height) => {
@@ -629,30 +628,7 @@ impl LnNode {
                     .iter()
                     .map(|(k, a)| (*k, *a))
                     .collect();
-                for (node_id, addr) in wanted {
-                    if peer_manager.peer_by_node_id(&node_id).is_some() {
-                        backoff.remove(&node_id);
-                        continue;
-                    }
-                    // A node on another chain is not tried again; one that is down (or that
-                    // hangs up on us) less and less often, at most every 20 polls.
-                    if binding.refused(&node_id).is_some() {
-                        continue;
-                    }
-                    let now = std::time::Instant::now();
-                    let tries = match backoff.get(&node_id) {
-                        Some((_, next)) if now < *next => continue,
-                        Some((tries, _)) => *tries,
-                        None => 0,
-                    };
-                    let wait = (interval * 2u32.pow(tries.min(5))).min(interval * 20);
-                    backoff.insert(node_id, (tries + 1, now + wait));
-                    if let Some(conn) =
-                        connect_outbound(Arc::clone(&peer_manager), node_id, addr).await
-                    {
-                        tokio::spawn(conn);
-                    }
-                }
+                reconnect.pass(wanted, &peer_manager, &binding).await;
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
                     _ = stop.changed() => return,
