@@ -28,6 +28,8 @@
 //!                                  # or `xswap maker` / `take` / `resume`, which run it too)
 //! data_dir = "ln"                  # its state, relative to the installation's data directory
 //! min_confirmations = 3            # before a channel opened to us is usable
+//! # anchors = true                 # anchor outputs: on for Bitcoin, off for Litecoin
+//! # anchor_reserve_sats = 25000    # wallet coins kept per anchor channel for its fees
 //! ```
 //!
 //! The Lightning node runs on the `[btc]` node and funds channels from its wallet.
@@ -137,6 +139,13 @@ pub struct LnSection {
     /// Confirmations before a channel opened to us is usable.
     #[serde(default = "default_ln_confirmations")]
     pub min_confirmations: u32,
+    /// Anchor outputs on the channels (`ln_adapter::LnConfig::anchors`); unset: the chain's
+    /// default (on for Bitcoin, off for Litecoin, whose nodes do not relay 330-sat outputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchors: Option<bool>,
+    /// Wallet coins kept per anchor channel for its force-close fees; unset: 25,000 sat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_reserve_sats: Option<u64>,
 }
 
 fn default_ln_listen() -> String {
@@ -157,6 +166,8 @@ impl Default for LnSection {
             listen: default_ln_listen(),
             data_dir: default_ln_dir(),
             min_confirmations: default_ln_confirmations(),
+            anchors: None,
+            anchor_reserve_sats: None,
         }
     }
 }

@@ -42,6 +42,14 @@ pub async fn ln_node(
         dir.join(wallet),
     );
     config.poll_interval = Duration::from_millis(200);
+    if config.anchors {
+        // Anchor channels (Bitcoin) are accepted and opened only with the wallet's reserve
+        // for their force-close fees.
+        nodes
+            .send_to_wallet(wallet, 4 * config.anchor_reserve_sats)
+            .await?;
+        nodes.btc.mine(1).await;
+    }
     // Its data sealed as an installation's is, with a key of its own from its seed (the same
     // at every start on `dir`).
     let mut key = zeroize::Zeroizing::new([0u8; 32]);

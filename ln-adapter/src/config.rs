@@ -56,6 +56,16 @@ pub struct LnConfig {
     /// ([`crate::LnError::KeyRequired`]) or with another ([`crate::LnError::WrongKey`]); a clear
     /// one is sealed in place at its first start with a key.
     pub store_key: Option<StoreKey>,
+    /// Whether channels are opened and accepted with anchor outputs
+    /// (`option_anchors_zero_fee_htlc_tx`), whose force-close fees the node wallet pays at the
+    /// feerate of the moment (see `anchors.rs`). The default is on for Bitcoin, whose relay
+    /// policy relays the 330-sat anchors, and off for Litecoin, whose nodes refuse outputs
+    /// that small by default. Peers that do not offer anchors still get a channel without.
+    pub anchors: bool,
+    /// Confirmed native segwit coins the node wallet must keep per anchor channel, to pay
+    /// the fees of a force close (the commitment's CPFP and the HTLC claims). An anchor
+    /// channel is neither opened nor accepted when the wallet holds less.
+    pub anchor_reserve_sats: u64,
 }
 
 impl LnConfig {
@@ -76,6 +86,8 @@ impl LnConfig {
             forwarding_fee_ppm: 100,
             htlc_processing_interval: Some(Duration::from_millis(1)),
             store_key: None,
+            anchors: chain.family == swap_core::ChainFamily::Bitcoin,
+            anchor_reserve_sats: 25_000,
         }
     }
 }

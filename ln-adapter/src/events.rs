@@ -103,6 +103,10 @@ pub(crate) struct EventHandler {
     pub(crate) changed: Arc<tokio::sync::watch::Sender<u64>>,
     /// Where preimages and held payments are recorded before an event counts as handled.
     pub(crate) store: Arc<crate::types::Store>,
+    /// LDK's fee bumps of anchor channels' force closes, paid from the node wallet.
+    pub(crate) bumper: Arc<crate::anchors::Bumper>,
+    /// [`crate::LnConfig::anchor_reserve_sats`].
+    pub(crate) anchor_reserve_sats: u64,
 }
 
 impl EventHandler {
@@ -110,6 +114,41 @@ impl EventHandler {
         // Nobody listening is fine.
         let _ = self.notify.send(event);
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The anchor channels we have, and whether `channel` (pending or open) is one.
+    fn anchor_channels(&self, channel: &ChannelId) -> (u64, bool) {
+        let mut count = 0;
+        let mut this = false;
+        for c in self.channel_manager.list_channels() {
+            if c.channel_type
+                .as_ref()
+                .is_some_and(|t| t.supports_anchors_zero_fee_htlc_tx())
+            {
+                count += 1;
+                this |= c.channel_id == *channel;
+            }
+        }
+        (count, this)
+    }
+
+    /// Why the wallet cannot back `anchor_channels` anchor channels after paying `spending`
+    /// sats (a funding), or `None` when it can.
+    async fn reserve_refusal(&self, anchor_channels: u64, spending: u64) -> Option<String> {
+        let held = match crate::anchors::bump_balance(&self.rpc).await {
+            Ok(held) => held,
+            Err(e) => return Some(format!("cannot read the wallet's coins: {e}")),
+        };
+        crate::anchors::reserve_shortfall(held, spending, anchor_channels, self.anchor_reserve_sats)
+            .map(|missing| {
+                format!(
+                    "the wallet's confirmed native segwit coins ({held} sat) do not cover \
+                 {spending} sat of funding and a reserve of {} sat for each of \
+                 {anchor_channels} anchor channels, which pays their fees at a force close: \
+                 {missing} sat missing",
+                    self.anchor_reserve_sats
+                )
+            })
     }
 
     /// Handles one event; `Err(ReplayEvent)` makes LDK hand it over again later.
@@ -122,6 +161,18 @@ impl EventHandler {
                 output_script,
                 ..
             } => {
+                let (anchors, anchored) = self.anchor_channels(&temporary_channel_id);
+                if anchored {
+                    if let Some(why) = self.reserve_refusal(anchors, channel_value_satoshis).await {
+                        tracing::error!(channel = %temporary_channel_id, reason = %why, "anchor channel not funded");
+                        let _ = self.channel_manager.force_close_broadcasting_latest_txn(
+                            &temporary_channel_id,
+                            &counterparty_node_id,
+                            format!("funding failed: {why}"),
+                        );
+                        return Ok(());
+                    }
+                }
                 let tx = match funding_transaction(
                     &self.rpc,
                     self.chain,
@@ -321,8 +372,59 @@ impl EventHandler {
                     unlock_inputs(&self.rpc, &transaction).await;
                 }
             }
-            Event::BumpTransaction(_) => {
-                tracing::warn!("fee bump requested, but anchor channels are off");
+            Event::BumpTransaction(bump) => {
+                // Failures are logged by LDK, which asks again at the next block.
+                self.bumper.handle_event(&bump).await;
+            }
+            Event::OpenChannelRequest {
+                temporary_channel_id,
+                counterparty_node_id,
+                funding_satoshis,
+                channel_type,
+                ..
+            } => {
+                // Only asked when anchors are on (`LnConfig::anchors`): every channel is
+                // accepted, an anchor channel only with the wallet's reserve for it.
+                let refusal = if channel_type.supports_anchors_zero_fee_htlc_tx() {
+                    let (anchors, _) = self.anchor_channels(&temporary_channel_id);
+                    self.reserve_refusal(anchors + 1, 0).await
+                } else if channel_type.requires_zero_conf()
+                    || channel_type.supports_anchor_zero_fee_commitments()
+                {
+                    Some(format!(
+                        "channel type {channel_type} is not offered by this node"
+                    ))
+                } else {
+                    None
+                };
+                let outcome = match refusal {
+                    Some(why) => {
+                        tracing::warn!(channel = %temporary_channel_id, peer = %counterparty_node_id, funding_satoshis, reason = %why, "inbound channel refused");
+                        self.channel_manager
+                            .force_close_broadcasting_latest_txn(
+                                &temporary_channel_id,
+                                &counterparty_node_id,
+                                why,
+                            )
+                            .map(|_| ())
+                    }
+                    None => {
+                        let user_channel_id = u128::from_be_bytes(
+                            temporary_channel_id.0[..16].try_into().unwrap_or_default(),
+                        );
+                        tracing::info!(channel = %temporary_channel_id, peer = %counterparty_node_id, funding_satoshis, anchors = channel_type.supports_anchors_zero_fee_htlc_tx(), "inbound channel accepted");
+                        self.channel_manager.accept_inbound_channel(
+                            &temporary_channel_id,
+                            &counterparty_node_id,
+                            user_channel_id,
+                            None,
+                        )
+                    }
+                };
+                if let Err(e) = outcome {
+                    // The peer went away meanwhile: nothing to answer.
+                    tracing::warn!(channel = %temporary_channel_id, error = ?e, "inbound channel request not answered");
+                }
             }
             // The variant only: some events carry secrets.
             other => tracing::debug!(event = event_name(&other), "lightning event"),

@@ -22,12 +22,15 @@
 //! - [`rail`]: [`LnRail`], the Lightning rail (a swap leg as a payment to a hold invoice).
 //! - `router`: LDK's router with the final CLTV pinned (no random shadow offset).
 //! - `wallet`: the funding transaction (segwit inputs only).
+//! - `anchors`: anchor channels' fees at a force close paid from the node wallet (LDK's fee
+//!   bumps over it), and the wallet's reserve for them.
 //! - `sealed`: the node's store (LDK's files and our ledger) sealed at rest with the
 //!   installation's key ([`LnConfig::store_key`]).
 //!
-//! Channels are unannounced and anchors are off (Litecoin's relay policy; see the project's
-//! `channels.md`).
+//! Channels are unannounced. Anchor outputs are negotiated on Bitcoin and off on Litecoin, whose
+//! relay policy refuses them ([`LnConfig::anchors`]; see the project's `channels.md`).
 
+mod anchors;
 pub mod config;
 pub mod error;
 pub mod events;

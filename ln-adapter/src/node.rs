@@ -120,14 +120,15 @@ pub(crate) fn unix_now() -> u64 {
     now().as_secs()
 }
 
-/// LDK's settings for swaps on this chain: no anchors (Litecoin's relay policy), unannounced
-/// channels (forwarded between, for a fee), the whole channel may be in flight, many HTLCs.
+/// LDK's settings for swaps on this chain: anchors where configured (then inbound channels are
+/// accepted by us, after checking the wallet's reserve: `events.rs`), unannounced channels
+/// (forwarded between, for a fee), the whole channel may be in flight, many HTLCs.
 fn user_config(config: &LnConfig) -> UserConfig {
     let mut c = UserConfig::default();
     c.channel_handshake_config.minimum_depth = config.min_confirmations;
     c.channel_handshake_config.announce_for_forwarding = false;
     c.channel_handshake_config
-        .negotiate_anchors_zero_fee_htlc_tx = false;
+        .negotiate_anchors_zero_fee_htlc_tx = config.anchors;
     c.channel_handshake_config
         .negotiate_anchor_zero_fee_commitments = false;
     c.channel_handshake_config
@@ -142,7 +143,7 @@ fn user_config(config: &LnConfig) -> UserConfig {
     c.channel_config.forwarding_fee_base_msat = config.forwarding_fee_base_msat;
     c.channel_config.forwarding_fee_proportional_millionths = config.forwarding_fee_ppm;
     c.accept_inbound_channels = true;
-    c.manually_accept_inbound_channels = false;
+    c.manually_accept_inbound_channels = config.anchors;
     c
 }
 
@@ -456,6 +457,16 @@ impl LnNode {
             notify: events.clone(),
             changed: Arc::clone(&changed),
             store: Arc::clone(&store),
+            bumper: Arc::new(crate::anchors::Bumper::new(
+                Arc::clone(&broadcaster),
+                Arc::new(lightning::events::bump_transaction::Wallet::new(
+                    Arc::new(crate::anchors::NodeWallet::new(Arc::clone(&rpc))),
+                    Arc::clone(&logger),
+                )),
+                Arc::clone(&wallet_keys),
+                Arc::clone(&logger),
+            )),
+            anchor_reserve_sats: config.anchor_reserve_sats,
         });
         let background = {
             let sleeper_rx = stop_rx.clone();

@@ -43,6 +43,9 @@ pub struct ChannelInfo {
     pub inbound_htlcs: Vec<InboundHtlc>,
     /// How many HTLCs we offered that are not resolved yet.
     pub outbound_htlcs: usize,
+    /// Whether it has anchor outputs (`option_anchors_zero_fee_htlc_tx`): its force-close
+    /// fees are paid from the node wallet ([`crate::LnConfig::anchors`]).
+    pub anchors: bool,
 }
 
 /// An HTLC offered to us in a channel.
@@ -220,6 +223,10 @@ impl LnNode {
                 inbound_msat: c.inbound_capacity_msat,
                 usable: c.is_usable,
                 outbound: c.is_outbound,
+                anchors: c
+                    .channel_type
+                    .as_ref()
+                    .is_some_and(|t| t.supports_anchors_zero_fee_htlc_tx()),
                 inbound_htlcs: c
                     .pending_inbound_htlcs
                     .iter()

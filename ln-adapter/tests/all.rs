@@ -5,6 +5,8 @@
 
 mod common;
 
+#[path = "anchors.rs"]
+mod anchors;
 #[path = "fail_back.rs"]
 mod fail_back;
 #[path = "force_close.rs"]

@@ -72,6 +72,7 @@ async fn monitors_without_their_manager_are_refused() {
     let mut config =
         ln_adapter::LnConfig::new(p.node.chain_id(), p.node.rpc_config(Some("b")), dir.clone());
     config.poll_interval = std::time::Duration::from_millis(200);
+    config.anchors = false;
     let err = ln_adapter::LnNode::start(config, &ln_adapter::Seed::new([2; 32]))
         .await
         .expect_err("started over monitors without a manager");

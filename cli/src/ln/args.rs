@@ -54,7 +54,8 @@ pub enum LnAction {
         #[arg(long)]
         json: bool,
     },
-    /// The channels: id, peer, capacity, outbound/inbound balance, usable, pending HTLCs.
+    /// The channels: id, peer, capacity, outbound/inbound balance, usable, anchors, pending
+    /// HTLCs.
     List {
         /// Machine-readable output.
         #[arg(long)]

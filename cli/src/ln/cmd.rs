@@ -328,6 +328,7 @@ fn row(c: &ChannelInfo) -> Value {
         "sendable_msat": c.sendable_msat,
         "usable": c.usable,
         "opened_by_us": c.outbound,
+        "anchors": c.anchors,
         "pending_htlcs": c.inbound_htlcs.len() + c.outbound_htlcs,
     })
 }

@@ -283,6 +283,12 @@ pub async fn start(data_dir: &Path, cfg: &Config) -> anyhow::Result<Running> {
     ln.store_key = Some(store_key);
     ln.listen = listen;
     ln.min_confirmations = section.min_confirmations;
+    if let Some(anchors) = section.anchors {
+        ln.anchors = anchors;
+    }
+    if let Some(reserve) = section.anchor_reserve_sats {
+        ln.anchor_reserve_sats = reserve;
+    }
     ln.poll_interval = poll_interval();
     let node = LnNode::start(ln, &seed).await.map_err(LnCliError::from)?;
     // Our own invoices' preimages are kept in the node's sealed store; earlier builds kept

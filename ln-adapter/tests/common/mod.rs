@@ -51,12 +51,9 @@ pub async fn start_ln_on(
     dir: &Path,
     listen: Option<std::net::SocketAddr>,
 ) -> LnNode {
-    let mut config = LnConfig::new(node.chain_id(), node.rpc_config(Some(wallet)), dir.into());
-    config.poll_interval = Duration::from_millis(200);
-    if let Some(listen) = listen {
-        config.listen = listen;
-    }
-    LnNode::start(config, &Seed::new([seed; 32])).await.unwrap()
+    start_ln_keyed(node, wallet, seed, dir, listen, None)
+        .await
+        .unwrap()
 }
 
 /// [`start_ln_on`] with its data sealed with `key` (or in clear without one); the start's
@@ -69,12 +66,29 @@ pub async fn start_ln_keyed(
     listen: Option<std::net::SocketAddr>,
     key: Option<swap_core::store::StoreKey>,
 ) -> Result<LnNode, ln_adapter::LnError> {
+    start_ln_with(node, wallet, seed, dir, |config| {
+        config.store_key = key;
+        if let Some(listen) = listen {
+            config.listen = listen;
+        }
+    })
+    .await
+}
+
+/// A Lightning node on `node`'s wallet `wallet`, polling every 200 ms, with channels without
+/// anchors whatever the chain (the tests of anchor channels ask for them: `anchors.rs`), and
+/// whatever else `set` changes.
+pub async fn start_ln_with(
+    node: &RegtestNode,
+    wallet: &str,
+    seed: u8,
+    dir: &Path,
+    set: impl FnOnce(&mut LnConfig),
+) -> Result<LnNode, ln_adapter::LnError> {
     let mut config = LnConfig::new(node.chain_id(), node.rpc_config(Some(wallet)), dir.into());
     config.poll_interval = Duration::from_millis(200);
-    config.store_key = key;
-    if let Some(listen) = listen {
-        config.listen = listen;
-    }
+    config.anchors = false;
+    set(&mut config);
     LnNode::start(config, &Seed::new([seed; 32])).await
 }
 

@@ -1,0 +1,224 @@
+//! Anchor channels (`option_anchors_zero_fee_htlc_tx`): the node wallet pays their fees on
+//! chain.
+//!
+//! An anchor channel's commitment transaction carries a low fee agreed in advance, and its
+//! HTLC transactions none: at a force close they are brought to the feerate of the moment with
+//! coins of the node wallet (CPFP through the commitment's 330-sat anchor output; wallet
+//! inputs and change added to the HTLC transactions, which the peer signed with
+//! `SINGLE|ANYONECANPAY`). LDK asks for that with `Event::BumpTransaction`; its
+//! `BumpTransactionEventHandler` builds the transactions over the [`NodeWallet`] here (coins
+//! listed, change, signatures from the node's wallet) and broadcasts them.
+//!
+//! So an anchor channel is only safe with confirmed coins in the wallet: a channel is opened
+//! or accepted only when the wallet holds [`crate::LnConfig::anchor_reserve_sats`] per anchor
+//! channel ([`reserve_shortfall`]).
+//!
+//! Anchors are negotiated where the chain's relay policy relays 330-sat outputs (Bitcoin);
+//! on Litecoin, whose nodes refuse outputs that small, they are off unless the operator's node
+//! relays them ([`crate::LnConfig::anchors`]).
+
+use std::sync::Arc;
+
+use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::hashes::Hash;
+use bitcoin::psbt::Psbt;
+use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, WPubkeyHash};
+use btc_adapter::rpc::{coin_value_to_sats, RpcClient};
+use lightning::events::bump_transaction::{
+    BumpTransactionEventHandler, Utxo, Wallet, WalletSource,
+};
+use lightning::util::async_poll::AsyncResult;
+use serde_json::{json, Value};
+
+use crate::error::LnError;
+use crate::io::{Broadcaster, TracingLogger, WalletKeys};
+
+/// LDK's handler of fee bumps, over the node wallet.
+pub(crate) type Bumper = BumpTransactionEventHandler<
+    Arc<Broadcaster>,
+    Arc<Wallet<Arc<NodeWallet>, Arc<TracingLogger>>>,
+    Arc<WalletKeys>,
+    Arc<TracingLogger>,
+>;
+
+/// The node's wallet as LDK's source of coins for fee bumps.
+pub(crate) struct NodeWallet {
+    rpc: Arc<RpcClient>,
+}
+
+impl NodeWallet {
+    pub(crate) fn new(rpc: Arc<RpcClient>) -> Self {
+        Self { rpc }
+    }
+}
+
+/// The wallet's confirmed, spendable, safe native segwit v0 key-hash coins: the kind whose
+/// signature commits to its own amount only, so that the wallet can sign them in a
+/// transaction whose other inputs (the anchor, the HTLC outputs) it knows nothing about.
+async fn bump_coins(rpc: &RpcClient) -> Result<Vec<Utxo>, LnError> {
+    let unspent: Vec<Value> = rpc.wallet_call("listunspent", vec![json!(1)]).await?;
+    Ok(unspent.iter().filter_map(bump_coin).collect())
+}
+
+/// One `listunspent` entry as a coin for fee bumps (see [`bump_coins`]), if it is one.
+fn bump_coin(u: &Value) -> Option<Utxo> {
+    if u.get("spendable").and_then(Value::as_bool) != Some(true)
+        || u.get("safe").and_then(Value::as_bool) == Some(false)
+    {
+        return None;
+    }
+    let script = ScriptBuf::from_hex(u.get("scriptPubKey")?.as_str()?).ok()?;
+    if !script.is_p2wpkh() {
+        return None;
+    }
+    let hash = WPubkeyHash::from_slice(script.as_bytes().get(2..22)?).ok()?;
+    let txid = u.get("txid")?.as_str()?.parse().ok()?;
+    let vout = u32::try_from(u.get("vout")?.as_u64()?).ok()?;
+    let value = coin_value_to_sats(u.get("amount")?)?;
+    Some(Utxo::new_v0_p2wpkh(
+        OutPoint::new(txid, vout),
+        Amount::from_sat(value),
+        &hash,
+    ))
+}
+
+/// The sum of the wallet's coins that can pay fee bumps.
+pub(crate) async fn bump_balance(rpc: &RpcClient) -> Result<u64, LnError> {
+    Ok(bump_coins(rpc)
+        .await?
+        .iter()
+        .map(|u| u.output.value.to_sat())
+        .sum())
+}
+
+/// What the wallet lacks to keep `reserve_sats` for each of `anchor_channels` anchor channels
+/// after `spending` more sats leave it (a funding): `None` when it holds enough.
+pub(crate) fn reserve_shortfall(
+    bump_balance: u64,
+    spending: u64,
+    anchor_channels: u64,
+    reserve_sats: u64,
+) -> Option<u64> {
+    let needed = reserve_sats
+        .saturating_mul(anchor_channels)
+        .saturating_add(spending);
+    needed
+        .checked_sub(bump_balance)
+        .filter(|&missing| missing > 0)
+}
+
+/// Signs the inputs `ours` (indexes) of `unsigned` with the node wallet
+/// (`signrawtransactionwithwallet`); the other inputs are left for LDK. Each of `ours` must
+/// come back with a witness, and nothing but witnesses may change.
+async fn sign_ours(
+    rpc: &RpcClient,
+    unsigned: Transaction,
+    ours: &[usize],
+) -> Result<Transaction, LnError> {
+    let answer: Value = rpc
+        .wallet_call(
+            "signrawtransactionwithwallet",
+            vec![json!(serialize_hex(&unsigned))],
+        )
+        .await?;
+    let hex = answer.get("hex").and_then(Value::as_str).ok_or_else(|| {
+        LnError::Wallet(format!("signrawtransactionwithwallet answered {answer}"))
+    })?;
+    let signed: Transaction =
+        deserialize_hex(hex).map_err(|e| LnError::Wallet(format!("signed fee bump: {e}")))?;
+    if signed.compute_txid() != unsigned.compute_txid()
+        || signed.input.len() != unsigned.input.len()
+    {
+        return Err(LnError::Wallet(
+            "the wallet changed the fee bump transaction while signing it".into(),
+        ));
+    }
+    let mut tx = unsigned;
+    for &i in ours {
+        let witness = signed.input[i].witness.clone();
+        if witness.is_empty() {
+            return Err(LnError::Wallet(format!(
+                "the wallet did not sign input {i} of a fee bump (coin {})",
+                tx.input[i].previous_output
+            )));
+        }
+        tx.input[i].witness = witness;
+    }
+    Ok(tx)
+}
+
+impl WalletSource for NodeWallet {
+    fn list_confirmed_utxos<'a>(&'a self) -> AsyncResult<'a, Vec<Utxo>, ()> {
+        Box::pin(async move {
+            bump_coins(&self.rpc).await.map_err(|e| {
+                tracing::warn!(error = %e, "fee bump: cannot list the wallet's coins");
+            })
+        })
+    }
+
+    fn get_change_script<'a>(&'a self) -> AsyncResult<'a, ScriptBuf, ()> {
+        Box::pin(async move {
+            crate::io::wallet_script(&self.rpc).await.map_err(|e| {
+                tracing::warn!(error = %e, "fee bump: no wallet address for change");
+            })
+        })
+    }
+
+    fn sign_psbt<'a>(&'a self, psbt: Psbt) -> AsyncResult<'a, Transaction, ()> {
+        Box::pin(async move {
+            // The wallet's inputs are those whose coin is a wallet key hash; LDK's own (anchor,
+            // HTLC outputs) are witness scripts it signs after us.
+            let ours: Vec<usize> = psbt
+                .inputs
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| {
+                    i.witness_utxo
+                        .as_ref()
+                        .is_some_and(|o| o.script_pubkey.is_p2wpkh())
+                })
+                .map(|(n, _)| n)
+                .collect();
+            let unsigned = psbt.unsigned_tx;
+            sign_ours(&self.rpc, unsigned, &ours).await.map_err(|e| {
+                tracing::error!(error = %e, "fee bump: the wallet could not sign");
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_confirmed_safe_key_hash_coins_pay_fee_bumps() {
+        let key = "11".repeat(20);
+        let coin = |script: String, spendable: bool, safe: bool| {
+            json!({
+                "txid": "aa".repeat(32), "vout": 1, "amount": 0.0002,
+                "scriptPubKey": script, "spendable": spendable, "safe": safe,
+            })
+        };
+        let utxo = bump_coin(&coin(format!("0014{key}"), true, true)).expect("a P2WPKH coin");
+        assert_eq!(utxo.output.value.to_sat(), 20_000);
+        assert_eq!(utxo.outpoint.vout, 1);
+        assert!(utxo.output.script_pubkey.is_p2wpkh());
+        // Not spendable, unsafe (unconfirmed from others), taproot, wrapped, legacy, MWEB.
+        assert!(bump_coin(&coin(format!("0014{key}"), false, true)).is_none());
+        assert!(bump_coin(&coin(format!("0014{key}"), true, false)).is_none());
+        assert!(bump_coin(&coin(format!("5120{}", "22".repeat(32)), true, true)).is_none());
+        assert!(bump_coin(&coin(format!("a914{key}87"), true, true)).is_none());
+        assert!(bump_coin(&coin(format!("76a914{key}88ac"), true, true)).is_none());
+        assert!(bump_coin(&json!({"address": "ltcmweb1qq", "spendable": true})).is_none());
+    }
+
+    #[test]
+    fn the_reserve_counts_every_anchor_channel_and_the_funding() {
+        // 2 channels × 25,000 + a 100,000 funding = 150,000.
+        assert_eq!(reserve_shortfall(150_000, 100_000, 2, 25_000), None);
+        assert_eq!(reserve_shortfall(149_999, 100_000, 2, 25_000), Some(1));
+        assert_eq!(reserve_shortfall(0, 0, 1, 25_000), Some(25_000));
+        assert_eq!(reserve_shortfall(0, 0, 0, 25_000), None);
+    }
+}
