@@ -17,7 +17,8 @@
 //! on Litecoin, whose nodes refuse outputs that small, they are off unless the operator's node
 //! relays them ([`crate::LnConfig::anchors`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
 use bitcoin::hashes::Hash;
@@ -44,11 +45,59 @@ pub(crate) type Bumper = BumpTransactionEventHandler<
 /// The node's wallet as LDK's source of coins for fee bumps.
 pub(crate) struct NodeWallet {
     rpc: Arc<RpcClient>,
+    /// The coins this node signed into a fee bump, until a mined transaction spends them. The
+    /// wallet stops listing a coin once an unconfirmed bump of ours spends it, but LDK bumps a
+    /// claim again with the coins it already used (a replacement at a higher feerate), so they
+    /// are offered again while no block has spent them. (Kept in memory: after a restart a
+    /// bump waiting in the mempool is raised with other coins.)
+    signed: Mutex<HashMap<OutPoint, Utxo>>,
 }
 
 impl NodeWallet {
     pub(crate) fn new(rpc: Arc<RpcClient>) -> Self {
-        Self { rpc }
+        Self {
+            rpc,
+            signed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The wallet's coins for fee bumps and, beside them, the coins of our unconfirmed bumps
+    /// that no mined transaction spent (those a block spent are forgotten).
+    async fn coins(&self) -> Result<Vec<Utxo>, LnError> {
+        let mut coins = bump_coins(&self.rpc).await?;
+        let remembered: Vec<Utxo> = self
+            .signed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for utxo in remembered {
+            if coins.iter().any(|c| c.outpoint == utxo.outpoint) {
+                continue;
+            }
+            // Unspent in the chain (the mempool left out): still ours to bump with.
+            let unspent: Value = self
+                .rpc
+                .call(
+                    "gettxout",
+                    vec![
+                        json!(utxo.outpoint.txid.to_string()),
+                        json!(utxo.outpoint.vout),
+                        json!(false),
+                    ],
+                )
+                .await?;
+            if unspent.is_null() {
+                self.signed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&utxo.outpoint);
+            } else {
+                coins.push(utxo);
+            }
+        }
+        Ok(coins)
     }
 }
 
@@ -150,7 +199,7 @@ async fn sign_ours(
 impl WalletSource for NodeWallet {
     fn list_confirmed_utxos<'a>(&'a self) -> AsyncResult<'a, Vec<Utxo>, ()> {
         Box::pin(async move {
-            bump_coins(&self.rpc).await.map_err(|e| {
+            self.coins().await.map_err(|e| {
                 tracing::warn!(error = %e, "fee bump: cannot list the wallet's coins");
             })
         })
@@ -158,7 +207,14 @@ impl WalletSource for NodeWallet {
 
     fn get_change_script<'a>(&'a self) -> AsyncResult<'a, ScriptBuf, ()> {
         Box::pin(async move {
-            crate::io::wallet_script(&self.rpc).await.map_err(|e| {
+            let script = async {
+                let address: String = self
+                    .rpc
+                    .wallet_call("getrawchangeaddress", vec![json!("bech32")])
+                    .await?;
+                Ok::<_, LnError>(self.rpc.address_script_pubkey(&address).await?)
+            };
+            script.await.map_err(|e| {
                 tracing::warn!(error = %e, "fee bump: no wallet address for change");
             })
         })
@@ -179,10 +235,28 @@ impl WalletSource for NodeWallet {
                 })
                 .map(|(n, _)| n)
                 .collect();
+            let coins: Vec<Utxo> = ours
+                .iter()
+                .filter_map(|&n| {
+                    let output = psbt.inputs.get(n)?.witness_utxo.clone()?;
+                    let hash = WPubkeyHash::from_slice(output.script_pubkey.as_bytes().get(2..22)?)
+                        .ok()?;
+                    let outpoint = psbt.unsigned_tx.input.get(n)?.previous_output;
+                    Some(Utxo::new_v0_p2wpkh(outpoint, output.value, &hash))
+                })
+                .collect();
             let unsigned = psbt.unsigned_tx;
-            sign_ours(&self.rpc, unsigned, &ours).await.map_err(|e| {
+            let signed = sign_ours(&self.rpc, unsigned, &ours).await.map_err(|e| {
                 tracing::error!(error = %e, "fee bump: the wallet could not sign");
-            })
+            })?;
+            let mut remembered = self
+                .signed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for coin in coins {
+                remembered.insert(coin.outpoint, coin);
+            }
+            Ok(signed)
         })
     }
 }

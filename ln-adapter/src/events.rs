@@ -107,6 +107,8 @@ pub(crate) struct EventHandler {
     pub(crate) bumper: Arc<crate::anchors::Bumper>,
     /// [`crate::LnConfig::anchor_reserve_sats`].
     pub(crate) anchor_reserve_sats: u64,
+    /// The channel monitors (closed anchor channels still being claimed count for the reserve).
+    pub(crate) chain_monitor: Arc<crate::types::ChainMonitor>,
 }
 
 impl EventHandler {
@@ -116,39 +118,75 @@ impl EventHandler {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// The anchor channels we have, and whether `channel` (pending or open) is one.
+    /// The anchor channels whose force-close fees the wallet may have to pay: those open or
+    /// being opened, and the closed ones whose outputs are still being claimed (their monitors
+    /// still hold balances). Also whether `channel` (pending or open) is one.
     fn anchor_channels(&self, channel: &ChannelId) -> (u64, bool) {
-        let mut count = 0;
-        let mut this = false;
+        let anchored = |t: &lightning::types::features::ChannelTypeFeatures| {
+            t.supports_anchors_zero_fee_htlc_tx()
+        };
+        let mut ids = std::collections::HashSet::new();
         for c in self.channel_manager.list_channels() {
-            if c.channel_type
-                .as_ref()
-                .is_some_and(|t| t.supports_anchors_zero_fee_htlc_tx())
-            {
-                count += 1;
-                this |= c.channel_id == *channel;
+            if c.channel_type.as_ref().is_some_and(anchored) {
+                ids.insert(c.channel_id);
             }
         }
-        (count, this)
+        for id in self.chain_monitor.list_monitors() {
+            if ids.contains(&id) {
+                continue;
+            }
+            if let Ok(monitor) = self.chain_monitor.get_monitor(id) {
+                if anchored(&monitor.channel_type_features())
+                    && !monitor.get_claimable_balances().is_empty()
+                {
+                    ids.insert(id);
+                }
+            }
+        }
+        (ids.len() as u64, ids.contains(channel))
     }
 
-    /// Why the wallet cannot back `anchor_channels` anchor channels after paying `spending`
-    /// sats (a funding), or `None` when it can.
-    async fn reserve_refusal(&self, anchor_channels: u64, spending: u64) -> Option<String> {
+    /// Whether the wallet can back `anchor_channels` anchor channels after paying `spending`
+    /// sats (a funding): `Ok(None)` when it can, `Ok(Some(why))` when it cannot (`why` with
+    /// the wallet's figures: for our log, not for the peer), `Err` when the node could not be
+    /// asked now (the event is handed over again).
+    async fn reserve_refusal(
+        &self,
+        anchor_channels: u64,
+        spending: u64,
+    ) -> Result<Option<String>, ReplayEvent> {
         let held = match crate::anchors::bump_balance(&self.rpc).await {
             Ok(held) => held,
-            Err(e) => return Some(format!("cannot read the wallet's coins: {e}")),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "anchor reserve: node unavailable, asked again later");
+                return Err(ReplayEvent());
+            }
+            Err(e) => return Ok(Some(format!("cannot read the wallet's coins: {e}"))),
         };
-        crate::anchors::reserve_shortfall(held, spending, anchor_channels, self.anchor_reserve_sats)
-            .map(|missing| {
-                format!(
-                    "the wallet's confirmed native segwit coins ({held} sat) do not cover \
-                 {spending} sat of funding and a reserve of {} sat for each of \
-                 {anchor_channels} anchor channels, which pays their fees at a force close: \
-                 {missing} sat missing",
-                    self.anchor_reserve_sats
-                )
-            })
+        Ok(crate::anchors::reserve_shortfall(
+            held,
+            spending,
+            anchor_channels,
+            self.anchor_reserve_sats,
+        )
+        .map(|missing| {
+            format!(
+                "the wallet's confirmed native segwit coins ({held} sat) do not cover {spending} \
+                 sat of funding and a reserve of {} sat for each of {anchor_channels} anchor \
+                 channels, which pays their fees at a force close: {missing} sat missing",
+                self.anchor_reserve_sats
+            )
+        }))
+    }
+
+    /// What the peer is told when an anchor channel is refused for the reserve (no figures of
+    /// our wallet).
+    fn reserve_message(&self) -> String {
+        format!(
+            "an anchor channel needs a reserve of {} sat per anchor channel in the wallet, for \
+             its force-close fees, which this node lacks",
+            self.anchor_reserve_sats
+        )
     }
 
     /// Handles one event; `Err(ReplayEvent)` makes LDK hand it over again later.
@@ -163,12 +201,16 @@ impl EventHandler {
             } => {
                 let (anchors, anchored) = self.anchor_channels(&temporary_channel_id);
                 if anchored {
-                    if let Some(why) = self.reserve_refusal(anchors, channel_value_satoshis).await {
+                    // The funding, its fee (two inputs) and the wallet's margin leave the wallet.
+                    let spending = channel_value_satoshis.saturating_add(
+                        crate::wallet::funding_fee_bound(self.fees.normal_sat_vb()),
+                    );
+                    if let Some(why) = self.reserve_refusal(anchors, spending).await? {
                         tracing::error!(channel = %temporary_channel_id, reason = %why, "anchor channel not funded");
                         let _ = self.channel_manager.force_close_broadcasting_latest_txn(
                             &temporary_channel_id,
                             &counterparty_node_id,
-                            format!("funding failed: {why}"),
+                            format!("funding failed: {}", self.reserve_message()),
                         );
                         return Ok(());
                     }
@@ -387,30 +429,36 @@ impl EventHandler {
                 // accepted, an anchor channel only with the wallet's reserve for it.
                 let refusal = if channel_type.supports_anchors_zero_fee_htlc_tx() {
                     let (anchors, _) = self.anchor_channels(&temporary_channel_id);
-                    self.reserve_refusal(anchors + 1, 0).await
+                    self.reserve_refusal(anchors + 1, 0)
+                        .await?
+                        .map(|why| (why, self.reserve_message()))
                 } else if channel_type.requires_zero_conf()
                     || channel_type.supports_anchor_zero_fee_commitments()
                 {
-                    Some(format!(
-                        "channel type {channel_type} is not offered by this node"
-                    ))
+                    let why = format!("channel type {channel_type} is not offered by this node");
+                    Some((why.clone(), why))
                 } else {
                     None
                 };
                 let outcome = match refusal {
-                    Some(why) => {
+                    Some((why, told)) => {
                         tracing::warn!(channel = %temporary_channel_id, peer = %counterparty_node_id, funding_satoshis, reason = %why, "inbound channel refused");
                         self.channel_manager
                             .force_close_broadcasting_latest_txn(
                                 &temporary_channel_id,
                                 &counterparty_node_id,
-                                why,
+                                told,
                             )
                             .map(|_| ())
                     }
                     None => {
+                        // As LDK's own acceptance does: a random id of ours.
                         let user_channel_id = u128::from_be_bytes(
-                            temporary_channel_id.0[..16].try_into().unwrap_or_default(),
+                            lightning::sign::EntropySource::get_secure_random_bytes(
+                                &crate::ops::RandomSource,
+                            )[..16]
+                                .try_into()
+                                .unwrap_or_default(),
                         );
                         tracing::info!(channel = %temporary_channel_id, peer = %counterparty_node_id, funding_satoshis, anchors = channel_type.supports_anchors_zero_fee_htlc_tx(), "inbound channel accepted");
                         self.channel_manager.accept_inbound_channel(

@@ -134,6 +134,23 @@ impl Broadcaster {
         store: &crate::types::Store,
         txs: Vec<Transaction>,
     ) {
+        // A parent with its child (an anchor channel's commitment and the child paying its
+        // fee) goes first as a package where the node takes packages (`submitpackage`,
+        // Bitcoin Core 28 on): a commitment below the mempool's minimum feerate is taken with
+        // its child that way, and refused alone. The singles below then find both known. A
+        // node without packages (litecoind) or a package refused: the singles decide.
+        for pair in txs.windows(2) {
+            if let [parent, child] = pair {
+                let parent_txid = parent.compute_txid();
+                if child
+                    .input
+                    .iter()
+                    .any(|i| i.previous_output.txid == parent_txid)
+                {
+                    submit_package(rpc, parent, child).await;
+                }
+            }
+        }
         let mut unsent = Vec::new();
         for tx in txs {
             let txid = tx.compute_txid();
@@ -184,6 +201,25 @@ impl Broadcaster {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .len()
+    }
+}
+
+/// Offers `parent` and `child` to the node as one package (`submitpackage`); what it answers
+/// is only logged (the single broadcasts after it decide).
+async fn submit_package(rpc: &RpcClient, parent: &Transaction, child: &Transaction) {
+    let hexes = serde_json::json!([
+        bitcoin::consensus::encode::serialize_hex(parent),
+        bitcoin::consensus::encode::serialize_hex(child)
+    ]);
+    let answer: Result<serde_json::Value, _> = rpc.call("submitpackage", vec![hexes]).await;
+    match answer {
+        Ok(v) => tracing::info!(
+            parent = %parent.compute_txid(),
+            child = %child.compute_txid(),
+            outcome = %v.get("package_msg").and_then(serde_json::Value::as_str).unwrap_or("?"),
+            "lightning package submitted"
+        ),
+        Err(e) => tracing::debug!(error = %e, "package not taken (sent one by one)"),
     }
 }
 

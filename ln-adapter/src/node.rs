@@ -467,6 +467,7 @@ impl LnNode {
                 Arc::clone(&logger),
             )),
             anchor_reserve_sats: config.anchor_reserve_sats,
+            chain_monitor: Arc::clone(&chain_monitor),
         });
         let background = {
             let sleeper_rx = stop_rx.clone();

@@ -436,7 +436,7 @@ impl LnNode {
 }
 
 /// Randomness for ids that are not secrets (user channel ids), from the OS.
-struct RandomSource;
+pub(crate) struct RandomSource;
 
 impl lightning::sign::EntropySource for RandomSource {
     fn get_secure_random_bytes(&self) -> [u8; 32] {

@@ -90,6 +90,14 @@ const INPUT_VB: u64 = 68;
 /// Satoshis chosen beyond the estimated fee, so the wallet need not add a coin of its own.
 const FEE_MARGIN_SATS: u64 = 1_000;
 
+/// The most a funding takes from the wallet beyond the channel's value at `fee_sat_vb`: its
+/// fee with two inputs and the margin chosen beyond it.
+pub(crate) fn funding_fee_bound(fee_sat_vb: u64) -> u64 {
+    (FUNDING_BASE_VB + 2 * INPUT_VB)
+        .saturating_mul(fee_sat_vb)
+        .saturating_add(FEE_MARGIN_SATS)
+}
+
 /// Outpoints (`{"txid", "vout"}`) of confirmed, spendable segwit coins of the wallet that
 /// cover `sats` and the fee at `fee_sat_vb`, largest first. A coin is segwit when its output
 /// script is a witness program (v0 key or script hash, taproot) or a P2SH-wrapped witness key

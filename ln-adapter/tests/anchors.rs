@@ -48,18 +48,29 @@ async fn mempool_spends(node: &RegtestNode, parent: Txid) -> Vec<Transaction> {
     out
 }
 
-/// Whether `wallet` owns the coin `outpoint` spends (it funded that input).
+/// Whether `wallet` owns the coin `outpoint` (its address is the wallet's, change too).
 async fn wallet_owns(wallet: &btc_adapter::rpc::RpcClient, outpoint: OutPoint) -> bool {
     let tx: Result<Value, _> = wallet
-        .wallet_call("gettransaction", vec![json!(outpoint.txid.to_string())])
+        .wallet_call(
+            "gettransaction",
+            vec![json!(outpoint.txid.to_string()), json!(true), json!(true)],
+        )
         .await;
     let Ok(tx) = tx else { return false };
-    tx["details"].as_array().is_some_and(|d| {
-        d.iter().any(|e| {
-            e["vout"].as_u64() == Some(u64::from(outpoint.vout))
-                && e["category"].as_str() == Some("receive")
-        })
-    })
+    // `address` on current nodes, `addresses` on older ones (litecoind 0.21).
+    let script = &tx["decoded"]["vout"][outpoint.vout as usize]["scriptPubKey"];
+    let Some(address) = script["address"]
+        .as_str()
+        .or_else(|| script["addresses"][0].as_str())
+        .map(str::to_owned)
+    else {
+        return false;
+    };
+    let info: Value = wallet
+        .wallet_call("getaddressinfo", vec![json!(address)])
+        .await
+        .unwrap();
+    info["ismine"].as_bool() == Some(true)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
