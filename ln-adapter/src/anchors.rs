@@ -17,7 +17,7 @@
 //! on Litecoin, whose nodes refuse outputs that small, they are off unless the operator's node
 //! relays them ([`crate::LnConfig::anchors`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
@@ -28,11 +28,14 @@ use btc_adapter::rpc::{coin_value_to_sats, RpcClient};
 use lightning::events::bump_transaction::{
     BumpTransactionEventHandler, Utxo, Wallet, WalletSource,
 };
+use lightning::ln::types::ChannelId;
+use lightning::types::features::ChannelTypeFeatures;
 use lightning::util::async_poll::AsyncResult;
 use serde_json::{json, Value};
 
 use crate::error::LnError;
 use crate::io::{Broadcaster, TracingLogger, WalletKeys};
+use crate::types::{ChainMonitor, ChannelManager};
 
 /// LDK's handler of fee bumps, over the node wallet.
 pub(crate) type Bumper = BumpTransactionEventHandler<
@@ -129,6 +132,56 @@ fn bump_coin(u: &Value) -> Option<Utxo> {
         Amount::from_sat(value),
         &hash,
     ))
+}
+
+/// The anchor channels whose force-close fees the wallet may have to pay: those open or being
+/// opened, and the closed ones whose outputs are still being claimed (their monitors still
+/// hold balances). Also whether `channel` (pending or open) is one.
+pub(crate) fn anchor_channels(
+    channel_manager: &ChannelManager,
+    chain_monitor: &ChainMonitor,
+    channel: &ChannelId,
+) -> (u64, bool) {
+    let anchored = |t: &ChannelTypeFeatures| t.supports_anchors_zero_fee_htlc_tx();
+    let mut ids = HashSet::new();
+    for c in channel_manager.list_channels() {
+        if c.channel_type.as_ref().is_some_and(anchored) {
+            ids.insert(c.channel_id);
+        }
+    }
+    for id in chain_monitor.list_monitors() {
+        if ids.contains(&id) {
+            continue;
+        }
+        if let Ok(monitor) = chain_monitor.get_monitor(id) {
+            if anchored(&monitor.channel_type_features())
+                && !monitor.get_claimable_balances().is_empty()
+            {
+                ids.insert(id);
+            }
+        }
+    }
+    (ids.len() as u64, ids.contains(channel))
+}
+
+/// The wallet's reserve for the force-close fees of anchor channels
+/// ([`crate::LnNode::anchor_reserve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchorReserve {
+    /// Anchor channels open, being opened, or closed and still being claimed.
+    pub anchor_channels: u64,
+    /// What the wallet should hold for them (`anchor_reserve_sats` each).
+    pub needed_sats: u64,
+    /// What it holds in coins that can pay fee bumps (confirmed native segwit key hashes).
+    pub held_sats: u64,
+}
+
+impl AnchorReserve {
+    /// Whether the wallet holds less than the reserve: a force close of an anchor channel
+    /// might not be paid for (its HTLC claims not broadcast).
+    pub fn short(&self) -> bool {
+        self.held_sats < self.needed_sats
+    }
 }
 
 /// The sum of the wallet's coins that can pay fee bumps.

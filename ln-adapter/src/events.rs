@@ -118,32 +118,9 @@ impl EventHandler {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// The anchor channels whose force-close fees the wallet may have to pay: those open or
-    /// being opened, and the closed ones whose outputs are still being claimed (their monitors
-    /// still hold balances). Also whether `channel` (pending or open) is one.
+    /// See [`crate::anchors::anchor_channels`].
     fn anchor_channels(&self, channel: &ChannelId) -> (u64, bool) {
-        let anchored = |t: &lightning::types::features::ChannelTypeFeatures| {
-            t.supports_anchors_zero_fee_htlc_tx()
-        };
-        let mut ids = std::collections::HashSet::new();
-        for c in self.channel_manager.list_channels() {
-            if c.channel_type.as_ref().is_some_and(anchored) {
-                ids.insert(c.channel_id);
-            }
-        }
-        for id in self.chain_monitor.list_monitors() {
-            if ids.contains(&id) {
-                continue;
-            }
-            if let Ok(monitor) = self.chain_monitor.get_monitor(id) {
-                if anchored(&monitor.channel_type_features())
-                    && !monitor.get_claimable_balances().is_empty()
-                {
-                    ids.insert(id);
-                }
-            }
-        }
-        (ids.len() as u64, ids.contains(channel))
+        crate::anchors::anchor_channels(&self.channel_manager, &self.chain_monitor, channel)
     }
 
     /// Whether the wallet can back `anchor_channels` anchor channels after paying `spending`

@@ -226,6 +226,24 @@ impl LnNode {
         self.config.chain
     }
 
+    /// The wallet's reserve for the force-close fees of this node's anchor channels: how many
+    /// there are, what they need, what the wallet holds that can pay fee bumps. A wallet short
+    /// of it might not pay for a force close's claims; the node then refuses new anchor
+    /// channels, and the existing ones need coins sent to the wallet.
+    pub async fn anchor_reserve(&self) -> Result<crate::AnchorReserve, LnError> {
+        let (anchor_channels, _) = crate::anchors::anchor_channels(
+            &self.channel_manager,
+            &self.chain_monitor,
+            &lightning::ln::types::ChannelId([0; 32]),
+        );
+        let held_sats = crate::anchors::bump_balance(&self.rpc).await?;
+        Ok(crate::AnchorReserve {
+            anchor_channels,
+            needed_sats: anchor_channels.saturating_mul(self.config.anchor_reserve_sats),
+            held_sats,
+        })
+    }
+
     /// What closes left on its way back to the wallet, in satoshis: outputs the sweeper
     /// tracks whose sweep is not confirmed yet (not yet spendable, not yet broadcast, or
     /// broadcast and unconfirmed). Once the sweep confirms, the wallet holds it (LDK keeps

@@ -49,6 +49,7 @@ mod sealed;
 mod types;
 mod wallet;
 
+pub use anchors::AnchorReserve;
 pub use config::{LnConfig, Seed};
 pub use error::LnError;
 pub use events::LnEvent;

@@ -393,6 +393,13 @@ fn ln_open_pay_list_balance_close_through_the_cli() {
         assert_eq!(bal["inbound_msat"], r["inbound_msat"]);
         assert_eq!(bal["pending_htlcs"], 0);
         assert_eq!(bal["closing_sats"], 0);
+        // The wallet's reserve for anchor channels' force closes: never short after an open
+        // (an anchor channel is neither opened nor accepted without it).
+        assert_eq!(bal["anchor_reserve_short"], false);
+        assert_eq!(
+            bal["anchor_reserve_needed_sats"].as_u64(),
+            bal["anchor_channels"].as_u64().map(|n| n * 25_000)
+        );
     }
 
     // Cooperative close (from b, which did not open it): the closing transaction pays b

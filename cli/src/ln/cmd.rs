@@ -124,7 +124,7 @@ pub async fn exec(node: &LnNode, ctx: &Ctx, req: Request) -> Result<Value, LnCli
         Request::Open { peer, amount_sats } => open(node, &peer, amount_sats).await,
         Request::Close { channel, force } => close(node, &channel, force).await,
         Request::List => Ok(Value::Array(node.channels().iter().map(row).collect())),
-        Request::Balance => Ok(balance(node)),
+        Request::Balance => balance(node).await,
         Request::Invoice {
             amount_sats,
             hash,
@@ -333,10 +333,12 @@ fn row(c: &ChannelInfo) -> Value {
     })
 }
 
-fn balance(node: &LnNode) -> Value {
+async fn balance(node: &LnNode) -> Result<Value, LnCliError> {
     let channels = node.channels();
     let sum = |f: fn(&ChannelInfo) -> u64| channels.iter().map(f).sum::<u64>();
-    json!({
+    // The wallet's reserve for anchor channels' force-close fees (none without them).
+    let reserve = node.anchor_reserve().await.map_err(LnCliError::from)?;
+    Ok(json!({
         "channels": channels.len(),
         "usable_channels": channels.iter().filter(|c| c.usable).count(),
         "outbound_msat": sum(|c| c.outbound_msat),
@@ -345,7 +347,11 @@ fn balance(node: &LnNode) -> Value {
         "usable_inbound_msat": channels.iter().filter(|c| c.usable).map(|c| c.inbound_msat).sum::<u64>(),
         "pending_htlcs": channels.iter().map(|c| c.inbound_htlcs.len() + c.outbound_htlcs).sum::<usize>(),
         "closing_sats": node.sweeping_sats(),
-    })
+        "anchor_channels": reserve.anchor_channels,
+        "anchor_reserve_needed_sats": reserve.needed_sats,
+        "anchor_reserve_held_sats": reserve.held_sats,
+        "anchor_reserve_short": reserve.short(),
+    }))
 }
 
 /// Moves the preimages of our own invoices that builds before this one kept in clear files
