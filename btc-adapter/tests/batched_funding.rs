@@ -406,6 +406,44 @@ async fn no_funding_twice_across_crashes_cancels_and_processes() {
     }
 }
 
+/// Fundings of processes on one wallet never choose the same coins: a funding round waits,
+/// before asking the wallet for coins, while another holds the store's spend guard of the
+/// wallet (here the test holds it, as a process between its choice of coins and its broadcast
+/// would), and goes on once it is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_funding_waits_for_the_wallets_spend_guard() {
+    use swap_core::store::Outbox;
+    let env = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let chain = Arc::new(process(&env, &path));
+    let other_process = swap_core::store::SqliteStore::open(&path).unwrap();
+    let guard = other_process
+        .spend_guard(&chain.spend_guard_name())
+        .await
+        .unwrap();
+    let params = distinct_params(&env, 2).await;
+    let round = {
+        let chain = Arc::clone(&chain);
+        let ops = locks(&params);
+        tokio::spawn(async move { chain.execute(&ops).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        calls(&chain, "walletcreatefundedpsbt"),
+        0,
+        "no coins chosen while another holds the guard"
+    );
+    assert!(!round.is_finished());
+    drop(guard);
+    let answers = tokio::time::timeout(Duration::from_secs(30), round)
+        .await
+        .expect("the round goes on once the guard is released")
+        .unwrap();
+    let txrefs: Vec<TxRef> = answers.into_iter().map(Result::unwrap).collect();
+    funded_exactly_once(&env, &chain, &params, &txrefs).await;
+}
+
 /// Rails issue, item 3: a funding recorded but never broadcast (the process died) must never be
 /// mined after its swap gave up. `cancel_lock` spends one of its inputs back to the wallet and
 /// answers `Ok` only once that is as deep as a lock must be; the funding is then refused for

@@ -5,7 +5,7 @@
 //! workers recording overlapping sets wait for each other instead of deadlocking.
 
 use async_trait::async_trait;
-use swap_core::store::outbox::{Outbox, SendKey, SignedTx};
+use swap_core::store::outbox::{process_spend_guard, Outbox, SendKey, SignedTx, SpendGuard};
 use swap_core::store::rows::send_key_row;
 use swap_core::{StoreError, TxRef};
 
@@ -58,8 +58,56 @@ fn sorted<T>(items: &mut [T], key: impl Fn(&T) -> &SendKey) {
     items.sort_by_cached_key(|i| send_key_row(key(i)));
 }
 
+/// A spend guard's hold on the database: a session advisory lock on one pooled connection.
+/// Dropped, it unlocks and gives the connection back to the pool (on a task; without a runtime,
+/// or when the unlock fails, the connection is closed instead, which ends the lock with it).
+struct AdvisoryLock {
+    client: Option<deadpool_postgres::Object>,
+    wallet: String,
+}
+
+/// The advisory lock key of a wallet's spend guard (`hashtext` of a name of its own).
+const GUARD_KEY_SQL: &str = "hashtext('xswap-spend-guard:' || $1)";
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let wallet = std::mem::take(&mut self.wallet);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let sql = format!("SELECT pg_advisory_unlock({GUARD_KEY_SQL})");
+                    if client.execute(sql.as_str(), &[&wallet]).await.is_err() {
+                        drop(deadpool_postgres::Object::take(client));
+                    }
+                });
+            }
+            Err(_) => drop(deadpool_postgres::Object::take(client)),
+        }
+    }
+}
+
 #[async_trait]
 impl Outbox for PgStore {
+    /// This process's guard, then a session advisory lock on the database (every worker on it
+    /// shares the lock; a worker that dies loses its connection, and the lock with it).
+    async fn spend_guard(&self, wallet: &str) -> Result<SpendGuard, StoreError> {
+        let ours = process_spend_guard(wallet).await;
+        // The hold exists before the lock is asked for: a caller that gives up while it waits
+        // (its future dropped) still unlocks, after the lock if the server grants it then.
+        let hold = AdvisoryLock {
+            client: Some(self.client().await?),
+            wallet: wallet.to_owned(),
+        };
+        let sql = format!("SELECT pg_advisory_lock({GUARD_KEY_SQL})");
+        if let Some(client) = &hold.client {
+            client.execute(sql.as_str(), &[&wallet]).await.map_err(db)?;
+        }
+        Ok(SpendGuard::new((hold, ours)))
+    }
+
     async fn signed(&self, key: &SendKey) -> Result<Option<SignedTx>, StoreError> {
         let (swap, rail, kind) = send_key_row(key);
         let client = self.client().await?;

@@ -16,5 +16,7 @@ mod lease;
 mod migrations;
 #[path = "seal.rs"]
 mod seal;
+#[path = "spend_guard.rs"]
+mod spend_guard;
 #[path = "testkit.rs"]
 mod testkit;

@@ -393,11 +393,25 @@ impl BtcChain {
     }
 
     /// Builds and signs one wallet transaction paying every output of `batch`, records it in
-    /// the outbox for each of them, then broadcasts it. Two processes on one wallet may pick
-    /// the same coins: the second broadcast is rejected, discarded, and funded again next round.
-    /// (The wallet's own coin locks are not used: they outlive a crashed process until the node
-    /// restarts, and would hold back the coins of a funding that was never sent.)
+    /// the outbox for each of them, then broadcasts it, holding the outbox's spend guard of the
+    /// wallet throughout: two processes on one wallet (the exchange server's workers) never
+    /// pick the same coins, of which the later funding would replace the earlier (fundings are
+    /// replaceable, for their cancel) or be refused. (The wallet's own coin locks are not
+    /// used: they outlive a crashed process until the node restarts, and would hold back the
+    /// coins of a funding that was never sent. The guard ends with its process.) A wallet
+    /// spent from outside xswap can still take the coins: that funding is found dead and
+    /// funded anew.
     async fn send_funding(&self, batch: &[Output]) -> Result<Txid, FundingFailure> {
+        let _guard = self
+            .outbox
+            .spend_guard(&self.spend_guard_name())
+            .await
+            .map_err(|e| FundingFailure::Final(outbox_error(e)))?;
+        self.send_funding_guarded(batch).await
+    }
+
+    /// [`Self::send_funding`] under the wallet's spend guard.
+    async fn send_funding_guarded(&self, batch: &[Output]) -> Result<Txid, FundingFailure> {
         let built = |e: RpcError| {
             if e.is_transient() {
                 FundingFailure::Final(e.into())

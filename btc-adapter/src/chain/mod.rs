@@ -230,6 +230,19 @@ impl BtcChain {
         })
     }
 
+    /// The name of this adapter's wallet for the outbox's spend guard
+    /// ([`swap_core::store::Outbox::spend_guard`]), held from choosing a funding's coins to its
+    /// broadcast: the node's URL and the wallet's name (processes that reach one node by
+    /// different URLs do not exclude each other).
+    pub fn spend_guard_name(&self) -> String {
+        let config = self.rpc.config();
+        format!(
+            "bitcoin-family wallet {:?} at {}",
+            config.wallet.as_deref().unwrap_or(""),
+            config.url
+        )
+    }
+
     /// Records fundings in `outbox` (the swap store, so that every process on it shares it)
     /// before broadcasting them; without it, in this process's memory only.
     pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Self {

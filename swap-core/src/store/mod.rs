@@ -29,7 +29,7 @@ mod sqlite_outbox;
 pub mod conformance;
 
 pub use memory::MemoryStore;
-pub use outbox::{MemoryOutbox, Outbox, SendKey, SharedOutbox, SignedTx};
+pub use outbox::{MemoryOutbox, Outbox, SendKey, SharedOutbox, SignedTx, SpendGuard};
 pub use seal::StoreKey;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

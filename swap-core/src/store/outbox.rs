@@ -16,6 +16,12 @@
 //!
 //! No step waits for another process: a sender killed before its record left nothing behind, one
 //! killed after it left a transaction that the next sender broadcasts.
+//!
+//! One exception, for senders that take coins from a wallet several processes share (Bitcoin
+//! fundings): from choosing the coins to the broadcast they hold [`Outbox::spend_guard`] for the
+//! wallet, so that two processes never build transactions on the same coins, of which the later
+//! broadcast would replace the earlier (a replaceable funding) or be refused. The guard is held
+//! for one build, record and broadcast (milliseconds), and released when its process dies.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -58,6 +64,44 @@ impl std::fmt::Debug for SignedTx {
     }
 }
 
+/// Held while a sender chooses coins of a shared wallet, records its transaction and
+/// broadcasts it ([`Outbox::spend_guard`]). Dropping it releases it; so does the end of its
+/// process.
+pub struct SpendGuard {
+    _held: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl SpendGuard {
+    /// A guard released when `held` is dropped.
+    pub fn new(held: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for SpendGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpendGuard")
+    }
+}
+
+/// Waits for, and takes, the guard of `wallet` among the senders of this process (a tokio mutex
+/// per wallet name): the whole of [`Outbox::spend_guard`] for a store only this process uses,
+/// and its first half for the others (fewer of this process's senders wait on the database).
+pub async fn process_spend_guard(wallet: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    static GUARDS: std::sync::LazyLock<
+        Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mutex = {
+        let mut guards = GUARDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::sync::Arc::clone(guards.entry(wallet.to_owned()).or_default())
+    };
+    mutex.lock_owned().await
+}
+
 /// Where sends are recorded before broadcast. Implemented by the stores (the same SQLite file
 /// as the swaps, so every process on one store shares it) and by [`MemoryOutbox`].
 #[async_trait]
@@ -80,6 +124,14 @@ pub trait Outbox: Send + Sync {
     /// rejected for good, or can never be mined (another transaction spent its inputs or its
     /// nonce). A new one may then be built. Answers how many sends it forgot it for.
     async fn discard(&self, keys: &[SendKey], txref: &TxRef) -> Result<usize, StoreError>;
+
+    /// Waits until no other sender on this store, in this process or another, holds the guard
+    /// of `wallet` (a name for one wallet of one node), and takes it: see the module's
+    /// documentation. The default serves one process ([`process_spend_guard`]); stores shared
+    /// by processes override it.
+    async fn spend_guard(&self, wallet: &str) -> Result<SpendGuard, StoreError> {
+        Ok(SpendGuard::new(process_spend_guard(wallet).await))
+    }
 }
 
 /// Milliseconds since the Unix epoch (local clock).
