@@ -49,7 +49,9 @@ pub use migrate::{migrate, migrate_to, MIGRATIONS};
 /// How a [`PgStore`] connects.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
-    /// Connections kept at most (each worker process has its own pool).
+    /// Connections kept at most (each worker process has its own pool); at least 2, since a
+    /// Bitcoin funding holds one for its wallet's spend guard while it records on another
+    /// ([`swap_core::store::Outbox::spend_guard`]).
     pub pool_size: usize,
     /// How long a call waits for a free connection, or for a new one to be made, before it
     /// fails with [`StoreError::Backend`]. Also the connect timeout unless the connection
@@ -216,7 +218,7 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
+            .max_size(options.pool_size.max(2))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(options.timeout))
             .create_timeout(Some(options.timeout))
