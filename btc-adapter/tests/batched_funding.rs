@@ -322,6 +322,59 @@ fn process(env: &common::Env, path: &std::path::Path) -> BtcChain {
         .with_outbox(Arc::new(store))
 }
 
+/// The store of a process the test kills by leaking its round's future: the same records, but
+/// no spend guard. A killed process's guard ends with it (its file lock and its database
+/// session); a leaked future would hold this process's guard for ever instead.
+struct Killed(swap_core::store::SqliteStore);
+
+#[async_trait::async_trait]
+impl swap_core::store::Outbox for Killed {
+    async fn signed(
+        &self,
+        key: &swap_core::store::SendKey,
+    ) -> Result<Option<swap_core::store::SignedTx>, swap_core::StoreError> {
+        self.0.signed(key).await
+    }
+    async fn record_signed(
+        &self,
+        keys: &[swap_core::store::SendKey],
+        tx: &swap_core::store::SignedTx,
+    ) -> Result<(), swap_core::StoreError> {
+        self.0.record_signed(keys, tx).await
+    }
+    async fn record_each(
+        &self,
+        items: &[(swap_core::store::SendKey, swap_core::store::SignedTx)],
+    ) -> Result<Vec<swap_core::store::SendKey>, swap_core::StoreError> {
+        self.0.record_each(items).await
+    }
+    async fn discard(
+        &self,
+        keys: &[swap_core::store::SendKey],
+        txref: &TxRef,
+    ) -> Result<usize, swap_core::StoreError> {
+        self.0.discard(keys, txref).await
+    }
+    async fn spend_guard(
+        &self,
+        _wallet: &str,
+    ) -> Result<swap_core::store::SpendGuard, swap_core::StoreError> {
+        Ok(swap_core::store::SpendGuard::new(()))
+    }
+}
+
+/// [`process`] for a process the test kills (see [`Killed`]).
+fn killed_process(env: &common::Env, path: &std::path::Path) -> BtcChain {
+    let mut rpc = env.node.rpc_config(Some("alice"));
+    rpc.timeout = Duration::from_secs(10);
+    let mut config = btc_adapter::BtcConfig::new(env.node.chain_id(), rpc);
+    config.fees = common::fees();
+    let store = swap_core::store::SqliteStore::open(path).unwrap();
+    BtcChain::new(config, &[1; 32])
+        .unwrap()
+        .with_outbox(Arc::new(Killed(store)))
+}
+
 const STEPS: [&str; 4] = [
     "walletcreatefundedpsbt",
     "walletprocesspsbt",
@@ -341,7 +394,7 @@ async fn no_funding_twice_across_crashes_cancels_and_processes() {
     // dead one's funding when it had recorded it.
     for step in STEPS {
         let params = distinct_params(&env, N).await;
-        let dead = process(&env, &path);
+        let dead = killed_process(&env, &path);
         let ops = locks(&params);
         assert!(stop_at(&dead, step, dead.execute(&ops), true)
             .await
