@@ -312,14 +312,19 @@ async fn funded_exactly_once(
 
 /// An adapter ("a process") on the alice wallet recording its fundings in the store at `path`.
 fn process(env: &common::Env, path: &std::path::Path) -> BtcChain {
+    process_on(
+        env,
+        Arc::new(swap_core::store::SqliteStore::open(path).unwrap()),
+    )
+}
+
+/// An adapter on the alice wallet recording its fundings in `outbox`.
+fn process_on(env: &common::Env, outbox: Arc<dyn swap_core::store::Outbox>) -> BtcChain {
     let mut rpc = env.node.rpc_config(Some("alice"));
     rpc.timeout = Duration::from_secs(10);
     let mut config = btc_adapter::BtcConfig::new(env.node.chain_id(), rpc);
     config.fees = common::fees();
-    let store = swap_core::store::SqliteStore::open(path).unwrap();
-    BtcChain::new(config, &[1; 32])
-        .unwrap()
-        .with_outbox(Arc::new(store))
+    BtcChain::new(config, &[1; 32]).unwrap().with_outbox(outbox)
 }
 
 /// The store of a process the test kills by leaking its round's future: the same records, but
@@ -365,14 +370,8 @@ impl swap_core::store::Outbox for Killed {
 
 /// [`process`] for a process the test kills (see [`Killed`]).
 fn killed_process(env: &common::Env, path: &std::path::Path) -> BtcChain {
-    let mut rpc = env.node.rpc_config(Some("alice"));
-    rpc.timeout = Duration::from_secs(10);
-    let mut config = btc_adapter::BtcConfig::new(env.node.chain_id(), rpc);
-    config.fees = common::fees();
     let store = swap_core::store::SqliteStore::open(path).unwrap();
-    BtcChain::new(config, &[1; 32])
-        .unwrap()
-        .with_outbox(Arc::new(Killed(store)))
+    process_on(env, Arc::new(Killed(store)))
 }
 
 const STEPS: [&str; 4] = [
