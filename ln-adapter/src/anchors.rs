@@ -120,18 +120,20 @@ fn bump_coin(u: &Value) -> Option<Utxo> {
         return None;
     }
     let script = ScriptBuf::from_hex(u.get("scriptPubKey")?.as_str()?).ok()?;
+    let txid = u.get("txid")?.as_str()?.parse().ok()?;
+    let vout = u32::try_from(u.get("vout")?.as_u64()?).ok()?;
+    let value = coin_value_to_sats(u.get("amount")?)?;
+    p2wpkh_utxo(OutPoint::new(txid, vout), Amount::from_sat(value), &script)
+}
+
+/// The coin `outpoint` of `value` paying to `script` as LDK's [`Utxo`], if `script` is a
+/// native segwit v0 key hash (the only kind used for fee bumps: see [`bump_coins`]).
+fn p2wpkh_utxo(outpoint: OutPoint, value: Amount, script: &bitcoin::Script) -> Option<Utxo> {
     if !script.is_p2wpkh() {
         return None;
     }
     let hash = WPubkeyHash::from_slice(script.as_bytes().get(2..22)?).ok()?;
-    let txid = u.get("txid")?.as_str()?.parse().ok()?;
-    let vout = u32::try_from(u.get("vout")?.as_u64()?).ok()?;
-    let value = coin_value_to_sats(u.get("amount")?)?;
-    Some(Utxo::new_v0_p2wpkh(
-        OutPoint::new(txid, vout),
-        Amount::from_sat(value),
-        &hash,
-    ))
+    Some(Utxo::new_v0_p2wpkh(outpoint, value, &hash))
 }
 
 /// The anchor channels whose force-close fees the wallet may have to pay: those open or being
@@ -291,11 +293,9 @@ impl WalletSource for NodeWallet {
             let coins: Vec<Utxo> = ours
                 .iter()
                 .filter_map(|&n| {
-                    let output = psbt.inputs.get(n)?.witness_utxo.clone()?;
-                    let hash = WPubkeyHash::from_slice(output.script_pubkey.as_bytes().get(2..22)?)
-                        .ok()?;
+                    let output = psbt.inputs.get(n)?.witness_utxo.as_ref()?;
                     let outpoint = psbt.unsigned_tx.input.get(n)?.previous_output;
-                    Some(Utxo::new_v0_p2wpkh(outpoint, output.value, &hash))
+                    p2wpkh_utxo(outpoint, output.value, &output.script_pubkey)
                 })
                 .collect();
             let unsigned = psbt.unsigned_tx;
