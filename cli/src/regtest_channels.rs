@@ -76,7 +76,7 @@ pub async fn open_ln_channel(
     nodes.btc.mine(1).await;
     from.connect(to.node_id(), to.listen_addr()).await?;
     let mut events = from.subscribe();
-    from.open_channel(to.node_id(), capacity_sats, 0)?;
+    from.open_channel(to.node_id(), capacity_sats, 0).await?;
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             if let Ok(LnEvent::ChannelPending { .. }) = events.recv().await {

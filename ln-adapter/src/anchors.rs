@@ -195,6 +195,59 @@ pub(crate) async fn bump_balance(rpc: &RpcClient) -> Result<u64, LnError> {
         .sum())
 }
 
+/// A funding the wallet cannot make and still keep the reserve of its anchor channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveShort {
+    /// What the wallet holds in coins that can pay fee bumps.
+    pub held_sats: u64,
+    /// What the funding takes from it (the channel's value, its fee and margin).
+    pub spending_sats: u64,
+    /// Anchor channels counting the new one.
+    pub anchor_channels: u64,
+    /// The reserve per anchor channel.
+    pub reserve_sats: u64,
+    /// What the wallet lacks.
+    pub missing_sats: u64,
+}
+
+impl std::fmt::Display for ReserveShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the wallet's confirmed native segwit coins ({} sat) do not cover {} sat of funding \
+             and a reserve of {} sat for each of {} anchor channels, which pays their fees at a \
+             force close: {} sat missing",
+            self.held_sats,
+            self.spending_sats,
+            self.reserve_sats,
+            self.anchor_channels,
+            self.missing_sats
+        )
+    }
+}
+
+/// Whether the wallet can fund `spending` sats and keep `reserve_sats` for each of
+/// `anchor_channels` anchor channels (the new one counted): `Ok(None)` when it can.
+pub(crate) async fn check_reserve(
+    rpc: &RpcClient,
+    spending: u64,
+    anchor_channels: u64,
+    reserve_sats: u64,
+) -> Result<Option<ReserveShort>, LnError> {
+    let held = bump_balance(rpc).await?;
+    Ok(
+        reserve_shortfall(held, spending, anchor_channels, reserve_sats).map(|missing| {
+            ReserveShort {
+                held_sats: held,
+                spending_sats: spending,
+                anchor_channels,
+                reserve_sats,
+                missing_sats: missing,
+            }
+        }),
+    )
+}
+
 /// What the wallet lacks to keep `reserve_sats` for each of `anchor_channels` anchor channels
 /// after `spending` more sats leave it (a funding): `None` when it holds enough.
 pub(crate) fn reserve_shortfall(

@@ -49,6 +49,11 @@ pub enum LnError {
     /// the handshake, and not kept among the peers to reconnect.
     #[error("another chain: {0}")]
     OtherChain(String),
+    /// Opening this anchor channel would leave the wallet without the reserve that pays anchor
+    /// channels' force-close fees: nothing was sent to the peer. Send coins to the wallet (or
+    /// turn anchors off in the configuration) and open again.
+    #[error("anchor channel not opened: {0}; send coins to the node wallet, or set [ln] anchors = false")]
+    AnchorReserve(crate::anchors::ReserveShort),
     /// The node stopped working on its own (its channel manager could not be persisted); it
     /// must be restarted from its data directory.
     #[error("the lightning node stopped: {0}")]

@@ -132,28 +132,21 @@ impl EventHandler {
         anchor_channels: u64,
         spending: u64,
     ) -> Result<Option<String>, ReplayEvent> {
-        let held = match crate::anchors::bump_balance(&self.rpc).await {
-            Ok(held) => held,
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "anchor reserve: node unavailable, asked again later");
-                return Err(ReplayEvent());
-            }
-            Err(e) => return Ok(Some(format!("cannot read the wallet's coins: {e}"))),
-        };
-        Ok(crate::anchors::reserve_shortfall(
-            held,
+        match crate::anchors::check_reserve(
+            &self.rpc,
             spending,
             anchor_channels,
             self.anchor_reserve_sats,
         )
-        .map(|missing| {
-            format!(
-                "the wallet's confirmed native segwit coins ({held} sat) do not cover {spending} \
-                 sat of funding and a reserve of {} sat for each of {anchor_channels} anchor \
-                 channels, which pays their fees at a force close: {missing} sat missing",
-                self.anchor_reserve_sats
-            )
-        }))
+        .await
+        {
+            Ok(short) => Ok(short.map(|s| s.to_string())),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "anchor reserve: node unavailable, asked again later");
+                Err(ReplayEvent())
+            }
+            Err(e) => Ok(Some(format!("cannot read the wallet's coins: {e}"))),
+        }
     }
 
     /// What the peer is told when an anchor channel is refused for the reserve (no figures of

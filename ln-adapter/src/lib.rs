@@ -49,7 +49,7 @@ mod sealed;
 mod types;
 mod wallet;
 
-pub use anchors::AnchorReserve;
+pub use anchors::{AnchorReserve, ReserveShort};
 pub use config::{LnConfig, Seed};
 pub use error::LnError;
 pub use events::LnEvent;

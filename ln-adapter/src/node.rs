@@ -64,6 +64,8 @@ pub struct LnNode {
     pub(crate) store: Arc<Store>,
     pub(crate) broadcaster: Arc<Broadcaster>,
     pub(crate) chain_monitor: Arc<ChainMonitor>,
+    /// Fee estimates from the node (refreshed by the follower task at each block).
+    pub(crate) fees: Arc<FeeCache>,
     listen_addr: SocketAddr,
     stop: watch::Sender<bool>,
     background: Mutex<Option<JoinHandle<()>>>,
@@ -538,6 +540,7 @@ impl LnNode {
             store: Arc::clone(&store),
             broadcaster: Arc::clone(&broadcaster),
             chain_monitor: Arc::clone(&chain_monitor),
+            fees: Arc::clone(&fees),
             listen_addr,
             stop,
             background: Mutex::new(Some(background)),
@@ -612,9 +615,16 @@ impl LnNode {
         let peer_manager = Arc::clone(&self.peer_manager);
         let binding = Arc::clone(&self.binding);
         let interval = self.config.poll_interval;
+        let reserve = self.config.anchors.then(|| ReserveWatch {
+            channel_manager: Arc::clone(&self.channel_manager),
+            chain_monitor: Arc::clone(&self.chain_monitor),
+            reserve_sats: self.config.anchor_reserve_sats,
+            was_short: false,
+        });
         let task = tokio::spawn(async move {
             let mut last_height = None;
             let mut reconnect = crate::reconnect::Reconnect::new(interval);
+            let mut reserve = reserve;
             loop {
                 match follower.sync().await {
                     Ok(height) => {
@@ -622,6 +632,9 @@ impl LnNode {
                             last_height = Some(height);
                             if let Err(e) = fees.refresh(&rpc).await {
                                 tracing::warn!(error = %e, "fee estimates not refreshed");
+                            }
+                            if let Some(watch) = reserve.as_mut() {
+                                watch.check(&rpc).await;
                             }
                         }
                     }
@@ -798,3 +811,50 @@ pub(crate) async fn connect_outbound(
 #[cfg(test)]
 #[path = "node_tests.rs"]
 mod tests;
+
+/// Watches, at each block, that the wallet still holds the reserve of the node's anchor
+/// channels: coins spent from it later (an on-chain swap leg funded from the same wallet, a
+/// send by hand) would leave a force close's fee bumps unpaid. Logged once when it falls short
+/// (an error naming what to send) and once when it is whole again.
+struct ReserveWatch {
+    channel_manager: Arc<ChannelManager>,
+    chain_monitor: Arc<ChainMonitor>,
+    reserve_sats: u64,
+    was_short: bool,
+}
+
+impl ReserveWatch {
+    async fn check(&mut self, rpc: &RpcClient) {
+        let (anchor_channels, _) = crate::anchors::anchor_channels(
+            &self.channel_manager,
+            &self.chain_monitor,
+            &lightning::ln::types::ChannelId([0; 32]),
+        );
+        if anchor_channels == 0 {
+            self.was_short = false;
+            return;
+        }
+        let short =
+            match crate::anchors::check_reserve(rpc, 0, anchor_channels, self.reserve_sats).await {
+                Ok(short) => short,
+                // Told by the follower's own errors; asked again at the next block.
+                Err(_) => return,
+            };
+        match (short, self.was_short) {
+            (Some(short), false) => {
+                tracing::error!(
+                    missing_sats = short.missing_sats,
+                    anchor_channels,
+                    "anchor reserve short: {short}; send coins to the node wallet, or a force \
+                     close's claims may not be paid for"
+                );
+                self.was_short = true;
+            }
+            (None, true) => {
+                tracing::info!(anchor_channels, "anchor reserve held again");
+                self.was_short = false;
+            }
+            _ => {}
+        }
+    }
+}

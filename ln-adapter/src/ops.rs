@@ -184,13 +184,40 @@ impl LnNode {
 
     /// Opens a channel of `capacity_sats` to a connected peer, funded from the node wallet
     /// (the funding transaction is built when LDK asks for it). Returns the temporary channel id.
-    pub fn open_channel(
+    ///
+    /// When both nodes offer anchors the channel will be an anchor channel, whose force-close
+    /// fees the wallet pays: it is refused here, before the peer hears of it, when the wallet
+    /// could not fund it and keep the reserve of every anchor channel ([`LnError::AnchorReserve`]).
+    pub async fn open_channel(
         &self,
         counterparty: PublicKey,
         capacity_sats: u64,
         push_msat: u64,
     ) -> Result<ChannelId, LnError> {
         self.alive()?;
+        let peer_anchors = self
+            .peer_manager
+            .peer_by_node_id(&counterparty)
+            .is_some_and(|p| p.init_features.supports_anchors_zero_fee_htlc_tx());
+        if self.config.anchors && peer_anchors {
+            let (existing, _) = crate::anchors::anchor_channels(
+                &self.channel_manager,
+                &self.chain_monitor,
+                &ChannelId([0; 32]),
+            );
+            let spending = capacity_sats
+                .saturating_add(crate::wallet::funding_fee_bound(self.fees.normal_sat_vb()));
+            if let Some(short) = crate::anchors::check_reserve(
+                &self.rpc,
+                spending,
+                existing.saturating_add(1),
+                self.config.anchor_reserve_sats,
+            )
+            .await?
+            {
+                return Err(LnError::AnchorReserve(short));
+            }
+        }
         let user_channel_id = u128::from_be_bytes(
             lightning::sign::EntropySource::get_secure_random_bytes(&RandomSource)[..16]
                 .try_into()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bitcoin::{OutPoint, Transaction, Txid};
 use devnet::regtest::RegtestNode;
-use ln_adapter::{LnEvent, LnNode, PaymentTarget};
+use ln_adapter::{LnError, LnEvent, LnNode, PaymentTarget};
 use serde_json::{json, Value};
 use swap_core::Preimage;
 
@@ -262,28 +262,37 @@ async fn anchor_channels_force_close_fees_come_from_the_wallet_which_must_hold_a
         .any(|ch| ch.channel_id == plain && !ch.anchors));
 
     // Nor does a node open an anchor channel that would leave its wallet without the reserve:
-    // c could fund 290,000 sat, but would keep less than 25,000.
+    // c could fund 290,000 sat, but would keep less than 25,000. It is refused before the peer
+    // hears of it, with the figures.
     let addr = c_wallet.get_new_address("bech32").await.unwrap();
     node.send(&addr, 300_000).await;
     node.mine(1).await;
     c.sync().await.unwrap();
     b.sync().await.unwrap();
     c.connect(b.node_id(), b.listen_addr()).await.unwrap();
-    let mut c_rx = c.subscribe();
-    let temporary = c.open_channel(b.node_id(), 290_000, 0).unwrap();
-    let closed = wait_event(
-        &mut c_rx,
-        "the anchor channel not funded",
-        |e| matches!(e, LnEvent::ChannelClosed { channel_id, .. } if *channel_id == temporary),
-    )
-    .await;
-    let LnEvent::ChannelClosed { reason, .. } = closed else {
-        unreachable!()
+    let err = c.open_channel(b.node_id(), 290_000, 0).await.unwrap_err();
+    let LnError::AnchorReserve(short) = &err else {
+        panic!("expected the anchor reserve refusal, got {err}")
     };
-    assert!(reason.contains("reserve of 25000 sat"), "{reason}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(balance(&c_wallet).await, 300_000, "nothing was spent");
-    assert!(!c.channels().iter().any(|ch| ch.counterparty == b.node_id()));
+    assert_eq!(short.held_sats, 300_000);
+    assert_eq!(short.anchor_channels, 1, "c has no other anchor channel");
+    assert_eq!(short.reserve_sats, 25_000);
+    assert!(
+        short.spending_sats > 290_000,
+        "the funding's fee is counted"
+    );
+    assert_eq!(
+        short.missing_sats,
+        short.spending_sats + 25_000 - 300_000,
+        "{short}"
+    );
+    assert!(err.to_string().contains("[ln] anchors = false"), "{err}");
+    // A channel that leaves the reserve is opened, as an anchor channel.
+    let (anchored, _) = open_between(&node, &c, &b, 200_000).await;
+    assert!(c
+        .channels()
+        .iter()
+        .any(|ch| ch.channel_id == anchored && ch.anchors));
     a.stop().await.unwrap();
     b.stop().await.unwrap();
     c.stop().await.unwrap();

@@ -10,7 +10,7 @@ async fn funding_block_reorged_out_then_confirmed_again() {
     let p = pair().await;
     let mut a_rx = p.a.subscribe();
     let mut b_rx = p.b.subscribe();
-    p.a.open_channel(p.b.node_id(), 600_000, 0).unwrap();
+    p.a.open_channel(p.b.node_id(), 600_000, 0).await.unwrap();
     let pending = wait_event(&mut a_rx, "channel pending", |e| {
         matches!(e, LnEvent::ChannelPending { .. })
     })

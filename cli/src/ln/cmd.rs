@@ -201,7 +201,9 @@ async fn open(node: &LnNode, peer: &str, amount_sats: u64) -> Result<Value, LnCl
         .await
         .map_err(|e| LnCliError::PeerUnreachable(e.to_string()))?;
     let mut rx = node.subscribe();
-    node.open_channel(id, amount_sats, 0).map_err(node_err)?;
+    node.open_channel(id, amount_sats, 0)
+        .await
+        .map_err(node_err)?;
     let pending = wait_event(&mut rx, 60, |e| match e {
         LnEvent::ChannelPending {
             channel_id,

@@ -168,7 +168,9 @@ pub async fn open_between(
 ) -> (ChannelId, Txid) {
     let mut from_rx = from.subscribe();
     let mut to_rx = to.subscribe();
-    from.open_channel(to.node_id(), capacity_sats, 0).unwrap();
+    from.open_channel(to.node_id(), capacity_sats, 0)
+        .await
+        .unwrap();
     let pending = wait_event(&mut from_rx, "channel pending", |e| {
         matches!(e, LnEvent::ChannelPending { .. })
     })
