@@ -215,6 +215,14 @@ impl LnNode {
             .map_err(|e| LnError::Api(format!("invoice: {e:?}")))
     }
 
+    /// The size of LDK's channel manager serialized, in bytes: what the node writes whole at
+    /// each persist (benches print it). It grows with the payments this node sent in the last
+    /// minutes: LDK keeps each one, for its idempotency, for 7 of its one-minute timer ticks
+    /// after it completed.
+    pub fn manager_bytes(&self) -> usize {
+        lightning::util::ser::Writeable::encode(&*self.channel_manager).len()
+    }
+
     /// The calls this node has made to its chain node so far, per JSON-RPC method (benches
     /// print them).
     pub fn rpc_counts_by_method(&self) -> std::collections::BTreeMap<String, u64> {

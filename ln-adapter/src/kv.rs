@@ -121,6 +121,17 @@ impl SqliteKv {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Once every value is sealed: a value overwritten or removed is zeroed in the file only
+    /// where that costs no extra write (SQLite's `secure_delete = FAST`). What it leaves in
+    /// free pages is sealed, and zeroing them made each rewrite of LDK's channel manager (a
+    /// blob that grows with the payments of the last minutes) read and write every page of
+    /// the old value once more.
+    pub(crate) fn all_sealed(&self) -> Result<(), io::Error> {
+        self.conn()
+            .pragma_update(None, "secure_delete", "FAST")
+            .map_err(|e| sql_err("secure_delete", e))
+    }
+
     /// Empties the write-ahead log into the database and truncates it: after values were
     /// sealed in place, no clear copy stays in the log.
     pub(crate) fn checkpoint(&self) -> Result<(), io::Error> {
@@ -344,6 +355,7 @@ impl KVStoreSync for SqliteKv {
         buf: Vec<u8>,
     ) -> Result<(), io::Error> {
         check(primary, secondary, Some(key))?;
+        tracing::trace!(target: "xswap::kv", primary, secondary, key, len = buf.len(), "write");
         self.conn()
             .prepare_cached(
                 "INSERT INTO kv (primary_ns, secondary_ns, key, value) VALUES (?1, ?2, ?3, ?4)

@@ -142,6 +142,12 @@ impl SealedStore {
             KVStoreSync::write(&store.inner, CHECK_NAMESPACE, "", CHECK_KEY, check)
                 .map_err(|e| io_err("key check", e))?;
         }
+        if store.key.is_some() {
+            store
+                .inner
+                .all_sealed()
+                .map_err(|e| io_err("secure_delete", e))?;
+        }
         Ok(store)
     }
 
