@@ -13,14 +13,19 @@ use std::time::{Duration, Instant};
 
 use bitcoin::{OutPoint, Transaction, Txid};
 use devnet::regtest::RegtestNode;
-use ln_adapter::{LnError, LnEvent, LnNode, PaymentTarget};
+use ln_adapter::{LnError, LnNode};
 use serde_json::{json, Value};
-use swap_core::Preimage;
 
 use crate::common::*;
 
 const ANCHOR_SATS: u64 = 330;
 const RESERVE_SATS: u64 = 25_000;
+
+/// Anchor channels, with the reserve this test funds.
+fn anchored(c: &mut ln_adapter::LnConfig) {
+    c.anchors = true;
+    c.anchor_reserve_sats = RESERVE_SATS;
+}
 
 async fn start_anchored(
     node: &RegtestNode,
@@ -28,12 +33,9 @@ async fn start_anchored(
     seed: u8,
     dir: &std::path::Path,
 ) -> LnNode {
-    start_ln_with(node, wallet, seed, dir, |c| {
-        c.anchors = true;
-        c.anchor_reserve_sats = RESERVE_SATS;
-    })
-    .await
-    .unwrap()
+    start_ln_with(node, wallet, seed, dir, anchored)
+        .await
+        .unwrap()
 }
 
 /// The mempool's transactions spending an output of `parent`.
@@ -75,17 +77,14 @@ async fn wallet_owns(wallet: &btc_adapter::rpc::RpcClient, outpoint: OutPoint) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anchor_channels_force_close_fees_come_from_the_wallet_which_must_hold_a_reserve() {
-    init_tracing();
-    let node = RegtestNode::start().await;
-    let a_wallet = wallet(&node, "a").await;
-    let b_wallet = wallet(&node, "b").await;
-    let addr = a_wallet.get_new_address("bech32").await.unwrap();
-    node.send(&addr, 10_0000_0000).await;
-    node.mine(1).await;
-    let dirs = tempfile::tempdir().unwrap();
-    let a = start_anchored(&node, "a", 1, &dirs.path().join("a")).await;
-    let b = start_anchored(&node, "b", 2, &dirs.path().join("b")).await;
-    a.connect(b.node_id(), b.listen_addr()).await.unwrap();
+    let Pair {
+        node,
+        a,
+        b,
+        a_wallet: _,
+        b_wallet,
+        dirs,
+    } = pair_with(anchored).await;
 
     // b's wallet holds its reserve in two coins: the commitment's bump and the HTLC claim each
     // take one while the other's change is unconfirmed.
@@ -102,30 +101,8 @@ async fn anchor_channels_force_close_fees_come_from_the_wallet_which_must_hold_a
 
     // A payment held at b.
     let amount_msat = 60_000_000;
-    let preimage = Preimage::random().unwrap();
+    let preimage = pay_held(&a, &b, amount_msat).await;
     let hashlock = preimage.hashlock();
-    let secret = b
-        .hold_invoice(hashlock, amount_msat, 3600, FINAL_CLTV as u16)
-        .unwrap();
-    let mut b_rx = b.subscribe();
-    a.pay(
-        &PaymentTarget {
-            payee: b.node_id(),
-            hashlock,
-            payment_secret: secret,
-            amount_msat,
-            final_cltv_delta: FINAL_CLTV,
-            route_hints: vec![],
-        },
-        hashlock.0,
-    )
-    .unwrap();
-    wait_event(
-        &mut b_rx,
-        "payment held",
-        |e| matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock),
-    )
-    .await;
 
     // The payer goes offline; the payee claims and closes on chain.
     let a_id = a.node_id();

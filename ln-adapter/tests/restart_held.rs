@@ -2,8 +2,7 @@
 //! HTLC is still held (with its CLTV), and claiming it then pays the payer, who learns the
 //! preimage.
 
-use ln_adapter::{LnEvent, PaymentTarget};
-use swap_core::Preimage;
+use ln_adapter::LnEvent;
 
 use crate::common::*;
 
@@ -11,32 +10,9 @@ use crate::common::*;
 async fn payee_restarted_while_holding_then_claims() {
     let mut p = pair().await;
     open_channel(&p, 500_000).await;
-    let preimage = Preimage::random().unwrap();
-    let hashlock = preimage.hashlock();
-    let amount = 40_000_000;
-    let secret =
-        p.b.hold_invoice(hashlock, amount, 3600, FINAL_CLTV as u16)
-            .unwrap();
     let mut a_rx = p.a.subscribe();
-    let mut b_rx = p.b.subscribe();
-    p.a.pay(
-        &PaymentTarget {
-            payee: p.b.node_id(),
-            hashlock,
-            payment_secret: secret,
-            amount_msat: amount,
-            final_cltv_delta: FINAL_CLTV,
-            route_hints: vec![],
-        },
-        hashlock.0,
-    )
-    .unwrap();
-    wait_event(
-        &mut b_rx,
-        "payment held",
-        |e| matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock),
-    )
-    .await;
+    let preimage = pay_held(&p.a, &p.b, 40_000_000).await;
+    let hashlock = preimage.hashlock();
     let held = |n: &ln_adapter::LnNode| {
         n.channels()
             .iter()

@@ -94,6 +94,11 @@ pub async fn start_ln_with(
 
 /// A regtest node, wallets `a` (10 coins) and `b` (empty), two Lightning nodes, connected.
 pub async fn pair() -> Pair {
+    pair_with(|_| {}).await
+}
+
+/// [`pair`] with whatever `set` changes in both Lightning nodes' configuration.
+pub async fn pair_with(set: impl Fn(&mut LnConfig)) -> Pair {
     init_tracing();
     let node = RegtestNode::start().await;
     let a_wallet = wallet(&node, "a").await;
@@ -102,8 +107,12 @@ pub async fn pair() -> Pair {
     node.send(&addr, 10_0000_0000).await;
     node.mine(1).await;
     let dirs = tempfile::tempdir().unwrap();
-    let a = start_ln(&node, "a", 1, &dirs.path().join("a")).await;
-    let b = start_ln(&node, "b", 2, &dirs.path().join("b")).await;
+    let a = start_ln_with(&node, "a", 1, &dirs.path().join("a"), &set)
+        .await
+        .unwrap();
+    let b = start_ln_with(&node, "b", 2, &dirs.path().join("b"), &set)
+        .await
+        .unwrap();
     a.connect(b.node_id(), b.listen_addr()).await.unwrap();
     Pair {
         node,
@@ -132,6 +141,37 @@ pub async fn wait_event(
     })
     .await;
     found.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// `payer` pays `amount_msat` to a hold invoice of `payee` (payment id: the hashlock), and the
+/// payment is waited for until `payee` holds it. Returns the preimage, not yet claimed.
+pub async fn pay_held(payer: &LnNode, payee: &LnNode, amount_msat: u64) -> Preimage {
+    let preimage = Preimage::random().unwrap();
+    let hashlock = preimage.hashlock();
+    let secret = payee
+        .hold_invoice(hashlock, amount_msat, 3600, FINAL_CLTV as u16)
+        .unwrap();
+    let mut payee_rx = payee.subscribe();
+    payer
+        .pay(
+            &PaymentTarget {
+                payee: payee.node_id(),
+                hashlock,
+                payment_secret: secret,
+                amount_msat,
+                final_cltv_delta: FINAL_CLTV,
+                route_hints: vec![],
+            },
+            hashlock.0,
+        )
+        .unwrap();
+    wait_event(
+        &mut payee_rx,
+        "payment held",
+        |e| matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock),
+    )
+    .await;
+    preimage
 }
 
 /// Waits until `cond` holds (30 s at most).
