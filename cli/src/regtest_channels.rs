@@ -35,6 +35,17 @@ pub async fn ln_node(
     seed: [u8; 32],
     dir: &Path,
 ) -> anyhow::Result<Arc<LnNode>> {
+    ln_node_with(nodes, wallet, seed, dir, |_| {}).await
+}
+
+/// [`ln_node`] with whatever `set` changes in its configuration.
+pub async fn ln_node_with(
+    nodes: &Nodes,
+    wallet: &str,
+    seed: [u8; 32],
+    dir: &Path,
+    set: impl FnOnce(&mut LnConfig),
+) -> anyhow::Result<Arc<LnNode>> {
     nodes.btc.rpc().create_or_load_wallet(wallet).await?;
     let mut config = LnConfig::new(
         nodes.btc.chain_id(),
@@ -42,6 +53,7 @@ pub async fn ln_node(
         dir.join(wallet),
     );
     config.poll_interval = Duration::from_millis(200);
+    set(&mut config);
     if config.anchors {
         // Anchor channels (Bitcoin) are accepted and opened only with the wallet's reserve
         // for their force-close fees.

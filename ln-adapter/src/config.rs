@@ -66,6 +66,18 @@ pub struct LnConfig {
     /// the fees of a force close (the commitment's CPFP and the HTLC claims). An anchor
     /// channel is neither opened nor accepted when the wallet holds less.
     pub anchor_reserve_sats: u64,
+    /// Extra calls of LDK's timer tick (`ChannelManager::timer_tick_occurred`), beside the
+    /// background processor's once a minute. LDK keeps every payment this node sent for 7
+    /// ticks after it completed (its idempotency), in the channel manager that it writes whole
+    /// at each persist: at a high sustained payment rate that manager, and the cost of every
+    /// payment, grows with the rate of the last 7-8 minutes (see the README's figures). Ticking
+    /// more often forgets them sooner, but shortens LDK's other tick-counted timeouts alike:
+    /// a peer that leaves a commitment update unanswered is disconnected after 1-2 ticks, an
+    /// inbound channel request must be accepted within 2, a multi-part payment's parts must all
+    /// arrive within 3, and an unfunded channel is dropped after 60. Our own ledger keeps a
+    /// swap's payment from being sent twice whatever LDK remembers. `None` (the default):
+    /// LDK's minute.
+    pub timer_tick_interval: Option<Duration>,
 }
 
 impl LnConfig {
@@ -88,6 +100,7 @@ impl LnConfig {
             store_key: None,
             anchors: chain.family == swap_core::ChainFamily::Bitcoin,
             anchor_reserve_sats: 25_000,
+            timer_tick_interval: None,
         }
     }
 }

@@ -551,6 +551,9 @@ impl LnNode {
         if let Some(every) = node.config.htlc_processing_interval {
             node.spawn_htlc_processing(every, stop_rx.clone());
         }
+        if let Some(every) = node.config.timer_tick_interval {
+            node.spawn_timer_ticks(every, stop_rx.clone());
+        }
         node.spawn_follower(fees, wallet_keys, stop_rx);
         tracing::info!(node_id = %node.node_id(), listen = %listen_addr, "lightning node started");
         Ok(node)
@@ -575,6 +578,22 @@ impl LnNode {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
+            }
+        });
+        self.task(task);
+    }
+
+    /// LDK's timer tick every `every`, beside the background processor's
+    /// ([`LnConfig::timer_tick_interval`]).
+    fn spawn_timer_ticks(&self, every: Duration, mut stop: watch::Receiver<bool>) {
+        let cm = Arc::clone(&self.channel_manager);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => return,
+                }
+                cm.timer_tick_occurred();
             }
         });
         self.task(task);

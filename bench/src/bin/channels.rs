@@ -30,7 +30,7 @@ use xswap_cli::demo_channels::{
     btc_txs_since, channel_engine, channel_offer, eth_txs, WEI_PER_SAT,
 };
 use xswap_cli::regtest::Nodes;
-use xswap_cli::regtest_channels::{ln_node, open_eth_channel, open_ln_channel};
+use xswap_cli::regtest_channels::{ln_node_with, open_eth_channel, open_ln_channel};
 
 /// Satoshis per swap (the taker pays them over Lightning).
 const SATS: u64 = 1_000;
@@ -47,6 +47,8 @@ struct Opts {
     swaps: usize,
     in_flight: usize,
     poll: Duration,
+    /// [`ln_adapter::LnConfig::timer_tick_interval`] of both Lightning nodes.
+    ln_tick: Option<Duration>,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Opts> {
         // only catches what no rail tells (a 10 ms poll cost CPU and gained nothing: see the
         // README's figures).
         poll: Duration::from_millis(250),
+        ln_tick: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -65,9 +68,12 @@ fn parse_args() -> Result<Opts> {
             "--swaps" => o.swaps = value()?.parse()?,
             "--in-flight" => o.in_flight = value()?.parse()?,
             "--poll-ms" => o.poll = Duration::from_millis(value()?.parse()?),
+            "--ln-tick-ms" => o.ln_tick = Some(Duration::from_millis(value()?.parse()?)),
             "--bench" => {}
             other => {
-                anyhow::bail!("unknown argument {other} (--swaps N --in-flight N --poll-ms N)")
+                anyhow::bail!(
+                    "unknown argument {other} (--swaps N --in-flight N --poll-ms N --ln-tick-ms N)"
+                )
             }
         }
     }
@@ -215,8 +221,9 @@ async fn bench(o: Opts) -> Result<()> {
     let ceiling = 2.0 * 1e6 / (SIG_OPS_PER_SWAP * (sign + verify) / 2.0);
     let nodes = Nodes::start().await?;
     let dir = tempfile::tempdir()?;
-    let taker_ln = ln_node(&nodes, "taker-ln", [0x11; 32], dir.path()).await?;
-    let maker_ln = ln_node(&nodes, "maker-ln", [0x22; 32], dir.path()).await?;
+    let tick = |c: &mut ln_adapter::LnConfig| c.timer_tick_interval = o.ln_tick;
+    let taker_ln = ln_node_with(&nodes, "taker-ln", [0x11; 32], dir.path(), tick).await?;
+    let maker_ln = ln_node_with(&nodes, "maker-ln", [0x22; 32], dir.path(), tick).await?;
     open_ln_channel(&nodes, "taker-ln", (&taker_ln, &maker_ln), LN_CAPACITY).await?;
     let (maker_chan, taker_chan, chan, _) =
         open_eth_channel(&nodes, (5, 6), (ETH_DEPOSIT, 0)).await?;
