@@ -223,6 +223,19 @@ impl LnNode {
         lightning::util::ser::Writeable::encode(&*self.channel_manager).len()
     }
 
+    /// The size of this node's channel monitors serialized, in bytes, summed: what is written
+    /// whole once every [`crate::types::MAX_PENDING_MONITOR_UPDATES`] updates of a channel
+    /// (benches print it). A monitor keeps the HTLC outputs of every revoked commitment, to
+    /// punish its broadcast, so it grows with the channel's history.
+    pub fn monitor_bytes(&self) -> usize {
+        self.chain_monitor
+            .list_monitors()
+            .into_iter()
+            .filter_map(|id| self.chain_monitor.get_monitor(id).ok())
+            .map(|m| lightning::util::ser::Writeable::encode(&*m).len())
+            .sum()
+    }
+
     /// The calls this node has made to its chain node so far, per JSON-RPC method (benches
     /// print them).
     pub fn rpc_counts_by_method(&self) -> std::collections::BTreeMap<String, u64> {

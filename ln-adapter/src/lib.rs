@@ -60,3 +60,4 @@ pub use lightning::ln::types::ChannelId;
 pub use node::LnNode;
 pub use ops::{ChannelInfo, InboundHtlc, PaymentTarget, MAX_PAY_CLTV_BLOCKS};
 pub use rail::LnRail;
+pub use types::MAX_PENDING_MONITOR_UPDATES;

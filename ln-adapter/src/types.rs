@@ -37,8 +37,12 @@ pub(crate) type Persister = MonitorUpdatingPersister<
     Arc<FeeCache>,
 >;
 
-/// Monitor updates kept as records before the monitor is written whole again.
-pub(crate) const MAX_PENDING_MONITOR_UPDATES: u64 = 100;
+/// Monitor updates kept as records before the monitor is written whole again. A monitor grows
+/// by ~330 bytes per swap on a busy channel (1.6 MB after 5,000), so the whole rewrite costs
+/// each update size/this: 1,000 (from 100) took 18.6 -> 15.1 ms of CPU off a swap at 5,000
+/// swaps (README). The price is at start: up to 1,000 small records (~1.4 KB each) read and
+/// replayed per channel.
+pub const MAX_PENDING_MONITOR_UPDATES: u64 = 1000;
 
 /// The chain monitor (channel monitors, persisted in [`Store`] through [`Persister`]).
 pub(crate) type ChainMonitor = chainmonitor::ChainMonitor<

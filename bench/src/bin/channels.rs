@@ -314,6 +314,12 @@ async fn bench(o: Opts) -> Result<()> {
         taker_ln.manager_bytes() as f64 / 1_000.0,
         maker_ln.manager_bytes() as f64 / 1_000.0
     );
+    println!(
+        "channel monitor, written whole once every {} of its updates: payer {:.1} KB, payee {:.1} KB (it keeps the HTLC outputs of every revoked commitment)",
+        ln_adapter::MAX_PENDING_MONITOR_UPDATES,
+        taker_ln.monitor_bytes() as f64 / 1_000.0,
+        maker_ln.monitor_bytes() as f64 / 1_000.0
+    );
 
     let total = 5 + sequential.swaps + loaded.swaps;
     let txs =
