@@ -71,14 +71,27 @@ pub struct LnConfig {
     /// ticks after it completed (its idempotency), in the channel manager that it writes whole
     /// at each persist: at a high sustained payment rate that manager, and the cost of every
     /// payment, grows with the rate of the last 7-8 minutes (see the README's figures). Ticking
-    /// more often forgets them sooner, but shortens LDK's other tick-counted timeouts alike:
-    /// a peer that leaves a commitment update unanswered is disconnected after 1-2 ticks, an
-    /// inbound channel request must be accepted within 2, a multi-part payment's parts must all
-    /// arrive within 3, and an unfunded channel is dropped after 60. Our own ledger keeps a
-    /// swap's payment from being sent twice whatever LDK remembers. `None` (the default):
+    /// more often forgets them sooner, but shortens LDK's other tick-counted timeouts alike
+    /// (each counted in ticks, so it may fire after one tick less than said):
+    /// - a cooperative close still negotiating after 1-2 ticks becomes a FORCE close (its
+    ///   fees, and our funds locked for the channel's delay);
+    /// - a peer that leaves a commitment update or a `channel_reestablish` unanswered for
+    ///   1-2 ticks is disconnected (and reconnected);
+    /// - an inbound channel request must be accepted within 1-2 ticks (with anchors on, our
+    ///   acceptance asks the node wallet first);
+    /// - a multi-part payment's parts must all arrive within 2-3 ticks;
+    /// - a channel's previous forwarding fees are honoured for 5 ticks after a change, and an
+    ///   unfunded channel is dropped after 60.
+    ///
+    /// The swap rail keeps a swap's payment from being sent twice whatever LDK remembers (its
+    /// ledger); a payment sent by hand (`LnNode::pay`, `xswap ln pay`) relies on LDK's memory
+    /// alone, shortened alike. Taken as at least [`MIN_TIMER_TICK`]. `None` (the default):
     /// LDK's minute.
     pub timer_tick_interval: Option<Duration>,
 }
+
+/// The shortest [`LnConfig::timer_tick_interval`] taken (a shorter one is raised to it).
+pub const MIN_TIMER_TICK: Duration = Duration::from_secs(1);
 
 impl LnConfig {
     /// Defaults for `chain` on the node `rpc`, state in `data_dir`, on a free loopback port.

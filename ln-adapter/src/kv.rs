@@ -32,6 +32,22 @@ pub const DB_FILE: &str = "xswap-kv.sqlite";
 /// The key-value store in one SQLite file.
 pub(crate) struct SqliteKv {
     conn: Mutex<Connection>,
+    /// Lazy removals (LDK's stale monitor updates after a whole monitor was written, up to
+    /// [`crate::types::MAX_PENDING_MONITOR_UPDATES`] at once) not committed yet: done in the
+    /// transaction of the next write or removal, one commit for all instead of one each. Lost
+    /// with the process, which LDK allows: its start removes stale updates again. Locked only
+    /// while `conn` is held, or alone.
+    lazy_removed: Mutex<Vec<(String, String, String)>>,
+}
+
+impl Drop for SqliteKv {
+    /// Commits the lazy removals still waiting (best effort: LDK removes stale updates again
+    /// at start).
+    fn drop(&mut self) {
+        if let Err(e) = self.with_lazy_removals("remove", |_| Ok(())) {
+            tracing::warn!(error = %e, "node store: lazy removals not committed at close");
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteKv {
@@ -112,7 +128,49 @@ impl SqliteKv {
         move_files_in(&mut conn, dir)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            lazy_removed: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs `op` on the connection, after the lazy removals waiting, in one transaction with
+    /// them when there are any (a removal before a write of the same key: the write wins, as
+    /// LDK requires). Lazy removals that fail are kept for the next time.
+    fn with_lazy_removals<T>(
+        &self,
+        what: &str,
+        op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, io::Error> {
+        let mut conn = self.conn();
+        let waiting = std::mem::take(
+            &mut *self
+                .lazy_removed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if waiting.is_empty() {
+            return op(&conn).map_err(|e| sql_err(what, e));
+        }
+        let done = (|| {
+            let tx = conn.transaction()?;
+            for (p, s, k) in &waiting {
+                tx.execute_cached(
+                    "DELETE FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
+                    params![p, s, k],
+                )?;
+            }
+            let out = op(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        if done.is_err() {
+            let mut queue = self
+                .lazy_removed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let newer = std::mem::replace(&mut *queue, waiting);
+            queue.extend(newer);
+        }
+        done.map_err(|e| sql_err(what, e))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -356,30 +414,39 @@ impl KVStoreSync for SqliteKv {
     ) -> Result<(), io::Error> {
         check(primary, secondary, Some(key))?;
         tracing::trace!(target: "xswap::kv", primary, secondary, key, len = buf.len(), "write");
-        self.conn()
-            .prepare_cached(
+        self.with_lazy_removals("write", |conn| {
+            conn.execute_cached(
                 "INSERT INTO kv (primary_ns, secondary_ns, key, value) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (primary_ns, secondary_ns, key) DO UPDATE SET value = excluded.value",
+                params![primary, secondary, key, buf],
             )
-            .and_then(|mut s| s.execute(params![primary, secondary, key, buf]))
-            .map_err(|e| sql_err("write", e))?;
+        })?;
         Ok(())
     }
 
+    /// A lazy removal waits for the next write or removal (see `lazy_removed`): until then
+    /// the key still reads and lists, which LDK allows.
     fn remove(
         &self,
         primary: &str,
         secondary: &str,
         key: &str,
-        _lazy: bool,
+        lazy: bool,
     ) -> Result<(), io::Error> {
         check(primary, secondary, Some(key))?;
-        self.conn()
-            .prepare_cached(
+        if lazy {
+            self.lazy_removed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((primary.to_owned(), secondary.to_owned(), key.to_owned()));
+            return Ok(());
+        }
+        self.with_lazy_removals("remove", |conn| {
+            conn.execute_cached(
                 "DELETE FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
+                params![primary, secondary, key],
             )
-            .and_then(|mut s| s.execute(params![primary, secondary, key]))
-            .map_err(|e| sql_err("remove", e))?;
+        })?;
         Ok(())
     }
 
@@ -431,7 +498,7 @@ mod tests {
         assert_eq!(kv.read("a", "", "k1").unwrap(), vec![4]);
         assert_eq!(kv.list("a", "").unwrap(), vec!["k1", "k2"]);
         assert_eq!(kv.list("a", "b").unwrap(), vec!["k1"]);
-        kv.remove("a", "", "k1", true).unwrap();
+        kv.remove("a", "", "k1", false).unwrap();
         assert_eq!(
             kv.read("a", "", "k1").unwrap_err().kind(),
             io::ErrorKind::NotFound
@@ -445,6 +512,46 @@ mod tests {
         // Durable across opens.
         let kv = SqliteKv::open(dir.path()).unwrap();
         assert_eq!(kv.read("a", "b", "k1").unwrap(), vec![3]);
+    }
+
+    #[test]
+    fn lazy_removals_are_committed_with_the_next_write_and_a_write_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = SqliteKv::open(dir.path()).unwrap();
+        for k in ["1", "2", "3"] {
+            kv.write("u", "m", k, vec![1]).unwrap();
+        }
+        kv.remove("u", "m", "1", true).unwrap();
+        kv.remove("u", "m", "2", true).unwrap();
+        // Not yet: still read and listed (LDK allows it).
+        assert_eq!(kv.read("u", "m", "1").unwrap(), vec![1]);
+        assert_eq!(kv.list("u", "m").unwrap().len(), 3);
+        // A write of a key waiting for its removal wins over it.
+        kv.write("u", "m", "2", vec![2]).unwrap();
+        assert_eq!(
+            kv.read("u", "m", "1").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(kv.read("u", "m", "2").unwrap(), vec![2]);
+        assert_eq!(kv.list("u", "m").unwrap(), vec!["2", "3"]);
+        // A plain removal commits the waiting ones too; durable across opens.
+        kv.remove("u", "m", "2", true).unwrap();
+        kv.remove("u", "m", "3", false).unwrap();
+        drop(kv);
+        let kv = SqliteKv::open(dir.path()).unwrap();
+        assert!(kv.list("u", "m").unwrap().is_empty());
+        // Committed when the store closes; lost with a process that dies (LDK removes stale
+        // updates again at start).
+        kv.write("u", "m", "4", vec![4]).unwrap();
+        kv.write("u", "m", "5", vec![5]).unwrap();
+        kv.remove("u", "m", "4", true).unwrap();
+        drop(kv);
+        let kv = SqliteKv::open(dir.path()).unwrap();
+        assert_eq!(kv.list("u", "m").unwrap(), vec!["5"]);
+        kv.remove("u", "m", "5", true).unwrap();
+        std::mem::forget(kv);
+        let kv = SqliteKv::open(dir.path()).unwrap();
+        assert_eq!(kv.read("u", "m", "5").unwrap(), vec![5]);
     }
 
     #[test]

@@ -50,7 +50,7 @@ mod types;
 mod wallet;
 
 pub use anchors::{AnchorReserve, ReserveShort};
-pub use config::{LnConfig, Seed};
+pub use config::{LnConfig, Seed, MIN_TIMER_TICK};
 pub use error::LnError;
 pub use events::LnEvent;
 pub use follower::MAX_REORG_DEPTH;

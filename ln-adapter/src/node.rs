@@ -552,7 +552,7 @@ impl LnNode {
             node.spawn_htlc_processing(every, stop_rx.clone());
         }
         if let Some(every) = node.config.timer_tick_interval {
-            node.spawn_timer_ticks(every, stop_rx.clone());
+            node.spawn_timer_ticks(every.max(crate::config::MIN_TIMER_TICK), stop_rx.clone());
         }
         node.spawn_follower(fees, wallet_keys, stop_rx);
         tracing::info!(node_id = %node.node_id(), listen = %listen_addr, "lightning node started");
@@ -638,7 +638,9 @@ impl LnNode {
             channel_manager: Arc::clone(&self.channel_manager),
             chain_monitor: Arc::clone(&self.chain_monitor),
             reserve_sats: self.config.anchor_reserve_sats,
+            short_blocks: 0,
             was_short: false,
+            unreadable: false,
         });
         let task = tokio::spawn(async move {
             let mut last_height = None;
@@ -839,7 +841,12 @@ struct ReserveWatch {
     channel_manager: Arc<ChannelManager>,
     chain_monitor: Arc<ChainMonitor>,
     reserve_sats: u64,
+    /// Blocks in a row at which the reserve was short (our own funding or bump leaves its
+    /// change unconfirmed for a block: one short block is not told).
+    short_blocks: u32,
     was_short: bool,
+    /// Whether the wallet could not be read at the last block (told once).
+    unreadable: bool,
 }
 
 impl ReserveWatch {
@@ -851,16 +858,30 @@ impl ReserveWatch {
         );
         if anchor_channels == 0 {
             self.was_short = false;
+            self.short_blocks = 0;
             return;
         }
-        let short =
-            match crate::anchors::check_reserve(rpc, 0, anchor_channels, self.reserve_sats).await {
-                Ok(short) => short,
-                // Told by the follower's own errors; asked again at the next block.
-                Err(_) => return,
-            };
+        let short = match crate::anchors::check_reserve(rpc, 0, anchor_channels, self.reserve_sats)
+            .await
+        {
+            Ok(short) => {
+                self.unreadable = false;
+                short
+            }
+            Err(e) => {
+                if !self.unreadable {
+                    tracing::warn!(error = %e, "anchor reserve: the wallet's coins could not be read (asked again at each block)");
+                    self.unreadable = true;
+                }
+                return;
+            }
+        };
+        self.short_blocks = match short {
+            Some(_) => self.short_blocks.saturating_add(1),
+            None => 0,
+        };
         match (short, self.was_short) {
-            (Some(short), false) => {
+            (Some(short), false) if self.short_blocks >= 2 => {
                 tracing::error!(
                     missing_sats = short.missing_sats,
                     anchor_channels,

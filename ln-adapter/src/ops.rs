@@ -195,10 +195,14 @@ impl LnNode {
         push_msat: u64,
     ) -> Result<ChannelId, LnError> {
         self.alive()?;
+        // The peer's features decide the channel type (LDK reads the same ones); a peer not
+        // connected (or whose init is not read yet) is not opened to.
         let peer_anchors = self
             .peer_manager
             .peer_by_node_id(&counterparty)
-            .is_some_and(|p| p.init_features.supports_anchors_zero_fee_htlc_tx());
+            .ok_or_else(|| LnError::NotReady(format!("not connected to {counterparty}")))?
+            .init_features
+            .supports_anchors_zero_fee_htlc_tx();
         if self.config.anchors && peer_anchors {
             let (existing, _) = crate::anchors::anchor_channels(
                 &self.channel_manager,
