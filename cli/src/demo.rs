@@ -229,11 +229,20 @@ pub async fn run() -> anyhow::Result<()> {
     for (title, offer, give) in swaps {
         let started = Instant::now();
         crate::say!("==> {title}");
-        let id = taker
-            .engine
-            .take(offer, give)
-            .await
-            .context("taking the offer")?;
+        // A block every 200 ms here: one mined while the terms travel can leave the maker's
+        // re-check of the expiry rules a block short, and it refuses. The taker asks again
+        // with fresh terms at the new tip (at most 3 times).
+        let mut refusals = 0;
+        let id = loop {
+            match taker.engine.take(offer, give).await {
+                Ok(id) => break id,
+                Err(crate::engine::EngineError::Rejected(why)) if refusals < 3 => {
+                    refusals += 1;
+                    crate::say!("    the maker refused ({why}); asking again with fresh terms");
+                }
+                Err(e) => return Err(e).context("taking the offer"),
+            }
+        };
         crate::say!("    agreed over Noise XX: swap {id}; the taker locks first");
         let both = async {
             let a = taker.engine.wait(&id).await?;
