@@ -264,6 +264,85 @@ pub(crate) fn reserve_shortfall(
         .filter(|&missing| missing > 0)
 }
 
+/// Watches, at each block, that the wallet still holds the reserve of the node's anchor
+/// channels: coins spent from it later (an on-chain swap leg funded from the same wallet, a
+/// send by hand) would leave a force close's fee bumps unpaid. Logged once when it falls short
+/// (an error naming what to send) and once when it is whole again.
+pub(crate) struct ReserveWatch {
+    channel_manager: Arc<ChannelManager>,
+    chain_monitor: Arc<ChainMonitor>,
+    reserve_sats: u64,
+    /// Blocks in a row at which the reserve was short (our own funding or bump leaves its
+    /// change unconfirmed for a block: one short block is not told).
+    short_blocks: u32,
+    was_short: bool,
+    /// Whether the wallet could not be read at the last block (told once).
+    unreadable: bool,
+}
+
+impl ReserveWatch {
+    pub(crate) fn new(
+        channel_manager: Arc<ChannelManager>,
+        chain_monitor: Arc<ChainMonitor>,
+        reserve_sats: u64,
+    ) -> Self {
+        Self {
+            channel_manager,
+            chain_monitor,
+            reserve_sats,
+            short_blocks: 0,
+            was_short: false,
+            unreadable: false,
+        }
+    }
+
+    pub(crate) async fn check(&mut self, rpc: &RpcClient) {
+        let (anchor_channels, _) = anchor_channels(
+            &self.channel_manager,
+            &self.chain_monitor,
+            &ChannelId([0; 32]),
+        );
+        if anchor_channels == 0 {
+            self.was_short = false;
+            self.short_blocks = 0;
+            return;
+        }
+        let short = match check_reserve(rpc, 0, anchor_channels, self.reserve_sats).await {
+            Ok(short) => {
+                self.unreadable = false;
+                short
+            }
+            Err(e) => {
+                if !self.unreadable {
+                    tracing::warn!(error = %e, "anchor reserve: the wallet's coins could not be read (asked again at each block)");
+                    self.unreadable = true;
+                }
+                return;
+            }
+        };
+        self.short_blocks = match short {
+            Some(_) => self.short_blocks.saturating_add(1),
+            None => 0,
+        };
+        match (short, self.was_short) {
+            (Some(short), false) if self.short_blocks >= 2 => {
+                tracing::error!(
+                    missing_sats = short.missing_sats,
+                    anchor_channels,
+                    "anchor reserve short: {short}; send coins to the node wallet, or a force \
+                     close's claims may not be paid for"
+                );
+                self.was_short = true;
+            }
+            (None, true) => {
+                tracing::info!(anchor_channels, "anchor reserve held again");
+                self.was_short = false;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Signs the inputs `ours` (indexes) of `unsigned` with the node wallet
 /// (`signrawtransactionwithwallet`); the other inputs are left for LDK. Each of `ours` must
 /// come back with a witness, and nothing but witnesses may change.

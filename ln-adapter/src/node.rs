@@ -585,15 +585,25 @@ impl LnNode {
 
     /// LDK's timer tick every `every`, beside the background processor's
     /// ([`LnConfig::timer_tick_interval`]).
-    fn spawn_timer_ticks(&self, every: Duration, mut stop: watch::Receiver<bool>) {
+    fn spawn_timer_ticks(&self, every: Duration, stop: watch::Receiver<bool>) {
         let cm = Arc::clone(&self.channel_manager);
+        self.spawn_every(every, stop, move || cm.timer_tick_occurred());
+    }
+
+    /// Runs `f` every `every` until the node stops.
+    fn spawn_every(
+        &self,
+        every: Duration,
+        mut stop: watch::Receiver<bool>,
+        f: impl Fn() + Send + 'static,
+    ) {
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = stop.changed() => return,
                 }
-                cm.timer_tick_occurred();
+                f();
             }
         });
         self.task(task);
@@ -603,20 +613,13 @@ impl LnNode {
     /// after LDK's random batch delay ([`LnConfig::htlc_processing_interval`]). LDK guards
     /// the processing against running twice at once, so the background processor's own
     /// calls are harmless.
-    fn spawn_htlc_processing(&self, every: Duration, mut stop: watch::Receiver<bool>) {
+    fn spawn_htlc_processing(&self, every: Duration, stop: watch::Receiver<bool>) {
         let cm = Arc::clone(&self.channel_manager);
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop.changed() => return,
-                }
-                if cm.needs_pending_htlc_processing() {
-                    cm.process_pending_htlc_forwards();
-                }
+        self.spawn_every(every, stop, move || {
+            if cm.needs_pending_htlc_processing() {
+                cm.process_pending_htlc_forwards();
             }
         });
-        self.task(task);
     }
 
     /// The follower task: new blocks to LDK, fee estimates and wallet scripts refreshed,
@@ -634,13 +637,12 @@ impl LnNode {
         let peer_manager = Arc::clone(&self.peer_manager);
         let binding = Arc::clone(&self.binding);
         let interval = self.config.poll_interval;
-        let reserve = self.config.anchors.then(|| ReserveWatch {
-            channel_manager: Arc::clone(&self.channel_manager),
-            chain_monitor: Arc::clone(&self.chain_monitor),
-            reserve_sats: self.config.anchor_reserve_sats,
-            short_blocks: 0,
-            was_short: false,
-            unreadable: false,
+        let reserve = self.config.anchors.then(|| {
+            crate::anchors::ReserveWatch::new(
+                Arc::clone(&self.channel_manager),
+                Arc::clone(&self.chain_monitor),
+                self.config.anchor_reserve_sats,
+            )
         });
         let task = tokio::spawn(async move {
             let mut last_height = None;
@@ -832,69 +834,3 @@ pub(crate) async fn connect_outbound(
 #[cfg(test)]
 #[path = "node_tests.rs"]
 mod tests;
-
-/// Watches, at each block, that the wallet still holds the reserve of the node's anchor
-/// channels: coins spent from it later (an on-chain swap leg funded from the same wallet, a
-/// send by hand) would leave a force close's fee bumps unpaid. Logged once when it falls short
-/// (an error naming what to send) and once when it is whole again.
-struct ReserveWatch {
-    channel_manager: Arc<ChannelManager>,
-    chain_monitor: Arc<ChainMonitor>,
-    reserve_sats: u64,
-    /// Blocks in a row at which the reserve was short (our own funding or bump leaves its
-    /// change unconfirmed for a block: one short block is not told).
-    short_blocks: u32,
-    was_short: bool,
-    /// Whether the wallet could not be read at the last block (told once).
-    unreadable: bool,
-}
-
-impl ReserveWatch {
-    async fn check(&mut self, rpc: &RpcClient) {
-        let (anchor_channels, _) = crate::anchors::anchor_channels(
-            &self.channel_manager,
-            &self.chain_monitor,
-            &lightning::ln::types::ChannelId([0; 32]),
-        );
-        if anchor_channels == 0 {
-            self.was_short = false;
-            self.short_blocks = 0;
-            return;
-        }
-        let short = match crate::anchors::check_reserve(rpc, 0, anchor_channels, self.reserve_sats)
-            .await
-        {
-            Ok(short) => {
-                self.unreadable = false;
-                short
-            }
-            Err(e) => {
-                if !self.unreadable {
-                    tracing::warn!(error = %e, "anchor reserve: the wallet's coins could not be read (asked again at each block)");
-                    self.unreadable = true;
-                }
-                return;
-            }
-        };
-        self.short_blocks = match short {
-            Some(_) => self.short_blocks.saturating_add(1),
-            None => 0,
-        };
-        match (short, self.was_short) {
-            (Some(short), false) if self.short_blocks >= 2 => {
-                tracing::error!(
-                    missing_sats = short.missing_sats,
-                    anchor_channels,
-                    "anchor reserve short: {short}; send coins to the node wallet, or a force \
-                     close's claims may not be paid for"
-                );
-                self.was_short = true;
-            }
-            (None, true) => {
-                tracing::info!(anchor_channels, "anchor reserve held again");
-                self.was_short = false;
-            }
-            _ => {}
-        }
-    }
-}
