@@ -236,8 +236,8 @@ pub(crate) struct Inner {
     pub(crate) secrets: Mutex<Vec<Arc<dyn crate::Secrets>>>,
     /// The latest block timestamp seen ([`Node::chain_now`]: never goes back).
     pub(crate) chain_seen: std::sync::atomic::AtomicU64,
-    /// Counts the peer's messages applied to a channel ([`Node::changes`]).
-    changed: tokio::sync::watch::Sender<u64>,
+    /// Told of the peer's messages applied to a channel ([`Node::changes`]).
+    changed: swap_core::ChangeFeed,
     /// Set by [`Node::shutdown`].
     stopped: tokio::sync::watch::Sender<bool>,
     /// Held while an announced channel is recorded (see `accept_open`).
@@ -287,17 +287,17 @@ impl Node {
                 opens: Mutex::new(HashMap::new()),
                 secrets: Mutex::new(Vec::new()),
                 chain_seen: std::sync::atomic::AtomicU64::new(0),
-                changed: tokio::sync::watch::Sender::new(0),
+                changed: swap_core::ChangeFeed::new(),
                 stopped: tokio::sync::watch::Sender::new(false),
                 announcing: Mutex::new(()),
             }),
         }
     }
 
-    /// Changes whenever a peer's message changed a channel (committed first): a lock offered
-    /// to us, a claim, our own proposal countersigned. A swap engine steps its channel legs
-    /// then instead of at its next poll.
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// Tells each peer's message that changed a channel (committed first: a lock offered to
+    /// us, a claim, our own proposal countersigned), by the hashlocks of the locks it concerns:
+    /// a swap engine steps those swaps' channel legs then instead of at their next poll.
+    pub fn changes(&self) -> swap_core::ChangeSubscription {
         self.inner.changed.subscribe()
     }
 

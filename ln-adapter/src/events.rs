@@ -99,8 +99,8 @@ pub(crate) struct EventHandler {
     pub(crate) fees: Arc<FeeCache>,
     pub(crate) sweeper: Arc<Sweeper>,
     pub(crate) notify: broadcast::Sender<LnEvent>,
-    /// Bumped with every event told ([`crate::LnNode::changes`]).
-    pub(crate) changed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Told every event, with its payment hash when it has one ([`crate::LnNode::changes`]).
+    pub(crate) changed: swap_core::ChangeFeed,
     /// Where preimages and held payments are recorded before an event counts as handled.
     pub(crate) store: Arc<crate::types::Store>,
     /// LDK's fee bumps of anchor channels' force closes, paid from the node wallet.
@@ -114,8 +114,22 @@ pub(crate) struct EventHandler {
 impl EventHandler {
     fn tell(&self, event: LnEvent) {
         // Nobody listening is fine.
+        let hashlock = match &event {
+            LnEvent::PaymentClaimable { hashlock, .. }
+            | LnEvent::PaymentFailedBack { hashlock }
+            | LnEvent::PaymentClaimed { hashlock, .. }
+            | LnEvent::PaymentSent { hashlock, .. } => Some(*hashlock),
+            LnEvent::PaymentFailed { hashlock, .. } => *hashlock,
+            LnEvent::ChannelPending { .. }
+            | LnEvent::ChannelReady { .. }
+            | LnEvent::ChannelClosed { .. } => None,
+        };
         let _ = self.notify.send(event);
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        match hashlock {
+            Some(h) => self.changed.touch([h]),
+            // A channel's change (or a payment LDK no longer names) may concern any leg.
+            None => self.changed.touch_all(),
+        }
     }
 
     /// See [`crate::anchors::anchor_channels`].

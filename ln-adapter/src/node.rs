@@ -57,8 +57,8 @@ pub struct LnNode {
     pub(crate) follower: Arc<Follower>,
     pub(crate) sweeper: Arc<Sweeper>,
     pub(crate) events: broadcast::Sender<LnEvent>,
-    /// Counts the events told (see [`LnNode::changes`]).
-    pub(crate) changed: Arc<watch::Sender<u64>>,
+    /// Where the events told are fed (see [`LnNode::changes`]).
+    pub(crate) changed: swap_core::ChangeFeed,
     /// Peers to keep connected (reconnected by the follower task).
     pub(crate) peers: Arc<Mutex<HashMap<PublicKey, SocketAddr>>>,
     pub(crate) store: Arc<Store>,
@@ -447,7 +447,7 @@ impl LnNode {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let listen_addr = listener.local_addr()?;
         let (events, _) = broadcast::channel(1024);
-        let changed = Arc::new(watch::Sender::new(0u64));
+        let changed = swap_core::ChangeFeed::new();
         let (stop, stop_rx) = watch::channel(false);
         let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
@@ -458,7 +458,7 @@ impl LnNode {
             fees: Arc::clone(&fees),
             sweeper: Arc::clone(&sweeper),
             notify: events.clone(),
-            changed: Arc::clone(&changed),
+            changed: changed.clone(),
             store: Arc::clone(&store),
             bumper: Arc::new(crate::anchors::Bumper::new(
                 Arc::clone(&broadcaster),
@@ -727,9 +727,9 @@ impl LnNode {
         self.events.subscribe()
     }
 
-    /// Changes whenever an event is told (after what it records is written): a swap engine
-    /// steps its Lightning legs then instead of at its next poll.
-    pub fn changes(&self) -> watch::Receiver<u64> {
+    /// Tells each event (after what it records is written), by its payment hash when it has
+    /// one: a swap engine steps that swap's Lightning leg then instead of at its next poll.
+    pub fn changes(&self) -> swap_core::ChangeSubscription {
         self.changed.subscribe()
     }
 

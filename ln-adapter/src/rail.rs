@@ -370,7 +370,7 @@ impl Rail for LnRail {
 
     /// Every Lightning event the node tells (a payment held, claimed, sent or failed back,
     /// recorded first): the engine steps the legs at once.
-    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+    fn changes(&self) -> Option<swap_core::ChangeSubscription> {
         Some(self.node.changes())
     }
 

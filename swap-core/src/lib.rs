@@ -60,6 +60,7 @@
 //! assert_eq!(step.actions, vec![Action::Lock { leg: Leg::X }]);
 //! ```
 
+pub mod changes;
 pub mod driver;
 pub mod params;
 pub mod rail;
@@ -81,6 +82,7 @@ pub mod messages;
 pub mod store;
 pub mod terms;
 
+pub use changes::{ChangeFeed, ChangeSubscription, Changed};
 pub use driver::{Advanced, Driver, DriverConfig, DriverError, StepReport, SwapTasks};
 pub use machine::{initiator, responder, Action, GiveUpReason, LegView, Outcome, Snapshot, Step};
 pub use messages::{check_proposal, AcceptPolicy, Envelope, Message, MessageError, ProposalError};

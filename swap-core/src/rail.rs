@@ -482,13 +482,12 @@ pub trait Rail: Send + Sync {
         Ok(Observation { tip, statuses })
     }
 
-    /// Tells the runtime that something on this rail may have changed for its legs (a channel
-    /// peer's update applied, a Lightning payment held, claimed or failed), so the swaps with
-    /// a leg on it step at once instead of at their next poll. The value counts changes; only
-    /// that it changed matters (changes that come together are seen once). `None`, the
-    /// default: the rail is polled only (on chain, where new blocks and mempool entries are
-    /// found by looking).
-    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+    /// Tells the runtime that something on this rail may have changed for some of its legs (a
+    /// channel peer's update applied, a Lightning payment held, claimed or failed), and for
+    /// which hashlocks, so those swaps step at once instead of at their next poll and the
+    /// others are left alone (see [`crate::changes`]). `None`, the default: the rail is polled
+    /// only (on chain, where new blocks and mempool entries are found by looking).
+    fn changes(&self) -> Option<crate::changes::ChangeSubscription> {
         None
     }
 

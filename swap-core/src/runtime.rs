@@ -15,8 +15,9 @@
 //! counter-lock, a learned secret), a few times in a row at most; otherwise it is due again
 //! after the poll interval, or after a growing backoff when its rails could not be read.
 //! A rail that learns of changes itself ([`crate::Rail::changes`]: a channel peer's update, a
-//! Lightning payment event) makes the swaps with a leg on it due at once: channel swaps move
-//! at the pace of their messages, not of the poll interval.
+//! Lightning payment event) makes the swaps it names (by hashlock) due at once: channel swaps
+//! move at the pace of their messages, not of the poll interval, and a change of one swap does
+//! not make the rail's other swaps in flight step again for nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -28,13 +29,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::changes::Changed;
 use crate::driver::{final_outcome, state_name, Advanced, Driver, DriverError, StepReport};
 use crate::machine::{Action, LegView, Outcome, Snapshot};
 use crate::params::RailId;
 use crate::rail::{ChainError, HtlcParams, RailOp};
 use crate::store::SwapRecord;
 use crate::terms::Leg;
-use crate::types::{SwapId, TxRef};
+use crate::types::{Hashlock, SwapId, TxRef};
 
 /// How many state changes in a row a swap may step through without waiting a poll.
 const MAX_QUICK_STEPS: u32 = 4;
@@ -51,23 +53,36 @@ struct Active {
     due: Instant,
     backoff: Duration,
     quick: u32,
-    /// The rails of its two legs, once a step has read its record (until then any rail's
-    /// change wakes it).
-    rails: Option<[RailId; 2]>,
+    /// The rails of its two legs and its hashlock, once a step has read its record (until
+    /// then any rail's change wakes it).
+    legs: Option<Legs>,
     /// One of its rails told of a change while its actions were being performed.
     woken: bool,
 }
 
+/// Where a swap's legs are: the rails of its two legs, and its hashlock (the name rails give
+/// their changes).
+#[derive(Clone, Copy)]
+struct Legs {
+    rails: [RailId; 2],
+    hashlock: Hashlock,
+}
+
 impl Active {
-    /// Whether a change on one of `woken` concerns this swap.
-    fn on_any(&self, woken: &HashSet<RailId>) -> bool {
-        self.rails
-            .is_none_or(|rails| rails.iter().any(|r| woken.contains(r)))
+    /// Whether one of the changes in `woken` (per rail) concerns this swap.
+    fn on_any(&self, woken: &HashMap<RailId, Changed>) -> bool {
+        self.legs.is_none_or(|legs| {
+            legs.rails.iter().any(|r| {
+                woken
+                    .get(r)
+                    .is_some_and(|changed| changed.concerns(&legs.hashlock))
+            })
+        })
     }
 }
 
-/// What one tick did to one swap, with the rails of its legs where its record was read.
-type Stepped = (SwapId, Result<StepReport, DriverError>, Option<[RailId; 2]>);
+/// What one tick did to one swap, with where its legs are when its record was read.
+type Stepped = (SwapId, Result<StepReport, DriverError>, Option<Legs>);
 
 /// What a tick did to a swap it advanced, once its actions (if any) returned `actions`.
 fn stepped(adv: &Advanced, actions: Vec<(Action, Result<TxRef, ChainError>)>) -> Stepped {
@@ -79,10 +94,13 @@ fn stepped(adv: &Advanced, actions: Vec<(Action, Result<TxRef, ChainError>)>) ->
             changed: adv.changed,
             actions,
         }),
-        Some([
-            terms.leg(Leg::X).params.rail(),
-            terms.leg(Leg::Y).params.rail(),
-        ]),
+        Some(Legs {
+            rails: [
+                terms.leg(Leg::X).params.rail(),
+                terms.leg(Leg::Y).params.rail(),
+            ],
+            hashlock: terms.hashlock,
+        }),
     )
 }
 
@@ -346,7 +364,7 @@ impl Driver {
             .collect()
     }
 
-    /// [`Driver::tick`], with the rails of each swap's legs where its record was read.
+    /// [`Driver::tick`], with where each swap's legs are when its record was read.
     async fn tick_with_rails(&self, ids: &[SwapId]) -> Vec<Stepped> {
         let (mut out, to_perform) = self.decide_tick(ids).await;
         out.extend(self.perform_advanced(to_perform).await);
@@ -389,14 +407,9 @@ impl Driver {
             .await;
     }
 
-    /// A queue of the rails that changed ([`crate::Rail::changes`]), fed by one small task
-    /// per rail that has changes to tell; each task ends with its rail or the queue.
-    fn wakes(
-        &self,
-    ) -> (
-        mpsc::UnboundedSender<RailId>,
-        mpsc::UnboundedReceiver<RailId>,
-    ) {
+    /// A queue of what changed on which rail ([`crate::Rail::changes`]), fed by one small
+    /// task per rail that has changes to tell; each task ends with the queue.
+    fn wakes(&self) -> (mpsc::UnboundedSender<Wake>, mpsc::UnboundedReceiver<Wake>) {
         let (tx, rx) = mpsc::unbounded_channel();
         for rail in self.rails() {
             let Some(mut changes) = rail.changes() else {
@@ -404,8 +417,9 @@ impl Driver {
             };
             let (id, tx) = (rail.id(), tx.clone());
             tokio::spawn(async move {
-                while changes.changed().await.is_ok() {
-                    if tx.send(id).is_err() {
+                loop {
+                    let changed = changes.next().await;
+                    if tx.send((id, changed)).is_err() {
                         return;
                     }
                 }
@@ -427,6 +441,19 @@ impl Driver {
     }
 }
 
+/// What a rail told of its changes.
+type Wake = (RailId, Changed);
+
+/// Adds a rail's change to those not acted on yet.
+fn note_wake(woken: &mut HashMap<RailId, Changed>, (rail, changed): Wake) {
+    match woken.get_mut(&rail) {
+        Some(known) => known.merge(changed),
+        None => {
+            woken.insert(rail, changed);
+        }
+    }
+}
+
 /// The tick loop. Ends when the driver is dropped.
 ///
 /// A tick's actions run in a task of their own: a rail that waits for its transactions to be
@@ -440,14 +467,11 @@ async fn run_loop(
     driver: Weak<Driver>,
     mut rx: mpsc::UnboundedReceiver<Registration>,
     // The sender is kept here so the queue never closes (a driver without such rails).
-    (_keep, mut wakes): (
-        mpsc::UnboundedSender<RailId>,
-        mpsc::UnboundedReceiver<RailId>,
-    ),
+    (_keep, mut wakes): (mpsc::UnboundedSender<Wake>, mpsc::UnboundedReceiver<Wake>),
     config: crate::driver::DriverConfig,
 ) {
     let mut active: HashMap<SwapId, Active> = HashMap::new();
-    let mut woken: HashSet<RailId> = HashSet::new();
+    let mut woken: HashMap<RailId, Changed> = HashMap::new();
     // Swaps whose actions are being performed: never due until they return (even if the swap
     // was dropped and registered again meanwhile).
     let mut performing: HashSet<SwapId> = HashSet::new();
@@ -468,9 +492,7 @@ async fn run_loop(
                 None => return,
                 Some(r) => add(&mut active, r, config.poll_interval),
             },
-            Some(rail) = wakes.recv() => {
-                woken.insert(rail);
-            }
+            Some(wake) = wakes.recv() => note_wake(&mut woken, wake),
             Some(done) = performed_rx.recv() => returned.push(done),
             _ = sleep_until(next) => {}
         }
@@ -480,13 +502,13 @@ async fn run_loop(
         let Some(driver) = driver.upgrade() else {
             return;
         };
-        for (id, result, rails) in returned.into_iter().flatten() {
+        for (id, result, legs) in returned.into_iter().flatten() {
             performing.remove(&id);
-            settle(&driver, &mut active, &config, &grid, id, result, rails).await;
+            settle(&driver, &mut active, &config, &grid, id, result, legs).await;
         }
         // Every change told while the last tick ran is one wake.
-        while let Ok(rail) = wakes.try_recv() {
-            woken.insert(rail);
+        while let Ok(wake) = wakes.try_recv() {
+            note_wake(&mut woken, wake);
         }
         if !woken.is_empty() {
             let now = Instant::now();
@@ -518,8 +540,8 @@ async fn run_loop(
             continue;
         }
         let (stepped, to_perform) = driver.decide_tick(&due).await;
-        for (id, result, rails) in stepped {
-            settle(&driver, &mut active, &config, &grid, id, result, rails).await;
+        for (id, result, legs) in stepped {
+            settle(&driver, &mut active, &config, &grid, id, result, legs).await;
         }
         if !to_perform.is_empty() {
             performing.extend(to_perform.iter().map(|adv| adv.record.id()));
@@ -577,13 +599,13 @@ async fn settle(
     grid: &Grid,
     id: SwapId,
     result: Result<StepReport, DriverError>,
-    rails: Option<[RailId; 2]>,
+    legs: Option<Legs>,
 ) {
     let Some(a) = active.get_mut(&id) else {
         return;
     };
-    if rails.is_some() {
-        a.rails = rails;
+    if legs.is_some() {
+        a.legs = legs;
     }
     let now = Instant::now();
     match result {
@@ -668,7 +690,7 @@ fn add(active: &mut HashMap<SwapId, Active>, r: Registration, poll: Duration) {
             due: Instant::now(),
             backoff: poll,
             quick: 0,
-            rails: None,
+            legs: None,
             woken: false,
         })
         .waiters

@@ -9,6 +9,7 @@
 
 use crate::sim;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -461,6 +462,10 @@ struct Counting {
     legs_observed: std::sync::atomic::AtomicUsize,
     executes: std::sync::atomic::AtomicUsize,
     single_reads: std::sync::atomic::AtomicUsize,
+    /// Where a test tells of changes ([`Rail::changes`]).
+    feed: swap_core::ChangeFeed,
+    /// The hashlocks of the legs observed, in order.
+    seen: Mutex<Vec<Hashlock>>,
 }
 
 impl Counting {
@@ -472,7 +477,12 @@ impl Counting {
             legs_observed: Default::default(),
             executes: Default::default(),
             single_reads: Default::default(),
+            feed: swap_core::ChangeFeed::new(),
+            seen: Mutex::new(Vec::new()),
         }
+    }
+    fn seen(&self) -> Vec<Hashlock> {
+        self.seen.lock().unwrap().clone()
     }
     fn get(n: &std::sync::atomic::AtomicUsize) -> usize {
         n.load(std::sync::atomic::Ordering::SeqCst)
@@ -483,6 +493,9 @@ impl Counting {
 impl Rail for Counting {
     fn params(&self) -> &ChainParams {
         self.inner.params()
+    }
+    fn changes(&self) -> Option<swap_core::ChangeSubscription> {
+        Some(self.feed.subscribe())
     }
     async fn account(&self, key_index: u32) -> Result<Account, ChainError> {
         self.inner.account(key_index).await
@@ -503,6 +516,10 @@ impl Rail for Counting {
         use std::sync::atomic::Ordering::SeqCst;
         self.observes.fetch_add(1, SeqCst);
         self.legs_observed.fetch_add(htlcs.len(), SeqCst);
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(htlcs.iter().map(|h| h.hashlock));
         // One read of the world for every leg (what an adapter's one scan is).
         let w = self.inner.world.lock().unwrap();
         let c = match self.inner.leg {
@@ -612,11 +629,97 @@ async fn one_tick_observes_each_rail_once_and_executes_grouped() {
     );
 }
 
+/// A change a rail tells of one swap (by its hashlock) steps that swap only: the other swaps
+/// in flight on the rail are not observed again for it, so a channel's traffic costs each
+/// swap its own steps, not one step of every swap in flight. A change told for any leg steps
+/// them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_told_for_one_swap_steps_that_swap_only() {
+    const N: usize = 8;
+    let mut w = World::new(
+        Direction::BTC_TO_ETH,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([4; 32]),
+    );
+    let base = w.terms.clone();
+    let mut recs = Vec::new();
+    for n in 0..N {
+        let (secret, terms) = nth_swap(&w, n as u8 + 140);
+        recs.push(SwapRecord {
+            terms,
+            role: Role::Initiator,
+            secret: Some(secret),
+            key_index: n as u32,
+            watch_from: w.watch_from,
+        });
+    }
+    let ax = amount_value(&base.x.amount);
+    w.x.balances.insert(w.parties.i_x, ax * N as u128);
+    let world = Arc::new(Mutex::new(w));
+    let x = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::X)));
+    let y = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::Y)));
+    let d = Arc::new(Driver::new(
+        Arc::new(swap_core::store::MemoryStore::new()),
+        [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
+        DriverConfig {
+            poll_interval: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(3600),
+        },
+    ));
+    for r in &recs {
+        d.create(r).await.unwrap();
+    }
+    let _runs: Vec<_> = recs
+        .iter()
+        .map(|r| {
+            let (d, id) = (d.clone(), r.id());
+            tokio::spawn(async move { d.run_swap(id).await })
+        })
+        .collect();
+    // Until each swap was stepped (it locked on X) and the runtime has nothing due for an hour.
+    let settled = |n: usize| {
+        let (x, world) = (x.clone(), world.clone());
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), async {
+                while x.seen().len() < n || world.lock().unwrap().x.mempool.len() < N {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("the swaps were stepped");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    settled(N).await;
+    let (x0, y0) = (x.seen().len(), y.seen().len());
+    let third = recs[3].terms.hashlock;
+    x.feed.touch([third]);
+    settled(x0 + 1).await;
+    let (xs, ys) = (x.seen(), y.seen());
+    assert!(
+        xs[x0..].iter().chain(&ys[y0..]).all(|h| *h == third),
+        "only the swap told of was observed again"
+    );
+    assert!(
+        xs.len() > x0 && ys.len() > y0,
+        "both its legs were observed"
+    );
+    // A change for any leg on Y: every swap steps.
+    let x1 = xs.len();
+    y.feed.touch_all();
+    settled(x1 + N).await;
+    let again: HashSet<Hashlock> = x.seen()[x1..].iter().copied().collect();
+    assert_eq!(again.len(), N, "a change for any leg steps every swap");
+}
+
 /// A simulated rail that tells the runtime of every operation on it
 /// ([`Rail::changes`]), as a channel rail does when a peer's update lands.
 struct Waking {
     inner: SimHandle,
-    changed: tokio::sync::watch::Sender<u64>,
+    changed: swap_core::ChangeFeed,
+    /// How many changes it told.
+    told: std::sync::atomic::AtomicU64,
     /// How long a lock takes to return after it has landed (and told of it).
     linger: Duration,
 }
@@ -626,7 +729,7 @@ impl Rail for Waking {
     fn params(&self) -> &ChainParams {
         self.inner.params()
     }
-    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+    fn changes(&self) -> Option<swap_core::ChangeSubscription> {
         Some(self.changed.subscribe())
     }
     async fn account(&self, key_index: u32) -> Result<Account, ChainError> {
@@ -640,19 +743,31 @@ impl Rail for Waking {
     }
     async fn lock(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
         let r = self.inner.lock(h).await;
-        self.changed.send_modify(|n| *n += 1);
+        self.tell(h);
         tokio::time::sleep(self.linger).await;
         r
     }
     async fn claim(&self, h: &HtlcParams, p: &Preimage) -> Result<TxRef, ChainError> {
         let r = self.inner.claim(h, p).await;
-        self.changed.send_modify(|n| *n += 1);
+        self.tell(h);
         r
     }
     async fn refund(&self, h: &HtlcParams) -> Result<TxRef, ChainError> {
         let r = self.inner.refund(h).await;
-        self.changed.send_modify(|n| *n += 1);
+        self.tell(h);
         r
+    }
+}
+
+impl Waking {
+    /// Tells of a change of `h`'s swap.
+    fn tell(&self, h: &HtlcParams) {
+        self.told.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.changed.touch([h.hashlock]);
+    }
+
+    fn told(&self) -> u64 {
+        self.told.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -663,7 +778,7 @@ impl Rail for Waking {
 async fn a_rail_that_tells_of_changes_wakes_its_swaps_before_the_poll() {
     let (x, y) = swap_over_waking_rails(12, Duration::ZERO, "changes did not wake it").await;
     assert!(
-        *x.changed.borrow() >= 2 && *y.changed.borrow() >= 2,
+        x.told() >= 2 && y.told() >= 2,
         "each leg was locked and claimed through its rail"
     );
 }
@@ -689,7 +804,8 @@ async fn swap_over_waking_rails(
     let rail = |leg, linger| {
         Arc::new(Waking {
             inner: SimHandle::new(world.clone(), leg),
-            changed: tokio::sync::watch::Sender::new(0),
+            changed: swap_core::ChangeFeed::new(),
+            told: Default::default(),
             linger,
         })
     };

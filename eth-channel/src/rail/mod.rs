@@ -449,7 +449,7 @@ impl Rail for ChannelRail {
 
     /// Every peer message applied to a channel (a lock offered, a claim, our update
     /// countersigned): the engine steps the legs at once.
-    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+    fn changes(&self) -> Option<swap_core::ChangeSubscription> {
         Some(self.node.changes())
     }
 

@@ -163,31 +163,49 @@ impl Node {
                 }
             }
         };
-        let (reply, follow) = match self.step(id, bytes, now, &chain) {
+        let (reply, follow, ours) = match self.step(id, bytes, now, &chain) {
             Ok(x) => x,
             Err(e) => {
                 debug!(%peer, channel = %id, error = %e, "channel message not applied");
                 return (None, false);
             }
         };
-        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
+        // The swaps this message may have moved: the locks of the peer's proposal and of ours
+        // it answered (countersigned, refused, crossed).
+        let theirs = match &msg {
+            Message::Propose(p) => Some(&p.kind),
+            _ => None,
+        };
+        let mut locks = Vec::new();
+        if theirs
+            .into_iter()
+            .chain(ours.as_ref())
+            .all(|kind| lock_hashlocks(kind, &mut locks))
+        {
+            self.inner.changed.touch(locks);
+        } else {
+            self.inner.changed.touch_all();
+        }
         self.follow_up(id, follow);
         (reply, false)
     }
 
-    /// Receives and commits under the channel's lock; tells waiters.
+    /// Receives and commits under the channel's lock; tells waiters. Returns, beside the reply
+    /// and what follows, the change of our proposal that was pending before (the message may
+    /// have answered it).
     fn step(
         &self,
         id: B256,
         bytes: &[u8],
         now: u64,
         chain: &OnChain,
-    ) -> Result<(Option<Vec<u8>>, FollowUp), SessionError> {
+    ) -> Result<(Option<Vec<u8>>, FollowUp, Option<UpdateKind>), SessionError> {
         let mut chans = lock(&self.inner.chans)?;
         if self.is_stopped() {
             return Err(SessionError::Stopped);
         }
         let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
+        let ours = slot.party.pending().map(|p| p.kind.clone());
         let step = slot.party.receive(bytes, now, chain)?;
         let event = step.event.clone();
         let out = slot.party.commit(step, &*self.inner.store)?;
@@ -224,6 +242,26 @@ impl Node {
             }
             Event::Proposed(_) | Event::Reproposed { .. } | Event::RefusedPeer(_) => {}
         }
-        Ok((out, follow))
+        Ok((out, follow, ours))
     }
+}
+
+/// Adds the hashlocks of the locks `kind` offers, claims or cancels to `out`; `false` when it
+/// changes more than locks (a withdrawal, a top-up, the close: any swap on the channel may
+/// care).
+fn lock_hashlocks(kind: &UpdateKind, out: &mut Vec<swap_core::Hashlock>) -> bool {
+    kind.parts().iter().all(|part| {
+        let hashlock = match part {
+            UpdateKind::Lock { lock } => lock.hashlock,
+            UpdateKind::Claim { hashlock, .. } | UpdateKind::CancelExpired { hashlock } => {
+                *hashlock
+            }
+            UpdateKind::Withdraw { .. }
+            | UpdateKind::Close
+            | UpdateKind::TopUp { .. }
+            | UpdateKind::Batch { .. } => return false,
+        };
+        out.push(swap_core::Hashlock(hashlock.0));
+        true
+    })
 }
