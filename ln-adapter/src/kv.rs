@@ -27,9 +27,41 @@ use swap_core::store::sqlite::CachedSql;
 /// The database's file name in the node's directory (a `.` keeps it apart from LDK's names).
 pub const DB_FILE: &str = "xswap-kv.sqlite";
 
-/// SQLite's page cache for the store, in KiB (its default is 2,000): a bound, not an
-/// allocation; the cache holds only pages read or written.
-const CACHE_KIB: i64 = 64 * 1024;
+/// The columns of the `kv` table. A table with row ids, the names in a unique index: the
+/// index's cells hold only names, and a value is read only when it is asked for. (The first
+/// schema was a `WITHOUT ROWID` table keyed by the names, whose cells hold whole rows: every
+/// comparison of a lookup's search with a row too large for its page (a monitor update of
+/// ~1.4 KB, the channel manager) read that whole value from the file, ~60 reads per swap.)
+const KV_COLUMNS: &str = "primary_ns TEXT NOT NULL,
+                          secondary_ns TEXT NOT NULL,
+                          key TEXT NOT NULL,
+                          value BLOB NOT NULL,
+                          UNIQUE (primary_ns, secondary_ns, key)";
+
+/// Moves the rows of a `kv` table of the first schema (`WITHOUT ROWID`) into one of
+/// [`KV_COLUMNS`], in one transaction (a crash leaves the old table whole).
+fn values_apart_from_keys(conn: &mut Connection) -> Result<(), io::Error> {
+    let sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'kv'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| sql_err("schema", e))?;
+    if !sql.to_ascii_uppercase().contains("WITHOUT ROWID") {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(|e| sql_err("schema", e))?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE kv_rows ({KV_COLUMNS});
+         INSERT INTO kv_rows (primary_ns, secondary_ns, key, value)
+             SELECT primary_ns, secondary_ns, key, value FROM kv;
+         DROP TABLE kv;
+         ALTER TABLE kv_rows RENAME TO kv;"
+    ))
+    .map_err(|e| sql_err("schema", e))?;
+    tx.commit().map_err(|e| sql_err("schema", e))
+}
 
 /// The key-value store in one SQLite file.
 pub(crate) struct SqliteKv {
@@ -121,23 +153,12 @@ impl SqliteKv {
         // A value overwritten (a clear one sealed in place) is zeroed in the file.
         conn.pragma_update(None, "secure_delete", "ON")
             .map_err(|e| sql_err("open", e))?;
-        // Room for every page the node uses in memory: LDK's channel manager and monitors
-        // (blobs of hundreds of KB, rewritten at every persist) churned SQLite's default 2 MB
-        // cache, and the ledger's small records were read from the file again at each step
-        // of a swap (~56 reads per swap on the payer's store).
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)
-            .map_err(|e| sql_err("open", e))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS kv (
-                 primary_ns TEXT NOT NULL,
-                 secondary_ns TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 value BLOB NOT NULL,
-                 PRIMARY KEY (primary_ns, secondary_ns, key)
-             ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
-        )
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS kv ({KV_COLUMNS});
+             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        ))
         .map_err(|e| sql_err("schema", e))?;
+        values_apart_from_keys(&mut conn)?;
         move_files_in(&mut conn, dir)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -581,6 +602,46 @@ mod tests {
         std::mem::forget(kv);
         let kv = SqliteKv::open(dir.path()).unwrap();
         assert_eq!(kv.read("u", "m", "5").unwrap(), vec![5]);
+    }
+
+    #[test]
+    fn a_store_of_the_first_schema_keeps_its_values_in_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE kv (
+                     primary_ns TEXT NOT NULL, secondary_ns TEXT NOT NULL, key TEXT NOT NULL,
+                     value BLOB NOT NULL, PRIMARY KEY (primary_ns, secondary_ns, key)
+                 ) WITHOUT ROWID;
+                 INSERT INTO kv VALUES ('', '', 'manager', x'0102');
+                 INSERT INTO kv VALUES ('monitors', '', 'chan', zeroblob(5000));",
+            )
+            .unwrap();
+        }
+        let schema = |kv: &SqliteKv| -> String {
+            kv.conn()
+                .query_row("SELECT sql FROM sqlite_master WHERE name = 'kv'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        for _ in 0..2 {
+            let kv = SqliteKv::open(dir.path()).unwrap();
+            assert!(!schema(&kv).contains("WITHOUT ROWID"), "{}", schema(&kv));
+            assert_eq!(
+                KVStoreSync::read(&kv, "", "", "manager").unwrap(),
+                vec![1, 2]
+            );
+            assert_eq!(
+                KVStoreSync::read(&kv, "monitors", "", "chan").unwrap(),
+                vec![0; 5000]
+            );
+            KVStoreSync::write(&kv, "", "", "manager", vec![3]).unwrap();
+            assert_eq!(KVStoreSync::read(&kv, "", "", "manager").unwrap(), vec![3]);
+            KVStoreSync::write(&kv, "", "", "manager", vec![1, 2]).unwrap();
+            assert_eq!(kv.list_all_keys().unwrap().len(), 2);
+        }
     }
 
     #[test]

@@ -143,35 +143,64 @@ pub async fn wait_event(
     found.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
-/// `payer` pays `amount_msat` to a hold invoice of `payee` (payment id: the hashlock), and the
-/// payment is waited for until `payee` holds it. Returns the preimage, not yet claimed.
-pub async fn pay_held(payer: &LnNode, payee: &LnNode, amount_msat: u64) -> Preimage {
+/// A payment of `amount_msat` from `payer` to a hold invoice of `payee`, sent and held by the
+/// payee (not claimed): what [`pay_until_held`] returns.
+pub struct HeldPay {
+    pub preimage: Preimage,
+    pub payment_id: [u8; 32],
+    /// The payer's height when it sent.
+    pub send_height: u32,
+    /// Just before the payer sent.
+    pub started: Instant,
+    /// The payee's `PaymentClaimable`.
+    pub held: LnEvent,
+    /// Both nodes' events since before the payment.
+    pub payer_rx: broadcast::Receiver<LnEvent>,
+    pub payee_rx: broadcast::Receiver<LnEvent>,
+}
+
+/// Pays a new hold invoice of `payee` from `payer` and waits until the payee holds it.
+pub async fn pay_until_held(payer: &LnNode, payee: &LnNode, amount_msat: u64) -> HeldPay {
     let preimage = Preimage::random().unwrap();
     let hashlock = preimage.hashlock();
     let secret = payee
         .hold_invoice(hashlock, amount_msat, 3600, FINAL_CLTV as u16)
         .unwrap();
+    let payer_rx = payer.subscribe();
     let mut payee_rx = payee.subscribe();
-    payer
-        .pay(
-            &PaymentTarget {
-                payee: payee.node_id(),
-                hashlock,
-                payment_secret: secret,
-                amount_msat,
-                final_cltv_delta: FINAL_CLTV,
-                route_hints: vec![],
-            },
-            hashlock.0,
-        )
-        .unwrap();
-    wait_event(
+    let target = PaymentTarget {
+        payee: payee.node_id(),
+        hashlock,
+        payment_secret: secret,
+        amount_msat,
+        final_cltv_delta: FINAL_CLTV,
+        route_hints: vec![],
+    };
+    let payment_id = hashlock.0;
+    let (_, send_height) = payer.best_block().await;
+    let started = Instant::now();
+    payer.pay(&target, payment_id).unwrap();
+    let held = wait_event(
         &mut payee_rx,
         "payment held",
         |e| matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock),
     )
     .await;
-    preimage
+    HeldPay {
+        preimage,
+        payment_id,
+        send_height,
+        started,
+        held,
+        payer_rx,
+        payee_rx,
+    }
+}
+
+/// `payer` pays `amount_msat` to a hold invoice of `payee` (payment id: the hashlock), and the
+/// payment is waited for until `payee` holds it. Returns the preimage, not yet claimed.
+pub async fn pay_held(payer: &LnNode, payee: &LnNode, amount_msat: u64) -> Preimage {
+    pay_until_held(payer, payee, amount_msat).await.preimage
 }
 
 /// Waits until `cond` holds (30 s at most).
@@ -325,31 +354,16 @@ pub async fn hold_pay_and_claim_preimage(
             .any(|c| c.usable && c.sendable_msat >= amount_msat)
     })
     .await;
-    let preimage = Preimage::random().unwrap();
+    let HeldPay {
+        preimage,
+        payment_id,
+        send_height,
+        started,
+        held,
+        mut payer_rx,
+        mut payee_rx,
+    } = pay_until_held(payer, payee, amount_msat).await;
     let hashlock = preimage.hashlock();
-    let secret = payee
-        .hold_invoice(hashlock, amount_msat, 3600, FINAL_CLTV as u16)
-        .unwrap();
-    let mut payer_rx = payer.subscribe();
-    let mut payee_rx = payee.subscribe();
-    let target = PaymentTarget {
-        payee: payee.node_id(),
-        hashlock,
-        payment_secret: secret,
-        amount_msat,
-        final_cltv_delta: FINAL_CLTV,
-        route_hints: vec![],
-    };
-    let payment_id = hashlock.0;
-    let (_, send_height) = payer.best_block().await;
-    let started = Instant::now();
-    payer.pay(&target, payment_id).unwrap();
-    let held = wait_event(
-        &mut payee_rx,
-        "payment held",
-        |e| matches!(e, LnEvent::PaymentClaimable { hashlock: h, .. } if *h == hashlock),
-    )
-    .await;
     let LnEvent::PaymentClaimable {
         amount_msat: got,
         claim_deadline,
