@@ -199,7 +199,7 @@ impl Node {
         bytes: &[u8],
         now: u64,
         chain: &OnChain,
-    ) -> Result<(Option<Vec<u8>>, FollowUp, Option<UpdateKind>), SessionError> {
+    ) -> Result<Stepped, SessionError> {
         let mut chans = lock(&self.inner.chans)?;
         if self.is_stopped() {
             return Err(SessionError::Stopped);
@@ -245,6 +245,10 @@ impl Node {
         Ok((out, follow, ours))
     }
 }
+
+/// What a message stepped: the reply, what follows, and the change of ours it may have
+/// answered.
+type Stepped = (Option<Vec<u8>>, FollowUp, Option<UpdateKind>);
 
 /// Adds the hashlocks of the locks `kind` offers, claims or cancels to `out`; `false` when it
 /// changes more than locks (a withdrawal, a top-up, the close: any swap on the channel may
