@@ -544,6 +544,11 @@ impl SwapStore for SqliteStore {
         &self,
         batch: &[(SwapId, u64, SwapState)],
     ) -> Vec<Result<u64, StoreError>> {
+        // A tick that changed no state writes nothing (not even an empty transaction: it takes
+        // the write lock and commits).
+        if batch.is_empty() {
+            return Vec::new();
+        }
         let rows: Vec<Result<Append, StoreError>> = batch
             .iter()
             .map(|(id, expected, state)| Append::new(self.key.as_deref(), id, *expected, state))
@@ -607,10 +612,15 @@ impl SwapStore for SqliteStore {
         let records = Arc::clone(&self.records);
         let read = self
             .with(move |conn| {
-                Ok(owned
+                // One read transaction for them all: one consistent view, and one take of
+                // SQLite's read lock instead of two per swap.
+                let tx = conn.transaction().map_err(backend)?;
+                let out = owned
                     .iter()
-                    .map(|id| load_entry_one(conn, key.as_deref(), &records, &id.0))
-                    .collect::<Vec<_>>())
+                    .map(|id| load_entry_one(&tx, key.as_deref(), &records, &id.0))
+                    .collect::<Vec<_>>();
+                tx.finish().map_err(backend)?;
+                Ok(out)
             })
             .await;
         match read {
@@ -628,8 +638,14 @@ impl SwapStore for SqliteStore {
         let id = *id;
         let key = self.key.clone();
         let records = Arc::clone(&self.records);
-        self.with(move |conn| load_entry_one(conn, key.as_deref(), &records, &id.0))
-            .await
+        self.with(move |conn| {
+            // The swap's row and its latest state from one view.
+            let tx = conn.transaction().map_err(backend)?;
+            let out = load_entry_one(&tx, key.as_deref(), &records, &id.0);
+            tx.finish().map_err(backend)?;
+            out
+        })
+        .await
     }
 
     async fn history(&self, id: &SwapId) -> Result<Vec<StateEntry>, StoreError> {
