@@ -41,7 +41,12 @@ const KV_COLUMNS: &str = "primary_ns TEXT NOT NULL,
 /// Moves the rows of a `kv` table of the first schema (`WITHOUT ROWID`) into one of
 /// [`KV_COLUMNS`], in one transaction (a crash leaves the old table whole).
 fn values_apart_from_keys(conn: &mut Connection) -> Result<(), io::Error> {
-    let sql: String = conn
+    // The schema is read inside the (write) transaction: a second opener waits, then finds
+    // the table already moved.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| sql_err("schema", e))?;
+    let sql: String = tx
         .query_row(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'kv'",
             [],
@@ -51,7 +56,6 @@ fn values_apart_from_keys(conn: &mut Connection) -> Result<(), io::Error> {
     if !sql.to_ascii_uppercase().contains("WITHOUT ROWID") {
         return Ok(());
     }
-    let tx = conn.transaction().map_err(|e| sql_err("schema", e))?;
     tx.execute_batch(&format!(
         "CREATE TABLE kv_rows ({KV_COLUMNS});
          INSERT INTO kv_rows (primary_ns, secondary_ns, key, value)

@@ -102,6 +102,16 @@ impl ChangeFeed {
         ChangeSubscription { sub }
     }
 
+    /// How many listeners it has (those dropped no longer count).
+    pub fn listeners(&self) -> usize {
+        self.subs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|s| s.strong_count() > 0)
+            .count()
+    }
+
     /// The legs with these hashlocks may have changed (none given: nothing is told).
     pub fn touch(&self, hashlocks: impl IntoIterator<Item = Hashlock>) {
         let locks: HashSet<Hashlock> = hashlocks.into_iter().collect();

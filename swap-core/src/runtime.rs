@@ -408,7 +408,8 @@ impl Driver {
     }
 
     /// A queue of what changed on which rail ([`crate::Rail::changes`]), fed by one small
-    /// task per rail that has changes to tell; each task ends with the queue.
+    /// task per rail that has changes to tell; each task ends when the queue's reader (the
+    /// tick loop) is gone.
     fn wakes(&self) -> (mpsc::UnboundedSender<Wake>, mpsc::UnboundedReceiver<Wake>) {
         let (tx, rx) = mpsc::unbounded_channel();
         for rail in self.rails() {
@@ -418,9 +419,14 @@ impl Driver {
             let (id, tx) = (rail.id(), tx.clone());
             tokio::spawn(async move {
                 loop {
-                    let changed = changes.next().await;
-                    if tx.send((id, changed)).is_err() {
-                        return;
+                    tokio::select! {
+                        changed = changes.next() => {
+                            if tx.send((id, changed)).is_err() {
+                                return;
+                            }
+                        }
+                        // The tick loop ended: the rail may never tell again.
+                        () = tx.closed() => return,
                     }
                 }
             });

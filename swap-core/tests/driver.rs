@@ -713,6 +713,52 @@ async fn a_change_told_for_one_swap_steps_that_swap_only() {
     assert_eq!(again.len(), N, "a change for any leg steps every swap");
 }
 
+/// A driver gone takes its runtime's listening with it: the rails' change feeds no longer
+/// hold a listener for it (its wake tasks end although the rails never tell again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_gone_stops_listening_to_its_rails() {
+    let w = World::new(
+        Direction::BTC_TO_ETH,
+        Mining::Nominal,
+        Mining::Nominal,
+        Preimage::from_bytes([5; 32]),
+    );
+    let (ri, _) = records(&w);
+    let world = Arc::new(Mutex::new(w));
+    let x = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::X)));
+    let y = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::Y)));
+    let d = Arc::new(Driver::new(
+        Arc::new(swap_core::store::MemoryStore::new()),
+        [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
+        DriverConfig {
+            poll_interval: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(3600),
+        },
+    ));
+    d.create(&ri).await.unwrap();
+    let run = tokio::spawn({
+        let (d, id) = (d.clone(), ri.id());
+        async move { d.run_swap(id).await }
+    });
+    let listening = |n: usize| {
+        let (x, y) = (x.clone(), y.clone());
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while x.feed.listeners() != n || y.feed.listeners() != n {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{n} listener(s) per rail"));
+        }
+    };
+    listening(1).await;
+    run.abort();
+    let _ = run.await;
+    drop(d);
+    listening(0).await;
+}
+
 /// A simulated rail that tells the runtime of every operation on it
 /// ([`Rail::changes`]), as a channel rail does when a peer's update lands.
 struct Waking {

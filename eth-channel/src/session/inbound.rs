@@ -163,25 +163,27 @@ impl Node {
                 }
             }
         };
-        let (reply, follow, ours) = match self.step(id, bytes, now, &chain) {
+        let (reply, follow, concerned) = match self.step(id, bytes, now, &chain) {
             Ok(x) => x,
             Err(e) => {
                 debug!(%peer, channel = %id, error = %e, "channel message not applied");
                 return (None, false);
             }
         };
-        // The swaps this message may have moved: the locks of the peer's proposal and of ours
-        // it answered (countersigned, refused, crossed).
+        // The swaps this message may have moved: the locks of the peer's proposal, and those
+        // `step` names (ours it answered, ours abandoned that a co-signed version overtook).
         let theirs = match &msg {
             Message::Propose(p) => Some(&p.kind),
             _ => None,
         };
         let mut locks = Vec::new();
-        if theirs
-            .into_iter()
-            .chain(ours.as_ref())
-            .all(|kind| lock_hashlocks(kind, &mut locks))
-        {
+        let named = concerned.is_some_and(|kinds| {
+            theirs
+                .into_iter()
+                .chain(kinds.iter())
+                .all(|kind| lock_hashlocks(kind, &mut locks))
+        });
+        if named {
             self.inner.changed.touch(locks);
         } else {
             self.inner.changed.touch_all();
@@ -191,8 +193,11 @@ impl Node {
     }
 
     /// Receives and commits under the channel's lock; tells waiters. Returns, beside the reply
-    /// and what follows, the change of our proposal that was pending before (the message may
-    /// have answered it).
+    /// and what follows, the changes of ours whose locks the message may have moved: our
+    /// proposal pending before (it may have answered it) and, when a new version is co-signed,
+    /// our abandoned proposals above the last co-signed one (a leg counts them as sent until a
+    /// co-signed version overtakes them); `None` when those could not be read (then any lock
+    /// may have moved).
     fn step(
         &self,
         id: B256,
@@ -205,9 +210,28 @@ impl Node {
             return Err(SessionError::Stopped);
         }
         let slot = chans.get_mut(&id).ok_or(SessionError::UnknownChannel(id))?;
-        let ours = slot.party.pending().map(|p| p.kind.clone());
+        let mut concerned: Option<Vec<UpdateKind>> = Some(
+            slot.party
+                .pending()
+                .map(|p| p.kind.clone())
+                .into_iter()
+                .collect(),
+        );
         let step = slot.party.receive(bytes, now, chain)?;
         let event = step.event.clone();
+        if matches!(event, Event::Countersigned(_) | Event::Completed(_)) {
+            match self.inner.store.abandoned_proposals(id) {
+                Ok(abandoned) => {
+                    if let Some(kinds) = concerned.as_mut() {
+                        kinds.extend(abandoned.into_iter().map(|(_, kind)| kind));
+                    }
+                }
+                Err(e) => {
+                    debug!(channel = %id, error = %e, "abandoned proposals unreadable");
+                    concerned = None;
+                }
+            }
+        }
         let out = slot.party.commit(step, &*self.inner.store)?;
         let mut follow = FollowUp::None;
         match event {
@@ -242,13 +266,13 @@ impl Node {
             }
             Event::Proposed(_) | Event::Reproposed { .. } | Event::RefusedPeer(_) => {}
         }
-        Ok((out, follow, ours))
+        Ok((out, follow, concerned))
     }
 }
 
-/// What a message stepped: the reply, what follows, and the change of ours it may have
-/// answered.
-type Stepped = (Option<Vec<u8>>, FollowUp, Option<UpdateKind>);
+/// What a message stepped: the reply, what follows, and the changes of ours whose locks it may
+/// have moved (`None`: any).
+type Stepped = (Option<Vec<u8>>, FollowUp, Option<Vec<UpdateKind>>);
 
 /// Adds the hashlocks of the locks `kind` offers, claims or cancels to `out`; `false` when it
 /// changes more than locks (a withdrawal, a top-up, the close: any swap on the channel may
