@@ -551,45 +551,79 @@ impl Rail for Counting {
     }
 }
 
-/// Rails, the ticked runtime: one tick over N swaps asks each rail once for all their legs
-/// (never leg by leg) and hands it all the round's operations at once; N swaps run to their
-/// end through the runtime with a number of observations that does not grow with N.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_tick_observes_each_rail_once_and_executes_grouped() {
-    const N: usize = 12;
+/// A runtime that polls once an hour: in the tests below only a rail's change steps a swap.
+fn hourly() -> DriverConfig {
+    DriverConfig {
+        poll_interval: Duration::from_secs(3600),
+        max_backoff: Duration::from_secs(3600),
+    }
+}
+
+/// `n` swaps of one world in a driver with `config` over two counting rails, this party the
+/// initiator of each (secrets tagged from `first_tag`), funded on X for all of them.
+struct CountedSwaps {
+    world: Arc<Mutex<World>>,
+    x: Arc<Counting>,
+    y: Arc<Counting>,
+    d: Arc<Driver>,
+    recs: Vec<SwapRecord>,
+}
+
+async fn counted_swaps(seed: u8, first_tag: u8, n: usize, config: DriverConfig) -> CountedSwaps {
     let mut w = World::new(
         Direction::BTC_TO_ETH,
         Mining::Nominal,
         Mining::Nominal,
-        Preimage::from_bytes([3; 32]),
+        Preimage::from_bytes([seed; 32]),
     );
     let base = w.terms.clone();
-    let mut ids = Vec::new();
     let mut recs = Vec::new();
-    for n in 0..N {
-        let (secret, terms) = nth_swap(&w, n as u8 + 100);
-        ids.push(terms.id);
+    for i in 0..n {
+        let (secret, terms) = nth_swap(&w, i as u8 + first_tag);
         recs.push(SwapRecord {
             terms,
             role: Role::Initiator,
             secret: Some(secret),
-            key_index: n as u32,
+            key_index: i as u32,
             watch_from: w.watch_from,
         });
     }
     let ax = amount_value(&base.x.amount);
-    w.x.balances.insert(w.parties.i_x, ax * N as u128);
+    w.x.balances.insert(w.parties.i_x, ax * n as u128);
     let world = Arc::new(Mutex::new(w));
     let x = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::X)));
     let y = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::Y)));
     let d = Arc::new(Driver::new(
         Arc::new(swap_core::store::MemoryStore::new()),
         [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
-        DriverConfig::default(),
+        config,
     ));
     for r in &recs {
         d.create(r).await.unwrap();
     }
+    CountedSwaps {
+        world,
+        x,
+        y,
+        d,
+        recs,
+    }
+}
+
+/// Rails, the ticked runtime: one tick over N swaps asks each rail once for all their legs
+/// (never leg by leg) and hands it all the round's operations at once; N swaps run to their
+/// end through the runtime with a number of observations that does not grow with N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tick_observes_each_rail_once_and_executes_grouped() {
+    const N: usize = 12;
+    let CountedSwaps {
+        world,
+        x,
+        y,
+        d,
+        recs,
+    } = counted_swaps(3, 100, N, DriverConfig::default()).await;
+    let ids: Vec<SwapId> = recs.iter().map(|r| r.id()).collect();
     let reports = d.tick(&ids).await;
     assert_eq!(reports.len(), N);
     for (id, r) in &reports {
@@ -636,40 +670,13 @@ async fn one_tick_observes_each_rail_once_and_executes_grouped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_told_for_one_swap_steps_that_swap_only() {
     const N: usize = 8;
-    let mut w = World::new(
-        Direction::BTC_TO_ETH,
-        Mining::Nominal,
-        Mining::Nominal,
-        Preimage::from_bytes([4; 32]),
-    );
-    let base = w.terms.clone();
-    let mut recs = Vec::new();
-    for n in 0..N {
-        let (secret, terms) = nth_swap(&w, n as u8 + 140);
-        recs.push(SwapRecord {
-            terms,
-            role: Role::Initiator,
-            secret: Some(secret),
-            key_index: n as u32,
-            watch_from: w.watch_from,
-        });
-    }
-    let ax = amount_value(&base.x.amount);
-    w.x.balances.insert(w.parties.i_x, ax * N as u128);
-    let world = Arc::new(Mutex::new(w));
-    let x = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::X)));
-    let y = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::Y)));
-    let d = Arc::new(Driver::new(
-        Arc::new(swap_core::store::MemoryStore::new()),
-        [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
-        DriverConfig {
-            poll_interval: Duration::from_secs(3600),
-            max_backoff: Duration::from_secs(3600),
-        },
-    ));
-    for r in &recs {
-        d.create(r).await.unwrap();
-    }
+    let CountedSwaps {
+        world,
+        x,
+        y,
+        d,
+        recs,
+    } = counted_swaps(4, 140, N, hourly()).await;
     let _runs: Vec<_> = recs
         .iter()
         .map(|r| {
@@ -717,27 +724,9 @@ async fn a_change_told_for_one_swap_steps_that_swap_only() {
 /// hold a listener for it (its wake tasks end although the rails never tell again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driver_gone_stops_listening_to_its_rails() {
-    let w = World::new(
-        Direction::BTC_TO_ETH,
-        Mining::Nominal,
-        Mining::Nominal,
-        Preimage::from_bytes([5; 32]),
-    );
-    let (ri, _) = records(&w);
-    let world = Arc::new(Mutex::new(w));
-    let x = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::X)));
-    let y = Arc::new(Counting::new(SimHandle::new(world.clone(), Leg::Y)));
-    let d = Arc::new(Driver::new(
-        Arc::new(swap_core::store::MemoryStore::new()),
-        [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
-        DriverConfig {
-            poll_interval: Duration::from_secs(3600),
-            max_backoff: Duration::from_secs(3600),
-        },
-    ));
-    d.create(&ri).await.unwrap();
+    let CountedSwaps { x, y, d, recs, .. } = counted_swaps(5, 160, 1, hourly()).await;
     let run = tokio::spawn({
-        let (d, id) = (d.clone(), ri.id());
+        let (d, id) = (d.clone(), recs[0].id());
         async move { d.run_swap(id).await }
     });
     let listening = |n: usize| {
@@ -856,15 +845,11 @@ async fn swap_over_waking_rails(
         })
     };
     let (x, y) = (rail(Leg::X, linger_x), rail(Leg::Y, Duration::ZERO));
-    let slow = DriverConfig {
-        poll_interval: Duration::from_secs(3600),
-        max_backoff: Duration::from_secs(3600),
-    };
     let mk = || {
         Arc::new(Driver::new(
             Arc::new(swap_core::store::MemoryStore::new()),
             [x.clone() as Arc<dyn Rail>, y.clone() as Arc<dyn Rail>],
-            slow,
+            hourly(),
         ))
     };
     let (di, dr) = (mk(), mk());
