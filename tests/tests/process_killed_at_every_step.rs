@@ -238,9 +238,16 @@ async fn one_run_giving(
     } else {
         // Channel runs: the run's kill was its victim's; the processes left are stopped
         // cleanly (a SIGKILL here, while LDK may still be settling the claim's commitment
-        // update, could leave its manager behind its monitors: see the channel test).
-        term(&mut maker_p);
+        // update, could leave its manager behind its monitors: see the channel test). The
+        // taker's process ends on its own once what it paid has settled in its channels (it
+        // waits up to 60 s for that with the maker online): a stop before then leaves the
+        // HTLC pending until the two next meet, so it is given that time first.
+        let start = Instant::now();
+        while alive(&mut taker_p) && start.elapsed() < Duration::from_secs(90) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         term(&mut taker_p);
+        term(&mut maker_p);
     }
     let id = id.unwrap();
     println!(
