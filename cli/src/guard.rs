@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use swap_core::store::{SqliteStore, StateEntry, StoreKey};
+use swap_core::store::{SentAction, SentRecorded, SqliteStore, StateEntry, StoreKey};
 use swap_core::{Hashlock, StoreError, SwapId, SwapRecord, SwapState, SwapStore};
 use tracing::warn;
 
@@ -166,6 +166,23 @@ pub struct GuardedStore {
 }
 
 impl GuardedStore {
+    /// Counts `ok` states appended together, for the test hook: aborts the process when the
+    /// count passes `XSWAP_TEST_ABORT_AFTER_STATES` with them (after their batch is committed,
+    /// before any of their actions).
+    fn count_appended(&self, ok: u64) {
+        let n = self
+            .appended
+            .fetch_add(ok, std::sync::atomic::Ordering::SeqCst)
+            + ok;
+        if self
+            .abort_after
+            .is_some_and(|limit| ok > 0 && n >= limit && n - ok < limit)
+        {
+            eprintln!("XSWAP_TEST_ABORT_AFTER_STATES reached: aborting");
+            std::process::abort();
+        }
+    }
+
     /// Takes a backup now into `backups/` and keeps the newest [`KEEP_BACKUPS`].
     pub async fn backup(&self) -> anyhow::Result<PathBuf> {
         let dir = backups_dir(&self.dir);
@@ -220,14 +237,7 @@ impl SwapStore for GuardedStore {
         state: &SwapState,
     ) -> Result<u64, StoreError> {
         let seq = self.inner.append_state(id, expected, state).await?;
-        let n = self
-            .appended
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        if self.abort_after == Some(n) {
-            eprintln!("XSWAP_TEST_ABORT_AFTER_STATES reached: aborting");
-            std::process::abort();
-        }
+        self.count_appended(1);
         Ok(seq)
     }
 
@@ -241,19 +251,20 @@ impl SwapStore for GuardedStore {
     ) -> Vec<Result<u64, StoreError>> {
         let out = self.inner.append_states(batch).await;
         let ok = out.iter().filter(|r| r.is_ok()).count() as u64;
-        let n = self
-            .appended
-            .fetch_add(ok, std::sync::atomic::Ordering::SeqCst)
-            + ok;
         // The test hook: abort once the count passes the limit (after the batch holding the
         // limit's state: every state of it persisted, none of its actions done).
-        if self
-            .abort_after
-            .is_some_and(|limit| ok > 0 && n >= limit && n - ok < limit)
-        {
-            eprintln!("XSWAP_TEST_ABORT_AFTER_STATES reached: aborting");
-            std::process::abort();
-        }
+        self.count_appended(ok);
+        out
+    }
+
+    async fn record_sent(&self, sent: &[SentAction]) -> Vec<SentRecorded> {
+        let out = self.inner.record_sent(sent).await;
+        // The states sent actions moved on count for the test hook as the others do.
+        self.count_appended(
+            out.iter()
+                .filter(|r| matches!(r.state, Ok(Some(_))))
+                .count() as u64,
+        );
         out
     }
 

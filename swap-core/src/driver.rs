@@ -108,6 +108,9 @@ pub struct StepReport {
     pub actions: Vec<(Action, Result<TxRef, ChainError>)>,
 }
 
+/// How many swap ends [`Driver::finished`] keeps for a listener that has not read them yet.
+pub const FINISHED_QUEUE: usize = 1_024;
+
 /// Running swap tasks: each yields its id and how it ended. Dropping the set aborts them all.
 pub type SwapTasks = JoinSet<(SwapId, Result<Outcome, DriverError>)>;
 
@@ -118,7 +121,7 @@ pub struct Driver {
     config: DriverConfig,
     pub(crate) runtime_tx:
         std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::runtime::Registration>>,
-    finished: tokio::sync::Notify,
+    finished: tokio::sync::broadcast::Sender<SwapId>,
 }
 
 impl Driver {
@@ -135,14 +138,16 @@ impl Driver {
             rails,
             config,
             runtime_tx: std::sync::OnceLock::new(),
-            finished: tokio::sync::Notify::new(),
+            finished: tokio::sync::broadcast::channel(FINISHED_QUEUE).0,
         }
     }
 
-    /// Notified (all waiters at once) whenever a swap task of [`Driver::spawn`] ends: a
-    /// caller waiting for a swap's end re-reads the store then instead of polling it.
-    pub fn finished(&self) -> &tokio::sync::Notify {
-        &self.finished
+    /// Told the id of each swap whose task of [`Driver::spawn`] ends, from the moment of this
+    /// call: a caller waiting for a swap's end reads the store again when its own is told (or
+    /// when it lagged [`FINISHED_QUEUE`] ends behind and may have missed it), not at every
+    /// other swap's end.
+    pub fn finished(&self) -> tokio::sync::broadcast::Receiver<SwapId> {
+        self.finished.subscribe()
     }
 
     /// The driver's settings.
@@ -248,13 +253,13 @@ impl Driver {
             .unwrap_or_default()
     }
 
-    /// Logs an action's result by its cause and records what it sent.
-    pub(crate) async fn after_action(
-        &self,
+    /// Logs an action's result by its cause; returns what to record when a rail accepted it
+    /// ([`Driver::record_sent`]).
+    pub(crate) fn after_action(
         record: &SwapRecord,
         action: &Action,
         result: &Result<TxRef, ChainError>,
-    ) {
+    ) -> Option<crate::store::SentAction> {
         use crate::store::TxKind;
         let (leg, tx_kind) = match action {
             Action::Lock { leg } => (*leg, TxKind::Lock),
@@ -264,52 +269,63 @@ impl Driver {
         };
         let kind = tx_kind.as_str();
         let chain_id = record.terms.leg(leg).params.rail();
+        let sent = |tx| {
+            Some(crate::store::SentAction {
+                id: record.id(),
+                tx,
+                action: action.clone(),
+            })
+        };
         match result {
             // A cancel with nothing to cancel (no lock was ever signed) sent nothing.
             Ok(txref) if txref.0.is_empty() => {
                 info!(swap_id = %record.id(), chain = %chain_id, action = kind, "nothing to send");
-                self.record_sent(record, action).await;
+                sent(None)
             }
             Ok(txref) => {
                 info!(swap_id = %record.id(), chain = %chain_id, action = kind, %txref, "sent");
-                let tx = crate::store::SentTx {
+                sent(Some(crate::store::SentTx {
                     leg,
                     kind: tx_kind,
                     txref: txref.clone(),
                     at: crate::store::now(),
-                };
-                if let Err(e) = self.store.record_tx(&record.id(), &tx).await {
-                    warn!(swap_id = %record.id(), error = %e, "could not record a sent transaction");
-                }
-                self.record_sent(record, action).await;
+                }))
             }
             // What to do follows from the cause: a race lost to a spend or a timelock not
             // reached yet is normal (the next observation decides); the rest is retried or
             // reported.
             Err(e) if matches!(e.cause, Cause::AlreadySpent | Cause::NotReady { .. }) => {
-                info!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "not sent")
+                info!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "not sent");
+                None
             }
             Err(e) if e.is_transient() => {
-                warn!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "will retry")
+                warn!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "will retry");
+                None
             }
             Err(e) => {
-                error!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "failed")
+                error!(swap_id = %record.id(), chain = %chain_id, action = kind, error = %e, "failed");
+                None
             }
         }
     }
 
-    /// Persists what a sent action changes (a claim that reached the node makes the secret
-    /// public). A failure here is logged: the state machine stays on the safe side without it.
-    async fn record_sent(&self, record: &SwapRecord, action: &Action) {
-        let id = record.id();
-        let Ok((_, entry)) = self.store.load_entry(&id).await else {
+    /// Persists what sent actions change, all in one call to the store
+    /// ([`SwapStore::record_sent`]): the transaction each sent, and the state it leads to (a
+    /// claim that reached the node makes the secret public). A failure here is logged: the
+    /// state machine stays on the safe side without it.
+    pub(crate) async fn record_sent(&self, sent: &[crate::store::SentAction]) {
+        if sent.is_empty() {
             return;
-        };
-        let state = entry.state;
-        if let Some(next) = state.after_sent(action) {
-            match self.store.append_state(&id, entry.seq, &next).await {
-                Ok(_) => info!(swap_id = %id, to = state_name(&next), "state"),
-                Err(e) => warn!(swap_id = %id, error = %e, "could not record a sent action"),
+        }
+        let answers = self.store.record_sent(sent).await;
+        for (s, answer) in sent.iter().zip(answers) {
+            if let Err(e) = answer.tx {
+                warn!(swap_id = %s.id, error = %e, "could not record a sent transaction");
+            }
+            match answer.state {
+                Ok(Some(next)) => info!(swap_id = %s.id, to = state_name(&next), "state"),
+                Ok(None) => {}
+                Err(e) => warn!(swap_id = %s.id, error = %e, "could not record a sent action"),
             }
         }
     }
@@ -324,12 +340,16 @@ impl Driver {
 
     /// Tells both legs' adapters that a finished swap needs no more watching.
     pub async fn forget(&self, id: &SwapId) {
-        let Ok((record, _)) = self.store.load(id).await else {
-            return;
-        };
+        if let Ok((record, _)) = self.store.load(id).await {
+            self.forget_record(&record).await;
+        }
+    }
+
+    /// [`Driver::forget`] for a record in hand.
+    pub(crate) async fn forget_record(&self, record: &SwapRecord) {
         for leg in [Leg::X, Leg::Y] {
             if let Ok(chain) = self.chain(record.terms.leg(leg).params.rail()) {
-                chain.forget(&Self::htlc(&record, leg)).await;
+                chain.forget(&Self::htlc(record, leg)).await;
             }
         }
     }
@@ -355,7 +375,8 @@ impl Driver {
         let me = self.clone();
         set.spawn(async move {
             let ended = me.run_swap(id).await;
-            me.finished.notify_waiters();
+            // No listener is no error.
+            let _ = me.finished.send(id);
             (id, ended)
         });
     }

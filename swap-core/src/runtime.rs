@@ -338,6 +338,10 @@ impl Driver {
                     finished.push(p);
                 }
             }
+            // What the swaps finished by this answer sent, recorded in one call to the store
+            // before any of them is told done.
+            let mut sent = Vec::new();
+            let mut outs = Vec::with_capacity(finished.len());
             for p in finished {
                 let (record, actions) = plans[p];
                 let mut out = Vec::with_capacity(actions.len());
@@ -345,9 +349,13 @@ impl Driver {
                     let result = results
                         .remove(&(p, a))
                         .unwrap_or_else(|| Err(ChainError::transient("not executed")));
-                    self.after_action(record, action, &result).await;
+                    sent.extend(Driver::after_action(record, action, &result));
                     out.push((action.clone(), result));
                 }
+                outs.push((p, out));
+            }
+            self.record_sent(&sent).await;
+            for (p, out) in outs {
                 done(p, out);
             }
         }
@@ -378,6 +386,13 @@ impl Driver {
         let mut out = Vec::with_capacity(ids.len());
         let mut to_perform = Vec::new();
         for (id, result) in self.advance_many(ids).await {
+            // A swap that has ended needs no more watching: its rails forget it now, from the
+            // record in hand.
+            if let Ok(adv) = &result {
+                if adv.state.is_final() {
+                    self.forget_record(&adv.record).await;
+                }
+            }
             match result {
                 Ok(adv) if adv.actions.is_empty() => out.push(stepped(&adv, Vec::new())),
                 Ok(adv) => to_perform.push(adv),
@@ -510,7 +525,7 @@ async fn run_loop(
         };
         for (id, result, legs) in returned.into_iter().flatten() {
             performing.remove(&id);
-            settle(&driver, &mut active, &config, &grid, id, result, legs).await;
+            settle(&mut active, &config, &grid, id, result, legs);
         }
         // Every change told while the last tick ran is one wake.
         while let Ok(wake) = wakes.try_recv() {
@@ -547,7 +562,7 @@ async fn run_loop(
         }
         let (stepped, to_perform) = driver.decide_tick(&due).await;
         for (id, result, legs) in stepped {
-            settle(&driver, &mut active, &config, &grid, id, result, legs).await;
+            settle(&mut active, &config, &grid, id, result, legs);
         }
         if !to_perform.is_empty() {
             performing.extend(to_perform.iter().map(|adv| adv.record.id()));
@@ -598,8 +613,7 @@ impl Drop for Unreported {
 
 /// Takes in what a tick did to swap `id`: answers its waiters when it ended, or sets when it
 /// is due again.
-async fn settle(
-    driver: &Driver,
+fn settle(
     active: &mut HashMap<SwapId, Active>,
     config: &crate::driver::DriverConfig,
     grid: &Grid,
@@ -618,7 +632,6 @@ async fn settle(
         Ok(report) => {
             if let Some(outcome) = final_outcome(&report.state) {
                 info!(swap_id = %id, outcome = outcome.name(), "swap finished");
-                driver.forget(&id).await;
                 if let Some(a) = active.remove(&id) {
                     for w in a.waiters {
                         let _ = w.send(Ok(outcome.clone()));

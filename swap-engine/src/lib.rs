@@ -474,21 +474,34 @@ impl Engine {
         Ok(n)
     }
 
-    /// Waits until a swap has finished and returns how. Woken when one of this engine's swaps ends; the store is also read every 250 ms, for
-    /// a swap finished elsewhere (another worker on a shared store).
+    /// Waits until a swap has finished and returns how. The store is read again when this
+    /// engine tells of the swap's end ([`Driver::finished`]), and every 250 ms for a swap
+    /// finished elsewhere (another worker on a shared store).
     pub async fn wait(&self, id: &SwapId) -> Result<Outcome, EngineError> {
+        // Listening before the read: an end between the read and the wait is still heard.
+        let mut ended = self.driver.finished();
         loop {
-            let ended = self.driver.finished().notified();
-            tokio::pin!(ended);
-            // Registered before the read: an end between the read and the wait still wakes.
-            ended.as_mut().enable();
             let (_, state) = self.driver.store().load(id).await?;
             if let Some(o) = swap_core::driver::final_outcome(&state) {
                 return Ok(o);
             }
-            tokio::select! {
-                () = ended => {}
-                () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            let poll = tokio::time::sleep(std::time::Duration::from_millis(250));
+            tokio::pin!(poll);
+            loop {
+                tokio::select! {
+                    told = ended.recv() => match told {
+                        Ok(done) if done == *id => break,
+                        Ok(_) => {}
+                        // Ours may be among those missed.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        // The driver is gone (it is not while we hold it): the poll alone.
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            (&mut poll).await;
+                            break;
+                        }
+                    },
+                    () = &mut poll => break,
+                }
             }
         }
     }

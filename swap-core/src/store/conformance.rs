@@ -381,6 +381,56 @@ pub async fn run(store: &dyn SwapStore) {
     assert_eq!(store.load(&r4.id()).await.unwrap().1, locking);
     assert_eq!(store.load(&r5.id()).await.unwrap().1, waiting);
     assert!(store.append_states(&[]).await.is_empty());
+
+    // What rails accepted: each transaction recorded, each state moved on as `after_sent`
+    // says, in order, each with its own answer (an unknown swap is refused alone).
+    use super::SentAction;
+    use crate::machine::Action;
+    let claiming = SwapState::Initiator(initiator::State::Claiming);
+    let seq4 = store.load_entry(&r4.id()).await.unwrap().1.seq;
+    store.append_state(&r4.id(), seq4, &claiming).await.unwrap();
+    let claim = Action::Claim {
+        leg: Leg::Y,
+        preimage: Preimage::from_bytes([34; 32]),
+    };
+    let sent = |id, tx, action| SentAction { id, tx, action };
+    let answers = store
+        .record_sent(&[
+            sent(r4.id(), Some(tx(TxKind::Claim, "c4")), claim.clone()),
+            sent(
+                unknown,
+                Some(tx(TxKind::Lock, "u")),
+                Action::Lock { leg: Leg::X },
+            ),
+            sent(r5.id(), None, Action::Lock { leg: Leg::Y }),
+            // The same claim told again: its transaction is there, its state moved already.
+            sent(r4.id(), Some(tx(TxKind::Claim, "c4")), claim),
+        ])
+        .await;
+    assert_eq!(answers.len(), 4);
+    let claim_sent = SwapState::Initiator(initiator::State::ClaimSent);
+    assert!(answers[0].tx.is_ok(), "{answers:?}");
+    assert_eq!(
+        answers[0].state.as_ref().unwrap(),
+        &Some(claim_sent.clone())
+    );
+    assert!(matches!(answers[1].tx, Err(StoreError::UnknownSwap(_))));
+    assert!(matches!(answers[1].state, Err(StoreError::UnknownSwap(_))));
+    assert!(answers[2].tx.is_ok() && matches!(answers[2].state, Ok(None)));
+    assert!(answers[3].tx.is_ok() && matches!(answers[3].state, Ok(None)));
+    assert_eq!(store.load(&r4.id()).await.unwrap().1, claim_sent);
+    assert_eq!(store.history(&r4.id()).await.unwrap().len(), 4);
+    assert_eq!(store.load(&r5.id()).await.unwrap().1, waiting);
+    let sent_r4: Vec<String> = store
+        .txs(&r4.id())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.txref.0)
+        .collect();
+    assert_eq!(sent_r4, vec!["c4".to_string()]);
+    assert!(store.txs(&r5.id()).await.unwrap().is_empty());
+    assert!(store.record_sent(&[]).await.is_empty());
 }
 
 /// The outbox part of the suite: `a` and `b` are two handles on one outbox (two processes on

@@ -24,6 +24,8 @@ mod sqlite_append;
 mod sqlite_conn;
 #[cfg(feature = "sqlite")]
 mod sqlite_outbox;
+#[cfg(feature = "sqlite")]
+mod sqlite_read;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
@@ -242,6 +244,53 @@ pub struct SentTx {
     pub at: Timestamp,
 }
 
+/// An action a rail accepted for a swap, as the driver records it
+/// ([`SwapStore::record_sent`]).
+#[derive(Debug, Clone)]
+pub struct SentAction {
+    /// The swap.
+    pub id: SwapId,
+    /// The transaction the rail sent for it, if it sent one (a cancel with nothing to cancel
+    /// sends none).
+    pub tx: Option<SentTx>,
+    /// The action, as computed in the swap's latest state.
+    pub action: crate::machine::Action,
+}
+
+/// What [`SwapStore::record_sent`] did with one [`SentAction`].
+#[derive(Debug)]
+pub struct SentRecorded {
+    /// The transaction recorded (`Ok` too when there was none).
+    pub tx: Result<(), StoreError>,
+    /// The state the swap moved to ([`SwapState::after_sent`]); `None` when it stays.
+    pub state: Result<Option<SwapState>, StoreError>,
+}
+
+impl StoreError {
+    /// Whether the error concerns one swap's row alone (unknown, corrupt, refused, moved
+    /// meanwhile): a batch goes on with the other swaps. Any other is the database's, and
+    /// fails the whole batch.
+    pub fn is_one_swaps(&self) -> bool {
+        matches!(
+            self,
+            StoreError::UnknownSwap(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::Invalid { .. }
+                | StoreError::Conflict { .. }
+        )
+    }
+
+    /// The same failure again, for each member of a batch that it failed as a whole (the
+    /// key errors keep their kind; the others are told as the database's).
+    pub(crate) fn again(&self) -> StoreError {
+        match self {
+            StoreError::KeyRequired => StoreError::KeyRequired,
+            StoreError::WrongKey => StoreError::WrongKey,
+            e => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
 /// Store errors. A corrupt row of one swap never hides the others.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -414,6 +463,34 @@ pub trait SwapStore: Send + Sync {
 
     /// The transactions sent for a swap, in the order first recorded.
     async fn txs(&self, id: &SwapId) -> Result<Vec<SentTx>, StoreError>;
+
+    /// Records what rails accepted, in order, each with its own answer: its transaction (as
+    /// [`SwapStore::record_tx`]), then its swap's latest state moved on as
+    /// [`SwapState::after_sent`] says (appended after it as [`SwapStore::append_state`]: a
+    /// conflict when another writer moved the swap since it was read). The SQLite store
+    /// writes them all in one transaction (one disk sync for a rail's answer); the default
+    /// goes one by one through the other methods (so a wrapper's fencing applies).
+    async fn record_sent(&self, sent: &[SentAction]) -> Vec<SentRecorded> {
+        let mut out = Vec::with_capacity(sent.len());
+        for s in sent {
+            let tx = match &s.tx {
+                Some(tx) => self.record_tx(&s.id, tx).await,
+                None => Ok(()),
+            };
+            let state = match self.load_entry(&s.id).await {
+                Err(e) => Err(e),
+                Ok((_, entry)) => match entry.state.after_sent(&s.action) {
+                    None => Ok(None),
+                    Some(next) => self
+                        .append_state(&s.id, entry.seq, &next)
+                        .await
+                        .map(|_| Some(next)),
+                },
+            };
+            out.push(SentRecorded { tx, state });
+        }
+        out
+    }
 }
 
 pub(crate) fn check_record(record: &SwapRecord, initial: &SwapState) -> Result<(), StoreError> {

@@ -180,8 +180,11 @@ pub fn read_latest(
     Ok(entry)
 }
 
+/// A sent transaction's columns: its JSON, leg, kind and reference.
+pub type SentTxRow = (String, String, &'static str, String);
+
 /// The columns of a sent transaction's row: `tx_json`, `leg`, `kind`, `txref`.
-pub fn sent_tx_row(tx: &SentTx) -> Result<(String, String, &'static str, String), StoreError> {
+pub fn sent_tx_row(tx: &SentTx) -> Result<SentTxRow, StoreError> {
     Ok((
         serde_json::to_string(tx).map_err(backend)?,
         format!("{:?}", tx.leg),

@@ -9,15 +9,18 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{
-    backend, corrupt, lock_on, new_swap_row, parse_lock_amount, read_entry, read_id, read_latest,
-    read_record, read_sent_tx, sent_tx_row,
+    backend, corrupt, lock_on, new_swap_row, parse_lock_amount, read_entry, read_id, read_sent_tx,
+    sent_tx_row,
 };
 use super::seal::{self, KeyState, StoreKey};
-use super::{now, StateEntry, StoreError, SwapRecord, SwapState, SwapStore};
+use super::{
+    now, SentAction, SentRecorded, StateEntry, StoreError, SwapRecord, SwapState, SwapStore,
+};
 use crate::params::ChainId;
 use crate::types::{Asset, SwapId};
 
-use super::sqlite_append::Append;
+use super::sqlite_append::{record_sent, Append, SentRow};
+use super::sqlite_read::{load_entry_one, load_one, require_swap, RecordCache};
 
 pub use super::sqlite_conn::{configure, migrate, CachedSql, Migration, STATEMENT_CACHE};
 
@@ -222,45 +225,6 @@ pub struct SqliteStore {
     records: Arc<RecordCache>,
 }
 
-/// Swap records read before, checked and parsed, with the row they were read from. A swap's
-/// row never changes once written (its states are other rows), and parsing it again at every
-/// step of every swap in flight was ~8 % of the CPU of a channel swap; the row is still read
-/// every time, and parsed again whenever it differs (a row changed behind the store's back
-/// is still found corrupt, a secret sealed since by another handle still needs the key). At
-/// most [`RECORDS_KEPT`]; when full, it starts again empty.
-#[derive(Default)]
-struct RecordCache(Mutex<std::collections::HashMap<SwapId, (RecordRow, SwapRecord)>>);
-
-/// A swap's row as read: role, record, secret (sealed or clear).
-#[derive(PartialEq, Eq)]
-struct RecordRow(String, String, Option<zeroize::Zeroizing<Vec<u8>>>);
-
-/// How many parsed records a [`SqliteStore`] keeps.
-const RECORDS_KEPT: usize = 4_096;
-
-impl RecordCache {
-    /// The record parsed from `row` before, if it was.
-    fn get(&self, id: &SwapId, row: &RecordRow) -> Option<SwapRecord> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-            .filter(|(kept, _)| kept == row)
-            .map(|(_, record)| record.clone())
-    }
-
-    fn keep(&self, row: RecordRow, record: &SwapRecord) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= RECORDS_KEPT {
-            map.clear();
-        }
-        map.insert(record.id(), (row, record.clone()));
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating if needed, readable by its owner only) the store at `path` and applies
     /// pending migrations. Without a key, secrets are written in clear: for tests and library
@@ -383,86 +347,6 @@ fn id_column(conn: &Connection, sql: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
     Ok(ids)
-}
-
-/// `UnknownSwap` unless the swap is stored.
-fn require_swap(conn: &Connection, id: SwapId) -> Result<(), StoreError> {
-    conn.query_row_cached(
-        "SELECT 1 FROM swaps WHERE id = ?1",
-        params![&id.0[..]],
-        |_| Ok(()),
-    )
-    .optional()
-    .map_err(backend)?
-    .ok_or(StoreError::UnknownSwap(id))
-}
-
-fn load_one(
-    conn: &Connection,
-    key: Option<&StoreKey>,
-    records: &RecordCache,
-    id_bytes: &[u8],
-) -> Result<(SwapRecord, SwapState), StoreError> {
-    load_entry_one(conn, key, records, id_bytes).map(|(r, e)| (r, e.state))
-}
-
-fn load_entry_one(
-    conn: &Connection,
-    key: Option<&StoreKey>,
-    records: &RecordCache,
-    id_bytes: &[u8],
-) -> Result<(SwapRecord, StateEntry), StoreError> {
-    let record = read_record_row(conn, key, records, id_bytes)?;
-    let row: Option<(i64, i64, String)> = conn
-        .query_row_cached(
-            "SELECT seq, entered_at, state_json FROM swap_states WHERE swap_id = ?1
-             ORDER BY seq DESC LIMIT 1",
-            params![id_bytes],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(backend)?;
-    let entry = read_latest(
-        key,
-        &record,
-        row.as_ref().map(|(s, a, j)| (*s, *a, j.as_str())),
-    )?;
-    Ok((record, entry))
-}
-
-/// A swap's row read and checked (parsed only if it differs from the one parsed before).
-fn read_record_row(
-    conn: &Connection,
-    key: Option<&StoreKey>,
-    records: &RecordCache,
-    id_bytes: &[u8],
-) -> Result<SwapRecord, StoreError> {
-    let row: Option<(String, String, Option<Vec<u8>>)> = conn
-        .query_row_cached(
-            "SELECT role, record_json, secret FROM swaps WHERE id = ?1",
-            params![id_bytes],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(backend)?;
-    let (role, record_json, secret) = match row {
-        Some(row) => row,
-        None => return Err(StoreError::UnknownSwap(read_id(id_bytes)?)),
-    };
-    let row = RecordRow(role, record_json, secret.map(zeroize::Zeroizing::new));
-    let id = <[u8; 16]>::try_from(id_bytes).ok().map(SwapId);
-    if let Some(record) = id.and_then(|id| records.get(&id, &row)) {
-        return Ok(record);
-    }
-    let record = read_record(
-        key,
-        id_bytes,
-        &row.0,
-        &row.1,
-        row.2.as_deref().map(|s| &s[..]),
-    )?;
-    records.keep(row, &record);
-    Ok(record)
 }
 
 #[async_trait]
@@ -590,16 +474,40 @@ impl SwapStore for SqliteStore {
         match written {
             Ok(out) => out,
             // Nothing was committed: every state gets the failure.
-            Err(e) => {
-                let text = e.to_string();
-                (0..n)
-                    .map(|_| match &e {
-                        StoreError::KeyRequired => Err(StoreError::KeyRequired),
-                        StoreError::WrongKey => Err(StoreError::WrongKey),
-                        _ => Err(StoreError::Backend(text.clone())),
-                    })
-                    .collect()
-            }
+            Err(e) => (0..n).map(|_| Err(e.again())).collect(),
+        }
+    }
+
+    /// One IMMEDIATE transaction for a rail's whole answer (one disk sync), each row in its
+    /// own savepoint ([`super::sqlite_append::record_sent`]).
+    async fn record_sent(&self, sent: &[SentAction]) -> Vec<SentRecorded> {
+        if sent.is_empty() {
+            return Vec::new();
+        }
+        let rows: Vec<SentRow> = sent.iter().map(SentRow::new).collect();
+        let n = rows.len();
+        let key = self.key.clone();
+        let records = Arc::clone(&self.records);
+        let written = self
+            .with(move |conn| {
+                let mut tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(backend)?;
+                refuse_if_sealed(&tx, key.as_deref())?;
+                let out = record_sent(&mut tx, key.as_deref(), &records, rows)?;
+                tx.commit().map_err(backend)?;
+                Ok(out)
+            })
+            .await;
+        match written {
+            Ok(out) => out,
+            // Nothing was committed: every row gets the failure.
+            Err(e) => (0..n)
+                .map(|_| SentRecorded {
+                    tx: Err(e.again()),
+                    state: Err(e.again()),
+                })
+                .collect(),
         }
     }
 

@@ -1,12 +1,15 @@
 //! A state appended to a swap's history in the SQLite store: prepared (sealed, serialized)
-//! outside the connection's lock, written inside the caller's transaction.
+//! outside the connection's lock, written inside the caller's transaction; and what rails
+//! accepted, recorded in one ([`record_sent`]).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::store::rows::backend;
+use crate::machine::Action;
+use crate::store::rows::{backend, sent_tx_row, SentTxRow};
 use crate::store::seal::StoreKey;
 use crate::store::sqlite::CachedSql;
-use crate::store::{now, StoreError, SwapState};
+use crate::store::sqlite_read::{load_entry_one, require_swap, RecordCache};
+use crate::store::{now, SentAction, SentRecorded, StoreError, SwapState};
 use crate::types::SwapId;
 
 /// A state to append, prepared (sealed, serialized) outside the connection's lock.
@@ -86,4 +89,81 @@ impl Append {
         .map_err(backend)?;
         Ok(seq)
     }
+}
+
+/// A [`SentAction`] prepared outside the connection's lock: its transaction's row.
+pub(crate) struct SentRow {
+    id: SwapId,
+    tx: Option<Result<SentTxRow, StoreError>>,
+    action: Action,
+}
+
+impl SentRow {
+    pub(crate) fn new(sent: &SentAction) -> Self {
+        Self {
+            id: sent.id,
+            tx: sent.tx.as_ref().map(sent_tx_row),
+            action: sent.action.clone(),
+        }
+    }
+}
+
+/// Records `rows` in the caller's IMMEDIATE transaction, in order: each transaction row and
+/// each state moved on in its own savepoint (one refused is rolled back alone). `Err` when the
+/// database failed: then nothing of the transaction may be kept.
+pub(crate) fn record_sent(
+    tx: &mut Transaction<'_>,
+    key: Option<&StoreKey>,
+    records: &RecordCache,
+    rows: Vec<SentRow>,
+) -> Result<Vec<SentRecorded>, StoreError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row.id;
+        let recorded_tx = match row.tx {
+            None => Ok(()),
+            Some(prepared) => prepared.and_then(|(json, leg, kind, txref)| {
+                let sp = tx.savepoint().map_err(backend)?;
+                require_swap(&sp, id)?;
+                sp.execute_cached(
+                    "INSERT OR IGNORE INTO swap_txs(swap_id, tx_json, leg, kind, txref)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![&id.0[..], json, leg, kind, txref],
+                )
+                .map_err(backend)?;
+                sp.commit().map_err(backend)
+            }),
+        };
+        fatal(&recorded_tx, tx)?;
+        let state = (|| {
+            let sp = tx.savepoint().map_err(backend)?;
+            let (_, entry) = load_entry_one(&sp, key, records, &id.0)?;
+            let Some(next) = entry.state.after_sent(&row.action) else {
+                return Ok(None);
+            };
+            Append::new(key, &id, entry.seq, &next)?.write(&sp)?;
+            sp.commit().map_err(backend)?;
+            Ok(Some(next))
+        })();
+        fatal(&state, tx)?;
+        out.push(SentRecorded {
+            tx: recorded_tx,
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// `Err` when `answer` is the database's failure rather than one swap's (SQLite may have
+/// rolled the whole transaction back already), or when the transaction is gone.
+fn fatal<T>(answer: &Result<T, StoreError>, tx: &Transaction<'_>) -> Result<(), StoreError> {
+    if let Err(e) = answer {
+        if !e.is_one_swaps() {
+            return Err(e.again());
+        }
+    }
+    if tx.is_autocommit() {
+        return Err(backend("the batch's transaction was rolled back"));
+    }
+    Ok(())
 }

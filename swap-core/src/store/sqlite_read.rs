@@ -1,0 +1,131 @@
+//! The SQLite store's read path: a swap's row and latest state read in the caller's
+//! transaction, with the parsed records kept ([`RecordCache`]).
+
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::rows::{backend, read_id, read_latest, read_record};
+use super::seal::StoreKey;
+use super::sqlite_conn::CachedSql;
+use super::{StateEntry, StoreError, SwapRecord, SwapState};
+use crate::types::SwapId;
+
+/// Swap records read before, checked and parsed, with the row they were read from. A swap's
+/// row never changes once written (its states are other rows), and parsing it again at every
+/// step of every swap in flight was ~8 % of the CPU of a channel swap; the row is still read
+/// every time, and parsed again whenever it differs (a row changed behind the store's back
+/// is still found corrupt, a secret sealed since by another handle still needs the key). At
+/// most [`RECORDS_KEPT`]; when full, it starts again empty.
+#[derive(Default)]
+pub(crate) struct RecordCache(Mutex<std::collections::HashMap<SwapId, (RecordRow, SwapRecord)>>);
+
+/// A swap's row as read: role, record, secret (sealed or clear).
+#[derive(PartialEq, Eq)]
+struct RecordRow(String, String, Option<zeroize::Zeroizing<Vec<u8>>>);
+
+/// How many parsed records a [`SqliteStore`] keeps.
+const RECORDS_KEPT: usize = 4_096;
+
+impl RecordCache {
+    /// The record parsed from `row` before, if it was.
+    fn get(&self, id: &SwapId, row: &RecordRow) -> Option<SwapRecord> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .filter(|(kept, _)| kept == row)
+            .map(|(_, record)| record.clone())
+    }
+
+    fn keep(&self, row: RecordRow, record: &SwapRecord) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= RECORDS_KEPT {
+            map.clear();
+        }
+        map.insert(record.id(), (row, record.clone()));
+    }
+}
+
+pub(crate) fn load_one(
+    conn: &Connection,
+    key: Option<&StoreKey>,
+    records: &RecordCache,
+    id_bytes: &[u8],
+) -> Result<(SwapRecord, SwapState), StoreError> {
+    load_entry_one(conn, key, records, id_bytes).map(|(r, e)| (r, e.state))
+}
+
+pub(crate) fn load_entry_one(
+    conn: &Connection,
+    key: Option<&StoreKey>,
+    records: &RecordCache,
+    id_bytes: &[u8],
+) -> Result<(SwapRecord, StateEntry), StoreError> {
+    let record = read_record_row(conn, key, records, id_bytes)?;
+    let row: Option<(i64, i64, String)> = conn
+        .query_row_cached(
+            "SELECT seq, entered_at, state_json FROM swap_states WHERE swap_id = ?1
+             ORDER BY seq DESC LIMIT 1",
+            params![id_bytes],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    let entry = read_latest(
+        key,
+        &record,
+        row.as_ref().map(|(s, a, j)| (*s, *a, j.as_str())),
+    )?;
+    Ok((record, entry))
+}
+
+/// A swap's row read and checked (parsed only if it differs from the one parsed before).
+fn read_record_row(
+    conn: &Connection,
+    key: Option<&StoreKey>,
+    records: &RecordCache,
+    id_bytes: &[u8],
+) -> Result<SwapRecord, StoreError> {
+    let row: Option<(String, String, Option<Vec<u8>>)> = conn
+        .query_row_cached(
+            "SELECT role, record_json, secret FROM swaps WHERE id = ?1",
+            params![id_bytes],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    let (role, record_json, secret) = match row {
+        Some(row) => row,
+        None => return Err(StoreError::UnknownSwap(read_id(id_bytes)?)),
+    };
+    let row = RecordRow(role, record_json, secret.map(zeroize::Zeroizing::new));
+    let id = <[u8; 16]>::try_from(id_bytes).ok().map(SwapId);
+    if let Some(record) = id.and_then(|id| records.get(&id, &row)) {
+        return Ok(record);
+    }
+    let record = read_record(
+        key,
+        id_bytes,
+        &row.0,
+        &row.1,
+        row.2.as_deref().map(|s| &s[..]),
+    )?;
+    records.keep(row, &record);
+    Ok(record)
+}
+
+/// `UnknownSwap` unless the swap is stored.
+pub(crate) fn require_swap(conn: &Connection, id: SwapId) -> Result<(), StoreError> {
+    conn.query_row_cached(
+        "SELECT 1 FROM swaps WHERE id = ?1",
+        params![&id.0[..]],
+        |_| Ok(()),
+    )
+    .optional()
+    .map_err(backend)?
+    .ok_or(StoreError::UnknownSwap(id))
+}
