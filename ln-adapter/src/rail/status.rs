@@ -1,6 +1,7 @@
 //! A leg's status as the node's channels and the payment records tell it: the payer's
 //! view and the payee's, read against one [`Snapshot`] of the channels per round.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 
 use lightning::ln::channel_state::{InboundHTLCStateDetails, OutboundHTLCStateDetails};
@@ -19,8 +20,10 @@ pub(super) struct Snapshot {
     inbound: HashSet<[u8; 32]>,
     /// HTLCs we offered, per payment hash: committed or not.
     outbound: HashMap<[u8; 32], Vec<bool>>,
-    /// Payments LDK still knows, by payment id: pending or not.
-    recent: HashMap<[u8; 32], bool>,
+    /// The ids of the payments LDK has pending, read when a status first needs them: LDK
+    /// lists every payment it remembers (each it sent in the last 7-8 minutes), so this is
+    /// the one read of the snapshot whose cost grows with the payment rate.
+    pending: OnceCell<HashSet<[u8; 32]>>,
     height: u32,
 }
 
@@ -51,19 +54,24 @@ impl LnRail {
                     .push(committed);
             }
         }
-        for p in self.node.channel_manager.list_recent_payments() {
-            match p {
-                RecentPaymentDetails::Pending { payment_id, .. } => {
-                    s.recent.insert(payment_id.0, true);
-                }
-                RecentPaymentDetails::Fulfilled { payment_id, .. }
-                | RecentPaymentDetails::Abandoned { payment_id, .. }
-                | RecentPaymentDetails::AwaitingInvoice { payment_id, .. } => {
-                    s.recent.insert(payment_id.0, false);
-                }
-            }
-        }
         s
+    }
+
+    /// Whether LDK has payment `id` pending, as `snap` saw it.
+    fn pending(&self, snap: &Snapshot, id: &[u8; 32]) -> bool {
+        snap.pending
+            .get_or_init(|| {
+                self.node
+                    .channel_manager
+                    .list_recent_payments()
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        RecentPaymentDetails::Pending { payment_id, .. } => Some(payment_id.0),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .contains(id)
     }
 
     fn lock_of(&self, htlc: &HtlcParams, amount: Amount, cltv: u32) -> ObservedLock {
@@ -111,9 +119,9 @@ impl LnRail {
             };
             return Ok(HtlcStatus::Funded { lock, finality });
         }
-        match (snap.recent.get(&sent.payment_id), sent.state) {
+        match (self.pending(snap, &sent.payment_id), sent.state) {
             // Pending, no HTLC in an open channel: it is in a closing channel's commitment.
-            (Some(true), _) => Ok(HtlcStatus::Funded {
+            (true, _) => Ok(HtlcStatus::Funded {
                 lock,
                 finality: Finality::Irrevocable,
             }),
