@@ -296,6 +296,25 @@ impl SqliteStore {
             .map_err(backend)
     }
 
+    /// Runs `f` on the connection right here, on the caller's thread: the calls a swap's
+    /// steps make (a swap's latest entry read, its states and sent transactions written)
+    /// are short, and handing each to the blocking pool cost more than it took (a thread
+    /// woken and another parked per call, for every step of every swap). A commit's sync
+    /// waits here too, as the Lightning and channel stores' writes do on their callers.
+    /// Reads of many swaps and backups go through [`SqliteStore::with`].
+    pub(super) async fn at_once<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, StoreError>,
+    {
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| backend("store mutex poisoned"))?;
+        f(&mut guard)
+    }
+
+    /// Runs `f` on the connection on tokio's blocking pool (for calls that may take long:
+    /// reads of every swap, backups).
     pub(super) async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -355,7 +374,7 @@ impl SwapStore for SqliteStore {
         let id = record.id();
         let key = self.key.clone();
         let row = new_swap_row(key.as_deref(), record, initial)?;
-        self.with(move |conn| {
+        self.at_once(move |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
@@ -408,7 +427,7 @@ impl SwapStore for SqliteStore {
     ) -> Result<u64, StoreError> {
         let row = Append::new(self.key.as_deref(), id, expected, state)?;
         let key = self.key.clone();
-        self.with(move |conn| {
+        self.at_once(move |conn| {
             // IMMEDIATE: the write lock is taken before the check, so two processes cannot
             // both see the same latest state and both append after it.
             let tx = conn
@@ -440,7 +459,7 @@ impl SwapStore for SqliteStore {
         let n = rows.len();
         let key = self.key.clone();
         let written = self
-            .with(move |conn| {
+            .at_once(move |conn| {
                 let mut tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(backend)?;
@@ -489,7 +508,7 @@ impl SwapStore for SqliteStore {
         let key = self.key.clone();
         let records = Arc::clone(&self.records);
         let written = self
-            .with(move |conn| {
+            .at_once(move |conn| {
                 let mut tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(backend)?;
@@ -519,7 +538,7 @@ impl SwapStore for SqliteStore {
         let key = self.key.clone();
         let records = Arc::clone(&self.records);
         let read = self
-            .with(move |conn| {
+            .at_once(move |conn| {
                 // One read transaction for them all: one consistent view, and one take of
                 // SQLite's read lock instead of two per swap.
                 let tx = conn.transaction().map_err(backend)?;
@@ -546,7 +565,7 @@ impl SwapStore for SqliteStore {
         let id = *id;
         let key = self.key.clone();
         let records = Arc::clone(&self.records);
-        self.with(move |conn| {
+        self.at_once(move |conn| {
             // The swap's row and its latest state from one view.
             let tx = conn.transaction().map_err(backend)?;
             let out = load_entry_one(&tx, key.as_deref(), &records, &id.0);
@@ -590,7 +609,7 @@ impl SwapStore for SqliteStore {
 
     async fn to_lock(&self, chain: ChainId, asset: &Asset) -> Result<u128, StoreError> {
         let on = lock_on(chain, asset)?;
-        self.with(move |conn| {
+        self.at_once(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT lock_amount FROM swaps WHERE lock_ahead = 1 AND lock_on = ?1",
@@ -641,7 +660,7 @@ impl SwapStore for SqliteStore {
     async fn record_tx(&self, id: &SwapId, tx: &super::SentTx) -> Result<(), StoreError> {
         let id = *id;
         let (json, leg, kind, txref) = sent_tx_row(tx)?;
-        self.with(move |conn| {
+        self.at_once(move |conn| {
             require_swap(conn, id)?;
             conn.execute_cached(
                 "INSERT OR IGNORE INTO swap_txs(swap_id, tx_json, leg, kind, txref)
@@ -676,7 +695,7 @@ impl SwapStore for SqliteStore {
 
     async fn hashlock_in_use(&self, hashlock: &crate::types::Hashlock) -> Result<bool, StoreError> {
         let h = hashlock.to_string();
-        self.with(move |conn| {
+        self.at_once(move |conn| {
             conn.query_row_cached(
                 "SELECT 1 FROM swaps WHERE hashlock = ?1 LIMIT 1",
                 params![h],
@@ -690,7 +709,7 @@ impl SwapStore for SqliteStore {
     }
 
     async fn allocate_key_index(&self) -> Result<u32, StoreError> {
-        self.with(|conn| {
+        self.at_once(|conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
