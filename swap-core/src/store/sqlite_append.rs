@@ -82,8 +82,12 @@ impl Append {
         )
         .map_err(backend)?;
         let seq = conn.last_insert_rowid() as u64;
+        // Only when one of them changes: most states change neither, and rewriting the
+        // swap's row (its record and secret, over several pages) at every state was most of
+        // what a step wrote.
         conn.execute_cached(
-            "UPDATE swaps SET finished = ?2, lock_ahead = ?3 WHERE id = ?1",
+            "UPDATE swaps SET finished = ?2, lock_ahead = ?3
+             WHERE id = ?1 AND (finished IS NOT ?2 OR lock_ahead IS NOT ?3)",
             params![&id.0[..], self.finished, self.ahead],
         )
         .map_err(backend)?;
