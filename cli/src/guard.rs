@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use swap_core::store::{SentAction, SentRecorded, SqliteStore, StateEntry, StoreKey};
-use swap_core::{Hashlock, StoreError, SwapId, SwapRecord, SwapState, SwapStore};
+use swap_core::{Asset, ChainId, Hashlock, StoreError, SwapId, SwapRecord, SwapState, SwapStore};
 use tracing::warn;
 
 /// How many backups are kept.
@@ -287,6 +287,11 @@ impl SwapStore for GuardedStore {
 
     async fn list(&self) -> Result<Vec<SwapId>, StoreError> {
         self.inner.list().await
+    }
+
+    async fn to_lock(&self, chain: ChainId, asset: &Asset) -> Result<u128, StoreError> {
+        // The store's index, not the default's read of every unfinished swap.
+        self.inner.to_lock(chain, asset).await
     }
 
     async fn allocate_key_index(&self) -> Result<u32, StoreError> {

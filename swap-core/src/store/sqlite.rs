@@ -310,7 +310,10 @@ impl SqliteStore {
             .conn
             .lock()
             .map_err(|_| backend("store mutex poisoned"))?;
-        f(&mut guard)
+        // A panic in `f` is an error of this call, as on the blocking pool, not the caller's
+        // task's end (a transaction it had open rolls back as it unwinds).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut guard)))
+            .unwrap_or_else(|_| Err(backend("a store call panicked")))
     }
 
     /// Runs `f` on the connection on tokio's blocking pool (for calls that may take long:
@@ -466,18 +469,25 @@ impl SwapStore for SqliteStore {
                 refuse_if_sealed(&tx, key.as_deref())?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let answer = row.and_then(|row| {
+                    let row = match row {
+                        Ok(row) => row,
+                        // Its own (serializing or sealing it failed): it never reached the
+                        // database, the others go on.
+                        Err(e) => {
+                            out.push(Err(e));
+                            continue;
+                        }
+                    };
+                    let answer = (|| {
                         let sp = tx.savepoint().map_err(backend)?;
                         let seq = row.write(&sp)?;
                         sp.commit().map_err(backend)?;
                         Ok(seq)
-                    });
+                    })();
                     match answer {
                         // Refused alone (its savepoint rolled back): the others go on.
-                        Ok(_)
-                        | Err(StoreError::UnknownSwap(_))
-                        | Err(StoreError::Invalid { .. })
-                        | Err(StoreError::Conflict { .. }) => out.push(answer),
+                        Ok(_) => out.push(answer),
+                        Err(e) if e.is_one_swaps() => out.push(Err(e)),
                         // The database failed (full, I/O): SQLite may have rolled the whole
                         // transaction back already, so nothing of the batch is kept.
                         Err(e) => return Err(e),

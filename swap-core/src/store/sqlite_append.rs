@@ -113,8 +113,9 @@ impl SentRow {
 }
 
 /// Records `rows` in the caller's IMMEDIATE transaction, in order: each transaction row and
-/// each state moved on in its own savepoint (one refused is rolled back alone). `Err` when the
-/// database failed: then nothing of the transaction may be kept.
+/// each state moved on in its own savepoint (one refused, or one that fails to serialize or
+/// seal, is answered alone). `Err` when the database failed: then nothing of the transaction
+/// may be kept.
 pub(crate) fn record_sent(
     tx: &mut Transaction<'_>,
     key: Option<&StoreKey>,
@@ -126,30 +127,14 @@ pub(crate) fn record_sent(
         let id = row.id;
         let recorded_tx = match row.tx {
             None => Ok(()),
-            Some(prepared) => prepared.and_then(|(json, leg, kind, txref)| {
-                let sp = tx.savepoint().map_err(backend)?;
-                require_swap(&sp, id)?;
-                sp.execute_cached(
-                    "INSERT OR IGNORE INTO swap_txs(swap_id, tx_json, leg, kind, txref)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![&id.0[..], json, leg, kind, txref],
-                )
-                .map_err(backend)?;
-                sp.commit().map_err(backend)
-            }),
+            // Its own: it never reached the database.
+            Some(Err(e)) => Err(e),
+            Some(Ok(cols)) => sent_tx(tx, id, cols)?,
         };
-        fatal(&recorded_tx, tx)?;
-        let state = (|| {
-            let sp = tx.savepoint().map_err(backend)?;
-            let (_, entry) = load_entry_one(&sp, key, records, &id.0)?;
-            let Some(next) = entry.state.after_sent(&row.action) else {
-                return Ok(None);
-            };
-            Append::new(key, &id, entry.seq, &next)?.write(&sp)?;
-            sp.commit().map_err(backend)?;
-            Ok(Some(next))
-        })();
-        fatal(&state, tx)?;
+        let state = sent_state(tx, key, records, id, &row.action)?;
+        if tx.is_autocommit() {
+            return Err(backend("the batch's transaction was rolled back"));
+        }
         out.push(SentRecorded {
             tx: recorded_tx,
             state,
@@ -158,16 +143,61 @@ pub(crate) fn record_sent(
     Ok(out)
 }
 
-/// `Err` when `answer` is the database's failure rather than one swap's (SQLite may have
-/// rolled the whole transaction back already), or when the transaction is gone.
-fn fatal<T>(answer: &Result<T, StoreError>, tx: &Transaction<'_>) -> Result<(), StoreError> {
-    if let Err(e) = answer {
-        if !e.is_one_swaps() {
-            return Err(e.again());
-        }
+/// A row's answer, or `Err` when the database failed (SQLite may have rolled the whole
+/// transaction back already).
+type RowAnswer<T> = Result<Result<T, StoreError>, StoreError>;
+
+/// `Ok(Err(e))` when `e` concerns one swap alone, `Err(e)` when it is the database's.
+fn own<T>(e: StoreError) -> RowAnswer<T> {
+    if e.is_one_swaps() {
+        Ok(Err(e))
+    } else {
+        Err(e)
     }
-    if tx.is_autocommit() {
-        return Err(backend("the batch's transaction was rolled back"));
+}
+
+/// A sent transaction's row, in its own savepoint.
+fn sent_tx(tx: &mut Transaction<'_>, id: SwapId, cols: SentTxRow) -> RowAnswer<()> {
+    let (json, leg, kind, txref) = cols;
+    let sp = tx.savepoint().map_err(backend)?;
+    if let Err(e) = require_swap(&sp, id) {
+        return own(e);
     }
-    Ok(())
+    sp.execute_cached(
+        "INSERT OR IGNORE INTO swap_txs(swap_id, tx_json, leg, kind, txref)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![&id.0[..], json, leg, kind, txref],
+    )
+    .map_err(backend)?;
+    sp.commit().map_err(backend)?;
+    Ok(Ok(()))
+}
+
+/// The state `action` leads to from the swap's latest ([`SwapState::after_sent`]), appended
+/// in its own savepoint; `None` when it stays.
+fn sent_state(
+    tx: &mut Transaction<'_>,
+    key: Option<&StoreKey>,
+    records: &RecordCache,
+    id: SwapId,
+    action: &Action,
+) -> RowAnswer<Option<SwapState>> {
+    let sp = tx.savepoint().map_err(backend)?;
+    let entry = match load_entry_one(&sp, key, records, &id.0) {
+        Ok((_, entry)) => entry,
+        Err(e) => return own(e),
+    };
+    let Some(next) = entry.state.after_sent(action) else {
+        return Ok(Ok(None));
+    };
+    // Its own when it fails: serializing or sealing the state touches no database.
+    let append = match Append::new(key, &id, entry.seq, &next) {
+        Ok(append) => append,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Err(e) = append.write(&sp) {
+        return own(e);
+    }
+    sp.commit().map_err(backend)?;
+    Ok(Ok(Some(next)))
 }
