@@ -19,7 +19,7 @@ use super::{
 use crate::params::ChainId;
 use crate::types::{Asset, SwapId};
 
-use super::sqlite_append::{record_sent, Append, SentRow};
+use super::sqlite_append::{append_rows, record_sent, Append, SentRow};
 use super::sqlite_read::{load_entry_one, load_one, require_swap, RecordCache};
 
 pub use super::sqlite_conn::{configure, migrate, CachedSql, Migration, STATEMENT_CACHE};
@@ -176,6 +176,23 @@ fn refuse_if_sealed(conn: &Connection, key: Option<&StoreKey>) -> Result<(), Sto
         None if key_check(conn)?.is_some() => Err(StoreError::KeyRequired),
         _ => Ok(()),
     }
+}
+
+/// Runs `f` in an IMMEDIATE transaction (the write lock taken before its first read, so two
+/// processes cannot both see the same latest state and both write after it), refused when
+/// the store was sealed meanwhile and this handle has no key; commits what `f` returns.
+fn write_tx<T>(
+    conn: &mut Connection,
+    key: Option<&StoreKey>,
+    f: impl FnOnce(&mut rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    refuse_if_sealed(&tx, key)?;
+    let out = f(&mut tx)?;
+    tx.commit().map_err(backend)?;
+    Ok(out)
 }
 
 /// Fills the lock columns of unfinished swaps stored before migration 5 (found through a
@@ -378,23 +395,20 @@ impl SwapStore for SqliteStore {
         let key = self.key.clone();
         let row = new_swap_row(key.as_deref(), record, initial)?;
         self.at_once(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            refuse_if_sealed(&tx, key.as_deref())?;
-            let exists: Option<i64> = tx
-                .query_row_cached(
-                    "SELECT 1 FROM swaps WHERE id = ?1",
-                    params![&id.0[..]],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            if exists.is_some() {
-                return Err(StoreError::Duplicate(id));
-            }
-            let t = now().0 as i64;
-            tx.execute_cached(
+            write_tx(conn, key.as_deref(), |tx| {
+                let exists: Option<i64> = tx
+                    .query_row_cached(
+                        "SELECT 1 FROM swaps WHERE id = ?1",
+                        params![&id.0[..]],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                if exists.is_some() {
+                    return Err(StoreError::Duplicate(id));
+                }
+                let t = now().0 as i64;
+                tx.execute_cached(
                 "INSERT INTO swaps(id, role, record_json, secret, created_at, finished, hashlock,
                                    lock_on, lock_amount, lock_ahead, lock_tracked)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1)",
@@ -412,12 +426,13 @@ impl SwapStore for SqliteStore {
                 ],
             )
             .map_err(backend)?;
-            tx.execute_cached(
-                "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
-                params![row.id, t, row.state_json],
-            )
-            .map_err(backend)?;
-            tx.commit().map_err(backend)
+                tx.execute_cached(
+                    "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
+                    params![row.id, t, row.state_json],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
         })
         .await
     }
@@ -430,18 +445,8 @@ impl SwapStore for SqliteStore {
     ) -> Result<u64, StoreError> {
         let row = Append::new(self.key.as_deref(), id, expected, state)?;
         let key = self.key.clone();
-        self.at_once(move |conn| {
-            // IMMEDIATE: the write lock is taken before the check, so two processes cannot
-            // both see the same latest state and both append after it.
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            refuse_if_sealed(&tx, key.as_deref())?;
-            let seq = row.write(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(seq)
-        })
-        .await
+        self.at_once(move |conn| write_tx(conn, key.as_deref(), |tx| row.write(tx)))
+            .await
     }
 
     /// One IMMEDIATE transaction for the whole batch (one disk sync), each state in its own
@@ -462,43 +467,7 @@ impl SwapStore for SqliteStore {
         let n = rows.len();
         let key = self.key.clone();
         let written = self
-            .at_once(move |conn| {
-                let mut tx = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(backend)?;
-                refuse_if_sealed(&tx, key.as_deref())?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let row = match row {
-                        Ok(row) => row,
-                        // Its own (serializing or sealing it failed): it never reached the
-                        // database, the others go on.
-                        Err(e) => {
-                            out.push(Err(e));
-                            continue;
-                        }
-                    };
-                    let answer = (|| {
-                        let sp = tx.savepoint().map_err(backend)?;
-                        let seq = row.write(&sp)?;
-                        sp.commit().map_err(backend)?;
-                        Ok(seq)
-                    })();
-                    match answer {
-                        // Refused alone (its savepoint rolled back): the others go on.
-                        Ok(_) => out.push(answer),
-                        Err(e) if e.is_one_swaps() => out.push(Err(e)),
-                        // The database failed (full, I/O): SQLite may have rolled the whole
-                        // transaction back already, so nothing of the batch is kept.
-                        Err(e) => return Err(e),
-                    }
-                    if tx.is_autocommit() {
-                        return Err(backend("the batch's transaction was rolled back"));
-                    }
-                }
-                tx.commit().map_err(backend)?;
-                Ok(out)
-            })
+            .at_once(move |conn| write_tx(conn, key.as_deref(), |tx| append_rows(tx, rows)))
             .await;
         match written {
             Ok(out) => out,
@@ -519,13 +488,9 @@ impl SwapStore for SqliteStore {
         let records = Arc::clone(&self.records);
         let written = self
             .at_once(move |conn| {
-                let mut tx = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(backend)?;
-                refuse_if_sealed(&tx, key.as_deref())?;
-                let out = record_sent(&mut tx, key.as_deref(), &records, rows)?;
-                tx.commit().map_err(backend)?;
-                Ok(out)
+                write_tx(conn, key.as_deref(), |tx| {
+                    record_sent(tx, key.as_deref(), &records, rows)
+                })
             })
             .await;
         match written {

@@ -132,15 +132,52 @@ pub(crate) fn record_sent(
             Some(Ok(cols)) => sent_tx(tx, id, cols)?,
         };
         let state = sent_state(tx, key, records, id, &row.action)?;
-        if tx.is_autocommit() {
-            return Err(backend("the batch's transaction was rolled back"));
-        }
+        still_open(tx)?;
         out.push(SentRecorded {
             tx: recorded_tx,
             state,
         });
     }
     Ok(out)
+}
+
+/// Appends `rows` in the caller's IMMEDIATE transaction, in order, each in its own savepoint:
+/// one refused (conflict, unknown swap, other role), or one that failed to serialize or seal,
+/// is answered alone and the others go on. `Err` when the database failed: then nothing of
+/// the transaction may be kept.
+pub(crate) fn append_rows(
+    tx: &mut Transaction<'_>,
+    rows: Vec<Result<Append, StoreError>>,
+) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        // A row that failed to serialize or seal never reached the database.
+        let answer = match row {
+            Err(e) => Err(e),
+            Ok(row) => {
+                let sp = tx.savepoint().map_err(backend)?;
+                match row.write(&sp) {
+                    Ok(seq) => {
+                        sp.commit().map_err(backend)?;
+                        Ok(seq)
+                    }
+                    Err(e) => own(e)?,
+                }
+            }
+        };
+        still_open(tx)?;
+        out.push(answer);
+    }
+    Ok(out)
+}
+
+/// `Err` when SQLite rolled the batch's whole transaction back by itself (a row's failure
+/// can do that): nothing of it may be kept.
+fn still_open(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    if tx.is_autocommit() {
+        return Err(backend("the batch's transaction was rolled back"));
+    }
+    Ok(())
 }
 
 /// A row's answer, or `Err` when the database failed (SQLite may have rolled the whole
