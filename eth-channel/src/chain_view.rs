@@ -11,6 +11,18 @@ use crate::session::SessionError;
 pub trait ChainView: Send + Sync + 'static {
     /// `chan`'s cumulative amounts at a final block (see `ChannelRef::on_chain`).
     async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError>;
+    /// `chan`'s amounts at a final block where its deposits reach `deposits` (A's, B's) if
+    /// they do at the newest final block: a view that keeps what it read for a while reads
+    /// again when the kept amounts fall short (a deposit just made final, which the peer
+    /// counts already). The default reads [`ChainView::on_chain`].
+    async fn on_chain_covering(
+        &self,
+        chan: &ChannelRef,
+        deposits: (u128, u128),
+    ) -> Result<OnChain, SessionError> {
+        let _ = deposits;
+        self.on_chain(chan).await
+    }
     /// `chan`'s amounts at a final block if it is open there, `None` if it is not (never
     /// opened, closing or settled). The default reads [`ChainView::on_chain`] and takes any
     /// failure as a failure.
@@ -181,6 +193,26 @@ impl RpcChain {
 impl ChainView for RpcChain {
     async fn on_chain(&self, chan: &ChannelRef) -> Result<OnChain, SessionError> {
         self.open_at_final(chan).await?.ok_or_else(|| {
+            SessionError::Chain(format!(
+                "channel {} is not open at the final block",
+                chan.id()
+            ))
+        })
+    }
+
+    async fn on_chain_covering(
+        &self,
+        chan: &ChannelRef,
+        deposits: (u128, u128),
+    ) -> Result<OnChain, SessionError> {
+        let on = self.on_chain(chan).await?;
+        if on.deposit_a >= deposits.0 && on.deposit_b >= deposits.1 {
+            return Ok(on);
+        }
+        // Kept amounts short of a deposit the state counts: the deposit may have become
+        // final since the kept block was read.
+        let (block, _) = self.final_block_read(true).await?;
+        self.open_at_block(chan, block).await?.ok_or_else(|| {
             SessionError::Chain(format!(
                 "channel {} is not open at the final block",
                 chan.id()

@@ -283,7 +283,7 @@ async fn an_old_state_closed_unilaterally_is_replaced_by_the_latest() {
 #[tokio::test]
 async fn a_session_over_tcp_pays_and_closes_cooperatively_on_chain() {
     use eth_channel::msg::{UpdateKind, WireLock};
-    use eth_channel::{Node, RpcChain, SessionConfig};
+    use eth_channel::RpcChain;
     use std::sync::Arc;
 
     let env = Env::start(3).await;
@@ -292,31 +292,7 @@ async fn a_session_over_tcp_pays_and_closes_cooperatively_on_chain() {
         env.net.provider().clone(),
         BlockNumberOrTag::Latest,
     ));
-    let (na, nb) = (
-        swap_net::Identity::generate().unwrap(),
-        swap_net::Identity::generate().unwrap(),
-    );
-    let mk = |net: &swap_net::Identity, i: usize, store: &SqliteChannelStore| {
-        Node::new(
-            net.clone(),
-            env.net.signer(i),
-            Config::default(),
-            SessionConfig::default(),
-            Arc::new(store.clone()),
-            rpc.clone(),
-        )
-    };
-    let (a, b) = (mk(&na, 0, &env.sa), mk(&nb, 1, &env.sb));
-    a.add_channel(id, nb.public()).unwrap();
-    b.add_channel(id, na.public()).unwrap();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let server = b.clone();
-    tokio::spawn(async move { server.serve(l).await });
-    a.connect(addr, nb.public()).await.unwrap();
-    while !b.connected(na.public()) {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let (a, b) = session_pair(&env, [rpc.clone(), rpc]).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -356,4 +332,98 @@ async fn a_session_over_tcp_pays_and_closes_cooperatively_on_chain() {
     assert_eq!(balance(&env.net, p.b).await - b0, U256::from(7 * ONE));
     let st = env.contract(2).status(id).call().await.unwrap();
     assert_eq!(st.st, 3, "settled");
+}
+
+/// Two session nodes for `env`'s channel, A connected to B over TCP, each reading the chain
+/// through its own view.
+async fn session_pair(
+    env: &Env,
+    views: [std::sync::Arc<eth_channel::RpcChain>; 2],
+) -> (eth_channel::Node, eth_channel::Node) {
+    use eth_channel::{Node, SessionConfig};
+    use std::sync::Arc;
+    let id = env.chan.id();
+    let (na, nb) = (
+        swap_net::Identity::generate().unwrap(),
+        swap_net::Identity::generate().unwrap(),
+    );
+    let [va, vb] = views;
+    let a = Node::new(
+        na.clone(),
+        env.net.signer(0),
+        Config::default(),
+        SessionConfig::default(),
+        Arc::new(env.sa.clone()),
+        va,
+    );
+    let b = Node::new(
+        nb.clone(),
+        env.net.signer(1),
+        Config::default(),
+        SessionConfig::default(),
+        Arc::new(env.sb.clone()),
+        vb,
+    );
+    a.add_channel(id, nb.public()).unwrap();
+    b.add_channel(id, na.public()).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = b.clone();
+    tokio::spawn(async move { server.serve(l).await });
+    a.connect(addr, nb.public()).await.unwrap();
+    while !b.connected(na.public()) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    (a, b)
+}
+
+/// A top-up proposed the moment its deposit is mined is accounted: each node had just read
+/// the channel's amounts (and keeps a read for a while), and reads again when the proposal
+/// counts more than it kept. Before, both refused it with the deposit "not final on chain"
+/// (the CLI's ERC-20 top-up failed so once in CI).
+#[tokio::test]
+async fn a_top_up_right_after_a_read_is_accounted_by_both_nodes() {
+    use eth_channel::msg::{UpdateKind, WireLock};
+    use eth_channel::RpcChain;
+    use std::sync::Arc;
+
+    let env = Env::start(4).await;
+    let id = env.chan.id();
+    let view = || {
+        Arc::new(RpcChain::new(
+            env.net.provider().clone(),
+            BlockNumberOrTag::Latest,
+        ))
+    };
+    let (a, b) = session_pair(&env, [view(), view()]).await;
+    let now = env.chain().await.time;
+    let p = env.chan.params.clone();
+    // A lock: both nodes read (and keep) the channel's amounts.
+    let lock = UpdateKind::Lock {
+        lock: WireLock {
+            from: p.a,
+            amount: ONE,
+            hashlock: hashlock_of(&B256::repeat_byte(9)),
+            expiry: now + 3600,
+        },
+    };
+    assert_eq!(a.propose(id, lock).await.unwrap(), 1);
+    mined(
+        env.contract(0)
+            .deposit(p.clone())
+            .value(U256::from(2 * ONE)),
+    )
+    .await;
+    assert_eq!(env.chain().await.deposit_a, 12 * ONE);
+    let v = a
+        .propose(id, UpdateKind::TopUp { amount: 2 * ONE })
+        .await
+        .unwrap();
+    assert_eq!(v, 2);
+    for n in [&a, &b] {
+        let l = n.with_party(id, |p| p.latest().clone()).unwrap();
+        assert_eq!(l.state.version, 2);
+        assert_eq!(l.state.depositA, 12 * ONE);
+        assert_eq!(l.state.balanceA, 11 * ONE);
+    }
 }

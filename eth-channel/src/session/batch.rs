@@ -310,12 +310,15 @@ impl Node {
 
     /// Proposes `kind` now (the caller holds the channel's turn) and waits for the answer.
     async fn propose_now(&self, id: B256, kind: UpdateKind) -> Result<u64, SessionError> {
-        let chan = {
+        let (chan, deposits) = {
             let chans = lock(&self.inner.chans)?;
             let slot = chans.get(&id).ok_or(SessionError::UnknownChannel(id))?;
-            slot.party.channel().clone()
+            (
+                slot.party.channel().clone(),
+                deposits_after(&slot.party, &kind),
+            )
         };
-        let chain = self.inner.chain.on_chain(&chan).await?;
+        let chain = self.inner.chain.on_chain_covering(&chan, deposits).await?;
         let now = self.now_for(Some(&kind)).await?;
         let (tx, rx) = oneshot::channel();
         let (peer, bytes, version) = {
@@ -369,4 +372,18 @@ impl Node {
             }
         }
     }
+}
+
+/// The deposits (A's, B's) the state proposing `kind` counts: the latest co-signed ones, and
+/// ours topped up by a `TopUp` (read fresh from the chain when a kept read falls short).
+pub(super) fn deposits_after(party: &crate::machine::Party, kind: &UpdateKind) -> (u128, u128) {
+    let s = &party.latest().state;
+    let (mut a, mut b) = (s.depositA, s.depositB);
+    if let UpdateKind::TopUp { amount } = kind {
+        match party.side() {
+            eth_adapter::channel::Side::A => a = a.saturating_add(*amount),
+            eth_adapter::channel::Side::B => b = b.saturating_add(*amount),
+        }
+    }
+    (a, b)
 }

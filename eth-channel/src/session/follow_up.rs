@@ -82,13 +82,17 @@ impl Node {
         else {
             return;
         };
-        let kind = lock(&self.inner.chans)
-            .ok()
-            .and_then(|c| c.get(&id).and_then(|s| s.requeue.clone()));
-        if kind.is_none() {
+        let Some((kind, deposits)) = lock(&self.inner.chans).ok().and_then(|c| {
+            c.get(&id).and_then(|s| {
+                let k = s.requeue.clone()?;
+                let d = super::batch::deposits_after(&s.party, &k);
+                Some((k, d))
+            })
+        }) else {
             return;
-        }
-        let read = match self.inner.chain.on_chain(&chan).await {
+        };
+        let kind = Some(kind);
+        let read = match self.inner.chain.on_chain_covering(&chan, deposits).await {
             Ok(c) => self.now_for(kind.as_ref()).await.map(|now| (c, now)),
             Err(e) => Err(e),
         };

@@ -131,7 +131,12 @@ impl Node {
             }
         }
         let chain = if !again && matches!(msg, Message::Propose(_) | Message::Reject(_)) {
-            match self.inner.chain.on_chain(&chan).await {
+            // The deposits a proposal counts are read fresh when the kept read falls short.
+            let deposits = match &msg {
+                Message::Propose(p) => (p.state.deposit_a, p.state.deposit_b),
+                _ => (0, 0),
+            };
+            match self.inner.chain.on_chain_covering(&chan, deposits).await {
                 Ok(c) => Some(c),
                 Err(e) => return unreadable(e),
             }
