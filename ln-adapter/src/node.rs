@@ -11,7 +11,7 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::BlockHash;
 use btc_adapter::rpc::RpcClient;
 use lightning::chain::chainmonitor::ChainMonitor as LdkChainMonitor;
-use lightning::chain::{BestBlock, Watch};
+use lightning::chain::BestBlock;
 use lightning::ln::channelmanager::{ChainParameters, ChannelManagerReadArgs};
 use lightning::ln::peer_handler::{IgnoringMessageHandler, MessageHandler};
 use lightning::routing::gossip::NetworkGraph as LdkNetworkGraph;
@@ -21,16 +21,13 @@ use lightning::routing::scoring::{
 use lightning::sign::{EntropySource, KeysManager, NodeSigner};
 use lightning::util::config::UserConfig;
 use lightning::util::persist::{
-    KVStoreSync, MonitorUpdatingPersister, CHANNEL_MANAGER_PERSISTENCE_KEY,
+    MonitorUpdatingPersister, CHANNEL_MANAGER_PERSISTENCE_KEY,
     CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE, CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
     OUTPUT_SWEEPER_PERSISTENCE_KEY, OUTPUT_SWEEPER_PERSISTENCE_PRIMARY_NAMESPACE,
     OUTPUT_SWEEPER_PERSISTENCE_SECONDARY_NAMESPACE,
 };
 use lightning::util::ser::ReadableArgs;
 use lightning::util::sweep::OutputSweeper;
-use lightning_background_processor::{
-    process_events_async, GossipSync, NO_LIQUIDITY_MANAGER, NO_ONION_MESSENGER,
-};
 use swap_core::{ChainFamily, ChainId, Network};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -38,7 +35,7 @@ use tokio::task::JoinHandle;
 use crate::config::{LnConfig, Seed};
 use crate::error::{api, LnError};
 use crate::events::{EventHandler, LnEvent};
-use crate::follower::{sync_listeners, Follower, Listener};
+use crate::follower::{Follower, Listener};
 use crate::io::{Broadcaster, FeeCache, TracingLogger, WalletChange, WalletKeys};
 use crate::router::PinnedCltvRouter;
 use crate::types::{
@@ -73,14 +70,6 @@ pub struct LnNode {
     /// Set when the background processing ended on an error (see [`LnNode::fatal`]).
     fatal: Arc<Mutex<Option<String>>>,
 }
-
-/// A channel monitor while it catches up at start (LDK's `Listen` for one monitor).
-type MonitorListener = (
-    lightning::chain::channelmonitor::ChannelMonitor<lightning::sign::InMemorySigner>,
-    Arc<Broadcaster>,
-    Arc<FeeCache>,
-    Arc<TracingLogger>,
-);
 
 impl std::fmt::Debug for LnNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,66 +137,6 @@ fn user_config(config: &LnConfig) -> UserConfig {
     c.accept_inbound_channels = true;
     c.manually_accept_inbound_channels = config.anchors;
     c
-}
-
-/// The node's tip.
-async fn tip(rpc: &RpcClient) -> Result<BestBlock, LnError> {
-    let hash: BlockHash = rpc.call("getbestblockhash", vec![]).await?;
-    let header = rpc.get_block_header(&hash).await?;
-    let height = header
-        .get("height")
-        .and_then(serde_json::Value::as_u64)
-        .and_then(|h| u32::try_from(h).ok())
-        .ok_or_else(|| LnError::Inconsistent(format!("header {hash} without a height")))?;
-    Ok(BestBlock::new(hash, height))
-}
-
-fn read_key(
-    store: &Store,
-    primary: &str,
-    secondary: &str,
-    key: &str,
-) -> Result<Option<Vec<u8>>, LnError> {
-    match KVStoreSync::read(store, primary, secondary, key) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == lightning::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LnError::Store(std::io::Error::other(format!("{key}: {e}")))),
-    }
-}
-
-/// Where the peers to keep connected are stored (`<node id>@<address>` lines).
-const PEERS_NAMESPACE: &str = "xswap";
-const PEERS_KEY: &str = "peers";
-
-fn read_peers(store: &Store) -> Result<HashMap<PublicKey, SocketAddr>, LnError> {
-    let Some(bytes) = read_key(store, PEERS_NAMESPACE, "", PEERS_KEY)? else {
-        return Ok(HashMap::new());
-    };
-    let text = String::from_utf8(bytes).map_err(|e| LnError::Decode(format!("peers: {e}")))?;
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|line| {
-            let (id, addr) = line
-                .split_once('@')
-                .ok_or_else(|| LnError::Decode(format!("peers: {line}")))?;
-            let id = id
-                .parse()
-                .map_err(|e| LnError::Decode(format!("peer id: {e}")))?;
-            let addr = addr
-                .parse()
-                .map_err(|e| LnError::Decode(format!("peer address: {e}")))?;
-            Ok((id, addr))
-        })
-        .collect()
-}
-
-pub(crate) fn write_peers(
-    store: &Store,
-    peers: &HashMap<PublicKey, SocketAddr>,
-) -> Result<(), LnError> {
-    let text: String = peers.iter().map(|(k, a)| format!("{k}@{a}\n")).collect();
-    KVStoreSync::write(store, PEERS_NAMESPACE, "", PEERS_KEY, text.into_bytes())
-        .map_err(|e| LnError::Store(std::io::Error::other(format!("peers: {e}"))))
 }
 
 impl LnNode {
@@ -281,28 +210,7 @@ impl LnNode {
         let change = Arc::new(WalletChange::new(Arc::clone(&rpc)));
 
         // Read back what a previous run left (nothing on a first start).
-        let mut monitors: Vec<(BestBlock, Arc<MonitorListener>)> = Vec::new();
-        // Monitors written whole by earlier versions (no update records) read the same way.
-        for (_, monitor) in persister
-            .read_all_channel_monitors_with_updates()
-            .map_err(|e| LnError::Decode(format!("channel monitors: {e}")))?
-        {
-            let best = monitor.current_best_block();
-            monitors.push((
-                best,
-                Arc::new((
-                    monitor,
-                    Arc::clone(&broadcaster),
-                    Arc::clone(&fees),
-                    Arc::clone(&logger),
-                )),
-            ));
-        }
-        // Update records already folded into a monitor written whole (a crash can leave
-        // them behind: they are never read again), removed without waiting.
-        if let Err(e) = persister.cleanup_stale_updates(true) {
-            tracing::warn!(error = %e, "stale channel monitor updates not removed");
-        }
+        let monitors = restore::read_monitors(&persister, &broadcaster, &fees, &logger)?;
         let manager_bytes = read_key(
             &store,
             CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE,
@@ -362,7 +270,7 @@ impl LnNode {
             OUTPUT_SWEEPER_PERSISTENCE_SECONDARY_NAMESPACE,
             OUTPUT_SWEEPER_PERSISTENCE_KEY,
         )?;
-        let (mut sweeper_best, sweeper): (BestBlock, Arc<Sweeper>) = match sweeper_bytes {
+        let (sweeper_best, sweeper): (BestBlock, Arc<Sweeper>) = match sweeper_bytes {
             Some(bytes) => {
                 let args = (
                     Arc::clone(&broadcaster),
@@ -393,34 +301,14 @@ impl LnNode {
             }
         };
 
-        // Each part catches up from its own best block, alone, until all stand on the tip.
-        let mut manager_best = channel_manager.current_best_block();
-        loop {
-            let target = tip(&rpc).await?;
-            for (best, monitor) in &mut monitors {
-                let l: Listener = monitor.clone();
-                sync_listeners(&rpc, &[l], best).await?;
-            }
-            let l: Listener = channel_manager.clone();
-            sync_listeners(&rpc, &[l], &mut manager_best).await?;
-            let l: Listener = sweeper.clone();
-            sync_listeners(&rpc, &[l], &mut sweeper_best).await?;
-            let aligned = [manager_best, sweeper_best]
-                .iter()
-                .chain(monitors.iter().map(|(b, _)| b))
-                .all(|b| b.block_hash == target.block_hash);
-            if aligned {
-                break;
-            }
-        }
-        for (_, monitor) in monitors {
-            let (monitor, ..) = Arc::try_unwrap(monitor)
-                .map_err(|_| LnError::Inconsistent("monitor still shared after sync".into()))?;
-            let channel_id = monitor.channel_id();
-            chain_monitor
-                .watch_channel(channel_id, monitor)
-                .map_err(|()| LnError::Inconsistent(format!("monitor {channel_id} refused")))?;
-        }
+        let manager_best = restore::catch_up(
+            &rpc,
+            monitors,
+            &channel_manager,
+            (&sweeper, sweeper_best),
+            &chain_monitor,
+        )
+        .await?;
         // From here on one follower feeds them all, in order.
         let listeners: Vec<Listener> = vec![
             chain_monitor.clone(),
@@ -472,60 +360,6 @@ impl LnNode {
             anchor_reserve_sats: config.anchor_reserve_sats,
             chain_monitor: Arc::clone(&chain_monitor),
         });
-        let background = {
-            let sleeper_rx = stop_rx.clone();
-            let sleeper = move |d: Duration| {
-                let mut rx = sleeper_rx.clone();
-                Box::pin(async move {
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => false,
-                        _ = rx.changed() => true,
-                    }
-                })
-            };
-            let store = Arc::clone(&store);
-            let chain_monitor = Arc::clone(&chain_monitor);
-            let channel_manager = Arc::clone(&channel_manager);
-            let peer_manager = Arc::clone(&peer_manager);
-            let sweeper = Arc::clone(&sweeper);
-            let logger = Arc::clone(&logger);
-            let fatal = Arc::clone(&fatal);
-            let stopping = stop.clone();
-            let peers_down = Arc::clone(&peer_manager);
-            tokio::spawn(async move {
-                let result = process_events_async(
-                    store,
-                    move |event| {
-                        let handler = Arc::clone(&handler);
-                        async move { handler.handle(event).await }
-                    },
-                    chain_monitor,
-                    channel_manager,
-                    NO_ONION_MESSENGER,
-                    GossipSync::none(),
-                    peer_manager,
-                    NO_LIQUIDITY_MANAGER,
-                    Some(sweeper),
-                    logger,
-                    None::<Arc<RwLock<Scorer>>>,
-                    sleeper,
-                    false,
-                    || Some(now()),
-                )
-                .await;
-                if let Err(e) = result {
-                    // The channel manager can no longer be persisted: updating channels on
-                    // would leave it behind its monitors (LDK force-closes those at the next
-                    // start). Stop everything and refuse every operation.
-                    tracing::error!(error = %e, "lightning background processing stopped: the node stops");
-                    *fatal.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(format!("background processing stopped: {e}"));
-                    peers_down.disconnect_all_peers();
-                    let _ = stopping.send(true);
-                }
-            })
-        };
-
         let node = Self {
             config,
             rpc,
@@ -543,10 +377,11 @@ impl LnNode {
             fees: Arc::clone(&fees),
             listen_addr,
             stop,
-            background: Mutex::new(Some(background)),
+            background: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             fatal,
         };
+        node.spawn_background(handler, logger);
         node.spawn_listener(listener);
         if let Some(every) = node.config.htlc_processing_interval {
             node.spawn_htlc_processing(every, stop_rx.clone());
@@ -557,142 +392,6 @@ impl LnNode {
         node.spawn_follower(fees, wallet_keys, stop_rx);
         tracing::info!(node_id = %node.node_id(), listen = %listen_addr, "lightning node started");
         Ok(node)
-    }
-
-    fn spawn_listener(&self, listener: tokio::net::TcpListener) {
-        let peer_manager = Arc::clone(&self.peer_manager);
-        let task = tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => match no_delay(stream) {
-                        Ok(stream) => {
-                            tokio::spawn(lightning_net_tokio::setup_inbound(
-                                Arc::clone(&peer_manager),
-                                stream,
-                            ));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "lightning connection"),
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lightning port accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
-        self.task(task);
-    }
-
-    /// LDK's timer tick every `every`, beside the background processor's
-    /// ([`LnConfig::timer_tick_interval`]).
-    fn spawn_timer_ticks(&self, every: Duration, stop: watch::Receiver<bool>) {
-        let cm = Arc::clone(&self.channel_manager);
-        self.spawn_every(every, stop, move || cm.timer_tick_occurred());
-    }
-
-    /// Runs `f` every `every` until the node stops.
-    fn spawn_every(
-        &self,
-        every: Duration,
-        mut stop: watch::Receiver<bool>,
-        f: impl Fn() + Send + 'static,
-    ) {
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop.changed() => return,
-                }
-                f();
-            }
-        });
-        self.task(task);
-    }
-
-    /// Processes received HTLCs as soon as they are there, checked every `every`, instead of
-    /// after LDK's random batch delay ([`LnConfig::htlc_processing_interval`]). LDK guards
-    /// the processing against running twice at once, so the background processor's own
-    /// calls are harmless.
-    fn spawn_htlc_processing(&self, every: Duration, stop: watch::Receiver<bool>) {
-        let cm = Arc::clone(&self.channel_manager);
-        self.spawn_every(every, stop, move || {
-            if cm.needs_pending_htlc_processing() {
-                cm.process_pending_htlc_forwards();
-            }
-        });
-    }
-
-    /// The follower task: new blocks to LDK, fee estimates and wallet scripts refreshed,
-    /// lost peers reconnected.
-    fn spawn_follower(
-        &self,
-        fees: Arc<FeeCache>,
-        wallet_keys: Arc<WalletKeys>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let follower = Arc::clone(&self.follower);
-        let broadcaster = Arc::clone(&self.broadcaster);
-        let rpc = Arc::clone(&self.rpc);
-        let peers = Arc::clone(&self.peers);
-        let peer_manager = Arc::clone(&self.peer_manager);
-        let binding = Arc::clone(&self.binding);
-        let interval = self.config.poll_interval;
-        let reserve = self.config.anchors.then(|| {
-            crate::anchors::ReserveWatch::new(
-                Arc::clone(&self.channel_manager),
-                Arc::clone(&self.chain_monitor),
-                self.config.anchor_reserve_sats,
-            )
-        });
-        let task = tokio::spawn(async move {
-            let mut last_height = None;
-            let mut reconnect = crate::reconnect::Reconnect::new(interval);
-            let mut reserve = reserve;
-            loop {
-                match follower.sync().await {
-                    Ok(height) => {
-                        if last_height != Some(height) {
-                            last_height = Some(height);
-                            if let Err(e) = fees.refresh(&rpc).await {
-                                tracing::warn!(error = %e, "fee estimates not refreshed");
-                            }
-                            if let Some(watch) = reserve.as_mut() {
-                                watch.check(&rpc).await;
-                            }
-                        }
-                    }
-                    Err(e) if e.is_transient() => {
-                        tracing::warn!(error = %e, "lightning block follower")
-                    }
-                    // A deep reorg or data that does not fit: LDK is not fed until it is
-                    // looked into (see `MAX_REORG_DEPTH`).
-                    Err(e) => tracing::error!(error = %e, "lightning block follower halted"),
-                }
-                broadcaster.retry().await;
-                if let Err(e) = wallet_keys.refill(&rpc).await {
-                    tracing::warn!(error = %e, "wallet scripts not refilled");
-                }
-                let wanted: Vec<(PublicKey, SocketAddr)> = peers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .iter()
-                    .map(|(k, a)| (*k, *a))
-                    .collect();
-                reconnect.pass(wanted, &peer_manager, &binding).await;
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-        });
-        self.task(task);
-    }
-
-    fn task(&self, task: JoinHandle<()>) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(task);
     }
 
     /// This node's id (its public key on the Lightning network).
@@ -795,41 +494,12 @@ impl Drop for LnNode {
     }
 }
 
-/// A Lightning connection's socket for `lightning_net_tokio`, with Nagle's algorithm off.
-///
-/// LDK writes each message as it is produced (an `update_add_htlc`, then its
-/// `commitment_signed`): with Nagle on, the second write waits for the peer's delayed ACK
-/// (40 ms on Linux) at each of a payment's round trips, which was most of a payment's latency
-/// between two nodes on one machine.
-fn no_delay(stream: tokio::net::TcpStream) -> std::io::Result<std::net::TcpStream> {
-    stream.set_nodelay(true)?;
-    stream.into_std()
-}
+mod restore;
+mod tasks;
 
-/// Connects to a peer (10 s at most) and returns the connection's future, to be spawned;
-/// `None` when the peer cannot be reached. `lightning_net_tokio::connect_outbound` with the
-/// socket set up by [`no_delay`].
-pub(crate) async fn connect_outbound(
-    peer_manager: Arc<PeerManager>,
-    node_id: PublicKey,
-    addr: SocketAddr,
-) -> Option<impl std::future::Future<Output = ()>> {
-    let connect = tokio::net::TcpStream::connect(addr);
-    match tokio::time::timeout(Duration::from_secs(10), connect).await {
-        Ok(Ok(stream)) => match no_delay(stream) {
-            Ok(stream) => Some(lightning_net_tokio::setup_outbound(
-                peer_manager,
-                node_id,
-                stream,
-            )),
-            Err(e) => {
-                tracing::warn!(error = %e, "lightning connection");
-                None
-            }
-        },
-        _ => None,
-    }
-}
+pub(crate) use restore::write_peers;
+use restore::{read_key, read_peers, tip};
+pub(crate) use tasks::connect_outbound;
 
 #[cfg(test)]
 #[path = "node_tests.rs"]

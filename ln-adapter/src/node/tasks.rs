@@ -1,0 +1,253 @@
+//! The node's tokio tasks: LDK's background processor, the Lightning port, the block
+//! follower, the optional HTLC-processing and timer ticks; and the sockets of its peer
+//! connections.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use bitcoin::secp256k1::PublicKey;
+use lightning_background_processor::{
+    process_events_async, GossipSync, NO_LIQUIDITY_MANAGER, NO_ONION_MESSENGER,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{now, LnNode};
+use crate::events::EventHandler;
+use crate::io::{FeeCache, TracingLogger, WalletKeys};
+use crate::types::{PeerManager, Scorer};
+
+impl LnNode {
+    /// LDK's background processor (events handled by `handler`, the channel manager and
+    /// sweeper persisted, peers' messages processed, LDK's timers) until the node stops. Its
+    /// end on an error stops the node (see [`LnNode::fatal`]).
+    pub(super) fn spawn_background(&self, handler: Arc<EventHandler>, logger: Arc<TracingLogger>) {
+        let sleeper_rx = self.stop.subscribe();
+        let sleeper = move |d: Duration| {
+            let mut rx = sleeper_rx.clone();
+            Box::pin(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => false,
+                    _ = rx.changed() => true,
+                }
+            })
+        };
+        let store = Arc::clone(&self.store);
+        let chain_monitor = Arc::clone(&self.chain_monitor);
+        let channel_manager = Arc::clone(&self.channel_manager);
+        let peer_manager = Arc::clone(&self.peer_manager);
+        let sweeper = Arc::clone(&self.sweeper);
+        let fatal = Arc::clone(&self.fatal);
+        let stopping = self.stop.clone();
+        let peers_down = Arc::clone(&self.peer_manager);
+        let task = tokio::spawn(async move {
+            let result = process_events_async(
+                store,
+                move |event| {
+                    let handler = Arc::clone(&handler);
+                    async move { handler.handle(event).await }
+                },
+                chain_monitor,
+                channel_manager,
+                NO_ONION_MESSENGER,
+                GossipSync::none(),
+                peer_manager,
+                NO_LIQUIDITY_MANAGER,
+                Some(sweeper),
+                logger,
+                None::<Arc<RwLock<Scorer>>>,
+                sleeper,
+                false,
+                || Some(now()),
+            )
+            .await;
+            if let Err(e) = result {
+                // The channel manager can no longer be persisted: updating channels on
+                // would leave it behind its monitors (LDK force-closes those at the next
+                // start). Stop everything and refuse every operation.
+                tracing::error!(error = %e, "lightning background processing stopped: the node stops");
+                *fatal.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(format!("background processing stopped: {e}"));
+                peers_down.disconnect_all_peers();
+                let _ = stopping.send(true);
+            }
+        });
+        *self
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task);
+    }
+
+    pub(super) fn spawn_listener(&self, listener: tokio::net::TcpListener) {
+        let peer_manager = Arc::clone(&self.peer_manager);
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => match no_delay(stream) {
+                        Ok(stream) => {
+                            tokio::spawn(lightning_net_tokio::setup_inbound(
+                                Arc::clone(&peer_manager),
+                                stream,
+                            ));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "lightning connection"),
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lightning port accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        self.task(task);
+    }
+
+    /// LDK's timer tick every `every`, beside the background processor's
+    /// ([`LnConfig::timer_tick_interval`]).
+    pub(super) fn spawn_timer_ticks(&self, every: Duration, stop: watch::Receiver<bool>) {
+        let cm = Arc::clone(&self.channel_manager);
+        self.spawn_every(every, stop, move || cm.timer_tick_occurred());
+    }
+
+    /// Runs `f` every `every` until the node stops.
+    fn spawn_every(
+        &self,
+        every: Duration,
+        mut stop: watch::Receiver<bool>,
+        f: impl Fn() + Send + 'static,
+    ) {
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => return,
+                }
+                f();
+            }
+        });
+        self.task(task);
+    }
+
+    /// Processes received HTLCs as soon as they are there, checked every `every`, instead of
+    /// after LDK's random batch delay ([`LnConfig::htlc_processing_interval`]). LDK guards
+    /// the processing against running twice at once, so the background processor's own
+    /// calls are harmless.
+    pub(super) fn spawn_htlc_processing(&self, every: Duration, stop: watch::Receiver<bool>) {
+        let cm = Arc::clone(&self.channel_manager);
+        self.spawn_every(every, stop, move || {
+            if cm.needs_pending_htlc_processing() {
+                cm.process_pending_htlc_forwards();
+            }
+        });
+    }
+
+    /// The follower task: new blocks to LDK, fee estimates and wallet scripts refreshed,
+    /// lost peers reconnected.
+    pub(super) fn spawn_follower(
+        &self,
+        fees: Arc<FeeCache>,
+        wallet_keys: Arc<WalletKeys>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let follower = Arc::clone(&self.follower);
+        let broadcaster = Arc::clone(&self.broadcaster);
+        let rpc = Arc::clone(&self.rpc);
+        let peers = Arc::clone(&self.peers);
+        let peer_manager = Arc::clone(&self.peer_manager);
+        let binding = Arc::clone(&self.binding);
+        let interval = self.config.poll_interval;
+        let reserve = self.config.anchors.then(|| {
+            crate::anchors::ReserveWatch::new(
+                Arc::clone(&self.channel_manager),
+                Arc::clone(&self.chain_monitor),
+                self.config.anchor_reserve_sats,
+            )
+        });
+        let task = tokio::spawn(async move {
+            let mut last_height = None;
+            let mut reconnect = crate::reconnect::Reconnect::new(interval);
+            let mut reserve = reserve;
+            loop {
+                match follower.sync().await {
+                    Ok(height) => {
+                        if last_height != Some(height) {
+                            last_height = Some(height);
+                            if let Err(e) = fees.refresh(&rpc).await {
+                                tracing::warn!(error = %e, "fee estimates not refreshed");
+                            }
+                            if let Some(watch) = reserve.as_mut() {
+                                watch.check(&rpc).await;
+                            }
+                        }
+                    }
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "lightning block follower")
+                    }
+                    // A deep reorg or data that does not fit: LDK is not fed until it is
+                    // looked into (see `MAX_REORG_DEPTH`).
+                    Err(e) => tracing::error!(error = %e, "lightning block follower halted"),
+                }
+                broadcaster.retry().await;
+                if let Err(e) = wallet_keys.refill(&rpc).await {
+                    tracing::warn!(error = %e, "wallet scripts not refilled");
+                }
+                let wanted: Vec<(PublicKey, SocketAddr)> = peers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .map(|(k, a)| (*k, *a))
+                    .collect();
+                reconnect.pass(wanted, &peer_manager, &binding).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+        self.task(task);
+    }
+
+    fn task(&self, task: JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+}
+
+/// A Lightning connection's socket for `lightning_net_tokio`, with Nagle's algorithm off.
+///
+/// LDK writes each message as it is produced (an `update_add_htlc`, then its
+/// `commitment_signed`): with Nagle on, the second write waits for the peer's delayed ACK
+/// (40 ms on Linux) at each of a payment's round trips, which was most of a payment's latency
+/// between two nodes on one machine.
+fn no_delay(stream: tokio::net::TcpStream) -> std::io::Result<std::net::TcpStream> {
+    stream.set_nodelay(true)?;
+    stream.into_std()
+}
+
+/// Connects to a peer (10 s at most) and returns the connection's future, to be spawned;
+/// `None` when the peer cannot be reached. `lightning_net_tokio::connect_outbound` with the
+/// socket set up by [`no_delay`].
+pub(crate) async fn connect_outbound(
+    peer_manager: Arc<PeerManager>,
+    node_id: PublicKey,
+    addr: SocketAddr,
+) -> Option<impl std::future::Future<Output = ()>> {
+    let connect = tokio::net::TcpStream::connect(addr);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(stream)) => match no_delay(stream) {
+            Ok(stream) => Some(lightning_net_tokio::setup_outbound(
+                peer_manager,
+                node_id,
+                stream,
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "lightning connection");
+                None
+            }
+        },
+        _ => None,
+    }
+}
