@@ -15,6 +15,29 @@ pub fn cpu_time() -> Duration {
     Duration::from_millis(total * 10)
 }
 
+/// CPU time (user + system) of each of this process's threads, by thread name and id
+/// (`/proc/self/task`): where a run's CPU went, and whether one thread is the bottleneck.
+pub fn thread_cpu_times() -> Vec<(String, u32, Duration)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| {
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+            Some((
+                name,
+                tid,
+                Duration::from_millis((ticks(11) + ticks(12)) * 10),
+            ))
+        })
+        .collect()
+}
+
 /// A `/proc/self/status` field in kB.
 pub fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")

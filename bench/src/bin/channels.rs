@@ -49,6 +49,8 @@ struct Opts {
     poll: Duration,
     /// [`ln_adapter::LnConfig::timer_tick_interval`] of both Lightning nodes.
     ln_tick: Option<Duration>,
+    /// Tokio worker threads (the machine's cores by default).
+    workers: usize,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -60,6 +62,7 @@ fn parse_args() -> Result<Opts> {
         // README's figures).
         poll: Duration::from_millis(250),
         ln_tick: None,
+        workers: 2,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -69,17 +72,18 @@ fn parse_args() -> Result<Opts> {
             "--in-flight" => o.in_flight = value()?.parse()?,
             "--poll-ms" => o.poll = Duration::from_millis(value()?.parse()?),
             "--ln-tick-ms" => o.ln_tick = Some(Duration::from_millis(value()?.parse()?)),
+            "--workers" => o.workers = value()?.parse()?,
             "--bench" => {}
             other => {
                 anyhow::bail!(
-                    "unknown argument {other} (--swaps N --in-flight N --poll-ms N --ln-tick-ms N)"
+                    "unknown argument {other} (--swaps N --in-flight N --poll-ms N --ln-tick-ms N --workers N)"
                 )
             }
         }
     }
     ensure!(
-        o.swaps > 0 && o.in_flight > 0,
-        "--swaps and --in-flight must be positive"
+        o.swaps > 0 && o.in_flight > 0 && o.workers > 0,
+        "--swaps, --in-flight and --workers must be positive"
     );
     ensure!(
         u64::try_from(o.swaps)? * SATS * 1_100 / 1_000 < LN_CAPACITY,
@@ -210,7 +214,7 @@ fn main() -> Result<()> {
         )
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(o.workers)
         .enable_all()
         .build()?;
     rt.block_on(bench(o))
@@ -287,8 +291,30 @@ async fn bench(o: Opts) -> Result<()> {
         all
     };
     let calls0 = calls();
+    let threads0 = xswap_bench::thread_cpu_times();
     let loaded = run(&taker, &maker, &offer, o.swaps, o.in_flight).await?;
     print_run(&loaded, ceiling);
+    // Each thread's share of the loaded run's wall time: one near 100% is the bottleneck.
+    let mut busy: Vec<(String, f64)> = xswap_bench::thread_cpu_times()
+        .into_iter()
+        .map(|(name, tid, cpu)| {
+            let before = threads0
+                .iter()
+                .find(|t| t.1 == tid)
+                .map_or(Duration::ZERO, |t| t.2);
+            let share = cpu.saturating_sub(before).as_secs_f64() / loaded.secs;
+            (format!("{name}/{tid}"), share * 100.0)
+        })
+        .filter(|(_, pct)| *pct >= 1.0)
+        .collect();
+    busy.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "threads busy during the loaded run (% of its wall time): {}",
+        busy.iter()
+            .map(|(t, pct)| format!("{t} {pct:.0}%"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut per_swap: Vec<(String, f64)> = calls()
         .into_iter()
         .map(|(m, n)| {

@@ -147,3 +147,26 @@ async fn not_a_database_is_a_backend_error() {
         Err(StoreError::Backend(_))
     ));
 }
+
+/// The bundled SQLite is compiled as `.cargo/config.toml` says: one page cache per connection
+/// (not one shared behind a global mutex) and no allocation statistics (another global
+/// mutex). The workers of a loaded engine queued on both before.
+#[test]
+fn sqlite_is_built_without_its_global_memory_locks() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+    let options: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "allocation statistics on: {options:?}"
+    );
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "one shared page cache: {options:?}"
+    );
+    assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
+}
