@@ -611,6 +611,41 @@ async fn a_cancel_of_a_lock_revealed_in_time_is_refused() {
     assert_eq!(env.state(), before, "nothing changed");
 }
 
+/// No lock on a hashlock whose secret is already in the contract's registry (it would pay
+/// its receiver outright): refused, nothing proposed, also when the rail kept "not revealed"
+/// answers for other locks at the tip before the reveal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_on_a_revealed_hashlock_is_refused() {
+    let env = Env::start(12).await;
+    let p = pre(12);
+    let h = env.leg(&p, ONE, 3600);
+    // Another lock, and its status: "not revealed" kept for the tip before the reveal.
+    let other = pre(13);
+    let h_other = env.leg(&other, ONE, 3600);
+    env.a.rail.lock(&h_other).await.unwrap();
+    assert_funded(&env.a.rail.htlc_status(&h_other).await.unwrap(), &h_other);
+    let c = Channel::new(env.chan.contract, wallet(&env.net, 1));
+    let r = c
+        .reveal(B256::from(*p.as_bytes()))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(r.status());
+    let before = env.state();
+    // The rail's tip is kept 250 ms: the refusal does not depend on it being read again.
+    let e = env.a.rail.lock(&h).await.unwrap_err();
+    assert_eq!(e.cause, Cause::Invalid, "{e:?}");
+    assert!(e.to_string().contains("already revealed"), "{e}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = env.a.rail.lock(&h).await.unwrap_err();
+    assert_eq!(e.cause, Cause::Invalid, "{e:?}");
+    assert_eq!(env.state(), before, "nothing proposed");
+    assert_eq!(env.a.store.history(env.chan.id()).unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_the_peer_refuses_is_rejected_with_its_code() {
     // B wants locks to run at least an hour; A proposes one of ten minutes.

@@ -617,15 +617,7 @@ impl Rail for ChannelRail {
             }
         }
         // Never lock on a hashlock already revealed: it would be a payment, not a lock.
-        if leg
-            .chan
-            .revealed_at(&self.chain.provider, leg.hashlock)
-            .await
-            .map_err(eth_err)?
-            .is_some()
-        {
-            return Err(invalid("the hashlock is already revealed on chain"));
-        }
+        self.not_revealed(&leg).await?;
         let lock = WireLock {
             from: self.me,
             amount: leg.amount,

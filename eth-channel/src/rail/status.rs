@@ -116,6 +116,35 @@ impl ChannelRail {
         }
     }
 
+    /// Fails when `leg`'s hashlock is revealed in its contract's secret registry (a lock on
+    /// it would be a payment). "Not revealed" is kept with the tip read before asking, as
+    /// [`ChannelRail::status`] keeps it (the registry was read at that tip or a later one):
+    /// the lock's first status at that tip needs no read of its own.
+    pub(super) async fn not_revealed(&self, leg: &Leg) -> Result<(), ChainError> {
+        let (_, tip) = self.tip_block().await?;
+        let unrevealed = || {
+            self.unrevealed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if unrevealed().get(&leg.hashlock) == Some(&tip) {
+            return Ok(());
+        }
+        let revealed = leg
+            .chan
+            .revealed_at(&self.chain.provider, leg.hashlock)
+            .await
+            .map_err(eth_err)?;
+        if revealed.is_some() {
+            return Err(ChainError::new(
+                Cause::Invalid,
+                "the hashlock is already revealed on chain",
+            ));
+        }
+        unrevealed().insert(leg.hashlock, tip);
+        Ok(())
+    }
+
     /// [`ChannelRail::revealed`], or "not revealed" when it was so at block `tip`.
     async fn revealed_at_tip(
         &self,
