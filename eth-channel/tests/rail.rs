@@ -570,14 +570,8 @@ async fn a_claim_the_peer_ignores_is_enforced_on_chain_and_seen_by_the_sender() 
 /// A lock whose secret its receiver revealed on chain before the expiry belongs to the
 /// receiver: the sender's cancel after the expiry is refused and changes nothing (a co-signed
 /// cancel, a higher version, would replace the closing state that pays the receiver).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_of_a_lock_revealed_in_time_is_refused() {
-    let env = Env::start(9).await;
-    let p = pre(10);
-    let h = env.leg(&p, ONE, 4);
-    env.a.rail.lock(&h).await.unwrap();
-    let before = env.state();
-    assert_eq!(before.2, 1);
+/// B reveals `p` in the contract's secret registry (mined).
+async fn reveal_on_chain(env: &Env, p: &Preimage) {
     let c = Channel::new(env.chan.contract, wallet(&env.net, 1));
     let r = c
         .reveal(B256::from(*p.as_bytes()))
@@ -588,6 +582,17 @@ async fn a_cancel_of_a_lock_revealed_in_time_is_refused() {
         .await
         .unwrap();
     assert!(r.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_of_a_lock_revealed_in_time_is_refused() {
+    let env = Env::start(9).await;
+    let p = pre(10);
+    let h = env.leg(&p, ONE, 4);
+    env.a.rail.lock(&h).await.unwrap();
+    let before = env.state();
+    assert_eq!(before.2, 1);
+    reveal_on_chain(&env, &p).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     // Expired by the chain's time too (a cancel is judged by it).
     env.net.mine(1).await;
@@ -624,16 +629,7 @@ async fn a_lock_on_a_revealed_hashlock_is_refused() {
     let h_other = env.leg(&other, ONE, 3600);
     env.a.rail.lock(&h_other).await.unwrap();
     assert_funded(&env.a.rail.htlc_status(&h_other).await.unwrap(), &h_other);
-    let c = Channel::new(env.chan.contract, wallet(&env.net, 1));
-    let r = c
-        .reveal(B256::from(*p.as_bytes()))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(r.status());
+    reveal_on_chain(&env, &p).await;
     let before = env.state();
     // The rail's tip is kept 250 ms: the refusal does not depend on it being read again.
     let e = env.a.rail.lock(&h).await.unwrap_err();
