@@ -64,6 +64,12 @@ pub trait ChainView: Send + Sync + 'static {
 /// calls to the node per channel swap, on the swap's path.
 pub const FINAL_BLOCK_READ_FOR: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// The least time between two reads of the final block made because a state counts more
+/// deposits than the kept amounts ([`ChainView::on_chain_covering`]): a peer sending states
+/// that count deposits never made costs the node at most one read per this interval (each
+/// such message waits for its turn), where each would have been a read.
+pub const REREAD_GAP: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// [`ChainView`] over an RPC provider, reading at a fixed block tag (`Finalized` in
 /// production; a devnet without finality may pass `Latest`). Clones share what it read: the
 /// final block for [`FINAL_BLOCK_READ_FOR`], and each channel's amounts at that block (by its
@@ -81,6 +87,8 @@ pub struct RpcChain {
 #[derive(Debug, Default)]
 struct FinalReads {
     block: std::sync::Mutex<Option<FinalBlock>>,
+    /// When [`ChainView::on_chain_covering`] last read the final block again.
+    reread: std::sync::Mutex<Option<std::time::Instant>>,
     /// Per channel id: the final block's hash, and the channel's amounts there (channels
     /// open there only; those read at other blocks are dropped when a new block is kept).
     channels: std::sync::Mutex<std::collections::HashMap<B256, (B256, OnChain)>>,
@@ -210,7 +218,25 @@ impl ChainView for RpcChain {
             return Ok(on);
         }
         // Kept amounts short of a deposit the state counts: the deposit may have become
-        // final since the kept block was read.
+        // final since the kept block was read. Read again, but not sooner than `REREAD_GAP`
+        // after the last such read: that one may have started before this state was sent,
+        // the one after the wait starts after it.
+        let wait = self
+            .reads
+            .reread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map_or(std::time::Duration::ZERO, |at| {
+                REREAD_GAP.saturating_sub(at.elapsed())
+            });
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        *self
+            .reads
+            .reread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
         let (block, _) = self.final_block_read(true).await?;
         self.open_at_block(chan, block).await?.ok_or_else(|| {
             SessionError::Chain(format!(

@@ -47,7 +47,9 @@ pub use machine::{Config, Event, Party, PartyError, Step};
 pub use msg::{DecodeError, Message, OpenMsg, OpenedMsg, Proposal, RejectCode, UpdateKind};
 pub use rail::{ChannelRail, RailSecrets};
 pub use rules::{hashlock_of, Reject};
-pub use session::{ChainView, Node, RpcChain, SessionConfig, SessionError, FINAL_BLOCK_READ_FOR};
+pub use session::{
+    ChainView, Node, RpcChain, SessionConfig, SessionError, FINAL_BLOCK_READ_FOR, REREAD_GAP,
+};
 pub use sqlite::SqliteChannelStore;
 pub use store::{ChannelStore, CoSigned, Saved, StoreError};
 pub use watcher::{Action, Report, SecretMap, Secrets, Skip, WatchConfig, WatchError, Watcher};

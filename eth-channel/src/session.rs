@@ -42,7 +42,7 @@ use crate::msg::{RejectCode, UpdateKind};
 use crate::rules::Reject;
 use crate::store::{ChannelStore, StoreError};
 
-pub use crate::chain_view::{ChainView, RpcChain, FINAL_BLOCK_READ_FOR};
+pub use crate::chain_view::{ChainView, RpcChain, FINAL_BLOCK_READ_FOR, REREAD_GAP};
 
 mod batch;
 mod follow_up;

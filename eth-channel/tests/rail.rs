@@ -642,6 +642,38 @@ async fn a_lock_on_a_revealed_hashlock_is_refused() {
     assert_eq!(env.a.store.history(env.chan.id()).unwrap().len(), 1);
 }
 
+/// A reveal after a lock's expiry leaves that lock "not revealed in time" (its sender gets it
+/// back), but it still forbids a new lock on the same hashlock: the status's answer is not
+/// taken for the lock guard's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reveal_after_an_expiry_still_forbids_a_new_lock() {
+    let env = Env::start(14).await;
+    let p = pre(14);
+    let first = env.leg(&p, ONE, 4);
+    env.a.rail.lock(&first).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    env.net.mine(1).await;
+    reveal_on_chain(&env, &p).await;
+    // The first lock's status: not claimed (revealed too late), kept for this tip.
+    let o = env
+        .a
+        .rail
+        .observe(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert!(
+        !matches!(o.statuses[0], Ok(HtlcStatus::Claimed { .. })),
+        "{:?}",
+        o.statuses[0]
+    );
+    let before = env.state();
+    let second = env.leg(&p, 2 * ONE, 3600);
+    let e = env.a.rail.lock(&second).await.unwrap_err();
+    assert_eq!(e.cause, Cause::Invalid, "{e:?}");
+    assert!(e.to_string().contains("already revealed"), "{e}");
+    assert_eq!(env.state(), before, "nothing proposed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_the_peer_refuses_is_rejected_with_its_code() {
     // B wants locks to run at least an hour; A proposes one of ten minutes.

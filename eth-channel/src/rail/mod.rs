@@ -81,8 +81,13 @@ pub struct ChannelRail {
     params: ChainParams,
     /// The channels [`Rail::funds`] and [`Rail::verify`] consider.
     channels: Arc<Mutex<BTreeSet<B256>>>,
-    /// Hashlocks of locks seen not revealed on chain, with the block they were read at.
+    /// Hashlocks of locks seen not revealed on chain in time (before the lock's expiry),
+    /// with the block they were read at.
     unrevealed: Arc<Mutex<HashMap<B256, B256>>>,
+    /// Hashlocks seen not revealed on chain at all when a lock on them was about to be
+    /// sent, with the block they were read at ([`ChannelRail::lock`]'s guard: a reveal
+    /// after some lock's expiry still forbids a new lock on its hashlock).
+    never_revealed: Arc<Mutex<HashMap<B256, B256>>>,
     /// Each channel's co-signed history as far as read (see [`trace::History`]).
     history: Arc<Mutex<HashMap<B256, trace::History>>>,
     /// The last tip read, with its hash and when it was asked for ([`TIP_FRESH`]).
@@ -197,6 +202,7 @@ impl ChannelRail {
             params,
             channels: Arc::default(),
             unrevealed: Arc::default(),
+            never_revealed: Arc::default(),
             history: Arc::default(),
             last_tip: Arc::default(),
             chain_id: Arc::default(),
@@ -590,10 +596,12 @@ impl Rail for ChannelRail {
 
     async fn forget(&self, htlc: &HtlcParams) {
         self.evict(htlc);
-        self.unrevealed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&B256::from(htlc.hashlock.0));
+        let h = B256::from(htlc.hashlock.0);
+        for kept in [&self.unrevealed, &self.never_revealed] {
+            kept.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&h);
+        }
     }
 
     async fn lock(&self, htlc: &HtlcParams) -> Result<TxRef, ChainError> {

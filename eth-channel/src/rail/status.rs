@@ -116,18 +116,20 @@ impl ChannelRail {
         }
     }
 
-    /// Fails when `leg`'s hashlock is revealed in its contract's secret registry (a lock on
-    /// it would be a payment). "Not revealed" is kept with the tip read before asking, as
-    /// [`ChannelRail::status`] keeps it (the registry was read at that tip or a later one):
-    /// the lock's first status at that tip needs no read of its own.
+    /// Fails when `leg`'s hashlock is revealed in its contract's secret registry, at any
+    /// time (a lock on it would be a payment). "Never revealed" is kept with the tip read
+    /// before asking (the registry was read at that tip or a later one) for the next lock
+    /// at that tip, and counts as "not revealed in time" for the leg's status at that tip
+    /// too: its first status needs no read of its own.
     pub(super) async fn not_revealed(&self, leg: &Leg) -> Result<(), ChainError> {
         let (_, tip) = self.tip_block().await?;
-        let unrevealed = || {
-            self.unrevealed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        if unrevealed().get(&leg.hashlock) == Some(&tip) {
+        let kept = self
+            .never_revealed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&leg.hashlock)
+            == Some(&tip);
+        if kept {
             return Ok(());
         }
         let revealed = leg
@@ -141,7 +143,11 @@ impl ChannelRail {
                 "the hashlock is already revealed on chain",
             ));
         }
-        unrevealed().insert(leg.hashlock, tip);
+        for m in [&self.never_revealed, &self.unrevealed] {
+            m.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(leg.hashlock, tip);
+        }
         Ok(())
     }
 
