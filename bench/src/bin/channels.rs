@@ -51,6 +51,9 @@ struct Opts {
     ln_tick: Option<Duration>,
     /// Tokio worker threads (the machine's cores by default).
     workers: usize,
+    /// [`ln_adapter::LnConfig::htlc_processing_interval`] of both Lightning nodes (their
+    /// default if not given).
+    htlc_every: Option<Duration>,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -63,6 +66,7 @@ fn parse_args() -> Result<Opts> {
         poll: Duration::from_millis(250),
         ln_tick: None,
         workers: 2,
+        htlc_every: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -73,10 +77,11 @@ fn parse_args() -> Result<Opts> {
             "--poll-ms" => o.poll = Duration::from_millis(value()?.parse()?),
             "--ln-tick-ms" => o.ln_tick = Some(Duration::from_millis(value()?.parse()?)),
             "--workers" => o.workers = value()?.parse()?,
+            "--htlc-ms" => o.htlc_every = Some(Duration::from_millis(value()?.parse()?)),
             "--bench" => {}
             other => {
                 anyhow::bail!(
-                    "unknown argument {other} (--swaps N --in-flight N --poll-ms N --ln-tick-ms N --workers N)"
+                    "unknown argument {other} (--swaps N --in-flight N --poll-ms N --ln-tick-ms N --workers N --htlc-ms N)"
                 )
             }
         }
@@ -225,7 +230,12 @@ async fn bench(o: Opts) -> Result<()> {
     let ceiling = 2.0 * 1e6 / (SIG_OPS_PER_SWAP * (sign + verify) / 2.0);
     let nodes = Nodes::start().await?;
     let dir = tempfile::tempdir()?;
-    let tick = |c: &mut ln_adapter::LnConfig| c.timer_tick_interval = o.ln_tick;
+    let tick = |c: &mut ln_adapter::LnConfig| {
+        c.timer_tick_interval = o.ln_tick;
+        if let Some(every) = o.htlc_every {
+            c.htlc_processing_interval = Some(every);
+        }
+    };
     let taker_ln = ln_node_with(&nodes, "taker-ln", [0x11; 32], dir.path(), tick).await?;
     let maker_ln = ln_node_with(&nodes, "maker-ln", [0x22; 32], dir.path(), tick).await?;
     open_ln_channel(&nodes, "taker-ln", (&taker_ln, &maker_ln), LN_CAPACITY).await?;
