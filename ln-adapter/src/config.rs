@@ -48,6 +48,14 @@ pub struct LnConfig {
     /// a node that mainly forwards others' payments may prefer `None` (its forwards' timing
     /// then tells observers less).
     pub htlc_processing_interval: Option<Duration>,
+    /// The most a channel may hold in dust HTLCs (those too small to claim on chain at the
+    /// commitment's fee rate, which a force close burns to fees), in millisatoshis, towards
+    /// either side. `None` keeps LDK's default, 10,000 times the commitment's fee rate per
+    /// kiloweight (50,000 sats at 20 sat/vB): with channels without anchors, a swap node
+    /// running many micro-swaps at once (below the dust limit) finds LDK refusing new
+    /// payments ("no route") once that much is in flight. A higher fixed limit lets more run
+    /// at once, and is what a force close may burn.
+    pub max_dust_htlc_exposure_msat: Option<u64>,
     /// The key that seals everything the node writes in `data_dir` (LDK's channel manager and
     /// monitors, which hold payment preimages, and our ledger of preimages): the
     /// installation's store key (`Keystore::store_key` in the CLI). `None` (the default of
@@ -110,6 +118,7 @@ impl LnConfig {
             forwarding_fee_base_msat: 1_000,
             forwarding_fee_ppm: 100,
             htlc_processing_interval: Some(Duration::from_millis(1)),
+            max_dust_htlc_exposure_msat: None,
             store_key: None,
             anchors: chain.family == swap_core::ChainFamily::Bitcoin,
             anchor_reserve_sats: 25_000,

@@ -134,6 +134,10 @@ fn user_config(config: &LnConfig) -> UserConfig {
     c.accept_forwards_to_priv_channels = true;
     c.channel_config.forwarding_fee_base_msat = config.forwarding_fee_base_msat;
     c.channel_config.forwarding_fee_proportional_millionths = config.forwarding_fee_ppm;
+    if let Some(msat) = config.max_dust_htlc_exposure_msat {
+        c.channel_config.max_dust_htlc_exposure =
+            lightning::util::config::MaxDustHTLCExposure::FixedLimitMsat(msat);
+    }
     c.accept_inbound_channels = true;
     c.manually_accept_inbound_channels = config.anchors;
     c

@@ -31,12 +31,29 @@ fn xswap(dir: &Path, args: &[&str], abort_after: Option<u64>) -> Command {
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr_log(dir));
     match abort_after {
         Some(k) => c.env("XSWAP_TEST_ABORT_AFTER_STATES", k.to_string()),
         None => c.env_remove("XSWAP_TEST_ABORT_AFTER_STATES"),
     };
     c
+}
+
+/// Where a process's warnings go: `xswap.log` in its data directory, appended to by every
+/// process of that install (read back when a run takes too long).
+fn stderr_log(dir: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("xswap.log"))
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
+/// The last `n` lines each process of `dir` logged.
+fn log_tail(dir: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(dir.join("xswap.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 async fn install(nodes: &Nodes, wallet: &'static str) -> Install {
@@ -176,7 +193,9 @@ async fn one_run_giving(
     loop {
         assert!(
             start.elapsed() < Duration::from_secs(180),
-            "{victim:?}: no end in 180 s"
+            "{victim:?}: no end in 180 s\n-- maker's log:\n{}\n-- taker's log:\n{}",
+            log_tail(maker.dir.path(), 40),
+            log_tail(taker.dir.path(), 40)
         );
         // The outside kill comes before the taker's lock can confirm: no blocks until then
         // (negotiating and sending the lock need none), so it always lands mid-swap.

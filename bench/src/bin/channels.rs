@@ -54,6 +54,8 @@ struct Opts {
     /// [`ln_adapter::LnConfig::htlc_processing_interval`] of both Lightning nodes (their
     /// default if not given).
     htlc_every: Option<Duration>,
+    /// [`ln_adapter::LnConfig::max_dust_htlc_exposure_msat`] of both Lightning nodes, in sats.
+    dust_sats: Option<u64>,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -67,6 +69,7 @@ fn parse_args() -> Result<Opts> {
         ln_tick: None,
         workers: 2,
         htlc_every: None,
+        dust_sats: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -78,10 +81,11 @@ fn parse_args() -> Result<Opts> {
             "--ln-tick-ms" => o.ln_tick = Some(Duration::from_millis(value()?.parse()?)),
             "--workers" => o.workers = value()?.parse()?,
             "--htlc-ms" => o.htlc_every = Some(Duration::from_millis(value()?.parse()?)),
+            "--dust-exposure-sats" => o.dust_sats = Some(value()?.parse()?),
             "--bench" => {}
             other => {
                 anyhow::bail!(
-                    "unknown argument {other} (--swaps N --in-flight N --poll-ms N --ln-tick-ms N --workers N --htlc-ms N)"
+                    "unknown argument {other} (--swaps N --in-flight N --poll-ms N --ln-tick-ms N --workers N --htlc-ms N --dust-exposure-sats N)"
                 )
             }
         }
@@ -234,6 +238,9 @@ async fn bench(o: Opts) -> Result<()> {
         c.timer_tick_interval = o.ln_tick;
         if let Some(every) = o.htlc_every {
             c.htlc_processing_interval = Some(every);
+        }
+        if let Some(sats) = o.dust_sats {
+            c.max_dust_htlc_exposure_msat = Some(sats * 1_000);
         }
     };
     let taker_ln = ln_node_with(&nodes, "taker-ln", [0x11; 32], dir.path(), tick).await?;
