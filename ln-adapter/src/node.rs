@@ -340,7 +340,7 @@ impl LnNode {
         let listen_addr = listener.local_addr()?;
         let (events, _) = broadcast::channel(1024);
         let changed = swap_core::ChangeFeed::new();
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, _) = watch::channel(false);
         let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
         let handler = Arc::new(EventHandler {
@@ -388,12 +388,12 @@ impl LnNode {
         node.spawn_background(handler, logger);
         node.spawn_listener(listener);
         if let Some(every) = node.config.htlc_processing_interval {
-            node.spawn_htlc_processing(every, stop_rx.clone());
+            node.spawn_htlc_processing(every);
         }
         if let Some(every) = node.config.timer_tick_interval {
-            node.spawn_timer_ticks(every.max(crate::config::MIN_TIMER_TICK), stop_rx.clone());
+            node.spawn_timer_ticks(every.max(crate::config::MIN_TIMER_TICK));
         }
-        node.spawn_follower(fees, wallet_keys, stop_rx);
+        node.spawn_follower(wallet_keys);
         tracing::info!(node_id = %node.node_id(), listen = %listen_addr, "lightning node started");
         Ok(node)
     }

@@ -8,7 +8,7 @@ use swap_core::params::{ChainTip, Finality};
 use swap_core::rail::{Cause, ChainError, HtlcParams, HtlcStatus};
 use swap_core::types::{Height, Preimage, Timestamp, TxRef};
 
-use super::errors::eth_err;
+use super::errors::{eth_err, invalid};
 use super::trace::{End, Leg};
 use super::{txref, ChannelRail};
 
@@ -138,10 +138,7 @@ impl ChannelRail {
             .await
             .map_err(eth_err)?;
         if revealed.is_some() {
-            return Err(ChainError::new(
-                Cause::Invalid,
-                "the hashlock is already revealed on chain",
-            ));
+            return Err(invalid("the hashlock is already revealed on chain"));
         }
         for m in [&self.never_revealed, &self.unrevealed] {
             m.lock()

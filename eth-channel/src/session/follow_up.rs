@@ -76,24 +76,17 @@ impl Node {
     }
 
     async fn repropose_now(&self, id: B256, attempt: u32) {
-        let Some(chan) = lock(&self.inner.chans)
-            .ok()
-            .and_then(|c| c.get(&id).map(|s| s.party.channel().clone()))
-        else {
-            return;
-        };
-        let Some((kind, deposits)) = lock(&self.inner.chans).ok().and_then(|c| {
-            c.get(&id).and_then(|s| {
-                let k = s.requeue.clone()?;
-                let d = super::batch::deposits_after(&s.party, &k);
-                Some((k, d))
-            })
+        // The channel and the change requeued (nothing to do without one), as they are now.
+        let Some((chan, kind, deposits)) = lock(&self.inner.chans).ok().and_then(|c| {
+            let s = c.get(&id)?;
+            let kind = s.requeue.clone()?;
+            let deposits = super::batch::deposits_after(&s.party, &kind);
+            Some((s.party.channel().clone(), kind, deposits))
         }) else {
             return;
         };
-        let kind = Some(kind);
         let read = match self.inner.chain.on_chain_covering(&chan, deposits).await {
-            Ok(c) => self.now_for(kind.as_ref()).await.map(|now| (c, now)),
+            Ok(c) => self.now_for(Some(&kind)).await.map(|now| (c, now)),
             Err(e) => Err(e),
         };
         let (chain, now) = match read {

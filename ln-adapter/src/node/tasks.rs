@@ -10,12 +10,11 @@ use bitcoin::secp256k1::PublicKey;
 use lightning_background_processor::{
     process_events_async, GossipSync, NO_LIQUIDITY_MANAGER, NO_ONION_MESSENGER,
 };
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{now, LnNode};
 use crate::events::EventHandler;
-use crate::io::{FeeCache, TracingLogger, WalletKeys};
+use crate::io::{TracingLogger, WalletKeys};
 use crate::types::{PeerManager, Scorer};
 
 impl LnNode {
@@ -105,18 +104,14 @@ impl LnNode {
 
     /// LDK's timer tick every `every`, beside the background processor's
     /// ([`LnConfig::timer_tick_interval`]).
-    pub(super) fn spawn_timer_ticks(&self, every: Duration, stop: watch::Receiver<bool>) {
+    pub(super) fn spawn_timer_ticks(&self, every: Duration) {
         let cm = Arc::clone(&self.channel_manager);
-        self.spawn_every(every, stop, move || cm.timer_tick_occurred());
+        self.spawn_every(every, move || cm.timer_tick_occurred());
     }
 
     /// Runs `f` every `every` until the node stops.
-    fn spawn_every(
-        &self,
-        every: Duration,
-        mut stop: watch::Receiver<bool>,
-        f: impl Fn() + Send + 'static,
-    ) {
+    fn spawn_every(&self, every: Duration, f: impl Fn() + Send + 'static) {
+        let mut stop = self.stop.subscribe();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -133,9 +128,9 @@ impl LnNode {
     /// after LDK's random batch delay ([`LnConfig::htlc_processing_interval`]). LDK guards
     /// the processing against running twice at once, so the background processor's own
     /// calls are harmless.
-    pub(super) fn spawn_htlc_processing(&self, every: Duration, stop: watch::Receiver<bool>) {
+    pub(super) fn spawn_htlc_processing(&self, every: Duration) {
         let cm = Arc::clone(&self.channel_manager);
-        self.spawn_every(every, stop, move || {
+        self.spawn_every(every, move || {
             if cm.needs_pending_htlc_processing() {
                 cm.process_pending_htlc_forwards();
             }
@@ -144,12 +139,9 @@ impl LnNode {
 
     /// The follower task: new blocks to LDK, fee estimates and wallet scripts refreshed,
     /// lost peers reconnected.
-    pub(super) fn spawn_follower(
-        &self,
-        fees: Arc<FeeCache>,
-        wallet_keys: Arc<WalletKeys>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    pub(super) fn spawn_follower(&self, wallet_keys: Arc<WalletKeys>) {
+        let mut stop = self.stop.subscribe();
+        let fees = Arc::clone(&self.fees);
         let follower = Arc::clone(&self.follower);
         let broadcaster = Arc::clone(&self.broadcaster);
         let rpc = Arc::clone(&self.rpc);
