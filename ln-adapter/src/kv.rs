@@ -16,6 +16,7 @@
 //! are (sealed ones stay sealed: a seal is bound to its namespaces and key, which do not
 //! change).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -76,6 +77,51 @@ pub(crate) struct SqliteKv {
     /// with the process, which LDK allows: its start removes stale updates again. Locked only
     /// while `conn` is held, or alone.
     lazy_removed: Mutex<Vec<(String, String, String)>>,
+    /// Writes and removals held back in memory (see [`SqliteKv::hold`]). Locked alone, never
+    /// while `conn` is waited for.
+    held: Mutex<Held>,
+}
+
+/// Writes and removals of some namespaces kept in memory, in order, until they are committed
+/// with a later write ([`SqliteKv::commit_held_through`]). Reads and lists see them.
+#[derive(Default)]
+struct Held {
+    /// The primary namespaces held; none until [`SqliteKv::hold`].
+    primaries: &'static [&'static str],
+    ops: std::collections::VecDeque<HeldOp>,
+    /// The number the next op gets.
+    next: u64,
+}
+
+struct HeldOp {
+    seq: u64,
+    names: (String, String, String),
+    /// `None`: a removal.
+    value: Option<Vec<u8>>,
+}
+
+impl Held {
+    fn holds(&self, primary: &str) -> bool {
+        self.primaries.contains(&primary)
+    }
+
+    fn push(&mut self, primary: &str, secondary: &str, key: &str, value: Option<Vec<u8>>) {
+        self.ops.push_back(HeldOp {
+            seq: self.next,
+            names: (primary.to_owned(), secondary.to_owned(), key.to_owned()),
+            value,
+        });
+        self.next += 1;
+    }
+
+    /// The newest held op on a key: `Some(None)` if it is a removal.
+    fn get(&self, primary: &str, secondary: &str, key: &str) -> Option<Option<&[u8]>> {
+        self.ops
+            .iter()
+            .rev()
+            .find(|op| op.names.0 == primary && op.names.1 == secondary && op.names.2 == key)
+            .map(|op| op.value.as_deref())
+    }
 }
 
 impl Drop for SqliteKv {
@@ -92,6 +138,18 @@ impl std::fmt::Debug for SqliteKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteKv").finish_non_exhaustive()
     }
+}
+
+const UPSERT_SQL: &str =
+    "INSERT INTO kv (primary_ns, secondary_ns, key, value) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (primary_ns, secondary_ns, key) DO UPDATE SET value = excluded.value";
+const DELETE_SQL: &str = "DELETE FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3";
+
+fn absent(primary: &str, secondary: &str, key: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("node store: no {primary}/{secondary}/{key}"),
+    )
 }
 
 fn sql_err(what: &str, e: rusqlite::Error) -> io::Error {
@@ -167,7 +225,90 @@ impl SqliteKv {
         Ok(Self {
             conn: Mutex::new(conn),
             lazy_removed: Mutex::new(Vec::new()),
+            held: Mutex::new(Held::default()),
         })
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// From now on, writes and removals under `primaries` are held in memory (reads and lists
+    /// see them) and reach the file only with a later [`Self::commit_held_through`], in its
+    /// transaction. Lost with the process: the file then holds what it held before them.
+    pub(crate) fn hold(&self, primaries: &'static [&'static str]) {
+        self.held().primaries = primaries;
+    }
+
+    /// A mark of what is held now: [`Self::commit_held_through`] with it commits exactly the
+    /// writes and removals held before it.
+    pub(crate) fn held_mark(&self) -> u64 {
+        self.held().next
+    }
+
+    /// Whether writes or removals held before `mark` are still waiting.
+    pub(crate) fn holds_before(&self, mark: u64) -> bool {
+        self.held().ops.front().is_some_and(|op| op.seq < mark)
+    }
+
+    /// Writes `value` under its names, with the writes and removals held before `mark`
+    /// before it, in one transaction (with the lazy removals waiting too). Returns how many
+    /// held ones it committed. On an error nothing is committed and they stay held.
+    pub(crate) fn commit_held_through(
+        &self,
+        mark: u64,
+        (primary, secondary, key): (&str, &str, &str),
+        value: &[u8],
+    ) -> Result<usize, io::Error> {
+        check(primary, secondary, Some(key))?;
+        let ops: Vec<(String, String, String, Option<Vec<u8>>)> = self
+            .held()
+            .ops
+            .iter()
+            .take_while(|op| op.seq < mark)
+            .map(|op| {
+                let (p, s, k) = op.names.clone();
+                (p, s, k, op.value.clone())
+            })
+            .collect();
+        let mut conn = self.conn();
+        let waiting = std::mem::take(
+            &mut *self
+                .lazy_removed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let done = (|| {
+            let tx = conn.transaction()?;
+            for (p, s, k) in &waiting {
+                tx.execute_cached(DELETE_SQL, params![p, s, k])?;
+            }
+            for (p, s, k, v) in &ops {
+                match v {
+                    Some(v) => tx.execute_cached(UPSERT_SQL, params![p, s, k, v])?,
+                    None => tx.execute_cached(DELETE_SQL, params![p, s, k])?,
+                };
+            }
+            tx.execute_cached(UPSERT_SQL, params![primary, secondary, key, value])?;
+            tx.commit()
+        })();
+        drop(conn);
+        if let Err(e) = done {
+            let mut queue = self
+                .lazy_removed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let newer = std::mem::replace(&mut *queue, waiting);
+            queue.extend(newer);
+            return Err(sql_err("write", e));
+        }
+        let mut held = self.held();
+        while held.ops.front().is_some_and(|op| op.seq < mark) {
+            held.ops.pop_front();
+        }
+        Ok(ops.len())
     }
 
     /// Runs `op` on the connection, after the lazy removals waiting, in one transaction with
@@ -191,10 +332,7 @@ impl SqliteKv {
         let done = (|| {
             let tx = conn.transaction()?;
             for (p, s, k) in &waiting {
-                tx.execute_cached(
-                    "DELETE FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
-                    params![p, s, k],
-                )?;
+                tx.execute_cached(DELETE_SQL, params![p, s, k])?;
             }
             let out = op(&tx)?;
             tx.commit()?;
@@ -426,6 +564,11 @@ impl SqliteKv {
 impl KVStoreSync for SqliteKv {
     fn read(&self, primary: &str, secondary: &str, key: &str) -> Result<Vec<u8>, io::Error> {
         check(primary, secondary, Some(key))?;
+        match self.held().get(primary, secondary, key) {
+            Some(Some(v)) => return Ok(v.to_vec()),
+            Some(None) => return Err(absent(primary, secondary, key)),
+            None => {}
+        }
         self.conn()
             .prepare_cached(
                 "SELECT value FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
@@ -435,12 +578,7 @@ impl KVStoreSync for SqliteKv {
                     .optional()
             })
             .map_err(|e| sql_err("read", e))?
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("node store: no {primary}/{secondary}/{key}"),
-                )
-            })
+            .ok_or_else(|| absent(primary, secondary, key))
     }
 
     fn write(
@@ -452,12 +590,15 @@ impl KVStoreSync for SqliteKv {
     ) -> Result<(), io::Error> {
         check(primary, secondary, Some(key))?;
         tracing::trace!(target: "xswap::kv", primary, secondary, key, len = buf.len(), "write");
+        {
+            let mut held = self.held();
+            if held.holds(primary) {
+                held.push(primary, secondary, key, Some(buf));
+                return Ok(());
+            }
+        }
         self.with_lazy_removals("write", |conn| {
-            conn.execute_cached(
-                "INSERT INTO kv (primary_ns, secondary_ns, key, value) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (primary_ns, secondary_ns, key) DO UPDATE SET value = excluded.value",
-                params![primary, secondary, key, buf],
-            )
+            conn.execute_cached(UPSERT_SQL, params![primary, secondary, key, buf])
         })?;
         Ok(())
     }
@@ -472,6 +613,13 @@ impl KVStoreSync for SqliteKv {
         lazy: bool,
     ) -> Result<(), io::Error> {
         check(primary, secondary, Some(key))?;
+        {
+            let mut held = self.held();
+            if held.holds(primary) {
+                held.push(primary, secondary, key, None);
+                return Ok(());
+            }
+        }
         if lazy {
             self.lazy_removed
                 .lock()
@@ -480,10 +628,7 @@ impl KVStoreSync for SqliteKv {
             return Ok(());
         }
         self.with_lazy_removals("remove", |conn| {
-            conn.execute_cached(
-                "DELETE FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 AND key = ?3",
-                params![primary, secondary, key],
-            )
+            conn.execute_cached(DELETE_SQL, params![primary, secondary, key])
         })?;
         Ok(())
     }
@@ -496,11 +641,29 @@ impl KVStoreSync for SqliteKv {
                 "SELECT key FROM kv WHERE primary_ns = ?1 AND secondary_ns = ?2 ORDER BY key",
             )
             .map_err(|e| sql_err("list", e))?;
-        let keys = s
+        let keys: Vec<String> = s
             .query_map(params![primary, secondary], |r| r.get(0))
             .and_then(Iterator::collect)
             .map_err(|e| sql_err("list", e))?;
-        Ok(keys)
+        drop(s);
+        drop(conn);
+        let held = self.held();
+        if !held.holds(primary) || held.ops.is_empty() {
+            return Ok(keys);
+        }
+        let mut all: BTreeSet<String> = keys.into_iter().collect();
+        for op in held
+            .ops
+            .iter()
+            .filter(|op| op.names.0 == primary && op.names.1 == secondary)
+        {
+            if op.value.is_some() {
+                all.insert(op.names.2.clone());
+            } else {
+                all.remove(&op.names.2);
+            }
+        }
+        Ok(all.into_iter().collect())
     }
 }
 
@@ -566,6 +729,62 @@ mod tests {
         // Durable across opens.
         let kv = SqliteKv::open(dir.path()).unwrap();
         assert_eq!(kv.read("a", "b", "k1").unwrap(), vec![3]);
+    }
+
+    #[test]
+    fn held_writes_read_back_and_reach_the_file_only_with_the_write_they_precede() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = SqliteKv::open(dir.path()).unwrap();
+        kv.write("mon", "", "a", vec![1]).unwrap();
+        kv.write("mon", "", "gone", vec![9]).unwrap();
+        kv.hold(&["mon"]);
+        // Held: read, listed, not in the file.
+        kv.write("mon", "", "a", vec![2]).unwrap();
+        kv.write("mon", "", "b", vec![3]).unwrap();
+        kv.remove("mon", "", "gone", true).unwrap();
+        assert_eq!(kv.read("mon", "", "a").unwrap(), vec![2]);
+        assert_eq!(
+            kv.read("mon", "", "gone").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(kv.list("mon", "").unwrap(), vec!["a", "b"]);
+        // Other namespaces are written at once.
+        kv.write("other", "", "x", vec![7]).unwrap();
+        let file = |k: &str| {
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            c.query_row(
+                "SELECT value FROM kv WHERE primary_ns = 'mon' AND key = ?1",
+                [k],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .unwrap()
+        };
+        assert_eq!(file("a"), Some(vec![1]));
+        assert_eq!(file("b"), None);
+        assert_eq!(file("gone"), Some(vec![9]));
+        let mark = kv.held_mark();
+        assert!(kv.holds_before(mark));
+        // Held after the mark: not committed by a write through the mark.
+        kv.write("mon", "", "c", vec![4]).unwrap();
+        let n = kv
+            .commit_held_through(mark, ("", "", "manager"), &[5])
+            .unwrap();
+        assert_eq!(n, 3);
+        assert!(!kv.holds_before(mark));
+        assert!(kv.holds_before(kv.held_mark()));
+        assert_eq!(file("a"), Some(vec![2]));
+        assert_eq!(file("b"), Some(vec![3]));
+        assert_eq!(file("gone"), None);
+        assert_eq!(file("c"), None);
+        assert_eq!(kv.read("mon", "", "c").unwrap(), vec![4]);
+        assert_eq!(kv.list("mon", "").unwrap(), vec!["a", "b", "c"]);
+        // A process that dies loses what is still held; the file keeps the rest.
+        std::mem::forget(kv);
+        let kv = SqliteKv::open(dir.path()).unwrap();
+        assert_eq!(kv.read("", "", "manager").unwrap(), vec![5]);
+        assert_eq!(kv.list("mon", "").unwrap(), vec!["a", "b"]);
+        assert_eq!(kv.read("other", "", "x").unwrap(), vec![7]);
     }
 
     #[test]

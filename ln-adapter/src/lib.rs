@@ -35,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 mod follower;
+mod gate;
 pub mod handshake;
 pub mod invoice;
 mod io;

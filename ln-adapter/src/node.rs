@@ -173,14 +173,17 @@ impl LnNode {
             runtime.clone(),
             Arc::clone(&store),
         )?);
-        let persister = Arc::new(MonitorUpdatingPersister::new(
+        let persister = Arc::new(crate::gate::GatedPersister::new(
+            MonitorUpdatingPersister::new(
+                Arc::clone(&store),
+                Arc::clone(&logger),
+                MAX_PENDING_MONITOR_UPDATES,
+                Arc::clone(&keys),
+                Arc::clone(&wallet_keys),
+                Arc::clone(&broadcaster),
+                Arc::clone(&fees),
+            ),
             Arc::clone(&store),
-            Arc::clone(&logger),
-            MAX_PENDING_MONITOR_UPDATES,
-            Arc::clone(&keys),
-            Arc::clone(&wallet_keys),
-            Arc::clone(&broadcaster),
-            Arc::clone(&fees),
         ));
         let chain_monitor: Arc<ChainMonitor> = Arc::new(LdkChainMonitor::new(
             None::<NoFilter>,
@@ -313,6 +316,8 @@ impl LnNode {
             &chain_monitor,
         )
         .await?;
+        // From here on monitor writes wait for a channel manager that knows them.
+        store.gate().start(&store, &channel_manager, &chain_monitor);
         // From here on one follower feeds them all, in order.
         let listeners: Vec<Listener> = vec![
             chain_monitor.clone(),
@@ -386,6 +391,7 @@ impl LnNode {
             fatal,
         };
         node.spawn_background(handler, logger);
+        node.spawn_gate_watch();
         node.spawn_listener(listener);
         if let Some(every) = node.config.htlc_processing_interval {
             node.spawn_htlc_processing(every);

@@ -42,6 +42,8 @@ pub(crate) type OneRead = Result<Option<Vec<u8>>, io::Error>;
 pub(crate) struct SealedStore {
     inner: SqliteKv,
     key: Option<Arc<StoreKey>>,
+    /// Monitor writes ordered behind the channel manager's (see `gate.rs`).
+    gate: crate::gate::Gate,
 }
 
 impl std::fmt::Debug for SealedStore {
@@ -127,6 +129,7 @@ impl SealedStore {
         let store = Self {
             inner,
             key: key.map(Arc::new),
+            gate: crate::gate::Gate::default(),
         };
         if let (KeyState::ToSeal, Some(key)) = (state, store.key.as_deref()) {
             // Every clear value sealed first, then the check: a start interrupted meanwhile
@@ -194,6 +197,38 @@ impl SealedStore {
     }
 
     /// `value` as written: sealed for its place when there is a key.
+    /// The order of monitor and manager writes (see `gate.rs`).
+    pub(crate) fn gate(&self) -> &crate::gate::Gate {
+        &self.gate
+    }
+
+    /// See [`SqliteKv::hold`].
+    pub(crate) fn hold(&self, primaries: &'static [&'static str]) {
+        self.inner.hold(primaries);
+    }
+
+    /// See [`SqliteKv::held_mark`].
+    pub(crate) fn held_mark(&self) -> u64 {
+        self.inner.held_mark()
+    }
+
+    /// See [`SqliteKv::holds_before`].
+    pub(crate) fn holds_before(&self, mark: u64) -> bool {
+        self.inner.holds_before(mark)
+    }
+
+    /// `value` sealed and written under `names` with the writes held before `mark`, in one
+    /// transaction (see [`SqliteKv::commit_held_through`]).
+    pub(crate) fn commit_sealed_through(
+        &self,
+        mark: u64,
+        names: (&str, &str, &str),
+        value: &[u8],
+    ) -> Result<usize, io::Error> {
+        let sealed = self.seal(names.0, names.1, names.2, value)?;
+        self.inner.commit_held_through(mark, names, &sealed)
+    }
+
     fn seal(
         &self,
         primary: &str,
@@ -245,6 +280,9 @@ impl KVStoreSync for SealedStore {
         buf: Vec<u8>,
     ) -> Result<(), io::Error> {
         let buf = zeroize::Zeroizing::new(buf);
+        if (primary, secondary, key) == crate::gate::MANAGER && self.gate.is_on() {
+            return self.gate.write_manager(self, Some(buf));
+        }
         let sealed = self.seal(primary, secondary, key, &buf)?;
         KVStoreSync::write(&self.inner, primary, secondary, key, sealed)
     }

@@ -11,7 +11,6 @@ use lightning::routing::gossip;
 use lightning::routing::router;
 use lightning::routing::scoring::{ProbabilisticScorer, ProbabilisticScoringFeeParameters};
 use lightning::sign::{InMemorySigner, KeysManager};
-use lightning::util::persist::MonitorUpdatingPersister;
 use lightning::util::sweep;
 
 use crate::io::{Broadcaster, FeeCache, TracingLogger, WalletChange, WalletKeys};
@@ -24,18 +23,11 @@ pub(crate) type NoFilter = Arc<dyn Filter + Send + Sync>;
 pub(crate) type Store = crate::sealed::SealedStore;
 
 /// How the channel monitors are persisted in [`Store`]: each update as a small record of its
-/// own, the whole monitor rewritten once every [`MAX_PENDING_MONITOR_UPDATES`] updates. (A
+/// own, the whole monitor rewritten once every [`MAX_PENDING_MONITOR_UPDATES`] updates (a
 /// monitor keeps what it needs to punish every revoked commitment, so it grows with the
 /// channel's history: rewriting it whole on every update made each payment cost more than
-/// the last.)
-pub(crate) type Persister = MonitorUpdatingPersister<
-    Arc<Store>,
-    Arc<TracingLogger>,
-    Arc<KeysManager>,
-    Arc<WalletKeys>,
-    Arc<Broadcaster>,
-    Arc<FeeCache>,
->;
+/// the last); committed only with a channel manager that knows them (`gate.rs`).
+pub(crate) type Persister = crate::gate::GatedPersister;
 
 /// Monitor updates kept as records before the monitor is written whole again. A monitor grows
 /// by ~330 bytes per swap on a busy channel (1.6 MB after 5,000), so the whole rewrite costs

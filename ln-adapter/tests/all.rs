@@ -7,6 +7,8 @@ mod common;
 
 #[path = "anchors.rs"]
 mod anchors;
+#[path = "crash_store.rs"]
+mod crash_store;
 #[path = "fail_back.rs"]
 mod fail_back;
 #[path = "force_close.rs"]

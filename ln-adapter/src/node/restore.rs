@@ -97,6 +97,7 @@ pub(super) fn read_monitors(
     let mut monitors: Vec<(BestBlock, Arc<MonitorListener>)> = Vec::new();
     // Monitors written whole by earlier versions (no update records) read the same way.
     for (_, monitor) in persister
+        .records()
         .read_all_channel_monitors_with_updates()
         .map_err(|e| LnError::Decode(format!("channel monitors: {e}")))?
     {
@@ -111,7 +112,7 @@ pub(super) fn read_monitors(
             )),
         ));
     }
-    if let Err(e) = persister.cleanup_stale_updates(true) {
+    if let Err(e) = persister.records().cleanup_stale_updates(true) {
         tracing::warn!(error = %e, "stale channel monitor updates not removed");
     }
     Ok(monitors)

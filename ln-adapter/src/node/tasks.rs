@@ -102,6 +102,24 @@ impl LnNode {
         self.task(task);
     }
 
+    /// Commits held monitor writes with a freshly encoded channel manager when updates wait
+    /// and no manager write came since the last look, 100 ms earlier (LDK normally asks for
+    /// one right after each update: see `gate.rs`).
+    pub(super) fn spawn_gate_watch(&self) {
+        let store = Arc::clone(&self.store);
+        let last = std::sync::Mutex::new(None::<u64>);
+        self.spawn_every(Duration::from_millis(100), move || {
+            let (waiting, writes) = store.gate().pending(&store);
+            let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
+            if waiting && *last == Some(writes) {
+                if let Err(e) = store.gate().write_manager(&store, None) {
+                    tracing::warn!(error = %e, "channel manager with held monitor writes");
+                }
+            }
+            *last = waiting.then_some(writes);
+        });
+    }
+
     /// LDK's timer tick every `every`, beside the background processor's
     /// ([`LnConfig::timer_tick_interval`]).
     pub(super) fn spawn_timer_ticks(&self, every: Duration) {

@@ -1,0 +1,292 @@
+//! Channel monitors never ahead of the channel manager in the node's store.
+//!
+//! LDK writes a channel monitor update before it sends the message that depends on it, and
+//! writes the channel manager later, whenever its background processor gets to it. A process
+//! killed in between leaves a store whose monitors are ahead of its manager, and at the next
+//! start LDK force-closes every such channel ("A ChannelManager is stale compared to the current
+//! ChannelMonitor!"). No funds are lost, but the channel is, with its on-chain fees and any
+//! swap still in it: a crash must not cost that.
+//!
+//! So the node persists monitors LDK's asynchronous way, and orders the writes itself:
+//! - every write and removal of a monitor or monitor update is held in memory (the store's
+//!   reads and lists see it; see `kv.rs`), and LDK is told the update is in progress, so it
+//!   sends nothing that depends on it yet;
+//! - each write of the channel manager commits, in the same SQLite transaction, the monitor
+//!   writes held before the manager it writes was encoded: a manager that generated them all.
+//!   When monitor writes are waiting, the manager is encoded again for that (the bytes LDK
+//!   hands over were encoded at a moment the store cannot see);
+//! - then LDK is told those updates completed ([`ChainMonitor::channel_monitor_updated`]), and
+//!   it sends their messages.
+//!
+//! A store read at any moment then holds a manager that knows every monitor update it holds.
+//! A manager ahead of its monitors is the case LDK is built for: it replays the updates it
+//! still has in flight to the monitors at the next start.
+//!
+//! A task ([`LnNode::spawn_gate_watch`](crate::node::LnNode)) commits on its own when updates
+//! wait and no manager write came for a while, so an update LDK generated without asking for
+//! a manager write still completes.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+
+use lightning::chain::chainmonitor::Persist;
+use lightning::chain::channelmonitor::{ChannelMonitor, ChannelMonitorUpdate};
+use lightning::chain::ChannelMonitorUpdateStatus;
+use lightning::io;
+use lightning::ln::types::ChannelId;
+use lightning::sign::InMemorySigner;
+use lightning::sign::KeysManager;
+use lightning::util::persist::{
+    MonitorName, MonitorUpdatingPersister, ARCHIVED_CHANNEL_MONITOR_PERSISTENCE_PRIMARY_NAMESPACE,
+    CHANNEL_MANAGER_PERSISTENCE_KEY, CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE,
+    CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE, CHANNEL_MONITOR_PERSISTENCE_PRIMARY_NAMESPACE,
+    CHANNEL_MONITOR_UPDATE_PERSISTENCE_PRIMARY_NAMESPACE,
+};
+use lightning::util::ser::Writeable;
+
+use crate::io::{Broadcaster, FeeCache, TracingLogger, WalletKeys};
+use crate::types::{ChainMonitor, ChannelManager, Store};
+
+/// The namespaces whose writes wait for the manager: monitors, their updates, archived ones.
+pub(crate) const HELD: &[&str] = &[
+    CHANNEL_MONITOR_PERSISTENCE_PRIMARY_NAMESPACE,
+    CHANNEL_MONITOR_UPDATE_PERSISTENCE_PRIMARY_NAMESPACE,
+    ARCHIVED_CHANNEL_MONITOR_PERSISTENCE_PRIMARY_NAMESPACE,
+];
+
+/// The channel manager's names in the store.
+pub(crate) const MANAGER: (&str, &str, &str) = (
+    CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE,
+    CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
+    CHANNEL_MANAGER_PERSISTENCE_KEY,
+);
+
+/// LDK's monitor persister (each update a record of its own, the monitor whole every
+/// [`crate::types::MAX_PENDING_MONITOR_UPDATES`]), writing into the store.
+pub(crate) type MonitorRecords = MonitorUpdatingPersister<
+    Arc<Store>,
+    Arc<TracingLogger>,
+    Arc<KeysManager>,
+    Arc<WalletKeys>,
+    Arc<Broadcaster>,
+    Arc<FeeCache>,
+>;
+
+/// The store's side of the order: which updates wait for a manager write, and the manager
+/// writes themselves. Off until [`Gate::start`] (a node's start reads, replays and re-persists
+/// its monitors with plain writes first).
+#[derive(Default)]
+pub(crate) struct Gate {
+    parts: OnceLock<Parts>,
+    /// Updates LDK was told are in progress, each with the store's held mark after its writes.
+    waiting: Mutex<Vec<Waiting>>,
+    /// Serializes manager writes (LDK's background processor and the watch task).
+    writes: Mutex<Writes>,
+}
+
+struct Parts {
+    manager: Weak<ChannelManager>,
+    chain_monitor: Weak<ChainMonitor>,
+}
+
+struct Waiting {
+    channel: ChannelId,
+    update: u64,
+    mark: u64,
+}
+
+#[derive(Default)]
+struct Writes {
+    /// Manager writes so far.
+    count: u64,
+    /// Of them, those that committed held monitor writes.
+    with_held: u64,
+    /// `with_held` as the last write LDK handed over left it: a write LDK hands over next was
+    /// encoded after that one returned.
+    with_held_at_ldk: u64,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("on", &self.parts.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Gate {
+    /// From now on monitor writes wait for the manager (see the module's documentation).
+    pub(crate) fn start(
+        &self,
+        store: &Store,
+        manager: &Arc<ChannelManager>,
+        chain_monitor: &Arc<ChainMonitor>,
+    ) {
+        let parts = Parts {
+            manager: Arc::downgrade(manager),
+            chain_monitor: Arc::downgrade(chain_monitor),
+        };
+        if self.parts.set(parts).is_ok() {
+            store.hold(HELD);
+        }
+    }
+
+    pub(crate) fn is_on(&self) -> bool {
+        self.parts.get().is_some()
+    }
+
+    /// What a persist of `channel`'s update `update` answers LDK, its writes done (held)
+    /// with `status`.
+    fn after_persist(
+        &self,
+        store: &Store,
+        status: ChannelMonitorUpdateStatus,
+        channel: ChannelId,
+        update: Option<u64>,
+    ) -> ChannelMonitorUpdateStatus {
+        if !self.is_on() || status != ChannelMonitorUpdateStatus::Completed {
+            return status;
+        }
+        if let Some(update) = update {
+            lock(&self.waiting).push(Waiting {
+                channel,
+                update,
+                mark: store.held_mark(),
+            });
+        }
+        ChannelMonitorUpdateStatus::InProgress
+    }
+
+    /// Writes the channel manager with the monitor writes held so far. `given`: the bytes LDK
+    /// handed over, used when no monitor write waits (otherwise the manager is encoded again
+    /// here, after the held writes were marked). `None`: encode it here.
+    pub(crate) fn write_manager(
+        &self,
+        store: &Store,
+        given: Option<zeroize::Zeroizing<Vec<u8>>>,
+    ) -> Result<(), io::Error> {
+        let Some(parts) = self.parts.get() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Other,
+                "the monitor gate is not started",
+            ));
+        };
+        let mut writes = lock(&self.writes);
+        let from_ldk = given.is_some();
+        let mark = store.held_mark();
+        let bytes = match given {
+            Some(b) if !store.holds_before(mark) && writes.with_held == writes.with_held_at_ldk => {
+                b
+            }
+            _ => {
+                let manager = parts.manager.upgrade().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::Other,
+                        "the channel manager is gone: nothing to write",
+                    )
+                })?;
+                zeroize::Zeroizing::new(manager.encode())
+            }
+        };
+        let committed = store.commit_sealed_through(mark, MANAGER, &bytes)?;
+        writes.count += 1;
+        if committed > 0 {
+            writes.with_held += 1;
+        }
+        if from_ldk {
+            writes.with_held_at_ldk = writes.with_held;
+        }
+        drop(writes);
+        self.complete_through(parts, mark);
+        Ok(())
+    }
+
+    /// Tells LDK the updates whose writes are committed (all before `mark`) completed.
+    fn complete_through(&self, parts: &Parts, mark: u64) {
+        let done: Vec<Waiting> = {
+            let mut waiting = lock(&self.waiting);
+            let (done, rest) = std::mem::take(&mut *waiting)
+                .into_iter()
+                .partition(|w| w.mark <= mark);
+            *waiting = rest;
+            done
+        };
+        if done.is_empty() {
+            return;
+        }
+        let Some(chain_monitor) = parts.chain_monitor.upgrade() else {
+            return;
+        };
+        for w in done {
+            if let Err(e) = chain_monitor.channel_monitor_updated(w.channel, w.update) {
+                // A monitor removed meanwhile (its channel closed and archived): nothing waits.
+                tracing::debug!(channel = %w.channel, update = w.update, error = ?e, "monitor update completion");
+            }
+        }
+    }
+
+    /// Whether updates wait for a manager write, and how many manager writes there were.
+    pub(crate) fn pending(&self, store: &Store) -> (bool, u64) {
+        let waiting = !lock(&self.waiting).is_empty() || store.holds_before(store.held_mark());
+        (waiting, lock(&self.writes).count)
+    }
+}
+
+/// The node's monitor persister: LDK's records, written through the [`Gate`].
+pub(crate) struct GatedPersister {
+    records: MonitorRecords,
+    store: Arc<Store>,
+}
+
+impl GatedPersister {
+    pub(crate) fn new(records: MonitorRecords, store: Arc<Store>) -> Self {
+        Self { records, store }
+    }
+
+    /// LDK's persister underneath (reading the monitors at start).
+    pub(crate) fn records(&self) -> &MonitorRecords {
+        &self.records
+    }
+}
+
+impl Persist<InMemorySigner> for GatedPersister {
+    fn persist_new_channel(
+        &self,
+        monitor_name: MonitorName,
+        monitor: &ChannelMonitor<InMemorySigner>,
+    ) -> ChannelMonitorUpdateStatus {
+        let status = self.records.persist_new_channel(monitor_name, monitor);
+        self.store.gate().after_persist(
+            &self.store,
+            status,
+            monitor.channel_id(),
+            Some(monitor.get_latest_update_id()),
+        )
+    }
+
+    fn update_persisted_channel(
+        &self,
+        monitor_name: MonitorName,
+        monitor_update: Option<&ChannelMonitorUpdate>,
+        monitor: &ChannelMonitor<InMemorySigner>,
+    ) -> ChannelMonitorUpdateStatus {
+        let status = self
+            .records
+            .update_persisted_channel(monitor_name, monitor_update, monitor);
+        // A whole monitor without an update (blocks connected) is held like the rest, and
+        // LDK tracks no completion for it.
+        self.store.gate().after_persist(
+            &self.store,
+            status,
+            monitor.channel_id(),
+            monitor_update.map(|u| u.update_id),
+        )
+    }
+
+    fn archive_persisted_channel(&self, monitor_name: MonitorName) {
+        Persist::<InMemorySigner>::archive_persisted_channel(&self.records, monitor_name);
+    }
+}

@@ -1,0 +1,88 @@
+//! What a crash leaves: the paying node's database copied at the moments a channel monitor
+//! update lands in it (what a process killed right then would leave), each copy started as a
+//! node. Every start keeps the channel: no copy holds a monitor ahead of its channel manager
+//! (LDK force-closes such a channel at start; see `gate.rs`).
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// Copies the database in `dir` into a new directory under `into` each time a new monitor
+/// update record lands in it, until `stop` (at most `max` copies).
+fn copy_at_each_monitor_update(
+    dir: PathBuf,
+    into: PathBuf,
+    max: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<PathBuf> {
+    let conn = node_db(&dir);
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let newest = |c: &rusqlite::Connection| -> i64 {
+        c.query_row(
+            "SELECT coalesce(max(rowid), 0) FROM kv WHERE primary_ns = 'monitor_updates'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let mut seen = newest(&conn);
+    let mut copies = vec![];
+    while !stop.load(Ordering::Relaxed) && copies.len() < max {
+        let now = newest(&conn);
+        if now == seen {
+            std::thread::sleep(Duration::from_micros(100));
+            continue;
+        }
+        seen = now;
+        let copy = into.join(format!("copy-{}", copies.len()));
+        std::fs::create_dir_all(&copy).unwrap();
+        let target = copy.join(ln_adapter::DB_FILE);
+        // One read transaction: the database as committed at one moment.
+        conn.execute("VACUUM INTO ?1", [target.to_str().unwrap()])
+            .unwrap();
+        copies.push(copy);
+    }
+    copies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_at_any_monitor_update_restarts_with_its_channel_open() {
+    let p = pair().await;
+    let (channel, _) = open_channel(&p, 500_000).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let copies_dir = tempfile::tempdir().unwrap();
+    let watcher = {
+        let (dir, into, stop) = (
+            p.dirs.path().join("a"),
+            copies_dir.path().to_path_buf(),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || copy_at_each_monitor_update(dir, into, 8, stop))
+    };
+    for _ in 0..8 {
+        hold_pay_and_claim(&p.a, &p.b, 2_000_000).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let copies = watcher.join().unwrap();
+    assert!(
+        copies.len() >= 4,
+        "{} copies: the payments wrote fewer monitor updates than expected",
+        copies.len()
+    );
+    p.a.stop().await.unwrap();
+    p.b.stop().await.unwrap();
+    for (i, copy) in copies.iter().enumerate() {
+        let node = start_ln(&p.node, "a", 1, copy).await;
+        let open = node.channels().iter().any(|c| c.channel_id == channel);
+        node.stop().await.unwrap();
+        assert!(
+            open,
+            "the store copied at monitor update {i} started without its channel (force-closed: \
+             a monitor ahead of the channel manager)"
+        );
+    }
+}
