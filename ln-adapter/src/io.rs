@@ -134,6 +134,11 @@ impl Broadcaster {
         store: &crate::types::Store,
         txs: Vec<Transaction>,
     ) {
+        // Nothing goes out that monitor state only held in memory produced (a commitment
+        // from an update not committed yet): what is held is committed first (`gate.rs`).
+        if let Err(e) = store.gate().flush(store) {
+            tracing::warn!(error = %e, "held channel monitor writes not committed before a broadcast");
+        }
         // A parent with its child (an anchor channel's commitment and the child paying its
         // fee) goes first as a package where the node takes packages (`submitpackage`,
         // Bitcoin Core 28 on): a commitment below the mempool's minimum feerate is taken with

@@ -77,8 +77,8 @@ pub(crate) struct SqliteKv {
     /// with the process, which LDK allows: its start removes stale updates again. Locked only
     /// while `conn` is held, or alone.
     lazy_removed: Mutex<Vec<(String, String, String)>>,
-    /// Writes and removals held back in memory (see [`SqliteKv::hold`]). Locked alone, never
-    /// while `conn` is waited for.
+    /// Writes and removals held back in memory (see [`SqliteKv::hold`]). Locked alone, or
+    /// before `conn` (a list), never after it.
     held: Mutex<Held>,
 }
 
@@ -635,6 +635,9 @@ impl KVStoreSync for SqliteKv {
 
     fn list(&self, primary: &str, secondary: &str) -> Result<Vec<String>, io::Error> {
         check(primary, secondary, None)?;
+        // Held ops locked across the query: a commit between the two would drop ops from
+        // the held list that the query did not see yet.
+        let held = self.held();
         let conn = self.conn();
         let mut s = conn
             .prepare_cached(
@@ -647,7 +650,6 @@ impl KVStoreSync for SqliteKv {
             .map_err(|e| sql_err("list", e))?;
         drop(s);
         drop(conn);
-        let held = self.held();
         if !held.holds(primary) || held.ops.is_empty() {
             return Ok(keys);
         }

@@ -109,12 +109,18 @@ impl LnNode {
         let store = Arc::clone(&self.store);
         let last = std::sync::Mutex::new(None::<u64>);
         self.spawn_every(Duration::from_millis(100), move || {
-            let (waiting, writes) = store.gate().pending(&store);
+            let Some((waiting, writes)) = store.gate().pending(&store) else {
+                return;
+            };
             let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
             if waiting && *last == Some(writes) {
-                if let Err(e) = store.gate().write_manager(&store, None) {
-                    tracing::warn!(error = %e, "channel manager with held monitor writes");
-                }
+                // Encoding the manager waits for LDK's lock: off the tokio workers.
+                let store = Arc::clone(&store);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.gate().flush(&store) {
+                        tracing::warn!(error = %e, "channel manager with held monitor writes");
+                    }
+                });
             }
             *last = waiting.then_some(writes);
         });
