@@ -131,12 +131,28 @@ impl Broadcaster {
     async fn send(
         rpc: &RpcClient,
         retry: &std::sync::Mutex<Vec<Transaction>>,
-        store: &crate::types::Store,
+        store: &Arc<crate::types::Store>,
         txs: Vec<Transaction>,
     ) {
         // Nothing goes out that monitor state only held in memory produced (a commitment
         // from an update not committed yet): what is held is committed first (`gate.rs`).
-        if let Err(e) = store.gate().flush(store) {
+        // (Encoding the manager waits for LDK's lock: on the blocking pool.)
+        // A failed commit still broadcasts: a commitment or claim that does not go out can
+        // cost the channel's funds for sure, a crash right after it only maybe.
+        let flushed = if store.gate().is_on() {
+            let store = Arc::clone(store);
+            tokio::task::spawn_blocking(move || store.gate().flush(&store))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(lightning::io::Error::new(
+                        lightning::io::ErrorKind::Other,
+                        e.to_string(),
+                    ))
+                })
+        } else {
+            Ok(())
+        };
+        if let Err(e) = flushed {
             tracing::warn!(error = %e, "held channel monitor writes not committed before a broadcast");
         }
         // A parent with its child (an anchor channel's commitment and the child paying its
