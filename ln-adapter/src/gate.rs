@@ -261,6 +261,34 @@ impl Gate {
     }
 }
 
+/// Tells LDK, at a start, that the monitor of each open channel, as read from the store, is
+/// persisted. A process that died after a manager write that committed a new channel's
+/// first monitor, and before the next one, left a manager that still waits for that first
+/// persist: LDK tracks no in-flight update for it that a start could find complete, so the
+/// channel would never become ready. For a channel that waits for nothing this does nothing
+/// (LDK: "open but not awaiting update"); updates replayed at the start are in flight above
+/// the monitor's id and still wait for their own commit. Closed channels are left alone.
+pub(crate) fn reconcile_started(manager: &ChannelManager, chain_monitor: &ChainMonitor) {
+    let open: std::collections::HashSet<ChannelId> = manager
+        .list_channels()
+        .iter()
+        .map(|c| c.channel_id)
+        .collect();
+    for channel in chain_monitor.list_monitors() {
+        if !open.contains(&channel) {
+            continue;
+        }
+        let Ok(monitor) = chain_monitor.get_monitor(channel) else {
+            continue;
+        };
+        let id = monitor.get_latest_update_id();
+        drop(monitor);
+        if let Err(e) = chain_monitor.channel_monitor_updated(channel, id) {
+            tracing::warn!(%channel, error = ?e, "monitor at start not marked persisted");
+        }
+    }
+}
+
 /// The node's monitor persister: LDK's records, written through the [`Gate`].
 pub(crate) struct GatedPersister {
     records: MonitorRecords,

@@ -318,6 +318,7 @@ impl LnNode {
         .await?;
         // From here on monitor writes wait for a channel manager that knows them.
         store.gate().start(&store, &channel_manager, &chain_monitor);
+        crate::gate::reconcile_started(&channel_manager, &chain_monitor);
         // From here on one follower feeds them all, in order.
         let listeners: Vec<Listener> = vec![
             chain_monitor.clone(),

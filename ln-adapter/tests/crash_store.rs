@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// Copies the database in `dir` into a new directory under `into` each time a new monitor
-/// update record lands in it, until `stop` (at most `max` copies).
-fn copy_at_each_monitor_update(
+/// Copies the database in `dir` into a new directory under `into` each time a new record
+/// lands in it under `primary` (a monitor, a monitor update), until `stop` (at most `max`
+/// copies).
+fn copy_at_each_new(
+    primary: &'static str,
     dir: PathBuf,
     into: PathBuf,
     max: usize,
@@ -23,8 +25,8 @@ fn copy_at_each_monitor_update(
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
     let newest = |c: &rusqlite::Connection| -> i64 {
         c.query_row(
-            "SELECT coalesce(max(rowid), 0) FROM kv WHERE primary_ns = 'monitor_updates'",
-            [],
+            "SELECT coalesce(max(rowid), 0) FROM kv WHERE primary_ns = ?1",
+            [primary],
             |r| r.get(0),
         )
         .unwrap()
@@ -61,7 +63,7 @@ async fn the_store_at_any_monitor_update_restarts_with_its_channel_open() {
             copies_dir.path().to_path_buf(),
             Arc::clone(&stop),
         );
-        std::thread::spawn(move || copy_at_each_monitor_update(dir, into, 8, stop))
+        std::thread::spawn(move || copy_at_each_new("monitor_updates", dir, into, 8, stop))
     };
     for _ in 0..8 {
         hold_pay_and_claim(&p.a, &p.b, 2_000_000).await;
@@ -85,4 +87,50 @@ async fn the_store_at_any_monitor_update_restarts_with_its_channel_open() {
              a monitor ahead of the channel manager)"
         );
     }
+}
+
+/// The acceptor's store copied the moment its first monitor of a new channel lands (with the
+/// manager that was waiting for it: the next manager write, which knows it completed, is not
+/// in the copy), started again: the channel still becomes usable on both sides (LDK alone
+/// would leave it waiting for that first persist forever; `gate::reconcile_started`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_at_a_new_channels_first_monitor_restarts_and_the_channel_becomes_usable() {
+    let mut p = pair().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let copies_dir = tempfile::tempdir().unwrap();
+    let watcher = {
+        let (dir, into, stop) = (
+            p.dirs.path().join("b"),
+            copies_dir.path().to_path_buf(),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || copy_at_each_new("monitors", dir, into, 1, stop))
+    };
+    let (channel, _) = open_channel(&p, 500_000).await;
+    stop.store(true, Ordering::Relaxed);
+    let copies = watcher.join().unwrap();
+    assert_eq!(
+        copies.len(),
+        1,
+        "the acceptor's first monitor was never seen"
+    );
+    let listen = p.b.listen_addr();
+    p.b.stop().await.unwrap();
+    p.b = start_ln_on(&p.node, "b", 2, &copies[0], Some(listen)).await;
+    assert!(
+        p.b.channels().iter().any(|c| c.channel_id == channel),
+        "the copy knows the channel"
+    );
+    // The opener reconnects on its own; connecting here only makes it sooner.
+    let _ = p.a.connect(p.b.node_id(), p.b.listen_addr()).await;
+    let usable = |n: &ln_adapter::LnNode| {
+        n.channels()
+            .iter()
+            .any(|c| c.channel_id == channel && c.usable)
+    };
+    wait_until("the channel usable again on both sides", || {
+        usable(&p.a) && usable(&p.b)
+    })
+    .await;
+    hold_pay_and_claim(&p.a, &p.b, 2_000_000).await;
 }
