@@ -18,9 +18,12 @@
 //! - then LDK is told those updates completed ([`ChainMonitor::channel_monitor_updated`]), and
 //!   it sends their messages;
 //! - a transaction LDK broadcasts (a commitment, a claim) goes out only after what is held was
-//!   committed (`io.rs`), so nothing on chain comes from monitor state that exists only in
-//!   memory: a monitor that broadcast a commitment from an update still held, then lost it in
-//!   a crash, would not know that commitment at the next start.
+//!   committed, with a manager encoded after that (`io.rs`). LDK applies an update to the
+//!   monitor, which may broadcast then, before the update reaches this store; but it does so
+//!   under the manager's lock, which that encoding waits for. So what is on chain comes from
+//!   committed monitor state, or from an update the committed manager has in flight and
+//!   replays at the next start (a monitor that broadcast a commitment it then lost in a crash
+//!   would not know it at the next start).
 //!
 //! A store read at any moment then holds a manager that knows every monitor update it holds.
 //! A manager ahead of its monitors is the case LDK is built for: it replays the updates it
@@ -149,25 +152,23 @@ impl Gate {
         self.parts.get().is_some()
     }
 
-    /// What a persist of `channel`'s update `update` answers LDK, its writes done (held)
-    /// with `status`.
+    /// What a persist of `channel`'s monitor at update `update` answers LDK, its writes done
+    /// (held) with `status`; LDK is told it completed once they are committed.
     fn after_persist(
         &self,
         store: &Store,
         status: ChannelMonitorUpdateStatus,
         channel: ChannelId,
-        update: Option<u64>,
+        update: u64,
     ) -> ChannelMonitorUpdateStatus {
         if !self.is_on() || status != ChannelMonitorUpdateStatus::Completed {
             return status;
         }
-        if let Some(update) = update {
-            lock(&self.waiting).push(Waiting {
-                channel,
-                update,
-                mark: store.held_mark(),
-            });
-        }
+        lock(&self.waiting).push(Waiting {
+            channel,
+            update,
+            mark: store.held_mark(),
+        });
         ChannelMonitorUpdateStatus::InProgress
     }
 
@@ -261,13 +262,16 @@ impl Gate {
     }
 }
 
-/// Tells LDK, at a start, that the monitor of each open channel, as read from the store, is
-/// persisted. A process that died after a manager write that committed a new channel's
+/// Tells LDK, at a start, that the first monitor of each open channel still at its first
+/// update, as read from the store, is persisted. A process that died after a manager write that committed a new channel's
 /// first monitor, and before the next one, left a manager that still waits for that first
 /// persist: LDK tracks no in-flight update for it that a start could find complete, so the
 /// channel would never become ready. For a channel that waits for nothing this does nothing
 /// (LDK: "open but not awaiting update"); updates replayed at the start are in flight above
 /// the monitor's id and still wait for their own commit. Closed channels are left alone.
+/// Must run before anything makes the manager process its start's background events (its
+/// replays would otherwise be persisted before the gate, as completed, and LDK panics when
+/// one node mixes completed and in-progress persistence).
 pub(crate) fn reconcile_started(manager: &ChannelManager, chain_monitor: &ChainMonitor) {
     let open: std::collections::HashSet<ChannelId> = manager
         .list_channels()
@@ -283,6 +287,10 @@ pub(crate) fn reconcile_started(manager: &ChannelManager, chain_monitor: &ChainM
         };
         let id = monitor.get_latest_update_id();
         drop(monitor);
+        // A channel waiting for its first persist has no later update.
+        if id != 0 {
+            continue;
+        }
         if let Err(e) = chain_monitor.channel_monitor_updated(channel, id) {
             tracing::warn!(%channel, error = ?e, "monitor at start not marked persisted");
         }
@@ -317,7 +325,7 @@ impl Persist<InMemorySigner> for GatedPersister {
             &self.store,
             status,
             monitor.channel_id(),
-            Some(monitor.get_latest_update_id()),
+            monitor.get_latest_update_id(),
         )
     }
 
@@ -330,13 +338,16 @@ impl Persist<InMemorySigner> for GatedPersister {
         let status = self
             .records
             .update_persisted_channel(monitor_name, monitor_update, monitor);
-        // A whole monitor without an update (blocks connected) is held like the rest, and
-        // LDK tracks no completion for it.
+        // A whole monitor without an update (blocks connected, or an update the monitor
+        // refused, which LDK then waits for as in progress without tracking it) is held like
+        // the rest, and completed at the monitor's id once committed: LDK then sees every
+        // update up to it done. Its writes come after those of every update it includes, so
+        // they are committed by then too.
         self.store.gate().after_persist(
             &self.store,
             status,
             monitor.channel_id(),
-            monitor_update.map(|u| u.update_id),
+            monitor_update.map_or_else(|| monitor.get_latest_update_id(), |u| u.update_id),
         )
     }
 

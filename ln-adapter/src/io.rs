@@ -43,8 +43,9 @@ impl Logger for TracingLogger {
 }
 
 /// Sends LDK's transactions through the node (`sendrawtransaction`, "already known" counts as
-/// sent). LDK calls this synchronously; each call becomes one task that sends its transactions
-/// in order (a package's parent before its child). A send that fails because the node could
+/// sent). LDK calls this synchronously; its calls are sent by one task, in the order LDK made
+/// them (a package's parent before its child, a commitment before the HTLC claim spending it,
+/// which LDK hands over in a later call: a child sent first is refused and dropped). A send that fails because the node could
 /// not be reached is queued and sent again at every poll ([`Broadcaster::retry`]) until the
 /// node takes or refuses it: LDK broadcasts a channel's funding transaction only once. A
 /// transaction the node refuses is logged and dropped (LDK rebroadcasts what still matters,
@@ -53,8 +54,9 @@ impl Logger for TracingLogger {
 /// funding transaction queued while the node was down is still sent after a restart.
 pub(crate) struct Broadcaster {
     rpc: Arc<RpcClient>,
-    runtime: tokio::runtime::Handle,
     retry: Arc<std::sync::Mutex<Vec<Transaction>>>,
+    /// LDK's calls, in order, to the sending task.
+    outbox: tokio::sync::mpsc::UnboundedSender<Vec<Transaction>>,
     store: Arc<crate::types::Store>,
 }
 
@@ -119,10 +121,21 @@ impl Broadcaster {
                 "broadcasts queued before the restart: sent again at the first poll"
             );
         }
+        let retry = Arc::new(std::sync::Mutex::new(queued));
+        let (outbox, mut calls) = tokio::sync::mpsc::unbounded_channel::<Vec<Transaction>>();
+        {
+            let (rpc, retry, store) = (Arc::clone(&rpc), Arc::clone(&retry), Arc::clone(&store));
+            // Ends when the broadcaster is dropped (its sender with it).
+            runtime.spawn(async move {
+                while let Some(txs) = calls.recv().await {
+                    Self::send(&rpc, &retry, &store, txs).await;
+                }
+            });
+        }
         Ok(Self {
             rpc,
-            runtime,
-            retry: Arc::new(std::sync::Mutex::new(queued)),
+            retry,
+            outbox,
             store,
         })
     }
@@ -247,12 +260,12 @@ async fn submit_package(rpc: &RpcClient, parent: &Transaction, child: &Transacti
 impl BroadcasterInterface for Broadcaster {
     fn broadcast_transactions(&self, txs: &[&Transaction]) {
         let txs: Vec<Transaction> = txs.iter().map(|tx| (*tx).clone()).collect();
-        let rpc = Arc::clone(&self.rpc);
-        let retry = Arc::clone(&self.retry);
-        let store = Arc::clone(&self.store);
-        self.runtime.spawn(async move {
-            Self::send(&rpc, &retry, &store, txs).await;
-        });
+        if let Err(e) = self.outbox.send(txs) {
+            // Only when the runtime that sends them is gone: LDK rebroadcasts what matters.
+            for tx in &e.0 {
+                tracing::warn!(txid = %tx.compute_txid(), "lightning broadcast after the node's runtime ended: not sent");
+            }
+        }
     }
 }
 

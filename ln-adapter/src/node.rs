@@ -316,7 +316,10 @@ impl LnNode {
             &chain_monitor,
         )
         .await?;
-        // From here on monitor writes wait for a channel manager that knows them.
+        // From here on monitor writes wait for a channel manager that knows them. Nothing
+        // before this line may make the manager process its background events (a timer tick,
+        // a message, a close): the monitor updates it replays at a start must go through the
+        // gate, or LDK sees completed and in-progress persistence mixed, and panics.
         store.gate().start(&store, &channel_manager, &chain_monitor);
         crate::gate::reconcile_started(&channel_manager, &chain_monitor);
         // From here on one follower feeds them all, in order.
