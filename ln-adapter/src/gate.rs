@@ -13,8 +13,11 @@
 //!   sends nothing that depends on it yet;
 //! - each write of the channel manager commits, in the same SQLite transaction, the monitor
 //!   writes held before the manager it writes was encoded: a manager that generated them all.
-//!   When monitor writes are waiting, the manager is encoded again for that (the bytes LDK
-//!   hands over were encoded at a moment the store cannot see);
+//!   LDK's background processor logs that it is about to encode the manager after it decided
+//!   to persist it; the logger marks what is held then, and the write of those bytes commits
+//!   what was held before the mark (held writes after it come from updates that ask LDK for
+//!   another write). Without that word (another LDK version, or another writer committed
+//!   meanwhile) the manager is encoded again here, after the held writes were marked;
 //! - then LDK is told those updates completed ([`ChainMonitor::channel_monitor_updated`]), and
 //!   it sends their messages;
 //! - a transaction LDK broadcasts (a commitment, a claim) goes out only after what is held was
@@ -34,8 +37,8 @@
 //! completes.
 //!
 //! The price: a monitor update's messages wait for the next manager write (LDK's background
-//! processor writes it right after the update; the manager is encoded twice when updates
-//! wait), ~5-8 % of the channel bench's throughput (README). LDK calls its asynchronous
+//! processor writes it right after the update), and the manager is written once more per
+//! round of updates (README). LDK calls its asynchronous
 //! persistence "beta": it names rare edge cases that may lose funds, and this node uses the
 //! path that way on purpose, with the broadcasts above ordered behind it, because the other
 //! path force-closes a channel at nearly every crash under load.
@@ -95,6 +98,9 @@ pub(crate) struct Gate {
     waiting: Mutex<Vec<Waiting>>,
     /// Serializes manager writes (LDK's background processor and the watch task).
     writes: Mutex<Writes>,
+    /// The held mark, and [`Writes::with_held`], when LDK's background processor last said it
+    /// is about to encode the manager (taken by the write that follows).
+    encoding: Mutex<Option<(u64, u64)>>,
 }
 
 struct Parts {
@@ -172,9 +178,21 @@ impl Gate {
         ChannelMonitorUpdateStatus::InProgress
     }
 
+    /// LDK's background processor is about to encode the manager (it logs so after it took
+    /// the decision, [`crate::io::TracingLogger`]): every monitor write held now comes from an
+    /// update that encoding will know, as LDK generates an update under its manager's lock,
+    /// which the encoding takes whole.
+    pub(crate) fn manager_encoding_starts(&self, store: &Store) {
+        let with_held = lock(&self.writes).with_held;
+        *lock(&self.encoding) = Some((store.held_mark(), with_held));
+    }
+
     /// Writes the channel manager with the monitor writes held so far. `given`: the bytes LDK
-    /// handed over, used when no monitor write waits (otherwise the manager is encoded again
-    /// here, after the held writes were marked). `None`: encode it here.
+    /// handed over. They are written with the monitor writes held before LDK said it was
+    /// about to encode them ([`Self::manager_encoding_starts`]; those held later wait for the
+    /// next write, which LDK asks for as they came after its decision), or alone when none
+    /// waits; otherwise the manager is encoded again here, after the held writes were marked.
+    /// `None`: encode it here.
     pub(crate) fn write_manager(
         &self,
         store: &Store,
@@ -188,10 +206,16 @@ impl Gate {
         };
         let mut writes = lock(&self.writes);
         let from_ldk = given.is_some();
-        let mark = store.held_mark();
-        let bytes = match given {
-            Some(b) if !store.holds_before(mark) && writes.with_held == writes.with_held_at_ldk => {
-                b
+        let encoding = lock(&self.encoding).take();
+        let now = store.held_mark();
+        let (mark, bytes) = match given {
+            // No other write committed held monitor writes since LDK said it would encode:
+            // its bytes are at least as new as everything committed.
+            Some(b) if encoding.is_some_and(|(_, held)| held == writes.with_held) => {
+                (encoding.map_or(now, |(m, _)| m), b)
+            }
+            Some(b) if !store.holds_before(now) && writes.with_held == writes.with_held_at_ldk => {
+                (now, b)
             }
             _ => {
                 let manager = parts.manager.upgrade().ok_or_else(|| {
@@ -200,7 +224,7 @@ impl Gate {
                         "the channel manager is gone: nothing to write",
                     )
                 })?;
-                zeroize::Zeroizing::new(manager.encode())
+                (now, zeroize::Zeroizing::new(manager.encode()))
             }
         };
         let committed = store.commit_sealed_through(mark, MANAGER, &bytes)?;
@@ -353,5 +377,64 @@ impl Persist<InMemorySigner> for GatedPersister {
 
     fn archive_persisted_channel(&self, monitor_name: MonitorName) {
         Persist::<InMemorySigner>::archive_persisted_channel(&self.records, monitor_name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::io::TracingLogger;
+    use lightning::util::logger::{Level, Logger, Record};
+    use lightning::util::persist::KVStoreSync;
+
+    fn log(logger: &TracingLogger, module: &'static str, text: std::fmt::Arguments<'_>) {
+        logger.log(Record::new(
+            Level::Trace,
+            None,
+            None,
+            text,
+            module,
+            file!(),
+            line!(),
+            None,
+        ));
+    }
+
+    #[test]
+    fn the_background_processors_word_before_encoding_marks_what_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::sealed::SealedStore::clear(dir.path().into()).unwrap());
+        store.hold(HELD);
+        let logger = TracingLogger::for_node(Arc::clone(&store));
+        KVStoreSync::write(&*store, "monitor_updates", "chan", "1", vec![1]).unwrap();
+        // Other lines, or the same words from elsewhere, mark nothing.
+        log(
+            &logger,
+            "lightning::ln::channelmanager",
+            format_args!("Persisting ChannelManager..."),
+        );
+        log(
+            &logger,
+            "lightning_background_processor",
+            format_args!("Persisting scorer"),
+        );
+        assert_eq!(*lock(&store.gate().encoding), None);
+        log(
+            &logger,
+            "lightning_background_processor",
+            format_args!("Persisting ChannelManager..."),
+        );
+        assert_eq!(
+            *lock(&store.gate().encoding),
+            Some((1, 0)),
+            "one write held before"
+        );
+        KVStoreSync::write(&*store, "monitor_updates", "chan", "2", vec![2]).unwrap();
+        assert_eq!(
+            *lock(&store.gate().encoding),
+            Some((1, 0)),
+            "a later one is not covered"
+        );
     }
 }

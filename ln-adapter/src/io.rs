@@ -21,14 +21,38 @@ use crate::error::LnError;
 /// dropped: some trace lines carry payment preimages (e.g. a duplicate fulfill), and no
 /// secret goes to a log.
 #[derive(Debug, Default)]
-pub(crate) struct TracingLogger;
+pub(crate) struct TracingLogger {
+    /// The node's store, told when LDK's background processor is about to encode the channel
+    /// manager (see `gate.rs`).
+    store: Option<Arc<crate::types::Store>>,
+}
+
+/// What LDK's background processor logs after it decided to persist the channel manager and
+/// before it encodes it (lightning-background-processor 0.2).
+const ENCODING_MANAGER: &str = "Persisting ChannelManager...";
+
+impl TracingLogger {
+    /// The logger of the node whose store is `store`.
+    pub(crate) fn for_node(store: Arc<crate::types::Store>) -> Self {
+        Self { store: Some(store) }
+    }
+}
 
 impl Logger for TracingLogger {
     fn log(&self, record: Record) {
         let module = record.module_path;
         let line = record.line;
         match record.level {
-            Level::Gossip | Level::Trace => {}
+            Level::Trace => {
+                if let Some(store) = &self.store {
+                    if record.args.as_str() == Some(ENCODING_MANAGER)
+                        && module.starts_with("lightning_background_processor")
+                    {
+                        store.gate().manager_encoding_starts(store);
+                    }
+                }
+            }
+            Level::Gossip => {}
             Level::Debug => tracing::debug!(target: "ldk", module, line, "{}", record.args),
             Level::Info => tracing::info!(target: "ldk", module, line, "{}", record.args),
             Level::Warn => tracing::warn!(target: "ldk", module, line, "{}", record.args),

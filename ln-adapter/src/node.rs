@@ -156,7 +156,7 @@ impl LnNode {
             config.data_dir.clone(),
             config.store_key.clone(),
         )?);
-        let logger = Arc::new(TracingLogger);
+        let logger = Arc::new(TracingLogger::for_node(Arc::clone(&store)));
         let fees = Arc::new(FeeCache::new(config.fees));
         fees.refresh(&rpc).await?;
         let started = now();
