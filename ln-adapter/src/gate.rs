@@ -180,8 +180,10 @@ impl Gate {
 
     /// LDK's background processor is about to encode the manager (it logs so after it took
     /// the decision, [`crate::io::TracingLogger`]): every monitor write held now comes from an
-    /// update that encoding will know, as LDK generates an update under its manager's lock,
-    /// which the encoding takes whole.
+    /// update that encoding will know. LDK generates an update, and hands it to the chain
+    /// monitor, under its manager's consistency lock or its peer-state lock held for read
+    /// (post-event actions), with its own state already updated; the encoding takes both
+    /// for write. A whole monitor written for blocks holds only updates already applied.
     pub(crate) fn manager_encoding_starts(&self, store: &Store) {
         let with_held = lock(&self.writes).with_held;
         *lock(&self.encoding) = Some((store.held_mark(), with_held));
@@ -206,7 +208,12 @@ impl Gate {
         };
         let mut writes = lock(&self.writes);
         let from_ldk = given.is_some();
-        let encoding = lock(&self.encoding).take();
+        // Only LDK's write takes the mark: a flush in between leaves it for LDK's bytes.
+        let encoding = if from_ldk {
+            lock(&self.encoding).take()
+        } else {
+            None
+        };
         let now = store.held_mark();
         let (mark, bytes) = match given {
             // No other write committed held monitor writes since LDK said it would encode:

@@ -322,7 +322,9 @@ impl LnNode {
         // gate, or LDK sees completed and in-progress persistence mixed, and panics.
         store.gate().start(&store, &channel_manager, &chain_monitor);
         crate::gate::reconcile_started(&channel_manager, &chain_monitor);
-        // From here on one follower feeds them all, in order.
+        // From here on one follower feeds them all, in order. The chain monitor before the
+        // manager: a whole monitor the chain monitor writes for a block is committed with
+        // the manager write the manager's block handling asks for (`gate.rs`).
         let listeners: Vec<Listener> = vec![
             chain_monitor.clone(),
             channel_manager.clone(),
