@@ -273,37 +273,15 @@ impl SqliteKv {
                 (p, s, k, op.value.clone())
             })
             .collect();
-        let mut conn = self.conn();
-        let waiting = std::mem::take(
-            &mut *self
-                .lazy_removed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        let done = (|| {
-            let tx = conn.transaction()?;
-            for (p, s, k) in &waiting {
-                tx.execute_cached(DELETE_SQL, params![p, s, k])?;
-            }
+        self.after_lazy_removals("write", true, |tx| {
             for (p, s, k, v) in &ops {
                 match v {
                     Some(v) => tx.execute_cached(UPSERT_SQL, params![p, s, k, v])?,
                     None => tx.execute_cached(DELETE_SQL, params![p, s, k])?,
                 };
             }
-            tx.execute_cached(UPSERT_SQL, params![primary, secondary, key, value])?;
-            tx.commit()
-        })();
-        drop(conn);
-        if let Err(e) = done {
-            let mut queue = self
-                .lazy_removed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let newer = std::mem::replace(&mut *queue, waiting);
-            queue.extend(newer);
-            return Err(sql_err("write", e));
-        }
+            tx.execute_cached(UPSERT_SQL, params![primary, secondary, key, value])
+        })?;
         let mut held = self.held();
         while held.ops.front().is_some_and(|op| op.seq < mark) {
             held.ops.pop_front();
@@ -319,6 +297,17 @@ impl SqliteKv {
         what: &str,
         op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, io::Error> {
+        self.after_lazy_removals(what, false, op)
+    }
+
+    /// [`Self::with_lazy_removals`], in a transaction even when no lazy removal waits if
+    /// `transaction` (an `op` of several statements).
+    fn after_lazy_removals<T>(
+        &self,
+        what: &str,
+        transaction: bool,
+        op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, io::Error> {
         let mut conn = self.conn();
         let waiting = std::mem::take(
             &mut *self
@@ -326,7 +315,7 @@ impl SqliteKv {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        if waiting.is_empty() {
+        if waiting.is_empty() && !transaction {
             return op(&conn).map_err(|e| sql_err(what, e));
         }
         let done = (|| {
