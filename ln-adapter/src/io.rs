@@ -69,8 +69,8 @@ impl Logger for TracingLogger {
 /// Sends LDK's transactions through the node (`sendrawtransaction`, "already known" counts as
 /// sent). LDK calls this synchronously; its calls are sent by one task, in the order LDK made
 /// them (a package's parent before its child, a commitment before the HTLC claim spending it,
-/// which LDK hands over in a later call: a child sent first is refused and dropped). A send that fails because the node could
-/// not be reached is queued and sent again at every poll ([`Broadcaster::retry`]) until the
+/// which LDK hands over in a later call: a child sent first is refused and dropped). A send
+/// that fails because the node could not be reached is queued and sent again at every poll ([`Broadcaster::retry`]) until the
 /// node takes or refuses it: LDK broadcasts a channel's funding transaction only once. A
 /// transaction the node refuses is logged and dropped (LDK rebroadcasts what still matters,
 /// commitment and claim transactions, on its own schedule). The queue is kept in the node's

@@ -196,7 +196,6 @@ impl SealedStore {
             .collect())
     }
 
-    /// `value` as written: sealed for its place when there is a key.
     /// The order of monitor and manager writes (see `gate.rs`).
     pub(crate) fn gate(&self) -> &crate::gate::Gate {
         &self.gate
@@ -229,6 +228,7 @@ impl SealedStore {
         self.inner.commit_held_through(mark, names, &sealed)
     }
 
+    /// `value` as written: sealed for its place when there is a key.
     fn seal(
         &self,
         primary: &str,

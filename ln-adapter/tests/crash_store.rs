@@ -51,25 +51,50 @@ fn copy_at_each_new(
     copies
 }
 
+/// A thread running [`copy_at_each_new`] on `dir` until [`Copier::copies`].
+struct Copier {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<PathBuf>>>,
+    /// Where the copies are (removed when dropped).
+    _into: tempfile::TempDir,
+}
+
+impl Copier {
+    fn start(primary: &'static str, dir: PathBuf, max: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let into = tempfile::tempdir().unwrap();
+        let thread = {
+            let (into, stop) = (into.path().to_path_buf(), Arc::clone(&stop));
+            Some(std::thread::spawn(move || {
+                copy_at_each_new(primary, dir, into, max, stop)
+            }))
+        };
+        Self {
+            stop,
+            thread,
+            _into: into,
+        }
+    }
+
+    /// Stops copying; the copies made, in order (valid while `self` lives).
+    fn copies(&mut self) -> Vec<PathBuf> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_at_any_monitor_update_restarts_with_its_channel_open() {
     let p = pair().await;
     let (channel, _) = open_channel(&p, 500_000).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let copies_dir = tempfile::tempdir().unwrap();
-    let watcher = {
-        let (dir, into, stop) = (
-            p.dirs.path().join("a"),
-            copies_dir.path().to_path_buf(),
-            Arc::clone(&stop),
-        );
-        std::thread::spawn(move || copy_at_each_new("monitor_updates", dir, into, 8, stop))
-    };
+    let mut copier = Copier::start("monitor_updates", p.dirs.path().join("a"), 8);
     for _ in 0..8 {
         hold_pay_and_claim(&p.a, &p.b, 2_000_000).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let copies = watcher.join().unwrap();
+    let copies = copier.copies();
     assert!(
         copies.len() >= 4,
         "{} copies: the payments wrote fewer monitor updates than expected",
@@ -96,19 +121,9 @@ async fn the_store_at_any_monitor_update_restarts_with_its_channel_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_at_a_new_channels_first_monitor_restarts_and_the_channel_becomes_usable() {
     let mut p = pair().await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let copies_dir = tempfile::tempdir().unwrap();
-    let watcher = {
-        let (dir, into, stop) = (
-            p.dirs.path().join("b"),
-            copies_dir.path().to_path_buf(),
-            Arc::clone(&stop),
-        );
-        std::thread::spawn(move || copy_at_each_new("monitors", dir, into, 1, stop))
-    };
+    let mut copier = Copier::start("monitors", p.dirs.path().join("b"), 1);
     let (channel, _) = open_channel(&p, 500_000).await;
-    stop.store(true, Ordering::Relaxed);
-    let copies = watcher.join().unwrap();
+    let copies = copier.copies();
     assert_eq!(
         copies.len(),
         1,
