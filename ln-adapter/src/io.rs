@@ -17,9 +17,9 @@ use lightning::util::persist::KVStoreSync;
 
 use crate::error::LnError;
 
-/// LDK's log lines, as `tracing` events (target `ldk`). LDK's trace and gossip levels are
-/// dropped: some trace lines carry payment preimages (e.g. a duplicate fulfill), and no
-/// secret goes to a log.
+/// LDK's log lines, as `tracing` events (target `ldk`). No secret goes to a log: LDK's trace
+/// and gossip levels are dropped, and in the lines kept a secret LDK prints (a payment
+/// preimage when it claims an HTLC, a per-commitment secret) is replaced ([`redact`]).
 #[derive(Debug, Default)]
 pub(crate) struct TracingLogger {
     /// The node's store, told when LDK's background processor is about to encode the channel
@@ -53,17 +53,83 @@ impl Logger for TracingLogger {
                 }
             }
             Level::Gossip => {}
-            Level::Debug => tracing::debug!(target: "ldk", module, line, "{}", record.args),
-            Level::Info => tracing::info!(target: "ldk", module, line, "{}", record.args),
-            Level::Warn => tracing::warn!(target: "ldk", module, line, "{}", record.args),
-            // LDK reports a cooperative close through its error path ("Closing channel: Coop
-            // Closed"): an expected end, not an error for whoever reads our logs.
-            Level::Error if record.args.to_string().ends_with("Coop Closed") => {
-                tracing::info!(target: "ldk", module, line, "{}", record.args)
+            Level::Debug => {
+                if tracing::enabled!(target: "ldk", tracing::Level::DEBUG) {
+                    let text = record.args.to_string();
+                    tracing::debug!(target: "ldk", module, line, "{}", redact(&text));
+                }
             }
-            Level::Error => tracing::error!(target: "ldk", module, line, "{}", record.args),
+            Level::Info => {
+                if tracing::enabled!(target: "ldk", tracing::Level::INFO) {
+                    let text = record.args.to_string();
+                    tracing::info!(target: "ldk", module, line, "{}", redact(&text));
+                }
+            }
+            Level::Warn => {
+                let text = record.args.to_string();
+                tracing::warn!(target: "ldk", module, line, "{}", redact(&text));
+            }
+            Level::Error => {
+                let text = record.args.to_string();
+                // LDK reports a cooperative close through its error path ("Closing channel:
+                // Coop Closed"): an expected end, not an error for whoever reads our logs.
+                if text.ends_with("Coop Closed") {
+                    tracing::info!(target: "ldk", module, line, "{}", redact(&text));
+                } else {
+                    tracing::error!(target: "ldk", module, line, "{}", redact(&text));
+                }
+            }
         }
     }
+}
+
+/// The words after which LDK prints a secret in a log line: "Claiming inbound HTLC id 3 with
+/// payment hash .. with preimage <hex>", "Claiming HTLC with preimage <hex> from our monitor",
+/// "(preimage <hex>)", "mismatching preimage <hex>", "per_commitment_secret <hex>" (LDK 0.2).
+const SECRET_WORDS: &[&str] = &["preimage", "secret"];
+
+/// The shortest hex run taken for a secret (a 32-byte secret prints as 64 digits; a payment
+/// hash or channel id never follows these words).
+const SECRET_HEX_MIN: usize = 32;
+
+/// `text` with every run of at least [`SECRET_HEX_MIN`] hex digits that follows one of
+/// [`SECRET_WORDS`] (after spaces, `:`, `=` or `(`) replaced by `<redacted>`.
+pub(crate) fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let lower = text.to_ascii_lowercase();
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    for word in SECRET_WORDS {
+        for (at, _) in lower.match_indices(word) {
+            let after = &text[at + word.len()..];
+            let skipped = after.len()
+                - after
+                    .trim_start_matches([' ', ':', '=', '(', '\'', '"'])
+                    .len();
+            let start = at + word.len() + skipped;
+            let run = text[start..]
+                .bytes()
+                .take_while(u8::is_ascii_hexdigit)
+                .count();
+            if run >= SECRET_HEX_MIN {
+                cuts.push((start, start + run));
+            }
+        }
+    }
+    if cuts.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    cuts.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    for (start, end) in cuts {
+        if start < from {
+            continue;
+        }
+        out.push_str(&text[from..start]);
+        out.push_str("<redacted>");
+        from = end;
+    }
+    out.push_str(&text[from..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Sends LDK's transactions through the node (`sendrawtransaction`, "already known" counts as
@@ -472,6 +538,84 @@ impl ChangeDestinationSource for WalletChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// LDK's lines that carry a secret (LDK 0.2's formats) come out without it; the payment
+    /// hash and channel id beside it stay, and a line without a secret is untouched.
+    #[test]
+    fn secrets_in_ldks_log_lines_are_redacted() {
+        let preimage = "69ef468b6f9e82bfcd858b72b60aa3a1a80dad123b962b49f2fc7836c2fe0e4e";
+        let hash = "5b304b32d5a78d08c2a1a6559800bb5b6c3f3d85935cc0b9a41981535cbb813e";
+        let lines = [
+            format!("Claiming inbound HTLC id 44 with payment hash {hash} with preimage {preimage}"),
+            format!("Claiming HTLC with preimage {preimage} from our monitor"),
+            format!("We need to replay the HTLC claim for payment_hash {hash} (preimage {preimage}) but"),
+            format!("Failing HTLC with payment_hash {hash} due to mismatching preimage {preimage}"),
+            format!("Received duplicative fulfill for HTLC with payment_preimage {preimage}"),
+            format!("Enough info to generate a Data Loss Protect with per_commitment_secret {preimage} for channel {hash}"),
+            format!("Preimage: {}", preimage.to_uppercase()),
+        ];
+        for line in &lines {
+            let out = redact(line);
+            assert!(
+                !out.to_ascii_lowercase().contains(preimage),
+                "a secret left in {out}"
+            );
+            assert!(out.contains("<redacted>"), "{out}");
+            if line.contains(hash) {
+                assert!(out.contains(hash), "the hash was taken out of {out}");
+            }
+        }
+        let plain = format!("Have preimage and want to fulfill HTLC with payment hash {hash}");
+        assert_eq!(redact(&plain), plain);
+    }
+
+    /// What the logger hands to `tracing` is redacted: a subscriber that records every event
+    /// sees the line without the preimage.
+    #[test]
+    fn the_logger_hands_tracing_no_preimage() {
+        use std::io::Write;
+        #[derive(Clone, Default)]
+        struct Seen(Arc<Mutex<Vec<u8>>>);
+        impl Write for Seen {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let seen = Seen::default();
+        let writer = seen.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let preimage = "c83278641066346d677682cb5cb28f03d239c7014b7702a62f257d7d2f185727";
+        tracing::subscriber::with_default(subscriber, || {
+            let logger = TracingLogger::default();
+            for level in [Level::Debug, Level::Info, Level::Warn, Level::Error] {
+                logger.log(Record::new(
+                    level,
+                    None,
+                    None,
+                    format_args!("Claiming HTLC with preimage {preimage} from our monitor"),
+                    "lightning::ln::channelmanager",
+                    "",
+                    1,
+                    None,
+                ));
+            }
+        });
+        let text = String::from_utf8(seen.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.matches("Claiming HTLC with preimage <redacted>")
+                .count(),
+            4,
+            "{text}"
+        );
+        assert!(!text.contains(preimage), "{text}");
+    }
 
     /// A transaction the node could not take (it is down: nothing listens on its port) is
     /// kept in the store and read back by the next broadcaster on that store (a restart).
