@@ -36,6 +36,16 @@
 //! write came for a while, so an update LDK generated without asking for a manager write still
 //! completes.
 //!
+//! A manager LDK hands over with no held monitor write to commit (about two writes in three
+//! under load: LDK writes the manager after each event it handled and each message it
+//! processed) is kept in memory instead, replaced by the next, and committed by the next
+//! write or by the task within [`DEFERRED_FOR`]; when the node stops, at once. Only LDK's
+//! newest encoding is kept (no commit came after it began), and none while a payment sent
+//! ([`Gate::payment_sent`]) is in no committed manager. A crash loses at most that window of
+//! the manager's own state, as a crash just before LDK's write always could: LDK hands over
+//! again the events it had handed over. Each kept write saves a seal and a commit of the
+//! whole manager (README figures, 2026-12-05 (2)).
+//!
 //! The price: a monitor update's messages wait for the next manager write (LDK's background
 //! processor writes it right after the update), and the manager is written once more per
 //! round of updates (README). LDK calls its asynchronous
@@ -43,6 +53,7 @@
 //! path that way on purpose, with the broadcasts above ordered behind it, because the other
 //! path force-closes a channel at nearly every crash under load.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use lightning::chain::chainmonitor::Persist;
@@ -98,9 +109,23 @@ pub(crate) struct Gate {
     waiting: Mutex<Vec<Waiting>>,
     /// Serializes manager writes (LDK's background processor and the watch task).
     writes: Mutex<Writes>,
-    /// The held mark, and [`Writes::with_held`], when LDK's background processor last said it
-    /// is about to encode the manager (taken by the write that follows).
-    encoding: Mutex<Option<(u64, u64)>>,
+    /// The held mark, [`Writes::with_held`] and [`Writes::count`], when LDK's background
+    /// processor last said it is about to encode the manager (taken by the write that
+    /// follows).
+    encoding: Mutex<Option<Encoding>>,
+    /// The node is stopping: LDK's last writes are committed at once, none deferred.
+    closing: AtomicBool,
+    /// Payments handed to LDK so far ([`Gate::payment_sent`]).
+    sends: AtomicU64,
+}
+
+/// What the gate knew when LDK's background processor said it was about to encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Encoding {
+    mark: u64,
+    with_held: u64,
+    count: u64,
+    sends: u64,
 }
 
 struct Parts {
@@ -123,7 +148,25 @@ struct Writes {
     /// `with_held` as the last write LDK handed over left it: a write LDK hands over next was
     /// encoded after that one returned.
     with_held_at_ldk: u64,
+    /// `count` as the last write LDK handed over left it.
+    count_at_ldk: u64,
+    /// [`Gate::sends`] when the last write LDK handed over returned: the manager LDK hands
+    /// over next has those payments.
+    sends_at_ldk: u64,
+    /// Payments sent that a committed manager has: none of LDK's writes is deferred while a
+    /// payment is only in memory.
+    committed_sends: u64,
+    /// LDK's newest manager when it came with no monitor write to commit: kept, and committed
+    /// by the next write, or by the watch task within [`DEFERRED_FOR`] (see
+    /// [`Gate::write_manager`]).
+    deferred: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// LDK's writes deferred so far (each replacing the one before, or committed).
+    deferred_count: u64,
 }
+
+/// How long a manager write with no monitor write in it may wait in memory (the watch task
+/// commits it at its next round).
+pub(crate) const DEFERRED_FOR: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -185,8 +228,24 @@ impl Gate {
     /// (post-event actions), with its own state already updated; the encoding takes both
     /// for write. A whole monitor written for blocks holds only updates already applied.
     pub(crate) fn manager_encoding_starts(&self, store: &Store) {
-        let with_held = lock(&self.writes).with_held;
-        *lock(&self.encoding) = Some((store.held_mark(), with_held));
+        let (with_held, count) = {
+            let w = lock(&self.writes);
+            (w.with_held, w.count)
+        };
+        *lock(&self.encoding) = Some(Encoding {
+            mark: store.held_mark(),
+            with_held,
+            count,
+            sends: self.sends.load(Ordering::SeqCst),
+        });
+    }
+
+    /// A payment was handed to LDK (its `send_payment` returned): until a committed manager
+    /// has it, no manager write is deferred. While its HTLC waits in LDK's holding cell the
+    /// payment is in the manager only, and a payment LDK forgets in a crash after the swap
+    /// recorded it as sent is not sent again.
+    pub(crate) fn payment_sent(&self) {
+        self.sends.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Writes the channel manager with the monitor writes held so far. `given`: the bytes LDK
@@ -215,36 +274,92 @@ impl Gate {
             None
         };
         let now = store.held_mark();
-        let (mark, bytes) = match given {
+        // Whether no commit at all came between LDK's encoding of `given` and now.
+        let mut newest = false;
+        // The payments sent ([`Gate::payment_sent`]) the bytes surely have.
+        let (mark, bytes, covers) = match given {
             // No other write committed held monitor writes since LDK said it would encode:
             // its bytes are at least as new as everything committed.
-            Some(b) if encoding.is_some_and(|(_, held)| held == writes.with_held) => {
-                (encoding.map_or(now, |(m, _)| m), b)
+            Some(b) if encoding.is_some_and(|e| e.with_held == writes.with_held) => {
+                newest = encoding.is_some_and(|e| e.count == writes.count);
+                let e = encoding.map_or((now, 0), |e| (e.mark, e.sends));
+                (e.0, b, e.1)
             }
             Some(b) if !store.holds_before(now) && writes.with_held == writes.with_held_at_ldk => {
-                (now, b)
+                newest = writes.count == writes.count_at_ldk;
+                (now, b, writes.sends_at_ldk)
             }
             _ => {
+                let covers = self.sends.load(Ordering::SeqCst);
                 let manager = parts.manager.upgrade().ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::Other,
                         "the channel manager is gone: nothing to write",
                     )
                 })?;
-                (now, zeroize::Zeroizing::new(manager.encode()))
+                (now, zeroize::Zeroizing::new(manager.encode()), covers)
             }
         };
+        // Nothing held to commit with LDK's newest manager: it waits in memory for the next
+        // write, which replaces it (LDK writes the manager after most of its changes, and
+        // under load only about one write in three carries monitor writes), or for the watch
+        // task. What the store holds stays consistent: its manager knows every monitor
+        // update committed (each commit takes the deferred manager's place, and this one
+        // came after the last commit). A crash loses at most the last `DEFERRED_FOR` of the
+        // manager's own state, as a crash before LDK's write always did: LDK hands over again
+        // what it had handed over then (events, payments not yet in a monitor update).
+        // A payment sent since the last commit is committed first ([`Gate::payment_sent`]).
+        if newest
+            && self.sends.load(Ordering::SeqCst) == writes.committed_sends
+            && !store.holds_before(mark)
+            && !self.closing.load(Ordering::SeqCst)
+        {
+            writes.deferred = Some(bytes);
+            writes.deferred_count += 1;
+            writes.with_held_at_ldk = writes.with_held;
+            writes.count_at_ldk = writes.count;
+            writes.sends_at_ldk = self.sends.load(Ordering::SeqCst);
+            return Ok(());
+        }
         let committed = store.commit_sealed_through(mark, MANAGER, &bytes)?;
+        writes.deferred = None;
         writes.count += 1;
+        writes.committed_sends = writes.committed_sends.max(covers);
         if committed > 0 {
             writes.with_held += 1;
         }
         if from_ldk {
             writes.with_held_at_ldk = writes.with_held;
+            writes.count_at_ldk = writes.count;
+            writes.sends_at_ldk = self.sends.load(Ordering::SeqCst);
         }
         drop(writes);
         self.complete_through(parts, mark);
         Ok(())
+    }
+
+    /// Commits the manager LDK handed over last, if it waits in memory
+    /// ([`Self::write_manager`]). Done by the watch task every [`DEFERRED_FOR`].
+    pub(crate) fn commit_deferred(&self, store: &Store) -> Result<(), io::Error> {
+        let mut writes = lock(&self.writes);
+        let Some(bytes) = writes.deferred.take() else {
+            return Ok(());
+        };
+        // With no held write: those held now came after these bytes were encoded.
+        if let Err(e) = store.commit_sealed_through(0, MANAGER, &bytes) {
+            writes.deferred = Some(bytes);
+            return Err(e);
+        }
+        writes.count += 1;
+        Ok(())
+    }
+
+    /// The node is stopping: from now on LDK's manager writes are committed at once (its
+    /// background processor writes the manager once more as it ends), and the one waiting,
+    /// if any, is committed now.
+    pub(crate) fn close(&self, store: &Store) -> Result<(), io::Error> {
+        self.closing.store(true, Ordering::SeqCst);
+        self.commit_deferred(store)
     }
 
     /// Tells LDK the updates whose writes are committed (all before `mark`) completed.
@@ -281,15 +396,26 @@ impl Gate {
         self.write_manager(store, None)
     }
 
+    /// Manager writes committed so far, of them those that committed held monitor writes,
+    /// and LDK's writes deferred ([`Self::write_manager`]).
+    pub(crate) fn writes(&self) -> (u64, u64, u64) {
+        let w = lock(&self.writes);
+        (w.count, w.with_held, w.deferred_count)
+    }
+
     fn anything_waits(&self, store: &Store) -> bool {
         !lock(&self.waiting).is_empty() || store.holds_before(store.held_mark())
     }
 
-    /// Whether updates wait for a manager write, and how many manager writes there were;
-    /// `None` while one is being written (then it is not stalled).
-    pub(crate) fn pending(&self, store: &Store) -> Option<(bool, u64)> {
-        let count = self.writes.try_lock().ok()?.count;
-        Some((self.anything_waits(store), count))
+    /// Whether updates wait for a manager write, how many manager writes there were, and
+    /// whether one of LDK's waits in memory; `None` while one is being written (then it is
+    /// not stalled).
+    pub(crate) fn pending(&self, store: &Store) -> Option<(bool, u64, bool)> {
+        let (count, deferred) = {
+            let w = self.writes.try_lock().ok()?;
+            (w.count, w.deferred.is_some())
+        };
+        Some((self.anything_waits(store), count, deferred))
     }
 }
 
@@ -434,13 +560,23 @@ mod tests {
         );
         assert_eq!(
             *lock(&store.gate().encoding),
-            Some((1, 0)),
+            Some(Encoding {
+                mark: 1,
+                with_held: 0,
+                count: 0,
+                sends: 0
+            }),
             "one write held before"
         );
         KVStoreSync::write(&*store, "monitor_updates", "chan", "2", vec![2]).unwrap();
         assert_eq!(
             *lock(&store.gate().encoding),
-            Some((1, 0)),
+            Some(Encoding {
+                mark: 1,
+                with_held: 0,
+                count: 0,
+                sends: 0
+            }),
             "a later one is not covered"
         );
     }

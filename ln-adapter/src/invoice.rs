@@ -223,6 +223,27 @@ impl LnNode {
         lightning::util::ser::Writeable::encode(&*self.channel_manager).len()
     }
 
+    /// The channel manager's writes committed since the node started, of them those that
+    /// committed monitor updates with it, and LDK's writes kept in memory instead, each
+    /// replaced by the next or committed within 100 ms (benches print them per swap; see
+    /// `gate.rs`).
+    pub fn manager_writes(&self) -> (u64, u64, u64) {
+        self.store.gate().writes()
+    }
+
+    /// Whether the channel manager in the node's store is the one in memory (a quiet node's
+    /// is: one LDK handed over with no monitor write in it waits in memory for at most
+    /// 100 ms; see `gate.rs`).
+    pub fn stored_manager_is_current(&self) -> Result<bool, LnError> {
+        let (primary, secondary, key) = crate::gate::MANAGER;
+        let stored =
+            lightning::util::persist::KVStoreSync::read(&*self.store, primary, secondary, key)
+                .map_err(|e| {
+                    LnError::Store(std::io::Error::other(format!("channel manager: {e}")))
+                })?;
+        Ok(stored == lightning::util::ser::Writeable::encode(&*self.channel_manager))
+    }
+
     /// The size of this node's channel monitors serialized, in bytes, summed: what is written
     /// whole once every [`crate::types::MAX_PENDING_MONITOR_UPDATES`] updates of a channel
     /// (benches print it). A monitor keeps the HTLC outputs of every revoked commitment, to

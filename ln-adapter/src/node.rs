@@ -480,6 +480,7 @@ impl LnNode {
             task.abort();
         }
         self.peer_manager.disconnect_all_peers();
+        self.close_gate();
         let _ = self.stop.send(true);
         let background = self
             .background
@@ -506,7 +507,18 @@ impl Drop for LnNode {
             task.abort();
         }
         self.peer_manager.disconnect_all_peers();
+        self.close_gate();
         let _ = self.stop.send(true);
+    }
+}
+
+impl LnNode {
+    /// From here on the channel manager's writes are committed at once (the background
+    /// processor's last one included), and one kept in memory is committed now (`gate.rs`).
+    fn close_gate(&self) {
+        if let Err(e) = self.store.gate().close(&self.store) {
+            tracing::warn!(error = %e, "channel manager kept in memory, at the stop");
+        }
     }
 }
 

@@ -462,7 +462,9 @@ impl LnNode {
                 route,
                 Retry::Attempts(0),
             )
-            .map_err(api)
+            .map_err(api)?;
+        self.store.gate().payment_sent();
+        Ok(())
     }
 }
 

@@ -327,6 +327,9 @@ impl LnRail {
                 ))
             })
             .await?;
+        if sent.is_ok() {
+            store.gate().payment_sent();
+        }
         match sent {
             Ok(()) | Err(RetryableSendFailure::DuplicatePayment) => {
                 ledger::record_sent(store, h, &record(SentState::Sent)).map_err(ln_err)?;

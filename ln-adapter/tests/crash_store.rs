@@ -149,3 +149,23 @@ async fn the_store_at_a_new_channels_first_monitor_restarts_and_the_channel_beco
     .await;
     hold_pay_and_claim(&p.a, &p.b, 2_000_000).await;
 }
+
+/// Most of LDK's manager writes carry no monitor write: the node keeps such a manager in
+/// memory (each replaced by the next) and commits it within 100 ms (`gate.rs`). After
+/// payments, writes were kept so, and once the nodes are quiet the store's manager is the
+/// one in memory on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_kept_in_memory_reaches_the_store() {
+    let p = pair().await;
+    open_channel(&p, 500_000).await;
+    let before = [p.a.manager_writes(), p.b.manager_writes()];
+    for _ in 0..4 {
+        hold_pay_and_claim(&p.a, &p.b, 2_000_000).await;
+    }
+    let kept = p.a.manager_writes().2 - before[0].2 + p.b.manager_writes().2 - before[1].2;
+    assert!(kept > 0, "no manager write was kept in memory");
+    wait_until("the stored managers are the ones in memory", || {
+        p.a.stored_manager_is_current().unwrap() && p.b.stored_manager_is_current().unwrap()
+    })
+    .await;
+}

@@ -308,6 +308,7 @@ async fn bench(o: Opts) -> Result<()> {
         all
     };
     let calls0 = calls();
+    let writes0 = [taker_ln.manager_writes(), maker_ln.manager_writes()];
     let threads0 = xswap_bench::thread_cpu_times();
     let loaded = run(&taker, &maker, &offer, o.swaps, o.in_flight).await?;
     print_run(&loaded, ceiling);
@@ -348,6 +349,21 @@ async fn bench(o: Opts) -> Result<()> {
             .map(|(m, d)| format!("{m} {d:.2}"))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+
+    let per = |(w, h, d): (u64, u64, u64), (w0, h0, d0): (u64, u64, u64)| {
+        let n = loaded.swaps as f64;
+        format!(
+            "{:.2} committed ({:.2} with monitor updates), {:.2} kept in memory",
+            (w - w0) as f64 / n,
+            (h - h0) as f64 / n,
+            (d - d0) as f64 / n
+        )
+    };
+    println!(
+        "channel manager writes per swap (loaded run): payer {}; payee {}",
+        per(taker_ln.manager_writes(), writes0[0]),
+        per(maker_ln.manager_writes(), writes0[1])
     );
 
     // What makes a longer run slower: the payer's channel manager, written whole at each

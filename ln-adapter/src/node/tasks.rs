@@ -108,8 +108,8 @@ impl LnNode {
     pub(super) fn spawn_gate_watch(&self) {
         let store = Arc::clone(&self.store);
         let last = std::sync::Mutex::new(None::<u64>);
-        self.spawn_every(Duration::from_millis(100), move || {
-            let Some((waiting, writes)) = store.gate().pending(&store) else {
+        self.spawn_every(crate::gate::DEFERRED_FOR, move || {
+            let Some((waiting, writes, deferred)) = store.gate().pending(&store) else {
                 return;
             };
             let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
@@ -119,6 +119,13 @@ impl LnNode {
                 tokio::task::spawn_blocking(move || {
                     if let Err(e) = store.gate().flush(&store) {
                         tracing::warn!(error = %e, "channel manager with held monitor writes");
+                    }
+                });
+            } else if deferred {
+                let store = Arc::clone(&store);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.gate().commit_deferred(&store) {
+                        tracing::warn!(error = %e, "channel manager kept in memory");
                     }
                 });
             }
