@@ -39,12 +39,15 @@
 //! A manager LDK hands over with no held monitor write to commit (about two writes in three
 //! under load: LDK writes the manager after each event it handled and each message it
 //! processed) is kept in memory instead, replaced by the next, and committed by the next
-//! write or by the task within [`DEFERRED_FOR`]; when the node stops, at once. Only LDK's
-//! newest encoding is kept (no commit came after it began), and none while a payment sent
-//! ([`Gate::payment_sent`]) is in no committed manager. A crash loses at most that window of
-//! the manager's own state, as a crash just before LDK's write always could: LDK hands over
-//! again the events it had handed over. Each kept write saves a seal and a commit of the
-//! whole manager (README figures, 2026-12-05 (2)).
+//! write or by the task at its next round ([`DEFERRED_FOR`]); when the node stops, at once.
+//! Only LDK's newest encoding is kept (no commit came after it began), and none while a
+//! change LDK keeps in its manager only ([`ManagerChange`]: a payment handed over, HTLCs
+//! failed back) is under way or in no committed manager. A payment the swap records as sent
+//! is in a committed manager first ([`committed`]): LDK never forgets, in a crash, a payment
+//! a swap will not send again. Otherwise a crash loses at most that window of the manager's
+//! own state, as a crash just before LDK's write always could: LDK hands over again the
+//! events it had handed over. Each kept write saves a seal and a commit of the whole
+//! manager (README, "Since (2026-12-05, later)").
 //!
 //! The price: a monitor update's messages wait for the next manager write (LDK's background
 //! processor writes it right after the update), and the manager is written once more per
@@ -115,8 +118,12 @@ pub(crate) struct Gate {
     encoding: Mutex<Option<Encoding>>,
     /// The node is stopping: LDK's last writes are committed at once, none deferred.
     closing: AtomicBool,
-    /// Payments handed to LDK so far ([`Gate::payment_sent`]).
-    sends: AtomicU64,
+    /// Changes kept in LDK's manager only ([`Gate::manager_change`]) begun so far.
+    changes_begun: AtomicU64,
+    /// Of them, those finished.
+    changes_done: AtomicU64,
+    /// Told at each commit that raised [`Writes::committed_done`].
+    committed: tokio::sync::Notify,
 }
 
 /// What the gate knew when LDK's background processor said it was about to encode.
@@ -125,7 +132,8 @@ struct Encoding {
     mark: u64,
     with_held: u64,
     count: u64,
-    sends: u64,
+    /// [`Gate::changes_done`].
+    done: u64,
 }
 
 struct Parts {
@@ -150,23 +158,102 @@ struct Writes {
     with_held_at_ldk: u64,
     /// `count` as the last write LDK handed over left it.
     count_at_ldk: u64,
-    /// [`Gate::sends`] when the last write LDK handed over returned: the manager LDK hands
-    /// over next has those payments.
-    sends_at_ldk: u64,
-    /// Payments sent that a committed manager has: none of LDK's writes is deferred while a
-    /// payment is only in memory.
-    committed_sends: u64,
+    /// [`Gate::changes_done`] when the last write LDK handed over returned: the manager LDK
+    /// hands over next has those changes.
+    done_at_ldk: u64,
+    /// The finished changes a committed manager surely has (the first this many): none of
+    /// LDK's writes is deferred while a change is under way or only in memory.
+    committed_done: u64,
     /// LDK's newest manager when it came with no monitor write to commit: kept, and committed
     /// by the next write, or by the watch task within [`DEFERRED_FOR`] (see
     /// [`Gate::write_manager`]).
     deferred: Option<zeroize::Zeroizing<Vec<u8>>>,
-    /// LDK's writes deferred so far (each replacing the one before, or committed).
+    /// LDK's writes deferred so far (each replaced by the next, or committed).
     deferred_count: u64,
+    /// Of them, those the watch task (or the stop) committed.
+    deferred_committed: u64,
 }
 
-/// How long a manager write with no monitor write in it may wait in memory (the watch task
-/// commits it at its next round).
+/// The watch task's round: a manager write with no monitor write in it waits in memory for
+/// at most one round and the time the commit takes.
 pub(crate) const DEFERRED_FOR: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long [`committed`] waits for LDK's background processor to write a manager with the
+/// change before it writes one itself.
+const CHANGE_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The channel manager's writes, counted (benches print them per swap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ManagerWrites {
+    /// Writes committed to the store.
+    pub committed: u64,
+    /// Of them, those that committed monitor writes with the manager.
+    pub with_monitor_writes: u64,
+    /// LDK's writes kept in memory instead (each replaced by the next write, or committed
+    /// by the watch task).
+    pub kept: u64,
+    /// Of those kept, the ones the watch task (or the stop) committed: the rest were
+    /// replaced without ever being sealed and written.
+    pub kept_then_committed: u64,
+}
+
+/// A change LDK keeps in its channel manager only, in no monitor (a payment handed to it
+/// whose HTLC waits in its holding cell, HTLCs failed back): while one is under way, and
+/// until a committed manager has it, no manager write is deferred. Finished when dropped.
+pub(crate) struct ManagerChange<'a> {
+    gate: &'a Gate,
+    finished: bool,
+}
+
+impl ManagerChange<'_> {
+    /// The change is made: its number, for [`committed`].
+    pub(crate) fn finish(mut self) -> u64 {
+        self.finished = true;
+        self.gate.changes_done.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+impl Drop for ManagerChange<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.gate.changes_done.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Returns once a manager with change number `n` ([`ManagerChange::finish`]) is committed:
+/// LDK's background processor writes one right after the change (LDK wakes it), and within
+/// [`CHANGE_COMMIT_WAIT`] this writes one itself (LDK may have encoded its last write while
+/// the change was being made, and ask for none after it).
+pub(crate) async fn committed(store: &Arc<Store>, n: u64) -> Result<(), io::Error> {
+    let gate = store.gate();
+    if !gate.is_on() {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + CHANGE_COMMIT_WAIT;
+    loop {
+        let notified = gate.committed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if lock(&gate.writes).committed_done >= n {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            break;
+        }
+    }
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        let gate = store.gate();
+        if lock(&gate.writes).committed_done >= n {
+            return Ok(());
+        }
+        // Encoded here, after the change: it has it.
+        gate.write_manager(&store, None)
+    })
+    .await
+    .map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))?
+}
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -236,16 +323,18 @@ impl Gate {
             mark: store.held_mark(),
             with_held,
             count,
-            sends: self.sends.load(Ordering::SeqCst),
+            done: self.changes_done.load(Ordering::SeqCst),
         });
     }
 
-    /// A payment was handed to LDK (its `send_payment` returned): until a committed manager
-    /// has it, no manager write is deferred. While its HTLC waits in LDK's holding cell the
-    /// payment is in the manager only, and a payment LDK forgets in a crash after the swap
-    /// recorded it as sent is not sent again.
-    pub(crate) fn payment_sent(&self) {
-        self.sends.fetch_add(1, Ordering::SeqCst);
+    /// A change LDK will keep in its manager only begins (see [`ManagerChange`]): begun
+    /// before LDK is called, finished after it returned.
+    pub(crate) fn manager_change(&self) -> ManagerChange<'_> {
+        self.changes_begun.fetch_add(1, Ordering::SeqCst);
+        ManagerChange {
+            gate: self,
+            finished: false,
+        }
     }
 
     /// Writes the channel manager with the monitor writes held so far. `given`: the bytes LDK
@@ -276,21 +365,22 @@ impl Gate {
         let now = store.held_mark();
         // Whether no commit at all came between LDK's encoding of `given` and now.
         let mut newest = false;
-        // The payments sent ([`Gate::payment_sent`]) the bytes surely have.
-        let (mark, bytes, covers) = match given {
+        // The finished changes ([`Gate::manager_change`]) the bytes surely have.
+        let (mark, bytes, covers) = match (given, encoding) {
             // No other write committed held monitor writes since LDK said it would encode:
             // its bytes are at least as new as everything committed.
-            Some(b) if encoding.is_some_and(|e| e.with_held == writes.with_held) => {
-                newest = encoding.is_some_and(|e| e.count == writes.count);
-                let e = encoding.map_or((now, 0), |e| (e.mark, e.sends));
-                (e.0, b, e.1)
+            (Some(b), Some(e)) if e.with_held == writes.with_held => {
+                newest = e.count == writes.count;
+                (e.mark, b, e.done)
             }
-            Some(b) if !store.holds_before(now) && writes.with_held == writes.with_held_at_ldk => {
+            (Some(b), _)
+                if !store.holds_before(now) && writes.with_held == writes.with_held_at_ldk =>
+            {
                 newest = writes.count == writes.count_at_ldk;
-                (now, b, writes.sends_at_ldk)
+                (now, b, writes.done_at_ldk)
             }
             _ => {
-                let covers = self.sends.load(Ordering::SeqCst);
+                let covers = self.changes_done.load(Ordering::SeqCst);
                 let manager = parts.manager.upgrade().ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::Other,
@@ -308,38 +398,42 @@ impl Gate {
         // came after the last commit). A crash loses at most the last `DEFERRED_FOR` of the
         // manager's own state, as a crash before LDK's write always did: LDK hands over again
         // what it had handed over then (events, payments not yet in a monitor update).
-        // A payment sent since the last commit is committed first ([`Gate::payment_sent`]).
-        if newest
-            && self.sends.load(Ordering::SeqCst) == writes.committed_sends
+        // A change in the manager only is committed first ([`Gate::manager_change`]).
+        let defer = newest
+            && self.changes_begun.load(Ordering::SeqCst) == writes.committed_done
             && !store.holds_before(mark)
-            && !self.closing.load(Ordering::SeqCst)
-        {
+            && !self.closing.load(Ordering::SeqCst);
+        if defer {
             writes.deferred = Some(bytes);
             writes.deferred_count += 1;
-            writes.with_held_at_ldk = writes.with_held;
-            writes.count_at_ldk = writes.count;
-            writes.sends_at_ldk = self.sends.load(Ordering::SeqCst);
-            return Ok(());
-        }
-        let committed = store.commit_sealed_through(mark, MANAGER, &bytes)?;
-        writes.deferred = None;
-        writes.count += 1;
-        writes.committed_sends = writes.committed_sends.max(covers);
-        if committed > 0 {
-            writes.with_held += 1;
+        } else {
+            let committed = store.commit_sealed_through(mark, MANAGER, &bytes)?;
+            writes.deferred = None;
+            writes.count += 1;
+            if committed > 0 {
+                writes.with_held += 1;
+            }
+            if covers > writes.committed_done {
+                writes.committed_done = covers;
+                self.committed.notify_waiters();
+            }
         }
         if from_ldk {
             writes.with_held_at_ldk = writes.with_held;
             writes.count_at_ldk = writes.count;
-            writes.sends_at_ldk = self.sends.load(Ordering::SeqCst);
+            writes.done_at_ldk = self.changes_done.load(Ordering::SeqCst);
         }
         drop(writes);
+        // Deferred, nothing held before `mark` is left: an update still waiting whose writes
+        // an earlier commit took is complete all the same.
         self.complete_through(parts, mark);
         Ok(())
     }
 
     /// Commits the manager LDK handed over last, if it waits in memory
-    /// ([`Self::write_manager`]). Done by the watch task every [`DEFERRED_FOR`].
+    /// ([`Self::write_manager`]). Done by the watch task every [`DEFERRED_FOR`]. Not counted
+    /// in [`Writes::count`]: a manager LDK is encoding meanwhile is newer than this one, and
+    /// may be kept in its place.
     pub(crate) fn commit_deferred(&self, store: &Store) -> Result<(), io::Error> {
         let mut writes = lock(&self.writes);
         let Some(bytes) = writes.deferred.take() else {
@@ -350,7 +444,7 @@ impl Gate {
             writes.deferred = Some(bytes);
             return Err(e);
         }
-        writes.count += 1;
+        writes.deferred_committed += 1;
         Ok(())
     }
 
@@ -396,11 +490,15 @@ impl Gate {
         self.write_manager(store, None)
     }
 
-    /// Manager writes committed so far, of them those that committed held monitor writes,
-    /// and LDK's writes deferred ([`Self::write_manager`]).
-    pub(crate) fn writes(&self) -> (u64, u64, u64) {
+    /// The manager's writes so far.
+    pub(crate) fn writes(&self) -> ManagerWrites {
         let w = lock(&self.writes);
-        (w.count, w.with_held, w.deferred_count)
+        ManagerWrites {
+            committed: w.count + w.deferred_committed,
+            with_monitor_writes: w.with_held,
+            kept: w.deferred_count,
+            kept_then_committed: w.deferred_committed,
+        }
     }
 
     fn anything_waits(&self, store: &Store) -> bool {
@@ -564,7 +662,7 @@ mod tests {
                 mark: 1,
                 with_held: 0,
                 count: 0,
-                sends: 0
+                done: 0
             }),
             "one write held before"
         );
@@ -575,7 +673,7 @@ mod tests {
                 mark: 1,
                 with_held: 0,
                 count: 0,
-                sends: 0
+                done: 0
             }),
             "a later one is not covered"
         );

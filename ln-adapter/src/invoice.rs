@@ -223,17 +223,16 @@ impl LnNode {
         lightning::util::ser::Writeable::encode(&*self.channel_manager).len()
     }
 
-    /// The channel manager's writes committed since the node started, of them those that
-    /// committed monitor updates with it, and LDK's writes kept in memory instead, each
-    /// replaced by the next or committed within 100 ms (benches print them per swap; see
-    /// `gate.rs`).
-    pub fn manager_writes(&self) -> (u64, u64, u64) {
+    /// The channel manager's writes since the node started (benches print them per swap;
+    /// see `gate.rs`).
+    pub fn manager_writes(&self) -> crate::ManagerWrites {
         self.store.gate().writes()
     }
 
-    /// Whether the channel manager in the node's store is the one in memory (a quiet node's
-    /// is: one LDK handed over with no monitor write in it waits in memory for at most
-    /// 100 ms; see `gate.rs`).
+    /// Whether the channel manager in the node's store is the one in memory (a quiet or
+    /// stopped node's is: one LDK handed over with no monitor write in it waits in memory
+    /// for at most one round of the node's watch task; see `gate.rs`). For tests.
+    #[doc(hidden)]
     pub fn stored_manager_is_current(&self) -> Result<bool, LnError> {
         let (primary, secondary, key) = crate::gate::MANAGER;
         let stored =

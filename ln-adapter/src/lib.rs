@@ -55,6 +55,7 @@ pub use config::{LnConfig, Seed, MIN_TIMER_TICK};
 pub use error::LnError;
 pub use events::LnEvent;
 pub use follower::MAX_REORG_DEPTH;
+pub use gate::ManagerWrites;
 pub use kv::DB_FILE;
 pub use ledger::HeldPayment;
 pub use lightning::ln::types::ChannelId;

@@ -480,7 +480,13 @@ impl LnNode {
             task.abort();
         }
         self.peer_manager.disconnect_all_peers();
-        self.close_gate();
+        // A seal and a commit: off the tokio workers.
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.gate().close(&store)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "channel manager kept in memory, at the stop"),
+            Err(e) => tracing::warn!(error = %e, "channel manager kept in memory, at the stop"),
+        }
         let _ = self.stop.send(true);
         let background = self
             .background

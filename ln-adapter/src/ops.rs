@@ -388,6 +388,7 @@ impl LnNode {
             )));
         }
         crate::ledger::mark(&self.store, crate::ledger::RECEIVE_FAILED, hashlock)?;
+        let _change = self.store.gate().manager_change();
         self.channel_manager
             .fail_htlc_backwards(&PaymentHash(hashlock.0));
         Ok(())
@@ -454,6 +455,7 @@ impl LnNode {
             .map_err(|()| LnError::Config("route hints refused".into()))?;
         params.max_total_cltv_expiry_delta = max_total_cltv(target.final_cltv_delta, via);
         let route = RouteParameters::from_payment_params_and_value(params, target.amount_msat);
+        let _change = self.store.gate().manager_change();
         self.channel_manager
             .send_payment(
                 PaymentHash(target.hashlock.0),
@@ -462,9 +464,7 @@ impl LnNode {
                 route,
                 Retry::Attempts(0),
             )
-            .map_err(api)?;
-        self.store.gate().payment_sent();
-        Ok(())
+            .map_err(api)
     }
 }
 

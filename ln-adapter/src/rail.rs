@@ -292,6 +292,9 @@ impl LnRail {
         let min_delta = u32::from(*min_final_cltv_delta);
         let route_blocks = self.params.route_blocks;
         let manager = &self.node.channel_manager;
+        // Until a committed manager has it, the payment is in LDK's memory only (its HTLC may
+        // wait in the holding cell): recorded as sent only once it is in the store.
+        let change = store.gate().manager_change();
         // No block is connected between reading LDK's height and sending: LDK puts the final
         // CLTV at its best height + 1 + the final delta, which is then exactly the expiry.
         let sent = self
@@ -327,11 +330,15 @@ impl LnRail {
                 ))
             })
             .await?;
-        if sent.is_ok() {
-            store.gate().payment_sent();
-        }
+        let change = change.finish();
         match sent {
             Ok(()) | Err(RetryableSendFailure::DuplicatePayment) => {
+                crate::gate::committed(store, change).await.map_err(|e| {
+                    ChainError::new(
+                        Cause::Unavailable,
+                        format!("the payment is not in the node's store yet: {e}"),
+                    )
+                })?;
                 ledger::record_sent(store, h, &record(SentState::Sent)).map_err(ln_err)?;
                 Ok(txref(h))
             }

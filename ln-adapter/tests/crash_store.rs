@@ -151,9 +151,9 @@ async fn the_store_at_a_new_channels_first_monitor_restarts_and_the_channel_beco
 }
 
 /// Most of LDK's manager writes carry no monitor write: the node keeps such a manager in
-/// memory (each replaced by the next) and commits it within 100 ms (`gate.rs`). After
-/// payments, writes were kept so, and once the nodes are quiet the store's manager is the
-/// one in memory on both sides.
+/// memory (each replaced by the next) and commits it at the watch task's next round
+/// (`gate.rs`). After payments, writes were kept so; once the nodes are quiet the store's
+/// manager is the one in memory on both sides, and after a stop too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_kept_in_memory_reaches_the_store() {
     let p = pair().await;
@@ -162,10 +162,23 @@ async fn a_manager_kept_in_memory_reaches_the_store() {
     for _ in 0..4 {
         hold_pay_and_claim(&p.a, &p.b, 2_000_000).await;
     }
-    let kept = p.a.manager_writes().2 - before[0].2 + p.b.manager_writes().2 - before[1].2;
+    let kept =
+        p.a.manager_writes().kept - before[0].kept + p.b.manager_writes().kept - before[1].kept;
     assert!(kept > 0, "no manager write was kept in memory");
     wait_until("the stored managers are the ones in memory", || {
         p.a.stored_manager_is_current().unwrap() && p.b.stored_manager_is_current().unwrap()
     })
     .await;
+    // One more payment, and the stop right after it: the last managers are in the store.
+    hold_pay_and_claim(&p.a, &p.b, 2_000_000).await;
+    p.a.stop().await.unwrap();
+    p.b.stop().await.unwrap();
+    assert!(
+        p.a.stored_manager_is_current().unwrap(),
+        "payer's manager after the stop"
+    );
+    assert!(
+        p.b.stored_manager_is_current().unwrap(),
+        "payee's manager after the stop"
+    );
 }

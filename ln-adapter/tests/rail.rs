@@ -427,3 +427,42 @@ async fn payer_offline_payee_claims_on_chain_and_the_payer_learns_the_preimage()
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+/// A leg the rail reports locked is in the node's store: LDK keeps a payment whose HTLC
+/// waits in its holding cell in its channel manager only, and a manager write with nothing
+/// else in it may wait in memory (`gate.rs`), so the rail returns only once a committed
+/// manager has the payment. The payer's database copied the moment each lock returns (what a
+/// process killed right then would leave), started as a node: LDK knows each payment, and
+/// the leg reads locked, never "ended with no outcome" (which, with the leg recorded as sent,
+/// would never be paid again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leg_reported_locked_is_in_the_store() {
+    let r = rails(500_000).await;
+    let dir = r.dirs.path().join("a");
+    let copies = tempfile::tempdir().unwrap();
+    let mut legs = vec![];
+    for i in 0..3 {
+        let (htlc, _) = leg(&r, 20_000, 100).await;
+        r.ra.lock(&htlc).await.unwrap();
+        let copy = copies.path().join(format!("copy-{i}"));
+        std::fs::create_dir_all(&copy).unwrap();
+        node_db(&dir)
+            .execute(
+                "VACUUM INTO ?1",
+                [copy.join(ln_adapter::DB_FILE).to_str().unwrap()],
+            )
+            .unwrap();
+        legs.push((htlc, copy));
+    }
+    r.a.stop().await.unwrap();
+    r.b.stop().await.unwrap();
+    for (i, (htlc, copy)) in legs.iter().enumerate() {
+        let node = Arc::new(start_ln(&r.node, "a", 1, copy).await);
+        let status = LnRail::new(Arc::clone(&node)).htlc_status(htlc).await;
+        node.stop().await.unwrap();
+        assert!(
+            matches!(status, Ok(HtlcStatus::Funded { .. })),
+            "the store copied when lock {i} returned: {status:?}"
+        );
+    }
+}

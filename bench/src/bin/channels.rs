@@ -351,13 +351,15 @@ async fn bench(o: Opts) -> Result<()> {
             .join(", ")
     );
 
-    let per = |(w, h, d): (u64, u64, u64), (w0, h0, d0): (u64, u64, u64)| {
+    let per = |w: ln_adapter::ManagerWrites, w0: ln_adapter::ManagerWrites| {
         let n = loaded.swaps as f64;
+        let per = |a: u64, b: u64| (a - b) as f64 / n;
         format!(
-            "{:.2} committed ({:.2} with monitor updates), {:.2} kept in memory",
-            (w - w0) as f64 / n,
-            (h - h0) as f64 / n,
-            (d - d0) as f64 / n
+            "{:.2} committed ({:.2} with monitor writes, {:.2} of them kept in memory first), {:.2} kept in memory and replaced unwritten",
+            per(w.committed, w0.committed),
+            per(w.with_monitor_writes, w0.with_monitor_writes),
+            per(w.kept_then_committed, w0.kept_then_committed),
+            per(w.kept - w.kept_then_committed, w0.kept - w0.kept_then_committed)
         )
     };
     println!(

@@ -104,7 +104,8 @@ impl LnNode {
 
     /// Commits held monitor writes with a freshly encoded channel manager when updates wait
     /// and no manager write came since the last look, 100 ms earlier (LDK normally asks for
-    /// one right after each update: see `gate.rs`).
+    /// one right after each update: see `gate.rs`); otherwise commits the manager LDK handed
+    /// over last if it was kept in memory.
     pub(super) fn spawn_gate_watch(&self) {
         let store = Arc::clone(&self.store);
         let last = std::sync::Mutex::new(None::<u64>);
