@@ -20,8 +20,10 @@
 //!   meanwhile) the manager is encoded again here, after the held writes were marked;
 //! - then LDK is told those updates completed ([`ChainMonitor::channel_monitor_updated`]), and
 //!   it sends their messages;
-//! - a transaction LDK broadcasts (a commitment, a claim) goes out only after what is held was
-//!   committed, with a manager encoded after that (`io.rs`). LDK applies an update to the
+//! - a transaction LDK broadcasts (a commitment, a claim, a channel's funding) goes out only
+//!   after what is held was committed, with a manager encoded after that (`io.rs`; always a
+//!   fresh one: a funding goes out once its channel's first monitor completed, which the
+//!   manager that saw it may keep in memory, below). LDK applies an update to the
 //!   monitor, which may broadcast then, before the update reaches this store; but it does so
 //!   under the manager's lock, which that encoding waits for. So what is on chain comes from
 //!   committed monitor state, or from an update the committed manager has in flight and

@@ -237,14 +237,18 @@ impl Broadcaster {
         store: &Arc<crate::types::Store>,
         txs: Vec<Transaction>,
     ) {
-        // Nothing goes out that monitor state only held in memory produced (a commitment
-        // from an update not committed yet): what is held is committed first (`gate.rs`).
-        // (Encoding the manager waits for LDK's lock: on the blocking pool.)
+        // Nothing goes out that state only held in memory produced: what is held is
+        // committed first, with a manager encoded now (`gate.rs`). A commitment from a
+        // monitor update not committed yet; a channel's funding, which LDK hands over once
+        // the channel's first monitor completed, a change its manager may keep in memory for
+        // a while: started again from a manager that still waits for that monitor, LDK
+        // panics when it sees the funding confirmed. (Encoding the manager waits for LDK's
+        // lock: on the blocking pool.)
         // A failed commit still broadcasts: a commitment or claim that does not go out can
         // cost the channel's funds for sure, a crash right after it only maybe.
         let flushed = if store.gate().is_on() {
             let store = Arc::clone(store);
-            tokio::task::spawn_blocking(move || store.gate().flush(&store))
+            tokio::task::spawn_blocking(move || store.gate().write_manager(&store, None))
                 .await
                 .unwrap_or_else(|e| {
                     Err(lightning::io::Error::new(

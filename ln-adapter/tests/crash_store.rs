@@ -182,3 +182,45 @@ async fn a_manager_kept_in_memory_reaches_the_store() {
         "payee's manager after the stop"
     );
 }
+
+/// The opener's store copied the moment its channel's funding transaction reaches the chain
+/// node (what a process killed right after sending it leaves), started again once the
+/// funding confirmed: the node starts and keeps the channel. LDK hands the funding over once
+/// the channel's first monitor completed; a manager that still waited for that monitor and
+/// then sees the funding confirmed makes LDK panic ("Funding transaction broadcast by the
+/// local client before it should have"), so the broadcaster commits a manager encoded after
+/// LDK's call before it sends (`io.rs`), even one LDK's write would have kept in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openers_store_when_its_funding_is_sent_restarts_once_it_confirmed() {
+    let p = pair().await;
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().to_path_buf();
+    let watcher = {
+        let rpc = btc_adapter::rpc::RpcClient::new(p.node.rpc_config(None)).unwrap();
+        let (dir, copy) = (p.dirs.path().join("a"), copy.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            while rpc.get_raw_mempool().await.unwrap().is_empty() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "no funding sent"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            node_db(&dir)
+                .execute(
+                    "VACUUM INTO ?1",
+                    [copy.join(ln_adapter::DB_FILE).to_str().unwrap()],
+                )
+                .unwrap();
+        })
+    };
+    let (channel, _) = open_channel(&p, 500_000).await;
+    watcher.await.unwrap();
+    p.a.stop().await.unwrap();
+    p.b.stop().await.unwrap();
+    let node = start_ln(&p.node, "a", 1, &copy).await;
+    let open = node.channels().iter().any(|c| c.channel_id == channel);
+    node.stop().await.unwrap();
+    assert!(open, "the copy started without its channel");
+}
