@@ -42,11 +42,11 @@
 //! under load: LDK writes the manager after each event it handled and each message it
 //! processed) is kept in memory instead, replaced by the next, and committed by the next
 //! write or by the task at its next round ([`DEFERRED_FOR`]); when the node stops, at once.
-//! Only LDK's newest encoding is kept (no commit came after it began), and none while a
-//! change LDK keeps in its manager only ([`ManagerChange`]: a payment handed over, HTLCs
-//! failed back) is under way or in no committed manager. A payment the swap records as sent
-//! is in a committed manager first ([`committed`]): LDK never forgets, in a crash, a payment
-//! a swap will not send again. Otherwise a crash loses at most that window of the manager's
+//! Only LDK's newest encoding is kept (no commit came after it began), and none known to
+//! have a change LDK keeps in its manager only ([`ManagerChange`]: a payment handed over,
+//! HTLCs failed back) that no committed manager has. A payment the swap records as sent is
+//! in a committed manager first ([`committed`]): LDK never forgets, in a crash, a payment a
+//! swap will not send again. Otherwise a crash loses at most that window of the manager's
 //! own state, as a crash just before LDK's write always could: LDK hands over again the
 //! events it had handed over. Each kept write saves a seal and a commit of the whole
 //! manager (README, "Since (2026-12-05, later)").
@@ -120,12 +120,12 @@ pub(crate) struct Gate {
     encoding: Mutex<Option<Encoding>>,
     /// The node is stopping: LDK's last writes are committed at once, none deferred.
     closing: AtomicBool,
-    /// Changes kept in LDK's manager only ([`Gate::manager_change`]) begun so far.
-    changes_begun: AtomicU64,
-    /// Of them, those finished.
+    /// Changes kept in LDK's manager only ([`Gate::manager_change`]) finished so far.
     changes_done: AtomicU64,
     /// Told at each commit that raised [`Writes::committed_done`].
     committed: tokio::sync::Notify,
+    /// [`Writes::committed_done`], readable without the writes' lock (held across commits).
+    committed_done: AtomicU64,
 }
 
 /// What the gate knew when LDK's background processor said it was about to encode.
@@ -163,8 +163,8 @@ struct Writes {
     /// [`Gate::changes_done`] when the last write LDK handed over returned: the manager LDK
     /// hands over next has those changes.
     done_at_ldk: u64,
-    /// The finished changes a committed manager surely has (the first this many): none of
-    /// LDK's writes is deferred while a change is under way or only in memory.
+    /// The finished changes a committed manager surely has (the first this many): a write
+    /// that surely has more is committed, not deferred.
     committed_done: u64,
     /// LDK's newest manager when it came with no monitor write to commit: kept, and committed
     /// by the next write, or by the watch task within [`DEFERRED_FOR`] (see
@@ -200,8 +200,9 @@ pub struct ManagerWrites {
 }
 
 /// A change LDK keeps in its channel manager only, in no monitor (a payment handed to it
-/// whose HTLC waits in its holding cell, HTLCs failed back): while one is under way, and
-/// until a committed manager has it, no manager write is deferred. Finished when dropped.
+/// whose HTLC waits in its holding cell, HTLCs failed back), counted once LDK's call
+/// returned: a manager write known to have a finished change that no committed manager has
+/// is committed, not deferred, and [`committed`] waits for one. Finished when dropped.
 pub(crate) struct ManagerChange<'a> {
     gate: &'a Gate,
     finished: bool,
@@ -223,6 +224,12 @@ impl Drop for ManagerChange<'_> {
     }
 }
 
+/// Returns once a manager with every change finished so far is committed ([`committed`]).
+pub(crate) async fn committed_now(store: &Arc<Store>) -> Result<(), io::Error> {
+    let n = store.gate().changes_done.load(Ordering::SeqCst);
+    committed(store, n).await
+}
+
 /// Returns once a manager with change number `n` ([`ManagerChange::finish`]) is committed:
 /// LDK's background processor writes one right after the change (LDK wakes it), and within
 /// [`CHANGE_COMMIT_WAIT`] this writes one itself (LDK may have encoded its last write while
@@ -237,7 +244,7 @@ pub(crate) async fn committed(store: &Arc<Store>, n: u64) -> Result<(), io::Erro
         let notified = gate.committed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if lock(&gate.writes).committed_done >= n {
+        if gate.committed_done.load(Ordering::SeqCst) >= n {
             return Ok(());
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -247,7 +254,7 @@ pub(crate) async fn committed(store: &Arc<Store>, n: u64) -> Result<(), io::Erro
     let store = Arc::clone(store);
     tokio::task::spawn_blocking(move || {
         let gate = store.gate();
-        if lock(&gate.writes).committed_done >= n {
+        if gate.committed_done.load(Ordering::SeqCst) >= n {
             return Ok(());
         }
         // Encoded here, after the change: it has it.
@@ -329,10 +336,9 @@ impl Gate {
         });
     }
 
-    /// A change LDK will keep in its manager only begins (see [`ManagerChange`]): begun
+    /// A change LDK will keep in its manager only begins (see [`ManagerChange`]): taken
     /// before LDK is called, finished after it returned.
     pub(crate) fn manager_change(&self) -> ManagerChange<'_> {
-        self.changes_begun.fetch_add(1, Ordering::SeqCst);
         ManagerChange {
             gate: self,
             finished: false,
@@ -365,20 +371,22 @@ impl Gate {
             None
         };
         let now = store.held_mark();
-        // Whether no commit at all came between LDK's encoding of `given` and now.
+        // LDK's bytes are used only when no other write committed anything since LDK said it
+        // would encode them: they are then at least as new as everything committed (a manager
+        // written in between, for a broadcast or a payment, may know more than they do).
         let mut newest = false;
         // The finished changes ([`Gate::manager_change`]) the bytes surely have.
         let (mark, bytes, covers) = match (given, encoding) {
-            // No other write committed held monitor writes since LDK said it would encode:
-            // its bytes are at least as new as everything committed.
-            (Some(b), Some(e)) if e.with_held == writes.with_held => {
-                newest = e.count == writes.count;
+            (Some(b), Some(e)) if e.with_held == writes.with_held && e.count == writes.count => {
+                newest = true;
                 (e.mark, b, e.done)
             }
             (Some(b), _)
-                if !store.holds_before(now) && writes.with_held == writes.with_held_at_ldk =>
+                if !store.holds_before(now)
+                    && writes.with_held == writes.with_held_at_ldk
+                    && writes.count == writes.count_at_ldk =>
             {
-                newest = writes.count == writes.count_at_ldk;
+                newest = true;
                 (now, b, writes.done_at_ldk)
             }
             _ => {
@@ -400,9 +408,11 @@ impl Gate {
         // came after the last commit). A crash loses at most the last `DEFERRED_FOR` of the
         // manager's own state, as a crash before LDK's write always did: LDK hands over again
         // what it had handed over then (events, payments not yet in a monitor update).
-        // A change in the manager only is committed first ([`Gate::manager_change`]).
+        // A finished change in the manager only that no committed manager has is committed
+        // now ([`Gate::manager_change`]). One finished after the bytes' snapshot may be in
+        // them and deferred: a later write has it for sure, or [`committed`] writes one.
         let defer = newest
-            && self.changes_begun.load(Ordering::SeqCst) == writes.committed_done
+            && covers <= writes.committed_done
             && !store.holds_before(mark)
             && !self.closing.load(Ordering::SeqCst);
         if defer {
@@ -417,6 +427,7 @@ impl Gate {
             }
             if covers > writes.committed_done {
                 writes.committed_done = covers;
+                self.committed_done.store(covers, Ordering::SeqCst);
                 self.committed.notify_waiters();
             }
         }

@@ -218,7 +218,7 @@ impl Broadcaster {
             // Ends when the broadcaster is dropped (its sender with it).
             runtime.spawn(async move {
                 while let Some(txs) = calls.recv().await {
-                    Self::send(&rpc, &retry, &store, txs).await;
+                    Self::send(&rpc, &retry, &store, txs, true).await;
                 }
             });
         }
@@ -230,12 +230,14 @@ impl Broadcaster {
         })
     }
 
-    /// Sends `txs` in order; those the node could not be reached for go to the retry queue.
+    /// Sends `txs` in order, after a commit of the channel manager when `commit_first`;
+    /// those the node could not be reached for go to the retry queue.
     async fn send(
         rpc: &RpcClient,
         retry: &std::sync::Mutex<Vec<Transaction>>,
         store: &Arc<crate::types::Store>,
         txs: Vec<Transaction>,
+        commit_first: bool,
     ) {
         // Nothing goes out that state only held in memory produced: what is held is
         // committed first, with a manager encoded now (`gate.rs`). A commitment from a
@@ -246,7 +248,7 @@ impl Broadcaster {
         // lock: on the blocking pool.)
         // A failed commit still broadcasts: a commitment or claim that does not go out can
         // cost the channel's funds for sure, a crash right after it only maybe.
-        let flushed = if store.gate().is_on() {
+        let flushed = if commit_first && store.gate().is_on() {
             let store = Arc::clone(store);
             tokio::task::spawn_blocking(move || store.gate().write_manager(&store, None))
                 .await
@@ -319,7 +321,8 @@ impl Broadcaster {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         if !queued.is_empty() {
-            Self::send(&self.rpc, &self.retry, &self.store, queued).await;
+            // Each was sent once after a commit (or by an earlier run, from what it committed).
+            Self::send(&self.rpc, &self.retry, &self.store, queued, false).await;
         }
     }
 

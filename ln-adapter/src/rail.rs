@@ -128,6 +128,14 @@ fn invalid(message: impl std::fmt::Display) -> ChainError {
 
 /// An [`LnError`] as a rail error: a node that is down, stopped or not ready, or a store that
 /// failed to read or write, is transient.
+/// A payment LDK took that the node's store does not have yet (it is tried again).
+fn not_stored(e: lightning::io::Error) -> ChainError {
+    ChainError::new(
+        Cause::Unavailable,
+        format!("the payment is not in the node's store yet: {e}"),
+    )
+}
+
 fn ln_err(e: LnError) -> ChainError {
     if e.is_transient() || matches!(e, LnError::Stopped(_) | LnError::Store(_)) {
         ChainError::new(Cause::Unavailable, e)
@@ -270,6 +278,11 @@ impl LnRail {
             state,
         };
         if self.ldk_knows(id) {
+            // LDK has it in memory (an earlier call sent it and did not get to record it):
+            // recorded as sent only once the store has it too.
+            crate::gate::committed_now(store)
+                .await
+                .map_err(not_stored)?;
             ledger::record_sent(store, h, &record(SentState::Sent)).map_err(ln_err)?;
             return Ok(txref(h));
         }
@@ -333,12 +346,9 @@ impl LnRail {
         let change = change.finish();
         match sent {
             Ok(()) | Err(RetryableSendFailure::DuplicatePayment) => {
-                crate::gate::committed(store, change).await.map_err(|e| {
-                    ChainError::new(
-                        Cause::Unavailable,
-                        format!("the payment is not in the node's store yet: {e}"),
-                    )
-                })?;
+                crate::gate::committed(store, change)
+                    .await
+                    .map_err(not_stored)?;
                 ledger::record_sent(store, h, &record(SentState::Sent)).map_err(ln_err)?;
                 Ok(txref(h))
             }
