@@ -501,7 +501,8 @@ impl LnNode {
 }
 
 /// Dropped without [`LnNode::stop`]: the same order (tasks, peers, then the background
-/// processor's last persist), without waiting for the persist.
+/// processor's last persist), without waiting for the persist; the manager kept in memory,
+/// if any, is committed on the dropping thread (one seal and commit).
 impl Drop for LnNode {
     fn drop(&mut self) {
         for task in self

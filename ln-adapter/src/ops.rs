@@ -420,7 +420,9 @@ impl LnNode {
     /// final delta from the next block, plus the intermediary's delta when it goes through
     /// one. `payment_id` should come from the swap or the invoice, so that sending again is
     /// refused as a duplicate rather than paying twice. (A swap's leg is paid by the rail,
-    /// at the swap's exact CLTV.)
+    /// at the swap's exact CLTV, and recorded only once the node's store has the payment;
+    /// this returns once LDK took it, and the store has it at LDK's next manager write: a
+    /// crash before that forgets it, and paying again with the same id is then safe.)
     pub fn pay(&self, target: &PaymentTarget, payment_id: [u8; 32]) -> Result<(), LnError> {
         self.alive()?;
         let me = self.node_id().serialize();
