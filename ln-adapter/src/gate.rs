@@ -371,24 +371,15 @@ impl Gate {
             None
         };
         let now = store.held_mark();
-        // LDK's bytes are used only when no other write committed anything since LDK said it
-        // would encode them: they are then at least as new as everything committed (a manager
-        // written in between, for a broadcast or a payment, may know more than they do).
-        let mut newest = false;
-        // The finished changes ([`Gate::manager_change`]) the bytes surely have.
-        let (mark, bytes, covers) = match (given, encoding) {
-            (Some(b), Some(e)) if e.with_held == writes.with_held && e.count == writes.count => {
-                newest = true;
-                (e.mark, b, e.done)
-            }
-            (Some(b), _)
-                if !store.holds_before(now)
-                    && writes.with_held == writes.with_held_at_ldk
-                    && writes.count == writes.count_at_ldk =>
-            {
-                newest = true;
-                (now, b, writes.done_at_ldk)
-            }
+        let usable = if given.is_some() {
+            ldk_bytes_usable(encoding, &writes, !store.holds_before(now))
+        } else {
+            None
+        };
+        // `newest`: LDK's bytes, at least as new as everything committed. The finished changes
+        // ([`Gate::manager_change`]) the bytes surely have: `covers`.
+        let (mark, bytes, covers, newest) = match (given, usable) {
+            (Some(b), Some((mark, covers))) => (mark.unwrap_or(now), b, covers, true),
             _ => {
                 let covers = self.changes_done.load(Ordering::SeqCst);
                 let manager = parts.manager.upgrade().ok_or_else(|| {
@@ -397,7 +388,12 @@ impl Gate {
                         "the channel manager is gone: nothing to write",
                     )
                 })?;
-                (now, zeroize::Zeroizing::new(manager.encode()), covers)
+                (
+                    now,
+                    zeroize::Zeroizing::new(manager.encode()),
+                    covers,
+                    false,
+                )
             }
         };
         // Nothing held to commit with LDK's newest manager: it waits in memory for the next
@@ -530,6 +526,32 @@ impl Gate {
     }
 }
 
+/// Whether the manager bytes LDK hands over may be written, and if so with which held mark
+/// (`None`: the mark now) and which finished changes they surely have. Only when no write
+/// committed anything since LDK said it would encode them (`encoding`), or, without that
+/// word, since LDK's previous write returned with nothing held now: they are then at least as
+/// new as everything committed. A manager committed in between (for a broadcast, a payment,
+/// a stalled update) may know more than they do; writing them over it would take the store's
+/// manager back. Otherwise the manager is encoded again.
+fn ldk_bytes_usable(
+    encoding: Option<Encoding>,
+    writes: &Writes,
+    nothing_held_now: bool,
+) -> Option<(Option<u64>, u64)> {
+    match encoding {
+        Some(e) if e.with_held == writes.with_held && e.count == writes.count => {
+            Some((Some(e.mark), e.done))
+        }
+        _ if nothing_held_now
+            && writes.with_held == writes.with_held_at_ldk
+            && writes.count == writes.count_at_ldk =>
+        {
+            Some((None, writes.done_at_ldk))
+        }
+        _ => None,
+    }
+}
+
 /// Tells LDK, at a start, that the first monitor of each open channel still at its first
 /// update, as read from the store, is persisted. A process that died after a manager write that committed a new channel's
 /// first monitor, and before the next one, left a manager that still waits for that first
@@ -643,6 +665,44 @@ mod tests {
             line!(),
             None,
         ));
+    }
+
+    /// LDK's bytes are written only if nothing was committed since LDK said it would encode
+    /// them (or, without that word, since its previous write): a manager committed in between
+    /// with no monitor write (for a broadcast, a payment) may know more, and must not be
+    /// written over with older bytes.
+    #[test]
+    fn ldks_bytes_are_not_written_over_a_newer_commit() {
+        let at = |count, with_held| Writes {
+            count,
+            with_held,
+            with_held_at_ldk: 3,
+            count_at_ldk: 5,
+            done_at_ldk: 2,
+            ..Writes::default()
+        };
+        let writes = at(5, 3);
+        let encoding = Encoding {
+            mark: 9,
+            with_held: 3,
+            count: 5,
+            done: 4,
+        };
+        assert_eq!(
+            ldk_bytes_usable(Some(encoding), &writes, false),
+            Some((Some(9), 4)),
+            "nothing committed since the word"
+        );
+        // A commit with no monitor write came after the word: encode again.
+        let after = at(6, 3);
+        assert_eq!(ldk_bytes_usable(Some(encoding), &after, true), None);
+        // One with monitor writes, too.
+        assert_eq!(ldk_bytes_usable(Some(encoding), &at(6, 4), true), None);
+        // Without the word: usable only with nothing held and nothing committed since LDK's
+        // previous write.
+        assert_eq!(ldk_bytes_usable(None, &writes, true), Some((None, 2)));
+        assert_eq!(ldk_bytes_usable(None, &writes, false), None);
+        assert_eq!(ldk_bytes_usable(None, &after, true), None);
     }
 
     #[test]
