@@ -38,9 +38,10 @@
 //! write came for a while, so an update LDK generated without asking for a manager write still
 //! completes.
 //!
-//! A manager LDK hands over with no held monitor write to commit (about two writes in three
-//! under load: LDK writes the manager after each event it handled and each message it
-//! processed) is kept in memory instead, replaced by the next, and committed by the next
+//! A manager LDK hands over with no held monitor write to commit (under load about half of
+//! the payee's writes and a third of the payer's, whose payments are committed at once: LDK
+//! writes the manager after each event it handled and each message it processed) is kept in
+//! memory instead, replaced by the next, and committed by the next
 //! write or by the task at its next round ([`DEFERRED_FOR`]); when the node stops, at once.
 //! Only LDK's newest encoding is kept (no commit came after it began), and none known to
 //! have a change LDK keeps in its manager only ([`ManagerChange`]: a payment handed over,
@@ -398,7 +399,7 @@ impl Gate {
         };
         // Nothing held to commit with LDK's newest manager: it waits in memory for the next
         // write, which replaces it (LDK writes the manager after most of its changes, and
-        // under load only about one write in three carries monitor writes), or for the watch
+        // under load only about a third of its writes carry monitor writes), or for the watch
         // task. What the store holds stays consistent: its manager knows every monitor
         // update committed (each commit takes the deferred manager's place, and this one
         // came after the last commit). A crash loses at most the last `DEFERRED_FOR` of the
