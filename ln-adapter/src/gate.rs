@@ -41,8 +41,8 @@
 //! A manager LDK hands over with no held monitor write to commit (under load about half of
 //! the payee's writes and a third of the payer's, whose payments are committed at once: LDK
 //! writes the manager after each event it handled and each message it processed) is kept in
-//! memory instead, replaced by the next, and committed by the next
-//! write or by the task at its next round ([`DEFERRED_FOR`]); when the node stops, at once.
+//! memory instead, replaced by the next, and committed by the next write or by the task at
+//! its next round ([`DEFERRED_FOR`]); when the node stops, at once.
 //! Only LDK's newest encoding is kept (no commit came after it began), and none known to
 //! have a change LDK keeps in its manager only ([`ManagerChange`]: a payment handed over,
 //! HTLCs failed back) that no committed manager has. A payment the swap records as sent is
@@ -123,9 +123,11 @@ pub(crate) struct Gate {
     closing: AtomicBool,
     /// Changes kept in LDK's manager only ([`Gate::manager_change`]) finished so far.
     changes_done: AtomicU64,
-    /// Told at each commit that raised [`Writes::committed_done`].
+    /// Told at each commit that raised [`Gate::committed_done`].
     committed: tokio::sync::Notify,
-    /// [`Writes::committed_done`], readable without the writes' lock (held across commits).
+    /// The finished changes a committed manager surely has (the first this many): a write
+    /// that surely has more is committed, not deferred. Raised under the writes' lock, read
+    /// without it (it is held across commits).
     committed_done: AtomicU64,
 }
 
@@ -164,9 +166,6 @@ struct Writes {
     /// [`Gate::changes_done`] when the last write LDK handed over returned: the manager LDK
     /// hands over next has those changes.
     done_at_ldk: u64,
-    /// The finished changes a committed manager surely has (the first this many): a write
-    /// that surely has more is committed, not deferred.
-    committed_done: u64,
     /// LDK's newest manager when it came with no monitor write to commit: kept, and committed
     /// by the next write, or by the watch task within [`DEFERRED_FOR`] (see
     /// [`Gate::write_manager`]).
@@ -372,7 +371,7 @@ impl Gate {
             None
         };
         let now = store.held_mark();
-        let usable = if given.is_some() {
+        let usable = if from_ldk {
             ldk_bytes_usable(encoding, &writes, !store.holds_before(now))
         } else {
             None
@@ -409,7 +408,7 @@ impl Gate {
         // now ([`Gate::manager_change`]). One finished after the bytes' snapshot may be in
         // them and deferred: a later write has it for sure, or [`committed`] writes one.
         let defer = newest
-            && covers <= writes.committed_done
+            && covers <= self.committed_done.load(Ordering::SeqCst)
             && !store.holds_before(mark)
             && !self.closing.load(Ordering::SeqCst);
         if defer {
@@ -422,8 +421,7 @@ impl Gate {
             if committed > 0 {
                 writes.with_held += 1;
             }
-            if covers > writes.committed_done {
-                writes.committed_done = covers;
+            if covers > self.committed_done.load(Ordering::SeqCst) {
                 self.committed_done.store(covers, Ordering::SeqCst);
                 self.committed.notify_waiters();
             }
@@ -725,6 +723,12 @@ mod tests {
             format_args!("Persisting scorer"),
         );
         assert_eq!(*lock(&store.gate().encoding), None);
+        let marked = Some(Encoding {
+            mark: 1,
+            with_held: 0,
+            count: 0,
+            done: 0,
+        });
         log(
             &logger,
             "lightning_background_processor",
@@ -732,23 +736,13 @@ mod tests {
         );
         assert_eq!(
             *lock(&store.gate().encoding),
-            Some(Encoding {
-                mark: 1,
-                with_held: 0,
-                count: 0,
-                done: 0
-            }),
+            marked,
             "one write held before"
         );
         KVStoreSync::write(&*store, "monitor_updates", "chan", "2", vec![2]).unwrap();
         assert_eq!(
             *lock(&store.gate().encoding),
-            Some(Encoding {
-                mark: 1,
-                with_held: 0,
-                count: 0,
-                done: 0
-            }),
+            marked,
             "a later one is not covered"
         );
     }

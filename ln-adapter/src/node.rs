@@ -482,10 +482,8 @@ impl LnNode {
         self.peer_manager.disconnect_all_peers();
         // A seal and a commit: off the tokio workers.
         let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || store.gate().close(&store)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "channel manager kept in memory, at the stop"),
-            Err(e) => tracing::warn!(error = %e, "channel manager kept in memory, at the stop"),
+        if let Err(e) = tokio::task::spawn_blocking(move || close_gate(&store)).await {
+            tracing::warn!(error = %e, "channel manager kept in memory, at the stop");
         }
         let _ = self.stop.send(true);
         let background = self
@@ -514,18 +512,16 @@ impl Drop for LnNode {
             task.abort();
         }
         self.peer_manager.disconnect_all_peers();
-        self.close_gate();
+        close_gate(&self.store);
         let _ = self.stop.send(true);
     }
 }
 
-impl LnNode {
-    /// From here on the channel manager's writes are committed at once (the background
-    /// processor's last one included), and one kept in memory is committed now (`gate.rs`).
-    fn close_gate(&self) {
-        if let Err(e) = self.store.gate().close(&self.store) {
-            tracing::warn!(error = %e, "channel manager kept in memory, at the stop");
-        }
+/// From here on the channel manager's writes are committed at once (the background
+/// processor's last one included), and one kept in memory is committed now (`gate.rs`).
+fn close_gate(store: &Store) {
+    if let Err(e) = store.gate().close(store) {
+        tracing::warn!(error = %e, "channel manager kept in memory, at the stop");
     }
 }
 
