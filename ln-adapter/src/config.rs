@@ -74,13 +74,9 @@ pub struct LnConfig {
     /// the fees of a force close (the commitment's CPFP and the HTLC claims). An anchor
     /// channel is neither opened nor accepted when the wallet holds less.
     pub anchor_reserve_sats: u64,
-    /// Extra calls of LDK's timer tick (`ChannelManager::timer_tick_occurred`), beside the
-    /// background processor's once a minute. LDK keeps every payment this node sent for 7
-    /// ticks after it completed (its idempotency), in the channel manager that it writes whole
-    /// at each persist: at a high sustained payment rate that manager, and the cost of every
-    /// payment, grows with the rate of the last 7-8 minutes (see the README's figures). Ticking
-    /// more often forgets them sooner, but shortens LDK's other tick-counted timeouts alike
-    /// (each counted in ticks, so it may fire after one tick less than said):
+    /// The period of LDK's timer tick (`ChannelManager::timer_tick_occurred`), which the node
+    /// ticks itself instead of LDK's background processor (see `node/ticker.rs`). LDK counts
+    /// several timeouts in these ticks (each may fire one tick sooner than said):
     /// - a cooperative close still negotiating after 1-2 ticks becomes a FORCE close (its
     ///   fees, and our funds locked for the channel's delay);
     /// - a peer that leaves a commitment update or a `channel_reestablish` unanswered for
@@ -88,15 +84,42 @@ pub struct LnConfig {
     /// - an inbound channel request must be accepted within 1-2 ticks (with anchors on, our
     ///   acceptance asks the node wallet first);
     /// - a multi-part payment's parts must all arrive within 2-3 ticks;
+    /// - a completed payment this node sent is remembered for 7-8 ticks (LDK's idempotency:
+    ///   the same payment id is refused meanwhile), in the channel manager written whole at
+    ///   each persist (see [`LnConfig::forget_payments_above`]);
     /// - a channel's previous forwarding fees are honoured for 5 ticks after a change, and an
     ///   unfunded channel is dropped after 60.
     ///
-    /// The swap rail keeps a swap's payment from being sent twice whatever LDK remembers (its
-    /// ledger); a payment sent by hand (`LnNode::pay`, `xswap ln pay`) relies on LDK's memory
-    /// alone, shortened alike. Taken as at least [`MIN_TIMER_TICK`]. `None` (the default):
-    /// LDK's minute.
+    /// Taken as at least [`MIN_TIMER_TICK`]. `None` (the default): LDK's minute.
     pub timer_tick_interval: Option<Duration>,
+    /// While LDK remembers more completed payments than this (see
+    /// [`LnConfig::timer_tick_interval`]), the timer ticks as often as every
+    /// [`LnConfig::forget_tick_gap`] instead of at its period, so that LDK forgets them within
+    /// 8 such gaps instead of 7-8 minutes. Each such tick waits for a moment when every
+    /// channel is funded, not closing and not waiting on its peer, and no inbound channel
+    /// request came in the last two minutes (see `node/ticker.rs`: so these ticks neither
+    /// force-close a closing channel, nor drop a channel request, nor disconnect a slow peer).
+    /// Without it a payer's cost per payment grows with its rate of the last minutes (~90
+    /// bytes per payment in every write of the channel manager: at 100 payments a second,
+    /// ~4 MB at each of ~150 writes a second). Meanwhile a multi-part payment's parts must
+    /// arrive within 2-3 gaps (the swap rail pays in one part). The swap rail keeps a swap's
+    /// payment from being sent twice whatever LDK remembers (its ledger); a payment sent by
+    /// hand (`LnNode::pay`, `xswap ln pay`) may be sent again with its id after 8 gaps on a
+    /// node this busy. `None`: never tick sooner than the period. Default
+    /// [`DEFAULT_FORGET_PAYMENTS_ABOVE`].
+    pub forget_payments_above: Option<usize>,
+    /// The shortest time between two of LDK's timer ticks taken to forget payments
+    /// ([`LnConfig::forget_payments_above`]). Taken as at least [`MIN_FORGET_TICK_GAP`].
+    /// Default [`MIN_TIMER_TICK`] (1 s): a multi-part payment to this node must then arrive
+    /// within 2-3 s while the node is that busy.
+    pub forget_tick_gap: Duration,
 }
+
+/// The shortest [`LnConfig::forget_tick_gap`] taken (a shorter one is raised to it).
+pub const MIN_FORGET_TICK_GAP: Duration = Duration::from_millis(100);
+
+/// The default [`LnConfig::forget_payments_above`]: ~90 KB of the channel manager.
+pub const DEFAULT_FORGET_PAYMENTS_ABOVE: usize = 1_000;
 
 /// The shortest [`LnConfig::timer_tick_interval`] taken (a shorter one is raised to it).
 pub const MIN_TIMER_TICK: Duration = Duration::from_secs(1);
@@ -123,6 +146,8 @@ impl LnConfig {
             anchors: chain.family == swap_core::ChainFamily::Bitcoin,
             anchor_reserve_sats: 25_000,
             timer_tick_interval: None,
+            forget_payments_above: Some(DEFAULT_FORGET_PAYMENTS_ABOVE),
+            forget_tick_gap: MIN_TIMER_TICK,
         }
     }
 }

@@ -109,6 +109,9 @@ pub(crate) struct EventHandler {
     pub(crate) anchor_reserve_sats: u64,
     /// The channel monitors (closed anchor channels still being claimed count for the reserve).
     pub(crate) chain_monitor: Arc<crate::types::ChainMonitor>,
+    /// Told of each inbound channel request (no quick timer tick for a while after one:
+    /// see `node/ticker.rs`).
+    pub(crate) open_requests: Arc<crate::node::ticker::OpenRequests>,
 }
 
 impl EventHandler {
@@ -409,6 +412,7 @@ impl EventHandler {
                 channel_type,
                 ..
             } => {
+                self.open_requests.seen();
                 // Only asked when anchors are on (`LnConfig::anchors`): every channel is
                 // accepted, an anchor channel only with the wallet's reserve for it.
                 let refusal = if channel_type.supports_anchors_zero_fee_htlc_tx() {

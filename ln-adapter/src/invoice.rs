@@ -229,6 +229,18 @@ impl LnNode {
         self.store.gate().writes()
     }
 
+    /// LDK timer ticks taken since the node started, by kind (see
+    /// [`crate::LnConfig::forget_payments_above`]).
+    pub fn timer_ticks(&self) -> crate::TimerTicks {
+        self.ticks.get()
+    }
+
+    /// How many completed payments LDK still remembers (see
+    /// [`crate::LnConfig::forget_payments_above`]).
+    pub fn remembered_payments(&self) -> usize {
+        crate::node::ticker::remembered(&self.channel_manager.list_recent_payments())
+    }
+
     /// Whether the channel manager in the node's store is the one in memory (a quiet or
     /// stopped node's is: one LDK handed over with no monitor write in it waits in memory
     /// for at most one round of the node's watch task; see `gate.rs`). For tests.

@@ -59,6 +59,7 @@ pub use gate::ManagerWrites;
 pub use kv::DB_FILE;
 pub use ledger::HeldPayment;
 pub use lightning::ln::types::ChannelId;
+pub use node::ticker::TimerTicks;
 pub use node::LnNode;
 pub use ops::{ChannelInfo, InboundHtlc, PaymentTarget, MAX_PAY_CLTV_BLOCKS};
 pub use rail::LnRail;

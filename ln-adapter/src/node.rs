@@ -69,6 +69,8 @@ pub struct LnNode {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Set when the background processing ended on an error (see [`LnNode::fatal`]).
     fatal: Arc<Mutex<Option<String>>>,
+    /// LDK timer ticks taken (see `node/ticker.rs`).
+    pub(crate) ticks: Arc<ticker::TickCounts>,
 }
 
 impl std::fmt::Debug for LnNode {
@@ -354,6 +356,7 @@ impl LnNode {
         let (stop, _) = watch::channel(false);
         let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
+        let open_requests = Arc::new(ticker::OpenRequests::default());
         let handler = Arc::new(EventHandler {
             channel_manager: Arc::clone(&channel_manager),
             rpc: Arc::clone(&rpc),
@@ -374,6 +377,7 @@ impl LnNode {
             )),
             anchor_reserve_sats: config.anchor_reserve_sats,
             chain_monitor: Arc::clone(&chain_monitor),
+            open_requests: Arc::clone(&open_requests),
         });
         let node = Self {
             config,
@@ -395,6 +399,7 @@ impl LnNode {
             background: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             fatal,
+            ticks: Arc::default(),
         };
         node.spawn_background(handler, logger);
         node.spawn_gate_watch();
@@ -402,9 +407,7 @@ impl LnNode {
         if let Some(every) = node.config.htlc_processing_interval {
             node.spawn_htlc_processing(every);
         }
-        if let Some(every) = node.config.timer_tick_interval {
-            node.spawn_timer_ticks(every.max(crate::config::MIN_TIMER_TICK));
-        }
+        node.spawn_ticker(open_requests);
         node.spawn_follower(wallet_keys);
         tracing::info!(node_id = %node.node_id(), listen = %listen_addr, "lightning node started");
         Ok(node)
@@ -527,6 +530,7 @@ fn close_gate(store: &Store) {
 
 mod restore;
 mod tasks;
+pub(crate) mod ticker;
 
 pub(crate) use restore::write_peers;
 use restore::{read_key, read_peers, tip};

@@ -31,5 +31,7 @@ mod restart;
 mod restart_held;
 #[path = "sealed.rs"]
 mod sealed;
+#[path = "ticks.rs"]
+mod ticks;
 #[path = "wallet_coins.rs"]
 mod wallet_coins;

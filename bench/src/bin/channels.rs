@@ -49,6 +49,12 @@ struct Opts {
     poll: Duration,
     /// [`ln_adapter::LnConfig::timer_tick_interval`] of both Lightning nodes.
     ln_tick: Option<Duration>,
+    /// [`ln_adapter::LnConfig::forget_payments_above`] of both Lightning nodes (`off`: none;
+    /// their default if not given).
+    forget_above: Option<Option<usize>>,
+    /// [`ln_adapter::LnConfig::forget_tick_gap`] of both Lightning nodes (their default if
+    /// not given).
+    forget_gap: Option<Duration>,
     /// Tokio worker threads (the machine's cores by default).
     workers: usize,
     /// [`ln_adapter::LnConfig::htlc_processing_interval`] of both Lightning nodes (their
@@ -67,6 +73,8 @@ fn parse_args() -> Result<Opts> {
         // README's figures).
         poll: Duration::from_millis(250),
         ln_tick: None,
+        forget_above: None,
+        forget_gap: None,
         workers: 2,
         htlc_every: None,
         dust_sats: None,
@@ -79,13 +87,20 @@ fn parse_args() -> Result<Opts> {
             "--in-flight" => o.in_flight = value()?.parse()?,
             "--poll-ms" => o.poll = Duration::from_millis(value()?.parse()?),
             "--ln-tick-ms" => o.ln_tick = Some(Duration::from_millis(value()?.parse()?)),
+            "--forget-gap-ms" => o.forget_gap = Some(Duration::from_millis(value()?.parse()?)),
+            "--forget-above" => {
+                o.forget_above = Some(match value()?.as_str() {
+                    "off" => None,
+                    n => Some(n.parse()?),
+                })
+            }
             "--workers" => o.workers = value()?.parse()?,
             "--htlc-ms" => o.htlc_every = Some(Duration::from_millis(value()?.parse()?)),
             "--dust-exposure-sats" => o.dust_sats = Some(value()?.parse()?),
             "--bench" => {}
             other => {
                 anyhow::bail!(
-                    "unknown argument {other} (--swaps N --in-flight N --poll-ms N --ln-tick-ms N --workers N --htlc-ms N --dust-exposure-sats N)"
+                    "unknown argument {other} (--swaps N --in-flight N --poll-ms N --ln-tick-ms N --forget-above N|off --forget-gap-ms N --workers N --htlc-ms N --dust-exposure-sats N)"
                 )
             }
         }
@@ -236,6 +251,12 @@ async fn bench(o: Opts) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let tick = |c: &mut ln_adapter::LnConfig| {
         c.timer_tick_interval = o.ln_tick;
+        if let Some(above) = o.forget_above {
+            c.forget_payments_above = above;
+        }
+        if let Some(gap) = o.forget_gap {
+            c.forget_tick_gap = gap;
+        }
         if let Some(every) = o.htlc_every {
             c.htlc_processing_interval = Some(every);
         }
@@ -369,11 +390,16 @@ async fn bench(o: Opts) -> Result<()> {
     );
 
     // What makes a longer run slower: the payer's channel manager, written whole at each
-    // persist, keeps every payment it sent in the last 7-8 minutes (LDK's idempotency window).
+    // persist, keeps every payment it sent for 7-8 of LDK's timer ticks (its idempotency),
+    // which tick every second while it remembers many (`LnConfig::forget_payments_above`).
+    let ticks = taker_ln.timer_ticks();
     println!(
-        "channel manager written whole at each persist: payer {:.1} KB, payee {:.1} KB after the run (the payer's holds every payment of the last 7-8 minutes)",
+        "channel manager written whole at each persist: payer {:.1} KB, payee {:.1} KB after the run; the payer remembers {} completed payments (LDK timer ticks: {} regular, {} quick to forget payments)",
         taker_ln.manager_bytes() as f64 / 1_000.0,
-        maker_ln.manager_bytes() as f64 / 1_000.0
+        maker_ln.manager_bytes() as f64 / 1_000.0,
+        taker_ln.remembered_payments(),
+        ticks.regular,
+        ticks.forget
     );
     println!(
         "channel monitor, written whole once every {} of its updates: payer {:.1} KB, payee {:.1} KB (it keeps the HTLC outputs of every revoked commitment)",

@@ -2,9 +2,11 @@
 //! follower, the optional HTLC-processing and timer ticks; and the sockets of its peer
 //! connections.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::PublicKey;
 use lightning_background_processor::{
@@ -12,6 +14,7 @@ use lightning_background_processor::{
 };
 use tokio::task::JoinHandle;
 
+use super::ticker::{remembered, Channels, OpenRequests, Ticker, BP_TIMER_TICK};
 use super::{now, LnNode};
 use crate::events::EventHandler;
 use crate::io::{TracingLogger, WalletKeys};
@@ -22,16 +25,7 @@ impl LnNode {
     /// sweeper persisted, peers' messages processed, LDK's timers) until the node stops. Its
     /// end on an error stops the node (see [`LnNode::fatal`]).
     pub(super) fn spawn_background(&self, handler: Arc<EventHandler>, logger: Arc<TracingLogger>) {
-        let sleeper_rx = self.stop.subscribe();
-        let sleeper = move |d: Duration| {
-            let mut rx = sleeper_rx.clone();
-            Box::pin(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(d) => false,
-                    _ = rx.changed() => true,
-                }
-            })
-        };
+        let sleeper = bp_sleeper(self.stop.subscribe());
         let store = Arc::clone(&self.store);
         let chain_monitor = Arc::clone(&self.chain_monitor);
         let channel_manager = Arc::clone(&self.channel_manager);
@@ -134,11 +128,40 @@ impl LnNode {
         });
     }
 
-    /// LDK's timer tick every `every`, beside the background processor's
-    /// ([`LnConfig::timer_tick_interval`]).
-    pub(super) fn spawn_timer_ticks(&self, every: Duration) {
+    /// LDK's timer tick, instead of the background processor's (see `ticker.rs`): every
+    /// [`crate::LnConfig::timer_tick_interval`], and as often as every
+    /// [`crate::LnConfig::forget_tick_gap`] while LDK remembers more than
+    /// [`crate::LnConfig::forget_payments_above`] completed payments.
+    pub(super) fn spawn_ticker(&self, open_requests: Arc<OpenRequests>) {
         let cm = Arc::clone(&self.channel_manager);
-        self.spawn_every(every, move || cm.timer_tick_occurred());
+        let every = self.config.timer_tick_interval.unwrap_or(BP_TIMER_TICK);
+        let mut ticker = Ticker::new(
+            every,
+            self.config.forget_payments_above,
+            self.config.forget_tick_gap,
+            Instant::now(),
+        );
+        let ticks = Arc::clone(&self.ticks);
+        let mut stop = self.stop.subscribe();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(ticker.next_look()) => {}
+                    _ = stop.changed() => return,
+                }
+                let tick = ticker.due(
+                    Instant::now(),
+                    || remembered(&cm.list_recent_payments()),
+                    || Channels::of(&cm.list_channels(), open_requests.lately()),
+                );
+                if let Some(tick) = tick {
+                    tracing::trace!(?tick, "LDK timer tick");
+                    cm.timer_tick_occurred();
+                    ticks.taken(tick);
+                }
+            }
+        });
+        self.task(task);
     }
 
     /// Runs `f` every `every` until the node stops.
@@ -273,5 +296,48 @@ pub(crate) async fn connect_outbound(
             }
         },
         _ => None,
+    }
+}
+
+/// The background processor's sleeps: each ends after its time, or at once with `true` when
+/// the node stops; its timer-tick sleep ([`BP_TIMER_TICK`]) ends only at the stop, since the
+/// node ticks LDK's timer itself ([`LnNode::spawn_ticker`]).
+pub(super) fn bp_sleeper(
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> impl Fn(Duration) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync + 'static {
+    move |d: Duration| {
+        let mut rx = stop.clone();
+        Box::pin(async move {
+            if d == BP_TIMER_TICK {
+                let _ = rx.changed().await;
+                return true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(d) => false,
+                _ = rx.changed() => true,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_background_processors_tick_sleep_ends_only_at_the_stop() {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let sleep = bp_sleeper(rx);
+        // Every other sleep ends after its time, not as a stop.
+        assert!(!sleep(Duration::from_secs(10)).await);
+        assert!(!sleep(Duration::from_millis(100)).await);
+        let mut tick = sleep(BP_TIMER_TICK);
+        let waited = tokio::time::timeout(Duration::from_secs(24 * 3600), &mut tick).await;
+        assert!(
+            waited.is_err(),
+            "the background processor's tick sleep ended"
+        );
+        stop.send(true).unwrap();
+        assert!(tick.await, "the stop ends it, as a stop");
     }
 }

@@ -1,0 +1,374 @@
+//! LDK's timer tick (`ChannelManager::timer_tick_occurred`), ticked by the node itself rather
+//! than by LDK's background processor, so that it can also tick sooner when LDK remembers
+//! too many completed payments.
+//!
+//! Why: LDK keeps every payment this node sent for 7 ticks after it completed (its
+//! idempotency), in the channel manager that it encodes and writes whole at every persist
+//! (~1.5 times per swap on a payer). With LDK's one-minute tick, a node paying 100 swaps a
+//! second carries ~42,000 of them (~3.8 MB) in every write: the cost of a payment grows with
+//! the rate of the last 7-8 minutes. The node's swap rail needs none of that memory (its
+//! ledger keeps a swap's payment from being sent twice), so while LDK remembers more than
+//! [`crate::LnConfig::forget_payments_above`] completed payments, the ticker ticks as often
+//! as every [`crate::LnConfig::forget_tick_gap`] (1 s by default) instead of once a minute.
+//!
+//! Every other count LDK keeps in ticks shortens alike meanwhile, so a quick tick is taken
+//! only when none of them can hurt (see [`Channels`]): every channel funded and not closing
+//! (a closing negotiation still running after two ticks becomes a force close; an unfunded
+//! channel is dropped after 60), no inbound channel request seen within
+//! [`OPEN_REQUEST_QUIET`] (it must be accepted within two ticks), and no channel waiting on
+//! its peer at that moment (a tick finding a channel waiting marks it, and the next
+//! disconnects the peer if it has not answered by then: a quick tick at a quiet moment marks
+//! nothing, so quick ticks disconnect no slow peer that LDK's minute would not). What stays
+//! shortened while quick ticks run: the parts of a multi-part payment to this node must
+//! arrive within 2-3 s (the swap rail pays in one part), and a channel's previous
+//! forwarding fees are honoured for ~5 s after a change.
+//!
+//! Ticks are never closer than that gap: two ticks in a row would disconnect every peer with
+//! an update in flight. That is also why the background
+//! processor's own tick is taken out (its one-minute sleep never ends but at the stop, see
+//! [`BP_TIMER_TICK`]) rather than left beside these.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use lightning::ln::channel_state::{
+    ChannelDetails, ChannelShutdownState, InboundHTLCStateDetails, OutboundHTLCStateDetails,
+};
+use lightning::ln::channelmanager::RecentPaymentDetails;
+
+use crate::config::{MIN_FORGET_TICK_GAP, MIN_TIMER_TICK};
+
+/// The period of the background processor's call of `timer_tick_occurred`
+/// (`FRESHNESS_TIMER` in lightning-background-processor 0.2, private there). The node's
+/// sleeper never ends a sleep this long but at the stop, which takes that call out (the
+/// only other sleep this long, the first network-graph prune, has nothing to do without
+/// gossip). LDK's constant is private: an upgrade of lightning-background-processor
+/// (pinned in Cargo.lock) must check it again.
+pub(crate) const BP_TIMER_TICK: Duration = Duration::from_secs(60);
+
+/// How long after an inbound channel request no quick tick is taken (LDK drops a request
+/// not accepted within two ticks; ours is answered when its event is handled).
+pub(crate) const OPEN_REQUEST_QUIET: Duration = Duration::from_secs(120);
+
+/// What the channels look like before a quick tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Channels {
+    /// Every channel funded and not closing, and no inbound channel request lately.
+    pub(crate) settled: bool,
+    /// No channel waits on its peer (every HTLC committed on both sides).
+    pub(crate) quiet: bool,
+}
+
+impl Channels {
+    /// What LDK's list says, and whether an inbound channel request came lately.
+    pub(crate) fn of(channels: &[ChannelDetails], open_request_lately: bool) -> Self {
+        let settled = !open_request_lately
+            && channels.iter().all(|c| {
+                c.channel_shutdown_state == Some(ChannelShutdownState::NotShuttingDown)
+                    && (c.is_channel_ready || c.funding_txo.is_some())
+            });
+        let quiet = channels.iter().all(|c| {
+            c.pending_inbound_htlcs
+                .iter()
+                .all(|h| h.state == Some(InboundHTLCStateDetails::Committed))
+                && c.pending_outbound_htlcs
+                    .iter()
+                    .all(|h| h.state == Some(OutboundHTLCStateDetails::Committed))
+        });
+        Self { settled, quiet }
+    }
+}
+
+/// Completed payments LDK still remembers, in its list of recent payments.
+pub(crate) fn remembered(payments: &[RecentPaymentDetails]) -> usize {
+    payments
+        .iter()
+        .filter(|p| matches!(p, RecentPaymentDetails::Fulfilled { .. }))
+        .count()
+}
+
+/// Why a tick is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tick {
+    /// The regular period elapsed.
+    Regular,
+    /// LDK remembers more completed payments than wanted.
+    Forget,
+}
+
+/// How soon the ticker looks again for a quiet moment when a quick tick waits for one.
+pub(crate) const LOOK_QUIET_EVERY: Duration = Duration::from_millis(5);
+
+/// When to tick.
+#[derive(Debug)]
+pub(crate) struct Ticker {
+    /// The regular period ([`crate::LnConfig::timer_tick_interval`], LDK's minute by default).
+    every: Duration,
+    /// [`crate::LnConfig::forget_payments_above`].
+    forget_above: Option<usize>,
+    /// The shortest time between a tick and a quick one
+    /// ([`crate::LnConfig::forget_tick_gap`]).
+    gap: Duration,
+    last: Instant,
+    /// LDK remembers too many payments: a quick tick waits for settled, quiet channels.
+    wanted: bool,
+    /// The last look found the channels settled but busy.
+    busy: bool,
+}
+
+impl Ticker {
+    /// A ticker whose first tick is due a period after `start` (the background processor
+    /// ticks once as it starts). The period is taken as at least [`MIN_TIMER_TICK`], the gap
+    /// as at least [`MIN_FORGET_TICK_GAP`].
+    pub(crate) fn new(
+        every: Duration,
+        forget_above: Option<usize>,
+        gap: Duration,
+        start: Instant,
+    ) -> Self {
+        Self {
+            every: every.max(MIN_TIMER_TICK),
+            forget_above,
+            gap: gap.max(MIN_FORGET_TICK_GAP),
+            last: start,
+            wanted: false,
+            busy: false,
+        }
+    }
+
+    /// Whether to tick at `now`. LDK's lists (which take its locks) are read only when a
+    /// quick tick could be due: the payments (`remembered`) once per look, the channels
+    /// until a quiet moment comes. A tick returned counts as taken.
+    pub(crate) fn due(
+        &mut self,
+        now: Instant,
+        remembered: impl FnOnce() -> usize,
+        channels: impl FnOnce() -> Channels,
+    ) -> Option<Tick> {
+        let since = now.saturating_duration_since(self.last);
+        self.busy = false;
+        let tick = if since >= self.every {
+            Some(Tick::Regular)
+        } else if since < self.gap {
+            None
+        } else {
+            let above = self.forget_above?;
+            if !self.wanted {
+                self.wanted = remembered() > above;
+            }
+            if self.wanted {
+                let seen = channels();
+                self.busy = seen.settled && !seen.quiet;
+                (seen.settled && seen.quiet).then_some(Tick::Forget)
+            } else {
+                None
+            }
+        };
+        if tick.is_some() {
+            self.last = now;
+            self.wanted = false;
+        }
+        tick
+    }
+
+    /// When to look again: soon when a quick tick waits for a quiet moment, else a quarter
+    /// of the gap (a quick tick is then never much later than due; the regular one at most
+    /// that late).
+    pub(crate) fn next_look(&self) -> Duration {
+        if self.busy {
+            LOOK_QUIET_EVERY
+        } else {
+            self.gap / 4
+        }
+    }
+}
+
+/// LDK timer ticks the node took since it started, by kind (benches and tests read them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimerTicks {
+    /// Ticks taken at the regular period ([`crate::LnConfig::timer_tick_interval`]).
+    pub regular: u64,
+    /// Quick ticks taken to forget completed payments
+    /// ([`crate::LnConfig::forget_payments_above`]).
+    pub forget: u64,
+}
+
+/// [`TimerTicks`], counted as ticks are taken.
+#[derive(Debug, Default)]
+pub(crate) struct TickCounts {
+    regular: AtomicU64,
+    forget: AtomicU64,
+}
+
+impl TickCounts {
+    pub(crate) fn taken(&self, tick: Tick) {
+        match tick {
+            Tick::Regular => &self.regular,
+            Tick::Forget => &self.forget,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> TimerTicks {
+        TimerTicks {
+            regular: self.regular.load(Ordering::Relaxed),
+            forget: self.forget.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// When the event handler last saw an inbound channel request.
+#[derive(Debug, Default)]
+pub(crate) struct OpenRequests(Mutex<Option<Instant>>);
+
+impl OpenRequests {
+    pub(crate) fn seen(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Whether one came within [`OPEN_REQUEST_QUIET`].
+    pub(crate) fn lately(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < OPEN_REQUEST_QUIET)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn ch(settled: bool, quiet: bool) -> Channels {
+        Channels { settled, quiet }
+    }
+
+    #[test]
+    fn the_regular_tick_comes_each_period_whatever_ldk_remembers() {
+        let t0 = Instant::now();
+        let mut t = Ticker::new(60 * SEC, None, SEC, t0);
+        let none = || -> usize { panic!("payments read without a cap") };
+        let no_ch = || -> Channels { panic!("channels read without a cap") };
+        assert_eq!(t.due(t0 + 59 * SEC, none, no_ch), None);
+        assert_eq!(t.due(t0 + 60 * SEC, none, no_ch), Some(Tick::Regular));
+        // Counted from the tick taken.
+        assert_eq!(t.due(t0 + 119 * SEC, none, no_ch), None);
+        assert_eq!(t.due(t0 + 121 * SEC, none, no_ch), Some(Tick::Regular));
+        assert_eq!(t.next_look(), SEC / 4);
+    }
+
+    #[test]
+    fn many_remembered_payments_tick_quickly_but_never_two_within_the_gap() {
+        let t0 = Instant::now();
+        let mut t = Ticker::new(60 * SEC, Some(1_000), SEC, t0);
+        let calm = || ch(true, true);
+        // At the cap: nothing, and the channels are not even read.
+        assert_eq!(
+            t.due(t0 + 2 * SEC, || 1_000, || panic!("channels read")),
+            None
+        );
+        assert_eq!(t.due(t0 + 3 * SEC, || 1_001, calm), Some(Tick::Forget));
+        // Within the gap LDK's lists are not read.
+        let gap = t0 + 3 * SEC + SEC / 2;
+        assert_eq!(
+            t.due(gap, || panic!("payments read"), || panic!("channels read")),
+            None
+        );
+        assert_eq!(t.due(t0 + 4 * SEC, || 5_000, calm), Some(Tick::Forget));
+        // The regular period counts from the last tick of either kind.
+        assert_eq!(t.due(t0 + 63 * SEC, || 0, calm), None);
+        assert_eq!(
+            t.due(t0 + 64 * SEC, || unreachable!(), || unreachable!()),
+            Some(Tick::Regular)
+        );
+    }
+
+    #[test]
+    fn a_quick_tick_waits_for_a_moment_when_no_channel_waits_on_its_peer() {
+        let t0 = Instant::now();
+        let mut t = Ticker::new(60 * SEC, Some(10), SEC, t0);
+        assert_eq!(t.due(t0 + 2 * SEC, || 11, || ch(true, false)), None);
+        // Looked at again soon, the payments not read again.
+        assert_eq!(t.next_look(), LOOK_QUIET_EVERY);
+        let soon = t0 + 2 * SEC + LOOK_QUIET_EVERY;
+        assert_eq!(
+            t.due(soon, || panic!("payments read"), || ch(true, false)),
+            None
+        );
+        let later = soon + LOOK_QUIET_EVERY;
+        assert_eq!(
+            t.due(later, || panic!("payments read"), || ch(true, true)),
+            Some(Tick::Forget)
+        );
+        assert_eq!(t.next_look(), SEC / 4);
+    }
+
+    #[test]
+    fn no_quick_tick_while_a_channel_opens_or_closes() {
+        let t0 = Instant::now();
+        let mut t = Ticker::new(60 * SEC, Some(10), SEC, t0);
+        assert_eq!(t.due(t0 + 5 * SEC, || 50_000, || ch(false, true)), None);
+        // Not looked at in haste: nothing to wait for but the channel's open or close.
+        assert_eq!(t.next_look(), SEC / 4);
+        assert_eq!(
+            t.due(t0 + 6 * SEC, || 50_000, || ch(true, true)),
+            Some(Tick::Forget)
+        );
+        // Unsettled again: the next tick is the regular one, a period after the last.
+        for s in 7..66 {
+            assert_eq!(
+                t.due(t0 + s * SEC, || 50_000, || ch(false, true)),
+                None,
+                "at {s} s"
+            );
+        }
+        assert_eq!(
+            t.due(t0 + 66 * SEC, || unreachable!(), || unreachable!()),
+            Some(Tick::Regular)
+        );
+    }
+
+    #[test]
+    fn without_a_cap_only_the_regular_tick_is_taken() {
+        let t0 = Instant::now();
+        let mut t = Ticker::new(5 * SEC, None, SEC, t0);
+        assert_eq!(
+            t.due(t0 + 4 * SEC, || unreachable!(), || unreachable!()),
+            None
+        );
+        assert_eq!(
+            t.due(t0 + 5 * SEC, || unreachable!(), || unreachable!()),
+            Some(Tick::Regular)
+        );
+        // A gap shorter than its floor is raised to it.
+        let mut quick = Ticker::new(60 * SEC, Some(0), Duration::from_millis(1), t0);
+        let at = t0 + MIN_FORGET_TICK_GAP - Duration::from_millis(1);
+        assert_eq!(quick.due(at, || 1, || ch(true, true)), None);
+        let at = t0 + MIN_FORGET_TICK_GAP;
+        assert_eq!(quick.due(at, || 1, || ch(true, true)), Some(Tick::Forget));
+        // A period shorter than its floor (1 s) is raised to it.
+        let mut fast = Ticker::new(SEC / 10, None, SEC, t0);
+        assert_eq!(
+            fast.due(t0 + SEC / 2, || unreachable!(), || unreachable!()),
+            None
+        );
+        assert_eq!(
+            fast.due(t0 + SEC, || unreachable!(), || unreachable!()),
+            Some(Tick::Regular)
+        );
+    }
+
+    #[test]
+    fn an_open_request_is_remembered_for_a_while() {
+        let o = OpenRequests::default();
+        assert!(!o.lately());
+        o.seen();
+        assert!(o.lately());
+        // And it unsettles the channels, even with none.
+        assert!(!Channels::of(&[], o.lately()).settled);
+        assert_eq!(Channels::of(&[], false), ch(true, true));
+    }
+}
