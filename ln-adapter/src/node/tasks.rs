@@ -14,7 +14,7 @@ use lightning_background_processor::{
 };
 use tokio::task::JoinHandle;
 
-use super::ticker::{remembered, Channels, OpenRequests, Ticker, BP_TIMER_TICK};
+use super::ticker::{commit_fee, remembered, Channels, OpenRequests, Ticker, BP_TIMER_TICK};
 use super::{now, LnNode};
 use crate::events::EventHandler;
 use crate::io::{TracingLogger, WalletKeys};
@@ -142,17 +142,32 @@ impl LnNode {
             Instant::now(),
         );
         let ticks = Arc::clone(&self.ticks);
+        let peers = Arc::clone(&self.peer_manager);
+        let fees = Arc::clone(&self.fees);
         let mut stop = self.stop.subscribe();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(ticker.next_look()) => {}
+                    _ = tokio::time::sleep(ticker.next_look(Instant::now())) => {}
                     _ = stop.changed() => return,
                 }
                 let tick = ticker.due(
                     Instant::now(),
                     || remembered(&cm.list_recent_payments()),
-                    || Channels::of(&cm.list_channels(), open_requests.lately()),
+                    |fee_sent| {
+                        let connected: Vec<PublicKey> = peers
+                            .list_peers()
+                            .into_iter()
+                            .map(|p| p.counterparty_node_id)
+                            .collect();
+                        Channels::of(
+                            &cm.list_channels(),
+                            &connected,
+                            |kind| commit_fee(&*fees, kind),
+                            fee_sent,
+                            open_requests.lately(),
+                        )
+                    },
                 );
                 if let Some(tick) = tick {
                     tracing::trace!(?tick, "LDK timer tick");
