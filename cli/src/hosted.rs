@@ -450,7 +450,7 @@ const USABLE_WAIT: Duration = Duration::from_secs(20);
 
 /// Before a take: a channel of ours can carry each channel leg of `offer` for `give` (what
 /// we pay) and `get` (what we receive), else what to open. The Lightning node's channels
-/// get [`USABLE_WAIT`] to come up (its peers reconnect when it starts).
+/// get `USABLE_WAIT` to come up (its peers reconnect when it starts).
 pub async fn check_take(
     hosted: &Hosted,
     offer: &Offer,

@@ -23,7 +23,7 @@ pub fn line(args: std::fmt::Arguments<'_>) {
     }
 }
 
-/// `println!` that never panics on a closed pipe (see [`line`]).
+/// `println!` that never panics on a closed pipe (see [`line()`]).
 #[macro_export]
 macro_rules! say {
     ($($t:tt)*) => {

@@ -394,10 +394,10 @@ impl crate::LnNode {
         record_own(&self.store, preimage)
     }
 
-    /// [`LnNode::keep_own_preimage`] for an invoice that expires `expiry_secs` from now, with
+    /// [`crate::LnNode::keep_own_preimage`] for an invoice that expires `expiry_secs` from now, with
     /// when LDK accepts a payment to it at the latest (LDK's expiry counts from the highest
     /// block time it saw, plus two hours): once that passed unpaid,
-    /// [`LnNode::own_invoice_lapsed`] says so, and the claimer stops looking at it.
+    /// [`crate::LnNode::own_invoice_lapsed`] says so, and the claimer stops looking at it.
     pub fn keep_own_invoice(&self, preimage: &Preimage, expiry_secs: u32) -> Result<(), LnError> {
         let until = crate::node::unix_now()
             .saturating_add(u64::from(expiry_secs))
@@ -412,7 +412,7 @@ impl crate::LnNode {
     }
 
     /// Whether no payment to our own invoice of `hashlock` can arrive any more: the latest
-    /// time LDK accepts one (recorded by [`LnNode::keep_own_invoice`]) is before both our
+    /// time LDK accepts one (recorded by [`crate::LnNode::keep_own_invoice`]) is before both our
     /// clock and the time of the node's best block (LDK's own clock). False for an invoice
     /// recorded without it.
     pub async fn own_invoice_lapsed(&self, hashlock: &Hashlock) -> Result<bool, LnError> {
@@ -420,7 +420,7 @@ impl crate::LnNode {
             .await
     }
 
-    /// [`LnNode::own_invoice_lapsed`] with our clock at `now` (unix seconds).
+    /// [`crate::LnNode::own_invoice_lapsed`] with our clock at `now` (unix seconds).
     pub async fn own_invoice_lapsed_at(
         &self,
         hashlock: &Hashlock,
@@ -445,7 +445,7 @@ impl crate::LnNode {
     }
 
     /// The preimages of our own invoices whose payments are not settled yet (see
-    /// [`LnNode::settle_own`]).
+    /// [`crate::LnNode::settle_own`]).
     pub fn own_preimages(&self) -> Result<Vec<Preimage>, LnError> {
         own_unsettled(&self.store)
     }
@@ -456,7 +456,7 @@ impl crate::LnNode {
     }
 
     /// Marks our own invoice of `hashlock` settled (claimed, cancelled or no longer
-    /// claimable): [`LnNode::own_preimages`] leaves it out from then on.
+    /// claimable): [`crate::LnNode::own_preimages`] leaves it out from then on.
     pub fn settle_own(&self, hashlock: &Hashlock) -> Result<(), LnError> {
         settle_own(&self.store, hashlock)
     }

@@ -9,7 +9,7 @@
 //! - `lock` (payer): pays the invoice once, at exactly the agreed CLTV whatever the height
 //!   when it is sent (the final delta is computed from the expiry), no retries, with a payment
 //!   id derived from the swap id. What was sent is recorded before LDK is given it (a
-//!   [`SentPayment`]): LDK forgets a payment id minutes after the payment ends, the record
+//!   `SentPayment`): LDK forgets a payment id minutes after the payment ends, the record
 //!   and the outcome markers do not, so calling `lock` again never pays twice.
 //! - status, payer's side: `Claimed` once the payment succeeded (the preimage, recorded before
 //!   LDK counts the event handled, also when the payee claimed on chain); `Refunded` once it
@@ -505,7 +505,7 @@ impl Rail for LnRail {
     /// The node's tip (not LDK's last block, which may lag a poll behind): expiry decisions
     /// must not think it is earlier than it is.
     ///
-    /// A tip read less than [`TIP_FRESH`] ago is answered again without asking the node: a
+    /// A tip read less than `TIP_FRESH` ago is answered again without asking the node: a
     /// channel swap steps on every Lightning event and channel message, and asking at every
     /// step cost the node more CPU than the swaps did. A read is as old as its answer's trip
     /// anyway; the expiry rules' margins are blocks.

@@ -7,7 +7,7 @@
 //!   the latest state number compared with the writer's, and the new state inserted under a
 //!   unique `(swap_id, seq)`; another writer's state in between is a
 //!   [`StoreError::Conflict`], and nothing is written.
-//! - The schema is versioned ([`migrate`]): embedded SQL migrations applied in order, one
+//! - The schema is versioned ([`migrate()`]): embedded SQL migrations applied in order, one
 //!   transaction each, under an advisory lock; a database written by a newer build is refused.
 //! - A database that cannot be reached is a [`StoreError::Backend`] error (transient: the same
 //!   call succeeds once it is back), never a panic. A damaged row is a

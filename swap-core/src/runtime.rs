@@ -2,12 +2,12 @@
 //! its own.
 //!
 //! One tick over the swaps that are due:
-//! 1. per rail, one [`Rail::observe`] of all their legs on it (one block scan, one log query,
+//! 1. per rail, one `Rail::observe` of all their legs on it (one block scan, one log query,
 //!    one read of a channel's state, whatever the number of swaps);
 //! 2. the pure machines step every swap;
 //! 3. the new states are persisted (each with the sequence number it was computed from, so a
 //!    second writer is detected), before anything is sent;
-//! 4. the actions are handed to each rail together ([`Rail::execute`]), so packing N locks into
+//! 4. the actions are handed to each rail together (`Rail::execute`), so packing N locks into
 //!    one funding transaction or N claims into one contract call is the adapter's only batching
 //!    code.
 //!

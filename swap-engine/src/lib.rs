@@ -175,7 +175,7 @@ impl Contact {
 pub type Runner = Arc<dyn Fn(SwapId) + Send + Sync>;
 
 /// How old a balance a taker's advisory funds check may use (see
-/// [`Engine::check_funds_read_since`]): a wallet with thousands of coins costs the node a
+/// `Engine::check_funds_read_since`): a wallet with thousands of coins costs the node a
 /// second or more per balance read, and takes in quick succession would otherwise queue
 /// behind one another's reads.
 pub const TAKER_FUNDS_STALE: Duration = Duration::from_secs(3);

@@ -99,7 +99,7 @@ impl EthChain {
     }
 
     /// Locks every swap of a round (idempotent each; see [`Rail::lock`]); one answer per lock,
-    /// in order. Ether locks go out together ([`EthChain::send_recorded_each`]: consecutive
+    /// in order. Ether locks go out together (`EthChain::send_recorded_each`: consecutive
     /// nonces, one outbox write, no wait for one before the next is sent); ERC-20 locks one
     /// at a time (their allowance or permit flow holds the token lock).
     pub async fn lock_htlcs(&self, locks: &[&HtlcParams]) -> Vec<Result<B256, EthError>> {
@@ -391,9 +391,9 @@ impl EthChain {
     }
 
     /// Claims every swap of `items` (each idempotent, as [`Self::claim_htlc`]); one answer per
-    /// item, in order. The claims go out together: up to [`MAX_CLAIM_BATCH`] per `claimBatch`
+    /// item, in order. The claims go out together: up to `MAX_CLAIM_BATCH` per `claimBatch`
     /// transaction (~7,000 gas per extra swap instead of ~32,000 each), except a claim within
-    /// [`CLAIM_ALONE_WITHIN_SECS`] of its expiry, which goes alone so that nothing in a batch
+    /// `CLAIM_ALONE_WITHIN_SECS` of its expiry, which goes alone so that nothing in a batch
     /// (an entry claimed or expired meanwhile) can delay it. A batch whose estimate fails, or
     /// that reverts, is sent again one claim per transaction.
     pub async fn claim_htlcs(

@@ -95,7 +95,7 @@ impl Node {
     /// connection; its completion then shows in the party's latest state.
     ///
     /// Calls on one channel take turns: a call made while another's change is in flight waits
-    /// for that change's answer (at most [`SessionConfig::request_timeout`], then `Busy`), so
+    /// for that change's answer (at most [`crate::SessionConfig::request_timeout`], then `Busy`), so
     /// a channel's changes follow each other without a caller's retry delay in between. Locks
     /// and claims that wait meanwhile go out together, as one [`UpdateKind::Batch`] (up to
     /// [`crate::msg::MAX_BATCH`]), whoever takes the next turn proposing them all: one round

@@ -15,7 +15,7 @@
 //! node has not seen yet. A recorded transaction the node refuses for good while its nonce
 //! is unused is therefore never just dropped: it is replaced, in one SQLite transaction, by
 //! a transfer of nothing to ourselves at the same nonce (intent `fill:<nonce>`, current
-//! fees), so the transactions above it are mined (see [`SqliteChannelStore::fill_tx`]).
+//! fees), so the transactions above it are mined (see `SqliteChannelStore::fill_tx`).
 
 use alloy::primitives::{Address, B256};
 use rusqlite::{params, OptionalExtension};

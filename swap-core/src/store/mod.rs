@@ -371,7 +371,7 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// Where swaps live. Implementations must pass [`conformance`]'s suite.
+/// Where swaps live. Implementations must pass `conformance`'s suite.
 #[async_trait]
 pub trait SwapStore: Send + Sync {
     /// Stores a new swap with its secret and first state, atomically. Fails with

@@ -477,7 +477,7 @@ impl SwapStore for SqliteStore {
     }
 
     /// One IMMEDIATE transaction for a rail's whole answer (one disk sync), each row in its
-    /// own savepoint ([`super::sqlite_append::record_sent`]).
+    /// own savepoint (`super::sqlite_append::record_sent`).
     async fn record_sent(&self, sent: &[SentAction]) -> Vec<SentRecorded> {
         if sent.is_empty() {
             return Vec::new();
