@@ -19,10 +19,14 @@
 //!   accepted within two ticks);
 //! - no channel with a connected peer waiting on it, as far as LDK's channel list shows: each
 //!   reestablished and usable, every HTLC committed on both sides, no fee update the last
-//!   tick sent still uncommitted. A tick finding a channel waiting marks it, and the next
-//!   disconnects the peer if it has not answered meanwhile; any answer clears the mark. A
-//!   channel whose peer is away may be marked, but its reestablishment clears that, and it
-//!   is not usable before.
+//!   tick sent still uncommitted (waited for [`FEE_WAIT_GAPS`] gaps at most: LDK silently
+//!   drops an update its funder cannot afford), on two looks in a row 2 ms apart. A tick
+//!   finding a channel waiting marks it, and the next disconnects the peer unless a
+//!   revocation (or reestablishment) came meanwhile. The list does not show one wait: after
+//!   the peer's revocation, for its commitment, usually sent with it; two quiet looks in a
+//!   row rarely both fall there (LDK's own minute tick has the same blind spot). A channel
+//!   whose peer is away may be marked, but its reestablishment clears that, and it is not
+//!   usable before.
 //!
 //! What stays shortened while quick ticks run, on a node that busy: a peer that leaves one
 //! of the few waits the list does not show (a fee update the peer started; its commitment
@@ -100,7 +104,9 @@ impl Channels {
         let fee_due: Vec<ChannelId> = channels
             .iter()
             .filter(|c| {
+                // LDK's tick updates the fee of a live channel only.
                 c.is_outbound
+                    && c.is_usable
                     && match (&c.channel_type, c.feerate_sat_per_1000_weight) {
                         (Some(kind), Some(now)) => fee_update_due(commit_fee(kind), now),
                         _ => true,
@@ -135,7 +141,7 @@ impl Channels {
 /// channel's (`ChannelManager::update_channel_fee` in LDK 0.2: up at once, down only by
 /// half).
 pub(crate) fn fee_update_due(target: u32, now: u32) -> bool {
-    target > now || target.saturating_mul(2) <= now
+    target > now || (target < now && target.saturating_mul(2) <= now)
 }
 
 /// The feerate LDK's tick sets on a channel we funded, of type `kind`, from `fees` (LDK 0.2's
@@ -188,15 +194,30 @@ pub(crate) struct Ticker {
     wanted: bool,
     /// The last look found the channels settled but busy.
     busy: bool,
-    /// The channels whose fee update the last tick sent (`None`: not known). LDK's own tick
-    /// at the start sends none: no peer is connected yet, and LDK updates the fee of a live
-    /// channel only.
-    fee_sent: Option<Vec<ChannelId>>,
+    /// The channels whose fee update the last tick sent (`None`: not known), and when. LDK's
+    /// own tick at the start sends none: no peer is connected yet, and LDK updates the fee
+    /// of a live channel only. Taken as sent for [`FEE_WAIT_GAPS`] gaps at most: a funder
+    /// that cannot afford the new feerate has it dropped silently by LDK, and stays due.
+    fee_sent: Option<(Vec<ChannelId>, Instant)>,
+    /// When the last look found the channels quiet, if it did: a quick tick takes two quiet
+    /// looks in a row, [`QUIET_CONFIRM`] apart (the moment after the peer's revocation, when
+    /// LDK waits for its commitment and the channel list does not show it, rarely spans
+    /// both).
+    quiet_at: Option<Instant>,
 }
 
+/// How soon a quiet look is looked at again before a quick tick, and how old the first may
+/// be.
+pub(crate) const QUIET_CONFIRM: Duration = Duration::from_millis(2);
+const QUIET_CONFIRM_WITHIN: Duration = Duration::from_millis(20);
+
+/// How many gaps a fee update sent by a tick is waited for before the quick ticks go on.
+pub(crate) const FEE_WAIT_GAPS: u32 = 10;
+
 impl Ticker {
-    /// A ticker whose first regular tick is due a period after `start` plus a gap. The period is taken as at least [`MIN_TIMER_TICK`], the gap
-    /// as at least [`MIN_FORGET_TICK_GAP`].
+    /// A ticker whose first regular tick is due a period after `start` plus a gap. The
+    /// period is taken as at least [`MIN_TIMER_TICK`], the gap as at least
+    /// [`MIN_FORGET_TICK_GAP`].
     pub(crate) fn new(
         every: Duration,
         forget_above: Option<usize>,
@@ -213,7 +234,8 @@ impl Ticker {
             last: start + gap,
             wanted: false,
             busy: false,
-            fee_sent: Some(Vec::new()),
+            fee_sent: Some((Vec::new(), start)),
+            quiet_at: None,
         }
     }
 
@@ -231,8 +253,9 @@ impl Ticker {
         if since >= self.every {
             self.last = now;
             self.wanted = false;
+            self.quiet_at = None;
             // What this tick sends, for the quick ticks after it.
-            self.fee_sent = self.forget_above.map(|_| channels(None).fee_due);
+            self.fee_sent = self.forget_above.map(|_| (channels(None).fee_due, now));
             return Some(Tick::Regular);
         }
         if since < self.gap {
@@ -245,14 +268,28 @@ impl Ticker {
         if !self.wanted {
             return None;
         }
-        let seen = channels(self.fee_sent.as_deref());
-        self.busy = seen.settled && !seen.quiet;
-        if !(seen.settled && seen.quiet) {
+        let fee_sent = match &self.fee_sent {
+            Some((sent, at)) if now.saturating_duration_since(*at) < self.gap * FEE_WAIT_GAPS => {
+                Some(sent.as_slice())
+            }
+            Some(_) => Some(&[][..]),
+            None => None,
+        };
+        let seen = channels(fee_sent);
+        let quiet = seen.settled && seen.quiet;
+        let quiet_twice = quiet
+            && self
+                .quiet_at
+                .is_some_and(|at| now.saturating_duration_since(at) <= QUIET_CONFIRM_WITHIN);
+        self.busy = seen.settled && !quiet_twice;
+        if !quiet_twice {
+            self.quiet_at = quiet.then_some(now);
             return None;
         }
         self.last = now;
         self.wanted = false;
-        self.fee_sent = Some(seen.fee_due);
+        self.quiet_at = None;
+        self.fee_sent = Some((seen.fee_due, now));
         Some(Tick::Forget)
     }
 
@@ -260,7 +297,9 @@ impl Ticker {
     /// of the gap (a quick tick is then never much later than due; the regular one at most
     /// that late).
     pub(crate) fn next_look(&self, now: Instant) -> Duration {
-        let look = if self.busy {
+        let look = if self.quiet_at.is_some() {
+            QUIET_CONFIRM
+        } else if self.busy {
             LOOK_QUIET_EVERY
         } else {
             self.gap / 4
@@ -336,6 +375,24 @@ mod tests {
         }
     }
 
+    /// Looks at `at` and up to three times more soon after, as the node does: a quick tick
+    /// takes two quiet looks in a row.
+    fn twice(
+        t: &mut Ticker,
+        at: Instant,
+        remembered: usize,
+        seen: impl Fn(Option<&[ChannelId]>) -> Channels,
+    ) -> Option<Tick> {
+        let mut now = at;
+        for _ in 0..4 {
+            if let Some(tick) = t.due(now, || remembered, &seen) {
+                return Some(tick);
+            }
+            now += t.next_look(now);
+        }
+        None
+    }
+
     /// A ticker whose last tick was at `t0` (started a gap before).
     fn ticker(every: Duration, above: Option<usize>, gap: Duration, t0: Instant) -> Ticker {
         Ticker::new(every, above, gap, t0 - gap.max(MIN_FORGET_TICK_GAP))
@@ -348,7 +405,7 @@ mod tests {
         let calm = |_: Option<&[ChannelId]>| ch(true, true);
         assert_eq!(t.due(start + SEC, || 1, calm), None);
         assert_eq!(t.due(start + 2 * SEC - SEC / 10, || 1, calm), None);
-        assert_eq!(t.due(start + 2 * SEC, || 1, calm), Some(Tick::Forget));
+        assert_eq!(twice(&mut t, start + 2 * SEC, 1, calm), Some(Tick::Forget));
     }
 
     #[test]
@@ -387,18 +444,18 @@ mod tests {
             t.due(t0 + 2 * SEC, || 1_000, |_| panic!("channels read")),
             None
         );
-        assert_eq!(t.due(t0 + 3 * SEC, || 1_001, calm), Some(Tick::Forget));
+        assert_eq!(twice(&mut t, t0 + 3 * SEC, 1_001, calm), Some(Tick::Forget));
         // Within the gap LDK's lists are not read.
         let gap = t0 + 3 * SEC + SEC / 2;
         assert_eq!(
             t.due(gap, || panic!("payments read"), |_| panic!("channels read")),
             None
         );
-        assert_eq!(t.due(t0 + 4 * SEC, || 5_000, calm), Some(Tick::Forget));
+        assert_eq!(twice(&mut t, t0 + 4 * SEC, 5_000, calm), Some(Tick::Forget));
         // The regular period counts from the last tick of either kind.
         assert_eq!(t.due(t0 + 63 * SEC, || 0, calm), None);
         assert_eq!(
-            t.due(t0 + 64 * SEC, || unreachable!(), |_| ch(true, false)),
+            t.due(t0 + 65 * SEC, || unreachable!(), |_| ch(true, false)),
             Some(Tick::Regular)
         );
     }
@@ -415,7 +472,32 @@ mod tests {
             t.due(soon, || panic!("payments read"), |_| ch(true, false)),
             None
         );
+        // One quiet look is not enough: the channel list does not show every wait. The
+        // second comes soon after, and must be quiet too.
         let later = soon + LOOK_QUIET_EVERY;
+        assert_eq!(
+            t.due(later, || panic!("payments read"), |_| ch(true, true)),
+            None
+        );
+        assert_eq!(t.next_look(t0), QUIET_CONFIRM);
+        let later = later + QUIET_CONFIRM;
+        assert_eq!(
+            t.due(later, || panic!("payments read"), |_| ch(true, false)),
+            None
+        );
+        assert_eq!(t.next_look(t0), LOOK_QUIET_EVERY);
+        let later = later + LOOK_QUIET_EVERY;
+        assert_eq!(
+            t.due(later, || panic!("payments read"), |_| ch(true, true)),
+            None
+        );
+        // A first quiet look too old does not count.
+        let late = later + QUIET_CONFIRM_WITHIN + QUIET_CONFIRM;
+        assert_eq!(
+            t.due(late, || panic!("payments read"), |_| ch(true, true)),
+            None
+        );
+        let later = late + QUIET_CONFIRM;
         assert_eq!(
             t.due(later, || panic!("payments read"), |_| ch(true, true)),
             Some(Tick::Forget)
@@ -431,7 +513,7 @@ mod tests {
         // Not looked at in haste: nothing to wait for but the channel's open or close.
         assert_eq!(t.next_look(t0), SEC / 4);
         assert_eq!(
-            t.due(t0 + 6 * SEC, || 50_000, |_| ch(true, true)),
+            twice(&mut t, t0 + 6 * SEC, 50_000, |_| ch(true, true)),
             Some(Tick::Forget)
         );
         // Unsettled again: the next tick is the regular one, a period after the last.
@@ -443,7 +525,7 @@ mod tests {
             );
         }
         assert_eq!(
-            t.due(t0 + 66 * SEC, || unreachable!(), |_| ch(true, false)),
+            t.due(t0 + 67 * SEC, || unreachable!(), |_| ch(true, false)),
             Some(Tick::Regular)
         );
     }
@@ -465,7 +547,10 @@ mod tests {
         let at = t0 + MIN_FORGET_TICK_GAP - Duration::from_millis(1);
         assert_eq!(quick.due(at, || 1, |_| ch(true, true)), None);
         let at = t0 + MIN_FORGET_TICK_GAP;
-        assert_eq!(quick.due(at, || 1, |_| ch(true, true)), Some(Tick::Forget));
+        assert_eq!(
+            twice(&mut quick, at, 1, |_| ch(true, true)),
+            Some(Tick::Forget)
+        );
         // A period shorter than its floor (1 s) is raised to it.
         let mut fast = ticker(SEC / 10, None, SEC, t0);
         assert_eq!(
@@ -495,6 +580,7 @@ mod tests {
         assert!(fee_update_due(1_001, 1_000));
         assert!(!fee_update_due(501, 1_000));
         assert!(fee_update_due(500, 1_000));
+        assert!(!fee_update_due(0, 0));
     }
 
     #[test]
@@ -507,14 +593,10 @@ mod tests {
             fee_due: vec![id],
         };
         let mut t = ticker(60 * SEC, Some(0), SEC, t0);
-        let tick = t.due(
-            t0 + SEC,
-            || 1,
-            |sent| {
-                assert_eq!(sent, Some(&[][..]), "LDK's tick at the start sends none");
-                due(true)
-            },
-        );
+        let tick = twice(&mut t, t0 + SEC, 1, |sent| {
+            assert_eq!(sent, Some(&[][..]), "LDK's tick at the start sends none");
+            due(true)
+        });
         assert_eq!(tick, Some(Tick::Forget));
         let tick = t.due(
             t0 + 2 * SEC,
@@ -527,7 +609,7 @@ mod tests {
         assert_eq!(tick, None);
         // A regular tick records what it sends too.
         let tick = t.due(
-            t0 + 61 * SEC,
+            t0 + 62 * SEC,
             || unreachable!(),
             |sent| {
                 assert_eq!(sent, None);
@@ -539,14 +621,28 @@ mod tests {
             },
         );
         assert_eq!(tick, Some(Tick::Regular));
+        let tick = twice(&mut t, t0 + 63 * SEC, 1, |sent| {
+            assert_eq!(sent, Some(&[][..]));
+            due(true)
+        });
+        assert_eq!(tick, Some(Tick::Forget));
+        // An update LDK never sent (a funder that cannot afford it) is waited for a while
+        // only: then the quick ticks go on.
+        let sent_at = t0 + 63 * SEC + LOOK_QUIET_EVERY;
+        let waited = sent_at + SEC * FEE_WAIT_GAPS - LOOK_QUIET_EVERY;
         let tick = t.due(
-            t0 + 62 * SEC,
+            waited,
             || 1,
             |sent| {
-                assert_eq!(sent, Some(&[][..]));
-                ch(true, true)
+                assert_eq!(sent, Some(&[id][..]));
+                due(false)
             },
         );
+        assert_eq!(tick, None);
+        let tick = twice(&mut t, sent_at + SEC * FEE_WAIT_GAPS, 1, |sent| {
+            assert_eq!(sent, Some(&[][..]), "no longer waited for");
+            due(true)
+        });
         assert_eq!(tick, Some(Tick::Forget));
     }
 }
