@@ -62,6 +62,40 @@ async fn kill_at<F: std::future::Future>(chain: &EthChain, method: &str, fut: F)
     std::mem::forget(fut);
 }
 
+/// [`kill_at`] for a lock: runs `make()`'s future until `chain` starts its next `method` call, then leaks it there
+/// (checked after every poll; no destructor runs, as when the process is killed). A future
+/// that ends on a transient error first (a busy store on a loaded machine) is made again, as
+/// the driver's next round would.
+async fn kill_lock_at<F, Fut>(chain: &EthChain, method: &str, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<TxRef, swap_core::rail::ChainError>>,
+{
+    let calls = || {
+        chain
+            .rpc_calls_by_method()
+            .get(method)
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = calls();
+    let mut fut = Box::pin(make());
+    let stopped = std::future::poll_fn(|cx| loop {
+        match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(Err(e)) if e.is_transient() && calls() == before => {
+                fut = Box::pin(make());
+            }
+            std::task::Poll::Ready(r) => panic!("finished before {method}: {r:?}"),
+            std::task::Poll::Pending if calls() > before => return std::task::Poll::Ready(()),
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), stopped)
+        .await
+        .unwrap_or_else(|_| panic!("no {method}"));
+    std::mem::forget(fut);
+}
+
 /// Locks until it succeeds (the driver's next rounds); only transient errors on the way.
 async fn lock_until_done(chain: &EthChain, p: &HtlcParams) -> TxRef {
     let started = Instant::now();
@@ -110,7 +144,7 @@ async fn no_lock_twice_across_processes_and_crashes() {
     let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
     let before = sent_count(&e).await;
     let dead = process(&e, &path);
-    kill_at(&dead, "eth_sendRawTransaction", dead.lock(&p)).await;
+    kill_lock_at(&dead, "eth_sendRawTransaction", || dead.lock(&p)).await;
     let tx = lock_until_done(&process(&e, &path), &p).await;
     assert_eq!(sent_count(&e).await, before + 1, "one lock transaction");
     funded_by(&e, &p, &tx).await;
@@ -121,7 +155,7 @@ async fn no_lock_twice_across_processes_and_crashes() {
     let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
     e.net.rpc("evm_setAutomine", json!([false])).await;
     let dead = process(&e, &path);
-    kill_at(&dead, "eth_sendRawTransaction", dead.lock(&p)).await;
+    kill_lock_at(&dead, "eth_sendRawTransaction", || dead.lock(&p)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     e.net.rpc("anvil_dropAllTransactions", json!([])).await;
     let key = SendKey {
@@ -163,7 +197,7 @@ async fn a_lock_that_never_got_mined_is_cancelled_for_good() {
     let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
     e.net.rpc("evm_setAutomine", json!([false])).await;
     let dead = process(&e, &path);
-    kill_at(&dead, "eth_sendRawTransaction", dead.lock(&p)).await;
+    kill_lock_at(&dead, "eth_sendRawTransaction", || dead.lock(&p)).await;
     let key = SendKey {
         swap: p.swap_id,
         rail: common::eth_params().rail(),
@@ -351,7 +385,7 @@ async fn a_recorded_lock_is_not_sent_again_over_a_pending_transaction_of_ours() 
     let before = sent_count(&e).await;
     e.net.rpc("evm_setAutomine", json!([false])).await;
     let dead = process(&e, &path);
-    kill_at(&dead, "eth_sendRawTransaction", dead.lock(&p)).await;
+    kill_lock_at(&dead, "eth_sendRawTransaction", || dead.lock(&p)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     e.net.rpc("anvil_dropAllTransactions", json!([])).await;
     let me: Address = e.net.address(0);
