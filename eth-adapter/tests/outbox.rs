@@ -39,16 +39,19 @@ async fn sent_count(e: &common::Env) -> u64 {
         .unwrap()
 }
 
+/// How many `method` calls `chain` started.
+fn calls_of(chain: &EthChain, method: &str) -> u64 {
+    chain
+        .rpc_calls_by_method()
+        .get(method)
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Runs `fut` until `chain` starts its next `method` call, then leaks it there (checked after
 /// every poll; no destructor runs, as when the process is killed).
 async fn kill_at<F: std::future::Future>(chain: &EthChain, method: &str, fut: F) {
-    let calls = || {
-        chain
-            .rpc_calls_by_method()
-            .get(method)
-            .copied()
-            .unwrap_or(0)
-    };
+    let calls = || calls_of(chain, method);
     let before = calls();
     let mut fut = Box::pin(fut);
     let stopped = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
@@ -71,13 +74,7 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<TxRef, swap_core::rail::ChainError>>,
 {
-    let calls = || {
-        chain
-            .rpc_calls_by_method()
-            .get(method)
-            .copied()
-            .unwrap_or(0)
-    };
+    let calls = || calls_of(chain, method);
     let before = calls();
     let mut fut = Box::pin(make());
     let stopped = std::future::poll_fn(|cx| loop {
