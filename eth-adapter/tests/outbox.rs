@@ -48,38 +48,22 @@ fn calls_of(chain: &EthChain, method: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs `fut` until `chain` starts its next `method` call, then leaks it there (checked after
-/// every poll; no destructor runs, as when the process is killed).
-async fn kill_at<F: std::future::Future>(chain: &EthChain, method: &str, fut: F) {
-    let calls = || calls_of(chain, method);
-    let before = calls();
-    let mut fut = Box::pin(fut);
-    let stopped = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
-        std::task::Poll::Ready(_) => panic!("finished before {method}"),
-        std::task::Poll::Pending if calls() > before => std::task::Poll::Ready(()),
-        std::task::Poll::Pending => std::task::Poll::Pending,
-    });
-    tokio::time::timeout(Duration::from_secs(30), stopped)
-        .await
-        .unwrap_or_else(|_| panic!("no {method}"));
-    std::mem::forget(fut);
-}
-
-/// [`kill_at`] for a lock: runs `make()`'s future until `chain` starts its next `method` call, then leaks it there
+/// Runs `make()`'s future until `chain` starts its next `method` call, then leaks it there
 /// (checked after every poll; no destructor runs, as when the process is killed). A future
-/// that ends on a transient error first (a busy store on a loaded machine) is made again, as
-/// the driver's next round would.
-async fn kill_lock_at<F, Fut>(chain: &EthChain, method: &str, make: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<TxRef, swap_core::rail::ChainError>>,
-{
+/// that ends first with an output `again` accepts is made anew, as the driver's next round
+/// would; any other end is a failure.
+async fn kill_at<Fut: std::future::Future<Output: std::fmt::Debug>>(
+    chain: &EthChain,
+    method: &str,
+    make: impl Fn() -> Fut,
+    again: impl Fn(&Fut::Output) -> bool,
+) {
     let calls = || calls_of(chain, method);
     let before = calls();
     let mut fut = Box::pin(make());
     let stopped = std::future::poll_fn(|cx| loop {
         match fut.as_mut().poll(cx) {
-            std::task::Poll::Ready(Err(e)) if e.is_transient() && calls() == before => {
+            std::task::Poll::Ready(r) if again(&r) && calls() == before => {
                 fut = Box::pin(make());
             }
             std::task::Poll::Ready(r) => panic!("finished before {method}: {r:?}"),
@@ -91,6 +75,18 @@ where
         .await
         .unwrap_or_else(|_| panic!("no {method}"));
     std::mem::forget(fut);
+}
+
+/// [`kill_at`] for a lock, made again when it ends on a transient error first (a busy store
+/// on a loaded machine).
+async fn kill_lock_at(chain: &EthChain, p: &HtlcParams) {
+    kill_at(
+        chain,
+        "eth_sendRawTransaction",
+        || chain.lock(p),
+        |r| matches!(r, Err(e) if e.is_transient()),
+    )
+    .await;
 }
 
 /// Locks until it succeeds (the driver's next rounds); only transient errors on the way.
@@ -141,7 +137,7 @@ async fn no_lock_twice_across_processes_and_crashes() {
     let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
     let before = sent_count(&e).await;
     let dead = process(&e, &path);
-    kill_lock_at(&dead, "eth_sendRawTransaction", || dead.lock(&p)).await;
+    kill_lock_at(&dead, &p).await;
     let tx = lock_until_done(&process(&e, &path), &p).await;
     assert_eq!(sent_count(&e).await, before + 1, "one lock transaction");
     funded_by(&e, &p, &tx).await;
@@ -152,7 +148,7 @@ async fn no_lock_twice_across_processes_and_crashes() {
     let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
     e.net.rpc("evm_setAutomine", json!([false])).await;
     let dead = process(&e, &path);
-    kill_lock_at(&dead, "eth_sendRawTransaction", || dead.lock(&p)).await;
+    kill_lock_at(&dead, &p).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     e.net.rpc("anvil_dropAllTransactions", json!([])).await;
     let key = SendKey {
@@ -194,7 +190,7 @@ async fn a_lock_that_never_got_mined_is_cancelled_for_good() {
     let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(17), 3600).await;
     e.net.rpc("evm_setAutomine", json!([false])).await;
     let dead = process(&e, &path);
-    kill_lock_at(&dead, "eth_sendRawTransaction", || dead.lock(&p)).await;
+    kill_lock_at(&dead, &p).await;
     let key = SendKey {
         swap: p.swap_id,
         rail: common::eth_params().rail(),
@@ -382,7 +378,7 @@ async fn a_recorded_lock_is_not_sent_again_over_a_pending_transaction_of_ours() 
     let before = sent_count(&e).await;
     e.net.rpc("evm_setAutomine", json!([false])).await;
     let dead = process(&e, &path);
-    kill_lock_at(&dead, "eth_sendRawTransaction", || dead.lock(&p)).await;
+    kill_lock_at(&dead, &p).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     e.net.rpc("anvil_dropAllTransactions", json!([])).await;
     let me: Address = e.net.address(0);
@@ -441,10 +437,12 @@ async fn a_recorded_lock_above_free_nonces_has_them_filled() {
     let from_block = e.net.provider().get_block_number().await.unwrap();
     e.net.rpc("evm_setAutomine", json!([false])).await;
     let dead = process(&e, &path);
+    let batch = swaps.iter().collect::<Vec<_>>();
     kill_at(
         &dead,
         "eth_sendRawTransaction",
-        dead.lock_htlcs(&swaps.iter().collect::<Vec<_>>()),
+        || dead.lock_htlcs(&batch),
+        |_| false,
     )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -235,16 +235,6 @@ impl LnNode {
         self.ticks.get()
     }
 
-    /// The peers connected now. For tests.
-    #[doc(hidden)]
-    pub fn connected_peers(&self) -> Vec<bitcoin::secp256k1::PublicKey> {
-        self.peer_manager
-            .list_peers()
-            .into_iter()
-            .map(|p| p.counterparty_node_id)
-            .collect()
-    }
-
     /// How many completed payments LDK still remembers (see
     /// [`crate::LnConfig::forget_payments_above`]).
     pub fn remembered_payments(&self) -> usize {

@@ -12,10 +12,7 @@ async fn a_node_remembering_many_payments_forgets_them_in_seconds_and_pays_on() 
     let p = pair_with(|c| c.forget_payments_above = Some(ABOVE)).await;
     open_channel(&p, 1_000_000).await;
     let b_id = p.b.node_id();
-    wait_until("the peers connected", || {
-        p.a.connected_peers().contains(&b_id)
-    })
-    .await;
+    wait_until("the peers connected", || p.a.is_connected(&b_id)).await;
 
     // Whether the payer's peer was ever seen away while quick ticks ran (a tick that finds
     // a channel waiting on its peer marks it, the next disconnects it if still unanswered).
@@ -23,7 +20,7 @@ async fn a_node_remembering_many_payments_forgets_them_in_seconds_and_pays_on() 
     let away = AtomicUsize::new(0);
     let sampler = async {
         while !done.load(Ordering::Relaxed) {
-            if !p.a.connected_peers().contains(&b_id) {
+            if !p.a.is_connected(&b_id) {
                 away.fetch_add(1, Ordering::Relaxed);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -155,14 +155,9 @@ impl LnNode {
                     Instant::now(),
                     || remembered(&cm.list_recent_payments()),
                     |fee_sent| {
-                        let connected: Vec<PublicKey> = peers
-                            .list_peers()
-                            .into_iter()
-                            .map(|p| p.counterparty_node_id)
-                            .collect();
                         Channels::of(
                             &cm.list_channels(),
-                            &connected,
+                            |id| peers.peer_by_node_id(id).is_some(),
                             |kind| commit_fee(&*fees, kind),
                             fee_sent,
                             open_requests.lately(),

@@ -85,13 +85,13 @@ pub(crate) struct Channels {
 }
 
 impl Channels {
-    /// What LDK's lists say: `connected` the peers connected now; `commit_fee` the feerate
-    /// LDK's tick would set on a channel of a type we funded (sat per 1,000 weight);
-    /// `fee_sent` the channels whose fee update the last tick sent (`None`: not known, any);
-    /// and whether an inbound channel request came lately.
+    /// What LDK's list says: `is_connected` whether a peer is connected now; `commit_fee`
+    /// the feerate LDK's tick would set on a channel of a type we funded (sat per 1,000
+    /// weight); `fee_sent` the channels whose fee update the last tick sent (`None`: not
+    /// known, any); and whether an inbound channel request came lately.
     pub(crate) fn of(
         channels: &[ChannelDetails],
-        connected: &[PublicKey],
+        is_connected: impl Fn(&PublicKey) -> bool,
         commit_fee: impl Fn(&ChannelTypeFeatures) -> u32,
         fee_sent: Option<&[ChannelId]>,
         open_request_lately: bool,
@@ -115,7 +115,7 @@ impl Channels {
             .map(|c| c.channel_id)
             .collect();
         let quiet = channels.iter().all(|c| {
-            if !connected.contains(&c.counterparty.node_id) {
+            if !is_connected(&c.counterparty.node_id) {
                 return true;
             }
             let fee_waits = fee_due.contains(&c.channel_id)
@@ -570,8 +570,11 @@ mod tests {
         o.seen();
         assert!(o.lately());
         // And it unsettles the channels, even with none.
-        assert!(!Channels::of(&[], &[], |_| 253, None, o.lately()).settled);
-        assert_eq!(Channels::of(&[], &[], |_| 253, None, false), ch(true, true));
+        assert!(!Channels::of(&[], |_| true, |_| 253, None, o.lately()).settled);
+        assert_eq!(
+            Channels::of(&[], |_| true, |_| 253, None, false),
+            ch(true, true)
+        );
     }
 
     #[test]
