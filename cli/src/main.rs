@@ -350,6 +350,11 @@ async fn resume(dir: &Path, hosted: &hosted::Hosted) -> anyhow::Result<()> {
     follow(Some(&engine), engine.driver.store().as_ref(), &ids).await
 }
 
+/// mimalloc: glibc's malloc serializes frees of memory another thread allocated, the common
+/// case under tokio's work stealing (README, figures).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

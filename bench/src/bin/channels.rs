@@ -230,6 +230,11 @@ fn print_run(r: &Run, ceiling: f64) {
     );
 }
 
+/// mimalloc: glibc's malloc serializes frees of memory another thread allocated, the common
+/// case under tokio's work stealing (README, figures).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let o = parse_args()?;
     tracing_subscriber::fmt()
