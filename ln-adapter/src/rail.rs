@@ -277,7 +277,11 @@ impl LnRail {
             cltv_expiry,
             state,
         };
-        if self.ldk_knows(id) {
+        // Only a leg recorded `Sending` can be known to LDK: that record is committed before
+        // LDK is handed the payment, and ledger records are never removed. So a first send
+        // skips the look, which lists every payment LDK remembers (thousands under load,
+        // under the lock LDK's manager encoding and its HTLC processing take too).
+        if sent.is_some() && self.ldk_knows(id) {
             // LDK has it in memory (an earlier call sent it and did not get to record it):
             // recorded as sent only once the store has it too.
             crate::gate::committed_now(store)
