@@ -235,6 +235,16 @@ impl LnNode {
         self.ticks.get()
     }
 
+    /// How long LDK's background processor has been running (polled) since the node
+    /// started: its events, its messages, its manager writes. Benches print its share of a
+    /// run: it is one task per node, so its share bounds how much of a core it can use.
+    pub fn background_busy(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(
+            self.background_busy
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     /// How many completed payments LDK still remembers (see
     /// [`crate::LnConfig::forget_payments_above`]).
     pub fn remembered_payments(&self) -> usize {

@@ -71,6 +71,8 @@ pub struct LnNode {
     fatal: Arc<Mutex<Option<String>>>,
     /// LDK timer ticks taken (see `node/ticker.rs`).
     pub(crate) ticks: Arc<ticker::TickCounts>,
+    /// Nanoseconds LDK's background processor spent being polled (benches print its share).
+    pub(crate) background_busy: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for LnNode {
@@ -400,6 +402,7 @@ impl LnNode {
             tasks: Mutex::new(Vec::new()),
             fatal,
             ticks: Arc::default(),
+            background_busy: Arc::default(),
         };
         node.spawn_background(handler, logger);
         node.spawn_gate_watch();

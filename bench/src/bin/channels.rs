@@ -335,6 +335,7 @@ async fn bench(o: Opts) -> Result<()> {
     };
     let calls0 = calls();
     let writes0 = [taker_ln.manager_writes(), maker_ln.manager_writes()];
+    let busy0 = [taker_ln.background_busy(), maker_ln.background_busy()];
     let threads0 = xswap_bench::thread_cpu_times();
     let loaded = run(&taker, &maker, &offer, o.swaps, o.in_flight).await?;
     print_run(&loaded, ceiling);
@@ -392,6 +393,18 @@ async fn bench(o: Opts) -> Result<()> {
         "channel manager writes per swap (loaded run): payer {}; payee {}",
         per(taker_ln.manager_writes(), writes0[0]),
         per(maker_ln.manager_writes(), writes0[1])
+    );
+
+    // LDK's background processor is one task per node: its events, the messages it sends,
+    // and its channel manager's writes (which every monitor update's messages wait for)
+    // happen one after another there.
+    let share = |now: std::time::Duration, before: std::time::Duration| {
+        now.saturating_sub(before).as_secs_f64() / loaded.secs * 100.0
+    };
+    println!(
+        "LDK's background processor running during the loaded run (% of its wall time): payer {:.0} %, payee {:.0} %",
+        share(taker_ln.background_busy(), busy0[0]),
+        share(maker_ln.background_busy(), busy0[1])
     );
 
     // What makes a longer run slower: the payer's channel manager, written whole at each

@@ -34,25 +34,29 @@ impl LnNode {
         let fatal = Arc::clone(&self.fatal);
         let stopping = self.stop.clone();
         let peers_down = Arc::clone(&self.peer_manager);
+        let busy = Arc::clone(&self.background_busy);
         let task = tokio::spawn(async move {
-            let result = process_events_async(
-                store,
-                move |event| {
-                    let handler = Arc::clone(&handler);
-                    async move { handler.handle(event).await }
-                },
-                chain_monitor,
-                channel_manager,
-                NO_ONION_MESSENGER,
-                GossipSync::none(),
-                peer_manager,
-                NO_LIQUIDITY_MANAGER,
-                Some(sweeper),
-                logger,
-                None::<Arc<RwLock<Scorer>>>,
-                sleeper,
-                false,
-                || Some(now()),
+            let result = Timed::new(
+                process_events_async(
+                    store,
+                    move |event| {
+                        let handler = Arc::clone(&handler);
+                        async move { handler.handle(event).await }
+                    },
+                    chain_monitor,
+                    channel_manager,
+                    NO_ONION_MESSENGER,
+                    GossipSync::none(),
+                    peer_manager,
+                    NO_LIQUIDITY_MANAGER,
+                    Some(sweeper),
+                    logger,
+                    None::<Arc<RwLock<Scorer>>>,
+                    sleeper,
+                    false,
+                    || Some(now()),
+                ),
+                busy,
             )
             .await;
             if let Err(e) = result {
@@ -309,6 +313,36 @@ pub(crate) async fn connect_outbound(
     }
 }
 
+/// A future whose time being polled is added up (nanoseconds in `busy`).
+struct Timed<F> {
+    inner: Pin<Box<F>>,
+    busy: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<F> Timed<F> {
+    fn new(inner: F, busy: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            busy,
+        }
+    }
+}
+
+impl<F: Future> Future for Timed<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let start = std::time::Instant::now();
+        let out = self.inner.as_mut().poll(cx);
+        let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy
+            .fetch_add(took, std::sync::atomic::Ordering::Relaxed);
+        out
+    }
+}
+
 /// The background processor's sleeps: each ends after its time, or at once with `true` when
 /// the node stops; its timer-tick sleep ([`BP_TIMER_TICK`]) ends only at the stop, since the
 /// node ticks LDK's timer itself ([`LnNode::spawn_ticker`]).
@@ -333,6 +367,24 @@ pub(super) fn bp_sleeper(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_timed_future_adds_up_its_polls_not_its_waits() {
+        let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let work = async {
+            // Busy 20 ms in one poll, then 200 ms asleep (not polled), then done.
+            let t = std::time::Instant::now();
+            while t.elapsed() < Duration::from_millis(20) {
+                std::hint::spin_loop();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            7
+        };
+        assert_eq!(Timed::new(work, Arc::clone(&busy)).await, 7);
+        let ns = busy.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(ns >= 20_000_000, "{ns} ns counted");
+        assert!(ns < 150_000_000, "{ns} ns counted: the sleep was counted");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_background_processors_tick_sleep_ends_only_at_the_stop() {
