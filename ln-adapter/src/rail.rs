@@ -118,6 +118,18 @@ pub fn payment_id(swap_id: &SwapId) -> [u8; 32] {
     sha256::Hash::from_engine(engine).to_byte_array()
 }
 
+/// The payment id an invoice paid by hand (`xswap ln pay`) is sent with: a tagged hash of its
+/// payment hash, so paying the same invoice again is refused by LDK as a duplicate. Never
+/// the payment hash itself: a counterparty who knows a swap's id could hand over an invoice
+/// whose hash is that swap's [`payment_id`], and LDK would then refuse the swap's own payment
+/// as a duplicate of it (recorded sent, never paid).
+pub fn invoice_payment_id(hashlock: &Hashlock) -> [u8; 32] {
+    let mut engine = sha256::Hash::engine();
+    engine.input(b"xswap/ln-invoice-payment-id/");
+    engine.input(&hashlock.0);
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
 fn txref(hashlock: &Hashlock) -> TxRef {
     TxRef(format!("ln:{}", hex::encode(hashlock.0)))
 }
@@ -646,6 +658,21 @@ impl Rail for LnRail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invoices_payment_id_is_never_a_swaps() {
+        let swap = SwapId([7; 16]);
+        // An invoice whose payment hash is the swap's payment id gets another id.
+        let crafted = Hashlock(payment_id(&swap));
+        assert_ne!(invoice_payment_id(&crafted), payment_id(&swap));
+        assert_ne!(invoice_payment_id(&crafted), crafted.0);
+        // Stable per invoice, different between invoices.
+        assert_eq!(invoice_payment_id(&crafted), invoice_payment_id(&crafted));
+        assert_ne!(
+            invoice_payment_id(&crafted),
+            invoice_payment_id(&Hashlock([1; 32]))
+        );
+    }
 
     #[test]
     fn payment_ids_differ_per_swap_and_are_stable() {

@@ -615,9 +615,10 @@ async fn pay(node: &LnNode, ctx: &Ctx, target: &str, wait_secs: u64) -> Result<V
     })
     .await;
     let mut rx = node.subscribe();
-    // The payment id is the payment hash: paying the same invoice again is refused by LDK as
-    // a duplicate instead of paying twice.
-    node.pay(&target, target.hashlock.0)
+    // The payment id comes from the payment hash (tagged apart from swaps' ids): paying the
+    // same invoice again is refused by LDK as a duplicate instead of paying twice.
+    let id = ln_adapter::rail::invoice_payment_id(&target.hashlock);
+    node.pay(&target, id)
         .map_err(|e| LnCliError::PaymentFailed {
             payment_hash: hash.clone(),
             reason: e.to_string(),
@@ -631,7 +632,7 @@ async fn pay(node: &LnNode, ctx: &Ctx, target: &str, wait_secs: u64) -> Result<V
         } if *hashlock == target.hashlock => Some(Ok((preimage.clone(), *fee_paid_msat))),
         LnEvent::PaymentFailed {
             payment_id, reason, ..
-        } if *payment_id == target.hashlock.0 => Some(Err(reason.clone())),
+        } if *payment_id == id => Some(Err(reason.clone())),
         _ => None,
     })
     .await;
