@@ -112,10 +112,7 @@ fn invoice_of(htlc: &HtlcParams) -> Result<Invoice<'_>, ChainError> {
 
 /// The payment id a swap pays its Lightning leg with (a tagged hash of the swap id).
 pub fn payment_id(swap_id: &SwapId) -> [u8; 32] {
-    let mut engine = sha256::Hash::engine();
-    engine.input(b"xswap/ln-payment-id/");
-    engine.input(&swap_id.0);
-    sha256::Hash::from_engine(engine).to_byte_array()
+    tagged_id(b"xswap/ln-payment-id/", &swap_id.0)
 }
 
 /// The payment id an invoice paid by hand (`xswap ln pay`) is sent with: a tagged hash of its
@@ -124,9 +121,14 @@ pub fn payment_id(swap_id: &SwapId) -> [u8; 32] {
 /// whose hash is that swap's [`payment_id`], and LDK would then refuse the swap's own payment
 /// as a duplicate of it (recorded sent, never paid).
 pub fn invoice_payment_id(hashlock: &Hashlock) -> [u8; 32] {
+    tagged_id(b"xswap/ln-invoice-payment-id/", &hashlock.0)
+}
+
+/// SHA-256 of `tag` then `data`: payment ids of different kinds never meet.
+fn tagged_id(tag: &[u8], data: &[u8]) -> [u8; 32] {
     let mut engine = sha256::Hash::engine();
-    engine.input(b"xswap/ln-invoice-payment-id/");
-    engine.input(&hashlock.0);
+    engine.input(tag);
+    engine.input(data);
     sha256::Hash::from_engine(engine).to_byte_array()
 }
 
