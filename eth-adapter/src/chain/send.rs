@@ -6,6 +6,10 @@ use swap_core::store::{SendKey, SignedTx};
 
 use super::*;
 
+/// How long a gap in this account's nonces must stay put before it is filled (see
+/// [`EthChain::fill_gap_below`]): far above the milliseconds a round's broadcasts take.
+const GAP_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `tx` signed with `nonce`: its raw bytes and hash.
 async fn sign(
     tx: TransactionRequest,
@@ -539,7 +543,21 @@ impl EthChain {
     ) -> Result<u64, EthError> {
         // Read first without the account's nonces: a round in flight is not waited for when
         // there is no gap (the common case).
-        if self.pending_count().await? >= nonce {
+        let seen = self.pending_count().await?;
+        if seen >= nonce {
+            return Ok(0);
+        }
+        // A gap can be another process's round on the same store, recorded and being broadcast
+        // in nonce order right now: filling under it would kill its locks (each rebuilt at a
+        // new nonce, paying twice the gas). Such a round moves the node's count within
+        // milliseconds; a gap that stays put for `GAP_SETTLE` is one nobody is filling.
+        tokio::time::sleep(GAP_SETTLE).await;
+        if self.pending_count().await? != seen {
+            tracing::debug!(
+                chain = "eth",
+                waiting = nonce,
+                "nonces below a recorded transaction are being taken: not filled now"
+            );
             return Ok(0);
         }
         self.nonces
