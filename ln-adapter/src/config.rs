@@ -75,7 +75,7 @@ pub struct LnConfig {
     /// channel is neither opened nor accepted when the wallet holds less.
     pub anchor_reserve_sats: u64,
     /// The period of LDK's timer tick (`ChannelManager::timer_tick_occurred`), which the node
-    /// ticks itself instead of LDK's background processor (see `node/ticker.rs`). LDK counts
+    /// ticks itself (LDK's background processor ticks every minute) (see `node/ticker.rs`). LDK counts
     /// several timeouts in these ticks (each may fire one tick sooner than said):
     /// - a cooperative close still negotiating after 1-2 ticks becomes a FORCE close (its
     ///   fees, and our funds locked for the channel's delay);

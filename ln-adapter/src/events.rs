@@ -91,7 +91,7 @@ pub enum LnEvent {
     },
 }
 
-/// Handles LDK's events (called by the background processor).
+/// Handles LDK's events (called by the node's background loop).
 pub(crate) struct EventHandler {
     pub(crate) channel_manager: Arc<ChannelManager>,
     pub(crate) rpc: Arc<RpcClient>,

@@ -1,7 +1,7 @@
 //! Channel monitors never ahead of the channel manager in the node's store.
 //!
 //! LDK writes a channel monitor update before it sends the message that depends on it, and
-//! writes the channel manager later, whenever its background processor gets to it. A process
+//! writes the channel manager later, whenever the node's background loop gets to it. A process
 //! killed in between leaves a store whose monitors are ahead of its manager, and at the next
 //! start LDK force-closes every such channel ("A ChannelManager is stale compared to the current
 //! ChannelMonitor!"). No funds are lost, but the channel is, with its on-chain fees and any
@@ -13,11 +13,10 @@
 //!   sends nothing that depends on it yet;
 //! - each write of the channel manager commits, in the same SQLite transaction, the monitor
 //!   writes held before the manager it writes was encoded: a manager that generated them all.
-//!   LDK's background processor logs that it is about to encode the manager after it decided
-//!   to persist it; the logger marks what is held then, and the write of those bytes commits
-//!   what was held before the mark (held writes after it come from updates that ask LDK for
-//!   another write). Without that word (another LDK version, or another writer committed
-//!   meanwhile) the manager is encoded again here, after the held writes were marked;
+//!   The node's background loop (`node/tasks.rs`, in place of LDK's background processor)
+//!   asks the gate for each write LDK wants ([`Gate::persist_manager`]): it marks what is
+//!   held, then encodes the manager, and commits what was held before the mark (held writes
+//!   after it come from updates that ask LDK for another write);
 //! - then LDK is told those updates completed ([`ChainMonitor::channel_monitor_updated`]), and
 //!   it sends their messages;
 //! - a transaction LDK broadcasts (a commitment, a claim, a channel's funding) goes out only
@@ -113,12 +112,8 @@ pub(crate) struct Gate {
     parts: OnceLock<Parts>,
     /// Updates LDK was told are in progress, each with the store's held mark after its writes.
     waiting: Mutex<Vec<Waiting>>,
-    /// Serializes manager writes (LDK's background processor and the watch task).
+    /// Serializes manager writes (the node's background loop and the watch task).
     writes: Mutex<Writes>,
-    /// The held mark, [`Writes::with_held`] and [`Writes::count`], when LDK's background
-    /// processor last said it is about to encode the manager (taken by the write that
-    /// follows).
-    encoding: Mutex<Option<Encoding>>,
     /// The node is stopping: LDK's last writes are committed at once, none deferred.
     closing: AtomicBool,
     /// Changes kept in LDK's manager only ([`Gate::manager_change`]) finished so far.
@@ -129,16 +124,6 @@ pub(crate) struct Gate {
     /// that surely has more is committed, not deferred. Raised under the writes' lock, read
     /// without it (it is held across commits).
     committed_done: AtomicU64,
-}
-
-/// What the gate knew when LDK's background processor said it was about to encode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Encoding {
-    mark: u64,
-    with_held: u64,
-    count: u64,
-    /// [`Gate::changes_done`].
-    done: u64,
 }
 
 struct Parts {
@@ -170,17 +155,24 @@ struct Writes {
     /// by the next write, or by the watch task within [`DEFERRED_FOR`] (see
     /// [`Gate::write_manager`]).
     deferred: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// LDK's manager changed since the last commit and was not encoded: the node's own
+    /// background loop skips the encoding of a write that would only be kept in memory
+    /// ([`Gate::persist_manager`]). Encoded and committed by the next write, or by the watch
+    /// task within [`DEFERRED_FOR`].
+    stale: bool,
     /// LDK's writes deferred so far (each replaced by the next, or committed).
     deferred_count: u64,
     /// Of them, those the watch task (or the stop) committed.
     deferred_committed: u64,
+    /// Of those, the [`Writes::stale`] ones, encoded when committed (also in `count`).
+    stale_committed: u64,
 }
 
 /// The watch task's round: a manager write with no monitor write in it waits in memory for
 /// at most one round and the time the commit takes.
 pub(crate) const DEFERRED_FOR: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// How long [`committed`] waits for LDK's background processor to write a manager with the
+/// How long [`committed`] waits for the node's background loop to write a manager with the
 /// change before it writes one itself.
 const CHANGE_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -231,9 +223,9 @@ pub(crate) async fn committed_now(store: &Arc<Store>) -> Result<(), io::Error> {
 }
 
 /// Returns once a manager with change number `n` ([`ManagerChange::finish`]) is committed:
-/// LDK's background processor writes one right after the change (LDK wakes it), and within
-/// [`CHANGE_COMMIT_WAIT`] this writes one itself (LDK may have encoded its last write while
-/// the change was being made, and ask for none after it).
+/// the node's background loop writes one right after the change (LDK wakes it), and within
+/// [`CHANGE_COMMIT_WAIT`] this writes one itself (the loop may have kept the write in memory,
+/// or LDK may have asked for it while the change was being made, and ask for none after it).
 pub(crate) async fn committed(store: &Arc<Store>, n: u64) -> Result<(), io::Error> {
     let gate = store.gate();
     if !gate.is_on() {
@@ -317,25 +309,6 @@ impl Gate {
         ChannelMonitorUpdateStatus::InProgress
     }
 
-    /// LDK's background processor is about to encode the manager (it logs so after it took
-    /// the decision, [`crate::io::TracingLogger`]): every monitor write held now comes from an
-    /// update that encoding will know. LDK generates an update, and hands it to the chain
-    /// monitor, under its manager's consistency lock or its peer-state lock held for read
-    /// (post-event actions), with its own state already updated; the encoding takes both
-    /// for write. A whole monitor written for blocks holds only updates already applied.
-    pub(crate) fn manager_encoding_starts(&self, store: &Store) {
-        let (with_held, count) = {
-            let w = lock(&self.writes);
-            (w.with_held, w.count)
-        };
-        *lock(&self.encoding) = Some(Encoding {
-            mark: store.held_mark(),
-            with_held,
-            count,
-            done: self.changes_done.load(Ordering::SeqCst),
-        });
-    }
-
     /// A change LDK will keep in its manager only begins (see [`ManagerChange`]): taken
     /// before LDK is called, finished after it returned.
     pub(crate) fn manager_change(&self) -> ManagerChange<'_> {
@@ -364,15 +337,9 @@ impl Gate {
         };
         let mut writes = lock(&self.writes);
         let from_ldk = given.is_some();
-        // Only LDK's write takes the mark: a flush in between leaves it for LDK's bytes.
-        let encoding = if from_ldk {
-            lock(&self.encoding).take()
-        } else {
-            None
-        };
         let now = store.held_mark();
         let usable = if from_ldk {
-            ldk_bytes_usable(encoding, &writes, !store.holds_before(now))
+            ldk_bytes_usable(&writes, !store.holds_before(now))
         } else {
             None
         };
@@ -413,18 +380,10 @@ impl Gate {
             && !self.closing.load(Ordering::SeqCst);
         if defer {
             writes.deferred = Some(bytes);
+            writes.stale = false;
             writes.deferred_count += 1;
         } else {
-            let committed = store.commit_sealed_through(mark, MANAGER, &bytes)?;
-            writes.deferred = None;
-            writes.count += 1;
-            if committed > 0 {
-                writes.with_held += 1;
-            }
-            if covers > self.committed_done.load(Ordering::SeqCst) {
-                self.committed_done.store(covers, Ordering::SeqCst);
-                self.committed.notify_waiters();
-            }
+            self.commit(store, &mut writes, mark, &bytes, covers)?;
         }
         if from_ldk {
             writes.with_held_at_ldk = writes.with_held;
@@ -438,12 +397,102 @@ impl Gate {
         Ok(())
     }
 
+    /// Commits `bytes`, a manager encoded after the held mark `mark` with the finished
+    /// changes `covers`, with the monitor writes held before `mark`; what was kept in memory
+    /// is then older than the store's.
+    fn commit(
+        &self,
+        store: &Store,
+        writes: &mut Writes,
+        mark: u64,
+        bytes: &[u8],
+        covers: u64,
+    ) -> Result<(), io::Error> {
+        let committed = store.commit_sealed_through(mark, MANAGER, bytes)?;
+        writes.deferred = None;
+        writes.stale = false;
+        writes.count += 1;
+        if committed > 0 {
+            writes.with_held += 1;
+        }
+        if covers > self.committed_done.load(Ordering::SeqCst) {
+            self.committed_done.store(covers, Ordering::SeqCst);
+            self.committed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// The write LDK asked for (its manager's `get_and_clear_needs_persistence`), from the
+    /// node's own background loop (`node/tasks.rs`), which calls this instead of encoding the
+    /// manager itself: the held mark is taken here, before the encoding, so every monitor
+    /// write held now is committed with a manager that knows it. When nothing held is to be
+    /// committed and no finished change waits for a commit, the write would only be kept in
+    /// memory (see [`Self::write_manager`]) and most such writes are replaced by the next one
+    /// unwritten: the manager is not even encoded then, only marked [`Writes::stale`] for the
+    /// next write or the watch task. Otherwise it is encoded once, into `buf` (kept between
+    /// calls: no allocation), and committed.
+    pub(crate) fn persist_manager(
+        &self,
+        store: &Store,
+        buf: &mut zeroize::Zeroizing<Vec<u8>>,
+    ) -> Result<(), io::Error> {
+        let Some(parts) = self.parts.get() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Other,
+                "the monitor gate is not started",
+            ));
+        };
+        let mut writes = lock(&self.writes);
+        let mark = store.held_mark();
+        let covers = self.changes_done.load(Ordering::SeqCst);
+        let defer = covers <= self.committed_done.load(Ordering::SeqCst)
+            && !store.holds_before(mark)
+            && !self.closing.load(Ordering::SeqCst);
+        if defer {
+            writes.deferred = None;
+            writes.stale = true;
+            writes.deferred_count += 1;
+        } else {
+            let manager = parts.manager.upgrade().ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::Other,
+                    "the channel manager is gone: nothing to write",
+                )
+            })?;
+            encode_into(&manager, buf)?;
+            self.commit(store, &mut writes, mark, buf, covers)?;
+        }
+        drop(writes);
+        self.complete_through(parts, mark);
+        Ok(())
+    }
+
     /// Commits the manager LDK handed over last, if it waits in memory
     /// ([`Self::write_manager`]). Done by the watch task every [`DEFERRED_FOR`]. Not counted
     /// in [`Writes::count`]: a manager LDK is encoding meanwhile is newer than this one, and
     /// may be kept in its place.
     pub(crate) fn commit_deferred(&self, store: &Store) -> Result<(), io::Error> {
         let mut writes = lock(&self.writes);
+        if writes.stale {
+            // Encoded now, after the held writes were marked: it knows them all.
+            let Some(parts) = self.parts.get() else {
+                return Ok(());
+            };
+            let Some(manager) = parts.manager.upgrade() else {
+                return Ok(());
+            };
+            let mark = store.held_mark();
+            let covers = self.changes_done.load(Ordering::SeqCst);
+            let mut buf = zeroize::Zeroizing::new(Vec::new());
+            encode_into(&manager, &mut buf)?;
+            self.commit(store, &mut writes, mark, &buf, covers)?;
+            // A kept write committed (in `count` too: LDK's writes must see this commit).
+            writes.deferred_committed += 1;
+            writes.stale_committed += 1;
+            drop(writes);
+            self.complete_through(parts, mark);
+            return Ok(());
+        }
         let Some(bytes) = writes.deferred.take() else {
             return Ok(());
         };
@@ -456,8 +505,8 @@ impl Gate {
         Ok(())
     }
 
-    /// The node is stopping: from now on LDK's manager writes are committed at once (its
-    /// background processor writes the manager once more as it ends), and the one waiting,
+    /// The node is stopping: from now on LDK's manager writes are committed at once (the
+    /// node's background loop writes the manager once more as it ends), and the one waiting,
     /// if any, is committed now.
     pub(crate) fn close(&self, store: &Store) -> Result<(), io::Error> {
         self.closing.store(true, Ordering::SeqCst);
@@ -502,7 +551,7 @@ impl Gate {
     pub(crate) fn writes(&self) -> ManagerWrites {
         let w = lock(&self.writes);
         ManagerWrites {
-            committed: w.count + w.deferred_committed,
+            committed: w.count + w.deferred_committed - w.stale_committed,
             with_monitor_writes: w.with_held,
             kept: w.deferred_count,
             kept_then_committed: w.deferred_committed,
@@ -519,36 +568,34 @@ impl Gate {
     pub(crate) fn pending(&self, store: &Store) -> Option<(bool, u64, bool)> {
         let (count, deferred) = {
             let w = self.writes.try_lock().ok()?;
-            (w.count, w.deferred.is_some())
+            (w.count, w.deferred.is_some() || w.stale)
         };
         Some((self.anything_waits(store), count, deferred))
     }
 }
 
-/// Whether the manager bytes LDK hands over may be written, and if so with which held mark
-/// (`None`: the mark now) and which finished changes they surely have. Only when no write
-/// committed anything since LDK said it would encode them (`encoding`), or, without that
-/// word, since LDK's previous write returned with nothing held now: they are then at least as
-/// new as everything committed. A manager committed in between (for a broadcast, a payment,
-/// a stalled update) may know more than they do; writing them over it would take the store's
-/// manager back. Otherwise the manager is encoded again.
-fn ldk_bytes_usable(
-    encoding: Option<Encoding>,
-    writes: &Writes,
-    nothing_held_now: bool,
-) -> Option<(Option<u64>, u64)> {
-    match encoding {
-        Some(e) if e.with_held == writes.with_held && e.count == writes.count => {
-            Some((Some(e.mark), e.done))
-        }
-        _ if nothing_held_now
-            && writes.with_held == writes.with_held_at_ldk
-            && writes.count == writes.count_at_ldk =>
-        {
-            Some((None, writes.done_at_ldk))
-        }
-        _ => None,
-    }
+/// The manager's encoding, in one pass into `buf` (LDK's `encode` runs the whole encoding
+/// twice: once to size the buffer).
+fn encode_into(
+    manager: &ChannelManager,
+    buf: &mut zeroize::Zeroizing<Vec<u8>>,
+) -> Result<(), io::Error> {
+    buf.clear();
+    manager.write(&mut **buf)
+}
+
+/// Whether manager bytes handed over through the store (a write of LDK's manager key: the
+/// node's own loop does not write that way, see [`Gate::persist_manager`]) may be written,
+/// and if so which finished changes they surely have: only when nothing is held now and no
+/// write committed anything since the previous such write returned. They are then at least
+/// as new as everything committed. A manager committed in between (for a broadcast, a
+/// payment, a stalled update) may know more than they do; writing them over it would take the
+/// store's manager back. Otherwise the manager is encoded again.
+fn ldk_bytes_usable(writes: &Writes, nothing_held_now: bool) -> Option<(Option<u64>, u64)> {
+    (nothing_held_now
+        && writes.with_held == writes.with_held_at_ldk
+        && writes.count == writes.count_at_ldk)
+        .then_some((None, writes.done_at_ldk))
 }
 
 /// Tells LDK, at a start, that the first monitor of each open channel still at its first
@@ -649,27 +696,10 @@ impl Persist<InMemorySigner> for GatedPersister {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::io::TracingLogger;
-    use lightning::util::logger::{Level, Logger, Record};
-    use lightning::util::persist::KVStoreSync;
 
-    fn log(logger: &TracingLogger, module: &'static str, text: std::fmt::Arguments<'_>) {
-        logger.log(Record::new(
-            Level::Trace,
-            None,
-            None,
-            text,
-            module,
-            file!(),
-            line!(),
-            None,
-        ));
-    }
-
-    /// LDK's bytes are written only if nothing was committed since LDK said it would encode
-    /// them (or, without that word, since its previous write): a manager committed in between
-    /// with no monitor write (for a broadcast, a payment) may know more, and must not be
-    /// written over with older bytes.
+    /// Bytes handed over through the store are written only if nothing was committed since
+    /// the previous such write: a manager committed in between with no monitor write (for a
+    /// broadcast, a payment) may know more, and must not be written over with older bytes.
     #[test]
     fn ldks_bytes_are_not_written_over_a_newer_commit() {
         let at = |count, with_held| Writes {
@@ -681,69 +711,10 @@ mod tests {
             ..Writes::default()
         };
         let writes = at(5, 3);
-        let encoding = Encoding {
-            mark: 9,
-            with_held: 3,
-            count: 5,
-            done: 4,
-        };
-        assert_eq!(
-            ldk_bytes_usable(Some(encoding), &writes, false),
-            Some((Some(9), 4)),
-            "nothing committed since the word"
-        );
-        // A commit with no monitor write came after the word: encode again.
         let after = at(6, 3);
-        assert_eq!(ldk_bytes_usable(Some(encoding), &after, true), None);
-        // One with monitor writes, too.
-        assert_eq!(ldk_bytes_usable(Some(encoding), &at(6, 4), true), None);
-        // Without the word: usable only with nothing held and nothing committed since LDK's
-        // previous write.
-        assert_eq!(ldk_bytes_usable(None, &writes, true), Some((None, 2)));
-        assert_eq!(ldk_bytes_usable(None, &writes, false), None);
-        assert_eq!(ldk_bytes_usable(None, &after, true), None);
-    }
-
-    #[test]
-    fn the_background_processors_word_before_encoding_marks_what_is_held() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(crate::sealed::SealedStore::clear(dir.path().into()).unwrap());
-        store.hold(HELD);
-        let logger = TracingLogger::for_node(Arc::clone(&store));
-        KVStoreSync::write(&*store, "monitor_updates", "chan", "1", vec![1]).unwrap();
-        // Other lines, or the same words from elsewhere, mark nothing.
-        log(
-            &logger,
-            "lightning::ln::channelmanager",
-            format_args!("Persisting ChannelManager..."),
-        );
-        log(
-            &logger,
-            "lightning_background_processor",
-            format_args!("Persisting scorer"),
-        );
-        assert_eq!(*lock(&store.gate().encoding), None);
-        let marked = Some(Encoding {
-            mark: 1,
-            with_held: 0,
-            count: 0,
-            done: 0,
-        });
-        log(
-            &logger,
-            "lightning_background_processor",
-            format_args!("Persisting ChannelManager..."),
-        );
-        assert_eq!(
-            *lock(&store.gate().encoding),
-            marked,
-            "one write held before"
-        );
-        KVStoreSync::write(&*store, "monitor_updates", "chan", "2", vec![2]).unwrap();
-        assert_eq!(
-            *lock(&store.gate().encoding),
-            marked,
-            "a later one is not covered"
-        );
+        assert_eq!(ldk_bytes_usable(&writes, true), Some((None, 2)));
+        assert_eq!(ldk_bytes_usable(&writes, false), None);
+        assert_eq!(ldk_bytes_usable(&after, true), None);
+        assert_eq!(ldk_bytes_usable(&at(6, 4), true), None);
     }
 }

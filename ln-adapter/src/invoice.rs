@@ -235,7 +235,7 @@ impl LnNode {
         self.ticks.get()
     }
 
-    /// How long LDK's background processor has been running (polled) since the node
+    /// How long the node's background loop (LDK's background processing) has been running (polled) since the node
     /// started: its events, its messages, its manager writes. Benches print its share of a
     /// run: it is one task per node, so its share bounds how much of a core it can use.
     pub fn background_busy(&self) -> std::time::Duration {

@@ -21,38 +21,14 @@ use crate::error::LnError;
 /// and gossip levels are dropped, and in the lines kept a secret LDK prints (a payment
 /// preimage when it claims an HTLC, a per-commitment secret) is replaced ([`redact`]).
 #[derive(Debug, Default)]
-pub(crate) struct TracingLogger {
-    /// The node's store, told when LDK's background processor is about to encode the channel
-    /// manager (see `gate.rs`).
-    store: Option<Arc<crate::types::Store>>,
-}
-
-/// What LDK's background processor logs after it decided to persist the channel manager and
-/// before it encodes it (lightning-background-processor 0.2).
-const ENCODING_MANAGER: &str = "Persisting ChannelManager...";
-
-impl TracingLogger {
-    /// The logger of the node whose store is `store`.
-    pub(crate) fn for_node(store: Arc<crate::types::Store>) -> Self {
-        Self { store: Some(store) }
-    }
-}
+pub(crate) struct TracingLogger;
 
 impl Logger for TracingLogger {
     fn log(&self, record: Record) {
         let module = record.module_path;
         let line = record.line;
         match record.level {
-            Level::Trace => {
-                if let Some(store) = &self.store {
-                    if record.args.as_str() == Some(ENCODING_MANAGER)
-                        && module.starts_with("lightning_background_processor")
-                    {
-                        store.gate().manager_encoding_starts(store);
-                    }
-                }
-            }
-            Level::Gossip => {}
+            Level::Trace | Level::Gossip => {}
             Level::Debug => {
                 if tracing::enabled!(target: "ldk", tracing::Level::DEBUG) {
                     let text = record.args.to_string();
@@ -600,7 +576,7 @@ mod tests {
             .finish();
         let preimage = "c83278641066346d677682cb5cb28f03d239c7014b7702a62f257d7d2f185727";
         tracing::subscriber::with_default(subscriber, || {
-            let logger = TracingLogger::default();
+            let logger = TracingLogger;
             for level in [Level::Debug, Level::Info, Level::Warn, Level::Error] {
                 logger.log(Record::new(
                     level,

@@ -160,7 +160,7 @@ impl LnNode {
             config.data_dir.clone(),
             config.store_key.clone(),
         )?);
-        let logger = Arc::new(TracingLogger::for_node(Arc::clone(&store)));
+        let logger = Arc::new(TracingLogger);
         let fees = Arc::new(FeeCache::new(config.fees));
         fees.refresh(&rpc).await?;
         let started = now();
@@ -404,7 +404,7 @@ impl LnNode {
             ticks: Arc::default(),
             background_busy: Arc::default(),
         };
-        node.spawn_background(handler, logger);
+        node.spawn_background(handler);
         node.spawn_gate_watch();
         node.spawn_listener(listener);
         if let Some(every) = node.config.htlc_processing_interval {

@@ -315,7 +315,7 @@ impl LnNode {
         self.sweeper.tracked_spendable_outputs().len()
     }
 
-    /// Builds and broadcasts the sweep of spendable outputs now (the background processor
+    /// Builds and broadcasts the sweep of spendable outputs now (the node's background loop
     /// also does, every 30 s).
     pub async fn sweep_now(&self) -> Result<(), LnError> {
         self.sweeper

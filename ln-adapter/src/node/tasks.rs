@@ -1,64 +1,43 @@
-//! The node's tokio tasks: LDK's background processor, the Lightning port, the block
+//! The node's tokio tasks: its background loop (LDK's background processing), the Lightning port, the block
 //! follower, the optional HTLC-processing and timer ticks; and the sockets of its peer
 //! connections.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::PublicKey;
-use lightning_background_processor::{
-    process_events_async, GossipSync, NO_LIQUIDITY_MANAGER, NO_ONION_MESSENGER,
-};
 use tokio::task::JoinHandle;
 
 use super::ticker::{commit_fee, remembered, Channels, OpenRequests, Ticker, BP_TIMER_TICK};
-use super::{now, LnNode};
+use super::LnNode;
 use crate::events::EventHandler;
-use crate::io::{TracingLogger, WalletKeys};
-use crate::types::{PeerManager, Scorer};
+use crate::io::WalletKeys;
+use crate::types::PeerManager;
 
 impl LnNode {
-    /// LDK's background processor (events handled by `handler`, the channel manager and
-    /// sweeper persisted, peers' messages processed, LDK's timers) until the node stops. Its
-    /// end on an error stops the node (see [`LnNode::fatal`]).
-    pub(super) fn spawn_background(&self, handler: Arc<EventHandler>, logger: Arc<TracingLogger>) {
-        let sleeper = bp_sleeper(self.stop.subscribe());
-        let store = Arc::clone(&self.store);
-        let chain_monitor = Arc::clone(&self.chain_monitor);
-        let channel_manager = Arc::clone(&self.channel_manager);
-        let peer_manager = Arc::clone(&self.peer_manager);
-        let sweeper = Arc::clone(&self.sweeper);
+    /// The node's background loop, in place of LDK's background processor (events handled
+    /// by `handler`, the channel manager and sweeper persisted, peers' messages processed,
+    /// LDK's timers), until the node stops. Its end on an error stops the node (see
+    /// [`LnNode::fatal`]). See [`background_loop`] for why it is the node's own.
+    pub(super) fn spawn_background(&self, handler: Arc<EventHandler>) {
+        let parts = Background {
+            store: Arc::clone(&self.store),
+            chain_monitor: Arc::clone(&self.chain_monitor),
+            channel_manager: Arc::clone(&self.channel_manager),
+            peer_manager: Arc::clone(&self.peer_manager),
+            sweeper: Arc::clone(&self.sweeper),
+            forwards_every: self.config.htlc_processing_interval,
+        };
+        let stop = self.stop.subscribe();
         let fatal = Arc::clone(&self.fatal);
         let stopping = self.stop.clone();
         let peers_down = Arc::clone(&self.peer_manager);
         let busy = Arc::clone(&self.background_busy);
         let task = tokio::spawn(async move {
-            let result = Timed::new(
-                process_events_async(
-                    store,
-                    move |event| {
-                        let handler = Arc::clone(&handler);
-                        async move { handler.handle(event).await }
-                    },
-                    chain_monitor,
-                    channel_manager,
-                    NO_ONION_MESSENGER,
-                    GossipSync::none(),
-                    peer_manager,
-                    NO_LIQUIDITY_MANAGER,
-                    Some(sweeper),
-                    logger,
-                    None::<Arc<RwLock<Scorer>>>,
-                    sleeper,
-                    false,
-                    || Some(now()),
-                ),
-                busy,
-            )
-            .await;
+            let result = Timed::new(background_loop(parts, handler, stop), busy).await;
             if let Err(e) = result {
                 // The channel manager can no longer be persisted: updating channels on
                 // would leave it behind its monitors (LDK force-closes those at the next
@@ -195,8 +174,7 @@ impl LnNode {
 
     /// Processes received HTLCs as soon as they are there, checked every `every`, instead of
     /// after LDK's random batch delay ([`LnConfig::htlc_processing_interval`]). LDK guards
-    /// the processing against running twice at once, so the background processor's own
-    /// calls are harmless.
+    /// the processing against running twice at once.
     pub(super) fn spawn_htlc_processing(&self, every: Duration) {
         let cm = Arc::clone(&self.channel_manager);
         self.spawn_every(every, move || {
@@ -343,25 +321,128 @@ impl<F: Future> Future for Timed<F> {
     }
 }
 
-/// The background processor's sleeps: each ends after its time, or at once with `true` when
-/// the node stops; its timer-tick sleep ([`BP_TIMER_TICK`]) ends only at the stop, since the
-/// node ticks LDK's timer itself ([`LnNode::spawn_ticker`]).
-pub(super) fn bp_sleeper(
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> impl Fn(Duration) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync + 'static {
-    move |d: Duration| {
-        let mut rx = stop.clone();
-        Box::pin(async move {
-            if d == BP_TIMER_TICK {
-                let _ = rx.changed().await;
-                return true;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(d) => false,
-                _ = rx.changed() => true,
-            }
-        })
+/// What the background loop drives.
+struct Background {
+    store: Arc<crate::types::Store>,
+    chain_monitor: Arc<crate::types::ChainMonitor>,
+    channel_manager: Arc<crate::types::ChannelManager>,
+    peer_manager: Arc<PeerManager>,
+    sweeper: Arc<crate::types::Sweeper>,
+    /// [`crate::LnConfig::htlc_processing_interval`]: `None`, received HTLCs are processed
+    /// here after a random delay ([`forward_delay`]).
+    forwards_every: Option<Duration>,
+}
+
+/// How often peers are pinged and unanswered pings found (LDK's `PING_TIMER`).
+const PING_EVERY: Duration = Duration::from_secs(10);
+/// How often the chain monitor's pending claims are broadcast again (LDK's
+/// `REBROADCAST_TIMER`).
+const REBROADCAST_EVERY: Duration = Duration::from_secs(30);
+/// How often the sweeper's spends are regenerated (LDK's `SWEEPER_TIMER`).
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// The longest wait between two rounds of the loop (LDK's `FASTEST_TIMER`).
+const LOOP_WAIT: Duration = Duration::from_millis(100);
+
+/// A random delay before received HTLCs are processed, when the node keeps a routing node's
+/// batching ([`crate::LnConfig::htlc_processing_interval`] `None`): uniform in 50-250 ms, so
+/// that a forward's timing tells an observer little (LDK's own draw, from a log-normal table,
+/// is private to its background processor).
+fn forward_delay() -> Duration {
+    let mut b = [0u8; 2];
+    if getrandom::getrandom(&mut b).is_err() {
+        return Duration::from_millis(150);
     }
+    Duration::from_millis(50)
+        + Duration::from_micros(u64::from(u16::from_le_bytes(b)) * 200_000 / 65_536)
+}
+
+/// The node's background loop: what `lightning_background_processor::process_events_async`
+/// (0.2) does for a node without gossip, scorer, onion messenger or liquidity manager, but
+/// with the channel manager's writes the node's own (`gate.rs`, [`crate::gate::Gate::persist_manager`]).
+///
+/// LDK's processor encodes the whole manager for each write it asks for (twice: once to size
+/// the buffer), under the manager's consistency lock, and hands the bytes to the store; under
+/// load that was most of the paying node's background time, and a quarter of those encodings
+/// were only kept in memory and replaced by the next one unwritten (nothing to commit with
+/// them). Here the gate decides first: a write that would be kept is only marked, and one
+/// that is committed is encoded once, into a buffer kept across writes. The held mark is taken
+/// right before the encoding, so the log line the gate watched for is not needed either.
+///
+/// Each round: the manager's and the chain monitor's events to `handler`, peers' messages,
+/// received HTLCs when due (with no HTLC-processing task), then a wait of at most
+/// [`LOOP_WAIT`] for LDK to ask for events or a write; then the write, and the timers. LDK's
+/// timer tick is the node's own ([`LnNode::spawn_ticker`]); it ticks once here, at the start,
+/// before any peer is connected. At the stop, one last write (committed: the gate is closed).
+async fn background_loop(
+    bg: Background,
+    handler: Arc<EventHandler>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), lightning::io::Error> {
+    let cm = &bg.channel_manager;
+    let handle = |event| {
+        let handler = Arc::clone(&handler);
+        async move { handler.handle(event).await }
+    };
+    cm.timer_tick_occurred();
+    bg.chain_monitor.rebroadcast_pending_claims();
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    let start = Instant::now();
+    let (mut next_ping, mut next_rebroadcast, mut next_sweep) = (
+        start + PING_EVERY,
+        start + REBROADCAST_EVERY,
+        start + SWEEP_EVERY,
+    );
+    let mut next_forwards = bg.forwards_every.is_none().then(|| start + forward_delay());
+    loop {
+        cm.process_pending_events_async(handle).await;
+        bg.chain_monitor.process_pending_events_async(handle).await;
+        // Last before the wait: it may block on the manager's locks (LDK's order).
+        bg.peer_manager.process_events();
+        if let Some(at) = next_forwards {
+            if Instant::now() >= at {
+                cm.process_pending_htlc_forwards();
+                next_forwards = Some(Instant::now() + forward_delay());
+            }
+        }
+        let mut wait = LOOP_WAIT;
+        if let Some(at) = next_forwards {
+            if cm.needs_pending_htlc_processing() {
+                wait = wait.min(at.saturating_duration_since(Instant::now()));
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cm.get_event_or_persistence_needed_future() => {}
+            _ = bg.chain_monitor.get_update_future() => {}
+            _ = stop.changed() => break,
+        }
+        if cm.get_and_clear_needs_persistence() {
+            bg.store.gate().persist_manager(&bg.store, &mut buf)?;
+        }
+        let now = Instant::now();
+        if now >= next_sweep {
+            next_sweep = now + SWEEP_EVERY;
+            let _ = bg
+                .sweeper
+                .regenerate_and_broadcast_spend_if_necessary()
+                .await;
+        }
+        if now >= next_ping {
+            next_ping = now + PING_EVERY;
+            bg.peer_manager.timer_tick_occurred();
+        }
+        if now >= next_rebroadcast {
+            next_rebroadcast = now + REBROADCAST_EVERY;
+            bg.chain_monitor.rebroadcast_pending_claims();
+        }
+    }
+    // As LDK's processor does as it ends: a last write, so that no monitor update in flight
+    // is left without a manager that knows it.
+    let _ = cm.get_and_clear_needs_persistence();
+    bg.store.gate().persist_manager(&bg.store, &mut buf)
 }
 
 #[cfg(test)]
@@ -386,20 +467,19 @@ mod tests {
         assert!(ns < 150_000_000, "{ns} ns counted: the sleep was counted");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_background_processors_tick_sleep_ends_only_at_the_stop() {
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let sleep = bp_sleeper(rx);
-        // Every other sleep ends after its time, not as a stop.
-        assert!(!sleep(Duration::from_secs(10)).await);
-        assert!(!sleep(Duration::from_millis(100)).await);
-        let mut tick = sleep(BP_TIMER_TICK);
-        let waited = tokio::time::timeout(Duration::from_secs(24 * 3600), &mut tick).await;
+    #[test]
+    fn a_forwards_delay_is_drawn_within_its_bounds_and_varies() {
+        let drawn: Vec<Duration> = (0..64).map(|_| forward_delay()).collect();
+        for d in &drawn {
+            assert!(
+                (Duration::from_millis(50)..Duration::from_millis(250)).contains(d),
+                "{d:?}"
+            );
+        }
         assert!(
-            waited.is_err(),
-            "the background processor's tick sleep ended"
+            drawn.iter().any(|d| *d != drawn[0]),
+            "always {:?}",
+            drawn[0]
         );
-        stop.send(true).unwrap();
-        assert!(tick.await, "the stop ends it, as a stop");
     }
 }

@@ -37,9 +37,9 @@
 //! part); a channel's previous forwarding fees are honoured for ~5 gaps after a change.
 //!
 //! Ticks are never closer than that gap: two ticks in a row would disconnect every peer with
-//! an update in flight. That is also why the background processor's own tick is taken out
-//! (its one-minute sleep never ends but at the stop, see [`BP_TIMER_TICK`]) rather than left
-//! beside these; it still ticks once as it starts, when no peer is connected yet.
+//! an update in flight. That is also why the node's background loop (`tasks.rs`, in place of
+//! LDK's background processor, which ticks every minute) has no tick of its own beside these;
+//! it ticks once as it starts, when no peer is connected yet.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -56,12 +56,9 @@ use lightning::types::features::ChannelTypeFeatures;
 
 use crate::config::{MIN_FORGET_TICK_GAP, MIN_TIMER_TICK};
 
-/// The period of the background processor's call of `timer_tick_occurred`
-/// (`FRESHNESS_TIMER` in lightning-background-processor 0.2, private there). The node's
-/// sleeper never ends a sleep this long but at the stop, which takes that call out (the
-/// only other sleep this long, the first network-graph prune, has nothing to do without
-/// gossip). LDK's constant is private: an upgrade of lightning-background-processor
-/// (pinned in Cargo.lock) must check it again.
+/// The regular tick's default period: LDK's background processor's
+/// (`FRESHNESS_TIMER` in lightning-background-processor 0.2), which LDK's timeouts are
+/// counted in.
 pub(crate) const BP_TIMER_TICK: Duration = Duration::from_secs(60);
 
 /// How long after an inbound channel request no quick tick is taken (LDK drops a request
@@ -229,7 +226,7 @@ impl Ticker {
             every: every.max(MIN_TIMER_TICK),
             forget_above,
             gap,
-            // The background processor ticks once as it starts, about now: no quick tick
+            // The background loop ticks once as it starts, about now: no quick tick
             // within two gaps of that.
             last: start + gap,
             wanted: false,
