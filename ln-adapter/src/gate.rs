@@ -37,22 +37,23 @@
 //! write came for a while, so an update LDK generated without asking for a manager write still
 //! completes.
 //!
-//! A manager LDK hands over with no held monitor write to commit (under load about half of
-//! the payee's writes and a third of the payer's, whose payments are committed at once: LDK
-//! writes the manager after each event it handled and each message it processed) is kept in
-//! memory instead, replaced by the next, and committed by the next write or by the task at
-//! its next round ([`DEFERRED_FOR`]); when the node stops, at once.
-//! Only LDK's newest encoding is kept (no commit came after it began), and none known to
-//! have a change LDK keeps in its manager only ([`ManagerChange`]: a payment handed over,
-//! HTLCs failed back) that no committed manager has. A payment the swap records as sent is
-//! in a committed manager first ([`committed`]): LDK never forgets, in a crash, a payment a
-//! swap will not send again. Otherwise a crash loses at most that window of the manager's
-//! own state, as a crash just before LDK's write always could: LDK hands over again the
-//! events it had handed over. Each kept write saves a seal and a commit of the whole
-//! manager (README, "Since (2026-12-05, later)").
+//! A manager write LDK asks for with no held monitor write to commit (under load about half
+//! of the payee's writes and, since the swap rail's payments no longer force a commit, most
+//! of the payer's: LDK asks for a write after each event it handled and each message it
+//! processed) is not even encoded: the manager is marked as newer than the store's, and
+//! encoded and committed by the next write or by the task at its next round
+//! ([`DEFERRED_FOR`]); when the node stops, at once. Not so for a write known to have an
+//! urgent change LDK keeps in its manager only ([`Gate::manager_change`]: a payment sent by
+//! hand, HTLCs failed back) that no committed manager has. A payment the swap rail records as
+//! sent is in a committed manager first ([`committed`]): LDK never forgets, in a crash, a
+//! payment a swap will not send again; before that it is recorded `Sending`, and sent again
+//! if a restarted LDK does not know it ([`Gate::manager_change_lazy`]). Otherwise a crash
+//! loses at most that window of the manager's own state, as a crash just before LDK's write
+//! always could: LDK hands over again the events it had handed over. Each write kept saves
+//! an encoding, a seal and a commit of the whole manager (README).
 //!
-//! The price: a monitor update's messages wait for the next manager write (LDK's background
-//! processor writes it right after the update), and the manager is written once more per
+//! The price: a monitor update's messages wait for the next manager write (the node's
+//! background loop writes it right after the update), and the manager is written once more per
 //! round of updates (README). LDK calls its asynchronous
 //! persistence "beta": it names rare edge cases that may lose funds, and this node uses the
 //! path that way on purpose, with the broadcasts above ordered behind it, because the other
@@ -124,6 +125,12 @@ pub(crate) struct Gate {
     /// that surely has more is committed, not deferred. Raised under the writes' lock, read
     /// without it (it is held across commits).
     committed_done: AtomicU64,
+    /// Of the finished changes, the urgent ones ([`Gate::manager_change`]; not those of
+    /// [`Gate::manager_change_lazy`]) so far.
+    urgent_done: AtomicU64,
+    /// The urgent finished changes a committed manager surely has: the node's background
+    /// loop commits, rather than keeps in memory, a write that surely has more.
+    urgent_committed: AtomicU64,
 }
 
 struct Parts {
@@ -193,17 +200,26 @@ pub struct ManagerWrites {
 
 /// A change LDK keeps in its channel manager only, in no monitor (a payment handed to it
 /// whose HTLC waits in its holding cell, HTLCs failed back), counted once LDK's call
-/// returned: a manager write known to have a finished change that no committed manager has
-/// is committed, not deferred, and [`committed`] waits for one. Finished when dropped.
+/// returned: [`committed`] waits for a committed manager with it. An urgent one
+/// ([`Gate::manager_change`]) also has the next manager write committed, not kept in
+/// memory. Finished when dropped.
 pub(crate) struct ManagerChange<'a> {
     gate: &'a Gate,
     finished: bool,
+    urgent: bool,
 }
 
 impl ManagerChange<'_> {
     /// The change is made: its number, for [`committed`].
     pub(crate) fn finish(mut self) -> u64 {
         self.finished = true;
+        self.count()
+    }
+
+    fn count(&self) -> u64 {
+        if self.urgent {
+            self.gate.urgent_done.fetch_add(1, Ordering::SeqCst);
+        }
         self.gate.changes_done.fetch_add(1, Ordering::SeqCst) + 1
     }
 }
@@ -211,7 +227,7 @@ impl ManagerChange<'_> {
 impl Drop for ManagerChange<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.gate.changes_done.fetch_add(1, Ordering::SeqCst);
+            self.count();
         }
     }
 }
@@ -315,6 +331,21 @@ impl Gate {
         ManagerChange {
             gate: self,
             finished: false,
+            urgent: true,
+        }
+    }
+
+    /// A change whose loss in a crash its caller finds and makes again (the swap rail's
+    /// payment: recorded `Sending` first, and sent again at the next attempt if a restarted
+    /// LDK does not know it; recorded sent only once [`committed`]): the manager write that
+    /// follows it may be kept in memory like any other, and [`committed`] waits for the next
+    /// commit (under load, one with monitor writes within milliseconds) instead of having one
+    /// made for it.
+    pub(crate) fn manager_change_lazy(&self) -> ManagerChange<'_> {
+        ManagerChange {
+            gate: self,
+            finished: false,
+            urgent: false,
         }
     }
 
@@ -345,9 +376,12 @@ impl Gate {
         };
         // `newest`: LDK's bytes, at least as new as everything committed. The finished changes
         // ([`Gate::manager_change`]) the bytes surely have: `covers`.
+        // The urgent changes the bytes surely have: none known for LDK's own bytes.
+        let mut urgent = 0;
         let (mark, bytes, covers, newest) = match (given, usable) {
             (Some(b), Some((mark, covers))) => (mark.unwrap_or(now), b, covers, true),
             _ => {
+                urgent = self.urgent_done.load(Ordering::SeqCst);
                 let covers = self.changes_done.load(Ordering::SeqCst);
                 let manager = parts.manager.upgrade().ok_or_else(|| {
                     io::Error::new(
@@ -383,7 +417,7 @@ impl Gate {
             writes.stale = false;
             writes.deferred_count += 1;
         } else {
-            self.commit(store, &mut writes, mark, &bytes, covers)?;
+            self.commit(store, &mut writes, mark, &bytes, (covers, urgent))?;
         }
         if from_ldk {
             writes.with_held_at_ldk = writes.with_held;
@@ -398,15 +432,15 @@ impl Gate {
     }
 
     /// Commits `bytes`, a manager encoded after the held mark `mark` with the finished
-    /// changes `covers`, with the monitor writes held before `mark`; what was kept in memory
-    /// is then older than the store's.
+    /// changes `covers` (all, urgent), with the monitor writes held before `mark`; what was
+    /// kept in memory is then older than the store's.
     fn commit(
         &self,
         store: &Store,
         writes: &mut Writes,
         mark: u64,
         bytes: &[u8],
-        covers: u64,
+        (covers, urgent): (u64, u64),
     ) -> Result<(), io::Error> {
         let committed = store.commit_sealed_through(mark, MANAGER, bytes)?;
         writes.deferred = None;
@@ -415,6 +449,7 @@ impl Gate {
         if committed > 0 {
             writes.with_held += 1;
         }
+        self.urgent_committed.fetch_max(urgent, Ordering::SeqCst);
         if covers > self.committed_done.load(Ordering::SeqCst) {
             self.committed_done.store(covers, Ordering::SeqCst);
             self.committed.notify_waiters();
@@ -444,8 +479,9 @@ impl Gate {
         };
         let mut writes = lock(&self.writes);
         let mark = store.held_mark();
+        let urgent = self.urgent_done.load(Ordering::SeqCst);
         let covers = self.changes_done.load(Ordering::SeqCst);
-        let defer = covers <= self.committed_done.load(Ordering::SeqCst)
+        let defer = urgent <= self.urgent_committed.load(Ordering::SeqCst)
             && !store.holds_before(mark)
             && !self.closing.load(Ordering::SeqCst);
         if defer {
@@ -460,7 +496,7 @@ impl Gate {
                 )
             })?;
             encode_into(&manager, buf)?;
-            self.commit(store, &mut writes, mark, buf, covers)?;
+            self.commit(store, &mut writes, mark, buf, (covers, urgent))?;
         }
         drop(writes);
         self.complete_through(parts, mark);
@@ -482,10 +518,11 @@ impl Gate {
                 return Ok(());
             };
             let mark = store.held_mark();
+            let urgent = self.urgent_done.load(Ordering::SeqCst);
             let covers = self.changes_done.load(Ordering::SeqCst);
             let mut buf = zeroize::Zeroizing::new(Vec::new());
             encode_into(&manager, &mut buf)?;
-            self.commit(store, &mut writes, mark, &buf, covers)?;
+            self.commit(store, &mut writes, mark, &buf, (covers, urgent))?;
             // A kept write committed (in `count` too: LDK's writes must see this commit).
             writes.deferred_committed += 1;
             writes.stale_committed += 1;

@@ -324,8 +324,10 @@ impl LnRail {
         let route_blocks = self.params.route_blocks;
         let manager = &self.node.channel_manager;
         // Until a committed manager has it, the payment is in LDK's memory only (its HTLC may
-        // wait in the holding cell): recorded as sent only once it is in the store.
-        let change = store.gate().manager_change();
+        // wait in the holding cell): recorded as sent only once it is in the store. Lost in a
+        // crash before that, it is sent again: recorded `Sending`, unknown to LDK (a lazy
+        // change: no commit is made for it alone).
+        let change = store.gate().manager_change_lazy();
         // No block is connected between reading LDK's height and sending: LDK puts the final
         // CLTV at its best height + 1 + the final delta, which is then exactly the expiry.
         let sent = self
