@@ -211,7 +211,7 @@ impl Driver {
     /// Computes and persists the swap's next state; returns it with the actions still to do.
     /// Nothing is sent here. (One swap's [`Driver::tick`] without the sending.)
     pub async fn advance(&self, id: &SwapId) -> Result<Advanced, DriverError> {
-        self.advance_many(std::slice::from_ref(id))
+        self.advance_many(std::slice::from_ref(id), crate::runtime::MAX_HOPS)
             .await
             .pop()
             .map_or(Err(DriverError::MissingView(*id)), |(_, r)| r)

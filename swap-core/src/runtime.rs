@@ -11,8 +11,10 @@
 //!    one funding transaction or N claims into one contract call is the adapter's only batching
 //!    code.
 //!
-//! A swap whose state changed without sending anything is due again at once (a valid
-//! counter-lock, a learned secret), a few times in a row at most; otherwise it is due again
+//! A swap whose state changes without sending anything (a valid counter-lock, a learned
+//! secret) steps again at once on the same observation, a few times in a row at most, and only
+//! its last state is persisted (`Driver::decide_on`); one that still changed without sending
+//! anything is due again at once; otherwise it is due again
 //! after the poll interval, or after a growing backoff when its rails could not be read.
 //! A rail that learns of changes itself ([`crate::Rail::changes`]: a channel peer's update, a
 //! Lightning payment event) makes the swaps it names (by hashlock) due at once: channel swaps
@@ -188,6 +190,7 @@ impl Driver {
     pub(crate) async fn advance_many(
         &self,
         ids: &[SwapId],
+        hops: usize,
     ) -> Vec<(SwapId, Result<Advanced, DriverError>)> {
         let mut out = Vec::with_capacity(ids.len());
         let mut loaded = Vec::with_capacity(ids.len());
@@ -217,7 +220,7 @@ impl Driver {
         let mut decided = Vec::with_capacity(loaded.len());
         let mut batch = Vec::new();
         for ((record, entry), snap) in loaded.into_iter().zip(snapshots) {
-            match snap.and_then(|snap| self.decide(&record, &entry.state, &snap)) {
+            match snap.and_then(|snap| self.decide_on(&record, &entry.state, &snap, hops)) {
                 Err(e) => out.push((record.id(), Err(e))),
                 Ok((next, actions)) => {
                     let changed = next != entry.state;
@@ -263,6 +266,33 @@ impl Driver {
             ));
         }
         out
+    }
+
+    /// The machine's step from `state` on `snap`, and while it moves to another state with
+    /// nothing to do (a valid counter-lock, a learned secret), its next steps on the same
+    /// observation, `hops` at most ([`MAX_HOPS`] in the runtime): only the last state is persisted, before its
+    /// actions. Each state is a function of the one before and the observation, and the last
+    /// holds all that the ones before it learned (a learned secret is in `Claiming`), so a
+    /// crash resumes as it would have from them; the swap no longer waits a whole tick (its
+    /// record loaded, its rails observed, its state written) to act on what it saw.
+    fn decide_on(
+        &self,
+        record: &SwapRecord,
+        state: &crate::store::SwapState,
+        snap: &Snapshot,
+        hops: usize,
+    ) -> Result<(crate::store::SwapState, Vec<Action>), DriverError> {
+        let (mut next, mut actions) = self.decide(record, state, snap)?;
+        let mut from = state.clone();
+        for _ in 0..hops {
+            if !actions.is_empty() || next == from || next.is_final() {
+                break;
+            }
+            let (after, acts) = self.decide(record, &next, snap)?;
+            from = std::mem::replace(&mut next, after);
+            actions = acts;
+        }
+        Ok((next, actions))
     }
 
     /// Performs the actions of several swaps, handed to each rail together
@@ -365,16 +395,26 @@ impl Driver {
     /// new states are persisted, then the actions are executed grouped per rail. Returns what
     /// each swap did (a swap that could not be stepped has an error and changed nothing).
     pub async fn tick(&self, ids: &[SwapId]) -> Vec<(SwapId, Result<StepReport, DriverError>)> {
-        self.tick_with_rails(ids)
+        self.tick_with_rails(ids, MAX_HOPS)
             .await
             .into_iter()
             .map(|(id, result, _)| (id, result))
             .collect()
     }
 
+    /// One step of one swap's machine, as [`Driver::step`] but without the steps that follow on
+    /// the same observation ([`Driver::tick`] takes them): for a caller that stops a swap at a
+    /// given state (a test of the last moment to claim, say).
+    pub async fn step_one(&self, id: &SwapId) -> Result<StepReport, DriverError> {
+        self.tick_with_rails(std::slice::from_ref(id), 0)
+            .await
+            .pop()
+            .map_or(Err(DriverError::MissingView(*id)), |(_, r, _)| r)
+    }
+
     /// [`Driver::tick`], with where each swap's legs are when its record was read.
-    async fn tick_with_rails(&self, ids: &[SwapId]) -> Vec<Stepped> {
-        let (mut out, to_perform) = self.decide_tick(ids).await;
+    async fn tick_with_rails(&self, ids: &[SwapId], hops: usize) -> Vec<Stepped> {
+        let (mut out, to_perform) = self.decide_tick(ids, hops).await;
         out.extend(self.perform_advanced(to_perform).await);
         out
     }
@@ -382,10 +422,10 @@ impl Driver {
     /// The first half of a tick: observe, step and persist every swap in `ids`. Returns the
     /// swaps that are done with this tick (an error, or nothing to do) and, apart, those with
     /// actions to perform ([`Driver::perform_advanced`]).
-    async fn decide_tick(&self, ids: &[SwapId]) -> (Vec<Stepped>, Vec<Advanced>) {
+    async fn decide_tick(&self, ids: &[SwapId], hops: usize) -> (Vec<Stepped>, Vec<Advanced>) {
         let mut out = Vec::with_capacity(ids.len());
         let mut to_perform = Vec::new();
-        for (id, result) in self.advance_many(ids).await {
+        for (id, result) in self.advance_many(ids, hops).await {
             // A swap that has ended needs no more watching: its rails forget it now, from the
             // record in hand.
             if let Ok(adv) = &result {
@@ -484,6 +524,9 @@ fn note_wake(woken: &mut HashMap<RailId, Changed>, (rail, changed): Wake) {
 /// a coin chain does not wait for another swap's Ethereum lock). A swap is not stepped again
 /// until its actions have returned (persist-then-act holds per swap; the next step sees what
 /// they did).
+/// The most steps a swap takes after the first on one observation ([`Driver::decide_on`]).
+pub(crate) const MAX_HOPS: usize = 3;
+
 async fn run_loop(
     driver: Weak<Driver>,
     mut rx: mpsc::UnboundedReceiver<Registration>,
@@ -560,7 +603,7 @@ async fn run_loop(
         if due.is_empty() {
             continue;
         }
-        let (stepped, to_perform) = driver.decide_tick(&due).await;
+        let (stepped, to_perform) = driver.decide_tick(&due, MAX_HOPS).await;
         for (id, result, legs) in stepped {
             settle(&mut active, &config, &grid, id, result, legs);
         }

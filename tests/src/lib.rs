@@ -102,7 +102,20 @@ impl Party {
 
     /// One driver step; returns the outcome once the swap is done.
     pub async fn step(&self, id: &SwapId) -> Option<Outcome> {
-        match self.driver.step(id).await {
+        self.stepped(self.driver.step(id).await)
+    }
+
+    /// [`Party::step`], one state at a time ([`swap_core::Driver::step_one`]): for a test that
+    /// stops a swap at a given state.
+    pub async fn step_one(&self, id: &SwapId) -> Option<Outcome> {
+        self.stepped(self.driver.step_one(id).await)
+    }
+
+    fn stepped(
+        &self,
+        r: Result<swap_core::driver::StepReport, swap_core::driver::DriverError>,
+    ) -> Option<Outcome> {
+        match r {
             Ok(r) => swap_core::driver::final_outcome(&r.state),
             Err(e) if e.is_transient() => {
                 eprintln!("{}: transient error (retrying next round): {e}", self.name);

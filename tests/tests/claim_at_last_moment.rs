@@ -39,7 +39,8 @@ async fn claim_in_the_last_allowed_moments_still_lets_the_responder_claim() {
             ready = true;
             break;
         }
-        alice.step(&deal.id).await;
+        // One state at a time: `step` would go on from a valid counter-lock to the claim.
+        alice.step_one(&deal.id).await;
         bob.step(&deal.id).await;
         nodes.advance(1).await;
     }
@@ -89,7 +90,8 @@ async fn past_the_deadline_the_initiator_keeps_its_secret_and_refunds() {
         ) {
             break;
         }
-        alice.step(&deal.id).await;
+        // One state at a time: `step` would go on from a valid counter-lock to the claim.
+        alice.step_one(&deal.id).await;
         bob.step(&deal.id).await;
         nodes.advance(1).await;
     }
