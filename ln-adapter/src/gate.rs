@@ -121,12 +121,16 @@ pub(crate) struct Gate {
     changes_done: AtomicU64,
     /// Told at each commit that raised [`Gate::committed_done`].
     committed: tokio::sync::Notify,
-    /// The finished changes a committed manager surely has (the first this many): a write
-    /// that surely has more is committed, not deferred. Raised under the writes' lock, read
-    /// without it (it is held across commits).
+    /// The finished changes a committed manager surely has (the first this many): what
+    /// [`committed`] waits for. Raised under the writes' lock, read without it (it is held
+    /// across commits).
     committed_done: AtomicU64,
-    /// Of the finished changes, the urgent ones ([`Gate::manager_change`]; not those of
-    /// [`Gate::manager_change_lazy`]) so far.
+    /// Urgent changes ([`Gate::manager_change`]; not those of [`Gate::manager_change_lazy`])
+    /// begun so far, finished or not: while one is begun and not surely committed, the node's
+    /// background loop commits every write (one encoded before the change's LDK call returned
+    /// may or may not have it; LDK asks for another write after it).
+    urgent_begun: AtomicU64,
+    /// Of the finished changes, the urgent ones so far.
     urgent_done: AtomicU64,
     /// The urgent finished changes a committed manager surely has: the node's background
     /// loop commits, rather than keeps in memory, a write that surely has more.
@@ -328,6 +332,7 @@ impl Gate {
     /// A change LDK will keep in its manager only begins (see [`ManagerChange`]): taken
     /// before LDK is called, finished after it returned.
     pub(crate) fn manager_change(&self) -> ManagerChange<'_> {
+        self.urgent_begun.fetch_add(1, Ordering::SeqCst);
         ManagerChange {
             gate: self,
             finished: false,
@@ -481,7 +486,8 @@ impl Gate {
         let mark = store.held_mark();
         let urgent = self.urgent_done.load(Ordering::SeqCst);
         let covers = self.changes_done.load(Ordering::SeqCst);
-        let defer = urgent <= self.urgent_committed.load(Ordering::SeqCst)
+        let defer = self.urgent_begun.load(Ordering::SeqCst)
+            <= self.urgent_committed.load(Ordering::SeqCst)
             && !store.holds_before(mark)
             && !self.closing.load(Ordering::SeqCst);
         if defer {

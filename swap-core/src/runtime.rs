@@ -515,6 +515,9 @@ fn note_wake(woken: &mut HashMap<RailId, Changed>, (rail, changed): Wake) {
     }
 }
 
+/// The most steps a swap takes after the first on one observation ([`Driver::decide_on`]).
+pub(crate) const MAX_HOPS: usize = 3;
+
 /// The tick loop. Ends when the driver is dropped.
 ///
 /// A tick's actions run in a task of their own: a rail that waits for its transactions to be
@@ -524,9 +527,6 @@ fn note_wake(woken: &mut HashMap<RailId, Changed>, (rail, changed): Wake) {
 /// a coin chain does not wait for another swap's Ethereum lock). A swap is not stepped again
 /// until its actions have returned (persist-then-act holds per swap; the next step sees what
 /// they did).
-/// The most steps a swap takes after the first on one observation ([`Driver::decide_on`]).
-pub(crate) const MAX_HOPS: usize = 3;
-
 async fn run_loop(
     driver: Weak<Driver>,
     mut rx: mpsc::UnboundedReceiver<Registration>,

@@ -398,6 +398,11 @@ async fn background_loop(
         bg.chain_monitor.process_pending_events_async(handle).await;
         // Last before the wait: it may block on the manager's locks (LDK's order).
         bg.peer_manager.process_events();
+        // Received HTLCs processed as soon as this round finds them (a monitor update it
+        // committed may have just made one ready), not at the HTLC task's next look.
+        if bg.forwards_every.is_some() && cm.needs_pending_htlc_processing() {
+            cm.process_pending_htlc_forwards();
+        }
         if let Some(at) = next_forwards {
             if Instant::now() >= at {
                 cm.process_pending_htlc_forwards();
