@@ -215,8 +215,12 @@ async fn the_openers_store_when_its_funding_is_sent_restarts_once_it_confirmed()
                 .unwrap();
         })
     };
-    let (channel, _) = open_channel(&p, 500_000).await;
-    watcher.await.unwrap();
+    // Mined only once the copy is taken: a funding mined between two looks of the watcher
+    // would never be seen in the mempool.
+    let (channel, _) = open_between_then(&p.node, &p.a, &p.b, 500_000, async {
+        watcher.await.unwrap();
+    })
+    .await;
     p.a.stop().await.unwrap();
     p.b.stop().await.unwrap();
     let node = start_ln(&p.node, "a", 1, &copy).await;

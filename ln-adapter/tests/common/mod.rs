@@ -235,6 +235,18 @@ pub async fn open_between(
     to: &LnNode,
     capacity_sats: u64,
 ) -> (ChannelId, Txid) {
+    open_between_then(node, from, to, capacity_sats, async {}).await
+}
+
+/// [`open_between`], with `in_mempool` awaited once the funding is in the chain node's
+/// mempool and before it is mined.
+pub async fn open_between_then(
+    node: &RegtestNode,
+    from: &LnNode,
+    to: &LnNode,
+    capacity_sats: u64,
+    in_mempool: impl std::future::Future<Output = ()>,
+) -> (ChannelId, Txid) {
     let mut from_rx = from.subscribe();
     let mut to_rx = to.subscribe();
     from.open_channel(to.node_id(), capacity_sats, 0)
@@ -253,6 +265,7 @@ pub async fn open_between(
         unreachable!()
     };
     wait_in_mempool(node, &funding_txid).await;
+    in_mempool.await;
     node.mine(3).await;
     from.sync().await.unwrap();
     to.sync().await.unwrap();
