@@ -142,6 +142,18 @@ struct Parts {
     chain_monitor: Weak<ChainMonitor>,
 }
 
+impl Parts {
+    /// The channel manager; an error once it is gone.
+    fn manager(&self) -> Result<Arc<ChannelManager>, io::Error> {
+        self.manager.upgrade().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Other,
+                "the channel manager is gone: nothing to write",
+            )
+        })
+    }
+}
+
 struct Waiting {
     channel: ChannelId,
     update: u64,
@@ -354,76 +366,58 @@ impl Gate {
         }
     }
 
-    /// Writes the channel manager with the monitor writes held so far. `given`: the bytes LDK
-    /// handed over. They are written with the monitor writes held before LDK said it was
-    /// about to encode them ([`Self::manager_encoding_starts`]; those held later wait for the
-    /// next write, which LDK asks for as they came after its decision), or alone when none
-    /// waits; otherwise the manager is encoded again here, after the held writes were marked.
-    /// `None`: encode it here.
+    /// Writes the channel manager with the monitor writes held so far. `given`: bytes handed
+    /// over through the store (a write of LDK's manager key; the node's own loop writes
+    /// through [`Self::persist_manager`] instead). They are written only when no commit came
+    /// since the previous such write and nothing is held ([`ldk_bytes_usable`]); otherwise,
+    /// and for `None`, the manager is encoded here, after the held writes were marked.
     pub(crate) fn write_manager(
         &self,
         store: &Store,
         given: Option<zeroize::Zeroizing<Vec<u8>>>,
     ) -> Result<(), io::Error> {
-        let Some(parts) = self.parts.get() else {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                "the monitor gate is not started",
-            ));
-        };
+        let parts = self.parts()?;
         let mut writes = lock(&self.writes);
         let from_ldk = given.is_some();
         let now = store.held_mark();
-        let usable = if from_ldk {
-            ldk_bytes_usable(&writes, !store.holds_before(now))
-        } else {
-            None
-        };
-        // `newest`: LDK's bytes, at least as new as everything committed. The finished changes
-        // ([`Gate::manager_change`]) the bytes surely have: `covers`.
-        // The urgent changes the bytes surely have: none known for LDK's own bytes.
-        let mut urgent = 0;
-        let (mark, bytes, covers, newest) = match (given, usable) {
-            (Some(b), Some((mark, covers))) => (mark.unwrap_or(now), b, covers, true),
-            _ => {
-                urgent = self.urgent_done.load(Ordering::SeqCst);
-                let covers = self.changes_done.load(Ordering::SeqCst);
-                let manager = parts.manager.upgrade().ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::Other,
-                        "the channel manager is gone: nothing to write",
-                    )
-                })?;
-                (
-                    now,
-                    zeroize::Zeroizing::new(manager.encode()),
-                    covers,
-                    false,
-                )
+        let usable = given.and_then(|bytes| {
+            ldk_bytes_usable(&writes, !store.holds_before(now)).map(|found| (bytes, found))
+        });
+        let mark = match usable {
+            // The bytes handed over, at least as new as everything committed; the finished
+            // changes ([`Gate::manager_change`]) they surely have: `covers` (no urgent one
+            // known).
+            Some((bytes, (mark, covers))) => {
+                let mark = mark.unwrap_or(now);
+                // Nothing held to commit with the newest manager: it waits in memory for the
+                // next write, which replaces it, or for the watch task. What the store holds
+                // stays consistent: its manager knows every monitor update committed (each
+                // commit takes the deferred manager's place, and this one came after the last
+                // commit). A crash loses at most the last `DEFERRED_FOR` of the manager's own
+                // state, as a crash before LDK's write always did: LDK hands over again what
+                // it had handed over then (events, payments not yet in a monitor update).
+                // A finished change in the manager only that no committed manager has is
+                // committed now ([`Gate::manager_change`]). One finished after the bytes'
+                // snapshot may be in them and deferred: a later write has it for sure, or
+                // [`committed`] writes one.
+                let defer = covers <= self.committed_done.load(Ordering::SeqCst)
+                    && !store.holds_before(mark)
+                    && !self.closing.load(Ordering::SeqCst);
+                if defer {
+                    writes.deferred = Some(bytes);
+                    writes.stale = false;
+                    writes.deferred_count += 1;
+                } else {
+                    self.commit(store, &mut writes, mark, &bytes, (covers, 0))?;
+                }
+                mark
+            }
+            None => {
+                let manager = parts.manager()?;
+                let mut buf = zeroize::Zeroizing::new(Vec::new());
+                self.encode_and_commit(store, &manager, &mut writes, &mut buf)?
             }
         };
-        // Nothing held to commit with LDK's newest manager: it waits in memory for the next
-        // write, which replaces it (LDK writes the manager after most of its changes, and
-        // under load only about a third of its writes carry monitor writes), or for the watch
-        // task. What the store holds stays consistent: its manager knows every monitor
-        // update committed (each commit takes the deferred manager's place, and this one
-        // came after the last commit). A crash loses at most the last `DEFERRED_FOR` of the
-        // manager's own state, as a crash before LDK's write always did: LDK hands over again
-        // what it had handed over then (events, payments not yet in a monitor update).
-        // A finished change in the manager only that no committed manager has is committed
-        // now ([`Gate::manager_change`]). One finished after the bytes' snapshot may be in
-        // them and deferred: a later write has it for sure, or [`committed`] writes one.
-        let defer = newest
-            && covers <= self.committed_done.load(Ordering::SeqCst)
-            && !store.holds_before(mark)
-            && !self.closing.load(Ordering::SeqCst);
-        if defer {
-            writes.deferred = Some(bytes);
-            writes.stale = false;
-            writes.deferred_count += 1;
-        } else {
-            self.commit(store, &mut writes, mark, &bytes, (covers, urgent))?;
-        }
         if from_ldk {
             writes.with_held_at_ldk = writes.with_held;
             writes.count_at_ldk = writes.count;
@@ -434,6 +428,32 @@ impl Gate {
         // an earlier commit took is complete all the same.
         self.complete_through(parts, mark);
         Ok(())
+    }
+
+    /// The gate's parts; an error before [`Gate::start`].
+    fn parts(&self) -> Result<&Parts, io::Error> {
+        self.parts
+            .get()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::Other, "the monitor gate is not started"))
+    }
+
+    /// Takes the held mark and the finished changes' counts, then encodes `manager` once into
+    /// `buf` (LDK's `encode` runs the encoding twice, to size its buffer) (it knows every change counted and every write held before the mark) and commits
+    /// it with the writes held before the mark. Answers the mark.
+    fn encode_and_commit(
+        &self,
+        store: &Store,
+        manager: &ChannelManager,
+        writes: &mut Writes,
+        buf: &mut zeroize::Zeroizing<Vec<u8>>,
+    ) -> Result<u64, io::Error> {
+        let mark = store.held_mark();
+        let urgent = self.urgent_done.load(Ordering::SeqCst);
+        let covers = self.changes_done.load(Ordering::SeqCst);
+        buf.clear();
+        manager.write(&mut **buf)?;
+        self.commit(store, writes, mark, buf, (covers, urgent))?;
+        Ok(mark)
     }
 
     /// Commits `bytes`, a manager encoded after the held mark `mark` with the finished
@@ -476,34 +496,22 @@ impl Gate {
         store: &Store,
         buf: &mut zeroize::Zeroizing<Vec<u8>>,
     ) -> Result<(), io::Error> {
-        let Some(parts) = self.parts.get() else {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                "the monitor gate is not started",
-            ));
-        };
+        let parts = self.parts()?;
         let mut writes = lock(&self.writes);
         let mark = store.held_mark();
-        let urgent = self.urgent_done.load(Ordering::SeqCst);
-        let covers = self.changes_done.load(Ordering::SeqCst);
         let defer = self.urgent_begun.load(Ordering::SeqCst)
             <= self.urgent_committed.load(Ordering::SeqCst)
             && !store.holds_before(mark)
             && !self.closing.load(Ordering::SeqCst);
-        if defer {
+        let mark = if defer {
             writes.deferred = None;
             writes.stale = true;
             writes.deferred_count += 1;
+            mark
         } else {
-            let manager = parts.manager.upgrade().ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::Other,
-                    "the channel manager is gone: nothing to write",
-                )
-            })?;
-            encode_into(&manager, buf)?;
-            self.commit(store, &mut writes, mark, buf, (covers, urgent))?;
-        }
+            let manager = parts.manager()?;
+            self.encode_and_commit(store, &manager, &mut writes, buf)?
+        };
         drop(writes);
         self.complete_through(parts, mark);
         Ok(())
@@ -523,12 +531,8 @@ impl Gate {
             let Some(manager) = parts.manager.upgrade() else {
                 return Ok(());
             };
-            let mark = store.held_mark();
-            let urgent = self.urgent_done.load(Ordering::SeqCst);
-            let covers = self.changes_done.load(Ordering::SeqCst);
             let mut buf = zeroize::Zeroizing::new(Vec::new());
-            encode_into(&manager, &mut buf)?;
-            self.commit(store, &mut writes, mark, &buf, (covers, urgent))?;
+            let mark = self.encode_and_commit(store, &manager, &mut writes, &mut buf)?;
             // A kept write committed (in `count` too: LDK's writes must see this commit).
             writes.deferred_committed += 1;
             writes.stale_committed += 1;
@@ -615,16 +619,6 @@ impl Gate {
         };
         Some((self.anything_waits(store), count, deferred))
     }
-}
-
-/// The manager's encoding, in one pass into `buf` (LDK's `encode` runs the whole encoding
-/// twice: once to size the buffer).
-fn encode_into(
-    manager: &ChannelManager,
-    buf: &mut zeroize::Zeroizing<Vec<u8>>,
-) -> Result<(), io::Error> {
-    buf.clear();
-    manager.write(&mut **buf)
 }
 
 /// Whether manager bytes handed over through the store (a write of LDK's manager key: the
