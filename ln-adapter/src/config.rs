@@ -98,15 +98,16 @@ pub struct LnConfig {
     /// 8 such gaps instead of 7-8 minutes. Without it a payer's cost per payment grows with
     /// its rate of the last minutes (~90 bytes per payment in every write of the channel
     /// manager: at 100 payments a second, ~4 MB at each of ~150 writes a second). Each such
-    /// tick waits for a moment when every channel is funded and not closing, no channel with
-    /// a connected peer waits on it as far as LDK's channel list shows, and no inbound
-    /// channel request came in the last two minutes; what still shortens meanwhile is listed
-    /// in `node/ticker.rs` (a peer slower than 1-2 gaps at a wait the list does not show is
-    /// reconnected; a multi-part payment to this node must arrive within 2-3 gaps; the swap
-    /// rail pays in one part). The swap rail keeps a swap's payment from being sent twice
-    /// whatever LDK remembers (its ledger); a payment sent by hand (`LnNode::pay`, `xswap ln
-    /// pay`) may be sent again with its id after 8 gaps on a node this busy. `None`: never
-    /// tick sooner than the period. Default [`DEFAULT_FORGET_PAYMENTS_ABOVE`].
+    /// tick waits until every channel is funded and not closing, no inbound channel request
+    /// came in the last two minutes, and the peer of every channel the last tick may have
+    /// marked as waiting on it has answered since (so that LDK disconnects no peer sooner
+    /// than with its minute tick); under load that takes milliseconds. What still shortens
+    /// meanwhile is listed in `node/ticker.rs` (a multi-part payment to this node must
+    /// arrive within 2-3 gaps; the swap rail pays in one part). The swap rail keeps a swap's
+    /// payment from being sent twice whatever LDK remembers (its ledger); a payment sent by
+    /// hand (`LnNode::pay`, `xswap ln pay`) may be sent again with its id after 8 gaps on a
+    /// node this busy. `None`: never tick sooner than the period. Default
+    /// [`DEFAULT_FORGET_PAYMENTS_ABOVE`].
     pub forget_payments_above: Option<usize>,
     /// The shortest time between two of LDK's timer ticks taken to forget payments
     /// ([`LnConfig::forget_payments_above`]). Taken as at least [`MIN_FORGET_TICK_GAP`].

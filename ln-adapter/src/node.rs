@@ -71,6 +71,8 @@ pub struct LnNode {
     fatal: Arc<Mutex<Option<String>>>,
     /// LDK timer ticks taken (see `node/ticker.rs`).
     pub(crate) ticks: Arc<ticker::TickCounts>,
+    /// The peers' answers LDK handled, per channel (the ticker reads them).
+    pub(crate) answers: Arc<answers::Answers>,
     /// Nanoseconds LDK's background processor spent being polled (benches print its share).
     pub(crate) background_busy: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -337,9 +339,13 @@ impl LnNode {
         let follower = Arc::new(Follower::new(Arc::clone(&rpc), listeners, manager_best));
 
         let binding = Arc::new(crate::handshake::ChainBinding::new(config.chain));
+        let answers = Arc::new(answers::Answers::default());
         let peer_manager: Arc<PeerManager> = Arc::new(PeerManager::new(
             MessageHandler {
-                chan_handler: Arc::clone(&channel_manager),
+                chan_handler: Arc::new(answers::Answering {
+                    manager: Arc::clone(&channel_manager),
+                    answers: Arc::clone(&answers),
+                }),
                 route_handler: Arc::new(IgnoringMessageHandler {}),
                 onion_message_handler: Arc::new(IgnoringMessageHandler {}),
                 custom_message_handler: Arc::clone(&binding),
@@ -402,6 +408,7 @@ impl LnNode {
             tasks: Mutex::new(Vec::new()),
             fatal,
             ticks: Arc::default(),
+            answers,
             background_busy: Arc::default(),
         };
         node.spawn_background(handler);
@@ -531,6 +538,7 @@ fn close_gate(store: &Store) {
     }
 }
 
+pub(crate) mod answers;
 mod restore;
 mod tasks;
 pub(crate) mod ticker;

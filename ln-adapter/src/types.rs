@@ -86,7 +86,7 @@ pub(crate) type ChannelManager = channelmanager::ChannelManager<
 /// The peer manager over tokio sockets.
 pub(crate) type PeerManager = peer_handler::PeerManager<
     lightning_net_tokio::SocketDescriptor,
-    Arc<ChannelManager>,
+    Arc<crate::node::answers::Answering>,
     Arc<IgnoringMessageHandler>,
     Arc<IgnoringMessageHandler>,
     Arc<TracingLogger>,

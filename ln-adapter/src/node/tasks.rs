@@ -9,6 +9,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::PublicKey;
+use lightning::ln::types::ChannelId;
 use tokio::task::JoinHandle;
 
 use super::ticker::{commit_fee, remembered, Channels, OpenRequests, Ticker, BP_TIMER_TICK};
@@ -126,9 +127,21 @@ impl LnNode {
         );
         let ticks = Arc::clone(&self.ticks);
         let peers = Arc::clone(&self.peer_manager);
+        let answers = Arc::clone(&self.answers);
         let fees = Arc::clone(&self.fees);
+        let looks_around = self.config.forget_payments_above.is_some();
         let mut stop = self.stop.subscribe();
         let task = tokio::spawn(async move {
+            let look = |fee_sent: Option<&[ChannelId]>| {
+                Channels::of(
+                    &cm.list_channels(),
+                    |id| peers.peer_by_node_id(id).is_some(),
+                    |kind| commit_fee(&*fees, kind),
+                    fee_sent,
+                    |id| answers.of(id),
+                    open_requests.lately(),
+                )
+            };
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(ticker.next_look(Instant::now())) => {}
@@ -137,19 +150,14 @@ impl LnNode {
                 let tick = ticker.due(
                     Instant::now(),
                     || remembered(&cm.list_recent_payments()),
-                    |fee_sent| {
-                        Channels::of(
-                            &cm.list_channels(),
-                            |id| peers.peer_by_node_id(id).is_some(),
-                            |kind| commit_fee(&*fees, kind),
-                            fee_sent,
-                            open_requests.lately(),
-                        )
-                    },
+                    look,
                 );
                 if let Some(tick) = tick {
                     tracing::trace!(?tick, "LDK timer tick");
                     cm.timer_tick_occurred();
+                    if looks_around {
+                        ticker.ticked(look);
+                    }
                     ticks.taken(tick);
                 }
             }

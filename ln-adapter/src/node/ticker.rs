@@ -12,34 +12,37 @@
 //! as every [`crate::LnConfig::forget_tick_gap`] (1 s by default) instead of once a minute.
 //!
 //! Every other count LDK keeps in ticks shortens alike meanwhile, so a quick tick is taken
-//! only when none of them can hurt (see [`Channels`]):
+//! only when none of them can hurt (see [`Channels`] and [`Ticker::ticked`]):
 //! - every channel funded and not closing (a closing negotiation still running after two
 //!   ticks becomes a force close; an unfunded channel is dropped after 60);
 //! - no inbound channel request seen within [`OPEN_REQUEST_QUIET`] (LDK drops one not
 //!   accepted within two ticks);
-//! - no channel with a connected peer waiting on it, as far as LDK's channel list shows: each
-//!   reestablished and usable, every HTLC committed on both sides, no fee update the last
-//!   tick sent still uncommitted (waited for [`FEE_WAIT_GAPS`] gaps at most: LDK silently
-//!   drops an update its funder cannot afford), on two looks in a row 2 ms apart. A tick
-//!   finding a channel waiting marks it, and the next disconnects the peer unless a
-//!   revocation (or reestablishment) came meanwhile. The list does not show one wait: after
-//!   the peer's revocation, for its commitment, usually sent with it; two quiet looks in a
-//!   row rarely both fall there (LDK's own minute tick has the same blind spot). A channel
-//!   whose peer is away may be marked, but its reestablishment clears that, and it is not
-//!   usable before.
+//! - no fee update the last tick sent still uncommitted (waited for [`FEE_WAIT_GAPS`] gaps
+//!   at most: LDK silently drops an update its funder cannot afford);
+//! - no peer the tick would disconnect. A tick marks each channel whose connected peer owes
+//!   it a message, and the next tick disconnects the peer of a channel still marked; a
+//!   revocation from the peer (or a reestablishment) clears the mark. So the ticker looks at
+//!   LDK's channel list just before and just after each tick: a channel waiting on nothing
+//!   on both looks, with no revocation from its peer in between, was not marked (the one wait
+//!   the list does not show, the peer's commitment owed after its revocation, starts with
+//!   that revocation); any other channel may have been, and the next quick tick waits until
+//!   its peer answered (the node's message handler counts each revocation and
+//!   reestablishment it hands LDK, [`Answers`]), or until the channel was seen without its
+//!   peer and then usable again. A busy channel answers within
+//!   milliseconds, so quick ticks come at the gap under load too; an idle one was seen
+//!   clean.
 //!
-//! What stays shortened while quick ticks run, on a node that busy: a peer that leaves one
-//! of the few waits the list does not show (a fee update the peer started; its commitment
-//! right after our revocation) unanswered for 1-2 gaps is disconnected and reconnected; an
-//! inbound channel request whose event is not handled within 1-2 gaps of its arrival is
-//! refused (nothing is funded before acceptance; the opener may retry); the parts of a
-//! multi-part payment to this node must arrive within 2-3 gaps (the swap rail pays in one
-//! part); a channel's previous forwarding fees are honoured for ~5 gaps after a change.
+//! What stays shortened while quick ticks run, on a node that busy: an inbound channel
+//! request whose event is not handled within 1-2 gaps of its arrival is refused (nothing is
+//! funded before acceptance; the opener may retry); the parts of a multi-part payment to
+//! this node must arrive within 2-3 gaps (the swap rail pays in one part); a channel's
+//! previous forwarding fees are honoured for ~5 gaps after a change. A peer is never
+//! disconnected sooner than LDK's own minute tick would (it still is when it leaves a
+//! message unanswered across two ticks, which quick ticks only take after it answered).
 //!
-//! Ticks are never closer than that gap: two ticks in a row would disconnect every peer with
-//! an update in flight. That is also why the node's background loop (`tasks.rs`, in place of
-//! LDK's background processor, which ticks every minute) has no tick of its own beside these;
-//! it ticks once as it starts, when no peer is connected yet.
+//! The node's background loop (`tasks.rs`, in place of LDK's background processor, which
+//! ticks every minute) has no tick of its own beside these; it ticks once as it starts, when
+//! no peer is connected yet.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -65,32 +68,42 @@ pub(crate) const BP_TIMER_TICK: Duration = Duration::from_secs(60);
 /// not accepted within two ticks; ours is answered when its event is handled).
 pub(crate) const OPEN_REQUEST_QUIET: Duration = Duration::from_secs(120);
 
-/// What the channels look like before a quick tick.
+/// What the channels look like on one look, around a tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Channels {
     /// Every channel funded and not closing, and no inbound channel request lately.
     pub(crate) settled: bool,
-    /// No channel with its peer connected waits on it, as far as LDK's list tells: each is
-    /// reestablished and usable, every HTLC committed on both sides, and no fee update that
-    /// an earlier tick sent still uncommitted. (A channel whose peer is away may be marked
-    /// by the tick, but its reestablishment clears the mark, and until then it is not
-    /// usable, so no quick tick follows.)
-    pub(crate) quiet: bool,
+    /// The channels whose peer is connected.
+    pub(crate) connected: Vec<Connected>,
     /// The channels we funded whose feerate a tick now would update (that tick sends it at
-    /// its end, so it waits on nothing then; until the peer commits it, the channel waits).
+    /// its end; until the peer commits it, the channel waits on the peer).
     pub(crate) fee_due: Vec<ChannelId>,
+}
+
+/// A channel whose peer is connected, on one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Connected {
+    pub(crate) id: ChannelId,
+    /// It waits on nothing LDK's list shows: reestablished and usable, every HTLC committed
+    /// on both sides, no fee update that an earlier tick sent still uncommitted.
+    pub(crate) quiet: bool,
+    /// The peer's answers so far: its revocations and reestablishments handled, counted by
+    /// the node's message handler ([`Answers`]).
+    pub(crate) answers: u64,
 }
 
 impl Channels {
     /// What LDK's list says: `is_connected` whether a peer is connected now; `commit_fee`
     /// the feerate LDK's tick would set on a channel of a type we funded (sat per 1,000
     /// weight); `fee_sent` the channels whose fee update the last tick sent (`None`: not
-    /// known, any); and whether an inbound channel request came lately.
+    /// known, any); `answers` the channel's count of its peer's answers ([`Answers`]); and
+    /// whether an inbound channel request came lately.
     pub(crate) fn of(
         channels: &[ChannelDetails],
         is_connected: impl Fn(&PublicKey) -> bool,
         commit_fee: impl Fn(&ChannelTypeFeatures) -> u32,
         fee_sent: Option<&[ChannelId]>,
+        answers: impl Fn(&ChannelId) -> u64,
         open_request_lately: bool,
     ) -> Self {
         let settled = !open_request_lately
@@ -111,26 +124,36 @@ impl Channels {
             })
             .map(|c| c.channel_id)
             .collect();
-        let quiet = channels.iter().all(|c| {
-            if !is_connected(&c.counterparty.node_id) {
-                return true;
-            }
-            let fee_waits = fee_due.contains(&c.channel_id)
-                && fee_sent.is_none_or(|sent| sent.contains(&c.channel_id));
-            c.is_usable
-                && !fee_waits
-                && c.pending_inbound_htlcs
-                    .iter()
-                    .all(|h| h.state == Some(InboundHTLCStateDetails::Committed))
-                && c.pending_outbound_htlcs
-                    .iter()
-                    .all(|h| h.state == Some(OutboundHTLCStateDetails::Committed))
-        });
+        let connected = channels
+            .iter()
+            .filter(|c| is_connected(&c.counterparty.node_id))
+            .map(|c| {
+                let fee_waits = fee_due.contains(&c.channel_id)
+                    && fee_sent.is_none_or(|sent| sent.contains(&c.channel_id));
+                let quiet = c.is_usable
+                    && !fee_waits
+                    && c.pending_inbound_htlcs
+                        .iter()
+                        .all(|h| h.state == Some(InboundHTLCStateDetails::Committed))
+                    && c.pending_outbound_htlcs
+                        .iter()
+                        .all(|h| h.state == Some(OutboundHTLCStateDetails::Committed));
+                Connected {
+                    id: c.channel_id,
+                    quiet,
+                    answers: answers(&c.channel_id),
+                }
+            })
+            .collect();
         Self {
             settled,
-            quiet,
+            connected,
             fee_due,
         }
+    }
+
+    fn get(&self, id: &ChannelId) -> Option<&Connected> {
+        self.connected.iter().find(|c| c.id == *id)
     }
 }
 
@@ -173,8 +196,19 @@ pub(crate) enum Tick {
     Forget,
 }
 
-/// How soon the ticker looks again for a quiet moment when a quick tick waits for one.
-pub(crate) const LOOK_QUIET_EVERY: Duration = Duration::from_millis(25);
+/// How soon the ticker looks again when a quick tick waits for a peer's answer.
+pub(crate) const LOOK_AGAIN_EVERY: Duration = Duration::from_millis(25);
+
+/// What the last tick may have done to a channel whose peer was connected around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// Waiting on nothing on both looks, no revocation between: not marked.
+    Clean,
+    /// Maybe marked: cleared once the peer answered again (its count above this).
+    Answer(u64),
+    /// Maybe marked, then seen without its peer: cleared once reestablished (quiet again).
+    Away,
+}
 
 /// When to tick.
 #[derive(Debug)]
@@ -187,26 +221,22 @@ pub(crate) struct Ticker {
     /// ([`crate::LnConfig::forget_tick_gap`]).
     gap: Duration,
     last: Instant,
-    /// LDK remembers too many payments: a quick tick waits for settled, quiet channels.
+    /// LDK remembers too many payments: a quick tick waits for settled channels whose
+    /// peers answered.
     wanted: bool,
-    /// The last look found the channels settled but busy.
+    /// The last look found the channels settled but a peer yet to answer.
     busy: bool,
     /// The channels whose fee update the last tick sent (`None`: not known), and when. LDK's
     /// own tick at the start sends none: no peer is connected yet, and LDK updates the fee
     /// of a live channel only. Taken as sent for [`FEE_WAIT_GAPS`] gaps at most: a funder
     /// that cannot afford the new feerate has it dropped silently by LDK, and stays due.
     fee_sent: Option<(Vec<ChannelId>, Instant)>,
-    /// When the last look found the channels quiet, if it did: a quick tick takes two quiet
-    /// looks in a row, [`QUIET_CONFIRM`] apart (the moment after the peer's revocation, when
-    /// LDK waits for its commitment and the channel list does not show it, rarely spans
-    /// both).
-    quiet_at: Option<Instant>,
+    /// The look just before the tick being taken, until [`Ticker::ticked`].
+    before: Option<Channels>,
+    /// What the last tick may have done to each channel connected around it (none before
+    /// the first: LDK's tick at the start finds no peer connected).
+    marks: Vec<(ChannelId, Mark)>,
 }
-
-/// How soon a quiet look is looked at again before a quick tick, and how old the first may
-/// be.
-pub(crate) const QUIET_CONFIRM: Duration = Duration::from_millis(2);
-const QUIET_CONFIRM_WITHIN: Duration = Duration::from_millis(20);
 
 /// How many gaps a fee update sent by a tick is waited for before the quick ticks go on.
 pub(crate) const FEE_WAIT_GAPS: u32 = 10;
@@ -232,13 +262,15 @@ impl Ticker {
             wanted: false,
             busy: false,
             fee_sent: Some((Vec::new(), start)),
-            quiet_at: None,
+            before: None,
+            marks: Vec::new(),
         }
     }
 
     /// Whether to tick at `now`. LDK's lists (which take its locks) are read only when a
     /// quick tick could be due: the payments (`remembered`) once per look, the channels
-    /// until a quiet moment comes. A tick returned counts as taken.
+    /// until their peers answered. A tick returned counts as taken; with a cap on remembered
+    /// payments, [`Ticker::ticked`] must be told of a look right after it.
     pub(crate) fn due(
         &mut self,
         now: Instant,
@@ -250,9 +282,12 @@ impl Ticker {
         if since >= self.every {
             self.last = now;
             self.wanted = false;
-            self.quiet_at = None;
-            // What this tick sends, for the quick ticks after it.
-            self.fee_sent = self.forget_above.map(|_| (channels(None).fee_due, now));
+            if self.forget_above.is_some() {
+                // What this tick sends, and the look before it, for the quick ticks after.
+                let seen = channels(None);
+                self.fee_sent = Some((seen.fee_due.clone(), now));
+                self.before = Some(seen);
+            }
             return Some(Tick::Regular);
         }
         if since < self.gap {
@@ -273,31 +308,82 @@ impl Ticker {
             None => None,
         };
         let seen = channels(fee_sent);
-        let quiet = seen.settled && seen.quiet;
-        let quiet_twice = quiet
-            && self
-                .quiet_at
-                .is_some_and(|at| now.saturating_duration_since(at) <= QUIET_CONFIRM_WITHIN);
-        self.busy = seen.settled && !quiet_twice;
-        if !quiet_twice {
-            self.quiet_at = quiet.then_some(now);
+        // A marked channel seen without its peer is cleared by its reestablishment.
+        for (id, mark) in &mut self.marks {
+            if *mark != Mark::Clean && seen.get(id).is_none() {
+                *mark = Mark::Away;
+            }
+        }
+        let fee_waits = seen.connected.iter().any(|c| {
+            seen.fee_due.contains(&c.id) && fee_sent.is_none_or(|sent| sent.contains(&c.id))
+        });
+        let answered = !fee_waits && seen.connected.iter().all(|c| self.answered(c));
+        self.busy = seen.settled && !answered;
+        if !seen.settled || !answered {
             return None;
         }
         self.last = now;
         self.wanted = false;
-        self.quiet_at = None;
-        self.fee_sent = Some((seen.fee_due, now));
+        self.fee_sent = Some((seen.fee_due.clone(), now));
+        self.before = Some(seen);
         Some(Tick::Forget)
     }
 
-    /// When to look again: soon when a quick tick waits for a quiet moment, else a quarter
+    /// Whether the last tick's mark on `c`, if any, is cleared.
+    fn answered(&self, c: &Connected) -> bool {
+        match self.marks.iter().find(|(id, _)| *id == c.id) {
+            None | Some((_, Mark::Clean)) => true,
+            Some((_, Mark::Answer(at))) => c.answers > *at,
+            Some((_, Mark::Away)) => c.quiet,
+        }
+    }
+
+    /// The tick [`Ticker::due`] returned was taken; `after` is a look right after it. A
+    /// channel quiet on the look before and this one, its peer not having revoked between,
+    /// was waiting on nothing when the tick ran: every wait the list does not show (the
+    /// peer's commitment owed after its revocation) starts with a revocation. Any other
+    /// channel connected on either look may have been marked.
+    pub(crate) fn ticked(&mut self, after: impl FnOnce(Option<&[ChannelId]>) -> Channels) {
+        // The channels whose fee update this tick sent wait on their peers now.
+        let after = after(self.fee_sent.as_ref().map(|(sent, _)| sent.as_slice()));
+        let before = self.before.take();
+        let before = before.as_ref();
+        let mut marks: Vec<(ChannelId, Mark)> = after
+            .connected
+            .iter()
+            .map(|c| {
+                let was = before.and_then(|b| b.get(&c.id));
+                let clean = c.quiet && was.is_some_and(|w| w.quiet && w.answers == c.answers);
+                let mark = if clean {
+                    Mark::Clean
+                } else {
+                    Mark::Answer(c.answers)
+                };
+                (c.id, mark)
+            })
+            .collect();
+        // Channels without their peer now that an earlier tick or this one may have marked:
+        // cleared once usable again (reestablished since).
+        let away = self
+            .marks
+            .iter()
+            .filter(|(_, mark)| *mark != Mark::Clean)
+            .map(|(id, _)| *id)
+            .chain(before.map_or(Vec::new(), |b| b.connected.iter().map(|c| c.id).collect()));
+        for id in away {
+            if after.get(&id).is_none() && !marks.iter().any(|(m, _)| *m == id) {
+                marks.push((id, Mark::Away));
+            }
+        }
+        self.marks = marks;
+    }
+
+    /// When to look again: soon when a quick tick waits for a peer's answer, else a quarter
     /// of the gap (a quick tick is then never much later than due; the regular one at most
     /// that late).
     pub(crate) fn next_look(&self, now: Instant) -> Duration {
-        let look = if self.quiet_at.is_some() {
-            QUIET_CONFIRM
-        } else if self.busy {
-            LOOK_QUIET_EVERY
+        let look = if self.busy {
+            LOOK_AGAIN_EVERY
         } else {
             self.gap / 4
         };
@@ -364,30 +450,47 @@ mod tests {
 
     const SEC: Duration = Duration::from_secs(1);
 
-    fn ch(settled: bool, quiet: bool) -> Channels {
+    fn id(n: u8) -> ChannelId {
+        ChannelId::from_bytes([n; 32])
+    }
+
+    /// A channel with its peer connected: `n` names it, `answers` counts its peer's
+    /// revocations and reestablishments.
+    fn conn(n: u8, quiet: bool, answers: u64) -> Connected {
+        Connected {
+            id: id(n),
+            quiet,
+            answers,
+        }
+    }
+
+    fn look(settled: bool, connected: Vec<Connected>) -> Channels {
         Channels {
             settled,
-            quiet,
+            connected,
             fee_due: Vec::new(),
         }
     }
 
-    /// Looks at `at` and up to three times more soon after, as the node does: a quick tick
-    /// takes two quiet looks in a row.
-    fn twice(
+    /// Settled, no peer connected.
+    fn calm(_: Option<&[ChannelId]>) -> Channels {
+        look(true, Vec::new())
+    }
+
+    /// Looks at `at` as the node does: when a tick is due, takes it and tells the ticker
+    /// of the look `after` it.
+    fn at(
         t: &mut Ticker,
-        at: Instant,
+        now: Instant,
         remembered: usize,
-        seen: impl Fn(Option<&[ChannelId]>) -> Channels,
+        before: Channels,
+        after: Channels,
     ) -> Option<Tick> {
-        let mut now = at;
-        for _ in 0..4 {
-            if let Some(tick) = t.due(now, || remembered, &seen) {
-                return Some(tick);
-            }
-            now += t.next_look(now);
+        let tick = t.due(now, || remembered, |_| before);
+        if tick.is_some() {
+            t.ticked(|_| after);
         }
-        None
+        tick
     }
 
     /// A ticker whose last tick was at `t0` (started a gap before).
@@ -399,10 +502,9 @@ mod tests {
     fn no_quick_tick_within_two_gaps_of_the_start_when_ldk_ticked_too() {
         let start = Instant::now();
         let mut t = Ticker::new(60 * SEC, Some(0), SEC, start);
-        let calm = |_: Option<&[ChannelId]>| ch(true, true);
         assert_eq!(t.due(start + SEC, || 1, calm), None);
         assert_eq!(t.due(start + 2 * SEC - SEC / 10, || 1, calm), None);
-        assert_eq!(twice(&mut t, start + 2 * SEC, 1, calm), Some(Tick::Forget));
+        assert_eq!(t.due(start + 2 * SEC, || 1, calm), Some(Tick::Forget));
     }
 
     #[test]
@@ -412,7 +514,11 @@ mod tests {
         assert_eq!(t.next_look(t0), SEC);
         assert_eq!(t.next_look(t0 + SEC + SEC / 2), SEC / 2);
         assert_eq!(
-            t.due(t0 + 2 * SEC, || unreachable!(), |_| ch(true, false)),
+            t.due(
+                t0 + 2 * SEC,
+                || unreachable!(),
+                |_| look(true, vec![conn(1, false, 191)])
+            ),
             Some(Tick::Regular)
         );
     }
@@ -435,94 +541,197 @@ mod tests {
     fn many_remembered_payments_tick_quickly_but_never_two_within_the_gap() {
         let t0 = Instant::now();
         let mut t = ticker(60 * SEC, Some(1_000), SEC, t0);
-        let calm = |_: Option<&[ChannelId]>| ch(true, true);
         // At the cap: nothing, and the channels are not even read.
         assert_eq!(
             t.due(t0 + 2 * SEC, || 1_000, |_| panic!("channels read")),
             None
         );
-        assert_eq!(twice(&mut t, t0 + 3 * SEC, 1_001, calm), Some(Tick::Forget));
+        let idle = || look(true, vec![conn(1, true, 191)]);
+        assert_eq!(
+            at(&mut t, t0 + 3 * SEC, 1_001, idle(), idle()),
+            Some(Tick::Forget)
+        );
         // Within the gap LDK's lists are not read.
         let gap = t0 + 3 * SEC + SEC / 2;
         assert_eq!(
             t.due(gap, || panic!("payments read"), |_| panic!("channels read")),
             None
         );
-        assert_eq!(twice(&mut t, t0 + 4 * SEC, 5_000, calm), Some(Tick::Forget));
+        assert_eq!(
+            at(&mut t, t0 + 4 * SEC, 5_000, idle(), idle()),
+            Some(Tick::Forget)
+        );
         // The regular period counts from the last tick of either kind.
         assert_eq!(t.due(t0 + 63 * SEC, || 0, calm), None);
         assert_eq!(
-            t.due(t0 + 65 * SEC, || unreachable!(), |_| ch(true, false)),
+            at(&mut t, t0 + 65 * SEC, 0, idle(), idle()),
             Some(Tick::Regular)
         );
     }
 
     #[test]
-    fn a_quick_tick_waits_for_a_moment_when_no_channel_waits_on_its_peer() {
+    fn after_a_tick_that_may_have_marked_a_channel_the_next_waits_for_its_peers_revocation() {
         let t0 = Instant::now();
         let mut t = ticker(60 * SEC, Some(10), SEC, t0);
-        assert_eq!(t.due(t0 + 2 * SEC, || 11, |_| ch(true, false)), None);
+        // A busy channel: waiting on its peer around the tick.
+        let busy = |answers| look(true, vec![conn(1, false, answers)]);
+        assert_eq!(
+            at(&mut t, t0 + SEC, 11, busy(100), busy(100)),
+            Some(Tick::Forget)
+        );
+        // A gap later, quiet now, but no revocation since the look after the tick: the mark
+        // may still be on it, and a tick would disconnect the peer.
+        let quiet = |answers| look(true, vec![conn(1, true, answers)]);
+        assert_eq!(t.due(t0 + 2 * SEC, || 11, |_| quiet(100)), None);
         // Looked at again soon, the payments not read again.
-        assert_eq!(t.next_look(t0), LOOK_QUIET_EVERY);
-        let soon = t0 + 2 * SEC + LOOK_QUIET_EVERY;
+        assert_eq!(t.next_look(t0), LOOK_AGAIN_EVERY);
+        let soon = t0 + 2 * SEC + LOOK_AGAIN_EVERY;
+        assert_eq!(t.due(soon, || panic!("payments read"), |_| busy(100)), None);
+        // Its peer revoked: the mark is cleared, busy or not.
+        let later = soon + LOOK_AGAIN_EVERY;
         assert_eq!(
-            t.due(soon, || panic!("payments read"), |_| ch(true, false)),
-            None
-        );
-        // One quiet look is not enough: the channel list does not show every wait. The
-        // second comes soon after, and must be quiet too.
-        let later = soon + LOOK_QUIET_EVERY;
-        assert_eq!(
-            t.due(later, || panic!("payments read"), |_| ch(true, true)),
-            None
-        );
-        assert_eq!(t.next_look(t0), QUIET_CONFIRM);
-        let later = later + QUIET_CONFIRM;
-        assert_eq!(
-            t.due(later, || panic!("payments read"), |_| ch(true, false)),
-            None
-        );
-        assert_eq!(t.next_look(t0), LOOK_QUIET_EVERY);
-        let later = later + LOOK_QUIET_EVERY;
-        assert_eq!(
-            t.due(later, || panic!("payments read"), |_| ch(true, true)),
-            None
-        );
-        // A first quiet look too old does not count.
-        let late = later + QUIET_CONFIRM_WITHIN + QUIET_CONFIRM;
-        assert_eq!(
-            t.due(late, || panic!("payments read"), |_| ch(true, true)),
-            None
-        );
-        let later = late + QUIET_CONFIRM;
-        assert_eq!(
-            t.due(later, || panic!("payments read"), |_| ch(true, true)),
+            at(&mut t, later, 11, busy(101), busy(103)),
             Some(Tick::Forget)
         );
         assert_eq!(t.next_look(t0), SEC / 4);
+        // Under load, a tick at each gap.
+        assert_eq!(
+            at(&mut t, later + SEC, 11, busy(110), busy(110)),
+            Some(Tick::Forget)
+        );
+        assert_eq!(t.due(later + 2 * SEC, || 11, |_| busy(110)), None);
+        assert_eq!(
+            at(
+                &mut t,
+                later + 2 * SEC + LOOK_AGAIN_EVERY,
+                11,
+                busy(111),
+                quiet(111)
+            ),
+            Some(Tick::Forget)
+        );
+    }
+
+    #[test]
+    fn a_channel_quiet_around_a_tick_with_no_revocation_between_was_not_marked() {
+        let t0 = Instant::now();
+        let mut t = ticker(60 * SEC, Some(10), SEC, t0);
+        let quiet = |answers| look(true, vec![conn(1, true, answers), conn(2, true, 195)]);
+        assert_eq!(
+            at(&mut t, t0 + SEC, 11, quiet(150), quiet(150)),
+            Some(Tick::Forget)
+        );
+        // Idle since: the next tick needs no revocation.
+        assert_eq!(
+            at(&mut t, t0 + 2 * SEC, 11, quiet(150), quiet(150)),
+            Some(Tick::Forget)
+        );
+        // A revocation between the two looks: the peer may owe its commitment (a wait the
+        // list does not show), so the tick may have marked the channel.
+        assert_eq!(
+            at(&mut t, t0 + 3 * SEC, 11, quiet(150), quiet(151)),
+            Some(Tick::Forget)
+        );
+        assert_eq!(t.due(t0 + 4 * SEC, || 11, |_| quiet(151)), None);
+        assert_eq!(
+            at(
+                &mut t,
+                t0 + 4 * SEC + LOOK_AGAIN_EVERY,
+                11,
+                quiet(152),
+                quiet(152)
+            ),
+            Some(Tick::Forget)
+        );
+        // A channel first seen after the tick (its peer connected meanwhile) may have been
+        // marked too.
+        let both = look(true, vec![conn(1, true, 152), conn(3, true, 193)]);
+        let one = look(true, vec![conn(1, true, 152)]);
+        assert_eq!(
+            at(&mut t, t0 + 6 * SEC, 11, one.clone(), both.clone()),
+            Some(Tick::Forget)
+        );
+        assert_eq!(t.due(t0 + 7 * SEC, || 11, |_| both.clone()), None);
+        // Its peer answered: a tick again.
+        let answered = look(true, vec![conn(1, true, 152), conn(3, true, 194)]);
+        assert_eq!(
+            at(
+                &mut t,
+                t0 + 7 * SEC + LOOK_AGAIN_EVERY,
+                11,
+                answered.clone(),
+                answered
+            ),
+            Some(Tick::Forget)
+        );
+    }
+
+    #[test]
+    fn a_marked_channel_seen_without_its_peer_is_cleared_by_its_reestablishment() {
+        let t0 = Instant::now();
+        let mut t = ticker(60 * SEC, Some(10), SEC, t0);
+        let busy = || look(true, vec![conn(1, false, 170)]);
+        let quiet = || look(true, vec![conn(1, true, 170)]);
+        let away = || look(true, vec![]);
+        assert_eq!(at(&mut t, t0 + SEC, 11, busy(), busy()), Some(Tick::Forget));
+        // The peer left: LDK's tick does not look at the channel, but its mark stays.
+        assert_eq!(
+            at(&mut t, t0 + 2 * SEC, 11, away(), away()),
+            Some(Tick::Forget)
+        );
+        // Back, not yet reestablished (not usable): a tick would disconnect it again.
+        assert_eq!(t.due(t0 + 3 * SEC, || 11, |_| busy()), None);
+        // Reestablished (usable, quiet), with no revocation: cleared.
+        let back = t0 + 3 * SEC + LOOK_AGAIN_EVERY;
+        assert_eq!(at(&mut t, back, 11, quiet(), quiet()), Some(Tick::Forget));
+        // A channel whose peer left between the look before a tick and the one after it
+        // is taken as away too.
+        assert_eq!(
+            at(&mut t, t0 + 5 * SEC, 11, busy(), away()),
+            Some(Tick::Forget)
+        );
+        assert_eq!(t.due(t0 + 6 * SEC, || 11, |_| busy()), None);
+        // A look that finds it away does not clear it either.
+        let later = t0 + 6 * SEC + LOOK_AGAIN_EVERY;
+        assert_eq!(t.due(later, || 11, |_| away()), Some(Tick::Forget));
+        // Its peer back as the tick ran, not yet reestablished: marked, and its
+        // reestablishment (an answer) clears it.
+        t.ticked(|_| busy());
+        assert_eq!(t.due(later + SEC, || 11, |_| busy()), None);
+        let reestablished = look(true, vec![conn(1, true, 171)]);
+        assert_eq!(
+            at(
+                &mut t,
+                later + SEC + LOOK_AGAIN_EVERY,
+                11,
+                reestablished.clone(),
+                reestablished
+            ),
+            Some(Tick::Forget)
+        );
     }
 
     #[test]
     fn no_quick_tick_while_a_channel_opens_or_closes() {
         let t0 = Instant::now();
         let mut t = ticker(60 * SEC, Some(10), SEC, t0);
-        assert_eq!(t.due(t0 + 5 * SEC, || 50_000, |_| ch(false, true)), None);
+        assert_eq!(
+            t.due(t0 + 5 * SEC, || 50_000, |_| look(false, vec![])),
+            None
+        );
         // Not looked at in haste: nothing to wait for but the channel's open or close.
         assert_eq!(t.next_look(t0), SEC / 4);
-        assert_eq!(
-            twice(&mut t, t0 + 6 * SEC, 50_000, |_| ch(true, true)),
-            Some(Tick::Forget)
-        );
+        assert_eq!(t.due(t0 + 6 * SEC, || 50_000, calm), Some(Tick::Forget));
         // Unsettled again: the next tick is the regular one, a period after the last.
         for s in 7..66 {
             assert_eq!(
-                t.due(t0 + s * SEC, || 50_000, |_| ch(false, true)),
+                t.due(t0 + s * SEC, || 50_000, |_| look(false, vec![])),
                 None,
                 "at {s} s"
             );
         }
         assert_eq!(
-            t.due(t0 + 67 * SEC, || unreachable!(), |_| ch(true, false)),
+            t.due(t0 + 67 * SEC, || unreachable!(), |_| look(false, vec![])),
             Some(Tick::Regular)
         );
     }
@@ -532,30 +741,27 @@ mod tests {
         let t0 = Instant::now();
         let mut t = ticker(5 * SEC, None, SEC, t0);
         assert_eq!(
-            t.due(t0 + 4 * SEC, || unreachable!(), |_| ch(true, false)),
+            t.due(t0 + 4 * SEC, || unreachable!(), |_| unreachable!()),
             None
         );
         assert_eq!(
-            t.due(t0 + 5 * SEC, || unreachable!(), |_| ch(true, false)),
+            t.due(t0 + 5 * SEC, || unreachable!(), |_| unreachable!()),
             Some(Tick::Regular)
         );
         // A gap shorter than its floor is raised to it.
         let mut quick = ticker(60 * SEC, Some(0), Duration::from_millis(1), t0);
         let at = t0 + MIN_FORGET_TICK_GAP - Duration::from_millis(1);
-        assert_eq!(quick.due(at, || 1, |_| ch(true, true)), None);
+        assert_eq!(quick.due(at, || 1, calm), None);
         let at = t0 + MIN_FORGET_TICK_GAP;
-        assert_eq!(
-            twice(&mut quick, at, 1, |_| ch(true, true)),
-            Some(Tick::Forget)
-        );
+        assert_eq!(quick.due(at, || 1, calm), Some(Tick::Forget));
         // A period shorter than its floor (1 s) is raised to it.
         let mut fast = ticker(SEC / 10, None, SEC, t0);
         assert_eq!(
-            fast.due(t0 + SEC / 2, || unreachable!(), |_| ch(true, false)),
+            fast.due(t0 + SEC / 2, || unreachable!(), |_| unreachable!()),
             None
         );
         assert_eq!(
-            fast.due(t0 + SEC, || unreachable!(), |_| ch(true, false)),
+            fast.due(t0 + SEC, || unreachable!(), |_| unreachable!()),
             Some(Tick::Regular)
         );
     }
@@ -567,11 +773,9 @@ mod tests {
         o.seen();
         assert!(o.lately());
         // And it unsettles the channels, even with none.
-        assert!(!Channels::of(&[], |_| true, |_| 253, None, o.lately()).settled);
-        assert_eq!(
-            Channels::of(&[], |_| true, |_| 253, None, false),
-            ch(true, true)
-        );
+        let of = |lately| Channels::of(&[], |_| true, |_| 253, None, |_| 0, lately);
+        assert!(!of(o.lately()).settled);
+        assert_eq!(of(false), look(true, vec![]));
     }
 
     #[test]
@@ -586,24 +790,36 @@ mod tests {
     #[test]
     fn a_fee_update_sent_by_a_tick_holds_the_next_quick_one_until_committed() {
         let t0 = Instant::now();
-        let id = ChannelId::from_bytes([7; 32]);
-        let due = |quiet| Channels {
+        let due = |quiet, answers| Channels {
             settled: true,
-            quiet,
-            fee_due: vec![id],
+            connected: vec![conn(7, quiet, answers)],
+            fee_due: vec![id(7)],
         };
         let mut t = ticker(60 * SEC, Some(0), SEC, t0);
-        let tick = twice(&mut t, t0 + SEC, 1, |sent| {
-            assert_eq!(sent, Some(&[][..]), "LDK's tick at the start sends none");
-            due(true)
-        });
+        let tick = t.due(
+            t0 + SEC,
+            || 1,
+            |sent| {
+                assert_eq!(sent, Some(&[][..]), "LDK's tick at the start sends none");
+                due(true, 160)
+            },
+        );
         assert_eq!(tick, Some(Tick::Forget));
+        t.ticked(|sent| {
+            assert_eq!(
+                sent,
+                Some(&[id(7)][..]),
+                "the update this tick sent is told"
+            );
+            due(false, 160)
+        });
+        // Still due a gap later, and no revocation: not committed.
         let tick = t.due(
             t0 + 2 * SEC,
             || 1,
             |sent| {
-                assert_eq!(sent, Some(&[id][..]), "the update that tick sent is told");
-                due(false)
+                assert_eq!(sent, Some(&[id(7)][..]));
+                due(false, 160)
             },
         );
         assert_eq!(tick, None);
@@ -615,34 +831,44 @@ mod tests {
                 assert_eq!(sent, None);
                 Channels {
                     settled: true,
-                    quiet: false,
+                    connected: vec![conn(7, true, 161)],
                     fee_due: Vec::new(),
                 }
             },
         );
         assert_eq!(tick, Some(Tick::Regular));
-        let tick = twice(&mut t, t0 + 63 * SEC, 1, |sent| {
-            assert_eq!(sent, Some(&[][..]));
-            due(true)
-        });
+        t.ticked(|_| look(true, vec![conn(7, true, 161)]));
+        let tick = t.due(
+            t0 + 63 * SEC,
+            || 1,
+            |sent| {
+                assert_eq!(sent, Some(&[][..]));
+                due(true, 161)
+            },
+        );
         assert_eq!(tick, Some(Tick::Forget));
+        t.ticked(|_| due(false, 161));
         // An update LDK never sent (a funder that cannot afford it) is waited for a while
-        // only: then the quick ticks go on.
-        let sent_at = t0 + 63 * SEC + LOOK_QUIET_EVERY;
-        let waited = sent_at + SEC * FEE_WAIT_GAPS - LOOK_QUIET_EVERY;
+        // only: then the quick ticks go on (its peer revoked meanwhile for other updates).
+        let sent_at = t0 + 63 * SEC;
+        let waited = sent_at + SEC * FEE_WAIT_GAPS - LOOK_AGAIN_EVERY;
         let tick = t.due(
             waited,
             || 1,
             |sent| {
-                assert_eq!(sent, Some(&[id][..]));
-                due(false)
+                assert_eq!(sent, Some(&[id(7)][..]));
+                due(false, 170)
             },
         );
         assert_eq!(tick, None);
-        let tick = twice(&mut t, sent_at + SEC * FEE_WAIT_GAPS, 1, |sent| {
-            assert_eq!(sent, Some(&[][..]), "no longer waited for");
-            due(true)
-        });
+        let tick = t.due(
+            sent_at + SEC * FEE_WAIT_GAPS,
+            || 1,
+            |sent| {
+                assert_eq!(sent, Some(&[][..]), "no longer waited for");
+                due(true, 170)
+            },
+        );
         assert_eq!(tick, Some(Tick::Forget));
     }
 }
