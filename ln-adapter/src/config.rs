@@ -117,7 +117,7 @@ pub struct LnConfig {
 }
 
 /// The shortest [`LnConfig::forget_tick_gap`] taken (a shorter one is raised to it).
-pub const MIN_FORGET_TICK_GAP: Duration = Duration::from_millis(250);
+pub const MIN_FORGET_TICK_GAP: Duration = Duration::from_millis(100);
 
 /// The default [`LnConfig::forget_payments_above`]: ~90 KB of the channel manager.
 pub const DEFAULT_FORGET_PAYMENTS_ABOVE: usize = 1_000;

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use bitcoin::constants::ChainHash;
 use bitcoin::secp256k1::PublicKey;
@@ -26,33 +27,80 @@ use lightning::types::features::{InitFeatures, NodeFeatures};
 
 use crate::types::ChannelManager;
 
-/// Per channel, how many revocations and reestablishments its peer sent that LDK handled.
+/// What the node heard from each channel's peer, for the channels LDK lists (the ticker
+/// tracks them at each look; messages about a channel not tracked, or from a node that is not
+/// its peer, change nothing).
 #[derive(Debug, Default)]
-pub(crate) struct Answers(Mutex<HashMap<ChannelId, u64>>);
+pub(crate) struct Answers(Mutex<HashMap<(PublicKey, ChannelId), Heard>>);
 
-impl Answers {
-    fn answered(&self, channel: ChannelId) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(channel)
-            .or_default() += 1;
-    }
+/// What was heard from a channel's peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Heard {
+    /// Its answers (revocations, reestablishments) whose handling began.
+    pub(crate) begun: u64,
+    /// Its answers LDK handled: each cleared LDK's mark on the channel (messages from one
+    /// peer are handled one at a time, so an answer counted here after `begun` was read
+    /// began after that read).
+    pub(crate) done: u64,
+    /// When it last sent a message about the channel (taken before LDK handles it).
+    pub(crate) last: Instant,
+}
 
-    /// The count for `channel` (0 before its first answer).
-    pub(crate) fn of(&self, channel: &ChannelId) -> u64 {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(channel)
-            .copied()
-            .unwrap_or(0)
+impl Heard {
+    /// Nothing heard yet, counted as heard at `now`.
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            begun: 0,
+            done: 0,
+            last: now,
+        }
     }
 }
 
-/// LDK's channel manager as the peer manager's channel message handler, counting
-/// [`Answers`]; everything else is passed through as is.
+impl Answers {
+    fn with(&self, peer: PublicKey, channel: ChannelId, f: impl FnOnce(&mut Heard)) {
+        if let Some(heard) = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&(peer, channel))
+        {
+            f(heard);
+        }
+    }
+
+    /// A message about `channel` from `peer`, before LDK handles it.
+    fn heard(&self, peer: PublicKey, channel: ChannelId) {
+        self.with(peer, channel, |h| h.last = Instant::now());
+    }
+
+    /// An answer about `channel` from `peer`, before LDK handles it.
+    fn answer_begun(&self, peer: PublicKey, channel: ChannelId) {
+        self.with(peer, channel, |h| {
+            h.begun += 1;
+            h.last = Instant::now();
+        });
+    }
+
+    /// An answer LDK handled.
+    fn answer_done(&self, peer: PublicKey, channel: ChannelId) {
+        self.with(peer, channel, |h| h.done += 1);
+    }
+
+    /// Tracks exactly `channels` (each with its peer), as LDK lists them now, and tells what
+    /// was heard of each. A channel tracked from now on counts as heard from now.
+    pub(crate) fn track(&self, channels: &[(PublicKey, ChannelId)], now: Instant) -> Vec<Heard> {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|k, _| channels.contains(k));
+        channels
+            .iter()
+            .map(|k| *all.entry(*k).or_insert(Heard::new(now)))
+            .collect()
+    }
+}
+
+/// LDK's channel manager as the peer manager's channel message handler, telling
+/// [`Answers`] of what each channel's peer sends; everything is passed on as is.
 pub(crate) struct Answering {
     pub(crate) manager: Arc<ChannelManager>,
     pub(crate) answers: Arc<Answers>,
@@ -98,9 +146,11 @@ impl ChannelMessageHandler for Answering {
         self.manager.handle_funding_created(their_node_id, msg)
     }
     fn handle_funding_signed(&self, their_node_id: PublicKey, msg: &FundingSigned) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_funding_signed(their_node_id, msg)
     }
     fn handle_channel_ready(&self, their_node_id: PublicKey, msg: &ChannelReady) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_channel_ready(their_node_id, msg)
     }
     fn handle_peer_storage(&self, their_node_id: PublicKey, msg: PeerStorage) {
@@ -111,57 +161,75 @@ impl ChannelMessageHandler for Answering {
             .handle_peer_storage_retrieval(their_node_id, msg)
     }
     fn handle_shutdown(&self, their_node_id: PublicKey, msg: &Shutdown) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_shutdown(their_node_id, msg)
     }
     fn handle_closing_signed(&self, their_node_id: PublicKey, msg: &ClosingSigned) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_closing_signed(their_node_id, msg)
     }
     fn handle_stfu(&self, their_node_id: PublicKey, msg: &Stfu) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_stfu(their_node_id, msg)
     }
     fn handle_splice_init(&self, their_node_id: PublicKey, msg: &SpliceInit) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_splice_init(their_node_id, msg)
     }
     fn handle_splice_ack(&self, their_node_id: PublicKey, msg: &SpliceAck) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_splice_ack(their_node_id, msg)
     }
     fn handle_splice_locked(&self, their_node_id: PublicKey, msg: &SpliceLocked) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_splice_locked(their_node_id, msg)
     }
     fn handle_tx_add_input(&self, their_node_id: PublicKey, msg: &TxAddInput) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_tx_add_input(their_node_id, msg)
     }
     fn handle_tx_add_output(&self, their_node_id: PublicKey, msg: &TxAddOutput) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_tx_add_output(their_node_id, msg)
     }
     fn handle_tx_remove_input(&self, their_node_id: PublicKey, msg: &TxRemoveInput) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_tx_remove_input(their_node_id, msg)
     }
     fn handle_tx_remove_output(&self, their_node_id: PublicKey, msg: &TxRemoveOutput) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_tx_remove_output(their_node_id, msg)
     }
     fn handle_tx_complete(&self, their_node_id: PublicKey, msg: &TxComplete) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_tx_complete(their_node_id, msg)
     }
     fn handle_tx_signatures(&self, their_node_id: PublicKey, msg: &TxSignatures) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_tx_signatures(their_node_id, msg)
     }
     fn handle_tx_init_rbf(&self, their_node_id: PublicKey, msg: &TxInitRbf) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_tx_init_rbf(their_node_id, msg)
     }
     fn handle_tx_ack_rbf(&self, their_node_id: PublicKey, msg: &TxAckRbf) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_tx_ack_rbf(their_node_id, msg)
     }
     fn handle_tx_abort(&self, their_node_id: PublicKey, msg: &TxAbort) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_tx_abort(their_node_id, msg)
     }
     fn handle_update_add_htlc(&self, their_node_id: PublicKey, msg: &UpdateAddHTLC) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_update_add_htlc(their_node_id, msg)
     }
     fn handle_update_fulfill_htlc(&self, their_node_id: PublicKey, msg: UpdateFulfillHTLC) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_update_fulfill_htlc(their_node_id, msg)
     }
     fn handle_update_fail_htlc(&self, their_node_id: PublicKey, msg: &UpdateFailHTLC) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_update_fail_htlc(their_node_id, msg)
     }
     fn handle_update_fail_malformed_htlc(
@@ -169,10 +237,12 @@ impl ChannelMessageHandler for Answering {
         their_node_id: PublicKey,
         msg: &UpdateFailMalformedHTLC,
     ) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager
             .handle_update_fail_malformed_htlc(their_node_id, msg)
     }
     fn handle_commitment_signed(&self, their_node_id: PublicKey, msg: &CommitmentSigned) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_commitment_signed(their_node_id, msg)
     }
     fn handle_commitment_signed_batch(
@@ -185,10 +255,12 @@ impl ChannelMessageHandler for Answering {
             .handle_commitment_signed_batch(their_node_id, channel_id, batch)
     }
     fn handle_revoke_and_ack(&self, their_node_id: PublicKey, msg: &RevokeAndACK) {
+        self.answers.answer_begun(their_node_id, msg.channel_id);
         ChannelMessageHandler::handle_revoke_and_ack(&*self.manager, their_node_id, msg);
-        self.answers.answered(msg.channel_id);
+        self.answers.answer_done(their_node_id, msg.channel_id);
     }
     fn handle_update_fee(&self, their_node_id: PublicKey, msg: &UpdateFee) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager.handle_update_fee(their_node_id, msg)
     }
     fn handle_announcement_signatures(
@@ -196,12 +268,14 @@ impl ChannelMessageHandler for Answering {
         their_node_id: PublicKey,
         msg: &AnnouncementSignatures,
     ) {
+        self.answers.heard(their_node_id, msg.channel_id);
         self.manager
             .handle_announcement_signatures(their_node_id, msg)
     }
     fn handle_channel_reestablish(&self, their_node_id: PublicKey, msg: &ChannelReestablish) {
+        self.answers.answer_begun(their_node_id, msg.channel_id);
         ChannelMessageHandler::handle_channel_reestablish(&*self.manager, their_node_id, msg);
-        self.answers.answered(msg.channel_id);
+        self.answers.answer_done(their_node_id, msg.channel_id);
     }
     fn handle_channel_update(&self, their_node_id: PublicKey, msg: &ChannelUpdate) {
         self.manager.handle_channel_update(their_node_id, msg)
@@ -214,5 +288,50 @@ impl ChannelMessageHandler for Answering {
     }
     fn message_received(&self) {
         self.manager.message_received()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::secp256k1::{Secp256k1, SecretKey};
+    use std::time::Duration;
+
+    fn node(n: u8) -> PublicKey {
+        let secret = SecretKey::from_slice(&[n; 32]).expect("a valid key");
+        PublicKey::from_secret_key(&Secp256k1::new(), &secret)
+    }
+
+    #[test]
+    fn only_a_tracked_channels_own_peer_is_heard_and_tracking_follows_ldks_list() {
+        let answers = Answers::default();
+        let (peer, other) = (node(1), node(2));
+        let (ch, stranger) = (
+            ChannelId::from_bytes([1; 32]),
+            ChannelId::from_bytes([9; 32]),
+        );
+        let t0 = Instant::now();
+        assert_eq!(answers.track(&[(peer, ch)], t0), vec![Heard::new(t0)]);
+        // Another node naming the channel, or a channel LDK does not list: nothing.
+        answers.answer_begun(other, ch);
+        answers.answer_done(other, ch);
+        answers.heard(other, ch);
+        answers.answer_begun(peer, stranger);
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(answers.track(&[(peer, ch)], later), vec![Heard::new(t0)]);
+        assert_eq!(answers.0.lock().unwrap().len(), 1, "nothing else kept");
+        // Its peer: an answer begun, then handled; any message is heard.
+        answers.answer_begun(peer, ch);
+        let begun = answers.track(&[(peer, ch)], later)[0];
+        assert_eq!((begun.begun, begun.done), (1, 0));
+        assert!(begun.last >= t0);
+        answers.answer_done(peer, ch);
+        answers.heard(peer, ch);
+        let heard = answers.track(&[(peer, ch)], later)[0];
+        assert_eq!((heard.begun, heard.done), (1, 1));
+        assert!(heard.last >= begun.last);
+        // A channel LDK no longer lists is dropped; listed again, it starts over.
+        assert!(answers.track(&[], later).is_empty());
+        assert_eq!(answers.track(&[(peer, ch)], later), vec![Heard::new(later)]);
     }
 }

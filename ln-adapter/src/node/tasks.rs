@@ -12,6 +12,7 @@ use bitcoin::secp256k1::PublicKey;
 use lightning::ln::types::ChannelId;
 use tokio::task::JoinHandle;
 
+use super::answers::Heard;
 use super::ticker::{commit_fee, remembered, Channels, OpenRequests, Ticker, BP_TIMER_TICK};
 use super::LnNode;
 use crate::events::EventHandler;
@@ -133,12 +134,25 @@ impl LnNode {
         let mut stop = self.stop.subscribe();
         let task = tokio::spawn(async move {
             let look = |fee_sent: Option<&[ChannelId]>| {
+                let channels = cm.list_channels();
+                let ids: Vec<(PublicKey, ChannelId)> = channels
+                    .iter()
+                    .map(|c| (c.counterparty.node_id, c.channel_id))
+                    .collect();
+                let heard = answers.track(&ids, Instant::now());
                 Channels::of(
-                    &cm.list_channels(),
+                    &channels,
                     |id| peers.peer_by_node_id(id).is_some(),
                     |kind| commit_fee(&*fees, kind),
                     fee_sent,
-                    |id| answers.of(id),
+                    |c| {
+                        let at = ids
+                            .iter()
+                            .position(|k| *k == (c.counterparty.node_id, c.channel_id));
+                        // Every listed channel is tracked, just now.
+                        at.and_then(|i| heard.get(i).copied())
+                            .unwrap_or_else(|| Heard::new(Instant::now()))
+                    },
                     open_requests.lately(),
                 )
             };

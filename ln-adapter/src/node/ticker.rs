@@ -19,26 +19,29 @@
 //!   accepted within two ticks);
 //! - no fee update the last tick sent still uncommitted (waited for [`FEE_WAIT_GAPS`] gaps
 //!   at most: LDK silently drops an update its funder cannot afford);
-//! - no peer the tick would disconnect. A tick marks each channel whose connected peer owes
-//!   it a message, and the next tick disconnects the peer of a channel still marked; a
-//!   revocation from the peer (or a reestablishment) clears the mark. So the ticker looks at
-//!   LDK's channel list just before and just after each tick: a channel waiting on nothing
-//!   on both looks, with no revocation from its peer in between, was not marked (the one wait
-//!   the list does not show, the peer's commitment owed after its revocation, starts with
-//!   that revocation); any other channel may have been, and the next quick tick waits until
-//!   its peer answered (the node's message handler counts each revocation and
-//!   reestablishment it hands LDK, [`Answers`]), or until the channel was seen without its
-//!   peer and then usable again. A busy channel answers within
-//!   milliseconds, so quick ticks come at the gap under load too; an idle one was seen
-//!   clean.
+//! - no peer disconnected much sooner than LDK's own minute tick would. A tick marks each
+//!   channel whose connected peer owes it a message, and the next tick disconnects the peer
+//!   of a channel still marked; a revocation from the peer (or a reestablishment) clears the
+//!   mark. The node's message handler ([`Answers`](super::answers::Answers)) notes when each
+//!   channel's peer last sent anything about it, and counts its answers as LDK handles them. The ticker looks at
+//!   LDK's channel list just before and just after each tick. A channel quiet on both looks
+//!   (every HTLC committed, usable), whose peer sent nothing about it from [`SILENT_FOR`]
+//!   before the first look to the second, was not marked: every wait the list does not show
+//!   begins with a message from the peer (its update before its commitment, its revocation
+//!   before its commitment, its fee update, its quiescence request), so such a wait is the
+//!   peer's own delay of over [`SILENT_FOR`]. Any other channel may have been marked, and
+//!   the next quick tick waits until LDK handled an answer its peer began after the look
+//!   that followed the tick (or, for a channel seen without its peer since, until it is
+//!   reestablished). A busy channel answers within milliseconds, so quick ticks come at the
+//!   gap under load too; an idle one is seen clean.
 //!
 //! What stays shortened while quick ticks run, on a node that busy: an inbound channel
 //! request whose event is not handled within 1-2 gaps of its arrival is refused (nothing is
 //! funded before acceptance; the opener may retry); the parts of a multi-part payment to
 //! this node must arrive within 2-3 gaps (the swap rail pays in one part); a channel's
-//! previous forwarding fees are honoured for ~5 gaps after a change. A peer is never
-//! disconnected sooner than LDK's own minute tick would (it still is when it leaves a
-//! message unanswered across two ticks, which quick ticks only take after it answered).
+//! previous forwarding fees are honoured for ~5 gaps after a change; a peer that leaves a
+//! message it began unanswered for over [`SILENT_FOR`] and then a gap is disconnected and
+//! reconnected (LDK's minute tick gives it one to two minutes).
 //!
 //! The node's background loop (`tasks.rs`, in place of LDK's background processor, which
 //! ticks every minute) has no tick of its own beside these; it ticks once as it starts, when
@@ -57,6 +60,7 @@ use lightning::ln::channelmanager::RecentPaymentDetails;
 use lightning::ln::types::ChannelId;
 use lightning::types::features::ChannelTypeFeatures;
 
+use super::answers::Heard;
 use crate::config::{MIN_FORGET_TICK_GAP, MIN_TIMER_TICK};
 
 /// The regular tick's default period: LDK's background processor's
@@ -84,26 +88,28 @@ pub(crate) struct Channels {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Connected {
     pub(crate) id: ChannelId,
-    /// It waits on nothing LDK's list shows: reestablished and usable, every HTLC committed
-    /// on both sides, no fee update that an earlier tick sent still uncommitted.
+    /// It waits on nothing LDK's list shows: every HTLC committed on both sides, no fee
+    /// update that an earlier tick sent still uncommitted, and usable (or not yet ready:
+    /// waiting for its funding, it waits on no message).
     pub(crate) quiet: bool,
-    /// The peer's answers so far: its revocations and reestablishments handled, counted by
-    /// the node's message handler ([`Answers`]).
-    pub(crate) answers: u64,
+    /// Reestablished with its peer and ready.
+    pub(crate) usable: bool,
+    /// What was heard from its peer ([`super::answers::Answers`]).
+    pub(crate) heard: Heard,
 }
 
 impl Channels {
     /// What LDK's list says: `is_connected` whether a peer is connected now; `commit_fee`
     /// the feerate LDK's tick would set on a channel of a type we funded (sat per 1,000
     /// weight); `fee_sent` the channels whose fee update the last tick sent (`None`: not
-    /// known, any); `answers` the channel's count of its peer's answers ([`Answers`]); and
-    /// whether an inbound channel request came lately.
+    /// known, any); `heard` what was heard from the channel's peer
+    /// ([`super::answers::Answers`]); and whether an inbound channel request came lately.
     pub(crate) fn of(
         channels: &[ChannelDetails],
         is_connected: impl Fn(&PublicKey) -> bool,
         commit_fee: impl Fn(&ChannelTypeFeatures) -> u32,
         fee_sent: Option<&[ChannelId]>,
-        answers: impl Fn(&ChannelId) -> u64,
+        heard: impl Fn(&ChannelDetails) -> Heard,
         open_request_lately: bool,
     ) -> Self {
         let settled = !open_request_lately
@@ -130,7 +136,7 @@ impl Channels {
             .map(|c| {
                 let fee_waits = fee_due.contains(&c.channel_id)
                     && fee_sent.is_none_or(|sent| sent.contains(&c.channel_id));
-                let quiet = c.is_usable
+                let quiet = (c.is_usable || !c.is_channel_ready)
                     && !fee_waits
                     && c.pending_inbound_htlcs
                         .iter()
@@ -141,7 +147,8 @@ impl Channels {
                 Connected {
                     id: c.channel_id,
                     quiet,
-                    answers: answers(&c.channel_id),
+                    usable: c.is_usable,
+                    heard: heard(c),
                 }
             })
             .collect();
@@ -202,13 +209,24 @@ pub(crate) const LOOK_AGAIN_EVERY: Duration = Duration::from_millis(25);
 /// What the last tick may have done to a channel whose peer was connected around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mark {
-    /// Waiting on nothing on both looks, no revocation between: not marked.
+    /// Quiet on both looks, its peer silent from [`SILENT_FOR`] before the first to the
+    /// second: not marked.
     Clean,
-    /// Maybe marked: cleared once the peer answered again (its count above this).
+    /// Maybe marked: cleared once LDK handled an answer from the peer begun after the look
+    /// that followed the tick (more than this many done).
     Answer(u64),
-    /// Maybe marked, then seen without its peer: cleared once reestablished (quiet again).
+    /// Maybe marked, then seen without its peer: cleared once seen usable (reestablished
+    /// since).
     Away,
 }
+
+/// How long a channel's peer must have sent nothing about it before a tick for the channel
+/// to count as unmarked by it, besides looking quiet. Every wait LDK's list does not show
+/// starts with a message from the peer (an update before its commitment, a revocation before
+/// its commitment, a fee update, a quiescence request): one begun this long before and still
+/// unanswered is the peer's delay, and LDK may disconnect such a peer at the next tick
+/// (its own minute tick gives it one to two minutes).
+pub(crate) const SILENT_FOR: Duration = Duration::from_secs(5);
 
 /// When to tick.
 #[derive(Debug)]
@@ -231,8 +249,8 @@ pub(crate) struct Ticker {
     /// of a live channel only. Taken as sent for [`FEE_WAIT_GAPS`] gaps at most: a funder
     /// that cannot afford the new feerate has it dropped silently by LDK, and stays due.
     fee_sent: Option<(Vec<ChannelId>, Instant)>,
-    /// The look just before the tick being taken, until [`Ticker::ticked`].
-    before: Option<Channels>,
+    /// The look just before the tick being taken, and when, until [`Ticker::ticked`].
+    before: Option<(Channels, Instant)>,
     /// What the last tick may have done to each channel connected around it (none before
     /// the first: LDK's tick at the start finds no peer connected).
     marks: Vec<(ChannelId, Mark)>,
@@ -286,7 +304,7 @@ impl Ticker {
                 // What this tick sends, and the look before it, for the quick ticks after.
                 let seen = channels(None);
                 self.fee_sent = Some((seen.fee_due.clone(), now));
-                self.before = Some(seen);
+                self.before = Some((seen, now));
             }
             return Some(Tick::Regular);
         }
@@ -308,9 +326,9 @@ impl Ticker {
             None => None,
         };
         let seen = channels(fee_sent);
-        // A marked channel seen without its peer is cleared by its reestablishment.
+        // A marked channel seen without its peer is cleared by its reestablishment too.
         for (id, mark) in &mut self.marks {
-            if *mark != Mark::Clean && seen.get(id).is_none() {
+            if let (Mark::Answer(_), None) = (*mark, seen.get(id)) {
                 *mark = Mark::Away;
             }
         }
@@ -325,7 +343,7 @@ impl Ticker {
         self.last = now;
         self.wanted = false;
         self.fee_sent = Some((seen.fee_due.clone(), now));
-        self.before = Some(seen);
+        self.before = Some((seen, now));
         Some(Tick::Forget)
     }
 
@@ -333,43 +351,49 @@ impl Ticker {
     fn answered(&self, c: &Connected) -> bool {
         match self.marks.iter().find(|(id, _)| *id == c.id) {
             None | Some((_, Mark::Clean)) => true,
-            Some((_, Mark::Answer(at))) => c.answers > *at,
-            Some((_, Mark::Away)) => c.quiet,
+            Some((_, Mark::Answer(n))) => c.heard.done > *n,
+            Some((_, Mark::Away)) => c.usable,
         }
     }
 
     /// The tick [`Ticker::due`] returned was taken; `after` is a look right after it. A
-    /// channel quiet on the look before and this one, its peer not having revoked between,
-    /// was waiting on nothing when the tick ran: every wait the list does not show (the
-    /// peer's commitment owed after its revocation) starts with a revocation. Any other
-    /// channel connected on either look may have been marked.
+    /// channel quiet on the look before and this one, whose peer sent nothing about it from
+    /// [`SILENT_FOR`] before the first look to the second, and whose fee the tick did not
+    /// update, was waiting on nothing when the tick ran: not marked. Any other channel
+    /// connected on either look may have been marked, and the next quick tick waits for its
+    /// peer's answer.
     pub(crate) fn ticked(&mut self, after: impl FnOnce(Option<&[ChannelId]>) -> Channels) {
         // The channels whose fee update this tick sent wait on their peers now.
         let after = after(self.fee_sent.as_ref().map(|(sent, _)| sent.as_slice()));
         let before = self.before.take();
-        let before = before.as_ref();
         let mut marks: Vec<(ChannelId, Mark)> = after
             .connected
             .iter()
             .map(|c| {
-                let was = before.and_then(|b| b.get(&c.id));
-                let clean = c.quiet && was.is_some_and(|w| w.quiet && w.answers == c.answers);
+                let clean = before.as_ref().is_some_and(|(b, at)| {
+                    b.get(&c.id).is_some_and(|w| w.quiet)
+                        && !b.fee_due.contains(&c.id)
+                        && c.quiet
+                        && c.heard.last + SILENT_FOR <= *at
+                });
                 let mark = if clean {
                     Mark::Clean
                 } else {
-                    Mark::Answer(c.answers)
+                    Mark::Answer(c.heard.begun)
                 };
                 (c.id, mark)
             })
             .collect();
-        // Channels without their peer now that an earlier tick or this one may have marked:
-        // cleared once usable again (reestablished since).
-        let away = self
+        // Channels without their peer now that an earlier tick or this one may have marked.
+        let earlier = self
             .marks
             .iter()
             .filter(|(_, mark)| *mark != Mark::Clean)
-            .map(|(id, _)| *id)
-            .chain(before.map_or(Vec::new(), |b| b.connected.iter().map(|c| c.id).collect()));
+            .map(|(id, _)| *id);
+        let around = before
+            .iter()
+            .flat_map(|(b, _)| b.connected.iter().map(|c| c.id));
+        let away: Vec<ChannelId> = earlier.chain(around).collect();
         for id in away {
             if after.get(&id).is_none() && !marks.iter().any(|(m, _)| *m == id) {
                 marks.push((id, Mark::Away));
@@ -454,13 +478,31 @@ mod tests {
         ChannelId::from_bytes([n; 32])
     }
 
-    /// A channel with its peer connected: `n` names it, `answers` counts its peer's
-    /// revocations and reestablishments.
-    fn conn(n: u8, quiet: bool, answers: u64) -> Connected {
+    /// The tests' timeline starts an hour from now, so that "long ago" is now.
+    fn start() -> Instant {
+        Instant::now() + 3_600 * SEC
+    }
+
+    fn long_ago() -> Instant {
+        Instant::now()
+    }
+
+    /// What was heard from a peer: `done` answers handled (none in progress), last long ago.
+    fn silent(done: u64) -> Heard {
+        Heard {
+            begun: done,
+            done,
+            last: long_ago(),
+        }
+    }
+
+    /// A usable channel with its peer connected, `n` naming it.
+    fn conn(n: u8, quiet: bool, heard: Heard) -> Connected {
         Connected {
             id: id(n),
             quiet,
-            answers,
+            usable: true,
+            heard,
         }
     }
 
@@ -477,7 +519,7 @@ mod tests {
         look(true, Vec::new())
     }
 
-    /// Looks at `at` as the node does: when a tick is due, takes it and tells the ticker
+    /// Looks at `now` as the node does: when a tick is due, takes it and tells the ticker
     /// of the look `after` it.
     fn at(
         t: &mut Ticker,
@@ -500,7 +542,7 @@ mod tests {
 
     #[test]
     fn no_quick_tick_within_two_gaps_of_the_start_when_ldk_ticked_too() {
-        let start = Instant::now();
+        let start = start();
         let mut t = Ticker::new(60 * SEC, Some(0), SEC, start);
         assert_eq!(t.due(start + SEC, || 1, calm), None);
         assert_eq!(t.due(start + 2 * SEC - SEC / 10, || 1, calm), None);
@@ -509,23 +551,20 @@ mod tests {
 
     #[test]
     fn the_next_look_is_never_after_the_regular_tick_is_due() {
-        let t0 = Instant::now();
+        let t0 = start();
         let mut t = ticker(2 * SEC, Some(10), 4 * SEC, t0);
         assert_eq!(t.next_look(t0), SEC);
         assert_eq!(t.next_look(t0 + SEC + SEC / 2), SEC / 2);
+        let busy = |_: Option<&[ChannelId]>| look(true, vec![conn(1, false, silent(9))]);
         assert_eq!(
-            t.due(
-                t0 + 2 * SEC,
-                || unreachable!(),
-                |_| look(true, vec![conn(1, false, 191)])
-            ),
+            t.due(t0 + 2 * SEC, || unreachable!(), busy),
             Some(Tick::Regular)
         );
     }
 
     #[test]
     fn the_regular_tick_comes_each_period_whatever_ldk_remembers() {
-        let t0 = Instant::now();
+        let t0 = start();
         let mut t = ticker(60 * SEC, None, SEC, t0);
         let none = || -> usize { panic!("payments read without a cap") };
         let no_ch = |_: Option<&[ChannelId]>| -> Channels { panic!("channels read without a cap") };
@@ -539,14 +578,14 @@ mod tests {
 
     #[test]
     fn many_remembered_payments_tick_quickly_but_never_two_within_the_gap() {
-        let t0 = Instant::now();
+        let t0 = start();
         let mut t = ticker(60 * SEC, Some(1_000), SEC, t0);
         // At the cap: nothing, and the channels are not even read.
         assert_eq!(
             t.due(t0 + 2 * SEC, || 1_000, |_| panic!("channels read")),
             None
         );
-        let idle = || look(true, vec![conn(1, true, 191)]);
+        let idle = || look(true, vec![conn(1, true, silent(9))]);
         assert_eq!(
             at(&mut t, t0 + 3 * SEC, 1_001, idle(), idle()),
             Some(Tick::Forget)
@@ -570,94 +609,172 @@ mod tests {
     }
 
     #[test]
-    fn after_a_tick_that_may_have_marked_a_channel_the_next_waits_for_its_peers_revocation() {
-        let t0 = Instant::now();
+    fn after_a_tick_that_may_have_marked_a_channel_the_next_waits_for_its_peers_answer() {
+        let t0 = start();
         let mut t = ticker(60 * SEC, Some(10), SEC, t0);
         // A busy channel: waiting on its peer around the tick.
-        let busy = |answers| look(true, vec![conn(1, false, answers)]);
+        let busy = |done| look(true, vec![conn(1, false, silent(done))]);
+        let quiet = |done| look(true, vec![conn(1, true, silent(done))]);
         assert_eq!(
             at(&mut t, t0 + SEC, 11, busy(100), busy(100)),
             Some(Tick::Forget)
         );
-        // A gap later, quiet now, but no revocation since the look after the tick: the mark
+        // A gap later, quiet now, but no answer since the look after the tick: the mark
         // may still be on it, and a tick would disconnect the peer.
-        let quiet = |answers| look(true, vec![conn(1, true, answers)]);
         assert_eq!(t.due(t0 + 2 * SEC, || 11, |_| quiet(100)), None);
         // Looked at again soon, the payments not read again.
         assert_eq!(t.next_look(t0), LOOK_AGAIN_EVERY);
         let soon = t0 + 2 * SEC + LOOK_AGAIN_EVERY;
         assert_eq!(t.due(soon, || panic!("payments read"), |_| busy(100)), None);
-        // Its peer revoked: the mark is cleared, busy or not.
+        // Its peer answered: a tick. An answer begun before the look after it and handled
+        // after that look does not count: it may have been handled before the tick marked
+        // the channel.
+        let handled_late = look(
+            true,
+            vec![conn(
+                1,
+                false,
+                Heard {
+                    begun: 101,
+                    done: 100,
+                    last: long_ago(),
+                },
+            )],
+        );
         let later = soon + LOOK_AGAIN_EVERY;
         assert_eq!(
-            at(&mut t, later, 11, busy(101), busy(103)),
+            at(&mut t, later, 11, busy(101), handled_late),
+            Some(Tick::Forget)
+        );
+        assert_eq!(t.due(later + SEC, || 11, |_| busy(101)), None);
+        // One begun after it, handled: cleared, busy or not.
+        let answered = later + SEC + LOOK_AGAIN_EVERY;
+        assert_eq!(
+            at(&mut t, answered, 11, busy(102), busy(102)),
             Some(Tick::Forget)
         );
         assert_eq!(t.next_look(t0), SEC / 4);
         // Under load, a tick at each gap.
         assert_eq!(
-            at(&mut t, later + SEC, 11, busy(110), busy(110)),
+            at(&mut t, answered + SEC, 11, busy(130), busy(130)),
             Some(Tick::Forget)
         );
-        assert_eq!(t.due(later + 2 * SEC, || 11, |_| busy(110)), None);
+        assert_eq!(t.due(answered + 2 * SEC, || 11, |_| busy(130)), None);
         assert_eq!(
             at(
                 &mut t,
-                later + 2 * SEC + LOOK_AGAIN_EVERY,
+                answered + 2 * SEC + LOOK_AGAIN_EVERY,
                 11,
-                busy(111),
-                quiet(111)
+                busy(131),
+                quiet(131)
             ),
             Some(Tick::Forget)
         );
     }
 
     #[test]
-    fn a_channel_quiet_around_a_tick_with_no_revocation_between_was_not_marked() {
-        let t0 = Instant::now();
+    fn a_channel_counts_as_unmarked_only_quiet_on_both_looks_and_its_peer_silent_a_while() {
+        let t0 = start();
         let mut t = ticker(60 * SEC, Some(10), SEC, t0);
-        let quiet = |answers| look(true, vec![conn(1, true, answers), conn(2, true, 195)]);
+        let quiet = |heard| look(true, vec![conn(1, true, heard), conn(2, true, silent(5))]);
         assert_eq!(
-            at(&mut t, t0 + SEC, 11, quiet(150), quiet(150)),
+            at(&mut t, t0 + SEC, 11, quiet(silent(50)), quiet(silent(50))),
             Some(Tick::Forget)
         );
-        // Idle since: the next tick needs no revocation.
+        // Idle since: the next tick needs no answer.
         assert_eq!(
-            at(&mut t, t0 + 2 * SEC, 11, quiet(150), quiet(150)),
+            at(
+                &mut t,
+                t0 + 2 * SEC,
+                11,
+                quiet(silent(50)),
+                quiet(silent(50))
+            ),
             Some(Tick::Forget)
         );
-        // A revocation between the two looks: the peer may owe its commitment (a wait the
-        // list does not show), so the tick may have marked the channel.
+        // Its peer sent something lately (an update whose commitment is still to come is
+        // a wait the list does not show): maybe marked, though quiet on both looks.
+        let lately = |at, n| Heard {
+            begun: n,
+            done: n,
+            last: at,
+        };
+        let tick = t0 + 3 * SEC;
         assert_eq!(
-            at(&mut t, t0 + 3 * SEC, 11, quiet(150), quiet(151)),
+            at(
+                &mut t,
+                tick,
+                11,
+                quiet(lately(tick - SILENT_FOR / 2, 50)),
+                quiet(lately(tick - SILENT_FOR / 2, 50))
+            ),
             Some(Tick::Forget)
         );
-        assert_eq!(t.due(t0 + 4 * SEC, || 11, |_| quiet(151)), None);
+        assert_eq!(t.due(t0 + 4 * SEC, || 11, |_| quiet(silent(50))), None);
         assert_eq!(
             at(
                 &mut t,
                 t0 + 4 * SEC + LOOK_AGAIN_EVERY,
                 11,
-                quiet(152),
-                quiet(152)
+                quiet(silent(51)),
+                quiet(silent(51))
+            ),
+            Some(Tick::Forget)
+        );
+        // Heard between the two looks: maybe marked too.
+        let tick = t0 + 6 * SEC;
+        assert_eq!(
+            at(&mut t, tick, 11, quiet(silent(51)), quiet(lately(tick, 51))),
+            Some(Tick::Forget)
+        );
+        assert_eq!(t.due(t0 + 7 * SEC, || 11, |_| quiet(silent(51))), None);
+        // Silent long enough before the look: unmarked.
+        let tick = t0 + 8 * SEC;
+        let enough = lately(tick - SILENT_FOR, 52);
+        assert_eq!(
+            at(
+                &mut t,
+                tick,
+                11,
+                quiet(silent(52)),
+                quiet(Heard {
+                    begun: 52,
+                    done: 52,
+                    ..enough
+                })
+            ),
+            Some(Tick::Forget)
+        );
+        assert_eq!(
+            at(
+                &mut t,
+                t0 + 9 * SEC,
+                11,
+                quiet(silent(52)),
+                quiet(silent(52))
             ),
             Some(Tick::Forget)
         );
         // A channel first seen after the tick (its peer connected meanwhile) may have been
-        // marked too.
-        let both = look(true, vec![conn(1, true, 152), conn(3, true, 193)]);
-        let one = look(true, vec![conn(1, true, 152)]);
+        // marked.
+        let both = look(
+            true,
+            vec![conn(1, true, silent(52)), conn(3, true, silent(7))],
+        );
+        let one = look(true, vec![conn(1, true, silent(52))]);
         assert_eq!(
-            at(&mut t, t0 + 6 * SEC, 11, one.clone(), both.clone()),
+            at(&mut t, t0 + 10 * SEC, 11, one.clone(), both.clone()),
             Some(Tick::Forget)
         );
-        assert_eq!(t.due(t0 + 7 * SEC, || 11, |_| both.clone()), None);
-        // Its peer answered: a tick again.
-        let answered = look(true, vec![conn(1, true, 152), conn(3, true, 194)]);
+        assert_eq!(t.due(t0 + 11 * SEC, || 11, |_| both.clone()), None);
+        let answered = look(
+            true,
+            vec![conn(1, true, silent(52)), conn(3, true, silent(8))],
+        );
         assert_eq!(
             at(
                 &mut t,
-                t0 + 7 * SEC + LOOK_AGAIN_EVERY,
+                t0 + 11 * SEC + LOOK_AGAIN_EVERY,
                 11,
                 answered.clone(),
                 answered
@@ -668,52 +785,59 @@ mod tests {
 
     #[test]
     fn a_marked_channel_seen_without_its_peer_is_cleared_by_its_reestablishment() {
-        let t0 = Instant::now();
+        let t0 = start();
         let mut t = ticker(60 * SEC, Some(10), SEC, t0);
-        let busy = || look(true, vec![conn(1, false, 170)]);
-        let quiet = || look(true, vec![conn(1, true, 170)]);
+        let busy = |done| look(true, vec![conn(1, false, silent(done))]);
+        let back = |done| {
+            let mut c = conn(1, false, silent(done));
+            c.usable = false;
+            look(true, vec![c])
+        };
         let away = || look(true, vec![]);
-        assert_eq!(at(&mut t, t0 + SEC, 11, busy(), busy()), Some(Tick::Forget));
+        assert_eq!(
+            at(&mut t, t0 + SEC, 11, busy(170), busy(170)),
+            Some(Tick::Forget)
+        );
         // The peer left: LDK's tick does not look at the channel, but its mark stays.
         assert_eq!(
             at(&mut t, t0 + 2 * SEC, 11, away(), away()),
             Some(Tick::Forget)
         );
         // Back, not yet reestablished (not usable): a tick would disconnect it again.
-        assert_eq!(t.due(t0 + 3 * SEC, || 11, |_| busy()), None);
-        // Reestablished (usable, quiet), with no revocation: cleared.
-        let back = t0 + 3 * SEC + LOOK_AGAIN_EVERY;
-        assert_eq!(at(&mut t, back, 11, quiet(), quiet()), Some(Tick::Forget));
+        assert_eq!(t.due(t0 + 3 * SEC, || 11, |_| back(170)), None);
+        // Reestablished (usable), busy, with no answer counted: cleared.
+        let later = t0 + 3 * SEC + LOOK_AGAIN_EVERY;
+        assert_eq!(
+            at(&mut t, later, 11, busy(170), busy(170)),
+            Some(Tick::Forget)
+        );
         // A channel whose peer left between the look before a tick and the one after it
         // is taken as away too.
         assert_eq!(
-            at(&mut t, t0 + 5 * SEC, 11, busy(), away()),
+            at(&mut t, t0 + 5 * SEC, 11, busy(171), away()),
             Some(Tick::Forget)
         );
-        assert_eq!(t.due(t0 + 6 * SEC, || 11, |_| busy()), None);
+        assert_eq!(t.due(t0 + 6 * SEC, || 11, |_| back(171)), None);
         // A look that finds it away does not clear it either.
         let later = t0 + 6 * SEC + LOOK_AGAIN_EVERY;
         assert_eq!(t.due(later, || 11, |_| away()), Some(Tick::Forget));
-        // Its peer back as the tick ran, not yet reestablished: marked, and its
-        // reestablishment (an answer) clears it.
-        t.ticked(|_| busy());
-        assert_eq!(t.due(later + SEC, || 11, |_| busy()), None);
-        let reestablished = look(true, vec![conn(1, true, 171)]);
+        // Back as that tick ran, not yet reestablished: maybe marked, and usable now is
+        // not enough (it may have been marked after its reestablishment)...
+        t.ticked(|_| back(171));
+        assert_eq!(t.due(later + SEC, || 11, |_| back(171)), None);
+        let again = later + SEC + LOOK_AGAIN_EVERY;
+        assert_eq!(at(&mut t, again, 11, busy(171), busy(171)), None);
+        // ...its reestablishment (an answer) is.
+        let answered = again + LOOK_AGAIN_EVERY;
         assert_eq!(
-            at(
-                &mut t,
-                later + SEC + LOOK_AGAIN_EVERY,
-                11,
-                reestablished.clone(),
-                reestablished
-            ),
+            at(&mut t, answered, 11, busy(172), busy(172)),
             Some(Tick::Forget)
         );
     }
 
     #[test]
     fn no_quick_tick_while_a_channel_opens_or_closes() {
-        let t0 = Instant::now();
+        let t0 = start();
         let mut t = ticker(60 * SEC, Some(10), SEC, t0);
         assert_eq!(
             t.due(t0 + 5 * SEC, || 50_000, |_| look(false, vec![])),
@@ -738,7 +862,7 @@ mod tests {
 
     #[test]
     fn without_a_cap_only_the_regular_tick_is_taken() {
-        let t0 = Instant::now();
+        let t0 = start();
         let mut t = ticker(5 * SEC, None, SEC, t0);
         assert_eq!(
             t.due(t0 + 4 * SEC, || unreachable!(), |_| unreachable!()),
@@ -773,7 +897,7 @@ mod tests {
         o.seen();
         assert!(o.lately());
         // And it unsettles the channels, even with none.
-        let of = |lately| Channels::of(&[], |_| true, |_| 253, None, |_| 0, lately);
+        let of = |lately| Channels::of(&[], |_| true, |_| 253, None, |_| silent(0), lately);
         assert!(!of(o.lately()).settled);
         assert_eq!(of(false), look(true, vec![]));
     }
@@ -789,10 +913,10 @@ mod tests {
 
     #[test]
     fn a_fee_update_sent_by_a_tick_holds_the_next_quick_one_until_committed() {
-        let t0 = Instant::now();
-        let due = |quiet, answers| Channels {
+        let t0 = start();
+        let due = |quiet, done| Channels {
             settled: true,
-            connected: vec![conn(7, quiet, answers)],
+            connected: vec![conn(7, quiet, silent(done))],
             fee_due: vec![id(7)],
         };
         let mut t = ticker(60 * SEC, Some(0), SEC, t0);
@@ -801,25 +925,25 @@ mod tests {
             || 1,
             |sent| {
                 assert_eq!(sent, Some(&[][..]), "LDK's tick at the start sends none");
-                due(true, 160)
+                due(true, 40)
             },
         );
         assert_eq!(tick, Some(Tick::Forget));
+        // Quiet on both looks, but the tick may have sent a fee update: maybe marked.
         t.ticked(|sent| {
             assert_eq!(
                 sent,
                 Some(&[id(7)][..]),
                 "the update this tick sent is told"
             );
-            due(false, 160)
+            due(true, 40)
         });
-        // Still due a gap later, and no revocation: not committed.
         let tick = t.due(
             t0 + 2 * SEC,
             || 1,
             |sent| {
                 assert_eq!(sent, Some(&[id(7)][..]));
-                due(false, 160)
+                due(true, 40)
             },
         );
         assert_eq!(tick, None);
@@ -829,27 +953,23 @@ mod tests {
             || unreachable!(),
             |sent| {
                 assert_eq!(sent, None);
-                Channels {
-                    settled: true,
-                    connected: vec![conn(7, true, 161)],
-                    fee_due: Vec::new(),
-                }
+                look(true, vec![conn(7, true, silent(41))])
             },
         );
         assert_eq!(tick, Some(Tick::Regular));
-        t.ticked(|_| look(true, vec![conn(7, true, 161)]));
+        t.ticked(|_| look(true, vec![conn(7, true, silent(41))]));
         let tick = t.due(
             t0 + 63 * SEC,
             || 1,
             |sent| {
                 assert_eq!(sent, Some(&[][..]));
-                due(true, 161)
+                due(true, 41)
             },
         );
         assert_eq!(tick, Some(Tick::Forget));
-        t.ticked(|_| due(false, 161));
+        t.ticked(|_| due(false, 41));
         // An update LDK never sent (a funder that cannot afford it) is waited for a while
-        // only: then the quick ticks go on (its peer revoked meanwhile for other updates).
+        // only: then the quick ticks go on (its peer answered meanwhile for other updates).
         let sent_at = t0 + 63 * SEC;
         let waited = sent_at + SEC * FEE_WAIT_GAPS - LOOK_AGAIN_EVERY;
         let tick = t.due(
@@ -857,7 +977,7 @@ mod tests {
             || 1,
             |sent| {
                 assert_eq!(sent, Some(&[id(7)][..]));
-                due(false, 170)
+                due(false, 50)
             },
         );
         assert_eq!(tick, None);
@@ -866,7 +986,7 @@ mod tests {
             || 1,
             |sent| {
                 assert_eq!(sent, Some(&[][..]), "no longer waited for");
-                due(true, 170)
+                due(true, 50)
             },
         );
         assert_eq!(tick, Some(Tick::Forget));
