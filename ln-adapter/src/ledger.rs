@@ -612,7 +612,11 @@ mod tests {
                 let sealed_sent =
                     KVStoreSync::read(store.raw(), NAMESPACE, SENT, &key(&h)).unwrap();
                 KVStoreSync::write(store.raw(), NAMESPACE, CLAIMED, &key(&h), sealed_sent).unwrap();
-                let moved = records(&store, &h).unwrap();
+                // Read by a store opened afresh: this one keeps what it read and wrote, and
+                // the value was written underneath it.
+                let k = swap_core::store::StoreKey::from_bytes(&[5; 32]);
+                let fresh = Store::open(dir.path().to_path_buf(), Some(k)).unwrap();
+                let moved = records(&fresh, &h).unwrap();
                 assert!(matches!(moved.claimed(), Err(LnError::Store(_))));
                 assert_eq!(moved.sent().unwrap(), Some(s));
                 assert!(moved.receive_failed().unwrap());

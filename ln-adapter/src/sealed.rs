@@ -16,14 +16,16 @@
 //!
 //! Without a key (library users who choose so, tests), values are read and written in clear.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use lightning::io;
 use lightning::util::async_poll::AsyncResult;
 use lightning::util::persist::{KVStore, KVStoreSync, MigratableKVStore};
 use swap_core::store::seal::{open_store, KeyState};
 use swap_core::store::StoreKey;
+use zeroize::Zeroizing;
 
 use crate::error::LnError;
 use crate::kv::SqliteKv;
@@ -44,6 +46,26 @@ pub(crate) struct SealedStore {
     key: Option<Arc<StoreKey>>,
     /// Monitor writes ordered behind the channel manager's (see `gate.rs`).
     gate: crate::gate::Gate,
+    /// What [`SealedStore::read_each`] read, opened (absent values too).
+    read_cache: Mutex<ReadCache>,
+}
+
+/// The namespace whose values [`SealedStore::read_each`] keeps: the node's own records (the
+/// swap rail reads a leg's payment records at each observation). Everything written to it
+/// goes through this store (LDK writes its own namespaces).
+const CACHED_NAMESPACE: &str = "xswap";
+
+/// The most values kept: past it the cache starts over (a swap's records are read while it
+/// runs, and a few thousand swaps run at once at most).
+const READ_CACHE_MOST: usize = 32_768;
+
+/// Values read under [`CACHED_NAMESPACE`], by secondary namespace and key: `None` absent.
+/// `written` counts the writes to that namespace: a read whose database read may have come
+/// before a write keeps nothing (the write replaced or dropped the value after it).
+#[derive(Default)]
+struct ReadCache {
+    written: u64,
+    values: HashMap<(String, String), Option<Zeroizing<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for SealedStore {
@@ -130,6 +152,7 @@ impl SealedStore {
             inner,
             key: key.map(Arc::new),
             gate: crate::gate::Gate::default(),
+            read_cache: Mutex::default(),
         };
         if let (KeyState::ToSeal, Some(key)) = (state, store.key.as_deref()) {
             // Every clear value sealed first, then the check: a start interrupted meanwhile
@@ -184,8 +207,27 @@ impl SealedStore {
         secondaries: &[&str],
         key: &str,
     ) -> Result<Vec<OneRead>, io::Error> {
+        let cached = primary == CACHED_NAMESPACE;
+        let written = if cached {
+            let cache = self.cache();
+            let kept: Option<Vec<OneRead>> = secondaries
+                .iter()
+                .map(|s| {
+                    cache
+                        .values
+                        .get(&(s.to_string(), key.to_string()))
+                        .map(|v| Ok(v.as_ref().map(|v| v.to_vec())))
+                })
+                .collect();
+            if let Some(kept) = kept {
+                return Ok(kept);
+            }
+            cache.written
+        } else {
+            0
+        };
         let stored = self.inner.read_each(primary, secondaries, key)?;
-        Ok(stored
+        let opened: Vec<OneRead> = stored
             .into_iter()
             .zip(secondaries)
             .map(|(value, secondary)| {
@@ -193,7 +235,53 @@ impl SealedStore {
                     .map(|v| unseal(self.key.as_deref(), &binding(primary, secondary, key), v))
                     .transpose()
             })
-            .collect())
+            .collect();
+        if cached {
+            let mut cache = self.cache();
+            if cache.written == written {
+                if cache.values.len() + secondaries.len() > READ_CACHE_MOST {
+                    cache.values.clear();
+                }
+                for (secondary, value) in secondaries.iter().zip(&opened) {
+                    // An error is not kept: read again, it says so again.
+                    if let Ok(value) = value {
+                        cache.values.insert(
+                            (secondary.to_string(), key.to_string()),
+                            value.clone().map(Zeroizing::new),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(opened)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, ReadCache> {
+        self.read_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// After a write or removal of `secondary`/`key` under `primary` (done or failed): the
+    /// value kept for it replaced (`None`: dropped, read again next time), and reads that may
+    /// have begun before it keep nothing.
+    fn written(&self, primary: &str, secondary: &str, key: &str, now: Option<Option<&[u8]>>) {
+        if primary != CACHED_NAMESPACE {
+            return;
+        }
+        let mut cache = self.cache();
+        cache.written += 1;
+        let k = (secondary.to_string(), key.to_string());
+        match now {
+            Some(value) => {
+                cache
+                    .values
+                    .insert(k, value.map(|v| Zeroizing::new(v.to_vec())));
+            }
+            None => {
+                cache.values.remove(&k);
+            }
+        }
     }
 
     /// The order of monitor and manager writes (see `gate.rs`).
@@ -284,7 +372,10 @@ impl KVStoreSync for SealedStore {
             return self.gate.write_manager(self, Some(buf));
         }
         let sealed = self.seal(primary, secondary, key, &buf)?;
-        KVStoreSync::write(&self.inner, primary, secondary, key, sealed)
+        let done = KVStoreSync::write(&self.inner, primary, secondary, key, sealed);
+        let now = done.is_ok().then_some(Some(&buf[..]));
+        self.written(primary, secondary, key, now);
+        done
     }
 
     fn remove(
@@ -294,7 +385,9 @@ impl KVStoreSync for SealedStore {
         key: &str,
         lazy: bool,
     ) -> Result<(), io::Error> {
-        KVStoreSync::remove(&self.inner, primary, secondary, key, lazy)
+        let done = KVStoreSync::remove(&self.inner, primary, secondary, key, lazy);
+        self.written(primary, secondary, key, done.is_ok().then_some(None));
+        done
     }
 
     fn list(&self, primary: &str, secondary: &str) -> Result<Vec<String>, io::Error> {
@@ -477,5 +570,49 @@ mod tests {
         assert!(!holds(dir.path(), &SECRET));
         assert_eq!(KVStoreSync::read(&s, "ns", "", "k").unwrap(), SECRET);
         assert_eq!(KVStore::read(&s, "ns", "", "k").await.unwrap(), SECRET);
+    }
+
+    #[test]
+    fn records_read_together_are_kept_and_follow_every_write_and_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SealedStore::open(dir.path().to_path_buf(), Some(key(4))).unwrap();
+        let names = ["preimages", "held"];
+        let read = |s: &SealedStore| -> Vec<Option<Vec<u8>>> {
+            s.read_each(CACHED_NAMESPACE, &names, "aa")
+                .unwrap()
+                .into_iter()
+                .map(|v| v.unwrap())
+                .collect()
+        };
+        assert_eq!(read(&s), vec![None, None]);
+        KVStoreSync::write(&s, CACHED_NAMESPACE, "held", "aa", vec![5; 9]).unwrap();
+        assert_eq!(read(&s), vec![None, Some(vec![5; 9])]);
+        KVStoreSync::write(&s, CACHED_NAMESPACE, "preimages", "aa", SECRET.to_vec()).unwrap();
+        KVStoreSync::remove(&s, CACHED_NAMESPACE, "held", "aa", false).unwrap();
+        assert_eq!(read(&s), vec![Some(SECRET.to_vec()), None]);
+        // Kept: a second read does not go to the database (a value written underneath,
+        // which nothing but a test does, is not seen).
+        KVStoreSync::write(&s.inner, CACHED_NAMESPACE, "held", "aa", vec![1]).unwrap();
+        assert_eq!(read(&s), vec![Some(SECRET.to_vec()), None]);
+        assert_eq!(s.cache().values.len(), 2);
+        // What a fresh store reads from the database is what was kept.
+        KVStoreSync::remove(&s.inner, CACHED_NAMESPACE, "held", "aa", false).unwrap();
+        drop(s);
+        let again = SealedStore::open(dir.path().to_path_buf(), Some(key(4))).unwrap();
+        assert_eq!(read(&again), vec![Some(SECRET.to_vec()), None]);
+        // A value that does not open is an error each time, never kept.
+        let mut bad = MAGIC.to_vec();
+        bad.extend([1; 40]);
+        KVStoreSync::write(&again.inner, CACHED_NAMESPACE, "held", "bb", bad).unwrap();
+        for _ in 0..2 {
+            let got = again.read_each(CACHED_NAMESPACE, &names, "bb").unwrap();
+            assert!(got[0].as_ref().unwrap().is_none());
+            assert!(got[1].is_err());
+        }
+        // Other namespaces (LDK's) are not kept.
+        KVStoreSync::write(&again, "monitors", "", "m", vec![3; 4]).unwrap();
+        let got = again.read_each("monitors", &[""], "m").unwrap();
+        assert_eq!(got[0].as_ref().unwrap().as_deref(), Some(&[3u8; 4][..]));
+        assert!(again.cache().values.keys().all(|(s, _)| !s.is_empty()));
     }
 }
