@@ -40,13 +40,15 @@ pub struct LnConfig {
     pub forwarding_fee_base_msat: u32,
     /// ...plus this many millionths of the amount.
     pub forwarding_fee_ppm: u32,
-    /// How soon a received HTLC is processed (handed to us as claimable, or forwarded):
-    /// checked this often. `None` keeps LDK's own random batch delay (tens to hundreds of
+    /// How soon a received HTLC is processed (handed to us as claimable, or forwarded).
+    /// `Some`: as soon as the node's background loop finds it ready (the loop wakes at every
+    /// change of LDK's state), and checked this often besides, a backstop that costs a
+    /// wake-up each time. `None` keeps LDK's own random batch delay (tens to hundreds of
     /// milliseconds, drawn to hide a payment's timing from observers of a routing node),
     /// which is most of a payment's latency between two swap nodes on a direct channel,
-    /// where there is nobody to hide the timing from. The default checks every millisecond;
-    /// a node that mainly forwards others' payments may prefer `None` (its forwards' timing
-    /// then tells observers less).
+    /// where there is nobody to hide the timing from; a node that mainly forwards others'
+    /// payments may prefer it. Default: every 25 ms (checked every 1 ms before the loop
+    /// processed them: the same latency, ~3 % more swaps per second in the channel bench).
     pub htlc_processing_interval: Option<Duration>,
     /// The most a channel may hold in dust HTLCs (those too small to claim on chain at the
     /// commitment's fee rate, which a force close burns to fees), in millisatoshis, towards
@@ -141,7 +143,7 @@ impl LnConfig {
             htlc_minimum_msat: 1_000,
             forwarding_fee_base_msat: 1_000,
             forwarding_fee_ppm: 100,
-            htlc_processing_interval: Some(Duration::from_millis(1)),
+            htlc_processing_interval: Some(Duration::from_millis(25)),
             max_dust_htlc_exposure_msat: None,
             store_key: None,
             anchors: chain.family == swap_core::ChainFamily::Bitcoin,

@@ -194,9 +194,10 @@ impl LnNode {
         self.task(task);
     }
 
-    /// Processes received HTLCs as soon as they are there, checked every `every`, instead of
-    /// after LDK's random batch delay ([`LnConfig::htlc_processing_interval`]). LDK guards
-    /// the processing against running twice at once.
+    /// Processes received HTLCs found ready, checked every `every`: the backstop of the
+    /// background loop's processing as soon as a round finds them
+    /// ([`LnConfig::htlc_processing_interval`]). LDK guards the processing against running
+    /// twice at once.
     pub(super) fn spawn_htlc_processing(&self, every: Duration) {
         let cm = Arc::clone(&self.channel_manager);
         self.spawn_every(every, move || {
