@@ -262,26 +262,32 @@ impl SealedStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// After a write or removal of `secondary`/`key` under `primary` (done or failed): the
-    /// value kept for it replaced (`None`: dropped, read again next time), and reads that may
-    /// have begun before it keep nothing.
-    fn written(&self, primary: &str, secondary: &str, key: &str, now: Option<Option<&[u8]>>) {
+    /// `op`, a write (`now`: `Some` of the value) or removal (`None`) of `secondary`/`key`
+    /// under `primary`. For the namespace kept in memory it runs with the kept values held,
+    /// so that writes to one key change them in the order they reach the database; then a
+    /// value kept for that key is replaced (dropped if `op` failed: read again next time), a
+    /// value never read is not added, and reads that may have begun before it keep nothing.
+    fn writing(
+        &self,
+        primary: &str,
+        secondary: &str,
+        key: &str,
+        now: Option<&[u8]>,
+        op: impl FnOnce() -> Result<(), io::Error>,
+    ) -> Result<(), io::Error> {
         if primary != CACHED_NAMESPACE {
-            return;
+            return op();
         }
         let mut cache = self.cache();
+        let done = op();
         cache.written += 1;
         let k = (secondary.to_string(), key.to_string());
-        match now {
-            Some(value) => {
-                cache
-                    .values
-                    .insert(k, value.map(|v| Zeroizing::new(v.to_vec())));
-            }
-            None => {
-                cache.values.remove(&k);
-            }
+        if done.is_err() {
+            cache.values.remove(&k);
+        } else if let Some(kept) = cache.values.get_mut(&k) {
+            *kept = now.map(|v| Zeroizing::new(v.to_vec()));
         }
+        done
     }
 
     /// The order of monitor and manager writes (see `gate.rs`).
@@ -372,10 +378,9 @@ impl KVStoreSync for SealedStore {
             return self.gate.write_manager(self, Some(buf));
         }
         let sealed = self.seal(primary, secondary, key, &buf)?;
-        let done = KVStoreSync::write(&self.inner, primary, secondary, key, sealed);
-        let now = done.is_ok().then_some(Some(&buf[..]));
-        self.written(primary, secondary, key, now);
-        done
+        self.writing(primary, secondary, key, Some(&buf[..]), || {
+            KVStoreSync::write(&self.inner, primary, secondary, key, sealed)
+        })
     }
 
     fn remove(
@@ -385,9 +390,9 @@ impl KVStoreSync for SealedStore {
         key: &str,
         lazy: bool,
     ) -> Result<(), io::Error> {
-        let done = KVStoreSync::remove(&self.inner, primary, secondary, key, lazy);
-        self.written(primary, secondary, key, done.is_ok().then_some(None));
-        done
+        self.writing(primary, secondary, key, None, || {
+            KVStoreSync::remove(&self.inner, primary, secondary, key, lazy)
+        })
     }
 
     fn list(&self, primary: &str, secondary: &str) -> Result<Vec<String>, io::Error> {
@@ -584,6 +589,9 @@ mod tests {
                 .map(|v| v.unwrap())
                 .collect()
         };
+        // A value written and never read is not kept.
+        KVStoreSync::write(&s, CACHED_NAMESPACE, "preimages", "zz", SECRET.to_vec()).unwrap();
+        assert!(s.cache().values.is_empty());
         assert_eq!(read(&s), vec![None, None]);
         KVStoreSync::write(&s, CACHED_NAMESPACE, "held", "aa", vec![5; 9]).unwrap();
         assert_eq!(read(&s), vec![None, Some(vec![5; 9])]);

@@ -74,6 +74,21 @@ impl Answers {
         self.with(peer, channel, |h| h.last = Instant::now());
     }
 
+    /// `peer` connected: each of its channels waits for its reestablishment from now.
+    fn connected(&self, peer: PublicKey) {
+        let now = Instant::now();
+        for ((p, _), heard) in self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter_mut()
+        {
+            if *p == peer {
+                heard.last = now;
+            }
+        }
+    }
+
     /// An answer about `channel` from `peer`, before LDK handles it.
     fn answer_begun(&self, peer: PublicKey, channel: ChannelId) {
         self.with(peer, channel, |h| {
@@ -125,6 +140,9 @@ impl BaseMessageHandler for Answering {
         msg: &Init,
         inbound: bool,
     ) -> Result<(), ()> {
+        // Until the peer reestablishes them, LDK counts its channels as waiting on it (a
+        // wait the channel list does not tell from a channel not yet ready): heard now.
+        self.answers.connected(their_node_id);
         self.manager.peer_connected(their_node_id, msg, inbound)
     }
 }
@@ -251,6 +269,7 @@ impl ChannelMessageHandler for Answering {
         channel_id: ChannelId,
         batch: Vec<CommitmentSigned>,
     ) {
+        self.answers.heard(their_node_id, channel_id);
         self.manager
             .handle_commitment_signed_batch(their_node_id, channel_id, batch)
     }
@@ -330,6 +349,12 @@ mod tests {
         let heard = answers.track(&[(peer, ch)], later)[0];
         assert_eq!((heard.begun, heard.done), (1, 1));
         assert!(heard.last >= begun.last);
+        // Its peer connecting again counts as heard (its reestablishment is awaited).
+        let before = answers.track(&[(peer, ch)], later)[0].last;
+        answers.connected(other);
+        assert_eq!(answers.track(&[(peer, ch)], later)[0].last, before);
+        answers.connected(peer);
+        assert!(answers.track(&[(peer, ch)], later)[0].last > before);
         // A channel LDK no longer lists is dropped; listed again, it starts over.
         assert!(answers.track(&[], later).is_empty());
         assert_eq!(answers.track(&[(peer, ch)], later), vec![Heard::new(later)]);

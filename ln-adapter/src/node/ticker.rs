@@ -33,7 +33,11 @@
 //!   the next quick tick waits until LDK handled an answer its peer began after the look
 //!   that followed the tick (or, for a channel seen without its peer since, until it is
 //!   reestablished). A busy channel answers within milliseconds, so quick ticks come at the
-//!   gap under load too; an idle one is seen clean.
+//!   gap under load too; an idle one is seen clean. A peer connecting counts as heard (LDK
+//!   waits for its reestablishment, which the list does not tell from a channel not yet
+//!   ready). One gap is left: our answer to a peer's message goes out only once the monitor
+//!   write it needs is committed (`gate.rs`), so if that commit were held over
+//!   [`SILENT_FOR`] (a store failing to commit), the peer's answer to it would have one gap.
 //!
 //! What stays shortened while quick ticks run, on a node that busy: an inbound channel
 //! request whose event is not handled within 1-2 gaps of its arrival is refused (nothing is
