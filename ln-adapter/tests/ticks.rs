@@ -6,29 +6,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// Runs `work` while sampling every 5 ms whether either node of `p` sees the other
-/// disconnected (a tick that finds a channel waiting on its peer marks it, the next
-/// disconnects it if still unanswered); returns how many samples did.
-async fn seen_away(p: &Pair, work: impl std::future::Future<Output = ()>) -> usize {
-    let (a_id, b_id) = (p.a.node_id(), p.b.node_id());
-    let done = AtomicBool::new(false);
-    let away = AtomicUsize::new(0);
-    let sampler = async {
-        while !done.load(Ordering::Relaxed) {
-            if !p.a.is_connected(&b_id) || !p.b.is_connected(&a_id) {
-                away.fetch_add(1, Ordering::Relaxed);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    let work = async {
-        work.await;
-        done.store(true, Ordering::Relaxed);
-    };
-    tokio::join!(sampler, work);
-    away.load(Ordering::Relaxed)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_remembering_many_payments_forgets_them_in_seconds_and_pays_on() {
     const ABOVE: usize = 4;
@@ -37,6 +14,18 @@ async fn a_node_remembering_many_payments_forgets_them_in_seconds_and_pays_on() 
     let b_id = p.b.node_id();
     wait_until("the peers connected", || p.a.is_connected(&b_id)).await;
 
+    // Whether the payer's peer was ever seen away while quick ticks ran (a tick that finds
+    // a channel waiting on its peer marks it, the next disconnects it if still unanswered).
+    let done = AtomicBool::new(false);
+    let away = AtomicUsize::new(0);
+    let sampler = async {
+        while !done.load(Ordering::Relaxed) {
+            if !p.a.is_connected(&b_id) {
+                away.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
     let work = async {
         let payments = 12;
         for _ in 0..payments {
@@ -83,9 +72,11 @@ async fn a_node_remembering_many_payments_forgets_them_in_seconds_and_pays_on() 
             later.forget <= ticks.forget + 1,
             "quick ticks went on below the cap: {ticks:?} then {later:?}"
         );
+        done.store(true, Ordering::Relaxed);
     };
+    tokio::join!(sampler, work);
     assert_eq!(
-        seen_away(&p, work).await,
+        away.load(Ordering::Relaxed),
         0,
         "the peer was seen disconnected during the quick ticks"
     );
@@ -113,6 +104,16 @@ async fn quick_ticks_go_on_under_load_and_never_disconnect_the_peer() {
     let b_id = p.b.node_id();
     wait_until("the peers connected", || p.a.is_connected(&b_id)).await;
 
+    let done = AtomicBool::new(false);
+    let away = AtomicUsize::new(0);
+    let sampler = async {
+        while !done.load(Ordering::Relaxed) {
+            if !p.a.is_connected(&b_id) || !p.b.is_connected(&p.a.node_id()) {
+                away.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
     let load = Duration::from_secs(4);
     let paid = AtomicUsize::new(0);
     let payer = || async {
@@ -123,10 +124,11 @@ async fn quick_ticks_go_on_under_load_and_never_disconnect_the_peer() {
         }
     };
     let before = p.a.timer_ticks();
-    let away = seen_away(&p, async {
+    let work = async {
         tokio::join!(payer(), payer(), payer(), payer());
-    })
-    .await;
+        done.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(sampler, work);
     let ticks = p.a.timer_ticks();
     let paid = paid.load(Ordering::Relaxed);
     println!("{paid} payments, 4 in flight, in {load:?}: payer's ticks {before:?} -> {ticks:?}");
@@ -139,7 +141,8 @@ async fn quick_ticks_go_on_under_load_and_never_disconnect_the_peer() {
         "{quick} quick ticks in {load:?} (a gap of {gap:?})"
     );
     assert_eq!(
-        away, 0,
+        away.load(Ordering::Relaxed),
+        0,
         "the peers were seen disconnected during the quick ticks"
     );
     let chan = p.a.channels().into_iter().next().expect("the channel");
