@@ -12,6 +12,7 @@ use bitcoin::secp256k1::PublicKey;
 use lightning::ln::types::ChannelId;
 use tokio::task::JoinHandle;
 
+use super::answers::Heard;
 use super::ticker::{commit_fee, remembered, Channels, OpenRequests, Ticker, BP_TIMER_TICK};
 use super::LnNode;
 use crate::events::EventHandler;
@@ -144,7 +145,14 @@ impl LnNode {
                     |id| peers.peer_by_node_id(id).is_some(),
                     |kind| commit_fee(&*fees, kind),
                     fee_sent,
-                    &heard,
+                    |c| {
+                        let at = ids
+                            .iter()
+                            .position(|k| *k == (c.counterparty.node_id, c.channel_id));
+                        // Every listed channel is tracked, just now.
+                        at.and_then(|i| heard.get(i).copied())
+                            .unwrap_or_else(|| Heard::new(Instant::now()))
+                    },
                     open_requests.lately(),
                 )
             };

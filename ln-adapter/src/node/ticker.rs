@@ -23,22 +23,21 @@
 //!   channel whose connected peer owes it a message, and the next tick disconnects the peer
 //!   of a channel still marked; a revocation from the peer (or a reestablishment) clears the
 //!   mark. The node's message handler ([`Answers`](super::answers::Answers)) notes when each
-//!   channel's peer last sent anything about it, and counts its answers as LDK handles them.
-//!   The ticker looks at LDK's channel list just before and just after each tick. A channel
-//!   quiet on both looks (every HTLC committed, usable), whose peer sent nothing about it
-//!   from [`SILENT_FOR`] before the first look to the second, was not marked: every wait the
-//!   list does not show begins with a message from the peer (its update before its
-//!   commitment, its revocation before its commitment, its fee update, its quiescence
-//!   request), so such a wait is the peer's own delay of over [`SILENT_FOR`]. Any other
-//!   channel may have been marked, and the next quick tick waits until LDK handled an answer
-//!   its peer began after the look that followed the tick (or, for a channel seen without
-//!   its peer since, until it is reestablished). A busy channel answers within
-//!   milliseconds, so quick ticks come at the gap under load too; an idle one is seen clean.
-//!   A peer connecting counts as heard (LDK waits for its reestablishment, which the list
-//!   does not tell from a channel not yet ready). One gap is left: our answer to a peer's
-//!   message goes out only once the monitor write it needs is committed (`gate.rs`), so if
-//!   that commit were held over [`SILENT_FOR`] (a store failing to commit), the peer's
-//!   answer to it would have one gap.
+//!   channel's peer last sent anything about it, and counts its answers as LDK handles them. The ticker looks at
+//!   LDK's channel list just before and just after each tick. A channel quiet on both looks
+//!   (every HTLC committed, usable), whose peer sent nothing about it from [`SILENT_FOR`]
+//!   before the first look to the second, was not marked: every wait the list does not show
+//!   begins with a message from the peer (its update before its commitment, its revocation
+//!   before its commitment, its fee update, its quiescence request), so such a wait is the
+//!   peer's own delay of over [`SILENT_FOR`]. Any other channel may have been marked, and
+//!   the next quick tick waits until LDK handled an answer its peer began after the look
+//!   that followed the tick (or, for a channel seen without its peer since, until it is
+//!   reestablished). A busy channel answers within milliseconds, so quick ticks come at the
+//!   gap under load too; an idle one is seen clean. A peer connecting counts as heard (LDK
+//!   waits for its reestablishment, which the list does not tell from a channel not yet
+//!   ready). One gap is left: our answer to a peer's message goes out only once the monitor
+//!   write it needs is committed (`gate.rs`), so if that commit were held over
+//!   [`SILENT_FOR`] (a store failing to commit), the peer's answer to it would have one gap.
 //!
 //! What stays shortened while quick ticks run, on a node that busy: an inbound channel
 //! request whose event is not handled within 1-2 gaps of its arrival is refused (nothing is
@@ -107,18 +106,16 @@ impl Channels {
     /// What LDK's list says: `is_connected` whether a peer is connected now; `commit_fee`
     /// the feerate LDK's tick would set on a channel of a type we funded (sat per 1,000
     /// weight); `fee_sent` the channels whose fee update the last tick sent (`None`: not
-    /// known, any); `heard` what was heard from each channel's peer, in the list's order
-    /// ([`super::answers::Answers::track`]); and whether an inbound channel request came
-    /// lately.
+    /// known, any); `heard` what was heard from the channel's peer
+    /// ([`super::answers::Answers`]); and whether an inbound channel request came lately.
     pub(crate) fn of(
         channels: &[ChannelDetails],
         is_connected: impl Fn(&PublicKey) -> bool,
         commit_fee: impl Fn(&ChannelTypeFeatures) -> u32,
         fee_sent: Option<&[ChannelId]>,
-        heard: &[Heard],
+        heard: impl Fn(&ChannelDetails) -> Heard,
         open_request_lately: bool,
     ) -> Self {
-        debug_assert_eq!(heard.len(), channels.len(), "one for each channel");
         let settled = !open_request_lately
             && channels.iter().all(|c| {
                 c.channel_shutdown_state == Some(ChannelShutdownState::NotShuttingDown)
@@ -139,9 +136,8 @@ impl Channels {
             .collect();
         let connected = channels
             .iter()
-            .zip(heard)
-            .filter(|(c, _)| is_connected(&c.counterparty.node_id))
-            .map(|(c, heard)| {
+            .filter(|c| is_connected(&c.counterparty.node_id))
+            .map(|c| {
                 let fee_waits = fee_due.contains(&c.channel_id)
                     && fee_sent.is_none_or(|sent| sent.contains(&c.channel_id));
                 let quiet = (c.is_usable || !c.is_channel_ready)
@@ -156,7 +152,7 @@ impl Channels {
                     id: c.channel_id,
                     quiet,
                     usable: c.is_usable,
-                    heard: *heard,
+                    heard: heard(c),
                 }
             })
             .collect();
@@ -905,7 +901,7 @@ mod tests {
         o.seen();
         assert!(o.lately());
         // And it unsettles the channels, even with none.
-        let of = |lately| Channels::of(&[], |_| true, |_| 253, None, &[], lately);
+        let of = |lately| Channels::of(&[], |_| true, |_| 253, None, |_| silent(0), lately);
         assert!(!of(o.lately()).settled);
         assert_eq!(of(false), look(true, vec![]));
     }
