@@ -147,78 +147,121 @@ impl BaseMessageHandler for Answering {
     }
 }
 
-/// Handlers that pass a peer's message on to LDK as it is.
-macro_rules! passed {
-    ($($name:ident($msg:ty);)*) => {$(
-        fn $name(&self, their_node_id: PublicKey, msg: $msg) {
-            self.manager.$name(their_node_id, msg)
-        }
-    )*};
-}
-
-/// Handlers that note the peer heard on the message's channel, then pass it on.
-macro_rules! heard {
-    ($($name:ident($msg:ty);)*) => {$(
-        fn $name(&self, their_node_id: PublicKey, msg: $msg) {
-            self.answers.heard(their_node_id, msg.channel_id);
-            self.manager.$name(their_node_id, msg)
-        }
-    )*};
-}
-
-/// Handlers of the peer's answers (they clear LDK's mark): counted begun before LDK handles
-/// them, done after.
-macro_rules! answer {
-    ($($name:ident($msg:ty);)*) => {$(
-        fn $name(&self, their_node_id: PublicKey, msg: $msg) {
-            self.answers.answer_begun(their_node_id, msg.channel_id);
-            ChannelMessageHandler::$name(&*self.manager, their_node_id, msg);
-            self.answers.answer_done(their_node_id, msg.channel_id);
-        }
-    )*};
-}
-
 impl ChannelMessageHandler for Answering {
-    passed! {
-        handle_open_channel(&OpenChannel);
-        handle_open_channel_v2(&OpenChannelV2);
-        handle_accept_channel(&AcceptChannel);
-        handle_accept_channel_v2(&AcceptChannelV2);
-        handle_funding_created(&FundingCreated);
-        handle_peer_storage(PeerStorage);
-        handle_peer_storage_retrieval(PeerStorageRetrieval);
-        handle_channel_update(&ChannelUpdate);
-        handle_error(&ErrorMessage);
+    fn handle_open_channel(&self, their_node_id: PublicKey, msg: &OpenChannel) {
+        self.manager.handle_open_channel(their_node_id, msg)
     }
-    heard! {
-        handle_funding_signed(&FundingSigned);
-        handle_channel_ready(&ChannelReady);
-        handle_shutdown(&Shutdown);
-        handle_closing_signed(&ClosingSigned);
-        handle_stfu(&Stfu);
-        handle_splice_init(&SpliceInit);
-        handle_splice_ack(&SpliceAck);
-        handle_splice_locked(&SpliceLocked);
-        handle_tx_add_input(&TxAddInput);
-        handle_tx_add_output(&TxAddOutput);
-        handle_tx_remove_input(&TxRemoveInput);
-        handle_tx_remove_output(&TxRemoveOutput);
-        handle_tx_complete(&TxComplete);
-        handle_tx_signatures(&TxSignatures);
-        handle_tx_init_rbf(&TxInitRbf);
-        handle_tx_ack_rbf(&TxAckRbf);
-        handle_tx_abort(&TxAbort);
-        handle_update_add_htlc(&UpdateAddHTLC);
-        handle_update_fulfill_htlc(UpdateFulfillHTLC);
-        handle_update_fail_htlc(&UpdateFailHTLC);
-        handle_update_fail_malformed_htlc(&UpdateFailMalformedHTLC);
-        handle_commitment_signed(&CommitmentSigned);
-        handle_update_fee(&UpdateFee);
-        handle_announcement_signatures(&AnnouncementSignatures);
+    fn handle_open_channel_v2(&self, their_node_id: PublicKey, msg: &OpenChannelV2) {
+        self.manager.handle_open_channel_v2(their_node_id, msg)
     }
-    answer! {
-        handle_revoke_and_ack(&RevokeAndACK);
-        handle_channel_reestablish(&ChannelReestablish);
+    fn handle_accept_channel(&self, their_node_id: PublicKey, msg: &AcceptChannel) {
+        self.manager.handle_accept_channel(their_node_id, msg)
+    }
+    fn handle_accept_channel_v2(&self, their_node_id: PublicKey, msg: &AcceptChannelV2) {
+        self.manager.handle_accept_channel_v2(their_node_id, msg)
+    }
+    fn handle_funding_created(&self, their_node_id: PublicKey, msg: &FundingCreated) {
+        self.manager.handle_funding_created(their_node_id, msg)
+    }
+    fn handle_funding_signed(&self, their_node_id: PublicKey, msg: &FundingSigned) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_funding_signed(their_node_id, msg)
+    }
+    fn handle_channel_ready(&self, their_node_id: PublicKey, msg: &ChannelReady) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_channel_ready(their_node_id, msg)
+    }
+    fn handle_peer_storage(&self, their_node_id: PublicKey, msg: PeerStorage) {
+        self.manager.handle_peer_storage(their_node_id, msg)
+    }
+    fn handle_peer_storage_retrieval(&self, their_node_id: PublicKey, msg: PeerStorageRetrieval) {
+        self.manager
+            .handle_peer_storage_retrieval(their_node_id, msg)
+    }
+    fn handle_shutdown(&self, their_node_id: PublicKey, msg: &Shutdown) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_shutdown(their_node_id, msg)
+    }
+    fn handle_closing_signed(&self, their_node_id: PublicKey, msg: &ClosingSigned) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_closing_signed(their_node_id, msg)
+    }
+    fn handle_stfu(&self, their_node_id: PublicKey, msg: &Stfu) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_stfu(their_node_id, msg)
+    }
+    fn handle_splice_init(&self, their_node_id: PublicKey, msg: &SpliceInit) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_splice_init(their_node_id, msg)
+    }
+    fn handle_splice_ack(&self, their_node_id: PublicKey, msg: &SpliceAck) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_splice_ack(their_node_id, msg)
+    }
+    fn handle_splice_locked(&self, their_node_id: PublicKey, msg: &SpliceLocked) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_splice_locked(their_node_id, msg)
+    }
+    fn handle_tx_add_input(&self, their_node_id: PublicKey, msg: &TxAddInput) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_tx_add_input(their_node_id, msg)
+    }
+    fn handle_tx_add_output(&self, their_node_id: PublicKey, msg: &TxAddOutput) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_tx_add_output(their_node_id, msg)
+    }
+    fn handle_tx_remove_input(&self, their_node_id: PublicKey, msg: &TxRemoveInput) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_tx_remove_input(their_node_id, msg)
+    }
+    fn handle_tx_remove_output(&self, their_node_id: PublicKey, msg: &TxRemoveOutput) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_tx_remove_output(their_node_id, msg)
+    }
+    fn handle_tx_complete(&self, their_node_id: PublicKey, msg: &TxComplete) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_tx_complete(their_node_id, msg)
+    }
+    fn handle_tx_signatures(&self, their_node_id: PublicKey, msg: &TxSignatures) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_tx_signatures(their_node_id, msg)
+    }
+    fn handle_tx_init_rbf(&self, their_node_id: PublicKey, msg: &TxInitRbf) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_tx_init_rbf(their_node_id, msg)
+    }
+    fn handle_tx_ack_rbf(&self, their_node_id: PublicKey, msg: &TxAckRbf) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_tx_ack_rbf(their_node_id, msg)
+    }
+    fn handle_tx_abort(&self, their_node_id: PublicKey, msg: &TxAbort) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_tx_abort(their_node_id, msg)
+    }
+    fn handle_update_add_htlc(&self, their_node_id: PublicKey, msg: &UpdateAddHTLC) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_update_add_htlc(their_node_id, msg)
+    }
+    fn handle_update_fulfill_htlc(&self, their_node_id: PublicKey, msg: UpdateFulfillHTLC) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_update_fulfill_htlc(their_node_id, msg)
+    }
+    fn handle_update_fail_htlc(&self, their_node_id: PublicKey, msg: &UpdateFailHTLC) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_update_fail_htlc(their_node_id, msg)
+    }
+    fn handle_update_fail_malformed_htlc(
+        &self,
+        their_node_id: PublicKey,
+        msg: &UpdateFailMalformedHTLC,
+    ) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager
+            .handle_update_fail_malformed_htlc(their_node_id, msg)
+    }
+    fn handle_commitment_signed(&self, their_node_id: PublicKey, msg: &CommitmentSigned) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_commitment_signed(their_node_id, msg)
     }
     fn handle_commitment_signed_batch(
         &self,
@@ -229,6 +272,35 @@ impl ChannelMessageHandler for Answering {
         self.answers.heard(their_node_id, channel_id);
         self.manager
             .handle_commitment_signed_batch(their_node_id, channel_id, batch)
+    }
+    fn handle_revoke_and_ack(&self, their_node_id: PublicKey, msg: &RevokeAndACK) {
+        self.answers.answer_begun(their_node_id, msg.channel_id);
+        ChannelMessageHandler::handle_revoke_and_ack(&*self.manager, their_node_id, msg);
+        self.answers.answer_done(their_node_id, msg.channel_id);
+    }
+    fn handle_update_fee(&self, their_node_id: PublicKey, msg: &UpdateFee) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager.handle_update_fee(their_node_id, msg)
+    }
+    fn handle_announcement_signatures(
+        &self,
+        their_node_id: PublicKey,
+        msg: &AnnouncementSignatures,
+    ) {
+        self.answers.heard(their_node_id, msg.channel_id);
+        self.manager
+            .handle_announcement_signatures(their_node_id, msg)
+    }
+    fn handle_channel_reestablish(&self, their_node_id: PublicKey, msg: &ChannelReestablish) {
+        self.answers.answer_begun(their_node_id, msg.channel_id);
+        ChannelMessageHandler::handle_channel_reestablish(&*self.manager, their_node_id, msg);
+        self.answers.answer_done(their_node_id, msg.channel_id);
+    }
+    fn handle_channel_update(&self, their_node_id: PublicKey, msg: &ChannelUpdate) {
+        self.manager.handle_channel_update(their_node_id, msg)
+    }
+    fn handle_error(&self, their_node_id: PublicKey, msg: &ErrorMessage) {
+        self.manager.handle_error(their_node_id, msg)
     }
     fn get_chain_hashes(&self) -> Option<Vec<ChainHash>> {
         self.manager.get_chain_hashes()
