@@ -27,7 +27,10 @@ fn xswap(dir: &Path, args: &[&str], abort_after: Option<u64>) -> Command {
         .env("XSWAP_DATA_DIR", dir)
         .env("XSWAP_PASSWORD", "test-password")
         .env("XSWAP_POLL_MS", "150")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("XSWAP_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -264,6 +267,17 @@ async fn one_run_giving(
         let start = Instant::now();
         while alive(&mut taker_p) && start.elapsed() < Duration::from_secs(90) {
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            println!(
+                "{victim:?}: the taker took {:?} to settle and end",
+                start.elapsed()
+            );
+            if let Ok(d) = std::env::var("XSWAP_TEST_KEEP_LOGS") {
+                for (who, dir) in [("maker", maker.dir.path()), ("taker", taker.dir.path())] {
+                    let _ = std::fs::copy(dir.join("xswap.log"), format!("{d}/{who}.log"));
+                }
+            }
         }
         term(&mut taker_p);
         term(&mut maker_p);

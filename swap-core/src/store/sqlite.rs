@@ -20,7 +20,9 @@ use crate::params::ChainId;
 use crate::types::{Asset, SwapId};
 
 use super::sqlite_append::{append_rows, record_sent, Append, SentRow};
-use super::sqlite_read::{load_entry_one, load_one, require_swap, RecordCache};
+use super::sqlite_read::{
+    data_version, load_latest, load_one, require_swap, LatestCache, RecordCache,
+};
 
 pub use super::sqlite_conn::{configure, migrate, CachedSql, Migration, STATEMENT_CACHE};
 
@@ -240,6 +242,7 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     key: Option<Arc<StoreKey>>,
     records: Arc<RecordCache>,
+    latest: Arc<LatestCache>,
 }
 
 impl SqliteStore {
@@ -303,6 +306,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             key: key.map(Arc::new),
             records: Arc::default(),
+            latest: Arc::default(),
         })
     }
 
@@ -445,8 +449,21 @@ impl SwapStore for SqliteStore {
     ) -> Result<u64, StoreError> {
         let row = Append::new(self.key.as_deref(), id, expected, state)?;
         let key = self.key.clone();
-        self.at_once(move |conn| write_tx(conn, key.as_deref(), |tx| row.write(tx)))
-            .await
+        let latest = Arc::clone(&self.latest);
+        let (id, state) = (*id, state.clone());
+        self.at_once(
+            move |conn| match write_tx(conn, key.as_deref(), |tx| row.write(tx)) {
+                Ok(seq) => {
+                    latest.appended(&id, expected, row.entry(seq, state));
+                    Ok(seq)
+                }
+                Err(e) => {
+                    latest.clear();
+                    Err(e)
+                }
+            },
+        )
+        .await
     }
 
     /// One IMMEDIATE transaction for the whole batch (one disk sync), each state in its own
@@ -466,8 +483,33 @@ impl SwapStore for SqliteStore {
             .collect();
         let n = rows.len();
         let key = self.key.clone();
+        let latest = Arc::clone(&self.latest);
+        let entered: Vec<_> = rows
+            .iter()
+            .map(|r| r.as_ref().ok().map(Append::entered_at))
+            .collect();
         let written = self
-            .at_once(move |conn| write_tx(conn, key.as_deref(), |tx| append_rows(tx, rows)))
+            .at_once(move |conn| {
+                let written = write_tx(conn, key.as_deref(), |tx| append_rows(tx, rows));
+                // The entries move on with the connection still held: no read comes between.
+                match &written {
+                    Ok(out) => {
+                        for (((id, expected, state), at), seq) in batch.iter().zip(entered).zip(out)
+                        {
+                            if let (Some(entered_at), Ok(seq)) = (at, seq) {
+                                let entry = StateEntry {
+                                    seq: *seq,
+                                    entered_at,
+                                    state: state.clone(),
+                                };
+                                latest.appended(id, *expected, entry);
+                            }
+                        }
+                    }
+                    Err(_) => latest.clear(),
+                }
+                written
+            })
             .await;
         match written {
             Ok(out) => out,
@@ -486,11 +528,22 @@ impl SwapStore for SqliteStore {
         let n = rows.len();
         let key = self.key.clone();
         let records = Arc::clone(&self.records);
+        let latest = Arc::clone(&self.latest);
         let written = self
             .at_once(move |conn| {
-                write_tx(conn, key.as_deref(), |tx| {
-                    record_sent(tx, key.as_deref(), &records, rows)
-                })
+                let mut moved = Vec::new();
+                let written = write_tx(conn, key.as_deref(), |tx| {
+                    record_sent(tx, key.as_deref(), &records, rows, &mut moved)
+                });
+                match &written {
+                    Ok(_) => {
+                        for (id, expected, entry) in moved {
+                            latest.appended(&id, expected, entry);
+                        }
+                    }
+                    Err(_) => latest.clear(),
+                }
+                written
             })
             .await;
         match written {
@@ -512,14 +565,16 @@ impl SwapStore for SqliteStore {
         let owned = ids.to_vec();
         let key = self.key.clone();
         let records = Arc::clone(&self.records);
+        let latest = Arc::clone(&self.latest);
         let read = self
             .at_once(move |conn| {
                 // One read transaction for them all: one consistent view, and one take of
                 // SQLite's read lock instead of two per swap.
                 let tx = conn.transaction().map_err(backend)?;
+                let version = data_version(&tx)?;
                 let out = owned
                     .iter()
-                    .map(|id| load_entry_one(&tx, key.as_deref(), &records, &id.0))
+                    .map(|id| load_latest(&tx, key.as_deref(), &records, &latest, version, id))
                     .collect::<Vec<_>>();
                 tx.finish().map_err(backend)?;
                 Ok(out)
@@ -540,10 +595,12 @@ impl SwapStore for SqliteStore {
         let id = *id;
         let key = self.key.clone();
         let records = Arc::clone(&self.records);
+        let latest = Arc::clone(&self.latest);
         self.at_once(move |conn| {
             // The swap's row and its latest state from one view.
             let tx = conn.transaction().map_err(backend)?;
-            let out = load_entry_one(&tx, key.as_deref(), &records, &id.0);
+            let version = data_version(&tx)?;
+            let out = load_latest(&tx, key.as_deref(), &records, &latest, version, &id);
             tx.finish().map_err(backend)?;
             out
         })

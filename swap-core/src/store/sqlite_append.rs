@@ -9,7 +9,7 @@ use crate::store::rows::{backend, sent_tx_row, SentTxRow};
 use crate::store::seal::StoreKey;
 use crate::store::sqlite::CachedSql;
 use crate::store::sqlite_read::{load_entry_one, require_swap, RecordCache};
-use crate::store::{now, SentAction, SentRecorded, StoreError, SwapState};
+use crate::store::{now, SentAction, SentRecorded, StateEntry, StoreError, SwapState};
 use crate::types::SwapId;
 
 /// A state to append, prepared (sealed, serialized) outside the connection's lock.
@@ -20,6 +20,8 @@ pub(crate) struct Append {
     role: &'static str,
     finished: bool,
     ahead: bool,
+    /// When the state is entered (the local clock when it was prepared).
+    at: i64,
 }
 
 impl Append {
@@ -36,7 +38,23 @@ impl Append {
             role: crate::store::rows::role_str(state.role()),
             finished: state.is_final(),
             ahead: state.lock_ahead(),
+            at: now().0 as i64,
         })
+    }
+
+    /// The entry this append makes once written at `seq`, as a read of it would answer
+    /// (`state` is the state it was prepared from).
+    pub(crate) fn entry(&self, seq: u64, state: SwapState) -> StateEntry {
+        StateEntry {
+            seq,
+            entered_at: self.entered_at(),
+            state,
+        }
+    }
+
+    /// When the state is entered, as a read of it would answer.
+    pub(crate) fn entered_at(&self) -> crate::types::Timestamp {
+        crate::types::Timestamp(self.at.max(0) as u64)
     }
 
     /// Appends the state inside the caller's transaction (which holds the write lock):
@@ -78,7 +96,7 @@ impl Append {
         }
         conn.execute_cached(
             "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, ?2, ?3)",
-            params![&id.0[..], now().0 as i64, self.json],
+            params![&id.0[..], self.at, self.json],
         )
         .map_err(backend)?;
         let seq = conn.last_insert_rowid() as u64;
@@ -115,12 +133,14 @@ impl SentRow {
 /// Records `rows` in the caller's IMMEDIATE transaction, in order: each transaction row and
 /// each state moved on in its own savepoint (one refused, or one that fails to serialize or
 /// seal, is answered alone). `Err` when the database failed: then nothing of the transaction
-/// may be kept.
+/// may be kept. Each state appended is also pushed on `moved` with the sequence number it
+/// followed, in order.
 pub(crate) fn record_sent(
     tx: &mut Transaction<'_>,
     key: Option<&StoreKey>,
     records: &RecordCache,
     rows: Vec<SentRow>,
+    moved: &mut Vec<(SwapId, u64, StateEntry)>,
 ) -> Result<Vec<SentRecorded>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -131,7 +151,7 @@ pub(crate) fn record_sent(
             Some(Err(e)) => Err(e),
             Some(Ok(cols)) => sent_tx(tx, id, cols)?,
         };
-        let state = sent_state(tx, key, records, id, &row.action)?;
+        let state = sent_state(tx, key, records, id, &row.action, moved)?;
         still_open(tx)?;
         out.push(SentRecorded {
             tx: recorded_tx,
@@ -218,6 +238,7 @@ fn sent_state(
     records: &RecordCache,
     id: SwapId,
     action: &Action,
+    moved: &mut Vec<(SwapId, u64, StateEntry)>,
 ) -> RowAnswer<Option<SwapState>> {
     let sp = tx.savepoint().map_err(backend)?;
     let entry = match load_entry_one(&sp, key, records, &id.0) {
@@ -232,9 +253,11 @@ fn sent_state(
         Ok(append) => append,
         Err(e) => return Ok(Err(e)),
     };
-    if let Err(e) = append.write(&sp) {
-        return own(e);
-    }
+    let seq = match append.write(&sp) {
+        Ok(seq) => seq,
+        Err(e) => return own(e),
+    };
     sp.commit().map_err(backend)?;
+    moved.push((id, entry.seq, append.entry(seq, next.clone())));
     Ok(Ok(Some(next)))
 }

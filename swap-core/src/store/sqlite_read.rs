@@ -11,6 +11,107 @@ use super::sqlite_conn::CachedSql;
 use super::{StateEntry, StoreError, SwapRecord, SwapState};
 use crate::types::SwapId;
 
+/// Swaps' latest entries as this handle last read or wrote them, with their records: a
+/// swap's step reads its latest entry, and reading and parsing it again (two rows, the state
+/// unsealed and parsed) after this handle wrote it was ~6 % of the CPU of a channel swap.
+/// Kept only while no other connection has written the database: SQLite's
+/// `PRAGMA data_version`, read in the same transaction as the rows would be, changes when
+/// another connection (another handle, another process, a repair by hand) commits, and then
+/// the whole cache is dropped and every swap read again (a row damaged behind the store's
+/// back is still found corrupt). This handle's own commits do not change it: each one moves
+/// the entries it wrote on ([`LatestCache::appended`]), with the connection still held, so no
+/// read can come between. At most [`LATEST_KEPT`]; when full, it starts again empty.
+#[derive(Default)]
+pub(crate) struct LatestCache(Mutex<Latest>);
+
+#[derive(Default)]
+struct Latest {
+    /// The data version the kept entries hold at (`None`: not read yet).
+    version: Option<i64>,
+    kept: std::collections::HashMap<SwapId, (SwapRecord, StateEntry)>,
+}
+
+/// How many latest entries a [`SqliteStore`] keeps.
+const LATEST_KEPT: usize = 4_096;
+
+/// `conn`'s data version (see [`LatestCache`]): inside a transaction, that of its view.
+pub(crate) fn data_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row_cached("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(backend)
+}
+
+impl LatestCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Latest> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `id`'s kept entry, if the cache holds at `version`; a cache that held at another
+    /// version is emptied and holds at `version` from now on.
+    fn get(&self, version: i64, id: &SwapId) -> Option<(SwapRecord, StateEntry)> {
+        let mut latest = self.lock();
+        if latest.version != Some(version) {
+            latest.kept.clear();
+            latest.version = Some(version);
+            return None;
+        }
+        latest.kept.get(id).cloned()
+    }
+
+    /// Keeps what was read at `version` (nothing if the cache holds at another one).
+    fn keep(&self, version: i64, record: &SwapRecord, entry: &StateEntry) {
+        let mut latest = self.lock();
+        if latest.version != Some(version) {
+            return;
+        }
+        if latest.kept.len() >= LATEST_KEPT {
+            latest.kept.clear();
+        }
+        latest
+            .kept
+            .insert(record.id(), (record.clone(), entry.clone()));
+    }
+
+    /// A state this handle appended after `expected` and committed: the kept entry moves on
+    /// if it was the one at `expected`, and is dropped otherwise.
+    pub(crate) fn appended(&self, id: &SwapId, expected: u64, entry: StateEntry) {
+        let mut latest = self.lock();
+        match latest.kept.get_mut(id) {
+            Some((_, kept)) if kept.seq == expected => *kept = entry,
+            Some(_) => {
+                latest.kept.remove(id);
+            }
+            None => {}
+        }
+    }
+
+    /// Forgets everything (a write whose outcome is not known in full).
+    pub(crate) fn clear(&self) {
+        let mut latest = self.lock();
+        latest.kept.clear();
+        latest.version = None;
+    }
+}
+
+/// [`load_entry_one`] answered from `latest` when it holds at `version` (the data version
+/// of `conn`'s current transaction), and kept there when read.
+pub(crate) fn load_latest(
+    conn: &Connection,
+    key: Option<&StoreKey>,
+    records: &RecordCache,
+    latest: &LatestCache,
+    version: i64,
+    id: &SwapId,
+) -> Result<(SwapRecord, StateEntry), StoreError> {
+    if let Some(kept) = latest.get(version, id) {
+        return Ok(kept);
+    }
+    let (record, entry) = load_entry_one(conn, key, records, &id.0)?;
+    latest.keep(version, &record, &entry);
+    Ok((record, entry))
+}
+
 /// Swap records read before, checked and parsed, with the row they were read from. A swap's
 /// row never changes once written (its states are other rows), and parsing it again at every
 /// step of every swap in flight was ~8 % of the CPU of a channel swap; the row is still read

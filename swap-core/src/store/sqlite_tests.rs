@@ -170,3 +170,99 @@ fn sqlite_is_built_without_its_global_memory_locks() {
     );
     assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
 }
+
+/// The latest entries a handle keeps (`sqlite_read::LatestCache`) answer exactly as the
+/// database does: after the whole conformance suite through one handle (appends one by one
+/// and in batches, refused rows, two writers at once, sent actions moving states, the same
+/// swap twice in one batch), with sealed secrets in states, every swap's latest entry from
+/// that handle equals a fresh handle's.
+#[tokio::test]
+async fn kept_latest_entries_answer_as_the_database_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let key = || super::seal::StoreKey::from_bytes(&[7; 32]);
+    let store = SqliteStore::open_with_key(&path, key()).unwrap();
+    conformance::run(&store).await;
+    conformance::write_secrets(&store, 40).await;
+    let ids = store.list().await.unwrap();
+    assert!(ids.len() > 6, "{}", ids.len());
+    // Read once through the handle (kept), then once more (answered from what it keeps).
+    let first = store.load_entries(&ids).await;
+    let kept = store.load_entries(&ids).await;
+    let fresh = SqliteStore::open_with_key(&path, key())
+        .unwrap()
+        .load_entries(&ids)
+        .await;
+    for ((id, a), (b, c)) in ids.iter().zip(&first).zip(kept.iter().zip(&fresh)) {
+        let (a, b, c) = (a.as_ref().unwrap(), b.as_ref().unwrap(), c.as_ref().unwrap());
+        assert_eq!(a, c, "{id:?}");
+        assert_eq!(b, c, "{id:?}");
+        let history = store.history(id).await.unwrap();
+        assert_eq!(history.last(), Some(&c.1), "{id:?}");
+    }
+}
+
+/// What another connection writes (another handle or process, a repair by hand, damage) is
+/// read at once by a handle that kept the swap's entry: a state appended, a garbage state
+/// (corrupt), a garbage record (corrupt). Its own writes after a refused one go on from the
+/// database's state.
+#[tokio::test]
+async fn a_kept_entry_gives_way_to_what_another_connection_wrote() {
+    use crate::machine::initiator;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let (store, other) = (
+        SqliteStore::open(&path).unwrap(),
+        SqliteStore::open(&path).unwrap(),
+    );
+    let rs: Vec<_> = (1..=3)
+        .map(|n| conformance::sample_record(n, Role::Initiator))
+        .collect();
+    for r in &rs {
+        store.create(r, &SwapState::initial(r.role)).await.unwrap();
+    }
+    let ids: Vec<_> = rs.iter().map(SwapRecord::id).collect();
+    let locking = SwapState::Initiator(initiator::State::Locking);
+    // Kept by `store`, then moved on by the other handle.
+    let seq = store.load_entry(&ids[0]).await.unwrap().1.seq;
+    let theirs = other.append_state(&ids[0], seq, &locking).await.unwrap();
+    let (_, entry) = store.load_entry(&ids[0]).await.unwrap();
+    assert_eq!((entry.seq, &entry.state), (theirs, &locking));
+    // Its own write from the stale entry is refused; from the fresh one it goes on.
+    assert!(matches!(
+        store.append_state(&ids[0], seq, &locking).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let claiming = SwapState::Initiator(initiator::State::Claiming);
+    let mine = store
+        .append_state(&ids[0], theirs, &claiming)
+        .await
+        .unwrap();
+    let (_, entry) = store.load_entry(&ids[0]).await.unwrap();
+    assert_eq!((entry.seq, &entry.state), (mine, &claiming));
+    assert_eq!(other.load_entry(&ids[0]).await.unwrap().1, entry);
+    // Kept, then damaged behind both handles' backs.
+    assert_eq!(store.load_entries(&ids).await.len(), 3);
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO swap_states(swap_id, entered_at, state_json) VALUES (?1, 0, 'garbage')",
+            params![&ids[1].0[..]],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE swaps SET record_json = 'not json' WHERE id = ?1",
+            params![&ids[2].0[..]],
+        )
+        .unwrap();
+    }
+    let read = store.load_entries(&ids).await;
+    assert!(read[0].is_ok(), "{:?}", read[0]);
+    for r in &read[1..] {
+        assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+    }
+    assert!(matches!(
+        store.load_entry(&ids[1]).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}
