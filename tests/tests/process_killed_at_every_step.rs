@@ -264,8 +264,14 @@ async fn one_run_giving(
         // taker's process ends on its own once what it paid has settled in its channels (it
         // waits up to 60 s for that with the maker online): a stop before then leaves the
         // HTLC pending until the two next meet, so it is given that time first.
+        // A maker killed at its last state, after the loop above saw both outcomes, is
+        // restarted here too: the taker's HTLC settles only with the maker online.
         let start = Instant::now();
         while alive(&mut taker_p) && start.elapsed() < Duration::from_secs(90) {
+            if !alive(&mut maker_p) {
+                died |= matches!(victim, Victim::Maker(_));
+                maker_p = xswap(maker.dir.path(), &["maker"], None).spawn().unwrap();
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if start.elapsed() > Duration::from_secs(10) {

@@ -194,7 +194,11 @@ async fn kept_latest_entries_answer_as_the_database_does() {
         .load_entries(&ids)
         .await;
     for ((id, a), (b, c)) in ids.iter().zip(&first).zip(kept.iter().zip(&fresh)) {
-        let (a, b, c) = (a.as_ref().unwrap(), b.as_ref().unwrap(), c.as_ref().unwrap());
+        let (a, b, c) = (
+            a.as_ref().unwrap(),
+            b.as_ref().unwrap(),
+            c.as_ref().unwrap(),
+        );
         assert_eq!(a, c, "{id:?}");
         assert_eq!(b, c, "{id:?}");
         let history = store.history(id).await.unwrap();
