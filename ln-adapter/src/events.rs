@@ -7,7 +7,8 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::Txid;
 use btc_adapter::rpc::RpcClient;
 use lightning::events::{
-    Event, FundingInfo, HTLCHandlingFailureReason, HTLCHandlingFailureType, ReplayEvent,
+    Event, FundingInfo, HTLCHandlingFailureReason, HTLCHandlingFailureType, PaymentFailureReason,
+    ReplayEvent,
 };
 use lightning::ln::types::ChannelId;
 use lightning::ln::LocalHTLCFailureReason;
@@ -112,6 +113,51 @@ pub(crate) struct EventHandler {
     /// Told of each inbound channel request (no quick timer tick for a while after one:
     /// see `node/ticker.rs`).
     pub(crate) open_requests: Arc<crate::node::ticker::OpenRequests>,
+}
+
+/// Records that payment `id` to `hashlock` failed (every HTLC of it back, or never out). If
+/// it is the leg's own payment (the sent record's), the leg failed for good, or, when LDK
+/// found no route for it, it is sent again ([`crate::ledger::record_unrouted`]; the
+/// [`crate::rail::MOST_UNROUTED`]th such failure is for good). Another payment to the hash
+/// than the leg's own (an earlier hand-over's failure told late, an extra payment by hand)
+/// changes nothing of the leg; a hash no leg paid, or whose sent record cannot be read, is
+/// marked failed as before (an unreadable record must not hold up every later event).
+pub(crate) fn record_failed(
+    store: &crate::types::Store,
+    hashlock: &Hashlock,
+    id: &[u8; 32],
+    reason: Option<PaymentFailureReason>,
+) -> Result<(), crate::LnError> {
+    use crate::ledger::{self, SentState};
+    let leg = match ledger::sent(store, hashlock) {
+        Ok(leg) => leg,
+        Err(crate::LnError::Decode(e)) => {
+            tracing::warn!(%hashlock, error = %e, "unreadable sent record: the payment failed");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    match leg {
+        Some(s) if s.payment_id != *id => Ok(()),
+        Some(s)
+            if reason == Some(PaymentFailureReason::RouteNotFound)
+                && s.state != SentState::Cancelled =>
+        {
+            let before = ledger::unrouted(store, hashlock).ok().flatten();
+            let failures = match before {
+                // Told again: recorded already.
+                Some((was, _)) if was == *id => return Ok(()),
+                Some((_, n)) => n.saturating_add(1),
+                None => 1,
+            };
+            if failures >= crate::rail::MOST_UNROUTED {
+                return ledger::mark(store, ledger::PAY_FAILED, hashlock);
+            }
+            tracing::info!(%hashlock, failures, "the payment found no route: it is sent again");
+            ledger::record_unrouted(store, hashlock, id, failures)
+        }
+        _ => ledger::mark(store, ledger::PAY_FAILED, hashlock),
+    }
 }
 
 impl EventHandler {
@@ -346,13 +392,15 @@ impl EventHandler {
                 payment_hash,
                 reason,
             } => {
-                // Every HTLC of it is back (or was never out): the leg is refunded for good.
+                // Every HTLC of it is back (or was never out): the leg is refunded for good,
+                // unless it found no route (then it is sent again, see
+                // `ledger::record_unrouted`). A failure of another payment to the hash than
+                // the leg's own (an earlier attempt's, told again after a restart) changes
+                // nothing.
                 if let Some(hash) = payment_hash {
-                    if let Err(e) = crate::ledger::mark(
-                        &self.store,
-                        crate::ledger::PAY_FAILED,
-                        &Hashlock(hash.0),
-                    ) {
+                    if let Err(e) =
+                        record_failed(&self.store, &Hashlock(hash.0), &payment_id.0, reason)
+                    {
                         tracing::error!(error = %e, "cannot record a failed payment: LDK will hand it over again");
                         return Err(ReplayEvent());
                     }
@@ -476,4 +524,83 @@ fn event_name(event: &Event) -> String {
         .next()
         .unwrap_or_default()
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::ledger::{self, SentPayment, SentState};
+    use crate::types::Store;
+    use lightning::util::persist::KVStoreSync;
+
+    /// A failure for want of a route of the leg's own payment sends it again (until
+    /// [`crate::rail::MOST_UNROUTED`] such failures); any other failure of it fails the leg
+    /// for good; another payment's failure (an earlier hand-over's, told late; an extra one
+    /// by hand) changes nothing; a hash no leg paid, or an unreadable sent record, is marked
+    /// failed.
+    #[test]
+    fn a_legs_payment_that_found_no_route_is_sent_again_and_other_failures_are_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::clear(dir.path().to_path_buf()).unwrap();
+        let route = Some(PaymentFailureReason::RouteNotFound);
+        let sent = |h: &Hashlock, id: [u8; 32], state, attempt| {
+            let s = SentPayment {
+                payment_id: id,
+                amount_msat: 5_000,
+                cltv_expiry: 600,
+                state,
+                attempt,
+            };
+            ledger::record_sent(&store, h, &s).unwrap();
+        };
+        let failed = |h: &Hashlock| ledger::marked(&store, ledger::PAY_FAILED, h).unwrap();
+
+        // The leg's own payment found no route: recorded to be sent again, not failed; also
+        // before the sender recorded it sent (LDK may tell first); told again, counted once.
+        for (n, state) in [(1u8, SentState::Sent), (2, SentState::Sending)] {
+            let h = Hashlock([n; 32]);
+            sent(&h, [n; 32], state, 0);
+            record_failed(&store, &h, &[n; 32], route).unwrap();
+            record_failed(&store, &h, &[n; 32], route).unwrap();
+            assert_eq!(ledger::unrouted(&store, &h).unwrap(), Some(([n; 32], 1)));
+            assert!(!failed(&h));
+        }
+        // Handed over again under a new id: the first one's failure told again changes
+        // nothing, nor does an extra payment's by hand; the new one's own failure for want of
+        // a route is counted, for another reason it is for good.
+        let h = Hashlock([1; 32]);
+        sent(&h, [11; 32], SentState::Sent, 1);
+        record_failed(&store, &h, &[1; 32], route).unwrap();
+        let by_hand = Some(PaymentFailureReason::RetriesExhausted);
+        record_failed(&store, &h, &[7; 32], by_hand).unwrap();
+        assert!(!failed(&h));
+        assert_eq!(ledger::unrouted(&store, &h).unwrap(), Some(([1; 32], 1)));
+        record_failed(&store, &h, &[11; 32], route).unwrap();
+        assert_eq!(ledger::unrouted(&store, &h).unwrap(), Some(([11; 32], 2)));
+        sent(&h, [12; 32], SentState::Sent, 2);
+        let rejected = Some(PaymentFailureReason::RecipientRejected);
+        record_failed(&store, &h, &[12; 32], rejected).unwrap();
+        assert!(failed(&h));
+        // The last failure for want of a route that is allowed is for good.
+        let h = Hashlock([3; 32]);
+        let most = crate::rail::MOST_UNROUTED;
+        ledger::record_unrouted(&store, &h, &[30; 32], most - 1).unwrap();
+        sent(&h, [3; 32], SentState::Sent, 20);
+        record_failed(&store, &h, &[3; 32], route).unwrap();
+        assert!(failed(&h));
+        // No reason given, a hash no leg paid, an unreadable sent record: failed.
+        let h = Hashlock([4; 32]);
+        sent(&h, [4; 32], SentState::Sent, 0);
+        record_failed(&store, &h, &[4; 32], None).unwrap();
+        assert!(failed(&h));
+        let h = Hashlock([5; 32]);
+        record_failed(&store, &h, &[5; 32], route).unwrap();
+        assert!(failed(&h));
+        let h = Hashlock([6; 32]);
+        KVStoreSync::write(&store, "xswap", "sent", &hex::encode(h.0), vec![1; 3]).unwrap();
+        record_failed(&store, &h, &[6; 32], route).unwrap();
+        assert!(failed(&h));
+    }
 }

@@ -23,6 +23,9 @@ pub(crate) const PAY_FAILED: &str = "pay_failed";
 pub(crate) const RECEIVE_FAILED: &str = "receive_failed";
 /// Payments a swap sent (or may have sent): see [`SentPayment`].
 const SENT: &str = "sent";
+/// The payment id of a swap's payment that LDK failed for want of a route (32 bytes): see
+/// [`record_unrouted`].
+const UNROUTED: &str = "unrouted";
 /// Preimages of invoices of our own (not a swap's: `xswap ln invoice` without a hash), kept
 /// until the payment is claimed or given up.
 const OWN: &str = "own_invoices";
@@ -180,7 +183,8 @@ pub(crate) fn marked(store: &Store, kind: &str, hashlock: &Hashlock) -> Result<b
 
 /// A payment a swap sends: recorded before it is handed to LDK, so that what the swap agreed
 /// (its absolute CLTV) outlives LDK's memory of the payment id (dropped minutes after the
-/// payment ends), and neither a payment LDK took nor a cancelled leg is ever sent again.
+/// payment ends), and neither a payment LDK took nor a cancelled leg is ever sent again (but
+/// one LDK failed for want of a route, [`record_unrouted`], under a new id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SentPayment {
     /// The payment id (from the swap).
@@ -191,6 +195,11 @@ pub(crate) struct SentPayment {
     pub cltv_expiry: u32,
     /// How far the send got.
     pub state: SentState,
+    /// Which hand-over of the leg to LDK this is (0 the first): each one has a payment id of
+    /// its own (`rail::attempt_id`), so that the failure of an earlier one, told late (LDK
+    /// forgets a failed payment at once, and tells its failure again after a restart), is
+    /// never taken for a later one's.
+    pub attempt: u32,
 }
 
 /// How far a [`SentPayment`] got.
@@ -204,7 +213,10 @@ pub(crate) enum SentState {
     Cancelled,
 }
 
-const SENT_LEN: usize = 32 + 8 + 4 + 1;
+const SENT_LEN_FIRST: usize = 32 + 8 + 4 + 1;
+/// A sent record of a later attempt (see [`SentPayment::attempt`]); the first attempt's is
+/// written as before attempts were counted, so a build from before reads it.
+const SENT_LEN: usize = SENT_LEN_FIRST + 4;
 
 /// Records (or overwrites) the sent record of `hashlock`.
 pub(crate) fn record_sent(
@@ -221,6 +233,9 @@ pub(crate) fn record_sent(
         SentState::Sent => 1,
         SentState::Cancelled => 2,
     });
+    if sent.attempt > 0 {
+        bytes.extend_from_slice(&sent.attempt.to_be_bytes());
+    }
     write(store, SENT, &key(hashlock), bytes)
 }
 
@@ -234,7 +249,7 @@ fn decode_sent(bytes: Option<Vec<u8>>) -> Result<Option<SentPayment>, LnError> {
         return Ok(None);
     };
     let bad = || LnError::Decode(format!("{SENT}: {} bytes", bytes.len()));
-    if bytes.len() != SENT_LEN {
+    if bytes.len() != SENT_LEN && bytes.len() != SENT_LEN_FIRST {
         return Err(bad());
     }
     let field = |from: usize, to: usize| bytes.get(from..to).ok_or_else(bad);
@@ -252,7 +267,52 @@ fn decode_sent(bytes: Option<Vec<u8>>) -> Result<Option<SentPayment>, LnError> {
         amount_msat: u64::from_be_bytes(amount),
         cltv_expiry: u32::from_be_bytes(cltv),
         state,
+        attempt: match bytes.get(SENT_LEN_FIRST..) {
+            Some(a) if a.len() == 4 => u32::from_be_bytes(a.try_into().map_err(|_| bad())?),
+            _ => 0,
+        },
     }))
+}
+
+/// Records that the payment `payment_id` to `hashlock` failed for want of a route
+/// (`PaymentFailureReason::RouteNotFound`: none of its HTLCs is out any more, LDK tells a
+/// failure only then). If it is the leg's payment of the sent record, the leg is not
+/// failed for good: it is sent again, with the next attempt's id, while its lock may still
+/// start (a peer that disconnects between LDK's route and its HTLC fails the payment so).
+/// A separate record, not a state of [`SentPayment`]: LDK may tell the failure before the
+/// sender records the payment as sent.
+/// `failures` counts the leg's payments that failed so, this one included.
+pub(crate) fn record_unrouted(
+    store: &Store,
+    hashlock: &Hashlock,
+    payment_id: &[u8; 32],
+    failures: u8,
+) -> Result<(), LnError> {
+    let mut bytes = payment_id.to_vec();
+    bytes.push(failures);
+    write(store, UNROUTED, &key(hashlock), bytes)
+}
+
+/// The payment to `hashlock` that last failed for want of a route, if one did, with the
+/// number of the leg's payments that failed so.
+pub(crate) fn unrouted(
+    store: &Store,
+    hashlock: &Hashlock,
+) -> Result<Option<([u8; 32], u8)>, LnError> {
+    decode_unrouted(read(store, UNROUTED, &key(hashlock))?)
+}
+
+fn decode_unrouted(bytes: Option<Vec<u8>>) -> Result<Option<([u8; 32], u8)>, LnError> {
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    match bytes.split_last() {
+        Some((n, id)) if id.len() == 32 => Ok(Some((id.try_into().unwrap_or([0; 32]), *n))),
+        _ => Err(LnError::Decode(format!(
+            "{UNROUTED}: {} bytes",
+            bytes.len()
+        ))),
+    }
 }
 
 /// Records a payment held for us (durable when this returns).
@@ -309,7 +369,7 @@ pub(crate) struct Records {
 }
 
 /// What [`records`] reads.
-const RECORDS: [&str; 7] = [
+const RECORDS: [&str; 8] = [
     PREIMAGES,
     PAY_FAILED,
     SENT,
@@ -317,6 +377,7 @@ const RECORDS: [&str; 7] = [
     HELD,
     CLAIMING,
     CLAIMED,
+    UNROUTED,
 ];
 
 /// The ledger records of the payment to `hashlock`, in one read.
@@ -356,6 +417,11 @@ impl Records {
     /// As [`sent`].
     pub(crate) fn sent(&self) -> Result<Option<SentPayment>, LnError> {
         decode_sent(self.value(SENT)?)
+    }
+
+    /// As [`unrouted`].
+    pub(crate) fn unrouted(&self) -> Result<Option<([u8; 32], u8)>, LnError> {
+        decode_unrouted(self.value(UNROUTED)?)
     }
 
     /// As [`held`].
@@ -511,6 +577,7 @@ mod tests {
             amount_msat: 12_345,
             cltv_expiry: 700,
             state: SentState::Sending,
+            attempt: 0,
         };
         record_sent(&again, &h, &s).unwrap();
         assert_eq!(sent(&store, &h).unwrap(), Some(s));
@@ -518,12 +585,47 @@ mod tests {
             record_sent(&again, &h, &SentPayment { state, ..s }).unwrap();
             assert_eq!(sent(&store, &h).unwrap().unwrap().state, state);
         }
+        record_sent(
+            &again,
+            &h,
+            &SentPayment {
+                attempt: 70_000,
+                ..s
+            },
+        )
+        .unwrap();
+        assert_eq!(sent(&store, &h).unwrap().unwrap().attempt, 70_000);
+        // A record written before attempts were counted is the first attempt.
+        let mut first = vec![3; 32];
+        first.extend_from_slice(&12_345u64.to_be_bytes());
+        first.extend_from_slice(&700u32.to_be_bytes());
+        first.push(1);
+        KVStoreSync::write(&again, NAMESPACE, SENT, &key(&other), first).unwrap();
+        assert_eq!(
+            sent(&store, &other).unwrap(),
+            Some(SentPayment {
+                state: SentState::Sent,
+                ..s
+            })
+        );
         let mut bad = vec![0; SENT_LEN];
-        bad[SENT_LEN - 1] = 3;
+        bad[SENT_LEN_FIRST - 1] = 3;
         KVStoreSync::write(&again, NAMESPACE, SENT, &key(&other), bad).unwrap();
         assert!(matches!(sent(&again, &other), Err(LnError::Decode(_))));
-        KVStoreSync::write(&again, NAMESPACE, SENT, &key(&other), vec![0; SENT_LEN - 1]).unwrap();
-        assert!(matches!(sent(&again, &other), Err(LnError::Decode(_))));
+        for len in [SENT_LEN_FIRST - 1, SENT_LEN - 1] {
+            KVStoreSync::write(&again, NAMESPACE, SENT, &key(&other), vec![0; len]).unwrap();
+            assert!(matches!(sent(&again, &other), Err(LnError::Decode(_))));
+        }
+        // The payment that failed for want of a route, read alone and with the others.
+        assert_eq!(unrouted(&store, &h).unwrap(), None);
+        record_unrouted(&again, &h, &[9; 32], 2).unwrap();
+        assert_eq!(unrouted(&store, &h).unwrap(), Some(([9; 32], 2)));
+        assert_eq!(
+            records(&store, &h).unwrap().unrouted().unwrap(),
+            Some(([9; 32], 2))
+        );
+        KVStoreSync::write(&again, NAMESPACE, UNROUTED, &key(&other), vec![9; 32]).unwrap();
+        assert!(matches!(unrouted(&again, &other), Err(LnError::Decode(_))));
     }
 
     #[test]
@@ -582,6 +684,7 @@ mod tests {
                 amount_msat: 12_345,
                 cltv_expiry: 700,
                 state: SentState::Sent,
+                attempt: 0,
             };
             record_sent(&store, &h, &s).unwrap();
             mark(&store, CLAIMED, &h).unwrap();

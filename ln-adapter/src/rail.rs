@@ -115,6 +115,21 @@ pub fn payment_id(swap_id: &SwapId) -> [u8; 32] {
     tagged_id(b"xswap/ln-payment-id/", &swap_id.0)
 }
 
+/// How many of a leg's payments may fail for want of a route (each then sent again, see
+/// [`ledger::record_unrouted`]); the last such failure is for good.
+pub(crate) const MOST_UNROUTED: u8 = 16;
+
+/// The payment id of hand-over `attempt` of a swap's leg to LDK (see
+/// [`SentPayment::attempt`]): the first is [`payment_id`].
+pub(crate) fn attempt_id(swap_id: &SwapId, attempt: u32) -> [u8; 32] {
+    if attempt == 0 {
+        return payment_id(swap_id);
+    }
+    let mut data = swap_id.0.to_vec();
+    data.extend_from_slice(&attempt.to_be_bytes());
+    tagged_id(b"xswap/ln-payment-id/again/", &data)
+}
+
 /// The payment id an invoice paid by hand (`xswap ln pay`) is sent with: a tagged hash of its
 /// payment hash, so paying the same invoice again is refused by LDK as a duplicate. Never
 /// the payment hash itself: a counterparty who knows a swap's id could hand over an invoice
@@ -262,7 +277,6 @@ impl LnRail {
         let cltv_expiry = u32::try_from(expiry).map_err(invalid)?;
         let store = &self.node.store;
         let h = &htlc.hashlock;
-        let id = payment_id(&htlc.swap_id);
         if ledger::preimage_for(store, h).map_err(ln_err)?.is_some() {
             return Ok(txref(h));
         }
@@ -273,40 +287,65 @@ impl LnRail {
             ));
         }
         let sent = ledger::sent(store, h).map_err(ln_err)?;
+        // The leg's payment failed for want of a route: none of it is out (LDK tells a
+        // failure only once every HTLC of it is back), so it is sent again with a new id.
+        let unrouted = ledger::unrouted(store, h).map_err(ln_err)?;
+        let again = sent.is_some_and(|s| unrouted.is_some_and(|(id, _)| id == s.payment_id));
         match sent {
             Some(s) if s.state == SentState::Cancelled => {
                 return Err(invalid("this leg was cancelled: it is never paid"));
             }
-            Some(s) if s.payment_id != id || s.cltv_expiry != cltv_expiry => {
+            Some(s)
+                if s.payment_id != attempt_id(&htlc.swap_id, s.attempt)
+                    || s.cltv_expiry != cltv_expiry =>
+            {
                 return Err(invalid("another payment to this hash was sent"));
             }
             // LDK took it once: never again (LDK forgets a failed payment's id at once, before
-            // its failure is recorded; sending again then would pay twice).
-            Some(s) if s.state == SentState::Sent => return Ok(txref(h)),
+            // its failure is recorded; sending it again then would pay twice), unless its
+            // failure for want of a route is recorded.
+            Some(s) if s.state == SentState::Sent && !again => return Ok(txref(h)),
             _ => {}
         }
+        // Only a leg recorded `Sending` can be known to LDK: that record is committed before
+        // LDK is handed the payment, and ledger records are never removed. So a first send
+        // skips the look, which lists every payment LDK remembers (thousands under load, under
+        // the lock LDK's manager encoding and its HTLC processing take too).
+        if let Some(s) = sent.filter(|s| s.state == SentState::Sending && !again) {
+            if self.ldk_knows(s.payment_id) {
+                // LDK has it in memory (an earlier call sent it and did not get to record it):
+                // recorded as sent only once the store has it too.
+                crate::gate::committed_now(store)
+                    .await
+                    .map_err(not_stored)?;
+                let took = SentPayment {
+                    state: SentState::Sent,
+                    ..s
+                };
+                ledger::record_sent(store, h, &took).map_err(ln_err)?;
+                return Ok(txref(h));
+            }
+        }
+        // Any other hand-over gets an id of its own: one LDK does not know may have failed
+        // already (LDK forgets a failed payment at once) with its failure still to be told
+        // (after a restart), which must not be taken for this one's; and one that failed for
+        // want of a route is sent again.
+        let attempt = match sent {
+            None => 0,
+            Some(s) => s
+                .attempt
+                .checked_add(1)
+                .ok_or_else(|| ChainError::permanent("the payment was handed over too often"))?,
+        };
+        let id = attempt_id(&htlc.swap_id, attempt);
         let record = |state| SentPayment {
             payment_id: id,
             amount_msat,
             cltv_expiry,
             state,
+            attempt,
         };
-        // Only a leg recorded `Sending` can be known to LDK: that record is committed before
-        // LDK is handed the payment, and ledger records are never removed. So a first send
-        // skips the look, which lists every payment LDK remembers (thousands under load,
-        // under the lock LDK's manager encoding and its HTLC processing take too).
-        if sent.is_some() && self.ldk_knows(id) {
-            // LDK has it in memory (an earlier call sent it and did not get to record it):
-            // recorded as sent only once the store has it too.
-            crate::gate::committed_now(store)
-                .await
-                .map_err(not_stored)?;
-            ledger::record_sent(store, h, &record(SentState::Sent)).map_err(ln_err)?;
-            return Ok(txref(h));
-        }
-        if sent.is_none() {
-            ledger::record_sent(store, h, &record(SentState::Sending)).map_err(ln_err)?;
-        }
+        ledger::record_sent(store, h, &record(SentState::Sending)).map_err(ln_err)?;
         self.node.alive().map_err(ln_err)?;
         let me = self.node.node_id();
         let hints = route_hints
@@ -383,6 +422,41 @@ impl LnRail {
 }
 
 impl LnRail {
+    /// For tests only, not an API: records what LDK's failure of the leg's first send for
+    /// want of a route records (sent, then failed with `RouteNotFound`), without sending it:
+    /// as when the payee's node goes away between LDK's route and its HTLC, a race no test
+    /// can time.
+    #[doc(hidden)]
+    pub fn record_first_send_unrouted(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
+        let amount_msat = self.check_asset(htlc)?;
+        let Expiry::Height(Height(expiry)) = htlc.expiry else {
+            return Err(invalid("a Lightning leg expires at a height"));
+        };
+        let store = &self.node.store;
+        if ledger::sent(store, &htlc.hashlock)
+            .map_err(ln_err)?
+            .is_some()
+        {
+            return Err(invalid("only for a leg never sent"));
+        }
+        let id = payment_id(&htlc.swap_id);
+        let sent = SentPayment {
+            payment_id: id,
+            amount_msat,
+            cltv_expiry: u32::try_from(expiry).map_err(invalid)?,
+            state: SentState::Sent,
+            attempt: 0,
+        };
+        ledger::record_sent(store, &htlc.hashlock, &sent).map_err(ln_err)?;
+        crate::events::record_failed(
+            store,
+            &htlc.hashlock,
+            &id,
+            Some(lightning::events::PaymentFailureReason::RouteNotFound),
+        )
+        .map_err(ln_err)
+    }
+
     /// Whether LDK still knows payment `id` (pending, or ended minutes ago).
     fn ldk_knows(&self, id: [u8; 32]) -> bool {
         self.node
@@ -625,8 +699,15 @@ impl Rail for LnRail {
         let amount_msat = self.check_asset(htlc)?;
         let store = &self.node.store;
         let h = &htlc.hashlock;
-        let id = payment_id(&htlc.swap_id);
-        if self.ldk_knows(id)
+        let sent = ledger::sent(store, h).map_err(ln_err)?;
+        // A payment failed for want of a route has nothing out: the leg can be cancelled.
+        let unrouted = ledger::unrouted(store, h).map_err(ln_err)?;
+        let again = sent.is_some_and(|s| unrouted.is_some_and(|(id, _)| id == s.payment_id));
+        let (id, attempt) = sent.map_or_else(
+            || (payment_id(&htlc.swap_id), 0),
+            |s| (s.payment_id, s.attempt),
+        );
+        if (!again && self.ldk_knows(id))
             || ledger::preimage_for(store, h).map_err(ln_err)?.is_some()
             || ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)?
         {
@@ -635,12 +716,11 @@ impl Rail for LnRail {
                 "the payment was sent: it ends by itself",
             ));
         }
-        let sent = ledger::sent(store, h).map_err(ln_err)?;
         let cltv_expiry = match htlc.expiry {
             Expiry::Height(Height(e)) => u32::try_from(e).unwrap_or(u32::MAX),
             Expiry::Time(_) => 0,
         };
-        if sent.is_some_and(|s| s.state == SentState::Sent) {
+        if sent.is_some_and(|s| s.state == SentState::Sent) && !again {
             return Err(ChainError::new(
                 Cause::AlreadySpent,
                 "the payment was sent: it ends by itself",
@@ -651,6 +731,7 @@ impl Rail for LnRail {
             amount_msat,
             cltv_expiry,
             state: SentState::Cancelled,
+            attempt,
         };
         if sent.map(|s| s.state) != Some(SentState::Cancelled) {
             ledger::record_sent(store, h, &record).map_err(ln_err)?;

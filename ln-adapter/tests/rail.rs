@@ -262,6 +262,54 @@ async fn a_leg_failed_back_is_refunded_on_both_sides_and_never_paid_again() {
     assert_eq!(outbound(&r.a), before, "nothing was paid again");
 }
 
+/// A leg whose first send LDK failed for want of a route (as when the payee's node goes
+/// away between LDK's route and its HTLC: none of it out) reads absent, and is sent again
+/// with a new payment id, held, claimed and learned, paying exactly once; one failed so can
+/// be cancelled like one never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leg_that_found_no_route_is_sent_again_and_pays_once() {
+    let r = rails(500_000).await;
+    let amount = 30_000;
+    let (htlc, preimage) = leg(&r, amount, 300).await;
+    let before = outbound(&r.a);
+    r.ra.record_first_send_unrouted(&htlc).unwrap();
+    assert_eq!(r.ra.htlc_status(&htlc).await.unwrap(), HtlcStatus::Absent);
+    let txref = r.ra.lock(&htlc).await.unwrap();
+    wait_status(&r.rb, &htlc, "held", |s| {
+        matches!(s, HtlcStatus::Funded { .. })
+    })
+    .await;
+    assert!(matches!(
+        r.ra.htlc_status(&htlc).await.unwrap(),
+        HtlcStatus::Funded { .. }
+    ));
+    assert_eq!(before - outbound(&r.a), amount * 1_000, "one HTLC out");
+    // Sent: locking again sends nothing more.
+    assert_eq!(r.ra.lock(&htlc).await.unwrap(), txref);
+    r.rb.claim(&htlc, &preimage).await.unwrap();
+    let learned = wait_status(&r.ra, &htlc, "the payer learns the preimage", |s| {
+        matches!(s, HtlcStatus::Claimed { .. })
+    })
+    .await;
+    assert!(matches!(learned, HtlcStatus::Claimed { preimage: p, .. } if p == preimage));
+    wait_until("the claim settled in the channel", || {
+        r.a.channels()
+            .iter()
+            .all(|c| c.outbound_htlcs == 0 && c.inbound_htlcs.is_empty())
+    })
+    .await;
+    assert_eq!(outbound(&r.a), before - amount * 1_000, "paid exactly once");
+
+    // Failed so, then cancelled: never sent.
+    let (other, _) = leg(&r, 10_000, 300).await;
+    r.ra.record_first_send_unrouted(&other).unwrap();
+    assert_eq!(r.ra.cancel_lock(&other).await.unwrap().0, "");
+    assert_eq!(r.ra.lock(&other).await.unwrap_err().cause, Cause::Invalid);
+    assert_eq!(r.ra.htlc_status(&other).await.unwrap(), HtlcStatus::Absent);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbound(&r.a), before - amount * 1_000);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_late_and_malformed_legs_are_never_paid() {
     let r = rails(500_000).await;

@@ -119,6 +119,14 @@ impl LnRail {
             };
             return Ok(HtlcStatus::Funded { lock, finality });
         }
+        // Failed for want of a route, none of it out: it is sent again (`LnRail::pay`).
+        if records
+            .unrouted()
+            .map_err(ln_err)?
+            .is_some_and(|(id, _)| id == sent.payment_id)
+        {
+            return Ok(HtlcStatus::Absent);
+        }
         match (self.pending(snap, &sent.payment_id), sent.state) {
             // Pending, no HTLC in an open channel: it is in a closing channel's commitment.
             (true, _) => Ok(HtlcStatus::Funded {
