@@ -129,6 +129,11 @@ pub(crate) fn record_failed(
     reason: Option<PaymentFailureReason>,
 ) -> Result<(), crate::LnError> {
     use crate::ledger::{self, SentState};
+    // Not between `LnRail::pay`'s reading of the leg's records and its new hand-over's.
+    let _legs = store
+        .legs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let leg = match ledger::sent(store, hashlock) {
         Ok(leg) => leg,
         Err(crate::LnError::Decode(e)) => {

@@ -75,6 +75,10 @@ pub struct LnNode {
     pub(crate) answers: Arc<answers::Answers>,
     /// Nanoseconds LDK's background processor spent being polled (benches print its share).
     pub(crate) background_busy: Arc<std::sync::atomic::AtomicU64>,
+    /// The legs (payment hashes) a swap's payment is being handed to LDK for right now: one
+    /// hand-over at a time per leg (each has a payment id of its own, so two at once would
+    /// be two payments; see `LnRail::pay`).
+    pub(crate) paying: Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for LnNode {
@@ -410,6 +414,7 @@ impl LnNode {
             ticks: Arc::default(),
             answers,
             background_busy: Arc::default(),
+            paying: Mutex::default(),
         };
         node.spawn_background(handler);
         node.spawn_gate_watch();

@@ -277,75 +277,92 @@ impl LnRail {
         let cltv_expiry = u32::try_from(expiry).map_err(invalid)?;
         let store = &self.node.store;
         let h = &htlc.hashlock;
-        if ledger::preimage_for(store, h).map_err(ln_err)?.is_some() {
-            return Ok(txref(h));
-        }
-        if ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)? {
-            return Err(ChainError::new(
-                Cause::AlreadySpent,
-                "the payment failed back already",
-            ));
-        }
-        let sent = ledger::sent(store, h).map_err(ln_err)?;
-        // The leg's payment failed for want of a route: none of it is out (LDK tells a
-        // failure only once every HTLC of it is back), so it is sent again with a new id.
-        let unrouted = ledger::unrouted(store, h).map_err(ln_err)?;
-        let again = sent.is_some_and(|s| unrouted.is_some_and(|(id, _)| id == s.payment_id));
-        match sent {
-            Some(s) if s.state == SentState::Cancelled => {
-                return Err(invalid("this leg was cancelled: it is never paid"));
-            }
-            Some(s)
-                if s.payment_id != attempt_id(&htlc.swap_id, s.attempt)
-                    || s.cltv_expiry != cltv_expiry =>
-            {
-                return Err(invalid("another payment to this hash was sent"));
-            }
-            // LDK took it once: never again (LDK forgets a failed payment's id at once, before
-            // its failure is recorded; sending it again then would pay twice), unless its
-            // failure for want of a route is recorded.
-            Some(s) if s.state == SentState::Sent && !again => return Ok(txref(h)),
-            _ => {}
-        }
-        // Only a leg recorded `Sending` can be known to LDK: that record is committed before
-        // LDK is handed the payment, and ledger records are never removed. So a first send
-        // skips the look, which lists every payment LDK remembers (thousands under load, under
-        // the lock LDK's manager encoding and its HTLC processing take too).
-        if let Some(s) = sent.filter(|s| s.state == SentState::Sending && !again) {
-            if self.ldk_knows(s.payment_id) {
-                // LDK has it in memory (an earlier call sent it and did not get to record it):
-                // recorded as sent only once the store has it too.
-                crate::gate::committed_now(store)
-                    .await
-                    .map_err(not_stored)?;
-                let took = SentPayment {
-                    state: SentState::Sent,
-                    ..s
-                };
-                ledger::record_sent(store, h, &took).map_err(ln_err)?;
+        // One hand-over at a time per leg (two calls at once would each take a new id).
+        let _paying = Paying::start(&self.node, h)?;
+        let (id, record) = {
+            // The leg's records are read and the new hand-over recorded with no failure
+            // recorded in between (`events::record_failed` takes the same lock): a failure of
+            // the hand-over read here, told meanwhile, is then either seen here or ignored as
+            // not the leg's current payment's. Never held across an await.
+            let _legs = store
+                .legs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if ledger::preimage_for(store, h).map_err(ln_err)?.is_some() {
                 return Ok(txref(h));
             }
-        }
-        // Any other hand-over gets an id of its own: one LDK does not know may have failed
-        // already (LDK forgets a failed payment at once) with its failure still to be told
-        // (after a restart), which must not be taken for this one's; and one that failed for
-        // want of a route is sent again.
-        let attempt = match sent {
-            None => 0,
-            Some(s) => s
-                .attempt
-                .checked_add(1)
-                .ok_or_else(|| ChainError::permanent("the payment was handed over too often"))?,
+            if ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)? {
+                return Err(ChainError::new(
+                    Cause::AlreadySpent,
+                    "the payment failed back already",
+                ));
+            }
+            let sent = ledger::sent(store, h).map_err(ln_err)?;
+            // The leg's payment failed for want of a route: none of it is out (LDK tells a
+            // failure only once every HTLC of it is back), so it is sent again, new id.
+            let unrouted = ledger::unrouted(store, h).map_err(ln_err)?;
+            let again = sent.is_some_and(|s| unrouted.is_some_and(|(id, _)| id == s.payment_id));
+            match sent {
+                Some(s) if s.state == SentState::Cancelled => {
+                    return Err(invalid("this leg was cancelled: it is never paid"));
+                }
+                Some(s)
+                    if s.payment_id != attempt_id(&htlc.swap_id, s.attempt)
+                        || s.cltv_expiry != cltv_expiry =>
+                {
+                    return Err(invalid("another payment to this hash was sent"));
+                }
+                // LDK took it once: never again (LDK forgets a failed payment's id at once,
+                // before its failure is recorded; sending it again then would pay twice),
+                // unless its failure for want of a route is recorded.
+                Some(s) if s.state == SentState::Sent && !again => return Ok(txref(h)),
+                _ => {}
+            }
+            // Only a leg recorded `Sending` can be known to LDK: that record is committed
+            // before LDK is handed the payment, and ledger records are never removed. So a
+            // first send skips the look, which lists every payment LDK remembers (thousands
+            // under load, under the lock LDK's manager encoding and its HTLC processing take
+            // too).
+            match sent.filter(|s| s.state == SentState::Sending && !again) {
+                Some(s) if self.ldk_knows(s.payment_id) => (None, s),
+                _ => {
+                    // Any other hand-over gets an id of its own: one LDK does not know may
+                    // have failed already (LDK forgets a failed payment at once) with its
+                    // failure still to be told (after a restart), which must not be taken
+                    // for this one's; and one that failed for want of a route is sent again.
+                    let attempt = match sent {
+                        None => 0,
+                        Some(s) => s.attempt.checked_add(1).ok_or_else(|| {
+                            ChainError::permanent("the payment was handed over too often")
+                        })?,
+                    };
+                    let id = attempt_id(&htlc.swap_id, attempt);
+                    let record = SentPayment {
+                        payment_id: id,
+                        amount_msat,
+                        cltv_expiry,
+                        state: SentState::Sending,
+                        attempt,
+                    };
+                    ledger::record_sent(store, h, &record).map_err(ln_err)?;
+                    (Some(id), record)
+                }
+            }
         };
-        let id = attempt_id(&htlc.swap_id, attempt);
-        let record = |state| SentPayment {
-            payment_id: id,
-            amount_msat,
-            cltv_expiry,
-            state,
-            attempt,
+        let Some(id) = id else {
+            // LDK has it in memory (an earlier call sent it and did not get to record it):
+            // recorded as sent only once the store has it too.
+            crate::gate::committed_now(store)
+                .await
+                .map_err(not_stored)?;
+            let took = SentPayment {
+                state: SentState::Sent,
+                ..record
+            };
+            ledger::record_sent(store, h, &took).map_err(ln_err)?;
+            return Ok(txref(h));
         };
-        ledger::record_sent(store, h, &record(SentState::Sending)).map_err(ln_err)?;
+        let record = |state| SentPayment { state, ..record };
         self.node.alive().map_err(ln_err)?;
         let me = self.node.node_id();
         let hints = route_hints
@@ -418,6 +435,42 @@ impl LnRail {
             )),
             Err(e) => Err(ChainError::permanent(format!("payment refused: {e:?}"))),
         }
+    }
+}
+
+/// A leg's payment being handed to LDK ([`LnNode::paying`]), until dropped.
+struct Paying<'a> {
+    node: &'a LnNode,
+    hash: [u8; 32],
+}
+
+impl<'a> Paying<'a> {
+    /// Refused (transient: ask again) while another call hands the leg's payment over.
+    fn start(node: &'a LnNode, hashlock: &Hashlock) -> Result<Self, ChainError> {
+        let mut paying = node
+            .paying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !paying.insert(hashlock.0) {
+            return Err(ChainError::new(
+                Cause::Unavailable,
+                "this leg's payment is being handed over now",
+            ));
+        }
+        Ok(Self {
+            node,
+            hash: hashlock.0,
+        })
+    }
+}
+
+impl Drop for Paying<'_> {
+    fn drop(&mut self) {
+        self.node
+            .paying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.hash);
     }
 }
 
@@ -699,6 +752,8 @@ impl Rail for LnRail {
         let amount_msat = self.check_asset(htlc)?;
         let store = &self.node.store;
         let h = &htlc.hashlock;
+        // Not while the payment is being handed over.
+        let _paying = Paying::start(&self.node, h)?;
         let sent = ledger::sent(store, h).map_err(ln_err)?;
         // A payment failed for want of a route has nothing out: the leg can be cancelled.
         let unrouted = ledger::unrouted(store, h).map_err(ln_err)?;

@@ -48,6 +48,9 @@ pub(crate) struct SealedStore {
     gate: crate::gate::Gate,
     /// What [`SealedStore::read_each`] read, opened (absent values too).
     read_cache: Mutex<ReadCache>,
+    /// Held while a swap leg's payment records are read and then written on what was read
+    /// (`LnRail::pay` before a hand-over, `events::record_failed`), never across an await.
+    pub(crate) legs: Mutex<()>,
 }
 
 /// The namespace whose values [`SealedStore::read_each`] keeps: the node's own records (the
@@ -153,6 +156,7 @@ impl SealedStore {
             key: key.map(Arc::new),
             gate: crate::gate::Gate::default(),
             read_cache: Mutex::default(),
+            legs: Mutex::default(),
         };
         if let (KeyState::ToSeal, Some(key)) = (state, store.key.as_deref()) {
             // Every clear value sealed first, then the check: a start interrupted meanwhile

@@ -264,8 +264,8 @@ async fn a_leg_failed_back_is_refunded_on_both_sides_and_never_paid_again() {
 
 /// A leg whose first send LDK failed for want of a route (as when the payee's node goes
 /// away between LDK's route and its HTLC: none of it out) reads absent, and is sent again
-/// with a new payment id, held, claimed and learned, paying exactly once; one failed so can
-/// be cancelled like one never sent.
+/// with a new payment id (once, with two calls at once), held, claimed and learned, paying
+/// exactly once; one failed so can be cancelled like one never sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leg_that_found_no_route_is_sent_again_and_pays_once() {
     let r = rails(500_000).await;
@@ -274,7 +274,20 @@ async fn a_leg_that_found_no_route_is_sent_again_and_pays_once() {
     let before = outbound(&r.a);
     r.ra.record_first_send_unrouted(&htlc).unwrap();
     assert_eq!(r.ra.htlc_status(&htlc).await.unwrap(), HtlcStatus::Absent);
-    let txref = r.ra.lock(&htlc).await.unwrap();
+    // Two calls at once: one hands the payment over, the other is told to ask again (or
+    // finds it sent); one payment either way.
+    let (one, two) = tokio::join!(r.ra.lock(&htlc), r.ra.lock(&htlc));
+    let txref = match (one, two) {
+        (Ok(t), Ok(u)) => {
+            assert_eq!(t, u);
+            t
+        }
+        (Ok(t), Err(e)) | (Err(e), Ok(t)) => {
+            assert!(e.is_transient(), "{e}");
+            t
+        }
+        (Err(e), Err(f)) => panic!("{e}; {f}"),
+    };
     wait_status(&r.rb, &htlc, "held", |s| {
         matches!(s, HtlcStatus::Funded { .. })
     })
