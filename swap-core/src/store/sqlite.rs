@@ -451,18 +451,12 @@ impl SwapStore for SqliteStore {
         let key = self.key.clone();
         let latest = Arc::clone(&self.latest);
         let (id, state) = (*id, state.clone());
-        self.at_once(
-            move |conn| match write_tx(conn, key.as_deref(), |tx| row.write(tx)) {
-                Ok(seq) => {
-                    latest.appended(&id, expected, row.entry(seq, state));
-                    Ok(seq)
-                }
-                Err(e) => {
-                    latest.clear();
-                    Err(e)
-                }
-            },
-        )
+        self.at_once(move |conn| {
+            let written = write_tx(conn, key.as_deref(), |tx| row.write(tx));
+            let moved = written.as_ref().ok().map(|seq| row.entry(*seq, state));
+            latest.written(&written, moved.map(|entry| (id, expected, entry)));
+            written
+        })
         .await
     }
 
@@ -484,30 +478,28 @@ impl SwapStore for SqliteStore {
         let n = rows.len();
         let key = self.key.clone();
         let latest = Arc::clone(&self.latest);
-        let entered: Vec<_> = rows
+        // The entries the rows make, their sequence numbers once written.
+        let entries: Vec<_> = rows
             .iter()
-            .map(|r| r.as_ref().ok().map(Append::entered_at))
+            .zip(batch)
+            .map(|(r, (_, _, state))| r.as_ref().ok().map(|a| a.entry(0, state.clone())))
             .collect();
         let written = self
             .at_once(move |conn| {
                 let written = write_tx(conn, key.as_deref(), |tx| append_rows(tx, rows));
-                // The entries move on with the connection still held: no read comes between.
-                match &written {
-                    Ok(out) => {
-                        for (((id, expected, state), at), seq) in batch.iter().zip(entered).zip(out)
-                        {
-                            if let (Some(entered_at), Ok(seq)) = (at, seq) {
-                                let entry = StateEntry {
-                                    seq: *seq,
-                                    entered_at,
-                                    state: state.clone(),
-                                };
-                                latest.appended(id, *expected, entry);
-                            }
-                        }
-                    }
-                    Err(_) => latest.clear(),
-                }
+                let moved: Vec<_> = match &written {
+                    Ok(out) => batch
+                        .iter()
+                        .zip(entries)
+                        .zip(out)
+                        .filter_map(|(((id, expected, _), entry), seq)| {
+                            let (entry, seq) = (entry?, *seq.as_ref().ok()?);
+                            Some((*id, *expected, StateEntry { seq, ..entry }))
+                        })
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                latest.written(&written, moved);
                 written
             })
             .await;
@@ -535,14 +527,7 @@ impl SwapStore for SqliteStore {
                 let written = write_tx(conn, key.as_deref(), |tx| {
                     record_sent(tx, key.as_deref(), &records, rows, &mut moved)
                 });
-                match &written {
-                    Ok(_) => {
-                        for (id, expected, entry) in moved {
-                            latest.appended(&id, expected, entry);
-                        }
-                    }
-                    Err(_) => latest.clear(),
-                }
+                latest.written(&written, moved);
                 written
             })
             .await;

@@ -47,14 +47,9 @@ impl Append {
     pub(crate) fn entry(&self, seq: u64, state: SwapState) -> StateEntry {
         StateEntry {
             seq,
-            entered_at: self.entered_at(),
+            entered_at: crate::types::Timestamp(self.at.max(0) as u64),
             state,
         }
-    }
-
-    /// When the state is entered, as a read of it would answer.
-    pub(crate) fn entered_at(&self) -> crate::types::Timestamp {
-        crate::types::Timestamp(self.at.max(0) as u64)
     }
 
     /// Appends the state inside the caller's transaction (which holds the write lock):

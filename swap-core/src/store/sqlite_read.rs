@@ -75,7 +75,7 @@ impl LatestCache {
 
     /// A state this handle appended after `expected` and committed: the kept entry moves on
     /// if it was the one at `expected`, and is dropped otherwise.
-    pub(crate) fn appended(&self, id: &SwapId, expected: u64, entry: StateEntry) {
+    fn appended(&self, id: &SwapId, expected: u64, entry: StateEntry) {
         let mut latest = self.lock();
         match latest.kept.get_mut(id) {
             Some((_, kept)) if kept.seq == expected => *kept = entry,
@@ -86,8 +86,27 @@ impl LatestCache {
         }
     }
 
-    /// Forgets everything (a write whose outcome is not known in full).
-    pub(crate) fn clear(&self) {
+    /// After a write of this handle, with the connection still held (no read comes
+    /// between): when it committed, the entries it `moved` on ([`LatestCache::appended`],
+    /// each with the sequence number it followed, in order); when it failed, everything is
+    /// forgotten (its outcome is not known in full).
+    pub(crate) fn written<T, E>(
+        &self,
+        written: &Result<T, E>,
+        moved: impl IntoIterator<Item = (SwapId, u64, StateEntry)>,
+    ) {
+        match written {
+            Ok(_) => {
+                for (id, expected, entry) in moved {
+                    self.appended(&id, expected, entry);
+                }
+            }
+            Err(_) => self.clear(),
+        }
+    }
+
+    /// Forgets everything.
+    fn clear(&self) {
         let mut latest = self.lock();
         latest.kept.clear();
         latest.version = None;
