@@ -424,6 +424,15 @@ impl Records {
         decode_unrouted(self.value(UNROUTED)?)
     }
 
+    /// Whether the leg's current payment (the sent record's) failed for want of a route:
+    /// none of it is out, and it is sent again under a new id.
+    pub(crate) fn sent_unrouted(&self) -> Result<bool, LnError> {
+        Ok(match (self.sent()?, self.unrouted()?) {
+            (Some(s), Some((id, _))) => id == s.payment_id,
+            _ => false,
+        })
+    }
+
     /// As [`held`].
     pub(crate) fn held(&self) -> Result<Option<HeldPayment>, LnError> {
         decode_held(self.value(HELD)?)

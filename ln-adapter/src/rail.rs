@@ -147,6 +147,14 @@ fn tagged_id(tag: &[u8], data: &[u8]) -> [u8; 32] {
     sha256::Hash::from_engine(engine).to_byte_array()
 }
 
+/// The absolute CLTV expiry a Lightning leg is paid at (it expires at a height).
+fn cltv_of(htlc: &HtlcParams) -> Result<u32, ChainError> {
+    let Expiry::Height(Height(expiry)) = htlc.expiry else {
+        return Err(invalid("a Lightning leg expires at a height"));
+    };
+    u32::try_from(expiry).map_err(invalid)
+}
+
 fn txref(hashlock: &Hashlock) -> TxRef {
     TxRef(format!("ln:{}", hex::encode(hashlock.0)))
 }
@@ -271,10 +279,7 @@ impl LnRail {
             min_final_cltv_delta,
             route_hints,
         } = invoice_of(htlc)?;
-        let Expiry::Height(Height(expiry)) = htlc.expiry else {
-            return Err(invalid("a Lightning leg expires at a height"));
-        };
-        let cltv_expiry = u32::try_from(expiry).map_err(invalid)?;
+        let cltv_expiry = cltv_of(htlc)?;
         let store = &self.node.store;
         let h = &htlc.hashlock;
         // One hand-over at a time per leg (two calls at once would each take a new id).
@@ -288,20 +293,20 @@ impl LnRail {
                 .legs
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if ledger::preimage_for(store, h).map_err(ln_err)?.is_some() {
+            let records = ledger::records(store, h).map_err(ln_err)?;
+            if records.preimage().map_err(ln_err)?.is_some() {
                 return Ok(txref(h));
             }
-            if ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)? {
+            if records.pay_failed().map_err(ln_err)? {
                 return Err(ChainError::new(
                     Cause::AlreadySpent,
                     "the payment failed back already",
                 ));
             }
-            let sent = ledger::sent(store, h).map_err(ln_err)?;
+            let sent = records.sent().map_err(ln_err)?;
             // The leg's payment failed for want of a route: none of it is out (LDK tells a
             // failure only once every HTLC of it is back), so it is sent again, new id.
-            let unrouted = ledger::unrouted(store, h).map_err(ln_err)?;
-            let again = sent.is_some_and(|s| unrouted.is_some_and(|(id, _)| id == s.payment_id));
+            let again = records.sent_unrouted().map_err(ln_err)?;
             match sent {
                 Some(s) if s.state == SentState::Cancelled => {
                     return Err(invalid("this leg was cancelled: it is never paid"));
@@ -482,9 +487,7 @@ impl LnRail {
     #[doc(hidden)]
     pub fn record_first_send_unrouted(&self, htlc: &HtlcParams) -> Result<(), ChainError> {
         let amount_msat = self.check_asset(htlc)?;
-        let Expiry::Height(Height(expiry)) = htlc.expiry else {
-            return Err(invalid("a Lightning leg expires at a height"));
-        };
+        let cltv_expiry = cltv_of(htlc)?;
         let store = &self.node.store;
         if ledger::sent(store, &htlc.hashlock)
             .map_err(ln_err)?
@@ -496,7 +499,7 @@ impl LnRail {
         let sent = SentPayment {
             payment_id: id,
             amount_msat,
-            cltv_expiry: u32::try_from(expiry).map_err(invalid)?,
+            cltv_expiry,
             state: SentState::Sent,
             attempt: 0,
         };
@@ -754,17 +757,17 @@ impl Rail for LnRail {
         let h = &htlc.hashlock;
         // Not while the payment is being handed over.
         let _paying = Paying::start(&self.node, h)?;
-        let sent = ledger::sent(store, h).map_err(ln_err)?;
+        let records = ledger::records(store, h).map_err(ln_err)?;
+        let sent = records.sent().map_err(ln_err)?;
         // A payment failed for want of a route has nothing out: the leg can be cancelled.
-        let unrouted = ledger::unrouted(store, h).map_err(ln_err)?;
-        let again = sent.is_some_and(|s| unrouted.is_some_and(|(id, _)| id == s.payment_id));
+        let again = records.sent_unrouted().map_err(ln_err)?;
         let (id, attempt) = sent.map_or_else(
             || (payment_id(&htlc.swap_id), 0),
             |s| (s.payment_id, s.attempt),
         );
         if (!again && self.ldk_knows(id))
-            || ledger::preimage_for(store, h).map_err(ln_err)?.is_some()
-            || ledger::marked(store, ledger::PAY_FAILED, h).map_err(ln_err)?
+            || records.preimage().map_err(ln_err)?.is_some()
+            || records.pay_failed().map_err(ln_err)?
         {
             return Err(ChainError::new(
                 Cause::AlreadySpent,

@@ -120,11 +120,7 @@ impl LnRail {
             return Ok(HtlcStatus::Funded { lock, finality });
         }
         // Failed for want of a route, none of it out: it is sent again (`LnRail::pay`).
-        if records
-            .unrouted()
-            .map_err(ln_err)?
-            .is_some_and(|(id, _)| id == sent.payment_id)
-        {
+        if records.sent_unrouted().map_err(ln_err)? {
             return Ok(HtlcStatus::Absent);
         }
         match (self.pending(snap, &sent.payment_id), sent.state) {
