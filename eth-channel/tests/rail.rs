@@ -674,6 +674,87 @@ async fn a_reveal_after_an_expiry_still_forbids_a_new_lock() {
     assert_eq!(env.state(), before, "nothing proposed");
 }
 
+/// Legs watched from the block the rail's first status read: their statuses at one tip
+/// cost one read of the registry's events in all (not one lookup per leg), a reveal on
+/// chain is found among the events of the blocks after (one lookup, for that leg alone,
+/// for its time and preimage), a leg watched from before the scan's start is looked up on
+/// its own, and a reorganisation that brings a reveal into a block already read is seen
+/// (the scan starts again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_read_the_registrys_events_once_per_block() {
+    let env = Env::start(40).await;
+    let tip = env.net.provider().get_block_number().await.unwrap();
+    let legs: Vec<HtlcParams> = (41..45)
+        .map(|n| {
+            let mut h = env.leg(&pre(n), ONE, 3600);
+            h.watch_from = Height(tip);
+            h
+        })
+        .collect();
+    for h in &legs {
+        env.a.rail.lock(h).await.unwrap();
+    }
+    // B, the receiver, has read nothing of the registry yet.
+    assert_eq!(env.b.rail.registry_reads(), (0, 0));
+    let o = env.b.rail.observe(&legs).await.unwrap();
+    for (s, h) in o.statuses.iter().zip(&legs) {
+        assert_funded(s.as_ref().unwrap(), h);
+    }
+    assert_eq!(
+        env.b.rail.registry_reads(),
+        (0, 1),
+        "one event read, no lookup"
+    );
+    // The same tip read again after the rail's tip expired: nothing read.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.b.rail.observe(&legs).await.unwrap();
+    assert_eq!(env.b.rail.registry_reads(), (0, 1));
+
+    // B reveals the second leg's secret on chain (a block): found among the new block's
+    // events, looked up alone.
+    reveal_on_chain(&env, &pre(42)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = env.b.rail.observe(&legs).await.unwrap();
+    assert_claimed(o.statuses[1].as_ref().unwrap(), &pre(42));
+    for i in [0, 2, 3] {
+        assert_funded(o.statuses[i].as_ref().unwrap(), &legs[i]);
+    }
+    assert_eq!(env.b.rail.registry_reads(), (1, 2));
+
+    // A leg watched from before the scan's first block: looked up on its own.
+    let mut early = env.leg(&pre(45), ONE, 3600);
+    early.watch_from = Height(tip - 1);
+    env.a.rail.lock(&early).await.unwrap();
+    let o = env
+        .b
+        .rail
+        .observe(std::slice::from_ref(&early))
+        .await
+        .unwrap();
+    assert_funded(o.statuses[0].as_ref().unwrap(), &early);
+    assert_eq!(env.b.rail.registry_reads(), (2, 2));
+
+    // A reorganisation that brings a reveal in below the block the scan reached: the scan
+    // starts again at the new tip, which no leg's watch reaches back to (each is looked up),
+    // and the reveal is found.
+    let snapshot = env.net.rpc("evm_snapshot", serde_json::json!([])).await;
+    env.net.mine(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = env.b.rail.observe(&legs[2..]).await.unwrap();
+    assert_funded(o.statuses[0].as_ref().unwrap(), &legs[2]);
+    assert_eq!(env.b.rail.registry_reads(), (2, 3), "the empty block read");
+    env.net
+        .rpc("evm_revert", serde_json::json!([snapshot]))
+        .await;
+    reveal_on_chain(&env, &pre(43)).await;
+    env.net.mine(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = env.b.rail.observe(&legs[2..]).await.unwrap();
+    assert_claimed(o.statuses[0].as_ref().unwrap(), &pre(43));
+    assert_funded(o.statuses[1].as_ref().unwrap(), &legs[3]);
+    assert_eq!(env.b.rail.registry_reads(), (4, 4));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_the_peer_refuses_is_rejected_with_its_code() {
     // B wants locks to run at least an hour; A proposes one of ten minutes.

@@ -346,6 +346,14 @@ async fn bench(o: Opts) -> Result<()> {
         all
     };
     let calls0 = calls();
+    let registry = || {
+        let (a, b) = (
+            maker_chan.rail.registry_reads(),
+            taker_chan.rail.registry_reads(),
+        );
+        (a.0 + b.0, a.1 + b.1)
+    };
+    let registry0 = registry();
     let writes0 = [taker_ln.manager_writes(), maker_ln.manager_writes()];
     let busy0 = [taker_ln.background_busy(), maker_ln.background_busy()];
     let threads0 = xswap_bench::thread_cpu_times();
@@ -388,6 +396,13 @@ async fn bench(o: Opts) -> Result<()> {
             .map(|(m, d)| format!("{m} {d:.2}"))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+
+    let (lookups, reads) = registry();
+    println!(
+        "reads of the Ethereum secret registry per swap (both channel rails, loaded run): {:.2} hashlocks looked up, {:.2} reads of blocks' reveal events",
+        (lookups - registry0.0) as f64 / loaded.swaps as f64,
+        (reads - registry0.1) as f64 / loaded.swaps as f64,
     );
 
     let per = |w: ln_adapter::ManagerWrites, w0: ln_adapter::ManagerWrites| {

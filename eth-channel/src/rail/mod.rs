@@ -57,6 +57,7 @@ use crate::store::ChannelStore;
 use crate::{hashlock_of, SecretMap, Secrets};
 
 mod errors;
+mod reveals;
 mod status;
 mod trace;
 
@@ -94,6 +95,10 @@ pub struct ChannelRail {
     last_tip: Arc<Mutex<Option<(ChainTip, B256, std::time::Instant)>>>,
     /// The node's chain id, read once ([`Rail::verify`]).
     chain_id: Arc<tokio::sync::OnceCell<u64>>,
+    /// The registry's `Revealed` events as far as read ([`reveals`]).
+    reveals: Arc<reveals::Reveals>,
+    /// Lookups of single hashlocks in the registry (`revealedAt`) made.
+    lookups: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How long a tip read answers again without asking the node: a channel swap steps on every
@@ -206,7 +211,24 @@ impl ChannelRail {
             history: Arc::default(),
             last_tip: Arc::default(),
             chain_id: Arc::default(),
+            reveals: Arc::default(),
+            lookups: Arc::default(),
         }
+    }
+
+    /// Reads of the chain's secret registry made so far, for figures and tests: hashlocks
+    /// looked up one by one (`revealedAt`), and reads of a range of blocks' `Revealed`
+    /// events ([`reveals`]).
+    pub fn registry_reads(&self) -> (u64, u64) {
+        (
+            self.lookups.load(std::sync::atomic::Ordering::Relaxed),
+            self.reveals.reads(),
+        )
+    }
+
+    fn count_lookup(&self) {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts channel `id` (one the node serves) in [`Rail::funds`] and [`Rail::verify`]. A
@@ -343,6 +365,7 @@ impl ChannelRail {
         from: Height,
     ) -> Result<Option<(B256, TxRef, Finality)>, ChainError> {
         let p = &self.chain.provider;
+        self.count_lookup();
         let Some(at) = leg
             .chan
             .revealed_at(p, leg.hashlock)
@@ -582,7 +605,7 @@ impl Rail for ChannelRail {
         let (tip, hash) = self.tip_block().await?;
         let mut statuses = Vec::with_capacity(htlcs.len());
         for htlc in htlcs {
-            statuses.push(self.status(htlc, Some(hash)).await);
+            statuses.push(self.status(htlc, Some((tip.height, hash))).await);
         }
         Ok(Observation { tip, statuses })
     }

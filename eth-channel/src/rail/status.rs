@@ -53,7 +53,7 @@ impl ChannelRail {
     pub(super) async fn status(
         &self,
         htlc: &HtlcParams,
-        tip: Option<B256>,
+        tip: Option<(Height, B256)>,
     ) -> Result<HtlcStatus, ChainError> {
         let leg = self.leg(htlc)?;
         let t = self.trace(&leg)?;
@@ -132,6 +132,7 @@ impl ChannelRail {
         if kept {
             return Ok(());
         }
+        self.count_lookup();
         let revealed = leg
             .chan
             .revealed_at(&self.chain.provider, leg.hashlock)
@@ -148,12 +149,13 @@ impl ChannelRail {
         Ok(())
     }
 
-    /// [`ChannelRail::revealed`], or "not revealed" when it was so at block `tip`.
+    /// [`ChannelRail::revealed`], or "not revealed" when it was so at block `tip`, or when
+    /// the registry's events read since `from` do not have it ([`super::reveals`]).
     async fn revealed_at_tip(
         &self,
         leg: &Leg,
         from: Height,
-        tip: Option<B256>,
+        tip: Option<(Height, B256)>,
     ) -> Result<Option<(B256, TxRef, Finality)>, ChainError> {
         let known = |t: &B256| {
             self.unrevealed
@@ -162,16 +164,36 @@ impl ChannelRail {
                 .get(&leg.hashlock)
                 == Some(t)
         };
-        if tip.as_ref().is_some_and(known) {
-            return Ok(None);
+        if let Some((height, hash)) = tip {
+            if known(&hash) {
+                return Ok(None);
+            }
+            let scanned = self
+                .reveals
+                .revealed_since(
+                    &self.chain.provider,
+                    leg.chan.contract,
+                    leg.hashlock,
+                    from.0,
+                    (height.0, hash),
+                )
+                .await?;
+            if scanned == Some(false) {
+                self.remember_unrevealed(leg.hashlock, hash);
+                return Ok(None);
+            }
         }
         let found = self.revealed(leg, from).await?;
-        if let (None, Some(t)) = (&found, tip) {
-            self.unrevealed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(leg.hashlock, t);
+        if let (None, Some((_, t))) = (&found, tip) {
+            self.remember_unrevealed(leg.hashlock, t);
         }
         Ok(found)
+    }
+
+    fn remember_unrevealed(&self, hashlock: B256, tip: B256) {
+        self.unrevealed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(hashlock, tip);
     }
 }
