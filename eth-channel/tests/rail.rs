@@ -678,8 +678,8 @@ async fn a_reveal_after_an_expiry_still_forbids_a_new_lock() {
 /// cost one read of the registry's events in all (not one lookup per leg), a reveal on
 /// chain is found among the events of the blocks after (one lookup, for that leg alone,
 /// for its time and preimage), a leg watched from before the scan's start is looked up on
-/// its own, and a reorganisation that brings a reveal into a block already read is seen
-/// (the scan starts again).
+/// its own, a reorganisation that brings a reveal into a block already read is seen (the
+/// scan starts again), and so is a long gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_read_the_registrys_events_once_per_block() {
     let env = Env::start(40).await;
@@ -694,8 +694,10 @@ async fn statuses_read_the_registrys_events_once_per_block() {
     for h in &legs {
         env.a.rail.lock(h).await.unwrap();
     }
-    // B, the receiver, has read nothing of the registry yet.
+    // B, the receiver, has read nothing of the registry yet; A, the sender, looked each
+    // hashlock up before locking on it, and began reading the blocks' events.
     assert_eq!(env.b.rail.registry_reads(), (0, 0));
+    assert_eq!(env.a.rail.registry_reads(), (4, 1), "and began its scan");
     let o = env.b.rail.observe(&legs).await.unwrap();
     for (s, h) in o.statuses.iter().zip(&legs) {
         assert_funded(s.as_ref().unwrap(), h);
@@ -720,6 +722,11 @@ async fn statuses_read_the_registrys_events_once_per_block() {
         assert_funded(o.statuses[i].as_ref().unwrap(), &legs[i]);
     }
     assert_eq!(env.b.rail.registry_reads(), (1, 2));
+    // The sender learns the preimage the same way.
+    let o = env.a.rail.observe(&legs).await.unwrap();
+    assert_claimed(o.statuses[1].as_ref().unwrap(), &pre(42));
+    assert_funded(o.statuses[0].as_ref().unwrap(), &legs[0]);
+    assert_eq!(env.a.rail.registry_reads(), (5, 2));
 
     // A leg watched from before the scan's first block: looked up on its own.
     let mut early = env.leg(&pre(45), ONE, 3600);
@@ -753,6 +760,14 @@ async fn statuses_read_the_registrys_events_once_per_block() {
     assert_claimed(o.statuses[0].as_ref().unwrap(), &pre(43));
     assert_funded(o.statuses[1].as_ref().unwrap(), &legs[3]);
     assert_eq!(env.b.rail.registry_reads(), (4, 4));
+
+    // A gap of more blocks than a scan walks (64): the scan starts again at the tip (one
+    // block read), and the leg is looked up on its own.
+    env.net.mine(70).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = env.b.rail.observe(&legs[3..]).await.unwrap();
+    assert_funded(o.statuses[0].as_ref().unwrap(), &legs[3]);
+    assert_eq!(env.b.rail.registry_reads(), (5, 5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

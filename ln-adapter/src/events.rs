@@ -113,6 +113,8 @@ pub(crate) struct EventHandler {
     /// Told of each inbound channel request (no quick timer tick for a while after one:
     /// see `node/ticker.rs`).
     pub(crate) open_requests: Arc<crate::node::ticker::OpenRequests>,
+    /// Legs waiting for room in a channel, woken by events of HTLCs leaving one.
+    pub(crate) room: Arc<crate::room::Room>,
 }
 
 /// Records that payment `id` to `hashlock` failed (every HTLC of it back, or never out). If
@@ -229,6 +231,20 @@ impl EventHandler {
 
     /// Handles one event; `Err(ReplayEvent)` makes LDK hand it over again later.
     pub(crate) async fn handle(&self, event: Event) -> Result<(), ReplayEvent> {
+        // Room came back for a payment refused meanwhile: an HTLC of ours left a channel
+        // (LDK tells a path's success or failure once the removal is committed: `PaymentSent`
+        // comes earlier, with the HTLC still in), or a channel became usable.
+        if matches!(
+            event,
+            Event::PaymentPathSuccessful { .. }
+                | Event::PaymentPathFailed { .. }
+                | Event::ChannelReady { .. }
+        ) {
+            let woken = self.room.freed();
+            if !woken.is_empty() {
+                self.changed.touch(woken);
+            }
+        }
         match event {
             Event::FundingGenerationReady {
                 temporary_channel_id,

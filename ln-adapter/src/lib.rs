@@ -45,6 +45,7 @@ pub mod node;
 mod ops;
 pub mod rail;
 mod reconnect;
+mod room;
 mod router;
 mod sealed;
 mod types;

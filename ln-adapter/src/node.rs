@@ -79,6 +79,8 @@ pub struct LnNode {
     /// hand-over at a time per leg (each has a payment id of its own, so two at once would
     /// be two payments; see `LnRail::pay`).
     pub(crate) paying: Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// Legs whose payment no channel had room for, woken when an HTLC leaves one.
+    pub(crate) room: Arc<crate::room::Room>,
 }
 
 impl std::fmt::Debug for LnNode {
@@ -369,6 +371,7 @@ impl LnNode {
         let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
         let open_requests = Arc::new(ticker::OpenRequests::default());
+        let room = Arc::new(crate::room::Room::default());
         let handler = Arc::new(EventHandler {
             channel_manager: Arc::clone(&channel_manager),
             rpc: Arc::clone(&rpc),
@@ -390,6 +393,7 @@ impl LnNode {
             anchor_reserve_sats: config.anchor_reserve_sats,
             chain_monitor: Arc::clone(&chain_monitor),
             open_requests: Arc::clone(&open_requests),
+            room: Arc::clone(&room),
         });
         let node = Self {
             config,
@@ -415,6 +419,7 @@ impl LnNode {
             answers,
             background_busy: Arc::default(),
             paying: Mutex::default(),
+            room,
         };
         node.spawn_background(handler);
         node.spawn_gate_watch();

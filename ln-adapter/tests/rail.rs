@@ -323,6 +323,51 @@ async fn a_leg_that_found_no_route_is_sent_again_and_pays_once() {
     assert_eq!(outbound(&r.a), before - amount * 1_000);
 }
 
+/// A leg LDK refuses for want of room in the channel (another leg's HTLC takes it) is told
+/// of a change as soon as that HTLC leaves the channel (failed back here; nothing else
+/// concerns the leg), not left to its retry's backoff; then it pays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leg_refused_for_want_of_room_is_woken_when_an_htlc_leaves_the_channel() {
+    let r = rails(500_000).await;
+    let sendable = |n: &LnNode| n.channels().iter().map(|c| c.sendable_msat).max().unwrap();
+    let amount = sendable(&r.a) / 1_000 * 6 / 10;
+    let (first, _) = leg(&r, amount, 300).await;
+    let (second, _) = leg(&r, amount, 300).await;
+    let mut changes =
+        r.ra.changes()
+            .expect("the Lightning rail tells its changes");
+    r.ra.lock(&first).await.unwrap();
+    wait_status(&r.rb, &first, "held", |s| {
+        matches!(s, HtlcStatus::Funded { .. })
+    })
+    .await;
+    assert!(
+        sendable(&r.a) < amount * 1_000,
+        "no room left for the second"
+    );
+    let e = r.ra.lock(&second).await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("no usable channel"), "{e}");
+    assert_eq!(r.ra.htlc_status(&second).await.unwrap(), HtlcStatus::Absent);
+    while changes.take().is_some() {}
+    // The payee fails the first back: its amount is ours again once the HTLC is out.
+    r.b.fail_back(&first.hashlock).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !changes.next().await.concerns(&second.hashlock) {}
+    })
+    .await
+    .expect("the refused leg is told when the first HTLC leaves the channel");
+    wait_until("the first HTLC out of the channel", || {
+        r.a.channels().iter().all(|c| c.outbound_htlcs == 0)
+    })
+    .await;
+    r.ra.lock(&second).await.unwrap();
+    wait_status(&r.rb, &second, "the second held", |s| {
+        matches!(s, HtlcStatus::Funded { .. })
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_late_and_malformed_legs_are_never_paid() {
     let r = rails(500_000).await;

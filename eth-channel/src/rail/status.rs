@@ -122,7 +122,7 @@ impl ChannelRail {
     /// at that tip, and counts as "not revealed in time" for the leg's status at that tip
     /// too: its first status needs no read of its own.
     pub(super) async fn not_revealed(&self, leg: &Leg) -> Result<(), ChainError> {
-        let (_, tip) = self.tip_block().await?;
+        let (at, tip) = self.tip_block().await?;
         let kept = self
             .never_revealed
             .lock()
@@ -146,6 +146,19 @@ impl ChannelRail {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(leg.hashlock, tip);
         }
+        // The events' scan begins at this tip at the latest, so that the lock's statuses at
+        // later tips read the blocks' events rather than the registry (a scan that cannot
+        // start now starts at a later status).
+        let _ = self
+            .reveals
+            .revealed_since(
+                &self.chain.provider,
+                leg.chan.contract,
+                leg.hashlock,
+                at.height.0,
+                (at.height.0, tip),
+            )
+            .await;
         Ok(())
     }
 
@@ -177,7 +190,12 @@ impl ChannelRail {
                     from.0,
                     (height.0, hash),
                 )
-                .await?;
+                .await
+                // The scan could not answer: the leg is asked about on its own.
+                .unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "reveal events not read");
+                    None
+                });
             if scanned == Some(false) {
                 self.remember_unrevealed(leg.hashlock, hash);
                 return Ok(None);

@@ -136,6 +136,8 @@ impl LnRail {
         // crash before that, it is sent again: recorded `Sending`, unknown to LDK (a lazy
         // change: no commit is made for it alone).
         let change = store.gate().manager_change_lazy();
+        // Room freed in a channel from here on wakes this leg if LDK finds none for it.
+        let room_seen = self.node.room.freed_count();
         // No block is connected between reading LDK's height and sending: LDK puts the final
         // CLTV at its best height + 1 + the final delta, which is then exactly the expiry.
         let sent = self
@@ -180,11 +182,17 @@ impl LnRail {
                 ledger::record_sent(store, h, &record(SentState::Sent)).map_err(ln_err)?;
                 Ok(txref(h))
             }
-            // Nothing was sent (no usable channel with the capacity yet): try again later.
-            Err(RetryableSendFailure::RouteNotFound) => Err(ChainError::new(
-                Cause::Unavailable,
-                "no usable channel can carry the payment now",
-            )),
+            // Nothing was sent (no usable channel with the room yet): try again later, or as
+            // soon as an HTLC leaves a channel (`crate::room`).
+            Err(RetryableSendFailure::RouteNotFound) => {
+                if !self.node.room.wait(*h, room_seen) {
+                    self.node.changed.touch([*h]);
+                }
+                Err(ChainError::new(
+                    Cause::Unavailable,
+                    "no usable channel can carry the payment now",
+                ))
+            }
             Err(e) => Err(ChainError::permanent(format!("payment refused: {e:?}"))),
         }
     }
