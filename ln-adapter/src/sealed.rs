@@ -62,13 +62,45 @@ const CACHED_NAMESPACE: &str = "xswap";
 /// runs, and a few thousand swaps run at once at most).
 const READ_CACHE_MOST: usize = 32_768;
 
+/// How many of the latest writes [`ReadCache`] remembers by key.
+const RECENT_WRITES: usize = 1_024;
+
 /// Values read under [`CACHED_NAMESPACE`], by secondary namespace and key: `None` absent.
-/// `written` counts the writes to that namespace: a read whose database read may have come
-/// before a write keeps nothing (the write replaced or dropped the value after it).
+/// `written` counts the writes to that namespace and `recent` holds the keys of the latest
+/// of them: a read whose database read may have come before a write to one of its keys keeps
+/// nothing (the write replaced or dropped the value after it), nor does one that began
+/// before more writes than `recent` holds; a write to other keys meanwhile does not matter.
 #[derive(Default)]
 struct ReadCache {
     written: u64,
+    recent: std::collections::VecDeque<(String, String)>,
     values: HashMap<(String, String), Option<Zeroizing<Vec<u8>>>>,
+}
+
+impl ReadCache {
+    /// Counts a write to `key`.
+    fn wrote(&mut self, key: (String, String)) {
+        self.written += 1;
+        self.recent.push_back(key);
+        if self.recent.len() > RECENT_WRITES {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Whether no write since the count was `began` was to `key` under one of
+    /// `secondaries`, as far as the writes remembered tell (else `false`).
+    fn untouched_since(&self, began: u64, secondaries: &[&str], key: &str) -> bool {
+        let Ok(since) = usize::try_from(self.written - began) else {
+            return false;
+        };
+        since <= self.recent.len()
+            && self
+                .recent
+                .iter()
+                .rev()
+                .take(since)
+                .all(|(s, k)| k != key || !secondaries.contains(&s.as_str()))
+    }
 }
 
 impl std::fmt::Debug for SealedStore {
@@ -242,7 +274,7 @@ impl SealedStore {
             .collect();
         if cached {
             let mut cache = self.cache();
-            if cache.written == written {
+            if cache.untouched_since(written, secondaries, key) {
                 if cache.values.len() + secondaries.len() > READ_CACHE_MOST {
                     cache.values.clear();
                 }
@@ -270,7 +302,8 @@ impl SealedStore {
     /// under `primary`. For the namespace kept in memory it runs with the kept values held,
     /// so that writes to one key change them in the order they reach the database; then a
     /// value kept for that key is replaced (dropped if `op` failed: read again next time), a
-    /// value never read is not added, and reads that may have begun before it keep nothing.
+    /// value never read is not added, and reads of that key that may have begun before it
+    /// keep nothing.
     fn writing(
         &self,
         primary: &str,
@@ -284,8 +317,8 @@ impl SealedStore {
         }
         let mut cache = self.cache();
         let done = op();
-        cache.written += 1;
         let k = (secondary.to_string(), key.to_string());
+        cache.wrote(k.clone());
         if done.is_err() {
             cache.values.remove(&k);
         } else if let Some(kept) = cache.values.get_mut(&k) {
@@ -579,6 +612,32 @@ mod tests {
         assert!(!holds(dir.path(), &SECRET));
         assert_eq!(KVStoreSync::read(&s, "ns", "", "k").unwrap(), SECRET);
         assert_eq!(KVStore::read(&s, "ns", "", "k").await.unwrap(), SECRET);
+    }
+
+    #[test]
+    fn a_read_keeps_its_values_unless_a_write_to_its_keys_may_have_come_after_it() {
+        let mut c = ReadCache::default();
+        let k = |s: &str, key: &str| (s.to_string(), key.to_string());
+        c.wrote(k("held", "aa"));
+        let began = c.written;
+        assert!(c.untouched_since(began, &["preimages", "held"], "aa"));
+        // Other keys written meanwhile: kept.
+        c.wrote(k("held", "bb"));
+        c.wrote(k("sent", "aa"));
+        assert!(c.untouched_since(began, &["preimages", "held"], "aa"));
+        // One of its keys written meanwhile: not kept, however many writes follow.
+        c.wrote(k("preimages", "aa"));
+        c.wrote(k("held", "cc"));
+        assert!(!c.untouched_since(began, &["preimages", "held"], "aa"));
+        assert!(c.untouched_since(c.written, &["preimages", "held"], "aa"));
+        // More writes meanwhile than are remembered: not kept.
+        let began = c.written;
+        for i in 0..=RECENT_WRITES {
+            c.wrote(k("held", &format!("x{i}")));
+        }
+        assert_eq!(c.recent.len(), RECENT_WRITES);
+        assert!(!c.untouched_since(began, &["preimages", "held"], "aa"));
+        assert!(c.untouched_since(c.written - 3, &["preimages", "held"], "aa"));
     }
 
     #[test]
