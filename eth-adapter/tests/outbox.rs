@@ -501,3 +501,67 @@ async fn a_recorded_lock_above_free_nonces_has_them_filled() {
         ]
     );
 }
+
+/// A recorded lock the node still holds, parked in its pool, whose nonce was used all the same
+/// (as anvil once left one under load, its nonce then given to another lock): it can never be
+/// mined, so the next attempt builds a new lock instead of waiting on it for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_lock_the_node_holds_whose_nonce_was_used_is_built_anew() {
+    let e = common::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let (p, _) = common::eth_swap(&e.net, 0, 1, 10u128.pow(16), 3600).await;
+    let m = sent_count(&e).await;
+    let me: Address = e.net.address(0);
+    e.net.rpc("evm_setAutomine", json!([false])).await;
+    // A transfer pending at nonce m; the lock goes out at m + 1 and is not mined in time.
+    e.net
+        .rpc(
+            "eth_sendTransaction",
+            json!([{"from": me, "to": me, "value": "0x0"}]),
+        )
+        .await;
+    let err = process_with(&e, &path, Duration::from_secs(2))
+        .lock(&p)
+        .await
+        .expect_err("not mined");
+    assert!(err.is_transient(), "{err}");
+    // The pool emptied, the lock alone is sent again: with nonce m free below it, the node
+    // parks it. Then the account's nonce moves past both and a block is mined without it.
+    e.net.rpc("anvil_dropAllTransactions", json!([])).await;
+    let key = SendKey {
+        swap: p.swap_id,
+        rail: common::eth_params().rail(),
+        kind: TxKind::Lock,
+    };
+    let recorded = SqliteStore::open(&path)
+        .unwrap()
+        .signed(&key)
+        .await
+        .unwrap()
+        .expect("recorded before broadcast");
+    let lock: alloy::primitives::B256 = recorded.txref.0.parse().unwrap();
+    e.net
+        .rpc(
+            "eth_sendRawTransaction",
+            json!([format!("0x{}", hex::encode(&recorded.raw))]),
+        )
+        .await;
+    e.net
+        .rpc("anvil_setNonce", json!([me, format!("{:#x}", m + 2)]))
+        .await;
+    e.net.mine(1).await;
+    let node = e.net.provider();
+    assert!(
+        node.get_transaction_by_hash(lock).await.unwrap().is_some(),
+        "the node still holds the lock"
+    );
+    assert!(node.get_transaction_receipt(lock).await.unwrap().is_none());
+    assert_eq!(sent_count(&e).await, m + 2);
+    e.net.rpc("evm_setAutomine", json!([true])).await;
+    let tx = lock_until_done(&process_with(&e, &path, Duration::from_secs(5)), &p).await;
+    assert_ne!(tx.0, format!("{lock:#x}"), "a new lock");
+    funded_by(&e, &p, &tx).await;
+    assert_eq!(sent_count(&e).await, m + 3);
+    assert!(node.get_transaction_receipt(lock).await.unwrap().is_none());
+}

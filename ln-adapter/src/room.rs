@@ -7,8 +7,8 @@
 //! again after its backoff (a quarter of a second and more). Room comes back when an HTLC of
 //! ours leaves a channel, which LDK tells once the removal is committed (a path of a
 //! payment of ours fulfilled or failed), or when a channel becomes usable; each such event
-//! wakes the legs refused meanwhile, and their swaps step at once (one that still finds no
-//! room waits for the next). Room a payment *to* us frees on our side (our balance grows
+//! wakes the legs refused meanwhile that waited longest ([`WAKE_PER_FREEING`] of them), and
+//! their swaps step at once (one that still finds no room waits again). Room a payment *to* us frees on our side (our balance grows
 //! once the claim is committed) has no event of its own: legs waiting for that are tried
 //! again at their backoff, as before.
 //!
@@ -16,16 +16,22 @@
 //! it hands the payment to LDK and, refused, registers with [`Room::wait`], which says when
 //! room was freed since (the leg is then woken at once rather than registered).
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
 use swap_core::types::Hashlock;
 
+/// The most legs one freeing wakes, the longest waiting first: an HTLC leaving makes room
+/// for about one more, and each leg woken tries LDK's route again. The others wait for the
+/// next freeing (or their backoff, as before), so a channel full for a while with many legs
+/// waiting does not make every HTLC's removal a herd of retries.
+pub(crate) const WAKE_PER_FREEING: usize = 4;
+
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Room {
-    /// (events that freed room so far, the legs waiting for the next).
-    state: Mutex<(u64, HashSet<Hashlock>)>,
+    /// (events that freed room so far, the legs waiting, longest waiting first).
+    state: Mutex<(u64, VecDeque<Hashlock>)>,
 }
 
 impl Room {
@@ -34,22 +40,26 @@ impl Room {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).0
     }
 
-    /// Registers `hashlock`'s leg, refused for want of room, to be woken when room is next
-    /// freed; `false` (nothing registered) if room was freed since the count was `seen`.
+    /// Registers `hashlock`'s leg, refused for want of room, to be woken when room is freed;
+    /// `false` (nothing registered) if room was freed since the count was `seen`.
     pub(crate) fn wait(&self, hashlock: Hashlock, seen: u64) -> bool {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if s.0 != seen {
             return false;
         }
-        s.1.insert(hashlock);
+        if !s.1.contains(&hashlock) {
+            s.1.push_back(hashlock);
+        }
         true
     }
 
-    /// Room was freed: the legs waiting for it, which no longer wait.
+    /// Room was freed: the legs to wake ([`WAKE_PER_FREEING`] at most, the longest waiting),
+    /// which no longer wait.
     pub(crate) fn freed(&self) -> Vec<Hashlock> {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.0 += 1;
-        s.1.drain().collect()
+        let n = s.1.len().min(WAKE_PER_FREEING);
+        s.1.drain(..n).collect()
     }
 }
 
@@ -58,15 +68,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refused_leg_is_woken_once_by_the_next_freeing() {
+    fn refused_legs_are_woken_longest_waiting_first_a_few_per_freeing() {
         let room = Room::default();
         let seen = room.freed_count();
-        assert!(room.wait(Hashlock([1; 32]), seen));
-        assert!(room.wait(Hashlock([2; 32]), seen));
-        let mut woken = room.freed();
-        woken.sort_by_key(|h| h.0);
-        assert_eq!(woken, vec![Hashlock([1; 32]), Hashlock([2; 32])]);
-        assert!(room.freed().is_empty(), "woken once");
+        let n = u8::try_from(WAKE_PER_FREEING).unwrap() + 2;
+        for i in 0..n {
+            assert!(room.wait(Hashlock([i; 32]), seen));
+        }
+        // Registered twice, waits once.
+        assert!(room.wait(Hashlock([0; 32]), seen));
+        let first = room.freed();
+        assert_eq!(
+            first,
+            (0..u8::try_from(WAKE_PER_FREEING).unwrap())
+                .map(|i| Hashlock([i; 32]))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            room.freed(),
+            vec![Hashlock([n - 2; 32]), Hashlock([n - 1; 32])]
+        );
+        assert!(room.freed().is_empty(), "each woken once");
     }
 
     #[test]

@@ -459,9 +459,9 @@ impl EthChain {
 
     /// A recorded transaction (of this process or another on the same store) on its way
     /// again: left alone when the node knows it, broadcast again when it does not; answers its
-    /// hash, for the caller to wait for. `None` when it can never be mined: the node does not
-    /// know it and its nonce is taken by a mined transaction (the caller discards it and
-    /// builds a new one).
+    /// hash, for the caller to wait for. `None` when it can never be mined: it was not mined
+    /// and its nonce is taken by a mined transaction, whether or not the node still holds it
+    /// (the caller discards it and builds a new one).
     pub(super) async fn rebroadcast_recorded(
         &self,
         signed: &SignedTx,
@@ -475,13 +475,29 @@ impl EthChain {
             .await
             .map_err(rpc_err)?
             .is_some();
-        if !known {
+        if known {
+            // Known is not alive: a node's pool can keep a transaction whose nonce another
+            // mined transaction of ours used (anvil parks one whose nonce below went out of
+            // its pool's reckoning), and it is never mined. Dead as below; never when it is
+            // the one that used the nonce (its receipt, asked after the counts, says so).
+            let latest = scan::latest(&self.provider).await?;
+            if matches!(
+                self.nonce_use(envelope.nonce(), &latest).await?,
+                super::cancel::NonceUse::Deep
+            ) && !self.has_receipt(hash).await?
+            {
+                return Ok(None);
+            }
+        } else {
             // Its nonce used by a mined transaction: dead once that is as deep as a lock must
             // be (a reorg could bring it back, and this one could be mined beside a new one).
+            // The receipt is asked after the counts: had this one (sent meanwhile by another
+            // process) used the nonce, it is there by then.
             let latest = scan::latest(&self.provider).await?;
             match self.nonce_use(envelope.nonce(), &latest).await? {
                 super::cancel::NonceUse::Free => {}
-                super::cancel::NonceUse::Deep => return Ok(None),
+                super::cancel::NonceUse::Deep if !self.has_receipt(hash).await? => return Ok(None),
+                super::cancel::NonceUse::Deep => return Ok(Some(hash)),
                 super::cancel::NonceUse::Shallow { depth } => {
                     return Err(EthError::Rpc(format!(
                         "recorded transaction {hash:#x}: nonce {} is used; a new one is built \
@@ -525,6 +541,16 @@ impl EthChain {
             tracing::warn!(chain = "eth", tx = %hash, error = %e, "a free nonce below a recorded transaction not filled");
         }
         Ok(Some(hash))
+    }
+
+    /// Whether the node has a receipt for `tx` (it was mined).
+    async fn has_receipt(&self, tx: B256) -> Result<bool, EthError> {
+        Ok(self
+            .provider
+            .get_transaction_receipt(tx)
+            .await
+            .map_err(rpc_err)?
+            .is_some())
     }
 
     /// Fills the nonces below `nonce` at which the node counts no transaction of ours (from
