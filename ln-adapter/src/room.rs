@@ -22,10 +22,11 @@ use std::sync::{Mutex, PoisonError};
 use swap_core::types::Hashlock;
 
 /// The most legs one freeing wakes, the longest waiting first: an HTLC leaving makes room
-/// for about one more, and each leg woken tries LDK's route again. The others wait for the
-/// next freeing (or their backoff, as before), so a channel full for a while with many legs
-/// waiting does not make every HTLC's removal a herd of retries.
-pub(crate) const WAKE_PER_FREEING: usize = 4;
+/// for about one more, and each leg woken tries LDK's route again (a route search and a
+/// ledger write). The others wait for the next freeing (or their backoff, as before), so a
+/// channel full for a while with many legs waiting does not make every HTLC's removal a herd
+/// of retries (at 64 in flight with LDK's dust cap: waking all cost ~5 % of throughput).
+pub(crate) const WAKE_PER_FREEING: usize = 1;
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -71,23 +72,22 @@ mod tests {
     fn refused_legs_are_woken_longest_waiting_first_a_few_per_freeing() {
         let room = Room::default();
         let seen = room.freed_count();
-        let n = u8::try_from(WAKE_PER_FREEING).unwrap() + 2;
+        let n = u8::try_from(WAKE_PER_FREEING).unwrap() * 2 + 1;
         for i in 0..n {
             assert!(room.wait(Hashlock([i; 32]), seen));
         }
         // Registered twice, waits once.
         assert!(room.wait(Hashlock([0; 32]), seen));
-        let first = room.freed();
-        assert_eq!(
-            first,
-            (0..u8::try_from(WAKE_PER_FREEING).unwrap())
-                .map(|i| Hashlock([i; 32]))
-                .collect::<Vec<_>>()
-        );
-        assert_eq!(
-            room.freed(),
-            vec![Hashlock([n - 2; 32]), Hashlock([n - 1; 32])]
-        );
+        let mut woken = Vec::new();
+        loop {
+            let now = room.freed();
+            assert!(now.len() <= WAKE_PER_FREEING);
+            if now.is_empty() {
+                break;
+            }
+            woken.extend(now);
+        }
+        assert_eq!(woken, (0..n).map(|i| Hashlock([i; 32])).collect::<Vec<_>>());
         assert!(room.freed().is_empty(), "each woken once");
     }
 
