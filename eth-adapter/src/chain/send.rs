@@ -469,26 +469,28 @@ impl EthChain {
         use alloy::consensus::Transaction as _;
         let envelope = super::cancel::decode(&signed.raw)?;
         let hash = *envelope.tx_hash();
-        let known = self
+        let found = self
             .provider
             .get_transaction_by_hash(hash)
             .await
-            .map_err(rpc_err)?
-            .is_some();
-        if known {
-            // Known is not alive: a node's pool can keep a transaction whose nonce another
+            .map_err(rpc_err)?;
+        let known = found.is_some();
+        if found.is_some_and(|t| t.block_number.is_none()) {
+            // Pending is not alive: a node's pool can keep a transaction whose nonce another
             // mined transaction of ours used (anvil parks one whose nonce below went out of
             // its pool's reckoning), and it is never mined. Dead as below; never when it is
-            // the one that used the nonce (its receipt, asked after the counts, says so).
-            let latest = scan::latest(&self.provider).await?;
-            if matches!(
-                self.nonce_use(envelope.nonce(), &latest).await?,
-                super::cancel::NonceUse::Deep
-            ) && !self.has_receipt(hash).await?
-            {
-                return Ok(None);
+            // the one that used the nonce (its receipt, asked after the counts, says so). Best
+            // effort: a read that fails leaves it waited for, as before.
+            if let Ok(latest) = scan::latest(&self.provider).await {
+                if matches!(
+                    self.nonce_use(envelope.nonce(), &latest).await,
+                    Ok(super::cancel::NonceUse::Deep)
+                ) && matches!(self.has_receipt(hash).await, Ok(false))
+                {
+                    return Ok(None);
+                }
             }
-        } else {
+        } else if !known {
             // Its nonce used by a mined transaction: dead once that is as deep as a lock must
             // be (a reorg could bring it back, and this one could be mined beside a new one).
             // The receipt is asked after the counts: had this one (sent meanwhile by another
