@@ -217,8 +217,8 @@ impl ChannelRail {
     }
 
     /// Reads of the chain's secret registry made so far, for figures and tests: hashlocks
-    /// looked up one by one (`revealedAt`), and reads of a range of blocks' `Revealed`
-    /// events ([`reveals`]).
+    /// looked up one by one (`revealedAt`), and blocks whose `Revealed` events were read
+    /// ([`reveals`]).
     pub fn registry_reads(&self) -> (u64, u64) {
         (
             self.lookups.load(std::sync::atomic::Ordering::Relaxed),

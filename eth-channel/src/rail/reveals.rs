@@ -76,6 +76,29 @@ impl Reveals {
         from: u64,
         (tip, tip_hash): (u64, B256),
     ) -> Result<Option<bool>, ChainError> {
+        let scan = self.scan_to(provider, contract, tip).await?;
+        Ok((scan.from <= from && scan.through == Some((tip, tip_hash)))
+            .then(|| scan.revealed.contains(&hashlock)))
+    }
+
+    /// Begins `contract`'s scan at block `tip` if it has none yet (or reads it on to there).
+    pub(super) async fn begin(
+        &self,
+        provider: &DynProvider,
+        contract: Address,
+        tip: u64,
+    ) -> Result<(), ChainError> {
+        self.scan_to(provider, contract, tip).await.map(drop)
+    }
+
+    /// `contract`'s scan (begun at `tip` if there was none), read on to `tip` when it had
+    /// not reached it.
+    async fn scan_to(
+        &self,
+        provider: &DynProvider,
+        contract: Address,
+        tip: u64,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Scan>, ChainError> {
         let scan = Arc::clone(
             self.scans
                 .lock()
@@ -83,13 +106,11 @@ impl Reveals {
                 .entry(contract)
                 .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Scan::at(tip)))),
         );
-        let mut scan = scan.lock().await;
-        let reached = |s: &Scan| s.through.is_some_and(|(h, _)| h >= tip);
-        if !reached(&scan) {
+        let mut scan = scan.lock_owned().await;
+        if scan.through.is_none_or(|(h, _)| h < tip) {
             self.extend(provider, contract, &mut scan, tip).await?;
         }
-        Ok((scan.from <= from && scan.through == Some((tip, tip_hash)))
-            .then(|| scan.revealed.contains(&hashlock)))
+        Ok(scan)
     }
 
     /// Blocks whose events were read so far.

@@ -151,13 +151,7 @@ impl ChannelRail {
         // start now starts at a later status).
         let _ = self
             .reveals
-            .revealed_since(
-                &self.chain.provider,
-                leg.chan.contract,
-                leg.hashlock,
-                at.height.0,
-                (at.height.0, tip),
-            )
+            .begin(&self.chain.provider, leg.chan.contract, at.height.0)
             .await;
         Ok(())
     }
