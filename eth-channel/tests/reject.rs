@@ -146,7 +146,21 @@ fn wrong_channel_and_signatures_are_refused() {
         &chain(),
         RejectCode::BadSignature,
     );
+    // A signature found good before (by the check made before the chain is read, which the
+    // proposal's receipt then does not repeat) vouches for the state it signs only: the same
+    // signature on another state is refused right after it.
+    assert!(pair.b.precheck(&good).is_none());
+    assert!(pair.b.precheck(&changed).is_some());
+    assert!(pair.b.precheck(&good).is_none());
+    refused(
+        &mut pair,
+        &encode(&changed),
+        NOW,
+        &chain(),
+        RejectCode::BadSignature,
+    );
     // The genuine one passes.
+    assert!(pair.b.precheck(&good).is_none());
     let step = pair.b.receive(&encode(&good), NOW, &chain()).unwrap();
     assert_eq!(step.event, Event::Countersigned(1));
 }

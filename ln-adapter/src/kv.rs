@@ -185,6 +185,14 @@ impl SqliteKv {
             .map_err(|e| sql_err("open", e))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| sql_err("open", e))?;
+        // As every xswap store: a checkpoint every so many pages (the channel manager, written
+        // whole at each of its writes, is most of them).
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            swap_core::store::sqlite::WAL_AUTOCHECKPOINT_PAGES,
+        )
+        .map_err(|e| sql_err("open", e))?;
         // A value overwritten (a clear one sealed in place) is zeroed in the file.
         conn.pragma_update(None, "secure_delete", "ON")
             .map_err(|e| sql_err("open", e))?;

@@ -24,7 +24,9 @@ use super::sqlite_read::{
     data_version, load_latest, load_one, require_swap, LatestCache, RecordCache,
 };
 
-pub use super::sqlite_conn::{configure, migrate, CachedSql, Migration, STATEMENT_CACHE};
+pub use super::sqlite_conn::{
+    configure, migrate, CachedSql, Migration, STATEMENT_CACHE, WAL_AUTOCHECKPOINT_PAGES,
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
 /// Never edit one that has shipped: append a new one.
@@ -243,7 +245,15 @@ pub struct SqliteStore {
     key: Option<Arc<StoreKey>>,
     records: Arc<RecordCache>,
     latest: Arc<LatestCache>,
+    /// Key indexes reserved in the file and not handed out yet ([`KEY_INDEX_BLOCK`]).
+    keys: Arc<Mutex<std::ops::Range<u32>>>,
 }
+
+/// Key indexes reserved in the file at a time: one write per this many swaps instead of one
+/// per swap (each was a transaction and a sync of its own). Those of a block still unused
+/// when the process ends are never handed out (a key index is a hardened derivation index:
+/// a gap costs nothing, and 2^31 of them last ~67 million reservations).
+pub const KEY_INDEX_BLOCK: u32 = 32;
 
 impl SqliteStore {
     /// Opens (creating if needed, readable by its owner only) the store at `path` and applies
@@ -307,6 +317,7 @@ impl SqliteStore {
             key: key.map(Arc::new),
             records: Arc::default(),
             latest: Arc::default(),
+            keys: Arc::default(),
         })
     }
 
@@ -725,21 +736,39 @@ impl SwapStore for SqliteStore {
         .await
     }
 
+    /// From the block of indexes reserved last; when it is used up, the next
+    /// [`KEY_INDEX_BLOCK`] are reserved in the file (the counter moves past them in one
+    /// transaction, so another process on the same file, or this one after a restart, never
+    /// gets them again).
     async fn allocate_key_index(&self) -> Result<u32, StoreError> {
-        self.at_once(|conn| {
+        let keys = Arc::clone(&self.keys);
+        self.at_once(move |conn| {
+            // Under the connection's lock: two callers never both find the block used up.
+            let mut keys = keys
+                .lock()
+                .map_err(|_| backend("key block mutex poisoned"))?;
+            if let Some(k) = keys.next() {
+                return Ok(k);
+            }
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let k: i64 = tx
+            let first: i64 = tx
                 .query_row_cached(
-                    "UPDATE counters SET value = value + 1 WHERE name = 'key_index'
-                     RETURNING value - 1",
-                    [],
+                    "UPDATE counters SET value = value + ?1 WHERE name = 'key_index'
+                     RETURNING value - ?1",
+                    [i64::from(KEY_INDEX_BLOCK)],
                     |r| r.get(0),
                 )
                 .map_err(backend)?;
+            let block = u32::try_from(first)
+                .ok()
+                .and_then(|a| Some(a..a.checked_add(KEY_INDEX_BLOCK)?))
+                .ok_or_else(|| corrupt("-", "key index out of range"))?;
             tx.commit().map_err(backend)?;
-            u32::try_from(k).map_err(|_| corrupt("-", "key index out of range"))
+            *keys = block;
+            keys.next()
+                .ok_or_else(|| corrupt("-", "empty key index block"))
         })
         .await
     }

@@ -270,3 +270,55 @@ async fn a_kept_entry_gives_way_to_what_another_connection_wrote() {
         Err(StoreError::Corrupt { .. })
     ));
 }
+
+#[tokio::test]
+async fn key_indexes_are_reserved_in_blocks_and_never_handed_out_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swaps.sqlite");
+    let counter = |path: &std::path::Path| -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'key_index'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let block = i64::from(KEY_INDEX_BLOCK);
+    let mut seen = std::collections::HashSet::new();
+    // Two handles on one file (two processes), a block and a bit each.
+    let (a, b) = (
+        SqliteStore::open(&path).unwrap(),
+        SqliteStore::open(&path).unwrap(),
+    );
+    let first = a.allocate_key_index().await.unwrap();
+    assert_eq!(counter(&path), block, "one block reserved at the first");
+    for _ in 1..KEY_INDEX_BLOCK {
+        assert!(seen.insert(a.allocate_key_index().await.unwrap()));
+    }
+    assert!(seen.insert(first));
+    assert_eq!(
+        counter(&path),
+        block,
+        "the rest of the block needs no write"
+    );
+    for _ in 0..KEY_INDEX_BLOCK + 3 {
+        assert!(seen.insert(b.allocate_key_index().await.unwrap()));
+        assert!(seen.insert(a.allocate_key_index().await.unwrap()));
+    }
+    assert_eq!(counter(&path), 5 * block);
+    // Concurrent callers on one handle.
+    let many = futures::future::join_all((0..100).map(|_| a.allocate_key_index())).await;
+    for k in many {
+        assert!(seen.insert(k.unwrap()));
+    }
+    // After a restart the unused rest of the blocks is skipped, never handed out again.
+    drop((a, b));
+    let reopened = SqliteStore::open(&path).unwrap();
+    let before = counter(&path);
+    let k = reopened.allocate_key_index().await.unwrap();
+    assert_eq!(i64::from(k), before);
+    assert!(seen.insert(k));
+    assert_eq!(counter(&path), before + block);
+}
