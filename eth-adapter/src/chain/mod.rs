@@ -33,8 +33,10 @@ mod config;
 mod derive;
 mod foreign;
 mod receipts;
+mod recorded;
 mod send;
 mod status;
+mod wait;
 
 pub use config::{known_chain_id, EthConfig};
 pub use foreign::FoundLock;
