@@ -409,8 +409,11 @@ impl SwapStore for SqliteStore {
         let id = record.id();
         let key = self.key.clone();
         let row = new_swap_row(key.as_deref(), record, initial)?;
+        let latest = Arc::clone(&self.latest);
+        let (record, initial) = (record.clone(), initial.clone());
         self.at_once(move |conn| {
-            write_tx(conn, key.as_deref(), |tx| {
+            let written = write_tx(conn, key.as_deref(), |tx| {
+                let version = data_version(tx)?;
                 let exists: Option<i64> = tx
                     .query_row_cached(
                         "SELECT 1 FROM swaps WHERE id = ?1",
@@ -446,8 +449,21 @@ impl SwapStore for SqliteStore {
                     params![row.id, t, row.state_json],
                 )
                 .map_err(backend)?;
-                Ok(())
-            })
+                Ok((version, tx.last_insert_rowid() as u64, t))
+            });
+            // The swap's first read (its first step, right after) finds its entry kept.
+            if let Ok((version, seq, t)) = &written {
+                latest.created(
+                    *version,
+                    &record,
+                    StateEntry {
+                        seq: *seq,
+                        entered_at: crate::types::Timestamp((*t).max(0) as u64),
+                        state: initial,
+                    },
+                );
+            }
+            written.map(|_| ())
         })
         .await
     }
@@ -536,7 +552,7 @@ impl SwapStore for SqliteStore {
             .at_once(move |conn| {
                 let mut moved = Vec::new();
                 let written = write_tx(conn, key.as_deref(), |tx| {
-                    record_sent(tx, key.as_deref(), &records, rows, &mut moved)
+                    record_sent(tx, key.as_deref(), (&records, &latest), rows, &mut moved)
                 });
                 latest.written(&written, moved);
                 written

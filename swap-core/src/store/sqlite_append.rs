@@ -8,7 +8,9 @@ use crate::machine::Action;
 use crate::store::rows::{backend, sent_tx_row, SentTxRow};
 use crate::store::seal::StoreKey;
 use crate::store::sqlite::CachedSql;
-use crate::store::sqlite_read::{load_entry_one, require_swap, RecordCache};
+use crate::store::sqlite_read::{
+    data_version, load_entry_one, load_latest, require_swap, LatestCache, RecordCache,
+};
 use crate::store::{now, SentAction, SentRecorded, StateEntry, StoreError, SwapState};
 use crate::types::SwapId;
 
@@ -133,10 +135,11 @@ impl SentRow {
 pub(crate) fn record_sent(
     tx: &mut Transaction<'_>,
     key: Option<&StoreKey>,
-    records: &RecordCache,
+    caches: (&RecordCache, &LatestCache),
     rows: Vec<SentRow>,
     moved: &mut Vec<(SwapId, u64, StateEntry)>,
 ) -> Result<Vec<SentRecorded>, StoreError> {
+    let version = data_version(tx)?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id = row.id;
@@ -146,7 +149,7 @@ pub(crate) fn record_sent(
             Some(Err(e)) => Err(e),
             Some(Ok(cols)) => sent_tx(tx, id, cols)?,
         };
-        let state = sent_state(tx, key, records, id, &row.action, moved)?;
+        let state = sent_state(tx, key, caches, version, id, &row.action, moved)?;
         still_open(tx)?;
         out.push(SentRecorded {
             tx: recorded_tx,
@@ -230,13 +233,22 @@ fn sent_tx(tx: &mut Transaction<'_>, id: SwapId, cols: SentTxRow) -> RowAnswer<(
 fn sent_state(
     tx: &mut Transaction<'_>,
     key: Option<&StoreKey>,
-    records: &RecordCache,
+    (records, latest): (&RecordCache, &LatestCache),
+    version: i64,
     id: SwapId,
     action: &Action,
     moved: &mut Vec<(SwapId, u64, StateEntry)>,
 ) -> RowAnswer<Option<SwapState>> {
     let sp = tx.savepoint().map_err(backend)?;
-    let entry = match load_entry_one(&sp, key, records, &id.0) {
+    // The swap's latest entry as kept (`LatestCache`: no other connection wrote since it was
+    // read; the transaction's data version tells), unless this transaction moved it already
+    // (the kept entries move only once it commits).
+    let read = if moved.iter().any(|(m, _, _)| *m == id) {
+        load_entry_one(&sp, key, records, &id.0)
+    } else {
+        load_latest(&sp, key, records, latest, version, &id)
+    };
+    let entry = match read {
         Ok((_, entry)) => entry,
         Err(e) => return own(e),
     };

@@ -73,6 +73,12 @@ impl LatestCache {
             .insert(record.id(), (record.clone(), entry.clone()));
     }
 
+    /// A swap this handle created and committed, its initial entry `entry`, in a transaction
+    /// whose data version was `version` (kept only if the cache holds at it).
+    pub(crate) fn created(&self, version: i64, record: &SwapRecord, entry: StateEntry) {
+        self.keep(version, record, &entry);
+    }
+
     /// A state this handle appended after `expected` and committed: the kept entry moves on
     /// if it was the one at `expected`, and is dropped otherwise.
     fn appended(&self, id: &SwapId, expected: u64, entry: StateEntry) {

@@ -269,6 +269,43 @@ async fn a_kept_entry_gives_way_to_what_another_connection_wrote() {
         store.load_entry(&ids[1]).await,
         Err(StoreError::Corrupt { .. })
     ));
+    // A swap this handle created is kept as a read of it finds it; what the other handle
+    // then wrote is what this one's record of a sent claim moves on from.
+    let r4 = conformance::sample_record(4, Role::Initiator);
+    store
+        .create(&r4, &SwapState::initial(Role::Initiator))
+        .await
+        .unwrap();
+    let fresh = SqliteStore::open(&path).unwrap();
+    let (kept, read) = (
+        store.load_entry(&r4.id()).await.unwrap(),
+        fresh.load_entry(&r4.id()).await.unwrap(),
+    );
+    assert_eq!((kept.0.id(), &kept.1), (read.0.id(), &read.1));
+    other
+        .append_state(&r4.id(), kept.1.seq, &claiming)
+        .await
+        .unwrap();
+    let claim = crate::machine::Action::Claim {
+        leg: crate::terms::Leg::Y,
+        preimage: crate::types::Preimage::from_bytes([4; 32]),
+    };
+    let answers = store
+        .record_sent(&[SentAction {
+            id: r4.id(),
+            tx: None,
+            action: claim,
+        }])
+        .await;
+    let claim_sent = SwapState::Initiator(initiator::State::ClaimSent);
+    assert_eq!(
+        answers[0].state.as_ref().unwrap(),
+        &Some(claim_sent.clone())
+    );
+    assert_eq!(
+        fresh.load_entry(&r4.id()).await.unwrap().1.state,
+        claim_sent
+    );
 }
 
 #[tokio::test]
