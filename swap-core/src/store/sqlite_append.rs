@@ -149,6 +149,8 @@ pub(crate) fn record_sent(
             Some(Err(e)) => Err(e),
             Some(Ok(cols)) => sent_tx(tx, id, cols)?,
         };
+        // The transaction still open before the state's savepoint (else it would run alone).
+        still_open(tx)?;
         let state = sent_state(tx, key, caches, version, id, &row.action, moved)?;
         still_open(tx)?;
         out.push(SentRecorded {
