@@ -291,7 +291,7 @@ impl Party {
             .peer_sig_checked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if checked.as_ref() == Some(&(state.clone(), *sig)) {
+        if matches!(checked.as_ref(), Some((s, g)) if s == state && g == sig) {
             return Ok(());
         }
         self.chan
